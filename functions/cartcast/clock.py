@@ -1,0 +1,76 @@
+"""One source of time for the whole package.
+
+Every "now" in cartcast comes from a `Clock`. The cloud uses the system clock. Tests
+inject a `FixedClock` they move by hand, and the demo runs every process against a
+`FileClock`: one file holding an instant, which the demo driver advances, so six
+functions and the X sandbox in separate processes share a simulated week.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Protocol
+
+UTC = dt.timezone.utc
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime:
+        """Return the current instant as a timezone-aware UTC datetime."""
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(UTC)
+
+
+class FixedClock:
+    """A clock that stands still until a test moves it."""
+
+    def __init__(self, instant: dt.datetime) -> None:
+        self._instant = as_utc(instant)
+
+    def now(self) -> dt.datetime:
+        return self._instant
+
+    def set(self, instant: dt.datetime) -> None:
+        self._instant = as_utc(instant)
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self._instant += delta
+
+
+class FileClock:
+    """A clock whose instant is an ISO-8601 line in a file, shared by processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def now(self) -> dt.datetime:
+        return parse_instant(self.path.read_text().strip())
+
+    def set(self, instant: dt.datetime) -> None:
+        # Write then rename, so a reader never sees a half-written instant.
+        scratch = self.path.with_suffix(".tmp")
+        scratch.write_text(as_utc(instant).isoformat() + "\n")
+        scratch.replace(self.path)
+
+
+def as_utc(instant: dt.datetime) -> dt.datetime:
+    """Return `instant` in UTC; a naive datetime is refused, never guessed."""
+    if instant.tzinfo is None:
+        raise ValueError("naive datetime: cartcast only handles timezone-aware times")
+    return instant.astimezone(UTC)
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """Parse an ISO-8601 instant with an offset (a trailing Z is accepted)."""
+    return as_utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+def clock_from_setting(value: str | None) -> Clock:
+    """Build the clock named by CARTCAST_CLOCK: empty for system time, else a file."""
+    if not value:
+        return SystemClock()
+    return FileClock(Path(value))

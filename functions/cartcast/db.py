@@ -1,0 +1,174 @@
+"""PostgreSQL access: pg8000 locally, the Cloud SQL Python Connector in the cloud.
+
+Connections are opened lazily, kept in a small per-process pool and reused across
+warm invocations. Queries are named constants with `:name` parameters; nothing here
+builds SQL from values. Connection failures become TransientError so an event
+function raises and the platform retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from cartcast.errors import ConfigurationError, TransientError
+from cartcast.settings import Settings
+
+CONNECT_TIMEOUT_S = 10
+POOL_SIZE_MAX = 4
+
+
+class Transaction:
+    """One open transaction; every method takes SQL and named parameters."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        self._cursor.execute(sql, params)
+        if self._cursor.description is None:
+            return []
+        names = [column[0] for column in self._cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in self._cursor.fetchall()]
+
+    def one(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        found = self.rows(sql, **params)
+        return found[0] if found else None
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        row = self.one(sql, **params)
+        return None if row is None else next(iter(row.values()))
+
+    def execute(self, sql: str, **params: Any) -> int:
+        self._cursor.execute(sql, params)
+        return self._cursor.rowcount
+
+
+class Database:
+    """A lazily connected pool of connections made by `connect`."""
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Run a block in one transaction: commit on success, roll back on error."""
+        import pg8000.dbapi
+
+        connection = self._checkout()
+        healthy = True
+        try:
+            cursor = connection.cursor()
+            yield Transaction(cursor)
+            connection.commit()
+        except (pg8000.dbapi.InterfaceError, OSError) as error:
+            healthy = False
+            raise TransientError(f"database connection failed: {error}") from error
+        except BaseException:
+            healthy = _rollback(connection)
+            raise
+        finally:
+            self._checkin(connection, healthy)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _checkout(self) -> Any:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        try:
+            return self._connect()
+        except OSError as error:
+            raise TransientError(f"cannot reach the database: {error}") from error
+
+    def _checkin(self, connection: Any, healthy: bool) -> None:
+        with self._lock:
+            if healthy and len(self._idle) < POOL_SIZE_MAX:
+                self._idle.append(connection)
+                return
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+def _rollback(connection: Any) -> bool:
+    """Roll back after an error; report whether the connection is still usable."""
+    import pg8000.dbapi
+
+    try:
+        connection.rollback()
+        return True
+    except (pg8000.dbapi.Error, OSError):
+        return False
+
+
+def connect_from_settings(settings: Settings) -> Database:
+    """Build the Database the settings describe, without connecting yet."""
+    if settings.cloud_sql_instance:
+        return Database(lambda: _connect_cloud_sql(settings))
+    if not settings.database_url:
+        raise ConfigurationError("DATABASE_URL or CLOUD_SQL_INSTANCE is required")
+    options = parse_database_url(settings.database_url)
+    return Database(lambda: _connect_pg8000(options))
+
+
+def parse_database_url(url: str) -> dict[str, Any]:
+    """Turn a libpq-style URL into pg8000 arguments (`?host=/dir` is a Unix socket)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"DATABASE_URL must start with postgresql://: {url!r}")
+    query = urllib.parse.parse_qs(parts.query)
+    port = parts.port or 5432
+    options: dict[str, Any] = {
+        "user": urllib.parse.unquote(parts.username or "postgres"),
+        "password": urllib.parse.unquote(parts.password) if parts.password else None,
+        "database": urllib.parse.unquote(parts.path.lstrip("/")) or "postgres",
+        "timeout": CONNECT_TIMEOUT_S,
+    }
+    socket_dir = query.get("host", [None])[0]
+    if socket_dir and socket_dir.startswith("/"):
+        options["unix_sock"] = f"{socket_dir}/.s.PGSQL.{port}"
+    else:
+        options["host"] = socket_dir or parts.hostname or "127.0.0.1"
+        options["port"] = port
+    return options
+
+
+def _connect_pg8000(options: dict[str, Any]) -> Any:
+    import pg8000.dbapi
+
+    # pg8000's placeholder style is a module-level setting (its documented switch);
+    # cartcast writes every query with :name placeholders.
+    pg8000.dbapi.paramstyle = "named"
+    return pg8000.dbapi.connect(**options)
+
+
+def _connect_cloud_sql(settings: Settings) -> Any:
+    # Imported only when the configuration selects Cloud SQL: the connector pulls in
+    # google-auth and aiohttp, which a local run must not pay for or probe with.
+    import pg8000.dbapi
+    from google.cloud.sql.connector import Connector
+
+    global _connector
+    if _connector is None:
+        _connector = Connector(refresh_strategy="lazy")
+    pg8000.dbapi.paramstyle = "named"
+    return _connector.connect(
+        settings.cloud_sql_instance,
+        "pg8000",
+        user=settings.db_user,
+        db=settings.db_name,
+        enable_iam_auth=settings.db_iam_auth,
+    )
+
+
+_connector: Any = None

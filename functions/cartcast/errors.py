@@ -1,0 +1,70 @@
+"""The exceptions cartcast raises, grouped by what the caller should do.
+
+    CartcastError
+    ├── ConfigurationError   the deployment is wrong: fix settings, do not retry
+    ├── TransientError       a dependency is down or busy: raise so the platform retries
+    │   └── RateLimited      the service said when to come back (`reset_at`)
+    ├── PermanentError       retrying cannot help: record the reason and acknowledge
+    └── InvalidRequest       the client sent something wrong: HTTP 4xx with a message
+        ├── Unauthorized     no key, or a key that matches no brand (401)
+        ├── Forbidden        a key that may not do this (403)
+        ├── NotFound         absent, or belongs to another brand (404)
+        └── Conflict         the request clashes with the current state (409)
+
+Adapters translate library exceptions into these with `raise ... from`, so domain code
+and entry points never catch a tweepy, google-genai or pg8000 class.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+class CartcastError(Exception):
+    """Base of every error cartcast raises on purpose."""
+
+
+class ConfigurationError(CartcastError):
+    """The settings or the deployment are wrong; retrying will not help."""
+
+
+class TransientError(CartcastError):
+    """A dependency failed in a way that may pass; let the platform retry."""
+
+
+class RateLimited(TransientError):
+    """A service refused for now and said when it will accept again."""
+
+    def __init__(self, message: str, *, reset_at: dt.datetime | None = None) -> None:
+        super().__init__(message)
+        self.reset_at = reset_at
+
+
+class PermanentError(CartcastError):
+    """Retrying cannot help: record the reason and acknowledge the work item."""
+
+
+class InvalidRequest(CartcastError):
+    """The caller sent something wrong; answered with a 4xx naming the problem."""
+
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Unauthorized(InvalidRequest):
+    status = 401
+
+
+class Forbidden(InvalidRequest):
+    status = 403
+
+
+class NotFound(InvalidRequest):
+    status = 404
+
+
+class Conflict(InvalidRequest):
+    status = 409

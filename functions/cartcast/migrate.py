@@ -1,0 +1,97 @@
+"""Apply the numbered SQL migrations in `sql/`, once each, in order.
+
+Run as a command (`make migrate` locally, a job in the cloud), never on a cold start.
+Each file is applied in its own transaction, under a transaction-level advisory lock,
+together with its row in `schema_migrations`: concurrent runners take turns, and a
+failed file leaves nothing behind. Applied files are append-only: a file whose text
+changed after it was applied stops the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+from cartcast import db, settings
+from cartcast.errors import ConfigurationError
+
+# Any 64-bit number unique to this purpose; pg_advisory_lock takes a bigint.
+MIGRATION_LOCK_ID = 7_310_262_020_001
+FILE_PATTERN = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+CREATE_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    text PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+SELECT_APPLIED = "SELECT checksum FROM schema_migrations WHERE version = :version"
+RECORD_APPLIED = (
+    "INSERT INTO schema_migrations (version, name, checksum) "
+    "VALUES (:version, :name, :checksum)"
+)
+
+
+def find_migrations(sql_dir: Path) -> list[Path]:
+    """List migration files in order; refuse names that break the numbering."""
+    files = sorted(p for p in sql_dir.iterdir() if p.suffix == ".sql")
+    versions = []
+    for path in files:
+        match = FILE_PATTERN.match(path.name)
+        if not match:
+            raise ConfigurationError(f"migration {path.name} is not named NNN_name.sql")
+        versions.append(match.group(1))
+    if len(set(versions)) != len(versions):
+        raise ConfigurationError("two migrations share a number")
+    return files
+
+
+def apply_migrations(database: db.Database, sql_dir: Path) -> list[str]:
+    """Apply every migration not yet recorded; return the names applied."""
+    applied_now = []
+    for path in find_migrations(sql_dir):
+        version = path.name[:3]
+        checksum = hashlib.sha256(path.read_bytes()).hexdigest()
+        with database.transaction() as tx:
+            # The lock lives as long as this transaction, so a second runner waits
+            # here and then sees this file recorded.
+            tx.execute("SELECT pg_advisory_xact_lock(:lock_id)", lock_id=MIGRATION_LOCK_ID)
+            tx.execute(CREATE_LEDGER)
+            recorded = tx.one(SELECT_APPLIED, version=version)
+            if recorded is not None:
+                if recorded["checksum"] != checksum:
+                    raise ConfigurationError(
+                        f"{path.name} changed after it was applied; add a new file"
+                    )
+                continue
+            tx.execute(path.read_text())
+            tx.execute(RECORD_APPLIED, version=version, name=path.name, checksum=checksum)
+        applied_now.append(path.name)
+    return applied_now
+
+
+def default_sql_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "sql"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sql-dir", type=Path, default=default_sql_dir())
+    args = parser.parse_args(argv)
+
+    database = db.connect_from_settings(settings.load())
+    try:
+        applied = apply_migrations(database, args.sql_dir)
+    finally:
+        database.close()
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none new'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Settings, read once from the environment into one frozen object.
+
+Every name, default and meaning is listed in the README's configuration table. A
+deployment that lacks something required fails with one ConfigurationError naming
+every missing or malformed variable, instead of one at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from cartcast.errors import ConfigurationError
+
+ENVIRONMENTS = ("local", "cloud")
+PUBSUB_MODES = ("push", "google")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    environment: str = "local"
+    database_url: str | None = None
+    cloud_sql_instance: str | None = None
+    db_user: str | None = None
+    db_name: str = "cartcast"
+    db_iam_auth: bool = True
+    clock_file: str | None = None
+    operator_key: str | None = None
+    x_api_base_url: str | None = None
+    x_timeout_s: float = 10.0
+    gemini_api_key: str | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str | None = None
+    gemini_api_version: str = "v1beta"
+    gemini_timeout_s: float = 20.0
+    pubsub_mode: str = "push"
+    pubsub_push_endpoints: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    google_cloud_project: str | None = None
+    mentions_topic: str = "cartcast-mentions"
+    max_event_age_s: int = 900
+    publish_batch_size: int = 20
+    publish_lease_s: int = 300
+    mention_pages_max: int = 10
+    attribution_window_days: int = 7
+    rollup_lookback_days: int = 8
+    log_level: str = "INFO"
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from environment variables, naming every problem at once."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+
+    def text(name: str, default: str | None = None) -> str | None:
+        value = env.get(name, "").strip()
+        return value or default
+
+    def number(name: str, default: float, kind: type = int) -> float:
+        raw = text(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            problems.append(f"{name} must be a number, got {raw!r}")
+            return default
+        if value <= 0:
+            problems.append(f"{name} must be positive, got {raw!r}")
+        return value
+
+    def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = text(name, default)
+        if value not in allowed:
+            problems.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    environment = choice("CARTCAST_ENV", "local", ENVIRONMENTS)
+    settings = Settings(
+        environment=environment,
+        database_url=text("DATABASE_URL"),
+        cloud_sql_instance=text("CLOUD_SQL_INSTANCE"),
+        db_user=text("DB_USER"),
+        db_name=text("DB_NAME", "cartcast"),
+        db_iam_auth=text("DB_IAM_AUTH", "true").lower() in ("1", "true", "yes"),
+        clock_file=text("CARTCAST_CLOCK"),
+        operator_key=text("CARTCAST_OPERATOR_KEY"),
+        x_api_base_url=text("X_API_BASE_URL"),
+        x_timeout_s=number("X_TIMEOUT_S", 10.0, float),
+        gemini_api_key=text("GEMINI_API_KEY"),
+        gemini_model=text("GEMINI_MODEL", "gemini-2.5-flash"),
+        gemini_base_url=text("GEMINI_BASE_URL"),
+        gemini_api_version=text("GEMINI_API_VERSION", "v1beta"),
+        gemini_timeout_s=number("GEMINI_TIMEOUT_S", 20.0, float),
+        pubsub_mode=choice("CARTCAST_PUBSUB", "push", PUBSUB_MODES),
+        pubsub_push_endpoints=_parse_endpoints(
+            text("CARTCAST_PUBSUB_PUSH", ""), problems
+        ),
+        google_cloud_project=text("GOOGLE_CLOUD_PROJECT"),
+        mentions_topic=text("CARTCAST_MENTIONS_TOPIC", "cartcast-mentions"),
+        max_event_age_s=number("CARTCAST_MAX_EVENT_AGE_S", 900),
+        publish_batch_size=number("CARTCAST_PUBLISH_BATCH", 20),
+        publish_lease_s=number("CARTCAST_PUBLISH_LEASE_S", 300),
+        mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10),
+        attribution_window_days=number("CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7),
+        rollup_lookback_days=number("CARTCAST_ROLLUP_LOOKBACK_DAYS", 8),
+        log_level=text("LOG_LEVEL", "INFO").upper(),
+    )
+    problems.extend(_check_consistency(settings))
+    if problems:
+        raise ConfigurationError("invalid settings: " + "; ".join(problems))
+    return settings
+
+
+def _parse_endpoints(raw: str, problems: list[str]) -> dict[str, str]:
+    """Parse `topic=url,topic=url` into a mapping (the local push wiring)."""
+    endpoints = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        topic, sep, url = item.partition("=")
+        if not sep or not topic or not url.startswith(("http://", "https://")):
+            problems.append(f"CARTCAST_PUBSUB_PUSH entry {item!r} is not topic=url")
+            continue
+        endpoints[topic] = url
+    return endpoints
+
+
+def _check_consistency(settings: Settings) -> list[str]:
+    problems = []
+    if not settings.database_url and not settings.cloud_sql_instance:
+        problems.append("DATABASE_URL or CLOUD_SQL_INSTANCE is required")
+    if settings.cloud_sql_instance and not settings.db_user:
+        problems.append("DB_USER is required with CLOUD_SQL_INSTANCE")
+    if settings.environment == "cloud":
+        # A simulated clock in production would publish at the wrong times.
+        if settings.clock_file:
+            problems.append("CARTCAST_CLOCK is for local runs and refused in the cloud")
+        if settings.pubsub_mode != "google":
+            problems.append("CARTCAST_PUBSUB must be google in the cloud")
+        if not settings.google_cloud_project:
+            problems.append("GOOGLE_CLOUD_PROJECT is required in the cloud")
+    if settings.pubsub_mode == "google" and not settings.google_cloud_project:
+        if "GOOGLE_CLOUD_PROJECT is required in the cloud" not in problems:
+            problems.append("GOOGLE_CLOUD_PROJECT is required with CARTCAST_PUBSUB=google")
+    return problems

@@ -1,0 +1,122 @@
+"""The embedded PostgreSQL that stands in for Cloud SQL on one machine.
+
+With DATABASE_URL set, that server is used as it is. Otherwise pgserver (PostgreSQL
+binaries shipped in a PyPI wheel) runs a private server in `var/pg` of the checkout,
+reachable only through a Unix socket: no root, no system service, no TCP port. Run as
+root, pgserver itself starts the server as an unprivileged `pgserver` user.
+
+    python -m infra.pg url       start if needed, print the URL
+    python -m infra.pg migrate   start if needed, apply sql/
+    python -m infra.pg stop      stop the embedded server
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.parse
+import uuid
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PGDATA = REPO / "var" / "pg"
+
+
+def embedded_server(pgdata: Path = DEFAULT_PGDATA, *, keep_running: bool = False):
+    """Start (or join) the embedded server; it stops when its last user exits."""
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, root shells); harmless.
+    warnings.filterwarnings("ignore", module="platformdirs")
+    import pgserver
+
+    pgdata.mkdir(parents=True, exist_ok=True)
+    return pgserver.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
+
+
+def stop_embedded(pgdata: Path = DEFAULT_PGDATA) -> None:
+    """Stop the embedded server if it runs (`make db-stop`)."""
+    if not (pgdata / "postmaster.pid").exists():
+        print("embedded PostgreSQL is not running")
+        return
+    warnings.filterwarnings("ignore", module="platformdirs")
+    from pgserver._commands import pg_ctl
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "stop"], pgdata=pgdata, user=user)
+    print("embedded PostgreSQL stopped")
+
+
+def server_url(*, keep_running: bool = False) -> str:
+    """Return DATABASE_URL when set, else the embedded server's URL."""
+    given = os.environ.get("DATABASE_URL", "").strip()
+    if given:
+        return given
+    return embedded_server(keep_running=keep_running).get_uri()
+
+
+def with_database(url: str, name: str) -> str:
+    """Return `url` pointing at database `name` instead."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+def create_database(url: str, prefix: str) -> str:
+    """Create a fresh, uniquely named database on the server at `url`; return its URL."""
+    from cartcast import db
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = db.Database(lambda: _autocommit(db, url))
+    with admin.transaction() as tx:
+        # CREATE DATABASE takes no parameters; the name is ours, built above.
+        tx.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    return with_database(url, name)
+
+
+def drop_database(url: str) -> None:
+    """Drop the database named in `url` (used for per-run databases)."""
+    from cartcast import db
+
+    name = urllib.parse.urlsplit(url).path.lstrip("/")
+    admin = db.Database(lambda: _autocommit(db, with_database(url, "postgres")))
+    with admin.transaction() as tx:
+        tx.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def _autocommit(db_module, url: str):
+    connection = db_module._connect_pg8000(db_module.parse_database_url(url))
+    connection.autocommit = True
+    return connection
+
+
+def migrate(url: str) -> list[str]:
+    from cartcast import db, migrate
+
+    database = db.Database(lambda: db._connect_pg8000(db.parse_database_url(url)))
+    try:
+        return migrate.apply_migrations(database, REPO / "sql")
+    finally:
+        database.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="embedded PostgreSQL for cartcast")
+    parser.add_argument("command", choices=["url", "migrate", "stop"])
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO / "functions"))
+
+    if args.command == "stop":
+        stop_embedded()
+        return 0
+    url = server_url(keep_running=True)
+    if args.command == "migrate":
+        applied = migrate(url)
+        print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none new'}")
+    print(url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The migration runner applies sql/ once, in order, and refuses edited history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cartcast import db, migrate
+from cartcast.errors import ConfigurationError
+from infra import pg
+
+
+@pytest.fixture
+def scratch_url(database_url: str):
+    url = pg.create_database(database_url, "cartcast_migrate")
+    yield url
+    pg.drop_database(url)
+
+
+def test_applying_twice_applies_nothing_the_second_time(scratch_url: str) -> None:
+    database = db.connect_from_settings(_settings(scratch_url))
+
+    first = migrate.apply_migrations(database, migrate.default_sql_dir())
+    second = migrate.apply_migrations(database, migrate.default_sql_dir())
+
+    assert first == sorted(p.name for p in migrate.default_sql_dir().glob("*.sql"))
+    assert second == []
+    database.close()
+
+
+def test_an_applied_file_that_changed_stops_the_run(scratch_url: str, tmp_path: Path) -> None:
+    database = db.connect_from_settings(_settings(scratch_url))
+    (tmp_path / "001_first.sql").write_text("CREATE TABLE a (id int);")
+    migrate.apply_migrations(database, tmp_path)
+
+    (tmp_path / "001_first.sql").write_text("CREATE TABLE a (id bigint);")
+
+    with pytest.raises(ConfigurationError, match="changed after it was applied"):
+        migrate.apply_migrations(database, tmp_path)
+    database.close()
+
+
+def test_a_failing_file_leaves_nothing_behind(scratch_url: str, tmp_path: Path) -> None:
+    database = db.connect_from_settings(_settings(scratch_url))
+    (tmp_path / "001_broken.sql").write_text("CREATE TABLE b (id int); SELECT nope;")
+
+    with pytest.raises(Exception, match="nope"):
+        migrate.apply_migrations(database, tmp_path)
+
+    with database.transaction() as tx:
+        assert tx.scalar("SELECT to_regclass('b')") is None
+        # The ledger was created in the same transaction, so it is gone too.
+        assert tx.scalar("SELECT to_regclass('schema_migrations')") is None
+    database.close()
+
+
+def test_badly_named_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "1_first.sql").write_text("SELECT 1;")
+
+    with pytest.raises(ConfigurationError, match="NNN_name.sql"):
+        migrate.find_migrations(tmp_path)
+
+
+def _settings(url: str):
+    from cartcast.settings import Settings
+
+    return Settings(database_url=url)
