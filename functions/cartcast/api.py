@@ -1,0 +1,249 @@
+"""The `api` function: the HTTP API store owners and agencies call.
+
+Routes are matched with Werkzeug's router (Flask's own, already loaded by
+functions-framework). Each route authenticates the caller, runs in one database
+transaction, and sees only the calling brand's rows: another brand's product or post
+answers 404, exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Any
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound as RouteNotFound
+from werkzeug.routing import Map, Rule
+
+from cartcast import brands, catalog, keys, mentions, orders, posts, reports, validation, web
+from cartcast.errors import CartcastError, InvalidRequest, NotFound
+
+LIST_LIMIT_MAX = 500
+POST_STATES = (
+    "needs_approval", "approved", "scheduled", "publishing", "published", "failed",
+    "unconfirmed", "held", "cancelled",
+)
+
+ROUTES = Map(
+    [
+        Rule("/v1/brands", methods=["POST"], endpoint="create_brand"),
+        Rule("/v1/brand", methods=["GET"], endpoint="get_brand"),
+        Rule("/v1/products", methods=["POST"], endpoint="import_products"),
+        Rule("/v1/products", methods=["GET"], endpoint="list_products"),
+        Rule("/v1/products/<product_id>", methods=["GET"], endpoint="get_product"),
+        Rule("/v1/captions", methods=["POST"], endpoint="create_captions"),
+        Rule("/v1/posts", methods=["GET"], endpoint="list_posts"),
+        Rule("/v1/posts/<post_id>", methods=["GET"], endpoint="get_post"),
+        Rule("/v1/posts/<post_id>/approve", methods=["POST"], endpoint="approve_post"),
+        Rule("/v1/posts/<post_id>/schedule", methods=["POST"], endpoint="schedule_post"),
+        Rule("/v1/posts/<post_id>/cancel", methods=["POST"], endpoint="cancel_post"),
+        Rule("/v1/schedule", methods=["POST"], endpoint="schedule_approved"),
+        Rule("/v1/mentions", methods=["GET"], endpoint="list_mentions"),
+        Rule("/v1/orders", methods=["POST"], endpoint="receive_order"),
+        Rule("/v1/reports/daily", methods=["GET"], endpoint="daily_report"),
+        Rule("/v1/reports/posts", methods=["GET"], endpoint="post_report"),
+        Rule("/v1/reports/mentions", methods=["GET"], endpoint="mention_report"),
+    ],
+    strict_slashes=False,
+)
+
+
+def handle(request: Any, runtime: Any) -> web.Response:
+    """Route one HTTP request and answer it as JSON."""
+    try:
+        endpoint, arguments = ROUTES.bind("localhost").match(request.path, request.method)
+    except RouteNotFound:
+        return web.json_response({"error": {"code": "not_found", "message": f"no route {request.path}"}}, 404)
+    except MethodNotAllowed as error:
+        allowed = ", ".join(sorted(error.valid_methods or []))
+        body = {"error": {"code": "method_not_allowed", "message": f"use {allowed}"}}
+        return web.json_response(body, 405, {"Allow": allowed})
+    try:
+        with runtime.database.transaction() as tx:
+            caller = keys.authenticate(
+                tx, request.headers.get("Authorization"), operator_key=runtime.settings.operator_key
+            )
+            body = None
+            if request.method == "POST" and endpoint not in _BODYLESS:
+                body = web.read_json(request, optional=endpoint in _OPTIONAL_BODY)
+            return HANDLERS[endpoint](
+                tx, runtime=runtime, caller=caller, body=body, query=request.args, **arguments
+            )
+    except CartcastError as error:
+        return web.error_response(error, runtime.log, runtime.clock.now())
+
+
+def handle_caption_request(request: Any, runtime: Any) -> web.Response:
+    """Answer the generate_caption function: POST a caption request, get drafts."""
+    if request.method != "POST":
+        body = {"error": {"code": "method_not_allowed", "message": "use POST"}}
+        return web.json_response(body, 405, {"Allow": "POST"})
+    try:
+        with runtime.database.transaction() as tx:
+            caller = keys.authenticate(
+                tx, request.headers.get("Authorization"), operator_key=runtime.settings.operator_key
+            )
+            return captions_response(tx, runtime, caller, web.read_json(request))
+    except CartcastError as error:
+        return web.error_response(error, runtime.log, runtime.clock.now())
+
+
+_BODYLESS = {"approve_post", "cancel_post"}
+_OPTIONAL_BODY = {"schedule_post", "schedule_approved"}
+
+
+def _limit(query: Any, default: int = 100) -> int:
+    raw = query.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT_MAX:
+        raise InvalidRequest(f"'limit' must be 1 to {LIST_LIMIT_MAX}", field="limit")
+    return int(raw)
+
+
+def _row_id(value: str, what: str) -> str:
+    """Return a UUID path segment; anything else names no row, so it is a 404."""
+    try:
+        return validation.identifier(value, what)
+    except InvalidRequest as error:
+        raise NotFound(f"{what} not found") from error
+
+
+def create_brand(tx, *, runtime, caller, body, query):
+    keys.require_operator(caller)
+    created = brands.create_brand(tx, body, now=runtime.clock.now())
+    return web.json_response(created, 201)
+
+
+def get_brand(tx, *, runtime, caller, body, query):
+    return web.json_response({"brand": brands.get_brand(tx, keys.require_brand(caller))})
+
+
+def import_products(tx, *, runtime, caller, body, query):
+    brand_id = keys.require_brand(caller)
+    result = catalog.import_products(tx, brand_id=brand_id, feed=body, now=runtime.clock.now())
+    return web.json_response(result, 200)
+
+
+def list_products(tx, *, runtime, caller, body, query):
+    found = catalog.list_products(
+        tx, brand_id=keys.require_brand(caller), after_sku=query.get("after"), limit=_limit(query)
+    )
+    return web.json_response({"products": found, "next": found[-1]["sku"] if found else None})
+
+
+def get_product(tx, *, runtime, caller, body, query, product_id):
+    brand_id = keys.require_brand(caller)
+    product = catalog.find_product(tx, brand_id=brand_id, ref=_row_id(product_id, "product"))
+    return web.json_response({"product": product})
+
+
+def create_captions(tx, *, runtime, caller, body, query):
+    return captions_response(tx, runtime, caller, body)
+
+
+def captions_response(tx: Any, runtime: Any, caller: keys.Caller, body: Any) -> web.Response:
+    """Write and store drafts for products (shared with the generate_caption function)."""
+    created = posts.create_drafts(
+        tx, brand_id=keys.require_brand(caller), body=body, created_by=caller.key_name,
+        now=runtime.clock.now(), gemini=runtime.gemini(),
+    )
+    return web.json_response(created, 201)
+
+
+def list_posts(tx, *, runtime, caller, body, query):
+    state = query.get("state")
+    if state is not None and state not in POST_STATES:
+        raise InvalidRequest(f"'state' must be one of {', '.join(POST_STATES)}", field="state")
+    found = posts.list_posts(tx, brand_id=keys.require_brand(caller), state=state, limit=_limit(query))
+    return web.json_response({"posts": found})
+
+
+def get_post(tx, *, runtime, caller, body, query, post_id):
+    post = posts.get_post(tx, brand_id=keys.require_brand(caller), post_id=_row_id(post_id, "post"))
+    return web.json_response({"post": post})
+
+
+def approve_post(tx, *, runtime, caller, body, query, post_id):
+    post = posts.transition(
+        tx, brand_id=keys.require_brand(caller), post_id=_row_id(post_id, "post"),
+        to_state="approved", from_states=("needs_approval",), now=runtime.clock.now(),
+    )
+    return web.json_response({"post": post})
+
+
+def cancel_post(tx, *, runtime, caller, body, query, post_id):
+    post = posts.transition(
+        tx, brand_id=keys.require_brand(caller), post_id=_row_id(post_id, "post"),
+        to_state="cancelled", from_states=("needs_approval", "approved", "scheduled", "held"),
+        now=runtime.clock.now(),
+    )
+    return web.json_response({"post": post})
+
+
+def schedule_post(tx, *, runtime, caller, body, query, post_id):
+    post = posts.schedule(
+        tx, brand_id=keys.require_brand(caller), post_id=_row_id(post_id, "post"),
+        body=body, now=runtime.clock.now(),
+    )
+    return web.json_response({"post": post})
+
+
+def schedule_approved(tx, *, runtime, caller, body, query):
+    body = validation.require_object(body)
+    limit = validation.integer(body, "limit", default=50, minimum=1, maximum=LIST_LIMIT_MAX)
+    scheduled = posts.schedule_approved(
+        tx, brand_id=keys.require_brand(caller), limit=limit, now=runtime.clock.now()
+    )
+    return web.json_response({"posts": scheduled})
+
+
+def list_mentions(tx, *, runtime, caller, body, query):
+    state = query.get("state")
+    if state not in (None, "open", "handled"):
+        raise InvalidRequest("'state' must be open or handled", field="state")
+    found = mentions.inbox(tx, brand_id=keys.require_brand(caller), state=state, limit=_limit(query))
+    return web.json_response({"mentions": found})
+
+
+def receive_order(tx, *, runtime, caller, body, query):
+    result = orders.receive_order(
+        tx, brand_id=keys.require_brand(caller), body=body, now=runtime.clock.now(),
+        window_days=runtime.settings.attribution_window_days,
+    )
+    return web.json_response(result, 200 if result["duplicate"] else 201)
+
+
+def daily_report(tx, *, runtime, caller, body, query):
+    brand_id = keys.require_brand(caller)
+    brand = brands.get_brand(tx, brand_id)
+    today = runtime.clock.now().astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
+    last_day = _day(query.get("to"), "to", today)
+    first_day = _day(query.get("from"), "from", last_day - dt.timedelta(days=6))
+    if first_day > last_day or (last_day - first_day).days > 366:
+        raise InvalidRequest("'from' must be on or before 'to', at most 366 days apart", field="from")
+    rows = reports.daily(tx, brand_id=brand_id, first_day=first_day, last_day=last_day)
+    return web.json_response({"time_zone": brand["time_zone"], "days": rows})
+
+
+def post_report(tx, *, runtime, caller, body, query):
+    rows = reports.post_revenue(tx, brand_id=keys.require_brand(caller), limit=_limit(query))
+    return web.json_response({"posts": rows})
+
+
+def mention_report(tx, *, runtime, caller, body, query):
+    rows = reports.mention_summary(tx, brand_id=keys.require_brand(caller))
+    return web.json_response({"mentions": rows})
+
+
+def _day(value: str | None, name: str, default: dt.date) -> dt.date:
+    if value is None:
+        return default
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as error:
+        raise InvalidRequest(f"'{name}' must be a date like 2026-03-01", field=name) from error
+
+
+HANDLERS = {
+    name: globals()[name]
+    for name in (rule.endpoint for rule in ROUTES.iter_rules())
+}

@@ -1,0 +1,160 @@
+"""The brand's product catalog, imported from a JSON feed and upserted by SKU.
+
+The feed is a list of products (or {"products": [...]}) with the fields of common
+store exports: sku, title, description, category, tags, brand, price,
+discountPercentage, stock, thumbnail/images. An import is all or nothing: every row
+is checked first, and one bad row answers 400 naming it, with nothing written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from typing import Any
+
+from cartcast import validation
+from cartcast.db import Transaction
+from cartcast.errors import InvalidRequest, NotFound
+
+IMPORT_ROWS_MAX = 1000
+ERRORS_SHOWN_MAX = 20
+
+UPSERT_PRODUCT = """
+INSERT INTO products (brand_id, sku, handle, title, description, category, tags,
+    vendor, price, discount_percent, stock, image_url, created_at, updated_at)
+VALUES (:brand_id, :sku, :handle, :title, :description, :category,
+    CAST(:tags AS text[]), :vendor, :price, :discount_percent, :stock, :image_url,
+    :now, :now)
+ON CONFLICT (brand_id, sku) DO UPDATE SET
+    handle = EXCLUDED.handle, title = EXCLUDED.title,
+    description = EXCLUDED.description, category = EXCLUDED.category,
+    tags = EXCLUDED.tags, vendor = EXCLUDED.vendor, price = EXCLUDED.price,
+    discount_percent = EXCLUDED.discount_percent, stock = EXCLUDED.stock,
+    image_url = EXCLUDED.image_url, updated_at = EXCLUDED.updated_at
+RETURNING (xmax = 0) AS inserted
+"""
+PRODUCT_COLUMNS = """
+id, sku, handle, title, description, category, tags, vendor, price,
+discount_percent, stock, image_url, updated_at
+"""
+SELECT_PRODUCTS = (
+    "SELECT " + PRODUCT_COLUMNS + " FROM products WHERE brand_id = :brand_id "
+    "AND (CAST(:after_sku AS text) IS NULL OR sku > :after_sku) "
+    "ORDER BY sku LIMIT :limit"
+)
+SELECT_PRODUCT_BY_ID = (
+    "SELECT " + PRODUCT_COLUMNS + " FROM products WHERE brand_id = :brand_id AND id = :id"
+)
+SELECT_PRODUCT_BY_SKU = (
+    "SELECT " + PRODUCT_COLUMNS + " FROM products WHERE brand_id = :brand_id AND sku = :sku"
+)
+
+
+def import_products(
+    tx: Transaction, *, brand_id: str, feed: Any, now: dt.datetime
+) -> dict[str, int]:
+    """Check every row of a feed, then upsert them all; return inserted/updated."""
+    rows = _feed_rows(feed)
+    products, errors = [], []
+    for index, row in enumerate(rows):
+        try:
+            products.append(parse_product(row))
+        except InvalidRequest as error:
+            errors.append(f"products[{index}]: {error}")
+    if errors:
+        shown = "; ".join(errors[:ERRORS_SHOWN_MAX])
+        more = len(errors) - ERRORS_SHOWN_MAX
+        raise InvalidRequest(
+            f"{len(errors)} invalid product(s), nothing imported: {shown}"
+            + (f" (and {more} more)" if more > 0 else ""),
+            field="products",
+        )
+    skus = [product["sku"] for product in products]
+    if len(set(skus)) != len(skus):
+        raise InvalidRequest("the feed repeats a SKU; nothing imported", field="products")
+
+    inserted = 0
+    for product in products:
+        inserted += bool(tx.scalar(UPSERT_PRODUCT, brand_id=brand_id, now=now, **product))
+    return {"inserted": inserted, "updated": len(products) - inserted}
+
+
+def parse_product(row: Any) -> dict[str, Any]:
+    """Validate one feed row and return the product's column values."""
+    row = validation.require_object(row, "product")
+    sku = validation.text(row, "sku", max_len=100)
+    title = validation.text(row, "title", max_len=300)
+    tags = row.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise InvalidRequest("'tags' must be a list of strings", field="tags")
+    discount = row.get("discountPercentage")
+    stock = row.get("stock", 0)
+    if isinstance(stock, bool) or not isinstance(stock, int) or stock < 0:
+        raise InvalidRequest("'stock' must be a non-negative integer", field="stock")
+    images = row.get("images") or []
+    image = row.get("thumbnail") or (images[0] if isinstance(images, list) and images else None)
+    return {
+        "sku": sku,
+        "handle": validation.text(row, "handle", required=False, max_len=200)
+        or _handle(title),
+        "title": title,
+        "description": validation.text(row, "description", required=False, default="")[:5000],
+        "category": validation.text(row, "category", required=False, default="", max_len=100),
+        "tags": [tag.strip() for tag in tags if tag.strip()][:20],
+        "vendor": validation.text(row, "brand", required=False, max_len=200),
+        "price": validation.money(row.get("price"), "price")
+        if "price" in row
+        else _missing("price"),
+        "discount_percent": None
+        if discount is None
+        else min(validation.money(discount, "discountPercentage"), Decimal(100)),
+        "stock": stock,
+        "image_url": image if isinstance(image, str) else None,
+    }
+
+
+def list_products(
+    tx: Transaction, *, brand_id: str, after_sku: str | None, limit: int
+) -> list[dict[str, Any]]:
+    return tx.rows(SELECT_PRODUCTS, brand_id=brand_id, after_sku=after_sku, limit=limit)
+
+
+def find_product(tx: Transaction, *, brand_id: str, ref: str) -> dict[str, Any]:
+    """Find a product by id or SKU; another brand's product is simply not found."""
+    product = None
+    if _looks_like_uuid(ref):
+        product = tx.one(SELECT_PRODUCT_BY_ID, brand_id=brand_id, id=ref)
+    if product is None:
+        product = tx.one(SELECT_PRODUCT_BY_SKU, brand_id=brand_id, sku=ref)
+    if product is None:
+        raise NotFound(f"product {ref!r} not found", field="products")
+    return product
+
+
+def _feed_rows(feed: Any) -> list[Any]:
+    if isinstance(feed, dict):
+        feed = feed.get("products")
+    if not isinstance(feed, list):
+        raise InvalidRequest(
+            "body must be a list of products or {\"products\": [...]}", field="products"
+        )
+    if not feed:
+        raise InvalidRequest("the feed has no products", field="products")
+    if len(feed) > IMPORT_ROWS_MAX:
+        raise InvalidRequest(
+            f"at most {IMPORT_ROWS_MAX} products per import", field="products"
+        )
+    return feed
+
+
+def _handle(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:200] or "product"
+
+
+def _missing(name: str) -> Decimal:
+    raise InvalidRequest(f"'{name}' is required", field=name)
+
+
+def _looks_like_uuid(value: str) -> bool:
+    return bool(re.fullmatch(r"[0-9a-fA-F-]{36}", value))

@@ -1,0 +1,102 @@
+"""The per-process objects every function shares, built lazily and reused warm.
+
+Nothing here connects or imports a client library until a path asks for it: the
+database on the first query, tweepy on the first X call, google-genai only when a
+Gemini key is configured, the Cloud SQL connector only when CLOUD_SQL_INSTANCE is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from cartcast import settings as settings_module
+from cartcast.clock import Clock, clock_from_setting
+from cartcast.logs import get_logger
+
+
+class Runtime:
+    def __init__(self, settings: settings_module.Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or clock_from_setting(settings.clock_file)
+        self.log: logging.Logger = get_logger("cartcast", settings.log_level)
+        self._database: Any = None
+        self._publisher: Any = None
+        self._x_clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def database(self):
+        if self._database is None:
+            from cartcast import db
+
+            with self._lock:
+                if self._database is None:
+                    self._database = db.connect_from_settings(self.settings)
+        return self._database
+
+    @property
+    def publisher(self):
+        if self._publisher is None:
+            from cartcast import pubsub
+
+            self._publisher = pubsub.publisher_from_settings(self.settings, self.clock)
+        return self._publisher
+
+    def x_client(self, access_token: str):
+        """Return the X client for one account's token, reused while warm."""
+        client = self._x_clients.get(access_token)
+        if client is None:
+            from cartcast.x import XClient
+
+            client = XClient(
+                access_token=access_token,
+                base_url=self.settings.x_api_base_url,
+                timeout_s=self.settings.x_timeout_s,
+            )
+            self._x_clients[access_token] = client
+        return client
+
+    def gemini(self):
+        """Return the Gemini captioner, or None when no key is configured."""
+        if not self.settings.gemini_api_key:
+            return None
+        if not hasattr(self, "_gemini"):
+            from cartcast.gemini import GeminiCaptioner
+
+            self._gemini = GeminiCaptioner(
+                api_key=self.settings.gemini_api_key,
+                model=self.settings.gemini_model,
+                base_url=self.settings.gemini_base_url,
+                api_version=self.settings.gemini_api_version,
+                timeout_s=self.settings.gemini_timeout_s,
+                clock=self.clock,
+            )
+        return self._gemini
+
+    def close(self) -> None:
+        if self._database is not None:
+            self._database.close()
+
+
+_current: Runtime | None = None
+_current_lock = threading.Lock()
+
+
+def current() -> Runtime:
+    """Return this process's Runtime, building it from the environment once."""
+    global _current
+    if _current is None:
+        with _current_lock:
+            if _current is None:
+                _current = Runtime(settings_module.load())
+    return _current
+
+
+def reset() -> None:
+    """Forget the process's Runtime (tests change the environment between apps)."""
+    global _current
+    if _current is not None:
+        _current.close()
+    _current = None

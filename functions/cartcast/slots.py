@@ -1,0 +1,91 @@
+"""Weekly posting slots, kept in the brand's own time zone and resolved to UTC.
+
+A slot is a weekday (0 = Monday) and a wall-clock time. Resolving it for a date uses
+zoneinfo with `fold=0`, which defines both daylight-saving edge cases:
+
+- a slot inside the hour skipped when clocks go forward (02:30 on a spring-forward
+  night in New York) happens at the same distance past the jump: 03:30 local;
+- a slot inside the hour repeated when clocks go back happens at its first
+  occurrence (the earlier UTC instant), once.
+
+The process time zone never matters: every input and output is aware.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from cartcast.clock import UTC
+from cartcast.errors import InvalidRequest
+
+DEFAULT_SLOTS = (
+    [{"weekday": day, "time": "09:30"} for day in range(5)]
+    + [{"weekday": day, "time": "12:30"} for day in range(5)]
+    + [{"weekday": day, "time": "18:00"} for day in range(5)]
+    + [{"weekday": day, "time": "11:00"} for day in (5, 6)]
+)
+TIME_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+HORIZON_DAYS = 366
+
+
+def validate_slots(value: Any) -> list[dict[str, Any]]:
+    """Check a slot list from a request body and return it sorted."""
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest("'posting_slots' must be a non-empty list", field="posting_slots")
+    slots = []
+    for index, slot in enumerate(value):
+        where = f"posting_slots[{index}]"
+        if not isinstance(slot, dict):
+            raise InvalidRequest(f"{where} must be an object", field=where)
+        weekday, time = slot.get("weekday"), slot.get("time")
+        if isinstance(weekday, bool) or weekday not in range(7):
+            raise InvalidRequest(f"{where}.weekday must be 0 (Monday) to 6", field=where)
+        if not isinstance(time, str) or not TIME_PATTERN.match(time):
+            raise InvalidRequest(f"{where}.time must be HH:MM (24 h)", field=where)
+        slots.append({"weekday": weekday, "time": time})
+    unique = {(slot["weekday"], slot["time"]) for slot in slots}
+    return [{"weekday": day, "time": time} for day, time in sorted(unique)]
+
+
+def resolve(local_date: dt.date, time_text: str, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+    """Return the UTC instant of a wall-clock time on a local date (see module doc)."""
+    hour, minute = (int(part) for part in time_text.split(":"))
+    wall = dt.datetime.combine(local_date, dt.time(hour, minute), tzinfo=zone)
+    # Round-trip through UTC normalises a skipped wall time forward by the gap.
+    return wall.astimezone(UTC)
+
+
+def upcoming(slots: Iterable[dict[str, Any]], time_zone: str, after: dt.datetime) -> Iterator[dt.datetime]:
+    """Yield slot instants strictly after `after`, in order, up to a year ahead."""
+    zone = zoneinfo.ZoneInfo(time_zone)
+    by_weekday: dict[int, list[str]] = {}
+    for slot in slots:
+        by_weekday.setdefault(slot["weekday"], []).append(slot["time"])
+    start = after.astimezone(zone).date()
+    for offset in range(HORIZON_DAYS):
+        day = start + dt.timedelta(days=offset)
+        instants = sorted(resolve(day, time, zone) for time in by_weekday.get(day.weekday(), []))
+        for instant in instants:
+            if instant > after:
+                yield instant
+
+
+def next_free(
+    slots: Iterable[dict[str, Any]],
+    time_zone: str,
+    after: dt.datetime,
+    taken: set[dt.datetime],
+    count: int,
+) -> list[dt.datetime]:
+    """Return the next `count` slot instants after `after` that are not taken."""
+    free = []
+    for instant in upcoming(list(slots), time_zone, after):
+        if instant not in taken:
+            free.append(instant)
+            if len(free) == count:
+                break
+    return free

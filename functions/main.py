@@ -1,0 +1,104 @@
+"""cartcast's Cloud Functions: six thin entry points over the `cartcast` package.
+
+Each one decodes its trigger, takes the process's runtime (settings, clock, lazily
+opened database and clients), calls one domain function and maps the outcome. Domain
+modules are imported inside each function, so a function loads only what it runs.
+
+Event functions follow one rule for retries: raise (TransientError, a database
+outage) when trying again can help; log and return when it cannot (a payload that
+will never parse, an event older than CARTCAST_MAX_EVENT_AGE_S).
+"""
+
+import functions_framework
+
+from cartcast import events, runtime
+from cartcast.errors import PermanentError
+from cartcast.logs import fields
+
+
+@functions_framework.http
+def api(request):
+    from cartcast import api as http_api
+
+    return http_api.handle(request, runtime.current())
+
+
+@functions_framework.http
+def generate_caption(request):
+    from cartcast import api as http_api
+
+    return http_api.handle_caption_request(request, runtime.current())
+
+
+@functions_framework.cloud_event
+def publish_due_posts(cloud_event):
+    message = _fresh_message(cloud_event, "publish_due_posts")
+    if message is None:
+        return
+    from cartcast import publishing
+
+    outcome = publishing.publish_due(runtime.current(), as_of=message.time)
+    _done("publish_due_posts", message, outcome)
+
+
+@functions_framework.cloud_event
+def poll_mentions(cloud_event):
+    message = _fresh_message(cloud_event, "poll_mentions")
+    if message is None:
+        return
+    from cartcast import mentions
+
+    outcome = mentions.poll_mentions(runtime.current(), as_of=message.time)
+    _done("poll_mentions", message, outcome)
+
+
+@functions_framework.cloud_event
+def score_sentiment(cloud_event):
+    message = _fresh_message(cloud_event, "score_sentiment")
+    if message is None:
+        return
+    ids = message.payload.get("mention_ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        _drop("score_sentiment", message, "payload has no mention_ids list")
+        return
+    from cartcast import mentions
+
+    scored = mentions.score_mentions(runtime.current(), mention_ids=ids)
+    _done("score_sentiment", message, {"scored": scored, "received": len(ids)})
+
+
+@functions_framework.cloud_event
+def rollup_kpis(cloud_event):
+    message = _fresh_message(cloud_event, "rollup_kpis")
+    if message is None:
+        return
+    from cartcast import kpis
+
+    outcome = kpis.rollup(runtime.current(), as_of=message.time)
+    _done("rollup_kpis", message, outcome)
+
+
+def _fresh_message(cloud_event, function):
+    """Decode the event; return None (acknowledge) when it is unusable or stale."""
+    current = runtime.current()
+    try:
+        message = events.decode(cloud_event)
+    except PermanentError as error:
+        current.log.error("unusable event dropped", extra=fields(
+            function=function, event_id=cloud_event.get("id"), reason=str(error)))
+        return None
+    age_s = events.age_s(message, current.clock.now())
+    if age_s > current.settings.max_event_age_s:
+        _drop(function, message, f"event is {age_s:.0f} s old")
+        return None
+    return message
+
+
+def _drop(function, message, reason):
+    runtime.current().log.warning("event dropped", extra=fields(
+        function=function, event_id=message.event_id, reason=reason))
+
+
+def _done(function, message, outcome):
+    runtime.current().log.info(f"{function} done", extra=fields(
+        function=function, event_id=message.event_id, as_of=message.time, **outcome))

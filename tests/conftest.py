@@ -1,0 +1,92 @@
+"""Shared fixtures: a real PostgreSQL, a pinned clock, the X sandbox, function apps.
+
+The database is TEST_DATABASE_URL's server when set (CI points it at the machine's
+PostgreSQL), otherwise the embedded server of infra/pg.py. Each test session gets
+a fresh database with sql/ applied; each test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cartcast import runtime as runtime_module
+from cartcast.clock import UTC, FileClock, FixedClock
+from cartcast.settings import Settings
+from infra import pg
+
+REPO = Path(__file__).resolve().parents[1]
+OPERATOR_KEY = "operator-test-key"
+# A Monday morning in UTC; tests that need another instant move the clock.
+START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    server = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if not server:
+        server = pg.embedded_server().get_uri()
+    url = pg.create_database(server, "cartcast_test")
+    pg.migrate(url)
+    yield url
+    pg.drop_database(url)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(START)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, operator_key=OPERATOR_KEY)
+
+
+@pytest.fixture
+def runtime(settings: Settings, clock: FixedClock) -> Iterator[runtime_module.Runtime]:
+    current = runtime_module.Runtime(settings, clock=clock)
+    yield current
+    with current.database.transaction() as tx:
+        tx.execute("TRUNCATE brands, cost_ledger CASCADE")
+    current.close()
+
+
+@pytest.fixture
+def clock_file(tmp_path: Path) -> FileClock:
+    """A clock shared through a file, as the demo shares one between processes."""
+    shared = FileClock(tmp_path / "clock")
+    shared.set(START)
+    return shared
+
+
+@pytest.fixture
+def function_env(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, clock_file: FileClock
+) -> Iterator[dict[str, str]]:
+    """Environment for functions built by functions-framework inside the test."""
+    env = {
+        "DATABASE_URL": database_url,
+        "CARTCAST_OPERATOR_KEY": OPERATOR_KEY,
+        "CARTCAST_CLOCK": str(clock_file.path),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("GEMINI_API_KEY", "X_API_BASE_URL", "CARTCAST_PUBSUB_PUSH"):
+        monkeypatch.delenv(name, raising=False)
+    runtime_module.reset()
+    yield env
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        tx.execute("TRUNCATE brands, cost_ledger CASCADE")
+    runtime_module.reset()
+
+
+def make_app(target: str, signature_type: str):
+    """Build functions-framework's real app for one function of functions/main.py."""
+    from functions_framework import create_app
+
+    return create_app(target, str(REPO / "functions" / "main.py"), signature_type)
