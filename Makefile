@@ -1,0 +1,53 @@
+# cartcast: every target is listed by `make help`.
+# Targets that rewrite files (fmt) are separate from those that only check (check).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requirements.txt | cksum | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test bench migrate db-url db-stop check fmt clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install the pinned dependencies
+
+$(STAMP): requirements-dev.txt functions/requirements.txt
+	@start=$$(date +%s); \
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "cartcast needs Python 3.11+")'; \
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV); \
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt; \
+	rm -f $(VENV)/.installed-*; touch $@; \
+	echo "install: done in $$(( $$(date +%s) - start )) s"
+
+demo: install ## Run the whole loop on the demo catalog in a simulated week
+	@$(PY) -m infra.demo
+
+test: install ## Run the test suite against a real PostgreSQL
+	@$(PY) -m pytest
+
+bench: install ## Measure cold start and memory per function against a bare function
+	@$(PY) -m bench.functions
+
+migrate: install ## Apply sql/ to DATABASE_URL, or to the embedded server
+	@$(PY) -m infra.pg migrate
+
+db-url: install ## Start the embedded PostgreSQL if needed and print its URL
+	@$(PY) -m infra.pg url
+
+db-stop: install ## Stop the embedded PostgreSQL
+	@$(PY) -m infra.pg stop
+
+check: install ## Lint and check formatting without changing files
+	@$(VENV)/bin/ruff check functions infra tests bench
+	@$(VENV)/bin/ruff format --check functions infra tests bench
+
+fmt: install ## Format and autofix the code
+	@$(VENV)/bin/ruff format functions infra tests bench
+	@$(VENV)/bin/ruff check --fix functions infra tests bench
+
+clean: ## Remove the virtualenv, the embedded database and demo output
+	-@[ -x $(PY) ] && $(PY) -m infra.pg stop
+	rm -rf $(VENV) var

@@ -1,0 +1,203 @@
+"""What stands in for Google Cloud's wiring on one machine.
+
+- `FunctionProcess`: one Cloud Function, served by the functions-framework CLI on a
+  loopback port, as Cloud Run would serve it.
+- `LocalCloud`: the six functions plus the X sandbox, started together with the
+  environment each needs; `score_sentiment` is subscribed to the mentions topic
+  through a direct push (CARTCAST_PUBSUB_PUSH), as a push subscription would be.
+- `send_tick`: what Cloud Scheduler does through Pub/Sub: a messagePublished
+  CloudEvent whose `time` is the instant the tick stands for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FUNCTIONS = {
+    "api": "http",
+    "generate_caption": "http",
+    "publish_due_posts": "cloudevent",
+    "poll_mentions": "cloudevent",
+    "score_sentiment": "cloudevent",
+    "rollup_kpis": "cloudevent",
+}
+MENTIONS_TOPIC = "cartcast-mentions"
+START_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout_s} s")
+
+
+class FunctionProcess:
+    """One function under `functions-framework` on 127.0.0.1."""
+
+    def __init__(self, target: str, env: dict[str, str], log_dir: Path, port: int | None = None) -> None:
+        self.target = target
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = log_dir / f"{target}.log"
+        self._env = env
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> FunctionProcess:
+        command = [
+            str(Path(sys.executable).parent / "functions-framework"),
+            "--target", self.target,
+            "--signature-type", FUNCTIONS[self.target],
+            "--source", str(REPO / "functions" / "main.py"),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+        ]
+        log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            command, env=self._env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO / "functions"
+        )
+        return self
+
+    def wait_ready(self) -> None:
+        assert self.process is not None
+        wait_for_port(self.port, self.process, START_TIMEOUT_S, f"function {self.target}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class LocalCloud:
+    """The X sandbox and all six functions, wired together on loopback."""
+
+    def __init__(self, *, database_url: str, clock_file: Path, work_dir: Path,
+                 operator_key: str, extra_env: dict[str, str] | None = None) -> None:
+        self.work_dir = work_dir
+        self.clock_file = clock_file
+        self.sandbox_port = free_port()
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.sandbox_state = work_dir / "x-sandbox-state.json"
+        self.functions: dict[str, FunctionProcess] = {}
+        self._sandbox: subprocess.Popen | None = None
+        self._env = {
+            **_base_env(),
+            "DATABASE_URL": database_url,
+            "CARTCAST_CLOCK": str(clock_file),
+            "CARTCAST_OPERATOR_KEY": operator_key,
+            "X_API_BASE_URL": self.sandbox_url,
+            **(extra_env or {}),
+        }
+
+    def start(self) -> LocalCloud:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._sandbox = subprocess.Popen(
+            [sys.executable, "-m", "infra.x_sandbox", "--port", str(self.sandbox_port),
+             "--clock-file", str(self.clock_file), "--state-file", str(self.sandbox_state)],
+            cwd=REPO, env=self._env, stdout=(self.work_dir / "x-sandbox.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        score = FunctionProcess("score_sentiment", self._env, self.work_dir)
+        push = {"CARTCAST_PUBSUB_PUSH": f"{MENTIONS_TOPIC}={score.url}"}
+        self.functions["score_sentiment"] = score
+        for target in FUNCTIONS:
+            if target != "score_sentiment":
+                self.functions[target] = FunctionProcess(target, {**self._env, **push}, self.work_dir)
+        for function in self.functions.values():
+            function.start()
+        wait_for_port(self.sandbox_port, self._sandbox, START_TIMEOUT_S, "X sandbox")
+        for function in self.functions.values():
+            function.wait_ready()
+        return self
+
+    def stop(self) -> None:
+        for function in self.functions.values():
+            function.stop()
+        if self._sandbox and self._sandbox.poll() is None:
+            self._sandbox.terminate()
+            try:
+                self._sandbox.wait(10)
+            except subprocess.TimeoutExpired:
+                self._sandbox.kill()
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def url(self, target: str) -> str:
+        return self.functions[target].url
+
+
+def _base_env() -> dict[str, str]:
+    """The parent's environment minus anything that could point a client elsewhere."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("GOOGLE_", "CLOUDSDK_", "GEMINI_", "X_API_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "functions"), str(REPO)])
+    env["PYTHONUNBUFFERED"] = "1"
+    # The demo machine has two cores; a thread pool per function is plenty.
+    env.setdefault("THREADS", "4")
+    return env
+
+
+def send_tick(url: str, *, topic: str, time: dt.datetime, payload: dict | None = None) -> int:
+    """Deliver one Cloud Scheduler tick through a Pub/Sub CloudEvent; return the status."""
+    sys.path.insert(0, str(REPO / "functions"))
+    from cartcast import events
+
+    headers, body = events.envelope(
+        topic=topic, project="local", payload=payload or {"tick": topic},
+        message_id=uuid.uuid4().hex, time=time,
+    )
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def call_json(method: str, url: str, body: Any = None, key: str | None = None) -> tuple[int, Any]:
+    """Make one JSON HTTP call on loopback; return (status, decoded body)."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            return error.code, json.loads(raw)
+        except ValueError:
+            return error.code, raw.decode(errors="replace")
