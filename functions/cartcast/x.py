@@ -1,0 +1,455 @@
+"""The X API v2, through tweepy, in cartcast's types and errors.
+
+One `XClient` acts for one X account with that account's OAuth 2.0 user-context access
+token. It returns frozen dataclasses with string ids and aware UTC datetimes, and turns
+every tweepy or requests failure into a cartcast error at this boundary:
+
+    429                                  errors.RateLimited (reset_at from the header)
+    5xx, refused connection              errors.TransientError
+    read timeout, connection dropped     XTimeout: the request may have reached X
+    400, 401, 403, 404, other 4xx        XRejected(PermanentError) with a `reason`
+
+A retry after `XTimeout` may publish twice: the caller decides, e.g. by looking for the
+post with `own_posts` first. The client never sleeps through a rate limit (tweepy's
+`wait_on_rate_limit` stays off); it raises with the reset time and the caller returns.
+
+Importing this module is cheap: tweepy and requests load when a client is built.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cartcast import errors
+from cartcast.clock import UTC, parse_instant
+
+if TYPE_CHECKING:
+    import requests
+    import tweepy
+
+X_API_URL = "https://api.x.com"
+
+# tweepy 4.17 writes this host into every URL (BaseClient.request) and passes no
+# timeout; the session below swaps the host and adds the timeout.
+TWEEPY_HOST = "https://api.twitter.com"
+
+# Kinds of request, for metering cost: X bills a post, more for a post with a link,
+# and a little for each read of the account's own data (all cartcast's reads).
+POST = "post"
+POST_WITH_URL = "post_with_url"
+OWNED_READ = "owned_read"
+
+# GET /2/users/:id/tweets serves at most the 3,200 newest posts, 100 a page.
+OWN_POSTS_MAX_PAGES = 32
+METRICS_BATCH_SIZE = 100
+MENTION_FIELDS = ["created_at", "conversation_id", "author_id", "in_reply_to_user_id"]
+
+
+class XTimeout(errors.TransientError):
+    """No answer came back, yet X may have received and acted on the request."""
+
+
+class XRejected(errors.PermanentError):
+    """X refused the request for a reason a retry cannot change.
+
+    `reason` is one of "duplicate", "too_long", "unauthorized", "forbidden",
+    "invalid_request", "not_found" or "refused".
+    """
+
+    def __init__(self, message: str, *, reason: str, status: int | None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class XUser:
+    id: str
+    username: str
+    name: str
+
+
+@dataclass(frozen=True)
+class CreatedPost:
+    """A post of the account. `text` is X's copy, with links as t.co links."""
+
+    id: str
+    text: str
+    created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Mention:
+    id: str
+    text: str
+    author_id: str
+    author_username: str | None
+    author_name: str | None
+    created_at: dt.datetime
+    conversation_id: str
+    in_reply_to_user_id: str | None
+
+
+@dataclass(frozen=True)
+class MentionBatch:
+    """Mentions newest first; `complete` is False when pages were left unread."""
+
+    mentions: list[Mention]
+    newest_id: str | None
+    pages_read: int
+    complete: bool
+
+
+@dataclass(frozen=True)
+class PostMetrics:
+    """Totals for one post; the click counts are None past X's 30-day window."""
+
+    impressions: int
+    likes: int
+    reposts: int
+    replies: int
+    quotes: int
+    bookmarks: int
+    link_clicks: int | None
+    profile_clicks: int | None
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    limit: int
+    remaining: int
+    reset_at: dt.datetime
+
+
+class XClient:
+    """Act on X for the account that owns `access_token`."""
+
+    def __init__(
+        self, *, access_token: str, base_url: str | None = None, timeout_s: float = 10.0
+    ) -> None:
+        import tweepy
+
+        # tweepy's DEBUG lines print request headers, Authorization included.
+        logging.getLogger("tweepy.client").setLevel(logging.INFO)
+
+        # return_type=dict: the JSON as X sent it, which this module maps itself.
+        client = tweepy.Client(bearer_token=access_token, return_type=dict)
+        client.session.close()
+        client.session = _routed_session(base_url or X_API_URL, timeout_s)
+        self._client = client
+        self._requests_made: Counter[str] = Counter()
+
+    @property
+    def requests_made(self) -> dict[str, int]:
+        """Count requests sent, by kind: an upper bound on what X bills."""
+        return dict(self._requests_made)
+
+    @property
+    def last_rate_limit(self) -> RateLimitInfo | None:
+        """Return the rate-limit headers of the last answer, if it had them."""
+        return _rate_limit_from(self._client.session.last_headers)
+
+    def me(self) -> XUser:
+        """Return the account the token acts for."""
+        answer = self._call(OWNED_READ, self._client.get_me)
+        user = answer["data"]
+        return XUser(id=user["id"], username=user["username"], name=user["name"])
+
+    def create_post(self, text: str) -> CreatedPost:
+        """Publish `text` as a new post.
+
+        Raises:
+            XTimeout: the outcome is unknown; the post may exist.
+            XRejected: reason "duplicate" when the account already posted this text.
+        """
+        kind = POST_WITH_URL if _has_link(text) else POST
+        answer = self._call(kind, self._client.create_tweet, text=text)
+        post = answer["data"]
+        return CreatedPost(id=post["id"], text=post["text"])
+
+    def mentions(
+        self,
+        user_id: str,
+        *,
+        since_id: str | None,
+        start_time: dt.datetime | None = None,
+        page_size: int = 100,
+        max_pages: int = 10,
+    ) -> MentionBatch:
+        """Read the mentions of `user_id` newer than `since_id`, page by page.
+
+        Args:
+            page_size: 5 to 100, X's bounds for max_results.
+            max_pages: stop after this many requests; `complete` then says False and
+                the older mentions past the last page are still unread.
+        """
+        if not 5 <= page_size <= 100:
+            raise ValueError("page_size must be between 5 and 100")
+
+        mentions: list[Mention] = []
+        newest_id = None
+        next_token = None
+        pages_read = 0
+        while pages_read < max_pages:
+            page = self._call(
+                OWNED_READ,
+                self._client.get_users_mentions,
+                id=user_id,
+                since_id=since_id,
+                start_time=start_time,
+                max_results=page_size,
+                pagination_token=next_token,
+                expansions=["author_id"],
+                tweet_fields=MENTION_FIELDS,
+                user_fields=["username", "name"],
+            )
+            pages_read += 1
+
+            meta = page.get("meta", {})
+            newest_id = newest_id or meta.get("newest_id")
+            mentions.extend(_mentions_from(page))
+            next_token = meta.get("next_token")
+            if next_token is None:
+                break
+
+        return MentionBatch(
+            mentions=mentions,
+            newest_id=newest_id,
+            pages_read=pages_read,
+            complete=next_token is None,
+        )
+
+    def post_metrics(
+        self, post_ids: list[str], *, private: bool = True
+    ) -> dict[str, PostMetrics]:
+        """Return metrics by post id, 100 ids a request; unknown ids are left out.
+
+        With `private`, X shows clicks and exact impressions only for the account's
+        own posts younger than 30 days; the others are read again publicly.
+        """
+        metrics: dict[str, PostMetrics] = {}
+        for start in range(0, len(post_ids), METRICS_BATCH_SIZE):
+            batch = post_ids[start : start + METRICS_BATCH_SIZE]
+            fields = (
+                ["public_metrics", "non_public_metrics"]
+                if private
+                else ["public_metrics"]
+            )
+            answer = self._call(
+                OWNED_READ, self._client.get_tweets, ids=batch, tweet_fields=fields
+            )
+            metrics.update(_metrics_from(answer))
+
+            # X leaves such a post out of `data` and lists its private fields under
+            # `errors` as not-authorized-for-field, with HTTP 200.
+            refused = _private_refusals(answer)
+            if refused:
+                answer = self._call(
+                    OWNED_READ,
+                    self._client.get_tweets,
+                    ids=sorted(refused),
+                    tweet_fields=["public_metrics"],
+                )
+                metrics.update(_metrics_from(answer))
+        return metrics
+
+    def followers_count(self, user_id: str) -> int:
+        """Return how many followers `user_id` has now."""
+        answer = self._call(
+            OWNED_READ,
+            self._client.get_user,
+            id=user_id,
+            user_fields=["public_metrics"],
+        )
+        if "data" not in answer:
+            raise XRejected(f"X has no user {user_id}", reason="not_found", status=None)
+        return answer["data"]["public_metrics"]["followers_count"]
+
+    def own_posts(
+        self, user_id: str, *, start_time: dt.datetime | None
+    ) -> list[CreatedPost]:
+        """Return the account's posts since `start_time`, newest first."""
+        posts: list[CreatedPost] = []
+        next_token = None
+        for _ in range(OWN_POSTS_MAX_PAGES):
+            page = self._call(
+                OWNED_READ,
+                self._client.get_users_tweets,
+                id=user_id,
+                start_time=start_time,
+                max_results=100,
+                pagination_token=next_token,
+                tweet_fields=["created_at"],
+            )
+            posts.extend(
+                CreatedPost(
+                    id=post["id"],
+                    text=post["text"],
+                    created_at=parse_instant(post["created_at"]),
+                )
+                for post in page.get("data", [])
+            )
+            next_token = page.get("meta", {}).get("next_token")
+            if next_token is None:
+                break
+        return posts
+
+    def _call(self, kind: str, method: Callable[..., Any], **params: Any) -> Any:
+        """Call one tweepy.Client method, counting it and translating its failures."""
+        import requests
+        import tweepy
+
+        self._requests_made[kind] += 1
+        try:
+            # user_auth=False: in tweepy that flag means OAuth 1.0a; an OAuth 2.0
+            # user-context token travels as the bearer token.
+            return method(user_auth=False, **params)
+        except tweepy.HTTPException as exc:
+            raise _from_x_answer(exc) from exc
+        except requests.ConnectTimeout as exc:
+            raise errors.TransientError(
+                f"X did not accept a connection: {exc}"
+            ) from exc
+        except requests.ReadTimeout as exc:
+            raise XTimeout(f"X sent no answer in time: {exc}") from exc
+        except requests.ConnectionError as exc:
+            if _dropped_after_sending(exc):
+                raise XTimeout(f"X dropped the connection: {exc}") from exc
+            raise errors.TransientError(f"X is unreachable: {exc}") from exc
+        except requests.RequestException as exc:
+            raise errors.TransientError(f"X request failed: {exc}") from exc
+
+
+def _routed_session(base_url: str, timeout_s: float) -> requests.Session:
+    """Build a requests session that sends tweepy's calls to `base_url` in time."""
+    import requests
+
+    class RoutedSession(requests.Session):
+        last_headers: Mapping[str, str] | None = None
+
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if url.startswith(TWEEPY_HOST):
+                url = base_url.rstrip("/") + url.removeprefix(TWEEPY_HOST)
+            kwargs.setdefault("timeout", timeout_s)
+
+            self.last_headers = None
+            response = super().request(method, url, *args, **kwargs)
+            self.last_headers = response.headers
+            return response
+
+    return RoutedSession()
+
+
+def _from_x_answer(exc: tweepy.HTTPException) -> errors.CartcastError:
+    """Translate a tweepy HTTPException, which holds X's answer, into our error."""
+    import tweepy
+
+    status = exc.response.status_code
+    detail = "; ".join(exc.api_messages) or str(exc)
+    if isinstance(exc, tweepy.TooManyRequests):
+        reset_at = None
+        if exc.reset_time is not None:
+            reset_at = dt.datetime.fromtimestamp(exc.reset_time, UTC)
+        return errors.RateLimited(f"X rate limit reached: {detail}", reset_at=reset_at)
+    if status >= 500:
+        return errors.TransientError(f"X failed with {status}: {detail}")
+
+    reason = _rejection_reason(status, detail)
+    return XRejected(
+        f"X refused ({status}, {reason}): {detail}", reason=reason, status=status
+    )
+
+
+def _rejection_reason(status: int, detail: str) -> str:
+    lowered = detail.lower()
+    # X has sent an over-long text as 400 and, later, as 403; both say "too long".
+    if "too long" in lowered:
+        return "too_long"
+    if status == 403 and "duplicate content" in lowered:
+        return "duplicate"
+    return {
+        400: "invalid_request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+    }.get(status, "refused")
+
+
+def _dropped_after_sending(exc: requests.ConnectionError) -> bool:
+    """Say if the connection broke after the request went out (an unknown outcome)."""
+    from urllib3.exceptions import ProtocolError
+
+    # requests wraps a refused connection in MaxRetryError, but a connection that X
+    # closed mid-answer in ProtocolError ("Connection aborted.").
+    return any(isinstance(arg, ProtocolError) for arg in exc.args)
+
+
+def _has_link(text: str) -> bool:
+    from twitter_text import extract_urls_with_indices
+
+    # The same rule X applies when it turns links into t.co links.
+    return bool(extract_urls_with_indices(text))
+
+
+def _mentions_from(page: dict[str, Any]) -> list[Mention]:
+    users = {u["id"]: u for u in page.get("includes", {}).get("users", [])}
+    mentions = []
+    for post in page.get("data", []):
+        author = users.get(post["author_id"], {})
+        mentions.append(
+            Mention(
+                id=post["id"],
+                text=post["text"],
+                author_id=post["author_id"],
+                author_username=author.get("username"),
+                author_name=author.get("name"),
+                created_at=parse_instant(post["created_at"]),
+                conversation_id=post["conversation_id"],
+                in_reply_to_user_id=post.get("in_reply_to_user_id"),
+            )
+        )
+    return mentions
+
+
+def _metrics_from(answer: dict[str, Any]) -> dict[str, PostMetrics]:
+    metrics = {}
+    for post in answer.get("data", []):
+        public = post["public_metrics"]
+        private = post.get("non_public_metrics")
+        metrics[post["id"]] = PostMetrics(
+            impressions=(private or public)["impression_count"],
+            likes=public["like_count"],
+            reposts=public["retweet_count"],
+            replies=public["reply_count"],
+            quotes=public["quote_count"],
+            bookmarks=public["bookmark_count"],
+            link_clicks=private["url_link_clicks"] if private else None,
+            profile_clicks=private["user_profile_clicks"] if private else None,
+        )
+    return metrics
+
+
+def _private_refusals(answer: dict[str, Any]) -> set[str]:
+    return {
+        error.get("resource_id") or error["value"]
+        for error in answer.get("errors", [])
+        if error.get("type", "").endswith("/not-authorized-for-field")
+    }
+
+
+def _rate_limit_from(headers: Mapping[str, str] | None) -> RateLimitInfo | None:
+    if headers is None:
+        return None
+    try:
+        return RateLimitInfo(
+            limit=int(headers["x-rate-limit-limit"]),
+            remaining=int(headers["x-rate-limit-remaining"]),
+            reset_at=dt.datetime.fromtimestamp(int(headers["x-rate-limit-reset"]), UTC),
+        )
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,1135 @@
+"""A local server speaking the part of the X API v2 that cartcast uses.
+
+The sandbox answers the way X does on the wire, so cartcast's adapter is exercised
+through the real tweepy client: JSON bodies, `x-rate-limit-*` headers per endpoint and
+token on 15-minute windows, X's problem bodies for errors, snowflake-like string ids.
+Time comes from a `Clock`, so under a simulated clock mentions appear when their
+`created_at` passes and metrics grow as posts age.
+
+Use it in-process (`with XSandbox(clock=...) as sandbox: sandbox.base_url`) or as a
+process, with `functions` on PYTHONPATH so `cartcast.clock` imports:
+
+    PYTHONPATH=functions:. python -m infra.x_sandbox --port 0 --clock-file var/clock \
+        --state-file var/x-state.json
+
+Tests and the demo steer it through a control API that X does not have, under
+`/_sandbox/` and without auth: register accounts (each with its bearer token), inject
+mentions, queue faults, change rate limits, read or clear the whole state.
+
+Facts about X that shaped the answers, with where they come from:
+- Problem bodies: `{"title","detail","type":"about:blank","status"}` for 401, 403, 429
+  and 5xx; a 400 is `invalid-request` with `errors: [{"parameters", "message"}]` and no
+  `status` member (bodies quoted in public client issues and test fixtures).
+- A 401 comes from X's auth layer as `application/problem+json` and carries no
+  rate-limit headers; every authenticated answer carries them.
+- Duplicate text: 403, detail "You are not allowed to create a Tweet with duplicate
+  content." (iembot issue 163, 2026; sferik/x-ruby issue 24).
+- Over 280 weighted characters: X has answered both 400 `invalid-request` ("Your Tweet
+  text is too long. For more information ...", tweepy users in 2023) and, in later
+  reports, 403 Forbidden with detail "Your Tweet text is too long."; the sandbox sends
+  the later 403. Both are permanent for a caller.
+- Private metrics on a post that is not the caller's, or older than 30 days: the post
+  is left out of `data` and each private field gets an `errors` entry of type
+  `not-authorized-for-field`, with HTTP 200 (docs.x.com metrics overview; fixtures).
+- Unknown ids: HTTP 200 with a `resource-not-found` entry in `errors`.
+- Links in a post's text come back wrapped as 23-character `https://t.co/...` links,
+  so the text X returns differs from the text sent when it holds a URL.
+- Default limits per user and 15 minutes are X's published user-context limits
+  (docs.x.com/x-api/fundamentals/rate-limits); the sandbox lets a test lower them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from twitter_text import extract_urls_with_indices, parse_tweet
+
+from cartcast.clock import Clock, FileClock, SystemClock, as_utc, parse_instant
+
+JSON = "application/json; charset=utf-8"
+PROBLEM_JSON = "application/problem+json"
+PROBLEMS = "https://api.x.com/2/problems/"
+
+# Twitter's snowflake epoch; an id is (ms since it) << 22 | sequence, 19 digits today.
+SNOWFLAKE_EPOCH_MS = 1288834974657
+RATE_WINDOW = dt.timedelta(minutes=15)
+PRIVATE_METRICS_WINDOW = dt.timedelta(days=30)
+MAX_WEIGHTED_LENGTH = 280
+
+DEFAULT_LIMITS = {
+    "POST /2/tweets": 100,
+    "GET /2/tweets": 900,
+    "GET /2/users/me": 75,
+    "GET /2/users/:id": 900,
+    "GET /2/users/:id/mentions": 300,
+    "GET /2/users/:id/tweets": 900,
+}
+
+# The values X accepts; anything else is a 400. The sandbox renders only the fields
+# cartcast reads and silently leaves out the others, as X does for absent data.
+TWEET_FIELDS = frozenset(
+    "article attachments author_id card_uri community_id context_annotations "
+    "conversation_id created_at display_text_range edit_controls "
+    "edit_history_tweet_ids entities geo id in_reply_to_user_id lang media_metadata "
+    "non_public_metrics note_tweet organic_metrics possibly_sensitive "
+    "promoted_metrics public_metrics referenced_tweets reply_settings scopes source "
+    "text withheld".split()
+)
+USER_FIELDS = frozenset(
+    "affiliation connection_status created_at description entities id "
+    "is_identity_verified location most_recent_tweet_id name parody pinned_tweet_id "
+    "profile_banner_url profile_image_url protected public_metrics receives_your_dm "
+    "subscription subscription_type url username verified verified_followers_count "
+    "verified_type withheld".split()
+)
+EXPANSIONS = frozenset(
+    "attachments.media_keys attachments.media_source_tweet attachments.poll_ids "
+    "author_id edit_history_tweet_ids entities.mentions.username "
+    "entities.note.mentions.username geo.place_id in_reply_to_user_id "
+    "referenced_tweets.id referenced_tweets.id.attachments.media_keys "
+    "referenced_tweets.id.author_id".split()
+)
+PUBLIC_METRIC_NAMES = (
+    "retweet_count",
+    "reply_count",
+    "like_count",
+    "quote_count",
+    "bookmark_count",
+    "impression_count",
+)
+PRIVATE_METRIC_NAMES = ("impression_count", "url_link_clicks", "user_profile_clicks")
+
+DUPLICATE_DETAIL = "You are not allowed to create a Tweet with duplicate content."
+TOO_LONG_DETAIL = "Your Tweet text is too long."
+REPLY_TARGET_DETAIL = (
+    "You attempted to reply to a Tweet that is deleted or not visible to you."
+)
+
+
+@dataclass
+class Reply:
+    """One HTTP answer: status, JSON body and extra headers."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = JSON
+    dropped: bool = False
+
+
+class Refusal(Exception):
+    """Raised inside an endpoint to answer with an error body instead."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    token: str | None
+
+
+@dataclass
+class User:
+    id: str
+    username: str
+    name: str
+    followers_count: int = 0
+    token: str | None = None
+
+
+@dataclass
+class Tweet:
+    id: str
+    text: str
+    author_id: str
+    created_at: dt.datetime
+    conversation_id: str
+    submitted_text: str
+    in_reply_to_tweet_id: str | None = None
+    in_reply_to_user_id: str | None = None
+    mentioned_user_id: str | None = None
+
+
+@dataclass
+class Fault:
+    method: str
+    path_prefix: str
+    status: int | None
+    count: int
+    reset_in_s: int
+    delay_s: float
+    drop: bool
+
+
+@dataclass
+class Window:
+    started_at: dt.datetime
+    used: int = 0
+
+
+@dataclass
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    key: str
+    serve: Callable[..., tuple[int, dict[str, Any]]]
+
+
+class XSandbox:
+    """An X API v2 stand-in on a loopback port, with a control API for tests."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state_file: Path | None = None,
+        limits: dict[str, int] | None = None,
+    ) -> None:
+        self.clock = clock or SystemClock()
+        self.host = host
+        self.port = port
+        self.state_file = Path(state_file) if state_file else None
+        self._default_limits = {**DEFAULT_LIMITS, **(limits or {})}
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._routes = [
+            Route("POST", re.compile(r"/2/tweets"), "POST /2/tweets", self._create),
+            Route("GET", re.compile(r"/2/tweets"), "GET /2/tweets", self._lookup),
+            Route("GET", re.compile(r"/2/users/me"), "GET /2/users/me", self._me),
+            Route(
+                "GET",
+                re.compile(r"/2/users/(?P<user_id>\d+)"),
+                "GET /2/users/:id",
+                self._user,
+            ),
+            Route(
+                "GET",
+                re.compile(r"/2/users/(?P<user_id>\d+)/mentions"),
+                "GET /2/users/:id/mentions",
+                self._mentions,
+            ),
+            Route(
+                "GET",
+                re.compile(r"/2/users/(?P<user_id>\d+)/tweets"),
+                "GET /2/users/:id/tweets",
+                self._own_tweets,
+            ),
+        ]
+        self._clear()
+
+    # Lifecycle
+
+    def start(self) -> XSandbox:
+        """Listen on the configured address and serve from a daemon thread."""
+        self._server = _Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        # A short poll interval makes stop() quick: shutdown waits for the next poll.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="x-sandbox",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        self._server = None
+
+    def __enter__(self) -> XSandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # Control: what the /_sandbox/ endpoints call, and what in-process tests may call
+
+    def register_account(
+        self,
+        *,
+        user_id: str,
+        username: str,
+        name: str,
+        token: str,
+        followers_count: int = 0,
+    ) -> None:
+        """Add (or replace) an account whose bearer token the API will accept."""
+        if not user_id.isdigit():
+            raise ValueError("user_id must be a decimal string")
+        with self._lock:
+            self._users[user_id] = User(user_id, username, name, followers_count, token)
+            self._tokens = {t: u for t, u in self._tokens.items() if u != user_id}
+            self._tokens[token] = user_id
+            self._save()
+
+    def add_mention(
+        self,
+        *,
+        to_user_id: str,
+        text: str,
+        author: dict[str, Any],
+        created_at: dt.datetime | None = None,
+        in_reply_to_tweet_id: str | None = None,
+    ) -> str:
+        """Store a post by `author` that mentions `to_user_id`; return its id."""
+        with self._lock:
+            tweet = self._store_mention(
+                to_user_id, text, author, created_at, in_reply_to_tweet_id
+            )
+            self._save()
+        return tweet.id
+
+    def add_fault(
+        self,
+        *,
+        method: str,
+        path_prefix: str,
+        status: int | None = None,
+        count: int = 1,
+        reset_in_s: int = 900,
+        delay_s: float = 0.0,
+        drop: bool = False,
+    ) -> None:
+        """Make the next `count` matching requests misbehave.
+
+        Each answers `status` in X's format or, without a status, is served as
+        usual; either way the answer leaves `delay_s` late. With `drop`, the answer
+        is thrown away and the connection closed. A served request has taken effect
+        before a slow or lost answer, as when X acts but its answer never arrives.
+        """
+        if status is not None and not 400 <= status <= 599:
+            raise ValueError("status must be an HTTP error status")
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        fault = Fault(
+            method.upper(), path_prefix, status, count, reset_in_s, delay_s, drop
+        )
+        with self._lock:
+            self._faults.append(fault)
+            self._save()
+
+    def set_limit(self, endpoint: str, limit: int) -> None:
+        """Change how many requests per 15 minutes one token may make to `endpoint`."""
+        if endpoint not in DEFAULT_LIMITS:
+            raise ValueError(f"unknown endpoint {endpoint!r}; one of {DEFAULT_LIMITS}")
+        with self._lock:
+            self._limits[endpoint] = limit
+            self._save()
+
+    def reset(self) -> None:
+        """Forget every account, post, mention, fault, count and changed limit."""
+        with self._lock:
+            self._clear()
+            self._save()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return everything received and served, as JSON-ready data (no tokens)."""
+        with self._lock:
+            return self._snapshot()
+
+    # Serving
+
+    def handle(self, request: Request) -> Reply:
+        """Answer one request, whether for the X API or the control API."""
+        if request.path.startswith("/_sandbox/"):
+            return self._control(request)
+
+        route, params = self._route(request)
+        if route is None:
+            return Reply(404, _problem(404))
+
+        with self._lock:
+            fault = self._take_fault(request)
+            reply = self._serve(route, params, request, fault)
+            reply.dropped = fault is not None and fault.drop
+            self._count(route.key, reply.status)
+            self._save()
+
+        if fault is not None and fault.delay_s:
+            # Outside the lock: a slow answer must not hold up other clients.
+            time.sleep(fault.delay_s)
+        return reply
+
+    def _serve(
+        self,
+        route: Route,
+        params: dict[str, str],
+        request: Request,
+        fault: Fault | None,
+    ) -> Reply:
+        now = self.clock.now()
+        if fault is not None and fault.status is not None:
+            return self._fault_reply(fault, route.key, now)
+
+        caller = self._users.get(self._tokens.get(request.token or "", ""))
+        if caller is None:
+            return Reply(401, _problem(401, "Unauthorized"), content_type=PROBLEM_JSON)
+
+        headers, spent = self._spend(route.key, request.token, now)
+        if spent:
+            return Reply(429, _problem(429), headers)
+
+        try:
+            status, body = route.serve(request, caller, now, **params)
+        except Refusal as refusal:
+            status, body = refusal.status, refusal.body
+        return Reply(status, body, headers)
+
+    def _route(self, request: Request) -> tuple[Route | None, dict[str, str]]:
+        for route in self._routes:
+            match = route.pattern.fullmatch(request.path)
+            if route.method == request.method and match:
+                return route, match.groupdict()
+        return None, {}
+
+    def _take_fault(self, request: Request) -> Fault | None:
+        """Use up one pending fault that matches the request, if any."""
+        for fault in self._faults:
+            if fault.method == request.method and request.path.startswith(
+                fault.path_prefix
+            ):
+                fault.count -= 1
+                if fault.count == 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def _count(self, key: str, status: int) -> None:
+        counts = self._requests.setdefault(key, {"count": 0, "statuses": {}})
+        counts["count"] += 1
+        statuses = counts["statuses"]
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+
+    def _fault_reply(self, fault: Fault, key: str, now: dt.datetime) -> Reply:
+        if fault.status != 429:
+            return Reply(fault.status, _problem(fault.status))
+        reset_at = now + dt.timedelta(seconds=fault.reset_in_s)
+        headers = _rate_headers(self._limits[key], 0, reset_at)
+        return Reply(429, _problem(429), headers)
+
+    def _spend(
+        self, key: str, token: str, now: dt.datetime
+    ) -> tuple[dict[str, str], bool]:
+        """Count one request against the token's window; say if the window is spent."""
+        window = self._windows.get((key, token))
+        # A clock moved back (a reset demo) also starts a new window.
+        if window is None or not 0 <= (now - window.started_at) / RATE_WINDOW < 1:
+            window = self._windows[(key, token)] = Window(started_at=now)
+        window.used += 1
+
+        limit = self._limits[key]
+        remaining = max(0, limit - window.used)
+        headers = _rate_headers(limit, remaining, window.started_at + RATE_WINDOW)
+        return headers, window.used > limit
+
+    # X endpoints: each returns (status, body) or raises Refusal
+
+    def _create(
+        self, request: Request, caller: User, now: dt.datetime
+    ) -> tuple[int, dict[str, Any]]:
+        body = request.body if isinstance(request.body, dict) else {}
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise Refusal(400, _invalid("text", text, "Tweet text must not be empty."))
+        if parse_tweet(text).weightedLength > MAX_WEIGHTED_LENGTH:
+            raise Refusal(403, _problem(403, TOO_LONG_DETAIL))
+        if any(
+            t.author_id == caller.id and t.submitted_text == text
+            for t in self._tweets.values()
+        ):
+            # X does not document how long it remembers a text; the sandbox never
+            # forgets, which is the stricter behaviour for a caller to handle.
+            raise Refusal(403, _problem(403, DUPLICATE_DETAIL))
+
+        target = None
+        reply = body.get("reply")
+        if isinstance(reply, dict):
+            target = self._visible(str(reply.get("in_reply_to_tweet_id")), now)
+            if target is None:
+                raise Refusal(403, _problem(403, REPLY_TARGET_DETAIL))
+
+        tweet = self._new_tweet(text, caller.id, now, target)
+        data = {
+            "id": tweet.id,
+            "text": tweet.text,
+            "edit_history_tweet_ids": [tweet.id],
+        }
+        return 201, {"data": data}
+
+    def _lookup(
+        self, request: Request, caller: User, now: dt.datetime
+    ) -> tuple[int, dict[str, Any]]:
+        ids = _id_list(request.query.get("ids"))
+        fields = _enum_set(request.query, "tweet.fields", TWEET_FIELDS)
+        expansions = _enum_set(request.query, "expansions", EXPANSIONS)
+        user_fields = _enum_set(request.query, "user.fields", USER_FIELDS)
+
+        found, errors = [], []
+        for tweet_id in ids:
+            tweet = self._visible(tweet_id, now)
+            if tweet is None:
+                errors.append(_not_found("tweet", "ids", tweet_id))
+            elif "non_public_metrics" in fields and not _private_allowed(
+                tweet, caller, now
+            ):
+                errors.extend(_field_refusals(tweet_id))
+            else:
+                found.append(tweet)
+
+        body = self._tweets_body(found, fields, expansions, user_fields, now)
+        if errors:
+            body["errors"] = errors
+        return 200, body
+
+    def _me(
+        self, request: Request, caller: User, now: dt.datetime
+    ) -> tuple[int, dict[str, Any]]:
+        user_fields = _enum_set(request.query, "user.fields", USER_FIELDS)
+        return 200, {"data": self._render_user(caller, user_fields)}
+
+    def _user(
+        self, request: Request, caller: User, now: dt.datetime, user_id: str
+    ) -> tuple[int, dict[str, Any]]:
+        user_fields = _enum_set(request.query, "user.fields", USER_FIELDS)
+        user = self._users.get(user_id)
+        if user is None:
+            return 200, {"errors": [_not_found("user", "id", user_id)]}
+        return 200, {"data": self._render_user(user, user_fields)}
+
+    def _mentions(
+        self, request: Request, caller: User, now: dt.datetime, user_id: str
+    ) -> tuple[int, dict[str, Any]]:
+        if user_id not in self._users:
+            return 200, {"errors": [_not_found("user", "id", user_id)]}
+        mentions = [t for t in self._tweets.values() if t.mentioned_user_id == user_id]
+        return 200, self._timeline(request, caller, now, mentions)
+
+    def _own_tweets(
+        self, request: Request, caller: User, now: dt.datetime, user_id: str
+    ) -> tuple[int, dict[str, Any]]:
+        if user_id not in self._users:
+            return 200, {"errors": [_not_found("user", "id", user_id)]}
+        posts = [t for t in self._tweets.values() if t.author_id == user_id]
+        return 200, self._timeline(request, caller, now, posts)
+
+    def _timeline(
+        self, request: Request, caller: User, now: dt.datetime, tweets: list[Tweet]
+    ) -> dict[str, Any]:
+        """Answer a reverse-chronological timeline page, as the v2 timelines do."""
+        query = request.query
+        page_size = _max_results(query)
+        since_id, until_id = _id_param(query, "since_id"), _id_param(query, "until_id")
+        start, end = _time_param(query, "start_time"), _time_param(query, "end_time")
+        before_id = _decode_page_token(query.get("pagination_token"))
+        fields = _enum_set(query, "tweet.fields", TWEET_FIELDS)
+        expansions = _enum_set(query, "expansions", EXPANSIONS)
+        user_fields = _enum_set(query, "user.fields", USER_FIELDS)
+
+        # since_id and until_id are exclusive, start_time and end_time inclusive.
+        # Asking for private metrics narrows a timeline to posts that may show them.
+        selected = sorted(
+            (
+                t
+                for t in tweets
+                if t.created_at <= now
+                and (since_id is None or int(t.id) > since_id)
+                and (until_id is None or int(t.id) < until_id)
+                and (before_id is None or int(t.id) < before_id)
+                and (start is None or t.created_at >= start)
+                and (end is None or t.created_at <= end)
+                and (
+                    "non_public_metrics" not in fields
+                    or _private_allowed(t, caller, now)
+                )
+            ),
+            key=lambda t: int(t.id),
+            reverse=True,
+        )
+        page = selected[:page_size]
+        if not page:
+            return {"meta": {"result_count": 0}}
+
+        body = self._tweets_body(page, fields, expansions, user_fields, now)
+        meta = {
+            "result_count": len(page),
+            "newest_id": page[0].id,
+            "oldest_id": page[-1].id,
+        }
+        if len(selected) > page_size:
+            meta["next_token"] = _encode_page_token(int(page[-1].id))
+        body["meta"] = meta
+        return body
+
+    # Rendering
+
+    def _tweets_body(
+        self,
+        tweets: list[Tweet],
+        fields: set[str],
+        expansions: set[str],
+        user_fields: set[str],
+        now: dt.datetime,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if tweets:
+            body["data"] = [self._render_tweet(t, fields, now) for t in tweets]
+        if tweets and "author_id" in expansions:
+            author_ids = dict.fromkeys(t.author_id for t in tweets)
+            users = [self._users[i] for i in author_ids if i in self._users]
+            body["includes"] = {
+                "users": [self._render_user(u, user_fields) for u in users]
+            }
+        return body
+
+    def _render_tweet(
+        self, tweet: Tweet, fields: set[str], now: dt.datetime
+    ) -> dict[str, Any]:
+        rendered: dict[str, Any] = {
+            "id": tweet.id,
+            "text": tweet.text,
+            "edit_history_tweet_ids": [tweet.id],
+        }
+        if "author_id" in fields:
+            rendered["author_id"] = tweet.author_id
+        if "created_at" in fields:
+            rendered["created_at"] = _format_instant(tweet.created_at)
+        if "conversation_id" in fields:
+            rendered["conversation_id"] = tweet.conversation_id
+        if "in_reply_to_user_id" in fields and tweet.in_reply_to_user_id:
+            rendered["in_reply_to_user_id"] = tweet.in_reply_to_user_id
+        if "referenced_tweets" in fields and tweet.in_reply_to_tweet_id:
+            rendered["referenced_tweets"] = [
+                {"type": "replied_to", "id": tweet.in_reply_to_tweet_id}
+            ]
+        if "public_metrics" in fields or "non_public_metrics" in fields:
+            public, private = engagement(tweet, now)
+            if "public_metrics" in fields:
+                rendered["public_metrics"] = public
+            if "non_public_metrics" in fields:
+                rendered["non_public_metrics"] = private
+        return rendered
+
+    def _render_user(self, user: User, user_fields: set[str]) -> dict[str, Any]:
+        rendered: dict[str, Any] = {
+            "id": user.id,
+            "name": user.name,
+            "username": user.username,
+        }
+        if "public_metrics" in user_fields:
+            tweet_count = sum(t.author_id == user.id for t in self._tweets.values())
+            rendered["public_metrics"] = {
+                "followers_count": user.followers_count,
+                "following_count": 0,
+                "tweet_count": tweet_count,
+                "listed_count": 0,
+            }
+        return rendered
+
+    # State
+
+    def _clear(self) -> None:
+        self._users: dict[str, User] = {}
+        self._tokens: dict[str, str] = {}
+        self._tweets: dict[str, Tweet] = {}
+        self._faults: list[Fault] = []
+        self._windows: dict[tuple[str, str], Window] = {}
+        self._requests: dict[str, dict[str, Any]] = {}
+        self._limits = dict(self._default_limits)
+        self._sequence_by_ms: dict[int, int] = {}
+
+    def _next_id(self, instant: dt.datetime) -> str:
+        """Issue a unique snowflake-like id that sorts with `instant`."""
+        ms = int(instant.timestamp() * 1000) - SNOWFLAKE_EPOCH_MS
+        sequence = self._sequence_by_ms.get(ms, 0)
+        self._sequence_by_ms[ms] = sequence + 1
+        return str((ms << 22) | sequence)
+
+    def _new_tweet(
+        self, text: str, author_id: str, created_at: dt.datetime, target: Tweet | None
+    ) -> Tweet:
+        tweet_id = self._next_id(created_at)
+        tweet = Tweet(
+            id=tweet_id,
+            text=_wrap_links(text, tweet_id),
+            author_id=author_id,
+            created_at=created_at,
+            conversation_id=target.conversation_id if target else tweet_id,
+            submitted_text=text,
+            in_reply_to_tweet_id=target.id if target else None,
+            in_reply_to_user_id=target.author_id if target else None,
+        )
+        self._tweets[tweet_id] = tweet
+        return tweet
+
+    def _store_mention(
+        self,
+        to_user_id: str,
+        text: str,
+        author: dict[str, Any],
+        created_at: dt.datetime | None,
+        in_reply_to_tweet_id: str | None,
+    ) -> Tweet:
+        if to_user_id not in self._users:
+            raise ValueError(f"no account {to_user_id}; register it first")
+        if not str(author.get("id", "")).isdigit() or not author.get("username"):
+            raise ValueError("author needs a decimal id and a username")
+        target = None
+        if in_reply_to_tweet_id is not None:
+            target = self._tweets.get(in_reply_to_tweet_id)
+            if target is None:
+                raise ValueError(f"no post {in_reply_to_tweet_id} to reply to")
+
+        author_id = str(author["id"])
+        if author_id not in self._users:
+            self._users[author_id] = User(
+                author_id,
+                author["username"],
+                author.get("name", author["username"]),
+                int(author.get("followers_count", 0)),
+            )
+        when = as_utc(created_at) if created_at else self.clock.now()
+        tweet = self._new_tweet(text, author_id, when, target)
+        tweet.mentioned_user_id = to_user_id
+        return tweet
+
+    def _visible(self, tweet_id: str, now: dt.datetime) -> Tweet | None:
+        tweet = self._tweets.get(tweet_id)
+        return tweet if tweet is not None and tweet.created_at <= now else None
+
+    def _snapshot(self) -> dict[str, Any]:
+        tweets = list(self._tweets.values())
+        return {
+            "now": _format_instant(self.clock.now()),
+            "accounts": [
+                {
+                    "user_id": u.id,
+                    "username": u.username,
+                    "name": u.name,
+                    "followers_count": u.followers_count,
+                }
+                for u in self._users.values()
+                if u.token is not None
+            ],
+            "posts": [
+                {
+                    "id": t.id,
+                    "user_id": t.author_id,
+                    "username": self._users[t.author_id].username,
+                    "created_at": _format_instant(t.created_at),
+                    "text": t.text,
+                    "submitted_text": t.submitted_text,
+                    "in_reply_to_tweet_id": t.in_reply_to_tweet_id,
+                }
+                for t in tweets
+                if t.mentioned_user_id is None
+            ],
+            "mentions": [
+                {
+                    "id": t.id,
+                    "to_user_id": t.mentioned_user_id,
+                    "author_id": t.author_id,
+                    "author_username": self._users[t.author_id].username,
+                    "created_at": _format_instant(t.created_at),
+                    "text": t.text,
+                    "in_reply_to_tweet_id": t.in_reply_to_tweet_id,
+                }
+                for t in tweets
+                if t.mentioned_user_id is not None
+            ],
+            "requests": self._requests,
+            "limits": self._limits,
+            "faults": [vars(f) for f in self._faults],
+        }
+
+    def _save(self) -> None:
+        """Write the whole state to the state file, if any; called under the lock."""
+        if self.state_file is None:
+            return
+        # Write then rename, so a reader never sees a half-written file.
+        scratch = self.state_file.with_suffix(".tmp")
+        scratch.write_text(json.dumps(self._snapshot(), indent=2) + "\n")
+        scratch.replace(self.state_file)
+
+    # Control API over HTTP
+
+    def _control(self, request: Request) -> Reply:
+        action = (request.method, request.path.removeprefix("/_sandbox/"))
+        body = request.body if isinstance(request.body, dict) else {}
+        try:
+            if action == ("GET", "state"):
+                return Reply(200, self.snapshot())
+            if action == ("POST", "accounts"):
+                self.register_account(
+                    user_id=str(body["user_id"]),
+                    username=body["username"],
+                    name=body.get("name", body["username"]),
+                    token=body["token"],
+                    followers_count=int(body.get("followers_count", 0)),
+                )
+                return Reply(201, {"data": {"user_id": str(body["user_id"])}})
+            if action == ("POST", "mentions"):
+                return Reply(201, {"data": self._add_mentions(body)})
+            if action == ("POST", "faults"):
+                self.add_fault(
+                    method=body["method"],
+                    path_prefix=body["path_prefix"],
+                    status=body.get("status"),
+                    count=int(body.get("count", 1)),
+                    reset_in_s=int(body.get("reset_in_s", 900)),
+                    delay_s=float(body.get("delay_s", 0.0)),
+                    drop=bool(body.get("drop", False)),
+                )
+                return Reply(201, {"data": self.snapshot()["faults"]})
+            if action == ("POST", "limits"):
+                self.set_limit(body["endpoint"], int(body["limit"]))
+                return Reply(200, {"data": self.snapshot()["limits"]})
+            if action == ("POST", "reset"):
+                self.reset()
+                return Reply(200, {"data": {}})
+        except (KeyError, TypeError, ValueError) as exc:
+            return Reply(400, {"error": f"{type(exc).__name__}: {exc}"})
+        return Reply(
+            404, {"error": f"no control endpoint {request.method} {request.path}"}
+        )
+
+    def _add_mentions(self, body: dict[str, Any]) -> list[dict[str, str]]:
+        """Store a batch of mentions in order; return their ids and times."""
+        with self._lock:
+            stored = []
+            for mention in body["mentions"]:
+                created_at = mention.get("created_at")
+                stored.append(
+                    self._store_mention(
+                        str(body["to_user_id"]),
+                        mention["text"],
+                        mention["author"],
+                        parse_instant(created_at) if created_at else None,
+                        mention.get("in_reply_to_tweet_id"),
+                    )
+                )
+            self._save()
+        return [
+            {"id": t.id, "created_at": _format_instant(t.created_at)} for t in stored
+        ]
+
+
+def engagement(tweet: Tweet, now: dt.datetime) -> tuple[dict[str, int], dict[str, int]]:
+    """Return a post's public and private metrics at `now`.
+
+    A function of the post's id and age only: the same instant always gives the same
+    numbers, and they never decrease. Most of the growth comes in the first day, a
+    tail over the following week; link clicks only when the text holds a link.
+    """
+    age_h = max(0.0, (now - tweet.created_at).total_seconds() / 3600)
+    share = 0.8 * (1 - math.exp(-age_h / 6)) + 0.2 * (1 - math.exp(-age_h / 72))
+    digest = hashlib.sha256(tweet.id.encode()).digest()
+    draw = [byte / 255 for byte in digest[:8]]
+
+    reach = 200 + int(draw[0] * 4800)
+    has_link = bool(extract_urls_with_indices(tweet.text))
+    final = {
+        "retweet_count": reach * (0.001 + 0.006 * draw[1]),
+        "reply_count": reach * (0.001 + 0.004 * draw[2]),
+        "like_count": reach * (0.005 + 0.035 * draw[3]),
+        "quote_count": reach * 0.002 * draw[4],
+        "bookmark_count": reach * 0.01 * draw[5],
+        "impression_count": reach,
+        "url_link_clicks": reach * (0.01 + 0.03 * draw[6]) if has_link else 0,
+        "user_profile_clicks": reach * (0.002 + 0.01 * draw[7]),
+    }
+    grown = {name: math.floor(value * share) for name, value in final.items()}
+
+    public = {name: grown[name] for name in PUBLIC_METRIC_NAMES}
+    private = {name: grown[name] for name in PRIVATE_METRIC_NAMES}
+    return public, private
+
+
+def _private_allowed(tweet: Tweet, caller: User, now: dt.datetime) -> bool:
+    """Say if X shows private metrics: the caller's own post, under 30 days old."""
+    age = now - tweet.created_at
+    return tweet.author_id == caller.id and age < PRIVATE_METRICS_WINDOW
+
+
+def _wrap_links(text: str, tweet_id: str) -> str:
+    """Replace each link with a 23-character t.co link, as X stores post text."""
+    for found in reversed(extract_urls_with_indices(text)):
+        start, end = found["indices"]
+        digest = hashlib.sha256(f"{tweet_id}:{found['url']}".encode()).hexdigest()
+        text = f"{text[:start]}https://t.co/{digest[:10]}{text[end:]}"
+    return text
+
+
+# Errors in X's formats
+
+
+def _problem(status: int, detail: str | None = None) -> dict[str, Any]:
+    phrase = HTTPStatus(status).phrase
+    return {
+        "title": phrase,
+        "detail": detail or phrase,
+        "type": "about:blank",
+        "status": status,
+    }
+
+
+def _invalid(parameter: str, value: Any, message: str) -> dict[str, Any]:
+    return {
+        "errors": [{"parameters": {parameter: [value]}, "message": message}],
+        "title": "Invalid Request",
+        "detail": "One or more parameters to your request was invalid.",
+        "type": PROBLEMS + "invalid-request",
+    }
+
+
+def _not_found(resource_type: str, parameter: str, value: str) -> dict[str, str]:
+    noun = "tweet with ids" if resource_type == "tweet" else f"{resource_type} with id"
+    return {
+        "value": value,
+        "detail": f"Could not find {noun}: [{value}].",
+        "title": "Not Found Error",
+        "resource_type": resource_type,
+        "parameter": parameter,
+        "resource_id": value,
+        "type": PROBLEMS + "resource-not-found",
+    }
+
+
+def _field_refusals(tweet_id: str) -> list[dict[str, str]]:
+    return [
+        {
+            "resource_type": "tweet",
+            "field": f"non_public_metrics.{name}",
+            "parameter": "id",
+            "resource_id": tweet_id,
+            "title": "Field Authorization Error",
+            "section": "data",
+            "detail": (
+                f"Sorry, you are not authorized to access 'non_public_metrics.{name}' "
+                f"on the Tweet with id : [{tweet_id}]."
+            ),
+            "value": tweet_id,
+            "type": PROBLEMS + "not-authorized-for-field",
+        }
+        for name in PRIVATE_METRIC_NAMES
+    ]
+
+
+def _rate_headers(limit: int, remaining: int, reset_at: dt.datetime) -> dict[str, str]:
+    return {
+        "x-rate-limit-limit": str(limit),
+        "x-rate-limit-remaining": str(remaining),
+        "x-rate-limit-reset": str(math.ceil(reset_at.timestamp())),
+    }
+
+
+# Query parameters, validated as X does: anything out of range is a 400
+
+
+def _enum_set(query: dict[str, str], name: str, allowed: frozenset[str]) -> set[str]:
+    values = {v for v in query.get(name, "").split(",") if v}
+    unknown = sorted(values - allowed)
+    if unknown:
+        message = (
+            f"The `{name}` query parameter value [{unknown[0]}] is not one of "
+            f"[{','.join(sorted(allowed))}]"
+        )
+        raise Refusal(400, _invalid(name, unknown[0], message))
+    return values
+
+
+def _id_list(raw: str | None) -> list[str]:
+    ids = [i for i in (raw or "").split(",") if i]
+    if not 1 <= len(ids) <= 100:
+        message = f"The `ids` query parameter list has {len(ids)} values, not 1 to 100"
+        raise Refusal(400, _invalid("ids", raw, message))
+    for tweet_id in ids:
+        if not tweet_id.isdigit():
+            message = f"The `ids` query parameter value [{tweet_id}] is not valid"
+            raise Refusal(400, _invalid("ids", tweet_id, message))
+    return ids
+
+
+def _id_param(query: dict[str, str], name: str) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        message = f"The `{name}` query parameter value [{raw}] is not valid"
+        raise Refusal(400, _invalid(name, raw, message))
+    return int(raw)
+
+
+def _time_param(query: dict[str, str], name: str) -> dt.datetime | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse_instant(raw)
+    except ValueError:
+        message = f"Invalid '{name}':'{raw}'. '{name}' must be a YYYY-MM-DDTHH:mm:ssZ"
+        raise Refusal(400, _invalid(name, raw, message)) from None
+
+
+def _max_results(query: dict[str, str]) -> int:
+    raw = query.get("max_results", "10")
+    if not raw.isdigit() or not 5 <= int(raw) <= 100:
+        message = (
+            f"The `max_results` query parameter value [{raw}] is not between 5 and 100"
+        )
+        raise Refusal(400, _invalid("max_results", raw, message))
+    return int(raw)
+
+
+def _encode_page_token(before_id: int) -> str:
+    """Make an opaque next_token that resumes below `before_id`."""
+    return base64.b32encode(f"{before_id:x}".encode()).decode().rstrip("=").lower()
+
+
+def _decode_page_token(token: str | None) -> int | None:
+    if token is None:
+        return None
+    try:
+        padded = token.upper() + "=" * (-len(token) % 8)
+        return int(base64.b32decode(padded).decode(), 16)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        message = f"The `pagination_token` query parameter value [{token}] is not valid"
+        raise Refusal(400, _invalid("pagination_token", token, message)) from None
+
+
+def _format_instant(instant: dt.datetime) -> str:
+    """Format as X does: UTC, milliseconds, a trailing Z."""
+    instant = as_utc(instant)
+    return (
+        instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
+    )
+
+
+# HTTP plumbing
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], sandbox: XSandbox) -> None:
+        super().__init__(address, _Handler)
+        self.sandbox = sandbox
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up on a delayed answer has closed its socket: expected.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes; with Nagle on, each answer on a kept-alive
+    # connection would wait for the client's delayed ACK (about 40 ms).
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet: the state records every request."""
+
+    def _answer(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        authorization = self.headers.get("authorization", "")
+        token = authorization[7:] if authorization.startswith("Bearer ") else None
+        query = {
+            k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()
+        }
+
+        reply = self.server.sandbox.handle(
+            Request(self.command, url.path, query, body, token)
+        )
+        if reply.dropped:
+            self.close_connection = True
+            return
+
+        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+        self.send_response(reply.status)
+        self.send_header("content-type", reply.content_type)
+        self.send_header("content-length", str(len(payload)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sandbox until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m infra.x_sandbox")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--clock-file", type=Path, help="FileClock path; else system")
+    parser.add_argument("--state-file", type=Path, help="write the state here as JSON")
+    args = parser.parse_args(argv)
+
+    clock = FileClock(args.clock_file) if args.clock_file else SystemClock()
+    sandbox = XSandbox(
+        clock=clock, host=args.host, port=args.port, state_file=args.state_file
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+
+    sandbox.start()
+    print(f"x-sandbox listening on {sandbox.base_url}", flush=True)
+    while not stopping.wait(timeout=0.5):
+        pass
+    sandbox.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

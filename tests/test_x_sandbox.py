@@ -1,0 +1,627 @@
+"""The X sandbox speaks X's wire format, checked over plain HTTP."""
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from cartcast.clock import FileClock, FixedClock
+from infra.x_sandbox import XSandbox
+
+START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+SHOP = {"user_id": "1500000000000000001", "username": "shop", "name": "Shop"}
+OTHER = {"user_id": "1500000000000000002", "username": "other", "name": "Other"}
+CUSTOMER = {"id": "1600000000000000001", "username": "ada", "name": "Ada"}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def clock():
+    return FixedClock(START)
+
+
+@pytest.fixture
+def sandbox(clock):
+    with XSandbox(clock=clock) as sandbox:
+        sandbox.register_account(**SHOP, token="shop-token", followers_count=1520)
+        sandbox.register_account(**OTHER, token="other-token")
+        yield sandbox
+
+
+@pytest.fixture
+def http(sandbox):
+    """Return a function that calls the sandbox as the shop's account."""
+
+    def call(method, path, token="shop-token", **kwargs):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.request(
+            method, sandbox.base_url + path, headers=headers, timeout=5, **kwargs
+        )
+
+    return call
+
+
+def post(http, text, **kwargs):
+    return http("POST", "/2/tweets", json={"text": text}, **kwargs)
+
+
+def mention(sandbox, text, **kwargs):
+    return sandbox.add_mention(
+        to_user_id=SHOP["user_id"], text=text, author=CUSTOMER, **kwargs
+    )
+
+
+# Posting
+
+
+def test_creating_a_post_answers_201_with_x_body_and_headers(http, clock):
+    response = post(http, "Spring sale starts today")
+
+    assert response.status_code == 201
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    assert response.headers["x-rate-limit-limit"] == "100"
+    assert response.headers["x-rate-limit-remaining"] == "99"
+    reset = int(response.headers["x-rate-limit-reset"])
+    assert reset == int((clock.now() + dt.timedelta(minutes=15)).timestamp())
+    data = response.json()["data"]
+    assert data == {
+        "id": data["id"],
+        "text": "Spring sale starts today",
+        "edit_history_tweet_ids": [data["id"]],
+    }
+
+
+def test_post_ids_are_19_digit_strings_that_grow_with_time(http, clock):
+    first = post(http, "one").json()["data"]["id"]
+    second = post(http, "two").json()["data"]["id"]
+    clock.advance(dt.timedelta(seconds=1))
+    third = post(http, "three").json()["data"]["id"]
+
+    assert all(len(i) == 19 and i.isdigit() for i in (first, second, third))
+    assert int(first) < int(second) < int(third)
+
+
+def test_a_request_without_a_known_token_is_refused_like_x(http):
+    missing = http("GET", "/2/users/me", token=None)
+    unknown = http("GET", "/2/users/me", token="stolen")
+
+    for response in (missing, unknown):
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "x-rate-limit-limit" not in response.headers
+        assert response.json() == {
+            "title": "Unauthorized",
+            "detail": "Unauthorized",
+            "type": "about:blank",
+            "status": 401,
+        }
+
+
+def test_empty_text_is_an_invalid_request(http):
+    response = post(http, "   ")
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"] == "https://api.x.com/2/problems/invalid-request"
+    assert body["title"] == "Invalid Request"
+    assert body["errors"][0]["parameters"] == {"text": ["   "]}
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("a" * 280, 201),
+        ("a" * 281, 403),
+        ("の" * 140, 201),  # CJK weighs 2: 280
+        ("の" * 141, 403),
+        ("x" * 256 + " https://shop.example.com/" + "p" * 40, 201),  # a link is 23
+    ],
+)
+def test_length_is_weighted_as_twitter_text_counts_it(http, text, status):
+    response = post(http, text)
+
+    assert response.status_code == status
+    if status == 403:
+        assert response.json()["detail"] == "Your Tweet text is too long."
+
+
+def test_the_same_text_twice_is_forbidden_as_duplicate_content(http):
+    post(http, "Restocked: linen shirts")
+
+    again = post(http, "Restocked: linen shirts")
+    by_another_account = post(http, "Restocked: linen shirts", token="other-token")
+
+    assert again.status_code == 403
+    assert again.json() == {
+        "title": "Forbidden",
+        "detail": "You are not allowed to create a Tweet with duplicate content.",
+        "type": "about:blank",
+        "status": 403,
+    }
+    assert by_another_account.status_code == 201
+
+
+def test_a_reply_to_an_unknown_post_is_forbidden(http):
+    response = http(
+        "POST",
+        "/2/tweets",
+        json={"text": "thanks!", "reply": {"in_reply_to_tweet_id": "1234567890"}},
+    )
+
+    assert response.status_code == 403
+    assert "deleted or not visible" in response.json()["detail"]
+
+
+def test_links_come_back_as_23_character_tco_links(http):
+    response = post(http, "New in: https://shop.example.com/products/linen-shirt")
+
+    text = response.json()["data"]["text"]
+    assert text.startswith("New in: https://t.co/")
+    assert len(text) == len("New in: ") + 23
+
+
+# Mentions
+
+
+def test_a_mention_carries_only_the_fields_asked_for(sandbox, http):
+    mention_id = mention(sandbox, "@shop do you ship to Lyon?")
+
+    bare = http("GET", f"/2/users/{SHOP['user_id']}/mentions").json()
+    rich = http(
+        "GET",
+        f"/2/users/{SHOP['user_id']}/mentions",
+        params={
+            "tweet.fields": "created_at,author_id,conversation_id,public_metrics",
+            "expansions": "author_id",
+            "user.fields": "username,name,public_metrics",
+        },
+    ).json()
+
+    assert bare["data"] == [
+        {
+            "id": mention_id,
+            "text": "@shop do you ship to Lyon?",
+            "edit_history_tweet_ids": [mention_id],
+        }
+    ]
+    assert "includes" not in bare
+    assert rich["data"][0]["created_at"] == "2026-03-02T09:00:00.000Z"
+    assert rich["data"][0]["author_id"] == CUSTOMER["id"]
+    assert rich["data"][0]["conversation_id"] == mention_id
+    assert set(rich["data"][0]["public_metrics"]) == {
+        "retweet_count",
+        "reply_count",
+        "like_count",
+        "quote_count",
+        "bookmark_count",
+        "impression_count",
+    }
+    author = rich["includes"]["users"][0]
+    assert author["username"] == "ada"
+    assert author["public_metrics"]["followers_count"] == 0
+    assert rich["meta"] == {
+        "result_count": 1,
+        "newest_id": mention_id,
+        "oldest_id": mention_id,
+    }
+
+
+def test_a_reply_mention_names_the_conversation_and_the_post(sandbox, http):
+    post_id = post(http, "Which colour next?").json()["data"]["id"]
+    reply_id = mention(sandbox, "@shop green!", in_reply_to_tweet_id=post_id)
+
+    answer = http(
+        "GET",
+        f"/2/users/{SHOP['user_id']}/mentions",
+        params={
+            "tweet.fields": "conversation_id,in_reply_to_user_id,referenced_tweets"
+        },
+    ).json()
+
+    assert answer["data"][0]["id"] == reply_id
+    assert answer["data"][0]["conversation_id"] == post_id
+    assert answer["data"][0]["in_reply_to_user_id"] == SHOP["user_id"]
+    assert answer["data"][0]["referenced_tweets"] == [
+        {"type": "replied_to", "id": post_id}
+    ]
+
+
+def test_an_empty_timeline_answers_only_a_zero_count(http):
+    response = http("GET", f"/2/users/{SHOP['user_id']}/mentions")
+
+    assert response.status_code == 200
+    assert response.json() == {"meta": {"result_count": 0}}
+
+
+@pytest.mark.parametrize("max_results", ["4", "101", "ten"])
+def test_max_results_outside_5_to_100_is_an_invalid_request(http, max_results):
+    response = http(
+        "GET",
+        f"/2/users/{SHOP['user_id']}/mentions",
+        params={"max_results": max_results},
+    )
+
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["parameters"] == {"max_results": [max_results]}
+    assert "is not between 5 and 100" in error["message"]
+
+
+def test_pagination_walks_every_mention_once_newest_first(sandbox, http):
+    ids = [mention(sandbox, f"@shop question {n}") for n in range(12)]
+
+    seen, pages, token = [], 0, None
+    while True:
+        params = {"max_results": 5, "pagination_token": token}
+        page = http("GET", f"/2/users/{SHOP['user_id']}/mentions", params=params)
+        pages += 1
+        seen += [m["id"] for m in page.json()["data"]]
+        token = page.json()["meta"].get("next_token")
+        if token is None:
+            break
+
+    assert pages == 3
+    assert seen == list(reversed(ids))
+
+
+def test_since_id_returns_only_newer_mentions(sandbox, http):
+    old = mention(sandbox, "@shop first")
+    new = mention(sandbox, "@shop second")
+
+    answer = http(
+        "GET", f"/2/users/{SHOP['user_id']}/mentions", params={"since_id": old}
+    ).json()
+
+    assert [m["id"] for m in answer["data"]] == [new]
+
+
+def test_a_mention_stays_hidden_until_the_clock_reaches_it(sandbox, http, clock):
+    later = clock.now() + dt.timedelta(hours=2)
+    mention(sandbox, "@shop hello from the future", created_at=later)
+
+    before = http("GET", f"/2/users/{SHOP['user_id']}/mentions").json()
+    clock.set(later)
+    after = http("GET", f"/2/users/{SHOP['user_id']}/mentions").json()
+
+    assert before == {"meta": {"result_count": 0}}
+    assert after["meta"]["result_count"] == 1
+
+
+def test_an_unknown_tweet_field_is_an_invalid_request(http):
+    response = http(
+        "GET",
+        f"/2/users/{SHOP['user_id']}/mentions",
+        params={"tweet.fields": "created_at,mood"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["parameters"] == {"tweet.fields": ["mood"]}
+
+
+def test_the_own_timeline_lists_the_accounts_posts_since_a_time(http, clock):
+    post(http, "monday")
+    clock.advance(dt.timedelta(days=1))
+    tuesday = post(http, "tuesday").json()["data"]["id"]
+
+    answer = http(
+        "GET",
+        f"/2/users/{SHOP['user_id']}/tweets",
+        params={"start_time": "2026-03-03T00:00:00Z", "tweet.fields": "created_at"},
+    ).json()
+
+    assert [p["id"] for p in answer["data"]] == [tuesday]
+    assert answer["data"][0]["created_at"] == "2026-03-03T09:00:00.000Z"
+
+
+# Users
+
+
+def test_users_me_and_user_lookup_answer_like_x(http):
+    me = http("GET", "/2/users/me").json()
+    user = http(
+        "GET",
+        f"/2/users/{SHOP['user_id']}",
+        params={"user.fields": "public_metrics"},
+    ).json()
+    nobody = http("GET", "/2/users/42").json()
+
+    assert me == {"data": {"id": SHOP["user_id"], "name": "Shop", "username": "shop"}}
+    assert user["data"]["public_metrics"]["followers_count"] == 1520
+    assert nobody["errors"][0]["detail"] == "Could not find user with id: [42]."
+    assert "data" not in nobody
+
+
+# Post lookup and metrics
+
+
+def test_post_lookup_accepts_1_to_100_ids(http):
+    too_many = ",".join(str(10**18 + n) for n in range(101))
+
+    response = http("GET", "/2/tweets", params={"ids": too_many})
+
+    assert response.status_code == 400
+    assert response.json()["type"] == "https://api.x.com/2/problems/invalid-request"
+
+
+def test_unknown_ids_come_back_as_not_found_errors_beside_the_data(http):
+    post_id = post(http, "hello").json()["data"]["id"]
+
+    answer = http("GET", "/2/tweets", params={"ids": f"{post_id},1234"}).json()
+
+    assert [p["id"] for p in answer["data"]] == [post_id]
+    assert answer["errors"] == [
+        {
+            "value": "1234",
+            "detail": "Could not find tweet with ids: [1234].",
+            "title": "Not Found Error",
+            "resource_type": "tweet",
+            "parameter": "ids",
+            "resource_id": "1234",
+            "type": "https://api.x.com/2/problems/resource-not-found",
+        }
+    ]
+
+
+def test_private_metrics_of_another_accounts_post_are_refused_per_field(http):
+    theirs = post(http, "not yours", token="other-token").json()["data"]["id"]
+
+    answer = http(
+        "GET",
+        "/2/tweets",
+        params={"ids": theirs, "tweet.fields": "public_metrics,non_public_metrics"},
+    ).json()
+
+    assert "data" not in answer
+    assert [e["field"] for e in answer["errors"]] == [
+        "non_public_metrics.impression_count",
+        "non_public_metrics.url_link_clicks",
+        "non_public_metrics.user_profile_clicks",
+    ]
+    assert {e["type"] for e in answer["errors"]} == {
+        "https://api.x.com/2/problems/not-authorized-for-field"
+    }
+
+
+def test_private_metrics_are_shown_for_30_days_only(http, clock):
+    post_id = post(http, "a month from now").json()["data"]["id"]
+    params = {"ids": post_id, "tweet.fields": "non_public_metrics"}
+
+    clock.advance(dt.timedelta(days=29, hours=23))
+    young = http("GET", "/2/tweets", params=params).json()
+    clock.advance(dt.timedelta(hours=1))
+    old = http("GET", "/2/tweets", params=params).json()
+
+    assert "non_public_metrics" in young["data"][0]
+    assert "data" not in old
+    assert len(old["errors"]) == 3
+
+
+def test_metrics_depend_only_on_age_and_never_decrease(http, clock):
+    post_id = post(http, "Linen shirts are back https://shop.example.com").json()[
+        "data"
+    ]["id"]
+    params = {"ids": post_id, "tweet.fields": "public_metrics,non_public_metrics"}
+
+    readings = []
+    for hours in (0, 1, 3, 6, 12, 24, 72, 24 * 7, 24 * 29):
+        clock.set(START + dt.timedelta(hours=hours))
+        readings.append(http("GET", "/2/tweets", params=params).json()["data"][0])
+    clock.set(START + dt.timedelta(hours=12))
+    again = http("GET", "/2/tweets", params=params).json()["data"][0]
+
+    assert readings[0]["public_metrics"]["impression_count"] == 0
+    assert readings[-1]["public_metrics"]["impression_count"] > 0
+    assert readings[-1]["non_public_metrics"]["url_link_clicks"] > 0
+    for earlier, later in zip(readings, readings[1:], strict=False):
+        for group in ("public_metrics", "non_public_metrics"):
+            for name, value in earlier[group].items():
+                assert later[group][name] >= value
+    assert again == readings[4]
+
+
+def test_link_clicks_stay_zero_without_a_link(http, clock):
+    post_id = post(http, "No link here").json()["data"]["id"]
+    clock.advance(dt.timedelta(days=3))
+
+    answer = http(
+        "GET",
+        "/2/tweets",
+        params={"ids": post_id, "tweet.fields": "non_public_metrics"},
+    ).json()
+
+    assert answer["data"][0]["non_public_metrics"]["url_link_clicks"] == 0
+    assert answer["data"][0]["non_public_metrics"]["user_profile_clicks"] > 0
+
+
+# Rate limits and faults
+
+
+def test_a_limit_applies_per_token_and_endpoint_and_resets_after_15_minutes(
+    sandbox, http, clock
+):
+    sandbox.set_limit("POST /2/tweets", 2)
+    post(http, "one")
+    post(http, "two")
+
+    spent = post(http, "three")
+    other_token = post(http, "three", token="other-token")
+    other_endpoint = http("GET", "/2/users/me")
+    clock.advance(dt.timedelta(minutes=15))
+    renewed = post(http, "three")
+
+    assert spent.status_code == 429
+    assert spent.headers["x-rate-limit-remaining"] == "0"
+    assert int(spent.headers["x-rate-limit-reset"]) == int(
+        (START + dt.timedelta(minutes=15)).timestamp()
+    )
+    assert spent.json()["title"] == "Too Many Requests"
+    assert other_token.status_code == 201
+    assert other_endpoint.status_code == 200
+    assert renewed.status_code == 201
+
+
+def test_a_queued_503_answers_in_xs_format_then_clears(sandbox, http):
+    requests.post(
+        sandbox.base_url + "/_sandbox/faults",
+        json={"method": "POST", "path_prefix": "/2/tweets", "status": 503},
+        timeout=5,
+    )
+
+    failed = post(http, "hello")
+    served = post(http, "hello")
+
+    assert failed.status_code == 503
+    assert failed.json() == {
+        "title": "Service Unavailable",
+        "detail": "Service Unavailable",
+        "type": "about:blank",
+        "status": 503,
+    }
+    assert served.status_code == 201
+
+
+def test_a_queued_429_carries_the_rate_limit_headers(sandbox, http, clock):
+    sandbox.add_fault(
+        method="GET", path_prefix="/2/users/", status=429, count=2, reset_in_s=120
+    )
+
+    first = http("GET", "/2/users/me")
+    second = http("GET", f"/2/users/{SHOP['user_id']}/mentions")
+    third = http("GET", "/2/users/me")
+
+    for response in (first, second):
+        assert response.status_code == 429
+        assert response.headers["x-rate-limit-remaining"] == "0"
+        assert int(response.headers["x-rate-limit-reset"]) == int(
+            (clock.now() + dt.timedelta(seconds=120)).timestamp()
+        )
+    assert third.status_code == 200
+
+
+def test_a_dropped_answer_closes_the_connection_after_the_post_is_made(sandbox, http):
+    sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+
+    with pytest.raises(requests.ConnectionError):
+        post(http, "did it go out?")
+
+    assert [p["text"] for p in sandbox.snapshot()["posts"]] == ["did it go out?"]
+
+
+# Control API and process
+
+
+def test_the_control_api_registers_injects_reports_and_resets(sandbox, http):
+    control = sandbox.base_url + "/_sandbox/"
+    requests.post(
+        control + "accounts",
+        json={
+            "user_id": "1700000000000000001",
+            "username": "newshop",
+            "name": "New Shop",
+            "token": "new-token",
+            "followers_count": 12,
+        },
+        timeout=5,
+    )
+    injected = requests.post(
+        control + "mentions",
+        json={
+            "to_user_id": "1700000000000000001",
+            "mentions": [
+                {"text": "@newshop hi", "author": CUSTOMER},
+                {
+                    "text": "@newshop later",
+                    "author": CUSTOMER,
+                    "created_at": "2026-03-02T10:00:00Z",
+                },
+            ],
+        },
+        timeout=5,
+    )
+    post(http, "hello", token="new-token")
+    requests.post(
+        control + "limits", json={"endpoint": "POST /2/tweets", "limit": 7}, timeout=5
+    )
+
+    state = requests.get(control + "state", timeout=5).json()
+    requests.post(control + "reset", timeout=5)
+    cleared = requests.get(control + "state", timeout=5).json()
+
+    assert injected.status_code == 201
+    assert [m["created_at"] for m in injected.json()["data"]] == [
+        "2026-03-02T09:00:00.000Z",
+        "2026-03-02T10:00:00.000Z",
+    ]
+    assert "newshop" in [a["username"] for a in state["accounts"]]
+    assert "token" not in json.dumps(state["accounts"])
+    assert [m["text"] for m in state["mentions"]] == ["@newshop hi", "@newshop later"]
+    assert state["posts"][0]["username"] == "newshop"
+    assert state["requests"]["POST /2/tweets"] == {"count": 1, "statuses": {"201": 1}}
+    assert state["limits"]["POST /2/tweets"] == 7
+    assert cleared["accounts"] == cleared["posts"] == cleared["mentions"] == []
+    assert cleared["limits"]["POST /2/tweets"] == 100
+
+
+def test_a_bad_control_request_is_a_400_naming_the_problem(sandbox):
+    response = requests.post(
+        sandbox.base_url + "/_sandbox/mentions",
+        json={"to_user_id": "999", "mentions": [{"text": "x", "author": CUSTOMER}]},
+        timeout=5,
+    )
+
+    assert response.status_code == 400
+    assert "no account 999" in response.json()["error"]
+
+
+def test_the_process_serves_on_its_port_writes_state_and_stops_on_sigterm(tmp_path):
+    clock_file = tmp_path / "clock"
+    FileClock(clock_file).set(START)
+    state_file = tmp_path / "x-state.json"
+    environment = {**os.environ, "PYTHONPATH": f"functions{os.pathsep}."}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "infra.x_sandbox",
+            "--port",
+            "0",
+            "--clock-file",
+            str(clock_file),
+            "--state-file",
+            str(state_file),
+        ],
+        cwd=REPO_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline().strip()
+        base_url = line.removeprefix("x-sandbox listening on ")
+        requests.post(
+            base_url + "/_sandbox/accounts",
+            json={**SHOP, "token": "shop-token"},
+            timeout=5,
+        )
+        created = requests.post(
+            base_url + "/2/tweets",
+            json={"text": "from a process"},
+            headers={"Authorization": "Bearer shop-token"},
+            timeout=5,
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=10)
+
+    assert line.startswith("x-sandbox listening on http://127.0.0.1:")
+    assert created.status_code == 201
+    state = json.loads(state_file.read_text())
+    assert state["now"] == "2026-03-02T09:00:00.000Z"
+    assert state["posts"][0]["text"] == "from a process"
+    assert exit_code == 0
