@@ -26,7 +26,7 @@ demo: install ## Run the whole loop on the demo catalog in a simulated week
 	@$(PY) -m infra.demo
 
 test: install ## Run the test suite against a real PostgreSQL
-	@$(PY) -m pytest
+	@$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install ## Measure cold start and memory per function against a bare function
 	@$(PY) -m bench.functions

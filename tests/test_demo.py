@@ -1,0 +1,105 @@
+"""`make demo` end to end: every figure it prints is what the database holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cartcast import db
+from cartcast.settings import Settings
+from infra import pg
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.demo
+
+
+@pytest.fixture(scope="module")
+def demo_run(database_url: str, tmp_path_factory: pytest.TempPathFactory):
+    name = f"cartcast_demo_{uuid.uuid4().hex[:8]}"
+    work_dir = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "DATABASE_URL": pg.with_database(database_url, "postgres")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "functions"), str(REPO)])
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "infra.demo", "--database", name, "--work-dir", str(work_dir)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+    url = pg.with_database(database_url, name)
+    database = db.connect_from_settings(Settings(database_url=url))
+    yield finished, json.loads((work_dir / "summary.json").read_text()), database
+    database.close()
+    pg.drop_database(url)
+
+
+def test_the_demo_finishes_and_says_each_step(demo_run) -> None:
+    finished, _, _ = demo_run
+
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    for step in range(1, 10):
+        assert f"[{step}/9]" in finished.stdout
+
+
+def test_every_post_was_published_once_and_the_sandbox_agrees(demo_run) -> None:
+    finished, summary, database = demo_run
+
+    with database.transaction() as tx:
+        published = tx.scalar("SELECT count(*) FROM posts WHERE state = 'published'")
+        x_ids = tx.scalar("SELECT count(DISTINCT x_post_id) FROM posts")
+        texts = tx.rows("SELECT text, link, weighted_length FROM posts")
+
+    assert published == summary["published"] == summary["sandbox_posts"] == x_ids > 0
+    assert f"posts published: {published}" in finished.stdout
+    assert len({row["text"] for row in texts}) == len(texts)
+    assert all(row["link"] in row["text"] and "utm_content=" in row["link"] for row in texts)
+    assert all(row["weighted_length"] <= 280 for row in texts)
+
+
+def test_the_printed_kpis_are_the_databases(demo_run) -> None:
+    finished, _, database = demo_run
+
+    with database.transaction() as tx:
+        kpis = tx.one(
+            "SELECT sum(impressions) AS impressions, sum(engagements) AS engagements, "
+            "sum(link_clicks) AS clicks, sum(api_spend_usd) AS spend FROM daily_kpis"
+        )
+        orders = tx.one(
+            "SELECT count(*) FILTER (WHERE post_id IS NOT NULL) AS attributed, "
+            "count(*) FILTER (WHERE post_id IS NULL) AS unattributed, "
+            "COALESCE(sum(total_price) FILTER (WHERE post_id IS NOT NULL), 0) AS revenue "
+            "FROM orders"
+        )
+        ledger = tx.scalar("SELECT sum(usd) FROM cost_ledger")
+
+    assert (
+        f"impressions {kpis['impressions']}, engagements {kpis['engagements']}, "
+        f"link clicks {kpis['clicks']}" in finished.stdout
+    )
+    assert f"orders attributed {orders['attributed']}," in finished.stdout
+    assert f"unattributed {orders['unattributed']}," in finished.stdout
+    assert f"attributed revenue ${orders['revenue']:.2f}" in finished.stdout
+    assert orders["attributed"] > 0 and orders["unattributed"] > 0
+    assert kpis["spend"] == ledger
+    assert f"X spend ${Decimal(ledger):.3f}" in finished.stdout
+
+
+def test_every_mention_was_stored_once_and_scored(demo_run) -> None:
+    finished, _, database = demo_run
+
+    with database.transaction() as tx:
+        counts = tx.one(
+            "SELECT count(*) AS stored, count(DISTINCT x_post_id) AS distinct_ids, "
+            "count(*) FILTER (WHERE scored_at IS NULL) AS unscored FROM mentions"
+        )
+
+    assert counts["stored"] == counts["distinct_ids"] > 100
+    assert counts["unscored"] == 0
+    assert f"mentions: {counts['stored']}" in finished.stdout

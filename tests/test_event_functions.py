@@ -1,0 +1,185 @@
+"""The four event functions, through functions-framework's CloudEvent app.
+
+X is the sandbox on loopback; Pub/Sub fan-out lands on a loopback receiver that
+stands where the push subscription's endpoint would be.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from cartcast import events
+from infra.x_sandbox import XSandbox
+from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.helpers import brand_body, catalog, post_json
+
+SHOP = {"user_id": "1500000000000000001", "username": "testgoods", "name": "Test Goods"}
+
+
+class PushReceiver:
+    """Records the Pub/Sub CloudEvents pushed to it, answering 204 like a function."""
+
+    def __init__(self) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((dict(self.headers), json.loads(body)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+
+
+@pytest.fixture
+def sandbox(clock_file):
+    with XSandbox(clock=clock_file) as running:
+        running.register_account(**SHOP, token="token-test-goods", followers_count=900)
+        yield running
+
+
+@pytest.fixture
+def receiver():
+    running = PushReceiver()
+    yield running
+    running.server.shutdown()
+
+
+@pytest.fixture
+def env(function_env, monkeypatch, sandbox, receiver):
+    monkeypatch.setenv("X_API_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("CARTCAST_PUBSUB_PUSH", f"cartcast-mentions={receiver.url}")
+    return function_env
+
+
+@pytest.fixture
+def brand_key(env) -> str:
+    api = make_app("api", "http").test_client()
+    key = post_json(api, "/v1/brands", brand_body(), OPERATOR_KEY).get_json()["api_key"]
+    post_json(api, "/v1/products", catalog(4), key)
+    post_json(api, "/v1/captions", {"products": [p["sku"] for p in catalog(4)]}, key)
+    post_json(api, "/v1/schedule", {}, key)
+    return key
+
+
+def tick(target: str, at: dt.datetime, payload: dict | None = None):
+    headers, body = events.envelope(
+        topic=target, project="test", payload=payload or {}, message_id=uuid.uuid4().hex, time=at
+    )
+    client = make_app(target, "cloudevent").test_client()
+    return client.post("/", headers=headers, data=json.dumps(body))
+
+
+def api_get(path: str, key: str):
+    client = make_app("api", "http").test_client()
+    return client.get(path, headers={"Authorization": f"Bearer {key}"}).get_json()
+
+
+def test_a_tick_publishes_due_posts_once_even_when_delivered_twice(
+    brand_key, clock_file, sandbox
+) -> None:
+    week_later = START + dt.timedelta(days=7)
+    clock_file.set(week_later)
+
+    first = tick("publish_due_posts", week_later)
+    again = tick("publish_due_posts", week_later)
+
+    assert first.status_code == again.status_code == 200
+    published = api_get("/v1/posts?state=published", brand_key)["posts"]
+    assert len(published) == 4
+    assert len(sandbox.snapshot()["posts"]) == 4
+
+
+def test_posts_not_yet_due_stay_scheduled(brand_key, clock_file, sandbox) -> None:
+    tick("publish_due_posts", START)
+
+    assert api_get("/v1/posts?state=scheduled", brand_key)["posts"]
+    assert sandbox.snapshot()["posts"] == []
+
+
+def test_a_stale_tick_is_acknowledged_and_does_nothing(brand_key, clock_file, sandbox) -> None:
+    clock_file.set(START + dt.timedelta(days=7))
+
+    response = tick("publish_due_posts", START + dt.timedelta(days=6))
+
+    assert response.status_code == 200
+    assert sandbox.snapshot()["posts"] == []
+
+
+def test_x_rate_limit_defers_publishing_without_failing_posts(brand_key, clock_file, sandbox) -> None:
+    clock_file.set(START + dt.timedelta(days=7))
+    sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=429, count=1)
+
+    response = tick("publish_due_posts", START + dt.timedelta(days=7))
+
+    assert response.status_code == 200
+    assert len(api_get("/v1/posts?state=scheduled", brand_key)["posts"]) == 4
+    assert api_get("/v1/posts?state=failed", brand_key)["posts"] == []
+
+
+def test_mentions_are_stored_once_fanned_out_and_scored(brand_key, clock_file, sandbox, receiver) -> None:
+    for text in ("@testgoods where is my order #4411? it never arrived", "@testgoods love it!"):
+        sandbox.add_mention(to_user_id=SHOP["user_id"], text=text,
+                            author={"id": "42", "username": "shopper", "name": "A Shopper"})
+
+    tick("poll_mentions", START)
+    tick("poll_mentions", START)
+    pushed = [events.decode(_as_event(h, b)) for h, b in receiver.received]
+    for message in pushed:
+        tick("score_sentiment", START, message.payload)
+
+    inbox = api_get("/v1/mentions", brand_key)["mentions"]
+    assert len(pushed) == 1 and len(pushed[0].payload["mention_ids"]) == 2
+    assert len(inbox) == 2
+    assert inbox[0]["intent"] == "order_issue"
+    assert inbox[0]["priority"] < inbox[1]["priority"]
+
+
+def test_a_score_event_without_mention_ids_is_acknowledged(env) -> None:
+    response = tick("score_sentiment", START, {"something": "else"})
+
+    assert response.status_code == 200
+
+
+def test_an_event_without_pubsub_data_is_acknowledged(env) -> None:
+    headers, _ = events.envelope(topic="t", project="p", payload={}, message_id="1", time=START)
+    client = make_app("rollup_kpis", "cloudevent").test_client()
+
+    response = client.post("/", headers=headers, data=json.dumps({"message": {"data": "%%%"}}))
+
+    assert response.status_code == 200
+
+
+def test_the_rollup_snapshots_metrics_and_writes_daily_kpis(brand_key, clock_file) -> None:
+    published_at = START + dt.timedelta(days=7)
+    clock_file.set(published_at)
+    tick("publish_due_posts", published_at)
+    later = published_at + dt.timedelta(hours=6)
+    clock_file.set(later)
+
+    response = tick("rollup_kpis", later)
+
+    assert response.status_code == 200
+    days = api_get(f"/v1/reports/daily?to={later.date()}", brand_key)["days"]
+    assert sum(day["posts_published"] for day in days) == 4
+    assert sum(day["impressions"] for day in days) > 0
+    assert float(sum(float(day["api_spend_usd"]) for day in days)) >= 4 * 0.20
+
+
+def _as_event(headers: dict, body: dict):
+    from cloudevents.http import CloudEvent
+
+    attributes = {k[3:]: v for k, v in {k.lower(): v for k, v in headers.items()}.items() if k.startswith("ce-")}
+    return CloudEvent(attributes, body)
