@@ -1,0 +1,306 @@
+"""The offline mention scorer: sentiment, intent, priority and escalation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cartcast.sentiment import SCORER_VERSION, MentionScore, score_mention
+
+REPO = Path(__file__).resolve().parents[1]
+TEAM_MENTIONS = json.loads(
+    (REPO / "infra" / "data" / "team_mentions.json").read_text(encoding="utf-8")
+)
+INTENTS = {"order_issue", "question", "complaint", "praise", "spam", "other"}
+SENTIMENTS = {"negative", "neutral", "positive"}
+
+# Measured with SCORER_VERSION "vader-3.3.2+cartcast.1": 62 of 64 intents and 62 of
+# 64 sentiments match (0.969 each). The rules and these mentions come from the same
+# team, so the bar guards against regressions; it is not an accuracy claim.
+MIN_TEAM_INTENT_ACCURACY = 0.93
+MIN_TEAM_SENTIMENT_ACCURACY = 0.93
+
+
+def test_an_order_that_never_arrived_is_an_urgent_order_issue():
+    score = score_mention("@northwindgoods my order #48213 never arrived")
+
+    assert score.intent == "order_issue"
+    assert score.sentiment == "negative"
+    assert score.priority == 1
+    assert score.response_due_min == 60
+    assert "keyword:not_arrived" in score.reasons
+
+
+def test_where_is_my_order_leans_negative_though_vader_calls_it_neutral():
+    score = score_mention("@northwindgoods where is my order?")
+
+    assert score.intent == "order_issue"
+    assert score.sentiment == "negative"
+    assert "adjust:problem" in score.reasons
+
+
+@pytest.mark.parametrize(
+    ("text", "keyword"),
+    [
+        ("@northwindgoods you sent me the wrong item, I ordered a wok", "wrong_item"),
+        ("@northwindgoods the lamp arrived broken", "damaged"),
+        ("@northwindgoods I want a refund for the blender", "refund_demand"),
+        ("@northwindgoods please cancel my order #55012", "order_number"),
+        ("@northwindgoods you charged me twice for one order", "charged_twice"),
+        ("@northwindgoods my parcel is late again", "late"),
+    ],
+)
+def test_order_problems_are_order_issues_answered_within_the_hour(text, keyword):
+    score = score_mention(text)
+
+    assert score.intent == "order_issue"
+    assert score.response_due_min == 60
+    assert f"keyword:{keyword}" in score.reasons
+
+
+def test_a_happy_refund_is_praise_not_an_order_issue():
+    score = score_mention(
+        "@northwindgoods got my refund in two days, thank you so much!"
+    )
+
+    assert score.intent == "praise"
+    assert score.sentiment == "positive"
+    assert score.response_due_min is None
+
+
+def test_a_plain_question_is_a_question_answered_within_four_hours():
+    score = score_mention("@northwindgoods do you ship to Canada?")
+
+    assert score.intent == "question"
+    assert score.sentiment == "neutral"
+    assert score.priority == 3
+    assert score.response_due_min == 240
+
+
+def test_true_to_size_and_nickel_free_are_not_praise():
+    sizing = score_mention("@northwindgoods do these trainers run true to size?")
+    material = score_mention("@northwindgoods are the earrings nickel free?")
+
+    assert sizing.sentiment == "neutral"
+    assert material.sentiment == "neutral"
+
+
+def test_a_negative_question_is_a_complaint():
+    score = score_mention("@northwindgoods why is your website so awful and slow?")
+
+    assert score.intent == "complaint"
+    assert score.sentiment == "negative"
+    assert score.response_due_min == 120
+
+
+def test_support_that_never_replies_is_a_complaint_even_without_an_order():
+    score = score_mention("@northwindgoods emailed support twice, still no reply")
+
+    assert score.intent == "complaint"
+    assert score.sentiment == "negative"
+
+
+@pytest.mark.parametrize(
+    ("text", "crisis"),
+    [
+        ("@northwindgoods I had an allergic reaction to your face cream", "allergic"),
+        ("@northwindgoods the charger overheated on my desk", "fire"),
+        ("@northwindgoods the kettle left a burn on my hand", "burn"),
+        ("@northwindgoods my son got an injury from the toy", "injury"),
+        ("@northwindgoods my lawyer will be in touch about this lawsuit", "lawsuit"),
+        ("@northwindgoods is this blender part of the recall?", "recall"),
+        ("@northwindgoods this heater is unsafe", "unsafe"),
+        ("@northwindgoods the phone caught fire while charging", "fire"),
+        ("@northwindgoods your shop is a scam", "scam"),
+    ],
+)
+def test_crisis_words_escalate_at_once(text, crisis):
+    score = score_mention(text)
+
+    assert score.escalate is True
+    assert score.priority == 1
+    assert score.response_due_min == 60
+    assert any(reason.startswith(f"crisis:{crisis}") for reason in score.reasons)
+
+
+def test_a_crisis_in_a_happy_sounding_mention_still_escalates():
+    score = score_mention("@northwindgoods love the lotion but I got hives all over :)")
+
+    assert score.escalate is True
+    assert score.priority == 1
+
+
+def test_slang_fire_does_not_escalate():
+    score = score_mention("@northwindgoods this new perfume is fire, obsessed with it")
+
+    assert score.escalate is False
+    assert not any(reason.startswith("crisis:") for reason in score.reasons)
+
+
+def test_a_negation_does_not_leak_into_the_next_sentence():
+    score = score_mention("@northwindgoods it never arrived. Worst shop ever.")
+
+    assert score.sentiment == "negative"
+
+
+def test_an_angry_order_issue_escalates_and_a_calm_one_does_not():
+    angry = score_mention(
+        "@northwindgoods three weeks and my package never arrived. Worst shop ever."
+    )
+    calm = score_mention("@northwindgoods can I change the address on order #55120?")
+
+    assert angry.escalate is True
+    assert "escalate:angry" in angry.reasons
+    assert calm.intent == "order_issue"
+    assert calm.escalate is False
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "🚀 $MOON presale closes tonight, connect your wallet https://moon.example",
+        "@northwindgoods follow back? #f4f #followback",
+        "@northwindgoods earn $500 a day from home https://a.example https://b.example",
+        "@northwindgoods WIN big #giveaway #win #free #iphone #contest",
+    ],
+)
+def test_spam_has_the_lowest_priority_and_no_opinion(text):
+    score = score_mention(text)
+
+    assert score.intent == "spam"
+    assert score.priority == 4
+    assert score.priority == max(s.priority for s in _one_score_per_intent())
+    assert score.sentiment == "neutral"
+    assert score.response_due_min is None
+    assert score.escalate is False
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   ", "\n\t ", "@northwindgoods", "https://x.co"]
+)
+def test_empty_text_is_neutral_other_without_error(text):
+    score = score_mention(text)
+
+    assert score.intent == "other"
+    assert score.sentiment == "neutral"
+    assert score.compound == 0.0
+    assert score.priority == 4
+    assert score.escalate is False
+    assert score.response_due_min is None
+
+
+def test_very_long_text_is_scored():
+    text = "@northwindgoods where is my order? " + "It is late. " * 5_000
+
+    score = score_mention(text)
+
+    assert score.intent == "order_issue"
+    assert -1.0 <= score.compound <= 1.0
+
+
+def test_emoji_are_scored_including_the_variation_selector_phones_send():
+    bare = score_mention("@northwindgoods thank you for the note in my parcel ❤")
+    with_selector = score_mention(
+        "@northwindgoods thank you for the note in my parcel ❤️"
+    )
+    only_emoji = score_mention("😍😍😍")
+
+    assert with_selector.compound == bare.compound
+    assert with_selector.sentiment == "positive"
+    assert only_emoji.sentiment == "positive"
+
+
+def test_handles_and_links_are_not_scored():
+    plain = score_mention("the sofa is lovely")
+    decorated = score_mention(
+        "@LoveItStore @happy_days the sofa is lovely https://great.example/love"
+    )
+
+    assert decorated.compound == plain.compound
+
+
+def test_a_score_is_a_frozen_record_with_a_bounded_compound():
+    score = score_mention("@northwindgoods great service!")
+
+    assert isinstance(score, MentionScore)
+    assert score.sentiment in SENTIMENTS
+    assert score.intent in INTENTS
+    assert -1.0 <= score.compound <= 1.0
+    assert score.reasons[0].startswith("intent:")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        score.priority = 1  # type: ignore[misc]
+
+
+def test_the_scorer_version_names_the_vader_it_adapts():
+    assert re.fullmatch(r"vader-3\.3\.2\+cartcast\.\d+", SCORER_VERSION)
+
+
+def test_importing_the_module_does_not_load_vader():
+    probe = (
+        "import sys, cartcast.sentiment; "
+        "print('vaderSentiment.vaderSentiment' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "functions")}
+
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_the_team_mentions_reach_their_expected_intent():
+    hits = [
+        score_mention(m["text"]).intent == m["expected_intent"] for m in TEAM_MENTIONS
+    ]
+
+    assert sum(hits) / len(hits) >= MIN_TEAM_INTENT_ACCURACY
+
+
+def test_the_team_mentions_reach_their_expected_sentiment():
+    hits = [
+        score_mention(m["text"]).sentiment == m["expected_sentiment"]
+        for m in TEAM_MENTIONS
+    ]
+
+    assert sum(hits) / len(hits) >= MIN_TEAM_SENTIMENT_ACCURACY
+
+
+def test_every_crisis_like_team_mention_escalates():
+    crisis_texts = [
+        m["text"]
+        for m in TEAM_MENTIONS
+        if re.search(r"allergic|overheat|burning", m["text"], re.IGNORECASE)
+    ]
+
+    assert len(crisis_texts) == 3
+    assert all(score_mention(text).escalate for text in crisis_texts)
+
+
+def test_the_team_mentions_are_well_formed():
+    usernames = [m["author"]["username"] for m in TEAM_MENTIONS]
+
+    assert 55 <= len(TEAM_MENTIONS) <= 70
+    assert len(set(usernames)) == len(usernames)
+    assert all(re.fullmatch(r"\w{1,15}", name, re.ASCII) for name in usernames)
+    assert all(m["author"]["name"] and len(m["text"]) <= 280 for m in TEAM_MENTIONS)
+    assert {m["expected_intent"] for m in TEAM_MENTIONS} == INTENTS
+    assert {m["expected_sentiment"] for m in TEAM_MENTIONS} == SENTIMENTS
+
+
+def _one_score_per_intent() -> list[MentionScore]:
+    return [
+        score_mention("@northwindgoods my order never arrived"),
+        score_mention("@northwindgoods do you ship to Canada?"),
+        score_mention("@northwindgoods your app is terrible"),
+        score_mention("@northwindgoods love the new lamp!"),
+        score_mention("@northwindgoods saw your ad today"),
+    ]
