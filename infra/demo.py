@@ -18,6 +18,7 @@ import secrets
 import sys
 import time
 import urllib.parse
+import zlib
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -222,7 +223,8 @@ def _mentions_timeline(chosen: list[dict], account: dict) -> list[Happening]:
     for index, (text, name, username) in enumerate(texts):
         day = index % 7
         at = WEEK_START + dt.timedelta(days=day, hours=3 + rng.randrange(0, 14), minutes=rng.randrange(0, 60))
-        author_id = str(1_600_000_000_000_000_000 + (hash(username) % 10**15))
+        # A stable id per author: str hash() changes between processes.
+        author_id = str(1_600_000_000_000_000_000 + zlib.crc32(username.encode()))
         timeline.append(Happening(at.astimezone(dt.timezone.utc), "mention", {
             "to_user_id": account["user_id"],
             "mentions": [{"text": text, "author": {"id": author_id, "username": username, "name": name}}],
