@@ -84,8 +84,12 @@ def _fresh_message(cloud_event, function):
     try:
         message = events.decode(cloud_event)
     except PermanentError as error:
-        current.log.error("unusable event dropped", extra=fields(
-            function=function, event_id=cloud_event.get("id"), reason=str(error)))
+        current.log.error(
+            "unusable event dropped",
+            extra=fields(
+                function=function, event_id=cloud_event.get("id"), reason=str(error)
+            ),
+        )
         return None
     age_s = events.age_s(message, current.clock.now())
     if age_s > current.settings.max_event_age_s:
@@ -95,10 +99,16 @@ def _fresh_message(cloud_event, function):
 
 
 def _drop(function, message, reason):
-    runtime.current().log.warning("event dropped", extra=fields(
-        function=function, event_id=message.event_id, reason=reason))
+    runtime.current().log.warning(
+        "event dropped",
+        extra=fields(function=function, event_id=message.event_id, reason=reason),
+    )
 
 
 def _done(function, message, outcome):
-    runtime.current().log.info(f"{function} done", extra=fields(
-        function=function, event_id=message.event_id, as_of=message.time, **outcome))
+    runtime.current().log.info(
+        f"{function} done",
+        extra=fields(
+            function=function, event_id=message.event_id, as_of=message.time, **outcome
+        ),
+    )

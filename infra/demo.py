@@ -54,9 +54,13 @@ def say(step: str, message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", default="cartcast_demo", help="database name to (re)create")
+    parser.add_argument(
+        "--database", default="cartcast_demo", help="database name to (re)create"
+    )
     parser.add_argument("--work-dir", type=Path, default=REPO / "var" / "demo")
-    parser.add_argument("--posts", type=int, default=17, help="posts to write (<= 17 a week)")
+    parser.add_argument(
+        "--posts", type=int, default=17, help="posts to write (<= 17 a week)"
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO / "functions"))
 
@@ -65,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     say("1/9", "starting PostgreSQL")
     server = pg.server_url()
     url = _fresh_database(server, args.database)
-    say("1/9", f"applied {len(pg.migrate(url))} migration(s) to database {args.database}")
+    say(
+        "1/9",
+        f"applied {len(pg.migrate(url))} migration(s) to database {args.database}",
+    )
 
     from cartcast.clock import FileClock
 
@@ -74,18 +81,26 @@ def main(argv: list[str] | None = None) -> int:
     operator_key = secrets.token_urlsafe(24)
     say("2/9", "starting the X sandbox and the six functions on 127.0.0.1")
     cloud = local_cloud.LocalCloud(
-        database_url=url, clock_file=clock.path, work_dir=args.work_dir, operator_key=operator_key
+        database_url=url,
+        clock_file=clock.path,
+        work_dir=args.work_dir,
+        operator_key=operator_key,
     )
     with cloud:
         summary = run_week(cloud, clock, operator_key, args.posts)
     summary["run_seconds"] = round(time.monotonic() - started, 1)
     summary["database"] = args.database
 
-    (args.work_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (args.work_dir / "summary.json").write_text(
+        json.dumps(summary, indent=2, default=str)
+    )
     (args.work_dir / "report.html").write_text(render_html(summary))
     print_report(summary)
-    say("9/9", f"report: {args.work_dir / 'report.html'}; everything stopped; "
-        f"run took {summary['run_seconds']} s")
+    say(
+        "9/9",
+        f"report: {args.work_dir / 'report.html'}; everything stopped; "
+        f"run took {summary['run_seconds']} s",
+    )
     return 0
 
 
@@ -102,50 +117,86 @@ def _fresh_database(server: str, name: str) -> str:
     return url
 
 
-def run_week(cloud: local_cloud.LocalCloud, clock: Any, operator_key: str, post_count: int) -> dict:
+def run_week(
+    cloud: local_cloud.LocalCloud, clock: Any, operator_key: str, post_count: int
+) -> dict:
     api = cloud.url("api").rstrip("/")
-    account = {"user_id": "1500000000000000001", "username": "northwindgoods",
-               "name": "Northwind Goods", "token": secrets.token_urlsafe(24),
-               "followers_count": 4200}
-    _expect(call_json("POST", f"{cloud.sandbox_url}/_sandbox/accounts", account), 200, 201)
+    account = {
+        "user_id": "1500000000000000001",
+        "username": "northwindgoods",
+        "name": "Northwind Goods",
+        "token": secrets.token_urlsafe(24),
+        "followers_count": 4200,
+    }
+    _expect(
+        call_json("POST", f"{cloud.sandbox_url}/_sandbox/accounts", account), 200, 201
+    )
 
     say("3/9", "creating the demo brand (approvals off) through the API")
-    status, created = call_json("POST", f"{api}/v1/brands", {
-        "name": "Northwind Goods", "slug": "northwind-goods", "time_zone": TIME_ZONE,
-        "store_base_url": "https://northwind.example.com", "currency": "USD",
-        "voice": "warm, plain-spoken, no hype", "approvals_required": False,
-        "banned_words": ["guaranteed", "cure"], "required_hashtags": [],
-        "x_user_id": account["user_id"], "x_username": account["username"],
-        "x_access_token": account["token"],
-    }, operator_key)
+    status, created = call_json(
+        "POST",
+        f"{api}/v1/brands",
+        {
+            "name": "Northwind Goods",
+            "slug": "northwind-goods",
+            "time_zone": TIME_ZONE,
+            "store_base_url": "https://northwind.example.com",
+            "currency": "USD",
+            "voice": "warm, plain-spoken, no hype",
+            "approvals_required": False,
+            "banned_words": ["guaranteed", "cure"],
+            "required_hashtags": [],
+            "x_user_id": account["user_id"],
+            "x_username": account["username"],
+            "x_access_token": account["token"],
+        },
+        operator_key,
+    )
     _expect((status, created), 201)
     key = created["api_key"]
 
     catalog = json.loads(CATALOG.read_text())
     say("4/9", f"importing the catalog: {len(catalog)} products")
-    status, imported = call_json("POST", f"{api}/v1/products", {"products": catalog}, key)
+    status, imported = call_json(
+        "POST", f"{api}/v1/products", {"products": catalog}, key
+    )
     _expect((status, imported), 200)
     say("4/9", f"catalog: {imported['inserted']} new, {imported['updated']} updated")
 
     chosen = _pick_products(catalog, post_count)
     say("5/9", f"writing captions for {len(chosen)} products through generate_caption")
-    status, drafted = call_json("POST", cloud.url("generate_caption"),
-                                {"products": [p["sku"] for p in chosen], "campaign": "spring-week"}, key)
+    status, drafted = call_json(
+        "POST",
+        cloud.url("generate_caption"),
+        {"products": [p["sku"] for p in chosen], "campaign": "spring-week"},
+        key,
+    )
     _expect((status, drafted), 201)
     drafts = drafted["posts"]
     engines = sorted({d["engine"] for d in drafts})
-    say("5/9", f"{len(drafts)} drafts by {', '.join(engines)}; longest "
+    say(
+        "5/9",
+        f"{len(drafts)} drafts by {', '.join(engines)}; longest "
         f"{max(d['weighted_length'] for d in drafts)}/280 weighted; "
-        f"{len({d['text'] for d in drafts})} distinct texts")
+        f"{len({d['text'] for d in drafts})} distinct texts",
+    )
 
-    status, scheduled = call_json("POST", f"{api}/v1/schedule", {"limit": len(drafts)}, key)
+    status, scheduled = call_json(
+        "POST", f"{api}/v1/schedule", {"limit": len(drafts)}, key
+    )
     _expect((status, scheduled), 200)
-    say("6/9", f"scheduled {len(scheduled['posts'])} posts into the brand's slots "
-        f"({TIME_ZONE}), first {_local(scheduled['posts'][0]['scheduled_at'])}")
+    say(
+        "6/9",
+        f"scheduled {len(scheduled['posts'])} posts into the brand's slots "
+        f"({TIME_ZONE}), first {_local(scheduled['posts'][0]['scheduled_at'])}",
+    )
 
     world = _mentions_timeline(chosen, account)
-    say("6/9", f"driving the simulated week in {STEP.seconds // 60}-minute ticks: "
-        f"publish every tick, poll mentions hourly, roll up KPIs every 3 hours")
+    say(
+        "6/9",
+        f"driving the simulated week in {STEP.seconds // 60}-minute ticks: "
+        f"publish every tick, poll mentions hourly, roll up KPIs every 3 hours",
+    )
     ticks = _drive(cloud, clock, key, world, catalog)
     return _collect(api, key, ticks, cloud)
 
@@ -155,9 +206,15 @@ def _drive(cloud, clock, key, world, catalog) -> dict[str, int]:
     rng = random.Random(SEED)
     prices = {p["id"]: p["price"] for p in catalog}
     end = WEEK_START + dt.timedelta(days=7)
-    counts = {"publish": 0, "poll": 0, "rollup": 0, "mentions_sent": 0, "orders_sent": 0}
+    counts = {
+        "publish": 0,
+        "poll": 0,
+        "rollup": 0,
+        "mentions_sent": 0,
+        "orders_sent": 0,
+    }
     ordered_posts: set[str] = set()
-    now = WEEK_START.astimezone(dt.timezone.utc)
+    now = WEEK_START.astimezone(dt.UTC)
     day_shown = None
     while now <= end:
         clock.set(now)
@@ -171,7 +228,9 @@ def _drive(cloud, clock, key, world, catalog) -> dict[str, int]:
         if (now - WEEK_START) % POLL_EVERY == dt.timedelta(0):
             _tick(cloud, "poll_mentions", now)
             counts["poll"] += 1
-            world.extend(_orders_for_new_posts(api, key, now, rng, prices, ordered_posts))
+            world.extend(
+                _orders_for_new_posts(api, key, now, rng, prices, ordered_posts)
+            )
         if (now - WEEK_START) % ROLLUP_EVERY == dt.timedelta(0) or now + STEP > end:
             _tick(cloud, "rollup_kpis", now)
             counts["rollup"] += 1
@@ -186,12 +245,18 @@ def _drive(cloud, clock, key, world, catalog) -> dict[str, int]:
 def _tick(cloud, target: str, now: dt.datetime) -> None:
     status = send_tick(cloud.url(target), topic=f"cartcast-{target}", time=now)
     if status >= 300:
-        raise RuntimeError(f"{target} answered {status} at {now}; see {cloud.work_dir}/{target}.log")
+        raise RuntimeError(
+            f"{target} answered {status} at {now}; see {cloud.work_dir}/{target}.log"
+        )
 
 
 def _happen(cloud, api: str, key: str, happening: Happening) -> None:
     if happening.kind == "mention":
-        _expect(call_json("POST", f"{cloud.sandbox_url}/_sandbox/mentions", happening.body), 200, 201)
+        _expect(
+            call_json("POST", f"{cloud.sandbox_url}/_sandbox/mentions", happening.body),
+            200,
+            201,
+        )
     else:
         _expect(call_json("POST", f"{api}/v1/orders", happening.body, key), 200, 201)
 
@@ -213,8 +278,13 @@ def _mentions_timeline(chosen: list[dict], account: dict) -> list[Happening]:
     for product in chosen:
         for review in product.get("reviews", []):
             name = review["reviewerName"]
-            texts.append((f"@{account['username']} {review['comment']} ({product['title']})",
-                          name, name.lower().replace(" ", "_")))
+            texts.append(
+                (
+                    f"@{account['username']} {review['comment']} ({product['title']})",
+                    name,
+                    name.lower().replace(" ", "_"),
+                )
+            )
     for mention in json.loads(TEAM_MENTIONS.read_text()):
         author = mention["author"]
         texts.append((mention["text"], author["name"], author["username"]))
@@ -222,19 +292,38 @@ def _mentions_timeline(chosen: list[dict], account: dict) -> list[Happening]:
     timeline = []
     for index, (text, name, username) in enumerate(texts):
         day = index % 7
-        at = WEEK_START + dt.timedelta(days=day, hours=3 + rng.randrange(0, 14), minutes=rng.randrange(0, 60))
+        at = WEEK_START + dt.timedelta(
+            days=day, hours=3 + rng.randrange(0, 14), minutes=rng.randrange(0, 60)
+        )
         # A stable id per author: str hash() changes between processes.
         author_id = str(1_600_000_000_000_000_000 + zlib.crc32(username.encode()))
-        timeline.append(Happening(at.astimezone(dt.timezone.utc), "mention", {
-            "to_user_id": account["user_id"],
-            "mentions": [{"text": text, "author": {"id": author_id, "username": username, "name": name}}],
-        }))
+        timeline.append(
+            Happening(
+                at.astimezone(dt.UTC),
+                "mention",
+                {
+                    "to_user_id": account["user_id"],
+                    "mentions": [
+                        {
+                            "text": text,
+                            "author": {
+                                "id": author_id,
+                                "username": username,
+                                "name": name,
+                            },
+                        }
+                    ],
+                },
+            )
+        )
     return sorted(timeline)
 
 
 def _orders_for_new_posts(api, key, now, rng, prices, ordered_posts) -> list[Happening]:
     """Shoppers who follow a post's link and buy, hours later (about half the posts)."""
-    status, listing = call_json("GET", f"{api}/v1/posts?state=published&limit=500", None, key)
+    status, listing = call_json(
+        "GET", f"{api}/v1/posts?state=published&limit=500", None, key
+    )
     _expect((status, listing), 200)
     orders = []
     for post in listing["posts"]:
@@ -247,31 +336,46 @@ def _orders_for_new_posts(api, key, now, rng, prices, ordered_posts) -> list[Hap
             orders.append(_order(at, None, 1, "/", "https://search.example.com/"))
         if rng.random() < 0.45:
             continue
-        status, found = call_json("GET", f"{api}/v1/products/{post['product_id']}", None, key)
+        status, found = call_json(
+            "GET", f"{api}/v1/products/{post['product_id']}", None, key
+        )
         _expect((status, found), 200)
         link = urllib.parse.urlsplit(post["link"])
         for _ in range(rng.choice([1, 1, 2, 3])):
             quantity = rng.choice([1, 1, 2])
-            at = now + dt.timedelta(hours=rng.randrange(1, 30), minutes=rng.randrange(60))
+            at = now + dt.timedelta(
+                hours=rng.randrange(1, 30), minutes=rng.randrange(60)
+            )
             landing = f"{link.path}?{link.query}"
-            orders.append(_order(at, found["product"], quantity, landing, "https://t.co/"))
+            orders.append(
+                _order(at, found["product"], quantity, landing, "https://t.co/")
+            )
     return orders
 
 
 def _order(at, product, quantity, landing_site, referrer) -> Happening:
     number = 1000 + random.Random(at.isoformat()).randrange(10**6)
     price = float(product["price"]) if product else 25.0
-    return Happening(at, "order", {
-        "id": number,
-        "created_at": at.isoformat(),
-        "currency": "USD",
-        "total_price": f"{price * quantity:.2f}",
-        "landing_site": landing_site,
-        "referring_site": referrer,
-        "customer": {"id": 7000 + number % 500},
-        "line_items": [{"sku": product["sku"] if product else "GIFT-CARD", "quantity": quantity,
-                        "price": f"{price:.2f}"}],
-    })
+    return Happening(
+        at,
+        "order",
+        {
+            "id": number,
+            "created_at": at.isoformat(),
+            "currency": "USD",
+            "total_price": f"{price * quantity:.2f}",
+            "landing_site": landing_site,
+            "referring_site": referrer,
+            "customer": {"id": 7000 + number % 500},
+            "line_items": [
+                {
+                    "sku": product["sku"] if product else "GIFT-CARD",
+                    "quantity": quantity,
+                    "price": f"{price:.2f}",
+                }
+            ],
+        },
+    )
 
 
 def _collect(api: str, key: str, ticks: dict, cloud) -> dict:
@@ -282,10 +386,20 @@ def _collect(api: str, key: str, ticks: dict, cloud) -> dict:
     posts = _get(api, "/v1/reports/posts?limit=500", key)["posts"]
     mentions = _get(api, "/v1/reports/mentions", key)["mentions"]
     published = _get(api, "/v1/posts?state=published&limit=500", key)["posts"]
-    sandbox = json.loads(cloud.sandbox_state.read_text()) if cloud.sandbox_state.exists() else {}
-    return {"ticks": ticks, "daily": daily, "posts": posts, "mentions": mentions,
-            "published": len(published), "sandbox_posts": len(sandbox.get("posts", [])),
-            "time_zone": TIME_ZONE}
+    sandbox = (
+        json.loads(cloud.sandbox_state.read_text())
+        if cloud.sandbox_state.exists()
+        else {}
+    )
+    return {
+        "ticks": ticks,
+        "daily": daily,
+        "posts": posts,
+        "mentions": mentions,
+        "published": len(published),
+        "sandbox_posts": len(sandbox.get("posts", [])),
+        "time_zone": TIME_ZONE,
+    }
 
 
 def _get(api: str, path: str, key: str) -> Any:
@@ -324,35 +438,60 @@ def totals(summary: dict) -> dict[str, Any]:
 def print_report(summary: dict) -> None:
     say("8/9", "report (read back through the API from the database)")
     total = totals(summary)
-    print(f"  posts published: {total['posts_published']}   "
-          f"(X sandbox received {summary['sandbox_posts']})")
-    print(f"  impressions {total['impressions']}, engagements {total['engagements']}, "
-          f"link clicks {total['link_clicks']}")
-    print(f"  orders attributed {total['attributed_orders']}, unattributed "
-          f"{total['unattributed_orders']}, attributed revenue ${total['revenue']}, "
-          f"X spend ${total['api_spend_usd']}")
+    print(
+        f"  posts published: {total['posts_published']}   "
+        f"(X sandbox received {summary['sandbox_posts']})"
+    )
+    print(
+        f"  impressions {total['impressions']}, engagements {total['engagements']}, "
+        f"link clicks {total['link_clicks']}"
+    )
+    print(
+        f"  orders attributed {total['attributed_orders']}, unattributed "
+        f"{total['unattributed_orders']}, attributed revenue ${total['revenue']}, "
+        f"X spend ${total['api_spend_usd']}"
+    )
     print(f"  mentions: {total['mentions']}")
     for row in summary["mentions"]:
-        print(f"    {row['sentiment']:<9} {row['intent']:<12} {row['mentions']:>4}"
-              f"  escalated {row['escalated']}")
+        print(
+            f"    {row['sentiment']:<9} {row['intent']:<12} {row['mentions']:>4}"
+            f"  escalated {row['escalated']}"
+        )
     print("  KPIs per day (" + summary["time_zone"] + "):")
     print("    day         posts  impr.  eng.  clicks  orders  revenue  spend")
     for d in summary["daily"]:
-        print(f"    {d['day']}  {d['posts_published']:>5} {d['impressions']:>6} "
-              f"{d['engagements']:>5} {d['link_clicks']:>7} {d['attributed_orders']:>7} "
-              f"{float(d['revenue']):>8.2f} {float(d['api_spend_usd']):>6.3f}")
+        print(
+            f"    {d['day']}  {d['posts_published']:>5} {d['impressions']:>6} "
+            f"{d['engagements']:>5} {d['link_clicks']:>7} {d['attributed_orders']:>7} "
+            f"{float(d['revenue']):>8.2f} {float(d['api_spend_usd']):>6.3f}"
+        )
     print("  revenue per post (top 5):")
     for post in summary["posts"][:5]:
-        print(f"    ${float(post['revenue']):>8.2f}  {post['orders']} order(s)  "
-              f"{post['text'][:60]!r}")
+        print(
+            f"    ${float(post['revenue']):>8.2f}  {post['orders']} order(s)  "
+            f"{post['text'][:60]!r}"
+        )
 
 
 def render_html(summary: dict) -> str:
     total = totals(summary)
     cells = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(d[c]))}</td>" for c in (
-            "day", "posts_published", "impressions", "engagements", "link_clicks",
-            "attributed_orders", "revenue", "conversion_rate", "api_spend_usd")) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(d[c]))}</td>"
+            for c in (
+                "day",
+                "posts_published",
+                "impressions",
+                "engagements",
+                "link_clicks",
+                "attributed_orders",
+                "revenue",
+                "conversion_rate",
+                "api_spend_usd",
+            )
+        )
+        + "</tr>"
         for d in summary["daily"]
     )
     posts = "".join(
@@ -372,14 +511,16 @@ table{{border-collapse:collapse;margin:1rem 0}}td,th{{border-bottom:1px solid #d
 padding:.3rem .6rem;text-align:right}}td:first-child,th:first-child{{text-align:left}}
 .figures span{{display:inline-block;margin-right:2rem}}</style></head><body>
 <h1>cartcast: one simulated week</h1>
-<p class="figures"><span>{total['posts_published']} posts</span>
-<span>{total['impressions']} impressions</span><span>{total['link_clicks']} link clicks</span>
-<span>{total['attributed_orders']} attributed orders</span>
-<span>${total['revenue']} attributed revenue</span>
-<span>${total['api_spend_usd']} X spend</span></p>
-<h2>KPIs per day ({html.escape(summary['time_zone'])})</h2>
+<p class="figures"><span>{total["posts_published"]} posts</span>
+<span>{total["impressions"]} impressions</span>
+<span>{total["link_clicks"]} link clicks</span>
+<span>{total["attributed_orders"]} attributed orders</span>
+<span>${total["revenue"]} attributed revenue</span>
+<span>${total["api_spend_usd"]} X spend</span></p>
+<h2>KPIs per day ({html.escape(summary["time_zone"])})</h2>
 <table><tr><th>day</th><th>posts</th><th>impressions</th><th>engagements</th>
-<th>link clicks</th><th>orders</th><th>revenue</th><th>conversion</th><th>spend</th></tr>
+<th>link clicks</th><th>orders</th><th>revenue</th><th>conversion</th>
+<th>spend</th></tr>
 {cells}</table>
 <h2>Revenue per post</h2>
 <table><tr><th>post</th><th>impressions</th><th>clicks</th><th>orders</th><th>revenue</th></tr>

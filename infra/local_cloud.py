@@ -44,12 +44,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float, what: str) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen, timeout_s: float, what: str
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with code {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), 0.2),
+        ):
             return
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout_s} s")
@@ -58,7 +63,9 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float, what: 
 class FunctionProcess:
     """One function under `functions-framework` on 127.0.0.1."""
 
-    def __init__(self, target: str, env: dict[str, str], log_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, target: str, env: dict[str, str], log_dir: Path, port: int | None = None
+    ) -> None:
         self.target = target
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -69,21 +76,32 @@ class FunctionProcess:
     def start(self) -> FunctionProcess:
         command = [
             str(Path(sys.executable).parent / "functions-framework"),
-            "--target", self.target,
-            "--signature-type", FUNCTIONS[self.target],
-            "--source", str(REPO / "functions" / "main.py"),
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
+            "--target",
+            self.target,
+            "--signature-type",
+            FUNCTIONS[self.target],
+            "--source",
+            str(REPO / "functions" / "main.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
         ]
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            command, env=self._env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO / "functions"
+            command,
+            env=self._env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO / "functions",
         )
         return self
 
     def wait_ready(self) -> None:
         assert self.process is not None
-        wait_for_port(self.port, self.process, START_TIMEOUT_S, f"function {self.target}")
+        wait_for_port(
+            self.port, self.process, START_TIMEOUT_S, f"function {self.target}"
+        )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -98,8 +116,15 @@ class FunctionProcess:
 class LocalCloud:
     """The X sandbox and all six functions, wired together on loopback."""
 
-    def __init__(self, *, database_url: str, clock_file: Path, work_dir: Path,
-                 operator_key: str, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        clock_file: Path,
+        work_dir: Path,
+        operator_key: str,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.work_dir = work_dir
         self.clock_file = clock_file
         self.sandbox_port = free_port()
@@ -119,9 +144,20 @@ class LocalCloud:
     def start(self) -> LocalCloud:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._sandbox = subprocess.Popen(
-            [sys.executable, "-m", "infra.x_sandbox", "--port", str(self.sandbox_port),
-             "--clock-file", str(self.clock_file), "--state-file", str(self.sandbox_state)],
-            cwd=REPO, env=self._env, stdout=(self.work_dir / "x-sandbox.log").open("w"),
+            [
+                sys.executable,
+                "-m",
+                "infra.x_sandbox",
+                "--port",
+                str(self.sandbox_port),
+                "--clock-file",
+                str(self.clock_file),
+                "--state-file",
+                str(self.sandbox_state),
+            ],
+            cwd=REPO,
+            env=self._env,
+            stdout=(self.work_dir / "x-sandbox.log").open("w"),
             stderr=subprocess.STDOUT,
         )
         score = FunctionProcess("score_sentiment", self._env, self.work_dir)
@@ -129,7 +165,9 @@ class LocalCloud:
         self.functions["score_sentiment"] = score
         for target in FUNCTIONS:
             if target != "score_sentiment":
-                self.functions[target] = FunctionProcess(target, {**self._env, **push}, self.work_dir)
+                self.functions[target] = FunctionProcess(
+                    target, {**self._env, **push}, self.work_dir
+                )
         for function in self.functions.values():
             function.start()
         wait_for_port(self.sandbox_port, self._sandbox, START_TIMEOUT_S, "X sandbox")
@@ -159,8 +197,11 @@ class LocalCloud:
 
 def _base_env() -> dict[str, str]:
     """The parent's environment minus anything that could point a client elsewhere."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("GOOGLE_", "CLOUDSDK_", "GEMINI_", "X_API_"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GOOGLE_", "CLOUDSDK_", "GEMINI_", "X_API_"))
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "functions"), str(REPO)])
     env["PYTHONUNBUFFERED"] = "1"
     # The demo machine has two cores; a thread pool per function is plenty.
@@ -168,16 +209,23 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def send_tick(url: str, *, topic: str, time: dt.datetime, payload: dict | None = None) -> int:
-    """Deliver one Cloud Scheduler tick through a Pub/Sub CloudEvent; return the status."""
+def send_tick(
+    url: str, *, topic: str, time: dt.datetime, payload: dict | None = None
+) -> int:
+    """Deliver one Scheduler tick as a Pub/Sub CloudEvent; return the HTTP status."""
     sys.path.insert(0, str(REPO / "functions"))
     from cartcast import events
 
     headers, body = events.envelope(
-        topic=topic, project="local", payload=payload or {"tick": topic},
-        message_id=uuid.uuid4().hex, time=time,
+        topic=topic,
+        project="local",
+        payload=payload or {"tick": topic},
+        message_id=uuid.uuid4().hex,
+        time=time,
     )
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers=headers, method="POST"
+    )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status
@@ -185,7 +233,9 @@ def send_tick(url: str, *, topic: str, time: dt.datetime, payload: dict | None =
         return error.code
 
 
-def call_json(method: str, url: str, body: Any = None, key: str | None = None) -> tuple[int, Any]:
+def call_json(
+    method: str, url: str, body: Any = None, key: str | None = None
+) -> tuple[int, Any]:
     """Make one JSON HTTP call on loopback; return (status, decoded body)."""
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}

@@ -62,7 +62,7 @@ def with_database(url: str, name: str) -> str:
 
 
 def create_database(url: str, prefix: str) -> str:
-    """Create a fresh, uniquely named database on the server at `url`; return its URL."""
+    """Create a fresh, uniquely named database on `url`'s server; return its URL."""
     from cartcast import db
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     url = server_url(keep_running=True)
     if args.command == "migrate":
         applied = migrate(url)
-        print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none new'}")
+        print(
+            f"applied {len(applied)} migration(s): {', '.join(applied) or 'none new'}"
+        )
     print(url)
     return 0
 

@@ -36,4 +36,6 @@ def auth(key: str) -> dict[str, str]:
 
 def post_json(client: Any, path: str, body: Any, key: str | None = None) -> Any:
     headers = auth(key) if key else {}
-    return client.post(path, data=json.dumps(body), headers=headers, content_type="application/json")
+    return client.post(
+        path, data=json.dumps(body), headers=headers, content_type="application/json"
+    )

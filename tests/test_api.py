@@ -22,7 +22,9 @@ def brand_key(client) -> str:
 
 @pytest.fixture
 def other_brand_key(client) -> str:
-    body = brand_body(name="Other", slug="other-brand", x_user_id=None, x_access_token=None)
+    body = brand_body(
+        name="Other", slug="other-brand", x_user_id=None, x_access_token=None
+    )
     return post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
 
 
@@ -41,7 +43,11 @@ def test_the_operator_creates_a_brand_and_its_key_is_shown_once(client) -> None:
 
 @pytest.mark.parametrize(
     ("headers", "status"),
-    [({}, 401), ({"Authorization": "Bearer nope"}, 401), ({"Authorization": "Basic x"}, 401)],
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer nope"}, 401),
+        ({"Authorization": "Basic x"}, 401),
+    ],
 )
 def test_a_missing_or_wrong_key_is_401(client, headers, status) -> None:
     response = client.get("/v1/brand", headers=headers)
@@ -75,7 +81,10 @@ def test_bad_brand_fields_are_named_in_a_400(client, change, field) -> None:
 
 def test_malformed_json_is_a_400_naming_the_problem(client, brand_key) -> None:
     response = client.post(
-        "/v1/products", data="{not json", headers=auth(brand_key), content_type="application/json"
+        "/v1/products",
+        data="{not json",
+        headers=auth(brand_key),
+        content_type="application/json",
     )
 
     assert response.status_code == 400
@@ -83,7 +92,9 @@ def test_malformed_json_is_a_400_naming_the_problem(client, brand_key) -> None:
 
 
 def test_a_body_that_is_not_json_typed_is_a_400(client, brand_key) -> None:
-    response = client.post("/v1/products", data="[]", headers=auth(brand_key), content_type="text/plain")
+    response = client.post(
+        "/v1/products", data="[]", headers=auth(brand_key), content_type="text/plain"
+    )
 
     assert response.status_code == 400
     assert "Content-Type" in response.get_json()["error"]["message"]
@@ -111,9 +122,13 @@ def test_one_bad_product_rejects_the_whole_import(client, brand_key) -> None:
     assert listed["products"] == []
 
 
-def test_another_brands_product_is_not_found(client, brand_key, other_brand_key) -> None:
+def test_another_brands_product_is_not_found(
+    client, brand_key, other_brand_key
+) -> None:
     post_json(client, "/v1/products", catalog(1), brand_key)
-    product_id = client.get("/v1/products", headers=auth(brand_key)).get_json()["products"][0]["id"]
+    product_id = client.get("/v1/products", headers=auth(brand_key)).get_json()[
+        "products"
+    ][0]["id"]
 
     mine = client.get(f"/v1/products/{product_id}", headers=auth(brand_key))
     theirs = client.get(f"/v1/products/{product_id}", headers=auth(other_brand_key))
@@ -122,7 +137,11 @@ def test_another_brands_product_is_not_found(client, brand_key, other_brand_key)
     assert mine.status_code == 200
     assert theirs.status_code == 404
     assert nonsense.status_code == 404
-    assert theirs.get_json()["error"]["code"] == nonsense.get_json()["error"]["code"] == "not_found"
+    assert (
+        theirs.get_json()["error"]["code"]
+        == nonsense.get_json()["error"]["code"]
+        == "not_found"
+    )
 
 
 def test_unknown_routes_and_methods_answer_404_and_405(client, brand_key) -> None:
@@ -149,7 +168,12 @@ def test_captions_are_stored_and_scheduled_into_slots(client, brand_key) -> None
 def test_a_caption_request_for_an_unknown_sku_writes_nothing(client, brand_key) -> None:
     post_json(client, "/v1/products", catalog(1), brand_key)
 
-    response = post_json(client, "/v1/captions", {"products": [catalog(1)[0]["sku"], "NOPE-1"]}, brand_key)
+    response = post_json(
+        client,
+        "/v1/captions",
+        {"products": [catalog(1)[0]["sku"], "NOPE-1"]},
+        brand_key,
+    )
 
     assert response.status_code == 404
     assert "NOPE-1" in response.get_json()["error"]["message"]
@@ -157,8 +181,14 @@ def test_a_caption_request_for_an_unknown_sku_writes_nothing(client, brand_key) 
 
 
 def test_an_order_is_stored_once_per_store_order_id(client, brand_key) -> None:
-    order = {"id": 1001, "created_at": "2026-03-02T10:00:00Z", "currency": "usd",
-             "total_price": "19.98", "landing_site": "/", "line_items": []}
+    order = {
+        "id": 1001,
+        "created_at": "2026-03-02T10:00:00Z",
+        "currency": "usd",
+        "total_price": "19.98",
+        "landing_site": "/",
+        "line_items": [],
+    }
 
     first = post_json(client, "/v1/orders", order, brand_key)
     again = post_json(client, "/v1/orders", order, brand_key)
@@ -171,12 +201,21 @@ def test_an_order_is_stored_once_per_store_order_id(client, brand_key) -> None:
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [({"id": None}, "id"), ({"total_price": "-3"}, "total_price"),
-     ({"created_at": "yesterday"}, "created_at"), ({"currency": "dollars"}, "currency")],
+    [
+        ({"id": None}, "id"),
+        ({"total_price": "-3"}, "total_price"),
+        ({"created_at": "yesterday"}, "created_at"),
+        ({"currency": "dollars"}, "currency"),
+    ],
 )
 def test_bad_orders_are_named_in_a_400(client, brand_key, change, field) -> None:
-    order = {"id": 1002, "created_at": "2026-03-02T10:00:00Z", "currency": "USD",
-             "total_price": "10.00", **change}
+    order = {
+        "id": 1002,
+        "created_at": "2026-03-02T10:00:00Z",
+        "currency": "USD",
+        "total_price": "10.00",
+        **change,
+    }
 
     response = post_json(client, "/v1/orders", order, brand_key)
 

@@ -29,8 +29,20 @@ def demo_run(database_url: str, tmp_path_factory: pytest.TempPathFactory):
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "functions"), str(REPO)])
 
     finished = subprocess.run(
-        [sys.executable, "-m", "infra.demo", "--database", name, "--work-dir", str(work_dir)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "infra.demo",
+            "--database",
+            name,
+            "--work-dir",
+            str(work_dir),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
     url = pg.with_database(database_url, name)
@@ -59,7 +71,9 @@ def test_every_post_was_published_once_and_the_sandbox_agrees(demo_run) -> None:
     assert published == summary["published"] == summary["sandbox_posts"] == x_ids > 0
     assert f"posts published: {published}" in finished.stdout
     assert len({row["text"] for row in texts}) == len(texts)
-    assert all(row["link"] in row["text"] and "utm_content=" in row["link"] for row in texts)
+    assert all(
+        row["link"] in row["text"] and "utm_content=" in row["link"] for row in texts
+    )
     assert all(row["weighted_length"] <= 280 for row in texts)
 
 
@@ -74,7 +88,8 @@ def test_the_printed_kpis_are_the_databases(demo_run) -> None:
         orders = tx.one(
             "SELECT count(*) FILTER (WHERE post_id IS NOT NULL) AS attributed, "
             "count(*) FILTER (WHERE post_id IS NULL) AS unattributed, "
-            "COALESCE(sum(total_price) FILTER (WHERE post_id IS NOT NULL), 0) AS revenue "
+            "COALESCE(sum(total_price) FILTER (WHERE post_id IS NOT NULL), 0) "
+            "AS revenue "
             "FROM orders"
         )
         ledger = tx.scalar("SELECT sum(usd) FROM cost_ledger")

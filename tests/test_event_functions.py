@@ -76,7 +76,11 @@ def brand_key(env) -> str:
 
 def tick(target: str, at: dt.datetime, payload: dict | None = None):
     headers, body = events.envelope(
-        topic=target, project="test", payload=payload or {}, message_id=uuid.uuid4().hex, time=at
+        topic=target,
+        project="test",
+        payload=payload or {},
+        message_id=uuid.uuid4().hex,
+        time=at,
     )
     client = make_app(target, "cloudevent").test_client()
     return client.post("/", headers=headers, data=json.dumps(body))
@@ -109,7 +113,9 @@ def test_posts_not_yet_due_stay_scheduled(brand_key, clock_file, sandbox) -> Non
     assert sandbox.snapshot()["posts"] == []
 
 
-def test_a_stale_tick_is_acknowledged_and_does_nothing(brand_key, clock_file, sandbox) -> None:
+def test_a_stale_tick_is_acknowledged_and_does_nothing(
+    brand_key, clock_file, sandbox
+) -> None:
     clock_file.set(START + dt.timedelta(days=7))
 
     response = tick("publish_due_posts", START + dt.timedelta(days=6))
@@ -118,7 +124,9 @@ def test_a_stale_tick_is_acknowledged_and_does_nothing(brand_key, clock_file, sa
     assert sandbox.snapshot()["posts"] == []
 
 
-def test_x_rate_limit_defers_publishing_without_failing_posts(brand_key, clock_file, sandbox) -> None:
+def test_x_rate_limit_defers_publishing_without_failing_posts(
+    brand_key, clock_file, sandbox
+) -> None:
     clock_file.set(START + dt.timedelta(days=7))
     sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=429, count=1)
 
@@ -129,10 +137,18 @@ def test_x_rate_limit_defers_publishing_without_failing_posts(brand_key, clock_f
     assert api_get("/v1/posts?state=failed", brand_key)["posts"] == []
 
 
-def test_mentions_are_stored_once_fanned_out_and_scored(brand_key, clock_file, sandbox, receiver) -> None:
-    for text in ("@testgoods where is my order #4411? it never arrived", "@testgoods love it!"):
-        sandbox.add_mention(to_user_id=SHOP["user_id"], text=text,
-                            author={"id": "42", "username": "shopper", "name": "A Shopper"})
+def test_mentions_are_stored_once_fanned_out_and_scored(
+    brand_key, clock_file, sandbox, receiver
+) -> None:
+    for text in (
+        "@testgoods where is my order #4411? it never arrived",
+        "@testgoods love it!",
+    ):
+        sandbox.add_mention(
+            to_user_id=SHOP["user_id"],
+            text=text,
+            author={"id": "42", "username": "shopper", "name": "A Shopper"},
+        )
 
     tick("poll_mentions", START)
     tick("poll_mentions", START)
@@ -154,15 +170,21 @@ def test_a_score_event_without_mention_ids_is_acknowledged(env) -> None:
 
 
 def test_an_event_without_pubsub_data_is_acknowledged(env) -> None:
-    headers, _ = events.envelope(topic="t", project="p", payload={}, message_id="1", time=START)
+    headers, _ = events.envelope(
+        topic="t", project="p", payload={}, message_id="1", time=START
+    )
     client = make_app("rollup_kpis", "cloudevent").test_client()
 
-    response = client.post("/", headers=headers, data=json.dumps({"message": {"data": "%%%"}}))
+    response = client.post(
+        "/", headers=headers, data=json.dumps({"message": {"data": "%%%"}})
+    )
 
     assert response.status_code == 200
 
 
-def test_the_rollup_snapshots_metrics_and_writes_daily_kpis(brand_key, clock_file) -> None:
+def test_the_rollup_snapshots_metrics_and_writes_daily_kpis(
+    brand_key, clock_file
+) -> None:
     published_at = START + dt.timedelta(days=7)
     clock_file.set(published_at)
     tick("publish_due_posts", published_at)
@@ -181,5 +203,9 @@ def test_the_rollup_snapshots_metrics_and_writes_daily_kpis(brand_key, clock_fil
 def _as_event(headers: dict, body: dict):
     from cloudevents.http import CloudEvent
 
-    attributes = {k[3:]: v for k, v in {k.lower(): v for k, v in headers.items()}.items() if k.startswith("ce-")}
+    attributes = {
+        k[3:]: v
+        for k, v in {k.lower(): v for k, v in headers.items()}.items()
+        if k.startswith("ce-")
+    }
     return CloudEvent(attributes, body)

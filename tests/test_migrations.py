@@ -29,7 +29,9 @@ def test_applying_twice_applies_nothing_the_second_time(scratch_url: str) -> Non
     database.close()
 
 
-def test_an_applied_file_that_changed_stops_the_run(scratch_url: str, tmp_path: Path) -> None:
+def test_an_applied_file_that_changed_stops_the_run(
+    scratch_url: str, tmp_path: Path
+) -> None:
     database = db.connect_from_settings(_settings(scratch_url))
     (tmp_path / "001_first.sql").write_text("CREATE TABLE a (id int);")
     migrate.apply_migrations(database, tmp_path)

@@ -51,6 +51,10 @@ def test_every_path_parameter_is_declared() -> None:
                 continue
             declared = set()
             for parameter in operation.get("parameters", []):
-                parameter = parameters[parameter["$ref"].split("/")[-1]] if "$ref" in parameter else parameter
+                parameter = (
+                    parameters[parameter["$ref"].split("/")[-1]]
+                    if "$ref" in parameter
+                    else parameter
+                )
                 declared.add(parameter["name"])
             assert set(re.findall(r"{(\w+)}", path)) <= declared, (path, method)

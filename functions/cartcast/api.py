@@ -12,16 +12,34 @@ import datetime as dt
 import zoneinfo
 from typing import Any
 
-from werkzeug.exceptions import MethodNotAllowed, NotFound as RouteNotFound
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
-from cartcast import brands, catalog, keys, mentions, orders, posts, reports, validation, web
+from cartcast import (
+    brands,
+    catalog,
+    keys,
+    mentions,
+    orders,
+    posts,
+    reports,
+    validation,
+    web,
+)
 from cartcast.errors import CartcastError, InvalidRequest, NotFound
 
 LIST_LIMIT_MAX = 500
 POST_STATES = (
-    "needs_approval", "approved", "scheduled", "publishing", "published", "failed",
-    "unconfirmed", "held", "cancelled",
+    "needs_approval",
+    "approved",
+    "scheduled",
+    "publishing",
+    "published",
+    "failed",
+    "unconfirmed",
+    "held",
+    "cancelled",
 )
 
 ROUTES = Map(
@@ -35,7 +53,9 @@ ROUTES = Map(
         Rule("/v1/posts", methods=["GET"], endpoint="list_posts"),
         Rule("/v1/posts/<post_id>", methods=["GET"], endpoint="get_post"),
         Rule("/v1/posts/<post_id>/approve", methods=["POST"], endpoint="approve_post"),
-        Rule("/v1/posts/<post_id>/schedule", methods=["POST"], endpoint="schedule_post"),
+        Rule(
+            "/v1/posts/<post_id>/schedule", methods=["POST"], endpoint="schedule_post"
+        ),
         Rule("/v1/posts/<post_id>/cancel", methods=["POST"], endpoint="cancel_post"),
         Rule("/v1/schedule", methods=["POST"], endpoint="schedule_approved"),
         Rule("/v1/mentions", methods=["GET"], endpoint="list_mentions"),
@@ -51,9 +71,13 @@ ROUTES = Map(
 def handle(request: Any, runtime: Any) -> web.Response:
     """Route one HTTP request and answer it as JSON."""
     try:
-        endpoint, arguments = ROUTES.bind("localhost").match(request.path, request.method)
+        endpoint, arguments = ROUTES.bind("localhost").match(
+            request.path, request.method
+        )
     except RouteNotFound:
-        return web.json_response({"error": {"code": "not_found", "message": f"no route {request.path}"}}, 404)
+        return web.json_response(
+            {"error": {"code": "not_found", "message": f"no route {request.path}"}}, 404
+        )
     except MethodNotAllowed as error:
         allowed = ", ".join(sorted(error.valid_methods or []))
         body = {"error": {"code": "method_not_allowed", "message": f"use {allowed}"}}
@@ -61,13 +85,20 @@ def handle(request: Any, runtime: Any) -> web.Response:
     try:
         with runtime.database.transaction() as tx:
             caller = keys.authenticate(
-                tx, request.headers.get("Authorization"), operator_key=runtime.settings.operator_key
+                tx,
+                request.headers.get("Authorization"),
+                operator_key=runtime.settings.operator_key,
             )
             body = None
             if request.method == "POST" and endpoint not in _BODYLESS:
                 body = web.read_json(request, optional=endpoint in _OPTIONAL_BODY)
             return HANDLERS[endpoint](
-                tx, runtime=runtime, caller=caller, body=body, query=request.args, **arguments
+                tx,
+                runtime=runtime,
+                caller=caller,
+                body=body,
+                query=request.args,
+                **arguments,
             )
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
@@ -81,7 +112,9 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
     try:
         with runtime.database.transaction() as tx:
             caller = keys.authenticate(
-                tx, request.headers.get("Authorization"), operator_key=runtime.settings.operator_key
+                tx,
+                request.headers.get("Authorization"),
+                operator_key=runtime.settings.operator_key,
             )
             return captions_response(tx, runtime, caller, web.read_json(request))
     except CartcastError as error:
@@ -114,25 +147,36 @@ def create_brand(tx, *, runtime, caller, body, query):
 
 
 def get_brand(tx, *, runtime, caller, body, query):
-    return web.json_response({"brand": brands.get_brand(tx, keys.require_brand(caller))})
+    return web.json_response(
+        {"brand": brands.get_brand(tx, keys.require_brand(caller))}
+    )
 
 
 def import_products(tx, *, runtime, caller, body, query):
     brand_id = keys.require_brand(caller)
-    result = catalog.import_products(tx, brand_id=brand_id, feed=body, now=runtime.clock.now())
+    result = catalog.import_products(
+        tx, brand_id=brand_id, feed=body, now=runtime.clock.now()
+    )
     return web.json_response(result, 200)
 
 
 def list_products(tx, *, runtime, caller, body, query):
     found = catalog.list_products(
-        tx, brand_id=keys.require_brand(caller), after_sku=query.get("after"), limit=_limit(query)
+        tx,
+        brand_id=keys.require_brand(caller),
+        after_sku=query.get("after"),
+        limit=_limit(query),
     )
-    return web.json_response({"products": found, "next": found[-1]["sku"] if found else None})
+    return web.json_response(
+        {"products": found, "next": found[-1]["sku"] if found else None}
+    )
 
 
 def get_product(tx, *, runtime, caller, body, query, product_id):
     brand_id = keys.require_brand(caller)
-    product = catalog.find_product(tx, brand_id=brand_id, ref=_row_id(product_id, "product"))
+    product = catalog.find_product(
+        tx, brand_id=brand_id, ref=_row_id(product_id, "product")
+    )
     return web.json_response({"product": product})
 
 
@@ -140,11 +184,17 @@ def create_captions(tx, *, runtime, caller, body, query):
     return captions_response(tx, runtime, caller, body)
 
 
-def captions_response(tx: Any, runtime: Any, caller: keys.Caller, body: Any) -> web.Response:
-    """Write and store drafts for products (shared with the generate_caption function)."""
+def captions_response(
+    tx: Any, runtime: Any, caller: keys.Caller, body: Any
+) -> web.Response:
+    """Write and store drafts for products (also the generate_caption function)."""
     created = posts.create_drafts(
-        tx, brand_id=keys.require_brand(caller), body=body, created_by=caller.key_name,
-        now=runtime.clock.now(), gemini=runtime.gemini(),
+        tx,
+        brand_id=keys.require_brand(caller),
+        body=body,
+        created_by=caller.key_name,
+        now=runtime.clock.now(),
+        gemini=runtime.gemini(),
     )
     return web.json_response(created, 201)
 
@@ -152,28 +202,41 @@ def captions_response(tx: Any, runtime: Any, caller: keys.Caller, body: Any) -> 
 def list_posts(tx, *, runtime, caller, body, query):
     state = query.get("state")
     if state is not None and state not in POST_STATES:
-        raise InvalidRequest(f"'state' must be one of {', '.join(POST_STATES)}", field="state")
-    found = posts.list_posts(tx, brand_id=keys.require_brand(caller), state=state, limit=_limit(query))
+        raise InvalidRequest(
+            f"'state' must be one of {', '.join(POST_STATES)}", field="state"
+        )
+    found = posts.list_posts(
+        tx, brand_id=keys.require_brand(caller), state=state, limit=_limit(query)
+    )
     return web.json_response({"posts": found})
 
 
 def get_post(tx, *, runtime, caller, body, query, post_id):
-    post = posts.get_post(tx, brand_id=keys.require_brand(caller), post_id=_row_id(post_id, "post"))
+    post = posts.get_post(
+        tx, brand_id=keys.require_brand(caller), post_id=_row_id(post_id, "post")
+    )
     return web.json_response({"post": post})
 
 
 def approve_post(tx, *, runtime, caller, body, query, post_id):
     post = posts.transition(
-        tx, brand_id=keys.require_brand(caller), post_id=_row_id(post_id, "post"),
-        to_state="approved", from_states=("needs_approval",), now=runtime.clock.now(),
+        tx,
+        brand_id=keys.require_brand(caller),
+        post_id=_row_id(post_id, "post"),
+        to_state="approved",
+        from_states=("needs_approval",),
+        now=runtime.clock.now(),
     )
     return web.json_response({"post": post})
 
 
 def cancel_post(tx, *, runtime, caller, body, query, post_id):
     post = posts.transition(
-        tx, brand_id=keys.require_brand(caller), post_id=_row_id(post_id, "post"),
-        to_state="cancelled", from_states=("needs_approval", "approved", "scheduled", "held"),
+        tx,
+        brand_id=keys.require_brand(caller),
+        post_id=_row_id(post_id, "post"),
+        to_state="cancelled",
+        from_states=("needs_approval", "approved", "scheduled", "held"),
         now=runtime.clock.now(),
     )
     return web.json_response({"post": post})
@@ -181,15 +244,20 @@ def cancel_post(tx, *, runtime, caller, body, query, post_id):
 
 def schedule_post(tx, *, runtime, caller, body, query, post_id):
     post = posts.schedule(
-        tx, brand_id=keys.require_brand(caller), post_id=_row_id(post_id, "post"),
-        body=body, now=runtime.clock.now(),
+        tx,
+        brand_id=keys.require_brand(caller),
+        post_id=_row_id(post_id, "post"),
+        body=body,
+        now=runtime.clock.now(),
     )
     return web.json_response({"post": post})
 
 
 def schedule_approved(tx, *, runtime, caller, body, query):
     body = validation.require_object(body)
-    limit = validation.integer(body, "limit", default=50, minimum=1, maximum=LIST_LIMIT_MAX)
+    limit = validation.integer(
+        body, "limit", default=50, minimum=1, maximum=LIST_LIMIT_MAX
+    )
     scheduled = posts.schedule_approved(
         tx, brand_id=keys.require_brand(caller), limit=limit, now=runtime.clock.now()
     )
@@ -200,13 +268,18 @@ def list_mentions(tx, *, runtime, caller, body, query):
     state = query.get("state")
     if state not in (None, "open", "handled"):
         raise InvalidRequest("'state' must be open or handled", field="state")
-    found = mentions.inbox(tx, brand_id=keys.require_brand(caller), state=state, limit=_limit(query))
+    found = mentions.inbox(
+        tx, brand_id=keys.require_brand(caller), state=state, limit=_limit(query)
+    )
     return web.json_response({"mentions": found})
 
 
 def receive_order(tx, *, runtime, caller, body, query):
     result = orders.receive_order(
-        tx, brand_id=keys.require_brand(caller), body=body, now=runtime.clock.now(),
+        tx,
+        brand_id=keys.require_brand(caller),
+        body=body,
+        now=runtime.clock.now(),
         window_days=runtime.settings.attribution_window_days,
     )
     return web.json_response(result, 200 if result["duplicate"] else 201)
@@ -219,13 +292,17 @@ def daily_report(tx, *, runtime, caller, body, query):
     last_day = _day(query.get("to"), "to", today)
     first_day = _day(query.get("from"), "from", last_day - dt.timedelta(days=6))
     if first_day > last_day or (last_day - first_day).days > 366:
-        raise InvalidRequest("'from' must be on or before 'to', at most 366 days apart", field="from")
+        raise InvalidRequest(
+            "'from' must be on or before 'to', at most 366 days apart", field="from"
+        )
     rows = reports.daily(tx, brand_id=brand_id, first_day=first_day, last_day=last_day)
     return web.json_response({"time_zone": brand["time_zone"], "days": rows})
 
 
 def post_report(tx, *, runtime, caller, body, query):
-    rows = reports.post_revenue(tx, brand_id=keys.require_brand(caller), limit=_limit(query))
+    rows = reports.post_revenue(
+        tx, brand_id=keys.require_brand(caller), limit=_limit(query)
+    )
     return web.json_response({"posts": rows})
 
 
@@ -240,10 +317,11 @@ def _day(value: str | None, name: str, default: dt.date) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError as error:
-        raise InvalidRequest(f"'{name}' must be a date like 2026-03-01", field=name) from error
+        raise InvalidRequest(
+            f"'{name}' must be a date like 2026-03-01", field=name
+        ) from error
 
 
 HANDLERS = {
-    name: globals()[name]
-    for name in (rule.endpoint for rule in ROUTES.iter_rules())
+    name: globals()[name] for name in (rule.endpoint for rule in ROUTES.iter_rules())
 }

@@ -11,11 +11,6 @@ from cartcast import keys, slots, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
 
-BRAND_COLUMNS = """
-id, slug, name, time_zone, voice, language, banned_words, required_hashtags,
-store_base_url, currency, approvals_required, posting_slots, x_user_id, x_username,
-created_at
-"""
 INSERT_BRAND = """
 INSERT INTO brands (slug, name, time_zone, voice, language, banned_words,
     required_hashtags, store_base_url, currency, approvals_required, posting_slots,
@@ -27,7 +22,12 @@ VALUES (:slug, :name, :time_zone, :voice, :language, CAST(:banned_words AS text[
 ON CONFLICT (slug) DO NOTHING
 RETURNING id
 """
-SELECT_BRAND = "SELECT " + BRAND_COLUMNS + " FROM brands WHERE id = :brand_id"
+SELECT_BRAND = """
+SELECT id, slug, name, time_zone, voice, language, banned_words, required_hashtags,
+    store_base_url, currency, approvals_required, posting_slots, x_user_id,
+    x_username, created_at
+FROM brands WHERE id = :brand_id
+"""
 SELECT_BRAND_FOR_X = """
 SELECT id, slug, time_zone, x_user_id, x_access_token, mentions_since_id
 FROM brands WHERE id = :brand_id
@@ -62,27 +62,39 @@ def parse_brand(body: Any) -> dict[str, Any]:
         )
     store = validation.text(body, "store_base_url", max_len=500)
     if not store.startswith(("https://", "http://")):
-        raise InvalidRequest("'store_base_url' must be an http(s) URL", field="store_base_url")
+        raise InvalidRequest(
+            "'store_base_url' must be an http(s) URL", field="store_base_url"
+        )
     currency = validation.text(body, "currency", required=False, default="USD").upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
-        raise InvalidRequest("'currency' must be a 3-letter ISO 4217 code", field="currency")
+        raise InvalidRequest(
+            "'currency' must be a 3-letter ISO 4217 code", field="currency"
+        )
     return {
         "slug": slug,
         "name": name,
         "time_zone": validation.time_zone(body.get("time_zone")),
-        "voice": validation.text(body, "voice", required=False, default="", max_len=2000),
-        "language": validation.text(body, "language", required=False, default="en", max_len=10),
+        "voice": validation.text(
+            body, "voice", required=False, default="", max_len=2000
+        ),
+        "language": validation.text(
+            body, "language", required=False, default="en", max_len=10
+        ),
         "banned_words": _word_list(body, "banned_words"),
         "required_hashtags": _word_list(body, "required_hashtags"),
         "store_base_url": store.rstrip("/"),
         "currency": currency,
-        "approvals_required": validation.boolean(body, "approvals_required", default=True),
+        "approvals_required": validation.boolean(
+            body, "approvals_required", default=True
+        ),
         "posting_slots": json.dumps(
             slots.validate_slots(body.get("posting_slots", slots.DEFAULT_SLOTS))
         ),
         "x_user_id": validation.text(body, "x_user_id", required=False, max_len=30),
         "x_username": validation.text(body, "x_username", required=False, max_len=30),
-        "x_access_token": validation.text(body, "x_access_token", required=False, max_len=500),
+        "x_access_token": validation.text(
+            body, "x_access_token", required=False, max_len=500
+        ),
     }
 
 
@@ -95,8 +107,12 @@ def get_brand(tx: Transaction, brand_id: str) -> dict[str, Any]:
 
 def _word_list(body: dict, name: str) -> list[str]:
     value = body.get(name, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise InvalidRequest(f"'{name}' must be a list of non-empty strings", field=name)
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and v.strip() for v in value
+    ):
+        raise InvalidRequest(
+            f"'{name}' must be a list of non-empty strings", field=name
+        )
     return [v.strip() for v in value]
 
 

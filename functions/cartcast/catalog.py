@@ -34,21 +34,23 @@ ON CONFLICT (brand_id, sku) DO UPDATE SET
     image_url = EXCLUDED.image_url, updated_at = EXCLUDED.updated_at
 RETURNING (xmax = 0) AS inserted
 """
-PRODUCT_COLUMNS = """
-id, sku, handle, title, description, category, tags, vendor, price,
-discount_percent, stock, image_url, updated_at
+SELECT_PRODUCTS = """
+SELECT id, sku, handle, title, description, category, tags, vendor, price,
+    discount_percent, stock, image_url, updated_at
+FROM products
+WHERE brand_id = :brand_id AND (CAST(:after_sku AS text) IS NULL OR sku > :after_sku)
+ORDER BY sku LIMIT :limit
 """
-SELECT_PRODUCTS = (
-    "SELECT " + PRODUCT_COLUMNS + " FROM products WHERE brand_id = :brand_id "
-    "AND (CAST(:after_sku AS text) IS NULL OR sku > :after_sku) "
-    "ORDER BY sku LIMIT :limit"
-)
-SELECT_PRODUCT_BY_ID = (
-    "SELECT " + PRODUCT_COLUMNS + " FROM products WHERE brand_id = :brand_id AND id = :id"
-)
-SELECT_PRODUCT_BY_SKU = (
-    "SELECT " + PRODUCT_COLUMNS + " FROM products WHERE brand_id = :brand_id AND sku = :sku"
-)
+SELECT_PRODUCT_BY_ID = """
+SELECT id, sku, handle, title, description, category, tags, vendor, price,
+    discount_percent, stock, image_url, updated_at
+FROM products WHERE brand_id = :brand_id AND id = :id
+"""
+SELECT_PRODUCT_BY_SKU = """
+SELECT id, sku, handle, title, description, category, tags, vendor, price,
+    discount_percent, stock, image_url, updated_at
+FROM products WHERE brand_id = :brand_id AND sku = :sku
+"""
 
 
 def import_products(
@@ -72,11 +74,15 @@ def import_products(
         )
     skus = [product["sku"] for product in products]
     if len(set(skus)) != len(skus):
-        raise InvalidRequest("the feed repeats a SKU; nothing imported", field="products")
+        raise InvalidRequest(
+            "the feed repeats a SKU; nothing imported", field="products"
+        )
 
     inserted = 0
     for product in products:
-        inserted += bool(tx.scalar(UPSERT_PRODUCT, brand_id=brand_id, now=now, **product))
+        inserted += bool(
+            tx.scalar(UPSERT_PRODUCT, brand_id=brand_id, now=now, **product)
+        )
     return {"inserted": inserted, "updated": len(products) - inserted}
 
 
@@ -93,14 +99,20 @@ def parse_product(row: Any) -> dict[str, Any]:
     if isinstance(stock, bool) or not isinstance(stock, int) or stock < 0:
         raise InvalidRequest("'stock' must be a non-negative integer", field="stock")
     images = row.get("images") or []
-    image = row.get("thumbnail") or (images[0] if isinstance(images, list) and images else None)
+    image = row.get("thumbnail") or (
+        images[0] if isinstance(images, list) and images else None
+    )
     return {
         "sku": sku,
         "handle": validation.text(row, "handle", required=False, max_len=200)
         or _handle(title),
         "title": title,
-        "description": validation.text(row, "description", required=False, default="")[:5000],
-        "category": validation.text(row, "category", required=False, default="", max_len=100),
+        "description": validation.text(row, "description", required=False, default="")[
+            :5000
+        ],
+        "category": validation.text(
+            row, "category", required=False, default="", max_len=100
+        ),
         "tags": [tag.strip() for tag in tags if tag.strip()][:20],
         "vendor": validation.text(row, "brand", required=False, max_len=200),
         "price": validation.money(row.get("price"), "price")
@@ -137,7 +149,7 @@ def _feed_rows(feed: Any) -> list[Any]:
         feed = feed.get("products")
     if not isinstance(feed, list):
         raise InvalidRequest(
-            "body must be a list of products or {\"products\": [...]}", field="products"
+            'body must be a list of products or {"products": [...]}', field="products"
         )
     if not feed:
         raise InvalidRequest("the feed has no products", field="products")

@@ -12,7 +12,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Protocol
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class Clock(Protocol):

@@ -53,9 +53,14 @@ def age_s(message: Message, now: dt.datetime) -> float:
 
 
 def envelope(
-    *, topic: str, project: str, payload: dict[str, Any], message_id: str, time: dt.datetime
+    *,
+    topic: str,
+    project: str,
+    payload: dict[str, Any],
+    message_id: str,
+    time: dt.datetime,
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    """Build a binary-mode Pub/Sub CloudEvent as Eventarc delivers it: (headers, body)."""
+    """Build a binary-mode Pub/Sub CloudEvent, as Eventarc delivers one."""
     published = time.isoformat().replace("+00:00", "Z")
     headers = {
         "ce-id": message_id,

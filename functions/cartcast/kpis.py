@@ -57,7 +57,8 @@ growth AS (
         (s.likes + s.reposts + s.replies + s.quotes + s.bookmarks)
           - COALESCE(LAG(s.likes + s.reposts + s.replies + s.quotes + s.bookmarks)
                      OVER w, 0) AS engagements,
-        COALESCE(s.link_clicks, 0) - COALESCE(LAG(s.link_clicks) OVER w, 0) AS link_clicks
+        COALESCE(s.link_clicks, 0) - COALESCE(LAG(s.link_clicks) OVER w, 0)
+            AS link_clicks
     FROM metric_snapshots s JOIN posts p ON p.id = s.post_id
     WHERE p.brand_id = :brand_id
     WINDOW w AS (PARTITION BY s.post_id ORDER BY s.captured_at)
@@ -103,7 +104,8 @@ SELECT :brand_id, days.day,
     COALESCE(sales.attributed, 0),
     COALESCE(sales.revenue, 0),
     CASE WHEN metrics.link_clicks > 0
-         THEN ROUND(COALESCE(sales.attributed, 0)::numeric / metrics.link_clicks, 5) END,
+         THEN ROUND(COALESCE(sales.attributed, 0)::numeric / metrics.link_clicks, 5)
+    END,
     COALESCE(sales.unattributed, 0),
     COALESCE(talk.mentions, 0),
     COALESCE(talk.negative, 0),
@@ -141,11 +143,15 @@ def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
         try:
             totals["snapshots"] += _snapshot_brand(runtime, brand, as_of)
         except RateLimited as error:
-            runtime.log.warning("X rate limit; metrics deferred", extra=fields(
-                brand_id=str(brand["id"]), reset_at=error.reset_at))
+            runtime.log.warning(
+                "X rate limit; metrics deferred",
+                extra=fields(brand_id=str(brand["id"]), reset_at=error.reset_at),
+            )
         with runtime.database.transaction() as tx:
             totals["attributed"] += orders.attribute_pending(
-                tx, brand_id=brand["id"], window_days=runtime.settings.attribution_window_days
+                tx,
+                brand_id=brand["id"],
+                window_days=runtime.settings.attribution_window_days,
             )
             totals["days"] += recompute_days(runtime, tx, brand, as_of)
         totals["brands"] += 1
@@ -157,10 +163,13 @@ def _snapshot_brand(runtime: Any, brand: dict[str, Any], as_of: dt.datetime) -> 
     local_day = as_of.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
     with runtime.database.transaction() as tx:
         posts = tx.rows(
-            SELECT_RECENT_POSTS, brand_id=brand["id"],
+            SELECT_RECENT_POSTS,
+            brand_id=brand["id"],
             since=as_of - dt.timedelta(days=METRICS_WINDOW_DAYS),
         )
-        needs_followers = tx.one(HAS_FOLLOWERS, brand_id=brand["id"], local_day=local_day) is None
+        needs_followers = (
+            tx.one(HAS_FOLLOWERS, brand_id=brand["id"], local_day=local_day) is None
+        )
 
     by_x_id = {post["x_post_id"]: post["id"] for post in posts}
     metrics = client.post_metrics(list(by_x_id)) if by_x_id else {}
@@ -169,29 +178,50 @@ def _snapshot_brand(runtime: Any, brand: dict[str, Any], as_of: dt.datetime) -> 
     with runtime.database.transaction() as tx:
         for x_id, values in metrics.items():
             tx.execute(
-                INSERT_SNAPSHOT, post_id=by_x_id[x_id], captured_at=as_of,
-                impressions=values.impressions, likes=values.likes,
-                reposts=values.reposts, replies=values.replies, quotes=values.quotes,
-                bookmarks=values.bookmarks, link_clicks=values.link_clicks,
+                INSERT_SNAPSHOT,
+                post_id=by_x_id[x_id],
+                captured_at=as_of,
+                impressions=values.impressions,
+                likes=values.likes,
+                reposts=values.reposts,
+                replies=values.replies,
+                quotes=values.quotes,
+                bookmarks=values.bookmarks,
+                link_clicks=values.link_clicks,
                 profile_clicks=values.profile_clicks,
             )
         reads = len(metrics) + (1 if followers is not None else 0)
         costs.record(
-            tx, brand_id=brand["id"], occurred_at=as_of, operation="owned_read",
-            units=reads, usd=costs.X_OWNED_READ_USD * reads,
+            tx,
+            brand_id=brand["id"],
+            occurred_at=as_of,
+            operation="owned_read",
+            units=reads,
+            usd=costs.X_OWNED_READ_USD * reads,
             ref=f"metrics:{brand['id']}:{as_of.isoformat()}",
         )
         if followers is not None:
-            tx.execute(INSERT_FOLLOWERS, brand_id=brand["id"], local_day=local_day,
-                       captured_at=as_of, followers=followers)
+            tx.execute(
+                INSERT_FOLLOWERS,
+                brand_id=brand["id"],
+                local_day=local_day,
+                captured_at=as_of,
+                followers=followers,
+            )
     return len(metrics)
 
 
-def recompute_days(runtime: Any, tx: Any, brand: dict[str, Any], as_of: dt.datetime) -> int:
+def recompute_days(
+    runtime: Any, tx: Any, brand: dict[str, Any], as_of: dt.datetime
+) -> int:
     """Upsert the brand's daily KPI rows for the look-back window ending at `as_of`."""
     last_day = as_of.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
     first_day = last_day - dt.timedelta(days=runtime.settings.rollup_lookback_days - 1)
     return tx.execute(
-        UPSERT_DAILY_KPIS, brand_id=brand["id"], tz=brand["time_zone"],
-        first_day=first_day, last_day=last_day, now=runtime.clock.now(),
+        UPSERT_DAILY_KPIS,
+        brand_id=brand["id"],
+        tz=brand["time_zone"],
+        first_day=first_day,
+        last_day=last_day,
+        now=runtime.clock.now(),
     )

@@ -35,7 +35,8 @@ UPDATE brands SET mentions_since_id = :since_id
 WHERE id = :brand_id
   AND (mentions_since_id IS NULL
        OR length(mentions_since_id) < length(:since_id)
-       OR (length(mentions_since_id) = length(:since_id) AND mentions_since_id < :since_id))
+       OR (length(mentions_since_id) = length(:since_id)
+           AND mentions_since_id < :since_id))
 """
 SELECT_UNSCORED = """
 SELECT id, text, posted_at FROM mentions
@@ -68,8 +69,10 @@ def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
         try:
             read, new_ids = _poll_brand(runtime, brand)
         except RateLimited as error:
-            runtime.log.warning("X rate limit; mentions poll deferred", extra=fields(
-                brand_id=str(brand["id"]), reset_at=error.reset_at))
+            runtime.log.warning(
+                "X rate limit; mentions poll deferred",
+                extra=fields(brand_id=str(brand["id"]), reset_at=error.reset_at),
+            )
             totals["deferred"] += 1
             continue
         _fan_out(runtime, brand_id=str(brand["id"]), mention_ids=new_ids)
@@ -106,15 +109,23 @@ def _poll_brand(runtime: Any, brand: dict[str, Any]) -> tuple[int, list[str]]:
             if mention_id is not None:
                 new_ids.append(str(mention_id))
         costs.record(
-            tx, brand_id=brand["id"], occurred_at=now, operation="owned_read",
-            units=len(batch.mentions), usd=costs.X_OWNED_READ_USD * len(batch.mentions),
+            tx,
+            brand_id=brand["id"],
+            occurred_at=now,
+            operation="owned_read",
+            units=len(batch.mentions),
+            usd=costs.X_OWNED_READ_USD * len(batch.mentions),
             ref=f"mentions:{brand['id']}:{batch.newest_id}",
         )
         # Advance only when every page was read: a partial read resumes from here.
         if batch.complete and batch.newest_id:
             tx.execute(ADVANCE_CURSOR, brand_id=brand["id"], since_id=batch.newest_id)
-    runtime.log.info("mentions polled", extra=fields(
-        brand_id=str(brand["id"]), read=len(batch.mentions), new=len(new_ids)))
+    runtime.log.info(
+        "mentions polled",
+        extra=fields(
+            brand_id=str(brand["id"]), read=len(batch.mentions), new=len(new_ids)
+        ),
+    )
     return len(batch.mentions), new_ids
 
 
@@ -137,17 +148,27 @@ def score_mentions(runtime: Any, *, mention_ids: list[str]) -> int:
         for row in rows:
             score = score_mention(row["text"])
             due = (
-                None if score.response_due_min is None
+                None
+                if score.response_due_min is None
                 else row["posted_at"] + dt.timedelta(minutes=score.response_due_min)
             )
             tx.execute(
-                SAVE_SCORE, id=row["id"], sentiment=score.sentiment,
-                compound=score.compound, intent=score.intent, priority=score.priority,
-                escalate=score.escalate, reasons=list(score.reasons),
-                response_due_at=due, scorer_version=SCORER_VERSION, now=now,
+                SAVE_SCORE,
+                id=row["id"],
+                sentiment=score.sentiment,
+                compound=score.compound,
+                intent=score.intent,
+                priority=score.priority,
+                escalate=score.escalate,
+                reasons=list(score.reasons),
+                response_due_at=due,
+                scorer_version=SCORER_VERSION,
+                now=now,
             )
     return len(rows)
 
 
-def inbox(tx: Any, *, brand_id: str, state: str | None, limit: int) -> list[dict[str, Any]]:
+def inbox(
+    tx: Any, *, brand_id: str, state: str | None, limit: int
+) -> list[dict[str, Any]]:
     return tx.rows(SELECT_INBOX, brand_id=brand_id, state=state, limit=limit)

@@ -60,7 +60,9 @@ def apply_migrations(database: db.Database, sql_dir: Path) -> list[str]:
         with database.transaction() as tx:
             # The lock lives as long as this transaction, so a second runner waits
             # here and then sees this file recorded.
-            tx.execute("SELECT pg_advisory_xact_lock(:lock_id)", lock_id=MIGRATION_LOCK_ID)
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(:lock_id)", lock_id=MIGRATION_LOCK_ID
+            )
             tx.execute(CREATE_LEDGER)
             recorded = tx.one(SELECT_APPLIED, version=version)
             if recorded is not None:
@@ -70,7 +72,9 @@ def apply_migrations(database: db.Database, sql_dir: Path) -> list[str]:
                     )
                 continue
             tx.execute(path.read_text())
-            tx.execute(RECORD_APPLIED, version=version, name=path.name, checksum=checksum)
+            tx.execute(
+                RECORD_APPLIED, version=version, name=path.name, checksum=checksum
+            )
         applied_now.append(path.name)
     return applied_now
 

@@ -60,7 +60,11 @@ def receive_order(
 def parse_order(body: Any) -> dict[str, Any]:
     body = validation.require_object(body)
     external = body.get("id")
-    if isinstance(external, bool) or not isinstance(external, (int, str)) or not str(external).strip():
+    if (
+        isinstance(external, bool)
+        or not isinstance(external, (int, str))
+        or not str(external).strip()
+    ):
         raise InvalidRequest("'id' (the store's order id) is required", field="id")
     if "created_at" not in body:
         raise InvalidRequest("'created_at' is required", field="created_at")
@@ -79,8 +83,12 @@ def parse_order(body: Any) -> dict[str, Any]:
         "ordered_at": validation.instant(body["created_at"], "created_at"),
         "currency": currency,
         "total_price": validation.money(body["total_price"], "total_price"),
-        "landing_site": validation.text(body, "landing_site", required=False, max_len=2000),
-        "referring_site": validation.text(body, "referring_site", required=False, max_len=2000),
+        "landing_site": validation.text(
+            body, "landing_site", required=False, max_len=2000
+        ),
+        "referring_site": validation.text(
+            body, "referring_site", required=False, max_len=2000
+        ),
         "customer_id": None if customer_id is None else str(customer_id),
         "line_items": json.dumps(items),
     }

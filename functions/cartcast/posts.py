@@ -25,11 +25,6 @@ from cartcast.errors import Conflict, InvalidRequest, NotFound
 PRODUCTS_PER_REQUEST_MAX = 20
 VARIANTS_MAX = 3
 
-POST_COLUMNS = """
-id, product_id, kind, text, link, campaign, state, engine, model, fallback_reason,
-weighted_length, checks, scheduled_at, published_at, x_post_id, failure_reason,
-created_by, created_at, updated_at
-"""
 INSERT_POST = """
 INSERT INTO posts (id, brand_id, product_id, kind, text, link, campaign, state,
     engine, model, fallback_reason, weighted_length, checks, created_by, created_at,
@@ -38,13 +33,24 @@ VALUES (:id, :brand_id, :product_id, 'text', :text, :link, :campaign, :state,
     :engine, :model, :fallback_reason, :weighted_length, CAST(:checks AS jsonb),
     :created_by, :now, :now)
 """
-SELECT_POST = "SELECT " + POST_COLUMNS + " FROM posts WHERE brand_id = :brand_id AND id = :id"
-SELECT_POSTS = (
-    "SELECT " + POST_COLUMNS + " FROM posts WHERE brand_id = :brand_id "
-    "AND (CAST(:state AS text) IS NULL OR state = :state) "
-    "ORDER BY COALESCE(scheduled_at, created_at), id LIMIT :limit"
+SELECT_POST = """
+SELECT id, product_id, kind, text, link, campaign, state, engine, model,
+    fallback_reason, weighted_length, checks, scheduled_at, published_at, x_post_id,
+    failure_reason, created_by, created_at, updated_at
+FROM posts WHERE brand_id = :brand_id AND id = :id
+"""
+SELECT_POSTS = """
+SELECT id, product_id, kind, text, link, campaign, state, engine, model,
+    fallback_reason, weighted_length, checks, scheduled_at, published_at, x_post_id,
+    failure_reason, created_by, created_at, updated_at
+FROM posts
+WHERE brand_id = :brand_id AND (CAST(:state AS text) IS NULL OR state = :state)
+ORDER BY COALESCE(scheduled_at, created_at), id
+LIMIT :limit
+"""
+SELECT_BRAND_TEXTS = (
+    "SELECT text FROM posts WHERE brand_id = :brand_id AND state <> 'cancelled'"
 )
-SELECT_BRAND_TEXTS = "SELECT text FROM posts WHERE brand_id = :brand_id AND state <> 'cancelled'"
 SELECT_TAKEN_SLOTS = """
 SELECT scheduled_at FROM posts
 WHERE brand_id = :brand_id AND scheduled_at > :after
@@ -81,13 +87,21 @@ def create_drafts(
     """Write captions for the requested products and store them as posts."""
     body = validation.require_object(body)
     refs = body.get("products")
-    if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
-        raise InvalidRequest("'products' must be a non-empty list of ids or SKUs", field="products")
+    if (
+        not isinstance(refs, list)
+        or not refs
+        or not all(isinstance(r, str) for r in refs)
+    ):
+        raise InvalidRequest(
+            "'products' must be a non-empty list of ids or SKUs", field="products"
+        )
     if len(refs) > PRODUCTS_PER_REQUEST_MAX:
         raise InvalidRequest(
             f"at most {PRODUCTS_PER_REQUEST_MAX} products per request", field="products"
         )
-    variants = validation.integer(body, "variants", default=1, minimum=1, maximum=VARIANTS_MAX)
+    variants = validation.integer(
+        body, "variants", default=1, minimum=1, maximum=VARIANTS_MAX
+    )
     campaign = validation.text(body, "campaign", required=False, max_len=100)
     tone = validation.text(body, "tone", required=False, max_len=100)
 
@@ -98,14 +112,23 @@ def create_drafts(
         for variant in range(variants):
             post_id = str(uuid.uuid4())
             link = links.product_link(
-                brand["store_base_url"], product["handle"], post_id=post_id, campaign=campaign
+                brand["store_base_url"],
+                product["handle"],
+                post_id=post_id,
+                campaign=campaign,
             )
             requests.append(DraftRequest(_brief(product, brand), link, variant))
             post_ids.append(post_id)
-    existing = frozenset(row["text"] for row in tx.rows(SELECT_BRAND_TEXTS, brand_id=brand_id))
+    existing = frozenset(
+        row["text"] for row in tx.rows(SELECT_BRAND_TEXTS, brand_id=brand_id)
+    )
 
     drafts = write_drafts(
-        requests, _voice(brand), tone=tone, campaign=campaign, gemini=gemini,
+        requests,
+        _voice(brand),
+        tone=tone,
+        campaign=campaign,
+        gemini=gemini,
         avoid_texts=existing,
     )
 
@@ -138,23 +161,36 @@ def get_post(tx: Transaction, *, brand_id: str, post_id: str) -> dict[str, Any]:
     return post
 
 
-def list_posts(tx: Transaction, *, brand_id: str, state: str | None, limit: int) -> list[dict]:
+def list_posts(
+    tx: Transaction, *, brand_id: str, state: str | None, limit: int
+) -> list[dict]:
     return tx.rows(SELECT_POSTS, brand_id=brand_id, state=state, limit=limit)
 
 
 def transition(
-    tx: Transaction, *, brand_id: str, post_id: str, to_state: str,
-    from_states: tuple[str, ...], now: dt.datetime,
+    tx: Transaction,
+    *,
+    brand_id: str,
+    post_id: str,
+    to_state: str,
+    from_states: tuple[str, ...],
+    now: dt.datetime,
 ) -> dict[str, Any]:
     """Move a post between states, or explain why it cannot move (409)."""
     moved = tx.scalar(
-        UPDATE_STATE, brand_id=brand_id, id=post_id, to_state=to_state,
-        from_states=list(from_states), now=now,
+        UPDATE_STATE,
+        brand_id=brand_id,
+        id=post_id,
+        to_state=to_state,
+        from_states=list(from_states),
+        now=now,
     )
     if moved is None:
         post = get_post(tx, brand_id=brand_id, post_id=post_id)
-        raise Conflict(f"post is {post['state']}; it can become {to_state} only from "
-                       + " or ".join(from_states))
+        raise Conflict(
+            f"post is {post['state']}; it can become {to_state} only from "
+            + " or ".join(from_states)
+        )
     return get_post(tx, brand_id=brand_id, post_id=post_id)
 
 
@@ -182,21 +218,33 @@ def schedule(
 def schedule_approved(
     tx: Transaction, *, brand_id: str, limit: int, now: dt.datetime
 ) -> list[dict[str, Any]]:
-    """Put approved, unscheduled posts into the brand's next free slots, oldest first."""
+    """Put approved, unscheduled posts into the next free slots, oldest first."""
     tx.one(LOCK_BRAND, brand_id=brand_id)
-    waiting = [row["id"] for row in tx.rows(SELECT_APPROVED_UNSCHEDULED, brand_id=brand_id, limit=limit)]
+    waiting = [
+        row["id"]
+        for row in tx.rows(SELECT_APPROVED_UNSCHEDULED, brand_id=brand_id, limit=limit)
+    ]
     instants = _free_slots(tx, brand_id=brand_id, after=now, count=len(waiting))
     for post_id, at in zip(waiting, instants, strict=False):
         tx.scalar(UPDATE_SCHEDULE, brand_id=brand_id, id=post_id, at=at, now=now)
-    return [get_post(tx, brand_id=brand_id, post_id=str(pid)) for pid in waiting[: len(instants)]]
+    return [
+        get_post(tx, brand_id=brand_id, post_id=str(pid))
+        for pid in waiting[: len(instants)]
+    ]
 
 
-def _free_slots(tx: Transaction, *, brand_id: str, after: dt.datetime, count: int) -> list[dt.datetime]:
+def _free_slots(
+    tx: Transaction, *, brand_id: str, after: dt.datetime, count: int
+) -> list[dt.datetime]:
     if count == 0:
         return []
     brand = brands.get_brand(tx, brand_id)
     found = slots.next_free(
-        brand["posting_slots"], brand["time_zone"], after, _taken(tx, brand_id=brand_id, after=after), count
+        brand["posting_slots"],
+        brand["time_zone"],
+        after,
+        _taken(tx, brand_id=brand_id, after=after),
+        count,
     )
     if not found:
         raise Conflict("no free posting slot in the next year")
@@ -204,7 +252,10 @@ def _free_slots(tx: Transaction, *, brand_id: str, after: dt.datetime, count: in
 
 
 def _taken(tx: Transaction, *, brand_id: str, after: dt.datetime) -> set[dt.datetime]:
-    return {row["scheduled_at"] for row in tx.rows(SELECT_TAKEN_SLOTS, brand_id=brand_id, after=after)}
+    return {
+        row["scheduled_at"]
+        for row in tx.rows(SELECT_TAKEN_SLOTS, brand_id=brand_id, after=after)
+    }
 
 
 def _brief(product: dict[str, Any], brand: dict[str, Any]) -> ProductBrief:

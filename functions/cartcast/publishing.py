@@ -70,7 +70,13 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     """Publish every post due at `as_of`; return counts by outcome."""
     database, clock = runtime.database, runtime.clock
     settings = runtime.settings
-    counts = {"published": 0, "failed": 0, "unconfirmed": 0, "deferred": 0, "expired": 0}
+    counts = {
+        "published": 0,
+        "failed": 0,
+        "unconfirmed": 0,
+        "deferred": 0,
+        "expired": 0,
+    }
 
     with database.transaction() as tx:
         counts["expired"] = len(tx.rows(EXPIRE_LEASES, now=clock.now()))
@@ -83,7 +89,8 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
             now=now,
         )
         attempts = {
-            row["id"]: tx.scalar(START_ATTEMPT, post_id=row["id"], now=now) for row in claimed
+            row["id"]: tx.scalar(START_ATTEMPT, post_id=row["id"], now=now)
+            for row in claimed
         }
 
     for index, post in enumerate(claimed):
@@ -92,8 +99,14 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
         if outcome == "deferred":
             # X said "not now" for this account; leave the rest for the next tick.
             for later in claimed[index + 1 :]:
-                _finish(runtime, later, attempts[later["id"]], "scheduled", "retry",
-                        "deferred after a rate limit")
+                _finish(
+                    runtime,
+                    later,
+                    attempts[later["id"]],
+                    "scheduled",
+                    "retry",
+                    "deferred after a rate limit",
+                )
                 counts["deferred"] += 1
             break
     return counts
@@ -110,36 +123,69 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
         return "unconfirmed"
     except RateLimited as error:
         _finish(runtime, post, attempt_id, "scheduled", "rate_limited", str(error))
-        runtime.log.warning("X rate limit; post deferred", extra=fields(
-            post_id=str(post["id"]), reset_at=error.reset_at))
+        runtime.log.warning(
+            "X rate limit; post deferred",
+            extra=fields(post_id=str(post["id"]), reset_at=error.reset_at),
+        )
         return "deferred"
     except TransientError as error:
         _finish(runtime, post, attempt_id, "scheduled", "retry", str(error))
         return "deferred"
     except PermanentError as error:
         _finish(runtime, post, attempt_id, "failed", "failed", str(error))
-        runtime.log.error("X refused a post", extra=fields(post_id=str(post["id"]), reason=str(error)))
+        runtime.log.error(
+            "X refused a post", extra=fields(post_id=str(post["id"]), reason=str(error))
+        )
         return "failed"
 
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
         tx.execute(MARK_PUBLISHED, post_id=post["id"], x_post_id=created.id, now=now)
-        tx.execute(FINISH_ATTEMPT, attempt_id=attempt_id, now=now, outcome="published",
-                   x_post_id=created.id, error=None)
-        costs.record(
-            tx, brand_id=post["brand_id"], occurred_at=now,
-            operation="post_with_url" if post["link"] else "post", units=1,
-            usd=costs.post_price(bool(post["link"])), ref=str(post["id"]),
+        tx.execute(
+            FINISH_ATTEMPT,
+            attempt_id=attempt_id,
+            now=now,
+            outcome="published",
+            x_post_id=created.id,
+            error=None,
         )
-    runtime.log.info("published", extra=fields(post_id=str(post["id"]), x_post_id=created.id))
+        costs.record(
+            tx,
+            brand_id=post["brand_id"],
+            occurred_at=now,
+            operation="post_with_url" if post["link"] else "post",
+            units=1,
+            usd=costs.post_price(bool(post["link"])),
+            ref=str(post["id"]),
+        )
+    runtime.log.info(
+        "published", extra=fields(post_id=str(post["id"]), x_post_id=created.id)
+    )
     return "published"
 
 
-def _finish(runtime: Any, post: dict[str, Any], attempt_id: int, state: str,
-            outcome: str, reason: str) -> None:
+def _finish(
+    runtime: Any,
+    post: dict[str, Any],
+    attempt_id: int,
+    state: str,
+    outcome: str,
+    reason: str,
+) -> None:
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
-        tx.execute(MARK_OUTCOME, post_id=post["id"], state=state,
-                   reason=None if state == "scheduled" else reason, now=now)
-        tx.execute(FINISH_ATTEMPT, attempt_id=attempt_id, now=now, outcome=outcome,
-                   x_post_id=None, error=reason)
+        tx.execute(
+            MARK_OUTCOME,
+            post_id=post["id"],
+            state=state,
+            reason=None if state == "scheduled" else reason,
+            now=now,
+        )
+        tx.execute(
+            FINISH_ATTEMPT,
+            attempt_id=attempt_id,
+            now=now,
+            outcome=outcome,
+            x_post_id=None,
+            error=reason,
+        )

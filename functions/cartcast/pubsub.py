@@ -33,7 +33,9 @@ class PushPublisher:
     of the function subscribed to it.
     """
 
-    def __init__(self, endpoints: Mapping[str, str], clock: Clock, project: str = "local") -> None:
+    def __init__(
+        self, endpoints: Mapping[str, str], clock: Clock, project: str = "local"
+    ) -> None:
         self._endpoints = dict(endpoints)
         self._clock = clock
         self._project = project
@@ -83,7 +85,8 @@ class GooglePublisher:
             self._client = pubsub_v1.PublisherClient()
         path = self._client.topic_path(self._project, topic)
         futures = [
-            self._client.publish(path, json.dumps(payload).encode()) for payload in payloads
+            self._client.publish(path, json.dumps(payload).encode())
+            for payload in payloads
         ]
         try:
             return [future.result(timeout=PUBLISH_TIMEOUT_S) for future in futures]

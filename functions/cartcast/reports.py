@@ -37,15 +37,20 @@ ORDER BY revenue DESC, p.published_at
 LIMIT :limit
 """
 SELECT_MENTION_SUMMARY = """
-SELECT COALESCE(sentiment, 'unscored') AS sentiment, COALESCE(intent, 'unscored') AS intent,
+SELECT COALESCE(sentiment, 'unscored') AS sentiment,
+    COALESCE(intent, 'unscored') AS intent,
     COUNT(*) AS mentions, COUNT(*) FILTER (WHERE escalate) AS escalated
 FROM mentions WHERE brand_id = :brand_id
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 
 
-def daily(tx: Transaction, *, brand_id: str, first_day: dt.date, last_day: dt.date) -> list[dict[str, Any]]:
-    return tx.rows(SELECT_DAILY, brand_id=brand_id, first_day=first_day, last_day=last_day)
+def daily(
+    tx: Transaction, *, brand_id: str, first_day: dt.date, last_day: dt.date
+) -> list[dict[str, Any]]:
+    return tx.rows(
+        SELECT_DAILY, brand_id=brand_id, first_day=first_day, last_day=last_day
+    )
 
 
 def post_revenue(tx: Transaction, *, brand_id: str, limit: int) -> list[dict[str, Any]]:

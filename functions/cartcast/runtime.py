@@ -17,7 +17,9 @@ from cartcast.logs import get_logger
 
 
 class Runtime:
-    def __init__(self, settings: settings_module.Settings, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: settings_module.Settings, clock: Clock | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock or clock_from_setting(settings.clock_file)
         self.log: logging.Logger = get_logger("cartcast", settings.log_level)

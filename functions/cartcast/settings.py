@@ -72,7 +72,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = text(name, default)
         if value not in allowed:
-            problems.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+            problems.append(
+                f"{name} must be one of {', '.join(allowed)}, got {value!r}"
+            )
         return value
 
     environment = choice("CARTCAST_ENV", "local", ENVIRONMENTS)
@@ -140,5 +142,7 @@ def _check_consistency(settings: Settings) -> list[str]:
             problems.append("GOOGLE_CLOUD_PROJECT is required in the cloud")
     if settings.pubsub_mode == "google" and not settings.google_cloud_project:
         if "GOOGLE_CLOUD_PROJECT is required in the cloud" not in problems:
-            problems.append("GOOGLE_CLOUD_PROJECT is required with CARTCAST_PUBSUB=google")
+            problems.append(
+                "GOOGLE_CLOUD_PROJECT is required with CARTCAST_PUBSUB=google"
+            )
     return problems

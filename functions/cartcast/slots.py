@@ -35,7 +35,9 @@ HORIZON_DAYS = 366
 def validate_slots(value: Any) -> list[dict[str, Any]]:
     """Check a slot list from a request body and return it sorted."""
     if not isinstance(value, list) or not value:
-        raise InvalidRequest("'posting_slots' must be a non-empty list", field="posting_slots")
+        raise InvalidRequest(
+            "'posting_slots' must be a non-empty list", field="posting_slots"
+        )
     slots = []
     for index, slot in enumerate(value):
         where = f"posting_slots[{index}]"
@@ -43,7 +45,9 @@ def validate_slots(value: Any) -> list[dict[str, Any]]:
             raise InvalidRequest(f"{where} must be an object", field=where)
         weekday, time = slot.get("weekday"), slot.get("time")
         if isinstance(weekday, bool) or weekday not in range(7):
-            raise InvalidRequest(f"{where}.weekday must be 0 (Monday) to 6", field=where)
+            raise InvalidRequest(
+                f"{where}.weekday must be 0 (Monday) to 6", field=where
+            )
         if not isinstance(time, str) or not TIME_PATTERN.match(time):
             raise InvalidRequest(f"{where}.time must be HH:MM (24 h)", field=where)
         slots.append({"weekday": weekday, "time": time})
@@ -51,7 +55,9 @@ def validate_slots(value: Any) -> list[dict[str, Any]]:
     return [{"weekday": day, "time": time} for day, time in sorted(unique)]
 
 
-def resolve(local_date: dt.date, time_text: str, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+def resolve(
+    local_date: dt.date, time_text: str, zone: zoneinfo.ZoneInfo
+) -> dt.datetime:
     """Return the UTC instant of a wall-clock time on a local date (see module doc)."""
     hour, minute = (int(part) for part in time_text.split(":"))
     wall = dt.datetime.combine(local_date, dt.time(hour, minute), tzinfo=zone)
@@ -59,7 +65,9 @@ def resolve(local_date: dt.date, time_text: str, zone: zoneinfo.ZoneInfo) -> dt.
     return wall.astimezone(UTC)
 
 
-def upcoming(slots: Iterable[dict[str, Any]], time_zone: str, after: dt.datetime) -> Iterator[dt.datetime]:
+def upcoming(
+    slots: Iterable[dict[str, Any]], time_zone: str, after: dt.datetime
+) -> Iterator[dt.datetime]:
     """Yield slot instants strictly after `after`, in order, up to a year ahead."""
     zone = zoneinfo.ZoneInfo(time_zone)
     by_weekday: dict[int, list[str]] = {}
@@ -68,7 +76,9 @@ def upcoming(slots: Iterable[dict[str, Any]], time_zone: str, after: dt.datetime
     start = after.astimezone(zone).date()
     for offset in range(HORIZON_DAYS):
         day = start + dt.timedelta(days=offset)
-        instants = sorted(resolve(day, time, zone) for time in by_weekday.get(day.weekday(), []))
+        instants = sorted(
+            resolve(day, time, zone) for time in by_weekday.get(day.weekday(), [])
+        )
         for instant in instants:
             if instant > after:
                 yield instant

@@ -22,8 +22,14 @@ def require_object(body: Any, where: str = "body") -> dict[str, Any]:
     return body
 
 
-def text(body: dict, name: str, *, required: bool = True, max_len: int = 10_000,
-         default: str | None = None) -> str | None:
+def text(
+    body: dict,
+    name: str,
+    *,
+    required: bool = True,
+    max_len: int = 10_000,
+    default: str | None = None,
+) -> str | None:
     value = body.get(name)
     if value is None:
         if required:
@@ -35,7 +41,9 @@ def text(body: dict, name: str, *, required: bool = True, max_len: int = 10_000,
     if required and not value:
         raise InvalidRequest(f"'{name}' must not be empty", field=name)
     if len(value) > max_len:
-        raise InvalidRequest(f"'{name}' is longer than {max_len} characters", field=name)
+        raise InvalidRequest(
+            f"'{name}' is longer than {max_len} characters", field=name
+        )
     return value
 
 

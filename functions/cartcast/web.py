@@ -47,8 +47,14 @@ def read_json(request: Any, *, optional: bool = False) -> Any:
         raise InvalidRequest(f"body is not valid JSON: {error}") from error
 
 
-def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
-    return json.dumps(payload, default=_encode), status, {**JSON_HEADERS, **(headers or {})}
+def json_response(
+    payload: Any, status: int = 200, headers: dict | None = None
+) -> Response:
+    return (
+        json.dumps(payload, default=_encode),
+        status,
+        {**JSON_HEADERS, **(headers or {})},
+    )
 
 
 def error_response(error: CartcastError, log: Any, now: dt.datetime) -> Response:
@@ -63,13 +69,18 @@ def error_response(error: CartcastError, log: Any, now: dt.datetime) -> Response
             wait_s = int((error.reset_at - now).total_seconds())
             headers["Retry-After"] = str(max(1, wait_s))
         log.warning("dependency unavailable", exc_info=error)
-        body = {"code": "unavailable", "message": "a dependency is unavailable; retry later"}
+        body = {
+            "code": "unavailable",
+            "message": "a dependency is unavailable; retry later",
+        }
         return json_response({"error": body}, 503, headers)
     if isinstance(error, ConfigurationError):
         log.error("misconfigured", exc_info=error)
     else:
         log.error("request failed", exc_info=error)
-    return json_response({"error": {"code": "internal", "message": "internal error"}}, 500)
+    return json_response(
+        {"error": {"code": "internal", "message": "internal error"}}, 500
+    )
 
 
 def _encode(value: Any) -> Any:
