@@ -221,3 +221,49 @@ def test_bad_orders_are_named_in_a_400(client, brand_key, change, field) -> None
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/products", [{"sku": "A", "title": "x\u0000y", "price": 1}], None),
+        (
+            "/v1/products",
+            [{"sku": "A", "title": "T", "price": 1, "stock": 10**12}],
+            "products",
+        ),
+        (
+            "/v1/orders",
+            {
+                "id": 1,
+                "created_at": "0001-01-01T00:00:00+05:00",
+                "currency": "USD",
+                "total_price": "1",
+            },
+            "created_at",
+        ),
+        (
+            "/v1/orders",
+            {
+                "id": 1,
+                "created_at": "2026-03-02T10:00:00Z",
+                "currency": "USD",
+                "total_price": "1e30",
+            },
+            "total_price",
+        ),
+    ],
+)
+def test_input_postgres_cannot_store_is_refused_before_it_gets_there(
+    client, brand_key, path, body, field
+) -> None:
+    response = post_json(client, path, body, brand_key)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+
+
+def test_a_page_cursor_with_a_nul_is_a_400(client, brand_key) -> None:
+    response = client.get("/v1/products?after=%00", headers=auth(brand_key))
+
+    assert response.status_code == 400

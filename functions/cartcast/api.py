@@ -161,10 +161,15 @@ def import_products(tx, *, runtime, caller, body, query):
 
 
 def list_products(tx, *, runtime, caller, body, query):
+    after = query.get("after")
+    if after is not None and ("\x00" in after or len(after) > 100):
+        raise InvalidRequest(
+            "'after' must be a SKU from a previous page", field="after"
+        )
     found = catalog.list_products(
         tx,
         brand_id=keys.require_brand(caller),
-        after_sku=query.get("after"),
+        after_sku=after,
         limit=_limit(query),
     )
     return web.json_response(

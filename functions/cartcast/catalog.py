@@ -96,7 +96,7 @@ def parse_product(row: Any) -> dict[str, Any]:
         raise InvalidRequest("'tags' must be a list of strings", field="tags")
     discount = row.get("discountPercentage")
     stock = row.get("stock", 0)
-    if isinstance(stock, bool) or not isinstance(stock, int) or stock < 0:
+    if isinstance(stock, bool) or not isinstance(stock, int) or not 0 <= stock < 2**31:
         raise InvalidRequest("'stock' must be a non-negative integer", field="stock")
     images = row.get("images") or []
     image = row.get("thumbnail") or (

@@ -83,7 +83,7 @@ def instant(value: Any, name: str) -> dt.datetime:
         raise InvalidRequest(f"'{name}' must be an ISO-8601 time string", field=name)
     try:
         return parse_instant(value)
-    except ValueError as error:
+    except (ValueError, OverflowError) as error:
         raise InvalidRequest(
             f"'{name}' must be an ISO-8601 time with an offset, e.g. "
             "2026-03-01T09:00:00+01:00",

@@ -42,9 +42,14 @@ def read_json(request: Any, *, optional: bool = False) -> Any:
     if not (request.mimetype or "").endswith("json"):
         raise InvalidRequest("Content-Type must be application/json")
     try:
-        return json.loads(raw)
+        text = raw.decode("utf-8")
+        body = json.loads(text)
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidRequest(f"body is not valid JSON: {error}") from error
+    # PostgreSQL text cannot hold NUL; refuse it here rather than fail on insert.
+    if "\\u0000" in text.lower():
+        raise InvalidRequest("strings must not contain NUL (\\u0000) characters")
+    return body
 
 
 def json_response(
