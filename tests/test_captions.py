@@ -1,0 +1,358 @@
+"""The template engine writes valid, distinct posts for every product of the catalog."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cartcast.captions import (
+    CHECK_NAMES,
+    BrandVoice,
+    DraftRequest,
+    ProductBrief,
+    check_text,
+    format_price,
+    sale_price,
+    write_drafts,
+)
+from cartcast.links import product_link
+from cartcast.post_text import fits_on_x
+
+REPO = Path(__file__).parents[1]
+CATALOG_PATHS = (
+    REPO / "infra" / "data" / "catalog" / "dummyjson_products.json",
+    Path("/work/shared/data/catalog/dummyjson_products.json"),
+)
+STORE_URL = "https://shop.example.com"
+
+
+@pytest.fixture(scope="module")
+def catalog() -> list[dict]:
+    for path in CATALOG_PATHS:
+        if path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+    pytest.skip("no catalog sample (infra/data/catalog or the shared data folder)")
+
+
+@pytest.fixture
+def voice() -> BrandVoice:
+    return BrandVoice(
+        name="Cartcast Demo",
+        voice="warm, plain-spoken, a little witty",
+        banned_words=("cure", "miracle", "guaranteed"),
+        required_hashtags=("#CartcastDemo",),
+    )
+
+
+def brief_from_catalog(row: dict) -> ProductBrief:
+    discount = row.get("discountPercentage")
+    return ProductBrief(
+        product_id=str(row["id"]),
+        sku=row["sku"],
+        title=row["title"],
+        description=row["description"],
+        price=Decimal(str(row["price"])),
+        currency="USD",
+        category=row["category"],
+        tags=tuple(row.get("tags") or ()),
+        brand=row.get("brand"),
+        stock=int(row["stock"]),
+        discount_percent=Decimal(str(discount)) if discount else None,
+    )
+
+
+def make_product(**changes: object) -> ProductBrief:
+    values: dict = {
+        "product_id": "p-1",
+        "sku": "KIT-MUG-001",
+        "title": "Stoneware Mug",
+        "description": "A sturdy stoneware mug that keeps coffee hot. Dishwasher safe.",
+        "price": Decimal("14.00"),
+        "currency": "USD",
+        "category": "kitchen-accessories",
+        "tags": ("kitchen", "mugs"),
+        "brand": None,
+        "stock": 12,
+        "discount_percent": None,
+    }
+    values.update(changes)
+    return ProductBrief(**values)
+
+
+def request_for(product: ProductBrief, variant: int = 0) -> DraftRequest:
+    post_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{product.sku}/{variant}"))
+    link = product_link(
+        STORE_URL, product.sku.lower(), post_id=post_id, campaign="spring"
+    )
+    return DraftRequest(product=product, link=link, variant=variant)
+
+
+def copy_without_link(text: str, link: str) -> str:
+    return text.replace(link, "").casefold()
+
+
+# --- the whole catalog -------------------------------------------------------------
+
+
+def test_every_catalog_product_gets_three_valid_distinct_template_drafts(
+    catalog: list[dict], voice: BrandVoice
+) -> None:
+    requests = [
+        request_for(brief_from_catalog(row), variant)
+        for row in catalog
+        for variant in range(3)
+    ]
+
+    drafts = write_drafts(requests, voice)
+
+    assert len(catalog) == 194
+    assert len(drafts) == len(requests)
+    for request, draft in zip(requests, drafts, strict=True):
+        assert draft.engine == "template"
+        assert draft.fallback_reason is None
+        assert draft.model is None and draft.usage is None
+        assert fits_on_x(draft.text), draft.text
+        assert draft.weighted_length <= 280
+        assert draft.text.count(request.link) == 1
+        assert "#CartcastDemo" in draft.text
+        assert draft.checks == dict.fromkeys(CHECK_NAMES, True), draft.text
+    copies = {
+        copy_without_link(d.text, r.link) for r, d in zip(requests, drafts, strict=True)
+    }
+    assert len(copies) == len(drafts)
+
+
+def test_the_three_variants_of_a_product_are_phrased_differently_on_their_own(
+    catalog: list[dict], voice: BrandVoice
+) -> None:
+    for row in catalog:
+        product = brief_from_catalog(row)
+        requests = [request_for(product, variant) for variant in range(3)]
+
+        # One batch per variant: no collision avoidance helps them differ.
+        texts = [write_drafts([request], voice)[0].text for request in requests]
+
+        copies = {
+            copy_without_link(t, r.link) for t, r in zip(texts, requests, strict=True)
+        }
+        assert len(copies) == 3, texts
+
+
+# --- determinism and distinctness -----------------------------------------------
+
+
+def test_the_same_request_gets_the_same_text_every_time(voice: BrandVoice) -> None:
+    request = request_for(make_product(), variant=1)
+
+    first = write_drafts([request], voice)[0].text
+    second = write_drafts([request], voice)[0].text
+
+    assert first == second
+
+
+def test_a_repeated_request_in_one_batch_is_phrased_anew(voice: BrandVoice) -> None:
+    request = request_for(make_product())
+
+    drafts = write_drafts([request] * 30, voice)
+
+    copies = {copy_without_link(draft.text, request.link) for draft in drafts}
+    assert len(copies) == 30
+    assert all(all(draft.checks.values()) for draft in drafts)
+
+
+def test_a_text_to_avoid_is_not_written_again(voice: BrandVoice) -> None:
+    request = request_for(make_product())
+    earlier = write_drafts([request], voice)[0].text
+    # Posted before with another link and other capitals: still the same copy.
+    posted = earlier.replace(request.link, "https://shop.example.com/x").upper()
+
+    draft = write_drafts([request], voice, avoid_texts=frozenset({posted}))[0]
+
+    assert copy_without_link(draft.text, request.link) != copy_without_link(
+        earlier, request.link
+    )
+    assert draft.checks["distinct"]
+
+
+def test_an_empty_batch_gives_no_drafts(voice: BrandVoice) -> None:
+    assert write_drafts([], voice) == []
+
+
+# --- brand rules ------------------------------------------------------------------
+
+
+def test_catalog_text_with_a_banned_word_is_left_out(voice: BrandVoice) -> None:
+    product = make_product(
+        title="Miracle Mug",
+        description="The cure for cold coffee. Keeps it hot.",
+        tags=("miracle", "mugs"),
+    )
+
+    draft = write_drafts([request_for(product)], voice)[0]
+
+    assert "miracle" not in draft.text.casefold()
+    assert "cure" not in draft.text.casefold()
+    assert draft.checks == dict.fromkeys(CHECK_NAMES, True)
+
+
+def test_banned_words_match_whole_words_in_any_case(voice: BrandVoice) -> None:
+    request = request_for(make_product())
+    text = f"A secure lid, a miraculous glaze. {request.link} #CartcastDemo"
+
+    assert check_text(text, request, voice)["no_banned_words"]
+    assert not check_text(text + " CURE", request, voice)["no_banned_words"]
+    assert not check_text(text + " #cure", request, voice)["no_banned_words"]
+
+
+def test_required_hashtags_are_added_with_or_without_their_hash(
+    voice: BrandVoice,
+) -> None:
+    brand = BrandVoice(name="B", voice="v", required_hashtags=("ShopSmall", "#Mugs4U"))
+
+    text = write_drafts([request_for(make_product())], brand)[0].text
+
+    assert "#ShopSmall" in text and "#Mugs4U" in text
+
+
+def test_a_long_product_is_trimmed_to_fit_keeping_link_and_required_hashtags(
+    voice: BrandVoice,
+) -> None:
+    product = make_product(
+        title="Hand-Thrown Speckled Stoneware Mug With Extra Wide Handle " * 3,
+        description="Every mug is thrown by hand in our small studio " * 12 + ".",
+        tags=("handmade pottery", "kitchen", "gifts for coffee lovers"),
+    )
+    request = request_for(product)
+
+    draft = write_drafts([request], voice)[0]
+
+    assert fits_on_x(draft.text)
+    assert draft.text.count(request.link) == 1
+    assert "#CartcastDemo" in draft.text
+    assert draft.checks == dict.fromkeys(CHECK_NAMES, True)
+
+
+def test_emoji_and_cjk_in_the_catalog_are_counted_double(voice: BrandVoice) -> None:
+    product = make_product(
+        title="陶器のマグカップ 😀" * 4,
+        description="毎日のコーヒーに。" * 20,
+    )
+    request = request_for(product)
+
+    draft = write_drafts([request], voice)[0]
+
+    assert draft.checks == dict.fromkeys(CHECK_NAMES, True)
+    assert draft.weighted_length <= 280
+
+
+# --- prices -----------------------------------------------------------------------
+
+
+def test_a_discount_shows_the_sale_price_and_the_catalog_price(
+    voice: BrandVoice,
+) -> None:
+    product = make_product(price=Decimal("9.99"), discount_percent=Decimal("10.48"))
+
+    texts = [write_drafts([request_for(product, v)], voice)[0].text for v in range(3)]
+
+    assert sale_price(product) == Decimal("8.94")
+    assert all("$8.94" in text and "$9.99" in text for text in texts)
+    assert any("10% off" in text for text in texts)
+
+
+def test_a_discount_under_one_percent_is_not_announced(voice: BrandVoice) -> None:
+    product = make_product(price=Decimal("49.99"), discount_percent=Decimal("0.4"))
+
+    text = write_drafts([request_for(product)], voice)[0].text
+
+    assert "$49.99" in text and "% off" not in text
+
+
+def test_prices_are_formatted_with_symbol_or_code() -> None:
+    assert format_price(Decimal("36999.99"), "USD") == "$36,999.99"
+    assert format_price(Decimal("9.5"), "eur") == "€9.50"
+    assert format_price(Decimal("12.5"), "CHF") == "12.50 CHF"
+
+
+@pytest.mark.parametrize(
+    ("copy", "matches"),
+    [
+        ("Now $8.94, was $9.99.", True),
+        ("Only 9.99 USD.", True),
+        ("Only USD 8.94!", True),
+        ("Just $10.", False),
+        ("Only 7.99 today.", False),
+        ("10% off, 12 colours, 2 sizes.", True),
+        ("Was €9.99.", True),
+    ],
+)
+def test_price_figures_must_be_the_catalog_or_the_sale_price(
+    voice: BrandVoice, copy: str, matches: bool
+) -> None:
+    product = make_product(price=Decimal("9.99"), discount_percent=Decimal("10.48"))
+    request = request_for(product)
+
+    checks = check_text(f"{copy} {request.link} #CartcastDemo", request, voice)
+
+    assert checks["price_matches_catalog"] is matches
+
+
+def test_figures_in_the_product_title_are_not_prices(voice: BrandVoice) -> None:
+    product = make_product(title="Olive Oil 5.00L", price=Decimal("19.99"))
+    request = request_for(product)
+
+    checks = check_text(
+        f"Olive Oil 5.00L for $19.99. {request.link} #CartcastDemo", request, voice
+    )
+
+    assert checks["price_matches_catalog"]
+
+
+# --- links ------------------------------------------------------------------------
+
+
+def test_a_second_url_even_without_scheme_fails_the_link_check(
+    voice: BrandVoice,
+) -> None:
+    request = request_for(make_product())
+
+    twice = check_text(f"{request.link} {request.link}", request, voice)
+    other = check_text(f"See shop.example.org too. {request.link}", request, voice)
+    once = check_text(f"See it. {request.link}", request, voice)
+
+    assert not twice["link_once"]
+    assert not other["link_once"]
+    assert once["link_once"]
+
+
+# --- cold start -------------------------------------------------------------------
+
+
+def test_the_template_path_never_imports_google_genai() -> None:
+    code = (
+        "import sys, uuid\n"
+        "from decimal import Decimal\n"
+        "from cartcast.captions import *\n"
+        "p = ProductBrief('1', 'S-1', 'Mug', 'A mug.', Decimal('5'), 'USD', 'k', (),"
+        " None, 1, None)\n"
+        "link = 'https://shop.example.com/products/mug?utm_content=%s' % uuid.uuid4()\n"
+        "write_drafts([DraftRequest(p, link)], BrandVoice('b', 'v'))\n"
+        "print('google.genai' in sys.modules)\n"
+    )
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={"PYTHONPATH": "functions"},
+    ).stdout.strip()
+
+    assert loaded == "False"

@@ -1,0 +1,613 @@
+"""Gemini copy through the real google-genai client, against the local stand-in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cartcast.captions import (
+    CHECK_NAMES,
+    BrandVoice,
+    DraftRequest,
+    ProductBrief,
+    write_drafts,
+)
+from cartcast.clock import FixedClock
+from cartcast.errors import ConfigurationError, RateLimited, TransientError
+from cartcast.gemini import CopyFailed, GeminiCaptioner
+from cartcast.links import product_link
+from infra.gemini_standin import DEFAULT_API_KEY, GeminiStandIn
+
+REPO = Path(__file__).parents[1]
+NOW = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
+ALL_CHECKS_PASS = dict.fromkeys(CHECK_NAMES, True)
+
+
+@pytest.fixture(scope="module")
+def standin() -> GeminiStandIn:
+    with GeminiStandIn() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def fresh_standin(standin: GeminiStandIn) -> None:
+    standin.reset()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def captioner(standin: GeminiStandIn, clock: FixedClock) -> GeminiCaptioner:
+    return GeminiCaptioner(
+        api_key=DEFAULT_API_KEY,
+        base_url=standin.base_url,
+        clock=clock,
+        retry_pause_s=0,
+    )
+
+
+@pytest.fixture
+def voice() -> BrandVoice:
+    return BrandVoice(
+        name="Cartcast Demo",
+        voice="warm, plain-spoken, a little witty",
+        banned_words=("cure", "miracle"),
+        required_hashtags=("#CartcastDemo",),
+    )
+
+
+@pytest.fixture
+def requests() -> list[DraftRequest]:
+    products = [
+        ProductBrief(
+            product_id="1",
+            sku="BEA-ESS-ESS-001",
+            title="Essence Mascara Lash Princess",
+            description="A popular mascara known for volume and length. Cruelty-free.",
+            price=Decimal("9.99"),
+            currency="USD",
+            category="beauty",
+            tags=("beauty", "mascara"),
+            brand="Essence",
+            stock=99,
+            discount_percent=Decimal("10.48"),
+        ),
+        ProductBrief(
+            product_id="2",
+            sku="KIT-MUG-002",
+            title="Stoneware Mug",
+            description="A sturdy mug that keeps coffee hot. Dishwasher safe.",
+            price=Decimal("14.00"),
+            currency="USD",
+            category="kitchen-accessories",
+            tags=("kitchen",),
+            brand=None,
+            stock=12,
+            discount_percent=None,
+        ),
+        ProductBrief(
+            product_id="3",
+            sku="SPO-BAL-003",
+            title="Tennis Ball",
+            description="A standard ball used in the sport of tennis.",
+            price=Decimal("6.99"),
+            currency="USD",
+            category="sports-accessories",
+            tags=("sports", "tennis"),
+            brand=None,
+            stock=0,
+            discount_percent=None,
+        ),
+    ]
+    return [request_for(product) for product in products]
+
+
+def request_for(product: ProductBrief, variant: int = 0) -> DraftRequest:
+    link = product_link(
+        "https://shop.example.com",
+        product.sku.lower(),
+        post_id=str(uuid.uuid4()),
+        campaign="spring",
+    )
+    return DraftRequest(product=product, link=link, variant=variant)
+
+
+def post_json(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def calls(standin: GeminiStandIn) -> list[dict]:
+    return [r for r in standin.requests() if r["path"].endswith(":generateContent")]
+
+
+def set_fault(standin: GeminiStandIn, mode: str, count: int, **options: object) -> None:
+    # Through the control endpoint, as the demo does from another process.
+    status, _ = post_json(
+        f"{standin.base_url}/_standin/faults",
+        {"mode": mode, "count": count, **options},
+    )
+    assert status == 200
+
+
+def assert_valid_template_draft(draft, request: DraftRequest) -> None:
+    assert draft.engine == "template"
+    assert draft.checks == ALL_CHECKS_PASS, draft.text
+    assert draft.text.count(request.link) == 1
+
+
+# --- the happy path ---------------------------------------------------------------
+
+
+def test_a_batch_is_written_by_gemini_in_one_call(
+    standin: GeminiStandIn,
+    captioner: GeminiCaptioner,
+    voice: BrandVoice,
+    requests: list[DraftRequest],
+) -> None:
+    drafts = write_drafts(requests, voice, gemini=captioner, tone="cheerful")
+
+    assert len(calls(standin)) == 1
+    for request, draft in zip(requests, drafts, strict=True):
+        assert draft.engine == "gemini"
+        assert draft.model == "gemini-2.5-flash"
+        assert draft.fallback_reason is None
+        assert draft.checks == ALL_CHECKS_PASS, draft.text
+        assert draft.text.count(request.link) == 1
+        assert draft.text.endswith("#CartcastDemo")
+        assert draft.usage["total_tokens"] > 0
+        assert draft.usage["batch_size"] == 3
+
+
+def test_the_request_carries_brand_schema_and_products(
+    standin: GeminiStandIn,
+    captioner: GeminiCaptioner,
+    voice: BrandVoice,
+    requests: list[DraftRequest],
+) -> None:
+    captioner.write_copy(requests, voice, tone="cheerful", campaign="spring")
+
+    (call,) = calls(standin)
+    body = call["body"]
+    system = body["systemInstruction"]["parts"][0]["text"]
+    config = body["generationConfig"]
+    user_text = body["contents"][0]["parts"][0]["text"]
+    assert call["path"] == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert "Cartcast Demo" in system and "cheerful" in system
+    assert "cure, miracle" in system
+    assert config["responseMimeType"] == "application/json"
+    assert "captions" in config["responseSchema"]["properties"]
+    assert config["maxOutputTokens"] >= 2048
+    assert '"ref": "p0"' in user_text and '"price_text": "$9.99"' in user_text
+    assert '"sale_price_text": "$8.94"' in user_text
+    assert "shop.example.com" not in json.dumps(body)
+
+
+def test_the_key_goes_in_a_header_and_the_timeout_in_milliseconds(
+    standin: GeminiStandIn, voice: BrandVoice, requests: list[DraftRequest]
+) -> None:
+    captioner = GeminiCaptioner(
+        api_key=DEFAULT_API_KEY, base_url=standin.base_url, timeout_s=20.0
+    )
+
+    captioner.write_copy(requests, voice)
+
+    (call,) = calls(standin)
+    assert call["key_sent"]
+    assert "x-goog-api-key" not in call["headers"]  # the stand-in never records it
+    # google-genai turns HttpOptions.timeout (ms) into seconds for this header: 20 s
+    # shows up as "20"; seconds passed by mistake would show "1".
+    assert call["headers"]["x-server-timeout"] == "20"
+
+
+def test_write_copy_returns_texts_aligned_with_the_requests(
+    captioner: GeminiCaptioner, voice: BrandVoice, requests: list[DraftRequest]
+) -> None:
+    result = captioner.write_copy(requests, voice)
+
+    assert len(result.texts) == 3
+    assert "Essence Mascara Lash Princess" in result.texts[0]
+    assert "Stoneware Mug" in result.texts[1]
+    assert "Tennis Ball" in result.texts[2]
+    assert not any("http" in text for text in result.texts)
+    assert result.model_version == "gemini-2.5-flash"
+    assert result.usage["calls"] == 1
+    assert result.usage["prompt_tokens"] > 0
+    assert result.usage["candidate_tokens"] > 0
+    assert result.usage["total_tokens"] >= (
+        result.usage["prompt_tokens"] + result.usage["candidate_tokens"]
+    )
+
+
+# --- faults that defeat the retry ------------------------------------------------
+
+FAULTS = [
+    ("invalid_json", "gemini: invalid JSON", 2),
+    ("truncated", "gemini: truncated JSON (MAX_TOKENS)", 2),
+    ("empty_thinking", "gemini: empty response (MAX_TOKENS)", 2),
+    ("safety", "gemini: blocked (SAFETY)", 2),
+    ("wrong_types", "gemini: wrong types", 2),
+    ("prompt_blocked", "gemini: prompt blocked (SAFETY)", 1),
+    ("quota", "gemini: quota exhausted", 1),
+    ("server_error", "gemini: unavailable", 2),
+]
+
+
+@pytest.mark.parametrize(("mode", "reason", "calls_made"), FAULTS)
+def test_a_failed_call_falls_back_to_valid_template_drafts(
+    standin: GeminiStandIn,
+    captioner: GeminiCaptioner,
+    voice: BrandVoice,
+    requests: list[DraftRequest],
+    mode: str,
+    reason: str,
+    calls_made: int,
+) -> None:
+    set_fault(standin, mode, count=5)
+
+    drafts = write_drafts(requests, voice, gemini=captioner)
+
+    assert len(calls(standin)) == calls_made
+    for request, draft in zip(requests, drafts, strict=True):
+        assert_valid_template_draft(draft, request)
+        assert draft.fallback_reason == reason
+
+
+@pytest.mark.parametrize(
+    "mode", ["invalid_json", "truncated", "empty_thinking", "safety", "wrong_types"]
+)
+def test_one_retry_recovers_from_a_bad_answer(
+    standin: GeminiStandIn,
+    captioner: GeminiCaptioner,
+    voice: BrandVoice,
+    requests: list[DraftRequest],
+    mode: str,
+) -> None:
+    set_fault(standin, mode, count=1)
+
+    drafts = write_drafts(requests, voice, gemini=captioner)
+
+    assert len(calls(standin)) == 2
+    assert [draft.engine for draft in drafts] == ["gemini"] * 3
+    assert drafts[0].usage["calls"] == 2
+
+
+def test_a_retry_after_max_tokens_doubles_the_budget(
+    standin: GeminiStandIn,
+    captioner: GeminiCaptioner,
+    voice: BrandVoice,
+    requests: list[DraftRequest],
+) -> None:
+    set_fault(standin, "empty_thinking", count=1)
+
+    captioner.write_copy(requests, voice)
+
+    first, second = (c["body"]["generationConfig"] for c in calls(standin))
+    assert second["maxOutputTokens"] == 2 * first["maxOutputTokens"]
+
+
+def test_a_blocked_prompt_is_not_retried(
+    standin: GeminiStandIn, captioner: GeminiCaptioner, voice: BrandVoice, requests
+) -> None:
+    set_fault(standin, "prompt_blocked", count=1, block_reason="PROHIBITED_CONTENT")
+
+    with pytest.raises(CopyFailed) as failure:
+        captioner.write_copy(requests, voice)
+
+    assert failure.value.reason == "prompt blocked (PROHIBITED_CONTENT)"
+    assert failure.value.usage["prompt_tokens"] > 0
+    assert len(calls(standin)) == 1
+
+
+def test_tokens_spent_on_a_failed_batch_stay_on_its_drafts(
+    standin: GeminiStandIn, captioner: GeminiCaptioner, voice: BrandVoice, requests
+) -> None:
+    set_fault(standin, "invalid_json", count=2)
+
+    drafts = write_drafts(requests, voice, gemini=captioner)
+
+    assert drafts[0].usage["calls"] == 2
+    assert drafts[0].usage["total_tokens"] > 0
+
+
+# --- faults in one caption --------------------------------------------------------
+
+
+def test_a_caption_too_long_falls_back_alone(
+    standin: GeminiStandIn, captioner: GeminiCaptioner, voice: BrandVoice, requests
+) -> None:
+    set_fault(standin, "too_long", count=1)
+
+    drafts = write_drafts(requests, voice, gemini=captioner)
+
+    assert drafts[0].fallback_reason == "gemini: too long"
+    assert_valid_template_draft(drafts[0], requests[0])
+    assert [draft.engine for draft in drafts[1:]] == ["gemini", "gemini"]
+
+
+def test_a_caption_with_a_banned_word_falls_back_alone(
+    standin: GeminiStandIn, captioner: GeminiCaptioner, voice: BrandVoice, requests
+) -> None:
+    set_fault(standin, "banned_word", count=1, word="Cure")
+
+    drafts = write_drafts(requests, voice, gemini=captioner)
+
+    assert drafts[0].fallback_reason == "gemini: banned word 'cure'"
+    assert_valid_template_draft(drafts[0], requests[0])
+    assert [draft.engine for draft in drafts[1:]] == ["gemini", "gemini"]
+
+
+def test_a_missing_ref_falls_back_alone_without_a_retry(
+    standin: GeminiStandIn, captioner: GeminiCaptioner, voice: BrandVoice, requests
+) -> None:
+    set_fault(standin, "missing_ref", count=1)
+
+    drafts = write_drafts(requests, voice, gemini=captioner)
+
+    assert len(calls(standin)) == 1
+    assert [draft.engine for draft in drafts] == ["gemini", "gemini", "template"]
+    assert drafts[2].fallback_reason == "gemini: no caption for this product"
+
+
+def test_gemini_copy_already_used_falls_back(
+    captioner: GeminiCaptioner, voice: BrandVoice, requests: list[DraftRequest]
+) -> None:
+    # The stand-in writes the same copy for the same product and variant.
+    same_product_twice = [requests[1], request_for(requests[1].product)]
+
+    drafts = write_drafts(same_product_twice, voice, gemini=captioner)
+
+    assert drafts[0].engine == "gemini"
+    assert drafts[1].fallback_reason == "gemini: duplicate copy"
+    assert_valid_template_draft(drafts[1], same_product_twice[1])
+
+
+def test_a_required_hashtag_the_model_wrote_is_not_added_again(
+    captioner: GeminiCaptioner, requests: list[DraftRequest]
+) -> None:
+    # The stand-in ends its copy with a hashtag of the first tag ("#Kitchen").
+    voice = BrandVoice(name="B", voice="v", required_hashtags=("#KITCHEN", "Mugs"))
+
+    draft = write_drafts(requests[1:2], voice, gemini=captioner)[0]
+
+    assert draft.engine == "gemini"
+    assert draft.text.casefold().count("#kitchen") == 1
+    assert draft.text.endswith("#Mugs")
+    assert draft.checks == ALL_CHECKS_PASS
+
+
+# --- HTTP errors ------------------------------------------------------------------
+
+
+def test_quota_raises_rate_limited_with_the_retry_delay(
+    standin: GeminiStandIn, captioner: GeminiCaptioner, voice: BrandVoice, requests
+) -> None:
+    set_fault(standin, "quota", count=1, retry_delay_s=17)
+
+    with pytest.raises(RateLimited) as limited:
+        captioner.write_copy(requests, voice)
+
+    assert limited.value.reset_at == NOW + dt.timedelta(seconds=17)
+    assert type(limited.value.__cause__).__module__ == "google.genai.errors"
+    assert len(calls(standin)) == 1
+
+
+def test_quota_fallback_keeps_the_reset_time_on_every_draft(
+    standin: GeminiStandIn, captioner: GeminiCaptioner, voice: BrandVoice, requests
+) -> None:
+    set_fault(standin, "quota", count=1, retry_delay_s=2.5)
+
+    drafts = write_drafts(requests, voice, gemini=captioner)
+
+    reset_at = NOW + dt.timedelta(seconds=2.5)
+    assert [draft.quota_reset_at for draft in drafts] == [reset_at] * 3
+    assert {draft.fallback_reason for draft in drafts} == {"gemini: quota exhausted"}
+
+
+def test_server_errors_twice_raise_transient(
+    standin: GeminiStandIn, captioner: GeminiCaptioner, voice: BrandVoice, requests
+) -> None:
+    set_fault(standin, "server_error", count=2, status=503)
+
+    with pytest.raises(TransientError) as failure:
+        captioner.write_copy(requests, voice)
+
+    assert "503 UNAVAILABLE" in str(failure.value)
+    assert type(failure.value.__cause__).__name__ == "ServerError"
+    assert len(calls(standin)) == 2
+
+
+def test_one_server_error_is_retried(
+    standin: GeminiStandIn, captioner: GeminiCaptioner, voice: BrandVoice, requests
+) -> None:
+    set_fault(standin, "server_error", count=1)
+
+    result = captioner.write_copy(requests, voice)
+
+    assert all(result.texts)
+    assert len(calls(standin)) == 2
+
+
+def test_a_timeout_twice_raises_transient(
+    standin: GeminiStandIn, voice: BrandVoice, requests: list[DraftRequest]
+) -> None:
+    captioner = GeminiCaptioner(
+        api_key=DEFAULT_API_KEY,
+        base_url=standin.base_url,
+        timeout_s=0.3,
+        retry_pause_s=0,
+    )
+    set_fault(standin, "slow", count=2, delay_s=1.0)
+
+    with pytest.raises(TransientError, match="unreachable"):
+        captioner.write_copy(requests, voice)
+
+    assert len(calls(standin)) == 2
+
+
+def test_v1_rejects_the_fields_json_mode_needs(
+    standin: GeminiStandIn, clock: FixedClock, voice: BrandVoice, requests
+) -> None:
+    captioner = GeminiCaptioner(
+        api_key=DEFAULT_API_KEY,
+        base_url=standin.base_url,
+        api_version="v1",
+        clock=clock,
+    )
+
+    with pytest.raises(CopyFailed) as failure:
+        captioner.write_copy(requests, voice)
+    drafts = write_drafts(requests, voice, gemini=captioner)
+
+    assert failure.value.reason == "rejected (400 INVALID_ARGUMENT)"
+    assert type(failure.value.__cause__).__name__ == "ClientError"
+    assert "Unknown name" in failure.value.__cause__.message
+    assert calls(standin)[0]["path"] == "/v1/models/gemini-2.5-flash:generateContent"
+    assert len(calls(standin)) == 2  # no retry: one call per batch
+    assert {d.fallback_reason for d in drafts} == {
+        "gemini: rejected (400 INVALID_ARGUMENT)"
+    }
+
+
+def test_a_wrong_key_is_rejected_without_a_retry(
+    standin: GeminiStandIn, voice: BrandVoice, requests: list[DraftRequest]
+) -> None:
+    captioner = GeminiCaptioner(api_key="not-the-key", base_url=standin.base_url)
+
+    with pytest.raises(CopyFailed, match=r"rejected \(400 INVALID_ARGUMENT\)"):
+        captioner.write_copy(requests, voice)
+
+    assert len(calls(standin)) == 1
+
+
+def test_an_empty_key_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError):
+        GeminiCaptioner(api_key="")
+
+
+def test_the_key_stays_out_of_the_repr() -> None:
+    captioner = GeminiCaptioner(api_key="secret-key-123", base_url="http://127.0.0.1:9")
+
+    assert "secret-key-123" not in repr(captioner)
+
+
+# --- the stand-in on the wire -----------------------------------------------------
+
+
+def test_the_standin_speaks_google_errors_for_keys(standin: GeminiStandIn) -> None:
+    url = f"{standin.base_url}/v1beta/models/gemini-2.5-flash:generateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+
+    no_key = post_json(url, body)
+    bad_key = post_json(url, body, {"x-goog-api-key": "wrong"})
+    query_key = post_json(f"{url}?key={DEFAULT_API_KEY}", body)
+
+    assert no_key[0] == 403
+    assert no_key[1]["error"]["status"] == "PERMISSION_DENIED"
+    assert bad_key[0] == 400
+    assert bad_key[1]["error"]["details"][0]["reason"] == "API_KEY_INVALID"
+    assert query_key[0] == 200
+    assert query_key[1]["candidates"][0]["finishReason"] == "STOP"
+
+
+def test_v1_names_every_unknown_field_as_google_does(standin: GeminiStandIn) -> None:
+    url = f"{standin.base_url}/v1/models/gemini-2.5-flash:generateContent"
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        "systemInstruction": {"parts": [{"text": "be brief"}]},
+        "generationConfig": {"responseMimeType": "application/json", "topK": 3},
+    }
+
+    status, answer = post_json(url, body, {"x-goog-api-key": DEFAULT_API_KEY})
+
+    error = answer["error"]
+    assert status == 400 and error["status"] == "INVALID_ARGUMENT"
+    assert error["message"] == (
+        'Invalid JSON payload received. Unknown name "systemInstruction": '
+        "Cannot find field.\n"
+        'Invalid JSON payload received. Unknown name "responseMimeType" at '
+        "'generation_config': Cannot find field."
+    )
+    violations = error["details"][0]["fieldViolations"]
+    assert violations[1]["field"] == "generation_config"
+
+
+def test_v1beta_also_rejects_fields_it_does_not_know(standin: GeminiStandIn) -> None:
+    url = f"{standin.base_url}/v1beta/models/gemini-2.5-flash:generateContent"
+    body = {"contents": [{"parts": [{"text": "hi"}]}], "systemInstructions": {}}
+
+    status, answer = post_json(url, body, {"x-goog-api-key": DEFAULT_API_KEY})
+
+    assert status == 400
+    assert 'Unknown name "systemInstructions"' in answer["error"]["message"]
+
+
+def test_the_standin_refuses_an_unknown_fault_mode(standin: GeminiStandIn) -> None:
+    status, answer = post_json(
+        f"{standin.base_url}/_standin/faults", {"mode": "gremlins"}
+    )
+
+    assert status == 400
+    assert "gremlins" in answer["error"]["message"]
+
+
+def test_the_standin_runs_as_a_module() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.gemini_standin", "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        base_url = line.rsplit(" ", 1)[-1].strip()
+        status, answer = post_json(
+            f"{base_url}/v1beta/models/gemini-2.5-flash:generateContent",
+            {"contents": [{"parts": [{"text": '{"products": [{"ref": "a"}]}'}]}]},
+            {"x-goog-api-key": DEFAULT_API_KEY},
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+    assert base_url.startswith("http://127.0.0.1:")
+    assert status == 200 and answer["modelVersion"] == "gemini-2.5-flash"
+
+
+# --- cold start -------------------------------------------------------------------
+
+
+def test_importing_the_adapter_does_not_import_google_genai() -> None:
+    code = "import sys, cartcast.gemini; print('google.genai' in sys.modules)"
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={"PYTHONPATH": "functions"},
+    ).stdout.strip()
+
+    assert loaded == "False"
