@@ -1,0 +1,86 @@
+"""The generate_caption function, through functions-framework's real app."""
+
+from __future__ import annotations
+
+import pytest
+
+from cartcast import runtime
+from infra.gemini_standin import GeminiStandIn
+from tests.conftest import OPERATOR_KEY, make_app
+from tests.helpers import auth, brand_body, catalog, post_json
+
+
+@pytest.fixture
+def brand_key(function_env) -> str:
+    api = make_app("api", "http").test_client()
+    key = post_json(api, "/v1/brands", brand_body(), OPERATOR_KEY).get_json()["api_key"]
+    post_json(api, "/v1/products", catalog(5), key)
+    return key
+
+
+def caption_client():
+    return make_app("generate_caption", "http").test_client()
+
+
+def test_the_template_engine_writes_when_no_gemini_key_is_set(brand_key) -> None:
+    skus = [p["sku"] for p in catalog(2)]
+
+    response = post_json(
+        caption_client(), "/", {"products": skus, "variants": 2}, brand_key
+    )
+
+    posts = response.get_json()["posts"]
+    assert response.status_code == 201
+    assert len(posts) == 4
+    assert {p["engine"] for p in posts} == {"template"}
+    assert len({p["text"] for p in posts}) == 4
+    assert all(p["weighted_length"] <= 280 and p["link"] in p["text"] for p in posts)
+
+
+def test_gemini_writes_through_google_genai_when_a_key_is_set(
+    brand_key, monkeypatch
+) -> None:
+    with GeminiStandIn() as standin:
+        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
+        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
+        runtime.reset()  # settings are read once per process; this is a new one
+        skus = [p["sku"] for p in catalog(3)]
+
+        response = post_json(caption_client(), "/", {"products": skus}, brand_key)
+
+    posts = response.get_json()["posts"]
+    assert response.status_code == 201
+    assert {p["engine"] for p in posts} == {"gemini"}
+    assert all(p["model"] for p in posts)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({}, 400, "products"),
+        ({"products": "BEA-ESS-ESS-001"}, 400, "products"),
+        ({"products": ["BEA-ESS-ESS-001"], "variants": 9}, 400, "variants"),
+        ({"products": ["NO-SUCH-SKU"]}, 404, "products"),
+    ],
+)
+def test_bad_caption_requests_are_named_and_write_nothing(
+    brand_key, body, status, field
+) -> None:
+    response = post_json(caption_client(), "/", body, brand_key)
+
+    assert response.status_code == status
+    assert response.get_json()["error"]["field"] == field
+    listed = (
+        make_app("api", "http").test_client().get("/v1/posts", headers=auth(brand_key))
+    )
+    assert listed.get_json()["posts"] == []
+
+
+def test_a_caption_request_needs_a_brand_key(brand_key) -> None:
+    missing = post_json(caption_client(), "/", {"products": ["x"]})
+    operator = post_json(caption_client(), "/", {"products": ["x"]}, OPERATOR_KEY)
+    wrong_method = caption_client().get("/", headers=auth(brand_key))
+
+    assert missing.status_code == 401
+    assert operator.status_code == 403
+    assert wrong_method.status_code == 405
