@@ -22,8 +22,8 @@ $(STAMP): requirements-dev.txt functions/requirements.txt
 	rm -f $(VENV)/.installed-*; touch $@; \
 	echo "install: done in $$(( $$(date +%s) - start )) s"
 
-demo: install ## Run the whole loop on the demo catalog in a simulated week
-	@$(PY) -m infra.demo
+demo: install ## Run the whole loop on the demo catalog in a simulated week (LIVE=1: real X, capped)
+	@$(PY) -m infra.demo $(if $(LIVE),--live)
 
 test: install ## Run the test suite against a real PostgreSQL
 	@$(PY) -m pytest $(PYTEST_ARGS)

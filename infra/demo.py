@@ -61,14 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--posts", type=int, default=17, help="posts to write (<= 17 a week)"
     )
+    parser.add_argument(
+        "--live", action="store_true", help="post on X for real (capped; see README)"
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO / "functions"))
+    if args.live:
+        from infra import live
+
+        return live.main(work_dir=args.work_dir)
 
     started = time.monotonic()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     say("1/9", "starting PostgreSQL")
     server = pg.server_url()
-    url = _fresh_database(server, args.database)
+    url = pg.recreate_database(server, args.database)
     say(
         "1/9",
         f"applied {len(pg.migrate(url))} migration(s) to database {args.database}",
@@ -102,19 +109,6 @@ def main(argv: list[str] | None = None) -> int:
         f"run took {summary['run_seconds']} s",
     )
     return 0
-
-
-def _fresh_database(server: str, name: str) -> str:
-    url = pg.with_database(server, name)
-    pg.drop_database(url)
-    admin = pg.with_database(server, "postgres")
-    from cartcast import db
-
-    database = db.Database(lambda: pg._autocommit(db, admin))
-    with database.transaction() as tx:
-        tx.execute(f'CREATE DATABASE "{name}"')
-    database.close()
-    return url
 
 
 def run_week(

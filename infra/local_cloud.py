@@ -114,52 +114,44 @@ class FunctionProcess:
 
 
 class LocalCloud:
-    """The X sandbox and all six functions, wired together on loopback."""
+    """The X sandbox and all six functions, wired together on loopback.
+
+    `clock_file=None` runs on the system clock; `sandbox=False` leaves X_API_BASE_URL
+    unset, so tweepy talks to X itself (the demo's live mode only).
+    """
 
     def __init__(
         self,
         *,
         database_url: str,
-        clock_file: Path,
+        clock_file: Path | None,
         work_dir: Path,
         operator_key: str,
+        sandbox: bool = True,
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.clock_file = clock_file
-        self.sandbox_port = free_port()
-        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.sandbox_port = free_port() if sandbox else None
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}" if sandbox else None
         self.sandbox_state = work_dir / "x-sandbox-state.json"
         self.functions: dict[str, FunctionProcess] = {}
         self._sandbox: subprocess.Popen | None = None
         self._env = {
             **_base_env(),
             "DATABASE_URL": database_url,
-            "CARTCAST_CLOCK": str(clock_file),
             "CARTCAST_OPERATOR_KEY": operator_key,
-            "X_API_BASE_URL": self.sandbox_url,
             **(extra_env or {}),
         }
+        if clock_file is not None:
+            self._env["CARTCAST_CLOCK"] = str(clock_file)
+        if sandbox:
+            self._env["X_API_BASE_URL"] = self.sandbox_url
 
     def start(self) -> LocalCloud:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._sandbox = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "infra.x_sandbox",
-                "--port",
-                str(self.sandbox_port),
-                "--clock-file",
-                str(self.clock_file),
-                "--state-file",
-                str(self.sandbox_state),
-            ],
-            cwd=REPO,
-            env=self._env,
-            stdout=(self.work_dir / "x-sandbox.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
+        if self.sandbox_port is not None:
+            self._start_sandbox()
         score = FunctionProcess("score_sentiment", self._env, self.work_dir)
         push = {"CARTCAST_PUBSUB_PUSH": f"{MENTIONS_TOPIC}={score.url}"}
         self.functions["score_sentiment"] = score
@@ -170,10 +162,32 @@ class LocalCloud:
                 )
         for function in self.functions.values():
             function.start()
-        wait_for_port(self.sandbox_port, self._sandbox, START_TIMEOUT_S, "X sandbox")
+        if self._sandbox is not None:
+            wait_for_port(
+                self.sandbox_port, self._sandbox, START_TIMEOUT_S, "X sandbox"
+            )
         for function in self.functions.values():
             function.wait_ready()
         return self
+
+    def _start_sandbox(self) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "infra.x_sandbox",
+            "--port",
+            str(self.sandbox_port),
+        ]
+        if self.clock_file is not None:
+            command += ["--clock-file", str(self.clock_file)]
+        command += ["--state-file", str(self.sandbox_state)]
+        self._sandbox = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=self._env,
+            stdout=(self.work_dir / "x-sandbox.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
 
     def stop(self) -> None:
         for function in self.functions.values():

@@ -74,6 +74,20 @@ def create_database(url: str, prefix: str) -> str:
     return with_database(url, name)
 
 
+def recreate_database(server_url: str, name: str) -> str:
+    """Drop database `name` if it exists and create it empty; return its URL."""
+    url = with_database(server_url, name)
+    drop_database(url)
+    from cartcast import db
+
+    admin = db.Database(lambda: _autocommit(db, with_database(server_url, "postgres")))
+    with admin.transaction() as tx:
+        # CREATE DATABASE takes no parameters; the name is the caller's constant.
+        tx.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    return url
+
+
 def drop_database(url: str) -> None:
     """Drop the database named in `url` (used for per-run databases)."""
     from cartcast import db
