@@ -32,24 +32,16 @@ def generate_caption(request):
 
 @functions_framework.cloud_event
 def publish_due_posts(cloud_event):
-    message = _fresh_message(cloud_event, "publish_due_posts")
-    if message is None:
-        return
     from cartcast import publishing
 
-    outcome = publishing.publish_due(runtime.current(), as_of=message.time)
-    _done("publish_due_posts", message, outcome)
+    _on_tick(cloud_event, "publish_due_posts", publishing.publish_due)
 
 
 @functions_framework.cloud_event
 def poll_mentions(cloud_event):
-    message = _fresh_message(cloud_event, "poll_mentions")
-    if message is None:
-        return
     from cartcast import mentions
 
-    outcome = mentions.poll_mentions(runtime.current(), as_of=message.time)
-    _done("poll_mentions", message, outcome)
+    _on_tick(cloud_event, "poll_mentions", mentions.poll_mentions)
 
 
 @functions_framework.cloud_event
@@ -57,9 +49,9 @@ def score_sentiment(cloud_event):
     message = _fresh_message(cloud_event, "score_sentiment")
     if message is None:
         return
-    ids = message.payload.get("mention_ids")
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        _drop("score_sentiment", message, "payload has no mention_ids list")
+    ids = events.id_list(message.payload, "mention_ids")
+    if ids is None:
+        _drop("score_sentiment", message, "payload has no list of mention ids")
         return
     from cartcast import mentions
 
@@ -69,13 +61,18 @@ def score_sentiment(cloud_event):
 
 @functions_framework.cloud_event
 def rollup_kpis(cloud_event):
-    message = _fresh_message(cloud_event, "rollup_kpis")
-    if message is None:
-        return
     from cartcast import kpis
 
-    outcome = kpis.rollup(runtime.current(), as_of=message.time)
-    _done("rollup_kpis", message, outcome)
+    _on_tick(cloud_event, "rollup_kpis", kpis.rollup)
+
+
+def _on_tick(cloud_event, function, work):
+    """Run a scheduled job as of the tick's time, unless the tick is unusable or old."""
+    message = _fresh_message(cloud_event, function)
+    if message is None:
+        return
+    outcome = work(runtime.current(), as_of=message.time)
+    _done(function, message, outcome)
 
 
 def _fresh_message(cloud_event, function):

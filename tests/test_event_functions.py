@@ -209,3 +209,15 @@ def _as_event(headers: dict, body: dict):
         if k.startswith("ce-")
     }
     return CloudEvent(attributes, body)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"mention_ids": ["not-a-uuid"]}, {"mention_ids": [1, 2]}, {"mention_ids": []}],
+)
+def test_a_score_event_with_unusable_ids_is_acknowledged_not_retried(
+    env, payload
+) -> None:
+    response = tick("score_sentiment", START, payload)
+
+    assert response.status_code == 200

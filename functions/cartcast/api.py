@@ -224,24 +224,19 @@ def get_post(tx, *, runtime, caller, body, query, post_id):
 
 
 def approve_post(tx, *, runtime, caller, body, query, post_id):
-    post = posts.transition(
-        tx,
-        brand_id=keys.require_brand(caller),
-        post_id=_row_id(post_id, "post"),
-        to_state="approved",
-        from_states=("needs_approval",),
-        now=runtime.clock.now(),
-    )
-    return web.json_response({"post": post})
+    return _act_on_post(tx, runtime, caller, post_id, "approve")
 
 
 def cancel_post(tx, *, runtime, caller, body, query, post_id):
-    post = posts.transition(
+    return _act_on_post(tx, runtime, caller, post_id, "cancel")
+
+
+def _act_on_post(tx, runtime, caller, post_id: str, action: str) -> web.Response:
+    post = posts.apply_action(
         tx,
         brand_id=keys.require_brand(caller),
         post_id=_row_id(post_id, "post"),
-        to_state="cancelled",
-        from_states=("needs_approval", "approved", "scheduled", "held"),
+        action=action,
         now=runtime.clock.now(),
     )
     return web.json_response({"post": post})

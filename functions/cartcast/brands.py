@@ -28,9 +28,10 @@ SELECT id, slug, name, time_zone, voice, language, banned_words, required_hashta
     x_username, created_at
 FROM brands WHERE id = :brand_id
 """
-SELECT_BRAND_FOR_X = """
-SELECT id, slug, time_zone, x_user_id, x_access_token, mentions_since_id
-FROM brands WHERE id = :brand_id
+SELECT_CONNECTED = """
+SELECT id, time_zone, x_user_id, x_access_token, mentions_since_id FROM brands
+WHERE x_user_id IS NOT NULL AND x_access_token IS NOT NULL
+ORDER BY id
 """
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
@@ -103,6 +104,11 @@ def get_brand(tx: Transaction, brand_id: str) -> dict[str, Any]:
     if brand is None:
         raise NotFound("brand not found")
     return brand
+
+
+def connected_brands(tx: Transaction) -> list[dict[str, Any]]:
+    """Return every brand with an X account to publish, poll and measure for."""
+    return tx.rows(SELECT_CONNECTED)
 
 
 def _word_list(body: dict, name: str) -> list[str]:

@@ -13,10 +13,13 @@ import binascii
 import dataclasses
 import datetime as dt
 import json
+import uuid
 from typing import Any
 
 from cartcast.clock import parse_instant
 from cartcast.errors import PermanentError
+
+IDS_PER_MESSAGE_MAX = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,17 @@ def decode(cloud_event: Any) -> Message:
     if not isinstance(payload, dict):
         raise PermanentError("message data must be a JSON object")
     return Message(event_id=str(cloud_event["id"]), time=event_time, payload=payload)
+
+
+def id_list(payload: dict[str, Any], name: str) -> list[str] | None:
+    """Return payload[name] if it is a list of 1 to 1,000 UUID strings, else None."""
+    value = payload.get(name)
+    if not isinstance(value, list) or not 0 < len(value) <= IDS_PER_MESSAGE_MAX:
+        return None
+    try:
+        return [str(uuid.UUID(item)) for item in value]
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def age_s(message: Message, now: dt.datetime) -> float:

@@ -12,7 +12,7 @@ import datetime as dt
 import zoneinfo
 from typing import Any
 
-from cartcast import costs, orders
+from cartcast import brands, costs, orders
 from cartcast.errors import RateLimited
 from cartcast.logs import fields
 
@@ -20,11 +20,6 @@ from cartcast.logs import fields
 # metrics documentation); older posts keep their last snapshot.
 METRICS_WINDOW_DAYS = 30
 
-SELECT_CONNECTED_BRANDS = """
-SELECT id, time_zone, x_user_id, x_access_token FROM brands
-WHERE x_user_id IS NOT NULL AND x_access_token IS NOT NULL
-ORDER BY id
-"""
 SELECT_RECENT_POSTS = """
 SELECT id, x_post_id FROM posts
 WHERE brand_id = :brand_id AND state = 'published' AND published_at > :since
@@ -137,9 +132,9 @@ ON CONFLICT (brand_id, day) DO UPDATE SET
 def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     """Snapshot metrics, attribute orders and recompute daily KPIs for every brand."""
     with runtime.database.transaction() as tx:
-        brands = tx.rows(SELECT_CONNECTED_BRANDS)
+        connected = brands.connected_brands(tx)
     totals = {"brands": 0, "snapshots": 0, "attributed": 0, "days": 0}
-    for brand in brands:
+    for brand in connected:
         try:
             totals["snapshots"] += _snapshot_brand(runtime, brand, as_of)
         except RateLimited as error:

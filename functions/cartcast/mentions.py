@@ -11,17 +11,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cartcast import costs
+from cartcast import brands, costs
 from cartcast.errors import RateLimited
 from cartcast.logs import fields
 
 FANOUT_BATCH_SIZE = 100
 
-SELECT_POLLABLE_BRANDS = """
-SELECT id, x_user_id, x_access_token, mentions_since_id FROM brands
-WHERE x_user_id IS NOT NULL AND x_access_token IS NOT NULL
-ORDER BY id
-"""
 INSERT_MENTION = """
 INSERT INTO mentions (brand_id, x_post_id, author_id, author_username, author_name,
     text, conversation_id, in_reply_to_user_id, posted_at, received_at)
@@ -63,9 +58,9 @@ LIMIT :limit
 def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     """Poll every connected brand's mentions; return how many were new."""
     with runtime.database.transaction() as tx:
-        brands = tx.rows(SELECT_POLLABLE_BRANDS)
+        connected = brands.connected_brands(tx)
     totals = {"brands": 0, "read": 0, "new": 0, "deferred": 0}
-    for brand in brands:
+    for brand in connected:
         try:
             read, new_ids = _poll_brand(runtime, brand)
         except RateLimited as error:

@@ -167,16 +167,18 @@ def list_posts(
     return tx.rows(SELECT_POSTS, brand_id=brand_id, state=state, limit=limit)
 
 
-def transition(
-    tx: Transaction,
-    *,
-    brand_id: str,
-    post_id: str,
-    to_state: str,
-    from_states: tuple[str, ...],
-    now: dt.datetime,
+# What each state-changing action does: the state it leads to, and from where.
+ACTIONS = {
+    "approve": ("approved", ("needs_approval",)),
+    "cancel": ("cancelled", ("needs_approval", "approved", "scheduled", "held")),
+}
+
+
+def apply_action(
+    tx: Transaction, *, brand_id: str, post_id: str, action: str, now: dt.datetime
 ) -> dict[str, Any]:
-    """Move a post between states, or explain why it cannot move (409)."""
+    """Apply one of ACTIONS to a post, or explain why it cannot move (409)."""
+    to_state, from_states = ACTIONS[action]
     moved = tx.scalar(
         UPDATE_STATE,
         brand_id=brand_id,
