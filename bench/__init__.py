@@ -1,0 +1,1 @@
+"""Benchmarks: figures about cartcast that tests never assert (`make bench`)."""

@@ -1,0 +1,1001 @@
+"""`make bench`: each function's cold start and peak memory, against a bare function.
+
+The machine is shared and noisy, so no figure here stands alone. Every cartcast
+function is started the way infra.local_cloud starts it (the functions-framework CLI
+on 127.0.0.1) and timed from spawning the process to the end of its first real
+answer; a bare function of the same signature (bench/bare/main.py), started and
+called the same way, runs just before it, and the row reports the ratio of the two
+medians. Peak memory is the largest VmHWM in the function's process tree (the
+functions-framework process and its gunicorn worker) after that first answer.
+
+    .venv/bin/python -m bench.functions [--runs 7] [--quick] [--json PATH]
+
+Everything runs on loopback, set up once per run: a fresh migrated database on the
+embedded server (or DATABASE_URL's), the X sandbox and the Gemini stand-in as
+processes sharing a FileClock, one brand with the demo catalog. A final pass runs
+each function once more under `-X importtime` (PYTHONPROFILEIMPORTTIME) to show
+which imports its start and first request pay for. The benchmark reports: it exits
+0 when a target is missed and 1 only when a row could not be measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from infra import local_cloud, pg
+from infra.local_cloud import (
+    FUNCTIONS,
+    FunctionProcess,
+    call_json,
+    free_port,
+    send_tick,
+    wait_for_port,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BARE_SOURCE = REPO / "bench" / "bare" / "main.py"
+BARE_TARGETS = {"http": "bare_http", "cloudevent": "bare_cloud_event"}
+CATALOG = REPO / "infra" / "data" / "catalog" / "dummyjson_products.json"
+TEAM_MENTIONS = REPO / "infra" / "data" / "team_mentions.json"
+WORK_DIR = REPO / "var" / "bench"
+DEFAULT_JSON = WORK_DIR / "functions.json"
+
+GOAL_RATIO = 1.3
+RATIO_TARGET = 1.8
+GEMINI_RATIO_TARGET = 3.5
+MEMORY_TIER_MIB = 256
+IMPORTS_SHOWN = 10
+
+# A Monday, 08:00 in New York: the brand's first posting slot is 90 minutes later.
+START = dt.datetime(2026, 3, 2, 13, 0, tzinfo=dt.UTC)
+TIME_ZONE = "America/New_York"
+GEMINI_API_KEY = "test"
+MENTIONS_PER_RUN = 20
+# Every run drafts from its own catalog product (194 of them): one post to publish
+# and two captions, for each run and for the import-time pass.
+RUNS_MAX = 60
+DRAFTS_PER_REQUEST_MAX = 20
+X_ACCOUNT = {
+    "user_id": "1500000000000000001",
+    "username": "northwindgoods",
+    "name": "Northwind Goods",
+    "followers_count": 4200,
+}
+# local_cloud.wait_for_port polls every 50 ms: up to a third of a bare cold start,
+# and it would pull every ratio towards 1. The timed waits poll every 5 ms instead.
+LISTEN_POLL_S = 0.005
+LISTEN_TIMEOUT_S = local_cloud.START_TIMEOUT_S
+IMPORT_LINE = re.compile(r"^import time:\s*(\d+) \|\s*(\d+) \|( *)(\S+)")
+
+Answer = tuple[int, Any]
+
+
+class BenchError(Exception):
+    """A run that could not be measured: the function failed or did not do its work."""
+
+
+# --- Processes ------------------------------------------------------------------
+
+
+class BareFunctionProcess(FunctionProcess):
+    """A bare function from bench/bare, started as FunctionProcess starts one."""
+
+    def __init__(self, signature_type: str, env: dict[str, str], log_dir: Path) -> None:
+        super().__init__(BARE_TARGETS[signature_type], env, log_dir)
+        self.signature_type = signature_type
+
+    def start(self) -> BareFunctionProcess:
+        # FunctionProcess.start names functions/main.py and cartcast's signature
+        # table; this is the same command with the bare source and target.
+        command = [
+            str(Path(sys.executable).parent / "functions-framework"),
+            "--target",
+            self.target,
+            "--signature-type",
+            self.signature_type,
+            "--source",
+            str(BARE_SOURCE),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                command,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=BARE_SOURCE.parent,
+            )
+        return self
+
+
+def start_helper(
+    module: str, arguments: list[str], port: int, env: dict[str, str], log: Path
+) -> subprocess.Popen:
+    """Start one of infra's stand-ins as a process and wait until it listens."""
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", str(port), *arguments],
+            cwd=REPO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, process, LISTEN_TIMEOUT_S, module)
+    except RuntimeError:
+        stop_process(process)
+        raise
+    return process
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def await_listening(function: FunctionProcess) -> None:
+    """Wait until the function's port accepts connections, polling every 5 ms."""
+    assert function.process is not None
+    deadline = time.monotonic() + LISTEN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if function.process.poll() is not None:
+            raise BenchError(
+                f"{function.target} exited with code {function.process.returncode}; "
+                f"see {function.log_path}"
+            )
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", function.port), 0.2),
+        ):
+            return
+        time.sleep(LISTEN_POLL_S)
+    raise BenchError(f"{function.target} did not listen within {LISTEN_TIMEOUT_S} s")
+
+
+# --- Memory ---------------------------------------------------------------------
+
+
+def process_tree(root_pid: int) -> list[int]:
+    """Return `root_pid` and every live descendant, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The command name is in parentheses and may hold spaces; fields after it
+            # are state, then the parent's pid.
+            after_name = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(after_name[1]), []).append(int(stat.parent.name))
+    tree, waiting = [], [root_pid]
+    while waiting:
+        pid = waiting.pop()
+        tree.append(pid)
+        waiting.extend(children.get(pid, []))
+    return tree
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """Return a process's peak resident set size (VmHWM) in MiB, if it still runs."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def tree_peaks_mib(root_pid: int) -> list[float]:
+    peaks = (peak_rss_mib(pid) for pid in process_tree(root_pid))
+    return [peak for peak in peaks if peak is not None]
+
+
+# --- The loopback world ---------------------------------------------------------
+
+
+class PushReceiver:
+    """The mentions topic's push subscriber: keeps each payload poll_mentions sends."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _PushHandler)
+        self._server.daemon_threads = True
+        self._server.receiver = self  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> PushReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _PushHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            # A binary-mode Pub/Sub CloudEvent: the payload is base64 JSON in
+            # message.data (see cartcast.events.envelope).
+            message = json.loads(raw)["message"]
+            payload = json.loads(base64.b64decode(message["data"]))
+            self.server.receiver.payloads.append(payload)  # type: ignore[attr-defined]
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet."""
+
+
+class Stage:
+    """The database, stand-ins and brand every measured function runs against."""
+
+    def __init__(self, stack: contextlib.ExitStack, work_dir: Path) -> None:
+        self.stack = stack
+        self.work_dir = work_dir
+        self.env: dict[str, str] = {}
+        self.clock: Any = None
+        self.api_url = ""
+        self.brand_key = ""
+        self.caption_sku = ""
+        self.catalog_skus: list[str] = []
+        self._caption_skus: list[str] = []
+        self.gemini_url = ""
+        self.receiver = PushReceiver()
+        self.due_slots: list[dt.datetime] = []
+        self.score_batches: list[list[str]] = []
+        self._mentions = mention_texts()
+        self._mentions_sent = 0
+
+    def build(self, drafts_due: int, score_batches: int) -> Stage:
+        """Start everything and create the brand; register each stop on the stack."""
+        from cartcast.clock import FileClock
+
+        say("setup", "database")
+        server = pg.server_url()
+        database_url = pg.create_database(server, "cartcast_bench")
+        self.stack.callback(pg.drop_database, database_url)
+        pg.migrate(database_url)
+
+        self.clock = FileClock(self.work_dir / "clock")
+        self.clock.set(START)
+        operator_key = secrets.token_urlsafe(24)
+        sandbox_port, gemini_port = free_port(), free_port()
+        self.env = {
+            **local_cloud._base_env(),
+            "DATABASE_URL": database_url,
+            "CARTCAST_CLOCK": str(self.clock.path),
+            "CARTCAST_OPERATOR_KEY": operator_key,
+            "X_API_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+        }
+        self.gemini_url = f"http://127.0.0.1:{gemini_port}"
+
+        say("setup", "X sandbox, Gemini stand-in, push receiver")
+        clock_file = ["--clock-file", str(self.clock.path)]
+        self._keep(
+            start_helper(
+                "infra.x_sandbox",
+                clock_file,
+                sandbox_port,
+                self.env,
+                self.work_dir / "x-sandbox.log",
+            )
+        )
+        self._keep(
+            start_helper(
+                "infra.gemini_standin",
+                ["--api-key", GEMINI_API_KEY],
+                gemini_port,
+                self.env,
+                self.work_dir / "gemini.log",
+            )
+        )
+        self.receiver.start()
+        self.stack.callback(self.receiver.stop)
+
+        api = self._warm_function("api", self.env)
+        self.api_url = api.url.rstrip("/")
+        self._create_brand(operator_key)
+        self._schedule_drafts(drafts_due)
+        self._prepare_score_batches(score_batches)
+        return self
+
+    def _keep(self, process: subprocess.Popen) -> None:
+        self.stack.callback(stop_process, process)
+
+    def _warm_function(self, target: str, env: dict[str, str]) -> FunctionProcess:
+        """Start a function used for set-up (never measured); stop it at the end."""
+        log_dir = self.work_dir / "setup"
+        log_dir.mkdir(exist_ok=True)
+        function = FunctionProcess(target, env, log_dir).start()
+        self.stack.callback(function.stop)
+        function.wait_ready()
+        return function
+
+    def _create_brand(self, operator_key: str) -> None:
+        say("setup", "brand and catalog through the api function")
+        account = {**X_ACCOUNT, "token": secrets.token_urlsafe(24)}
+        sandbox = self.env["X_API_BASE_URL"]
+        expect(call_json("POST", f"{sandbox}/_sandbox/accounts", account), 201)
+
+        body = {
+            "name": account["name"],
+            "slug": "northwind-goods",
+            "time_zone": TIME_ZONE,
+            "store_base_url": "https://northwind.example.com",
+            "voice": "warm, plain-spoken, no hype",
+            "approvals_required": False,
+            "x_user_id": account["user_id"],
+            "x_username": account["username"],
+            "x_access_token": account["token"],
+        }
+        created = expect(
+            call_json("POST", f"{self.api_url}/v1/brands", body, operator_key), 201
+        )
+        self.brand_key = created["api_key"]
+
+        catalog = json.loads(CATALOG.read_text())
+        self.call("POST", "/v1/products", {"products": catalog})
+        self.catalog_skus = [product["sku"] for product in catalog]
+
+    def _schedule_drafts(self, count: int) -> None:
+        """Draft and schedule `count` posts, one per slot, so each run finds one due."""
+        say("setup", f"{count} scheduled posts for publish_due_posts")
+        skus = self.catalog_skus[:count]
+        # Each caption run drafts a product of its own: the Gemini stand-in answers
+        # the same product with the same copy, which cartcast refuses as a duplicate.
+        self._caption_skus = self.catalog_skus[count:]
+        for first in range(0, count, DRAFTS_PER_REQUEST_MAX):
+            chunk = skus[first : first + DRAFTS_PER_REQUEST_MAX]
+            self.call("POST", "/v1/captions", {"products": chunk, "campaign": "bench"})
+        scheduled = self.call("POST", "/v1/schedule", {"limit": count})["posts"]
+        self.due_slots = sorted(parse_time(post["scheduled_at"]) for post in scheduled)
+        if len(self.due_slots) != count:
+            raise BenchError(f"scheduled {len(self.due_slots)} posts, wanted {count}")
+
+    def _prepare_score_batches(self, count: int) -> None:
+        """Store unscored mentions through one poll, for score_sentiment to score."""
+        total = count * MENTIONS_PER_RUN
+        say("setup", f"{total} unscored mentions for score_sentiment")
+        self.add_mentions(total)
+        env = {**self.env, "CARTCAST_PUBSUB_PUSH": self.push_setting()}
+        poller = self._warm_function("poll_mentions", env)
+        status = send_tick(
+            poller.url, topic="cartcast-poll_mentions", time=self.clock.now()
+        )
+        poller.stop()
+        ids = [i for payload in self.receiver.payloads for i in payload["mention_ids"]]
+        self.receiver.payloads.clear()
+        if status >= 300 or len(ids) != count * MENTIONS_PER_RUN:
+            raise BenchError(
+                f"set-up poll answered {status} and stored {len(ids)} "
+                f"mentions; see {poller.log_path}"
+            )
+        self.score_batches = [
+            ids[i : i + MENTIONS_PER_RUN] for i in range(0, len(ids), MENTIONS_PER_RUN)
+        ]
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the set-up api function as the brand; return the decoded body."""
+        answer = call_json(method, self.api_url + path, body, self.brand_key)
+        return expect(answer, 200, 201)
+
+    def push_setting(self) -> str:
+        return f"{local_cloud.MENTIONS_TOPIC}={self.receiver.url}"
+
+    # What a run needs before it starts: each makes the next first request real work.
+
+    def pick_caption_product(self) -> None:
+        if not self._caption_skus:
+            raise BenchError("no catalog product left to caption; use fewer --runs")
+        self.caption_sku = self._caption_skus.pop(0)
+
+    def make_post_due(self) -> None:
+        if not self.due_slots:
+            raise BenchError("no scheduled post left to publish")
+        self.clock.set(self.due_slots.pop(0) + dt.timedelta(minutes=1))
+
+    def add_mentions(self, count: int = MENTIONS_PER_RUN) -> None:
+        """Post `count` new mentions of the brand's account in the X sandbox."""
+        mentions = []
+        for _ in range(count):
+            index = self._mentions_sent
+            text = self._mentions[index % len(self._mentions)]
+            author = {
+                "id": str(1_700_000_000_000_000_000 + index),
+                "username": f"shopper{index}",
+                "name": f"Shopper {index}",
+            }
+            mentions.append({"text": text, "author": author})
+            self._mentions_sent += 1
+        body = {"to_user_id": X_ACCOUNT["user_id"], "mentions": mentions}
+        sandbox = self.env["X_API_BASE_URL"]
+        expect(call_json("POST", f"{sandbox}/_sandbox/mentions", body), 201)
+
+    def next_score_batch(self) -> dict[str, Any]:
+        if not self.score_batches:
+            raise BenchError("no batch of unscored mentions left")
+        return {"mention_ids": self.score_batches.pop(0)}
+
+    def advance_clock(self) -> None:
+        self.clock.set(self.clock.now() + dt.timedelta(hours=1))
+
+
+def mention_texts() -> list[str]:
+    """Mentions a brand gets: the team's samples, then the catalog's reviews."""
+    texts = [mention["text"] for mention in json.loads(TEAM_MENTIONS.read_text())]
+    for product in json.loads(CATALOG.read_text()):
+        for review in product.get("reviews", []):
+            texts.append(
+                f"@{X_ACCOUNT['username']} {review['comment']} ({product['title']})"
+            )
+    return texts
+
+
+# --- Rows -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One row: a function, its environment, and the first request it must answer."""
+
+    label: str
+    target: str
+    target_ratio: float
+    send: Callable[[str], Answer]
+    check: Callable[[Answer, dict[str, Any] | None], str | None]
+    prepare: Callable[[], None] = lambda: None
+    extra_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def signature_type(self) -> str:
+        return FUNCTIONS[self.target]
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
+
+
+def build_cases(stage: Stage) -> list[Case]:
+    """The rows, in the order they run (publishing first: it moves the clock)."""
+
+    def tick(target: str, payload: Callable[[], dict] | None = None) -> Callable:
+        def send(url: str) -> Answer:
+            body = payload() if payload else None
+            topic = f"cartcast-{target}"
+            now = stage.clock.now()
+            return send_tick(url, topic=topic, time=now, payload=body), None
+
+        return send
+
+    def caption(url: str) -> Answer:
+        body = {"products": [stage.caption_sku], "campaign": "bench"}
+        return call_json("POST", url, body, stage.brand_key)
+
+    def list_posts(url: str) -> Answer:
+        return call_json("GET", url + "v1/posts", None, stage.brand_key)
+
+    # Each run's batch is taken before its bare run, which gets the same payload.
+    score_payloads = [{"mention_ids": []}]
+
+    def score_payload() -> dict[str, Any]:
+        return score_payloads[0]
+
+    def take_score_batch() -> None:
+        score_payloads[0] = stage.next_score_batch()
+
+    gemini_env = {"GEMINI_API_KEY": GEMINI_API_KEY, "GEMINI_BASE_URL": stage.gemini_url}
+    push_env = {"CARTCAST_PUBSUB_PUSH": stage.push_setting()}
+    return [
+        Case(
+            "publish_due_posts",
+            "publish_due_posts",
+            RATIO_TARGET,
+            tick("publish_due_posts"),
+            outcome_is(published=1),
+            prepare=stage.make_post_due,
+        ),
+        Case(
+            "generate_caption (template)",
+            "generate_caption",
+            RATIO_TARGET,
+            caption,
+            drafted_by("template"),
+            prepare=stage.pick_caption_product,
+        ),
+        Case(
+            "generate_caption (Gemini stand-in)",
+            "generate_caption",
+            GEMINI_RATIO_TARGET,
+            caption,
+            drafted_by("gemini"),
+            prepare=stage.pick_caption_product,
+            extra_env=gemini_env,
+        ),
+        Case(
+            "score_sentiment",
+            "score_sentiment",
+            RATIO_TARGET,
+            tick("score_sentiment", score_payload),
+            outcome_is(scored=MENTIONS_PER_RUN),
+            prepare=take_score_batch,
+        ),
+        Case(
+            "poll_mentions",
+            "poll_mentions",
+            RATIO_TARGET,
+            tick("poll_mentions"),
+            outcome_is(new=MENTIONS_PER_RUN),
+            prepare=stage.add_mentions,
+            extra_env=push_env,
+        ),
+        Case(
+            "rollup_kpis",
+            "rollup_kpis",
+            RATIO_TARGET,
+            tick("rollup_kpis"),
+            outcome_is(brands=1),
+            prepare=stage.advance_clock,
+        ),
+        Case("api (GET /v1/posts)", "api", RATIO_TARGET, list_posts, listed_posts),
+    ]
+
+
+def outcome_is(**expected: int) -> Callable:
+    """Check an event function's `<function> done` log line for the expected counts."""
+
+    def check(answer: Answer, outcome: dict[str, Any] | None) -> str | None:
+        status, _ = answer
+        if status >= 300:
+            return f"answered {status}"
+        if outcome is None:
+            return "logged no 'done' line (event dropped?)"
+        wrong = {k: outcome.get(k) for k, v in expected.items() if outcome.get(k) != v}
+        return f"expected {expected}, logged {wrong}" if wrong else None
+
+    return check
+
+
+def drafted_by(engine: str) -> Callable:
+    def check(answer: Answer, outcome: dict[str, Any] | None) -> str | None:
+        status, body = answer
+        if status != 201:
+            return f"answered {status}: {str(body)[:200]}"
+        found = [post.get("engine") for post in body.get("posts", [])]
+        if found != [engine]:
+            reasons = [post.get("fallback_reason") for post in body.get("posts", [])]
+            return f"expected one draft by {engine}, got {found} ({reasons})"
+        return None
+
+    return check
+
+
+def listed_posts(answer: Answer, outcome: dict[str, Any] | None) -> str | None:
+    status, body = answer
+    if status != 200 or not isinstance(body, dict) or not body.get("posts"):
+        return f"answered {status}: {str(body)[:200]}"
+    return None
+
+
+# --- Measuring ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Sample:
+    elapsed_ms: float
+    peak_mib: float
+    tree_peaks_mib: list[float]
+
+
+@dataclasses.dataclass
+class Row:
+    case: Case
+    real: list[Sample] = dataclasses.field(default_factory=list)
+    bare: list[Sample] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        real_ms = [s.elapsed_ms for s in self.real]
+        bare_ms = [s.elapsed_ms for s in self.bare[: len(self.real)]]
+        summary: dict[str, Any] = {
+            "function": self.case.label,
+            "target_function": self.case.target,
+            "signature_type": self.case.signature_type,
+            "runs": len(real_ms),
+            "real_ms": [round(ms, 1) for ms in real_ms],
+            "bare_ms": [round(ms, 1) for ms in bare_ms],
+            "target": self.case.target_ratio,
+            "memory_tier_mib": MEMORY_TIER_MIB,
+            "error": self.error,
+        }
+        if not real_ms or not bare_ms:
+            return summary
+        real, bare = statistics.median(real_ms), statistics.median(bare_ms)
+        ratio = real / bare
+        pairs = [r / b for r, b in zip(real_ms, bare_ms, strict=True)]
+        peak = max(s.peak_mib for s in self.real)
+        summary.update(
+            real_median_ms=round(real, 1),
+            bare_median_ms=round(bare, 1),
+            ratio=round(ratio, 2),
+            pair_ratio_median=round(statistics.median(pairs), 2),
+            within_target=ratio <= self.case.target_ratio,
+            distance_to_goal=round(ratio - GOAL_RATIO, 2),
+            peak_mib=round(peak, 1),
+            bare_peak_mib=round(max(s.peak_mib for s in self.bare), 1),
+            tree_peaks_mib=[round(p, 1) for p in self.real[-1].tree_peaks_mib],
+            within_memory_tier=peak <= MEMORY_TIER_MIB,
+        )
+        return summary
+
+
+def measure(case: Case, stage: Stage, runs: int) -> Row:
+    """Time `runs` cold starts of the bare function and the real one, interleaved."""
+    row = Row(case)
+    log_dir = stage.work_dir / "logs" / case.slug
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**stage.env, **case.extra_env}
+    try:
+        for run in range(1, runs + 1):
+            case.prepare()
+            bare = BareFunctionProcess(case.signature_type, env, log_dir)
+            row.bare.append(cold_start(bare, case.send)[0])
+
+            real = FunctionProcess(case.target, env, log_dir)
+            sample, answer = cold_start(real, case.send)
+            problem = case.check(answer, event_outcome(real))
+            if problem:
+                raise BenchError(f"{problem}; see {real.log_path}")
+            row.real.append(sample)
+            say(
+                case.label,
+                f"run {run}/{runs}: bare {row.bare[-1].elapsed_ms:.0f} ms,"
+                f" real {sample.elapsed_ms:.0f} ms, peak {sample.peak_mib:.0f} MiB",
+            )
+    except (BenchError, RuntimeError, OSError) as error:
+        row.error = str(error)
+        say(case.label, f"FAILED: {error}")
+    return row
+
+
+def cold_start(function: FunctionProcess, send: Callable[[str], Answer]) -> tuple:
+    """Spawn the function, send its first request; return (Sample, answer)."""
+    started = time.perf_counter()
+    function.start()
+    try:
+        await_listening(function)
+        answer = send(function.url)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        assert function.process is not None
+        peaks = tree_peaks_mib(function.process.pid)
+    finally:
+        function.stop()
+    return Sample(elapsed_ms, max(peaks, default=0.0), peaks), answer
+
+
+def event_outcome(function: FunctionProcess) -> dict[str, Any] | None:
+    """Return the fields of the `<function> done` line an event function logged."""
+    if FUNCTIONS.get(function.target) != "cloudevent":
+        return None
+    for line in function.log_path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if record.get("message") == f"{function.target} done":
+                    return record
+    return None
+
+
+# --- Import time ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Imported:
+    module: str
+    self_ms: float
+    cumulative_ms: float
+    depth: int
+    on_request: bool
+    imported_by: tuple[str, ...] = ()
+
+
+def import_chain(
+    function: FunctionProcess, send: Callable[[str], Answer]
+) -> tuple[list[Imported], Answer]:
+    """Start a function under -X importtime, answer one request; return its imports.
+
+    Imports logged after the port opened belong to the gunicorn worker's boot and the
+    first request: the deferred imports a cold request pays for.
+    """
+    function.start()
+    try:
+        await_listening(function)
+        listening_at = function.log_path.stat().st_size
+        answer = send(function.url)
+    finally:
+        function.stop()
+
+    imports, offset = [], 0
+    for line in function.log_path.read_bytes().splitlines(keepends=True):
+        match = IMPORT_LINE.match(line.decode(errors="replace"))
+        if match:
+            self_us, cumulative_us, indent, module = match.groups()
+            imports.append(
+                Imported(
+                    module,
+                    int(self_us) / 1000,
+                    int(cumulative_us) / 1000,
+                    len(indent) // 2,
+                    offset >= listening_at,
+                )
+            )
+        offset += len(line)
+    return with_ancestry(imports), answer
+
+
+def with_ancestry(chain: list[Imported]) -> list[Imported]:
+    """Record, for each import, the chain of modules whose import pulled it in.
+
+    -X importtime prints a module after everything it imported, one level deeper
+    per nesting, so read backwards each line's ancestors come first.
+    """
+    ancestors: list[str] = []
+    named = []
+    for entry in reversed(chain):
+        del ancestors[entry.depth :]
+        ancestors.extend([""] * (entry.depth - len(ancestors)))
+        named.append(dataclasses.replace(entry, imported_by=tuple(ancestors)))
+        ancestors.append(entry.module)
+    return named[::-1]
+
+
+def profile_imports(cases: list[Case], stage: Stage) -> dict[str, Any]:
+    """Run each function once under -X importtime and summarise its import chain."""
+    log_dir = stage.work_dir / "logs" / "importtime"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**stage.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    bare_modules = {}
+    for signature_type in BARE_TARGETS:
+        bare = BareFunctionProcess(signature_type, env, log_dir)
+        send = next(c.send for c in cases if c.signature_type == signature_type)
+        chain, _ = import_chain(bare, send)
+        bare_modules[signature_type] = {entry.module for entry in chain}
+
+    profiles = {}
+    for case in cases:
+        say("importtime", case.label)
+        function = FunctionProcess(case.target, {**env, **case.extra_env}, log_dir)
+        try:
+            case.prepare()
+            chain, answer = import_chain(function, case.send)
+        except (BenchError, RuntimeError, OSError) as error:
+            profiles[case.label] = {"error": str(error)}
+            continue
+        problem = case.check(answer, event_outcome(function))
+        profiles[case.label] = summarise_imports(
+            chain, bare_modules[case.signature_type], problem
+        )
+    return profiles
+
+
+def summarise_imports(
+    chain: list[Imported], bare: set[str], problem: str | None
+) -> dict[str, Any]:
+    extra = [entry for entry in chain if entry.module not in bare]
+    on_request = [entry for entry in chain if entry.on_request]
+
+    def top(entries: list[Imported]) -> list[dict[str, Any]]:
+        ranked = sorted(entries, key=lambda e: e.cumulative_ms, reverse=True)
+        return [
+            {
+                "module": e.module,
+                "cumulative_ms": round(e.cumulative_ms, 1),
+                "self_ms": round(e.self_ms, 1),
+                "when": "first request" if e.on_request else "start",
+                "in_bare": e.module in bare,
+                "depth": e.depth,
+                "imported_by": list(e.imported_by),
+            }
+            for e in ranked[:IMPORTS_SHOWN]
+        ]
+
+    return {
+        "modules": len(chain),
+        "self_ms": round(sum(e.self_ms for e in chain), 1),
+        "beyond_bare_modules": len(extra),
+        "beyond_bare_self_ms": round(sum(e.self_ms for e in extra), 1),
+        "first_request_modules": len(on_request),
+        "first_request_self_ms": round(sum(e.self_ms for e in on_request), 1),
+        "top_cumulative": top(chain),
+        "top_cumulative_beyond_bare": top(extra),
+        "request_problem": problem,
+    }
+
+
+# --- Reporting ------------------------------------------------------------------
+
+
+def say(step: str, message: str) -> None:
+    print(f"[bench] {step}: {message}", flush=True)
+
+
+def print_table(summaries: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'function':<36}{'real ms':>9}{'bare ms':>9}{'ratio':>7}{'target':>8}"
+        f"  {'within?':<8}{'to 1.3':>7}{'peak MiB':>10}  {'<=256?':<6}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for s in summaries:
+        if "ratio" not in s:
+            print(f"{s['function']:<36}  ERROR: {s['error']}")
+            continue
+        print(
+            f"{s['function']:<36}{s['real_median_ms']:>9.0f}{s['bare_median_ms']:>9.0f}"
+            f"{s['ratio']:>7.2f}{'<=' + str(s['target']):>8}"
+            f"  {'yes' if s['within_target'] else 'MISSED':<8}"
+            f"{s['distance_to_goal']:>+7.2f}{s['peak_mib']:>10.1f}"
+            f"  {'yes' if s['within_memory_tier'] else 'OVER':<6}"
+        )
+    print()
+    for s in summaries:
+        if "ratio" in s and not s["within_target"]:
+            print(
+                f"MISSED: {s['function']}: cold start {s['ratio']:.2f}x bare "
+                f"(target <= {s['target']}, goal {GOAL_RATIO})"
+            )
+        if "ratio" in s and not s["within_memory_tier"]:
+            print(
+                f"MISSED: {s['function']}: peak {s['peak_mib']:.0f} MiB "
+                f"over the {MEMORY_TIER_MIB} MiB tier"
+            )
+        if s["error"]:
+            print(f"ERROR: {s['function']}: {s['error']}")
+
+
+def print_imports(profiles: dict[str, Any]) -> None:
+    for label, profile in profiles.items():
+        print()
+        if "error" in profile:
+            print(f"imports of {label}: ERROR {profile['error']}")
+            continue
+        print(
+            f"imports of {label}: {profile['modules']} modules, "
+            f"{profile['self_ms']:.0f} ms; beyond the bare function "
+            f"{profile['beyond_bare_modules']} modules, "
+            f"{profile['beyond_bare_self_ms']:.0f} ms; on the first request "
+            f"{profile['first_request_modules']} modules, "
+            f"{profile['first_request_self_ms']:.0f} ms"
+        )
+        print(f"  {'cum ms':>8}{'self ms':>9}  {'when':<15}module (under)")
+        for entry in profile["top_cumulative_beyond_bare"]:
+            via = describe_parents(entry["imported_by"])
+            print(
+                f"  {entry['cumulative_ms']:>8.1f}{entry['self_ms']:>9.1f}  "
+                f"{entry['when']:<15}{'  ' * entry['depth']}{entry['module']}{via}"
+            )
+        if profile["request_problem"]:
+            print(f"  (the profiled request went wrong: {profile['request_problem']})")
+
+
+def describe_parents(imported_by: list[str]) -> str:
+    """Name the import chain's root and the direct importer, eliding the middle."""
+    if not imported_by:
+        return ""
+    if len(imported_by) == 1:
+        return f" (under {imported_by[0]})"
+    middle = " > ... > " if len(imported_by) > 2 else " > "
+    return f" (under {imported_by[0]}{middle}{imported_by[-1]})"
+
+
+# --- Entry point ----------------------------------------------------------------
+
+
+def parse_time(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def expect(answer: Answer, *statuses: int) -> Any:
+    status, body = answer
+    if status not in statuses:
+        raise BenchError(f"set-up call answered {status}: {str(body)[:300]}")
+    return body
+
+
+@contextlib.contextmanager
+def stopping_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so every started process is stopped on the way."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(work_dir: Path, runs: int) -> tuple[list[Row] | None, dict[str, Any]]:
+    """Set up, measure every row and profile imports; stop everything on the way out."""
+    with stopping_on_sigterm(), contextlib.ExitStack() as stack:
+        try:
+            # One more than the runs: the import-time pass needs its own post, batch.
+            stage = Stage(stack, work_dir).build(runs + 1, runs + 1)
+        except (BenchError, RuntimeError) as error:
+            say("setup", f"FAILED: {error}")
+            return None, {}
+        cases = build_cases(stage)
+        rows = [measure(case, stage, runs) for case in cases]
+        return rows, profile_imports(cases, stage)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="cold starts per row")
+    parser.add_argument("--quick", action="store_true", help="one run per row")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write here")
+    parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
+    args = parser.parse_args(argv)
+    runs = 1 if args.quick else args.runs
+    if not 1 <= runs <= RUNS_MAX:
+        parser.error(f"--runs must be 1 to {RUNS_MAX}")
+    sys.path.insert(0, str(REPO / "functions"))
+
+    started = time.monotonic()
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        rows, profiles = run(args.work_dir, runs)
+    except KeyboardInterrupt:
+        say("stopped", "interrupted; every process started here was stopped")
+        return 130
+    if rows is None:
+        return 1
+
+    summaries = [row.summary() for row in rows]
+    report = {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(),
+        "runs": runs,
+        "goal_ratio": GOAL_RATIO,
+        "memory_tier_mib": MEMORY_TIER_MIB,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "seconds": round(time.monotonic() - started, 1),
+        "rows": summaries,
+        "imports": profiles,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+    print_imports(profiles)
+    print_table(summaries)
+    print(
+        f"\nwritten to {args.json} in {report['seconds']} s; figures are ratios "
+        f"against a bare function started the same way in the same run"
+    )
+    return 1 if any(row.error for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

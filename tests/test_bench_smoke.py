@@ -1,0 +1,60 @@
+"""The function benchmark runs end to end; its timings are reported, never asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = (
+    "publish_due_posts",
+    "generate_caption (template)",
+    "generate_caption (Gemini stand-in)",
+    "score_sentiment",
+    "poll_mentions",
+    "rollup_kpis",
+    "api (GET /v1/posts)",
+)
+RUN_TIMEOUT_S = 240
+
+
+def test_quick_benchmark_exits_zero_and_reports_every_row(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    server = env.get("TEST_DATABASE_URL", "").strip()
+    if server:
+        env["DATABASE_URL"] = server
+    report_path = tmp_path / "functions.json"
+    command = [
+        sys.executable,
+        "-m",
+        "bench.functions",
+        "--quick",
+        "--json",
+        str(report_path),
+        "--work-dir",
+        str(tmp_path / "work"),
+    ]
+
+    finished = subprocess.run(
+        command,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == 0, output[-4000:]
+    table = [line for line in finished.stdout.splitlines() if line.startswith(ROWS)]
+    for label in ROWS:
+        row = next((line for line in table if line.startswith(label + " ")), None)
+        assert row is not None, f"no table row for {label}:\n{finished.stdout}"
+        assert "ERROR" not in row
+    report = json.loads(report_path.read_text())
+    assert [row["function"] for row in report["rows"]] == list(ROWS)
+    assert all(row["runs"] == 1 and row["error"] is None for row in report["rows"])
+    assert set(report["imports"]) == set(ROWS)
