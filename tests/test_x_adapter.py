@@ -76,7 +76,9 @@ def test_create_post_returns_the_id_x_assigned(x, sandbox):
 
 
 def test_a_post_with_a_link_is_metered_apart_and_comes_back_with_a_tco_link(x):
-    created = x.create_post("Back in stock: https://shop.example.com/linen")
+    created = x.create_post(
+        "Back in stock: https://shop.example.com/linen", has_link=True
+    )
 
     assert created.text.startswith("Back in stock: https://t.co/")
     assert x.requests_made == {POST_WITH_URL: 1}
@@ -270,7 +272,7 @@ def test_a_page_size_outside_xs_bounds_is_a_programming_error(x):
 
 
 def test_metrics_never_decrease_as_the_clock_advances(x, clock):
-    post = x.create_post("Linen is back https://shop.example.com/linen")
+    post = x.create_post("Linen is back https://shop.example.com/linen", has_link=True)
 
     readings = []
     for hours in (0, 2, 8, 24, 72, 24 * 7):

@@ -117,7 +117,7 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
 
     client = runtime.x_client(post["x_access_token"])
     try:
-        created = client.create_post(post["text"])
+        created = client.create_post(post["text"], has_link=bool(post["link"]))
     except XTimeout as error:
         _finish(runtime, post, attempt_id, "unconfirmed", "unknown", str(error))
         return "unconfirmed"

@@ -160,14 +160,17 @@ class XClient:
         user = answer["data"]
         return XUser(id=user["id"], username=user["username"], name=user["name"])
 
-    def create_post(self, text: str) -> CreatedPost:
-        """Publish `text` as a new post.
+    def create_post(self, text: str, *, has_link: bool = False) -> CreatedPost:
+        """Publish `text` as a new post; `has_link` says it is billed as one with a URL.
+
+        The caller says whether the text carries a link (cartcast adds its own product
+        links), so publishing never loads twitter-text's URL rules on a cold start.
 
         Raises:
             XTimeout: the outcome is unknown; the post may exist.
             XRejected: reason "duplicate" when the account already posted this text.
         """
-        kind = POST_WITH_URL if _has_link(text) else POST
+        kind = POST_WITH_URL if has_link else POST
         answer = self._call(kind, self._client.create_tweet, text=text)
         post = answer["data"]
         return CreatedPost(id=post["id"], text=post["text"])
@@ -387,13 +390,6 @@ def _dropped_after_sending(exc: requests.ConnectionError) -> bool:
     # requests wraps a refused connection in MaxRetryError, but a connection that X
     # closed mid-answer in ProtocolError ("Connection aborted.").
     return any(isinstance(arg, ProtocolError) for arg in exc.args)
-
-
-def _has_link(text: str) -> bool:
-    from twitter_text import extract_urls_with_indices
-
-    # The same rule X applies when it turns links into t.co links.
-    return bool(extract_urls_with_indices(text))
 
 
 def _mentions_from(page: dict[str, Any]) -> list[Mention]:
