@@ -69,3 +69,126 @@ def test_importing_the_module_does_not_load_twitter_text() -> None:
     ).stdout.strip()
 
     assert loaded == "False"
+
+
+# The plain-text shortcut (decision 0004) must answer exactly as twitter-text does
+# wherever it answers at all; these compare the two directly.
+
+
+def library_measure(text: str) -> tuple[int, bool, list[str]]:
+    from twitter_text import extract_urls, parse_tweet
+
+    parsed = parse_tweet(text)
+    return parsed.weightedLength, bool(parsed.valid), extract_urls(text)
+
+
+def shortcut_measure(text: str) -> tuple[int, bool, list[str]] | None:
+    from cartcast.post_text import X_MAX_WEIGHTED_LENGTH, _plain_measure
+
+    plain = _plain_measure(text)
+    if plain is None:
+        return None
+    return plain[0], plain[0] <= X_MAX_WEIGHTED_LENGTH, plain[1]
+
+
+@pytest.mark.parametrize("case", conformance_cases())
+def test_the_shortcut_agrees_with_twitter_text_on_every_case_it_measures(
+    case: dict,
+) -> None:
+    shortcut = shortcut_measure(case["text"])
+
+    if shortcut is not None:
+        assert shortcut == library_measure(case["text"])
+
+
+def test_the_shortcut_agrees_with_twitter_text_on_random_text() -> None:
+    import random
+
+    rng = random.Random(280)
+    pieces = [
+        "a",
+        "Z",
+        "7",
+        " ",
+        ".",
+        ",",
+        "!",
+        "?",
+        "$",
+        "#",
+        "@",
+        ":",
+        "/",
+        "-",
+        "'",
+        "(",
+        ")",
+        "é",
+        "ß",
+        "\u00a9",
+        "\u2019",
+        "\u2026",
+        "日",
+        "\U0001f600",
+        "\n",
+        "e.g.",
+        "3.5",
+        "shop.com",
+        "www.example.org",
+        "a@b.com",
+        "x://y",
+        "https://shop.example.com/p/linen?utm_source=x&utm_content=abc",
+        "https://shop.example.com/p/linen.",
+        "https://shop.example.test/p",
+        "https://a-.com/x",
+        "http://t.co/abc",
+        "https://" + "l" * 70 + ".com/x",
+        "https://shop.example.com/p/(x)",
+        "https://SHOP.Example.COM/Q?A=B",
+    ]
+    measured = 0
+    for _ in range(6000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        for candidate in (text, " ".join(text.split())):
+            shortcut = shortcut_measure(candidate)
+            if shortcut is not None:
+                measured += 1
+                assert shortcut == library_measure(candidate), candidate
+
+    assert measured > 1000  # the comparison really exercised the shortcut
+
+
+def test_the_shortcut_measures_most_catalog_captions() -> None:
+    import json
+    import uuid
+
+    from cartcast.captions import BrandVoice, DraftRequest, write_drafts
+    from cartcast.links import product_link
+    from tests.test_captions import brief_from_catalog
+
+    products = json.loads(
+        (
+            Path(__file__).parents[1] / "infra/data/catalog/dummyjson_products.json"
+        ).read_text()
+    )
+    requests = [
+        DraftRequest(
+            brief_from_catalog(row),
+            product_link(
+                "https://shop.example.com",
+                f"p{row['id']}",
+                post_id=str(uuid.uuid4()),
+                campaign="c",
+            ),
+            variant,
+        )
+        for row in products[:60]
+        for variant in range(2)
+    ]
+    drafts = write_drafts(requests, BrandVoice(name="Shop", voice=""))
+
+    measured = [shortcut_measure(draft.text) for draft in drafts]
+    assert sum(m is not None for m in measured) >= 0.8 * len(drafts)
+    for draft, shortcut in zip(drafts, measured, strict=True):
+        if shortcut is not None:
+            assert shortcut == library_measure(draft.text)
