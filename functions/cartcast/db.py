@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from cartcast.errors import ConfigurationError, TransientError
+from cartcast.errors import CartcastError, ConfigurationError, TransientError
 from cartcast.settings import Settings
 
 CONNECT_TIMEOUT_S = 10
@@ -57,25 +57,37 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """Run a block in one transaction: commit on success, roll back on error."""
+        """Run a block in one transaction: commit on success, roll back on error.
+
+        A connection goes back to the pool only when it is known to be in step with
+        the server: after a commit, or after a clean rollback of an error the server
+        reported or cartcast raised between statements. Anything else raised inside
+        pg8000 (a value it could not encode, say) may have left a message half sent,
+        and a reused connection would hand the next caller someone else's rows; such
+        a connection is closed.
+        """
         import pg8000.dbapi
 
         connection = self._checkout()
-        healthy = True
+        reusable = False
         try:
-            cursor = connection.cursor()
-            yield Transaction(cursor)
+            yield Transaction(connection.cursor())
             connection.commit()
+            reusable = True
         except (pg8000.dbapi.InterfaceError, OSError) as error:
-            healthy = False
+            # The server went away; the other idle connections went with it.
+            self._discard_idle()
             raise TransientError(f"database connection failed: {error}") from error
-        except BaseException:
-            healthy = _rollback(connection)
+        except (pg8000.dbapi.DatabaseError, CartcastError):
+            reusable = _rollback(connection)
             raise
         finally:
-            self._checkin(connection, healthy)
+            self._checkin(connection, reusable)
 
     def close(self) -> None:
+        self._discard_idle()
+
+    def _discard_idle(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for connection in idle:
@@ -83,17 +95,19 @@ class Database:
                 connection.close()
 
     def _checkout(self) -> Any:
+        import pg8000.dbapi
+
         with self._lock:
             if self._idle:
                 return self._idle.pop()
         try:
             return self._connect()
-        except OSError as error:
-            raise TransientError(f"cannot reach the database: {error}") from error
+        except (pg8000.dbapi.Error, OSError) as error:
+            raise TransientError(f"cannot connect to the database: {error}") from error
 
-    def _checkin(self, connection: Any, healthy: bool) -> None:
+    def _checkin(self, connection: Any, reusable: bool) -> None:
         with self._lock:
-            if healthy and len(self._idle) < POOL_SIZE_MAX:
+            if reusable and len(self._idle) < POOL_SIZE_MAX:
                 self._idle.append(connection)
                 return
         with contextlib.suppress(Exception):
@@ -107,7 +121,7 @@ def _rollback(connection: Any) -> bool:
     try:
         connection.rollback()
         return True
-    except (pg8000.dbapi.Error, OSError):
+    except (pg8000.dbapi.Error, OSError, AttributeError):
         return False
 
 

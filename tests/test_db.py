@@ -1,0 +1,58 @@
+"""The connection pool hands out only connections that are in step with the server."""
+
+from __future__ import annotations
+
+import pytest
+
+from cartcast import db
+from cartcast.errors import TransientError
+
+
+def test_a_connection_that_failed_mid_message_is_never_reused(runtime) -> None:
+    database = runtime.database
+    with pytest.raises(UnicodeEncodeError):
+        with database.transaction() as tx:
+            tx.rows("SELECT CAST(:value AS text) AS value", value="P\ud800")
+
+    answers = []
+    for expected in ("first", "second", "third"):
+        with database.transaction() as tx:
+            answers.append(tx.scalar("SELECT CAST(:v AS text) AS v", v=expected))
+
+    assert answers == ["first", "second", "third"]
+
+
+def test_a_server_error_rolls_back_and_keeps_the_connection_usable(runtime) -> None:
+    database = runtime.database
+    with pytest.raises(Exception, match="division by zero"):
+        with database.transaction() as tx:
+            tx.execute("SELECT 1 / 0")
+
+    with database.transaction() as tx:
+        assert tx.scalar("SELECT 41 + 1 AS answer") == 42
+
+
+def test_after_the_server_drops_connections_one_call_fails_and_the_next_works(
+    runtime,
+) -> None:
+    database = runtime.database
+    with database.transaction() as first, database.transaction() as second:
+        pids = [
+            first.scalar("SELECT pg_backend_pid() AS pid"),
+            second.scalar("SELECT pg_backend_pid() AS pid"),
+        ]
+    admin = db.connect_from_settings(runtime.settings)
+    with admin.transaction() as tx:
+        for pid in pids:
+            tx.scalar("SELECT pg_terminate_backend(:pid) AS done", pid=pid)
+    admin.close()
+
+    failures = 0
+    for _ in range(3):
+        try:
+            with database.transaction() as tx:
+                tx.scalar("SELECT 1 AS one")
+        except TransientError:
+            failures += 1
+
+    assert failures <= 1
