@@ -71,7 +71,11 @@ def _on_tick(cloud_event, function, work):
     message = _fresh_message(cloud_event, function)
     if message is None:
         return
-    outcome = work(runtime.current(), as_of=message.time)
+    # A tick stands for its own time, but never for a time that has not come yet:
+    # a message stamped in the future must not publish anything early.
+    current = runtime.current()
+    as_of = min(message.time, current.clock.now())
+    outcome = work(current, as_of=as_of)
     _done(function, message, outcome)
 
 

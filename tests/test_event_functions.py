@@ -221,3 +221,32 @@ def test_a_score_event_with_unusable_ids_is_acknowledged_not_retried(
     response = tick("score_sentiment", START, payload)
 
     assert response.status_code == 200
+
+
+def test_a_tick_stamped_in_the_future_publishes_nothing_early(
+    brand_key, sandbox
+) -> None:
+    response = tick("publish_due_posts", START + dt.timedelta(days=7))
+
+    assert response.status_code == 200
+    assert sandbox.snapshot()["posts"] == []
+
+
+def test_a_brand_x_refuses_does_not_stop_the_rollup_of_others(
+    brand_key, clock_file, sandbox
+) -> None:
+    api = make_app("api", "http").test_client()
+    body = brand_body(
+        slug="revoked", x_user_id="1500000000000000009", x_access_token="revoked"
+    )
+    post_json(api, "/v1/brands", body, OPERATOR_KEY)
+    later = START + dt.timedelta(days=7)
+    clock_file.set(later)
+    tick("publish_due_posts", later)
+
+    response = tick("rollup_kpis", later + dt.timedelta(hours=1))
+
+    assert response.status_code == 200
+    days = api_get(f"/v1/reports/daily?to={later.date()}", brand_key)["days"]
+    assert sum(day["impressions"] for day in days) >= 0
+    assert sum(day["posts_published"] for day in days) == 4

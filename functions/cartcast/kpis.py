@@ -9,11 +9,12 @@ figures (daily rows are upserted) and no growth is counted twice.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 import zoneinfo
 from typing import Any
 
 from cartcast import brands, costs, orders
-from cartcast.errors import RateLimited
+from cartcast.errors import CartcastError, PermanentError, RateLimited
 from cartcast.logs import fields
 
 # X serves link and profile clicks only for posts younger than 30 days (X API v2
@@ -135,13 +136,9 @@ def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
         connected = brands.connected_brands(tx)
     totals = {"brands": 0, "snapshots": 0, "attributed": 0, "days": 0}
     for brand in connected:
-        try:
+        paused_until = brand["x_reads_paused_until"]
+        if paused_until is None or paused_until <= runtime.clock.now():
             totals["snapshots"] += _snapshot_brand(runtime, brand, as_of)
-        except RateLimited as error:
-            runtime.log.warning(
-                "X rate limit; metrics deferred",
-                extra=fields(brand_id=str(brand["id"]), reset_at=error.reset_at),
-            )
         with runtime.database.transaction() as tx:
             totals["attributed"] += orders.attribute_pending(
                 tx,
@@ -167,8 +164,16 @@ def _snapshot_brand(runtime: Any, brand: dict[str, Any], as_of: dt.datetime) -> 
         )
 
     by_x_id = {post["x_post_id"]: post["id"] for post in posts}
-    metrics = client.post_metrics(list(by_x_id)) if by_x_id else {}
-    followers = client.followers_count(brand["x_user_id"]) if needs_followers else None
+    try:
+        metrics = client.post_metrics(list(by_x_id)) if by_x_id else {}
+        followers = (
+            client.followers_count(brand["x_user_id"]) if needs_followers else None
+        )
+    except CartcastError as error:
+        # One brand's trouble with X (rate limit, revoked token, outage) skips its
+        # snapshot this time; orders and daily KPIs are still brought up to date.
+        _note_x_trouble(runtime, brand, error)
+        return 0
 
     with runtime.database.transaction() as tx:
         for x_id, values in metrics.items():
@@ -193,7 +198,7 @@ def _snapshot_brand(runtime: Any, brand: dict[str, Any], as_of: dt.datetime) -> 
             operation="owned_read",
             units=reads,
             usd=costs.X_OWNED_READ_USD * reads,
-            ref=f"metrics:{brand['id']}:{as_of.isoformat()}",
+            ref=f"metrics:{uuid.uuid4()}",
         )
         if followers is not None:
             tx.execute(
@@ -204,6 +209,32 @@ def _snapshot_brand(runtime: Any, brand: dict[str, Any], as_of: dt.datetime) -> 
                 followers=followers,
             )
     return len(metrics)
+
+
+def _note_x_trouble(runtime: Any, brand: dict[str, Any], error: Exception) -> None:
+    brand_id = str(brand["id"])
+    if isinstance(error, RateLimited):
+        with runtime.database.transaction() as tx:
+            until = brands.pause_x(
+                tx,
+                brand_id=brand["id"],
+                family="reads",
+                reset_at=error.reset_at,
+                now=runtime.clock.now(),
+            )
+        runtime.log.warning(
+            "X rate limit; metrics wait", extra=fields(brand_id=brand_id, until=until)
+        )
+    elif isinstance(error, PermanentError):
+        runtime.log.error(
+            "X refused the metrics read",
+            extra=fields(brand_id=brand_id, reason=str(error)),
+        )
+    else:
+        runtime.log.warning(
+            "X unavailable; metrics wait for the next rollup",
+            extra=fields(brand_id=brand_id, reason=str(error)),
+        )
 
 
 def recompute_days(

@@ -1,21 +1,29 @@
 """Mentions: polled from X, stored once each, fanned out, scored, triaged.
 
-Polling reads every page back to the stored cursor, stores the mentions (the X id is
-unique per brand, so a re-read stores nothing twice) and only then advances the
-cursor, in the same transaction. New mention ids go out on Pub/Sub in batches, and
-every publish is confirmed before the function returns.
+Polling reads pages back to the stored cursor, stores the mentions (the X id is
+unique per brand, so a re-read stores nothing twice) and moves the cursor in the same
+transaction, only once every page back to it was read; a poll that runs out of pages
+resumes from X's page token next time. New mention ids, and any still unscored a
+while after they were stored, go out on Pub/Sub in batches, and every publish is
+confirmed before the function returns.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 from cartcast import brands, costs
-from cartcast.errors import RateLimited
+from cartcast.errors import PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
 FANOUT_BATCH_SIZE = 100
+# Mentions still unscored this long after they were stored are sent to scoring
+# again: the fan-out that carried them may have been lost, and scoring is
+# idempotent. Every poll is also this sweep.
+SWEEP_AFTER = dt.timedelta(minutes=10)
+SWEEP_BATCH_MAX = 1000
 
 INSERT_MENTION = """
 INSERT INTO mentions (brand_id, x_post_id, author_id, author_username, author_name,
@@ -25,13 +33,20 @@ VALUES (:brand_id, :x_post_id, :author_id, :author_username, :author_name, :text
 ON CONFLICT (brand_id, x_post_id) DO NOTHING
 RETURNING id
 """
-ADVANCE_CURSOR = """
-UPDATE brands SET mentions_since_id = :since_id
+SAVE_CURSOR = """
+UPDATE brands SET mentions_since_id = :since_id,
+    mentions_resume_token = :resume_token,
+    mentions_pending_newest_id = :pending_newest_id
 WHERE id = :brand_id
-  AND (mentions_since_id IS NULL
-       OR length(mentions_since_id) < length(:since_id)
-       OR (length(mentions_since_id) = length(:since_id)
-           AND mentions_since_id < :since_id))
+"""
+FORGET_RESUME = """
+UPDATE brands SET mentions_resume_token = NULL, mentions_pending_newest_id = NULL
+WHERE id = :brand_id
+"""
+SELECT_STRAYS = """
+SELECT id FROM mentions
+WHERE brand_id = :brand_id AND scored_at IS NULL AND received_at < :before
+ORDER BY received_at LIMIT :limit
 """
 SELECT_UNSCORED = """
 SELECT id, text, posted_at FROM mentions
@@ -56,34 +71,72 @@ LIMIT :limit
 
 
 def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
-    """Poll every connected brand's mentions; return how many were new."""
+    """Poll every connected brand's mentions; return how many were read and new.
+
+    One brand's trouble with X (a revoked token, a rate limit, an outage) is logged
+    and skipped, so it never holds up the other brands; database failures raise.
+    """
+    now = runtime.clock.now()
     with runtime.database.transaction() as tx:
         connected = brands.connected_brands(tx)
-    totals = {"brands": 0, "read": 0, "new": 0, "deferred": 0}
+    totals = {"brands": 0, "read": 0, "new": 0, "swept": 0, "skipped": 0}
     for brand in connected:
-        try:
-            read, new_ids = _poll_brand(runtime, brand)
-        except RateLimited as error:
-            runtime.log.warning(
-                "X rate limit; mentions poll deferred",
-                extra=fields(brand_id=str(brand["id"]), reset_at=error.reset_at),
-            )
-            totals["deferred"] += 1
+        paused_until = brand["x_reads_paused_until"]
+        batch = None if paused_until and paused_until > now else _read(runtime, brand)
+        if batch is None:
+            totals["skipped"] += 1
             continue
-        _fan_out(runtime, brand_id=str(brand["id"]), mention_ids=new_ids)
+        new_ids = _store(runtime, brand, batch)
+        strays = _strays(runtime, brand_id=brand["id"], exclude=set(new_ids))
+        _fan_out(runtime, brand_id=str(brand["id"]), mention_ids=new_ids + strays)
         totals["brands"] += 1
-        totals["read"] += read
+        totals["read"] += len(batch.mentions)
         totals["new"] += len(new_ids)
+        totals["swept"] += len(strays)
     return totals
 
 
-def _poll_brand(runtime: Any, brand: dict[str, Any]) -> tuple[int, list[str]]:
+def _read(runtime: Any, brand: dict[str, Any]) -> Any:
+    """Read the brand's next mentions from X, or None when X would not answer."""
     client = runtime.x_client(brand["x_access_token"])
-    batch = client.mentions(
-        brand["x_user_id"],
-        since_id=brand["mentions_since_id"],
-        max_pages=runtime.settings.mention_pages_max,
-    )
+    log_fields = {"brand_id": str(brand["id"])}
+    try:
+        return client.mentions(
+            brand["x_user_id"],
+            since_id=brand["mentions_since_id"],
+            max_pages=runtime.settings.mention_pages_max,
+            pagination_token=brand["mentions_resume_token"],
+        )
+    except RateLimited as error:
+        with runtime.database.transaction() as tx:
+            until = brands.pause_x(
+                tx,
+                brand_id=brand["id"],
+                family="reads",
+                reset_at=error.reset_at,
+                now=runtime.clock.now(),
+            )
+        runtime.log.warning(
+            "X rate limit; mentions wait", extra=fields(**log_fields, until=until)
+        )
+    except PermanentError as error:
+        if brand["mentions_resume_token"]:
+            # X no longer accepts the saved page token: start again from the cursor.
+            with runtime.database.transaction() as tx:
+                tx.execute(FORGET_RESUME, brand_id=brand["id"])
+        runtime.log.error(
+            "X refused the mentions read", extra=fields(**log_fields, reason=str(error))
+        )
+    except TransientError as error:
+        runtime.log.warning(
+            "X unavailable; mentions wait for the next poll",
+            extra=fields(**log_fields, reason=str(error)),
+        )
+    return None
+
+
+def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
+    """Store a batch of mentions and move the cursor; return the new mentions' ids."""
     now = runtime.clock.now()
     new_ids = []
     with runtime.database.transaction() as tx:
@@ -110,18 +163,58 @@ def _poll_brand(runtime: Any, brand: dict[str, Any]) -> tuple[int, list[str]]:
             operation="owned_read",
             units=len(batch.mentions),
             usd=costs.X_OWNED_READ_USD * len(batch.mentions),
-            ref=f"mentions:{brand['id']}:{batch.newest_id}",
+            ref=f"mentions:{uuid.uuid4()}",
         )
-        # Advance only when every page was read: a partial read resumes from here.
-        if batch.complete and batch.newest_id:
-            tx.execute(ADVANCE_CURSOR, brand_id=brand["id"], since_id=batch.newest_id)
+        tx.execute(SAVE_CURSOR, brand_id=brand["id"], **_next_cursor(brand, batch))
     runtime.log.info(
         "mentions polled",
         extra=fields(
-            brand_id=str(brand["id"]), read=len(batch.mentions), new=len(new_ids)
+            brand_id=str(brand["id"]),
+            read=len(batch.mentions),
+            new=len(new_ids),
+            complete=batch.complete,
         ),
     )
-    return len(batch.mentions), new_ids
+    return new_ids
+
+
+def _next_cursor(brand: dict[str, Any], batch: Any) -> dict[str, str | None]:
+    """Work out the cursor after a read.
+
+    The cursor (since_id) moves only once every page back to it was read. A read
+    that ran out of pages keeps X's token for the older pages and the newest id it
+    saw; the next poll continues there, and when it reaches the cursor the cursor
+    jumps to that newest id.
+    """
+    newest = brand["mentions_pending_newest_id"] or batch.newest_id
+    if batch.complete:
+        return {
+            "since_id": _later_id(brand["mentions_since_id"], newest),
+            "resume_token": None,
+            "pending_newest_id": None,
+        }
+    return {
+        "since_id": brand["mentions_since_id"],
+        "resume_token": batch.next_token,
+        "pending_newest_id": newest,
+    }
+
+
+def _later_id(current: str | None, candidate: str | None) -> str | None:
+    """Return the later of two X ids (decimal strings, compared as numbers)."""
+    if current is None or candidate is None:
+        return candidate or current
+    return max(current, candidate, key=lambda value: (len(value), value))
+
+
+def _strays(runtime: Any, *, brand_id: Any, exclude: set[str]) -> list[str]:
+    """Return mentions stored a while ago and still unscored (a lost fan-out)."""
+    before = runtime.clock.now() - SWEEP_AFTER
+    with runtime.database.transaction() as tx:
+        rows = tx.rows(
+            SELECT_STRAYS, brand_id=brand_id, before=before, limit=SWEEP_BATCH_MAX
+        )
+    return [str(row["id"]) for row in rows if str(row["id"]) not in exclude]
 
 
 def _fan_out(runtime: Any, *, brand_id: str, mention_ids: list[str]) -> None:

@@ -1,19 +1,25 @@
 """Publishing due posts on X, each at most once.
 
-X takes no idempotency key, so the order of writes is what prevents doubles:
+X takes no idempotency key, so the order of writes is what prevents doubles
+(decision 0003):
 
 1. claim: due posts move from `scheduled` to `publishing` with a lease, under
-   `FOR UPDATE SKIP LOCKED`, and the attempt is recorded, all in one commit; an
+   `FOR UPDATE SKIP LOCKED`, and an attempt is recorded, in one commit; an
    overlapping run or a redelivered tick finds nothing left to claim;
-2. call X once per claimed post;
-3. record the answer: `published` with X's id, `failed` with the reason, back to
+2. intent: just before the request leaves, the attempt's `sent_at` is committed;
+3. call X once;
+4. record the answer: `published` with X's id, `failed` with the reason, back to
    `scheduled` when X said "not now" (rate limit, outage), or `unconfirmed` when the
-   call may have reached X but no answer came.
+   request may have reached X but no answer came.
 
-A post whose lease expired in `publishing` (the function died between steps 1 and
-3) also becomes `unconfirmed`, never `scheduled`: sending it again could post it
-twice. The reconciler of the publishing issue settles unconfirmed posts from the
-account's own timeline.
+A post whose lease expired in `publishing` goes back to `scheduled` if its attempt
+never reached step 2 (it was never sent), and becomes `unconfirmed` otherwise:
+sending it again could post it twice. The reconciler of the publishing issue will
+settle unconfirmed posts from the account's own timeline.
+
+A 429 pauses only the account that got it, until the reset X announced; the other
+brands' posts go on. Due posts of a brand with no X account are held, with the
+reason, instead of waiting silently.
 """
 
 from __future__ import annotations
@@ -21,16 +27,38 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cartcast import costs
+from cartcast import brands, costs
 from cartcast.errors import PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
+EXPIRE_LEASES = """
+UPDATE posts p SET
+    state = CASE WHEN a.sent_at IS NULL THEN 'scheduled' ELSE 'unconfirmed' END,
+    failure_reason = CASE WHEN a.sent_at IS NULL THEN NULL
+        ELSE 'publisher stopped after sending to X; check the timeline' END,
+    lease_until = NULL, updated_at = :now
+FROM (
+    SELECT DISTINCT ON (post_id) post_id, sent_at
+    FROM publish_attempts ORDER BY post_id, started_at DESC, id DESC
+) a
+WHERE p.state = 'publishing' AND p.lease_until < :now AND a.post_id = p.id
+RETURNING p.id, p.state
+"""
+HOLD_UNCONNECTED = """
+UPDATE posts p SET state = 'held', updated_at = :now,
+    failure_reason = 'the brand has no X account connected'
+FROM brands b
+WHERE b.id = p.brand_id AND p.state = 'scheduled' AND p.scheduled_at <= :as_of
+  AND (b.x_access_token IS NULL OR b.x_user_id IS NULL)
+RETURNING p.id
+"""
 CLAIM_DUE = """
 WITH due AS (
     SELECT p.id FROM posts p
     JOIN brands b ON b.id = p.brand_id
     WHERE p.state = 'scheduled' AND p.scheduled_at <= :as_of
-      AND b.x_access_token IS NOT NULL
+      AND b.x_access_token IS NOT NULL AND b.x_user_id IS NOT NULL
+      AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
     ORDER BY p.scheduled_at, p.id
     LIMIT :batch_size
     FOR UPDATE OF p SKIP LOCKED
@@ -38,17 +66,12 @@ WITH due AS (
 UPDATE posts p SET state = 'publishing', lease_until = :lease_until, updated_at = :now
 FROM due, brands b
 WHERE p.id = due.id AND b.id = p.brand_id
-RETURNING p.id, p.brand_id, p.text, p.link, b.x_access_token
-"""
-EXPIRE_LEASES = """
-UPDATE posts SET state = 'unconfirmed', lease_until = NULL, updated_at = :now,
-    failure_reason = 'publisher stopped before X answered; check the timeline'
-WHERE state = 'publishing' AND lease_until < :now
-RETURNING id
+RETURNING p.id, p.brand_id, p.text, p.link, p.scheduled_at, b.x_access_token
 """
 START_ATTEMPT = """
 INSERT INTO publish_attempts (post_id, started_at) VALUES (:post_id, :now) RETURNING id
 """
+MARK_SENT = "UPDATE publish_attempts SET sent_at = :now WHERE id = :attempt_id"
 FINISH_ATTEMPT = """
 UPDATE publish_attempts SET finished_at = :now, outcome = :outcome,
     x_post_id = :x_post_id, error = :error
@@ -68,19 +91,32 @@ WHERE id = :post_id AND state = 'publishing'
 
 def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     """Publish every post due at `as_of`; return counts by outcome."""
-    database, clock = runtime.database, runtime.clock
-    settings = runtime.settings
-    counts = {
-        "published": 0,
-        "failed": 0,
-        "unconfirmed": 0,
-        "deferred": 0,
-        "expired": 0,
-    }
+    claimed, attempts, counts = _claim(runtime, as_of)
 
-    with database.transaction() as tx:
-        counts["expired"] = len(tx.rows(EXPIRE_LEASES, now=clock.now()))
-        now = clock.now()
+    paused: set[str] = set()
+    for post in sorted(claimed, key=lambda row: (row["scheduled_at"], str(row["id"]))):
+        attempt_id = attempts[post["id"]]
+        if post["brand_id"] in paused:
+            _finish(runtime, post, attempt_id, "scheduled", "retry", "account paused")
+            counts["deferred"] += 1
+            continue
+        outcome = _publish_one(runtime, post, attempt_id)
+        counts[outcome] += 1
+        if outcome == "paused":
+            paused.add(post["brand_id"])
+    counts["deferred"] += counts.pop("paused")
+    return counts
+
+
+def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str, int]]:
+    settings, now = runtime.settings, runtime.clock.now()
+    counts = dict.fromkeys(
+        ("published", "failed", "unconfirmed", "deferred", "paused", "held"), 0
+    )
+    with runtime.database.transaction() as tx:
+        expired = tx.rows(EXPIRE_LEASES, now=now)
+        counts["unconfirmed"] += sum(row["state"] == "unconfirmed" for row in expired)
+        counts["held"] = len(tx.rows(HOLD_UNCONNECTED, as_of=as_of, now=now))
         claimed = tx.rows(
             CLAIM_DUE,
             as_of=as_of,
@@ -92,28 +128,21 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
             row["id"]: tx.scalar(START_ATTEMPT, post_id=row["id"], now=now)
             for row in claimed
         }
-
-    for index, post in enumerate(claimed):
-        outcome = _publish_one(runtime, post, attempts[post["id"]])
-        counts[outcome] += 1
-        if outcome == "deferred":
-            # X said "not now" for this account; leave the rest for the next tick.
-            for later in claimed[index + 1 :]:
-                _finish(
-                    runtime,
-                    later,
-                    attempts[later["id"]],
-                    "scheduled",
-                    "retry",
-                    "deferred after a rate limit",
-                )
-                counts["deferred"] += 1
-            break
-    return counts
+    if expired or counts["held"]:
+        runtime.log.warning(
+            "posts recovered or held",
+            extra=fields(expired=len(expired), held=counts["held"]),
+        )
+    return claimed, attempts, counts
 
 
 def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     from cartcast.x import XTimeout
+
+    # Commit the intent first: if this write fails, nothing was sent, and the post
+    # goes back to `scheduled` when its lease ends.
+    with runtime.database.transaction() as tx:
+        tx.execute(MARK_SENT, attempt_id=attempt_id, now=runtime.clock.now())
 
     client = runtime.x_client(post["x_access_token"])
     try:
@@ -122,12 +151,8 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
         _finish(runtime, post, attempt_id, "unconfirmed", "unknown", str(error))
         return "unconfirmed"
     except RateLimited as error:
-        _finish(runtime, post, attempt_id, "scheduled", "rate_limited", str(error))
-        runtime.log.warning(
-            "X rate limit; post deferred",
-            extra=fields(post_id=str(post["id"]), reset_at=error.reset_at),
-        )
-        return "deferred"
+        _pause_brand(runtime, post, attempt_id, error)
+        return "paused"
     except TransientError as error:
         _finish(runtime, post, attempt_id, "scheduled", "retry", str(error))
         return "deferred"
@@ -162,6 +187,24 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
         "published", extra=fields(post_id=str(post["id"]), x_post_id=created.id)
     )
     return "published"
+
+
+def _pause_brand(
+    runtime: Any, post: dict[str, Any], attempt_id: int, error: RateLimited
+) -> None:
+    with runtime.database.transaction() as tx:
+        until = brands.pause_x(
+            tx,
+            brand_id=post["brand_id"],
+            family="posts",
+            reset_at=error.reset_at,
+            now=runtime.clock.now(),
+        )
+    _finish(runtime, post, attempt_id, "scheduled", "rate_limited", str(error))
+    runtime.log.warning(
+        "X rate limit; the brand's posts wait",
+        extra=fields(brand_id=str(post["brand_id"]), until=until),
+    )
 
 
 def _finish(

@@ -103,6 +103,7 @@ class MentionBatch:
     newest_id: str | None
     pages_read: int
     complete: bool
+    next_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,20 +184,24 @@ class XClient:
         start_time: dt.datetime | None = None,
         page_size: int = 100,
         max_pages: int = 10,
+        pagination_token: str | None = None,
     ) -> MentionBatch:
         """Read the mentions of `user_id` newer than `since_id`, page by page.
 
         Args:
             page_size: 5 to 100, X's bounds for max_results.
             max_pages: stop after this many requests; `complete` then says False and
-                the older mentions past the last page are still unread.
+                the older mentions past the last page are still unread, from
+                `next_token` on.
+            pagination_token: continue an earlier incomplete read from its
+                `next_token`.
         """
         if not 5 <= page_size <= 100:
             raise ValueError("page_size must be between 5 and 100")
 
         mentions: list[Mention] = []
         newest_id = None
-        next_token = None
+        next_token = pagination_token
         pages_read = 0
         while pages_read < max_pages:
             page = self._call(
@@ -225,6 +230,7 @@ class XClient:
             newest_id=newest_id,
             pages_read=pages_read,
             complete=next_token is None,
+            next_token=next_token,
         )
 
     def post_metrics(
