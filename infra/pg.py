@@ -31,7 +31,11 @@ def embedded_server(pgdata: Path = DEFAULT_PGDATA, *, keep_running: bool = False
     import pgserver
 
     pgdata.mkdir(parents=True, exist_ok=True)
-    return pgserver.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
+    # A server that was already running (`make db-url`, `make migrate`) belongs to
+    # whoever started it: joining it must not stop it on the way out.
+    already_running = (pgdata / "postmaster.pid").exists()
+    keep = keep_running or already_running
+    return pgserver.get_server(pgdata, cleanup_mode=None if keep else "stop")
 
 
 def stop_embedded(pgdata: Path = DEFAULT_PGDATA) -> None:

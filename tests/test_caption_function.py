@@ -84,3 +84,37 @@ def test_a_caption_request_needs_a_brand_key(brand_key) -> None:
     assert missing.status_code == 401
     assert operator.status_code == 403
     assert wrong_method.status_code == 405
+
+
+def test_a_title_in_a_script_without_spaces_is_cut_to_fit(brand_key) -> None:
+    api = make_app("api", "http").test_client()
+    long_cjk = {
+        "sku": "CJK-1",
+        "title": "日本語の商品名" * 30,
+        "price": 12,
+        "category": "x",
+    }
+    post_json(api, "/v1/products", [long_cjk], brand_key)
+
+    response = post_json(caption_client(), "/", {"products": ["CJK-1"]}, brand_key)
+
+    post = response.get_json()["posts"][0]
+    assert response.status_code == 201
+    assert post["weighted_length"] <= 280
+    assert post["link"] in post["text"]
+
+
+def test_required_hashtags_too_long_for_any_post_are_a_400(function_env) -> None:
+    api = make_app("api", "http").test_client()
+    tags = ["#" + "x" * 90 + str(n) for n in range(3)]
+    body = brand_body(slug="tagged", required_hashtags=tags)
+    key = post_json(api, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
+    post_json(api, "/v1/products", catalog(1), key)
+
+    response = post_json(
+        caption_client(), "/", {"products": [catalog(1)[0]["sku"]]}, key
+    )
+
+    assert response.status_code == 400
+    assert "required hashtags" in response.get_json()["error"]["message"]
+    assert api.get("/v1/posts", headers=auth(key)).get_json()["posts"] == []

@@ -352,8 +352,19 @@ def _template_draft(
     fallback_reason: str | None,
     outcome: _GeminiOutcome | None,
 ) -> Draft:
+    # The shortest post the engine can write: if even that is over X's limit (the
+    # brand's required hashtags and the link take it all), no phrasing can fit, so
+    # say so at once instead of trying every one.
+    floor = _Parts(OPENINGS[0], "…", "", "", "").build(
+        request.link, _required_hashtags(voice)
+    )
+    if not fits_on_x(floor):
+        candidates: Iterator[str] = iter([floor])
+    else:
+        candidates = _template_candidates(request, voice)
+
     best_text, best_checks = "", {}
-    for text in _template_candidates(request, voice):
+    for text in candidates:
         checks = check_text(text, request, voice, taken=seen)
         if all(checks.values()):
             best_text, best_checks = text, checks
@@ -444,7 +455,39 @@ def _fit(parts: _Parts, hashtags: list[str], required: list[str], link: str) -> 
         text = parts.build(link, required, hook="", title=_ellipsis(title_words[:keep]))
         if weighted_length(text) <= X_MAX_WEIGHTED_LENGTH:
             return text
+
+    # A title in a script without spaces (CJK), or one very long word: cut it by
+    # characters, keeping as much as fits (found by bisection, since each measure of
+    # such text goes through twitter-text), and then, if need be, the price too.
+    for price_phrase in (parts.price_phrase, ""):
+        text = _longest_fitting_title(parts, link, required, price_phrase)
+        if weighted_length(text) <= X_MAX_WEIGHTED_LENGTH:
+            return text
+    # Only the link and the required hashtags are left, and they do not fit: the
+    # draft fails `fits_on_x` and the caller refuses it (the brand's hashtags are
+    # too long for any post).
     return text
+
+
+def _longest_fitting_title(
+    parts: _Parts, link: str, required: list[str], price_phrase: str
+) -> str:
+    """Cut the title by characters to the longest prefix that fits (bisection)."""
+
+    def build(keep: int) -> str:
+        title = parts.title[:keep].rstrip() + "…"
+        return parts.build(
+            link, required, hook="", title=title, price_phrase=price_phrase
+        )
+
+    low, high = 0, max(len(parts.title) - 1, 0)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if weighted_length(build(middle)) <= X_MAX_WEIGHTED_LENGTH:
+            low = middle
+        else:
+            high = middle - 1
+    return build(low)
 
 
 def _ellipsis(words: list[str]) -> str:

@@ -132,6 +132,14 @@ def create_drafts(
         avoid_texts=existing,
     )
 
+    for request, draft in zip(requests, drafts, strict=True):
+        if not draft.checks.get("fits_on_x", True):
+            raise InvalidRequest(
+                f"no post about {request.product.sku!r} fits X's 280-character limit "
+                "with its link and the brand's required hashtags",
+                field="products",
+            )
+
     state = "needs_approval" if brand["approvals_required"] else "approved"
     for post_id, request, draft in zip(post_ids, requests, drafts, strict=True):
         tx.execute(
