@@ -467,30 +467,38 @@ def print_report(summary: dict) -> None:
         )
 
 
+def _cell(column: str, value: Any) -> str:
+    """Format one report value: money with cents, rates as percentages."""
+    if value is None:
+        return "–"
+    if column in ("revenue", "api_spend_usd"):
+        return f"{float(value):,.2f}"
+    if column.endswith("_rate"):
+        return f"{float(value):.1%}"
+    return html.escape(str(value))
+
+
 def render_html(summary: dict) -> str:
     total = totals(summary)
+    columns = (
+        "day",
+        "posts_published",
+        "impressions",
+        "engagements",
+        "link_clicks",
+        "attributed_orders",
+        "revenue",
+        "conversion_rate",
+        "api_spend_usd",
+    )
     cells = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(d[c]))}</td>"
-            for c in (
-                "day",
-                "posts_published",
-                "impressions",
-                "engagements",
-                "link_clicks",
-                "attributed_orders",
-                "revenue",
-                "conversion_rate",
-                "api_spend_usd",
-            )
-        )
-        + "</tr>"
+        "<tr>" + "".join(f"<td>{_cell(c, d[c])}</td>" for c in columns) + "</tr>"
         for d in summary["daily"]
     )
     posts = "".join(
         f"<tr><td>{html.escape(p['text'])}</td><td>{p['impressions']}</td>"
-        f"<td>{p['link_clicks']}</td><td>{p['orders']}</td><td>{p['revenue']}</td></tr>"
+        f"<td>{p['link_clicks']}</td><td>{p['orders']}</td>"
+        f"<td>{_cell('revenue', p['revenue'])}</td></tr>"
         for p in summary["posts"]
     )
     mentions = "".join(
