@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import json
+import zoneinfo
+
 import pytest
 
+from cartcast import web
 from tests.conftest import OPERATOR_KEY, make_app
 from tests.helpers import auth, brand_body, catalog, post_json
 
@@ -226,7 +231,7 @@ def test_bad_orders_are_named_in_a_400(client, brand_key, change, field) -> None
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
-        ("/v1/products", [{"sku": "A", "title": "x\u0000y", "price": 1}], None),
+        ("/v1/products", [{"sku": "A", "title": "x\u0000y", "price": 1}], "[0].title"),
         (
             "/v1/products",
             [{"sku": "A", "title": "T", "price": 1, "stock": 10**12}],
@@ -267,3 +272,373 @@ def test_a_page_cursor_with_a_nul_is_a_400(client, brand_key) -> None:
     response = client.get("/v1/products?after=%00", headers=auth(brand_key))
 
     assert response.status_code == 400
+
+
+def _send(client, path: str, raw: str, key: str, **options):
+    """POST a body written by hand, so it can hold what json.dumps never writes."""
+    return client.post(
+        path,
+        data=raw.encode(),
+        headers=auth(key),
+        content_type="application/json",
+        **options,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (
+            '{"name": "P\\ud800", "time_zone": "UTC", "store_base_url": "https://a.b"}',
+            "name",
+        ),
+        (
+            '{"name": "Pine", "time_zone": "UTC", "store_base_url": "https://a.b",'
+            ' "P\\udc00": 1}',
+            "body",
+        ),
+        (
+            '{"name": "Pine", "time_zone": "UTC", "store_base_url": "https://a.b",'
+            ' "banned_words": ["ok", "\\ud83d"]}',
+            "banned_words[1]",
+        ),
+    ],
+)
+def test_a_lone_surrogate_in_a_string_or_a_key_is_a_400(client, raw, field) -> None:
+    response = _send(client, "/v1/brands", raw, OPERATOR_KEY)
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert "UTF-8" in error["message"]
+    assert error["field"] == field
+
+
+def test_a_lone_surrogate_in_an_order_line_item_key_is_a_400(client, brand_key) -> None:
+    raw = (
+        '{"id": 5, "created_at": "2026-03-02T10:00:00Z", "currency": "USD",'
+        ' "total_price": "1", "line_items": [{"P\\ud800": 1}]}'
+    )
+
+    response = _send(client, "/v1/orders", raw, brand_key)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "line_items[0]"
+
+
+@pytest.mark.parametrize("depth", [100_000, 65])
+def test_deeply_nested_json_is_a_400(client, brand_key, depth) -> None:
+    response = _send(client, "/v1/products", "[" * depth + "]" * depth, brand_key)
+
+    assert response.status_code == 400
+    assert "nest" in response.get_json()["error"]["message"]
+
+
+def test_a_chunked_body_over_the_cap_is_refused(client) -> None:
+    raw = json.dumps(brand_body(voice="x" * web.BODY_BYTES_MAX))
+
+    response = client.post(
+        "/v1/brands",
+        input_stream=io.BytesIO(raw.encode()),
+        headers={**auth(OPERATOR_KEY), "Transfer-Encoding": "chunked"},
+        content_type="application/json",
+        # gunicorn sets this for a chunked body; Werkzeug then reads to its end.
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+    assert response.status_code == 400
+    assert "larger than" in response.get_json()["error"]["message"]
+    # Nothing was written: the slug is still free.
+    again = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    assert again.status_code == 201
+
+
+def test_a_chunked_body_under_the_cap_is_read(client) -> None:
+    raw = json.dumps(brand_body())
+
+    response = client.post(
+        "/v1/brands",
+        input_stream=io.BytesIO(raw.encode()),
+        headers={**auth(OPERATOR_KEY), "Transfer-Encoding": "chunked"},
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+    assert response.status_code == 201, response.get_json()
+
+
+def test_an_escaped_backslash_before_u0000_is_plain_text(client, brand_key) -> None:
+    title = "Adapter C:\\u0000"
+
+    response = post_json(
+        client, "/v1/products", [{"sku": "A", "title": title, "price": 1}], brand_key
+    )
+
+    assert response.status_code == 200, response.get_json()
+    listed = client.get("/v1/products", headers=auth(brand_key)).get_json()
+    assert listed["products"][0]["title"] == title
+
+
+@pytest.mark.parametrize("raw", ["false", "0", "null", "[]", '"x"'])
+def test_an_optional_body_that_is_not_an_object_is_a_400(
+    client, brand_key, raw
+) -> None:
+    post_json(client, "/v1/products", catalog(1), brand_key)
+    drafted = post_json(
+        client, "/v1/captions", {"products": [catalog(1)[0]["sku"]]}, brand_key
+    )
+    post_id = drafted.get_json()["posts"][0]["id"]
+
+    response = _send(client, f"/v1/posts/{post_id}/schedule", raw, brand_key)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "body"
+    post = client.get(f"/v1/posts/{post_id}", headers=auth(brand_key)).get_json()
+    assert post["post"]["state"] == "approved"
+    assert post["post"]["scheduled_at"] is None
+
+
+@pytest.mark.parametrize("limit", ["²", "٣", "1" + "0" * 5000, "-1", "0", "501", ""])
+def test_a_limit_that_is_not_1_to_500_in_ascii_digits_is_a_400(
+    client, brand_key, limit
+) -> None:
+    response = client.get(
+        "/v1/products", query_string={"limit": limit}, headers=auth(brand_key)
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "limit"
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"to": "0001-01-03"}, "to"),
+        ({"to": "2026-03-01", "from": "2024-01-01"}, "from"),
+        ({"to": "soon"}, "to"),
+    ],
+)
+def test_a_daily_report_range_that_cannot_be_read_is_a_400(
+    client, brand_key, query, field
+) -> None:
+    response = client.get(
+        "/v1/reports/daily", query_string=query, headers=auth(brand_key)
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+
+
+def test_the_last_page_of_products_has_no_next(client, brand_key) -> None:
+    post_json(client, "/v1/products", catalog(3), brand_key)
+    skus = sorted(p["sku"] for p in catalog(3))
+
+    first = client.get("/v1/products?limit=2", headers=auth(brand_key)).get_json()
+    last = client.get(
+        "/v1/products",
+        query_string={"limit": 2, "after": first["next"]},
+        headers=auth(brand_key),
+    ).get_json()
+    whole = client.get("/v1/products?limit=3", headers=auth(brand_key)).get_json()
+
+    assert first["next"] == skus[1]
+    assert [p["sku"] for p in last["products"]] == skus[2:]
+    assert last["next"] is None
+    # A full page may be the last one too; the next request then answers empty.
+    assert whole["next"] == skus[2]
+
+
+@pytest.mark.parametrize("key", ["café", "ключ", "cc_\u00ff"])
+def test_a_non_ascii_key_is_unknown(client, key) -> None:
+    response = client.get("/v1/brand", headers={"Authorization": f"Bearer {key}"})
+
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    "price", ["9999999999.995", "10000000000", 1e10, "5_000", "1e3", " 5", "+5", "٥"]
+)
+def test_a_price_that_is_not_a_storable_plain_amount_is_a_400(
+    client, brand_key, price
+) -> None:
+    row = {"sku": "A", "title": "T", "price": price}
+
+    response = post_json(client, "/v1/products", [row], brand_key)
+
+    assert response.status_code == 400
+    assert "price" in response.get_json()["error"]["message"]
+
+
+def test_the_largest_storable_price_is_accepted(client, brand_key) -> None:
+    row = {"sku": "A", "title": "T", "price": "9999999999.994"}
+
+    response = post_json(client, "/v1/products", [row], brand_key)
+
+    assert response.status_code == 200, response.get_json()
+    listed = client.get("/v1/products", headers=auth(brand_key)).get_json()
+    assert listed["products"][0]["price"] == "9999999999.99"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"store_base_url": "http://"}, "store_base_url"),
+        ({"store_base_url": "https://"}, "store_base_url"),
+        ({"store_base_url": "https://:443/"}, "store_base_url"),
+        ({"store_base_url": "https://shop.example.com/?ref=x"}, "store_base_url"),
+        ({"store_base_url": "https://shop.example.com/#top"}, "store_base_url"),
+        ({"store_base_url": "https://[::1"}, "store_base_url"),
+        ({"store_base_url": "https://shop.example.com:99999"}, "store_base_url"),
+        ({"store_base_url": "https://a b.example.com"}, "store_base_url"),
+        ({"store_base_url": "https://x.example.com/" + "a" * 200}, "store_base_url"),
+        ({"time_zone": "right/UTC"}, "time_zone"),
+        ({"time_zone": "posix/Europe/Berlin"}, "time_zone"),
+        ({"time_zone": "posixrules"}, "time_zone"),
+        ({"time_zone": "localtime"}, "time_zone"),
+        ({"time_zone": "Factory"}, "time_zone"),
+        ({"time_zone": "America"}, "time_zone"),
+        ({"time_zone": "A" * 1000}, "time_zone"),
+        ({"currency": "ÉÜÖ"}, "currency"),
+        ({"currency": "ßA"}, "currency"),
+        ({"posting_slots": [{"weekday": 0, "time": "09:00\n"}]}, "posting_slots[0]"),
+        ({"posting_slots": [{"weekday": 0, "time": "0٩:00"}]}, "posting_slots[0]"),
+        ({"posting_slots": [{"weekday": 1.0, "time": "09:00"}]}, "posting_slots[0]"),
+    ],
+)
+def test_more_bad_brand_fields_are_named_in_a_400(client, change, field) -> None:
+    response = post_json(client, "/v1/brands", brand_body(**change), OPERATOR_KEY)
+
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["field"] == field
+
+
+def test_a_time_zone_postgresql_does_not_know_is_a_400(client, runtime) -> None:
+    with runtime.database.transaction() as tx:
+        known = {row["name"] for row in tx.rows("SELECT name FROM pg_timezone_names")}
+    unknown = sorted(
+        zoneinfo.available_timezones() - known - {"localtime", "posixrules", "Factory"}
+    )
+    if not unknown:
+        pytest.skip("this PostgreSQL knows every zone Python knows")
+
+    response = post_json(
+        client, "/v1/brands", brand_body(time_zone=unknown[0]), OPERATOR_KEY
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "time_zone"
+
+
+def test_a_store_url_keeps_its_path_without_the_trailing_slash(client) -> None:
+    body = brand_body(store_base_url="https://example.com/shop/")
+
+    response = post_json(client, "/v1/brands", body, OPERATOR_KEY)
+
+    assert response.status_code == 201
+    assert response.get_json()["brand"]["store_base_url"] == "https://example.com/shop"
+
+
+def test_a_discount_over_100_percent_is_a_400(client, brand_key) -> None:
+    row = {"sku": "A", "title": "T", "price": 10, "discountPercentage": 150}
+
+    response = post_json(client, "/v1/products", [row], brand_key)
+
+    assert response.status_code == 400
+    assert "discountPercentage" in response.get_json()["error"]["message"]
+
+
+def test_product_handles_keep_letters_and_drop_accents(client, brand_key) -> None:
+    rows = [
+        {"sku": "U-1", "title": "Ünïcødé Ωmega", "price": 1},
+        {"sku": "SKU 2", "title": "!!!", "price": 1},
+        {"sku": "C-3", "title": "Crème Brûlée – 2 Pack", "price": 1},
+    ]
+
+    post_json(client, "/v1/products", rows, brand_key)
+
+    listed = client.get("/v1/products", headers=auth(brand_key)).get_json()
+    handles = {p["sku"]: p["handle"] for p in listed["products"]}
+    assert handles == {
+        "U-1": "unicøde-ωmega",
+        "SKU 2": "sku-2",
+        "C-3": "creme-brulee-2-pack",
+    }
+
+
+def test_an_order_in_another_currency_than_the_brands_is_a_400(
+    client, brand_key
+) -> None:
+    order = {
+        "id": 77,
+        "created_at": "2026-03-02T10:00:00Z",
+        "currency": "EUR",
+        "total_price": "10.00",
+    }
+
+    refused = post_json(client, "/v1/orders", order, brand_key)
+    accepted = post_json(client, "/v1/orders", {**order, "currency": "USD"}, brand_key)
+
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["field"] == "currency"
+    assert "USD" in refused.get_json()["error"]["message"]
+    assert accepted.status_code == 201
+    assert accepted.get_json()["duplicate"] is False
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"customer": {"id": {"a": 1}}}, "customer.id"),
+        ({"customer": {"id": [1]}}, "customer.id"),
+        ({"customer": {"id": True}}, "customer.id"),
+        ({"customer": "someone"}, "customer"),
+        ({"currency": "ÉÜÖ"}, "currency"),
+        ({"id": "x" * 201}, "id"),
+    ],
+)
+def test_more_bad_orders_are_named_in_a_400(client, brand_key, change, field) -> None:
+    order = {
+        "id": 1003,
+        "created_at": "2026-03-02T10:00:00Z",
+        "currency": "USD",
+        "total_price": "10.00",
+        **change,
+    }
+
+    response = post_json(client, "/v1/orders", order, brand_key)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+
+
+def test_a_customer_id_is_stored_as_text(client, brand_key, runtime) -> None:
+    order = {
+        "id": 1004,
+        "created_at": "2026-03-02T10:00:00Z",
+        "currency": "USD",
+        "total_price": "10.00",
+        "customer": {"id": 7001},
+    }
+
+    assert post_json(client, "/v1/orders", order, brand_key).status_code == 201
+
+    with runtime.database.transaction() as tx:
+        stored = tx.scalar("SELECT customer_id FROM orders WHERE external_id = '1004'")
+    assert stored == "7001"
+
+
+def test_two_slots_folded_into_one_instant_schedule_two_posts(client) -> None:
+    # 02:30 does not exist on 2026-03-08 in New York: it becomes 03:30 EDT, the
+    # same instant as the 03:30 slot.
+    body = brand_body(
+        posting_slots=[{"weekday": 6, "time": "02:30"}, {"weekday": 6, "time": "03:30"}]
+    )
+    key = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
+    post_json(client, "/v1/products", catalog(2), key)
+    post_json(client, "/v1/captions", {"products": [p["sku"] for p in catalog(2)]}, key)
+
+    response = post_json(client, "/v1/schedule", {}, key)
+
+    assert response.status_code == 200, response.get_json()
+    times = [p["scheduled_at"] for p in response.get_json()["posts"]]
+    assert times == ["2026-03-08T07:30:00+00:00", "2026-03-15T06:30:00+00:00"]

@@ -68,3 +68,18 @@ def _settings(url: str):
     from cartcast.settings import Settings
 
     return Settings(database_url=url)
+
+
+def test_running_without_settings_names_them_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("DATABASE_URL", "CLOUD_SQL_INSTANCE"):
+        monkeypatch.delenv(name, raising=False)
+
+    status = migrate.main([])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "DATABASE_URL or CLOUD_SQL_INSTANCE" in captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out == ""

@@ -60,3 +60,59 @@ def test_local_push_endpoints_are_parsed() -> None:
         "a": "http://127.0.0.1:1/",
         "b": "http://127.0.0.1:2/",
     }
+
+
+BASE = {"DATABASE_URL": "postgresql://x@/db?host=/tmp"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LOG_LEVEL", "verbose"),
+        ("X_TIMEOUT_S", "nan"),
+        ("X_TIMEOUT_S", "inf"),
+        ("GEMINI_TIMEOUT_S", "1e309"),
+        ("DB_IAM_AUTH", "ture"),
+        ("DB_IAM_AUTH", "on"),
+    ],
+)
+def test_a_malformed_value_is_named(name, value) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load({**BASE, name: value})
+
+    assert name in str(raised.value)
+    assert value in str(raised.value)
+
+
+def test_all_malformed_values_are_named_together() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load({"LOG_LEVEL": "verbose", "DB_IAM_AUTH": "ture"})
+
+    message = str(raised.value)
+    assert "LOG_LEVEL" in message
+    assert "DB_IAM_AUTH" in message
+    assert "DATABASE_URL or CLOUD_SQL_INSTANCE" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("yes", True),
+        ("false", False),
+        ("0", False),
+        ("No", False),
+        ("", True),
+    ],
+)
+def test_db_iam_auth_reads_the_usual_spellings(value, expected) -> None:
+    loaded = settings.load({**BASE, "DB_IAM_AUTH": value})
+
+    assert loaded.db_iam_auth is expected
+
+
+@pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "ERROR", "critical"])
+def test_log_levels_are_read_in_any_case(level) -> None:
+    assert settings.load({**BASE, "LOG_LEVEL": level}).log_level == level.upper()

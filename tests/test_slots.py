@@ -5,8 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import pytest
+
 from cartcast import slots
 from cartcast.clock import UTC
+from cartcast.errors import InvalidRequest
 
 NEW_YORK = "America/New_York"
 
@@ -68,3 +71,34 @@ def test_the_process_time_zone_does_not_matter(monkeypatch) -> None:
         time.tzset()
 
     assert found == expected
+
+
+def test_two_wall_times_that_fold_into_one_instant_give_it_once() -> None:
+    saturday = dt.datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
+    sunday_early = [{"weekday": 6, "time": "02:30"}, {"weekday": 6, "time": "03:30"}]
+
+    found = slots.next_free(sunday_early, NEW_YORK, saturday, set(), 3)
+
+    # On 2026-03-08 both 02:30 (skipped) and 03:30 are 07:30 UTC; a week later they
+    # are an hour apart again.
+    assert found == [
+        dt.datetime(2026, 3, 8, 7, 30, tzinfo=UTC),
+        dt.datetime(2026, 3, 15, 6, 30, tzinfo=UTC),
+        dt.datetime(2026, 3, 15, 7, 30, tzinfo=UTC),
+    ]
+
+
+@pytest.mark.parametrize(
+    "time_text", ["09:00\n", "9:00", "09:00:00", "24:00", "0٩:00", " 09:00", "09.00"]
+)
+def test_a_slot_time_must_be_exactly_hh_mm(time_text) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        slots.validate_slots([{"weekday": 0, "time": time_text}])
+
+    assert raised.value.field == "posting_slots[0]"
+
+
+@pytest.mark.parametrize("weekday", [1.0, True, "1", -1, 7, None])
+def test_a_slot_weekday_must_be_an_integer_0_to_6(weekday) -> None:
+    with pytest.raises(InvalidRequest):
+        slots.validate_slots([{"weekday": weekday, "time": "09:00"}])

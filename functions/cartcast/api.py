@@ -9,6 +9,7 @@ answers 404, exactly like one that does not exist.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 from typing import Any
 
@@ -30,6 +31,9 @@ from cartcast import (
 from cartcast.errors import CartcastError, InvalidRequest, NotFound
 
 LIST_LIMIT_MAX = 500
+LIMIT_PATTERN = re.compile(r"[0-9]{1,9}")
+REPORT_DAYS_MAX = 366
+DEFAULT_REPORT_DAYS = 7
 POST_STATES = (
     "needs_approval",
     "approved",
@@ -127,7 +131,9 @@ _OPTIONAL_BODY = {"schedule_post", "schedule_approved"}
 
 def _limit(query: Any, default: int = 100) -> int:
     raw = query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT_MAX:
+    # str.isdigit() also takes "²" and "٣"; int() fails on the first and reads the
+    # second. Only ASCII digits, and few of them (int() refuses over 4300).
+    if not LIMIT_PATTERN.fullmatch(raw) or not 1 <= int(raw) <= LIST_LIMIT_MAX:
         raise InvalidRequest(f"'limit' must be 1 to {LIST_LIMIT_MAX}", field="limit")
     return int(raw)
 
@@ -166,14 +172,16 @@ def list_products(tx, *, runtime, caller, body, query):
         raise InvalidRequest(
             "'after' must be a SKU from a previous page", field="after"
         )
+    limit = _limit(query)
     found = catalog.list_products(
-        tx,
-        brand_id=keys.require_brand(caller),
-        after_sku=after,
-        limit=_limit(query),
+        tx, brand_id=keys.require_brand(caller), after_sku=after, limit=limit
     )
+
+    # A short page is the last one; a full page may be too, and then the next
+    # request answers an empty page.
+    last_page = len(found) < limit
     return web.json_response(
-        {"products": found, "next": found[-1]["sku"] if found else None}
+        {"products": found, "next": None if last_page else found[-1]["sku"]}
     )
 
 
@@ -290,10 +298,11 @@ def daily_report(tx, *, runtime, caller, body, query):
     brand = brands.get_brand(tx, brand_id)
     today = runtime.clock.now().astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
     last_day = _day(query.get("to"), "to", today)
-    first_day = _day(query.get("from"), "from", last_day - dt.timedelta(days=6))
-    if first_day > last_day or (last_day - first_day).days > 366:
+    first_day = _day(query.get("from"), "from", _default_first_day(last_day))
+    if first_day > last_day or (last_day - first_day).days > REPORT_DAYS_MAX:
         raise InvalidRequest(
-            "'from' must be on or before 'to', at most 366 days apart", field="from"
+            f"'from' must be on or before 'to', at most {REPORT_DAYS_MAX} days apart",
+            field="from",
         )
     rows = reports.daily(tx, brand_id=brand_id, first_day=first_day, last_day=last_day)
     return web.json_response({"time_zone": brand["time_zone"], "days": rows})
@@ -319,6 +328,18 @@ def _day(value: str | None, name: str, default: dt.date) -> dt.date:
     except ValueError as error:
         raise InvalidRequest(
             f"'{name}' must be a date like 2026-03-01", field=name
+        ) from error
+
+
+def _default_first_day(last_day: dt.date) -> dt.date:
+    """Return the first day of the default report range that ends on `last_day`."""
+    try:
+        return last_day - dt.timedelta(days=DEFAULT_REPORT_DAYS - 1)
+    except OverflowError as error:
+        raise InvalidRequest(
+            f"'to' is too early for the default {DEFAULT_REPORT_DAYS}-day range; "
+            "send 'from' as well",
+            field="to",
         ) from error
 
 

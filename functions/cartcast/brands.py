@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import unicodedata
+import urllib.parse
 from typing import Any
 
 from cartcast import keys, slots, validation
@@ -39,7 +41,34 @@ PAUSE_X_POSTS = "UPDATE brands SET x_posts_paused_until = :until WHERE id = :bra
 PAUSE_X_READS = "UPDATE brands SET x_reads_paused_until = :until WHERE id = :brand_id"
 # X's rate limits are counted in 15-minute windows (X API v2 rate-limit docs).
 X_RATE_LIMIT_WINDOW = dt.timedelta(minutes=15)
-SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+SELECT_TIME_ZONE = "SELECT name FROM pg_timezone_names WHERE name = :name"
+SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+STORE_URL_LENGTH_MAX = 200
+WORDS_MAX = 100
+WORD_LENGTH_MAX = 100
+X_USER_ID = re.compile(r"[0-9]{1,19}")
+X_USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
+# Latin letters NFKD does not decompose, spelled the way their languages do.
+LATIN_LETTERS_SPELLED = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "ø": "o",
+        "Ø": "O",
+        "đ": "d",
+        "Đ": "D",
+        "ð": "d",
+        "Ð": "D",
+        "þ": "th",
+        "Þ": "TH",
+        "ł": "l",
+        "Ł": "L",
+        "ı": "i",
+    }
+)
 
 
 def create_brand(tx: Transaction, body: Any, *, now: dt.datetime) -> dict[str, Any]:
@@ -48,6 +77,13 @@ def create_brand(tx: Transaction, body: Any, *, now: dt.datetime) -> dict[str, A
     Returns the brand and the key; the key is shown this once and never again.
     """
     values = parse_brand(body)
+    # zoneinfo and PostgreSQL each carry their own copy of the tz database; the
+    # rollup converts days with AT TIME ZONE, so the name must be one both know.
+    if tx.scalar(SELECT_TIME_ZONE, name=values["time_zone"]) is None:
+        raise InvalidRequest(
+            f"time zone {values['time_zone']!r} is unknown to the database",
+            field="time_zone",
+        )
 
     brand_id = tx.scalar(INSERT_BRAND, **values, created_at=now)
     if brand_id is None:
@@ -62,23 +98,8 @@ def parse_brand(body: Any) -> dict[str, Any]:
     """Validate a brand body and return the column values."""
     body = validation.require_object(body)
     name = validation.text(body, "name", max_len=200)
-    slug = validation.text(body, "slug", required=False, max_len=63) or _slugify(name)
-    if not SLUG_PATTERN.match(slug):
-        raise InvalidRequest(
-            "'slug' must be 2-63 lowercase letters, digits or dashes", field="slug"
-        )
-    store = validation.text(body, "store_base_url", max_len=500)
-    if not store.startswith(("https://", "http://")):
-        raise InvalidRequest(
-            "'store_base_url' must be an http(s) URL", field="store_base_url"
-        )
-    currency = validation.text(body, "currency", required=False, default="USD").upper()
-    if not re.fullmatch(r"[A-Z]{3}", currency):
-        raise InvalidRequest(
-            "'currency' must be a 3-letter ISO 4217 code", field="currency"
-        )
     return {
-        "slug": slug,
+        "slug": _slug(body, name),
         "name": name,
         "time_zone": validation.time_zone(body.get("time_zone")),
         "voice": validation.text(
@@ -89,19 +110,22 @@ def parse_brand(body: Any) -> dict[str, Any]:
         ),
         "banned_words": _word_list(body, "banned_words"),
         "required_hashtags": _word_list(body, "required_hashtags"),
-        "store_base_url": store.rstrip("/"),
-        "currency": currency,
+        "store_base_url": _store_base_url(body),
+        "currency": validation.currency(body, "currency", default="USD"),
         "approvals_required": validation.boolean(
             body, "approvals_required", default=True
         ),
         "posting_slots": json.dumps(
             slots.validate_slots(body.get("posting_slots", slots.DEFAULT_SLOTS))
         ),
-        "x_user_id": validation.text(body, "x_user_id", required=False, max_len=30),
-        "x_username": validation.text(body, "x_username", required=False, max_len=30),
+        "x_user_id": _optional_match(body, "x_user_id", X_USER_ID, "1 to 19 digits"),
+        "x_username": _optional_match(
+            body, "x_username", X_USERNAME, "1 to 15 letters, digits or _"
+        ),
         "x_access_token": validation.text(
             body, "x_access_token", required=False, max_len=500
-        ),
+        )
+        or None,
     }
 
 
@@ -137,16 +161,83 @@ def pause_x(
     return until
 
 
+def _slug(body: dict, name: str) -> str:
+    given = validation.text(body, "slug", required=False, max_len=63)
+    slug = given or _slugify(name)
+    if not SLUG_PATTERN.fullmatch(slug):
+        hint = "" if given else f" (derived from the name: {slug!r}); send a 'slug'"
+        raise InvalidRequest(
+            f"'slug' must be 2-63 lowercase letters, digits or dashes{hint}",
+            field="slug",
+        )
+    return slug
+
+
+def _store_base_url(body: dict) -> str:
+    """Return the store's http(s) URL without a trailing slash; links add paths."""
+    url = validation.text(body, "store_base_url", max_len=STORE_URL_LENGTH_MAX)
+    problem = _url_problem(url)
+    if problem:
+        raise InvalidRequest(
+            f"'store_base_url' must be an http(s) URL with a host and no query or "
+            f"fragment: {problem}",
+            field="store_base_url",
+        )
+    return url.rstrip("/")
+
+
+def _url_problem(url: str) -> str | None:
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return "it contains spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError as error:
+        return str(error)
+    if parts.scheme not in ("http", "https"):
+        return "the scheme is not http or https"
+    if not parts.hostname:
+        return "there is no host"
+    if parts.username is not None or parts.password is not None:
+        return "it carries credentials"
+    # links.product_link keeps a query and a fragment where they would then sit,
+    # before and after its own parameters; a store base has no need for either.
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "it has a query or a fragment"
+    return None
+
+
+def _optional_match(
+    body: dict, name: str, pattern: re.Pattern[str], described: str
+) -> str | None:
+    value = validation.text(body, name, required=False, max_len=100)
+    if not value:
+        return None
+    if not pattern.fullmatch(value):
+        raise InvalidRequest(f"'{name}' must be {described}", field=name)
+    return value
+
+
 def _word_list(body: dict, name: str) -> list[str]:
     value = body.get(name, [])
-    if not isinstance(value, list) or not all(
-        isinstance(v, str) and v.strip() for v in value
+    if (
+        not isinstance(value, list)
+        or len(value) > WORDS_MAX
+        or not all(
+            isinstance(v, str) and v.strip() and len(v) <= WORD_LENGTH_MAX
+            for v in value
+        )
     ):
         raise InvalidRequest(
-            f"'{name}' must be a list of non-empty strings", field=name
+            f"'{name}' must be a list of at most {WORDS_MAX} non-empty strings of "
+            f"up to {WORD_LENGTH_MAX} characters",
+            field=name,
         )
     return [v.strip() for v in value]
 
 
 def _slugify(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63] or "brand"
+    """Spell a name in ASCII slug letters: "Crème Brûlée Co." -> "creme-brulee-co"."""
+    ascii_name = unicodedata.normalize("NFKD", name.translate(LATIN_LETTERS_SPELLED))
+    ascii_name = ascii_name.encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:63].strip("-")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,7 @@ from cartcast.db import Transaction
 from cartcast.errors import InvalidRequest, NotFound
 
 IMPORT_ROWS_MAX = 1000
+HANDLE_LENGTH_MAX = 200
 ERRORS_SHOWN_MAX = 20
 
 UPSERT_PRODUCT = """
@@ -105,7 +107,7 @@ def parse_product(row: Any) -> dict[str, Any]:
     return {
         "sku": sku,
         "handle": validation.text(row, "handle", required=False, max_len=200)
-        or _handle(title),
+        or _handle(title, sku),
         "title": title,
         "description": validation.text(row, "description", required=False, default="")[
             :5000
@@ -118,9 +120,7 @@ def parse_product(row: Any) -> dict[str, Any]:
         "price": validation.money(row.get("price"), "price")
         if "price" in row
         else _missing("price"),
-        "discount_percent": None
-        if discount is None
-        else min(validation.money(discount, "discountPercentage"), Decimal(100)),
+        "discount_percent": None if discount is None else _percent(discount),
         "stock": stock,
         "image_url": image if isinstance(image, str) else None,
     }
@@ -160,8 +160,34 @@ def _feed_rows(feed: Any) -> list[Any]:
     return feed
 
 
-def _handle(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:200] or "product"
+def _handle(title: str, sku: str) -> str:
+    """Derive a URL handle from the title, else the SKU ("Brûlée" -> "brulee").
+
+    Accents on Latin letters are dropped (NFKD, then the marks that follow an ASCII
+    letter); other scripts keep their letters and marks, since a path may hold any
+    Unicode and links.product_link percent-encodes it.
+    """
+    return _slug_words(title) or _slug_words(sku) or sku
+
+
+def _slug_words(text: str) -> str:
+    kept: list[str] = []
+    for char in unicodedata.normalize("NFKD", text.lower()):
+        category = unicodedata.category(char)
+        if category.startswith("M") and kept and kept[-1].isascii():
+            continue
+        kept.append(char if category[0] in "LNM" else "-")
+    words = re.sub(r"-+", "-", "".join(kept)).strip("-")
+    return unicodedata.normalize("NFC", words)[:HANDLE_LENGTH_MAX].strip("-")
+
+
+def _percent(value: Any) -> Decimal:
+    percent = validation.money(value, "discountPercentage")
+    if percent > 100:
+        raise InvalidRequest(
+            "'discountPercentage' must be 0 to 100", field="discountPercentage"
+        )
+    return percent
 
 
 def _missing(name: str) -> Decimal:

@@ -75,7 +75,13 @@ def authenticate(
 ) -> Caller:
     """Identify the caller from the Authorization header, or raise Unauthorized."""
     token = bearer_token(authorization)
-    if operator_key and hmac.compare_digest(token, operator_key):
+    # Keys are ASCII (token_urlsafe); hmac.compare_digest raises TypeError for str
+    # with other characters, so those are simply unknown, and bytes are compared.
+    if not token.isascii():
+        raise Unauthorized("unknown or revoked API key")
+    if operator_key and hmac.compare_digest(
+        token.encode(), operator_key.encode("utf-8", "surrogateescape")
+    ):
         return Caller(brand_id=None, key_name="operator", role="operator")
     row = tx.one(SELECT_KEY, key_hash=hash_key(token))
     if row is None:

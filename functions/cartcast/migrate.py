@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from cartcast import db, settings
-from cartcast.errors import ConfigurationError
+from cartcast.errors import ConfigurationError, TransientError
 
 # Any 64-bit number unique to this purpose; pg_advisory_lock takes a bigint.
 MIGRATION_LOCK_ID = 7_310_262_020_001
@@ -88,13 +88,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sql-dir", type=Path, default=default_sql_dir())
     args = parser.parse_args(argv)
 
-    database = db.connect_from_settings(settings.load())
+    # A deployment mistake is a message for the operator, not a traceback.
     try:
-        applied = apply_migrations(database, args.sql_dir)
-    finally:
-        database.close()
+        applied = _migrate(args.sql_dir)
+    except ConfigurationError as error:
+        print(f"cannot migrate: {error}", file=sys.stderr)
+        return 2
+    except TransientError as error:
+        print(f"cannot migrate now: {error}", file=sys.stderr)
+        return 1
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none new'}")
     return 0
+
+
+def _migrate(sql_dir: Path) -> list[str]:
+    database = db.connect_from_settings(settings.load())
+    try:
+        return apply_migrations(database, sql_dir)
+    finally:
+        database.close()
 
 
 if __name__ == "__main__":

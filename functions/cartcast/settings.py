@@ -8,6 +8,7 @@ every missing or malformed variable, instead of one at a time.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 
@@ -15,6 +16,15 @@ from cartcast.errors import ConfigurationError
 
 ENVIRONMENTS = ("local", "cloud")
 PUBSUB_MODES = ("push", "google")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FLAG_VALUES = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "false": False,
+    "0": False,
+    "no": False,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,16 +75,30 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         except ValueError:
             problems.append(f"{name} must be a number, got {raw!r}")
             return default
-        if value <= 0:
-            problems.append(f"{name} must be positive, got {raw!r}")
+        # float() reads "nan" and "inf"; neither is a usable timeout.
+        if not math.isfinite(value) or value <= 0:
+            problems.append(f"{name} must be a positive number, got {raw!r}")
         return value
 
-    def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = text(name, default)
-        if value not in allowed:
+    def flag(name: str, default: bool) -> bool:
+        raw = text(name)
+        if raw is None:
+            return default
+        if raw.lower() not in FLAG_VALUES:
             problems.append(
-                f"{name} must be one of {', '.join(allowed)}, got {value!r}"
+                f"{name} must be true or false (or 1/0, yes/no), got {raw!r}"
             )
+            return default
+        return FLAG_VALUES[raw.lower()]
+
+    def choice(
+        name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False
+    ) -> str:
+        raw = text(name, default)
+        value = raw.upper() if upper else raw
+        if value not in allowed:
+            problems.append(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+            return default
         return value
 
     environment = choice("CARTCAST_ENV", "local", ENVIRONMENTS)
@@ -84,7 +108,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         cloud_sql_instance=text("CLOUD_SQL_INSTANCE"),
         db_user=text("DB_USER"),
         db_name=text("DB_NAME", "cartcast"),
-        db_iam_auth=text("DB_IAM_AUTH", "true").lower() in ("1", "true", "yes"),
+        db_iam_auth=flag("DB_IAM_AUTH", True),
         clock_file=text("CARTCAST_CLOCK"),
         operator_key=text("CARTCAST_OPERATOR_KEY"),
         x_api_base_url=text("X_API_BASE_URL"),
@@ -106,7 +130,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10),
         attribution_window_days=number("CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7),
         rollup_lookback_days=number("CARTCAST_ROLLUP_LOOKBACK_DAYS", 8),
-        log_level=text("LOG_LEVEL", "INFO").upper(),
+        log_level=choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
     )
     problems.extend(_check_consistency(settings))
     if problems:

@@ -6,7 +6,9 @@ zoneinfo with `fold=0`, which defines both daylight-saving edge cases:
 - a slot inside the hour skipped when clocks go forward (02:30 on a spring-forward
   night in New York) happens at the same distance past the jump: 03:30 local;
 - a slot inside the hour repeated when clocks go back happens at its first
-  occurrence (the earlier UTC instant), once.
+  occurrence (the earlier UTC instant), once;
+- two slots that land on one instant that way (02:30 and 03:30 on that night) fill
+  one slot, not two.
 
 The process time zone never matters: every input and output is aware.
 """
@@ -28,7 +30,9 @@ DEFAULT_SLOTS = (
     + [{"weekday": day, "time": "18:00"} for day in range(5)]
     + [{"weekday": day, "time": "11:00"} for day in (5, 6)]
 )
-TIME_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+# ASCII digits only (\d also matches "٩"), matched with fullmatch: "$" would let
+# "09:00\n" through.
+TIME_PATTERN = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 HORIZON_DAYS = 366
 
 
@@ -44,11 +48,15 @@ def validate_slots(value: Any) -> list[dict[str, Any]]:
         if not isinstance(slot, dict):
             raise InvalidRequest(f"{where} must be an object", field=where)
         weekday, time = slot.get("weekday"), slot.get("time")
-        if isinstance(weekday, bool) or weekday not in range(7):
+        if (
+            isinstance(weekday, bool)
+            or not isinstance(weekday, int)
+            or weekday not in range(7)
+        ):
             raise InvalidRequest(
                 f"{where}.weekday must be 0 (Monday) to 6", field=where
             )
-        if not isinstance(time, str) or not TIME_PATTERN.match(time):
+        if not isinstance(time, str) or not TIME_PATTERN.fullmatch(time):
             raise InvalidRequest(f"{where}.time must be HH:MM (24 h)", field=where)
         slots.append({"weekday": weekday, "time": time})
     unique = {(slot["weekday"], slot["time"]) for slot in slots}
@@ -91,11 +99,18 @@ def next_free(
     taken: set[dt.datetime],
     count: int,
 ) -> list[dt.datetime]:
-    """Return the next `count` slot instants after `after` that are not taken."""
-    free = []
+    """Return the next `count` distinct slot instants after `after` not taken.
+
+    Two wall times can name one instant (02:30 and 03:30 on a spring-forward night);
+    it is returned once, so callers never schedule two posts into one slot.
+    """
+    free: list[dt.datetime] = []
+    seen: set[dt.datetime] = set()
     for instant in upcoming(list(slots), time_zone, after):
-        if instant not in taken:
-            free.append(instant)
-            if len(free) == count:
-                break
+        if instant in taken or instant in seen:
+            continue
+        seen.add(instant)
+        free.append(instant)
+        if len(free) == count:
+            break
     return free

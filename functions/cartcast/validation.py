@@ -7,6 +7,7 @@ answers 400 with the field's name and leaves the database as it was.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 import zoneinfo
 from decimal import Decimal, InvalidOperation
@@ -14,6 +15,19 @@ from typing import Any
 
 from cartcast.clock import parse_instant
 from cartcast.errors import InvalidRequest
+
+# numeric(12, 2), the type of every amount column (sql/001_schema.sql).
+AMOUNT_LIMIT = Decimal("1e10")
+CENT = Decimal("0.01")
+# Decimal() alone would also take "5_000", "1e3", " 5", "+5" and non-ASCII digits.
+PLAIN_DECIMAL = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,30})?")
+CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
+TIME_ZONE_LENGTH_MAX = 64
+# Files zoneinfo can load that are not places: the leap-second ("right/") and
+# duplicate ("posix/") trees, the host's "localtime", the "posixrules" template and
+# "Factory", tzdata's placeholder for "zone not set" (abbreviation "-00").
+TIME_ZONE_PREFIXES_REFUSED = ("posix/", "right/")
+TIME_ZONE_NAMES_REFUSED = frozenset({"posixrules", "localtime", "Factory"})
 
 
 def require_object(body: Any, where: str = "body") -> dict[str, Any]:
@@ -66,16 +80,41 @@ def boolean(body: dict, name: str, *, default: bool) -> bool:
 
 
 def money(value: Any, name: str) -> Decimal:
-    """Parse a non-negative amount given as a JSON number or a decimal string."""
+    """Parse a non-negative amount that fits numeric(12, 2), rounded to cents.
+
+    A JSON number, or a string in plain decimal notation ("19.98"); the limit is
+    checked after rounding, so 9999999999.995 is refused rather than overflowing.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidRequest(f"'{name}' must be a number", field=name)
+    if isinstance(value, str) and not PLAIN_DECIMAL.fullmatch(value):
+        raise InvalidRequest(
+            f"'{name}' must be a plain decimal number such as 19.98", field=name
+        )
     try:
         amount = Decimal(str(value))
     except InvalidOperation as error:
         raise InvalidRequest(f"'{name}' must be a number", field=name) from error
-    if not amount.is_finite() or amount < 0 or amount >= Decimal("1e10"):
+    if not amount.is_finite() or amount < 0:
         raise InvalidRequest(f"'{name}' must be a non-negative amount", field=name)
-    return amount.quantize(Decimal("0.01"))
+    # Refuse huge values before quantize, which raises past 28 digits of precision.
+    if amount >= AMOUNT_LIMIT or amount.quantize(CENT) >= AMOUNT_LIMIT:
+        raise InvalidRequest(
+            f"'{name}' must be less than {AMOUNT_LIMIT:f} after rounding to cents",
+            field=name,
+        )
+    return amount.quantize(CENT)
+
+
+def currency(body: dict, name: str, *, default: str | None = None) -> str:
+    """Return an ISO 4217-shaped code: three ASCII letters, upper-cased."""
+    value = text(body, name, required=default is None, default=default, max_len=3)
+    # Checked before upper(): "ß".upper() is "SS", so "ßA" would pass afterwards.
+    if not CURRENCY_CODE.fullmatch(value):
+        raise InvalidRequest(
+            f"'{name}' must be a 3-letter ISO 4217 code such as USD", field=name
+        )
+    return value.upper()
 
 
 def instant(value: Any, name: str) -> dt.datetime:
@@ -92,11 +131,22 @@ def instant(value: Any, name: str) -> dt.datetime:
 
 
 def time_zone(value: Any, name: str = "time_zone") -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"'{name}' must be an IANA time zone name", field=name)
+    """Return an IANA zone name that zoneinfo can load (PostgreSQL is asked apart)."""
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > TIME_ZONE_LENGTH_MAX
+        or value.startswith(TIME_ZONE_PREFIXES_REFUSED)
+        or value in TIME_ZONE_NAMES_REFUSED
+    ):
+        raise InvalidRequest(
+            f"'{name}' must be an IANA time zone name such as Europe/Berlin",
+            field=name,
+        )
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+    # A directory ("America") or an over-long name surfaces as an OSError.
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as error:
         raise InvalidRequest(f"unknown time zone {value!r}", field=name) from error
     return value
 

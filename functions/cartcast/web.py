@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import re
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -22,34 +24,139 @@ from cartcast.errors import (
 )
 
 BODY_BYTES_MAX = 2 * 1024 * 1024
+# Far beyond any store export; keeps json.dumps and jsonb well inside their limits.
+JSON_DEPTH_MAX = 64
+FIELD_LENGTH_MAX = 200
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+# NUL, which PostgreSQL text refuses, and the surrogates, which UTF-8 cannot encode.
+UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 Response = tuple[str, int, dict[str, str]]
+# A path to a value: None for the body itself, else (parent path, key or index).
+_Path = tuple[Any, str | int] | None
 
 
 def read_json(request: Any, *, optional: bool = False) -> Any:
     """Return the request's JSON body, or raise InvalidRequest saying what is wrong.
 
-    With `optional`, an empty body reads as an empty object.
+    With `optional`, an empty body reads as an empty object, and any other body must
+    be an object. Every string, keys included, is checked to be storable.
     """
-    if request.content_length and request.content_length > BODY_BYTES_MAX:
-        raise InvalidRequest(f"body is larger than {BODY_BYTES_MAX} bytes")
-    raw = request.get_data(cache=True)
+    raw = _read_capped(request)
     if not raw.strip():
         if optional:
             return {}
         raise InvalidRequest("body is empty; send a JSON object")
     if not (request.mimetype or "").endswith("json"):
         raise InvalidRequest("Content-Type must be application/json")
+
+    body = _parse(raw)
+    _check_storable(body)
+
+    if optional and not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object", field="body")
+    return body
+
+
+def _read_capped(request: Any) -> bytes:
+    """Read at most BODY_BYTES_MAX bytes of the body, or refuse it."""
+    too_large = InvalidRequest(f"body is larger than {BODY_BYTES_MAX} bytes")
+    if request.content_length is not None and request.content_length > BODY_BYTES_MAX:
+        raise too_large
+
+    # A chunked body has no Content-Length (Werkzeug reports None), so the cap is
+    # enforced on what is read. read(n) may return less than n before the end.
+    chunks, size = [], 0
+    while size <= BODY_BYTES_MAX:
+        chunk = request.stream.read(BODY_BYTES_MAX + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > BODY_BYTES_MAX:
+        raise too_large
+    return b"".join(chunks)
+
+
+def _parse(raw: bytes) -> Any:
     try:
-        text = raw.decode("utf-8")
-        body = json.loads(text)
+        return json.loads(
+            raw.decode("utf-8"),
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+        )
+    except RecursionError as error:
+        raise InvalidRequest(
+            f"body nests deeper than {JSON_DEPTH_MAX} levels"
+        ) from error
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidRequest(f"body is not valid JSON: {error}") from error
-    # PostgreSQL text cannot hold NUL; refuse it here rather than fail on insert.
-    if "\\u0000" in text.lower():
-        raise InvalidRequest("strings must not contain NUL (\\u0000) characters")
-    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which are not JSON and which neither
+    # numeric nor jsonb columns can hold.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _check_storable(body: Any) -> None:
+    """Refuse nesting past JSON_DEPTH_MAX and strings PostgreSQL text cannot hold.
+
+    Walks the body without recursion. Strings must be encodable as UTF-8 (a lone
+    surrogate from a "\\ud800" escape is not; pg8000 would fail on it) and free of
+    NUL, which PostgreSQL text refuses. A path is built only for the error.
+    """
+    stack: list[tuple[Any, _Path, int]] = [(body, None, 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            _check_string(value, path)
+            continue
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            continue
+        if depth > JSON_DEPTH_MAX:
+            raise InvalidRequest(
+                f"body nests deeper than {JSON_DEPTH_MAX} levels",
+                field=_field(path),
+            )
+        for key, item in items:
+            if isinstance(key, str):
+                _check_string(key, path, is_key=True)
+            if isinstance(item, (str, dict, list)):
+                stack.append((item, (path, key), depth + 1))
+
+
+def _check_string(value: str, path: _Path, *, is_key: bool = False) -> None:
+    found = UNSTORABLE_CHARACTER.search(value)
+    if found is None:
+        return
+    what = "a key" if is_key else "a string"
+    if found.group() == "\x00":
+        problem = f"{what} contains NUL (\\u0000), which cannot be stored"
+    else:
+        problem = f"{what} is not valid UTF-8 (a lone surrogate such as \\ud800)"
+    raise InvalidRequest(problem, field=_field(path))
+
+
+def _field(path: _Path) -> str:
+    """Spell a path the way field names read: `line_items[0].name`."""
+    parts: list[str] = []
+    while path is not None:
+        path, key = path
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    spelled = "".join(reversed(parts)).removeprefix(".")
+    return spelled[:FIELD_LENGTH_MAX] or "body"
 
 
 def json_response(

@@ -1,0 +1,163 @@
+"""Field checks refuse what PostgreSQL cannot store, and name the field."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from cartcast import brands, catalog, validation
+from cartcast.errors import InvalidRequest
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("19.98", Decimal("19.98")),
+        (19.98, Decimal("19.98")),
+        (7, Decimal("7.00")),
+        ("0", Decimal("0.00")),
+        ("0.004", Decimal("0.00")),
+        ("9999999999.99", Decimal("9999999999.99")),
+        ("9999999999.994", Decimal("9999999999.99")),
+    ],
+)
+def test_amounts_that_fit_numeric_12_2_are_rounded_to_cents(given, stored) -> None:
+    assert validation.money(given, "price") == stored
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "9999999999.995",
+        "10000000000",
+        1e10,
+        "1e30",
+        "-3",
+        "-0.001",
+        "5_000",
+        "1e3",
+        " 5",
+        "+5",
+        "5.",
+        ".5",
+        "٥",
+        "NaN",
+        "Infinity",
+        "",
+        True,
+        None,
+        [1],
+    ],
+)
+def test_amounts_that_are_not_plain_storable_decimals_are_refused(given) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        validation.money(given, "price")
+
+    assert raised.value.field == "price"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "right/UTC",
+        "posix/America/New_York",
+        "posixrules",
+        "localtime",
+        "Factory",
+        "America",
+        "../etc/passwd",
+        "/etc/localtime",
+        "Z" * 300,
+        "",
+        7,
+    ],
+)
+def test_time_zones_outside_the_shared_iana_names_are_refused(name) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        validation.time_zone(name)
+
+    assert raised.value.field == "time_zone"
+
+
+def test_an_iana_time_zone_is_accepted() -> None:
+    assert validation.time_zone("Europe/Berlin") == "Europe/Berlin"
+
+
+@pytest.mark.parametrize(
+    ("given", "code"), [("usd", "USD"), ("EUR", "EUR"), (None, "USD")]
+)
+def test_currencies_are_three_ascii_letters(given, code) -> None:
+    body = {} if given is None else {"currency": given}
+
+    assert validation.currency(body, "currency", default="USD") == code
+
+
+@pytest.mark.parametrize("given", ["ÉÜÖ", "ßA", "ﬀa", "US", "USDX", "U$D", 840])
+def test_other_currencies_are_refused(given) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        validation.currency({"currency": given}, "currency", default="USD")
+
+    assert raised.value.field == "currency"
+
+
+@pytest.mark.parametrize(
+    ("title", "sku", "handle"),
+    [
+        ("Ünïcødé Ωmega", "U-1", "unicøde-ωmega"),
+        ("!!!", "SKU 2", "sku-2"),
+        ("!!!", "???", "???"),
+        ("Crème Brûlée – 2 Pack", "C-3", "creme-brulee-2-pack"),
+        ("Tiếng Việt", "V-1", "tieng-viet"),
+        ("Καλή χρονιά", "G-1", "καλή-χρονιά"),
+        ("हिन्दी किताब", "H-1", "हिन्दी-किताब"),
+        ("ﬁne ½ price", "F-1", "fine-1-2-price"),
+        ("Plain Mug", "M-1", "plain-mug"),
+    ],
+)
+def test_product_handles_drop_latin_accents_and_keep_other_letters(
+    title, sku, handle
+) -> None:
+    product = catalog.parse_product({"sku": sku, "title": title, "price": 1})
+
+    assert product["handle"] == handle
+
+
+def test_a_given_handle_is_kept() -> None:
+    row = {"sku": "A", "title": "T", "price": 1, "handle": "my-handle"}
+
+    assert catalog.parse_product(row)["handle"] == "my-handle"
+
+
+@pytest.mark.parametrize("discount", [100.01, "150", -1])
+def test_a_discount_outside_0_to_100_percent_is_refused(discount) -> None:
+    row = {"sku": "A", "title": "T", "price": 1, "discountPercentage": discount}
+
+    with pytest.raises(InvalidRequest) as raised:
+        catalog.parse_product(row)
+
+    assert raised.value.field == "discountPercentage"
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Café Noir", "cafe-noir"),
+        ("Ünïcørn Straße Æsir", "unicorn-strasse-aesir"),
+        ("Brand!", "brand"),
+    ],
+)
+def test_a_brand_slug_is_derived_from_its_name_in_ascii(name, slug) -> None:
+    body = {"name": name, "time_zone": "UTC", "store_base_url": "https://a.example"}
+
+    assert brands.parse_brand(body)["slug"] == slug
+
+
+def test_a_name_with_no_ascii_letters_needs_a_slug() -> None:
+    body = {"name": "Ωμέγα", "time_zone": "UTC", "store_base_url": "https://a.example"}
+
+    with pytest.raises(InvalidRequest) as raised:
+        brands.parse_brand(body)
+
+    assert raised.value.field == "slug"
+    assert "send a 'slug'" in raised.value.args[0]
