@@ -42,7 +42,7 @@ def main(*, work_dir: Path) -> int:
         print("live mode posts on X for real; it needs: " + ", ".join(missing))
         return 2
     cap = os.environ["CARTCAST_LIVE_POST_CAP"]
-    if not cap.isdigit() or not 1 <= int(cap) <= POST_CAP_MAX:
+    if cap not in {str(n) for n in range(1, POST_CAP_MAX + 1)}:
         print(f"CARTCAST_LIVE_POST_CAP must be 1 to {POST_CAP_MAX}")
         return 2
 

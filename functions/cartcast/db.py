@@ -74,8 +74,9 @@ class Database:
             yield Transaction(connection.cursor())
             connection.commit()
             reusable = True
-        except (pg8000.dbapi.InterfaceError, OSError) as error:
-            # The server went away; the other idle connections went with it.
+        except pg8000.dbapi.InterfaceError as error:
+            # The server went away (pg8000 reports socket errors as InterfaceError);
+            # the other idle connections went with it.
             self._discard_idle()
             raise TransientError(f"database connection failed: {error}") from error
         except (pg8000.dbapi.DatabaseError, CartcastError):
