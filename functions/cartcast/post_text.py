@@ -31,6 +31,9 @@ URL_WEIGHT = 23
 LIGHT_RANGES = ((0x0000, 0x10FF), (0x2000, 0x200D), (0x2010, 0x201F), (0x2032, 0x2037))
 # Light code points that can also start an emoji (which then weighs 2 as a whole).
 EMOJI_STARTERS = frozenset("\u00a9\u00ae")
+# Heavy code points that are no part of any emoji: each simply weighs 2. The
+# ellipsis is the one the template engine writes when it shortens a hook or title.
+PLAIN_HEAVY = frozenset("\u2026")
 # Top-level domains certainly on twitter-text's list; a link on any other TLD is
 # measured by the library, which alone knows whether X would link it.
 SURE_TLDS = frozenset(
@@ -81,7 +84,7 @@ def _plain_measure(text: str) -> tuple[int, list[str]] | None:
     """Measure text of light characters and plain links, or None when unsure."""
     if not text.strip() or "\r" in text or unicodedata.normalize("NFC", text) != text:
         return None
-    if any(_heavy(char) for char in text):
+    if any(_needs_library(char) for char in text):
         return None
     urls = []
     for token in text.split():
@@ -91,6 +94,7 @@ def _plain_measure(text: str) -> tuple[int, list[str]] | None:
         elif MAYBE_URL.search(token):
             return None
     length = len(text) - sum(len(url) for url in urls) + URL_WEIGHT * len(urls)
+    length += sum(char in PLAIN_HEAVY for char in text)
     return length, urls
 
 
@@ -109,8 +113,10 @@ def _sure_link(match: re.Match[str]) -> bool:
     )
 
 
-def _heavy(char: str) -> bool:
+def _needs_library(char: str) -> bool:
     point = ord(char)
+    if char in PLAIN_HEAVY:
+        return False
     light = any(start <= point <= end for start, end in LIGHT_RANGES)
     return not light or char in EMOJI_STARTERS
 
