@@ -30,17 +30,6 @@ SELECT id, slug, name, time_zone, voice, language, banned_words, required_hashta
     x_username, created_at
 FROM brands WHERE id = :brand_id
 """
-SELECT_CONNECTED = """
-SELECT id, time_zone, x_user_id, x_access_token, mentions_since_id,
-    mentions_resume_token, mentions_pending_newest_id, x_reads_paused_until
-FROM brands
-WHERE x_user_id IS NOT NULL AND x_access_token IS NOT NULL
-ORDER BY id
-"""
-PAUSE_X_POSTS = "UPDATE brands SET x_posts_paused_until = :until WHERE id = :brand_id"
-PAUSE_X_READS = "UPDATE brands SET x_reads_paused_until = :until WHERE id = :brand_id"
-# X's rate limits are counted in 15-minute windows (X API v2 rate-limit docs).
-X_RATE_LIMIT_WINDOW = dt.timedelta(minutes=15)
 SELECT_TIME_ZONE = "SELECT name FROM pg_timezone_names WHERE name = :name"
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 STORE_URL_LENGTH_MAX = 200
@@ -134,31 +123,6 @@ def get_brand(tx: Transaction, brand_id: str) -> dict[str, Any]:
     if brand is None:
         raise NotFound("brand not found")
     return brand
-
-
-def connected_brands(tx: Transaction) -> list[dict[str, Any]]:
-    """Return every brand with an X account to publish, poll and measure for."""
-    return tx.rows(SELECT_CONNECTED)
-
-
-def pause_x(
-    tx: Transaction,
-    *,
-    brand_id: str,
-    family: str,
-    reset_at: dt.datetime | None,
-    now: dt.datetime,
-) -> dt.datetime:
-    """Record that X refuses the brand's `family` ("posts" or "reads") for now.
-
-    The pause lasts until X's announced reset, or one 15-minute rate-limit window
-    when X gave none; the instant is returned for the log.
-    """
-    until = reset_at if reset_at is not None and reset_at > now else None
-    until = until or now + X_RATE_LIMIT_WINDOW
-    query = PAUSE_X_POSTS if family == "posts" else PAUSE_X_READS
-    tx.execute(query, brand_id=brand_id, until=until)
-    return until
 
 
 def _slug(body: dict, name: str) -> str:

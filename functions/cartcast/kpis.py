@@ -13,7 +13,7 @@ import uuid
 import zoneinfo
 from typing import Any
 
-from cartcast import brands, costs, orders
+from cartcast import accounts, costs, orders
 from cartcast.errors import CartcastError, PermanentError, RateLimited
 from cartcast.logs import fields
 
@@ -133,7 +133,7 @@ ON CONFLICT (brand_id, day) DO UPDATE SET
 def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     """Snapshot metrics, attribute orders and recompute daily KPIs for every brand."""
     with runtime.database.transaction() as tx:
-        connected = brands.connected_brands(tx)
+        connected = accounts.connected_brands(tx)
     totals = {"brands": 0, "snapshots": 0, "attributed": 0, "days": 0}
     for brand in connected:
         paused_until = brand["x_reads_paused_until"]
@@ -215,7 +215,7 @@ def _note_x_trouble(runtime: Any, brand: dict[str, Any], error: Exception) -> No
     brand_id = str(brand["id"])
     if isinstance(error, RateLimited):
         with runtime.database.transaction() as tx:
-            until = brands.pause_x(
+            until = accounts.pause_x(
                 tx,
                 brand_id=brand["id"],
                 family="reads",

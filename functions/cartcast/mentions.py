@@ -14,7 +14,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from cartcast import brands, costs
+from cartcast import accounts, costs
 from cartcast.errors import PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
@@ -78,7 +78,7 @@ def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     """
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
-        connected = brands.connected_brands(tx)
+        connected = accounts.connected_brands(tx)
     totals = {"brands": 0, "read": 0, "new": 0, "swept": 0, "skipped": 0}
     for brand in connected:
         paused_until = brand["x_reads_paused_until"]
@@ -109,7 +109,7 @@ def _read(runtime: Any, brand: dict[str, Any]) -> Any:
         )
     except RateLimited as error:
         with runtime.database.transaction() as tx:
-            until = brands.pause_x(
+            until = accounts.pause_x(
                 tx,
                 brand_id=brand["id"],
                 family="reads",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cartcast import brands, costs
+from cartcast import accounts, costs
 from cartcast.errors import PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
@@ -193,7 +193,7 @@ def _pause_brand(
     runtime: Any, post: dict[str, Any], attempt_id: int, error: RateLimited
 ) -> None:
     with runtime.database.transaction() as tx:
-        until = brands.pause_x(
+        until = accounts.pause_x(
             tx,
             brand_id=post["brand_id"],
             family="posts",
