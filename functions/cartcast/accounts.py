@@ -12,6 +12,8 @@ import datetime as dt
 from typing import Any
 
 from cartcast.db import Transaction
+from cartcast.errors import CartcastError, PermanentError, RateLimited
+from cartcast.logs import fields
 
 # X's rate limits are counted in 15-minute windows (X API v2 rate-limit docs).
 X_RATE_LIMIT_WINDOW = dt.timedelta(minutes=15)
@@ -49,3 +51,37 @@ def pause_x(
     query = PAUSE_X_POSTS if family == "posts" else PAUSE_X_READS
     tx.execute(query, brand_id=brand_id, until=until)
     return until
+
+
+def note_read_trouble(
+    runtime: Any, brand: dict[str, Any], error: CartcastError, *, what: str
+) -> None:
+    """Record why X did not answer a read for one brand; the caller moves on.
+
+    A rate limit pauses the brand's reads until X's reset; a refusal (a revoked
+    token, say) is an error for a person to look at; anything else is X being
+    unavailable, and the next scheduled run tries again.
+    """
+    brand_id = str(brand["id"])
+    if isinstance(error, RateLimited):
+        with runtime.database.transaction() as tx:
+            until = pause_x(
+                tx,
+                brand_id=brand["id"],
+                family="reads",
+                reset_at=error.reset_at,
+                now=runtime.clock.now(),
+            )
+        runtime.log.warning(
+            f"X rate limit; {what} wait", extra=fields(brand_id=brand_id, until=until)
+        )
+    elif isinstance(error, PermanentError):
+        runtime.log.error(
+            f"X refused the {what} read",
+            extra=fields(brand_id=brand_id, reason=str(error)),
+        )
+    else:
+        runtime.log.warning(
+            f"X unavailable; {what} wait for the next run",
+            extra=fields(brand_id=brand_id, reason=str(error)),
+        )

@@ -14,8 +14,7 @@ import zoneinfo
 from typing import Any
 
 from cartcast import accounts, costs, orders
-from cartcast.errors import CartcastError, PermanentError, RateLimited
-from cartcast.logs import fields
+from cartcast.errors import CartcastError
 
 # X serves link and profile clicks only for posts younger than 30 days (X API v2
 # metrics documentation); older posts keep their last snapshot.
@@ -172,7 +171,7 @@ def _snapshot_brand(runtime: Any, brand: dict[str, Any], as_of: dt.datetime) -> 
     except CartcastError as error:
         # One brand's trouble with X (rate limit, revoked token, outage) skips its
         # snapshot this time; orders and daily KPIs are still brought up to date.
-        _note_x_trouble(runtime, brand, error)
+        accounts.note_read_trouble(runtime, brand, error, what="metrics")
         return 0
 
     with runtime.database.transaction() as tx:
@@ -209,32 +208,6 @@ def _snapshot_brand(runtime: Any, brand: dict[str, Any], as_of: dt.datetime) -> 
                 followers=followers,
             )
     return len(metrics)
-
-
-def _note_x_trouble(runtime: Any, brand: dict[str, Any], error: Exception) -> None:
-    brand_id = str(brand["id"])
-    if isinstance(error, RateLimited):
-        with runtime.database.transaction() as tx:
-            until = accounts.pause_x(
-                tx,
-                brand_id=brand["id"],
-                family="reads",
-                reset_at=error.reset_at,
-                now=runtime.clock.now(),
-            )
-        runtime.log.warning(
-            "X rate limit; metrics wait", extra=fields(brand_id=brand_id, until=until)
-        )
-    elif isinstance(error, PermanentError):
-        runtime.log.error(
-            "X refused the metrics read",
-            extra=fields(brand_id=brand_id, reason=str(error)),
-        )
-    else:
-        runtime.log.warning(
-            "X unavailable; metrics wait for the next rollup",
-            extra=fields(brand_id=brand_id, reason=str(error)),
-        )
 
 
 def recompute_days(

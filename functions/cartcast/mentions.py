@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from cartcast import accounts, costs
-from cartcast.errors import PermanentError, RateLimited, TransientError
+from cartcast.errors import CartcastError, PermanentError
 from cartcast.logs import fields
 
 FANOUT_BATCH_SIZE = 100
@@ -99,7 +99,6 @@ def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
 def _read(runtime: Any, brand: dict[str, Any]) -> Any:
     """Read the brand's next mentions from X, or None when X would not answer."""
     client = runtime.x_client(brand["x_access_token"])
-    log_fields = {"brand_id": str(brand["id"])}
     try:
         return client.mentions(
             brand["x_user_id"],
@@ -107,31 +106,12 @@ def _read(runtime: Any, brand: dict[str, Any]) -> Any:
             max_pages=runtime.settings.mention_pages_max,
             pagination_token=brand["mentions_resume_token"],
         )
-    except RateLimited as error:
-        with runtime.database.transaction() as tx:
-            until = accounts.pause_x(
-                tx,
-                brand_id=brand["id"],
-                family="reads",
-                reset_at=error.reset_at,
-                now=runtime.clock.now(),
-            )
-        runtime.log.warning(
-            "X rate limit; mentions wait", extra=fields(**log_fields, until=until)
-        )
-    except PermanentError as error:
-        if brand["mentions_resume_token"]:
+    except CartcastError as error:
+        if isinstance(error, PermanentError) and brand["mentions_resume_token"]:
             # X no longer accepts the saved page token: start again from the cursor.
             with runtime.database.transaction() as tx:
                 tx.execute(FORGET_RESUME, brand_id=brand["id"])
-        runtime.log.error(
-            "X refused the mentions read", extra=fields(**log_fields, reason=str(error))
-        )
-    except TransientError as error:
-        runtime.log.warning(
-            "X unavailable; mentions wait for the next poll",
-            extra=fields(**log_fields, reason=str(error)),
-        )
+        accounts.note_read_trouble(runtime, brand, error, what="mentions")
     return None
 
 
