@@ -13,7 +13,7 @@ import uuid
 import zoneinfo
 from typing import Any
 
-from cartcast import accounts, costs, orders
+from cartcast import accounts, attribution, costs
 from cartcast.errors import CartcastError
 
 # X serves link and profile clicks only for posts younger than 30 days (X API v2
@@ -139,7 +139,7 @@ def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
         if paused_until is None or paused_until <= runtime.clock.now():
             totals["snapshots"] += _snapshot_brand(runtime, brand, as_of)
         with runtime.database.transaction() as tx:
-            totals["attributed"] += orders.attribute_pending(
+            totals["attributed"] += attribution.attribute_pending(
                 tx,
                 brand_id=brand["id"],
                 window_days=runtime.settings.attribution_window_days,

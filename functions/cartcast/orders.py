@@ -3,8 +3,9 @@
 An order is stored once per (brand, order id): a redelivered webhook answers with the
 order already stored. Attribution is last touch: an order whose landing site carries
 the UTM parameters of a cartcast post (utm_content = the post id) is credited to that
-post when it came within the attribution window after the post was published. Orders
-without such a link, or outside the window, stay unattributed and are reported.
+post when it came within the attribution window after the post was published
+(`attribution`). Orders without such a link, or outside the window, stay
+unattributed and are reported.
 
 Known limitation: one currency per brand. Revenue is summed as stored, so an order in
 another currency than the brand's is refused (400) rather than added to the wrong
@@ -17,7 +18,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from cartcast import brands, links, validation
+from cartcast import attribution, brands, validation
 from cartcast.db import Transaction
 from cartcast.errors import InvalidRequest
 
@@ -37,18 +38,6 @@ SELECT_ORDER = """
 SELECT id, external_id, ordered_at, currency, total_price, landing_site, post_id
 FROM orders WHERE brand_id = :brand_id AND external_id = :external_id
 """
-SELECT_UNATTRIBUTED = """
-SELECT id, landing_site, ordered_at FROM orders
-WHERE brand_id = :brand_id AND post_id IS NULL AND landing_site LIKE '%utm_content=%'
-"""
-ATTRIBUTE = """
-UPDATE orders o SET post_id = p.id
-FROM posts p
-WHERE o.id = :order_id AND o.post_id IS NULL
-  AND p.id = :post_id AND p.brand_id = o.brand_id AND p.state = 'published'
-  AND o.ordered_at >= p.published_at
-  AND o.ordered_at < p.published_at + make_interval(days => :window_days)
-"""
 
 
 def receive_order(
@@ -66,7 +55,7 @@ def receive_order(
 
     inserted = tx.scalar(INSERT_ORDER, brand_id=brand_id, now=now, **order)
     if inserted is not None:
-        attribute_pending(tx, brand_id=brand_id, window_days=window_days)
+        attribution.attribute_pending(tx, brand_id=brand_id, window_days=window_days)
 
     stored = tx.one(SELECT_ORDER, brand_id=brand_id, external_id=order["external_id"])
     return {"order": stored, "duplicate": inserted is None}
@@ -129,16 +118,3 @@ def _customer_id(customer: Any) -> str | None:
             field="customer.id",
         )
     return text or None
-
-
-def attribute_pending(tx: Transaction, *, brand_id: str, window_days: int) -> int:
-    """Credit unattributed orders that carry a cartcast UTM link; return how many."""
-    credited = 0
-    for order in tx.rows(SELECT_UNATTRIBUTED, brand_id=brand_id):
-        post_id = links.post_id_from_landing_site(order["landing_site"])
-        if post_id is None:
-            continue
-        credited += tx.execute(
-            ATTRIBUTE, order_id=order["id"], post_id=post_id, window_days=window_days
-        )
-    return credited

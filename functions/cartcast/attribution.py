@@ -1,0 +1,39 @@
+"""Attribution: which post brought in which order.
+
+The model is last touch. Every link cartcast posts carries utm_content = the post's
+id; an order whose landing site carries a cartcast post's UTM parameters is credited
+to that post when it was placed within the attribution window after the post was
+published. Orders without such a link, or outside the window, stay unattributed and
+are counted as such in the daily KPIs, never hidden.
+"""
+
+from __future__ import annotations
+
+from cartcast import links
+from cartcast.db import Transaction
+
+SELECT_UNATTRIBUTED = """
+SELECT id, landing_site, ordered_at FROM orders
+WHERE brand_id = :brand_id AND post_id IS NULL AND landing_site LIKE '%utm_content=%'
+"""
+ATTRIBUTE = """
+UPDATE orders o SET post_id = p.id
+FROM posts p
+WHERE o.id = :order_id AND o.post_id IS NULL
+  AND p.id = :post_id AND p.brand_id = o.brand_id AND p.state = 'published'
+  AND o.ordered_at >= p.published_at
+  AND o.ordered_at < p.published_at + make_interval(days => :window_days)
+"""
+
+
+def attribute_pending(tx: Transaction, *, brand_id: str, window_days: int) -> int:
+    """Credit unattributed orders that carry a cartcast UTM link; return how many."""
+    credited = 0
+    for order in tx.rows(SELECT_UNATTRIBUTED, brand_id=brand_id):
+        post_id = links.post_id_from_landing_site(order["landing_site"])
+        if post_id is None:
+            continue
+        credited += tx.execute(
+            ATTRIBUTE, order_id=order["id"], post_id=post_id, window_days=window_days
+        )
+    return credited
