@@ -44,7 +44,8 @@ def test_after_the_server_drops_connections_one_call_fails_and_the_next_works(
     admin = db.connect_from_settings(runtime.settings)
     with admin.transaction() as tx:
         for pid in pids:
-            tx.scalar("SELECT pg_terminate_backend(:pid) AS done", pid=pid)
+            # With a timeout, PostgreSQL waits until the backend has really gone.
+            tx.scalar("SELECT pg_terminate_backend(:pid, 5000) AS done", pid=pid)
     admin.close()
 
     failures = 0
