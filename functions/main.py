@@ -71,11 +71,17 @@ def _on_tick(cloud_event, function, work):
     message = _fresh_message(cloud_event, function)
     if message is None:
         return
+    # Pub/Sub delivers at least once: a tick already handled to the end is not run
+    # again (it would read from X, and pay, a second time).
+    current = runtime.current()
+    if events.already_handled(current, function, message):
+        _drop(function, message, "delivered again after it was handled")
+        return
     # A tick stands for its own time, but never for a time that has not come yet:
     # a message stamped in the future must not publish anything early.
-    current = runtime.current()
     as_of = min(message.time, current.clock.now())
     outcome = work(current, as_of=as_of)
+    events.mark_handled(current, function, message)
     _done(function, message, outcome)
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -361,9 +362,13 @@ class XSandbox:
             self._save()
 
     def snapshot(self) -> dict[str, Any]:
-        """Return everything received and served, as JSON-ready data (no tokens)."""
+        """Return a copy of everything received and served (no tokens).
+
+        A deep copy: callers compare snapshots taken at different times, which
+        would always look equal if they shared the sandbox's live counters.
+        """
         with self._lock:
-            return self._snapshot()
+            return copy.deepcopy(self._snapshot())
 
     # Serving
 

@@ -7,6 +7,7 @@ a fresh database with sql/ applied; each test starts from empty tables.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Iterator
@@ -83,6 +84,27 @@ def function_env(
     with current.database.transaction() as tx:
         tx.execute("TRUNCATE brands, cost_ledger CASCADE")
     runtime_module.reset()
+
+
+@pytest.fixture
+def x_sandbox(clock: FixedClock):
+    """The X sandbox on the test's clock, with the accounts ALPHA and BETA."""
+    from infra.x_sandbox import XSandbox
+    from tests.helpers import ALPHA, BETA
+
+    with XSandbox(clock=clock) as running:
+        running.register_account(**ALPHA, token="token-alpha")
+        running.register_account(**BETA, token="token-beta")
+        yield running
+
+
+@pytest.fixture
+def x_runtime(runtime: runtime_module.Runtime, x_sandbox) -> runtime_module.Runtime:
+    """The test runtime, with tweepy pointed at the sandbox."""
+    runtime.settings = dataclasses.replace(
+        runtime.settings, x_api_base_url=x_sandbox.base_url
+    )
+    return runtime
 
 
 def make_app(target: str, signature_type: str):

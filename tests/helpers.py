@@ -39,3 +39,42 @@ def post_json(client: Any, path: str, body: Any, key: str | None = None) -> Any:
     return client.post(
         path, data=json.dumps(body), headers=headers, content_type="application/json"
     )
+
+
+ALPHA = {"user_id": "1500000000000000001", "username": "alpha", "name": "Alpha"}
+BETA = {"user_id": "1500000000000000002", "username": "beta", "name": "Beta"}
+
+
+def make_brand(runtime: Any, slug: str, account: dict | None, products: int = 2) -> str:
+    """Create a brand with its first products drafted and scheduled; return its id."""
+    from cartcast import brands, posts
+    from cartcast import catalog as catalog_module
+
+    x = (
+        {"x_user_id": account["user_id"], "x_access_token": f"token-{slug}"}
+        if account
+        else {"x_user_id": None, "x_access_token": None}
+    )
+    now = runtime.clock.now()
+    rows = catalog(products)
+    with runtime.database.transaction() as tx:
+        created = brands.create_brand(
+            tx, brand_body(slug=slug, name=slug, **x), now=now
+        )
+        brand_id = str(created["brand"]["id"])
+        catalog_module.import_products(tx, brand_id=brand_id, feed=rows, now=now)
+        body = {"products": [row["sku"] for row in rows]}
+        posts.create_drafts(
+            tx, brand_id=brand_id, body=body, created_by="test", now=now
+        )
+        posts.schedule_approved(tx, brand_id=brand_id, limit=10, now=now)
+    return brand_id
+
+
+def states(runtime: Any, brand_id: str) -> list[str]:
+    """Return the states of a brand's posts, sorted."""
+    from cartcast import posts
+
+    with runtime.database.transaction() as tx:
+        found = posts.list_posts(tx, brand_id=brand_id, state=None, limit=50)
+    return sorted(post["state"] for post in found)

@@ -57,3 +57,22 @@ def test_after_the_server_drops_connections_one_call_fails_and_the_next_works(
             failures += 1
 
     assert failures <= 1
+
+
+def test_a_connection_idle_through_a_server_restart_is_replaced_unseen(runtime) -> None:
+    database = db.Database(
+        lambda: db._connect_pg8000(
+            db.parse_database_url(runtime.settings.database_url)
+        ),
+        idle_check_after_s=0,
+    )
+    with database.transaction() as tx:
+        pid = tx.scalar("SELECT pg_backend_pid() AS pid")
+    with runtime.database.transaction() as admin:
+        admin.scalar("SELECT pg_terminate_backend(:pid, 5000) AS done", pid=pid)
+
+    with database.transaction() as tx:
+        answer = tx.scalar("SELECT 42 AS answer")
+
+    assert answer == 42
+    database.close()

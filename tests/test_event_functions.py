@@ -6,6 +6,7 @@ stands where the push subscription's endpoint would be.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import threading
@@ -74,12 +75,14 @@ def brand_key(env) -> str:
     return key
 
 
-def tick(target: str, at: dt.datetime, payload: dict | None = None):
+def tick(
+    target: str, at: dt.datetime, payload: dict | None = None, message_id: str = ""
+):
     headers, body = events.envelope(
         topic=target,
         project="test",
         payload=payload or {},
-        message_id=uuid.uuid4().hex,
+        message_id=message_id or uuid.uuid4().hex,
         time=at,
     )
     client = make_app(target, "cloudevent").test_client()
@@ -250,3 +253,20 @@ def test_a_brand_x_refuses_does_not_stop_the_rollup_of_others(
     days = api_get(f"/v1/reports/daily?to={later.date()}", brand_key)["days"]
     assert sum(day["impressions"] for day in days) >= 0
     assert sum(day["posts_published"] for day in days) == 4
+
+
+def test_the_same_rollup_event_delivered_twice_reads_x_once(
+    brand_key, clock_file, sandbox
+) -> None:
+    later = START + dt.timedelta(days=7)
+    clock_file.set(later)
+    tick("publish_due_posts", later)
+    reads_before = copy.deepcopy(sandbox.snapshot()["requests"])
+
+    first = tick("rollup_kpis", later, message_id="rollup-1")
+    reads_after_first = copy.deepcopy(sandbox.snapshot()["requests"])
+    again = tick("rollup_kpis", later, message_id="rollup-1")
+
+    assert first.status_code == again.status_code == 200
+    assert reads_after_first != reads_before
+    assert sandbox.snapshot()["requests"] == reads_after_first

@@ -87,8 +87,8 @@ def test_mentions_whose_fan_out_was_lost_are_sent_again_by_a_later_poll(
     wire(runtime, sandbox, "http://127.0.0.1:9/")  # nothing listens there
     add_brand(runtime, "alpha", ALPHA, "token-alpha")
     mention(sandbox, clock, 2)
-    with pytest.raises(Exception, match="push to"):
-        mentions.poll_mentions(runtime, as_of=clock.now())
+    first = mentions.poll_mentions(runtime, as_of=clock.now())
+    assert first["fan_out_failed"] == 1 and stored(runtime) == 2
 
     wire(runtime, sandbox, receiver.url)
     clock.advance(mentions.SWEEP_AFTER + dt.timedelta(seconds=1))
@@ -128,3 +128,20 @@ def test_a_rate_limited_brand_is_not_polled_again_until_the_reset(
     assert sandbox.snapshot()["requests"] == reads
     clock.advance(dt.timedelta(minutes=6))
     assert mentions.poll_mentions(runtime, as_of=clock.now())["brands"] == 1
+
+
+def test_a_mention_with_a_nul_or_a_lone_surrogate_is_stored_cleaned(
+    runtime, sandbox, receiver, clock
+) -> None:
+    wire(runtime, sandbox, receiver.url)
+    add_brand(runtime, "alpha", ALPHA, "token-alpha")
+    sandbox.add_mention(
+        to_user_id=ALPHA["user_id"], text="@alpha bad\x00 \ud800 bytes", author=FAN
+    )
+
+    outcome = mentions.poll_mentions(runtime, as_of=clock.now())
+
+    with runtime.database.transaction() as tx:
+        text = tx.scalar("SELECT text FROM mentions")
+    assert outcome["new"] == 1
+    assert "\x00" not in text and text.startswith("@alpha bad")

@@ -2,83 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
-import pytest
-
-from cartcast import brands, catalog, posts, publishing
-from infra.x_sandbox import XSandbox
-from tests.helpers import brand_body
-from tests.helpers import catalog as catalog_rows
-
-ALPHA = {"user_id": "1500000000000000001", "username": "alpha", "name": "Alpha"}
-BETA = {"user_id": "1500000000000000002", "username": "beta", "name": "Beta"}
-
-
-@pytest.fixture
-def sandbox(clock):
-    with XSandbox(clock=clock) as running:
-        running.register_account(**ALPHA, token="token-alpha")
-        running.register_account(**BETA, token="token-beta")
-        yield running
-
-
-@pytest.fixture
-def x_runtime(runtime, sandbox):
-    runtime.settings = dataclasses.replace(
-        runtime.settings, x_api_base_url=sandbox.base_url
-    )
-    return runtime
-
-
-def make_brand(runtime, slug: str, account: dict | None, products: int = 2) -> str:
-    """Create a brand with scheduled posts; return its id."""
-    x = (
-        {"x_user_id": account["user_id"], "x_access_token": f"token-{slug}"}
-        if account
-        else {"x_user_id": None, "x_access_token": None}
-    )
-    now = runtime.clock.now()
-    with runtime.database.transaction() as tx:
-        brand_id = str(
-            brands.create_brand(tx, brand_body(slug=slug, name=slug, **x), now=now)[
-                "brand"
-            ]["id"]
-        )
-        catalog.import_products(
-            tx, brand_id=brand_id, feed=catalog_rows(products), now=now
-        )
-        refs = [row["sku"] for row in catalog_rows(products)]
-        posts.create_drafts(
-            tx, brand_id=brand_id, body={"products": refs}, created_by="test", now=now
-        )
-        posts.schedule_approved(tx, brand_id=brand_id, limit=10, now=now)
-    return brand_id
-
-
-def states(runtime, brand_id: str) -> list[str]:
-    with runtime.database.transaction() as tx:
-        return sorted(
-            p["state"]
-            for p in posts.list_posts(tx, brand_id=brand_id, state=None, limit=50)
-        )
+from cartcast import accounts, posts, publishing
+from tests.helpers import ALPHA, BETA, make_brand, states
 
 
 def test_a_rate_limit_pauses_only_the_account_that_got_it(
-    x_runtime, clock, sandbox
+    x_runtime, clock, x_sandbox
 ) -> None:
     alpha = make_brand(x_runtime, "alpha", ALPHA)
     beta = make_brand(x_runtime, "beta", BETA)
     clock.advance(dt.timedelta(days=7))
-    sandbox.add_fault(
+    x_sandbox.add_fault(
         method="POST", path_prefix="/2/tweets", status=429, count=1, reset_in_s=600
     )
 
     first = publishing.publish_due(x_runtime, as_of=clock.now())
-    sent_after_first = sandbox.snapshot()["requests"]["POST /2/tweets"]["count"]
+    sent_after_first = x_sandbox.snapshot()["requests"]["POST /2/tweets"]["count"]
     publishing.publish_due(x_runtime, as_of=clock.now())
-    sent_after_second = sandbox.snapshot()["requests"]["POST /2/tweets"]["count"]
+    sent_after_second = x_sandbox.snapshot()["requests"]["POST /2/tweets"]["count"]
 
     limited, other = (
         (alpha, beta) if states(x_runtime, alpha).count("scheduled") else (beta, alpha)
@@ -95,7 +38,7 @@ def test_a_rate_limit_pauses_only_the_account_that_got_it(
 
 
 def test_a_post_claimed_but_never_sent_is_retried_after_its_lease(
-    x_runtime, clock, sandbox
+    x_runtime, clock, x_sandbox
 ) -> None:
     brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
     clock.advance(dt.timedelta(days=7))
@@ -105,11 +48,11 @@ def test_a_post_claimed_but_never_sent_is_retried_after_its_lease(
     publishing.publish_due(x_runtime, as_of=clock.now())
 
     assert states(x_runtime, brand_id) == ["published"]
-    assert len(sandbox.snapshot()["posts"]) == 1
+    assert len(x_sandbox.snapshot()["posts"]) == 1
 
 
 def test_a_post_sent_without_an_answer_becomes_unconfirmed_and_is_not_resent(
-    x_runtime, clock, sandbox
+    x_runtime, clock, x_sandbox
 ) -> None:
     brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
     clock.advance(dt.timedelta(days=7))
@@ -123,7 +66,7 @@ def test_a_post_sent_without_an_answer_becomes_unconfirmed_and_is_not_resent(
     publishing.publish_due(x_runtime, as_of=clock.now())
 
     assert states(x_runtime, brand_id) == ["unconfirmed"]
-    assert sandbox.snapshot()["posts"] == []
+    assert x_sandbox.snapshot()["posts"] == []
 
 
 def test_due_posts_of_a_brand_without_x_are_held_with_the_reason(
@@ -140,13 +83,62 @@ def test_due_posts_of_a_brand_without_x_are_held_with_the_reason(
     assert held[0]["failure_reason"] == "the brand has no X account connected"
 
 
-def test_x_refusing_a_post_fails_it_with_x_reason(x_runtime, clock, sandbox) -> None:
+def test_x_refusing_a_post_fails_it_with_x_reason(x_runtime, clock, x_sandbox) -> None:
     brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
     clock.advance(dt.timedelta(days=7))
-    sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=403, count=1)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=403, count=1)
 
     publishing.publish_due(x_runtime, as_of=clock.now())
 
     with x_runtime.database.transaction() as tx:
         failed = posts.list_posts(tx, brand_id=brand_id, state="failed", limit=5)
     assert len(failed) == 1 and failed[0]["failure_reason"]
+
+
+def test_a_publisher_that_outlived_its_lease_sends_nothing_more(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    clock.advance(dt.timedelta(days=7))
+    slow_claim, slow_attempts, _ = publishing._claim(x_runtime, clock.now())
+    clock.advance(dt.timedelta(seconds=x_runtime.settings.publish_lease_s + 1))
+    publishing.publish_due(x_runtime, as_of=clock.now())  # another run takes over
+
+    post = slow_claim[0]
+    late = publishing._publish_one(x_runtime, post, slow_attempts[post["id"]])
+
+    assert late == "lost"
+    assert states(x_runtime, brand_id) == ["published"]
+    assert len(x_sandbox.snapshot()["posts"]) == 1
+
+
+def test_a_pause_recorded_by_another_run_stops_the_next_send(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    clock.advance(dt.timedelta(days=7))
+    claimed, attempts, _ = publishing._claim(x_runtime, clock.now())
+    with x_runtime.database.transaction() as tx:
+        accounts.pause_x(
+            tx, brand_id=brand_id, family="posts", reset_at=None, now=clock.now()
+        )
+
+    outcome = publishing._publish_one(x_runtime, claimed[0], attempts[claimed[0]["id"]])
+
+    assert outcome == "lost"
+    assert states(x_runtime, brand_id) == ["scheduled"]
+    assert x_sandbox.snapshot()["posts"] == []
+
+
+def test_x_calling_a_post_a_duplicate_leaves_it_unconfirmed_not_failed(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    clock.advance(dt.timedelta(days=7))
+    with x_runtime.database.transaction() as tx:
+        text = posts.list_posts(tx, brand_id=brand_id, state=None, limit=1)[0]["text"]
+    x_runtime.x_client("token-alpha").create_post(text)  # already on X
+
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    assert states(x_runtime, brand_id) == ["unconfirmed"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +20,9 @@ from cartcast.settings import Settings
 
 CONNECT_TIMEOUT_S = 10
 POOL_SIZE_MAX = 4
+# A connection idle this long is checked with one round trip before it is reused:
+# a warm instance may sit idle through a database restart or failover.
+IDLE_CHECK_AFTER_S = 30
 
 
 class Transaction:
@@ -50,9 +54,15 @@ class Transaction:
 class Database:
     """A lazily connected pool of connections made by `connect`."""
 
-    def __init__(self, connect: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        *,
+        idle_check_after_s: float = IDLE_CHECK_AFTER_S,
+    ) -> None:
         self._connect = connect
-        self._idle: list[Any] = []
+        self._idle_check_after_s = idle_check_after_s
+        self._idle: list[tuple[Any, float]] = []
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -91,7 +101,7 @@ class Database:
     def _discard_idle(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, _ in idle:
             with contextlib.suppress(Exception):
                 connection.close()
 
@@ -99,8 +109,14 @@ class Database:
         import pg8000.dbapi
 
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
+            idle = self._idle.pop() if self._idle else None
+        if idle is not None:
+            connection, idle_since = idle
+            fresh = time.monotonic() - idle_since < self._idle_check_after_s
+            if fresh or _alive(connection):
+                return connection
+            # The server restarted or dropped it while idle; so it did the others.
+            self._discard_idle()
         try:
             return self._connect()
         except (pg8000.dbapi.Error, OSError) as error:
@@ -109,10 +125,24 @@ class Database:
     def _checkin(self, connection: Any, reusable: bool) -> None:
         with self._lock:
             if reusable and len(self._idle) < POOL_SIZE_MAX:
-                self._idle.append(connection)
+                self._idle.append((connection, time.monotonic()))
                 return
         with contextlib.suppress(Exception):
             connection.close()
+
+
+def _alive(connection: Any) -> bool:
+    """Ask the server for one round trip; a dead connection says so at once."""
+    import pg8000.dbapi
+
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+        connection.rollback()
+        return True
+    except (pg8000.dbapi.Error, OSError, AttributeError):
+        return False
 
 
 def _rollback(connection: Any) -> bool:

@@ -21,6 +21,16 @@ from cartcast.errors import PermanentError
 
 IDS_PER_MESSAGE_MAX = 1000
 
+SELECT_HANDLED = """
+SELECT 1 AS handled FROM handled_events
+WHERE function = :function AND event_id = :event_id
+"""
+INSERT_HANDLED = """
+INSERT INTO handled_events (function, event_id, handled_at)
+VALUES (:function, :event_id, :now)
+ON CONFLICT (function, event_id) DO NOTHING
+"""
+
 
 @dataclasses.dataclass(frozen=True)
 class Message:
@@ -60,6 +70,24 @@ def id_list(payload: dict[str, Any], name: str) -> list[str] | None:
         return [str(uuid.UUID(item)) for item in value]
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def already_handled(runtime: Any, function: str, message: Message) -> bool:
+    """Say whether this event was handled to the end before (a redelivery)."""
+    with runtime.database.transaction() as tx:
+        found = tx.one(SELECT_HANDLED, function=function, event_id=message.event_id)
+    return found is not None
+
+
+def mark_handled(runtime: Any, function: str, message: Message) -> None:
+    """Record that the event was handled to the end; failed runs are not recorded."""
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            INSERT_HANDLED,
+            function=function,
+            event_id=message.event_id,
+            now=runtime.clock.now(),
+        )
 
 
 def age_s(message: Message, now: dt.datetime) -> float:

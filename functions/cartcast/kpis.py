@@ -25,11 +25,21 @@ SELECT id, x_post_id FROM posts
 WHERE brand_id = :brand_id AND state = 'published' AND published_at > :since
 ORDER BY published_at
 """
+# X withholds clicks once a post is 30 days old; the last known figure then carries
+# forward, so a day never shows clicks taken back.
 INSERT_SNAPSHOT = """
 INSERT INTO metric_snapshots (post_id, captured_at, impressions, likes, reposts,
     replies, quotes, bookmarks, link_clicks, profile_clicks)
-VALUES (:post_id, :captured_at, :impressions, :likes, :reposts, :replies, :quotes,
-    :bookmarks, :link_clicks, :profile_clicks)
+SELECT :post_id, :captured_at, :impressions, :likes, :reposts, :replies, :quotes,
+    :bookmarks,
+    COALESCE(CAST(:link_clicks AS bigint), last.link_clicks),
+    COALESCE(CAST(:profile_clicks AS bigint), last.profile_clicks)
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT link_clicks, profile_clicks FROM metric_snapshots
+    WHERE post_id = :post_id AND captured_at < :captured_at
+    ORDER BY captured_at DESC LIMIT 1
+) AS last ON true
 ON CONFLICT (post_id, captured_at) DO NOTHING
 """
 INSERT_FOLLOWERS = """
@@ -130,33 +140,40 @@ ON CONFLICT (brand_id, day) DO UPDATE SET
 
 
 def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
-    """Snapshot metrics, attribute orders and recompute daily KPIs for every brand."""
+    """Snapshot metrics, attribute orders and recompute daily KPIs for every brand.
+
+    Snapshots are stamped with the time they were read, not the tick's: a late or
+    redelivered tick reads today's figures, and must not file them under an earlier
+    instant. The tick's `as_of` has done its work by then: an event too old to act
+    on never gets here.
+    """
+    now = runtime.clock.now()
     with runtime.database.transaction() as tx:
         connected = accounts.connected_brands(tx)
     totals = {"brands": 0, "snapshots": 0, "attributed": 0, "days": 0}
     for brand in connected:
         paused_until = brand["x_reads_paused_until"]
         if paused_until is None or paused_until <= runtime.clock.now():
-            totals["snapshots"] += _snapshot_brand(runtime, brand, as_of)
+            totals["snapshots"] += _snapshot_brand(runtime, brand, now)
         with runtime.database.transaction() as tx:
             totals["attributed"] += attribution.attribute_pending(
                 tx,
                 brand_id=brand["id"],
                 window_days=runtime.settings.attribution_window_days,
             )
-            totals["days"] += recompute_days(runtime, tx, brand, as_of)
+            totals["days"] += recompute_days(runtime, tx, brand, now)
         totals["brands"] += 1
     return totals
 
 
-def _snapshot_brand(runtime: Any, brand: dict[str, Any], as_of: dt.datetime) -> int:
+def _snapshot_brand(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> int:
     client = runtime.x_client(brand["x_access_token"])
-    local_day = as_of.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
+    local_day = now.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
     with runtime.database.transaction() as tx:
         posts = tx.rows(
             SELECT_RECENT_POSTS,
             brand_id=brand["id"],
-            since=as_of - dt.timedelta(days=METRICS_WINDOW_DAYS),
+            since=now - dt.timedelta(days=METRICS_WINDOW_DAYS),
         )
         needs_followers = (
             tx.one(HAS_FOLLOWERS, brand_id=brand["id"], local_day=local_day) is None
@@ -179,7 +196,7 @@ def _snapshot_brand(runtime: Any, brand: dict[str, Any], as_of: dt.datetime) -> 
             tx.execute(
                 INSERT_SNAPSHOT,
                 post_id=by_x_id[x_id],
-                captured_at=as_of,
+                captured_at=now,
                 impressions=values.impressions,
                 likes=values.likes,
                 reposts=values.reposts,
@@ -193,7 +210,7 @@ def _snapshot_brand(runtime: Any, brand: dict[str, Any], as_of: dt.datetime) -> 
         costs.record(
             tx,
             brand_id=brand["id"],
-            occurred_at=as_of,
+            occurred_at=now,
             operation="owned_read",
             units=reads,
             usd=costs.X_OWNED_READ_USD * reads,
@@ -204,17 +221,17 @@ def _snapshot_brand(runtime: Any, brand: dict[str, Any], as_of: dt.datetime) -> 
                 INSERT_FOLLOWERS,
                 brand_id=brand["id"],
                 local_day=local_day,
-                captured_at=as_of,
+                captured_at=now,
                 followers=followers,
             )
     return len(metrics)
 
 
 def recompute_days(
-    runtime: Any, tx: Any, brand: dict[str, Any], as_of: dt.datetime
+    runtime: Any, tx: Any, brand: dict[str, Any], now: dt.datetime
 ) -> int:
-    """Upsert the brand's daily KPI rows for the look-back window ending at `as_of`."""
-    last_day = as_of.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
+    """Upsert the brand's daily KPI rows for the look-back window ending at `now`."""
+    last_day = now.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
     first_day = last_day - dt.timedelta(days=runtime.settings.rollup_lookback_days - 1)
     return tx.execute(
         UPSERT_DAILY_KPIS,

@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from cartcast import accounts, costs
-from cartcast.errors import CartcastError, PermanentError
+from cartcast.errors import CartcastError, PermanentError, TransientError
 from cartcast.logs import fields
 
 FANOUT_BATCH_SIZE = 100
@@ -79,7 +79,9 @@ def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
         connected = accounts.connected_brands(tx)
-    totals = {"brands": 0, "read": 0, "new": 0, "swept": 0, "skipped": 0}
+    totals = dict.fromkeys(
+        ("brands", "read", "new", "swept", "skipped", "fan_out_failed"), 0
+    )
     for brand in connected:
         paused_until = brand["x_reads_paused_until"]
         batch = None if paused_until and paused_until > now else _read(runtime, brand)
@@ -88,7 +90,16 @@ def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
             continue
         new_ids = _store(runtime, brand, batch)
         strays = _strays(runtime, brand_id=brand["id"], exclude=set(new_ids))
-        _fan_out(runtime, brand_id=str(brand["id"]), mention_ids=new_ids + strays)
+        try:
+            _fan_out(runtime, brand_id=str(brand["id"]), mention_ids=new_ids + strays)
+        except TransientError as error:
+            # The mentions are stored; a later poll's sweep sends them again. Other
+            # brands' mentions still get read and stored meanwhile.
+            totals["fan_out_failed"] += 1
+            runtime.log.error(
+                "mention fan-out failed",
+                extra=fields(brand_id=str(brand["id"]), reason=str(error)),
+            )
         totals["brands"] += 1
         totals["read"] += len(batch.mentions)
         totals["new"] += len(new_ids)
@@ -126,9 +137,9 @@ def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
                 brand_id=brand["id"],
                 x_post_id=mention.id,
                 author_id=mention.author_id,
-                author_username=mention.author_username,
-                author_name=mention.author_name,
-                text=mention.text,
+                author_username=_storable(mention.author_username),
+                author_name=_storable(mention.author_name),
+                text=_storable(mention.text),
                 conversation_id=mention.conversation_id,
                 in_reply_to_user_id=mention.in_reply_to_user_id,
                 posted_at=mention.created_at,
@@ -156,6 +167,13 @@ def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
         ),
     )
     return new_ids
+
+
+def _storable(text: str | None) -> str | None:
+    """Make X's text storable: PostgreSQL text holds no NUL and no lone surrogate."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
 
 
 def _next_cursor(brand: dict[str, Any], batch: Any) -> dict[str, str | None]:

@@ -140,7 +140,9 @@ def create_drafts(
                 field="products",
             )
 
-    state = "needs_approval" if brand["approvals_required"] else "approved"
+    # A brand with approvals off gets its drafts approved, unless a draft failed a
+    # check (a second link from a product title, a banned word): a person decides.
+    approved_by_default = not brand["approvals_required"]
     for post_id, request, draft in zip(post_ids, requests, drafts, strict=True):
         tx.execute(
             INSERT_POST,
@@ -150,7 +152,9 @@ def create_drafts(
             text=draft.text,
             link=request.link,
             campaign=campaign,
-            state=state,
+            state="approved"
+            if approved_by_default and all(draft.checks.values())
+            else "needs_approval",
             engine=draft.engine,
             model=draft.model,
             fallback_reason=draft.fallback_reason,

@@ -18,8 +18,10 @@ sending it again could post it twice. The reconciler of the publishing issue wil
 settle unconfirmed posts from the account's own timeline.
 
 A 429 pauses only the account that got it, until the reset X announced; the other
-brands' posts go on. Due posts of a brand with no X account are held, with the
-reason, instead of waiting silently.
+brands' posts go on, and every run checks the pause again before each send. Before
+each send the attempt also renews its lease, and a run that finds its lease taken
+(it outlived it) sends nothing more. Due posts of a brand with no X account are
+held, with the reason, instead of waiting silently.
 """
 
 from __future__ import annotations
@@ -37,11 +39,8 @@ UPDATE posts p SET
     failure_reason = CASE WHEN a.sent_at IS NULL THEN NULL
         ELSE 'publisher stopped after sending to X; check the timeline' END,
     lease_until = NULL, updated_at = :now
-FROM (
-    SELECT DISTINCT ON (post_id) post_id, sent_at
-    FROM publish_attempts ORDER BY post_id, started_at DESC, id DESC
-) a
-WHERE p.state = 'publishing' AND p.lease_until < :now AND a.post_id = p.id
+FROM publish_attempts a
+WHERE p.state = 'publishing' AND p.lease_until < :now AND a.id = p.lease_attempt_id
 RETURNING p.id, p.state
 """
 HOLD_UNCONNECTED = """
@@ -71,6 +70,18 @@ RETURNING p.id, p.brand_id, p.text, p.link, p.scheduled_at, b.x_access_token
 START_ATTEMPT = """
 INSERT INTO publish_attempts (post_id, started_at) VALUES (:post_id, :now) RETURNING id
 """
+HOLD_LEASE = "UPDATE posts SET lease_attempt_id = :attempt_id WHERE id = :post_id"
+# Just before sending: the attempt must still hold a live lease and the account must
+# not be paused (another run may have met a 429 meanwhile). The lease is renewed, so
+# a long batch never loses the posts it has not reached yet.
+TAKE_TURN = """
+UPDATE posts p SET lease_until = :lease_until, updated_at = :now
+FROM brands b
+WHERE p.id = :post_id AND p.lease_attempt_id = :attempt_id
+  AND p.state = 'publishing' AND p.lease_until > :now AND b.id = p.brand_id
+  AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
+RETURNING p.id
+"""
 MARK_SENT = "UPDATE publish_attempts SET sent_at = :now WHERE id = :attempt_id"
 FINISH_ATTEMPT = """
 UPDATE publish_attempts SET finished_at = :now, outcome = :outcome,
@@ -80,12 +91,13 @@ WHERE id = :attempt_id
 MARK_PUBLISHED = """
 UPDATE posts SET state = 'published', x_post_id = :x_post_id, published_at = :now,
     lease_until = NULL, failure_reason = NULL, updated_at = :now
-WHERE id = :post_id AND state = 'publishing'
+WHERE id = :post_id AND lease_attempt_id = :attempt_id
+  AND state IN ('publishing', 'unconfirmed')
 """
 MARK_OUTCOME = """
 UPDATE posts SET state = :state, failure_reason = :reason, lease_until = NULL,
     updated_at = :now
-WHERE id = :post_id AND state = 'publishing'
+WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'publishing'
 """
 
 
@@ -93,25 +105,17 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     """Publish every post due at `as_of`; return counts by outcome."""
     claimed, attempts, counts = _claim(runtime, as_of)
 
-    paused: set[str] = set()
     for post in sorted(claimed, key=lambda row: (row["scheduled_at"], str(row["id"]))):
-        attempt_id = attempts[post["id"]]
-        if post["brand_id"] in paused:
-            _finish(runtime, post, attempt_id, "scheduled", "retry", "account paused")
-            counts["deferred"] += 1
-            continue
-        outcome = _publish_one(runtime, post, attempt_id)
-        counts[outcome] += 1
-        if outcome == "paused":
-            paused.add(post["brand_id"])
-    counts["deferred"] += counts.pop("paused")
+        counts[_publish_one(runtime, post, attempts[post["id"]])] += 1
+    counts["deferred"] += counts.pop("paused") + counts.pop("lost")
     return counts
 
 
 def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str, int]]:
     settings, now = runtime.settings, runtime.clock.now()
     counts = dict.fromkeys(
-        ("published", "failed", "unconfirmed", "deferred", "paused", "held"), 0
+        ("published", "failed", "unconfirmed", "deferred", "paused", "held", "lost"),
+        0,
     )
     with runtime.database.transaction() as tx:
         expired = tx.rows(EXPIRE_LEASES, now=now)
@@ -124,10 +128,10 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
             lease_until=now + dt.timedelta(seconds=settings.publish_lease_s),
             now=now,
         )
-        attempts = {
-            row["id"]: tx.scalar(START_ATTEMPT, post_id=row["id"], now=now)
-            for row in claimed
-        }
+        attempts = {}
+        for row in claimed:
+            attempts[row["id"]] = tx.scalar(START_ATTEMPT, post_id=row["id"], now=now)
+            tx.execute(HOLD_LEASE, post_id=row["id"], attempt_id=attempts[row["id"]])
     if expired or counts["held"]:
         runtime.log.warning(
             "posts recovered or held",
@@ -137,12 +141,12 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
 
 
 def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
-    from cartcast.x import XTimeout
+    from cartcast.x import XRejected, XTimeout
 
     # Commit the intent first: if this write fails, nothing was sent, and the post
     # goes back to `scheduled` when its lease ends.
-    with runtime.database.transaction() as tx:
-        tx.execute(MARK_SENT, attempt_id=attempt_id, now=runtime.clock.now())
+    if not _take_turn(runtime, post, attempt_id):
+        return "lost"
 
     client = runtime.x_client(post["x_access_token"])
     try:
@@ -156,6 +160,17 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     except TransientError as error:
         _finish(runtime, post, attempt_id, "scheduled", "retry", str(error))
         return "deferred"
+    except XRejected as error:
+        if error.reason == "duplicate":
+            # X refuses a text the account already posted: most likely this very
+            # post, by a run whose answer was lost. Settle it from the timeline.
+            _finish(runtime, post, attempt_id, "unconfirmed", "unknown", str(error))
+            return "unconfirmed"
+        _finish(runtime, post, attempt_id, "failed", "failed", str(error))
+        runtime.log.error(
+            "X refused a post", extra=fields(post_id=str(post["id"]), reason=str(error))
+        )
+        return "failed"
     except PermanentError as error:
         _finish(runtime, post, attempt_id, "failed", "failed", str(error))
         runtime.log.error(
@@ -163,9 +178,19 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
         )
         return "failed"
 
+    # Logged before the write, so X's id survives a database failure in the logs.
+    runtime.log.info(
+        "X accepted a post", extra=fields(post_id=str(post["id"]), x_post_id=created.id)
+    )
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
-        tx.execute(MARK_PUBLISHED, post_id=post["id"], x_post_id=created.id, now=now)
+        tx.execute(
+            MARK_PUBLISHED,
+            post_id=post["id"],
+            attempt_id=attempt_id,
+            x_post_id=created.id,
+            now=now,
+        )
         tx.execute(
             FINISH_ATTEMPT,
             attempt_id=attempt_id,
@@ -183,10 +208,30 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
             usd=costs.post_price(bool(post["link"])),
             ref=str(post["id"]),
         )
-    runtime.log.info(
-        "published", extra=fields(post_id=str(post["id"]), x_post_id=created.id)
-    )
     return "published"
+
+
+def _take_turn(runtime: Any, post: dict[str, Any], attempt_id: int) -> bool:
+    """Renew the lease and commit the intent to send; False when the turn is gone.
+
+    A lease lost to another run (this one outlived it) means hands off. A pause that
+    another run recorded meanwhile sends the post back to `scheduled`.
+    """
+    now = runtime.clock.now()
+    lease_until = now + dt.timedelta(seconds=runtime.settings.publish_lease_s)
+    with runtime.database.transaction() as tx:
+        turn = tx.scalar(
+            TAKE_TURN,
+            post_id=post["id"],
+            attempt_id=attempt_id,
+            lease_until=lease_until,
+            now=now,
+        )
+        if turn is not None:
+            tx.execute(MARK_SENT, attempt_id=attempt_id, now=now)
+            return True
+    _finish(runtime, post, attempt_id, "scheduled", "retry", "lease lost or paused")
+    return False
 
 
 def _pause_brand(
@@ -220,6 +265,7 @@ def _finish(
         tx.execute(
             MARK_OUTCOME,
             post_id=post["id"],
+            attempt_id=attempt_id,
             state=state,
             reason=None if state == "scheduled" else reason,
             now=now,

@@ -154,6 +154,12 @@ def _check_consistency(settings: Settings) -> list[str]:
     problems = []
     if not settings.database_url and not settings.cloud_sql_instance:
         problems.append("DATABASE_URL or CLOUD_SQL_INSTANCE is required")
+    if settings.publish_lease_s < 3 * settings.x_timeout_s + 30:
+        # One X call (connect, then read) must end well inside a lease, or another
+        # run could claim the post while this one is still waiting on X.
+        problems.append(
+            "CARTCAST_PUBLISH_LEASE_S must be at least 3 × X_TIMEOUT_S + 30 seconds"
+        )
     if settings.cloud_sql_instance and not settings.db_user:
         problems.append("DB_USER is required with CLOUD_SQL_INSTANCE")
     if settings.environment == "cloud":
