@@ -118,3 +118,23 @@ def test_required_hashtags_too_long_for_any_post_are_a_400(function_env) -> None
     assert response.status_code == 400
     assert "required hashtags" in response.get_json()["error"]["message"]
     assert api.get("/v1/posts", headers=auth(key)).get_json()["posts"] == []
+
+
+def test_a_draft_that_fails_a_check_waits_for_approval_even_with_approvals_off(
+    brand_key,
+) -> None:
+    api = make_app("api", "http").test_client()
+    gift = {
+        "sku": "GIFT-1",
+        "title": "Amazon.com Gift Card",
+        "price": 25,
+        "category": "x",
+    }
+    post_json(api, "/v1/products", [gift], brand_key)
+
+    response = post_json(caption_client(), "/", {"products": ["GIFT-1"]}, brand_key)
+
+    post = response.get_json()["posts"][0]
+    assert response.status_code == 201
+    assert post["checks"]["link_once"] is False
+    assert post["state"] == "needs_approval"
