@@ -70,23 +70,27 @@ def rollup_kpis(cloud_event):
 def _on_tick(cloud_event, function, work, once=True):
     """Run a scheduled job as of the tick's time, unless the tick is unusable or old.
 
-    With `once`, a tick already handled to the end is acknowledged without running
-    again: Pub/Sub delivers at least once, and a second poll or rollup would read
-    from X, and pay, a second time.
+    With `once`, a tick that another delivery claimed is acknowledged without
+    running again: Pub/Sub delivers at least once, and a second poll or rollup would
+    read from X, and pay, a second time.
     """
     message = _fresh_message(cloud_event, function)
     if message is None:
         return
     current = runtime.current()
-    if once and events.already_handled(current, function, message):
-        _drop(function, message, "delivered again after it was handled")
+    if once and not events.claim(current, function, message):
+        _drop(function, message, "delivered again; another delivery ran it")
         return
     # A tick stands for its own time, but never for a time that has not come yet:
     # a message stamped in the future must not publish anything early.
     as_of = min(message.time, current.clock.now())
-    outcome = work(current, as_of=as_of)
-    if once:
-        events.mark_handled(current, function, message)
+    finished = False
+    try:
+        outcome = work(current, as_of=as_of)
+        finished = True
+    finally:
+        if once and not finished:
+            events.release(current, function, message)
     _done(function, message, outcome)
 
 

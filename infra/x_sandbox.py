@@ -134,6 +134,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = JSON
     dropped: bool = False
+    truncated: bool = False
 
 
 class Refusal(Exception):
@@ -185,6 +186,7 @@ class Fault:
     reset_in_s: int
     delay_s: float
     drop: bool
+    truncate: bool = False
 
 
 @dataclass
@@ -328,20 +330,29 @@ class XSandbox:
         reset_in_s: int = 900,
         delay_s: float = 0.0,
         drop: bool = False,
+        truncate: bool = False,
     ) -> None:
         """Make the next `count` matching requests misbehave.
 
         Each answers `status` in X's format or, without a status, is served as
         usual; either way the answer leaves `delay_s` late. With `drop`, the answer
-        is thrown away and the connection closed. A served request has taken effect
-        before a slow or lost answer, as when X acts but its answer never arrives.
+        is thrown away and the connection closed; with `truncate`, the answer breaks
+        off halfway through its body. A served request has taken effect before a
+        slow, lost or broken answer, as when X acts but its answer never arrives.
         """
         if status is not None and not 400 <= status <= 599:
             raise ValueError("status must be an HTTP error status")
         if count < 1:
             raise ValueError("count must be at least 1")
         fault = Fault(
-            method.upper(), path_prefix, status, count, reset_in_s, delay_s, drop
+            method.upper(),
+            path_prefix,
+            status,
+            count,
+            reset_in_s,
+            delay_s,
+            drop,
+            truncate,
         )
         with self._lock:
             self._faults.append(fault)
@@ -385,6 +396,7 @@ class XSandbox:
             fault = self._take_fault(request)
             reply = self._serve(route, params, request, fault)
             reply.dropped = fault is not None and fault.drop
+            reply.truncated = fault is not None and fault.truncate
             self._count(route.key, reply.status)
             self._save()
 
@@ -821,6 +833,7 @@ class XSandbox:
                     reset_in_s=int(body.get("reset_in_s", 900)),
                     delay_s=float(body.get("delay_s", 0.0)),
                     drop=bool(body.get("drop", False)),
+                    truncate=bool(body.get("truncate", False)),
                 )
                 return Reply(201, {"data": self.snapshot()["faults"]})
             if action == ("POST", "limits"):
@@ -1108,6 +1121,11 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if reply.truncated:
+            # Promise the whole body, send half, hang up: a broken answer.
+            self.wfile.write(payload[: len(payload) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(payload)
 
 

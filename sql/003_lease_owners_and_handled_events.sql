@@ -5,8 +5,9 @@
 -- publisher that outlived its lease finds another attempt named here and stops.
 ALTER TABLE posts ADD COLUMN lease_attempt_id bigint;
 
--- Pub/Sub delivers at least once. A tick handled to the end is recorded here, and a
--- second delivery of it is acknowledged without calling X (and paying) again.
+-- Pub/Sub delivers at least once. The first delivery of a poll or rollup tick claims
+-- it here (a failed run gives the claim back), and a second delivery is acknowledged
+-- without calling X, and paying, again.
 CREATE TABLE handled_events (
     function    text NOT NULL,
     event_id    text NOT NULL,

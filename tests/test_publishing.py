@@ -142,3 +142,18 @@ def test_x_calling_a_post_a_duplicate_leaves_it_unconfirmed_not_failed(
     publishing.publish_due(x_runtime, as_of=clock.now())
 
     assert states(x_runtime, brand_id) == ["unconfirmed"]
+
+
+def test_a_post_whose_answer_broke_off_is_unconfirmed_and_never_resent(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", truncate=True)
+
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    clock.advance(dt.timedelta(hours=1))
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    assert states(x_runtime, brand_id) == ["unconfirmed"]
+    assert x_sandbox.snapshot()["requests"]["POST /2/tweets"]["count"] == 1

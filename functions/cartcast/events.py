@@ -21,14 +21,14 @@ from cartcast.errors import PermanentError
 
 IDS_PER_MESSAGE_MAX = 1000
 
-SELECT_HANDLED = """
-SELECT 1 AS handled FROM handled_events
-WHERE function = :function AND event_id = :event_id
-"""
-INSERT_HANDLED = """
+CLAIM_EVENT = """
 INSERT INTO handled_events (function, event_id, handled_at)
 VALUES (:function, :event_id, :now)
 ON CONFLICT (function, event_id) DO NOTHING
+RETURNING event_id
+"""
+RELEASE_EVENT = """
+DELETE FROM handled_events WHERE function = :function AND event_id = :event_id
 """
 
 
@@ -72,22 +72,27 @@ def id_list(payload: dict[str, Any], name: str) -> list[str] | None:
         return None
 
 
-def already_handled(runtime: Any, function: str, message: Message) -> bool:
-    """Say whether this event was handled to the end before (a redelivery)."""
-    with runtime.database.transaction() as tx:
-        found = tx.one(SELECT_HANDLED, function=function, event_id=message.event_id)
-    return found is not None
+def claim(runtime: Any, function: str, message: Message) -> bool:
+    """Claim an event for this run; False when another delivery has it already.
 
-
-def mark_handled(runtime: Any, function: str, message: Message) -> None:
-    """Record that the event was handled to the end; failed runs are not recorded."""
+    Pub/Sub delivers at least once, sometimes twice at the same moment. The first
+    delivery to claim an event runs it; a run that fails releases its claim so
+    that Pub/Sub's retry runs again.
+    """
     with runtime.database.transaction() as tx:
-        tx.execute(
-            INSERT_HANDLED,
+        claimed = tx.scalar(
+            CLAIM_EVENT,
             function=function,
             event_id=message.event_id,
             now=runtime.clock.now(),
         )
+    return claimed is not None
+
+
+def release(runtime: Any, function: str, message: Message) -> None:
+    """Give back the claim of a run that failed, so a redelivery runs again."""
+    with runtime.database.transaction() as tx:
+        tx.execute(RELEASE_EVENT, function=function, event_id=message.event_id)
 
 
 def age_s(message: Message, now: dt.datetime) -> float:

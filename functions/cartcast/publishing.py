@@ -35,12 +35,14 @@ from cartcast.logs import fields
 
 EXPIRE_LEASES = """
 UPDATE posts p SET
-    state = CASE WHEN a.sent_at IS NULL THEN 'scheduled' ELSE 'unconfirmed' END,
-    failure_reason = CASE WHEN a.sent_at IS NULL THEN NULL
+    state = CASE WHEN a.id IS NOT NULL AND a.sent_at IS NULL
+        THEN 'scheduled' ELSE 'unconfirmed' END,
+    failure_reason = CASE WHEN a.id IS NOT NULL AND a.sent_at IS NULL THEN NULL
         ELSE 'publisher stopped after sending to X; check the timeline' END,
     lease_until = NULL, updated_at = :now
-FROM publish_attempts a
-WHERE p.state = 'publishing' AND p.lease_until < :now AND a.id = p.lease_attempt_id
+FROM posts expired
+LEFT JOIN publish_attempts a ON a.id = expired.lease_attempt_id
+WHERE p.id = expired.id AND p.state = 'publishing' AND p.lease_until < :now
 RETURNING p.id, p.state
 """
 HOLD_UNCONNECTED = """

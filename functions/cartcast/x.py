@@ -330,6 +330,14 @@ class XClient:
             if _dropped_after_sending(exc):
                 raise XTimeout(f"X dropped the connection: {exc}") from exc
             raise errors.TransientError(f"X is unreachable: {exc}") from exc
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+            requests.exceptions.JSONDecodeError,
+        ) as exc:
+            # X answered, but the answer broke off or does not parse: whatever X did
+            # (a post may well exist now) is unknown.
+            raise XTimeout(f"X's answer could not be read: {exc}") from exc
         except requests.RequestException as exc:
             raise errors.TransientError(f"X request failed: {exc}") from exc
 
