@@ -28,6 +28,7 @@ from cartcast import (
     validation,
     web,
 )
+from cartcast.db import Transaction
 from cartcast.errors import CartcastError, InvalidRequest, NotFound
 
 LIST_LIMIT_MAX = 500
@@ -146,19 +147,25 @@ def _row_id(value: str, what: str) -> str:
         raise NotFound(f"{what} not found") from error
 
 
-def create_brand(tx, *, runtime, caller, body, query):
+def create_brand(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     keys.require_operator(caller)
     created = brands.create_brand(tx, body, now=runtime.clock.now())
     return web.json_response(created, 201)
 
 
-def get_brand(tx, *, runtime, caller, body, query):
+def get_brand(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     return web.json_response(
         {"brand": brands.get_brand(tx, keys.require_brand(caller))}
     )
 
 
-def import_products(tx, *, runtime, caller, body, query):
+def import_products(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     brand_id = keys.require_brand(caller)
     result = catalog.import_products(
         tx, brand_id=brand_id, feed=body, now=runtime.clock.now()
@@ -166,7 +173,9 @@ def import_products(tx, *, runtime, caller, body, query):
     return web.json_response(result, 200)
 
 
-def list_products(tx, *, runtime, caller, body, query):
+def list_products(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     after = query.get("after")
     if after is not None and ("\x00" in after or len(after) > 100):
         raise InvalidRequest(
@@ -185,7 +194,15 @@ def list_products(tx, *, runtime, caller, body, query):
     )
 
 
-def get_product(tx, *, runtime, caller, body, query, product_id):
+def get_product(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    product_id: str,
+) -> web.Response:
     brand_id = keys.require_brand(caller)
     product = catalog.find_product(
         tx, brand_id=brand_id, ref=_row_id(product_id, "product")
@@ -193,7 +210,9 @@ def get_product(tx, *, runtime, caller, body, query, product_id):
     return web.json_response({"product": product})
 
 
-def create_captions(tx, *, runtime, caller, body, query):
+def create_captions(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     return captions_response(tx, runtime, caller, body)
 
 
@@ -212,7 +231,9 @@ def captions_response(
     return web.json_response(created, 201)
 
 
-def list_posts(tx, *, runtime, caller, body, query):
+def list_posts(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     state = query.get("state")
     if state is not None and state not in POST_STATES:
         raise InvalidRequest(
@@ -224,22 +245,48 @@ def list_posts(tx, *, runtime, caller, body, query):
     return web.json_response({"posts": found})
 
 
-def get_post(tx, *, runtime, caller, body, query, post_id):
+def get_post(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    post_id: str,
+) -> web.Response:
     post = posts.get_post(
         tx, brand_id=keys.require_brand(caller), post_id=_row_id(post_id, "post")
     )
     return web.json_response({"post": post})
 
 
-def approve_post(tx, *, runtime, caller, body, query, post_id):
+def approve_post(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    post_id: str,
+) -> web.Response:
     return _act_on_post(tx, runtime, caller, post_id, "approve")
 
 
-def cancel_post(tx, *, runtime, caller, body, query, post_id):
+def cancel_post(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    post_id: str,
+) -> web.Response:
     return _act_on_post(tx, runtime, caller, post_id, "cancel")
 
 
-def _act_on_post(tx, runtime, caller, post_id: str, action: str) -> web.Response:
+def _act_on_post(
+    tx: Transaction, runtime: Any, caller: keys.Caller, post_id: str, action: str
+) -> web.Response:
     post = posts.apply_action(
         tx,
         brand_id=keys.require_brand(caller),
@@ -250,7 +297,15 @@ def _act_on_post(tx, runtime, caller, post_id: str, action: str) -> web.Response
     return web.json_response({"post": post})
 
 
-def schedule_post(tx, *, runtime, caller, body, query, post_id):
+def schedule_post(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    post_id: str,
+) -> web.Response:
     post = posts.schedule(
         tx,
         brand_id=keys.require_brand(caller),
@@ -261,7 +316,9 @@ def schedule_post(tx, *, runtime, caller, body, query, post_id):
     return web.json_response({"post": post})
 
 
-def schedule_approved(tx, *, runtime, caller, body, query):
+def schedule_approved(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     body = validation.require_object(body)
     limit = validation.integer(
         body, "limit", default=50, minimum=1, maximum=LIST_LIMIT_MAX
@@ -272,7 +329,9 @@ def schedule_approved(tx, *, runtime, caller, body, query):
     return web.json_response({"posts": scheduled})
 
 
-def list_mentions(tx, *, runtime, caller, body, query):
+def list_mentions(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     state = query.get("state")
     if state not in (None, "open", "handled"):
         raise InvalidRequest("'state' must be open or handled", field="state")
@@ -282,7 +341,9 @@ def list_mentions(tx, *, runtime, caller, body, query):
     return web.json_response({"mentions": found})
 
 
-def receive_order(tx, *, runtime, caller, body, query):
+def receive_order(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     result = orders.receive_order(
         tx,
         brand_id=keys.require_brand(caller),
@@ -293,7 +354,9 @@ def receive_order(tx, *, runtime, caller, body, query):
     return web.json_response(result, 200 if result["duplicate"] else 201)
 
 
-def daily_report(tx, *, runtime, caller, body, query):
+def daily_report(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     brand_id = keys.require_brand(caller)
     brand = brands.get_brand(tx, brand_id)
     today = runtime.clock.now().astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
@@ -308,14 +371,18 @@ def daily_report(tx, *, runtime, caller, body, query):
     return web.json_response({"time_zone": brand["time_zone"], "days": rows})
 
 
-def post_report(tx, *, runtime, caller, body, query):
+def post_report(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     rows = reports.post_revenue(
         tx, brand_id=keys.require_brand(caller), limit=_limit(query)
     )
     return web.json_response({"posts": rows})
 
 
-def mention_report(tx, *, runtime, caller, body, query):
+def mention_report(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
     rows = reports.mention_summary(tx, brand_id=keys.require_brand(caller))
     return web.json_response({"mentions": rows})
 

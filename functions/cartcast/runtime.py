@@ -26,6 +26,7 @@ class Runtime:
         self._database: Any = None
         self._publisher: Any = None
         self._x_clients: dict[str, Any] = {}
+        self._gemini: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -64,7 +65,7 @@ class Runtime:
         """Return the Gemini captioner, or None when no key is configured."""
         if not self.settings.gemini_api_key:
             return None
-        if not hasattr(self, "_gemini"):
+        if self._gemini is None:
             from cartcast.gemini import GeminiCaptioner
 
             self._gemini = GeminiCaptioner(
