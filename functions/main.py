@@ -9,29 +9,38 @@ outage) when trying again can help; log and return when it cannot (a payload tha
 will never parse, an event older than CARTCAST_MAX_EVENT_AGE_S).
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import functions_framework
 
 from cartcast import events, runtime
 from cartcast.errors import PermanentError
 from cartcast.logs import fields
 
+if TYPE_CHECKING:
+    import flask
+    from cloudevents.http import CloudEvent
+
 
 @functions_framework.http
-def api(request):
+def api(request: flask.Request) -> tuple[str, int, dict[str, str]]:
     from cartcast import api as http_api
 
     return http_api.handle(request, runtime.current())
 
 
 @functions_framework.http
-def generate_caption(request):
+def generate_caption(request: flask.Request) -> tuple[str, int, dict[str, str]]:
     from cartcast import api as http_api
 
     return http_api.handle_caption_request(request, runtime.current())
 
 
 @functions_framework.cloud_event
-def publish_due_posts(cloud_event):
+def publish_due_posts(cloud_event: CloudEvent) -> None:
     from cartcast import publishing
 
     # Claims already make a second delivery a no-op: no need to track deliveries.
@@ -39,14 +48,14 @@ def publish_due_posts(cloud_event):
 
 
 @functions_framework.cloud_event
-def poll_mentions(cloud_event):
+def poll_mentions(cloud_event: CloudEvent) -> None:
     from cartcast import mentions
 
     _on_tick(cloud_event, "poll_mentions", mentions.poll_mentions)
 
 
 @functions_framework.cloud_event
-def score_sentiment(cloud_event):
+def score_sentiment(cloud_event: CloudEvent) -> None:
     message = _fresh_message(cloud_event, "score_sentiment")
     if message is None:
         return
@@ -61,13 +70,18 @@ def score_sentiment(cloud_event):
 
 
 @functions_framework.cloud_event
-def rollup_kpis(cloud_event):
+def rollup_kpis(cloud_event: CloudEvent) -> None:
     from cartcast import kpis
 
     _on_tick(cloud_event, "rollup_kpis", kpis.rollup)
 
 
-def _on_tick(cloud_event, function, work, once=True):
+def _on_tick(
+    cloud_event: CloudEvent,
+    function: str,
+    work: Callable[..., dict[str, int]],
+    once: bool = True,
+) -> None:
     """Run a scheduled job as of the tick's time, unless the tick is unusable or old.
 
     With `once`, a tick that another delivery claimed is acknowledged without
@@ -94,7 +108,7 @@ def _on_tick(cloud_event, function, work, once=True):
     _done(function, message, outcome)
 
 
-def _fresh_message(cloud_event, function):
+def _fresh_message(cloud_event: CloudEvent, function: str) -> events.Message | None:
     """Decode the event; return None (acknowledge) when it is unusable or stale."""
     current = runtime.current()
     try:
@@ -114,14 +128,14 @@ def _fresh_message(cloud_event, function):
     return message
 
 
-def _drop(function, message, reason):
+def _drop(function: str, message: events.Message, reason: str) -> None:
     runtime.current().log.warning(
         "event dropped",
         extra=fields(function=function, event_id=message.event_id, reason=reason),
     )
 
 
-def _done(function, message, outcome):
+def _done(function: str, message: events.Message, outcome: dict[str, Any]) -> None:
     runtime.current().log.info(
         f"{function} done",
         extra=fields(
