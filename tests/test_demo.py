@@ -47,7 +47,9 @@ def demo_run(database_url: str, tmp_path_factory: pytest.TempPathFactory):
 
     url = pg.with_database(database_url, name)
     database = db.connect_from_settings(Settings(database_url=url))
-    yield finished, json.loads((work_dir / "summary.json").read_text()), database
+    summary = json.loads((work_dir / "summary.json").read_text())
+    summary["report_html"] = (work_dir / "report.html").read_text()
+    yield finished, summary, database
     database.close()
     pg.drop_database(url)
 
@@ -118,3 +120,16 @@ def test_every_mention_was_stored_once_and_scored(demo_run) -> None:
     assert counts["stored"] == counts["distinct_ids"] > 100
     assert counts["unscored"] == 0
     assert f"mentions: {counts['stored']}" in finished.stdout
+
+
+def test_the_html_report_shows_the_same_figures(demo_run) -> None:
+    _, summary, database = demo_run
+
+    with database.transaction() as tx:
+        published = tx.scalar("SELECT count(*) FROM posts WHERE state = 'published'")
+        impressions = tx.scalar("SELECT sum(impressions) FROM daily_kpis")
+
+    report = summary["report_html"]
+    assert f"<span>{published} posts</span>" in report
+    assert f"<span>{impressions} impressions</span>" in report
+    assert "<script" not in report  # a self-contained page, nothing fetched

@@ -246,12 +246,13 @@ def test_a_brand_x_refuses_does_not_stop_the_rollup_of_others(
     later = START + dt.timedelta(days=7)
     clock_file.set(later)
     tick("publish_due_posts", later)
+    clock_file.set(later + dt.timedelta(hours=6))
 
-    response = tick("rollup_kpis", later + dt.timedelta(hours=1))
+    response = tick("rollup_kpis", later + dt.timedelta(hours=6))
 
     assert response.status_code == 200
     days = api_get(f"/v1/reports/daily?to={later.date()}", brand_key)["days"]
-    assert sum(day["impressions"] for day in days) >= 0
+    assert sum(day["impressions"] for day in days) > 0
     assert sum(day["posts_published"] for day in days) == 4
 
 
