@@ -85,12 +85,65 @@ def create_drafts(
     gemini: Any = None,
 ) -> dict[str, Any]:
     """Write captions for the requested products and store them as posts."""
+    refs, variants, campaign, tone = _parse_caption_request(body)
+
+    brand = brands.get_brand(tx, brand_id)
+    products = [catalog.find_product(tx, brand_id=brand_id, ref=ref) for ref in refs]
+    requests = _draft_requests(brand, products, variants, campaign)
+    existing = frozenset(
+        row["text"] for row in tx.rows(SELECT_BRAND_TEXTS, brand_id=brand_id)
+    )
+
+    drafts = write_drafts(
+        [request for _, request in requests],
+        _voice(brand),
+        tone=tone,
+        campaign=campaign,
+        gemini=gemini,
+        avoid_texts=existing,
+    )
+
+    for (_, request), draft in zip(requests, drafts, strict=True):
+        if not draft.checks.get("fits_on_x", True):
+            raise InvalidRequest(
+                f"no post about {request.product.sku!r} fits X's 280-character limit "
+                "with its link and the brand's required hashtags",
+                field="products",
+            )
+    # A brand with approvals off gets its drafts approved, unless a draft failed a
+    # check (a second link from a product title, a banned word): a person decides.
+    for (post_id, request), draft in zip(requests, drafts, strict=True):
+        approved = not brand["approvals_required"] and all(draft.checks.values())
+        tx.execute(
+            INSERT_POST,
+            id=post_id,
+            brand_id=brand_id,
+            product_id=str(request.product.product_id),
+            text=draft.text,
+            link=request.link,
+            campaign=campaign,
+            state="approved" if approved else "needs_approval",
+            engine=draft.engine,
+            model=draft.model,
+            fallback_reason=draft.fallback_reason,
+            weighted_length=draft.weighted_length,
+            checks=json.dumps(draft.checks),
+            created_by=created_by,
+            now=now,
+        )
+    return {
+        "posts": [get_post(tx, brand_id=brand_id, post_id=pid) for pid, _ in requests]
+    }
+
+
+def _parse_caption_request(body: Any) -> tuple[list[str], int, str | None, str | None]:
+    """Return the product refs, variants, campaign and tone of a caption request."""
     body = validation.require_object(body)
     refs = body.get("products")
     if (
         not isinstance(refs, list)
         or not refs
-        or not all(isinstance(r, str) for r in refs)
+        or not all(isinstance(ref, str) for ref in refs)
     ):
         raise InvalidRequest(
             "'products' must be a non-empty list of ids or SKUs", field="products"
@@ -104,10 +157,17 @@ def create_drafts(
     )
     campaign = validation.text(body, "campaign", required=False, max_len=100)
     tone = validation.text(body, "tone", required=False, max_len=100)
+    return refs, variants, campaign, tone
 
-    brand = brands.get_brand(tx, brand_id)
-    products = [catalog.find_product(tx, brand_id=brand_id, ref=ref) for ref in refs]
-    requests, post_ids = [], []
+
+def _draft_requests(
+    brand: dict[str, Any],
+    products: list[dict[str, Any]],
+    variants: int,
+    campaign: str | None,
+) -> list[tuple[str, DraftRequest]]:
+    """Give each draft-to-be its post id, and the tracked link that carries it."""
+    requests = []
     for product in products:
         for variant in range(variants):
             post_id = str(uuid.uuid4())
@@ -117,53 +177,10 @@ def create_drafts(
                 post_id=post_id,
                 campaign=campaign,
             )
-            requests.append(DraftRequest(_brief(product, brand), link, variant))
-            post_ids.append(post_id)
-    existing = frozenset(
-        row["text"] for row in tx.rows(SELECT_BRAND_TEXTS, brand_id=brand_id)
-    )
-
-    drafts = write_drafts(
-        requests,
-        _voice(brand),
-        tone=tone,
-        campaign=campaign,
-        gemini=gemini,
-        avoid_texts=existing,
-    )
-
-    for request, draft in zip(requests, drafts, strict=True):
-        if not draft.checks.get("fits_on_x", True):
-            raise InvalidRequest(
-                f"no post about {request.product.sku!r} fits X's 280-character limit "
-                "with its link and the brand's required hashtags",
-                field="products",
+            requests.append(
+                (post_id, DraftRequest(_brief(product, brand), link, variant))
             )
-
-    # A brand with approvals off gets its drafts approved, unless a draft failed a
-    # check (a second link from a product title, a banned word): a person decides.
-    approved_by_default = not brand["approvals_required"]
-    for post_id, request, draft in zip(post_ids, requests, drafts, strict=True):
-        tx.execute(
-            INSERT_POST,
-            id=post_id,
-            brand_id=brand_id,
-            product_id=str(request.product.product_id),
-            text=draft.text,
-            link=request.link,
-            campaign=campaign,
-            state="approved"
-            if approved_by_default and all(draft.checks.values())
-            else "needs_approval",
-            engine=draft.engine,
-            model=draft.model,
-            fallback_reason=draft.fallback_reason,
-            weighted_length=draft.weighted_length,
-            checks=json.dumps(draft.checks),
-            created_by=created_by,
-            now=now,
-        )
-    return {"posts": [get_post(tx, brand_id=brand_id, post_id=pid) for pid in post_ids]}
+    return requests
 
 
 def get_post(tx: Transaction, *, brand_id: str, post_id: str) -> dict[str, Any]:
