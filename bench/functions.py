@@ -509,7 +509,13 @@ def build_cases(stage: Stage) -> list[Case]:
     def take_score_batch() -> None:
         score_payloads[0] = stage.next_score_batch()
 
-    gemini_env = {"GEMINI_API_KEY": GEMINI_API_KEY, "GEMINI_BASE_URL": stage.gemini_url}
+    # The bench measures start-up, not the quota: the governor must never refuse.
+    gemini_env = {
+        "GEMINI_API_KEY": GEMINI_API_KEY,
+        "GEMINI_BASE_URL": stage.gemini_url,
+        "GEMINI_REQUESTS_PER_MINUTE": "1000",
+        "GEMINI_REQUESTS_PER_DAY": "1000",
+    }
     push_env = {"CARTCAST_PUBSUB_PUSH": stage.push_setting()}
     return [
         Case(

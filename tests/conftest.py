@@ -24,6 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 OPERATOR_KEY = "operator-test-key"
 # A Monday morning in UTC; tests that need another instant move the clock.
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+# Every table a test can write; brands cascades to everything that belongs to one.
+TRUNCATE_ALL = (
+    "TRUNCATE brands, cost_ledger, handled_events, gemini_calls, gemini_pause CASCADE"
+)
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +56,7 @@ def runtime(settings: Settings, clock: FixedClock) -> Iterator[runtime_module.Ru
     current = runtime_module.Runtime(settings, clock=clock)
     yield current
     with current.database.transaction() as tx:
-        tx.execute("TRUNCATE brands, cost_ledger CASCADE")
+        tx.execute(TRUNCATE_ALL)
     current.close()
 
 
@@ -82,7 +86,7 @@ def function_env(
     yield env
     current = runtime_module.current()
     with current.database.transaction() as tx:
-        tx.execute("TRUNCATE brands, cost_ledger CASCADE")
+        tx.execute(TRUNCATE_ALL)
     runtime_module.reset()
 
 

@@ -55,6 +55,7 @@ ROUTES = Map(
         Rule("/v1/products", methods=["GET"], endpoint="list_products"),
         Rule("/v1/products/<product_id>", methods=["GET"], endpoint="get_product"),
         Rule("/v1/captions", methods=["POST"], endpoint="create_captions"),
+        Rule("/v1/gemini", methods=["GET"], endpoint="gemini_state"),
         Rule("/v1/posts", methods=["GET"], endpoint="list_posts"),
         Rule("/v1/posts/<post_id>", methods=["GET"], endpoint="get_post"),
         Rule("/v1/posts/<post_id>/approve", methods=["POST"], endpoint="approve_post"),
@@ -229,6 +230,19 @@ def captions_response(
         gemini=runtime.gemini(),
     )
     return web.json_response(created, 201)
+
+
+def gemini_state(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Say whether captions can use Gemini now, and how much of its quota is left."""
+    keys.require_brand(caller)
+    gemini = runtime.gemini()
+    if gemini is None:
+        return web.json_response({"configured": False, "engine": "template"})
+    state = gemini.governor.state()
+    engine = "gemini" if state["available"] else "template"
+    return web.json_response({"configured": True, "engine": engine, **state})
 
 
 def list_posts(

@@ -60,6 +60,8 @@ from cartcast.post_text import X_MAX_WEIGHTED_LENGTH
 if TYPE_CHECKING:
     from google import genai
 
+    from cartcast.quota import QuotaGovernor
+
 log = get_logger(__name__)
 
 ATTEMPTS_MAX = 2
@@ -178,6 +180,7 @@ class GeminiCaptioner:
         timeout_s: float = 20.0,
         clock: Clock | None = None,
         retry_pause_s: float = 1.0,
+        governor: QuotaGovernor | None = None,
     ) -> None:
         if not api_key:
             raise ConfigurationError("GEMINI_API_KEY is empty")
@@ -188,6 +191,7 @@ class GeminiCaptioner:
         self._timeout_s = timeout_s
         self._clock = clock or SystemClock()
         self._retry_pause_s = retry_pause_s
+        self.governor = governor
         self._client: genai.Client | None = None
 
     def __repr__(self) -> str:
@@ -248,6 +252,10 @@ class GeminiCaptioner:
         """Make one call; raise _Retryable when another call might do better."""
         from google.genai import errors as genai_errors
 
+        # Every call, retries included, takes a slot of the shared quota first; a
+        # refusal (RateLimited) leaves the batch to the template engine.
+        if self.governor is not None:
+            self.governor.reserve()
         try:
             response = self._generate(system_instruction, user_text, max_output_tokens)
         except genai_errors.ClientError as error:
@@ -319,6 +327,10 @@ class GeminiCaptioner:
                 "gemini quota exhausted",
                 extra=fields(model=self.model, reset_at=reset_at.isoformat()),
             )
+            if self.governor is not None:
+                self.governor.pause(
+                    until=reset_at, reason=f"a {error.code} from Gemini"
+                )
             return RateLimited(
                 f"Gemini quota exhausted ({error.status})", reset_at=reset_at
             )

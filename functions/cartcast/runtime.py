@@ -67,6 +67,7 @@ class Runtime:
             return None
         if self._gemini is None:
             from cartcast.gemini import GeminiCaptioner
+            from cartcast.quota import QuotaGovernor
 
             self._gemini = GeminiCaptioner(
                 api_key=self.settings.gemini_api_key,
@@ -75,6 +76,12 @@ class Runtime:
                 api_version=self.settings.gemini_api_version,
                 timeout_s=self.settings.gemini_timeout_s,
                 clock=self.clock,
+                governor=QuotaGovernor(
+                    self.database,
+                    self.clock,
+                    per_minute=self.settings.gemini_requests_per_minute,
+                    per_day=self.settings.gemini_requests_per_day,
+                ),
             )
         return self._gemini
 

@@ -44,6 +44,8 @@ class Settings:
     gemini_base_url: str | None = None
     gemini_api_version: str = "v1beta"
     gemini_timeout_s: float = 20.0
+    gemini_requests_per_minute: int = 5
+    gemini_requests_per_day: int = 20
     pubsub_mode: str = "push"
     pubsub_push_endpoints: Mapping[str, str] = dataclasses.field(default_factory=dict)
     google_cloud_project: str | None = None
@@ -118,6 +120,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         gemini_base_url=text("GEMINI_BASE_URL"),
         gemini_api_version=text("GEMINI_API_VERSION", "v1beta"),
         gemini_timeout_s=number("GEMINI_TIMEOUT_S", 20.0, float),
+        gemini_requests_per_minute=number("GEMINI_REQUESTS_PER_MINUTE", 5),
+        gemini_requests_per_day=number("GEMINI_REQUESTS_PER_DAY", 20),
         pubsub_mode=choice("CARTCAST_PUBSUB", "push", PUBSUB_MODES),
         pubsub_push_endpoints=_parse_endpoints(
             text("CARTCAST_PUBSUB_PUSH", ""), problems
