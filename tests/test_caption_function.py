@@ -35,6 +35,8 @@ def test_the_template_engine_writes_when_no_gemini_key_is_set(brand_key) -> None
     assert {p["engine"] for p in posts} == {"template"}
     assert len({p["text"] for p in posts}) == 4
     assert all(p["weighted_length"] <= 280 and p["link"] in p["text"] for p in posts)
+    assert {p["x_price_usd"] for p in posts} == {"0.20"}  # a post with a link
+    assert response.get_json()["gemini_usage"] is None
 
 
 def test_gemini_writes_through_google_genai_when_a_key_is_set(
@@ -52,6 +54,7 @@ def test_gemini_writes_through_google_genai_when_a_key_is_set(
     assert response.status_code == 201
     assert {p["engine"] for p in posts} == {"gemini"}
     assert all(p["model"] for p in posts)
+    assert response.get_json()["gemini_usage"]["total_tokens"] > 0
 
 
 @pytest.mark.parametrize(

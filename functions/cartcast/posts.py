@@ -17,7 +17,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from cartcast import brands, catalog, links, slots, validation
+from cartcast import brands, catalog, costs, links, slots, validation
 from cartcast.captions import BrandVoice, DraftRequest, ProductBrief, write_drafts
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
@@ -131,8 +131,11 @@ def create_drafts(
             created_by=created_by,
             now=now,
         )
+    # One Gemini call wrote the whole batch, so its token usage is the batch's.
+    usage = next((draft.usage for draft in drafts if draft.usage), None)
     return {
-        "posts": [get_post(tx, brand_id=brand_id, post_id=pid) for pid, _ in requests]
+        "posts": [get_post(tx, brand_id=brand_id, post_id=pid) for pid, _ in requests],
+        "gemini_usage": usage,
     }
 
 
@@ -187,13 +190,19 @@ def get_post(tx: Transaction, *, brand_id: str, post_id: str) -> dict[str, Any]:
     post = tx.one(SELECT_POST, brand_id=brand_id, id=post_id)
     if post is None:
         raise NotFound("post not found")
-    return post
+    return _with_price(post)
 
 
 def list_posts(
     tx: Transaction, *, brand_id: str, state: str | None, limit: int
 ) -> list[dict]:
-    return tx.rows(SELECT_POSTS, brand_id=brand_id, state=state, limit=limit)
+    found = tx.rows(SELECT_POSTS, brand_id=brand_id, state=state, limit=limit)
+    return [_with_price(post) for post in found]
+
+
+def _with_price(post: dict[str, Any]) -> dict[str, Any]:
+    """Add what X will charge to publish the post (a link costs more)."""
+    return {**post, "x_price_usd": costs.post_price(bool(post["link"]))}
 
 
 # What each state-changing action does: the state it leads to, and from where.
