@@ -141,3 +141,33 @@ def test_a_draft_that_fails_a_check_waits_for_approval_even_with_approvals_off(
     assert response.status_code == 201
     assert post["checks"]["link_once"] is False
     assert post["state"] == "needs_approval"
+
+
+def test_a_sponsored_post_carries_the_brands_disclosure_tag(function_env) -> None:
+    api = make_app("api", "http").test_client()
+    body = brand_body(slug="partner", disclosure_tag="#sponsored")
+    key = post_json(api, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
+    post_json(api, "/v1/products", catalog(2), key)
+    skus = [p["sku"] for p in catalog(2)]
+
+    paid = post_json(
+        caption_client(), "/", {"products": skus[:1], "sponsored": True}, key
+    )
+    plain = post_json(caption_client(), "/", {"products": skus[1:]}, key)
+
+    paid_post, plain_post = paid.get_json()["posts"][0], plain.get_json()["posts"][0]
+    assert "#sponsored" in paid_post["text"] and paid_post["sponsored"] is True
+    assert paid_post["checks"]["required_hashtags"] is True
+    assert "#sponsored" not in plain_post["text"] and plain_post["sponsored"] is False
+
+
+@pytest.mark.parametrize("tag", ["ad", "#two words", "#" + "x" * 40])
+def test_a_malformed_disclosure_tag_is_a_400(function_env, tag) -> None:
+    api = make_app("api", "http").test_client()
+
+    response = post_json(
+        api, "/v1/brands", brand_body(disclosure_tag=tag), OPERATOR_KEY
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "disclosure_tag"

@@ -15,10 +15,10 @@ from cartcast.errors import Conflict, InvalidRequest, NotFound
 
 INSERT_BRAND = """
 INSERT INTO brands (slug, name, time_zone, voice, language, banned_words,
-    required_hashtags, store_base_url, currency, approvals_required, posting_slots,
-    x_user_id, x_username, x_access_token, created_at)
+    required_hashtags, disclosure_tag, store_base_url, currency, approvals_required,
+    posting_slots, x_user_id, x_username, x_access_token, created_at)
 VALUES (:slug, :name, :time_zone, :voice, :language, CAST(:banned_words AS text[]),
-    CAST(:required_hashtags AS text[]), :store_base_url, :currency,
+    CAST(:required_hashtags AS text[]), :disclosure_tag, :store_base_url, :currency,
     :approvals_required, CAST(:posting_slots AS jsonb), :x_user_id, :x_username,
     :x_access_token, :created_at)
 ON CONFLICT (slug) DO NOTHING
@@ -26,8 +26,8 @@ RETURNING id
 """
 SELECT_BRAND = """
 SELECT id, slug, name, time_zone, voice, language, banned_words, required_hashtags,
-    store_base_url, currency, approvals_required, posting_slots, x_user_id,
-    x_username, created_at
+    disclosure_tag, store_base_url, currency, approvals_required, posting_slots,
+    x_user_id, x_username, created_at
 FROM brands WHERE id = :brand_id
 """
 SELECT_TIME_ZONE = "SELECT name FROM pg_timezone_names WHERE name = :name"
@@ -35,6 +35,7 @@ SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 STORE_URL_LENGTH_MAX = 200
 WORDS_MAX = 100
 WORD_LENGTH_MAX = 100
+DISCLOSURE_TAG = re.compile(r"#\w{1,29}")
 X_USER_ID = re.compile(r"[0-9]{1,19}")
 X_USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
 # Latin letters NFKD does not decompose, spelled the way their languages do.
@@ -99,6 +100,7 @@ def parse_brand(body: Any) -> dict[str, Any]:
         ),
         "banned_words": _word_list(body, "banned_words"),
         "required_hashtags": _word_list(body, "required_hashtags"),
+        "disclosure_tag": _disclosure_tag(body),
         "store_base_url": _store_base_url(body),
         "currency": validation.currency(body, "currency", default="USD"),
         "approvals_required": validation.boolean(
@@ -116,6 +118,17 @@ def parse_brand(body: Any) -> dict[str, Any]:
         )
         or None,
     }
+
+
+def _disclosure_tag(body: dict) -> str:
+    """Return the hashtag sponsored posts carry (default #ad)."""
+    tag = validation.text(body, "disclosure_tag", required=False, max_len=30) or "#ad"
+    if not DISCLOSURE_TAG.fullmatch(tag):
+        raise InvalidRequest(
+            "'disclosure_tag' must be one hashtag, like #ad or #sponsored",
+            field="disclosure_tag",
+        )
+    return tag
 
 
 def get_brand(tx: Transaction, brand_id: str) -> dict[str, Any]:

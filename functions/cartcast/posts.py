@@ -26,21 +26,21 @@ PRODUCTS_PER_REQUEST_MAX = 20
 VARIANTS_MAX = 3
 
 INSERT_POST = """
-INSERT INTO posts (id, brand_id, product_id, kind, text, link, campaign, state,
-    engine, model, fallback_reason, weighted_length, checks, created_by, created_at,
-    updated_at)
-VALUES (:id, :brand_id, :product_id, 'text', :text, :link, :campaign, :state,
-    :engine, :model, :fallback_reason, :weighted_length, CAST(:checks AS jsonb),
-    :created_by, :now, :now)
+INSERT INTO posts (id, brand_id, product_id, kind, text, link, campaign, sponsored,
+    state, engine, model, fallback_reason, weighted_length, checks, created_by,
+    created_at, updated_at)
+VALUES (:id, :brand_id, :product_id, 'text', :text, :link, :campaign, :sponsored,
+    :state, :engine, :model, :fallback_reason, :weighted_length,
+    CAST(:checks AS jsonb), :created_by, :now, :now)
 """
 SELECT_POST = """
-SELECT id, product_id, kind, text, link, campaign, state, engine, model,
+SELECT id, product_id, kind, text, link, campaign, sponsored, state, engine, model,
     fallback_reason, weighted_length, checks, scheduled_at, published_at, x_post_id,
     failure_reason, created_by, created_at, updated_at
 FROM posts WHERE brand_id = :brand_id AND id = :id
 """
 SELECT_POSTS = """
-SELECT id, product_id, kind, text, link, campaign, state, engine, model,
+SELECT id, product_id, kind, text, link, campaign, sponsored, state, engine, model,
     fallback_reason, weighted_length, checks, scheduled_at, published_at, x_post_id,
     failure_reason, created_by, created_at, updated_at
 FROM posts
@@ -85,7 +85,7 @@ def create_drafts(
     gemini: Any = None,
 ) -> dict[str, Any]:
     """Write captions for the requested products and store them as posts."""
-    refs, variants, campaign, tone = _parse_caption_request(body)
+    refs, variants, campaign, tone, sponsored = _parse_caption_request(body)
 
     brand = brands.get_brand(tx, brand_id)
     products = [catalog.find_product(tx, brand_id=brand_id, ref=ref) for ref in refs]
@@ -96,7 +96,7 @@ def create_drafts(
 
     drafts = write_drafts(
         [request for _, request in requests],
-        _voice(brand),
+        _voice(brand, sponsored=sponsored),
         tone=tone,
         campaign=campaign,
         gemini=gemini,
@@ -122,6 +122,7 @@ def create_drafts(
             text=draft.text,
             link=request.link,
             campaign=campaign,
+            sponsored=sponsored,
             state="approved" if approved else "needs_approval",
             engine=draft.engine,
             model=draft.model,
@@ -139,8 +140,10 @@ def create_drafts(
     }
 
 
-def _parse_caption_request(body: Any) -> tuple[list[str], int, str | None, str | None]:
-    """Return the product refs, variants, campaign and tone of a caption request."""
+def _parse_caption_request(
+    body: Any,
+) -> tuple[list[str], int, str | None, str | None, bool]:
+    """Return the refs, variants, campaign, tone and sponsorship of a request."""
     body = validation.require_object(body)
     refs = body.get("products")
     if (
@@ -160,7 +163,8 @@ def _parse_caption_request(body: Any) -> tuple[list[str], int, str | None, str |
     )
     campaign = validation.text(body, "campaign", required=False, max_len=100)
     tone = validation.text(body, "tone", required=False, max_len=100)
-    return refs, variants, campaign, tone
+    sponsored = validation.boolean(body, "sponsored", default=False)
+    return refs, variants, campaign, tone, sponsored
 
 
 def _draft_requests(
@@ -315,11 +319,15 @@ def _brief(product: dict[str, Any], brand: dict[str, Any]) -> ProductBrief:
     )
 
 
-def _voice(brand: dict[str, Any]) -> BrandVoice:
+def _voice(brand: dict[str, Any], *, sponsored: bool = False) -> BrandVoice:
+    """Build the brand's voice; a sponsored post must also carry the disclosure."""
+    required = tuple(brand["required_hashtags"])
+    if sponsored and brand["disclosure_tag"] not in required:
+        required = (brand["disclosure_tag"], *required)
     return BrandVoice(
         name=brand["name"],
         voice=brand["voice"],
         banned_words=tuple(brand["banned_words"]),
-        required_hashtags=tuple(brand["required_hashtags"]),
+        required_hashtags=required,
         language=brand["language"],
     )
