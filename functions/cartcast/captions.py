@@ -11,6 +11,8 @@ recorded in `Draft.checks`:
     distinct               the copy (links aside, any case) differs from every other
                            draft of the batch and from `avoid_texts`
     price_matches_catalog  each price-looking figure is the catalog or sale price
+    claims_match_catalog   "N% off", "save $N", "only N left", "in stock" agree with
+                           the catalog's discount, prices and stock
 
 With a Gemini captioner, the whole batch goes to the model in one call. The link and
 any missing required hashtag are appended to the model's copy here, never trusted to
@@ -68,6 +70,7 @@ CHECK_NAMES = (
     "no_banned_words",
     "distinct",
     "price_matches_catalog",
+    "claims_match_catalog",
 )
 HOOK_WEIGHT_MAX = 140
 OPTIONAL_HASHTAGS_MAX = 2
@@ -196,6 +199,7 @@ def check_text(
         is None,
         "distinct": _copy_key(text) not in taken,
         "price_matches_catalog": _price_mismatch(text, request) is None,
+        "claims_match_catalog": claim_mismatch(text, request) is None,
     }
 
 
@@ -309,6 +313,9 @@ def _gemini_failure_reason(
     mismatch = _price_mismatch(text, request)
     if mismatch is not None:
         return f"gemini: price mismatch ({mismatch})"
+    claim = claim_mismatch(text, request)
+    if claim is not None:
+        return f"gemini: {claim}"
     if not checks["distinct"]:
         return "gemini: duplicate copy"
     if not checks["required_hashtags"]:
@@ -630,6 +637,46 @@ def _first_banned_word(text: str, voice: BrandVoice) -> str | None:
 def _copy_key(text: str) -> str:
     # What "the same post" means: the words, without links, case or spacing.
     return " ".join(_URL.sub(" ", text).casefold().split())
+
+
+_PERCENT_OFF = re.compile(r"(\d{1,3})\s*%\s*off", re.IGNORECASE)
+_SAVE = re.compile(
+    r"\bsave\s+(?:[$€£]\s?)?(" + _FIGURE + r")(?:\s?(?:[$€£]|[A-Z]{3}))?",
+    re.IGNORECASE,
+)
+_ONLY_LEFT = re.compile(r"\bonly\s+(\d+)\s+(?:\w+\s+)?left\b", re.IGNORECASE)
+_IN_STOCK = re.compile(r"\b(?:back\s+)?in\s+stock\b", re.IGNORECASE)
+_SOLD_OUT = re.compile(r"\b(?:sold\s+out|out\s+of\s+stock)\b", re.IGNORECASE)
+
+
+def claim_mismatch(text: str, request: DraftRequest) -> str | None:
+    """Name the first discount, saving or stock claim the catalog contradicts.
+
+    The answer says the claim and the catalog's value, e.g. "claims 20% off, the
+    catalog says 10%"; None when every claim agrees (or there is none).
+    """
+    product = request.product
+    scanned = _URL.sub(" ", text.replace(request.link, " "))
+    shown = discount_shown(product)
+    for match in _PERCENT_OFF.finditer(scanned):
+        if shown is None or int(match.group(1)) != shown:
+            return f"claims {match.group(1)}% off, the catalog says {shown or 0}%"
+    sale = sale_price(product)
+    for match in _SAVE.finditer(scanned):
+        saved = Decimal(match.group(1).replace(",", ""))
+        saving = (product.price - sale) if sale is not None else Decimal(0)
+        if abs(saved - saving.quantize(CENT)) > CENT:
+            return (
+                f"claims a saving of {saved}, the catalog says {saving.quantize(CENT)}"
+            )
+    for match in _ONLY_LEFT.finditer(scanned):
+        if int(match.group(1)) != product.stock:
+            return f"claims only {match.group(1)} left, the catalog has {product.stock}"
+    if _IN_STOCK.search(scanned) and product.stock <= 0:
+        return "claims it is in stock, the catalog has 0"
+    if _SOLD_OUT.search(scanned) and product.stock > 0:
+        return f"claims it is sold out, the catalog has {product.stock}"
+    return None
 
 
 def _price_mismatch(text: str, request: DraftRequest) -> str | None:

@@ -1,0 +1,70 @@
+"""Claims in a caption must agree with the catalog: discounts, savings and stock."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from cartcast.captions import DraftRequest, ProductBrief, claim_mismatch
+from cartcast.links import product_link
+
+
+def request(*, price: str = "9.99", discount: str | None = "10", stock: int = 3):
+    product = ProductBrief(
+        product_id=str(uuid.uuid4()),
+        sku="MUG-1",
+        title="Stoneware Mug",
+        description="A heavy mug.",
+        price=Decimal(price),
+        currency="USD",
+        category="kitchen",
+        tags=(),
+        brand=None,
+        stock=stock,
+        discount_percent=Decimal(discount) if discount else None,
+    )
+    link = product_link(
+        "https://shop.example.com", "mug", post_id=str(uuid.uuid4()), campaign=None
+    )
+    return DraftRequest(product, link)
+
+
+@pytest.mark.parametrize(
+    ("text", "agrees"),
+    [
+        ("Now 10% off.", True),
+        ("Now 10 % OFF!", True),
+        ("Now 20% off.", False),
+        ("Save $1.00 today.", True),  # 9.99 less 10 %, rounded to the cent: 8.99
+        ("Save $5 today.", False),
+        ("Only 3 left!", True),
+        ("Only 3 mugs left!", True),
+        ("Only 2 left!", False),
+        ("Back in stock.", True),
+        ("Sold out, sorry.", False),
+        ("A heavy mug for your morning.", True),
+    ],
+)
+def test_each_claim_is_held_against_the_catalog(text: str, agrees: bool) -> None:
+    assert (claim_mismatch(text, request()) is None) is agrees
+
+
+def test_a_discount_claim_without_a_discount_names_the_catalog_value() -> None:
+    problem = claim_mismatch("Now 15% off.", request(discount=None))
+
+    assert problem == "claims 15% off, the catalog says 0%"
+
+
+def test_in_stock_when_the_catalog_has_none_is_refused() -> None:
+    assert claim_mismatch("Back in stock!", request(stock=0)) == (
+        "claims it is in stock, the catalog has 0"
+    )
+
+
+def test_figures_inside_the_link_are_not_claims() -> None:
+    tagged = request()
+    text = f"Mugs. {tagged.link.replace('utm_source=x', 'utm_source=x&promo=20%25off')}"
+
+    assert claim_mismatch(text, tagged) is None
