@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cartcast import runtime
@@ -171,3 +173,47 @@ def test_a_malformed_disclosure_tag_is_a_400(function_env, tag) -> None:
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "disclosure_tag"
+
+
+@pytest.mark.parametrize("language", ["xx", "english", 7, ""])
+def test_an_unsupported_language_is_a_400(brand_key, language) -> None:
+    body = {"products": [catalog(1)[0]["sku"]], "language": language}
+
+    response = post_json(caption_client(), "/", body, brand_key)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "language"
+
+
+def test_another_language_without_gemini_is_a_400_saying_why(brand_key) -> None:
+    body = {"products": [catalog(1)[0]["sku"]], "language": "de"}
+
+    response = post_json(caption_client(), "/", body, brand_key)
+
+    assert response.status_code == 400
+    assert "need Gemini" in response.get_json()["error"]["message"]
+
+
+def test_gemini_is_asked_for_the_language_requested(brand_key, monkeypatch) -> None:
+    with GeminiStandIn() as standin:
+        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
+        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
+        runtime.reset()
+        body = {"products": [catalog(1)[0]["sku"]], "language": "de"}
+
+        response = post_json(caption_client(), "/", body, brand_key)
+        sent = json.dumps(standin.requests()[0])
+
+    assert response.status_code == 201
+    assert "Write in this language: de." in sent
+
+
+def test_a_brand_in_an_unknown_language_is_a_400(function_env) -> None:
+    api = make_app("api", "http").test_client()
+
+    response = post_json(
+        api, "/v1/brands", brand_body(language="klingon"), OPERATOR_KEY
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "language"

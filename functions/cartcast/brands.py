@@ -95,9 +95,7 @@ def parse_brand(body: Any) -> dict[str, Any]:
         "voice": validation.text(
             body, "voice", required=False, default="", max_len=2000
         ),
-        "language": validation.text(
-            body, "language", required=False, default="en", max_len=10
-        ),
+        "language": validation.language(body),
         "banned_words": _word_list(body, "banned_words"),
         "required_hashtags": _word_list(body, "required_hashtags"),
         "disclosure_tag": _disclosure_tag(body),

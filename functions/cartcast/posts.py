@@ -85,9 +85,16 @@ def create_drafts(
     gemini: Any = None,
 ) -> dict[str, Any]:
     """Write captions for the requested products and store them as posts."""
-    refs, variants, campaign, tone, sponsored = _parse_caption_request(body)
+    refs, variants, campaign, tone, sponsored, language = _parse_caption_request(body)
 
     brand = brands.get_brand(tx, brand_id)
+    language = language or brand["language"]
+    if language != "en" and gemini is None:
+        raise InvalidRequest(
+            f"captions in {language!r} need Gemini (GEMINI_API_KEY); the template "
+            "engine writes English",
+            field="language",
+        )
     products = [catalog.find_product(tx, brand_id=brand_id, ref=ref) for ref in refs]
     requests = _draft_requests(brand, products, variants, campaign)
     existing = frozenset(
@@ -96,7 +103,7 @@ def create_drafts(
 
     drafts = write_drafts(
         [request for _, request in requests],
-        _voice(brand, sponsored=sponsored),
+        _voice(brand, sponsored=sponsored, language=language),
         tone=tone,
         campaign=campaign,
         gemini=gemini,
@@ -142,8 +149,8 @@ def create_drafts(
 
 def _parse_caption_request(
     body: Any,
-) -> tuple[list[str], int, str | None, str | None, bool]:
-    """Return the refs, variants, campaign, tone and sponsorship of a request."""
+) -> tuple[list[str], int, str | None, str | None, bool, str | None]:
+    """Return the refs, variants, campaign, tone, sponsorship and language asked."""
     body = validation.require_object(body)
     refs = body.get("products")
     if (
@@ -164,7 +171,8 @@ def _parse_caption_request(
     campaign = validation.text(body, "campaign", required=False, max_len=100)
     tone = validation.text(body, "tone", required=False, max_len=100)
     sponsored = validation.boolean(body, "sponsored", default=False)
-    return refs, variants, campaign, tone, sponsored
+    language = validation.language(body, default="") if "language" in body else None
+    return refs, variants, campaign, tone, sponsored, language
 
 
 def _draft_requests(
@@ -319,7 +327,9 @@ def _brief(product: dict[str, Any], brand: dict[str, Any]) -> ProductBrief:
     )
 
 
-def _voice(brand: dict[str, Any], *, sponsored: bool = False) -> BrandVoice:
+def _voice(
+    brand: dict[str, Any], *, sponsored: bool = False, language: str | None = None
+) -> BrandVoice:
     """Build the brand's voice; a sponsored post must also carry the disclosure."""
     required = tuple(brand["required_hashtags"])
     if sponsored and brand["disclosure_tag"] not in required:
@@ -329,5 +339,5 @@ def _voice(brand: dict[str, Any], *, sponsored: bool = False) -> BrandVoice:
         voice=brand["voice"],
         banned_words=tuple(brand["banned_words"]),
         required_hashtags=required,
-        language=brand["language"],
+        language=language or brand["language"],
     )

@@ -157,3 +157,22 @@ def identifier(value: Any, name: str) -> str:
         return str(uuid.UUID(str(value)))
     except ValueError as error:
         raise InvalidRequest(f"'{name}' must be a UUID", field=name) from error
+
+
+# Languages captions can be asked for: ISO 639-1 codes of languages Gemini writes
+# (Google's list of supported languages). The template engine writes English only.
+LANGUAGES = frozenset(
+    "ar bg bn cs da de el en es et fa fi fr he hi hr hu id it ja ko lt lv nl no pl "
+    "pt ro ru sk sl sr sv sw th tr uk vi zh".split()
+)
+
+
+def language(body: dict, name: str = "language", *, default: str = "en") -> str:
+    """Return a supported ISO 639-1 language code from the body."""
+    value = body.get(name, default)
+    if not isinstance(value, str) or value.strip().lower() not in LANGUAGES:
+        raise InvalidRequest(
+            f"'{name}' must be a supported ISO 639-1 code such as en, de or ja",
+            field=name,
+        )
+    return value.strip().lower()
