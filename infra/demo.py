@@ -65,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         "--live", action="store_true", help="post on X for real (capped; see README)"
     )
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO / "functions"))
     if args.live:
         from infra import live
 

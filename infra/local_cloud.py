@@ -227,7 +227,6 @@ def send_tick(
     url: str, *, topic: str, time: dt.datetime, payload: dict | None = None
 ) -> int:
     """Deliver one Scheduler tick as a Pub/Sub CloudEvent; return the HTTP status."""
-    sys.path.insert(0, str(REPO / "functions"))
     from cartcast import events
 
     headers, body = events.envelope(

@@ -67,14 +67,9 @@ def with_database(url: str, name: str) -> str:
 
 def create_database(url: str, prefix: str) -> str:
     """Create a fresh, uniquely named database on `url`'s server; return its URL."""
-    from cartcast import db
-
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = db.Database(lambda: _autocommit(db, url))
-    with admin.transaction() as tx:
-        # CREATE DATABASE takes no parameters; the name is ours, built above.
-        tx.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
+    # CREATE DATABASE takes no parameters; every name here is built by cartcast.
+    _on_server(url, f'CREATE DATABASE "{name}"')
     return with_database(url, name)
 
 
@@ -82,25 +77,26 @@ def recreate_database(server_url: str, name: str) -> str:
     """Drop database `name` if it exists and create it empty; return its URL."""
     url = with_database(server_url, name)
     drop_database(url)
-    from cartcast import db
-
-    admin = db.Database(lambda: _autocommit(db, with_database(server_url, "postgres")))
-    with admin.transaction() as tx:
-        # CREATE DATABASE takes no parameters; the name is the caller's constant.
-        tx.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
+    _on_server(server_url, f'CREATE DATABASE "{name}"')
     return url
 
 
 def drop_database(url: str) -> None:
     """Drop the database named in `url` (used for per-run databases)."""
+    name = urllib.parse.urlsplit(url).path.lstrip("/")
+    _on_server(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _on_server(url: str, statement: str) -> None:
+    """Run one statement outside a transaction, connected to the server's postgres."""
     from cartcast import db
 
-    name = urllib.parse.urlsplit(url).path.lstrip("/")
     admin = db.Database(lambda: _autocommit(db, with_database(url, "postgres")))
-    with admin.transaction() as tx:
-        tx.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    try:
+        with admin.transaction() as tx:
+            tx.execute(statement)
+    finally:
+        admin.close()
 
 
 def _autocommit(db_module, url: str):
@@ -123,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="embedded PostgreSQL for cartcast")
     parser.add_argument("command", choices=["url", "migrate", "stop"])
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO / "functions"))
 
     if args.command == "stop":
         stop_embedded()

@@ -11,7 +11,7 @@ import json
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from cartcast import events
@@ -95,8 +95,7 @@ class GooglePublisher:
 
 
 def publisher_from_settings(settings: Any, clock: Clock) -> Publisher:
-    factories: dict[str, Callable[[], Publisher]] = {
-        "push": lambda: PushPublisher(settings.pubsub_push_endpoints, clock),
-        "google": lambda: GooglePublisher(settings.google_cloud_project),
-    }
-    return factories[settings.pubsub_mode]()
+    """Build the publisher CARTCAST_PUBSUB names; nothing connects until it is used."""
+    if settings.pubsub_mode == "google":
+        return GooglePublisher(settings.google_cloud_project)
+    return PushPublisher(settings.pubsub_push_endpoints, clock)
