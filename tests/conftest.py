@@ -35,7 +35,9 @@ def database_url() -> Iterator[str]:
     server = os.environ.get("TEST_DATABASE_URL", "").strip()
     if not server:
         server = pg.embedded_server().get_uri()
-    url = pg.create_database(server, "cartcast_test")
+    # Two test sessions on one server (two checkouts, say) each name their own.
+    name = os.environ.get("CARTCAST_TEST_DB", "").strip() or "cartcast_test"
+    url = pg.create_database(server, name)
     pg.migrate(url)
     yield url
     pg.drop_database(url)

@@ -17,10 +17,9 @@ from cartcast.captions import (
     DraftRequest,
     ProductBrief,
     check_text,
-    format_price,
-    sale_price,
     write_drafts,
 )
+from cartcast.claims import format_price, sale_price
 from cartcast.links import product_link
 from cartcast.post_text import fits_on_x
 

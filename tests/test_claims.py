@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast.captions import DraftRequest, ProductBrief, claim_mismatch
+from cartcast.captions import DraftRequest
+from cartcast.claims import ProductBrief, claim_mismatch
 from cartcast.links import product_link
 
 
@@ -31,6 +32,10 @@ def request(*, price: str = "9.99", discount: str | None = "10", stock: int = 3)
     return DraftRequest(product, link)
 
 
+def mismatch(text: str, drafted: DraftRequest) -> str | None:
+    return claim_mismatch(text, drafted.product, link=drafted.link)
+
+
 @pytest.mark.parametrize(
     ("text", "agrees"),
     [
@@ -48,17 +53,17 @@ def request(*, price: str = "9.99", discount: str | None = "10", stock: int = 3)
     ],
 )
 def test_each_claim_is_held_against_the_catalog(text: str, agrees: bool) -> None:
-    assert (claim_mismatch(text, request()) is None) is agrees
+    assert (mismatch(text, request()) is None) is agrees
 
 
 def test_a_discount_claim_without_a_discount_names_the_catalog_value() -> None:
-    problem = claim_mismatch("Now 15% off.", request(discount=None))
+    problem = mismatch("Now 15% off.", request(discount=None))
 
     assert problem == "claims 15% off, the catalog says 0%"
 
 
 def test_in_stock_when_the_catalog_has_none_is_refused() -> None:
-    assert claim_mismatch("Back in stock!", request(stock=0)) == (
+    assert mismatch("Back in stock!", request(stock=0)) == (
         "claims it is in stock, the catalog has 0"
     )
 
@@ -67,4 +72,4 @@ def test_figures_inside_the_link_are_not_claims() -> None:
     tagged = request()
     text = f"Mugs. {tagged.link.replace('utm_source=x', 'utm_source=x&promo=20%25off')}"
 
-    assert claim_mismatch(text, tagged) is None
+    assert mismatch(text, tagged) is None

@@ -40,16 +40,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import re
 import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
 from cartcast import errors
+from cartcast.claims import (
+    ProductBrief,
+    claim_mismatch,
+    discount_shown,
+    format_price,
+    price_figures,
+    price_mismatch,
+    sale_price,
+)
 from cartcast.logs import fields, get_logger
 from cartcast.post_text import (
     X_MAX_WEIGHTED_LENGTH,
@@ -74,29 +81,6 @@ CHECK_NAMES = (
 )
 HOOK_WEIGHT_MAX = 140
 OPTIONAL_HASHTAGS_MAX = 2
-
-CENT = Decimal("0.01")
-CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
-# Codes recognised around a figure when looking for prices in copy: the common ones
-# plus whatever the product's own currency is (added per check).
-CURRENCY_CODES = (
-    "USD EUR GBP CAD AUD NZD CHF JPY CNY INR BRL MXN SEK NOK DKK PLN CZK SGD HKD ZAR"
-).split()
-
-
-@dataclass(frozen=True)
-class ProductBrief:
-    product_id: str
-    sku: str
-    title: str
-    description: str
-    price: Decimal
-    currency: str
-    category: str
-    tags: tuple[str, ...]
-    brand: str | None
-    stock: int
-    discount_percent: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -198,32 +182,13 @@ def check_text(
         "no_banned_words": _first_banned_word(text.replace(request.link, " "), voice)
         is None,
         "distinct": _copy_key(text) not in taken,
-        "price_matches_catalog": _price_mismatch(text, request) is None,
-        "claims_match_catalog": claim_mismatch(text, request) is None,
+        "price_matches_catalog": price_mismatch(
+            text, request.product, link=request.link
+        )
+        is None,
+        "claims_match_catalog": claim_mismatch(text, request.product, link=request.link)
+        is None,
     }
-
-
-def sale_price(product: ProductBrief) -> Decimal | None:
-    """Return the discounted price rounded to the cent, or None without a discount."""
-    if not product.discount_percent or product.discount_percent <= 0:
-        return None
-    factor = (Decimal(100) - product.discount_percent) / Decimal(100)
-    return (product.price * factor).quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def discount_shown(product: ProductBrief) -> int | None:
-    """Return the whole percentage copy may announce (rounded down), if at least 1."""
-    if not product.discount_percent:
-        return None
-    percent = int(product.discount_percent.to_integral_value(rounding=ROUND_FLOOR))
-    return percent if percent >= 1 else None
-
-
-def format_price(amount: Decimal, currency: str) -> str:
-    """Format an amount as copy shows it: "$1,299.00", "€9.99", "12.50 CHF"."""
-    figure = f"{amount.quantize(CENT, rounding=ROUND_HALF_UP):,}"
-    symbol = CURRENCY_SYMBOLS.get(currency.upper())
-    return f"{symbol}{figure}" if symbol else f"{figure} {currency.upper()}"
 
 
 # --- Gemini -----------------------------------------------------------------------
@@ -310,10 +275,10 @@ def _gemini_failure_reason(
     banned = _first_banned_word(text, voice)
     if banned is not None:
         return f"gemini: banned word '{banned}'"
-    mismatch = _price_mismatch(text, request)
+    mismatch = price_mismatch(text, request.product, link=request.link)
     if mismatch is not None:
         return f"gemini: price mismatch ({mismatch})"
-    claim = claim_mismatch(text, request)
+    claim = claim_mismatch(text, request.product, link=request.link)
     if claim is not None:
         return f"gemini: {claim}"
     if not checks["distinct"]:
@@ -543,7 +508,7 @@ def _hook(product: ProductBrief, voice: BrandVoice) -> str | None:
         first = _ellipsis(words)
 
     # Catalog text that breaks a rule is left out rather than rewritten.
-    if _first_banned_word(first, voice) is not None or _price_figures(first):
+    if _first_banned_word(first, voice) is not None or price_figures(first):
         return None
     if linked_urls(first):
         return None
@@ -610,7 +575,6 @@ def _required_hashtags(voice: BrandVoice) -> list[str]:
 # --- Checks -----------------------------------------------------------------------
 
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
-_FIGURE = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
 
 
 def _has_link_once(text: str, link: str) -> bool:
@@ -637,85 +601,6 @@ def _first_banned_word(text: str, voice: BrandVoice) -> str | None:
 def _copy_key(text: str) -> str:
     # What "the same post" means: the words, without links, case or spacing.
     return " ".join(_URL.sub(" ", text).casefold().split())
-
-
-_PERCENT_OFF = re.compile(r"(\d{1,3})\s*%\s*off", re.IGNORECASE)
-_SAVE = re.compile(
-    r"\bsave\s+(?:[$€£]\s?)?(" + _FIGURE + r")(?:\s?(?:[$€£]|[A-Z]{3}))?",
-    re.IGNORECASE,
-)
-_ONLY_LEFT = re.compile(r"\bonly\s+(\d+)\s+(?:\w+\s+)?left\b", re.IGNORECASE)
-_IN_STOCK = re.compile(r"\b(?:back\s+)?in\s+stock\b", re.IGNORECASE)
-_SOLD_OUT = re.compile(r"\b(?:sold\s+out|out\s+of\s+stock)\b", re.IGNORECASE)
-
-
-def claim_mismatch(text: str, request: DraftRequest) -> str | None:
-    """Name the first discount, saving or stock claim the catalog contradicts.
-
-    The answer says the claim and the catalog's value, e.g. "claims 20% off, the
-    catalog says 10%"; None when every claim agrees (or there is none).
-    """
-    product = request.product
-    scanned = _URL.sub(" ", text.replace(request.link, " "))
-    shown = discount_shown(product)
-    for match in _PERCENT_OFF.finditer(scanned):
-        if shown is None or int(match.group(1)) != shown:
-            return f"claims {match.group(1)}% off, the catalog says {shown or 0}%"
-    sale = sale_price(product)
-    for match in _SAVE.finditer(scanned):
-        saved = Decimal(match.group(1).replace(",", ""))
-        saving = (product.price - sale) if sale is not None else Decimal(0)
-        if abs(saved - saving.quantize(CENT)) > CENT:
-            return (
-                f"claims a saving of {saved}, the catalog says {saving.quantize(CENT)}"
-            )
-    for match in _ONLY_LEFT.finditer(scanned):
-        if int(match.group(1)) != product.stock:
-            return f"claims only {match.group(1)} left, the catalog has {product.stock}"
-    if _IN_STOCK.search(scanned) and product.stock <= 0:
-        return "claims it is in stock, the catalog has 0"
-    if _SOLD_OUT.search(scanned) and product.stock > 0:
-        return f"claims it is sold out, the catalog has {product.stock}"
-    return None
-
-
-def _price_mismatch(text: str, request: DraftRequest) -> str | None:
-    product = request.product
-    allowed = {product.price.quantize(CENT, rounding=ROUND_HALF_UP)}
-    sale = sale_price(product)
-    if sale is not None:
-        allowed.add(sale)
-
-    # Figures inside the link or the product's own title are not prices.
-    scanned = _URL.sub(" ", text.replace(request.link, " "))
-    if product.title:
-        scanned = re.sub(re.escape(product.title), " ", scanned, flags=re.IGNORECASE)
-    for figure in _price_figures(scanned, extra_code=product.currency):
-        if figure not in allowed:
-            return str(figure)
-    return None
-
-
-def _price_figures(text: str, *, extra_code: str = "") -> list[Decimal]:
-    """Return every price-looking figure: next to a currency, or with two decimals."""
-    figures = []
-    for match in _price_pattern(extra_code.upper()).finditer(text):
-        raw = match.group("before") or match.group("after") or match.group("bare")
-        try:
-            figures.append(Decimal(raw.replace(",", "")).quantize(CENT))
-        except InvalidOperation:
-            continue
-    return figures
-
-
-@functools.cache
-def _price_pattern(extra_code: str) -> re.Pattern[str]:
-    codes = "|".join(sorted({*CURRENCY_CODES, extra_code} - {""}))
-    return re.compile(
-        rf"(?:[$€£¥]|\b(?:{codes}))\s?(?P<before>{_FIGURE})"
-        rf"|(?<![\w.,])(?P<after>{_FIGURE})\s?(?:[$€£¥]|(?:{codes})\b)"
-        rf"|(?<![\w.,])(?P<bare>\d+\.\d{{2}})(?![\d%])(?!\s?%)"
-    )
 
 
 def _log_batch(drafts: list[Draft], outcome: _GeminiOutcome | None) -> None:

@@ -40,13 +40,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cartcast.captions import (
-    BrandVoice,
-    DraftRequest,
-    discount_shown,
-    format_price,
-    sale_price,
-)
+from cartcast.captions import BrandVoice, DraftRequest
+from cartcast.claims import discount_shown, format_price, sale_price
 from cartcast.clock import Clock, SystemClock
 from cartcast.errors import (
     ConfigurationError,

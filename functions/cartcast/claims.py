@@ -1,0 +1,155 @@
+"""What copy may say about a product's price, discount and stock: what the catalog says.
+
+`ProductBrief` is the slice of a catalog row that copy is written from and checked
+against. The checks find the claims in a text and hold each against the brief:
+
+    price_mismatch   a figure next to a currency, or with two decimals, that is
+                     neither the catalog price nor the sale price
+    claim_mismatch   "N% off", "save $N", "only N left", "in stock", "sold out"
+                     that the discount, prices or stock contradict
+
+Both return a sentence naming the claim and the catalog's value, or None. They run
+when a draft is written and again just before it is published, since a catalog can
+change in between.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+
+CENT = Decimal("0.01")
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
+# Codes recognised around a figure when looking for prices in copy: the common ones
+# plus whatever the product's own currency is (added per check).
+CURRENCY_CODES = (
+    "USD EUR GBP CAD AUD NZD CHF JPY CNY INR BRL MXN SEK NOK DKK PLN CZK SGD HKD ZAR"
+).split()
+
+_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+_FIGURE = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
+
+
+@dataclass(frozen=True)
+class ProductBrief:
+    product_id: str
+    sku: str
+    title: str
+    description: str
+    price: Decimal
+    currency: str
+    category: str
+    tags: tuple[str, ...]
+    brand: str | None
+    stock: int
+    discount_percent: Decimal | None
+
+
+def sale_price(product: ProductBrief) -> Decimal | None:
+    """Return the discounted price rounded to the cent, or None without a discount."""
+    if not product.discount_percent or product.discount_percent <= 0:
+        return None
+    factor = (Decimal(100) - product.discount_percent) / Decimal(100)
+    return (product.price * factor).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def discount_shown(product: ProductBrief) -> int | None:
+    """Return the whole percentage copy may announce (rounded down), if at least 1."""
+    if not product.discount_percent:
+        return None
+    percent = int(product.discount_percent.to_integral_value(rounding=ROUND_FLOOR))
+    return percent if percent >= 1 else None
+
+
+def format_price(amount: Decimal, currency: str) -> str:
+    """Format an amount as copy shows it: "$1,299.00", "€9.99", "12.50 CHF"."""
+    figure = f"{amount.quantize(CENT, rounding=ROUND_HALF_UP):,}"
+    symbol = CURRENCY_SYMBOLS.get(currency.upper())
+    return f"{symbol}{figure}" if symbol else f"{figure} {currency.upper()}"
+
+
+_PERCENT_OFF = re.compile(r"(\d{1,3})\s*%\s*off", re.IGNORECASE)
+_SAVE = re.compile(
+    r"\bsave\s+(?:[$€£]\s?)?(" + _FIGURE + r")(?:\s?(?:[$€£]|[A-Z]{3}))?",
+    re.IGNORECASE,
+)
+_ONLY_LEFT = re.compile(r"\bonly\s+(\d+)\s+(?:\w+\s+)?left\b", re.IGNORECASE)
+_IN_STOCK = re.compile(r"\b(?:back\s+)?in\s+stock\b", re.IGNORECASE)
+_SOLD_OUT = re.compile(r"\b(?:sold\s+out|out\s+of\s+stock)\b", re.IGNORECASE)
+
+
+def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str | None:
+    """Name the first discount, saving or stock claim the catalog contradicts.
+
+    The answer says the claim and the catalog's value, e.g. "claims 20% off, the
+    catalog says 10%"; None when every claim agrees (or there is none).
+    """
+    scanned = _without_links(text, link)
+    shown = discount_shown(product)
+    for match in _PERCENT_OFF.finditer(scanned):
+        if shown is None or int(match.group(1)) != shown:
+            return f"claims {match.group(1)}% off, the catalog says {shown or 0}%"
+    sale = sale_price(product)
+    for match in _SAVE.finditer(scanned):
+        saved = Decimal(match.group(1).replace(",", ""))
+        saving = (product.price - sale) if sale is not None else Decimal(0)
+        if abs(saved - saving.quantize(CENT)) > CENT:
+            return (
+                f"claims a saving of {saved}, the catalog says {saving.quantize(CENT)}"
+            )
+    for match in _ONLY_LEFT.finditer(scanned):
+        if int(match.group(1)) != product.stock:
+            return f"claims only {match.group(1)} left, the catalog has {product.stock}"
+    if _IN_STOCK.search(scanned) and product.stock <= 0:
+        return "claims it is in stock, the catalog has 0"
+    if _SOLD_OUT.search(scanned) and product.stock > 0:
+        return f"claims it is sold out, the catalog has {product.stock}"
+    return None
+
+
+def price_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str | None:
+    """Name the first price-like figure that is neither the catalog nor sale price."""
+    allowed = {product.price.quantize(CENT, rounding=ROUND_HALF_UP)}
+    sale = sale_price(product)
+    if sale is not None:
+        allowed.add(sale)
+
+    # Figures inside the link or the product's own title are not prices.
+    scanned = _without_links(text, link)
+    if product.title:
+        scanned = re.sub(re.escape(product.title), " ", scanned, flags=re.IGNORECASE)
+    for figure in price_figures(scanned, extra_code=product.currency):
+        if figure not in allowed:
+            return str(figure)
+    return None
+
+
+def price_figures(text: str, *, extra_code: str = "") -> list[Decimal]:
+    """Return every price-looking figure: next to a currency, or with two decimals."""
+    figures = []
+    for match in _price_pattern(extra_code.upper()).finditer(text):
+        raw = match.group("before") or match.group("after") or match.group("bare")
+        try:
+            figures.append(Decimal(raw.replace(",", "")).quantize(CENT))
+        except InvalidOperation:
+            continue
+    return figures
+
+
+@functools.cache
+def _price_pattern(extra_code: str) -> re.Pattern[str]:
+    codes = "|".join(sorted({*CURRENCY_CODES, extra_code} - {""}))
+    return re.compile(
+        rf"(?:[$€£¥]|\b(?:{codes}))\s?(?P<before>{_FIGURE})"
+        rf"|(?<![\w.,])(?P<after>{_FIGURE})\s?(?:[$€£¥]|(?:{codes})\b)"
+        rf"|(?<![\w.,])(?P<bare>\d+\.\d{{2}})(?![\d%])(?!\s?%)"
+    )
+
+
+def _without_links(text: str, link: str) -> str:
+    # Figures inside a link (the product's own, or any other) are not claims.
+    if link:
+        text = text.replace(link, " ")
+    return _URL.sub(" ", text)
