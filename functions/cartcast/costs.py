@@ -27,6 +27,11 @@ def post_price(has_link: bool) -> Decimal:
     return X_POST_WITH_URL_USD if has_link else X_POST_USD
 
 
+def posts_price(with_links: list[bool]) -> Decimal:
+    """Price the posts one publication creates (a thread's parts), each as itself."""
+    return sum((post_price(has_link) for has_link in with_links), Decimal(0))
+
+
 def record(
     tx: Transaction,
     *,
