@@ -83,8 +83,14 @@ def test_the_brand_key_changes_the_link_policy(api) -> None:
     [
         ({"link_policy": "sometimes"}, "link_policy"),
         ({"link_policy": "monthly"}, "link_posts_per_month"),
-        ({"link_policy": "monthly", "link_posts_per_month": -1}, "link_posts_per_month"),
-        ({"link_policy": "monthly", "link_posts_per_month": "5"}, "link_posts_per_month"),
+        (
+            {"link_policy": "monthly", "link_posts_per_month": -1},
+            "link_posts_per_month",
+        ),
+        (
+            {"link_policy": "monthly", "link_posts_per_month": "5"},
+            "link_posts_per_month",
+        ),
         ({"link_policy": "always", "link_posts_per_month": 5}, "link_posts_per_month"),
         ({"name": "Renamed"}, "name"),
     ],
@@ -192,9 +198,7 @@ def test_a_cancelled_link_post_gives_its_place_in_the_allowance_back(api) -> Non
     assert again.get_json()["posts"][0]["link"]
 
 
-def test_the_allowance_starts_again_with_the_brand_local_month(
-    api, clock_file
-) -> None:
+def test_the_allowance_starts_again_with_the_brand_local_month(api, clock_file) -> None:
     # 23:30 on 31 March in New York is already 1 April in UTC.
     clock_file.set(dt.datetime(2026, 4, 1, 3, 30, tzinfo=UTC))
     key = make_brand(api, link_policy="monthly", link_posts_per_month=1)
