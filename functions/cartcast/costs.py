@@ -2,7 +2,9 @@
 
 Prices are X's pay-per-use rates since February 2026 (X developer documentation):
 a post costs $0.015, a post carrying a URL $0.20, and reading a resource the account
-owns (its mentions, its posts' metrics) $0.001 each.
+owns (its mentions, its posts' metrics) $0.001 each. Each part of a thread is a post
+of its own. The media upload an image post makes first is not recorded: those rates
+name no price for it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ any address a customer typed:
   address (the cloud metadata server is link-local); private and loopback addresses
   only when `allow_private` says so (local runs, where the tests serve the image
   from 127.0.0.1). Each of at most REDIRECTS_MAX redirects is checked the same way.
-- one timeout for connecting and for each read, and one deadline for the whole body;
+- one timeout for connecting and for each read, and a deadline of three such
+  timeouts for the whole body, so a server that drips bytes cannot hold the run;
 - at most IMAGE_BYTES_MAX bytes of a JPEG, PNG, GIF or WEBP (what X takes as
   `tweet_image`), judged by the Content-Type the server sends.
 

@@ -13,7 +13,8 @@ holds a post, with the reason stored as its `failure_reason`:
     an image post's image is gone    "the product has no image in the catalog
                                      any more"
 
-A post written by hand (engine "manual") with no product has nothing to check.
+A post written by hand (engine "manual") with no product has nothing to check,
+unless it is an image post, whose image is the product's.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Verdict:
 def recheck(tx: Transaction, post: dict[str, Any]) -> Verdict:
     """Check a claimed post's copy against the catalog of this moment."""
     if post["product_id"] is None:
-        if post["engine"] == "manual":
+        if post["engine"] == "manual" and post["kind"] != "image":
             return Verdict(None, None)
         return Verdict(None, "the product is no longer in the catalog")
     product = tx.one(

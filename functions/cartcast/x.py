@@ -10,7 +10,8 @@ every tweepy or requests failure into a cartcast error at this boundary:
     400, 401, 403, 404, other 4xx        XRejected(PermanentError) with a `reason`
 
 A retry after `XTimeout` may publish twice: the caller decides, e.g. by looking for the
-post with `own_posts` first. The client never sleeps through a rate limit (tweepy's
+post with `own_posts` first. Media uploads (`upload_image`) create no post and may be
+retried freely. The client never sleeps through a rate limit (tweepy's
 `wait_on_rate_limit` stays off); it raises with the reset time and the caller returns.
 
 Importing this module is cheap: tweepy and requests load when a client is built.
