@@ -695,7 +695,7 @@ def _has_link_once(text: str, link: str) -> bool:
 
 # Words that send the reader to a link a link-free post does not have.
 _POINTS_AT_LINK = re.compile(
-    r"\b(?:the|this|our|a)\s+link\b|\blink\s+(?:below|above|in\s+(?:the\s+)?bio)\b",
+    r"\b(?:the|this|our)\s+link\b|\blink\s+(?:below|above|in\s+(?:the\s+)?bio)\b",
     re.IGNORECASE,
 )
 

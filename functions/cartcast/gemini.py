@@ -220,6 +220,9 @@ class GeminiCaptioner:
     ) -> CopyResult:
         """Ask for the copy of every request in one call; texts align with requests.
 
+        Every request of a batch is of one kind (a caption request asks for one),
+        which picks the answer's schema.
+
         Raises CopyFailed, RateLimited or TransientError as the module docstring says;
         at most two calls are made.
         """
