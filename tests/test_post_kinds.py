@@ -474,3 +474,36 @@ def test_an_image_at_the_metadata_address_is_never_fetched(
     assert post["state"] == "held"
     assert "169.254.169.254" in post["failure_reason"]
     assert tweets_sent(x_sandbox) == 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"poll_options": ["only"], "poll_duration_minutes": 60},
+        {"poll_options": ["a", "b"], "poll_duration_minutes": 4},
+        {"poll_options": ["a", "x" * 26], "poll_duration_minutes": 60},
+        {"media_ids": ["1234"]},
+    ],
+)
+def test_the_sandbox_refuses_polls_and_media_as_x_does(x_runtime, params) -> None:
+    from cartcast.x import XRejected
+
+    client = x_runtime.x_client("token-alpha")
+
+    with pytest.raises(XRejected) as refused:
+        client.create_post("Which one?", **params)
+
+    assert refused.value.reason == "invalid_request"
+
+
+def test_media_uploaded_by_one_account_cannot_be_posted_by_another(
+    x_runtime,
+) -> None:
+    from cartcast.x import XRejected
+
+    media_id = x_runtime.x_client("token-alpha").upload_image(
+        tiny_png(), media_type="image/png", alt_text="A mug"
+    )
+
+    with pytest.raises(XRejected):
+        x_runtime.x_client("token-beta").create_post("Mine?", media_ids=[media_id])
