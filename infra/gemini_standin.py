@@ -19,8 +19,10 @@ systemInstruction and JSON mode work on v1beta only.
 The answer is a caption per product found as JSON ({"products": [{"ref", "title",
 "description", "price_text", ...}]}) in the user turn, built deterministically from
 those facts, without links; JSON ({"captions": [{"ref", "text"}]}) when the request
-asks for application/json. Fault modes (FAULT_MODES) reproduce the answers the real
-service gives when things go wrong, each shaped as the real one.
+asks for application/json. A product of kind "poll" gets a question and
+`poll_options`, one of kind "thread" two `parts` instead of a text. Fault modes
+(FAULT_MODES) reproduce the answers the real service gives when things go wrong,
+each shaped as the real one.
 
     python -m infra.gemini_standin --port 8086 [--api-key KEY]
 """
@@ -409,10 +411,28 @@ def _answer_text(
         return "Here are your posts!\n" + "\n".join(lines)
 
     items = [
-        {"ref": ref, "text": caption}
-        for ref, caption in zip(refs, captions, strict=True)
+        _shaped({"ref": ref, "text": caption}, product)
+        for ref, caption, product in zip(refs, captions, products, strict=False)
     ]
     return json.dumps({"captions": items}, ensure_ascii=False)
+
+
+POLL_OPTIONS = ("Love it", "Maybe", "Not for me")
+
+
+def _shaped(item: dict[str, Any], product: dict[str, Any]) -> dict[str, Any]:
+    # What a model following the schema of a poll or a thread gives back.
+    kind = product.get("kind")
+    if kind == "poll":
+        return {
+            **item,
+            "text": f"Would you try it? {item['text']}",
+            "poll_options": list(POLL_OPTIONS),
+        }
+    if kind == "thread":
+        head, _, rest = item["text"].partition(". ")
+        return {"ref": item["ref"], "parts": [head + ".", rest or "Have a look."]}
+    return item
 
 
 OPENERS = ("Say hi to {title}.", "Meet {title}.", "{title}, just for you.")

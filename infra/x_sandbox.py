@@ -36,6 +36,19 @@ Facts about X that shaped the answers, with where they come from:
   so the text X returns differs from the text sent when it holds a URL.
 - Default limits per user and 15 minutes are X's published user-context limits
   (docs.x.com/x-api/fundamentals/rate-limits); the sandbox lets a test lower them.
+  The media endpoints' 500 is the sandbox's own figure: X's pages name none to copy.
+- Media upload (v2): POST /2/media/upload with a JSON body carrying the file
+  base64-encoded in `media` and a `media_category`; the answer's `data` has the
+  media `id`, `media_key`, `size` and `expires_after_secs` (86400). An image may be
+  5 MB (docs.x.com/x-api/media). Alt text: POST /2/media/metadata with
+  `{"id", "metadata": {"alt_text": {"text"}}}`, at most 1000 characters. Unknown
+  or expired media ids on POST /2/tweets: 400 "Your media IDs are invalid." The
+  sandbox takes the JSON form only (the one cartcast sends), not multipart.
+- Polls: `poll.options` 2 to 4 options of 1 to 25 characters, `duration_minutes`
+  5 to 10080, and never together with media. X refuses these with invalid-request
+  400s; the wording of those messages is the sandbox's own.
+- Replies: `reply.in_reply_to_tweet_id` must name a visible post (403 otherwise);
+  the reply joins that post's conversation, which is how a thread is chained.
 """
 
 from __future__ import annotations
@@ -82,7 +95,25 @@ DEFAULT_LIMITS = {
     "GET /2/users/:id": 900,
     "GET /2/users/:id/mentions": 300,
     "GET /2/users/:id/tweets": 900,
+    "POST /2/media/upload": 500,
+    "POST /2/media/metadata": 500,
 }
+MEDIA_EXPIRES_AFTER_S = 86400
+IMAGE_BYTES_MAX = 5 * 1024 * 1024
+ALT_TEXT_MAX = 1000
+MEDIA_CATEGORIES = frozenset(
+    "tweet_image tweet_gif tweet_video dm_image dm_gif dm_video subtitles".split()
+)
+# The first bytes of each image format X takes as tweet_image.
+IMAGE_SIGNATURES = {
+    b"\xff\xd8\xff": "image/jpeg",
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"GIF87a": "image/gif",
+    b"GIF89a": "image/gif",
+}
+POLL_OPTIONS_RANGE = (2, 4)
+POLL_OPTION_LENGTH_MAX = 25
+POLL_DURATION_RANGE = (5, 10080)
 
 # The values X accepts; anything else is a 400. The sandbox renders only the fields
 # cartcast reads and silently leaves out the others, as X does for absent data.
@@ -123,6 +154,7 @@ TOO_LONG_DETAIL = "Your Tweet text is too long."
 REPLY_TARGET_DETAIL = (
     "You attempted to reply to a Tweet that is deleted or not visible to you."
 )
+INVALID_MEDIA_MESSAGE = "Your media IDs are invalid."
 
 
 @dataclass
@@ -175,6 +207,25 @@ class Tweet:
     in_reply_to_tweet_id: str | None = None
     in_reply_to_user_id: str | None = None
     mentioned_user_id: str | None = None
+    media_ids: list[str] = field(default_factory=list)
+    poll_options: list[str] | None = None
+    poll_duration_minutes: int | None = None
+
+
+@dataclass
+class Media:
+    id: str
+    owner_id: str
+    size: int
+    media_type: str
+    category: str
+    created_at: dt.datetime
+    alt_text: str | None = None
+
+    @property
+    def media_key(self) -> str:
+        # X's media keys are "<type>_<id>"; 3 is a photo.
+        return f"3_{self.id}"
 
 
 @dataclass
@@ -244,6 +295,18 @@ class XSandbox:
                 re.compile(r"/2/users/(?P<user_id>\d+)/tweets"),
                 "GET /2/users/:id/tweets",
                 self._own_tweets,
+            ),
+            Route(
+                "POST",
+                re.compile(r"/2/media/upload"),
+                "POST /2/media/upload",
+                self._upload_media,
+            ),
+            Route(
+                "POST",
+                re.compile(r"/2/media/metadata"),
+                "POST /2/media/metadata",
+                self._media_metadata,
             ),
         ]
         self._clear()
@@ -496,6 +559,12 @@ class XSandbox:
             # forgets, which is the stricter behaviour for a caller to handle.
             raise Refusal(403, _problem(403, DUPLICATE_DETAIL))
 
+        media_ids = self._attached_media(body.get("media"), caller, now)
+        options, duration = _poll(body.get("poll"))
+        if options is not None and media_ids:
+            message = "A Tweet with a poll cannot also carry media."
+            raise Refusal(400, _invalid("poll", body.get("poll"), message))
+
         target = None
         reply = body.get("reply")
         if isinstance(reply, dict):
@@ -504,12 +573,93 @@ class XSandbox:
                 raise Refusal(403, _problem(403, REPLY_TARGET_DETAIL))
 
         tweet = self._new_tweet(text, caller.id, now, target)
+        tweet.media_ids = media_ids
+        tweet.poll_options, tweet.poll_duration_minutes = options, duration
         data = {
             "id": tweet.id,
             "text": tweet.text,
             "edit_history_tweet_ids": [tweet.id],
         }
         return 201, {"data": data}
+
+    def _attached_media(self, media: Any, caller: User, now: dt.datetime) -> list[str]:
+        """Return the media ids of a create request, refusing any X would refuse."""
+        if media is None:
+            return []
+        ids = media.get("media_ids") if isinstance(media, dict) else None
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 4:
+            message = "media.media_ids must list 1 to 4 media ids"
+            raise Refusal(400, _invalid("media.media_ids", ids, message))
+        for media_id in ids:
+            found = self._media.get(str(media_id))
+            expired = found is not None and (now - found.created_at) > dt.timedelta(
+                seconds=MEDIA_EXPIRES_AFTER_S
+            )
+            if found is None or found.owner_id != caller.id or expired:
+                raise Refusal(
+                    400, _invalid("media.media_ids", media_id, INVALID_MEDIA_MESSAGE)
+                )
+        return [str(media_id) for media_id in ids]
+
+    def _upload_media(
+        self, request: Request, caller: User, now: dt.datetime
+    ) -> tuple[int, dict[str, Any]]:
+        body = request.body if isinstance(request.body, dict) else {}
+        category = body.get("media_category")
+        if category not in MEDIA_CATEGORIES:
+            message = f"media_category must be one of {sorted(MEDIA_CATEGORIES)}"
+            raise Refusal(400, _invalid("media_category", category, message))
+        try:
+            data = base64.b64decode(str(body.get("media") or ""), validate=True)
+        except (binascii.Error, ValueError):
+            data = b""
+        if not data:
+            message = "media must be the file's content, base64-encoded"
+            raise Refusal(400, _invalid("media", None, message))
+        media_type = next(
+            (kind for sig, kind in IMAGE_SIGNATURES.items() if data.startswith(sig)),
+            "image/webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None,
+        )
+        if category == "tweet_image" and media_type is None:
+            message = "media is not a JPEG, PNG, GIF or WEBP image"
+            raise Refusal(400, _invalid("media", None, message))
+        if category == "tweet_image" and len(data) > IMAGE_BYTES_MAX:
+            message = f"media is {len(data)} bytes; an image may be {IMAGE_BYTES_MAX}"
+            raise Refusal(400, _invalid("media", None, message))
+
+        media = Media(
+            id=self._next_id(now),
+            owner_id=caller.id,
+            size=len(data),
+            media_type=media_type or str(body.get("media_type") or ""),
+            category=category,
+            created_at=now,
+        )
+        self._media[media.id] = media
+        data_out = {
+            "id": media.id,
+            "media_key": media.media_key,
+            "size": media.size,
+            "expires_after_secs": MEDIA_EXPIRES_AFTER_S,
+        }
+        return 200, {"data": data_out}
+
+    def _media_metadata(
+        self, request: Request, caller: User, now: dt.datetime
+    ) -> tuple[int, dict[str, Any]]:
+        body = request.body if isinstance(request.body, dict) else {}
+        media = self._media.get(str(body.get("id")))
+        if media is None or media.owner_id != caller.id:
+            raise Refusal(400, _invalid("id", body.get("id"), INVALID_MEDIA_MESSAGE))
+        metadata = (
+            body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        )
+        alt = (metadata.get("alt_text") or {}).get("text")
+        if not isinstance(alt, str) or not 1 <= len(alt) <= ALT_TEXT_MAX:
+            message = f"alt_text.text must be 1 to {ALT_TEXT_MAX} characters"
+            raise Refusal(400, _invalid("metadata.alt_text.text", alt, message))
+        media.alt_text = alt
+        return 200, {"data": {"id": media.id, "associated_metadata": metadata}}
 
     def _lookup(
         self, request: Request, caller: User, now: dt.datetime
@@ -652,6 +802,13 @@ class XSandbox:
             rendered["conversation_id"] = tweet.conversation_id
         if "in_reply_to_user_id" in fields and tweet.in_reply_to_user_id:
             rendered["in_reply_to_user_id"] = tweet.in_reply_to_user_id
+        if "attachments" in fields and (tweet.media_ids or tweet.poll_options):
+            attachments: dict[str, list[str]] = {}
+            if tweet.media_ids:
+                attachments["media_keys"] = [f"3_{i}" for i in tweet.media_ids]
+            if tweet.poll_options:
+                attachments["poll_ids"] = [tweet.id]
+            rendered["attachments"] = attachments
         if "referenced_tweets" in fields and tweet.in_reply_to_tweet_id:
             rendered["referenced_tweets"] = [
                 {"type": "replied_to", "id": tweet.in_reply_to_tweet_id}
@@ -686,6 +843,7 @@ class XSandbox:
         self._users: dict[str, User] = {}
         self._tokens: dict[str, str] = {}
         self._tweets: dict[str, Tweet] = {}
+        self._media: dict[str, Media] = {}
         self._faults: list[Fault] = []
         self._windows: dict[tuple[str, str], Window] = {}
         self._requests: dict[str, dict[str, Any]] = {}
@@ -774,9 +932,28 @@ class XSandbox:
                     "text": t.text,
                     "submitted_text": t.submitted_text,
                     "in_reply_to_tweet_id": t.in_reply_to_tweet_id,
+                    "conversation_id": t.conversation_id,
+                    "media_ids": list(t.media_ids),
+                    "poll": None
+                    if t.poll_options is None
+                    else {
+                        "options": list(t.poll_options),
+                        "duration_minutes": t.poll_duration_minutes,
+                    },
                 }
                 for t in tweets
                 if t.mentioned_user_id is None
+            ],
+            "media": [
+                {
+                    "id": m.id,
+                    "user_id": m.owner_id,
+                    "size": m.size,
+                    "media_type": m.media_type,
+                    "media_category": m.category,
+                    "alt_text": m.alt_text,
+                }
+                for m in self._media.values()
             ],
             "mentions": [
                 {
@@ -935,6 +1112,37 @@ def _invalid(parameter: str, value: Any, message: str) -> dict[str, Any]:
         "detail": "One or more parameters to your request was invalid.",
         "type": PROBLEMS + "invalid-request",
     }
+
+
+def _poll(poll: Any) -> tuple[list[str] | None, int | None]:
+    """Return a create request's poll options and duration, refusing bad ones."""
+    if poll is None:
+        return None, None
+    options = poll.get("options") if isinstance(poll, dict) else None
+    low, high = POLL_OPTIONS_RANGE
+    if (
+        not isinstance(options, list)
+        or not low <= len(options) <= high
+        or not all(
+            isinstance(o, str) and 1 <= len(o) <= POLL_OPTION_LENGTH_MAX
+            for o in options
+        )
+    ):
+        message = (
+            f"poll.options must be {low} to {high} options of 1 to "
+            f"{POLL_OPTION_LENGTH_MAX} characters"
+        )
+        raise Refusal(400, _invalid("poll.options", options, message))
+    duration = poll.get("duration_minutes")
+    shortest, longest = POLL_DURATION_RANGE
+    if (
+        isinstance(duration, bool)
+        or not isinstance(duration, int)
+        or not (shortest <= duration <= longest)
+    ):
+        message = f"poll.duration_minutes must be {shortest} to {longest}"
+        raise Refusal(400, _invalid("poll.duration_minutes", duration, message))
+    return list(options), duration
 
 
 def _not_found(resource_type: str, parameter: str, value: str) -> dict[str, str]:

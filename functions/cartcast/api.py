@@ -51,6 +51,7 @@ ROUTES = Map(
     [
         Rule("/v1/brands", methods=["POST"], endpoint="create_brand"),
         Rule("/v1/brand", methods=["GET"], endpoint="get_brand"),
+        Rule("/v1/brand", methods=["PATCH"], endpoint="update_brand"),
         Rule("/v1/products", methods=["POST"], endpoint="import_products"),
         Rule("/v1/products", methods=["GET"], endpoint="list_products"),
         Rule("/v1/products/<product_id>", methods=["GET"], endpoint="get_product"),
@@ -96,7 +97,7 @@ def handle(request: Any, runtime: Any) -> web.Response:
                 operator_key=runtime.settings.operator_key,
             )
             body = None
-            if request.method == "POST" and endpoint not in _BODYLESS:
+            if request.method in ("POST", "PATCH") and endpoint not in _BODYLESS:
                 body = web.read_json(request, optional=endpoint in _OPTIONAL_BODY)
             return HANDLERS[endpoint](
                 tx,
@@ -162,6 +163,13 @@ def get_brand(
     return web.json_response(
         {"brand": brands.get_brand(tx, keys.require_brand(caller))}
     )
+
+
+def update_brand(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    brand = brands.update_link_policy(tx, keys.require_brand(caller), body)
+    return web.json_response({"brand": brand})
 
 
 def import_products(

@@ -4,7 +4,9 @@ The model is last touch. Every link cartcast posts carries utm_content = the pos
 id; an order whose landing site carries a cartcast post's UTM parameters is credited
 to that post when it was placed within the attribution window after the post was
 published. Orders without such a link, or outside the window, stay unattributed and
-are counted as such in the daily KPIs, never hidden.
+are counted as such in the daily KPIs, never hidden. A link-free post (link_policy.py)
+carries no link, so no order is ever credited to it: what it sells shows up among the
+unattributed orders.
 """
 
 from __future__ import annotations

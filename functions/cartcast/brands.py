@@ -1,4 +1,8 @@
-"""Brands: who posts, in which time zone and voice, to which store and X account."""
+"""Brands: who posts, in which time zone and voice, to which store and X account.
+
+The settings are given when the operator creates the brand; the brand's own key
+changes the link policy afterwards (`update_link_policy`).
+"""
 
 from __future__ import annotations
 
@@ -9,27 +13,35 @@ import unicodedata
 import urllib.parse
 from typing import Any
 
-from cartcast import keys, slots, validation
+from cartcast import keys, link_policy, slots, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
 
 INSERT_BRAND = """
 INSERT INTO brands (slug, name, time_zone, voice, language, banned_words,
     required_hashtags, disclosure_tag, store_base_url, currency, approvals_required,
-    posting_slots, x_user_id, x_username, x_access_token, created_at)
+    posting_slots, x_user_id, x_username, x_access_token, link_policy,
+    link_posts_per_month, created_at)
 VALUES (:slug, :name, :time_zone, :voice, :language, CAST(:banned_words AS text[]),
     CAST(:required_hashtags AS text[]), :disclosure_tag, :store_base_url, :currency,
     :approvals_required, CAST(:posting_slots AS jsonb), :x_user_id, :x_username,
-    :x_access_token, :created_at)
+    :x_access_token, :link_policy, :link_posts_per_month, :created_at)
 ON CONFLICT (slug) DO NOTHING
 RETURNING id
 """
 SELECT_BRAND = """
 SELECT id, slug, name, time_zone, voice, language, banned_words, required_hashtags,
     disclosure_tag, store_base_url, currency, approvals_required, posting_slots,
-    x_user_id, x_username, created_at
+    x_user_id, x_username, link_policy, link_posts_per_month, created_at
 FROM brands WHERE id = :brand_id
 """
+UPDATE_LINK_POLICY = """
+UPDATE brands SET link_policy = :link_policy,
+    link_posts_per_month = :link_posts_per_month
+WHERE id = :brand_id
+"""
+# What PATCH /v1/brand may change so far; the other settings are fixed at creation.
+UPDATABLE_SETTINGS = ("link_policy", "link_posts_per_month")
 SELECT_TIME_ZONE = "SELECT name FROM pg_timezone_names WHERE name = :name"
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 STORE_URL_LENGTH_MAX = 200
@@ -115,7 +127,27 @@ def parse_brand(body: Any) -> dict[str, Any]:
             body, "x_access_token", required=False, max_len=500
         )
         or None,
+        **link_policy.parse_settings(body),
     }
+
+
+def update_link_policy(tx: Transaction, brand_id: str, body: Any) -> dict[str, Any]:
+    """Change the brand's link policy (link_policy.py); return the brand.
+
+    Only UPDATABLE_SETTINGS may be sent; a field left out keeps its value.
+    """
+    body = validation.require_object(body)
+    for name in body:
+        if name not in UPDATABLE_SETTINGS:
+            raise InvalidRequest(
+                f"'{name}' cannot be changed here; this route changes "
+                f"{' and '.join(UPDATABLE_SETTINGS)}",
+                field=name,
+            )
+    current = get_brand(tx, brand_id)
+    values = link_policy.parse_settings(body, current=current)
+    tx.execute(UPDATE_LINK_POLICY, brand_id=brand_id, **values)
+    return get_brand(tx, brand_id)
 
 
 def _disclosure_tag(body: dict) -> str:

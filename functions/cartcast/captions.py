@@ -5,6 +5,8 @@ post per request. Every draft, whichever engine wrote it, is held to the same ch
 recorded in `Draft.checks`:
 
     link_once              the request's link appears exactly once, and no other URL
+    no_link                (link-free posts, in place of link_once) no URL at all,
+                           and no words pointing at one ("see the link")
     fits_on_x              X's weighted length (URLs 23, emoji 2) is at most 280
     required_hashtags      every hashtag the brand requires is there
     no_banned_words        no banned word of the brand, as a whole word, any case
@@ -24,6 +26,10 @@ raised: a quota answer gives "gemini: quota exhausted" with the service's reset 
 each draft (`quota_reset_at`), so the caller can park Gemini until then; a server error
 or timeout after the adapter's retry gives "gemini: unavailable". Template copy is
 English whatever `BrandVoice.language` says; only Gemini writes other languages.
+
+A request's `kind` shapes the draft (post_kinds.py): a poll gets its options and
+opens with a question, a thread is split into parts; the checks then cover all of
+its copy, options and parts alike, and `fits_on_x` every part.
 
 Template drafts pass every check unless the brand's settings contradict themselves (a
 required hashtag that is also a banned word): the engine then returns its best text
@@ -58,6 +64,14 @@ from cartcast.claims import (
     sale_price,
 )
 from cartcast.logs import fields, get_logger
+from cartcast.post_kinds import (
+    DEFAULT_POLL_OPTIONS,
+    THREAD_PARTS_MAX,
+    THREAD_PARTS_MIN,
+    poll_options_problem,
+    poll_text,
+    split_thread,
+)
 from cartcast.post_text import (
     X_MAX_WEIGHTED_LENGTH,
     fits_on_x,
@@ -79,6 +93,8 @@ CHECK_NAMES = (
     "price_matches_catalog",
     "claims_match_catalog",
 )
+# A link-free post is checked for having no link where a linked one has it once.
+LINK_FREE_CHECK_NAMES = ("no_link", *CHECK_NAMES[1:])
 HOOK_WEIGHT_MAX = 140
 OPTIONAL_HASHTAGS_MAX = 2
 
@@ -94,9 +110,17 @@ class BrandVoice:
 
 @dataclass(frozen=True)
 class DraftRequest:
+    """One draft to write: `link` is "" for a link-free post.
+
+    `kind` is one of post_kinds.KINDS; `poll_options` are the request's own, used
+    instead of the engine's.
+    """
+
     product: ProductBrief
     link: str
     variant: int = 0
+    kind: str = "text"
+    poll_options: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +129,9 @@ class Draft:
 
     `usage` is the token count of the whole Gemini call, shared by every draft of the
     batch: count it once per batch. `quota_reset_at` is set when Gemini refused for
-    quota, so the caller can leave Gemini alone until then.
+    quota, so the caller can leave Gemini alone until then. A thread's `parts` are
+    its posts, `text` those parts joined by a blank line and `weighted_length` the
+    longest part's; a poll has its `poll_options`.
     """
 
     text: str
@@ -116,6 +142,8 @@ class Draft:
     fallback_reason: str | None
     usage: dict | None
     quota_reset_at: dt.datetime | None = None
+    parts: tuple[str, ...] = ()
+    poll_options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +153,7 @@ class _GeminiOutcome:
     model: str | None
     failure: str | None = None
     quota_reset_at: dt.datetime | None = None
+    poll_options: list[tuple[str, ...] | None] = dataclasses.field(default_factory=list)
 
 
 def write_drafts(
@@ -171,15 +200,20 @@ def check_text(
     taken: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, bool]:
     """Run every check on a finished post; `taken` holds copy keys already used."""
+    link_check = (
+        {"link_once": _has_link_once(text, request.link)}
+        if request.link
+        else {"no_link": _has_no_link(text)}
+    )
     return {
-        "link_once": _has_link_once(text, request.link),
+        **link_check,
         "fits_on_x": fits_on_x(text),
         "required_hashtags": all(
             _contains_hashtag(text, tag) for tag in _required_hashtags(voice)
         ),
         # The link is the store's own URL, not copy: a banned word in a product's
         # handle is the store's naming, and no rewording could remove it.
-        "no_banned_words": _first_banned_word(text.replace(request.link, " "), voice)
+        "no_banned_words": _first_banned_word(_without(text, request.link), voice)
         is None,
         "distinct": _copy_key(text) not in taken,
         "price_matches_catalog": price_mismatch(
@@ -219,7 +253,10 @@ def _ask_gemini(
 
     usage = dict(result.usage, batch_size=len(requests)) if result.usage else None
     return _GeminiOutcome(
-        list(result.texts), usage, result.model_version or gemini.model
+        list(result.texts),
+        usage,
+        result.model_version or gemini.model,
+        poll_options=list(result.poll_options),
     )
 
 
@@ -237,8 +274,10 @@ def _gemini_draft(
     if copy is None or not copy.strip():
         return None, "gemini: no caption for this product"
 
-    text = _attach_link_and_hashtags(copy, request.link, voice)
-    checks = check_text(text, request, voice, taken=seen)
+    posts, options, problem = _gemini_shape(outcome, index, copy, request, voice)
+    if problem is not None:
+        return None, problem
+    text, checks = _checked(posts, options, request, voice, seen)
     reason = _gemini_failure_reason(text, checks, request, voice)
     if reason is not None:
         return None, reason
@@ -247,12 +286,41 @@ def _gemini_draft(
         text=text,
         engine="gemini",
         model=outcome.model,
-        weighted_length=weighted_length(text),
+        weighted_length=max(weighted_length(post) for post in posts),
         checks=checks,
         fallback_reason=None,
         usage=outcome.usage,
+        parts=tuple(posts) if request.kind == "thread" else (),
+        poll_options=options,
     )
     return draft, None
+
+
+def _gemini_shape(
+    outcome: _GeminiOutcome,
+    index: int,
+    copy: str,
+    request: DraftRequest,
+    voice: BrandVoice,
+) -> tuple[list[str], tuple[str, ...], str | None]:
+    """Return the model's posts and poll options, or why they cannot be used."""
+    options: tuple[str, ...] = ()
+    if request.kind == "poll":
+        given = (
+            outcome.poll_options[index] if index < len(outcome.poll_options) else None
+        )
+        options = request.poll_options or tuple(given or ())
+        if poll_options_problem(list(options)) is not None:
+            return [], (), "gemini: unusable poll options"
+
+    if request.kind != "thread":
+        return [_attach_link_and_hashtags(copy, request.link, voice)], options, None
+    # The adapter gives a thread's parts joined by a blank line.
+    parts = [" ".join(part.split()) for part in copy.split("\n\n") if part.strip()]
+    if not THREAD_PARTS_MIN <= len(parts) <= THREAD_PARTS_MAX:
+        return [], (), f"gemini: a thread of {len(parts)} parts"
+    parts[-1] = _attach_link_and_hashtags(parts[-1], request.link, voice)
+    return parts, options, None
 
 
 def _attach_link_and_hashtags(copy: str, link: str, voice: BrandVoice) -> str:
@@ -260,13 +328,37 @@ def _attach_link_and_hashtags(copy: str, link: str, voice: BrandVoice) -> str:
     missing = [
         tag for tag in _required_hashtags(voice) if not _contains_hashtag(copy, tag)
     ]
-    return " ".join([copy, link, *missing])
+    return " ".join([copy, *([link] if link else []), *missing])
+
+
+def _checked(
+    posts: list[str],
+    options: tuple[str, ...],
+    request: DraftRequest,
+    voice: BrandVoice,
+    seen: set[str],
+) -> tuple[str, dict[str, bool]]:
+    """Check a draft of one or more posts (a thread) and a poll's options.
+
+    Returns the draft's text (the posts joined by a blank line) and its checks:
+    `fits_on_x` holds for every post; the words of the options answer to the
+    banned-word and catalog checks like the text.
+    """
+    text = "\n\n".join(posts)
+    checks = check_text(text, request, voice, taken=seen)
+    checks["fits_on_x"] = all(fits_on_x(post) for post in posts)
+    if options:
+        said = " / ".join(options)
+        checks["no_banned_words"] &= _first_banned_word(said, voice) is None
+        checks["price_matches_catalog"] &= price_mismatch(said, request.product) is None
+        checks["claims_match_catalog"] &= claim_mismatch(said, request.product) is None
+    return text, checks
 
 
 def _gemini_failure_reason(
     text: str, checks: dict[str, bool], request: DraftRequest, voice: BrandVoice
 ) -> str | None:
-    if not checks["link_once"]:
+    if not checks.get("link_once", True) or not checks.get("no_link", True):
         return "gemini: extra link"
     if not checks["fits_on_x"]:
         if weighted_length(text) > X_MAX_WEIGHTED_LENGTH:
@@ -338,25 +430,43 @@ def _template_draft(
     else:
         candidates = _template_candidates(request, voice)
 
-    best_text, best_checks = "", {}
-    for text in candidates:
-        checks = check_text(text, request, voice, taken=seen)
+    # Each candidate is shaped into its kind before it is checked, so a poll's
+    # question and a thread's split count in the comparison with earlier drafts.
+    options = (
+        (request.poll_options or DEFAULT_POLL_OPTIONS) if request.kind == "poll" else ()
+    )
+    best: tuple[list[str], str, dict[str, bool]] | None = None
+    for candidate in candidates:
+        posts = _template_posts(candidate, request)
+        text, checks = _checked(posts, options, request, voice, seen)
         if all(checks.values()):
-            best_text, best_checks = text, checks
+            best = posts, text, checks
             break
-        if not best_text:
-            best_text, best_checks = text, checks
+        if best is None:
+            best = posts, text, checks
+    posts, best_text, best_checks = best
 
     return Draft(
         text=best_text,
         engine="template",
         model=None,
-        weighted_length=weighted_length(best_text),
+        weighted_length=max(weighted_length(post) for post in posts),
         checks=best_checks,
         fallback_reason=fallback_reason,
         usage=outcome.usage if outcome and fallback_reason else None,
         quota_reset_at=outcome.quota_reset_at if outcome else None,
+        parts=tuple(posts) if request.kind == "thread" else (),
+        poll_options=options,
     )
+
+
+def _template_posts(text: str, request: DraftRequest) -> list[str]:
+    """Shape a template caption into its kind: a thread's parts, a poll's question."""
+    if request.kind == "thread":
+        return split_thread(text, request.link)
+    if request.kind == "poll":
+        return [poll_text(text)]
+    return [text]
 
 
 def _template_candidates(request: DraftRequest, voice: BrandVoice) -> Iterator[str]:
@@ -404,7 +514,8 @@ class _Parts:
         body = parts.opening.format(title=parts.title, hook=parts.hook).strip()
         body = body[:1].upper() + body[1:]
         copy = " ".join(s for s in (body, parts.price_phrase, parts.closing) if s)
-        return " ".join([copy, link, *hashtags])
+        # A link-free post ("" for a link) ends on its copy and hashtags alone.
+        return " ".join(s for s in (copy, link, *hashtags) if s)
 
 
 def _fit(parts: _Parts, hashtags: list[str], required: list[str], link: str) -> str:
@@ -580,6 +691,22 @@ _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 def _has_link_once(text: str, link: str) -> bool:
     # Any other URL, bare domains included, would become a second link on X.
     return text.count(link) == 1 and not linked_urls(text.replace(link, " "))
+
+
+# Words that send the reader to a link a link-free post does not have.
+_POINTS_AT_LINK = re.compile(
+    r"\b(?:the|this|our)\s+link\b|\blink\s+(?:below|above|in\s+(?:the\s+)?bio)\b",
+    re.IGNORECASE,
+)
+
+
+def _has_no_link(text: str) -> bool:
+    return not linked_urls(text) and _POINTS_AT_LINK.search(text) is None
+
+
+def _without(text: str, link: str) -> str:
+    """Blank out the post's own link, the store's URL rather than copy."""
+    return text.replace(link, " ") if link else text
 
 
 def _contains_hashtag(text: str, tag: str) -> bool:

@@ -19,6 +19,7 @@ import functools
 import re
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
 
 CENT = Decimal("0.01")
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
@@ -45,6 +46,24 @@ class ProductBrief:
     brand: str | None
     stock: int
     discount_percent: Decimal | None
+
+
+def brief_from_catalog(product: dict[str, Any], currency: str) -> ProductBrief:
+    """Build the brief of a `products` row, priced in the brand's `currency`."""
+    discount = product["discount_percent"]
+    return ProductBrief(
+        product_id=str(product["id"]),
+        sku=product["sku"],
+        title=product["title"],
+        description=product["description"],
+        price=Decimal(product["price"]),
+        currency=currency.strip(),
+        category=product["category"],
+        tags=tuple(product["tags"]),
+        brand=product["vendor"],
+        stock=product["stock"],
+        discount_percent=Decimal(discount) if discount is not None else None,
+    )
 
 
 def sale_price(product: ProductBrief) -> Decimal | None:

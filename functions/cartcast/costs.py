@@ -2,7 +2,9 @@
 
 Prices are X's pay-per-use rates since February 2026 (X developer documentation):
 a post costs $0.015, a post carrying a URL $0.20, and reading a resource the account
-owns (its mentions, its posts' metrics) $0.001 each.
+owns (its mentions, its posts' metrics) $0.001 each. Each part of a thread is a post
+of its own. The media upload an image post makes first is not recorded: those rates
+name no price for it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ ON CONFLICT (service, operation, ref) DO NOTHING
 
 def post_price(has_link: bool) -> Decimal:
     return X_POST_WITH_URL_USD if has_link else X_POST_USD
+
+
+def posts_price(with_links: list[bool]) -> Decimal:
+    """Price the posts one publication creates (a thread's parts), each as itself."""
+    return sum((post_price(has_link) for has_link in with_links), Decimal(0))
 
 
 def record(

@@ -7,6 +7,11 @@ States (the publishing issue draws the full diagram in docs/):
     any state before publishing -> cancelled
 
 A brand with approvals turned off gets its drafts as `approved`.
+
+A draft is of one kind (post_kinds.py: text, image, poll, thread) and carries its
+product link or not, as the request and the brand's link policy decide
+(link_policy.py). A thread's parts are rows of `post_parts`; its `text` is the parts
+joined by a blank line.
 """
 
 from __future__ import annotations
@@ -14,40 +19,63 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
-from cartcast import brands, catalog, costs, links, slots, validation
+from cartcast import (
+    brands,
+    catalog,
+    costs,
+    link_policy,
+    links,
+    post_kinds,
+    slots,
+    validation,
+)
 from cartcast.captions import BrandVoice, DraftRequest, ProductBrief, write_drafts
+from cartcast.claims import brief_from_catalog
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
+from cartcast.post_text import weighted_length
 
 PRODUCTS_PER_REQUEST_MAX = 20
 VARIANTS_MAX = 3
 
 INSERT_POST = """
-INSERT INTO posts (id, brand_id, product_id, kind, text, link, campaign, sponsored,
-    state, engine, model, fallback_reason, weighted_length, checks, created_by,
-    created_at, updated_at)
-VALUES (:id, :brand_id, :product_id, 'text', :text, :link, :campaign, :sponsored,
-    :state, :engine, :model, :fallback_reason, :weighted_length,
+INSERT INTO posts (id, brand_id, product_id, kind, text, link, link_note, campaign,
+    sponsored, poll_options, poll_duration_minutes, image_alt_text, state, engine,
+    model, fallback_reason, weighted_length, checks, created_by, created_at,
+    updated_at)
+VALUES (:id, :brand_id, :product_id, :kind, :text, :link, :link_note, :campaign,
+    :sponsored, CAST(:poll_options AS text[]), :poll_duration_minutes,
+    :image_alt_text, :state, :engine, :model, :fallback_reason, :weighted_length,
     CAST(:checks AS jsonb), :created_by, :now, :now)
 """
-SELECT_POST = """
-SELECT id, product_id, kind, text, link, campaign, sponsored, state, engine, model,
-    fallback_reason, weighted_length, checks, scheduled_at, published_at, x_post_id,
-    failure_reason, created_by, created_at, updated_at
-FROM posts WHERE brand_id = :brand_id AND id = :id
+INSERT_PART = """
+INSERT INTO post_parts (post_id, position, text, weighted_length, has_link)
+VALUES (:post_id, :position, :text, :weighted_length, :has_link)
 """
-SELECT_POSTS = """
-SELECT id, product_id, kind, text, link, campaign, sponsored, state, engine, model,
+# A thread's parts come along as one JSON array, in order; NULL for other kinds.
+POST_COLUMNS = """
+SELECT id, product_id, kind, text, link, link_note, campaign, sponsored,
+    poll_options, poll_duration_minutes, image_alt_text, state, engine, model,
     fallback_reason, weighted_length, checks, scheduled_at, published_at, x_post_id,
-    failure_reason, created_by, created_at, updated_at
+    failure_reason, created_by, created_at, updated_at,
+    (SELECT json_agg(json_build_object('position', pp.position, 'text', pp.text,
+            'weighted_length', pp.weighted_length, 'has_link', pp.has_link,
+            'x_post_id', pp.x_post_id) ORDER BY pp.position)
+     FROM post_parts pp WHERE pp.post_id = posts.id) AS parts
 FROM posts
+"""
+SELECT_POST = POST_COLUMNS + "WHERE brand_id = :brand_id AND id = :id"
+SELECT_POSTS = (
+    POST_COLUMNS
+    + """
 WHERE brand_id = :brand_id AND (CAST(:state AS text) IS NULL OR state = :state)
 ORDER BY COALESCE(scheduled_at, created_at), id
 LIMIT :limit
 """
+)
 SELECT_BRAND_TEXTS = (
     "SELECT text FROM posts WHERE brand_id = :brand_id AND state <> 'cancelled'"
 )
@@ -84,73 +112,166 @@ def create_drafts(
     now: dt.datetime,
     gemini: Any = None,
 ) -> dict[str, Any]:
-    """Write captions for the requested products and store them as posts."""
-    refs, variants, campaign, tone, sponsored, language = _parse_caption_request(body)
+    """Write captions for the requested products and store them as posts.
+
+    Everything is checked before anything is written: a request refused with a 4xx
+    (a bad field, a product without the image its kind needs, a link the brand's
+    policy does not allow) stores nothing.
+    """
+    asked = _parse_caption_request(body)
 
     brand = brands.get_brand(tx, brand_id)
-    language = language or brand["language"]
+    language = asked.language or brand["language"]
     if language != "en" and gemini is None:
         raise InvalidRequest(
             f"captions in {language!r} need Gemini (GEMINI_API_KEY); the template "
             "engine writes English",
             field="language",
         )
-    products = [catalog.find_product(tx, brand_id=brand_id, ref=ref) for ref in refs]
-    requests = _draft_requests(brand, products, variants, campaign)
+    products = [
+        catalog.find_product(tx, brand_id=brand_id, ref=ref) for ref in asked.refs
+    ]
+    _require_what_the_kind_needs(asked.kind, products)
+    choices = link_policy.choose_links(
+        tx,
+        brand,
+        asked=asked.link,
+        drafts=len(products) * asked.variants,
+        now=now,
+    )
+    requests = _draft_requests(brand, products, asked, choices)
     existing = frozenset(
         row["text"] for row in tx.rows(SELECT_BRAND_TEXTS, brand_id=brand_id)
     )
 
     drafts = write_drafts(
-        [request for _, request in requests],
-        _voice(brand, sponsored=sponsored, language=language),
-        tone=tone,
-        campaign=campaign,
+        [planned.request for planned in requests],
+        _voice(brand, sponsored=asked.sponsored, language=language),
+        tone=asked.tone,
+        campaign=asked.campaign,
         gemini=gemini,
         avoid_texts=existing,
     )
 
-    for (_, request), draft in zip(requests, drafts, strict=True):
-        if not draft.checks.get("fits_on_x", True):
-            raise InvalidRequest(
-                f"no post about {request.product.sku!r} fits X's 280-character limit "
-                "with its link and the brand's required hashtags",
-                field="products",
-            )
-    # A brand with approvals off gets its drafts approved, unless a draft failed a
-    # check (a second link from a product title, a banned word): a person decides.
-    for (post_id, request), draft in zip(requests, drafts, strict=True):
-        approved = not brand["approvals_required"] and all(draft.checks.values())
-        tx.execute(
-            INSERT_POST,
-            id=post_id,
-            brand_id=brand_id,
-            product_id=str(request.product.product_id),
-            text=draft.text,
-            link=request.link,
-            campaign=campaign,
-            sponsored=sponsored,
-            state="approved" if approved else "needs_approval",
-            engine=draft.engine,
-            model=draft.model,
-            fallback_reason=draft.fallback_reason,
-            weighted_length=draft.weighted_length,
-            checks=json.dumps(draft.checks),
-            created_by=created_by,
-            now=now,
-        )
+    for planned, draft in zip(requests, drafts, strict=True):
+        _require_a_publishable_draft(planned.request, draft)
+    for planned, draft in zip(requests, drafts, strict=True):
+        _store_draft(tx, brand, planned, draft, asked, created_by=created_by, now=now)
     # One Gemini call wrote the whole batch, so its token usage is the batch's.
     usage = next((draft.usage for draft in drafts if draft.usage), None)
     return {
-        "posts": [get_post(tx, brand_id=brand_id, post_id=pid) for pid, _ in requests],
+        "posts": [
+            get_post(tx, brand_id=brand_id, post_id=planned.post_id)
+            for planned in requests
+        ],
         "gemini_usage": usage,
     }
 
 
-def _parse_caption_request(
-    body: Any,
-) -> tuple[list[str], int, str | None, str | None, bool, str | None]:
-    """Return the refs, variants, campaign, tone, sponsorship and language asked."""
+@dataclass(frozen=True)
+class CaptionRequest:
+    """A caption request's fields, validated."""
+
+    refs: list[str]
+    variants: int
+    campaign: str | None
+    tone: str | None
+    sponsored: bool
+    language: str | None
+    link: bool | None
+    kind: post_kinds.KindRequest
+
+
+@dataclass(frozen=True)
+class _PlannedDraft:
+    post_id: str
+    request: DraftRequest
+    link_note: str | None
+
+
+def _require_what_the_kind_needs(
+    kind: post_kinds.KindRequest, products: list[dict[str, Any]]
+) -> None:
+    if kind.kind != "image":
+        return
+    for product in products:
+        if not product["image_url"]:
+            raise InvalidRequest(
+                f"an image post needs the product's image, and {product['sku']!r} "
+                "has none in the catalog",
+                field="kind",
+            )
+
+
+def _require_a_publishable_draft(request: DraftRequest, draft: Any) -> None:
+    if not draft.checks.get("fits_on_x", True):
+        raise InvalidRequest(
+            f"no post about {request.product.sku!r} fits X's 280-character limit "
+            "with its link and the brand's required hashtags",
+            field="products",
+        )
+    if request.kind == "thread" and len(draft.parts) < post_kinds.THREAD_PARTS_MIN:
+        raise InvalidRequest(
+            f"the copy about {request.product.sku!r} cannot be split into a thread",
+            field="kind",
+        )
+
+
+def _store_draft(
+    tx: Transaction,
+    brand: dict[str, Any],
+    planned: _PlannedDraft,
+    draft: Any,
+    asked: CaptionRequest,
+    *,
+    created_by: str,
+    now: dt.datetime,
+) -> None:
+    """Insert one draft as a post, and a thread's parts."""
+    request = planned.request
+    # A brand with approvals off gets its drafts approved, unless a draft failed a
+    # check (a second link from a product title, a banned word): a person decides.
+    approved = not brand["approvals_required"] and all(draft.checks.values())
+    tx.execute(
+        INSERT_POST,
+        id=planned.post_id,
+        brand_id=str(brand["id"]),
+        product_id=str(request.product.product_id),
+        kind=request.kind,
+        text=draft.text,
+        link=request.link or None,
+        link_note=planned.link_note,
+        campaign=asked.campaign,
+        sponsored=asked.sponsored,
+        poll_options=list(draft.poll_options) if request.kind == "poll" else None,
+        poll_duration_minutes=asked.kind.poll_duration_minutes
+        if request.kind == "poll"
+        else None,
+        image_alt_text=post_kinds.alt_text(request.product.title)
+        if request.kind == "image"
+        else None,
+        state="approved" if approved else "needs_approval",
+        engine=draft.engine,
+        model=draft.model,
+        fallback_reason=draft.fallback_reason,
+        weighted_length=draft.weighted_length,
+        checks=json.dumps(draft.checks),
+        created_by=created_by,
+        now=now,
+    )
+    for position, part in enumerate(draft.parts):
+        tx.execute(
+            INSERT_PART,
+            post_id=planned.post_id,
+            position=position,
+            text=part,
+            weighted_length=weighted_length(part),
+            has_link=bool(request.link) and request.link in part,
+        )
+
+
+def _parse_caption_request(body: Any) -> CaptionRequest:
+    """Validate a caption request's body, naming the first bad field."""
     body = validation.require_object(body)
     refs = body.get("products")
     if (
@@ -172,30 +293,53 @@ def _parse_caption_request(
     tone = validation.text(body, "tone", required=False, max_len=100)
     sponsored = validation.boolean(body, "sponsored", default=False)
     language = validation.language(body, default="") if "language" in body else None
-    return refs, variants, campaign, tone, sponsored, language
+    link = validation.boolean(body, "link", default=False) if "link" in body else None
+    return CaptionRequest(
+        refs=refs,
+        variants=variants,
+        campaign=campaign,
+        tone=tone,
+        sponsored=sponsored,
+        language=language,
+        link=link,
+        kind=post_kinds.parse_kind(body),
+    )
 
 
 def _draft_requests(
     brand: dict[str, Any],
     products: list[dict[str, Any]],
-    variants: int,
-    campaign: str | None,
-) -> list[tuple[str, DraftRequest]]:
-    """Give each draft-to-be its post id, and the tracked link that carries it."""
-    requests = []
+    asked: CaptionRequest,
+    choices: list[link_policy.LinkChoice],
+) -> list[_PlannedDraft]:
+    """Give each draft-to-be its post id, and the tracked link that carries it.
+
+    A link-free draft gets "" for a link: its post is still the product's, but no
+    order can be attributed to it.
+    """
+    planned = []
+    choice = iter(choices)
     for product in products:
-        for variant in range(variants):
+        for variant in range(asked.variants):
             post_id = str(uuid.uuid4())
-            link = links.product_link(
-                brand["store_base_url"],
-                product["handle"],
-                post_id=post_id,
-                campaign=campaign,
+            link_choice = next(choice)
+            link = ""
+            if link_choice.has_link:
+                link = links.product_link(
+                    brand["store_base_url"],
+                    product["handle"],
+                    post_id=post_id,
+                    campaign=asked.campaign,
+                )
+            request = DraftRequest(
+                _brief(product, brand),
+                link,
+                variant,
+                kind=asked.kind.kind,
+                poll_options=asked.kind.poll_options,
             )
-            requests.append(
-                (post_id, DraftRequest(_brief(product, brand), link, variant))
-            )
-    return requests
+            planned.append(_PlannedDraft(post_id, request, link_choice.note))
+    return planned
 
 
 def get_post(tx: Transaction, *, brand_id: str, post_id: str) -> dict[str, Any]:
@@ -213,8 +357,15 @@ def list_posts(
 
 
 def _with_price(post: dict[str, Any]) -> dict[str, Any]:
-    """Add what X will charge to publish the post (a link costs more)."""
-    return {**post, "x_price_usd": costs.post_price(bool(post["link"]))}
+    """Add what X will charge to publish the post: per post created, a link more.
+
+    A thread is one post per part, the part with the link at the link price.
+    """
+    if post["parts"]:
+        calls = [part["has_link"] for part in post["parts"]]
+    else:
+        calls = [bool(post["link"])]
+    return {**post, "x_price_usd": costs.posts_price(calls)}
 
 
 # What each state-changing action does: the state it leads to, and from where.
@@ -311,20 +462,7 @@ def _taken(tx: Transaction, *, brand_id: str, after: dt.datetime) -> set[dt.date
 
 
 def _brief(product: dict[str, Any], brand: dict[str, Any]) -> ProductBrief:
-    discount = product["discount_percent"]
-    return ProductBrief(
-        product_id=str(product["id"]),
-        sku=product["sku"],
-        title=product["title"],
-        description=product["description"],
-        price=Decimal(product["price"]),
-        currency=brand["currency"].strip(),
-        category=product["category"],
-        tags=tuple(product["tags"]),
-        brand=product["vendor"],
-        stock=product["stock"],
-        discount_percent=Decimal(discount) if discount is not None else None,
-    )
+    return brief_from_catalog(product, brand["currency"])
 
 
 def _voice(

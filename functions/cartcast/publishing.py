@@ -22,6 +22,17 @@ brands' posts go on, and every run checks the pause again before each send. Befo
 each send the attempt also renews its lease, and a run that finds its lease taken
 (it outlived it) sends nothing more. Due posts of a brand with no X account are
 held, with the reason, instead of waiting silently.
+
+Just before sending, the product is read from the catalog again and the copy
+checked against it (publish_checks.py): a claim the catalog no longer supports, or
+a product gone from it, holds the post with the reason and nothing reaches X.
+
+Kinds (post_kinds.py): an image post first fetches the product's image (images.py)
+and uploads it with its alt text, which creates nothing on X and may be repeated; a
+poll is one call with its options. A thread is one X call per part, each a reply to
+the one before, and each part has its own intent and X id (`post_parts`): a retry
+resumes after the last confirmed part and never sends one twice, and a lease that
+runs out with a part in flight makes the post `unconfirmed` (decision 0008).
 """
 
 from __future__ import annotations
@@ -29,20 +40,29 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cartcast import accounts, costs
-from cartcast.errors import PermanentError, RateLimited, TransientError
+from cartcast import accounts, costs, publish_checks
+from cartcast.errors import CartcastError, PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
+# A post whose lease ran out was never sent when its attempt wrote no intent; a
+# thread, when no part is in flight (intent written, no X id): its confirmed parts
+# stay, and the next run resumes after them.
 EXPIRE_LEASES = """
+WITH expired AS (
+    SELECT p.id, a.id IS NOT NULL AND (a.sent_at IS NULL OR (p.kind = 'thread'
+        AND NOT EXISTS (SELECT 1 FROM post_parts pp WHERE pp.post_id = p.id
+            AND pp.sent_at IS NOT NULL AND pp.x_post_id IS NULL))) AS unsent
+    FROM posts p
+    LEFT JOIN publish_attempts a ON a.id = p.lease_attempt_id
+    WHERE p.state = 'publishing' AND p.lease_until < :now
+)
 UPDATE posts p SET
-    state = CASE WHEN a.id IS NOT NULL AND a.sent_at IS NULL
-        THEN 'scheduled' ELSE 'unconfirmed' END,
-    failure_reason = CASE WHEN a.id IS NOT NULL AND a.sent_at IS NULL THEN NULL
+    state = CASE WHEN e.unsent THEN 'scheduled' ELSE 'unconfirmed' END,
+    failure_reason = CASE WHEN e.unsent THEN NULL
         ELSE 'publisher stopped after sending to X; check the timeline' END,
     lease_until = NULL, updated_at = :now
-FROM posts expired
-LEFT JOIN publish_attempts a ON a.id = expired.lease_attempt_id
-WHERE p.id = expired.id AND p.state = 'publishing' AND p.lease_until < :now
+FROM expired e
+WHERE p.id = e.id AND p.state = 'publishing' AND p.lease_until < :now
 RETURNING p.id, p.state
 """
 HOLD_UNCONNECTED = """
@@ -67,7 +87,9 @@ WITH due AS (
 UPDATE posts p SET state = 'publishing', lease_until = :lease_until, updated_at = :now
 FROM due, brands b
 WHERE p.id = due.id AND b.id = p.brand_id
-RETURNING p.id, p.brand_id, p.text, p.link, p.scheduled_at, b.x_access_token
+RETURNING p.id, p.brand_id, p.product_id, p.kind, p.engine, p.text, p.link,
+    p.poll_options, p.poll_duration_minutes, p.image_alt_text, p.scheduled_at,
+    b.x_access_token, b.currency
 """
 START_ATTEMPT = """
 INSERT INTO publish_attempts (post_id, started_at) VALUES (:post_id, :now) RETURNING id
@@ -85,6 +107,23 @@ WHERE p.id = :post_id AND p.lease_attempt_id = :attempt_id
 RETURNING p.id
 """
 MARK_SENT = "UPDATE publish_attempts SET sent_at = :now WHERE id = :attempt_id"
+SELECT_PARTS = """
+SELECT position, text, has_link, sent_at, x_post_id FROM post_parts
+WHERE post_id = :post_id ORDER BY position
+"""
+MARK_PART_SENT = """
+UPDATE post_parts SET sent_at = :now
+WHERE post_id = :post_id AND position = :position AND x_post_id IS NULL
+"""
+# X said "not now" (429, 5xx): the part was not created, and may be sent again.
+CLEAR_PART_SENT = """
+UPDATE post_parts SET sent_at = NULL
+WHERE post_id = :post_id AND position = :position AND x_post_id IS NULL
+"""
+MARK_PART_PUBLISHED = """
+UPDATE post_parts SET x_post_id = :x_post_id
+WHERE post_id = :post_id AND position = :position
+"""
 FINISH_ATTEMPT = """
 UPDATE publish_attempts SET finished_at = :now, outcome = :outcome,
     x_post_id = :x_post_id, error = :error
@@ -143,7 +182,19 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
 
 
 def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
-    from cartcast.x import XRejected, XTimeout
+    """Send one claimed post of any kind; return the outcome counted by publish_due."""
+    with runtime.database.transaction() as tx:
+        verdict = publish_checks.recheck(tx, post)
+    if verdict.hold_reason is not None:
+        return _hold(runtime, post, attempt_id, verdict.hold_reason)
+    if post["kind"] == "thread":
+        return _publish_thread(runtime, post, attempt_id)
+
+    media_ids = None
+    if post["kind"] == "image":
+        media_ids, outcome = _upload_image(runtime, post, attempt_id, verdict.product)
+        if outcome is not None:
+            return outcome
 
     # Commit the intent first: if this write fails, nothing was sent, and the post
     # goes back to `scheduled` when its lease ends.
@@ -152,33 +203,15 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
 
     client = runtime.x_client(post["x_access_token"])
     try:
-        created = client.create_post(post["text"], has_link=bool(post["link"]))
-    except XTimeout as error:
-        _finish(runtime, post, attempt_id, "unconfirmed", "unknown", str(error))
-        return "unconfirmed"
-    except RateLimited as error:
-        _pause_brand(runtime, post, attempt_id, error)
-        return "paused"
-    except TransientError as error:
-        _finish(runtime, post, attempt_id, "scheduled", "retry", str(error))
-        return "deferred"
-    except XRejected as error:
-        if error.reason == "duplicate":
-            # X refuses a text the account already posted: most likely this very
-            # post, by a run whose answer was lost. Settle it from the timeline.
-            _finish(runtime, post, attempt_id, "unconfirmed", "unknown", str(error))
-            return "unconfirmed"
-        _finish(runtime, post, attempt_id, "failed", "failed", str(error))
-        runtime.log.error(
-            "X refused a post", extra=fields(post_id=str(post["id"]), reason=str(error))
+        created = client.create_post(
+            post["text"],
+            has_link=bool(post["link"]),
+            media_ids=media_ids,
+            poll_options=post["poll_options"],
+            poll_duration_minutes=post["poll_duration_minutes"],
         )
-        return "failed"
-    except PermanentError as error:
-        _finish(runtime, post, attempt_id, "failed", "failed", str(error))
-        runtime.log.error(
-            "X refused a post", extra=fields(post_id=str(post["id"]), reason=str(error))
-        )
-        return "failed"
+    except (TransientError, PermanentError) as error:
+        return _settle_refusal(runtime, post, attempt_id, error)
 
     # Logged before the write, so X's id survives a database failure in the logs.
     runtime.log.info(
@@ -186,21 +219,7 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     )
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
-        tx.execute(
-            MARK_PUBLISHED,
-            post_id=post["id"],
-            attempt_id=attempt_id,
-            x_post_id=created.id,
-            now=now,
-        )
-        tx.execute(
-            FINISH_ATTEMPT,
-            attempt_id=attempt_id,
-            now=now,
-            outcome="published",
-            x_post_id=created.id,
-            error=None,
-        )
+        _record_published(tx, post, attempt_id, created.id, now)
         costs.record(
             tx,
             brand_id=post["brand_id"],
@@ -213,11 +232,193 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     return "published"
 
 
-def _take_turn(runtime: Any, post: dict[str, Any], attempt_id: int) -> bool:
+def _publish_thread(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
+    """Send a thread's parts in order, each a reply to the last, resuming after any
+    part already on X; each part writes its own intent before it leaves."""
+    with runtime.database.transaction() as tx:
+        parts = tx.rows(SELECT_PARTS, post_id=post["id"])
+    client = runtime.x_client(post["x_access_token"])
+
+    on_x: list[str] = []
+    for part in parts:
+        if part["x_post_id"] is not None:
+            on_x.append(part["x_post_id"])
+            continue
+        if part["sent_at"] is not None:
+            # Sent before without an answer recorded: X may have it. Never again.
+            reason = f"part {part['position'] + 1} may be on X already"
+            _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason)
+            return "unconfirmed"
+        if not _take_turn(runtime, post, attempt_id, part=part["position"]):
+            return "lost"
+        try:
+            created = client.create_post(
+                part["text"],
+                has_link=part["has_link"],
+                in_reply_to=on_x[-1] if on_x else None,
+            )
+        except (TransientError, PermanentError) as error:
+            return _settle_refusal(
+                runtime, post, attempt_id, error, part=part, of=parts
+            )
+        _record_part(runtime, post, part, created.id)
+        on_x.append(created.id)
+
+    # The thread is known on X by its first part.
+    with runtime.database.transaction() as tx:
+        _record_published(tx, post, attempt_id, on_x[0], runtime.clock.now())
+    return "published"
+
+
+def _record_part(
+    runtime: Any, post: dict[str, Any], part: dict[str, Any], x_post_id: str
+) -> None:
+    """Keep a thread part's X id and what it cost, in one commit."""
+    runtime.log.info(
+        "X accepted a thread part",
+        extra=fields(
+            post_id=str(post["id"]), part=part["position"], x_post_id=x_post_id
+        ),
+    )
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            MARK_PART_PUBLISHED,
+            post_id=post["id"],
+            position=part["position"],
+            x_post_id=x_post_id,
+        )
+        costs.record(
+            tx,
+            brand_id=post["brand_id"],
+            occurred_at=now,
+            operation="post_with_url" if part["has_link"] else "post",
+            units=1,
+            usd=costs.post_price(part["has_link"]),
+            ref=f"{post['id']}/{part['position']}",
+        )
+
+
+def _record_published(
+    tx: Any, post: dict[str, Any], attempt_id: int, x_post_id: str, now: Any
+) -> None:
+    tx.execute(
+        MARK_PUBLISHED,
+        post_id=post["id"],
+        attempt_id=attempt_id,
+        x_post_id=x_post_id,
+        now=now,
+    )
+    tx.execute(
+        FINISH_ATTEMPT,
+        attempt_id=attempt_id,
+        now=now,
+        outcome="published",
+        x_post_id=x_post_id,
+        error=None,
+    )
+
+
+def _upload_image(
+    runtime: Any,
+    post: dict[str, Any],
+    attempt_id: int,
+    product: dict[str, Any] | None,
+) -> tuple[list[str] | None, str | None]:
+    """Fetch the product's image and upload it; return the media ids, or the outcome
+    that ends this attempt. Nothing is on X yet, so every failure may be retried."""
+    from cartcast import images
+
+    settings = runtime.settings
+    try:
+        image = images.fetch_image(
+            product["image_url"],
+            timeout_s=settings.x_timeout_s,
+            allow_private=settings.environment == "local",
+        )
+        client = runtime.x_client(post["x_access_token"])
+        media_id = client.upload_image(
+            image.data, media_type=image.media_type, alt_text=post["image_alt_text"]
+        )
+    except images.ImageUnavailable as error:
+        return None, _hold(runtime, post, attempt_id, str(error))
+    except RateLimited as error:
+        _pause_brand(runtime, post, attempt_id, error)
+        return None, "paused"
+    except TransientError as error:
+        _finish(runtime, post, attempt_id, "scheduled", "retry", str(error))
+        return None, "deferred"
+    except PermanentError as error:
+        _finish(runtime, post, attempt_id, "failed", "failed", str(error))
+        return None, "failed"
+    return [media_id], None
+
+
+def _settle_refusal(
+    runtime: Any,
+    post: dict[str, Any],
+    attempt_id: int,
+    error: CartcastError,
+    *,
+    part: dict[str, Any] | None = None,
+    of: list[dict[str, Any]] | None = None,
+) -> str:
+    """Record what X's refusal, or silence, means for the post; return the outcome.
+
+    For a thread's part, a "not now" (429, 5xx) also withdraws the part's intent,
+    since X created nothing, and a refusal names the part and what is already on X.
+    """
+    from cartcast.x import XRejected, XTimeout
+
+    if part is not None and type(error) is not XTimeout:
+        if isinstance(error, TransientError):
+            with runtime.database.transaction() as tx:
+                tx.execute(
+                    CLEAR_PART_SENT, post_id=post["id"], position=part["position"]
+                )
+    reason = str(error)
+    if part is not None:
+        sent = part["position"]
+        reason = f"part {sent + 1} of {len(of)} ({sent} already on X): {reason}"
+
+    if isinstance(error, XTimeout):
+        _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason)
+        return "unconfirmed"
+    if isinstance(error, RateLimited):
+        _pause_brand(runtime, post, attempt_id, error)
+        return "paused"
+    if isinstance(error, TransientError):
+        _finish(runtime, post, attempt_id, "scheduled", "retry", reason)
+        return "deferred"
+    if isinstance(error, XRejected) and error.reason == "duplicate":
+        # X refuses a text the account already posted: most likely this very
+        # post, by a run whose answer was lost. Settle it from the timeline.
+        _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason)
+        return "unconfirmed"
+    _finish(runtime, post, attempt_id, "failed", "failed", reason)
+    runtime.log.error(
+        "X refused a post", extra=fields(post_id=str(post["id"]), reason=reason)
+    )
+    return "failed"
+
+
+def _hold(runtime: Any, post: dict[str, Any], attempt_id: int, reason: str) -> str:
+    """Hold a claimed post, unsent, with the reason a person must act on."""
+    _finish(runtime, post, attempt_id, "held", "held", reason)
+    runtime.log.warning(
+        "post held before sending", extra=fields(post_id=str(post["id"]), reason=reason)
+    )
+    return "held"
+
+
+def _take_turn(
+    runtime: Any, post: dict[str, Any], attempt_id: int, *, part: int | None = None
+) -> bool:
     """Renew the lease and commit the intent to send; False when the turn is gone.
 
     A lease lost to another run (this one outlived it) means hands off. A pause that
-    another run recorded meanwhile sends the post back to `scheduled`.
+    another run recorded meanwhile sends the post back to `scheduled`. For a thread,
+    `part` is the position whose own intent is written too.
     """
     now = runtime.clock.now()
     lease_until = now + dt.timedelta(seconds=runtime.settings.publish_lease_s)
@@ -231,6 +432,8 @@ def _take_turn(runtime: Any, post: dict[str, Any], attempt_id: int) -> bool:
         )
         if turn is not None:
             tx.execute(MARK_SENT, attempt_id=attempt_id, now=now)
+            if part is not None:
+                tx.execute(MARK_PART_SENT, post_id=post["id"], position=part, now=now)
             return True
     _finish(runtime, post, attempt_id, "scheduled", "retry", "lease lost or paused")
     return False

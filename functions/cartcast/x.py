@@ -10,7 +10,8 @@ every tweepy or requests failure into a cartcast error at this boundary:
     400, 401, 403, 404, other 4xx        XRejected(PermanentError) with a `reason`
 
 A retry after `XTimeout` may publish twice: the caller decides, e.g. by looking for the
-post with `own_posts` first. The client never sleeps through a rate limit (tweepy's
+post with `own_posts` first. Media uploads (`upload_image`) create no post and may be
+retried freely. The client never sleeps through a rate limit (tweepy's
 `wait_on_rate_limit` stays off); it raises with the reset time and the caller returns.
 
 Importing this module is cheap: tweepy and requests load when a client is built.
@@ -43,6 +44,12 @@ TWEEPY_HOST = "https://api.twitter.com"
 POST = "post"
 POST_WITH_URL = "post_with_url"
 OWNED_READ = "owned_read"
+MEDIA = "media"
+# X's v2 media upload (POST /2/media/upload) takes a JSON body with the file
+# base64-encoded in `media`; tweepy 4.17 has no method for it (only v1.1's, which
+# needs OAuth 1.0a), so the request goes through tweepy.Client.request.
+MEDIA_UPLOAD_ROUTE = "/2/media/upload"
+MEDIA_METADATA_ROUTE = "/2/media/metadata"
 
 # GET /2/users/:id/tweets serves at most the 3,200 newest posts, 100 a page.
 OWN_POSTS_MAX_PAGES = 32
@@ -161,20 +168,63 @@ class XClient:
         user = answer["data"]
         return XUser(id=user["id"], username=user["username"], name=user["name"])
 
-    def create_post(self, text: str, *, has_link: bool = False) -> CreatedPost:
+    def create_post(
+        self,
+        text: str,
+        *,
+        has_link: bool = False,
+        in_reply_to: str | None = None,
+        media_ids: list[str] | None = None,
+        poll_options: list[str] | None = None,
+        poll_duration_minutes: int | None = None,
+    ) -> CreatedPost:
         """Publish `text` as a new post; `has_link` says it is billed as one with a URL.
 
         The caller says whether the text carries a link (cartcast adds its own product
         links), so publishing never loads twitter-text's URL rules on a cold start.
+        `in_reply_to` makes it a reply (a thread's next part), `media_ids` attach
+        uploaded media, `poll_options` and `poll_duration_minutes` make it a poll.
 
         Raises:
             XTimeout: the outcome is unknown; the post may exist.
             XRejected: reason "duplicate" when the account already posted this text.
         """
         kind = POST_WITH_URL if has_link else POST
-        answer = self._call(kind, self._client.create_tweet, text=text)
+        answer = self._call(
+            kind,
+            self._client.create_tweet,
+            text=text,
+            in_reply_to_tweet_id=in_reply_to,
+            media_ids=media_ids,
+            poll_options=poll_options,
+            poll_duration_minutes=poll_duration_minutes,
+        )
         post = answer["data"]
         return CreatedPost(id=post["id"], text=post["text"])
+
+    def upload_image(
+        self, data: bytes, *, media_type: str, alt_text: str | None = None
+    ) -> str:
+        """Upload an image for a post and give it alt text; return the media id.
+
+        Uploading creates no post, so a retry after any failure is safe; X keeps an
+        unused upload for a day (`expires_after_secs`), then drops it.
+        """
+        import base64
+
+        body = {
+            "media": base64.b64encode(data).decode("ascii"),
+            "media_category": "tweet_image",
+            "media_type": media_type,
+        }
+        answer = self._call(MEDIA, self._post_json, route=MEDIA_UPLOAD_ROUTE, body=body)
+        media_id = str(answer["data"]["id"])
+        if alt_text:
+            metadata = {"id": media_id, "metadata": {"alt_text": {"text": alt_text}}}
+            self._call(
+                MEDIA, self._post_json, route=MEDIA_METADATA_ROUTE, body=metadata
+            )
+        return media_id
 
     def mentions(
         self,
@@ -307,6 +357,12 @@ class XClient:
             if next_token is None:
                 break
         return posts
+
+    def _post_json(self, *, route: str, body: dict[str, Any], user_auth: bool) -> Any:
+        """POST a JSON body to an X route tweepy has no method for; return the JSON."""
+        return self._client.request(
+            "POST", route, json=body, user_auth=user_auth
+        ).json()
 
     def _call(self, kind: str, method: Callable[..., Any], **params: Any) -> Any:
         """Call one tweepy.Client method, counting it and translating its failures."""

@@ -1,0 +1,154 @@
+"""Product images for image posts, read from the catalog's URL when a post is sent.
+
+The URL comes from a brand's catalog feed, so it is fetched with the care owed to
+any address a customer typed:
+
+- only http(s), and never to a link-local, multicast, reserved or unspecified
+  address (the cloud metadata server is link-local); private and loopback addresses
+  only when `allow_private` says so (local runs, where the tests serve the image
+  from 127.0.0.1). Each of at most REDIRECTS_MAX redirects is checked the same way.
+- one timeout for connecting and for each read, and a deadline of three such
+  timeouts for the whole body, so a server that drips bytes cannot hold the run;
+- at most IMAGE_BYTES_MAX bytes of a JPEG, PNG, GIF or WEBP (what X takes as
+  `tweet_image`), judged by the Content-Type the server sends.
+
+    ImageUnavailable (PermanentError)   the image cannot be used as it is: a 4xx,
+                                        a wrong type, too large, a refused address;
+                                        a person must fix the catalog
+    TransientError                      timeout, refused connection, 5xx, 429:
+                                        the next publish run tries again
+
+Known gap: the address is checked before the request, and requests resolves the
+name again when it connects; a name whose DNS answer changes in between could still
+reach a refused address. Connecting to the checked address itself would remove it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from cartcast.errors import PermanentError, TransientError
+
+# X's limit for images posted as tweet_image (docs.x.com, media best practices).
+IMAGE_BYTES_MAX = 5 * 1024 * 1024
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+REDIRECTS_MAX = 3
+CHUNK_BYTES = 64 * 1024
+
+
+class ImageUnavailable(PermanentError):
+    """The catalog's image cannot be posted; the message says why."""
+
+
+@dataclass(frozen=True)
+class ProductImage:
+    data: bytes
+    media_type: str
+
+
+def fetch_image(url: str, *, timeout_s: float, allow_private: bool) -> ProductImage:
+    """Read the image at `url` within the limits of the module docstring."""
+    import requests
+
+    deadline = time.monotonic() + timeout_s * 3
+    for _ in range(REDIRECTS_MAX + 1):
+        _refuse_address(url, allow_private=allow_private)
+        try:
+            response = requests.get(
+                url,
+                stream=True,
+                timeout=timeout_s,
+                allow_redirects=False,
+                headers={"Accept": ", ".join(sorted(IMAGE_TYPES))},
+            )
+        except requests.RequestException as error:
+            raise TransientError(
+                f"the product image could not be read: {error}"
+            ) from error
+
+        with response:
+            if response.is_redirect:
+                url = urljoin(url, response.headers.get("location", ""))
+                continue
+            return _read_image(response, deadline)
+    raise ImageUnavailable(
+        f"the product image redirects more than {REDIRECTS_MAX} times"
+    )
+
+
+def _read_image(response: Any, deadline: float) -> ProductImage:
+    import requests
+
+    status = response.status_code
+    if status >= 500 or status == 429:
+        raise TransientError(f"the product image's server answered {status}")
+    if status != 200:
+        raise ImageUnavailable(f"the product image's URL answered {status}")
+
+    media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in IMAGE_TYPES:
+        raise ImageUnavailable(
+            f"the product image is {media_type or 'of no stated type'}; X takes "
+            f"{', '.join(sorted(IMAGE_TYPES))}"
+        )
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > IMAGE_BYTES_MAX:
+        raise ImageUnavailable(_too_large(int(declared)))
+
+    data = bytearray()
+    try:
+        for chunk in response.iter_content(CHUNK_BYTES):
+            data += chunk
+            if len(data) > IMAGE_BYTES_MAX:
+                raise ImageUnavailable(_too_large(len(data)))
+            if time.monotonic() > deadline:
+                raise TransientError("the product image arrived too slowly")
+    except requests.RequestException as error:
+        raise TransientError(f"the product image broke off: {error}") from error
+    if not data:
+        raise ImageUnavailable("the product image is empty")
+    return ProductImage(bytes(data), media_type)
+
+
+def _too_large(size: int) -> str:
+    return f"the product image has {size} bytes or more; X takes {IMAGE_BYTES_MAX}"
+
+
+def _refuse_address(url: str, *, allow_private: bool) -> None:
+    """Raise ImageUnavailable unless `url` is http(s) to an address we may reach."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImageUnavailable(f"the product image URL is not http(s): {url[:100]!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        found = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    except ValueError as error:
+        raise ImageUnavailable(
+            f"the product image URL is malformed: {error}"
+        ) from error
+    except OSError as error:
+        raise TransientError(
+            f"the product image's host did not resolve: {error}"
+        ) from error
+
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(sockaddr[0])
+        if address.version == 6 and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        refused = (
+            address.is_link_local
+            or address.is_multicast
+            or address.is_reserved
+            or address.is_unspecified
+            or (not allow_private and (address.is_private or address.is_loopback))
+        )
+        if refused:
+            raise ImageUnavailable(
+                f"the product image's host {parts.hostname} is at {address}, an "
+                "address cartcast does not fetch from"
+            )

@@ -1,0 +1,267 @@
+"""Link posts, link-free posts, and the brand's monthly allowance of link posts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+
+from cartcast.captions import (
+    LINK_FREE_CHECK_NAMES,
+    BrandVoice,
+    DraftRequest,
+    write_drafts,
+)
+from cartcast.clock import UTC
+from cartcast.post_text import linked_urls
+from infra.gemini_standin import GeminiStandIn
+from tests.conftest import OPERATOR_KEY, make_app
+from tests.helpers import auth, brand_body, catalog, post_json
+from tests.test_captions import brief_from_catalog
+
+
+@pytest.fixture
+def api(function_env):
+    return make_app("api", "http").test_client()
+
+
+def make_brand(api, **settings) -> str:
+    created = post_json(api, "/v1/brands", brand_body(**settings), OPERATOR_KEY)
+    assert created.status_code == 201, created.get_json()
+    key = created.get_json()["api_key"]
+    post_json(api, "/v1/products", catalog(6), key)
+    return key
+
+
+def draft(api, key: str, count: int = 1, **fields):
+    body = {"products": [p["sku"] for p in catalog(count)], **fields}
+    return post_json(api, "/v1/captions", body, key)
+
+
+def patch_brand(api, key: str, body: dict):
+    return api.patch(
+        "/v1/brand",
+        data=json.dumps(body),
+        headers=auth(key),
+        content_type="application/json",
+    )
+
+
+def stored_posts(api, key: str) -> list[dict]:
+    return api.get("/v1/posts", headers=auth(key)).get_json()["posts"]
+
+
+def test_a_new_brand_puts_its_link_in_every_post(api) -> None:
+    key = make_brand(api)
+
+    posts = draft(api, key, 2).get_json()["posts"]
+
+    brand = api.get("/v1/brand", headers=auth(key)).get_json()["brand"]
+    assert brand["link_policy"] == "always"
+    assert brand["link_posts_per_month"] is None
+    assert all(post["link"] and post["link"] in post["text"] for post in posts)
+
+
+def test_the_brand_key_changes_the_link_policy(api) -> None:
+    key = make_brand(api)
+
+    changed = patch_brand(
+        api, key, {"link_policy": "monthly", "link_posts_per_month": 3}
+    )
+    back = patch_brand(api, key, {"link_policy": "never"})
+
+    assert changed.status_code == 200
+    assert changed.get_json()["brand"]["link_posts_per_month"] == 3
+    assert back.get_json()["brand"]["link_policy"] == "never"
+    assert back.get_json()["brand"]["link_posts_per_month"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"link_policy": "sometimes"}, "link_policy"),
+        ({"link_policy": "monthly"}, "link_posts_per_month"),
+        (
+            {"link_policy": "monthly", "link_posts_per_month": -1},
+            "link_posts_per_month",
+        ),
+        (
+            {"link_policy": "monthly", "link_posts_per_month": "5"},
+            "link_posts_per_month",
+        ),
+        ({"link_policy": "always", "link_posts_per_month": 5}, "link_posts_per_month"),
+        ({"name": "Renamed"}, "name"),
+    ],
+)
+def test_a_bad_link_setting_is_a_400_naming_the_field_and_changes_nothing(
+    api, body, field
+) -> None:
+    key = make_brand(api)
+
+    response = patch_brand(api, key, body)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+    brand = api.get("/v1/brand", headers=auth(key)).get_json()["brand"]
+    assert brand["link_policy"] == "always"
+
+
+def test_a_brand_can_be_created_with_a_monthly_allowance(api) -> None:
+    key = make_brand(api, link_policy="monthly", link_posts_per_month=4)
+
+    brand = api.get("/v1/brand", headers=auth(key)).get_json()["brand"]
+
+    assert (brand["link_policy"], brand["link_posts_per_month"]) == ("monthly", 4)
+
+
+def test_a_link_free_draft_has_no_url_no_link_and_the_lower_price(api) -> None:
+    key = make_brand(api)
+
+    post = draft(api, key, link=False).get_json()["posts"][0]
+
+    assert post["link"] is None
+    assert post["link_note"] is None
+    assert not linked_urls(post["text"])
+    assert post["checks"] == dict.fromkeys(LINK_FREE_CHECK_NAMES, True)
+    assert Decimal(post["x_price_usd"]) == Decimal("0.015")
+    assert post["product_id"]  # still the product's post
+
+
+def test_under_never_asking_for_a_link_is_a_409_naming_link_and_stores_nothing(
+    api,
+) -> None:
+    key = make_brand(api, link_policy="never")
+
+    response = draft(api, key, link=True)
+
+    assert response.status_code == 409
+    assert response.get_json()["error"]["field"] == "link"
+    assert stored_posts(api, key) == []
+
+
+def test_under_never_posts_are_link_free_without_asking(api) -> None:
+    key = make_brand(api, link_policy="never")
+
+    posts = draft(api, key, 2).get_json()["posts"]
+
+    assert [post["link"] for post in posts] == [None, None]
+    assert not any(linked_urls(post["text"]) for post in posts)
+
+
+def test_past_the_monthly_allowance_drafts_are_link_free_with_a_note(api) -> None:
+    key = make_brand(api, link_policy="monthly", link_posts_per_month=2)
+
+    first = draft(api, key, 3).get_json()["posts"]
+    later = draft(api, key, 1, variants=2).get_json()["posts"]
+
+    assert [bool(post["link"]) for post in first] == [True, True, False]
+    assert first[2]["link_note"] == (
+        "link-free: the 2 link posts allowed for 2026-03 are spent"
+    )
+    assert [post["link"] for post in later] == [None, None]
+    assert all(post["link_note"] for post in later)
+
+
+def test_asking_for_more_links_than_the_month_has_left_is_a_409_storing_nothing(
+    api,
+) -> None:
+    key = make_brand(api, link_policy="monthly", link_posts_per_month=2)
+    draft(api, key, 1)
+
+    response = draft(api, key, 2, link=True)
+
+    assert response.status_code == 409
+    assert response.get_json()["error"]["field"] == "link"
+    assert "1 are left for 2026-03" in response.get_json()["error"]["message"]
+    assert len(stored_posts(api, key)) == 1
+
+
+def test_asking_for_no_link_is_allowed_whatever_is_left(api) -> None:
+    key = make_brand(api, link_policy="monthly", link_posts_per_month=0)
+
+    response = draft(api, key, 2, link=False)
+
+    assert response.status_code == 201
+    assert all(post["link_note"] is None for post in response.get_json()["posts"])
+
+
+def test_a_cancelled_link_post_gives_its_place_in_the_allowance_back(api) -> None:
+    key = make_brand(api, link_policy="monthly", link_posts_per_month=1)
+    first = draft(api, key).get_json()["posts"][0]
+    post_json(api, f"/v1/posts/{first['id']}/cancel", {}, key)
+
+    again = draft(api, key, link=True)
+
+    assert again.status_code == 201
+    assert again.get_json()["posts"][0]["link"]
+
+
+def test_the_allowance_starts_again_with_the_brand_local_month(api, clock_file) -> None:
+    # 23:30 on 31 March in New York is already 1 April in UTC.
+    clock_file.set(dt.datetime(2026, 4, 1, 3, 30, tzinfo=UTC))
+    key = make_brand(api, link_policy="monthly", link_posts_per_month=1)
+    draft(api, key)
+    spent = draft(api, key).get_json()["posts"][0]
+
+    clock_file.set(dt.datetime(2026, 4, 1, 4, 30, tzinfo=UTC))  # 00:30 in New York
+    fresh = draft(api, key).get_json()["posts"][0]
+
+    assert spent["link"] is None and "2026-03" in spent["link_note"]
+    assert fresh["link"]
+
+
+def test_the_template_engine_writes_clean_link_free_copy_for_the_catalog() -> None:
+    voice = BrandVoice(
+        name="Cartcast Demo", voice="warm", required_hashtags=("#CartcastDemo",)
+    )
+    requests = [
+        DraftRequest(brief_from_catalog(row), "", variant)
+        for row in catalog(40)
+        for variant in range(2)
+    ]
+
+    drafts = write_drafts(requests, voice)
+
+    for written in drafts:
+        assert written.checks == dict.fromkeys(LINK_FREE_CHECK_NAMES, True)
+        assert "  " not in written.text and written.text == written.text.strip()
+        assert "link" not in written.text.casefold().replace("#", " ").split()
+
+
+def test_a_link_free_post_pointing_at_a_link_fails_its_no_link_check() -> None:
+    from cartcast.captions import check_text
+
+    voice = BrandVoice(name="Shop", voice="plain")
+    request = DraftRequest(brief_from_catalog(catalog(1)[0]), "")
+
+    pointing = check_text("Love it? Details at the link.", request, voice)
+    with_url = check_text("Love it? shop.example.com has it.", request, voice)
+    clean = check_text("Love it? Ask us anything.", request, voice)
+
+    assert pointing["no_link"] is False
+    assert with_url["no_link"] is False
+    assert clean["no_link"] is True
+    assert "link_once" not in clean
+
+
+def test_gemini_is_told_which_products_have_no_link(api, monkeypatch) -> None:
+    key = make_brand(api)
+    with GeminiStandIn() as standin:
+        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
+        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
+        from cartcast import runtime
+
+        runtime.reset()
+        gemini_api = make_app("api", "http").test_client()
+
+        posts = draft(gemini_api, key, 2, link=False).get_json()["posts"]
+        sent = standin.requests()[0]["body"]
+
+    system = sent["systemInstruction"]["parts"][0]["text"]
+    user_text = sent["contents"][0]["parts"][0]["text"]
+    assert "never point the reader to one" in system
+    assert user_text.count('"link": false') == 2
+    assert {post["engine"] for post in posts} == {"gemini"}
+    assert all(post["link"] is None and not linked_urls(post["text"]) for post in posts)

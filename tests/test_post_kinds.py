@@ -1,0 +1,509 @@
+"""Image, poll and thread posts: drafted, refused when asked wrongly, and published."""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+import threading
+import zlib
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from cartcast import brands, posts, publishing
+from cartcast import catalog as catalog_module
+from cartcast.post_kinds import DEFAULT_POLL_OPTIONS, POLL_QUESTION, split_thread
+from cartcast.post_text import linked_urls, weighted_length
+from infra.gemini_standin import GeminiStandIn
+from tests.conftest import OPERATOR_KEY, make_app
+from tests.helpers import ALPHA, auth, brand_body, catalog, post_json
+
+LINK = "https://shop.example.com/products/mug?utm_source=x"
+
+
+def tiny_png() -> bytes:
+    """A valid 1×1 grey PNG, built here so no file is needed."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\x80")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", pixels)
+        + chunk(b"IEND", b"")
+    )
+
+
+class ImageServer:
+    """A loopback store CDN: each path answers a status, a type and a body."""
+
+    def __init__(self) -> None:
+        routes = self.routes = {}
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                status, content_type, body = routes.get(
+                    self.path, (404, "text/plain", b"no such image")
+                )
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def serve(self, path: str, status: int, content_type: str, body: bytes) -> str:
+        self.routes[path] = (status, content_type, body)
+        return f"http://127.0.0.1:{self.server.server_port}{path}"
+
+
+@pytest.fixture
+def images():
+    running = ImageServer()
+    yield running
+    running.server.shutdown()
+
+
+@pytest.fixture
+def api(function_env):
+    return make_app("api", "http").test_client()
+
+
+@pytest.fixture
+def key(api) -> str:
+    created = post_json(api, "/v1/brands", brand_body(), OPERATOR_KEY)
+    key = created.get_json()["api_key"]
+    rows = catalog(4)
+    rows[3] = {**rows[3], "thumbnail": None, "images": []}
+    post_json(api, "/v1/products", rows, key)
+    return key
+
+
+def draft(api, key: str, count: int = 1, **fields):
+    body = {"products": [p["sku"] for p in catalog(count)], **fields}
+    return post_json(api, "/v1/captions", body, key)
+
+
+# Drafts
+
+
+def test_a_poll_draft_asks_about_the_product_with_options_and_a_duration(
+    api, key
+) -> None:
+    post = draft(api, key, kind="poll").get_json()["posts"][0]
+
+    assert post["kind"] == "poll"
+    assert post["text"].startswith(POLL_QUESTION)
+    assert post["poll_options"] == list(DEFAULT_POLL_OPTIONS)
+    assert post["poll_duration_minutes"] == 1440
+    assert all(post["checks"].values())
+    assert Decimal(post["x_price_usd"]) == Decimal("0.20")
+
+
+def test_a_poll_keeps_the_options_and_duration_the_request_gives(api, key) -> None:
+    asked = {"poll_options": ["Blue", "Green", "Red"], "poll_duration_minutes": 60}
+
+    post = draft(api, key, kind="poll", **asked).get_json()["posts"][0]
+
+    assert post["poll_options"] == ["Blue", "Green", "Red"]
+    assert post["poll_duration_minutes"] == 60
+
+
+def test_a_thread_carries_its_link_and_hashtags_in_its_last_part_only(api, key) -> None:
+    post = draft(api, key, 2, kind="thread").get_json()["posts"][0]
+
+    parts = post["parts"]
+    assert len(parts) >= 2
+    assert [part["has_link"] for part in parts] == [False] * (len(parts) - 1) + [True]
+    assert post["link"] in parts[-1]["text"]
+    assert not any(linked_urls(part["text"]) for part in parts[:-1])
+    assert all(
+        1 <= part["weighted_length"] == weighted_length(part["text"]) <= 280
+        for part in parts
+    )
+    assert post["text"] == "\n\n".join(part["text"] for part in parts)
+    assert all(post["checks"].values())
+
+
+def test_a_thread_costs_one_post_per_part_and_the_link_price_once(api, key) -> None:
+    linked = draft(api, key, kind="thread").get_json()["posts"][0]
+    link_free = draft(api, key, kind="thread", link=False).get_json()["posts"][0]
+
+    others = len(linked["parts"]) - 1
+    assert Decimal(linked["x_price_usd"]) == Decimal("0.20") + others * Decimal("0.015")
+    assert Decimal(link_free["x_price_usd"]) == len(link_free["parts"]) * Decimal(
+        "0.015"
+    )
+    assert not any(part["has_link"] for part in link_free["parts"])
+
+
+def test_an_image_draft_describes_its_image_with_the_product_title(api, key) -> None:
+    post = draft(api, key, kind="image").get_json()["posts"][0]
+
+    assert post["kind"] == "image"
+    assert post["image_alt_text"] == catalog(1)[0]["title"]
+    assert Decimal(post["x_price_usd"]) == Decimal("0.20")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"kind": "story"}, "kind"),
+        ({"kind": "poll", "poll_options": ["Only one"]}, "poll_options"),
+        ({"kind": "poll", "poll_options": ["a", "b", "c", "d", "e"]}, "poll_options"),
+        ({"kind": "poll", "poll_options": ["ok", "x" * 26]}, "poll_options"),
+        ({"kind": "poll", "poll_options": ["Same", "same"]}, "poll_options"),
+        ({"kind": "poll", "poll_duration_minutes": 4}, "poll_duration_minutes"),
+        ({"kind": "poll", "poll_duration_minutes": 10081}, "poll_duration_minutes"),
+        ({"kind": "text", "poll_options": ["a", "b"]}, "poll_options"),
+        ({"variants": 0}, "variants"),
+        ({"variants": 10000}, "variants"),
+        ({"link": "yes"}, "link"),
+        ({"language": "xx"}, "language"),
+    ],
+)
+def test_bad_caption_input_is_a_400_naming_the_field_and_stores_nothing(
+    api, key, fields, field
+) -> None:
+    response = draft(api, key, **fields)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+    assert api.get("/v1/posts", headers=auth(key)).get_json()["posts"] == []
+
+
+def test_an_image_post_of_a_product_without_an_image_is_refused_naming_kind(
+    api, key
+) -> None:
+    skus = [row["sku"] for row in catalog(4)]  # the fourth has no image
+
+    response = post_json(api, "/v1/captions", {"products": skus, "kind": "image"}, key)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "kind"
+    assert skus[3] in response.get_json()["error"]["message"]
+    assert api.get("/v1/posts", headers=auth(key)).get_json()["posts"] == []
+
+
+def test_gemini_writes_polls_and_threads_in_their_own_schema(
+    api, key, monkeypatch
+) -> None:
+    with GeminiStandIn() as standin:
+        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
+        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
+        from cartcast import runtime
+
+        runtime.reset()
+        gemini_api = make_app("api", "http").test_client()
+
+        poll = draft(gemini_api, key, kind="poll").get_json()["posts"][0]
+        thread = draft(gemini_api, key, kind="thread").get_json()["posts"][0]
+        schemas = [
+            call["body"]["generationConfig"]["responseSchema"]
+            for call in standin.requests()
+        ]
+
+    items = [schema["properties"]["captions"]["items"] for schema in schemas]
+    assert "poll_options" in items[0]["required"]
+    assert items[1]["required"] == ["ref", "parts"]
+    assert poll["engine"] == "gemini" and len(poll["poll_options"]) == 3
+    assert thread["engine"] == "gemini" and len(thread["parts"]) == 2
+    assert thread["link"] in thread["parts"][-1]["text"]
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        (
+            f"Meet the Mug. It keeps coffee hot. Just $14.00. {LINK} #Mugs",
+            ["Meet the Mug. It keeps coffee hot.", f"Just $14.00. {LINK} #Mugs"],
+        ),
+        (f"The Mug… {LINK} #Mugs #Kitchen", ["The Mug…", f"{LINK} #Mugs #Kitchen"]),
+        ("Meet the Mug. Just $14.00. #Mugs", ["Meet the Mug.", "Just $14.00. #Mugs"]),
+        ("a b c d", ["a b", "c d"]),
+    ],
+)
+def test_a_caption_splits_into_thread_parts_on_sentence_boundaries(text, parts) -> None:
+    assert split_thread(text, LINK) == parts
+
+
+# Publishing
+
+
+def make_kind_brand(runtime, rows: list[dict], **caption_fields) -> str:
+    """Create a brand on ALPHA's account with one scheduled post per row."""
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        created = brands.create_brand(
+            tx,
+            brand_body(
+                slug="alpha",
+                name="alpha",
+                x_user_id=ALPHA["user_id"],
+                x_access_token="token-alpha",
+            ),
+            now=now,
+        )
+        brand_id = str(created["brand"]["id"])
+        catalog_module.import_products(tx, brand_id=brand_id, feed=rows, now=now)
+        body = {"products": [row["sku"] for row in rows], **caption_fields}
+        posts.create_drafts(
+            tx, brand_id=brand_id, body=body, created_by="test", now=now
+        )
+        posts.schedule_approved(tx, brand_id=brand_id, limit=10, now=now)
+    return brand_id
+
+
+def only_post(runtime, brand_id: str) -> dict:
+    with runtime.database.transaction() as tx:
+        (post,) = posts.list_posts(tx, brand_id=brand_id, state=None, limit=5)
+    return post
+
+
+def tweets_sent(sandbox) -> int:
+    return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
+
+
+def test_a_poll_reaches_x_with_its_options_and_duration(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_kind_brand(
+        x_runtime, catalog(1), kind="poll", poll_duration_minutes=90
+    )
+    clock.advance(dt.timedelta(days=7))
+
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    (sent,) = x_sandbox.snapshot()["posts"]
+    assert sent["poll"] == {
+        "options": list(DEFAULT_POLL_OPTIONS),
+        "duration_minutes": 90,
+    }
+    assert only_post(x_runtime, brand_id)["state"] == "published"
+
+
+def test_a_thread_reaches_x_as_a_reply_chain_and_each_part_is_billed(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_kind_brand(x_runtime, catalog(1), kind="thread")
+    clock.advance(dt.timedelta(days=7))
+
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    first, second = sorted(x_sandbox.snapshot()["posts"], key=lambda p: int(p["id"]))
+    post = only_post(x_runtime, brand_id)
+    assert second["in_reply_to_tweet_id"] == first["id"]
+    assert second["conversation_id"] == first["id"]
+    assert post["state"] == "published" and post["x_post_id"] == first["id"]
+    assert [part["x_post_id"] for part in post["parts"]] == [first["id"], second["id"]]
+    with x_runtime.database.transaction() as tx:
+        spent = tx.scalar(
+            "SELECT sum(usd) FROM cost_ledger WHERE brand_id = :b", b=brand_id
+        )
+    assert spent == Decimal(post["x_price_usd"]) == Decimal("0.215")
+
+
+def test_a_thread_x_turned_away_midway_resumes_after_the_confirmed_part(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_kind_brand(x_runtime, catalog(1), kind="thread")
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets")  # served as usual
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=503)
+
+    first = publishing.publish_due(x_runtime, as_of=clock.now())
+    waiting = only_post(x_runtime, brand_id)
+    second = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    head, reply = sorted(x_sandbox.snapshot()["posts"], key=lambda p: int(p["id"]))
+    assert first["deferred"] == 1 and waiting["state"] == "scheduled"
+    assert waiting["parts"][0]["x_post_id"] == head["id"]
+    assert second["published"] == 1
+    assert reply["in_reply_to_tweet_id"] == head["id"]
+    assert tweets_sent(x_sandbox) == 3  # part 1, part 2 refused, part 2 again
+
+
+def test_a_thread_whose_publisher_died_between_parts_resumes_after_its_lease(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_kind_brand(x_runtime, catalog(1), kind="thread")
+    clock.advance(dt.timedelta(days=7))
+    claimed, attempts, _ = publishing._claim(x_runtime, clock.now())
+    post, attempt_id = claimed[0], attempts[claimed[0]["id"]]
+    part = only_post(x_runtime, brand_id)["parts"][0]
+    # The publisher sends part 1, records X's id, and dies before part 2.
+    assert publishing._take_turn(x_runtime, post, attempt_id, part=0)
+    created = x_runtime.x_client("token-alpha").create_post(part["text"])
+    publishing._record_part(x_runtime, post, part, created.id)
+
+    clock.advance(dt.timedelta(seconds=x_runtime.settings.publish_lease_s + 1))
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    sent = sorted(x_sandbox.snapshot()["posts"], key=lambda p: int(p["id"]))
+    assert [p["submitted_text"] for p in sent] == [
+        part["text"] for part in only_post(x_runtime, brand_id)["parts"]
+    ]
+    assert sent[1]["in_reply_to_tweet_id"] == created.id
+    assert only_post(x_runtime, brand_id)["state"] == "published"
+
+
+def test_a_thread_part_in_flight_when_the_publisher_died_is_never_sent_again(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_kind_brand(x_runtime, catalog(1), kind="thread")
+    clock.advance(dt.timedelta(days=7))
+    claimed, attempts, _ = publishing._claim(x_runtime, clock.now())
+    # The intent of part 1 is written, then the publisher dies: X may have it.
+    publishing._take_turn(x_runtime, claimed[0], attempts[claimed[0]["id"]], part=0)
+
+    clock.advance(dt.timedelta(seconds=x_runtime.settings.publish_lease_s + 1))
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    clock.advance(dt.timedelta(hours=1))
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    assert only_post(x_runtime, brand_id)["state"] == "unconfirmed"
+    assert tweets_sent(x_sandbox) == 0
+
+
+def test_a_thread_part_without_an_answer_leaves_the_thread_unconfirmed(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_kind_brand(x_runtime, catalog(1), kind="thread")
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets")
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", truncate=True)
+
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    clock.advance(dt.timedelta(hours=1))
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    post = only_post(x_runtime, brand_id)
+    assert post["state"] == "unconfirmed"
+    assert "part 2 of 2 (1 already on X)" in post["failure_reason"]
+    assert tweets_sent(x_sandbox) == 2
+
+
+def image_rows(url: str) -> list[dict]:
+    return [{**catalog(1)[0], "thumbnail": url}]
+
+
+def test_an_image_post_uploads_the_catalog_image_with_its_alt_text(
+    x_runtime, clock, x_sandbox, images
+) -> None:
+    url = images.serve("/mug.png", 200, "image/png", tiny_png())
+    brand_id = make_kind_brand(x_runtime, image_rows(url), kind="image")
+    clock.advance(dt.timedelta(days=7))
+
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    state = x_sandbox.snapshot()
+    (media,) = state["media"]
+    (sent,) = state["posts"]
+    assert media["media_type"] == "image/png" and media["size"] == len(tiny_png())
+    assert media["alt_text"] == catalog(1)[0]["title"]
+    assert sent["media_ids"] == [media["id"]]
+    assert only_post(x_runtime, brand_id)["state"] == "published"
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body", "reason"),
+    [
+        (
+            200,
+            "text/html",
+            b"<html>not an image</html>",
+            "the product image is text/html",
+        ),
+        (404, "text/plain", b"gone", "answered 404"),
+        (200, "image/png", b"\x89PNG" + b"0" * (5 * 1024 * 1024), "X takes 5242880"),
+    ],
+)
+def test_an_image_that_cannot_be_posted_holds_the_post_and_nothing_reaches_x(
+    x_runtime, clock, x_sandbox, images, status, content_type, body, reason
+) -> None:
+    url = images.serve("/mug.png", status, content_type, body)
+    brand_id = make_kind_brand(x_runtime, image_rows(url), kind="image")
+    clock.advance(dt.timedelta(days=7))
+
+    outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    post = only_post(x_runtime, brand_id)
+    assert outcome["held"] == 1 and post["state"] == "held"
+    assert reason in post["failure_reason"]
+    assert x_sandbox.snapshot()["media"] == [] and tweets_sent(x_sandbox) == 0
+
+
+def test_an_image_server_error_leaves_the_post_for_the_next_run(
+    x_runtime, clock, x_sandbox, images
+) -> None:
+    url = images.serve("/mug.png", 503, "text/plain", b"busy")
+    brand_id = make_kind_brand(x_runtime, image_rows(url), kind="image")
+    clock.advance(dt.timedelta(days=7))
+
+    outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+    images.serve("/mug.png", 200, "image/png", tiny_png())
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    assert outcome["deferred"] == 1
+    assert only_post(x_runtime, brand_id)["state"] == "published"
+
+
+def test_an_image_at_the_metadata_address_is_never_fetched(
+    x_runtime, clock, x_sandbox
+) -> None:
+    url = "http://169.254.169.254/computeMetadata/v1/token.png"
+    brand_id = make_kind_brand(x_runtime, image_rows(url), kind="image")
+    clock.advance(dt.timedelta(days=7))
+
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    post = only_post(x_runtime, brand_id)
+    assert post["state"] == "held"
+    assert "169.254.169.254" in post["failure_reason"]
+    assert tweets_sent(x_sandbox) == 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"poll_options": ["only"], "poll_duration_minutes": 60},
+        {"poll_options": ["a", "b"], "poll_duration_minutes": 4},
+        {"poll_options": ["a", "x" * 26], "poll_duration_minutes": 60},
+        {"media_ids": ["1234"]},
+    ],
+)
+def test_the_sandbox_refuses_polls_and_media_as_x_does(x_runtime, params) -> None:
+    from cartcast.x import XRejected
+
+    client = x_runtime.x_client("token-alpha")
+
+    with pytest.raises(XRejected) as refused:
+        client.create_post("Which one?", **params)
+
+    assert refused.value.reason == "invalid_request"
+
+
+def test_media_uploaded_by_one_account_cannot_be_posted_by_another(
+    x_runtime,
+) -> None:
+    from cartcast.x import XRejected
+
+    media_id = x_runtime.x_client("token-alpha").upload_image(
+        tiny_png(), media_type="image/png", alt_text="A mug"
+    )
+
+    with pytest.raises(XRejected):
+        x_runtime.x_client("token-beta").create_post("Mine?", media_ids=[media_id])
