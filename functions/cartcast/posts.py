@@ -21,6 +21,7 @@ from cartcast import brands, catalog, costs, links, slots, validation
 from cartcast.captions import BrandVoice, DraftRequest, ProductBrief, write_drafts
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
+from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHOLD
 
 PRODUCTS_PER_REQUEST_MAX = 20
 VARIANTS_MAX = 3
@@ -48,9 +49,14 @@ WHERE brand_id = :brand_id AND (CAST(:state AS text) IS NULL OR state = :state)
 ORDER BY COALESCE(scheduled_at, created_at), id
 LIMIT :limit
 """
-SELECT_BRAND_TEXTS = (
-    "SELECT text FROM posts WHERE brand_id = :brand_id AND state <> 'cancelled'"
-)
+# The brand's posts a new caption must not resemble: those of the window (created,
+# published or scheduled since :since), cancelled ones aside.
+SELECT_RECENT_TEXTS = """
+SELECT id, text FROM posts
+WHERE brand_id = :brand_id AND state <> 'cancelled'
+  AND (created_at >= :since OR published_at >= :since OR scheduled_at >= :since)
+ORDER BY created_at, id
+"""
 SELECT_TAKEN_SLOTS = """
 SELECT scheduled_at FROM posts
 WHERE brand_id = :brand_id AND scheduled_at > :after
@@ -83,8 +89,14 @@ def create_drafts(
     created_by: str,
     now: dt.datetime,
     gemini: Any = None,
+    near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD,
+    near_duplicate_days: int = NEAR_DUPLICATE_DAYS,
 ) -> dict[str, Any]:
-    """Write captions for the requested products and store them as posts."""
+    """Write captions for the requested products and store them as posts.
+
+    No caption may be a near-duplicate (at `near_duplicate_threshold` or more) of
+    another of the request or of the brand's posts of the last `near_duplicate_days`.
+    """
     refs, variants, campaign, tone, sponsored, language = _parse_caption_request(body)
 
     brand = brands.get_brand(tx, brand_id)
@@ -97,9 +109,11 @@ def create_drafts(
         )
     products = [catalog.find_product(tx, brand_id=brand_id, ref=ref) for ref in refs]
     requests = _draft_requests(brand, products, variants, campaign)
-    existing = frozenset(
-        row["text"] for row in tx.rows(SELECT_BRAND_TEXTS, brand_id=brand_id)
-    )
+    since = now - dt.timedelta(days=near_duplicate_days)
+    recent = {
+        str(row["id"]): row["text"]
+        for row in tx.rows(SELECT_RECENT_TEXTS, brand_id=brand_id, since=since)
+    }
 
     drafts = write_drafts(
         [request for _, request in requests],
@@ -107,7 +121,8 @@ def create_drafts(
         tone=tone,
         campaign=campaign,
         gemini=gemini,
-        avoid_texts=existing,
+        recent_posts=recent,
+        near_duplicate_threshold=near_duplicate_threshold,
     )
 
     for (_, request), draft in zip(requests, drafts, strict=True):
