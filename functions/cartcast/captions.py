@@ -10,8 +10,8 @@ recorded in `Draft.checks`:
     no_banned_words        no banned word of the brand, as a whole word, any case
     distinct               the copy is not a near-duplicate (cartcast.near_duplicates:
                            the same words, links, hashtags, mentions and numbers
-                           aside, at 0.8 similarity or more) of another draft of the
-                           batch or of the brand's recent posts (`recent_posts`)
+                           aside, 0.8 similar or more by default) of another draft
+                           of the batch or of the brand's recent posts
     price_matches_catalog  each price-looking figure is the catalog or sale price
     claims_match_catalog   "N% off", "save $N", "only N left", "in stock" agree with
                            the catalog's discount, prices and stock
