@@ -26,18 +26,22 @@ OPENING_WORDS = 6
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 # X's hashtags and mentions: a # or @ (or their full-width forms) and word characters.
 _TAG_OR_MENTION = re.compile(r"[#＃@＠]\w+")
+# A word: a run of letters that may hold an apostrophe ("it's" is one word), or one
+# character of a script without spaces. Digits are not letters: numbers drop out.
 _SPACELESS = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_HAS_SPACELESS = re.compile(f"[{_SPACELESS}]")
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 _LETTERS = rf"(?:(?![{_SPACELESS}])[^\W\d_])+"
-# A word: one character of a script without spaces, or a run of letters that may
-# hold an apostrophe ("it's" is one word). Digits are not letters: numbers drop out.
-_WORD = re.compile(rf"[{_SPACELESS}]|{_LETTERS}(?:['’]{_LETTERS})*")
+_WORD_OR_CHARACTER = re.compile(rf"[{_SPACELESS}]|{_LETTERS}(?:'{_LETTERS})*")
 
 
 def copy_words(text: str) -> frozenset[str]:
     """Return a post's casefolded words: no URLs, hashtags, mentions or numbers."""
     text = _URL.sub(" ", text)
-    text = _TAG_OR_MENTION.sub(" ", text)
-    return frozenset(word.replace("’", "'") for word in _WORD.findall(text.casefold()))
+    text = _TAG_OR_MENTION.sub(" ", text).casefold().replace("’", "'")
+    # The plain pattern is several times faster; most posts need nothing else.
+    words = _WORD_OR_CHARACTER if _HAS_SPACELESS.search(text) else _WORD
+    return frozenset(words.findall(text))
 
 
 def similarity(first: frozenset[str], second: frozenset[str]) -> float:
@@ -68,6 +72,7 @@ class _Known:
     label: str
     opening: str
     words: frozenset[str]
+    size: int
 
 
 class CopyIndex:
@@ -86,17 +91,20 @@ class CopyIndex:
 
     def add(self, label: str, text: str) -> None:
         opening = " ".join(_URL.sub(" ", text).split()[:OPENING_WORDS])
-        self._known.append(_Known(label, opening + "…", copy_words(text)))
+        words = copy_words(text)
+        self._known.append(_Known(label, opening + "…", words, len(words)))
 
     def resemblance(self, text: str) -> Resemblance | None:
         """Return the most similar known text at or over the threshold, or None."""
         words = copy_words(text)
+        # Jaccard similarity is at most the ratio of the two set sizes: most texts
+        # are ruled out by their size alone (with a margin for rounding; the pairs
+        # at the edge are measured exactly).
+        fewest = len(words) * self.threshold - 1e-9
+        most = len(words) / self.threshold + 1e-9
         best: Resemblance | None = None
         for known in self._known:
-            # Jaccard similarity is at most the ratio of the two set sizes: most
-            # texts are ruled out by their length alone.
-            smaller, larger = sorted((len(words), len(known.words)))
-            if larger and smaller / larger < self.threshold:
+            if not fewest <= known.size <= most:
                 continue
             score = similarity(words, known.words)
             if score >= self.threshold and (best is None or score > best.score):
