@@ -109,6 +109,9 @@ def create_drafts(
         )
     products = [catalog.find_product(tx, brand_id=brand_id, ref=ref) for ref in refs]
     requests = _draft_requests(brand, products, variants, campaign)
+    # Known shortcoming: two requests for one brand at the same moment do not see
+    # each other's drafts, so they could write near-duplicates of each other; a lock
+    # on the brand would serialise caption requests, Gemini calls included.
     since = now - dt.timedelta(days=near_duplicate_days)
     recent = {
         str(row["id"]): row["text"]
