@@ -111,16 +111,19 @@ class CopyIndex:
         self._known: list[_Known] = []
 
     def add(self, label: str, text: str) -> None:
-        opening = " ".join(_URL.sub(" ", text).split()[:OPENING_WORDS])
+        first_words = _URL.sub(" ", text).split()
+        opening = " ".join(first_words[:OPENING_WORDS])
+        if len(first_words) > OPENING_WORDS:
+            opening += "…"
         words = copy_words(text)
-        self._known.append(_Known(label, opening + "…", words, len(words)))
+        self._known.append(_Known(label, opening, words, len(words)))
 
     def resemblance(self, text: str) -> Resemblance | None:
         """Return the most similar known text at or over the threshold, or None."""
         words = copy_words(text)
-        # Jaccard similarity is at most the ratio of the two set sizes: most texts
-        # are ruled out by their size alone (with a margin for rounding; the pairs
-        # at the edge are measured exactly).
+        # Jaccard similarity is at most the ratio of the two set sizes: a text much
+        # shorter or longer is ruled out by its size alone (with a margin for
+        # rounding; the pairs at the edge are measured exactly).
         fewest = len(words) * self.threshold - 1e-9
         most = len(words) / self.threshold + 1e-9
         best: Resemblance | None = None
