@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import re
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,6 +17,7 @@ import pytest
 
 from cartcast.captions import (
     CHECK_NAMES,
+    OPENINGS,
     BrandVoice,
     DraftRequest,
     ProductBrief,
@@ -21,6 +26,7 @@ from cartcast.captions import (
 )
 from cartcast.claims import format_price, sale_price
 from cartcast.links import product_link
+from cartcast.near_duplicates import NEAR_DUPLICATE_THRESHOLD, copy_words, similarity
 from cartcast.post_text import fits_on_x
 
 REPO = Path(__file__).parents[1]
@@ -96,6 +102,28 @@ def copy_without_link(text: str, link: str) -> str:
     return text.replace(link, "").casefold()
 
 
+def copy_without_urls_and_hashtags(text: str) -> str:
+    return " ".join(re.sub(r"https?://\S+|#\w+", " ", text).casefold().split())
+
+
+def opening_of(text: str) -> int:
+    """Return the index of the one opening a template text starts with."""
+    found = []
+    for index, opening in enumerate(OPENINGS):
+        head = re.escape(opening.split("{hook}")[0].strip())
+        head = head.replace(re.escape("{title}"), ".+?")
+        head = head.replace(re.escape("{category}"), "[a-z' ]+?")
+        # The bare title is the opening only when no other opening's words lead.
+        if re.match(head, text, re.IGNORECASE):
+            found.append(index)
+    return max(found)
+
+
+def caption_catalog(catalog: list[dict], voice: BrandVoice) -> list[str]:
+    requests = [request_for(brief_from_catalog(row)) for row in catalog]
+    return [draft.text for draft in write_drafts(requests, voice)]
+
+
 # --- the whole catalog -------------------------------------------------------------
 
 
@@ -125,6 +153,81 @@ def test_every_catalog_product_gets_three_valid_distinct_template_drafts(
         copy_without_link(d.text, r.link) for r, d in zip(requests, drafts, strict=True)
     }
     assert len(copies) == len(drafts)
+
+
+def test_the_whole_catalog_in_one_batch_gets_194_captions_no_two_alike(
+    catalog: list[dict], voice: BrandVoice
+) -> None:
+    requests = [request_for(brief_from_catalog(row)) for row in catalog]
+
+    drafts = write_drafts(requests, voice)
+
+    texts = [draft.text for draft in drafts]
+    assert len(texts) == len(catalog) == 194
+    assert all(draft.checks == dict.fromkeys(CHECK_NAMES, True) for draft in drafts)
+    assert all(fits_on_x(text) for text in texts)
+    assert len({copy_without_urls_and_hashtags(text) for text in texts}) == 194
+    words = [copy_words(text) for text in texts]
+    closest = max(similarity(a, b) for a, b in itertools.combinations(words, 2))
+    assert closest < NEAR_DUPLICATE_THRESHOLD
+
+
+def test_no_opening_writes_more_than_a_quarter_of_the_catalog(
+    catalog: list[dict], voice: BrandVoice
+) -> None:
+    texts = caption_catalog(catalog, voice)
+
+    shares = Counter(opening_of(text) for text in texts)
+
+    assert max(shares.values()) <= len(texts) / 4
+    assert len(shares) == len(OPENINGS)
+
+
+def test_two_products_with_one_title_are_told_apart_by_what_is_true_of_each(
+    catalog: list[dict], voice: BrandVoice
+) -> None:
+    titles = Counter(row["title"] for row in catalog)
+    twins = [index for index, row in enumerate(catalog) if titles[row["title"]] > 1]
+
+    texts = caption_catalog(catalog, voice)
+
+    # The demo catalog's two "Rolex Cellini Moonphase", a men's and a women's watch.
+    assert len(twins) == 2
+    first, second = (copy_words(texts[index]) for index in twins)
+    assert similarity(first, second) < NEAR_DUPLICATE_THRESHOLD
+    for index, own, other in ((twins[0], first, second), (twins[1], second, first)):
+        row = catalog[index]
+        facts = copy_words(row["description"]) | copy_words(
+            row["category"].replace("-", " ")
+        )
+        assert (own - other) & facts, texts[index]
+
+
+def test_the_catalog_is_captioned_alike_in_another_process(
+    catalog: list[dict], voice: BrandVoice
+) -> None:
+    code = (
+        "import hashlib, json\n"
+        "from tests.test_captions import BrandVoice, caption_catalog\n"
+        "from tests.helpers import catalog\n"
+        f"voice = {voice!r}\n"
+        "texts = caption_catalog(catalog(), voice)\n"
+        "print(hashlib.sha256(json.dumps(texts).encode()).hexdigest())\n"
+    )
+    # Another hash seed: no set or dict order may change a caption.
+    env = {"PYTHONPATH": f"functions:{REPO}", "PYTHONHASHSEED": "7"}
+
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env=env,
+    ).stdout.strip()
+
+    here = caption_catalog(catalog, voice)
+    assert elsewhere == hashlib.sha256(json.dumps(here).encode()).hexdigest()
 
 
 def test_the_three_variants_of_a_product_are_phrased_differently_on_their_own(
@@ -160,18 +263,51 @@ def test_a_repeated_request_in_one_batch_is_phrased_anew(voice: BrandVoice) -> N
 
     drafts = write_drafts([request] * 30, voice)
 
-    copies = {copy_without_link(draft.text, request.link) for draft in drafts}
-    assert len(copies) == 30
+    words = [copy_words(draft.text) for draft in drafts]
+    assert all(
+        similarity(a, b) < NEAR_DUPLICATE_THRESHOLD
+        for a, b in itertools.combinations(words, 2)
+    )
     assert all(all(draft.checks.values()) for draft in drafts)
 
 
-def test_a_text_to_avoid_is_not_written_again(voice: BrandVoice) -> None:
+def test_when_every_phrasing_is_taken_the_draft_is_kept_with_its_check_failed(
+    voice: BrandVoice,
+) -> None:
+    request = request_for(make_product())
+
+    drafts = write_drafts([request] * 80, voice)
+
+    failed = [draft for draft in drafts if not draft.checks["distinct"]]
+    assert 0 < len(failed) < 40
+    assert all(fits_on_x(draft.text) for draft in failed)
+    assert all(
+        passed
+        for draft in failed
+        for name, passed in draft.checks.items()
+        if name != "distinct"
+    )
+
+
+def test_a_one_word_edit_of_a_recent_post_is_not_written(voice: BrandVoice) -> None:
+    request = request_for(make_product())
+    earlier = write_drafts([request], voice)[0].text
+    edited = earlier.replace("sturdy", "solid")
+
+    draft = write_drafts([request], voice, recent_posts={"post-1": edited})[0]
+
+    assert edited != earlier
+    assert draft.checks["distinct"]
+    assert similarity(copy_words(draft.text), copy_words(edited)) < 0.8
+
+
+def test_a_recent_post_is_not_written_again(voice: BrandVoice) -> None:
     request = request_for(make_product())
     earlier = write_drafts([request], voice)[0].text
     # Posted before with another link and other capitals: still the same copy.
     posted = earlier.replace(request.link, "https://shop.example.com/x").upper()
 
-    draft = write_drafts([request], voice, avoid_texts=frozenset({posted}))[0]
+    draft = write_drafts([request], voice, recent_posts={"post-1": posted})[0]
 
     assert copy_without_link(draft.text, request.link) != copy_without_link(
         earlier, request.link
@@ -263,6 +399,29 @@ def test_a_discount_shows_the_sale_price_and_the_catalog_price(
     assert sale_price(product) == Decimal("8.94")
     assert all("$8.94" in text and "$9.99" in text for text in texts)
     assert any("10% off" in text for text in texts)
+
+
+def test_low_stock_is_told_without_a_count_that_sales_would_make_untrue(
+    voice: BrandVoice,
+) -> None:
+    product = make_product(stock=3)
+
+    texts = [write_drafts([request_for(product, v)], voice)[0].text for v in range(3)]
+
+    assert all("only a few left" in text.lower() for text in texts)
+    assert not any("3" in text.split("http")[0] for text in texts)
+
+
+@pytest.mark.parametrize("stock", [0, 11, 500])
+def test_stock_outside_1_to_10_is_never_counted_out_loud(
+    voice: BrandVoice, stock: int
+) -> None:
+    product = make_product(stock=stock)
+
+    texts = [draft.text for draft in write_drafts([request_for(product)] * 20, voice)]
+
+    assert not any(" left" in text for text in texts)
+    assert any("In stock" in text for text in texts) is (stock > 0)
 
 
 def test_a_discount_under_one_percent_is_not_announced(voice: BrandVoice) -> None:

@@ -48,6 +48,8 @@ def mismatch(text: str, drafted: DraftRequest) -> str | None:
         ("Only 3 mugs left!", True),
         ("Only 2 left!", False),
         ("Back in stock.", True),
+        ("Only a few left.", True),
+        ("Almost gone!", True),
         ("Sold out, sorry.", False),
         ("A heavy mug for your morning.", True),
     ],
@@ -60,6 +62,13 @@ def test_a_discount_claim_without_a_discount_names_the_catalog_value() -> None:
     problem = mismatch("Now 15% off.", request(discount=None))
 
     assert problem == "claims 15% off, the catalog says 0%"
+
+
+@pytest.mark.parametrize("stock", [0, 11, 500])
+def test_only_a_few_left_needs_one_to_ten_in_stock(stock: int) -> None:
+    assert mismatch("Only a few left!", request(stock=stock)) == (
+        f"claims only a few left, the catalog has {stock}"
+    )
 
 
 def test_in_stock_when_the_catalog_has_none_is_refused() -> None:

@@ -379,7 +379,10 @@ def test_gemini_copy_already_used_falls_back(
     drafts = write_drafts(same_product_twice, voice, gemini=captioner)
 
     assert drafts[0].engine == "gemini"
-    assert drafts[1].fallback_reason == "gemini: duplicate copy"
+    assert drafts[1].fallback_reason.startswith(
+        'gemini: near-duplicate of draft 1 of this batch ("'
+    )
+    assert drafts[1].fallback_reason.endswith("similarity 1.00)")
     assert_valid_template_draft(drafts[1], same_product_twice[1])
 
 

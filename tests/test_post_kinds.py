@@ -209,8 +209,15 @@ def test_gemini_writes_polls_and_threads_in_their_own_schema(
         runtime.reset()
         gemini_api = make_app("api", "http").test_client()
 
-        poll = draft(gemini_api, key, kind="poll").get_json()["posts"][0]
-        thread = draft(gemini_api, key, kind="thread").get_json()["posts"][0]
+        # Two products: the stand-in writes alike about one product, and a second
+        # post about it would be refused as a near-duplicate of the first.
+        first, second = (product["sku"] for product in catalog(2))
+        poll = post_json(
+            gemini_api, "/v1/captions", {"products": [first], "kind": "poll"}, key
+        ).get_json()["posts"][0]
+        thread = post_json(
+            gemini_api, "/v1/captions", {"products": [second], "kind": "thread"}, key
+        ).get_json()["posts"][0]
         schemas = [
             call["body"]["generationConfig"]["responseSchema"]
             for call in standin.requests()

@@ -74,6 +74,13 @@ BASE = {"DATABASE_URL": "postgresql://x@/db?host=/tmp"}
         ("GEMINI_TIMEOUT_S", "1e309"),
         ("DB_IAM_AUTH", "ture"),
         ("DB_IAM_AUTH", "on"),
+        ("CARTCAST_NEAR_DUPLICATE_THRESHOLD", "0"),
+        ("CARTCAST_NEAR_DUPLICATE_THRESHOLD", "-0.5"),
+        ("CARTCAST_NEAR_DUPLICATE_THRESHOLD", "1.01"),
+        ("CARTCAST_NEAR_DUPLICATE_THRESHOLD", "80%"),
+        ("CARTCAST_NEAR_DUPLICATE_THRESHOLD", "nan"),
+        ("CARTCAST_NEAR_DUPLICATE_DAYS", "0"),
+        ("CARTCAST_NEAR_DUPLICATE_DAYS", "a month"),
     ],
 )
 def test_a_malformed_value_is_named(name, value) -> None:
@@ -116,3 +123,17 @@ def test_db_iam_auth_reads_the_usual_spellings(value, expected) -> None:
 @pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "ERROR", "critical"])
 def test_log_levels_are_read_in_any_case(level) -> None:
     assert settings.load({**BASE, "LOG_LEVEL": level}).log_level == level.upper()
+
+
+def test_near_duplicates_are_80_percent_alike_within_30_days_by_default() -> None:
+    loaded = settings.load(BASE)
+
+    assert loaded.near_duplicate_threshold == 0.8
+    assert loaded.near_duplicate_days == 30
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1.0), ("0.65", 0.65)])
+def test_a_near_duplicate_threshold_up_to_1_is_read(value, expected) -> None:
+    loaded = settings.load({**BASE, "CARTCAST_NEAR_DUPLICATE_THRESHOLD": value})
+
+    assert loaded.near_duplicate_threshold == expected

@@ -236,6 +236,8 @@ def captions_response(
         created_by=caller.key_name,
         now=runtime.clock.now(),
         gemini=runtime.gemini(),
+        near_duplicate_threshold=runtime.settings.near_duplicate_threshold,
+        near_duplicate_days=runtime.settings.near_duplicate_days,
     )
     return web.json_response(created, 201)
 

@@ -10,16 +10,20 @@ recorded in `Draft.checks`:
     fits_on_x              X's weighted length (URLs 23, emoji 2) is at most 280
     required_hashtags      every hashtag the brand requires is there
     no_banned_words        no banned word of the brand, as a whole word, any case
-    distinct               the copy (links aside, any case) differs from every other
-                           draft of the batch and from `avoid_texts`
+    distinct               the copy is not a near-duplicate (cartcast.near_duplicates:
+                           the same words, links, hashtags, mentions and numbers
+                           aside, 0.8 similar or more by default) of another draft
+                           of the batch or of the brand's recent posts
     price_matches_catalog  each price-looking figure is the catalog or sale price
-    claims_match_catalog   "N% off", "save $N", "only N left", "in stock" agree with
+    claims_match_catalog   "N% off", "save $N", "only N left", "only a few left", "in
+                           stock" agree with
                            the catalog's discount, prices and stock
 
 With a Gemini captioner, the whole batch goes to the model in one call. The link and
 any missing required hashtag are appended to the model's copy here, never trusted to
 the model, and a draft that fails a check falls back to the template engine with
-`fallback_reason` saying why ("gemini: too long", "gemini: banned word 'cure'").
+`fallback_reason` saying why ("gemini: too long", "gemini: banned word 'cure'",
+'gemini: near-duplicate of post 8c0f… ("Meet the Red Lipstick. It\'s…", 0.91)').
 
 When the call itself fails, every draft of the batch falls back, and nothing is
 raised: a quota answer gives "gemini: quota exhausted" with the service's reset time on
@@ -32,11 +36,15 @@ opens with a question, a thread is split into parts; the checks then cover all o
 its copy, options and parts alike, and `fits_on_x` every part.
 
 Template drafts pass every check unless the brand's settings contradict themselves (a
-required hashtag that is also a banned word): the engine then returns its best text
-with the failed check recorded. Known shortcoming: X links, and weighs 23, only URLs
-whose top-level domain is in twitter-text's list; a store URL outside it (".example",
-".test", a TLD newer than the library) is counted at full length and not linked.
-Removing it needs a twitter-text release with a current TLD list.
+required hashtag that is also a banned word), or a batch asks for the same product so
+many times that every phrasing is taken: the engine then returns its first text with
+the failed check recorded (and the post it resembles logged). How the engine varies
+its phrasing, and what a "pattern" is: the section "Template engine" below.
+
+Known shortcoming: X links, and weighs 23, only URLs whose top-level domain is in
+twitter-text's list; a store URL outside it (".example", ".test", a TLD newer than the
+library) is counted at full length and not linked. Removing it needs a twitter-text
+release with a current TLD list.
 
 google-genai is never imported here: the template path must not pay its import time on
 a cold start, so the Gemini captioner is built and passed in by the caller.
@@ -49,12 +57,13 @@ import datetime as dt
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cartcast import errors
 from cartcast.claims import (
+    LOW_STOCK_MAX,
     ProductBrief,
     claim_mismatch,
     discount_shown,
@@ -64,6 +73,7 @@ from cartcast.claims import (
     sale_price,
 )
 from cartcast.logs import fields, get_logger
+from cartcast.near_duplicates import NEAR_DUPLICATE_THRESHOLD, CopyIndex
 from cartcast.post_kinds import (
     DEFAULT_POLL_OPTIONS,
     THREAD_PARTS_MAX,
@@ -146,6 +156,25 @@ class Draft:
     poll_options: tuple[str, ...] = ()
 
 
+@dataclass
+class _Batch:
+    """What a batch has written so far, held against each new draft.
+
+    `earlier` knows the brand's recent posts and every draft of the batch; `openings`
+    counts the template drafts per opening, none of which may write more than a
+    quarter of the batch (`opening_cap`, at least 1).
+    """
+
+    earlier: CopyIndex
+    opening_cap: int
+    openings: Counter[int] = dataclasses.field(default_factory=Counter)
+
+    def full_openings(self) -> set[int]:
+        return {
+            index for index, used in self.openings.items() if used >= self.opening_cap
+        }
+
+
 @dataclass(frozen=True)
 class _GeminiOutcome:
     texts: list[str | None] | None
@@ -163,29 +192,34 @@ def write_drafts(
     tone: str | None = None,
     campaign: str | None = None,
     gemini: GeminiCaptioner | None = None,
-    avoid_texts: frozenset[str] = frozenset(),
+    recent_posts: Mapping[str, str] | None = None,
+    near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD,
 ) -> list[Draft]:
     """Write one draft per request, in order; Gemini's copy where it passes the checks.
 
+    `recent_posts` maps the id of each of the brand's recent posts to its text: no
+    draft may be a near-duplicate of one of them, nor of another draft of the batch.
     Never raises for a Gemini failure: the template engine covers every draft the
     model could not (see the module docstring for the reasons recorded).
     """
     if not requests:
         return []
 
-    seen = {_copy_key(text) for text in avoid_texts}
+    batch = _Batch(CopyIndex(near_duplicate_threshold), max(1, len(requests) // 4))
+    for post_id, text in (recent_posts or {}).items():
+        batch.earlier.add(f"post {post_id}", text)
     outcome = _ask_gemini(gemini, requests, voice, tone, campaign) if gemini else None
 
     drafts = []
     for index, request in enumerate(requests):
         draft, reason = None, None
         if outcome is not None:
-            draft, reason = _gemini_draft(outcome, index, request, voice, seen)
+            draft, reason = _gemini_draft(outcome, index, request, voice, batch)
         if draft is None:
             draft = _template_draft(
-                request, voice, seen, fallback_reason=reason, outcome=outcome
+                request, voice, batch, fallback_reason=reason, outcome=outcome
             )
-        seen.add(_copy_key(draft.text))
+        batch.earlier.add(f"draft {index + 1} of this batch", draft.text)
         drafts.append(draft)
 
     _log_batch(drafts, outcome)
@@ -197,9 +231,9 @@ def check_text(
     request: DraftRequest,
     voice: BrandVoice,
     *,
-    taken: set[str] | frozenset[str] = frozenset(),
+    earlier: CopyIndex | None = None,
 ) -> dict[str, bool]:
-    """Run every check on a finished post; `taken` holds copy keys already used."""
+    """Run every check on a finished post; `earlier` holds the texts to differ from."""
     link_check = (
         {"link_once": _has_link_once(text, request.link)}
         if request.link
@@ -215,7 +249,7 @@ def check_text(
         # handle is the store's naming, and no rewording could remove it.
         "no_banned_words": _first_banned_word(_without(text, request.link), voice)
         is None,
-        "distinct": _copy_key(text) not in taken,
+        "distinct": earlier is None or earlier.resemblance(text) is None,
         "price_matches_catalog": price_mismatch(
             text, request.product, link=request.link
         )
@@ -265,7 +299,7 @@ def _gemini_draft(
     index: int,
     request: DraftRequest,
     voice: BrandVoice,
-    seen: set[str],
+    batch: _Batch,
 ) -> tuple[Draft | None, str | None]:
     """Return the model's draft for one request, or None and why it cannot be used."""
     if outcome.failure is not None or outcome.texts is None:
@@ -277,8 +311,8 @@ def _gemini_draft(
     posts, options, problem = _gemini_shape(outcome, index, copy, request, voice)
     if problem is not None:
         return None, problem
-    text, checks = _checked(posts, options, request, voice, seen)
-    reason = _gemini_failure_reason(text, checks, request, voice)
+    text, checks = _checked(posts, options, request, voice, batch.earlier)
+    reason = _gemini_failure_reason(text, checks, request, voice, batch.earlier)
     if reason is not None:
         return None, reason
 
@@ -336,7 +370,7 @@ def _checked(
     options: tuple[str, ...],
     request: DraftRequest,
     voice: BrandVoice,
-    seen: set[str],
+    earlier: CopyIndex,
 ) -> tuple[str, dict[str, bool]]:
     """Check a draft of one or more posts (a thread) and a poll's options.
 
@@ -345,7 +379,7 @@ def _checked(
     banned-word and catalog checks like the text.
     """
     text = "\n\n".join(posts)
-    checks = check_text(text, request, voice, taken=seen)
+    checks = check_text(text, request, voice, earlier=earlier)
     checks["fits_on_x"] = all(fits_on_x(post) for post in posts)
     if options:
         said = " / ".join(options)
@@ -356,7 +390,11 @@ def _checked(
 
 
 def _gemini_failure_reason(
-    text: str, checks: dict[str, bool], request: DraftRequest, voice: BrandVoice
+    text: str,
+    checks: dict[str, bool],
+    request: DraftRequest,
+    voice: BrandVoice,
+    earlier: CopyIndex,
 ) -> str | None:
     if not checks.get("link_once", True) or not checks.get("no_link", True):
         return "gemini: extra link"
@@ -374,15 +412,25 @@ def _gemini_failure_reason(
     if claim is not None:
         return f"gemini: {claim}"
     if not checks["distinct"]:
-        return "gemini: duplicate copy"
+        return f"gemini: {earlier.resemblance(text)}"
     if not checks["required_hashtags"]:
         return "gemini: missing hashtag"
     return None
 
 
 # --- Template engine --------------------------------------------------------------
+#
+# A template caption is built from parts, each with several phrasings: an opening
+# that names the product (its "pattern"), a benefit (a sentence of the description),
+# the price or sale, the stock when it is low, and a closing line. Step k of a
+# product's walk takes the k-th phrasing of every part, each part from its own
+# starting point set by the SKU, so consecutive steps differ in every part and two
+# products rarely start alike; variant v starts v steps in. The first step that
+# passes every check is the draft: the walk goes on past near-duplicates of the
+# batch and the brand's recent posts, and past openings that have written a quarter
+# of the batch already. What a pattern is and why: decision 0006.
 
-# Openings name the product; "{hook}" is the first sentence of its description.
+# Openings name the product; "{hook}" is the benefit, "{category}" the category.
 OPENINGS = (
     "{title}. {hook}",
     "Meet the {title}. {hook}",
@@ -390,13 +438,30 @@ OPENINGS = (
     "Spotlight on the {title}. {hook}",
     "Our pick: the {title}. {hook}",
     "Say hello to the {title}. {hook}",
+    "Have you seen the {title}? {hook}",
+    "A closer look at the {title}. {hook}",
+    "From our {category} range: the {title}. {hook}",
+    "Here's the {title}. {hook}",
+    "Worth knowing: the {title}. {hook}",
 )
-PRICE_PHRASES = ("{price}.", "Yours for {price}.", "Price: {price}.", "Just {price}.")
+PRICE_PHRASES = (
+    "{price}.",
+    "Yours for {price}.",
+    "Price: {price}.",
+    "Just {price}.",
+    "Priced at {price}.",
+)
 SALE_PHRASES = (
     "Now {sale}, {percent}% off the usual {price}.",
     "{percent}% off: {sale} instead of {price}.",
     "Down to {sale} from {price}.",
+    "Was {price}, now {sale}.",
+    "On sale at {sale}, {percent}% off its regular {price}.",
 )
+# Said only of a product with 1 to LOW_STOCK_MAX in stock, and never with the count:
+# a draft waits days for its slot, the count falls with every sale, and a post whose
+# count is no longer true is held at publish time (claims.py).
+STOCK_PHRASES = ("Only a few left.", "Almost gone: only a few left.")
 # A description that opens by repeating the title ("The Red Tongs are ...") is made
 # to follow it; other verbs or nouns after the title leave the sentence as it is.
 LEAD_VERBS = {
@@ -407,14 +472,28 @@ LEAD_VERBS = {
     **{verb: f"It {verb}" for verb in ("offers", "features", "provides", "combines")},
     **{verb: f"They {verb}" for verb in ("offer", "feature", "provide", "combine")},
 }
-# Last resort when every phrasing is taken: a neutral closing that adds no claim.
-CLOSINGS = ("", "Details at the link.", "Worth a look.", "See it at the link.")
+# Closing lines claim nothing the catalog could contradict; "In stock now." is
+# offered only with stock above LOW_STOCK_MAX, "{category}" only with a category.
+CLOSINGS = (
+    "",
+    "Details at the link.",
+    "Worth a look.",
+    "Filed under {category}.",
+    "More at the link.",
+    "In stock now.",
+    "Have a look.",
+)
+# Category words as copy says them: "mens-watches" is "men's watches".
+CATEGORY_WORDS = {"mens": "men's", "womens": "women's"}
+# Benefit sentences read from a description, and steps walked before giving up.
+BENEFITS_MAX = 3
+STEPS_MAX = 60
 
 
 def _template_draft(
     request: DraftRequest,
     voice: BrandVoice,
-    seen: set[str],
+    batch: _Batch,
     *,
     fallback_reason: str | None,
     outcome: _GeminiOutcome | None,
@@ -422,36 +501,44 @@ def _template_draft(
     # The shortest post the engine can write: if even that is over X's limit (the
     # brand's required hashtags and the link take it all), no phrasing can fit, so
     # say so at once instead of trying every one.
-    floor = _Parts(OPENINGS[0], "…", "", "", "").build(
+    floor = _Parts(OPENINGS[0], "…", "", "", "", "").build(
         request.link, _required_hashtags(voice)
     )
     if not fits_on_x(floor):
-        candidates: Iterator[str] = iter([floor])
+        candidates: Iterator[tuple[int, str]] = iter([(0, floor)])
     else:
-        candidates = _template_candidates(request, voice)
+        candidates = _template_candidates(request, voice, batch.full_openings())
 
     # Each candidate is shaped into its kind before it is checked, so a poll's
     # question and a thread's split count in the comparison with earlier drafts.
     options = (
         (request.poll_options or DEFAULT_POLL_OPTIONS) if request.kind == "poll" else ()
     )
-    best: tuple[list[str], str, dict[str, bool]] | None = None
-    for candidate in candidates:
+    best: tuple[int, list[str], str, dict[str, bool]] | None = None
+    for opening, candidate in candidates:
         posts = _template_posts(candidate, request)
-        text, checks = _checked(posts, options, request, voice, seen)
+        text, checks = _checked(posts, options, request, voice, batch.earlier)
+        if best is None or all(checks.values()):
+            best = (opening, posts, text, checks)
         if all(checks.values()):
-            best = posts, text, checks
             break
-        if best is None:
-            best = posts, text, checks
-    posts, best_text, best_checks = best
+    assert best is not None, "the walk yields at least one candidate"
+    opening, posts, text, checks = best
+    batch.openings[opening] += 1
+    if not checks["distinct"]:
+        log.warning(
+            "template draft is a near-duplicate",
+            extra=fields(
+                sku=request.product.sku, of=str(batch.earlier.resemblance(text))
+            ),
+        )
 
     return Draft(
-        text=best_text,
+        text=text,
         engine="template",
         model=None,
         weighted_length=max(weighted_length(post) for post in posts),
-        checks=best_checks,
+        checks=checks,
         fallback_reason=fallback_reason,
         usage=outcome.usage if outcome and fallback_reason else None,
         quota_reset_at=outcome.quota_reset_at if outcome else None,
@@ -469,36 +556,42 @@ def _template_posts(text: str, request: DraftRequest) -> list[str]:
     return [text]
 
 
-def _template_candidates(request: DraftRequest, voice: BrandVoice) -> Iterator[str]:
-    # Deterministic: the starting phrasing comes from (sku, variant); on a collision
-    # the other openings come first, then other hashtags, no hook, a closing line.
+def _template_candidates(
+    request: DraftRequest, voice: BrandVoice, full_openings: Collection[int]
+) -> Iterator[tuple[int, str]]:
+    """Yield (opening index, text) for each step of the product's walk, in order."""
     product = request.product
-    seed = zlib.crc32(product.sku.encode("utf-8"))
+    category = _category_name(product, voice)
+    openings = [
+        (index, opening.format(title="{title}", hook="{hook}", category=category))
+        for index, opening in enumerate(OPENINGS)
+        if category or "{category}" not in opening
+    ]
+    benefits = _benefits(product, voice) or [""]
+    prices = _price_phrases(product)
+    stocks = _stock_phrases(product)
+    closings = _closings(product, category)
     title = _safe_title(product, voice)
-    hook = _hook(product, voice)
-    hooks = [hook, ""] if hook else [""]
-    price_phrases = _price_phrases(product)
     required = _required_hashtags(voice)
-    hashtag_sets = _hashtag_sets(product, voice, required)
+    hashtags = _hashtags(product, voice, required)
 
-    for closing in CLOSINGS:
-        for hook_text in hooks:
-            for hashtags in hashtag_sets:
-                for step in range(len(OPENINGS)):
-                    shift = seed + request.variant + step
-                    opening = OPENINGS[shift % len(OPENINGS)]
-                    price_phrase = price_phrases[
-                        (seed // len(OPENINGS) + request.variant + step)
-                        % len(price_phrases)
-                    ]
-                    parts = _Parts(opening, title, hook_text, price_phrase, closing)
-                    yield _fit(parts, hashtags, required, request.link)
+    def seed(part: str) -> int:
+        return zlib.crc32(f"{product.sku}/{part}".encode())
 
-    # Every phrasing is taken: number the copy. Never reached on the catalog
-    # (measured); it is here so that the engine cannot fail.
-    for number in range(2, 1000):
-        parts = _Parts(OPENINGS[0], title, "", price_phrases[0], f"({number})")
-        yield _fit(parts, required, required, request.link)
+    starts = {part: seed(part) for part in ("opening", "price", "stock", "closing")}
+    for step in range(request.variant, request.variant + STEPS_MAX):
+        index, opening = openings[(starts["opening"] + step) % len(openings)]
+        if index in full_openings:
+            continue
+        parts = _Parts(
+            opening=opening,
+            title=title,
+            hook=benefits[step % len(benefits)],
+            price_phrase=prices[(starts["price"] + step) % len(prices)],
+            stock=stocks[(starts["stock"] + step) % len(stocks)],
+            closing=closings[(starts["closing"] + step) % len(closings)],
+        )
+        yield index, _fit(parts, hashtags, required, request.link)
 
 
 @dataclass(frozen=True)
@@ -507,20 +600,29 @@ class _Parts:
     title: str
     hook: str
     price_phrase: str
+    stock: str
     closing: str
 
     def build(self, link: str, hashtags: list[str], **changes: str) -> str:
         parts = dataclasses.replace(self, **changes)
         body = parts.opening.format(title=parts.title, hook=parts.hook).strip()
-        body = body[:1].upper() + body[1:]
-        copy = " ".join(s for s in (body, parts.price_phrase, parts.closing) if s)
+        # Capitalised, unless the first word has capitals of its own ("iPhone 12").
+        if body.split(" ", 1)[0].islower():
+            body = body[:1].upper() + body[1:]
+        sentences = (body, parts.price_phrase, parts.stock, parts.closing)
+        copy = " ".join(s for s in sentences if s)
         # A link-free post ("" for a link) ends on its copy and hashtags alone.
         return " ".join(s for s in (copy, link, *hashtags) if s)
 
 
 def _fit(parts: _Parts, hashtags: list[str], required: list[str], link: str) -> str:
-    # Trim what matters least first: the hook (word by word), the optional hashtags,
-    # then the title. The link and the required hashtags always stay.
+    # Trim what matters least first: the closing line, the hook (word by word), the
+    # optional hashtags, the stock line, then the title. The link, the price and the
+    # required hashtags always stay.
+    text = parts.build(link, hashtags)
+    if weighted_length(text) <= X_MAX_WEIGHTED_LENGTH:
+        return text
+    parts = dataclasses.replace(parts, closing="")
     text = parts.build(link, hashtags)
     if weighted_length(text) <= X_MAX_WEIGHTED_LENGTH:
         return text
@@ -536,6 +638,7 @@ def _fit(parts: _Parts, hashtags: list[str], required: list[str], link: str) -> 
         if weighted_length(text) <= X_MAX_WEIGHTED_LENGTH:
             return text
 
+    parts = dataclasses.replace(parts, stock="")
     title_words = parts.title.split()
     for keep in range(len(title_words) - 1, 0, -1):
         text = parts.build(link, required, hook="", title=_ellipsis(title_words[:keep]))
@@ -626,6 +729,28 @@ def _hook(product: ProductBrief, voice: BrandVoice) -> str | None:
     return first
 
 
+def _benefits(product: ProductBrief, voice: BrandVoice) -> list[str]:
+    # The first sentences of the description that can follow the title, each made
+    # into a hook: `_hook` reads a description's first sentence, so it is given
+    # each sentence on its own.
+    description = " ".join(product.description.split())
+    sentences = re.split(r"(?<=[.!?])\s+", description)[:BENEFITS_MAX]
+    benefits: list[str] = []
+    for sentence in sentences:
+        hook = _hook(dataclasses.replace(product, description=sentence), voice)
+        if hook and hook not in benefits:
+            benefits.append(hook)
+    return benefits
+
+
+def _category_name(product: ProductBrief, voice: BrandVoice) -> str:
+    # "mens-watches" reads "men's watches"; only letters are kept, so the name can
+    # go into a phrasing's format string. Empty when there is none, or it is banned.
+    words = re.findall(r"[^\W\d_]+", product.category.casefold())
+    name = " ".join(CATEGORY_WORDS.get(word, word) for word in words)
+    return "" if _first_banned_word(name, voice) else name
+
+
 def _price_phrases(product: ProductBrief) -> tuple[str, ...]:
     price = format_price(product.price, product.currency)
     sale = sale_price(product)
@@ -639,11 +764,27 @@ def _price_phrases(product: ProductBrief) -> tuple[str, ...]:
     )
 
 
-def _hashtag_sets(
+def _stock_phrases(product: ProductBrief) -> tuple[str, ...]:
+    if not 0 < product.stock <= LOW_STOCK_MAX:
+        return ("",)
+    return STOCK_PHRASES
+
+
+def _closings(product: ProductBrief, category: str) -> tuple[str, ...]:
+    closings = []
+    for closing in CLOSINGS:
+        if "{category}" in closing and not category:
+            continue
+        if closing == "In stock now." and product.stock <= LOW_STOCK_MAX:
+            continue
+        closings.append(closing.format(category=category))
+    return tuple(closings)
+
+
+def _hashtags(
     product: ProductBrief, voice: BrandVoice, required: list[str]
-) -> list[list[str]]:
-    # Required hashtags always; then up to two from the tags and category, with the
-    # alternatives (the next two, none) tried when a text collides.
+) -> list[str]:
+    # Required hashtags always; then up to two from the tags and the category.
     taken = {tag.casefold() for tag in required}
     optional = []
     for source in (*product.tags, product.category):
@@ -654,15 +795,7 @@ def _hashtag_sets(
             continue
         taken.add(tag.casefold())
         optional.append(tag)
-
-    first = optional[:OPTIONAL_HASHTAGS_MAX]
-    rest = optional[OPTIONAL_HASHTAGS_MAX : OPTIONAL_HASHTAGS_MAX * 2]
-    sets = [required + first]
-    if rest:
-        sets.append(required + rest)
-    if first:
-        sets.append(list(required))
-    return sets
+    return required + optional[:OPTIONAL_HASHTAGS_MAX]
 
 
 def _hashtag(source: str) -> str | None:
@@ -684,8 +817,6 @@ def _required_hashtags(voice: BrandVoice) -> list[str]:
 
 
 # --- Checks -----------------------------------------------------------------------
-
-_URL = re.compile(r"https?://\S+", re.IGNORECASE)
 
 
 def _has_link_once(text: str, link: str) -> bool:
@@ -723,11 +854,6 @@ def _first_banned_word(text: str, voice: BrandVoice) -> str | None:
         if re.search(pattern, text, re.IGNORECASE):
             return word
     return None
-
-
-def _copy_key(text: str) -> str:
-    # What "the same post" means: the words, without links, case or spacing.
-    return " ".join(_URL.sub(" ", text).casefold().split())
 
 
 def _log_batch(drafts: list[Draft], outcome: _GeminiOutcome | None) -> None:

@@ -5,7 +5,8 @@ against. The checks find the claims in a text and hold each against the brief:
 
     price_mismatch   a figure next to a currency, or with two decimals, that is
                      neither the catalog price nor the sale price
-    claim_mismatch   "N% off", "save $N", "only N left", "in stock", "sold out"
+    claim_mismatch   "N% off", "save $N", "only N left", "only a few left", "in
+                     stock", "sold out"
                      that the discount, prices or stock contradict
 
 Both return a sentence naming the claim and the catalog's value, or None. They run
@@ -28,6 +29,9 @@ CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 CURRENCY_CODES = (
     "USD EUR GBP CAD AUD NZD CHF JPY CNY INR BRL MXN SEK NOK DKK PLN CZK SGD HKD ZAR"
 ).split()
+
+# "Only a few left" is true of 1 to LOW_STOCK_MAX in stock.
+LOW_STOCK_MAX = 10
 
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 _FIGURE = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
@@ -97,6 +101,10 @@ _SAVE = re.compile(
 _ONLY_LEFT = re.compile(r"\bonly\s+(\d+)\s+(?:\w+\s+)?left\b", re.IGNORECASE)
 _IN_STOCK = re.compile(r"\b(?:back\s+)?in\s+stock\b", re.IGNORECASE)
 _SOLD_OUT = re.compile(r"\b(?:sold\s+out|out\s+of\s+stock)\b", re.IGNORECASE)
+_FEW_LEFT = re.compile(
+    r"\b(?:only\s+a\s+few|few)\s+(?:\w+\s+)?left\b|\blow\s+stock\b|\balmost\s+gone\b",
+    re.IGNORECASE,
+)
 
 
 def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str | None:
@@ -121,6 +129,8 @@ def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
     for match in _ONLY_LEFT.finditer(scanned):
         if int(match.group(1)) != product.stock:
             return f"claims only {match.group(1)} left, the catalog has {product.stock}"
+    if _FEW_LEFT.search(scanned) and not 0 < product.stock <= LOW_STOCK_MAX:
+        return f"claims only a few left, the catalog has {product.stock}"
     if _IN_STOCK.search(scanned) and product.stock <= 0:
         return "claims it is in stock, the catalog has 0"
     if _SOLD_OUT.search(scanned) and product.stock > 0:

@@ -36,6 +36,7 @@ from cartcast.captions import BrandVoice, DraftRequest, ProductBrief, write_draf
 from cartcast.claims import brief_from_catalog
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
+from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHOLD
 from cartcast.post_text import weighted_length
 
 PRODUCTS_PER_REQUEST_MAX = 20
@@ -76,9 +77,14 @@ ORDER BY COALESCE(scheduled_at, created_at), id
 LIMIT :limit
 """
 )
-SELECT_BRAND_TEXTS = (
-    "SELECT text FROM posts WHERE brand_id = :brand_id AND state <> 'cancelled'"
-)
+# The brand's posts a new caption must not resemble: those of the window (created,
+# published or scheduled since :since), cancelled ones aside.
+SELECT_RECENT_TEXTS = """
+SELECT id, text FROM posts
+WHERE brand_id = :brand_id AND state <> 'cancelled'
+  AND (created_at >= :since OR published_at >= :since OR scheduled_at >= :since)
+ORDER BY created_at, id
+"""
 SELECT_TAKEN_SLOTS = """
 SELECT scheduled_at FROM posts
 WHERE brand_id = :brand_id AND scheduled_at > :after
@@ -111,12 +117,16 @@ def create_drafts(
     created_by: str,
     now: dt.datetime,
     gemini: Any = None,
+    near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD,
+    near_duplicate_days: int = NEAR_DUPLICATE_DAYS,
 ) -> dict[str, Any]:
     """Write captions for the requested products and store them as posts.
 
     Everything is checked before anything is written: a request refused with a 4xx
     (a bad field, a product without the image its kind needs, a link the brand's
-    policy does not allow) stores nothing.
+    policy does not allow) stores nothing. No caption may be a near-duplicate (at
+    `near_duplicate_threshold` or more) of another of the request or of the brand's
+    posts of the last `near_duplicate_days`.
     """
     asked = _parse_caption_request(body)
 
@@ -140,9 +150,14 @@ def create_drafts(
         now=now,
     )
     requests = _draft_requests(brand, products, asked, choices)
-    existing = frozenset(
-        row["text"] for row in tx.rows(SELECT_BRAND_TEXTS, brand_id=brand_id)
-    )
+    # Known shortcoming: two requests for one brand at the same moment do not see
+    # each other's drafts, so they could write near-duplicates of each other; a lock
+    # on the brand would serialise caption requests, Gemini calls included.
+    since = now - dt.timedelta(days=near_duplicate_days)
+    recent = {
+        str(row["id"]): row["text"]
+        for row in tx.rows(SELECT_RECENT_TEXTS, brand_id=brand_id, since=since)
+    }
 
     drafts = write_drafts(
         [planned.request for planned in requests],
@@ -150,7 +165,8 @@ def create_drafts(
         tone=asked.tone,
         campaign=asked.campaign,
         gemini=gemini,
-        avoid_texts=existing,
+        recent_posts=recent,
+        near_duplicate_threshold=near_duplicate_threshold,
     )
 
     for planned, draft in zip(requests, drafts, strict=True):

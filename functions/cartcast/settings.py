@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 
 from cartcast.errors import ConfigurationError
+from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHOLD
 
 ENVIRONMENTS = ("local", "cloud")
 PUBSUB_MODES = ("push", "google")
@@ -56,6 +57,8 @@ class Settings:
     mention_pages_max: int = 10
     attribution_window_days: int = 7
     rollup_lookback_days: int = 8
+    near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD
+    near_duplicate_days: int = NEAR_DUPLICATE_DAYS
     log_level: str = "INFO"
 
 
@@ -80,6 +83,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         # float() reads "nan" and "inf"; neither is a usable timeout.
         if not math.isfinite(value) or value <= 0:
             problems.append(f"{name} must be a positive number, got {raw!r}")
+        return value
+
+    def fraction(name: str, default: float) -> float:
+        # Over 1 no two texts, not even identical ones, would ever be alike.
+        value = number(name, default, float)
+        if value > 1:
+            problems.append(f"{name} must be at most 1, got {text(name)!r}")
         return value
 
     def flag(name: str, default: bool) -> bool:
@@ -134,6 +144,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10),
         attribution_window_days=number("CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7),
         rollup_lookback_days=number("CARTCAST_ROLLUP_LOOKBACK_DAYS", 8),
+        near_duplicate_threshold=fraction(
+            "CARTCAST_NEAR_DUPLICATE_THRESHOLD", NEAR_DUPLICATE_THRESHOLD
+        ),
+        near_duplicate_days=number("CARTCAST_NEAR_DUPLICATE_DAYS", NEAR_DUPLICATE_DAYS),
         log_level=choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
     )
     problems.extend(_check_consistency(settings))
