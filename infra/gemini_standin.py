@@ -29,6 +29,7 @@ in Pacific time), on the `clock` it is given, and `quota_refusals` counts them. 
 quota bench (bench/caption_quota.py) runs against it.
 
     python -m infra.gemini_standin --port 8086 [--api-key KEY]
+        [--requests-per-minute N] [--requests-per-day N]
 """
 
 from __future__ import annotations
@@ -687,9 +688,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
+    parser.add_argument("--requests-per-minute", type=int, help="enforce a quota")
+    parser.add_argument("--requests-per-day", type=int, help="enforce a quota")
     arguments = parser.parse_args()
 
-    standin = GeminiStandIn(port=arguments.port, api_key=arguments.api_key)
+    standin = GeminiStandIn(
+        port=arguments.port,
+        api_key=arguments.api_key,
+        requests_per_minute=arguments.requests_per_minute,
+        requests_per_day=arguments.requests_per_day,
+    )
     print(f"Gemini stand-in listening on {standin.base_url}", flush=True)
     try:
         standin._server.serve_forever()

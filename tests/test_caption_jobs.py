@@ -416,7 +416,7 @@ def test_the_command_queues_a_job_and_prints_progress_until_done(
     printed = capsys.readouterr().out.splitlines()
     assert status == 0
     assert printed[0].endswith("0/6 done, 6 remaining, 0 failed")
-    assert "2 product(s) by gemini: 2/6 done, 4 remaining" in printed[1]
+    assert printed[1] == "  +2 (gemini 2): 2/6 done, 4 remaining, 0 failed (gemini 2)"
     assert printed[-1].endswith("is done: 6/6 done, 0 remaining, 0 failed (gemini 6)")
     # 2 calls a minute: the third chunk waited a minute on the simulated clock.
     assert runtime_module.current().clock.now() == START + dt.timedelta(seconds=60)

@@ -421,10 +421,11 @@ def _request_body(arguments: argparse.Namespace) -> dict[str, Any]:
 def _print_chunk(current: Any, brand_id: str, chunk: dict[str, Any]) -> None:
     with current.database.transaction() as tx:
         job = get_job(tx, brand_id=brand_id, job_id=chunk["job_id"])
-    print(
-        f"  {chunk['products']} product(s) by {chunk['engine']}: {_progress_line(job)}",
-        flush=True,
-    )
+    engines = ", ".join(f"{name} {n}" for name, n in chunk.get("by_engine", {}).items())
+    written = f"+{chunk['products']}" + (f" ({engines})" if engines else "")
+    if chunk["failed"]:
+        written += f", {chunk['failed']} failed"
+    print(f"  {written}: {_progress_line(job)}", flush=True)
 
 
 def _progress_line(job: dict[str, Any]) -> str:
