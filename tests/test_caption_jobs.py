@@ -420,3 +420,39 @@ def test_the_command_queues_a_job_and_prints_progress_until_done(
     assert printed[-1].endswith("is done: 6/6 done, 0 remaining, 0 failed (gemini 6)")
     # 2 calls a minute: the third chunk waited a minute on the simulated clock.
     assert runtime_module.current().clock.now() == START + dt.timedelta(seconds=60)
+
+
+def test_a_job_for_listed_products_takes_ids_and_skus_and_writes_only_those(
+    env, clock_file
+) -> None:
+    key = make_brand()
+    listed = get(key, "/v1/products").get_json()["products"]
+    body = {"products": [listed[0]["id"].upper(), listed[2]["sku"]]}
+
+    queued = enqueue(key, body).get_json()["job"]
+    tick(clock_file.now())
+
+    assert queued["progress"]["products_total"] == 2
+    written = sorted(post["product_id"] for post in posts_of(key))
+    assert written == sorted([listed[0]["id"], listed[2]["id"]])
+
+
+def test_a_job_in_another_language_must_wait_for_gemini(gemini_env) -> None:
+    key = make_brand()
+
+    refused = enqueue(
+        key, {"products": "all", "language": "de", "when_quota_spent": "template"}
+    )
+    queued = enqueue(key, {"products": "all", "language": "de"})
+
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["field"] == "when_quota_spent"
+    assert queued.status_code == 202
+    assert queued.get_json()["job"]["options"] == {"language": "de"}
+
+
+def test_the_command_names_a_brand_it_does_not_know(env, capsys) -> None:
+    status = caption_jobs.main(["--brand", "no-such-brand"])
+
+    assert status == 2
+    assert "no brand with the slug 'no-such-brand'" in capsys.readouterr().err

@@ -287,15 +287,17 @@ def _product_ids(tx: Transaction, brand_id: str, refs: Any) -> list[str]:
 def _resolve(tx: Transaction, brand_id: str, refs: list[str]) -> list[str]:
     # One query for the whole list; an id-shaped ref is an id first, as in
     # catalog.find_product, then a SKU.
-    lowered = [ref.lower() if UUID_PATTERN.fullmatch(ref) else ref for ref in refs]
-    rows = tx.rows(SELECT_PRODUCTS_BY_REF, brand_id=brand_id, refs=lowered)
+    ids = {ref: ref.lower() for ref in refs if UUID_PATTERN.fullmatch(ref)}
+    rows = tx.rows(
+        SELECT_PRODUCTS_BY_REF, brand_id=brand_id, refs=[*refs, *ids.values()]
+    )
     by_id = {row["id"]: row["id"] for row in rows}
     by_sku = {row["sku"]: row["id"] for row in rows}
 
     product_ids: list[str] = []
     first_index: dict[str, int] = {}
-    for index, ref in enumerate(lowered):
-        product_id = by_id.get(ref) or by_sku.get(ref)
+    for index, ref in enumerate(refs):
+        product_id = by_id.get(ids.get(ref, "")) or by_sku.get(ref)
         if product_id is None:
             raise NotFound(f"product {ref!r} not found", field=f"products[{index}]")
         if product_id in first_index:
@@ -350,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             brand_id = str(brand_id)
             if arguments.job:
-                job = get_job(tx, brand_id=brand_id, job_id=arguments.job)
+                job_id = validation.identifier(arguments.job, "--job")
+                job = get_job(tx, brand_id=brand_id, job_id=job_id)
             else:
                 job = enqueue(
                     tx,
