@@ -28,17 +28,19 @@ The command queues a job for a brand and drains it, printing its progress:
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import re
 import sys
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cartcast import brands, posts, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
+
+if TYPE_CHECKING:
+    import argparse
 
 JOB_PRODUCTS_MAX = 10_000
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -392,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    # Imported here: the api function imports this module, and pays no argparse.
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="python -m cartcast.caption_jobs", description=main.__doc__
     )
