@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -212,7 +211,8 @@ def _write_next_chunk(
         if not chunk["deferred"]:
             _settle_job(tx, job["id"], now)
 
-    log.info("caption chunk written", extra=fields(**chunk))
+    message = "caption chunk deferred" if chunk["deferred"] else "caption chunk written"
+    log.info(message, extra=fields(**chunk))
     return chunk
 
 
@@ -278,10 +278,8 @@ def _write(
 
 
 def _request(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
-    options = job["options"]
-    if isinstance(options, str):
-        options = json.loads(options)
-    return {**options, "products": [item["product_id"] for item in items]}
+    """Build the POST /v1/captions body of a chunk: the job's options, its products."""
+    return {**job["options"], "products": [item["product_id"] for item in items]}
 
 
 def _should_wait(runtime: Any, job: dict[str, Any], made: list[dict]) -> bool:
