@@ -1,4 +1,4 @@
-"""cartcast's Cloud Functions: six thin entry points over the `cartcast` package.
+"""cartcast's Cloud Functions: seven thin entry points over the `cartcast` package.
 
 Each one decodes its trigger, takes the process's runtime (settings, clock, lazily
 opened database and clients), calls one domain function and maps the outcome. Domain
@@ -76,10 +76,21 @@ def rollup_kpis(cloud_event: CloudEvent) -> None:
     _on_tick(cloud_event, "rollup_kpis", kpis.rollup)
 
 
+@functions_framework.cloud_event
+def drain_caption_jobs(cloud_event: CloudEvent) -> None:
+    from cartcast import caption_drain
+
+    # Items claimed FOR UPDATE SKIP LOCKED make a second delivery a no-op for the
+    # work the first did; it may only go on with what is left (decision 0007).
+    _on_tick(
+        cloud_event, "drain_caption_jobs", caption_drain.drain_for_tick, once=False
+    )
+
+
 def _on_tick(
     cloud_event: CloudEvent,
     function: str,
-    work: Callable[..., dict[str, int]],
+    work: Callable[..., dict[str, Any]],
     once: bool = True,
 ) -> None:
     """Run a scheduled job as of the tick's time, unless the tick is unusable or old.

@@ -1,6 +1,6 @@
 """`make demo`: the whole loop on real data, on one machine, in a simulated week.
 
-It starts PostgreSQL (embedded unless DATABASE_URL is set), the X sandbox and the six
+It starts PostgreSQL (embedded unless DATABASE_URL is set), the X sandbox and the seven
 functions on loopback, then drives them only through their own interfaces: HTTP for
 the API and captions, Pub/Sub-shaped CloudEvents for the scheduled functions. Every
 figure it prints is read back through the API from the database the functions wrote.
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = FileClock(args.work_dir / "clock")
     clock.set(WEEK_START)
     operator_key = secrets.token_urlsafe(24)
-    say("2/9", "starting the X sandbox and the six functions on 127.0.0.1")
+    say("2/9", "starting the X sandbox and the seven functions on 127.0.0.1")
     cloud = local_cloud.LocalCloud(
         database_url=url,
         clock_file=clock.path,

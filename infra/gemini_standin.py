@@ -24,17 +24,27 @@ asks for application/json. A product of kind "poll" gets a question and
 (FAULT_MODES) reproduce the answers the real service gives when things go wrong,
 each shaped as the real one.
 
+Given `requests_per_minute` and `requests_per_day`, it enforces a quota as the free
+tier does: a call over either answers 429 RESOURCE_EXHAUSTED with the RetryInfo
+delay until a call frees (a call counts for the 60 seconds after it, and for its day
+in Pacific time), on the `clock` it is given, and `quota_refusals` counts them. The
+quota bench (bench/caption_quota.py) runs against it.
+
     python -m infra.gemini_standin --port 8086 [--api-key KEY]
+        [--requests-per-minute N] [--requests-per-day N]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import hashlib
 import json
+import math
 import re
 import threading
 import time
+import zoneinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -104,14 +114,30 @@ GENERATION_CONFIG_FIELDS["v1beta"] = GENERATION_CONFIG_FIELDS["v1"] | {
 # maxOutputTokens as on the real service.
 THOUGHT_TOKENS_PER_PRODUCT = 24
 
+PACIFIC = zoneinfo.ZoneInfo("America/Los_Angeles")
+QUOTA_WINDOW = dt.timedelta(seconds=60)
+
 _ROUTE = re.compile(r"/(?P<version>v1|v1beta)/models/(?P<model>[^/:]+):generateContent")
 
 
 class GeminiStandIn:
     """The stand-in server, run in a thread of the calling process."""
 
-    def __init__(self, *, port: int = 0, api_key: str = DEFAULT_API_KEY) -> None:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        api_key: str = DEFAULT_API_KEY,
+        requests_per_minute: int | None = None,
+        requests_per_day: int | None = None,
+        clock: Any = None,
+    ) -> None:
         self.api_key = api_key
+        self.requests_per_minute = requests_per_minute
+        self.requests_per_day = requests_per_day
+        self.quota_refusals = 0
+        self._clock = clock
+        self._calls: list[dt.datetime] = []
         self._lock = threading.Lock()
         self._fault: dict[str, Any] | None = None
         self._requests: list[dict[str, Any]] = []
@@ -179,6 +205,35 @@ class GeminiStandIn:
     def _record(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self._requests.append(entry)
+
+    def _take_quota(self) -> float | None:
+        """Count a call against the quota; return the retry delay (s) if over it."""
+        if self.requests_per_minute is None and self.requests_per_day is None:
+            return None
+        now = self._clock.now() if self._clock else dt.datetime.now(dt.UTC)
+        day = now.astimezone(PACIFIC).date()
+        with self._lock:
+            recent = [t for t in self._calls if t > now - QUOTA_WINDOW]
+            today = [t for t in self._calls if t.astimezone(PACIFIC).date() == day]
+            if (
+                self.requests_per_day is not None
+                and len(today) >= self.requests_per_day
+            ):
+                midnight = dt.datetime.combine(
+                    day + dt.timedelta(days=1), dt.time(), tzinfo=PACIFIC
+                )
+                delay = midnight - now
+            elif (
+                self.requests_per_minute is not None
+                and len(recent) >= self.requests_per_minute
+            ):
+                delay = min(recent) + QUOTA_WINDOW - now
+            else:
+                self._calls.append(now)
+                return None
+            self.quota_refusals += 1
+        # Whole seconds, as the service gives them ("17s").
+        return float(max(math.ceil(delay.total_seconds()), 1))
 
     def _next_response_id(self) -> str:
         with self._lock:
@@ -278,6 +333,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return 404, _error(404, "NOT_FOUND", message)
 
+        retry_delay_s = self.standin._take_quota()
+        if retry_delay_s is not None:
+            return 429, _quota_error(model, retry_delay_s)
         fault = self.standin._take_fault()
         if fault and fault["mode"] == "slow":
             time.sleep(float(fault.get("delay_s", 5)))
@@ -650,9 +708,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
+    parser.add_argument("--requests-per-minute", type=int, help="enforce a quota")
+    parser.add_argument("--requests-per-day", type=int, help="enforce a quota")
     arguments = parser.parse_args()
 
-    standin = GeminiStandIn(port=arguments.port, api_key=arguments.api_key)
+    standin = GeminiStandIn(
+        port=arguments.port,
+        api_key=arguments.api_key,
+        requests_per_minute=arguments.requests_per_minute,
+        requests_per_day=arguments.requests_per_day,
+    )
     print(f"Gemini stand-in listening on {standin.base_url}", flush=True)
     try:
         standin._server.serve_forever()

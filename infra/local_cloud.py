@@ -2,7 +2,7 @@
 
 - `FunctionProcess`: one Cloud Function, served by the functions-framework CLI on a
   loopback port, as Cloud Run would serve it.
-- `LocalCloud`: the six functions plus the X sandbox, started together with the
+- `LocalCloud`: the seven functions plus the X sandbox, started together with the
   environment each needs; `score_sentiment` is subscribed to the mentions topic
   through a direct push (CARTCAST_PUBSUB_PUSH), as a push subscription would be.
 - `send_tick`: what Cloud Scheduler does through Pub/Sub: a messagePublished
@@ -33,6 +33,7 @@ FUNCTIONS = {
     "poll_mentions": "cloudevent",
     "score_sentiment": "cloudevent",
     "rollup_kpis": "cloudevent",
+    "drain_caption_jobs": "cloudevent",
 }
 MENTIONS_TOPIC = "cartcast-mentions"
 START_TIMEOUT_S = 60
@@ -114,7 +115,7 @@ class FunctionProcess:
 
 
 class LocalCloud:
-    """The X sandbox and all six functions, wired together on loopback.
+    """The X sandbox and all seven functions, wired together on loopback.
 
     `clock_file=None` runs on the system clock; `sandbox=False` leaves X_API_BASE_URL
     unset, so tweepy talks to X itself (the demo's live mode only).

@@ -11,7 +11,7 @@ from cartcast import runtime as runtime_module
 from cartcast.clock import UTC
 from cartcast.errors import RateLimited
 from infra.gemini_standin import GeminiStandIn
-from tests.conftest import OPERATOR_KEY, make_app
+from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import auth, brand_body, catalog, post_json
 
 
@@ -122,3 +122,20 @@ def test_a_429_from_gemini_pauses_the_next_requests(
     state = api.get("/v1/gemini", headers=auth(key)).get_json()
     assert len(standin.requests()) == 1
     assert state["paused_until"] is not None and state["engine"] == "template"
+
+
+def test_a_call_counts_from_its_answer_so_the_window_never_frees_early(
+    runtime, clock
+) -> None:
+    # Gemini counts a call when it arrives, after the slot was taken: a window
+    # counted from the slot would free while Gemini still counts the call.
+    budget = governor(runtime, per_minute=1, per_day=10)
+    slot = budget.reserve()
+    clock.advance(dt.timedelta(seconds=2))
+    budget.answered(slot)
+    clock.set(START + quota.MINUTE)
+
+    with pytest.raises(RateLimited) as refused:
+        budget.reserve()
+
+    assert refused.value.reset_at == START + dt.timedelta(seconds=62)

@@ -19,6 +19,7 @@ from werkzeug.routing import Map, Rule
 
 from cartcast import (
     brands,
+    caption_jobs,
     catalog,
     keys,
     mentions,
@@ -57,6 +58,14 @@ ROUTES = Map(
         Rule("/v1/products/<product_id>", methods=["GET"], endpoint="get_product"),
         Rule("/v1/captions", methods=["POST"], endpoint="create_captions"),
         Rule("/v1/gemini", methods=["GET"], endpoint="gemini_state"),
+        Rule("/v1/caption-jobs", methods=["POST"], endpoint="create_caption_job"),
+        Rule("/v1/caption-jobs", methods=["GET"], endpoint="list_caption_jobs"),
+        Rule("/v1/caption-jobs/<job_id>", methods=["GET"], endpoint="get_caption_job"),
+        Rule(
+            "/v1/caption-jobs/<job_id>/cancel",
+            methods=["POST"],
+            endpoint="cancel_caption_job",
+        ),
         Rule("/v1/posts", methods=["GET"], endpoint="list_posts"),
         Rule("/v1/posts/<post_id>", methods=["GET"], endpoint="get_post"),
         Rule("/v1/posts/<post_id>/approve", methods=["POST"], endpoint="approve_post"),
@@ -128,7 +137,7 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
 
-_BODYLESS = {"approve_post", "cancel_post"}
+_BODYLESS = {"approve_post", "cancel_post", "cancel_caption_job"}
 _OPTIONAL_BODY = {"schedule_post", "schedule_approved"}
 
 
@@ -253,6 +262,88 @@ def gemini_state(
     state = gemini.governor.state()
     engine = "gemini" if state["available"] else "template"
     return web.json_response({"configured": True, "engine": engine, **state})
+
+
+def create_caption_job(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Queue products for drain_caption_jobs; 202, with where to follow progress."""
+    job = caption_jobs.enqueue(
+        tx,
+        brand_id=keys.require_brand(caller),
+        body=body,
+        requested_by=caller.key_name,
+        now=runtime.clock.now(),
+        gemini_configured=runtime.gemini() is not None,
+    )
+    location = {"Location": f"/v1/caption-jobs/{job['id']}"}
+    return web.json_response(_caption_jobs_answer(runtime, job=job), 202, location)
+
+
+def list_caption_jobs(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    state = query.get("state")
+    if state is not None and state not in caption_jobs.JOB_STATES:
+        raise InvalidRequest(
+            f"'state' must be one of {', '.join(caption_jobs.JOB_STATES)}",
+            field="state",
+        )
+    found = caption_jobs.list_jobs(
+        tx, brand_id=keys.require_brand(caller), state=state, limit=_limit(query)
+    )
+    return web.json_response(_caption_jobs_answer(runtime, jobs=found))
+
+
+def get_caption_job(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    job_id: str,
+) -> web.Response:
+    job = caption_jobs.get_job(
+        tx,
+        brand_id=keys.require_brand(caller),
+        job_id=_row_id(job_id, "caption job"),
+    )
+    return web.json_response(_caption_jobs_answer(runtime, job=job))
+
+
+def cancel_caption_job(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    job_id: str,
+) -> web.Response:
+    job = caption_jobs.cancel(
+        tx,
+        brand_id=keys.require_brand(caller),
+        job_id=_row_id(job_id, "caption job"),
+        now=runtime.clock.now(),
+    )
+    return web.json_response(_caption_jobs_answer(runtime, job=job))
+
+
+def _caption_jobs_answer(
+    runtime: Any, *, job: dict | None = None, jobs: list[dict] | None = None
+) -> dict[str, Any]:
+    """Show jobs with what their next chunk uses, and the Gemini quota behind it."""
+    quota = caption_jobs.quota_state(runtime)
+    now = runtime.clock.now()
+    answer: dict[str, Any] = {
+        "gemini": {"configured": quota is not None, **(quota or {})}
+    }
+    if job is not None:
+        answer["job"] = caption_jobs.with_outlook(job, quota, now)
+    if jobs is not None:
+        answer["jobs"] = [caption_jobs.with_outlook(item, quota, now) for item in jobs]
+    return answer
 
 
 def list_posts(

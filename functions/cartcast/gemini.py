@@ -278,8 +278,7 @@ class GeminiCaptioner:
 
         # Every call, retries included, takes a slot of the shared quota first; a
         # refusal (RateLimited) leaves the batch to the template engine.
-        if self.governor is not None:
-            self.governor.reserve()
+        slot = self.governor.reserve() if self.governor is not None else None
         try:
             response = self._generate(
                 system_instruction, user_text, max_output_tokens, kind
@@ -298,6 +297,9 @@ class GeminiCaptioner:
         except _transport_errors() as error:
             final = TransientError(f"Gemini unreachable: {type(error).__name__}")
             raise _Retryable(final, type(error).__name__, pause=True) from error
+        finally:
+            if slot is not None:
+                self.governor.answered(slot)
 
         usage.add(response)
         try:

@@ -358,6 +358,15 @@ def _draft_requests(
     return planned
 
 
+def check_caption_request(body: Any) -> None:
+    """Refuse a caption request as create_drafts would, before anything is written.
+
+    Caption jobs check their options with it when they are queued, days before
+    their last chunk goes through create_drafts.
+    """
+    _parse_caption_request(body)
+
+
 def get_post(tx: Transaction, *, brand_id: str, post_id: str) -> dict[str, Any]:
     post = tx.one(SELECT_POST, brand_id=brand_id, id=post_id)
     if post is None:

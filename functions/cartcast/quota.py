@@ -5,9 +5,12 @@ The free tier allows a few requests a minute and about 20 a day per project
 asks when the budget says no: before each call to Gemini the governor takes a slot,
 under a transaction-level advisory lock, if fewer than `per_minute` calls were made
 in the last 60 seconds and fewer than `per_day` since midnight Pacific time (when
-Google resets the daily count). When Google answers 429 anyway, the governor pauses
-every instance until the delay Google gave. A refused slot raises RateLimited with
-the moment a slot frees, and the caption path falls back to the template engine.
+Google resets the daily count). A call is counted from its answer (`answered`):
+Google counts it when it arrives, after the slot was taken, and a window counted
+from the slot would free up to a call's duration before Google's does. When Google
+answers 429 anyway, the governor pauses every instance until the delay Google gave.
+A refused slot raises RateLimited with the moment a slot frees, and the caption path
+falls back to the template engine.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ WHERE called_at > :since
 """
 SELECT_DAY = "SELECT count(*) AS calls FROM gemini_calls WHERE quota_day = :day"
 INSERT_CALL = """
-INSERT INTO gemini_calls (called_at, quota_day) VALUES (:now, :day)
+INSERT INTO gemini_calls (called_at, quota_day) VALUES (:now, :day) RETURNING id
+"""
+RESTAMP_CALL = """
+UPDATE gemini_calls SET called_at = :now, quota_day = :day WHERE id = :id
 """
 FORGET_OLD_CALLS = "DELETE FROM gemini_calls WHERE called_at < :before"
 UPSERT_PAUSE = """
@@ -55,19 +61,26 @@ class QuotaGovernor:
         self.per_minute = per_minute
         self.per_day = per_day
 
-    def reserve(self) -> None:
-        """Take one call's slot, or raise RateLimited with when one frees."""
+    def reserve(self) -> int:
+        """Take a call's slot and return its id; raise RateLimited when none is free."""
         now = self._clock.now()
         day = quota_day(now)
         with self._database.transaction() as tx:
             tx.execute(LOCK, lock_id=LOCK_ID)
             refusal = self._refusal(tx, now, day)
             if refusal is None:
-                tx.execute(INSERT_CALL, now=now, day=day)
+                slot = tx.scalar(INSERT_CALL, now=now, day=day)
                 tx.execute(FORGET_OLD_CALLS, before=now - KEEP_CALLS)
         if refusal is not None:
             reason, reset_at = refusal
             raise RateLimited(f"Gemini quota governor: {reason}", reset_at=reset_at)
+        return slot
+
+    def answered(self, slot: int) -> None:
+        """Count the call of a slot from now, when its answer (or failure) came."""
+        now = self._clock.now()
+        with self._database.transaction() as tx:
+            tx.execute(RESTAMP_CALL, id=slot, now=now, day=quota_day(now))
 
     def pause(self, *, until: dt.datetime, reason: str) -> None:
         """Stop every instance from calling Gemini until `until`."""

@@ -18,6 +18,8 @@ from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHO
 ENVIRONMENTS = ("local", "cloud")
 PUBSUB_MODES = ("push", "google")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# posts.PRODUCTS_PER_REQUEST_MAX, repeated so settings import nothing of the domain.
+CAPTION_PRODUCTS_PER_REQUEST_MAX = 20
 FLAG_VALUES = {
     "true": True,
     "1": True,
@@ -59,6 +61,8 @@ class Settings:
     rollup_lookback_days: int = 8
     near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD
     near_duplicate_days: int = NEAR_DUPLICATE_DAYS
+    caption_products_per_request: int = 10
+    caption_drain_budget_s: float = 120.0
     log_level: str = "INFO"
 
 
@@ -148,6 +152,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "CARTCAST_NEAR_DUPLICATE_THRESHOLD", NEAR_DUPLICATE_THRESHOLD
         ),
         near_duplicate_days=number("CARTCAST_NEAR_DUPLICATE_DAYS", NEAR_DUPLICATE_DAYS),
+        caption_products_per_request=number(
+            "CARTCAST_CAPTION_PRODUCTS_PER_REQUEST", 10
+        ),
+        caption_drain_budget_s=number("CARTCAST_CAPTION_DRAIN_BUDGET_S", 120.0, float),
         log_level=choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
     )
     problems.extend(_check_consistency(settings))
@@ -177,6 +185,12 @@ def _check_consistency(settings: Settings) -> list[str]:
         # run could claim the post while this one is still waiting on X.
         problems.append(
             "CARTCAST_PUBLISH_LEASE_S must be at least 3 × X_TIMEOUT_S + 30 seconds"
+        )
+    if settings.caption_products_per_request > CAPTION_PRODUCTS_PER_REQUEST_MAX:
+        # One Gemini request writes the chunk: POST /v1/captions's own limit.
+        problems.append(
+            "CARTCAST_CAPTION_PRODUCTS_PER_REQUEST must be at most "
+            f"{CAPTION_PRODUCTS_PER_REQUEST_MAX}"
         )
     if settings.cloud_sql_instance and not settings.db_user:
         problems.append("DB_USER is required with CLOUD_SQL_INSTANCE")
