@@ -17,8 +17,8 @@ Tests compare both on X's conformance cases, the catalog's captions and random t
 (decision 0004).
 
 One rule is cartcast's own (decision 0005): the library knows the emoji of Unicode's
-Emoji 12.0 and counts a newer sequence (a ZWJ family, a new flag, a skin tone on a new
-hand) as several characters. Every fully-qualified sequence of Unicode's emoji test
+Emoji 12.0 and counts a newer sequence (a new ZWJ sequence or flag, a skin tone on a
+new hand) as several characters. Every fully-qualified sequence of Unicode's emoji test
 data (`data/emoji-test.txt`, Emoji 17.0), found as one whole grapheme cluster outside a
 URL, weighs 2 here. The file is read only when a text holds a code point that starts a
 sequence the library gets wrong (`NEWER_EMOJI_STARTERS`); every other text is measured
