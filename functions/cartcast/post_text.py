@@ -150,12 +150,7 @@ def shorten(text: str, max_weight: int, *, ellipsis: str = "…") -> str:
 
     boundaries = _cluster_boundaries(text)
     urls = _url_spans(text)
-    whole = urls + _entity_spans(text, boundaries)
-    cuts = [
-        cut
-        for cut in boundaries[1:-1]
-        if not any(start < cut < end for start, end in whole) and _trim_end(text[:cut])
-    ]
+    cuts = _allowed_cuts(text, boundaries, urls + _entity_spans(text, boundaries))
     word_cuts = [
         cut
         for cut in cuts
@@ -291,6 +286,20 @@ def _parse(text: str) -> Any:
 # --- Shortening -----------------------------------------------------------------
 
 
+def _allowed_cuts(
+    text: str, boundaries: list[int], whole: list[tuple[int, int]]
+) -> list[int]:
+    """Return the cluster boundaries a cut may fall on: none inside a span to keep
+    whole, and none before the text's first word (the ellipsis would stand alone)."""
+    inside_whole = [False] * (len(text) + 1)
+    for start, end in whole:
+        inside_whole[start + 1 : end] = [True] * max(end - start - 1, 0)
+    first_content = len(text) - len(_trim_start(text))
+    return [
+        cut for cut in boundaries[1:-1] if cut > first_content and not inside_whole[cut]
+    ]
+
+
 def _longest_fitting_cut(
     text: str, cuts: list[int], max_weight: int, ellipsis: str, url_ends: set[int]
 ) -> str | None:
@@ -308,6 +317,13 @@ def _longest_fitting_cut(
         else:
             high = middle - 1
     return best
+
+
+def _trim_start(text: str) -> str:
+    trimmed = text.lstrip()
+    while trimmed and trimmed[0] in DANGLING_PUNCTUATION:
+        trimmed = trimmed[1:].lstrip()
+    return trimmed
 
 
 def _trim_end(text: str) -> str:
@@ -354,16 +370,19 @@ def _entity_spans(text: str, boundaries: list[int]) -> list[tuple[int, int]]:
     """Return where the hashtags and mentions of `text` are, in whole clusters."""
     clusters = list(itertools.pairwise(boundaries))
     spans = []
-    for index, (start, end) in enumerate(clusters):
-        if text[start:end] not in ENTITY_SIGILS:
+    index = 0
+    while index < len(clusters):
+        start, sigil_end = clusters[index]
+        follows_word = index > 0 and _starts_word(text[clusters[index - 1][0]])
+        index += 1
+        if text[start:sigil_end] not in ENTITY_SIGILS or follows_word:  # "a#b": none
             continue
-        if index > 0 and _starts_word(text[clusters[index - 1][0]]):
-            continue  # "a#b" is no hashtag on X
-        for next_start, next_end in clusters[index + 1 :]:
-            if not _starts_word(text[next_start]):
-                break
-            end = next_end
-        spans.append((start, end))
+        end = sigil_end
+        while index < len(clusters) and _starts_word(text[clusters[index][0]]):
+            end = clusters[index][1]
+            index += 1
+        if end > sigil_end:
+            spans.append((start, end))
     return spans
 
 
