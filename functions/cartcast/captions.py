@@ -84,8 +84,10 @@ from cartcast.post_kinds import (
 )
 from cartcast.post_text import (
     X_MAX_WEIGHTED_LENGTH,
+    end_with_ellipsis,
     fits_on_x,
     linked_urls,
+    shorten,
     weighted_length,
 )
 
@@ -661,26 +663,26 @@ def _fit(parts: _Parts, hashtags: list[str], required: list[str], link: str) -> 
 def _longest_fitting_title(
     parts: _Parts, link: str, required: list[str], price_phrase: str
 ) -> str:
-    """Cut the title by characters to the longest prefix that fits (bisection)."""
+    """Shorten the title to what the rest of the post leaves, between grapheme
+    clusters (never inside an emoji or a letter with its accents)."""
 
-    def build(keep: int) -> str:
-        title = parts.title[:keep].rstrip() + "…"
+    def build(title: str) -> str:
         return parts.build(
             link, required, hook="", title=title, price_phrase=price_phrase
         )
 
-    low, high = 0, max(len(parts.title) - 1, 0)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if weighted_length(build(middle)) <= X_MAX_WEIGHTED_LENGTH:
-            low = middle
-        else:
-            high = middle - 1
-    return build(low)
+    # A post weighs the sum of its parts but where a join changes the count (a URL or
+    # an emoji meeting the title): then the title gets one less and is cut again.
+    budget = X_MAX_WEIGHTED_LENGTH - weighted_length(build(""))
+    while True:
+        text = build(shorten(parts.title, budget) or "…")
+        if budget <= 0 or weighted_length(text) <= X_MAX_WEIGHTED_LENGTH:
+            return text
+        budget -= 1
 
 
 def _ellipsis(words: list[str]) -> str:
-    return " ".join(words).rstrip(",;:.-–—") + "…"
+    return end_with_ellipsis(" ".join(words))
 
 
 def _safe_title(product: ProductBrief, voice: BrandVoice) -> str:
@@ -711,15 +713,13 @@ def _hook(product: ProductBrief, voice: BrandVoice) -> str | None:
     if first[-1] not in ".!?":
         first += "."
 
-    # Outside URLs no character weighs more than 2: a short sentence needs no count,
-    # and cutting to the character budget first saves most of the (slow) counts.
-    if len(first) * 2 > HOOK_WEIGHT_MAX and weighted_length(first) > HOOK_WEIGHT_MAX:
-        words = first.split()
-        while len(words) > 1 and len(_ellipsis(words)) > HOOK_WEIGHT_MAX:
-            words.pop()
-        while len(words) > 1 and weighted_length(_ellipsis(words)) > HOOK_WEIGHT_MAX:
-            words.pop()
-        first = _ellipsis(words)
+    # Outside URLs no character weighs more than 2: a short sentence needs no count.
+    # A longer one is cut after its last word that fits, or between two characters
+    # when not even its first word does (CJK text has no spaces).
+    if len(first) * 2 > HOOK_WEIGHT_MAX:
+        first = shorten(first, HOOK_WEIGHT_MAX)
+        if not first.removesuffix("…"):
+            return None
 
     # Catalog text that breaks a rule is left out rather than rewritten.
     if _first_banned_word(first, voice) is not None or price_figures(first):
