@@ -45,8 +45,20 @@ ALPHA = {"user_id": "1500000000000000001", "username": "alpha", "name": "Alpha"}
 BETA = {"user_id": "1500000000000000002", "username": "beta", "name": "Beta"}
 
 
-def make_brand(runtime: Any, slug: str, account: dict | None, products: int = 2) -> str:
-    """Create a brand with its first products drafted and scheduled; return its id."""
+def make_brand(
+    runtime: Any,
+    slug: str,
+    account: dict | None,
+    products: int = 2,
+    *,
+    rows: list[dict[str, Any]] | None = None,
+    **caption_fields: Any,
+) -> str:
+    """Create a brand with products drafted and scheduled; return its id.
+
+    The products are the catalog's first `products`, or `rows`; `caption_fields`
+    go into the caption request beside them (kind, link, ...).
+    """
     from cartcast import brands, posts
     from cartcast import catalog as catalog_module
 
@@ -56,14 +68,14 @@ def make_brand(runtime: Any, slug: str, account: dict | None, products: int = 2)
         else {"x_user_id": None, "x_access_token": None}
     )
     now = runtime.clock.now()
-    rows = catalog(products)
+    rows = catalog(products) if rows is None else rows
     with runtime.database.transaction() as tx:
         created = brands.create_brand(
             tx, brand_body(slug=slug, name=slug, **x), now=now
         )
         brand_id = str(created["brand"]["id"])
         catalog_module.import_products(tx, brand_id=brand_id, feed=rows, now=now)
-        body = {"products": [row["sku"] for row in rows]}
+        body = {"products": [row["sku"] for row in rows], **caption_fields}
         posts.create_drafts(
             tx, brand_id=brand_id, body=body, created_by="test", now=now
         )

@@ -11,13 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from cartcast import brands, posts, publishing
-from cartcast import catalog as catalog_module
+from cartcast import posts, publishing
 from cartcast.post_kinds import DEFAULT_POLL_OPTIONS, POLL_QUESTION, split_thread
 from cartcast.post_text import linked_urls, weighted_length
 from infra.gemini_standin import GeminiStandIn
 from tests.conftest import OPERATOR_KEY, make_app
-from tests.helpers import ALPHA, auth, brand_body, catalog, post_json
+from tests.helpers import ALPHA, auth, brand_body, catalog, make_brand, post_json
 
 LINK = "https://shop.example.com/products/mug?utm_source=x"
 
@@ -252,26 +251,7 @@ def test_a_caption_splits_into_thread_parts_on_sentence_boundaries(text, parts) 
 
 def make_kind_brand(runtime, rows: list[dict], **caption_fields) -> str:
     """Create a brand on ALPHA's account with one scheduled post per row."""
-    now = runtime.clock.now()
-    with runtime.database.transaction() as tx:
-        created = brands.create_brand(
-            tx,
-            brand_body(
-                slug="alpha",
-                name="alpha",
-                x_user_id=ALPHA["user_id"],
-                x_access_token="token-alpha",
-            ),
-            now=now,
-        )
-        brand_id = str(created["brand"]["id"])
-        catalog_module.import_products(tx, brand_id=brand_id, feed=rows, now=now)
-        body = {"products": [row["sku"] for row in rows], **caption_fields}
-        posts.create_drafts(
-            tx, brand_id=brand_id, body=body, created_by="test", now=now
-        )
-        posts.schedule_approved(tx, brand_id=brand_id, limit=10, now=now)
-    return brand_id
+    return make_brand(runtime, "alpha", ALPHA, rows=rows, **caption_fields)
 
 
 def only_post(runtime, brand_id: str) -> dict:

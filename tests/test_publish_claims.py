@@ -6,11 +6,11 @@ import datetime as dt
 
 import pytest
 
-from cartcast import brands, posts, publishing
 from cartcast import catalog as catalog_module
+from cartcast import posts, publishing
 from infra.x_sandbox import XSandbox
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import ALPHA, auth, brand_body, post_json
+from tests.helpers import ALPHA, auth, brand_body, make_brand, post_json
 from tests.test_event_functions import tick
 
 MUG = {
@@ -26,26 +26,7 @@ MUG = {
 
 def make_mug_brand(runtime, row: dict, **caption_fields) -> str:
     """Create a brand on ALPHA's account with the row's posts scheduled."""
-    now = runtime.clock.now()
-    with runtime.database.transaction() as tx:
-        created = brands.create_brand(
-            tx,
-            brand_body(
-                slug="alpha",
-                name="alpha",
-                x_user_id=ALPHA["user_id"],
-                x_access_token="token-alpha",
-            ),
-            now=now,
-        )
-        brand_id = str(created["brand"]["id"])
-        catalog_module.import_products(tx, brand_id=brand_id, feed=[row], now=now)
-        body = {"products": [row["sku"]], **caption_fields}
-        posts.create_drafts(
-            tx, brand_id=brand_id, body=body, created_by="test", now=now
-        )
-        posts.schedule_approved(tx, brand_id=brand_id, limit=10, now=now)
-    return brand_id
+    return make_brand(runtime, "alpha", ALPHA, rows=[row], **caption_fields)
 
 
 def change_catalog(runtime, brand_id: str, row: dict) -> None:
