@@ -448,6 +448,13 @@ def test_prices_are_formatted_with_symbol_or_code() -> None:
         ("Only 7.99 today.", False),
         ("10% off, 12 colours, 2 sizes.", True),
         ("Was €9.99.", True),
+        ("Jetzt 8,94 €, statt 9,99 €.", True),
+        ("Nur 7,99 €!", False),
+        ("EUR 9,99.", True),
+        ("Ahora €8,94.", True),
+        ("Was $1,299.99.", False),
+        ("Était 1.299,99 €.", False),
+        ("Sizes 38,40 and 42.", True),
     ],
 )
 def test_price_figures_must_be_the_catalog_or_the_sale_price(

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from cartcast.captions import DraftRequest
-from cartcast.claims import ProductBrief, claim_mismatch
+from cartcast.claims import ProductBrief, amount, claim_mismatch
 from cartcast.links import product_link
 
 
@@ -44,6 +44,8 @@ def mismatch(text: str, drafted: DraftRequest) -> str | None:
         ("Now 20% off.", False),
         ("Save $1.00 today.", True),  # 9.99 less 10 %, rounded to the cent: 8.99
         ("Save $5 today.", False),
+        ("Save 1,00 € today.", True),
+        ("Save €5,00 today.", False),
         ("Only 3 left!", True),
         ("Only 3 mugs left!", True),
         ("Only 2 left!", False),
@@ -56,6 +58,23 @@ def mismatch(text: str, drafted: DraftRequest) -> str | None:
 )
 def test_each_claim_is_held_against_the_catalog(text: str, agrees: bool) -> None:
     assert (mismatch(text, request()) is None) is agrees
+
+
+@pytest.mark.parametrize(
+    ("figure", "value"),
+    [
+        ("9.99", "9.99"),
+        ("9,99", "9.99"),
+        ("12,5", "12.5"),
+        ("1,299", "1299"),
+        ("1.299", "1299"),
+        ("1,299.99", "1299.99"),
+        ("1.299,99", "1299.99"),
+        ("1,000,000", "1000000"),
+    ],
+)
+def test_amounts_are_read_with_either_decimal_mark(figure: str, value: str) -> None:
+    assert amount(figure) == Decimal(value)
 
 
 def test_a_discount_claim_without_a_discount_names_the_catalog_value() -> None:

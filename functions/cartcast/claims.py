@@ -3,7 +3,8 @@
 `ProductBrief` is the slice of a catalog row that copy is written from and checked
 against. The checks find the claims in a text and hold each against the brief:
 
-    price_mismatch   a figure next to a currency, or with two decimals, that is
+    price_mismatch   a figure next to a currency ("$9.99", "9,99 €"), or with two
+                     decimals, that is
                      neither the catalog price nor the sale price
     claim_mismatch   "N% off", "save $N", "only N left", "only a few left", "in
                      stock", "sold out"
@@ -34,7 +35,14 @@ CURRENCY_CODES = (
 LOW_STOCK_MAX = 10
 
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
-_FIGURE = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
+# An amount as copy writes it: "1,299.99" and "1.299,99" (thousands grouped either
+# way), "9.99" and "9,99" (a decimal point or comma). A comma or dot before exactly
+# three digits groups thousands; before one or two, it is the decimal mark.
+_FIGURE = (
+    r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?"
+    r"|\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?"
+    r"|\d+(?:[.,]\d{1,2})?"
+)
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,7 @@ def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
             return f"claims {match.group(1)}% off, the catalog says {shown or 0}%"
     sale = sale_price(product)
     for match in _SAVE.finditer(scanned):
-        saved = Decimal(match.group(1).replace(",", ""))
+        saved = amount(match.group(1))
         saving = (product.price - sale) if sale is not None else Decimal(0)
         if abs(saved - saving.quantize(CENT)) > CENT:
             return (
@@ -161,10 +169,23 @@ def price_figures(text: str, *, extra_code: str = "") -> list[Decimal]:
     for match in _price_pattern(extra_code.upper()).finditer(text):
         raw = match.group("before") or match.group("after") or match.group("bare")
         try:
-            figures.append(Decimal(raw.replace(",", "")).quantize(CENT))
+            figures.append(amount(raw).quantize(CENT))
         except InvalidOperation:
             continue
     return figures
+
+
+def amount(figure: str) -> Decimal:
+    """Read a figure matched by _FIGURE: "1,299.99", "1.299,99", "9,99" -> Decimal."""
+    marks = [char for char in figure if char in ".,"]
+    if not marks:
+        return Decimal(figure)
+    last = figure.rfind(marks[-1])
+    decimals = len(figure) - last - 1
+    if decimals == 3:  # only grouping marks: "1,299", "1.299.000"
+        return Decimal(figure.replace(",", "").replace(".", ""))
+    whole = figure[:last].replace(",", "").replace(".", "")
+    return Decimal(f"{whole}.{figure[last + 1 :]}")
 
 
 @functools.cache
