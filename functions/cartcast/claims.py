@@ -4,11 +4,10 @@
 against. The checks find the claims in a text and hold each against the brief:
 
     price_mismatch   a figure next to a currency ("$9.99", "9,99 €"), or with two
-                     decimals, that is
-                     neither the catalog price nor the sale price
+                     decimals, that is neither the catalog price nor the sale price
     claim_mismatch   "N% off", "save $N", "only N left", "only a few left", "in
-                     stock", "sold out"
-                     that the discount, prices or stock contradict
+                     stock", "sold out" that the discount, prices or stock
+                     contradict
 
 Both return a sentence naming the claim and the catalog's value, or None. They run
 when a draft is written and again just before it is published, since a catalog can
