@@ -78,6 +78,10 @@ MENTIONS_PER_RUN = 20
 # and two captions, for each run and for the import-time pass.
 RUNS_MAX = 60
 DRAFTS_PER_REQUEST_MAX = 20
+# Each drain run writes one caption job of this many products, taken from the end
+# of the catalog, which the caption rows (taking from the front) rarely reach; a
+# product drafted twice still gets a differently worded second post.
+DRAIN_JOB_PRODUCTS = 3
 X_ACCOUNT = {
     "user_id": "1500000000000000001",
     "username": "northwindgoods",
@@ -269,6 +273,7 @@ class Stage:
         self.caption_sku = ""
         self.catalog_skus: list[str] = []
         self._caption_skus: list[str] = []
+        self._jobs_queued = 0
         self.gemini_url = ""
         self.receiver = PushReceiver()
         self.due_slots: list[dt.datetime] = []
@@ -407,7 +412,7 @@ class Stage:
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """Call the set-up api function as the brand; return the decoded body."""
         answer = call_json(method, self.api_url + path, body, self.brand_key)
-        return expect(answer, 200, 201)
+        return expect(answer, 200, 201, 202)
 
     def push_setting(self) -> str:
         return f"{local_cloud.MENTIONS_TOPIC}={self.receiver.url}"
@@ -418,6 +423,16 @@ class Stage:
         if not self._caption_skus:
             raise BenchError("no catalog product left to caption; use fewer --runs")
         self.caption_sku = self._caption_skus.pop(0)
+
+    def queue_caption_job(self) -> None:
+        """Queue a small template caption job for drain_caption_jobs to write."""
+        start = self._jobs_queued * DRAIN_JOB_PRODUCTS
+        skus = [
+            self.catalog_skus[-1 - (start + i) % len(self.catalog_skus)]
+            for i in range(DRAIN_JOB_PRODUCTS)
+        ]
+        self._jobs_queued += 1
+        self.call("POST", "/v1/caption-jobs", {"products": skus, "campaign": "bench"})
 
     def make_post_due(self) -> None:
         if not self.due_slots:
@@ -571,6 +586,14 @@ def build_cases(stage: Stage) -> list[Case]:
             tick("rollup_kpis"),
             outcome_is(brands=1),
             prepare=stage.advance_clock,
+        ),
+        Case(
+            "drain_caption_jobs (template)",
+            "drain_caption_jobs",
+            RATIO_TARGET,
+            tick("drain_caption_jobs"),
+            outcome_is(products=DRAIN_JOB_PRODUCTS, template=DRAIN_JOB_PRODUCTS),
+            prepare=stage.queue_caption_job,
         ),
         Case("api (GET /v1/posts)", "api", RATIO_TARGET, list_posts, listed_posts),
     ]

@@ -16,6 +16,7 @@ ROWS = (
     "score_sentiment",
     "poll_mentions",
     "rollup_kpis",
+    "drain_caption_jobs (template)",
     "api (GET /v1/posts)",
 )
 RUN_TIMEOUT_S = 240
