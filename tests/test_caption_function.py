@@ -66,6 +66,10 @@ def test_gemini_writes_through_google_genai_when_a_key_is_set(
         ({"products": "BEA-ESS-ESS-001"}, 400, "products"),
         ({"products": ["BEA-ESS-ESS-001"], "variants": 9}, 400, "variants"),
         ({"products": ["NO-SUCH-SKU"]}, 404, "products"),
+        ({"products": ["BEA-ESS-ESS-001"], "colour": "red"}, 400, "colour"),
+        ({"products": ["BEA-ESS-ESS-001"] * 2}, 400, "products[1]"),
+        ({"products": ["BEA-ESS-ESS-001"], "variants": 0}, 400, "variants"),
+        ({"products": ["BEA-ESS-ESS-001"], "variants": 10_000}, 400, "variants"),
     ],
 )
 def test_bad_caption_requests_are_named_and_write_nothing(

@@ -133,6 +133,7 @@ def test_a_job_for_the_whole_catalog_answers_202_with_every_product_remaining(
         ({"products": "all", "when_quota_spent": "never"}, 400, "when_quota_spent"),
         ({"products": "all", "language": "de"}, 400, "language"),
         ({"products": "all", "language": "xx"}, 400, "language"),
+        ({"products": "all", "colour": "red"}, 400, "colour"),
     ],
 )
 def test_a_job_request_it_cannot_take_names_the_field_and_stores_nothing(
@@ -144,6 +145,18 @@ def test_a_job_request_it_cannot_take_names_the_field_and_stores_nothing(
 
     assert answer.status_code == status, answer.get_json()
     assert answer.get_json()["error"]["field"] == field
+    assert get(key, "/v1/caption-jobs").get_json()["jobs"] == []
+
+
+def test_an_image_job_for_a_product_without_an_image_is_refused_at_once(env) -> None:
+    key = make_brand()
+    bare = {**catalog(1)[0], "sku": "NO-IMAGE-1", "thumbnail": None, "images": []}
+    post_json(make_app("api", "http").test_client(), "/v1/products", [bare], key)
+
+    answer = enqueue(key, {"products": ["NO-IMAGE-1"], "kind": "image"})
+
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["field"] == "kind"
     assert get(key, "/v1/caption-jobs").get_json()["jobs"] == []
 
 

@@ -521,3 +521,25 @@ def test_the_template_path_never_imports_google_genai() -> None:
     ).stdout.strip()
 
     assert loaded == "False"
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Only 3 left.",
+        "Get 10% off.",
+        "Back in stock.",
+        "Great for summer with @friend.",
+        "Great for #summer days.",
+        "Tap the link in bio.",
+    ],
+)
+def test_the_template_engine_never_copies_claims_tags_or_link_talk_from_the_catalog(
+    voice: BrandVoice, sentence: str
+) -> None:
+    product = make_product(description=f"{sentence} A sturdy mug for daily use.")
+
+    texts = [write_drafts([request_for(product, v)], voice)[0].text for v in range(3)]
+
+    assert not any(sentence in text for text in texts)
+    assert any("A sturdy mug for daily use." in text for text in texts)

@@ -137,13 +137,7 @@ def update_link_policy(tx: Transaction, brand_id: str, body: Any) -> dict[str, A
     Only UPDATABLE_SETTINGS may be sent; a field left out keeps its value.
     """
     body = validation.require_object(body)
-    for name in body:
-        if name not in UPDATABLE_SETTINGS:
-            raise InvalidRequest(
-                f"'{name}' cannot be changed here; this route changes "
-                f"{' and '.join(UPDATABLE_SETTINGS)}",
-                field=name,
-            )
+    validation.only_fields(body, UPDATABLE_SETTINGS, what="PATCH /v1/brand")
     current = get_brand(tx, brand_id)
     values = link_policy.parse_settings(body, current=current)
     tx.execute(UPDATE_LINK_POLICY, brand_id=brand_id, **values)

@@ -113,6 +113,11 @@ WHERE brand_id = :brand_id AND id = :id AND state IN ('queued', 'running')
 RETURNING id
 """
 SELECT_BRAND_BY_SLUG = "SELECT id FROM brands WHERE slug = :slug"
+SELECT_FIRST_WITHOUT_IMAGE = """
+SELECT sku FROM products
+WHERE id = ANY(CAST(:ids AS uuid[])) AND COALESCE(image_url, '') = ''
+ORDER BY sku LIMIT 1
+"""
 
 
 def enqueue(
@@ -134,6 +139,8 @@ def enqueue(
     # The options are checked as create_drafts will check them, chunk after chunk.
     posts.check_caption_request({**options, "products": product_ids[:1]})
     _check_language(options, brand, gemini_configured, when_quota_spent)
+    if options.get("kind") == "image":
+        _check_images(tx, product_ids)
 
     job_id = str(uuid.uuid4())
     tx.execute(
@@ -310,6 +317,17 @@ def _resolve(tx: Transaction, brand_id: str, refs: list[str]) -> list[str]:
         first_index[product_id] = index
         product_ids.append(product_id)
     return product_ids
+
+
+def _check_images(tx: Transaction, product_ids: list[str]) -> None:
+    """Refuse an image job now for a product without an image, as captions do."""
+    missing = tx.one(SELECT_FIRST_WITHOUT_IMAGE, ids=product_ids)
+    if missing is not None:
+        raise InvalidRequest(
+            f"an image post needs the product's image, and {missing['sku']!r} has "
+            "none in the catalog",
+            field="kind",
+        )
 
 
 def _check_language(

@@ -68,6 +68,7 @@ from cartcast.claims import (
     claim_mismatch,
     discount_shown,
     format_price,
+    makes_claims,
     price_figures,
     price_mismatch,
     sale_price,
@@ -721,12 +722,18 @@ def _hook(product: ProductBrief, voice: BrandVoice) -> str | None:
         if not first.removesuffix("…"):
             return None
 
-    # Catalog text that breaks a rule is left out rather than rewritten.
+    # Catalog text that breaks a rule is left out rather than rewritten, and so is
+    # any claim (the engine states price and stock itself, from the catalog's
+    # fields, which the publish-time check reads again), any mention or hashtag
+    # (the post would tag whoever the catalog names), and any talk of a link.
     if _first_banned_word(first, voice) is not None or price_figures(first):
         return None
-    if linked_urls(first):
+    if makes_claims(first) or _TAGS_OR_LINK_TALK.search(first) or linked_urls(first):
         return None
     return first
+
+
+_TAGS_OR_LINK_TALK = re.compile(r"[@#＠＃]\w|\blink\b", re.IGNORECASE)
 
 
 def _benefits(product: ProductBrief, voice: BrandVoice) -> list[str]:

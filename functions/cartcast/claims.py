@@ -30,6 +30,8 @@ CURRENCY_CODES = (
     "USD EUR GBP CAD AUD NZD CHF JPY CNY INR BRL MXN SEK NOK DKK PLN CZK SGD HKD ZAR"
 ).split()
 
+# Currency written out after a figure ("10 dollars").
+_MONEY_WORDS = r"(?i:dollars?|euros?|pounds?|bucks|quid)"
 # "Only a few left" is true of 1 to LOW_STOCK_MAX in stock.
 LOW_STOCK_MAX = 10
 
@@ -100,18 +102,53 @@ def format_price(amount: Decimal, currency: str) -> str:
     return f"{symbol}{figure}" if symbol else f"{figure} {currency.upper()}"
 
 
-_PERCENT_OFF = re.compile(r"(\d{1,3})\s*%\s*off", re.IGNORECASE)
-_SAVE = re.compile(
-    r"\bsave\s+(?:[$€£]\s?)?(" + _FIGURE + r")(?:\s?(?:[$€£]|[A-Z]{3}))?",
+# Counts copy may spell out ("only three left"); past twenty, people write figures.
+NUMBER_WORDS = {
+    word: value
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+        "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+_COUNT = r"(\d+|" + "|".join(NUMBER_WORDS) + r")"
+_PERCENT = r"(\d{1,3})\s?(?:%|percent\b|per\s?cent\b)"
+# A percentage is a discount claim when it says so: "20% off", "20 percent
+# discount", "a discount of 20%", "save 20%", "-20%"; "100% cotton" is not one.
+_PERCENT_OFF = re.compile(
+    _PERCENT + r"\s*(?:off|discount|reduction|markdown|sale|savings?)\b"
+    r"|\b(?:discount|reduction|markdown|save|saving|savings|off)\s+(?:of\s+|up\s+to\s+)?"
+    + _PERCENT
+    + r"|(?<![\w.,])-\s?"
+    + _PERCENT,
     re.IGNORECASE,
 )
-_ONLY_LEFT = re.compile(r"\bonly\s+(\d+)\s+(?:\w+\s+)?left\b", re.IGNORECASE)
+_HALF_PRICE = re.compile(r"\bhalf[\s-](?:price|off)\b", re.IGNORECASE)
+_SAVE = re.compile(
+    r"\bsave\s+(?:[$€£]\s?)?(" + _FIGURE + r")(?:\s?(?:[$€£]|[A-Z]{3}))?(?!\s?%)",
+    re.IGNORECASE,
+)
+_ONLY_LEFT = re.compile(
+    r"\b(?:only|just|last)\s+" + _COUNT + r"\s+(?:[\w-]+\s+){0,2}?"
+    r"(?:left|remaining|available)\b"
+    r"|\b" + _COUNT + r"\s+(?:[\w-]+\s+)?(?:left|remaining)\s+in\s+stock\b",
+    re.IGNORECASE,
+)
 _IN_STOCK = re.compile(r"\b(?:back\s+)?in\s+stock\b", re.IGNORECASE)
 _SOLD_OUT = re.compile(r"\b(?:sold\s+out|out\s+of\s+stock)\b", re.IGNORECASE)
 _FEW_LEFT = re.compile(
     r"\b(?:only\s+a\s+few|few)\s+(?:\w+\s+)?left\b|\blow\s+stock\b|\balmost\s+gone\b",
     re.IGNORECASE,
 )
+
+
+def makes_claims(text: str) -> bool:
+    """Say whether text claims a discount, saving or stock level, true or not."""
+    patterns = (_PERCENT_OFF, _HALF_PRICE, _SAVE, _ONLY_LEFT, _FEW_LEFT)
+    return any(p.search(text) for p in (*patterns, _IN_STOCK, _SOLD_OUT))
+
+
+def _count(word: str) -> int:
+    return int(word) if word.isdigit() else NUMBER_WORDS[word.lower()]
 
 
 def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str | None:
@@ -122,9 +159,13 @@ def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
     """
     scanned = _without_links(text, link)
     shown = discount_shown(product)
-    for match in _PERCENT_OFF.finditer(scanned):
-        if shown is None or int(match.group(1)) != shown:
-            return f"claims {match.group(1)}% off, the catalog says {shown or 0}%"
+    claimed = [
+        int(next(filter(None, m.groups()))) for m in _PERCENT_OFF.finditer(scanned)
+    ]
+    claimed += [50] * len(_HALF_PRICE.findall(scanned))
+    for percent in claimed:
+        if shown is None or percent != shown:
+            return f"claims {percent}% off, the catalog says {shown or 0}%"
     sale = sale_price(product)
     for match in _SAVE.finditer(scanned):
         saved = amount(match.group(1))
@@ -134,8 +175,9 @@ def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
                 f"claims a saving of {saved}, the catalog says {saving.quantize(CENT)}"
             )
     for match in _ONLY_LEFT.finditer(scanned):
-        if int(match.group(1)) != product.stock:
-            return f"claims only {match.group(1)} left, the catalog has {product.stock}"
+        count = _count(next(filter(None, match.groups())))
+        if count != product.stock:
+            return f"claims only {count} left, the catalog has {product.stock}"
     if _FEW_LEFT.search(scanned) and not 0 < product.stock <= LOW_STOCK_MAX:
         return f"claims only a few left, the catalog has {product.stock}"
     if _IN_STOCK.search(scanned) and product.stock <= 0:
@@ -192,7 +234,7 @@ def _price_pattern(extra_code: str) -> re.Pattern[str]:
     codes = "|".join(sorted({*CURRENCY_CODES, extra_code} - {""}))
     return re.compile(
         rf"(?:[$€£¥]|\b(?:{codes}))\s?(?P<before>{_FIGURE})"
-        rf"|(?<![\w.,])(?P<after>{_FIGURE})\s?(?:[$€£¥]|(?:{codes})\b)"
+        rf"|(?<![\w.,])(?P<after>{_FIGURE})\s?(?:[$€£¥]|(?:{codes}|{_MONEY_WORDS})\b)"
         rf"|(?<![\w.,])(?P<bare>\d+\.\d{{2}})(?![\d%])(?!\s?%)"
     )
 

@@ -40,6 +40,18 @@ from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHO
 from cartcast.post_text import weighted_length
 
 PRODUCTS_PER_REQUEST_MAX = 20
+CAPTION_FIELDS = (
+    "products",
+    "variants",
+    "campaign",
+    "tone",
+    "sponsored",
+    "language",
+    "link",
+    "kind",
+    "poll_options",
+    "poll_duration_minutes",
+)
 VARIANTS_MAX = 3
 
 INSERT_POST = """
@@ -141,6 +153,7 @@ def create_drafts(
     products = [
         catalog.find_product(tx, brand_id=brand_id, ref=ref) for ref in asked.refs
     ]
+    _require_distinct(products)
     _require_what_the_kind_needs(asked.kind, products)
     choices = link_policy.choose_links(
         tx,
@@ -203,6 +216,19 @@ class _PlannedDraft:
     post_id: str
     request: DraftRequest
     link_note: str | None
+
+
+def _require_distinct(products: list[dict[str, Any]]) -> None:
+    # Two refs to one product (its id and its SKU, say) would write two posts
+    # about it that the near-duplicate check then has to tell apart.
+    first_index: dict[str, int] = {}
+    for index, product in enumerate(products):
+        first = first_index.setdefault(str(product["id"]), index)
+        if first != index:
+            raise InvalidRequest(
+                f"names the same product as products[{first}]",
+                field=f"products[{index}]",
+            )
 
 
 def _require_what_the_kind_needs(
@@ -289,6 +315,7 @@ def _store_draft(
 def _parse_caption_request(body: Any) -> CaptionRequest:
     """Validate a caption request's body, naming the first bad field."""
     body = validation.require_object(body)
+    validation.only_fields(body, CAPTION_FIELDS, what="a caption request")
     refs = body.get("products")
     if (
         not isinstance(refs, list)

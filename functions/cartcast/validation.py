@@ -36,6 +36,16 @@ def require_object(body: Any, where: str = "body") -> dict[str, Any]:
     return body
 
 
+def only_fields(body: dict[str, Any], allowed: tuple[str, ...], *, what: str) -> None:
+    """Refuse a field the route does not know: a typo would otherwise be ignored."""
+    for name in body:
+        if name not in allowed:
+            raise InvalidRequest(
+                f"{what} has no field {name!r}; it takes {', '.join(allowed)}",
+                field=name,
+            )
+
+
 def text(
     body: dict,
     name: str,
