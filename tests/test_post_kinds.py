@@ -441,11 +441,17 @@ def test_an_image_server_error_leaves_the_post_for_the_next_run(
     clock.advance(dt.timedelta(days=7))
 
     outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+    waiting = only_post(x_runtime, brand_id)
     images.serve("/mug.png", 200, "image/png", tiny_png())
     publishing.publish_due(x_runtime, as_of=clock.now())
 
     assert outcome["deferred"] == 1
-    assert only_post(x_runtime, brand_id)["state"] == "published"
+    assert waiting["state"] == "scheduled"
+    assert waiting["failure_reason"].startswith("will retry: ")
+    assert "503" in waiting["failure_reason"]
+    published = only_post(x_runtime, brand_id)
+    assert published["state"] == "published"
+    assert published["failure_reason"] is None
 
 
 def test_an_image_at_the_metadata_address_is_never_fetched(

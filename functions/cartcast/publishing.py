@@ -472,7 +472,9 @@ def _finish(
             post_id=post["id"],
             attempt_id=attempt_id,
             state=state,
-            reason=None if state == "scheduled" else reason,
+            # A post going back to its queue for a retry says why, until it is
+            # published ("will retry: image server answered 503").
+            reason=f"will retry: {reason}" if state == "scheduled" else reason,
             now=now,
         )
         tx.execute(
