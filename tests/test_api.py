@@ -475,6 +475,36 @@ def test_a_price_that_is_not_a_storable_plain_amount_is_a_400(
     assert "price" in response.get_json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("thumbnail", "not a url"),
+        ("thumbnail", "ftp://cdn.example.com/a.png"),
+        ("thumbnail", "https://cdn.example.com/a b.png"),
+        ("thumbnail", 42),
+        ("images", ["javascript:alert(1)"]),
+    ],
+)
+def test_an_image_that_is_not_an_http_url_is_a_400(
+    client, brand_key, field, value
+) -> None:
+    row = {"sku": "A", "title": "T", "price": "5", field: value}
+
+    response = post_json(client, "/v1/products", [row], brand_key)
+
+    assert response.status_code == 400
+    assert field in response.get_json()["error"]["message"]
+
+
+def test_a_blank_image_is_no_image(client, brand_key) -> None:
+    row = {"sku": "A", "title": "T", "price": "5", "thumbnail": "   "}
+
+    post_json(client, "/v1/products", [row], brand_key)
+    listed = client.get("/v1/products", headers=auth(brand_key)).get_json()
+
+    assert listed["products"][0]["image_url"] is None
+
+
 def test_the_largest_storable_price_is_accepted(client, brand_key) -> None:
     row = {"sku": "A", "title": "T", "price": "9999999999.994"}
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from cartcast.captions import DraftRequest
-from cartcast.claims import ProductBrief, amount, claim_mismatch
+from cartcast.claims import ProductBrief, amount, claim_mismatch, price_mismatch
 from cartcast.links import product_link
 
 
@@ -67,6 +67,29 @@ def mismatch(text: str, drafted: DraftRequest) -> str | None:
         ("Now -40%!", False),
         ("Half price this week.", False),
         ("Made of 100% recycled steel.", True),
+        # The second round of trying (catalog: $9.99, 10 % off, 3 in stock).
+        ("Only 3 in stock!", True),
+        ("Only 1 in stock.", False),
+        ("Hurry, 3 left.", True),
+        ("Hurry, 5 left.", False),
+        ("Fewer than 5 left.", True),
+        ("Fewer than 3 left.", False),
+        ("Only a couple left.", True),
+        ("Limited stock.", True),
+        ("Get yours today, 40 available.", False),
+        ("Just 2 sizes available.", True),
+        ("Only 2 left-handed models exist.", True),
+        ("Save 10% today.", True),
+        ("Now 30%-off.", False),
+        ("30pct off.", False),
+        ("Reduced by 30%.", False),
+        ("30 % Rabatt.", False),
+        ("10 % de réduction.", True),
+        ("Now 2 for 1.", False),
+        ("Buy one, get one free.", False),
+        ("Free gift with every order.", False),
+        ("Save 10 minutes a day.", True),
+        ("Nearly sold out.", True),
         ("A heavy mug for your morning.", True),
     ],
 )
@@ -89,6 +112,35 @@ def test_each_claim_is_held_against_the_catalog(text: str, agrees: bool) -> None
 )
 def test_amounts_are_read_with_either_decimal_mark(figure: str, value: str) -> None:
     assert amount(figure) == Decimal(value)
+
+
+def test_a_discount_claim_may_give_the_catalogs_exact_percentage() -> None:
+    assert mismatch("Now 10.5% off.", request(discount="10.5")) is None
+    assert mismatch("Now 10% off.", request(discount="10.5")) is None
+    assert mismatch("Now 11% off.", request(discount="10.5")) is not None
+
+
+def test_a_true_saving_in_money_passes_both_checks() -> None:
+    product = request(price="20", discount="10")
+
+    assert mismatch("Only $18, save $2.", product) is None
+    assert price_mismatch("Only $18, save $2.", product.product) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "agrees"),
+    [
+        ("Now $9.99.", True),
+        ("Now 9.99 usd.", True),
+        ("Now €9.99.", False),
+        ("Now £9.99.", False),
+        ("Now 9.99 CAD.", False),
+        ("Now ₹9.99.", False),
+        ("Holds up to 10 pounds.", True),
+    ],
+)
+def test_a_price_in_another_currency_is_refused(text: str, agrees: bool) -> None:
+    assert (price_mismatch(text, request().product) is None) is agrees
 
 
 def test_a_discount_claim_without_a_discount_names_the_catalog_value() -> None:

@@ -29,7 +29,9 @@ When the call itself fails, every draft of the batch falls back, and nothing is
 raised: a quota answer gives "gemini: quota exhausted" with the service's reset time on
 each draft (`quota_reset_at`), so the caller can park Gemini until then; a server error
 or timeout after the adapter's retry gives "gemini: unavailable". Template copy is
-English whatever `BrandVoice.language` says; only Gemini writes other languages.
+English whatever `BrandVoice.language` says; only Gemini writes other languages, and
+a template draft in place of another language fails the extra check
+`in_requested_language`, so a person decides.
 
 A request's `kind` shapes the draft (post_kinds.py): a poll gets its options and
 opens with a question, a thread is split into parts; the checks then cover all of
@@ -528,6 +530,9 @@ def _template_draft(
     assert best is not None, "the walk yields at least one candidate"
     opening, posts, text, checks = best
     batch.openings[opening] += 1
+    if voice.language != "en":
+        # The engine writes English: a person decides whether that will do.
+        checks = {**checks, "in_requested_language": False}
     if not checks["distinct"]:
         log.warning(
             "template draft is a near-duplicate",

@@ -21,6 +21,7 @@ from cartcast.errors import InvalidRequest, NotFound
 IMPORT_ROWS_MAX = 1000
 HANDLE_LENGTH_MAX = 200
 ERRORS_SHOWN_MAX = 20
+IMAGE_URL_LENGTH_MAX = 2000
 
 UPSERT_PRODUCT = """
 INSERT INTO products (brand_id, sku, handle, title, description, category, tags,
@@ -100,10 +101,7 @@ def parse_product(row: Any) -> dict[str, Any]:
     stock = row.get("stock", 0)
     if isinstance(stock, bool) or not isinstance(stock, int) or not 0 <= stock < 2**31:
         raise InvalidRequest("'stock' must be a non-negative integer", field="stock")
-    images = row.get("images") or []
-    image = row.get("thumbnail") or (
-        images[0] if isinstance(images, list) and images else None
-    )
+    image = _image_url(row)
     return {
         "sku": sku,
         "handle": validation.text(row, "handle", required=False, max_len=200)
@@ -142,6 +140,29 @@ def find_product(tx: Transaction, *, brand_id: str, ref: str) -> dict[str, Any]:
     if product is None:
         raise NotFound(f"product {ref!r} not found", field="products")
     return product
+
+
+def _image_url(row: dict[str, Any]) -> str | None:
+    """Return the row's image (thumbnail, else first of images), an http(s) URL."""
+    images = row.get("images") or []
+    image = row.get("thumbnail") or (
+        images[0] if isinstance(images, list) and images else None
+    )
+    if image is None or (isinstance(image, str) and not image.strip()):
+        return None
+    field = "thumbnail" if row.get("thumbnail") else "images"
+    if (
+        not isinstance(image, str)
+        or not image.strip().lower().startswith(("http://", "https://"))
+        or len(image) > IMAGE_URL_LENGTH_MAX
+        or any(char.isspace() for char in image.strip())
+    ):
+        raise InvalidRequest(
+            f"'{field}' must be an http(s) URL of at most {IMAGE_URL_LENGTH_MAX} "
+            "characters, or left out",
+            field=field,
+        )
+    return image.strip()
 
 
 def _feed_rows(feed: Any) -> list[Any]:

@@ -30,8 +30,26 @@ CURRENCY_CODES = (
     "USD EUR GBP CAD AUD NZD CHF JPY CNY INR BRL MXN SEK NOK DKK PLN CZK SGD HKD ZAR"
 ).split()
 
-# Currency written out after a figure ("10 dollars").
-_MONEY_WORDS = r"(?i:dollars?|euros?|pounds?|bucks|quid)"
+# What a currency sign or word next to a figure can mean. "$" is any dollar; "pounds"
+# is left out, since copy weighs more things in pounds than it prices.
+DOLLARS = frozenset("USD CAD AUD NZD SGD HKD MXN".split())
+CURRENCY_MARKS = {
+    "$": DOLLARS,
+    "＄": DOLLARS,
+    "dollar": DOLLARS,
+    "dollars": DOLLARS,
+    "bucks": DOLLARS,
+    "€": frozenset({"EUR"}),
+    "euro": frozenset({"EUR"}),
+    "euros": frozenset({"EUR"}),
+    "£": frozenset({"GBP"}),
+    "quid": frozenset({"GBP"}),
+    "¥": frozenset({"JPY", "CNY"}),
+    "￥": frozenset({"JPY", "CNY"}),
+    "₹": frozenset({"INR"}),
+}
+_SIGNS = r"[$＄€£¥￥₹]"
+_MONEY_WORDS = r"(?i:dollars?|euros?|bucks|quid)"
 # "Only a few left" is true of 1 to LOW_STOCK_MAX in stock.
 LOW_STOCK_MAX = 10
 
@@ -111,40 +129,80 @@ NUMBER_WORDS = {
     )
 }
 _COUNT = r"(\d+|" + "|".join(NUMBER_WORDS) + r")"
-_PERCENT = r"(\d{1,3})\s?(?:%|percent\b|per\s?cent\b)"
+# A percentage, with a decimal part if it has one ("10.5%"), in the languages
+# copy is most often written in.
+_PERCENT = (
+    r"(?<![\d.,])(\d{1,3}(?:[.,]\d{1,2})?)\s?"
+    r"(?:%|pct\b|percent\b|per\s?cent\b|prozent\b|pour\s?cent\b|por\s?ciento\b)"
+)
 # A percentage is a discount claim when it says so: "20% off", "20 percent
-# discount", "a discount of 20%", "save 20%", "-20%"; "100% cotton" is not one.
+# discount", "a discount of 20%", "save 20%", "reduced by 20%", "-20%", "20 %
+# Rabatt", "20 % de réduction"; "100% cotton" is not one.
 _PERCENT_OFF = re.compile(
-    _PERCENT + r"\s*(?:off|discount|reduction|markdown|sale|savings?)\b"
-    r"|\b(?:discount|reduction|markdown|save|saving|savings|off)\s+(?:of\s+|up\s+to\s+)?"
+    _PERCENT + r"[\s-]*(?:off|discount(?:ed)?|reduction|markdown|sale|savings?|cheaper"
+    r"|rabatt|(?:de\s+)?réduction|(?:de\s+)?remise|(?:de\s+)?descuento"
+    r"|(?:di\s+)?sconto|korting)\b"
+    r"|\b(?:discount|reduction|markdown|save|saving|savings|off"
+    r"|(?:discounted|reduced|cut)\s+by)\s+(?:of\s+|up\s+to\s+)?"
     + _PERCENT
     + r"|(?<![\w.,])-\s?"
     + _PERCENT,
     re.IGNORECASE,
 )
 _HALF_PRICE = re.compile(r"\bhalf[\s-](?:price|off)\b", re.IGNORECASE)
+# A sum of money: a figure with a currency sign, code or word on either side.
+_MONEY = (
+    rf"(?:{_SIGNS}|\b(?i:usd|eur|gbp|us\$))\s?({_FIGURE})"
+    rf"|(?<![\w.,])({_FIGURE})\s?(?:{_SIGNS}|(?i:usd|eur|gbp)\b|{_MONEY_WORDS}\b)"
+)
+# A saving in money: "save $5", "savings of 5 €", "$5 off".
 _SAVE = re.compile(
-    r"\bsave\s+(?:[$€£]\s?)?(" + _FIGURE + r")(?:\s?(?:[$€£]|[A-Z]{3}))?(?!\s?%)",
+    r"\b(?:save|saving|savings)\s+(?:of\s+)?(?:up\s+to\s+)?(?:" + _MONEY + r")"
+    r"|(?:" + _MONEY + r")\s+off\b",
+    re.IGNORECASE,
+)
+# Offers no catalog field can back: cartcast knows prices and one discount.
+_OFFER = re.compile(
+    r"\b(?:\d|one|two|three)[\s-]+for[\s-]+(?:the\s+price\s+of\s+)?(?:\d|one|two)\b"
+    r"|\bbogo\b|\bbuy\s+(?:\d|one|two)\s*,?\s+get\s+(?:\d|one)\b"
+    r"|\bfree\s+gift\b|\bprice\s+drop\b",
     re.IGNORECASE,
 )
 _ONLY_LEFT = re.compile(
-    r"\b(?:only|just|last)\s+" + _COUNT + r"\s+(?:[\w-]+\s+){0,2}?"
-    r"(?:left|remaining|available)\b"
-    r"|\b" + _COUNT + r"\s+(?:[\w-]+\s+)?(?:left|remaining)\s+in\s+stock\b",
+    r"\b(?:only|just|last)\s+" + _COUNT + r"\s+(?:[\w-]+\s+){0,3}?"
+    r"(?:left|remaining)\b(?!-)"
+    r"|\b(?:only|just)\s+" + _COUNT + r"\s+(?:[\w-]+\s+){0,3}?in[\s-]stock\b"
+    r"|\blast\s+" + _COUNT + r"\s+(?:units?|pieces?|items?|ones?|pairs?)\b"
+    r"|(?<![\w.,/$€£])(?<!than\s)"
+    + _COUNT
+    + r"\s+(?:[\w-]+\s+)?(?:left|remaining)\b(?!-)"
+    r"|(?<![\w.,/$€£])(?<!than\s)" + _COUNT + r"\s+available\b",
     re.IGNORECASE,
 )
-_IN_STOCK = re.compile(r"\b(?:back\s+)?in\s+stock\b", re.IGNORECASE)
-_SOLD_OUT = re.compile(r"\b(?:sold\s+out|out\s+of\s+stock)\b", re.IGNORECASE)
+_FEWER_THAN = re.compile(
+    r"\b(?:fewer|less)\s+than\s+" + _COUNT + r"\s+(?:[\w-]+\s+)?(?:left|remaining)\b",
+    re.IGNORECASE,
+)
+_IN_STOCK = re.compile(
+    r"\b(?:back\s+)?in[\s-]stock\b|\bavailable\s+now\b|\bships\s+today\b",
+    re.IGNORECASE,
+)
+_SOLD_OUT = re.compile(
+    r"(?<!almost\s)(?<!nearly\s)\b(?:sold[\s-]+out|out\s+of\s+stock)\b",
+    re.IGNORECASE,
+)
 _FEW_LEFT = re.compile(
-    r"\b(?:only\s+a\s+few|few)\s+(?:\w+\s+)?left\b|\blow\s+stock\b|\balmost\s+gone\b",
+    r"\b(?:only\s+)?(?:a\s+)?(?:few|couple|handful)\s+(?:\w+\s+)?left\b"
+    r"|\blow\s+stock\b|\blimited\s+(?:stock|quantities|supply)\b"
+    r"|\b(?:almost|nearly)\s+(?:gone|sold[\s-]+out)\b|\blast\s+one\b|\bselling\s+out\b",
     re.IGNORECASE,
 )
 
 
 def makes_claims(text: str) -> bool:
     """Say whether text claims a discount, saving or stock level, true or not."""
-    patterns = (_PERCENT_OFF, _HALF_PRICE, _SAVE, _ONLY_LEFT, _FEW_LEFT)
-    return any(p.search(text) for p in (*patterns, _IN_STOCK, _SOLD_OUT))
+    patterns = (_PERCENT_OFF, _HALF_PRICE, _SAVE, _OFFER, _ONLY_LEFT, _FEWER_THAN)
+    return any(p.search(text) for p in (*patterns, _FEW_LEFT, _IN_STOCK, _SOLD_OUT))
 
 
 def _count(word: str) -> int:
@@ -159,46 +217,59 @@ def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
     """
     scanned = _without_links(text, link)
     shown = discount_shown(product)
+    exact = product.discount_percent
     claimed = [
-        int(next(filter(None, m.groups()))) for m in _PERCENT_OFF.finditer(scanned)
+        amount(next(filter(None, m.groups()))) for m in _PERCENT_OFF.finditer(scanned)
     ]
-    claimed += [50] * len(_HALF_PRICE.findall(scanned))
+    claimed += [Decimal(50)] * len(_HALF_PRICE.findall(scanned))
     for percent in claimed:
-        if shown is None or percent != shown:
+        if shown is None or (percent != shown and percent != exact):
             return f"claims {percent}% off, the catalog says {shown or 0}%"
+    offer = _OFFER.search(scanned)
+    if offer is not None:
+        return f"claims an offer ({offer.group(0)!r}) the catalog does not have"
     sale = sale_price(product)
+    saving = ((product.price - sale) if sale is not None else Decimal(0)).quantize(CENT)
     for match in _SAVE.finditer(scanned):
-        saved = amount(match.group(1))
-        saving = (product.price - sale) if sale is not None else Decimal(0)
-        if abs(saved - saving.quantize(CENT)) > CENT:
-            return (
-                f"claims a saving of {saved}, the catalog says {saving.quantize(CENT)}"
-            )
+        saved = amount(next(filter(None, match.groups())))
+        if abs(saved - saving) > CENT:
+            return f"claims a saving of {saved}, the catalog says {saving}"
+    return _stock_mismatch(scanned, product.stock)
+
+
+def _stock_mismatch(scanned: str, stock: int) -> str | None:
     for match in _ONLY_LEFT.finditer(scanned):
         count = _count(next(filter(None, match.groups())))
-        if count != product.stock:
-            return f"claims only {count} left, the catalog has {product.stock}"
-    if _FEW_LEFT.search(scanned) and not 0 < product.stock <= LOW_STOCK_MAX:
-        return f"claims only a few left, the catalog has {product.stock}"
-    if _IN_STOCK.search(scanned) and product.stock <= 0:
+        if count != stock:
+            return f"claims only {count} left, the catalog has {stock}"
+    for match in _FEWER_THAN.finditer(scanned):
+        if not 0 < stock < _count(match.group(1)):
+            return f"claims fewer than {match.group(1)} left, the catalog has {stock}"
+    if _FEW_LEFT.search(scanned) and not 0 < stock <= LOW_STOCK_MAX:
+        return f"claims only a few left, the catalog has {stock}"
+    if _IN_STOCK.search(scanned) and stock <= 0:
         return "claims it is in stock, the catalog has 0"
-    if _SOLD_OUT.search(scanned) and product.stock > 0:
-        return f"claims it is sold out, the catalog has {product.stock}"
+    if _SOLD_OUT.search(scanned) and stock > 0:
+        return f"claims it is sold out, the catalog has {stock}"
     return None
 
 
 def price_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str | None:
-    """Name the first price-like figure that is neither the catalog nor sale price."""
+    """Name the first price that is not the catalog's: another figure or currency."""
     allowed = {product.price.quantize(CENT, rounding=ROUND_HALF_UP)}
     sale = sale_price(product)
     if sale is not None:
         allowed.add(sale)
 
-    # Figures inside the link or the product's own title are not prices.
-    scanned = _without_links(text, link)
+    # Figures inside the link or the product's own title are not prices, and a
+    # saving ("save $2") is a claim that claim_mismatch holds against the catalog.
+    scanned = _SAVE.sub(" ", _without_links(text, link))
     if product.title:
         scanned = re.sub(re.escape(product.title), " ", scanned, flags=re.IGNORECASE)
-    for figure in price_figures(scanned, extra_code=product.currency):
+    currency = product.currency.upper()
+    for figure, mark in _priced(scanned, extra_code=currency):
+        if mark is not None and currency not in _currencies(mark):
+            return f"{mark} {figure}: the catalog's prices are in {currency}"
         if figure not in allowed:
             return str(figure)
     return None
@@ -206,14 +277,25 @@ def price_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
 
 def price_figures(text: str, *, extra_code: str = "") -> list[Decimal]:
     """Return every price-looking figure: next to a currency, or with two decimals."""
-    figures = []
-    for match in _price_pattern(extra_code.upper()).finditer(text):
+    return [figure for figure, _ in _priced(text, extra_code=extra_code.upper())]
+
+
+def _priced(text: str, *, extra_code: str) -> list[tuple[Decimal, str | None]]:
+    """Return each price-looking figure with the currency mark beside it, if any."""
+    found = []
+    for match in _price_pattern(extra_code).finditer(text):
         raw = match.group("before") or match.group("after") or match.group("bare")
+        mark = match.group("mark_before") or match.group("mark_after")
         try:
-            figures.append(amount(raw).quantize(CENT))
+            found.append((amount(raw).quantize(CENT), mark))
         except InvalidOperation:
             continue
-    return figures
+    return found
+
+
+def _currencies(mark: str) -> frozenset[str]:
+    code = mark.strip()
+    return CURRENCY_MARKS.get(code.lower(), frozenset({code.upper()}))
 
 
 def amount(figure: str) -> Decimal:
@@ -233,8 +315,9 @@ def amount(figure: str) -> Decimal:
 def _price_pattern(extra_code: str) -> re.Pattern[str]:
     codes = "|".join(sorted({*CURRENCY_CODES, extra_code} - {""}))
     return re.compile(
-        rf"(?:[$€£¥]|\b(?:{codes}))\s?(?P<before>{_FIGURE})"
-        rf"|(?<![\w.,])(?P<after>{_FIGURE})\s?(?:[$€£¥]|(?:{codes}|{_MONEY_WORDS})\b)"
+        rf"(?P<mark_before>{_SIGNS}|\b(?i:{codes}))\s?(?P<before>{_FIGURE})"
+        rf"|(?<![\w.,])(?P<after>{_FIGURE})\s?"
+        rf"(?P<mark_after>{_SIGNS}|(?i:{codes})\b|{_MONEY_WORDS}\b)"
         rf"|(?<![\w.,])(?P<bare>\d+\.\d{{2}})(?![\d%])(?!\s?%)"
     )
 
