@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,12 @@ def states(runtime: Any, brand_id: str) -> list[str]:
     with runtime.database.transaction() as tx:
         found = posts.list_posts(tx, brand_id=brand_id, state=None, limit=50)
     return sorted(post["state"] for post in found)
+
+
+def bench_env() -> dict[str, str]:
+    """The environment a benchmark runs in under the tests: the tests' server."""
+    env = dict(os.environ)
+    server = env.get("TEST_DATABASE_URL", "").strip()
+    if server:
+        env["DATABASE_URL"] = server
+    return env

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -18,16 +17,14 @@ from cartcast.clock import FixedClock
 from cartcast.errors import RateLimited
 from cartcast.gemini import GeminiCaptioner
 from infra.gemini_standin import GeminiStandIn
+from tests.helpers import bench_env
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 120
 
 
 def test_a_small_quota_bench_uses_the_day_and_provokes_no_429(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    server = env.get("TEST_DATABASE_URL", "").strip()
-    if server:
-        env["DATABASE_URL"] = server
+    env = bench_env()
     report_path = tmp_path / "caption_quota.json"
     # 30 products, 5 a request: 6 requests wanted, 4 allowed today, 2 a minute.
     command = [

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.helpers import bench_env
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = (
@@ -23,10 +24,7 @@ RUN_TIMEOUT_S = 240
 
 
 def test_quick_benchmark_exits_zero_and_reports_every_row(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    server = env.get("TEST_DATABASE_URL", "").strip()
-    if server:
-        env["DATABASE_URL"] = server
+    env = bench_env()
     report_path = tmp_path / "functions.json"
     command = [
         sys.executable,

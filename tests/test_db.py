@@ -76,3 +76,19 @@ def test_a_connection_idle_through_a_server_restart_is_replaced_unseen(runtime) 
 
     assert answer == 42
     database.close()
+
+
+def test_a_database_without_the_schema_names_the_fix(database_url) -> None:
+    from cartcast.errors import ConfigurationError
+    from cartcast.settings import Settings
+    from infra import pg
+
+    empty = pg.create_database(database_url, "cartcast_test_empty")
+    database = db.connect_from_settings(Settings(database_url=empty))
+    try:
+        with pytest.raises(ConfigurationError, match="make migrate"):
+            with database.transaction() as tx:
+                tx.rows("SELECT id FROM brands")
+    finally:
+        database.close()
+        pg.drop_database(empty)

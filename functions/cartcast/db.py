@@ -27,6 +27,20 @@ POOL_SIZE_MAX = 4
 IDLE_CHECK_AFTER_S = 1.0
 
 
+UNDEFINED_TABLE = "42P01"
+
+
+def _sqlstate(error: Exception) -> str | None:
+    # pg8000 puts the server's error fields in a dict: "C" is the SQLSTATE code.
+    fields = error.args[0] if error.args else None
+    return fields.get("C") if isinstance(fields, dict) else None
+
+
+def _message(error: Exception) -> str:
+    fields = error.args[0] if error.args else None
+    return fields.get("M", str(error)) if isinstance(fields, dict) else str(error)
+
+
 class Transaction:
     """One open transaction; every method takes SQL and named parameters."""
 
@@ -91,7 +105,15 @@ class Database:
             # the other idle connections went with it.
             self._discard_idle()
             raise TransientError(f"database connection failed: {error}") from error
-        except (pg8000.dbapi.DatabaseError, CartcastError):
+        except pg8000.dbapi.DatabaseError as error:
+            reusable = _rollback(connection)
+            if _sqlstate(error) == UNDEFINED_TABLE:
+                raise ConfigurationError(
+                    f"the database has no cartcast schema ({_message(error)}); "
+                    "apply sql/ first: make migrate, or the migration job"
+                ) from error
+            raise
+        except CartcastError:
             reusable = _rollback(connection)
             raise
         finally:
