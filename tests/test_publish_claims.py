@@ -102,6 +102,28 @@ def test_a_price_rise_before_publishing_holds_the_post(
     assert tweets_sent(x_sandbox) == 0
 
 
+def test_a_price_in_another_currency_holds_the_post_naming_it(
+    x_runtime, clock, x_sandbox
+) -> None:
+    row = {**MUG, "discountPercentage": None}
+    brand_id = make_mug_brand(x_runtime, row)
+    with x_runtime.database.transaction() as tx:  # a person wrote a euro price
+        tx.execute(
+            "UPDATE posts SET text = 'Now €20! ' || text WHERE brand_id = :b",
+            b=brand_id,
+        )
+    clock.advance(dt.timedelta(days=7))
+
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    (post,) = brand_posts(x_runtime, brand_id)
+    assert post["state"] == "held"
+    assert post["failure_reason"] == (
+        "claims a price of € 20.00: the catalog's prices are in USD"
+    )
+    assert tweets_sent(x_sandbox) == 0
+
+
 def test_a_stock_claim_the_catalog_no_longer_supports_holds_the_post(
     x_runtime, clock, x_sandbox
 ) -> None:

@@ -20,7 +20,7 @@ unless it is an image post, whose image is the product's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cartcast import claims
@@ -86,5 +86,8 @@ def _price_problem(copy: str, brief: claims.ProductBrief, link: str) -> str | No
     sale = claims.sale_price(brief)
     if sale is not None:
         catalog += f", on sale at {claims.format_price(sale, brief.currency)}"
-    claimed = claims.format_price(Decimal(figure), brief.currency)
+    try:
+        claimed = claims.format_price(Decimal(figure), brief.currency)
+    except InvalidOperation:  # a price in another currency: "€ 20.00: ..."
+        return f"claims a price of {figure}"
     return f"claims a price of {claimed}, the catalog says {catalog}"
