@@ -20,7 +20,8 @@ say what happened (decision 0003). Each run, per brand with such posts:
 
 A read that fails or meets a rate limit changes nothing; the next run tries again.
 "Absent" is concluded only for posts the read covered: when the page came back full,
-only for attempts sent after the oldest post on it.
+only for attempts sent after the oldest post on it. An older one stays `unconfirmed`
+for a person to settle; reading further pages would remove that.
 
 A thread is `unconfirmed` when one part is in flight (decision 0008): that part is
 matched by its own text. Found, it gets its X id and the thread either is
