@@ -212,3 +212,23 @@ def test_text_compares_equal_once_links_are_reduced_and_entities_undone() -> Non
 
     assert reconciling.comparable_text(sent) == reconciling.comparable_text(on_x)
     assert reconciling.comparable_text("Socks") != reconciling.comparable_text(on_x)
+
+
+def test_a_delay_shorter_than_x_lag_still_leaves_one_post_on_x(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    x_sandbox.set_index_lag(600)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    wait(clock, 400)  # past the 300 s delay, before X shows the post
+    resent = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+    wait(clock, 300)
+    settled = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    assert resent["requeued"] == 1 and resent["unconfirmed"] == 1  # X: duplicate
+    assert settled["adopted"] == 1
+    assert states(x_runtime, brand_id) == ["published"]
+    assert len(x_sandbox.snapshot()["posts"]) == 1

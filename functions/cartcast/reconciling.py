@@ -6,8 +6,8 @@ X calling the text a duplicate). X takes no idempotency key, so only X's copy ca
 say what happened (decision 0003). Each run, per brand with such posts:
 
 1. read the account's own posts once: one page of up to 100, from a minute before
-   the oldest unconfirmed attempt's `sent_at` (an owned read, metered in the cost
-   ledger per post returned);
+   the first attempt of the oldest unconfirmed post (an owned read, metered in the
+   cost ledger per post returned);
 2. match each unconfirmed post by its text, with every link reduced to a mark on
    both sides (X returns links as t.co links) and X's HTML escapes undone;
 3. found: adopt X's id, so the post is `published` as of X's `created_at` and its
@@ -50,7 +50,10 @@ LINK_MARK = "\x00link\x00"
 # the one with an intent and no X id.
 SELECT_UNCONFIRMED = """
 SELECT p.id, p.brand_id, p.kind, p.text, p.link, a.id AS attempt_id,
-    COALESCE(pp.sent_at, a.sent_at) AS sent_at, pp.position AS part,
+    COALESCE(pp.sent_at, a.sent_at) AS sent_at,
+    (SELECT min(e.sent_at) FROM publish_attempts e WHERE e.post_id = p.id)
+        AS first_sent_at,
+    pp.position AS part,
     pp.text AS part_text, pp.has_link AS part_has_link,
     (SELECT count(*) FROM post_parts x WHERE x.post_id = p.id) AS part_count,
     b.x_user_id, b.x_access_token
@@ -124,7 +127,9 @@ def reconcile_unconfirmed(runtime: Any) -> dict[str, int]:
 def _reconcile_brand(runtime: Any, rows: list[dict[str, Any]]) -> list[str]:
     """Read one brand's timeline once and settle each of its unconfirmed posts."""
     brand_id = rows[0]["brand_id"]
-    since = min(row["sent_at"] for row in rows) - CLOCK_MARGIN
+    # From the post's first attempt: a re-sent post that X called a duplicate was
+    # created by an earlier attempt.
+    since = min(row["first_sent_at"] for row in rows) - CLOCK_MARGIN
     client = runtime.x_client(rows[0]["x_access_token"])
     try:
         timeline = client.own_posts(rows[0]["x_user_id"], start_time=since, max_pages=1)
