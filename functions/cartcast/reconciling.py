@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -154,7 +155,7 @@ def _reconcile_brand(runtime: Any, rows: list[dict[str, Any]]) -> list[str]:
             operation="owned_read",
             units=len(timeline),
             usd=costs.X_OWNED_READ_USD * len(timeline),
-            ref=f"reconcile:{brand_id}:{read_at.isoformat()}",
+            ref=f"reconcile:{uuid.uuid4()}",
         )
         known = {
             row["x_post_id"] for row in tx.rows(SELECT_KNOWN_IDS, brand_id=brand_id)
@@ -169,7 +170,7 @@ def _reconcile_brand(runtime: Any, rows: list[dict[str, Any]]) -> list[str]:
         elif (
             read_at - row["sent_at"]
             >= dt.timedelta(seconds=runtime.settings.reconcile_delay_s)
-            and row["sent_at"] - CLOCK_MARGIN >= covered_from
+            and row["first_sent_at"] - CLOCK_MARGIN >= covered_from
         ):
             outcomes.append(_requeue(runtime, row, read_at))
         else:
