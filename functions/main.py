@@ -41,10 +41,18 @@ def generate_caption(request: flask.Request) -> tuple[str, int, dict[str, str]]:
 
 @functions_framework.cloud_event
 def publish_due_posts(cloud_event: CloudEvent) -> None:
-    from cartcast import publishing
+    from cartcast import reconciling
 
-    # Claims already make a second delivery a no-op: no need to track deliveries.
-    _on_tick(cloud_event, "publish_due_posts", publishing.publish_due, once=False)
+    # First settle `unconfirmed` posts from each account's timeline (adopt X's id,
+    # or re-queue one absent well after sending), then claim and send due posts, so
+    # a re-queued post goes out in the same run. Claims already make a second
+    # delivery a no-op: no need to track deliveries.
+    _on_tick(
+        cloud_event,
+        "publish_due_posts",
+        reconciling.reconcile_then_publish,
+        once=False,
+    )
 
 
 @functions_framework.cloud_event

@@ -14,7 +14,8 @@ process, with `functions` on PYTHONPATH so `cartcast.clock` imports:
 
 Tests and the demo steer it through a control API that X does not have, under
 `/_sandbox/` and without auth: register accounts (each with its bearer token), inject
-mentions, queue faults, change rate limits, read or clear the whole state.
+mentions, queue faults, change rate limits, delay the timeline's indexing, read or
+clear the whole state.
 
 Facts about X that shaped the answers, with where they come from:
 - Problem bodies: `{"title","detail","type":"about:blank","status"}` for 401, 403, 429
@@ -49,6 +50,10 @@ Facts about X that shaped the answers, with where they come from:
   400s; the wording of those messages is the sandbox's own.
 - Replies: `reply.in_reply_to_tweet_id` must name a visible post (403 otherwise);
   the reply joins that post's conversation, which is how a thread is chained.
+- Indexing lag: a post X has created is not at once in the author's timeline
+  (GET /2/users/:id/tweets); X names no figure. The sandbox shows it there only
+  `index_lag_s` seconds of its clock after `created_at` (0 unless a test sets it
+  with `set_index_lag` or POST /_sandbox/index_lag); lookups by id see it at once.
 """
 
 from __future__ import annotations
@@ -429,6 +434,14 @@ class XSandbox:
             self._limits[endpoint] = limit
             self._save()
 
+    def set_index_lag(self, seconds: float) -> None:
+        """Show each new post in its author's timeline only `seconds` after it."""
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        with self._lock:
+            self._index_lag = dt.timedelta(seconds=seconds)
+            self._save()
+
     def reset(self) -> None:
         """Forget every account, post, mention, fault, count and changed limit."""
         with self._lock:
@@ -714,7 +727,11 @@ class XSandbox:
     ) -> tuple[int, dict[str, Any]]:
         if user_id not in self._users:
             return 200, {"errors": [_not_found("user", "id", user_id)]}
-        posts = [t for t in self._tweets.values() if t.author_id == user_id]
+        posts = [
+            t
+            for t in self._tweets.values()
+            if t.author_id == user_id and t.created_at + self._index_lag <= now
+        ]
         return 200, self._timeline(request, caller, now, posts)
 
     def _timeline(
@@ -848,6 +865,7 @@ class XSandbox:
         self._windows: dict[tuple[str, str], Window] = {}
         self._requests: dict[str, dict[str, Any]] = {}
         self._limits = dict(self._default_limits)
+        self._index_lag = dt.timedelta(0)
         self._sequence_by_ms: dict[int, int] = {}
 
     def _next_id(self, instant: dt.datetime) -> str:
@@ -970,6 +988,7 @@ class XSandbox:
             ],
             "requests": self._requests,
             "limits": self._limits,
+            "index_lag_s": self._index_lag.total_seconds(),
             "faults": [vars(f) for f in self._faults],
         }
 
@@ -1016,6 +1035,9 @@ class XSandbox:
             if action == ("POST", "limits"):
                 self.set_limit(body["endpoint"], int(body["limit"]))
                 return Reply(200, {"data": self.snapshot()["limits"]})
+            if action == ("POST", "index_lag"):
+                self.set_index_lag(float(body["seconds"]))
+                return Reply(200, {"data": {"index_lag_s": float(body["seconds"])}})
             if action == ("POST", "reset"):
                 self.reset()
                 return Reply(200, {"data": {}})

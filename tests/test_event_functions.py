@@ -109,6 +109,26 @@ def test_a_tick_publishes_due_posts_once_even_when_delivered_twice(
     assert len(sandbox.snapshot()["posts"]) == 4
 
 
+def test_the_next_tick_adopts_a_post_whose_answer_was_lost_instead_of_resending(
+    brand_key, clock_file, sandbox
+) -> None:
+    week_later = START + dt.timedelta(days=7)
+    clock_file.set(week_later)
+    sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    tick("publish_due_posts", week_later)
+    unconfirmed = api_get("/v1/posts?state=unconfirmed", brand_key)["posts"]
+
+    clock_file.set(week_later + dt.timedelta(minutes=1))
+    tick("publish_due_posts", week_later + dt.timedelta(minutes=1))
+
+    on_x = {p["id"] for p in sandbox.snapshot()["posts"]}
+    published = api_get("/v1/posts?state=published", brand_key)["posts"]
+    assert len(unconfirmed) == 1
+    assert len(published) == len(on_x) == 4
+    assert {p["x_post_id"] for p in published} == on_x
+    assert sandbox.snapshot()["requests"]["POST /2/tweets"]["count"] == 4
+
+
 def test_posts_not_yet_due_stay_scheduled(brand_key, clock_file, sandbox) -> None:
     tick("publish_due_posts", START)
 

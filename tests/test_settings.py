@@ -137,3 +137,17 @@ def test_a_near_duplicate_threshold_up_to_1_is_read(value, expected) -> None:
     loaded = settings.load({**BASE, "CARTCAST_NEAR_DUPLICATE_THRESHOLD": value})
 
     assert loaded.near_duplicate_threshold == expected
+
+
+def test_an_unconfirmed_post_is_called_absent_5_minutes_after_sending_by_default():
+    assert settings.load(BASE).reconcile_delay_s == 300
+
+
+@pytest.mark.parametrize("value", ["10", "90000"])
+def test_a_reconcile_delay_outside_half_a_minute_to_a_day_is_refused(value) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load({**BASE, "CARTCAST_RECONCILE_DELAY_S": value})
+
+    assert "CARTCAST_RECONCILE_DELAY_S must be between 30 and 86400" in str(
+        raised.value
+    )

@@ -513,6 +513,35 @@ def test_a_dropped_answer_closes_the_connection_after_the_post_is_made(sandbox, 
     assert [p["text"] for p in sandbox.snapshot()["posts"]] == ["did it go out?"]
 
 
+def test_a_new_post_reaches_the_timeline_only_after_the_indexing_lag(
+    sandbox, http, clock
+):
+    requests.post(
+        sandbox.base_url + "/_sandbox/index_lag", json={"seconds": 90}, timeout=5
+    )
+    created = post(http, "indexed late").json()["data"]
+    timeline = f"/2/users/{SHOP['user_id']}/tweets"
+
+    at_once = http("GET", timeline).json()
+    by_id = http("GET", "/2/tweets", params={"ids": created["id"]}).json()
+    clock.advance(dt.timedelta(seconds=90))
+    later = http("GET", timeline).json()
+
+    assert at_once == {"meta": {"result_count": 0}}
+    assert [p["id"] for p in by_id["data"]] == [created["id"]]
+    assert [p["id"] for p in later["data"]] == [created["id"]]
+    assert sandbox.snapshot()["index_lag_s"] == 90
+
+
+def test_a_negative_indexing_lag_is_a_400(sandbox):
+    response = requests.post(
+        sandbox.base_url + "/_sandbox/index_lag", json={"seconds": -1}, timeout=5
+    )
+
+    assert response.status_code == 400
+    assert "seconds" in response.json()["error"]
+
+
 # Control API and process
 
 

@@ -14,8 +14,10 @@ X takes no idempotency key, so the order of writes is what prevents doubles
 
 A post whose lease expired in `publishing` goes back to `scheduled` if its attempt
 never reached step 2 (it was never sent), and becomes `unconfirmed` otherwise:
-sending it again could post it twice. The reconciler of the publishing issue will
-settle unconfirmed posts from the account's own timeline.
+sending it again could post it twice. `reconciling.py` settles unconfirmed posts
+from the account's own timeline before each run claims: it adopts X's id when the
+post is there, and re-queues it only when a read taken CARTCAST_RECONCILE_DELAY_S
+after sending does not show it.
 
 A 429 pauses only the account that got it, until the reset X announced; the other
 brands' posts go on, and every run checks the pause again before each send. Before

@@ -20,6 +20,8 @@ PUBSUB_MODES = ("push", "google")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # posts.PRODUCTS_PER_REQUEST_MAX, repeated so settings import nothing of the domain.
 CAPTION_PRODUCTS_PER_REQUEST_MAX = 20
+# How long after sending a post may be called absent from the account's timeline.
+RECONCILE_DELAY_RANGE_S = (30, 86400)
 FLAG_VALUES = {
     "true": True,
     "1": True,
@@ -56,6 +58,7 @@ class Settings:
     max_event_age_s: int = 900
     publish_batch_size: int = 20
     publish_lease_s: int = 300
+    reconcile_delay_s: int = 300
     mention_pages_max: int = 10
     attribution_window_days: int = 7
     rollup_lookback_days: int = 8
@@ -145,6 +148,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         max_event_age_s=number("CARTCAST_MAX_EVENT_AGE_S", 900),
         publish_batch_size=number("CARTCAST_PUBLISH_BATCH", 20),
         publish_lease_s=number("CARTCAST_PUBLISH_LEASE_S", 300),
+        reconcile_delay_s=number("CARTCAST_RECONCILE_DELAY_S", 300),
         mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10),
         attribution_window_days=number("CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7),
         rollup_lookback_days=number("CARTCAST_ROLLUP_LOOKBACK_DAYS", 8),
@@ -185,6 +189,17 @@ def _check_consistency(settings: Settings) -> list[str]:
         # run could claim the post while this one is still waiting on X.
         problems.append(
             "CARTCAST_PUBLISH_LEASE_S must be at least 3 × X_TIMEOUT_S + 30 seconds"
+        )
+    if (
+        not RECONCILE_DELAY_RANGE_S[0]
+        <= settings.reconcile_delay_s
+        <= (RECONCILE_DELAY_RANGE_S[1])
+    ):
+        # Under half a minute, X's indexing lag could make a post it accepted look
+        # absent, and it would be sent twice; over a day, a post waits for nothing.
+        problems.append(
+            "CARTCAST_RECONCILE_DELAY_S must be between "
+            f"{RECONCILE_DELAY_RANGE_S[0]} and {RECONCILE_DELAY_RANGE_S[1]} seconds"
         )
     if settings.caption_products_per_request > CAPTION_PRODUCTS_PER_REQUEST_MAX:
         # One Gemini request writes the chunk: POST /v1/captions's own limit.

@@ -330,12 +330,20 @@ class XClient:
         return answer["data"]["public_metrics"]["followers_count"]
 
     def own_posts(
-        self, user_id: str, *, start_time: dt.datetime | None
+        self,
+        user_id: str,
+        *,
+        start_time: dt.datetime | None,
+        max_pages: int = OWN_POSTS_MAX_PAGES,
     ) -> list[CreatedPost]:
-        """Return the account's posts since `start_time`, newest first."""
+        """Return the account's posts since `start_time`, newest first.
+
+        Reads at most `max_pages` pages of 100; a full last page may mean that older
+        posts since `start_time` were left unread.
+        """
         posts: list[CreatedPost] = []
         next_token = None
-        for _ in range(OWN_POSTS_MAX_PAGES):
+        for _ in range(max_pages):
             page = self._call(
                 OWNED_READ,
                 self._client.get_users_tweets,

@@ -1,0 +1,299 @@
+"""Settling `unconfirmed` posts from the account's own timeline, never by re-sending.
+
+A post is `unconfirmed` when its request may have reached X but no answer came (a
+timeout, a dropped connection, a publisher that died after writing its intent, or
+X calling the text a duplicate). X takes no idempotency key, so only X's copy can
+say what happened (decision 0003). Each run, per brand with such posts:
+
+1. read the account's own posts once: one page of up to 100, from a minute before
+   the first attempt of the oldest unconfirmed post (an owned read, metered in the
+   cost ledger per post returned);
+2. match each unconfirmed post by its text, with every link reduced to a mark on
+   both sides (X returns links as t.co links) and X's HTML escapes undone;
+3. found: adopt X's id, so the post is `published` as of X's `created_at` and its
+   attempt `published`;
+4. not found in a read taken at least CARTCAST_RECONCILE_DELAY_S after `sent_at`
+   (X indexes a new post in the timeline with a lag): back to `scheduled`, and the
+   attempt says why (`retry`, "absent from the timeline read at ...");
+5. not found, earlier than that: left `unconfirmed`; the attempt's `checked_at`
+   says when it was last looked for.
+
+A read that fails or meets a rate limit changes nothing; the next run tries again.
+"Absent" is concluded only for posts the read covered: when the page came back full,
+only for attempts sent after the oldest post on it. An older one stays `unconfirmed`
+for a person to settle; reading further pages would remove that.
+
+A thread is `unconfirmed` when one part is in flight (decision 0008): that part is
+matched by its own text. Found, it gets its X id and the thread either is
+`published` (it was the last part) or goes back to `scheduled` to send the rest;
+absent after the delay, its intent is withdrawn and the thread resumes from it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from cartcast import costs, publishing
+from cartcast.errors import PermanentError, RateLimited, TransientError
+from cartcast.logs import fields
+
+# X's clock and ours may differ a little; a post's created_at can precede sent_at.
+CLOCK_MARGIN = dt.timedelta(minutes=1)
+# One page of GET /2/users/:id/tweets, the most X serves in one request.
+TIMELINE_PAGE = 100
+LINK_MARK = "\x00link\x00"
+
+# The attempt of a post is the one holding its lease; a thread's part in flight is
+# the one with an intent and no X id.
+SELECT_UNCONFIRMED = """
+SELECT p.id, p.brand_id, p.kind, p.text, p.link, a.id AS attempt_id,
+    COALESCE(pp.sent_at, a.sent_at) AS sent_at,
+    (SELECT min(e.sent_at) FROM publish_attempts e WHERE e.post_id = p.id)
+        AS first_sent_at,
+    pp.position AS part,
+    pp.text AS part_text, pp.has_link AS part_has_link,
+    (SELECT count(*) FROM post_parts x WHERE x.post_id = p.id) AS part_count,
+    b.x_user_id, b.x_access_token
+FROM posts p
+JOIN brands b ON b.id = p.brand_id
+JOIN publish_attempts a ON a.id = p.lease_attempt_id
+LEFT JOIN post_parts pp ON pp.post_id = p.id
+    AND pp.sent_at IS NOT NULL AND pp.x_post_id IS NULL
+WHERE p.state = 'unconfirmed' AND a.sent_at IS NOT NULL
+  AND b.x_access_token IS NOT NULL AND b.x_user_id IS NOT NULL
+  AND (p.kind <> 'thread' OR pp.position IS NOT NULL)
+ORDER BY p.brand_id, sent_at, p.id
+"""
+# X ids this brand already holds: a timeline post can be adopted by one post only.
+SELECT_KNOWN_IDS = """
+SELECT x_post_id FROM posts WHERE brand_id = :brand_id AND x_post_id IS NOT NULL
+UNION
+SELECT pp.x_post_id FROM post_parts pp JOIN posts p ON p.id = pp.post_id
+WHERE p.brand_id = :brand_id AND pp.x_post_id IS NOT NULL
+"""
+ADOPT_POST = """
+UPDATE posts SET state = 'published', x_post_id = :x_post_id,
+    published_at = :published_at, failure_reason = NULL, updated_at = :now
+WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'unconfirmed'
+RETURNING id
+"""
+FIRST_PART_ID = (
+    "SELECT x_post_id FROM post_parts WHERE post_id = :post_id AND position = 0"
+)
+REQUEUE_POST = """
+UPDATE posts SET state = 'scheduled', failure_reason = :reason, updated_at = :now
+WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'unconfirmed'
+RETURNING id
+"""
+SETTLE_ATTEMPT = """
+UPDATE publish_attempts SET outcome = :outcome, x_post_id = CAST(:x_post_id AS text),
+    error = concat_ws('; ', error, CAST(:note AS text)),
+    finished_at = COALESCE(finished_at, :now),
+    checked_at = :now, reconciled_at = :now
+WHERE id = :attempt_id
+"""
+MARK_CHECKED = "UPDATE publish_attempts SET checked_at = :now WHERE id = :attempt_id"
+
+
+def reconcile_then_publish(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
+    """Settle unconfirmed posts, then publish what is due (re-queued posts too)."""
+    settled = reconcile_unconfirmed(runtime)
+    published = publishing.publish_due(runtime, as_of=as_of)
+    return {**settled, **published}
+
+
+def reconcile_unconfirmed(runtime: Any) -> dict[str, int]:
+    """Look for every unconfirmed post on its account's timeline; return counts.
+
+    `adopted`: found on X and published; `requeued`: absent after the delay and
+    scheduled again; `waiting`: not settled yet (too early, or the read failed).
+    """
+    counts = {"adopted": 0, "requeued": 0, "waiting": 0}
+    with runtime.database.transaction() as tx:
+        rows = tx.rows(SELECT_UNCONFIRMED)
+
+    by_brand: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_brand[row["brand_id"]].append(row)
+    for brand_rows in by_brand.values():
+        for outcome in _reconcile_brand(runtime, brand_rows):
+            counts[outcome] += 1
+    return counts
+
+
+def _reconcile_brand(runtime: Any, rows: list[dict[str, Any]]) -> list[str]:
+    """Read one brand's timeline once and settle each of its unconfirmed posts."""
+    brand_id = rows[0]["brand_id"]
+    # From the post's first attempt: a re-sent post that X called a duplicate was
+    # created by an earlier attempt.
+    since = min(row["first_sent_at"] for row in rows) - CLOCK_MARGIN
+    client = runtime.x_client(rows[0]["x_access_token"])
+    try:
+        timeline = client.own_posts(rows[0]["x_user_id"], start_time=since, max_pages=1)
+    except (RateLimited, TransientError, PermanentError) as error:
+        runtime.log.warning(
+            "timeline unread; unconfirmed posts wait",
+            extra=fields(brand_id=str(brand_id), reason=str(error)),
+        )
+        return ["waiting"] * len(rows)
+
+    read_at = runtime.clock.now()
+    # A full page may have left older posts unread: it covers only back to its last.
+    covered_from = since
+    if len(timeline) >= TIMELINE_PAGE:
+        covered_from = min(post.created_at for post in timeline)
+
+    with runtime.database.transaction() as tx:
+        costs.record(
+            tx,
+            brand_id=brand_id,
+            occurred_at=read_at,
+            operation="owned_read",
+            units=len(timeline),
+            usd=costs.X_OWNED_READ_USD * len(timeline),
+            ref=f"reconcile:{uuid.uuid4()}",
+        )
+        known = {
+            row["x_post_id"] for row in tx.rows(SELECT_KNOWN_IDS, brand_id=brand_id)
+        }
+
+    outcomes = []
+    for row in rows:
+        match = _find(row, timeline, known)
+        if match is not None:
+            known.add(match.id)
+            outcomes.append(_adopt(runtime, row, match, read_at))
+        elif (
+            read_at - row["sent_at"]
+            >= dt.timedelta(seconds=runtime.settings.reconcile_delay_s)
+            and row["first_sent_at"] - CLOCK_MARGIN >= covered_from
+        ):
+            outcomes.append(_requeue(runtime, row, read_at))
+        else:
+            with runtime.database.transaction() as tx:
+                tx.execute(MARK_CHECKED, attempt_id=row["attempt_id"], now=read_at)
+            outcomes.append("waiting")
+    return outcomes
+
+
+def _find(row: dict[str, Any], timeline: list[Any], known: set[str]) -> Any:
+    """Return the timeline post carrying this post's (or in-flight part's) text."""
+    wanted = comparable_text(row["part_text"] or row["text"])
+    for post in timeline:
+        if post.id not in known and comparable_text(post.text) == wanted:
+            return post
+    return None
+
+
+def comparable_text(text: str) -> str:
+    """Reduce a post's text to what survives X's rewriting: links become one mark.
+
+    X returns every link as a t.co link and escapes `&`, `<` and `>` as HTML
+    entities in a post's text (X API v2 documentation, Tweet object).
+    """
+    from twitter_text import extract_urls_with_indices
+
+    text = html.unescape(text)
+    for found in reversed(extract_urls_with_indices(text)):
+        start, end = found["indices"]
+        text = f"{text[:start]}{LINK_MARK}{text[end:]}"
+    return text.strip()
+
+
+def _adopt(runtime: Any, row: dict[str, Any], match: Any, read_at: dt.datetime) -> str:
+    """Take X's id for the post (or its thread part) and record what it cost."""
+    is_part = row["part"] is not None
+    has_link = row["part_has_link"] if is_part else bool(row["link"])
+    ref = f"{row['id']}/{row['part']}" if is_part else str(row["id"])
+    with runtime.database.transaction() as tx:
+        if is_part:
+            tx.execute(
+                publishing.MARK_PART_PUBLISHED,
+                post_id=row["id"],
+                position=row["part"],
+                x_post_id=match.id,
+            )
+        costs.record(
+            tx,
+            brand_id=row["brand_id"],
+            occurred_at=match.created_at or read_at,
+            operation="post_with_url" if has_link else "post",
+            units=1,
+            usd=costs.post_price(has_link),
+            ref=ref,
+        )
+        if is_part and row["part"] + 1 < row["part_count"]:
+            # The thread goes on from the next part in the next claim.
+            note = f"part {row['part'] + 1} found on X as {match.id}; resuming"
+            tx.execute(
+                REQUEUE_POST,
+                post_id=row["id"],
+                attempt_id=row["attempt_id"],
+                reason=f"will retry: {note}",
+                now=read_at,
+            )
+            outcome = "retry"
+        else:
+            x_post_id = (
+                tx.scalar(FIRST_PART_ID, post_id=row["id"]) if is_part else match.id
+            )
+            tx.execute(
+                ADOPT_POST,
+                post_id=row["id"],
+                attempt_id=row["attempt_id"],
+                x_post_id=x_post_id,
+                published_at=match.created_at or read_at,
+                now=read_at,
+            )
+            note, outcome = f"found on X as {match.id}", "published"
+        tx.execute(
+            SETTLE_ATTEMPT,
+            attempt_id=row["attempt_id"],
+            outcome=outcome,
+            x_post_id=match.id,
+            note=f"{note} in the timeline read at {read_at.isoformat()}",
+            now=read_at,
+        )
+    runtime.log.info(
+        "unconfirmed post found on X",
+        extra=fields(post_id=str(row["id"]), part=row["part"], x_post_id=match.id),
+    )
+    return "adopted"
+
+
+def _requeue(runtime: Any, row: dict[str, Any], read_at: dt.datetime) -> str:
+    """Send the post back to `scheduled`: X does not have it, well after sending."""
+    waited_s = int((read_at - row["sent_at"]).total_seconds())
+    note = (
+        f"absent from the timeline read at {read_at.isoformat()}, "
+        f"{waited_s} s after sending"
+    )
+    with runtime.database.transaction() as tx:
+        if row["part"] is not None:
+            tx.execute(
+                publishing.CLEAR_PART_SENT, post_id=row["id"], position=row["part"]
+            )
+        tx.execute(
+            REQUEUE_POST,
+            post_id=row["id"],
+            attempt_id=row["attempt_id"],
+            reason=f"will retry: {note}",
+            now=read_at,
+        )
+        tx.execute(
+            SETTLE_ATTEMPT,
+            attempt_id=row["attempt_id"],
+            outcome="retry",
+            x_post_id=None,
+            note=f"{note}; re-queued",
+            now=read_at,
+        )
+    runtime.log.warning(
+        "unconfirmed post absent from X; re-queued",
+        extra=fields(post_id=str(row["id"]), part=row["part"], waited_s=waited_s),
+    )
+    return "requeued"

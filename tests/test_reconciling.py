@@ -1,0 +1,234 @@
+"""Settling unconfirmed posts from the account's timeline, through the X sandbox."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from cartcast import publishing, reconciling
+from tests.helpers import ALPHA, make_brand, states
+
+SELECT_ATTEMPTS = """
+SELECT a.outcome, a.x_post_id, a.error, a.sent_at, a.checked_at, a.reconciled_at
+FROM publish_attempts a JOIN posts p ON p.id = a.post_id
+WHERE p.brand_id = :brand_id ORDER BY a.id
+"""
+SELECT_POST = "SELECT state, x_post_id, published_at FROM posts WHERE brand_id = :b"
+SELECT_READS = """
+SELECT units, usd FROM cost_ledger WHERE brand_id = :brand_id
+  AND operation = 'owned_read'
+"""
+
+
+@pytest.fixture
+def impatient_runtime(x_runtime):
+    """The runtime with a short X timeout, so a slow answer times out quickly."""
+    x_runtime.settings = dataclasses.replace(x_runtime.settings, x_timeout_s=0.2)
+    return x_runtime
+
+
+def attempts(runtime, brand_id: str) -> list[dict]:
+    with runtime.database.transaction() as tx:
+        return tx.rows(SELECT_ATTEMPTS, brand_id=brand_id)
+
+
+def the_post(runtime, brand_id: str) -> dict:
+    with runtime.database.transaction() as tx:
+        (post,) = tx.rows(SELECT_POST, b=brand_id)
+    return post
+
+
+def owned_reads(runtime, brand_id: str) -> list[dict]:
+    with runtime.database.transaction() as tx:
+        return tx.rows(SELECT_READS, brand_id=brand_id)
+
+
+def posts_sent(sandbox) -> int:
+    return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
+
+
+def wait(clock, seconds: float) -> None:
+    clock.advance(dt.timedelta(seconds=seconds))
+
+
+def test_a_post_accepted_after_the_client_timed_out_is_adopted_with_x_id(
+    impatient_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(impatient_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", delay_s=0.6)
+    reconciling.reconcile_then_publish(impatient_runtime, as_of=clock.now())
+    unconfirmed = states(impatient_runtime, brand_id)
+
+    wait(clock, 10)
+    outcome = reconciling.reconcile_then_publish(impatient_runtime, as_of=clock.now())
+
+    (on_x,) = x_sandbox.snapshot()["posts"]
+    post = the_post(impatient_runtime, brand_id)
+    (attempt,) = attempts(impatient_runtime, brand_id)
+    assert unconfirmed == ["unconfirmed"]
+    assert outcome["adopted"] == 1
+    assert post["state"] == "published" and post["x_post_id"] == on_x["id"]
+    assert post["published_at"] == attempt["sent_at"]  # X's created_at
+    assert attempt["outcome"] == "published" and attempt["x_post_id"] == on_x["id"]
+    assert "found on X" in attempt["error"]
+    assert attempt["reconciled_at"] == clock.now()
+    assert on_x["text"] != on_x["submitted_text"]  # matched through X's t.co link
+    assert posts_sent(x_sandbox) == 1
+
+
+def test_the_timeline_read_is_metered_as_an_owned_read(
+    impatient_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(impatient_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    publishing.publish_due(impatient_runtime, as_of=clock.now())
+
+    wait(clock, 10)
+    reconciling.reconcile_unconfirmed(impatient_runtime)
+
+    assert owned_reads(impatient_runtime, brand_id) == [
+        {"units": 1, "usd": Decimal("0.001")}
+    ]
+    assert x_sandbox.snapshot()["requests"]["GET /2/users/:id/tweets"]["count"] == 1
+
+
+def test_a_post_accepted_but_not_yet_indexed_is_never_sent_again(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    x_sandbox.set_index_lag(200)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    wait(clock, 100)
+    early = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+    early_states = states(x_runtime, brand_id)
+    early_attempt = attempts(x_runtime, brand_id)[0]
+    wait(clock, 200)
+    later = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    assert early["waiting"] == 1 and early_states == ["unconfirmed"]
+    assert early_attempt["checked_at"] is not None
+    assert early_attempt["reconciled_at"] is None
+    assert later["adopted"] == 1
+    assert states(x_runtime, brand_id) == ["published"]
+    assert posts_sent(x_sandbox) == 1 and len(x_sandbox.snapshot()["posts"]) == 1
+
+
+def test_a_post_absent_well_after_sending_is_requeued_and_published_once(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    claimed, started, _ = publishing._claim(x_runtime, clock.now())
+    with x_runtime.database.transaction() as tx:  # the intent is written, then death
+        tx.execute(
+            publishing.MARK_SENT, attempt_id=started[claimed[0]["id"]], now=clock.now()
+        )
+    wait(clock, x_runtime.settings.publish_lease_s + 1)
+    reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())  # lease ends
+
+    outcome = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    first, second = attempts(x_runtime, brand_id)
+    assert outcome["requeued"] == 1 and outcome["published"] == 1
+    assert states(x_runtime, brand_id) == ["published"]
+    assert first["outcome"] == "retry" and "absent from the timeline" in first["error"]
+    assert first["reconciled_at"] == clock.now()
+    assert second["outcome"] == "published"
+    assert posts_sent(x_sandbox) == 1
+
+
+def test_a_post_absent_before_the_delay_stays_unconfirmed(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    claimed, started, _ = publishing._claim(x_runtime, clock.now())
+    with x_runtime.database.transaction() as tx:
+        tx.execute(
+            publishing.MARK_SENT, attempt_id=started[claimed[0]["id"]], now=clock.now()
+        )
+    x_runtime.settings = dataclasses.replace(x_runtime.settings, reconcile_delay_s=3600)
+    wait(clock, x_runtime.settings.publish_lease_s + 1)
+    reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    outcome = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    assert outcome["waiting"] == 1
+    assert states(x_runtime, brand_id) == ["unconfirmed"]
+    assert posts_sent(x_sandbox) == 0
+
+
+def test_a_rate_limited_timeline_read_changes_nothing(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    before = attempts(x_runtime, brand_id)
+    x_sandbox.add_fault(method="GET", path_prefix="/2/users/", status=429)
+
+    wait(clock, 3600)
+    outcome = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    assert outcome["waiting"] == 1
+    assert states(x_runtime, brand_id) == ["unconfirmed"]
+    assert attempts(x_runtime, brand_id) == before
+    assert owned_reads(x_runtime, brand_id) == []
+    assert posts_sent(x_sandbox) == 1
+
+
+def test_a_thread_part_without_an_answer_is_adopted_and_the_thread_goes_on(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1, kind="thread")
+    wait(clock, 7 * 86400)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+    unconfirmed = states(x_runtime, brand_id)
+
+    wait(clock, 10)
+    reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    sent = sorted(x_sandbox.snapshot()["posts"], key=lambda p: int(p["id"]))
+    post = the_post(x_runtime, brand_id)
+    assert unconfirmed == ["unconfirmed"]
+    assert post["state"] == "published" and post["x_post_id"] == sent[0]["id"]
+    assert sent[1]["in_reply_to_tweet_id"] == sent[0]["id"]
+    assert posts_sent(x_sandbox) == len(sent) == 2
+
+
+def test_text_compares_equal_once_links_are_reduced_and_entities_undone() -> None:
+    sent = "Socks & more: https://shop.example.com/p/1?utm_source=x"
+    on_x = "Socks &amp; more: https://t.co/abcdefghij"
+
+    assert reconciling.comparable_text(sent) == reconciling.comparable_text(on_x)
+    assert reconciling.comparable_text("Socks") != reconciling.comparable_text(on_x)
+
+
+def test_a_delay_shorter_than_x_lag_still_leaves_one_post_on_x(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    x_sandbox.set_index_lag(600)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    wait(clock, 400)  # past the 300 s delay, before X shows the post
+    resent = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+    wait(clock, 300)
+    settled = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    assert resent["requeued"] == 1 and resent["unconfirmed"] == 1  # X: duplicate
+    assert settled["adopted"] == 1
+    assert states(x_runtime, brand_id) == ["published"]
+    assert len(x_sandbox.snapshot()["posts"]) == 1
