@@ -23,7 +23,8 @@ CREATE INDEX post_events_by_post ON post_events (post_id, at, id);
 -- Written by the database, so that no path that moves a post (the API, publishing,
 -- a migration of data by hand) can forget it. Who acts comes from the transaction's
 -- setting cartcast.actor (post_events.act_as), "system" when it is unset; why from
--- cartcast.reason, or the post's failure_reason for the states publishing explains.
+-- cartcast.reason, or for the system's changes the post's failure_reason (publishing
+-- writes why it failed, held, could not confirm or will retry a post).
 -- When is the post's updated_at, which every writer sets from its clock.
 CREATE FUNCTION record_post_event() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -38,7 +39,7 @@ BEGIN
        AND NEW.scheduled_at IS NOT DISTINCT FROM OLD.scheduled_at THEN
         RETURN NULL;
     END IF;
-    IF reason IS NULL AND NEW.state IN ('failed', 'unconfirmed', 'held') THEN
+    IF reason IS NULL AND actor = 'system' THEN
         reason := NEW.failure_reason;
     END IF;
     INSERT INTO post_events (post_id, brand_id, from_state, to_state, actor, reason,

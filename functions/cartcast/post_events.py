@@ -5,8 +5,9 @@ whoever makes it, so publishing.py and the caption drain are logged without call
 anything here. Who acted and why are read from two settings of the transaction:
 
     cartcast.actor    the API key's name; unset means "system" (publishing, drains)
-    cartcast.reason   why, when the caller gave one (a rejection, an edit); unset
-                      means the post's failure_reason for failed, held, unconfirmed
+    cartcast.reason   why, when the caller gave one (a rejection, an edit); for
+                      the system's changes, the post's failure_reason (why
+                      publishing failed, held, could not confirm or retries it)
 
 Both are local to the transaction (set_config(..., true)), so a pooled connection
 never carries one request's key into the next. Decision 0009 says why a trigger.
