@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cartcast import post_events, publishing
+from cartcast import post_edits, post_events, posts, publishing
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import ALPHA, auth, brand_body, catalog, make_brand, post_json
 
@@ -341,3 +341,28 @@ def test_scheduling_in_the_past_is_a_400_naming_at(client, brand_key) -> None:
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "at"
+
+
+def test_a_held_post_edited_waits_for_approval_without_its_old_reason(
+    x_runtime, clock
+) -> None:
+    brand_id = make_brand(x_runtime, "no-x", None, products=1)
+    clock.advance(dt.timedelta(days=7))
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    with x_runtime.database.transaction() as tx:
+        held = posts.list_posts(tx, brand_id=brand_id, state="held", limit=1)[0]
+        post_events.act_as(tx, "editor")
+        edited = post_edits.edit_post(
+            tx,
+            brand_id=brand_id,
+            post_id=str(held["id"]),
+            body={"text": held["text"]},
+            now=clock.now(),
+            near_duplicate_threshold=0.8,
+            near_duplicate_days=30,
+        )
+        found = post_events.list_events(tx, brand_id=brand_id, post_id=str(held["id"]))
+
+    assert (edited["state"], edited["failure_reason"]) == ("needs_approval", None)
+    assert moves(found)[-1] == ("held", "needs_approval", "editor")

@@ -31,7 +31,12 @@ from cartcast.claims import brief_from_catalog
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest
 from cartcast.near_duplicates import CopyIndex
-from cartcast.post_text import fits_on_x, linked_urls, weighted_length
+from cartcast.post_text import (
+    X_MAX_WEIGHTED_LENGTH,
+    fits_on_x,
+    linked_urls,
+    weighted_length,
+)
 
 EDITABLE_STATES = ("needs_approval", "approved", "scheduled", "held")
 EDIT_FIELDS = ("text", "parts", "poll_options")
@@ -40,7 +45,7 @@ _WORD = re.compile(r"\w")
 UPDATE_COPY = """
 UPDATE posts SET text = :text, poll_options = CAST(:poll_options AS text[]),
     weighted_length = :weighted_length, checks = CAST(:checks AS jsonb),
-    engine = 'manual', model = NULL, fallback_reason = NULL,
+    engine = 'manual', model = NULL, fallback_reason = NULL, failure_reason = NULL,
     state = 'needs_approval', scheduled_at = NULL, updated_at = :now
 WHERE brand_id = :brand_id AND id = :id
   AND state = ANY(CAST(:from_states AS text[]))
@@ -162,11 +167,13 @@ def _require_postable(text: Any, field: str) -> None:
     if not isinstance(text, str) or not _WORD.search(text):
         raise InvalidRequest(f"'{field}' must be text with words in it", field=field)
     if not fits_on_x(text.strip()):
-        raise InvalidRequest(
-            f"'{field}' weighs {weighted_length(text.strip())} on X, over its 280 "
-            "(URLs count 23, emoji 2)",
-            field=field,
+        weight = weighted_length(text.strip())
+        problem = (
+            f"weighs {weight} on X, over its 280 (URLs count 23, emoji 2)"
+            if weight > X_MAX_WEIGHTED_LENGTH
+            else "has characters X does not accept in a post"
         )
+        raise InvalidRequest(f"'{field}' {problem}", field=field)
 
 
 def _require_the_link(text: str, link: str, field: str) -> None:
