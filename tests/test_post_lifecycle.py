@@ -71,16 +71,65 @@ def test_a_rejected_draft_keeps_its_reason_and_can_no_longer_be_approved(
     )
 
 
-@pytest.mark.parametrize("body", [{}, {"reason": "  "}, {"reason": 3}])
+@pytest.mark.parametrize("body", [None, {}, {"reason": "  "}, {"reason": 3}])
 def test_a_rejection_without_a_reason_is_a_400_naming_reason(
     client, brand_key, body
 ) -> None:
     post = draft(client, brand_key)
+    path = f"/v1/posts/{post['id']}/reject"
 
-    response = post_json(client, f"/v1/posts/{post['id']}/reject", body, brand_key)
+    if body is None:
+        response = client.post(path, headers=auth(brand_key))
+    else:
+        response = post_json(client, path, body, brand_key)
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "reason"
+    assert (
+        client.get(f"/v1/posts/{post['id']}", headers=auth(brand_key)).get_json()[
+            "post"
+        ]["state"]
+        == "needs_approval"
+    )
+
+
+def test_a_cancellation_needs_no_body_and_happens_once(client, brand_key) -> None:
+    post = draft(client, brand_key)
+    path = f"/v1/posts/{post['id']}/cancel"
+
+    bare = client.post(path, headers=auth(brand_key))
+    again = post_json(client, path, {"reason": "campaign dropped"}, brand_key)
+
+    assert bare.status_code == 200
+    assert again.status_code == 409
+    assert events(client, brand_key, post["id"])[-1]["reason"] is None
+
+
+def test_a_cancellation_reason_is_kept_in_the_events(client, brand_key) -> None:
+    post = draft(client, brand_key)
+
+    post_json(
+        client,
+        f"/v1/posts/{post['id']}/cancel",
+        {"reason": "campaign dropped"},
+        brand_key,
+    )
+
+    last = events(client, brand_key, post["id"])[-1]
+    assert (last["to_state"], last["reason"]) == ("cancelled", "campaign dropped")
+
+
+def test_a_rejected_link_post_gives_its_place_in_the_allowance_back(
+    client, brand_key
+) -> None:
+    policy = {"link_policy": "monthly", "link_posts_per_month": 1}
+    patch_json(client, "/v1/brand", policy, brand_key)
+    first = draft(client, brand_key, 0)
+    post_json(client, f"/v1/posts/{first['id']}/reject", {"reason": "no"}, brand_key)
+
+    second = draft(client, brand_key, 1, link=True)
+
+    assert first["link"] and second["link"]
 
 
 def test_editing_a_scheduled_post_sends_it_back_for_approval_without_its_slot(

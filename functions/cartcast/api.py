@@ -147,8 +147,8 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
 
-_BODYLESS = {"approve_post", "cancel_post", "cancel_caption_job"}
-_OPTIONAL_BODY = {"schedule_post", "schedule_approved"}
+_BODYLESS = {"approve_post", "cancel_caption_job"}
+_OPTIONAL_BODY = {"schedule_post", "schedule_approved", "reject_post", "cancel_post"}
 
 
 def _limit(query: Any, default: int = 100) -> int:
@@ -463,7 +463,14 @@ def cancel_post(
     query: Any,
     post_id: str,
 ) -> web.Response:
-    return _act_on_post(tx, runtime, caller, post_id, "cancel")
+    post = posts.cancel(
+        tx,
+        brand_id=keys.require_brand(caller),
+        post_id=_row_id(post_id, "post"),
+        body=body,
+        now=runtime.clock.now(),
+    )
+    return web.json_response({"post": post})
 
 
 def _act_on_post(

@@ -431,7 +431,7 @@ ACTIONS = {
     "reject": ("rejected", ("needs_approval",)),
     "cancel": ("cancelled", ("needs_approval", "approved", "scheduled", "held")),
 }
-REJECT_FIELDS = ("reason",)
+REASON_FIELDS = ("reason",)
 REASON_LENGTH_MAX = 500
 
 
@@ -465,15 +465,39 @@ def reject(
     A rejected post is never published and cannot be edited back; the reason is
     kept in its events (GET /v1/posts/{id}/events).
     """
-    body = validation.require_object(body)
-    validation.only_fields(body, REJECT_FIELDS, what="a rejection")
-    reason = validation.text(body, "reason", max_len=REASON_LENGTH_MAX)
-    post_events.give_reason(tx, reason)
-    rejected = apply_action(
-        tx, brand_id=brand_id, post_id=post_id, action="reject", now=now
+    return _move_with_reason(
+        tx, brand_id=brand_id, post_id=post_id, body=body, action="reject", now=now
     )
+
+
+def cancel(
+    tx: Transaction, *, brand_id: str, post_id: str, body: Any, now: dt.datetime
+) -> dict[str, Any]:
+    """Withdraw a post that has not started publishing; a reason is optional."""
+    return _move_with_reason(
+        tx, brand_id=brand_id, post_id=post_id, body=body, action="cancel", now=now
+    )
+
+
+def _move_with_reason(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    post_id: str,
+    body: Any,
+    action: str,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Apply `action` with the body's `reason` (required to reject) in its event."""
+    body = validation.require_object(body)
+    validation.only_fields(body, REASON_FIELDS, what=f"a request to {action}")
+    reason = validation.text(
+        body, "reason", required=action == "reject", max_len=REASON_LENGTH_MAX
+    )
+    post_events.give_reason(tx, reason)
+    moved = apply_action(tx, brand_id=brand_id, post_id=post_id, action=action, now=now)
     post_events.give_reason(tx, None)
-    return rejected
+    return moved
 
 
 def schedule(
