@@ -1,14 +1,14 @@
 """Posts: drafts written from the catalog, approved, scheduled into slots.
 
-States (the publishing issue draws the full diagram in docs/):
+States (docs/post-lifecycle.md draws every transition):
 
     needs_approval -> approved -> scheduled -> publishing -> published
                                                           -> failed | unconfirmed
     needs_approval -> rejected (with a reason)
     any state before publishing -> cancelled
-    an edit (post_edits.py) -> needs_approval
+    an edit (post_edits.py) of one before publishing -> needs_approval
 
-docs/post-lifecycle.md draws every transition; post_events.py logs each one.
+A trigger logs every change in post_events (post_events.py).
 
 A brand with approvals turned off gets its drafts as `approved`.
 
