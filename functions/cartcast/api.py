@@ -24,6 +24,8 @@ from cartcast import (
     keys,
     mentions,
     orders,
+    post_edits,
+    post_events,
     posts,
     reports,
     validation,
@@ -46,6 +48,7 @@ POST_STATES = (
     "unconfirmed",
     "held",
     "cancelled",
+    "rejected",
 )
 
 ROUTES = Map(
@@ -68,7 +71,12 @@ ROUTES = Map(
         ),
         Rule("/v1/posts", methods=["GET"], endpoint="list_posts"),
         Rule("/v1/posts/<post_id>", methods=["GET"], endpoint="get_post"),
+        Rule("/v1/posts/<post_id>", methods=["PATCH"], endpoint="edit_post"),
+        Rule(
+            "/v1/posts/<post_id>/events", methods=["GET"], endpoint="list_post_events"
+        ),
         Rule("/v1/posts/<post_id>/approve", methods=["POST"], endpoint="approve_post"),
+        Rule("/v1/posts/<post_id>/reject", methods=["POST"], endpoint="reject_post"),
         Rule(
             "/v1/posts/<post_id>/schedule", methods=["POST"], endpoint="schedule_post"
         ),
@@ -105,6 +113,7 @@ def handle(request: Any, runtime: Any) -> web.Response:
                 request.headers.get("Authorization"),
                 operator_key=runtime.settings.operator_key,
             )
+            post_events.act_as(tx, caller.key_name)
             body = None
             if request.method in ("POST", "PATCH") and endpoint not in _BODYLESS:
                 body = web.read_json(request, optional=endpoint in _OPTIONAL_BODY)
@@ -132,13 +141,14 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
                 request.headers.get("Authorization"),
                 operator_key=runtime.settings.operator_key,
             )
+            post_events.act_as(tx, caller.key_name)
             return captions_response(tx, runtime, caller, web.read_json(request))
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
 
-_BODYLESS = {"approve_post", "cancel_post", "cancel_caption_job"}
-_OPTIONAL_BODY = {"schedule_post", "schedule_approved"}
+_BODYLESS = {"approve_post", "cancel_caption_job"}
+_OPTIONAL_BODY = {"schedule_post", "schedule_approved", "reject_post", "cancel_post"}
 
 
 def _limit(query: Any, default: int = 100) -> int:
@@ -375,6 +385,63 @@ def get_post(
     return web.json_response({"post": post})
 
 
+def edit_post(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    post_id: str,
+) -> web.Response:
+    post = post_edits.edit_post(
+        tx,
+        brand_id=keys.require_brand(caller),
+        post_id=_row_id(post_id, "post"),
+        body=body,
+        now=runtime.clock.now(),
+        near_duplicate_threshold=runtime.settings.near_duplicate_threshold,
+        near_duplicate_days=runtime.settings.near_duplicate_days,
+    )
+    return web.json_response({"post": post})
+
+
+def list_post_events(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    post_id: str,
+) -> web.Response:
+    """List who moved a post from which state to which, when and why."""
+    brand_id = keys.require_brand(caller)
+    post_id = _row_id(post_id, "post")
+    posts.get_post(tx, brand_id=brand_id, post_id=post_id)
+    events = post_events.list_events(tx, brand_id=brand_id, post_id=post_id)
+    return web.json_response({"events": events})
+
+
+def reject_post(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    post_id: str,
+) -> web.Response:
+    post = posts.reject(
+        tx,
+        brand_id=keys.require_brand(caller),
+        post_id=_row_id(post_id, "post"),
+        body=body,
+        now=runtime.clock.now(),
+    )
+    return web.json_response({"post": post})
+
+
 def approve_post(
     tx: Transaction,
     *,
@@ -396,7 +463,14 @@ def cancel_post(
     query: Any,
     post_id: str,
 ) -> web.Response:
-    return _act_on_post(tx, runtime, caller, post_id, "cancel")
+    post = posts.cancel(
+        tx,
+        brand_id=keys.require_brand(caller),
+        post_id=_row_id(post_id, "post"),
+        body=body,
+        now=runtime.clock.now(),
+    )
+    return web.json_response({"post": post})
 
 
 def _act_on_post(

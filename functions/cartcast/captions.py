@@ -316,7 +316,7 @@ def _gemini_draft(
     posts, options, problem = _gemini_shape(outcome, index, copy, request, voice)
     if problem is not None:
         return None, problem
-    text, checks = _checked(posts, options, request, voice, batch.earlier)
+    text, checks = check_copy(posts, options, request, voice, batch.earlier)
     reason = _gemini_failure_reason(text, checks, request, voice, batch.earlier)
     if reason is not None:
         return None, reason
@@ -370,7 +370,7 @@ def _attach_link_and_hashtags(copy: str, link: str, voice: BrandVoice) -> str:
     return " ".join([copy, *([link] if link else []), *missing])
 
 
-def _checked(
+def check_copy(
     posts: list[str],
     options: tuple[str, ...],
     request: DraftRequest,
@@ -522,7 +522,7 @@ def _template_draft(
     best: tuple[int, list[str], str, dict[str, bool]] | None = None
     for opening, candidate in candidates:
         posts = _template_posts(candidate, request)
-        text, checks = _checked(posts, options, request, voice, batch.earlier)
+        text, checks = check_copy(posts, options, request, voice, batch.earlier)
         if best is None or all(checks.values()):
             best = (opening, posts, text, checks)
         if all(checks.values()):

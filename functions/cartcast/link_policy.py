@@ -17,10 +17,10 @@ A caption request may say `link: true` or `link: false`, or leave it out:
                                                allowance cannot cover every draft
 
 A link post counts in the month, in the brand's time zone, in which it was drafted,
-unless it was cancelled, failed or held: those never reach X. Counting when drafts
-are written (not when they are published) keeps the answer known at once; the
-monthly spend cap of the publishing issue will police what is actually published,
-and where the two disagree the cap wins (decision 0008).
+unless it was cancelled, rejected, failed or held: those never reach X. Counting
+when drafts are written (not when they are published) keeps the answer known at
+once; the monthly spend cap of the publishing issue will police what is actually
+published, and where the two disagree the cap wins (decision 0008).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ LOCK_BRAND = "SELECT id FROM brands WHERE id = :brand_id FOR UPDATE"
 COUNT_LINK_POSTS = """
 SELECT count(*) FROM posts
 WHERE brand_id = :brand_id AND link IS NOT NULL
-  AND state NOT IN ('cancelled', 'failed', 'held')
+  AND state NOT IN ('cancelled', 'rejected', 'failed', 'held')
   AND created_at >= :month_start AND created_at < :next_month_start
 """
 

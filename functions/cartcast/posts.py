@@ -1,10 +1,14 @@
 """Posts: drafts written from the catalog, approved, scheduled into slots.
 
-States (the publishing issue draws the full diagram in docs/):
+States (docs/post-lifecycle.md draws every transition):
 
     needs_approval -> approved -> scheduled -> publishing -> published
                                                           -> failed | unconfirmed
+    needs_approval -> rejected (with a reason)
     any state before publishing -> cancelled
+    an edit (post_edits.py) of one before publishing -> needs_approval
+
+A trigger logs every change in post_events (post_events.py).
 
 A brand with approvals turned off gets its drafts as `approved`.
 
@@ -28,6 +32,7 @@ from cartcast import (
     costs,
     link_policy,
     links,
+    post_events,
     post_kinds,
     slots,
     validation,
@@ -90,10 +95,10 @@ LIMIT :limit
 """
 )
 # The brand's posts a new caption must not resemble: those of the window (created,
-# published or scheduled since :since), cancelled ones aside.
+# published or scheduled since :since), cancelled and rejected ones aside.
 SELECT_RECENT_TEXTS = """
 SELECT id, text FROM posts
-WHERE brand_id = :brand_id AND state <> 'cancelled'
+WHERE brand_id = :brand_id AND state NOT IN ('cancelled', 'rejected')
   AND (created_at >= :since OR published_at >= :since OR scheduled_at >= :since)
 ORDER BY created_at, id
 """
@@ -174,7 +179,7 @@ def create_drafts(
 
     drafts = write_drafts(
         [planned.request for planned in requests],
-        _voice(brand, sponsored=asked.sponsored, language=language),
+        brand_voice(brand, sponsored=asked.sponsored, language=language),
         tone=asked.tone,
         campaign=asked.campaign,
         gemini=gemini,
@@ -423,8 +428,11 @@ def _with_price(post: dict[str, Any]) -> dict[str, Any]:
 # What each state-changing action does: the state it leads to, and from where.
 ACTIONS = {
     "approve": ("approved", ("needs_approval",)),
+    "reject": ("rejected", ("needs_approval",)),
     "cancel": ("cancelled", ("needs_approval", "approved", "scheduled", "held")),
 }
+REASON_FIELDS = ("reason",)
+REASON_LENGTH_MAX = 500
 
 
 def apply_action(
@@ -447,6 +455,49 @@ def apply_action(
             + " or ".join(from_states)
         )
     return get_post(tx, brand_id=brand_id, post_id=post_id)
+
+
+def reject(
+    tx: Transaction, *, brand_id: str, post_id: str, body: Any, now: dt.datetime
+) -> dict[str, Any]:
+    """Refuse a post waiting for approval, for good, with the reviewer's reason.
+
+    A rejected post is never published and cannot be edited back; the reason is
+    kept in its events (GET /v1/posts/{id}/events).
+    """
+    return _move_with_reason(
+        tx, brand_id=brand_id, post_id=post_id, body=body, action="reject", now=now
+    )
+
+
+def cancel(
+    tx: Transaction, *, brand_id: str, post_id: str, body: Any, now: dt.datetime
+) -> dict[str, Any]:
+    """Withdraw a post that has not started publishing; a reason is optional."""
+    return _move_with_reason(
+        tx, brand_id=brand_id, post_id=post_id, body=body, action="cancel", now=now
+    )
+
+
+def _move_with_reason(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    post_id: str,
+    body: Any,
+    action: str,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Apply `action` with the body's `reason` (required to reject) in its event."""
+    body = validation.require_object(body)
+    validation.only_fields(body, REASON_FIELDS, what=f"a request to {action}")
+    reason = validation.text(
+        body, "reason", required=action == "reject", max_len=REASON_LENGTH_MAX
+    )
+    post_events.give_reason(tx, reason)
+    moved = apply_action(tx, brand_id=brand_id, post_id=post_id, action=action, now=now)
+    post_events.give_reason(tx, None)
+    return moved
 
 
 def schedule(
@@ -517,7 +568,7 @@ def _brief(product: dict[str, Any], brand: dict[str, Any]) -> ProductBrief:
     return brief_from_catalog(product, brand["currency"])
 
 
-def _voice(
+def brand_voice(
     brand: dict[str, Any], *, sponsored: bool = False, language: str | None = None
 ) -> BrandVoice:
     """Build the brand's voice; a sponsored post must also carry the disclosure."""
