@@ -18,6 +18,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
 from cartcast import (
+    best_time,
     brands,
     caption_jobs,
     catalog,
@@ -82,6 +83,7 @@ ROUTES = Map(
         ),
         Rule("/v1/posts/<post_id>/cancel", methods=["POST"], endpoint="cancel_post"),
         Rule("/v1/schedule", methods=["POST"], endpoint="schedule_approved"),
+        Rule("/v1/slots/suggestions", methods=["GET"], endpoint="slot_suggestions"),
         Rule("/v1/mentions", methods=["GET"], endpoint="list_mentions"),
         Rule("/v1/orders", methods=["POST"], endpoint="receive_order"),
         Rule("/v1/reports/daily", methods=["GET"], endpoint="daily_report"),
@@ -516,6 +518,13 @@ def schedule_approved(
         tx, brand_id=keys.require_brand(caller), limit=limit, now=runtime.clock.now()
     )
     return web.json_response({"posts": scheduled})
+
+
+def slot_suggestions(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    suggested = best_time.suggest(tx, brand_id=keys.require_brand(caller))
+    return web.json_response(suggested)
 
 
 def list_mentions(
