@@ -119,7 +119,7 @@ def test_a_price_in_another_currency_holds_the_post_naming_it(
     (post,) = brand_posts(x_runtime, brand_id)
     assert post["state"] == "held"
     assert post["failure_reason"] == (
-        "claims a price of € 20.00: the catalog's prices are in USD"
+        "claims a price in € (€ 20.00), the catalog's prices are in USD"
     )
     assert tweets_sent(x_sandbox) == 0
 

@@ -453,7 +453,14 @@ def approve_post(
     query: Any,
     post_id: str,
 ) -> web.Response:
-    return _act_on_post(tx, runtime, caller, post_id, "approve")
+    post = posts.apply_action(
+        tx,
+        brand_id=keys.require_brand(caller),
+        post_id=_row_id(post_id, "post"),
+        action="approve",
+        now=runtime.clock.now(),
+    )
+    return web.json_response({"post": post})
 
 
 def cancel_post(
@@ -470,19 +477,6 @@ def cancel_post(
         brand_id=keys.require_brand(caller),
         post_id=_row_id(post_id, "post"),
         body=body,
-        now=runtime.clock.now(),
-    )
-    return web.json_response({"post": post})
-
-
-def _act_on_post(
-    tx: Transaction, runtime: Any, caller: keys.Caller, post_id: str, action: str
-) -> web.Response:
-    post = posts.apply_action(
-        tx,
-        brand_id=keys.require_brand(caller),
-        post_id=_row_id(post_id, "post"),
-        action=action,
         now=runtime.clock.now(),
     )
     return web.json_response({"post": post})

@@ -412,7 +412,7 @@ def _gemini_failure_reason(
         return f"gemini: banned word '{banned}'"
     mismatch = price_mismatch(text, request.product, link=request.link)
     if mismatch is not None:
-        return f"gemini: price mismatch ({mismatch})"
+        return f"gemini: {mismatch}"
     claim = claim_mismatch(text, request.product, link=request.link)
     if claim is not None:
         return f"gemini: {claim}"

@@ -255,11 +255,18 @@ def _stock_mismatch(scanned: str, stock: int) -> str | None:
 
 
 def price_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str | None:
-    """Name the first price that is not the catalog's: another figure or currency."""
+    """Name the first price that is not the catalog's: another figure or currency.
+
+    E.g. "claims a price of $16.00, the catalog says $20.00, on sale at $18.00", or
+    "claims a price in € (€ 20.00), the catalog's prices are in USD".
+    """
     allowed = {product.price.quantize(CENT, rounding=ROUND_HALF_UP)}
     sale = sale_price(product)
     if sale is not None:
         allowed.add(sale)
+    catalog = format_price(product.price, product.currency)
+    if sale is not None:
+        catalog += f", on sale at {format_price(sale, product.currency)}"
 
     # Figures inside the link or the product's own title are not prices, and a
     # saving ("save $2") is a claim that claim_mismatch holds against the catalog.
@@ -269,9 +276,13 @@ def price_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
     currency = product.currency.upper()
     for figure, mark in _priced(scanned, extra_code=currency):
         if mark is not None and currency not in _currencies(mark):
-            return f"{mark} {figure}: the catalog's prices are in {currency}"
+            return (
+                f"claims a price in {mark} ({mark} {figure}), the catalog's prices "
+                f"are in {currency}"
+            )
         if figure not in allowed:
-            return str(figure)
+            claimed = format_price(figure, product.currency)
+            return f"claims a price of {claimed}, the catalog says {catalog}"
     return None
 
 

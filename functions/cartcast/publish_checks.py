@@ -20,7 +20,6 @@ unless it is an image post, whose image is the product's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cartcast import claims
@@ -62,9 +61,9 @@ def recheck(tx: Transaction, post: dict[str, Any]) -> Verdict:
     brief = claims.brief_from_catalog(product, post["currency"])
     copy = _copy_to_send(tx, post)
     link = post["link"] or ""
-    problem = claims.claim_mismatch(copy, brief, link=link)
-    if problem is None:
-        problem = _price_problem(copy, brief, link)
+    problem = claims.claim_mismatch(copy, brief, link=link) or claims.price_mismatch(
+        copy, brief, link=link
+    )
     return Verdict(product, problem)
 
 
@@ -76,18 +75,3 @@ def _copy_to_send(tx: Transaction, post: dict[str, Any]) -> str:
     else:
         texts = [post["text"]]
     return "\n\n".join([*texts, *(post["poll_options"] or [])])
-
-
-def _price_problem(copy: str, brief: claims.ProductBrief, link: str) -> str | None:
-    figure = claims.price_mismatch(copy, brief, link=link)
-    if figure is None:
-        return None
-    catalog = claims.format_price(brief.price, brief.currency)
-    sale = claims.sale_price(brief)
-    if sale is not None:
-        catalog += f", on sale at {claims.format_price(sale, brief.currency)}"
-    try:
-        claimed = claims.format_price(Decimal(figure), brief.currency)
-    except InvalidOperation:  # a price in another currency: "€ 20.00: ..."
-        return f"claims a price of {figure}"
-    return f"claims a price of {claimed}, the catalog says {catalog}"
