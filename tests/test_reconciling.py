@@ -335,3 +335,22 @@ def test_a_duplicate_that_was_our_own_lost_post_is_adopted_not_failed(
     assert resent["unconfirmed"] == 1
     assert settled["adopted"] == 1
     assert the_post(x_runtime, brand_id)["x_post_id"] == on_x["id"]
+
+
+def test_a_read_cut_short_meters_the_page_it_got_and_concludes_nothing_older(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    wait(clock, 10)
+    post_by_hand(x_runtime, x_sandbox, 150)
+    wait(clock, 3600)
+    x_sandbox.set_limit("GET /2/users/:id/tweets", 1)  # the second page meets a 429
+
+    outcome = reconciling.reconcile_unconfirmed(x_runtime)
+
+    assert outcome["waiting"] == 1 and outcome["requeued"] == 0
+    assert states(x_runtime, brand_id) == ["unconfirmed"]
+    assert owned_reads(x_runtime, brand_id) == [{"units": 100, "usd": Decimal("0.100")}]
