@@ -41,17 +41,19 @@ def generate_caption(request: flask.Request) -> tuple[str, int, dict[str, str]]:
 
 @functions_framework.cloud_event
 def publish_due_posts(cloud_event: CloudEvent) -> None:
-    from cartcast import reconciling
+    from cartcast import reconciling, sweeping
 
     # First settle `unconfirmed` posts from each account's timeline (adopt X's id,
     # or re-queue one absent well after sending), then claim and send due posts, so
     # a re-queued post goes out in the same run. Claims already make a second
-    # delivery a no-op: no need to track deliveries.
+    # delivery a no-op: no need to track deliveries. A message {"sweep": true}, from
+    # the sweeper's own Scheduler job, re-drives posts no run picked up (0012).
     _on_tick(
         cloud_event,
         "publish_due_posts",
         reconciling.reconcile_then_publish,
         once=False,
+        sweep=sweeping.sweep_missed,
     )
 
 
@@ -100,16 +102,20 @@ def _on_tick(
     function: str,
     work: Callable[..., dict[str, Any]],
     once: bool = True,
+    sweep: Callable[..., dict[str, Any]] | None = None,
 ) -> None:
     """Run a scheduled job as of the tick's time, unless the tick is unusable or old.
 
     With `once`, a tick that another delivery claimed is acknowledged without
     running again: Pub/Sub delivers at least once, and a second poll or rollup would
-    read from X, and pay, a second time.
+    read from X, and pay, a second time. With `sweep`, a message whose payload says
+    `"sweep": true` runs it instead of `work`.
     """
     message = _fresh_message(cloud_event, function)
     if message is None:
         return
+    if sweep is not None and message.payload.get("sweep") is True:
+        work = sweep
     current = runtime.current()
     if once and not events.claim(current, function, message):
         _drop(function, message, "delivered again; another delivery ran it")

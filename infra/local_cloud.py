@@ -6,7 +6,9 @@
   environment each needs; `score_sentiment` is subscribed to the mentions topic
   through a direct push (CARTCAST_PUBSUB_PUSH), as a push subscription would be.
 - `send_tick`: what Cloud Scheduler does through Pub/Sub: a messagePublished
-  CloudEvent whose `time` is the instant the tick stands for.
+  CloudEvent whose `time` is the instant the tick stands for;
+- `send_sweep`: the missed-post sweeper's own Scheduler job, a tick to
+  `publish_due_posts` whose message is `{"sweep": true}` (decision 0012).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ FUNCTIONS = {
     "drain_caption_jobs": "cloudevent",
 }
 MENTIONS_TOPIC = "cartcast-mentions"
+SWEEP_TOPIC = "cartcast-sweep_missed_posts"
+SWEEP_PAYLOAD = {"sweep": True}
 START_TIMEOUT_S = 60
 
 
@@ -245,6 +249,11 @@ def send_tick(
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+
+
+def send_sweep(url: str, *, time: dt.datetime) -> int:
+    """Deliver one tick of the sweeper's job to `publish_due_posts`' URL."""
+    return send_tick(url, topic=SWEEP_TOPIC, time=time, payload=SWEEP_PAYLOAD)
 
 
 def call_json(

@@ -14,8 +14,8 @@ process, with `functions` on PYTHONPATH so `cartcast.clock` imports:
 
 Tests and the demo steer it through a control API that X does not have, under
 `/_sandbox/` and without auth: register accounts (each with its bearer token), inject
-mentions, queue faults, change rate limits, delay the timeline's indexing, read or
-clear the whole state.
+mentions, queue faults (an answer can be held until the test releases it), change
+rate limits, delay the timeline's indexing, read or clear the whole state.
 
 Facts about X that shaped the answers, with where they come from:
 - Problem bodies: `{"title","detail","type":"about:blank","status"}` for 401, 403, 429
@@ -105,6 +105,8 @@ DEFAULT_LIMITS = {
 }
 MEDIA_EXPIRES_AFTER_S = 86400
 IMAGE_BYTES_MAX = 5 * 1024 * 1024
+# A held answer leaves after this even unreleased, so a forgetful test cannot hang.
+HOLD_MAX_S = 60
 ALT_TEXT_MAX = 1000
 MEDIA_CATEGORIES = frozenset(
     "tweet_image tweet_gif tweet_video dm_image dm_gif dm_video subtitles".split()
@@ -243,6 +245,7 @@ class Fault:
     delay_s: float
     drop: bool
     truncate: bool = False
+    hold: bool = False
 
 
 @dataclass
@@ -277,6 +280,8 @@ class XSandbox:
         self.state_file = Path(state_file) if state_file else None
         self._default_limits = {**DEFAULT_LIMITS, **(limits or {})}
         self._lock = threading.Lock()
+        self._answers_released = threading.Event()
+        self._answers_released.set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._routes = [
@@ -336,6 +341,7 @@ class XSandbox:
         """Stop serving and release the port."""
         if self._server is None:
             return
+        self.release_answers()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
@@ -399,14 +405,18 @@ class XSandbox:
         delay_s: float = 0.0,
         drop: bool = False,
         truncate: bool = False,
+        hold: bool = False,
     ) -> None:
         """Make the next `count` matching requests misbehave.
 
         Each answers `status` in X's format or, without a status, is served as
         usual; either way the answer leaves `delay_s` late. With `drop`, the answer
         is thrown away and the connection closed; with `truncate`, the answer breaks
-        off halfway through its body. A served request has taken effect before a
-        slow, lost or broken answer, as when X acts but its answer never arrives.
+        off halfway through its body; with `hold`, the answer waits until
+        `release_answers()` (at most HOLD_MAX_S), so a test can act between X's
+        acting and its caller hearing of it. A served request has taken effect
+        before a slow, held, lost or broken answer, as when X acts but its answer
+        never arrives.
         """
         if status is not None and not 400 <= status <= 599:
             raise ValueError("status must be an HTTP error status")
@@ -421,10 +431,17 @@ class XSandbox:
             delay_s,
             drop,
             truncate,
+            hold,
         )
         with self._lock:
+            if hold:
+                self._answers_released.clear()
             self._faults.append(fault)
             self._save()
+
+    def release_answers(self) -> None:
+        """Let every answer held by a `hold` fault leave, now and from now on."""
+        self._answers_released.set()
 
     def set_limit(self, endpoint: str, limit: int) -> None:
         """Change how many requests per 15 minutes one token may make to `endpoint`."""
@@ -479,6 +496,8 @@ class XSandbox:
         if fault is not None and fault.delay_s:
             # Outside the lock: a slow answer must not hold up other clients.
             time.sleep(fault.delay_s)
+        if fault is not None and fault.hold:
+            self._answers_released.wait(HOLD_MAX_S)
         return reply
 
     def _serve(
@@ -1030,8 +1049,12 @@ class XSandbox:
                     delay_s=float(body.get("delay_s", 0.0)),
                     drop=bool(body.get("drop", False)),
                     truncate=bool(body.get("truncate", False)),
+                    hold=bool(body.get("hold", False)),
                 )
                 return Reply(201, {"data": self.snapshot()["faults"]})
+            if action == ("POST", "release_answers"):
+                self.release_answers()
+                return Reply(200, {"data": {"released": True}})
             if action == ("POST", "limits"):
                 self.set_limit(body["endpoint"], int(body["limit"]))
                 return Reply(200, {"data": self.snapshot()["limits"]})

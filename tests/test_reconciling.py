@@ -232,3 +232,125 @@ def test_a_delay_shorter_than_x_lag_still_leaves_one_post_on_x(
     assert settled["adopted"] == 1
     assert states(x_runtime, brand_id) == ["published"]
     assert len(x_sandbox.snapshot()["posts"]) == 1
+
+
+SELECT_TEXT = "SELECT text FROM posts WHERE brand_id = :b"
+
+
+def post_by_hand(runtime, sandbox, count: int, text: str = "") -> None:
+    """Post on the account outside cartcast, as its owner would in X's app."""
+    sandbox.set_limit("POST /2/tweets", 1000)
+    client = runtime.x_client("token-alpha")
+    for number in range(count):
+        client.create_post(text or f"Posted by hand, number {number}")
+
+
+def test_the_reconciler_follows_the_timeline_back_to_the_send_time_page_by_page(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    wait(clock, 10)
+    post_by_hand(x_runtime, x_sandbox, 150)  # newer: the lost post is on page 2
+
+    outcome = reconciling.reconcile_unconfirmed(x_runtime)
+
+    assert outcome["adopted"] == 1
+    assert states(x_runtime, brand_id) == ["published"]
+    assert sorted(read["units"] for read in owned_reads(x_runtime, brand_id)) == [
+        51,
+        100,
+    ]
+    assert x_sandbox.snapshot()["requests"]["GET /2/users/:id/tweets"]["count"] == 2
+    assert posts_sent(x_sandbox) == 151
+
+
+def test_a_post_beyond_the_pages_read_is_never_concluded_absent(
+    x_runtime, clock, x_sandbox
+) -> None:
+    x_runtime.settings = dataclasses.replace(x_runtime.settings, reconcile_pages_max=1)
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    wait(clock, 10)
+    post_by_hand(x_runtime, x_sandbox, 150)
+    wait(clock, 3600)
+
+    outcome = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    assert outcome["waiting"] == 1 and outcome["requeued"] == 0
+    assert states(x_runtime, brand_id) == ["unconfirmed"]
+    assert owned_reads(x_runtime, brand_id) == [{"units": 100, "usd": Decimal("0.100")}]
+    assert posts_sent(x_sandbox) == 151
+
+
+def test_a_duplicate_of_a_post_the_timeline_does_not_show_fails_with_what_to_do(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    with x_runtime.database.transaction() as tx:
+        (text,) = [row["text"] for row in tx.rows(SELECT_TEXT, b=brand_id)]
+    post_by_hand(x_runtime, x_sandbox, 1, text=text)  # a week before it is due
+    wait(clock, 7 * 86400)
+    first = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+    wait(clock, 10)
+    early = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    wait(clock, x_runtime.settings.reconcile_delay_s)
+    settled = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+    later = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    post = the_post(x_runtime, brand_id)
+    (attempt,) = attempts(x_runtime, brand_id)
+    assert first["unconfirmed"] == 1 and early["waiting"] == 1
+    assert settled["failed_duplicate"] == 1 and later["failed_duplicate"] == 0
+    assert states(x_runtime, brand_id) == ["failed"]
+    assert post["x_post_id"] is None
+    assert attempt["outcome"] == "failed"
+    assert reconciling.DUPLICATE_REASON in attempt["error"]
+    assert posts_sent(x_sandbox) == 2  # the hand-made post and the one refusal
+
+
+def test_a_duplicate_that_was_our_own_lost_post_is_adopted_not_failed(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    claimed, started, _ = publishing._claim(x_runtime, clock.now())
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    publishing._publish_one(x_runtime, claimed[0], started[claimed[0]["id"]])
+    with x_runtime.database.transaction() as tx:  # as if it had been re-queued
+        tx.execute(
+            "UPDATE posts SET state = 'scheduled' WHERE brand_id = :b", b=brand_id
+        )
+    resent = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    wait(clock, x_runtime.settings.reconcile_delay_s)
+    settled = reconciling.reconcile_unconfirmed(x_runtime)
+
+    (on_x,) = x_sandbox.snapshot()["posts"]
+    assert resent["unconfirmed"] == 1
+    assert settled["adopted"] == 1
+    assert the_post(x_runtime, brand_id)["x_post_id"] == on_x["id"]
+
+
+def test_a_read_cut_short_meters_the_page_it_got_and_concludes_nothing_older(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    wait(clock, 10)
+    post_by_hand(x_runtime, x_sandbox, 150)
+    wait(clock, 3600)
+    x_sandbox.set_limit("GET /2/users/:id/tweets", 1)  # the second page meets a 429
+
+    outcome = reconciling.reconcile_unconfirmed(x_runtime)
+
+    assert outcome["waiting"] == 1 and outcome["requeued"] == 0
+    assert states(x_runtime, brand_id) == ["unconfirmed"]
+    assert owned_reads(x_runtime, brand_id) == [{"units": 100, "usd": Decimal("0.100")}]

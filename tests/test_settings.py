@@ -151,3 +151,41 @@ def test_a_reconcile_delay_outside_half_a_minute_to_a_day_is_refused(value) -> N
     assert "CARTCAST_RECONCILE_DELAY_S must be between 30 and 86400" in str(
         raised.value
     )
+
+
+def test_the_sweeper_calls_a_post_missed_after_15_minutes_and_too_late_after_6_hours():
+    loaded = settings.load(BASE)
+
+    assert loaded.missed_after_s == 900
+    assert loaded.missed_max_late_s == 21600
+    assert loaded.reconcile_pages_max == 5
+
+
+def test_a_late_bound_not_past_the_missed_threshold_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load(
+            {
+                **BASE,
+                "CARTCAST_MISSED_AFTER_S": "3600",
+                "CARTCAST_MISSED_MAX_LATE_S": "3600",
+            }
+        )
+
+    assert "CARTCAST_MISSED_MAX_LATE_S must be more than CARTCAST_MISSED_AFTER_S" in (
+        str(raised.value)
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CARTCAST_MISSED_AFTER_S",
+        "CARTCAST_MISSED_MAX_LATE_S",
+        "CARTCAST_RECONCILE_PAGES_MAX",
+    ],
+)
+def test_the_sweeper_and_reconciler_settings_must_be_positive(name) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load({**BASE, name: "0"})
+
+    assert f"{name} must be a positive number" in str(raised.value)

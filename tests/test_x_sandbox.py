@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -511,6 +512,23 @@ def test_a_dropped_answer_closes_the_connection_after_the_post_is_made(sandbox, 
         post(http, "did it go out?")
 
     assert [p["text"] for p in sandbox.snapshot()["posts"]] == ["did it go out?"]
+
+
+def test_a_held_answer_leaves_only_when_released_the_post_made_before(sandbox, http):
+    sandbox.add_fault(method="POST", path_prefix="/2/tweets", hold=True)
+    answers = []
+    sending = threading.Thread(target=lambda: answers.append(post(http, "held")))
+    sending.start()
+
+    while not sandbox.snapshot()["posts"]:
+        sending.join(0.01)
+    waiting = list(answers)
+    requests.post(sandbox.base_url + "/_sandbox/release_answers", timeout=5)
+    sending.join()
+
+    assert waiting == []
+    assert [p["text"] for p in sandbox.snapshot()["posts"]] == ["held"]
+    assert answers[0].status_code == 201
 
 
 def test_a_new_post_reaches_the_timeline_only_after_the_indexing_lag(

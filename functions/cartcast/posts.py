@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -119,11 +120,16 @@ WHERE brand_id = :brand_id AND id = :id AND state = ANY(CAST(:from_states AS tex
 RETURNING id
 """
 UPDATE_SCHEDULE = """
-UPDATE posts SET state = 'scheduled', scheduled_at = :at, updated_at = :now
-WHERE brand_id = :brand_id AND id = :id AND state IN ('approved', 'scheduled')
+UPDATE posts SET state = 'scheduled', scheduled_at = :at, updated_at = :now,
+    failure_reason = NULL
+WHERE brand_id = :brand_id AND id = :id AND state IN ('approved', 'scheduled', 'held')
 RETURNING id
 """
 LOCK_BRAND = "SELECT id FROM brands WHERE id = :brand_id FOR UPDATE"
+# ASCII digits only, matched whole; seconds are allowed, an offset is not.
+LOCAL_TIME_PATTERN = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?"
+)
 
 
 def create_drafts(
@@ -500,25 +506,77 @@ def _move_with_reason(
     return moved
 
 
+SCHEDULE_FIELDS = ("at", "local_time", "time_zone")
+# A held post may be scheduled again: every reason to hold is checked again when it
+# is due (the X account, the catalog's claims), so nothing unsafe goes out.
+SCHEDULABLE_STATES = ("approved", "scheduled", "held")
+
+
 def schedule(
     tx: Transaction, *, brand_id: str, post_id: str, body: Any, now: dt.datetime
 ) -> dict[str, Any]:
-    """Schedule an approved post at a given time, or in the next free slot."""
+    """Schedule a post at an instant (`at`), a wall time in the brand's zone
+    (`local_time`, `time_zone` optional), or the next free slot.
+
+    The answer's `schedule_note` says when a wall time fell into a skipped or a
+    repeated hour and where it went (slots.resolve_wall_time); null otherwise.
+    """
     body = validation.require_object(body or {})
+    validation.only_fields(body, SCHEDULE_FIELDS, what="a request to schedule")
     post = get_post(tx, brand_id=brand_id, post_id=post_id)
-    if post["state"] not in ("approved", "scheduled"):
-        raise Conflict(f"post is {post['state']}; only approved posts can be scheduled")
+    if post["state"] not in SCHEDULABLE_STATES:
+        raise Conflict(
+            f"post is {post['state']}; only approved or held posts can be scheduled"
+        )
     tx.one(LOCK_BRAND, brand_id=brand_id)
+
+    note = None
+    if body.get("at") is not None and body.get("local_time") is not None:
+        raise InvalidRequest("give 'at' or 'local_time', not both", field="local_time")
     if body.get("at") is not None:
         at = validation.instant(body["at"], "at")
         if at <= now:
             raise InvalidRequest("'at' must be in the future", field="at")
+    elif body.get("local_time") is not None:
+        at, note = _resolve_local_time(tx, brand_id=brand_id, body=body)
+        if at <= now:
+            raise InvalidRequest(
+                "'local_time' must be in the future", field="local_time"
+            )
+    elif body.get("time_zone") is not None:
+        raise InvalidRequest("'time_zone' goes with 'local_time'", field="time_zone")
     else:
         at = _free_slots(tx, brand_id=brand_id, after=now, count=1)[0]
+
     if at in _taken(tx, brand_id=brand_id, after=now) and at != post["scheduled_at"]:
         raise Conflict("another post is scheduled at that time", field="at")
     tx.scalar(UPDATE_SCHEDULE, brand_id=brand_id, id=post_id, at=at, now=now)
-    return get_post(tx, brand_id=brand_id, post_id=post_id)
+    return {**get_post(tx, brand_id=brand_id, post_id=post_id), "schedule_note": note}
+
+
+def _resolve_local_time(
+    tx: Transaction, *, brand_id: str, body: dict[str, Any]
+) -> tuple[dt.datetime, str | None]:
+    """Read `local_time` (YYYY-MM-DDTHH:MM, no offset) in `time_zone` or the
+    brand's zone; return its instant and the note on a skipped or repeated hour."""
+    raw = body["local_time"]
+    if not isinstance(raw, str) or not LOCAL_TIME_PATTERN.fullmatch(raw):
+        raise InvalidRequest(
+            "'local_time' must be a wall time without an offset, "
+            "YYYY-MM-DDTHH:MM (e.g. 2027-03-14T09:30)",
+            field="local_time",
+        )
+    try:
+        wall = dt.datetime.fromisoformat(raw)
+    except ValueError as error:
+        raise InvalidRequest(
+            f"'local_time' is not a date and time: {error}", field="local_time"
+        ) from error
+    if body.get("time_zone") is not None:
+        zone = validation.time_zone(body["time_zone"])
+    else:
+        zone = brands.get_brand(tx, brand_id)["time_zone"]
+    return slots.resolve_wall_time(wall, zone)
 
 
 def schedule_approved(

@@ -131,6 +131,9 @@ UPDATE publish_attempts SET finished_at = :now, outcome = :outcome,
     x_post_id = :x_post_id, error = :error
 WHERE id = :attempt_id
 """
+MARK_DUPLICATE = (
+    "UPDATE publish_attempts SET refused_as_duplicate = true WHERE id = :attempt_id"
+)
 MARK_PUBLISHED = """
 UPDATE posts SET state = 'published', x_post_id = :x_post_id, published_at = :now,
     lease_until = NULL, failure_reason = NULL, updated_at = :now
@@ -394,8 +397,11 @@ def _settle_refusal(
         return "deferred"
     if isinstance(error, XRejected) and error.reason == "duplicate":
         # X refuses a text the account already posted: most likely this very
-        # post, by a run whose answer was lost. Settle it from the timeline.
+        # post, by a run whose answer was lost. Settle it from the timeline, which
+        # fails it if that post is not there (reconciling.py).
         _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason)
+        with runtime.database.transaction() as tx:
+            tx.execute(MARK_DUPLICATE, attempt_id=attempt_id)
         return "unconfirmed"
     _finish(runtime, post, attempt_id, "failed", "failed", reason)
     runtime.log.error(

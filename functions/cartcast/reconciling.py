@@ -5,23 +5,29 @@ timeout, a dropped connection, a publisher that died after writing its intent, o
 X calling the text a duplicate). X takes no idempotency key, so only X's copy can
 say what happened (decision 0003). Each run, per brand with such posts:
 
-1. read the account's own posts once: one page of up to 100, from a minute before
-   the first attempt of the oldest unconfirmed post (an owned read, metered in the
-   cost ledger per post returned);
+1. read the account's own posts, from a minute before the first attempt of the
+   oldest unconfirmed post, following X's pages (100 posts each) back to that
+   instant, at most CARTCAST_RECONCILE_PAGES_MAX pages; each page is metered in the
+   cost ledger as it arrives (an owned read per post returned);
 2. match each unconfirmed post by its text, with every link reduced to a mark on
    both sides (X returns links as t.co links) and X's HTML escapes undone;
 3. found: adopt X's id, so the post is `published` as of X's `created_at` and its
    attempt `published`;
 4. not found in a read taken at least CARTCAST_RECONCILE_DELAY_S after `sent_at`
    (X indexes a new post in the timeline with a lag): back to `scheduled`, and the
-   attempt says why (`retry`, "absent from the timeline read at ...");
+   attempt says why (`retry`, "absent from the timeline read at ..."); but a post
+   whose last attempt X refused as a duplicate is `failed` instead ("X refuses
+   this text as a duplicate of an earlier post of the account; edit it"): the post
+   X compares it with is older than the read, or deleted, and the same text would
+   be refused again on every round;
 5. not found, earlier than that: left `unconfirmed`; the attempt's `checked_at`
    says when it was last looked for.
 
-A read that fails or meets a rate limit changes nothing; the next run tries again.
-"Absent" is concluded only for posts the read covered: when the page came back full,
-only for attempts sent after the oldest post on it. An older one stays `unconfirmed`
-for a person to settle; reading further pages would remove that.
+A read whose first page fails or meets a rate limit changes nothing; the next run
+tries again. "Absent" is concluded only for posts the read covered: when it stopped
+before X ran out of pages (the page limit, or a later page failing), only for
+attempts sent after the oldest post it read. An older one stays `unconfirmed` until
+a read covers it.
 
 A thread is `unconfirmed` when one part is in flight (decision 0008): that part is
 matched by its own text. Found, it gets its X id and the thread either is
@@ -43,8 +49,6 @@ from cartcast.logs import fields
 
 # X's clock and ours may differ a little; a post's created_at can precede sent_at.
 CLOCK_MARGIN = dt.timedelta(minutes=1)
-# One page of GET /2/users/:id/tweets, the most X serves in one request.
-TIMELINE_PAGE = 100
 LINK_MARK = "\x00link\x00"
 
 # The attempt of a post is the one holding its lease; a thread's part in flight is
@@ -57,7 +61,7 @@ SELECT p.id, p.brand_id, p.kind, p.text, p.link, a.id AS attempt_id,
     pp.position AS part,
     pp.text AS part_text, pp.has_link AS part_has_link,
     (SELECT count(*) FROM post_parts x WHERE x.post_id = p.id) AS part_count,
-    b.x_user_id, b.x_access_token
+    a.refused_as_duplicate, b.x_user_id, b.x_access_token
 FROM posts p
 JOIN brands b ON b.id = p.brand_id
 JOIN publish_attempts a ON a.id = p.lease_attempt_id
@@ -97,6 +101,14 @@ UPDATE publish_attempts SET outcome = :outcome, x_post_id = CAST(:x_post_id AS t
 WHERE id = :attempt_id
 """
 MARK_CHECKED = "UPDATE publish_attempts SET checked_at = :now WHERE id = :attempt_id"
+FAIL_POST = """
+UPDATE posts SET state = 'failed', failure_reason = :reason, updated_at = :now
+WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'unconfirmed'
+RETURNING id
+"""
+DUPLICATE_REASON = (
+    "X refuses this text as a duplicate of an earlier post of the account; edit it"
+)
 
 
 def reconcile_then_publish(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
@@ -110,9 +122,10 @@ def reconcile_unconfirmed(runtime: Any) -> dict[str, int]:
     """Look for every unconfirmed post on its account's timeline; return counts.
 
     `adopted`: found on X and published; `requeued`: absent after the delay and
-    scheduled again; `waiting`: not settled yet (too early, or the read failed).
+    scheduled again; `failed_duplicate`: absent after the delay although X called
+    it a duplicate; `waiting`: not settled yet (too early, or the read failed).
     """
-    counts = {"adopted": 0, "requeued": 0, "waiting": 0}
+    counts = {"adopted": 0, "requeued": 0, "failed_duplicate": 0, "waiting": 0}
     with runtime.database.transaction() as tx:
         rows = tx.rows(SELECT_UNCONFIRMED)
 
@@ -126,58 +139,99 @@ def reconcile_unconfirmed(runtime: Any) -> dict[str, int]:
 
 
 def _reconcile_brand(runtime: Any, rows: list[dict[str, Any]]) -> list[str]:
-    """Read one brand's timeline once and settle each of its unconfirmed posts."""
-    brand_id = rows[0]["brand_id"]
+    """Read one brand's timeline back to its oldest attempt; settle each post."""
     # From the post's first attempt: a re-sent post that X called a duplicate was
     # created by an earlier attempt.
     since = min(row["first_sent_at"] for row in rows) - CLOCK_MARGIN
-    client = runtime.x_client(rows[0]["x_access_token"])
-    try:
-        timeline = client.own_posts(rows[0]["x_user_id"], start_time=since, max_pages=1)
-    except (RateLimited, TransientError, PermanentError) as error:
-        runtime.log.warning(
-            "timeline unread; unconfirmed posts wait",
-            extra=fields(brand_id=str(brand_id), reason=str(error)),
-        )
+    read = _read_timeline(runtime, rows[0], since)
+    if read is None:
         return ["waiting"] * len(rows)
+    timeline, covered_from = read
 
     read_at = runtime.clock.now()
-    # A full page may have left older posts unread: it covers only back to its last.
-    covered_from = since
-    if len(timeline) >= TIMELINE_PAGE:
-        covered_from = min(post.created_at for post in timeline)
-
     with runtime.database.transaction() as tx:
-        costs.record(
-            tx,
-            brand_id=brand_id,
-            occurred_at=read_at,
-            operation="owned_read",
-            units=len(timeline),
-            usd=costs.X_OWNED_READ_USD * len(timeline),
-            ref=f"reconcile:{uuid.uuid4()}",
-        )
         known = {
-            row["x_post_id"] for row in tx.rows(SELECT_KNOWN_IDS, brand_id=brand_id)
+            row["x_post_id"]
+            for row in tx.rows(SELECT_KNOWN_IDS, brand_id=rows[0]["brand_id"])
         }
 
+    delay = dt.timedelta(seconds=runtime.settings.reconcile_delay_s)
     outcomes = []
     for row in rows:
         match = _find(row, timeline, known)
         if match is not None:
             known.add(match.id)
             outcomes.append(_adopt(runtime, row, match, read_at))
-        elif (
-            read_at - row["sent_at"]
-            >= dt.timedelta(seconds=runtime.settings.reconcile_delay_s)
-            and row["first_sent_at"] - CLOCK_MARGIN >= covered_from
+        elif read_at - row["sent_at"] < delay or (
+            covered_from is None or row["first_sent_at"] - CLOCK_MARGIN < covered_from
         ):
-            outcomes.append(_requeue(runtime, row, read_at))
-        else:
             with runtime.database.transaction() as tx:
                 tx.execute(MARK_CHECKED, attempt_id=row["attempt_id"], now=read_at)
             outcomes.append("waiting")
+        elif row["refused_as_duplicate"]:
+            outcomes.append(_fail_duplicate(runtime, row, read_at))
+        else:
+            outcomes.append(_requeue(runtime, row, read_at))
     return outcomes
+
+
+def _read_timeline(
+    runtime: Any, row: dict[str, Any], since: dt.datetime
+) -> tuple[list[Any], dt.datetime | None] | None:
+    """Read the account's posts since `since`, page by page, each page metered.
+
+    Returns the posts and the instant the read covers back to: `since` when X had
+    no more, else the oldest post read (CARTCAST_RECONCILE_PAGES_MAX reached, or a
+    later page failed); None when not even the first page could be read.
+    """
+    brand_id = row["brand_id"]
+    client = runtime.x_client(row["x_access_token"])
+    pages = client.own_post_pages(
+        row["x_user_id"],
+        start_time=since,
+        max_pages=runtime.settings.reconcile_pages_max,
+    )
+    timeline: list[Any] = []
+    complete, pages_read = False, 0
+    try:
+        for page, more in pages:
+            _meter_page(runtime, brand_id, page)
+            timeline.extend(page)
+            complete, pages_read = not more, pages_read + 1
+    except (RateLimited, TransientError, PermanentError) as error:
+        runtime.log.warning(
+            "timeline read stopped; posts it did not cover wait",
+            extra=fields(
+                brand_id=str(brand_id), pages_read=pages_read, reason=str(error)
+            ),
+        )
+        if pages_read == 0:
+            return None
+        complete = False
+
+    if complete:
+        return timeline, since
+    if pages_read == runtime.settings.reconcile_pages_max:
+        runtime.log.warning(
+            "timeline longer than the pages read; older posts wait",
+            extra=fields(brand_id=str(brand_id), pages_read=pages_read),
+        )
+    oldest = min((post.created_at for post in timeline), default=None)
+    return timeline, oldest
+
+
+def _meter_page(runtime: Any, brand_id: Any, page: list[Any]) -> None:
+    """Record one page of the account's own posts: an owned read per post."""
+    with runtime.database.transaction() as tx:
+        costs.record(
+            tx,
+            brand_id=brand_id,
+            occurred_at=runtime.clock.now(),
+            operation="owned_read",
+            units=len(page),
+            usd=costs.X_OWNED_READ_USD * len(page),
+            ref=f"reconcile:{uuid.uuid4()}",
+        )
 
 
 def _find(row: dict[str, Any], timeline: list[Any], known: set[str]) -> Any:
@@ -297,3 +351,31 @@ def _requeue(runtime: Any, row: dict[str, Any], read_at: dt.datetime) -> str:
         extra=fields(post_id=str(row["id"]), part=row["part"], waited_s=waited_s),
     )
     return "requeued"
+
+
+def _fail_duplicate(runtime: Any, row: dict[str, Any], read_at: dt.datetime) -> str:
+    """Fail a post X called a duplicate when the timeline, read well after sending
+    and back to its first attempt, does not hold it: the earlier post X means is
+    older, or gone, and sending the text again would be refused again."""
+    note = f"absent from the timeline read at {read_at.isoformat()}"
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            FAIL_POST,
+            post_id=row["id"],
+            attempt_id=row["attempt_id"],
+            reason=DUPLICATE_REASON,
+            now=read_at,
+        )
+        tx.execute(
+            SETTLE_ATTEMPT,
+            attempt_id=row["attempt_id"],
+            outcome="failed",
+            x_post_id=None,
+            note=f"{note}; {DUPLICATE_REASON}",
+            now=read_at,
+        )
+    runtime.log.error(
+        "X calls a post a duplicate of one the timeline does not show; failed",
+        extra=fields(post_id=str(row["id"]), part=row["part"]),
+    )
+    return "failed_duplicate"

@@ -59,6 +59,9 @@ class Settings:
     publish_batch_size: int = 20
     publish_lease_s: int = 300
     reconcile_delay_s: int = 300
+    reconcile_pages_max: int = 5
+    missed_after_s: int = 900
+    missed_max_late_s: int = 21600
     mention_pages_max: int = 10
     attribution_window_days: int = 7
     rollup_lookback_days: int = 8
@@ -149,6 +152,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         publish_batch_size=number("CARTCAST_PUBLISH_BATCH", 20),
         publish_lease_s=number("CARTCAST_PUBLISH_LEASE_S", 300),
         reconcile_delay_s=number("CARTCAST_RECONCILE_DELAY_S", 300),
+        reconcile_pages_max=number("CARTCAST_RECONCILE_PAGES_MAX", 5),
+        missed_after_s=number("CARTCAST_MISSED_AFTER_S", 900),
+        missed_max_late_s=number("CARTCAST_MISSED_MAX_LATE_S", 21600),
         mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10),
         attribution_window_days=number("CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7),
         rollup_lookback_days=number("CARTCAST_ROLLUP_LOOKBACK_DAYS", 8),
@@ -200,6 +206,11 @@ def _check_consistency(settings: Settings) -> list[str]:
         problems.append(
             "CARTCAST_RECONCILE_DELAY_S must be between "
             f"{RECONCILE_DELAY_RANGE_S[0]} and {RECONCILE_DELAY_RANGE_S[1]} seconds"
+        )
+    if settings.missed_max_late_s <= settings.missed_after_s:
+        # Otherwise every post the sweeper finds missed would already be too late.
+        problems.append(
+            "CARTCAST_MISSED_MAX_LATE_S must be more than CARTCAST_MISSED_AFTER_S"
         )
     if settings.caption_products_per_request > CAPTION_PRODUCTS_PER_REQUEST_MAX:
         # One Gemini request writes the chunk: POST /v1/captions's own limit.

@@ -73,6 +73,34 @@ def resolve(
     return wall.astimezone(UTC)
 
 
+def resolve_wall_time(
+    wall: dt.datetime, time_zone: str
+) -> tuple[dt.datetime, str | None]:
+    """Return the UTC instant of a naive local wall time, and a note when the zone's
+    clocks make it move (skipped) or name two instants (repeated); else None.
+
+    The outcomes are the slots' (see module doc): forward by the gap, or the first
+    of the two.
+    """
+    zone = zoneinfo.ZoneInfo(time_zone)
+    first = wall.replace(tzinfo=zone, fold=0)
+    instant = first.astimezone(UTC)
+    shown = instant.astimezone(zone)
+    what = f"{wall:%H:%M} on {wall:%Y-%m-%d} in {time_zone}"
+
+    if shown.replace(tzinfo=None) != wall:
+        return instant, (
+            f"{what} does not exist (the clocks go forward); scheduled at "
+            f"{shown:%H:%M %Z} ({instant:%H:%M} UTC)"
+        )
+    if first.replace(fold=1).utcoffset() != first.utcoffset():
+        return instant, (
+            f"{what} happens twice (the clocks go back); scheduled at the first, "
+            f"{shown:%H:%M %Z} ({instant:%H:%M} UTC)"
+        )
+    return instant, None
+
+
 def upcoming(
     slots: Iterable[dict[str, Any]], time_zone: str, after: dt.datetime
 ) -> Iterator[dt.datetime]:

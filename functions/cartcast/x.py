@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -342,6 +342,24 @@ class XClient:
         posts since `start_time` were left unread.
         """
         posts: list[CreatedPost] = []
+        for page, _more in self.own_post_pages(
+            user_id, start_time=start_time, max_pages=max_pages
+        ):
+            posts.extend(page)
+        return posts
+
+    def own_post_pages(
+        self,
+        user_id: str,
+        *,
+        start_time: dt.datetime | None,
+        max_pages: int = OWN_POSTS_MAX_PAGES,
+    ) -> Iterator[tuple[list[CreatedPost], bool]]:
+        """Yield the account's posts since `start_time` a page of 100 at a time,
+        newest first, each with whether X holds more; stop after `max_pages`.
+
+        A caller that meters or stops page by page reads through this one.
+        """
         next_token = None
         for _ in range(max_pages):
             page = self._call(
@@ -353,18 +371,20 @@ class XClient:
                 pagination_token=next_token,
                 tweet_fields=["created_at"],
             )
-            posts.extend(
-                CreatedPost(
-                    id=post["id"],
-                    text=post["text"],
-                    created_at=parse_instant(post["created_at"]),
-                )
-                for post in page.get("data", [])
-            )
             next_token = page.get("meta", {}).get("next_token")
+            yield (
+                [
+                    CreatedPost(
+                        id=post["id"],
+                        text=post["text"],
+                        created_at=parse_instant(post["created_at"]),
+                    )
+                    for post in page.get("data", [])
+                ],
+                next_token is not None,
+            )
             if next_token is None:
-                break
-        return posts
+                return
 
     def _post_json(self, *, route: str, body: dict[str, Any], user_auth: bool) -> Any:
         """POST a JSON body to an X route tweepy has no method for; return the JSON."""

@@ -1,0 +1,223 @@
+"""The missed-post sweeper: due posts no publish run picked up, through the sandbox."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import uuid
+
+import pytest
+
+from cartcast import events, posts, publishing, sweeping
+from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.helpers import ALPHA, brand_body, catalog, make_brand, post_json, states
+
+SELECT_POSTS = """
+SELECT id, state, scheduled_at, failure_reason FROM posts
+WHERE brand_id = :brand_id ORDER BY scheduled_at, id
+"""
+
+
+@pytest.fixture
+def alerts(caplog):
+    """The ERROR lines cartcast logs (its logger does not propagate to the root)."""
+    logger = logging.getLogger("cartcast")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def brand_posts(runtime, brand_id: str) -> list[dict]:
+    with runtime.database.transaction() as tx:
+        return tx.rows(SELECT_POSTS, brand_id=brand_id)
+
+
+def sent(sandbox) -> int:
+    return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
+
+
+def missed_job_alerts(caplog) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.levelno == logging.ERROR
+        and record.fields.get("alert") == "publish_job_not_running"
+    ]
+
+
+def test_a_due_post_no_run_picked_up_is_sent_by_the_sweep_and_the_job_is_reported(
+    x_runtime, clock, x_sandbox, alerts
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=2)
+    first, second = brand_posts(x_runtime, brand_id)
+    clock.set(second["scheduled_at"] + dt.timedelta(minutes=20))
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    (alert,) = missed_job_alerts(alerts)
+    assert outcome["missed"] == 2 and outcome["published"] == 2
+    assert states(x_runtime, brand_id) == ["published", "published"]
+    assert alert.fields["missed"] == 2
+    assert alert.fields["oldest_due"] == first["scheduled_at"]
+    assert sent(x_sandbox) == 2
+
+
+def test_a_post_due_only_minutes_ago_is_left_to_the_publish_job(
+    x_runtime, clock, x_sandbox, alerts
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    (post,) = brand_posts(x_runtime, brand_id)
+    clock.set(post["scheduled_at"] + dt.timedelta(minutes=5))
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    assert outcome["missed"] == 0 and "published" not in outcome
+    assert states(x_runtime, brand_id) == ["scheduled"]
+    assert missed_job_alerts(alerts) == []
+    assert sent(x_sandbox) == 0
+
+
+def test_a_post_the_publish_job_keeps_retrying_is_not_missed(
+    x_runtime, clock, x_sandbox, alerts
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    (post,) = brand_posts(x_runtime, brand_id)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=503, count=2)
+    clock.set(post["scheduled_at"])
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    clock.advance(dt.timedelta(minutes=30))
+    publishing.publish_due(x_runtime, as_of=clock.now())  # X still down
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    assert outcome["missed"] == 0
+    assert states(x_runtime, brand_id) == ["scheduled"]
+    assert missed_job_alerts(alerts) == []
+    assert sent(x_sandbox) == 2
+
+
+def test_the_posts_of_a_brand_x_paused_are_not_missed(
+    x_runtime, clock, x_sandbox, alerts
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    (post,) = brand_posts(x_runtime, brand_id)
+    x_sandbox.add_fault(
+        method="POST", path_prefix="/2/tweets", status=429, reset_in_s=3600
+    )
+    clock.set(post["scheduled_at"])
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    clock.advance(dt.timedelta(minutes=30))
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    assert outcome["missed"] == 0
+    assert states(x_runtime, brand_id) == ["scheduled"]
+    assert sent(x_sandbox) == 1
+
+
+def test_a_post_too_late_to_send_is_held_with_a_reason_to_schedule_it_again(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    (post,) = brand_posts(x_runtime, brand_id)
+    clock.set(post["scheduled_at"] + dt.timedelta(days=2))
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    (held,) = brand_posts(x_runtime, brand_id)
+    assert outcome["too_late"] == 1 and outcome["missed"] == 0
+    assert held["state"] == "held"
+    assert "2026-03-02 09:30 EST, America/New_York" in held["failure_reason"]
+    assert "48.0 h late" in held["failure_reason"]
+    assert f"POST /v1/posts/{post['id']}/schedule" in held["failure_reason"]
+    assert sent(x_sandbox) == 0
+
+
+def test_a_post_held_as_too_late_goes_out_once_scheduled_again(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    (post,) = brand_posts(x_runtime, brand_id)
+    clock.set(post["scheduled_at"] + dt.timedelta(days=2))
+    sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    with x_runtime.database.transaction() as tx:
+        again = posts.schedule(
+            tx, brand_id=brand_id, post_id=str(post["id"]), body={}, now=clock.now()
+        )
+    clock.set(again["scheduled_at"])
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    (published,) = brand_posts(x_runtime, brand_id)
+    assert again["state"] == "scheduled" and again["failure_reason"] is None
+    assert published["state"] == "published"
+    assert sent(x_sandbox) == 1
+
+
+def test_the_sweep_expires_the_lease_of_a_publisher_that_died_before_sending(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    (post,) = brand_posts(x_runtime, brand_id)
+    clock.set(post["scheduled_at"])
+    publishing._claim(x_runtime, clock.now())  # claimed, then the process died
+    clock.advance(dt.timedelta(minutes=20))
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    assert outcome["expired"] == 1 and outcome["missed"] == 1
+    assert states(x_runtime, brand_id) == ["published"]
+    assert sent(x_sandbox) == 1
+
+
+def test_the_late_bound_is_a_setting(x_runtime, clock, x_sandbox) -> None:
+    x_runtime.settings = dataclasses.replace(
+        x_runtime.settings, missed_max_late_s=7 * 86400
+    )
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    (post,) = brand_posts(x_runtime, brand_id)
+    clock.set(post["scheduled_at"] + dt.timedelta(days=2))
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    assert outcome["too_late"] == 0 and outcome["published"] == 1
+    assert sent(x_sandbox) == 1
+
+
+def tick(at: dt.datetime, payload: dict):
+    headers, body = events.envelope(
+        topic="cartcast-publish_due_posts",
+        project="test",
+        payload=payload,
+        message_id=uuid.uuid4().hex,
+        time=at,
+    )
+    client = make_app("publish_due_posts", "cloudevent").test_client()
+    return client.post("/", headers=headers, data=json.dumps(body))
+
+
+def test_a_sweep_message_to_publish_due_posts_runs_the_sweeper(
+    function_env, monkeypatch, clock_file, alerts
+) -> None:
+    from infra.x_sandbox import XSandbox
+
+    with XSandbox(clock=clock_file) as sandbox:
+        sandbox.register_account(**ALPHA, token="token-test-goods")
+        monkeypatch.setenv("X_API_BASE_URL", sandbox.base_url)
+        api = make_app("api", "http").test_client()
+        body = brand_body(x_user_id=ALPHA["user_id"])
+        key = post_json(api, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
+        post_json(api, "/v1/products", catalog(1), key)
+        post_json(api, "/v1/captions", {"products": [catalog(1)[0]["sku"]]}, key)
+        post_json(api, "/v1/schedule", {}, key)
+        late = START + dt.timedelta(hours=8)  # due 14:30 UTC, swept at 16:00
+        clock_file.set(late)
+
+        answered = tick(late, {"sweep": True})
+
+        on_x = sandbox.snapshot()["posts"]
+    assert answered.status_code == 200
+    assert len(on_x) == 1
+    assert len(missed_job_alerts(alerts)) == 1
