@@ -37,7 +37,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from cartcast import costs, publishing
+from cartcast import accounts, costs, publishing
 from cartcast.errors import PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
@@ -57,7 +57,7 @@ SELECT p.id, p.brand_id, p.kind, p.text, p.link, a.id AS attempt_id,
     pp.position AS part,
     pp.text AS part_text, pp.has_link AS part_has_link,
     (SELECT count(*) FROM post_parts x WHERE x.post_id = p.id) AS part_count,
-    b.x_user_id, b.x_access_token
+    b.x_user_id, b.x_access_token, b.x_own_app
 FROM posts p
 JOIN brands b ON b.id = p.brand_id
 JOIN publish_attempts a ON a.id = p.lease_attempt_id
@@ -131,6 +131,9 @@ def _reconcile_brand(runtime: Any, rows: list[dict[str, Any]]) -> list[str]:
     # From the post's first attempt: a re-sent post that X called a duplicate was
     # created by an earlier attempt.
     since = min(row["first_sent_at"] for row in rows) - CLOCK_MARGIN
+    brand = {"id": brand_id, "x_own_app": rows[0]["x_own_app"]}
+    if accounts.over_budget_for_reads(runtime, brand, what="timeline"):
+        return ["waiting"] * len(rows)
     client = runtime.x_client(rows[0]["x_access_token"])
     try:
         timeline = client.own_posts(rows[0]["x_user_id"], start_time=since, max_pages=1)
@@ -148,13 +151,14 @@ def _reconcile_brand(runtime: Any, rows: list[dict[str, Any]]) -> list[str]:
         covered_from = min(post.created_at for post in timeline)
 
     with runtime.database.transaction() as tx:
+        price_class = costs.read_class(own_app=brand["x_own_app"])
         costs.record(
             tx,
             brand_id=brand_id,
             occurred_at=read_at,
-            operation="owned_read",
+            operation=price_class,
             units=len(timeline),
-            usd=costs.X_OWNED_READ_USD * len(timeline),
+            usd=costs.price(runtime.settings.x_prices_usd, price_class, len(timeline)),
             ref=f"reconcile:{uuid.uuid4()}",
         )
         known = {
@@ -221,9 +225,9 @@ def _adopt(runtime: Any, row: dict[str, Any], match: Any, read_at: dt.datetime) 
             tx,
             brand_id=row["brand_id"],
             occurred_at=match.created_at or read_at,
-            operation="post_with_url" if has_link else "post",
+            operation=costs.post_class(has_link),
             units=1,
-            usd=costs.post_price(has_link),
+            usd=costs.price(runtime.settings.x_prices_usd, costs.post_class(has_link)),
             ref=ref,
         )
         if is_part and row["part"] + 1 < row["part_count"]:
@@ -272,7 +276,10 @@ def _requeue(runtime: Any, row: dict[str, Any], read_at: dt.datetime) -> str:
         f"absent from the timeline read at {read_at.isoformat()}, "
         f"{waited_s} s after sending"
     )
+    ref = str(row["id"]) if row["part"] is None else f"{row['id']}/{row['part']}"
     with runtime.database.transaction() as tx:
+        # X does not have it: the price reserved when it was sent goes back.
+        costs.release(tx, ref=ref)
         if row["part"] is not None:
             tx.execute(
                 publishing.CLEAR_PART_SENT, post_id=row["id"], position=row["part"]
