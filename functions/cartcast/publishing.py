@@ -484,17 +484,11 @@ def _take_turn(
     reservation in the ledger, the windows' check and the intent's row, and the
     intent itself (the attempt's `sent_at`, and the thread part's at `part`).
     """
-    settings, now = runtime.settings, runtime.clock.now()
-    lease_until = now + dt.timedelta(seconds=settings.publish_lease_s)
-    position = part
-
+    now = runtime.clock.now()
+    lease_until = now + dt.timedelta(seconds=runtime.settings.publish_lease_s)
     with runtime.database.transaction() as tx:
         brand = post_limits.lock_brand(tx, post["brand_id"])
-        part_row = None
-        if position is not None:
-            has_link = tx.scalar(PART_HAS_LINK, post_id=post["id"], position=position)
-            part_row = {"position": position, "has_link": has_link}
-        price_class, usd, ref = _cost_of(runtime, post, part_row)
+        cost = _cost_of(runtime, post, _part_row(tx, post, part))
         turn = tx.scalar(
             TAKE_TURN,
             post_id=post["id"],
@@ -502,53 +496,84 @@ def _take_turn(
             lease_until=lease_until,
             now=now,
         )
-        if turn is None:
-            hold_reason = wait = None
-        else:
-            hold_reason = None
-            if not costs.is_reserved(tx, operation=price_class, ref=ref):
-                hold_reason = costs.budget_refusal(tx, brand, cost_usd=usd, now=now)
-            wait = None
-            if hold_reason is None:
-                wait = post_limits.wait_for_window(tx, settings, brand, now=now)
-            if wait is not None:
-                post_limits.pause(tx, brand, wait, now=now)
-            if hold_reason is None and wait is None:
-                post_limits.record_intent(
-                    tx, brand, post_id=post["id"], part=position, now=now
-                )
-                costs.record(
-                    tx,
-                    brand_id=post["brand_id"],
-                    occurred_at=now,
-                    operation=price_class,
-                    units=1,
-                    usd=usd,
-                    ref=ref,
-                    reserved=True,
-                )
-                tx.execute(MARK_SENT, attempt_id=attempt_id, now=now)
-                if position is not None:
-                    tx.execute(
-                        MARK_PART_SENT, post_id=post["id"], position=position, now=now
-                    )
-                return None
+        refusal = ("lost", None) if turn is None else None
+        refusal = refusal or _why_not_now(runtime, tx, brand, cost, now)
+        if refusal is None:
+            _commit_intent(tx, post, brand, attempt_id, part, cost, now)
+            return None
 
-    if hold_reason is not None:
-        return _hold(runtime, post, attempt_id, hold_reason)
-    if wait is not None:
-        _finish(runtime, post, attempt_id, "scheduled", "rate_limited", wait.reason)
+    outcome, why = refusal
+    if outcome == "held":
+        return _hold(runtime, post, attempt_id, why)
+    if outcome == "paused":
+        _finish(runtime, post, attempt_id, "scheduled", "rate_limited", why.reason)
         runtime.log.warning(
             "X post limit reached; the posts wait",
             extra=fields(
                 brand_id=str(post["brand_id"]),
-                shared_app=wait.shared_app,
-                until=wait.until,
+                shared_app=why.shared_app,
+                until=why.until,
             ),
         )
         return "paused"
     _finish(runtime, post, attempt_id, "scheduled", "retry", "lease lost or paused")
     return "lost"
+
+
+def _part_row(tx: Any, post: dict[str, Any], position: int | None) -> dict | None:
+    if position is None:
+        return None
+    has_link = tx.scalar(PART_HAS_LINK, post_id=post["id"], position=position)
+    return {"position": position, "has_link": has_link}
+
+
+def _why_not_now(
+    runtime: Any, tx: Any, brand: dict[str, Any], cost: tuple, now: dt.datetime
+) -> tuple[str, Any] | None:
+    """Return ("held", reason) when the budget cannot pay for the post, ("paused",
+    wait) when one of X's post windows is full (recording the pause), else None.
+
+    The budget comes first: a post that cannot be paid for should not wait for a
+    window. A price already reserved for this post (a resend) is not added twice.
+    """
+    price_class, usd, ref = cost
+    if not costs.is_reserved(tx, operation=price_class, ref=ref):
+        reason = costs.budget_refusal(tx, brand, cost_usd=usd, now=now)
+        if reason is not None:
+            return "held", reason
+
+    wait = post_limits.wait_for_window(tx, runtime.settings, brand, now=now)
+    if wait is None:
+        return None
+    post_limits.pause(tx, brand, wait, now=now)
+    return "paused", wait
+
+
+def _commit_intent(
+    tx: Any,
+    post: dict[str, Any],
+    brand: dict[str, Any],
+    attempt_id: int,
+    part: int | None,
+    cost: tuple,
+    now: dt.datetime,
+) -> None:
+    """Write the intent, its row in X's windows and its reserved price."""
+    price_class, usd, ref = cost
+    post_limits.record_intent(tx, brand, post_id=post["id"], part=part, now=now)
+    costs.record(
+        tx,
+        brand_id=post["brand_id"],
+        occurred_at=now,
+        operation=price_class,
+        units=1,
+        usd=usd,
+        ref=ref,
+        reserved=True,
+    )
+    tx.execute(MARK_SENT, attempt_id=attempt_id, now=now)
+    if part is not None:
+        tx.execute(MARK_PART_SENT, post_id=post["id"], position=part, now=now)
 
 
 def _pause_brand(
