@@ -6,8 +6,9 @@ X calling the text a duplicate). X takes no idempotency key, so only X's copy ca
 say what happened (decision 0003). Each run, per brand with such posts:
 
 1. read the account's own posts once: one page of up to 100, from a minute before
-   the first attempt of the oldest unconfirmed post (an owned read, metered in the
-   cost ledger per post returned);
+   the first attempt of the oldest unconfirmed post (metered in the cost ledger
+   per post returned: an owned read with the brand's own X app, a post read
+   otherwise), unless the brand's monthly X budget is spent;
 2. match each unconfirmed post by its text, with every link reduced to a mark on
    both sides (X returns links as t.co links) and X's HTML escapes undone;
 3. found: adopt X's id, so the post is `published` as of X's `created_at` and its
