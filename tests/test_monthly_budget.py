@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import brands, kpis, mentions, posts, publishing
+from cartcast import brands, kpis, mentions, posts, publishing, reconciling
 from cartcast.clock import UTC
 from tests.conftest import OPERATOR_KEY, make_app
 from tests.helpers import ALPHA, auth, brand_body, make_brand, post_json, states
@@ -275,3 +275,39 @@ def test_the_brand_key_sets_and_clears_its_budget_and_own_app(api) -> None:
     assert kept_own_app is True
     assert Decimal(str(changed.get_json()["brand"]["monthly_x_budget_usd"])) == 5
     assert changed.get_json()["brand"]["x_own_app"] is False
+
+
+def test_a_post_the_reconciler_finds_absent_gives_its_price_back_and_is_paid_once(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    budget(x_runtime, brand_id, "5")
+    clock.advance(dt.timedelta(days=7))
+    claimed, attempts, _ = publishing._claim(x_runtime, clock.now())
+    post = claimed[0]
+    publishing._take_turn(x_runtime, post, attempts[post["id"]])  # then it dies
+    in_flight = ledger(x_runtime, brand_id)
+    clock.advance(dt.timedelta(seconds=x_runtime.settings.publish_lease_s + 1))
+    publishing.publish_due(x_runtime, as_of=clock.now())  # the lease ran out
+
+    clock.advance(dt.timedelta(seconds=x_runtime.settings.reconcile_delay_s + 1))
+    reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    assert in_flight == [
+        {
+            "operation": "post_with_url",
+            "units": 1,
+            "usd": Decimal("0.2"),
+            "reserved": True,
+        }
+    ]
+    assert states(x_runtime, brand_id) == ["published"]
+    assert len(x_sandbox.snapshot()["posts"]) == 1
+    assert ledger(x_runtime, brand_id) == [
+        {
+            "operation": "post_with_url",
+            "units": 1,
+            "usd": Decimal("0.2"),
+            "reserved": False,
+        }
+    ]
