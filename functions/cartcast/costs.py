@@ -23,7 +23,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from cartcast.db import Transaction
-from cartcast.link_policy import month_bounds
 
 CENT = Decimal("0.01")
 # How a hold for the budget begins; the publisher releases such holds (publishing).
@@ -43,10 +42,20 @@ SELECT 1 FROM cost_ledger WHERE service = 'x' AND operation = :operation AND ref
 RELEASE_RESERVATION = """
 DELETE FROM cost_ledger WHERE service = 'x' AND ref = :ref AND reserved
 """
+# The month in the brand's zone, worked out by PostgreSQL (as the publisher's
+# release of budget holds does), so the event functions need no calendar code.
 SUM_X_SPEND = """
-SELECT COALESCE(sum(usd), 0) FROM cost_ledger
-WHERE brand_id = :brand_id AND service = 'x'
-  AND occurred_at >= :month_start AND occurred_at < :next_month_start
+WITH month AS (
+    SELECT date_trunc('month', CAST(:now AS timestamptz) AT TIME ZONE :tz) AS local
+)
+SELECT COALESCE(sum(c.usd), 0) AS spent,
+    to_char(month.local, 'YYYY-MM') AS month,
+    to_char(month.local + interval '1 month', 'YYYY-MM') AS next_month
+FROM month
+LEFT JOIN cost_ledger c ON c.brand_id = :brand_id AND c.service = 'x'
+    AND c.occurred_at >= (month.local AT TIME ZONE :tz)
+    AND c.occurred_at < ((month.local + interval '1 month') AT TIME ZONE :tz)
+GROUP BY month.local
 """
 SELECT_BUDGET = """
 SELECT monthly_x_budget_usd, time_zone FROM brands WHERE id = :brand_id
@@ -117,11 +126,8 @@ def month_spend(
 ) -> tuple[Decimal, str, str]:
     """Return what the brand's X calls cost this month (reservations included),
     this month's name and the next one's, both as YYYY-MM in the brand's zone."""
-    start, end = month_bounds(now, brand["time_zone"])
-    spent = tx.scalar(
-        SUM_X_SPEND, brand_id=str(brand["id"]), month_start=start, next_month_start=end
-    )
-    return Decimal(spent), f"{start:%Y-%m}", f"{end:%Y-%m}"
+    row = tx.one(SUM_X_SPEND, brand_id=str(brand["id"]), tz=brand["time_zone"], now=now)
+    return Decimal(row["spent"]), row["month"], row["next_month"]
 
 
 def budget_refusal(
