@@ -26,7 +26,8 @@ OPERATOR_KEY = "operator-test-key"
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 # Every table a test can write; brands cascades to everything that belongs to one.
 TRUNCATE_ALL = (
-    "TRUNCATE brands, cost_ledger, handled_events, gemini_calls, gemini_pause CASCADE"
+    "TRUNCATE brands, cost_ledger, handled_events, gemini_calls, gemini_pause, "
+    "x_app_pauses CASCADE"
 )
 
 

@@ -332,7 +332,7 @@ def test_a_thread_whose_publisher_died_between_parts_resumes_after_its_lease(
     post, attempt_id = claimed[0], attempts[claimed[0]["id"]]
     part = only_post(x_runtime, brand_id)["parts"][0]
     # The publisher sends part 1, records X's id, and dies before part 2.
-    assert publishing._take_turn(x_runtime, post, attempt_id, part=0)
+    assert publishing._take_turn(x_runtime, post, attempt_id, part=0) is None
     created = x_runtime.x_client("token-alpha").create_post(part["text"])
     publishing._record_part(x_runtime, post, part, created.id)
 

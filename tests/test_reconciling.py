@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import publishing, reconciling
+from cartcast import brands, publishing, reconciling
 from tests.helpers import ALPHA, make_brand, states
 
 SELECT_ATTEMPTS = """
@@ -18,8 +18,8 @@ WHERE p.brand_id = :brand_id ORDER BY a.id
 """
 SELECT_POST = "SELECT state, x_post_id, published_at FROM posts WHERE brand_id = :b"
 SELECT_READS = """
-SELECT units, usd FROM cost_ledger WHERE brand_id = :brand_id
-  AND operation = 'owned_read'
+SELECT operation, units, usd FROM cost_ledger WHERE brand_id = :brand_id
+  AND operation IN ('owned_read', 'post_read')
 """
 
 
@@ -41,7 +41,7 @@ def the_post(runtime, brand_id: str) -> dict:
     return post
 
 
-def owned_reads(runtime, brand_id: str) -> list[dict]:
+def timeline_reads(runtime, brand_id: str) -> list[dict]:
     with runtime.database.transaction() as tx:
         return tx.rows(SELECT_READS, brand_id=brand_id)
 
@@ -80,7 +80,26 @@ def test_a_post_accepted_after_the_client_timed_out_is_adopted_with_x_id(
     assert posts_sent(x_sandbox) == 1
 
 
-def test_the_timeline_read_is_metered_as_an_owned_read(
+def test_the_timeline_read_is_an_owned_read_with_the_brand_s_own_app(
+    impatient_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(impatient_runtime, "alpha", ALPHA, products=1)
+    with impatient_runtime.database.transaction() as tx:
+        brands.update_settings(tx, brand_id, {"x_own_app": True})
+    wait(clock, 7 * 86400)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    publishing.publish_due(impatient_runtime, as_of=clock.now())
+
+    wait(clock, 10)
+    reconciling.reconcile_unconfirmed(impatient_runtime)
+
+    assert timeline_reads(impatient_runtime, brand_id) == [
+        {"operation": "owned_read", "units": 1, "usd": Decimal("0.001")}
+    ]
+    assert x_sandbox.snapshot()["requests"]["GET /2/users/:id/tweets"]["count"] == 1
+
+
+def test_the_timeline_read_on_the_shared_app_is_priced_as_a_post_read(
     impatient_runtime, clock, x_sandbox
 ) -> None:
     brand_id = make_brand(impatient_runtime, "alpha", ALPHA, products=1)
@@ -91,10 +110,9 @@ def test_the_timeline_read_is_metered_as_an_owned_read(
     wait(clock, 10)
     reconciling.reconcile_unconfirmed(impatient_runtime)
 
-    assert owned_reads(impatient_runtime, brand_id) == [
-        {"units": 1, "usd": Decimal("0.001")}
+    assert timeline_reads(impatient_runtime, brand_id) == [
+        {"operation": "post_read", "units": 1, "usd": Decimal("0.005")}
     ]
-    assert x_sandbox.snapshot()["requests"]["GET /2/users/:id/tweets"]["count"] == 1
 
 
 def test_a_post_accepted_but_not_yet_indexed_is_never_sent_again(
@@ -182,7 +200,7 @@ def test_a_rate_limited_timeline_read_changes_nothing(
     assert outcome["waiting"] == 1
     assert states(x_runtime, brand_id) == ["unconfirmed"]
     assert attempts(x_runtime, brand_id) == before
-    assert owned_reads(x_runtime, brand_id) == []
+    assert timeline_reads(x_runtime, brand_id) == []
     assert posts_sent(x_sandbox) == 1
 
 

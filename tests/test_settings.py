@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from cartcast import settings
@@ -189,3 +191,52 @@ def test_the_sweeper_and_reconciler_settings_must_be_positive(name) -> None:
         settings.load({**BASE, name: "0"})
 
     assert f"{name} must be a positive number" in str(raised.value)
+
+
+def test_x_prices_are_read_from_one_setting_per_class() -> None:
+    loaded = settings.load(
+        {
+            "DATABASE_URL": "postgresql://localhost/x",
+            "CARTCAST_X_PRICE_POST_USD": "0.02",
+            "CARTCAST_X_PRICE_OWNED_READ_USD": "0",
+        }
+    )
+
+    assert loaded.x_prices_usd["post"] == Decimal("0.02")
+    assert loaded.x_prices_usd["owned_read"] == Decimal("0")
+    assert loaded.x_prices_usd["post_with_url"] == Decimal("0.20")
+
+
+@pytest.mark.parametrize("price", ["free", "-0.01", "0.00005", "2", "NaN", "1e400"])
+def test_a_price_that_is_not_a_small_amount_of_dollars_is_refused(price) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load(
+            {
+                "DATABASE_URL": "postgresql://localhost/x",
+                "CARTCAST_X_PRICE_USER_READ_USD": price,
+            }
+        )
+
+    assert "CARTCAST_X_PRICE_USER_READ_USD must be a price in dollars" in str(
+        raised.value
+    )
+
+
+def test_x_post_limits_default_to_x_s_published_figures_and_must_be_positive() -> None:
+    loaded = settings.load({"DATABASE_URL": "postgresql://localhost/x"})
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load(
+            {
+                "DATABASE_URL": "postgresql://localhost/x",
+                "CARTCAST_X_POSTS_PER_15MIN_PER_USER": "0",
+                "CARTCAST_X_POSTS_PER_24H_PER_APP": "many",
+            }
+        )
+
+    assert (
+        loaded.x_posts_per_15min_per_user,
+        loaded.x_posts_per_3h_per_user,
+        loaded.x_posts_per_24h_per_app,
+    ) == (100, 300, 10_000)
+    assert "CARTCAST_X_POSTS_PER_15MIN_PER_USER" in str(raised.value)
+    assert "CARTCAST_X_POSTS_PER_24H_PER_APP" in str(raised.value)

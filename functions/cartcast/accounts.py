@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from cartcast import costs
 from cartcast.db import Transaction
 from cartcast.errors import CartcastError, PermanentError, RateLimited
 from cartcast.logs import fields
@@ -18,7 +19,7 @@ from cartcast.logs import fields
 # X's rate limits are counted in 15-minute windows (X API v2 rate-limit docs).
 X_RATE_LIMIT_WINDOW = dt.timedelta(minutes=15)
 SELECT_CONNECTED = """
-SELECT id, time_zone, x_user_id, x_access_token, mentions_since_id,
+SELECT id, time_zone, x_user_id, x_access_token, x_own_app, mentions_since_id,
     mentions_resume_token, mentions_pending_newest_id, x_reads_paused_until
 FROM brands
 WHERE x_user_id IS NOT NULL AND x_access_token IS NOT NULL
@@ -51,6 +52,21 @@ def pause_x(
     query = PAUSE_X_POSTS if family == "posts" else PAUSE_X_READS
     tx.execute(query, brand_id=brand_id, until=until)
     return until
+
+
+def over_budget_for_reads(runtime: Any, brand: dict[str, Any], *, what: str) -> bool:
+    """Tell whether the brand's monthly X budget is spent, logging the skipped read.
+
+    Reads are paid per item X returns, so a brand at its budget makes none until
+    the budget is raised or its month ends (costs.at_budget).
+    """
+    with runtime.database.transaction() as tx:
+        reason = costs.at_budget(tx, str(brand["id"]), runtime.clock.now())
+    if reason is not None:
+        runtime.log.warning(
+            f"{what} read skipped: {reason}", extra=fields(brand_id=str(brand["id"]))
+        )
+    return reason is not None
 
 
 def note_read_trouble(

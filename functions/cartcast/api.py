@@ -189,7 +189,7 @@ def get_brand(
 def update_brand(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
-    brand = brands.update_link_policy(tx, keys.require_brand(caller), body)
+    brand = brands.update_settings(tx, keys.require_brand(caller), body)
     return web.json_response({"brand": brand})
 
 
@@ -367,7 +367,11 @@ def list_posts(
             f"'state' must be one of {', '.join(POST_STATES)}", field="state"
         )
     found = posts.list_posts(
-        tx, brand_id=keys.require_brand(caller), state=state, limit=_limit(query)
+        tx,
+        brand_id=keys.require_brand(caller),
+        state=state,
+        limit=_limit(query),
+        prices=runtime.settings.x_prices_usd,
     )
     return web.json_response({"posts": found})
 
@@ -382,7 +386,10 @@ def get_post(
     post_id: str,
 ) -> web.Response:
     post = posts.get_post(
-        tx, brand_id=keys.require_brand(caller), post_id=_row_id(post_id, "post")
+        tx,
+        brand_id=keys.require_brand(caller),
+        post_id=_row_id(post_id, "post"),
+        prices=runtime.settings.x_prices_usd,
     )
     return web.json_response({"post": post})
 

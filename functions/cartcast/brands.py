@@ -1,7 +1,10 @@
 """Brands: who posts, in which time zone and voice, to which store and X account.
 
 The settings are given when the operator creates the brand; the brand's own key
-changes the link policy afterwards (`update_link_policy`).
+changes the link policy and its X money settings afterwards (`update_settings`):
+whether it brings its own X developer app (`x_own_app`: its own app-wide post
+window, and owned reads at the owned price) and its monthly X budget
+(`monthly_x_budget_usd`, null for none; costs.py).
 """
 
 from __future__ import annotations
@@ -21,27 +24,35 @@ INSERT_BRAND = """
 INSERT INTO brands (slug, name, time_zone, voice, language, banned_words,
     required_hashtags, disclosure_tag, store_base_url, currency, approvals_required,
     posting_slots, x_user_id, x_username, x_access_token, link_policy,
-    link_posts_per_month, created_at)
+    link_posts_per_month, x_own_app, monthly_x_budget_usd, created_at)
 VALUES (:slug, :name, :time_zone, :voice, :language, CAST(:banned_words AS text[]),
     CAST(:required_hashtags AS text[]), :disclosure_tag, :store_base_url, :currency,
     :approvals_required, CAST(:posting_slots AS jsonb), :x_user_id, :x_username,
-    :x_access_token, :link_policy, :link_posts_per_month, :created_at)
+    :x_access_token, :link_policy, :link_posts_per_month, :x_own_app,
+    CAST(:monthly_x_budget_usd AS numeric), :created_at)
 ON CONFLICT (slug) DO NOTHING
 RETURNING id
 """
 SELECT_BRAND = """
 SELECT id, slug, name, time_zone, voice, language, banned_words, required_hashtags,
     disclosure_tag, store_base_url, currency, approvals_required, posting_slots,
-    x_user_id, x_username, link_policy, link_posts_per_month, created_at
+    x_user_id, x_username, link_policy, link_posts_per_month, x_own_app,
+    monthly_x_budget_usd, created_at
 FROM brands WHERE id = :brand_id
 """
-UPDATE_LINK_POLICY = """
+UPDATE_SETTINGS = """
 UPDATE brands SET link_policy = :link_policy,
-    link_posts_per_month = :link_posts_per_month
+    link_posts_per_month = :link_posts_per_month, x_own_app = :x_own_app,
+    monthly_x_budget_usd = CAST(:monthly_x_budget_usd AS numeric)
 WHERE id = :brand_id
 """
 # What PATCH /v1/brand may change so far; the other settings are fixed at creation.
-UPDATABLE_SETTINGS = ("link_policy", "link_posts_per_month")
+UPDATABLE_SETTINGS = (
+    "link_policy",
+    "link_posts_per_month",
+    "x_own_app",
+    "monthly_x_budget_usd",
+)
 SELECT_TIME_ZONE = "SELECT name FROM pg_timezone_names WHERE name = :name"
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 STORE_URL_LENGTH_MAX = 200
@@ -128,11 +139,13 @@ def parse_brand(body: Any) -> dict[str, Any]:
         )
         or None,
         **link_policy.parse_settings(body),
+        **_x_money_settings(body),
     }
 
 
-def update_link_policy(tx: Transaction, brand_id: str, body: Any) -> dict[str, Any]:
-    """Change the brand's link policy (link_policy.py); return the brand.
+def update_settings(tx: Transaction, brand_id: str, body: Any) -> dict[str, Any]:
+    """Change the brand's link policy (link_policy.py), own-app flag or monthly X
+    budget; return the brand.
 
     Only UPDATABLE_SETTINGS may be sent; a field left out keeps its value.
     """
@@ -140,8 +153,27 @@ def update_link_policy(tx: Transaction, brand_id: str, body: Any) -> dict[str, A
     validation.only_fields(body, UPDATABLE_SETTINGS, what="PATCH /v1/brand")
     current = get_brand(tx, brand_id)
     values = link_policy.parse_settings(body, current=current)
-    tx.execute(UPDATE_LINK_POLICY, brand_id=brand_id, **values)
+    values.update(_x_money_settings(body, current=current))
+    tx.execute(UPDATE_SETTINGS, brand_id=brand_id, **values)
     return get_brand(tx, brand_id)
+
+
+def _x_money_settings(
+    body: dict[str, Any], *, current: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Return `x_own_app` and `monthly_x_budget_usd` from a body over `current`.
+
+    A budget is dollars a month, in cents (null: no budget); it is checked
+    against what the brand's X calls cost this month in its own time zone.
+    """
+    current = current or {"x_own_app": False, "monthly_x_budget_usd": None}
+    own_app = validation.boolean(body, "x_own_app", default=current["x_own_app"])
+    budget = current["monthly_x_budget_usd"]
+    if "monthly_x_budget_usd" in body:
+        budget = body["monthly_x_budget_usd"]
+        if budget is not None:
+            budget = validation.money(budget, "monthly_x_budget_usd")
+    return {"x_own_app": own_app, "monthly_x_budget_usd": budget}
 
 
 def _disclosure_tag(body: dict) -> str:

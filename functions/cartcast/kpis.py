@@ -153,7 +153,9 @@ def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     totals = {"brands": 0, "snapshots": 0, "attributed": 0, "days": 0}
     for brand in connected:
         paused_until = brand["x_reads_paused_until"]
-        if paused_until is None or paused_until <= runtime.clock.now():
+        if (
+            paused_until is None or paused_until <= runtime.clock.now()
+        ) and not accounts.over_budget_for_reads(runtime, brand, what="metrics"):
             totals["snapshots"] += _snapshot_brand(runtime, brand, now)
         with runtime.database.transaction() as tx:
             totals["attributed"] += attribution.attribute_pending(
@@ -206,16 +208,24 @@ def _snapshot_brand(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> in
                 link_clicks=values.link_clicks,
                 profile_clicks=values.profile_clicks,
             )
-        reads = len(metrics) + (1 if followers is not None else 0)
-        costs.record(
-            tx,
-            brand_id=brand["id"],
-            occurred_at=now,
-            operation="owned_read",
-            units=reads,
-            usd=costs.X_OWNED_READ_USD * reads,
-            ref=f"metrics:{uuid.uuid4()}",
+        # The account's own posts' metrics are an owned read with the brand's own
+        # X app; the follower count is a user lookup, priced as a user read.
+        prices, read_class = (
+            runtime.settings.x_prices_usd,
+            costs.read_class(own_app=brand["x_own_app"]),
         )
+        reads = [(read_class, len(metrics))]
+        reads.append(("user_read", 1 if followers is not None else 0))
+        for price_class, units in reads:
+            costs.record(
+                tx,
+                brand_id=brand["id"],
+                occurred_at=now,
+                operation=price_class,
+                units=units,
+                usd=costs.price(prices, price_class, units),
+                ref=f"metrics:{uuid.uuid4()}",
+            )
         if followers is not None:
             tx.execute(
                 INSERT_FOLLOWERS,

@@ -19,8 +19,8 @@ A caption request may say `link: true` or `link: false`, or leave it out:
 A link post counts in the month, in the brand's time zone, in which it was drafted,
 unless it was cancelled, rejected, failed or held: those never reach X. Counting
 when drafts are written (not when they are published) keeps the answer known at
-once; the monthly spend cap of the publishing issue will police what is actually
-published, and where the two disagree the cap wins (decision 0008).
+once; the brand's monthly X budget (costs.py) polices what is actually published,
+and where the two disagree the budget wins (decisions 0008 and 0010).
 """
 
 from __future__ import annotations

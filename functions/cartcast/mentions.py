@@ -84,7 +84,11 @@ def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     )
     for brand in connected:
         paused_until = brand["x_reads_paused_until"]
-        batch = None if paused_until and paused_until > now else _read(runtime, brand)
+        batch = None
+        if not (paused_until and paused_until > now) and not (
+            accounts.over_budget_for_reads(runtime, brand, what="mentions")
+        ):
+            batch = _read(runtime, brand)
         if batch is None:
             totals["skipped"] += 1
             continue
@@ -147,13 +151,17 @@ def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
             )
             if mention_id is not None:
                 new_ids.append(str(mention_id))
+        # The account's own mentions: an owned read with the brand's own X app.
+        price_class = costs.read_class(own_app=brand["x_own_app"])
         costs.record(
             tx,
             brand_id=brand["id"],
             occurred_at=now,
-            operation="owned_read",
+            operation=price_class,
             units=len(batch.mentions),
-            usd=costs.X_OWNED_READ_USD * len(batch.mentions),
+            usd=costs.price(
+                runtime.settings.x_prices_usd, price_class, len(batch.mentions)
+            ),
             ref=f"mentions:{uuid.uuid4()}",
         )
         tx.execute(SAVE_CURSOR, brand_id=brand["id"], **_next_cursor(brand, batch))

@@ -24,7 +24,9 @@ import datetime as dt
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from cartcast import (
@@ -44,6 +46,7 @@ from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
 from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHOLD
 from cartcast.post_text import weighted_length
+from cartcast.settings import X_PRICES_USD
 
 PRODUCTS_PER_REQUEST_MAX = 20
 CAPTION_FIELDS = (
@@ -405,30 +408,46 @@ def check_caption_request(body: Any) -> None:
     _parse_caption_request(body)
 
 
-def get_post(tx: Transaction, *, brand_id: str, post_id: str) -> dict[str, Any]:
+def get_post(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    post_id: str,
+    prices: Mapping[str, Decimal] | None = None,
+) -> dict[str, Any]:
     post = tx.one(SELECT_POST, brand_id=brand_id, id=post_id)
     if post is None:
         raise NotFound("post not found")
-    return _with_price(post)
+    return _with_price(post, prices)
 
 
 def list_posts(
-    tx: Transaction, *, brand_id: str, state: str | None, limit: int
+    tx: Transaction,
+    *,
+    brand_id: str,
+    state: str | None,
+    limit: int,
+    prices: Mapping[str, Decimal] | None = None,
 ) -> list[dict]:
     found = tx.rows(SELECT_POSTS, brand_id=brand_id, state=state, limit=limit)
-    return [_with_price(post) for post in found]
+    return [_with_price(post, prices) for post in found]
 
 
-def _with_price(post: dict[str, Any]) -> dict[str, Any]:
+def _with_price(
+    post: dict[str, Any], prices: Mapping[str, Decimal] | None
+) -> dict[str, Any]:
     """Add what X will charge to publish the post: per post created, a link more.
 
     A thread is one post per part, the part with the link at the link price.
+    `prices` is the deployment's table (settings.x_prices_usd); the answers of the
+    routes that pass none use X's published prices (README, Known limitations).
     """
+    prices = X_PRICES_USD if prices is None else prices
     if post["parts"]:
         calls = [part["has_link"] for part in post["parts"]]
     else:
         calls = [bool(post["link"])]
-    return {**post, "x_price_usd": costs.posts_price(calls)}
+    return {**post, "x_price_usd": costs.posts_price(prices, calls)}
 
 
 # What each state-changing action does: the state it leads to, and from where.

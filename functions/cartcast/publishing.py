@@ -42,7 +42,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cartcast import accounts, costs, publish_checks
+from cartcast import accounts, costs, post_limits, publish_checks
 from cartcast.errors import CartcastError, PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
@@ -75,6 +75,23 @@ WHERE b.id = p.brand_id AND p.state = 'scheduled' AND p.scheduled_at <= :as_of
   AND (b.x_access_token IS NULL OR b.x_user_id IS NULL)
 RETURNING p.id
 """
+# A post held by the brand's monthly X budget goes back to its queue once its price
+# fits again: the budget was raised, or removed, or a new month began in the
+# brand's time zone. The publisher's own check decides again under the lock.
+RELEASE_BUDGET_HOLDS = """
+UPDATE posts p SET state = 'scheduled', failure_reason = NULL, updated_at = :now
+FROM brands b
+WHERE b.id = p.brand_id AND p.state = 'held'
+  AND p.failure_reason LIKE :budget_reason_pattern
+  AND (b.monthly_x_budget_usd IS NULL OR b.monthly_x_budget_usd - (
+      SELECT COALESCE(sum(c.usd), 0) FROM cost_ledger c
+      WHERE c.brand_id = b.id AND c.service = 'x'
+        AND c.occurred_at >= (date_trunc('month', :now AT TIME ZONE b.time_zone)
+            AT TIME ZONE b.time_zone))
+    >= CASE WHEN p.link IS NULL THEN CAST(:post_usd AS numeric)
+        ELSE CAST(:post_with_url_usd AS numeric) END)
+RETURNING p.id
+"""
 CLAIM_DUE = """
 WITH due AS (
     SELECT p.id FROM posts p
@@ -82,6 +99,8 @@ WITH due AS (
     WHERE p.state = 'scheduled' AND p.scheduled_at <= :as_of
       AND b.x_access_token IS NOT NULL AND b.x_user_id IS NOT NULL
       AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
+      AND (b.x_own_app OR NOT EXISTS (SELECT 1 FROM x_app_pauses ap
+          WHERE ap.app = 'shared' AND ap.posts_paused_until > :now))
     ORDER BY p.scheduled_at, p.id
     LIMIT :batch_size
     FOR UPDATE OF p SKIP LOCKED
@@ -112,6 +131,9 @@ MARK_SENT = "UPDATE publish_attempts SET sent_at = :now WHERE id = :attempt_id"
 SELECT_PARTS = """
 SELECT position, text, has_link, sent_at, x_post_id FROM post_parts
 WHERE post_id = :post_id ORDER BY position
+"""
+PART_HAS_LINK = """
+SELECT has_link FROM post_parts WHERE post_id = :post_id AND position = :position
 """
 MARK_PART_SENT = """
 UPDATE post_parts SET sent_at = :now
@@ -167,6 +189,13 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
         expired = tx.rows(EXPIRE_LEASES, now=now)
         counts["unconfirmed"] += sum(row["state"] == "unconfirmed" for row in expired)
         counts["held"] = len(tx.rows(HOLD_UNCONNECTED, as_of=as_of, now=now))
+        released = tx.rows(
+            RELEASE_BUDGET_HOLDS,
+            budget_reason_pattern=costs.BUDGET_REASON_START + "%",
+            post_usd=settings.x_prices_usd["post"],
+            post_with_url_usd=settings.x_prices_usd["post_with_url"],
+            now=now,
+        )
         claimed = tx.rows(
             CLAIM_DUE,
             as_of=as_of,
@@ -178,10 +207,12 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
         for row in claimed:
             attempts[row["id"]] = tx.scalar(START_ATTEMPT, post_id=row["id"], now=now)
             tx.execute(HOLD_LEASE, post_id=row["id"], attempt_id=attempts[row["id"]])
-    if expired or counts["held"]:
+    if expired or counts["held"] or released:
         runtime.log.warning(
-            "posts recovered or held",
-            extra=fields(expired=len(expired), held=counts["held"]),
+            "posts recovered, held or released from a budget hold",
+            extra=fields(
+                expired=len(expired), held=counts["held"], released=len(released)
+            ),
         )
     return claimed, attempts, counts
 
@@ -203,8 +234,9 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
 
     # Commit the intent first: if this write fails, nothing was sent, and the post
     # goes back to `scheduled` when its lease ends.
-    if not _take_turn(runtime, post, attempt_id):
-        return "lost"
+    refused = _take_turn(runtime, post, attempt_id)
+    if refused is not None:
+        return refused
 
     client = runtime.x_client(post["x_access_token"])
     try:
@@ -225,15 +257,7 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
         _record_published(tx, post, attempt_id, created.id, now)
-        costs.record(
-            tx,
-            brand_id=post["brand_id"],
-            occurred_at=now,
-            operation="post_with_url" if post["link"] else "post",
-            units=1,
-            usd=costs.post_price(bool(post["link"])),
-            ref=str(post["id"]),
-        )
+        _record_post_cost(runtime, tx, post, None, now)
     return "published"
 
 
@@ -254,8 +278,9 @@ def _publish_thread(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
             reason = f"part {part['position'] + 1} may be on X already"
             _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason)
             return "unconfirmed"
-        if not _take_turn(runtime, post, attempt_id, part=part["position"]):
-            return "lost"
+        refused = _take_turn(runtime, post, attempt_id, part=part["position"])
+        if refused is not None:
+            return refused
         try:
             created = client.create_post(
                 part["text"],
@@ -293,15 +318,34 @@ def _record_part(
             position=part["position"],
             x_post_id=x_post_id,
         )
-        costs.record(
-            tx,
-            brand_id=post["brand_id"],
-            occurred_at=now,
-            operation="post_with_url" if part["has_link"] else "post",
-            units=1,
-            usd=costs.post_price(part["has_link"]),
-            ref=f"{post['id']}/{part['position']}",
-        )
+        _record_post_cost(runtime, tx, post, part, now)
+
+
+def _cost_of(
+    runtime: Any, post: dict[str, Any], part: dict[str, Any] | None
+) -> tuple[str, Any, str]:
+    """Return the price class, price and ledger ref of one post or thread part."""
+    has_link = part["has_link"] if part is not None else bool(post["link"])
+    price_class = costs.post_class(has_link)
+    usd = costs.price(runtime.settings.x_prices_usd, price_class)
+    ref = str(post["id"]) if part is None else f"{post['id']}/{part['position']}"
+    return price_class, usd, ref
+
+
+def _record_post_cost(
+    runtime: Any, tx: Any, post: dict[str, Any], part: dict[str, Any] | None, now: Any
+) -> None:
+    """Confirm what X charged for a post it created (its reservation, if any)."""
+    price_class, usd, ref = _cost_of(runtime, post, part)
+    costs.record(
+        tx,
+        brand_id=post["brand_id"],
+        occurred_at=now,
+        operation=price_class,
+        units=1,
+        usd=usd,
+        ref=ref,
+    )
 
 
 def _record_published(
@@ -375,6 +419,13 @@ def _settle_refusal(
     """
     from cartcast.x import XRejected, XTimeout
 
+    maybe_on_x = isinstance(error, XTimeout) or (
+        isinstance(error, XRejected) and error.reason == "duplicate"
+    )
+    if not maybe_on_x:
+        # X created nothing: the price reserved with the intent goes back.
+        with runtime.database.transaction() as tx:
+            costs.release(tx, ref=_cost_of(runtime, post, part)[2])
     if part is not None and type(error) is not XTimeout:
         if isinstance(error, TransientError):
             with runtime.database.transaction() as tx:
@@ -420,17 +471,30 @@ def _hold(runtime: Any, post: dict[str, Any], attempt_id: int, reason: str) -> s
 
 
 def _take_turn(
-    runtime: Any, post: dict[str, Any], attempt_id: int, *, part: int | None = None
-) -> bool:
-    """Renew the lease and commit the intent to send; False when the turn is gone.
+    runtime: Any,
+    post: dict[str, Any],
+    attempt_id: int,
+    *,
+    part: int | None = None,
+) -> str | None:
+    """Renew the lease and commit the intent to send; None means send now.
 
-    A lease lost to another run (this one outlived it) means hands off. A pause that
-    another run recorded meanwhile sends the post back to `scheduled`. For a thread,
-    `part` is the position whose own intent is written too.
+    Otherwise return the outcome that ends this attempt, nothing sent:
+    - "lost": the lease went to another run (this one outlived it), or another run
+      recorded a pause meanwhile; the post goes back to `scheduled`;
+    - "held": the post's price would take the brand past its monthly X budget;
+    - "paused": one of X's post windows is full (post_limits.py); the post goes
+      back to `scheduled`, the brand or app waits until the window frees.
+
+    Under the brand's row lock, in one commit: the budget check and the price's
+    reservation in the ledger, the windows' check and the intent's row, and the
+    intent itself (the attempt's `sent_at`, and the thread part's at `part`).
     """
     now = runtime.clock.now()
     lease_until = now + dt.timedelta(seconds=runtime.settings.publish_lease_s)
     with runtime.database.transaction() as tx:
+        brand = post_limits.lock_brand(tx, post["brand_id"])
+        cost = _cost_of(runtime, post, _part_row(tx, post, part))
         turn = tx.scalar(
             TAKE_TURN,
             post_id=post["id"],
@@ -438,13 +502,84 @@ def _take_turn(
             lease_until=lease_until,
             now=now,
         )
-        if turn is not None:
-            tx.execute(MARK_SENT, attempt_id=attempt_id, now=now)
-            if part is not None:
-                tx.execute(MARK_PART_SENT, post_id=post["id"], position=part, now=now)
-            return True
+        refusal = ("lost", None) if turn is None else None
+        refusal = refusal or _why_not_now(runtime, tx, brand, cost, now)
+        if refusal is None:
+            _commit_intent(tx, post, brand, attempt_id, part, cost, now)
+            return None
+
+    outcome, why = refusal
+    if outcome == "held":
+        return _hold(runtime, post, attempt_id, why)
+    if outcome == "paused":
+        _finish(runtime, post, attempt_id, "scheduled", "rate_limited", why.reason)
+        runtime.log.warning(
+            "X post limit reached; the posts wait",
+            extra=fields(
+                brand_id=str(post["brand_id"]),
+                shared_app=why.shared_app,
+                until=why.until,
+            ),
+        )
+        return "paused"
     _finish(runtime, post, attempt_id, "scheduled", "retry", "lease lost or paused")
-    return False
+    return "lost"
+
+
+def _part_row(tx: Any, post: dict[str, Any], position: int | None) -> dict | None:
+    if position is None:
+        return None
+    has_link = tx.scalar(PART_HAS_LINK, post_id=post["id"], position=position)
+    return {"position": position, "has_link": has_link}
+
+
+def _why_not_now(
+    runtime: Any, tx: Any, brand: dict[str, Any], cost: tuple, now: dt.datetime
+) -> tuple[str, Any] | None:
+    """Return ("held", reason) when the budget cannot pay for the post, ("paused",
+    wait) when one of X's post windows is full (recording the pause), else None.
+
+    The budget comes first: a post that cannot be paid for should not wait for a
+    window. A price already reserved for this post (a resend) is not added twice.
+    """
+    price_class, usd, ref = cost
+    if not costs.is_reserved(tx, operation=price_class, ref=ref):
+        reason = costs.budget_refusal(tx, brand, cost_usd=usd, now=now)
+        if reason is not None:
+            return "held", reason
+
+    wait = post_limits.wait_for_window(tx, runtime.settings, brand, now=now)
+    if wait is None:
+        return None
+    post_limits.pause(tx, brand, wait, now=now)
+    return "paused", wait
+
+
+def _commit_intent(
+    tx: Any,
+    post: dict[str, Any],
+    brand: dict[str, Any],
+    attempt_id: int,
+    part: int | None,
+    cost: tuple,
+    now: dt.datetime,
+) -> None:
+    """Write the intent, its row in X's windows and its reserved price."""
+    price_class, usd, ref = cost
+    post_limits.record_intent(tx, brand, post_id=post["id"], part=part, now=now)
+    costs.record(
+        tx,
+        brand_id=post["brand_id"],
+        occurred_at=now,
+        operation=price_class,
+        units=1,
+        usd=usd,
+        ref=ref,
+        reserved=True,
+    )
+    tx.execute(MARK_SENT, attempt_id=attempt_id, now=now)
+    if part is not None:
+        tx.execute(MARK_PART_SENT, post_id=post["id"], position=part, now=now)
 
 
 def _pause_brand(

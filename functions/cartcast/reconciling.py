@@ -7,8 +7,9 @@ say what happened (decision 0003). Each run, per brand with such posts:
 
 1. read the account's own posts, from a minute before the first attempt of the
    oldest unconfirmed post, following X's pages (100 posts each) back to that
-   instant, at most CARTCAST_RECONCILE_PAGES_MAX pages; each page is metered in the
-   cost ledger as it arrives (an owned read per post returned);
+   instant, at most CARTCAST_RECONCILE_PAGES_MAX pages, unless the brand's monthly
+   X budget is spent; each page is metered in the cost ledger as it arrives, per
+   post returned (an owned read with the brand's own X app, a post read otherwise);
 2. match each unconfirmed post by its text, with every link reduced to a mark on
    both sides (X returns links as t.co links) and X's HTML escapes undone;
 3. found: adopt X's id, so the post is `published` as of X's `created_at` and its
@@ -43,7 +44,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from cartcast import costs, publishing
+from cartcast import accounts, costs, publishing
 from cartcast.errors import PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
@@ -61,7 +62,7 @@ SELECT p.id, p.brand_id, p.kind, p.text, p.link, a.id AS attempt_id,
     pp.position AS part,
     pp.text AS part_text, pp.has_link AS part_has_link,
     (SELECT count(*) FROM post_parts x WHERE x.post_id = p.id) AS part_count,
-    a.refused_as_duplicate, b.x_user_id, b.x_access_token
+    a.refused_as_duplicate, b.x_user_id, b.x_access_token, b.x_own_app
 FROM posts p
 JOIN brands b ON b.id = p.brand_id
 JOIN publish_attempts a ON a.id = p.lease_attempt_id
@@ -143,6 +144,9 @@ def _reconcile_brand(runtime: Any, rows: list[dict[str, Any]]) -> list[str]:
     # From the post's first attempt: a re-sent post that X called a duplicate was
     # created by an earlier attempt.
     since = min(row["first_sent_at"] for row in rows) - CLOCK_MARGIN
+    brand = {"id": rows[0]["brand_id"], "x_own_app": rows[0]["x_own_app"]}
+    if accounts.over_budget_for_reads(runtime, brand, what="timeline"):
+        return ["waiting"] * len(rows)
     read = _read_timeline(runtime, rows[0], since)
     if read is None:
         return ["waiting"] * len(rows)
@@ -195,7 +199,7 @@ def _read_timeline(
     complete, pages_read = False, 0
     try:
         for page, more in pages:
-            _meter_page(runtime, brand_id, page)
+            _meter_page(runtime, row, page)
             timeline.extend(page)
             complete, pages_read = not more, pages_read + 1
     except (RateLimited, TransientError, PermanentError) as error:
@@ -220,16 +224,17 @@ def _read_timeline(
     return timeline, oldest
 
 
-def _meter_page(runtime: Any, brand_id: Any, page: list[Any]) -> None:
-    """Record one page of the account's own posts: an owned read per post."""
+def _meter_page(runtime: Any, row: dict[str, Any], page: list[Any]) -> None:
+    """Record one page of the account's own posts, priced per post returned."""
+    price_class = costs.read_class(own_app=row["x_own_app"])
     with runtime.database.transaction() as tx:
         costs.record(
             tx,
-            brand_id=brand_id,
+            brand_id=row["brand_id"],
             occurred_at=runtime.clock.now(),
-            operation="owned_read",
+            operation=price_class,
             units=len(page),
-            usd=costs.X_OWNED_READ_USD * len(page),
+            usd=costs.price(runtime.settings.x_prices_usd, price_class, len(page)),
             ref=f"reconcile:{uuid.uuid4()}",
         )
 
@@ -275,9 +280,9 @@ def _adopt(runtime: Any, row: dict[str, Any], match: Any, read_at: dt.datetime) 
             tx,
             brand_id=row["brand_id"],
             occurred_at=match.created_at or read_at,
-            operation="post_with_url" if has_link else "post",
+            operation=costs.post_class(has_link),
             units=1,
-            usd=costs.post_price(has_link),
+            usd=costs.price(runtime.settings.x_prices_usd, costs.post_class(has_link)),
             ref=ref,
         )
         if is_part and row["part"] + 1 < row["part_count"]:
@@ -326,7 +331,10 @@ def _requeue(runtime: Any, row: dict[str, Any], read_at: dt.datetime) -> str:
         f"absent from the timeline read at {read_at.isoformat()}, "
         f"{waited_s} s after sending"
     )
+    ref = str(row["id"]) if row["part"] is None else f"{row['id']}/{row['part']}"
     with runtime.database.transaction() as tx:
+        # X does not have it: the price reserved when it was sent goes back.
+        costs.release(tx, ref=ref)
         if row["part"] is not None:
             tx.execute(
                 publishing.CLEAR_PART_SENT, post_id=row["id"], position=row["part"]

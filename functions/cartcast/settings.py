@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 
 from cartcast.errors import ConfigurationError
 from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHOLD
@@ -22,6 +23,20 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CAPTION_PRODUCTS_PER_REQUEST_MAX = 20
 # How long after sending a post may be called absent from the account's timeline.
 RECONCILE_DELAY_RANGE_S = (30, 86400)
+# X's pay-per-use prices by call class (X developer documentation, pricing, 2026);
+# each is CARTCAST_X_PRICE_<CLASS>_USD. An owned read (the account's own timeline,
+# mentions or metrics) costs the owned price only with the brand's own X app.
+X_PRICES_USD = {
+    "post": Decimal("0.015"),
+    "post_with_url": Decimal("0.20"),
+    "summoned_reply": Decimal("0.010"),
+    "post_read": Decimal("0.005"),
+    "user_read": Decimal("0.010"),
+    "owned_read": Decimal("0.001"),
+}
+# The cost ledger keeps four decimals; a price over a dollar a call is a typo.
+X_PRICE_MAX_USD = Decimal("1")
+X_PRICE_STEP_USD = Decimal("0.0001")
 FLAG_VALUES = {
     "true": True,
     "1": True,
@@ -69,6 +84,13 @@ class Settings:
     near_duplicate_days: int = NEAR_DUPLICATE_DAYS
     caption_products_per_request: int = 10
     caption_drain_budget_s: float = 120.0
+    # X's published limits for POST /2/tweets (decision 0010).
+    x_posts_per_15min_per_user: int = 100
+    x_posts_per_3h_per_user: int = 300
+    x_posts_per_24h_per_app: int = 10_000
+    x_prices_usd: Mapping[str, Decimal] = dataclasses.field(
+        default_factory=lambda: dict(X_PRICES_USD)
+    )
     log_level: str = "INFO"
 
 
@@ -166,6 +188,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "CARTCAST_CAPTION_PRODUCTS_PER_REQUEST", 10
         ),
         caption_drain_budget_s=number("CARTCAST_CAPTION_DRAIN_BUDGET_S", 120.0, float),
+        x_posts_per_15min_per_user=number("CARTCAST_X_POSTS_PER_15MIN_PER_USER", 100),
+        x_posts_per_3h_per_user=number("CARTCAST_X_POSTS_PER_3H_PER_USER", 300),
+        x_posts_per_24h_per_app=number("CARTCAST_X_POSTS_PER_24H_PER_APP", 10_000),
+        x_prices_usd=_parse_prices(env, problems),
         log_level=choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
     )
     problems.extend(_check_consistency(settings))
@@ -184,6 +210,34 @@ def _parse_endpoints(raw: str, problems: list[str]) -> dict[str, str]:
             continue
         endpoints[topic] = url
     return endpoints
+
+
+def _parse_prices(env: Mapping[str, str], problems: list[str]) -> dict[str, Decimal]:
+    """Read X's price table, one CARTCAST_X_PRICE_<CLASS>_USD per call class."""
+    prices = {}
+    for price_class, default in X_PRICES_USD.items():
+        name = f"CARTCAST_X_PRICE_{price_class.upper()}_USD"
+        raw = env.get(name, "").strip()
+        if not raw:
+            prices[price_class] = default
+            continue
+        try:
+            price = Decimal(raw)
+        except InvalidOperation:
+            price = None
+        if (
+            price is None
+            or not price.is_finite()
+            or not 0 <= price <= X_PRICE_MAX_USD
+            or price != price.quantize(X_PRICE_STEP_USD)
+        ):
+            problems.append(
+                f"{name} must be a price in dollars between 0 and {X_PRICE_MAX_USD} "
+                f"with at most 4 decimals, got {raw!r}"
+            )
+            price = default
+        prices[price_class] = price
+    return prices
 
 
 def _check_consistency(settings: Settings) -> list[str]:
