@@ -277,7 +277,7 @@ def test_the_reconciler_follows_the_timeline_back_to_the_send_time_page_by_page(
 
     assert outcome["adopted"] == 1
     assert states(x_runtime, brand_id) == ["published"]
-    assert sorted(read["units"] for read in owned_reads(x_runtime, brand_id)) == [
+    assert sorted(read["units"] for read in timeline_reads(x_runtime, brand_id)) == [
         51,
         100,
     ]
@@ -301,7 +301,9 @@ def test_a_post_beyond_the_pages_read_is_never_concluded_absent(
 
     assert outcome["waiting"] == 1 and outcome["requeued"] == 0
     assert states(x_runtime, brand_id) == ["unconfirmed"]
-    assert owned_reads(x_runtime, brand_id) == [{"units": 100, "usd": Decimal("0.100")}]
+    assert timeline_reads(x_runtime, brand_id) == [
+        {"operation": "post_read", "units": 100, "usd": Decimal("0.500")}
+    ]
     assert posts_sent(x_sandbox) == 151
 
 
@@ -371,4 +373,6 @@ def test_a_read_cut_short_meters_the_page_it_got_and_concludes_nothing_older(
 
     assert outcome["waiting"] == 1 and outcome["requeued"] == 0
     assert states(x_runtime, brand_id) == ["unconfirmed"]
-    assert owned_reads(x_runtime, brand_id) == [{"units": 100, "usd": Decimal("0.100")}]
+    assert timeline_reads(x_runtime, brand_id) == [
+        {"operation": "post_read", "units": 100, "usd": Decimal("0.500")}
+    ]
