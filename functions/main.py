@@ -41,18 +41,21 @@ def generate_caption(request: flask.Request) -> tuple[str, int, dict[str, str]]:
 
 @functions_framework.cloud_event
 def publish_due_posts(cloud_event: CloudEvent) -> None:
-    from cartcast import reconciling
+    # Claims already make a second delivery a no-op: no need to track deliveries.
+    _on_tick(cloud_event, "publish_due_posts", _publish_run, once=False)
 
-    # First settle `unconfirmed` posts from each account's timeline (adopt X's id,
-    # or re-queue one absent well after sending), then claim and send due posts, so
-    # a re-queued post goes out in the same run. Claims already make a second
-    # delivery a no-op: no need to track deliveries.
-    _on_tick(
-        cloud_event,
-        "publish_due_posts",
-        reconciling.reconcile_then_publish,
-        once=False,
-    )
+
+def _publish_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
+    """Hold what a disconnected account cannot send, settle `unconfirmed` posts
+    from each account's timeline (adopt X's id, or re-queue one absent well after
+    sending), claim and send due posts (re-queued ones too), then send alerts:
+    after the posts, so a slow webhook never delays one."""
+    from cartcast import alerts, connections, reconciling
+
+    held = connections.hold_while_disconnected(current)
+    outcome = reconciling.reconcile_then_publish(current, as_of=as_of)
+    outcome["held"] += held
+    return {**outcome, **alerts.deliver_pending(current)}
 
 
 @functions_framework.cloud_event
@@ -117,9 +120,13 @@ def _on_tick(
     # A tick stands for its own time, but never for a time that has not come yet:
     # a message stamped in the future must not publish anything early.
     as_of = min(message.time, current.clock.now())
+    from cartcast import post_events
+
     finished = False
     try:
-        outcome = work(current, as_of=as_of)
+        # The posts this run moves are logged as "system:<function>".
+        with post_events.acting_as(f"system:{function}"):
+            outcome = work(current, as_of=as_of)
         finished = True
     finally:
         if once and not finished:

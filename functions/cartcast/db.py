@@ -9,6 +9,7 @@ function raises and the platform retries.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import time
 import urllib.parse
@@ -28,6 +29,24 @@ IDLE_CHECK_AFTER_S = 1.0
 
 
 UNDEFINED_TABLE = "42P01"
+SET_CONFIG = "SELECT set_config(:name, :value, true)"
+
+# Settings each transaction of the current context starts with, local to the
+# transaction (post_events.acting_as names who the system acts as). A context
+# variable: each thread and each request sees only what it set itself.
+_transaction_settings: contextvars.ContextVar[tuple[tuple[str, str], ...]] = (
+    contextvars.ContextVar("cartcast_transaction_settings", default=())
+)
+
+
+@contextlib.contextmanager
+def settings_for_transactions(values: dict[str, str]) -> Iterator[None]:
+    """Start every transaction opened inside the block with these settings."""
+    token = _transaction_settings.set(tuple(values.items()))
+    try:
+        yield
+    finally:
+        _transaction_settings.reset(token)
 
 
 def _sqlstate(error: Exception) -> str | None:
@@ -97,7 +116,10 @@ class Database:
         connection = self._checkout()
         reusable = False
         try:
-            yield Transaction(connection.cursor())
+            cursor = connection.cursor()
+            for name, value in _transaction_settings.get():
+                cursor.execute(SET_CONFIG, {"name": name, "value": value})
+            yield Transaction(cursor)
             connection.commit()
             reusable = True
         except pg8000.dbapi.InterfaceError as error:

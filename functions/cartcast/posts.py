@@ -78,7 +78,7 @@ POST_COLUMNS = """
 SELECT id, product_id, kind, text, link, link_note, campaign, sponsored,
     poll_options, poll_duration_minutes, image_alt_text, state, engine, model,
     fallback_reason, weighted_length, checks, scheduled_at, published_at, x_post_id,
-    failure_reason, created_by, created_at, updated_at,
+    failure_reason, rejection_reason, not_before, created_by, created_at, updated_at,
     (SELECT json_agg(json_build_object('position', pp.position, 'text', pp.text,
             'weighted_length', pp.weighted_length, 'has_link', pp.has_link,
             'x_post_id', pp.x_post_id) ORDER BY pp.position)
@@ -124,6 +124,9 @@ WHERE brand_id = :brand_id AND id = :id AND state IN ('approved', 'scheduled')
 RETURNING id
 """
 LOCK_BRAND = "SELECT id FROM brands WHERE id = :brand_id FOR UPDATE"
+SET_REJECTION_REASON = """
+UPDATE posts SET rejection_reason = :reason WHERE brand_id = :brand_id AND id = :id
+"""
 
 
 def create_drafts(
@@ -463,7 +466,7 @@ def reject(
     """Refuse a post waiting for approval, for good, with the reviewer's reason.
 
     A rejected post is never published and cannot be edited back; the reason is
-    kept in its events (GET /v1/posts/{id}/events).
+    the post's `rejection_reason` and is in its events (GET /v1/posts/{id}/events).
     """
     return _move_with_reason(
         tx, brand_id=brand_id, post_id=post_id, body=body, action="reject", now=now
@@ -497,6 +500,9 @@ def _move_with_reason(
     post_events.give_reason(tx, reason)
     moved = apply_action(tx, brand_id=brand_id, post_id=post_id, action=action, now=now)
     post_events.give_reason(tx, None)
+    if action == "reject":
+        tx.execute(SET_REJECTION_REASON, brand_id=brand_id, id=post_id, reason=reason)
+        moved = {**moved, "rejection_reason": reason}
     return moved
 
 

@@ -22,6 +22,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CAPTION_PRODUCTS_PER_REQUEST_MAX = 20
 # How long after sending a post may be called absent from the account's timeline.
 RECONCILE_DELAY_RANGE_S = (30, 86400)
+# A post waits at most a day between two tries after X failed; at most 20 tries.
+PUBLISH_RETRY_MAX_S_LIMIT = 86400
+PUBLISH_RETRIES_LIMIT = 20
 FLAG_VALUES = {
     "true": True,
     "1": True,
@@ -59,6 +62,11 @@ class Settings:
     publish_batch_size: int = 20
     publish_lease_s: int = 300
     reconcile_delay_s: int = 300
+    publish_retries: int = 5
+    publish_retry_base_s: float = 60.0
+    publish_retry_max_s: float = 1800.0
+    alert_timeout_s: float = 5.0
+    alert_max_age_s: int = 86400
     mention_pages_max: int = 10
     attribution_window_days: int = 7
     rollup_lookback_days: int = 8
@@ -149,6 +157,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         publish_batch_size=number("CARTCAST_PUBLISH_BATCH", 20),
         publish_lease_s=number("CARTCAST_PUBLISH_LEASE_S", 300),
         reconcile_delay_s=number("CARTCAST_RECONCILE_DELAY_S", 300),
+        publish_retries=number("CARTCAST_PUBLISH_RETRIES", 5),
+        publish_retry_base_s=number("CARTCAST_PUBLISH_RETRY_BASE_S", 60.0, float),
+        publish_retry_max_s=number("CARTCAST_PUBLISH_RETRY_MAX_S", 1800.0, float),
+        alert_timeout_s=number("CARTCAST_ALERT_TIMEOUT_S", 5.0, float),
+        alert_max_age_s=number("CARTCAST_ALERT_MAX_AGE_S", 86400),
         mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10),
         attribution_window_days=number("CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7),
         rollup_lookback_days=number("CARTCAST_ROLLUP_LOOKBACK_DAYS", 8),
@@ -201,12 +214,17 @@ def _check_consistency(settings: Settings) -> list[str]:
             "CARTCAST_RECONCILE_DELAY_S must be between "
             f"{RECONCILE_DELAY_RANGE_S[0]} and {RECONCILE_DELAY_RANGE_S[1]} seconds"
         )
+    problems.extend(_check_retries(settings))
     if settings.caption_products_per_request > CAPTION_PRODUCTS_PER_REQUEST_MAX:
         # One Gemini request writes the chunk: POST /v1/captions's own limit.
         problems.append(
             "CARTCAST_CAPTION_PRODUCTS_PER_REQUEST must be at most "
             f"{CAPTION_PRODUCTS_PER_REQUEST_MAX}"
         )
+    if settings.alert_timeout_s > 30:
+        # Alerts go out after the run's posts, but a slow webhook still holds the
+        # run open for this long per alert.
+        problems.append("CARTCAST_ALERT_TIMEOUT_S must be at most 30 seconds")
     if settings.cloud_sql_instance and not settings.db_user:
         problems.append("DB_USER is required with CLOUD_SQL_INSTANCE")
     if settings.environment == "cloud":
@@ -222,4 +240,23 @@ def _check_consistency(settings: Settings) -> list[str]:
             problems.append(
                 "GOOGLE_CLOUD_PROJECT is required with CARTCAST_PUBSUB=google"
             )
+    return problems
+
+
+def _check_retries(settings: Settings) -> list[str]:
+    """Check the backoff after X failed: base <= max <= a day, 1 to 20 retries."""
+    problems = []
+    if settings.publish_retries > PUBLISH_RETRIES_LIMIT:
+        problems.append(
+            f"CARTCAST_PUBLISH_RETRIES must be at most {PUBLISH_RETRIES_LIMIT}"
+        )
+    if settings.publish_retry_base_s > settings.publish_retry_max_s:
+        problems.append(
+            "CARTCAST_PUBLISH_RETRY_BASE_S must not exceed CARTCAST_PUBLISH_RETRY_MAX_S"
+        )
+    if settings.publish_retry_max_s > PUBLISH_RETRY_MAX_S_LIMIT:
+        problems.append(
+            "CARTCAST_PUBLISH_RETRY_MAX_S must be at most "
+            f"{PUBLISH_RETRY_MAX_S_LIMIT} seconds (a day)"
+        )
     return problems
