@@ -1,5 +1,5 @@
--- 011: retries with backoff (a post's not-before time and its count of failures
--- in a row), X accounts marked disconnected, the brand's alert webhook and the
+-- 011: retries with backoff (a post's not-before time and its count of X's
+-- failures), X accounts marked disconnected, the brand's alert webhook and the
 -- alert outbox, and a rejected post's reason on the post (decision 0011).
 
 -- X failed (5xx, no connection) before it could have accepted the post: the post

@@ -509,3 +509,13 @@ def only_post(runtime, brand_id: str) -> dict:
 
 def requests_to_post(sandbox) -> int:
     return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
+
+
+def test_the_brand_says_it_has_a_webhook_without_showing_its_secret_url(
+    account, webhook
+) -> None:
+    answer = account["api"].get("/v1/brand", headers=auth(account["key"]))
+
+    brand = answer.get_json()["brand"]
+    assert brand["has_alert_webhook"] is True
+    assert webhook.url not in answer.get_data(as_text=True)

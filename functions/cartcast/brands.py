@@ -37,11 +37,13 @@ VALUES (:slug, :name, :time_zone, :voice, :language, CAST(:banned_words AS text[
 ON CONFLICT (slug) DO NOTHING
 RETURNING id
 """
+# A Slack webhook URL carries its own secret: it is written, never read back.
 SELECT_BRAND = """
 SELECT id, slug, name, time_zone, voice, language, banned_words, required_hashtags,
     disclosure_tag, store_base_url, currency, approvals_required, posting_slots,
-    x_user_id, x_username, link_policy, link_posts_per_month, alert_webhook_url,
-    x_disconnected_at, x_disconnected_reason, created_at
+    x_user_id, x_username, link_policy, link_posts_per_month,
+    alert_webhook_url IS NOT NULL AS has_alert_webhook, x_disconnected_at,
+    x_disconnected_reason, created_at
 FROM brands WHERE id = :brand_id
 """
 UPDATE_LINK_POLICY = """

@@ -14,7 +14,7 @@ X takes no idempotency key, so the order of writes is what prevents doubles
 
 X failing before it could have taken the post (a 5xx, no connection) sends it back
 to `scheduled` with a not-before time drawn by retries.py (exponential backoff with
-full jitter); past CARTCAST_PUBLISH_RETRIES in a row it fails. X refusing the
+full jitter); past CARTCAST_PUBLISH_RETRIES retries it fails. X refusing the
 account's credentials (a 401, a credentials 403) disconnects the account
 (connections.py): the brand's queued posts are held, one alert goes out, and a new
 token puts them back. A reply X did not let the app make fails for good.
@@ -151,7 +151,7 @@ UPDATE posts SET state = :state, failure_reason = :reason, lease_until = NULL,
     not_before = :not_before, updated_at = :now
 WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'publishing'
 """
-# One more failure of X in a row for a post this attempt still holds.
+# One more failure of X for a post this attempt still holds.
 COUNT_TRANSIENT_FAILURE = """
 UPDATE posts SET transient_failures = transient_failures + 1
 WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'publishing'

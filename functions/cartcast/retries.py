@@ -6,7 +6,8 @@ uniformly between 0 and min(CARTCAST_PUBLISH_RETRY_MAX_S,
 CARTCAST_PUBLISH_RETRY_BASE_S × 2^(n-1)): exponential backoff with "full jitter",
 which spreads the brands an outage hit so they do not all come back in the same
 second (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015). After
-CARTCAST_PUBLISH_RETRIES retries the next failure is final.
+CARTCAST_PUBLISH_RETRIES retries the next failure is final. The failures are
+counted per post (`posts.transient_failures`); an edit starts the count again.
 
 Nothing here sleeps: the publisher stores the instant as the post's `not_before`
 and returns, and the claim skips the post until then. The random source is the
@@ -23,7 +24,7 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class RetryPlan:
-    """What follows the `failures`-th failure in a row: a retry `at`, or none."""
+    """What follows the `failures`-th failure: a retry `at`, or none."""
 
     failures: int
     limit: int
@@ -42,7 +43,7 @@ class RetryPlan:
                 f"{reason}"
             )
         return (
-            f"X failed {self.failures} times in a row, the last: {reason}. "
+            f"X failed {self.failures} times, the last: {reason}. "
             f"Gave up after {self.limit} retries (CARTCAST_PUBLISH_RETRIES); nothing "
             "was posted. Check X's API status, then schedule a new copy of this "
             "post (POST /v1/captions) once X answers again."
@@ -50,7 +51,7 @@ class RetryPlan:
 
 
 def delay_cap_s(failures: int, *, base_s: float, max_s: float) -> float:
-    """Return the longest wait after the `failures`-th failure in a row (1, 2, ...)."""
+    """Return the longest wait after the `failures`-th failure (1, 2, ...)."""
     # 2 ** 64 is already past any cap; keep the float finite for large counts.
     return min(max_s, base_s * 2.0 ** min(failures - 1, 64))
 
@@ -62,7 +63,7 @@ def plan(
     random: random_module.Random,
     now: dt.datetime,
 ) -> RetryPlan:
-    """Plan what follows the `failures`-th failure in a row of one post."""
+    """Plan what follows the `failures`-th failure of one post."""
     limit = settings.publish_retries
     if failures > limit:
         return RetryPlan(failures=failures, limit=limit, at=None)
