@@ -519,3 +519,83 @@ def test_the_brand_says_it_has_a_webhook_without_showing_its_secret_url(
     brand = answer.get_json()["brand"]
     assert brand["has_alert_webhook"] is True
     assert webhook.url not in answer.get_data(as_text=True)
+
+
+def test_a_post_scheduled_while_the_account_is_disconnected_is_held_next_run(
+    account, clock_file
+) -> None:
+    sandbox, api, key = account["sandbox"], account["api"], account["key"]
+    sandbox.register_account(**ALPHA, token="token-alpha-renewed")
+    later = START + dt.timedelta(days=28)
+    clock_file.set(later)
+    tick("publish_due_posts", later)
+    held = list_posts(api, key, "held")[0]
+    edited = api.patch(
+        f"/v1/posts/{held['id']}",
+        data=json.dumps({"text": "A new line for this one, same link " + held["link"]}),
+        headers=auth(key),
+        content_type="application/json",
+    )
+    post_json(api, f"/v1/posts/{held['id']}/approve", None, key)
+    post_json(api, f"/v1/posts/{held['id']}/schedule", {}, key)
+
+    clock_file.set(later + dt.timedelta(days=14))
+    tick("publish_due_posts", later + dt.timedelta(days=14))
+
+    after = api.get(f"/v1/posts/{held['id']}", headers=auth(key)).get_json()["post"]
+    assert edited.status_code == 200
+    assert after["state"] == "held"
+    assert after["failure_reason"].startswith("account disconnected: ")
+    assert requests_to_post(sandbox) == 1
+
+
+def test_a_second_refusal_of_the_same_account_raises_no_second_alert(
+    x_runtime, clock
+) -> None:
+    from cartcast import connections
+
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=2)
+
+    with x_runtime.database.transaction() as tx:
+        first = connections.disconnect(
+            tx, brand_id=brand_id, status=401, detail="Unauthorized", now=clock.now()
+        )
+    clock.advance(dt.timedelta(minutes=5))
+    with x_runtime.database.transaction() as tx:
+        second = connections.disconnect(
+            tx, brand_id=brand_id, status=403, detail="other words", now=clock.now()
+        )
+        queued = alerts.list_alerts(tx, brand_id=brand_id)
+
+    assert first == second  # the first reason stands
+    assert len(queued) == 1
+    assert states(x_runtime, brand_id) == ["held", "held"]
+
+
+def test_a_thread_whose_token_was_revoked_midway_resumes_after_reconnecting(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, rows=catalog(1), kind="thread")
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets")  # served as usual
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=401)
+
+    first = publishing.publish_due(x_runtime, as_of=clock.now())
+    held = only_post(x_runtime, brand_id)
+    with x_runtime.database.transaction() as tx:
+        brands.update_brand(
+            tx,
+            brand_id,
+            {"x_access_token": "token-alpha"},
+            role="admin",
+            environment="local",
+            now=clock.now(),
+        )
+    second = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    head, reply = sorted(x_sandbox.snapshot()["posts"], key=lambda p: int(p["id"]))
+    assert first["held"] == 1 and held["state"] == "held"
+    assert held["failure_reason"].startswith("account disconnected: ")
+    assert second["published"] == 1
+    assert reply["in_reply_to_tweet_id"] == head["id"]
+    assert requests_to_post(x_sandbox) == 3  # part 1, part 2 refused, part 2 again
