@@ -41,20 +41,44 @@ def generate_caption(request: flask.Request) -> tuple[str, int, dict[str, str]]:
 
 @functions_framework.cloud_event
 def publish_due_posts(cloud_event: CloudEvent) -> None:
-    from cartcast import reconciling, sweeping
-
-    # First settle `unconfirmed` posts from each account's timeline (adopt X's id,
-    # or re-queue one absent well after sending), then claim and send due posts, so
-    # a re-queued post goes out in the same run. Claims already make a second
-    # delivery a no-op: no need to track deliveries. A message {"sweep": true}, from
-    # the sweeper's own Scheduler job, re-drives posts no run picked up (0012).
+    # Claims already make a second delivery a no-op: no need to track deliveries. A
+    # message {"sweep": true}, from the sweeper's own Scheduler job, re-drives posts
+    # no run picked up (decision 0012).
     _on_tick(
         cloud_event,
         "publish_due_posts",
-        reconciling.reconcile_then_publish,
+        _publish_run,
         once=False,
-        sweep=sweeping.sweep_missed,
+        sweep=_sweep_run,
     )
+
+
+def _publish_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
+    """Settle `unconfirmed` posts from each account's timeline (adopt X's id, or
+    re-queue one absent well after sending), then claim and send due posts,
+    re-queued ones too."""
+    from cartcast import reconciling
+
+    return _around_posts(current, as_of, reconciling.reconcile_then_publish)
+
+
+def _sweep_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
+    from cartcast import sweeping
+
+    return _around_posts(current, as_of, sweeping.sweep_missed)
+
+
+def _around_posts(
+    current: runtime.Runtime, as_of: Any, work: Callable[..., dict[str, Any]]
+) -> dict[str, Any]:
+    """Hold first what a disconnected account cannot send; send alerts last, so a
+    slow webhook never delays a post."""
+    from cartcast import alerts, connections
+
+    held = connections.hold_while_disconnected(current)
+    outcome = work(current, as_of=as_of)
+    outcome["held"] = outcome.get("held", 0) + held
+    return {**outcome, **alerts.deliver_pending(current)}
 
 
 @functions_framework.cloud_event
@@ -123,9 +147,13 @@ def _on_tick(
     # A tick stands for its own time, but never for a time that has not come yet:
     # a message stamped in the future must not publish anything early.
     as_of = min(message.time, current.clock.now())
+    from cartcast import post_events
+
     finished = False
     try:
-        outcome = work(current, as_of=as_of)
+        # The posts this run moves are logged as "system:<function>".
+        with post_events.acting_as(f"system:{function}"):
+            outcome = work(current, as_of=as_of)
         finished = True
     finally:
         if once and not finished:

@@ -50,6 +50,17 @@ Facts about X that shaped the answers, with where they come from:
   400s; the wording of those messages is the sandbox's own.
 - Replies: `reply.in_reply_to_tweet_id` must name a visible post (403 otherwise);
   the reply joins that post's conversation, which is how a thread is chained.
+- Summoned replies only (X's reply policy for API apps, 2025): a reply to someone
+  else's post is refused with 403 "Reply to this conversation is not allowed
+  because you have not been mentioned or otherwise engaged by the author of the
+  post you are replying to." unless that post mentions the caller or replies to
+  one of the caller's posts; replying to one's own post (a thread) is allowed.
+  The text is the one public X clients quote when they handle this refusal.
+- Credentials: a revoked token is a 401 (register the account again with a new
+  token to revoke the old one); a 403 about credentials carries a problem `type`
+  such as `.../problems/unsupported-authentication` or `.../oauth1-permissions`
+  (bodies quoted in public client issues), which a fault can carry with
+  `problem_type`, and a fault's `detail` can carry any of X's exact messages.
 - Indexing lag: a post X has created is not at once in the author's timeline
   (GET /2/users/:id/tweets); X names no figure. The sandbox shows it there only
   `index_lag_s` seconds of its clock after `created_at` (0 unless a test sets it
@@ -161,6 +172,10 @@ TOO_LONG_DETAIL = "Your Tweet text is too long."
 REPLY_TARGET_DETAIL = (
     "You attempted to reply to a Tweet that is deleted or not visible to you."
 )
+REFUSED_REPLY_DETAIL = (
+    "Reply to this conversation is not allowed because you have not been "
+    "mentioned or otherwise engaged by the author of the post you are replying to."
+)
 INVALID_MEDIA_MESSAGE = "Your media IDs are invalid."
 
 
@@ -246,6 +261,8 @@ class Fault:
     drop: bool
     truncate: bool = False
     hold: bool = False
+    detail: str | None = None
+    problem_type: str | None = None
 
 
 @dataclass
@@ -406,6 +423,8 @@ class XSandbox:
         drop: bool = False,
         truncate: bool = False,
         hold: bool = False,
+        detail: str | None = None,
+        problem_type: str | None = None,
     ) -> None:
         """Make the next `count` matching requests misbehave.
 
@@ -417,6 +436,8 @@ class XSandbox:
         acting and its caller hearing of it. A served request has taken effect
         before a slow, held, lost or broken answer, as when X acts but its answer
         never arrives.
+        `detail` and `problem_type` replace the problem body's `detail` and `type`
+        (X's exact message for a refusal, say).
         """
         if status is not None and not 400 <= status <= 599:
             raise ValueError("status must be an HTTP error status")
@@ -432,6 +453,8 @@ class XSandbox:
             drop,
             truncate,
             hold,
+            detail,
+            problem_type,
         )
         with self._lock:
             if hold:
@@ -552,7 +575,8 @@ class XSandbox:
 
     def _fault_reply(self, fault: Fault, key: str, now: dt.datetime) -> Reply:
         if fault.status != 429:
-            return Reply(fault.status, _problem(fault.status))
+            body = _problem(fault.status, fault.detail, fault.problem_type)
+            return Reply(fault.status, body)
         reset_at = now + dt.timedelta(seconds=fault.reset_in_s)
         headers = _rate_headers(self._limits[key], 0, reset_at)
         return Reply(429, _problem(429), headers)
@@ -603,6 +627,8 @@ class XSandbox:
             target = self._visible(str(reply.get("in_reply_to_tweet_id")), now)
             if target is None:
                 raise Refusal(403, _problem(403, REPLY_TARGET_DETAIL))
+            if not self._summoned(target, caller):
+                raise Refusal(403, _problem(403, REFUSED_REPLY_DETAIL))
 
         tweet = self._new_tweet(text, caller.id, now, target)
         tweet.media_ids = media_ids
@@ -613,6 +639,15 @@ class XSandbox:
             "edit_history_tweet_ids": [tweet.id],
         }
         return 201, {"data": data}
+
+    def _summoned(self, target: Tweet, caller: User) -> bool:
+        """Say if X lets `caller` reply to `target`: its own post, or one that
+        mentions it or answers one of its posts."""
+        return caller.id in (
+            target.author_id,
+            target.mentioned_user_id,
+            target.in_reply_to_user_id,
+        )
 
     def _attached_media(self, media: Any, caller: User, now: dt.datetime) -> list[str]:
         """Return the media ids of a create request, refusing any X would refuse."""
@@ -1050,6 +1085,8 @@ class XSandbox:
                     drop=bool(body.get("drop", False)),
                     truncate=bool(body.get("truncate", False)),
                     hold=bool(body.get("hold", False)),
+                    detail=body.get("detail"),
+                    problem_type=body.get("problem_type"),
                 )
                 return Reply(201, {"data": self.snapshot()["faults"]})
             if action == ("POST", "release_answers"):
@@ -1140,12 +1177,14 @@ def _wrap_links(text: str, tweet_id: str) -> str:
 # Errors in X's formats
 
 
-def _problem(status: int, detail: str | None = None) -> dict[str, Any]:
+def _problem(
+    status: int, detail: str | None = None, problem_type: str | None = None
+) -> dict[str, Any]:
     phrase = HTTPStatus(status).phrase
     return {
         "title": phrase,
         "detail": detail or phrase,
-        "type": "about:blank",
+        "type": problem_type or "about:blank",
         "status": status,
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cartcast import db
+from cartcast import db, errors
 from cartcast.errors import TransientError
 
 
@@ -92,3 +92,37 @@ def test_a_database_without_the_schema_names_the_fix(database_url) -> None:
     finally:
         database.close()
         pg.drop_database(empty)
+
+
+ACTOR = "SELECT current_setting('cartcast.actor', true) AS actor"
+
+
+def test_the_actor_of_a_block_reaches_every_transaction_and_no_other(runtime) -> None:
+    from cartcast import post_events
+
+    with post_events.acting_as("system:drain_caption_jobs"):
+        with runtime.database.transaction() as tx:
+            inside = tx.scalar(ACTOR)
+        with pytest.raises(errors.ConfigurationError):
+            with runtime.database.transaction() as tx:
+                raise errors.ConfigurationError("rolled back")
+        with runtime.database.transaction() as tx:
+            after_rollback = tx.scalar(ACTOR)
+    with runtime.database.transaction() as tx:
+        outside = tx.scalar(ACTOR)
+
+    assert inside == after_rollback == "system:drain_caption_jobs"
+    assert outside in ("", None)
+
+
+def test_a_transaction_naming_its_own_actor_overrides_the_block(runtime) -> None:
+    from cartcast import post_events
+
+    with post_events.acting_as("system:publish_due_posts"):
+        with runtime.database.transaction() as tx:
+            post_events.act_as(tx, "admin")
+            named = tx.scalar(ACTOR)
+        with runtime.database.transaction() as tx:
+            next_one = tx.scalar(ACTOR)
+
+    assert (named, next_one) == ("admin", "system:publish_due_posts")

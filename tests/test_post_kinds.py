@@ -313,6 +313,8 @@ def test_a_thread_x_turned_away_midway_resumes_after_the_confirmed_part(
 
     first = publishing.publish_due(x_runtime, as_of=clock.now())
     waiting = only_post(x_runtime, brand_id)
+    # The first retry waits at most CARTCAST_PUBLISH_RETRY_BASE_S.
+    clock.advance(dt.timedelta(seconds=x_runtime.settings.publish_retry_base_s))
     second = publishing.publish_due(x_runtime, as_of=clock.now())
 
     head, reply = sorted(x_sandbox.snapshot()["posts"], key=lambda p: int(p["id"]))
@@ -443,11 +445,13 @@ def test_an_image_server_error_leaves_the_post_for_the_next_run(
     outcome = publishing.publish_due(x_runtime, as_of=clock.now())
     waiting = only_post(x_runtime, brand_id)
     images.serve("/mug.png", 200, "image/png", tiny_png())
+    clock.advance(dt.timedelta(seconds=x_runtime.settings.publish_retry_base_s))
     publishing.publish_due(x_runtime, as_of=clock.now())
 
     assert outcome["deferred"] == 1
     assert waiting["state"] == "scheduled"
-    assert waiting["failure_reason"].startswith("will retry: ")
+    assert waiting["failure_reason"].startswith("will retry at ")
+    assert "(attempt 1 of 5)" in waiting["failure_reason"]
     assert "503" in waiting["failure_reason"]
     published = only_post(x_runtime, brand_id)
     assert published["state"] == "published"

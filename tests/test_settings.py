@@ -240,3 +240,36 @@ def test_x_post_limits_default_to_x_s_published_figures_and_must_be_positive() -
     ) == (100, 300, 10_000)
     assert "CARTCAST_X_POSTS_PER_15MIN_PER_USER" in str(raised.value)
     assert "CARTCAST_X_POSTS_PER_24H_PER_APP" in str(raised.value)
+
+
+def test_publishing_retries_5_times_from_a_minute_up_to_half_an_hour_by_default():
+    loaded = settings.load({"DATABASE_URL": "postgresql://x/y"})
+
+    assert loaded.publish_retries == 5
+    assert (loaded.publish_retry_base_s, loaded.publish_retry_max_s) == (60, 1800)
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"CARTCAST_PUBLISH_RETRIES": "0"}, "CARTCAST_PUBLISH_RETRIES"),
+        ({"CARTCAST_PUBLISH_RETRIES": "21"}, "CARTCAST_PUBLISH_RETRIES"),
+        ({"CARTCAST_PUBLISH_RETRIES": "many"}, "CARTCAST_PUBLISH_RETRIES"),
+        ({"CARTCAST_PUBLISH_RETRY_BASE_S": "-1"}, "CARTCAST_PUBLISH_RETRY_BASE_S"),
+        (
+            {
+                "CARTCAST_PUBLISH_RETRY_BASE_S": "600",
+                "CARTCAST_PUBLISH_RETRY_MAX_S": "60",
+            },
+            "must not exceed CARTCAST_PUBLISH_RETRY_MAX_S",
+        ),
+        ({"CARTCAST_PUBLISH_RETRY_MAX_S": "90000"}, "CARTCAST_PUBLISH_RETRY_MAX_S"),
+        ({"CARTCAST_ALERT_TIMEOUT_S": "60"}, "CARTCAST_ALERT_TIMEOUT_S"),
+        ({"CARTCAST_ALERT_MAX_AGE_S": "nan"}, "CARTCAST_ALERT_MAX_AGE_S"),
+    ],
+)
+def test_retry_and_alert_settings_out_of_range_are_named(environ, named) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load({"DATABASE_URL": "postgresql://x/y", **environ})
+
+    assert named in str(raised.value)

@@ -340,3 +340,85 @@ def test_own_posts_lists_what_was_published_since_a_time(x, clock):
     found = x.own_posts(SHOP_ID, start_time=START + dt.timedelta(hours=12))
 
     assert found == [CreatedPost(id=tuesday.id, text="tuesday", created_at=clock.now())]
+
+
+def test_a_revoked_token_is_a_refusal_that_disconnects_the_account(x, sandbox):
+    sandbox.register_account(**SHOP, token="shop-token-renewed")
+
+    with pytest.raises(XRejected) as refused:
+        x.create_post("hello")
+
+    assert refused.value.reason == "unauthorized" and refused.value.disconnects
+
+
+@pytest.mark.parametrize(
+    ("detail", "problem_type"),
+    [
+        (
+            "Your client app is not configured with the appropriate oauth1 app "
+            "permissions for this endpoint.",
+            "https://api.twitter.com/2/problems/oauth1-permissions",
+        ),
+        (
+            "When authenticating requests to the Twitter API v2 endpoints, you must "
+            "use keys and tokens from a Twitter developer App that is attached to a "
+            "Project. You can create a project via the developer portal.",
+            "https://api.twitter.com/2/problems/client-forbidden",
+        ),
+    ],
+)
+def test_a_403_about_credentials_disconnects_the_account(
+    x, sandbox, detail, problem_type
+):
+    sandbox.add_fault(
+        method="POST",
+        path_prefix="/2/tweets",
+        status=403,
+        detail=detail,
+        problem_type=problem_type,
+    )
+
+    with pytest.raises(XRejected) as refused:
+        x.create_post("hello")
+
+    assert refused.value.reason == "credentials" and refused.value.disconnects
+    assert refused.value.detail == detail
+
+
+def test_a_duplicate_or_a_bare_403_does_not_disconnect(x, sandbox):
+    x.create_post("same words")
+    sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=403)
+
+    with pytest.raises(XRejected) as bare:
+        x.create_post("other words")
+    with pytest.raises(XRejected) as duplicate:
+        x.create_post("same words")
+
+    assert (bare.value.reason, duplicate.value.reason) == ("forbidden", "duplicate")
+    assert not bare.value.disconnects and not duplicate.value.disconnects
+
+
+def test_a_reply_nobody_summoned_is_refused_with_xs_words(x, sandbox):
+    other = XClient(access_token="other-token", base_url=sandbox.base_url, timeout_s=2)
+    stranger_post = other.create_post("nothing to do with the shop")
+
+    with pytest.raises(XRejected) as refused:
+        x.create_post("hi there", in_reply_to=stranger_post.id)
+
+    assert refused.value.reason == "refused_reply" and refused.value.status == 403
+    assert "not been mentioned or otherwise engaged" in refused.value.detail
+    assert not refused.value.disconnects
+
+
+def test_a_reply_to_a_mention_or_to_the_own_post_is_allowed(x, sandbox):
+    own = x.create_post("our news")
+    mention_id = sandbox.add_mention(
+        to_user_id=SHOP_ID,
+        text="@shop is this in stock?",
+        author={"id": "1500000000000000009", "username": "fan", "name": "Fan"},
+    )
+
+    to_own = x.create_post("more news", in_reply_to=own.id)
+    to_mention = x.create_post("yes, it is!", in_reply_to=mention_id)
+
+    assert to_own.id and to_mention.id

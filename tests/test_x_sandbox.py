@@ -672,3 +672,42 @@ def test_the_process_serves_on_its_port_writes_state_and_stops_on_sigterm(tmp_pa
     assert state["now"] == "2026-03-02T09:00:00.000Z"
     assert state["posts"][0]["text"] == "from a process"
     assert exit_code == 0
+
+
+def test_a_queued_fault_can_carry_xs_exact_detail_and_problem_type(sandbox, http):
+    http(
+        "POST",
+        "/_sandbox/faults",
+        json={
+            "method": "POST",
+            "path_prefix": "/2/tweets",
+            "status": 403,
+            "detail": "Your client app is not configured with the appropriate oauth1 "
+            "app permissions for this endpoint.",
+            "problem_type": "https://api.twitter.com/2/problems/oauth1-permissions",
+        },
+    )
+
+    refused = http("POST", "/2/tweets", json={"text": "hello"})
+
+    assert refused.status_code == 403
+    assert refused.json()["type"].endswith("/problems/oauth1-permissions")
+    assert refused.json()["detail"].startswith("Your client app is not configured")
+
+
+def test_a_reply_to_another_accounts_post_that_never_mentioned_us_is_refused(
+    sandbox, http
+):
+    theirs = http("POST", "/2/tweets", token="other-token", json={"text": "news"})
+
+    refused = http(
+        "POST",
+        "/2/tweets",
+        json={
+            "text": "great!",
+            "reply": {"in_reply_to_tweet_id": theirs.json()["data"]["id"]},
+        },
+    )
+
+    assert refused.status_code == 403
+    assert "not been mentioned or otherwise engaged" in refused.json()["detail"]

@@ -174,7 +174,9 @@ def create_brand(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     keys.require_operator(caller)
-    created = brands.create_brand(tx, body, now=runtime.clock.now())
+    created = brands.create_brand(
+        tx, body, now=runtime.clock.now(), environment=runtime.settings.environment
+    )
     return web.json_response(created, 201)
 
 
@@ -189,7 +191,14 @@ def get_brand(
 def update_brand(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
-    brand = brands.update_settings(tx, keys.require_brand(caller), body)
+    brand = brands.update_brand(
+        tx,
+        keys.require_brand(caller),
+        body,
+        role=caller.role,
+        environment=runtime.settings.environment,
+        now=runtime.clock.now(),
+    )
     return web.json_response({"brand": brand})
 
 

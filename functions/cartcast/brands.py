@@ -1,43 +1,54 @@
 """Brands: who posts, in which time zone and voice, to which store and X account.
 
 The settings are given when the operator creates the brand; the brand's own key
-changes the link policy and its X money settings afterwards (`update_settings`):
-whether it brings its own X developer app (`x_own_app`: its own app-wide post
-window, and owned reads at the owned price) and its monthly X budget
-(`monthly_x_budget_usd`, null for none; costs.py).
+changes the link policy and its X money settings afterwards, and an admin key the
+X account and the alert webhook (`update_brand`). The money settings: whether the
+brand brings its own X developer app (`x_own_app`: its own app-wide post window,
+and owned reads at the owned price) and its monthly X budget
+(`monthly_x_budget_usd`, null for none; costs.py). Setting an X token or user
+reconnects an account X disconnected (connections.py): the posts held for it are
+queued again.
+
+`alert_webhook_url` takes https only; http is accepted only to a loopback address
+when CARTCAST_ENV is local (the tests' receiver). An https URL whose host is an IP
+literal in a private, loopback or link-local range is refused too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import re
 import unicodedata
 import urllib.parse
 from typing import Any
 
-from cartcast import keys, link_policy, slots, validation
+from cartcast import connections, keys, link_policy, slots, validation
 from cartcast.db import Transaction
-from cartcast.errors import Conflict, InvalidRequest, NotFound
+from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
 INSERT_BRAND = """
 INSERT INTO brands (slug, name, time_zone, voice, language, banned_words,
     required_hashtags, disclosure_tag, store_base_url, currency, approvals_required,
     posting_slots, x_user_id, x_username, x_access_token, link_policy,
-    link_posts_per_month, x_own_app, monthly_x_budget_usd, created_at)
+    link_posts_per_month, x_own_app, monthly_x_budget_usd, alert_webhook_url,
+    created_at)
 VALUES (:slug, :name, :time_zone, :voice, :language, CAST(:banned_words AS text[]),
     CAST(:required_hashtags AS text[]), :disclosure_tag, :store_base_url, :currency,
     :approvals_required, CAST(:posting_slots AS jsonb), :x_user_id, :x_username,
     :x_access_token, :link_policy, :link_posts_per_month, :x_own_app,
-    CAST(:monthly_x_budget_usd AS numeric), :created_at)
+    CAST(:monthly_x_budget_usd AS numeric), :alert_webhook_url, :created_at)
 ON CONFLICT (slug) DO NOTHING
 RETURNING id
 """
+# A Slack webhook URL carries its own secret: it is written, never read back.
 SELECT_BRAND = """
 SELECT id, slug, name, time_zone, voice, language, banned_words, required_hashtags,
     disclosure_tag, store_base_url, currency, approvals_required, posting_slots,
     x_user_id, x_username, link_policy, link_posts_per_month, x_own_app,
-    monthly_x_budget_usd, created_at
+    monthly_x_budget_usd, alert_webhook_url IS NOT NULL AS has_alert_webhook,
+    x_disconnected_at, x_disconnected_reason, created_at
 FROM brands WHERE id = :brand_id
 """
 UPDATE_SETTINGS = """
@@ -46,13 +57,29 @@ UPDATE brands SET link_policy = :link_policy,
     monthly_x_budget_usd = CAST(:monthly_x_budget_usd AS numeric)
 WHERE id = :brand_id
 """
+UPDATE_X_ACCOUNT = """
+UPDATE brands SET x_access_token = COALESCE(:x_access_token, x_access_token),
+    x_user_id = COALESCE(:x_user_id, x_user_id),
+    x_username = COALESCE(:x_username, x_username)
+WHERE id = :brand_id
+"""
+UPDATE_ALERT_WEBHOOK = """
+UPDATE brands SET alert_webhook_url = :alert_webhook_url WHERE id = :brand_id
+"""
 # What PATCH /v1/brand may change so far; the other settings are fixed at creation.
+LINK_SETTINGS = ("link_policy", "link_posts_per_month")
+MONEY_SETTINGS = ("x_own_app", "monthly_x_budget_usd")
+X_ACCOUNT_SETTINGS = ("x_access_token", "x_user_id", "x_username")
 UPDATABLE_SETTINGS = (
-    "link_policy",
-    "link_posts_per_month",
-    "x_own_app",
-    "monthly_x_budget_usd",
+    *LINK_SETTINGS,
+    *MONEY_SETTINGS,
+    *X_ACCOUNT_SETTINGS,
+    "alert_webhook_url",
 )
+# Changing where posts go or where alerts go is for the brand's admin keys.
+ADMIN_SETTINGS = (*X_ACCOUNT_SETTINGS, "alert_webhook_url")
+WEBHOOK_URL_LENGTH_MAX = 500
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 SELECT_TIME_ZONE = "SELECT name FROM pg_timezone_names WHERE name = :name"
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 STORE_URL_LENGTH_MAX = 200
@@ -84,12 +111,14 @@ LATIN_LETTERS_SPELLED = str.maketrans(
 )
 
 
-def create_brand(tx: Transaction, body: Any, *, now: dt.datetime) -> dict[str, Any]:
+def create_brand(
+    tx: Transaction, body: Any, *, now: dt.datetime, environment: str = "cloud"
+) -> dict[str, Any]:
     """Create a brand and its first admin key from a request body.
 
     Returns the brand and the key; the key is shown this once and never again.
     """
-    values = parse_brand(body)
+    values = parse_brand(body, environment=environment)
     # zoneinfo and PostgreSQL each carry their own copy of the tz database; the
     # rollup converts days with AT TIME ZONE, so the name must be one both know.
     if tx.scalar(SELECT_TIME_ZONE, name=values["time_zone"]) is None:
@@ -107,7 +136,7 @@ def create_brand(tx: Transaction, body: Any, *, now: dt.datetime) -> dict[str, A
     return {"brand": brand, "api_key": key}
 
 
-def parse_brand(body: Any) -> dict[str, Any]:
+def parse_brand(body: Any, *, environment: str = "cloud") -> dict[str, Any]:
     """Validate a brand body and return the column values."""
     body = validation.require_object(body)
     name = validation.text(body, "name", max_len=200)
@@ -138,24 +167,110 @@ def parse_brand(body: Any) -> dict[str, Any]:
             body, "x_access_token", required=False, max_len=500
         )
         or None,
+        "alert_webhook_url": alert_webhook_url(body, environment=environment),
         **link_policy.parse_settings(body),
         **_x_money_settings(body),
     }
 
 
-def update_settings(tx: Transaction, brand_id: str, body: Any) -> dict[str, Any]:
-    """Change the brand's link policy (link_policy.py), own-app flag or monthly X
-    budget; return the brand.
+def update_brand(
+    tx: Transaction,
+    brand_id: str,
+    body: Any,
+    *,
+    role: str,
+    environment: str,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Change the brand's link policy, X money settings, X account or alert
+    webhook; return the brand.
 
-    Only UPDATABLE_SETTINGS may be sent; a field left out keeps its value.
+    Only UPDATABLE_SETTINGS may be sent; a field left out keeps its value. The X
+    account and the webhook need an admin key. A new `x_access_token` or
+    `x_user_id` reconnects an account X disconnected: its held posts are queued.
     """
     body = validation.require_object(body)
     validation.only_fields(body, UPDATABLE_SETTINGS, what="PATCH /v1/brand")
+    restricted = sorted(name for name in ADMIN_SETTINGS if name in body)
+    if restricted and role != "admin":
+        raise Forbidden(
+            f"only an admin key may change {', '.join(restricted)}",
+            field=restricted[0],
+        )
     current = get_brand(tx, brand_id)
-    values = link_policy.parse_settings(body, current=current)
-    values.update(_x_money_settings(body, current=current))
-    tx.execute(UPDATE_SETTINGS, brand_id=brand_id, **values)
+
+    if any(name in body for name in (*LINK_SETTINGS, *MONEY_SETTINGS)):
+        values = link_policy.parse_settings(body, current=current)
+        values.update(_x_money_settings(body, current=current))
+        tx.execute(UPDATE_SETTINGS, brand_id=brand_id, **values)
+    if "alert_webhook_url" in body:
+        url = alert_webhook_url(body, environment=environment)
+        tx.execute(UPDATE_ALERT_WEBHOOK, brand_id=brand_id, alert_webhook_url=url)
+    if any(body.get(name) is not None for name in X_ACCOUNT_SETTINGS):
+        _set_x_account(tx, brand_id, body, now=now)
     return get_brand(tx, brand_id)
+
+
+def _set_x_account(
+    tx: Transaction, brand_id: str, body: dict, *, now: dt.datetime
+) -> None:
+    """Store a new X token or user (the ones given) and reconnect the account."""
+    values = {
+        "x_user_id": _optional_match(body, "x_user_id", X_USER_ID, "1 to 19 digits"),
+        "x_username": _optional_match(
+            body, "x_username", X_USERNAME, "1 to 15 letters, digits or _"
+        ),
+        "x_access_token": validation.text(
+            body, "x_access_token", required=False, max_len=500
+        )
+        or None,
+    }
+    tx.execute(UPDATE_X_ACCOUNT, brand_id=brand_id, **values)
+    if values["x_access_token"] or values["x_user_id"]:
+        connections.reconnect(tx, brand_id=brand_id, now=now)
+
+
+def alert_webhook_url(body: dict, *, environment: str) -> str | None:
+    """Return the body's `alert_webhook_url` (None when absent or null), or 400.
+
+    https only; http only to a loopback host when `environment` is "local".
+    """
+    url = validation.text(
+        body, "alert_webhook_url", required=False, max_len=WEBHOOK_URL_LENGTH_MAX
+    )
+    if not url:
+        return None
+    problem = _url_problem(url) or _webhook_problem(url, environment)
+    if problem:
+        raise InvalidRequest(
+            f"'alert_webhook_url' must be an https URL of a Slack-compatible "
+            f"incoming webhook: {problem}",
+            field="alert_webhook_url",
+        )
+    return url
+
+
+def _webhook_problem(url: str, environment: str) -> str | None:
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    loopback = host in LOOPBACK_HOSTS
+    if parts.scheme == "http" and not (loopback and environment == "local"):
+        return "http is accepted only for a loopback address in a local run"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name; only an https URL gets here outside local runs
+    internal = (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_reserved
+        or address.is_unspecified
+        or address.is_multicast
+    )
+    if internal and not (address.is_loopback and environment == "local"):
+        return f"{address} is an internal address"
+    return None
 
 
 def _x_money_settings(

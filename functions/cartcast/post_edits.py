@@ -46,7 +46,8 @@ UPDATE_COPY = """
 UPDATE posts SET text = :text, poll_options = CAST(:poll_options AS text[]),
     weighted_length = :weighted_length, checks = CAST(:checks AS jsonb),
     engine = 'manual', model = NULL, fallback_reason = NULL, failure_reason = NULL,
-    state = 'needs_approval', scheduled_at = NULL, updated_at = :now
+    state = 'needs_approval', scheduled_at = NULL, not_before = NULL,
+    transient_failures = 0, updated_at = :now
 WHERE brand_id = :brand_id AND id = :id
   AND state = ANY(CAST(:from_states AS text[]))
 RETURNING id

@@ -82,7 +82,7 @@ POST_COLUMNS = """
 SELECT id, product_id, kind, text, link, link_note, campaign, sponsored,
     poll_options, poll_duration_minutes, image_alt_text, state, engine, model,
     fallback_reason, weighted_length, checks, scheduled_at, published_at, x_post_id,
-    failure_reason, created_by, created_at, updated_at,
+    failure_reason, rejection_reason, not_before, created_by, created_at, updated_at,
     (SELECT json_agg(json_build_object('position', pp.position, 'text', pp.text,
             'weighted_length', pp.weighted_length, 'has_link', pp.has_link,
             'x_post_id', pp.x_post_id) ORDER BY pp.position)
@@ -133,6 +133,9 @@ LOCK_BRAND = "SELECT id FROM brands WHERE id = :brand_id FOR UPDATE"
 LOCAL_TIME_PATTERN = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?"
 )
+SET_REJECTION_REASON = """
+UPDATE posts SET rejection_reason = :reason WHERE brand_id = :brand_id AND id = :id
+"""
 
 
 def create_drafts(
@@ -488,7 +491,7 @@ def reject(
     """Refuse a post waiting for approval, for good, with the reviewer's reason.
 
     A rejected post is never published and cannot be edited back; the reason is
-    kept in its events (GET /v1/posts/{id}/events).
+    the post's `rejection_reason` and is in its events (GET /v1/posts/{id}/events).
     """
     return _move_with_reason(
         tx, brand_id=brand_id, post_id=post_id, body=body, action="reject", now=now
@@ -522,6 +525,9 @@ def _move_with_reason(
     post_events.give_reason(tx, reason)
     moved = apply_action(tx, brand_id=brand_id, post_id=post_id, action=action, now=now)
     post_events.give_reason(tx, None)
+    if action == "reject":
+        tx.execute(SET_REJECTION_REASON, brand_id=brand_id, id=post_id, reason=reason)
+        moved = {**moved, "rejection_reason": reason}
     return moved
 
 

@@ -12,6 +12,13 @@ X takes no idempotency key, so the order of writes is what prevents doubles
    `scheduled` when X said "not now" (rate limit, outage), or `unconfirmed` when the
    request may have reached X but no answer came.
 
+X failing before it could have taken the post (a 5xx, no connection) sends it back
+to `scheduled` with a not-before time drawn by retries.py (exponential backoff with
+full jitter); past CARTCAST_PUBLISH_RETRIES retries it fails. X refusing the
+account's credentials (a 401, a credentials 403) disconnects the account
+(connections.py): the brand's queued posts are held, one alert goes out, and a new
+token puts them back. A reply X did not let the app make fails for good.
+
 A post whose lease expired in `publishing` goes back to `scheduled` if its attempt
 never reached step 2 (it was never sent), and becomes `unconfirmed` otherwise:
 sending it again could post it twice. `reconciling.py` settles unconfirmed posts
@@ -101,6 +108,8 @@ WITH due AS (
       AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
       AND (b.x_own_app OR NOT EXISTS (SELECT 1 FROM x_app_pauses ap
           WHERE ap.app = 'shared' AND ap.posts_paused_until > :now))
+      AND (p.not_before IS NULL OR p.not_before <= :now)
+      AND b.x_disconnected_at IS NULL
     ORDER BY p.scheduled_at, p.id
     LIMIT :batch_size
     FOR UPDATE OF p SKIP LOCKED
@@ -164,8 +173,14 @@ WHERE id = :post_id AND lease_attempt_id = :attempt_id
 """
 MARK_OUTCOME = """
 UPDATE posts SET state = :state, failure_reason = :reason, lease_until = NULL,
-    updated_at = :now
+    not_before = :not_before, updated_at = :now
 WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'publishing'
+"""
+# One more failure of X for a post this attempt still holds.
+COUNT_TRANSIENT_FAILURE = """
+UPDATE posts SET transient_failures = transient_failures + 1
+WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'publishing'
+RETURNING transient_failures
 """
 
 
@@ -395,11 +410,10 @@ def _upload_image(
         _pause_brand(runtime, post, attempt_id, error)
         return None, "paused"
     except TransientError as error:
-        _finish(runtime, post, attempt_id, "scheduled", "retry", str(error))
-        return None, "deferred"
+        # No post exists yet, so even an upload whose answer was lost is retried.
+        return None, _retry_later(runtime, post, attempt_id, str(error))
     except PermanentError as error:
-        _finish(runtime, post, attempt_id, "failed", "failed", str(error))
-        return None, "failed"
+        return None, _settle_refusal(runtime, post, attempt_id, error)
     return [media_id], None
 
 
@@ -414,8 +428,9 @@ def _settle_refusal(
 ) -> str:
     """Record what X's refusal, or silence, means for the post; return the outcome.
 
-    For a thread's part, a "not now" (429, 5xx) also withdraws the part's intent,
-    since X created nothing, and a refusal names the part and what is already on X.
+    For a thread's part, a "not now" (429, 5xx) or a refused token also withdraws
+    the part's intent, since X created nothing, and a refusal names the part and
+    what is already on X.
     """
     from cartcast.x import XRejected, XTimeout
 
@@ -426,8 +441,9 @@ def _settle_refusal(
         # X created nothing: the price reserved with the intent goes back.
         with runtime.database.transaction() as tx:
             costs.release(tx, ref=_cost_of(runtime, post, part)[2])
+    disconnects = isinstance(error, XRejected) and error.disconnects
     if part is not None and type(error) is not XTimeout:
-        if isinstance(error, TransientError):
+        if isinstance(error, TransientError) or disconnects:
             with runtime.database.transaction() as tx:
                 tx.execute(
                     CLEAR_PART_SENT, post_id=post["id"], position=part["position"]
@@ -444,8 +460,9 @@ def _settle_refusal(
         _pause_brand(runtime, post, attempt_id, error)
         return "paused"
     if isinstance(error, TransientError):
-        _finish(runtime, post, attempt_id, "scheduled", "retry", reason)
-        return "deferred"
+        return _retry_later(runtime, post, attempt_id, reason)
+    if disconnects:
+        return _disconnect(runtime, post, attempt_id, error, reason)
     if isinstance(error, XRejected) and error.reason == "duplicate":
         # X refuses a text the account already posted: most likely this very
         # post, by a run whose answer was lost. Settle it from the timeline, which
@@ -600,6 +617,80 @@ def _pause_brand(
     )
 
 
+def _retry_later(
+    runtime: Any, post: dict[str, Any], attempt_id: int, reason: str
+) -> str:
+    """X failed before it could have taken the post: wait a backoff, or give up.
+
+    The post goes back to `scheduled` with a not-before time and the reason
+    "will retry at <time> (attempt n of N): ..."; the failure past the limit
+    fails it, with what to do.
+    """
+    from cartcast import retries
+
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        failures = tx.scalar(
+            COUNT_TRANSIENT_FAILURE, post_id=post["id"], attempt_id=attempt_id
+        )
+        plan = retries.plan(
+            failures or 1, settings=runtime.settings, random=runtime.random, now=now
+        )
+        state = "failed" if plan.gives_up else "scheduled"
+        _write_outcome(
+            tx,
+            post,
+            attempt_id,
+            state=state,
+            outcome="failed" if plan.gives_up else "retry",
+            reason=plan.explain(reason),
+            error=reason,
+            not_before=plan.at,
+            now=now,
+        )
+    if plan.gives_up:
+        runtime.log.error(
+            "X kept failing; post failed",
+            extra=fields(post_id=str(post["id"]), failures=failures, reason=reason),
+        )
+        return "failed"
+    return "deferred"
+
+
+def _disconnect(
+    runtime: Any, post: dict[str, Any], attempt_id: int, error: Any, reason: str
+) -> str:
+    """X refused the account's token: hold this post and the brand's queue, and
+    raise the brand's alert, in one commit."""
+    from cartcast import connections
+
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        held_reason = connections.disconnect(
+            tx,
+            brand_id=post["brand_id"],
+            status=error.status,
+            detail=error.detail or str(error),
+            now=now,
+        )
+        _write_outcome(
+            tx,
+            post,
+            attempt_id,
+            state="held",
+            outcome="held",
+            reason=held_reason,
+            error=reason,
+            not_before=None,
+            now=now,
+        )
+    runtime.log.error(
+        "X refused the account's token; its posts are held",
+        extra=fields(brand_id=str(post["brand_id"]), reason=reason),
+    )
+    return "held"
+
+
 def _finish(
     runtime: Any,
     post: dict[str, Any],
@@ -610,21 +701,47 @@ def _finish(
 ) -> None:
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
-        tx.execute(
-            MARK_OUTCOME,
-            post_id=post["id"],
-            attempt_id=attempt_id,
+        _write_outcome(
+            tx,
+            post,
+            attempt_id,
             state=state,
-            # A post going back to its queue for a retry says why, until it is
-            # published ("will retry: image server answered 503").
-            reason=f"will retry: {reason}" if state == "scheduled" else reason,
-            now=now,
-        )
-        tx.execute(
-            FINISH_ATTEMPT,
-            attempt_id=attempt_id,
-            now=now,
             outcome=outcome,
-            x_post_id=None,
+            # A post going back to its queue for a retry says why, until it is
+            # published ("will retry: X rate limit reached").
+            reason=f"will retry: {reason}" if state == "scheduled" else reason,
             error=reason,
+            not_before=None,
+            now=now,
         )
+
+
+def _write_outcome(
+    tx: Any,
+    post: dict[str, Any],
+    attempt_id: int,
+    *,
+    state: str,
+    outcome: str,
+    reason: str,
+    error: str,
+    not_before: dt.datetime | None,
+    now: dt.datetime,
+) -> None:
+    tx.execute(
+        MARK_OUTCOME,
+        post_id=post["id"],
+        attempt_id=attempt_id,
+        state=state,
+        reason=reason,
+        not_before=not_before,
+        now=now,
+    )
+    tx.execute(
+        FINISH_ATTEMPT,
+        attempt_id=attempt_id,
+        now=now,
+        outcome=outcome,
+        x_post_id=None,
+        error=error,
+    )

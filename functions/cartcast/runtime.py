@@ -8,6 +8,7 @@ Gemini key is configured, the Cloud SQL connector only when CLOUD_SQL_INSTANCE i
 from __future__ import annotations
 
 import logging
+import random as random_module
 import threading
 from typing import Any
 
@@ -18,10 +19,16 @@ from cartcast.logs import get_logger
 
 class Runtime:
     def __init__(
-        self, settings: settings_module.Settings, clock: Clock | None = None
+        self,
+        settings: settings_module.Settings,
+        clock: Clock | None = None,
+        random: random_module.Random | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or clock_from_setting(settings.clock_file)
+        # Draws the jitter of retry delays; tests pass a seeded one (or a stub
+        # returning the bounds) instead of patching the module.
+        self.random = random or random_module.Random()
         self.log: logging.Logger = get_logger("cartcast", settings.log_level)
         self._database: Any = None
         self._publisher: Any = None

@@ -37,6 +37,9 @@ X_PRICES_USD = {
 # The cost ledger keeps four decimals; a price over a dollar a call is a typo.
 X_PRICE_MAX_USD = Decimal("1")
 X_PRICE_STEP_USD = Decimal("0.0001")
+# A post waits at most a day between two tries after X failed; at most 20 tries.
+PUBLISH_RETRY_MAX_S_LIMIT = 86400
+PUBLISH_RETRIES_LIMIT = 20
 FLAG_VALUES = {
     "true": True,
     "1": True,
@@ -77,6 +80,11 @@ class Settings:
     reconcile_pages_max: int = 5
     missed_after_s: int = 900
     missed_max_late_s: int = 21600
+    publish_retries: int = 5
+    publish_retry_base_s: float = 60.0
+    publish_retry_max_s: float = 1800.0
+    alert_timeout_s: float = 5.0
+    alert_max_age_s: int = 86400
     mention_pages_max: int = 10
     attribution_window_days: int = 7
     rollup_lookback_days: int = 8
@@ -177,6 +185,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         reconcile_pages_max=number("CARTCAST_RECONCILE_PAGES_MAX", 5),
         missed_after_s=number("CARTCAST_MISSED_AFTER_S", 900),
         missed_max_late_s=number("CARTCAST_MISSED_MAX_LATE_S", 21600),
+        publish_retries=number("CARTCAST_PUBLISH_RETRIES", 5),
+        publish_retry_base_s=number("CARTCAST_PUBLISH_RETRY_BASE_S", 60.0, float),
+        publish_retry_max_s=number("CARTCAST_PUBLISH_RETRY_MAX_S", 1800.0, float),
+        alert_timeout_s=number("CARTCAST_ALERT_TIMEOUT_S", 5.0, float),
+        alert_max_age_s=number("CARTCAST_ALERT_MAX_AGE_S", 86400),
         mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10),
         attribution_window_days=number("CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7),
         rollup_lookback_days=number("CARTCAST_ROLLUP_LOOKBACK_DAYS", 8),
@@ -266,12 +279,17 @@ def _check_consistency(settings: Settings) -> list[str]:
         problems.append(
             "CARTCAST_MISSED_MAX_LATE_S must be more than CARTCAST_MISSED_AFTER_S"
         )
+    problems.extend(_check_retries(settings))
     if settings.caption_products_per_request > CAPTION_PRODUCTS_PER_REQUEST_MAX:
         # One Gemini request writes the chunk: POST /v1/captions's own limit.
         problems.append(
             "CARTCAST_CAPTION_PRODUCTS_PER_REQUEST must be at most "
             f"{CAPTION_PRODUCTS_PER_REQUEST_MAX}"
         )
+    if settings.alert_timeout_s > 30:
+        # Alerts go out after the run's posts, but a slow webhook still holds the
+        # run open for this long per alert.
+        problems.append("CARTCAST_ALERT_TIMEOUT_S must be at most 30 seconds")
     if settings.cloud_sql_instance and not settings.db_user:
         problems.append("DB_USER is required with CLOUD_SQL_INSTANCE")
     if settings.environment == "cloud":
@@ -287,4 +305,23 @@ def _check_consistency(settings: Settings) -> list[str]:
             problems.append(
                 "GOOGLE_CLOUD_PROJECT is required with CARTCAST_PUBSUB=google"
             )
+    return problems
+
+
+def _check_retries(settings: Settings) -> list[str]:
+    """Check the backoff after X failed: base <= max <= a day, 1 to 20 retries."""
+    problems = []
+    if settings.publish_retries > PUBLISH_RETRIES_LIMIT:
+        problems.append(
+            f"CARTCAST_PUBLISH_RETRIES must be at most {PUBLISH_RETRIES_LIMIT}"
+        )
+    if settings.publish_retry_base_s > settings.publish_retry_max_s:
+        problems.append(
+            "CARTCAST_PUBLISH_RETRY_BASE_S must not exceed CARTCAST_PUBLISH_RETRY_MAX_S"
+        )
+    if settings.publish_retry_max_s > PUBLISH_RETRY_MAX_S_LIMIT:
+        problems.append(
+            "CARTCAST_PUBLISH_RETRY_MAX_S must be at most "
+            f"{PUBLISH_RETRY_MAX_S_LIMIT} seconds (a day)"
+        )
     return problems

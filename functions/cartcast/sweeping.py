@@ -47,6 +47,8 @@ SELECT p.id, p.brand_id, p.scheduled_at FROM posts p
 JOIN brands b ON b.id = p.brand_id
 WHERE p.state = 'scheduled' AND p.scheduled_at <= :missed_before
   AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :as_of)
+  AND (p.not_before IS NULL OR p.not_before <= :as_of)
+  AND b.x_disconnected_at IS NULL
   AND NOT EXISTS (
       SELECT 1 FROM publish_attempts a
       WHERE a.post_id = p.id AND a.started_at >= :missed_before

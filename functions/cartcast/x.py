@@ -9,6 +9,12 @@ every tweepy or requests failure into a cartcast error at this boundary:
     read timeout, connection dropped     XTimeout: the request may have reached X
     400, 401, 403, 404, other 4xx        XRejected(PermanentError) with a `reason`
 
+Among refusals, `XRejected.disconnects` marks those about the account's credentials
+(a 401, or a 403 whose problem type or detail is about authentication): no post of
+that account can go out until it is reconnected. A 403 saying the reply was not
+summoned is `refused_reply`: X lets an app reply only where it was mentioned or
+engaged by the author.
+
 A retry after `XTimeout` may publish twice: the caller decides, e.g. by looking for the
 post with `own_posts` first. Media uploads (`upload_image`) create no post and may be
 retried freely. The client never sleeps through a rate limit (tweepy's
@@ -56,6 +62,29 @@ OWN_POSTS_MAX_PAGES = 32
 METRICS_BATCH_SIZE = 100
 MENTION_FIELDS = ["created_at", "conversation_id", "author_id", "in_reply_to_user_id"]
 
+DISCONNECTING_REASONS = frozenset({"unauthorized", "credentials"})
+# X's 403 for a reply the author did not summon, since its 2025 reply policy
+# (the text is quoted in several public X clients' handling of it).
+REFUSED_REPLY_DETAIL = (
+    "Reply to this conversation is not allowed because you have not been "
+    "mentioned or otherwise engaged by the author of the post you are replying to."
+)
+# 403 problem types about the credentials rather than the request, as X sent
+# them in public client issues: an app without write permission for the token
+# ("oauth1-permissions"), a token kind the endpoint refuses
+# ("unsupported-authentication"), an app outside a project or access level
+# ("client-forbidden", reason "client-not-enrolled").
+CREDENTIAL_PROBLEM_TYPES = (
+    "/problems/oauth1-permissions",
+    "/problems/unsupported-authentication",
+    "/problems/client-forbidden",
+)
+CREDENTIAL_DETAILS = (
+    "oauth1 app permissions",
+    "authenticating with oauth",
+    "must use keys and tokens",
+)
+
 
 class XTimeout(errors.TransientError):
     """No answer came back, yet X may have received and acted on the request."""
@@ -64,14 +93,23 @@ class XTimeout(errors.TransientError):
 class XRejected(errors.PermanentError):
     """X refused the request for a reason a retry cannot change.
 
-    `reason` is one of "duplicate", "too_long", "unauthorized", "forbidden",
-    "invalid_request", "not_found" or "refused".
+    `reason` is one of "duplicate", "too_long", "unauthorized", "credentials",
+    "refused_reply", "forbidden", "invalid_request", "not_found" or "refused";
+    `detail` is X's own message.
     """
 
-    def __init__(self, message: str, *, reason: str, status: int | None) -> None:
+    def __init__(
+        self, message: str, *, reason: str, status: int | None, detail: str = ""
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.status = status
+        self.detail = detail
+
+    @property
+    def disconnects(self) -> bool:
+        """Say if X refused the account's credentials, not this one request."""
+        return self.reason in DISCONNECTING_REASONS
 
 
 @dataclass(frozen=True)
@@ -460,19 +498,38 @@ def _from_x_answer(exc: tweepy.HTTPException) -> errors.CartcastError:
     if status >= 500:
         return errors.TransientError(f"X failed with {status}: {detail}")
 
-    reason = _rejection_reason(status, detail)
+    reason = _rejection_reason(status, detail, _problem_type(exc.response))
     return XRejected(
-        f"X refused ({status}, {reason}): {detail}", reason=reason, status=status
+        f"X refused ({status}, {reason}): {detail}",
+        reason=reason,
+        status=status,
+        detail=detail,
     )
 
 
-def _rejection_reason(status: int, detail: str) -> str:
+def _problem_type(response: Any) -> str:
+    """Return the `type` of X's problem body, or "" when there is none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("type") or "") if isinstance(body, dict) else ""
+
+
+def _rejection_reason(status: int, detail: str, problem_type: str = "") -> str:
     lowered = detail.lower()
     # X has sent an over-long text as 400 and, later, as 403; both say "too long".
     if "too long" in lowered:
         return "too_long"
     if status == 403 and "duplicate content" in lowered:
         return "duplicate"
+    if status == 403 and "not been mentioned or otherwise engaged" in lowered:
+        return "refused_reply"
+    if status == 403 and (
+        problem_type.endswith(CREDENTIAL_PROBLEM_TYPES)
+        or any(phrase in lowered for phrase in CREDENTIAL_DETAILS)
+    ):
+        return "credentials"
     return {
         400: "invalid_request",
         401: "unauthorized",

@@ -1,0 +1,172 @@
+"""Alerts to a brand's people: raised once per episode, delivered from an outbox.
+
+Anything that needs a person (an X account disconnected today; later features
+their own kinds) calls `raise_alert` inside the transaction that records the cause.
+An alert is keyed by (brand, kind, episode): raising the same episode again, from
+another post or another run, is a no-op, so forty posts refused for one revoked
+token make one alert, not forty.
+
+`deliver_pending` runs after a publish run's posts: it POSTs each undelivered
+alert to the brand's `alert_webhook_url` as Slack-compatible JSON (`{"text":
+...}`), with CARTCAST_ALERT_TIMEOUT_S. A webhook that fails or times out keeps the
+alert for the next run (and its other alerts wait too, so one dead webhook costs
+one timeout per run); past CARTCAST_ALERT_MAX_AGE_S an alert is abandoned with an
+ERROR line. A brand with no webhook gets a WARNING log line instead. Delivery is at
+least once: a run that dies between the webhook's answer and the commit sends the
+alert again next time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cartcast.db import Transaction
+from cartcast.logs import fields
+
+ALERTS_PER_RUN = 20
+ERROR_LENGTH_MAX = 500
+
+INSERT_ALERT = """
+INSERT INTO alert_outbox (brand_id, kind, episode, text, created_at)
+VALUES (:brand_id, :kind, :episode, :text, :now)
+ON CONFLICT (brand_id, kind, episode) DO NOTHING
+RETURNING id
+"""
+SELECT_PENDING = """
+SELECT id FROM alert_outbox
+WHERE delivered_at IS NULL AND abandoned_at IS NULL
+ORDER BY created_at, id
+LIMIT :limit
+"""
+# Locked while it is sent, so two overlapping runs never both send it.
+LOCK_ALERT = """
+SELECT o.id, o.brand_id, o.kind, o.episode, o.text, o.created_at, o.attempts,
+    b.alert_webhook_url
+FROM alert_outbox o JOIN brands b ON b.id = o.brand_id
+WHERE o.id = :id AND o.delivered_at IS NULL AND o.abandoned_at IS NULL
+FOR UPDATE OF o SKIP LOCKED
+"""
+MARK_DELIVERED = """
+UPDATE alert_outbox SET delivered_at = :now, delivered_to = :channel,
+    attempts = attempts + :attempted
+WHERE id = :id
+"""
+MARK_FAILED = """
+UPDATE alert_outbox SET attempts = attempts + 1, last_error = :error WHERE id = :id
+"""
+MARK_ABANDONED = "UPDATE alert_outbox SET abandoned_at = :now WHERE id = :id"
+SELECT_ALERTS = """
+SELECT kind, episode, text, created_at, attempts, last_error, delivered_at,
+    delivered_to, abandoned_at
+FROM alert_outbox WHERE brand_id = :brand_id ORDER BY created_at, id
+"""
+
+
+def raise_alert(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    kind: str,
+    episode: str,
+    text: str,
+    now: dt.datetime,
+) -> bool:
+    """Queue an alert for the brand, once per (kind, episode); say if it is new.
+
+    Args:
+        kind: what happened, a short stable name ("x_disconnected").
+        episode: what makes this occurrence one, e.g. when it started; the same
+            kind and episode raised again is the same alert and is not queued.
+    """
+    return (
+        tx.scalar(
+            INSERT_ALERT,
+            brand_id=brand_id,
+            kind=kind,
+            episode=episode,
+            text=text,
+            now=now,
+        )
+        is not None
+    )
+
+
+def list_alerts(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
+    """Return the brand's alerts, oldest first."""
+    return tx.rows(SELECT_ALERTS, brand_id=brand_id)
+
+
+def deliver_pending(runtime: Any) -> dict[str, int]:
+    """Send the undelivered alerts (at most ALERTS_PER_RUN); return counts."""
+    counts = {"alerts_sent": 0, "alerts_logged": 0, "alerts_failed": 0}
+    with runtime.database.transaction() as tx:
+        pending = [row["id"] for row in tx.rows(SELECT_PENDING, limit=ALERTS_PER_RUN)]
+
+    failed_webhooks: set[str] = set()
+    for alert_id in pending:
+        outcome = _deliver_one(runtime, alert_id, failed_webhooks)
+        if outcome is not None:
+            counts[outcome] += 1
+    return counts
+
+
+def _deliver_one(runtime: Any, alert_id: int, failed_webhooks: set[str]) -> str | None:
+    """Send, log or abandon one alert under its row lock; return what happened."""
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        alert = tx.one(LOCK_ALERT, id=alert_id)
+        if alert is None:
+            return None  # another run has it, or has sent it
+        url = alert["alert_webhook_url"]
+        log_fields = {"brand_id": str(alert["brand_id"]), "kind": alert["kind"]}
+
+        if url is None:
+            runtime.log.warning(
+                f"alert (the brand has no alert_webhook_url): {alert['text']}",
+                extra=fields(**log_fields),
+            )
+            tx.execute(MARK_DELIVERED, id=alert_id, now=now, channel="log", attempted=0)
+            return "alerts_logged"
+        if url in failed_webhooks:
+            return None  # already failed in this run; try again in the next
+        if now - alert["created_at"] > dt.timedelta(
+            seconds=runtime.settings.alert_max_age_s
+        ):
+            runtime.log.error(
+                "alert abandoned: its webhook never took it",
+                extra=fields(**log_fields, attempts=alert["attempts"]),
+            )
+            tx.execute(MARK_ABANDONED, id=alert_id, now=now)
+            return "alerts_failed"
+
+        problem = _post_webhook(url, alert["text"], runtime.settings.alert_timeout_s)
+        if problem is None:
+            tx.execute(
+                MARK_DELIVERED, id=alert_id, now=now, channel="webhook", attempted=1
+            )
+            return "alerts_sent"
+        failed_webhooks.add(url)
+        tx.execute(MARK_FAILED, id=alert_id, error=problem[:ERROR_LENGTH_MAX])
+    runtime.log.warning(
+        "alert webhook failed; the alert waits for the next run",
+        extra=fields(**log_fields, reason=problem),
+    )
+    return "alerts_failed"
+
+
+def _post_webhook(url: str, text: str, timeout_s: float) -> str | None:
+    """POST `{"text": text}` to a Slack-compatible webhook; return the problem."""
+    import requests
+
+    try:
+        # No redirects: a webhook answers itself, and a redirect could lead to
+        # an address the URL's validation never saw.
+        answer = requests.post(
+            url, json={"text": text}, timeout=timeout_s, allow_redirects=False
+        )
+    except requests.RequestException as error:
+        return f"webhook unreachable: {type(error).__name__}"
+    if not 200 <= answer.status_code < 300:
+        return f"webhook answered {answer.status_code}"
+    return None

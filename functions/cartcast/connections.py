@@ -1,0 +1,139 @@
+"""A brand's X account disconnected by X, and connected again by the brand.
+
+When X refuses the account's token (a 401, or a 403 about credentials) every
+other post of that account would meet the same refusal, so at the first one:
+
+1. the brand is marked disconnected (`x_disconnected_at`, `x_disconnected_reason`);
+2. every queued post of the brand (`scheduled`, and `publishing` ones not yet
+   sent) is held with the reason "account disconnected: ...";
+3. one alert (alerts.py) is raised for the episode, keyed by when it began, so the
+   other posts, and later runs, raise nothing more.
+
+All three commit with the refused post's own outcome. Until the brand has a new
+token, the claim skips it and each publish run holds any post scheduled meanwhile
+(`hold_while_disconnected`). Setting a token (PATCH /v1/brand, `reconnect`) clears
+the mark and puts the posts held for it back in `scheduled`; being past due, they
+go out at the next run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cartcast import alerts
+from cartcast.db import Transaction
+
+HELD_PREFIX = "account disconnected: "
+ALERT_KIND = "x_disconnected"
+DETAIL_LENGTH_MAX = 300
+
+MARK_DISCONNECTED = """
+UPDATE brands SET x_disconnected_at = :now, x_disconnected_reason = :reason
+WHERE id = :brand_id AND x_disconnected_at IS NULL
+RETURNING slug, x_username
+"""
+SELECT_DISCONNECTION = """
+SELECT x_disconnected_reason FROM brands WHERE id = :brand_id
+"""
+# Wait for any run between committing a send's intent and its commit; the
+# statement after this one then sees every intent written.
+LOCK_QUEUED = """
+SELECT id FROM posts
+WHERE brand_id = :brand_id AND state IN ('scheduled', 'publishing')
+ORDER BY id
+FOR UPDATE
+"""
+# A claimed post whose attempt wrote its intent may be on X: it is left to
+# finish (or to the lease and the reconciler); the others are held.
+HOLD_QUEUED = """
+UPDATE posts p SET state = 'held', failure_reason = :reason, lease_until = NULL,
+    not_before = NULL, updated_at = :now
+WHERE p.brand_id = :brand_id
+  AND (p.state = 'scheduled' OR (p.state = 'publishing' AND NOT EXISTS (
+      SELECT 1 FROM publish_attempts a
+      WHERE a.id = p.lease_attempt_id AND a.sent_at IS NOT NULL)))
+RETURNING p.id
+"""
+HOLD_WHILE_DISCONNECTED = """
+UPDATE posts p SET state = 'held', updated_at = :now,
+    failure_reason = :prefix || b.x_disconnected_reason
+FROM brands b
+WHERE b.id = p.brand_id AND b.x_disconnected_at IS NOT NULL AND p.state = 'scheduled'
+RETURNING p.id
+"""
+CLEAR_DISCONNECTION = """
+UPDATE brands SET x_disconnected_at = NULL, x_disconnected_reason = NULL
+WHERE id = :brand_id
+"""
+RELEASE_HELD = """
+UPDATE posts SET state = 'scheduled', failure_reason = NULL, not_before = NULL,
+    updated_at = :now
+WHERE brand_id = :brand_id AND state = 'held' AND starts_with(failure_reason, :prefix)
+RETURNING id
+"""
+
+
+def disconnect(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    status: int | None,
+    detail: str,
+    now: dt.datetime,
+) -> str:
+    """Mark the brand's X account disconnected and hold its queued posts.
+
+    Idempotent: a brand already disconnected keeps its first reason and time, and
+    no second alert is raised. Returns the reason the held posts carry.
+    """
+    reason = (
+        f"X refused the account's token ({status or 'no status'}): "
+        f"{detail[:DETAIL_LENGTH_MAX]}"
+    )
+    marked = tx.one(MARK_DISCONNECTED, brand_id=brand_id, now=now, reason=reason)
+    if marked is None:
+        reason = tx.scalar(SELECT_DISCONNECTION, brand_id=brand_id) or reason
+    held_reason = HELD_PREFIX + reason
+
+    tx.rows(LOCK_QUEUED, brand_id=brand_id)
+    held = tx.rows(HOLD_QUEUED, brand_id=brand_id, reason=held_reason, now=now)
+    if marked is not None:
+        alerts.raise_alert(
+            tx,
+            brand_id=brand_id,
+            kind=ALERT_KIND,
+            episode=now.isoformat(),
+            text=_alert_text(marked, reason, queued=len(held) + 1, now=now),
+            now=now,
+        )
+    return held_reason
+
+
+def hold_while_disconnected(runtime: Any) -> int:
+    """Hold posts scheduled for a disconnected brand since; return how many."""
+    with runtime.database.transaction() as tx:
+        held = tx.rows(
+            HOLD_WHILE_DISCONNECTED, prefix=HELD_PREFIX, now=runtime.clock.now()
+        )
+    return len(held)
+
+
+def reconnect(tx: Transaction, *, brand_id: str, now: dt.datetime) -> int:
+    """Clear the brand's disconnection and queue its held posts again; return how
+    many went back to `scheduled`."""
+    tx.execute(CLEAR_DISCONNECTION, brand_id=brand_id)
+    return len(tx.rows(RELEASE_HELD, brand_id=brand_id, prefix=HELD_PREFIX, now=now))
+
+
+def _alert_text(
+    brand: dict[str, Any], reason: str, *, queued: int, now: dt.datetime
+) -> str:
+    account = f"@{brand['x_username']}" if brand["x_username"] else "The X account"
+    at = now.strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"cartcast ({brand['slug']}): {account} was disconnected at {at}. {reason}. "
+        f"{queued} queued post(s) are held and nothing more is sent. Reconnect the "
+        "account (PATCH /v1/brand with a new x_access_token); the held posts then "
+        "go out at the next publish run."
+    )
