@@ -33,7 +33,14 @@ def receiver():
 
 def budget(runtime, brand_id: str, usd: str | None, **more) -> None:
     with runtime.database.transaction() as tx:
-        brands.update_settings(tx, brand_id, {"monthly_x_budget_usd": usd, **more})
+        brands.update_brand(
+            tx,
+            brand_id,
+            {"monthly_x_budget_usd": usd, **more},
+            role="admin",
+            environment="local",
+            now=runtime.clock.now(),
+        )
 
 
 def ledger(runtime, brand_id: str) -> list[dict]:

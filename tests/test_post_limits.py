@@ -108,7 +108,14 @@ def test_a_full_shared_app_window_pauses_every_brand_on_it_but_not_one_with_its_
     gamma = make_brand(runtime, "gamma", GAMMA, products=1, link=False)
     beta = make_brand(runtime, "beta", BETA, products=1, link=False)
     with runtime.database.transaction() as tx:
-        brands.update_settings(tx, beta, {"x_own_app": True})
+        brands.update_brand(
+            tx,
+            beta,
+            {"x_own_app": True},
+            role="admin",
+            environment="local",
+            now=runtime.clock.now(),
+        )
     clock.advance(dt.timedelta(days=7))
 
     outcome = publishing.publish_due(runtime, as_of=clock.now())

@@ -85,7 +85,14 @@ def test_the_timeline_read_is_an_owned_read_with_the_brand_s_own_app(
 ) -> None:
     brand_id = make_brand(impatient_runtime, "alpha", ALPHA, products=1)
     with impatient_runtime.database.transaction() as tx:
-        brands.update_settings(tx, brand_id, {"x_own_app": True})
+        brands.update_brand(
+            tx,
+            brand_id,
+            {"x_own_app": True},
+            role="admin",
+            environment="local",
+            now=impatient_runtime.clock.now(),
+        )
     wait(clock, 7 * 86400)
     x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
     publishing.publish_due(impatient_runtime, as_of=clock.now())
