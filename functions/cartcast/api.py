@@ -39,6 +39,7 @@ LIST_LIMIT_MAX = 500
 LIMIT_PATTERN = re.compile(r"[0-9]{1,9}")
 REPORT_DAYS_MAX = 366
 DEFAULT_REPORT_DAYS = 7
+SCHEDULE_APPROVED_FIELDS = ("limit",)
 POST_STATES = (
     "needs_approval",
     "approved",
@@ -497,6 +498,7 @@ def schedule_post(
         post_id=_row_id(post_id, "post"),
         body=body,
         now=runtime.clock.now(),
+        horizon_days=runtime.settings.schedule_horizon_days,
     )
     return web.json_response({"post": post})
 
@@ -505,6 +507,9 @@ def schedule_approved(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     body = validation.require_object(body)
+    validation.only_fields(
+        body, SCHEDULE_APPROVED_FIELDS, what="a request to schedule approved posts"
+    )
     limit = validation.integer(
         body, "limit", default=50, minimum=1, maximum=LIST_LIMIT_MAX
     )

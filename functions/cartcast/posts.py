@@ -313,7 +313,7 @@ def _store_draft(
             position=position,
             text=part,
             weighted_length=weighted_length(part),
-            has_link=bool(request.link) and request.link in part,
+            has_link=links.standalone_link_count(part, request.link) > 0,
         )
 
 
@@ -500,31 +500,72 @@ def _move_with_reason(
     return moved
 
 
+SCHEDULE_FIELDS = ("at",)
+SCHEDULABLE_STATES = ("approved", "scheduled")
+SCHEDULE_HORIZON_DAYS = 365
+
+
 def schedule(
-    tx: Transaction, *, brand_id: str, post_id: str, body: Any, now: dt.datetime
+    tx: Transaction,
+    *,
+    brand_id: str,
+    post_id: str,
+    body: Any,
+    now: dt.datetime,
+    horizon_days: int = SCHEDULE_HORIZON_DAYS,
 ) -> dict[str, Any]:
-    """Schedule an approved post at a given time, or in the next free slot."""
+    """Schedule an approved post at a given time, or in the next free slot.
+
+    A scheduled post may be moved the same way. `at` must lie within `horizon_days`
+    (CARTCAST_SCHEDULE_HORIZON_DAYS) of now.
+    """
     body = validation.require_object(body or {})
+    validation.only_fields(body, SCHEDULE_FIELDS, what="a request to schedule")
     post = get_post(tx, brand_id=brand_id, post_id=post_id)
-    if post["state"] not in ("approved", "scheduled"):
-        raise Conflict(f"post is {post['state']}; only approved posts can be scheduled")
+    if post["state"] not in SCHEDULABLE_STATES:
+        raise Conflict(
+            f"post is {post['state']}; only an approved post can be scheduled, "
+            "or a scheduled one moved"
+        )
     tx.one(LOCK_BRAND, brand_id=brand_id)
     if body.get("at") is not None:
-        at = validation.instant(body["at"], "at")
-        if at <= now:
-            raise InvalidRequest("'at' must be in the future", field="at")
+        at = _requested_instant(body["at"], now=now, horizon_days=horizon_days)
     else:
         at = _free_slots(tx, brand_id=brand_id, after=now, count=1)[0]
     if at in _taken(tx, brand_id=brand_id, after=now) and at != post["scheduled_at"]:
         raise Conflict("another post is scheduled at that time", field="at")
-    tx.scalar(UPDATE_SCHEDULE, brand_id=brand_id, id=post_id, at=at, now=now)
+
+    moved = tx.scalar(UPDATE_SCHEDULE, brand_id=brand_id, id=post_id, at=at, now=now)
+    if moved is None:
+        # A cancel, an edit or publishing moved the post after it was read above.
+        current = get_post(tx, brand_id=brand_id, post_id=post_id)
+        raise Conflict(
+            f"post changed state meanwhile and is now {current['state']}; "
+            "it was not scheduled"
+        )
     return get_post(tx, brand_id=brand_id, post_id=post_id)
+
+
+def _requested_instant(
+    value: Any, *, now: dt.datetime, horizon_days: int
+) -> dt.datetime:
+    """Return the `at` of a schedule request: in the future, within the horizon."""
+    at = validation.instant(value, "at")
+    if at <= now:
+        raise InvalidRequest("'at' must be in the future", field="at")
+    if at > now + dt.timedelta(days=horizon_days):
+        raise InvalidRequest(
+            f"'at' is more than {horizon_days} days ahead; a post may be scheduled "
+            "at most that far (CARTCAST_SCHEDULE_HORIZON_DAYS)",
+            field="at",
+        )
+    return at
 
 
 def schedule_approved(
     tx: Transaction, *, brand_id: str, limit: int, now: dt.datetime
 ) -> list[dict[str, Any]]:
-    """Put approved, unscheduled posts into the next free slots, oldest first."""
+    """Put up to `limit` approved, unscheduled posts into the next free slots."""
     tx.one(LOCK_BRAND, brand_id=brand_id)
     waiting = [
         row["id"]
