@@ -29,6 +29,7 @@ from cartcast import (
     post_events,
     posts,
     reports,
+    settling,
     validation,
     web,
 )
@@ -83,6 +84,7 @@ ROUTES = Map(
             "/v1/posts/<post_id>/schedule", methods=["POST"], endpoint="schedule_post"
         ),
         Rule("/v1/posts/<post_id>/cancel", methods=["POST"], endpoint="cancel_post"),
+        Rule("/v1/posts/<post_id>/settle", methods=["POST"], endpoint="settle_post"),
         Rule("/v1/schedule", methods=["POST"], endpoint="schedule_approved"),
         Rule("/v1/slots/suggestions", methods=["GET"], endpoint="slot_suggestions"),
         Rule("/v1/mentions", methods=["GET"], endpoint="list_mentions"),
@@ -481,6 +483,27 @@ def cancel_post(
         now=runtime.clock.now(),
     )
     return web.json_response({"post": post})
+
+
+def settle_post(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    post_id: str,
+) -> web.Response:
+    """Say what X has of an unconfirmed post: on X (with its id), absent, cancel."""
+    answer = settling.settle(
+        tx,
+        brand_id=keys.require_brand(caller),
+        post_id=_row_id(post_id, "post"),
+        body=body,
+        role=caller.role,
+        now=runtime.clock.now(),
+    )
+    return web.json_response(answer)
 
 
 def schedule_post(
