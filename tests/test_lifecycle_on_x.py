@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from cartcast import keys, publishing
+from cartcast import keys, publishing, reconciling
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import auth, brand_body, catalog, post_json
 
@@ -68,13 +68,27 @@ def ledger_refs(x_runtime) -> list[str]:
     return sorted(row["ref"] for row in found)
 
 
-def half_sent_thread(client, key, x_runtime, clock, clock_file, x_sandbox) -> dict:
-    """A thread whose first part X took and whose second X turned away (503)."""
+def half_sent_thread(
+    client, key, x_runtime, clock, clock_file, x_sandbox, how: str = "503"
+) -> dict:
+    """A thread with its first part on X and its second turned away (503).
+
+    `how` is "503" (part 1 served, part 2 refused) or "drop-then-503", the tester's
+    path: part 1's answer lost (unconfirmed), found on the timeline by the
+    reconciler, then part 2 refused.
+    """
     thread = scheduled_post(client, key, kind="thread")
     move_both_clocks(clock, clock_file, START + WEEK)
-    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets")  # served as usual
-    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=503)
-    publishing.publish_due(x_runtime, as_of=clock.now())
+    if how == "503":
+        x_sandbox.add_fault(method="POST", path_prefix="/2/tweets")  # served
+        x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=503)
+        publishing.publish_due(x_runtime, as_of=clock.now())
+    else:
+        x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+        reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+        move_both_clocks(clock, clock_file, START + WEEK + dt.timedelta(seconds=10))
+        x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=503)
+        reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
     return get_post(client, key, thread["id"])
 
 
@@ -96,10 +110,13 @@ def test_a_half_sent_threads_part_on_x_cannot_be_edited_and_nothing_changes(
     assert get_post(client, shop_key, thread["id"]) == thread
 
 
+@pytest.mark.parametrize("how", ["503", "drop-then-503"])
 def test_a_half_sent_thread_edited_after_its_part_on_x_sends_only_the_new_part(
-    client, shop_key, x_runtime, clock, clock_file, x_sandbox
+    client, shop_key, x_runtime, clock, clock_file, x_sandbox, how
 ) -> None:
-    thread = half_sent_thread(client, shop_key, x_runtime, clock, clock_file, x_sandbox)
+    thread = half_sent_thread(
+        client, shop_key, x_runtime, clock, clock_file, x_sandbox, how
+    )
     first = thread["parts"][0]
     new_second = f"Edited: where to get it {thread['link']}"
     path = f"/v1/posts/{thread['id']}"
@@ -110,6 +127,7 @@ def test_a_half_sent_thread_edited_after_its_part_on_x_sends_only_the_new_part(
     move_both_clocks(clock, clock_file, START + 2 * WEEK)
     publishing.publish_due(x_runtime, as_of=clock.now())
 
+    assert (thread["state"], first["x_post_id"] is not None) == ("scheduled", True)
     assert edited.status_code == 200, edited.get_json()
     assert edited.get_json()["post"]["parts"][0]["x_post_id"] == first["x_post_id"]
     head, reply = on_x(x_sandbox)
