@@ -5,8 +5,14 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from twitter_text import extract_urls
 
-from cartcast.links import post_id_from_landing_site, product_link
+from cartcast.links import (
+    post_id_from_landing_site,
+    product_link,
+    standalone_link_count,
+    without_standalone_link,
+)
 
 POST_ID = "3f2b8c1e-9a4d-4e6f-8b7a-1c2d3e4f5a6b"
 
@@ -131,3 +137,44 @@ def test_a_landing_site_that_did_not_come_from_our_links_gives_none(
     landing: str | None,
 ) -> None:
     assert post_id_from_landing_site(landing) is None
+
+
+LINK = product_link(
+    "https://shop.example.com",
+    "mug",
+    post_id="0b3c7a4e-1a2b-4c3d-8e9f-0123456789ab",
+    campaign="spring sale",
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Get it {}",
+        "{} now",
+        "See {}.",
+        "({})!",
+        "“{}”",
+        "Get it: {}...",
+        "買う {}。",
+    ],
+)
+def test_a_link_standing_alone_is_counted_as_x_would_link_it(text) -> None:
+    written = text.format(LINK)
+
+    assert standalone_link_count(written, LINK) == 1
+    assert extract_urls(written) == [LINK]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{}zzz", "{}&x=1", "{}#frag", "{}.more", "{}!x", "{}'s", "x{}", "{}/"],
+)
+def test_a_link_glued_to_anything_x_would_take_into_the_url_is_not_counted(
+    text,
+) -> None:
+    written = text.format(LINK)
+
+    assert standalone_link_count(written, LINK) == 0
+    assert LINK not in extract_urls(written)
+    assert without_standalone_link(written, LINK) == written

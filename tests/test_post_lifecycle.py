@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 
 import pytest
 
@@ -415,3 +417,222 @@ def test_a_held_post_edited_waits_for_approval_without_its_old_reason(
 
     assert (edited["state"], edited["failure_reason"]) == ("needs_approval", None)
     assert moves(found)[-1] == ("held", "needs_approval", "editor")
+
+
+@pytest.mark.parametrize("glued", ["zzz", "&x=1", "#frag", "/more", "'s"])
+def test_an_edit_that_glues_anything_to_the_link_is_a_400_naming_text(
+    client, brand_key, glued
+) -> None:
+    post = draft(client, brand_key)
+
+    response = patch_json(
+        client,
+        f"/v1/posts/{post['id']}",
+        {"text": f"hello {post['link']}{glued}"},
+        brand_key,
+    )
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["field"] == "text"
+    assert "standing alone" in error["message"]
+
+
+@pytest.mark.parametrize("around", ["see {}.", "({})!", "{}, soon", "get it: {}"])
+def test_an_edit_may_end_a_sentence_right_after_the_link(
+    client, brand_key, around
+) -> None:
+    post = draft(client, brand_key)
+
+    response = patch_json(
+        client,
+        f"/v1/posts/{post['id']}",
+        {"text": "A mug to love, " + around.format(post["link"])},
+        brand_key,
+    )
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["post"]["checks"]["link_once"] is True
+
+
+def approved(client, key: str, index: int = 0) -> dict:
+    post = draft(client, key, index)
+    response = post_json(client, f"/v1/posts/{post['id']}/approve", {}, key)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["post"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/posts/{id}/schedule", {"when": "2026-03-05T09:00:00+00:00"}, "when"),
+        ("/v1/posts/{id}/schedule", {"at": None, "limit": 1}, "limit"),
+        ("/v1/schedule", {"limt": 5}, "limt"),
+    ],
+)
+def test_a_schedule_request_with_an_unknown_field_is_a_400_naming_it(
+    client, brand_key, path, body, field
+) -> None:
+    post = approved(client, brand_key)
+
+    response = post_json(client, path.format(id=post["id"]), body, brand_key)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+    unchanged = client.get(f"/v1/posts/{post['id']}", headers=auth(brand_key))
+    assert unchanged.get_json()["post"]["state"] == "approved"
+
+
+def test_a_schedule_racing_a_cancel_is_a_409_and_never_reports_a_state_it_did_not_set(
+    client, brand_key
+) -> None:
+    from cartcast import runtime as runtime_module
+
+    post = approved(client, brand_key)
+    other = runtime_module.Runtime(runtime_module.current().settings)
+    answers = []
+
+    def schedule() -> None:
+        path = f"/v1/posts/{post['id']}/schedule"
+        answers.append(post_json(client, path, {}, brand_key))
+
+    scheduler = threading.Thread(target=schedule)
+    # The cancel holds the post's row until it commits; the schedule reads the post
+    # as approved, then waits on that row for its UPDATE.
+    with other.database.transaction() as tx:
+        brand_id = str(
+            tx.scalar("SELECT brand_id FROM posts WHERE id = :id", id=post["id"])
+        )
+        posts.cancel(tx, brand_id=brand_id, post_id=post["id"], body={}, now=START)
+        scheduler.start()
+        wait_for_a_lock_wait(other)
+    scheduler.join(timeout=30)
+    other.close()
+
+    (response,) = answers
+    assert response.status_code == 409, response.get_json()
+    assert "changed state meanwhile" in response.get_json()["error"]["message"]
+    assert events(client, brand_key, post["id"])[-1]["to_state"] == "cancelled"
+
+
+def wait_for_a_lock_wait(runtime) -> None:
+    """Return once another session of the test database waits on a row lock."""
+    for _ in range(3000):
+        with runtime.database.transaction() as tx:
+            waiting = tx.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            )
+        if waiting:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the schedule request never waited on the post's row")
+
+
+def test_a_post_that_cannot_be_scheduled_is_told_which_states_can(
+    client, brand_key
+) -> None:
+    post = draft(client, brand_key)
+
+    response = post_json(client, f"/v1/posts/{post['id']}/schedule", {}, brand_key)
+
+    assert response.status_code == 409
+    assert response.get_json()["error"]["message"] == (
+        "post is needs_approval; only an approved or held post can be "
+        "scheduled, or a scheduled one moved"
+    )
+
+
+def test_a_scheduled_post_can_be_moved_to_another_time(client, brand_key) -> None:
+    post = approved(client, brand_key)
+    path = f"/v1/posts/{post['id']}/schedule"
+    post_json(client, path, {}, brand_key)
+
+    moved = post_json(client, path, {"at": "2026-03-20T10:00:00+01:00"}, brand_key)
+
+    assert moved.status_code == 200, moved.get_json()
+    assert moved.get_json()["post"]["scheduled_at"] == "2026-03-20T09:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("at", "utc"),
+    [
+        ("2026-03-10T09:00:00-14:00", "2026-03-10T23:00:00+00:00"),
+        ("2026-03-10T09:00:00+14:00", "2026-03-09T19:00:00+00:00"),
+        ("2026-03-10T09:00:00Z", "2026-03-10T09:00:00+00:00"),
+        ("2026-03-10T09:00:00-23:59", "2026-03-11T08:59:00+00:00"),
+    ],
+)
+def test_any_offset_within_a_day_is_accepted_for_at(client, brand_key, at, utc) -> None:
+    post = approved(client, brand_key)
+
+    response = post_json(
+        client, f"/v1/posts/{post['id']}/schedule", {"at": at}, brand_key
+    )
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["post"]["scheduled_at"] == utc
+
+
+@pytest.mark.parametrize(
+    ("at", "says"),
+    [
+        ("9999-12-31T23:59:59+00:00", "more than 365 days ahead"),
+        ("2027-03-03T08:00:00+00:00", "more than 365 days ahead"),
+        ("9999-12-31T23:59:59-14:00", "past the last instant"),
+        ("2026-03-10T09:00:00", "has no offset"),
+        ("2026-03-10T09:00:00+24:00", "within ±24:00"),
+    ],
+)
+def test_an_at_too_far_ahead_or_without_a_usable_offset_is_a_400_saying_which(
+    client, brand_key, at, says
+) -> None:
+    post = approved(client, brand_key)
+
+    response = post_json(
+        client, f"/v1/posts/{post['id']}/schedule", {"at": at}, brand_key
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 400
+    assert (error["field"], says in error["message"]) == ("at", True), error
+
+
+def test_the_schedule_horizon_is_a_setting(client, brand_key, monkeypatch) -> None:
+    from cartcast import runtime as runtime_module
+
+    monkeypatch.setenv("CARTCAST_SCHEDULE_HORIZON_DAYS", "30")
+    runtime_module.reset()
+    post = approved(client, brand_key)
+    path = f"/v1/posts/{post['id']}/schedule"
+
+    too_far = post_json(client, path, {"at": "2026-04-02T09:00:00Z"}, brand_key)
+    within = post_json(client, path, {"at": "2026-03-31T09:00:00Z"}, brand_key)
+
+    assert too_far.status_code == 400
+    assert "more than 30 days ahead" in too_far.get_json()["error"]["message"]
+    assert within.status_code == 200, within.get_json()
+
+
+def test_claiming_a_post_clears_the_reason_of_its_last_retry(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=503)
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    with x_runtime.database.transaction() as tx:
+        post_id = str(tx.scalar("SELECT id FROM posts WHERE brand_id = :b", b=brand_id))
+        found = post_events.list_events(tx, brand_id=brand_id, post_id=post_id)
+    claims = [
+        e
+        for e in found
+        if (e["from_state"], e["to_state"]) == ("scheduled", "publishing")
+    ]
+    retried = [e for e in found if e["to_state"] == "scheduled" and e["from_state"]]
+    assert len(claims) == 2 and claims[1]["reason"] is None
+    assert retried[-1]["reason"].startswith("will retry:")
+    assert found[-1]["to_state"] == "published"

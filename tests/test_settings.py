@@ -273,3 +273,38 @@ def test_retry_and_alert_settings_out_of_range_are_named(environ, named) -> None
         settings.load({"DATABASE_URL": "postgresql://x/y", **environ})
 
     assert named in str(raised.value)
+
+
+def test_a_lease_too_short_for_the_x_timeout_names_both_and_the_value_to_set() -> None:
+    env = {"DATABASE_URL": "postgresql://x", "X_TIMEOUT_S": "100"}
+
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load(env)
+
+    message = str(raised.value)
+    assert "CARTCAST_PUBLISH_LEASE_S must be at least 3 × X_TIMEOUT_S + 30" in message
+    assert "with X_TIMEOUT_S=100, set CARTCAST_PUBLISH_LEASE_S=330 or more" in message
+
+
+def test_a_lease_of_exactly_three_timeouts_and_thirty_seconds_loads() -> None:
+    env = {
+        "DATABASE_URL": "postgresql://x",
+        "X_TIMEOUT_S": "100",
+        "CARTCAST_PUBLISH_LEASE_S": "330",
+    }
+
+    assert settings.load(env).publish_lease_s == 330
+
+
+def test_posts_may_be_scheduled_a_year_ahead_by_default() -> None:
+    assert (
+        settings.load({"DATABASE_URL": "postgresql://x"}).schedule_horizon_days == 365
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x", "3661"])
+def test_a_schedule_horizon_outside_1_to_3660_days_is_refused(value) -> None:
+    env = {"DATABASE_URL": "postgresql://x", "CARTCAST_SCHEDULE_HORIZON_DAYS": value}
+
+    with pytest.raises(ConfigurationError, match="CARTCAST_SCHEDULE_HORIZON_DAYS"):
+        settings.load(env)

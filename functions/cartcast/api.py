@@ -29,6 +29,7 @@ from cartcast import (
     post_events,
     posts,
     reports,
+    settling,
     validation,
     web,
 )
@@ -39,6 +40,7 @@ LIST_LIMIT_MAX = 500
 LIMIT_PATTERN = re.compile(r"[0-9]{1,9}")
 REPORT_DAYS_MAX = 366
 DEFAULT_REPORT_DAYS = 7
+SCHEDULE_APPROVED_FIELDS = ("limit",)
 POST_STATES = (
     "needs_approval",
     "approved",
@@ -82,6 +84,7 @@ ROUTES = Map(
             "/v1/posts/<post_id>/schedule", methods=["POST"], endpoint="schedule_post"
         ),
         Rule("/v1/posts/<post_id>/cancel", methods=["POST"], endpoint="cancel_post"),
+        Rule("/v1/posts/<post_id>/settle", methods=["POST"], endpoint="settle_post"),
         Rule("/v1/schedule", methods=["POST"], endpoint="schedule_approved"),
         Rule("/v1/slots/suggestions", methods=["GET"], endpoint="slot_suggestions"),
         Rule("/v1/mentions", methods=["GET"], endpoint="list_mentions"),
@@ -498,6 +501,27 @@ def cancel_post(
     return web.json_response({"post": post})
 
 
+def settle_post(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    post_id: str,
+) -> web.Response:
+    """Say what X has of an unconfirmed post: on X (with its id), absent, cancel."""
+    answer = settling.settle(
+        tx,
+        brand_id=keys.require_brand(caller),
+        post_id=_row_id(post_id, "post"),
+        body=body,
+        role=caller.role,
+        now=runtime.clock.now(),
+    )
+    return web.json_response(answer)
+
+
 def schedule_post(
     tx: Transaction,
     *,
@@ -513,6 +537,7 @@ def schedule_post(
         post_id=_row_id(post_id, "post"),
         body=body,
         now=runtime.clock.now(),
+        horizon_days=runtime.settings.schedule_horizon_days,
     )
     return web.json_response({"post": post})
 
@@ -521,6 +546,9 @@ def schedule_approved(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     body = validation.require_object(body)
+    validation.only_fields(
+        body, SCHEDULE_APPROVED_FIELDS, what="a request to schedule approved posts"
+    )
     limit = validation.integer(
         body, "limit", default=50, minimum=1, maximum=LIST_LIMIT_MAX
     )

@@ -75,6 +75,7 @@ from cartcast.claims import (
     price_mismatch,
     sale_price,
 )
+from cartcast.links import standalone_link_count, without_standalone_link
 from cartcast.logs import fields, get_logger
 from cartcast.near_duplicates import NEAR_DUPLICATE_THRESHOLD, CopyIndex
 from cartcast.post_kinds import (
@@ -832,8 +833,11 @@ def _required_hashtags(voice: BrandVoice) -> list[str]:
 
 
 def _has_link_once(text: str, link: str) -> bool:
-    # Any other URL, bare domains included, would become a second link on X.
-    return text.count(link) == 1 and not linked_urls(text.replace(link, " "))
+    # Whole, as X would link it: "<link>zzz" would post another utm_content. Any
+    # other URL, bare domains included, would become a second link on X.
+    return standalone_link_count(text, link) == 1 and not linked_urls(
+        without_standalone_link(text, link)
+    )
 
 
 # Words that send the reader to a link a link-free post does not have.

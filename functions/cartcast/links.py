@@ -5,6 +5,10 @@ and, in `utm_content`, the id of the post (a UUID of ours, not X's id, which doe
 exist until the post is published). A store records the landing page of each order
 (Shopify's `landing_site`, often a bare path such as "/products/mug?utm_source=x...");
 reading `utm_content` back from it attributes the order to the post.
+
+In a post's text the link must stand as a whole token (`standalone_link_count`):
+"<link>zzz", "<link>&x=1" or "<link>#frag" would be read by X's URL parser as a
+longer URL, and the posted utm_content would no longer name the post.
 """
 
 from __future__ import annotations
@@ -56,6 +60,35 @@ def product_link(
 
     query = urlencode(kept + utm, quote_via=quote)
     return urlunsplit((base.scheme, base.netloc, path, query, base.fragment))
+
+
+# What may come before the link: nothing, a space, or an opening bracket or quote.
+_BEFORE_LINK = r"(?<![^\s(\[{\"'“‘«「『（])"
+# What may follow it: the end of the text, a space, or sentence punctuation that X's
+# URL parser (twitter-text) leaves out of a URL when nothing but a space or the end
+# follows it ("see <link>." or "(<link>)!").
+_AFTER_LINK = r"(?=[.,;:!?)\]}\"'”’»。、！？）」』]*(?:\s|$))"
+
+
+def standalone_link_count(text: str, link: str) -> int:
+    """Count the times `link` appears in `text` as a whole token, as X would link it.
+
+    A copy glued to other characters ("<link>zzz", "x<link>") is not counted.
+    """
+    if not link:
+        return 0
+    return len(_standalone_link(link).findall(text))
+
+
+def without_standalone_link(text: str, link: str) -> str:
+    """Blank out each whole-token `link` in `text`, leaving any glued copy in place."""
+    if not link:
+        return text
+    return _standalone_link(link).sub(" ", text)
+
+
+def _standalone_link(link: str) -> re.Pattern[str]:
+    return re.compile(_BEFORE_LINK + re.escape(link) + _AFTER_LINK)
 
 
 def post_id_from_landing_site(landing_site: str | None) -> str | None:

@@ -16,6 +16,11 @@ this one), and the results replace the post's `checks`. The post goes back to
 needs_approval and loses its slot, whichever state it was in, even for a brand with
 approvals off: someone changed the copy after it was checked, so someone approves
 it again. Its engine becomes "manual".
+
+Nothing X already has can change (409 naming it): a post with an X id, or the parts
+of a thread that X turned away midway (it is `scheduled` again with its first parts
+on X). Such a thread's edit repeats those parts as they are and may change only the
+parts after them, which keep being sent as replies; the parts on X keep their ids.
 """
 
 from __future__ import annotations
@@ -25,7 +30,15 @@ import json
 import re
 from typing import Any
 
-from cartcast import brands, catalog, post_events, post_kinds, posts, validation
+from cartcast import (
+    brands,
+    catalog,
+    links,
+    post_events,
+    post_kinds,
+    posts,
+    validation,
+)
 from cartcast.captions import DraftRequest, check_copy
 from cartcast.claims import brief_from_catalog
 from cartcast.db import Transaction
@@ -52,7 +65,16 @@ WHERE brand_id = :brand_id AND id = :id
   AND state = ANY(CAST(:from_states AS text[]))
 RETURNING id
 """
-DELETE_PARTS = "DELETE FROM post_parts WHERE post_id = :post_id"
+# Parts X has, or may have (an intent without an answer), stay as they are.
+SELECT_PARTS_ON_X = """
+SELECT position, text, x_post_id FROM post_parts
+WHERE post_id = :post_id AND (x_post_id IS NOT NULL OR sent_at IS NOT NULL)
+ORDER BY position
+"""
+DELETE_UNSENT_PARTS = """
+DELETE FROM post_parts
+WHERE post_id = :post_id AND x_post_id IS NULL AND sent_at IS NULL
+"""
 
 
 def edit_post(
@@ -74,6 +96,7 @@ def edit_post(
             + " can be edited"
         )
     copy, options = _parse_edit(post, body)
+    on_x = _require_what_is_on_x_unchanged(tx, post, copy)
 
     brand = brands.get_brand(tx, brand_id)
     request = DraftRequest(
@@ -109,7 +132,7 @@ def edit_post(
         raise Conflict("post changed state while it was being edited; try again")
     post_events.give_reason(tx, None)
     if post["kind"] == "thread":
-        _replace_parts(tx, post_id, copy, post["link"])
+        _replace_unsent_parts(tx, post_id, copy[len(on_x) :], len(on_x), post["link"])
     return posts.get_post(tx, brand_id=brand_id, post_id=post_id)
 
 
@@ -178,14 +201,22 @@ def _require_postable(text: Any, field: str) -> None:
 
 
 def _require_the_link(text: str, link: str, field: str) -> None:
-    """Keep the post's tracked link exactly once, and no other URL beside it."""
-    if link and text.count(link) != 1:
-        raise InvalidRequest(
-            f"'{field}' must contain the post's link {link} exactly once "
-            f"(it has it {text.count(link)} times); orders are attributed through it",
-            field=field,
-        )
-    others = linked_urls(text.replace(link, " ") if link else text)
+    """Keep the post's tracked link exactly once, whole, and no other URL beside it.
+
+    Whole means as X would link it: followed by a space, the end, or sentence
+    punctuation. "<link>zzz" or "<link>&x=1" would post a longer URL whose
+    utm_content no longer names the post.
+    """
+    if link:
+        found = links.standalone_link_count(text, link)
+        if found != 1:
+            raise InvalidRequest(
+                f"'{field}' must contain the post's link {link} exactly once, standing "
+                "alone (followed by a space, the end, or punctuation such as . , ! ?) "
+                f"(it has it {found} times so); orders are attributed through it",
+                field=field,
+            )
+    others = linked_urls(links.without_standalone_link(text, link))
     if others:
         what = "a second link" if link else "a link, and the post is link-free"
         raise InvalidRequest(
@@ -223,16 +254,57 @@ def _recent_posts(
     return earlier
 
 
-def _replace_parts(
-    tx: Transaction, post_id: str, parts: list[str], link: str | None
+def _require_what_is_on_x_unchanged(
+    tx: Transaction, post: dict[str, Any], copy: list[str]
+) -> list[dict[str, Any]]:
+    """Refuse an edit of anything X already has; return the thread's parts on X.
+
+    A thread that X turned away midway is `scheduled` again with its first parts on
+    X: those stay as they are (a reply chain cannot be rewritten), and the edit may
+    change only the parts after them, which the next run sends as replies.
+    """
+    if post["kind"] != "thread":
+        if post["x_post_id"] is not None:
+            raise Conflict(
+                f"the post is on X already as {post['x_post_id']}; it cannot be edited"
+            )
+        return []
+
+    on_x = tx.rows(SELECT_PARTS_ON_X, post_id=post["id"])
+    for part in on_x:
+        index = part["position"]
+        where = (
+            f"is on X already as {part['x_post_id']}"
+            if part["x_post_id"]
+            else "may be on X already"
+        )
+        if index >= len(copy) or copy[index] != part["text"]:
+            raise Conflict(
+                f"parts[{index}] {where} and cannot change: send "
+                f"parts[0] to parts[{len(on_x) - 1}] exactly as they are and edit "
+                "only the parts after them",
+                field=f"parts[{index}]",
+            )
+    if on_x and len(copy) == len(on_x):
+        raise Conflict(
+            f"parts[0] to parts[{len(on_x) - 1}] are on X already; an edit needs at "
+            "least one part after them (cancel the post to send no more)",
+            field="parts",
+        )
+    return on_x
+
+
+def _replace_unsent_parts(
+    tx: Transaction, post_id: str, parts: list[str], first: int, link: str | None
 ) -> None:
-    tx.execute(DELETE_PARTS, post_id=post_id)
-    for position, part in enumerate(parts):
+    """Replace the parts X does not have by `parts`, from position `first` on."""
+    tx.execute(DELETE_UNSENT_PARTS, post_id=post_id)
+    for position, part in enumerate(parts, start=first):
         tx.execute(
             posts.INSERT_PART,
             post_id=post_id,
             position=position,
             text=part,
             weighted_length=weighted_length(part),
-            has_link=bool(link) and link in part,
+            has_link=links.standalone_link_count(part, link or "") > 0,
         )

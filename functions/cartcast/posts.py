@@ -325,7 +325,7 @@ def _store_draft(
             position=position,
             text=part,
             weighted_length=weighted_length(part),
-            has_link=bool(request.link) and request.link in part,
+            has_link=links.standalone_link_count(part, request.link) > 0,
         )
 
 
@@ -535,13 +535,22 @@ SCHEDULE_FIELDS = ("at", "local_time", "time_zone")
 # A held post may be scheduled again: every reason to hold is checked again when it
 # is due (the X account, the catalog's claims), so nothing unsafe goes out.
 SCHEDULABLE_STATES = ("approved", "scheduled", "held")
+SCHEDULE_HORIZON_DAYS = 365
 
 
 def schedule(
-    tx: Transaction, *, brand_id: str, post_id: str, body: Any, now: dt.datetime
+    tx: Transaction,
+    *,
+    brand_id: str,
+    post_id: str,
+    body: Any,
+    now: dt.datetime,
+    horizon_days: int = SCHEDULE_HORIZON_DAYS,
 ) -> dict[str, Any]:
     """Schedule a post at an instant (`at`), a wall time in the brand's zone
-    (`local_time`, `time_zone` optional), or the next free slot.
+    (`local_time`, `time_zone` optional), or the next free slot. A scheduled post
+    may be moved the same way; a given time must lie within `horizon_days`
+    (CARTCAST_SCHEDULE_HORIZON_DAYS) of now.
 
     The answer's `schedule_note` says when a wall time fell into a skipped or a
     repeated hour and where it went (slots.resolve_wall_time); null otherwise.
@@ -551,7 +560,8 @@ def schedule(
     post = get_post(tx, brand_id=brand_id, post_id=post_id)
     if post["state"] not in SCHEDULABLE_STATES:
         raise Conflict(
-            f"post is {post['state']}; only approved or held posts can be scheduled"
+            f"post is {post['state']}; only an approved or held post can be "
+            "scheduled, or a scheduled one moved"
         )
     tx.one(LOCK_BRAND, brand_id=brand_id)
 
@@ -559,14 +569,18 @@ def schedule(
     if body.get("at") is not None and body.get("local_time") is not None:
         raise InvalidRequest("give 'at' or 'local_time', not both", field="local_time")
     if body.get("at") is not None:
-        at = validation.instant(body["at"], "at")
-        if at <= now:
-            raise InvalidRequest("'at' must be in the future", field="at")
+        at = _requested_instant(body["at"], now=now, horizon_days=horizon_days)
     elif body.get("local_time") is not None:
         at, note = _resolve_local_time(tx, brand_id=brand_id, body=body)
         if at <= now:
             raise InvalidRequest(
                 "'local_time' must be in the future", field="local_time"
+            )
+        if at > now + dt.timedelta(days=horizon_days):
+            raise InvalidRequest(
+                f"'local_time' is more than {horizon_days} days ahead; a post may be "
+                "scheduled at most that far (CARTCAST_SCHEDULE_HORIZON_DAYS)",
+                field="local_time",
             )
     elif body.get("time_zone") is not None:
         raise InvalidRequest("'time_zone' goes with 'local_time'", field="time_zone")
@@ -575,7 +589,15 @@ def schedule(
 
     if at in _taken(tx, brand_id=brand_id, after=now) and at != post["scheduled_at"]:
         raise Conflict("another post is scheduled at that time", field="at")
-    tx.scalar(UPDATE_SCHEDULE, brand_id=brand_id, id=post_id, at=at, now=now)
+
+    moved = tx.scalar(UPDATE_SCHEDULE, brand_id=brand_id, id=post_id, at=at, now=now)
+    if moved is None:
+        # A cancel, an edit or publishing moved the post after it was read above.
+        current = get_post(tx, brand_id=brand_id, post_id=post_id)
+        raise Conflict(
+            f"post changed state meanwhile and is now {current['state']}; "
+            "it was not scheduled"
+        )
     return {**get_post(tx, brand_id=brand_id, post_id=post_id), "schedule_note": note}
 
 
@@ -604,10 +626,26 @@ def _resolve_local_time(
     return slots.resolve_wall_time(wall, zone)
 
 
+def _requested_instant(
+    value: Any, *, now: dt.datetime, horizon_days: int
+) -> dt.datetime:
+    """Return the `at` of a schedule request: in the future, within the horizon."""
+    at = validation.instant(value, "at")
+    if at <= now:
+        raise InvalidRequest("'at' must be in the future", field="at")
+    if at > now + dt.timedelta(days=horizon_days):
+        raise InvalidRequest(
+            f"'at' is more than {horizon_days} days ahead; a post may be scheduled "
+            "at most that far (CARTCAST_SCHEDULE_HORIZON_DAYS)",
+            field="at",
+        )
+    return at
+
+
 def schedule_approved(
     tx: Transaction, *, brand_id: str, limit: int, now: dt.datetime
 ) -> list[dict[str, Any]]:
-    """Put approved, unscheduled posts into the next free slots, oldest first."""
+    """Put up to `limit` approved, unscheduled posts into the next free slots."""
     tx.one(LOCK_BRAND, brand_id=brand_id)
     waiting = [
         row["id"]

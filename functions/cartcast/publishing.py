@@ -114,7 +114,8 @@ WITH due AS (
     LIMIT :batch_size
     FOR UPDATE OF p SKIP LOCKED
 )
-UPDATE posts p SET state = 'publishing', lease_until = :lease_until, updated_at = :now
+UPDATE posts p SET state = 'publishing', lease_until = :lease_until,
+    failure_reason = NULL, updated_at = :now
 FROM due, brands b
 WHERE p.id = due.id AND b.id = p.brand_id
 RETURNING p.id, p.brand_id, p.product_id, p.kind, p.engine, p.text, p.link,

@@ -40,6 +40,8 @@ X_PRICE_STEP_USD = Decimal("0.0001")
 # A post waits at most a day between two tries after X failed; at most 20 tries.
 PUBLISH_RETRY_MAX_S_LIMIT = 86400
 PUBLISH_RETRIES_LIMIT = 20
+# How far ahead a post may be scheduled, at most; ten years is past any campaign.
+SCHEDULE_HORIZON_DAYS_MAX = 3660
 FLAG_VALUES = {
     "true": True,
     "1": True,
@@ -76,6 +78,7 @@ class Settings:
     max_event_age_s: int = 900
     publish_batch_size: int = 20
     publish_lease_s: int = 300
+    schedule_horizon_days: int = 365
     reconcile_delay_s: int = 300
     reconcile_pages_max: int = 5
     missed_after_s: int = 900
@@ -181,6 +184,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         max_event_age_s=number("CARTCAST_MAX_EVENT_AGE_S", 900),
         publish_batch_size=number("CARTCAST_PUBLISH_BATCH", 20),
         publish_lease_s=number("CARTCAST_PUBLISH_LEASE_S", 300),
+        schedule_horizon_days=number("CARTCAST_SCHEDULE_HORIZON_DAYS", 365),
         reconcile_delay_s=number("CARTCAST_RECONCILE_DELAY_S", 300),
         reconcile_pages_max=number("CARTCAST_RECONCILE_PAGES_MAX", 5),
         missed_after_s=number("CARTCAST_MISSED_AFTER_S", 900),
@@ -257,11 +261,22 @@ def _check_consistency(settings: Settings) -> list[str]:
     problems = []
     if not settings.database_url and not settings.cloud_sql_instance:
         problems.append("DATABASE_URL or CLOUD_SQL_INSTANCE is required")
-    if settings.publish_lease_s < 3 * settings.x_timeout_s + 30:
+    lease_min_s = 3 * settings.x_timeout_s + 30
+    # A NaN or infinite timeout is reported on its own (load's number()).
+    if math.isfinite(lease_min_s) and settings.publish_lease_s < lease_min_s:
         # One X call (connect, then read) must end well inside a lease, or another
         # run could claim the post while this one is still waiting on X.
         problems.append(
-            "CARTCAST_PUBLISH_LEASE_S must be at least 3 × X_TIMEOUT_S + 30 seconds"
+            "CARTCAST_PUBLISH_LEASE_S must be at least 3 × X_TIMEOUT_S + 30 seconds: "
+            f"with X_TIMEOUT_S={settings.x_timeout_s:g}, set "
+            f"CARTCAST_PUBLISH_LEASE_S={math.ceil(lease_min_s)} or more (it is "
+            f"{settings.publish_lease_s}), or lower X_TIMEOUT_S"
+        )
+    if settings.schedule_horizon_days > SCHEDULE_HORIZON_DAYS_MAX:
+        # The horizon is there to catch a mistyped year; decades would not.
+        problems.append(
+            "CARTCAST_SCHEDULE_HORIZON_DAYS must be at most "
+            f"{SCHEDULE_HORIZON_DAYS_MAX} (ten years)"
         )
     if (
         not RECONCILE_DELAY_RANGE_S[0]

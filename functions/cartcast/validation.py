@@ -13,7 +13,6 @@ import zoneinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from cartcast.clock import parse_instant
 from cartcast.errors import InvalidRequest
 
 # numeric(12, 2), the type of every amount column (sql/001_schema.sql).
@@ -128,15 +127,34 @@ def currency(body: dict, name: str, *, default: str | None = None) -> str:
 
 
 def instant(value: Any, name: str) -> dt.datetime:
+    """Return an ISO-8601 time with an offset as a UTC datetime.
+
+    Any offset datetime.fromisoformat reads (within ±24 hours, "Z" too) is taken; a
+    time without one is refused rather than guessed, and so is one that has no UTC
+    equivalent a datetime can hold (9999-12-31T23:00-14:00 is in year 10000).
+    """
+    example = "e.g. 2026-03-01T09:00:00+01:00"
     if not isinstance(value, str):
-        raise InvalidRequest(f"'{name}' must be an ISO-8601 time string", field=name)
-    try:
-        return parse_instant(value)
-    except (ValueError, OverflowError) as error:
         raise InvalidRequest(
-            f"'{name}' must be an ISO-8601 time with an offset, e.g. "
-            "2026-03-01T09:00:00+01:00",
+            f"'{name}' must be an ISO-8601 time string, {example}", field=name
+        )
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError as error:
+        raise InvalidRequest(
+            f"'{name}' must be an ISO-8601 time with an offset, {example} (offsets "
+            "lie within ±24:00)",
             field=name,
+        ) from error
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise InvalidRequest(
+            f"'{name}' has no offset; add one (Z for UTC), {example}", field=name
+        )
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError as error:
+        raise InvalidRequest(
+            f"'{name}' is past the last instant cartcast can store", field=name
         ) from error
 
 

@@ -1,0 +1,262 @@
+"""Settling an unconfirmed post by hand: a person says what X has.
+
+The reconciler (reconciling.py) settles most `unconfirmed` posts from the account's
+timeline, and leaves some for a person: one older than the page it read, one whose
+reads keep failing, one X stored with a text it changed. An approver (a key of role
+`admin` or `approver`) looks at the account and answers with one `outcome`:
+
+    on_x     with `x_post_id`, the id of the post found on the account (digits):
+             the post becomes `published` with it. For a thread, the id is the
+             part in flight's; the thread is `published` when that was its last
+             part, and otherwise goes back to `scheduled` to send the rest at once.
+    absent   X does not have it: back to `approved`, unscheduled, to be scheduled
+             again; a thread keeps its parts already on X and resumes after them.
+             The answer warns that, if X has it after all, it will be posted twice.
+    cancel   withdraw it: `cancelled`, and nothing more is sent. Whatever X has
+             stays on X.
+
+The post's attempt records what the person said (its outcome and a note), a post
+adopted this way is billed as X billed it, and the event names the key, like every
+API transition (post_events.py). An optional `reason` joins the event's reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from cartcast import costs, post_events, posts, validation
+from cartcast.db import Transaction
+from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
+
+OUTCOMES = ("on_x", "absent", "cancel")
+SETTLE_FIELDS = ("outcome", "x_post_id", "reason")
+SETTLING_ROLES = ("admin", "approver")
+# X post ids are 64-bit snowflakes: up to 19 decimal digits.
+X_POST_ID = re.compile(r"[0-9]{1,19}")
+ABSENT_WARNING = (
+    "if X does have this post after all, scheduling it again posts it twice; look "
+    "at the account once more before you do"
+)
+
+LOCK_POST = """
+SELECT id, kind, link, state, lease_attempt_id FROM posts
+WHERE brand_id = :brand_id AND id = :id
+FOR UPDATE
+"""
+# The part sent without an answer; a thread is unconfirmed because of it.
+SELECT_PART_IN_FLIGHT = """
+SELECT position, has_link,
+    (SELECT count(*) FROM post_parts x WHERE x.post_id = :post_id) AS part_count
+FROM post_parts
+WHERE post_id = :post_id AND sent_at IS NOT NULL AND x_post_id IS NULL
+ORDER BY position LIMIT 1
+"""
+SELECT_HOLDER = """
+SELECT brand_id, id AS post_id FROM posts WHERE x_post_id = :x_post_id
+UNION ALL
+SELECT p.brand_id, p.id FROM post_parts pp JOIN posts p ON p.id = pp.post_id
+WHERE pp.x_post_id = :x_post_id
+LIMIT 1
+"""
+MARK_PART_ON_X = """
+UPDATE post_parts SET x_post_id = :x_post_id
+WHERE post_id = :post_id AND position = :position
+"""
+CLEAR_PART_SENT = """
+UPDATE post_parts SET sent_at = NULL
+WHERE post_id = :post_id AND position = :position AND x_post_id IS NULL
+"""
+FIRST_PART_ID = (
+    "SELECT x_post_id FROM post_parts WHERE post_id = :post_id AND position = 0"
+)
+MARK_PUBLISHED = """
+UPDATE posts SET state = 'published', x_post_id = :x_post_id, published_at = :now,
+    failure_reason = NULL, lease_until = NULL, updated_at = :now
+WHERE id = :post_id AND state = 'unconfirmed'
+"""
+# A thread with parts left resumes at the next run: its slot is already past.
+MARK_RESUMING = """
+UPDATE posts SET state = 'scheduled', failure_reason = NULL, lease_until = NULL,
+    updated_at = :now
+WHERE id = :post_id AND state = 'unconfirmed'
+"""
+MARK_APPROVED = """
+UPDATE posts SET state = 'approved', scheduled_at = NULL, failure_reason = NULL,
+    lease_until = NULL, updated_at = :now
+WHERE id = :post_id AND state = 'unconfirmed'
+"""
+MARK_CANCELLED = """
+UPDATE posts SET state = 'cancelled', lease_until = NULL, updated_at = :now
+WHERE id = :post_id AND state = 'unconfirmed'
+"""
+SETTLE_ATTEMPT = """
+UPDATE publish_attempts SET outcome = :outcome, x_post_id = CAST(:x_post_id AS text),
+    error = concat_ws('; ', error, CAST(:note AS text)),
+    finished_at = COALESCE(finished_at, :now), reconciled_at = :now
+WHERE id = :attempt_id
+"""
+
+
+def settle(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    post_id: str,
+    body: Any,
+    role: str,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Settle an unconfirmed post as on X, absent, or cancelled; return the answer.
+
+    The answer is {"post": ...}, with a "warning" for `absent`. Raises Forbidden
+    for a key of another role, and Conflict for a post that is not unconfirmed or
+    an X id another post already has.
+    """
+    if role not in SETTLING_ROLES:
+        raise Forbidden(
+            "settling an unconfirmed post needs a key of role admin or approver"
+        )
+    outcome, x_post_id, reason = _parse_settlement(body)
+
+    post = tx.one(LOCK_POST, brand_id=brand_id, id=post_id)
+    if post is None:
+        raise NotFound("post not found")
+    if post["state"] != "unconfirmed":
+        raise Conflict(
+            f"post is {post['state']}; only an unconfirmed post is settled by hand"
+        )
+    part = None
+    if post["kind"] == "thread":
+        part = tx.one(SELECT_PART_IN_FLIGHT, post_id=post_id)
+
+    said = {
+        "on_x": f"settled by hand: on X as {x_post_id}",
+        "absent": "settled by hand: absent from X",
+        "cancel": "settled by hand: cancelled",
+    }[outcome]
+    post_events.give_reason(tx, f"{said}; {reason}" if reason else said)
+    if outcome == "on_x":
+        _adopt(tx, post, part, x_post_id, brand_id=brand_id, now=now)
+    elif outcome == "absent":
+        _give_up(tx, post, part, now=now)
+    else:
+        tx.execute(MARK_CANCELLED, post_id=post_id, now=now)
+    _record_on_attempt(tx, post, outcome, x_post_id, said, now)
+    post_events.give_reason(tx, None)
+
+    answer: dict[str, Any] = {
+        "post": posts.get_post(tx, brand_id=brand_id, post_id=post_id)
+    }
+    if outcome == "absent":
+        answer["warning"] = ABSENT_WARNING
+    return answer
+
+
+def _parse_settlement(body: Any) -> tuple[str, str | None, str | None]:
+    """Return the outcome, the X id (on_x only) and the optional reason."""
+    body = validation.require_object(body)
+    validation.only_fields(body, SETTLE_FIELDS, what="a settlement")
+    outcome = body.get("outcome")
+    if outcome not in OUTCOMES:
+        raise InvalidRequest(
+            f"'outcome' must be one of {', '.join(OUTCOMES)}", field="outcome"
+        )
+
+    x_post_id = body.get("x_post_id")
+    if outcome != "on_x":
+        if x_post_id is not None:
+            raise InvalidRequest(
+                "'x_post_id' goes with outcome 'on_x' only", field="x_post_id"
+            )
+    elif not isinstance(x_post_id, str) or not X_POST_ID.fullmatch(x_post_id):
+        raise InvalidRequest(
+            "outcome 'on_x' needs 'x_post_id': the id of the post on X, as a string "
+            "of up to 19 digits (the number at the end of the post's address)",
+            field="x_post_id",
+        )
+    reason = validation.text(
+        body, "reason", required=False, max_len=posts.REASON_LENGTH_MAX
+    )
+    return outcome, x_post_id, reason
+
+
+def _adopt(
+    tx: Transaction,
+    post: dict[str, Any],
+    part: dict[str, Any] | None,
+    x_post_id: str,
+    *,
+    brand_id: str,
+    now: dt.datetime,
+) -> None:
+    """Give the post (or its part in flight) X's id, and bill it as X did."""
+    holder = tx.one(SELECT_HOLDER, x_post_id=x_post_id)
+    if holder is not None:
+        whose = (
+            f"post {holder['post_id']}"
+            if str(holder["brand_id"]) == brand_id
+            else "a post of another brand"
+        )
+        raise Conflict(
+            f"X post {x_post_id} is already {whose}; look for this one's own id",
+            field="x_post_id",
+        )
+    if post["kind"] == "thread" and part is None:
+        raise Conflict("no part of this thread is in flight; settle it as absent")
+
+    post_id = str(post["id"])
+    has_link = part["has_link"] if part else bool(post["link"])
+    ref = f"{post_id}/{part['position']}" if part else post_id
+    costs.record(
+        tx,
+        brand_id=brand_id,
+        occurred_at=now,
+        operation="post_with_url" if has_link else "post",
+        units=1,
+        usd=costs.post_price(has_link),
+        ref=ref,
+    )
+    if part is None:
+        tx.execute(MARK_PUBLISHED, post_id=post_id, x_post_id=x_post_id, now=now)
+        return
+    tx.execute(
+        MARK_PART_ON_X, post_id=post_id, position=part["position"], x_post_id=x_post_id
+    )
+    if part["position"] + 1 < part["part_count"]:
+        tx.execute(MARK_RESUMING, post_id=post_id, now=now)
+    else:
+        first = tx.scalar(FIRST_PART_ID, post_id=post_id)
+        tx.execute(MARK_PUBLISHED, post_id=post_id, x_post_id=first, now=now)
+
+
+def _give_up(
+    tx: Transaction, post: dict[str, Any], part: dict[str, Any] | None, *, now: Any
+) -> None:
+    """Send the post back to `approved`; a thread's part in flight may be sent again."""
+    if part is not None:
+        tx.execute(CLEAR_PART_SENT, post_id=post["id"], position=part["position"])
+    tx.execute(MARK_APPROVED, post_id=post["id"], now=now)
+
+
+def _record_on_attempt(
+    tx: Transaction,
+    post: dict[str, Any],
+    outcome: str,
+    x_post_id: str | None,
+    said: str,
+    now: dt.datetime,
+) -> None:
+    """Write what the person said on the attempt that left the post unconfirmed."""
+    if post["lease_attempt_id"] is None:
+        return
+    tx.execute(
+        SETTLE_ATTEMPT,
+        attempt_id=post["lease_attempt_id"],
+        # A cancelled post's fate on X stays unknown.
+        outcome={"on_x": "published", "absent": "retry", "cancel": "unknown"}[outcome],
+        x_post_id=x_post_id,
+        note=f"{said} at {now.isoformat()}",
+        now=now,
+    )
