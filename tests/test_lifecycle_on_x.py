@@ -64,7 +64,7 @@ def on_x(x_sandbox) -> list[dict]:
 
 def ledger_refs(x_runtime) -> list[str]:
     with x_runtime.database.transaction() as tx:
-        found = tx.rows("SELECT ref FROM cost_ledger WHERE operation LIKE 'post%'")
+        found = tx.rows("SELECT ref FROM cost_ledger WHERE operation IN ('post', 'post_with_url')")
     return sorted(row["ref"] for row in found)
 
 
@@ -213,6 +213,8 @@ def test_an_unconfirmed_post_declared_absent_can_be_scheduled_again_with_a_warni
         attempt = tx.one("SELECT outcome, error FROM publish_attempts")
     assert attempt["outcome"] == "retry"
     assert "settled by hand: absent from X" in attempt["error"]
+    # X has nothing, so the price reserved when it was sent is given back.
+    assert ledger_refs(x_runtime) == []
 
 
 def test_an_unconfirmed_post_can_be_cancelled_by_hand(

@@ -518,6 +518,7 @@ def settle_post(
         body=body,
         role=caller.role,
         now=runtime.clock.now(),
+        prices=runtime.settings.x_prices_usd,
     )
     return web.json_response(answer)
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from cartcast import costs, post_events, posts, validation
@@ -107,6 +109,7 @@ def settle(
     body: Any,
     role: str,
     now: dt.datetime,
+    prices: Mapping[str, Decimal],
 ) -> dict[str, Any]:
     """Settle an unconfirmed post as on X, absent, or cancelled; return the answer.
 
@@ -138,7 +141,7 @@ def settle(
     }[outcome]
     post_events.give_reason(tx, f"{said}; {reason}" if reason else said)
     if outcome == "on_x":
-        _adopt(tx, post, part, x_post_id, brand_id=brand_id, now=now)
+        _adopt(tx, post, part, x_post_id, brand_id=brand_id, now=now, prices=prices)
     elif outcome == "absent":
         _give_up(tx, post, part, now=now)
     else:
@@ -190,6 +193,7 @@ def _adopt(
     *,
     brand_id: str,
     now: dt.datetime,
+    prices: Mapping[str, Decimal],
 ) -> None:
     """Give the post (or its part in flight) X's id, and bill it as X did."""
     holder = tx.one(SELECT_HOLDER, x_post_id=x_post_id)
@@ -213,9 +217,9 @@ def _adopt(
         tx,
         brand_id=brand_id,
         occurred_at=now,
-        operation="post_with_url" if has_link else "post",
+        operation=costs.post_class(has_link),
         units=1,
-        usd=costs.post_price(has_link),
+        usd=costs.price(prices, costs.post_class(has_link)),
         ref=ref,
     )
     if part is None:
@@ -234,9 +238,15 @@ def _adopt(
 def _give_up(
     tx: Transaction, post: dict[str, Any], part: dict[str, Any] | None, *, now: Any
 ) -> None:
-    """Send the post back to `approved`; a thread's part in flight may be sent again."""
+    """Send the post back to `approved`; a thread's part in flight may be sent again.
+
+    The price reserved when it was sent goes back: a person says X has nothing.
+    """
+    ref = str(post["id"])
     if part is not None:
         tx.execute(CLEAR_PART_SENT, post_id=post["id"], position=part["position"])
+        ref = f"{post['id']}/{part['position']}"
+    costs.release(tx, ref=ref)
     tx.execute(MARK_APPROVED, post_id=post["id"], now=now)
 
 
