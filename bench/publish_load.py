@@ -59,6 +59,14 @@ DEFAULT_JSON = REPO / "var" / "bench" / "publish_load.json"
 
 RATIO_GOAL = 1.2
 ISSUE_CASE = {"posts": 5000, "brands": 100, "invocations": 4, "latency_ms": 20.0}
+# What `make bench`'s smoke test runs: every figure, in seconds.
+QUICK_CASE = {
+    "posts": 100,
+    "brands": 5,
+    "invocations": 4,
+    "latency_ms": 20.0,
+    "profile_posts": 20,
+}
 PROFILE_POSTS = 200
 PROFILE_BRANDS = 4
 # A Monday, 08:00 in New York, before every brand's first slot.
@@ -83,6 +91,7 @@ UNBOUND_LIMITS = {
 # Ticks per invocation before the driver gives up: a stuck post must end the run.
 TICKS_SPARE = 20
 STATEMENT_NAME_WORDS = 8
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STATEMENTS_SHOWN = 8
 COUNT_DUE = """
 SELECT count(*) FROM posts WHERE state = 'scheduled' AND scheduled_at <= :as_of
@@ -261,6 +270,7 @@ def timed_run(
     posts: int,
     batch: int,
     warm_at: dt.datetime,
+    sandbox_pid: int,
 ) -> dict[str, Any]:
     """Start the invocations, warm them, make every post due, time the publishing."""
     from infra.local_cloud import FunctionProcess, send_tick
@@ -283,6 +293,11 @@ def timed_run(
             if status >= 300:
                 raise BenchError(f"warm-up tick answered {status}")
 
+        roots = {
+            "functions": [driver.function.process.pid for driver in drivers],
+            "x_sandbox": [sandbox_pid],
+        }
+        cpu_before = cpu_by_part(runtime, roots)
         as_of = make_all_due(runtime)
         max_ticks = posts // batch + TICKS_SPARE
         start = threading.Barrier(invocations + 1)
@@ -307,17 +322,54 @@ def timed_run(
         for thread in threads:
             thread.join()
         wall_s = max(driver.finished_s for driver in drivers)
+        cpu_after = cpu_by_part(runtime, roots)
 
     errors = [driver.error for driver in drivers if driver.error]
     return {
         "wall_s": round(wall_s, 2),
         "ticks": [driver.ticks for driver in drivers],
         "finished_s": [round(driver.finished_s, 2) for driver in drivers],
+        "cpu_s": {
+            part: round(cpu_after[part] - cpu_before.get(part, 0.0), 1)
+            for part in cpu_after
+        },
+        "cpus": os.cpu_count(),
         "error": "; ".join(errors) or None,
     }
 
 
 # --- Where the time goes --------------------------------------------------------
+
+
+def cpu_by_part(runtime: Any, roots: dict[str, list[int]]) -> dict[str, float]:
+    """Return the CPU seconds used so far by each part: the process trees in
+    `roots`, this process (the drivers), and the database's server processes that
+    serve this database (read from /proc; they run on this machine)."""
+    from bench.functions import process_tree
+
+    with runtime.database.transaction() as tx:
+        backends = [
+            row["pid"]
+            for row in tx.rows(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            )
+        ]
+    used = {
+        part: sum(cpu_s(pid) for root in pids for pid in process_tree(root))
+        for part, pids in roots.items()
+    }
+    used["postgres"] = sum(cpu_s(pid) for pid in backends)
+    used["drivers"] = time.process_time()
+    return used
+
+
+def cpu_s(pid: int) -> float:
+    """Return a process's user and system CPU seconds, or 0 once it has gone."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # Fields 14 and 15 of stat (utime, stime), counted after the name's ")".
+        return (int(after_name[11]) + int(after_name[12])) / CLOCK_TICKS
+    return 0.0
 
 
 @dataclasses.dataclass
@@ -513,7 +565,7 @@ def run(
 
         clock = FileClock(work_dir / "clock")
         clock.set(START)
-        sandbox_url = start_sandbox(stack, work_dir, clock.path, latency_ms)
+        sandbox_url, sandbox = start_sandbox(stack, work_dir, clock.path, latency_ms)
         env = {
             **local_cloud._base_env(),
             **UNBOUND_LIMITS,
@@ -522,7 +574,10 @@ def run(
             "X_API_BASE_URL": sandbox_url,
         }
         settings = settings_module.load(env)
-        runtime = Runtime(settings, clock=clock)
+        # Set-up would log a line per caption request; only problems are shown.
+        runtime = Runtime(
+            dataclasses.replace(settings, log_level="WARNING"), clock=clock
+        )
         stack.callback(runtime.close)
 
         began = time.perf_counter()
@@ -538,6 +593,7 @@ def run(
             posts=posts,
             batch=settings.publish_batch_size,
             warm_at=START,
+            sandbox_pid=sandbox.pid,
         )
         counted = tally(runtime, sandbox_url, brand_ids)
 
@@ -576,7 +632,7 @@ def run(
 
 def start_sandbox(
     stack: contextlib.ExitStack, work_dir: Path, clock_path: Path, latency_ms: float
-) -> str:
+) -> tuple[str, subprocess.Popen]:
     """Start the X sandbox as a process on the shared clock, with the latency set."""
     from infra.local_cloud import _base_env, call_json, free_port, wait_for_port
 
@@ -605,7 +661,7 @@ def start_sandbox(
     )
     if status != 200:
         raise BenchError(f"the sandbox refused a latency of {latency_ms} ms")
-    return url
+    return url, process
 
 
 def stop_process(process: subprocess.Popen) -> None:
@@ -621,6 +677,14 @@ def stop_process(process: subprocess.Popen) -> None:
 # --- Reporting ------------------------------------------------------------------
 
 
+def describe(case: dict[str, Any]) -> str:
+    return (
+        f"{case['posts']} due posts over {case['brands']} brands, "
+        f"{case['invocations']} concurrent invocations, X answering after "
+        f"{case['latency_ms']:g} ms"
+    )
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     goal = f"<= {summary['ratio_goal']}"
     rows = [
@@ -628,11 +692,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         ("duplicates", summary["duplicates"], 0),
         ("lost", summary["lost"], 0),
     ]
-    print(
-        f"\npublishing: {summary['posts']} due posts over {summary['brands']} brands, "
-        f"{summary['invocations']} concurrent invocations, X answering after "
-        f"{summary['latency_ms']:g} ms, batches of {summary['batch']}"
-    )
+    print(f"\npublishing: {describe(summary)}, batches of {summary['batch']}")
     print(f"  {'figure':<26}{'measured':>10}  {'goal':<8}")
     for label, measured, expected in rows:
         print(f"  {label:<26}{measured!s:>10}  {expected!s:<8}")
@@ -640,6 +700,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"  {summary['wall_s']:.1f} s against an ideal of {summary['ideal_s']:.1f} s; "
         f"ticks per invocation {summary['ticks']}; set-up {summary['setup_s']} s"
     )
+    cpu = ", ".join(f"{part} {seconds} s" for part, seconds in summary["cpu_s"].items())
+    print(f"  CPU while publishing, on {summary['cpus']} cores: {cpu}")
     if summary["lost"]:
         print(f"  not published: {summary['lost_states']}")
     if summary["error"]:
