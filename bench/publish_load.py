@@ -17,6 +17,12 @@ after the other, until the database shows no scheduled post due. Each tick recon
 then claims and sends one batch (CARTCAST_PUBLISH_BATCH). The processes answer one
 warm-up tick, before anything is due, so the timed run pays no cold start.
 
+Side by side, just before, the same number of bare invocations (bench/bare/main.py
+`bare_publish`: functions-framework, the same ticks, the same X client and texts,
+on accounts of their own, and no database) send the same posts: `time / bare` is
+what cartcast adds on this machine, whose load and 2 cores also slow the X
+sandbox, and which `time / ideal` cannot tell apart.
+
 Where the time goes is measured in a second, smaller pass: one invocation in this
 process (reconcile_then_publish, as each tick runs it, without the HTTP around it)
 publishes `--profile-posts` more posts, through a database whose connections count
@@ -49,6 +55,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +110,13 @@ FROM posts p JOIN brands b ON b.id = p.brand_id
 WHERE p.brand_id = ANY(CAST(:brand_ids AS uuid[]))
 """
 LAST_SLOT = "SELECT max(scheduled_at) FROM posts WHERE state = 'scheduled'"
+SELECT_DUE_IN_ORDER = """
+SELECT text, link, brand_id FROM posts WHERE state = 'scheduled'
+ORDER BY scheduled_at, id
+"""
+PUBLISH_TOPIC = "cartcast-publish_due_posts"
+# The bare invocations post the same texts as other accounts of the same brands.
+BARE_USER_ID_OFFSET = 100_000
 
 
 class BenchError(Exception):
@@ -114,11 +128,13 @@ class BenchError(Exception):
 
 def create_brands(
     runtime: Any, sandbox_url: str, *, first: int, brands: int, posts: int
-) -> list[str]:
-    """Create `brands` brands with `posts` scheduled posts between them; return ids.
+) -> dict[str, str]:
+    """Create `brands` brands with `posts` scheduled posts between them.
 
     Each brand gets an X account in the sandbox, the demo catalog's first products
-    and one template draft per product, scheduled into its slots.
+    and one template draft per product, scheduled into its slots; and a second
+    account, for the bare invocations. Returns each brand's id with the token of
+    its bare account.
     """
     from cartcast import brands as brands_module
     from cartcast import catalog
@@ -127,7 +143,7 @@ def create_brands(
 
     products = json.loads(CATALOG.read_text())
     now = runtime.clock.now()
-    created = []
+    created = {}
     for index in range(first, first + brands):
         count = posts // brands + (1 if index - first < posts % brands else 0)
         if count > len(products):
@@ -139,9 +155,16 @@ def create_brands(
             "name": f"Bench Goods {index}",
             "token": secrets.token_urlsafe(16),
         }
-        status, body = call_json("POST", f"{sandbox_url}/_sandbox/accounts", account)
-        if status != 201:
-            raise BenchError(f"sandbox refused account {slug}: {status} {body}")
+        bare = {
+            **account,
+            "user_id": str(FIRST_USER_ID + BARE_USER_ID_OFFSET + index),
+            "username": f"bare{index:03d}",
+            "token": secrets.token_urlsafe(16),
+        }
+        for each in (account, bare):
+            status, body = call_json("POST", f"{sandbox_url}/_sandbox/accounts", each)
+            if status != 201:
+                raise BenchError(f"sandbox refused account {slug}: {status} {body}")
 
         with runtime.database.transaction() as tx:
             brand = brands_module.create_brand(
@@ -176,8 +199,22 @@ def create_brands(
             )
         if len(scheduled) != count:
             raise BenchError(f"{slug}: scheduled {len(scheduled)} of {count} posts")
-        created.append(str(brand["id"]))
+        created[str(brand["id"])] = bare["token"]
     return created
+
+
+def bare_queue_of(runtime: Any, bare_tokens: dict[str, str]) -> list[dict[str, Any]]:
+    """The due posts in claiming order, as the bare invocations send them."""
+    with runtime.database.transaction() as tx:
+        rows = tx.rows(SELECT_DUE_IN_ORDER)
+    return [
+        {
+            "token": bare_tokens[str(row["brand_id"])],
+            "text": row["text"],
+            "has_link": bool(row["link"]),
+        }
+        for row in rows
+    ]
 
 
 def make_all_due(runtime: Any) -> dt.datetime:
@@ -216,12 +253,12 @@ def tally(runtime: Any, sandbox_url: str, brand_ids: list[str]) -> dict[str, Any
     }
 
 
-# --- The timed run --------------------------------------------------------------
+# --- The timed runs -------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class Driver:
-    """One invocation: a publish_due_posts process and the thread that ticks it."""
+    """One invocation: a function process and the thread that ticks it."""
 
     function: Any
     ticks: int = 0
@@ -229,113 +266,197 @@ class Driver:
     finished_s: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True)
+class Work:
+    """What a run's ticks carry (None: nothing left to send) and when it is done."""
+
+    next_payload: Callable[[], dict[str, Any] | None]
+    done: Callable[[], bool]
+
+
 def drive(
     driver: Driver,
-    runtime: Any,
+    work: Work,
     *,
     as_of: dt.datetime,
     max_ticks: int,
     start: threading.Barrier,
     started: list[float],
 ) -> None:
-    """Deliver ticks one after another until no post is due, as the scheduler would."""
+    """Deliver ticks one after another until the work is done, as Pub/Sub would."""
     from infra.local_cloud import send_tick
 
     start.wait()
     try:
         while driver.ticks < max_ticks:
+            payload = work.next_payload()
+            if payload is None:
+                return
             status = send_tick(
-                driver.function.url, topic="cartcast-publish_due_posts", time=as_of
+                driver.function.url, topic=PUBLISH_TOPIC, time=as_of, payload=payload
             )
             driver.ticks += 1
             if status >= 300:
                 driver.error = f"tick answered {status}; see {driver.function.log_path}"
                 return
-            with runtime.database.transaction() as tx:
-                if tx.scalar(COUNT_DUE, as_of=as_of) == 0:
-                    return
-        driver.error = f"still posts due after {max_ticks} ticks"
+            if work.done():
+                return
+        driver.error = f"work left after {max_ticks} ticks"
     except Exception as error:  # noqa: BLE001 - reported as the row's error
         driver.error = f"{type(error).__name__}: {error}"
     finally:
         driver.finished_s = time.perf_counter() - started[0]
 
 
-def timed_run(
+def start_drivers(
+    stack: contextlib.ExitStack,
+    functions: list[Any],
+    *,
+    warm_payload: dict[str, Any],
+    warm_at: dt.datetime,
+) -> list[Driver]:
+    """Start the processes and have each answer one tick that does no work."""
+    from infra.local_cloud import send_tick
+
+    for function in functions:
+        stack.callback(function.stop)
+        function.start()
+    for function in functions:
+        function.wait_ready()
+        status = send_tick(
+            function.url, topic=PUBLISH_TOPIC, time=warm_at, payload=warm_payload
+        )
+        if status >= 300:
+            raise BenchError(f"warm-up tick answered {status}; see {function.log_path}")
+    return [Driver(function) for function in functions]
+
+
+def time_drivers(
+    drivers: list[Driver], work: Work, *, as_of: dt.datetime, max_ticks: int
+) -> dict[str, Any]:
+    """Start every driver at once; return the wall time until the last one ends."""
+    start = threading.Barrier(len(drivers) + 1)
+    started = [0.0]
+    threads = [
+        threading.Thread(
+            target=drive,
+            args=(driver, work),
+            kwargs={
+                "as_of": as_of,
+                "max_ticks": max_ticks,
+                "start": start,
+                "started": started,
+            },
+        )
+        for driver in drivers
+    ]
+    for thread in threads:
+        thread.start()
+    started[0] = time.perf_counter()
+    start.wait()
+    for thread in threads:
+        thread.join()
+
+    errors = [driver.error for driver in drivers if driver.error]
+    return {
+        "wall_s": round(max(driver.finished_s for driver in drivers), 2),
+        "ticks": [driver.ticks for driver in drivers],
+        "finished_s": [round(driver.finished_s, 2) for driver in drivers],
+        "error": "; ".join(errors) or None,
+    }
+
+
+def timed_runs(
     runtime: Any,
     env: dict[str, str],
     work_dir: Path,
     *,
+    bare_queue: list[dict[str, Any]],
     invocations: int,
     posts: int,
     batch: int,
-    warm_at: dt.datetime,
     sandbox_pid: int,
 ) -> dict[str, Any]:
-    """Start the invocations, warm them, make every post due, time the publishing."""
-    from infra.local_cloud import FunctionProcess, send_tick
+    """Time the bare invocations, then publish_due_posts', on the same posts."""
+    from bench.functions import BareFunctionProcess
+    from infra.local_cloud import FunctionProcess
 
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    drivers = []
+    warm_at = runtime.clock.now()
+    max_ticks = posts // batch + TICKS_SPARE
     with contextlib.ExitStack() as stack:
-        for index in range(invocations):
+        real = []
+        bare = []
+        for index in range(1, invocations + 1):
             function = FunctionProcess("publish_due_posts", env, log_dir)
-            function.log_path = log_dir / f"publish_due_posts-{index + 1}.log"
-            stack.callback(function.stop)
-            drivers.append(Driver(function.start()))
-        for driver in drivers:
-            driver.function.wait_ready()
-            # Nothing is due yet: this only pays each process's cold start.
-            status = send_tick(
-                driver.function.url, topic="cartcast-publish_due_posts", time=warm_at
-            )
-            if status >= 300:
-                raise BenchError(f"warm-up tick answered {status}")
+            function.log_path = log_dir / f"publish_due_posts-{index}.log"
+            real.append(function)
+            function = BareFunctionProcess("cloudevent", env, log_dir)
+            function.target = "bare_publish"
+            function.log_path = log_dir / f"bare_publish-{index}.log"
+            bare.append(function)
+        # Nothing is due yet: the warm-up ticks only pay each process's cold start.
+        real_drivers = start_drivers(
+            stack, real, warm_payload={"tick": PUBLISH_TOPIC}, warm_at=warm_at
+        )
+        bare_drivers = start_drivers(
+            stack, bare, warm_payload={"posts": []}, warm_at=warm_at
+        )
+        as_of = make_all_due(runtime)
 
+        say(f"{invocations} bare invocations sending {len(bare_queue)} posts")
+        floor = time_drivers(
+            bare_drivers, bare_work(bare_queue, batch), as_of=as_of, max_ticks=max_ticks
+        )
+
+        say(f"{invocations} invocations of publish_due_posts")
         roots = {
-            "functions": [driver.function.process.pid for driver in drivers],
+            "functions": [driver.function.process.pid for driver in real_drivers],
             "x_sandbox": [sandbox_pid],
         }
         cpu_before = cpu_by_part(runtime, roots)
-        as_of = make_all_due(runtime)
-        max_ticks = posts // batch + TICKS_SPARE
-        start = threading.Barrier(invocations + 1)
-        started = [0.0]
-        threads = [
-            threading.Thread(
-                target=drive,
-                args=(driver, runtime),
-                kwargs={
-                    "as_of": as_of,
-                    "max_ticks": max_ticks,
-                    "start": start,
-                    "started": started,
-                },
-            )
-            for driver in drivers
-        ]
-        for thread in threads:
-            thread.start()
-        started[0] = time.perf_counter()
-        start.wait()
-        for thread in threads:
-            thread.join()
-        wall_s = max(driver.finished_s for driver in drivers)
+        timed = time_drivers(
+            real_drivers,
+            Work(
+                next_payload=lambda: {"tick": PUBLISH_TOPIC},
+                done=lambda: count_due(runtime, as_of) == 0,
+            ),
+            as_of=as_of,
+            max_ticks=max_ticks,
+        )
         cpu_after = cpu_by_part(runtime, roots)
 
-    errors = [driver.error for driver in drivers if driver.error]
+    errors = [floor["error"] and f"bare: {floor['error']}", timed["error"]]
     return {
-        "wall_s": round(wall_s, 2),
-        "ticks": [driver.ticks for driver in drivers],
-        "finished_s": [round(driver.finished_s, 2) for driver in drivers],
+        **timed,
+        "bare_wall_s": floor["wall_s"],
+        "bare_ticks": floor["ticks"],
         "cpu_s": {
             part: round(cpu_after[part] - cpu_before.get(part, 0.0), 1)
             for part in cpu_after
         },
         "cpus": os.cpu_count(),
-        "error": "; ".join(errors) or None,
+        "error": "; ".join(error for error in errors if error) or None,
     }
+
+
+def bare_work(queue: list[dict[str, Any]], batch: int) -> Work:
+    """Hand out the queued posts a batch per tick, until none is left."""
+    lock = threading.Lock()
+
+    def next_payload() -> dict[str, Any] | None:
+        with lock:
+            chunk = queue[:batch]
+            del queue[:batch]
+        return {"posts": chunk} if chunk else None
+
+    return Work(next_payload=next_payload, done=lambda: not queue)
+
+
+def count_due(runtime: Any, as_of: dt.datetime) -> int:
+    with runtime.database.transaction() as tx:
+        return tx.scalar(COUNT_DUE, as_of=as_of)
 
 
 # --- Where the time goes --------------------------------------------------------
@@ -504,9 +625,8 @@ def profile_one_invocation(
         while True:
             reconciling.reconcile_then_publish(runtime, as_of=as_of)
             ticks += 1
-            with runtime.database.transaction() as tx:
-                if tx.scalar(COUNT_DUE, as_of=as_of) == 0:
-                    break
+            if count_due(runtime, as_of) == 0:
+                break
             if ticks > posts // settings.publish_batch_size + TICKS_SPARE:
                 raise BenchError("the profiled invocation left posts due")
         wall_s = time.perf_counter() - began
@@ -585,17 +705,17 @@ def run(
             runtime, sandbox_url, first=0, brands=brands, posts=posts
         )
         setup_s = time.perf_counter() - began
-        timed = timed_run(
+        timed = timed_runs(
             runtime,
             env,
             work_dir,
+            bare_queue=bare_queue_of(runtime, brand_ids),
             invocations=invocations,
             posts=posts,
             batch=settings.publish_batch_size,
-            warm_at=START,
             sandbox_pid=sandbox.pid,
         )
-        counted = tally(runtime, sandbox_url, brand_ids)
+        counted = tally(runtime, sandbox_url, list(brand_ids))
 
         profile: dict[str, Any] = {}
         if profile_posts:
@@ -610,7 +730,7 @@ def run(
             profile = profile_one_invocation(
                 settings, clock, profiled, posts=profile_posts
             )
-            profile["tally"] = tally(runtime, sandbox_url, profiled)
+            profile["tally"] = tally(runtime, sandbox_url, list(profiled))
 
     ideal_s = posts * latency_ms / 1000 / invocations
     return {
@@ -624,6 +744,8 @@ def run(
         "ideal_s": round(ideal_s, 2),
         **timed,
         "ratio": round(timed["wall_s"] / ideal_s, 3),
+        "bare_ratio": round(timed["bare_wall_s"] / ideal_s, 3),
+        "ratio_to_bare": round(timed["wall_s"] / timed["bare_wall_s"], 3),
         "ratio_goal": RATIO_GOAL,
         **counted,
         "profile": profile,
@@ -677,6 +799,10 @@ def stop_process(process: subprocess.Popen) -> None:
 # --- Reporting ------------------------------------------------------------------
 
 
+def say(message: str) -> None:
+    print(f"[bench] publishing: {message}", flush=True)
+
+
 def describe(case: dict[str, Any]) -> str:
     return (
         f"{case['posts']} due posts over {case['brands']} brands, "
@@ -689,6 +815,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     goal = f"<= {summary['ratio_goal']}"
     rows = [
         ("time / ideal", f"{summary['ratio']:.2f}", goal),
+        ("time / bare", f"{summary['ratio_to_bare']:.2f}", ""),
         ("duplicates", summary["duplicates"], 0),
         ("lost", summary["lost"], 0),
     ]
@@ -697,9 +824,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     for label, measured, expected in rows:
         print(f"  {label:<26}{measured!s:>10}  {expected!s:<8}")
     print(
-        f"  {summary['wall_s']:.1f} s against an ideal of {summary['ideal_s']:.1f} s; "
-        f"ticks per invocation {summary['ticks']}; set-up {summary['setup_s']} s"
+        f"  {summary['wall_s']:.1f} s against an ideal of {summary['ideal_s']:.1f} s "
+        f"and {summary['bare_wall_s']:.1f} s for bare invocations (X calls only, "
+        f"{summary['bare_ratio']:.2f} x ideal), run just before"
     )
+    print(f"  ticks per invocation {summary['ticks']}; set-up {summary['setup_s']} s")
     cpu = ", ".join(f"{part} {seconds} s" for part, seconds in summary["cpu_s"].items())
     print(f"  CPU while publishing, on {summary['cpus']} cores: {cpu}")
     if summary["lost"]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.helpers import bench_env
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = ("time / ideal", "duplicates", "lost")
+ROWS = ("time / ideal", "time / bare", "duplicates", "lost")
 RUN_TIMEOUT_S = 180
 
 
@@ -61,6 +61,7 @@ def test_a_small_publishing_bench_prints_every_row_and_loses_or_doubles_nothing(
     assert report["published_but_not_on_x"] == 0
     assert report["ideal_s"] == 60 * 0.005 / 2
     assert report["error"] is None
+    assert report["bare_wall_s"] > 0
     profile = report["profile"]
     assert profile["x_calls"] == 12
     assert profile["tally"]["published"] == 12
