@@ -38,7 +38,9 @@ Everything runs on loopback and on a pinned FileClock shared with the sandbox: a
 fresh migrated database on the embedded server (or DATABASE_URL's), brands created
 and drafted through cartcast's own domain functions (template captions, scheduled
 into the brands' slots), then the clock is set past the last slot. The governor's
-and the ledger's limits are set in the functions' environment so they never bind.
+limits are set in the functions' environment so they never bind (UNBOUND_LIMITS);
+the brands are created with no monthly budget, that is no cap, until the brand
+field for it exists and can be set here.
 """
 
 from __future__ import annotations
