@@ -81,7 +81,6 @@ PROFILE_BRANDS = 4
 # A Monday, 08:00 in New York, before every brand's first slot.
 START = dt.datetime(2026, 3, 2, 13, 0, tzinfo=dt.UTC)
 TIME_ZONE = "America/New_York"
-DRAFTS_PER_REQUEST_MAX = 20
 FIRST_USER_ID = 1_500_000_000_000_000_000
 # Ten slots a day, every day: 50 posts fill five days.
 SLOTS = [
@@ -89,7 +88,7 @@ SLOTS = [
     for day in range(7)
     for hour in range(9, 19)
 ]
-# Limits that never bind, for the governor and the monthly cap (h-limits' settings;
+# The governor's limits, set so they never bind (settings of the governor's issue;
 # harmless before they exist). X's own limits stay as the sandbox serves them: 100
 # posts per account and 15 minutes, twice what one brand publishes here.
 UNBOUND_LIMITS = {
@@ -105,7 +104,6 @@ STATEMENTS_SHOWN = 8
 COUNT_DUE = """
 SELECT count(*) FROM posts WHERE state = 'scheduled' AND scheduled_at <= :as_of
 """
-COUNT_STATES = "SELECT state, count(*) AS n FROM posts GROUP BY state"
 SELECT_SCHEDULED = """
 SELECT p.id, p.text, p.state, p.x_post_id, b.x_user_id
 FROM posts p JOIN brands b ON b.id = p.brand_id
@@ -187,8 +185,9 @@ def create_brands(
             feed = products[:count]
             catalog.import_products(tx, brand_id=brand["id"], feed=feed, now=now)
             skus = [row["sku"] for row in feed]
-            for first_sku in range(0, count, DRAFTS_PER_REQUEST_MAX):
-                chunk = skus[first_sku : first_sku + DRAFTS_PER_REQUEST_MAX]
+            per_request = posts_module.PRODUCTS_PER_REQUEST_MAX
+            for first_sku in range(0, count, per_request):
+                chunk = skus[first_sku : first_sku + per_request]
                 posts_module.create_drafts(
                     tx,
                     brand_id=brand["id"],
