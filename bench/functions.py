@@ -16,9 +16,11 @@ processes sharing a FileClock, one brand with the demo catalog. A final pass run
 each function once more under `-X importtime` (PYTHONPROFILEIMPORTTIME) to show
 which imports its start and first request pay for. Last comes the quota bench
 (bench/caption_quota.py): a 500-product caption job against Gemini's quota on a
-simulated clock, written into the same JSON under "caption_quota". The benchmark
-reports: it exits 0 when a target is missed and 1 only when a row could not be
-measured.
+simulated clock, written into the same JSON under "caption_quota". Then the
+publishing bench (bench/publish_load.py): 5,000 due posts published by 4 concurrent
+invocations against X at 20 ms a call, under "publishing" (100 posts with
+`--quick`). The benchmark reports: it exits 0 when a target is missed and 1 only
+when a row could not be measured.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench import caption_quota
+from bench import caption_quota, publish_load
 from infra import local_cloud, pg
 from infra.local_cloud import (
     FUNCTIONS,
@@ -993,6 +995,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     args = parser.parse_args(argv)
     runs = 1 if args.quick else args.runs
+    publishing_case = publish_load.QUICK_CASE if args.quick else publish_load.ISSUE_CASE
     if not 1 <= runs <= RUNS_MAX:
         parser.error(f"--runs must be 1 to {RUNS_MAX}")
     sys.path.insert(0, str(REPO / "functions"))
@@ -1014,6 +1017,14 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError, ValueError) as error:
         say("caption quota", f"FAILED: {error}")
         quota = {"error": str(error)}
+    say("publishing", publish_load.describe(publishing_case))
+    try:
+        publishing = publish_load.run(
+            **publishing_case, work_dir=args.work_dir / "publishing"
+        )
+    except (publish_load.BenchError, OSError, RuntimeError, ValueError) as error:
+        say("publishing", f"FAILED: {error}")
+        publishing = {"error": str(error)}
     report = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(),
         "runs": runs,
@@ -1024,6 +1035,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": summaries,
         "imports": profiles,
         "caption_quota": quota,
+        "publishing": publishing,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -1032,11 +1044,14 @@ def main(argv: list[str] | None = None) -> int:
     print_table(summaries)
     if "error" not in quota:
         caption_quota.print_summary(quota)
+    if "ratio" in publishing:
+        publish_load.print_summary(publishing)
     print(
         f"\nwritten to {args.json} in {report['seconds']} s; figures are ratios "
         f"against a bare function started the same way in the same run"
     )
-    return 1 if any(row.error for row in rows) or "error" in quota else 0
+    broken = [row.error for row in rows] + [quota.get("error"), publishing["error"]]
+    return 1 if any(broken) else 0
 
 
 if __name__ == "__main__":

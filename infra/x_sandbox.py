@@ -65,6 +65,10 @@ Facts about X that shaped the answers, with where they come from:
   (GET /2/users/:id/tweets); X names no figure. The sandbox shows it there only
   `index_lag_s` seconds of its clock after `created_at` (0 unless a test sets it
   with `set_index_lag` or POST /_sandbox/index_lag); lookups by id see it at once.
+- Latency: X answers a post in tens to hundreds of milliseconds; the sandbox answers
+  at once unless a benchmark sets a per-call latency (`set_latency` or POST
+  /_sandbox/latency). The request takes effect first, then the answer waits, outside
+  the lock, so concurrent callers overlap their waits as they would against X.
 """
 
 from __future__ import annotations
@@ -115,6 +119,8 @@ DEFAULT_LIMITS = {
     "POST /2/media/metadata": 500,
 }
 MEDIA_EXPIRES_AFTER_S = 86400
+# A latency longer than any client timeout would only turn every call into a timeout.
+LATENCY_MAX_S = 60.0
 IMAGE_BYTES_MAX = 5 * 1024 * 1024
 # A held answer leaves after this even unreleased, so a forgetful test cannot hang.
 HOLD_MAX_S = 60
@@ -482,6 +488,14 @@ class XSandbox:
             self._index_lag = dt.timedelta(seconds=seconds)
             self._save()
 
+    def set_latency(self, seconds: float) -> None:
+        """Answer every X API call (not the control API) `seconds` late."""
+        if not 0 <= seconds <= LATENCY_MAX_S:
+            raise ValueError(f"seconds must be 0 to {LATENCY_MAX_S}")
+        with self._lock:
+            self._latency_s = seconds
+            self._save()
+
     def reset(self) -> None:
         """Forget every account, post, mention, fault, count and changed limit."""
         with self._lock:
@@ -515,10 +529,11 @@ class XSandbox:
             reply.truncated = fault is not None and fault.truncate
             self._count(route.key, reply.status)
             self._save()
+            delay_s = self._latency_s + (fault.delay_s if fault is not None else 0.0)
 
-        if fault is not None and fault.delay_s:
+        if delay_s:
             # Outside the lock: a slow answer must not hold up other clients.
-            time.sleep(fault.delay_s)
+            time.sleep(delay_s)
         if fault is not None and fault.hold:
             self._answers_released.wait(HOLD_MAX_S)
         return reply
@@ -607,10 +622,7 @@ class XSandbox:
             raise Refusal(400, _invalid("text", text, "Tweet text must not be empty."))
         if parse_tweet(text).weightedLength > MAX_WEIGHTED_LENGTH:
             raise Refusal(403, _problem(403, TOO_LONG_DETAIL))
-        if any(
-            t.author_id == caller.id and t.submitted_text == text
-            for t in self._tweets.values()
-        ):
+        if (caller.id, text) in self._texts_by_author:
             # X does not document how long it remembers a text; the sandbox never
             # forgets, which is the stricter behaviour for a caller to handle.
             raise Refusal(403, _problem(403, DUPLICATE_DETAIL))
@@ -914,12 +926,16 @@ class XSandbox:
         self._users: dict[str, User] = {}
         self._tokens: dict[str, str] = {}
         self._tweets: dict[str, Tweet] = {}
+        # (author id, text as submitted): the duplicate check, without a scan of
+        # every post (the publishing bench sends 5,000).
+        self._texts_by_author: set[tuple[str, str]] = set()
         self._media: dict[str, Media] = {}
         self._faults: list[Fault] = []
         self._windows: dict[tuple[str, str], Window] = {}
         self._requests: dict[str, dict[str, Any]] = {}
         self._limits = dict(self._default_limits)
         self._index_lag = dt.timedelta(0)
+        self._latency_s = 0.0
         self._sequence_by_ms: dict[int, int] = {}
 
     def _next_id(self, instant: dt.datetime) -> str:
@@ -944,6 +960,7 @@ class XSandbox:
             in_reply_to_user_id=target.author_id if target else None,
         )
         self._tweets[tweet_id] = tweet
+        self._texts_by_author.add((author_id, text))
         return tweet
 
     def _store_mention(
@@ -1043,6 +1060,7 @@ class XSandbox:
             "requests": self._requests,
             "limits": self._limits,
             "index_lag_s": self._index_lag.total_seconds(),
+            "latency_s": self._latency_s,
             "faults": [vars(f) for f in self._faults],
         }
 
@@ -1098,6 +1116,9 @@ class XSandbox:
             if action == ("POST", "index_lag"):
                 self.set_index_lag(float(body["seconds"]))
                 return Reply(200, {"data": {"index_lag_s": float(body["seconds"])}})
+            if action == ("POST", "latency"):
+                self.set_latency(float(body["seconds"]))
+                return Reply(200, {"data": {"latency_s": float(body["seconds"])}})
             if action == ("POST", "reset"):
                 self.reset()
                 return Reply(200, {"data": {}})

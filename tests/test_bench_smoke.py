@@ -57,3 +57,6 @@ def test_quick_benchmark_exits_zero_and_reports_every_row(tmp_path: Path) -> Non
     assert [row["function"] for row in report["rows"]] == list(ROWS)
     assert all(row["runs"] == 1 and row["error"] is None for row in report["rows"])
     assert set(report["imports"]) == set(ROWS)
+    assert "time / ideal" in finished.stdout
+    assert report["publishing"]["error"] is None
+    assert report["publishing"]["duplicates"] == report["publishing"]["lost"] == 0

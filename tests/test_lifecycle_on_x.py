@@ -64,7 +64,9 @@ def on_x(x_sandbox) -> list[dict]:
 
 def ledger_refs(x_runtime) -> list[str]:
     with x_runtime.database.transaction() as tx:
-        found = tx.rows("SELECT ref FROM cost_ledger WHERE operation IN ('post', 'post_with_url')")
+        found = tx.rows(
+            "SELECT ref FROM cost_ledger WHERE operation IN ('post', 'post_with_url')"
+        )
     return sorted(row["ref"] for row in found)
 
 

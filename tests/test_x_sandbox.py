@@ -560,6 +560,42 @@ def test_a_negative_indexing_lag_is_a_400(sandbox):
     assert "seconds" in response.json()["error"]
 
 
+def test_with_a_latency_the_post_is_made_before_the_late_answer_leaves(sandbox):
+    control = sandbox.base_url + "/_sandbox/latency"
+    set_to = requests.post(control, json={"seconds": 2}, timeout=5)
+
+    def post_waiting(text: str, timeout_s: float) -> requests.Response:
+        return requests.post(
+            sandbox.base_url + "/2/tweets",
+            json={"text": text},
+            headers={"Authorization": "Bearer shop-token"},
+            timeout=timeout_s,
+        )
+
+    with pytest.raises(requests.ReadTimeout):
+        post_waiting("made, then answered late", 0.3)
+    # The control API is never slowed: a test can always take the latency back.
+    state = requests.get(sandbox.base_url + "/_sandbox/state", timeout=0.3).json()
+    requests.post(control, json={"seconds": 0}, timeout=0.3)
+    answered = post_waiting("answered at once", 1)
+
+    assert set_to.json() == {"data": {"latency_s": 2.0}}
+    assert state["latency_s"] == 2.0
+    assert [p["text"] for p in state["posts"]] == ["made, then answered late"]
+    assert answered.status_code == 201
+
+
+@pytest.mark.parametrize("seconds", [-0.5, 61, "nan"])
+def test_a_latency_below_0_or_over_a_minute_is_a_400(sandbox, seconds):
+    response = requests.post(
+        sandbox.base_url + "/_sandbox/latency", json={"seconds": seconds}, timeout=5
+    )
+
+    assert response.status_code == 400
+    assert "seconds must be 0 to 60" in response.json()["error"]
+    assert sandbox.snapshot()["latency_s"] == 0
+
+
 # Control API and process
 
 

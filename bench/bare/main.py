@@ -16,3 +16,32 @@ def bare_http(request):
 @functions_framework.cloud_event
 def bare_cloud_event(cloud_event):
     """Accept any CloudEvent and do nothing."""
+
+
+_x_clients = {}
+
+
+@functions_framework.cloud_event
+def bare_publish(cloud_event):
+    """Send the posts a tick carries straight to X, recording nothing.
+
+    The floor of bench/publish_load.py: the same X client, the same texts and the
+    same ticks as publish_due_posts, without the database or any check.
+    """
+    import base64
+    import json
+    import os
+
+    from cartcast.x import XClient
+
+    message = json.loads(base64.b64decode(cloud_event.data["message"]["data"]))
+    for post in message["posts"]:
+        client = _x_clients.get(post["token"])
+        if client is None:
+            client = XClient(
+                access_token=post["token"],
+                base_url=os.environ["X_API_BASE_URL"],
+                timeout_s=10,
+            )
+            _x_clients[post["token"]] = client
+        client.create_post(post["text"], has_link=post["has_link"])

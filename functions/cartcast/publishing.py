@@ -122,10 +122,19 @@ RETURNING p.id, p.brand_id, p.product_id, p.kind, p.engine, p.text, p.link,
     p.poll_options, p.poll_duration_minutes, p.image_alt_text, p.scheduled_at,
     b.x_access_token, b.currency
 """
-START_ATTEMPT = """
-INSERT INTO publish_attempts (post_id, started_at) VALUES (:post_id, :now) RETURNING id
+# One attempt per claimed post, each holding its post's lease: one statement for
+# the whole batch, not two per post (the publishing bench counts round trips).
+START_ATTEMPTS = """
+WITH started AS (
+    INSERT INTO publish_attempts (post_id, started_at)
+    SELECT post_id, :now FROM unnest(CAST(:post_ids AS uuid[])) AS post_id
+    RETURNING id, post_id
+)
+UPDATE posts p SET lease_attempt_id = started.id
+FROM started
+WHERE p.id = started.post_id
+RETURNING p.id, started.id AS attempt_id
 """
-HOLD_LEASE = "UPDATE posts SET lease_attempt_id = :attempt_id WHERE id = :post_id"
 # Just before sending: the attempt must still hold a live lease and the account must
 # not be paused (another run may have met a 429 meanwhile). The lease is renewed, so
 # a long batch never loses the posts it has not reached yet.
@@ -220,9 +229,11 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
             now=now,
         )
         attempts = {}
-        for row in claimed:
-            attempts[row["id"]] = tx.scalar(START_ATTEMPT, post_id=row["id"], now=now)
-            tx.execute(HOLD_LEASE, post_id=row["id"], attempt_id=attempts[row["id"]])
+        if claimed:
+            started = tx.rows(
+                START_ATTEMPTS, post_ids=[row["id"] for row in claimed], now=now
+            )
+            attempts = {row["id"]: row["attempt_id"] for row in started}
     if expired or counts["held"] or released:
         runtime.log.warning(
             "posts recovered, held or released from a budget hold",
