@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 
 import pytest
 
-from cartcast import keys, publishing, reconciling
+from cartcast import keys, publishing, reconciling, settling
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import auth, brand_body, catalog, post_json
 
@@ -298,6 +300,57 @@ def test_an_x_id_another_post_holds_is_a_409(
     assert response.status_code == 409
     assert f"already post {first['id']}" in response.get_json()["error"]["message"]
     assert get_post(client, shop_key, second["id"])["state"] == "unconfirmed"
+
+
+def test_two_people_settling_two_posts_with_one_x_id_at_once_get_a_409_not_a_500(
+    client, shop_key, x_runtime, clock, clock_file, x_sandbox
+) -> None:
+    from cartcast import runtime as runtime_module
+
+    first = scheduled_post(client, shop_key, 0)
+    second = scheduled_post(client, shop_key, 1)
+    move_both_clocks(clock, clock_file, START + WEEK)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True, count=2)
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    found = on_x(x_sandbox)[0]["id"]
+    other = runtime_module.Runtime(runtime_module.current().settings)
+    answers = []
+
+    def settle_second() -> None:
+        body = {"outcome": "on_x", "x_post_id": found}
+        answers.append(settle(client, shop_key, second["id"], body))
+
+    settler = threading.Thread(target=settle_second)
+    # The first settlement holds the id's lock until it commits; the second waits
+    # for it, then sees the first post holding the id.
+    with other.database.transaction() as tx:
+        tx.execute(settling.LOCK_X_POST_ID, x_post_id=found)
+        settler.start()
+        wait_for_an_advisory_lock_wait(other)
+        tx.execute(
+            "UPDATE posts SET x_post_id = :x WHERE id = :id", x=found, id=first["id"]
+        )
+    settler.join(timeout=30)
+    other.close()
+
+    (response,) = answers
+    assert response.status_code == 409, response.get_json()
+    assert f"already post {first['id']}" in response.get_json()["error"]["message"]
+    assert get_post(client, shop_key, second["id"])["state"] == "unconfirmed"
+
+
+def wait_for_an_advisory_lock_wait(runtime) -> None:
+    """Return once another session of the test database waits on an advisory lock."""
+    for _ in range(3000):
+        with runtime.database.transaction() as tx:
+            waiting = tx.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+                " AND datname = current_database()"
+            )
+        if waiting:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the second settlement never waited for the first")
 
 
 def test_only_an_unconfirmed_post_is_settled(client, shop_key) -> None:

@@ -210,10 +210,11 @@ def _require_the_link(text: str, link: str, field: str) -> None:
     if link:
         found = links.standalone_link_count(text, link)
         if found != 1:
+            seen = "not at all" if found == 0 else f"{found} times"
             raise InvalidRequest(
                 f"'{field}' must contain the post's link {link} exactly once, standing "
-                "alone (followed by a space, the end, or punctuation such as . , ! ?) "
-                f"(it has it {found} times so); orders are attributed through it",
+                "alone (followed by a space, the end, or punctuation such as . , ! ?); "
+                f"it has it {seen} that way. Orders are attributed through it",
                 field=field,
             )
     others = linked_urls(links.without_standalone_link(text, link))
@@ -280,9 +281,9 @@ def _require_what_is_on_x_unchanged(
         )
         if index >= len(copy) or copy[index] != part["text"]:
             raise Conflict(
-                f"parts[{index}] {where} and cannot change: send "
-                f"parts[0] to parts[{len(on_x) - 1}] exactly as they are and edit "
-                "only the parts after them",
+                f"parts[{index}] {where} and cannot change: "
+                + _keep_as_they_are(len(on_x))
+                + " and edit only the parts after them",
                 field=f"parts[{index}]",
             )
     if on_x and len(copy) == len(on_x):
@@ -308,3 +309,10 @@ def _replace_unsent_parts(
             weighted_length=weighted_length(part),
             has_link=links.standalone_link_count(part, link or "") > 0,
         )
+
+
+def _keep_as_they_are(count: int) -> str:
+    """Say which leading parts an edit must repeat unchanged."""
+    if count == 1:
+        return "send parts[0] exactly as it is"
+    return f"send parts[0] to parts[{count - 1}] exactly as they are"

@@ -121,7 +121,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             value = kind(raw)
         except ValueError:
-            problems.append(f"{name} must be a number, got {raw!r}")
+            what = "a whole number" if kind is int else "a number"
+            problems.append(f"{name} must be {what}, got {raw!r}")
             return default
         # float() reads "nan" and "inf"; neither is a usable timeout.
         if not math.isfinite(value) or value <= 0:

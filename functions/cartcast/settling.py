@@ -55,6 +55,8 @@ FROM post_parts
 WHERE post_id = :post_id AND sent_at IS NOT NULL AND x_post_id IS NULL
 ORDER BY position LIMIT 1
 """
+# The two-key form has a key space of its own, apart from the one-bigint locks.
+LOCK_X_POST_ID = "SELECT pg_advisory_xact_lock(7310, hashtext(:x_post_id))"
 SELECT_HOLDER = """
 SELECT brand_id, id AS post_id FROM posts WHERE x_post_id = :x_post_id
 UNION ALL
@@ -196,6 +198,9 @@ def _adopt(
     prices: Mapping[str, Decimal],
 ) -> None:
     """Give the post (or its part in flight) X's id, and bill it as X did."""
+    # Two people settling two posts with one X id at once: the second waits here,
+    # then finds the first's post holding it (a 409, not the UNIQUE index's 500).
+    tx.execute(LOCK_X_POST_ID, x_post_id=x_post_id)
     holder = tx.one(SELECT_HOLDER, x_post_id=x_post_id)
     if holder is not None:
         whose = (
