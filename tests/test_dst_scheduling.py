@@ -175,6 +175,9 @@ def test_a_local_time_may_name_another_zone_than_the_brands(
         ({"local_time": "2027-02-30T09:30"}, "local_time"),
         ({"local_time": "14 March 2027, 9:30"}, "local_time"),
         ({"local_time": 1804224600}, "local_time"),
+        ({"local_time": "9999-12-31T23:59"}, "local_time"),
+        ({"local_time": "2028-06-14T09:30"}, "local_time"),
+        ({"local_time": "2027-03-14T09:30:30"}, "local_time"),
         (
             {"at": "2027-03-14T12:00:00Z", "local_time": "2027-03-14T09:30"},
             "local_time",

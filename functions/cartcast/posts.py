@@ -619,11 +619,23 @@ def _resolve_local_time(
         raise InvalidRequest(
             f"'local_time' is not a date and time: {error}", field="local_time"
         ) from error
+    if wall.second:
+        # Slots and notes are whole minutes; ":00" seconds are taken as written.
+        raise InvalidRequest(
+            "'local_time' must be a whole minute (YYYY-MM-DDTHH:MM)", field="local_time"
+        )
     if body.get("time_zone") is not None:
         zone = validation.time_zone(body["time_zone"])
     else:
         zone = brands.get_brand(tx, brand_id)["time_zone"]
-    return slots.resolve_wall_time(wall, zone)
+    try:
+        return slots.resolve_wall_time(wall, zone)
+    except OverflowError as error:
+        # 9999-12-31T23:59 west of UTC lies past the last instant Python can hold.
+        raise InvalidRequest(
+            f"'local_time' {raw} in {zone} is past the last time that can be stored",
+            field="local_time",
+        ) from error
 
 
 def _requested_instant(
