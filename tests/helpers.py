@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ def brand_body(**overrides: Any) -> dict[str, Any]:
         "x_access_token": "token-test-goods",
     }
     body.update(overrides)
+    if "x_user_id" not in overrides and body["slug"] != "test-goods":
+        # An X account belongs to one brand: each other slug gets an account of its own.
+        body["x_user_id"] = str(1500000000000000000 + zlib.crc32(body["slug"].encode()))
     return body
 
 

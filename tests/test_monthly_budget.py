@@ -243,6 +243,8 @@ def patch_brand(api, key: str, body: dict):
         ({"monthly_x_budget_usd": -1}, "monthly_x_budget_usd"),
         ({"monthly_x_budget_usd": "lots"}, "monthly_x_budget_usd"),
         ({"monthly_x_budget_usd": True}, "monthly_x_budget_usd"),
+        ({"monthly_x_budget_usd": 0.005}, "monthly_x_budget_usd"),
+        ({"monthly_x_budget_usd": "0.015"}, "monthly_x_budget_usd"),
         ({"monthly_x_budget_usd": [5]}, "monthly_x_budget_usd"),
         ({"x_own_app": "yes"}, "x_own_app"),
     ],
@@ -318,3 +320,36 @@ def test_a_post_the_reconciler_finds_absent_gives_its_price_back_and_is_paid_onc
             "reserved": False,
         }
     ]
+
+
+def test_an_x_account_belongs_to_one_brand(api) -> None:
+    first = post_json(api, "/v1/brands", brand_body(x_user_id="2002"), OPERATOR_KEY)
+    second = post_json(
+        api, "/v1/brands", brand_body(slug="second", x_user_id="2002"), OPERATOR_KEY
+    )
+    third = post_json(api, "/v1/brands", brand_body(slug="third"), OPERATOR_KEY)
+    third_key = third.get_json()["api_key"]
+
+    moved = patch_brand(api, third_key, {"x_user_id": "2002"})
+
+    assert first.status_code == 201 and third.status_code == 201
+    assert second.status_code == 409
+    assert second.get_json()["error"]["field"] == "x_user_id"
+    assert (
+        "already connected to brand 'test-goods'"
+        in (second.get_json()["error"]["message"])
+    )
+    assert (
+        moved.status_code == 409 and moved.get_json()["error"]["field"] == "x_user_id"
+    )
+
+
+@pytest.mark.parametrize("token", ["", "   ", None])
+def test_an_empty_x_token_is_a_400_and_the_old_one_stays(api, token) -> None:
+    created = post_json(api, "/v1/brands", brand_body(), OPERATOR_KEY)
+    key = created.get_json()["api_key"]
+
+    response = patch_brand(api, key, {"x_access_token": token})
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "x_access_token"

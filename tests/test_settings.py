@@ -308,3 +308,16 @@ def test_a_schedule_horizon_outside_1_to_3660_days_is_refused(value) -> None:
 
     with pytest.raises(ConfigurationError, match="CARTCAST_SCHEDULE_HORIZON_DAYS"):
         settings.load(env)
+
+
+def test_a_15_minute_post_limit_above_the_3_hour_one_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load(
+            {
+                "DATABASE_URL": "postgresql://x",
+                "CARTCAST_X_POSTS_PER_15MIN_PER_USER": "400",
+                "CARTCAST_X_POSTS_PER_3H_PER_USER": "300",
+            }
+        )
+
+    assert "CARTCAST_X_POSTS_PER_15MIN_PER_USER must not exceed" in str(raised.value)

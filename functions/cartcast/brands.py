@@ -17,6 +17,7 @@ literal in a private, loopback or link-local range is refused too.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import ipaddress
 import json
 import re
@@ -39,7 +40,7 @@ VALUES (:slug, :name, :time_zone, :voice, :language, CAST(:banned_words AS text[
     :approvals_required, CAST(:posting_slots AS jsonb), :x_user_id, :x_username,
     :x_access_token, :link_policy, :link_posts_per_month, :x_own_app,
     CAST(:monthly_x_budget_usd AS numeric), :alert_webhook_url, :created_at)
-ON CONFLICT (slug) DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING id
 """
 # A Slack webhook URL carries its own secret: it is written, never read back.
@@ -56,6 +57,13 @@ UPDATE brands SET link_policy = :link_policy,
     link_posts_per_month = :link_posts_per_month, x_own_app = :x_own_app,
     monthly_x_budget_usd = CAST(:monthly_x_budget_usd AS numeric)
 WHERE id = :brand_id
+"""
+# An X account belongs to one brand (sql/014). Checked under a lock keyed by the
+# account, so two requests naming it at once get a 409 each but the first.
+LOCK_X_ACCOUNT = "SELECT pg_advisory_xact_lock(7311, hashtext(:x_user_id))"
+SELECT_ACCOUNT_HOLDER = """
+SELECT slug FROM brands WHERE x_user_id = :x_user_id
+  AND (CAST(:brand_id AS uuid) IS NULL OR id <> CAST(:brand_id AS uuid))
 """
 UPDATE_X_ACCOUNT = """
 UPDATE brands SET x_access_token = COALESCE(:x_access_token, x_access_token),
@@ -127,6 +135,7 @@ def create_brand(
             field="time_zone",
         )
 
+    _claim_x_account(tx, values["x_user_id"], brand_id=None)
     brand_id = tx.scalar(INSERT_BRAND, **values, created_at=now)
     if brand_id is None:
         raise Conflict(f"a brand with slug {values['slug']!r} exists", field="slug")
@@ -206,7 +215,7 @@ def update_brand(
     if "alert_webhook_url" in body:
         url = alert_webhook_url(body, environment=environment)
         tx.execute(UPDATE_ALERT_WEBHOOK, brand_id=brand_id, alert_webhook_url=url)
-    if any(body.get(name) is not None for name in X_ACCOUNT_SETTINGS):
+    if any(name in body for name in X_ACCOUNT_SETTINGS):
         _set_x_account(tx, brand_id, body, now=now)
     return get_brand(tx, brand_id)
 
@@ -215,6 +224,12 @@ def _set_x_account(
     tx: Transaction, brand_id: str, body: dict, *, now: dt.datetime
 ) -> None:
     """Store a new X token or user (the ones given) and reconnect the account."""
+    if "x_access_token" in body and not str(body["x_access_token"] or "").strip():
+        raise InvalidRequest(
+            "'x_access_token' must be the account's new token; an empty one would "
+            "leave the old token in place",
+            field="x_access_token",
+        )
     values = {
         "x_user_id": _optional_match(body, "x_user_id", X_USER_ID, "1 to 19 digits"),
         "x_username": _optional_match(
@@ -225,9 +240,24 @@ def _set_x_account(
         )
         or None,
     }
+    _claim_x_account(tx, values["x_user_id"], brand_id=brand_id)
     tx.execute(UPDATE_X_ACCOUNT, brand_id=brand_id, **values)
     if values["x_access_token"] or values["x_user_id"]:
         connections.reconnect(tx, brand_id=brand_id, now=now)
+
+
+def _claim_x_account(tx: Transaction, x_user_id: str | None, *, brand_id: Any) -> None:
+    """Refuse an X account another brand has connected (409 naming x_user_id)."""
+    if x_user_id is None:
+        return
+    tx.execute(LOCK_X_ACCOUNT, x_user_id=x_user_id)
+    holder = tx.scalar(SELECT_ACCOUNT_HOLDER, x_user_id=x_user_id, brand_id=brand_id)
+    if holder is not None:
+        raise Conflict(
+            f"X account {x_user_id} is already connected to brand {holder!r}; an X "
+            "account posts for one brand",
+            field="x_user_id",
+        )
 
 
 def alert_webhook_url(body: dict, *, environment: str) -> str | None:
@@ -287,7 +317,15 @@ def _x_money_settings(
     if "monthly_x_budget_usd" in body:
         budget = body["monthly_x_budget_usd"]
         if budget is not None:
+            asked = budget
             budget = validation.money(budget, "monthly_x_budget_usd")
+            if budget != decimal.Decimal(str(asked)):
+                # 0.005 would round to a budget of nothing, 0.015 to more than meant.
+                raise InvalidRequest(
+                    "'monthly_x_budget_usd' must be dollars in whole cents, "
+                    f"such as 5.00 (got {asked})",
+                    field="monthly_x_budget_usd",
+                )
     return {"x_own_app": own_app, "monthly_x_budget_usd": budget}
 
 

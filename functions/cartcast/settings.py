@@ -260,6 +260,12 @@ def _parse_prices(env: Mapping[str, str], problems: list[str]) -> dict[str, Deci
 
 def _check_consistency(settings: Settings) -> list[str]:
     problems = []
+    if settings.x_posts_per_15min_per_user > settings.x_posts_per_3h_per_user:
+        # A quarter hour is inside three hours: the smaller window cannot allow more.
+        problems.append(
+            "CARTCAST_X_POSTS_PER_15MIN_PER_USER must not exceed "
+            "CARTCAST_X_POSTS_PER_3H_PER_USER"
+        )
     if not settings.database_url and not settings.cloud_sql_instance:
         problems.append("DATABASE_URL or CLOUD_SQL_INSTANCE is required")
     lease_min_s = 3 * settings.x_timeout_s + 30
