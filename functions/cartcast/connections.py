@@ -25,6 +25,11 @@ from cartcast import alerts
 from cartcast.db import Transaction
 
 HELD_PREFIX = "account disconnected: "
+# What the person reading a held post's reason can do about it.
+HELD_FIX = (
+    "; reconnect it (PATCH /v1/brand with a new x_access_token) and this post goes "
+    "out at the next publish run"
+)
 ALERT_KIND = "x_disconnected"
 DETAIL_LENGTH_MAX = 300
 
@@ -57,7 +62,7 @@ RETURNING p.id
 """
 HOLD_WHILE_DISCONNECTED = """
 UPDATE posts p SET state = 'held', updated_at = :now,
-    failure_reason = :prefix || b.x_disconnected_reason
+    failure_reason = :prefix || b.x_disconnected_reason || :fix
 FROM brands b
 WHERE b.id = p.brand_id AND b.x_disconnected_at IS NOT NULL AND p.state = 'scheduled'
 RETURNING p.id
@@ -94,7 +99,7 @@ def disconnect(
     marked = tx.one(MARK_DISCONNECTED, brand_id=brand_id, now=now, reason=reason)
     if marked is None:
         reason = tx.scalar(SELECT_DISCONNECTION, brand_id=brand_id) or reason
-    held_reason = HELD_PREFIX + reason
+    held_reason = HELD_PREFIX + reason + HELD_FIX
 
     tx.rows(LOCK_QUEUED, brand_id=brand_id)
     held = tx.rows(HOLD_QUEUED, brand_id=brand_id, reason=held_reason, now=now)
@@ -114,7 +119,10 @@ def hold_while_disconnected(runtime: Any) -> int:
     """Hold posts scheduled for a disconnected brand since; return how many."""
     with runtime.database.transaction() as tx:
         held = tx.rows(
-            HOLD_WHILE_DISCONNECTED, prefix=HELD_PREFIX, now=runtime.clock.now()
+            HOLD_WHILE_DISCONNECTED,
+            prefix=HELD_PREFIX,
+            fix=HELD_FIX,
+            now=runtime.clock.now(),
         )
     return len(held)
 
