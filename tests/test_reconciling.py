@@ -339,6 +339,12 @@ def test_a_duplicate_of_a_post_the_timeline_does_not_show_fails_with_what_to_do(
     assert attempt["outcome"] == "failed"
     assert reconciling.DUPLICATE_REASON in attempt["error"]
     assert posts_sent(x_sandbox) == 2  # the hand-made post and the one refusal
+    with x_runtime.database.transaction() as tx:
+        reserved = tx.rows(
+            "SELECT ref FROM cost_ledger WHERE brand_id = :b AND operation IN ('post', 'post_with_url')",
+            b=brand_id,
+        )
+    assert reserved == []  # X charged nothing for the refused text
 
 
 def test_a_duplicate_that_was_our_own_lost_post_is_adopted_not_failed(

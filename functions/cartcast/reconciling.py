@@ -18,7 +18,8 @@ say what happened (decision 0003). Each run, per brand with such posts:
    (X indexes a new post in the timeline with a lag): back to `scheduled`, and the
    attempt says why (`retry`, "absent from the timeline read at ..."); but a post
    whose last attempt X refused as a duplicate is `failed` instead ("X refuses
-   this text as a duplicate of an earlier post of the account; edit it"): the post
+   this text as a duplicate of an earlier post of the account, so it was not
+   posted; ..."), and its reserved price given back: the post
    X compares it with is older than the read, or deleted, and the same text would
    be refused again on every round;
 5. not found, earlier than that: left `unconfirmed`; the attempt's `checked_at`
@@ -108,7 +109,8 @@ WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'unconfirmed'
 RETURNING id
 """
 DUPLICATE_REASON = (
-    "X refuses this text as a duplicate of an earlier post of the account; edit it"
+    "X refuses this text as a duplicate of an earlier post of the account, so it was "
+    "not posted; draft the post again with new copy (POST /v1/captions)"
 )
 
 
@@ -366,7 +368,11 @@ def _fail_duplicate(runtime: Any, row: dict[str, Any], read_at: dt.datetime) -> 
     and back to its first attempt, does not hold it: the earlier post X means is
     older, or gone, and sending the text again would be refused again."""
     note = f"absent from the timeline read at {read_at.isoformat()}"
+    ref = str(row["id"]) if row["part"] is None else f"{row['id']}/{row['part']}"
     with runtime.database.transaction() as tx:
+        # X created nothing for this text: the price reserved when it was sent goes
+        # back, as for any refusal.
+        costs.release(tx, ref=ref)
         tx.execute(
             FAIL_POST,
             post_id=row["id"],
