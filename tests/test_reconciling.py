@@ -341,7 +341,8 @@ def test_a_duplicate_of_a_post_the_timeline_does_not_show_fails_with_what_to_do(
     assert posts_sent(x_sandbox) == 2  # the hand-made post and the one refusal
     with x_runtime.database.transaction() as tx:
         reserved = tx.rows(
-            "SELECT ref FROM cost_ledger WHERE brand_id = :b AND operation IN ('post', 'post_with_url')",
+            "SELECT ref FROM cost_ledger WHERE brand_id = :b"
+            " AND operation IN ('post', 'post_with_url')",
             b=brand_id,
         )
     assert reserved == []  # X charged nothing for the refused text
