@@ -49,7 +49,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cartcast import accounts, costs, post_limits, publish_checks
+from cartcast import accounts, attempts, costs, post_limits, publish_checks
 from cartcast.errors import CartcastError, PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
@@ -169,7 +169,8 @@ WHERE post_id = :post_id AND position = :position
 """
 FINISH_ATTEMPT = """
 UPDATE publish_attempts SET finished_at = :now, outcome = :outcome,
-    x_post_id = :x_post_id, error = :error
+    x_post_id = :x_post_id, error = :error, x_status = :x_status,
+    error_class = :error_class
 WHERE id = :attempt_id
 """
 MARK_DUPLICATE = (
@@ -249,7 +250,7 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     with runtime.database.transaction() as tx:
         verdict = publish_checks.recheck(tx, post)
     if verdict.hold_reason is not None:
-        return _hold(runtime, post, attempt_id, verdict.hold_reason)
+        return _hold(runtime, post, attempt_id, verdict.hold_reason, "held_claims")
     if post["kind"] == "thread":
         return _publish_thread(runtime, post, attempt_id)
 
@@ -283,7 +284,7 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     )
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
-        _record_published(tx, post, attempt_id, created.id, now)
+        _record_published(tx, post, attempt_id, created, now)
         _record_post_cost(runtime, tx, post, None, now)
     return "published"
 
@@ -296,6 +297,7 @@ def _publish_thread(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     client = runtime.x_client(post["x_access_token"])
 
     on_x: list[str] = []
+    last: Any = None
     for part in parts:
         if part["x_post_id"] is not None:
             on_x.append(part["x_post_id"])
@@ -303,7 +305,15 @@ def _publish_thread(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
         if part["sent_at"] is not None:
             # Sent before without an answer recorded: X may have it. Never again.
             reason = f"part {part['position'] + 1} may be on X already"
-            _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason)
+            _finish(
+                runtime,
+                post,
+                attempt_id,
+                "unconfirmed",
+                "unknown",
+                reason,
+                error_class="part_in_doubt",
+            )
             return "unconfirmed"
         refused = _take_turn(runtime, post, attempt_id, part=part["position"])
         if refused is not None:
@@ -320,10 +330,15 @@ def _publish_thread(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
             )
         _record_part(runtime, post, part, created.id)
         on_x.append(created.id)
+        last = created
 
-    # The thread is known on X by its first part.
+    # The thread is known on X by its first part; the attempt keeps the status of
+    # the last part it sent (None when every part was already on X).
+    status = last.status if last is not None else None
     with runtime.database.transaction() as tx:
-        _record_published(tx, post, attempt_id, on_x[0], runtime.clock.now())
+        _record_published(
+            tx, post, attempt_id, on_x[0], runtime.clock.now(), x_status=status
+        )
     return "published"
 
 
@@ -376,8 +391,18 @@ def _record_post_cost(
 
 
 def _record_published(
-    tx: Any, post: dict[str, Any], attempt_id: int, x_post_id: str, now: Any
+    tx: Any,
+    post: dict[str, Any],
+    attempt_id: int,
+    created: Any,
+    now: Any,
+    *,
+    x_status: int | None = None,
 ) -> None:
+    """Mark the post published with X's id (`created`: a CreatedPost, or an id)."""
+    x_post_id = created if isinstance(created, str) else created.id
+    if not isinstance(created, str):
+        x_status = created.status
     tx.execute(
         MARK_PUBLISHED,
         post_id=post["id"],
@@ -392,6 +417,8 @@ def _record_published(
         outcome="published",
         x_post_id=x_post_id,
         error=None,
+        x_status=x_status,
+        error_class=None,
     )
 
 
@@ -417,13 +444,13 @@ def _upload_image(
             image.data, media_type=image.media_type, alt_text=post["image_alt_text"]
         )
     except images.ImageUnavailable as error:
-        return None, _hold(runtime, post, attempt_id, str(error))
+        return None, _hold(runtime, post, attempt_id, str(error), "held_image")
     except RateLimited as error:
         _pause_brand(runtime, post, attempt_id, error)
         return None, "paused"
     except TransientError as error:
         # No post exists yet, so even an upload whose answer was lost is retried.
-        return None, _retry_later(runtime, post, attempt_id, str(error))
+        return None, _retry_later(runtime, post, attempt_id, str(error), error=error)
     except PermanentError as error:
         return None, _settle_refusal(runtime, post, attempt_id, error)
     return [media_id], None
@@ -446,6 +473,7 @@ def _settle_refusal(
     """
     from cartcast.x import XRejected, XTimeout
 
+    answer = {"error_class": attempts.error_class_of(error), "x_status": error.status}
     maybe_on_x = isinstance(error, XTimeout) or (
         isinstance(error, XRejected) and error.reason == "duplicate"
     )
@@ -466,33 +494,35 @@ def _settle_refusal(
         reason = f"part {sent + 1} of {len(of)} ({sent} already on X): {reason}"
 
     if isinstance(error, XTimeout):
-        _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason)
+        _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason, **answer)
         return "unconfirmed"
     if isinstance(error, RateLimited):
         _pause_brand(runtime, post, attempt_id, error)
         return "paused"
     if isinstance(error, TransientError):
-        return _retry_later(runtime, post, attempt_id, reason)
+        return _retry_later(runtime, post, attempt_id, reason, error=error)
     if disconnects:
         return _disconnect(runtime, post, attempt_id, error, reason)
     if isinstance(error, XRejected) and error.reason == "duplicate":
         # X refuses a text the account already posted: most likely this very
         # post, by a run whose answer was lost. Settle it from the timeline, which
         # fails it if that post is not there (reconciling.py).
-        _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason)
+        _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason, **answer)
         with runtime.database.transaction() as tx:
             tx.execute(MARK_DUPLICATE, attempt_id=attempt_id)
         return "unconfirmed"
-    _finish(runtime, post, attempt_id, "failed", "failed", reason)
+    _finish(runtime, post, attempt_id, "failed", "failed", reason, **answer)
     runtime.log.error(
         "X refused a post", extra=fields(post_id=str(post["id"]), reason=reason)
     )
     return "failed"
 
 
-def _hold(runtime: Any, post: dict[str, Any], attempt_id: int, reason: str) -> str:
+def _hold(
+    runtime: Any, post: dict[str, Any], attempt_id: int, reason: str, error_class: str
+) -> str:
     """Hold a claimed post, unsent, with the reason a person must act on."""
-    _finish(runtime, post, attempt_id, "held", "held", reason)
+    _finish(runtime, post, attempt_id, "held", "held", reason, error_class=error_class)
     runtime.log.warning(
         "post held before sending", extra=fields(post_id=str(post["id"]), reason=reason)
     )
@@ -539,9 +569,17 @@ def _take_turn(
 
     outcome, why = refusal
     if outcome == "held":
-        return _hold(runtime, post, attempt_id, why)
+        return _hold(runtime, post, attempt_id, why, "held_budget")
     if outcome == "paused":
-        _finish(runtime, post, attempt_id, "scheduled", "rate_limited", why.reason)
+        _finish(
+            runtime,
+            post,
+            attempt_id,
+            "scheduled",
+            "rate_limited",
+            why.reason,
+            error_class="post_limit",
+        )
         runtime.log.warning(
             "X post limit reached; the posts wait",
             extra=fields(
@@ -551,7 +589,15 @@ def _take_turn(
             ),
         )
         return "paused"
-    _finish(runtime, post, attempt_id, "scheduled", "retry", "lease lost or paused")
+    _finish(
+        runtime,
+        post,
+        attempt_id,
+        "scheduled",
+        "retry",
+        "lease lost or paused",
+        error_class="lease_lost",
+    )
     return "lost"
 
 
@@ -622,7 +668,16 @@ def _pause_brand(
             reset_at=error.reset_at,
             now=runtime.clock.now(),
         )
-    _finish(runtime, post, attempt_id, "scheduled", "rate_limited", str(error))
+    _finish(
+        runtime,
+        post,
+        attempt_id,
+        "scheduled",
+        "rate_limited",
+        str(error),
+        error_class="rate_limited",
+        x_status=error.status,
+    )
     runtime.log.warning(
         "X rate limit; the brand's posts wait",
         extra=fields(brand_id=str(post["brand_id"]), until=until),
@@ -630,7 +685,12 @@ def _pause_brand(
 
 
 def _retry_later(
-    runtime: Any, post: dict[str, Any], attempt_id: int, reason: str
+    runtime: Any,
+    post: dict[str, Any],
+    attempt_id: int,
+    reason: str,
+    *,
+    error: CartcastError,
 ) -> str:
     """X failed before it could have taken the post: wait a backoff, or give up.
 
@@ -657,6 +717,8 @@ def _retry_later(
             outcome="failed" if plan.gives_up else "retry",
             reason=plan.explain(reason),
             error=reason,
+            error_class=attempts.error_class_of(error),
+            x_status=getattr(error, "status", None),
             not_before=plan.at,
             now=now,
         )
@@ -693,6 +755,8 @@ def _disconnect(
             outcome="held",
             reason=held_reason,
             error=reason,
+            error_class=error.reason,
+            x_status=error.status,
             not_before=None,
             now=now,
         )
@@ -710,6 +774,9 @@ def _finish(
     state: str,
     outcome: str,
     reason: str,
+    *,
+    error_class: str,
+    x_status: int | None = None,
 ) -> None:
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
@@ -723,6 +790,8 @@ def _finish(
             # published ("will retry: X rate limit reached").
             reason=f"will retry: {reason}" if state == "scheduled" else reason,
             error=reason,
+            error_class=error_class,
+            x_status=x_status,
             not_before=None,
             now=now,
         )
@@ -737,6 +806,8 @@ def _write_outcome(
     outcome: str,
     reason: str,
     error: str,
+    error_class: str,
+    x_status: int | None,
     not_before: dt.datetime | None,
     now: dt.datetime,
 ) -> None:
@@ -756,4 +827,6 @@ def _write_outcome(
         outcome=outcome,
         x_post_id=None,
         error=error,
+        x_status=x_status,
+        error_class=error_class,
     )
