@@ -19,6 +19,11 @@ account's credentials (a 401, a credentials 403) disconnects the account
 (connections.py): the brand's queued posts are held, one alert goes out, and a new
 token puts them back. A reply X did not let the app make fails for good.
 
+Before claiming, a `scheduled` post due more than CARTCAST_MISSED_MAX_LATE_S before
+the tick is held with the sweeper's reason (sweeping.py), whichever job reaches it
+first: a tick that comes back after an outage, or after an account is reconnected,
+does not send posts many hours late.
+
 A post whose lease expired in `publishing` goes back to `scheduled` if its attempt
 never reached step 2 (it was never sent), and becomes `unconfirmed` otherwise:
 sending it again could post it twice. `reconciling.py` settles unconfirmed posts
@@ -206,7 +211,10 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
 
 
 def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str, int]]:
+    from cartcast import sweeping
+
     settings, now = runtime.settings, runtime.clock.now()
+    late_before = as_of - dt.timedelta(seconds=settings.missed_max_late_s)
     counts = dict.fromkeys(
         ("published", "failed", "unconfirmed", "deferred", "paused", "held", "lost"),
         0,
@@ -214,7 +222,6 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
     with runtime.database.transaction() as tx:
         expired = tx.rows(EXPIRE_LEASES, now=now)
         counts["unconfirmed"] += sum(row["state"] == "unconfirmed" for row in expired)
-        counts["held"] = len(tx.rows(HOLD_UNCONNECTED, as_of=as_of, now=now))
         released = tx.rows(
             RELEASE_BUDGET_HOLDS,
             budget_reason_pattern=costs.BUDGET_REASON_START + "%",
@@ -222,6 +229,10 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
             post_with_url_usd=settings.x_prices_usd["post_with_url"],
             now=now,
         )
+        # After the budget's release, so a post it frees weeks late is held too.
+        too_late = sweeping.hold_too_late(tx, late_before=late_before, now=as_of)
+        counts["held"] = too_late
+        counts["held"] += len(tx.rows(HOLD_UNCONNECTED, as_of=as_of, now=now))
         claimed = tx.rows(
             CLAIM_DUE,
             as_of=as_of,
@@ -239,7 +250,10 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
         runtime.log.warning(
             "posts recovered, held or released from a budget hold",
             extra=fields(
-                expired=len(expired), held=counts["held"], released=len(released)
+                expired=len(expired),
+                held=counts["held"],
+                too_late=too_late,
+                released=len(released),
             ),
         )
     return claimed, attempts, counts
