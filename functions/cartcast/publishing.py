@@ -142,15 +142,23 @@ RETURNING p.id, started.id AS attempt_id
 """
 # Just before sending: the attempt must still hold a live lease and the account must
 # not be paused (another run may have met a 429 meanwhile). The lease is renewed, so
-# a long batch never loses the posts it has not reached yet.
+# a long batch never loses the posts it has not reached yet, and the attempt's intent
+# (`sent_at`) is written in the same statement: both or neither.
 TAKE_TURN = """
-UPDATE posts p SET lease_until = :lease_until, updated_at = :now
-FROM brands b
-WHERE p.id = :post_id AND p.lease_attempt_id = :attempt_id
-  AND p.state = 'publishing' AND p.lease_until > :now AND b.id = p.brand_id
-  AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
-RETURNING p.id
+WITH turn AS (
+    UPDATE posts p SET lease_until = :lease_until, updated_at = :now
+    FROM brands b
+    WHERE p.id = :post_id AND p.lease_attempt_id = :attempt_id
+      AND p.state = 'publishing' AND p.lease_until > :now AND b.id = p.brand_id
+      AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
+    RETURNING p.id
+)
+UPDATE publish_attempts a SET sent_at = :now
+FROM turn
+WHERE a.id = :attempt_id
+RETURNING turn.id
 """
+# The intent alone: what a publisher that died right after writing it leaves.
 MARK_SENT = "UPDATE publish_attempts SET sent_at = :now WHERE id = :attempt_id"
 SELECT_PARTS = """
 SELECT position, text, has_link, sent_at, x_post_id FROM post_parts
@@ -186,6 +194,29 @@ UPDATE posts SET state = 'published', x_post_id = :x_post_id, published_at = :no
     lease_until = NULL, failure_reason = NULL, updated_at = :now
 WHERE id = :post_id AND lease_attempt_id = :attempt_id
   AND state IN ('publishing', 'unconfirmed')
+"""
+# A post X created, in one statement: the post published, its attempt finished and
+# its reserved price confirmed in the ledger (the upsert of costs.INSERT_COST, which
+# turns the reservation into the charge). Data-modifying CTEs run whether or not
+# the final statement reads them.
+RECORD_PUBLISHED = """
+WITH published AS (
+    UPDATE posts SET state = 'published', x_post_id = :x_post_id,
+        published_at = :now, lease_until = NULL, failure_reason = NULL,
+        updated_at = :now
+    WHERE id = :post_id AND lease_attempt_id = :attempt_id
+      AND state IN ('publishing', 'unconfirmed')
+), finished AS (
+    UPDATE publish_attempts SET finished_at = :now, outcome = 'published',
+        x_post_id = :x_post_id, error = NULL, x_status = :x_status,
+        error_class = NULL
+    WHERE id = :attempt_id
+)
+INSERT INTO cost_ledger (brand_id, occurred_at, service, operation, units, usd, ref,
+    reserved)
+VALUES (:brand_id, :now, 'x', :operation, 1, :usd, :ref, false)
+ON CONFLICT (service, operation, ref) DO UPDATE SET reserved = false
+WHERE cost_ledger.reserved
 """
 MARK_OUTCOME = """
 UPDATE posts SET state = :state, failure_reason = :reason, lease_until = NULL,
@@ -261,22 +292,25 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
 
 def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     """Send one claimed post of any kind; return the outcome counted by publish_due."""
-    with runtime.database.transaction() as tx:
-        verdict = publish_checks.recheck(tx, post)
-    if verdict.hold_reason is not None:
-        return _hold(runtime, post, attempt_id, verdict.hold_reason, "held_claims")
     if post["kind"] == "thread":
         return _publish_thread(runtime, post, attempt_id)
 
     media_ids = None
     if post["kind"] == "image":
+        # The image comes from the product the catalog has now, uploaded before the
+        # intent: this post kind reads the catalog in a transaction of its own.
+        with runtime.database.transaction() as tx:
+            verdict = publish_checks.recheck(tx, post)
+        if verdict.hold_reason is not None:
+            return _hold(runtime, post, attempt_id, verdict.hold_reason, "held_claims")
         media_ids, outcome = _upload_image(runtime, post, attempt_id, verdict.product)
         if outcome is not None:
             return outcome
 
     # Commit the intent first: if this write fails, nothing was sent, and the post
-    # goes back to `scheduled` when its lease ends.
-    refused = _take_turn(runtime, post, attempt_id)
+    # goes back to `scheduled` when its lease ends. A text or poll post's catalog
+    # check runs in the same transaction.
+    refused = _take_turn(runtime, post, attempt_id, recheck=post["kind"] != "image")
     if refused is not None:
         return refused
 
@@ -296,10 +330,21 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     runtime.log.info(
         "X accepted a post", extra=fields(post_id=str(post["id"]), x_post_id=created.id)
     )
+    price_class, usd, ref = _cost_of(runtime, post, None)
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
-        _record_published(tx, post, attempt_id, created, now)
-        _record_post_cost(runtime, tx, post, None, now)
+        tx.execute(
+            RECORD_PUBLISHED,
+            post_id=post["id"],
+            attempt_id=attempt_id,
+            x_post_id=created.id,
+            x_status=created.status,
+            now=now,
+            brand_id=post["brand_id"],
+            operation=price_class,
+            usd=usd,
+            ref=ref,
+        )
     return "published"
 
 
@@ -307,7 +352,10 @@ def _publish_thread(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     """Send a thread's parts in order, each a reply to the last, resuming after any
     part already on X; each part writes its own intent before it leaves."""
     with runtime.database.transaction() as tx:
+        verdict = publish_checks.recheck(tx, post)
         parts = tx.rows(SELECT_PARTS, post_id=post["id"])
+    if verdict.hold_reason is not None:
+        return _hold(runtime, post, attempt_id, verdict.hold_reason, "held_claims")
     client = runtime.x_client(post["x_access_token"])
 
     on_x: list[str] = []
@@ -408,15 +456,12 @@ def _record_published(
     tx: Any,
     post: dict[str, Any],
     attempt_id: int,
-    created: Any,
+    x_post_id: str,
     now: Any,
     *,
-    x_status: int | None = None,
+    x_status: int | None,
 ) -> None:
-    """Mark the post published with X's id (`created`: a CreatedPost, or an id)."""
-    x_post_id = created if isinstance(created, str) else created.id
-    if not isinstance(created, str):
-        x_status = created.status
+    """Mark a thread published with its first part's X id."""
     tx.execute(
         MARK_PUBLISHED,
         post_id=post["id"],
@@ -549,10 +594,13 @@ def _take_turn(
     attempt_id: int,
     *,
     part: int | None = None,
+    recheck: bool = False,
 ) -> str | None:
     """Renew the lease and commit the intent to send; None means send now.
 
     Otherwise return the outcome that ends this attempt, nothing sent:
+    - "held": with `recheck`, the catalog no longer supports the copy
+      (publish_checks.py), read in this same transaction;
     - "lost": the lease went to another run (this one outlived it), or another run
       recorded a pause meanwhile; the post goes back to `scheduled`;
     - "held": the post's price would take the brand past its monthly X budget;
@@ -561,27 +609,33 @@ def _take_turn(
 
     Under the brand's row lock, in one commit: the budget check and the price's
     reservation in the ledger, the windows' check and the intent's row, and the
-    intent itself (the attempt's `sent_at`, and the thread part's at `part`).
+    intent itself (the attempt's `sent_at`, and the thread part's at `part`). The
+    checks come before the turn, so a refusal writes no intent to take back.
     """
     now = runtime.clock.now()
     lease_until = now + dt.timedelta(seconds=runtime.settings.publish_lease_s)
     with runtime.database.transaction() as tx:
-        brand = post_limits.lock_brand(tx, post["brand_id"])
-        cost = _cost_of(runtime, post, _part_row(tx, post, part))
-        turn = tx.scalar(
-            TAKE_TURN,
-            post_id=post["id"],
-            attempt_id=attempt_id,
-            lease_until=lease_until,
-            now=now,
-        )
-        refusal = ("lost", None) if turn is None else None
-        refusal = refusal or _why_not_now(runtime, tx, brand, cost, now)
+        refusal = _catalog_refusal(tx, post) if recheck else None
         if refusal is None:
-            _commit_intent(tx, post, brand, attempt_id, part, cost, now)
-            return None
+            brand = post_limits.lock_brand(tx, post["brand_id"])
+            cost = _cost_of(runtime, post, _part_row(tx, post, part))
+            refusal = _why_not_now(runtime, tx, brand, cost, now)
+        if refusal is None:
+            turn = tx.scalar(
+                TAKE_TURN,
+                post_id=post["id"],
+                attempt_id=attempt_id,
+                lease_until=lease_until,
+                now=now,
+            )
+            if turn is not None:
+                _commit_intent(tx, post, brand, part, cost, now)
+                return None
+            refusal = ("lost", None)
 
     outcome, why = refusal
+    if outcome == "held_claims":
+        return _hold(runtime, post, attempt_id, why, "held_claims")
     if outcome == "held":
         return _hold(runtime, post, attempt_id, why, "held_budget")
     if outcome == "paused":
@@ -613,6 +667,14 @@ def _take_turn(
         error_class="lease_lost",
     )
     return "lost"
+
+
+def _catalog_refusal(tx: Any, post: dict[str, Any]) -> tuple[str, str] | None:
+    """Return ("held_claims", reason) when the catalog no longer supports the post."""
+    verdict = publish_checks.recheck(tx, post)
+    if verdict.hold_reason is None:
+        return None
+    return "held_claims", verdict.hold_reason
 
 
 def _part_row(tx: Any, post: dict[str, Any], position: int | None) -> dict | None:
@@ -648,12 +710,12 @@ def _commit_intent(
     tx: Any,
     post: dict[str, Any],
     brand: dict[str, Any],
-    attempt_id: int,
     part: int | None,
     cost: tuple,
     now: dt.datetime,
 ) -> None:
-    """Write the intent, its row in X's windows and its reserved price."""
+    """Write the intent's row in X's windows, its reserved price and, for a thread,
+    the part's own intent (the attempt's was written with the turn)."""
     price_class, usd, ref = cost
     post_limits.record_intent(tx, brand, post_id=post["id"], part=part, now=now)
     costs.record(
@@ -666,7 +728,6 @@ def _commit_intent(
         ref=ref,
         reserved=True,
     )
-    tx.execute(MARK_SENT, attempt_id=attempt_id, now=now)
     if part is not None:
         tx.execute(MARK_PART_SENT, post_id=post["id"], position=part, now=now)
 
