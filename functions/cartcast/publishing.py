@@ -218,6 +218,11 @@ VALUES (:brand_id, :now, 'x', :operation, 1, :usd, :ref, false)
 ON CONFLICT (service, operation, ref) DO UPDATE SET reserved = false
 WHERE cost_ledger.reserved
 """
+# The result's commit need not wait for the disk (decision 0015): a result lost in a
+# database crash leaves the post `publishing` with its intent written, which turns
+# `unconfirmed` when the lease ends and is adopted from the timeline. The intent's
+# commit, before X is called, stays synchronous.
+RESULT_WITHOUT_FLUSH = "SET LOCAL synchronous_commit = off"
 MARK_OUTCOME = """
 UPDATE posts SET state = :state, failure_reason = :reason, lease_until = NULL,
     not_before = :not_before, updated_at = :now
@@ -333,6 +338,7 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     price_class, usd, ref = _cost_of(runtime, post, None)
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
+        tx.execute(RESULT_WITHOUT_FLUSH)
         tx.execute(
             RECORD_PUBLISHED,
             post_id=post["id"],
@@ -416,6 +422,7 @@ def _record_part(
     )
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
+        tx.execute(RESULT_WITHOUT_FLUSH)
         tx.execute(
             MARK_PART_PUBLISHED,
             post_id=post["id"],
