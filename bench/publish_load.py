@@ -97,6 +97,8 @@ UNBOUND_LIMITS = {
     "CARTCAST_X_POSTS_PER_3H_PER_USER": "100000",
     "CARTCAST_X_POSTS_PER_24H_PER_APP": "10000000",
 }
+# More than the days the posts' slots span (see the environment in `run`).
+LATE_BOUND_S = 60 * 86400
 # Dollars a brand may spend this month: 50 posts with a link would cost $10.
 BUDGET_USD = "50"
 # Ticks per invocation before the driver gives up: a stuck post must end the run.
@@ -694,6 +696,9 @@ def run(
         env = {
             **local_cloud._base_env(),
             **UNBOUND_LIMITS,
+            # The clock jumps past the last slot, days after the first: the late
+            # bound, which every claim applies, would hold nearly every post.
+            "CARTCAST_MISSED_MAX_LATE_S": str(LATE_BOUND_S),
             "DATABASE_URL": database_url,
             "CARTCAST_CLOCK": str(clock.path),
             "X_API_BASE_URL": sandbox_url,

@@ -49,9 +49,19 @@ def clock() -> FixedClock:
     return FixedClock(START)
 
 
+# Many tests move the pinned clock days ahead before publishing; the late bound
+# (CARTCAST_MISSED_MAX_LATE_S, 6 h by default) would hold those posts. The tests
+# about the bound set the value they test.
+LONG_LATE_BOUND_S = 30 * 86400
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, operator_key=OPERATOR_KEY)
+    return Settings(
+        database_url=database_url,
+        operator_key=OPERATOR_KEY,
+        missed_max_late_s=LONG_LATE_BOUND_S,
+    )
 
 
 @pytest.fixture
@@ -80,6 +90,7 @@ def function_env(
         "DATABASE_URL": database_url,
         "CARTCAST_OPERATOR_KEY": OPERATOR_KEY,
         "CARTCAST_CLOCK": str(clock_file.path),
+        "CARTCAST_MISSED_MAX_LATE_S": str(LONG_LATE_BOUND_S),
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -354,6 +354,7 @@ def test_a_held_post_is_logged_with_the_reason_it_was_held(x_runtime, clock) -> 
         ("post", "/cancel", {}),
         ("patch", "", {"text": "hello"}),
         ("get", "/events", None),
+        ("get", "/attempts", None),
     ],
 )
 def test_another_brands_post_is_not_found_for_every_lifecycle_call(

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from cartcast import events, posts, publishing, sweeping
+from cartcast import connections, events, posts, publishing, sweeping
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import ALPHA, brand_body, catalog, make_brand, post_json, states
 
@@ -117,9 +117,16 @@ def test_the_posts_of_a_brand_x_paused_are_not_missed(
     assert sent(x_sandbox) == 1
 
 
+def with_late_bound(runtime, hours: float) -> None:
+    runtime.settings = dataclasses.replace(
+        runtime.settings, missed_max_late_s=int(hours * 3600)
+    )
+
+
 def test_a_post_too_late_to_send_is_held_with_a_reason_to_schedule_it_again(
     x_runtime, clock, x_sandbox
 ) -> None:
+    with_late_bound(x_runtime, hours=6)
     brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
     (post,) = brand_posts(x_runtime, brand_id)
     clock.set(post["scheduled_at"] + dt.timedelta(days=2))
@@ -138,6 +145,7 @@ def test_a_post_too_late_to_send_is_held_with_a_reason_to_schedule_it_again(
 def test_a_post_held_as_too_late_goes_out_once_scheduled_again(
     x_runtime, clock, x_sandbox
 ) -> None:
+    with_late_bound(x_runtime, hours=6)
     brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
     (post,) = brand_posts(x_runtime, brand_id)
     clock.set(post["scheduled_at"] + dt.timedelta(days=2))
@@ -184,6 +192,67 @@ def test_the_late_bound_is_a_setting(x_runtime, clock, x_sandbox) -> None:
 
     assert outcome["too_late"] == 0 and outcome["published"] == 1
     assert sent(x_sandbox) == 1
+
+
+def test_a_publish_tick_holds_a_post_7_hours_overdue_with_the_sweepers_reason(
+    x_runtime, clock, x_sandbox
+) -> None:
+    with_late_bound(x_runtime, hours=6)
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    (post,) = brand_posts(x_runtime, brand_id)
+    clock.set(post["scheduled_at"] + dt.timedelta(hours=7))
+
+    outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    (held,) = brand_posts(x_runtime, brand_id)
+    expected = sweeping.too_late_reason(
+        {**post, "time_zone": "America/New_York"}, clock.now()
+    )
+    assert outcome["held"] == 1 and outcome["published"] == 0
+    assert held["state"] == "held" and held["failure_reason"] == expected
+    assert "7.0 h late" in held["failure_reason"]
+    assert sent(x_sandbox) == 0
+
+
+def test_a_post_within_the_bound_still_goes_out_at_the_publish_tick(
+    x_runtime, clock, x_sandbox
+) -> None:
+    with_late_bound(x_runtime, hours=6)
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    (post,) = brand_posts(x_runtime, brand_id)
+    clock.set(post["scheduled_at"] + dt.timedelta(hours=5))
+
+    outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    assert outcome["published"] == 1 and outcome["held"] == 0
+    assert sent(x_sandbox) == 1
+
+
+def test_a_reconnected_accounts_posts_go_out_within_the_bound_and_are_held_beyond(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=2)
+    first, second = brand_posts(x_runtime, brand_id)
+    clock.set(first["scheduled_at"])
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=401)
+    publishing.publish_due(x_runtime, as_of=clock.now())  # disconnects, holds both
+    assert states(x_runtime, brand_id) == ["held", "held"]
+
+    # Reconnected an hour after the second was due: the first is a whole slot gap
+    # plus an hour late, beyond a bound of one slot gap; the second is within it.
+    gap = second["scheduled_at"] - first["scheduled_at"]
+    with_late_bound(x_runtime, hours=gap.total_seconds() / 3600)
+    clock.set(second["scheduled_at"] + dt.timedelta(hours=1))
+    with x_runtime.database.transaction() as tx:
+        connections.reconnect(tx, brand_id=brand_id, now=clock.now())
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    late, on_time = brand_posts(x_runtime, brand_id)
+    assert gap > dt.timedelta(hours=1)
+    assert late["state"] == "held" and "h late" in late["failure_reason"]
+    assert on_time["state"] == "published"
+    assert len(x_sandbox.snapshot()["posts"]) == 1
+    assert sent(x_sandbox) == 2  # the refused one, then the second post
 
 
 def tick(at: dt.datetime, payload: dict):

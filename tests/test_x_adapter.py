@@ -422,3 +422,52 @@ def test_a_reply_to_a_mention_or_to_the_own_post_is_allowed(x, sandbox):
     to_mention = x.create_post("yes, it is!", in_reply_to=mention_id)
 
     assert to_own.id and to_mention.id
+
+
+# The session reads the environment's proxy once, and still uses it
+
+
+class RecordingProxy:
+    """A forward proxy on loopback that answers every request as X would."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.targets: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                proxy.targets.append(self.path)
+                body = json.dumps({"data": {"id": "1", "text": "via the proxy"}})
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+def test_a_proxy_set_in_the_environment_carries_every_call_to_x(monkeypatch):
+    proxy = RecordingProxy()
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    # Another loopback address: reached only through the proxy, nothing listens.
+    client = XClient(access_token="shop-token", base_url="http://127.0.0.2:9")
+
+    first = client.create_post("one")
+    second = client.create_post("two")
+
+    proxy.server.shutdown()
+    assert (first.status, second.status) == (201, 201)
+    assert proxy.targets == ["http://127.0.0.2:9/2/tweets"] * 2

@@ -18,6 +18,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
 from cartcast import (
+    attempts,
     best_time,
     brands,
     caption_jobs,
@@ -77,6 +78,11 @@ ROUTES = Map(
         Rule("/v1/posts/<post_id>", methods=["PATCH"], endpoint="edit_post"),
         Rule(
             "/v1/posts/<post_id>/events", methods=["GET"], endpoint="list_post_events"
+        ),
+        Rule(
+            "/v1/posts/<post_id>/attempts",
+            methods=["GET"],
+            endpoint="list_post_attempts",
         ),
         Rule("/v1/posts/<post_id>/approve", methods=["POST"], endpoint="approve_post"),
         Rule("/v1/posts/<post_id>/reject", methods=["POST"], endpoint="reject_post"),
@@ -442,6 +448,23 @@ def list_post_events(
     posts.get_post(tx, brand_id=brand_id, post_id=post_id)
     events = post_events.list_events(tx, brand_id=brand_id, post_id=post_id)
     return web.json_response({"events": events})
+
+
+def list_post_attempts(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    post_id: str,
+) -> web.Response:
+    """List a post's publish attempts: times, outcome, X's status, error class."""
+    brand_id = keys.require_brand(caller)
+    post_id = _row_id(post_id, "post")
+    posts.get_post(tx, brand_id=brand_id, post_id=post_id)
+    found = attempts.list_attempts(tx, brand_id=brand_id, post_id=post_id)
+    return web.json_response({"attempts": found})
 
 
 def reject_post(

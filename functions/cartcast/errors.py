@@ -12,7 +12,9 @@
         └── Conflict         the request clashes with the current state (409)
 
 Adapters translate library exceptions into these with `raise ... from`, so domain code
-and entry points never catch a tweepy, google-genai or pg8000 class.
+and entry points never catch a tweepy, google-genai or pg8000 class. A transient
+error carries the HTTP `status` the service answered, or None when no answer came
+(a refused connection, a timeout); publishing stores it with each attempt.
 """
 
 from __future__ import annotations
@@ -31,12 +33,22 @@ class ConfigurationError(CartcastError):
 class TransientError(CartcastError):
     """A dependency failed in a way that may pass; let the platform retry."""
 
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class RateLimited(TransientError):
     """A service refused for now and said when it will accept again."""
 
-    def __init__(self, message: str, *, reset_at: dt.datetime | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        reset_at: dt.datetime | None = None,
+        status: int | None = 429,
+    ) -> None:
+        super().__init__(message, status=status)
         self.reset_at = reset_at
 
 

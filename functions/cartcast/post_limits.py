@@ -88,14 +88,19 @@ def wait_for_window(
         (dt.timedelta(minutes=15), settings.x_posts_per_15min_per_user, "15 minutes"),
         (dt.timedelta(hours=3), settings.x_posts_per_3h_per_user, "3 hours"),
     )
+    # One read serves both user windows: the 15 minutes lie inside the 3 hours.
+    longest = max(window for window, _, _ in user_windows)
+    recent = _brand_sends(tx, brand, since=now - longest, own_app=None)
     for window, limit, named in user_windows:
-        frees_at = _brand_window_frees_at(tx, brand, window, limit, now, None)
+        in_window = [sent_at for sent_at in recent if sent_at > now - window]
+        frees_at = _frees_at(in_window, window, limit)
         if frees_at is not None:
             return Wait(frees_at, _reason(limit, named, "this X account", frees_at))
 
     day, app_limit = dt.timedelta(hours=24), settings.x_posts_per_24h_per_app
     if brand["x_own_app"]:
-        frees_at = _brand_window_frees_at(tx, brand, day, app_limit, now, True)
+        sends = _brand_sends(tx, brand, since=now - day, own_app=True)
+        frees_at = _frees_at(sends, day, app_limit)
         if frees_at is not None:
             whose = "the brand's own X app"
             return Wait(frees_at, _reason(app_limit, "24 hours", whose, frees_at))
@@ -147,23 +152,24 @@ def pause(
     )
 
 
-def _brand_window_frees_at(
-    tx: Transaction,
-    brand: dict[str, Any],
-    window: dt.timedelta,
-    limit: int,
-    now: dt.datetime,
-    own_app: bool | None,
-) -> dt.datetime | None:
-    sends = tx.rows(
-        SENDS_IN_BRAND_WINDOW,
-        brand_id=str(brand["id"]),
-        since=now - window,
-        own_app=own_app,
+def _brand_sends(
+    tx: Transaction, brand: dict[str, Any], *, since: dt.datetime, own_app: bool | None
+) -> list[dt.datetime]:
+    """Return the brand's sends after `since`, oldest first (own app's only, if
+    `own_app`)."""
+    rows = tx.rows(
+        SENDS_IN_BRAND_WINDOW, brand_id=str(brand["id"]), since=since, own_app=own_app
     )
+    return [row["sent_at"] for row in rows]
+
+
+def _frees_at(
+    sends: list[dt.datetime], window: dt.timedelta, limit: int
+) -> dt.datetime | None:
+    """Return when a full window's oldest place frees, or None when it has room."""
     if len(sends) < limit:
         return None
-    return sends[len(sends) - limit]["sent_at"] + window
+    return sends[len(sends) - limit] + window
 
 
 def _reason(limit: int, window: str, whose: str, until: dt.datetime) -> str:

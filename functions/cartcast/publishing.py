@@ -19,6 +19,11 @@ account's credentials (a 401, a credentials 403) disconnects the account
 (connections.py): the brand's queued posts are held, one alert goes out, and a new
 token puts them back. A reply X did not let the app make fails for good.
 
+Before claiming, a `scheduled` post due more than CARTCAST_MISSED_MAX_LATE_S before
+the tick is held with the sweeper's reason (sweeping.py), whichever job reaches it
+first: a tick that comes back after an outage, or after an account is reconnected,
+does not send posts many hours late.
+
 A post whose lease expired in `publishing` goes back to `scheduled` if its attempt
 never reached step 2 (it was never sent), and becomes `unconfirmed` otherwise:
 sending it again could post it twice. `reconciling.py` settles unconfirmed posts
@@ -49,7 +54,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cartcast import accounts, costs, post_limits, publish_checks
+from cartcast import accounts, attempts, costs, post_limits, publish_checks
 from cartcast.errors import CartcastError, PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
@@ -137,15 +142,23 @@ RETURNING p.id, started.id AS attempt_id
 """
 # Just before sending: the attempt must still hold a live lease and the account must
 # not be paused (another run may have met a 429 meanwhile). The lease is renewed, so
-# a long batch never loses the posts it has not reached yet.
+# a long batch never loses the posts it has not reached yet, and the attempt's intent
+# (`sent_at`) is written in the same statement: both or neither.
 TAKE_TURN = """
-UPDATE posts p SET lease_until = :lease_until, updated_at = :now
-FROM brands b
-WHERE p.id = :post_id AND p.lease_attempt_id = :attempt_id
-  AND p.state = 'publishing' AND p.lease_until > :now AND b.id = p.brand_id
-  AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
-RETURNING p.id
+WITH turn AS (
+    UPDATE posts p SET lease_until = :lease_until, updated_at = :now
+    FROM brands b
+    WHERE p.id = :post_id AND p.lease_attempt_id = :attempt_id
+      AND p.state = 'publishing' AND p.lease_until > :now AND b.id = p.brand_id
+      AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
+    RETURNING p.id
+)
+UPDATE publish_attempts a SET sent_at = :now
+FROM turn
+WHERE a.id = :attempt_id
+RETURNING turn.id
 """
+# The intent alone: what a publisher that died right after writing it leaves.
 MARK_SENT = "UPDATE publish_attempts SET sent_at = :now WHERE id = :attempt_id"
 SELECT_PARTS = """
 SELECT position, text, has_link, sent_at, x_post_id FROM post_parts
@@ -169,7 +182,8 @@ WHERE post_id = :post_id AND position = :position
 """
 FINISH_ATTEMPT = """
 UPDATE publish_attempts SET finished_at = :now, outcome = :outcome,
-    x_post_id = :x_post_id, error = :error
+    x_post_id = :x_post_id, error = :error, x_status = :x_status,
+    error_class = :error_class
 WHERE id = :attempt_id
 """
 MARK_DUPLICATE = (
@@ -181,6 +195,34 @@ UPDATE posts SET state = 'published', x_post_id = :x_post_id, published_at = :no
 WHERE id = :post_id AND lease_attempt_id = :attempt_id
   AND state IN ('publishing', 'unconfirmed')
 """
+# A post X created, in one statement: the post published, its attempt finished and
+# its reserved price confirmed in the ledger (the upsert of costs.INSERT_COST, which
+# turns the reservation into the charge). Data-modifying CTEs run whether or not
+# the final statement reads them.
+RECORD_PUBLISHED = """
+WITH published AS (
+    UPDATE posts SET state = 'published', x_post_id = :x_post_id,
+        published_at = :now, lease_until = NULL, failure_reason = NULL,
+        updated_at = :now
+    WHERE id = :post_id AND lease_attempt_id = :attempt_id
+      AND state IN ('publishing', 'unconfirmed')
+), finished AS (
+    UPDATE publish_attempts SET finished_at = :now, outcome = 'published',
+        x_post_id = :x_post_id, error = NULL, x_status = :x_status,
+        error_class = NULL
+    WHERE id = :attempt_id
+)
+INSERT INTO cost_ledger (brand_id, occurred_at, service, operation, units, usd, ref,
+    reserved)
+VALUES (:brand_id, :now, 'x', :operation, 1, :usd, :ref, false)
+ON CONFLICT (service, operation, ref) DO UPDATE SET reserved = false
+WHERE cost_ledger.reserved
+"""
+# The result's commit need not wait for the disk (decision 0015): a result lost in a
+# database crash leaves the post `publishing` with its intent written, which turns
+# `unconfirmed` when the lease ends and is adopted from the timeline. The intent's
+# commit, before X is called, stays synchronous.
+RESULT_WITHOUT_FLUSH = "SET LOCAL synchronous_commit = off"
 MARK_OUTCOME = """
 UPDATE posts SET state = :state, failure_reason = :reason, lease_until = NULL,
     not_before = :not_before, updated_at = :now
@@ -205,7 +247,10 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
 
 
 def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str, int]]:
+    from cartcast import sweeping
+
     settings, now = runtime.settings, runtime.clock.now()
+    late_before = as_of - dt.timedelta(seconds=settings.missed_max_late_s)
     counts = dict.fromkeys(
         ("published", "failed", "unconfirmed", "deferred", "paused", "held", "lost"),
         0,
@@ -213,7 +258,6 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
     with runtime.database.transaction() as tx:
         expired = tx.rows(EXPIRE_LEASES, now=now)
         counts["unconfirmed"] += sum(row["state"] == "unconfirmed" for row in expired)
-        counts["held"] = len(tx.rows(HOLD_UNCONNECTED, as_of=as_of, now=now))
         released = tx.rows(
             RELEASE_BUDGET_HOLDS,
             budget_reason_pattern=costs.BUDGET_REASON_START + "%",
@@ -221,6 +265,10 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
             post_with_url_usd=settings.x_prices_usd["post_with_url"],
             now=now,
         )
+        # After the budget's release, so a post it frees weeks late is held too.
+        too_late = sweeping.hold_too_late(tx, late_before=late_before, now=as_of)
+        counts["held"] = too_late
+        counts["held"] += len(tx.rows(HOLD_UNCONNECTED, as_of=as_of, now=now))
         claimed = tx.rows(
             CLAIM_DUE,
             as_of=as_of,
@@ -238,7 +286,10 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
         runtime.log.warning(
             "posts recovered, held or released from a budget hold",
             extra=fields(
-                expired=len(expired), held=counts["held"], released=len(released)
+                expired=len(expired),
+                held=counts["held"],
+                too_late=too_late,
+                released=len(released),
             ),
         )
     return claimed, attempts, counts
@@ -246,22 +297,25 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
 
 def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     """Send one claimed post of any kind; return the outcome counted by publish_due."""
-    with runtime.database.transaction() as tx:
-        verdict = publish_checks.recheck(tx, post)
-    if verdict.hold_reason is not None:
-        return _hold(runtime, post, attempt_id, verdict.hold_reason)
     if post["kind"] == "thread":
         return _publish_thread(runtime, post, attempt_id)
 
     media_ids = None
     if post["kind"] == "image":
+        # The image comes from the product the catalog has now, uploaded before the
+        # intent: this post kind reads the catalog in a transaction of its own.
+        with runtime.database.transaction() as tx:
+            verdict = publish_checks.recheck(tx, post)
+        if verdict.hold_reason is not None:
+            return _hold(runtime, post, attempt_id, verdict.hold_reason, "held_claims")
         media_ids, outcome = _upload_image(runtime, post, attempt_id, verdict.product)
         if outcome is not None:
             return outcome
 
     # Commit the intent first: if this write fails, nothing was sent, and the post
-    # goes back to `scheduled` when its lease ends.
-    refused = _take_turn(runtime, post, attempt_id)
+    # goes back to `scheduled` when its lease ends. A text or poll post's catalog
+    # check runs in the same transaction.
+    refused = _take_turn(runtime, post, attempt_id, recheck=post["kind"] != "image")
     if refused is not None:
         return refused
 
@@ -281,10 +335,22 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     runtime.log.info(
         "X accepted a post", extra=fields(post_id=str(post["id"]), x_post_id=created.id)
     )
+    price_class, usd, ref = _cost_of(runtime, post, None)
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
-        _record_published(tx, post, attempt_id, created.id, now)
-        _record_post_cost(runtime, tx, post, None, now)
+        tx.execute(RESULT_WITHOUT_FLUSH)
+        tx.execute(
+            RECORD_PUBLISHED,
+            post_id=post["id"],
+            attempt_id=attempt_id,
+            x_post_id=created.id,
+            x_status=created.status,
+            now=now,
+            brand_id=post["brand_id"],
+            operation=price_class,
+            usd=usd,
+            ref=ref,
+        )
     return "published"
 
 
@@ -292,10 +358,14 @@ def _publish_thread(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     """Send a thread's parts in order, each a reply to the last, resuming after any
     part already on X; each part writes its own intent before it leaves."""
     with runtime.database.transaction() as tx:
+        verdict = publish_checks.recheck(tx, post)
         parts = tx.rows(SELECT_PARTS, post_id=post["id"])
+    if verdict.hold_reason is not None:
+        return _hold(runtime, post, attempt_id, verdict.hold_reason, "held_claims")
     client = runtime.x_client(post["x_access_token"])
 
     on_x: list[str] = []
+    last: Any = None
     for part in parts:
         if part["x_post_id"] is not None:
             on_x.append(part["x_post_id"])
@@ -303,7 +373,15 @@ def _publish_thread(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
         if part["sent_at"] is not None:
             # Sent before without an answer recorded: X may have it. Never again.
             reason = f"part {part['position'] + 1} may be on X already"
-            _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason)
+            _finish(
+                runtime,
+                post,
+                attempt_id,
+                "unconfirmed",
+                "unknown",
+                reason,
+                error_class="part_in_doubt",
+            )
             return "unconfirmed"
         refused = _take_turn(runtime, post, attempt_id, part=part["position"])
         if refused is not None:
@@ -320,10 +398,15 @@ def _publish_thread(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
             )
         _record_part(runtime, post, part, created.id)
         on_x.append(created.id)
+        last = created
 
-    # The thread is known on X by its first part.
+    # The thread is known on X by its first part; the attempt keeps the status of
+    # the last part it sent (None when every part was already on X).
+    status = last.status if last is not None else None
     with runtime.database.transaction() as tx:
-        _record_published(tx, post, attempt_id, on_x[0], runtime.clock.now())
+        _record_published(
+            tx, post, attempt_id, on_x[0], runtime.clock.now(), x_status=status
+        )
     return "published"
 
 
@@ -339,6 +422,7 @@ def _record_part(
     )
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
+        tx.execute(RESULT_WITHOUT_FLUSH)
         tx.execute(
             MARK_PART_PUBLISHED,
             post_id=post["id"],
@@ -376,8 +460,15 @@ def _record_post_cost(
 
 
 def _record_published(
-    tx: Any, post: dict[str, Any], attempt_id: int, x_post_id: str, now: Any
+    tx: Any,
+    post: dict[str, Any],
+    attempt_id: int,
+    x_post_id: str,
+    now: Any,
+    *,
+    x_status: int | None,
 ) -> None:
+    """Mark a thread published with its first part's X id."""
     tx.execute(
         MARK_PUBLISHED,
         post_id=post["id"],
@@ -392,6 +483,8 @@ def _record_published(
         outcome="published",
         x_post_id=x_post_id,
         error=None,
+        x_status=x_status,
+        error_class=None,
     )
 
 
@@ -417,13 +510,13 @@ def _upload_image(
             image.data, media_type=image.media_type, alt_text=post["image_alt_text"]
         )
     except images.ImageUnavailable as error:
-        return None, _hold(runtime, post, attempt_id, str(error))
+        return None, _hold(runtime, post, attempt_id, str(error), "held_image")
     except RateLimited as error:
         _pause_brand(runtime, post, attempt_id, error)
         return None, "paused"
     except TransientError as error:
         # No post exists yet, so even an upload whose answer was lost is retried.
-        return None, _retry_later(runtime, post, attempt_id, str(error))
+        return None, _retry_later(runtime, post, attempt_id, str(error), error=error)
     except PermanentError as error:
         return None, _settle_refusal(runtime, post, attempt_id, error)
     return [media_id], None
@@ -446,6 +539,7 @@ def _settle_refusal(
     """
     from cartcast.x import XRejected, XTimeout
 
+    answer = {"error_class": attempts.error_class_of(error), "x_status": error.status}
     maybe_on_x = isinstance(error, XTimeout) or (
         isinstance(error, XRejected) and error.reason == "duplicate"
     )
@@ -466,33 +560,35 @@ def _settle_refusal(
         reason = f"part {sent + 1} of {len(of)} ({sent} already on X): {reason}"
 
     if isinstance(error, XTimeout):
-        _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason)
+        _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason, **answer)
         return "unconfirmed"
     if isinstance(error, RateLimited):
         _pause_brand(runtime, post, attempt_id, error)
         return "paused"
     if isinstance(error, TransientError):
-        return _retry_later(runtime, post, attempt_id, reason)
+        return _retry_later(runtime, post, attempt_id, reason, error=error)
     if disconnects:
         return _disconnect(runtime, post, attempt_id, error, reason)
     if isinstance(error, XRejected) and error.reason == "duplicate":
         # X refuses a text the account already posted: most likely this very
         # post, by a run whose answer was lost. Settle it from the timeline, which
         # fails it if that post is not there (reconciling.py).
-        _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason)
+        _finish(runtime, post, attempt_id, "unconfirmed", "unknown", reason, **answer)
         with runtime.database.transaction() as tx:
             tx.execute(MARK_DUPLICATE, attempt_id=attempt_id)
         return "unconfirmed"
-    _finish(runtime, post, attempt_id, "failed", "failed", reason)
+    _finish(runtime, post, attempt_id, "failed", "failed", reason, **answer)
     runtime.log.error(
         "X refused a post", extra=fields(post_id=str(post["id"]), reason=reason)
     )
     return "failed"
 
 
-def _hold(runtime: Any, post: dict[str, Any], attempt_id: int, reason: str) -> str:
+def _hold(
+    runtime: Any, post: dict[str, Any], attempt_id: int, reason: str, error_class: str
+) -> str:
     """Hold a claimed post, unsent, with the reason a person must act on."""
-    _finish(runtime, post, attempt_id, "held", "held", reason)
+    _finish(runtime, post, attempt_id, "held", "held", reason, error_class=error_class)
     runtime.log.warning(
         "post held before sending", extra=fields(post_id=str(post["id"]), reason=reason)
     )
@@ -505,10 +601,13 @@ def _take_turn(
     attempt_id: int,
     *,
     part: int | None = None,
+    recheck: bool = False,
 ) -> str | None:
     """Renew the lease and commit the intent to send; None means send now.
 
     Otherwise return the outcome that ends this attempt, nothing sent:
+    - "held": with `recheck`, the catalog no longer supports the copy
+      (publish_checks.py), read in this same transaction;
     - "lost": the lease went to another run (this one outlived it), or another run
       recorded a pause meanwhile; the post goes back to `scheduled`;
     - "held": the post's price would take the brand past its monthly X budget;
@@ -517,31 +616,45 @@ def _take_turn(
 
     Under the brand's row lock, in one commit: the budget check and the price's
     reservation in the ledger, the windows' check and the intent's row, and the
-    intent itself (the attempt's `sent_at`, and the thread part's at `part`).
+    intent itself (the attempt's `sent_at`, and the thread part's at `part`). The
+    checks come before the turn, so a refusal writes no intent to take back.
     """
     now = runtime.clock.now()
     lease_until = now + dt.timedelta(seconds=runtime.settings.publish_lease_s)
     with runtime.database.transaction() as tx:
-        brand = post_limits.lock_brand(tx, post["brand_id"])
-        cost = _cost_of(runtime, post, _part_row(tx, post, part))
-        turn = tx.scalar(
-            TAKE_TURN,
-            post_id=post["id"],
-            attempt_id=attempt_id,
-            lease_until=lease_until,
-            now=now,
-        )
-        refusal = ("lost", None) if turn is None else None
-        refusal = refusal or _why_not_now(runtime, tx, brand, cost, now)
+        refusal = _catalog_refusal(tx, post) if recheck else None
         if refusal is None:
-            _commit_intent(tx, post, brand, attempt_id, part, cost, now)
-            return None
+            brand = post_limits.lock_brand(tx, post["brand_id"])
+            cost = _cost_of(runtime, post, _part_row(tx, post, part))
+            refusal = _why_not_now(runtime, tx, brand, cost, now)
+        if refusal is None:
+            turn = tx.scalar(
+                TAKE_TURN,
+                post_id=post["id"],
+                attempt_id=attempt_id,
+                lease_until=lease_until,
+                now=now,
+            )
+            if turn is not None:
+                _commit_intent(tx, post, brand, part, cost, now)
+                return None
+            refusal = ("lost", None)
 
     outcome, why = refusal
+    if outcome == "held_claims":
+        return _hold(runtime, post, attempt_id, why, "held_claims")
     if outcome == "held":
-        return _hold(runtime, post, attempt_id, why)
+        return _hold(runtime, post, attempt_id, why, "held_budget")
     if outcome == "paused":
-        _finish(runtime, post, attempt_id, "scheduled", "rate_limited", why.reason)
+        _finish(
+            runtime,
+            post,
+            attempt_id,
+            "scheduled",
+            "rate_limited",
+            why.reason,
+            error_class="post_limit",
+        )
         runtime.log.warning(
             "X post limit reached; the posts wait",
             extra=fields(
@@ -551,8 +664,24 @@ def _take_turn(
             ),
         )
         return "paused"
-    _finish(runtime, post, attempt_id, "scheduled", "retry", "lease lost or paused")
+    _finish(
+        runtime,
+        post,
+        attempt_id,
+        "scheduled",
+        "retry",
+        "lease lost or paused",
+        error_class="lease_lost",
+    )
     return "lost"
+
+
+def _catalog_refusal(tx: Any, post: dict[str, Any]) -> tuple[str, str] | None:
+    """Return ("held_claims", reason) when the catalog no longer supports the post."""
+    verdict = publish_checks.recheck(tx, post)
+    if verdict.hold_reason is None:
+        return None
+    return "held_claims", verdict.hold_reason
 
 
 def _part_row(tx: Any, post: dict[str, Any], position: int | None) -> dict | None:
@@ -588,12 +717,12 @@ def _commit_intent(
     tx: Any,
     post: dict[str, Any],
     brand: dict[str, Any],
-    attempt_id: int,
     part: int | None,
     cost: tuple,
     now: dt.datetime,
 ) -> None:
-    """Write the intent, its row in X's windows and its reserved price."""
+    """Write the intent's row in X's windows, its reserved price and, for a thread,
+    the part's own intent (the attempt's was written with the turn)."""
     price_class, usd, ref = cost
     post_limits.record_intent(tx, brand, post_id=post["id"], part=part, now=now)
     costs.record(
@@ -606,7 +735,6 @@ def _commit_intent(
         ref=ref,
         reserved=True,
     )
-    tx.execute(MARK_SENT, attempt_id=attempt_id, now=now)
     if part is not None:
         tx.execute(MARK_PART_SENT, post_id=post["id"], position=part, now=now)
 
@@ -622,7 +750,16 @@ def _pause_brand(
             reset_at=error.reset_at,
             now=runtime.clock.now(),
         )
-    _finish(runtime, post, attempt_id, "scheduled", "rate_limited", str(error))
+    _finish(
+        runtime,
+        post,
+        attempt_id,
+        "scheduled",
+        "rate_limited",
+        str(error),
+        error_class="rate_limited",
+        x_status=error.status,
+    )
     runtime.log.warning(
         "X rate limit; the brand's posts wait",
         extra=fields(brand_id=str(post["brand_id"]), until=until),
@@ -630,7 +767,12 @@ def _pause_brand(
 
 
 def _retry_later(
-    runtime: Any, post: dict[str, Any], attempt_id: int, reason: str
+    runtime: Any,
+    post: dict[str, Any],
+    attempt_id: int,
+    reason: str,
+    *,
+    error: CartcastError,
 ) -> str:
     """X failed before it could have taken the post: wait a backoff, or give up.
 
@@ -657,6 +799,8 @@ def _retry_later(
             outcome="failed" if plan.gives_up else "retry",
             reason=plan.explain(reason),
             error=reason,
+            error_class=attempts.error_class_of(error),
+            x_status=getattr(error, "status", None),
             not_before=plan.at,
             now=now,
         )
@@ -693,6 +837,8 @@ def _disconnect(
             outcome="held",
             reason=held_reason,
             error=reason,
+            error_class=error.reason,
+            x_status=error.status,
             not_before=None,
             now=now,
         )
@@ -710,6 +856,9 @@ def _finish(
     state: str,
     outcome: str,
     reason: str,
+    *,
+    error_class: str,
+    x_status: int | None = None,
 ) -> None:
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
@@ -723,6 +872,8 @@ def _finish(
             # published ("will retry: X rate limit reached").
             reason=f"will retry: {reason}" if state == "scheduled" else reason,
             error=reason,
+            error_class=error_class,
+            x_status=x_status,
             not_before=None,
             now=now,
         )
@@ -737,6 +888,8 @@ def _write_outcome(
     outcome: str,
     reason: str,
     error: str,
+    error_class: str,
+    x_status: int | None,
     not_before: dt.datetime | None,
     now: dt.datetime,
 ) -> None:
@@ -756,4 +909,6 @@ def _write_outcome(
         outcome=outcome,
         x_post_id=None,
         error=error,
+        x_status=x_status,
+        error_class=error_class,
     )

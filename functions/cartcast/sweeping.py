@@ -10,7 +10,9 @@ a broken deployment), not that it was busy. The sweeper is the same function,
    `scheduled` (never sent) or becomes `unconfirmed` (it may be on X);
 2. hold every `scheduled` post due more than CARTCAST_MISSED_MAX_LATE_S ago, with a
    reason telling the user to schedule it again: a "sale ends tonight" post must not
-   go out two days late;
+   go out two days late (every publish claim holds them the same way first, so a
+   tick that comes back after an outage, or after an account is reconnected, sends
+   none of them);
 3. find the missed posts: `scheduled`, due more than CARTCAST_MISSED_AFTER_S ago, of
    a brand X has not paused, and without any attempt started in that time (a post
    retried or re-queued by a run that did look at it is not missed);
@@ -65,7 +67,7 @@ def sweep_missed(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
 
     with runtime.database.transaction() as tx:
         expired = tx.rows(publishing.EXPIRE_LEASES, now=runtime.clock.now())
-        too_late = _hold_too_late(tx, late_before=late_before, now=as_of)
+        too_late = hold_too_late(tx, late_before=late_before, now=as_of)
         missed = tx.rows(SELECT_MISSED, missed_before=missed_before, as_of=as_of)
 
     counts = {"expired": len(expired), "too_late": too_late, "missed": len(missed)}
@@ -91,8 +93,12 @@ def sweep_missed(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     return {**counts, **reconciling.reconcile_then_publish(runtime, as_of=as_of)}
 
 
-def _hold_too_late(tx: Any, *, late_before: dt.datetime, now: dt.datetime) -> int:
-    """Hold each scheduled post due before `late_before`; return how many."""
+def hold_too_late(tx: Any, *, late_before: dt.datetime, now: dt.datetime) -> int:
+    """Hold each scheduled post due before `late_before`; return how many.
+
+    Every publish claim calls this too (publishing.py), so a post too late is held
+    the same way whichever job reaches it first.
+    """
     rows = tx.rows(SELECT_TOO_LATE, late_before=late_before)
     for row in rows:
         tx.execute(

@@ -9,6 +9,10 @@ every tweepy or requests failure into a cartcast error at this boundary:
     read timeout, connection dropped     XTimeout: the request may have reached X
     400, 401, 403, 404, other 4xx        XRejected(PermanentError) with a `reason`
 
+Each carries `status`, the HTTP status X answered, or None when no answer came (a
+refused, timed-out or dropped connection); an XTimeout's `lost` says which way the
+answer was lost ("timeout", "dropped", "unreadable").
+
 Among refusals, `XRejected.disconnects` marks those about the account's credentials
 (a 401, or a 403 whose problem type or detail is about authentication): no post of
 that account can go out until it is reconnected. A 403 saying the reply was not
@@ -29,7 +33,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cartcast import errors
@@ -87,7 +91,16 @@ CREDENTIAL_DETAILS = (
 
 
 class XTimeout(errors.TransientError):
-    """No answer came back, yet X may have received and acted on the request."""
+    """No answer came back, yet X may have received and acted on the request.
+
+    `lost` is "timeout" (no answer in time), "dropped" (X closed the connection
+    after the request went out) or "unreadable" (the answer broke off or did not
+    parse); `status` stays None, since no whole answer arrived.
+    """
+
+    def __init__(self, message: str, *, lost: str = "timeout") -> None:
+        super().__init__(message, status=None)
+        self.lost = lost
 
 
 class XRejected(errors.PermanentError):
@@ -126,6 +139,8 @@ class CreatedPost:
     id: str
     text: str
     created_at: dt.datetime | None = None
+    # The HTTP status of X's answer when the post was just created (201), else None.
+    status: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -238,7 +253,9 @@ class XClient:
             poll_duration_minutes=poll_duration_minutes,
         )
         post = answer["data"]
-        return CreatedPost(id=post["id"], text=post["text"])
+        return CreatedPost(
+            id=post["id"], text=post["text"], status=self._client.session.last_status
+        )
 
     def upload_image(
         self, data: bytes, *, media_type: str, alt_text: str | None = None
@@ -450,7 +467,9 @@ class XClient:
             raise XTimeout(f"X sent no answer in time: {exc}") from exc
         except requests.ConnectionError as exc:
             if _dropped_after_sending(exc):
-                raise XTimeout(f"X dropped the connection: {exc}") from exc
+                raise XTimeout(
+                    f"X dropped the connection: {exc}", lost="dropped"
+                ) from exc
             raise errors.TransientError(f"X is unreachable: {exc}") from exc
         except (
             requests.exceptions.ChunkedEncodingError,
@@ -459,7 +478,9 @@ class XClient:
         ) as exc:
             # X answered, but the answer broke off or does not parse: whatever X did
             # (a post may well exist now) is unknown.
-            raise XTimeout(f"X's answer could not be read: {exc}") from exc
+            raise XTimeout(
+                f"X's answer could not be read: {exc}", lost="unreadable"
+            ) from exc
         except requests.RequestException as exc:
             raise errors.TransientError(f"X request failed: {exc}") from exc
 
@@ -470,18 +491,29 @@ def _routed_session(base_url: str, timeout_s: float) -> requests.Session:
 
     class RoutedSession(requests.Session):
         last_headers: Mapping[str, str] | None = None
+        last_status: int | None = None
 
         def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             if url.startswith(TWEEPY_HOST):
                 url = base_url.rstrip("/") + url.removeprefix(TWEEPY_HOST)
             kwargs.setdefault("timeout", timeout_s)
 
-            self.last_headers = None
+            self.last_headers, self.last_status = None, None
             response = super().request(method, url, *args, **kwargs)
-            self.last_headers = response.headers
+            self.last_headers, self.last_status = response.headers, response.status_code
             return response
 
-    return RoutedSession()
+    session = RoutedSession()
+    # requests reads proxies, CA bundles and ~/.netrc from the environment on every
+    # call (about 0.5 ms each, decision 0014). Every call of this session goes to one
+    # host, so requests' own rules are applied once, here, and the lookup is then
+    # switched off: a deployment behind HTTPS_PROXY (or with REQUESTS_CA_BUNDLE)
+    # keeps it. A .netrc entry no longer replaces the bearer token (decision 0015).
+    found = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.proxies.update(found["proxies"])
+    session.verify = found["verify"]
+    session.trust_env = False
+    return session
 
 
 def _from_x_answer(exc: tweepy.HTTPException) -> errors.CartcastError:
@@ -494,9 +526,11 @@ def _from_x_answer(exc: tweepy.HTTPException) -> errors.CartcastError:
         reset_at = None
         if exc.reset_time is not None:
             reset_at = dt.datetime.fromtimestamp(exc.reset_time, UTC)
-        return errors.RateLimited(f"X rate limit reached: {detail}", reset_at=reset_at)
+        return errors.RateLimited(
+            f"X rate limit reached: {detail}", reset_at=reset_at, status=status
+        )
     if status >= 500:
-        return errors.TransientError(f"X failed with {status}: {detail}")
+        return errors.TransientError(f"X failed with {status}: {detail}", status=status)
 
     reason = _rejection_reason(status, detail, _problem_type(exc.response))
     return XRejected(
