@@ -599,3 +599,40 @@ def test_a_thread_whose_token_was_revoked_midway_resumes_after_reconnecting(
     assert second["published"] == 1
     assert reply["in_reply_to_tweet_id"] == head["id"]
     assert requests_to_post(x_sandbox) == 3  # part 1, part 2 refused, part 2 again
+
+
+def test_a_thread_x_kept_failing_after_part_one_is_held_then_resumes_when_rescheduled(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, rows=catalog(1), kind="thread")
+    limit = x_runtime.settings.publish_retries
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets")  # part 1 goes out
+    x_sandbox.add_fault(
+        method="POST", path_prefix="/2/tweets", status=503, count=limit + 1
+    )
+
+    for _ in range(limit + 1):
+        publishing.publish_due(x_runtime, as_of=clock.now())
+        post = only_post(x_runtime, brand_id)
+        if post["state"] == "scheduled":
+            clock.set(post["not_before"])
+    held = only_post(x_runtime, brand_id)
+    with x_runtime.database.transaction() as tx:
+        posts.schedule(
+            tx,
+            brand_id=brand_id,
+            post_id=str(held["id"]),
+            body={},
+            now=clock.now(),
+        )
+    clock.advance(dt.timedelta(days=7))
+    resumed = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    assert held["state"] == "held"
+    assert "part 1 is on X already; the rest was not sent" in held["failure_reason"]
+    assert "Schedule the post again" in held["failure_reason"]
+    assert resumed["published"] == 1
+    head, reply = sorted(x_sandbox.snapshot()["posts"], key=lambda p: int(p["id"]))
+    assert reply["in_reply_to_tweet_id"] == head["id"]
+    assert requests_to_post(x_sandbox) == 1 + (limit + 1) + 1
