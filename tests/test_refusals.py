@@ -286,6 +286,32 @@ def test_a_credentials_403_disconnects_but_another_403_only_fails_its_post(
     assert requests_to_post(x_sandbox) == 1
 
 
+def test_a_403_saying_the_account_is_suspended_holds_the_queue_with_one_alert(
+    x_runtime, clock, x_sandbox
+) -> None:
+    alpha = make_brand(x_runtime, "alpha", ALPHA, products=3)
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(
+        method="POST",
+        path_prefix="/2/tweets",
+        status=403,
+        detail="Your account is suspended and is not permitted to access this feature.",
+    )
+
+    outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    with x_runtime.database.transaction() as tx:
+        queued = tx.rows("SELECT kind FROM alert_outbox WHERE brand_id = :b", b=alpha)
+        reasons = tx.rows(
+            "SELECT failure_reason FROM posts WHERE brand_id = :b", b=alpha
+        )
+    assert outcome["held"] == 1 and states(x_runtime, alpha) == ["held"] * 3
+    assert queued == [{"kind": "x_disconnected"}]
+    assert requests_to_post(x_sandbox) == 1
+    assert all("account is suspended" in row["failure_reason"] for row in reasons)
+    assert all("PATCH /v1/brand" in row["failure_reason"] for row in reasons)
+
+
 def test_a_brand_without_a_webhook_gets_a_log_line_instead(
     x_runtime, clock, x_sandbox, caplog
 ) -> None:

@@ -93,7 +93,7 @@ def disconnect(
     no second alert is raised. Returns the reason the held posts carry.
     """
     reason = (
-        f"X refused the account's token ({status or 'no status'}): "
+        f"X refused the account or its token ({status or 'no status'}): "
         f"{detail[:DETAIL_LENGTH_MAX]}"
     )
     marked = tx.one(MARK_DISCONNECTED, brand_id=brand_id, now=now, reason=reason)
