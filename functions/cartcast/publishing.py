@@ -845,8 +845,26 @@ def _disconnect(
             brand_id=post["brand_id"],
             status=error.status,
             detail=error.detail or str(error),
+            token=post["x_access_token"],
             now=now,
         )
+        if held_reason is None:
+            # The brand was reconnected while this request was out: the token X
+            # refused is gone, and the post goes out with the new one.
+            _write_outcome(
+                tx,
+                post,
+                attempt_id,
+                state="scheduled",
+                outcome="retry",
+                reason="will retry: X refused a token the brand has since replaced",
+                error=reason,
+                error_class=error.reason,
+                x_status=error.status,
+                not_before=None,
+                now=now,
+            )
+            return "deferred"
         _write_outcome(
             tx,
             post,
