@@ -229,6 +229,12 @@ UPDATE posts SET state = :state, failure_reason = :reason, lease_until = NULL,
 WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'publishing'
 """
 # One more failure of X for a post this attempt still holds.
+# What a person reading an unconfirmed post's reason should know (decision 0003).
+UNCONFIRMED_NEXT = (
+    "X may have it: each publish run looks for it on the account's timeline and "
+    "never sends it again before that; to settle it by hand, "
+    "POST /v1/posts/{id}/settle"
+)
 RESET_TRANSIENT_FAILURES = "UPDATE posts SET transient_failures = 0 WHERE id = :post_id"
 COUNT_TRANSIENT_FAILURE = """
 UPDATE posts SET transient_failures = transient_failures + 1
@@ -905,8 +911,12 @@ def _finish(
             state=state,
             outcome=outcome,
             # A post going back to its queue for a retry says why, until it is
-            # published ("will retry: X rate limit reached").
-            reason=f"will retry: {reason}" if state == "scheduled" else reason,
+            # published ("will retry: X rate limit reached"); an unconfirmed one
+            # says what happens to it next.
+            reason={
+                "scheduled": f"will retry: {reason}",
+                "unconfirmed": f"{reason}. {UNCONFIRMED_NEXT}",
+            }.get(state, reason),
             error=reason,
             error_class=error_class,
             x_status=x_status,
