@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import random
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -286,6 +287,32 @@ def test_a_credentials_403_disconnects_but_another_403_only_fails_its_post(
     assert requests_to_post(x_sandbox) == 1
 
 
+def test_a_403_saying_the_account_is_suspended_holds_the_queue_with_one_alert(
+    x_runtime, clock, x_sandbox
+) -> None:
+    alpha = make_brand(x_runtime, "alpha", ALPHA, products=3)
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(
+        method="POST",
+        path_prefix="/2/tweets",
+        status=403,
+        detail="Your account is suspended and is not permitted to access this feature.",
+    )
+
+    outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    with x_runtime.database.transaction() as tx:
+        queued = tx.rows("SELECT kind FROM alert_outbox WHERE brand_id = :b", b=alpha)
+        reasons = tx.rows(
+            "SELECT failure_reason FROM posts WHERE brand_id = :b", b=alpha
+        )
+    assert outcome["held"] == 1 and states(x_runtime, alpha) == ["held"] * 3
+    assert queued == [{"kind": "x_disconnected"}]
+    assert requests_to_post(x_sandbox) == 1
+    assert all("account is suspended" in row["failure_reason"] for row in reasons)
+    assert all("PATCH /v1/brand" in row["failure_reason"] for row in reasons)
+
+
 def test_a_brand_without_a_webhook_gets_a_log_line_instead(
     x_runtime, clock, x_sandbox, caplog
 ) -> None:
@@ -558,12 +585,22 @@ def test_a_second_refusal_of_the_same_account_raises_no_second_alert(
 
     with x_runtime.database.transaction() as tx:
         first = connections.disconnect(
-            tx, brand_id=brand_id, status=401, detail="Unauthorized", now=clock.now()
+            tx,
+            brand_id=brand_id,
+            status=401,
+            detail="Unauthorized",
+            token="token-alpha",
+            now=clock.now(),
         )
     clock.advance(dt.timedelta(minutes=5))
     with x_runtime.database.transaction() as tx:
         second = connections.disconnect(
-            tx, brand_id=brand_id, status=403, detail="other words", now=clock.now()
+            tx,
+            brand_id=brand_id,
+            status=403,
+            detail="other words",
+            token="token-alpha",
+            now=clock.now(),
         )
         queued = alerts.list_alerts(tx, brand_id=brand_id)
 
@@ -599,3 +636,81 @@ def test_a_thread_whose_token_was_revoked_midway_resumes_after_reconnecting(
     assert second["published"] == 1
     assert reply["in_reply_to_tweet_id"] == head["id"]
     assert requests_to_post(x_sandbox) == 3  # part 1, part 2 refused, part 2 again
+
+
+def test_a_thread_x_kept_failing_after_part_one_is_held_then_resumes_when_rescheduled(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, rows=catalog(1), kind="thread")
+    limit = x_runtime.settings.publish_retries
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets")  # part 1 goes out
+    x_sandbox.add_fault(
+        method="POST", path_prefix="/2/tweets", status=503, count=limit + 1
+    )
+
+    for _ in range(limit + 1):
+        publishing.publish_due(x_runtime, as_of=clock.now())
+        post = only_post(x_runtime, brand_id)
+        if post["state"] == "scheduled":
+            clock.set(post["not_before"])
+    held = only_post(x_runtime, brand_id)
+    with x_runtime.database.transaction() as tx:
+        posts.schedule(
+            tx,
+            brand_id=brand_id,
+            post_id=str(held["id"]),
+            body={},
+            now=clock.now(),
+        )
+    clock.advance(dt.timedelta(days=7))
+    resumed = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    assert held["state"] == "held"
+    assert "part 1 is on X already; the rest was not sent" in held["failure_reason"]
+    assert "Schedule the post again" in held["failure_reason"]
+    assert resumed["published"] == 1
+    head, reply = sorted(x_sandbox.snapshot()["posts"], key=lambda p: int(p["id"]))
+    assert reply["in_reply_to_tweet_id"] == head["id"]
+    assert requests_to_post(x_sandbox) == 1 + (limit + 1) + 1
+
+
+def test_a_401_for_a_token_replaced_while_it_was_out_does_not_disconnect_the_brand(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    x_sandbox.register_account(**ALPHA, token="token-alpha-2")
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=401, hold=True)
+    outcomes = []
+    publisher = threading.Thread(
+        target=lambda: outcomes.append(
+            publishing.publish_due(x_runtime, as_of=clock.now())
+        )
+    )
+
+    publisher.start()
+    for _ in range(3000):  # until X has the request and holds its answer
+        if requests_to_post(x_sandbox):
+            break
+        time.sleep(0.01)
+    with x_runtime.database.transaction() as tx:
+        brands.update_brand(
+            tx,
+            brand_id,
+            {"x_access_token": "token-alpha-2"},
+            role="admin",
+            environment="local",
+            now=clock.now(),
+        )
+    x_sandbox.release_answers()
+    publisher.join(timeout=30)
+    after = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    with x_runtime.database.transaction() as tx:
+        brand = brands.get_brand(tx, brand_id)
+        queued = alerts.list_alerts(tx, brand_id=brand_id)
+    assert outcomes[0]["deferred"] == 1
+    assert brand["x_disconnected_at"] is None and queued == []
+    assert after["published"] == 1
+    assert requests_to_post(x_sandbox) == 2

@@ -33,6 +33,7 @@ HELD_FIX = (
 ALERT_KIND = "x_disconnected"
 DETAIL_LENGTH_MAX = 300
 
+LOCK_TOKEN = "SELECT x_access_token FROM brands WHERE id = :brand_id FOR UPDATE"
 MARK_DISCONNECTED = """
 UPDATE brands SET x_disconnected_at = :now, x_disconnected_reason = :reason
 WHERE id = :brand_id AND x_disconnected_at IS NULL
@@ -85,17 +86,24 @@ def disconnect(
     brand_id: str,
     status: int | None,
     detail: str,
+    token: str,
     now: dt.datetime,
-) -> str:
+) -> str | None:
     """Mark the brand's X account disconnected and hold its queued posts.
+
+    `token` is the one X refused. When the brand holds another by now (it was
+    reconnected while the request was out), nothing is marked and None is returned:
+    the new token has not been refused.
 
     Idempotent: a brand already disconnected keeps its first reason and time, and
     no second alert is raised. Returns the reason the held posts carry.
     """
     reason = (
-        f"X refused the account's token ({status or 'no status'}): "
+        f"X refused the account or its token ({status or 'no status'}): "
         f"{detail[:DETAIL_LENGTH_MAX]}"
     )
+    if tx.scalar(LOCK_TOKEN, brand_id=brand_id) != token:
+        return None
     marked = tx.one(MARK_DISCONNECTED, brand_id=brand_id, now=now, reason=reason)
     if marked is None:
         reason = tx.scalar(SELECT_DISCONNECTION, brand_id=brand_id) or reason

@@ -229,6 +229,13 @@ UPDATE posts SET state = :state, failure_reason = :reason, lease_until = NULL,
 WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'publishing'
 """
 # One more failure of X for a post this attempt still holds.
+# What a person reading an unconfirmed post's reason should know (decision 0003).
+UNCONFIRMED_NEXT = (
+    "X may have it: each publish run looks for it on the account's timeline and "
+    "never sends it again before that; to settle it by hand, "
+    "POST /v1/posts/{id}/settle"
+)
+RESET_TRANSIENT_FAILURES = "UPDATE posts SET transient_failures = 0 WHERE id = :post_id"
 COUNT_TRANSIENT_FAILURE = """
 UPDATE posts SET transient_failures = transient_failures + 1
 WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'publishing'
@@ -566,7 +573,10 @@ def _settle_refusal(
         _pause_brand(runtime, post, attempt_id, error)
         return "paused"
     if isinstance(error, TransientError):
-        return _retry_later(runtime, post, attempt_id, reason, error=error)
+        on_x = part["position"] if part is not None else 0
+        return _retry_later(
+            runtime, post, attempt_id, reason, error=error, parts_on_x=on_x
+        )
     if disconnects:
         return _disconnect(runtime, post, attempt_id, error, reason)
     if isinstance(error, XRejected) and error.reason == "duplicate":
@@ -773,12 +783,15 @@ def _retry_later(
     reason: str,
     *,
     error: CartcastError,
+    parts_on_x: int = 0,
 ) -> str:
     """X failed before it could have taken the post: wait a backoff, or give up.
 
     The post goes back to `scheduled` with a not-before time and the reason
     "will retry at <time> (attempt n of N): ..."; the failure past the limit
-    fails it, with what to do.
+    fails it, with what to do. A thread with parts already on X is held instead:
+    failing it would leave them there with no way to send the rest, and
+    scheduling it again resumes after them with a fresh count of retries.
     """
     from cartcast import retries
 
@@ -791,19 +804,30 @@ def _retry_later(
             failures or 1, settings=runtime.settings, random=runtime.random, now=now
         )
         state = "failed" if plan.gives_up else "scheduled"
+        explained = plan.explain(reason)
+        if plan.gives_up and parts_on_x:
+            state = "held"
+            explained = _thread_gave_up(plan.failures, parts_on_x, reason)
+            tx.execute(RESET_TRANSIENT_FAILURES, post_id=post["id"])
         _write_outcome(
             tx,
             post,
             attempt_id,
             state=state,
-            outcome="failed" if plan.gives_up else "retry",
-            reason=plan.explain(reason),
+            outcome={"failed": "failed", "held": "held"}.get(state, "retry"),
+            reason=explained,
             error=reason,
             error_class=attempts.error_class_of(error),
             x_status=getattr(error, "status", None),
             not_before=plan.at,
             now=now,
         )
+    if state == "held":
+        runtime.log.error(
+            "X kept failing mid-thread; post held",
+            extra=fields(post_id=str(post["id"]), failures=failures, reason=reason),
+        )
+        return "held"
     if plan.gives_up:
         runtime.log.error(
             "X kept failing; post failed",
@@ -827,8 +851,26 @@ def _disconnect(
             brand_id=post["brand_id"],
             status=error.status,
             detail=error.detail or str(error),
+            token=post["x_access_token"],
             now=now,
         )
+        if held_reason is None:
+            # The brand was reconnected while this request was out: the token X
+            # refused is gone, and the post goes out with the new one.
+            _write_outcome(
+                tx,
+                post,
+                attempt_id,
+                state="scheduled",
+                outcome="retry",
+                reason="will retry: X refused a token the brand has since replaced",
+                error=reason,
+                error_class=error.reason,
+                x_status=error.status,
+                not_before=None,
+                now=now,
+            )
+            return "deferred"
         _write_outcome(
             tx,
             post,
@@ -869,8 +911,12 @@ def _finish(
             state=state,
             outcome=outcome,
             # A post going back to its queue for a retry says why, until it is
-            # published ("will retry: X rate limit reached").
-            reason=f"will retry: {reason}" if state == "scheduled" else reason,
+            # published ("will retry: X rate limit reached"); an unconfirmed one
+            # says what happens to it next.
+            reason={
+                "scheduled": f"will retry: {reason}",
+                "unconfirmed": f"{reason}. {UNCONFIRMED_NEXT}",
+            }.get(state, reason),
             error=reason,
             error_class=error_class,
             x_status=x_status,
@@ -911,4 +957,14 @@ def _write_outcome(
         error=error,
         x_status=x_status,
         error_class=error_class,
+    )
+
+
+def _thread_gave_up(failures: int, on_x: int, reason: str) -> str:
+    """Say why a thread with parts on X is held after X kept failing, and what to do."""
+    sent = "part 1 is" if on_x == 1 else f"parts 1 to {on_x} are"
+    return (
+        f"X failed {failures} times, the last: {reason}. {sent} on X already; the "
+        "rest was not sent. Schedule the post again (POST /v1/posts/{id}/schedule) "
+        "to send the rest once X answers, or cancel it (what is on X stays there)."
     )

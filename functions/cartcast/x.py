@@ -87,6 +87,11 @@ CREDENTIAL_DETAILS = (
     "oauth1 app permissions",
     "authenticating with oauth",
     "must use keys and tokens",
+    # The account itself, not one request: every queued post would meet the same
+    # 403, so these disconnect it too, and its owner gets the one alert.
+    "account is suspended",
+    "account is temporarily locked",
+    "account has been locked",
 )
 
 
