@@ -353,3 +353,39 @@ def test_an_empty_x_token_is_a_400_and_the_old_one_stays(api, token) -> None:
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "x_access_token"
+
+
+def test_a_thread_the_budget_cannot_pay_in_full_is_held_before_its_first_part(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=2, kind="thread")
+    budget(x_runtime, brand_id, "0.25")  # one thread costs 0.015 + 0.20
+    clock.advance(dt.timedelta(days=7))
+
+    outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    (waiting,) = held(x_runtime, brand_id)
+    assert outcome["published"] == 1 and outcome["held"] == 1
+    assert all(part["x_post_id"] is None for part in waiting["parts"])
+    assert "(the 2 parts still to send cost $0.215)" in waiting["failure_reason"]
+    assert x_requests(x_sandbox, "POST /2/tweets") == 2  # the first thread only
+
+
+def test_an_unconfirmed_post_at_the_budget_says_its_settling_read_waits(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)  # a link post
+    budget(x_runtime, brand_id, "0.20")
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    clock.advance(dt.timedelta(hours=1))
+
+    outcome = reconciling.reconcile_unconfirmed(x_runtime)
+
+    with x_runtime.database.transaction() as tx:
+        (post,) = posts.list_posts(tx, brand_id=brand_id, state="unconfirmed", limit=5)
+    assert outcome["waiting"] == 1
+    assert "monthly X budget is spent: raise it" in post["failure_reason"]
+    assert f"POST /v1/posts/{post['id']}/settle" in post["failure_reason"]
+    assert x_requests(x_sandbox, "GET /2/users/:id/tweets") == 0

@@ -195,3 +195,22 @@ def run_together(settings, clock, *, invocations: int) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_a_thread_waits_until_the_window_has_room_for_all_its_parts(
+    x_runtime, clock, x_sandbox
+) -> None:
+    runtime = limited(x_runtime, x_posts_per_15min_per_user=3)
+    brand_id = make_brand(runtime, "alpha", ALPHA, products=2, kind="thread")
+    clock.advance(dt.timedelta(days=7))
+
+    first = publishing.publish_due(runtime, as_of=clock.now())
+    (waiting,) = posts_of(runtime, brand_id, "scheduled")
+    clock.advance(dt.timedelta(minutes=15))
+    publishing.publish_due(runtime, as_of=clock.now())
+
+    assert first["published"] == 1 and first["deferred"] == 1
+    assert all(part["x_post_id"] is None for part in waiting["parts"])
+    assert "X allows 3 posts per 15 minutes" in waiting["failure_reason"]
+    assert len(posts_on_x(x_sandbox)) == 4
+    assert states(runtime, brand_id) == ["published", "published"]

@@ -27,8 +27,9 @@ from cartcast.db import Transaction
 HELD_PREFIX = "account disconnected: "
 # What the person reading a held post's reason can do about it.
 HELD_FIX = (
-    "; reconnect it (PATCH /v1/brand with a new x_access_token) and this post goes "
-    "out at the next publish run"
+    "; once X accepts the account again (a suspension or lock is lifted with X "
+    "itself), reconnect it (PATCH /v1/brand with a new x_access_token) and this "
+    "post goes out at the next publish run"
 )
 ALERT_KIND = "x_disconnected"
 DETAIL_LENGTH_MAX = 300
@@ -148,8 +149,10 @@ def _alert_text(
     account = f"@{brand['x_username']}" if brand["x_username"] else "The X account"
     at = now.strftime("%Y-%m-%d %H:%M UTC")
     return (
-        f"cartcast ({brand['slug']}): {account} was disconnected at {at}. {reason}. "
-        f"{queued} queued post(s) are held and nothing more is sent. Reconnect the "
-        "account (PATCH /v1/brand with a new x_access_token); the held posts then "
-        "go out at the next publish run."
+        f"cartcast ({brand['slug']}): {account} was disconnected at {at}. "
+        f"{reason.rstrip('.')}. "
+        f"{queued} queued post(s) are held and nothing more is sent. Once X accepts "
+        "the account again (a suspension or lock is lifted with X itself), reconnect "
+        "it (PATCH /v1/brand with a new x_access_token); the held posts then go out "
+        "at the next publish run."
     )

@@ -77,9 +77,15 @@ def lock_brand(tx: Transaction, brand_id: Any) -> dict[str, Any]:
 
 
 def wait_for_window(
-    tx: Transaction, settings: Any, brand: dict[str, Any], *, now: dt.datetime
+    tx: Transaction,
+    settings: Any,
+    brand: dict[str, Any],
+    *,
+    now: dt.datetime,
+    needed: int = 1,
 ) -> Wait | None:
-    """Return the wait one more post would need, or None when every window has room.
+    """Return the wait `needed` more posts would need (a thread's parts still to
+    send), or None when every window has room for them.
 
     The caller holds the brand's row lock (lock_brand). The shared app's lock is
     taken here, last, and held until the caller commits its intent.
@@ -93,14 +99,14 @@ def wait_for_window(
     recent = _brand_sends(tx, brand, since=now - longest, own_app=None)
     for window, limit, named in user_windows:
         in_window = [sent_at for sent_at in recent if sent_at > now - window]
-        frees_at = _frees_at(in_window, window, limit)
+        frees_at = _frees_at(in_window, window, limit, needed)
         if frees_at is not None:
             return Wait(frees_at, _reason(limit, named, "this X account", frees_at))
 
     day, app_limit = dt.timedelta(hours=24), settings.x_posts_per_24h_per_app
     if brand["x_own_app"]:
         sends = _brand_sends(tx, brand, since=now - day, own_app=True)
-        frees_at = _frees_at(sends, day, app_limit)
+        frees_at = _frees_at(sends, day, app_limit, needed)
         if frees_at is not None:
             whose = "the brand's own X app"
             return Wait(frees_at, _reason(app_limit, "24 hours", whose, frees_at))
@@ -108,10 +114,13 @@ def wait_for_window(
 
     tx.scalar(LOCK_SHARED_APP, key=SHARED_APP_LOCK_KEY)
     used = tx.scalar(COUNT_SHARED_APP_WINDOW, since=now - day)
-    if used < app_limit:
+    needed = min(needed, app_limit)
+    if used + needed <= app_limit:
         return None
     oldest_to_go = tx.scalar(
-        NTH_SEND_IN_SHARED_APP_WINDOW, since=now - day, skip=used - app_limit
+        NTH_SEND_IN_SHARED_APP_WINDOW,
+        since=now - day,
+        skip=used - app_limit + needed - 1,
     )
     frees_at = oldest_to_go + day
     return Wait(
@@ -164,12 +173,14 @@ def _brand_sends(
 
 
 def _frees_at(
-    sends: list[dt.datetime], window: dt.timedelta, limit: int
+    sends: list[dt.datetime], window: dt.timedelta, limit: int, needed: int = 1
 ) -> dt.datetime | None:
-    """Return when a full window's oldest place frees, or None when it has room."""
-    if len(sends) < limit:
+    """Return when a window (its sends oldest first) has room for `needed` more, or
+    None when it has now. A thread longer than the limit waits for a whole window."""
+    needed = min(needed, limit)
+    if len(sends) + needed <= limit:
         return None
-    return sends[len(sends) - limit] + window
+    return sends[len(sends) - limit + needed - 1] + window
 
 
 def _reason(limit: int, window: str, whose: str, until: dt.datetime) -> str:

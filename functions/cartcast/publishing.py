@@ -52,6 +52,7 @@ runs out with a part in flight makes the post `unconfirmed` (decision 0008).
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from cartcast import accounts, attempts, costs, post_limits, publish_checks
@@ -140,10 +141,12 @@ FROM started
 WHERE p.id = started.post_id
 RETURNING p.id, started.id AS attempt_id
 """
-# Just before sending: the attempt must still hold a live lease and the account must
-# not be paused (another run may have met a 429 meanwhile). The lease is renewed, so
-# a long batch never loses the posts it has not reached yet, and the attempt's intent
-# (`sent_at`) is written in the same statement: both or neither.
+# Just before sending: the attempt must still hold a live lease, the account must
+# not be paused (another run may have met a 429 meanwhile) nor disconnected, and
+# the brand's token must still be the one this run read (a reconnection replaces
+# it). The lease is renewed, so a long batch never loses the posts it has not
+# reached yet, and the attempt's intent (`sent_at`) is written in the same
+# statement: both or neither.
 TAKE_TURN = """
 WITH turn AS (
     UPDATE posts p SET lease_until = :lease_until, updated_at = :now
@@ -151,6 +154,7 @@ WITH turn AS (
     WHERE p.id = :post_id AND p.lease_attempt_id = :attempt_id
       AND p.state = 'publishing' AND p.lease_until > :now AND b.id = p.brand_id
       AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
+      AND b.x_access_token = :token AND b.x_disconnected_at IS NULL
     RETURNING p.id
 )
 UPDATE publish_attempts a SET sent_at = :now
@@ -163,6 +167,13 @@ MARK_SENT = "UPDATE publish_attempts SET sent_at = :now WHERE id = :attempt_id"
 SELECT_PARTS = """
 SELECT position, text, has_link, sent_at, x_post_id FROM post_parts
 WHERE post_id = :post_id ORDER BY position
+"""
+# A thread's parts not yet on X from `position` on: the budget and X's windows
+# must have room for all of them before the first goes.
+REST_OF_THREAD = """
+SELECT position, has_link FROM post_parts
+WHERE post_id = :post_id AND position >= :position AND x_post_id IS NULL
+ORDER BY position
 """
 PART_HAS_LINK = """
 SELECT has_link FROM post_parts WHERE post_id = :post_id AND position = :position
@@ -233,7 +244,7 @@ WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'publishing'
 UNCONFIRMED_NEXT = (
     "X may have it: each publish run looks for it on the account's timeline and "
     "never sends it again before that; to settle it by hand, "
-    "POST /v1/posts/{id}/settle"
+    "POST /v1/posts/{post_id}/settle"
 )
 RESET_TRANSIENT_FAILURES = "UPDATE posts SET transient_failures = 0 WHERE id = :post_id"
 COUNT_TRANSIENT_FAILURE = """
@@ -636,13 +647,22 @@ def _take_turn(
         if refusal is None:
             brand = post_limits.lock_brand(tx, post["brand_id"])
             cost = _cost_of(runtime, post, _part_row(tx, post, part))
-            refusal = _why_not_now(runtime, tx, brand, cost, now)
+            rest = None
+            if part is not None:
+                rest = [
+                    _cost_of(runtime, post, row)
+                    for row in tx.rows(
+                        REST_OF_THREAD, post_id=post["id"], position=part
+                    )
+                ]
+            refusal = _why_not_now(runtime, tx, brand, cost, now, rest=rest)
         if refusal is None:
             turn = tx.scalar(
                 TAKE_TURN,
                 post_id=post["id"],
                 attempt_id=attempt_id,
                 lease_until=lease_until,
+                token=post["x_access_token"],
                 now=now,
             )
             if turn is not None:
@@ -680,7 +700,8 @@ def _take_turn(
         attempt_id,
         "scheduled",
         "retry",
-        "lease lost or paused",
+        "another run paused the account (X's rate limit, a disconnection or a new "
+        "token) or took this post over; it goes at a later run",
         error_class="lease_lost",
     )
     return "lost"
@@ -702,21 +723,39 @@ def _part_row(tx: Any, post: dict[str, Any], position: int | None) -> dict | Non
 
 
 def _why_not_now(
-    runtime: Any, tx: Any, brand: dict[str, Any], cost: tuple, now: dt.datetime
+    runtime: Any,
+    tx: Any,
+    brand: dict[str, Any],
+    cost: tuple,
+    now: dt.datetime,
+    *,
+    rest: list[tuple] | None = None,
 ) -> tuple[str, Any] | None:
     """Return ("held", reason) when the budget cannot pay for the post, ("paused",
     wait) when one of X's post windows is full (recording the pause), else None.
 
     The budget comes first: a post that cannot be paid for should not wait for a
     window. A price already reserved for this post (a resend) is not added twice.
+    For a thread, `rest` is the cost of every part not yet on X, this one first:
+    the budget and the windows must have room for all of them before this part
+    goes, so a thread never stops half-way for want of either.
     """
-    price_class, usd, ref = cost
-    if not costs.is_reserved(tx, operation=price_class, ref=ref):
-        reason = costs.budget_refusal(tx, brand, cost_usd=usd, now=now)
+    unpaid = [
+        (price_class, usd, ref)
+        for price_class, usd, ref in (rest or [cost])
+        if not costs.is_reserved(tx, operation=price_class, ref=ref)
+    ]
+    if unpaid:
+        total = sum((usd for _, usd, _ in unpaid), Decimal(0))
+        reason = costs.budget_refusal(tx, brand, cost_usd=total, now=now)
         if reason is not None:
+            if rest is not None and len(rest) > 1:
+                reason = f"{reason} (the {len(rest)} parts still to send cost ${total})"
             return "held", reason
 
-    wait = post_limits.wait_for_window(tx, runtime.settings, brand, now=now)
+    wait = post_limits.wait_for_window(
+        tx, runtime.settings, brand, now=now, needed=len(rest or [cost])
+    )
     if wait is None:
         return None
     post_limits.pause(tx, brand, wait, now=now)
@@ -766,7 +805,7 @@ def _pause_brand(
         attempt_id,
         "scheduled",
         "rate_limited",
-        str(error),
+        f"{error}; the account's posts wait until {_utc(until)}",
         error_class="rate_limited",
         x_status=error.status,
     )
@@ -807,7 +846,7 @@ def _retry_later(
         explained = plan.explain(reason)
         if plan.gives_up and parts_on_x:
             state = "held"
-            explained = _thread_gave_up(plan.failures, parts_on_x, reason)
+            explained = _thread_gave_up(plan.failures, parts_on_x, reason, post["id"])
             tx.execute(RESET_TRANSIENT_FAILURES, post_id=post["id"])
         _write_outcome(
             tx,
@@ -915,7 +954,8 @@ def _finish(
             # says what happens to it next.
             reason={
                 "scheduled": f"will retry: {reason}",
-                "unconfirmed": f"{reason}. {UNCONFIRMED_NEXT}",
+                "unconfirmed": f"{reason}. "
+                + UNCONFIRMED_NEXT.format(post_id=post["id"]),
             }.get(state, reason),
             error=reason,
             error_class=error_class,
@@ -960,11 +1000,16 @@ def _write_outcome(
     )
 
 
-def _thread_gave_up(failures: int, on_x: int, reason: str) -> str:
+def _thread_gave_up(failures: int, on_x: int, reason: str, post_id: Any) -> str:
     """Say why a thread with parts on X is held after X kept failing, and what to do."""
     sent = "part 1 is" if on_x == 1 else f"parts 1 to {on_x} are"
     return (
         f"X failed {failures} times, the last: {reason}. {sent} on X already; the "
-        "rest was not sent. Schedule the post again (POST /v1/posts/{id}/schedule) "
-        "to send the rest once X answers, or cancel it (what is on X stays there)."
+        f"rest was not sent. Schedule the post again (POST /v1/posts/{post_id}"
+        "/schedule) to send the rest once X answers, or cancel it (what is on X "
+        "stays there)."
     )
+
+
+def _utc(instant: dt.datetime) -> str:
+    return instant.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -108,6 +108,14 @@ UPDATE posts SET state = 'failed', failure_reason = :reason, updated_at = :now
 WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'unconfirmed'
 RETURNING id
 """
+NOTE_WAITING_FOR_BUDGET = """
+UPDATE posts SET failure_reason = :reason WHERE id = :post_id AND state = 'unconfirmed'
+"""
+BUDGET_WAIT_REASON = (
+    "X may have it; the timeline read that would settle it waits, as the brand's "
+    "monthly X budget is spent: raise it (PATCH /v1/brand) or settle the post by "
+    "hand (POST /v1/posts/{post_id}/settle)"
+)
 DUPLICATE_REASON = (
     "X refuses this text as a duplicate of an earlier post of the account, so it was "
     "not posted; draft the post again with new copy (POST /v1/captions)"
@@ -148,6 +156,14 @@ def _reconcile_brand(runtime: Any, rows: list[dict[str, Any]]) -> list[str]:
     since = min(row["first_sent_at"] for row in rows) - CLOCK_MARGIN
     brand = {"id": rows[0]["brand_id"], "x_own_app": rows[0]["x_own_app"]}
     if accounts.over_budget_for_reads(runtime, brand, what="timeline"):
+        # The read that would settle them is what the budget stops: say so on each.
+        with runtime.database.transaction() as tx:
+            for row in rows:
+                tx.execute(
+                    NOTE_WAITING_FOR_BUDGET,
+                    post_id=row["id"],
+                    reason=BUDGET_WAIT_REASON.format(post_id=row["id"]),
+                )
         return ["waiting"] * len(rows)
     read = _read_timeline(runtime, rows[0], since)
     if read is None:
