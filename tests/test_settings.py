@@ -207,7 +207,13 @@ def test_x_prices_are_read_from_one_setting_per_class() -> None:
     assert loaded.x_prices_usd["post_with_url"] == Decimal("0.20")
 
 
-@pytest.mark.parametrize("price", ["free", "-0.01", "0.00005", "2", "NaN", "1e400"])
+@pytest.mark.parametrize(
+    "price",
+    [
+        *("free", "-0.01", "0.00005", "2", "NaN", "1e400"),
+        *("\u0661", "0.1_0", "-0", "0. 2", "1e-3", "+0.1", ".5", "0.2\u0662"),
+    ],
+)
 def test_a_price_that_is_not_a_small_amount_of_dollars_is_refused(price) -> None:
     with pytest.raises(ConfigurationError) as raised:
         settings.load(
@@ -373,3 +379,9 @@ def test_every_setting_past_its_maximum_is_named_in_the_one_error() -> None:
 
     for name in environ.keys() - BASE.keys():
         assert f"{name} must be at most" in str(raised.value)
+
+
+def test_a_price_with_spaces_around_it_is_read_as_the_plain_decimal() -> None:
+    loaded = settings.load({**BASE, "CARTCAST_X_PRICE_POST_USD": " 0.2 "})
+
+    assert loaded.x_prices_usd["post"] == Decimal("0.2")

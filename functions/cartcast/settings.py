@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from cartcast.errors import ConfigurationError
 from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHOLD
@@ -40,7 +41,8 @@ X_PRICES_USD = {
 }
 # The cost ledger keeps four decimals; a price over a dollar a call is a typo.
 X_PRICE_MAX_USD = Decimal("1")
-X_PRICE_STEP_USD = Decimal("0.0001")
+# Dollars with at most four decimals, in ASCII digits.
+PLAIN_PRICE = re.compile(r"[0-9]+(\.[0-9]{1,4})?")
 # A post waits at most a day between two tries after X failed; at most 20 tries.
 PUBLISH_RETRY_MAX_S_LIMIT = 86400
 PUBLISH_RETRIES_LIMIT = 20
@@ -333,16 +335,10 @@ def _parse_prices(env: Mapping[str, str], problems: list[str]) -> dict[str, Deci
         if not raw:
             prices[price_class] = default
             continue
-        try:
-            price = Decimal(raw)
-        except InvalidOperation:
-            price = None
-        if (
-            price is None
-            or not price.is_finite()
-            or not 0 <= price <= X_PRICE_MAX_USD
-            or price != price.quantize(X_PRICE_STEP_USD)
-        ):
+        # Decimal() also reads "1e-3", "-0", "0.1_0" and non-ASCII digits; a price
+        # is written as a plain decimal, so nothing else is taken for one.
+        price = Decimal(raw) if PLAIN_PRICE.fullmatch(raw) else None
+        if price is None or price > X_PRICE_MAX_USD:
             problems.append(
                 f"{name} must be a price in dollars between 0 and {X_PRICE_MAX_USD} "
                 f"with at most 4 decimals, got {raw!r}"
