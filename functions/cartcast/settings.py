@@ -50,8 +50,8 @@ PUBLISH_RETRIES_LIMIT = 20
 # and still catches a mistyped year.
 SCHEDULE_HORIZON_DAYS_MAX = 3660
 # Upper bounds of the other durations and counts. Without them a value that parses
-# (a day count of 999999) loads, then every run fails on date arithmetic past the
-# year 9999; each bound is far past any useful value and is stated in the README.
+# (a day count of 999999) loads, then every run fails on date arithmetic outside
+# the years 1 to 9999; each bound is far past any useful value, and in the README.
 DAYS_MAX = 3660
 AGE_MAX_S = 315_360_000  # ten years
 LEASE_MAX_S = 86_400
