@@ -385,3 +385,13 @@ def test_a_price_with_spaces_around_it_is_read_as_the_plain_decimal() -> None:
     loaded = settings.load({**BASE, "CARTCAST_X_PRICE_POST_USD": " 0.2 "})
 
     assert loaded.x_prices_usd["post"] == Decimal("0.2")
+
+
+@pytest.mark.parametrize("value", ["1_000", "\u0661\u0662", "\uff19\uff10"])
+def test_a_number_setting_is_read_only_from_plain_ascii_digits(value) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load({**BASE, "CARTCAST_PUBLISH_BATCH": value})
+
+    assert f"CARTCAST_PUBLISH_BATCH must be a whole number, got {value!r}" in str(
+        raised.value
+    )

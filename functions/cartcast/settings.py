@@ -142,6 +142,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         if raw is None:
             return default
         try:
+            # int() and float() also read "1_000" and non-ASCII digits ("١٢").
+            if not raw.isascii() or "_" in raw:
+                raise ValueError(raw)
             value = kind(raw)
         except ValueError:
             what = "a whole number" if kind is int else "a number"
