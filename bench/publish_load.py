@@ -51,6 +51,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import secrets
 import subprocess
@@ -862,20 +863,85 @@ def print_summary(summary: dict[str, Any]) -> None:
             )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--posts", type=int, default=ISSUE_CASE["posts"])
-    parser.add_argument("--brands", type=int, default=ISSUE_CASE["brands"])
-    parser.add_argument("--invocations", type=int, default=ISSUE_CASE["invocations"])
-    parser.add_argument("--latency-ms", type=float, default=ISSUE_CASE["latency_ms"])
-    parser.add_argument("--profile-posts", type=int, default=PROFILE_POSTS)
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write here")
-    parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
-    args = parser.parse_args(argv)
+def build_parser() -> argparse.ArgumentParser:
+    """Describe every option, with its default, for --help."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--posts",
+        type=int,
+        default=ISSUE_CASE["posts"],
+        help="scheduled posts the invocations publish, at least 1",
+    )
+    parser.add_argument(
+        "--brands",
+        type=int,
+        default=ISSUE_CASE["brands"],
+        help="brands the posts are spread over, one X account each; 1 to --posts, "
+        "and at most as many posts per brand as the demo catalog has products",
+    )
+    parser.add_argument(
+        "--invocations",
+        type=int,
+        default=ISSUE_CASE["invocations"],
+        help="concurrent publish_due_posts processes, at least 1",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=ISSUE_CASE["latency_ms"],
+        help="delay the X sandbox adds to every answer, milliseconds (over 0)",
+    )
+    parser.add_argument(
+        "--profile-posts",
+        type=int,
+        default=PROFILE_POSTS,
+        help=f"posts published in the profiled pass over {PROFILE_BRANDS} brands; "
+        "0 skips it",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help="where the figures are written"
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=WORK_DIR,
+        help="scratch directory for the database, clock and logs",
+    )
+    return parser
+
+
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """Say what is wrong with the arguments, before anything is set up."""
+    if args.posts < 1:
+        return "--posts must be at least 1"
     if not 1 <= args.brands <= args.posts:
-        parser.error("--brands must be 1 to --posts")
-    if args.invocations < 1 or args.latency_ms <= 0 or args.profile_posts < 0:
-        parser.error("--invocations and --latency-ms must be positive")
+        return "--brands must be 1 to --posts"
+    if args.invocations < 1 or not args.latency_ms > 0:
+        return "--invocations and --latency-ms must be positive"
+    if args.profile_posts < 0:
+        return "--profile-posts must be 0 or more"
+
+    # create_brands gives each brand one draft per catalog product.
+    products = len(json.loads(CATALOG.read_text()))
+    if math.ceil(args.posts / args.brands) > products:
+        return (
+            f"at most {products} posts per brand: with --posts {args.posts}, "
+            f"use --brands {math.ceil(args.posts / products)} or more"
+        )
+    if math.ceil(args.profile_posts / PROFILE_BRANDS) > products:
+        return f"--profile-posts must be at most {products * PROFILE_BRANDS}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problem = check_arguments(args)
+    if problem:
+        parser.error(problem)
     sys.path.insert(0, str(REPO / "functions"))
     os.environ.setdefault("PYTHONPATH", str(REPO / "functions"))
 

@@ -652,3 +652,25 @@ def test_two_slots_folded_into_one_instant_schedule_two_posts(client) -> None:
     assert response.status_code == 200, response.get_json()
     times = [p["scheduled_at"] for p in response.get_json()["posts"]]
     assert times == ["2026-03-08T07:30:00+00:00", "2026-03-15T06:30:00+00:00"]
+
+
+@pytest.mark.parametrize("x_user_id", ["09001", "0", "00"])
+def test_an_x_user_id_with_a_leading_zero_is_refused_on_create_and_patch(
+    client, brand_key, x_user_id
+) -> None:
+    body = brand_body(slug="zeroes", x_user_id=x_user_id)
+
+    created = post_json(client, "/v1/brands", body, OPERATOR_KEY)
+    patched = client.patch(
+        "/v1/brand",
+        data=json.dumps({"x_user_id": x_user_id}),
+        headers=auth(brand_key),
+        content_type="application/json",
+    )
+
+    assert created.status_code == 400
+    assert created.get_json()["error"]["field"] == "x_user_id"
+    assert patched.status_code == 400
+    assert patched.get_json()["error"]["field"] == "x_user_id"
+    me = client.get("/v1/brand", headers=auth(brand_key)).get_json()["brand"]
+    assert me["x_user_id"] == brand_body()["x_user_id"]

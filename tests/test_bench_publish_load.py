@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import bench_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,3 +68,54 @@ def test_a_small_publishing_bench_prints_every_row_and_loses_or_doubles_nothing(
     assert profile["x_calls"] == 12
     assert profile["tally"]["published"] == 12
     assert profile["slowest_statements"]
+
+
+def test_the_bench_s_help_describes_every_option_with_its_default(capsys) -> None:
+    from bench import publish_load
+
+    with pytest.raises(SystemExit) as exited:
+        publish_load.main(["--help"])
+
+    shown = " ".join(capsys.readouterr().out.split())
+    assert exited.value.code == 0
+    for option, default in [
+        ("--posts", "5000"),
+        ("--brands", "100"),
+        ("--invocations", "4"),
+        ("--latency-ms", "20.0"),
+        ("--profile-posts", "200"),
+        ("--json", "publish_load.json"),
+        ("--work-dir", "publish_load"),
+    ]:
+        assert option in shown
+        assert f"(default: {REPO}" in shown or f"(default: {default})" in shown
+    assert shown.count("(default:") == 7
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (["--posts", "0"], "--posts must be at least 1"),
+        (["--posts", "-3", "--brands", "1"], "--posts must be at least 1"),
+        (["--posts", "10", "--brands", "11"], "--brands must be 1 to --posts"),
+        (["--posts", "300", "--brands", "1"], "at most 194 posts per brand"),
+        (["--posts", "300", "--brands", "1"], "use --brands 2 or more"),
+        (["--invocations", "0"], "--invocations and --latency-ms must be positive"),
+        (["--latency-ms", "nan"], "--invocations and --latency-ms must be positive"),
+        (["--profile-posts", "-1"], "--profile-posts must be 0 or more"),
+        (["--profile-posts", "777"], "--profile-posts must be at most 776"),
+    ],
+)
+def test_bad_bench_arguments_are_refused_before_anything_is_set_up(
+    arguments, said, capsys, tmp_path: Path
+) -> None:
+    from bench import publish_load
+
+    work_dir = tmp_path / "work"
+
+    with pytest.raises(SystemExit) as exited:
+        publish_load.main([*arguments, "--work-dir", str(work_dir)])
+
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err
+    assert not work_dir.exists()

@@ -207,7 +207,13 @@ def test_x_prices_are_read_from_one_setting_per_class() -> None:
     assert loaded.x_prices_usd["post_with_url"] == Decimal("0.20")
 
 
-@pytest.mark.parametrize("price", ["free", "-0.01", "0.00005", "2", "NaN", "1e400"])
+@pytest.mark.parametrize(
+    "price",
+    [
+        *("free", "-0.01", "0.00005", "2", "NaN", "1e400"),
+        *("\u0661", "0.1_0", "-0", "0. 2", "1e-3", "+0.1", ".5", "0.2\u0662"),
+    ],
+)
 def test_a_price_that_is_not_a_small_amount_of_dollars_is_refused(price) -> None:
     with pytest.raises(ConfigurationError) as raised:
         settings.load(
@@ -321,3 +327,71 @@ def test_a_15_minute_post_limit_above_the_3_hour_one_is_refused() -> None:
         )
 
     assert "CARTCAST_X_POSTS_PER_15MIN_PER_USER must not exceed" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "too_large", "largest"),
+    [
+        ("X_TIMEOUT_S", "541", "90"),
+        ("GEMINI_TIMEOUT_S", "541", "540"),
+        ("GEMINI_REQUESTS_PER_MINUTE", "100001", "100000"),
+        ("GEMINI_REQUESTS_PER_DAY", "100000001", "100000000"),
+        ("CARTCAST_MAX_EVENT_AGE_S", "315360001", "315360000"),
+        ("CARTCAST_PUBLISH_BATCH", "1001", "1000"),
+        ("CARTCAST_PUBLISH_LEASE_S", "86401", "86400"),
+        ("CARTCAST_RECONCILE_PAGES_MAX", "101", "100"),
+        ("CARTCAST_MISSED_AFTER_S", "315360001", "900"),
+        ("CARTCAST_MISSED_MAX_LATE_S", "100000000000", "315360000"),
+        ("CARTCAST_PUBLISH_RETRY_BASE_S", "86401", "60"),
+        ("CARTCAST_ALERT_MAX_AGE_S", "315360001", "315360000"),
+        ("CARTCAST_MENTION_PAGES_MAX", "101", "100"),
+        ("CARTCAST_ATTRIBUTION_WINDOW_DAYS", "3661", "3660"),
+        ("CARTCAST_ROLLUP_LOOKBACK_DAYS", "3661", "3660"),
+        ("CARTCAST_NEAR_DUPLICATE_DAYS", "999999", "3660"),
+        ("CARTCAST_CAPTION_PRODUCTS_PER_REQUEST", "21", "20"),
+        ("CARTCAST_CAPTION_DRAIN_BUDGET_S", "541", "540"),
+        ("CARTCAST_X_POSTS_PER_15MIN_PER_USER", "10000001", "100"),
+        ("CARTCAST_X_POSTS_PER_3H_PER_USER", "10000001", "10000000"),
+        ("CARTCAST_X_POSTS_PER_24H_PER_APP", "10000001", "10000000"),
+    ],
+)
+def test_a_duration_or_count_past_its_documented_maximum_is_named(
+    name, too_large, largest
+) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load({**BASE, name: too_large})
+
+    assert f"{name} must be at most" in str(raised.value)
+    assert too_large in str(raised.value)
+    settings.load({**BASE, name: largest})
+
+
+def test_every_setting_past_its_maximum_is_named_in_the_one_error() -> None:
+    environ = {
+        **BASE,
+        "CARTCAST_MISSED_MAX_LATE_S": "100000000000",
+        "CARTCAST_NEAR_DUPLICATE_DAYS": "999999",
+        "CARTCAST_ATTRIBUTION_WINDOW_DAYS": "99999999",
+    }
+
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load(environ)
+
+    for name in environ.keys() - BASE.keys():
+        assert f"{name} must be at most" in str(raised.value)
+
+
+def test_a_price_with_spaces_around_it_is_read_as_the_plain_decimal() -> None:
+    loaded = settings.load({**BASE, "CARTCAST_X_PRICE_POST_USD": " 0.2 "})
+
+    assert loaded.x_prices_usd["post"] == Decimal("0.2")
+
+
+@pytest.mark.parametrize("value", ["1_000", "\u0661\u0662", "\uff19\uff10"])
+def test_a_number_setting_is_read_only_from_plain_ascii_digits(value) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load({**BASE, "CARTCAST_PUBLISH_BATCH": value})
+
+    assert f"CARTCAST_PUBLISH_BATCH must be a whole number, got {value!r}" in str(
+        raised.value
+    )

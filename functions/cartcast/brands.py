@@ -94,7 +94,9 @@ STORE_URL_LENGTH_MAX = 200
 WORDS_MAX = 100
 WORD_LENGTH_MAX = 100
 DISCLOSURE_TAG = re.compile(r"#\w{1,29}")
-X_USER_ID = re.compile(r"[0-9]{1,19}")
+# X numbers its users from 1 and writes the id without leading zeros; "09001" would
+# slip past the one-account-per-brand check (a string compare) for "9001".
+X_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
 X_USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
 # Latin letters NFKD does not decompose, spelled the way their languages do.
 LATIN_LETTERS_SPELLED = str.maketrans(

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from cartcast.errors import ConfigurationError
 from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHOLD
@@ -19,8 +20,12 @@ from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHO
 ENVIRONMENTS = ("local", "cloud")
 PUBSUB_MODES = ("push", "google")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# posts.PRODUCTS_PER_REQUEST_MAX, repeated so settings import nothing of the domain.
+# posts.PRODUCTS_PER_REQUEST_MAX, repeated so settings import nothing of the domain:
+# one Gemini request writes a chunk, so POST /v1/captions's own limit bounds it.
 CAPTION_PRODUCTS_PER_REQUEST_MAX = 20
+# Alerts go out after the run's posts, but a slow webhook still holds the run open
+# for this long per alert.
+ALERT_TIMEOUT_MAX_S = 30
 # How long after sending a post may be called absent from the account's timeline.
 RECONCILE_DELAY_RANGE_S = (30, 86400)
 # X's pay-per-use prices by call class (X developer documentation, pricing, 2026);
@@ -36,12 +41,28 @@ X_PRICES_USD = {
 }
 # The cost ledger keeps four decimals; a price over a dollar a call is a typo.
 X_PRICE_MAX_USD = Decimal("1")
-X_PRICE_STEP_USD = Decimal("0.0001")
+# Dollars with at most four decimals, in ASCII digits.
+PLAIN_PRICE = re.compile(r"[0-9]+(\.[0-9]{1,4})?")
 # A post waits at most a day between two tries after X failed; at most 20 tries.
 PUBLISH_RETRY_MAX_S_LIMIT = 86400
 PUBLISH_RETRIES_LIMIT = 20
-# How far ahead a post may be scheduled, at most; ten years is past any campaign.
+# How far ahead a post may be scheduled, at most; ten years is past any campaign
+# and still catches a mistyped year.
 SCHEDULE_HORIZON_DAYS_MAX = 3660
+# Upper bounds of the other durations and counts. Without them a value that parses
+# (a day count of 999999) loads, then every run fails on date arithmetic outside
+# the years 1 to 9999; each bound is far past any useful value, and in the README.
+DAYS_MAX = 3660
+AGE_MAX_S = 315_360_000  # ten years
+LEASE_MAX_S = 86_400
+# An event-triggered Cloud Function runs at most 540 s (Cloud Functions quotas,
+# "Time limits"); a wait or budget longer than the run itself is a typo.
+RUN_WAIT_MAX_S = 540
+PUBLISH_BATCH_MAX = 1000
+PAGES_MAX = 100
+GEMINI_REQUESTS_PER_MINUTE_MAX = 100_000
+GEMINI_REQUESTS_PER_DAY_MAX = 100_000_000
+X_POSTS_LIMIT_MAX = 10_000_000
 FLAG_VALUES = {
     "true": True,
     "1": True,
@@ -114,11 +135,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         value = env.get(name, "").strip()
         return value or default
 
-    def number(name: str, default: float, kind: type = int) -> float:
+    def number(
+        name: str, default: float, kind: type = int, *, at_most: float, unit: str = ""
+    ) -> float:
         raw = text(name)
         if raw is None:
             return default
         try:
+            # int() and float() also read "1_000" and non-ASCII digits ("١٢").
+            if not raw.isascii() or "_" in raw:
+                raise ValueError(raw)
             value = kind(raw)
         except ValueError:
             what = "a whole number" if kind is int else "a number"
@@ -127,11 +153,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         # float() reads "nan" and "inf"; neither is a usable timeout.
         if not math.isfinite(value) or value <= 0:
             problems.append(f"{name} must be a positive number, got {raw!r}")
+        elif value > at_most:
+            problems.append(f"{name} must be at most {at_most}{unit}, got {raw!r}")
         return value
 
     def fraction(name: str, default: float) -> float:
         # Over 1 no two texts, not even identical ones, would ever be alike.
-        value = number(name, default, float)
+        value = number(name, default, float, at_most=math.inf)
         if value > 1:
             problems.append(f"{name} must be at most 1, got {text(name)!r}")
         return value
@@ -168,47 +196,118 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         clock_file=text("CARTCAST_CLOCK"),
         operator_key=text("CARTCAST_OPERATOR_KEY"),
         x_api_base_url=text("X_API_BASE_URL"),
-        x_timeout_s=number("X_TIMEOUT_S", 10.0, float),
+        x_timeout_s=number(
+            "X_TIMEOUT_S", 10.0, float, at_most=RUN_WAIT_MAX_S, unit=" seconds"
+        ),
         gemini_api_key=text("GEMINI_API_KEY"),
         gemini_model=text("GEMINI_MODEL", "gemini-2.5-flash"),
         gemini_base_url=text("GEMINI_BASE_URL"),
         gemini_api_version=text("GEMINI_API_VERSION", "v1beta"),
-        gemini_timeout_s=number("GEMINI_TIMEOUT_S", 20.0, float),
-        gemini_requests_per_minute=number("GEMINI_REQUESTS_PER_MINUTE", 5),
-        gemini_requests_per_day=number("GEMINI_REQUESTS_PER_DAY", 20),
+        gemini_timeout_s=number(
+            "GEMINI_TIMEOUT_S", 20.0, float, at_most=RUN_WAIT_MAX_S, unit=" seconds"
+        ),
+        gemini_requests_per_minute=number(
+            "GEMINI_REQUESTS_PER_MINUTE", 5, at_most=GEMINI_REQUESTS_PER_MINUTE_MAX
+        ),
+        gemini_requests_per_day=number(
+            "GEMINI_REQUESTS_PER_DAY", 20, at_most=GEMINI_REQUESTS_PER_DAY_MAX
+        ),
         pubsub_mode=choice("CARTCAST_PUBSUB", "push", PUBSUB_MODES),
         pubsub_push_endpoints=_parse_endpoints(
             text("CARTCAST_PUBSUB_PUSH", ""), problems
         ),
         google_cloud_project=text("GOOGLE_CLOUD_PROJECT"),
         mentions_topic=text("CARTCAST_MENTIONS_TOPIC", "cartcast-mentions"),
-        max_event_age_s=number("CARTCAST_MAX_EVENT_AGE_S", 900),
-        publish_batch_size=number("CARTCAST_PUBLISH_BATCH", 20),
-        publish_lease_s=number("CARTCAST_PUBLISH_LEASE_S", 300),
-        schedule_horizon_days=number("CARTCAST_SCHEDULE_HORIZON_DAYS", 365),
-        reconcile_delay_s=number("CARTCAST_RECONCILE_DELAY_S", 300),
-        reconcile_pages_max=number("CARTCAST_RECONCILE_PAGES_MAX", 5),
-        missed_after_s=number("CARTCAST_MISSED_AFTER_S", 900),
-        missed_max_late_s=number("CARTCAST_MISSED_MAX_LATE_S", 21600),
-        publish_retries=number("CARTCAST_PUBLISH_RETRIES", 5),
-        publish_retry_base_s=number("CARTCAST_PUBLISH_RETRY_BASE_S", 60.0, float),
-        publish_retry_max_s=number("CARTCAST_PUBLISH_RETRY_MAX_S", 1800.0, float),
-        alert_timeout_s=number("CARTCAST_ALERT_TIMEOUT_S", 5.0, float),
-        alert_max_age_s=number("CARTCAST_ALERT_MAX_AGE_S", 86400),
-        mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10),
-        attribution_window_days=number("CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7),
-        rollup_lookback_days=number("CARTCAST_ROLLUP_LOOKBACK_DAYS", 8),
+        max_event_age_s=number(
+            "CARTCAST_MAX_EVENT_AGE_S", 900, at_most=AGE_MAX_S, unit=" seconds"
+        ),
+        publish_batch_size=number(
+            "CARTCAST_PUBLISH_BATCH", 20, at_most=PUBLISH_BATCH_MAX
+        ),
+        publish_lease_s=number(
+            "CARTCAST_PUBLISH_LEASE_S", 300, at_most=LEASE_MAX_S, unit=" seconds"
+        ),
+        schedule_horizon_days=number(
+            "CARTCAST_SCHEDULE_HORIZON_DAYS",
+            365,
+            at_most=SCHEDULE_HORIZON_DAYS_MAX,
+            unit=" days (ten years)",
+        ),
+        # Its range, 30 seconds to a day, is checked with the other settings below.
+        reconcile_delay_s=number("CARTCAST_RECONCILE_DELAY_S", 300, at_most=math.inf),
+        reconcile_pages_max=number(
+            "CARTCAST_RECONCILE_PAGES_MAX", 5, at_most=PAGES_MAX
+        ),
+        missed_after_s=number(
+            "CARTCAST_MISSED_AFTER_S", 900, at_most=AGE_MAX_S, unit=" seconds"
+        ),
+        missed_max_late_s=number(
+            "CARTCAST_MISSED_MAX_LATE_S", 21600, at_most=AGE_MAX_S, unit=" seconds"
+        ),
+        publish_retries=number(
+            "CARTCAST_PUBLISH_RETRIES", 5, at_most=PUBLISH_RETRIES_LIMIT
+        ),
+        publish_retry_base_s=number(
+            "CARTCAST_PUBLISH_RETRY_BASE_S",
+            60.0,
+            float,
+            at_most=PUBLISH_RETRY_MAX_S_LIMIT,
+            unit=" seconds (a day)",
+        ),
+        publish_retry_max_s=number(
+            "CARTCAST_PUBLISH_RETRY_MAX_S",
+            1800.0,
+            float,
+            at_most=PUBLISH_RETRY_MAX_S_LIMIT,
+            unit=" seconds (a day)",
+        ),
+        alert_timeout_s=number(
+            "CARTCAST_ALERT_TIMEOUT_S",
+            5.0,
+            float,
+            at_most=ALERT_TIMEOUT_MAX_S,
+            unit=" seconds",
+        ),
+        alert_max_age_s=number(
+            "CARTCAST_ALERT_MAX_AGE_S", 86400, at_most=AGE_MAX_S, unit=" seconds"
+        ),
+        mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10, at_most=PAGES_MAX),
+        attribution_window_days=number(
+            "CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7, at_most=DAYS_MAX, unit=" days"
+        ),
+        rollup_lookback_days=number(
+            "CARTCAST_ROLLUP_LOOKBACK_DAYS", 8, at_most=DAYS_MAX, unit=" days"
+        ),
         near_duplicate_threshold=fraction(
             "CARTCAST_NEAR_DUPLICATE_THRESHOLD", NEAR_DUPLICATE_THRESHOLD
         ),
-        near_duplicate_days=number("CARTCAST_NEAR_DUPLICATE_DAYS", NEAR_DUPLICATE_DAYS),
-        caption_products_per_request=number(
-            "CARTCAST_CAPTION_PRODUCTS_PER_REQUEST", 10
+        near_duplicate_days=number(
+            "CARTCAST_NEAR_DUPLICATE_DAYS",
+            NEAR_DUPLICATE_DAYS,
+            at_most=DAYS_MAX,
+            unit=" days",
         ),
-        caption_drain_budget_s=number("CARTCAST_CAPTION_DRAIN_BUDGET_S", 120.0, float),
-        x_posts_per_15min_per_user=number("CARTCAST_X_POSTS_PER_15MIN_PER_USER", 100),
-        x_posts_per_3h_per_user=number("CARTCAST_X_POSTS_PER_3H_PER_USER", 300),
-        x_posts_per_24h_per_app=number("CARTCAST_X_POSTS_PER_24H_PER_APP", 10_000),
+        caption_products_per_request=number(
+            "CARTCAST_CAPTION_PRODUCTS_PER_REQUEST",
+            10,
+            at_most=CAPTION_PRODUCTS_PER_REQUEST_MAX,
+        ),
+        caption_drain_budget_s=number(
+            "CARTCAST_CAPTION_DRAIN_BUDGET_S",
+            120.0,
+            float,
+            at_most=RUN_WAIT_MAX_S,
+            unit=" seconds",
+        ),
+        x_posts_per_15min_per_user=number(
+            "CARTCAST_X_POSTS_PER_15MIN_PER_USER", 100, at_most=X_POSTS_LIMIT_MAX
+        ),
+        x_posts_per_3h_per_user=number(
+            "CARTCAST_X_POSTS_PER_3H_PER_USER", 300, at_most=X_POSTS_LIMIT_MAX
+        ),
+        x_posts_per_24h_per_app=number(
+            "CARTCAST_X_POSTS_PER_24H_PER_APP", 10_000, at_most=X_POSTS_LIMIT_MAX
+        ),
         x_prices_usd=_parse_prices(env, problems),
         log_level=choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
     )
@@ -239,16 +338,10 @@ def _parse_prices(env: Mapping[str, str], problems: list[str]) -> dict[str, Deci
         if not raw:
             prices[price_class] = default
             continue
-        try:
-            price = Decimal(raw)
-        except InvalidOperation:
-            price = None
-        if (
-            price is None
-            or not price.is_finite()
-            or not 0 <= price <= X_PRICE_MAX_USD
-            or price != price.quantize(X_PRICE_STEP_USD)
-        ):
+        # Decimal() also reads "1e-3", "-0", "0.1_0" and non-ASCII digits; a price
+        # is written as a plain decimal, so nothing else is taken for one.
+        price = Decimal(raw) if PLAIN_PRICE.fullmatch(raw) else None
+        if price is None or price > X_PRICE_MAX_USD:
             problems.append(
                 f"{name} must be a price in dollars between 0 and {X_PRICE_MAX_USD} "
                 f"with at most 4 decimals, got {raw!r}"
@@ -279,12 +372,6 @@ def _check_consistency(settings: Settings) -> list[str]:
             f"CARTCAST_PUBLISH_LEASE_S={math.ceil(lease_min_s)} or more (it is "
             f"{settings.publish_lease_s}), or lower X_TIMEOUT_S"
         )
-    if settings.schedule_horizon_days > SCHEDULE_HORIZON_DAYS_MAX:
-        # The horizon is there to catch a mistyped year; decades would not.
-        problems.append(
-            "CARTCAST_SCHEDULE_HORIZON_DAYS must be at most "
-            f"{SCHEDULE_HORIZON_DAYS_MAX} (ten years)"
-        )
     if (
         not RECONCILE_DELAY_RANGE_S[0]
         <= settings.reconcile_delay_s
@@ -302,16 +389,6 @@ def _check_consistency(settings: Settings) -> list[str]:
             "CARTCAST_MISSED_MAX_LATE_S must be more than CARTCAST_MISSED_AFTER_S"
         )
     problems.extend(_check_retries(settings))
-    if settings.caption_products_per_request > CAPTION_PRODUCTS_PER_REQUEST_MAX:
-        # One Gemini request writes the chunk: POST /v1/captions's own limit.
-        problems.append(
-            "CARTCAST_CAPTION_PRODUCTS_PER_REQUEST must be at most "
-            f"{CAPTION_PRODUCTS_PER_REQUEST_MAX}"
-        )
-    if settings.alert_timeout_s > 30:
-        # Alerts go out after the run's posts, but a slow webhook still holds the
-        # run open for this long per alert.
-        problems.append("CARTCAST_ALERT_TIMEOUT_S must be at most 30 seconds")
     if settings.cloud_sql_instance and not settings.db_user:
         problems.append("DB_USER is required with CLOUD_SQL_INSTANCE")
     if settings.environment == "cloud":
@@ -331,19 +408,10 @@ def _check_consistency(settings: Settings) -> list[str]:
 
 
 def _check_retries(settings: Settings) -> list[str]:
-    """Check the backoff after X failed: base <= max <= a day, 1 to 20 retries."""
+    """Check the backoff after X failed: base <= max (each at most a day)."""
     problems = []
-    if settings.publish_retries > PUBLISH_RETRIES_LIMIT:
-        problems.append(
-            f"CARTCAST_PUBLISH_RETRIES must be at most {PUBLISH_RETRIES_LIMIT}"
-        )
     if settings.publish_retry_base_s > settings.publish_retry_max_s:
         problems.append(
             "CARTCAST_PUBLISH_RETRY_BASE_S must not exceed CARTCAST_PUBLISH_RETRY_MAX_S"
-        )
-    if settings.publish_retry_max_s > PUBLISH_RETRY_MAX_S_LIMIT:
-        problems.append(
-            "CARTCAST_PUBLISH_RETRY_MAX_S must be at most "
-            f"{PUBLISH_RETRY_MAX_S_LIMIT} seconds (a day)"
         )
     return problems
