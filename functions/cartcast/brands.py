@@ -97,6 +97,7 @@ DISCLOSURE_TAG = re.compile(r"#\w{1,29}")
 # X numbers its users from 1 and writes the id without leading zeros; "09001" would
 # slip past the one-account-per-brand check (a string compare) for "9001".
 X_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
+X_USER_ID_SHAPE = "1 to 19 digits, the first not 0"
 X_USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
 # Latin letters NFKD does not decompose, spelled the way their languages do.
 LATIN_LETTERS_SPELLED = str.maketrans(
@@ -170,7 +171,7 @@ def parse_brand(body: Any, *, environment: str = "cloud") -> dict[str, Any]:
         "posting_slots": json.dumps(
             slots.validate_slots(body.get("posting_slots", slots.DEFAULT_SLOTS))
         ),
-        "x_user_id": _optional_match(body, "x_user_id", X_USER_ID, "1 to 19 digits"),
+        "x_user_id": _optional_match(body, "x_user_id", X_USER_ID, X_USER_ID_SHAPE),
         "x_username": _optional_match(
             body, "x_username", X_USERNAME, "1 to 15 letters, digits or _"
         ),
@@ -233,7 +234,7 @@ def _set_x_account(
             field="x_access_token",
         )
     values = {
-        "x_user_id": _optional_match(body, "x_user_id", X_USER_ID, "1 to 19 digits"),
+        "x_user_id": _optional_match(body, "x_user_id", X_USER_ID, X_USER_ID_SHAPE),
         "x_username": _optional_match(
             body, "x_username", X_USERNAME, "1 to 15 letters, digits or _"
         ),
