@@ -371,6 +371,32 @@ def test_a_thread_the_budget_cannot_pay_in_full_is_held_before_its_first_part(
     assert x_requests(x_sandbox, "POST /2/tweets") == 2  # the first thread only
 
 
+def test_a_held_thread_is_released_only_when_the_budget_fits_all_its_parts(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=2, kind="thread")
+    budget(x_runtime, brand_id, "0.25")
+    clock.advance(dt.timedelta(days=7))
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    budget(x_runtime, brand_id, "0.42")  # $0.205 left: one post, not both parts
+
+    clock.advance(dt.timedelta(minutes=1))
+    still = publishing.publish_due(x_runtime, as_of=clock.now())
+    budget(x_runtime, brand_id, "0.43")  # $0.215 left: the whole thread fits
+    clock.advance(dt.timedelta(minutes=1))
+    released = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    with x_runtime.database.transaction() as tx:
+        tries = tx.scalar(
+            "SELECT count(*) FROM publish_attempts a JOIN posts p ON p.id = a.post_id"
+            " WHERE p.brand_id = :b",
+            b=brand_id,
+        )
+    assert still["published"] == 0 and still["held"] == 0
+    assert released["published"] == 1
+    assert tries == 3  # one per thread sent, one for the first hold: no retry loop
+
+
 def test_an_unconfirmed_post_at_the_budget_says_its_settling_read_waits(
     x_runtime, clock, x_sandbox
 ) -> None:

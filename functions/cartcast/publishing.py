@@ -90,7 +90,9 @@ RETURNING p.id
 """
 # A post held by the brand's monthly X budget goes back to its queue once its price
 # fits again: the budget was raised, or removed, or a new month began in the
-# brand's time zone. The publisher's own check decides again under the lock.
+# brand's time zone. A thread's price is that of its parts not yet on X, as the
+# publisher's own check (_why_not_now) counts it; that check decides again under
+# the lock.
 RELEASE_BUDGET_HOLDS = """
 UPDATE posts p SET state = 'scheduled', failure_reason = NULL, updated_at = :now
 FROM brands b
@@ -101,7 +103,12 @@ WHERE b.id = p.brand_id AND p.state = 'held'
       WHERE c.brand_id = b.id AND c.service = 'x'
         AND c.occurred_at >= (date_trunc('month', :now AT TIME ZONE b.time_zone)
             AT TIME ZONE b.time_zone))
-    >= CASE WHEN p.link IS NULL THEN CAST(:post_usd AS numeric)
+    >= CASE WHEN p.kind = 'thread' THEN (
+            SELECT COALESCE(sum(CASE WHEN pp.has_link
+                THEN CAST(:post_with_url_usd AS numeric)
+                ELSE CAST(:post_usd AS numeric) END), 0)
+            FROM post_parts pp WHERE pp.post_id = p.id AND pp.x_post_id IS NULL)
+        WHEN p.link IS NULL THEN CAST(:post_usd AS numeric)
         ELSE CAST(:post_with_url_usd AS numeric) END)
 RETURNING p.id
 """
