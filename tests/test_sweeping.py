@@ -180,18 +180,19 @@ def test_the_sweep_expires_the_lease_of_a_publisher_that_died_before_sending(
     assert sent(x_sandbox) == 1
 
 
-def test_the_late_bound_is_a_setting(x_runtime, clock, x_sandbox) -> None:
-    x_runtime.settings = dataclasses.replace(
-        x_runtime.settings, missed_max_late_s=7 * 86400
-    )
+@pytest.mark.parametrize(("bound_hours", "too_late"), [(24, 1), (72, 0)])
+def test_the_late_bound_is_a_setting(
+    x_runtime, clock, x_sandbox, bound_hours, too_late
+) -> None:
+    with_late_bound(x_runtime, hours=bound_hours)
     brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
     (post,) = brand_posts(x_runtime, brand_id)
     clock.set(post["scheduled_at"] + dt.timedelta(days=2))
 
     outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
 
-    assert outcome["too_late"] == 0 and outcome["published"] == 1
-    assert sent(x_sandbox) == 1
+    assert outcome["too_late"] == too_late
+    assert sent(x_sandbox) == 1 - too_late
 
 
 def test_a_publish_tick_holds_a_post_7_hours_overdue_with_the_sweepers_reason(
