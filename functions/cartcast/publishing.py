@@ -182,9 +182,6 @@ SELECT position, has_link FROM post_parts
 WHERE post_id = :post_id AND position >= :position AND x_post_id IS NULL
 ORDER BY position
 """
-PART_HAS_LINK = """
-SELECT has_link FROM post_parts WHERE post_id = :post_id AND position = :position
-"""
 MARK_PART_SENT = """
 UPDATE post_parts SET sent_at = :now
 WHERE post_id = :post_id AND position = :position AND x_post_id IS NULL
@@ -194,6 +191,10 @@ CLEAR_PART_SENT = """
 UPDATE post_parts SET sent_at = NULL
 WHERE post_id = :post_id AND position = :position AND x_post_id IS NULL
 """
+# A thread is known on X by its first part.
+FIRST_PART_ID = (
+    "SELECT x_post_id FROM post_parts WHERE post_id = :post_id AND position = 0"
+)
 MARK_PART_PUBLISHED = """
 UPDATE post_parts SET x_post_id = :x_post_id
 WHERE post_id = :post_id AND position = :position
@@ -653,15 +654,16 @@ def _take_turn(
         refusal = _catalog_refusal(tx, post) if recheck else None
         if refusal is None:
             brand = post_limits.lock_brand(tx, post["brand_id"])
-            cost = _cost_of(runtime, post, _part_row(tx, post, part))
             rest = None
             if part is not None:
+                # This part comes first: it is not on X yet.
                 rest = [
                     _cost_of(runtime, post, row)
                     for row in tx.rows(
                         REST_OF_THREAD, post_id=post["id"], position=part
                     )
                 ]
+            cost = rest[0] if rest else _cost_of(runtime, post, None)
             refusal = _why_not_now(runtime, tx, brand, cost, now, rest=rest)
         if refusal is None:
             turn = tx.scalar(
@@ -720,13 +722,6 @@ def _catalog_refusal(tx: Any, post: dict[str, Any]) -> tuple[str, str] | None:
     if verdict.hold_reason is None:
         return None
     return "held_claims", verdict.hold_reason
-
-
-def _part_row(tx: Any, post: dict[str, Any], position: int | None) -> dict | None:
-    if position is None:
-        return None
-    has_link = tx.scalar(PART_HAS_LINK, post_id=post["id"], position=position)
-    return {"position": position, "has_link": has_link}
 
 
 def _why_not_now(

@@ -87,9 +87,6 @@ UPDATE posts SET state = 'published', x_post_id = :x_post_id,
 WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'unconfirmed'
 RETURNING id
 """
-FIRST_PART_ID = (
-    "SELECT x_post_id FROM post_parts WHERE post_id = :post_id AND position = 0"
-)
 REQUEUE_POST = """
 UPDATE posts SET state = 'scheduled', failure_reason = :reason, updated_at = :now
 WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'unconfirmed'
@@ -316,7 +313,9 @@ def _adopt(runtime: Any, row: dict[str, Any], match: Any, read_at: dt.datetime) 
             outcome = "retry"
         else:
             x_post_id = (
-                tx.scalar(FIRST_PART_ID, post_id=row["id"]) if is_part else match.id
+                tx.scalar(publishing.FIRST_PART_ID, post_id=row["id"])
+                if is_part
+                else match.id
             )
             tx.execute(
                 ADOPT_POST,

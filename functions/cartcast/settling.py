@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from cartcast import costs, post_events, posts, validation
+from cartcast import costs, post_events, posts, publishing, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
@@ -64,17 +64,6 @@ SELECT p.brand_id, p.id FROM post_parts pp JOIN posts p ON p.id = pp.post_id
 WHERE pp.x_post_id = :x_post_id
 LIMIT 1
 """
-MARK_PART_ON_X = """
-UPDATE post_parts SET x_post_id = :x_post_id
-WHERE post_id = :post_id AND position = :position
-"""
-CLEAR_PART_SENT = """
-UPDATE post_parts SET sent_at = NULL
-WHERE post_id = :post_id AND position = :position AND x_post_id IS NULL
-"""
-FIRST_PART_ID = (
-    "SELECT x_post_id FROM post_parts WHERE post_id = :post_id AND position = 0"
-)
 MARK_PUBLISHED = """
 UPDATE posts SET state = 'published', x_post_id = :x_post_id, published_at = :now,
     failure_reason = NULL, lease_until = NULL, updated_at = :now
@@ -231,12 +220,15 @@ def _adopt(
         tx.execute(MARK_PUBLISHED, post_id=post_id, x_post_id=x_post_id, now=now)
         return
     tx.execute(
-        MARK_PART_ON_X, post_id=post_id, position=part["position"], x_post_id=x_post_id
+        publishing.MARK_PART_PUBLISHED,
+        post_id=post_id,
+        position=part["position"],
+        x_post_id=x_post_id,
     )
     if part["position"] + 1 < part["part_count"]:
         tx.execute(MARK_RESUMING, post_id=post_id, now=now)
     else:
-        first = tx.scalar(FIRST_PART_ID, post_id=post_id)
+        first = tx.scalar(publishing.FIRST_PART_ID, post_id=post_id)
         tx.execute(MARK_PUBLISHED, post_id=post_id, x_post_id=first, now=now)
 
 
@@ -249,7 +241,9 @@ def _give_up(
     """
     ref = str(post["id"])
     if part is not None:
-        tx.execute(CLEAR_PART_SENT, post_id=post["id"], position=part["position"])
+        tx.execute(
+            publishing.CLEAR_PART_SENT, post_id=post["id"], position=part["position"]
+        )
         ref = f"{post['id']}/{part['position']}"
     costs.release(tx, ref=ref)
     tx.execute(MARK_APPROVED, post_id=post["id"], now=now)
