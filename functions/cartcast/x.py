@@ -67,12 +67,12 @@ METRICS_BATCH_SIZE = 100
 MENTION_FIELDS = ["created_at", "conversation_id", "author_id", "in_reply_to_user_id"]
 
 DISCONNECTING_REASONS = frozenset({"unauthorized", "credentials"})
-# X's 403 for a reply the author did not summon, since its 2025 reply policy
-# (the text is quoted in several public X clients' handling of it).
-REFUSED_REPLY_DETAIL = (
-    "Reply to this conversation is not allowed because you have not been "
-    "mentioned or otherwise engaged by the author of the post you are replying to."
-)
+# X's 403 for a reply the author did not summon, since its 2025 reply policy, reads
+# "Reply to this conversation is not allowed because you have not been mentioned
+# or otherwise engaged by the author of the post you are replying to." (quoted in
+# several public X clients' handling of it); its middle is matched, so a reworded
+# end ("Tweet" for "post") still reads as the same refusal.
+REFUSED_REPLY_MARK = "not been mentioned or otherwise engaged"
 # 403 problem types about the credentials rather than the request, as X sent
 # them in public client issues: an app without write permission for the token
 # ("oauth1-permissions"), a token kind the endpoint refuses
@@ -562,7 +562,7 @@ def _rejection_reason(status: int, detail: str, problem_type: str = "") -> str:
         return "too_long"
     if status == 403 and "duplicate content" in lowered:
         return "duplicate"
-    if status == 403 and "not been mentioned or otherwise engaged" in lowered:
+    if status == 403 and REFUSED_REPLY_MARK in lowered:
         return "refused_reply"
     if status == 403 and (
         problem_type.endswith(CREDENTIAL_PROBLEM_TYPES)
