@@ -104,3 +104,9 @@ def bench_env() -> dict[str, str]:
     if server:
         env["DATABASE_URL"] = server
     return env
+
+
+def tweets_sent(sandbox: Any) -> int:
+    """Count the requests to create a post the X sandbox received, refused ones too:
+    the sandbox refuses a repeated text, so a blind second send shows only here."""
+    return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)

@@ -16,7 +16,15 @@ from cartcast.post_kinds import DEFAULT_POLL_OPTIONS, POLL_QUESTION, split_threa
 from cartcast.post_text import linked_urls, weighted_length
 from infra.gemini_standin import GeminiStandIn
 from tests.conftest import OPERATOR_KEY, make_app
-from tests.helpers import ALPHA, auth, brand_body, catalog, make_brand, post_json
+from tests.helpers import (
+    ALPHA,
+    auth,
+    brand_body,
+    catalog,
+    make_brand,
+    post_json,
+    tweets_sent,
+)
 
 LINK = "https://shop.example.com/products/mug?utm_source=x"
 
@@ -258,10 +266,6 @@ def only_post(runtime, brand_id: str) -> dict:
     with runtime.database.transaction() as tx:
         (post,) = posts.list_posts(tx, brand_id=brand_id, state=None, limit=5)
     return post
-
-
-def tweets_sent(sandbox) -> int:
-    return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
 
 
 def test_a_poll_reaches_x_with_its_options_and_duration(

@@ -10,7 +10,7 @@ from cartcast import catalog as catalog_module
 from cartcast import posts, publishing
 from infra.x_sandbox import XSandbox
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import ALPHA, auth, brand_body, make_brand, post_json
+from tests.helpers import ALPHA, auth, brand_body, make_brand, post_json, tweets_sent
 from tests.test_event_functions import tick
 
 MUG = {
@@ -39,10 +39,6 @@ def change_catalog(runtime, brand_id: str, row: dict) -> None:
 def brand_posts(runtime, brand_id: str) -> list[dict]:
     with runtime.database.transaction() as tx:
         return posts.list_posts(tx, brand_id=brand_id, state=None, limit=10)
-
-
-def tweets_sent(sandbox) -> int:
-    return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from cartcast import runtime as runtime_module
 from infra.local_cloud import FunctionProcess, _base_env, send_tick
 from infra.x_sandbox import XSandbox
 from tests.conftest import START
-from tests.helpers import ALPHA, make_brand
+from tests.helpers import ALPHA, make_brand, tweets_sent
 
 # Each wait polls until the state it needs holds; this only bounds a broken run.
 WAIT_LIMIT_S = 60
@@ -91,10 +91,6 @@ def publisher(function_env, sandbox, tmp_path):
 def posts_of(runtime, brand_id: str) -> list[dict]:
     with runtime.database.transaction() as tx:
         return tx.rows(SELECT_POSTS, brand_id=brand_id)
-
-
-def sent(sandbox) -> int:
-    return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
 
 
 def kill_between_answer_and_commit(local, sandbox, publisher, brand_id: str) -> None:
@@ -170,4 +166,4 @@ def test_a_publisher_killed_before_recording_x_answer_leaves_one_post_each(
         assert soon["adopted"] == 1
     assert [post["state"] for post in final] == ["published", "published"]
     assert {post["x_post_id"] for post in final} == on_x
-    assert len(on_x) == sent(sandbox) == 2
+    assert len(on_x) == tweets_sent(sandbox) == 2

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from cartcast import brands, publishing, reconciling
-from tests.helpers import ALPHA, make_brand, states
+from tests.helpers import ALPHA, make_brand, states, tweets_sent
 
 SELECT_ATTEMPTS = """
 SELECT a.outcome, a.x_post_id, a.error, a.sent_at, a.checked_at, a.reconciled_at
@@ -46,10 +46,6 @@ def timeline_reads(runtime, brand_id: str) -> list[dict]:
         return tx.rows(SELECT_READS, brand_id=brand_id)
 
 
-def posts_sent(sandbox) -> int:
-    return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
-
-
 def wait(clock, seconds: float) -> None:
     clock.advance(dt.timedelta(seconds=seconds))
 
@@ -77,7 +73,7 @@ def test_a_post_accepted_after_the_client_timed_out_is_adopted_with_x_id(
     assert "found on X" in attempt["error"]
     assert attempt["reconciled_at"] == clock.now()
     assert on_x["text"] != on_x["submitted_text"]  # matched through X's t.co link
-    assert posts_sent(x_sandbox) == 1
+    assert tweets_sent(x_sandbox) == 1
 
 
 def test_the_timeline_read_is_an_owned_read_with_the_brand_s_own_app(
@@ -143,7 +139,7 @@ def test_a_post_accepted_but_not_yet_indexed_is_never_sent_again(
     assert early_attempt["reconciled_at"] is None
     assert later["adopted"] == 1
     assert states(x_runtime, brand_id) == ["published"]
-    assert posts_sent(x_sandbox) == 1 and len(x_sandbox.snapshot()["posts"]) == 1
+    assert tweets_sent(x_sandbox) == 1 and len(x_sandbox.snapshot()["posts"]) == 1
 
 
 def test_a_post_absent_well_after_sending_is_requeued_and_published_once(
@@ -167,7 +163,7 @@ def test_a_post_absent_well_after_sending_is_requeued_and_published_once(
     assert first["outcome"] == "retry" and "absent from the timeline" in first["error"]
     assert first["reconciled_at"] == clock.now()
     assert second["outcome"] == "published"
-    assert posts_sent(x_sandbox) == 1
+    assert tweets_sent(x_sandbox) == 1
 
 
 def test_a_post_absent_before_the_delay_stays_unconfirmed(
@@ -188,7 +184,7 @@ def test_a_post_absent_before_the_delay_stays_unconfirmed(
 
     assert outcome["waiting"] == 1
     assert states(x_runtime, brand_id) == ["unconfirmed"]
-    assert posts_sent(x_sandbox) == 0
+    assert tweets_sent(x_sandbox) == 0
 
 
 def test_a_rate_limited_timeline_read_changes_nothing(
@@ -208,7 +204,7 @@ def test_a_rate_limited_timeline_read_changes_nothing(
     assert states(x_runtime, brand_id) == ["unconfirmed"]
     assert attempts(x_runtime, brand_id) == before
     assert timeline_reads(x_runtime, brand_id) == []
-    assert posts_sent(x_sandbox) == 1
+    assert tweets_sent(x_sandbox) == 1
 
 
 def test_a_thread_part_without_an_answer_is_adopted_and_the_thread_goes_on(
@@ -228,7 +224,7 @@ def test_a_thread_part_without_an_answer_is_adopted_and_the_thread_goes_on(
     assert unconfirmed == ["unconfirmed"]
     assert post["state"] == "published" and post["x_post_id"] == sent[0]["id"]
     assert sent[1]["in_reply_to_tweet_id"] == sent[0]["id"]
-    assert posts_sent(x_sandbox) == len(sent) == 2
+    assert tweets_sent(x_sandbox) == len(sent) == 2
 
 
 def test_text_compares_equal_once_links_are_reduced_and_entities_undone() -> None:
@@ -289,7 +285,7 @@ def test_the_reconciler_follows_the_timeline_back_to_the_send_time_page_by_page(
         100,
     ]
     assert x_sandbox.snapshot()["requests"]["GET /2/users/:id/tweets"]["count"] == 2
-    assert posts_sent(x_sandbox) == 151
+    assert tweets_sent(x_sandbox) == 151
 
 
 def test_a_post_beyond_the_pages_read_is_never_concluded_absent(
@@ -311,7 +307,7 @@ def test_a_post_beyond_the_pages_read_is_never_concluded_absent(
     assert timeline_reads(x_runtime, brand_id) == [
         {"operation": "post_read", "units": 100, "usd": Decimal("0.500")}
     ]
-    assert posts_sent(x_sandbox) == 151
+    assert tweets_sent(x_sandbox) == 151
 
 
 def test_a_duplicate_of_a_post_the_timeline_does_not_show_fails_with_what_to_do(
@@ -338,7 +334,7 @@ def test_a_duplicate_of_a_post_the_timeline_does_not_show_fails_with_what_to_do(
     assert post["x_post_id"] is None
     assert attempt["outcome"] == "failed"
     assert reconciling.DUPLICATE_REASON in attempt["error"]
-    assert posts_sent(x_sandbox) == 2  # the hand-made post and the one refusal
+    assert tweets_sent(x_sandbox) == 2  # the hand-made post and the one refusal
     with x_runtime.database.transaction() as tx:
         reserved = tx.rows(
             "SELECT ref FROM cost_ledger WHERE brand_id = :b"

@@ -21,7 +21,16 @@ from cartcast import alerts, brands, post_events, posts, publishing, retries
 from cartcast.errors import Forbidden, InvalidRequest
 from infra.x_sandbox import REFUSED_REPLY_DETAIL, XSandbox
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import ALPHA, brand_body, catalog, make_brand, post_json, states
+from tests.helpers import (
+    ALPHA,
+    auth,
+    brand_body,
+    catalog,
+    make_brand,
+    post_json,
+    states,
+    tweets_sent,
+)
 
 PROBLEMS = "https://api.x.com/2/problems/"
 
@@ -105,7 +114,7 @@ def test_x_failing_backs_off_within_the_jitter_bounds_then_fails_after_the_limit
     failed = only_post(x_runtime, brand_id)
     assert last["failed"] == 1 and failed["state"] == "failed"
     assert f"Gave up after {limit} retries" in failed["failure_reason"]
-    assert requests_to_post(x_sandbox) == limit + 1
+    assert tweets_sent(x_sandbox) == limit + 1
     assert x_sandbox.snapshot()["posts"] == []
 
 
@@ -127,7 +136,7 @@ def test_a_post_waiting_out_its_backoff_is_not_claimed_before_its_time(
     base_s = x_runtime.settings.publish_retry_base_s
     assert not_before == START + dt.timedelta(days=7, seconds=base_s)
     assert early["published"] == 0 and on_time["published"] == 1
-    assert requests_to_post(x_sandbox) == 2
+    assert tweets_sent(x_sandbox) == 2
     assert states(x_runtime, brand_id) == ["published"]
 
 
@@ -209,7 +218,7 @@ def test_a_revoked_token_holds_all_40_queued_posts_and_sends_exactly_one_alert(
     assert all(p["failure_reason"].startswith("account disconnected: ") for p in held)
     assert "401" in held[0]["failure_reason"]
     assert brand["x_disconnected_at"] is not None
-    assert requests_to_post(sandbox) == 1  # the first refusal stopped the rest
+    assert tweets_sent(sandbox) == 1  # the first refusal stopped the rest
     assert len(webhook.accepted) == 1
     assert "disconnected" in webhook.accepted[0]["text"]
     assert "40 queued post(s) are held" in webhook.accepted[0]["text"]
@@ -258,7 +267,7 @@ def test_a_new_token_resumes_the_held_posts_and_publishes_each_once(
     assert len(scheduled_again) == 40
     assert len(published) == len(on_x) == 40
     assert {p["x_post_id"] for p in published} == {p["id"] for p in on_x}
-    assert requests_to_post(sandbox) == 41  # the one refused, then each once
+    assert tweets_sent(sandbox) == 41  # the one refused, then each once
     assert len(webhook.accepted) == 1
 
 
@@ -285,7 +294,7 @@ def test_a_credentials_403_disconnects_but_another_403_only_fails_its_post(
         queued = tx.rows("SELECT kind FROM alert_outbox WHERE brand_id = :b", b=alpha)
     assert outcome["held"] == 1 and states(x_runtime, alpha) == ["held"] * 3
     assert queued == [{"kind": "x_disconnected"}]
-    assert requests_to_post(x_sandbox) == 1
+    assert tweets_sent(x_sandbox) == 1
 
 
 def test_a_403_saying_the_account_is_suspended_holds_the_queue_with_one_alert(
@@ -309,7 +318,7 @@ def test_a_403_saying_the_account_is_suspended_holds_the_queue_with_one_alert(
         )
     assert outcome["held"] == 1 and states(x_runtime, alpha) == ["held"] * 3
     assert queued == [{"kind": "x_disconnected"}]
-    assert requests_to_post(x_sandbox) == 1
+    assert tweets_sent(x_sandbox) == 1
     assert all("account is suspended" in row["failure_reason"] for row in reasons)
     assert all("PATCH /v1/brand" in row["failure_reason"] for row in reasons)
 
@@ -425,7 +434,7 @@ def test_a_reply_x_did_not_let_the_app_make_fails_for_good(
     assert outcome["failed"] == 1 and failed["state"] == "failed"
     assert "refused_reply" in failed["failure_reason"]
     assert REFUSED_REPLY_DETAIL in failed["failure_reason"]
-    assert requests_to_post(x_sandbox) == 1
+    assert tweets_sent(x_sandbox) == 1
 
 
 def test_the_system_moves_posts_under_the_name_of_its_function(
@@ -511,10 +520,6 @@ def tick(target: str, at: dt.datetime):
     return client.post("/", headers=headers, data=json.dumps(body))
 
 
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 def list_posts(api, key: str, state: str) -> list[dict]:
     answer = api.get(f"/v1/posts?state={state}&limit=100", headers=auth(key))
     return answer.get_json()["posts"]
@@ -533,10 +538,6 @@ def only_post(runtime, brand_id: str) -> dict:
     with runtime.database.transaction() as tx:
         (post,) = posts.list_posts(tx, brand_id=brand_id, state=None, limit=5)
     return post
-
-
-def requests_to_post(sandbox) -> int:
-    return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
 
 
 def test_the_brand_says_it_has_a_webhook_without_showing_its_secret_url(
@@ -574,7 +575,7 @@ def test_a_post_scheduled_while_the_account_is_disconnected_is_held_next_run(
     assert edited.status_code == 200
     assert after["state"] == "held"
     assert after["failure_reason"].startswith("account disconnected: ")
-    assert requests_to_post(sandbox) == 1
+    assert tweets_sent(sandbox) == 1
 
 
 def test_a_second_refusal_of_the_same_account_raises_no_second_alert(
@@ -636,7 +637,7 @@ def test_a_thread_whose_token_was_revoked_midway_resumes_after_reconnecting(
     assert held["failure_reason"].startswith("account disconnected: ")
     assert second["published"] == 1
     assert reply["in_reply_to_tweet_id"] == head["id"]
-    assert requests_to_post(x_sandbox) == 3  # part 1, part 2 refused, part 2 again
+    assert tweets_sent(x_sandbox) == 3  # part 1, part 2 refused, part 2 again
 
 
 def test_a_thread_x_kept_failing_after_part_one_is_held_then_resumes_when_rescheduled(
@@ -673,7 +674,7 @@ def test_a_thread_x_kept_failing_after_part_one_is_held_then_resumes_when_resche
     assert resumed["published"] == 1
     head, reply = sorted(x_sandbox.snapshot()["posts"], key=lambda p: int(p["id"]))
     assert reply["in_reply_to_tweet_id"] == head["id"]
-    assert requests_to_post(x_sandbox) == 1 + (limit + 1) + 1
+    assert tweets_sent(x_sandbox) == 1 + (limit + 1) + 1
 
 
 def test_a_401_for_a_token_replaced_while_it_was_out_does_not_disconnect_the_brand(
@@ -692,7 +693,7 @@ def test_a_401_for_a_token_replaced_while_it_was_out_does_not_disconnect_the_bra
 
     publisher.start()
     for _ in range(3000):  # until X has the request and holds its answer
-        if requests_to_post(x_sandbox):
+        if tweets_sent(x_sandbox):
             break
         time.sleep(0.01)
     with x_runtime.database.transaction() as tx:
@@ -715,4 +716,4 @@ def test_a_401_for_a_token_replaced_while_it_was_out_does_not_disconnect_the_bra
     assert outcomes[0]["deferred"] == 3
     assert brand["x_disconnected_at"] is None and queued == []
     assert after["published"] == 3
-    assert requests_to_post(x_sandbox) == 1 + 3
+    assert tweets_sent(x_sandbox) == 1 + 3

@@ -12,7 +12,15 @@ import pytest
 
 from cartcast import connections, events, posts, publishing, sweeping
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import ALPHA, brand_body, catalog, make_brand, post_json, states
+from tests.helpers import (
+    ALPHA,
+    brand_body,
+    catalog,
+    make_brand,
+    post_json,
+    states,
+    tweets_sent,
+)
 
 SELECT_POSTS = """
 SELECT id, state, scheduled_at, failure_reason FROM posts
@@ -32,10 +40,6 @@ def alerts(caplog):
 def brand_posts(runtime, brand_id: str) -> list[dict]:
     with runtime.database.transaction() as tx:
         return tx.rows(SELECT_POSTS, brand_id=brand_id)
-
-
-def sent(sandbox) -> int:
-    return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
 
 
 def missed_job_alerts(caplog) -> list[logging.LogRecord]:
@@ -61,7 +65,7 @@ def test_a_due_post_no_run_picked_up_is_sent_by_the_sweep_and_the_job_is_reporte
     assert states(x_runtime, brand_id) == ["published", "published"]
     assert alert.fields["missed"] == 2
     assert alert.fields["oldest_due"] == first["scheduled_at"]
-    assert sent(x_sandbox) == 2
+    assert tweets_sent(x_sandbox) == 2
 
 
 def test_a_post_due_only_minutes_ago_is_left_to_the_publish_job(
@@ -76,7 +80,7 @@ def test_a_post_due_only_minutes_ago_is_left_to_the_publish_job(
     assert outcome["missed"] == 0 and "published" not in outcome
     assert states(x_runtime, brand_id) == ["scheduled"]
     assert missed_job_alerts(alerts) == []
-    assert sent(x_sandbox) == 0
+    assert tweets_sent(x_sandbox) == 0
 
 
 def test_a_post_the_publish_job_keeps_retrying_is_not_missed(
@@ -95,7 +99,7 @@ def test_a_post_the_publish_job_keeps_retrying_is_not_missed(
     assert outcome["missed"] == 0
     assert states(x_runtime, brand_id) == ["scheduled"]
     assert missed_job_alerts(alerts) == []
-    assert sent(x_sandbox) == 2
+    assert tweets_sent(x_sandbox) == 2
 
 
 def test_the_posts_of_a_brand_x_paused_are_not_missed(
@@ -114,7 +118,7 @@ def test_the_posts_of_a_brand_x_paused_are_not_missed(
 
     assert outcome["missed"] == 0
     assert states(x_runtime, brand_id) == ["scheduled"]
-    assert sent(x_sandbox) == 1
+    assert tweets_sent(x_sandbox) == 1
 
 
 def with_late_bound(runtime, hours: float) -> None:
@@ -139,7 +143,7 @@ def test_a_post_too_late_to_send_is_held_with_a_reason_to_schedule_it_again(
     assert "2026-03-02 09:30 EST, America/New_York" in held["failure_reason"]
     assert "48.0 h late" in held["failure_reason"]
     assert f"POST /v1/posts/{post['id']}/schedule" in held["failure_reason"]
-    assert sent(x_sandbox) == 0
+    assert tweets_sent(x_sandbox) == 0
 
 
 def test_a_post_held_as_too_late_goes_out_once_scheduled_again(
@@ -161,7 +165,7 @@ def test_a_post_held_as_too_late_goes_out_once_scheduled_again(
     (published,) = brand_posts(x_runtime, brand_id)
     assert again["state"] == "scheduled" and again["failure_reason"] is None
     assert published["state"] == "published"
-    assert sent(x_sandbox) == 1
+    assert tweets_sent(x_sandbox) == 1
 
 
 def test_the_sweep_expires_the_lease_of_a_publisher_that_died_before_sending(
@@ -177,7 +181,7 @@ def test_the_sweep_expires_the_lease_of_a_publisher_that_died_before_sending(
 
     assert outcome["expired"] == 1 and outcome["missed"] == 1
     assert states(x_runtime, brand_id) == ["published"]
-    assert sent(x_sandbox) == 1
+    assert tweets_sent(x_sandbox) == 1
 
 
 @pytest.mark.parametrize(("bound_hours", "too_late"), [(24, 1), (72, 0)])
@@ -192,7 +196,7 @@ def test_the_late_bound_is_a_setting(
     outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
 
     assert outcome["too_late"] == too_late
-    assert sent(x_sandbox) == 1 - too_late
+    assert tweets_sent(x_sandbox) == 1 - too_late
 
 
 def test_a_publish_tick_holds_a_post_7_hours_overdue_with_the_sweepers_reason(
@@ -212,7 +216,7 @@ def test_a_publish_tick_holds_a_post_7_hours_overdue_with_the_sweepers_reason(
     assert outcome["held"] == 1 and outcome["published"] == 0
     assert held["state"] == "held" and held["failure_reason"] == expected
     assert "7.0 h late" in held["failure_reason"]
-    assert sent(x_sandbox) == 0
+    assert tweets_sent(x_sandbox) == 0
 
 
 def test_a_post_within_the_bound_still_goes_out_at_the_publish_tick(
@@ -226,7 +230,7 @@ def test_a_post_within_the_bound_still_goes_out_at_the_publish_tick(
     outcome = publishing.publish_due(x_runtime, as_of=clock.now())
 
     assert outcome["published"] == 1 and outcome["held"] == 0
-    assert sent(x_sandbox) == 1
+    assert tweets_sent(x_sandbox) == 1
 
 
 def test_a_reconnected_accounts_posts_go_out_within_the_bound_and_are_held_beyond(
@@ -253,7 +257,7 @@ def test_a_reconnected_accounts_posts_go_out_within_the_bound_and_are_held_beyon
     assert late["state"] == "held" and "h late" in late["failure_reason"]
     assert on_time["state"] == "published"
     assert len(x_sandbox.snapshot()["posts"]) == 1
-    assert sent(x_sandbox) == 2  # the refused one, then the second post
+    assert tweets_sent(x_sandbox) == 2  # the refused one, then the second post
 
 
 def tick(at: dt.datetime, payload: dict):
