@@ -103,8 +103,10 @@ class Database:
         connect: Callable[[], Any],
         *,
         idle_check_after_s: float = IDLE_CHECK_AFTER_S,
+        idle_max: int = POOL_SIZE_MAX,
     ) -> None:
         self._connect = connect
+        self._idle_max = idle_max
         self._idle_check_after_s = idle_check_after_s
         self._idle: list[tuple[Any, float]] = []
         self._lock = threading.Lock()
@@ -201,7 +203,7 @@ class Database:
 
     def _checkin(self, connection: Any, reusable: bool) -> None:
         with self._lock:
-            if reusable and len(self._idle) < POOL_SIZE_MAX:
+            if reusable and len(self._idle) < self._idle_max:
                 self._idle.append((connection, time.monotonic()))
                 return
         with contextlib.suppress(Exception):
@@ -235,12 +237,15 @@ def _rollback(connection: Any) -> bool:
 
 def connect_from_settings(settings: Settings) -> Database:
     """Build the Database the settings describe, without connecting yet."""
+    # A publish run's workers each hold a connection while they write; keeping as
+    # many idle spares one connect per worker and run.
+    idle_max = max(POOL_SIZE_MAX, settings.publish_workers)
     if settings.cloud_sql_instance:
-        return Database(lambda: _connect_cloud_sql(settings))
+        return Database(lambda: _connect_cloud_sql(settings), idle_max=idle_max)
     if not settings.database_url:
         raise ConfigurationError("DATABASE_URL or CLOUD_SQL_INSTANCE is required")
     options = parse_database_url(settings.database_url)
-    return Database(lambda: _connect_pg8000(options))
+    return Database(lambda: _connect_pg8000(options), idle_max=idle_max)
 
 
 def parse_database_url(url: str) -> dict[str, Any]:

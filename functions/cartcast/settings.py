@@ -59,6 +59,9 @@ LEASE_MAX_S = 86_400
 # "Time limits"); a wait or budget longer than the run itself is a typo.
 RUN_WAIT_MAX_S = 540
 PUBLISH_BATCH_MAX = 1000
+# Threads sending one publish run's batch; each holds a database connection while
+# it writes, so more than this is more connections than a small instance takes.
+PUBLISH_WORKERS_MAX = 32
 PAGES_MAX = 100
 GEMINI_REQUESTS_PER_MINUTE_MAX = 100_000
 GEMINI_REQUESTS_PER_DAY_MAX = 100_000_000
@@ -98,6 +101,7 @@ class Settings:
     mentions_topic: str = "cartcast-mentions"
     max_event_age_s: int = 900
     publish_batch_size: int = 20
+    publish_workers: int = 4
     publish_lease_s: int = 300
     schedule_horizon_days: int = 365
     reconcile_delay_s: int = 300
@@ -223,6 +227,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         publish_batch_size=number(
             "CARTCAST_PUBLISH_BATCH", 20, at_most=PUBLISH_BATCH_MAX
+        ),
+        publish_workers=number(
+            "CARTCAST_PUBLISH_WORKERS", 4, at_most=PUBLISH_WORKERS_MAX
         ),
         publish_lease_s=number(
             "CARTCAST_PUBLISH_LEASE_S", 300, at_most=LEASE_MAX_S, unit=" seconds"
