@@ -706,34 +706,40 @@ def _take_turn(
     """
     now = runtime.clock.now()
     lease_until = now + dt.timedelta(seconds=runtime.settings.publish_lease_s)
-    with runtime.database.transaction() as tx:
-        refusal = _catalog_refusal(tx, post) if recheck else None
-        if refusal is None:
-            brand = post_limits.lock_brand(tx, post["brand_id"])
-            rest = None
-            if part is not None:
-                # This part comes first: it is not on X yet.
-                rest = [
-                    _cost_of(runtime, post, row)
-                    for row in tx.rows(
-                        REST_OF_THREAD, post_id=post["id"], position=part
-                    )
-                ]
-            cost = rest[0] if rest else _cost_of(runtime, post, None)
-            refusal = _why_not_now(runtime, tx, brand, cost, now, rest=rest)
-        if refusal is None:
-            turn = tx.scalar(
-                TAKE_TURN,
-                post_id=post["id"],
-                attempt_id=attempt_id,
-                lease_until=lease_until,
-                token=post["x_access_token"],
-                now=now,
-            )
-            if turn is not None:
-                _commit_intent(tx, post, brand, part, cost, now)
-                return None
-            refusal = ("lost", None)
+    try:
+        with runtime.database.transaction() as tx:
+            refusal = _catalog_refusal(tx, post) if recheck else None
+            if refusal is None:
+                brand = post_limits.lock_brand(tx, post["brand_id"])
+                rest = None
+                if part is not None:
+                    # This part comes first: it is not on X yet.
+                    rest = [
+                        _cost_of(runtime, post, row)
+                        for row in tx.rows(
+                            REST_OF_THREAD, post_id=post["id"], position=part
+                        )
+                    ]
+                cost = rest[0] if rest else _cost_of(runtime, post, None)
+                refusal = _why_not_now(runtime, tx, brand, cost, now, rest=rest)
+            if refusal is None:
+                turn = tx.scalar(
+                    TAKE_TURN,
+                    post_id=post["id"],
+                    attempt_id=attempt_id,
+                    lease_until=lease_until,
+                    token=post["x_access_token"],
+                    now=now,
+                )
+                if turn is not None:
+                    _commit_intent(runtime, tx, post, brand, part, cost, now, rest)
+                    return None
+                refusal = ("lost", None)
+    except _SharedAppFull as full:
+        # Everything the turn wrote is rolled back; the pause is written on its own.
+        with runtime.database.transaction() as tx:
+            post_limits.pause(tx, full.brand, full.wait, now=now)
+        refusal = ("paused", full.wait)
 
     outcome, why = refusal
     if outcome == "held_claims":
@@ -820,18 +826,30 @@ def _why_not_now(
     return "paused", wait
 
 
+class _SharedAppFull(CartcastError):
+    """The shared app's window had no room when the intent was recorded: the
+    turn's transaction rolls back, and the app is paused until `wait.until`."""
+
+    def __init__(self, brand: dict[str, Any], wait: post_limits.Wait) -> None:
+        super().__init__(wait.reason)
+        self.brand = brand
+        self.wait = wait
+
+
 def _commit_intent(
+    runtime: Any,
     tx: Any,
     post: dict[str, Any],
     brand: dict[str, Any],
     part: int | None,
     cost: tuple,
     now: dt.datetime,
+    rest: list[tuple] | None,
 ) -> None:
-    """Write the intent's row in X's windows, its reserved price and, for a thread,
-    the part's own intent (the attempt's was written with the turn)."""
+    """Write the intent's reserved price, a thread part's own intent (the
+    attempt's was written with the turn) and, last, its row in X's windows: on the
+    shared app that takes the app's lock, held until the commit that follows."""
     price_class, usd, ref = cost
-    post_limits.record_intent(tx, brand, post_id=post["id"], part=part, now=now)
     costs.record(
         tx,
         brand_id=post["brand_id"],
@@ -844,6 +862,17 @@ def _commit_intent(
     )
     if part is not None:
         tx.execute(MARK_PART_SENT, post_id=post["id"], position=part, now=now)
+    wait = post_limits.record_intent(
+        tx,
+        runtime.settings,
+        brand,
+        post_id=post["id"],
+        part=part,
+        now=now,
+        needed=len(rest or [cost]),
+    )
+    if wait is not None:
+        raise _SharedAppFull(brand, wait)
 
 
 def _pause_brand(
