@@ -371,3 +371,27 @@ def test_a_brand_without_an_x_account_cannot_reply(client, runtime) -> None:
 
     assert response.status_code == 409
     assert "no X account" in response.get_json()["error"]["message"]
+
+
+def test_a_reply_whose_answer_was_lost_is_adopted_from_the_timeline_not_resent(
+    client, shop_key, x_runtime, x_sandbox, clock
+) -> None:
+    from cartcast import reconciling
+
+    mention_id = sandbox_mention(x_sandbox, x_runtime, "@alpha it arrived broken")
+    reply(client, shop_key, mention_id, "So sorry! A new one ships today")
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+
+    lost = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+    clock.advance(dt.timedelta(minutes=10))
+    settled = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    assert lost["unconfirmed"] == 1
+    assert settled["adopted"] == 1 and settled["published"] == 0
+    assert tweets_sent(x_sandbox) == 1
+    [on_x] = [p for p in x_sandbox.snapshot()["posts"] if p["user_id"] != FAN["id"]]
+    # X starts the reply with the @username it answers; the stored text has none.
+    assert on_x["text"] == "@fan So sorry! A new one ships today"
+    with x_runtime.database.transaction() as tx:
+        post = tx.one("SELECT state, x_post_id FROM posts")
+    assert post == {"state": "published", "x_post_id": on_x["id"]}
