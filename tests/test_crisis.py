@@ -298,3 +298,32 @@ def test_the_brand_lists_its_crises(client, runtime, clock) -> None:
 
     assert len(found) == 1
     assert found[0]["window_negative"] == 20 and found[0]["ended_at"] is None
+
+
+def test_a_thread_half_on_x_stops_before_its_next_part(x_runtime, x_sandbox) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1, kind="thread")
+    claimed, attempts, _ = publishing._claim(x_runtime, START + dt.timedelta(days=8))
+    [thread] = claimed
+    # Its first part went out with this attempt: the pause must leave the post to
+    # its publisher, which then sends no further part.
+    with x_runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE post_parts SET sent_at = :now, x_post_id = '1700000000000000001' "
+            "WHERE post_id = :id AND position = 0",
+            id=thread["id"],
+            now=START,
+        )
+        tx.execute(
+            "UPDATE publish_attempts SET sent_at = :now WHERE id = :id",
+            id=attempts[thread["id"]],
+            now=START,
+        )
+    paused = pause(x_runtime, brand_id)
+
+    outcome = publishing._publish_one(x_runtime, thread, attempts[thread["id"]])
+    later = publishing.publish_due(x_runtime, as_of=START + dt.timedelta(days=8))
+
+    assert paused["held"] == 0
+    assert outcome == "lost"
+    assert tweets_sent(x_sandbox) == 0
+    assert later["held"] == 1 and states(x_runtime, brand_id) == ["held"]

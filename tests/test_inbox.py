@@ -395,3 +395,17 @@ def test_a_reply_whose_answer_was_lost_is_adopted_from_the_timeline_not_resent(
     with x_runtime.database.transaction() as tx:
         post = tx.one("SELECT state, x_post_id FROM posts")
     assert post == {"state": "published", "x_post_id": on_x["id"]}
+
+
+def test_a_reply_still_goes_out_while_the_brands_publishing_is_paused(
+    client, shop_key, x_runtime, x_sandbox
+) -> None:
+    mention_id = sandbox_mention(x_sandbox, x_runtime, "@alpha is this a recall?")
+    post_json(client, "/v1/brand/pause", {"reason": "product recall"}, shop_key)
+
+    queued = reply(client, shop_key, mention_id, "Yes: details on our site today")
+    outcome = publishing.publish_due(x_runtime, as_of=START)
+
+    assert queued.status_code == 202
+    assert outcome["published"] == 1 and outcome["held"] == 0
+    assert tweets_sent(x_sandbox) == 1

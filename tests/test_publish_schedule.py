@@ -124,3 +124,43 @@ def test_the_local_ticker_sends_no_publish_tick_while_the_job_is_paused(
         sent = cloud.tick("publish_due_posts", time=START)
 
     assert sent is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CARTCAST_SCHEDULER_JOB", "publish_due_posts"),
+        ("CARTCAST_SCHEDULER_JOB", "projects/p/locations/l/jobs/a b"),
+        ("CARTCAST_SCHEDULER_ENDPOINT", "127.0.0.1:8085"),
+        ("CARTCAST_SCHEDULER_ENDPOINT", "ftp://127.0.0.1/"),
+        ("CARTCAST_SCHEDULER_TIMEOUT_S", "541"),
+        ("CARTCAST_CRISIS_WINDOW_MIN", "1441"),
+        ("CARTCAST_CRISIS_BASELINE_DAYS", "91"),
+        ("CARTCAST_CRISIS_MIN_MENTIONS", "0"),
+        ("CARTCAST_CRISIS_FACTOR", "nan"),
+        ("CARTCAST_CRISIS_RISE_PCT", "101"),
+    ],
+)
+def test_a_bad_scheduler_or_crisis_setting_is_named(name, value) -> None:
+    from cartcast import settings
+    from cartcast.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=name):
+        settings.load({"DATABASE_URL": "postgresql://x@127.0.0.1/db", name: value})
+
+
+def test_the_scheduler_and_crisis_settings_load_with_their_defaults() -> None:
+    from cartcast import settings
+
+    loaded = settings.load(
+        {
+            "DATABASE_URL": "postgresql://x@127.0.0.1/db",
+            "CARTCAST_SCHEDULER_JOB": JOB,
+            "CARTCAST_SCHEDULER_ENDPOINT": "http://127.0.0.1:44100/",
+        }
+    )
+
+    assert loaded.scheduler_job == JOB
+    assert loaded.scheduler_endpoint == "http://127.0.0.1:44100"
+    assert (loaded.crisis_window_min, loaded.crisis_min_mentions) == (60, 20)
+    assert (loaded.crisis_factor, loaded.crisis_rise_pct) == (2.0, 20)
