@@ -58,7 +58,7 @@ import threading
 from decimal import Decimal
 from typing import Any
 
-from cartcast import accounts, attempts, costs, post_limits, publish_checks
+from cartcast import accounts, attempts, costs, crisis, post_limits, publish_checks
 from cartcast.errors import CartcastError, PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
@@ -111,6 +111,7 @@ WHERE b.id = p.brand_id AND p.state = 'held'
                 THEN CAST(:post_with_url_usd AS numeric)
                 ELSE CAST(:post_usd AS numeric) END), 0)
             FROM post_parts pp WHERE pp.post_id = p.id AND pp.x_post_id IS NULL)
+        WHEN p.in_reply_to IS NOT NULL THEN CAST(:reply_usd AS numeric)
         WHEN p.link IS NULL THEN CAST(:post_usd AS numeric)
         ELSE CAST(:post_with_url_usd AS numeric) END)
 RETURNING p.id
@@ -126,6 +127,7 @@ WITH due AS (
           WHERE ap.app = 'shared' AND ap.posts_paused_until > :now))
       AND (p.not_before IS NULL OR p.not_before <= :now)
       AND b.x_disconnected_at IS NULL
+      AND (b.publishing_paused_at IS NULL OR p.in_reply_to IS NOT NULL)
     ORDER BY p.scheduled_at, p.id
     LIMIT :batch_size
     FOR UPDATE OF p SKIP LOCKED
@@ -136,7 +138,7 @@ FROM due, brands b
 WHERE p.id = due.id AND b.id = p.brand_id
 RETURNING p.id, p.brand_id, p.product_id, p.kind, p.engine, p.text, p.link,
     p.poll_options, p.poll_duration_minutes, p.image_alt_text, p.scheduled_at,
-    b.x_access_token, b.currency
+    p.in_reply_to, b.x_access_token, b.currency
 """
 # One attempt per claimed post, each holding its post's lease: one statement for
 # the whole batch, not two per post (the publishing bench counts round trips).
@@ -152,7 +154,8 @@ WHERE p.id = started.post_id
 RETURNING p.id, started.id AS attempt_id
 """
 # Just before sending: the attempt must still hold a live lease, the account must
-# not be paused (another run may have met a 429 meanwhile) nor disconnected, and
+# not be paused (another run may have met a 429 meanwhile, or a person paused the
+# brand's publishing: crisis.py; replies still go) nor disconnected, and
 # the brand's token must still be the one this run read (a reconnection replaces
 # it). The lease is renewed, so a long batch never loses the posts it has not
 # reached yet, and the attempt's intent (`sent_at`) is written in the same
@@ -165,6 +168,7 @@ WITH turn AS (
       AND p.state = 'publishing' AND p.lease_until > :now AND b.id = p.brand_id
       AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
       AND b.x_access_token = :token AND b.x_disconnected_at IS NULL
+      AND (b.publishing_paused_at IS NULL OR p.in_reply_to IS NOT NULL)
     RETURNING p.id
 )
 UPDATE publish_attempts a SET sent_at = :now
@@ -345,12 +349,14 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
             budget_reason_pattern=costs.BUDGET_REASON_START + "%",
             post_usd=settings.x_prices_usd["post"],
             post_with_url_usd=settings.x_prices_usd["post_with_url"],
+            reply_usd=settings.x_prices_usd["summoned_reply"],
             now=now,
         )
         # After the budget's release, so a post it frees weeks late is held too.
         too_late = sweeping.hold_too_late(tx, late_before=late_before, now=as_of)
         counts["held"] = too_late
         counts["held"] += len(tx.rows(HOLD_UNCONNECTED, as_of=as_of, now=now))
+        counts["held"] += crisis.hold_while_paused(tx, now=now)
         claimed = tx.rows(
             CLAIM_DUE,
             as_of=as_of,
@@ -409,6 +415,7 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
             media_ids=media_ids,
             poll_options=post["poll_options"],
             poll_duration_minutes=post["poll_duration_minutes"],
+            in_reply_to=post["in_reply_to"],
         )
     except (TransientError, PermanentError) as error:
         return _settle_refusal(runtime, post, attempt_id, error)
@@ -520,6 +527,9 @@ def _cost_of(
     """Return the price class, price and ledger ref of one post or thread part."""
     has_link = part["has_link"] if part is not None else bool(post["link"])
     price_class = costs.post_class(has_link)
+    if part is None and post.get("in_reply_to"):
+        # A reply to a mention that summoned the brand (inbox.py); it has no link.
+        price_class = costs.REPLY_CLASS
     usd = costs.price(runtime.settings.x_prices_usd, price_class)
     ref = str(post["id"]) if part is None else f"{post['id']}/{part['position']}"
     return price_class, usd, ref
@@ -771,8 +781,8 @@ def _take_turn(
         attempt_id,
         "scheduled",
         "retry",
-        "another run paused the account (X's rate limit, a disconnection or a new "
-        "token) or took this post over; it goes at a later run",
+        "another run paused the account (X's rate limit, a disconnection, a new "
+        "token or a crisis pause) or took this post over; it goes at a later run",
         error_class="lease_lost",
     )
     return "lost"
