@@ -108,7 +108,7 @@ class Settings:
     google_cloud_project: str | None = None
     mentions_topic: str = "cartcast-mentions"
     max_event_age_s: int = 900
-    publish_batch_size: int = 20
+    publish_batch_size: int = 50
     publish_workers: int = 4
     publish_lease_s: int = 300
     schedule_horizon_days: int = 365
@@ -242,7 +242,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "CARTCAST_MAX_EVENT_AGE_S", 900, at_most=AGE_MAX_S, unit=" seconds"
         ),
         publish_batch_size=number(
-            "CARTCAST_PUBLISH_BATCH", 20, at_most=PUBLISH_BATCH_MAX
+            "CARTCAST_PUBLISH_BATCH", 50, at_most=PUBLISH_BATCH_MAX
         ),
         publish_workers=number(
             "CARTCAST_PUBLISH_WORKERS", 4, at_most=PUBLISH_WORKERS_MAX
