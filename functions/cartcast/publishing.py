@@ -273,10 +273,12 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     """Publish every post due at `as_of`; return counts by outcome.
 
     A claimed batch is sent by up to CARTCAST_PUBLISH_WORKERS threads, one account
-    at a time per thread and each account's posts in their order (decision 0016):
-    most of a post's time is spent waiting for X, and one account's sends must
-    stay in order and see its own 429 before its next post. Every step of a post
-    (turn, intent, call, result) is the same as when sent alone.
+    at a time per thread and the batch's posts of an account in their order
+    (decision 0016): most of a post's time is spent waiting for X, and one
+    account's sends should keep their order and see its own 429 before its next
+    post. Every step of a post (turn, intent, call, result) is the same as when
+    sent alone. Two overlapping runs may each claim some of one account's due
+    posts and send them side by side; each still goes once.
     """
     claimed, attempts, counts = _claim(runtime, as_of)
 
