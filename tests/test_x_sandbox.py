@@ -747,3 +747,51 @@ def test_a_reply_to_another_accounts_post_that_never_mentioned_us_is_refused(
 
     assert refused.status_code == 403
     assert "not been mentioned or otherwise engaged" in refused.json()["detail"]
+
+
+def ascii_texts() -> list[str]:
+    """ASCII texts to weigh: the conformance file's, and seeded random ones with
+    URLs, bare domains and line endings of every kind."""
+    import random
+    import string
+
+    import yaml
+
+    cases = yaml.safe_load(
+        (Path(__file__).parent / "data" / "twitter_text_v3.yml").read_text()
+    )
+    found: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            text = node.get("text")
+            if isinstance(text, str) and text.isascii():
+                found.append(text)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(cases)
+    draw = random.Random(280)
+    alphabet = string.printable + "..//::\r\n"
+    for index in range(1500):
+        text = "".join(draw.choice(alphabet) for _ in range(draw.randint(1, 200)))
+        if draw.random() < 0.5:
+            text += f" https://shop.example.com/p/{index}?utm_source=x"
+        if draw.random() < 0.3:
+            text = "see example.com or t.co/abc\r\n" + text
+        found.append(text)
+    return found
+
+
+def test_the_sandbox_weighs_ascii_text_as_twitter_text_does() -> None:
+    from twitter_text import parse_tweet
+
+    from infra.x_sandbox import weighted_length
+
+    texts = ascii_texts()
+    differ = [t for t in texts if weighted_length(t) != parse_tweet(t).weightedLength]
+
+    assert len(texts) > 1500 and differ == []
