@@ -306,3 +306,19 @@ def test_a_missing_emulator_skips_outside_ci_and_fails_under_ci(tmp_path) -> Non
     assert "1 skipped" in outside.stdout and "not installed" in outside.stdout
     assert under.returncode == 1, under.stdout[-2000:]
     assert "CI=true requires it" in under.stdout
+
+
+def test_a_publish_the_emulator_refuses_leaves_the_mentions_stored_for_the_sweep(
+    runtime, clock, x_sandbox_alpha, google_pubsub
+) -> None:
+    # No such topic: every publish future fails, and each is awaited.
+    google_runtime(runtime, x_sandbox_alpha, "cartcast-no-such-topic")
+    add_brand(runtime, "alpha", ALPHA, "token-alpha")
+    x_sandbox_alpha.add_mention(
+        to_user_id=ALPHA["user_id"], text="@alpha hi", author=FAN
+    )
+
+    outcome = mentions.poll_mentions(runtime, as_of=clock.now())
+
+    assert outcome["new"] == 1 and outcome["fan_out_failed"] == 1
+    assert count(runtime, "SELECT count(*) FROM mentions WHERE scored_at IS NULL") == 1
