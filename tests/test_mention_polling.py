@@ -85,7 +85,7 @@ def poll(runtime, clock) -> dict[str, int]:
 
 
 def next_tick(runtime, clock) -> None:
-    """Move the clock to the brand's next poll (ticks come every minute)."""
+    """Move the clock past the longest interval: the brand's next poll is due."""
     clock.advance(dt.timedelta(seconds=runtime.settings.mention_poll_max_s))
 
 
@@ -365,6 +365,9 @@ def test_a_mention_listed_twice_in_one_page_is_stored_and_fanned_out_once(
     assert outcome["read"] == 2 and outcome["new"] == 2 and stored(runtime) == 2
     sent = [i for payload in pushed(receiver) for i in payload["mention_ids"]]
     assert len(sent) == len(set(sent)) == 2
+    with runtime.database.transaction() as tx:
+        billed = tx.scalar("SELECT sum(units) FROM cost_ledger")
+    assert billed == 3  # X returned the repeated post twice, and bills each
 
 
 def test_the_author_s_reach_photos_and_language_are_kept_for_triage(

@@ -137,7 +137,9 @@ def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     return totals
 
 
-def _poll_brand(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> dict:
+def _poll_brand(
+    runtime: Any, brand: dict[str, Any], now: dt.datetime
+) -> dict[str, int]:
     """Poll one brand if it is due and may pay; return its share of the totals."""
     brand_id = str(brand["id"])
     paused_until = brand["x_reads_paused_until"]
@@ -262,21 +264,7 @@ def _read(
         except x.XRejected as error:
             if error.reason != "stale_since_id":
                 raise
-        # X no longer keeps the cursor: read the last seven days instead.
-        restart_id = x.id_at(now - SINCE_ID_WINDOW + FALLBACK_MARGIN)
-        with runtime.database.transaction() as tx:
-            tx.execute(RESTART_CURSOR, brand_id=brand["id"], since_id=restart_id)
-        runtime.log.warning(
-            "mention cursor too old for X; reading the last seven days",
-            extra=fields(
-                brand_id=str(brand["id"]), since_id=brand["mentions_since_id"]
-            ),
-        )
-        brand.update(
-            mentions_since_id=restart_id,
-            mentions_resume_token=None,
-            mentions_pending_newest_id=None,
-        )
+        restart_id = _restart_cursor(runtime, brand, now)
         return client.mentions(
             brand["x_user_id"], since_id=restart_id, max_pages=max_pages
         )
@@ -287,6 +275,25 @@ def _read(
                 tx.execute(FORGET_RESUME, brand_id=brand["id"])
         accounts.note_read_trouble(runtime, brand, error, what="mentions")
     return None
+
+
+def _restart_cursor(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> str:
+    """Replace a cursor X no longer keeps with seven days ago; return the new one."""
+    from cartcast import x
+
+    restart_id = x.id_at(now - SINCE_ID_WINDOW + FALLBACK_MARGIN)
+    with runtime.database.transaction() as tx:
+        tx.execute(RESTART_CURSOR, brand_id=brand["id"], since_id=restart_id)
+    runtime.log.warning(
+        "mention cursor too old for X; reading the last seven days",
+        extra=fields(brand_id=str(brand["id"]), since_id=brand["mentions_since_id"]),
+    )
+    brand.update(
+        mentions_since_id=restart_id,
+        mentions_resume_token=None,
+        mentions_pending_newest_id=None,
+    )
+    return restart_id
 
 
 def _request_since_id(
@@ -318,16 +325,15 @@ def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
             tx, brand_id=brand["id"], mentions=batch.mentions, received_at=now
         )
         # The account's own mentions: an owned read with the brand's own X app.
+        # X bills every post it returned, a repeat or an unusable one too.
         price_class = costs.read_class(own_app=brand["x_own_app"])
         costs.record(
             tx,
             brand_id=brand["id"],
             occurred_at=now,
             operation=price_class,
-            units=len(batch.mentions),
-            usd=costs.price(
-                runtime.settings.x_prices_usd, price_class, len(batch.mentions)
-            ),
+            units=batch.returned,
+            usd=costs.price(runtime.settings.x_prices_usd, price_class, batch.returned),
             ref=f"mentions:{uuid.uuid4()}",
         )
         tx.execute(SAVE_CURSOR, brand_id=brand["id"], **_next_cursor(brand, batch))

@@ -191,7 +191,8 @@ class MentionBatch:
 
     `failure` is the error that stopped a read after at least one page: what came
     before it is here to store, and the read resumes from `next_token`. `skipped`
-    counts posts X sent without an id, author or time, which cannot be stored.
+    counts posts X sent without an id, author or time, which cannot be stored;
+    `returned` every post X sent, repeats and unusable ones too (X bills each).
     """
 
     mentions: list[Mention]
@@ -201,6 +202,7 @@ class MentionBatch:
     next_token: str | None = None
     failure: errors.CartcastError | None = None
     skipped: int = 0
+    returned: int = 0
 
 
 @dataclass(frozen=True)
@@ -337,6 +339,11 @@ class XClient:
                 `next_token` on.
             pagination_token: continue an earlier incomplete read from its
                 `next_token`.
+
+        Raises:
+            CartcastError: the first page failed. A later page's failure is
+                returned in the batch's `failure` with the pages read before it.
+            XRejected: reason "stale_since_id" when X keeps no index that old.
         """
         if not 5 <= page_size <= 100:
             raise ValueError("page_size must be between 5 and 100")
@@ -344,7 +351,7 @@ class XClient:
         mentions: dict[str, Mention] = {}
         newest_id = None
         next_token = pagination_token
-        pages_read = skipped = 0
+        pages_read = skipped = returned = 0
         failure = None
         while pages_read < max_pages:
             try:
@@ -374,6 +381,7 @@ class XClient:
             newest_id = newest_id or meta.get("newest_id")
             parsed, unusable = _mentions_from(page)
             skipped += unusable
+            returned += len(page.get("data", []))
             for mention in parsed:
                 # X may list a post twice, in one page or across two; keep one.
                 mentions.setdefault(mention.id, mention)
@@ -389,6 +397,7 @@ class XClient:
             next_token=next_token,
             failure=failure,
             skipped=skipped,
+            returned=returned,
         )
 
     def post_metrics(
