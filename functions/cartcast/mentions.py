@@ -84,9 +84,6 @@ UPDATE brands SET mentions_since_id = :since_id, mentions_resume_token = NULL,
     mentions_pending_newest_id = NULL
 WHERE id = :brand_id
 """
-SELECT_PACE = """
-SELECT mentions_poll_interval_s, mentions_next_poll_at FROM brands WHERE id = :brand_id
-"""
 SAVE_PACE = """
 UPDATE brands SET mentions_poll_interval_s = :interval_s,
     mentions_next_poll_at = :next_poll_at
@@ -145,9 +142,8 @@ def _poll_brand(
     paused_until = brand["x_reads_paused_until"]
     if paused_until and paused_until > now:
         return {"skipped": 1}
-    with runtime.database.transaction() as tx:
-        pace = tx.one(SELECT_PACE, brand_id=brand_id)
-    if pace["mentions_next_poll_at"] and pace["mentions_next_poll_at"] > now:
+    next_poll_at = brand["mentions_next_poll_at"]
+    if next_poll_at and next_poll_at > now:
         return {"not_due": 1}
 
     pages = _affordable_pages(runtime, brand, now)
@@ -159,11 +155,6 @@ def _poll_brand(
         return {"skipped": 1}
 
     new_ids = _store(runtime, brand, batch)
-    interval_s = _next_interval_s(runtime.settings, pace, batch, new_ids)
-    # Pages left unread are read at the very next tick, whatever the interval.
-    _schedule_next(
-        runtime, brand_id, interval_s, now, wait_s=interval_s if batch.complete else 0
-    )
     if batch.failure is not None:
         # The pages before the failure are stored; the rest waits for X.
         accounts.note_read_trouble(runtime, brand, batch.failure, what="mentions")
@@ -217,32 +208,25 @@ def _affordable_pages(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> 
 
 
 def _next_interval_s(
-    settings: Any, pace: dict[str, Any], batch: Any, new_ids: list[str]
+    settings: Any, brand: dict[str, Any], batch: Any, new_ids: list[str]
 ) -> int:
     """Shortest interval when mentions arrived or pages are left; else back off."""
     if new_ids or not batch.complete:
         return settings.mention_poll_min_s
-    current = pace["mentions_poll_interval_s"] or settings.mention_poll_min_s
+    current = brand["mentions_poll_interval_s"] or settings.mention_poll_min_s
     return min(settings.mention_poll_max_s, current * POLL_BACKOFF_FACTOR)
 
 
 def _schedule_next(
-    runtime: Any,
-    brand_id: str,
-    interval_s: int,
-    now: dt.datetime,
-    *,
-    wait_s: int | None = None,
+    runtime: Any, brand_id: str, interval_s: int, now: dt.datetime
 ) -> None:
-    """Keep the brand's interval; its next poll is due `wait_s` (the interval)
-    from now."""
-    wait_s = interval_s if wait_s is None else wait_s
+    """Keep the brand's interval; its next poll is due one interval from now."""
     with runtime.database.transaction() as tx:
         tx.execute(
             SAVE_PACE,
             brand_id=brand_id,
             interval_s=interval_s,
-            next_poll_at=now + dt.timedelta(seconds=wait_s),
+            next_poll_at=now + dt.timedelta(seconds=interval_s),
         )
 
 
@@ -318,7 +302,8 @@ def _request_since_id(
 
 
 def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
-    """Store a batch of mentions and move the cursor; return the new mentions' ids."""
+    """Store a batch of mentions, move the cursor and set the next poll, in one
+    commit; return the new mentions' ids."""
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
         new_ids = store_mentions(
@@ -337,6 +322,16 @@ def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
             ref=f"mentions:{uuid.uuid4()}",
         )
         tx.execute(SAVE_CURSOR, brand_id=brand["id"], **_next_cursor(brand, batch))
+
+        # Paced in the same commit; pages left unread are read at the next tick.
+        interval_s = _next_interval_s(runtime.settings, brand, batch, new_ids)
+        wait_s = interval_s if batch.complete else 0
+        tx.execute(
+            SAVE_PACE,
+            brand_id=brand["id"],
+            interval_s=interval_s,
+            next_poll_at=now + dt.timedelta(seconds=wait_s),
+        )
     runtime.log.info(
         "mentions polled",
         extra=fields(
