@@ -106,14 +106,6 @@ UPDATE mentions SET sentiment = :sentiment, compound = :compound, intent = :inte
     scored_at = :now
 WHERE id = :id AND scored_at IS NULL
 """
-SELECT_INBOX = """
-SELECT id, x_post_id, author_username, author_name, text, posted_at, sentiment,
-    intent, priority, escalate, response_due_at, state
-FROM mentions
-WHERE brand_id = :brand_id AND (CAST(:state AS text) IS NULL OR state = :state)
-ORDER BY priority NULLS LAST, response_due_at NULLS LAST, posted_at DESC
-LIMIT :limit
-"""
 TOTALS = ("brands", "read", "new", "swept", "skipped", "not_due", "fan_out_failed")
 
 
@@ -472,9 +464,3 @@ def score_mentions(runtime: Any, *, mention_ids: list[str]) -> int:
                 now=now,
             )
     return len(rows)
-
-
-def inbox(
-    tx: Any, *, brand_id: str, state: str | None, limit: int
-) -> list[dict[str, Any]]:
-    return tx.rows(SELECT_INBOX, brand_id=brand_id, state=state, limit=limit)
