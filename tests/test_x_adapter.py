@@ -471,3 +471,29 @@ def test_a_proxy_set_in_the_environment_carries_every_call_to_x(monkeypatch):
     proxy.server.shutdown()
     assert (first.status, second.status) == (201, 201)
     assert proxy.targets == ["http://127.0.0.2:9/2/tweets"] * 2
+
+
+def test_a_mentions_page_with_unusable_posts_and_a_repeat_parses_the_rest():
+    from cartcast.x import _mentions_from
+
+    good = {
+        "id": "1800000000000000001",
+        "text": "@alpha hi",
+        "author_id": "42",
+        "created_at": "2026-03-02T08:00:00.000Z",
+        "conversation_id": "1800000000000000001",
+    }
+    page = {
+        "data": [
+            good,
+            {**good, "id": "1800000000000000002", "created_at": "not a time"},
+            {key: value for key, value in good.items() if key != "author_id"},
+            {"text": "no id at all"},
+        ],
+        "includes": {"users": [{"id": "42", "username": "fan", "name": "A Fan"}]},
+    }
+
+    mentions, unusable = _mentions_from(page)
+
+    assert [m.id for m in mentions] == ["1800000000000000001"]
+    assert mentions[0].author_username == "fan" and unusable == 3

@@ -59,6 +59,10 @@ LEASE_MAX_S = 86_400
 # "Time limits"); a wait or budget longer than the run itself is a typo.
 RUN_WAIT_MAX_S = 540
 PUBLISH_BATCH_MAX = 1000
+# A brand's mentions are polled at least once a day, and an overlap longer than a
+# day would re-read (and pay for) a day of mentions on every poll.
+MENTION_POLL_MAX_S_LIMIT = 86_400
+MENTION_OVERLAP_MAX_S = 86_400
 # Threads sending one publish run's batch; each holds a database connection while
 # it writes, so more than this is more connections than a small instance takes.
 PUBLISH_WORKERS_MAX = 32
@@ -122,6 +126,9 @@ class Settings:
     alert_timeout_s: float = 5.0
     alert_max_age_s: int = 86400
     mention_pages_max: int = 10
+    mention_poll_min_s: int = 60
+    mention_poll_max_s: int = 900
+    mention_overlap_s: int = 300
     attribution_window_days: int = 7
     rollup_lookback_days: int = 8
     near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD
@@ -295,6 +302,24 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "CARTCAST_ALERT_MAX_AGE_S", 86400, at_most=AGE_MAX_S, unit=" seconds"
         ),
         mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10, at_most=PAGES_MAX),
+        mention_poll_min_s=number(
+            "CARTCAST_MENTION_POLL_MIN_S",
+            60,
+            at_most=MENTION_POLL_MAX_S_LIMIT,
+            unit=" seconds (a day)",
+        ),
+        mention_poll_max_s=number(
+            "CARTCAST_MENTION_POLL_MAX_S",
+            900,
+            at_most=MENTION_POLL_MAX_S_LIMIT,
+            unit=" seconds (a day)",
+        ),
+        mention_overlap_s=number(
+            "CARTCAST_MENTION_OVERLAP_S",
+            300,
+            at_most=MENTION_OVERLAP_MAX_S,
+            unit=" seconds (a day)",
+        ),
         attribution_window_days=number(
             "CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7, at_most=DAYS_MAX, unit=" days"
         ),
@@ -466,6 +491,10 @@ def _check_consistency(settings: Settings) -> list[str]:
             "CARTCAST_MISSED_MAX_LATE_S must be more than CARTCAST_MISSED_AFTER_S"
         )
     problems.extend(_check_retries(settings))
+    if settings.mention_poll_min_s > settings.mention_poll_max_s:
+        problems.append(
+            "CARTCAST_MENTION_POLL_MIN_S must not exceed CARTCAST_MENTION_POLL_MAX_S"
+        )
     if settings.cloud_sql_instance and not settings.db_user:
         problems.append("DB_USER is required with CLOUD_SQL_INSTANCE")
     if settings.environment == "cloud":
