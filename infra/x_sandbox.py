@@ -163,6 +163,7 @@ EXPANSIONS = frozenset(
     "referenced_tweets.id referenced_tweets.id.attachments.media_keys "
     "referenced_tweets.id.author_id".split()
 )
+MEDIA_KEY_PREFIXES = {"photo": 3, "video": 7, "animated_gif": 16}
 PUBLIC_METRIC_NAMES = (
     "retweet_count",
     "reply_count",
@@ -249,11 +250,13 @@ class Media:
     category: str
     created_at: dt.datetime
     alt_text: str | None = None
+    # X's media object `type`: photo, video or animated_gif.
+    kind: str = "photo"
 
     @property
     def media_key(self) -> str:
-        # X's media keys are "<type>_<id>"; 3 is a photo.
-        return f"3_{self.id}"
+        # X's media keys are "<type>_<id>": 3 a photo, 7 a video, 16 a GIF.
+        return f"{MEDIA_KEY_PREFIXES[self.kind]}_{self.id}"
 
 
 @dataclass
@@ -408,12 +411,31 @@ class XSandbox:
         author: dict[str, Any],
         created_at: dt.datetime | None = None,
         in_reply_to_tweet_id: str | None = None,
+        media_types: list[str] | None = None,
     ) -> str:
-        """Store a post by `author` that mentions `to_user_id`; return its id."""
+        """Store a post by `author` that mentions `to_user_id`; return its id.
+
+        `media_types` attaches one medium of each type given ("photo", "video",
+        "animated_gif"), as if the author had uploaded them.
+        """
         with self._lock:
             tweet = self._store_mention(
                 to_user_id, text, author, created_at, in_reply_to_tweet_id
             )
+            for kind in media_types or ():
+                if kind not in MEDIA_KEY_PREFIXES:
+                    raise ValueError(f"media type {kind!r} is not one X has")
+                media = Media(
+                    id=self._next_id(tweet.created_at),
+                    owner_id=tweet.author_id,
+                    size=0,
+                    media_type="",
+                    category="tweet_image" if kind == "photo" else "tweet_video",
+                    created_at=tweet.created_at,
+                    kind=kind,
+                )
+                self._media[media.id] = media
+                tweet.media_ids.append(media.id)
             self._save()
         return tweet.id
 
@@ -867,6 +889,15 @@ class XSandbox:
             body["includes"] = {
                 "users": [self._render_user(u, user_fields) for u in users]
             }
+        if tweets and "attachments.media_keys" in expansions:
+            media = [
+                {"media_key": self._media[i].media_key, "type": self._media[i].kind}
+                for t in tweets
+                for i in t.media_ids
+                if i in self._media
+            ]
+            if media:
+                body.setdefault("includes", {})["media"] = media
         return body
 
     def _render_tweet(
@@ -888,7 +919,10 @@ class XSandbox:
         if "attachments" in fields and (tweet.media_ids or tweet.poll_options):
             attachments: dict[str, list[str]] = {}
             if tweet.media_ids:
-                attachments["media_keys"] = [f"3_{i}" for i in tweet.media_ids]
+                attachments["media_keys"] = [
+                    self._media[i].media_key if i in self._media else f"3_{i}"
+                    for i in tweet.media_ids
+                ]
             if tweet.poll_options:
                 attachments["poll_ids"] = [tweet.id]
             rendered["attachments"] = attachments
@@ -1053,6 +1087,7 @@ class XSandbox:
                     "created_at": _format_instant(t.created_at),
                     "text": t.text,
                     "in_reply_to_tweet_id": t.in_reply_to_tweet_id,
+                    "media_ids": list(t.media_ids),
                 }
                 for t in tweets
                 if t.mentioned_user_id is not None

@@ -471,3 +471,30 @@ def test_a_proxy_set_in_the_environment_carries_every_call_to_x(monkeypatch):
     proxy.server.shutdown()
     assert (first.status, second.status) == (201, 201)
     assert proxy.targets == ["http://127.0.0.2:9/2/tweets"] * 2
+
+
+def test_mentions_carry_the_authors_followers_and_their_media_types(x, sandbox):
+    sandbox.add_mention(
+        to_user_id=SHOP_ID,
+        text="@shop look at this",
+        author={"id": "1600000000000000001", "username": "fan", "followers_count": 77},
+        media_types=["photo", "animated_gif"],
+    )
+    add_mentions(sandbox, 1)
+
+    batch = x.mentions(SHOP_ID, since_id=None)
+
+    plain, with_media = batch.mentions
+    assert with_media.author_followers == 77
+    assert with_media.media_types == ("photo", "animated_gif")
+    assert plain.media_types == ()
+
+
+def test_the_sandbox_refuses_a_media_type_x_does_not_have(sandbox):
+    with pytest.raises(ValueError, match="media type"):
+        sandbox.add_mention(
+            to_user_id=SHOP_ID,
+            text="@shop hi",
+            author={"id": "1600000000000000001", "username": "fan"},
+            media_types=["hologram"],
+        )

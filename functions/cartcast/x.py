@@ -64,7 +64,13 @@ MEDIA_METADATA_ROUTE = "/2/media/metadata"
 # GET /2/users/:id/tweets serves at most the 3,200 newest posts, 100 a page.
 OWN_POSTS_MAX_PAGES = 32
 METRICS_BATCH_SIZE = 100
-MENTION_FIELDS = ["created_at", "conversation_id", "author_id", "in_reply_to_user_id"]
+MENTION_FIELDS = [
+    "created_at",
+    "conversation_id",
+    "author_id",
+    "in_reply_to_user_id",
+    "attachments",
+]
 
 DISCONNECTING_REASONS = frozenset({"unauthorized", "credentials"})
 # X's 403 for a reply the author did not summon, since its 2025 reply policy, reads
@@ -158,6 +164,10 @@ class Mention:
     created_at: dt.datetime
     conversation_id: str
     in_reply_to_user_id: str | None
+    # The author's followers (None when X left the author out) and the `type` of
+    # each attached medium ("photo", "video", "animated_gif"), for triage.
+    author_followers: int | None = None
+    media_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -322,9 +332,10 @@ class XClient:
                 start_time=start_time,
                 max_results=page_size,
                 pagination_token=next_token,
-                expansions=["author_id"],
+                expansions=["author_id", "attachments.media_keys"],
                 tweet_fields=MENTION_FIELDS,
-                user_fields=["username", "name"],
+                user_fields=["username", "name", "public_metrics"],
+                media_fields=["type"],
             )
             pages_read += 1
 
@@ -587,10 +598,14 @@ def _dropped_after_sending(exc: requests.ConnectionError) -> bool:
 
 
 def _mentions_from(page: dict[str, Any]) -> list[Mention]:
-    users = {u["id"]: u for u in page.get("includes", {}).get("users", [])}
+    includes = page.get("includes", {})
+    users = {u["id"]: u for u in includes.get("users", [])}
+    media = {m.get("media_key"): m.get("type") for m in includes.get("media", [])}
     mentions = []
     for post in page.get("data", []):
         author = users.get(post["author_id"], {})
+        followers = author.get("public_metrics", {}).get("followers_count")
+        media_keys = post.get("attachments", {}).get("media_keys", [])
         mentions.append(
             Mention(
                 id=post["id"],
@@ -601,6 +616,10 @@ def _mentions_from(page: dict[str, Any]) -> list[Mention]:
                 created_at=parse_instant(post["created_at"]),
                 conversation_id=post["conversation_id"],
                 in_reply_to_user_id=post.get("in_reply_to_user_id"),
+                author_followers=followers if isinstance(followers, int) else None,
+                media_types=tuple(
+                    str(media[key]) for key in media_keys if key in media
+                ),
             )
         )
     return mentions
