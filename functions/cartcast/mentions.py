@@ -5,7 +5,7 @@ unique per brand, so a re-read stores nothing twice) and moves the cursor in the
 transaction, only once every page back to it was read; a poll that runs out of pages
 resumes from X's page token next time. New mention ids, and any still unscored a
 while after they were stored, go out on Pub/Sub in batches, and every publish is
-confirmed before the function returns.
+confirmed before the function returns. Scoring and triage live in scoring.py.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ SWEEP_BATCH_MAX = 1000
 
 INSERT_MENTION = """
 INSERT INTO mentions (brand_id, x_post_id, author_id, author_username, author_name,
-    text, conversation_id, in_reply_to_user_id, posted_at, received_at)
+    text, conversation_id, in_reply_to_user_id, posted_at, received_at,
+    author_followers, media_types)
 VALUES (:brand_id, :x_post_id, :author_id, :author_username, :author_name, :text,
-    :conversation_id, :in_reply_to_user_id, :posted_at, :received_at)
+    :conversation_id, :in_reply_to_user_id, :posted_at, :received_at,
+    :author_followers, CAST(:media_types AS text[]))
 ON CONFLICT (brand_id, x_post_id) DO NOTHING
 RETURNING id
 """
@@ -47,18 +49,6 @@ SELECT_STRAYS = """
 SELECT id FROM mentions
 WHERE brand_id = :brand_id AND scored_at IS NULL AND received_at < :before
 ORDER BY received_at LIMIT :limit
-"""
-SELECT_UNSCORED = """
-SELECT id, text, posted_at FROM mentions
-WHERE id = ANY(CAST(:ids AS uuid[])) AND scored_at IS NULL
-FOR UPDATE SKIP LOCKED
-"""
-SAVE_SCORE = """
-UPDATE mentions SET sentiment = :sentiment, compound = :compound, intent = :intent,
-    priority = :priority, escalate = :escalate, reasons = CAST(:reasons AS text[]),
-    response_due_at = :response_due_at, scorer_version = :scorer_version,
-    scored_at = :now
-WHERE id = :id AND scored_at IS NULL
 """
 SELECT_INBOX = """
 SELECT id, x_post_id, author_username, author_name, text, posted_at, sentiment,
@@ -148,6 +138,8 @@ def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
                 in_reply_to_user_id=mention.in_reply_to_user_id,
                 posted_at=mention.created_at,
                 received_at=now,
+                author_followers=mention.author_followers,
+                media_types=list(mention.media_types),
             )
             if mention_id is not None:
                 new_ids.append(str(mention_id))
@@ -233,33 +225,10 @@ def _fan_out(runtime: Any, *, brand_id: str, mention_ids: list[str]) -> None:
 
 
 def score_mentions(runtime: Any, *, mention_ids: list[str]) -> int:
-    """Score the given mentions that are not scored yet; return how many were."""
-    from cartcast.sentiment import SCORER_VERSION, score_mention
+    """Score the given mentions not scored yet (scoring.py); return how many were."""
+    from cartcast import scoring
 
-    now = runtime.clock.now()
-    with runtime.database.transaction() as tx:
-        rows = tx.rows(SELECT_UNSCORED, ids=mention_ids)
-        for row in rows:
-            score = score_mention(row["text"])
-            due = (
-                None
-                if score.response_due_min is None
-                else row["posted_at"] + dt.timedelta(minutes=score.response_due_min)
-            )
-            tx.execute(
-                SAVE_SCORE,
-                id=row["id"],
-                sentiment=score.sentiment,
-                compound=score.compound,
-                intent=score.intent,
-                priority=score.priority,
-                escalate=score.escalate,
-                reasons=list(score.reasons),
-                response_due_at=due,
-                scorer_version=SCORER_VERSION,
-                now=now,
-            )
-    return len(rows)
+    return scoring.score_mentions(runtime, mention_ids=mention_ids)["scored"]
 
 
 def inbox(
