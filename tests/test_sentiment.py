@@ -22,7 +22,7 @@ TEAM_MENTIONS = json.loads(
 INTENTS = {"order_issue", "question", "complaint", "praise", "spam", "other"}
 SENTIMENTS = {"negative", "neutral", "positive"}
 
-# Measured with SCORER_VERSION "vader-3.3.2+cartcast.2": 62 of 64 intents and 61 of
+# Measured with SCORER_VERSION "vader-3.3.2+cartcast.3": 62 of 64 intents and 61 of
 # 64 sentiments match (0.969 and 0.953). The rules and these mentions come from the same
 # team, so the bar guards against regressions; it is not an accuracy claim.
 MIN_TEAM_INTENT_ACCURACY = 0.93
@@ -326,12 +326,19 @@ GATE_PROBES = (
     "follow back! check out my bio, dm for promo, 100x gains, to the moon",
     "buy 5k real followers, trading forex, contact him on whatsapp",
     "order no. 12345, #4411, cancel my order, my big blue parcel",
+    "the site took my payment, was i charged? the order failed",
+    "the towels pilled and faded, the seams are coming apart, it sheds",
+    "the app logs me out and gives an error; search never finds a thing",
+    "waiting three weeks, stuck for four days now, gave me a backache",
+)
+TRIAGE_MENTIONS = json.loads(
+    (REPO / "tests" / "data" / "triage_mentions.json").read_text(encoding="utf-8")
 )
 
 
 @pytest.mark.parametrize(("name", "patterns", "gate"), GATED_GROUPS)
 def test_a_gate_never_hides_a_match_of_its_group(name, patterns, gate):
-    texts = [m["text"] for m in TEAM_MENTIONS] + list(GATE_PROBES)
+    texts = [m["text"] for m in TEAM_MENTIONS + TRIAGE_MENTIONS] + list(GATE_PROBES)
 
     for text in texts:
         lowered = sentiment._normalise(text).lower()

@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 # Bump when any rule, list or threshold below changes: stored scores name their version.
-SCORER_VERSION = "vader-3.3.2+cartcast.2"
+SCORER_VERSION = "vader-3.3.2+cartcast.3"
 
 POSITIVE_FROM = 0.3
 NEGATIVE_TO = -0.1
@@ -188,7 +188,8 @@ SPAM_STRONG = _patterns(
 
 ORDER_PROBLEMS_GATE = re.compile(
     "arriv|came|receiv|deliver|ship|dispatch|showed|come|got|get|where|"
-    "wrong|sent|what i|paid|instead|someone|charg|bill|double|refund|money"
+    "wrong|sent|what i|paid|instead|someone|charg|bill|double|refund|money|"
+    "payment|order (?:failed|got|was)"
 )
 ORDER_PROBLEMS = _patterns(
     {
@@ -209,6 +210,8 @@ ORDER_PROBLEMS = _patterns(
         r"|\bsomeone else's (?:order|parcel|package)\b",
         "charged_twice": r"\b(?:charged|billed)\s+(?:me\s+|my (?:card|account)\s+)?"
         r"(?:twice|two times|double)\b|\bdouble[- ]charged\b",
+        "payment_problem": r"\b(?:took|taken|charged) my (?:payment|money)\b"
+        r"|\bwas i charged\b|\border (?:failed|got cancelled|was cancelled)\b",
         "refund_demand": r"\b(?:want|need|demand|requested|asking for"
         r"|waiting (?:on|for))\s+(?:a|my|the)\s+refund\b|\bwant my money back\b",
     }
@@ -221,7 +224,9 @@ PROBLEMS_GATE = re.compile(
     "mould|empty|late|delay|overdue|stuck|lost|reschedul|postpon|supposed|"
     "moved|updat|changed|news|word|still|days|weeks|since|work|charg|turn|"
     "load|crash|fell|answer|repl|respon|pick|got back|call|hold|joke|shady|"
-    "waste|overpriced|rip|mislead|false|overcharg"
+    "waste|overpriced|rip|mislead|false|overcharg|logs? me|impossible|"
+    r"error|never find|glitch|pill|faded|went flat|apart|fray|\bshed|downhill|"
+    "back ?ache|waiting"
 )
 PROBLEMS = _patterns(
     {
@@ -233,11 +238,18 @@ PROBLEMS = _patterns(
         r"|\bsupposed to (?:arrive|be here|come|be delivered)\b",
         "stalled": r"\b(?:hasn't|has not|not|never) (?:moved|updated|changed)\b"
         r"|\bno (?:update|updates|news|word)\b|\bstill (?:waiting|nothing|no|not)\b"
-        r"|\bfor \d+ (?:days|weeks) now\b|\bsince (?:monday|tuesday|wednesday"
-        r"|thursday|friday|saturday|sunday|last week)\b",
+        r"|\bfor (?:\d+|two|three|four|five|six|seven|several|a few) (?:days|weeks)"
+        r" now\b|\bwaiting (?:for )?(?:\d+|two|three|four|five|six) (?:days|weeks)\b"
+        r"|\bsince (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday"
+        r"|last week)\b",
         "not_working": r"\b(?:stopped|doesn't|does not|won't|isn't|not)\s+(?:working"
         r"|work|works|charging|charge|turning on|turn on|loading|load)\b"
-        r"|\bcrash(?:ed|es|ing)?\b|\bfell apart\b",
+        r"|\bcrash(?:ed|es|ing)?\b|\bfell apart\b|\blogs? me out\b|\bimpossible to"
+        r" use\b|\b(?:giving|gives|throws|shows) (?:an |me an )?error\b"
+        r"|\bnever finds?\b|\bglitch\w*",
+        # A product that wore out: a complaint even with no order in sight.
+        "wore_out": r"\bpill(?:ed|ing|s)\b|\bfaded\b|\bwent flat\b|\bcoming apart\b"
+        r"|\bfray(?:ed|ing)\b|\bshed(?:s|ding)?\b|\bgone downhill\b|\bback ?ache\b",
         "no_response": r"\b(?:nobody|no one)\s+(?:answer|answered|answers|replied"
         r"|replies|responded|responds|picked up|picks up|got back|called back)\b"
         r"|\b(?:no|not (?:a single|one|any)) (?:reply|response|answer|callback)\b"
@@ -250,7 +262,7 @@ PROBLEMS = _patterns(
 )
 
 # Problems that are complaints to a shop even with no order in sight.
-COMPLAINT_CUES = frozenset({"not_working", "no_response", "poor_value"})
+COMPLAINT_CUES = frozenset({"not_working", "no_response", "poor_value", "wore_out"})
 
 # Mentions of the customer's own order: an order issue unless the text is happy.
 ORDER_REFERENCES_GATE = re.compile(
@@ -269,14 +281,15 @@ ORDER_REFERENCES = _patterns(
 
 ORDER_CONTEXT = re.compile(
     r"\b(?:order(?:ed|s)?|package|parcel|delivery|delivered|shipment|shipping"
-    r"|courier|tracking|arrived?|came|received|groceries|refund|returned)\b",
+    r"|courier|tracking|arrived?|came|received|groceries|refund|returned"
+    r"|backorder\w*)\b",
 )
 
 PERSONAL = re.compile(r"\b(?:my|me|our|us)\b")
 
 QUESTION_OPENERS = re.compile(
     r"^\W*(?:how|what|what's|when|where|which|who|why|do|does|did|is|are|can"
-    r"|could|will|would|should|any|anyone)\b"
+    r"|could|will|would|should|any|anyone)\b(?!')"
 )
 
 # Shopping phrases VADER misreads as feeling: "true" and "free" are praise to it.
@@ -295,11 +308,14 @@ NEUTRAL_PHRASES = re.compile(
 EAGER = re.compile(
     r"\b(?:looking forward|look forward|can'?t wait|cannot wait|so ready"
     r"|come (?:check|see|join)|want to see|wanna see|excited|thank(?:s| you)"
-    r"|congrat\w*|happy birthday|yay|woo+|love)\b|<3|!!"
+    r"|congrat\w*|happy birthday|yay|woo+|love|obsessed|props to|shout ?out"
+    r"|legends?|spot on|worth every penny|would buy again|incredible|cosy|cozy)\b"
+    r"|<3|!!|\b10/10\b"
 )
 FED_UP = re.compile(
     r"\b(?:smh|ugh+|wtf|#?fail|annoying|disappoint\w*|dissapoint\w*|sucks?|worst"
-    r"|hate|terrible|awful|rip|noo+|sad|sorry|fuckin\w*|argh+|ffs|forgot)\b"
+    r"|hate|terrible|awful|rip|noo+|sad|sorry|fuckin\w*|argh+|ffs|forgot|creepy"
+    r"|ridiculous|absurd|useless)\b"
 )
 
 URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)
