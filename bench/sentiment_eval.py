@@ -18,6 +18,12 @@ them: macro-recall at least GOAL_MACRO_RECALL_GAIN above plain VADER's, at no le
 than GOAL_SPEED_RATIO of VADER's throughput. Throughput is timed in one run, the two
 labellers taking turns over SPEED_ROUNDS rounds, each keeping its best round.
 
+With --gemini (live mode, never the default), the first --gemini-tweets lines are
+also labelled by Gemini through GeminiMentionClassifier, with the deployment's
+settings (GEMINI_API_KEY, GEMINI_BASE_URL, CARTCAST_SENTIMENT_BATCH_SIZE) and the
+same quota governor as captions, so DATABASE_URL must name the database that holds
+its budget. A line Gemini gave no usable label gets the offline one and is counted.
+
 The team's own mentions in infra/data/team_mentions.json are always scored.
 """
 
@@ -68,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures["tweets"]["data_dir"] = str(data_dir)
         figures["tweets"]["lines"] = args.lines
         _print_tweets(figures["tweets"])
+        if args.gemini:
+            count = min(args.gemini_tweets, len(texts))
+            figures["gemini"] = _evaluate_gemini(texts[:count], gold[:count])
+            _print_gemini(figures["gemini"], plain_vader, texts[:count], gold[:count])
     else:
         reason = f"no val_text.txt and val_labels.txt in {data_dir}"
         figures["tweets"] = {"skipped": reason}
@@ -92,7 +102,21 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="odd: the reporting half (default); even: the tuning half",
     )
     parser.add_argument("--json", help="write every figure to this JSON file")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--gemini",
+        action="store_true",
+        help="live mode: also label tweets with Gemini (costs quota; see above)",
+    )
+    parser.add_argument(
+        "--gemini-tweets",
+        type=int,
+        default=250,
+        help="how many of the chosen lines Gemini labels (default 250)",
+    )
+    args = parser.parse_args(argv)
+    if args.gemini_tweets < 1:
+        parser.error("--gemini-tweets must be at least 1")
+    return args
 
 
 def _data_dir(given: str | None) -> Path:
@@ -261,6 +285,55 @@ def _evaluate_team_mentions(plain_vader: Callable[[str], str]) -> dict:
         "plain_vader_sentiment_accuracy": round(vader_hits / len(mentions), 4),
         "misses": misses,
     }
+
+
+def _evaluate_gemini(texts: list[str], gold: list[str]) -> dict:
+    """Label the tweets through Gemini in the deployment's batches; offline where
+    Gemini gave no label."""
+    from cartcast import runtime as runtime_module
+    from cartcast import settings as settings_module
+
+    current = runtime_module.Runtime(settings_module.load())
+    try:
+        classifier = current.gemini_classifier()
+        if classifier is None:
+            raise SystemExit("--gemini needs GEMINI_API_KEY")
+        batch = current.settings.sentiment_batch_size
+        predicted, fallbacks, model = [], 0, classifier.model
+        for start in range(0, len(texts), batch):
+            pairs = [
+                (f"t{i}", texts[i])
+                for i in range(start, min(start + batch, len(texts)))
+            ]
+            result = classifier.classify(pairs)
+            model = result.model
+            for pair_id, text in pairs:
+                label = result.labels.get(pair_id)
+                if label is None:
+                    fallbacks += 1
+                    predicted.append(sentiment.score_mention(text).sentiment)
+                else:
+                    predicted.append(label.sentiment)
+    finally:
+        current.close()
+    figures = _classification_figures(gold, predicted)
+    figures.update({"tweets": len(texts), "fallbacks": fallbacks, "model": model})
+    return figures
+
+
+def _print_gemini(
+    figures: dict, plain_vader: Callable[[str], str], texts: list[str], gold: list[str]
+) -> None:
+    vader = _classification_figures(gold, [plain_vader(text) for text in texts])
+    print(
+        f"Gemini ({figures['model']}) on the first {figures['tweets']} of these "
+        f"lines; {figures['fallbacks']} fell back to the offline scorer"
+    )
+    print(f"{'':28}{'plain VADER':>14}{'Gemini':>16}")
+    _row("accuracy", vader["accuracy"], figures["accuracy"])
+    _row("macro-F1", vader["macro_f1"], figures["macro_f1"])
+    _row("macro-recall", vader["macro_recall"], figures["macro_recall"])
+    print()
 
 
 def _print_tweets(figures: dict) -> None:

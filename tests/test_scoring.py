@@ -546,3 +546,31 @@ def test_a_poll_stores_the_authors_followers_and_the_media_types(runtime, clock)
         row = tx.one("SELECT author_followers, media_types FROM mentions")
     assert row["author_followers"] == 31_000
     assert row["media_types"] == ["photo", "video"]
+
+
+def test_the_sentiment_bench_labels_tweets_through_gemini_only_when_asked(
+    runtime, standin, database_url, monkeypatch, tmp_path, capsys
+):
+    from bench import sentiment_eval
+
+    tweets = ["love it", "worst day", "meh", "thank you all", "broken again", "ok"]
+    (tmp_path / "val_text.txt").write_text("".join(f"{t} \n" for t in tweets))
+    (tmp_path / "val_labels.txt").write_text("2\n0\n1\n2\n0\n1\n")
+    for name, value in {
+        "DATABASE_URL": database_url,
+        "GEMINI_API_KEY": standin.api_key,
+        "GEMINI_BASE_URL": standin.base_url,
+        "GEMINI_REQUESTS_PER_MINUTE": "100",
+        "GEMINI_REQUESTS_PER_DAY": "100",
+        "CARTCAST_SENTIMENT_BATCH_SIZE": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    argv = ["--data-dir", str(tmp_path), "--lines", "all"]
+
+    sentiment_eval.main(argv)
+    assert standin.requests() == []
+    sentiment_eval.main([*argv, "--gemini", "--gemini-tweets", "4"])
+
+    output = capsys.readouterr().out
+    assert "Gemini (gemini-2.5-flash) on the first 4 of these lines" in output
+    assert len(standin.requests()) == 2
