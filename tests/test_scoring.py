@@ -21,6 +21,7 @@ from tests.test_event_functions import PushReceiver
 
 SHOP = {"user_id": "1500000000000000001", "username": "shop", "name": "Shop"}
 SECRET = "a-crm-secret-of-some-length"
+INTENTS = {"order_issue", "question", "complaint", "praise", "spam", "other"}
 # The loopback ports this project's helpers may bind (their brief), tried in turn.
 PORTS = range(43000, 44000)
 
@@ -574,3 +575,19 @@ def test_the_sentiment_bench_labels_tweets_through_gemini_only_when_asked(
     output = capsys.readouterr().out
     assert "Gemini (gemini-2.5-flash) on the first 4 of these lines" in output
     assert len(standin.requests()) == 2
+
+
+@pytest.mark.parametrize("engine", ["offline", "gemini"])
+def test_awkward_texts_are_scored_without_a_crash(
+    gemini_runtime, brand_id, standin, engine
+):
+    with_settings(gemini_runtime, sentiment_engine=engine)
+    texts = ["", "😍🔥🙌", "a" * 4000, "broken " * 570, "\u200b\u200b", "@shop"]
+    ids = [add_mention(gemini_runtime, brand_id, text) for text in texts]
+
+    counts = scoring.score_mentions(gemini_runtime, mention_ids=ids)
+
+    assert counts["scored"] == len(texts)
+    rows = [load(gemini_runtime, mention_id) for mention_id in ids]
+    assert all(row["scored_at"] is not None for row in rows)
+    assert all(row["intent"] in INTENTS for row in rows)
