@@ -18,7 +18,7 @@ import pytest
 from cartcast import events
 from infra.x_sandbox import XSandbox
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import brand_body, catalog, post_json
+from tests.helpers import brand_body, catalog, closed_loopback_port, post_json
 
 SHOP = {"user_id": "1500000000000000001", "username": "testgoods", "name": "Test Goods"}
 
@@ -337,8 +337,9 @@ def test_score_sentiment_fails_for_a_retry_when_the_database_is_down(
 ) -> None:
     from cartcast import runtime as runtime_module
 
-    # Nothing listens on port 9 (discard) on loopback: the connection is refused.
-    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:9/cartcast")
+    # Nothing listens on that loopback port: the connection is refused.
+    port = closed_loopback_port()
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{port}/x")
     runtime_module.reset()
     payload = {"mention_ids": [str(uuid.uuid4())]}
 

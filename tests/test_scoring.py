@@ -16,14 +16,12 @@ from cartcast.errors import InvalidRequest
 from cartcast.sentiment import SCORER_VERSION
 from infra.gemini_standin import GeminiStandIn
 from infra.x_sandbox import XSandbox
-from tests.helpers import brand_body
+from tests.helpers import SCORING_PORTS, brand_body, closed_loopback_port
 from tests.test_event_functions import PushReceiver
 
 SHOP = {"user_id": "1500000000000000001", "username": "shop", "name": "Shop"}
 SECRET = "a-crm-secret-of-some-length"
 INTENTS = {"order_issue", "question", "complaint", "praise", "spam", "other"}
-# The loopback ports this project's helpers may bind (their brief), tried in turn.
-PORTS = range(43000, 44000)
 
 INSERT_MENTION = """
 INSERT INTO mentions (brand_id, x_post_id, author_id, author_username, text,
@@ -37,7 +35,7 @@ SELECT_MENTION = "SELECT * FROM mentions WHERE id = :id"
 
 def bind_loopback(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
     """Serve `handler` on the first free loopback port of PORTS."""
-    for port in PORTS:
+    for port in SCORING_PORTS:
         try:
             return ThreadingHTTPServer(("127.0.0.1", port), handler)
         except OSError:
@@ -336,7 +334,7 @@ def test_a_failing_crm_is_retried_later_with_the_same_delivery_id(runtime, brand
 
 def test_a_crm_that_never_answers_is_given_up_after_the_maximum_age(runtime, brand_id):
     with_settings(runtime, escalation_max_age_s=600)
-    connect_crm(runtime, brand_id, "http://127.0.0.1:9/closed")
+    connect_crm(runtime, brand_id, f"http://127.0.0.1:{closed_loopback_port()}/crm")
     mention_id = add_mention(runtime, brand_id, "@shop my parcel never arrived")
     scoring.score_mentions(runtime, mention_ids=[mention_id])
 
@@ -415,7 +413,7 @@ def test_the_brand_shows_its_deadlines_and_that_a_crm_is_set(runtime, brand_id, 
 
 @pytest.fixture
 def standin():
-    with GeminiStandIn() as running:
+    with GeminiStandIn(port=closed_loopback_port()) as running:
         yield running
 
 
@@ -519,7 +517,7 @@ def test_a_crisis_escalates_even_when_gemini_calls_it_praise(
 
 
 def test_a_poll_stores_the_authors_followers_and_the_media_types(runtime, clock):
-    with XSandbox(clock=clock) as sandbox:
+    with XSandbox(clock=clock, port=closed_loopback_port()) as sandbox:
         sandbox.register_account(**SHOP, token="token-shop")
         sandbox.add_mention(
             to_user_id=SHOP["user_id"],
