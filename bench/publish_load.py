@@ -543,47 +543,42 @@ class Spent:
             tally[1] += seconds
 
 
-class CountingCursor:
-    """A pg8000 cursor whose statements and fetches are counted and timed."""
-
-    def __init__(self, cursor: Any, spent: Spent) -> None:
-        self._cursor = cursor
-        self._spent = spent
-
-    def execute(self, sql: str, params: Any = None) -> Any:
-        began = time.perf_counter()
-        try:
-            return self._cursor.execute(sql, params)
-        finally:
-            self._spent.add_statement(sql, time.perf_counter() - began)
-
-    def fetchall(self) -> Any:
-        began = time.perf_counter()
-        try:
-            return self._cursor.fetchall()
-        finally:
-            self._spent.add(database_s=time.perf_counter() - began)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cursor, name)
-
-
 class CountingConnection:
-    """A pg8000 connection whose commits are counted and timed."""
+    """A pg8000 connection whose statements and commits are counted and timed, at
+    the calls cartcast's db.Statements makes (a statement prepared once, then run
+    by name; BEGIN, COMMIT and statements without parameters as simple queries)."""
 
     def __init__(self, connection: Any, spent: Spent) -> None:
         self._connection = connection
         self._spent = spent
 
-    def cursor(self) -> CountingCursor:
-        return CountingCursor(self._connection.cursor(), self._spent)
-
-    def commit(self) -> None:
+    def execute_simple(self, sql: str) -> Any:
         began = time.perf_counter()
         try:
-            self._connection.commit()
+            return self._connection.execute_simple(sql)
         finally:
-            self._spent.add(transactions=1, database_s=time.perf_counter() - began)
+            seconds = time.perf_counter() - began
+            if sql == "COMMIT":
+                self._spent.add(transactions=1, database_s=seconds)
+            elif sql == "BEGIN":
+                self._spent.add(database_s=seconds)
+            else:
+                self._spent.add_statement(sql, seconds)
+
+    def prepare_statement(self, *args: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return self._connection.prepare_statement(*args)
+        finally:
+            self._spent.add(database_s=time.perf_counter() - began)
+
+    def execute_named(self, *args: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return self._connection.execute_named(*args)
+        finally:
+            # The last argument is the statement's SQL, with $n placeholders.
+            self._spent.add_statement(args[-1], time.perf_counter() - began)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)
@@ -637,8 +632,10 @@ def profile_one_invocation(
     from cartcast import reconciling
 
     spent = Spent()
-    # Quiet: one INFO line per post would print thousands of lines here.
-    quiet = dataclasses.replace(settings, log_level="WARNING")
+    # Quiet: one INFO line per post would print thousands of lines here. One
+    # worker: each post's database, X and Python times then add up to its wall
+    # time, which threads overlapping would not.
+    quiet = dataclasses.replace(settings, log_level="WARNING", publish_workers=1)
     runtime = counting_runtime(quiet, clock, spent)
     as_of = clock.now()
     ticks = 0

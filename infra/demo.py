@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import local_cloud, pg
-from infra.local_cloud import call_json, send_sweep, send_tick
+from infra.local_cloud import call_json, send_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG = REPO / "infra" / "data" / "catalog" / "dummyjson_products.json"
@@ -242,8 +242,8 @@ def _drive(cloud, clock, key, world, catalog) -> dict[str, int]:
 
 
 def _tick(cloud, target: str, now: dt.datetime) -> None:
-    status = send_tick(cloud.url(target), topic=f"cartcast-{target}", time=now)
-    if status >= 300:
+    status = cloud.tick(target, time=now)
+    if status is not None and status >= 300:
         raise RuntimeError(
             f"{target} answered {status} at {now}; see {cloud.work_dir}/{target}.log"
         )

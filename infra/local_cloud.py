@@ -8,7 +8,12 @@
 - `send_tick`: what Cloud Scheduler does through Pub/Sub: a messagePublished
   CloudEvent whose `time` is the instant the tick stands for;
 - `send_sweep`: the missed-post sweeper's own Scheduler job, a tick to
-  `publish_due_posts` whose message is `{"sweep": true}` (decision 0012).
+  `publish_due_posts` whose message is `{"sweep": true}` (decision 0012);
+- the publish schedule's job lives in a Cloud Scheduler stand-in
+  (infra/scheduler_standin.py) that the functions reach through
+  CARTCAST_SCHEDULER_ENDPOINT, so the operator's pause (POST /v1/publishing/pause)
+  works locally as in the cloud; `LocalCloud.tick` sends no publish tick while
+  that job is paused, as Cloud Scheduler runs no paused job.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from infra.scheduler_standin import SchedulerStandIn
+
 REPO = Path(__file__).resolve().parents[1]
 FUNCTIONS = {
     "api": "http",
@@ -40,6 +47,7 @@ FUNCTIONS = {
 MENTIONS_TOPIC = "cartcast-mentions"
 SWEEP_TOPIC = "cartcast-sweep_missed_posts"
 SWEEP_PAYLOAD = {"sweep": True}
+PUBLISH_JOB = "projects/local/locations/local/jobs/cartcast-publish_due_posts"
 START_TIMEOUT_S = 60
 
 
@@ -142,10 +150,14 @@ class LocalCloud:
         self.sandbox_state = work_dir / "x-sandbox-state.json"
         self.functions: dict[str, FunctionProcess] = {}
         self._sandbox: subprocess.Popen | None = None
+        self.scheduler = SchedulerStandIn(port=free_port())
+        self.scheduler.add_job(PUBLISH_JOB)
         self._env = {
             **_base_env(),
             "DATABASE_URL": database_url,
             "CARTCAST_OPERATOR_KEY": operator_key,
+            "CARTCAST_SCHEDULER_JOB": PUBLISH_JOB,
+            "CARTCAST_SCHEDULER_ENDPOINT": self.scheduler.endpoint,
             **(extra_env or {}),
         }
         if clock_file is not None:
@@ -155,6 +167,7 @@ class LocalCloud:
 
     def start(self) -> LocalCloud:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.scheduler.start()
         if self.sandbox_port is not None:
             self._start_sandbox()
         score = FunctionProcess("score_sentiment", self._env, self.work_dir)
@@ -203,6 +216,7 @@ class LocalCloud:
                 self._sandbox.wait(10)
             except subprocess.TimeoutExpired:
                 self._sandbox.kill()
+        self.scheduler.stop()
 
     def __enter__(self) -> LocalCloud:
         return self.start()
@@ -212,6 +226,13 @@ class LocalCloud:
 
     def url(self, target: str) -> str:
         return self.functions[target].url
+
+    def tick(self, target: str, *, time: dt.datetime) -> int | None:
+        """Send the scheduled tick of `target`; return its HTTP status, or None when
+        the publish schedule is paused and Cloud Scheduler would send nothing."""
+        if target == "publish_due_posts" and self.scheduler.is_paused(PUBLISH_JOB):
+            return None
+        return send_tick(self.url(target), topic=f"cartcast-{target}", time=time)
 
 
 def _base_env() -> dict[str, str]:

@@ -50,6 +50,7 @@ Facts about X that shaped the answers, with where they come from:
   400s; the wording of those messages is the sandbox's own.
 - Replies: `reply.in_reply_to_tweet_id` must name a visible post (403 otherwise);
   the reply joins that post's conversation, which is how a thread is chained.
+  A reply to another author's post starts with "@their_username ", as on X.
 - Summoned replies only (X's reply policy for API apps, 2025): a reply to someone
   else's post is refused with 403 "Reply to this conversation is not allowed
   because you have not been mentioned or otherwise engaged by the author of the
@@ -983,9 +984,17 @@ class XSandbox:
         self, text: str, author_id: str, created_at: dt.datetime, target: Tweet | None
     ) -> Tweet:
         tweet_id = self._next_id(created_at)
+        shown = text
+        if target is not None and target.author_id != author_id:
+            # X starts a reply to someone else with their @username; a thread's
+            # reply to its own post carries none.
+            answered = self._users.get(target.author_id)
+            prefix = f"@{answered.username} " if answered else ""
+            if not text.lower().startswith(prefix.lower()):
+                shown = prefix + text
         tweet = Tweet(
             id=tweet_id,
-            text=_wrap_links(text, tweet_id),
+            text=_wrap_links(shown, tweet_id),
             author_id=author_id,
             created_at=created_at,
             conversation_id=target.conversation_id if target else tweet_id,

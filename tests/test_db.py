@@ -126,3 +126,77 @@ def test_a_transaction_naming_its_own_actor_overrides_the_block(runtime) -> None
             next_one = tx.scalar(ACTOR)
 
     assert (named, next_one) == ("admin", "system:publish_due_posts")
+
+
+def one_connection(runtime) -> db.Database:
+    """A pool of its own, so every transaction below runs on the same connection."""
+    options = db.parse_database_url(runtime.settings.database_url)
+    return db.Database(lambda: db._connect_pg8000(options), idle_max=1)
+
+
+PREPARED_LIKE = """
+SELECT count(*) AS prepared FROM pg_prepared_statements WHERE statement LIKE :pattern
+"""
+
+
+def test_a_statement_is_prepared_once_on_a_connection_then_run_by_name(
+    runtime,
+) -> None:
+    database = one_connection(runtime)
+    answers = []
+    for value in range(3):
+        with database.transaction() as tx:
+            answers.append(
+                tx.scalar("SELECT CAST(:v AS integer) + 1 AS probe", v=value)
+            )
+    with database.transaction() as tx:
+        prepared = tx.scalar(PREPARED_LIKE, pattern="%AS probe%")
+    database.close()
+
+    assert answers == [1, 2, 3]
+    assert prepared == 1
+
+
+def test_a_prepared_statement_outlives_the_rollback_of_its_transaction(
+    runtime,
+) -> None:
+    database = one_connection(runtime)
+    divide = "SELECT 84 / CAST(:by AS integer) AS quotient"
+    with pytest.raises(Exception, match="division by zero"):
+        with database.transaction() as tx:
+            tx.scalar(divide, by=0)
+    with database.transaction() as tx:
+        quotient = tx.scalar(divide, by=2)
+    database.close()
+
+    assert quotient == 42
+
+
+def test_a_statement_whose_table_changed_shape_fails_once_then_works(
+    runtime,
+) -> None:
+    database = one_connection(runtime)
+    read = "SELECT * FROM shape_probe WHERE a > :above"
+    try:
+        with runtime.database.transaction() as tx:
+            tx.execute("CREATE TABLE shape_probe (a integer)")
+            tx.execute("INSERT INTO shape_probe VALUES (1)")
+        with database.transaction() as tx:
+            before = tx.rows(read, above=0)
+        with runtime.database.transaction() as tx:
+            tx.execute("ALTER TABLE shape_probe ADD COLUMN b text")
+
+        # PostgreSQL refuses a prepared statement whose result changed shape; the
+        # connection holding it is dropped, and the next transaction prepares anew.
+        with pytest.raises(Exception, match="cached plan must not change result type"):
+            with database.transaction() as tx:
+                tx.rows(read, above=0)
+        with database.transaction() as tx:
+            after = tx.rows(read, above=0)
+    finally:
+        database.close()
+        with runtime.database.transaction() as tx:
+            tx.execute("DROP TABLE IF EXISTS shape_probe")
+
+    assert before == [{"a": 1}]
+    assert after == [{"a": 1, "b": None}]

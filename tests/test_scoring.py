@@ -589,3 +589,18 @@ def test_awkward_texts_are_scored_without_a_crash(
     rows = [load(gemini_runtime, mention_id) for mention_id in ids]
     assert all(row["scored_at"] is not None for row in rows)
     assert all(row["intent"] in INTENTS for row in rows)
+
+
+def test_scoring_a_surge_of_negative_mentions_starts_one_crisis(runtime, brand_id):
+    angry = [
+        add_mention(runtime, brand_id, f"@shop parcel {n} never arrived, awful")
+        for n in range(runtime.settings.crisis_min_mentions)
+    ]
+
+    first = scoring.score_mentions(runtime, mention_ids=angry[:-1])
+    second = scoring.score_mentions(runtime, mention_ids=angry[-1:])
+    again = scoring.score_mentions(runtime, mention_ids=angry)
+
+    assert first.get("crises_started") == 0
+    assert second["crises_started"] == 1
+    assert again["scored"] == 0 and "crises_started" not in again

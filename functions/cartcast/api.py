@@ -23,19 +23,21 @@ from cartcast import (
     brands,
     caption_jobs,
     catalog,
+    crisis,
+    inbox,
     keys,
-    mentions,
     orders,
     post_edits,
     post_events,
     posts,
+    publish_schedule,
     reports,
     settling,
     validation,
     web,
 )
 from cartcast.db import Transaction
-from cartcast.errors import CartcastError, InvalidRequest, NotFound
+from cartcast.errors import CartcastError, Forbidden, InvalidRequest, NotFound
 
 LIST_LIMIT_MAX = 500
 LIMIT_PATTERN = re.compile(r"[0-9]{1,9}")
@@ -60,6 +62,12 @@ ROUTES = Map(
         Rule("/v1/brands", methods=["POST"], endpoint="create_brand"),
         Rule("/v1/brand", methods=["GET"], endpoint="get_brand"),
         Rule("/v1/brand", methods=["PATCH"], endpoint="update_brand"),
+        Rule("/v1/brand/pause", methods=["GET"], endpoint="get_brand_pause"),
+        Rule("/v1/brand/pause", methods=["POST"], endpoint="pause_brand"),
+        Rule("/v1/brand/resume", methods=["POST"], endpoint="resume_brand"),
+        Rule("/v1/crises", methods=["GET"], endpoint="list_crises"),
+        Rule("/v1/publishing/pause", methods=["POST"], endpoint="pause_publishing"),
+        Rule("/v1/publishing/resume", methods=["POST"], endpoint="resume_publishing"),
         Rule("/v1/products", methods=["POST"], endpoint="import_products"),
         Rule("/v1/products", methods=["GET"], endpoint="list_products"),
         Rule("/v1/products/<product_id>", methods=["GET"], endpoint="get_product"),
@@ -94,6 +102,16 @@ ROUTES = Map(
         Rule("/v1/schedule", methods=["POST"], endpoint="schedule_approved"),
         Rule("/v1/slots/suggestions", methods=["GET"], endpoint="slot_suggestions"),
         Rule("/v1/mentions", methods=["GET"], endpoint="list_mentions"),
+        Rule(
+            "/v1/mentions/<mention_id>/handle",
+            methods=["POST"],
+            endpoint="handle_mention",
+        ),
+        Rule(
+            "/v1/mentions/<mention_id>/reply",
+            methods=["POST"],
+            endpoint="reply_to_mention",
+        ),
         Rule("/v1/orders", methods=["POST"], endpoint="receive_order"),
         Rule("/v1/reports/daily", methods=["GET"], endpoint="daily_report"),
         Rule("/v1/reports/posts", methods=["GET"], endpoint="post_report"),
@@ -158,8 +176,25 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
 
-_BODYLESS = {"approve_post", "cancel_caption_job"}
-_OPTIONAL_BODY = {"schedule_post", "schedule_approved", "reject_post", "cancel_post"}
+_BODYLESS = {
+    "approve_post",
+    "cancel_caption_job",
+    "handle_mention",
+    "resume_brand",
+    "pause_publishing",
+    "resume_publishing",
+}
+_OPTIONAL_BODY = {
+    "schedule_post",
+    "schedule_approved",
+    "reject_post",
+    "cancel_post",
+    "pause_brand",
+}
+# Who may pause and resume a brand's publishing (crisis.py).
+PAUSING_ROLES = ("admin", "approver")
+PAUSE_FIELDS = ("reason",)
+DEFAULT_PAUSE_REASON = "paused by a person"
 
 
 def _limit(query: Any, default: int = 100) -> int:
@@ -592,13 +627,138 @@ def slot_suggestions(
 def list_mentions(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
-    state = query.get("state")
-    if state not in (None, "open", "handled"):
-        raise InvalidRequest("'state' must be open or handled", field="state")
-    found = mentions.inbox(
-        tx, brand_id=keys.require_brand(caller), state=state, limit=_limit(query)
+    """List mentions most urgent first, with filters, one page at a time."""
+    page = inbox.list_inbox(
+        tx,
+        brand_id=keys.require_brand(caller),
+        query=query,
+        limit=_limit(query),
+        now=runtime.clock.now(),
     )
-    return web.json_response({"mentions": found})
+    return web.json_response(page)
+
+
+def handle_mention(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    mention_id: str,
+) -> web.Response:
+    mention = inbox.mark_handled(
+        tx,
+        brand_id=keys.require_brand(caller),
+        mention_id=_row_id(mention_id, "mention"),
+        caller=caller,
+        now=runtime.clock.now(),
+    )
+    return web.json_response({"mention": mention})
+
+
+def reply_to_mention(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    mention_id: str,
+) -> web.Response:
+    """Queue a reply to a mention; 202, the publisher sends it at its next run."""
+    brand_id = keys.require_brand(caller)
+    answer = inbox.reply(
+        tx,
+        brand_id=brand_id,
+        mention_id=_row_id(mention_id, "mention"),
+        body=body,
+        caller=caller,
+        now=runtime.clock.now(),
+    )
+    post = posts.get_post(
+        tx,
+        brand_id=brand_id,
+        post_id=answer["post_id"],
+        prices=runtime.settings.x_prices_usd,
+    )
+    location = {"Location": f"/v1/posts/{answer['post_id']}"}
+    return web.json_response(
+        {"mention": answer["mention"], "post": post}, 202, location
+    )
+
+
+def get_brand_pause(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    return web.json_response(
+        crisis.pause_state(tx, brand_id=keys.require_brand(caller))
+    )
+
+
+def pause_brand(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Pause the brand's publishing now: its queued posts are held (crisis.py)."""
+    brand_id = keys.require_brand(caller)
+    _require_pausing_role(caller)
+    validation.only_fields(body, PAUSE_FIELDS, what="a pause")
+    reason = body.get("reason", DEFAULT_PAUSE_REASON)
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidRequest("'reason' must be a non-empty text", field="reason")
+    if len(reason) > crisis.PAUSE_REASON_MAX:
+        raise InvalidRequest(
+            f"'reason' must be at most {crisis.PAUSE_REASON_MAX} characters",
+            field="reason",
+        )
+    pause = crisis.pause_brand(
+        tx,
+        brand_id=brand_id,
+        actor=caller.key_name,
+        reason=reason.strip(),
+        now=runtime.clock.now(),
+    )
+    return web.json_response(pause)
+
+
+def resume_brand(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    brand_id = keys.require_brand(caller)
+    _require_pausing_role(caller)
+    resumed = crisis.resume_brand(tx, brand_id=brand_id, now=runtime.clock.now())
+    return web.json_response(resumed)
+
+
+def _require_pausing_role(caller: keys.Caller) -> None:
+    if caller.role not in PAUSING_ROLES:
+        raise Forbidden(
+            "pausing or resuming publishing needs a key of role admin or approver"
+        )
+
+
+def list_crises(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    found = crisis.list_crises(
+        tx, brand_id=keys.require_brand(caller), limit=_limit(query)
+    )
+    return web.json_response({"crises": found})
+
+
+def pause_publishing(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Pause the deployment's publish schedule (Cloud Scheduler); operator only."""
+    keys.require_operator(caller)
+    return web.json_response(publish_schedule.pause(runtime.settings))
+
+
+def resume_publishing(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    keys.require_operator(caller)
+    return web.json_response(publish_schedule.resume(runtime.settings))
 
 
 def receive_order(

@@ -62,6 +62,10 @@ SELECT monthly_x_budget_usd, time_zone FROM brands WHERE id = :brand_id
 """
 
 
+# A reply to a post that mentioned the account (X's "summoned reply" rate).
+REPLY_CLASS = "summoned_reply"
+
+
 def post_class(has_link: bool) -> str:
     return "post_with_url" if has_link else "post"
 

@@ -27,9 +27,13 @@ POOL_SIZE_MAX = 4
 # request transactions follow each other faster than this, so only the first
 # transaction of a request pays the round trip.
 IDLE_CHECK_AFTER_S = 1.0
+# Statements one connection keeps prepared; cartcast has a few hundred constants,
+# so this bound only matters if one day SQL were built per call.
+PREPARED_MAX = 1000
 
 
 UNDEFINED_TABLE = "42P01"
+FEATURE_NOT_SUPPORTED = "0A000"
 SET_SESSION_CONFIG = "SELECT set_config(:name, :value, false)"
 
 # Settings every transaction of the current context runs with
@@ -72,15 +76,15 @@ def _message(error: Exception) -> str:
 class Transaction:
     """One open transaction; every method takes SQL and named parameters."""
 
-    def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor
+    def __init__(self, statements: Statements) -> None:
+        self._statements = statements
 
     def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        self._cursor.execute(sql, params)
-        if self._cursor.description is None:
+        context = self._statements.run(sql, params)
+        if context.columns is None or context.rows is None:
             return []
-        names = [column[0] for column in self._cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in self._cursor.fetchall()]
+        names = [column["name"] for column in context.columns]
+        return [dict(zip(names, row, strict=True)) for row in context.rows]
 
     def one(self, sql: str, **params: Any) -> dict[str, Any] | None:
         found = self.rows(sql, **params)
@@ -91,8 +95,60 @@ class Transaction:
         return None if row is None else next(iter(row.values()))
 
     def execute(self, sql: str, **params: Any) -> int:
-        self._cursor.execute(sql, params)
-        return self._cursor.rowcount
+        return self._statements.run(sql, params).row_count
+
+
+class Statements:
+    """Runs statements on one pg8000 connection, each prepared once by SQL text.
+
+    pg8000's DB-API cursor sends every statement afresh (parse, describe, then bind
+    and execute: three round trips, and the server plans it every time), and scans
+    the SQL for placeholders on every call. cartcast's statements are constants, so
+    each is prepared on the connection the first time it runs there and then costs
+    one round trip. Protocol-level prepared statements outlive transactions, error
+    or not, and end with the connection. A statement with no parameters runs with
+    the simple protocol, as the cursor would run it.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self._prepared: dict[str, tuple] = {}
+
+    def begin(self) -> None:
+        # A connection in autocommit (what infra/pg.py opens to create databases)
+        # runs each statement on its own, as the DB-API cursor would.
+        if not self.connection.autocommit:
+            self.connection.execute_simple("BEGIN")
+
+    def commit(self) -> None:
+        if not self.connection.autocommit:
+            self.connection.execute_simple("COMMIT")
+
+    def run(self, sql: str, params: dict[str, Any]) -> Any:
+        if not params:
+            return self.connection.execute_simple(sql)
+        prepared = self._prepared.get(sql)
+        if prepared is None:
+            prepared = self._prepare(sql)
+        name, columns, input_funcs, make_values, statement = prepared
+        from pg8000.converters import make_params
+
+        values = make_params(self.connection.py_types, make_values(params))
+        return self.connection.execute_named(
+            name, values, columns, input_funcs, statement
+        )
+
+    def _prepare(self, sql: str) -> tuple:
+        from pg8000.native import to_statement
+
+        statement, make_values = to_statement(sql)
+        # No parameter types given: the server infers them from the SQL, as it does
+        # for the cursor's unnamed statements.
+        name, columns, input_funcs = self.connection.prepare_statement(statement, ())
+        prepared = (name, columns, input_funcs, make_values, statement)
+        if len(self._prepared) < PREPARED_MAX:
+            self._prepared[sql] = prepared
+        return prepared
 
 
 class Database:
@@ -103,10 +159,12 @@ class Database:
         connect: Callable[[], Any],
         *,
         idle_check_after_s: float = IDLE_CHECK_AFTER_S,
+        idle_max: int = POOL_SIZE_MAX,
     ) -> None:
         self._connect = connect
+        self._idle_max = idle_max
         self._idle_check_after_s = idle_check_after_s
-        self._idle: list[tuple[Any, float]] = []
+        self._idle: list[tuple[Statements, float]] = []
         self._lock = threading.Lock()
         # The session settings each pooled connection holds (see
         # settings_for_transactions); a connection not listed holds none.
@@ -127,13 +185,14 @@ class Database:
         """
         import pg8000.dbapi
 
-        connection = self._checkout()
+        statements = self._checkout()
+        connection = statements.connection
         reusable = False
         try:
-            cursor = connection.cursor()
-            wanted = self._apply_session_settings(connection, cursor)
-            yield Transaction(cursor)
-            connection.commit()
+            statements.begin()
+            wanted = self._apply_session_settings(statements)
+            yield Transaction(statements)
+            statements.commit()
             self._session_settings[connection] = wanted
             reusable = True
         except pg8000.dbapi.InterfaceError as error:
@@ -143,6 +202,10 @@ class Database:
             raise TransientError(f"database connection failed: {error}") from error
         except pg8000.dbapi.DatabaseError as error:
             reusable = _rollback(connection)
+            if _sqlstate(error) == FEATURE_NOT_SUPPORTED:
+                # "cached plan must not change result type": a migration changed a
+                # table under a prepared statement. A new connection prepares anew.
+                reusable = False
             if _sqlstate(error) == UNDEFINED_TABLE:
                 raise ConfigurationError(
                     f"the database has no cartcast schema ({_message(error)}); "
@@ -153,24 +216,24 @@ class Database:
             reusable = _rollback(connection)
             raise
         finally:
-            self._checkin(connection, reusable)
+            self._checkin(statements, reusable)
 
     def close(self) -> None:
         self._discard_idle()
 
-    def _apply_session_settings(self, connection: Any, cursor: Any) -> tuple:
+    def _apply_session_settings(self, statements: Statements) -> tuple:
         """Give the connection the context's session settings, if it lacks them.
 
         They take effect with the transaction's commit; a rollback undoes them, so
         the connection is recorded as holding them only after a commit.
         """
         wanted = _transaction_settings.get()
-        held = self._session_settings.pop(connection, None)
+        held = self._session_settings.pop(statements.connection, None)
         if held == wanted or (held is None and not wanted and not _setting_names):
             return wanted
         values = dict(wanted)
         for name in sorted(_setting_names):
-            cursor.execute(
+            statements.run(
                 SET_SESSION_CONFIG, {"name": name, "value": values.get(name, "")}
             )
         return wanted
@@ -178,34 +241,34 @@ class Database:
     def _discard_idle(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for connection, _ in idle:
+        for statements, _ in idle:
             with contextlib.suppress(Exception):
-                connection.close()
+                statements.connection.close()
 
-    def _checkout(self) -> Any:
+    def _checkout(self) -> Statements:
         import pg8000.dbapi
 
         with self._lock:
             idle = self._idle.pop() if self._idle else None
         if idle is not None:
-            connection, idle_since = idle
+            statements, idle_since = idle
             fresh = time.monotonic() - idle_since < self._idle_check_after_s
-            if fresh or _alive(connection):
-                return connection
+            if fresh or _alive(statements.connection):
+                return statements
             # The server restarted or dropped it while idle; so it did the others.
             self._discard_idle()
         try:
-            return self._connect()
+            return Statements(self._connect())
         except (pg8000.dbapi.Error, OSError) as error:
             raise TransientError(f"cannot connect to the database: {error}") from error
 
-    def _checkin(self, connection: Any, reusable: bool) -> None:
+    def _checkin(self, statements: Statements, reusable: bool) -> None:
         with self._lock:
-            if reusable and len(self._idle) < POOL_SIZE_MAX:
-                self._idle.append((connection, time.monotonic()))
+            if reusable and len(self._idle) < self._idle_max:
+                self._idle.append((statements, time.monotonic()))
                 return
         with contextlib.suppress(Exception):
-            connection.close()
+            statements.connection.close()
 
 
 def _alive(connection: Any) -> bool:
@@ -235,12 +298,15 @@ def _rollback(connection: Any) -> bool:
 
 def connect_from_settings(settings: Settings) -> Database:
     """Build the Database the settings describe, without connecting yet."""
+    # A publish run's workers each hold a connection while they write; keeping as
+    # many idle spares one connect per worker and run.
+    idle_max = max(POOL_SIZE_MAX, settings.publish_workers)
     if settings.cloud_sql_instance:
-        return Database(lambda: _connect_cloud_sql(settings))
+        return Database(lambda: _connect_cloud_sql(settings), idle_max=idle_max)
     if not settings.database_url:
         raise ConfigurationError("DATABASE_URL or CLOUD_SQL_INSTANCE is required")
     options = parse_database_url(settings.database_url)
-    return Database(lambda: _connect_pg8000(options))
+    return Database(lambda: _connect_pg8000(options), idle_max=idle_max)
 
 
 def parse_database_url(url: str) -> dict[str, Any]:

@@ -50,14 +50,6 @@ SELECT id FROM mentions
 WHERE brand_id = :brand_id AND scored_at IS NULL AND received_at < :before
 ORDER BY received_at LIMIT :limit
 """
-SELECT_INBOX = """
-SELECT id, x_post_id, author_username, author_name, text, posted_at, sentiment,
-    intent, priority, escalate, response_due_at, state
-FROM mentions
-WHERE brand_id = :brand_id AND (CAST(:state AS text) IS NULL OR state = :state)
-ORDER BY priority NULLS LAST, response_due_at NULLS LAST, posted_at DESC
-LIMIT :limit
-"""
 
 
 def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
@@ -229,9 +221,3 @@ def score_mentions(runtime: Any, *, mention_ids: list[str]) -> int:
     from cartcast import scoring
 
     return scoring.score_mentions(runtime, mention_ids=mention_ids)["scored"]
-
-
-def inbox(
-    tx: Any, *, brand_id: str, state: str | None, limit: int
-) -> list[dict[str, Any]]:
-    return tx.rows(SELECT_INBOX, brand_id=brand_id, state=state, limit=limit)

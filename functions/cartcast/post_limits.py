@@ -11,7 +11,10 @@ concurrent publishers share one count:
 - the user windows are checked under the brand's row lock;
 - the shared app's window under a transaction-level advisory lock that every
   publisher takes after its brand's lock (always in that order, so two
-  publishers never wait on each other in a circle);
+  publishers never wait on each other in a circle), as the last step before
+  its commit: the lock is held for one statement (count the window and write the
+  intent's row if it has room) and the commit, so concurrent publishers queue on
+  it as briefly as they can (decision 0016);
 - a brand that brings its own X developer app (`x_own_app`) has its own 24-hour
   app window, counted from its own rows under its row lock.
 
@@ -37,13 +40,35 @@ WHERE id = :brand_id
 FOR NO KEY UPDATE
 """
 LOCK_SHARED_APP = "SELECT pg_advisory_xact_lock(:key)"
+# The account's sends in both user windows in one read (the 15 minutes lie inside
+# the 3 hours), counted by the server: a full window is rare, and only then are
+# its instants read (NTH_BRAND_SEND).
+COUNT_BRAND_WINDOWS = """
+SELECT count(*) FILTER (WHERE sent_at > :since_short) AS short, count(*) AS long
+FROM x_post_intents
+WHERE brand_id = :brand_id AND sent_at > :since_long
+"""
+COUNT_BRAND_OWN_APP_WINDOW = """
+SELECT count(*) FROM x_post_intents
+WHERE brand_id = :brand_id AND own_app AND sent_at > :since
+"""
 # The window's sends, oldest first: the one at position used - limit is the one
 # whose ageing out frees a place.
-SENDS_IN_BRAND_WINDOW = """
+NTH_BRAND_SEND = """
 SELECT sent_at FROM x_post_intents
 WHERE brand_id = :brand_id AND sent_at > :since
   AND (CAST(:own_app AS boolean) IS NULL OR own_app = :own_app)
-ORDER BY sent_at
+ORDER BY sent_at OFFSET :skip LIMIT 1
+"""
+# Under the shared app's lock, in a statement of its own: in READ COMMITTED each
+# statement reads what was committed when it began, so the count sees every send
+# of the publishers that held the lock before.
+INSERT_INTENT_IF_SHARED_APP_HAS_ROOM = """
+INSERT INTO x_post_intents (brand_id, post_id, part, own_app, sent_at)
+SELECT :brand_id, :post_id, :part, false, :now
+WHERE (SELECT count(*) FROM x_post_intents WHERE NOT own_app AND sent_at > :since)
+    + :needed <= :app_limit
+RETURNING id
 """
 COUNT_SHARED_APP_WINDOW = """
 SELECT count(*) FROM x_post_intents WHERE NOT own_app AND sent_at > :since
@@ -85,38 +110,78 @@ def wait_for_window(
     needed: int = 1,
 ) -> Wait | None:
     """Return the wait `needed` more posts would need (a thread's parts still to
-    send), or None when every window has room for them.
+    send) in the account's windows and a brand's own app's, or None when they have
+    room. The shared app's window is checked when the intent is recorded.
 
-    The caller holds the brand's row lock (lock_brand). The shared app's lock is
-    taken here, last, and held until the caller commits its intent.
+    The caller holds the brand's row lock (lock_brand).
     """
-    user_windows = (
-        (dt.timedelta(minutes=15), settings.x_posts_per_15min_per_user, "15 minutes"),
-        (dt.timedelta(hours=3), settings.x_posts_per_3h_per_user, "3 hours"),
+    short, long = dt.timedelta(minutes=15), dt.timedelta(hours=3)
+    counts = tx.one(
+        COUNT_BRAND_WINDOWS,
+        brand_id=str(brand["id"]),
+        since_short=now - short,
+        since_long=now - long,
     )
-    # One read serves both user windows: the 15 minutes lie inside the 3 hours.
-    longest = max(window for window, _, _ in user_windows)
-    recent = _brand_sends(tx, brand, since=now - longest, own_app=None)
-    for window, limit, named in user_windows:
-        in_window = [sent_at for sent_at in recent if sent_at > now - window]
-        frees_at = _frees_at(in_window, window, limit, needed)
+    user_windows = (
+        (short, settings.x_posts_per_15min_per_user, "15 minutes", counts["short"]),
+        (long, settings.x_posts_per_3h_per_user, "3 hours", counts["long"]),
+    )
+    for window, limit, named, used in user_windows:
+        frees_at = _frees_at(tx, brand, now, window, used, limit, needed, None)
         if frees_at is not None:
             return Wait(frees_at, _reason(limit, named, "this X account", frees_at))
 
+    if not brand["x_own_app"]:
+        return None
     day, app_limit = dt.timedelta(hours=24), settings.x_posts_per_24h_per_app
+    used = tx.scalar(
+        COUNT_BRAND_OWN_APP_WINDOW, brand_id=str(brand["id"]), since=now - day
+    )
+    frees_at = _frees_at(tx, brand, now, day, used, app_limit, needed, True)
+    if frees_at is None:
+        return None
+    whose = "the brand's own X app"
+    return Wait(frees_at, _reason(app_limit, "24 hours", whose, frees_at))
+
+
+def record_intent(
+    tx: Transaction,
+    settings: Any,
+    brand: dict[str, Any],
+    *,
+    post_id: Any,
+    part: int | None,
+    now: dt.datetime,
+    needed: int = 1,
+) -> Wait | None:
+    """Count one post (or thread part) handed to X in the brand's and app's windows;
+    call it last before the commit. On the shared app, return the wait instead,
+    writing nothing, when its window has no room for `needed` more posts; the
+    caller then rolls back what it wrote with the intent.
+    """
+    row = {
+        "brand_id": str(brand["id"]),
+        "post_id": str(post_id),
+        "part": part,
+        "now": now,
+    }
     if brand["x_own_app"]:
-        sends = _brand_sends(tx, brand, since=now - day, own_app=True)
-        frees_at = _frees_at(sends, day, app_limit, needed)
-        if frees_at is not None:
-            whose = "the brand's own X app"
-            return Wait(frees_at, _reason(app_limit, "24 hours", whose, frees_at))
+        tx.execute(INSERT_INTENT, own_app=True, **row)
         return None
 
-    tx.scalar(LOCK_SHARED_APP, key=SHARED_APP_LOCK_KEY)
-    used = tx.scalar(COUNT_SHARED_APP_WINDOW, since=now - day)
+    day, app_limit = dt.timedelta(hours=24), settings.x_posts_per_24h_per_app
     needed = min(needed, app_limit)
-    if used + needed <= app_limit:
+    tx.scalar(LOCK_SHARED_APP, key=SHARED_APP_LOCK_KEY)
+    written = tx.scalar(
+        INSERT_INTENT_IF_SHARED_APP_HAS_ROOM,
+        since=now - day,
+        needed=needed,
+        app_limit=app_limit,
+        **row,
+    )
+    if written is not None:
         return None
+    used = tx.scalar(COUNT_SHARED_APP_WINDOW, since=now - day)
     oldest_to_go = tx.scalar(
         NTH_SEND_IN_SHARED_APP_WINDOW,
         since=now - day,
@@ -127,25 +192,6 @@ def wait_for_window(
         frees_at,
         _reason(app_limit, "24 hours", "the shared X app", frees_at),
         shared_app=True,
-    )
-
-
-def record_intent(
-    tx: Transaction,
-    brand: dict[str, Any],
-    *,
-    post_id: Any,
-    part: int | None,
-    now: dt.datetime,
-) -> None:
-    """Count one post (or thread part) handed to X in the brand's and app's windows."""
-    tx.execute(
-        INSERT_INTENT,
-        brand_id=str(brand["id"]),
-        post_id=str(post_id),
-        part=part,
-        own_app=brand["x_own_app"],
-        now=now,
     )
 
 
@@ -161,26 +207,30 @@ def pause(
     )
 
 
-def _brand_sends(
-    tx: Transaction, brand: dict[str, Any], *, since: dt.datetime, own_app: bool | None
-) -> list[dt.datetime]:
-    """Return the brand's sends after `since`, oldest first (own app's only, if
-    `own_app`)."""
-    rows = tx.rows(
-        SENDS_IN_BRAND_WINDOW, brand_id=str(brand["id"]), since=since, own_app=own_app
-    )
-    return [row["sent_at"] for row in rows]
-
-
 def _frees_at(
-    sends: list[dt.datetime], window: dt.timedelta, limit: int, needed: int = 1
+    tx: Transaction,
+    brand: dict[str, Any],
+    now: dt.datetime,
+    window: dt.timedelta,
+    used: int,
+    limit: int,
+    needed: int,
+    own_app: bool | None,
 ) -> dt.datetime | None:
-    """Return when a window (its sends oldest first) has room for `needed` more, or
-    None when it has now. A thread longer than the limit waits for a whole window."""
+    """Return when a window holding `used` of the brand's sends has room for
+    `needed` more (the instant the send that makes room ages out), or None when it
+    has room now. A thread longer than the limit waits for a whole window."""
     needed = min(needed, limit)
-    if len(sends) + needed <= limit:
+    if used + needed <= limit:
         return None
-    return sends[len(sends) - limit + needed - 1] + window
+    ages_out = tx.scalar(
+        NTH_BRAND_SEND,
+        brand_id=str(brand["id"]),
+        since=now - window,
+        own_app=own_app,
+        skip=used - limit + needed - 1,
+    )
+    return ages_out + window
 
 
 def _reason(limit: int, window: str, whose: str, until: dt.datetime) -> str:

@@ -83,6 +83,7 @@ SELECT id, product_id, kind, text, link, link_note, campaign, sponsored,
     poll_options, poll_duration_minutes, image_alt_text, state, engine, model,
     fallback_reason, weighted_length, checks, scheduled_at, published_at, x_post_id,
     failure_reason, rejection_reason, not_before, created_by, created_at, updated_at,
+    in_reply_to,
     (SELECT json_agg(json_build_object('position', pp.position, 'text', pp.text,
             'weighted_length', pp.weighted_length, 'has_link', pp.has_link,
             'x_post_id', pp.x_post_id) ORDER BY pp.position)
@@ -109,7 +110,7 @@ ORDER BY created_at, id
 SELECT_TAKEN_SLOTS = """
 SELECT scheduled_at FROM posts
 WHERE brand_id = :brand_id AND scheduled_at > :after
-  AND state NOT IN ('cancelled', 'failed')
+  AND state NOT IN ('cancelled', 'failed') AND in_reply_to IS NULL
 """
 SELECT_APPROVED_UNSCHEDULED = """
 SELECT id FROM posts
@@ -446,6 +447,8 @@ def _with_price(
     routes that pass none use X's published prices (README, Known limitations).
     """
     prices = X_PRICES_USD if prices is None else prices
+    if post.get("in_reply_to"):
+        return {**post, "x_price_usd": costs.price(prices, costs.REPLY_CLASS)}
     if post["parts"]:
         calls = [part["has_link"] for part in post["parts"]]
     else:

@@ -51,11 +51,14 @@ runs out with a part in flight makes the post `unconfirmed` (decision 0008).
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import datetime as dt
+import threading
 from decimal import Decimal
 from typing import Any
 
-from cartcast import accounts, attempts, costs, post_limits, publish_checks
+from cartcast import accounts, attempts, costs, crisis, post_limits, publish_checks
 from cartcast.errors import CartcastError, PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
@@ -108,6 +111,7 @@ WHERE b.id = p.brand_id AND p.state = 'held'
                 THEN CAST(:post_with_url_usd AS numeric)
                 ELSE CAST(:post_usd AS numeric) END), 0)
             FROM post_parts pp WHERE pp.post_id = p.id AND pp.x_post_id IS NULL)
+        WHEN p.in_reply_to IS NOT NULL THEN CAST(:reply_usd AS numeric)
         WHEN p.link IS NULL THEN CAST(:post_usd AS numeric)
         ELSE CAST(:post_with_url_usd AS numeric) END)
 RETURNING p.id
@@ -123,6 +127,7 @@ WITH due AS (
           WHERE ap.app = 'shared' AND ap.posts_paused_until > :now))
       AND (p.not_before IS NULL OR p.not_before <= :now)
       AND b.x_disconnected_at IS NULL
+      AND (b.publishing_paused_at IS NULL OR p.in_reply_to IS NOT NULL)
     ORDER BY p.scheduled_at, p.id
     LIMIT :batch_size
     FOR UPDATE OF p SKIP LOCKED
@@ -133,7 +138,7 @@ FROM due, brands b
 WHERE p.id = due.id AND b.id = p.brand_id
 RETURNING p.id, p.brand_id, p.product_id, p.kind, p.engine, p.text, p.link,
     p.poll_options, p.poll_duration_minutes, p.image_alt_text, p.scheduled_at,
-    b.x_access_token, b.currency
+    p.in_reply_to, b.x_access_token, b.currency
 """
 # One attempt per claimed post, each holding its post's lease: one statement for
 # the whole batch, not two per post (the publishing bench counts round trips).
@@ -149,7 +154,8 @@ WHERE p.id = started.post_id
 RETURNING p.id, started.id AS attempt_id
 """
 # Just before sending: the attempt must still hold a live lease, the account must
-# not be paused (another run may have met a 429 meanwhile) nor disconnected, and
+# not be paused (another run may have met a 429 meanwhile, or a person paused the
+# brand's publishing: crisis.py; replies still go) nor disconnected, and
 # the brand's token must still be the one this run read (a reconnection replaces
 # it). The lease is renewed, so a long batch never loses the posts it has not
 # reached yet, and the attempt's intent (`sent_at`) is written in the same
@@ -162,6 +168,7 @@ WITH turn AS (
       AND p.state = 'publishing' AND p.lease_until > :now AND b.id = p.brand_id
       AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
       AND b.x_access_token = :token AND b.x_disconnected_at IS NULL
+      AND (b.publishing_paused_at IS NULL OR p.in_reply_to IS NOT NULL)
     RETURNING p.id
 )
 UPDATE publish_attempts a SET sent_at = :now
@@ -263,13 +270,66 @@ RETURNING transient_failures
 
 
 def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
-    """Publish every post due at `as_of`; return counts by outcome."""
+    """Publish every post due at `as_of`; return counts by outcome.
+
+    A claimed batch is sent by up to CARTCAST_PUBLISH_WORKERS threads, one account
+    at a time per thread and each account's posts in their order (decision 0016):
+    most of a post's time is spent waiting for X, and one account's sends must
+    stay in order and see its own 429 before its next post. Every step of a post
+    (turn, intent, call, result) is the same as when sent alone.
+    """
     claimed, attempts, counts = _claim(runtime, as_of)
 
+    queues: dict[Any, list[dict[str, Any]]] = {}
     for post in sorted(claimed, key=lambda row: (row["scheduled_at"], str(row["id"]))):
-        counts[_publish_one(runtime, post, attempts[post["id"]])] += 1
+        queues.setdefault(post["brand_id"], []).append(post)
+    for outcome in _send_queues(runtime, list(queues.values()), attempts):
+        counts[outcome] += 1
     counts["deferred"] += counts.pop("paused") + counts.pop("lost")
     return counts
+
+
+def _send_queues(
+    runtime: Any, queues: list[list[dict[str, Any]]], attempts: dict
+) -> list[str]:
+    """Send each account's queue in order, several accounts at once; return every
+    post's outcome. The first error stops every worker before its next post and is
+    raised: the posts not reached keep their claim, unsent, and go back to
+    `scheduled` when their lease ends, as a run that died would leave them."""
+    workers = min(runtime.settings.publish_workers, len(queues))
+    if workers <= 1:
+        return [
+            _publish_one(runtime, post, attempts[post["id"]])
+            for queue in queues
+            for post in queue
+        ]
+
+    stop = threading.Event()
+
+    def send(queue: list[dict[str, Any]]) -> list[str]:
+        outcomes = []
+        for post in queue:
+            if stop.is_set():
+                break
+            try:
+                outcomes.append(_publish_one(runtime, post, attempts[post["id"]]))
+            except BaseException:
+                stop.set()
+                raise
+        return outcomes
+
+    # Each task runs in a copy of this context: the actor that post events record
+    # (post_events.acting_as) is a context variable.
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix="cartcast-publish"
+    ) as pool:
+        futures = [
+            pool.submit(contextvars.copy_context().run, send, queue) for queue in queues
+        ]
+    outcomes = []
+    for future in futures:
+        outcomes.extend(future.result())
+    return outcomes
 
 
 def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str, int]]:
@@ -289,12 +349,14 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
             budget_reason_pattern=costs.BUDGET_REASON_START + "%",
             post_usd=settings.x_prices_usd["post"],
             post_with_url_usd=settings.x_prices_usd["post_with_url"],
+            reply_usd=settings.x_prices_usd["summoned_reply"],
             now=now,
         )
         # After the budget's release, so a post it frees weeks late is held too.
         too_late = sweeping.hold_too_late(tx, late_before=late_before, now=as_of)
         counts["held"] = too_late
         counts["held"] += len(tx.rows(HOLD_UNCONNECTED, as_of=as_of, now=now))
+        counts["held"] += crisis.hold_while_paused(tx, now=now)
         claimed = tx.rows(
             CLAIM_DUE,
             as_of=as_of,
@@ -353,6 +415,7 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
             media_ids=media_ids,
             poll_options=post["poll_options"],
             poll_duration_minutes=post["poll_duration_minutes"],
+            in_reply_to=post["in_reply_to"],
         )
     except (TransientError, PermanentError) as error:
         return _settle_refusal(runtime, post, attempt_id, error)
@@ -464,6 +527,9 @@ def _cost_of(
     """Return the price class, price and ledger ref of one post or thread part."""
     has_link = part["has_link"] if part is not None else bool(post["link"])
     price_class = costs.post_class(has_link)
+    if part is None and post.get("in_reply_to"):
+        # A reply to a mention that summoned the brand (inbox.py); it has no link.
+        price_class = costs.REPLY_CLASS
     usd = costs.price(runtime.settings.x_prices_usd, price_class)
     ref = str(post["id"]) if part is None else f"{post['id']}/{part['position']}"
     return price_class, usd, ref
@@ -650,34 +716,40 @@ def _take_turn(
     """
     now = runtime.clock.now()
     lease_until = now + dt.timedelta(seconds=runtime.settings.publish_lease_s)
-    with runtime.database.transaction() as tx:
-        refusal = _catalog_refusal(tx, post) if recheck else None
-        if refusal is None:
-            brand = post_limits.lock_brand(tx, post["brand_id"])
-            rest = None
-            if part is not None:
-                # This part comes first: it is not on X yet.
-                rest = [
-                    _cost_of(runtime, post, row)
-                    for row in tx.rows(
-                        REST_OF_THREAD, post_id=post["id"], position=part
-                    )
-                ]
-            cost = rest[0] if rest else _cost_of(runtime, post, None)
-            refusal = _why_not_now(runtime, tx, brand, cost, now, rest=rest)
-        if refusal is None:
-            turn = tx.scalar(
-                TAKE_TURN,
-                post_id=post["id"],
-                attempt_id=attempt_id,
-                lease_until=lease_until,
-                token=post["x_access_token"],
-                now=now,
-            )
-            if turn is not None:
-                _commit_intent(tx, post, brand, part, cost, now)
-                return None
-            refusal = ("lost", None)
+    try:
+        with runtime.database.transaction() as tx:
+            refusal = _catalog_refusal(tx, post) if recheck else None
+            if refusal is None:
+                brand = post_limits.lock_brand(tx, post["brand_id"])
+                rest = None
+                if part is not None:
+                    # This part comes first: it is not on X yet.
+                    rest = [
+                        _cost_of(runtime, post, row)
+                        for row in tx.rows(
+                            REST_OF_THREAD, post_id=post["id"], position=part
+                        )
+                    ]
+                cost = rest[0] if rest else _cost_of(runtime, post, None)
+                refusal = _why_not_now(runtime, tx, brand, cost, now, rest=rest)
+            if refusal is None:
+                turn = tx.scalar(
+                    TAKE_TURN,
+                    post_id=post["id"],
+                    attempt_id=attempt_id,
+                    lease_until=lease_until,
+                    token=post["x_access_token"],
+                    now=now,
+                )
+                if turn is not None:
+                    _commit_intent(runtime, tx, post, brand, part, cost, now, rest)
+                    return None
+                refusal = ("lost", None)
+    except _SharedAppFull as full:
+        # Everything the turn wrote is rolled back; the pause is written on its own.
+        with runtime.database.transaction() as tx:
+            post_limits.pause(tx, full.brand, full.wait, now=now)
+        refusal = ("paused", full.wait)
 
     outcome, why = refusal
     if outcome == "held_claims":
@@ -709,8 +781,8 @@ def _take_turn(
         attempt_id,
         "scheduled",
         "retry",
-        "another run paused the account (X's rate limit, a disconnection or a new "
-        "token) or took this post over; it goes at a later run",
+        "another run paused the account (X's rate limit, a disconnection, a new "
+        "token or a crisis pause) or took this post over; it goes at a later run",
         error_class="lease_lost",
     )
     return "lost"
@@ -764,18 +836,30 @@ def _why_not_now(
     return "paused", wait
 
 
+class _SharedAppFull(CartcastError):
+    """The shared app's window had no room when the intent was recorded: the
+    turn's transaction rolls back, and the app is paused until `wait.until`."""
+
+    def __init__(self, brand: dict[str, Any], wait: post_limits.Wait) -> None:
+        super().__init__(wait.reason)
+        self.brand = brand
+        self.wait = wait
+
+
 def _commit_intent(
+    runtime: Any,
     tx: Any,
     post: dict[str, Any],
     brand: dict[str, Any],
     part: int | None,
     cost: tuple,
     now: dt.datetime,
+    rest: list[tuple] | None,
 ) -> None:
-    """Write the intent's row in X's windows, its reserved price and, for a thread,
-    the part's own intent (the attempt's was written with the turn)."""
+    """Write the intent's reserved price, a thread part's own intent (the
+    attempt's was written with the turn) and, last, its row in X's windows: on the
+    shared app that takes the app's lock, held until the commit that follows."""
     price_class, usd, ref = cost
-    post_limits.record_intent(tx, brand, post_id=post["id"], part=part, now=now)
     costs.record(
         tx,
         brand_id=post["brand_id"],
@@ -788,6 +872,17 @@ def _commit_intent(
     )
     if part is not None:
         tx.execute(MARK_PART_SENT, post_id=post["id"], position=part, now=now)
+    wait = post_limits.record_intent(
+        tx,
+        runtime.settings,
+        brand,
+        post_id=post["id"],
+        part=part,
+        now=now,
+        needed=len(rest or [cost]),
+    )
+    if wait is not None:
+        raise _SharedAppFull(brand, wait)
 
 
 def _pause_brand(

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -52,6 +53,10 @@ from cartcast.logs import fields
 # X's clock and ours may differ a little; a post's created_at can precede sent_at.
 CLOCK_MARGIN = dt.timedelta(minutes=1)
 LINK_MARK = "\x00link\x00"
+# X starts a reply's text with the @username of the author it answers (X API v2,
+# Tweet object: `display_text_range` leaves them out); a reply from the inbox is
+# stored without them.
+LEADING_MENTIONS = re.compile(r"^(?:[@＠][A-Za-z0-9_]{1,15}\s+)+")
 
 # The attempt of a post is the one holding its lease; a thread's part in flight is
 # the one with an intent and no X id.
@@ -267,11 +272,13 @@ def comparable_text(text: str) -> str:
     """Reduce a post's text to what survives X's rewriting: links become one mark.
 
     X returns every link as a t.co link and escapes `&`, `<` and `>` as HTML
-    entities in a post's text (X API v2 documentation, Tweet object).
+    entities in a post's text (X API v2 documentation, Tweet object), and puts the
+    @usernames a reply answers before its text; leading mentions are dropped from
+    both sides of the comparison.
     """
     from twitter_text import extract_urls_with_indices
 
-    text = html.unescape(text)
+    text = LEADING_MENTIONS.sub("", html.unescape(text).lstrip())
     for found in reversed(extract_urls_with_indices(text)):
         start, end = found["indices"]
         text = f"{text[:start]}{LINK_MARK}{text[end:]}"

@@ -9,8 +9,9 @@ The engine is CARTCAST_SENTIMENT_ENGINE. The offline scorer (sentiment.py) alway
 runs, since it is cheap and its crisis words escalate whatever the engine says.
 With "gemini", the mentions go to Gemini in batches of CARTCAST_SENTIMENT_BATCH_SIZE;
 any mention Gemini gave no usable label keeps the offline one, and its
-`scoring_fallback_reason` says why. A database outage raises (TransientError), so
-Pub/Sub delivers the event again.
+`scoring_fallback_reason` says why. Once the scores are committed, the brands of
+the mentions just scored are checked for a crisis (crisis.py). A database outage
+raises (TransientError), so Pub/Sub delivers the event again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from cartcast import escalations, sentiment, triage
+from cartcast import crisis, escalations, sentiment, triage
 from cartcast.logs import fields
 
 # Mentions no event scored after this long are scored by the poll's sweep. Longer
@@ -78,6 +79,7 @@ def score_mentions(runtime: Any, *, mention_ids: list[str]) -> dict[str, int]:
     counts = {"scored": 0, "escalated": 0, "ugc_candidates": 0, "gemini_fallbacks": 0}
     if not rows:
         return counts
+    saved_ids = []
 
     offline = {str(row["id"]): sentiment.score_mention(row["text"]) for row in rows}
     labels = _labels(runtime, rows, offline)
@@ -90,10 +92,14 @@ def score_mentions(runtime: Any, *, mention_ids: list[str]) -> dict[str, int]:
             )
             if saved is None:
                 continue  # another delivery scored it first
+            saved_ids.append(mention_id)
             counts["scored"] += 1
             counts["escalated"] += saved.escalate
             counts["ugc_candidates"] += saved.ugc_candidate
             counts["gemini_fallbacks"] += labels[mention_id].fallback_reason is not None
+
+    # After the commit, so the window counts these mentions (crisis.py).
+    counts.update(crisis.watch_after_scoring(runtime, mention_ids=saved_ids))
     return counts
 
 

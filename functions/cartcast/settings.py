@@ -59,6 +59,9 @@ LEASE_MAX_S = 86_400
 # "Time limits"); a wait or budget longer than the run itself is a typo.
 RUN_WAIT_MAX_S = 540
 PUBLISH_BATCH_MAX = 1000
+# Threads sending one publish run's batch; each holds a database connection while
+# it writes, so more than this is more connections than a small instance takes.
+PUBLISH_WORKERS_MAX = 32
 PAGES_MAX = 100
 GEMINI_REQUESTS_PER_MINUTE_MAX = 100_000
 GEMINI_REQUESTS_PER_DAY_MAX = 100_000_000
@@ -69,6 +72,14 @@ SENTIMENT_BATCH_MAX = 100
 # More followers than any account on X has (about 230 million in 2026).
 FOLLOWERS_MAX = 1_000_000_000
 ESCALATION_RETRY_BASE_MAX_S = 3600
+# Crisis detection (crisis.py): a window past a day is no longer "now", a
+# baseline past a quarter is another season, a factor past 100 never fires.
+CRISIS_WINDOW_MAX_MIN = 1440
+CRISIS_BASELINE_MAX_DAYS = 90
+CRISIS_MENTIONS_MAX = 1_000_000
+CRISIS_FACTOR_MAX = 100
+# A Cloud Scheduler job's full name, as the API takes it.
+SCHEDULER_JOB = re.compile(r"projects/[^/\s]+/locations/[^/\s]+/jobs/[^/\s]+")
 FLAG_VALUES = {
     "true": True,
     "1": True,
@@ -104,6 +115,7 @@ class Settings:
     mentions_topic: str = "cartcast-mentions"
     max_event_age_s: int = 900
     publish_batch_size: int = 20
+    publish_workers: int = 4
     publish_lease_s: int = 300
     schedule_horizon_days: int = 365
     reconcile_delay_s: int = 300
@@ -135,6 +147,14 @@ class Settings:
     x_prices_usd: Mapping[str, Decimal] = dataclasses.field(
         default_factory=lambda: dict(X_PRICES_USD)
     )
+    crisis_window_min: int = 60
+    crisis_baseline_days: int = 14
+    crisis_min_mentions: int = 20
+    crisis_factor: float = 2.0
+    crisis_rise_pct: int = 20
+    scheduler_job: str | None = None
+    scheduler_endpoint: str | None = None
+    scheduler_timeout_s: float = 10.0
     log_level: str = "INFO"
 
 
@@ -235,6 +255,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         publish_batch_size=number(
             "CARTCAST_PUBLISH_BATCH", 20, at_most=PUBLISH_BATCH_MAX
+        ),
+        publish_workers=number(
+            "CARTCAST_PUBLISH_WORKERS", 4, at_most=PUBLISH_WORKERS_MAX
         ),
         publish_lease_s=number(
             "CARTCAST_PUBLISH_LEASE_S", 300, at_most=LEASE_MAX_S, unit=" seconds"
@@ -347,6 +370,38 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "CARTCAST_X_POSTS_PER_24H_PER_APP", 10_000, at_most=X_POSTS_LIMIT_MAX
         ),
         x_prices_usd=_parse_prices(env, problems),
+        crisis_window_min=number(
+            "CARTCAST_CRISIS_WINDOW_MIN",
+            60,
+            at_most=CRISIS_WINDOW_MAX_MIN,
+            unit=" minutes",
+        ),
+        crisis_baseline_days=number(
+            "CARTCAST_CRISIS_BASELINE_DAYS",
+            14,
+            at_most=CRISIS_BASELINE_MAX_DAYS,
+            unit=" days",
+        ),
+        crisis_min_mentions=number(
+            "CARTCAST_CRISIS_MIN_MENTIONS", 20, at_most=CRISIS_MENTIONS_MAX
+        ),
+        crisis_factor=number(
+            "CARTCAST_CRISIS_FACTOR", 2.0, float, at_most=CRISIS_FACTOR_MAX
+        ),
+        crisis_rise_pct=number(
+            "CARTCAST_CRISIS_RISE_PCT", 20, at_most=100, unit=" percentage points"
+        ),
+        scheduler_job=_scheduler_job(text("CARTCAST_SCHEDULER_JOB"), problems),
+        scheduler_endpoint=_endpoint_url(
+            "CARTCAST_SCHEDULER_ENDPOINT", text("CARTCAST_SCHEDULER_ENDPOINT"), problems
+        ),
+        scheduler_timeout_s=number(
+            "CARTCAST_SCHEDULER_TIMEOUT_S",
+            10.0,
+            float,
+            at_most=RUN_WAIT_MAX_S,
+            unit=" seconds",
+        ),
         log_level=choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
     )
     problems.extend(_check_consistency(settings))
@@ -365,6 +420,28 @@ def _parse_endpoints(raw: str, problems: list[str]) -> dict[str, str]:
             continue
         endpoints[topic] = url
     return endpoints
+
+
+def _scheduler_job(raw: str | None, problems: list[str]) -> str | None:
+    if raw is not None and not SCHEDULER_JOB.fullmatch(raw):
+        problems.append(
+            "CARTCAST_SCHEDULER_JOB must be a job's full name, "
+            f"projects/PROJECT/locations/LOCATION/jobs/JOB, got {raw[:200]!r}"
+        )
+        return None
+    return raw
+
+
+def _endpoint_url(name: str, raw: str | None, problems: list[str]) -> str | None:
+    """Read an API endpoint override: an http(s) URL with a host, or nothing."""
+    if raw is None:
+        return None
+    scheme, sep, rest = raw.partition("://")
+    host = rest.split("/", 1)[0]
+    if not sep or scheme not in ("http", "https") or not host or " " in raw:
+        problems.append(f"{name} must be an http:// or https:// URL, got {raw[:200]!r}")
+        return None
+    return raw.rstrip("/")
 
 
 def _parse_prices(env: Mapping[str, str], problems: list[str]) -> dict[str, Decimal]:

@@ -1,0 +1,291 @@
+"""Crises: a surge of negative mentions seen once, and a brand's publishing paused.
+
+Detection (`watch`) runs after mentions are scored. It compares the share of
+negative mentions posted in the last CARTCAST_CRISIS_WINDOW_MIN minutes with the
+brand's own share over the CARTCAST_CRISIS_BASELINE_DAYS days before that window.
+A crisis begins when the window holds at least CARTCAST_CRISIS_MIN_MENTIONS scored
+mentions and its share is both CARTCAST_CRISIS_FACTOR times the baseline and
+CARTCAST_CRISIS_RISE_PCT points above it: a brand with a 10 % baseline needs 30 %
+(the rise), one with 25 % needs 50 % (the factor), and a new brand with no history
+needs 20 %. Each crisis is one row of `crises` and one alert (alerts.py), keyed by
+when it began, so thirty scoring runs inside it raise one alert, not thirty. It
+ends, quietly, once a whole window has passed since it began and the window no
+longer meets the condition; a later surge is a new crisis with its own alert.
+
+The crisis pause (`pause_brand`) is a person's decision, taken on the alert; it is
+not automatic, because a false alarm would silence a brand (decision 0019). It
+holds every queued post of the brand at once, as a disconnection does
+(connections.py): `scheduled` posts and claimed ones whose intent is not written
+yet are held with the pause's reason; a post already handed to X finishes. While
+paused, the claim skips the brand, each publish run holds posts scheduled
+meanwhile (`hold_while_paused`), and a thread stops before its next part. Replies
+to mentions are not held: answering customers is what a crisis needs.
+`resume_brand` puts the held posts back in `scheduled`; past due, they go at the
+next run, and the late bound (sweeping.py) holds those too late to make sense.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from cartcast import alerts
+from cartcast.db import Transaction
+from cartcast.errors import Conflict
+from cartcast.logs import fields
+
+ALERT_KIND = "crisis"
+HELD_PREFIX = "crisis pause: "
+HELD_FIX = "; POST /v1/brand/resume puts it back in the queue"
+PAUSE_REASON_MAX = 300
+
+LOCK_BRAND = "SELECT slug FROM brands WHERE id = :brand_id FOR UPDATE"
+# Scored mentions only: an unscored one has no sentiment to count yet.
+COUNT_SHARES = """
+SELECT
+    count(*) FILTER (WHERE posted_at > :window_start) AS window_mentions,
+    count(*) FILTER (WHERE posted_at > :window_start
+        AND sentiment = 'negative') AS window_negative,
+    count(*) FILTER (WHERE posted_at <= :window_start) AS baseline_mentions,
+    count(*) FILTER (WHERE posted_at <= :window_start
+        AND sentiment = 'negative') AS baseline_negative
+FROM mentions
+WHERE brand_id = :brand_id AND scored_at IS NOT NULL
+  AND posted_at > :baseline_start AND posted_at <= :now
+"""
+SELECT_OPEN = """
+SELECT id, started_at FROM crises WHERE brand_id = :brand_id AND ended_at IS NULL
+"""
+OPEN_CRISIS = """
+INSERT INTO crises (brand_id, started_at, window_mentions, window_negative,
+    baseline_share)
+VALUES (:brand_id, :now, :window_mentions, :window_negative, :baseline_share)
+ON CONFLICT (brand_id) WHERE ended_at IS NULL DO NOTHING
+RETURNING id
+"""
+CLOSE_CRISIS = "UPDATE crises SET ended_at = :now WHERE id = :id"
+SELECT_CRISES = """
+SELECT started_at, ended_at, window_mentions, window_negative, baseline_share
+FROM crises WHERE brand_id = :brand_id ORDER BY started_at DESC LIMIT :limit
+"""
+BRANDS_OF_MENTIONS = """
+SELECT DISTINCT brand_id FROM mentions WHERE id = ANY(CAST(:ids AS uuid[]))
+"""
+
+MARK_PAUSED = """
+UPDATE brands SET publishing_paused_at = :now, publishing_paused_by = :actor,
+    publishing_paused_reason = :reason
+WHERE id = :brand_id AND publishing_paused_at IS NULL
+RETURNING publishing_paused_at
+"""
+SELECT_PAUSE = """
+SELECT publishing_paused_at, publishing_paused_by, publishing_paused_reason
+FROM brands WHERE id = :brand_id
+"""
+# Wait for any run between committing a send's intent and its commit, as a
+# disconnection does; the hold below then sees every intent written.
+LOCK_QUEUED = """
+SELECT id FROM posts
+WHERE brand_id = :brand_id AND state IN ('scheduled', 'publishing')
+  AND in_reply_to IS NULL
+ORDER BY id
+FOR UPDATE
+"""
+HOLD_QUEUED = """
+UPDATE posts p SET state = 'held', failure_reason = :reason, lease_until = NULL,
+    not_before = NULL, updated_at = :now
+WHERE p.brand_id = :brand_id AND p.in_reply_to IS NULL
+  AND (p.state = 'scheduled' OR (p.state = 'publishing' AND NOT EXISTS (
+      SELECT 1 FROM publish_attempts a
+      WHERE a.id = p.lease_attempt_id AND a.sent_at IS NOT NULL)))
+RETURNING p.id
+"""
+HOLD_WHILE_PAUSED = """
+UPDATE posts p SET state = 'held', updated_at = :now,
+    failure_reason = :prefix || b.publishing_paused_reason || :fix
+FROM brands b
+WHERE b.id = p.brand_id AND b.publishing_paused_at IS NOT NULL
+  AND p.state = 'scheduled' AND p.in_reply_to IS NULL
+RETURNING p.id
+"""
+CLEAR_PAUSE = """
+UPDATE brands SET publishing_paused_at = NULL, publishing_paused_by = NULL,
+    publishing_paused_reason = NULL
+WHERE id = :brand_id AND publishing_paused_at IS NOT NULL
+RETURNING id
+"""
+RELEASE_HELD = """
+UPDATE posts SET state = 'scheduled', failure_reason = NULL, not_before = NULL,
+    updated_at = :now
+WHERE brand_id = :brand_id AND state = 'held' AND starts_with(failure_reason, :prefix)
+RETURNING id
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Shares:
+    """Scored mentions in the window and in the baseline before it."""
+
+    window_mentions: int
+    window_negative: int
+    baseline_mentions: int
+    baseline_negative: int
+
+    @property
+    def window_share(self) -> float:
+        return (
+            self.window_negative / self.window_mentions if self.window_mentions else 0
+        )
+
+    @property
+    def baseline_share(self) -> float:
+        if not self.baseline_mentions:
+            return 0.0
+        return self.baseline_negative / self.baseline_mentions
+
+
+def is_crisis(shares: Shares, settings: Any) -> bool:
+    """Say if the window's negative share is well above the baseline, with volume."""
+    if shares.window_mentions < settings.crisis_min_mentions:
+        return False
+    needed = max(
+        shares.baseline_share * settings.crisis_factor,
+        shares.baseline_share + settings.crisis_rise_pct / 100,
+    )
+    return shares.window_share >= needed
+
+
+def watch(
+    tx: Transaction, *, brand_id: str, settings: Any, now: dt.datetime
+) -> str | None:
+    """Open or close the brand's crisis as its mentions say; return what changed.
+
+    Returns "started" when a crisis began (its alert is queued in `tx`), "ended"
+    when one ended, None otherwise. Serialised per brand by the brand's row lock,
+    so two scoring runs never both start one.
+    """
+    slug = tx.scalar(LOCK_BRAND, brand_id=brand_id)
+    if slug is None:
+        return None
+    window = dt.timedelta(minutes=settings.crisis_window_min)
+    row = tx.one(
+        COUNT_SHARES,
+        brand_id=brand_id,
+        window_start=now - window,
+        baseline_start=now - window - dt.timedelta(days=settings.crisis_baseline_days),
+        now=now,
+    )
+    shares = Shares(**row)
+    open_crisis = tx.one(SELECT_OPEN, brand_id=brand_id)
+
+    if open_crisis is not None:
+        if is_crisis(shares, settings) or now - open_crisis["started_at"] < window:
+            return None
+        tx.execute(CLOSE_CRISIS, id=open_crisis["id"], now=now)
+        return "ended"
+    if not is_crisis(shares, settings):
+        return None
+
+    tx.scalar(
+        OPEN_CRISIS,
+        brand_id=brand_id,
+        now=now,
+        window_mentions=shares.window_mentions,
+        window_negative=shares.window_negative,
+        baseline_share=shares.baseline_share,
+    )
+    alerts.raise_alert(
+        tx,
+        brand_id=brand_id,
+        kind=ALERT_KIND,
+        episode=now.isoformat(),
+        text=_alert_text(slug, shares, settings),
+        now=now,
+    )
+    return "started"
+
+
+def watch_after_scoring(runtime: Any, *, mention_ids: list[str]) -> dict[str, int]:
+    """Check the brands of freshly scored mentions for a crisis; return counts.
+
+    Meant to run right after scoring commits (score_sentiment, the sweeper), once
+    per batch: each brand is checked once, in a transaction of its own.
+    """
+    counts = {"crises_started": 0, "crises_ended": 0}
+    if not mention_ids:
+        return counts
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        brand_ids = [
+            str(row["brand_id"]) for row in tx.rows(BRANDS_OF_MENTIONS, ids=mention_ids)
+        ]
+    for brand_id in brand_ids:
+        with runtime.database.transaction() as tx:
+            change = watch(tx, brand_id=brand_id, settings=runtime.settings, now=now)
+        if change is not None:
+            counts[f"crises_{change}"] += 1
+            log = runtime.log.warning if change == "started" else runtime.log.info
+            log(f"crisis {change}", extra=fields(brand_id=brand_id))
+    return counts
+
+
+def list_crises(tx: Transaction, *, brand_id: str, limit: int) -> list[dict[str, Any]]:
+    """Return the brand's crises, latest first."""
+    return tx.rows(SELECT_CRISES, brand_id=brand_id, limit=limit)
+
+
+def _alert_text(slug: str, shares: Shares, settings: Any) -> str:
+    return (
+        f"cartcast ({slug}): possible crisis. {shares.window_negative} of "
+        f"{shares.window_mentions} mentions in the last {settings.crisis_window_min} "
+        f"min are negative ({shares.window_share:.0%}), against "
+        f"{shares.baseline_share:.0%} over the {settings.crisis_baseline_days} days "
+        "before. Scheduled posts still go out; to hold them, POST /v1/brand/pause "
+        "(POST /v1/brand/resume sends them again). Open mentions: GET /v1/mentions."
+    )
+
+
+def pause_brand(
+    tx: Transaction, *, brand_id: str, actor: str, reason: str, now: dt.datetime
+) -> dict[str, Any]:
+    """Pause the brand's publishing and hold its queued posts; return the pause.
+
+    Idempotent: pausing a paused brand keeps the first pause (its time, who and
+    why) and holds any post queued since.
+    """
+    reason = reason[:PAUSE_REASON_MAX]
+    tx.execute(MARK_PAUSED, brand_id=brand_id, now=now, actor=actor, reason=reason)
+    pause = tx.one(SELECT_PAUSE, brand_id=brand_id)
+    held_reason = HELD_PREFIX + pause["publishing_paused_reason"] + HELD_FIX
+
+    tx.rows(LOCK_QUEUED, brand_id=brand_id)
+    held = tx.rows(HOLD_QUEUED, brand_id=brand_id, reason=held_reason, now=now)
+    return {**_pause_view(pause), "held": len(held)}
+
+
+def resume_brand(tx: Transaction, *, brand_id: str, now: dt.datetime) -> dict[str, Any]:
+    """Lift the brand's pause and queue its held posts again; 409 when not paused."""
+    if tx.scalar(CLEAR_PAUSE, brand_id=brand_id) is None:
+        raise Conflict("the brand's publishing is not paused", field="brand")
+    released = tx.rows(RELEASE_HELD, brand_id=brand_id, prefix=HELD_PREFIX, now=now)
+    return {"paused": False, "released": len(released)}
+
+
+def hold_while_paused(tx: Transaction, *, now: dt.datetime) -> int:
+    """Hold posts scheduled for a paused brand since its pause; return how many."""
+    held = tx.rows(HOLD_WHILE_PAUSED, prefix=HELD_PREFIX, fix=HELD_FIX, now=now)
+    return len(held)
+
+
+def pause_state(tx: Transaction, *, brand_id: str) -> dict[str, Any]:
+    return _pause_view(tx.one(SELECT_PAUSE, brand_id=brand_id))
+
+
+def _pause_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "paused": row["publishing_paused_at"] is not None,
+        "paused_at": row["publishing_paused_at"],
+        "paused_by": row["publishing_paused_by"],
+        "reason": row["publishing_paused_reason"],
+    }

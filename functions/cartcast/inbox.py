@@ -1,0 +1,396 @@
+"""The inbox: open mentions most urgent first, marked handled, or answered on X.
+
+The list is ordered by priority (1 first), then the response deadline (the
+least time left first), then the newest; unscored mentions come last. Pages are
+keyed by the last row's place in that order (`after`, an opaque token), so a
+mention handled between two pages moves no other row to another page.
+
+Marking a mention handled records who did it and when; the first answer of any
+kind (handled, or a reply) is its response time, kept on the mention.
+
+A reply (`reply`) is a post of the brand that answers the mention on X. It is
+queued `scheduled` for now and goes through the publisher like every post
+(publishing.py: intent before send, unconfirmed and reconciled when X's answer is
+lost), priced as X's summoned reply. Before it is queued, the rules X and the
+brand set are checked, each refusal a 409 that names it (decision 0019):
+
+- the mention must have summoned the brand: it names @the_brand or answers one of
+  its posts (X refuses other replies from API apps since 2026-02; a 403 X still
+  returns fails the post, `refused_reply`);
+- never a reply to the brand's own posts or replies;
+- at most one live reply per conversation (a unique index; one X refused or a
+  person cancelled no longer counts).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import re
+import uuid
+from typing import Any
+
+from cartcast import post_text, validation
+from cartcast.db import Transaction
+from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
+
+STATES = ("open", "handled", "all")
+SENTIMENTS = ("negative", "neutral", "positive")
+# Intents come from the scorer (sentiment.py); the filter takes any such name.
+INTENT_NAME = re.compile(r"[a-z][a-z_]{0,39}")
+# Who may answer a mention: everyone but a read-only key.
+ANSWERING_ROLES = ("admin", "approver", "editor")
+REPLY_FIELDS = ("text",)
+CURSOR_LENGTH_MAX = 400
+# Unscored mentions have no priority nor deadline: they sort after every scored
+# one, as priority 5 (SELECT_PAGE) and no deadline.
+UNSCORED_PRIORITY = 5
+
+SELECT_PAGE = """
+SELECT m.id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
+    m.conversation_id, m.posted_at, m.sentiment, m.intent, m.priority, m.escalate,
+    m.response_due_at, m.state, m.responded_at, m.handled_at, m.handled_by,
+    m.reply_post_id,
+    COALESCE(m.priority, 5) AS sort_priority,
+    COALESCE(m.response_due_at, 'infinity') AS sort_due
+FROM mentions m
+WHERE m.brand_id = :brand_id
+  AND (CAST(:state AS text) IS NULL OR m.state = :state)
+  AND (CAST(:intent AS text) IS NULL OR m.intent = :intent)
+  AND (CAST(:priority AS integer) IS NULL OR m.priority = :priority)
+  AND (CAST(:sentiment AS text) IS NULL OR m.sentiment = :sentiment)
+  AND (CAST(:overdue AS boolean) IS NULL
+       OR COALESCE(m.state = 'open' AND m.response_due_at < :now, false) = :overdue)
+  AND (CAST(:after_id AS uuid) IS NULL
+       OR (COALESCE(m.priority, 5),
+           COALESCE(m.response_due_at, 'infinity'))
+          > (CAST(:after_priority AS integer), CAST(:after_due AS timestamptz))
+       OR ((COALESCE(m.priority, 5),
+            COALESCE(m.response_due_at, 'infinity'))
+           = (CAST(:after_priority AS integer), CAST(:after_due AS timestamptz))
+           AND (m.posted_at < :after_posted
+                OR (m.posted_at = :after_posted AND m.id > :after_id))))
+ORDER BY sort_priority, sort_due, m.posted_at DESC, m.id
+LIMIT :limit
+"""
+SELECT_MENTION = """
+SELECT m.id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
+    m.conversation_id, m.posted_at, m.sentiment, m.intent, m.priority, m.escalate,
+    m.response_due_at, m.state, m.responded_at, m.handled_at, m.handled_by,
+    m.reply_post_id,
+    m.in_reply_to_user_id
+FROM mentions m WHERE m.id = :id AND m.brand_id = :brand_id
+FOR UPDATE
+"""
+MARK_HANDLED = """
+UPDATE mentions SET state = 'handled', handled_at = :now, handled_by = :actor,
+    responded_at = COALESCE(responded_at, :now)
+WHERE id = :id AND state = 'open'
+"""
+SELECT_BRAND_ACCOUNT = """
+SELECT x_user_id, x_username FROM brands WHERE id = :brand_id
+"""
+# The brand's own post or thread part, by X id.
+SELECT_OWN_POST = """
+SELECT 1 FROM posts WHERE brand_id = :brand_id AND x_post_id = :x_post_id
+UNION ALL
+SELECT 1 FROM post_parts pp JOIN posts p ON p.id = pp.post_id
+WHERE p.brand_id = :brand_id AND pp.x_post_id = :x_post_id
+LIMIT 1
+"""
+SELECT_LIVE_REPLY = """
+SELECT id FROM posts
+WHERE brand_id = :brand_id AND reply_conversation_id = :conversation_id
+  AND state NOT IN ('failed', 'cancelled', 'rejected')
+"""
+INSERT_REPLY = """
+INSERT INTO posts (id, brand_id, kind, text, state, engine, weighted_length,
+    scheduled_at, in_reply_to, reply_conversation_id, created_by, created_at,
+    updated_at)
+VALUES (:id, :brand_id, 'text', :text, 'scheduled', 'manual', :weighted_length,
+    :now, :in_reply_to, :conversation_id, :actor, :now, :now)
+ON CONFLICT (brand_id, reply_conversation_id) WHERE reply_conversation_id IS NOT NULL
+    AND state NOT IN ('failed', 'cancelled', 'rejected')
+DO NOTHING
+RETURNING id
+"""
+MARK_REPLIED = """
+UPDATE mentions SET reply_post_id = :post_id, state = 'handled',
+    handled_at = COALESCE(handled_at, :now), handled_by = COALESCE(handled_by, :actor),
+    responded_at = COALESCE(responded_at, :now)
+WHERE id = :id
+"""
+
+
+def list_inbox(
+    tx: Transaction, *, brand_id: str, query: Any, limit: int, now: dt.datetime
+) -> dict[str, Any]:
+    """Return one page of the brand's mentions and the token of the next page."""
+    state = query.get("state", "open")
+    if state not in STATES:
+        raise InvalidRequest(
+            f"'state' must be one of {', '.join(STATES)}", field="state"
+        )
+    sentiment = query.get("sentiment")
+    if sentiment is not None and sentiment not in SENTIMENTS:
+        raise InvalidRequest(
+            f"'sentiment' must be one of {', '.join(SENTIMENTS)}", field="sentiment"
+        )
+    intent = query.get("intent")
+    if intent is not None and not INTENT_NAME.fullmatch(intent):
+        raise InvalidRequest(
+            "'intent' must be an intent's name, such as order_issue", field="intent"
+        )
+    priority = _priority(query.get("priority"))
+    overdue = _flag(query.get("overdue"), "overdue")
+    after = _read_cursor(query.get("after"))
+
+    rows = tx.rows(
+        SELECT_PAGE,
+        brand_id=brand_id,
+        state=None if state == "all" else state,
+        intent=intent,
+        priority=priority,
+        sentiment=sentiment,
+        overdue=overdue,
+        now=now,
+        limit=limit + 1,
+        **after,
+    )
+    page, more = rows[:limit], len(rows) > limit
+    return {
+        "mentions": [_view(row, now) for row in page],
+        "next": _write_cursor(page[-1]) if more else None,
+    }
+
+
+def mark_handled(
+    tx: Transaction, *, brand_id: str, mention_id: str, caller: Any, now: dt.datetime
+) -> dict[str, Any]:
+    """Mark a mention handled by the caller; a handled one is answered unchanged."""
+    _require_answering_role(caller)
+    mention = _lock_mention(tx, brand_id, mention_id)
+    tx.execute(MARK_HANDLED, id=mention_id, now=now, actor=caller.key_name)
+    return _view(_lock_mention(tx, brand_id, mention["id"]), now)
+
+
+def reply(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    mention_id: str,
+    body: Any,
+    caller: Any,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Queue the brand's reply to a mention; return the mention and the reply post.
+
+    Raises:
+        InvalidRequest: the text is missing, too long for X, or carries a link.
+        Conflict: one of the reply rules refuses (see the module docstring).
+    """
+    _require_answering_role(caller)
+    text = _reply_text(body)
+    mention = _lock_mention(tx, brand_id, mention_id)
+    account = tx.one(SELECT_BRAND_ACCOUNT, brand_id=brand_id)
+    _check_reply_rules(tx, brand_id, mention, account)
+
+    conversation_id = mention["conversation_id"] or mention["x_post_id"]
+    post_id = tx.scalar(
+        INSERT_REPLY,
+        id=str(uuid.uuid4()),
+        brand_id=brand_id,
+        text=text,
+        weighted_length=post_text.weighted_length(text),
+        now=now,
+        in_reply_to=mention["x_post_id"],
+        conversation_id=conversation_id,
+        actor=caller.key_name,
+    )
+    if post_id is None:
+        # Another request queued one for this conversation since the check.
+        raise _already_replied(tx, brand_id, conversation_id)
+    tx.execute(
+        MARK_REPLIED, id=mention["id"], post_id=post_id, now=now, actor=caller.key_name
+    )
+    return {
+        "mention": _view(_lock_mention(tx, brand_id, mention["id"]), now),
+        "post_id": str(post_id),
+    }
+
+
+def _reply_text(body: Any) -> str:
+    body = validation.require_object(body)
+    validation.only_fields(body, REPLY_FIELDS, what="a reply")
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidRequest("'text' must be the reply's text", field="text")
+    text = text.strip()
+    if not post_text.fits_on_x(text):
+        raise InvalidRequest(
+            f"'text' weighs {post_text.weighted_length(text)}; X takes at most 280",
+            field="text",
+        )
+    if post_text.linked_urls(text):
+        raise InvalidRequest(
+            "'text' carries a link; a reply from cartcast carries none (X prices a "
+            "post with a link as a post, not as a summoned reply)",
+            field="text",
+        )
+    return text
+
+
+def _check_reply_rules(
+    tx: Transaction,
+    brand_id: str,
+    mention: dict[str, Any],
+    account: dict[str, Any],
+) -> None:
+    """Raise Conflict naming the first reply rule the mention breaks."""
+    user_id, username = account["x_user_id"], account["x_username"]
+    if user_id is None:
+        raise Conflict("the brand has no X account connected", field="mention")
+    own_post = tx.one(
+        SELECT_OWN_POST, brand_id=brand_id, x_post_id=mention["x_post_id"]
+    )
+    if mention["author_id"] == user_id or own_post is not None:
+        raise Conflict(
+            "this mention is the brand's own post or reply; cartcast never replies "
+            "to those",
+            field="mention",
+        )
+    if not _summoned(mention, user_id, username):
+        named = f"@{username}" if username else "the brand's account"
+        raise Conflict(
+            f"this mention did not summon the brand: it neither names {named} nor "
+            "replies to its posts, and X refuses replies from apps to posts that "
+            "did not (its reply policy since February 2026)",
+            field="mention",
+        )
+    conversation_id = mention["conversation_id"] or mention["x_post_id"]
+    if tx.one(SELECT_LIVE_REPLY, brand_id=brand_id, conversation_id=conversation_id):
+        raise _already_replied(tx, brand_id, conversation_id)
+
+
+def _summoned(mention: dict[str, Any], user_id: str, username: str | None) -> bool:
+    if mention["in_reply_to_user_id"] == user_id:
+        return True
+    if not username:
+        return False
+    # X's @-mention: not inside a word or an e-mail address, case-insensitive.
+    handle = re.compile(
+        rf"(?<![A-Za-z0-9_@＠])[@＠]{re.escape(username)}(?![A-Za-z0-9_])",
+        re.IGNORECASE,
+    )
+    return handle.search(mention["text"]) is not None
+
+
+def _already_replied(tx: Transaction, brand_id: str, conversation_id: str) -> Conflict:
+    existing = tx.scalar(
+        SELECT_LIVE_REPLY, brand_id=brand_id, conversation_id=conversation_id
+    )
+    return Conflict(
+        "cartcast already replied in this conversation "
+        f"(post {existing}); it sends at most one reply per conversation",
+        field="mention",
+    )
+
+
+def _require_answering_role(caller: Any) -> None:
+    if caller.role not in ANSWERING_ROLES:
+        raise Forbidden(
+            "answering mentions needs a key of role admin, approver or editor"
+        )
+
+
+def _lock_mention(tx: Transaction, brand_id: str, mention_id: Any) -> dict[str, Any]:
+    mention = tx.one(SELECT_MENTION, id=str(mention_id), brand_id=brand_id)
+    if mention is None:
+        raise NotFound("mention not found")
+    return mention
+
+
+def _view(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """Show a mention with its time left and, once answered, its response time."""
+    due, responded = row["response_due_at"], row["responded_at"]
+    shown = {
+        key: value
+        for key, value in row.items()
+        if key not in ("sort_priority", "sort_due", "in_reply_to_user_id")
+    }
+    shown["time_left_s"] = (
+        None if due is None or row["state"] != "open" else _seconds(due - now)
+    )
+    shown["overdue"] = row["state"] == "open" and due is not None and due < now
+    shown["response_s"] = (
+        None if responded is None else _seconds(responded - row["posted_at"])
+    )
+    return shown
+
+
+def _seconds(delta: dt.timedelta) -> int:
+    return int(delta.total_seconds())
+
+
+def _priority(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if raw not in ("1", "2", "3", "4"):
+        raise InvalidRequest("'priority' must be 1, 2, 3 or 4", field="priority")
+    return int(raw)
+
+
+def _flag(raw: str | None, name: str) -> bool | None:
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise InvalidRequest(f"'{name}' must be true or false", field=name)
+    return raw == "true"
+
+
+def _write_cursor(row: dict[str, Any]) -> str:
+    due = row["sort_due"]
+    place = [
+        row["sort_priority"],
+        "infinity" if row["response_due_at"] is None else due.isoformat(),
+        row["posted_at"].isoformat(),
+        str(row["id"]),
+    ]
+    return base64.urlsafe_b64encode(json.dumps(place).encode()).decode().rstrip("=")
+
+
+def _read_cursor(raw: str | None) -> dict[str, Any]:
+    """Decode an `after` token into the last row's place, or refuse it (400)."""
+    empty = dict.fromkeys(
+        ("after_id", "after_priority", "after_due", "after_posted"), None
+    )
+    if raw is None:
+        return empty
+    problem = InvalidRequest(
+        "'after' must be the 'next' token of a previous page", field="after"
+    )
+    if len(raw) > CURSOR_LENGTH_MAX or not raw.isascii():
+        raise problem
+    try:
+        padded = raw + "=" * (-len(raw) % 4)
+        priority, due, posted, row_id = json.loads(base64.urlsafe_b64decode(padded))
+        if not isinstance(priority, int) or not 1 <= priority <= UNSCORED_PRIORITY:
+            raise ValueError(priority)
+        due_at = due if due == "infinity" else _instant(due)
+        return {
+            "after_id": str(uuid.UUID(row_id)),
+            "after_priority": priority,
+            "after_due": due_at,
+            "after_posted": _instant(posted),
+        }
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
+        raise problem from error
+
+
+def _instant(value: Any) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(value)
+    return parsed

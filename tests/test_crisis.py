@@ -1,0 +1,329 @@
+"""Crises: one alert per surge of negative mentions, and a brand's crisis pause."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+
+import pytest
+
+from cartcast import alerts, crisis, publishing
+from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.helpers import (
+    ALPHA,
+    auth,
+    brand_body,
+    make_brand,
+    post_json,
+    states,
+    tweets_sent,
+)
+from tests.test_refusals import WebhookReceiver
+
+MINUTE = dt.timedelta(minutes=1)
+_x_ids = itertools.count(1_800_000_000_000_000_000)
+
+STORE_SCORED = """
+INSERT INTO mentions (brand_id, x_post_id, author_id, text, posted_at, received_at,
+    sentiment, priority, scored_at)
+VALUES (:brand_id, :x_post_id, '42', :text, :posted_at, :posted_at, :sentiment, 3,
+    :posted_at)
+RETURNING id
+"""
+
+
+@pytest.fixture
+def webhook():
+    running = WebhookReceiver()
+    yield running
+    running.server.shutdown()
+    running.server.server_close()
+
+
+def add_brand(runtime, webhook_url: str | None = None) -> str:
+    from cartcast import brands
+
+    body = brand_body(alert_webhook_url=webhook_url) if webhook_url else brand_body()
+    with runtime.database.transaction() as tx:
+        created = brands.create_brand(
+            tx, body, now=runtime.clock.now(), environment="local"
+        )
+    return str(created["brand"]["id"])
+
+
+def scored(runtime, brand_id: str, *, negative: bool, at: dt.datetime) -> str:
+    """Store one scored mention posted at `at`; return its id."""
+    with runtime.database.transaction() as tx:
+        return str(
+            tx.scalar(
+                STORE_SCORED,
+                brand_id=brand_id,
+                x_post_id=str(next(_x_ids)),
+                text="@testgoods " + ("broken, awful" if negative else "thanks"),
+                posted_at=at,
+                sentiment="negative" if negative else "neutral",
+            )
+        )
+
+
+def baseline(runtime, brand_id: str, *, mentions: int, negative: int) -> None:
+    """Spread `mentions` over the two weeks before the last hour."""
+    for index in range(mentions):
+        at = START - dt.timedelta(hours=2) - index * dt.timedelta(hours=3)
+        scored(runtime, brand_id, negative=index < negative, at=at)
+
+
+def crisis_alerts(runtime, brand_id: str) -> list[dict]:
+    with runtime.database.transaction() as tx:
+        found = alerts.list_alerts(tx, brand_id=brand_id)
+    return [alert for alert in found if alert["kind"] == "crisis"]
+
+
+def test_a_surge_over_a_ten_percent_baseline_raises_exactly_one_alert(
+    runtime, clock, webhook
+) -> None:
+    brand_id = add_brand(runtime, webhook.url)
+    baseline(runtime, brand_id, mentions=100, negative=10)
+
+    # 30 mentions over the next hour, 18 negative (60 %), each scored on its own
+    # and checked after its scoring, as score_sentiment would.
+    started = []
+    for index in range(30):
+        clock.set(START + index * 2 * MINUTE)
+        mention_id = scored(runtime, brand_id, negative=index % 5 < 3, at=clock.now())
+        started.append(
+            crisis.watch_after_scoring(runtime, mention_ids=[mention_id])[
+                "crises_started"
+            ]
+        )
+    delivered = alerts.deliver_pending(runtime)
+
+    assert sum(started) == 1
+    assert len(crisis_alerts(runtime, brand_id)) == 1
+    assert delivered["alerts_sent"] == 1
+    text = webhook.accepted[0]["text"]
+    assert "possible crisis" in text and "against 10% over the 14 days" in text
+
+
+def test_three_negative_mentions_are_too_few_to_be_a_crisis(runtime, clock) -> None:
+    brand_id = add_brand(runtime)
+
+    ids = [scored(runtime, brand_id, negative=True, at=START) for _ in range(3)]
+    outcome = crisis.watch_after_scoring(runtime, mention_ids=ids)
+
+    assert outcome == {"crises_started": 0, "crises_ended": 0}
+    assert crisis_alerts(runtime, brand_id) == []
+
+
+def test_a_brand_whose_baseline_is_already_negative_needs_a_larger_rise(
+    runtime, clock
+) -> None:
+    brand_id = add_brand(runtime)
+    baseline(runtime, brand_id, mentions=100, negative=40)
+    # 60 % against a 40 % baseline: 20 points up, but not twice the baseline.
+    ids = [scored(runtime, brand_id, negative=n < 18, at=START) for n in range(30)]
+
+    outcome = crisis.watch_after_scoring(runtime, mention_ids=ids)
+
+    assert outcome["crises_started"] == 0
+
+
+def test_a_crisis_ends_once_a_calm_window_passes_and_a_new_surge_alerts_again(
+    runtime, clock
+) -> None:
+    brand_id = add_brand(runtime)
+    baseline(runtime, brand_id, mentions=100, negative=0)
+    surge = [scored(runtime, brand_id, negative=True, at=START) for _ in range(20)]
+    crisis.watch_after_scoring(runtime, mention_ids=surge)
+
+    clock.set(START + 2 * dt.timedelta(hours=1))
+    calm = [scored(runtime, brand_id, negative=False, at=clock.now())]
+    ended = crisis.watch_after_scoring(runtime, mention_ids=calm)
+    clock.set(START + 3 * dt.timedelta(hours=1))
+    again = [
+        scored(runtime, brand_id, negative=True, at=clock.now()) for _ in range(25)
+    ]
+    restarted = crisis.watch_after_scoring(runtime, mention_ids=again)
+
+    assert ended["crises_ended"] == 1
+    assert restarted["crises_started"] == 1
+    assert len(crisis_alerts(runtime, brand_id)) == 2
+
+
+def test_the_thresholds_are_settings(runtime, clock) -> None:
+    runtime.settings = dataclasses.replace(runtime.settings, crisis_min_mentions=3)
+    brand_id = add_brand(runtime)
+
+    ids = [scored(runtime, brand_id, negative=True, at=START) for _ in range(3)]
+
+    assert crisis.watch_after_scoring(runtime, mention_ids=ids)["crises_started"] == 1
+
+
+def pause(runtime, brand_id: str, reason: str = "shipping incident") -> dict:
+    with runtime.database.transaction() as tx:
+        return crisis.pause_brand(
+            tx, brand_id=brand_id, actor="admin", reason=reason, now=START
+        )
+
+
+def test_a_crisis_pause_holds_the_queue_at_once_and_the_claim_sends_nothing(
+    x_runtime, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=3)
+
+    paused = pause(x_runtime, brand_id)
+    outcome = publishing.publish_due(x_runtime, as_of=START + dt.timedelta(days=8))
+
+    assert paused["paused"] is True and paused["held"] == 3
+    assert outcome["published"] == 0
+    assert tweets_sent(x_sandbox) == 0
+    assert states(x_runtime, brand_id) == ["held"] * 3
+    with x_runtime.database.transaction() as tx:
+        reasons = tx.rows("SELECT failure_reason FROM posts")
+    assert all(
+        row["failure_reason"].startswith("crisis pause: shipping incident")
+        for row in reasons
+    )
+
+
+def test_a_post_claimed_before_the_pause_is_not_sent(x_runtime, x_sandbox) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    due = START + dt.timedelta(days=8)
+    claimed, attempts, _ = publishing._claim(x_runtime, due)
+
+    pause(x_runtime, brand_id)
+    outcome = publishing._publish_one(x_runtime, claimed[0], attempts[claimed[0]["id"]])
+
+    assert outcome == "lost"
+    assert tweets_sent(x_sandbox) == 0
+    assert states(x_runtime, brand_id) == ["held"]
+
+
+def test_resuming_queues_the_held_posts_again_and_they_go_out(
+    x_runtime, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=2)
+    pause(x_runtime, brand_id)
+    again = pause(x_runtime, brand_id, reason="a second pause")
+
+    with x_runtime.database.transaction() as tx:
+        resumed = crisis.resume_brand(tx, brand_id=brand_id, now=START)
+    outcome = publishing.publish_due(x_runtime, as_of=START + dt.timedelta(days=8))
+
+    assert again["reason"] == "shipping incident" and again["held"] == 0
+    assert resumed == {"paused": False, "released": 2}
+    assert outcome["published"] == 2
+    assert tweets_sent(x_sandbox) == 2
+
+
+def test_a_post_scheduled_while_paused_is_held_by_the_next_run(
+    x_runtime, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    pause(x_runtime, brand_id)
+    with x_runtime.database.transaction() as tx:
+        tx.execute("UPDATE posts SET state = 'scheduled', failure_reason = NULL")
+
+    outcome = publishing.publish_due(x_runtime, as_of=START + dt.timedelta(days=8))
+
+    assert outcome["held"] == 1 and outcome["published"] == 0
+    assert tweets_sent(x_sandbox) == 0
+
+
+@pytest.fixture
+def client(function_env):
+    return make_app("api", "http").test_client()
+
+
+def test_the_api_pauses_and_resumes_for_admins_and_approvers_only(
+    client, runtime
+) -> None:
+    from cartcast import keys
+
+    body = brand_body()
+    admin = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
+    with runtime.database.transaction() as tx:
+        brand_id = str(tx.scalar("SELECT id FROM brands"))
+        editor = keys.create_key(
+            tx, brand_id=brand_id, name="ed", role="editor", now=START
+        )
+        approver = keys.create_key(
+            tx, brand_id=brand_id, name="ap", role="approver", now=START
+        )
+
+    refused = post_json(client, "/v1/brand/pause", {}, editor)
+    paused = post_json(client, "/v1/brand/pause", {"reason": "recall"}, approver)
+    shown = client.get("/v1/brand/pause", headers=auth(editor)).get_json()
+    resumed = post_json(client, "/v1/brand/resume", {}, admin)
+    twice = post_json(client, "/v1/brand/resume", {}, admin)
+
+    assert refused.status_code == 403
+    assert paused.status_code == 200
+    assert shown["paused"] is True and shown["paused_by"] == "ap"
+    assert shown["reason"] == "recall"
+    assert resumed.get_json() == {"paused": False, "released": 0}
+    assert twice.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"reason": ""}, "reason"),
+        ({"reason": "x" * 301}, "reason"),
+        ({"why": 1}, "why"),
+    ],
+)
+def test_a_bad_pause_is_a_400_naming_the_field(client, body, field) -> None:
+    response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    key = response.get_json()["api_key"]
+
+    refused = post_json(client, "/v1/brand/pause", body, key)
+    shown = client.get("/v1/brand/pause", headers=auth(key)).get_json()
+
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["field"] == field
+    assert shown["paused"] is False
+
+
+def test_the_brand_lists_its_crises(client, runtime, clock) -> None:
+    response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    key = response.get_json()["api_key"]
+    with runtime.database.transaction() as tx:
+        brand_id = str(tx.scalar("SELECT id FROM brands"))
+    ids = [scored(runtime, brand_id, negative=True, at=START) for _ in range(20)]
+    crisis.watch_after_scoring(runtime, mention_ids=ids)
+
+    found = client.get("/v1/crises", headers=auth(key)).get_json()["crises"]
+
+    assert len(found) == 1
+    assert found[0]["window_negative"] == 20 and found[0]["ended_at"] is None
+
+
+def test_a_thread_half_on_x_stops_before_its_next_part(x_runtime, x_sandbox) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1, kind="thread")
+    claimed, attempts, _ = publishing._claim(x_runtime, START + dt.timedelta(days=8))
+    [thread] = claimed
+    # Its first part went out with this attempt: the pause must leave the post to
+    # its publisher, which then sends no further part.
+    with x_runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE post_parts SET sent_at = :now, x_post_id = '1700000000000000001' "
+            "WHERE post_id = :id AND position = 0",
+            id=thread["id"],
+            now=START,
+        )
+        tx.execute(
+            "UPDATE publish_attempts SET sent_at = :now WHERE id = :id",
+            id=attempts[thread["id"]],
+            now=START,
+        )
+    paused = pause(x_runtime, brand_id)
+
+    outcome = publishing._publish_one(x_runtime, thread, attempts[thread["id"]])
+    later = publishing.publish_due(x_runtime, as_of=START + dt.timedelta(days=8))
+
+    assert paused["held"] == 0
+    assert outcome == "lost"
+    assert tweets_sent(x_sandbox) == 0
+    assert later["held"] == 1 and states(x_runtime, brand_id) == ["held"]

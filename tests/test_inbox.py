@@ -1,0 +1,411 @@
+"""The inbox through the API: urgency order, filters and pages, handling, replies.
+
+The API runs on the shared file clock and publishing on the test's pinned clock,
+both at START; replies reach the X sandbox through tweepy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import pytest
+
+from cartcast import keys, publishing
+from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.helpers import ALPHA, BETA, auth, brand_body, post_json, tweets_sent
+
+FAN = {"id": "42", "username": "fan", "name": "A Fan"}
+MINUTE = dt.timedelta(minutes=1)
+_x_ids = itertools.count(1_900_000_000_000_000_000)
+
+STORE_MENTION = """
+INSERT INTO mentions (brand_id, x_post_id, author_id, author_username, text,
+    conversation_id, in_reply_to_user_id, posted_at, received_at, sentiment,
+    intent, priority, response_due_at, scored_at)
+VALUES (:brand_id, :x_post_id, :author_id, 'fan', :text, :conversation_id,
+    :in_reply_to_user_id, :posted_at, :posted_at, :sentiment, :intent, :priority,
+    :due, :scored_at)
+RETURNING id
+"""
+
+
+@pytest.fixture
+def client(function_env):
+    return make_app("api", "http").test_client()
+
+
+@pytest.fixture
+def shop_key(client) -> str:
+    """A brand on the sandbox's account ALPHA (@alpha)."""
+    body = brand_body(x_access_token="token-alpha", x_username="alpha")
+    response = post_json(client, "/v1/brands", body, OPERATOR_KEY)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["api_key"]
+
+
+def brand_id_of(runtime) -> str:
+    with runtime.database.transaction() as tx:
+        return str(tx.scalar("SELECT id FROM brands WHERE slug = 'test-goods'"))
+
+
+def store_mention(
+    runtime,
+    *,
+    text: str = "@alpha where is my order?",
+    x_post_id: str | None = None,
+    posted_at: dt.datetime = START,
+    priority: int | None = None,
+    due: dt.datetime | None = None,
+    sentiment: str | None = None,
+    intent: str | None = None,
+    author_id: str = FAN["id"],
+    conversation_id: str | None = None,
+    in_reply_to_user_id: str | None = None,
+) -> str:
+    """Store one mention as polling and scoring would leave it; return its id."""
+    with runtime.database.transaction() as tx:
+        return str(
+            tx.scalar(
+                STORE_MENTION,
+                brand_id=brand_id_of(runtime),
+                x_post_id=x_post_id or str(next(_x_ids)),
+                author_id=author_id,
+                text=text,
+                conversation_id=conversation_id,
+                in_reply_to_user_id=in_reply_to_user_id,
+                posted_at=posted_at,
+                sentiment=sentiment,
+                intent=intent,
+                priority=priority,
+                due=due,
+                scored_at=posted_at if priority is not None else None,
+            )
+        )
+
+
+def sandbox_mention(x_sandbox, runtime, text: str, to: dict = ALPHA, **fields) -> str:
+    """Post a mention on the sandbox and store it as polled; return its row id."""
+    x_post_id = x_sandbox.add_mention(
+        to_user_id=to["user_id"], text=text, author=FAN, created_at=START - MINUTE
+    )
+    return store_mention(
+        runtime, text=text, x_post_id=x_post_id, posted_at=START - MINUTE, **fields
+    )
+
+
+def inbox(client, key: str, query: str = "") -> dict:
+    response = client.get(f"/v1/mentions{query}", headers=auth(key))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def reply(client, key: str, mention_id: str, text: str = "Sorry! DM us your order"):
+    return post_json(client, f"/v1/mentions/{mention_id}/reply", {"text": text}, key)
+
+
+def key_of_role(runtime, role: str) -> str:
+    with runtime.database.transaction() as tx:
+        return keys.create_key(
+            tx, brand_id=brand_id_of(runtime), name=role, role=role, now=START
+        )
+
+
+def test_open_mentions_come_most_urgent_first_with_the_time_left(
+    client, shop_key, runtime
+) -> None:
+    later = store_mention(runtime, priority=2, due=START + 30 * MINUTE)
+    soon = store_mention(runtime, priority=1, due=START + 10 * MINUTE)
+    unscored = store_mention(runtime)
+    less_soon = store_mention(runtime, priority=1, due=START + 50 * MINUTE)
+
+    found = inbox(client, shop_key)["mentions"]
+
+    assert [row["id"] for row in found] == [soon, less_soon, later, unscored]
+    assert found[0]["time_left_s"] == 600 and found[0]["overdue"] is False
+    assert found[3]["time_left_s"] is None
+
+
+def test_filters_pick_intent_priority_sentiment_overdue_and_state(
+    client, shop_key, runtime
+) -> None:
+    late = store_mention(
+        runtime,
+        priority=1,
+        intent="order_issue",
+        sentiment="negative",
+        due=START - MINUTE,
+    )
+    praise = store_mention(runtime, priority=4, intent="praise", sentiment="positive")
+    post_json(client, f"/v1/mentions/{praise}/handle", {}, shop_key)
+
+    def ids(query: str) -> list[str]:
+        return [row["id"] for row in inbox(client, shop_key, query)["mentions"]]
+
+    assert ids("?intent=order_issue") == [late]
+    assert ids("?priority=1&sentiment=negative") == [late]
+    assert ids("?overdue=true") == [late]
+    assert ids("?overdue=false") == []
+    assert ids("?state=handled") == [praise]
+    assert sorted(ids("?state=all")) == sorted([late, praise])
+
+
+def test_pages_follow_the_next_token_without_gaps_or_repeats(
+    client, shop_key, runtime
+) -> None:
+    # Ties on priority, deadline and time: only the id tells these apart.
+    stored = {
+        store_mention(runtime, priority=2, due=START + 5 * MINUTE) for _ in range(5)
+    }
+    stored |= {store_mention(runtime, posted_at=START - n * MINUTE) for n in range(3)}
+    stored.add(store_mention(runtime, priority=1, due=START + 5 * MINUTE))
+
+    seen, query, pages = [], "?limit=2", 0
+    while True:
+        page = inbox(client, shop_key, query)
+        seen += [row["id"] for row in page["mentions"]]
+        pages += 1
+        if page["next"] is None:
+            break
+        query = f"?limit=2&after={page['next']}"
+
+    assert len(seen) == len(set(seen)) == 9
+    assert set(seen) == stored
+    assert pages == 5
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("?state=closed", "state"),
+        ("?priority=0", "priority"),
+        ("?priority=١", "priority"),
+        ("?overdue=yes", "overdue"),
+        ("?sentiment=angry", "sentiment"),
+        ("?intent=Order%20issue", "intent"),
+        ("?after=not-a-token", "after"),
+        ("?after=WzEsMl0", "after"),
+        ("?after=" + "A" * 500, "after"),
+        ("?limit=0", "limit"),
+    ],
+)
+def test_a_bad_inbox_query_is_a_400_naming_the_parameter(
+    client, shop_key, query, field
+) -> None:
+    response = client.get(f"/v1/mentions{query}", headers=auth(shop_key))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+
+
+def test_marking_handled_records_who_when_and_the_response_time(
+    client, shop_key, runtime, clock_file
+) -> None:
+    mention_id = store_mention(runtime, posted_at=START - 20 * MINUTE)
+
+    first = post_json(client, f"/v1/mentions/{mention_id}/handle", {}, shop_key)
+    clock_file.set(START + 5 * MINUTE)
+    again = post_json(client, f"/v1/mentions/{mention_id}/handle", {}, shop_key)
+
+    handled = first.get_json()["mention"]
+    assert first.status_code == 200
+    assert handled["state"] == "handled" and handled["handled_by"] == "admin"
+    assert handled["response_s"] == 20 * 60
+    assert again.status_code == 200
+    assert again.get_json()["mention"]["handled_at"] == handled["handled_at"]
+    assert inbox(client, shop_key)["mentions"] == []
+
+
+def test_a_viewer_may_read_the_inbox_but_not_answer(client, shop_key, runtime) -> None:
+    mention_id = store_mention(runtime)
+    viewer = key_of_role(runtime, "viewer")
+
+    listed = client.get("/v1/mentions", headers=auth(viewer))
+    handled = post_json(client, f"/v1/mentions/{mention_id}/handle", {}, viewer)
+    replied = reply(client, viewer, mention_id)
+
+    assert listed.status_code == 200
+    assert handled.status_code == 403 and replied.status_code == 403
+
+
+def test_another_brands_or_an_unknown_mention_is_a_404(
+    client, shop_key, runtime
+) -> None:
+    mention_id = store_mention(runtime)
+    body = brand_body(slug="other-brand", name="Other")
+    other = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
+
+    for key, target in [(other, mention_id), (shop_key, "nope"), (shop_key, START)]:
+        response = post_json(client, f"/v1/mentions/{target}/handle", {}, key)
+        assert response.status_code == 404
+
+
+def test_a_reply_goes_out_once_on_x_as_a_summoned_reply_and_answers_the_mention(
+    client, shop_key, x_runtime, x_sandbox
+) -> None:
+    mention_id = sandbox_mention(x_sandbox, x_runtime, "@alpha my parcel is late")
+
+    queued = reply(client, shop_key, mention_id)
+    first = publishing.publish_due(x_runtime, as_of=START)
+    second = publishing.publish_due(x_runtime, as_of=START)
+
+    answer = queued.get_json()
+    assert queued.status_code == 202
+    assert answer["post"]["state"] == "scheduled"
+    assert answer["post"]["x_price_usd"] == "0.010"
+    assert answer["mention"]["state"] == "handled"
+    assert answer["mention"]["response_s"] == 60
+    assert first["published"] == 1 and second["published"] == 0
+    assert tweets_sent(x_sandbox) == 1
+    with x_runtime.database.transaction() as tx:
+        charged = tx.rows("SELECT operation, usd FROM cost_ledger")
+        sent = tx.one("SELECT in_reply_to, x_post_id FROM posts")
+    mention_x_id = inbox(client, shop_key, "?state=all")["mentions"][0]["x_post_id"]
+    assert sent["in_reply_to"] == mention_x_id and sent["x_post_id"]
+    assert [(row["operation"], str(row["usd"])) for row in charged] == [
+        ("summoned_reply", "0.0100")
+    ]
+
+
+def test_a_mention_that_did_not_summon_the_brand_is_refused_with_the_reason(
+    client, shop_key, runtime
+) -> None:
+    # It names @alphabet, not @alpha, and answers nobody.
+    mention_id = store_mention(runtime, text="@alphabet and alpha@example.com")
+
+    response = reply(client, shop_key, mention_id)
+
+    assert response.status_code == 409
+    assert "did not summon the brand" in response.get_json()["error"]["message"]
+
+
+def test_a_reply_to_one_of_the_brands_posts_counts_as_summoned(
+    client, shop_key, runtime
+) -> None:
+    mention_id = store_mention(
+        runtime, text="is this back in stock?", in_reply_to_user_id=ALPHA["user_id"]
+    )
+
+    assert reply(client, shop_key, mention_id).status_code == 202
+
+
+def test_cartcast_never_replies_to_the_brands_own_posts(
+    client, shop_key, runtime
+) -> None:
+    mention_id = store_mention(
+        runtime, text="@alpha our own thread", author_id=ALPHA["user_id"]
+    )
+
+    response = reply(client, shop_key, mention_id)
+
+    assert response.status_code == 409
+    assert "own post or reply" in response.get_json()["error"]["message"]
+
+
+def test_one_reply_per_conversation_however_many_mentions_it_holds(
+    client, shop_key, runtime
+) -> None:
+    first = store_mention(runtime, conversation_id="777")
+    second = store_mention(runtime, text="@alpha me too!", conversation_id="777")
+    elsewhere = store_mention(runtime, conversation_id="778")
+
+    answers = [reply(client, shop_key, m) for m in (first, second, elsewhere)]
+
+    assert [answer.status_code for answer in answers] == [202, 409, 202]
+    message = answers[1].get_json()["error"]["message"]
+    assert "already replied in this conversation" in message
+    assert inbox(client, shop_key, "?state=open")["mentions"][0]["id"] == second
+
+
+def test_a_reply_x_refuses_fails_and_frees_the_conversation(
+    client, shop_key, x_runtime, x_sandbox
+) -> None:
+    # The stored text names @alpha, but on X the post mentions BETA only: X
+    # refuses the reply with its 403 for unsummoned replies.
+    mention_id = sandbox_mention(
+        x_sandbox, x_runtime, "@alpha @beta hello", to=BETA, conversation_id="900"
+    )
+    reply(client, shop_key, mention_id)
+
+    outcome = publishing.publish_due(x_runtime, as_of=START)
+
+    assert outcome["failed"] == 1
+    with x_runtime.database.transaction() as tx:
+        attempt = tx.one("SELECT error_class, x_status FROM publish_attempts")
+    assert attempt == {"error_class": "refused_reply", "x_status": 403}
+    assert reply(client, shop_key, mention_id).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"text": ""}, "text"),
+        ({"text": "   "}, "text"),
+        ({"text": 42}, "text"),
+        ({"text": "x" * 281}, "text"),
+        ({"text": "track it at shop.example.com/orders"}, "text"),
+        ({"text": "hi", "tone": "warm"}, "tone"),
+        ({}, "text"),
+    ],
+)
+def test_a_bad_reply_is_a_400_naming_the_field_and_queues_nothing(
+    client, shop_key, runtime, body, field
+) -> None:
+    mention_id = store_mention(runtime)
+
+    response = post_json(client, f"/v1/mentions/{mention_id}/reply", body, shop_key)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+    with runtime.database.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM posts") == 0
+        assert tx.scalar("SELECT state FROM mentions") == "open"
+
+
+def test_a_brand_without_an_x_account_cannot_reply(client, runtime) -> None:
+    body = brand_body(x_user_id=None, x_access_token=None)
+    key = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
+    mention_id = store_mention(runtime)
+
+    response = reply(client, key, mention_id)
+
+    assert response.status_code == 409
+    assert "no X account" in response.get_json()["error"]["message"]
+
+
+def test_a_reply_whose_answer_was_lost_is_adopted_from_the_timeline_not_resent(
+    client, shop_key, x_runtime, x_sandbox, clock
+) -> None:
+    from cartcast import reconciling
+
+    mention_id = sandbox_mention(x_sandbox, x_runtime, "@alpha it arrived broken")
+    reply(client, shop_key, mention_id, "So sorry! A new one ships today")
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+
+    lost = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+    clock.advance(dt.timedelta(minutes=10))
+    settled = reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    assert lost["unconfirmed"] == 1
+    assert settled["adopted"] == 1 and settled["published"] == 0
+    assert tweets_sent(x_sandbox) == 1
+    [on_x] = [p for p in x_sandbox.snapshot()["posts"] if p["user_id"] != FAN["id"]]
+    # X starts the reply with the @username it answers; the stored text has none.
+    assert on_x["text"] == "@fan So sorry! A new one ships today"
+    with x_runtime.database.transaction() as tx:
+        post = tx.one("SELECT state, x_post_id FROM posts")
+    assert post == {"state": "published", "x_post_id": on_x["id"]}
+
+
+def test_a_reply_still_goes_out_while_the_brands_publishing_is_paused(
+    client, shop_key, x_runtime, x_sandbox
+) -> None:
+    mention_id = sandbox_mention(x_sandbox, x_runtime, "@alpha is this a recall?")
+    post_json(client, "/v1/brand/pause", {"reason": "product recall"}, shop_key)
+
+    queued = reply(client, shop_key, mention_id, "Yes: details on our site today")
+    outcome = publishing.publish_due(x_runtime, as_of=START)
+
+    assert queued.status_code == 202
+    assert outcome["published"] == 1 and outcome["held"] == 0
+    assert tweets_sent(x_sandbox) == 1
