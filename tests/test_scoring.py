@@ -604,3 +604,14 @@ def test_scoring_a_surge_of_negative_mentions_starts_one_crisis(runtime, brand_i
     assert first.get("crises_started") == 0
     assert second["crises_started"] == 1
     assert again["scored"] == 0 and "crises_started" not in again
+
+
+def test_gemini_chosen_without_a_key_scores_offline_and_says_why(runtime, brand_id):
+    with_settings(runtime, sentiment_engine="gemini", gemini_api_key=None)
+    mention_id = add_mention(runtime, brand_id, "@shop love it")
+
+    scoring.score_mentions(runtime, mention_ids=[mention_id])
+
+    row = load(runtime, mention_id)
+    assert row["sentiment_engine"] == "offline"
+    assert row["scoring_fallback_reason"] == "gemini: no key"

@@ -16,6 +16,7 @@ raises (TransientError), so Pub/Sub delivers the event again.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from cartcast.logs import fields
 UNSCORED_SWEEP_AFTER = dt.timedelta(minutes=20)
 UNSCORED_SWEEP_MAX = 500
 SWEEP_CHUNK = 100
+FALLBACK_REASON_MAX = 500
 
 SELECT_UNSCORED = """
 SELECT m.id, m.brand_id, m.x_post_id, m.author_username, m.author_followers, m.text,
@@ -81,6 +83,8 @@ def score_mentions(runtime: Any, *, mention_ids: list[str]) -> dict[str, int]:
         return counts
     saved_ids = []
 
+    # Labelled outside any transaction: a Gemini call holds no row lock. Two
+    # deliveries at once may both label; only the first save counts (scored_at).
     offline = {str(row["id"]): sentiment.score_mention(row["text"]) for row in rows}
     labels = _labels(runtime, rows, offline)
     now = runtime.clock.now()
@@ -144,6 +148,11 @@ def _labels(
         return labels
 
     classifier = runtime.gemini_classifier()
+    if classifier is None:  # settings.load refuses this; a hand-built Settings may not
+        return {
+            mention_id: dataclasses.replace(label, fallback_reason="gemini: no key")
+            for mention_id, label in labels.items()
+        }
     batch_size = runtime.settings.sentiment_batch_size
     pairs = [(str(row["id"]), row["text"]) for row in rows]
     for start in range(0, len(pairs), batch_size):
@@ -159,20 +168,10 @@ def _labels(
                 reasons=(*crisis, f"intent:{label.intent}", "engine:gemini"),
             )
         for mention_id, reason in result.rejected.items():
-            labels[mention_id] = _with_fallback(labels[mention_id], reason)
+            labels[mention_id] = dataclasses.replace(
+                labels[mention_id], fallback_reason=reason[:FALLBACK_REASON_MAX]
+            )
     return labels
-
-
-def _with_fallback(label: Label, reason: str) -> Label:
-    return Label(
-        sentiment=label.sentiment,
-        score=label.score,
-        intent=label.intent,
-        engine=label.engine,
-        model=label.model,
-        reasons=label.reasons,
-        fallback_reason=reason[:500],
-    )
 
 
 def _save(
