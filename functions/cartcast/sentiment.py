@@ -23,6 +23,10 @@ for the report; right sentiments out of the 64 team mentions):
   EAGER_VALENCE and fed-up ones ("smh", "ugh", "worst", "disappointed") one of
   FED_UP_VALENCE; a post that went through JSON twice has its "\\u2019" escapes
   read back as characters. Even lines: macro-recall 0.601 -> 0.647.
+- cartcast.3 widened the cues on the tuning half of tests/data/triage_mentions.json
+  (site and app trouble, worn-out products, payment problems, stalled deliveries
+  counted in words, shop praise and "creepy" or "useless"). Even lines 0.645;
+  bench/triage_eval.py prints the reporting half.
 - X text is normalised: @handles and URLs removed, the `&amp;` entities the X API
   leaves in post text unescaped, curly apostrophes straightened (VADER's negation
   rule only knows a straight "n't") and emoji variation selectors dropped (VADER
