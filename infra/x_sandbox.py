@@ -182,6 +182,7 @@ EXPANSIONS = frozenset(
     "referenced_tweets.id referenced_tweets.id.attachments.media_keys "
     "referenced_tweets.id.author_id".split()
 )
+MEDIA_KEY_PREFIXES = {"photo": 3, "video": 7, "animated_gif": 16}
 PUBLIC_METRIC_NAMES = (
     "retweet_count",
     "reply_count",
@@ -273,11 +274,13 @@ class Media:
     category: str
     created_at: dt.datetime
     alt_text: str | None = None
+    # X's media object `type`: photo, video or animated_gif.
+    kind: str = "photo"
 
     @property
     def media_key(self) -> str:
-        # X's media keys are "<type>_<id>"; 3 is a photo.
-        return f"3_{self.id}"
+        # X's media keys are "<type>_<id>": 3 a photo, 7 a video, 16 a GIF.
+        return f"{MEDIA_KEY_PREFIXES[self.kind]}_{self.id}"
 
 
 @dataclass
@@ -435,12 +438,15 @@ class XSandbox:
         index_lag_s: float = 0.0,
         photo: bool = False,
         listed_twice: bool = False,
+        media_types: list[str] | None = None,
     ) -> str:
         """Store a post by `author` that mentions `to_user_id`; return its id.
 
         With `index_lag_s`, the mentions timeline shows it only that long after its
-        `created_at`; `photo` attaches a photo; `listed_twice` makes every page
-        that holds it list it twice.
+        `created_at`; `listed_twice` makes every page that holds it list it twice.
+        `media_types` attaches one medium of each type given ("photo", "video",
+        "animated_gif"), as if the author had uploaded them; `photo` is
+        `media_types=["photo"]`.
         """
         with self._lock:
             tweet = self._store_mention(
@@ -448,9 +454,21 @@ class XSandbox:
             )
             if index_lag_s:
                 tweet.indexed_at = tweet.created_at + dt.timedelta(seconds=index_lag_s)
-            if photo:
-                tweet.media_ids = [tweet.id]
             tweet.listed_twice = listed_twice
+            for kind in list(media_types or ()) + (["photo"] if photo else []):
+                if kind not in MEDIA_KEY_PREFIXES:
+                    raise ValueError(f"media type {kind!r} is not one X has")
+                media = Media(
+                    id=self._next_id(tweet.created_at),
+                    owner_id=tweet.author_id,
+                    size=0,
+                    media_type="",
+                    category="tweet_image" if kind == "photo" else "tweet_video",
+                    created_at=tweet.created_at,
+                    kind=kind,
+                )
+                self._media[media.id] = media
+                tweet.media_ids.append(media.id)
             self._save()
         return tweet.id
 
@@ -916,11 +934,15 @@ class XSandbox:
             body["includes"] = {
                 "users": [self._render_user(u, user_fields) for u in users]
             }
-        photos = [i for t in tweets for i in t.media_ids]
-        if photos and "attachments.media_keys" in expansions:
-            body.setdefault("includes", {})["media"] = [
-                {"media_key": f"3_{i}", "type": "photo"} for i in photos
+        if tweets and "attachments.media_keys" in expansions:
+            media = [
+                {"media_key": self._media[i].media_key, "type": self._media[i].kind}
+                for t in tweets
+                for i in t.media_ids
+                if i in self._media
             ]
+            if media:
+                body.setdefault("includes", {})["media"] = media
         return body
 
     def _render_tweet(
@@ -946,7 +968,10 @@ class XSandbox:
         if "attachments" in fields and (tweet.media_ids or tweet.poll_options):
             attachments: dict[str, list[str]] = {}
             if tweet.media_ids:
-                attachments["media_keys"] = [f"3_{i}" for i in tweet.media_ids]
+                attachments["media_keys"] = [
+                    self._media[i].media_key if i in self._media else f"3_{i}"
+                    for i in tweet.media_ids
+                ]
             if tweet.poll_options:
                 attachments["poll_ids"] = [tweet.id]
             rendered["attachments"] = attachments
@@ -1120,6 +1145,7 @@ class XSandbox:
                     "created_at": _format_instant(t.created_at),
                     "text": t.text,
                     "in_reply_to_tweet_id": t.in_reply_to_tweet_id,
+                    "media_ids": list(t.media_ids),
                 }
                 for t in tweets
                 if t.mentioned_user_id is not None

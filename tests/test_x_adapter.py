@@ -497,3 +497,30 @@ def test_a_mentions_page_with_unusable_posts_and_a_repeat_parses_the_rest():
 
     assert [m.id for m in mentions] == ["1800000000000000001"]
     assert mentions[0].author_username == "fan" and unusable == 3
+
+
+def test_mentions_carry_the_authors_followers_and_their_media_types(x, sandbox):
+    sandbox.add_mention(
+        to_user_id=SHOP_ID,
+        text="@shop look at this",
+        author={"id": "1600000000000000001", "username": "fan", "followers_count": 77},
+        media_types=["photo", "animated_gif"],
+    )
+    add_mentions(sandbox, 1)
+
+    batch = x.mentions(SHOP_ID, since_id=None)
+
+    plain, with_media = batch.mentions
+    assert with_media.author_followers == 77
+    assert with_media.media_types == ("photo", "animated_gif")
+    assert plain.media_types == ()
+
+
+def test_the_sandbox_refuses_a_media_type_x_does_not_have(sandbox):
+    with pytest.raises(ValueError, match="media type"):
+        sandbox.add_mention(
+            to_user_id=SHOP_ID,
+            text="@shop hi",
+            author={"id": "1600000000000000001", "username": "fan"},
+            media_types=["hologram"],
+        )

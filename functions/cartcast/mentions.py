@@ -13,6 +13,7 @@ X budget cannot pay for a page (decision 0017).
 
 New mention ids, and any still unscored a while after they were stored, go out on
 Pub/Sub in batches, and every publish is confirmed before the function returns.
+Scoring and triage live in scoring.py.
 """
 
 from __future__ import annotations
@@ -56,14 +57,14 @@ INSERT_MENTIONS = """
 WITH stored AS (
 INSERT INTO mentions (brand_id, x_post_id, author_id, author_username, author_name,
     text, conversation_id, in_reply_to_user_id, posted_at, received_at,
-    author_followers, photo_count, lang)
+    author_followers, photo_count, lang, media_types)
 SELECT :brand_id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
     m.conversation_id, m.in_reply_to_user_id, m.posted_at, :received_at,
-    m.author_followers, m.photo_count, m.lang
+    m.author_followers, m.photo_count, m.lang, m.media_types
 FROM json_to_recordset(CAST(:rows AS json)) AS m(x_post_id text, author_id text,
     author_username text, author_name text, text text, conversation_id text,
     in_reply_to_user_id text, posted_at timestamptz, author_followers integer,
-    photo_count smallint, lang text)
+    photo_count smallint, lang text, media_types text[])
 ON CONFLICT (brand_id, x_post_id) DO NOTHING
 RETURNING id
 )
@@ -93,18 +94,6 @@ SELECT_STRAYS = """
 SELECT id FROM mentions
 WHERE brand_id = :brand_id AND scored_at IS NULL AND received_at < :before
 ORDER BY received_at LIMIT :limit
-"""
-SELECT_UNSCORED = """
-SELECT id, text, posted_at FROM mentions
-WHERE id = ANY(CAST(:ids AS uuid[])) AND scored_at IS NULL
-FOR UPDATE SKIP LOCKED
-"""
-SAVE_SCORE = """
-UPDATE mentions SET sentiment = :sentiment, compound = :compound, intent = :intent,
-    priority = :priority, escalate = :escalate, reasons = CAST(:reasons AS text[]),
-    response_due_at = :response_due_at, scorer_version = :scorer_version,
-    scored_at = :now
-WHERE id = :id AND scored_at IS NULL
 """
 TOTALS = ("brands", "read", "new", "swept", "skipped", "not_due", "fan_out_failed")
 
@@ -371,6 +360,7 @@ def _row(mention: Any) -> dict[str, Any]:
         "posted_at": mention.created_at.isoformat(),
         "author_followers": mention.author_followers,
         "photo_count": mention.photo_count,
+        "media_types": list(mention.media_types),
         "lang": mention.lang,
     }
 
@@ -437,30 +427,7 @@ def _fan_out(runtime: Any, *, brand_id: str, mention_ids: list[str]) -> None:
 
 
 def score_mentions(runtime: Any, *, mention_ids: list[str]) -> int:
-    """Score the given mentions that are not scored yet; return how many were."""
-    from cartcast.sentiment import SCORER_VERSION, score_mention
+    """Score the given mentions not scored yet (scoring.py); return how many were."""
+    from cartcast import scoring
 
-    now = runtime.clock.now()
-    with runtime.database.transaction() as tx:
-        rows = tx.rows(SELECT_UNSCORED, ids=mention_ids)
-        for row in rows:
-            score = score_mention(row["text"])
-            due = (
-                None
-                if score.response_due_min is None
-                else row["posted_at"] + dt.timedelta(minutes=score.response_due_min)
-            )
-            tx.execute(
-                SAVE_SCORE,
-                id=row["id"],
-                sentiment=score.sentiment,
-                compound=score.compound,
-                intent=score.intent,
-                priority=score.priority,
-                escalate=score.escalate,
-                reasons=list(score.reasons),
-                response_due_at=due,
-                scorer_version=SCORER_VERSION,
-                now=now,
-            )
-    return len(rows)
+    return scoring.score_mentions(runtime, mention_ids=mention_ids)["scored"]

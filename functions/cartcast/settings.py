@@ -70,6 +70,12 @@ PAGES_MAX = 100
 GEMINI_REQUESTS_PER_MINUTE_MAX = 100_000
 GEMINI_REQUESTS_PER_DAY_MAX = 100_000_000
 X_POSTS_LIMIT_MAX = 10_000_000
+SENTIMENT_ENGINES = ("offline", "gemini")
+# Mentions per Gemini classification call: the answer must fit its token budget.
+SENTIMENT_BATCH_MAX = 100
+# More followers than any account on X has (about 230 million in 2026).
+FOLLOWERS_MAX = 1_000_000_000
+ESCALATION_RETRY_BASE_MAX_S = 3600
 # Crisis detection (crisis.py): a window past a day is no longer "now", a
 # baseline past a quarter is another season, a factor past 100 never fires.
 CRISIS_WINDOW_MAX_MIN = 1440
@@ -125,6 +131,12 @@ class Settings:
     publish_retry_max_s: float = 1800.0
     alert_timeout_s: float = 5.0
     alert_max_age_s: int = 86400
+    sentiment_engine: str = "offline"
+    sentiment_batch_size: int = 50
+    reach_followers_min: int = 10_000
+    escalation_timeout_s: float = 5.0
+    escalation_retry_base_s: float = 60.0
+    escalation_max_age_s: int = 86400
     mention_pages_max: int = 10
     mention_poll_min_s: int = 60
     mention_poll_max_s: int = 900
@@ -301,6 +313,32 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         alert_max_age_s=number(
             "CARTCAST_ALERT_MAX_AGE_S", 86400, at_most=AGE_MAX_S, unit=" seconds"
         ),
+        sentiment_engine=choice(
+            "CARTCAST_SENTIMENT_ENGINE", "offline", SENTIMENT_ENGINES
+        ),
+        sentiment_batch_size=number(
+            "CARTCAST_SENTIMENT_BATCH_SIZE", 50, at_most=SENTIMENT_BATCH_MAX
+        ),
+        reach_followers_min=number(
+            "CARTCAST_REACH_FOLLOWERS_MIN", 10_000, at_most=FOLLOWERS_MAX
+        ),
+        escalation_timeout_s=number(
+            "CARTCAST_ESCALATION_TIMEOUT_S",
+            5.0,
+            float,
+            at_most=ALERT_TIMEOUT_MAX_S,
+            unit=" seconds",
+        ),
+        escalation_retry_base_s=number(
+            "CARTCAST_ESCALATION_RETRY_BASE_S",
+            60.0,
+            float,
+            at_most=ESCALATION_RETRY_BASE_MAX_S,
+            unit=" seconds",
+        ),
+        escalation_max_age_s=number(
+            "CARTCAST_ESCALATION_MAX_AGE_S", 86400, at_most=AGE_MAX_S, unit=" seconds"
+        ),
         mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10, at_most=PAGES_MAX),
         mention_poll_min_s=number(
             "CARTCAST_MENTION_POLL_MIN_S",
@@ -455,6 +493,8 @@ def _parse_prices(env: Mapping[str, str], problems: list[str]) -> dict[str, Deci
 
 def _check_consistency(settings: Settings) -> list[str]:
     problems = []
+    if settings.sentiment_engine == "gemini" and not settings.gemini_api_key:
+        problems.append("CARTCAST_SENTIMENT_ENGINE=gemini needs GEMINI_API_KEY")
     if settings.x_posts_per_15min_per_user > settings.x_posts_per_3h_per_user:
         # A quarter hour is inside three hours: the smaller window cannot allow more.
         problems.append(

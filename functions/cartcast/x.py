@@ -182,6 +182,9 @@ class Mention:
     author_followers: int | None = None
     photo_count: int = 0
     lang: str | None = None
+    # The `type` of each attached medium ("photo", "video", "animated_gif"), for
+    # triage's user-generated-content mark.
+    media_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -652,11 +655,8 @@ def _mentions_from(page: dict[str, Any]) -> tuple[list[Mention], int]:
     """Parse one page of mentions; return them and how many posts were unusable."""
     includes = page.get("includes", {})
     users = {u.get("id"): u for u in includes.get("users", [])}
-    photos = {
-        m.get("media_key")
-        for m in includes.get("media", [])
-        if m.get("type") == "photo"
-    }
+    media = {m.get("media_key"): m.get("type") for m in includes.get("media", [])}
+    photos = {key for key, kind in media.items() if kind == "photo"}
     mentions, unusable = [], 0
     for post in page.get("data", []):
         try:
@@ -679,14 +679,24 @@ def _mentions_from(page: dict[str, Any]) -> tuple[list[Mention], int]:
                 created_at=created_at,
                 conversation_id=str(post.get("conversation_id") or post_id),
                 in_reply_to_user_id=post.get("in_reply_to_user_id"),
-                author_followers=(author.get("public_metrics") or {}).get(
-                    "followers_count"
-                ),
+                author_followers=_follower_count(author),
                 photo_count=sum(key in photos for key in media_keys),
                 lang=post.get("lang"),
+                media_types=tuple(
+                    str(media[key]) for key in media_keys if key in media
+                ),
             )
         )
     return mentions, unusable
+
+
+def _follower_count(author: dict[str, Any]) -> int | None:
+    """The author's followers as X counts them, or None when X left them out or
+    sent something that is not a count (the column is a 32-bit integer)."""
+    count = (author.get("public_metrics") or {}).get("followers_count")
+    if isinstance(count, bool) or not isinstance(count, int):
+        return None
+    return count if 0 <= count < 2**31 else None
 
 
 def id_at(instant: dt.datetime) -> str:
