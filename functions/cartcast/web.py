@@ -58,6 +58,19 @@ def read_json(request: Any, *, optional: bool = False) -> Any:
     return body
 
 
+def read_json_if_any(request: Any) -> Any:
+    """Return the request's JSON body, or None when it sent none (empty or null)."""
+    raw = _read_capped(request)
+    if not raw.strip():
+        return None
+    if not (request.mimetype or "").endswith("json"):
+        raise InvalidRequest("Content-Type must be application/json")
+
+    body = _parse(raw)
+    _check_storable(body)
+    return body
+
+
 def _read_capped(request: Any) -> bytes:
     """Read at most BODY_BYTES_MAX bytes of the body, or refuse it."""
     too_large = InvalidRequest(f"body is larger than {BODY_BYTES_MAX} bytes")
