@@ -26,6 +26,7 @@ from cartcast import (
     crisis,
     inbox,
     keys,
+    order_webhooks,
     orders,
     post_edits,
     post_events,
@@ -113,6 +114,11 @@ ROUTES = Map(
             endpoint="reply_to_mention",
         ),
         Rule("/v1/orders", methods=["POST"], endpoint="receive_order"),
+        Rule(
+            "/v1/webhooks/orders/<brand_slug>",
+            methods=["POST"],
+            endpoint="receive_signed_order",
+        ),
         Rule("/v1/reports/daily", methods=["GET"], endpoint="daily_report"),
         Rule("/v1/reports/posts", methods=["GET"], endpoint="post_report"),
         Rule("/v1/reports/mentions", methods=["GET"], endpoint="mention_report"),
@@ -135,6 +141,8 @@ def handle(request: Any, runtime: Any) -> web.Response:
         allowed = ", ".join(sorted(error.valid_methods or []))
         body = {"error": {"code": "method_not_allowed", "message": f"use {allowed}"}}
         return web.json_response(body, 405, {"Allow": allowed})
+    if endpoint in _SIGNED:
+        return HANDLERS[endpoint](request, runtime=runtime, **arguments)
     try:
         with runtime.database.transaction() as tx:
             caller = keys.authenticate(
@@ -176,6 +184,8 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
 
+# Routes a store calls with a signature over the body instead of an API key.
+_SIGNED = {"receive_signed_order"}
 _BODYLESS = {
     "approve_post",
     "cancel_caption_job",
@@ -771,6 +781,27 @@ def receive_order(
         now=runtime.clock.now(),
         window_days=runtime.settings.attribution_window_days,
     )
+    return web.json_response(result, 200 if result["duplicate"] else 201)
+
+
+def receive_signed_order(
+    request: Any, *, runtime: Any, brand_slug: str
+) -> web.Response:
+    """Store an order the store signed (order_webhooks.py); no API key."""
+    try:
+        raw_body = web.read_body(request)
+        with runtime.database.transaction() as tx:
+            result = order_webhooks.receive_signed_order(
+                tx,
+                brand_slug=brand_slug,
+                raw_body=raw_body,
+                headers=request.headers,
+                parse_body=lambda raw: web.parse_json(request, raw),
+                now=runtime.clock.now(),
+                window_days=runtime.settings.attribution_window_days,
+            )
+    except CartcastError as error:
+        return web.error_response(error, runtime.log, runtime.clock.now())
     return web.json_response(result, 200 if result["duplicate"] else 201)
 
 

@@ -42,7 +42,11 @@ def read_json(request: Any, *, optional: bool = False) -> Any:
     With `optional`, an empty body reads as an empty object, and any other body must
     be an object. Every string, keys included, is checked to be storable.
     """
-    raw = _read_capped(request)
+    return parse_json(request, read_body(request), optional=optional)
+
+
+def parse_json(request: Any, raw: bytes, *, optional: bool = False) -> Any:
+    """Parse a body already read (`read_body`) as `read_json` would."""
     if not raw.strip():
         if optional:
             return {}
@@ -58,8 +62,11 @@ def read_json(request: Any, *, optional: bool = False) -> Any:
     return body
 
 
-def _read_capped(request: Any) -> bytes:
-    """Read at most BODY_BYTES_MAX bytes of the body, or refuse it."""
+def read_body(request: Any) -> bytes:
+    """Return the raw body, at most BODY_BYTES_MAX bytes, or refuse it.
+
+    A signature is computed over these exact bytes, before any parsing.
+    """
     too_large = InvalidRequest(f"body is larger than {BODY_BYTES_MAX} bytes")
     if request.content_length is not None and request.content_length > BODY_BYTES_MAX:
         raise too_large
