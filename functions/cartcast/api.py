@@ -26,6 +26,7 @@ from cartcast import (
     crisis,
     inbox,
     keys,
+    order_imports,
     order_webhooks,
     orders,
     post_edits,
@@ -114,6 +115,7 @@ ROUTES = Map(
             endpoint="reply_to_mention",
         ),
         Rule("/v1/orders", methods=["POST"], endpoint="receive_order"),
+        Rule("/v1/orders/import", methods=["POST"], endpoint="import_orders"),
         Rule(
             "/v1/webhooks/orders/<brand_slug>",
             methods=["POST"],
@@ -152,7 +154,9 @@ def handle(request: Any, runtime: Any) -> web.Response:
             )
             post_events.act_as(tx, caller.key_name)
             body = None
-            if request.method in ("POST", "PATCH") and endpoint not in _BODYLESS:
+            if endpoint in _CSV_BODY:
+                body = web.read_csv(request)
+            elif request.method in ("POST", "PATCH") and endpoint not in _BODYLESS:
                 body = web.read_json(request, optional=endpoint in _OPTIONAL_BODY)
             return HANDLERS[endpoint](
                 tx,
@@ -186,6 +190,7 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
 
 # Routes a store calls with a signature over the body instead of an API key.
 _SIGNED = {"receive_signed_order"}
+_CSV_BODY = {"import_orders"}
 _BODYLESS = {
     "approve_post",
     "cancel_caption_job",
@@ -782,6 +787,20 @@ def receive_order(
         window_days=runtime.settings.attribution_window_days,
     )
     return web.json_response(result, 200 if result["duplicate"] else 201)
+
+
+def import_orders(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Backfill past orders from a CSV export; 200 with a report row by row."""
+    report = order_imports.import_orders(
+        tx,
+        brand_id=keys.require_brand(caller),
+        text=body,
+        now=runtime.clock.now(),
+        window_days=runtime.settings.attribution_window_days,
+    )
+    return web.json_response(report)
 
 
 def receive_signed_order(

@@ -45,6 +45,22 @@ def read_json(request: Any, *, optional: bool = False) -> Any:
     return parse_json(request, read_body(request), optional=optional)
 
 
+def read_csv(request: Any) -> str:
+    """Return a text/csv body as text: UTF-8 (a leading BOM is dropped), no NUL."""
+    raw = read_body(request)
+    if request.mimetype != "text/csv":
+        raise InvalidRequest("Content-Type must be text/csv", field="body")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidRequest(
+            f"the CSV file is not UTF-8 (byte {error.start})", field="body"
+        ) from error
+    if "\x00" in text:
+        raise InvalidRequest("the CSV file contains NUL characters", field="body")
+    return text
+
+
 def parse_json(request: Any, raw: bytes, *, optional: bool = False) -> Any:
     """Parse a body already read (`read_body`) as `read_json` would."""
     if not raw.strip():
