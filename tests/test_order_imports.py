@@ -192,3 +192,24 @@ def test_a_file_over_the_body_cap_is_a_400(client, brand) -> None:
 
 def test_the_import_needs_the_brands_key(client) -> None:
     assert send_csv(client, "cc_nope", HEADER).status_code == 401
+
+
+def test_a_backfill_older_than_the_rollup_window_reaches_the_daily_report(
+    client, brand
+) -> None:
+    text = "\n".join(
+        [
+            HEADER,
+            "#1,1,2025-06-10 12:00:00 -0400,USD,10.00,,,",
+            "#2,2,2025-06-10 13:00:00 -0400,USD,5.50,,,",
+        ]
+    )
+
+    send_csv(client, brand["key"], text)
+    report = client.get(
+        "/v1/reports/daily?from=2025-06-09&to=2025-06-11", headers=auth(brand["key"])
+    ).get_json()
+
+    by_day = {row["day"]: row for row in report["days"]}
+    assert by_day["2025-06-10"]["unattributed_orders"] == 2
+    assert by_day["2025-06-10"]["attributed_orders"] == 0

@@ -17,7 +17,8 @@ empty Total, is such a continuation and is skipped quietly.
 
 Each row is checked on its own: a broken row is reported with its line number and
 field and the others are stored. Storing is idempotent on the order id, and
-attribution runs once over the whole file, as it does for each webhook.
+attribution runs once over the whole file, as it does for each webhook; the daily
+KPIs of the days the file added orders to are then recomputed.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import zoneinfo
 from typing import Any
 
-from cartcast import attribution, brands, orders
+from cartcast import attribution, brands, kpis, orders
 from cartcast.db import Transaction
 from cartcast.errors import InvalidRequest
 
@@ -52,7 +54,9 @@ def import_orders(
 ) -> dict[str, Any]:
     """Store every valid order row of a CSV export; report the rest row by row."""
     rows = _read_rows(text)
-    brand_currency = brands.get_brand(tx, brand_id)["currency"].strip()
+    brand = brands.get_brand(tx, brand_id)
+    brand_currency = brand["currency"].strip()
+    stored_at: list[dt.datetime] = []
 
     report: dict[str, Any] = {"rows": 0, "stored": 0, "duplicates": 0, "errors": []}
     seen: set[str] = set()
@@ -79,11 +83,39 @@ def import_orders(
             orders.INSERT_ORDER, brand_id=brand_id, now=now, webhook_id=None, **order
         )
         report["stored" if inserted is not None else "duplicates"] += 1
+        if inserted is not None:
+            stored_at.append(order["ordered_at"])
 
     report["attributed"] = attribution.attribute_pending(
         tx, brand_id=brand_id, window_days=window_days
     )
+    if stored_at:
+        _recompute_days(tx, brand, min(stored_at), max(stored_at), now=now)
     return report
+
+
+def _recompute_days(
+    tx: Transaction,
+    brand: dict[str, Any],
+    first: dt.datetime,
+    last: dt.datetime,
+    *,
+    now: dt.datetime,
+) -> None:
+    """Redo the daily KPIs of the days the file added orders to.
+
+    The rollup only revisits its look-back window (CARTCAST_ROLLUP_LOOKBACK_DAYS),
+    so a backfill of older days would otherwise never reach the report.
+    """
+    zone = zoneinfo.ZoneInfo(brand["time_zone"])
+    tx.execute(
+        kpis.UPSERT_DAILY_KPIS,
+        brand_id=str(brand["id"]),
+        tz=brand["time_zone"],
+        first_day=first.astimezone(zone).date(),
+        last_day=last.astimezone(zone).date(),
+        now=now,
+    )
 
 
 def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
