@@ -40,6 +40,7 @@ from cartcast import (
 )
 from cartcast.db import Transaction
 from cartcast.errors import CartcastError, Forbidden, InvalidRequest, NotFound
+from cartcast.logs import fields
 
 LIST_LIMIT_MAX = 500
 LIMIT_PATTERN = re.compile(r"[0-9]{1,9}")
@@ -800,6 +801,11 @@ def import_orders(
         now=runtime.clock.now(),
         window_days=runtime.settings.attribution_window_days,
     )
+    counts = {name: report[name] for name in ("rows", "stored", "duplicates")}
+    runtime.log.info(
+        "orders imported",
+        extra=fields(brand_id=caller.brand_id, errors=len(report["errors"]), **counts),
+    )
     return web.json_response(report)
 
 
@@ -821,6 +827,17 @@ def receive_signed_order(
             )
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
+    # The shop domain is logged, never trusted: the signature names the brand.
+    runtime.log.info(
+        "signed order received",
+        extra=fields(
+            brand_slug=brand_slug,
+            order_id=str(result["order"]["id"]),
+            duplicate=result["duplicate"],
+            webhook_id=request.headers.get(order_webhooks.WEBHOOK_ID_HEADER),
+            shop_domain=request.headers.get(order_webhooks.SHOP_DOMAIN_HEADER),
+        ),
+    )
     return web.json_response(result, 200 if result["duplicate"] else 201)
 
 
