@@ -28,7 +28,9 @@ demo: install ## Run the whole loop on the demo catalog in a simulated week (LIV
 test: install ## Run the test suite against a real PostgreSQL
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install ## Measure cold starts and memory, caption quota use, and publishing 5,000 posts
+bench: install ## Measure sentiment and triage accuracy, cold starts and memory, caption quota use, publishing 5,000 posts and storing 50,000 mentions
+	@$(PY) -m bench.sentiment_eval
+	@$(PY) -m bench.triage_eval
 	@$(PY) -m bench.functions
 
 migrate: install ## Apply sql/ to DATABASE_URL, or to the embedded server

@@ -19,8 +19,10 @@ which imports its start and first request pay for. Last comes the quota bench
 simulated clock, written into the same JSON under "caption_quota". Then the
 publishing bench (bench/publish_load.py): 5,000 due posts published by 4 concurrent
 invocations against X at 20 ms a call, under "publishing" (100 posts with
-`--quick`). The benchmark reports: it exits 0 when a target is missed and 1 only
-when a row could not be measured.
+`--quick`). Last, the mention store (bench/mention_store.py): 50,000 mentions
+stored by poll_mentions' idempotent upsert against a COPY of the same rows, under
+"mention_store" (5,000 with `--quick`). The benchmark reports: it exits 0 when a
+target is missed and 1 only when a row could not be measured.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench import caption_quota, publish_load
+from bench import caption_quota, mention_store, publish_load
 from infra import local_cloud, pg
 from infra.local_cloud import (
     FUNCTIONS,
@@ -76,6 +78,8 @@ START = dt.datetime(2026, 3, 2, 13, 0, tzinfo=dt.UTC)
 TIME_ZONE = "America/New_York"
 GEMINI_API_KEY = "test"
 MENTIONS_PER_RUN = 20
+# CARTCAST_MENTION_POLL_MAX_S's default: a brand's next poll is due by then.
+POLL_INTERVAL_MAX = dt.timedelta(seconds=900)
 # Every run drafts from its own catalog product (194 of them): one post to publish
 # and two captions, for each run and for the import-time pass.
 RUNS_MAX = 60
@@ -458,6 +462,12 @@ class Stage:
         sandbox = self.env["X_API_BASE_URL"]
         expect(call_json("POST", f"{sandbox}/_sandbox/mentions", body), 201)
 
+    def add_mentions_for_poll(self) -> None:
+        """Move past the brand's poll interval (it is paced, decision 0017), then
+        post new mentions, so the run's poll is due and finds them."""
+        self.clock.set(self.clock.now() + POLL_INTERVAL_MAX)
+        self.add_mentions()
+
     def next_score_batch(self) -> dict[str, Any]:
         if not self.score_batches:
             raise BenchError("no batch of unscored mentions left")
@@ -578,7 +588,7 @@ def build_cases(stage: Stage) -> list[Case]:
             RATIO_TARGET,
             tick("poll_mentions"),
             outcome_is(new=MENTIONS_PER_RUN),
-            prepare=stage.add_mentions,
+            prepare=stage.add_mentions_for_poll,
             extra_env=push_env,
         ),
         Case(
@@ -996,6 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = 1 if args.quick else args.runs
     publishing_case = publish_load.QUICK_CASE if args.quick else publish_load.ISSUE_CASE
+    store_case = mention_store.QUICK_CASE if args.quick else mention_store.ISSUE_CASE
     if not 1 <= runs <= RUNS_MAX:
         parser.error(f"--runs must be 1 to {RUNS_MAX}")
     sys.path.insert(0, str(REPO / "functions"))
@@ -1025,6 +1036,12 @@ def main(argv: list[str] | None = None) -> int:
     except (publish_load.BenchError, OSError, RuntimeError, ValueError) as error:
         say("publishing", f"FAILED: {error}")
         publishing = {"error": str(error)}
+    say("mention store", mention_store.describe(store_case))
+    try:
+        store = mention_store.run(**store_case)
+    except (OSError, RuntimeError, ValueError) as error:
+        say("mention store", f"FAILED: {error}")
+        store = {"error": str(error)}
     report = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(),
         "runs": runs,
@@ -1036,6 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
         "imports": profiles,
         "caption_quota": quota,
         "publishing": publishing,
+        "mention_store": store,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -1046,11 +1064,17 @@ def main(argv: list[str] | None = None) -> int:
         caption_quota.print_summary(quota)
     if "ratio" in publishing:
         publish_load.print_summary(publishing)
+    if "mentions" in store:
+        mention_store.print_summary(store)
     print(
         f"\nwritten to {args.json} in {report['seconds']} s; figures are ratios "
         f"against a bare function started the same way in the same run"
     )
-    broken = [row.error for row in rows] + [quota.get("error"), publishing["error"]]
+    broken = [row.error for row in rows] + [
+        quota.get("error"),
+        publishing["error"],
+        store["error"],
+    ]
     return 1 if any(broken) else 0
 
 

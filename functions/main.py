@@ -83,9 +83,17 @@ def _around_posts(
 
 @functions_framework.cloud_event
 def poll_mentions(cloud_event: CloudEvent) -> None:
-    from cartcast import mentions
+    _on_tick(cloud_event, "poll_mentions", _poll_run)
 
-    _on_tick(cloud_event, "poll_mentions", mentions.poll_mentions)
+
+def _poll_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
+    """Read and fan out new mentions, then score any that no event scored (one
+    dropped as too old, or lost), then send the escalations that are due."""
+    from cartcast import escalations, mentions, scoring
+
+    outcome = mentions.poll_mentions(current, as_of=as_of)
+    outcome["swept_scored"] = scoring.sweep_unscored(current)
+    return {**outcome, **escalations.deliver_pending(current)}
 
 
 @functions_framework.cloud_event
@@ -97,10 +105,13 @@ def score_sentiment(cloud_event: CloudEvent) -> None:
     if ids is None:
         _drop("score_sentiment", message, "payload has no list of mention ids")
         return
-    from cartcast import mentions
+    from cartcast import escalations, scoring
 
-    scored = mentions.score_mentions(runtime.current(), mention_ids=ids)
-    _done("score_sentiment", message, {"scored": scored, "received": len(ids)})
+    # Idempotent per mention: a second delivery finds them scored and does nothing.
+    current = runtime.current()
+    outcome = scoring.score_mentions(current, mention_ids=ids)
+    outcome.update(escalations.deliver_pending(current))
+    _done("score_sentiment", message, {**outcome, "received": len(ids)})
 
 
 @functions_framework.cloud_event

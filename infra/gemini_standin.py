@@ -16,11 +16,16 @@ safetySettings, generationConfig; GenerationConfig without responseMimeType,
 responseSchema, responseJsonSchema, thinkingConfig or seed), which is why
 systemInstruction and JSON mode work on v1beta only.
 
-The answer is a caption per product found as JSON ({"products": [{"ref", "title",
-"description", "price_text", ...}]}) in the user turn, built deterministically from
-those facts, without links; JSON ({"captions": [{"ref", "text"}]}) when the request
-asks for application/json. A product of kind "poll" gets a question and
-`poll_options`, one of kind "thread" two `parts` instead of a text. Fault modes
+When the user turn holds mentions as JSON ({"mentions": [{"id", "text"}]}), the
+answer labels each ({"results": [{"id", "sentiment", "score", "intent"}]}) by a few
+fixed keywords, a deterministic stand-in for the model's judgement; the faults
+missing_ref, duplicate_ref, unknown_ref, wrong_types and invalid_json apply to it.
+Otherwise the answer is a caption per product found as JSON ({"products":
+[{"ref", "title", "description", "price_text", ...}]}) in the user turn, built
+deterministically from those facts, without links; JSON ({"captions": [{"ref",
+"text"}]}) when the request asks for application/json. A product of kind "poll"
+gets a question and `poll_options`, one of kind "thread" two `parts` instead of a
+text. Fault modes
 (FAULT_MODES) reproduce the answers the real service gives when things go wrong,
 each shaped as the real one.
 
@@ -62,7 +67,9 @@ FAULT_MODES = frozenset(
         "quota",  # 429 RESOURCE_EXHAUSTED with RetryInfo (option retry_delay_s)
         "server_error",  # 500 INTERNAL, or 503 UNAVAILABLE (option status)
         "wrong_types",  # refs as numbers, texts as lists
-        "missing_ref",  # the last product gets no caption
+        "missing_ref",  # the last product (or mention) gets no caption (or label)
+        "duplicate_ref",  # the first mention is labelled twice
+        "unknown_ref",  # a label for a mention id that was never sent
         "too_long",  # the first caption runs past 280 characters
         "banned_word",  # the first caption uses a word (option word, "cure")
         "slow",  # answer after delay_s seconds (option delay_s, 5)
@@ -423,7 +430,11 @@ def _model_answer(
         usage = _usage(prompt_tokens, 0, spent)
         return 200, {"candidates": [candidate], "usageMetadata": usage, **envelope}
 
-    text = _answer_text(products, wants_json, fault)
+    mentions = _mentions_in(body.get("contents") or [])
+    if mentions and not products:
+        text = _labels_text(mentions, wants_json, fault)
+    else:
+        text = _answer_text(products, wants_json, fault)
     finish = "STOP"
     answer_tokens = _tokens(text)
     if mode == "truncated":
@@ -473,6 +484,54 @@ def _answer_text(
         for ref, caption, product in zip(refs, captions, products, strict=False)
     ]
     return json.dumps({"captions": items}, ensure_ascii=False)
+
+
+# The stand-in's whole "judgement" of a mention: the first rule whose word appears.
+LABEL_RULES = (
+    (("follow back", "airdrop", "presale"), "spam", "neutral", 0.0),
+    (
+        ("never arrived", "where is my", "wrong size", "refund", "broken"),
+        "order_issue",
+        "negative",
+        -0.7,
+    ),
+    (("worst", "terrible", "rude", "overpriced"), "complaint", "negative", -0.6),
+    (("love", "great", "thank"), "praise", "positive", 0.8),
+    (("?",), "question", "neutral", 0.0),
+)
+
+
+def _labels_text(
+    mentions: list[dict[str, Any]], wants_json: bool, fault: dict[str, Any] | None
+) -> str:
+    mode = fault["mode"] if fault else None
+    items = [_label(mention) for mention in mentions]
+    if mode == "missing_ref" and items:
+        items = items[:-1]
+    if mode == "duplicate_ref" and items:
+        items.append(dict(items[0]))
+    if mode == "unknown_ref":
+        items.append({**_label({"id": "m-unknown", "text": ""})})
+    if mode == "wrong_types":
+        items = [{**item, "score": str(item["score"])} for item in items]
+    if mode == "invalid_json" or not wants_json:
+        return "Labels: " + ", ".join(f"{i['id']}={i['intent']}" for i in items)
+    return json.dumps({"results": items}, ensure_ascii=False)
+
+
+def _label(mention: dict[str, Any]) -> dict[str, Any]:
+    text = str(mention.get("text") or "").lower()
+    intent, sentiment, score = "other", "neutral", 0.0
+    for words, *label in LABEL_RULES:
+        if any(word in text for word in words):
+            intent, sentiment, score = label
+            break
+    return {
+        "id": str(mention.get("id")),
+        "sentiment": sentiment,
+        "score": score,
+        "intent": intent,
+    }
 
 
 POLL_OPTIONS = ("Love it", "Maybe", "Not for me")
@@ -535,6 +594,19 @@ def _products_in(contents: list[Any]) -> list[dict[str, Any]]:
                     continue
                 if isinstance(value, dict) and isinstance(value.get("products"), list):
                     return [p for p in value["products"] if isinstance(p, dict)]
+    return []
+
+
+def _mentions_in(contents: list[Any]) -> list[dict[str, Any]]:
+    # Mentions to label are a JSON object with a "mentions" list in the user turn.
+    for content in contents:
+        for part in (content or {}).get("parts") or []:
+            try:
+                value = json.loads(part.get("text") or "")
+            except ValueError:
+                continue
+            if isinstance(value, dict) and isinstance(value.get("mentions"), list):
+                return [m for m in value["mentions"] if isinstance(m, dict)]
     return []
 
 

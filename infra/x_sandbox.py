@@ -66,6 +66,18 @@ Facts about X that shaped the answers, with where they come from:
   (GET /2/users/:id/tweets); X names no figure. The sandbox shows it there only
   `index_lag_s` seconds of its clock after `created_at` (0 unless a test sets it
   with `set_index_lag` or POST /_sandbox/index_lag); lookups by id see it at once.
+- Mentions are indexed late too: a mention added with `index_lag_s` is in the
+  mentions timeline only that long after its `created_at`, with its own early id,
+  so a reader whose since_id already passed it never sees it again.
+- A since_id older than SINCE_ID_WINDOW (seven days, what X's search index keeps)
+  is refused with a 400 `invalid-request` naming the parameter, the shape of X's
+  answer in rooteco/tweetscape issue 421; the message's wording is the sandbox's.
+- A post longer than 280 characters comes back cut to 280 in `text`, whole in
+  `note_tweet.text` when `tweet.fields` asks for note_tweet (X's long posts; X
+  also appends a link to the cut text, which the sandbox does not).
+- Bad mentions a test can add: an author X leaves out of `includes` (a suspended
+  account, `author={"suspended": True, ...}`), a post listed twice in one page
+  (`listed_twice`), a photo (`photo`, rendered under `includes.media`).
 - Latency: X answers a post in tens to hundreds of milliseconds; the sandbox answers
   at once unless a benchmark sets a per-call latency (`set_latency` or POST
   /_sandbox/latency). The request takes effect first, then the answer waits, outside
@@ -110,6 +122,10 @@ PRIVATE_METRICS_WINDOW = dt.timedelta(days=30)
 # twitter-text v3: every URL counts as 23 characters, whatever its length.
 URL_WEIGHT = 23
 MAX_WEIGHTED_LENGTH = 280
+# How far back a since_id may reach on the mentions timeline.
+SINCE_ID_WINDOW = dt.timedelta(days=7)
+# Characters of a long post shown in `text`; the rest is in note_tweet.
+NOTE_CUT = 280
 
 DEFAULT_LIMITS = {
     "POST /2/tweets": 100,
@@ -166,6 +182,7 @@ EXPANSIONS = frozenset(
     "referenced_tweets.id referenced_tweets.id.attachments.media_keys "
     "referenced_tweets.id.author_id".split()
 )
+MEDIA_KEY_PREFIXES = {"photo": 3, "video": 7, "animated_gif": 16}
 PUBLIC_METRIC_NAMES = (
     "retweet_count",
     "reply_count",
@@ -225,6 +242,8 @@ class User:
     name: str
     followers_count: int = 0
     token: str | None = None
+    # X leaves a suspended author out of a timeline's `includes`.
+    suspended: bool = False
 
 
 @dataclass
@@ -241,6 +260,9 @@ class Tweet:
     media_ids: list[str] = field(default_factory=list)
     poll_options: list[str] | None = None
     poll_duration_minutes: int | None = None
+    # When the post reaches the mentions timeline; None is at `created_at`.
+    indexed_at: dt.datetime | None = None
+    listed_twice: bool = False
 
 
 @dataclass
@@ -252,11 +274,13 @@ class Media:
     category: str
     created_at: dt.datetime
     alt_text: str | None = None
+    # X's media object `type`: photo, video or animated_gif.
+    kind: str = "photo"
 
     @property
     def media_key(self) -> str:
-        # X's media keys are "<type>_<id>"; 3 is a photo.
-        return f"3_{self.id}"
+        # X's media keys are "<type>_<id>": 3 a photo, 7 a video, 16 a GIF.
+        return f"{MEDIA_KEY_PREFIXES[self.kind]}_{self.id}"
 
 
 @dataclass
@@ -411,12 +435,40 @@ class XSandbox:
         author: dict[str, Any],
         created_at: dt.datetime | None = None,
         in_reply_to_tweet_id: str | None = None,
+        index_lag_s: float = 0.0,
+        photo: bool = False,
+        listed_twice: bool = False,
+        media_types: list[str] | None = None,
     ) -> str:
-        """Store a post by `author` that mentions `to_user_id`; return its id."""
+        """Store a post by `author` that mentions `to_user_id`; return its id.
+
+        With `index_lag_s`, the mentions timeline shows it only that long after its
+        `created_at`; `listed_twice` makes every page that holds it list it twice.
+        `media_types` attaches one medium of each type given ("photo", "video",
+        "animated_gif"), as if the author had uploaded them; `photo` is
+        `media_types=["photo"]`.
+        """
         with self._lock:
             tweet = self._store_mention(
                 to_user_id, text, author, created_at, in_reply_to_tweet_id
             )
+            if index_lag_s:
+                tweet.indexed_at = tweet.created_at + dt.timedelta(seconds=index_lag_s)
+            tweet.listed_twice = listed_twice
+            for kind in list(media_types or ()) + (["photo"] if photo else []):
+                if kind not in MEDIA_KEY_PREFIXES:
+                    raise ValueError(f"media type {kind!r} is not one X has")
+                media = Media(
+                    id=self._next_id(tweet.created_at),
+                    owner_id=tweet.author_id,
+                    size=0,
+                    media_type="",
+                    category="tweet_image" if kind == "photo" else "tweet_video",
+                    created_at=tweet.created_at,
+                    kind=kind,
+                )
+                self._media[media.id] = media
+                tweet.media_ids.append(media.id)
             self._save()
         return tweet.id
 
@@ -788,7 +840,12 @@ class XSandbox:
     ) -> tuple[int, dict[str, Any]]:
         if user_id not in self._users:
             return 200, {"errors": [_not_found("user", "id", user_id)]}
-        mentions = [t for t in self._tweets.values() if t.mentioned_user_id == user_id]
+        _check_since_id_window(request.query, now)
+        mentions = [
+            t
+            for t in self._tweets.values()
+            if t.mentioned_user_id == user_id and (t.indexed_at or t.created_at) <= now
+        ]
         return 200, self._timeline(request, caller, now, mentions)
 
     def _own_tweets(
@@ -841,6 +898,9 @@ class XSandbox:
             return {"meta": {"result_count": 0}}
 
         body = self._tweets_body(page, fields, expansions, user_fields, now)
+        twice = [t for t in page if t.listed_twice]
+        if twice:
+            body["data"] += [self._render_tweet(t, fields, now) for t in twice]
         meta = {
             "result_count": len(page),
             "newest_id": page[0].id,
@@ -866,10 +926,23 @@ class XSandbox:
             body["data"] = [self._render_tweet(t, fields, now) for t in tweets]
         if tweets and "author_id" in expansions:
             author_ids = dict.fromkeys(t.author_id for t in tweets)
-            users = [self._users[i] for i in author_ids if i in self._users]
+            users = [
+                self._users[i]
+                for i in author_ids
+                if i in self._users and not self._users[i].suspended
+            ]
             body["includes"] = {
                 "users": [self._render_user(u, user_fields) for u in users]
             }
+        if tweets and "attachments.media_keys" in expansions:
+            media = [
+                {"media_key": self._media[i].media_key, "type": self._media[i].kind}
+                for t in tweets
+                for i in t.media_ids
+                if i in self._media
+            ]
+            if media:
+                body.setdefault("includes", {})["media"] = media
         return body
 
     def _render_tweet(
@@ -877,9 +950,13 @@ class XSandbox:
     ) -> dict[str, Any]:
         rendered: dict[str, Any] = {
             "id": tweet.id,
-            "text": tweet.text,
+            "text": tweet.text[:NOTE_CUT],
             "edit_history_tweet_ids": [tweet.id],
         }
+        if "note_tweet" in fields and len(tweet.text) > NOTE_CUT:
+            rendered["note_tweet"] = {"text": tweet.text}
+        if "lang" in fields:
+            rendered["lang"] = "en"
         if "author_id" in fields:
             rendered["author_id"] = tweet.author_id
         if "created_at" in fields:
@@ -891,7 +968,10 @@ class XSandbox:
         if "attachments" in fields and (tweet.media_ids or tweet.poll_options):
             attachments: dict[str, list[str]] = {}
             if tweet.media_ids:
-                attachments["media_keys"] = [f"3_{i}" for i in tweet.media_ids]
+                attachments["media_keys"] = [
+                    self._media[i].media_key if i in self._media else f"3_{i}"
+                    for i in tweet.media_ids
+                ]
             if tweet.poll_options:
                 attachments["poll_ids"] = [tweet.id]
             rendered["attachments"] = attachments
@@ -999,6 +1079,7 @@ class XSandbox:
                 author["username"],
                 author.get("name", author["username"]),
                 int(author.get("followers_count", 0)),
+                suspended=bool(author.get("suspended", False)),
             )
         when = as_utc(created_at) if created_at else self.clock.now()
         tweet = self._new_tweet(text, author_id, when, target)
@@ -1064,6 +1145,7 @@ class XSandbox:
                     "created_at": _format_instant(t.created_at),
                     "text": t.text,
                     "in_reply_to_tweet_id": t.in_reply_to_tweet_id,
+                    "media_ids": list(t.media_ids),
                 }
                 for t in tweets
                 if t.mentioned_user_id is not None
@@ -1337,6 +1419,21 @@ def _id_param(query: dict[str, str], name: str) -> int | None:
         message = f"The `{name}` query parameter value [{raw}] is not valid"
         raise Refusal(400, _invalid(name, raw, message))
     return int(raw)
+
+
+def _check_since_id_window(query: dict[str, str], now: dt.datetime) -> None:
+    """Refuse a since_id older than the window X keeps, as X does."""
+    since_id = _id_param(query, "since_id")
+    if since_id is None:
+        return
+    ms = (since_id >> 22) + SNOWFLAKE_EPOCH_MS
+    earliest = now - SINCE_ID_WINDOW
+    if dt.datetime.fromtimestamp(ms / 1000, dt.UTC) < earliest:
+        message = (
+            f"Invalid 'since_id':'{since_id}'. 'since_id' must be a post id created "
+            f"after {_format_instant(earliest)}"
+        )
+        raise Refusal(400, _invalid("since_id", str(since_id), message))
 
 
 def _time_param(query: dict[str, str], name: str) -> dt.datetime | None:

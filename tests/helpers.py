@@ -110,3 +110,21 @@ def tweets_sent(sandbox: Any) -> int:
     """Count the requests to create a post the X sandbox received, refused ones too:
     the sandbox refuses a repeated text, so a blind second send shows only here."""
     return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
+
+
+# Loopback ports the scoring tests may bind or aim at (their helper's brief).
+SCORING_PORTS = range(43000, 44000)
+
+
+def closed_loopback_port() -> int:
+    """Return a port of SCORING_PORTS that nothing listens on right now."""
+    import socket
+
+    for port in SCORING_PORTS:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 43000-43999")

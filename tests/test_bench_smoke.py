@@ -60,3 +60,6 @@ def test_quick_benchmark_exits_zero_and_reports_every_row(tmp_path: Path) -> Non
     assert "time / ideal" in finished.stdout
     assert report["publishing"]["error"] is None
     assert report["publishing"]["duplicates"] == report["publishing"]["lost"] == 0
+    assert report["mention_store"]["error"] is None
+    assert report["mention_store"]["stored_again"] == 0
+    assert "upsert / COPY" in finished.stdout

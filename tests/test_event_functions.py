@@ -18,7 +18,7 @@ import pytest
 from cartcast import events
 from infra.x_sandbox import XSandbox
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import brand_body, catalog, post_json
+from tests.helpers import brand_body, catalog, closed_loopback_port, post_json
 
 SHOP = {"user_id": "1500000000000000001", "username": "testgoods", "name": "Test Goods"}
 
@@ -291,3 +291,79 @@ def test_the_same_rollup_event_delivered_twice_reads_x_once(
     assert first.status_code == again.status_code == 200
     assert reads_after_first != reads_before
     assert sandbox.snapshot()["requests"] == reads_after_first
+
+
+def _poll_and_collect(receiver, at) -> list:
+    tick("poll_mentions", at)
+    pushed = [events.decode(_as_event(h, b)) for h, b in receiver.received]
+    receiver.received.clear()
+    return pushed
+
+
+def _mention_states(brand_key) -> list:
+    mentions = api_get("/v1/mentions", brand_key)["mentions"]
+    return [m["intent"] for m in mentions]
+
+
+def test_a_stale_score_event_is_dropped_with_a_log_line_and_swept_later(
+    brand_key, clock_file, sandbox, receiver, caplog
+) -> None:
+    sandbox.add_mention(
+        to_user_id=SHOP["user_id"],
+        text="@testgoods my order #5120 arrived broken",
+        author={"id": "42", "username": "shopper", "name": "A Shopper"},
+    )
+    (message,) = _poll_and_collect(receiver, START)
+    late = START + dt.timedelta(minutes=16)
+    clock_file.set(late)
+
+    response = tick("score_sentiment", START, message.payload)
+
+    assert response.status_code == 200
+    dropped = [r.fields for r in caplog.records if r.getMessage() == "event dropped"]
+    assert dropped and dropped[-1]["function"] == "score_sentiment"
+    assert dropped[-1]["reason"].startswith("event is 960 s old")
+    assert _mention_states(brand_key) == [None]
+
+    swept_at = START + dt.timedelta(minutes=21)
+    clock_file.set(swept_at)
+    _poll_and_collect(receiver, swept_at)
+
+    assert _mention_states(brand_key) == ["order_issue"]
+
+
+def test_score_sentiment_fails_for_a_retry_when_the_database_is_down(
+    env, monkeypatch
+) -> None:
+    from cartcast import runtime as runtime_module
+
+    # Nothing listens on that loopback port: the connection is refused.
+    port = closed_loopback_port()
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{port}/x")
+    runtime_module.reset()
+    payload = {"mention_ids": [str(uuid.uuid4())]}
+
+    try:
+        response = tick("score_sentiment", START, payload)
+    finally:
+        monkeypatch.setenv("DATABASE_URL", env["DATABASE_URL"])
+        runtime_module.reset()
+
+    assert response.status_code == 500
+
+
+def test_a_duplicate_score_event_scores_nothing_more(
+    brand_key, sandbox, receiver
+) -> None:
+    sandbox.add_mention(
+        to_user_id=SHOP["user_id"],
+        text="@testgoods love it!",
+        author={"id": "42", "username": "shopper", "name": "A Shopper"},
+    )
+    (message,) = _poll_and_collect(receiver, START)
+
+    tick("score_sentiment", START, message.payload, message_id="m1")
+    first = api_get("/v1/mentions", brand_key)["mentions"]
+    tick("score_sentiment", START, message.payload, message_id="m2")
+
+    assert api_get("/v1/mentions", brand_key)["mentions"] == first

@@ -75,6 +75,7 @@ def test_a_burst_larger_than_one_polls_budget_is_read_over_the_next_polls(
     first = mentions.poll_mentions(runtime, as_of=clock.now())
     second = mentions.poll_mentions(runtime, as_of=clock.now())
     mention(sandbox, clock, 1)
+    clock.advance(dt.timedelta(seconds=runtime.settings.mention_poll_min_s))
     third = mentions.poll_mentions(runtime, as_of=clock.now())
 
     assert (first["new"], second["new"], third["new"]) == (100, 50, 1)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cartcast import sentiment
 from cartcast.sentiment import SCORER_VERSION, MentionScore, score_mention
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,8 +22,8 @@ TEAM_MENTIONS = json.loads(
 INTENTS = {"order_issue", "question", "complaint", "praise", "spam", "other"}
 SENTIMENTS = {"negative", "neutral", "positive"}
 
-# Measured with SCORER_VERSION "vader-3.3.2+cartcast.1": 62 of 64 intents and 62 of
-# 64 sentiments match (0.969 each). The rules and these mentions come from the same
+# Measured with SCORER_VERSION "vader-3.3.2+cartcast.3": 62 of 64 intents and 61 of
+# 64 sentiments match (0.969 and 0.953). The rules and these mentions come from the same
 # team, so the bar guards against regressions; it is not an accuracy claim.
 MIN_TEAM_INTENT_ACCURACY = 0.93
 MIN_TEAM_SENTIMENT_ACCURACY = 0.93
@@ -304,3 +305,62 @@ def _one_score_per_intent() -> list[MentionScore]:
         score_mention("@northwindgoods love the new lamp!"),
         score_mention("@northwindgoods saw your ad today"),
     ]
+
+
+GATED_GROUPS = (
+    ("CRISIS", sentiment.CRISIS, sentiment.CRISIS_GATE),
+    ("ORDER_PROBLEMS", sentiment.ORDER_PROBLEMS, sentiment.ORDER_PROBLEMS_GATE),
+    ("PROBLEMS", sentiment.PROBLEMS, sentiment.PROBLEMS_GATE),
+    ("SPAM_STRONG", sentiment.SPAM_STRONG, sentiment.SPAM_STRONG_GATE),
+    ("ORDER_REFERENCES", sentiment.ORDER_REFERENCES, sentiment.ORDER_REFERENCES_GATE),
+)
+GATE_PROBES = (
+    "my kid cut my finger on the lid, urgent care visit",
+    "we'll sue you, my lawyer says; small claims next",
+    "the charger started sparking and made me sick",
+    "you sent me a different shade instead of my usual one",
+    "someone else's parcel arrived. i paid for two",
+    "billed my card twice, want my money back",
+    "box was empty, the tracking has not updated since monday",
+    "nobody picked up, on hold for 40 min, a total rip-off",
+    "follow back! check out my bio, dm for promo, 100x gains, to the moon",
+    "buy 5k real followers, trading forex, contact him on whatsapp",
+    "order no. 12345, #4411, cancel my order, my big blue parcel",
+    "the site took my payment, was i charged? the order failed",
+    "the towels pilled and faded, the seams are coming apart, it sheds",
+    "the app logs me out and gives an error; search never finds a thing",
+    "waiting three weeks, stuck for four days now, gave me a backache",
+)
+TRIAGE_MENTIONS = json.loads(
+    (REPO / "tests" / "data" / "triage_mentions.json").read_text(encoding="utf-8")
+)
+
+
+@pytest.mark.parametrize(("name", "patterns", "gate"), GATED_GROUPS)
+def test_a_gate_never_hides_a_match_of_its_group(name, patterns, gate):
+    texts = [m["text"] for m in TEAM_MENTIONS + TRIAGE_MENTIONS] + list(GATE_PROBES)
+
+    for text in texts:
+        lowered = sentiment._normalise(text).lower()
+        gated = sentiment._matching(patterns, lowered, gate)
+        ungated = sentiment._matching(patterns, lowered)
+        assert gated == ungated, (name, text)
+
+
+def test_json_escapes_left_in_a_post_are_read_as_characters():
+    escaped = score_mention("the app doesn\\u2019t work and support doesn\\u2019t care")
+    plain = score_mention("the app doesn't work and support doesn't care")
+
+    assert escaped.compound == plain.compound
+
+
+def test_a_lone_surrogate_escape_is_left_as_it_was():
+    assert sentiment._normalise("a \\ud800 b") == "a \\ud800 b"
+    assert score_mention("a \\ud800 b").intent == "other"
+
+
+def test_an_eager_customer_reads_positive_and_a_fed_up_one_negative():
+    assert score_mention("can't wait for my new boots to get here").sentiment == (
+        "positive"
+    )
+    assert score_mention("smh, the app logged me out again").sentiment == "negative"

@@ -471,3 +471,56 @@ def test_a_proxy_set_in_the_environment_carries_every_call_to_x(monkeypatch):
     proxy.server.shutdown()
     assert (first.status, second.status) == (201, 201)
     assert proxy.targets == ["http://127.0.0.2:9/2/tweets"] * 2
+
+
+def test_a_mentions_page_with_unusable_posts_and_a_repeat_parses_the_rest():
+    from cartcast.x import _mentions_from
+
+    good = {
+        "id": "1800000000000000001",
+        "text": "@alpha hi",
+        "author_id": "42",
+        "created_at": "2026-03-02T08:00:00.000Z",
+        "conversation_id": "1800000000000000001",
+    }
+    page = {
+        "data": [
+            good,
+            {**good, "id": "1800000000000000002", "created_at": "not a time"},
+            {key: value for key, value in good.items() if key != "author_id"},
+            {"text": "no id at all"},
+        ],
+        "includes": {"users": [{"id": "42", "username": "fan", "name": "A Fan"}]},
+    }
+
+    mentions, unusable = _mentions_from(page)
+
+    assert [m.id for m in mentions] == ["1800000000000000001"]
+    assert mentions[0].author_username == "fan" and unusable == 3
+
+
+def test_mentions_carry_the_authors_followers_and_their_media_types(x, sandbox):
+    sandbox.add_mention(
+        to_user_id=SHOP_ID,
+        text="@shop look at this",
+        author={"id": "1600000000000000001", "username": "fan", "followers_count": 77},
+        media_types=["photo", "animated_gif"],
+    )
+    add_mentions(sandbox, 1)
+
+    batch = x.mentions(SHOP_ID, since_id=None)
+
+    plain, with_media = batch.mentions
+    assert with_media.author_followers == 77
+    assert with_media.media_types == ("photo", "animated_gif")
+    assert plain.media_types == ()
+
+
+def test_the_sandbox_refuses_a_media_type_x_does_not_have(sandbox):
+    with pytest.raises(ValueError, match="media type"):
+        sandbox.add_mention(
+            to_user_id=SHOP_ID,
+            text="@shop hi",
+            author={"id": "1600000000000000001", "username": "fan"},
+            media_types=["hologram"],
+        )

@@ -53,6 +53,8 @@ SELECT id, slug, name, time_zone, voice, language, banned_words, required_hashta
     disclosure_tag, store_base_url, currency, approvals_required, posting_slots,
     x_user_id, x_username, link_policy, link_posts_per_month, x_own_app,
     monthly_x_budget_usd, alert_webhook_url IS NOT NULL AS has_alert_webhook,
+    escalation_webhook_url IS NOT NULL AS has_escalation_webhook,
+    order_issue_due_min, complaint_due_min, question_due_min,
     order_webhook_secret IS NOT NULL AS has_webhook_secret,
     x_disconnected_at, x_disconnected_reason, created_at
 FROM brands WHERE id = :brand_id
@@ -79,6 +81,19 @@ WHERE id = :brand_id
 UPDATE_ALERT_WEBHOOK = """
 UPDATE brands SET alert_webhook_url = :alert_webhook_url WHERE id = :brand_id
 """
+SELECT_ESCALATION = """
+SELECT escalation_webhook_url, escalation_secret FROM brands WHERE id = :brand_id
+"""
+UPDATE_ESCALATION = """
+UPDATE brands SET escalation_webhook_url = :escalation_webhook_url,
+    escalation_secret = :escalation_secret
+WHERE id = :brand_id
+"""
+UPDATE_DEADLINES = """
+UPDATE brands SET order_issue_due_min = :order_issue_due_min,
+    complaint_due_min = :complaint_due_min, question_due_min = :question_due_min
+WHERE id = :brand_id
+"""
 UPDATE_ORDER_WEBHOOK_SECRET = """
 UPDATE brands SET order_webhook_secret = :secret WHERE id = :brand_id
 """
@@ -86,16 +101,29 @@ UPDATE brands SET order_webhook_secret = :secret WHERE id = :brand_id
 LINK_SETTINGS = ("link_policy", "link_posts_per_month")
 MONEY_SETTINGS = ("x_own_app", "monthly_x_budget_usd")
 X_ACCOUNT_SETTINGS = ("x_access_token", "x_user_id", "x_username")
+ESCALATION_SETTINGS = ("escalation_webhook_url", "escalation_secret")
+# Minutes from a mention to its answer being due (triage.py); a week at most.
+DEADLINE_SETTINGS = ("order_issue_due_min", "complaint_due_min", "question_due_min")
+DEADLINE_MAX_MIN = 10080
 UPDATABLE_SETTINGS = (
     *LINK_SETTINGS,
     *MONEY_SETTINGS,
     *X_ACCOUNT_SETTINGS,
     "alert_webhook_url",
+    *ESCALATION_SETTINGS,
+    *DEADLINE_SETTINGS,
     "webhook_secret",
 )
-# Changing where posts go, where alerts go, or who may sign orders is for the
-# brand's admin keys.
-ADMIN_SETTINGS = (*X_ACCOUNT_SETTINGS, "alert_webhook_url", "webhook_secret")
+# Changing where posts, alerts or customers' mentions go, or who may sign orders,
+# is for admin keys.
+ADMIN_SETTINGS = (
+    *X_ACCOUNT_SETTINGS,
+    "alert_webhook_url",
+    *ESCALATION_SETTINGS,
+    "webhook_secret",
+)
+# The escalation secret keys an HMAC-SHA256; shorter ones are guessable.
+ESCALATION_SECRET_LENGTH = (16, 200)
 # Shopify shows its webhook signing key as 64 hex characters; other stores use
 # shorter ones. Below 16 characters a secret is guessable.
 WEBHOOK_SECRET_LENGTH_MIN = 16
@@ -232,6 +260,16 @@ def update_brand(
     if "alert_webhook_url" in body:
         url = alert_webhook_url(body, environment=environment)
         tx.execute(UPDATE_ALERT_WEBHOOK, brand_id=brand_id, alert_webhook_url=url)
+    if any(name in body for name in ESCALATION_SETTINGS):
+        _set_escalation(tx, brand_id, body, environment=environment)
+    if any(name in body for name in DEADLINE_SETTINGS):
+        deadlines = {
+            name: validation.integer(
+                body, name, default=current[name], minimum=1, maximum=DEADLINE_MAX_MIN
+            )
+            for name in DEADLINE_SETTINGS
+        }
+        tx.execute(UPDATE_DEADLINES, brand_id=brand_id, **deadlines)
     if "webhook_secret" in body:
         secret = _webhook_secret(body)
         tx.execute(UPDATE_ORDER_WEBHOOK_SECRET, brand_id=brand_id, secret=secret)
@@ -305,19 +343,69 @@ def alert_webhook_url(body: dict, *, environment: str) -> str | None:
 
     https only; http only to a loopback host when `environment` is "local".
     """
-    url = validation.text(
-        body, "alert_webhook_url", required=False, max_len=WEBHOOK_URL_LENGTH_MAX
+    return _webhook_url(
+        body,
+        "alert_webhook_url",
+        what="a Slack-compatible incoming webhook",
+        environment=environment,
     )
+
+
+def _webhook_url(body: dict, name: str, *, what: str, environment: str) -> str | None:
+    url = validation.text(body, name, required=False, max_len=WEBHOOK_URL_LENGTH_MAX)
     if not url:
         return None
     problem = _url_problem(url) or _webhook_problem(url, environment)
     if problem:
         raise InvalidRequest(
-            f"'alert_webhook_url' must be an https URL of a Slack-compatible "
-            f"incoming webhook: {problem}",
-            field="alert_webhook_url",
+            f"'{name}' must be an https URL of {what}: {problem}", field=name
         )
     return url
+
+
+def _set_escalation(
+    tx: Transaction, brand_id: str, body: dict, *, environment: str
+) -> None:
+    """Store the CRM webhook and its signing secret; a webhook needs a secret.
+
+    A field left out keeps its stored value.
+    """
+    stored = tx.one(SELECT_ESCALATION, brand_id=brand_id) or {}
+    url = stored.get("escalation_webhook_url")
+    secret = stored.get("escalation_secret")
+    if "escalation_webhook_url" in body:
+        url = _webhook_url(
+            body,
+            "escalation_webhook_url",
+            what="the CRM's escalation webhook",
+            environment=environment,
+        )
+    if "escalation_secret" in body:
+        secret = _escalation_secret(body)
+
+    if url and not secret:
+        raise InvalidRequest(
+            "'escalation_secret' is needed with an escalation_webhook_url: every "
+            "delivery is signed with it",
+            field="escalation_secret",
+        )
+    tx.execute(
+        UPDATE_ESCALATION,
+        brand_id=brand_id,
+        escalation_webhook_url=url,
+        escalation_secret=secret,
+    )
+
+
+def _escalation_secret(body: dict) -> str | None:
+    low, high = ESCALATION_SECRET_LENGTH
+    secret = validation.text(body, "escalation_secret", required=False, max_len=high)
+    if secret and len(secret) < low:
+        raise InvalidRequest(
+            f"'escalation_secret' must be {low} to {high} characters",
+            field="escalation_secret",
+        )
+    return secret or None
 
 
 def _webhook_problem(url: str, environment: str) -> str | None:

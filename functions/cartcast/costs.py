@@ -172,6 +172,18 @@ def at_budget(tx: Transaction, brand_id: str, now: dt.datetime) -> str | None:
     return _reached(brand["monthly_x_budget_usd"], spent, month, next_month)
 
 
+def budget_left(tx: Transaction, brand_id: str, now: dt.datetime) -> Decimal | None:
+    """Return what is left of the brand's monthly X budget, or None with no budget.
+
+    Reservations count as spent; the result is negative once the budget is passed.
+    """
+    brand = tx.one(SELECT_BUDGET, brand_id=brand_id)
+    if brand is None or brand["monthly_x_budget_usd"] is None:
+        return None
+    spent, _, _ = month_spend(tx, {**brand, "id": brand_id}, now)
+    return Decimal(brand["monthly_x_budget_usd"]) - spent
+
+
 def _reached(budget: Decimal, spent: Decimal, month: str, next_month: str) -> str:
     return (
         f"{BUDGET_REASON_START}{_dollars(budget)} reached (${_dollars(spent)} spent "

@@ -2,16 +2,27 @@
 
 Polling reads pages back to the stored cursor, stores the mentions (the X id is
 unique per brand, so a re-read stores nothing twice) and moves the cursor in the same
-transaction, only once every page back to it was read; a poll that runs out of pages
-resumes from X's page token next time. New mention ids, and any still unscored a
-while after they were stored, go out on Pub/Sub in batches, and every publish is
-confirmed before the function returns.
+transaction, only once every page back to it was read; a poll that runs out of pages,
+or whose read fails after some pages, stores what it read and resumes from X's page
+token next time. Each read reaches CARTCAST_MENTION_OVERLAP_S back past the cursor,
+so a mention X indexed late, with an id below the cursor, is still found. A cursor X
+refuses as too old is replaced by one from seven days ago. A brand is polled again
+after an interval that doubles while it is quiet and drops to the shortest as soon
+as mentions arrive; a brand is not polled while X rate-limits it or while its monthly
+X budget cannot pay for a page (decision 0017).
+
+New mention ids, and any still unscored a while after they were stored, go out on
+Pub/Sub in batches, and every publish is confirmed before the function returns.
+Scoring and triage live in scoring.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from cartcast import accounts, costs
@@ -24,14 +35,40 @@ FANOUT_BATCH_SIZE = 100
 # idempotent. Every poll is also this sweep.
 SWEEP_AFTER = dt.timedelta(minutes=10)
 SWEEP_BATCH_MAX = 1000
+# X's mentions timeline answers at most 100 mentions a page (max_results).
+MENTIONS_PER_PAGE = 100
+# How far back a cursor may reach; X refuses an older since_id (the sandbox's
+# SINCE_ID_WINDOW). A refused cursor restarts this far back, less a margin that
+# leaves a long backlog time to be paged through before the new cursor ages out.
+SINCE_ID_WINDOW = dt.timedelta(days=7)
+FALLBACK_MARGIN = dt.timedelta(hours=1)
+# A quiet brand's interval doubles after each poll that found nothing new.
+POLL_BACKOFF_FACTOR = 2
+# Rows per INSERT: one statement per thousand mentions keeps a large read's store
+# near the cost of a COPY (bench/mention_store.py) without a huge parameter.
+STORE_CHUNK = 1000
 
-INSERT_MENTION = """
+# One statement stores a chunk. The rows travel as one JSON array, ASCII-escaped
+# (json's fastest encoder): the encoder and PostgreSQL's json_to_recordset are both
+# native code, where binding a dozen arrays went through pg8000's per-value Python
+# encoding, at 2.5 times the time of a COPY. The new ids come back as one string,
+# not a row each, for the same reason. The statement is the same for any chunk.
+INSERT_MENTIONS = """
+WITH stored AS (
 INSERT INTO mentions (brand_id, x_post_id, author_id, author_username, author_name,
-    text, conversation_id, in_reply_to_user_id, posted_at, received_at)
-VALUES (:brand_id, :x_post_id, :author_id, :author_username, :author_name, :text,
-    :conversation_id, :in_reply_to_user_id, :posted_at, :received_at)
+    text, conversation_id, in_reply_to_user_id, posted_at, received_at,
+    author_followers, photo_count, lang, media_types)
+SELECT :brand_id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
+    m.conversation_id, m.in_reply_to_user_id, m.posted_at, :received_at,
+    m.author_followers, m.photo_count, m.lang, m.media_types
+FROM json_to_recordset(CAST(:rows AS json)) AS m(x_post_id text, author_id text,
+    author_username text, author_name text, text text, conversation_id text,
+    in_reply_to_user_id text, posted_at timestamptz, author_followers integer,
+    photo_count smallint, lang text, media_types text[])
 ON CONFLICT (brand_id, x_post_id) DO NOTHING
 RETURNING id
+)
+SELECT string_agg(CAST(id AS text), ',') AS new_ids FROM stored
 """
 SAVE_CURSOR = """
 UPDATE brands SET mentions_since_id = :since_id,
@@ -43,27 +80,26 @@ FORGET_RESUME = """
 UPDATE brands SET mentions_resume_token = NULL, mentions_pending_newest_id = NULL
 WHERE id = :brand_id
 """
+RESTART_CURSOR = """
+UPDATE brands SET mentions_since_id = :since_id, mentions_resume_token = NULL,
+    mentions_pending_newest_id = NULL
+WHERE id = :brand_id
+"""
+SAVE_PACE = """
+UPDATE brands SET mentions_poll_interval_s = :interval_s,
+    mentions_next_poll_at = :next_poll_at
+WHERE id = :brand_id
+"""
 SELECT_STRAYS = """
 SELECT id FROM mentions
 WHERE brand_id = :brand_id AND scored_at IS NULL AND received_at < :before
 ORDER BY received_at LIMIT :limit
 """
-SELECT_UNSCORED = """
-SELECT id, text, posted_at FROM mentions
-WHERE id = ANY(CAST(:ids AS uuid[])) AND scored_at IS NULL
-FOR UPDATE SKIP LOCKED
-"""
-SAVE_SCORE = """
-UPDATE mentions SET sentiment = :sentiment, compound = :compound, intent = :intent,
-    priority = :priority, escalate = :escalate, reasons = CAST(:reasons AS text[]),
-    response_due_at = :response_due_at, scorer_version = :scorer_version,
-    scored_at = :now
-WHERE id = :id AND scored_at IS NULL
-"""
+TOTALS = ("brands", "read", "new", "swept", "skipped", "not_due", "fan_out_failed")
 
 
 def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
-    """Poll every connected brand's mentions; return how many were read and new.
+    """Poll every connected brand whose next poll is due; return what happened.
 
     One brand's trouble with X (a revoked token, a rate limit, an outage) is logged
     and skipped, so it never holds up the other brands; database failures raise.
@@ -71,47 +107,131 @@ def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
         connected = accounts.connected_brands(tx)
-    totals = dict.fromkeys(
-        ("brands", "read", "new", "swept", "skipped", "fan_out_failed"), 0
-    )
+    totals = dict.fromkeys(TOTALS, 0)
     for brand in connected:
-        paused_until = brand["x_reads_paused_until"]
-        batch = None
-        if not (paused_until and paused_until > now) and not (
-            accounts.over_budget_for_reads(runtime, brand, what="mentions")
-        ):
-            batch = _read(runtime, brand)
-        if batch is None:
-            totals["skipped"] += 1
-            continue
-        new_ids = _store(runtime, brand, batch)
-        strays = _strays(runtime, brand_id=brand["id"], exclude=set(new_ids))
-        try:
-            _fan_out(runtime, brand_id=str(brand["id"]), mention_ids=new_ids + strays)
-        except TransientError as error:
-            # The mentions are stored; a later poll's sweep sends them again. Other
-            # brands' mentions still get read and stored meanwhile.
-            totals["fan_out_failed"] += 1
-            runtime.log.error(
-                "mention fan-out failed",
-                extra=fields(brand_id=str(brand["id"]), reason=str(error)),
-            )
-        totals["brands"] += 1
-        totals["read"] += len(batch.mentions)
-        totals["new"] += len(new_ids)
-        totals["swept"] += len(strays)
+        outcome = _poll_brand(runtime, brand, now)
+        for name, count in outcome.items():
+            totals[name] += count
     return totals
 
 
-def _read(runtime: Any, brand: dict[str, Any]) -> Any:
+def _poll_brand(
+    runtime: Any, brand: dict[str, Any], now: dt.datetime
+) -> dict[str, int]:
+    """Poll one brand if it is due and may pay; return its share of the totals."""
+    brand_id = str(brand["id"])
+    paused_until = brand["x_reads_paused_until"]
+    if paused_until and paused_until > now:
+        return {"skipped": 1}
+    next_poll_at = brand["mentions_next_poll_at"]
+    if next_poll_at and next_poll_at > now:
+        return {"not_due": 1}
+
+    pages = _affordable_pages(runtime, brand, now)
+    if pages == 0:
+        _schedule_next(runtime, brand_id, runtime.settings.mention_poll_max_s, now)
+        return {"skipped": 1}
+    batch = _read(runtime, brand, max_pages=pages, now=now)
+    if batch is None:
+        return {"skipped": 1}
+
+    new_ids = _store(runtime, brand, batch)
+    if batch.failure is not None:
+        # The pages before the failure are stored; the rest waits for X.
+        accounts.note_read_trouble(runtime, brand, batch.failure, what="mentions")
+
+    strays = _strays(runtime, brand_id=brand["id"], exclude=set(new_ids))
+    outcome = {
+        "brands": 1,
+        "read": len(batch.mentions),
+        "new": len(new_ids),
+        "swept": len(strays),
+    }
+    try:
+        _fan_out(runtime, brand_id=brand_id, mention_ids=new_ids + strays)
+    except TransientError as error:
+        # The mentions are stored; a later poll's sweep sends them again. Other
+        # brands' mentions still get read and stored meanwhile.
+        outcome["fan_out_failed"] = 1
+        runtime.log.error(
+            "mention fan-out failed",
+            extra=fields(brand_id=brand_id, reason=str(error)),
+        )
+    return outcome
+
+
+def _affordable_pages(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> int:
+    """Return how many pages this poll may read: the setting, or fewer when the
+    brand's monthly X budget could not pay for a full page more (0: skip the poll).
+
+    A read is billed per mention returned, so a page costs at most 100 reads; the
+    brand stops polling while less than one full page's price is left.
+    """
+    pages = runtime.settings.mention_pages_max
+    with runtime.database.transaction() as tx:
+        left = costs.budget_left(tx, str(brand["id"]), now)
+    if left is None:
+        return pages
+    price_class = costs.read_class(own_app=brand["x_own_app"])
+    page_usd = costs.price(
+        runtime.settings.x_prices_usd, price_class, MENTIONS_PER_PAGE
+    )
+    if page_usd > 0:
+        pages = min(pages, max(0, math.floor(left / page_usd)))
+    if pages == 0:
+        runtime.log.warning(
+            "mentions read skipped: monthly X budget nearly spent",
+            extra=fields(
+                brand_id=str(brand["id"]), left_usd=str(max(left, Decimal(0)))
+            ),
+        )
+    return pages
+
+
+def _next_interval_s(
+    settings: Any, brand: dict[str, Any], batch: Any, new_ids: list[str]
+) -> int:
+    """Shortest interval when mentions arrived or pages are left; else back off."""
+    if new_ids or not batch.complete:
+        return settings.mention_poll_min_s
+    current = brand["mentions_poll_interval_s"] or settings.mention_poll_min_s
+    return min(settings.mention_poll_max_s, current * POLL_BACKOFF_FACTOR)
+
+
+def _schedule_next(
+    runtime: Any, brand_id: str, interval_s: int, now: dt.datetime
+) -> None:
+    """Keep the brand's interval; its next poll is due one interval from now."""
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            SAVE_PACE,
+            brand_id=brand_id,
+            interval_s=interval_s,
+            next_poll_at=now + dt.timedelta(seconds=interval_s),
+        )
+
+
+def _read(
+    runtime: Any, brand: dict[str, Any], *, max_pages: int, now: dt.datetime
+) -> Any:
     """Read the brand's next mentions from X, or None when X would not answer."""
+    from cartcast import x
+
     client = runtime.x_client(brand["x_access_token"])
     try:
+        try:
+            return client.mentions(
+                brand["x_user_id"],
+                since_id=_request_since_id(runtime.settings, brand, now),
+                max_pages=max_pages,
+                pagination_token=brand["mentions_resume_token"],
+            )
+        except x.XRejected as error:
+            if error.reason != "stale_since_id":
+                raise
+        restart_id = _restart_cursor(runtime, brand, now)
         return client.mentions(
-            brand["x_user_id"],
-            since_id=brand["mentions_since_id"],
-            max_pages=runtime.settings.mention_pages_max,
-            pagination_token=brand["mentions_resume_token"],
+            brand["x_user_id"], since_id=restart_id, max_pages=max_pages
         )
     except CartcastError as error:
         if isinstance(error, PermanentError) and brand["mentions_resume_token"]:
@@ -122,57 +242,139 @@ def _read(runtime: Any, brand: dict[str, Any]) -> Any:
     return None
 
 
-def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
-    """Store a batch of mentions and move the cursor; return the new mentions' ids."""
-    now = runtime.clock.now()
-    new_ids = []
+def _restart_cursor(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> str:
+    """Replace a cursor X no longer keeps with seven days ago; return the new one."""
+    from cartcast import x
+
+    restart_id = x.id_at(now - SINCE_ID_WINDOW + FALLBACK_MARGIN)
     with runtime.database.transaction() as tx:
-        for mention in batch.mentions:
-            mention_id = tx.scalar(
-                INSERT_MENTION,
-                brand_id=brand["id"],
-                x_post_id=mention.id,
-                author_id=mention.author_id,
-                author_username=_storable(mention.author_username),
-                author_name=_storable(mention.author_name),
-                text=_storable(mention.text),
-                conversation_id=mention.conversation_id,
-                in_reply_to_user_id=mention.in_reply_to_user_id,
-                posted_at=mention.created_at,
-                received_at=now,
-            )
-            if mention_id is not None:
-                new_ids.append(str(mention_id))
+        tx.execute(RESTART_CURSOR, brand_id=brand["id"], since_id=restart_id)
+    runtime.log.warning(
+        "mention cursor too old for X; reading the last seven days",
+        extra=fields(brand_id=str(brand["id"]), since_id=brand["mentions_since_id"]),
+    )
+    brand.update(
+        mentions_since_id=restart_id,
+        mentions_resume_token=None,
+        mentions_pending_newest_id=None,
+    )
+    return restart_id
+
+
+def _request_since_id(
+    settings: Any, brand: dict[str, Any], now: dt.datetime
+) -> str | None:
+    """Return the since_id to send: the cursor, reaching back the overlap window.
+
+    A resumed read sends the cursor as it is, so X's page token still matches its
+    query. The overlap never reaches past what X keeps, unless the cursor itself
+    already does (then X refuses it and _read restarts from seven days ago).
+    """
+    from cartcast import x
+
+    cursor = brand["mentions_since_id"]
+    if cursor is None or brand["mentions_resume_token"]:
+        return cursor
+    reach_back = x.id_time(cursor) - dt.timedelta(seconds=settings.mention_overlap_s)
+    oldest_kept = now - SINCE_ID_WINDOW + dt.timedelta(minutes=1)
+    if x.id_time(cursor) < oldest_kept:
+        return cursor
+    return x.id_at(max(reach_back, oldest_kept))
+
+
+def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
+    """Store a batch of mentions, move the cursor and set the next poll, in one
+    commit; return the new mentions' ids."""
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        new_ids = store_mentions(
+            tx, brand_id=brand["id"], mentions=batch.mentions, received_at=now
+        )
         # The account's own mentions: an owned read with the brand's own X app.
+        # X bills every post it returned, a repeat or an unusable one too.
         price_class = costs.read_class(own_app=brand["x_own_app"])
         costs.record(
             tx,
             brand_id=brand["id"],
             occurred_at=now,
             operation=price_class,
-            units=len(batch.mentions),
-            usd=costs.price(
-                runtime.settings.x_prices_usd, price_class, len(batch.mentions)
-            ),
+            units=batch.returned,
+            usd=costs.price(runtime.settings.x_prices_usd, price_class, batch.returned),
             ref=f"mentions:{uuid.uuid4()}",
         )
         tx.execute(SAVE_CURSOR, brand_id=brand["id"], **_next_cursor(brand, batch))
+
+        # Paced in the same commit; pages left unread are read at the next tick.
+        interval_s = _next_interval_s(runtime.settings, brand, batch, new_ids)
+        wait_s = interval_s if batch.complete else 0
+        tx.execute(
+            SAVE_PACE,
+            brand_id=brand["id"],
+            interval_s=interval_s,
+            next_poll_at=now + dt.timedelta(seconds=wait_s),
+        )
     runtime.log.info(
         "mentions polled",
         extra=fields(
             brand_id=str(brand["id"]),
             read=len(batch.mentions),
             new=len(new_ids),
+            unusable=batch.skipped,
+            pages=batch.pages_read,
             complete=batch.complete,
         ),
     )
     return new_ids
 
 
+def store_mentions(
+    tx: Any, *, brand_id: Any, mentions: list[Any], received_at: dt.datetime
+) -> list[str]:
+    """Store parsed mentions of one brand; return the ids of those that are new.
+
+    Idempotent: a mention already stored (the same X id for the brand) is left as
+    it is, so a re-read or a retried poll stores nothing twice.
+    """
+    new_ids: list[str] = []
+    for start in range(0, len(mentions), STORE_CHUNK):
+        chunk = mentions[start : start + STORE_CHUNK]
+        stored = tx.scalar(
+            INSERT_MENTIONS,
+            brand_id=brand_id,
+            received_at=received_at,
+            rows=json.dumps([_row(m) for m in chunk]),
+        )
+        new_ids += stored.split(",") if stored else []
+    return new_ids
+
+
+def _row(mention: Any) -> dict[str, Any]:
+    return {
+        "x_post_id": mention.id,
+        "author_id": mention.author_id,
+        "author_username": _storable(mention.author_username),
+        "author_name": _storable(mention.author_name),
+        "text": _storable(mention.text),
+        "conversation_id": mention.conversation_id,
+        "in_reply_to_user_id": mention.in_reply_to_user_id,
+        "posted_at": mention.created_at.isoformat(),
+        "author_followers": mention.author_followers,
+        "photo_count": mention.photo_count,
+        "media_types": list(mention.media_types),
+        "lang": mention.lang,
+    }
+
+
 def _storable(text: str | None) -> str | None:
     """Make X's text storable: PostgreSQL text holds no NUL and no lone surrogate."""
     if text is None:
         return None
+    if "\x00" not in text:
+        try:
+            text.encode("utf-8")
+            return text
+        except UnicodeEncodeError:
+            pass
     return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
 
 
@@ -180,9 +382,9 @@ def _next_cursor(brand: dict[str, Any], batch: Any) -> dict[str, str | None]:
     """Work out the cursor after a read.
 
     The cursor (since_id) moves only once every page back to it was read. A read
-    that ran out of pages keeps X's token for the older pages and the newest id it
-    saw; the next poll continues there, and when it reaches the cursor the cursor
-    jumps to that newest id.
+    that ran out of pages, or failed after some, keeps X's token for the older
+    pages and the newest id it saw; the next poll continues there, and when it
+    reaches the cursor the cursor jumps to that newest id.
     """
     newest = brand["mentions_pending_newest_id"] or batch.newest_id
     if batch.complete:
@@ -225,30 +427,7 @@ def _fan_out(runtime: Any, *, brand_id: str, mention_ids: list[str]) -> None:
 
 
 def score_mentions(runtime: Any, *, mention_ids: list[str]) -> int:
-    """Score the given mentions that are not scored yet; return how many were."""
-    from cartcast.sentiment import SCORER_VERSION, score_mention
+    """Score the given mentions not scored yet (scoring.py); return how many were."""
+    from cartcast import scoring
 
-    now = runtime.clock.now()
-    with runtime.database.transaction() as tx:
-        rows = tx.rows(SELECT_UNSCORED, ids=mention_ids)
-        for row in rows:
-            score = score_mention(row["text"])
-            due = (
-                None
-                if score.response_due_min is None
-                else row["posted_at"] + dt.timedelta(minutes=score.response_due_min)
-            )
-            tx.execute(
-                SAVE_SCORE,
-                id=row["id"],
-                sentiment=score.sentiment,
-                compound=score.compound,
-                intent=score.intent,
-                priority=score.priority,
-                escalate=score.escalate,
-                reasons=list(score.reasons),
-                response_due_at=due,
-                scorer_version=SCORER_VERSION,
-                now=now,
-            )
-    return len(rows)
+    return scoring.score_mentions(runtime, mention_ids=mention_ids)["scored"]

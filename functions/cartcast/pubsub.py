@@ -88,10 +88,21 @@ class GooglePublisher:
             self._client.publish(path, json.dumps(payload).encode())
             for payload in payloads
         ]
-        try:
-            return [future.result(timeout=PUBLISH_TIMEOUT_S) for future in futures]
-        except (google_exceptions.GoogleAPIError, TimeoutError) as error:
-            raise TransientError(f"publish to {topic} failed: {error}") from error
+        # Every future is awaited, failed ones too: an instance may be frozen as
+        # soon as the function returns, and a message still in the client's batch
+        # would go out, or not, whenever it thaws.
+        ids, failures = [], []
+        for future in futures:
+            try:
+                ids.append(future.result(timeout=PUBLISH_TIMEOUT_S))
+            except (google_exceptions.GoogleAPIError, TimeoutError) as error:
+                failures.append(error)
+        if failures:
+            raise TransientError(
+                f"publish to {topic} failed for {len(failures)} of {len(futures)} "
+                f"messages: {failures[0]}"
+            ) from failures[0]
+        return ids
 
 
 def publisher_from_settings(settings: Any, clock: Clock) -> Publisher:

@@ -92,6 +92,16 @@ class Runtime:
             )
         return self._gemini
 
+    def gemini_classifier(self):
+        """Return the Gemini mention classifier (sharing the captioner's client and
+        quota governor), or None when no key is configured."""
+        captioner = self.gemini()
+        if captioner is None:
+            return None
+        from cartcast.gemini import GeminiMentionClassifier
+
+        return GeminiMentionClassifier(captioner)
+
     def close(self) -> None:
         if self._database is not None:
             self._database.close()

@@ -59,6 +59,10 @@ LEASE_MAX_S = 86_400
 # "Time limits"); a wait or budget longer than the run itself is a typo.
 RUN_WAIT_MAX_S = 540
 PUBLISH_BATCH_MAX = 1000
+# A brand's mentions are polled at least once a day, and an overlap longer than a
+# day would re-read (and pay for) a day of mentions on every poll.
+MENTION_POLL_MAX_S_LIMIT = 86_400
+MENTION_OVERLAP_MAX_S = 86_400
 # Threads sending one publish run's batch; each holds a database connection while
 # it writes, so more than this is more connections than a small instance takes.
 PUBLISH_WORKERS_MAX = 32
@@ -66,6 +70,12 @@ PAGES_MAX = 100
 GEMINI_REQUESTS_PER_MINUTE_MAX = 100_000
 GEMINI_REQUESTS_PER_DAY_MAX = 100_000_000
 X_POSTS_LIMIT_MAX = 10_000_000
+SENTIMENT_ENGINES = ("offline", "gemini")
+# Mentions per Gemini classification call: the answer must fit its token budget.
+SENTIMENT_BATCH_MAX = 100
+# More followers than any account on X has (about 230 million in 2026).
+FOLLOWERS_MAX = 1_000_000_000
+ESCALATION_RETRY_BASE_MAX_S = 3600
 # Crisis detection (crisis.py): a window past a day is no longer "now", a
 # baseline past a quarter is another season, a factor past 100 never fires.
 CRISIS_WINDOW_MAX_MIN = 1440
@@ -121,7 +131,16 @@ class Settings:
     publish_retry_max_s: float = 1800.0
     alert_timeout_s: float = 5.0
     alert_max_age_s: int = 86400
+    sentiment_engine: str = "offline"
+    sentiment_batch_size: int = 50
+    reach_followers_min: int = 10_000
+    escalation_timeout_s: float = 5.0
+    escalation_retry_base_s: float = 60.0
+    escalation_max_age_s: int = 86400
     mention_pages_max: int = 10
+    mention_poll_min_s: int = 60
+    mention_poll_max_s: int = 900
+    mention_overlap_s: int = 300
     attribution_window_days: int = 7
     rollup_lookback_days: int = 8
     near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD
@@ -294,7 +313,51 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         alert_max_age_s=number(
             "CARTCAST_ALERT_MAX_AGE_S", 86400, at_most=AGE_MAX_S, unit=" seconds"
         ),
+        sentiment_engine=choice(
+            "CARTCAST_SENTIMENT_ENGINE", "offline", SENTIMENT_ENGINES
+        ),
+        sentiment_batch_size=number(
+            "CARTCAST_SENTIMENT_BATCH_SIZE", 50, at_most=SENTIMENT_BATCH_MAX
+        ),
+        reach_followers_min=number(
+            "CARTCAST_REACH_FOLLOWERS_MIN", 10_000, at_most=FOLLOWERS_MAX
+        ),
+        escalation_timeout_s=number(
+            "CARTCAST_ESCALATION_TIMEOUT_S",
+            5.0,
+            float,
+            at_most=ALERT_TIMEOUT_MAX_S,
+            unit=" seconds",
+        ),
+        escalation_retry_base_s=number(
+            "CARTCAST_ESCALATION_RETRY_BASE_S",
+            60.0,
+            float,
+            at_most=ESCALATION_RETRY_BASE_MAX_S,
+            unit=" seconds",
+        ),
+        escalation_max_age_s=number(
+            "CARTCAST_ESCALATION_MAX_AGE_S", 86400, at_most=AGE_MAX_S, unit=" seconds"
+        ),
         mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10, at_most=PAGES_MAX),
+        mention_poll_min_s=number(
+            "CARTCAST_MENTION_POLL_MIN_S",
+            60,
+            at_most=MENTION_POLL_MAX_S_LIMIT,
+            unit=" seconds (a day)",
+        ),
+        mention_poll_max_s=number(
+            "CARTCAST_MENTION_POLL_MAX_S",
+            900,
+            at_most=MENTION_POLL_MAX_S_LIMIT,
+            unit=" seconds (a day)",
+        ),
+        mention_overlap_s=number(
+            "CARTCAST_MENTION_OVERLAP_S",
+            300,
+            at_most=MENTION_OVERLAP_MAX_S,
+            unit=" seconds (a day)",
+        ),
         attribution_window_days=number(
             "CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7, at_most=DAYS_MAX, unit=" days"
         ),
@@ -430,6 +493,8 @@ def _parse_prices(env: Mapping[str, str], problems: list[str]) -> dict[str, Deci
 
 def _check_consistency(settings: Settings) -> list[str]:
     problems = []
+    if settings.sentiment_engine == "gemini" and not settings.gemini_api_key:
+        problems.append("CARTCAST_SENTIMENT_ENGINE=gemini needs GEMINI_API_KEY")
     if settings.x_posts_per_15min_per_user > settings.x_posts_per_3h_per_user:
         # A quarter hour is inside three hours: the smaller window cannot allow more.
         problems.append(
@@ -466,6 +531,10 @@ def _check_consistency(settings: Settings) -> list[str]:
             "CARTCAST_MISSED_MAX_LATE_S must be more than CARTCAST_MISSED_AFTER_S"
         )
     problems.extend(_check_retries(settings))
+    if settings.mention_poll_min_s > settings.mention_poll_max_s:
+        problems.append(
+            "CARTCAST_MENTION_POLL_MIN_S must not exceed CARTCAST_MENTION_POLL_MAX_S"
+        )
     if settings.cloud_sql_instance and not settings.db_user:
         problems.append("DB_USER is required with CLOUD_SQL_INSTANCE")
     if settings.environment == "cloud":

@@ -64,7 +64,24 @@ MEDIA_METADATA_ROUTE = "/2/media/metadata"
 # GET /2/users/:id/tweets serves at most the 3,200 newest posts, 100 a page.
 OWN_POSTS_MAX_PAGES = 32
 METRICS_BATCH_SIZE = 100
-MENTION_FIELDS = ["created_at", "conversation_id", "author_id", "in_reply_to_user_id"]
+# What triage reads of a mention: its thread, language and photos, and the
+# author's reach. A long post's `text` is cut at 280 characters; the whole of it
+# comes in `note_tweet.text` (X API v2, "Tweet object", note_tweet).
+MENTION_FIELDS = [
+    "created_at",
+    "conversation_id",
+    "author_id",
+    "in_reply_to_user_id",
+    "attachments",
+    "lang",
+    "note_tweet",
+    "referenced_tweets",
+]
+MENTION_EXPANSIONS = ["author_id", "attachments.media_keys"]
+MENTION_USER_FIELDS = ["username", "name", "public_metrics"]
+MENTION_MEDIA_FIELDS = ["type"]
+# X ids are snowflakes: milliseconds since this epoch, shifted left 22 bits.
+SNOWFLAKE_EPOCH_MS = 1288834974657
 
 DISCONNECTING_REASONS = frozenset({"unauthorized", "credentials"})
 # X's 403 for a reply the author did not summon, since its 2025 reply policy, reads
@@ -112,7 +129,8 @@ class XRejected(errors.PermanentError):
     """X refused the request for a reason a retry cannot change.
 
     `reason` is one of "duplicate", "too_long", "unauthorized", "credentials",
-    "refused_reply", "forbidden", "invalid_request", "not_found" or "refused";
+    "refused_reply", "stale_since_id", "forbidden", "invalid_request",
+    "not_found" or "refused";
     `detail` is X's own message.
     """
 
@@ -150,6 +168,9 @@ class CreatedPost:
 
 @dataclass(frozen=True)
 class Mention:
+    """A post mentioning the account; the author fields are None when X left the
+    author out of `includes` (a suspended or protected account, say)."""
+
     id: str
     text: str
     author_id: str
@@ -158,17 +179,33 @@ class Mention:
     created_at: dt.datetime
     conversation_id: str
     in_reply_to_user_id: str | None
+    author_followers: int | None = None
+    photo_count: int = 0
+    lang: str | None = None
+    # The `type` of each attached medium ("photo", "video", "animated_gif"), for
+    # triage's user-generated-content mark.
+    media_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class MentionBatch:
-    """Mentions newest first; `complete` is False when pages were left unread."""
+    """Mentions newest first, each id once; `complete` is False when pages were
+    left unread, from `next_token` on.
+
+    `failure` is the error that stopped a read after at least one page: what came
+    before it is here to store, and the read resumes from `next_token`. `skipped`
+    counts posts X sent without an id, author or time, which cannot be stored;
+    `returned` every post X sent, repeats and unusable ones too (X bills each).
+    """
 
     mentions: list[Mention]
     newest_id: str | None
     pages_read: int
     complete: bool
     next_token: str | None = None
+    failure: errors.CartcastError | None = None
+    skipped: int = 0
+    returned: int = 0
 
 
 @dataclass(frozen=True)
@@ -305,42 +342,65 @@ class XClient:
                 `next_token` on.
             pagination_token: continue an earlier incomplete read from its
                 `next_token`.
+
+        Raises:
+            CartcastError: the first page failed. A later page's failure is
+                returned in the batch's `failure` with the pages read before it.
+            XRejected: reason "stale_since_id" when X keeps no index that old.
         """
         if not 5 <= page_size <= 100:
             raise ValueError("page_size must be between 5 and 100")
 
-        mentions: list[Mention] = []
+        mentions: dict[str, Mention] = {}
         newest_id = None
         next_token = pagination_token
-        pages_read = 0
+        pages_read = skipped = returned = 0
+        failure = None
         while pages_read < max_pages:
-            page = self._call(
-                OWNED_READ,
-                self._client.get_users_mentions,
-                id=user_id,
-                since_id=since_id,
-                start_time=start_time,
-                max_results=page_size,
-                pagination_token=next_token,
-                expansions=["author_id"],
-                tweet_fields=MENTION_FIELDS,
-                user_fields=["username", "name"],
-            )
+            try:
+                page = self._call(
+                    OWNED_READ,
+                    self._client.get_users_mentions,
+                    id=user_id,
+                    since_id=since_id,
+                    start_time=start_time,
+                    max_results=page_size,
+                    pagination_token=next_token,
+                    expansions=MENTION_EXPANSIONS,
+                    tweet_fields=MENTION_FIELDS,
+                    user_fields=MENTION_USER_FIELDS,
+                    media_fields=MENTION_MEDIA_FIELDS,
+                )
+            except errors.CartcastError as error:
+                if pages_read == 0:
+                    raise
+                # The pages read so far were paid for: hand them back with the
+                # token of the page that failed, so nothing is read twice.
+                failure = error
+                break
             pages_read += 1
 
             meta = page.get("meta", {})
             newest_id = newest_id or meta.get("newest_id")
-            mentions.extend(_mentions_from(page))
+            parsed, unusable = _mentions_from(page)
+            skipped += unusable
+            returned += len(page.get("data", []))
+            for mention in parsed:
+                # X may list a post twice, in one page or across two; keep one.
+                mentions.setdefault(mention.id, mention)
             next_token = meta.get("next_token")
             if next_token is None:
                 break
 
         return MentionBatch(
-            mentions=mentions,
+            mentions=list(mentions.values()),
             newest_id=newest_id,
             pages_read=pages_read,
-            complete=next_token is None,
+            complete=next_token is None and failure is None,
             next_token=next_token,
+            failure=failure,
+            skipped=skipped,
+            returned=returned,
         )
 
     def post_metrics(
@@ -560,6 +620,11 @@ def _rejection_reason(status: int, detail: str, problem_type: str = "") -> str:
     # X has sent an over-long text as 400 and, later, as 403; both say "too long".
     if "too long" in lowered:
         return "too_long"
+    # X refuses a since_id older than it keeps an index for with a 400 naming the
+    # parameter (rooteco/tweetscape issue 421 shows the body); the caller starts
+    # over from a time instead.
+    if status == 400 and "'since_id'" in lowered and "must be" in lowered:
+        return "stale_since_id"
     if status == 403 and "duplicate content" in lowered:
         return "duplicate"
     if status == 403 and REFUSED_REPLY_MARK in lowered:
@@ -586,24 +651,68 @@ def _dropped_after_sending(exc: requests.ConnectionError) -> bool:
     return any(isinstance(arg, ProtocolError) for arg in exc.args)
 
 
-def _mentions_from(page: dict[str, Any]) -> list[Mention]:
-    users = {u["id"]: u for u in page.get("includes", {}).get("users", [])}
-    mentions = []
+def _mentions_from(page: dict[str, Any]) -> tuple[list[Mention], int]:
+    """Parse one page of mentions; return them and how many posts were unusable."""
+    includes = page.get("includes", {})
+    users = {u.get("id"): u for u in includes.get("users", [])}
+    media = {m.get("media_key"): m.get("type") for m in includes.get("media", [])}
+    photos = {key for key, kind in media.items() if kind == "photo"}
+    mentions, unusable = [], 0
     for post in page.get("data", []):
-        author = users.get(post["author_id"], {})
+        try:
+            created_at = parse_instant(post["created_at"])
+            post_id, author_id = str(post["id"]), str(post["author_id"])
+        except (KeyError, TypeError, ValueError):
+            unusable += 1
+            continue
+        author = users.get(author_id, {})
+        note = post.get("note_tweet")
+        text = note.get("text") if isinstance(note, dict) else None
+        media_keys = (post.get("attachments") or {}).get("media_keys") or []
         mentions.append(
             Mention(
-                id=post["id"],
-                text=post["text"],
-                author_id=post["author_id"],
+                id=post_id,
+                text=text if isinstance(text, str) else str(post.get("text") or ""),
+                author_id=author_id,
                 author_username=author.get("username"),
                 author_name=author.get("name"),
-                created_at=parse_instant(post["created_at"]),
-                conversation_id=post["conversation_id"],
+                created_at=created_at,
+                conversation_id=str(post.get("conversation_id") or post_id),
                 in_reply_to_user_id=post.get("in_reply_to_user_id"),
+                author_followers=_follower_count(author),
+                photo_count=sum(key in photos for key in media_keys),
+                lang=post.get("lang"),
+                media_types=tuple(
+                    str(media[key]) for key in media_keys if key in media
+                ),
             )
         )
-    return mentions
+    return mentions, unusable
+
+
+def _follower_count(author: dict[str, Any]) -> int | None:
+    """The author's followers as X counts them, or None when X left them out or
+    sent something that is not a count (the column is a 32-bit integer)."""
+    count = (author.get("public_metrics") or {}).get("followers_count")
+    if isinstance(count, bool) or not isinstance(count, int):
+        return None
+    return count if 0 <= count < 2**31 else None
+
+
+def id_at(instant: dt.datetime) -> str:
+    """Return the smallest X id a post created at `instant` can have.
+
+    X's ids are snowflakes that sort with their creation time, so a since_id
+    made this way reads everything created after `instant`.
+    """
+    ms = int(instant.timestamp() * 1000) - SNOWFLAKE_EPOCH_MS
+    return str(max(ms, 0) << 22)
+
+
+def id_time(post_id: str) -> dt.datetime:
+    """Return the instant encoded in an X id (to the millisecond)."""
+    ms = (int(post_id) >> 22) + SNOWFLAKE_EPOCH_MS
+    return dt.datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def _metrics_from(answer: dict[str, Any]) -> dict[str, PostMetrics]:

@@ -1,0 +1,268 @@
+"""Escalations: high-priority mentions sent to the brand's CRM, signed, from an outbox.
+
+Scoring queues a mention whose triage says escalate (`queue_escalation`) in the
+transaction that saves its score; the mention id is unique in the outbox, so a
+mention scored twice is queued once. `deliver_pending` then POSTs each due row to
+the brand's `escalation_webhook_url`, with CARTCAST_ESCALATION_TIMEOUT_S:
+
+    Content-Type: application/json
+    X-Cartcast-Delivery: <outbox id, the same on every retry: the CRM's dedupe key>
+    X-Cartcast-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>
+
+The signature is HMAC-SHA256, keyed with the brand's `escalation_secret`, of
+`"<t>." + body` (the exact bytes sent). A receiver recomputes it, compares in
+constant time and refuses a `t` too far from its clock, which stops a replay of
+an old delivery. The body is fixed when the row is queued, so every retry signs
+the same bytes under a fresh timestamp.
+
+A 2xx answer delivers the row. Anything else (no connection, a timeout, 4xx, 5xx)
+keeps it for a retry after CARTCAST_ESCALATION_RETRY_BASE_S, doubled each attempt
+up to an hour; past CARTCAST_ESCALATION_MAX_AGE_S it is abandoned with an ERROR
+line. One failing webhook is tried once per run. A brand without a webhook gets a
+WARNING line per escalation instead. Delivery is at least once: a run that dies
+between the CRM's answer and the commit sends the row again, with the same
+X-Cartcast-Delivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from cartcast.db import Transaction
+from cartcast.logs import fields
+
+ESCALATIONS_PER_RUN = 20
+ERROR_LENGTH_MAX = 500
+RETRY_DELAY_MAX = dt.timedelta(hours=1)
+SIGNATURE_HEADER = "X-Cartcast-Signature"
+DELIVERY_HEADER = "X-Cartcast-Delivery"
+
+INSERT_ESCALATION = """
+INSERT INTO escalation_outbox (brand_id, mention_id, body, created_at, next_attempt_at)
+VALUES (:brand_id, :mention_id, :body, :now, :now)
+ON CONFLICT (mention_id) DO NOTHING
+RETURNING id
+"""
+SELECT_DUE = """
+SELECT id FROM escalation_outbox
+WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= :now
+ORDER BY next_attempt_at, id
+LIMIT :limit
+"""
+# Locked while it is sent, so two overlapping runs never both send it.
+LOCK_ESCALATION = """
+SELECT o.id, o.brand_id, o.mention_id, o.body, o.created_at, o.attempts,
+    b.escalation_webhook_url, b.escalation_secret
+FROM escalation_outbox o JOIN brands b ON b.id = o.brand_id
+WHERE o.id = :id AND o.delivered_at IS NULL AND o.abandoned_at IS NULL
+    AND o.next_attempt_at <= :now
+FOR UPDATE OF o SKIP LOCKED
+"""
+MARK_DELIVERED = """
+UPDATE escalation_outbox SET delivered_at = :now, delivered_to = :channel,
+    attempts = attempts + :attempted
+WHERE id = :id
+"""
+MARK_FAILED = """
+UPDATE escalation_outbox SET attempts = attempts + 1, last_error = :error,
+    next_attempt_at = :next_attempt_at
+WHERE id = :id
+"""
+MARK_ABANDONED = "UPDATE escalation_outbox SET abandoned_at = :now WHERE id = :id"
+SELECT_ESCALATIONS = """
+SELECT mention_id, created_at, attempts, last_error, next_attempt_at, delivered_at,
+    delivered_to, abandoned_at
+FROM escalation_outbox WHERE brand_id = :brand_id ORDER BY created_at, id
+"""
+
+
+def queue_escalation(
+    tx: Transaction, *, brand_id: str, mention: dict[str, Any], now: dt.datetime
+) -> bool:
+    """Queue one mention for the brand's CRM; False when it was queued before.
+
+    `mention` holds the fields the CRM receives (see `escalation_body`).
+    """
+    body = escalation_body(brand_id=brand_id, mention=mention)
+    queued = tx.scalar(
+        INSERT_ESCALATION,
+        brand_id=brand_id,
+        mention_id=mention["id"],
+        body=body,
+        now=now,
+    )
+    return queued is not None
+
+
+def escalation_body(*, brand_id: str, mention: dict[str, Any]) -> str:
+    """Return the JSON the CRM receives for one mention, as the bytes to sign."""
+    due = mention.get("response_due_at")
+    payload = {
+        "type": "mention.escalated",
+        "brand_id": str(brand_id),
+        "mention": {
+            "id": str(mention["id"]),
+            "x_post_id": mention["x_post_id"],
+            "url": f"https://x.com/i/web/status/{mention['x_post_id']}",
+            "author_username": mention.get("author_username"),
+            "author_followers": mention.get("author_followers"),
+            "text": mention["text"],
+            "posted_at": mention["posted_at"].isoformat(),
+            "intent": mention["intent"],
+            "sentiment": mention["sentiment"],
+            "priority": mention["priority"],
+            "response_due_at": due.isoformat() if due else None,
+            "reasons": list(mention.get("reasons") or ()),
+        },
+    }
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def sign(secret: str, body: bytes, *, timestamp_s: int) -> str:
+    """Return the X-Cartcast-Signature value for `body` sent at `timestamp_s`."""
+    message = str(timestamp_s).encode("ascii") + b"." + body
+    digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+    return f"t={timestamp_s},v1={digest}"
+
+
+def verify(
+    secret: str, body: bytes, header: str, *, now_s: int, tolerance_s: int = 300
+) -> bool:
+    """Check a signature header as a receiver should: HMAC, then the timestamp."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp_s = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    expected = sign(secret, body, timestamp_s=timestamp_s)
+    fresh = abs(now_s - timestamp_s) <= tolerance_s
+    return hmac.compare_digest(expected, header.strip()) and fresh
+
+
+def list_escalations(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
+    """Return the brand's escalations, oldest first."""
+    return tx.rows(SELECT_ESCALATIONS, brand_id=brand_id)
+
+
+def deliver_pending(runtime: Any) -> dict[str, int]:
+    """Send the escalations that are due (at most ESCALATIONS_PER_RUN); count them."""
+    counts = {"escalations_sent": 0, "escalations_logged": 0, "escalations_failed": 0}
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        due = [
+            row["id"] for row in tx.rows(SELECT_DUE, now=now, limit=ESCALATIONS_PER_RUN)
+        ]
+
+    failed_webhooks: set[str] = set()
+    for escalation_id in due:
+        outcome = _deliver_one(runtime, escalation_id, failed_webhooks)
+        if outcome is not None:
+            counts[outcome] += 1
+    return counts
+
+
+def _deliver_one(
+    runtime: Any, escalation_id: int, failed_webhooks: set[str]
+) -> str | None:
+    """Send, log, defer or abandon one escalation under its row lock."""
+    now = runtime.clock.now()
+    settings = runtime.settings
+    with runtime.database.transaction() as tx:
+        row = tx.one(LOCK_ESCALATION, id=escalation_id, now=now)
+        if row is None:
+            return None  # another run has it, or has sent it
+        url = row["escalation_webhook_url"]
+        log_fields = {
+            "brand_id": str(row["brand_id"]),
+            "mention_id": str(row["mention_id"]),
+        }
+
+        if url is None:
+            runtime.log.warning(
+                "escalation logged: the brand has no escalation_webhook_url",
+                extra=fields(**log_fields),
+            )
+            tx.execute(
+                MARK_DELIVERED, id=escalation_id, now=now, channel="log", attempted=0
+            )
+            return "escalations_logged"
+        if url in failed_webhooks:
+            return None  # already failed in this run; its rows wait for the next
+        age = now - row["created_at"]
+        if age > dt.timedelta(seconds=settings.escalation_max_age_s):
+            runtime.log.error(
+                "escalation abandoned: the CRM never took it",
+                extra=fields(**log_fields, attempts=row["attempts"]),
+            )
+            tx.execute(MARK_ABANDONED, id=escalation_id, now=now)
+            return "escalations_failed"
+
+        problem = _post(
+            url,
+            row["body"].encode("utf-8"),
+            secret=row["escalation_secret"],
+            delivery_id=str(escalation_id),
+            now=now,
+            timeout_s=settings.escalation_timeout_s,
+        )
+        if problem is None:
+            tx.execute(
+                MARK_DELIVERED,
+                id=escalation_id,
+                now=now,
+                channel="webhook",
+                attempted=1,
+            )
+            return "escalations_sent"
+        failed_webhooks.add(url)
+        delay = _retry_delay(settings.escalation_retry_base_s, row["attempts"])
+        tx.execute(
+            MARK_FAILED,
+            id=escalation_id,
+            error=problem[:ERROR_LENGTH_MAX],
+            next_attempt_at=now + delay,
+        )
+    runtime.log.warning(
+        "escalation webhook failed; retrying later",
+        extra=fields(**log_fields, reason=problem, retry_in_s=delay.total_seconds()),
+    )
+    return "escalations_failed"
+
+
+def _retry_delay(base_s: float, attempts_before: int) -> dt.timedelta:
+    """Double the wait with each failed attempt, up to RETRY_DELAY_MAX."""
+    delay_s = base_s * 2 ** min(attempts_before, 20)
+    return min(dt.timedelta(seconds=delay_s), RETRY_DELAY_MAX)
+
+
+def _post(
+    url: str,
+    body: bytes,
+    *,
+    secret: str,
+    delivery_id: str,
+    now: dt.datetime,
+    timeout_s: float,
+) -> str | None:
+    """POST a signed body to the CRM's webhook; return the problem, or None."""
+    import requests
+
+    headers = {
+        "Content-Type": "application/json",
+        DELIVERY_HEADER: delivery_id,
+        SIGNATURE_HEADER: sign(secret, body, timestamp_s=int(now.timestamp())),
+    }
+    try:
+        # No redirects: a redirect could lead to an address the URL's check never saw.
+        answer = requests.post(
+            url, data=body, headers=headers, timeout=timeout_s, allow_redirects=False
+        )
+    except requests.RequestException as error:
+        return f"webhook unreachable: {type(error).__name__}"
+    if not 200 <= answer.status_code < 300:
+        return f"webhook answered {answer.status_code}"
+    return None

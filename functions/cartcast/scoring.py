@@ -1,0 +1,237 @@
+"""Score stored mentions once each: sentiment and intent, then triage and escalation.
+
+`score_mentions` is what a `score_sentiment` event runs, and `sweep_unscored` what
+every poll runs after reading X, for mentions no event scored (one dropped as too
+old, or lost on the way). Both are idempotent: a mention is saved only while
+`scored_at` is NULL, and only the run that saves it queues its escalation.
+
+The engine is CARTCAST_SENTIMENT_ENGINE. The offline scorer (sentiment.py) always
+runs, since it is cheap and its crisis words escalate whatever the engine says.
+With "gemini", the mentions go to Gemini in batches of CARTCAST_SENTIMENT_BATCH_SIZE;
+any mention Gemini gave no usable label keeps the offline one, and its
+`scoring_fallback_reason` says why. Once the scores are committed, the brands of
+the mentions just scored are checked for a crisis (crisis.py). A database outage
+raises (TransientError), so Pub/Sub delivers the event again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from cartcast import crisis, escalations, sentiment, triage
+from cartcast.logs import fields
+
+# Mentions no event scored after this long are scored by the poll's sweep. Longer
+# than mentions.SWEEP_AFTER (when the poll re-sends them to Pub/Sub), so the event
+# path gets its chance first; an event dropped as too old is past it anyway.
+UNSCORED_SWEEP_AFTER = dt.timedelta(minutes=20)
+UNSCORED_SWEEP_MAX = 500
+SWEEP_CHUNK = 100
+FALLBACK_REASON_MAX = 500
+
+SELECT_UNSCORED = """
+SELECT m.id, m.brand_id, m.x_post_id, m.author_username, m.author_followers, m.text,
+    m.posted_at, m.media_types, b.order_issue_due_min, b.complaint_due_min,
+    b.question_due_min
+FROM mentions m JOIN brands b ON b.id = m.brand_id
+WHERE m.id = ANY(CAST(:ids AS uuid[])) AND m.scored_at IS NULL
+ORDER BY array_position(CAST(:ids AS uuid[]), m.id)
+"""
+SELECT_LEFT_UNSCORED = """
+SELECT id FROM mentions
+WHERE scored_at IS NULL AND received_at < :before
+ORDER BY received_at, id
+LIMIT :limit
+"""
+SAVE_SCORE = """
+UPDATE mentions SET sentiment = :sentiment, compound = :compound, intent = :intent,
+    priority = :priority, escalate = :escalate, reasons = CAST(:reasons AS text[]),
+    response_due_at = :response_due_at, scorer_version = :scorer_version,
+    sentiment_engine = :engine, sentiment_model = :model,
+    scoring_fallback_reason = :fallback_reason, ugc_candidate = :ugc_candidate,
+    scored_at = :now
+WHERE id = :id AND scored_at IS NULL
+RETURNING id
+"""
+
+
+@dataclass(frozen=True)
+class Label:
+    """What one engine said of one mention."""
+
+    sentiment: str
+    score: float
+    intent: str
+    engine: str
+    model: str
+    reasons: tuple[str, ...]
+    fallback_reason: str | None = None
+
+
+def score_mentions(runtime: Any, *, mention_ids: list[str]) -> dict[str, int]:
+    """Score the given mentions not scored yet; return counts.
+
+    Raises TransientError when the database is out of reach.
+    """
+    with runtime.database.transaction() as tx:
+        rows = tx.rows(SELECT_UNSCORED, ids=mention_ids)
+    counts = {"scored": 0, "escalated": 0, "ugc_candidates": 0, "gemini_fallbacks": 0}
+    if not rows:
+        return counts
+    saved_ids = []
+
+    # Labelled outside any transaction: a Gemini call holds no row lock. Two
+    # deliveries at once may both label; only the first save counts (scored_at).
+    offline = {str(row["id"]): sentiment.score_mention(row["text"]) for row in rows}
+    labels = _labels(runtime, rows, offline)
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        for row in rows:
+            mention_id = str(row["id"])
+            saved = _save(
+                runtime, tx, row, labels[mention_id], offline[mention_id], now=now
+            )
+            if saved is None:
+                continue  # another delivery scored it first
+            saved_ids.append(mention_id)
+            counts["scored"] += 1
+            counts["escalated"] += saved.escalate
+            counts["ugc_candidates"] += saved.ugc_candidate
+            counts["gemini_fallbacks"] += labels[mention_id].fallback_reason is not None
+
+    # After the commit, so the window counts these mentions (crisis.py).
+    counts.update(crisis.watch_after_scoring(runtime, mention_ids=saved_ids))
+    return counts
+
+
+def sweep_unscored(runtime: Any) -> int:
+    """Score mentions left unscored past UNSCORED_SWEEP_AFTER; return how many."""
+    before = runtime.clock.now() - UNSCORED_SWEEP_AFTER
+    with runtime.database.transaction() as tx:
+        ids = [
+            str(row["id"])
+            for row in tx.rows(
+                SELECT_LEFT_UNSCORED, before=before, limit=UNSCORED_SWEEP_MAX
+            )
+        ]
+    scored = 0
+    for start in range(0, len(ids), SWEEP_CHUNK):
+        chunk = ids[start : start + SWEEP_CHUNK]
+        scored += score_mentions(runtime, mention_ids=chunk)["scored"]
+    if ids:
+        runtime.log.warning(
+            "mentions no event scored were swept",
+            extra=fields(found=len(ids), scored=scored),
+        )
+    return scored
+
+
+def _labels(
+    runtime: Any, rows: list[dict[str, Any]], offline: dict[str, Any]
+) -> dict[str, Label]:
+    """Label every row with the configured engine, offline where Gemini gave none."""
+    labels = {
+        mention_id: Label(
+            sentiment=score.sentiment,
+            score=score.compound,
+            intent=score.intent,
+            engine="offline",
+            model=sentiment.SCORER_VERSION,
+            reasons=score.reasons,
+        )
+        for mention_id, score in offline.items()
+    }
+    if runtime.settings.sentiment_engine != "gemini":
+        return labels
+
+    classifier = runtime.gemini_classifier()
+    if classifier is None:  # settings.load refuses this; a hand-built Settings may not
+        return {
+            mention_id: dataclasses.replace(label, fallback_reason="gemini: no key")
+            for mention_id, label in labels.items()
+        }
+    batch_size = runtime.settings.sentiment_batch_size
+    pairs = [(str(row["id"]), row["text"]) for row in rows]
+    for start in range(0, len(pairs), batch_size):
+        result = classifier.classify(pairs[start : start + batch_size])
+        for mention_id, label in result.labels.items():
+            crisis = tuple(f"crisis:{name}" for name in offline[mention_id].crisis)
+            labels[mention_id] = Label(
+                sentiment=label.sentiment,
+                score=label.score,
+                intent=label.intent,
+                engine="gemini",
+                model=result.model,
+                reasons=(*crisis, f"intent:{label.intent}", "engine:gemini"),
+            )
+        for mention_id, reason in result.rejected.items():
+            labels[mention_id] = dataclasses.replace(
+                labels[mention_id], fallback_reason=reason[:FALLBACK_REASON_MAX]
+            )
+    return labels
+
+
+def _save(
+    runtime: Any,
+    tx: Any,
+    row: dict[str, Any],
+    label: Label,
+    offline: sentiment.MentionScore,
+    *,
+    now: dt.datetime,
+) -> triage.Triage | None:
+    """Triage and save one mention, and queue its escalation; None if it was taken."""
+    decided = triage.triage_mention(
+        intent=label.intent,
+        sentiment=label.sentiment,
+        crisis=bool(offline.crisis),
+        posted_at=row["posted_at"],
+        author_followers=row["author_followers"],
+        media_types=tuple(row["media_types"] or ()),
+        deadlines=triage.ResponseDeadlines(
+            order_issue_min=row["order_issue_due_min"],
+            complaint_min=row["complaint_due_min"],
+            question_min=row["question_due_min"],
+        ),
+        reach_followers_min=runtime.settings.reach_followers_min,
+    )
+    reasons = [*label.reasons, *decided.reasons]
+    if decided.escalate:
+        reasons.append("escalate:priority_1")
+    saved = tx.scalar(
+        SAVE_SCORE,
+        id=row["id"],
+        sentiment=label.sentiment,
+        compound=label.score,
+        intent=label.intent,
+        priority=decided.priority,
+        escalate=decided.escalate,
+        reasons=reasons,
+        response_due_at=decided.response_due_at,
+        scorer_version=label.model,
+        engine=label.engine,
+        model=label.model,
+        fallback_reason=label.fallback_reason,
+        ugc_candidate=decided.ugc_candidate,
+        now=now,
+    )
+    if saved is None:
+        return None
+    if decided.escalate:
+        escalations.queue_escalation(
+            tx,
+            brand_id=str(row["brand_id"]),
+            mention={
+                **row,
+                "intent": label.intent,
+                "sentiment": label.sentiment,
+                "priority": decided.priority,
+                "response_due_at": decided.response_due_at,
+                "reasons": reasons,
+            },
+            now=now,
+        )
+    return decided

@@ -1,0 +1,113 @@
+"""Triage a scored mention: its priority, when its answer is due, and what follows.
+
+The scorer (offline or Gemini) gives intent and sentiment; triage adds what the
+brand and the author bring. Priority runs from 1 (answer first) to 4 (no answer
+needed):
+
+    intent        sentiment   priority   with reach   answer due
+    (crisis)      any         1          1            the sooner of order/complaint
+    order_issue   negative    1          1            brand's order_issue_due_min
+    order_issue   other       2          1            brand's order_issue_due_min
+    complaint     any         2          1            brand's complaint_due_min
+    question      any         3          2            brand's question_due_min
+    praise        any         3          3            none
+    other, spam   any         4          4            none
+
+Reach is an author with at least CARTCAST_REACH_FOLLOWERS_MIN followers: what they
+say is seen by many, so a problem of theirs moves up one step. Praise never moves
+up: however loud, it should never be answered before an order problem. Priority 1
+is what escalates to the brand's CRM (`escalations.py`). Praise with a photo is a
+user-generated-content candidate, to reshare with the author's permission.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+PRIORITY_BY_INTENT = {
+    "order_issue": 2,
+    "complaint": 2,
+    "question": 3,
+    "praise": 3,
+    "other": 4,
+    "spam": 4,
+}
+# Intents whose priority an author's reach raises by one step.
+REACH_RAISES = frozenset({"order_issue", "complaint", "question"})
+ESCALATE_AT_PRIORITY = 1
+
+
+@dataclass(frozen=True)
+class ResponseDeadlines:
+    """A brand's minutes from a mention to its answer being due, per intent."""
+
+    order_issue_min: int = 60
+    complaint_min: int = 60
+    question_min: int = 240
+
+
+@dataclass(frozen=True)
+class Triage:
+    priority: int
+    response_due_at: dt.datetime | None
+    escalate: bool
+    ugc_candidate: bool
+    reasons: tuple[str, ...]
+
+
+def triage_mention(
+    *,
+    intent: str,
+    sentiment: str,
+    crisis: bool,
+    posted_at: dt.datetime,
+    author_followers: int | None,
+    media_types: tuple[str, ...] | list[str],
+    deadlines: ResponseDeadlines,
+    reach_followers_min: int,
+) -> Triage:
+    """Decide priority, due time, escalation and UGC for one scored mention."""
+    reasons: list[str] = []
+    priority = PRIORITY_BY_INTENT.get(intent, 4)
+    if intent == "order_issue" and sentiment == "negative":
+        priority = 1
+
+    reach = author_followers is not None and author_followers >= reach_followers_min
+    if reach and intent in REACH_RAISES and priority > 1:
+        priority -= 1
+        reasons.append("priority:reach")
+    if crisis:
+        priority = 1
+        reasons.append("priority:crisis")
+
+    due_min = _due_min(intent, crisis, deadlines)
+    due_at = None if due_min is None else posted_at + dt.timedelta(minutes=due_min)
+    ugc = intent == "praise" and "photo" in media_types
+    if ugc:
+        reasons.append("ugc:photo")
+    return Triage(
+        priority=priority,
+        response_due_at=due_at,
+        escalate=priority <= ESCALATE_AT_PRIORITY,
+        ugc_candidate=ugc,
+        reasons=tuple(reasons),
+    )
+
+
+def _due_min(intent: str, crisis: bool, deadlines: ResponseDeadlines) -> int | None:
+    if crisis:
+        return min(deadlines.order_issue_min, deadlines.complaint_min)
+    return {
+        "order_issue": deadlines.order_issue_min,
+        "complaint": deadlines.complaint_min,
+        "question": deadlines.question_min,
+    }.get(intent)
+
+
+def rank_key(
+    priority: int, response_due_at: dt.datetime | None, posted_at: dt.datetime
+) -> tuple[int, float, float]:
+    """Sort key of the inbox order: priority, then the earliest due, then newest."""
+    due = response_due_at.timestamp() if response_due_at else float("inf")
+    return (priority, due, -posted_at.timestamp())

@@ -1,0 +1,390 @@
+"""Polling mentions through tweepy against the X sandbox: every page, late-indexed
+mentions, a stale cursor, rate limits, pacing, the read budget and bad mentions."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+
+from cartcast import brands, mentions
+from infra.x_sandbox import XSandbox
+from tests.test_event_functions import PushReceiver
+from tests.test_mentions import ALPHA, FAN, add_brand, stored, wire
+
+MENTIONS_ROUTE = "GET /2/users/:id/mentions"
+STORED = """
+SELECT x_post_id, author_id, author_username, author_name, text, author_followers,
+    photo_count, lang
+FROM mentions ORDER BY x_post_id
+"""
+CURSOR = """
+SELECT mentions_since_id, mentions_resume_token, mentions_poll_interval_s,
+    mentions_next_poll_at
+FROM brands WHERE id = :brand_id
+"""
+
+
+@pytest.fixture
+def sandbox(clock):
+    with XSandbox(clock=clock) as running:
+        running.register_account(**ALPHA, token="token-alpha")
+        yield running
+
+
+@pytest.fixture
+def receiver():
+    running = PushReceiver()
+    yield running
+    running.server.shutdown()
+
+
+@pytest.fixture
+def alpha(runtime, sandbox, receiver) -> str:
+    """The brand alpha, connected, its fan-out pushed to the receiver."""
+    wire(runtime, sandbox, receiver.url)
+    return add_brand(runtime, "alpha", ALPHA, "token-alpha")
+
+
+def mention(sandbox, clock, text: str = "@alpha hello", **options) -> str:
+    mention_id = sandbox.add_mention(
+        to_user_id=ALPHA["user_id"], text=text, author=FAN, **options
+    )
+    clock.advance(dt.timedelta(seconds=1))
+    return mention_id
+
+
+def cursor(runtime, brand_id: str) -> dict:
+    with runtime.database.transaction() as tx:
+        return tx.one(CURSOR, brand_id=brand_id)
+
+
+def rows(runtime) -> list[dict]:
+    with runtime.database.transaction() as tx:
+        return tx.rows(STORED)
+
+
+def mention_reads(sandbox) -> int:
+    return sandbox.snapshot()["requests"].get(MENTIONS_ROUTE, {}).get("count", 0)
+
+
+def pushed(receiver) -> list[dict]:
+    """Return the payloads of the Pub/Sub CloudEvents pushed to the receiver."""
+    return [
+        json.loads(base64.b64decode(body["message"]["data"]))
+        for _headers, body in receiver.received
+    ]
+
+
+def poll(runtime, clock) -> dict[str, int]:
+    return mentions.poll_mentions(runtime, as_of=clock.now())
+
+
+def next_tick(runtime, clock) -> None:
+    """Move the clock past the longest interval: the brand's next poll is due."""
+    clock.advance(dt.timedelta(seconds=runtime.settings.mention_poll_max_s))
+
+
+# Pagination and the cursor
+
+
+def test_several_pages_are_read_to_the_end_before_the_cursor_moves(
+    runtime, sandbox, clock, alpha
+) -> None:
+    ids = [mention(sandbox, clock, f"@alpha hello {n}") for n in range(250)]
+
+    outcome = poll(runtime, clock)
+
+    assert outcome["new"] == 250 and stored(runtime) == 250
+    assert mention_reads(sandbox) == 3
+    assert cursor(runtime, alpha)["mentions_since_id"] == ids[-1]
+
+
+def test_a_page_refused_midway_keeps_the_pages_read_and_leaves_the_cursor(
+    runtime, sandbox, clock, alpha
+) -> None:
+    old = mention(sandbox, clock, "@alpha first")
+    poll(runtime, clock)
+    [mention(sandbox, clock, f"@alpha hello {n}") for n in range(150)]
+    next_tick(runtime, clock)
+    # The second page of the next read (a new 15-minute window) meets the rate
+    # limit: a 429 with X's reset.
+    sandbox.set_limit(MENTIONS_ROUTE, 1)
+
+    outcome = poll(runtime, clock)
+    halfway = cursor(runtime, alpha)
+
+    assert outcome["new"] == 100
+    assert halfway["mentions_since_id"] == old
+    assert halfway["mentions_resume_token"] is not None
+    with runtime.database.transaction() as tx:
+        paused = tx.scalar("SELECT x_reads_paused_until FROM brands")
+    assert paused > clock.now()
+
+    clock.advance(dt.timedelta(minutes=16))
+    finished = poll(runtime, clock)
+
+    assert finished["new"] == 50 and stored(runtime) == 151
+    assert cursor(runtime, alpha)["mentions_resume_token"] is None
+    assert cursor(runtime, alpha)["mentions_since_id"] != old
+
+
+def test_a_mention_indexed_late_below_the_cursor_is_found_by_the_overlap(
+    runtime, sandbox, clock, alpha
+) -> None:
+    late = mention(sandbox, clock, "@alpha where is my order", index_lag_s=90)
+    newer = mention(sandbox, clock, "@alpha love it")
+    first = poll(runtime, clock)
+    assert first["new"] == 1 and cursor(runtime, alpha)["mentions_since_id"] == newer
+
+    next_tick(runtime, clock)
+    second = poll(runtime, clock)
+
+    assert second["new"] == 1
+    assert {row["x_post_id"] for row in rows(runtime)} == {late, newer}
+    # The overlap re-read the newer mention too, and stored it once.
+    assert second["read"] == 2 and stored(runtime) == 2
+
+
+def test_without_an_overlap_a_late_mention_below_the_cursor_is_lost(
+    runtime, sandbox, clock, alpha
+) -> None:
+    # The counterpart of the test above: what the overlap is for.
+    runtime.settings = dataclasses.replace(runtime.settings, mention_overlap_s=0)
+    mention(sandbox, clock, "@alpha where is my order", index_lag_s=90)
+    mention(sandbox, clock, "@alpha love it")
+    poll(runtime, clock)
+
+    next_tick(runtime, clock)
+    poll(runtime, clock)
+
+    assert stored(runtime) == 1
+
+
+def test_a_cursor_x_refuses_as_too_old_falls_back_to_the_last_seven_days(
+    runtime, sandbox, clock, alpha
+) -> None:
+    mention(sandbox, clock, "@alpha first")
+    poll(runtime, clock)
+    clock.advance(dt.timedelta(days=8))
+    recent = mention(sandbox, clock, "@alpha still there?")
+
+    outcome = poll(runtime, clock)
+
+    statuses = sandbox.snapshot()["requests"][MENTIONS_ROUTE]["statuses"]
+    assert statuses["400"] == 1
+    assert outcome["new"] == 1 and outcome["skipped"] == 0
+    assert cursor(runtime, alpha)["mentions_since_id"] == recent
+
+    next_tick(runtime, clock)
+    assert poll(runtime, clock)["brands"] == 1
+    assert sandbox.snapshot()["requests"][MENTIONS_ROUTE]["statuses"]["400"] == 1
+
+
+def test_a_rate_limited_brand_waits_for_x_s_reset_not_a_fixed_window(
+    runtime, sandbox, clock, alpha
+) -> None:
+    sandbox.add_fault(
+        method="GET", path_prefix="/2/users/", status=429, count=1, reset_in_s=1800
+    )
+    poll(runtime, clock)
+    reads = mention_reads(sandbox)
+
+    clock.advance(dt.timedelta(minutes=20))
+    waiting = poll(runtime, clock)
+    clock.advance(dt.timedelta(minutes=11))
+    after = poll(runtime, clock)
+
+    assert waiting["skipped"] == 1 and mention_reads(sandbox) == reads + 1
+    assert after["brands"] == 1
+
+
+# Pacing
+
+
+def test_a_quiet_brand_is_polled_less_often_and_at_once_more_when_mentions_come(
+    runtime, sandbox, clock, alpha
+) -> None:
+    intervals = []
+    for _ in range(6):
+        poll(runtime, clock)
+        pace = cursor(runtime, alpha)
+        intervals.append(pace["mentions_poll_interval_s"])
+        assert poll(runtime, clock)["not_due"] == 1
+        clock.advance(pace["mentions_next_poll_at"] - clock.now())
+
+    mention(sandbox, clock)
+    clock.advance(dt.timedelta(seconds=900))
+    busy = poll(runtime, clock)
+
+    assert intervals == [120, 240, 480, 900, 900, 900]
+    assert busy["new"] == 1
+    assert cursor(runtime, alpha)["mentions_poll_interval_s"] == 60
+
+
+def test_the_poll_interval_settings_bound_the_backoff(runtime, sandbox, clock, alpha):
+    runtime.settings = dataclasses.replace(
+        runtime.settings, mention_poll_min_s=300, mention_poll_max_s=400
+    )
+    poll(runtime, clock)
+    first = cursor(runtime, alpha)["mentions_poll_interval_s"]
+    clock.advance(dt.timedelta(seconds=first))
+    poll(runtime, clock)
+
+    assert (first, cursor(runtime, alpha)["mentions_poll_interval_s"]) == (400, 400)
+
+
+# The read budget
+
+
+def set_budget(runtime, brand_id: str, usd: str) -> None:
+    with runtime.database.transaction() as tx:
+        brands.update_brand(
+            tx,
+            brand_id,
+            {"monthly_x_budget_usd": usd},
+            role="admin",
+            environment="local",
+            now=runtime.clock.now(),
+        )
+
+
+def spend(runtime, brand_id: str, usd: str) -> None:
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO cost_ledger (brand_id, occurred_at, service, operation, "
+            "units, usd, ref, reserved) VALUES (:brand_id, :now, 'x', 'post', 1, "
+            ":usd, 'spent-before', false)",
+            brand_id=brand_id,
+            now=runtime.clock.now(),
+            usd=Decimal(usd),
+        )
+
+
+def test_a_brand_whose_budget_cannot_pay_a_full_page_skips_the_poll(
+    runtime, sandbox, clock, alpha
+) -> None:
+    # A shared-app read costs $0.005: a page of 100 is $0.50, and $0.49 is left.
+    set_budget(runtime, alpha, "10.00")
+    spend(runtime, alpha, "9.51")
+    mention(sandbox, clock)
+
+    outcome = poll(runtime, clock)
+
+    assert outcome["skipped"] == 1 and mention_reads(sandbox) == 0
+    assert stored(runtime) == 0
+
+
+def test_a_nearly_spent_budget_reads_only_the_pages_it_can_pay(
+    runtime, sandbox, clock, alpha
+) -> None:
+    set_budget(runtime, alpha, "10.00")
+    spend(runtime, alpha, "8.90")  # $1.10 left: two pages of $0.50
+    [mention(sandbox, clock, f"@alpha hello {n}") for n in range(250)]
+
+    outcome = poll(runtime, clock)
+
+    assert mention_reads(sandbox) == 2 and outcome["new"] == 200
+    with runtime.database.transaction() as tx:
+        spent = tx.scalar("SELECT sum(usd) FROM cost_ledger")
+    assert spent <= Decimal("10.00")
+
+
+# Bad mentions: each stored or skipped on purpose, never a crash
+
+
+def test_a_mention_with_empty_text_is_stored_with_empty_text(
+    runtime, sandbox, clock, alpha
+) -> None:
+    mention(sandbox, clock, "")
+
+    assert poll(runtime, clock)["new"] == 1
+    assert rows(runtime)[0]["text"] == ""
+
+
+def test_a_mention_of_only_emoji_is_stored_as_sent(
+    runtime, sandbox, clock, alpha
+) -> None:
+    mention(sandbox, clock, "😡😡📦❓")
+
+    assert poll(runtime, clock)["new"] == 1
+    assert rows(runtime)[0]["text"] == "😡😡📦❓"
+
+
+def test_a_4000_character_mention_is_stored_whole_from_its_note(
+    runtime, sandbox, clock, alpha
+) -> None:
+    text = "@alpha " + "my parcel never came. " * 200
+    text = text[:4000]
+    mention(sandbox, clock, text)
+
+    assert poll(runtime, clock)["new"] == 1
+    assert rows(runtime)[0]["text"] == text
+
+
+def test_unpaired_surrogates_are_replaced_and_the_rest_kept(
+    runtime, sandbox, clock, alpha
+) -> None:
+    mention(sandbox, clock, "@alpha \udc00broken\ud83d and 😀 fine")
+
+    assert poll(runtime, clock)["new"] == 1
+    assert rows(runtime)[0]["text"] == "@alpha ?broken? and 😀 fine"
+
+
+def test_a_mention_whose_author_x_left_out_is_stored_without_author_details(
+    runtime, sandbox, clock, alpha
+) -> None:
+    sandbox.add_mention(
+        to_user_id=ALPHA["user_id"],
+        text="@alpha hello",
+        author={"id": "77", "username": "gone", "suspended": True},
+    )
+
+    assert poll(runtime, clock)["new"] == 1
+    row = rows(runtime)[0]
+    assert row["author_id"] == "77"
+    assert (row["author_username"], row["author_name"], row["author_followers"]) == (
+        None,
+        None,
+        None,
+    )
+
+
+def test_a_mention_listed_twice_in_one_page_is_stored_and_fanned_out_once(
+    runtime, sandbox, clock, alpha, receiver
+) -> None:
+    mention(sandbox, clock, "@alpha twice", listed_twice=True)
+    mention(sandbox, clock, "@alpha once")
+
+    outcome = poll(runtime, clock)
+
+    assert outcome["read"] == 2 and outcome["new"] == 2 and stored(runtime) == 2
+    sent = [i for payload in pushed(receiver) for i in payload["mention_ids"]]
+    assert len(sent) == len(set(sent)) == 2
+    with runtime.database.transaction() as tx:
+        billed = tx.scalar("SELECT sum(units) FROM cost_ledger")
+    assert billed == 3  # X returned the repeated post twice, and bills each
+
+
+def test_the_author_s_reach_photos_and_language_are_kept_for_triage(
+    runtime, sandbox, clock, alpha
+) -> None:
+    sandbox.add_mention(
+        to_user_id=ALPHA["user_id"],
+        text="@alpha look at it on my shelf",
+        author={"id": "88", "username": "big", "followers_count": 120_000},
+        photo=True,
+    )
+
+    poll(runtime, clock)
+
+    row = rows(runtime)[0]
+    assert (row["author_followers"], row["photo_count"], row["lang"]) == (
+        120_000,
+        1,
+        "en",
+    )

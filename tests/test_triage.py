@@ -1,0 +1,121 @@
+"""Triage rules, the team's labelled mentions and the two accuracy benches."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import triage_eval
+from cartcast import triage
+
+REPO = Path(__file__).resolve().parents[1]
+POSTED = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+INTENTS = {"order_issue", "question", "complaint", "praise", "spam", "other"}
+
+
+def decide(intent: str, sentiment: str = "neutral", **overrides) -> triage.Triage:
+    values = {
+        "intent": intent,
+        "sentiment": sentiment,
+        "crisis": False,
+        "posted_at": POSTED,
+        "author_followers": 100,
+        "media_types": (),
+        "deadlines": triage.ResponseDeadlines(),
+        "reach_followers_min": 10_000,
+    }
+    values.update(overrides)
+    return triage.triage_mention(**values)
+
+
+def test_an_angry_order_issue_comes_first_and_escalates():
+    decided = decide("order_issue", "negative")
+
+    assert decided.priority == 1 and decided.escalate
+    assert decided.response_due_at == POSTED + dt.timedelta(minutes=60)
+
+
+@pytest.mark.parametrize("followers", [None, 0, 9_999, 10_000, 5_000_000])
+@pytest.mark.parametrize("sentiment", ["negative", "neutral", "positive"])
+def test_no_order_issue_is_ranked_below_praise_whatever_the_reach(followers, sentiment):
+    order = decide("order_issue", "neutral", author_followers=100)
+    praise = decide("praise", sentiment, author_followers=followers)
+
+    order_key = triage.rank_key(order.priority, order.response_due_at, POSTED)
+    praise_key = triage.rank_key(praise.priority, praise.response_due_at, POSTED)
+    assert order_key < praise_key
+
+
+def test_a_crisis_is_first_and_due_by_the_sooner_deadline():
+    deadlines = triage.ResponseDeadlines(order_issue_min=90, complaint_min=30)
+
+    decided = decide("praise", "positive", crisis=True, deadlines=deadlines)
+
+    assert decided.priority == 1 and decided.escalate
+    assert decided.response_due_at == POSTED + dt.timedelta(minutes=30)
+
+
+def test_spam_and_other_need_no_answer():
+    for intent in ("spam", "other"):
+        decided = decide(intent, author_followers=900_000)
+        assert (decided.priority, decided.response_due_at) == (4, None)
+        assert not decided.escalate
+
+
+def test_the_labelled_mentions_are_split_once_into_two_halves_of_every_intent():
+    mentions = json.loads(triage_eval.MENTIONS.read_text(encoding="utf-8"))
+    halves = collections.Counter((m["expected_intent"], m["half"]) for m in mentions)
+
+    assert len(mentions) >= 200
+    assert len({m["text"] for m in mentions}) == len(mentions)
+    assert all(len(m["text"]) <= 280 for m in mentions)
+    assert {m["expected_intent"] for m in mentions} == INTENTS
+    for intent in INTENTS:
+        tuning, reporting = halves[(intent, "tuning")], halves[(intent, "reporting")]
+        assert abs(tuning - reporting) <= 1, intent
+
+
+def test_the_tuning_half_meets_the_goal_the_rules_were_tuned_for():
+    figures = triage_eval.evaluate(triage_eval.load_mentions("tuning"))
+
+    assert figures["goal_met"], figures["misses"]
+
+
+def test_the_triage_bench_prints_the_confusion_matrix_of_the_reporting_half():
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.triage_eval"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    assert "reporting half" in finished.stdout
+    assert "Confusion (rows: labelled intent" in finished.stdout
+    assert "goal (recall >= 0.9" in finished.stdout
+
+
+def test_the_sentiment_bench_reports_the_goal_or_skips_without_the_tweets(tmp_path):
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.sentiment_eval", "--json", str(tmp_path / "s")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    figures = json.loads((tmp_path / "s").read_text())
+    if "skipped" in figures["tweets"]:
+        assert "skipped tweets" in finished.stdout
+    else:
+        assert figures["tweets"]["lines"] == "odd"
+        assert "macro-recall" in finished.stdout
+        assert "throughput" in finished.stdout
