@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import local_cloud, pg
-from infra.local_cloud import call_json, send_sweep
+from infra.local_cloud import call_json
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG = REPO / "infra" / "data" / "catalog" / "dummyjson_products.json"
@@ -250,8 +250,8 @@ def _tick(cloud, target: str, now: dt.datetime) -> None:
 
 
 def _sweep(cloud, now: dt.datetime) -> None:
-    status = send_sweep(cloud.url("publish_due_posts"), time=now)
-    if status >= 300:
+    status = cloud.sweep(time=now)
+    if status is not None and status >= 300:
         raise RuntimeError(
             f"the sweep answered {status} at {now}; "
             f"see {cloud.work_dir}/publish_due_posts.log"

@@ -9,11 +9,11 @@
   CloudEvent whose `time` is the instant the tick stands for;
 - `send_sweep`: the missed-post sweeper's own Scheduler job, a tick to
   `publish_due_posts` whose message is `{"sweep": true}` (decision 0012);
-- the publish schedule's job lives in a Cloud Scheduler stand-in
+- the publish tick's job and the sweep's live in a Cloud Scheduler stand-in
   (infra/scheduler_standin.py) that the functions reach through
   CARTCAST_SCHEDULER_ENDPOINT, so the operator's pause (POST /v1/publishing/pause)
-  works locally as in the cloud; `LocalCloud.tick` sends no publish tick while
-  that job is paused, as Cloud Scheduler runs no paused job.
+  works locally as in the cloud; `LocalCloud.tick` and `LocalCloud.sweep` send
+  nothing while their job is paused, as Cloud Scheduler runs no paused job.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ MENTIONS_TOPIC = "cartcast-mentions"
 SWEEP_TOPIC = "cartcast-sweep_missed_posts"
 SWEEP_PAYLOAD = {"sweep": True}
 PUBLISH_JOB = "projects/local/locations/local/jobs/cartcast-publish_due_posts"
+SWEEP_JOB = "projects/local/locations/local/jobs/cartcast-sweep_missed_posts"
 START_TIMEOUT_S = 60
 
 
@@ -152,11 +153,13 @@ class LocalCloud:
         self._sandbox: subprocess.Popen | None = None
         self.scheduler = SchedulerStandIn(port=free_port())
         self.scheduler.add_job(PUBLISH_JOB)
+        self.scheduler.add_job(SWEEP_JOB)
         self._env = {
             **_base_env(),
             "DATABASE_URL": database_url,
             "CARTCAST_OPERATOR_KEY": operator_key,
             "CARTCAST_SCHEDULER_JOB": PUBLISH_JOB,
+            "CARTCAST_SWEEP_SCHEDULER_JOB": SWEEP_JOB,
             "CARTCAST_SCHEDULER_ENDPOINT": self.scheduler.endpoint,
             **(extra_env or {}),
         }
@@ -233,6 +236,12 @@ class LocalCloud:
         if target == "publish_due_posts" and self.scheduler.is_paused(PUBLISH_JOB):
             return None
         return send_tick(self.url(target), topic=f"cartcast-{target}", time=time)
+
+    def sweep(self, *, time: dt.datetime) -> int | None:
+        """Send the missed-post sweep's tick; None while its job is paused."""
+        if self.scheduler.is_paused(SWEEP_JOB):
+            return None
+        return send_sweep(self.url("publish_due_posts"), time=time)
 
 
 def _base_env() -> dict[str, str]:

@@ -205,7 +205,7 @@ def test_resuming_queues_the_held_posts_again_and_they_go_out(
 ) -> None:
     brand_id = make_brand(x_runtime, "alpha", ALPHA, products=2)
     pause(x_runtime, brand_id)
-    again = pause(x_runtime, brand_id, reason="a second pause")
+    again = pause(x_runtime, brand_id)
 
     with x_runtime.database.transaction() as tx:
         resumed = crisis.resume_brand(tx, brand_id=brand_id, now=START)
@@ -327,3 +327,98 @@ def test_a_thread_half_on_x_stops_before_its_next_part(x_runtime, x_sandbox) -> 
     assert outcome == "lost"
     assert tweets_sent(x_sandbox) == 0
     assert later["held"] == 1 and states(x_runtime, brand_id) == ["held"]
+
+
+def test_a_surge_days_after_a_crisis_nobody_closed_raises_a_new_alert(
+    runtime, clock
+) -> None:
+    brand_id = add_brand(runtime)
+    baseline(runtime, brand_id, mentions=100, negative=0)
+    first = [scored(runtime, brand_id, negative=True, at=START) for _ in range(20)]
+    crisis.watch_after_scoring(runtime, mention_ids=first)
+
+    # Five quiet days: nothing is scored, so no run comes to close the crisis.
+    clock.set(START + dt.timedelta(days=5))
+    second = [
+        scored(runtime, brand_id, negative=True, at=clock.now()) for _ in range(20)
+    ]
+    outcome = crisis.watch_after_scoring(runtime, mention_ids=second)
+
+    assert outcome == {"crises_started": 1, "crises_ended": 0}
+    assert len(crisis_alerts(runtime, brand_id)) == 2
+    with runtime.database.transaction() as tx:
+        rows = tx.rows("SELECT started_at, ended_at FROM crises ORDER BY started_at")
+    # The first ended a window after it was last seen, not when the run came.
+    assert rows == [
+        {"started_at": START, "ended_at": START + dt.timedelta(hours=1)},
+        {"started_at": clock.now(), "ended_at": None},
+    ]
+
+
+def test_a_surge_still_seen_each_run_stays_one_crisis(runtime, clock) -> None:
+    brand_id = add_brand(runtime)
+    baseline(runtime, brand_id, mentions=100, negative=0)
+
+    started = 0
+    for step in range(12):
+        clock.set(START + step * 15 * MINUTE)
+        ids = [
+            scored(runtime, brand_id, negative=True, at=clock.now()) for _ in range(20)
+        ]
+        started += crisis.watch_after_scoring(runtime, mention_ids=ids)[
+            "crises_started"
+        ]
+
+    assert started == 1
+    assert len(crisis_alerts(runtime, brand_id)) == 1
+
+
+def test_the_crisis_list_shows_one_unseen_for_a_window_as_ended(
+    client, runtime, clock, clock_file
+) -> None:
+    response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    key = response.get_json()["api_key"]
+    with runtime.database.transaction() as tx:
+        brand_id = str(tx.scalar("SELECT id FROM brands"))
+    ids = [scored(runtime, brand_id, negative=True, at=START) for _ in range(20)]
+    crisis.watch_after_scoring(runtime, mention_ids=ids)
+
+    clock_file.set(START + 59 * MINUTE)
+    within = client.get("/v1/crises", headers=auth(key)).get_json()["crises"]
+    clock_file.set(START + dt.timedelta(days=2))
+    after = client.get("/v1/crises", headers=auth(key)).get_json()["crises"]
+
+    assert within[0]["ended_at"] is None
+    assert after[0]["ended_at"] == (START + dt.timedelta(hours=1)).isoformat()
+
+
+def test_pausing_a_paused_brand_for_another_reason_is_a_409_naming_it(
+    client, runtime
+) -> None:
+    response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    key = response.get_json()["api_key"]
+
+    post_json(client, "/v1/brand/pause", {"reason": "product recall"}, key)
+    same = post_json(client, "/v1/brand/pause", {"reason": "product recall"}, key)
+    without_reason = post_json(client, "/v1/brand/pause", {}, key)
+    other = post_json(client, "/v1/brand/pause", {"reason": "storm"}, key)
+    shown = client.get("/v1/brand/pause", headers=auth(key)).get_json()
+
+    assert same.status_code == 200 and without_reason.status_code == 200
+    assert other.status_code == 409
+    assert other.get_json()["error"]["field"] == "reason"
+    assert "'product recall'" in other.get_json()["error"]["message"]
+    assert shown["reason"] == "product recall"
+
+
+def test_a_body_sent_to_resume_is_a_400_naming_its_field(client, runtime) -> None:
+    response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    key = response.get_json()["api_key"]
+    post_json(client, "/v1/brand/pause", {"reason": "recall"}, key)
+
+    refused = post_json(client, "/v1/brand/resume", {"release": "all"}, key)
+    shown = client.get("/v1/brand/pause", headers=auth(key)).get_json()
+
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["field"] == "release"
+    assert shown["paused"] is True

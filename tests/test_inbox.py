@@ -6,8 +6,11 @@ both at START; replies reach the X sandbox through tweepy.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import itertools
+import json
+import random
 
 import pytest
 
@@ -409,3 +412,218 @@ def test_a_reply_still_goes_out_while_the_brands_publishing_is_paused(
     assert queued.status_code == 202
     assert outcome["published"] == 1 and outcome["held"] == 0
     assert tweets_sent(x_sandbox) == 1
+
+
+def test_a_lost_reply_never_adopts_another_customers_reply_of_the_same_words(
+    client, shop_key, x_runtime, x_sandbox, clock
+) -> None:
+    from cartcast import reconciling
+
+    # The reply to A never reached X and the one to B did; both answers are lost.
+    # Once "@cust_b " is dropped, B's reply on X reads exactly as A's would.
+    words = "Sorry! Please DM us your order number"
+    faults = [{"status": 503, "drop": True}, {"drop": True}]
+    mention_ids = []
+    for author, fault in zip(
+        (
+            {"id": "7001", "username": "cust_a", "name": "A"},
+            {"id": "7002", "username": "cust_b", "name": "B"},
+        ),
+        faults,
+        strict=True,
+    ):
+        x_post_id = x_sandbox.add_mention(
+            to_user_id=ALPHA["user_id"],
+            text="@alpha where is my order",
+            author=author,
+            created_at=START - MINUTE,
+        )
+        mention_ids.append(
+            store_mention(x_runtime, x_post_id=x_post_id, author_id=author["id"])
+        )
+        assert reply(client, shop_key, mention_ids[-1], words).status_code == 202
+        x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", **fault)
+        publishing.publish_due(x_runtime, as_of=clock.now())
+        clock.advance(MINUTE)
+
+    # A's reply is sent again and X calls it a duplicate (of B's): the next
+    # reconciling, finding no post of A's own, fails it.
+    for _ in range(2):
+        clock.advance(dt.timedelta(seconds=x_runtime.settings.reconcile_delay_s + 5))
+        reconciling.reconcile_then_publish(x_runtime, as_of=clock.now())
+
+    [on_x] = [
+        p for p in x_sandbox.snapshot()["posts"] if p["user_id"] == ALPHA["user_id"]
+    ]
+    assert on_x["text"] == f"@cust_b {words}"
+    with x_runtime.database.transaction() as tx:
+        replies = tx.rows("SELECT state, in_reply_to, x_post_id FROM posts")
+    published = [row for row in replies if row["state"] == "published"]
+    # B's reply holds its own post; A's, sent again, is X's duplicate and fails.
+    assert published == [
+        {
+            "state": "published",
+            "in_reply_to": on_x["in_reply_to_tweet_id"],
+            "x_post_id": on_x["id"],
+        }
+    ]
+    with x_runtime.database.transaction() as tx:
+        reopened = tx.one(
+            "SELECT state, reply_failure FROM mentions WHERE id = :id",
+            id=mention_ids[0],
+        )
+    assert reopened["state"] == "open" and "duplicate" in reopened["reply_failure"]
+
+
+def test_a_reply_x_refuses_reopens_its_mention_and_says_why(
+    client, shop_key, x_runtime, x_sandbox
+) -> None:
+    mention_id = sandbox_mention(
+        x_sandbox, x_runtime, "@alpha @beta hello", to=BETA, conversation_id="901"
+    )
+    queued = reply(client, shop_key, mention_id).get_json()["mention"]
+
+    publishing.publish_due(x_runtime, as_of=START)
+
+    [reopened] = inbox(client, shop_key)["mentions"]
+    assert queued["state"] == "handled" and queued["reply_post_id"]
+    assert reopened["id"] == mention_id and reopened["state"] == "open"
+    assert reopened["reply_post_id"] is None
+    assert reopened["responded_at"] is None and reopened["response_s"] is None
+    assert reopened["handled_at"] is None and reopened["handled_by"] is None
+    assert reopened["reply_failure"]
+    with x_runtime.database.transaction() as tx:
+        reason = tx.scalar("SELECT failure_reason FROM posts")
+    assert reopened["reply_failure"] == reason
+
+
+def test_a_new_reply_clears_the_last_failure(
+    client, shop_key, x_runtime, x_sandbox
+) -> None:
+    mention_id = sandbox_mention(
+        x_sandbox, x_runtime, "@alpha @beta hello", to=BETA, conversation_id="902"
+    )
+    reply(client, shop_key, mention_id)
+    publishing.publish_due(x_runtime, as_of=START)
+
+    again = reply(client, shop_key, mention_id, "Sorry, try this").get_json()
+
+    assert again["mention"]["state"] == "handled"
+    assert again["mention"]["reply_failure"] is None
+
+
+def _token(place) -> str:
+    raw = json.dumps(place).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+GOOD_PLACE = [
+    2,
+    "2026-03-02T10:00:00+00:00",
+    "2026-03-02T09:00:00+00:00",
+    "5b3f7c2e-8d1a-4c4e-9f43-0a1b2c3d4e5f",
+]
+
+
+@pytest.mark.parametrize(
+    "place",
+    [
+        [True, *GOOD_PLACE[1:]],
+        [1.0, *GOOD_PLACE[1:]],
+        [2, "0001-01-01T00:00:00+14:00", *GOOD_PLACE[2:]],
+        [*GOOD_PLACE[:2], "9999-12-31T23:59:59-14:00", GOOD_PLACE[3]],
+        [*GOOD_PLACE[:3], 12345],
+        [*GOOD_PLACE[:3], ["5b3f7c2e-8d1a-4c4e-9f43-0a1b2c3d4e5f"]],
+        [2, 1700000000, *GOOD_PLACE[2:]],
+        [2, "2026-03-02T10:00:00", *GOOD_PLACE[2:]],
+        dict.fromkeys("abcd", 1),
+        "abcd",
+        None,
+        [[[[[]]]]],
+    ],
+)
+def test_a_malformed_after_token_is_a_400_naming_after(client, shop_key, place) -> None:
+    response = client.get(f"/v1/mentions?after={_token(place)}", headers=auth(shop_key))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "after"
+
+
+def test_after_tokens_built_from_good_and_bad_parts_never_give_a_500(
+    client, shop_key
+) -> None:
+    # Each slot: the good value first, then shapes a forged token could carry.
+    slots = [
+        [2, 5, True, False, 0, 6, "2", None, 2.5, -1],
+        [
+            "infinity",
+            GOOD_PLACE[1],
+            "0001-01-01T00:00:00+14:00",
+            "9999-12-31T23:59:59-14:00",
+            "2026-03-02",
+            0,
+            None,
+            "+infinity",
+            [],
+            "2026-13-01T00:00:00+00:00",
+        ],
+        [
+            GOOD_PLACE[2],
+            "0001-01-01T00:00:00+14:00",
+            "9999-12-31T23:59:59-14:00",
+            "x",
+            None,
+            12,
+            {},
+            "2026-03-02T09:00:00",
+        ],
+        [
+            GOOD_PLACE[3],
+            12345,
+            "",
+            None,
+            "5B3F7C2E8D1A4C4E9F430A1B2C3D4E5F",
+            "{}",
+            True,
+        ],
+    ]
+    picker = random.Random(20260302)
+    answers = set()
+
+    for _ in range(80):
+        place = [
+            slot[0] if picker.random() < 0.6 else picker.choice(slot[1:])
+            for slot in slots
+        ]
+        response = client.get(
+            f"/v1/mentions?after={_token(place)}", headers=auth(shop_key)
+        )
+        answers.add(response.status_code)
+        assert response.status_code in (200, 400), place
+        if response.status_code == 400:
+            assert response.get_json()["error"]["field"] == "after", place
+
+    assert answers == {200, 400}
+
+
+@pytest.mark.parametrize("query", ["?sentimnet=negative", "?state=open&page=2"])
+def test_an_unknown_inbox_parameter_is_a_400_naming_it(client, shop_key, query) -> None:
+    response = client.get(f"/v1/mentions{query}", headers=auth(shop_key))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] in ("sentimnet", "page")
+
+
+def test_a_body_sent_to_handle_is_a_400_and_leaves_the_mention_open(
+    client, shop_key, runtime
+) -> None:
+    mention_id = store_mention(runtime)
+
+    refused = post_json(
+        client, f"/v1/mentions/{mention_id}/handle", {"note": "done"}, shop_key
+    )
+    empty = post_json(client, f"/v1/mentions/{mention_id}/handle", None, shop_key)
+
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["field"] == "note"
+    assert empty.status_code == 200

@@ -19,6 +19,7 @@ from tests.conftest import OPERATOR_KEY, make_app
 from tests.helpers import brand_body, post_json
 
 JOB = "projects/shop-prod/locations/europe-west1/jobs/cartcast-publish_due_posts"
+SWEEP = "projects/shop-prod/locations/europe-west1/jobs/cartcast-sweep_missed_posts"
 PORTS = range(44100, 44200)
 
 
@@ -35,31 +36,82 @@ def loopback_port() -> int:
 def scheduler():
     with SchedulerStandIn(port=loopback_port()) as running:
         running.add_job(JOB)
+        running.add_job(SWEEP)
         yield running
 
 
 @pytest.fixture
 def client(function_env, monkeypatch, scheduler):
     monkeypatch.setenv("CARTCAST_SCHEDULER_JOB", JOB)
+    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP)
     monkeypatch.setenv("CARTCAST_SCHEDULER_ENDPOINT", scheduler.endpoint)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
     runtime_module.reset()
     return make_app("api", "http").test_client()
 
 
-def test_the_operator_pauses_and_resumes_the_publish_job(client, scheduler) -> None:
+def test_the_operator_pauses_and_resumes_the_publish_and_sweep_jobs(
+    client, scheduler
+) -> None:
     paused = post_json(client, "/v1/publishing/pause", None, OPERATOR_KEY)
-    while_paused = scheduler.is_paused(JOB)
+    while_paused = (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP))
     resumed = post_json(client, "/v1/publishing/resume", None, OPERATOR_KEY)
 
     assert paused.status_code == 200
-    assert paused.get_json() == {"job": JOB, "state": "paused"}
-    assert while_paused is True
-    assert resumed.get_json() == {"job": JOB, "state": "enabled"}
+    assert paused.get_json() == {
+        "job": JOB,
+        "state": "paused",
+        "sweep": {"job": SWEEP, "state": "paused"},
+    }
+    assert while_paused == (True, True)
+    assert resumed.get_json() == {
+        "job": JOB,
+        "state": "enabled",
+        "sweep": {"job": SWEEP, "state": "enabled"},
+    }
+    # The publish job stops first and starts last: the sweep never runs alone.
     assert scheduler.calls == [
         ("POST", f"/v1/{JOB}:pause"),
+        ("POST", f"/v1/{SWEEP}:pause"),
+        ("POST", f"/v1/{SWEEP}:resume"),
         ("POST", f"/v1/{JOB}:resume"),
     ]
+
+
+def test_without_a_sweep_job_the_pause_is_refused_before_any_call(
+    client, scheduler, monkeypatch
+) -> None:
+    monkeypatch.delenv("CARTCAST_SWEEP_SCHEDULER_JOB")
+    runtime_module.reset()
+
+    response = post_json(client, "/v1/publishing/pause", None, OPERATOR_KEY)
+
+    assert response.status_code == 409
+    assert response.get_json()["error"]["field"] == "CARTCAST_SWEEP_SCHEDULER_JOB"
+    assert scheduler.calls == []
+
+
+def test_a_sweep_job_scheduler_does_not_know_is_named(
+    client, scheduler, monkeypatch
+) -> None:
+    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP + "-gone")
+    runtime_module.reset()
+
+    response = post_json(client, "/v1/publishing/pause", None, OPERATOR_KEY)
+
+    assert response.status_code == 409
+    assert response.get_json()["error"]["field"] == "CARTCAST_SWEEP_SCHEDULER_JOB"
+
+
+@pytest.mark.parametrize("path", ["/v1/publishing/pause", "/v1/publishing/resume"])
+def test_a_body_sent_to_the_schedule_is_a_400_naming_its_field(
+    client, scheduler, path
+) -> None:
+    response = post_json(client, path, {"reason": "storm"}, OPERATOR_KEY)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "reason"
+    assert scheduler.calls == []
 
 
 def test_a_brand_key_may_not_touch_the_schedule(client, scheduler) -> None:
@@ -108,7 +160,7 @@ def test_without_a_job_there_is_nothing_to_pause(function_env, monkeypatch) -> N
 def test_the_local_ticker_sends_no_publish_tick_while_the_job_is_paused(
     tmp_path,
 ) -> None:
-    from infra.local_cloud import PUBLISH_JOB, LocalCloud
+    from infra.local_cloud import PUBLISH_JOB, SWEEP_JOB, LocalCloud
     from tests.conftest import START
 
     cloud = LocalCloud(
@@ -120,10 +172,13 @@ def test_the_local_ticker_sends_no_publish_tick_while_the_job_is_paused(
     )
     with cloud.scheduler:
         cloud.scheduler.jobs[PUBLISH_JOB] = "PAUSED"
+        cloud.scheduler.jobs[SWEEP_JOB] = "PAUSED"
 
         sent = cloud.tick("publish_due_posts", time=START)
+        swept = cloud.sweep(time=START)
 
     assert sent is None
+    assert swept is None
 
 
 @pytest.mark.parametrize(
@@ -131,6 +186,7 @@ def test_the_local_ticker_sends_no_publish_tick_while_the_job_is_paused(
     [
         ("CARTCAST_SCHEDULER_JOB", "publish_due_posts"),
         ("CARTCAST_SCHEDULER_JOB", "projects/p/locations/l/jobs/a b"),
+        ("CARTCAST_SWEEP_SCHEDULER_JOB", "sweep"),
         ("CARTCAST_SCHEDULER_ENDPOINT", "127.0.0.1:8085"),
         ("CARTCAST_SCHEDULER_ENDPOINT", "ftp://127.0.0.1/"),
         ("CARTCAST_SCHEDULER_TIMEOUT_S", "541"),
@@ -138,6 +194,8 @@ def test_the_local_ticker_sends_no_publish_tick_while_the_job_is_paused(
         ("CARTCAST_CRISIS_BASELINE_DAYS", "91"),
         ("CARTCAST_CRISIS_MIN_MENTIONS", "0"),
         ("CARTCAST_CRISIS_FACTOR", "nan"),
+        ("CARTCAST_CRISIS_FACTOR", "1"),
+        ("CARTCAST_CRISIS_FACTOR", "0.5"),
         ("CARTCAST_CRISIS_RISE_PCT", "101"),
     ],
 )
@@ -156,11 +214,12 @@ def test_the_scheduler_and_crisis_settings_load_with_their_defaults() -> None:
         {
             "DATABASE_URL": "postgresql://x@127.0.0.1/db",
             "CARTCAST_SCHEDULER_JOB": JOB,
+            "CARTCAST_SWEEP_SCHEDULER_JOB": SWEEP,
             "CARTCAST_SCHEDULER_ENDPOINT": "http://127.0.0.1:44100/",
         }
     )
 
-    assert loaded.scheduler_job == JOB
+    assert (loaded.scheduler_job, loaded.sweep_scheduler_job) == (JOB, SWEEP)
     assert loaded.scheduler_endpoint == "http://127.0.0.1:44100"
     assert (loaded.crisis_window_min, loaded.crisis_min_mentions) == (60, 20)
     assert (loaded.crisis_factor, loaded.crisis_rise_pct) == (2.0, 20)

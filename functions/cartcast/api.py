@@ -157,7 +157,9 @@ def handle(request: Any, runtime: Any) -> web.Response:
             body = None
             if endpoint in _CSV_BODY:
                 body = web.read_csv(request)
-            elif request.method in ("POST", "PATCH") and endpoint not in _BODYLESS:
+            elif endpoint in _BODYLESS:
+                _refuse_a_body(request)
+            elif request.method in ("POST", "PATCH"):
                 body = web.read_json(request, optional=endpoint in _OPTIONAL_BODY)
             return HANDLERS[endpoint](
                 tx,
@@ -200,6 +202,26 @@ _BODYLESS = {
     "pause_publishing",
     "resume_publishing",
 }
+
+
+def _refuse_a_body(request: Any) -> None:
+    """Refuse content sent to a route that takes none, as an unknown field is.
+
+    An empty body, `null` or `{}` is no content; anything else would be ignored,
+    which hides a client's mistake (a reason sent to /handle, say).
+    """
+    body = web.read_json_if_any(request)
+    if body is None or body == {}:
+        return
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"{request.path} takes no body", field="body")
+    name = next(iter(body))
+    raise InvalidRequest(
+        f"{request.path} takes no body; it has field {name[:100]!r}",
+        field=name[:100],
+    )
+
+
 _OPTIONAL_BODY = {
     "schedule_post",
     "schedule_approved",
@@ -210,7 +232,6 @@ _OPTIONAL_BODY = {
 # Who may pause and resume a brand's publishing (crisis.py).
 PAUSING_ROLES = ("admin", "approver")
 PAUSE_FIELDS = ("reason",)
-DEFAULT_PAUSE_REASON = "paused by a person"
 
 
 def _limit(query: Any, default: int = 100) -> int:
@@ -719,10 +740,10 @@ def pause_brand(
     brand_id = keys.require_brand(caller)
     _require_pausing_role(caller)
     validation.only_fields(body, PAUSE_FIELDS, what="a pause")
-    reason = body.get("reason", DEFAULT_PAUSE_REASON)
-    if not isinstance(reason, str) or not reason.strip():
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or not reason.strip()):
         raise InvalidRequest("'reason' must be a non-empty text", field="reason")
-    if len(reason) > crisis.PAUSE_REASON_MAX:
+    if reason is not None and len(reason) > crisis.PAUSE_REASON_MAX:
         raise InvalidRequest(
             f"'reason' must be at most {crisis.PAUSE_REASON_MAX} characters",
             field="reason",
@@ -731,7 +752,7 @@ def pause_brand(
         tx,
         brand_id=brand_id,
         actor=caller.key_name,
-        reason=reason.strip(),
+        reason=None if reason is None else reason.strip(),
         now=runtime.clock.now(),
     )
     return web.json_response(pause)
@@ -757,7 +778,11 @@ def list_crises(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     found = crisis.list_crises(
-        tx, brand_id=keys.require_brand(caller), limit=_limit(query)
+        tx,
+        brand_id=keys.require_brand(caller),
+        limit=_limit(query),
+        now=runtime.clock.now(),
+        window_min=runtime.settings.crisis_window_min,
     )
     return web.json_response({"crises": found})
 

@@ -11,6 +11,12 @@ needs 20 %. Each crisis is one row of `crises` and one alert (alerts.py), keyed 
 when it began, so thirty scoring runs inside it raise one alert, not thirty. It
 ends, quietly, once a whole window has passed since it began and the window no
 longer meets the condition; a later surge is a new crisis with its own alert.
+Each run that still sees the surge records it (`last_seen_at`); a crisis whose
+window has passed since then ended then (`last_seen_at` plus a window), though no
+run came to close it, as watch runs only after mentions are scored: the next run
+closes it before judging a new surge, and GET /v1/crises shows it ended. A surge
+that goes a whole window without a scored mention and comes back is therefore a
+new crisis with a new alert.
 
 The crisis pause (`pause_brand`) is a person's decision, taken on the alert; it is
 not automatic, because a false alarm would silence a brand (decision 0019). It
@@ -39,6 +45,7 @@ ALERT_KIND = "crisis"
 HELD_PREFIX = "crisis pause: "
 HELD_FIX = "; POST /v1/brand/resume puts it back in the queue"
 PAUSE_REASON_MAX = 300
+DEFAULT_PAUSE_REASON = "paused by a person"
 
 LOCK_BRAND = "SELECT slug FROM brands WHERE id = :brand_id FOR UPDATE"
 # Scored mentions only: an unscored one has no sentiment to count yet.
@@ -55,18 +62,24 @@ WHERE brand_id = :brand_id AND scored_at IS NOT NULL
   AND posted_at > :baseline_start AND posted_at <= :now
 """
 SELECT_OPEN = """
-SELECT id, started_at FROM crises WHERE brand_id = :brand_id AND ended_at IS NULL
+SELECT id, started_at, last_seen_at FROM crises
+WHERE brand_id = :brand_id AND ended_at IS NULL
 """
 OPEN_CRISIS = """
-INSERT INTO crises (brand_id, started_at, window_mentions, window_negative,
-    baseline_share)
-VALUES (:brand_id, :now, :window_mentions, :window_negative, :baseline_share)
+INSERT INTO crises (brand_id, started_at, last_seen_at, window_mentions,
+    window_negative, baseline_share)
+VALUES (:brand_id, :now, :now, :window_mentions, :window_negative, :baseline_share)
 ON CONFLICT (brand_id) WHERE ended_at IS NULL DO NOTHING
 RETURNING id
 """
-CLOSE_CRISIS = "UPDATE crises SET ended_at = :now WHERE id = :id"
+SEEN_AGAIN = "UPDATE crises SET last_seen_at = :now WHERE id = :id"
+CLOSE_CRISIS = "UPDATE crises SET ended_at = :ended_at WHERE id = :id"
+# An open crisis unseen for a whole window ended then, closed by a run or not.
 SELECT_CRISES = """
-SELECT started_at, ended_at, window_mentions, window_negative, baseline_share
+SELECT started_at,
+    COALESCE(ended_at, CASE WHEN last_seen_at + :window <= :now
+                            THEN last_seen_at + :window END) AS ended_at,
+    window_mentions, window_negative, baseline_share
 FROM crises WHERE brand_id = :brand_id ORDER BY started_at DESC LIMIT :limit
 """
 BRANDS_OF_MENTIONS = """
@@ -179,12 +192,24 @@ def watch(
     shares = Shares(**row)
     open_crisis = tx.one(SELECT_OPEN, brand_id=brand_id)
 
+    surge = is_crisis(shares, settings)
+
     if open_crisis is not None:
-        if is_crisis(shares, settings) or now - open_crisis["started_at"] < window:
+        unseen_since = open_crisis["last_seen_at"] + window
+        if unseen_since <= now:
+            # Over before this run: close it, then judge this window afresh.
+            tx.execute(CLOSE_CRISIS, id=open_crisis["id"], ended_at=unseen_since)
+            if not surge:
+                return "ended"
+        elif surge:
+            tx.execute(SEEN_AGAIN, id=open_crisis["id"], now=now)
             return None
-        tx.execute(CLOSE_CRISIS, id=open_crisis["id"], now=now)
-        return "ended"
-    if not is_crisis(shares, settings):
+        elif now - open_crisis["started_at"] < window:
+            return None
+        else:
+            tx.execute(CLOSE_CRISIS, id=open_crisis["id"], ended_at=now)
+            return "ended"
+    if not surge:
         return None
 
     tx.scalar(
@@ -230,9 +255,22 @@ def watch_after_scoring(runtime: Any, *, mention_ids: list[str]) -> dict[str, in
     return counts
 
 
-def list_crises(tx: Transaction, *, brand_id: str, limit: int) -> list[dict[str, Any]]:
-    """Return the brand's crises, latest first."""
-    return tx.rows(SELECT_CRISES, brand_id=brand_id, limit=limit)
+def list_crises(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    limit: int,
+    now: dt.datetime,
+    window_min: int,
+) -> list[dict[str, Any]]:
+    """Return the brand's crises, latest first; one unseen for a window has ended."""
+    return tx.rows(
+        SELECT_CRISES,
+        brand_id=brand_id,
+        limit=limit,
+        now=now,
+        window=dt.timedelta(minutes=window_min),
+    )
 
 
 def _alert_text(slug: str, shares: Shares, settings: Any) -> str:
@@ -247,16 +285,40 @@ def _alert_text(slug: str, shares: Shares, settings: Any) -> str:
 
 
 def pause_brand(
-    tx: Transaction, *, brand_id: str, actor: str, reason: str, now: dt.datetime
+    tx: Transaction,
+    *,
+    brand_id: str,
+    actor: str,
+    reason: str | None,
+    now: dt.datetime,
 ) -> dict[str, Any]:
     """Pause the brand's publishing and hold its queued posts; return the pause.
 
     Idempotent: pausing a paused brand keeps the first pause (its time, who and
-    why) and holds any post queued since.
+    why) and holds any post queued since. `reason` None stands for the default.
+
+    Raises:
+        Conflict: the brand is paused already for another reason, which the
+            message names; the reason is not rewritten behind the first person's
+            back (resume, then pause again).
     """
-    reason = reason[:PAUSE_REASON_MAX]
-    tx.execute(MARK_PAUSED, brand_id=brand_id, now=now, actor=actor, reason=reason)
+    given = None if reason is None else reason[:PAUSE_REASON_MAX]
+    marked = tx.scalar(
+        MARK_PAUSED,
+        brand_id=brand_id,
+        now=now,
+        actor=actor,
+        reason=DEFAULT_PAUSE_REASON if given is None else given,
+    )
     pause = tx.one(SELECT_PAUSE, brand_id=brand_id)
+    current = pause["publishing_paused_reason"]
+    if marked is None and given is not None and given != current:
+        raise Conflict(
+            f"the brand is already paused, for another reason: {current!r} (by "
+            f"{pause['publishing_paused_by']}); resume it first to pause it for "
+            "a new one",
+            field="reason",
+        )
     held_reason = HELD_PREFIX + pause["publishing_paused_reason"] + HELD_FIX
 
     tx.rows(LOCK_QUEUED, brand_id=brand_id)

@@ -202,7 +202,9 @@ class Database:
             raise TransientError(f"database connection failed: {error}") from error
         except pg8000.dbapi.DatabaseError as error:
             reusable = _rollback(connection)
-            if _sqlstate(error) == FEATURE_NOT_SUPPORTED:
+            if _sqlstate(error) == FEATURE_NOT_SUPPORTED and _message(error).startswith(
+                "cached plan must not change result type"
+            ):
                 # "cached plan must not change result type": a migration changed a
                 # table under a prepared statement. A new connection prepares anew.
                 reusable = False

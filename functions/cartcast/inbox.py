@@ -37,6 +37,9 @@ from cartcast.db import Transaction
 from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
 STATES = ("open", "handled", "all")
+# The list's query parameters; any other is refused, as a body's unknown field is,
+# so a misspelt filter (`sentimnet=negative`) is not a page of every mention.
+LIST_PARAMS = ("state", "sentiment", "intent", "priority", "overdue", "after", "limit")
 SENTIMENTS = ("negative", "neutral", "positive")
 # Intents come from the scorer (sentiment.py); the filter takes any such name.
 INTENT_NAME = re.compile(r"[a-z][a-z_]{0,39}")
@@ -52,7 +55,7 @@ SELECT_PAGE = """
 SELECT m.id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
     m.conversation_id, m.posted_at, m.sentiment, m.intent, m.priority, m.escalate,
     m.response_due_at, m.state, m.responded_at, m.handled_at, m.handled_by,
-    m.reply_post_id,
+    m.reply_post_id, m.reply_failure,
     COALESCE(m.priority, 5) AS sort_priority,
     COALESCE(m.response_due_at, 'infinity') AS sort_due
 FROM mentions m
@@ -79,7 +82,7 @@ SELECT_MENTION = """
 SELECT m.id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
     m.conversation_id, m.posted_at, m.sentiment, m.intent, m.priority, m.escalate,
     m.response_due_at, m.state, m.responded_at, m.handled_at, m.handled_by,
-    m.reply_post_id,
+    m.reply_post_id, m.reply_failure,
     m.in_reply_to_user_id
 FROM mentions m WHERE m.id = :id AND m.brand_id = :brand_id
 FOR UPDATE
@@ -118,6 +121,7 @@ RETURNING id
 """
 MARK_REPLIED = """
 UPDATE mentions SET reply_post_id = :post_id, state = 'handled',
+    reply_failure = NULL,
     handled_at = COALESCE(handled_at, :now), handled_by = COALESCE(handled_by, :actor),
     responded_at = COALESCE(responded_at, :now)
 WHERE id = :id
@@ -128,6 +132,13 @@ def list_inbox(
     tx: Transaction, *, brand_id: str, query: Any, limit: int, now: dt.datetime
 ) -> dict[str, Any]:
     """Return one page of the brand's mentions and the token of the next page."""
+    for name in query:
+        if name not in LIST_PARAMS:
+            raise InvalidRequest(
+                f"GET /v1/mentions has no parameter {name[:100]!r}; it takes "
+                f"{', '.join(LIST_PARAMS)}",
+                field=name[:100],
+            )
     state = query.get("state", "open")
     if state not in STATES:
         raise InvalidRequest(
@@ -376,8 +387,11 @@ def _read_cursor(raw: str | None) -> dict[str, Any]:
     try:
         padded = raw + "=" * (-len(raw) % 4)
         priority, due, posted, row_id = json.loads(base64.urlsafe_b64decode(padded))
-        if not isinstance(priority, int) or not 1 <= priority <= UNSCORED_PRIORITY:
+        # JSON's true is a Python int (bool subclasses it): only a real integer.
+        if type(priority) is not int or not 1 <= priority <= UNSCORED_PRIORITY:
             raise ValueError(priority)
+        if not isinstance(row_id, str):
+            raise TypeError(row_id)
         due_at = due if due == "infinity" else _instant(due)
         return {
             "after_id": str(uuid.UUID(row_id)),
@@ -385,12 +399,23 @@ def _read_cursor(raw: str | None) -> dict[str, Any]:
             "after_due": due_at,
             "after_posted": _instant(posted),
         }
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        RecursionError,
+        binascii.Error,
+        UnicodeDecodeError,
+    ) as error:
         raise problem from error
 
 
 def _instant(value: Any) -> dt.datetime:
+    """Read an ISO instant with an offset as UTC; OverflowError past year 1..9999."""
+    if not isinstance(value, str):
+        raise TypeError(value)
     parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError(value)
-    return parsed
+    # "0001-01-01T00:00:00+14:00" parses but has no UTC instant Python can hold.
+    return parsed.astimezone(dt.UTC)

@@ -1,10 +1,17 @@
 """The publish schedule itself, paused and resumed for the whole deployment.
 
 A brand's crisis pause (crisis.py) holds one brand's posts. The operator's pause
-stops every brand at once: it pauses the Cloud Scheduler job that ticks
-`publish_due_posts` (CARTCAST_SCHEDULER_JOB), so no run starts until it is
-resumed; posts due meanwhile go at the first run after, and the late bound
-(sweeping.py) holds those too late to make sense.
+stops every brand at once: it pauses both Cloud Scheduler jobs that drive
+`publish_due_posts`, the publish tick (CARTCAST_SCHEDULER_JOB) and the missed-post
+sweep (CARTCAST_SWEEP_SCHEDULER_JOB), so no run starts until it is resumed. The
+sweep must be paused too: it exists to publish what the tick missed, and a paused
+tick misses everything (decision 0019). Posts due meanwhile go at the first run
+after; the late bound (sweeping.py) holds those too late to make sense.
+
+The publish job is paused first and resumed last, so the sweep never runs alone
+on a schedule the operator meant to stop; a call that fails half-way leaves the
+sweep running and answers 503 or 409, and the operator calls again (pausing a
+paused job, or resuming a running one, changes nothing).
 
 The client is google-cloud-scheduler's CloudSchedulerClient on its REST
 transport, built only when the operator calls, never at import or cold start:
@@ -15,7 +22,8 @@ transport, built only when the operator calls, never at import or cold start:
 - unset: Google's endpoint with the function's own service account (Application
   Default Credentials), which is what the cloud deployment asks for.
 
-Without CARTCAST_SCHEDULER_JOB there is no schedule to pause: 409 naming it.
+Without CARTCAST_SCHEDULER_JOB or CARTCAST_SWEEP_SCHEDULER_JOB the pause would be
+partial: 409 naming the missing one, before any call.
 """
 
 from __future__ import annotations
@@ -29,29 +37,45 @@ STATE_NAMES = {1: "enabled", 2: "paused", 3: "disabled", 4: "update_failed"}
 
 
 def pause(settings: Any) -> dict[str, Any]:
-    """Pause the publish schedule's job; return its state as Scheduler reports it."""
-    return _call(settings, "pause_job")
+    """Pause the publish job, then the sweep's; return their states as Scheduler
+    reports them."""
+    _require_jobs(settings)
+    client = scheduler_client(settings)
+    publish = _call(client, settings, "pause_job", settings.scheduler_job)
+    sweep = _call(client, settings, "pause_job", settings.sweep_scheduler_job)
+    return {**publish, "sweep": sweep}
 
 
 def resume(settings: Any) -> dict[str, Any]:
-    """Resume the publish schedule's job; return its state."""
-    return _call(settings, "resume_job")
+    """Resume the sweep's job, then the publish job; return their states."""
+    _require_jobs(settings)
+    client = scheduler_client(settings)
+    sweep = _call(client, settings, "resume_job", settings.sweep_scheduler_job)
+    publish = _call(client, settings, "resume_job", settings.scheduler_job)
+    return {**publish, "sweep": sweep}
 
 
-def _call(settings: Any, method: str) -> dict[str, Any]:
-    from google.api_core import exceptions as google_exceptions
-
+def _require_jobs(settings: Any) -> None:
     if settings.scheduler_job is None:
         raise Conflict(
             "this deployment names no publish schedule job: set "
             "CARTCAST_SCHEDULER_JOB to pause it",
             field="CARTCAST_SCHEDULER_JOB",
         )
-    client = scheduler_client(settings)
-    try:
-        job = getattr(client, method)(
-            name=settings.scheduler_job, timeout=settings.scheduler_timeout_s
+    if settings.sweep_scheduler_job is None:
+        raise Conflict(
+            "this deployment names no missed-post sweep job, which would go on "
+            "publishing while the publish job is paused: set "
+            "CARTCAST_SWEEP_SCHEDULER_JOB to pause both",
+            field="CARTCAST_SWEEP_SCHEDULER_JOB",
         )
+
+
+def _call(client: Any, settings: Any, method: str, name: str) -> dict[str, Any]:
+    from google.api_core import exceptions as google_exceptions
+
+    try:
+        job = getattr(client, method)(name=name, timeout=settings.scheduler_timeout_s)
     except (google_exceptions.ServerError, google_exceptions.TooManyRequests) as error:
         raise TransientError(f"Cloud Scheduler {method} failed: {error}") from error
     except google_exceptions.RetryError as error:
@@ -59,8 +83,13 @@ def _call(settings: Any, method: str) -> dict[str, Any]:
     except google_exceptions.GoogleAPICallError as error:
         # A job that does not exist, or that the service account may not touch:
         # the operator must fix the deployment; the answer says which.
+        setting = (
+            "CARTCAST_SCHEDULER_JOB"
+            if name == settings.scheduler_job
+            else "CARTCAST_SWEEP_SCHEDULER_JOB"
+        )
         raise Conflict(
-            f"Cloud Scheduler refused {method}: {error}", field="CARTCAST_SCHEDULER_JOB"
+            f"Cloud Scheduler refused {method} of {name}: {error}", field=setting
         ) from error
     except OSError as error:
         # The REST transport's requests may surface a refused connection as is.

@@ -61,7 +61,8 @@ LEADING_MENTIONS = re.compile(r"^(?:[@＠][A-Za-z0-9_]{1,15}\s+)+")
 # The attempt of a post is the one holding its lease; a thread's part in flight is
 # the one with an intent and no X id.
 SELECT_UNCONFIRMED = """
-SELECT p.id, p.brand_id, p.kind, p.text, p.link, a.id AS attempt_id,
+SELECT p.id, p.brand_id, p.kind, p.text, p.link, p.in_reply_to,
+    a.id AS attempt_id,
     COALESCE(pp.sent_at, a.sent_at) AS sent_at,
     (SELECT min(e.sent_at) FROM publish_attempts e WHERE e.post_id = p.id)
         AS first_sent_at,
@@ -260,11 +261,19 @@ def _meter_page(runtime: Any, row: dict[str, Any], page: list[Any]) -> None:
 
 
 def _find(row: dict[str, Any], timeline: list[Any], known: set[str]) -> Any:
-    """Return the timeline post carrying this post's (or in-flight part's) text."""
+    """Return the timeline post carrying this post's (or in-flight part's) text.
+
+    A reply from the inbox must also answer the same post: two customers may get
+    the same canned words, and once the leading @username is dropped only the
+    post replied to tells the two replies apart.
+    """
     wanted = comparable_text(row["part_text"] or row["text"])
     for post in timeline:
-        if post.id not in known and comparable_text(post.text) == wanted:
-            return post
+        if post.id in known or comparable_text(post.text) != wanted:
+            continue
+        if row["in_reply_to"] is not None and post.in_reply_to != row["in_reply_to"]:
+            continue
+        return post
     return None
 
 

@@ -160,6 +160,7 @@ class Settings:
     crisis_factor: float = 2.0
     crisis_rise_pct: int = 20
     scheduler_job: str | None = None
+    sweep_scheduler_job: str | None = None
     scheduler_endpoint: str | None = None
     scheduler_timeout_s: float = 10.0
     log_level: str = "INFO"
@@ -416,7 +417,14 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         crisis_rise_pct=number(
             "CARTCAST_CRISIS_RISE_PCT", 20, at_most=100, unit=" percentage points"
         ),
-        scheduler_job=_scheduler_job(text("CARTCAST_SCHEDULER_JOB"), problems),
+        scheduler_job=_scheduler_job(
+            "CARTCAST_SCHEDULER_JOB", text("CARTCAST_SCHEDULER_JOB"), problems
+        ),
+        sweep_scheduler_job=_scheduler_job(
+            "CARTCAST_SWEEP_SCHEDULER_JOB",
+            text("CARTCAST_SWEEP_SCHEDULER_JOB"),
+            problems,
+        ),
         scheduler_endpoint=_endpoint_url(
             "CARTCAST_SCHEDULER_ENDPOINT", text("CARTCAST_SCHEDULER_ENDPOINT"), problems
         ),
@@ -447,10 +455,10 @@ def _parse_endpoints(raw: str, problems: list[str]) -> dict[str, str]:
     return endpoints
 
 
-def _scheduler_job(raw: str | None, problems: list[str]) -> str | None:
+def _scheduler_job(name: str, raw: str | None, problems: list[str]) -> str | None:
     if raw is not None and not SCHEDULER_JOB.fullmatch(raw):
         problems.append(
-            "CARTCAST_SCHEDULER_JOB must be a job's full name, "
+            f"{name} must be a job's full name, "
             f"projects/PROJECT/locations/LOCATION/jobs/JOB, got {raw[:200]!r}"
         )
         return None
@@ -500,6 +508,13 @@ def _check_consistency(settings: Settings) -> list[str]:
         problems.append(
             "CARTCAST_X_POSTS_PER_15MIN_PER_USER must not exceed "
             "CARTCAST_X_POSTS_PER_3H_PER_USER"
+        )
+    if math.isfinite(settings.crisis_factor) and 0 < settings.crisis_factor <= 1:
+        # A factor of 1 or less asks for no rise over the baseline: a brand whose
+        # usual share of negative mentions holds steady would be "in crisis".
+        problems.append(
+            "CARTCAST_CRISIS_FACTOR must be more than 1 (the window's negative share "
+            f"as a multiple of the baseline's), got {settings.crisis_factor:g}"
         )
     if not settings.database_url and not settings.cloud_sql_instance:
         problems.append("DATABASE_URL or CLOUD_SQL_INSTANCE is required")

@@ -78,6 +78,19 @@ def parse_json(request: Any, raw: bytes, *, optional: bool = False) -> Any:
     return body
 
 
+def read_json_if_any(request: Any) -> Any:
+    """Return the request's JSON body, or None when it sent none (empty or null)."""
+    raw = read_body(request)
+    if not raw.strip():
+        return None
+    if not (request.mimetype or "").endswith("json"):
+        raise InvalidRequest("Content-Type must be application/json")
+
+    body = _parse(raw)
+    _check_storable(body)
+    return body
+
+
 def read_body(request: Any) -> bytes:
     """Return the raw body, at most BODY_BYTES_MAX bytes, or refuse it.
 

@@ -164,6 +164,9 @@ class CreatedPost:
     created_at: dt.datetime | None = None
     # The HTTP status of X's answer when the post was just created (201), else None.
     status: int | None = field(default=None, compare=False)
+    # The post it answers, from a timeline read: X's `referenced_tweets` entry of
+    # type "replied_to" (Tweet object, X API v2); None for a post that answers none.
+    in_reply_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -489,7 +492,7 @@ class XClient:
                 start_time=start_time,
                 max_results=100,
                 pagination_token=next_token,
-                tweet_fields=["created_at"],
+                tweet_fields=["created_at", "referenced_tweets"],
             )
             next_token = page.get("meta", {}).get("next_token")
             yield (
@@ -498,6 +501,7 @@ class XClient:
                         id=post["id"],
                         text=post["text"],
                         created_at=parse_instant(post["created_at"]),
+                        in_reply_to=_replied_to(post),
                     )
                     for post in page.get("data", [])
                 ],
@@ -713,6 +717,14 @@ def id_time(post_id: str) -> dt.datetime:
     """Return the instant encoded in an X id (to the millisecond)."""
     ms = (int(post_id) >> 22) + SNOWFLAKE_EPOCH_MS
     return dt.datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _replied_to(post: dict[str, Any]) -> str | None:
+    """Return the id of the post this one answers, from `referenced_tweets`."""
+    for reference in post.get("referenced_tweets") or []:
+        if reference.get("type") == "replied_to":
+            return str(reference["id"])
+    return None
 
 
 def _metrics_from(answer: dict[str, Any]) -> dict[str, PostMetrics]:
