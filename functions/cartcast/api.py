@@ -26,6 +26,8 @@ from cartcast import (
     crisis,
     inbox,
     keys,
+    order_imports,
+    order_webhooks,
     orders,
     post_edits,
     post_events,
@@ -38,6 +40,7 @@ from cartcast import (
 )
 from cartcast.db import Transaction
 from cartcast.errors import CartcastError, Forbidden, InvalidRequest, NotFound
+from cartcast.logs import fields
 
 LIST_LIMIT_MAX = 500
 LIMIT_PATTERN = re.compile(r"[0-9]{1,9}")
@@ -113,6 +116,12 @@ ROUTES = Map(
             endpoint="reply_to_mention",
         ),
         Rule("/v1/orders", methods=["POST"], endpoint="receive_order"),
+        Rule("/v1/orders/import", methods=["POST"], endpoint="import_orders"),
+        Rule(
+            "/v1/webhooks/orders/<brand_slug>",
+            methods=["POST"],
+            endpoint="receive_signed_order",
+        ),
         Rule("/v1/reports/daily", methods=["GET"], endpoint="daily_report"),
         Rule("/v1/reports/posts", methods=["GET"], endpoint="post_report"),
         Rule("/v1/reports/mentions", methods=["GET"], endpoint="mention_report"),
@@ -135,6 +144,8 @@ def handle(request: Any, runtime: Any) -> web.Response:
         allowed = ", ".join(sorted(error.valid_methods or []))
         body = {"error": {"code": "method_not_allowed", "message": f"use {allowed}"}}
         return web.json_response(body, 405, {"Allow": allowed})
+    if endpoint in _SIGNED:
+        return HANDLERS[endpoint](request, runtime=runtime, **arguments)
     try:
         with runtime.database.transaction() as tx:
             caller = keys.authenticate(
@@ -144,7 +155,9 @@ def handle(request: Any, runtime: Any) -> web.Response:
             )
             post_events.act_as(tx, caller.key_name)
             body = None
-            if endpoint in _BODYLESS:
+            if endpoint in _CSV_BODY:
+                body = web.read_csv(request)
+            elif endpoint in _BODYLESS:
                 _refuse_a_body(request)
             elif request.method in ("POST", "PATCH"):
                 body = web.read_json(request, optional=endpoint in _OPTIONAL_BODY)
@@ -178,6 +191,9 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
 
+# Routes a store calls with a signature over the body instead of an API key.
+_SIGNED = {"receive_signed_order"}
+_CSV_BODY = {"import_orders"}
 _BODYLESS = {
     "approve_post",
     "cancel_caption_job",
@@ -795,6 +811,57 @@ def receive_order(
         body=body,
         now=runtime.clock.now(),
         window_days=runtime.settings.attribution_window_days,
+    )
+    return web.json_response(result, 200 if result["duplicate"] else 201)
+
+
+def import_orders(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Backfill past orders from a CSV export; 200 with a report row by row."""
+    report = order_imports.import_orders(
+        tx,
+        brand_id=keys.require_brand(caller),
+        text=body,
+        now=runtime.clock.now(),
+        window_days=runtime.settings.attribution_window_days,
+    )
+    counts = {name: report[name] for name in ("rows", "stored", "duplicates")}
+    runtime.log.info(
+        "orders imported",
+        extra=fields(brand_id=caller.brand_id, errors=len(report["errors"]), **counts),
+    )
+    return web.json_response(report)
+
+
+def receive_signed_order(
+    request: Any, *, runtime: Any, brand_slug: str
+) -> web.Response:
+    """Store an order the store signed (order_webhooks.py); no API key."""
+    try:
+        raw_body = web.read_body(request)
+        with runtime.database.transaction() as tx:
+            result = order_webhooks.receive_signed_order(
+                tx,
+                brand_slug=brand_slug,
+                raw_body=raw_body,
+                headers=request.headers,
+                parse_body=lambda raw: web.parse_json(request, raw),
+                now=runtime.clock.now(),
+                window_days=runtime.settings.attribution_window_days,
+            )
+    except CartcastError as error:
+        return web.error_response(error, runtime.log, runtime.clock.now())
+    # The shop domain is logged, never trusted: the signature names the brand.
+    runtime.log.info(
+        "signed order received",
+        extra=fields(
+            brand_slug=brand_slug,
+            order_id=str(result["order"]["id"]),
+            duplicate=result["duplicate"],
+            webhook_id=request.headers.get(order_webhooks.WEBHOOK_ID_HEADER),
+            shop_domain=request.headers.get(order_webhooks.SHOP_DOMAIN_HEADER),
+        ),
     )
     return web.json_response(result, 200 if result["duplicate"] else 201)
 

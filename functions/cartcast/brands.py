@@ -9,6 +9,10 @@ and owned reads at the owned price) and its monthly X budget
 reconnects an account X disconnected (connections.py): the posts held for it are
 queued again.
 
+`webhook_secret` is the shared secret the store signs order webhooks with
+(order_webhooks.py); like the alert webhook it is written, never read back
+(`has_webhook_secret`), and null removes it.
+
 `alert_webhook_url` takes https only; http is accepted only to a loopback address
 when CARTCAST_ENV is local (the tests' receiver). An https URL whose host is an IP
 literal in a private, loopback or link-local range is refused too.
@@ -51,6 +55,7 @@ SELECT id, slug, name, time_zone, voice, language, banned_words, required_hashta
     monthly_x_budget_usd, alert_webhook_url IS NOT NULL AS has_alert_webhook,
     escalation_webhook_url IS NOT NULL AS has_escalation_webhook,
     order_issue_due_min, complaint_due_min, question_due_min,
+    order_webhook_secret IS NOT NULL AS has_webhook_secret,
     x_disconnected_at, x_disconnected_reason, created_at
 FROM brands WHERE id = :brand_id
 """
@@ -89,6 +94,9 @@ UPDATE brands SET order_issue_due_min = :order_issue_due_min,
     complaint_due_min = :complaint_due_min, question_due_min = :question_due_min
 WHERE id = :brand_id
 """
+UPDATE_ORDER_WEBHOOK_SECRET = """
+UPDATE brands SET order_webhook_secret = :secret WHERE id = :brand_id
+"""
 # What PATCH /v1/brand may change so far; the other settings are fixed at creation.
 LINK_SETTINGS = ("link_policy", "link_posts_per_month")
 MONEY_SETTINGS = ("x_own_app", "monthly_x_budget_usd")
@@ -104,11 +112,22 @@ UPDATABLE_SETTINGS = (
     "alert_webhook_url",
     *ESCALATION_SETTINGS,
     *DEADLINE_SETTINGS,
+    "webhook_secret",
 )
-# Changing where posts, alerts or customers' mentions go is for admin keys.
-ADMIN_SETTINGS = (*X_ACCOUNT_SETTINGS, "alert_webhook_url", *ESCALATION_SETTINGS)
+# Changing where posts, alerts or customers' mentions go, or who may sign orders,
+# is for admin keys.
+ADMIN_SETTINGS = (
+    *X_ACCOUNT_SETTINGS,
+    "alert_webhook_url",
+    *ESCALATION_SETTINGS,
+    "webhook_secret",
+)
 # The escalation secret keys an HMAC-SHA256; shorter ones are guessable.
 ESCALATION_SECRET_LENGTH = (16, 200)
+# Shopify shows its webhook signing key as 64 hex characters; other stores use
+# shorter ones. Below 16 characters a secret is guessable.
+WEBHOOK_SECRET_LENGTH_MIN = 16
+WEBHOOK_SECRET_LENGTH_MAX = 200
 WEBHOOK_URL_LENGTH_MAX = 500
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 SELECT_TIME_ZONE = "SELECT name FROM pg_timezone_names WHERE name = :name"
@@ -217,11 +236,11 @@ def update_brand(
     environment: str,
     now: dt.datetime,
 ) -> dict[str, Any]:
-    """Change the brand's link policy, X money settings, X account or alert
-    webhook; return the brand.
+    """Change the brand's link policy, X money settings, X account, alert webhook
+    or order webhook secret; return the brand.
 
     Only UPDATABLE_SETTINGS may be sent; a field left out keeps its value. The X
-    account and the webhook need an admin key. A new `x_access_token` or
+    account, the webhook and the secret need an admin key. A new `x_access_token` or
     `x_user_id` reconnects an account X disconnected: its held posts are queued.
     """
     body = validation.require_object(body)
@@ -251,9 +270,32 @@ def update_brand(
             for name in DEADLINE_SETTINGS
         }
         tx.execute(UPDATE_DEADLINES, brand_id=brand_id, **deadlines)
+    if "webhook_secret" in body:
+        secret = _webhook_secret(body)
+        tx.execute(UPDATE_ORDER_WEBHOOK_SECRET, brand_id=brand_id, secret=secret)
     if any(name in body for name in X_ACCOUNT_SETTINGS):
         _set_x_account(tx, brand_id, body, now=now)
     return get_brand(tx, brand_id)
+
+
+def _webhook_secret(body: dict) -> str | None:
+    """Return the new order webhook secret, or None (null) to remove it."""
+    secret = body["webhook_secret"]
+    if secret is None:
+        return None
+    if (
+        not isinstance(secret, str)
+        or secret != secret.strip()
+        or not secret.isprintable()
+        or not WEBHOOK_SECRET_LENGTH_MIN <= len(secret) <= WEBHOOK_SECRET_LENGTH_MAX
+    ):
+        raise InvalidRequest(
+            f"'webhook_secret' must be {WEBHOOK_SECRET_LENGTH_MIN} to "
+            f"{WEBHOOK_SECRET_LENGTH_MAX} printable characters without surrounding "
+            "spaces (the store's webhook signing key), or null to remove it",
+            field="webhook_secret",
+        )
+    return secret
 
 
 def _set_x_account(

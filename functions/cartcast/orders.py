@@ -7,6 +7,10 @@ post when it came within the attribution window after the post was published
 (`attribution`). Orders without such a link, or outside the window, stay
 unattributed and are reported.
 
+A landing site whose query string cannot be read (a broken percent escape) is
+refused (400 naming `landing_site`), like a negative total or a foreign currency:
+the order would otherwise be counted with a link nobody can check.
+
 Known limitation: one currency per brand. Revenue is summed as stored, so an order in
 another currency than the brand's is refused (400) rather than added to the wrong
 total; converting at the order's exchange rate would lift this.
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import urllib.parse
 from typing import Any
 
 from cartcast import attribution, brands, validation
@@ -28,37 +34,67 @@ EXTERNAL_ID_LENGTH_MAX = 200
 
 INSERT_ORDER = """
 INSERT INTO orders (brand_id, external_id, ordered_at, currency, total_price,
-    landing_site, referring_site, customer_id, line_items, received_at)
+    landing_site, referring_site, customer_id, line_items, received_at, webhook_id)
 VALUES (:brand_id, :external_id, :ordered_at, :currency, :total_price, :landing_site,
-    :referring_site, :customer_id, CAST(:line_items AS jsonb), :now)
-ON CONFLICT (brand_id, external_id) DO NOTHING
+    :referring_site, :customer_id, CAST(:line_items AS jsonb), :now, :webhook_id)
+ON CONFLICT DO NOTHING
 RETURNING id
 """
 SELECT_ORDER = """
 SELECT id, external_id, ordered_at, currency, total_price, landing_site, post_id
 FROM orders WHERE brand_id = :brand_id AND external_id = :external_id
 """
+SELECT_ORDER_BY_WEBHOOK = """
+SELECT id, external_id, ordered_at, currency, total_price, landing_site, post_id
+FROM orders WHERE brand_id = :brand_id AND webhook_id = :webhook_id
+"""
+# A percent sign not followed by two hex digits: no browser or store writes one.
+BROKEN_PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def receive_order(
-    tx: Transaction, *, brand_id: str, body: Any, now: dt.datetime, window_days: int
+    tx: Transaction,
+    *,
+    brand_id: str,
+    body: Any,
+    now: dt.datetime,
+    window_days: int,
+    webhook_id: str | None = None,
 ) -> dict[str, Any]:
-    """Store an order (idempotent on its id) and attribute it when it can be."""
+    """Store an order (idempotent on its id) and attribute it when it can be.
+
+    Args:
+        webhook_id: the store's id of the delivery that brought the order, if any;
+            a second order under the same delivery id is answered as the first.
+    """
     order = parse_order(body)
     brand_currency = brands.get_brand(tx, brand_id)["currency"].strip()
+    check_currency(order, brand_currency)
+
+    inserted = tx.scalar(
+        INSERT_ORDER, brand_id=brand_id, now=now, webhook_id=webhook_id, **order
+    )
+    if inserted is not None:
+        attribution.attribute_pending(tx, brand_id=brand_id, window_days=window_days)
+
+    stored = tx.one(SELECT_ORDER, brand_id=brand_id, external_id=order["external_id"])
+    if stored is None:
+        # The insert met the delivery id, not the order id: a redelivery whose
+        # body names another order is answered with the order it first brought.
+        stored = tx.one(
+            SELECT_ORDER_BY_WEBHOOK, brand_id=brand_id, webhook_id=webhook_id
+        )
+    return {"order": stored, "duplicate": inserted is None}
+
+
+def check_currency(order: dict[str, Any], brand_currency: str) -> None:
+    """Refuse an order in another currency than the one the brand reports in."""
     if order["currency"] != brand_currency:
         raise InvalidRequest(
             f"'currency' is {order['currency']}, but the brand reports revenue in "
             f"{brand_currency}; orders in other currencies are not supported yet",
             field="currency",
         )
-
-    inserted = tx.scalar(INSERT_ORDER, brand_id=brand_id, now=now, **order)
-    if inserted is not None:
-        attribution.attribute_pending(tx, brand_id=brand_id, window_days=window_days)
-
-    stored = tx.one(SELECT_ORDER, brand_id=brand_id, external_id=order["external_id"])
-    return {"order": stored, "duplicate": inserted is None}
 
 
 def parse_order(body: Any) -> dict[str, Any]:
@@ -87,15 +123,44 @@ def parse_order(body: Any) -> dict[str, Any]:
         "ordered_at": validation.instant(body["created_at"], "created_at"),
         "currency": validation.currency(body, "currency"),
         "total_price": validation.money(body["total_price"], "total_price"),
-        "landing_site": validation.text(
-            body, "landing_site", required=False, max_len=2000
-        ),
+        "landing_site": landing_site(body),
         "referring_site": validation.text(
             body, "referring_site", required=False, max_len=2000
         ),
         "customer_id": _customer_id(body.get("customer")),
         "line_items": json.dumps(items),
     }
+
+
+def landing_site(body: dict) -> str | None:
+    """Return the order's landing page, or refuse one whose query cannot be read.
+
+    A broken percent escape (`%zz`) or one that decodes to invalid UTF-8 means the
+    query is not what the browser sent, so utm_content cannot be trusted either way.
+    Empty fields and bare flags (`?a&&b`) are what browsers and stores do write, and
+    are accepted.
+    """
+    value = validation.text(body, "landing_site", required=False, max_len=2000)
+    if not value:
+        return value
+    problem = None
+    if any(char.isspace() or not char.isprintable() for char in value):
+        problem = "it contains spaces or control characters"
+    else:
+        try:
+            query = urllib.parse.urlsplit(value).query
+            urllib.parse.parse_qsl(query, keep_blank_values=True, errors="strict")
+        except (ValueError, UnicodeDecodeError) as error:
+            problem = f"its query string cannot be read ({error})"
+        else:
+            if BROKEN_PERCENT_ESCAPE.search(query):
+                problem = "its query string has a % not followed by two hex digits"
+    if problem:
+        raise InvalidRequest(
+            f"'landing_site' must be a URL or path as the browser sent it: {problem}",
+            field="landing_site",
+        )
+    return value
 
 
 def _customer_id(customer: Any) -> str | None:

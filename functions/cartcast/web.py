@@ -42,7 +42,27 @@ def read_json(request: Any, *, optional: bool = False) -> Any:
     With `optional`, an empty body reads as an empty object, and any other body must
     be an object. Every string, keys included, is checked to be storable.
     """
-    raw = _read_capped(request)
+    return parse_json(request, read_body(request), optional=optional)
+
+
+def read_csv(request: Any) -> str:
+    """Return a text/csv body as text: UTF-8 (a leading BOM is dropped), no NUL."""
+    raw = read_body(request)
+    if request.mimetype != "text/csv":
+        raise InvalidRequest("Content-Type must be text/csv", field="body")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidRequest(
+            f"the CSV file is not UTF-8 (byte {error.start})", field="body"
+        ) from error
+    if "\x00" in text:
+        raise InvalidRequest("the CSV file contains NUL characters", field="body")
+    return text
+
+
+def parse_json(request: Any, raw: bytes, *, optional: bool = False) -> Any:
+    """Parse a body already read (`read_body`) as `read_json` would."""
     if not raw.strip():
         if optional:
             return {}
@@ -60,7 +80,7 @@ def read_json(request: Any, *, optional: bool = False) -> Any:
 
 def read_json_if_any(request: Any) -> Any:
     """Return the request's JSON body, or None when it sent none (empty or null)."""
-    raw = _read_capped(request)
+    raw = read_body(request)
     if not raw.strip():
         return None
     if not (request.mimetype or "").endswith("json"):
@@ -71,8 +91,11 @@ def read_json_if_any(request: Any) -> Any:
     return body
 
 
-def _read_capped(request: Any) -> bytes:
-    """Read at most BODY_BYTES_MAX bytes of the body, or refuse it."""
+def read_body(request: Any) -> bytes:
+    """Return the raw body, at most BODY_BYTES_MAX bytes, or refuse it.
+
+    A signature is computed over these exact bytes, before any parsing.
+    """
     too_large = InvalidRequest(f"body is larger than {BODY_BYTES_MAX} bytes")
     if request.content_length is not None and request.content_length > BODY_BYTES_MAX:
         raise too_large

@@ -1,0 +1,193 @@
+"""Backfill past orders from a CSV file in the columns of Shopify's orders export.
+
+POST /v1/orders/import with the brand's key and a text/csv body. The columns read
+(decision 0020), matched by header name without regard to case:
+
+    Id or Name      the order id (Id preferred: it is the id the webhook sends, so
+                    an order sent both ways is stored once)
+    Created at      "2026-03-02 10:00:00 -0500" as Shopify exports it, or ISO-8601
+    Currency        ISO 4217 code, the brand's
+    Total           the order total, not negative
+    Landing Site    optional; carries the post's UTM parameters
+    Referring Site  optional
+
+Any other column is ignored. Shopify writes one row per line item and fills the
+order's fields on the first only; a later row of an order already read, with an
+empty Total, is such a continuation and is skipped quietly.
+
+Each row is checked on its own: a broken row is reported with its line number and
+field and the others are stored. Storing is idempotent on the order id, and
+attribution runs once over the whole file, as it does for each webhook; the daily
+KPIs of the days the file added orders to are then recomputed.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import zoneinfo
+from typing import Any
+
+from cartcast import attribution, brands, kpis, orders
+from cartcast.db import Transaction
+from cartcast.errors import InvalidRequest
+
+# A year of a busy store's orders fits in a few files; more rows than this in one
+# request would hold its transaction for too long.
+IMPORT_ROWS_MAX = 5000
+ID_COLUMNS = ("id", "name")
+REQUIRED_COLUMNS = ("created at", "currency", "total")
+COLUMN_FIELDS = {
+    "created at": "created_at",
+    "currency": "currency",
+    "total": "total_price",
+    "landing site": "landing_site",
+    "referring site": "referring_site",
+}
+# csv's default field limit is 128 kB; a landing site is at most 2,000 characters.
+FIELD_SIZE_MAX = 4000
+
+
+def import_orders(
+    tx: Transaction, *, brand_id: str, text: str, now: dt.datetime, window_days: int
+) -> dict[str, Any]:
+    """Store every valid order row of a CSV export; report the rest row by row."""
+    rows = _read_rows(text)
+    brand = brands.get_brand(tx, brand_id)
+    brand_currency = brand["currency"].strip()
+    stored_at: list[dt.datetime] = []
+
+    report: dict[str, Any] = {"rows": 0, "stored": 0, "duplicates": 0, "errors": []}
+    seen: set[str] = set()
+    for line, row in rows:
+        order_key = _order_key(row)
+        if order_key in seen and not row.get("total", "").strip():
+            continue  # a further line item of an order already read
+        report["rows"] += 1
+        try:
+            order = orders.parse_order(_as_order(row, order_key))
+            orders.check_currency(order, brand_currency)
+        except InvalidRequest as error:
+            report["errors"].append(
+                {
+                    "line": line,
+                    "id": order_key,
+                    "field": error.field,
+                    "message": str(error),
+                }
+            )
+            continue
+        seen.add(order["external_id"])
+        inserted = tx.scalar(
+            orders.INSERT_ORDER, brand_id=brand_id, now=now, webhook_id=None, **order
+        )
+        report["stored" if inserted is not None else "duplicates"] += 1
+        if inserted is not None:
+            stored_at.append(order["ordered_at"])
+
+    report["attributed"] = attribution.attribute_pending(
+        tx, brand_id=brand_id, window_days=window_days
+    )
+    if stored_at:
+        _recompute_days(tx, brand, min(stored_at), max(stored_at), now=now)
+    return report
+
+
+def _recompute_days(
+    tx: Transaction,
+    brand: dict[str, Any],
+    first: dt.datetime,
+    last: dt.datetime,
+    *,
+    now: dt.datetime,
+) -> None:
+    """Redo the daily KPIs of the days the file added orders to.
+
+    The rollup only revisits its look-back window (CARTCAST_ROLLUP_LOOKBACK_DAYS),
+    so a backfill of older days would otherwise never reach the report.
+    """
+    zone = zoneinfo.ZoneInfo(brand["time_zone"])
+    tx.execute(
+        kpis.UPSERT_DAILY_KPIS,
+        brand_id=str(brand["id"]),
+        tz=brand["time_zone"],
+        first_day=first.astimezone(zone).date(),
+        last_day=last.astimezone(zone).date(),
+        now=now,
+    )
+
+
+def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
+    """Return (line number, row with lower-cased column names) for each data row."""
+    reader = csv.reader(
+        io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True
+    )
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InvalidRequest("the CSV file is empty", field="body")
+        columns = [name.strip().lower() for name in header]
+        _check_columns(columns)
+
+        rows = []
+        for record in reader:
+            if len(rows) >= IMPORT_ROWS_MAX:
+                raise InvalidRequest(
+                    f"the CSV file has more than {IMPORT_ROWS_MAX} order rows; "
+                    "split it into smaller files",
+                    field="body",
+                )
+            if not any(cell.strip() for cell in record):
+                continue
+            if any(len(cell) > FIELD_SIZE_MAX for cell in record):
+                raise InvalidRequest(
+                    f"line {reader.line_num} has a cell longer than {FIELD_SIZE_MAX} "
+                    "characters",
+                    field="body",
+                )
+            rows.append((reader.line_num, dict(zip(columns, record, strict=False))))
+    except csv.Error as error:
+        raise InvalidRequest(
+            f"the CSV file cannot be read at line {reader.line_num}: {error}",
+            field="body",
+        ) from error
+    return rows
+
+
+def _check_columns(columns: list[str]) -> None:
+    missing = [name.capitalize() for name in REQUIRED_COLUMNS if name not in columns]
+    if not any(name in columns for name in ID_COLUMNS):
+        missing.insert(0, "Id or Name")
+    if missing:
+        raise InvalidRequest(
+            f"the CSV header lacks {', '.join(missing)} (the columns of Shopify's "
+            "orders export)",
+            field="body",
+        )
+
+
+def _order_key(row: dict[str, str]) -> str:
+    return (row.get("id") or "").strip() or (row.get("name") or "").strip()
+
+
+def _as_order(row: dict[str, str], order_key: str) -> dict[str, Any]:
+    """Spell a CSV row as the order body POST /v1/orders takes."""
+    body: dict[str, Any] = {"id": order_key or None}
+    for column, field in COLUMN_FIELDS.items():
+        value = (row.get(column) or "").strip()
+        if value:
+            body[field] = value
+    if "created_at" in body:
+        body["created_at"] = _created_at(body["created_at"])
+    if "currency" not in body:
+        raise InvalidRequest("'currency' is required", field="currency")
+    return body
+
+
+def _created_at(value: str) -> str:
+    """Turn Shopify's export time into ISO-8601; leave anything else to validation."""
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z").isoformat()
+    except ValueError:
+        return value

@@ -1,0 +1,126 @@
+"""Store orders pushed by the store itself, signed instead of sent with an API key.
+
+Shopify's orders/create webhook is the model (decision 0020). The store POSTs the
+order to /v1/webhooks/orders/{brand_slug} and signs it: X-Shopify-Hmac-Sha256 is the
+base64 of HMAC-SHA256 over the raw body, keyed with the webhook secret an admin set
+on the brand (PATCH /v1/brand `webhook_secret`). The signature is checked on the
+bytes as they arrived, before the body is parsed, and compared in constant time.
+
+What comes back:
+- no secret set, an unknown slug, or a missing or wrong signature: 401, nothing
+  stored (the three read alike, so the route does not say which slugs exist);
+- a topic other than orders/create: 400 naming X-Shopify-Topic;
+- a redelivery (the same X-Shopify-Webhook-Id, or the same order id): 200 with the
+  order first stored; Shopify retries anything but a 2xx;
+- a bad order (negative total, foreign currency, unreadable landing site): the 400
+  of POST /v1/orders, naming the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+from typing import Any
+
+from cartcast import brands, orders
+from cartcast.db import Transaction
+from cartcast.errors import InvalidRequest, Unauthorized
+
+SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
+TOPIC_HEADER = "X-Shopify-Topic"
+WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
+SHOP_DOMAIN_HEADER = "X-Shopify-Shop-Domain"
+ORDER_TOPIC = "orders/create"
+WEBHOOK_ID_LENGTH_MAX = orders.EXTERNAL_ID_LENGTH_MAX
+# Keyed by slug: the slug is in the URL the store is given, and is fixed for life.
+SELECT_SIGNING_BRAND = """
+SELECT id, order_webhook_secret FROM brands WHERE slug = :slug
+"""
+# Checked against so that an unknown slug costs an HMAC like a known one.
+_NO_SECRET = b"no secret: this signature matches nothing a store could send"
+
+
+def receive_signed_order(
+    tx: Transaction,
+    *,
+    brand_slug: str,
+    raw_body: bytes,
+    headers: Any,
+    parse_body: Any,
+    now: dt.datetime,
+    window_days: int,
+) -> dict[str, Any]:
+    """Verify a signed order delivery, then store it as POST /v1/orders does.
+
+    Args:
+        raw_body: the request body exactly as received; the signature covers it.
+        parse_body: turns the verified raw body into JSON (web.parse_json).
+
+    Raises:
+        Unauthorized: the signature does not match (nothing is stored).
+        InvalidRequest: the topic or the order is wrong, naming the field.
+    """
+    brand = None
+    if brands.SLUG_PATTERN.fullmatch(brand_slug):
+        brand = tx.one(SELECT_SIGNING_BRAND, slug=brand_slug)
+    secret = brand["order_webhook_secret"] if brand else None
+    signed = signature_matches(secret, raw_body, headers.get(SIGNATURE_HEADER))
+    if brand is None or secret is None or not signed:
+        raise Unauthorized(
+            f"missing or wrong {SIGNATURE_HEADER} signature for this brand's "
+            "webhook secret"
+        )
+
+    topic = headers.get(TOPIC_HEADER)
+    if topic is not None and topic.strip() != ORDER_TOPIC:
+        raise InvalidRequest(
+            f"{TOPIC_HEADER} must be {ORDER_TOPIC}; this route stores new orders only",
+            field=TOPIC_HEADER,
+        )
+    webhook_id = _webhook_id(headers.get(WEBHOOK_ID_HEADER))
+    brand_id = str(brand["id"])
+
+    if webhook_id is not None:
+        seen = tx.one(
+            orders.SELECT_ORDER_BY_WEBHOOK, brand_id=brand_id, webhook_id=webhook_id
+        )
+        if seen is not None:
+            return {"order": seen, "duplicate": True}
+    return orders.receive_order(
+        tx,
+        brand_id=brand_id,
+        body=parse_body(raw_body),
+        now=now,
+        window_days=window_days,
+        webhook_id=webhook_id,
+    )
+
+
+def sign(secret: str, raw_body: bytes) -> str:
+    """Return the X-Shopify-Hmac-Sha256 value a store would send for `raw_body`."""
+    digest = hmac.new(secret.encode(), raw_body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def signature_matches(secret: str | None, raw_body: bytes, header: str | None) -> bool:
+    """Compare the header with the body's signature in constant time."""
+    expected = sign(secret, raw_body) if secret else sign(_NO_SECRET.decode(), b"")
+    # compare_digest takes str only when ASCII; a header with other characters is
+    # compared as bytes and simply does not match.
+    given = (header or "").strip().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(expected.encode("ascii"), given) and bool(secret)
+
+
+def _webhook_id(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if len(value) > WEBHOOK_ID_LENGTH_MAX or not value.isprintable():
+        raise InvalidRequest(
+            f"{WEBHOOK_ID_HEADER} must be at most {WEBHOOK_ID_LENGTH_MAX} printable "
+            "characters",
+            field=WEBHOOK_ID_HEADER,
+        )
+    return value

@@ -1,0 +1,215 @@
+"""CSV backfill of past orders, in the columns of Shopify's orders export."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from cartcast import order_imports, web
+from cartcast import runtime as runtime_module
+from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.helpers import auth, brand_body, post_json
+
+HEADER = "Name,Id,Created at,Currency,Total,Lineitem name,Landing Site,Referring Site"
+
+
+@pytest.fixture
+def client(function_env):
+    return make_app("api", "http").test_client()
+
+
+@pytest.fixture
+def brand(client) -> dict:
+    created = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY).get_json()
+    return {"id": created["brand"]["id"], "key": created["api_key"]}
+
+
+def send_csv(client, key: str, text: str | bytes, content_type: str = "text/csv"):
+    return client.post(
+        "/v1/orders/import", data=text, headers=auth(key), content_type=content_type
+    )
+
+
+def stored() -> dict[str, dict]:
+    with runtime_module.current().database.transaction() as tx:
+        rows = tx.rows(
+            "SELECT external_id, total_price, ordered_at, post_id FROM orders"
+        )
+    return {row["external_id"]: row for row in rows}
+
+
+def test_a_shopify_export_is_stored_one_order_per_id(client, brand) -> None:
+    text = "\n".join(
+        [
+            HEADER,
+            "#1001,501,2026-03-01 10:00:00 -0500,USD,29.90,Mug,/products/mug,",
+            "#1001,501,2026-03-01 10:00:00 -0500,,,Saucer,,",
+            "#1002,502,2026-03-01T16:30:00Z,USD,5.00,Spoon,,https://t.co/x",
+        ]
+    )
+
+    response = send_csv(client, brand["key"], text)
+
+    report = response.get_json()
+    assert response.status_code == 200, report
+    assert report == {
+        "rows": 2,
+        "stored": 2,
+        "duplicates": 0,
+        "attributed": 0,
+        "errors": [],
+    }
+    orders = stored()
+    assert str(orders["501"]["total_price"]) == "29.90"
+    assert orders["501"]["ordered_at"] == dt.datetime(2026, 3, 1, 15, tzinfo=dt.UTC)
+
+
+def test_broken_rows_are_reported_and_the_rest_stored(client, brand) -> None:
+    text = "\n".join(
+        [
+            HEADER,
+            "#1,1,2026-03-01 10:00:00 -0500,USD,-3.00,Mug,,",
+            "#2,2,2026-03-01 10:00:00 -0500,EUR,3.00,Mug,,",
+            "#3,3,yesterday,USD,3.00,Mug,,",
+            "#4,4,2026-03-01 10:00:00 -0500,USD,3.00,Mug,/?utm_content=%zz,",
+            "#5,5,2026-03-01 10:00:00 -0500,USD,3.00,Mug,,",
+            ",,2026-03-01 10:00:00 -0500,USD,3.00,Mug,,",
+        ]
+    )
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert report["stored"] == 1
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [
+        (2, "total_price"),
+        (3, "currency"),
+        (4, "created_at"),
+        (5, "landing_site"),
+        (7, "id"),
+    ]
+    assert list(stored()) == ["5"]
+
+
+def test_importing_the_same_file_twice_stores_nothing_new(client, brand) -> None:
+    text = f"{HEADER}\n#1,1,2026-03-01 10:00:00 -0500,USD,3.00,Mug,,\n"
+
+    send_csv(client, brand["key"], text)
+    again = send_csv(client, brand["key"], text).get_json()
+
+    assert (again["stored"], again["duplicates"]) == (0, 1)
+
+
+def test_an_order_sent_by_api_then_imported_is_one_order(client, brand) -> None:
+    order = {
+        "id": 77,
+        "created_at": "2026-03-01T10:00:00Z",
+        "currency": "USD",
+        "total_price": "3.00",
+    }
+    post_json(client, "/v1/orders", order, brand["key"])
+
+    report = send_csv(
+        client, brand["key"], f"{HEADER}\n#77,77,2026-03-01 05:00:00 -0500,USD,3,,,\n"
+    ).get_json()
+
+    assert (report["stored"], report["duplicates"]) == (0, 1)
+
+
+def test_an_imported_order_from_a_post_link_is_attributed(client, brand) -> None:
+    post_id = str(uuid.uuid4())
+    published_at = START - dt.timedelta(days=3)
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
+            "published_at, created_by, created_at, updated_at) "
+            "VALUES (:id, :brand_id, 'mug', 'published', 'manual', 3, "
+            ":published_at, 'test', :published_at, :published_at)",
+            id=post_id,
+            brand_id=brand["id"],
+            published_at=published_at,
+        )
+    landing = f'"/products/mug?utm_source=x&utm_medium=social&utm_content={post_id}"'
+    early = published_at + dt.timedelta(days=1)
+    late = published_at + dt.timedelta(days=8)
+    text = "\n".join(
+        [
+            HEADER,
+            f"#1,1,{early.isoformat()},USD,9,,{landing},",
+            f"#2,2,{late.isoformat()},USD,9,,{landing},",
+        ]
+    )
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert report["attributed"] == 1
+    assert str(stored()["1"]["post_id"]) == post_id
+    assert stored()["2"]["post_id"] is None  # past the 7-day window
+
+
+@pytest.mark.parametrize(
+    ("text", "content_type", "problem"),
+    [
+        ("", "text/csv", "empty"),
+        ("Name,Total\n#1,3\n", "text/csv", "Created at"),
+        (f"{HEADER}\n#1,1,x,USD,1,\x00,,\n", "text/csv", "NUL"),
+        (b"Id,Created at,Currency,Total\n1,\xff,USD,1\n", "text/csv", "UTF-8"),
+        (f"{HEADER}\n", "application/json", "text/csv"),
+        (f'{HEADER}\n#1,1,"2026,USD,1\n', "text/csv", "line"),
+        (f"{HEADER}\n#1,1,x,USD,1,{'a' * 5000},,\n", "text/csv", "longer"),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_a_400(
+    client, brand, text, content_type, problem
+) -> None:
+    response = send_csv(client, brand["key"], text, content_type)
+
+    assert response.status_code == 400
+    assert problem in response.get_json()["error"]["message"]
+    assert stored() == {}
+
+
+def test_more_rows_than_the_limit_is_a_400_and_stores_nothing(client, brand) -> None:
+    row = "#{0},{0},2026-03-01 10:00:00 -0500,USD,1,,,"
+    rows = [row.format(n) for n in range(order_imports.IMPORT_ROWS_MAX + 1)]
+
+    response = send_csv(client, brand["key"], "\n".join([HEADER, *rows]))
+
+    assert response.status_code == 400
+    assert str(order_imports.IMPORT_ROWS_MAX) in response.get_json()["error"]["message"]
+    assert stored() == {}
+
+
+def test_a_file_over_the_body_cap_is_a_400(client, brand) -> None:
+    text = HEADER + "\n" + "x" * web.BODY_BYTES_MAX
+
+    response = send_csv(client, brand["key"], text)
+
+    assert response.status_code == 400
+    assert "larger than" in response.get_json()["error"]["message"]
+
+
+def test_the_import_needs_the_brands_key(client) -> None:
+    assert send_csv(client, "cc_nope", HEADER).status_code == 401
+
+
+def test_a_backfill_older_than_the_rollup_window_reaches_the_daily_report(
+    client, brand
+) -> None:
+    text = "\n".join(
+        [
+            HEADER,
+            "#1,1,2025-06-10 12:00:00 -0400,USD,10.00,,,",
+            "#2,2,2025-06-10 13:00:00 -0400,USD,5.50,,,",
+        ]
+    )
+
+    send_csv(client, brand["key"], text)
+    report = client.get(
+        "/v1/reports/daily?from=2025-06-09&to=2025-06-11", headers=auth(brand["key"])
+    ).get_json()
+
+    by_day = {row["day"]: row for row in report["days"]}
+    assert by_day["2025-06-10"]["unattributed_orders"] == 2
+    assert by_day["2025-06-10"]["attributed_orders"] == 0

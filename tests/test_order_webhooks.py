@@ -1,0 +1,380 @@
+"""Signed order webhooks: the api function served on loopback, signed like Shopify.
+
+The test signs each body itself (base64 of HMAC-SHA256 over the raw bytes) and sends
+it with urllib over a real socket to functions-framework's app.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from werkzeug.serving import make_server
+
+from cartcast import keys
+from cartcast import runtime as runtime_module
+from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.helpers import auth, brand_body, post_json
+
+SECRET = "shpss_0123456789abcdef0123456789abcdef"
+PORTS = range(47100, 47200)
+
+
+class ApiServer:
+    """The api function behind a real HTTP server on a loopback port of ours."""
+
+    def __init__(self, app) -> None:
+        first = 47100 + os.getpid() % len(PORTS)
+        for port in [*range(first, PORTS.stop), *range(PORTS.start, first)]:
+            try:
+                self.server = make_server("127.0.0.1", port, app, threaded=True)
+                break
+            except OSError:
+                continue
+        else:
+            raise RuntimeError(f"no free loopback port in {PORTS}")
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def post(self, path: str, raw: bytes, headers: dict[str, str]):
+        """POST raw bytes; return (status, JSON answer)."""
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=raw,
+            headers={"Content-Type": "application/json", **headers},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def app(function_env):
+    return make_app("api", "http")
+
+
+@pytest.fixture
+def server(app):
+    running = ApiServer(app)
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def brand(app) -> dict:
+    """A brand whose admin has set the webhook secret; its id, key and slug."""
+    client = app.test_client()
+    created = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY).get_json()
+    key = created["api_key"]
+    patched = client.patch(
+        "/v1/brand",
+        data=json.dumps({"webhook_secret": SECRET}),
+        headers=auth(key),
+        content_type="application/json",
+    )
+    assert patched.status_code == 200, patched.get_json()
+    return {"id": created["brand"]["id"], "key": key, "slug": "test-goods"}
+
+
+def sign(raw: bytes, secret: str = SECRET) -> str:
+    digest = hmac.new(secret.encode(), raw, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def shopify_order(**changes) -> bytes:
+    """An orders/create body as Shopify writes it: ids as numbers, money as text."""
+    order = {
+        "id": 820982911946154508,
+        "name": "#1001",
+        "created_at": "2026-03-02T05:30:00-05:00",
+        "currency": "USD",
+        "total_price": "199.65",
+        "landing_site": "/products/mug?utm_source=x&utm_medium=social",
+        "referring_site": "https://t.co/abc",
+        "customer": {"id": 115310627314723954},
+        "line_items": [{"id": 1, "title": "Mug", "quantity": 1, "price": "199.65"}],
+        **changes,
+    }
+    # Shopify's own spacing; the signature must hold for exactly these bytes.
+    return json.dumps(order, indent=2).encode()
+
+
+def headers_for(raw: bytes, **extra: str) -> dict[str, str]:
+    return {
+        "X-Shopify-Hmac-Sha256": sign(raw),
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Shop-Domain": "test-goods.myshopify.com",
+        "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+        **extra,
+    }
+
+
+def stored_orders() -> list[dict]:
+    with runtime_module.current().database.transaction() as tx:
+        return tx.rows(
+            "SELECT external_id, total_price, webhook_id, post_id FROM orders "
+            "ORDER BY external_id"
+        )
+
+
+def test_a_signed_order_is_stored_once_and_a_replay_is_a_200(server, brand) -> None:
+    raw = shopify_order()
+    headers = headers_for(raw)
+
+    first = server.post("/v1/webhooks/orders/test-goods", raw, headers)
+    again = server.post("/v1/webhooks/orders/test-goods", raw, headers)
+
+    assert first[0] == 201, first[1]
+    assert first[1]["order"]["external_id"] == "820982911946154508"
+    assert again == (200, {**first[1], "duplicate": True})
+    assert len(stored_orders()) == 1
+
+
+def test_a_new_delivery_of_a_stored_order_is_a_200(server, brand) -> None:
+    raw = shopify_order()
+
+    first = server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw))
+    again = server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw))
+
+    assert (first[0], again[0]) == (201, 200)
+    assert again[1]["order"]["id"] == first[1]["order"]["id"]
+
+
+def test_a_replayed_delivery_id_answers_the_order_it_first_brought(
+    server, brand
+) -> None:
+    raw = shopify_order()
+    headers = headers_for(raw)
+    server.post("/v1/webhooks/orders/test-goods", raw, headers)
+    other = shopify_order(id=5)
+
+    answer = server.post(
+        "/v1/webhooks/orders/test-goods",
+        other,
+        {**headers, "X-Shopify-Hmac-Sha256": sign(other)},
+    )
+
+    assert answer[0] == 200
+    assert answer[1]["order"]["external_id"] == "820982911946154508"
+    assert [row["external_id"] for row in stored_orders()] == ["820982911946154508"]
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        None,
+        "",
+        "not base64 at all",
+        sign(b"another body"),
+        sign(shopify_order(), secret="a-different-secret-entirely"),
+        "é" * 44,
+    ],
+)
+def test_a_wrong_or_missing_signature_is_a_401_and_stores_nothing(
+    server, brand, signature
+) -> None:
+    raw = shopify_order()
+    headers = headers_for(raw)
+    if signature is None:
+        del headers["X-Shopify-Hmac-Sha256"]
+    else:
+        headers["X-Shopify-Hmac-Sha256"] = signature
+
+    status, answer = server.post("/v1/webhooks/orders/test-goods", raw, headers)
+
+    assert status == 401
+    assert answer["error"]["code"] == "unauthorized"
+    assert stored_orders() == []
+
+
+def test_a_body_changed_after_signing_is_a_401(server, brand) -> None:
+    raw = shopify_order()
+    headers = headers_for(raw)
+    tampered = raw.replace(b"199.65", b"  1.00")
+
+    status, _ = server.post("/v1/webhooks/orders/test-goods", tampered, headers)
+
+    assert status == 401
+    assert stored_orders() == []
+
+
+def test_a_signed_order_needs_no_api_key_and_an_api_key_is_no_signature(
+    server, brand
+) -> None:
+    raw = shopify_order()
+    headers = {**auth(brand["key"]), "X-Shopify-Topic": "orders/create"}
+
+    status, _ = server.post("/v1/webhooks/orders/test-goods", raw, headers)
+
+    assert status == 401
+
+
+@pytest.mark.parametrize("slug", ["no-such-brand", "x", "Test-Goods"])
+def test_an_unknown_slug_reads_like_a_wrong_signature(server, brand, slug) -> None:
+    raw = shopify_order()
+
+    status, _ = server.post(f"/v1/webhooks/orders/{slug}", raw, headers_for(raw))
+
+    assert status == 401
+
+
+def test_a_brand_without_a_secret_takes_no_signed_orders(server, app) -> None:
+    post_json(app.test_client(), "/v1/brands", brand_body(), OPERATOR_KEY)
+    raw = shopify_order()
+
+    status, _ = server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw))
+
+    assert status == 401
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"total_price": "-19.99"}, "total_price"),
+        ({"currency": "EUR"}, "currency"),
+        ({"landing_site": "/products/mug?utm_content=%zz"}, "landing_site"),
+        ({"landing_site": "/products/mug?utm_source=x&q=%E2%82"}, "landing_site"),
+        ({"landing_site": "http://[broken/?utm_source=x"}, "landing_site"),
+        ({"created_at": "2026-03-02 05:30"}, "created_at"),
+    ],
+)
+def test_a_bad_order_is_a_400_naming_the_field(server, brand, change, field) -> None:
+    raw = shopify_order(**change)
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw)
+    )
+
+    assert status == 400, answer
+    assert answer["error"]["field"] == field
+    assert stored_orders() == []
+
+
+def test_empty_query_fields_in_a_landing_site_are_accepted(server, brand) -> None:
+    raw = shopify_order(landing_site="/?ref=a&&flag&utm_source=x")
+
+    status, _ = server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw))
+
+    assert status == 201
+
+
+@pytest.mark.parametrize(
+    ("headers", "field"),
+    [
+        ({"X-Shopify-Topic": "orders/updated"}, "X-Shopify-Topic"),
+        ({"X-Shopify-Webhook-Id": "w" * 201}, "X-Shopify-Webhook-Id"),
+    ],
+)
+def test_a_wrong_topic_or_delivery_id_is_a_400(server, brand, headers, field) -> None:
+    raw = shopify_order()
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw, **headers)
+    )
+
+    assert status == 400
+    assert answer["error"]["field"] == field
+
+
+def test_a_signed_but_broken_json_body_is_a_400(server, brand) -> None:
+    raw = b'{"id": 1, "created_at": '
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw)
+    )
+
+    assert status == 400
+    assert "JSON" in answer["error"]["message"]
+
+
+def test_a_signed_order_from_a_post_link_is_attributed_to_the_post(
+    server, brand
+) -> None:
+    post_id = str(uuid.uuid4())
+    published_at = START - dt.timedelta(days=1)
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
+            "published_at, created_by, created_at, updated_at) "
+            "VALUES (:id, :brand_id, 'mug', 'published', 'manual', 3, "
+            ":published_at, 'test', :published_at, :published_at)",
+            id=post_id,
+            brand_id=brand["id"],
+            published_at=published_at,
+        )
+    landing = f"/products/mug?utm_source=x&utm_medium=social&utm_content={post_id}"
+    raw = shopify_order(landing_site=landing)
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw)
+    )
+
+    assert status == 201
+    assert answer["order"]["post_id"] == post_id
+
+
+def test_the_secret_is_set_by_an_admin_and_never_shown(app, brand) -> None:
+    with runtime_module.current().database.transaction() as tx:
+        editor_key = keys.create_key(
+            tx, brand_id=brand["id"], name="editor", role="editor", now=START
+        )
+    client = app.test_client()
+
+    refused = client.patch(
+        "/v1/brand",
+        data=json.dumps({"webhook_secret": "another-secret-of-the-editor"}),
+        headers=auth(editor_key),
+        content_type="application/json",
+    )
+    shown = client.get("/v1/brand", headers=auth(brand["key"])).get_json()["brand"]
+
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["field"] == "webhook_secret"
+    assert shown["has_webhook_secret"] is True
+    assert SECRET not in json.dumps(shown)
+
+
+@pytest.mark.parametrize(
+    "secret", ["short", " padded-secret-value ", "x" * 201, 12345678901234567890]
+)
+def test_a_weak_or_odd_secret_is_a_400(app, brand, secret) -> None:
+    response = app.test_client().patch(
+        "/v1/brand",
+        data=json.dumps({"webhook_secret": secret}),
+        headers=auth(brand["key"]),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "webhook_secret"
+
+
+def test_a_null_secret_turns_signed_orders_off(server, app, brand) -> None:
+    app.test_client().patch(
+        "/v1/brand",
+        data=json.dumps({"webhook_secret": None}),
+        headers=auth(brand["key"]),
+        content_type="application/json",
+    )
+    raw = shopify_order()
+
+    status, _ = server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw))
+
+    assert status == 401
