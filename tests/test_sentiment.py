@@ -428,3 +428,12 @@ def test_an_eager_customer_reads_positive_and_a_fed_up_one_negative():
         "positive"
     )
     assert score_mention("smh, the app logged me out again").sentiment == "negative"
+
+
+def test_stems_nested_by_prefix_match_what_the_plain_alternation_matches():
+    stems = "app|appalling|cut |care|car|0x|won't let|see-through"
+    nested, plain = sentiment._stems(stems), re.compile(stems)
+    probes = ["apple", "appal", "a cut", "cut it", "scary", "10x", "won't", "see-thru"]
+
+    for probe in probes + stems.split("|"):
+        assert bool(nested.search(probe)) == bool(plain.search(probe)), probe

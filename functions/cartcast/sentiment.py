@@ -141,11 +141,34 @@ def _patterns(table: dict[str, str]) -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple((name, re.compile(rx)) for name, rx in table.items())
 
 
+def _stems(alternatives: str) -> re.Pattern[str]:
+    """Compile "|"-separated literal stems as one alternation nested by prefix."""
+    # re tries an alternation's branches one by one at every position of the text.
+    # Nested by common prefix ("d(?:amag|ent|e(?:fective|lay))"), nearly every
+    # branch fails on its first character: the gates run two to three times faster.
+    tree: dict = {}
+    for stem in alternatives.split("|"):
+        node = tree
+        for character in stem:
+            node = node.setdefault(character, {})
+        node[""] = {}
+    return re.compile(_nested(tree))
+
+
+def _nested(node: dict) -> str:
+    branches = [re.escape(c) + _nested(child) for c, child in sorted(node.items()) if c]
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    # A stem that ends here may be the prefix of a longer one: the rest is optional.
+    return f"(?:{body})?" if "" in node else body
+
+
 # Apostrophes inside these are straight: the text is normalised before matching.
 # Each *_GATE holds a stem of every pattern in its group, so a text matching no
 # stem skips the group's searches: a third of the scorer's time on tweets. A test
-# checks the gates never change a match.
-CRISIS_GATE = re.compile(
+# checks the gates never change a match. Gates hold literal stems only.
+CRISIS_GATE = _stems(
     "injur|hospital|care|emergency|cut |burn|allerg|reaction|anaphyla|"
     "hives|epipen|swell|swollen|law|sue|suing|attorney|legal|action|claims|"
     "recall|unsafe|danger|hazard|toxic|poison|chok|sick|ill|fire|flame|"
@@ -162,7 +185,7 @@ CRISIS = _patterns(
         "lawsuit": r"\blaw ?suits?\b|\bsu(?:e|ing) (?:you|them|your)\b|\blawyers?\b"
         r"|\battorneys?\b|\blegal action\b|\bclass action\b|\bsmall claims\b",
         # "I don't recall ordering" is memory, not a product recall.
-        "recall": r"(?<!\bi )(?<!n't )(?<!not )\brecall(?:s|ed)?\b",
+        "recall": r"\b(?<!\bi )(?<!n't )(?<!not )recall(?:s|ed)?\b",
         "unsafe": r"\bunsafe\b|\bdangerous\b|\bhazard(?:ous)?\b|\btoxic\b"
         r"|\bpoison\w*|\bchok(?:e|ed|ing)\b|\bmade (?:me|us|my \w+) (?:sick|ill)\b",
         # Plain "fire" is left out: "this perfume is fire" is praise on X.
@@ -172,9 +195,9 @@ CRISIS = _patterns(
     }
 )
 
-SPAM_STRONG_GATE = re.compile(
+SPAM_STRONG_GATE = _stems(
     "follow|f4f|check|link in|dm |airdrop|presale|wallet|gain|moon|"
-    r"\dx|earn|money|income|rich|guaranteed|trading|forex|whatsapp"
+    "0x|1x|2x|3x|4x|5x|6x|7x|8x|9x|earn|money|income|rich|guaranteed|trading|forex|whatsapp"
 )
 SPAM_STRONG = _patterns(
     {
@@ -193,12 +216,12 @@ SPAM_STRONG = _patterns(
     }
 )
 
-ORDER_PROBLEMS_GATE = re.compile(
+ORDER_PROBLEMS_GATE = _stems(
     # not_arrived always holds a negation or "yet": its verbs need no stems here.
     "never|not|n't|yet|deliver|where|"
     "wrong|sent|what i|paid|instead|someone|charg|bill|double|refund|money|"
-    "payment|order (?:failed|got|was)|missing|missed|failed|happened|"
-    "when will|any (?:update|news)|left|stolen|customs|courier|driver"
+    "payment|order failed|order got|order was|missing|missed|failed|happened|"
+    "when will|any update|any news|left|stolen|customs|courier|driver"
 )
 ORDER_PROBLEMS = _patterns(
     {
@@ -214,7 +237,7 @@ ORDER_PROBLEMS = _patterns(
         r"|refund)\b",
         "marked_delivered": r"\b(?:says|shows|marked)(?: as)? delivered\b",
         # "I ordered the wrong colour" is the customer's own slip, not a problem.
-        "wrong_item": r"(?<!ordered the )(?<!ordered a )\bwrong\s+(?:item|size"
+        "wrong_item": r"\b(?<!ordered the )(?<!ordered a )wrong\s+(?:item|size"
         r"|colou?r|product|order|one|model|pair|parcel|package|address|shade"
         r"|scent|flavou?r|bottle)\b"
         r"|\bsent (?:me|us) (?:an? |the )?(?:wrong|different)\b"
@@ -243,15 +266,15 @@ ORDER_PROBLEMS = _patterns(
 )
 
 # Problems that are about an order only when the text also talks of one.
-PROBLEMS_GATE = re.compile(
+PROBLEMS_GATE = _stems(
     "damag|broke|crack|smash|shatter|dent|crush|leak|torn|scratch|chip|"
     "bent|snap|stain|missing|defective|faulty|expired|spoil|rotten|mold|"
     "mould|empty|late|delay|overdue|stuck|lost|reschedul|postpon|supposed|"
     "moved|updat|changed|news|word|still|days|weeks|since|work|charg|turn|"
     "load|crash|fell|answer|repl|respon|pick|got back|call|hold|joke|shady|"
-    "waste|overpriced|rip|mislead|false|overcharg|logs? me|impossible|"
-    r"error|never find|glitch|pill|faded|went flat|apart|fray|\bshed|downhill|"
-    "back ?ache|waiting"
+    "waste|overpriced|rip|mislead|false|overcharg|log me|logs me|impossible|"
+    "error|never find|glitch|pill|faded|went flat|apart|fray|shed|downhill|"
+    "backache|back ache|waiting"
 )
 PROBLEMS = _patterns(
     {
@@ -288,7 +311,7 @@ PROBLEMS = _patterns(
 
 # Complaints to a shop that are not about one order: service, site, price,
 # quality, policy, marketing, and a customer saying plainly they are fed up.
-COMPLAINTS_GATE = re.compile(
+COMPLAINTS_GATE = _stems(
     "rude|unhelpful|useless|incompetent|ignor|hung up|left on read|help|bot|"
     "service|support|staff|chat|auto|site|app|checkout|basket|cart|page|log|"
     "sign|pay|won't let|code|voucher|discount|expensive|pricey|robbery|price|"
@@ -350,7 +373,7 @@ COMPLAINT_CUES = frozenset({"not_working", "no_response", "poor_value", "wore_ou
 # A problem put right, or a delivery that went well, is praise: "thanks for
 # sorting the refund", "arrived without a scratch". The praise phrases are cut
 # from the text the problem cues read, so "not a single scratch" is no damage.
-SETTLED_GATE = re.compile(
+SETTLED_GATE = _stems(
     "sort|resolv|fix|replac|refund|without|not a|no |nothing|zero|intact|piece|"
     "safe|early|on time|quick|fast|ahead|next day|never late|not late|n't late"
 )
@@ -369,7 +392,7 @@ NO_PROBLEM = re.compile(
 )
 
 # Mentions of the customer's own order: an order issue unless the text is happy.
-ORDER_REFERENCES_GATE = re.compile(
+ORDER_REFERENCES_GATE = _stems(
     "#|order|package|parcel|deliver|shipment|refund|return|exchange|tracking|"
     "invoice|receipt|purchase|address|send back|swap|dispatch|processing"
 )
@@ -403,7 +426,7 @@ QUESTION_OPENERS = re.compile(
 )
 
 # Shopping phrases VADER misreads as feeling: "true" and "free" are praise to it.
-NEUTRAL_PHRASES_GATE = re.compile("care|true to|free")
+NEUTRAL_PHRASES_GATE = _stems("care|true to|free")
 NEUTRAL_PHRASES = re.compile(
     r"\b(?:customer|skin|urgent) ?care\b|\btrue to size\b|\b(?:gluten|sugar|nickel"
     r"|paraben|sulfate|sulphate|fragrance|alcohol|cruelty|dairy|nut|lactose|oil|bpa"
