@@ -12,6 +12,9 @@ priority, then the earliest due, then the newest.
 
 Goal: recall at least GOAL_RECALL for order issues and for complaints, and no order
 issue ranked below any praise.
+
+The texts of the misses are printed for the tuning half only, unless --show-texts is
+given: reading the reporting half's misses is how rules end up fitted to it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mentions = load_mentions(args.half)
     figures = evaluate(mentions)
     figures["half"] = args.half
-    _print(figures)
+    _print(figures, show_texts=args.show_texts or args.half == "tuning")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0
@@ -55,6 +58,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--half", choices=("reporting", "tuning", "all"), default="reporting"
     )
     parser.add_argument("--json", help="write every figure to this JSON file")
+    parser.add_argument(
+        "--show-texts",
+        action="store_true",
+        help="print the misses' texts for the reporting half too (not while tuning)",
+    )
     return parser.parse_args(argv)
 
 
@@ -129,7 +137,7 @@ def evaluate(mentions: list[dict]) -> dict:
     }
 
 
-def _print(figures: dict) -> None:
+def _print(figures: dict, *, show_texts: bool) -> None:
     print(
         f"Triage on {figures['mentions']} team-written mentions ({figures['half']} "
         f"half of {MENTIONS.relative_to(REPO)})"
@@ -147,12 +155,14 @@ def _print(figures: dict) -> None:
         print(f"{gold:14}" + "".join(f"{row[p]:>9}" for p in INTENTS) + f"{shown:>9}")
     below = figures["order_issues_ranked_below_praise"]
     print(f"order issues ranked below a praise: {len(below)}")
-    for text in below:
+    for text in below if show_texts else ():
         print(f"  below praise: {text[:70]}")
-    for miss in figures["misses"]:
+    for miss in figures["misses"] if show_texts else ():
         print(
             f"  miss: {miss['expected']} scored {miss['scored']}: {miss['text'][:60]}"
         )
+    if not show_texts and figures["misses"]:
+        print(f"  {len(figures['misses'])} misses; their texts: --show-texts")
     recalls = ", ".join(f"{i} {figures['recall'][i]:.3f}" for i in GOAL_INTENTS)
     print(
         f"goal (recall >= {GOAL_RECALL} for {recalls}; no order issue below praise): "

@@ -100,6 +100,8 @@ def test_the_triage_bench_prints_the_confusion_matrix_of_the_reporting_half():
     assert "reporting half" in finished.stdout
     assert "Confusion (rows: labelled intent" in finished.stdout
     assert "goal (recall >= 0.9" in finished.stdout
+    # The reporting half's texts stay unread unless asked for.
+    assert "  miss: " not in finished.stdout
 
 
 def test_the_sentiment_bench_reports_the_goal_or_skips_without_the_tweets(tmp_path):
