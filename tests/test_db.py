@@ -200,3 +200,19 @@ def test_a_statement_whose_table_changed_shape_fails_once_then_works(
 
     assert before == [{"a": 1}]
     assert after == [{"a": 1, "b": None}]
+
+
+def test_a_connection_whose_statements_are_full_runs_the_rest_unnamed(runtime) -> None:
+    options = db.parse_database_url(runtime.settings.database_url)
+    statements = db.Statements(db._connect_pg8000(options), keep=1)
+    statements.begin()
+    answers = [
+        statements.run(f"SELECT CAST(:v AS integer) + {extra} AS kept", {"v": 1}).rows
+        for extra in range(3)
+    ]
+    prepared = statements.run(PREPARED_LIKE, {"pattern": "%AS kept%"}).rows
+    statements.commit()
+    statements.connection.close()
+
+    assert answers == [[[1]], [[2]], [[3]]]
+    assert prepared == [[1]]

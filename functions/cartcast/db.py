@@ -110,8 +110,9 @@ class Statements:
     the simple protocol, as the cursor would run it.
     """
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, *, keep: int = PREPARED_MAX) -> None:
         self.connection = connection
+        self._keep = keep
         self._prepared: dict[str, tuple] = {}
 
     def begin(self) -> None:
@@ -129,7 +130,15 @@ class Statements:
             return self.connection.execute_simple(sql)
         prepared = self._prepared.get(sql)
         if prepared is None:
-            prepared = self._prepare(sql)
+            from pg8000.native import to_statement
+
+            statement, make_values = to_statement(sql)
+            if len(self._prepared) >= self._keep:
+                # Full: run it unnamed, as the cursor would, leaving nothing behind.
+                return self.connection.execute_unnamed(
+                    statement, vals=make_values(params)
+                )
+            prepared = self._prepare(sql, statement, make_values)
         name, columns, input_funcs, make_values, statement = prepared
         from pg8000.converters import make_params
 
@@ -138,16 +147,12 @@ class Statements:
             name, values, columns, input_funcs, statement
         )
 
-    def _prepare(self, sql: str) -> tuple:
-        from pg8000.native import to_statement
-
-        statement, make_values = to_statement(sql)
+    def _prepare(self, sql: str, statement: str, make_values: Callable) -> tuple:
         # No parameter types given: the server infers them from the SQL, as it does
         # for the cursor's unnamed statements.
         name, columns, input_funcs = self.connection.prepare_statement(statement, ())
         prepared = (name, columns, input_funcs, make_values, statement)
-        if len(self._prepared) < PREPARED_MAX:
-            self._prepared[sql] = prepared
+        self._prepared[sql] = prepared
         return prepared
 
 
