@@ -416,8 +416,8 @@ def test_an_envelope_the_framework_rejects_is_dead_lettered_after_bounded_attemp
     finally:
         function.stop()
 
-    # The wrapped push was acknowledged at once; the bare one refused until the
-    # fifth attempt, then dead-lettered, and never pushed again.
+    # The wrapped push was acknowledged at once; the bare one was refused five
+    # times, then dead-lettered.
     wrapped_answers = [status for body, status in function.answers if "message" in body]
     bare_answers = [
         status for body, status in function.answers if "message" not in body
