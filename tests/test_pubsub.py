@@ -332,8 +332,8 @@ def test_a_publish_the_emulator_refuses_leaves_the_mentions_stored_for_the_sweep
 
 
 # An envelope functions-framework rejects, through the subscription's dead-letter
-# policy. Pub/Sub's own push envelope always converts, whatever the message holds
-# (an empty message arrives as data ""), so the rejected envelope here is the one a
+# policy. The emulator's push envelope converts whatever the message holds (an
+# empty message arrives with data ""), so the rejected envelope here is the one a
 # misconfigured subscription sends: no_wrapper pushes the bare message data. Google's
 # emulator honours dead_letter_policy on push subscriptions: after
 # max_delivery_attempts non-2xx answers it publishes the message to the dead-letter
