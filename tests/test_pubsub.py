@@ -32,7 +32,7 @@ from cartcast import mentions
 from cartcast.pubsub import GooglePublisher
 from infra.local_cloud import free_port
 from infra.x_sandbox import XSandbox
-from tests.conftest import make_app
+from tests.conftest import START, make_app
 from tests.test_mentions import ALPHA, FAN, add_brand
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,13 +112,14 @@ def test_every_message_is_published_and_confirmed(emulator_host, monkeypatch) ->
 
 class PushedFunction:
     """score_sentiment on functions-framework, served on loopback for the emulator's
-    push subscription; it keeps every body pushed to it."""
+    push subscriptions; it keeps every body pushed to it and the status answered."""
 
     def __init__(self) -> None:
         from werkzeug.serving import make_server
 
         self.app = make_app("score_sentiment", "cloudevent")
         self.bodies: list[dict] = []
+        self.answers: list[tuple[dict, str]] = []
         self.server = make_server("127.0.0.1", 0, self._recording, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}/"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -126,9 +127,15 @@ class PushedFunction:
 
     def _recording(self, environ, start_response):
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        self.bodies.append(json.loads(body))
+        pushed = json.loads(body)
+        self.bodies.append(pushed)
         environ["wsgi.input"] = io.BytesIO(body)
-        return self.app(environ, start_response)
+
+        def recording_start_response(status, headers, *exc_info):
+            self.answers.append((pushed, status))
+            return start_response(status, headers, *exc_info)
+
+        return self.app(environ, recording_start_response)
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -322,3 +329,145 @@ def test_a_publish_the_emulator_refuses_leaves_the_mentions_stored_for_the_sweep
 
     assert outcome["new"] == 1 and outcome["fan_out_failed"] == 1
     assert count(runtime, "SELECT count(*) FROM mentions WHERE scored_at IS NULL") == 1
+
+
+# An envelope functions-framework rejects, through the subscription's dead-letter
+# policy. The emulator's push envelope converts whatever the message holds (an
+# empty message arrives with data ""), so the rejected envelope here is the one a
+# misconfigured subscription sends: no_wrapper pushes the bare message data. Google's
+# emulator honours dead_letter_policy on push subscriptions: after
+# max_delivery_attempts non-2xx answers it publishes the message to the dead-letter
+# topic, counting the attempts in an attribute (decision 0018).
+
+# The least Pub/Sub accepts (5 to 100). The emulator (0.8.20) takes the retry policy
+# but spaces attempts about 3 s apart whatever its backoff, so this test takes ~10 s.
+MAX_DELIVERY_ATTEMPTS = 5
+DEAD_LETTER_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
+DEAD_LETTER_SOURCE = "CloudPubSubDeadLetterSourceSubscription"
+
+
+def dead_letter_topic(google_pubsub, topic: str) -> tuple[str, str]:
+    """Create `topic`'s dead-letter topic and its pull subscription; return both."""
+    publisher_client, subscriber = google_pubsub
+    dead_topic = publisher_client.topic_path(PROJECT, f"{topic}-dead")
+    dead_subscription = subscriber.subscription_path(PROJECT, f"{topic}-dead-sub")
+    publisher_client.create_topic(request={"name": dead_topic})
+    subscriber.create_subscription(
+        request={"name": dead_subscription, "topic": dead_topic}
+    )
+    return dead_topic, dead_subscription
+
+
+def push_with_dead_letters(
+    google_pubsub, topic: str, name: str, push_config: dict, dead_topic: str
+) -> None:
+    """Push `topic` through subscription `name`, dead-lettering after 5 attempts."""
+    publisher_client, subscriber = google_pubsub
+    subscriber.create_subscription(
+        request={
+            "name": subscriber.subscription_path(PROJECT, name),
+            "topic": publisher_client.topic_path(PROJECT, topic),
+            "push_config": push_config,
+            "dead_letter_policy": {
+                "dead_letter_topic": dead_topic,
+                "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+            },
+            "retry_policy": {
+                "minimum_backoff": {"seconds": 0},
+                "maximum_backoff": {"seconds": 1},
+            },
+        }
+    )
+
+
+def pull_dead_letters(subscriber, subscription: str, expected: int) -> list:
+    """Pull until `expected` dead letters arrived."""
+    received: list = []
+    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+    while len(received) < expected:
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {expected} dead letter(s)")
+        pulled = subscriber.pull(
+            request={"subscription": subscription, "max_messages": 10}, timeout=5
+        )
+        received += pulled.received_messages
+    return received
+
+
+def test_an_envelope_the_framework_rejects_is_dead_lettered_after_bounded_attempts(
+    runtime, clock, x_sandbox_alpha, google_pubsub, topic, function_env
+) -> None:
+    _, subscriber = google_pubsub
+    function = PushedFunction()
+    try:
+        dead_topic, dead_letters = dead_letter_topic(google_pubsub, topic)
+        wrapped = {"push_endpoint": function.url}
+        bare = {**wrapped, "no_wrapper": {"write_metadata": False}}
+        push_with_dead_letters(google_pubsub, topic, "wrapped", wrapped, dead_topic)
+        push_with_dead_letters(google_pubsub, topic, "bare", bare, dead_topic)
+        google_runtime(runtime, x_sandbox_alpha, topic)
+        add_brand(runtime, "alpha", ALPHA, "token-alpha")
+        x_sandbox_alpha.add_mention(
+            to_user_id=ALPHA["user_id"], text="@alpha where is my order?", author=FAN
+        )
+
+        mentions.poll_mentions(runtime, as_of=clock.now())
+        received = pull_dead_letters(subscriber, dead_letters, expected=1)
+    finally:
+        function.stop()
+
+    # The wrapped push was acknowledged at once; the bare one was refused five
+    # times, then dead-lettered.
+    wrapped_answers = [status for body, status in function.answers if "message" in body]
+    bare_answers = [
+        status for body, status in function.answers if "message" not in body
+    ]
+    assert wrapped_answers == ["200 OK"]
+    assert bare_answers == ["415 UNSUPPORTED MEDIA TYPE"] * MAX_DELIVERY_ATTEMPTS
+    assert [m.message.attributes[DEAD_LETTER_SOURCE] for m in received] == ["bare"]
+    assert received[0].message.attributes[DEAD_LETTER_COUNT] == "5"
+    assert json.loads(received[0].message.data)["mention_ids"]
+    assert count(runtime, SCORED) == 1
+
+
+def pushed_envelope(data: bytes) -> bytes:
+    """The body a wrapped push subscription sends for a message holding `data`."""
+    message = {
+        "data": base64.b64encode(data).decode(),
+        "messageId": "1",
+        "publishTime": START.isoformat(),
+    }
+    return json.dumps(
+        {"subscription": "projects/p/subscriptions/s", "message": message}
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        # Refused by functions-framework before score_sentiment runs: Pub/Sub
+        # retries, then dead-letters. The 500 is the framework's own TypeError.
+        pytest.param(b'{"mention_ids": []}', "text/plain", 415, id="bare-data"),
+        pytest.param(b'{"mention_ids": []}', "application/json", 400, id="no-envelope"),
+        pytest.param(b"{", "application/json", 400, id="broken-json"),
+        pytest.param(b"[1, 2]", "application/json", 500, id="json-array"),
+        # A well-formed envelope whose payload is unusable: logged and acknowledged.
+        pytest.param(
+            pushed_envelope(b"not json"), "application/json", 200, id="not-json"
+        ),
+        pytest.param(
+            pushed_envelope(b'{"mention_ids": "1"}'),
+            "application/json",
+            200,
+            id="no-ids",
+        ),
+    ],
+)
+def test_what_score_sentiment_answers_for_each_kind_of_unusable_push(
+    function_env, body: bytes, content_type: str, status: int
+) -> None:
+    app = make_app("score_sentiment", "cloudevent").test_client()
+
+    response = app.post("/", data=body, content_type=content_type)
+
+    assert response.status_code == status
