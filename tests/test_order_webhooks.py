@@ -253,6 +253,9 @@ def test_a_brand_without_a_secret_takes_no_signed_orders(server, app) -> None:
         ({"landing_site": "/products/mug?utm_source=x&q=%E2%82"}, "landing_site"),
         ({"landing_site": "http://[broken/?utm_source=x"}, "landing_site"),
         ({"created_at": "2026-03-02 05:30"}, "created_at"),
+        ({"created_at": "0001-01-01T00:30:00Z"}, "created_at"),
+        ({"created_at": "2006-03-20T23:59:59Z"}, "created_at"),
+        ({"created_at": "2026-03-03T08:00:01Z"}, "created_at"),
     ],
 )
 def test_a_bad_order_is_a_400_naming_the_field(server, brand, change, field) -> None:

@@ -66,7 +66,7 @@ def import_orders(
             continue  # a further line item of an order already read
         report["rows"] += 1
         try:
-            order = orders.parse_order(_as_order(row, order_key))
+            order = orders.parse_order(_as_order(row, order_key), now=now)
             orders.check_currency(order, brand_currency)
         except InvalidRequest as error:
             report["errors"].append(
@@ -89,33 +89,47 @@ def import_orders(
     report["attributed"] = attribution.attribute_pending(
         tx, brand_id=brand_id, window_days=window_days
     )
-    if stored_at:
-        _recompute_days(tx, brand, min(stored_at), max(stored_at), now=now)
+    _recompute_days(tx, brand, stored_at, now=now)
     return report
 
 
 def _recompute_days(
     tx: Transaction,
     brand: dict[str, Any],
-    first: dt.datetime,
-    last: dt.datetime,
+    stored_at: list[dt.datetime],
     *,
     now: dt.datetime,
 ) -> None:
-    """Redo the daily KPIs of the days the file added orders to.
+    """Redo the daily KPIs of the brand-local days the file added orders to.
 
     The rollup only revisits its look-back window (CARTCAST_ROLLUP_LOOKBACK_DAYS),
-    so a backfill of older days would otherwise never reach the report.
+    so a backfill of older days would otherwise never reach the report. Only days
+    that received an order are written, one statement per run of consecutive days:
+    two orders years apart must not fill the years between with empty rows.
     """
     zone = zoneinfo.ZoneInfo(brand["time_zone"])
-    tx.execute(
-        kpis.UPSERT_DAILY_KPIS,
-        brand_id=str(brand["id"]),
-        tz=brand["time_zone"],
-        first_day=first.astimezone(zone).date(),
-        last_day=last.astimezone(zone).date(),
-        now=now,
-    )
+    for first_day, last_day in day_runs(
+        {at.astimezone(zone).date() for at in stored_at}
+    ):
+        tx.execute(
+            kpis.UPSERT_DAILY_KPIS,
+            brand_id=str(brand["id"]),
+            tz=brand["time_zone"],
+            first_day=first_day,
+            last_day=last_day,
+            now=now,
+        )
+
+
+def day_runs(days: set[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Group days into (first, last) runs of consecutive days, in order."""
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(days):
+        if runs and runs[-1][1] + dt.timedelta(days=1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
 
 
 def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:

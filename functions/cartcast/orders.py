@@ -48,6 +48,11 @@ SELECT_ORDER_BY_WEBHOOK = """
 SELECT id, external_id, ordered_at, currency, total_price, landing_site, post_id
 FROM orders WHERE brand_id = :brand_id AND webhook_id = :webhook_id
 """
+# No order can have come from an X post before X's first post (2006-03-21), and a
+# store's clock is not a day ahead of ours: a created_at outside these bounds is a
+# typo or a placeholder, and would land the order on a day no report shows.
+ORDERED_AT_EARLIEST = dt.datetime(2006, 3, 21, tzinfo=dt.UTC)
+ORDERED_AT_AHEAD_MAX = dt.timedelta(days=1)
 # A percent sign not followed by two hex digits: no browser or store writes one.
 BROKEN_PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -67,7 +72,7 @@ def receive_order(
         webhook_id: the store's id of the delivery that brought the order, if any;
             a second order under the same delivery id is answered as the first.
     """
-    order = parse_order(body)
+    order = parse_order(body, now=now)
     brand_currency = brands.get_brand(tx, brand_id)["currency"].strip()
     check_currency(order, brand_currency)
 
@@ -97,7 +102,7 @@ def check_currency(order: dict[str, Any], brand_currency: str) -> None:
         )
 
 
-def parse_order(body: Any) -> dict[str, Any]:
+def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
     """Validate a store order body and return the column values."""
     body = validation.require_object(body)
     external = body.get("id")
@@ -120,7 +125,7 @@ def parse_order(body: Any) -> dict[str, Any]:
         raise InvalidRequest("'line_items' must be a list", field="line_items")
     return {
         "external_id": str(external).strip(),
-        "ordered_at": validation.instant(body["created_at"], "created_at"),
+        "ordered_at": ordered_at(body["created_at"], now=now),
         "currency": validation.currency(body, "currency"),
         "total_price": validation.money(body["total_price"], "total_price"),
         "landing_site": landing_site(body),
@@ -130,6 +135,19 @@ def parse_order(body: Any) -> dict[str, Any]:
         "customer_id": _customer_id(body.get("customer")),
         "line_items": json.dumps(items),
     }
+
+
+def ordered_at(value: Any, *, now: dt.datetime) -> dt.datetime:
+    """Read `created_at`, refusing a time before X existed or over a day ahead."""
+    instant = validation.instant(value, "created_at")
+    latest = now + ORDERED_AT_AHEAD_MAX
+    if not ORDERED_AT_EARLIEST <= instant <= latest:
+        raise InvalidRequest(
+            f"'created_at' must lie between {ORDERED_AT_EARLIEST.isoformat()} (X's "
+            f"first post) and {latest.isoformat()} (a day from now)",
+            field="created_at",
+        )
+    return instant
 
 
 def landing_site(body: dict) -> str | None:
