@@ -20,7 +20,7 @@ import uuid
 import pytest
 from werkzeug.serving import make_server
 
-from cartcast import keys
+from cartcast import attribution, keys
 from cartcast import runtime as runtime_module
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import auth, brand_body, post_json
@@ -381,3 +381,36 @@ def test_a_null_secret_turns_signed_orders_off(server, app, brand) -> None:
     status, _ = server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw))
 
     assert status == 401
+
+
+def test_a_new_order_tries_only_itself_and_the_rollup_credits_the_rest(
+    server, brand
+) -> None:
+    post_id = str(uuid.uuid4())
+    landing = f"/products/mug?utm_source=x&utm_medium=social&utm_content={post_id}"
+    early = shopify_order(id=1, landing_site=landing)
+    server.post("/v1/webhooks/orders/test-goods", early, headers_for(early))
+    # The post is recorded as published only after its first order came in.
+    published_at = START - dt.timedelta(days=1)
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
+            "published_at, created_by, created_at, updated_at) "
+            "VALUES (:id, :brand_id, 'mug', 'published', 'manual', 3, "
+            ":published_at, 'test', :published_at, :published_at)",
+            id=post_id,
+            brand_id=brand["id"],
+            published_at=published_at,
+        )
+
+    later = shopify_order(id=2)
+    server.post("/v1/webhooks/orders/test-goods", later, headers_for(later))
+    untouched = {row["external_id"]: row["post_id"] for row in stored_orders()}
+    with runtime_module.current().database.transaction() as tx:
+        credited = attribution.attribute_pending(
+            tx, brand_id=brand["id"], window_days=7
+        )
+
+    assert untouched == {"1": None, "2": None}
+    assert credited == 1
+    assert str(stored_orders()[0]["post_id"]) == post_id

@@ -17,7 +17,8 @@ empty Total, is such a continuation and is skipped quietly.
 
 Each row is checked on its own: a broken row is reported with its line number and
 field and the others are stored. Storing is idempotent on the order id, and
-attribution runs once over the whole file, as it does for each webhook; the daily
+attribution runs once over the orders the file stored, as it does for a webhook's
+order (the rollup retries the rest, attribution.py); the daily
 KPIs of the days the file added orders to are then recomputed.
 """
 
@@ -57,6 +58,7 @@ def import_orders(
     brand = brands.get_brand(tx, brand_id)
     brand_currency = brand["currency"].strip()
     stored_at: list[dt.datetime] = []
+    stored_ids: list[str] = []
 
     report: dict[str, Any] = {"rows": 0, "stored": 0, "duplicates": 0, "errors": []}
     seen: set[str] = set()
@@ -85,9 +87,10 @@ def import_orders(
         report["stored" if inserted is not None else "duplicates"] += 1
         if inserted is not None:
             stored_at.append(order["ordered_at"])
+            stored_ids.append(str(inserted))
 
     report["attributed"] = attribution.attribute_pending(
-        tx, brand_id=brand_id, window_days=window_days
+        tx, brand_id=brand_id, window_days=window_days, order_ids=stored_ids
     )
     _recompute_days(tx, brand, stored_at, now=now)
     return report

@@ -80,7 +80,9 @@ def receive_order(
         INSERT_ORDER, brand_id=brand_id, now=now, webhook_id=webhook_id, **order
     )
     if inserted is not None:
-        attribution.attribute_pending(tx, brand_id=brand_id, window_days=window_days)
+        attribution.attribute_pending(
+            tx, brand_id=brand_id, window_days=window_days, order_ids=[inserted]
+        )
 
     stored = tx.one(SELECT_ORDER, brand_id=brand_id, external_id=order["external_id"])
     if stored is None:
