@@ -414,3 +414,31 @@ def test_a_new_order_tries_only_itself_and_the_rollup_credits_the_rest(
     assert untouched == {"1": None, "2": None}
     assert credited == 1
     assert str(stored_orders()[0]["post_id"]) == post_id
+
+
+def test_a_signed_test_order_is_answered_and_not_stored(server, brand) -> None:
+    raw = shopify_order(test=True)
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw)
+    )
+
+    assert status == 200
+    assert answer == {"order": None, "duplicate": False, "test": True}
+    assert stored_orders() == []
+
+
+def test_a_test_order_by_api_is_answered_and_not_stored(app, brand) -> None:
+    body = json.loads(shopify_order(test=True))
+    client = app.test_client()
+
+    response = post_json(client, "/v1/orders", body, brand["key"])
+    odd = post_json(client, "/v1/orders", {**body, "test": "yes"}, brand["key"])
+    real = post_json(client, "/v1/orders", {**body, "test": False}, brand["key"])
+
+    assert response.status_code == 200
+    assert response.get_json()["test"] is True
+    assert odd.status_code == 400
+    assert odd.get_json()["error"]["field"] == "test"
+    assert real.status_code == 201
+    assert len(stored_orders()) == 1

@@ -11,6 +11,9 @@ A landing site whose query string cannot be read (a broken percent escape) is
 refused (400 naming `landing_site`), like a negative total or a foreign currency:
 the order would otherwise be counted with a link nobody can check.
 
+An order the store marks `"test": true` (Shopify's test gateway, its "Send test
+notification" sample) is answered 200 with `"test": true` and stored nowhere.
+
 Known limitation: one currency per brand. Revenue is summed as stored, so an order in
 another currency than the brand's is refused (400) rather than added to the wrong
 total; converting at the order's exchange rate would lift this.
@@ -72,6 +75,8 @@ def receive_order(
         webhook_id: the store's id of the delivery that brought the order, if any;
             a second order under the same delivery id is answered as the first.
     """
+    if is_test_order(body):
+        return {"order": None, "duplicate": False, "test": True}
     order = parse_order(body, now=now)
     brand_currency = brands.get_brand(tx, brand_id)["currency"].strip()
     check_currency(order, brand_currency)
@@ -92,6 +97,19 @@ def receive_order(
             SELECT_ORDER_BY_WEBHOOK, brand_id=brand_id, webhook_id=webhook_id
         )
     return {"order": stored, "duplicate": inserted is None}
+
+
+def is_test_order(body: Any) -> bool:
+    """Say whether the store marked the order as a test ("test": true).
+
+    Shopify sets it on orders from its test gateway and on the sample order of
+    "Send test notification"; they are not sales, so they are answered and dropped.
+    """
+    if not isinstance(body, dict) or body.get("test") in (None, False):
+        return False
+    if body["test"] is not True:
+        raise InvalidRequest("'test' must be true or false", field="test")
+    return True
 
 
 def check_currency(order: dict[str, Any], brand_currency: str) -> None:
