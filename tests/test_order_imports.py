@@ -261,3 +261,16 @@ def test_a_backfill_writes_daily_rows_only_for_days_that_got_orders(
         "2026-03-01",
         "2026-03-02",
     ]
+
+
+def test_the_row_cap_counts_orders_not_line_items_or_blank_lines(client, brand) -> None:
+    row = "#{0},{0},2026-03-01 10:00:00 -0500,USD,1,Mug,,"
+    extra_item = "#{0},{0},,,,Saucer,,"
+    rows = []
+    for number in range(order_imports.IMPORT_ROWS_MAX):
+        rows += [row.format(number), extra_item.format(number), ",,,,,,,"]
+
+    response = send_csv(client, brand["key"], "\n".join([HEADER, *rows]))
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["stored"] == order_imports.IMPORT_ROWS_MAX
