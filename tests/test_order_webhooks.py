@@ -442,3 +442,35 @@ def test_a_test_order_by_api_is_answered_and_not_stored(app, brand) -> None:
     assert odd.get_json()["error"]["field"] == "test"
     assert real.status_code == 201
     assert len(stored_orders()) == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "UTM_SOURCE=x&UTM_MEDIUM=social&UTM_CONTENT={post_id}",
+        "utm%5Fsource=x&utm%5Fmedium=social&utm%5Fcontent={post_id}",
+    ],
+)
+def test_utm_names_in_any_case_or_percent_encoded_are_attributed(
+    server, brand, query
+) -> None:
+    post_id = str(uuid.uuid4())
+    published_at = START - dt.timedelta(days=1)
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
+            "published_at, created_by, created_at, updated_at) "
+            "VALUES (:id, :brand_id, 'mug', 'published', 'manual', 3, "
+            ":published_at, 'test', :published_at, :published_at)",
+            id=post_id,
+            brand_id=brand["id"],
+            published_at=published_at,
+        )
+    raw = shopify_order(landing_site="/products/mug?" + query.format(post_id=post_id))
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw)
+    )
+
+    assert status == 201
+    assert answer["order"]["post_id"] == post_id

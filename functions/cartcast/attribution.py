@@ -22,13 +22,16 @@ from collections.abc import Sequence
 from cartcast import links
 from cartcast.db import Transaction
 
+# A cheap pre-filter; links.post_id_from_landing_site decides. It must let through
+# every spelling that function reads: any case (UTM_CONTENT) and a percent-encoded
+# name (utm%5Fcontent), hence ILIKE with a wildcard for the underscore.
 SELECT_UNATTRIBUTED = """
 SELECT id, landing_site, ordered_at FROM orders
-WHERE brand_id = :brand_id AND post_id IS NULL AND landing_site LIKE '%utm_content=%'
+WHERE brand_id = :brand_id AND post_id IS NULL AND landing_site ILIKE '%utm%content=%'
 """
 SELECT_UNATTRIBUTED_AMONG = """
 SELECT id, landing_site, ordered_at FROM orders
-WHERE brand_id = :brand_id AND post_id IS NULL AND landing_site LIKE '%utm_content=%'
+WHERE brand_id = :brand_id AND post_id IS NULL AND landing_site ILIKE '%utm%content=%'
   AND id = ANY(CAST(:order_ids AS uuid[]))
 """
 ATTRIBUTE = """
