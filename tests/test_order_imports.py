@@ -274,3 +274,34 @@ def test_the_row_cap_counts_orders_not_line_items_or_blank_lines(client, brand) 
 
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["stored"] == order_imports.IMPORT_ROWS_MAX
+
+
+def test_a_refused_order_is_reported_once_not_once_per_line_item(client, brand) -> None:
+    text = "\n".join(
+        [
+            HEADER,
+            "#1,1,2026-03-01 10:00:00 -0500,USD,-3.00,Mug,,",
+            "#1,1,,,,Saucer,,",
+            "#1,1,,,,Spoon,,",
+        ]
+    )
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(2, "total_price")]
+    assert report["rows"] == 1
+
+
+def test_a_file_with_an_id_column_is_keyed_by_id_alone(client, brand) -> None:
+    text = "\n".join(
+        [
+            HEADER,
+            "#1001,501,2026-03-01 10:00:00 -0500,USD,3.00,Mug,,",
+            "#1001,,2026-03-01 10:00:00 -0500,USD,3.00,Mug,,",
+        ]
+    )
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(3, "id")]
+    assert set(stored()) == {"501"}

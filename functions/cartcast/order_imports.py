@@ -3,8 +3,9 @@
 POST /v1/orders/import with the brand's key and a text/csv body. The columns read
 (decision 0020), matched by header name without regard to case:
 
-    Id or Name      the order id (Id preferred: it is the id the webhook sends, so
-                    an order sent both ways is stored once)
+    Id or Name      the order id: Id when the header has it (it is the id the
+                    webhook sends, so an order sent both ways is stored once; a
+                    row with an empty Id is refused), else Name
     Created at      "2026-03-02 10:00:00 -0500" as Shopify exports it, or ISO-8601
     Currency        ISO 4217 code, the brand's
     Total           the order total, not negative
@@ -55,7 +56,7 @@ def import_orders(
     tx: Transaction, *, brand_id: str, text: str, now: dt.datetime, window_days: int
 ) -> dict[str, Any]:
     """Store every valid order row of a CSV export; report the rest row by row."""
-    rows = _read_rows(text)
+    key_column, rows = _read_rows(text)
     brand = brands.get_brand(tx, brand_id)
     brand_currency = brand["currency"].strip()
     stored_at: list[dt.datetime] = []
@@ -64,10 +65,12 @@ def import_orders(
     report: dict[str, Any] = {"rows": 0, "stored": 0, "duplicates": 0, "errors": []}
     seen: set[str] = set()
     for line, row in rows:
-        order_key = _order_key(row)
+        order_key = _order_key(row, key_column)
         if order_key in seen and not row.get("total", "").strip():
-            continue  # a further line item of an order already read
+            continue  # a further line item of an order already read or refused
         report["rows"] += 1
+        if order_key:
+            seen.add(order_key)
         try:
             order = orders.parse_order(_as_order(row, order_key), now=now)
             orders.check_currency(order, brand_currency)
@@ -136,8 +139,8 @@ def day_runs(days: set[dt.date]) -> list[tuple[dt.date, dt.date]]:
     return runs
 
 
-def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
-    """Return (line number, row with lower-cased column names) for each data row."""
+def _read_rows(text: str) -> tuple[str, list[tuple[int, dict[str, str]]]]:
+    """Return the key column, and (line, row by lower-cased column) for each row."""
     reader = csv.reader(
         io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True
     )
@@ -147,6 +150,7 @@ def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
             raise InvalidRequest("the CSV file is empty", field="body")
         columns = [name.strip().lower() for name in header]
         _check_columns(columns)
+        key_column = "id" if "id" in columns else "name"
 
         rows = []
         # The cap counts orders, not lines: Shopify writes a line per line item,
@@ -162,7 +166,7 @@ def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
                     field="body",
                 )
             row = dict(zip(columns, record, strict=False))
-            order_keys.add(_order_key(row) or f"line {reader.line_num}")
+            order_keys.add(_order_key(row, key_column) or f"line {reader.line_num}")
             if len(order_keys) > IMPORT_ROWS_MAX:
                 raise InvalidRequest(
                     f"the CSV file has more than {IMPORT_ROWS_MAX} orders; "
@@ -175,7 +179,7 @@ def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
             f"the CSV file cannot be read at line {reader.line_num}: {error}",
             field="body",
         ) from error
-    return rows
+    return key_column, rows
 
 
 def _check_columns(columns: list[str]) -> None:
@@ -190,8 +194,14 @@ def _check_columns(columns: list[str]) -> None:
         )
 
 
-def _order_key(row: dict[str, str]) -> str:
-    return (row.get("id") or "").strip() or (row.get("name") or "").strip()
+def _order_key(row: dict[str, str], key_column: str) -> str:
+    """Read the order id from the file's one key column.
+
+    A file with an Id column is keyed by Id alone, and a row without one is refused
+    (naming id): falling back to its Name would store the order a second time under
+    another key.
+    """
+    return (row.get(key_column) or "").strip()
 
 
 def _as_order(row: dict[str, str], order_key: str) -> dict[str, Any]:

@@ -136,6 +136,7 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
         raise InvalidRequest(
             f"'id' is longer than {EXTERNAL_ID_LENGTH_MAX} characters", field="id"
         )
+    refuse_control_characters(str(external), "id")
     if "created_at" not in body:
         raise InvalidRequest("'created_at' is required", field="created_at")
     if "total_price" not in body:
@@ -149,8 +150,9 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
         "currency": validation.currency(body, "currency"),
         "total_price": validation.money(body["total_price"], "total_price"),
         "landing_site": landing_site(body),
-        "referring_site": validation.text(
-            body, "referring_site", required=False, max_len=2000
+        "referring_site": refuse_control_characters(
+            validation.text(body, "referring_site", required=False, max_len=2000),
+            "referring_site",
         ),
         "customer_id": _customer_id(body.get("customer")),
         "line_items": json.dumps(items),
@@ -220,4 +222,19 @@ def _customer_id(customer: Any) -> str | None:
             f"'customer.id' is longer than {EXTERNAL_ID_LENGTH_MAX} characters",
             field="customer.id",
         )
+    refuse_control_characters(text, "customer.id")
     return text or None
+
+
+def refuse_control_characters(value: str | None, name: str) -> str | None:
+    """Refuse a value with characters no store writes (NUL, newlines, escapes).
+
+    They would be stored as they came and printed into reports and logs.
+    """
+    if value is not None and any(
+        not char.isprintable() and char != " " for char in value
+    ):
+        raise InvalidRequest(
+            f"'{name}' contains control or other unprintable characters", field=name
+        )
+    return value
