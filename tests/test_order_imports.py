@@ -119,7 +119,7 @@ def test_an_order_sent_by_api_then_imported_is_one_order(client, brand) -> None:
 
 def test_an_imported_order_from_a_post_link_is_attributed(client, brand) -> None:
     post_id = str(uuid.uuid4())
-    published_at = START - dt.timedelta(days=3)
+    published_at = START - dt.timedelta(days=10)
     with runtime_module.current().database.transaction() as tx:
         tx.execute(
             "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
@@ -213,3 +213,95 @@ def test_a_backfill_older_than_the_rollup_window_reaches_the_daily_report(
     by_day = {row["day"]: row for row in report["days"]}
     assert by_day["2025-06-10"]["unattributed_orders"] == 2
     assert by_day["2025-06-10"]["attributed_orders"] == 0
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        "0001-01-01T00:30:00Z",  # a day before year 1 in New York
+        "9999-12-31T23:30:00Z",  # past year 9999 east of UTC
+        "1900-01-01 12:00:00 -0500",
+        "2006-03-20T23:59:59Z",
+        "2026-03-03T08:00:01Z",  # more than a day after the pinned clock
+    ],
+)
+def test_an_out_of_range_date_is_reported_naming_created_at(
+    client, brand, created_at
+) -> None:
+    text = (
+        f"{HEADER}\n#1,1,{created_at},USD,3.00,Mug,,\n#2,2,2026-03-01T10:00Z,USD,1,,,"
+    )
+
+    response = send_csv(client, brand["key"], text)
+
+    report = response.get_json()
+    assert response.status_code == 200, report
+    assert [(e["id"], e["field"]) for e in report["errors"]] == [("1", "created_at")]
+    assert set(stored()) == {"2"}
+
+
+def test_a_backfill_writes_daily_rows_only_for_days_that_got_orders(
+    client, brand
+) -> None:
+    text = "\n".join(
+        [
+            HEADER,
+            "#1,1,2006-03-21 12:00:00 -0400,USD,1,,,",
+            "#2,2,2026-03-01 12:00:00 -0500,USD,1,,,",
+            "#3,3,2026-03-02 01:00:00 -0500,USD,1,,,",
+        ]
+    )
+
+    send_csv(client, brand["key"], text)
+
+    with runtime_module.current().database.transaction() as tx:
+        days = tx.rows("SELECT day FROM daily_kpis ORDER BY day")
+    assert [str(row["day"]) for row in days] == [
+        "2006-03-21",
+        "2026-03-01",
+        "2026-03-02",
+    ]
+
+
+def test_the_row_cap_counts_orders_not_line_items_or_blank_lines(client, brand) -> None:
+    row = "#{0},{0},2026-03-01 10:00:00 -0500,USD,1,Mug,,"
+    extra_item = "#{0},{0},,,,Saucer,,"
+    rows = []
+    for number in range(order_imports.IMPORT_ROWS_MAX):
+        rows += [row.format(number), extra_item.format(number), ",,,,,,,"]
+
+    response = send_csv(client, brand["key"], "\n".join([HEADER, *rows]))
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["stored"] == order_imports.IMPORT_ROWS_MAX
+
+
+def test_a_refused_order_is_reported_once_not_once_per_line_item(client, brand) -> None:
+    text = "\n".join(
+        [
+            HEADER,
+            "#1,1,2026-03-01 10:00:00 -0500,USD,-3.00,Mug,,",
+            "#1,1,,,,Saucer,,",
+            "#1,1,,,,Spoon,,",
+        ]
+    )
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(2, "total_price")]
+    assert report["rows"] == 1
+
+
+def test_a_file_with_an_id_column_is_keyed_by_id_alone(client, brand) -> None:
+    text = "\n".join(
+        [
+            HEADER,
+            "#1001,501,2026-03-01 10:00:00 -0500,USD,3.00,Mug,,",
+            "#1001,,2026-03-01 10:00:00 -0500,USD,3.00,Mug,,",
+        ]
+    )
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(3, "id")]
+    assert set(stored()) == {"501"}

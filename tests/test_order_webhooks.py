@@ -20,7 +20,7 @@ import uuid
 import pytest
 from werkzeug.serving import make_server
 
-from cartcast import keys
+from cartcast import attribution, keys
 from cartcast import runtime as runtime_module
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import auth, brand_body, post_json
@@ -253,6 +253,12 @@ def test_a_brand_without_a_secret_takes_no_signed_orders(server, app) -> None:
         ({"landing_site": "/products/mug?utm_source=x&q=%E2%82"}, "landing_site"),
         ({"landing_site": "http://[broken/?utm_source=x"}, "landing_site"),
         ({"created_at": "2026-03-02 05:30"}, "created_at"),
+        ({"created_at": "0001-01-01T00:30:00Z"}, "created_at"),
+        ({"id": "1001\n1002"}, "id"),
+        ({"customer": {"id": "7\u0007"}}, "customer.id"),
+        ({"referring_site": "https://t.co/\u001b[31m"}, "referring_site"),
+        ({"created_at": "2006-03-20T23:59:59Z"}, "created_at"),
+        ({"created_at": "2026-03-03T08:00:01Z"}, "created_at"),
     ],
 )
 def test_a_bad_order_is_a_400_naming_the_field(server, brand, change, field) -> None:
@@ -378,3 +384,96 @@ def test_a_null_secret_turns_signed_orders_off(server, app, brand) -> None:
     status, _ = server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw))
 
     assert status == 401
+
+
+def test_a_new_order_tries_only_itself_and_the_rollup_credits_the_rest(
+    server, brand
+) -> None:
+    post_id = str(uuid.uuid4())
+    landing = f"/products/mug?utm_source=x&utm_medium=social&utm_content={post_id}"
+    early = shopify_order(id=1, landing_site=landing)
+    server.post("/v1/webhooks/orders/test-goods", early, headers_for(early))
+    # The post is recorded as published only after its first order came in.
+    published_at = START - dt.timedelta(days=1)
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
+            "published_at, created_by, created_at, updated_at) "
+            "VALUES (:id, :brand_id, 'mug', 'published', 'manual', 3, "
+            ":published_at, 'test', :published_at, :published_at)",
+            id=post_id,
+            brand_id=brand["id"],
+            published_at=published_at,
+        )
+
+    later = shopify_order(id=2)
+    server.post("/v1/webhooks/orders/test-goods", later, headers_for(later))
+    untouched = {row["external_id"]: row["post_id"] for row in stored_orders()}
+    with runtime_module.current().database.transaction() as tx:
+        credited = attribution.attribute_pending(
+            tx, brand_id=brand["id"], window_days=7
+        )
+
+    assert untouched == {"1": None, "2": None}
+    assert credited == 1
+    assert str(stored_orders()[0]["post_id"]) == post_id
+
+
+def test_a_signed_test_order_is_answered_and_not_stored(server, brand) -> None:
+    raw = shopify_order(test=True)
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw)
+    )
+
+    assert status == 200
+    assert answer == {"order": None, "duplicate": False, "test": True}
+    assert stored_orders() == []
+
+
+def test_a_test_order_by_api_is_answered_and_not_stored(app, brand) -> None:
+    body = json.loads(shopify_order(test=True))
+    client = app.test_client()
+
+    response = post_json(client, "/v1/orders", body, brand["key"])
+    odd = post_json(client, "/v1/orders", {**body, "test": "yes"}, brand["key"])
+    real = post_json(client, "/v1/orders", {**body, "test": False}, brand["key"])
+
+    assert response.status_code == 200
+    assert response.get_json()["test"] is True
+    assert odd.status_code == 400
+    assert odd.get_json()["error"]["field"] == "test"
+    assert real.status_code == 201
+    assert len(stored_orders()) == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "UTM_SOURCE=x&UTM_MEDIUM=social&UTM_CONTENT={post_id}",
+        "utm%5Fsource=x&utm%5Fmedium=social&utm%5Fcontent={post_id}",
+    ],
+)
+def test_utm_names_in_any_case_or_percent_encoded_are_attributed(
+    server, brand, query
+) -> None:
+    post_id = str(uuid.uuid4())
+    published_at = START - dt.timedelta(days=1)
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
+            "published_at, created_by, created_at, updated_at) "
+            "VALUES (:id, :brand_id, 'mug', 'published', 'manual', 3, "
+            ":published_at, 'test', :published_at, :published_at)",
+            id=post_id,
+            brand_id=brand["id"],
+            published_at=published_at,
+        )
+    raw = shopify_order(landing_site="/products/mug?" + query.format(post_id=post_id))
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw)
+    )
+
+    assert status == 201
+    assert answer["order"]["post_id"] == post_id

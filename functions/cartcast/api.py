@@ -812,6 +812,9 @@ def receive_order(
         now=runtime.clock.now(),
         window_days=runtime.settings.attribution_window_days,
     )
+    if result.get("test"):
+        runtime.log.info("test order dropped", extra=fields(brand_id=caller.brand_id))
+        return web.json_response(result, 200)
     return web.json_response(result, 200 if result["duplicate"] else 201)
 
 
@@ -853,17 +856,19 @@ def receive_signed_order(
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
     # The shop domain is logged, never trusted: the signature names the brand.
+    test = bool(result.get("test"))
     runtime.log.info(
-        "signed order received",
+        "test order dropped" if test else "signed order received",
         extra=fields(
             brand_slug=brand_slug,
-            order_id=str(result["order"]["id"]),
+            order_id=None if test else str(result["order"]["id"]),
             duplicate=result["duplicate"],
             webhook_id=request.headers.get(order_webhooks.WEBHOOK_ID_HEADER),
             shop_domain=request.headers.get(order_webhooks.SHOP_DOMAIN_HEADER),
         ),
     )
-    return web.json_response(result, 200 if result["duplicate"] else 201)
+    created = not (test or result["duplicate"])
+    return web.json_response(result, 201 if created else 200)
 
 
 def daily_report(

@@ -3,8 +3,9 @@
 POST /v1/orders/import with the brand's key and a text/csv body. The columns read
 (decision 0020), matched by header name without regard to case:
 
-    Id or Name      the order id (Id preferred: it is the id the webhook sends, so
-                    an order sent both ways is stored once)
+    Id or Name      the order id: Id when the header has it (it is the id the
+                    webhook sends, so an order sent both ways is stored once; a
+                    row with an empty Id is refused), else Name
     Created at      "2026-03-02 10:00:00 -0500" as Shopify exports it, or ISO-8601
     Currency        ISO 4217 code, the brand's
     Total           the order total, not negative
@@ -17,7 +18,8 @@ empty Total, is such a continuation and is skipped quietly.
 
 Each row is checked on its own: a broken row is reported with its line number and
 field and the others are stored. Storing is idempotent on the order id, and
-attribution runs once over the whole file, as it does for each webhook; the daily
+attribution runs once over the orders the file stored, as it does for a webhook's
+order (the rollup retries the rest, attribution.py); the daily
 KPIs of the days the file added orders to are then recomputed.
 """
 
@@ -33,8 +35,9 @@ from cartcast import attribution, brands, kpis, orders
 from cartcast.db import Transaction
 from cartcast.errors import InvalidRequest
 
-# A year of a busy store's orders fits in a few files; more rows than this in one
-# request would hold its transaction for too long.
+# A year of a busy store's orders fits in a few files; more orders than this in one
+# request would hold its transaction for too long (the 2 MiB body cap bounds the
+# line items).
 IMPORT_ROWS_MAX = 5000
 ID_COLUMNS = ("id", "name")
 REQUIRED_COLUMNS = ("created at", "currency", "total")
@@ -53,20 +56,23 @@ def import_orders(
     tx: Transaction, *, brand_id: str, text: str, now: dt.datetime, window_days: int
 ) -> dict[str, Any]:
     """Store every valid order row of a CSV export; report the rest row by row."""
-    rows = _read_rows(text)
+    key_column, rows = _read_rows(text)
     brand = brands.get_brand(tx, brand_id)
     brand_currency = brand["currency"].strip()
     stored_at: list[dt.datetime] = []
+    stored_ids: list[str] = []
 
     report: dict[str, Any] = {"rows": 0, "stored": 0, "duplicates": 0, "errors": []}
     seen: set[str] = set()
     for line, row in rows:
-        order_key = _order_key(row)
+        order_key = _order_key(row, key_column)
         if order_key in seen and not row.get("total", "").strip():
-            continue  # a further line item of an order already read
+            continue  # a further line item of an order already read or refused
         report["rows"] += 1
+        if order_key:
+            seen.add(order_key)
         try:
-            order = orders.parse_order(_as_order(row, order_key))
+            order = orders.parse_order(_as_order(row, order_key), now=now)
             orders.check_currency(order, brand_currency)
         except InvalidRequest as error:
             report["errors"].append(
@@ -85,41 +91,56 @@ def import_orders(
         report["stored" if inserted is not None else "duplicates"] += 1
         if inserted is not None:
             stored_at.append(order["ordered_at"])
+            stored_ids.append(str(inserted))
 
     report["attributed"] = attribution.attribute_pending(
-        tx, brand_id=brand_id, window_days=window_days
+        tx, brand_id=brand_id, window_days=window_days, order_ids=stored_ids
     )
-    if stored_at:
-        _recompute_days(tx, brand, min(stored_at), max(stored_at), now=now)
+    _recompute_days(tx, brand, stored_at, now=now)
     return report
 
 
 def _recompute_days(
     tx: Transaction,
     brand: dict[str, Any],
-    first: dt.datetime,
-    last: dt.datetime,
+    stored_at: list[dt.datetime],
     *,
     now: dt.datetime,
 ) -> None:
-    """Redo the daily KPIs of the days the file added orders to.
+    """Redo the daily KPIs of the brand-local days the file added orders to.
 
     The rollup only revisits its look-back window (CARTCAST_ROLLUP_LOOKBACK_DAYS),
-    so a backfill of older days would otherwise never reach the report.
+    so a backfill of older days would otherwise never reach the report. Only days
+    that received an order are written, one statement per run of consecutive days:
+    two orders years apart must not fill the years between with empty rows.
     """
     zone = zoneinfo.ZoneInfo(brand["time_zone"])
-    tx.execute(
-        kpis.UPSERT_DAILY_KPIS,
-        brand_id=str(brand["id"]),
-        tz=brand["time_zone"],
-        first_day=first.astimezone(zone).date(),
-        last_day=last.astimezone(zone).date(),
-        now=now,
-    )
+    for first_day, last_day in day_runs(
+        {at.astimezone(zone).date() for at in stored_at}
+    ):
+        tx.execute(
+            kpis.UPSERT_DAILY_KPIS,
+            brand_id=str(brand["id"]),
+            tz=brand["time_zone"],
+            first_day=first_day,
+            last_day=last_day,
+            now=now,
+        )
 
 
-def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
-    """Return (line number, row with lower-cased column names) for each data row."""
+def day_runs(days: set[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Group days into (first, last) runs of consecutive days, in order."""
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(days):
+        if runs and runs[-1][1] + dt.timedelta(days=1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def _read_rows(text: str) -> tuple[str, list[tuple[int, dict[str, str]]]]:
+    """Return the key column, and (line, row by lower-cased column) for each row."""
     reader = csv.reader(
         io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True
     )
@@ -129,15 +150,13 @@ def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
             raise InvalidRequest("the CSV file is empty", field="body")
         columns = [name.strip().lower() for name in header]
         _check_columns(columns)
+        key_column = "id" if "id" in columns else "name"
 
         rows = []
+        # The cap counts orders, not lines: Shopify writes a line per line item,
+        # and a row without an id counts as an order of its own.
+        order_keys: set[str] = set()
         for record in reader:
-            if len(rows) >= IMPORT_ROWS_MAX:
-                raise InvalidRequest(
-                    f"the CSV file has more than {IMPORT_ROWS_MAX} order rows; "
-                    "split it into smaller files",
-                    field="body",
-                )
             if not any(cell.strip() for cell in record):
                 continue
             if any(len(cell) > FIELD_SIZE_MAX for cell in record):
@@ -146,13 +165,21 @@ def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
                     "characters",
                     field="body",
                 )
-            rows.append((reader.line_num, dict(zip(columns, record, strict=False))))
+            row = dict(zip(columns, record, strict=False))
+            order_keys.add(_order_key(row, key_column) or f"line {reader.line_num}")
+            if len(order_keys) > IMPORT_ROWS_MAX:
+                raise InvalidRequest(
+                    f"the CSV file has more than {IMPORT_ROWS_MAX} orders; "
+                    "split it into smaller files",
+                    field="body",
+                )
+            rows.append((reader.line_num, row))
     except csv.Error as error:
         raise InvalidRequest(
             f"the CSV file cannot be read at line {reader.line_num}: {error}",
             field="body",
         ) from error
-    return rows
+    return key_column, rows
 
 
 def _check_columns(columns: list[str]) -> None:
@@ -167,8 +194,14 @@ def _check_columns(columns: list[str]) -> None:
         )
 
 
-def _order_key(row: dict[str, str]) -> str:
-    return (row.get("id") or "").strip() or (row.get("name") or "").strip()
+def _order_key(row: dict[str, str], key_column: str) -> str:
+    """Read the order id from the file's one key column.
+
+    A file with an Id column is keyed by Id alone, and a row without one is refused
+    (naming id): falling back to its Name would store the order a second time under
+    another key.
+    """
+    return (row.get(key_column) or "").strip()
 
 
 def _as_order(row: dict[str, str], order_key: str) -> dict[str, Any]:

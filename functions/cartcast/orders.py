@@ -11,6 +11,9 @@ A landing site whose query string cannot be read (a broken percent escape) is
 refused (400 naming `landing_site`), like a negative total or a foreign currency:
 the order would otherwise be counted with a link nobody can check.
 
+An order the store marks `"test": true` (Shopify's test gateway, its "Send test
+notification" sample) is answered 200 with `"test": true` and stored nowhere.
+
 Known limitation: one currency per brand. Revenue is summed as stored, so an order in
 another currency than the brand's is refused (400) rather than added to the wrong
 total; converting at the order's exchange rate would lift this.
@@ -48,6 +51,11 @@ SELECT_ORDER_BY_WEBHOOK = """
 SELECT id, external_id, ordered_at, currency, total_price, landing_site, post_id
 FROM orders WHERE brand_id = :brand_id AND webhook_id = :webhook_id
 """
+# No order can have come from an X post before X's first post (2006-03-21), and a
+# store's clock is not a day ahead of ours: a created_at outside these bounds is a
+# typo or a placeholder, and would land the order on a day no report shows.
+ORDERED_AT_EARLIEST = dt.datetime(2006, 3, 21, tzinfo=dt.UTC)
+ORDERED_AT_AHEAD_MAX = dt.timedelta(days=1)
 # A percent sign not followed by two hex digits: no browser or store writes one.
 BROKEN_PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -67,7 +75,9 @@ def receive_order(
         webhook_id: the store's id of the delivery that brought the order, if any;
             a second order under the same delivery id is answered as the first.
     """
-    order = parse_order(body)
+    if is_test_order(body):
+        return {"order": None, "duplicate": False, "test": True}
+    order = parse_order(body, now=now)
     brand_currency = brands.get_brand(tx, brand_id)["currency"].strip()
     check_currency(order, brand_currency)
 
@@ -75,7 +85,9 @@ def receive_order(
         INSERT_ORDER, brand_id=brand_id, now=now, webhook_id=webhook_id, **order
     )
     if inserted is not None:
-        attribution.attribute_pending(tx, brand_id=brand_id, window_days=window_days)
+        attribution.attribute_pending(
+            tx, brand_id=brand_id, window_days=window_days, order_ids=[inserted]
+        )
 
     stored = tx.one(SELECT_ORDER, brand_id=brand_id, external_id=order["external_id"])
     if stored is None:
@@ -85,6 +97,19 @@ def receive_order(
             SELECT_ORDER_BY_WEBHOOK, brand_id=brand_id, webhook_id=webhook_id
         )
     return {"order": stored, "duplicate": inserted is None}
+
+
+def is_test_order(body: Any) -> bool:
+    """Say whether the store marked the order as a test ("test": true).
+
+    Shopify sets it on orders from its test gateway and on the sample order of
+    "Send test notification"; they are not sales, so they are answered and dropped.
+    """
+    if not isinstance(body, dict) or body.get("test") in (None, False):
+        return False
+    if body["test"] is not True:
+        raise InvalidRequest("'test' must be true or false", field="test")
+    return True
 
 
 def check_currency(order: dict[str, Any], brand_currency: str) -> None:
@@ -97,7 +122,7 @@ def check_currency(order: dict[str, Any], brand_currency: str) -> None:
         )
 
 
-def parse_order(body: Any) -> dict[str, Any]:
+def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
     """Validate a store order body and return the column values."""
     body = validation.require_object(body)
     external = body.get("id")
@@ -111,6 +136,7 @@ def parse_order(body: Any) -> dict[str, Any]:
         raise InvalidRequest(
             f"'id' is longer than {EXTERNAL_ID_LENGTH_MAX} characters", field="id"
         )
+    refuse_control_characters(str(external), "id")
     if "created_at" not in body:
         raise InvalidRequest("'created_at' is required", field="created_at")
     if "total_price" not in body:
@@ -120,16 +146,30 @@ def parse_order(body: Any) -> dict[str, Any]:
         raise InvalidRequest("'line_items' must be a list", field="line_items")
     return {
         "external_id": str(external).strip(),
-        "ordered_at": validation.instant(body["created_at"], "created_at"),
+        "ordered_at": ordered_at(body["created_at"], now=now),
         "currency": validation.currency(body, "currency"),
         "total_price": validation.money(body["total_price"], "total_price"),
         "landing_site": landing_site(body),
-        "referring_site": validation.text(
-            body, "referring_site", required=False, max_len=2000
+        "referring_site": refuse_control_characters(
+            validation.text(body, "referring_site", required=False, max_len=2000),
+            "referring_site",
         ),
         "customer_id": _customer_id(body.get("customer")),
         "line_items": json.dumps(items),
     }
+
+
+def ordered_at(value: Any, *, now: dt.datetime) -> dt.datetime:
+    """Read `created_at`, refusing a time before X existed or over a day ahead."""
+    instant = validation.instant(value, "created_at")
+    latest = now + ORDERED_AT_AHEAD_MAX
+    if not ORDERED_AT_EARLIEST <= instant <= latest:
+        raise InvalidRequest(
+            f"'created_at' must lie between {ORDERED_AT_EARLIEST.isoformat()} (X's "
+            f"first post) and {latest.isoformat()} (a day from now)",
+            field="created_at",
+        )
+    return instant
 
 
 def landing_site(body: dict) -> str | None:
@@ -182,4 +222,19 @@ def _customer_id(customer: Any) -> str | None:
             f"'customer.id' is longer than {EXTERNAL_ID_LENGTH_MAX} characters",
             field="customer.id",
         )
+    refuse_control_characters(text, "customer.id")
     return text or None
+
+
+def refuse_control_characters(value: str | None, name: str) -> str | None:
+    """Refuse a value with characters no store writes (NUL, newlines, escapes).
+
+    They would be stored as they came and printed into reports and logs.
+    """
+    if value is not None and any(
+        not char.isprintable() and char != " " for char in value
+    ):
+        raise InvalidRequest(
+            f"'{name}' contains control or other unprintable characters", field=name
+        )
+    return value
