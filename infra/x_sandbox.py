@@ -948,12 +948,15 @@ class XSandbox:
     def _render_tweet(
         self, tweet: Tweet, fields: set[str], now: dt.datetime
     ) -> dict[str, Any]:
+        # Only a long post (its author's text over X's limit) is cut: the @username
+        # X puts before a reply does not count, so a full-length reply shows whole.
+        long = weighted_length(tweet.submitted_text or tweet.text) > MAX_WEIGHTED_LENGTH
         rendered: dict[str, Any] = {
             "id": tweet.id,
-            "text": tweet.text[:NOTE_CUT],
+            "text": tweet.text[:NOTE_CUT] if long else tweet.text,
             "edit_history_tweet_ids": [tweet.id],
         }
-        if "note_tweet" in fields and len(tweet.text) > NOTE_CUT:
+        if "note_tweet" in fields and long:
             rendered["note_tweet"] = {"text": tweet.text}
         if "lang" in fields:
             rendered["lang"] = "en"

@@ -795,3 +795,21 @@ def test_the_sandbox_weighs_ascii_text_as_twitter_text_does() -> None:
     differ = [t for t in texts if weighted_length(t) != parse_tweet(t).weightedLength]
 
     assert len(texts) > 1500 and differ == []
+
+
+def test_a_full_length_reply_reads_back_whole_with_the_name_x_adds(http, sandbox):
+    long_name = {"id": "1600000000000000777", "username": "a_rather_long_name"}
+    answered = sandbox.add_mention(
+        to_user_id=SHOP["user_id"], text="@shop is it back in stock?", author=long_name
+    )
+    reply = "y" * 272  # within X's 280; the "@a_rather_long_name " X adds is not
+
+    created = http(
+        "POST",
+        "/2/tweets",
+        json={"text": reply, "reply": {"in_reply_to_tweet_id": answered}},
+    )
+    read = http("GET", f"/2/users/{SHOP['user_id']}/tweets").json()
+
+    assert created.status_code == 201
+    assert [post["text"] for post in read["data"]] == ["@a_rather_long_name " + reply]
