@@ -948,9 +948,10 @@ class XSandbox:
     def _render_tweet(
         self, tweet: Tweet, fields: set[str], now: dt.datetime
     ) -> dict[str, Any]:
-        # Only a long post (its author's text over X's limit) is cut: the @username
-        # X puts before a reply does not count, so a full-length reply shows whole.
-        long = weighted_length(tweet.submitted_text or tweet.text) > MAX_WEIGHTED_LENGTH
+        # Only a long post (its author's own text over NOTE_CUT characters) is cut:
+        # the @username X puts before a reply does not count, so a full-length
+        # reply shows whole.
+        long = len(tweet.submitted_text or tweet.text) > NOTE_CUT
         rendered: dict[str, Any] = {
             "id": tweet.id,
             "text": tweet.text[:NOTE_CUT] if long else tweet.text,
