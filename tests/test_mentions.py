@@ -146,3 +146,21 @@ def test_a_mention_with_a_nul_or_a_lone_surrogate_is_stored_cleaned(
         text = tx.scalar("SELECT text FROM mentions")
     assert outcome["new"] == 1
     assert "\x00" not in text and text.startswith("@alpha bad")
+
+
+def test_a_stray_past_scorings_own_sweep_is_not_sent_again(
+    runtime, sandbox, receiver, clock
+) -> None:
+    from cartcast import scoring
+
+    wire(runtime, sandbox, "http://127.0.0.1:9/")  # nothing listens there
+    add_brand(runtime, "alpha", ALPHA, "token-alpha")
+    mention(sandbox, clock, 2)
+    mentions.poll_mentions(runtime, as_of=clock.now())
+
+    wire(runtime, sandbox, receiver.url)
+    clock.advance(scoring.UNSCORED_SWEEP_AFTER + dt.timedelta(seconds=1))
+    outcome = mentions.poll_mentions(runtime, as_of=clock.now())
+
+    assert outcome["swept"] == 0
+    assert receiver.received == []

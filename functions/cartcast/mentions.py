@@ -90,9 +90,12 @@ UPDATE brands SET mentions_poll_interval_s = :interval_s,
     mentions_next_poll_at = :next_poll_at
 WHERE id = :brand_id
 """
+# Only until scoring's own sweep takes a stray over (scoring.UNSCORED_SWEEP_AFTER):
+# past that it is scored in the poll, and publishing it again would do it twice.
 SELECT_STRAYS = """
 SELECT id FROM mentions
 WHERE brand_id = :brand_id AND scored_at IS NULL AND received_at < :before
+  AND received_at >= :swept_before
 ORDER BY received_at LIMIT :limit
 """
 TOTALS = ("brands", "read", "new", "swept", "skipped", "not_due", "fan_out_failed")
@@ -201,7 +204,7 @@ def _next_interval_s(
 def _schedule_next(
     runtime: Any, brand_id: str, interval_s: int, now: dt.datetime
 ) -> None:
-    """Keep the brand's interval; its next poll is due one interval from now."""
+    """Set the brand's poll interval; its next poll is due one interval from now."""
     with runtime.database.transaction() as tx:
         tx.execute(
             SAVE_PACE,
@@ -409,10 +412,16 @@ def _later_id(current: str | None, candidate: str | None) -> str | None:
 
 def _strays(runtime: Any, *, brand_id: Any, exclude: set[str]) -> list[str]:
     """Return mentions stored a while ago and still unscored (a lost fan-out)."""
-    before = runtime.clock.now() - SWEEP_AFTER
+    from cartcast import scoring
+
+    now = runtime.clock.now()
     with runtime.database.transaction() as tx:
         rows = tx.rows(
-            SELECT_STRAYS, brand_id=brand_id, before=before, limit=SWEEP_BATCH_MAX
+            SELECT_STRAYS,
+            brand_id=brand_id,
+            before=now - SWEEP_AFTER,
+            swept_before=now - scoring.UNSCORED_SWEEP_AFTER,
+            limit=SWEEP_BATCH_MAX,
         )
     return [str(row["id"]) for row in rows if str(row["id"]) not in exclude]
 
@@ -424,10 +433,3 @@ def _fan_out(runtime: Any, *, brand_id: str, mention_ids: list[str]) -> None:
     ]
     if batches:
         runtime.publisher.publish(runtime.settings.mentions_topic, batches)
-
-
-def score_mentions(runtime: Any, *, mention_ids: list[str]) -> int:
-    """Score the given mentions not scored yet (scoring.py); return how many were."""
-    from cartcast import scoring
-
-    return scoring.score_mentions(runtime, mention_ids=mention_ids)["scored"]
