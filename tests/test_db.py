@@ -187,7 +187,7 @@ def test_a_statement_whose_table_changed_shape_fails_once_then_works(
             tx.execute("ALTER TABLE shape_probe ADD COLUMN b text")
 
         # PostgreSQL refuses a prepared statement whose result changed shape; the
-        # connection holding it is dropped, and the next transaction prepares anew.
+        # connection forgets it, and the next transaction prepares it anew.
         with pytest.raises(Exception, match="cached plan must not change result type"):
             with database.transaction() as tx:
                 tx.rows(read, above=0)

@@ -140,12 +140,21 @@ class Statements:
                 )
             prepared = self._prepare(sql, statement, make_values)
         name, columns, input_funcs, make_values, statement = prepared
+        import pg8000.dbapi
         from pg8000.converters import make_params
 
         values = make_params(self.connection.py_types, make_values(params))
-        return self.connection.execute_named(
-            name, values, columns, input_funcs, statement
-        )
+        try:
+            return self.connection.execute_named(
+                name, values, columns, input_funcs, statement
+            )
+        except pg8000.dbapi.DatabaseError as error:
+            if _sqlstate(error) == FEATURE_NOT_SUPPORTED:
+                # "cached plan must not change result type": a migration changed a
+                # table under the statement. Forget it, so the next run prepares it
+                # anew; the server's copy goes with the connection.
+                self._prepared.pop(sql, None)
+            raise
 
     def _prepare(self, sql: str, statement: str, make_values: Callable) -> tuple:
         # No parameter types given: the server infers them from the SQL, as it does
@@ -207,12 +216,6 @@ class Database:
             raise TransientError(f"database connection failed: {error}") from error
         except pg8000.dbapi.DatabaseError as error:
             reusable = _rollback(connection)
-            if _sqlstate(error) == FEATURE_NOT_SUPPORTED and _message(error).startswith(
-                "cached plan must not change result type"
-            ):
-                # "cached plan must not change result type": a migration changed a
-                # table under a prepared statement. A new connection prepares anew.
-                reusable = False
             if _sqlstate(error) == UNDEFINED_TABLE:
                 raise ConfigurationError(
                     f"the database has no cartcast schema ({_message(error)}); "

@@ -808,7 +808,9 @@ def _why_not_now(
     rest: list[tuple] | None = None,
 ) -> tuple[str, Any] | None:
     """Return ("held", reason) when the budget cannot pay for the post, ("paused",
-    wait) when one of X's post windows is full (recording the pause), else None.
+    wait) when the account's windows or the brand's own app's are full (recording
+    the pause), else None; the shared app's window is checked last, when the
+    intent is recorded (_commit_intent).
 
     The budget comes first: a post that cannot be paid for should not wait for a
     window. A price already reserved for this post (a resend) is not added twice.
