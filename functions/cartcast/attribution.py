@@ -25,14 +25,12 @@ from cartcast.db import Transaction
 # A cheap pre-filter; links.post_id_from_landing_site decides. It must let through
 # every spelling that function reads: any case (UTM_CONTENT) and a percent-encoded
 # name (utm%5Fcontent), hence ILIKE with a wildcard for the underscore.
+# :order_ids NULL tries every unattributed order of the brand (the rollup); a list
+# tries only those (the orders a request just stored).
 SELECT_UNATTRIBUTED = """
 SELECT id, landing_site, ordered_at FROM orders
 WHERE brand_id = :brand_id AND post_id IS NULL AND landing_site ILIKE '%utm%content=%'
-"""
-SELECT_UNATTRIBUTED_AMONG = """
-SELECT id, landing_site, ordered_at FROM orders
-WHERE brand_id = :brand_id AND post_id IS NULL AND landing_site ILIKE '%utm%content=%'
-  AND id = ANY(CAST(:order_ids AS uuid[]))
+  AND (CAST(:order_ids AS uuid[]) IS NULL OR id = ANY(CAST(:order_ids AS uuid[])))
 """
 ATTRIBUTE = """
 UPDATE orders o SET post_id = p.id
@@ -57,16 +55,13 @@ def attribute_pending(
         order_ids: try only these orders (the ones just stored); None tries every
             unattributed order of the brand, as the rollup does.
     """
-    if order_ids is None:
-        pending = tx.rows(SELECT_UNATTRIBUTED, brand_id=brand_id)
-    elif not order_ids:
+    if order_ids is not None and not order_ids:
         return 0
-    else:
-        pending = tx.rows(
-            SELECT_UNATTRIBUTED_AMONG,
-            brand_id=brand_id,
-            order_ids=[str(order_id) for order_id in order_ids],
-        )
+    pending = tx.rows(
+        SELECT_UNATTRIBUTED,
+        brand_id=brand_id,
+        order_ids=None if order_ids is None else [str(each) for each in order_ids],
+    )
 
     credited = 0
     for order in pending:
