@@ -627,3 +627,18 @@ def test_a_body_sent_to_handle_is_a_400_and_leaves_the_mention_open(
     assert refused.status_code == 400
     assert refused.get_json()["error"]["field"] == "note"
     assert empty.status_code == 200
+
+
+def test_the_inbox_shows_which_praise_is_content_to_reshare(
+    client, shop_key, runtime
+) -> None:
+    praise = store_mention(runtime, text="@alpha love it, look!", priority=3)
+    plain = store_mention(runtime, priority=1)
+    with runtime.database.transaction() as tx:
+        tx.execute("UPDATE mentions SET ugc_candidate = true WHERE id = :id", id=praise)
+
+    found = {
+        row["id"]: row["ugc_candidate"] for row in inbox(client, shop_key)["mentions"]
+    }
+
+    assert found == {plain: False, praise: True}

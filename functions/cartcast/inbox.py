@@ -55,8 +55,8 @@ SELECT_PAGE = """
 SELECT m.id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
     m.conversation_id, m.posted_at, m.sentiment, m.intent, m.priority, m.escalate,
     m.response_due_at, m.state, m.responded_at, m.handled_at, m.handled_by,
-    m.reply_post_id, m.reply_failure,
-    COALESCE(m.priority, 5) AS sort_priority,
+    m.reply_post_id, m.reply_failure, m.ugc_candidate,
+    COALESCE(m.priority, CAST(:unscored_priority AS integer)) AS sort_priority,
     COALESCE(m.response_due_at, 'infinity') AS sort_due
 FROM mentions m
 WHERE m.brand_id = :brand_id
@@ -67,10 +67,10 @@ WHERE m.brand_id = :brand_id
   AND (CAST(:overdue AS boolean) IS NULL
        OR COALESCE(m.state = 'open' AND m.response_due_at < :now, false) = :overdue)
   AND (CAST(:after_id AS uuid) IS NULL
-       OR (COALESCE(m.priority, 5),
+       OR (COALESCE(m.priority, CAST(:unscored_priority AS integer)),
            COALESCE(m.response_due_at, 'infinity'))
           > (CAST(:after_priority AS integer), CAST(:after_due AS timestamptz))
-       OR ((COALESCE(m.priority, 5),
+       OR ((COALESCE(m.priority, CAST(:unscored_priority AS integer)),
             COALESCE(m.response_due_at, 'infinity'))
            = (CAST(:after_priority AS integer), CAST(:after_due AS timestamptz))
            AND (m.posted_at < :after_posted
@@ -82,7 +82,7 @@ SELECT_MENTION = """
 SELECT m.id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
     m.conversation_id, m.posted_at, m.sentiment, m.intent, m.priority, m.escalate,
     m.response_due_at, m.state, m.responded_at, m.handled_at, m.handled_by,
-    m.reply_post_id, m.reply_failure,
+    m.reply_post_id, m.reply_failure, m.ugc_candidate,
     m.in_reply_to_user_id
 FROM mentions m WHERE m.id = :id AND m.brand_id = :brand_id
 FOR UPDATE
@@ -168,6 +168,7 @@ def list_inbox(
         overdue=overdue,
         now=now,
         limit=limit + 1,
+        unscored_priority=UNSCORED_PRIORITY,
         **after,
     )
     page, more = rows[:limit], len(rows) > limit
