@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cartcast import kpis, publishing
+from cartcast import kpis, publishing, snapshots
 from tests.helpers import ALPHA, make_brand
 
 
@@ -35,7 +35,7 @@ def test_clicks_carry_forward_once_x_stops_showing_them_after_30_days(
     with x_runtime.database.transaction() as tx:
         withheld = {**last, "captured_at": clock.now(), "link_clicks": None}
         withheld["profile_clicks"] = None
-        tx.execute(kpis.INSERT_SNAPSHOT, **withheld)
+        tx.execute(snapshots.INSERT_SNAPSHOT, **withheld)
         kpis.recompute_days(
             x_runtime, tx, {"id": brand_id, "time_zone": "UTC"}, clock.now()
         )

@@ -9,47 +9,11 @@ figures (daily rows are upserted) and no growth is counted twice.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 import zoneinfo
 from typing import Any
 
-from cartcast import accounts, attribution, costs
-from cartcast.errors import CartcastError
+from cartcast import accounts, attribution, metrics
 
-# X serves link and profile clicks only for posts younger than 30 days (X API v2
-# metrics documentation); older posts keep their last snapshot.
-METRICS_WINDOW_DAYS = 30
-
-SELECT_RECENT_POSTS = """
-SELECT id, x_post_id FROM posts
-WHERE brand_id = :brand_id AND state = 'published' AND published_at > :since
-ORDER BY published_at
-"""
-# X withholds clicks once a post is 30 days old; the last known figure then carries
-# forward, so a day never shows clicks taken back.
-INSERT_SNAPSHOT = """
-INSERT INTO metric_snapshots (post_id, captured_at, impressions, likes, reposts,
-    replies, quotes, bookmarks, link_clicks, profile_clicks)
-SELECT :post_id, :captured_at, :impressions, :likes, :reposts, :replies, :quotes,
-    :bookmarks,
-    COALESCE(CAST(:link_clicks AS bigint), last.link_clicks),
-    COALESCE(CAST(:profile_clicks AS bigint), last.profile_clicks)
-FROM (SELECT 1) AS one
-LEFT JOIN LATERAL (
-    SELECT link_clicks, profile_clicks FROM metric_snapshots
-    WHERE post_id = :post_id AND captured_at < :captured_at
-    ORDER BY captured_at DESC LIMIT 1
-) AS last ON true
-ON CONFLICT (post_id, captured_at) DO NOTHING
-"""
-INSERT_FOLLOWERS = """
-INSERT INTO account_snapshots (brand_id, local_day, captured_at, followers)
-VALUES (:brand_id, :local_day, :captured_at, :followers)
-ON CONFLICT (brand_id, local_day) DO NOTHING
-"""
-HAS_FOLLOWERS = """
-SELECT 1 FROM account_snapshots WHERE brand_id = :brand_id AND local_day = :local_day
-"""
 UPSERT_DAILY_KPIS = """
 WITH days AS (
     SELECT CAST(d AS date) AS day
@@ -156,7 +120,7 @@ def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
         if (
             paused_until is None or paused_until <= runtime.clock.now()
         ) and not accounts.over_budget_for_reads(runtime, brand, what="metrics"):
-            totals["snapshots"] += _snapshot_brand(runtime, brand, now)
+            totals["snapshots"] += metrics.snapshot_brand(runtime, brand, now)
         with runtime.database.transaction() as tx:
             totals["attributed"] += attribution.attribute_pending(
                 tx,
@@ -166,75 +130,6 @@ def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
             totals["days"] += recompute_days(runtime, tx, brand, now)
         totals["brands"] += 1
     return totals
-
-
-def _snapshot_brand(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> int:
-    client = runtime.x_client(brand["x_access_token"])
-    local_day = now.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
-    with runtime.database.transaction() as tx:
-        posts = tx.rows(
-            SELECT_RECENT_POSTS,
-            brand_id=brand["id"],
-            since=now - dt.timedelta(days=METRICS_WINDOW_DAYS),
-        )
-        needs_followers = (
-            tx.one(HAS_FOLLOWERS, brand_id=brand["id"], local_day=local_day) is None
-        )
-
-    by_x_id = {post["x_post_id"]: post["id"] for post in posts}
-    try:
-        metrics = client.post_metrics(list(by_x_id)) if by_x_id else {}
-        followers = (
-            client.followers_count(brand["x_user_id"]) if needs_followers else None
-        )
-    except CartcastError as error:
-        # One brand's trouble with X (rate limit, revoked token, outage) skips its
-        # snapshot this time; orders and daily KPIs are still brought up to date.
-        accounts.note_read_trouble(runtime, brand, error, what="metrics")
-        return 0
-
-    with runtime.database.transaction() as tx:
-        for x_id, values in metrics.items():
-            tx.execute(
-                INSERT_SNAPSHOT,
-                post_id=by_x_id[x_id],
-                captured_at=now,
-                impressions=values.impressions,
-                likes=values.likes,
-                reposts=values.reposts,
-                replies=values.replies,
-                quotes=values.quotes,
-                bookmarks=values.bookmarks,
-                link_clicks=values.link_clicks,
-                profile_clicks=values.profile_clicks,
-            )
-        # The account's own posts' metrics are an owned read with the brand's own
-        # X app; the follower count is a user lookup, priced as a user read.
-        prices, read_class = (
-            runtime.settings.x_prices_usd,
-            costs.read_class(own_app=brand["x_own_app"]),
-        )
-        reads = [(read_class, len(metrics))]
-        reads.append(("user_read", 1 if followers is not None else 0))
-        for price_class, units in reads:
-            costs.record(
-                tx,
-                brand_id=brand["id"],
-                occurred_at=now,
-                operation=price_class,
-                units=units,
-                usd=costs.price(prices, price_class, units),
-                ref=f"metrics:{uuid.uuid4()}",
-            )
-        if followers is not None:
-            tx.execute(
-                INSERT_FOLLOWERS,
-                brand_id=brand["id"],
-                local_day=local_day,
-                captured_at=now,
-                followers=followers,
-            )
-    return len(metrics)
 
 
 def recompute_days(
