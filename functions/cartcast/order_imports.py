@@ -62,7 +62,13 @@ def import_orders(
     stored_at: list[dt.datetime] = []
     stored_ids: list[str] = []
 
-    report: dict[str, Any] = {"rows": 0, "stored": 0, "duplicates": 0, "errors": []}
+    report: dict[str, Any] = {
+        "rows": 0,
+        "stored": 0,
+        "duplicates": 0,
+        "errors": [],
+        "warnings": [],
+    }
     seen: set[str] = set()
     for line, row in rows:
         order_key = _order_key(row, key_column)
@@ -84,6 +90,16 @@ def import_orders(
                 }
             )
             continue
+        ignored = order.pop("landing_site_ignored")
+        if ignored:
+            report["warnings"].append(
+                {
+                    "line": line,
+                    "id": order["external_id"],
+                    "field": "landing_site",
+                    "message": ignored,
+                }
+            )
         seen.add(order["external_id"])
         inserted = tx.scalar(
             orders.INSERT_ORDER, brand_id=brand_id, now=now, webhook_id=None, **order

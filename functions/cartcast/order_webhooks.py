@@ -12,8 +12,9 @@ What comes back:
 - a topic other than orders/create: 400 naming X-Shopify-Topic;
 - a redelivery (the same X-Shopify-Webhook-Id, or the same order id): 200 with the
   order first stored; Shopify retries anything but a 2xx;
-- a bad order (negative total, foreign currency, unreadable landing site): the 400
-  of POST /v1/orders, naming the field.
+- a bad order (negative total, foreign currency): the 400 of POST /v1/orders,
+  naming the field; an unreadable landing site is no reason to lose a sale, so that
+  order is stored unattributed (`orders.landing_site`).
 """
 
 from __future__ import annotations

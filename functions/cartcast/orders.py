@@ -7,9 +7,10 @@ post when it came within the attribution window after the post was published
 (`attribution`). Orders without such a link, or outside the window, stay
 unattributed and are reported.
 
-A landing site whose query string cannot be read (a broken percent escape) is
-refused (400 naming `landing_site`), like a negative total or a foreign currency:
-the order would otherwise be counted with a link nobody can check.
+A landing site whose query string cannot be read (a broken percent escape, say) does
+not cost the store its order: the order is stored unattributed, without the landing
+site, and the answer says why under `landing_site_ignored`. Refusing it would make
+the store retry a sale for hours and then drop it from every total.
 
 An order the store marks `"test": true` (Shopify's test gateway, its "Send test
 notification" sample) is answered 200 with `"test": true` and stored nowhere.
@@ -78,6 +79,7 @@ def receive_order(
     if is_test_order(body):
         return {"order": None, "duplicate": False, "test": True}
     order = parse_order(body, now=now)
+    ignored = order.pop("landing_site_ignored")
     brand_currency = brands.get_brand(tx, brand_id)["currency"].strip()
     check_currency(order, brand_currency)
 
@@ -96,7 +98,10 @@ def receive_order(
         stored = tx.one(
             SELECT_ORDER_BY_WEBHOOK, brand_id=brand_id, webhook_id=webhook_id
         )
-    return {"order": stored, "duplicate": inserted is None}
+    answer = {"order": stored, "duplicate": inserted is None}
+    if ignored:
+        answer["landing_site_ignored"] = ignored
+    return answer
 
 
 def is_test_order(body: Any) -> bool:
@@ -123,7 +128,11 @@ def check_currency(order: dict[str, Any], brand_currency: str) -> None:
 
 
 def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
-    """Validate a store order body and return the column values."""
+    """Validate a store order body and return the column values.
+
+    Beside the columns, `landing_site_ignored` says why an unreadable landing site
+    was left out (None when it was kept or absent).
+    """
     body = validation.require_object(body)
     external = body.get("id")
     if (
@@ -144,12 +153,14 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
     items = body.get("line_items", [])
     if not isinstance(items, list):
         raise InvalidRequest("'line_items' must be a list", field="line_items")
+    landing, ignored = landing_site(body)
     return {
         "external_id": str(external).strip(),
         "ordered_at": ordered_at(body["created_at"], now=now),
         "currency": validation.currency(body, "currency"),
         "total_price": validation.money(body["total_price"], "total_price"),
-        "landing_site": landing_site(body),
+        "landing_site": landing,
+        "landing_site_ignored": ignored,
         "referring_site": refuse_control_characters(
             validation.text(body, "referring_site", required=False, max_len=2000),
             "referring_site",
@@ -172,17 +183,17 @@ def ordered_at(value: Any, *, now: dt.datetime) -> dt.datetime:
     return instant
 
 
-def landing_site(body: dict) -> str | None:
-    """Return the order's landing page, or refuse one whose query cannot be read.
+def landing_site(body: dict) -> tuple[str | None, str | None]:
+    """Return the order's landing page, or None and why its query cannot be read.
 
     A broken percent escape (`%zz`) or one that decodes to invalid UTF-8 means the
     query is not what the browser sent, so utm_content cannot be trusted either way.
     Empty fields and bare flags (`?a&&b`) are what browsers and stores do write, and
-    are accepted.
+    are kept.
     """
     value = validation.text(body, "landing_site", required=False, max_len=2000)
     if not value:
-        return value
+        return value, None
     problem = None
     if any(char.isspace() or not char.isprintable() for char in value):
         problem = "it contains spaces or control characters"
@@ -196,11 +207,10 @@ def landing_site(body: dict) -> str | None:
             if BROKEN_PERCENT_ESCAPE.search(query):
                 problem = "its query string has a % not followed by two hex digits"
     if problem:
-        raise InvalidRequest(
-            f"'landing_site' must be a URL or path as the browser sent it: {problem}",
-            field="landing_site",
+        return None, (
+            f"'landing_site' was left out and the order not attributed: {problem}"
         )
-    return value
+    return value, None
 
 
 def _customer_id(customer: Any) -> str | None:
