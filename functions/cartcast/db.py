@@ -344,22 +344,19 @@ def parse_database_url(url: str) -> dict[str, Any]:
 def _connect_pg8000(options: dict[str, Any]) -> Any:
     import pg8000.dbapi
 
-    # pg8000's placeholder style is a module-level setting (its documented switch);
-    # cartcast writes every query with :name placeholders.
-    pg8000.dbapi.paramstyle = "named"
+    # Placeholders (:name) are turned into $n by Statements, not by the DB-API
+    # cursor, so pg8000's module-wide paramstyle is left as it is.
     return pg8000.dbapi.connect(**options)
 
 
 def _connect_cloud_sql(settings: Settings) -> Any:
     # Imported only when the configuration selects Cloud SQL: the connector pulls in
     # google-auth and aiohttp, which a local run must not pay for or probe with.
-    import pg8000.dbapi
     from google.cloud.sql.connector import Connector
 
     global _connector
     if _connector is None:
         _connector = Connector(refresh_strategy="lazy")
-    pg8000.dbapi.paramstyle = "named"
     return _connector.connect(
         settings.cloud_sql_instance,
         "pg8000",
