@@ -127,7 +127,9 @@ def wait_for_window(
         (long, settings.x_posts_per_3h_per_user, "3 hours", counts["long"]),
     )
     for window, limit, named, used in user_windows:
-        frees_at = _frees_at(tx, brand, now, window, used, limit, needed, None)
+        frees_at = _frees_at(
+            tx, brand, now=now, window=window, used=used, limit=limit, needed=needed
+        )
         if frees_at is not None:
             return Wait(frees_at, _reason(limit, named, "this X account", frees_at))
 
@@ -137,7 +139,16 @@ def wait_for_window(
     used = tx.scalar(
         COUNT_BRAND_OWN_APP_WINDOW, brand_id=str(brand["id"]), since=now - day
     )
-    frees_at = _frees_at(tx, brand, now, day, used, app_limit, needed, True)
+    frees_at = _frees_at(
+        tx,
+        brand,
+        now=now,
+        window=day,
+        used=used,
+        limit=app_limit,
+        needed=needed,
+        own_app=True,
+    )
     if frees_at is None:
         return None
     whose = "the brand's own X app"
@@ -210,16 +221,20 @@ def pause(
 def _frees_at(
     tx: Transaction,
     brand: dict[str, Any],
+    *,
     now: dt.datetime,
     window: dt.timedelta,
     used: int,
     limit: int,
     needed: int,
-    own_app: bool | None,
+    own_app: bool | None = None,
 ) -> dt.datetime | None:
     """Return when a window holding `used` of the brand's sends has room for
     `needed` more (the instant the send that makes room ages out), or None when it
-    has room now. A thread longer than the limit waits for a whole window."""
+    has room now. A thread longer than the limit waits for a whole window.
+
+    `own_app` True counts only sends through the brand's own app; None counts all.
+    """
     needed = min(needed, limit)
     if used + needed <= limit:
         return None
