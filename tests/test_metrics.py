@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import accounts, brands, metrics
+from cartcast import accounts, brands, metrics, posts
 from cartcast.x import XClient
 from tests.helpers import ALPHA, brand_body
 
@@ -262,15 +262,46 @@ def test_a_post_deleted_on_x_loses_its_text_keeps_its_orders_and_is_not_read_aga
     assert lookups(x_sandbox) == asked == 3
     assert len(snapshots_of(x_runtime, post_id)) == 1
     with x_runtime.database.transaction() as tx:
+        shown = posts.get_post(tx, brand_id=str(brand["id"]), post_id=post_id)
         order = tx.one("SELECT post_id, total_price FROM orders")
         event = tx.one(
             "SELECT from_state, to_state, reason FROM post_events "
             "WHERE post_id = :post_id ORDER BY id DESC LIMIT 1",
             post_id=post_id,
         )
+    assert shown["deleted_on_x_at"] == deleted["deleted_on_x_at"]
+    assert shown["text"] == "" and shown["metrics_due_at"] is None
     assert order == {"post_id": uuid.UUID(post_id), "total_price": Decimal("42.50")}
     assert event["from_state"] == event["to_state"] == "published"
     assert event["reason"].startswith(f"deleted on X: X has no post {x_post_id}")
+
+
+def test_a_deleted_polls_options_and_parts_go_with_its_text(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    post_id = publish(x_runtime, brand, alpha, "Which linen?")
+    with x_runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET kind = 'poll', poll_options = ARRAY['Sand', 'Sage'], "
+            "poll_duration_minutes = 60 WHERE id = :id",
+            id=post_id,
+        )
+        tx.execute(
+            "INSERT INTO post_parts (post_id, position, text, weighted_length, "
+            "has_link) VALUES (:id, 0, 'Which linen?', 12, false)",
+            id=post_id,
+        )
+    x_sandbox.delete_post(post_row(x_runtime, post_id)["x_post_id"])
+    for _ in range(2):
+        clock.advance(HOUR)
+        read(x_runtime, brand)
+
+    row = post_row(x_runtime, post_id)
+    with x_runtime.database.transaction() as tx:
+        parts = tx.rows("SELECT text FROM post_parts WHERE post_id = :id", id=post_id)
+    assert row["deleted_on_x_at"] is not None
+    assert (row["text"], row["poll_options"]) == ("", None)
+    assert parts == [{"text": ""}]
 
 
 def test_a_failed_lookup_marks_nothing_and_the_posts_stay_due(
