@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 import zoneinfo
+from collections import Counter
 from typing import Any
 
 from cartcast import accounts, costs, post_events, snapshots
@@ -100,28 +101,25 @@ def snapshot_brand(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> int
             tx.one(HAS_FOLLOWERS, brand_id=brand["id"], local_day=local_day) is None
         )
 
-    read = 0
+    tally: Counter[str] = Counter()
+    followers = None
     try:
-        for batch, private in _lookups(due, now):
-            if read and _over_budget(runtime, brand, now):
-                return read
-            answer = client.read_metrics(
-                [post["x_post_id"] for post in batch], private=private
-            )
-            read += _store_lookup(runtime, brand, batch, answer, now)
-        followers = (
-            client.followers_count(brand["x_user_id"]) if needs_followers else None
-        )
+        within_budget = _read_due_posts(runtime, brand, client, due, now, tally)
+        if needs_followers and within_budget:
+            followers = client.followers_count(brand["x_user_id"])
     except CartcastError as error:
         # One brand's trouble with X (rate limit, revoked token, outage) ends its
         # reads this time; what was read is kept, the rest stays due, and orders
         # and daily KPIs are still brought up to date.
         accounts.note_read_trouble(runtime, brand, error, what="metrics")
-        return read
 
     if followers is not None:
         _store_followers(runtime, brand, local_day, followers, now)
-    return read
+    runtime.log.info(
+        "metrics read",
+        extra=fields(brand_id=str(brand["id"]), due=len(due), **dict(tally)),
+    )
+    return tally["returned"]
 
 
 def next_reading_at(posted_at: dt.datetime, now: dt.datetime) -> dt.datetime:
@@ -171,8 +169,31 @@ def _lookups(
     ]
 
 
+def _read_due_posts(
+    runtime: Any,
+    brand: dict[str, Any],
+    client: Any,
+    due: list[dict[str, Any]],
+    now: dt.datetime,
+    tally: Counter[str],
+) -> bool:
+    """Look up the due posts, storing each lookup; return False if the monthly
+    budget stopped them (a run may make 30 lookups, the budget is checked between).
+
+    Raises:
+        CartcastError: X failed a lookup; the earlier ones are stored.
+    """
+    for batch, private in _lookups(due, now):
+        if tally["returned"] and _over_budget(runtime, brand, now):
+            return False
+        answer = client.read_metrics(
+            [post["x_post_id"] for post in batch], private=private
+        )
+        tally.update(_store_lookup(runtime, brand, batch, answer, now))
+    return True
+
+
 def _over_budget(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> bool:
-    """Check the monthly budget between lookups: a run may read 30 of them."""
     with runtime.database.transaction() as tx:
         reason = costs.at_budget(tx, str(brand["id"]), now)
     if reason is not None:
@@ -188,10 +209,10 @@ def _store_lookup(
     batch: list[dict[str, Any]],
     answer: MetricsRead,
     now: dt.datetime,
-) -> int:
-    """Store one lookup's snapshots, meter it and reschedule its posts."""
-    billed = withheld = 0
-    deleted: list[str] = []
+) -> Counter[str]:
+    """Store one lookup's snapshots, meter it and reschedule its posts; count what
+    came of each post."""
+    tally: Counter[str] = Counter(requests=answer.requests)
     with runtime.database.transaction() as tx:
         for post in batch:
             post_id, x_post_id = str(post["id"]), post["x_post_id"]
@@ -202,11 +223,12 @@ def _store_lookup(
                     tx, post_id=post_id, captured_at=now, values=values
                 )
                 tx.execute(MARK_READ, post_id=post_id, now=now, due_at=due_at)
-                billed += _billed_again(post["last_metrics_at"], now)
+                tally["returned"] += 1
+                tally["billed"] += _billed_again(post["last_metrics_at"], now)
             elif x_post_id not in answer.missing:
                 # Withheld for another reason: nothing is known, so wait a turn.
                 tx.execute(MARK_DUE, post_id=post_id, due_at=due_at)
-                withheld += 1
+                tally["withheld"] += 1
             elif post["missing_on_x_at"] is None:
                 tx.execute(
                     MARK_MISSING,
@@ -214,9 +236,14 @@ def _store_lookup(
                     now=now,
                     due_at=now + MISSING_CONFIRM_AFTER,
                 )
+                tally["missing"] += 1
             else:
                 _mark_deleted(tx, post_id=post_id, x_post_id=x_post_id, now=now)
-                deleted.append(post_id)
+                runtime.log.warning(
+                    "post deleted on X; its text was removed",
+                    extra=fields(brand_id=str(brand["id"]), post_id=post_id),
+                )
+                tally["deleted"] += 1
 
         read_class = costs.read_class(own_app=brand["x_own_app"])
         costs.record(
@@ -224,13 +251,11 @@ def _store_lookup(
             brand_id=brand["id"],
             occurred_at=now,
             operation=read_class,
-            units=billed,
-            usd=costs.price(runtime.settings.x_prices_usd, read_class, billed),
+            units=tally["billed"],
+            usd=costs.price(runtime.settings.x_prices_usd, read_class, tally["billed"]),
             ref=f"metrics:{uuid.uuid4()}",
         )
-
-    _log_lookup(runtime, brand, answer, withheld=withheld, deleted=deleted)
-    return len(answer.metrics)
+    return tally
 
 
 def _billed_again(last_read_at: dt.datetime | None, now: dt.datetime) -> int:
@@ -254,36 +279,6 @@ def _mark_deleted(tx: Any, *, post_id: str, x_post_id: str, now: dt.datetime) ->
     tx.execute(MARK_DELETED, post_id=post_id, now=now)
     tx.execute(EMPTY_PARTS, post_id=post_id)
     post_events.give_reason(tx, None)
-
-
-def _log_lookup(
-    runtime: Any,
-    brand: dict[str, Any],
-    answer: MetricsRead,
-    *,
-    withheld: int,
-    deleted: list[str],
-) -> None:
-    brand_id = str(brand["id"])
-    for post_id in deleted:
-        runtime.log.warning(
-            "post deleted on X; its text was removed",
-            extra=fields(brand_id=brand_id, post_id=post_id),
-        )
-    if withheld:
-        runtime.log.warning(
-            "X withheld posts from a metrics lookup",
-            extra=fields(brand_id=brand_id, withheld=withheld),
-        )
-    runtime.log.info(
-        "metrics read",
-        extra=fields(
-            brand_id=brand_id,
-            returned=len(answer.metrics),
-            missing=len(answer.missing),
-            requests=answer.requests,
-        ),
-    )
 
 
 def _store_followers(
