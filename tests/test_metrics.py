@@ -304,6 +304,29 @@ def test_a_deleted_polls_options_and_parts_go_with_its_text(
     assert parts == [{"text": ""}]
 
 
+def test_a_post_x_finds_again_after_one_not_found_is_kept(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    post_id = publish(x_runtime, brand, alpha, "Back again")
+    clock.advance(HOUR)
+    with x_runtime.database.transaction() as tx:
+        # As a first lookup that answered resource-not-found leaves it.
+        tx.execute(
+            "UPDATE posts SET missing_on_x_at = :then, metrics_due_at = :now "
+            "WHERE id = :id",
+            then=clock.now() - HOUR,
+            now=clock.now(),
+            id=post_id,
+        )
+
+    posts_read = read(x_runtime, brand)
+
+    row = post_row(x_runtime, post_id)
+    assert posts_read == 1
+    assert row["missing_on_x_at"] is None and row["deleted_on_x_at"] is None
+    assert row["text"].startswith("Back again")
+
+
 def test_a_failed_lookup_marks_nothing_and_the_posts_stay_due(
     x_runtime, x_sandbox, brand, alpha
 ) -> None:
