@@ -26,10 +26,11 @@ from cartcast.errors import CartcastError
 from cartcast.logs import fields
 from cartcast.x import METRICS_BATCH_SIZE, MetricsRead, id_time
 
-# How long after a reading the next is due, by the post's age on X: the sandbox's
-# growth curve (and X's own analytics) put most of a post's engagement in its
-# first day and a tail over the first week. Constants, not settings: the 30-day
-# window is X's, and the monthly read budget is the knob for what reads cost.
+# How long after a reading the next is due, by the post's age on X. The bands
+# assume a post's engagement comes mostly in its first day with a tail over the
+# first week (the decay the X sandbox models; X publishes no curve). Constants,
+# not settings: the 30-day window is X's, and the monthly X budget is the knob
+# for what reads cost.
 CADENCE = (
     (dt.timedelta(days=1), dt.timedelta(hours=1)),
     (dt.timedelta(days=7), dt.timedelta(hours=6)),
