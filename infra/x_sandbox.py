@@ -14,8 +14,8 @@ process, with `functions` on PYTHONPATH so `cartcast.clock` imports:
 
 Tests and the demo steer it through a control API that X does not have, under
 `/_sandbox/` and without auth: register accounts (each with its bearer token), inject
-mentions, queue faults (an answer can be held until the test releases it), change
-rate limits, delay the timeline's indexing, read or clear the whole state.
+mentions, delete posts, queue faults (an answer can be held until the test releases
+it), change rate limits, delay the timeline's indexing, read or clear the whole state.
 
 Facts about X that shaped the answers, with where they come from:
 - Problem bodies: `{"title","detail","type":"about:blank","status"}` for 401, 403, 429
@@ -32,7 +32,12 @@ Facts about X that shaped the answers, with where they come from:
 - Private metrics on a post that is not the caller's, or older than 30 days: the post
   is left out of `data` and each private field gets an `errors` entry of type
   `not-authorized-for-field`, with HTTP 200 (docs.x.com metrics overview; fixtures).
-- Unknown ids: HTTP 200 with a `resource-not-found` entry in `errors`.
+- Unknown ids, and posts deleted since (`delete_post`, POST /_sandbox/deletions
+  `{"post_id"}`): HTTP 200, the id left out of `data` and given an `errors` entry
+  `{"value", "detail": "Could not find tweet with ids: [<id>].", "title": "Not
+  Found Error", "resource_type": "tweet", "parameter": "ids", "resource_id",
+  "type": ".../2/problems/resource-not-found"}`, as in public client fixtures of
+  X's answers; with every id unknown, the body has `errors` and no `data`.
 - Links in a post's text come back wrapped as 23-character `https://t.co/...` links,
   so the text X returns differs from the text sent when it holds a URL.
 - Default limits per user and 15 minutes are X's published user-context limits
@@ -471,6 +476,20 @@ class XSandbox:
                 tweet.media_ids.append(media.id)
             self._save()
         return tweet.id
+
+    def delete_post(self, tweet_id: str) -> None:
+        """Delete a post as its author would on X: lookups answer it not found.
+
+        X answers a lookup of a deleted post's id with HTTP 200 and an `errors`
+        entry of type resource-not-found, the same as for an id that never
+        existed; the author may post the same text again.
+        """
+        with self._lock:
+            tweet = self._tweets.pop(str(tweet_id), None)
+            if tweet is None:
+                raise ValueError(f"no post {tweet_id}")
+            self._texts_by_author.discard((tweet.author_id, tweet.submitted_text))
+            self._save()
 
     def add_fault(
         self,
@@ -1187,6 +1206,9 @@ class XSandbox:
                     followers_count=int(body.get("followers_count", 0)),
                 )
                 return Reply(201, {"data": {"user_id": str(body["user_id"])}})
+            if action == ("POST", "deletions"):
+                self.delete_post(str(body["post_id"]))
+                return Reply(200, {"data": {"deleted": True}})
             if action == ("POST", "mentions"):
                 return Reply(201, {"data": self._add_mentions(body)})
             if action == ("POST", "faults"):

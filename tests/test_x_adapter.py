@@ -321,6 +321,28 @@ def test_metrics_of_more_than_100_posts_are_read_in_batches(x, sandbox):
     assert x.requests_made[OWNED_READ] == 2
 
 
+def test_a_lookup_tells_a_deleted_post_from_one_whose_clicks_x_withholds(x, sandbox):
+    mine = x.create_post("Mine")
+    gone = x.create_post("Gone")
+    other = XClient(access_token="other-token", base_url=sandbox.base_url)
+    theirs = other.create_post("Theirs")
+    sandbox.delete_post(gone.id)
+
+    read = x.read_metrics([mine.id, gone.id, theirs.id], private=True)
+
+    assert set(read.metrics) == {mine.id, theirs.id}
+    assert read.missing == {gone.id}
+    assert read.metrics[theirs.id].link_clicks is None
+    assert read.requests == 2
+
+
+def test_a_lookup_takes_1_to_100_ids(x):
+    with pytest.raises(ValueError):
+        x.read_metrics([str(10**18 + n) for n in range(101)], private=False)
+    with pytest.raises(ValueError):
+        x.read_metrics([], private=False)
+
+
 def test_followers_count_reads_the_public_metrics(x):
     assert x.followers_count(SHOP_ID) == 1520
 

@@ -369,6 +369,39 @@ def test_unknown_ids_come_back_as_not_found_errors_beside_the_data(http):
     ]
 
 
+def test_a_deleted_post_is_looked_up_as_not_found_even_with_private_fields(
+    http, sandbox
+):
+    kept = post(http, "kept").json()["data"]["id"]
+    gone = post(http, "gone").json()["data"]["id"]
+    deleted = requests.post(
+        sandbox.base_url + "/_sandbox/deletions", json={"post_id": gone}, timeout=5
+    )
+    params = {"ids": f"{kept},{gone}", "tweet.fields": "non_public_metrics"}
+
+    answer = http("GET", "/2/tweets", params=params)
+
+    assert deleted.status_code == 200
+    assert answer.status_code == 200
+    assert [p["id"] for p in answer.json()["data"]] == [kept]
+    (error,) = answer.json()["errors"]
+    assert error["type"] == "https://api.x.com/2/problems/resource-not-found"
+    assert error["detail"] == f"Could not find tweet with ids: [{gone}]."
+    assert (error["value"], error["resource_id"]) == (gone, gone)
+    assert post(http, "gone").status_code == 201
+
+
+def test_only_every_id_unknown_leaves_data_out(http, sandbox):
+    gone = post(http, "short-lived").json()["data"]["id"]
+    sandbox.delete_post(gone)
+
+    answer = http("GET", "/2/tweets", params={"ids": gone}).json()
+
+    assert set(answer) == {"errors"}
+    with pytest.raises(ValueError):
+        sandbox.delete_post(gone)
+
+
 def test_private_metrics_of_another_accounts_post_are_refused_per_field(http):
     theirs = post(http, "not yours", token="other-token").json()["data"]["id"]
 

@@ -64,6 +64,13 @@ MEDIA_METADATA_ROUTE = "/2/media/metadata"
 # GET /2/users/:id/tweets serves at most the 3,200 newest posts, 100 a page.
 OWN_POSTS_MAX_PAGES = 32
 METRICS_BATCH_SIZE = 100
+# A lookup answers 200 and lists what it could not return under `errors`, each
+# with a problem `type`: ".../2/problems/resource-not-found" for an id X does not
+# have (a deleted post; its `detail` "Could not find tweet with ids: [<id>].")
+# and ".../not-authorized-for-field" for private metrics X withholds. Older
+# answers name the api.twitter.com host, so only the path's end is compared.
+NOT_FOUND_PROBLEM = "/problems/resource-not-found"
+FIELD_REFUSED_PROBLEM = "/problems/not-authorized-for-field"
 # What triage reads of a mention: its thread, language and photos, and the
 # author's reach. A long post's `text` is cut at 280 characters; the whole of it
 # comes in `note_tweet.text` (X API v2, "Tweet object", note_tweet).
@@ -223,6 +230,21 @@ class PostMetrics:
     bookmarks: int
     link_clicks: int | None
     profile_clicks: int | None
+
+
+@dataclass(frozen=True)
+class MetricsRead:
+    """What one lookup of at most 100 posts gave.
+
+    `metrics` holds the posts X returned, which are what X bills (per post
+    returned); `missing` the ids X answered resource-not-found for, which it does
+    not bill; an id in neither was withheld for another reason (a post X hides
+    from this account, say) and says nothing about whether the post exists.
+    """
+
+    metrics: dict[str, PostMetrics]
+    missing: frozenset[str]
+    requests: int
 
 
 @dataclass(frozen=True)
@@ -409,36 +431,54 @@ class XClient:
     def post_metrics(
         self, post_ids: list[str], *, private: bool = True
     ) -> dict[str, PostMetrics]:
-        """Return metrics by post id, 100 ids a request; unknown ids are left out.
-
-        With `private`, X shows clicks and exact impressions only for the account's
-        own posts younger than 30 days; the others are read again publicly.
-        """
+        """Return metrics by post id, 100 ids a request; unknown ids are left out."""
         metrics: dict[str, PostMetrics] = {}
         for start in range(0, len(post_ids), METRICS_BATCH_SIZE):
             batch = post_ids[start : start + METRICS_BATCH_SIZE]
-            fields = (
-                ["public_metrics", "non_public_metrics"]
-                if private
-                else ["public_metrics"]
-            )
+            metrics.update(self.read_metrics(batch, private=private).metrics)
+        return metrics
+
+    def read_metrics(self, post_ids: list[str], *, private: bool) -> MetricsRead:
+        """Look up 1 to 100 posts' metrics in one request (two, see below).
+
+        With `private`, X shows clicks and exact impressions only for the account's
+        own posts younger than 30 days; a post X refuses them for is read again
+        with its public fields, in a second request.
+
+        Raises:
+            ValueError: no ids, or more than X's 100 a request.
+        """
+        if not 1 <= len(post_ids) <= METRICS_BATCH_SIZE:
+            raise ValueError(f"1 to {METRICS_BATCH_SIZE} post ids a lookup")
+
+        fields = ["public_metrics"] + (["non_public_metrics"] if private else [])
+        answer = self._call(
+            OWNED_READ, self._client.get_tweets, ids=post_ids, tweet_fields=fields
+        )
+        metrics = _metrics_from(answer)
+        missing = _missing_posts(answer)
+        requests = 1
+
+        # X leaves such a post out of `data` and lists its private fields under
+        # `errors` as not-authorized-for-field, with HTTP 200.
+        refused = _private_refusals(answer) - set(metrics) - missing
+        if refused:
             answer = self._call(
-                OWNED_READ, self._client.get_tweets, ids=batch, tweet_fields=fields
+                OWNED_READ,
+                self._client.get_tweets,
+                ids=sorted(refused),
+                tweet_fields=["public_metrics"],
             )
             metrics.update(_metrics_from(answer))
+            missing |= _missing_posts(answer)
+            requests += 1
 
-            # X leaves such a post out of `data` and lists its private fields under
-            # `errors` as not-authorized-for-field, with HTTP 200.
-            refused = _private_refusals(answer)
-            if refused:
-                answer = self._call(
-                    OWNED_READ,
-                    self._client.get_tweets,
-                    ids=sorted(refused),
-                    tweet_fields=["public_metrics"],
-                )
-                metrics.update(_metrics_from(answer))
-        return metrics
+        asked = set(post_ids)
+        return MetricsRead(
+            metrics={k: v for k, v in metrics.items() if k in asked},
+            missing=frozenset((missing & asked) - set(metrics)),
+            requests=requests,
+        )
 
     def followers_count(self, user_id: str) -> int:
         """Return how many followers `user_id` has now."""
@@ -747,9 +787,20 @@ def _metrics_from(answer: dict[str, Any]) -> dict[str, PostMetrics]:
 
 def _private_refusals(answer: dict[str, Any]) -> set[str]:
     return {
-        error.get("resource_id") or error["value"]
+        str(error.get("resource_id") or error.get("value"))
         for error in answer.get("errors", [])
-        if error.get("type", "").endswith("/not-authorized-for-field")
+        if str(error.get("type", "")).endswith(FIELD_REFUSED_PROBLEM)
+    }
+
+
+def _missing_posts(answer: dict[str, Any]) -> set[str]:
+    """Return the ids a lookup answered resource-not-found for: posts X does not
+    have, deleted ones included (X does not say which)."""
+    return {
+        str(error.get("resource_id") or error.get("value"))
+        for error in answer.get("errors", [])
+        if str(error.get("type", "")).endswith(NOT_FOUND_PROBLEM)
+        and error.get("resource_type", "tweet") == "tweet"
     }
 
 

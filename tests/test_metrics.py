@@ -1,0 +1,419 @@
+"""Reading metrics from X through tweepy against the sandbox: which posts are read
+and when, the 30-day window for clicks, posts deleted on X, followers once a day,
+and what the cost ledger records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from cartcast import accounts, brands, metrics, posts
+from cartcast.x import XClient
+from tests.helpers import ALPHA, brand_body
+
+HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+INSERT_POST = """
+INSERT INTO posts (id, brand_id, kind, text, link, state, engine, weighted_length,
+    created_by, created_at, updated_at, published_at, x_post_id)
+VALUES (:id, :brand_id, 'text', :text, :link, 'published', 'manual', :length, 'test',
+    :now, :now, :now, :x_post_id)
+"""
+
+
+@pytest.fixture
+def brand(x_runtime) -> dict:
+    """The brand of the sandbox's account ALPHA, as the rollup sees it."""
+    body = brand_body(
+        slug="alpha",
+        name="alpha",
+        x_user_id=ALPHA["user_id"],
+        x_access_token="token-alpha",
+    )
+    with x_runtime.database.transaction() as tx:
+        brands.create_brand(tx, body, now=x_runtime.clock.now())
+        return accounts.connected_brands(tx)[0]
+
+
+@pytest.fixture
+def alpha(x_sandbox) -> XClient:
+    x_sandbox.set_limit("POST /2/tweets", 1000)
+    return XClient(access_token="token-alpha", base_url=x_sandbox.base_url)
+
+
+def publish(runtime, brand: dict, x: XClient, text: str) -> str:
+    """Post `text` on X now and record it as the brand's published post; return
+    cartcast's post id."""
+    link = f"https://shop.example.com/p?utm_content={uuid.uuid4()}"
+    created = x.create_post(f"{text} {link}", has_link=True)
+    return record_post(runtime, brand, created.id, text=f"{text} {link}", link=link)
+
+
+def record_post(
+    runtime, brand: dict, x_post_id: str, *, text: str, link: str | None = None
+) -> str:
+    post_id = str(uuid.uuid4())
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            INSERT_POST,
+            id=post_id,
+            brand_id=brand["id"],
+            text=text,
+            link=link,
+            length=min(len(text), 280),
+            now=runtime.clock.now(),
+            x_post_id=x_post_id,
+        )
+    return post_id
+
+
+def read(runtime, brand: dict) -> int:
+    return metrics.snapshot_brand(runtime, brand, runtime.clock.now())
+
+
+def lookups(sandbox) -> int:
+    return sandbox.snapshot()["requests"].get("GET /2/tweets", {}).get("count", 0)
+
+
+def snapshots_of(runtime, post_id: str) -> list[dict]:
+    with runtime.database.transaction() as tx:
+        return tx.rows(
+            "SELECT * FROM metric_snapshots WHERE post_id = :post_id "
+            "ORDER BY captured_at",
+            post_id=post_id,
+        )
+
+
+def post_row(runtime, post_id: str) -> dict:
+    with runtime.database.transaction() as tx:
+        return tx.one("SELECT * FROM posts WHERE id = :id", id=post_id)
+
+
+def ledger(runtime, operation: str) -> int:
+    with runtime.database.transaction() as tx:
+        return tx.scalar(
+            "SELECT COALESCE(SUM(units), 0) FROM cost_ledger WHERE operation = :op",
+            op=operation,
+        )
+
+
+# Which posts are read, and how many a request
+
+
+def test_250_due_posts_are_read_in_three_lookups(x_runtime, x_sandbox, brand, alpha):
+    post_ids = [publish(x_runtime, brand, alpha, f"Post {n}") for n in range(250)]
+    x_runtime.clock.advance(2 * HOUR)
+
+    posts_read = read(x_runtime, brand)
+
+    assert posts_read == 250
+    assert lookups(x_sandbox) == 3
+    assert all(len(snapshots_of(x_runtime, p)) == 1 for p in post_ids[::50])
+    assert ledger(x_runtime, "post_read") == 250
+
+
+def test_a_young_post_is_read_hourly_and_an_old_one_weekly(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    old = publish(x_runtime, brand, alpha, "Old linen")
+    clock.advance(40 * DAY)
+    young = publish(x_runtime, brand, alpha, "New linen")
+    clock.advance(dt.timedelta(minutes=1))
+    read(x_runtime, brand)
+
+    clock.advance(HOUR)
+    posts_read = read(x_runtime, brand)
+
+    assert posts_read == 1
+    assert len(snapshots_of(x_runtime, young)) == 2
+    assert len(snapshots_of(x_runtime, old)) == 1
+    assert post_row(x_runtime, old)["metrics_due_at"] == clock.now() - HOUR + 7 * DAY
+
+
+def test_nothing_is_asked_of_x_when_nothing_is_due(x_runtime, x_sandbox, brand, alpha):
+    publish(x_runtime, brand, alpha, "Read once")
+    x_runtime.clock.advance(dt.timedelta(minutes=5))
+    read(x_runtime, brand)
+    before = lookups(x_sandbox)
+
+    x_runtime.clock.advance(dt.timedelta(minutes=30))
+    posts_read = read(x_runtime, brand)
+
+    assert posts_read == 0
+    assert lookups(x_sandbox) == before == 1
+
+
+@pytest.mark.parametrize(
+    ("age", "interval"),
+    [
+        (dt.timedelta(minutes=10), HOUR),
+        (DAY + HOUR, 6 * HOUR),
+        (8 * DAY, DAY),
+        (31 * DAY, 7 * DAY),
+        (400 * DAY, 7 * DAY),
+    ],
+)
+def test_the_next_reading_follows_the_posts_age(age, interval) -> None:
+    posted_at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    due_at = metrics.next_reading_at(posted_at, posted_at + age)
+
+    assert due_at == posted_at + age + interval
+
+
+# The 30-day window for clicks
+
+
+def test_the_last_reading_of_clicks_is_due_six_hours_before_day_30(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    post_id = publish(x_runtime, brand, alpha, "A month of linen")
+    clock.advance(29 * DAY + 2 * HOUR)
+    read(x_runtime, brand)
+
+    clock.advance(16 * HOUR)
+    posts_read = read(x_runtime, brand)
+
+    last = snapshots_of(x_runtime, post_id)[-1]
+    assert posts_read == 1
+    assert last["captured_at"] == clock.now()
+    assert last["profile_clicks"] is not None and last["link_clicks"] is not None
+    assert post_row(x_runtime, post_id)["metrics_due_at"] == clock.now() + DAY
+
+
+def test_clicks_are_asked_for_at_29_days_23_hours_and_not_at_30_days_1_hour(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    older = publish(x_runtime, brand, alpha, "Older linen")
+    clock.advance(2 * HOUR)
+    younger = publish(x_runtime, brand, alpha, "Younger linen")
+    clock.advance(29 * DAY + 23 * HOUR)
+
+    read(x_runtime, brand)
+
+    requests = x_sandbox.snapshot()["requests"]["GET /2/tweets"]
+    assert requests == {"count": 2, "statuses": {"200": 2}}
+    (young,) = snapshots_of(x_runtime, younger)
+    (old,) = snapshots_of(x_runtime, older)
+    assert young["link_clicks"] > 0 and young["profile_clicks"] is not None
+    assert old["link_clicks"] is None and old["profile_clicks"] is None
+    assert old["impressions"] > 0 and old["likes"] >= 0
+
+
+def test_private_fields_x_withholds_are_not_a_deletion(
+    x_runtime, x_sandbox, brand
+) -> None:
+    # A post of another account: X withholds its private fields from ALPHA.
+    beta = XClient(access_token="token-beta", base_url=x_sandbox.base_url)
+    theirs = beta.create_post("Beta's post")
+    post_id = record_post(x_runtime, brand, theirs.id, text="Beta's post")
+    x_runtime.clock.advance(HOUR)
+    read(x_runtime, brand)
+
+    x_runtime.clock.advance(HOUR)
+    read(x_runtime, brand)
+
+    row = post_row(x_runtime, post_id)
+    assert row["deleted_on_x_at"] is None and row["missing_on_x_at"] is None
+    assert row["text"] == "Beta's post"
+    assert [s["link_clicks"] for s in snapshots_of(x_runtime, post_id)] == [None] * 2
+    # Each read asked for the clicks, was refused them, and read the public fields.
+    assert lookups(x_sandbox) == 4
+
+
+# Posts deleted on X
+
+
+def test_a_post_deleted_on_x_loses_its_text_keeps_its_orders_and_is_not_read_again(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    post_id = publish(x_runtime, brand, alpha, "Gone soon")
+    x_post_id = post_row(x_runtime, post_id)["x_post_id"]
+    with x_runtime.database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO orders (brand_id, external_id, ordered_at, currency, "
+            "total_price, post_id, received_at) VALUES (:brand_id, '1001', :now, "
+            "'USD', 42.50, :post_id, :now)",
+            brand_id=brand["id"],
+            now=clock.now(),
+            post_id=post_id,
+        )
+    clock.advance(HOUR)
+    read(x_runtime, brand)
+    x_sandbox.delete_post(x_post_id)
+
+    clock.advance(HOUR)
+    read(x_runtime, brand)
+    missing = post_row(x_runtime, post_id)
+    clock.advance(HOUR)
+    read(x_runtime, brand)
+    deleted = post_row(x_runtime, post_id)
+    asked = lookups(x_sandbox)
+    clock.advance(40 * DAY)
+    read(x_runtime, brand)
+
+    assert missing["missing_on_x_at"] is not None and missing["text"] != ""
+    assert missing["deleted_on_x_at"] is None
+    assert deleted["deleted_on_x_at"] == clock.now() - 40 * DAY
+    assert deleted["text"] == "" and deleted["state"] == "published"
+    assert lookups(x_sandbox) == asked == 3
+    assert len(snapshots_of(x_runtime, post_id)) == 1
+    with x_runtime.database.transaction() as tx:
+        shown = posts.get_post(tx, brand_id=str(brand["id"]), post_id=post_id)
+        order = tx.one("SELECT post_id, total_price FROM orders")
+        event = tx.one(
+            "SELECT from_state, to_state, reason FROM post_events "
+            "WHERE post_id = :post_id ORDER BY id DESC LIMIT 1",
+            post_id=post_id,
+        )
+    assert shown["deleted_on_x_at"] == deleted["deleted_on_x_at"]
+    assert shown["text"] == "" and shown["metrics_due_at"] is None
+    assert order == {"post_id": uuid.UUID(post_id), "total_price": Decimal("42.50")}
+    assert event["from_state"] == event["to_state"] == "published"
+    assert event["reason"].startswith(f"deleted on X: X has no post {x_post_id}")
+
+
+def test_a_deleted_polls_options_and_parts_go_with_its_text(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    post_id = publish(x_runtime, brand, alpha, "Which linen?")
+    with x_runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET kind = 'poll', poll_options = ARRAY['Sand', 'Sage'], "
+            "poll_duration_minutes = 60 WHERE id = :id",
+            id=post_id,
+        )
+        tx.execute(
+            "INSERT INTO post_parts (post_id, position, text, weighted_length, "
+            "has_link) VALUES (:id, 0, 'Which linen?', 12, false)",
+            id=post_id,
+        )
+    x_sandbox.delete_post(post_row(x_runtime, post_id)["x_post_id"])
+    for _ in range(2):
+        clock.advance(HOUR)
+        read(x_runtime, brand)
+
+    row = post_row(x_runtime, post_id)
+    with x_runtime.database.transaction() as tx:
+        parts = tx.rows("SELECT text FROM post_parts WHERE post_id = :id", id=post_id)
+    assert row["deleted_on_x_at"] is not None
+    assert (row["text"], row["poll_options"]) == ("", None)
+    assert parts == [{"text": ""}]
+
+
+def test_a_post_x_finds_again_after_one_not_found_is_kept(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    post_id = publish(x_runtime, brand, alpha, "Back again")
+    clock.advance(HOUR)
+    with x_runtime.database.transaction() as tx:
+        # As a first lookup that answered resource-not-found leaves it.
+        tx.execute(
+            "UPDATE posts SET missing_on_x_at = :then, metrics_due_at = :now "
+            "WHERE id = :id",
+            then=clock.now() - HOUR,
+            now=clock.now(),
+            id=post_id,
+        )
+
+    posts_read = read(x_runtime, brand)
+
+    row = post_row(x_runtime, post_id)
+    assert posts_read == 1
+    assert row["missing_on_x_at"] is None and row["deleted_on_x_at"] is None
+    assert row["text"].startswith("Back again")
+
+
+def test_a_failed_lookup_marks_nothing_and_the_posts_stay_due(
+    x_runtime, x_sandbox, brand, alpha
+) -> None:
+    post_id = publish(x_runtime, brand, alpha, "Still here")
+    x_runtime.clock.advance(HOUR)
+    x_sandbox.add_fault(method="GET", path_prefix="/2/tweets", status=503)
+
+    first = read(x_runtime, brand)
+    second = read(x_runtime, brand)
+
+    row = post_row(x_runtime, post_id)
+    assert (first, second) == (0, 1)
+    assert row["missing_on_x_at"] is None and row["deleted_on_x_at"] is None
+
+
+def test_a_rate_limit_pauses_the_brands_reads(x_runtime, x_sandbox, brand, alpha):
+    post_id = publish(x_runtime, brand, alpha, "Limited")
+    x_runtime.clock.advance(HOUR)
+    x_sandbox.add_fault(
+        method="GET", path_prefix="/2/tweets", status=429, reset_in_s=600
+    )
+
+    posts_read = read(x_runtime, brand)
+
+    with x_runtime.database.transaction() as tx:
+        paused_until = tx.scalar(
+            "SELECT x_reads_paused_until FROM brands WHERE id = :id", id=brand["id"]
+        )
+    assert posts_read == 0 and snapshots_of(x_runtime, post_id) == []
+    assert paused_until == x_runtime.clock.now() + dt.timedelta(seconds=600)
+
+
+# Followers and the ledger
+
+
+def test_followers_are_read_once_per_local_day(x_runtime, x_sandbox, clock, brand):
+    # 08:00 UTC is 03:00 in New York; its next day starts at 05:00 UTC tomorrow.
+    read(x_runtime, brand)
+    clock.advance(20 * HOUR)
+    read(x_runtime, brand)
+    clock.advance(2 * HOUR)
+    read(x_runtime, brand)
+
+    users = x_sandbox.snapshot()["requests"]["GET /2/users/:id"]["count"]
+    with x_runtime.database.transaction() as tx:
+        days = tx.rows("SELECT local_day FROM account_snapshots ORDER BY local_day")
+    assert users == 2
+    assert [row["local_day"] for row in days] == [
+        dt.date(2026, 3, 2),
+        dt.date(2026, 3, 3),
+    ]
+    assert ledger(x_runtime, "user_read") == 2
+
+
+def test_a_post_returned_again_the_same_utc_day_is_billed_once(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    publish(x_runtime, brand, alpha, "Billed once a day")
+    gone = publish(x_runtime, brand, alpha, "Billed never once gone")
+    x_sandbox.delete_post(post_row(x_runtime, gone)["x_post_id"])
+    for _ in range(3):
+        clock.advance(HOUR)
+        read(x_runtime, brand)
+    billed_today = ledger(x_runtime, "post_read")
+
+    clock.advance(DAY)
+    read(x_runtime, brand)
+
+    assert billed_today == 1
+    assert ledger(x_runtime, "post_read") == 2
+    assert lookups(x_sandbox) == 4
+
+
+def test_the_monthly_budget_stops_a_run_between_lookups(
+    x_runtime, x_sandbox, brand, alpha
+) -> None:
+    for n in range(150):
+        publish(x_runtime, brand, alpha, f"Budget {n}")
+    with x_runtime.database.transaction() as tx:
+        # 100 posts at $0.005 each pass $0.40.
+        tx.execute(
+            "UPDATE brands SET monthly_x_budget_usd = 0.40 WHERE id = :id",
+            id=brand["id"],
+        )
+    x_runtime.clock.advance(HOUR)
+
+    posts_read = read(x_runtime, brand)
+
+    assert posts_read == 100
+    assert lookups(x_sandbox) == 1
