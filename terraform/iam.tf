@@ -92,6 +92,7 @@ resource "google_project_iam_custom_role" "publish_pause" {
   ]
 }
 
+# Granted to api alone: generate_caption serves no operator route that pauses.
 resource "google_project_iam_member" "api_pauses_publishing" {
   project = var.project_id
   role    = google_project_iam_custom_role.publish_pause.id
@@ -128,6 +129,7 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter_publisher" {
   member = local.pubsub_service_agent
 }
 
+# ...and subscriber on each push subscription, to acknowledge the moved message.
 resource "google_pubsub_subscription_iam_member" "pubsub_agent_dead_letter_subscriber" {
   for_each = local.subscriptions
 
@@ -136,7 +138,7 @@ resource "google_pubsub_subscription_iam_member" "pubsub_agent_dead_letter_subsc
   member       = local.pubsub_service_agent
 }
 
-# The migrations job: the same Cloud SQL client roles, for its own user.
+# cloudsql.client for the migrations job: its connector, as the functions' do.
 resource "google_project_iam_member" "migrate_sql_client" {
   project = var.project_id
   role    = "roles/cloudsql.client"
@@ -149,6 +151,8 @@ resource "google_project_iam_member" "migrate_sql_client" {
   }
 }
 
+# cloudsql.instanceUser: log in as the migrations user, which owns the schema
+# (bootstrap in README, "Deploy").
 resource "google_project_iam_member" "migrate_sql_instance_user" {
   project = var.project_id
   role    = "roles/cloudsql.instanceUser"

@@ -27,8 +27,8 @@ output "cloud_sql_instance" {
 }
 
 output "migrations_job" {
-  description = "Name of the Cloud Run job that applies sql/ (gcloud run jobs execute NAME --region REGION --wait)."
-  value       = google_cloud_run_v2_job.migrate.name
+  description = "Full name of the Cloud Run job that applies sql/, projects/P/locations/REGION/jobs/NAME (make deploy runs it)."
+  value       = google_cloud_run_v2_job.migrate.id
 }
 
 output "scheduler_jobs" {
