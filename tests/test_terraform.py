@@ -1045,3 +1045,64 @@ def test_the_example_var_file_sets_every_required_variable() -> None:
     example = TERRAFORM / "terraform.tfvars.example"
 
     assert deploy_guard.missing_variables(example, {}) == []
+
+
+# ---------------------------------------------------------------------------
+# sql/024: what the functions' database users may do
+
+
+APP_ROLE = "cartcast_app"
+FUNCTION_USER = "cartcast_fn_terraform_test"
+
+
+def test_function_users_read_and_write_data_but_cannot_change_the_schema(
+    database_url: str,
+) -> None:
+    # As in the cloud after the bootstrap: cartcast_app exists, a function's user
+    # is a member, and the migrations' owner (here the test's superuser) applies
+    # sql/024. The roles are the server's, so the test removes them after.
+    import pg8000.native
+
+    from cartcast import db
+
+    options = db.parse_database_url(database_url)
+    admin = pg8000.native.Connection(**options)
+    migration = next((REPO / "sql").glob("024_*.sql")).read_text()
+    tables = [
+        row[0]
+        for row in admin.run(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+    ]
+    try:
+        admin.run(f"CREATE ROLE {APP_ROLE} NOLOGIN")
+        admin.run(f"CREATE ROLE {FUNCTION_USER} NOLOGIN IN ROLE {APP_ROLE}")
+        admin.run(migration)
+        admin.run("CREATE TABLE terraform_test_later (id bigint PRIMARY KEY)")
+
+        privileges = admin.run(
+            "SELECT t, has_table_privilege(:user, t, 'SELECT, INSERT, UPDATE, DELETE')"
+            " FROM unnest(CAST(:tables AS text[])) AS t",
+            user=FUNCTION_USER,
+            tables=[*tables, "terraform_test_later"],
+        )
+        admin.run(f"SET ROLE {FUNCTION_USER}")
+        with pytest.raises(pg8000.native.DatabaseError) as refused:
+            admin.run("CREATE TABLE terraform_test_refused (id bigint)")
+        admin.run("RESET ROLE")
+        owners = admin.run(
+            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+        )
+    finally:
+        admin.run("RESET ROLE")
+        admin.run("DROP TABLE IF EXISTS terraform_test_later")
+        for role in (FUNCTION_USER, APP_ROLE):
+            exists = admin.run("SELECT 1 FROM pg_roles WHERE rolname = :r", r=role)
+            if exists:
+                admin.run(f"DROP OWNED BY {role}")
+                admin.run(f"DROP ROLE {role}")
+        admin.close()
+
+    assert tables and all(allowed for _, allowed in privileges), privileges
+    assert refused.value.args[0]["C"] == "42501"  # insufficient_privilege
+    assert [owner for (owner,) in owners] == [options["user"]]
