@@ -101,7 +101,7 @@ resource "google_cloudfunctions2_function" "function" {
         key        = secret_environment_variables.value
         project_id = var.project_id
         secret     = google_secret_manager_secret.secret[secret_environment_variables.value].secret_id
-        version    = "latest"
+        version    = lookup(var.secret_versions, secret_environment_variables.value, "latest")
       }
     }
   }

@@ -1,8 +1,9 @@
 # Secret Manager holds the values; Terraform creates each secret empty and grants
 # each function access to the ones its code reads. Values are added with
 # `gcloud secrets versions add` (README, "Deploy"): never in a .tf or .tfvars file,
-# never in the state. A function reads the latest version when an instance
-# starts, so a rotation reaches every instance once the function is redeployed.
+# never in the state. A function reads its version (var.secret_versions, or the
+# latest) when an instance starts; naming a new version redeploys the functions
+# that hold the secret, which is how a rotation reaches every instance.
 #
 # Per-brand X tokens and store webhook secrets are not deployment secrets: each
 # brand sets its own through the API and they live in its database row.

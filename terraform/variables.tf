@@ -151,6 +151,20 @@ variable "gemini_enabled" {
   default     = true
 }
 
+variable "secret_versions" {
+  type        = map(string)
+  description = "Secret Manager version each function reads, by environment variable (CARTCAST_OPERATOR_KEY, GEMINI_API_KEY); \"latest\" when unset. Naming the new version is how a rotation redeploys the functions that hold the secret."
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for env, version in var.secret_versions :
+      contains(["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY"], env) && can(regex("^(latest|[1-9][0-9]*)$", version))
+    ])
+    error_message = "secret_versions maps CARTCAST_OPERATOR_KEY or GEMINI_API_KEY to a version number or \"latest\"."
+  }
+}
+
 variable "log_level" {
   type        = string
   description = "LOG_LEVEL of every function."

@@ -115,6 +115,29 @@ run "settings_take_a_tuning_knob" {
   }
 }
 
+run "secret_version_of_an_unknown_secret" {
+  command = plan
+  variables {
+    secret_versions = { X_API_TOKEN = "3" }
+  }
+  expect_failures = [var.secret_versions]
+}
+
+run "secret_version_that_is_not_a_number" {
+  command = plan
+  variables {
+    secret_versions = { GEMINI_API_KEY = "v2" }
+  }
+  expect_failures = [var.secret_versions]
+}
+
+run "secret_version_pinned" {
+  command = plan
+  variables {
+    secret_versions = { CARTCAST_OPERATOR_KEY = "2", GEMINI_API_KEY = "latest" }
+  }
+}
+
 run "log_level_in_lowercase" {
   command = plan
   variables {
