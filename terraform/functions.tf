@@ -8,6 +8,8 @@ data "archive_file" "functions" {
   source_dir  = "${path.module}/../functions"
   output_path = "${path.module}/.build/functions.zip"
   excludes    = ["**/__pycache__/**", "**/*.pyc"]
+  # The checkout's file modes must not change the hash, only the content.
+  output_file_mode = "0644"
 }
 
 # The migrations, archived apart: the migrations job runs cartcast.migrate from the
@@ -16,6 +18,8 @@ data "archive_file" "sql" {
   type        = "zip"
   source_dir  = "${path.module}/../sql"
   output_path = "${path.module}/.build/sql.zip"
+
+  output_file_mode = "0644"
 }
 
 resource "google_storage_bucket" "source" {

@@ -89,10 +89,12 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   }
 }
 
-# One count per finished publish run, from the function's JSON log line.
+# One count per finished publish tick, from the function's JSON log line. A
+# sweep logs the same message with a `missed` count; it is left out, or a dead
+# publish job would look alive every 15 minutes.
 resource "google_logging_metric" "publish_runs" {
   name   = "${var.name_prefix}_publish_runs"
-  filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${google_cloudfunctions2_function.function["publish_due_posts"].name}\" AND jsonPayload.message=\"publish_due_posts done\""
+  filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${google_cloudfunctions2_function.function["publish_due_posts"].name}\" AND jsonPayload.message=\"publish_due_posts done\" AND NOT jsonPayload.missed:*"
 
   metric_descriptor {
     metric_kind = "DELTA"
@@ -101,14 +103,28 @@ resource "google_logging_metric" "publish_runs" {
   }
 }
 
-# No finished publish run for a while: the job is paused (the operator's pause
-# alerts too, so that it is not forgotten), deleted, or every run fails.
+# The sweep's own finding (sweeping.py): due posts no run picked up. Its `alert`
+# field is kept stable for this filter.
+resource "google_logging_metric" "missed_posts" {
+  name   = "${var.name_prefix}_publish_job_not_running"
+  filter = "resource.type=\"cloud_run_revision\" AND jsonPayload.alert=\"publish_job_not_running\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+}
+
+# The publish job is not running: no finished tick for a while (the job paused,
+# by the operator's pause too, so that it is not forgotten; deleted; or every run
+# failing), or a sweep found posts that no run picked up.
 resource "google_monitoring_alert_policy" "publish_not_running" {
   display_name = "cartcast: the publish job is not running"
   combiner     = "OR"
 
   conditions {
-    display_name = "no finished publish_due_posts run"
+    display_name = "no finished publish_due_posts tick"
 
     condition_absent {
       filter   = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.publish_runs.name}\""
@@ -121,10 +137,26 @@ resource "google_monitoring_alert_policy" "publish_not_running" {
     }
   }
 
+  conditions {
+    display_name = "the sweep found due posts no run picked up"
+
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.missed_posts.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_SUM"
+      }
+    }
+  }
+
   notification_channels = local.notification_channels
 
   documentation {
     mime_type = "text/markdown"
-    content   = "publish_due_posts has logged no finished run for ${var.publish_silence_alert_s} s. Check the Cloud Scheduler job ${google_cloud_scheduler_job.tick["publish"].name} (paused by the operator's pause?), then the function's errors. Posts due meanwhile go at the next run; those too late are held (README, \"A post's lifecycle\")."
+    content   = "publish_due_posts has logged no finished tick for ${var.publish_silence_alert_s} s, or a sweep found due posts that no run picked up (and sent them). Check the Cloud Scheduler job ${google_cloud_scheduler_job.tick["publish"].name} (paused by the operator's pause?), then the function's errors. Posts due meanwhile go at the next run; those too late are held (README, \"A post's lifecycle\")."
   }
 }

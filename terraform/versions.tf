@@ -10,8 +10,9 @@ terraform {
       version = ">= 6.10, < 7.0"
     }
     archive = {
-      source  = "hashicorp/archive"
-      version = ">= 2.4, < 3.0"
+      source = "hashicorp/archive"
+      # 2.7: glob excludes and a fixed file mode, so the hash is the content's.
+      version = ">= 2.7, < 3.0"
     }
   }
 }

@@ -851,6 +851,23 @@ def test_every_role_granted_is_explained_by_a_comment() -> None:
     assert unexplained == []
 
 
+def test_publish_alerts_match_the_log_lines_the_code_writes() -> None:
+    tree = terraform_tree()
+    runs = tree.resource("google_logging_metric", "publish_runs")["filter"]
+    missed = tree.resource("google_logging_metric", "missed_posts")["filter"]
+    sweeping_source = (PACKAGE / "sweeping.py").read_text()
+    alert_field = re.search(r'alert="(\w+)"', sweeping_source)
+
+    # main._done logs f"{function} done"; the sweep's outcome carries "missed".
+    assert 'f"{function} done"' in MAIN.read_text()
+    assert 'jsonPayload.message=\\"publish_due_posts done\\"' in json.dumps(runs)
+    assert '"missed": len(missed)' in sweeping_source
+    assert "NOT jsonPayload.missed:*" in runs
+    assert alert_field and f'jsonPayload.alert=\\"{alert_field.group(1)}\\"' in (
+        json.dumps(missed)
+    )
+
+
 # ---------------------------------------------------------------------------
 # The database and the migrations job
 
