@@ -67,8 +67,9 @@ resource "google_cloudfunctions2_function" "function" {
   description = "cartcast ${each.key} (functions/main.py)"
 
   build_config {
-    runtime     = "python311"
-    entry_point = each.key
+    runtime         = "python311"
+    entry_point     = each.key
+    service_account = google_service_account.build.id
 
     source {
       storage_source {
@@ -112,6 +113,9 @@ resource "google_cloudfunctions2_function" "function" {
 
   depends_on = [
     google_project_service.api,
+    google_project_iam_member.build_writes_logs,
+    google_project_iam_member.build_pushes_images,
+    google_storage_bucket_iam_member.build_reads_source,
     google_secret_manager_secret_iam_member.function,
     google_project_iam_member.function_sql_client,
     google_project_iam_member.function_sql_instance_user,

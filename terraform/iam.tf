@@ -23,6 +23,15 @@ resource "google_service_account" "push" {
   description  = "Pub/Sub push subscriptions deliver to ${each.key} as this identity."
 }
 
+# Builds the functions from the source archive, instead of the project's default
+# build account (in newer projects the Compute Engine default account, often an
+# Editor of the whole project).
+resource "google_service_account" "build" {
+  account_id   = "${var.name_prefix}-build"
+  display_name = "cartcast function builds"
+  description  = "Cloud Build runs the seven functions' builds as this identity."
+}
+
 resource "google_service_account" "migrate" {
   account_id   = "${var.name_prefix}-migrate"
   display_name = "cartcast migrations"
@@ -163,6 +172,35 @@ resource "google_project_iam_member" "migrate_sql_instance_user" {
     description = local.sql_instance_only.description
     expression  = local.sql_instance_only.expression
   }
+}
+
+# The build account's three needs, instead of roles/cloudbuild.builds.builder
+# (which may also act as other service accounts): write the build's logs...
+resource "google_project_iam_member" "build_writes_logs" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = google_service_account.build.member
+}
+
+# ...push the built image to the repository Cloud Functions creates for it
+# (gcf-artifacts, in the function's region)...
+resource "google_project_iam_member" "build_pushes_images" {
+  project = var.project_id
+  role    = "roles/artifactregistry.writer"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = "gcf-artifacts only"
+    description = "The repository Cloud Functions builds push to."
+    expression  = "resource.name.startsWith('projects/${var.project_id}/locations/${var.region}/repositories/gcf-artifacts')"
+  }
+}
+
+# ...and read the source archive.
+resource "google_storage_bucket_iam_member" "build_reads_source" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
 }
 
 # The migrations job mounts the source bucket read-only to read the archives.
