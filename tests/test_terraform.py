@@ -68,14 +68,15 @@ def offline_env() -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("GOOGLE_", "CLOUDSDK_", "TF_VAR_", "BC_API_KEY"))
+        if not key.startswith(
+            ("GOOGLE_", "CLOUDSDK_", "TF_VAR_", "BC_API_KEY", "PRISMA_")
+        )
     }
     env.update(
         CHECKPOINT_DISABLE="1",
         TF_IN_AUTOMATION="1",
         BC_SKIP_MAPPING="TRUE",
         CHECKOV_RUN_SCA_PACKAGE_SCAN_V2="false",
-        PRISMA_API_URL="",
     )
     return env
 
