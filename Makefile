@@ -5,14 +5,17 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requirements.txt | cksum | cut -d' ' -f1)
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
+TFVARS ?= terraform/terraform.tfvars
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench migrate db-url db-stop check fmt clean
+.PHONY: help install demo test bench migrate db-url db-stop check fmt clean deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv and install the pinned dependencies
+install: $(STAMP) $(CHECKOV_STAMP) ## Create .venv (and .venv-checkov) with the pinned dependencies
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@start=$$(date +%s); \
@@ -21,6 +24,12 @@ $(STAMP): requirements-dev.txt functions/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt; \
 	rm -f $(VENV)/.installed-*; touch $@; \
 	echo "install: done in $$(( $$(date +%s) - start )) s"
+
+# checkov gets its own virtualenv: its hcl2 module is not python-hcl2's.
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@[ -x $(CHECKOV_VENV)/bin/python ] || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@rm -f $(CHECKOV_VENV)/.installed-*; touch $@
 
 demo: install ## Run the whole loop on the demo catalog in a simulated week (LIVE=1: real X, capped)
 	@$(PY) -m infra.demo $(if $(LIVE),--live)
@@ -50,6 +59,24 @@ fmt: install ## Format and autofix the code
 	@$(VENV)/bin/ruff format functions infra tests bench
 	@$(VENV)/bin/ruff check --fix functions infra tests bench
 
+# The guard names every required variable that TFVARS and TF_VAR_* leave unset,
+# before Terraform starts. Then the migrations job is brought up to date and run,
+# so the schema is ahead of the code that needs it, and the whole plan is shown
+# and applied once you answer yes (Terraform asks before the first apply too).
+deploy: install ## Deploy terraform/ to Google Cloud: guard, migrations job, plan, apply (TFVARS=file)
+	@$(PY) -m infra.deploy_guard --var-file $(TFVARS)
+	@mkdir -p terraform/.build
+	terraform -chdir=terraform init -input=false
+	terraform -chdir=terraform apply -var-file=$(abspath $(TFVARS)) \
+		-target=google_cloud_run_v2_job.migrate
+	@job=$$(terraform -chdir=terraform output -raw migrations_job) && \
+		gcloud run jobs execute "$${job##*/}" --project "$$(echo $$job | cut -d/ -f2)" \
+		--region "$$(echo $$job | cut -d/ -f4)" --wait
+	terraform -chdir=terraform plan -input=false -var-file=$(abspath $(TFVARS)) \
+		-out=.build/deploy.tfplan
+	@printf "Apply this plan? Only 'yes' goes on: " && read -r answer && [ "$$answer" = yes ]
+	terraform -chdir=terraform apply -input=false .build/deploy.tfplan
+
 clean: ## Remove the virtualenv, the embedded database and demo output
 	-@[ -x $(PY) ] && $(PY) -m infra.pg stop
-	rm -rf $(VENV) var
+	rm -rf $(VENV) $(CHECKOV_VENV) var terraform/.build

@@ -1,0 +1,123 @@
+# The seven functions (Cloud Run functions, gen2), built from one source archive
+# of functions/ whose object name is its content hash: a change to the code is a
+# new object and a new build of every function, an unchanged tree redeploys
+# nothing.
+
+data "archive_file" "functions" {
+  type        = "zip"
+  source_dir  = "${path.module}/../functions"
+  output_path = "${path.module}/.build/functions.zip"
+  excludes    = ["**/__pycache__/**", "**/*.pyc"]
+  # The checkout's file modes must not change the hash, only the content.
+  output_file_mode = "0644"
+}
+
+# The migrations, archived apart: the migrations job runs cartcast.migrate from the
+# functions' archive against these files.
+data "archive_file" "sql" {
+  type        = "zip"
+  source_dir  = "${path.module}/../sql"
+  output_path = "${path.module}/.build/sql.zip"
+
+  output_file_mode = "0644"
+}
+
+resource "google_storage_bucket" "source" {
+  #checkov:skip=CKV_GCP_62:Holds only the code archives of this repository; reads are in Cloud Audit Logs, a second bucket for access logs adds nothing.
+  name                        = "${var.project_id}-${var.name_prefix}-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  versioning {
+    enabled = true
+  }
+
+  # Archives are named by content; an old one is only needed to roll back.
+  lifecycle_rule {
+    condition {
+      age = 90
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_storage_bucket_object" "functions" {
+  name   = "functions-${data.archive_file.functions.output_sha256}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.functions.output_path
+}
+
+resource "google_storage_bucket_object" "sql" {
+  name   = "sql-${data.archive_file.sql.output_sha256}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.sql.output_path
+}
+
+resource "google_cloudfunctions2_function" "function" {
+  for_each = local.functions
+
+  name        = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  location    = var.region
+  description = "cartcast ${each.key} (functions/main.py)"
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = each.key
+    service_account = google_service_account.build.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.functions.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory               = "${var.functions[each.key].memory_mb}Mi"
+    timeout_seconds                = var.functions[each.key].timeout_s
+    max_instance_count             = var.functions[each.key].max_instances
+    min_instance_count             = 0
+    service_account_email          = google_service_account.function[each.key].email
+    all_traffic_on_latest_revision = true
+
+    # api and generate_caption are called by stores and people, with no Google
+    # identity: they authenticate every request themselves (API keys, webhook
+    # signatures). Event functions take only internal traffic, and of that only
+    # their push identity may invoke them (iam.tf).
+    ingress_settings = each.value.clients ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+
+    environment_variables = merge(
+      var.settings,
+      local.common_env,
+      { DB_USER = google_sql_user.function[each.key].name },
+      local.function_env[each.key],
+    )
+
+    dynamic "secret_environment_variables" {
+      for_each = toset(local.granted_secrets[each.key])
+      content {
+        key        = secret_environment_variables.value
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.secret[secret_environment_variables.value].secret_id
+        version    = lookup(var.secret_versions, secret_environment_variables.value, "latest")
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.api,
+    google_project_iam_member.build_writes_logs,
+    google_project_iam_member.build_pushes_images,
+    google_storage_bucket_iam_member.build_reads_source,
+    google_secret_manager_secret_iam_member.function,
+    google_project_iam_member.function_sql_client,
+    google_project_iam_member.function_sql_instance_user,
+  ]
+}

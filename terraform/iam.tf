@@ -1,0 +1,225 @@
+# Identities, and every role each one holds with the reason. Nothing here grants
+# a project-wide role without a condition, except the operator's pause (Cloud
+# Scheduler has no per-job IAM) and Cloud SQL's client roles, which are bound to
+# the one instance by a condition.
+
+# One service account per function: a leak of one function's identity reaches
+# only what that function needs.
+resource "google_service_account" "function" {
+  for_each = local.functions
+
+  account_id   = "${var.name_prefix}-fn-${each.value.short}"
+  display_name = "cartcast ${each.key}"
+  description  = "Runs the ${each.key} function."
+}
+
+# One push identity per event function: what its push subscriptions present to
+# the function, and nothing else may invoke it.
+resource "google_service_account" "push" {
+  for_each = local.event_functions
+
+  account_id   = "${var.name_prefix}-push-${each.value.short}"
+  display_name = "cartcast push to ${each.key}"
+  description  = "Pub/Sub push subscriptions deliver to ${each.key} as this identity."
+}
+
+# Builds the functions from the source archive, instead of the project's default
+# build account (in newer projects the Compute Engine default account, often an
+# Editor of the whole project).
+resource "google_service_account" "build" {
+  account_id   = "${var.name_prefix}-build"
+  display_name = "cartcast function builds"
+  description  = "Cloud Build runs the seven functions' builds as this identity."
+}
+
+resource "google_service_account" "migrate" {
+  account_id   = "${var.name_prefix}-migrate"
+  display_name = "cartcast migrations"
+  description  = "Runs the migrations job: owns the schema, the functions do not."
+}
+
+locals {
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  sql_instance_only = {
+    title       = "cartcast database instance only"
+    description = "The role applies to the cartcast Cloud SQL instance alone."
+    expression  = "resource.name == 'projects/${var.project_id}/instances/${google_sql_database_instance.main.name}' && resource.service == 'sqladmin.googleapis.com'"
+  }
+}
+
+# cloudsql.client: the connector reads the instance's metadata and has Cloud SQL
+# sign a short-lived client certificate before each new connection.
+resource "google_project_iam_member" "function_sql_client" {
+  for_each = local.functions
+
+  project = var.project_id
+  role    = "roles/cloudsql.client"
+  member  = google_service_account.function[each.key].member
+
+  condition {
+    title       = local.sql_instance_only.title
+    description = local.sql_instance_only.description
+    expression  = local.sql_instance_only.expression
+  }
+}
+
+# cloudsql.instanceUser: log in as the function's own IAM database user (no
+# password). What it may do inside the database is granted by sql/024.
+resource "google_project_iam_member" "function_sql_instance_user" {
+  for_each = local.functions
+
+  project = var.project_id
+  role    = "roles/cloudsql.instanceUser"
+  member  = google_service_account.function[each.key].member
+
+  condition {
+    title       = local.sql_instance_only.title
+    description = local.sql_instance_only.description
+    expression  = local.sql_instance_only.expression
+  }
+}
+
+# poll_mentions publishes new mention ids to the mentions topic, and only there.
+resource "google_pubsub_topic_iam_member" "poll_publishes_mentions" {
+  topic  = google_pubsub_topic.topic["mentions"].id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.function["poll_mentions"].member
+}
+
+# The operator's pause: api pauses and resumes the publish and sweep jobs
+# (publish_schedule.py). Cloud Scheduler has no per-job IAM, so a custom role with
+# only get, pause and resume (enable) replaces roles/cloudscheduler.admin, which
+# could also create jobs or rewrite their targets.
+resource "google_project_iam_custom_role" "publish_pause" {
+  role_id     = "${replace(var.name_prefix, "-", "_")}_publish_pause"
+  title       = "cartcast publish schedule pause"
+  description = "Read, pause and resume Cloud Scheduler jobs (the operator's pause of publishing)."
+  permissions = [
+    "cloudscheduler.jobs.get",
+    "cloudscheduler.jobs.pause",
+    "cloudscheduler.jobs.enable",
+  ]
+}
+
+# Granted to api alone: generate_caption serves no operator route that pauses.
+resource "google_project_iam_member" "api_pauses_publishing" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.publish_pause.id
+  member  = google_service_account.function["api"].member
+}
+
+# run.invoker on its own function only: the push identity is the one caller an
+# event function accepts (ingress is internal-only besides).
+resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
+  for_each = local.event_functions
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.push[each.key].member
+}
+
+# Pub/Sub's service agent mints the OIDC tokens of the push identities (needed by
+# projects created before April 2021, harmless after).
+resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
+  for_each = local.event_functions
+
+  service_account_id = google_service_account.push[each.key].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+}
+
+# Dead-lettering: Pub/Sub's service agent must publish to the dead-letter topic
+# and acknowledge the message it moved there on the source subscription.
+resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter_publisher" {
+  topic  = google_pubsub_topic.dead_letter.id
+  role   = "roles/pubsub.publisher"
+  member = local.pubsub_service_agent
+}
+
+# ...and subscriber on each push subscription, to acknowledge the moved message.
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_dead_letter_subscriber" {
+  for_each = local.subscriptions
+
+  subscription = google_pubsub_subscription.push[each.key].id
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
+# cloudsql.client for the migrations job: its connector, as the functions' do.
+resource "google_project_iam_member" "migrate_sql_client" {
+  project = var.project_id
+  role    = "roles/cloudsql.client"
+  member  = google_service_account.migrate.member
+
+  condition {
+    title       = local.sql_instance_only.title
+    description = local.sql_instance_only.description
+    expression  = local.sql_instance_only.expression
+  }
+}
+
+# cloudsql.instanceUser: log in as the migrations user, which owns the schema
+# (bootstrap in README, "Deploy").
+resource "google_project_iam_member" "migrate_sql_instance_user" {
+  project = var.project_id
+  role    = "roles/cloudsql.instanceUser"
+  member  = google_service_account.migrate.member
+
+  condition {
+    title       = local.sql_instance_only.title
+    description = local.sql_instance_only.description
+    expression  = local.sql_instance_only.expression
+  }
+}
+
+# The build account's three needs, instead of roles/cloudbuild.builds.builder
+# (which may also act as other service accounts): write the build's logs...
+resource "google_project_iam_member" "build_writes_logs" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = google_service_account.build.member
+}
+
+# ...push the built image to the repository Cloud Functions creates for it
+# (gcf-artifacts, in the function's region)...
+resource "google_project_iam_member" "build_pushes_images" {
+  project = var.project_id
+  role    = "roles/artifactregistry.writer"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = "gcf-artifacts only"
+    description = "The repository Cloud Functions builds push to."
+    expression  = "resource.name.startsWith('projects/${var.project_id}/locations/${var.region}/repositories/gcf-artifacts')"
+  }
+}
+
+# ...and read the source archive.
+resource "google_storage_bucket_iam_member" "build_reads_source" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
+}
+
+# The migrations job mounts the source bucket read-only to read the archives.
+resource "google_storage_bucket_iam_member" "migrate_reads_source" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.migrate.member
+}
+
+# api and generate_caption answer stores and people that carry no Google identity
+# (a Shopify webhook cannot sign in): Cloud Run lets anyone reach them, and they
+# refuse any request without a brand's API key, the operator's key or a valid
+# webhook signature. No other function has a public invoker.
+resource "google_cloud_run_v2_service_iam_member" "clients_invoke" {
+  for_each = { for name, f in local.functions : name => f if f.clients }
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}

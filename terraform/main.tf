@@ -1,0 +1,115 @@
+# What every file shares: the functions, their triggers and the environment each
+# one's code reads. tests/test_terraform.py checks these against functions/main.py
+# and functions/cartcast/settings.py, so keep the keys literal.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  # Entry points of functions/main.py. `short` names the service accounts (IDs are
+  # 6 to 30 characters); `clients` marks the two functions stores and people call.
+  functions = {
+    api                = { short = "api", clients = true }
+    generate_caption   = { short = "caption", clients = true }
+    publish_due_posts  = { short = "publish", clients = false }
+    poll_mentions      = { short = "poll", clients = false }
+    score_sentiment    = { short = "score", clients = false }
+    rollup_kpis        = { short = "rollup", clients = false }
+    drain_caption_jobs = { short = "drain", clients = false }
+  }
+  event_functions = { for name, f in local.functions : name => f if !f.clients }
+
+  # Pub/Sub topics each event function is subscribed to. Ticks come from Cloud
+  # Scheduler jobs; mentions from poll_mentions (CARTCAST_MENTIONS_TOPIC).
+  subscriptions = {
+    publish = { function = "publish_due_posts", topic = "publish" }
+    sweep   = { function = "publish_due_posts", topic = "sweep" }
+    poll    = { function = "poll_mentions", topic = "poll" }
+    rollup  = { function = "rollup_kpis", topic = "rollup" }
+    drain   = { function = "drain_caption_jobs", topic = "drain" }
+    score   = { function = "score_sentiment", topic = "mentions" }
+  }
+
+  # Topic names. The tick topics carry the names the local stand-ins use
+  # (infra/local_cloud.py), so a CloudEvent's source reads the same in both.
+  topics = {
+    publish  = "${var.name_prefix}-publish_due_posts"
+    sweep    = "${var.name_prefix}-sweep_missed_posts"
+    poll     = "${var.name_prefix}-poll_mentions"
+    rollup   = "${var.name_prefix}-rollup_kpis"
+    drain    = "${var.name_prefix}-drain_caption_jobs"
+    mentions = "${var.name_prefix}-mentions"
+  }
+
+  # Cloud Scheduler jobs, each publishing to its tick topic. The sweep's message
+  # is {"sweep": true}: publish_due_posts runs the missed-post sweep for it
+  # (decision 0012). Every message has a body: a push without data is not
+  # recognised as a Pub/Sub message by functions-framework.
+  scheduler_jobs = {
+    publish = { topic = "publish", schedule = var.schedules.publish, payload = { tick = "publish_due_posts" } }
+    sweep   = { topic = "sweep", schedule = var.schedules.sweep, payload = { sweep = true } }
+    poll    = { topic = "poll", schedule = var.schedules.poll, payload = { tick = "poll_mentions" } }
+    rollup  = { topic = "rollup", schedule = var.schedules.rollup, payload = { tick = "rollup_kpis" } }
+    drain   = { topic = "drain", schedule = var.schedules.drain, payload = { tick = "drain_caption_jobs" } }
+  }
+
+  # Secrets, by the environment variable that carries them.
+  secrets = {
+    CARTCAST_OPERATOR_KEY = "${var.name_prefix}-operator-key"
+    GEMINI_API_KEY        = "${var.name_prefix}-gemini-api-key"
+  }
+
+  # The secrets each function's code reads (tests/test_terraform.py derives the
+  # same from the code). generate_caption authenticates the operator too.
+  function_secrets = {
+    api                = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY"]
+    generate_caption   = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY"]
+    publish_due_posts  = []
+    poll_mentions      = ["GEMINI_API_KEY"]
+    score_sentiment    = ["GEMINI_API_KEY"]
+    rollup_kpis        = []
+    drain_caption_jobs = ["GEMINI_API_KEY"]
+  }
+  granted_secrets = {
+    for name, wanted in local.function_secrets :
+    name => [for env in wanted : env if env != "GEMINI_API_KEY" || var.gemini_enabled]
+  }
+
+  # Every function: the cloud's settings and its own database user.
+  common_env = {
+    CARTCAST_ENV         = "cloud"
+    CARTCAST_PUBSUB      = "google"
+    GOOGLE_CLOUD_PROJECT = var.project_id
+    CLOUD_SQL_INSTANCE   = google_sql_database_instance.main.connection_name
+    DB_NAME              = google_sql_database.cartcast.name
+    DB_IAM_AUTH          = "true"
+    LOG_LEVEL            = var.log_level
+  }
+
+  # What a function's code reads beyond the common set, wired from the resources.
+  function_env = {
+    api = {
+      CARTCAST_SCHEDULER_JOB       = google_cloud_scheduler_job.tick["publish"].id
+      CARTCAST_SWEEP_SCHEDULER_JOB = google_cloud_scheduler_job.tick["sweep"].id
+    }
+    # The same handlers as api (the operator's routes included), so the same names.
+    generate_caption = {
+      CARTCAST_SCHEDULER_JOB       = google_cloud_scheduler_job.tick["publish"].id
+      CARTCAST_SWEEP_SCHEDULER_JOB = google_cloud_scheduler_job.tick["sweep"].id
+    }
+    publish_due_posts = {}
+    poll_mentions = {
+      CARTCAST_MENTIONS_TOPIC = google_pubsub_topic.topic["mentions"].name
+    }
+    score_sentiment    = {}
+    rollup_kpis        = {}
+    drain_caption_jobs = {}
+  }
+
+  # A PostgreSQL IAM user is the service account's email without the domain.
+  function_db_users = {
+    for name, sa in google_service_account.function :
+    name => trimsuffix(sa.email, ".gserviceaccount.com")
+  }
+}

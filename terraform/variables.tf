@@ -1,0 +1,309 @@
+# Inputs of the deployment. Secret values are never inputs: Terraform creates the
+# Secret Manager secrets empty, and their values are added with gcloud (README,
+# "Deploy"), so they reach neither a .tfvars file nor the state.
+
+variable "project_id" {
+  type        = string
+  description = "Google Cloud project that holds every cartcast resource."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID: 6 to 30 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the functions, Cloud SQL, Cloud Scheduler jobs and the migrations job, e.g. europe-west1."
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a Google Cloud region such as us-central1 or europe-west1."
+  }
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name; at most 12 characters so that service account IDs stay under 30."
+  default     = "cartcast"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,10}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3 to 12 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "time_zone" {
+  type        = string
+  description = "IANA time zone the Cloud Scheduler schedules are read in, e.g. Etc/UTC or America/New_York."
+  default     = "Etc/UTC"
+
+  validation {
+    condition     = can(regex("^(UTC|[A-Z][A-Za-z_]+(/[A-Z][A-Za-z0-9_+-]+){1,2})$", var.time_zone))
+    error_message = "time_zone must be an IANA time zone name such as Etc/UTC or America/New_York."
+  }
+}
+
+variable "schedules" {
+  type = object({
+    publish = string
+    sweep   = string
+    poll    = string
+    rollup  = string
+    drain   = string
+  })
+  description = "Cron schedules (five fields, in time_zone) of the publish tick, the missed-post sweep, the mention poll, the KPI rollup and the caption-job drain."
+  default = {
+    publish = "* * * * *"
+    sweep   = "*/15 * * * *"
+    poll    = "* * * * *"
+    rollup  = "5 * * * *"
+    drain   = "* * * * *"
+  }
+
+  validation {
+    condition = alltrue([
+      for schedule in values(var.schedules) :
+      can(regex("^([0-9*/,-]+) ([0-9*/,-]+) ([0-9*/,-]+|\\?) ([0-9A-Za-z*/,-]+) ([0-9A-Za-z*/,-]+|\\?)$", schedule))
+    ])
+    error_message = "Each schedule must be a five-field cron expression such as \"*/15 * * * *\"."
+  }
+}
+
+variable "functions" {
+  type = map(object({
+    memory_mb     = number
+    timeout_s     = number
+    max_instances = number
+  }))
+  description = "Memory (MiB), timeout (seconds) and maximum instances of each function, keyed by entry point."
+  default = {
+    api                = { memory_mb = 512, timeout_s = 60, max_instances = 20 }
+    generate_caption   = { memory_mb = 512, timeout_s = 120, max_instances = 10 }
+    publish_due_posts  = { memory_mb = 1024, timeout_s = 300, max_instances = 3 }
+    poll_mentions      = { memory_mb = 512, timeout_s = 300, max_instances = 2 }
+    score_sentiment    = { memory_mb = 512, timeout_s = 120, max_instances = 5 }
+    rollup_kpis        = { memory_mb = 512, timeout_s = 300, max_instances = 1 }
+    drain_caption_jobs = { memory_mb = 512, timeout_s = 180, max_instances = 2 }
+  }
+
+  validation {
+    condition = (
+      length(var.functions) == 7 && alltrue([
+        for name in ["api", "generate_caption", "publish_due_posts", "poll_mentions", "score_sentiment", "rollup_kpis", "drain_caption_jobs"] :
+        contains(keys(var.functions), name)
+      ])
+    )
+    error_message = "functions must list exactly the seven entry points of functions/main.py."
+  }
+
+  validation {
+    condition = alltrue([
+      for size in values(var.functions) :
+      contains([256, 512, 1024, 2048, 4096], size.memory_mb) && size.max_instances >= 1 && size.max_instances <= 100
+    ])
+    error_message = "memory_mb must be 256, 512, 1024, 2048 or 4096, and max_instances 1 to 100."
+  }
+
+  validation {
+    # A push subscription waits at most 600 s for an answer, and the settings cap
+    # every wait inside an event function at 540 s (settings.RUN_WAIT_MAX_S).
+    condition = alltrue([
+      for name, size in var.functions :
+      size.timeout_s >= 10 && size.timeout_s <= (contains(["api", "generate_caption"], name) ? 3600 : 540)
+    ])
+    error_message = "timeout_s must be 10 to 540 for event functions, 10 to 3600 for api and generate_caption."
+  }
+}
+
+variable "settings" {
+  type        = map(string)
+  description = "Tuning settings passed to every function as environment variables (README, \"Configuration\"), e.g. { CARTCAST_PUBLISH_BATCH = \"100\" }. Values Terraform wires itself, secrets and local-only variables are refused."
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for name in keys(var.settings) :
+      can(regex("^(CARTCAST_[A-Z0-9_]+|GEMINI_[A-Z0-9_]+|X_TIMEOUT_S|LOG_LEVEL)$", name))
+    ])
+    error_message = "settings keys must be cartcast settings: CARTCAST_*, GEMINI_*, X_TIMEOUT_S or LOG_LEVEL."
+  }
+
+  validation {
+    condition = length(setintersection(keys(var.settings), [
+      # Wired by Terraform from the resources it creates.
+      "CARTCAST_ENV", "CARTCAST_PUBSUB", "GOOGLE_CLOUD_PROJECT", "CLOUD_SQL_INSTANCE",
+      "DB_USER", "DB_NAME", "DB_IAM_AUTH", "CARTCAST_MENTIONS_TOPIC",
+      "CARTCAST_SCHEDULER_JOB", "CARTCAST_SWEEP_SCHEDULER_JOB",
+      # Secrets: Secret Manager only.
+      "CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY",
+      # Local stand-ins, refused or meaningless in the cloud.
+      "DATABASE_URL", "CARTCAST_CLOCK", "CARTCAST_PUBSUB_PUSH", "X_API_BASE_URL",
+      "GEMINI_BASE_URL", "CARTCAST_SCHEDULER_ENDPOINT",
+    ])) == 0
+    error_message = "settings must not set what Terraform wires (database, Pub/Sub, Scheduler jobs), secrets, or local-only variables (DATABASE_URL, CARTCAST_CLOCK, CARTCAST_PUBSUB_PUSH, *_BASE_URL, CARTCAST_SCHEDULER_ENDPOINT)."
+  }
+}
+
+variable "gemini_enabled" {
+  type        = bool
+  description = "Give the functions that write captions or label mentions the Gemini key from Secret Manager; false leaves the template engine and the offline scorer."
+  default     = true
+}
+
+variable "secret_versions" {
+  type        = map(string)
+  description = "Secret Manager version each function reads, by environment variable (CARTCAST_OPERATOR_KEY, GEMINI_API_KEY); \"latest\" when unset. Naming the new version is how a rotation redeploys the functions that hold the secret."
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for env, version in var.secret_versions :
+      contains(["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY"], env) && can(regex("^(latest|[1-9][0-9]*)$", version))
+    ])
+    error_message = "secret_versions maps CARTCAST_OPERATOR_KEY or GEMINI_API_KEY to a version number or \"latest\"."
+  }
+}
+
+variable "log_level" {
+  type        = string
+  description = "LOG_LEVEL of every function."
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL."
+  }
+}
+
+variable "database_version" {
+  type        = string
+  description = "Cloud SQL PostgreSQL major version."
+  default     = "POSTGRES_16"
+
+  validation {
+    condition     = contains(["POSTGRES_15", "POSTGRES_16", "POSTGRES_17"], var.database_version)
+    error_message = "database_version must be POSTGRES_15, POSTGRES_16 or POSTGRES_17."
+  }
+}
+
+variable "database_tier" {
+  type        = string
+  description = "Cloud SQL machine tier, e.g. db-custom-1-3840 (1 vCPU, 3.75 GB)."
+  default     = "db-custom-1-3840"
+
+  validation {
+    condition     = can(regex("^db-(custom-[0-9]+-[0-9]+|g1-small|f1-micro|perf-optimized-N-[0-9]+)$", var.database_tier))
+    error_message = "database_tier must be a Cloud SQL tier such as db-custom-1-3840 or db-g1-small."
+  }
+}
+
+variable "database_availability" {
+  type        = string
+  description = "ZONAL (one zone) or REGIONAL (a standby in a second zone, automatic failover)."
+  default     = "REGIONAL"
+
+  validation {
+    condition     = contains(["ZONAL", "REGIONAL"], var.database_availability)
+    error_message = "database_availability must be ZONAL or REGIONAL."
+  }
+}
+
+variable "backup_retained_count" {
+  type        = number
+  description = "Daily Cloud SQL backups kept."
+  default     = 14
+
+  validation {
+    condition     = var.backup_retained_count >= 7 && var.backup_retained_count <= 365
+    error_message = "backup_retained_count must be 7 to 365."
+  }
+}
+
+variable "point_in_time_recovery_days" {
+  type        = number
+  description = "Days of write-ahead log kept for point-in-time recovery."
+  default     = 7
+
+  validation {
+    condition     = var.point_in_time_recovery_days >= 1 && var.point_in_time_recovery_days <= 7
+    error_message = "point_in_time_recovery_days must be 1 to 7 (Cloud SQL's range for PostgreSQL)."
+  }
+}
+
+variable "deletion_protection" {
+  type        = bool
+  description = "Refuse to delete the Cloud SQL instance (in Terraform and in the API). Turn off only to tear a test deployment down."
+  default     = true
+}
+
+variable "max_delivery_attempts" {
+  type        = number
+  description = "Deliveries of a Pub/Sub message to an event function before it goes to the dead-letter topic."
+  default     = 5
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
+    error_message = "max_delivery_attempts must be 5 to 100 (Pub/Sub's range)."
+  }
+}
+
+variable "retry_backoff_s" {
+  type = object({
+    minimum = number
+    maximum = number
+  })
+  description = "Pub/Sub's exponential backoff between deliveries of a failed message, seconds."
+  default     = { minimum = 10, maximum = 300 }
+
+  validation {
+    condition = (
+      var.retry_backoff_s.minimum >= 0 && var.retry_backoff_s.maximum <= 600 &&
+      var.retry_backoff_s.minimum <= var.retry_backoff_s.maximum
+    )
+    error_message = "retry_backoff_s must satisfy 0 <= minimum <= maximum <= 600."
+  }
+}
+
+variable "migrations_image" {
+  type        = string
+  description = "Container image the migrations job runs: a plain Python 3.11 image; the job installs functions/requirements.txt into it and runs cartcast.migrate from the source archive."
+  default     = "python:3.11-slim"
+
+  validation {
+    condition     = can(regex("^([a-z0-9.-]+/)*python:3\\.11[a-z0-9.@:-]*$", var.migrations_image))
+    error_message = "migrations_image must be a Python 3.11 image, the version the functions run (python311)."
+  }
+}
+
+variable "alert_emails" {
+  type        = list(string)
+  description = "Email addresses that receive the alerts (function errors, dead letters, the publish job not running)."
+
+  validation {
+    condition     = length(var.alert_emails) > 0 && alltrue([for email in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", email))])
+    error_message = "alert_emails must list at least one email address."
+  }
+}
+
+variable "error_alert_threshold" {
+  type        = number
+  description = "Alert when one function answers more than this many 5xx responses in 5 minutes."
+  default     = 5
+
+  validation {
+    condition     = var.error_alert_threshold >= 1
+    error_message = "error_alert_threshold must be at least 1."
+  }
+}
+
+variable "publish_silence_alert_s" {
+  type        = number
+  description = "Alert when publish_due_posts has logged no finished run for this many seconds (its job paused or broken)."
+  default     = 900
+
+  validation {
+    condition     = var.publish_silence_alert_s >= 300 && var.publish_silence_alert_s <= 86400
+    error_message = "publish_silence_alert_s must be 300 to 86400."
+  }
+}

@@ -1,0 +1,27 @@
+terraform {
+  # 1.5 for `check` blocks and strcontains(); below 2.0, whose language may change.
+  required_version = ">= 1.5, < 2.0"
+
+  required_providers {
+    google = {
+      source = "hashicorp/google"
+      # 6.x: Cloud Run v2 jobs with Cloud Storage volumes, functions gen2 with
+      # direct secret references; 7.0 may rename what this tree uses.
+      version = ">= 6.10, < 7.0"
+    }
+    archive = {
+      source = "hashicorp/archive"
+      # 2.7: glob excludes and a fixed file mode, so the hash is the content's.
+      version = ">= 2.7, < 3.0"
+    }
+  }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+
+  default_labels = {
+    app = "cartcast"
+  }
+}

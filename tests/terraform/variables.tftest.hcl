@@ -1,0 +1,203 @@
+# Validation blocks of terraform/variables.tf, exercised offline: tests/test_terraform.py
+# copies variables.tf alone into an empty module (no provider, no registry) and
+# runs `terraform test` there. Each run plans with one bad value and expects
+# exactly that variable's validation to fail.
+
+variables {
+  project_id   = "cartcast-prod-1"
+  region       = "europe-west1"
+  alert_emails = ["oncall@example.com"]
+}
+
+run "defaults_are_valid" {
+  command = plan
+}
+
+run "project_id_with_uppercase" {
+  command = plan
+  variables {
+    project_id = "Cartcast-Prod"
+  }
+  expect_failures = [var.project_id]
+}
+
+run "region_that_is_a_zone" {
+  command = plan
+  variables {
+    region = "europe-west1-b"
+  }
+  expect_failures = [var.region]
+}
+
+run "prefix_too_long_for_service_account_ids" {
+  command = plan
+  variables {
+    name_prefix = "cartcast-production"
+  }
+  expect_failures = [var.name_prefix]
+}
+
+run "time_zone_that_is_an_offset" {
+  command = plan
+  variables {
+    time_zone = "+02:00"
+  }
+  expect_failures = [var.time_zone]
+}
+
+run "time_zone_of_a_city" {
+  command = plan
+  variables {
+    time_zone = "America/Argentina/Buenos_Aires"
+  }
+}
+
+run "schedule_with_six_fields" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "0 * * * * *"
+      sweep   = "*/15 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 * * * *"
+      drain   = "* * * * *"
+    }
+  }
+  expect_failures = [var.schedules]
+}
+
+run "function_missing_from_sizes" {
+  command = plan
+  variables {
+    functions = {
+      api = { memory_mb = 512, timeout_s = 60, max_instances = 1 }
+    }
+  }
+  expect_failures = [var.functions]
+}
+
+run "event_function_longer_than_a_push_waits" {
+  command = plan
+  variables {
+    functions = {
+      api                = { memory_mb = 512, timeout_s = 60, max_instances = 20 }
+      generate_caption   = { memory_mb = 512, timeout_s = 120, max_instances = 10 }
+      publish_due_posts  = { memory_mb = 1024, timeout_s = 900, max_instances = 3 }
+      poll_mentions      = { memory_mb = 512, timeout_s = 300, max_instances = 2 }
+      score_sentiment    = { memory_mb = 512, timeout_s = 120, max_instances = 5 }
+      rollup_kpis        = { memory_mb = 512, timeout_s = 300, max_instances = 1 }
+      drain_caption_jobs = { memory_mb = 512, timeout_s = 180, max_instances = 2 }
+    }
+  }
+  expect_failures = [var.functions]
+}
+
+run "settings_cannot_carry_a_secret" {
+  command = plan
+  variables {
+    settings = { CARTCAST_OPERATOR_KEY = "not-a-real-key" }
+  }
+  expect_failures = [var.settings]
+}
+
+run "settings_cannot_point_at_a_stand_in" {
+  command = plan
+  variables {
+    settings = { X_API_BASE_URL = "http://127.0.0.1:8090" }
+  }
+  expect_failures = [var.settings]
+}
+
+run "settings_take_a_tuning_knob" {
+  command = plan
+  variables {
+    settings = { CARTCAST_PUBLISH_BATCH = "100" }
+  }
+}
+
+run "secret_version_of_an_unknown_secret" {
+  command = plan
+  variables {
+    secret_versions = { X_API_TOKEN = "3" }
+  }
+  expect_failures = [var.secret_versions]
+}
+
+run "secret_version_that_is_not_a_number" {
+  command = plan
+  variables {
+    secret_versions = { GEMINI_API_KEY = "v2" }
+  }
+  expect_failures = [var.secret_versions]
+}
+
+run "secret_version_pinned" {
+  command = plan
+  variables {
+    secret_versions = { CARTCAST_OPERATOR_KEY = "2", GEMINI_API_KEY = "latest" }
+  }
+}
+
+run "log_level_in_lowercase" {
+  command = plan
+  variables {
+    log_level = "info"
+  }
+  expect_failures = [var.log_level]
+}
+
+run "database_version_too_old" {
+  command = plan
+  variables {
+    database_version = "POSTGRES_14"
+  }
+  expect_failures = [var.database_version]
+}
+
+run "availability_misspelt" {
+  command = plan
+  variables {
+    database_availability = "HA"
+  }
+  expect_failures = [var.database_availability]
+}
+
+run "point_in_time_recovery_past_seven_days" {
+  command = plan
+  variables {
+    point_in_time_recovery_days = 30
+  }
+  expect_failures = [var.point_in_time_recovery_days]
+}
+
+run "fewer_deliveries_than_pubsub_allows" {
+  command = plan
+  variables {
+    max_delivery_attempts = 2
+  }
+  expect_failures = [var.max_delivery_attempts]
+}
+
+run "backoff_minimum_above_maximum" {
+  command = plan
+  variables {
+    retry_backoff_s = { minimum = 600, maximum = 10 }
+  }
+  expect_failures = [var.retry_backoff_s]
+}
+
+run "migrations_image_of_another_python" {
+  command = plan
+  variables {
+    migrations_image = "python:3.12-slim"
+  }
+  expect_failures = [var.migrations_image]
+}
+
+run "no_alert_email" {
+  command = plan
+  variables {
+    alert_emails = []
+  }
+  expect_failures = [var.alert_emails]
+}

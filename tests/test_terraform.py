@@ -1,0 +1,1131 @@
+"""terraform/ checked offline against the code it deploys.
+
+The google provider is not on these machines, so `terraform init` and `validate`
+cannot run here. What can, does: `terraform fmt`, `terraform test` on the
+variables alone (a module without providers), python-hcl2 reading every file so
+that the tests can hold the Terraform to the code (entry points, topics, the
+settings each function reads, the Scheduler jobs), checkov from its own
+virtualenv with no network, and the guard of `make deploy`.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import dataclasses
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cartcast import events, settings
+from infra import deploy_guard
+
+REPO = Path(__file__).resolve().parents[1]
+TERRAFORM = REPO / "terraform"
+MAIN = REPO / "functions" / "main.py"
+PACKAGE = REPO / "functions" / "cartcast"
+CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Settings that only the local stand-ins use; the cloud sets none of them.
+LOCAL_ONLY = {
+    "DATABASE_URL": "the cloud connects with CLOUD_SQL_INSTANCE",
+    "CARTCAST_CLOCK": "refused in the cloud (settings._check_consistency)",
+    "CARTCAST_PUBSUB_PUSH": "the local push wiring; the cloud publishes to Pub/Sub",
+    "X_API_BASE_URL": "points tweepy at the X sandbox",
+    "GEMINI_BASE_URL": "points google-genai at the Gemini stand-in",
+    "CARTCAST_SCHEDULER_ENDPOINT": "points the pause at the Scheduler stand-in",
+}
+# What the cloud requires of every function, whatever its code reads
+# (settings._check_consistency with CARTCAST_ENV=cloud).
+CLOUD_VALUES = {"CARTCAST_ENV": "cloud", "CARTCAST_PUBSUB": "google"}
+CLOUD_REQUIRED = {"GOOGLE_CLOUD_PROJECT"}
+# Settings fields the runtime and settings modules touch for every field; the
+# fields a function reads are found in the modules its entry point reaches.
+SHARED_MODULES = {"settings", "runtime"}
+
+
+def tool_or_skip(path: str | Path | None, what: str) -> str:
+    """Return the tool's path; skip without it, but fail under CI."""
+    if path is not None and Path(path).exists():
+        return str(path)
+    message = f"{what} is not installed"
+    if IN_CI:
+        pytest.fail(f"{message}, and CI must run this check")
+    pytest.skip(message)
+
+
+def offline_env() -> dict[str, str]:
+    """The environment for Terraform and checkov: no version checks, no uploads."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(
+            ("GOOGLE_", "CLOUDSDK_", "TF_VAR_", "BC_API_KEY", "PRISMA_")
+        )
+    }
+    env.update(
+        CHECKPOINT_DISABLE="1",
+        TF_IN_AUTOMATION="1",
+        BC_SKIP_MAPPING="TRUE",
+        CHECKOV_RUN_SCA_PACKAGE_SCAN_V2="false",
+    )
+    return env
+
+
+def isolated(command: list[str]) -> list[str]:
+    """Run a command in a network namespace with loopback only, when one can be made.
+
+    CI runs the whole suite in such a namespace already; elsewhere `unshare -n`
+    needs root, `unshare -rn` user namespaces.
+    """
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return command
+    for flags in (["-n"], ["-rn"]):
+        probe = subprocess.run(
+            [unshare, *flags, "true"], capture_output=True, check=False
+        )
+        if probe.returncode == 0:
+            return [unshare, *flags, "--", *command]
+    return command
+
+
+# ---------------------------------------------------------------------------
+# Reading terraform/ and the code
+
+
+@dataclasses.dataclass
+class Tree:
+    resources: dict[tuple[str, str], dict[str, Any]]
+    data: dict[tuple[str, str], dict[str, Any]]
+    variables: dict[str, dict[str, Any]]
+    outputs: dict[str, dict[str, Any]]
+    locals: dict[str, Any]
+
+    def resource(self, kind: str, name: str) -> dict[str, Any]:
+        return self.resources[(kind, name)]
+
+
+@functools.cache
+def terraform_tree() -> Tree:
+    import hcl2
+    from hcl2 import SerializationOptions
+
+    options = SerializationOptions(
+        with_comments=False, explicit_blocks=False, strip_string_quotes=True
+    )
+    tree = Tree({}, {}, {}, {}, {})
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        parsed = hcl2.loads(path.read_text(), serialization_options=options)
+        for block in parsed.get("resource", []):
+            for kind, named in block.items():
+                for name, body in named.items():
+                    tree.resources[(kind, name)] = body
+        for block in parsed.get("data", []):
+            for kind, named in block.items():
+                for name, body in named.items():
+                    tree.data[(kind, name)] = body
+        for block in parsed.get("variable", []):
+            tree.variables.update(block)
+        for block in parsed.get("output", []):
+            tree.outputs.update(block)
+        for block in parsed.get("locals", []):
+            tree.locals.update(block)
+    return tree
+
+
+def literal(value: Any) -> Any:
+    """A quoted string as python-hcl2 leaves it inside lists: '"x"' -> 'x'."""
+    if isinstance(value, str) and len(value) > 1 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def entry_points() -> dict[str, str]:
+    """Map each function of functions/main.py to its trigger: http or cloud_event."""
+    tree = ast.parse(MAIN.read_text())
+    found = {}
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for decorator in node.decorator_list:
+            if isinstance(decorator, ast.Attribute) and decorator.attr in (
+                "http",
+                "cloud_event",
+            ):
+                found[node.name] = decorator.attr
+    return found
+
+
+def settings_env_names() -> dict[str, list[str]]:
+    """Map each Settings field to the environment variables settings.load reads
+    for it, from the source of load()."""
+    tree = ast.parse((PACKAGE / "settings.py").read_text())
+    load = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name == "load"
+    )
+    assigned: dict[str, list[str]] = {}
+    names: dict[str, list[str]] = {}
+    for node in ast.walk(load):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            assigned[node.targets[0].id] = env_constants(node.value)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Settings":
+            for keyword in node.keywords:
+                value = keyword.value
+                found = env_constants(value)
+                if isinstance(value, ast.Name):
+                    found = assigned.get(value.id, [])
+                names[keyword.arg] = found[:1]
+    # The price table is read in a loop, one variable per call class.
+    names["x_prices_usd"] = [
+        f"CARTCAST_X_PRICE_{price_class.upper()}_USD"
+        for price_class in settings.X_PRICES_USD
+    ]
+    return names
+
+
+def env_constants(node: ast.AST) -> list[str]:
+    return [
+        constant.value
+        for constant in ast.walk(node)
+        if isinstance(constant, ast.Constant)
+        and isinstance(constant.value, str)
+        and re.fullmatch(r"[A-Z][A-Z0-9_]+", constant.value)
+    ]
+
+
+def cartcast_imports(tree: ast.AST) -> set[str]:
+    """Name the cartcast modules a piece of code imports, at any depth."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "cartcast":
+                found |= {alias.name for alias in node.names}
+            elif node.module.startswith("cartcast."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("cartcast."):
+                    found.add(alias.name.split(".")[1])
+    return {name for name in found if (PACKAGE / f"{name}.py").exists()}
+
+
+def modules_reached(function: str) -> set[str]:
+    """Name every cartcast module the entry point can import: main.py's own
+    imports, those of the helpers it calls, and theirs in turn."""
+    tree = ast.parse(MAIN.read_text())
+    defs = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    module_level = ast.Module(
+        body=[node for node in tree.body if not isinstance(node, ast.FunctionDef)],
+        type_ignores=[],
+    )
+    called, pending = set(), [function]
+    while pending:
+        name = pending.pop()
+        if name in called:
+            continue
+        called.add(name)
+        pending += [
+            node.id
+            for node in ast.walk(defs[name])
+            if isinstance(node, ast.Name) and node.id in defs
+        ]
+    modules = cartcast_imports(module_level)
+    for name in called:
+        modules |= cartcast_imports(defs[name])
+    pending = list(modules)
+    while pending:
+        module = pending.pop()
+        source = ast.parse((PACKAGE / f"{module}.py").read_text())
+        for imported in cartcast_imports(source) - modules:
+            modules.add(imported)
+            pending.append(imported)
+    return modules
+
+
+def runtime_accessors(fields: set[str]) -> dict[str, set[str]]:
+    """Map each member of runtime.Runtime to the settings fields it reads,
+    through the members it uses in turn (gemini_classifier uses gemini)."""
+    tree = ast.parse((PACKAGE / "runtime.py").read_text())
+    runtime_class = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and node.name == "Runtime"
+    )
+    members = {
+        node.name: node
+        for node in runtime_class.body
+        if isinstance(node, ast.FunctionDef)
+    }
+    direct = {
+        name: {a.attr for a in ast.walk(node) if isinstance(a, ast.Attribute)}
+        for name, node in members.items()
+    }
+    reads = {}
+    for name in members:
+        seen, pending, found = set(), [name], set()
+        while pending:
+            member = pending.pop()
+            if member in seen:
+                continue
+            seen.add(member)
+            found |= direct[member] & fields
+            pending += [m for m in direct[member] if m in members]
+        reads[name] = found
+    return reads
+
+
+@functools.cache
+def fields_read_by(function: str) -> frozenset[str]:
+    """The Settings fields the entry point's code reads."""
+    fields = {field.name for field in dataclasses.fields(settings.Settings)}
+    accessors = runtime_accessors(fields)
+    read = set(accessors["__init__"])
+    for module in modules_reached(function) - SHARED_MODULES:
+        source = ast.parse((PACKAGE / f"{module}.py").read_text())
+        attributes = {a.attr for a in ast.walk(source) if isinstance(a, ast.Attribute)}
+        read |= attributes & fields
+        for member, member_reads in accessors.items():
+            if member in attributes:
+                read |= member_reads
+    return frozenset(read)
+
+
+def env_read_by(function: str) -> set[str]:
+    names = settings_env_names()
+    return {env for field in fields_read_by(function) for env in names[field]}
+
+
+def env_without_default() -> set[str]:
+    """The variables whose Settings field has no default (None)."""
+    names = settings_env_names()
+    return {
+        env
+        for field in dataclasses.fields(settings.Settings)
+        if field.default is None
+        for env in names[field.name]
+    }
+
+
+def wired_env(function: str) -> set[str]:
+    """The variables Terraform sets on one function: the common set, its own
+    database user, its own wiring and its secrets."""
+    tree = terraform_tree()
+    function_resource = tree.resource("google_cloudfunctions2_function", "function")
+    service = function_resource["service_config"][0]
+    expression = service["environment_variables"]
+    assert "local.common_env" in expression
+    assert "local.function_env[each.key]" in expression
+    assert "DB_USER = google_sql_user.function[each.key].name" in expression
+    wired = set(tree.locals["common_env"]) | {"DB_USER"}
+    wired |= set(tree.locals["function_env"][function])
+    wired |= {literal(env) for env in tree.locals["function_secrets"][function]}
+    return wired
+
+
+def secret_env(function: str) -> set[str]:
+    return {
+        literal(env) for env in terraform_tree().locals["function_secrets"][function]
+    }
+
+
+# ---------------------------------------------------------------------------
+# Formatting, and the variables' validation blocks
+
+
+def test_terraform_files_are_formatted() -> None:
+    terraform = tool_or_skip(shutil.which("terraform"), "terraform")
+
+    result = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", "terraform", "tests"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=offline_env(),
+        check=False,
+    )
+
+    assert result.returncode == 0, f"run terraform fmt -recursive:\n{result.stdout}"
+
+
+def test_variable_validations_refuse_bad_values(tmp_path: Path) -> None:
+    # variables.tf alone is a module without providers: `terraform init` needs no
+    # registry, and each run of the test file plans with one bad value.
+    terraform = tool_or_skip(shutil.which("terraform"), "terraform")
+    shutil.copy(TERRAFORM / "variables.tf", tmp_path / "variables.tf")
+    (tmp_path / "tests").mkdir()
+    shutil.copy(
+        REPO / "tests" / "terraform" / "variables.tftest.hcl",
+        tmp_path / "tests" / "variables.tftest.hcl",
+    )
+
+    outcomes = []
+    for command in (["init", "-input=false", "-backend=false"], ["test"]):
+        outcomes.append(
+            subprocess.run(
+                isolated([terraform, f"-chdir={tmp_path}", *command, "-no-color"]),
+                capture_output=True,
+                text=True,
+                env=offline_env(),
+                check=False,
+            )
+        )
+
+    for result in outcomes:
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"Success! (\d+) passed, 0 failed", outcomes[1].stdout)
+
+
+def test_every_variable_is_typed_and_described_and_every_output_described() -> None:
+    tree = terraform_tree()
+
+    untyped = [name for name, body in tree.variables.items() if "type" not in body]
+    undescribed = [
+        name
+        for name, body in {**tree.variables, **tree.outputs}.items()
+        if not str(body.get("description", "")).strip()
+    ]
+
+    assert untyped == []
+    assert undescribed == []
+
+
+def test_enums_regions_schedules_and_time_zones_have_validations() -> None:
+    tree = terraform_tree()
+    validated = {name for name, body in tree.variables.items() if "validation" in body}
+
+    assert {
+        "project_id",
+        "region",
+        "time_zone",
+        "schedules",
+        "log_level",
+        "database_version",
+        "database_availability",
+        "functions",
+        "settings",
+    } <= validated
+
+
+# ---------------------------------------------------------------------------
+# The functions against functions/main.py
+
+
+def test_every_entry_point_has_a_function_resource() -> None:
+    tree = terraform_tree()
+    function = tree.resource("google_cloudfunctions2_function", "function")
+
+    assert set(tree.locals["functions"]) == set(entry_points())
+    assert function["for_each"] == "${local.functions}"
+    assert function["build_config"][0]["entry_point"] == "${each.key}"
+    assert function["build_config"][0]["runtime"] == "python311"
+    sizes = tree.variables["functions"]["default"]
+    assert set(sizes) == set(entry_points())
+
+
+def test_functions_are_built_from_one_archive_named_by_its_content() -> None:
+    tree = terraform_tree()
+    source = tree.resource("google_cloudfunctions2_function", "function")[
+        "build_config"
+    ][0]["source"][0]["storage_source"][0]
+    archive = tree.resource("google_storage_bucket_object", "functions")
+
+    assert source["object"] == "${google_storage_bucket_object.functions.name}"
+    assert "${data.archive_file.functions.output_sha256}" in archive["name"]
+    assert tree.data[("archive_file", "functions")]["source_dir"].endswith(
+        "/../functions"
+    )
+
+
+def test_http_functions_are_clients_and_event_functions_are_not() -> None:
+    tree = terraform_tree()
+
+    clients = {
+        name
+        for name, attributes in tree.locals["functions"].items()
+        if attributes["clients"] is True
+    }
+
+    assert clients == {
+        name for name, trigger in entry_points().items() if trigger == "http"
+    }
+
+
+def test_each_function_and_push_identity_has_its_own_service_account() -> None:
+    tree = terraform_tree()
+    function = tree.resource("google_cloudfunctions2_function", "function")
+    shorts = [attributes["short"] for attributes in tree.locals["functions"].values()]
+
+    assert (
+        function["service_config"][0]["service_account_email"]
+        == "${google_service_account.function[each.key].email}"
+    )
+    assert len(set(shorts)) == len(shorts)
+    # name_prefix is at most 12 characters; "-push-" and the longest short name
+    # must keep a service account ID within 30.
+    assert max(len(short) for short in shorts) + 12 + len("-push-") <= 30
+
+
+# ---------------------------------------------------------------------------
+# Settings: every variable a function's code reads is set on it
+
+
+def test_settings_names_are_derived_from_settings_py() -> None:
+    names = settings_env_names()
+
+    # Every field is read from at least one variable, and the table is complete.
+    assert all(names[field.name] for field in dataclasses.fields(settings.Settings))
+    assert "CARTCAST_ENV" in names["environment"]
+    assert "CARTCAST_X_PRICE_POST_WITH_URL_USD" in names["x_prices_usd"]
+
+
+def test_every_setting_without_default_that_a_function_reads_is_set_on_it() -> None:
+    missing = {}
+    for function in entry_points():
+        needed = (env_read_by(function) & env_without_default()) - set(LOCAL_ONLY)
+        needed |= set(CLOUD_VALUES) | CLOUD_REQUIRED
+        unset = needed - wired_env(function)
+        if unset:
+            missing[function] = sorted(unset)
+
+    assert missing == {}
+
+
+def test_the_cloud_values_are_set_on_every_function() -> None:
+    common = terraform_tree().locals["common_env"]
+
+    for name, value in CLOUD_VALUES.items():
+        assert common[name] == value
+    assert common["GOOGLE_CLOUD_PROJECT"] == "${var.project_id}"
+    assert common["CLOUD_SQL_INSTANCE"] == (
+        "${google_sql_database_instance.main.connection_name}"
+    )
+
+
+def test_no_function_gets_a_setting_its_code_does_not_read() -> None:
+    extra = {}
+    for function in entry_points():
+        read = env_read_by(function) | set(CLOUD_VALUES) | CLOUD_REQUIRED
+        # DB_NAME and DB_IAM_AUTH are read through the database connection.
+        unread = wired_env(function) - read - {"DB_NAME", "DB_IAM_AUTH", "LOG_LEVEL"}
+        if unread:
+            extra[function] = sorted(unread)
+
+    assert extra == {}
+
+
+def test_secrets_reach_only_the_functions_whose_code_reads_them() -> None:
+    tree = terraform_tree()
+
+    for function in entry_points():
+        secrets = secret_env(function)
+        read = env_read_by(function)
+        assert secrets <= read, function
+        assert secrets <= set(tree.locals["secrets"])
+        # A secret the code reads is never in plain environment variables.
+        assert not secrets & set(tree.locals["function_env"][function])
+
+
+def test_local_only_settings_are_never_set_in_the_cloud() -> None:
+    refused = variable_validation_text("settings")
+
+    for function in entry_points():
+        assert not wired_env(function) & set(LOCAL_ONLY)
+    for name in LOCAL_ONLY:
+        assert f'"{name}"' in refused or name in refused, name
+
+
+def test_tuning_settings_refuse_what_terraform_wires_and_the_secrets() -> None:
+    refused = variable_validation_text("settings")
+    tree = terraform_tree()
+    wired = set(tree.locals["common_env"]) | {"DB_USER"} | set(tree.locals["secrets"])
+    for env in tree.locals["function_env"].values():
+        wired |= set(env)
+
+    assert [name for name in sorted(wired) if name not in refused] == []
+
+
+def variable_validation_text(name: str) -> str:
+    validations = terraform_tree().variables[name]["validation"]
+    return json.dumps(validations)
+
+
+# ---------------------------------------------------------------------------
+# Topics, subscriptions and Scheduler jobs
+
+
+def published_topic_settings() -> set[str]:
+    """The settings fields that name a topic the code publishes to:
+    `publisher.publish(runtime.settings.<field>, ...)` anywhere in the package."""
+    found = set()
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "publish"
+                and node.args
+                and isinstance(node.args[0], ast.Attribute)
+            ):
+                found.add(node.args[0].attr)
+    return found
+
+
+def test_every_topic_the_code_publishes_to_exists() -> None:
+    tree = terraform_tree()
+    names = settings_env_names()
+    topic_fields = published_topic_settings()
+
+    assert topic_fields == {"mentions_topic"}
+    for field in topic_fields:
+        env = names[field][0]
+        publishers = [f for f in entry_points() if field in fields_read_by(f)]
+        for function in publishers:
+            wired = tree.locals["function_env"][function][env]
+            match = re.fullmatch(
+                r"\$\{google_pubsub_topic\.topic\[\"(\w+)\"\]\.name\}", wired
+            )
+            assert match, (function, env, wired)
+            topic_key = match.group(1)
+            assert topic_key in tree.locals["topics"]
+            # The default prefix gives the topic the name the code defaults to.
+            default_name = tree.locals["topics"][topic_key].replace(
+                "${var.name_prefix}", tree.variables["name_prefix"]["default"]
+            )
+            field_default = next(
+                f.default
+                for f in dataclasses.fields(settings.Settings)
+                if f.name == field
+            )
+            assert default_name == field_default
+
+
+def test_only_poll_mentions_may_publish_mentions() -> None:
+    tree = terraform_tree()
+    grant = tree.resource("google_pubsub_topic_iam_member", "poll_publishes_mentions")
+    publishers = [f for f in entry_points() if "mentions_topic" in fields_read_by(f)]
+
+    assert publishers == ["poll_mentions"]
+    assert grant["topic"] == '${google_pubsub_topic.topic["mentions"].id}'
+    assert grant["member"] == (
+        '${google_service_account.function["poll_mentions"].member}'
+    )
+
+
+def test_every_scheduler_job_targets_an_existing_topic_a_function_receives() -> None:
+    tree = terraform_tree()
+    job = tree.resource("google_cloud_scheduler_job", "tick")
+    subscriptions = tree.locals["subscriptions"]
+
+    assert job["for_each"] == "${local.scheduler_jobs}"
+    target = job["pubsub_target"][0]
+    assert target["topic_name"] == "${google_pubsub_topic.topic[each.value.topic].id}"
+    for name, scheduled in tree.locals["scheduler_jobs"].items():
+        assert scheduled["topic"] in tree.locals["topics"], name
+        receivers = [
+            s["function"]
+            for s in subscriptions.values()
+            if s["topic"] == scheduled["topic"]
+        ]
+        assert len(receivers) == 1, name
+        assert entry_points()[receivers[0]] == "cloud_event"
+
+
+def test_scheduler_jobs_match_what_the_local_stand_ins_send() -> None:
+    from infra import local_cloud
+
+    tree = terraform_tree()
+    jobs = tree.locals["scheduler_jobs"]
+    topics = {
+        key: name.replace("${var.name_prefix}", "cartcast")
+        for key, name in tree.locals["topics"].items()
+    }
+    receiver = {
+        s["topic"]: s["function"] for s in tree.locals["subscriptions"].values()
+    }
+
+    # Ticks go to topic cartcast-<function>; the sweep's to its own, with its payload.
+    for key, job in jobs.items():
+        if key == "sweep":
+            assert topics[job["topic"]] == local_cloud.SWEEP_TOPIC
+            assert job["payload"] == local_cloud.SWEEP_PAYLOAD
+        else:
+            assert topics[job["topic"]] == f"cartcast-{receiver[job['topic']]}"
+    assert topics["mentions"] == local_cloud.MENTIONS_TOPIC
+    # Every scheduled function has a job, and the publish function two.
+    scheduled = sorted(receiver[job["topic"]] for job in jobs.values())
+    assert scheduled == sorted(
+        [
+            "publish_due_posts",
+            "publish_due_posts",
+            "poll_mentions",
+            "rollup_kpis",
+            "drain_caption_jobs",
+        ]
+    )
+
+
+def test_the_pause_names_the_publish_and_sweep_jobs() -> None:
+    env = terraform_tree().locals["function_env"]["api"]
+
+    assert env["CARTCAST_SCHEDULER_JOB"] == (
+        '${google_cloud_scheduler_job.tick["publish"].id}'
+    )
+    assert env["CARTCAST_SWEEP_SCHEDULER_JOB"] == (
+        '${google_cloud_scheduler_job.tick["sweep"].id}'
+    )
+
+
+def test_every_event_function_receives_through_a_cartcast_push_subscription() -> None:
+    tree = terraform_tree()
+    subscribed = {s["function"] for s in tree.locals["subscriptions"].values()}
+
+    events_only = {
+        name for name, trigger in entry_points().items() if trigger == "cloud_event"
+    }
+    assert subscribed == events_only
+    # No Eventarc trigger: its subscription could not carry a dead-letter topic.
+    function = tree.resource("google_cloudfunctions2_function", "function")
+    assert "event_trigger" not in function
+
+
+def test_push_subscriptions_have_oidc_retry_policy_and_dead_letter_topic() -> None:
+    tree = terraform_tree()
+    push = tree.resource("google_pubsub_subscription", "push")
+
+    assert push["for_each"] == "${local.subscriptions}"
+    oidc = push["push_config"][0]["oidc_token"][0]
+    assert oidc["service_account_email"] == (
+        "${google_service_account.push[each.value.function].email}"
+    )
+    assert "service_config[0].uri" in oidc["audience"]
+    assert push["retry_policy"][0]["minimum_backoff"]
+    assert push["retry_policy"][0]["maximum_backoff"]
+    dead_letter = push["dead_letter_policy"][0]
+    assert dead_letter["dead_letter_topic"] == "${google_pubsub_topic.dead_letter.id}"
+    assert dead_letter["max_delivery_attempts"] == "${var.max_delivery_attempts}"
+    # A dead letter is kept: the dead-letter topic has a subscription.
+    kept = tree.resource("google_pubsub_subscription", "dead_letter")
+    assert kept["topic"] == "${google_pubsub_topic.dead_letter.id}"
+
+
+def test_dead_lettering_has_the_pubsub_service_agents_rights() -> None:
+    tree = terraform_tree()
+    agent = "${local.pubsub_service_agent}"
+    publisher = tree.resource(
+        "google_pubsub_topic_iam_member", "pubsub_agent_dead_letter_publisher"
+    )
+    subscriber = tree.resource(
+        "google_pubsub_subscription_iam_member", "pubsub_agent_dead_letter_subscriber"
+    )
+
+    assert (
+        "gcp-sa-pubsub.iam.gserviceaccount.com" in tree.locals["pubsub_service_agent"]
+    )
+    assert (publisher["role"], publisher["member"]) == ("roles/pubsub.publisher", agent)
+    assert publisher["topic"] == "${google_pubsub_topic.dead_letter.id}"
+    assert (subscriber["role"], subscriber["member"]) == (
+        "roles/pubsub.subscriber",
+        agent,
+    )
+    assert subscriber["for_each"] == "${local.subscriptions}"
+    assert subscriber["subscription"] == (
+        "${google_pubsub_subscription.push[each.key].id}"
+    )
+
+
+def test_tick_messages_carry_a_body() -> None:
+    # functions-framework recognises a push as a Pub/Sub message only with data.
+    tree = terraform_tree()
+    target = tree.resource("google_cloud_scheduler_job", "tick")["pubsub_target"][0]
+
+    assert target["data"] == "${base64encode(jsonencode(each.value.payload))}"
+    assert all(job["payload"] for job in tree.locals["scheduler_jobs"].values())
+
+
+def test_a_push_to_the_function_url_arrives_as_the_event_the_code_decodes(
+    tmp_path: Path,
+) -> None:
+    # What a cartcast push subscription posts (Pub/Sub's push body, to the URL plus
+    # the topic's path) must reach a cloud_event function as the CloudEvent that
+    # events.decode reads, as an Eventarc trigger's would.
+    from functions_framework import create_app
+
+    source = tmp_path / "receiver.py"
+    source.write_text(
+        "import functions_framework\n"
+        "received = []\n\n\n"
+        "@functions_framework.cloud_event\n"
+        "def receive(cloud_event):\n"
+        "    received.append(cloud_event)\n"
+    )
+    push = terraform_tree().resource("google_pubsub_subscription", "push")
+    endpoint = push["push_config"][0]["push_endpoint"]
+    path = endpoint.split("}", 1)[1]
+    path = path.replace("${var.project_id}", "shop-project").replace(
+        "${local.topics[each.value.topic]}", "cartcast-mentions"
+    )
+    ids = ["0b5f5e1c-2f6a-4d43-9a37-1c1f0e6f2a10"]
+    body = {
+        "message": {
+            "data": base64.b64encode(
+                json.dumps({"mention_ids": ids}).encode()
+            ).decode(),
+            "messageId": "1234567890",
+            "publishTime": "2026-03-02T08:00:00.123Z",
+            "attributes": {},
+        },
+        "subscription": "projects/shop-project/subscriptions/cartcast-mentions-push",
+    }
+    app = create_app("receive", str(source), "cloudevent")
+
+    response = app.test_client().post(path, json=body)
+
+    assert response.status_code == 200
+    event = _received_event(source)
+    message = events.decode(event)
+    assert message.event_id == "1234567890"
+    assert message.payload == {"mention_ids": ids}
+    assert event["source"].endswith("/projects/shop-project/topics/cartcast-mentions")
+
+
+def _received_event(source: Path) -> Any:
+    for module in sys.modules.values():
+        if getattr(module, "__file__", None) == str(source):
+            return module.received[-1]
+    raise AssertionError("the function received nothing")
+
+
+# ---------------------------------------------------------------------------
+# Ingress and invokers
+
+
+def test_event_functions_take_internal_traffic_from_their_push_identity_only() -> None:
+    tree = terraform_tree()
+    function = tree.resource("google_cloudfunctions2_function", "function")
+    invoker = tree.resource("google_cloud_run_v2_service_iam_member", "push_invoker")
+
+    assert function["service_config"][0]["ingress_settings"] == (
+        '${each.value.clients ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"}'
+    )
+    assert invoker["for_each"] == "${local.event_functions}"
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "${google_service_account.push[each.key].member}"
+
+
+def test_no_public_invoker_but_on_api_and_generate_caption() -> None:
+    tree = terraform_tree()
+    public = [
+        key
+        for key, body in tree.resources.items()
+        if body.get("member") in ("allUsers", "allAuthenticatedUsers")
+        or "allUsers" in json.dumps(body.get("members", []))
+    ]
+
+    assert public == [("google_cloud_run_v2_service_iam_member", "clients_invoke")]
+    clients = tree.resource("google_cloud_run_v2_service_iam_member", "clients_invoke")
+    assert "if f.clients" in clients["for_each"]
+
+
+def test_every_role_granted_is_explained_by_a_comment() -> None:
+    # Read the raw text: each resource granting a role has a comment just above.
+    text = "\n".join(path.read_text() for path in sorted(TERRAFORM.glob("*.tf")))
+    blocks = re.finditer(r'((?:^#.*\n)*)resource "(\w+_iam_\w+)" "(\w+)"', text, re.M)
+
+    unexplained = [
+        f"{kind}.{name}"
+        for comment, kind, name in (m.groups() for m in blocks)
+        if not comment.strip()
+    ]
+
+    assert unexplained == []
+
+
+def test_publish_alerts_match_the_log_lines_the_code_writes() -> None:
+    tree = terraform_tree()
+    runs = tree.resource("google_logging_metric", "publish_runs")["filter"]
+    missed = tree.resource("google_logging_metric", "missed_posts")["filter"]
+    sweeping_source = (PACKAGE / "sweeping.py").read_text()
+    alert_field = re.search(r'alert="(\w+)"', sweeping_source)
+
+    # main._done logs f"{function} done"; the sweep's outcome carries "missed".
+    assert 'f"{function} done"' in MAIN.read_text()
+    assert 'jsonPayload.message=\\"publish_due_posts done\\"' in json.dumps(runs)
+    assert '"missed": len(missed)' in sweeping_source
+    assert "NOT jsonPayload.missed:*" in runs
+    assert alert_field and f'jsonPayload.alert=\\"{alert_field.group(1)}\\"' in (
+        json.dumps(missed)
+    )
+
+
+# ---------------------------------------------------------------------------
+# The database and the migrations job
+
+
+def test_migrations_job_runs_cartcast_migrate_as_its_own_account() -> None:
+    tree = terraform_tree()
+    job = tree.resource("google_cloud_run_v2_job", "migrate")
+    task = job["template"][0]["template"][0]
+    script = tree.locals["migrate_script"]
+    env = {item["name"]: item["value"] for item in task["containers"][0]["env"]}
+
+    assert task["service_account"] == "${google_service_account.migrate.email}"
+    assert "python -m cartcast.migrate --sql-dir" in script
+    assert "${google_storage_bucket_object.functions.name}" in script
+    assert "${google_storage_bucket_object.sql.name}" in script
+    assert env["DB_USER"] == "${google_sql_user.migrate.name}"
+    assert env["CARTCAST_ENV"] == "cloud"
+    assert not set(env) & set(LOCAL_ONLY)
+
+
+def test_database_users_authenticate_with_iam_and_have_no_password() -> None:
+    tree = terraform_tree()
+    users = [
+        body for (kind, _), body in tree.resources.items() if kind == "google_sql_user"
+    ]
+    instance = tree.resource("google_sql_database_instance", "main")["settings"][0]
+    flags = {flag["name"]: flag["value"] for flag in instance["database_flags"]}
+
+    assert users and all(u["type"] == "CLOUD_IAM_SERVICE_ACCOUNT" for u in users)
+    assert not any("password" in u for u in users)
+    assert flags["cloudsql.iam_authentication"] == "on"
+    assert tree.locals["common_env"]["DB_IAM_AUTH"] == "true"
+
+
+def test_cloud_sql_keeps_backups_and_point_in_time_recovery() -> None:
+    tree = terraform_tree()
+    instance = tree.resource("google_sql_database_instance", "main")
+    backup = instance["settings"][0]["backup_configuration"][0]
+
+    assert backup["enabled"] is True
+    assert backup["point_in_time_recovery_enabled"] is True
+    assert instance["deletion_protection"] == "${var.deletion_protection}"
+    assert tree.variables["deletion_protection"]["default"] is True
+
+
+# ---------------------------------------------------------------------------
+# checkov, secrets, and the deploy guard
+
+
+def test_checkov_finds_nothing_and_every_skip_gives_its_reason() -> None:
+    checkov = tool_or_skip(CHECKOV, "checkov (make install builds .venv-checkov)")
+
+    result = subprocess.run(
+        isolated(
+            [
+                checkov,
+                "--directory",
+                str(TERRAFORM),
+                "--framework",
+                "terraform",
+                "secrets",
+                "--skip-download",
+                "--output",
+                "json",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        env=offline_env(),
+        cwd=REPO,
+        check=False,
+    )
+
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [
+        (check["check_id"], check["resource"])
+        for report in reports
+        for check in report["results"].get("failed_checks", [])
+    ]
+    assert failed == []
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sum(report["summary"]["passed"] for report in reports) > 50
+    skips = re.findall(
+        r"#checkov:skip=(\S+?):(.*)$",
+        "\n".join(p.read_text() for p in TERRAFORM.glob("*.tf")),
+        re.M,
+    )
+    assert skips and all(len(reason.strip()) > 20 for _, reason in skips)
+    # Offline: checkov says nothing of reaching a platform or a registry.
+    assert not re.search(r"(?i)connection|max retries|resolve", result.stderr)
+
+
+# Shapes of real credentials: a Google API key, a private key, an X bearer token,
+# a password or key assigned a literal value.
+SECRET_SHAPES = [
+    re.compile(r"AIza[0-9A-Za-z_-]{30,}"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"AAAAAAAAAAAAAAAAAAAAA[0-9A-Za-z%]{20,}"),
+    re.compile(r"(?i)\b(password|secret_data|api_key|token)\s*=\s*\"[^\"$]{6,}\""),
+]
+
+
+def test_no_secret_value_in_terraform_files_or_examples() -> None:
+    files = [*TERRAFORM.glob("*.tf"), *TERRAFORM.glob("*.tfvars*")]
+    files += [*(REPO / "tests" / "terraform").glob("*.hcl")]
+    tree = terraform_tree()
+
+    found = [
+        (path.name, shape.pattern)
+        for path in files
+        for shape in SECRET_SHAPES
+        if shape.search(path.read_text())
+    ]
+
+    assert found == []
+    # Terraform creates secrets empty; a version would put the value in the state.
+    assert not [kind for kind, _ in tree.resources if "secret_version" in kind]
+
+
+def test_variables_that_could_hold_a_secret_are_sensitive_and_outputs_hold_none() -> (
+    None
+):
+    tree = terraform_tree()
+    secretive = re.compile(r"(?i)(key|secret|token|password|credential)")
+
+    # Names that say "secret" but hold none: which version of each secret to read.
+    not_secrets = {"secret_versions"}
+
+    unmarked = [
+        name
+        for name, body in tree.variables.items()
+        if secretive.search(name)
+        and name not in not_secrets
+        and body.get("sensitive") is not True
+    ]
+    leaking = [
+        name
+        for name, body in tree.outputs.items()
+        if re.search(r"secret_data|\.payload|GEMINI_API_KEY =", json.dumps(body))
+    ]
+
+    assert unmarked == []
+    assert leaking == []
+
+
+def test_deploy_guard_names_every_unset_variable_before_terraform_runs(
+    tmp_path: Path,
+) -> None:
+    # A terraform and a gcloud on PATH that record being called: the guard must
+    # stop make before either runs.
+    calls = tmp_path / "calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("terraform", "gcloud"):
+        fake = bin_dir / tool
+        fake.write_text(f'#!/bin/sh\necho {tool} "$@" >> {calls}\nexit 1\n')
+        fake.chmod(0o755)
+    var_file = tmp_path / "deploy.tfvars"
+    var_file.write_text('region = "europe-west1"\n')
+    env = {key: value for key, value in offline_env().items() if key != "MAKEFLAGS"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+
+    result = subprocess.run(
+        ["make", "--no-print-directory", "deploy", f"TFVARS={var_file}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "project_id" in result.stderr and "alert_emails" in result.stderr
+    assert "region" not in result.stderr.split("set ", 1)[1].split(" first")[0]
+    assert not calls.exists(), calls.read_text()
+
+
+def test_deploy_guard_takes_environment_variables_and_prints_no_value(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    secret_looking = "value-that-must-not-be-printed"
+    environ = {"TF_VAR_project_id": secret_looking, "TF_VAR_region": "europe-west1"}
+
+    missing = deploy_guard.missing_variables(None, environ)
+    code = deploy_guard.main([], environ)
+
+    assert missing == ["alert_emails"]
+    assert code == 2
+    captured = capsys.readouterr()
+    assert "alert_emails" in captured.err
+    assert secret_looking not in captured.err + captured.out
+
+
+def test_the_example_var_file_sets_every_required_variable() -> None:
+    example = TERRAFORM / "terraform.tfvars.example"
+
+    assert deploy_guard.missing_variables(example, {}) == []
+
+
+# ---------------------------------------------------------------------------
+# sql/024: what the functions' database users may do
+
+
+APP_ROLE = "cartcast_app"
+FUNCTION_USER = "cartcast_fn_terraform_test"
+
+
+def test_function_users_read_and_write_data_but_cannot_change_the_schema(
+    database_url: str,
+) -> None:
+    # As in the cloud after the bootstrap: cartcast_app exists, a function's user
+    # is a member, and the migrations' owner (here the test's superuser) applies
+    # sql/024. The roles are the server's, so the test removes them after.
+    import pg8000.native
+
+    from cartcast import db
+
+    options = db.parse_database_url(database_url)
+    admin = pg8000.native.Connection(**options)
+    migration = next((REPO / "sql").glob("024_*.sql")).read_text()
+    tables = [
+        row[0]
+        for row in admin.run(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+    ]
+    try:
+        admin.run(f"CREATE ROLE {APP_ROLE} NOLOGIN")
+        admin.run(f"CREATE ROLE {FUNCTION_USER} NOLOGIN IN ROLE {APP_ROLE}")
+        admin.run(migration)
+        admin.run("CREATE TABLE terraform_test_later (id bigint PRIMARY KEY)")
+
+        privileges = admin.run(
+            "SELECT t, has_table_privilege(:user, t, 'SELECT, INSERT, UPDATE, DELETE')"
+            " FROM unnest(CAST(:tables AS text[])) AS t",
+            user=FUNCTION_USER,
+            tables=[*tables, "terraform_test_later"],
+        )
+        admin.run(f"SET ROLE {FUNCTION_USER}")
+        with pytest.raises(pg8000.native.DatabaseError) as refused:
+            admin.run("CREATE TABLE terraform_test_refused (id bigint)")
+        admin.run("RESET ROLE")
+        owners = admin.run(
+            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+        )
+    finally:
+        admin.run("RESET ROLE")
+        admin.run("DROP TABLE IF EXISTS terraform_test_later")
+        for role in (FUNCTION_USER, APP_ROLE):
+            exists = admin.run("SELECT 1 FROM pg_roles WHERE rolname = :r", r=role)
+            if exists:
+                admin.run(f"DROP OWNED BY {role}")
+                admin.run(f"DROP ROLE {role}")
+        admin.close()
+
+    assert tables and all(allowed for _, allowed in privileges), privileges
+    assert refused.value.args[0]["C"] == "42501"  # insufficient_privilege
+    assert [owner for (owner,) in owners] == [options["user"]]
