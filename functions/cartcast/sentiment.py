@@ -94,7 +94,7 @@ if TYPE_CHECKING:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 # Bump when any rule, list or threshold below changes: stored scores name their version.
-SCORER_VERSION = "vader-3.3.2+cartcast.4"
+SCORER_VERSION = "vader-3.3.2+cartcast.5"
 
 POSITIVE_FROM = 0.3
 NEGATIVE_TO = -0.1
@@ -460,6 +460,18 @@ FED_UP = re.compile(
     r"|ridiculous|absurd|useless)\b"
 )
 
+# Words inside a name carry no feeling: "Good Friday", "Grateful Dead", "Super
+# Eagles", a "Sweet Dreams Pillow". A run of two or more Title Case words in a
+# sentence is read as a name and its lexicon words are dropped before VADER reads
+# it; the run's first word stays when it opens a sentence ("Love The Lamp" is
+# not a name), and a text mostly in Title Case is a headline and left whole.
+# Chosen on the even tweet lines: +0.009 and +0.015 on their two halves.
+TITLE_RUN = re.compile(
+    r"(?<![\w'])[A-Z][a-z]+(?:['\u2019]s)?(?:\s+[A-Z][a-z]+(?:'s)?)+\b"
+)
+TITLE_WORD = re.compile(r"(?<![\w'])[A-Z][a-z]+\b")
+HEADLINE_TITLE_SHARE = 0.6
+
 URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)
 HANDLE = re.compile(r"(?<![\w@])@\w{1,15}\b")
 HASHTAG = re.compile(r"(?<![\w#&])#(\w+)")
@@ -501,6 +513,7 @@ def score_mention(text: str) -> MentionScore:
     vader_text = normalised
     if NEUTRAL_PHRASES_GATE.search(lowered):
         vader_text = NEUTRAL_PHRASES.sub(" ", normalised)
+    vader_text = _without_feeling_in_names(vader_text)
     compound = _vader_compound(vader_text, negated=bool(NEGATION.search(lowered)))
     adjustments: list[str] = []
     if cues.spam:
@@ -532,6 +545,31 @@ def _normalise(text: str) -> str:
     text = URL.sub(" ", text)
     text = HANDLE.sub(" ", text)
     return " ".join(text.split())
+
+
+def _without_feeling_in_names(text: str) -> str:
+    """Drop the lexicon words of Title Case runs, which are names, not feelings."""
+    runs = TITLE_RUN.findall(text)
+    if not runs:
+        return text
+    if len(TITLE_WORD.findall(text)) > HEADLINE_TITLE_SHARE * len(text.split()):
+        return text
+
+    lexicon = _analyser().lexicon
+    return TITLE_RUN.sub(lambda run: _name_without_feeling(run, lexicon), text)
+
+
+def _name_without_feeling(run: re.Match[str], lexicon: dict[str, float]) -> str:
+    words = run.group(0).split()
+    before = run.string[: run.start()].rstrip()
+    opens_sentence = not before or before[-1] in '.!?:"\u201c'
+    kept = [words[0]] if opens_sentence else []
+    kept += [
+        word
+        for word in words[len(kept) :]
+        if word.lower().removesuffix("'s") not in lexicon
+    ]
+    return " ".join(kept)
 
 
 def _unescape_json(match: re.Match[str]) -> str:
