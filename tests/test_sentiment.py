@@ -395,9 +395,11 @@ GATE_PROBES = (
     "it shrank, smells of chemicals and looks nothing like the photos",
     "never shopping here again, not happy, sort it out. seriously?",
 )
-TRIAGE_MENTIONS = json.loads(
-    (REPO / "tests" / "data" / "triage_mentions.json").read_text(encoding="utf-8")
-)
+TRIAGE_MENTIONS = [
+    mention
+    for path in sorted((REPO / "tests" / "data").glob("triage_mentions*.json"))
+    for mention in json.loads(path.read_text(encoding="utf-8"))
+]
 
 
 @pytest.mark.parametrize(("name", "patterns", "gate"), GATED_GROUPS)
