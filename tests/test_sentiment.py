@@ -363,6 +363,7 @@ def _one_score_per_intent() -> list[MentionScore]:
 
 GATED_GROUPS = (
     ("CRISIS", sentiment.CRISIS, sentiment.CRISIS_GATE),
+    ("NOT_ARRIVED", sentiment.NOT_ARRIVED, sentiment.NOT_ARRIVED_GATE),
     ("ORDER_PROBLEMS", sentiment.ORDER_PROBLEMS, sentiment.ORDER_PROBLEMS_GATE),
     ("PROBLEMS", sentiment.PROBLEMS, sentiment.PROBLEMS_GATE),
     ("SPAM_STRONG", sentiment.SPAM_STRONG, sentiment.SPAM_STRONG_GATE),

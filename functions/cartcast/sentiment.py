@@ -138,6 +138,8 @@ class _Cues:
     complaint: tuple[str, ...]
     settled: bool
     plain_question: bool
+    why_question: bool
+    request: bool
     order_reference: tuple[str, ...]
     order_context: bool
     customer_crisis: bool
@@ -180,7 +182,8 @@ def _nested(node: dict) -> str:
 CRISIS_GATE = _stems(
     "injur|hospital|care|emergency|cut |burn|allerg|reaction|anaphyla|"
     "hives|epipen|swell|swollen|law|sue|suing|attorney|legal|action|claims|"
-    "recall|unsafe|danger|hazard|toxic|poison|chok|sick|ill|fire|flame|"
+    "recall|unsafe|danger|hazard|toxic|poison|chok|made me|made us|made my|"
+    "fire|flame|"
     "explo|overheat|spark|scam|fraud|phish|stole"
 )
 CRISIS = _patterns(
@@ -206,7 +209,11 @@ CRISIS = _patterns(
 
 SPAM_STRONG_GATE = _stems(
     "follow|f4f|check|link in|dm |airdrop|presale|wallet|gain|moon|"
-    "0x|1x|2x|3x|4x|5x|6x|7x|8x|9x|earn|money|income|rich|guaranteed|trading|forex|whatsapp"
+    "0x|1x|2x|3x|4x|5x|6x|7x|8x|9x|earn|money|income|rich|guaranteed|trading|forex|"
+    "whatsapp|verify|suspended|locked|deleted|claim|been selected|winner|"
+    "retweet|rt +|rt and|rt &|like +|like and|like &|promote your|boost your|"
+    "grow your|marketing agency|we are a|for rates|shout|moq|sales@|replica|"
+    "fake|% off at|of the price|of price|recovery|lost crypto| eth| btc"
 )
 SPAM_STRONG = _patterns(
     {
@@ -222,17 +229,40 @@ SPAM_STRONG = _patterns(
         r"|\bcontact (?:him|her|them) (?:on|via) whatsapp\b",
         "followers_for_sale": r"\b(?:buy|get|want) \d+k? (?:real )?followers\b"
         r"|\b\d+k (?:real )?followers\b",
+        # Fake notices and prizes that want a click or a login.
+        "phishing": r"\bverify (?:here|now|your account|your identity)\b"
+        r"|\baccount (?:may|will|has been) (?:be )?(?:suspended|locked|deleted)\b"
+        r"|\bclaim (?:now|here|your (?:prize|reward|gift))\b"
+        r"|\byou(?:'ve| have) been selected\b",
+        "giveaway": r"\b(?:rt|retweet|like) (?:\+|and|&) follow\b"
+        r"|\bwinner (?:in|announced) \d+",
+        # Cold pitches to the shop itself: agencies, suppliers, shout-out sellers.
+        "sales_pitch": r"\b(?:promote|boost|grow) your (?:brand|business|sales|page"
+        r"|followers|store)\b|\bmarketing agency\b|\bwe are a (?:\w+ )?(?:manufacturer"
+        r"|supplier|factory|agency)\b|\bdm (?:me )?for rates\b|\bshout ?outs? from\b"
+        r"|\bmoq\b|\bsales@",
+        "counterfeit": r"\breplicas?\b|\bfake (?:designer|brand)\b|\b\d{2}% off at\b"
+        r"|\b1/\d+ of (?:the )?price\b",
+        "crypto_recovery": r"\b(?:crypto|bitcoin|btc|funds?) recovery\b|\blost crypto\b"
+        r"|\b\d+(?:\.\d+)? (?:eth|btc)\b",
     }
 )
 
 ORDER_PROBLEMS_GATE = _stems(
-    # not_arrived always holds a negation or "yet": its verbs need no stems here.
-    "never|not|n't|yet|deliver|where|"
+    "deliver|where|n't what|not what|"
     "wrong|sent|what i|paid|instead|someone|charg|bill|double|refund|money|"
     "payment|order failed|order got|order was|missing|missed|failed|happened|"
-    "when will|any update|any news|left|stolen|customs|courier|driver"
+    "when will|any update|any news|left|stolen|customs|courier|driver|"
+    "ordered|different|mismatched|odd |only refunded|only credited|only received|"
+    "only got|only been|bank|balance|points|credit|customs|duty|duties|gift wrap|"
+    "giftwrap|voucher|gift card|no confirmation|replacement|exchange|"
+    "without|returned to sender|tried to deliver"
 )
-ORDER_PROBLEMS = _patterns(
+# What never came, gated by its verbs: negations alone pass a third of all posts.
+NOT_ARRIVED_GATE = _stems(
+    "arrive|came|come|receive|deliver|shipped|dispatched|showed|show up|got|get|turn"
+)
+NOT_ARRIVED = _patterns(
     {
         "not_arrived": r"(?:\bnever|\bnot|n't|\byet to)\s+(?:(?:yet|even|been)\s+)*"
         r"(?:arrived?|came|received?|delivered|shipped|dispatched|showed up)\b"
@@ -240,6 +270,10 @@ ORDER_PROBLEMS = _patterns(
         r"(?:got|gotten|get|received)\s+(?:my|our|the|it|them|anything)\b"
         r"|\b(?:never|not|n't) (?:turned|turn|showed|show) up\b"
         r"|\b(?:missed|failed) (?:my |the )?deliver(?:y|ies)\b",
+    }
+)
+ORDER_PROBLEMS = _patterns(
+    {
         "where_is_my": r"\bwhere(?:'s| is| are)\s+(?:my|our)\b"
         r"|\bwhat happened to (?:my|our)\b|\bany (?:update|news) on (?:my|our)\b"
         r"|\bwhen will (?:my|our) (?:\w+ )?(?:order|parcel|package|delivery"
@@ -253,13 +287,29 @@ ORDER_PROBLEMS = _patterns(
         r"|\byou sent (?:me )?(?:an? |the )?size\b"
         r"|\bnot what i (?:ordered|paid for)\b|\bi paid for\b"
         r"|\binstead of (?:my|the|what)\b"
-        r"|\bsomeone else's (?:order|parcel|package)\b",
+        r"|\bsomeone else's (?:order|parcel|package)\b"
+        r"|\bordered (?:an? |the |some |\d+ )?(?:\w+ ){0,3}?(?:but )?(?:got|received"
+        r"|was sent)\b|\b(?:are|were|came|arrived|got|is) (?:in )?(?:two |2 )?"
+        r"(?:different|mismatched|odd) (?:sizes|colou?rs|shoes|boots|items|pairs)\b",
         "charged_twice": r"\b(?:charged|billed)\s+(?:me\s+|my (?:card|account)\s+)?"
         r"(?:twice|two times|double)\b|\bdouble[- ]charged\b",
+        # Money taken, or owed back, with the order not matching it.
         "payment_problem": r"\b(?:took|taken|charged) my (?:payment|money)\b"
-        r"|\bwas i charged\b|\border (?:failed|got cancelled|was cancelled)\b",
+        r"|\bwas i charged\b|\border (?:failed|got cancelled|was cancelled)\b"
+        r"|\bfailed (?:order|payment|checkout)\b|\bpayment (?:went through|was"
+        r" taken|taken|came out)\b|\bbank (?:shows|says|statement)\b"
+        r"|\b(?:been|was|were|i'm|am) (?:\w+ )?charged (?:a|an|the|in|for|extra"
+        r"|twice|again)\b|\bonly (?:been )?(?:refunded|credited|received|got)"
+        r" (?:for )?(?:one|half|part|some|\d+)\b|\b(?:balance|points|credit"
+        r"|voucher|gift card) (?:has |have )?(?:disappeared|vanished|gone|reset"
+        r"|not (?:applied|added|showing))\b|\bno confirmation\b"
+        r"|\bpoints (?:haven't|didn't|weren't|were not|have not|not) (?:been )?"
+        r"(?:added|credited|applied|showing)\b|\b(?:pay|paid|charged) (?:\w+ )?"
+        r"(?:customs|duty|duties)\b|\bgift ?wrap(?:ping)? (?:was |is )?"
+        r"(?:missing|forgotten|not)\b|\b(?:forgot|without|no) (?:the )?gift ?wrap",
         "refund_demand": r"\b(?:want|need|demand|requested|asking for"
-        r"|waiting (?:on|for))\s+(?:a|my|the)\s+refund\b|\bwant my money back\b"
+        r"|waiting (?:on|for))\s+(?:a|my|the)\s+(?:refund|replacement|exchange)\b"
+        r"|\bwant my money back\b"
         r"|\b(?:still no|no sign of (?:my|the)) refund\b",
         # Parts of an order that did not come: "the screws are missing".
         "missing_items": r"\b(?:items?|parts?|pieces?|screws?|bits?|fittings?"
@@ -270,7 +320,10 @@ ORDER_PROBLEMS = _patterns(
         "courier_problem": r"\b(?:courier|driver) (?:has no|lost|left|threw|dumped"
         r"|never|didn't|did not)\b|\bstolen (?:from|off) (?:my |our |the )?"
         r"(?:doorstep|porch|step)\b|\b(?:stuck|held) (?:in|at) customs\b"
-        r"|\bleft (?:it |them |my \w+ )?(?:outside|in the rain|on the street)\b",
+        r"|\bleft (?:it |them |my \w+ )?(?:outside|in the rain|on the street)\b"
+        r"|\breturned to sender\b|\btried to deliver\b",
+        # Time without what was bought: "another week without my boots".
+        "still_without": r"\b(?:still|another \w+|a \w+) without (?:my|our)\b",
     }
 )
 
@@ -283,7 +336,10 @@ PROBLEMS_GATE = _stems(
     "load|crash|fell|answer|repl|respon|pick|got back|call|hold|joke|shady|"
     "waste|overpriced|rip|mislead|false|overcharg|log me|logs me|impossible|"
     "error|never find|glitch|pill|faded|went flat|apart|fray|shed|downhill|"
-    "backache|back ache|waiting"
+    "backache|back ache|waiting|s day |w day |s week |w week |confirmation|"
+    "not waterproof|not warm|not breathable|soaked through|wet through|zip|seam|"
+    "sole|strap|buckle|"
+    "tracking|dispatch|shipping|told"
 )
 PROBLEMS = _patterns(
     {
@@ -298,7 +354,12 @@ PROBLEMS = _patterns(
         r"|\bfor (?:\d+|two|three|four|five|six|seven|several|a few) (?:days|weeks)"
         r" now\b|\bwaiting (?:for )?(?:\d+|two|three|four|five|six) (?:days|weeks)\b"
         r"|\bsince (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday"
-        r"|last week)\b",
+        r"|last week)\b|\b(?:day|week) (?:\d+|two|three|four|five|six|seven|eight"
+        r"|nine|ten) of waiting\b|\b(?:it's|it is|now|this is) (?:day|week) (?:\d+"
+        r"|two|three|four|five|six|seven|eight|nine|ten)\b|\bwaiting for (?:\w+ )"
+        r"{0,3}to (?:ship|arrive|dispatch|deliver|send|refund)\b|\bno (?:confirmation"
+        r"|tracking|dispatch|shipping) ?(?:email|number|info|update)?\b"
+        r"|\b(?:was|were) told (?:\d+|two|three|four|a few)\b",
         "not_working": r"\b(?:stopped|doesn't|does not|won't|isn't|not)\s+(?:working"
         r"|work|works|charging|charge|turning on|turn on|loading|load)\b"
         r"|\bcrash(?:ed|es|ing)?\b|\bfell apart\b|\blogs? me out\b|\bimpossible to"
@@ -306,7 +367,11 @@ PROBLEMS = _patterns(
         r"|\bnever finds?\b|\bglitch\w*",
         # A product that wore out: a complaint even with no order in sight.
         "wore_out": r"\bpill(?:ed|ing|s)\b|\bfaded\b|\bwent flat\b|\bcoming apart\b"
-        r"|\bfray(?:ed|ing)\b|\bshed(?:s|ding)?\b|\bgone downhill\b|\bback ?ache\b",
+        r"|\bfray(?:ed|ing)\b|\bshed(?:s|ding)?\b|\bgone downhill\b|\bback ?ache\b"
+        r"|\bleak(?:s|ing)\b|\bnot (?:waterproof|warm|breathable)\b"
+        r"|\b(?:soaked|wet) through\b|\b(?:zip|zipper|seam|seams|sole|soles|strap"
+        r"|buckle) (?:has |have )?(?:broke|broken|split|gone|came off|come off"
+        r"|snapped|fell off|peeling)\b",
         "no_response": r"\b(?:nobody|no one)\s+(?:answer|answered|answers|replied"
         r"|replies|responded|responds|picked up|picks up|got back|called back)\b"
         r"|\b(?:no|not (?:a single|one|any)) (?:reply|response|answer|callback)\b"
@@ -330,7 +395,18 @@ COMPLAINTS_GATE = _stems(
     "came apart|nothing like|not as|removed|discontinu|stopped selling|got rid|"
     "no longer|many|endless|constant|stop |unsubscrib|tone|greenwash|happy|"
     "unacceptable|shocking|appalling|disgrace|fed up|sort|do better|again|"
-    "lost a customer|last time|done with|elsewhere|seriously|understaffed"
+    "lost a customer|last time|done with|elsewhere|seriously|understaffed|"
+    "queue|one till|1 till|two till|waited|closed|holes in|hole in|so thin|"
+    "paper thin|too thin|a lie|more like|nothing like the real|costs more|"
+    "cost more|£|$|€|bag|can't find|cant find|hard to|confusing|step back|"
+    "doesn't cover|does not cover|won't cover|will not cover|didn't cover|"
+    "make up|only in|need my|sold out|not buying|not shopping|not ordering|"
+    "are you|is it just|i guess|who thought|what does it|no one|no staff|"
+    "nobody|size |sizes |sizing|fit run|fit is|fit are|run small|runs small|"
+    "run large|runs large|run big|runs big|run really|runs really|run very|"
+    "runs very|run so|runs so|size guide|size chart|much plastic|much packaging|"
+    "much cardboard|excessive|unnecessary|pointless|huge box|loyalty|reward|"
+    "points|warranty"
 )
 COMPLAINTS = _patterns(
     {
@@ -340,30 +416,60 @@ COMPLAINTS = _patterns(
         r"|customer support|support|service|staff|chat|chat ?bot|bot)"
         r" (?:is|was|are|were) (?:\w+ )?(?:awful|terrible|useless|rubbish"
         r"|shocking|appalling|a joke|non-?existent|so slow|hopeless)\b"
-        r"|\bauto[- ]?repl(?:y|ies)\b",
+        r"|\bauto[- ]?repl(?:y|ies)\b|\b(?:chat ?bot|bot|chat) (?:doesn't|can't"
+        r"|won't|keeps|just|only)\b|\b(?:no one|no staff|nobody) (?:to help|around"
+        r"|on the (?:floor|tills?))\b|\bstaff (?:were|was) (?:on their phones"
+        r"|nowhere)\b",
+        "sizing": r"\b(?:sizes?|sizing|fit) (?:runs?|are|is) (?:\w+ )?(?:small|big"
+        r"|large|tiny|huge|off|inconsistent|all over the place|a joke)\b"
+        r"|\bruns? (?:really |very |so )?(?:small|large|big)\b|\bsize (?:guide"
+        r"|chart) (?:is )?(?:wrong|useless|off|a joke)\b|\binconsistent sizing\b",
+        "packaging": r"\b(?:so much|too much|excessive|unnecessary|pointless)"
+        r" (?:plastic|packaging|cardboard)\b|\bhuge box for\b",
+        "loyalty_terms": r"\bpoints (?:expire|expired|expiring)\b|\b(?:changed"
+        r"|cut|devalued|ruined) (?:the )?(?:loyalty|rewards?|points)\b"
+        r"|\bwarranty (?:is|was) (?:useless|a joke|worthless|void)\b",
         "site_trouble": r"\b(?:site|website|app|checkout|basket|cart|page|login"
         r"|payment page) (?:is |keeps |kept )?(?:always |still )?(?:down"
         r"|crashing|freezing|failing"
         r"|broken|not loading|timing out|so slow|a mess)\b|\bcan'?t (?:log ?in"
         r"|sign in|check ?out|pay\b|add \w+ to (?:my |the )?(?:basket|cart))"
         r"|\bwon't let me\b|\b(?:code|voucher|discount) (?:doesn't|does not"
-        r"|didn't|won't|isn't|is not) (?:work|apply)",
+        r"|didn't|won't|isn't|is not) (?:work|apply)"
+        r"|\bcan'?t find anything\b|\bhard to (?:find|use|navigate)\b"
+        r"|\bconfusing\b|\bstep back(?:wards)?\b",
         "price": r"\b(?:too|so|way too|ridiculously) (?:expensive|pricey)\b"
         r"|\bdaylight robbery\b|\bprice (?:hike|increase)s?\b|\bprices? "
         r"(?:went|have gone|has gone|gone|keep going) up\b|\braised (?:your|the)"
         r" prices\b|\bshrinkflation\b|\bhidden (?:fees?|charges?|costs?)\b"
         r"|\b(?:delivery|shipping|postage|restocking|service) (?:fee|charge)s?"
-        r" (?:is|are|was|were|of)\b",
+        r" (?:is|are|was|were|of)\b|\bcosts? more than\b"
+        r"|(?<!only )(?:£|\$|€)\s?\d[\d,.]* for (?:a|an|one|the)\b"
+        r"|\bpay for (?:a |the )?(?:\w+ )?bags?\b",
         "poor_quality": r"\b(?:cheaply made|flimsy|(?:poor|bad|low|awful|terrible)"
         r" quality|quality (?:has )?(?:gone down|dropped|got worse)|wobbl(?:y|es)"
         r"|squeak(?:s|y|ing)|rust(?:ed|ing|y)|peel(?:ed|ing)|tarnish(?:ed|es)"
         r"|shr[au]nk|bobbl(?:ed|ing|es)|see[- ]through|stinks|smells? (?:awful"
         r"|weird|bad|of chemicals)|ran in the wash|came apart)\b"
         r"|\bnothing like (?:the |your )?(?:photos?|pictures?|description|ad)\b"
-        r"|\bnot as (?:described|pictured|advertised)\b",
+        r"|\bnot as (?:described|pictured|advertised)\b"
+        r"|\b(?:holes? in|(?:so|paper|too) thin|squeak|(?:is|was) a lie"
+        r"|(?:is|was|looks|feels) more like|nothing like the real)\b",
+        # The shop floor: queues, tills, closed doors.
+        # A queue is news until it is timed: "queue was 40 minutes".
+        "store": r"\bqueue (?:was |of |for )?(?:\w+ ){0,4}?(?:\d+|twenty|thirty"
+        r"|forty|an|half an) (?:min|mins|minutes|hours?)\b"
+        r"|\b(?:one|1|two|only one) tills?\b|\bwaited"
+        r" (?:\d+|over|nearly|almost|an|half) \w*\s?(?:min|mins|minutes|hours?)\b"
+        r"|\b(?:store|shop) (?:was |is )?closed\b|\bclosed (?:during|in)"
+        r" (?:\w+ )?opening\b",
         "policy": r"\b(?:you|you've|you have|why did you) (?:\w+ )?(?:removed"
         r"|discontinued|stopped selling|got rid of)\b"
-        r"|\b(?:you )?no longer (?:sell|stock|offer)\b",
+        r"|\b(?:you )?no longer (?:sell|stock|offer)\b"
+        r"|\b(?:doesn't|does not|won't|will not|didn't) cover\b|\bmake up your"
+        r" mind\b|\bonly in (?:inches|cm|us|uk|eu)\b|\bneed my (?:date of birth"
+        r"|phone number|birthday)\b|\bsold out (?:within|in) (?:an? |\d+ )?"
+        r"(?:minutes?|hours?|seconds?)\b",
         "marketing": r"\b(?:too many|so many|endless|constant) (?:\w+ )?(?:emails"
         r"|texts|notifications|ads|adverts|pop-?ups)\b|\bstop (?:sending|emailing"
         r"|texting|spamming)\b|\bunsubscrib\w*|\btone[- ]deaf\b|\bgreenwash\w*",
@@ -372,7 +478,11 @@ COMPLAINTS = _patterns(
         r"|never again|lost a customer|last time i (?:order|shop|buy|bought)\w*"
         r"|done with (?:you|this)|taking my (?:business|money) elsewhere"
         r"|understaffed)\b|\bseriously\?"
-        r"|\bnever (?:shopping|ordering|buying) (?:\w+ )?again\b",
+        r"|\bnever (?:shopping|ordering|buying) (?:\w+ )?again\b"
+        r"|\bnot (?:shopping|ordering|buying) (?:\w+ |from you )?again\b"
+        r"|\bare you (?:ok|okay|serious|kidding|joking|for real)\b"
+        r"|\bis it just me\b|\bi guess i'll\b|\bwho thought\b"
+        r"|\bwhat does it (?:even )?(?:cover|do)\b",
     }
 )
 
@@ -403,28 +513,52 @@ NO_PROBLEM = re.compile(
 # Mentions of the customer's own order: an order issue unless the text is happy.
 ORDER_REFERENCES_GATE = _stems(
     "#|order|package|parcel|deliver|shipment|refund|return|exchange|tracking|"
-    "invoice|receipt|purchase|address|send back|swap|dispatch|processing"
+    "invoice|receipt|purchase|address|send back|swap|dispatch|processing|"
+    "ticket|case |case:|case#|ref |ref:|ref#|reference|rma |rma:|rma#|"
+    "resend|re-send|awaiting|change my|change the|update my|update the|"
+    "correct my|correct the|to cancel|swap|repair|gift card|points"
 )
 ORDER_REFERENCES = _patterns(
     {
-        "order_number": r"(?<![\w&])#\s?\d{3,}\b|\border\s*(?:no\.?|number|id)?\s*"
-        r"[:#]?\s*\d{4,}\b",
+        # Shops number orders in many shapes: "#4471", "order 55102",
+        # "FW-118204", "#FW20937", "ticket 4471", "ref: AB12345".
+        "order_number": r"(?<![\w&])#\s?[a-z]{0,3}-?\d{3,}\b"
+        r"|\b(?:order|ticket|case|ref|reference|rma)(?: (?:no\.?|number|id))?"
+        r"(?: ?[:#] ?| )(?:[a-z]{1,3}-?\d{3,}|\d{4,})\b",
         "my_order": r"\bmy (?:\w+ ){0,3}?(?:order|package|parcel|delivery|shipment"
-        r"|refund|return|exchange|tracking|invoice|receipt|purchase)\b",
+        r"|refund|return|exchange|tracking|invoice|receipt|purchase|repair"
+        r"|gift card|points)\b",
         "order_change": r"\b(?:cancel|change|amend|return|exchange|track)"
         r" (?:my|an|the|this) (?:\w+ )?order\b"
         r"|\b(?:change|update|correct) (?:my|the) (?:delivery |shipping )?address\b"
         r"|\b(?:return|exchange|send back|swap) (?:it|them|these|this|my|the)\b"
-        r"|\b(?:an|the|a vat) (?:invoice|receipt) for\b",
+        r"|\b(?:an|the|a vat) (?:invoice|receipt) for\b"
+        r"|\b(?:re-?send|resend) (?:me )?(?:my|the|an?) (?:\w+ )?(?:invoice|receipt"
+        r"|confirmation|label|tracking)\b|\baddress (?:be |to be )?(?:changed"
+        r"|updated|corrected)\b|\b(?:change|update|correct) (?:my|the) (?:phone"
+        r"|phone number|email|email address|name) (?:on|for)\b|\b(?:want|need"
+        r"|like|please) to cancel\b|\b(?:swap|exchange) (?:it |them )?for (?:a|the)"
+        r" (?:size|smaller|bigger|larger)\b",
         "order_status": r"\bstill (?:says |shows |just )?(?:processing|pending"
-        r"|not dispatched)\b|\bnot (?:yet )?dispatched\b",
+        r"|not dispatched)\b|\bnot (?:yet )?dispatched\b|\bawaiting (?:return"
+        r"|handover|dispatch|collection|shipment|refund|payment)\b",
     }
 )
 
 ORDER_CONTEXT = re.compile(
-    r"\b(?:order(?:ed|s)?|package|parcel|delivery|delivered|shipment|shipping"
-    r"|courier|tracking|arrived?|came|received|groceries|refund|returned"
-    r"|backorder\w*)\b",
+    r"\b(?:(?:pre-?)?order(?:ed|s)?|package|parcel|delivery|delivered|shipment"
+    r"|ship(?:ped|ping)?|dispatch(?:ed)?|courier|tracking|arrived?|came|received"
+    r"|groceries|refund(?:ed)?|returned|backorder\w*|paid)\b",
+)
+
+# A customer asking the shop to do something: with an order in the text, a
+# request is an order issue however politely it is put ("could you resend the
+# invoice for order 61840? thank you").
+REQUEST = re.compile(
+    r"\b(?:please|pls|plz|can you|could you|would you|can u|could u|can someone"
+    r"|could someone|can anyone there|i'd like|i would like|i want|i need|we need"
+    r"|need (?:it|this|them|a|an|my|the)|want (?:a|an|my|the|that|it)|help me"
+    r"|advise|let me know|what now|is it possible|any way to|asap)\b|\?",
 )
 
 PERSONAL = re.compile(r"\b(?:my|me|our|us)\b")
@@ -432,6 +566,22 @@ PERSONAL = re.compile(r"\b(?:my|me|our|us)\b")
 QUESTION_OPENERS = re.compile(
     r"^\W*(how|what|what's|when|where|which|who|why|do|does|did|is|are|can"
     r"|could|will|would|should|any|anyone)\b(?!')"
+)
+# "Why is the size guide only in inches": to a shop, a why-question objects.
+WHY_QUESTION = re.compile(
+    r"(?:^|[.!?,;:]\s*)why (?:is|are|was|were|do|does|did|would|can't|won't|isn't"
+    r"|aren't|hasn't|haven't|don't|doesn't|didn't|on earth|the hell|must|should"
+    r"|have|has|you)\b|\bwhy\?"
+)
+# People ask without a question mark, and after a greeting or a first sentence:
+# "hi do u guys sell gift cards", "loving them!! do they need waterproofing".
+# A question form is a wh-word or an inverted auxiliary opening a clause.
+QUESTION_FORM = re.compile(
+    r"(?:^|[.!?,;:]\s*|\b(?:hi|hey|hello|also|and|so|but|or)\s+)(?:(?:how|what"
+    r"|when|where|which|who) (?:is|are|do|does|did|can|should|would|will|about"
+    r"|much|many|long|size)|(?:do|does|did|can|could|will|would|should|is|are"
+    r"|have|has) (?:you|u|ya|i|we|they|it|this|these|those|there|the|anyone"
+    r"|any|my))\b"
 )
 
 # Shopping phrases VADER misreads as feeling: "true" and "free" are praise to it.
@@ -454,11 +604,37 @@ EAGER = re.compile(
     r"|legends?|spot on|worth every penny|would buy again|incredible|cosy|cozy)\b"
     r"|<3|!!|\b10/10\b"
 )
+# How customers praise what they bought, in words VADER's lexicon lacks or
+# underweights: comfort and warmth, fit, wear that lasts, repairs and service
+# that went well, surprise that a thing works. One word of EAGER_VALENCE, and
+# none after a negation ("not comfy", "wouldn't recommend").
+PRAISED = re.compile(
+    r"\b(?:comfy|comfiest|comfortable|toasty|snug"
+    r"|so soft|super soft|soft as|kept me (?:warm|dry)|not (?:one|a) bit cold"
+    r"|bone dry|fits? (?:perfectly|like a glove|great|so well)|fit perfectly"
+    r"|accurate|durable|sturdy|lasted (?:years|ages|forever)|still going"
+    r"|holding up|(?:good|looks?|looking) (?:as |brand )?new|brand new|another life"
+    r"|wizards?|life ?saver|game ?changer|no fuss|no questions asked|hassle[- ]free"
+    r"|(?:highly|would) recommend|recommend(?:ed)? (?:them|it|these|this)"
+    r"|(?:5|five) stars|can't fault|never taking (?:it|this|them) off"
+    r"|entire personality|the only ones? (?:that|i)|rare these days|how it's done"
+    r"|exceeded|above and beyond|extra mile|didn't charge|free of charge"
+    r"|faster than|so fast|super fast|speedy|actually works?|didn't expect that"
+    r"|impressed|favou?rite|must[- ]have|no \w+ needed)\b"
+)
 FED_UP = re.compile(
-    r"\b(?:smh|ugh+|wtf|#?fail|annoying|disappoint\w*|dissapoint\w*|sucks?|worst"
+    r"\b(?:smh|ugh+|wtf|#?fail|annoying|disappoint\w*|dissapoint\w*|sucks?"
+    r"|(?<!expecting the )(?<!expected the )(?<!feared the )worst"
     r"|hate|terrible|awful|rip|noo+|sad|sorry|fuckin\w*|argh+|ffs|forgot|creepy"
     r"|ridiculous|absurd|useless)\b"
 )
+# Faces people pull at a shop: eye roll, upside-down smile, unamused, steam,
+# pout, cursing, facepalm, thumbs down. VADER scores all of them 0.
+FED_UP_FACES = re.compile(
+    "[\U0001f644\U0001f643\U0001f612\U0001f611\U0001f624\U0001f621"
+    "\U0001f92c\U0001f926\U0001f44e]"
+)
+NEGATED_BEFORE = ("not ", "n't ", "never ")
 
 # Words inside a name carry no feeling: "Good Friday", "Grateful Dead", "Super
 # Eagles", a "Sweet Dreams Pillow". A run of two or more Title Case words in a
@@ -541,22 +717,35 @@ def _normalise(text: str) -> str:
     # characters, and "don\u2019t" then escapes VADER's negation rule.
     if "\\u" in text:
         text = JSON_ESCAPE.sub(_unescape_json, text).translate(CURLY_APOSTROPHES)
-    text = VARIATION_SELECTORS.sub("", text)
-    text = URL.sub(" ", text)
-    text = HANDLE.sub(" ", text)
+    # Each search is skipped when its one telling character is absent: most
+    # posts hold no emoji, link or handle, and the searches are the cost here.
+    if not text.isascii():
+        text = VARIATION_SELECTORS.sub("", text)
+    if _may_hold_url(text):
+        text = URL.sub(" ", text)
+    if "@" in text:
+        text = HANDLE.sub(" ", text)
     return " ".join(text.split())
+
+
+def _may_hold_url(text: str) -> bool:
+    return "://" in text or "www." in text.lower()
 
 
 def _without_feeling_in_names(text: str) -> str:
     """Drop the lexicon words of Title Case runs, which are names, not feelings."""
-    runs = TITLE_RUN.findall(text)
+    runs = list(TITLE_RUN.finditer(text))
     if not runs:
         return text
     if len(TITLE_WORD.findall(text)) > HEADLINE_TITLE_SHARE * len(text.split()):
         return text
 
     lexicon = _analyser().lexicon
-    return TITLE_RUN.sub(lambda run: _name_without_feeling(run, lexicon), text)
+    pieces, end = [], 0
+    for run in runs:
+        pieces += [text[end : run.start()], _name_without_feeling(run, lexicon)]
+        end = run.end()
+    return "".join(pieces) + text[end:]
 
 
 def _name_without_feeling(run: re.Match[str], lexicon: dict[str, float]) -> str:
@@ -582,9 +771,10 @@ def _find_cues(original: str, lowered: str) -> _Cues:
     """Collect every rule group that matches, for intent and for the reasons."""
     spam = list(_matching(SPAM_STRONG, lowered, SPAM_STRONG_GATE))
     lowered_before = lowered
-    if len(URL.findall(original)) >= SPAM_MIN_URLS:
+    if _may_hold_url(original) and len(URL.findall(original)) >= SPAM_MIN_URLS:
         spam.append("links")
-    hashtags = [tag for tag in HASHTAG.findall(original) if not tag.isdigit()]
+    hashtags = [] if "#" not in original else HASHTAG.findall(original)
+    hashtags = [tag for tag in hashtags if not tag.isdigit()]
     if len(hashtags) >= SPAM_MIN_HASHTAGS:
         spam.append("hashtags")
 
@@ -598,10 +788,14 @@ def _find_cues(original: str, lowered: str) -> _Cues:
     order_context = bool(order_reference or ORDER_CONTEXT.search(lowered))
     personal = bool(PERSONAL.search(lowered))
     opener = QUESTION_OPENERS.match(lowered)
+    opener_asks = bool(opener) and opener.group(1) != "why"
+    why_question = "why" in lowered and bool(WHY_QUESTION.search(lowered))
+    asks = "?" in lowered or bool(opener) or bool(QUESTION_FORM.search(lowered))
     return _Cues(
         crisis=crisis,
         spam=tuple(spam),
-        order_problem=_matching(ORDER_PROBLEMS, lowered, ORDER_PROBLEMS_GATE),
+        order_problem=_matching(NOT_ARRIVED, lowered, NOT_ARRIVED_GATE)
+        + _matching(ORDER_PROBLEMS, lowered, ORDER_PROBLEMS_GATE),
         problem=_matching(PROBLEMS, lowered, PROBLEMS_GATE),
         complaint=_matching(COMPLAINTS, lowered, COMPLAINTS_GATE),
         settled=settled,
@@ -609,8 +803,11 @@ def _find_cues(original: str, lowered: str) -> _Cues:
         order_context=order_context,
         # "Injured on Sunday" is sports news; "my daughter had a reaction" is ours.
         customer_crisis=bool(crisis) and (order_context or personal),
-        question="?" in lowered or bool(opener),
-        plain_question="?" in lowered and bool(opener) and opener.group(1) != "why",
+        question=asks,
+        plain_question="?" in lowered and opener_asks,
+        why_question=why_question,
+        # Only read beside an order reference.
+        request=bool(order_reference) and bool(REQUEST.search(lowered)),
     )
 
 
@@ -622,7 +819,11 @@ def _feeling_pulls(lowered: str, cues: _Cues) -> list[tuple[str, float]]:
     pulls = []
     if EAGER.search(lowered):
         pulls.append(("adjust:eager", EAGER_VALENCE))
-    if FED_UP.search(lowered):
+    praised = PRAISED.search(lowered)
+    if praised and not lowered[: praised.start()].endswith(NEGATED_BEFORE):
+        pulls.append(("adjust:praised", EAGER_VALENCE))
+    faces = not lowered.isascii() and FED_UP_FACES.search(lowered)
+    if faces or FED_UP.search(lowered):
         pulls.append(("adjust:fed_up", FED_UP_VALENCE))
     return pulls
 
@@ -668,19 +869,24 @@ def _classify_intent(cues: _Cues, compound: float) -> str:
 
     # A happy "got my refund in two days" names an order but needs no fixing,
     # and "thanks for sorting my broken lamp" is a problem already put right.
-    if cues.settled and compound >= POSITIVE_FROM and not cues.customer_crisis:
+    settled = cues.settled and not cues.order_problem and not cues.customer_crisis
+    if settled and compound >= POSITIVE_FROM:
         return "praise"
     if _order_problem(cues):
         return "order_issue"
-    if cues.order_reference and compound < POSITIVE_FROM:
+    # Naming an order and asking for something is an order issue however kindly
+    # put; only a happy text that asks nothing ("my order came, love it") is not.
+    if cues.order_reference and (compound < POSITIVE_FROM or cues.request):
         return "order_issue"
 
     sentiment = _label(compound)
     if _complaint_cues(cues) or cues.customer_crisis:
         return "complaint"
     # "Is the wool throw itchy?" asks before buying: a gloomy word is not a grudge.
-    # A "why" question is a complaint in disguise as often as not.
+    # "Why do you need my date of birth" asks nothing: it objects.
     if sentiment == "negative" and not cues.plain_question:
+        return "complaint"
+    if cues.why_question and sentiment != "positive":
         return "complaint"
     if cues.question:
         return "question"
