@@ -179,7 +179,9 @@ class _Asking:
     @functools.cached_property
     def asks_followers(self) -> bool:
         lowered = self.lowered
-        return "any" in lowered and bool(ASKS_FOLLOWERS.search(lowered))
+        if "any" not in lowered and "who" not in lowered:
+            return False
+        return bool(ASKS_FOLLOWERS.search(lowered))
 
 
 def _patterns(table: dict[str, str]) -> tuple[tuple[str, re.Pattern[str]], ...]:
@@ -326,8 +328,9 @@ ORDER_PROBLEMS = _patterns(
         r"|\bnot what i (?:ordered|paid for)\b|\bi paid for\b"
         r"|\binstead of (?:my|the|what)\b"
         r"|\bsomeone else's (?:order|parcel|package)\b"
-        r"|\bordered (?:an? |the |some |\d+ )?(?:\w+ ){0,3}?(?:but )?(?:got|received"
-        r"|was sent)\b|\b(?:are|were|came|arrived|got|is) (?:in )?(?:two |2 )?"
+        r"|\bordered\b[^.!?]{0,40}?\b(?:but |and )?(?:got|received|was sent"
+        r"|you sent|they sent)\b"
+        r"|\b(?:are|were|came|arrived|got|is) (?:in )?(?:two |2 )?"
         r"(?:different|mismatched|odd) (?:sizes|colou?rs|shoes|boots|items|pairs)\b",
         "charged_twice": r"\b(?:charged|billed)\s+(?:me\s+|my (?:card|account)\s+)?"
         r"(?:twice|two times|double)\b|\bdouble[- ]charged\b",
@@ -336,11 +339,14 @@ ORDER_PROBLEMS = _patterns(
         r"|\bwas i charged\b|\border (?:failed|got cancelled|was cancelled)\b"
         r"|\bfailed (?:order|payment|checkout)\b|\bpayment (?:went through|was"
         r" taken|taken|came out)\b|\bbank (?:shows|says|statement)\b"
-        r"|\b(?:been|was|were|i'm|am) (?:\w+ )?charged (?:a|an|the|in|for|extra"
+        r"|\b(?:been|was|were|i'm|am|got) (?:\w+ )?charged (?:a|an|the|in|for|extra"
         r"|twice|again)\b|\bonly (?:been )?(?:refunded|credited|received|got)"
         r" (?:for )?(?:one|half|part|some|\d+)\b|\b(?:balance|points|credit"
         r"|voucher|gift card) (?:has |have )?(?:disappeared|vanished|gone|reset"
         r"|not (?:applied|added|showing))\b|\bno confirmation\b"
+        r"|\b(?:gift card|balance|voucher) (?:says|shows) (?:£|\$|€)?0\b"
+        r"|\brefund (?:still )?(?:hasn't|has not|not|never|didn't) (?:\w+ )?"
+        r"(?:arrived|come|hit|landed|shown|gone through|processed|issued|appeared)\b"
         r"|\bpoints (?:haven't|didn't|weren't|were not|have not|not) (?:been )?"
         r"(?:added|credited|applied|showing)\b|\b(?:pay|paid|charged) (?:\w+ )?"
         r"(?:customs|duty|duties)\b|\bgift ?wrap(?:ping)? (?:was |is )?"
@@ -353,7 +359,9 @@ ORDER_PROBLEMS = _patterns(
         "missing_items": r"\b(?:items?|parts?|pieces?|screws?|bits?|fittings?"
         r"|legs?|cushions?|covers?|lids?) (?:is |are |was |were )?missing\b"
         r"|\bmissing (?:from (?:my|the|our) (?:order|parcel|package|box|delivery)"
-        r"|(?:an? |the |some )?(?:items?|parts?|pieces?|screws?))\b",
+        r"|(?:an? |the |some )?(?:items?|parts?|pieces?|screws?))\b"
+        r"|\b(?:came|arrived|turned up) without (?:the |any |a |an |its |their )?"
+        r"\w+",
         # What a courier did with a parcel, or where it sits.
         "courier_problem": r"\b(?:courier|driver) (?:has no|lost|left|threw|dumped"
         r"|never|didn't|did not)\b|\bstolen (?:from|off) (?:my |our |the )?"
@@ -376,19 +384,24 @@ PROBLEMS_GATE = _stems(
     "charg|turning on|turn on|load|crash|fell|answer|repl|respon|picked up|"
     "picks up|got back|called back|callback|on hold|joke|shady|waste|overpriced|"
     "rip-off|rip off|ripoff|ripped off|mislead|false|overcharg|log me|logs me|"
-    "impossible|"
-    "error|never find|glitch|pill|faded|went flat|apart|fray|shed|downhill|"
+    "impossible|nothing back|heard nothing|not heard|emailed|messaged|called|"
+    "rang|dm'd|dmed|chased|contacted|gave me|gives me|"
+    "rubbed|rubs my|error|never find|glitch|pill|faded|went flat|apart|fray|"
+    "shed|downhill|"
     "backache|back ache|waiting|s day |w day |s week |w week |confirmation|"
     "not waterproof|not warm|not breathable|soaked through|wet through|zip|seam|"
     "sole|strap|buckle|"
-    "tracking|dispatch|shipping|told"
+    "tracking|dispatch|shipping|told|with a"
 )
 PROBLEMS = _patterns(
     {
         "damaged": r"\b(?:damaged|broken|broke|cracked|smashed|shattered|dented"
         r"|crushed|leak(?:ed|ing|s)?|torn|scratched|chipped|bent|snapped|stained"
         r"|missing|defective|faulty|expired|spoiled|rotten|mou?ldy)\b"
-        r"|\barrived empty\b|\bbox (?:was )?empty\b",
+        r"|\b(?:arrived|came|turned up) empty\b|\b(?:box|parcel|package) (?:was |came"
+        r" |arrived |turned up )?empty\b"
+        r"|\b(?:arrived|came|turned up) with an? (?:\w+ )?"
+        r"(?:stain|hole|rip|tear|crack|dent|scratch|mark|chip)\b",
         "late": r"\b(?:late|delayed|overdue|stuck|lost|rescheduled|postponed)\b"
         r"|\bsupposed to (?:arrive|be here|come|be delivered)\b",
         "stalled": r"\b(?:hasn't|has not|not|never) (?:moved|updated|changed)\b"
@@ -411,6 +424,8 @@ PROBLEMS = _patterns(
         "wore_out": r"\bpill(?:ed|ing|s)\b|\bfaded\b|\bwent flat\b|\bcoming apart\b"
         r"|\bfray(?:ed|ing)\b|\bshed(?:s|ding)?\b|\bgone downhill\b|\bback ?ache\b"
         r"|\bleak(?:s|ing)\b|\bnot (?:waterproof|warm|breathable)\b"
+        r"|\b(?:gave|gives) me (?:a )?(?:rash|blisters)\b|\brub(?:bed|s) my"
+        r" (?:heels?|feet|toes)\b"
         r"|\b(?:soaked|wet) through\b|\b(?:zip|zipper|seam|seams|sole|soles|strap"
         r"|buckle) (?:has |have )?(?:broke|broken|split|gone|came off|come off"
         r"|snapped|fell off|peeling)\b",
@@ -418,7 +433,10 @@ PROBLEMS = _patterns(
         r"|replies|responded|responds|picked up|picks up|got back|called back)\b"
         r"|\b(?:no|not (?:a single|one|any)) (?:reply|response|answer|callback)\b"
         r"|\bnever (?:replied|responded|answered|got back|called back)\b"
-        r"|\bon hold\b",
+        r"|\bon hold\b|\b(?:nothing|heard nothing|not heard) back\b"
+        r"|\b(?:emailed|messaged|called|rang|dm'd|dmed|chased|contacted)"
+        r" (?:you |support |them |your team )?(?:\d+|two|three|four|five|several"
+        r"|multiple|many) times\b",
         "poor_value": r"\bis a joke\b|\bshady\b|\bwasteful\b|\boverpriced\b"
         r"|\brip[- ]?off\b|\bripped off\b|\bwaste of money\b|\bmisleading\b"
         r"|\bfalse advertising\b|\bovercharg\w*",
@@ -447,7 +465,7 @@ COMPLAINTS_GATE = _stems(
     "cost more|£|$|€|bag|can't find|cant find|hard to|confusing|step back|"
     "doesn't cover|does not cover|won't cover|will not cover|didn't cover|"
     "make up|only in|need my|sold out|not buying|not shopping|not ordering|"
-    "are you|is it just|i guess|who thought|what does it|no one|no staff|"
+    "bring back|are you|is it just|i guess|who thought|what does it|no one|no staff|"
     "nobody|size |sizes |sizing|fit run|fit is|fit are|run small|runs small|"
     "run large|runs large|run big|runs big|run really|runs really|run very|"
     "runs very|run so|runs so|size guide|size chart|much plastic|much packaging|"
@@ -511,7 +529,7 @@ COMPLAINTS = _patterns(
         r" (?:\w+ )?opening\b",
         "policy": r"\b(?:you|you've|you have|why did you) (?:\w+ )?(?:removed"
         r"|discontinued|stopped selling|got rid of)\b"
-        r"|\b(?:you )?no longer (?:sell|stock|offer)\b"
+        r"|\b(?:you )?no longer (?:sell|stock|offer)\b|\bbring back\b"
         r"|\b(?:doesn't|does not|won't|will not|didn't) cover\b|\bmake up your"
         r" mind\b|\bonly in (?:inches|cm|us|uk|eu)\b|\bneed my (?:date of birth"
         r"|phone number|birthday)\b|\bsold out (?:within|in) (?:an? |\d+ )?"
@@ -550,7 +568,7 @@ SETTLED = re.compile(
 NO_PROBLEM = re.compile(
     r"\b(?:without|not|no|nothing|zero) (?:a |one |a single |any )?(?:was |were"
     r" )?(?:scratch|scratches|crack|cracks|mark|marks|dent|dents|damage|damaged"
-    r"|broken|missing|issues?|problems?|delay|delays|fuss|hassle)\b"
+    r"|broken|missing|issues?|problems?|delay|delays|fuss|hassle|blisters)\b"
     r"|\b(?:arrived|came|delivered) (?:in one piece|intact|safely|safe and sound"
     r"|early|on time|ahead of (?:time|schedule)|(?:the )?next day|so (?:fast"
     r"|quickly)|super (?:fast|quick))\b|\b(?:never|not|wasn't) late\b"
@@ -594,7 +612,7 @@ ORDER_REFERENCES = _patterns(
 ORDER_CONTEXT = re.compile(
     r"\b(?:(?:pre-?)?order(?:ed|s)?|package|parcel|delivery|delivered|shipment"
     r"|ship(?:ped|ping)?|dispatch(?:ed)?|courier|tracking|arrived?|came|received"
-    r"|groceries|refund(?:ed)?|returned|backorder\w*|paid)\b",
+    r"|groceries|refund(?:ed)?|returned|backorder\w*|paid|box|boxes|packaging)\b",
 )
 
 # A customer asking the shop to do something: with an order in the text, a
@@ -617,7 +635,7 @@ QUESTION_OPENERS = re.compile(
 # second hand tent?", "does anyone know if they ship to Norway". Nothing is due.
 ASKS_FOLLOWERS = re.compile(
     r"(?:^|[.!?,;:]\s*)(?:(?:does|has|is|did|can|could|would|will) )?(?:anyone"
-    r"|anybody|any of you|who else)\b(?! know)"
+    r"|anybody|any of you|who else|who's (?:coming|going|in|up for))\b(?! know)"
 )
 # "Why is the size guide only in inches": to a shop, a why-question objects.
 WHY_QUESTION = re.compile(
@@ -935,7 +953,11 @@ def _negative_pulls(cues: _Cues) -> list[tuple[str, float]]:
 
 
 def _order_problem(cues: _Cues) -> bool:
-    return bool(cues.order_problem or (cues.problem and cues.order_context))
+    # A product that stopped working or wore out, or wasteful packaging, is a
+    # complaint even when the text names the order it came in.
+    if cues.order_problem:
+        return True
+    return cues.order_context and any(p not in COMPLAINT_CUES for p in cues.problem)
 
 
 def _complaint_cues(cues: _Cues) -> bool:
