@@ -396,7 +396,7 @@ PROBLEMS_GATE = _stems(
 PROBLEMS = _patterns(
     {
         "damaged": r"\b(?:damaged|broken|broke|cracked|smashed|shattered|dented"
-        r"|crushed|leak(?:ed|ing|s)?|torn|scratched|chipped|bent|snapped|stained"
+        r"|crushed|leaked|torn|scratched|chipped|bent|snapped|stained"
         r"|missing|defective|faulty|expired|spoiled|rotten|mou?ldy)\b"
         r"|\b(?:arrived|came|turned up) empty\b|\b(?:box|parcel|package) (?:was |came"
         r" |arrived |turned up )?empty\b"
