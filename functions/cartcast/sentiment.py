@@ -137,6 +137,7 @@ class _Cues:
     problem: tuple[str, ...]
     complaint: tuple[str, ...]
     settled: bool
+    arrived_after_all: bool
     order_reference: tuple[str, ...]
     order_context: bool
     customer_crisis: bool
@@ -289,7 +290,9 @@ SPAM_STRONG = _patterns(
 )
 
 ORDER_PROBLEMS_GATE = _stems(
-    "deliver|where|n't what|not what|"
+    "deliver|where|n't what|not what|when do|when can|when would|not here|"
+    "nothing is here|nothing was here|nothing here|isn't here|aren't here|"
+    "arrived but|came but|"
     "wrong|sent|what i|paid|instead|someone|charg|bill|double|refund|money|"
     "payment|order failed|order got|order was|missing|missed|failed|happened|"
     "when will|any update|any news|left|stolen|customs|courier|driver|"
@@ -317,8 +320,11 @@ ORDER_PROBLEMS = _patterns(
         "where_is_my": r"\bwhere(?:'s| is| are)\s+(?:my|our)\b"
         r"|\bwhat happened to (?:my|our)\b|\bany (?:update|news) on (?:my|our)\b"
         r"|\bwhen will (?:my|our) (?:\w+ )?(?:order|parcel|package|delivery"
+        r"|refund)\b|\bwhen (?:do|will|can|would) (?:i|we) get (?:my|our) (?:money"
         r"|refund)\b",
-        "marked_delivered": r"\b(?:says|shows|marked)(?: as)? delivered\b",
+        "marked_delivered": r"\b(?:says|said|shows|showed|marked)(?: as)?(?: (?:he|she"
+        r"|they|it|it was|it's))? delivered\b|\b(?:it's|it is|they're|they are)"
+        r" not here\b|\bnothing (?:is |was )?here\b|\b(?:isn't|aren't) here\b",
         # "I ordered the wrong colour" is the customer's own slip, not a problem.
         "wrong_item": r"\b(?<!ordered the )(?<!ordered a )wrong\s+(?:item|size"
         r"|colou?r|product|order|one|model|pair|parcel|package|address|shade"
@@ -345,6 +351,8 @@ ORDER_PROBLEMS = _patterns(
         r"|voucher|gift card) (?:has |have )?(?:disappeared|vanished|gone|reset"
         r"|not (?:applied|added|showing))\b|\bno confirmation\b"
         r"|\b(?:gift card|balance|voucher) (?:says|shows) (?:£|\$|€)?0\b"
+        r"|\bcharged (?:me )?(?:in|the wrong) (?:usd|eur|gbp|dollars|euros|pounds"
+        r"|currency|wrong currency)\b"
         r"|\brefund (?:still )?(?:hasn't|has not|not|never|didn't) (?:\w+ )?"
         r"(?:arrived|come|hit|landed|shown|gone through|processed|issued|appeared)\b"
         r"|\bpoints (?:haven't|didn't|weren't|were not|have not|not) (?:been )?"
@@ -361,7 +369,8 @@ ORDER_PROBLEMS = _patterns(
         r"|\bmissing (?:from (?:my|the|our) (?:order|parcel|package|box|delivery)"
         r"|(?:an? |the |some )?(?:items?|parts?|pieces?|screws?))\b"
         r"|\b(?:came|arrived|turned up) without (?:the |any |a |an |its |their )?"
-        r"\w+",
+        r"\w+|\b(?:arrived|came) but (?:the |my |its |their )?\w+ (?:didn't|did not"
+        r"|hasn't|has not|never|is missing|was missing)\b",
         # What a courier did with a parcel, or where it sits.
         "courier_problem": r"\b(?:courier|driver) (?:has no|lost|left|threw|dumped"
         r"|never|didn't|did not)\b|\bstolen (?:from|off) (?:my |our |the )?"
@@ -375,28 +384,31 @@ ORDER_PROBLEMS = _patterns(
 
 # Problems that are about an order only when the text also talks of one.
 PROBLEMS_GATE = _stems(
-    "damag|broke|crack|smash|shatter|dent|crush|leak|torn|scratch|chip|"
+    "damag|broke|crack|smash|shatter|dented|crush|leak|torn|scratch|chip|"
     "bent|snap|stain|missing|defective|faulty|expired|spoil|rotten|mold|"
     "mould|empty|late|delay|overdue|stuck|lost|reschedul|postpon|supposed|"
     "moved|updat|changed|no news|no word|still waiting|still nothing|still no|"
     "still not|days|weeks|since monday|since tuesday|since wednesday|"
-    "since thursday|since friday|since saturday|since sunday|since last|work|"
-    "charg|turning on|turn on|load|crash|fell|answer|repl|respon|picked up|"
+    "since thursday|since friday|since saturday|since sunday|since last|"
+    "n't work|not work|stopped work|charg|turning on|turn on|load|crash|fell|"
+    "answer|repl|respon|picked up|"
     "picks up|got back|called back|callback|on hold|joke|shady|waste|overpriced|"
     "rip-off|rip off|ripoff|ripped off|mislead|false|overcharg|log me|logs me|"
-    "impossible|nothing back|heard nothing|not heard|emailed|messaged|called|"
+    "impossible|on the phone|nothing back|heard nothing|not heard|emailed|"
+    "messaged|called|"
     "rang|dm'd|dmed|chased|contacted|gave me|gives me|"
     "rubbed|rubs my|error|never find|glitch|pill|faded|went flat|apart|fray|"
     "shed|downhill|"
     "backache|back ache|waiting|s day |w day |s week |w week |confirmation|"
     "not waterproof|not warm|not breathable|soaked through|wet through|zip|seam|"
     "sole|strap|buckle|"
-    "tracking|dispatch|shipping|told|with a"
+    "tracking|dispatch|shipping|told|arrived with|came with|turned up with|"
+    "in pieces|in bits|it's been|it has been|it's now been"
 )
 PROBLEMS = _patterns(
     {
         "damaged": r"\b(?:damaged|broken|broke|cracked|smashed|shattered|dented"
-        r"|crushed|leaked|torn|scratched|chipped|bent|snapped|stained"
+        r"|crushed|leaked|torn|in pieces|in bits|scratched|chipped|bent|snapped|stained"
         r"|missing|defective|faulty|expired|spoiled|rotten|mou?ldy)\b"
         r"|\b(?:arrived|came|turned up) empty\b|\b(?:box|parcel|package) (?:was |came"
         r" |arrived |turned up )?empty\b"
@@ -406,6 +418,8 @@ PROBLEMS = _patterns(
         r"|\bsupposed to (?:arrive|be here|come|be delivered)\b",
         "stalled": r"\b(?:hasn't|has not|not|never) (?:moved|updated|changed)\b"
         r"|\bno (?:update|updates|news|word)\b|\bstill (?:waiting|nothing|no|not)\b"
+        r"|\b(?:it's|it has|it's now) been (?:\d+|two|three|four|five|six|seven|ten"
+        r"|several|a few) (?:days|weeks)\b"
         r"|\bfor (?:\d+|two|three|four|five|six|seven|several|a few) (?:days|weeks)"
         r" now\b|\bwaiting (?:for )?(?:\d+|two|three|four|five|six) (?:days|weeks)\b"
         r"|\bsince (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday"
@@ -434,6 +448,7 @@ PROBLEMS = _patterns(
         r"|\b(?:no|not (?:a single|one|any)) (?:reply|response|answer|callback)\b"
         r"|\bnever (?:replied|responded|answered|got back|called back)\b"
         r"|\bon hold\b|\b(?:nothing|heard nothing|not heard) back\b"
+        r"|\b(?:\d+|an|two|three) (?:mins?|minutes|hours?) on the phone\b"
         r"|\b(?:emailed|messaged|called|rang|dm'd|dmed|chased|contacted)"
         r" (?:you |support |them |your team )?(?:\d+|two|three|four|five|several"
         r"|multiple|many) times\b",
@@ -448,10 +463,13 @@ PROBLEMS = _patterns(
 COMPLAINTS_GATE = _stems(
     "rude|unhelpful|useless|incompetent|ignor|hung up|left on read|no help|"
     "zero help|to help|bot |service|support|staff|chat|autorepl|auto repl|"
-    "auto-repl|site |app |checkout|basket|cart|page |login|log in|sign in|pay|"
+    "auto-repl|site |app |checkout|basket|cart |to cart|my cart|the cart|page |"
+    "login|log in|sign in|pay|"
     "won't let|code|voucher|discount|expensive|pricey|robbery|price|"
-    "fee|charge|"
-    "shrinkflation|hidden|cheaply|flimsy|quality|wobbl|squeak|rusted|rusting|"
+    "delivery fee|shipping fee|postage fee|restocking fee|service fee|"
+    "delivery charge|shipping charge|postage charge|restocking charge|"
+    "service charge|shrinkflation|hidden|cheaply|flimsy|quality|wobbl|squeak|"
+    "rusted|rusting|"
     "rusty|peeled|peeling|tarnish|"
     "shrank|shrunk|bobbl|see-through|see through|smell|stink|ran in|ripped|"
     "came apart|nothing like|not as|removed|discontinu|stopped selling|got rid|"
@@ -462,7 +480,8 @@ COMPLAINTS_GATE = _stems(
     "lost a customer|last time|done with|elsewhere|seriously|understaffed|"
     "queue|one till|1 till|two till|waited|closed|holes in|hole in|so thin|"
     "paper thin|too thin|a lie|more like|nothing like the real|costs more|"
-    "cost more|£|$|€|bag|can't find|cant find|hard to|confusing|step back|"
+    "cost more|thinner|flimsier|smaller|weaker|worse|scratchier|barely|£|$|€|"
+    "bag|can't find|cant find|hard to|confusing|step back|"
     "doesn't cover|does not cover|won't cover|will not cover|didn't cover|"
     "make up|only in|need my|sold out|not buying|not shopping|not ordering|"
     "bring back|are you|is it just|i guess|who thought|what does it|no one|no staff|"
@@ -507,7 +526,7 @@ COMPLAINTS = _patterns(
         r"(?:went|have gone|has gone|gone|keep going) up\b|\braised (?:your|the)"
         r" prices\b|\bshrinkflation\b|\bhidden (?:fees?|charges?|costs?)\b"
         r"|\b(?:delivery|shipping|postage|restocking|service) (?:fee|charge)s?"
-        r" (?:is|are|was|were|of)\b|\bcosts? more than\b"
+        r" (?:is|are|was|were|of)\b|\bcosts? more\b"
         r"|(?<!only )(?:£|\$|€)\s?\d[\d,.]* for (?:a|an|one|the)\b"
         r"|\bpay for (?:a |the )?(?:\w+ )?bags?\b",
         "poor_quality": r"\b(?:cheaply made|flimsy|(?:poor|bad|low|awful|terrible)"
@@ -518,7 +537,10 @@ COMPLAINTS = _patterns(
         r"|\bnothing like (?:the |your )?(?:photos?|pictures?|description|ad)\b"
         r"|\bnot as (?:described|pictured|advertised)\b"
         r"|\b(?:holes? in|(?:so|paper|too) thin|squeak|(?:is|was) a lie"
-        r"|(?:is|was|looks|feels) more like|nothing like the real)\b",
+        r"|(?:is|was|looks|feels) more like|nothing like the real)\b"
+        r"|\b(?:thinner|flimsier|smaller|weaker|worse|scratchier) than (?:the |they"
+        r" |it )?(?:old|before|used to|last|original)\b|\bbarely (?:works?|lasts?"
+        r"|lasted|burns?|holds?|fits?|closes?)\b",
         # The shop floor: queues, tills, closed doors.
         # A queue is news until it is timed: "queue was 40 minutes".
         "store": r"\bqueue (?:was |of |for )?(?:\w+ ){0,4}?(?:\d+|twenty|thirty"
@@ -558,19 +580,34 @@ COMPLAINT_CUES = frozenset({"not_working", "no_response", "poor_value", "wore_ou
 # from the text the problem cues read, so "not a single scratch" is no damage.
 SETTLED_GATE = _stems(
     "sort|resolv|fix|replac|refund|without|not a|no |nothing|zero|intact|piece|"
-    "safe|early|on time|quick|fast|ahead|next day|never late|not late|n't late"
+    "safe|early|on time|quick|fast|ahead|next day|never late|not late|n't late|"
+    "turned up|showed up|finally|after all|in the end|at last|eventually"
 )
 SETTLED = re.compile(
     r"\b(?:sorted|sorting (?:it|this|that) out|resolved|fixed|replaced"
     r"|replacement|refunded|refund (?:came|went|arrived)(?: through)?"
     r"|(?:quick|fast|easy|speedy) (?:refund|return|exchange|replacement))\b"
 )
+# "Want that sorted", "needs to be fixed": asked for, not yet done.
+WANTS_IT_PUT_RIGHT = re.compile(
+    r"\b(?:want|need|get|getting|have|like|please) (?:it|this|that|them|things)"
+    r" (?:sorted|fixed|resolved|replaced|refunded)\b|\b(?:to be|be|being)"
+    r" (?:sorted|fixed|resolved|replaced|refunded)\b"
+)
+# A worry that ended well: "thought it was lost but it turned up today". It
+# lifts the problem's pull, but is no praise by itself ("finally arrived, smashed").
+ARRIVED_AFTER_ALL = re.compile(
+    r"\b(?:turned up|showed up|arrived|came) (?:today |this morning )?(?:in the end"
+    r"|after all|at last|eventually)\b|\bfinally (?:arrived|came|turned up|here)\b"
+    r"|\b(?:turned|showed) up today\b"
+)
 NO_PROBLEM = re.compile(
     r"\b(?:without|not|no|nothing|zero) (?:a |one |a single |any )?(?:was |were"
     r" )?(?:scratch|scratches|crack|cracks|mark|marks|dent|dents|damage|damaged"
     r"|broken|missing|issues?|problems?|delay|delays|fuss|hassle|blisters)\b"
     r"|\b(?:arrived|came|delivered) (?:in one piece|intact|safely|safe and sound"
-    r"|early|on time|ahead of (?:time|schedule)|(?:the )?next day|so (?:fast"
+    r"|(?:a day |\w+ days |a week )?early|on time|ahead of (?:time|schedule)"
+    r"|(?:the )?next day|so (?:fast"
     r"|quickly)|super (?:fast|quick))\b|\b(?:never|not|wasn't) late\b"
 )
 
@@ -612,7 +649,8 @@ ORDER_REFERENCES = _patterns(
 ORDER_CONTEXT = re.compile(
     r"\b(?:(?:pre-?)?order(?:ed|s)?|package|parcel|delivery|delivered|shipment"
     r"|ship(?:ped|ping)?|dispatch(?:ed)?|courier|tracking|arrived?|came|received"
-    r"|groceries|refund(?:ed)?|returned|backorder\w*|paid|box|boxes|packaging)\b",
+    r"|groceries|refund(?:ed)?|returned|backorder\w*|paid|box|boxes"
+    r"|(?:photos?|pics?|pictures?) attached|see (?:the )?(?:photos?|pics?))\b",
 )
 
 # A customer asking the shop to do something: with an order in the text, a
@@ -703,7 +741,8 @@ PRAISED = re.compile(
     r"|bone dry|fits? (?:perfectly|like a glove|great|so well)|fit perfectly"
     r"|accurate|durable|sturdy|lasted (?:years|ages|forever)|still going"
     r"|holding up|(?:good|looks?|looking) (?:as |brand )?new|brand new|another life"
-    r"|wizards?|life ?saver|game ?changer|no fuss|no questions asked|hassle[- ]free"
+    r"|wizards?|life ?saver|game ?changer|no fuss|no questions(?: asked)?"
+    r"|hassle[- ]free"
     r"|(?:highly|would) recommend|recommend(?:ed)? (?:them|it|these|this)"
     r"|(?:5|five) stars|can't fault|never taking (?:it|this|them) off"
     r"|entire personality|the only ones? (?:that|i)|rare these days|how it's done"
@@ -866,10 +905,13 @@ def _find_cues(original: str, lowered: str) -> _Cues:
     spam = _spam_cues(original, lowered)
 
     # "Arrived without a scratch" names no damage: cut before the problems read it.
-    settled = bool(SETTLED_GATE.search(lowered))
+    settled = arrived_after_all = bool(SETTLED_GATE.search(lowered))
     if settled:
         unsettled = NO_PROBLEM.sub(" ", lowered)
-        settled = unsettled != lowered or bool(SETTLED.search(unsettled))
+        settled = unsettled != lowered or (
+            bool(SETTLED.search(unsettled)) and not WANTS_IT_PUT_RIGHT.search(unsettled)
+        )
+        arrived_after_all = bool(ARRIVED_AFTER_ALL.search(unsettled))
         lowered = unsettled
     order_reference = _matching(ORDER_REFERENCES, lowered, ORDER_REFERENCES_GATE)
     crisis = _matching(CRISIS, lowered, CRISIS_GATE)
@@ -888,6 +930,7 @@ def _find_cues(original: str, lowered: str) -> _Cues:
         problem=problem,
         complaint=_matching(COMPLAINTS, lowered, COMPLAINTS_GATE),
         settled=settled,
+        arrived_after_all=arrived_after_all,
         order_reference=order_reference,
         order_context=order_context,
         # "Injured on Sunday" is sports news; "my daughter had a reaction" is ours.
@@ -926,6 +969,8 @@ def _feeling_pulls(lowered: str, cues: _Cues) -> list[tuple[str, float]]:
         return []
 
     pulls = []
+    if _put_right(cues):
+        pulls.append(("adjust:settled", EAGER_VALENCE))
     if EAGER_GATE.search(lowered) and EAGER.search(lowered):
         pulls.append(("adjust:eager", EAGER_VALENCE))
     praised = PRAISED_GATE.search(lowered) and PRAISED.search(lowered)
@@ -944,12 +989,19 @@ def _negative_pulls(cues: _Cues) -> list[tuple[str, float]]:
 
     # "late", "lost" and "broke" alone are news on X as often as complaints
     # ("lost 1-2 on Sunday"): only a customer's problem pulls the score down.
+    # A problem put right ("sorted my missing parcel in minutes") pulls no more.
     pulls = []
-    if _order_problem(cues) or _complaint_cues(cues):
+    put_right = _put_right(cues) or (cues.arrived_after_all and not cues.order_problem)
+    if (_order_problem(cues) or _complaint_cues(cues)) and not put_right:
         pulls.append(("adjust:problem", PROBLEM_VALENCE))
     if cues.customer_crisis:
         pulls.append(("adjust:crisis", CRISIS_VALENCE))
     return pulls
+
+
+def _put_right(cues: _Cues) -> bool:
+    """A problem put right or a delivery that went well, and no problem left."""
+    return cues.settled and not cues.order_problem and not cues.customer_crisis
 
 
 def _order_problem(cues: _Cues) -> bool:
@@ -982,8 +1034,8 @@ def _classify_intent(cues: _Cues, compound: float) -> str:
 
     # A happy "got my refund in two days" names an order but needs no fixing,
     # and "thanks for sorting my broken lamp" is a problem already put right.
-    settled = cues.settled and not cues.order_problem and not cues.customer_crisis
-    if settled and compound >= POSITIVE_FROM:
+    after_all = cues.arrived_after_all and not cues.order_problem
+    if (_put_right(cues) or after_all) and compound >= POSITIVE_FROM:
         return "praise"
     if _order_problem(cues):
         return "order_issue"
