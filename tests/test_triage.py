@@ -68,8 +68,9 @@ def test_spam_and_other_need_no_answer():
         assert not decided.escalate
 
 
-def test_the_labelled_mentions_are_split_once_into_two_halves_of_every_intent():
-    mentions = json.loads(triage_eval.MENTIONS.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("path", triage_eval.MENTION_FILES, ids=lambda p: p.name)
+def test_each_labelled_file_is_split_once_into_two_halves_of_every_intent(path):
+    mentions = json.loads(path.read_text(encoding="utf-8"))
     halves = collections.Counter((m["expected_intent"], m["half"]) for m in mentions)
 
     assert len(mentions) >= 200
@@ -81,7 +82,13 @@ def test_the_labelled_mentions_are_split_once_into_two_halves_of_every_intent():
         assert abs(tuning - reporting) <= 1, intent
 
 
-def test_the_tuning_half_meets_the_goal_the_rules_were_tuned_for():
+def test_no_mention_is_labelled_in_two_files():
+    mentions = triage_eval.load_mentions("all")
+
+    assert len({m["text"] for m in mentions}) == len(mentions)
+
+
+def test_the_tuning_halves_together_meet_the_goal_the_rules_were_tuned_for():
     figures = triage_eval.evaluate(triage_eval.load_mentions("tuning"))
 
     assert figures["goal_met"], figures["misses"]

@@ -6,10 +6,12 @@ analyser is kept for the life of the process. Measured here: the import costs ab
 11 ms in a bare interpreter, 1 to 2.5 ms once `inspect` is loaded (dataclasses and
 functions-framework load it anyway; VADER uses it only to find its lexicon files);
 building the analyser costs 7 to 10 ms and 2.5 MB (two lexicon files, 7,506 words and
-3,570 emoji). Scoring runs at 0.29 to 0.30 of bare VADER's speed on a quiet machine
-(bench/sentiment_eval.py prints the ratio): the cue patterns match lower-cased text,
-each group behind a gate of its literal stems nested by prefix, and a text without a
-negation is one VADER call.
+3,570 emoji). Scoring ran at 0.29 of bare VADER's speed in the cartcast.5 report
+run (bench/sentiment_eval.py prints the ratio): the cue patterns match lower-cased
+text, each group behind a gate of its literal stems nested by prefix, searches whose
+telling character ("@", "#", "://", an emoji) is absent are skipped, question forms
+are read only when a rule reaches them, and a text without a negation is one VADER
+call.
 
 What is changed around VADER, with what each change did in `bench/sentiment_eval.py`
 (up to cartcast.1, macro-F1 on all 2,000 labelled tweets; from cartcast.2, macro-
@@ -35,6 +37,16 @@ for the report; right sentiments out of the 64 team mentions):
   problem put right or a delivery "without a scratch" is praise; a gloomy word in a
   plain question ("is it itchy?") stays a question. Even lines 0.645 (unchanged);
   reporting half of the triage mentions: complaints 0.70 -> 0.80 (decision 0018).
+- cartcast.5 was tuned on the tuning halves of two stores, the second written by
+  someone who never saw these rules, and on mentions written for the round: order
+  numbers in any shape, polite requests about an order, questions without a mark,
+  to followers or of delight, "but" clauses that turn sour, money and time owed,
+  shop-floor, sizing and policy complaints, praise of comfort and wear, fed-up
+  faces, fake notices and pitches. Lexicon words inside Title Case names ("Good
+  Friday", "Grateful Dead") are dropped before VADER reads the text. Even lines
+  0.645 -> 0.659; odd lines, scored once at the end, +0.023 over VADER; triage on
+  both stores' reporting halves 0.855 (order issues) and 0.720 (complaints),
+  short of 0.9 (decision 0018).
 - X text is normalised: @handles and URLs removed, the `&amp;` entities the X API
   leaves in post text unescaped, curly apostrophes straightened (VADER's negation
   rule only knows a straight "n't") and emoji variation selectors dropped (VADER
@@ -52,11 +64,13 @@ for the report; right sentiments out of the 64 team mentions):
   Tweets +0.0002, team +19.
 - Spam carries no opinion of the brand: its compound is set to 0.
 
-Intent follows rules, first match wins: spam; praise (a problem put right, in a
-happy text); order_issue (an order problem, or a mention of the writer's order that
-is not happy); complaint (a complaint phrase, a customer's crisis, or negative
-unless it is a plain question); question; praise (positive); other. Crisis words
-escalate whatever the intent. Then:
+Intent follows rules, first match wins: spam; praise (a problem put right or a
+worry that ended well, in a happy text); order_issue (an order problem, or a mention
+of the writer's order that is not happy or asks for something); complaint (a
+complaint phrase, a customer's crisis, a "but" that turns sour, negative unless it
+is a plain question, or a why-question); other (a question to the writer's
+followers); question (unless a happy "??" with no question form); praise
+(positive); other. Crisis words escalate whatever the intent. Then:
 
     intent       sentiment          priority  response_due_min  escalate
     (crisis)     any                1         60                always
@@ -73,12 +87,11 @@ deserves a like or a thank-you, but nothing is due. These are what the text alon
 says: the priority, due time and escalation stored for a mention come from
 triage.py, which adds the brand's own deadlines and the author's reach.
 
-Known limits: the rules and the team mentions were written by the same people (a
-fresh set of 32 scored 75% on intent and 72% on sentiment before the gaps it showed
-were closed); a question to the writer's followers reads as a question to the brand,
-since the scorer is not told the brand's handle; "just placed my first order" reads
-as an order issue; VADER reads the slang "this is fire" as negative. Each would need
-a labelled sample of real mentions to fix without guessing.
+Known limits: the rules and most labelled mentions were written by the same people;
+on mentions written blind to them the rules read order issues 0.81 and complaints
+0.67 (decision 0018). "Just placed my first order" reads as an order issue; VADER
+reads the slang "this is fire" as negative. Each would need a labelled sample of
+real mentions to fix without guessing.
 """
 
 from __future__ import annotations
@@ -94,7 +107,7 @@ if TYPE_CHECKING:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 # Bump when any rule, list or threshold below changes: stored scores name their version.
-SCORER_VERSION = "vader-3.3.2+cartcast.4"
+SCORER_VERSION = "vader-3.3.2+cartcast.5"
 
 POSITIVE_FROM = 0.3
 NEGATIVE_TO = -0.1
@@ -137,11 +150,52 @@ class _Cues:
     problem: tuple[str, ...]
     complaint: tuple[str, ...]
     settled: bool
-    plain_question: bool
+    arrived_after_all: bool
     order_reference: tuple[str, ...]
     order_context: bool
     customer_crisis: bool
-    question: bool
+    request: bool
+    but_turn: bool
+    asking: _Asking
+
+
+class _Asking:
+    """How a mention asks, if it does, each read only when the rules reach it."""
+
+    def __init__(self, lowered: str) -> None:
+        self.lowered = lowered
+
+    @functools.cached_property
+    def question_form(self) -> bool:
+        """A wh-word or an inverted auxiliary opening a clause."""
+        opener = QUESTION_OPENERS.match(self.lowered)
+        return bool(opener) or bool(QUESTION_FORM.search(self.lowered))
+
+    @functools.cached_property
+    def question(self) -> bool:
+        return "?" in self.lowered or self.question_form
+
+    @functools.cached_property
+    def plain_question(self) -> bool:
+        """Opens by asking: not a grievance with a question mark on it."""
+        # Opening with a question form asks, mark or no mark: "can I pay with
+        # klarna". Further in, it may follow a grievance ("... did you change it?").
+        lowered = self.lowered
+        opener = QUESTION_OPENERS.match(lowered)
+        if "?" in lowered and opener and opener.group(1) != "why":
+            return True
+        return bool(QUESTION_FORM.match(lowered))
+
+    @functools.cached_property
+    def why_question(self) -> bool:
+        return "why" in self.lowered and bool(WHY_QUESTION.search(self.lowered))
+
+    @functools.cached_property
+    def asks_followers(self) -> bool:
+        lowered = self.lowered
+        if "any" not in lowered and "who" not in lowered:
+            return False
+        return bool(ASKS_FOLLOWERS.search(lowered))
 
 
 def _patterns(table: dict[str, str]) -> tuple[tuple[str, re.Pattern[str]], ...]:
@@ -180,7 +234,8 @@ def _nested(node: dict) -> str:
 CRISIS_GATE = _stems(
     "injur|hospital|care|emergency|cut |burn|allerg|reaction|anaphyla|"
     "hives|epipen|swell|swollen|law|sue|suing|attorney|legal|action|claims|"
-    "recall|unsafe|danger|hazard|toxic|poison|chok|sick|ill|fire|flame|"
+    "recall|unsafe|danger|hazard|toxic|poison|chok|made me|made us|made my|"
+    "fire|flame|"
     "explo|overheat|spark|scam|fraud|phish|stole"
 )
 CRISIS = _patterns(
@@ -206,7 +261,13 @@ CRISIS = _patterns(
 
 SPAM_STRONG_GATE = _stems(
     "follow|f4f|check|link in|dm |airdrop|presale|wallet|gain|moon|"
-    "0x|1x|2x|3x|4x|5x|6x|7x|8x|9x|earn|money|income|rich|guaranteed|trading|forex|whatsapp"
+    "0x|1x|2x|3x|4x|5x|6x|7x|8x|9x|earn|money|income|rich|guaranteed|trading|forex|"
+    "whatsapp|verify|suspended|locked|deleted|claim|been selected|winner|"
+    "retweet|rt +|rt and|rt &|like +|like and|like &|promote your|boost your|"
+    "grow your|marketing agency|we are a|for rates|shout|moq|sales@|replica|"
+    "fake|% off at|of the price|of price|recovery|lost crypto|0 eth|1 eth|2 eth|"
+    "3 eth|4 eth|5 eth|6 eth|7 eth|8 eth|9 eth|0 btc|1 btc|2 btc|3 btc|4 btc|"
+    "5 btc|6 btc|7 btc|8 btc|9 btc"
 )
 SPAM_STRONG = _patterns(
     {
@@ -222,17 +283,42 @@ SPAM_STRONG = _patterns(
         r"|\bcontact (?:him|her|them) (?:on|via) whatsapp\b",
         "followers_for_sale": r"\b(?:buy|get|want) \d+k? (?:real )?followers\b"
         r"|\b\d+k (?:real )?followers\b",
+        # Fake notices and prizes that want a click or a login.
+        "phishing": r"\bverify (?:here|now|your account|your identity)\b"
+        r"|\baccount (?:may|will|has been) (?:be )?(?:suspended|locked|deleted)\b"
+        r"|\bclaim (?:now|here|your (?:prize|reward|gift))\b"
+        r"|\byou(?:'ve| have) been selected\b",
+        "giveaway": r"\b(?:rt|retweet|like) (?:\+|and|&) follow\b"
+        r"|\bwinner (?:in|announced) \d+",
+        # Cold pitches to the shop itself: agencies, suppliers, shout-out sellers.
+        "sales_pitch": r"\b(?:promote|boost|grow) your (?:brand|business|sales|page"
+        r"|followers|store)\b|\bmarketing agency\b|\bwe are a (?:\w+ )?(?:manufacturer"
+        r"|supplier|factory|agency)\b|\bdm (?:me )?for rates\b|\bshout ?outs? from\b"
+        r"|\bmoq\b|\bsales@",
+        "counterfeit": r"\breplicas?\b|\bfake (?:designer|brand)\b|\b\d{2}% off at\b"
+        r"|\b1/\d+ of (?:the )?price\b",
+        "crypto_recovery": r"\b(?:crypto|bitcoin|btc|funds?) recovery\b|\blost crypto\b"
+        r"|\b\d+(?:\.\d+)? (?:eth|btc)\b",
     }
 )
 
 ORDER_PROBLEMS_GATE = _stems(
-    # not_arrived always holds a negation or "yet": its verbs need no stems here.
-    "never|not|n't|yet|deliver|where|"
+    "deliver|where|n't what|not what|when do|when can|when would|not here|"
+    "nothing is here|nothing was here|nothing here|isn't here|aren't here|"
+    "arrived but|came but|"
     "wrong|sent|what i|paid|instead|someone|charg|bill|double|refund|money|"
     "payment|order failed|order got|order was|missing|missed|failed|happened|"
-    "when will|any update|any news|left|stolen|customs|courier|driver"
+    "when will|any update|any news|left|stolen|customs|courier|driver|"
+    "ordered|different|mismatched|odd |only refunded|only credited|only received|"
+    "only got|only been|bank|balance|points|credit|customs|duty|duties|gift wrap|"
+    "giftwrap|voucher|gift card|no confirmation|replacement|exchange|"
+    "without|returned to sender|tried to deliver"
 )
-ORDER_PROBLEMS = _patterns(
+# What never came, gated by its verbs: negations alone pass a third of all posts.
+NOT_ARRIVED_GATE = _stems(
+    "arrive|came|come|receive|deliver|shipped|dispatched|showed|show up|got|get|turn"
+)
+NOT_ARRIVED = _patterns(
     {
         "not_arrived": r"(?:\bnever|\bnot|n't|\byet to)\s+(?:(?:yet|even|been)\s+)*"
         r"(?:arrived?|came|received?|delivered|shipped|dispatched|showed up)\b"
@@ -240,11 +326,18 @@ ORDER_PROBLEMS = _patterns(
         r"(?:got|gotten|get|received)\s+(?:my|our|the|it|them|anything)\b"
         r"|\b(?:never|not|n't) (?:turned|turn|showed|show) up\b"
         r"|\b(?:missed|failed) (?:my |the )?deliver(?:y|ies)\b",
+    }
+)
+ORDER_PROBLEMS = _patterns(
+    {
         "where_is_my": r"\bwhere(?:'s| is| are)\s+(?:my|our)\b"
         r"|\bwhat happened to (?:my|our)\b|\bany (?:update|news) on (?:my|our)\b"
         r"|\bwhen will (?:my|our) (?:\w+ )?(?:order|parcel|package|delivery"
+        r"|refund)\b|\bwhen (?:do|will|can|would) (?:i|we) get (?:my|our) (?:money"
         r"|refund)\b",
-        "marked_delivered": r"\b(?:says|shows|marked)(?: as)? delivered\b",
+        "marked_delivered": r"\b(?:says|said|shows|showed|marked)(?: as)?(?: (?:he|she"
+        r"|they|it|it was|it's))? delivered\b|\b(?:it's|it is|they're|they are)"
+        r" not here\b|\bnothing (?:is |was )?here\b|\b(?:isn't|aren't) here\b",
         # "I ordered the wrong colour" is the customer's own slip, not a problem.
         "wrong_item": r"\b(?<!ordered the )(?<!ordered a )wrong\s+(?:item|size"
         r"|colou?r|product|order|one|model|pair|parcel|package|address|shade"
@@ -253,52 +346,102 @@ ORDER_PROBLEMS = _patterns(
         r"|\byou sent (?:me )?(?:an? |the )?size\b"
         r"|\bnot what i (?:ordered|paid for)\b|\bi paid for\b"
         r"|\binstead of (?:my|the|what)\b"
-        r"|\bsomeone else's (?:order|parcel|package)\b",
+        r"|\bsomeone else's (?:order|parcel|package)\b"
+        r"|\bordered\b[^.!?]{0,40}?\b(?:but |and )?(?:got|received|was sent"
+        r"|you sent|they sent)\b"
+        r"|\b(?:are|were|came|arrived|got|is) (?:in )?(?:two |2 )?"
+        r"(?:different|mismatched|odd) (?:sizes|colou?rs|shoes|boots|items|pairs)\b",
         "charged_twice": r"\b(?:charged|billed)\s+(?:me\s+|my (?:card|account)\s+)?"
         r"(?:twice|two times|double)\b|\bdouble[- ]charged\b",
+        # Money taken, or owed back, with the order not matching it.
         "payment_problem": r"\b(?:took|taken|charged) my (?:payment|money)\b"
-        r"|\bwas i charged\b|\border (?:failed|got cancelled|was cancelled)\b",
+        r"|\bwas i charged\b|\border (?:failed|got cancelled|was cancelled)\b"
+        r"|\bfailed (?:order|payment|checkout)\b|\bpayment (?:went through|was"
+        r" taken|taken|came out)\b|\bbank (?:shows|says|statement)\b"
+        r"|\b(?:been|was|were|i'm|am|got) (?:\w+ )?charged (?:a|an|the|in|for|extra"
+        r"|twice|again)\b|\bonly (?:been )?(?:refunded|credited|received|got)"
+        r" (?:for )?(?:one|half|part|some|\d+)\b|\b(?:balance|points|credit"
+        r"|voucher|gift card) (?:has |have )?(?:disappeared|vanished|gone|reset"
+        r"|not (?:applied|added|showing))\b|\bno confirmation\b"
+        r"|\b(?:gift card|balance|voucher) (?:says|shows) (?:£|\$|€)?0\b"
+        r"|\bcharged (?:me )?(?:in|the wrong) (?:usd|eur|gbp|dollars|euros|pounds"
+        r"|currency|wrong currency)\b"
+        r"|\brefund (?:still )?(?:hasn't|has not|not|never|didn't) (?:\w+ )?"
+        r"(?:arrived|come|hit|landed|shown|gone through|processed|issued|appeared)\b"
+        r"|\bpoints (?:haven't|didn't|weren't|were not|have not|not) (?:been )?"
+        r"(?:added|credited|applied|showing)\b|\b(?:pay|paid|charged) (?:\w+ )?"
+        r"(?:customs|duty|duties)\b|\bgift ?wrap(?:ping)? (?:was |is )?"
+        r"(?:missing|forgotten|not)\b|\b(?:forgot|without|no) (?:the )?gift ?wrap",
         "refund_demand": r"\b(?:want|need|demand|requested|asking for"
-        r"|waiting (?:on|for))\s+(?:a|my|the)\s+refund\b|\bwant my money back\b"
+        r"|waiting (?:on|for))\s+(?:a|my|the)\s+(?:refund|replacement|exchange)\b"
+        r"|\bwant my money back\b"
         r"|\b(?:still no|no sign of (?:my|the)) refund\b",
         # Parts of an order that did not come: "the screws are missing".
         "missing_items": r"\b(?:items?|parts?|pieces?|screws?|bits?|fittings?"
         r"|legs?|cushions?|covers?|lids?) (?:is |are |was |were )?missing\b"
         r"|\bmissing (?:from (?:my|the|our) (?:order|parcel|package|box|delivery)"
-        r"|(?:an? |the |some )?(?:items?|parts?|pieces?|screws?))\b",
+        r"|(?:an? |the |some )?(?:items?|parts?|pieces?|screws?))\b"
+        r"|\b(?:came|arrived|turned up) without (?:the |any |a |an |its |their )?"
+        r"\w+|\b(?:arrived|came) but (?:the |my |its |their )?\w+ (?:didn't|did not"
+        r"|hasn't|has not|never|is missing|was missing)\b",
         # What a courier did with a parcel, or where it sits.
         "courier_problem": r"\b(?:courier|driver) (?:has no|lost|left|threw|dumped"
         r"|never|didn't|did not)\b|\bstolen (?:from|off) (?:my |our |the )?"
         r"(?:doorstep|porch|step)\b|\b(?:stuck|held) (?:in|at) customs\b"
-        r"|\bleft (?:it |them |my \w+ )?(?:outside|in the rain|on the street)\b",
+        r"|\bleft (?:it |them |my \w+ )?(?:outside|in the rain|on the street)\b"
+        r"|\breturned to sender\b|\btried to deliver\b",
+        # Time without what was bought: "another week without my boots".
+        "still_without": r"\b(?:still|another \w+|a \w+) without (?:my|our)\b",
     }
 )
 
 # Problems that are about an order only when the text also talks of one.
 PROBLEMS_GATE = _stems(
-    "damag|broke|crack|smash|shatter|dent|crush|leak|torn|scratch|chip|"
+    "damag|broke|crack|smash|shatter|dented|crush|leak|torn|scratch|chip|"
     "bent|snap|stain|missing|defective|faulty|expired|spoil|rotten|mold|"
     "mould|empty|late|delay|overdue|stuck|lost|reschedul|postpon|supposed|"
-    "moved|updat|changed|news|word|still|days|weeks|since|work|charg|turn|"
-    "load|crash|fell|answer|repl|respon|pick|got back|call|hold|joke|shady|"
-    "waste|overpriced|rip|mislead|false|overcharg|log me|logs me|impossible|"
-    "error|never find|glitch|pill|faded|went flat|apart|fray|shed|downhill|"
-    "backache|back ache|waiting"
+    "moved|updat|changed|no news|no word|still waiting|still nothing|still no|"
+    "still not|days|weeks|since monday|since tuesday|since wednesday|"
+    "since thursday|since friday|since saturday|since sunday|since last|"
+    "n't work|not work|stopped work|charg|turning on|turn on|load|crash|fell|"
+    "answer|repl|respon|picked up|"
+    "picks up|got back|called back|callback|on hold|joke|shady|waste|overpriced|"
+    "rip-off|rip off|ripoff|ripped off|mislead|false|overcharg|log me|logs me|"
+    "impossible|on the phone|nothing back|heard nothing|not heard|emailed|"
+    "messaged|called|"
+    "rang|dm'd|dmed|chased|contacted|gave me|gives me|"
+    "rubbed|rubs my|error|never find|glitch|pill|faded|went flat|apart|fray|"
+    "shed|downhill|"
+    "backache|back ache|waiting|s day |w day |s week |w week |confirmation|"
+    "not waterproof|not warm|not breathable|soaked through|wet through|zip|seam|"
+    "sole|strap|buckle|"
+    "tracking|dispatch|shipping|told|arrived with|came with|turned up with|"
+    "in pieces|in bits|it's been|it has been|it's now been"
 )
 PROBLEMS = _patterns(
     {
         "damaged": r"\b(?:damaged|broken|broke|cracked|smashed|shattered|dented"
-        r"|crushed|leak(?:ed|ing|s)?|torn|scratched|chipped|bent|snapped|stained"
+        r"|crushed|leaked|torn|in pieces|in bits|scratched|chipped|bent|snapped|stained"
         r"|missing|defective|faulty|expired|spoiled|rotten|mou?ldy)\b"
-        r"|\barrived empty\b|\bbox (?:was )?empty\b",
+        r"|\b(?:arrived|came|turned up) empty\b|\b(?:box|parcel|package) (?:was |came"
+        r" |arrived |turned up )?empty\b"
+        r"|\b(?:arrived|came|turned up) with an? (?:\w+ )?"
+        r"(?:stain|hole|rip|tear|crack|dent|scratch|mark|chip)\b",
         "late": r"\b(?:late|delayed|overdue|stuck|lost|rescheduled|postponed)\b"
         r"|\bsupposed to (?:arrive|be here|come|be delivered)\b",
         "stalled": r"\b(?:hasn't|has not|not|never) (?:moved|updated|changed)\b"
         r"|\bno (?:update|updates|news|word)\b|\bstill (?:waiting|nothing|no|not)\b"
+        r"|\b(?:it's|it has|it's now) been (?:\d+|two|three|four|five|six|seven|ten"
+        r"|several|a few) (?:days|weeks)\b"
         r"|\bfor (?:\d+|two|three|four|five|six|seven|several|a few) (?:days|weeks)"
         r" now\b|\bwaiting (?:for )?(?:\d+|two|three|four|five|six) (?:days|weeks)\b"
         r"|\bsince (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday"
-        r"|last week)\b",
+        r"|last week)\b|\b(?:day|week) (?:\d+|two|three|four|five|six|seven|eight"
+        r"|nine|ten) of waiting\b|\b(?:it's|it is|now|this is) (?:day|week) (?:\d+"
+        r"|two|three|four|five|six|seven|eight|nine|ten)\b|\bwaiting for (?:\w+ )"
+        r"{0,3}to (?:ship|arrive|dispatch|deliver|send|refund)\b|\bno (?:confirmation"
+        r"|tracking|dispatch|shipping) ?(?:email|number|info|update)?\b"
+        r"|\b(?:was|were) told (?:\d+|two|three|four|a few)\b",
         "not_working": r"\b(?:stopped|doesn't|does not|won't|isn't|not)\s+(?:working"
         r"|work|works|charging|charge|turning on|turn on|loading|load)\b"
         r"|\bcrash(?:ed|es|ing)?\b|\bfell apart\b|\blogs? me out\b|\bimpossible to"
@@ -306,12 +449,22 @@ PROBLEMS = _patterns(
         r"|\bnever finds?\b|\bglitch\w*",
         # A product that wore out: a complaint even with no order in sight.
         "wore_out": r"\bpill(?:ed|ing|s)\b|\bfaded\b|\bwent flat\b|\bcoming apart\b"
-        r"|\bfray(?:ed|ing)\b|\bshed(?:s|ding)?\b|\bgone downhill\b|\bback ?ache\b",
+        r"|\bfray(?:ed|ing)\b|\bshed(?:s|ding)?\b|\bgone downhill\b|\bback ?ache\b"
+        r"|\bleak(?:s|ing)\b|\bnot (?:waterproof|warm|breathable)\b"
+        r"|\b(?:gave|gives) me (?:a )?(?:rash|blisters)\b|\brub(?:bed|s) my"
+        r" (?:heels?|feet|toes)\b"
+        r"|\b(?:soaked|wet) through\b|\b(?:zip|zipper|seam|seams|sole|soles|strap"
+        r"|buckle) (?:has |have )?(?:broke|broken|split|gone|came off|come off"
+        r"|snapped|fell off|peeling)\b",
         "no_response": r"\b(?:nobody|no one)\s+(?:answer|answered|answers|replied"
         r"|replies|responded|responds|picked up|picks up|got back|called back)\b"
         r"|\b(?:no|not (?:a single|one|any)) (?:reply|response|answer|callback)\b"
         r"|\bnever (?:replied|responded|answered|got back|called back)\b"
-        r"|\bon hold\b",
+        r"|\bon hold\b|\b(?:nothing|heard nothing|not heard) back\b"
+        r"|\b(?:\d+|an|two|three) (?:mins?|minutes|hours?) on the phone\b"
+        r"|\b(?:emailed|messaged|called|rang|dm'd|dmed|chased|contacted)"
+        r" (?:you |support |them |your team )?(?:\d+|two|three|four|five|several"
+        r"|multiple|many) times\b",
         "poor_value": r"\bis a joke\b|\bshady\b|\bwasteful\b|\boverpriced\b"
         r"|\brip[- ]?off\b|\bripped off\b|\bwaste of money\b|\bmisleading\b"
         r"|\bfalse advertising\b|\bovercharg\w*",
@@ -321,16 +474,35 @@ PROBLEMS = _patterns(
 # Complaints to a shop that are not about one order: service, site, price,
 # quality, policy, marketing, and a customer saying plainly they are fed up.
 COMPLAINTS_GATE = _stems(
-    "rude|unhelpful|useless|incompetent|ignor|hung up|left on read|help|bot|"
-    "service|support|staff|chat|auto|site|app|checkout|basket|cart|page|log|"
-    "sign|pay|won't let|code|voucher|discount|expensive|pricey|robbery|price|"
-    "fee|charge|"
-    "shrinkflation|hidden|cheap|flimsy|quality|wobbl|squeak|rust|peel|tarnish|"
+    "rude|unhelpful|useless|incompetent|ignor|hung up|left on read|no help|"
+    "zero help|to help|bot |service|support|staff|chat|autorepl|auto repl|"
+    "auto-repl|site |app |checkout|basket|cart |to cart|my cart|the cart|page |"
+    "login|log in|sign in|pay|"
+    "won't let|code|voucher|discount|expensive|pricey|robbery|price|"
+    "delivery fee|shipping fee|postage fee|restocking fee|service fee|"
+    "delivery charge|shipping charge|postage charge|restocking charge|"
+    "service charge|shrinkflation|hidden|cheaply|flimsy|quality|wobbl|squeak|"
+    "rusted|rusting|"
+    "rusty|peeled|peeling|tarnish|"
     "shrank|shrunk|bobbl|see-through|see through|smell|stink|ran in|ripped|"
     "came apart|nothing like|not as|removed|discontinu|stopped selling|got rid|"
-    "no longer|many|endless|constant|stop |unsubscrib|tone|greenwash|happy|"
-    "unacceptable|shocking|appalling|disgrace|fed up|sort|do better|again|"
-    "lost a customer|last time|done with|elsewhere|seriously|understaffed"
+    "no longer|too many|so many|endless|constant|stop |unsubscrib|tone deaf|"
+    "tone-deaf|greenwash|not happy|unhappy|unacceptable|shocking|appalling|"
+    "disgrace|fed up|sort it|sort this|sort yourselves|do better|never again|"
+    "never shopping|never ordering|never buying|"
+    "lost a customer|last time|done with|elsewhere|seriously|understaffed|"
+    "queue|one till|1 till|two till|waited|closed|holes in|hole in|so thin|"
+    "paper thin|too thin|a lie|more like|nothing like the real|costs more|"
+    "cost more|thinner|flimsier|smaller|weaker|worse|scratchier|barely|£|$|€|"
+    "bag|can't find|cant find|hard to|confusing|step back|"
+    "doesn't cover|does not cover|won't cover|will not cover|didn't cover|"
+    "make up|only in|need my|sold out|not buying|not shopping|not ordering|"
+    "bring back|are you|is it just|i guess|who thought|what does it|no one|no staff|"
+    "nobody|size |sizes |sizing|fit run|fit is|fit are|run small|runs small|"
+    "run large|runs large|run big|runs big|run really|runs really|run very|"
+    "runs very|run so|runs so|size guide|size chart|much plastic|much packaging|"
+    "much cardboard|excessive|unnecessary|pointless|huge box|loyalty|reward|"
+    "points|warranty"
 )
 COMPLAINTS = _patterns(
     {
@@ -340,30 +512,63 @@ COMPLAINTS = _patterns(
         r"|customer support|support|service|staff|chat|chat ?bot|bot)"
         r" (?:is|was|are|were) (?:\w+ )?(?:awful|terrible|useless|rubbish"
         r"|shocking|appalling|a joke|non-?existent|so slow|hopeless)\b"
-        r"|\bauto[- ]?repl(?:y|ies)\b",
+        r"|\bauto[- ]?repl(?:y|ies)\b|\b(?:chat ?bot|bot|chat) (?:doesn't|can't"
+        r"|won't|keeps|just|only)\b|\b(?:no one|no staff|nobody) (?:to help|around"
+        r"|on the (?:floor|tills?))\b|\bstaff (?:were|was) (?:on their phones"
+        r"|nowhere)\b",
+        "sizing": r"\b(?:sizes?|sizing|fit) (?:runs?|are|is) (?:\w+ )?(?:small|big"
+        r"|large|tiny|huge|off|inconsistent|all over the place|a joke)\b"
+        r"|\bruns? (?:really |very |so )?(?:small|large|big)\b|\bsize (?:guide"
+        r"|chart) (?:is )?(?:wrong|useless|off|a joke)\b|\binconsistent sizing\b",
+        "packaging": r"\b(?:so much|too much|excessive|unnecessary|pointless)"
+        r" (?:plastic|packaging|cardboard)\b|\bhuge box for\b",
+        "loyalty_terms": r"\bpoints (?:expire|expired|expiring)\b|\b(?:changed"
+        r"|cut|devalued|ruined) (?:the )?(?:loyalty|rewards?|points)\b"
+        r"|\bwarranty (?:is|was) (?:useless|a joke|worthless|void)\b",
         "site_trouble": r"\b(?:site|website|app|checkout|basket|cart|page|login"
         r"|payment page) (?:is |keeps |kept )?(?:always |still )?(?:down"
         r"|crashing|freezing|failing"
         r"|broken|not loading|timing out|so slow|a mess)\b|\bcan'?t (?:log ?in"
         r"|sign in|check ?out|pay\b|add \w+ to (?:my |the )?(?:basket|cart))"
         r"|\bwon't let me\b|\b(?:code|voucher|discount) (?:doesn't|does not"
-        r"|didn't|won't|isn't|is not) (?:work|apply)",
+        r"|didn't|won't|isn't|is not) (?:work|apply)"
+        r"|\bcan'?t find anything\b|\bhard to (?:find|use|navigate)\b"
+        r"|\bconfusing\b|\bstep back(?:wards)?\b",
         "price": r"\b(?:too|so|way too|ridiculously) (?:expensive|pricey)\b"
         r"|\bdaylight robbery\b|\bprice (?:hike|increase)s?\b|\bprices? "
         r"(?:went|have gone|has gone|gone|keep going) up\b|\braised (?:your|the)"
         r" prices\b|\bshrinkflation\b|\bhidden (?:fees?|charges?|costs?)\b"
         r"|\b(?:delivery|shipping|postage|restocking|service) (?:fee|charge)s?"
-        r" (?:is|are|was|were|of)\b",
+        r" (?:is|are|was|were|of)\b|\bcosts? more\b"
+        r"|(?<!only )(?:£|\$|€)\s?\d[\d,.]* for (?:a|an|one|the)\b"
+        r"|\bpay for (?:a |the )?(?:\w+ )?bags?\b",
         "poor_quality": r"\b(?:cheaply made|flimsy|(?:poor|bad|low|awful|terrible)"
         r" quality|quality (?:has )?(?:gone down|dropped|got worse)|wobbl(?:y|es)"
         r"|squeak(?:s|y|ing)|rust(?:ed|ing|y)|peel(?:ed|ing)|tarnish(?:ed|es)"
         r"|shr[au]nk|bobbl(?:ed|ing|es)|see[- ]through|stinks|smells? (?:awful"
         r"|weird|bad|of chemicals)|ran in the wash|came apart)\b"
         r"|\bnothing like (?:the |your )?(?:photos?|pictures?|description|ad)\b"
-        r"|\bnot as (?:described|pictured|advertised)\b",
+        r"|\bnot as (?:described|pictured|advertised)\b"
+        r"|\b(?:holes? in|(?:so|paper|too) thin|squeak|(?:is|was) a lie"
+        r"|(?:is|was|looks|feels) more like|nothing like the real)\b"
+        r"|\b(?:thinner|flimsier|smaller|weaker|worse|scratchier) than (?:the |they"
+        r" |it )?(?:old|before|used to|last|original)\b|\bbarely (?:works?|lasts?"
+        r"|lasted|burns?|holds?|fits?|closes?)\b",
+        # The shop floor: queues, tills, closed doors.
+        # A queue is news until it is timed: "queue was 40 minutes".
+        "store": r"\bqueue (?:was |of |for )?(?:\w+ ){0,4}?(?:\d+|twenty|thirty"
+        r"|forty|an|half an) (?:min|mins|minutes|hours?)\b"
+        r"|\b(?:one|1|two|only one) tills?\b|\bwaited"
+        r" (?:\d+|over|nearly|almost|an|half) \w*\s?(?:min|mins|minutes|hours?)\b"
+        r"|\b(?:store|shop) (?:was |is )?closed\b|\bclosed (?:during|in)"
+        r" (?:\w+ )?opening\b",
         "policy": r"\b(?:you|you've|you have|why did you) (?:\w+ )?(?:removed"
         r"|discontinued|stopped selling|got rid of)\b"
-        r"|\b(?:you )?no longer (?:sell|stock|offer)\b",
+        r"|\b(?:you )?no longer (?:sell|stock|offer)\b|\bbring back\b"
+        r"|\b(?:doesn't|does not|won't|will not|didn't) cover\b|\bmake up your"
+        r" mind\b|\bonly in (?:inches|cm|us|uk|eu)\b|\bneed my (?:date of birth"
+        r"|phone number|birthday)\b|\bsold out (?:within|in) (?:an? |\d+ )?"
+        r"(?:minutes?|hours?|seconds?)\b",
         "marketing": r"\b(?:too many|so many|endless|constant) (?:\w+ )?(?:emails"
         r"|texts|notifications|ads|adverts|pop-?ups)\b|\bstop (?:sending|emailing"
         r"|texting|spamming)\b|\bunsubscrib\w*|\btone[- ]deaf\b|\bgreenwash\w*",
@@ -372,7 +577,11 @@ COMPLAINTS = _patterns(
         r"|never again|lost a customer|last time i (?:order|shop|buy|bought)\w*"
         r"|done with (?:you|this)|taking my (?:business|money) elsewhere"
         r"|understaffed)\b|\bseriously\?"
-        r"|\bnever (?:shopping|ordering|buying) (?:\w+ )?again\b",
+        r"|\bnever (?:shopping|ordering|buying) (?:\w+ )?again\b"
+        r"|\bnot (?:shopping|ordering|buying) (?:\w+ |from you )?again\b"
+        r"|\bare you (?:ok|okay|serious|kidding|joking|for real)\b"
+        r"|\bis it just me\b|\bi guess i'll\b|\bwho thought\b"
+        r"|\bwhat does it (?:even )?(?:cover|do)\b",
     }
 )
 
@@ -384,47 +593,88 @@ COMPLAINT_CUES = frozenset({"not_working", "no_response", "poor_value", "wore_ou
 # from the text the problem cues read, so "not a single scratch" is no damage.
 SETTLED_GATE = _stems(
     "sort|resolv|fix|replac|refund|without|not a|no |nothing|zero|intact|piece|"
-    "safe|early|on time|quick|fast|ahead|next day|never late|not late|n't late"
+    "safe|early|on time|quick|fast|ahead|next day|never late|not late|n't late|"
+    "turned up|showed up|finally|after all|in the end|at last|eventually"
 )
 SETTLED = re.compile(
     r"\b(?:sorted|sorting (?:it|this|that) out|resolved|fixed|replaced"
     r"|replacement|refunded|refund (?:came|went|arrived)(?: through)?"
     r"|(?:quick|fast|easy|speedy) (?:refund|return|exchange|replacement))\b"
 )
+# "Want that sorted", "needs to be fixed": asked for, not yet done.
+WANTS_IT_PUT_RIGHT = re.compile(
+    r"\b(?:want|need|get|getting|have|like|please) (?:it|this|that|them|things)"
+    r" (?:sorted|fixed|resolved|replaced|refunded)\b|\b(?:to be|be|being)"
+    r" (?:sorted|fixed|resolved|replaced|refunded)\b"
+)
+# A worry that ended well: "thought it was lost but it turned up today". It
+# lifts the problem's pull, but is no praise by itself ("finally arrived, smashed").
+ARRIVED_AFTER_ALL = re.compile(
+    r"\b(?:turned up|showed up|arrived|came) (?:today |this morning )?(?:in the end"
+    r"|after all|at last|eventually)\b|\bfinally (?:arrived|came|turned up|here)\b"
+    r"|\b(?:turned|showed) up today\b"
+)
 NO_PROBLEM = re.compile(
     r"\b(?:without|not|no|nothing|zero) (?:a |one |a single |any )?(?:was |were"
     r" )?(?:scratch|scratches|crack|cracks|mark|marks|dent|dents|damage|damaged"
-    r"|broken|missing|issues?|problems?|delay|delays|fuss|hassle)\b"
+    r"|broken|missing|issues?|problems?|delay|delays|fuss|hassle|blisters)\b"
     r"|\b(?:arrived|came|delivered) (?:in one piece|intact|safely|safe and sound"
-    r"|early|on time|ahead of (?:time|schedule)|(?:the )?next day|so (?:fast"
+    r"|(?:a day |\w+ days |a week )?early|on time|ahead of (?:time|schedule)"
+    r"|(?:the )?next day|so (?:fast"
     r"|quickly)|super (?:fast|quick))\b|\b(?:never|not|wasn't) late\b"
 )
 
 # Mentions of the customer's own order: an order issue unless the text is happy.
 ORDER_REFERENCES_GATE = _stems(
     "#|order|package|parcel|deliver|shipment|refund|return|exchange|tracking|"
-    "invoice|receipt|purchase|address|send back|swap|dispatch|processing"
+    "invoice|receipt|purchase|address|send back|swap|dispatch|processing|"
+    "ticket|case |case:|case#|ref |ref:|ref#|reference|rma |rma:|rma#|"
+    "resend|re-send|awaiting|change my|change the|update my|update the|"
+    "correct my|correct the|to cancel|swap|repair|gift card|points"
 )
 ORDER_REFERENCES = _patterns(
     {
-        "order_number": r"(?<![\w&])#\s?\d{3,}\b|\border\s*(?:no\.?|number|id)?\s*"
-        r"[:#]?\s*\d{4,}\b",
+        # Shops number orders in many shapes: "#4471", "order 55102",
+        # "order FW-118204", "#FW20937", "ticket 4471", "ref: AB12345". A bare
+        # "FW-118204" is left out: too many other things look like it.
+        "order_number": r"(?<![\w&])#\s?[a-z]{0,3}-?\d{3,}\b"
+        r"|\b(?:order|ticket|case|ref|reference|rma)(?: (?:no\.?|number|id))?"
+        r"(?: ?[:#] ?| )(?:[a-z]{1,3}-?\d{3,}|\d{4,})\b",
         "my_order": r"\bmy (?:\w+ ){0,3}?(?:order|package|parcel|delivery|shipment"
-        r"|refund|return|exchange|tracking|invoice|receipt|purchase)\b",
+        r"|refund|return|exchange|tracking|invoice|receipt|purchase|repair"
+        r"|gift card|points)\b",
         "order_change": r"\b(?:cancel|change|amend|return|exchange|track)"
         r" (?:my|an|the|this) (?:\w+ )?order\b"
         r"|\b(?:change|update|correct) (?:my|the) (?:delivery |shipping )?address\b"
         r"|\b(?:return|exchange|send back|swap) (?:it|them|these|this|my|the)\b"
-        r"|\b(?:an|the|a vat) (?:invoice|receipt) for\b",
+        r"|\b(?:an|the|a vat) (?:invoice|receipt) for\b"
+        r"|\b(?:re-?send|resend) (?:me )?(?:my|the|an?) (?:\w+ )?(?:invoice|receipt"
+        r"|confirmation|label|tracking)\b|\baddress (?:be |to be )?(?:changed"
+        r"|updated|corrected)\b|\b(?:change|update|correct) (?:my|the) (?:phone"
+        r"|phone number|email|email address|name) (?:on|for)\b|\b(?:want|need"
+        r"|like|please) to cancel\b|\b(?:swap|exchange) (?:it |them )?for (?:a|the)"
+        r" (?:size|smaller|bigger|larger)\b",
         "order_status": r"\bstill (?:says |shows |just )?(?:processing|pending"
-        r"|not dispatched)\b|\bnot (?:yet )?dispatched\b",
+        r"|not dispatched)\b|\bnot (?:yet )?dispatched\b|\bawaiting (?:return"
+        r"|handover|dispatch|collection|shipment|refund|payment)\b",
     }
 )
 
 ORDER_CONTEXT = re.compile(
-    r"\b(?:order(?:ed|s)?|package|parcel|delivery|delivered|shipment|shipping"
-    r"|courier|tracking|arrived?|came|received|groceries|refund|returned"
-    r"|backorder\w*)\b",
+    r"\b(?:(?:pre-?)?order(?:ed|s)?|package|parcel|delivery|delivered|shipment"
+    r"|ship(?:ped|ping)?|dispatch(?:ed)?|courier|tracking|arrived?|came|received"
+    r"|groceries|refund(?:ed)?|returned|backorder\w*|paid|box|boxes"
+    r"|(?:photos?|pics?|pictures?) attached|see (?:the )?(?:photos?|pics?))\b",
+)
+
+# A customer asking the shop to do something: with an order in the text, a
+# request is an order issue however politely it is put ("could you resend the
+# invoice for order 61840? thank you").
+REQUEST = re.compile(
+    r"\b(?:please|pls|plz|can you|could you|would you|can u|could u|can someone"
+    r"|could someone|can anyone there|i'd like|i would like|i want|i need|we need"
+    r"|need (?:it|this|them|a|an|my|the)|want (?:a|an|my|the|that|it)|help me"
+    r"|advise|let me know|what now|is it possible|any way to|asap)\b|\?",
 )
 
 PERSONAL = re.compile(r"\b(?:my|me|our|us)\b")
@@ -432,6 +682,29 @@ PERSONAL = re.compile(r"\b(?:my|me|our|us)\b")
 QUESTION_OPENERS = re.compile(
     r"^\W*(how|what|what's|when|where|which|who|why|do|does|did|is|are|can"
     r"|could|will|would|should|any|anyone)\b(?!')"
+)
+# A question put to the writer's followers, not to the shop: "anyone selling a
+# second hand tent?", "does anyone know if they ship to Norway". Nothing is due.
+ASKS_FOLLOWERS = re.compile(
+    r"(?:^|[.!?,;:]\s*)(?:(?:does|has|is|did|can|could|would|will) )?(?:anyone"
+    r"|anybody|any of you|who else|who's (?:coming|going|in|up for))\b(?! know)"
+)
+# "Why is the size guide only in inches": to a shop, a why-question objects.
+WHY_QUESTION = re.compile(
+    r"(?:^|[.!?,;:]\s*)why (?:is|are|was|were|do|does|did|would|can't|won't|isn't"
+    r"|aren't|hasn't|haven't|don't|doesn't|didn't|on earth|the hell|must|should"
+    r"|have|has|you)\b|\bwhy\?"
+)
+# People ask without a question mark, and after a greeting or a first sentence:
+# "hi do u guys sell gift cards", "loving them!! do they need waterproofing".
+# A question form is a wh-word or an inverted auxiliary opening a clause.
+QUESTION_FORM = re.compile(
+    r"(?:^|[.!?,;:]\s*|\b(?:hi|hey|hello|also|and|so|but|or)\s+)(?:(?:how|what"
+    r"|when|where|which|who) (?:is|are|do|does|did|can|should|would|will|about"
+    r"|much|many|long|size)|(?:do|does|did|can|could|will|would|should|is|are"
+    r"|have|has) (?:you|u|ya|i|we|they|it|this|these|those|there|the|anyone"
+    r"|any|my)|(?:what's|how's|where's|when's|who's) (?:your|the|my|this|that"
+    r"|it))\b"
 )
 
 # Shopping phrases VADER misreads as feeling: "true" and "free" are praise to it.
@@ -447,6 +720,12 @@ NEUTRAL_PHRASES = re.compile(
 # looking forward is praise ("can't wait for my order!"), "smh" and "ugh" are not
 # neutral. Each adds one word of EAGER_VALENCE or FED_UP_VALENCE; both were chosen
 # on the even lines of the tweet set only (bench/sentiment_eval.py).
+EAGER_GATE = _stems(
+    "looking forward|look forward|can't wait|cant wait|cannot wait|so ready|"
+    "come check|come see|come join|want to see|wanna see|excited|thank|congrat|"
+    "happy birthday|yay|woo|love|obsessed|props to|shout|legend|spot on|"
+    "worth every penny|would buy again|incredible|cosy|cozy|<3|!!|10/10"
+)
 EAGER = re.compile(
     r"\b(?:looking forward|look forward|can'?t wait|cannot wait|so ready"
     r"|come (?:check|see|join)|want to see|wanna see|excited|thank(?:s| you)"
@@ -454,11 +733,68 @@ EAGER = re.compile(
     r"|legends?|spot on|worth every penny|would buy again|incredible|cosy|cozy)\b"
     r"|<3|!!|\b10/10\b"
 )
+# How customers praise what they bought, in words VADER's lexicon lacks or
+# underweights: comfort and warmth, fit, wear that lasts, repairs and service
+# that went well, surprise that a thing works. One word of EAGER_VALENCE, and
+# none after a negation ("not comfy", "wouldn't recommend").
+PRAISED_GATE = _stems(
+    "comf|toasty|snug|so soft|super soft|soft as|kept me|bit cold|bone dry|"
+    "fits perfectly|fit perfectly|fits like|fit like|fits great|fit great|"
+    "fits so|fit so|accurate|durable|sturdy|lasted|still going|holding up|"
+    "good new|good as new|look new|looks new|looking new|look brand|looks brand|"
+    "looking brand|brand new|another life|wizard|saver|changer|no fuss|"
+    "no questions|hassle|recommend|5 stars|five stars|can't fault|never taking|"
+    "personality|the only one|rare these|how it's done|exceeded|"
+    "above and beyond|extra mile|didn't charge|free of charge|faster than|"
+    "so fast|super fast|speedy|actually work|didn't expect|impressed|favorite|"
+    "favourite|must have|must-have|needed"
+)
+PRAISED = re.compile(
+    r"\b(?:comfy|comfiest|comfortable|toasty|snug"
+    r"|so soft|super soft|soft as|kept me (?:warm|dry)|not (?:one|a) bit cold"
+    r"|bone dry|fits? (?:perfectly|like a glove|great|so well)|fit perfectly"
+    r"|accurate|durable|sturdy|lasted (?:years|ages|forever)|still going"
+    r"|holding up|(?:good|looks?|looking) (?:as |brand )?new|brand new|another life"
+    r"|wizards?|life ?saver|game ?changer|no fuss|no questions(?: asked)?"
+    r"|hassle[- ]free"
+    r"|(?:highly|would) recommend|recommend(?:ed)? (?:them|it|these|this)"
+    r"|(?:5|five) stars|can't fault|never taking (?:it|this|them) off"
+    r"|entire personality|the only ones? (?:that|i)|rare these days|how it's done"
+    r"|exceeded|above and beyond|extra mile|didn't charge|free of charge"
+    r"|faster than|so fast|super fast|speedy|actually works?|didn't expect that"
+    r"|impressed|favou?rite|must[- ]have|no \w+ needed)\b"
+)
+FED_UP_GATE = _stems(
+    "smh|ugh|wtf|fail|annoying|disappoint|dissapoint|suck|worst|hate|terrible|"
+    "awful|rip|noo|sad|sorry|fuckin|argh|ffs|forgot|creepy|ridiculous|absurd|"
+    "useless"
+)
 FED_UP = re.compile(
-    r"\b(?:smh|ugh+|wtf|#?fail|annoying|disappoint\w*|dissapoint\w*|sucks?|worst"
+    r"\b(?:smh|ugh+|wtf|#?fail|annoying|disappoint\w*|dissapoint\w*|sucks?"
+    r"|(?<!expecting the )(?<!expected the )(?<!feared the )worst"
     r"|hate|terrible|awful|rip|noo+|sad|sorry|fuckin\w*|argh+|ffs|forgot|creepy"
     r"|ridiculous|absurd|useless)\b"
 )
+# Faces people pull at a shop: eye roll, upside-down smile, unamused, steam,
+# pout, cursing, facepalm, thumbs down. VADER scores all of them 0.
+FED_UP_FACES = re.compile(
+    "[\U0001f644\U0001f643\U0001f612\U0001f611\U0001f624\U0001f621"
+    "\U0001f92c\U0001f926\U0001f44e]"
+)
+NEGATED_BEFORE = ("not ", "n't ", "never ")
+
+# Words inside a name carry no feeling: "Good Friday", "Grateful Dead", "Super
+# Eagles", a "Sweet Dreams Pillow". A run of two or more Title Case words in a
+# sentence is read as a name and its lexicon words are dropped before VADER reads
+# it; the run's first word stays when it opens a sentence ("Love The Lamp" is
+# not a name), and a text mostly in Title Case is a headline and left whole.
+# Chosen on the even tweet lines: +0.009 and +0.015 on their two halves.
+TITLE_RUN = re.compile(
+    # Apostrophes are straight here: the text is normalised first.
+    r"(?<![\w'])[A-Z][a-z]+(?:'s)?(?:\s+[A-Z][a-z]+(?:'s)?)+\b"
+)
+TITLE_WORD = re.compile(r"(?<![\w'])[A-Z][a-z]+\b")
+HEADLINE_TITLE_SHARE = 0.6
 
 URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)
 HANDLE = re.compile(r"(?<![\w@])@\w{1,15}\b")
@@ -501,6 +837,7 @@ def score_mention(text: str) -> MentionScore:
     vader_text = normalised
     if NEUTRAL_PHRASES_GATE.search(lowered):
         vader_text = NEUTRAL_PHRASES.sub(" ", normalised)
+    vader_text = _without_feeling_in_names(vader_text)
     compound = _vader_compound(vader_text, negated=bool(NEGATION.search(lowered)))
     adjustments: list[str] = []
     if cues.spam:
@@ -528,10 +865,48 @@ def _normalise(text: str) -> str:
     # characters, and "don\u2019t" then escapes VADER's negation rule.
     if "\\u" in text:
         text = JSON_ESCAPE.sub(_unescape_json, text).translate(CURLY_APOSTROPHES)
-    text = VARIATION_SELECTORS.sub("", text)
-    text = URL.sub(" ", text)
-    text = HANDLE.sub(" ", text)
+    # Each search is skipped when its one telling character is absent: most
+    # posts hold no emoji, link or handle, and the searches are the cost here.
+    if not text.isascii():
+        text = VARIATION_SELECTORS.sub("", text)
+    if _may_hold_url(text):
+        text = URL.sub(" ", text)
+    if "@" in text:
+        text = HANDLE.sub(" ", text)
     return " ".join(text.split())
+
+
+def _may_hold_url(text: str) -> bool:
+    return "://" in text or "www." in text.lower()
+
+
+def _without_feeling_in_names(text: str) -> str:
+    """Drop the lexicon words of Title Case runs, which are names, not feelings."""
+    runs = list(TITLE_RUN.finditer(text))
+    if not runs:
+        return text
+    if len(TITLE_WORD.findall(text)) > HEADLINE_TITLE_SHARE * len(text.split()):
+        return text
+
+    lexicon = _analyser().lexicon
+    pieces, end = [], 0
+    for run in runs:
+        pieces += [text[end : run.start()], _name_without_feeling(run, lexicon)]
+        end = run.end()
+    return "".join(pieces) + text[end:]
+
+
+def _name_without_feeling(run: re.Match[str], lexicon: dict[str, float]) -> str:
+    words = run.group(0).split()
+    before = run.string[: run.start()].rstrip()
+    opens_sentence = not before or before[-1] in '.!?:"\u201c'
+    kept = [words[0]] if opens_sentence else []
+    kept += [
+        word
+        for word in words[len(kept) :]
+        if word.lower().removesuffix("'s") not in lexicon
+    ]
+    return " ".join(kept)
 
 
 def _unescape_json(match: re.Match[str]) -> str:
@@ -542,38 +917,65 @@ def _unescape_json(match: re.Match[str]) -> str:
 
 def _find_cues(original: str, lowered: str) -> _Cues:
     """Collect every rule group that matches, for intent and for the reasons."""
-    spam = list(_matching(SPAM_STRONG, lowered, SPAM_STRONG_GATE))
-    lowered_before = lowered
-    if len(URL.findall(original)) >= SPAM_MIN_URLS:
-        spam.append("links")
-    hashtags = [tag for tag in HASHTAG.findall(original) if not tag.isdigit()]
-    if len(hashtags) >= SPAM_MIN_HASHTAGS:
-        spam.append("hashtags")
+    spam = _spam_cues(original, lowered)
 
     # "Arrived without a scratch" names no damage: cut before the problems read it.
-    settled = bool(SETTLED_GATE.search(lowered))
+    settled = arrived_after_all = bool(SETTLED_GATE.search(lowered))
     if settled:
-        lowered = NO_PROBLEM.sub(" ", lowered)
-        settled = lowered != lowered_before or bool(SETTLED.search(lowered))
+        unsettled = NO_PROBLEM.sub(" ", lowered)
+        settled = unsettled != lowered or (
+            bool(SETTLED.search(unsettled)) and not WANTS_IT_PUT_RIGHT.search(unsettled)
+        )
+        arrived_after_all = bool(ARRIVED_AFTER_ALL.search(unsettled))
+        lowered = unsettled
     order_reference = _matching(ORDER_REFERENCES, lowered, ORDER_REFERENCES_GATE)
     crisis = _matching(CRISIS, lowered, CRISIS_GATE)
-    order_context = bool(order_reference or ORDER_CONTEXT.search(lowered))
-    personal = bool(PERSONAL.search(lowered))
-    opener = QUESTION_OPENERS.match(lowered)
+    problem = _matching(PROBLEMS, lowered, PROBLEMS_GATE)
+
+    # Whether the text is about an order, or about the writer, matters only
+    # beside a problem or a crisis word: most posts are spared the searches.
+    order_context = bool(order_reference) or (
+        bool(problem or crisis) and bool(ORDER_CONTEXT.search(lowered))
+    )
     return _Cues(
         crisis=crisis,
-        spam=tuple(spam),
-        order_problem=_matching(ORDER_PROBLEMS, lowered, ORDER_PROBLEMS_GATE),
-        problem=_matching(PROBLEMS, lowered, PROBLEMS_GATE),
+        spam=spam,
+        order_problem=_matching(NOT_ARRIVED, lowered, NOT_ARRIVED_GATE)
+        + _matching(ORDER_PROBLEMS, lowered, ORDER_PROBLEMS_GATE),
+        problem=problem,
         complaint=_matching(COMPLAINTS, lowered, COMPLAINTS_GATE),
         settled=settled,
+        arrived_after_all=arrived_after_all,
         order_reference=order_reference,
         order_context=order_context,
         # "Injured on Sunday" is sports news; "my daughter had a reaction" is ours.
-        customer_crisis=bool(crisis) and (order_context or personal),
-        question="?" in lowered or bool(opener),
-        plain_question="?" in lowered and bool(opener) and opener.group(1) != "why",
+        customer_crisis=bool(crisis)
+        and (order_context or bool(PERSONAL.search(lowered))),
+        # Only read beside an order reference.
+        request=bool(order_reference) and bool(REQUEST.search(lowered)),
+        but_turn=" but " in lowered and _turns_sour(lowered),
+        asking=_Asking(lowered),
     )
+
+
+def _spam_cues(original: str, lowered: str) -> tuple[str, ...]:
+    spam = list(_matching(SPAM_STRONG, lowered, SPAM_STRONG_GATE))
+    if _may_hold_url(original) and len(URL.findall(original)) >= SPAM_MIN_URLS:
+        spam.append("links")
+    hashtags = HASHTAG.findall(original) if "#" in original else []
+    if len([tag for tag in hashtags if not tag.isdigit()]) >= SPAM_MIN_HASHTAGS:
+        spam.append("hashtags")
+    return tuple(spam)
+
+
+def _turns_sour(lowered: str) -> bool:
+    """Tell whether what follows "but" denies or regrets what came before."""
+    # "a great idea in theory but 8 week wait is not a service": the verdict
+    # is the last clause. "Nervous about sizing but it fits perfectly" is not.
+    after = lowered.split(" but ", 1)[1]
+    if not NEGATION.search(after) and not FED_UP.search(after):
+        return False
+    return not EAGER.search(after) and not PRAISED.search(after)
 
 
 def _feeling_pulls(lowered: str, cues: _Cues) -> list[tuple[str, float]]:
@@ -582,9 +984,15 @@ def _feeling_pulls(lowered: str, cues: _Cues) -> list[tuple[str, float]]:
         return []
 
     pulls = []
-    if EAGER.search(lowered):
+    if _put_right(cues):
+        pulls.append(("adjust:settled", EAGER_VALENCE))
+    if EAGER_GATE.search(lowered) and EAGER.search(lowered):
         pulls.append(("adjust:eager", EAGER_VALENCE))
-    if FED_UP.search(lowered):
+    praised = PRAISED_GATE.search(lowered) and PRAISED.search(lowered)
+    if praised and not lowered[: praised.start()].endswith(NEGATED_BEFORE):
+        pulls.append(("adjust:praised", EAGER_VALENCE))
+    faces = not lowered.isascii() and FED_UP_FACES.search(lowered)
+    if faces or (FED_UP_GATE.search(lowered) and FED_UP.search(lowered)):
         pulls.append(("adjust:fed_up", FED_UP_VALENCE))
     return pulls
 
@@ -596,16 +1004,27 @@ def _negative_pulls(cues: _Cues) -> list[tuple[str, float]]:
 
     # "late", "lost" and "broke" alone are news on X as often as complaints
     # ("lost 1-2 on Sunday"): only a customer's problem pulls the score down.
+    # A problem put right ("sorted my missing parcel in minutes") pulls no more.
     pulls = []
-    if _order_problem(cues) or _complaint_cues(cues):
+    put_right = _put_right(cues) or (cues.arrived_after_all and not cues.order_problem)
+    if (_order_problem(cues) or _complaint_cues(cues)) and not put_right:
         pulls.append(("adjust:problem", PROBLEM_VALENCE))
     if cues.customer_crisis:
         pulls.append(("adjust:crisis", CRISIS_VALENCE))
     return pulls
 
 
+def _put_right(cues: _Cues) -> bool:
+    """A problem put right or a delivery that went well, and no problem left."""
+    return cues.settled and not cues.order_problem and not cues.customer_crisis
+
+
 def _order_problem(cues: _Cues) -> bool:
-    return bool(cues.order_problem or (cues.problem and cues.order_context))
+    # A product that stopped working or wore out, or wasteful packaging, is a
+    # complaint even when the text names the order it came in.
+    if cues.order_problem:
+        return True
+    return cues.order_context and any(p not in COMPLAINT_CUES for p in cues.problem)
 
 
 def _complaint_cues(cues: _Cues) -> bool:
@@ -630,21 +1049,30 @@ def _classify_intent(cues: _Cues, compound: float) -> str:
 
     # A happy "got my refund in two days" names an order but needs no fixing,
     # and "thanks for sorting my broken lamp" is a problem already put right.
-    if cues.settled and compound >= POSITIVE_FROM and not cues.customer_crisis:
+    after_all = cues.arrived_after_all and not cues.order_problem
+    if (_put_right(cues) or after_all) and compound >= POSITIVE_FROM:
         return "praise"
     if _order_problem(cues):
         return "order_issue"
-    if cues.order_reference and compound < POSITIVE_FROM:
+    # Naming an order and asking for something is an order issue however kindly
+    # put; only a happy text that asks nothing ("my order came, love it") is not.
+    if cues.order_reference and (compound < POSITIVE_FROM or cues.request):
         return "order_issue"
 
     sentiment = _label(compound)
-    if _complaint_cues(cues) or cues.customer_crisis:
+    if _complaint_cues(cues) or cues.customer_crisis or cues.but_turn:
         return "complaint"
     # "Is the wool throw itchy?" asks before buying: a gloomy word is not a grudge.
-    # A "why" question is a complaint in disguise as often as not.
-    if sentiment == "negative" and not cues.plain_question:
+    # "Why do you need my date of birth" asks nothing: it objects.
+    if sentiment == "negative" and not cues.asking.plain_question:
         return "complaint"
-    if cues.question:
+    if cues.asking.why_question and sentiment != "positive":
+        return "complaint"
+    if cues.asking.asks_followers:
+        return "other"
+    # "Delivery to Norway in 3 days?? thank you" marvels; it does not ask.
+    asking = cues.asking
+    if asking.question and (sentiment != "positive" or asking.question_form):
         return "question"
     return "praise" if sentiment == "positive" else "other"
 
