@@ -78,8 +78,6 @@ SELECT DISTINCT brand_id, day FROM (
     FROM cost_ledger c JOIN brands b ON b.id = c.brand_id
     UNION ALL
     SELECT brand_id, local_day FROM account_snapshots
-    UNION ALL
-    SELECT brand_id, local_day + 1 FROM account_snapshots
 ) AS every_day;
 
 -- A snapshot's growth, worked out where it is stored so that every writer gets it.
@@ -186,12 +184,17 @@ CREATE TRIGGER cost_ledger_mark_removed AFTER DELETE ON cost_ledger
 CREATE FUNCTION mark_follower_days() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    -- A day's follower change reads the day before, so the next day moves too.
+    -- A day's follower change reads the day before, so a count stored after the
+    -- next day's (a backfill) moves that day too.
     INSERT INTO kpi_marks (brand_id, day)
     SELECT DISTINCT brand_id, day FROM (
         SELECT brand_id, local_day AS day FROM added
         UNION ALL
-        SELECT brand_id, local_day + 1 FROM added
+        SELECT a.brand_id, a.local_day + 1 FROM added a
+        WHERE EXISTS (
+            SELECT 1 FROM account_snapshots n
+            WHERE n.brand_id = a.brand_id AND n.local_day = a.local_day + 1
+        )
     ) AS both_days;
     RETURN NULL;
 END
@@ -265,7 +268,10 @@ CREATE FUNCTION mark_changed_followers() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO kpi_marks (brand_id, day)
-    VALUES (NEW.brand_id, NEW.local_day), (NEW.brand_id, NEW.local_day + 1);
+    SELECT NEW.brand_id, NEW.local_day
+    UNION ALL
+    SELECT brand_id, local_day FROM account_snapshots
+    WHERE brand_id = NEW.brand_id AND local_day = NEW.local_day + 1;
     RETURN NULL;
 END
 $$;
