@@ -204,13 +204,23 @@ CREATE TRIGGER account_snapshots_mark AFTER INSERT ON account_snapshots
     FOR EACH STATEMENT EXECUTE FUNCTION mark_follower_days();
 
 -- One changed row: the brand's local day of `old_at` and of `new_at` (either NULL).
+-- PL/pgSQL, whose plans a session keeps: a SQL function called per row was planned
+-- on every call (0.6 ms a row).
 CREATE FUNCTION mark_changed_row(brand uuid, old_at timestamptz, new_at timestamptz)
 RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+DECLARE
+    zone text;
+BEGIN
+    SELECT time_zone INTO zone FROM brands WHERE id = brand;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
     INSERT INTO kpi_marks (brand_id, day)
-    SELECT DISTINCT b.id, CAST(at AT TIME ZONE b.time_zone AS date)
-    FROM brands b, unnest(ARRAY[old_at, new_at]) AS at
-    WHERE b.id = brand AND at IS NOT NULL;
+    SELECT DISTINCT brand, CAST(at AT TIME ZONE zone AS date)
+    FROM unnest(ARRAY[old_at, new_at]) AS at
+    WHERE at IS NOT NULL;
+END
 $$;
 
 -- Attribution sets post_id; a post deleted sets it back to NULL.
