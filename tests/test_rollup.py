@@ -362,3 +362,33 @@ def wait_until_a_statement_waits_for_a_lock(runtime) -> None:
             )
         if waiting:
             return
+
+
+def test_a_score_and_a_follower_count_stored_late_rewrite_the_days_they_move(
+    runtime,
+) -> None:
+    ids = make_fixture(runtime)
+    roll_up(runtime)
+
+    # Scoring turns the positive mention of the 9th negative; the 7th's follower
+    # count arrives after the 8th's, which now has a day before to compare with.
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE mentions SET sentiment = 'negative' WHERE brand_id = :brand_id",
+            brand_id=ids["brand_id"],
+        )
+        tx.execute(
+            "INSERT INTO account_snapshots (brand_id, local_day, captured_at, "
+            "followers) VALUES (:brand_id, :day, :at, 990)",
+            brand_id=ids["brand_id"],
+            day=dt.date(2026, 3, 7),
+            at=SECOND_SNAPSHOT_AT,
+        )
+    written = roll_up(runtime)
+
+    rows = days(runtime, ids["brand_id"])
+    assert written == 3  # the 7th, the 8th and the 9th
+    assert rows[dt.date(2026, 3, 7)]["followers"] == 990
+    assert rows[MARCH_8]["follower_change"] == 10  # 1000 - 990
+    assert rows[MARCH_9]["negative_mentions"] == 2
+    assert figures(rows[MARCH_5]) == EXPECTED[MARCH_5]
