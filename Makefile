@@ -37,10 +37,11 @@ demo: install ## Run the whole loop on the demo catalog in a simulated week (LIV
 test: install ## Run the test suite against a real PostgreSQL
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install ## Measure sentiment and triage accuracy, cold starts and memory, caption quota use, publishing 5,000 posts and storing 50,000 mentions
+bench: install ## Measure sentiment and triage accuracy, cold starts and memory, caption quota use, publishing 5,000 posts, storing 50,000 mentions and the KPI rollup of 1,000,000 snapshots
 	@$(PY) -m bench.sentiment_eval
 	@$(PY) -m bench.triage_eval
 	@$(PY) -m bench.functions
+	@$(PY) -m bench.rollup --json var/bench/rollup.json
 
 migrate: install ## Apply sql/ to DATABASE_URL, or to the embedded server
 	@$(PY) -m infra.pg migrate

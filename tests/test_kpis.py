@@ -36,9 +36,7 @@ def test_clicks_carry_forward_once_x_stops_showing_them_after_30_days(
         withheld = {**last, "captured_at": clock.now(), "link_clicks": None}
         withheld["profile_clicks"] = None
         tx.execute(snapshots.INSERT_SNAPSHOT, **withheld)
-        kpis.recompute_days(
-            x_runtime, tx, {"id": brand_id, "time_zone": "UTC"}, clock.now()
-        )
+        kpis.recompute_marked_days(tx, now=clock.now())
         carried = tx.scalar(
             "SELECT link_clicks FROM metric_snapshots ORDER BY captured_at DESC LIMIT 1"
         )

@@ -346,7 +346,6 @@ def test_a_15_minute_post_limit_above_the_3_hour_one_is_refused() -> None:
         ("CARTCAST_ALERT_MAX_AGE_S", "315360001", "315360000"),
         ("CARTCAST_MENTION_PAGES_MAX", "101", "100"),
         ("CARTCAST_ATTRIBUTION_WINDOW_DAYS", "3661", "3660"),
-        ("CARTCAST_ROLLUP_LOOKBACK_DAYS", "3661", "3660"),
         ("CARTCAST_NEAR_DUPLICATE_DAYS", "999999", "3660"),
         ("CARTCAST_CAPTION_PRODUCTS_PER_REQUEST", "21", "20"),
         ("CARTCAST_CAPTION_DRAIN_BUDGET_S", "541", "540"),

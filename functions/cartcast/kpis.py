@@ -2,93 +2,142 @@
 
 A day is the brand's local calendar day. A day's impressions, engagements and link
 clicks are the growth between consecutive snapshots of each post, credited to the
-local day of the later snapshot, so re-running the rollup recomputes the same
-figures (daily rows are upserted) and no growth is counted twice.
+local day of the later snapshot; each snapshot carries its growth from the moment it
+is stored (migration 021), so a day's figures are one plain GROUP BY.
+
+Only days that changed are computed again. Every write that moves a brand's day (a
+snapshot, an order, an attribution, a published post, a mention or its score, a
+ledger row, a follower count) marks that (brand, local day) in `kpi_marks`, by a
+trigger; the rollup takes the marks and rewrites those days' rows whole, so running
+it twice replaces, never adds (decision 0021).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
+from collections.abc import Iterable
 from typing import Any
 
 from cartcast import accounts, attribution, metrics
 
+# No time zone is more than 14 hours from UTC (Pacific/Kiritimati is UTC+14): a
+# local day lies within these margins of the UTC day of the same date.
+ZONE_MARGIN = dt.timedelta(hours=14)
+
+# Two recomputes of one day must not commit in the opposite order of what they read,
+# or the older figures would win; they take turns (pg_advisory_xact_lock's two-key
+# form: 7310 and 7311 are settling's and brands').
+LOCK_RECOMPUTE = "SELECT pg_advisory_xact_lock(7312, 0)"
+# The same statement reads one day or a whole year; a plan cached for one would do
+# the other badly, so each execution is planned for its own range.
+PLAN_EACH_RANGE = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
+MARK_TODAY = """
+INSERT INTO kpi_marks (brand_id, day)
+SELECT id, CAST(CAST(:now AS timestamptz) AT TIME ZONE time_zone AS date)
+FROM brands WHERE id = ANY(CAST(:brand_ids AS uuid[]))
+"""
+# The marks this statement's snapshot sees; a mark committed later stays for the
+# next run, and the data it marks was committed with it. Marks of a deleted brand
+# are dropped here.
+TAKE_MARKS = """
+WITH taken AS (
+    DELETE FROM kpi_marks
+    WHERE CAST(:brand_id AS uuid) IS NULL OR brand_id = CAST(:brand_id AS uuid)
+    RETURNING brand_id, day
+)
+SELECT DISTINCT taken.brand_id, taken.day
+FROM taken JOIN brands b ON b.id = taken.brand_id
+ORDER BY taken.day, taken.brand_id
+"""
+# Every source is read over [:since, :until), a range of instants that covers the
+# marked days in every zone; a group outside the marked (brand, day)s is dropped by
+# the join on `marked`.
 UPSERT_DAILY_KPIS = """
-WITH days AS (
-    SELECT CAST(d AS date) AS day
-    FROM generate_series(CAST(:first_day AS date), CAST(:last_day AS date),
-                         interval '1 day') AS d
+WITH marked AS (
+    SELECT m.brand_id, m.day
+    FROM unnest(CAST(:brand_ids AS uuid[]), CAST(:days AS date[])) AS m (brand_id, day)
 ),
 growth AS (
-    SELECT CAST(s.captured_at AT TIME ZONE :tz AS date) AS day,
-        s.impressions - COALESCE(LAG(s.impressions) OVER w, 0) AS impressions,
-        (s.likes + s.reposts + s.replies + s.quotes + s.bookmarks)
-          - COALESCE(LAG(s.likes + s.reposts + s.replies + s.quotes + s.bookmarks)
-                     OVER w, 0) AS engagements,
-        COALESCE(s.link_clicks, 0) - COALESCE(LAG(s.link_clicks) OVER w, 0)
-            AS link_clicks
-    FROM metric_snapshots s JOIN posts p ON p.id = s.post_id
-    WHERE p.brand_id = :brand_id
-    WINDOW w AS (PARTITION BY s.post_id ORDER BY s.captured_at)
-),
-metrics AS (
-    SELECT day, SUM(impressions) AS impressions, SUM(engagements) AS engagements,
-        SUM(link_clicks) AS link_clicks
-    FROM growth GROUP BY day
+    SELECT p.brand_id, CAST(s.captured_at AT TIME ZONE b.time_zone AS date) AS day,
+        SUM(s.impressions_growth) AS impressions,
+        SUM(s.engagements_growth) AS engagements,
+        SUM(s.link_clicks_growth) AS link_clicks
+    FROM metric_snapshots s
+    JOIN posts p ON p.id = s.post_id
+    JOIN brands b ON b.id = p.brand_id
+    WHERE s.captured_at >= :since AND s.captured_at < :until
+    GROUP BY 1, 2
 ),
 published AS (
-    SELECT CAST(published_at AT TIME ZONE :tz AS date) AS day, COUNT(*) AS posts
-    FROM posts WHERE brand_id = :brand_id AND state = 'published' GROUP BY 1
+    SELECT p.brand_id, CAST(p.published_at AT TIME ZONE b.time_zone AS date) AS day,
+        COUNT(*) AS posts
+    FROM posts p JOIN brands b ON b.id = p.brand_id
+    WHERE p.state = 'published'
+      AND p.published_at >= :since AND p.published_at < :until
+    GROUP BY 1, 2
 ),
 sales AS (
-    SELECT CAST(ordered_at AT TIME ZONE :tz AS date) AS day,
-        COUNT(*) FILTER (WHERE post_id IS NOT NULL) AS attributed,
-        COUNT(*) FILTER (WHERE post_id IS NULL) AS unattributed,
-        COALESCE(SUM(total_price) FILTER (WHERE post_id IS NOT NULL), 0) AS revenue
-    FROM orders WHERE brand_id = :brand_id GROUP BY 1
+    SELECT o.brand_id, CAST(o.ordered_at AT TIME ZONE b.time_zone AS date) AS day,
+        COUNT(*) FILTER (WHERE o.post_id IS NOT NULL) AS attributed,
+        COUNT(*) FILTER (WHERE o.post_id IS NULL) AS unattributed,
+        COALESCE(SUM(o.total_price) FILTER (WHERE o.post_id IS NOT NULL), 0)
+            AS revenue
+    FROM orders o JOIN brands b ON b.id = o.brand_id
+    WHERE o.ordered_at >= :since AND o.ordered_at < :until
+    GROUP BY 1, 2
 ),
 talk AS (
-    SELECT CAST(posted_at AT TIME ZONE :tz AS date) AS day, COUNT(*) AS mentions,
-        COUNT(*) FILTER (WHERE sentiment = 'negative') AS negative
-    FROM mentions WHERE brand_id = :brand_id GROUP BY 1
+    SELECT m.brand_id, CAST(m.posted_at AT TIME ZONE b.time_zone AS date) AS day,
+        COUNT(*) AS mentions,
+        COUNT(*) FILTER (WHERE m.sentiment = 'negative') AS negative
+    FROM mentions m JOIN brands b ON b.id = m.brand_id
+    WHERE m.posted_at >= :since AND m.posted_at < :until
+    GROUP BY 1, 2
 ),
 spend AS (
-    SELECT CAST(occurred_at AT TIME ZONE :tz AS date) AS day, SUM(usd) AS usd
-    FROM cost_ledger WHERE brand_id = :brand_id GROUP BY 1
+    SELECT c.brand_id, CAST(c.occurred_at AT TIME ZONE b.time_zone AS date) AS day,
+        SUM(c.usd) AS usd
+    FROM cost_ledger c JOIN brands b ON b.id = c.brand_id
+    WHERE c.occurred_at >= :since AND c.occurred_at < :until
+    GROUP BY 1, 2
 )
 INSERT INTO daily_kpis (brand_id, day, posts_published, impressions, engagements,
     engagement_rate, link_clicks, click_through_rate, attributed_orders, revenue,
     conversion_rate, unattributed_orders, mentions, negative_mentions, followers,
-    api_spend_usd, computed_at)
-SELECT :brand_id, days.day,
+    follower_change, api_spend_usd, cost_per_attributed_order_usd, computed_at)
+SELECT marked.brand_id, marked.day,
     COALESCE(published.posts, 0),
-    COALESCE(metrics.impressions, 0),
-    COALESCE(metrics.engagements, 0),
-    CASE WHEN metrics.impressions > 0
-         THEN ROUND(metrics.engagements::numeric / metrics.impressions, 5) END,
-    COALESCE(metrics.link_clicks, 0),
-    CASE WHEN metrics.impressions > 0
-         THEN ROUND(metrics.link_clicks::numeric / metrics.impressions, 5) END,
+    COALESCE(growth.impressions, 0),
+    COALESCE(growth.engagements, 0),
+    CASE WHEN growth.impressions > 0
+         THEN ROUND(growth.engagements::numeric / growth.impressions, 5) END,
+    COALESCE(growth.link_clicks, 0),
+    CASE WHEN growth.impressions > 0
+         THEN ROUND(growth.link_clicks::numeric / growth.impressions, 5) END,
     COALESCE(sales.attributed, 0),
     COALESCE(sales.revenue, 0),
-    CASE WHEN metrics.link_clicks > 0
-         THEN ROUND(COALESCE(sales.attributed, 0)::numeric / metrics.link_clicks, 5)
+    CASE WHEN growth.link_clicks > 0
+         THEN ROUND(COALESCE(sales.attributed, 0)::numeric / growth.link_clicks, 5)
     END,
     COALESCE(sales.unattributed, 0),
     COALESCE(talk.mentions, 0),
     COALESCE(talk.negative, 0),
     followers.followers,
+    followers.followers - day_before.followers,
     COALESCE(spend.usd, 0),
+    CASE WHEN sales.attributed > 0
+         THEN ROUND(COALESCE(spend.usd, 0) / sales.attributed, 4) END,
     :now
-FROM days
-LEFT JOIN metrics ON metrics.day = days.day
-LEFT JOIN published ON published.day = days.day
-LEFT JOIN sales ON sales.day = days.day
-LEFT JOIN talk ON talk.day = days.day
-LEFT JOIN spend ON spend.day = days.day
+FROM marked
+LEFT JOIN growth USING (brand_id, day)
+LEFT JOIN published USING (brand_id, day)
+LEFT JOIN sales USING (brand_id, day)
+LEFT JOIN talk USING (brand_id, day)
+LEFT JOIN spend USING (brand_id, day)
 LEFT JOIN account_snapshots followers
-    ON followers.brand_id = :brand_id AND followers.local_day = days.day
+    ON followers.brand_id = marked.brand_id AND followers.local_day = marked.day
+LEFT JOIN account_snapshots day_before
+    ON day_before.brand_id = marked.brand_id AND day_before.local_day = marked.day - 1
 ON CONFLICT (brand_id, day) DO UPDATE SET
     posts_published = EXCLUDED.posts_published, impressions = EXCLUDED.impressions,
     engagements = EXCLUDED.engagements, engagement_rate = EXCLUDED.engagement_rate,
@@ -98,13 +147,15 @@ ON CONFLICT (brand_id, day) DO UPDATE SET
     conversion_rate = EXCLUDED.conversion_rate,
     unattributed_orders = EXCLUDED.unattributed_orders,
     mentions = EXCLUDED.mentions, negative_mentions = EXCLUDED.negative_mentions,
-    followers = EXCLUDED.followers, api_spend_usd = EXCLUDED.api_spend_usd,
+    followers = EXCLUDED.followers, follower_change = EXCLUDED.follower_change,
+    api_spend_usd = EXCLUDED.api_spend_usd,
+    cost_per_attributed_order_usd = EXCLUDED.cost_per_attributed_order_usd,
     computed_at = EXCLUDED.computed_at
 """
 
 
 def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
-    """Snapshot metrics, attribute orders and recompute daily KPIs for every brand.
+    """Snapshot metrics, attribute orders and recompute the changed daily KPIs.
 
     Snapshots are stamped with the time they were read, not the tick's: a late or
     redelivered tick reads today's figures, and must not file them under an earlier
@@ -127,22 +178,62 @@ def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
                 brand_id=brand["id"],
                 window_days=runtime.settings.attribution_window_days,
             )
-            totals["days"] += recompute_days(runtime, tx, brand, now)
         totals["brands"] += 1
+
+    # Today gets its row at every run, data or not, so a quiet day still shows.
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            MARK_TODAY, brand_ids=[str(brand["id"]) for brand in connected], now=now
+        )
+        totals["days"] = recompute_marked_days(tx, now=runtime.clock.now())
     return totals
 
 
-def recompute_days(
-    runtime: Any, tx: Any, brand: dict[str, Any], now: dt.datetime
+def recompute_marked_days(
+    tx: Any, *, now: dt.datetime, brand_id: str | None = None
 ) -> int:
-    """Upsert the brand's daily KPI rows for the look-back window ending at `now`."""
-    last_day = now.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
-    first_day = last_day - dt.timedelta(days=runtime.settings.rollup_lookback_days - 1)
-    return tx.execute(
-        UPSERT_DAILY_KPIS,
-        brand_id=brand["id"],
-        tz=brand["time_zone"],
-        first_day=first_day,
-        last_day=last_day,
-        now=runtime.clock.now(),
-    )
+    """Rewrite the daily KPI rows of every marked (brand, day); return rows written.
+
+    Args:
+        brand_id: take only this brand's marks (an order import's); None takes all.
+    """
+    tx.scalar(LOCK_RECOMPUTE)
+    tx.scalar(PLAN_EACH_RANGE)
+    marked = tx.rows(TAKE_MARKS, brand_id=None if brand_id is None else str(brand_id))
+
+    by_day: dict[dt.date, list[str]] = {}
+    for row in marked:
+        by_day.setdefault(row["day"], []).append(str(row["brand_id"]))
+
+    written = 0
+    for first_day, last_day in day_runs(by_day):
+        in_run = [
+            (brand, day)
+            for day in sorted(by_day)
+            if first_day <= day <= last_day
+            for brand in by_day[day]
+        ]
+        written += tx.execute(
+            UPSERT_DAILY_KPIS,
+            brand_ids=[brand for brand, _ in in_run],
+            days=[day for _, day in in_run],
+            since=_utc_midnight(first_day) - ZONE_MARGIN,
+            until=_utc_midnight(last_day + dt.timedelta(days=1)) + ZONE_MARGIN,
+            now=now,
+        )
+    return written
+
+
+def day_runs(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Group days into (first, last) runs of consecutive days, in order."""
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(set(days)):
+        if runs and runs[-1][1] + dt.timedelta(days=1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def _utc_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import zoneinfo
 from typing import Any
 
 from cartcast import attribution, brands, kpis, orders
@@ -59,7 +58,6 @@ def import_orders(
     key_column, rows = _read_rows(text)
     brand = brands.get_brand(tx, brand_id)
     brand_currency = brand["currency"].strip()
-    stored_at: list[dt.datetime] = []
     stored_ids: list[str] = []
 
     report: dict[str, Any] = {
@@ -106,53 +104,15 @@ def import_orders(
         )
         report["stored" if inserted is not None else "duplicates"] += 1
         if inserted is not None:
-            stored_at.append(order["ordered_at"])
             stored_ids.append(str(inserted))
 
     report["attributed"] = attribution.attribute_pending(
         tx, brand_id=brand_id, window_days=window_days, order_ids=stored_ids
     )
-    _recompute_days(tx, brand, stored_at, now=now)
+    # The rollup reaches every marked day at its next run; the file's days are
+    # written now so that the report shows the backfill as soon as it is answered.
+    kpis.recompute_marked_days(tx, now=now, brand_id=brand_id)
     return report
-
-
-def _recompute_days(
-    tx: Transaction,
-    brand: dict[str, Any],
-    stored_at: list[dt.datetime],
-    *,
-    now: dt.datetime,
-) -> None:
-    """Redo the daily KPIs of the brand-local days the file added orders to.
-
-    The rollup only revisits its look-back window (CARTCAST_ROLLUP_LOOKBACK_DAYS),
-    so a backfill of older days would otherwise never reach the report. Only days
-    that received an order are written, one statement per run of consecutive days:
-    two orders years apart must not fill the years between with empty rows.
-    """
-    zone = zoneinfo.ZoneInfo(brand["time_zone"])
-    for first_day, last_day in day_runs(
-        {at.astimezone(zone).date() for at in stored_at}
-    ):
-        tx.execute(
-            kpis.UPSERT_DAILY_KPIS,
-            brand_id=str(brand["id"]),
-            tz=brand["time_zone"],
-            first_day=first_day,
-            last_day=last_day,
-            now=now,
-        )
-
-
-def day_runs(days: set[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Group days into (first, last) runs of consecutive days, in order."""
-    runs: list[tuple[dt.date, dt.date]] = []
-    for day in sorted(days):
-        if runs and runs[-1][1] + dt.timedelta(days=1) == day:
-            runs[-1] = (runs[-1][0], day)
-        else:
-            runs.append((day, day))
-    return runs
 
 
 def _read_rows(text: str) -> tuple[str, list[tuple[int, dict[str, str]]]]:

@@ -142,7 +142,6 @@ class Settings:
     mention_poll_max_s: int = 900
     mention_overlap_s: int = 300
     attribution_window_days: int = 7
-    rollup_lookback_days: int = 8
     near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD
     near_duplicate_days: int = NEAR_DUPLICATE_DAYS
     caption_products_per_request: int = 10
@@ -361,9 +360,6 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         attribution_window_days=number(
             "CARTCAST_ATTRIBUTION_WINDOW_DAYS", 7, at_most=DAYS_MAX, unit=" days"
-        ),
-        rollup_lookback_days=number(
-            "CARTCAST_ROLLUP_LOOKBACK_DAYS", 8, at_most=DAYS_MAX, unit=" days"
         ),
         near_duplicate_threshold=fraction(
             "CARTCAST_NEAR_DUPLICATE_THRESHOLD", NEAR_DUPLICATE_THRESHOLD

@@ -1,0 +1,432 @@
+"""`make bench`'s rollup rows: the daily KPI rollup against one bare GROUP BY.
+
+A fresh migrated database gets 20 brands in ten time zones, 1,000,000 metric
+snapshots of posts spread over 365 days, 200,000 orders (half of them attributed),
+and a ledger row and a follower count per brand and day, written with
+generate_series through the product's own triggers (so every snapshot's growth and
+every (brand, day) mark is what the product would store). Then, side by side:
+
+(a) the full rollup, `kpis.recompute_marked_days` with every (brand, day) marked,
+    against BARE_GROUP_BY below: one bare `GROUP BY (brand, local day)` over the same
+    snapshots and orders. Both are timed from the call to the commit, alternating
+    `--runs` times; the medians are compared (goal <= 1.5), and the rows the rollup
+    wrote must equal the bare query's figures, day by day.
+(b) one new day: a day's worth of snapshots and orders is stored after the last
+    day (untimed), then the incremental rollup that follows is timed; its median is
+    compared with the full rollup's (goal <= 0.05).
+
+    DATABASE_URL=postgresql://... .venv/bin/python -m bench.rollup [--quick]
+        [--snapshots 1000000] [--orders 200000] [--days 365] [--brands 20]
+        [--runs 3] [--json PATH]
+
+Attribution's rescan and the X reads that precede the rollup are not timed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from infra import pg
+
+REPO = Path(__file__).resolve().parents[1]
+FULL_GOAL = 1.5
+INCREMENTAL_GOAL = 0.05
+ISSUE_CASE = {
+    "snapshots": 1_000_000,
+    "orders": 200_000,
+    "days": 365,
+    "brands": 20,
+    "runs": 3,
+}
+QUICK_CASE = {"snapshots": 20_000, "orders": 4_000, "days": 30, "brands": 4, "runs": 1}
+SNAPSHOTS_PER_POST = 20
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+ZONES = [
+    "America/New_York",
+    "Europe/Berlin",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "UTC",
+    "America/Los_Angeles",
+    "Asia/Kolkata",
+    "Pacific/Auckland",
+    "America/Sao_Paulo",
+    "Europe/London",
+]
+
+# The yardstick: the snapshots' growth and the orders, summed by brand and local day
+# in one statement, with nothing written.
+BARE_GROUP_BY = """
+SELECT brand_id, day, SUM(impressions) AS impressions,
+    SUM(engagements) AS engagements, SUM(link_clicks) AS link_clicks,
+    SUM(attributed) AS attributed_orders, SUM(unattributed) AS unattributed_orders,
+    SUM(revenue) AS revenue
+FROM (
+    SELECT p.brand_id, CAST(s.captured_at AT TIME ZONE b.time_zone AS date) AS day,
+        s.impressions_growth AS impressions, s.engagements_growth AS engagements,
+        s.link_clicks_growth AS link_clicks, 0 AS attributed, 0 AS unattributed,
+        0 AS revenue
+    FROM metric_snapshots s
+    JOIN posts p ON p.id = s.post_id
+    JOIN brands b ON b.id = p.brand_id
+    UNION ALL
+    SELECT o.brand_id, CAST(o.ordered_at AT TIME ZONE b.time_zone AS date),
+        0, 0, 0, CAST(o.post_id IS NOT NULL AS int),
+        CAST(o.post_id IS NULL AS int),
+        CASE WHEN o.post_id IS NOT NULL THEN o.total_price ELSE 0 END
+    FROM orders o JOIN brands b ON b.id = o.brand_id
+) AS rows
+GROUP BY brand_id, day
+"""
+SELECT_ROLLED_UP = """
+SELECT brand_id, day, impressions, engagements, link_clicks, attributed_orders,
+    unattributed_orders, revenue
+FROM daily_kpis
+"""
+
+INSERT_BRANDS = """
+INSERT INTO brands (slug, name, time_zone, store_base_url, posting_slots, created_at)
+SELECT 'bench-' || n, 'Bench ' || n,
+    (CAST(:zones AS text[]))[1 + n % cardinality(CAST(:zones AS text[]))],
+    'https://shop.example.com', '[]', :start
+FROM generate_series(0, :brands - 1) AS n
+"""
+# Post n belongs to brand n % brands; each brand's posts are spread evenly over the
+# days. The table keeps the numbering the orders and snapshots are built from.
+CREATE_BENCH_POSTS = """
+CREATE TABLE bench_posts AS
+SELECT n, gen_random_uuid() AS id, b.id AS brand_id,
+    CAST(:start AS timestamptz)
+        + (n / :brands) * (:days * interval '1 day') / (:posts / :brands)
+        AS published_at
+FROM generate_series(0, :posts - 1) AS n
+JOIN brands b ON b.slug = 'bench-' || (n % :brands)
+"""
+INSERT_POSTS = """
+INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, published_at,
+    created_by, created_at, updated_at)
+SELECT id, brand_id, 'bench', 'published', 'manual', 5, published_at, 'bench',
+    published_at, published_at
+FROM bench_posts
+"""
+# Every 3 hours after publishing, figures that grow; in post then time order, as
+# the growth trigger takes a snapshot older than the post's newest as stale.
+INSERT_SNAPSHOTS = """
+INSERT INTO metric_snapshots (post_id, captured_at, impressions, likes, reposts,
+    replies, quotes, bookmarks, link_clicks, profile_clicks)
+SELECT p.id, p.published_at + (k + 1) * interval '3 hours',
+    (k + 1) * (40 + p.n % 60), (k + 1) * (2 + p.n % 5), k, k / 2, k / 5, k / 3,
+    (k + 1) * (1 + p.n % 3), k
+FROM bench_posts p, generate_series(0, :per_post - 1) AS k
+ORDER BY p.n, k
+"""
+INSERT_ORDERS = """
+INSERT INTO orders (brand_id, external_id, ordered_at, currency, total_price,
+    post_id, received_at)
+SELECT p.brand_id, 'order-' || o, p.published_at + (o % 48) * interval '1 hour',
+    'USD', 10 + o % 90, CASE WHEN o % 2 = 0 THEN p.id END,
+    p.published_at + (o % 48) * interval '1 hour'
+FROM generate_series(0, :orders - 1) AS o
+JOIN bench_posts p ON p.n = o % :posts
+"""
+INSERT_LEDGER = """
+INSERT INTO cost_ledger (brand_id, occurred_at, service, operation, units, usd, ref)
+SELECT b.id, CAST(:start AS timestamptz) + d * interval '1 day' + interval '12 hours',
+    'x', 'owned_read', 1, 0.0050, 'bench:' || b.slug || ':' || d
+FROM brands b, generate_series(0, :days - 1) AS d
+"""
+INSERT_FOLLOWERS = """
+INSERT INTO account_snapshots (brand_id, local_day, captured_at, followers)
+SELECT b.id, CAST(CAST(:start AS timestamptz) AT TIME ZONE b.time_zone AS date) + d,
+    CAST(:start AS timestamptz) + d * interval '1 day', 1000 + 3 * d
+FROM brands b, generate_series(0, :days - 1) AS d
+"""
+# Every (brand, local day) from the first to the last with data, as the migration
+# marks them; done before each full run, untimed.
+MARK_EVERY_DAY = """
+INSERT INTO kpi_marks (brand_id, day)
+SELECT b.id, d
+FROM brands b, generate_series(
+    CAST(CAST(:start AS timestamptz) AT TIME ZONE b.time_zone AS date) - 1,
+    CAST(CAST(:until AS timestamptz) AT TIME ZONE b.time_zone AS date) + 1,
+    interval '1 day') AS d
+"""
+FORGET_MARKS = "DELETE FROM kpi_marks"
+# One new day: a snapshot of every post of the last 20 days (about a day's share of
+# the snapshots) and a day's share of the orders.
+INSERT_DAY_SNAPSHOTS = """
+INSERT INTO metric_snapshots (post_id, captured_at, impressions, likes, reposts,
+    replies, quotes, bookmarks, link_clicks, profile_clicks)
+SELECT p.id, CAST(:day_start AS timestamptz) + (p.n % 86400) * interval '1 second',
+    k * (40 + p.n % 60), k * (2 + p.n % 5), k, 0, 0, 0, k * (1 + p.n % 3), 0
+FROM bench_posts p,
+    (SELECT CAST(:per_post AS int) + CAST(:step AS int) AS k) AS figure
+WHERE p.published_at >= CAST(:day_start AS timestamptz) - interval '20 days'
+ORDER BY p.n
+"""
+INSERT_DAY_ORDERS = """
+INSERT INTO orders (brand_id, external_id, ordered_at, currency, total_price,
+    post_id, received_at)
+SELECT p.brand_id, 'day-' || CAST(:step AS int) || '-' || o,
+    CAST(:day_start AS timestamptz) + (o % 86400) * interval '1 second', 'USD',
+    10 + o % 90, CASE WHEN o % 2 = 0 THEN p.id END, CAST(:day_start AS timestamptz)
+FROM generate_series(0, :orders - 1) AS o, bench_posts p,
+    (SELECT CAST(:posts AS int) AS posts) AS size
+WHERE p.n = size.posts - 1 - o % GREATEST(size.posts / 20, 1)
+"""
+
+
+class BenchError(Exception):
+    """The bench could not measure what it set out to."""
+
+
+def say(message: str) -> None:
+    print(f"[bench] rollup: {message}", flush=True)
+
+
+def describe(case: dict[str, Any]) -> str:
+    return (
+        f"{case['snapshots']:,} snapshots and {case['orders']:,} orders over "
+        f"{case['days']} days and {case['brands']} brands, {case['runs']} run(s)"
+    )
+
+
+def generate(database: Any, case: dict[str, Any]) -> dict[str, Any]:
+    """Fill the database through the product's triggers; return the shape used."""
+    posts = max(case["snapshots"] // SNAPSHOTS_PER_POST, case["brands"])
+    posts -= posts % case["brands"]
+    per_post = case["snapshots"] // posts
+    shape = {
+        "start": START,
+        "days": case["days"],
+        "brands": case["brands"],
+        "posts": posts,
+        "per_post": per_post,
+    }
+    steps = (
+        ("brands", INSERT_BRANDS, {"zones": ZONES}),
+        ("posts", CREATE_BENCH_POSTS, {"posts": posts, "days": case["days"]}),
+        ("posts", INSERT_POSTS, {}),
+        ("snapshots", INSERT_SNAPSHOTS, {"per_post": per_post}),
+        ("orders", INSERT_ORDERS, {"orders": case["orders"], "posts": posts}),
+        ("ledger", INSERT_LEDGER, {"days": case["days"]}),
+        ("followers", INSERT_FOLLOWERS, {"days": case["days"]}),
+    )
+    for what, sql, params in steps:
+        started = time.perf_counter()
+        with database.transaction() as tx:
+            # A statement takes the parameters it names; pg8000 ignores the rest.
+            count = tx.execute(sql, start=START, brands=case["brands"], **params)
+        say(f"{what}: {count:,} rows in {time.perf_counter() - started:.1f} s")
+    with database.transaction() as tx:
+        tx.execute("ANALYZE")
+    return shape
+
+
+def timed(database: Any, work: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    with database.transaction() as tx:
+        result = work(tx)
+    return time.perf_counter() - started, result
+
+
+def full_rollup(database: Any, shape: dict[str, Any], until: dt.datetime) -> float:
+    from cartcast import kpis
+
+    with database.transaction() as tx:
+        tx.execute(FORGET_MARKS)
+        tx.execute(MARK_EVERY_DAY, start=shape["start"], until=until)
+    seconds, _ = timed(database, lambda tx: kpis.recompute_marked_days(tx, now=until))
+    return seconds
+
+
+def bare_group_by(database: Any) -> tuple[float, list[dict[str, Any]]]:
+    return timed(database, lambda tx: tx.rows(BARE_GROUP_BY))
+
+
+def one_new_day(
+    database: Any, loader: Any, shape: dict[str, Any], step: int, orders: int
+) -> tuple[float, int, int]:
+    """Store the next day's snapshots and orders, then time the rollup that follows.
+
+    Returns the rollup's seconds, the snapshots and the orders stored.
+    """
+    from cartcast import kpis
+
+    day_start = shape["start"] + dt.timedelta(days=shape["days"] + step)
+    with loader.transaction() as tx:
+        snapshots = tx.execute(
+            INSERT_DAY_SNAPSHOTS,
+            day_start=day_start,
+            per_post=shape["per_post"],
+            step=step + 1,
+        )
+        orders_stored = tx.execute(
+            INSERT_DAY_ORDERS,
+            day_start=day_start,
+            step=step,
+            orders=max(orders // shape["days"], 1),
+            posts=shape["posts"],
+        )
+    now = day_start + dt.timedelta(days=1)
+    seconds, _ = timed(database, lambda tx: kpis.recompute_marked_days(tx, now=now))
+    return seconds, snapshots, orders_stored
+
+
+def compare(database: Any, bare: list[dict[str, Any]]) -> int:
+    """Check the rollup's rows against the bare query's; return rows compared."""
+    fields = (
+        "impressions",
+        "engagements",
+        "link_clicks",
+        "attributed_orders",
+        "unattributed_orders",
+        "revenue",
+    )
+    with database.transaction() as tx:
+        rolled = {(r["brand_id"], r["day"]): r for r in tx.rows(SELECT_ROLLED_UP)}
+    for row in bare:
+        written = rolled.get((row["brand_id"], row["day"]))
+        if written is None:
+            raise BenchError(f"no rollup row for {row['brand_id']} on {row['day']}")
+        for field in fields:
+            if written[field] != row[field]:
+                raise BenchError(
+                    f"{field} on {row['day']}: rollup {written[field]}, "
+                    f"bare {row[field]}"
+                )
+    seen = {(row["brand_id"], row["day"]) for row in bare}
+    for key, written in rolled.items():
+        if key not in seen and any(written[field] for field in fields):
+            raise BenchError(f"rollup row {key} has figures the bare query has not")
+    return len(bare)
+
+
+def measure(database: Any, loader: Any, case: dict[str, Any]) -> dict[str, Any]:
+    shape = generate(loader, case)
+    until = START + dt.timedelta(days=case["days"] + 3)
+
+    fulls, bares, days = [], [], []
+    for run in range(1, case["runs"] + 1):
+        bare_s, bare = bare_group_by(database)
+        bares.append(bare_s)
+        fulls.append(full_rollup(database, shape, until))
+        compared = compare(database, bare)
+        say(
+            f"run {run}/{case['runs']}: full {fulls[-1]:.3f} s, bare "
+            f"{bares[-1]:.3f} s, {compared:,} (brand, day) rows equal"
+        )
+    for step in range(case["runs"]):
+        seconds, snapshots, orders = one_new_day(
+            database, loader, shape, step, case["orders"]
+        )
+        days.append(seconds)
+        say(
+            f"one new day {step + 1}/{case['runs']} ({snapshots:,} snapshots, "
+            f"{orders:,} orders): {seconds:.4f} s"
+        )
+    _, bare = bare_group_by(database)
+    compare(database, bare)
+
+    full_s, bare_s = statistics.median(fulls), statistics.median(bares)
+    day_s = statistics.median(days)
+    return {
+        "full_s": round(full_s, 4),
+        "bare_s": round(bare_s, 4),
+        "one_day_s": round(day_s, 4),
+        "full_over_bare": round(full_s / bare_s, 3),
+        "one_day_over_full": round(day_s / full_s, 4),
+        "rows_compared": len(bare),
+        "full_runs_s": [round(s, 4) for s in fulls],
+        "bare_runs_s": [round(s, 4) for s in bares],
+        "one_day_runs_s": [round(s, 4) for s in days],
+    }
+
+
+def run(**case: Any) -> dict[str, Any]:
+    """Set up a fresh database, measure, drop it; return the summary."""
+    from cartcast import db
+
+    summary: dict[str, Any] = {
+        **case,
+        "full_goal": FULL_GOAL,
+        "one_day_goal": INCREMENTAL_GOAL,
+        "error": None,
+    }
+    with contextlib.ExitStack() as stack:
+        url = pg.create_database(pg.server_url(), "cartcast_bench_rollup")
+        stack.callback(pg.drop_database, url)
+        pg.migrate(url)
+        options = db.parse_database_url(url)
+        database = db.Database(lambda: db._connect_pg8000(options))
+        stack.callback(database.close)
+        # Loading a million rows takes longer than the product's 10 s socket timeout,
+        # which the timed side keeps.
+        loader = db.Database(lambda: db._connect_pg8000({**options, "timeout": 900}))
+        stack.callback(loader.close)
+        try:
+            summary.update(measure(database, loader, case))
+        except BenchError as error:
+            summary["error"] = str(error)
+    return summary
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(f"\nrollup: {describe(summary)}")
+    if summary["error"]:
+        print(f"  ERROR: {summary['error']}")
+        return
+    print(f"  {'figure':<30}{'measured':>10}  {'goal':<8}")
+    print(
+        f"  {'full rollup / bare GROUP BY':<30}"
+        f"{summary['full_over_bare']:>10.2f}  <= {FULL_GOAL:g}"
+    )
+    print(
+        f"  {'one new day / full rollup':<30}"
+        f"{summary['one_day_over_full']:>10.4f}  <= {INCREMENTAL_GOAL:g}"
+    )
+    print(
+        f"  full {summary['full_s']:.3f} s, bare {summary['bare_s']:.3f} s, one new "
+        f"day {summary['one_day_s']:.4f} s (medians); "
+        f"{summary['rows_compared']:,} (brand, day) rows equal"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run")
+    for name in ("snapshots", "orders", "days", "brands", "runs"):
+        parser.add_argument(f"--{name}", type=int)
+    parser.add_argument("--json", type=Path, help="also write the summary here")
+    args = parser.parse_args(argv)
+    case = dict(QUICK_CASE if args.quick else ISSUE_CASE)
+    case.update({k: v for k, v in vars(args).items() if k in case and v is not None})
+    if not (
+        1 <= case["brands"] <= 1000
+        and 1 <= case["days"] <= 3660
+        and case["snapshots"] >= case["brands"]
+        and case["orders"] >= 0
+        and 1 <= case["runs"] <= 20
+    ):
+        parser.error("sizes out of range: brands 1-1000, days 1-3660, runs 1-20")
+    sys.path.insert(0, str(REPO / "functions"))
+
+    say(describe(case))
+    summary = run(**case)
+    print_summary(summary)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return 1 if summary["error"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
