@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requirements.txt | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench migrate db-url db-stop check fmt clean
+.PHONY: help install chromium demo test bench migrate db-url db-stop check fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -21,6 +21,13 @@ $(STAMP): requirements-dev.txt functions/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt; \
 	rm -f $(VENV)/.installed-*; touch $@; \
 	echo "install: done in $$(( $$(date +%s) - start )) s"
+
+chromium: ## Install Debian's chromium for the HTML report test (as root; CI does)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium >/dev/null; }
+	@echo "chromium: $$(chromium --version 2>/dev/null)"
 
 demo: install ## Run the whole loop on the demo catalog in a simulated week (LIVE=1: real X, capped)
 	@$(PY) -m infra.demo $(if $(LIVE),--live)
