@@ -424,3 +424,25 @@ def test_every_format_needs_the_api_key(client, fixture, answer) -> None:
     response = client.get("/v1/reports/daily", query_string={"format": answer})
 
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("first", "last"), [("2026-03-02", "2026-03-02"), ("2025-03-03", "2026-03-03")]
+)
+def test_one_day_and_the_longest_range_draw_every_trend_chart(
+    client, fixture, first, last
+) -> None:
+    response = get(
+        client,
+        "/v1/reports/daily",
+        fixture["key"],
+        format="html",
+        **{"from": first, "to": last},
+    )
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    for chart in CHARTS[:4]:
+        assert f'id="{chart}"' in page
+    # A coordinate computed from an empty or one-day range would print as nan or inf.
+    assert '"nan"' not in page and '"inf"' not in page and '"-inf"' not in page
