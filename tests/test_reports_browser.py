@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -184,8 +185,12 @@ def browser(tmp_path):
     binary = chromium_binary()
     profile = tmp_path / "profile"
     log = (tmp_path / "chromium.log").open("wb")
+    # A session of its own, so the renderers it forks are ended with it.
     process = subprocess.Popen(
-        chromium_command(binary, profile), stdout=log, stderr=subprocess.STDOUT
+        chromium_command(binary, profile),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         port = wait_for_devtools_port(profile, process)
@@ -207,6 +212,8 @@ def browser(tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         log.close()
 
 
