@@ -177,12 +177,18 @@ def api_url(function_env):
     thread.join(5)
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The browser's binary, looked up before any database is made for the test."""
+    return chromium_binary()
+
+
 @pytest.fixture
-def browser(tmp_path):
+def browser(chromium, tmp_path):
     """Headless Chromium with its DevTools endpoint on loopback; the page target."""
     from websockets.sync.client import connect
 
-    binary = chromium_binary()
+    binary = chromium
     profile = tmp_path / "profile"
     log = (tmp_path / "chromium.log").open("wb")
     # A session of its own, so the renderers it forks are ended with it.
@@ -253,9 +259,10 @@ JSON.stringify({
 
 
 def test_the_report_draws_every_chart_in_chromium_without_a_console_error(
+    chromium,  # first: without a browser, skip before any database is made
+    browser,
     fixture,  # noqa: F811
     api_url,
-    browser,
 ) -> None:
     query = urllib.parse.urlencode({"format": "html", **RANGE})
     url = f"{api_url}/v1/reports/daily?{query}"
