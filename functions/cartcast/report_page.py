@@ -79,7 +79,7 @@ def render(
         "time_zone": brand["time_zone"],
         "first_day": first_day.isoformat(),
         "last_day": last_day.isoformat(),
-        "generated_at": generated_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "generated_at": generated_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "empty": empty,
         "csp": content_security_policy(in_page=True),
         "css": markupsafe.Markup(_stylesheet()),
