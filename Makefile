@@ -10,7 +10,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov
 TFVARS ?= terraform/terraform.tfvars
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench migrate db-url db-stop check fmt clean deploy
+.PHONY: help install chromium demo test bench migrate db-url db-stop check fmt clean deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -30,6 +30,13 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	@[ -x $(CHECKOV_VENV)/bin/python ] || $(PYTHON) -m venv $(CHECKOV_VENV)
 	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@rm -f $(CHECKOV_VENV)/.installed-*; touch $@
+
+chromium: ## Install Debian's chromium for the HTML report test (as root; CI does)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium >/dev/null; }
+	@echo "chromium: $$(chromium --version 2>/dev/null)"
 
 demo: install ## Run the whole loop on the demo catalog in a simulated week (LIVE=1: real X, capped)
 	@$(PY) -m infra.demo $(if $(LIVE),--live)

@@ -33,6 +33,7 @@ from cartcast import (
     post_events,
     posts,
     publish_schedule,
+    report_page,
     reports,
     settling,
     validation,
@@ -125,6 +126,7 @@ ROUTES = Map(
         Rule("/v1/reports/daily", methods=["GET"], endpoint="daily_report"),
         Rule("/v1/reports/posts", methods=["GET"], endpoint="post_report"),
         Rule("/v1/reports/mentions", methods=["GET"], endpoint="mention_report"),
+        Rule("/v1/reports/orders", methods=["GET"], endpoint="order_report"),
     ],
     strict_slashes=False,
 )
@@ -874,9 +876,101 @@ def receive_signed_order(
 def daily_report(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
-    brand_id = keys.require_brand(caller)
-    brand = brands.get_brand(tx, brand_id)
-    today = runtime.clock.now().astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
+    answer = _report_format(query, ("json", "csv", "html"))
+    brand = brands.get_brand(tx, keys.require_brand(caller))
+    first_day, last_day = _report_range(query, brand, runtime.clock.now())
+    days = {"first_day": first_day, "last_day": last_day}
+
+    if answer == "html":
+        report = reports.kpi_report(tx, brand=brand, **days)
+        page = report_page.render(
+            report, brand=brand, **days, generated_at=runtime.clock.now()
+        )
+        return page, 200, report_page.headers()
+    rows = reports.daily(tx, brand_id=str(brand["id"]), **days)
+    if answer == "csv":
+        name = f"daily-kpis-{first_day}-to-{last_day}"
+        return _csv_response(reports.DAILY_COLUMNS, rows, name)
+    return web.json_response(
+        {
+            "time_zone": brand["time_zone"],
+            "from": first_day,
+            "to": last_day,
+            "days": rows,
+        }
+    )
+
+
+def post_report(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    answer = _report_format(query, ("json", "csv"))
+    rows = reports.post_revenue(
+        tx, brand_id=keys.require_brand(caller), limit=_limit(query)
+    )
+    if answer == "csv":
+        return _csv_response(reports.POST_COLUMNS, rows, "posts")
+    return web.json_response({"posts": rows})
+
+
+def mention_report(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    answer = _report_format(query, ("json", "csv"))
+    rows = reports.mention_summary(tx, brand_id=keys.require_brand(caller))
+    if answer == "csv":
+        return _csv_response(reports.MENTION_COLUMNS, rows, "mentions")
+    return web.json_response({"mentions": rows})
+
+
+def order_report(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    answer = _report_format(query, ("json", "csv"))
+    brand = brands.get_brand(tx, keys.require_brand(caller))
+    first_day, last_day = _report_range(query, brand, runtime.clock.now())
+
+    try:
+        rows = reports.orders(
+            tx,
+            brand_id=str(brand["id"]),
+            time_zone=brand["time_zone"],
+            first_day=first_day,
+            last_day=last_day,
+        )
+    except reports.TooManyRows as error:
+        raise InvalidRequest(
+            f"these days hold {error}; ask for fewer days", field="from"
+        ) from error
+    if answer == "csv":
+        name = f"orders-{first_day}-to-{last_day}"
+        return _csv_response(reports.ORDER_COLUMNS, rows, name)
+    return web.json_response(
+        {
+            "time_zone": brand["time_zone"],
+            "from": first_day,
+            "to": last_day,
+            "orders": rows,
+        }
+    )
+
+
+def _report_format(query: Any, allowed: tuple[str, ...]) -> str:
+    """Return the `format` a report is asked in (json by default), or refuse it."""
+    chosen = query.get("format", "json")
+    if chosen not in allowed:
+        raise InvalidRequest(
+            f"'format' must be one of {', '.join(allowed)}", field="format"
+        )
+    return chosen
+
+
+def _report_range(
+    query: Any, brand: dict[str, Any], now: dt.datetime
+) -> tuple[dt.date, dt.date]:
+    """Return the report's first and last brand-local day, checked once for every
+    format: `to` defaults to today, `from` to the default range before `to`."""
+    today = now.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
     last_day = _day(query.get("to"), "to", today)
     first_day = _day(query.get("from"), "from", _default_first_day(last_day))
     if first_day > last_day or (last_day - first_day).days > REPORT_DAYS_MAX:
@@ -884,24 +978,19 @@ def daily_report(
             f"'from' must be on or before 'to', at most {REPORT_DAYS_MAX} days apart",
             field="from",
         )
-    rows = reports.daily(tx, brand_id=brand_id, first_day=first_day, last_day=last_day)
-    return web.json_response({"time_zone": brand["time_zone"], "days": rows})
+    return first_day, last_day
 
 
-def post_report(
-    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+def _csv_response(
+    columns: tuple[str, ...], rows: list[dict[str, Any]], name: str
 ) -> web.Response:
-    rows = reports.post_revenue(
-        tx, brand_id=keys.require_brand(caller), limit=_limit(query)
-    )
-    return web.json_response({"posts": rows})
-
-
-def mention_report(
-    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
-) -> web.Response:
-    rows = reports.mention_summary(tx, brand_id=keys.require_brand(caller))
-    return web.json_response({"mentions": rows})
+    headers = {
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="cartcast-{name}.csv"',
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return reports.to_csv(columns, rows), 200, headers
 
 
 def _day(value: str | None, name: str, default: dt.date) -> dt.date:

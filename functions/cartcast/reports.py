@@ -1,18 +1,75 @@
-"""Reports read back what the rollup wrote: KPIs per day, revenue per post."""
+"""Reports read back what the rollup wrote: KPIs per day, revenue per post, mentions.
+
+Each report is a list of rows, answered as JSON, as CSV (text cells a spreadsheet
+would run as a formula are escaped) or, for the KPI report, as an HTML page with
+charts drawn by report_charts.py. Money and rates stay Decimal from PostgreSQL to
+the last character written: no float ever holds a figure a reader sees.
+"""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import uuid
+from decimal import Decimal
 from typing import Any
 
 from cartcast.db import Transaction
 
+# The one list of daily_kpis columns a report shows, in order. The query reads the
+# whole row, so a column the rollup adds reaches every format by a line here.
+DAILY_COLUMNS = (
+    "day",
+    "posts_published",
+    "impressions",
+    "engagements",
+    "engagement_rate",
+    "link_clicks",
+    "click_through_rate",
+    "attributed_orders",
+    "revenue",
+    "conversion_rate",
+    "unattributed_orders",
+    "mentions",
+    "negative_mentions",
+    "followers",
+    "follower_change",
+    "api_spend_usd",
+    "cost_per_attributed_order_usd",
+    "computed_at",
+)
+POST_COLUMNS = (
+    "id",
+    "text",
+    "published_at",
+    "x_post_id",
+    "engine",
+    "impressions",
+    "engagements",
+    "link_clicks",
+    "orders",
+    "revenue",
+)
+MENTION_COLUMNS = ("sentiment", "intent", "mentions", "escalated")
+ORDER_COLUMNS = (
+    "order_id",
+    "ordered_at",
+    "currency",
+    "total_price",
+    "post_id",
+    "referring_site",
+)
+SENTIMENTS = ("positive", "neutral", "negative", "unscored")
+# A cell starting with one of these is read as a formula by Excel, LibreOffice or
+# Google Sheets (OWASP, "CSV Injection"): a leading single quote makes it text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# More orders than this in one report is refused rather than built in memory: an
+# HTTP function's answer is capped at 32 MB.
+ORDER_ROWS_MAX = 50_000
+
 SELECT_DAILY = """
-SELECT day, posts_published, impressions, engagements, engagement_rate, link_clicks,
-    click_through_rate, attributed_orders, revenue, conversion_rate,
-    unattributed_orders, mentions, negative_mentions, followers, api_spend_usd,
-    computed_at
-FROM daily_kpis
+SELECT * FROM daily_kpis
 WHERE brand_id = :brand_id AND day BETWEEN :first_day AND :last_day
 ORDER BY day
 """
@@ -36,6 +93,29 @@ GROUP BY p.id, m.impressions, m.engagements, m.link_clicks
 ORDER BY revenue DESC, p.published_at
 LIMIT :limit
 """
+# Posts published on the range's local days, with their figures to date: the
+# latest snapshot's engagements and every order attributed to them so far.
+SELECT_POSTS_PUBLISHED_IN_RANGE = """
+SELECT p.id, p.text, p.published_at, p.x_post_id, p.engine,
+    COALESCE(m.impressions, 0) AS impressions,
+    COALESCE(m.engagements, 0) AS engagements,
+    COALESCE(m.link_clicks, 0) AS link_clicks,
+    COUNT(o.id) AS orders,
+    COALESCE(SUM(o.total_price), 0) AS revenue
+FROM posts p
+LEFT JOIN LATERAL (
+    SELECT s.impressions, s.likes + s.reposts + s.replies + s.quotes + s.bookmarks
+               AS engagements, s.link_clicks
+    FROM metric_snapshots s WHERE s.post_id = p.id
+    ORDER BY s.captured_at DESC LIMIT 1
+) m ON true
+LEFT JOIN orders o ON o.post_id = p.id
+WHERE p.brand_id = :brand_id AND p.state = 'published'
+    AND CAST(p.published_at AT TIME ZONE :tz AS date)
+        BETWEEN :first_day AND :last_day
+GROUP BY p.id, m.impressions, m.engagements, m.link_clicks
+ORDER BY p.published_at, p.id
+"""
 SELECT_MENTION_SUMMARY = """
 SELECT COALESCE(sentiment, 'unscored') AS sentiment,
     COALESCE(intent, 'unscored') AS intent,
@@ -43,14 +123,37 @@ SELECT COALESCE(sentiment, 'unscored') AS sentiment,
 FROM mentions WHERE brand_id = :brand_id
 GROUP BY 1, 2 ORDER BY 1, 2
 """
+# Mentions are put on the local day they were posted, as the rollup counts them.
+SELECT_SENTIMENT_MIX = """
+SELECT COALESCE(sentiment, 'unscored') AS sentiment, COUNT(*) AS mentions
+FROM mentions
+WHERE brand_id = :brand_id
+    AND CAST(posted_at AT TIME ZONE :tz AS date) BETWEEN :first_day AND :last_day
+GROUP BY 1
+"""
+SELECT_ORDERS = """
+SELECT external_id AS order_id, ordered_at, currency, total_price, post_id,
+    referring_site
+FROM orders
+WHERE brand_id = :brand_id
+    AND CAST(ordered_at AT TIME ZONE :tz AS date) BETWEEN :first_day AND :last_day
+ORDER BY ordered_at, external_id
+LIMIT :limit
+"""
+
+
+class TooManyRows(Exception):
+    """A report would hold more rows than it may answer at once."""
 
 
 def daily(
     tx: Transaction, *, brand_id: str, first_day: dt.date, last_day: dt.date
 ) -> list[dict[str, Any]]:
-    return tx.rows(
+    """Return the rollup's rows for the brand-local days first_day..last_day."""
+    rows = tx.rows(
         SELECT_DAILY, brand_id=brand_id, first_day=first_day, last_day=last_day
     )
+    return [{name: row[name] for name in DAILY_COLUMNS} for row in rows]
 
 
 def post_revenue(tx: Transaction, *, brand_id: str, limit: int) -> list[dict[str, Any]]:
@@ -59,3 +162,101 @@ def post_revenue(tx: Transaction, *, brand_id: str, limit: int) -> list[dict[str
 
 def mention_summary(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
     return tx.rows(SELECT_MENTION_SUMMARY, brand_id=brand_id)
+
+
+def orders(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    time_zone: str,
+    first_day: dt.date,
+    last_day: dt.date,
+) -> list[dict[str, Any]]:
+    """Return the orders placed on the range's local days, attributed or not.
+
+    Raises:
+        TooManyRows: the range holds more than ORDER_ROWS_MAX orders.
+    """
+    rows = tx.rows(
+        SELECT_ORDERS,
+        brand_id=brand_id,
+        tz=time_zone,
+        first_day=first_day,
+        last_day=last_day,
+        limit=ORDER_ROWS_MAX + 1,
+    )
+    if len(rows) > ORDER_ROWS_MAX:
+        raise TooManyRows(f"more than {ORDER_ROWS_MAX} orders")
+    return rows
+
+
+def kpi_report(
+    tx: Transaction,
+    *,
+    brand: dict[str, Any],
+    first_day: dt.date,
+    last_day: dt.date,
+    top: int = 5,
+) -> dict[str, Any]:
+    """Gather what the HTML report shows: days, top posts and the sentiment mix."""
+    range_of_days = {
+        "brand_id": str(brand["id"]),
+        "first_day": first_day,
+        "last_day": last_day,
+    }
+    days = daily(tx, **range_of_days)
+    posts = tx.rows(
+        SELECT_POSTS_PUBLISHED_IN_RANGE, tz=brand["time_zone"], **range_of_days
+    )
+    counted = {
+        row["sentiment"]: row["mentions"]
+        for row in tx.rows(SELECT_SENTIMENT_MIX, tz=brand["time_zone"], **range_of_days)
+    }
+
+    # Ties keep the earlier post first; posts with nothing to show are left out.
+    by_revenue = sorted(posts, key=lambda post: post["revenue"], reverse=True)
+    by_engagement = sorted(posts, key=lambda post: post["engagements"], reverse=True)
+    return {
+        "days": days,
+        "posts": posts,
+        "top_by_revenue": [post for post in by_revenue if post["revenue"] > 0][:top],
+        "top_by_engagement": [
+            post for post in by_engagement if post["engagements"] > 0
+        ][:top],
+        "sentiment": {name: counted.get(name, 0) for name in SENTIMENTS},
+    }
+
+
+def to_csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    """Write rows as RFC 4180 CSV with a header, every text cell formula-escaped."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([csv_cell(row.get(name)) for name in columns])
+    return out.getvalue()
+
+
+def csv_cell(value: Any) -> str:
+    """Spell one value as a CSV cell: numbers exactly, text made safe to open.
+
+    Only text is escaped: a number such as a negative follower change must stay a
+    number in the spreadsheet, and a number cannot carry a formula.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        # "f" never switches to exponent notation ("0E-5"), which str() may.
+        return format(value, "f")
+    if isinstance(value, (int, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return escape_formula(str(value))
+
+
+def escape_formula(text: str) -> str:
+    """Prefix text a spreadsheet would evaluate with a single quote."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
