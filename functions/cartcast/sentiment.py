@@ -1092,9 +1092,7 @@ def _classify_intent(cues: _Cues, compound: float) -> str:
     return "praise" if sentiment == "positive" else "other"
 
 
-def _learned_intent(
-    text: str, intent: str, compound: float, cues: _Cues
-) -> str | None:
+def _learned_intent(text: str, intent: str, compound: float, cues: _Cues) -> str | None:
     """Return the model's intent where it overrules the rules, else None."""
     # The rules' order issues, spam and complaints named by a complaint cue (a
     # kettle that leaks, beside the order it came in) rest on cues a model
