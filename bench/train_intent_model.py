@@ -5,7 +5,8 @@ Usage:
 
 Only the `tuning` half of each file in TRAINED_ON is read; the
 reporting halves stay the yardstick. The model is a multinomial logistic
-regression on the presence of each feature of `intent_model.features`, fitted by
+regression on the features of `intent_model.features` (each distinct word's own,
+word pairs, marks), fitted by
 plain gradient descent with an L2 penalty; features seen in fewer than MIN_DOCS
 texts are dropped, and weights are rounded, to keep the file small. The fit is
 deterministic: the same files give the same weights.
@@ -71,10 +72,10 @@ def train(
 ) -> dict:
     """Fit softmax regression on feature presence; return the weights as a dict."""
     docs = [intent_model.features(t) for t in texts]
-    seen = Counter(f for doc in docs for f in doc)
+    seen = Counter(f for doc in docs for f in set(doc))
     vocabulary = sorted(f for f, n in seen.items() if n >= min_docs)
     index = {f: i for i, f in enumerate(vocabulary)}
-    rows = [sorted(index[f] for f in doc if f in index) for doc in docs]
+    rows = [[index[f] for f in doc if f in index] for doc in docs]
     targets = [CLASSES.index(label) for label in labels]
     k, n = len(CLASSES), len(rows)
     weights = [[0.0] * k for _ in vocabulary]
