@@ -9,7 +9,7 @@ reporting half; rules were changed looking at the tuning halves only, and the
 figures are printed for the reporting halves by default: for each file, then for
 all files together. Each mention is scored offline (sentiment.py) and triaged
 (triage.py) with the default deadlines and reach threshold, then ranked as the
-inbox ranks: priority, then the earliest due, then the newest.
+inbox ranks: priority, order issues first, then the earliest due, then the newest.
 
 Goal, checked on all files together: recall at least GOAL_RECALL for order issues
 and for complaints, and no order issue ranked below any praise.
@@ -124,7 +124,7 @@ def evaluate(mentions: list[dict]) -> dict:
     ranked = sorted(
         triaged,
         key=lambda item: triage.rank_key(
-            item[2].priority, item[2].response_due_at, POSTED_AT
+            item[2].priority, item[2].response_due_at, POSTED_AT, item[1].intent
         ),
     )
     positions = [m["expected_intent"] for m, _, _ in ranked]

@@ -129,6 +129,25 @@ def test_open_mentions_come_most_urgent_first_with_the_time_left(
     assert found[3]["time_left_s"] is None
 
 
+def test_an_order_issue_comes_before_the_rest_of_its_priority_whatever_its_deadline(
+    client, shop_key, runtime
+) -> None:
+    complaint = store_mention(
+        runtime, priority=2, intent="complaint", due=START + 10 * MINUTE
+    )
+    order = store_mention(
+        runtime, priority=2, intent="order_issue", due=START + 50 * MINUTE
+    )
+    urgent = store_mention(runtime, priority=1, intent="complaint", due=START)
+
+    found = inbox(client, shop_key)["mentions"]
+    assert [row["id"] for row in found] == [urgent, order, complaint]
+
+    first = inbox(client, shop_key, "?limit=2")
+    rest = inbox(client, shop_key, f"?limit=2&after={first['next']}")
+    assert [row["id"] for row in rest["mentions"]] == [complaint]
+
+
 def test_filters_pick_intent_priority_sentiment_overdue_and_state(
     client, shop_key, runtime
 ) -> None:
@@ -519,6 +538,7 @@ def _token(place) -> str:
 
 GOOD_PLACE = [
     2,
+    1,
     "2026-03-02T10:00:00+00:00",
     "2026-03-02T09:00:00+00:00",
     "5b3f7c2e-8d1a-4c4e-9f43-0a1b2c3d4e5f",
@@ -530,12 +550,17 @@ GOOD_PLACE = [
     [
         [True, *GOOD_PLACE[1:]],
         [1.0, *GOOD_PLACE[1:]],
-        [2, "0001-01-01T00:00:00+14:00", *GOOD_PLACE[2:]],
-        [*GOOD_PLACE[:2], "9999-12-31T23:59:59-14:00", GOOD_PLACE[3]],
-        [*GOOD_PLACE[:3], 12345],
-        [*GOOD_PLACE[:3], ["5b3f7c2e-8d1a-4c4e-9f43-0a1b2c3d4e5f"]],
-        [2, 1700000000, *GOOD_PLACE[2:]],
-        [2, "2026-03-02T10:00:00", *GOOD_PLACE[2:]],
+        [2, True, *GOOD_PLACE[2:]],
+        [2, 2, *GOOD_PLACE[2:]],
+        [2, "0", *GOOD_PLACE[2:]],
+        [2, 1, "0001-01-01T00:00:00+14:00", *GOOD_PLACE[3:]],
+        [*GOOD_PLACE[:3], "9999-12-31T23:59:59-14:00", GOOD_PLACE[4]],
+        [*GOOD_PLACE[:4], 12345],
+        [*GOOD_PLACE[:4], ["5b3f7c2e-8d1a-4c4e-9f43-0a1b2c3d4e5f"]],
+        [2, 1, 1700000000, *GOOD_PLACE[3:]],
+        [2, 1, "2026-03-02T10:00:00", *GOOD_PLACE[3:]],
+        # A token from before order issues sorted first, without that place.
+        [2, *GOOD_PLACE[2:]],
         dict.fromkeys("abcd", 1),
         "abcd",
         None,
@@ -555,9 +580,10 @@ def test_after_tokens_built_from_good_and_bad_parts_never_give_a_500(
     # Each slot: the good value first, then shapes a forged token could carry.
     slots = [
         [2, 5, True, False, 0, 6, "2", None, 2.5, -1],
+        [1, 0, True, 2, -1, "0", None],
         [
             "infinity",
-            GOOD_PLACE[1],
+            GOOD_PLACE[2],
             "0001-01-01T00:00:00+14:00",
             "9999-12-31T23:59:59-14:00",
             "2026-03-02",
@@ -568,7 +594,7 @@ def test_after_tokens_built_from_good_and_bad_parts_never_give_a_500(
             "2026-13-01T00:00:00+00:00",
         ],
         [
-            GOOD_PLACE[2],
+            GOOD_PLACE[3],
             "0001-01-01T00:00:00+14:00",
             "9999-12-31T23:59:59-14:00",
             "x",
@@ -578,7 +604,7 @@ def test_after_tokens_built_from_good_and_bad_parts_never_give_a_500(
             "2026-03-02T09:00:00",
         ],
         [
-            GOOD_PLACE[3],
+            GOOD_PLACE[4],
             12345,
             "",
             None,

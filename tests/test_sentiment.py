@@ -22,8 +22,10 @@ TEAM_MENTIONS = json.loads(
 INTENTS = {"order_issue", "question", "complaint", "praise", "spam", "other"}
 SENTIMENTS = {"negative", "neutral", "positive"}
 
-# Measured with SCORER_VERSION "vader-3.3.2+cartcast.5": 63 of 64 intents and 61 of
-# 64 sentiments match (0.984 and 0.953). The rules and these mentions come from the same
+# Measured with SCORER_VERSION "vader-3.3.2+cartcast.6": 62 of 64 intents and 61 of
+# 64 sentiments match (0.969 and 0.953). cartcast.5's rules alone read 63 intents;
+# the learned model (decision 0018, fourth round) calls one complaint, about a phone
+# that was ordered, an order issue. The rules and these mentions come from the same
 # team, so the bar guards against regressions; it is not an accuracy claim.
 MIN_TEAM_INTENT_ACCURACY = 0.93
 MIN_TEAM_SENTIMENT_ACCURACY = 0.93

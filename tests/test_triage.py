@@ -17,6 +17,7 @@ from cartcast import triage
 REPO = Path(__file__).resolve().parents[1]
 POSTED = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 INTENTS = {"order_issue", "question", "complaint", "praise", "spam", "other"}
+RULES_TUNED_ON = {"triage_mentions.json", "triage_mentions_fernway.json"}
 
 
 def decide(intent: str, sentiment: str = "neutral", **overrides) -> triage.Triage:
@@ -89,7 +90,10 @@ def test_no_mention_is_labelled_in_two_files():
 
 
 def test_the_tuning_halves_together_meet_the_goal_the_rules_were_tuned_for():
-    figures = triage_eval.evaluate(triage_eval.load_mentions("tuning"))
+    # Copperleaf's tuning half came after the rules were frozen: the learned model
+    # is trained on it, the rules never were (decision 0018, fourth round).
+    tuned_on = [p for p in triage_eval.MENTION_FILES if p.name in RULES_TUNED_ON]
+    figures = triage_eval.evaluate(triage_eval.load_mentions("tuning", tuned_on))
 
     assert figures["goal_met"], figures["misses"]
 

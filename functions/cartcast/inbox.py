@@ -1,7 +1,8 @@
 """The inbox: open mentions most urgent first, marked handled, or answered on X.
 
-The list is ordered by priority (1 first), then the response deadline (the
-least time left first), then the newest; unscored mentions come last. Pages are
+The list is ordered by priority (1 first), then order issues before the rest of
+their priority, then the response deadline (the least time left first), then the
+newest; unscored mentions come last. Pages are
 keyed by the last row's place in that order (`after`, an opaque token), so a
 mention handled between two pages moves no other row to another page.
 
@@ -57,6 +58,7 @@ SELECT m.id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
     m.response_due_at, m.state, m.responded_at, m.handled_at, m.handled_by,
     m.reply_post_id, m.reply_failure, m.ugc_candidate,
     COALESCE(m.priority, CAST(:unscored_priority AS integer)) AS sort_priority,
+    CASE WHEN m.intent = 'order_issue' THEN 0 ELSE 1 END AS sort_order_first,
     COALESCE(m.response_due_at, 'infinity') AS sort_due
 FROM mentions m
 WHERE m.brand_id = :brand_id
@@ -68,14 +70,18 @@ WHERE m.brand_id = :brand_id
        OR COALESCE(m.state = 'open' AND m.response_due_at < :now, false) = :overdue)
   AND (CAST(:after_id AS uuid) IS NULL
        OR (COALESCE(m.priority, CAST(:unscored_priority AS integer)),
+           CASE WHEN m.intent = 'order_issue' THEN 0 ELSE 1 END,
            COALESCE(m.response_due_at, 'infinity'))
-          > (CAST(:after_priority AS integer), CAST(:after_due AS timestamptz))
+          > (CAST(:after_priority AS integer), CAST(:after_order_first AS integer),
+             CAST(:after_due AS timestamptz))
        OR ((COALESCE(m.priority, CAST(:unscored_priority AS integer)),
+            CASE WHEN m.intent = 'order_issue' THEN 0 ELSE 1 END,
             COALESCE(m.response_due_at, 'infinity'))
-           = (CAST(:after_priority AS integer), CAST(:after_due AS timestamptz))
+           = (CAST(:after_priority AS integer), CAST(:after_order_first AS integer),
+              CAST(:after_due AS timestamptz))
            AND (m.posted_at < :after_posted
                 OR (m.posted_at = :after_posted AND m.id > :after_id))))
-ORDER BY sort_priority, sort_due, m.posted_at DESC, m.id
+ORDER BY sort_priority, sort_order_first, sort_due, m.posted_at DESC, m.id
 LIMIT :limit
 """
 SELECT_MENTION = """
@@ -366,6 +372,7 @@ def _write_cursor(row: dict[str, Any]) -> str:
     due = row["sort_due"]
     place = [
         row["sort_priority"],
+        row["sort_order_first"],
         "infinity" if row["response_due_at"] is None else due.isoformat(),
         row["posted_at"].isoformat(),
         str(row["id"]),
@@ -376,7 +383,14 @@ def _write_cursor(row: dict[str, Any]) -> str:
 def _read_cursor(raw: str | None) -> dict[str, Any]:
     """Decode an `after` token into the last row's place, or refuse it (400)."""
     empty = dict.fromkeys(
-        ("after_id", "after_priority", "after_due", "after_posted"), None
+        (
+            "after_id",
+            "after_priority",
+            "after_order_first",
+            "after_due",
+            "after_posted",
+        ),
+        None,
     )
     if raw is None:
         return empty
@@ -387,16 +401,20 @@ def _read_cursor(raw: str | None) -> dict[str, Any]:
         raise problem
     try:
         padded = raw + "=" * (-len(raw) % 4)
-        priority, due, posted, row_id = json.loads(base64.urlsafe_b64decode(padded))
+        place = json.loads(base64.urlsafe_b64decode(padded))
+        priority, order_first, due, posted, row_id = place
         # JSON's true is a Python int (bool subclasses it): only a real integer.
         if type(priority) is not int or not 1 <= priority <= UNSCORED_PRIORITY:
             raise ValueError(priority)
+        if type(order_first) is not int or order_first not in (0, 1):
+            raise ValueError(order_first)
         if not isinstance(row_id, str):
             raise TypeError(row_id)
         due_at = due if due == "infinity" else _instant(due)
         return {
             "after_id": str(uuid.UUID(row_id)),
             "after_priority": priority,
+            "after_order_first": order_first,
             "after_due": due_at,
             "after_posted": _instant(posted),
         }

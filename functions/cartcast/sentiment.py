@@ -47,6 +47,10 @@ for the report; right sentiments out of the 64 team mentions):
   0.645 -> 0.659; odd lines, scored once at the end, +0.023 over VADER; triage on
   both stores' reporting halves 0.855 (order issues) and 0.720 (complaints),
   short of 0.9 (decision 0018).
+- cartcast.6 backs the rules with a learned model (`intent_model.py`) where they
+  found no order issue and no spam, chosen leave-one-store-out on two stores'
+  tuning halves. Sentiment labels are unchanged; scoring is about a quarter
+  slower (decision 0018, fourth round).
 - X text is normalised: @handles and URLs removed, the `&amp;` entities the X API
   leaves in post text unescaped, curly apostrophes straightened (VADER's negation
   rule only knows a straight "n't") and emoji variation selectors dropped (VADER
@@ -70,7 +74,14 @@ of the writer's order that is not happy or asks for something); complaint (a
 complaint phrase, a customer's crisis, a "but" that turns sour, negative unless it
 is a plain question, or a why-question); other (a question to the writer's
 followers); question (unless a happy "??" with no question form); praise
-(positive); other. Crisis words escalate whatever the intent. Then:
+(positive); other. Then a learned model (`intent_model.py`, trained on the tuning
+halves of the team's labelled mentions) backs the rules where they found no order
+issue and no spam: an order-issue probability of at least MODEL_ORDER_FROM
+(MODEL_ORDER_FROM_POSITIVE in a positive text, where praise is likelier) makes the
+mention an order issue (a complaint named by a complaint cue stays one), and a
+complaint probability of at least MODEL_COMPLAINT_FROM
+makes a question or other that is not positive a complaint. Crisis words escalate
+whatever the intent. Then:
 
     intent       sentiment          priority  response_due_min  escalate
     (crisis)     any                1         60                always
@@ -88,10 +99,12 @@ says: the priority, due time and escalation stored for a mention come from
 triage.py, which adds the brand's own deadlines and the author's reach.
 
 Known limits: the rules and most labelled mentions were written by the same people;
-on mentions written blind to them the rules read order issues 0.81 and complaints
-0.67 (decision 0018). "Just placed my first order" reads as an order issue; VADER
-reads the slang "this is fire" as negative. Each would need a labelled sample of
-real mentions to fix without guessing.
+on mentions written blind to them the rules alone read order issues 0.81 and
+complaints 0.67; with the learned model, on the three stores' reporting halves,
+0.909 and 0.688, and praise is read as an order issue or complaint more often
+(decision 0018, fourth round). "Just placed my first order" reads as an order
+issue; VADER reads the slang "this is fire" as negative. Each would need a
+labelled sample of real mentions to fix without guessing.
 """
 
 from __future__ import annotations
@@ -107,7 +120,7 @@ if TYPE_CHECKING:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 # Bump when any rule, list or threshold below changes: stored scores name their version.
-SCORER_VERSION = "vader-3.3.2+cartcast.5"
+SCORER_VERSION = "vader-3.3.2+cartcast.6"
 
 POSITIVE_FROM = 0.3
 NEGATIVE_TO = -0.1
@@ -116,6 +129,10 @@ CRISIS_VALENCE = -3.5
 EAGER_VALENCE = 2.5
 FED_UP_VALENCE = -2.0
 ESCALATE_AT_COMPOUND = -0.6
+# Chosen by leave-one-store-out on the tuning halves (decision 0018, fourth round).
+MODEL_ORDER_FROM = 0.4
+MODEL_ORDER_FROM_POSITIVE = 0.7
+MODEL_COMPLAINT_FROM = 0.5
 
 # VADER's normalisation constant (vaderSentiment.normalize, alpha=15).
 VADER_ALPHA = 15.0
@@ -848,6 +865,10 @@ def score_mention(text: str) -> MentionScore:
         adjustments.append(reason)
 
     intent = _classify_intent(cues, compound)
+    learned = _learned_intent(original, intent, compound, cues)
+    if learned is not None:
+        intent = learned
+        adjustments.append(f"model:{learned}")
     reasons = [f"{group}:{name}" for group, name in _named_cues(cues, intent)]
     return _decide(
         intent=intent,
@@ -1075,6 +1096,32 @@ def _classify_intent(cues: _Cues, compound: float) -> str:
     if asking.question and (sentiment != "positive" or asking.question_form):
         return "question"
     return "praise" if sentiment == "positive" else "other"
+
+
+def _learned_intent(text: str, intent: str, compound: float, cues: _Cues) -> str | None:
+    """Return the model's intent where it overrules the rules, else None."""
+    # The rules' order issues, spam and complaints named by a complaint cue (a
+    # kettle that leaks, beside the order it came in) rest on cues a model
+    # trained on a few hundred mentions should not undo; what the rules miss is
+    # order problems and grievances put in words they were never given.
+    if intent in ("order_issue", "spam"):
+        return None
+    if intent == "complaint" and _complaint_cues(cues):
+        return None
+    from cartcast import intent_model
+
+    probability = intent_model.probabilities(text)
+    positive = _label(compound) == "positive"
+    order_from = MODEL_ORDER_FROM_POSITIVE if positive else MODEL_ORDER_FROM
+    if probability["order_issue"] >= order_from:
+        return "order_issue"
+    if (
+        intent in ("question", "other")
+        and not positive
+        and probability["complaint"] >= MODEL_COMPLAINT_FROM
+    ):
+        return "complaint"
+    return None
 
 
 def _named_cues(cues: _Cues, intent: str) -> list[tuple[str, str]]:

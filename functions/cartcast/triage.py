@@ -15,7 +15,8 @@ needed):
 
 Reach is an author with at least CARTCAST_REACH_FOLLOWERS_MIN followers: what they
 say is seen by many, so a problem of theirs moves up one step. Praise never moves
-up: however loud, it should never be answered before an order problem. Priority 1
+up: however loud, it should never be answered before an order problem. Within a
+priority, order issues come first, then the earliest due (`rank_key`). Priority 1
 is what escalates to the brand's CRM (`escalations.py`). Praise with a photo is a
 user-generated-content candidate, to reshare with the author's permission.
 """
@@ -106,8 +107,16 @@ def _due_min(intent: str, crisis: bool, deadlines: ResponseDeadlines) -> int | N
 
 
 def rank_key(
-    priority: int, response_due_at: dt.datetime | None, posted_at: dt.datetime
-) -> tuple[int, float, float]:
-    """Sort key of the inbox order: priority, then the earliest due, then newest."""
+    priority: int,
+    response_due_at: dt.datetime | None,
+    posted_at: dt.datetime,
+    intent: str | None = None,
+) -> tuple[int, int, float, float]:
+    """Sort key of the inbox order: priority, order issues, the earliest due, newest.
+
+    Within one priority an order issue comes before anything else, whatever its
+    due time: a complaint or a misread praise of the same priority must not push
+    a customer's order problem down the list (decision 0018, fourth round).
+    """
     due = response_due_at.timestamp() if response_due_at else float("inf")
-    return (priority, due, -posted_at.timestamp())
+    return (priority, 0 if intent == "order_issue" else 1, due, -posted_at.timestamp())

@@ -1,0 +1,129 @@
+"""A small learned reading of a mention's intent, to back the hand-written rules.
+
+The rules in `sentiment.py` read what they were written from; on a store nobody
+tuned them for they miss order problems put in words they never saw. This is a
+linear model over word, word-pair and in-word character features, trained on the
+tuning halves of the team's labelled mentions (`bench/train_intent_model.py`)
+and kept as plain weights in `data/intent_model.json`: no numpy, nothing read
+until the first mention is scored, so the functions' cold start does not pay for
+it. `sentiment.score_mention` asks it only when the rules found no order issue.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from pathlib import Path
+
+MODEL_PATH = Path(__file__).resolve().parent / "data" / "intent_model.json"
+
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# Order references in any shape ("#FW20937", "order 55102", "ref: 51870") and
+# amounts become one token each, so a number a store never used still counts.
+ORDER_NUMBER = re.compile(r"#\s?[a-z]{0,4}-?\d{3,}|\b[a-z]{1,4}-?\d{4,}\b")
+NUMBER = re.compile(r"\d+")
+DIGIT = re.compile(r"\d")
+THREE_DIGITS = re.compile(r"\d{3}")
+CURRENCY = re.compile(r"[$€£]|usd|eur|gbp")
+MONEY = re.compile(r"[$€£]\s?\d+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s?(?:usd|eur|gbp)\b")
+URL = re.compile(r"https?://\S+|www\.\S+")
+HANDLE = re.compile(r"@\w{1,15}")
+CHAR_GRAMS = (4,)
+# Words seen before are scored from a cache: on X the same words come back.
+WORD_CACHE_SIZE = 20_000
+
+
+def words(text: str) -> list[str]:
+    """Return the words of a text, with links, amounts and order numbers as tokens."""
+    lowered = text.lower().replace("\u2019", "'")
+    # Each search is skipped when its telling character is absent: this runs on
+    # every mention the rules found no order issue in, tweets included.
+    if "://" in lowered or "www." in lowered:
+        lowered = URL.sub(" urltoken ", lowered)
+    if "@" in lowered:
+        lowered = HANDLE.sub(" ", lowered)
+    if DIGIT.search(lowered):
+        # An amount needs a currency sign or code, an order number three digits.
+        if CURRENCY.search(lowered):
+            lowered = MONEY.sub(" moneytoken ", lowered)
+        if THREE_DIGITS.search(lowered):
+            lowered = ORDER_NUMBER.sub(" ordernumtoken ", lowered)
+        lowered = NUMBER.sub("0", lowered)
+    return WORD.findall(lowered)
+
+
+def word_features(word: str) -> list[str]:
+    """Return one word's own features: the word and its character 4-grams."""
+    padded = f"<{word}>"
+    found = [f"w:{word}"]
+    for n in CHAR_GRAMS:
+        found.extend(f"c:{padded[i : i + n]}" for i in range(len(padded) - n + 1))
+    return found
+
+
+def features(text: str) -> list[str]:
+    """Return the features of one text: each distinct word's own, word pairs, marks.
+
+    A character 4-gram shared by two different words counts twice, as it does
+    when the model scores a text word by word (`probabilities`).
+    """
+    found_words = words(text)
+    found = [f for word in dict.fromkeys(found_words) for f in word_features(word)]
+    pairs = zip(found_words, found_words[1:], strict=False)
+    found.extend(dict.fromkeys(f"b:{a}_{b}" for a, b in pairs))
+    if "?" in text:
+        found.append("p:question_mark")
+    if "!" in text:
+        found.append("p:exclamation")
+    return found
+
+
+@functools.cache
+def _model() -> tuple[
+    tuple[str, ...],
+    tuple[float, ...],
+    dict[str, tuple[float, ...]],
+    dict[tuple[str, str], tuple[float, ...]],
+]:
+    """Read the weights once per process, on first use; word pairs keyed apart."""
+    data = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
+    classes = tuple(data["classes"])
+    weights = {name: tuple(row) for name, row in data["weights"].items()}
+    # Words hold no "_", so "b:a_b" splits back into its pair unambiguously.
+    pairs = {
+        tuple(name[2:].split("_", 1)): row
+        for name, row in weights.items()
+        if name.startswith("b:")
+    }
+    return classes, tuple(data["bias"]), weights, pairs
+
+
+@functools.lru_cache(maxsize=WORD_CACHE_SIZE)
+def _word_scores(word: str) -> tuple[float, ...] | None:
+    """Sum one word's feature weights; None when the model knows none of them."""
+    _, _, weights, _ = _model()
+    rows = [row for name in word_features(word) if (row := weights.get(name))]
+    return tuple(map(sum, zip(*rows, strict=True))) if rows else None
+
+
+def probabilities(text: str) -> dict[str, float]:
+    """Return the model's probability of each intent for one text."""
+    classes, bias, weights, pair_weights = _model()
+    found_words = words(text)
+    rows = [bias]
+    rows += filter(None, map(_word_scores, dict.fromkeys(found_words)))
+    pairs = dict.fromkeys(zip(found_words, found_words[1:], strict=False))
+    rows += filter(None, map(pair_weights.get, pairs))
+    marks = (
+        "p:question_mark" if "?" in text else "",
+        "p:exclamation" if "!" in text else "",
+    )
+    rows += filter(None, map(weights.get, marks))
+    # Summing columns in one pass of zip is several times faster than a loop.
+    scores = list(map(sum, zip(*rows, strict=True)))
+    top = max(scores)
+    exps = [math.exp(s - top) for s in scores]
+    total = sum(exps)
+    return {intent: e / total for intent, e in zip(classes, exps, strict=True)}

@@ -1,0 +1,82 @@
+"""The learned intent model: read lazily, reproducible, and what it adds to rules."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import train_intent_model
+from cartcast import intent_model
+from cartcast.sentiment import score_mention
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_importing_the_scorer_reads_no_weights():
+    # The functions' cold start imports sentiment.py; the weights wait for a mention.
+    code = (
+        "import sys; sys.path.insert(0, 'functions'); import cartcast.sentiment; "
+        "print('cartcast.intent_model' in sys.modules)"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "False"
+
+
+def test_the_shipped_weights_are_what_training_on_the_tuning_halves_gives(tmp_path):
+    out = tmp_path / "model.json"
+
+    train_intent_model.main(["--out", str(out)])
+
+    assert json.loads(out.read_text()) == json.loads(
+        intent_model.MODEL_PATH.read_text()
+    )
+
+
+def test_scoring_word_by_word_adds_up_to_the_features_the_model_was_trained_on():
+    data = json.loads(intent_model.MODEL_PATH.read_text())
+    text = "@shop my order #AB12345 was $40 and it's late late late?! my order"
+    scores = list(data["bias"])
+    for name in intent_model.features(text):
+        for i, weight in enumerate(data["weights"].get(name, ())):
+            scores[i] += weight
+    exps = [math.exp(s - max(scores)) for s in scores]
+    expected = {c: e / sum(exps) for c, e in zip(data["classes"], exps, strict=True)}
+
+    found = intent_model.probabilities(text)
+
+    for intent, probability in expected.items():
+        assert math.isclose(found[intent], probability, abs_tol=1e-12)
+
+
+def test_the_model_reads_an_order_problem_the_rules_have_no_words_for():
+    score = score_mention(
+        "@oakandreed eleven days since i paid and nothing has shipped"
+    )
+
+    assert score.intent == "order_issue"
+    assert "model:order_issue" in score.reasons
+
+
+def test_the_model_leaves_the_rules_order_issues_spam_and_plain_questions_alone():
+    order = score_mention("@oakandreed my order #48213 never arrived")
+    question = score_mention("@oakandreed do you ship to Canada?")
+    spam = score_mention(
+        "@oakandreed follow back!! 10k followers for $5 http://a.example"
+    )
+
+    assert order.intent == "order_issue" and question.intent == "question"
+    assert spam.intent == "spam"
+    assert not any(r.startswith("model:") for r in order.reasons + question.reasons)
+
+
+def test_odd_texts_get_probabilities_that_add_up_to_one():
+    for text in ("", "!!!", "\U0001f600" * 50, "\ud800 lone surrogate", "x" * 25_000):
+        found = intent_model.probabilities(text)
+        assert math.isclose(sum(found.values()), 1.0)
