@@ -55,7 +55,9 @@ def test_new_prices_links_and_hashtags_do_not_make_a_post_new() -> None:
     assert similarity(copy_words(POST), copy_words(reposted)) == 1.0
 
 
-def test_the_resemblance_names_a_post_by_its_id_only_and_a_draft_by_its_opening() -> None:
+def test_the_resemblance_names_a_post_by_its_id_only_and_a_draft_by_its_opening() -> (
+    None
+):
     index = CopyIndex()
     index.add("post 6c1f", "Meet the Stoneware Mug. Keeps coffee hot.")
     index.add("post 0a2b", POST)
