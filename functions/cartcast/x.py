@@ -438,7 +438,10 @@ class XClient:
         metrics: dict[str, PostMetrics] = {}
         for start in range(0, len(post_ids), METRICS_BATCH_SIZE):
             batch = post_ids[start : start + METRICS_BATCH_SIZE]
-            metrics.update(self.read_metrics(batch, private=private).metrics)
+            answer = self.read_metrics(batch, private=private)
+            if answer.failure is not None:
+                raise answer.failure
+            metrics.update(answer.metrics)
         return metrics
 
     def read_metrics(self, post_ids: list[str], *, private: bool) -> MetricsRead:
