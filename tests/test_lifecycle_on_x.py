@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from cartcast import keys, publishing, reconciling, settling
+from cartcast import accounts, keys, metrics, publishing, reconciling, settling
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import auth, brand_body, catalog, post_json
 
@@ -194,6 +194,29 @@ def test_an_unconfirmed_post_found_on_x_is_published_with_the_id_a_person_gives(
     )
     assert ledger_refs(x_runtime) == [post["id"]]
     assert len(on_x(x_sandbox)) == 1
+
+
+def test_a_post_settled_with_a_mistyped_id_keeps_its_text_and_shows_x_has_not_it(
+    client, shop_key, x_runtime, clock, clock_file, x_sandbox
+) -> None:
+    post = unconfirmed_post(client, shop_key, x_runtime, clock, clock_file, x_sandbox)
+    (found,) = on_x(x_sandbox)
+    slip = found["id"][:-1] + str((int(found["id"][-1]) + 1) % 10)
+    settled = settle(
+        client, shop_key, post["id"], {"outcome": "on_x", "x_post_id": slip}
+    )
+    assert settled.status_code == 200, settled.get_json()
+
+    for _ in range(3):
+        move_both_clocks(clock, clock_file, clock.now() + dt.timedelta(hours=1))
+        with x_runtime.database.transaction() as tx:
+            (brand,) = accounts.connected_brands(tx)
+        metrics.snapshot_brand(x_runtime, brand, clock.now())
+
+    after = get_post(client, shop_key, post["id"])
+    assert after["text"] == post["text"] and after["deleted_on_x_at"] is None
+    # X never returned the typed id: the API shows it missing for a person to check.
+    assert after["missing_on_x_at"] is not None
 
 
 def test_an_unconfirmed_post_declared_absent_can_be_scheduled_again_with_a_warning(

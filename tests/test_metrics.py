@@ -5,6 +5,9 @@ and what the cost ledger records."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+import time
 import uuid
 from decimal import Decimal
 
@@ -90,6 +93,17 @@ def snapshots_of(runtime, post_id: str) -> list[dict]:
 def post_row(runtime, post_id: str) -> dict:
     with runtime.database.transaction() as tx:
         return tx.one("SELECT * FROM posts WHERE id = :id", id=post_id)
+
+
+def wait_until(condition, what: str) -> object:
+    """Wait for another thread's step, with a deadline (no timing is asserted)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"gave up waiting for {what}")
 
 
 def ledger(runtime, operation: str) -> int:
@@ -417,3 +431,294 @@ def test_the_monthly_budget_stops_a_run_between_lookups(
 
     assert posts_read == 100
     assert lookups(x_sandbox) == 1
+
+
+# Review of issue 6: ids typed by hand, threads, a failed second request,
+# overlapping runs, reading times, deleted words elsewhere, the read price
+
+
+def settled_by_hand(runtime, brand: dict, x_post_id: str, text: str) -> str:
+    """Record a post a person settled on X with `x_post_id`, as settling.py does."""
+    post_id = record_post(runtime, brand, x_post_id, text=text)
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET x_post_id_by_hand = true WHERE id = :id", id=post_id
+        )
+    return post_id
+
+
+def test_an_id_typed_by_hand_that_x_never_had_keeps_the_text_and_says_so(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    real = alpha.create_post("Settled by hand")
+    slip = str(int(real.id) + 1)
+    post_id = settled_by_hand(x_runtime, brand, slip, "Settled by hand")
+    first_look = clock.now() + HOUR
+    for _ in range(3):
+        clock.advance(HOUR)
+        read(x_runtime, brand)
+
+    row = post_row(x_runtime, post_id)
+    assert row["text"] == "Settled by hand" and row["deleted_on_x_at"] is None
+    # The first not-found stays, for a person to see and check the id.
+    assert row["missing_on_x_at"] == first_look
+    assert row["metrics_due_at"] > clock.now()
+
+
+def test_an_id_typed_by_hand_that_x_returned_once_is_emptied_when_gone(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    real = alpha.create_post("Settled right")
+    post_id = settled_by_hand(x_runtime, brand, real.id, "Settled right")
+    clock.advance(HOUR)
+    read(x_runtime, brand)
+    x_sandbox.delete_post(real.id)
+    for _ in range(2):
+        clock.advance(HOUR)
+        read(x_runtime, brand)
+
+    row = post_row(x_runtime, post_id)
+    assert row["deleted_on_x_at"] is not None and row["text"] == ""
+
+
+def thread_of(runtime, brand: dict, parts: list[tuple[str, str, bool]]) -> str:
+    """Record a published thread of (X id, text, has link) parts; return its id."""
+    post_id = record_post(
+        runtime, brand, parts[0][0], text="\n\n".join(text for _, text, _ in parts)
+    )
+    with runtime.database.transaction() as tx:
+        tx.execute("UPDATE posts SET kind = 'thread' WHERE id = :id", id=post_id)
+        for position, (x_post_id, text, has_link) in enumerate(parts):
+            tx.execute(
+                "INSERT INTO post_parts (post_id, position, text, weighted_length, "
+                "has_link, x_post_id) VALUES (:id, :position, :text, 10, :has_link, "
+                ":x_post_id)",
+                id=post_id,
+                position=position,
+                text=text,
+                has_link=has_link,
+                x_post_id=x_post_id,
+            )
+    return post_id
+
+
+def part_texts(runtime, post_id: str) -> list[str]:
+    with runtime.database.transaction() as tx:
+        return tx.scalar(
+            "SELECT array_agg(text ORDER BY position) FROM post_parts "
+            "WHERE post_id = :id",
+            id=post_id,
+        )
+
+
+def test_a_threads_parts_are_looked_up_with_it_and_its_clicks_come_from_the_link(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    first = alpha.create_post("Linen, part one")
+    last = alpha.create_post(
+        "Part two https://shop.example.com/linen", has_link=True, in_reply_to=first.id
+    )
+    thread = thread_of(
+        x_runtime,
+        brand,
+        [(first.id, "Linen, part one", False), (last.id, "Part two …", True)],
+    )
+    single = publish(x_runtime, brand, alpha, "On its own")
+    clock.advance(HOUR)
+    before = lookups(x_sandbox)
+
+    read(x_runtime, brand)
+
+    assert lookups(x_sandbox) - before == 1
+    (snapshot,) = snapshots_of(x_runtime, thread)
+    link_part = alpha.read_metrics([last.id], private=True).metrics[last.id]
+    assert snapshot["link_clicks"] == link_part.link_clicks > 0
+    assert snapshot["profile_clicks"] == link_part.profile_clicks
+    assert len(snapshots_of(x_runtime, single)) == 1
+    # Three posts returned on X: the thread's two parts and the single post.
+    assert ledger(x_runtime, "post_read") == 3
+
+
+def test_a_threads_part_deleted_on_x_loses_its_text_and_the_rest_stays(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    first = alpha.create_post("Thread part one")
+    last = alpha.create_post("Thread part two", in_reply_to=first.id)
+    thread = thread_of(
+        x_runtime,
+        brand,
+        [(first.id, "Thread part one", False), (last.id, "Thread part two", False)],
+    )
+    x_sandbox.delete_post(last.id)
+    for _ in range(3):
+        clock.advance(HOUR)
+        read(x_runtime, brand)
+
+    row = post_row(x_runtime, thread)
+    assert part_texts(x_runtime, thread) == ["Thread part one", ""]
+    assert row["text"] == "Thread part one" and row["deleted_on_x_at"] is None
+    assert len(snapshots_of(x_runtime, thread)) == 3
+
+
+def test_a_thread_whose_first_part_is_gone_is_deleted_and_a_live_part_keeps_its_text(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    first = alpha.create_post("Thread A one")
+    last = alpha.create_post("Thread A two", in_reply_to=first.id)
+    thread = thread_of(
+        x_runtime,
+        brand,
+        [(first.id, "Thread A one", False), (last.id, "Thread A two", False)],
+    )
+    x_sandbox.delete_post(first.id)
+    for _ in range(3):
+        clock.advance(HOUR)
+        read(x_runtime, brand)
+
+    row = post_row(x_runtime, thread)
+    assert row["deleted_on_x_at"] is not None
+    assert part_texts(x_runtime, thread) == ["", "Thread A two"]
+    assert row["text"] == "Thread A two"
+
+
+def test_a_failed_public_reread_keeps_and_bills_what_the_first_request_returned(
+    x_runtime, x_sandbox, brand, alpha
+) -> None:
+    mine = publish(x_runtime, brand, alpha, "Mine")
+    beta = XClient(access_token="token-beta", base_url=x_sandbox.base_url)
+    theirs = record_post(
+        x_runtime, brand, beta.create_post("Beta's post").id, text="Beta's post"
+    )
+    was_due = post_row(x_runtime, theirs)["published_at"]
+    x_runtime.clock.advance(HOUR)
+    # The first request is answered; the public re-read of Beta's post is a 429.
+    x_sandbox.set_limit("GET /2/tweets", 1)
+
+    posts_read = read(x_runtime, brand)
+
+    assert posts_read == 1 and len(snapshots_of(x_runtime, mine)) == 1
+    assert ledger(x_runtime, "post_read") == 1
+    assert snapshots_of(x_runtime, theirs) == []
+    assert post_row(x_runtime, theirs)["metrics_due_at"] == was_due
+
+
+def test_overlapping_runs_split_the_due_posts_and_bill_each_once(
+    x_runtime, x_sandbox, brand, alpha
+) -> None:
+    for n in range(150):
+        publish(x_runtime, brand, alpha, f"Overlap {n}")
+    x_runtime.clock.advance(HOUR)
+    now = x_runtime.clock.now()
+    # The first run's first lookup is held at X while a second run starts.
+    x_sandbox.add_fault(method="GET", path_prefix="/2/tweets", hold=True)
+    first: list[int] = []
+    running = threading.Thread(
+        target=lambda: first.append(metrics.snapshot_brand(x_runtime, brand, now))
+    )
+    running.start()
+    try:
+        wait_until(lambda: lookups(x_sandbox), "the first run's lookup")
+        second = metrics.snapshot_brand(x_runtime, brand, now)
+    finally:
+        x_sandbox.release_answers()
+        running.join()
+
+    assert (first, second) == ([150], 0)
+    assert ledger(x_runtime, "post_read") == 150
+
+
+def test_a_crashed_runs_claim_lapses(x_runtime, x_sandbox, brand, alpha) -> None:
+    post_id = publish(x_runtime, brand, alpha, "Claimed then lost")
+    x_runtime.clock.advance(HOUR)
+    with x_runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET metrics_due_at = :lease_until WHERE id = :id",
+            id=post_id,
+            lease_until=x_runtime.clock.now() + metrics.CLAIM_LEASE,
+        )
+    assert read(x_runtime, brand) == 0
+
+    x_runtime.clock.advance(metrics.CLAIM_LEASE)
+
+    assert read(x_runtime, brand) == 1
+
+
+def test_a_reading_is_stamped_with_when_x_answered_not_when_the_rollup_began(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    post_id = publish(x_runtime, brand, alpha, "Read late")
+    began = clock.now() + HOUR
+    clock.advance(3 * HOUR)
+
+    metrics.snapshot_brand(x_runtime, brand, began)
+
+    (snapshot,) = snapshots_of(x_runtime, post_id)
+    assert snapshot["captured_at"] == clock.now()
+    assert post_row(x_runtime, post_id)["last_metrics_at"] == clock.now()
+
+
+def test_a_second_not_found_less_than_an_hour_after_the_first_deletes_nothing(
+    x_runtime, x_sandbox, clock, brand, alpha
+) -> None:
+    post_id = publish(x_runtime, brand, alpha, "Gone, maybe")
+    x_sandbox.delete_post(post_row(x_runtime, post_id)["x_post_id"])
+    clock.advance(HOUR)
+    read(x_runtime, brand)
+    clock.advance(dt.timedelta(minutes=20))
+
+    # A rollup that began an hour before it got to this brand.
+    metrics.snapshot_brand(x_runtime, brand, clock.now() + 40 * dt.timedelta(minutes=1))
+
+    row = post_row(x_runtime, post_id)
+    assert row["deleted_on_x_at"] is None and row["text"].startswith("Gone, maybe")
+
+
+def test_a_deleted_posts_words_leave_other_posts_reasons_and_the_logs(
+    x_runtime, x_sandbox, clock, brand, alpha, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    post_id = publish(x_runtime, brand, alpha, "Secretive linen scarf for autumn")
+    other = record_post(x_runtime, brand, "1", text="Another linen scarf")
+    with x_runtime.database.transaction() as tx:
+        # A reason written before posts were named by their id alone.
+        tx.execute(
+            "UPDATE posts SET fallback_reason = :reason WHERE id = :id",
+            id=other,
+            reason=f'gemini: near-duplicate of post {post_id} ("Secretive linen '
+            'scarf for autumn…", similarity 0.91)',
+        )
+    x_sandbox.delete_post(post_row(x_runtime, post_id)["x_post_id"])
+    for _ in range(2):
+        clock.advance(HOUR)
+        read(x_runtime, brand)
+
+    with x_runtime.database.transaction() as tx:
+        stored = tx.scalar(
+            "SELECT string_agg(row_to_json(p)::text, ' ') FROM posts p"
+        ) + " ".join(
+            event["reason"] or "" for event in tx.rows("SELECT reason FROM post_events")
+        )
+    assert post_row(x_runtime, post_id)["deleted_on_x_at"] is not None
+    assert "Secretive" not in stored and "Secretive" not in caplog.text
+    assert post_row(x_runtime, other)["fallback_reason"] == (
+        f"gemini: near-duplicate of post {post_id} (similarity 0.91)"
+    )
+
+
+def test_lookups_by_id_are_post_reads_even_with_the_brands_own_app(
+    x_runtime, x_sandbox, brand, alpha
+) -> None:
+    with x_runtime.database.transaction() as tx:
+        tx.execute("UPDATE brands SET x_own_app = true WHERE id = :id", id=brand["id"])
+        (own_app_brand,) = accounts.connected_brands(tx)
+    publish(x_runtime, brand, alpha, "Own app")
+    x_runtime.clock.advance(HOUR)
+
+    read(x_runtime, own_app_brand)
+
+    with x_runtime.database.transaction() as tx:
+        usd = tx.scalar(
+            "SELECT SUM(usd) FROM cost_ledger WHERE operation = 'post_read'"
+        )
+    assert ledger(x_runtime, "owned_read") == 0
+    assert ledger(x_runtime, "post_read") == 1 and usd == Decimal("0.005")

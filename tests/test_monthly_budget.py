@@ -190,7 +190,7 @@ def test_a_brand_at_its_budget_makes_no_paid_read(
     ("own_app", "read_class", "read_usd"),
     [(True, "owned_read", Decimal("0.001")), (False, "post_read", Decimal("0.005"))],
 )
-def test_the_account_s_own_mentions_and_metrics_are_owned_reads_only_on_its_own_app(
+def test_the_account_s_own_mentions_are_owned_reads_only_on_its_own_app_metrics_never(
     x_runtime,
     clock,
     x_sandbox,
@@ -211,9 +211,15 @@ def test_the_account_s_own_mentions_and_metrics_are_owned_reads_only_on_its_own_
     kpis.rollup(runtime, as_of=clock.now())
 
     reads = [row for row in ledger(runtime, brand_id) if row["operation"] != "post"]
+    # A metric lookup by id is a post read with any app (decision 0022).
     assert reads == [
         {"operation": read_class, "units": 2, "usd": 2 * read_usd, "reserved": False},
-        {"operation": read_class, "units": 1, "usd": read_usd, "reserved": False},
+        {
+            "operation": "post_read",
+            "units": 1,
+            "usd": Decimal("0.005"),
+            "reserved": False,
+        },
         {
             "operation": "user_read",
             "units": 1,

@@ -55,7 +55,9 @@ def test_new_prices_links_and_hashtags_do_not_make_a_post_new() -> None:
     assert similarity(copy_words(POST), copy_words(reposted)) == 1.0
 
 
-def test_the_resemblance_names_the_post_its_opening_and_the_similarity() -> None:
+def test_the_resemblance_names_a_post_by_its_id_only_and_a_draft_by_its_opening() -> (
+    None
+):
     index = CopyIndex()
     index.add("post 6c1f", "Meet the Stoneware Mug. Keeps coffee hot.")
     index.add("post 0a2b", POST)
@@ -63,11 +65,17 @@ def test_the_resemblance_names_the_post_its_opening_and_the_similarity() -> None
     found = index.resemblance(POST.replace("bold", "daring"))
 
     assert found is not None and found.label == "post 0a2b"
-    assert str(found) == (
-        'near-duplicate of post 0a2b ("Meet the Red Lipstick. It\'s a…", '
-        f"similarity {found.score:.2f})"
-    )
+    # A post's words would outlive its deletion on X in the reason that quotes it.
+    assert str(found) == f"near-duplicate of post 0a2b (similarity {found.score:.2f})"
     assert index.resemblance("Meet the Stoneware Teapot. Pours well.") is None
+
+    drafts = CopyIndex()
+    drafts.add("draft 1 of this batch", POST)
+    same = drafts.resemblance(POST)
+    assert str(same) == (
+        'near-duplicate of draft 1 of this batch ("Meet the Red Lipstick. It\'s a…", '
+        "similarity 1.00)"
+    )
 
 
 def test_the_threshold_decides_what_is_near() -> None:

@@ -23,7 +23,7 @@ With a Gemini captioner, the whole batch goes to the model in one call. The link
 any missing required hashtag are appended to the model's copy here, never trusted to
 the model, and a draft that fails a check falls back to the template engine with
 `fallback_reason` saying why ("gemini: too long", "gemini: banned word 'cure'",
-'gemini: near-duplicate of post 8c0f… ("Meet the Red Lipstick. It\'s…", 0.91)').
+"gemini: near-duplicate of post 8c0f… (similarity 0.91)").
 
 When the call itself fails, every draft of the batch falls back, and nothing is
 raised: a quota answer gives "gemini: quota exhausted" with the service's reset time on

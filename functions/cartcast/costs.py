@@ -3,8 +3,9 @@
 Prices come from the settings' table by call class (settings.X_PRICES_USD, X's
 pay-per-use rates): a post, a post carrying a URL, a summoned reply, a post or
 mention read, a user read, and an owned read. Reads of the account's own
-timeline, mentions and metrics cost the owned price only when the brand brings its
-own X developer app; on the shared app they are ordinary post reads. Each part of
+timeline and mentions cost the owned price only when the brand brings its own X
+developer app; on the shared app they are ordinary post reads. Metric lookups by
+post id are post reads on any app (decision 0022). Each part of
 a thread is a post of its own. The media upload an image post makes first is not
 recorded: those rates name no price for it.
 
@@ -71,7 +72,7 @@ def post_class(has_link: bool) -> str:
 
 
 def read_class(*, own_app: bool) -> str:
-    """Price class of a read of the account's own timeline, mentions or metrics."""
+    """Price class of a read of the account's own timeline or mentions."""
     return "owned_read" if own_app else "post_read"
 
 

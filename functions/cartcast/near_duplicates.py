@@ -83,6 +83,11 @@ class Resemblance:
     score: float
 
     def __str__(self) -> str:
+        # A post is named by its id alone: its words would outlive it in other
+        # posts' reasons and in logs once X deletes it (decision 0022). A draft
+        # of the same batch has no id yet, so its opening says which it is.
+        if self.label.startswith("post "):
+            return f"near-duplicate of {self.label} (similarity {self.score:.2f})"
         return (
             f'near-duplicate of {self.label} ("{self.opening}", '
             f"similarity {self.score:.2f})"

@@ -83,7 +83,7 @@ SELECT id, product_id, kind, text, link, link_note, campaign, sponsored,
     poll_options, poll_duration_minutes, image_alt_text, state, engine, model,
     fallback_reason, weighted_length, checks, scheduled_at, published_at, x_post_id,
     failure_reason, rejection_reason, not_before, created_by, created_at, updated_at,
-    in_reply_to, deleted_on_x_at, last_metrics_at, metrics_due_at,
+    in_reply_to, deleted_on_x_at, missing_on_x_at, last_metrics_at, metrics_due_at,
     (SELECT json_agg(json_build_object('position', pp.position, 'text', pp.text,
             'weighted_length', pp.weighted_length, 'has_link', pp.has_link,
             'x_post_id', pp.x_post_id) ORDER BY pp.position)

@@ -29,8 +29,9 @@ ALERT_TIMEOUT_MAX_S = 30
 # How long after sending a post may be called absent from the account's timeline.
 RECONCILE_DELAY_RANGE_S = (30, 86400)
 # X's pay-per-use prices by call class (X developer documentation, pricing, 2026);
-# each is CARTCAST_X_PRICE_<CLASS>_USD. An owned read (the account's own timeline,
-# mentions or metrics) costs the owned price only with the brand's own X app.
+# each is CARTCAST_X_PRICE_<CLASS>_USD. An owned read (the account's own timeline
+# or mentions) costs the owned price only with the brand's own X app; a metric
+# lookup by post id is a post read on any app (decision 0022).
 X_PRICES_USD = {
     "post": Decimal("0.015"),
     "post_with_url": Decimal("0.20"),

@@ -69,6 +69,7 @@ UPDATE posts SET state = 'published', x_post_id = :x_post_id, published_at = :no
     failure_reason = NULL, lease_until = NULL, updated_at = :now
 WHERE id = :post_id AND state = 'unconfirmed'
 """
+MARK_ID_BY_HAND = "UPDATE posts SET x_post_id_by_hand = true WHERE id = :post_id"
 # A thread with parts left resumes at the next run: its slot is already past.
 MARK_RESUMING = """
 UPDATE posts SET state = 'scheduled', failure_reason = NULL, lease_until = NULL,
@@ -205,6 +206,9 @@ def _adopt(
         raise Conflict("no part of this thread is in flight; settle it as absent")
 
     post_id = str(post["id"])
+    # A typed id is not X's word: the rollup empties no post for it until X has
+    # returned the post once (decision 0022).
+    tx.execute(MARK_ID_BY_HAND, post_id=post_id)
     has_link = part["has_link"] if part else bool(post["link"])
     ref = f"{post_id}/{part['position']}" if part else post_id
     costs.record(

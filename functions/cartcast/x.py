@@ -245,6 +245,9 @@ class MetricsRead:
     metrics: dict[str, PostMetrics]
     missing: frozenset[str]
     requests: int
+    # Set when the second request (the public read of refused posts) failed: what
+    # the first returned is still here, and X billed it.
+    failure: errors.CartcastError | None = None
 
 
 @dataclass(frozen=True)
@@ -435,7 +438,10 @@ class XClient:
         metrics: dict[str, PostMetrics] = {}
         for start in range(0, len(post_ids), METRICS_BATCH_SIZE):
             batch = post_ids[start : start + METRICS_BATCH_SIZE]
-            metrics.update(self.read_metrics(batch, private=private).metrics)
+            answer = self.read_metrics(batch, private=private)
+            if answer.failure is not None:
+                raise answer.failure
+            metrics.update(answer.metrics)
         return metrics
 
     def read_metrics(self, post_ids: list[str], *, private: bool) -> MetricsRead:
@@ -462,22 +468,30 @@ class XClient:
         # X leaves such a post out of `data` and lists its private fields under
         # `errors` as not-authorized-for-field, with HTTP 200.
         refused = _private_refusals(answer) - set(metrics) - missing
+        failure = None
         if refused:
-            answer = self._call(
-                OWNED_READ,
-                self._client.get_tweets,
-                ids=sorted(refused),
-                tweet_fields=["public_metrics"],
-            )
-            metrics.update(_metrics_from(answer))
-            missing |= _missing_posts(answer)
             requests += 1
+            try:
+                answer = self._call(
+                    OWNED_READ,
+                    self._client.get_tweets,
+                    ids=sorted(refused),
+                    tweet_fields=["public_metrics"],
+                )
+            except errors.CartcastError as error:
+                # The first request's posts were returned and billed: the caller
+                # stores them, then stops as after any failed lookup.
+                failure = error
+            else:
+                metrics.update(_metrics_from(answer))
+                missing |= _missing_posts(answer)
 
         asked = set(post_ids)
         return MetricsRead(
             metrics={k: v for k, v in metrics.items() if k in asked},
             missing=frozenset((missing & asked) - set(metrics)),
             requests=requests,
+            failure=failure,
         )
 
     def followers_count(self, user_id: str) -> int:
