@@ -116,6 +116,7 @@ resource "google_cloudfunctions2_function" "function" {
     google_project_iam_member.build_writes_logs,
     google_project_iam_member.build_pushes_images,
     google_storage_bucket_iam_member.build_reads_source,
+    google_project_iam_member.build_reads_staged_source,
     google_secret_manager_secret_iam_member.function,
     google_project_iam_member.function_sql_client,
     google_project_iam_member.function_sql_instance_user,

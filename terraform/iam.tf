@@ -45,6 +45,12 @@ locals {
     description = "The role applies to the cartcast Cloud SQL instance alone."
     expression  = "resource.name == 'projects/${var.project_id}/instances/${google_sql_database_instance.main.name}' && resource.service == 'sqladmin.googleapis.com'"
   }
+  staged_source_bucket = "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+  staged_source_only = {
+    title       = "Cloud Functions staged sources only"
+    description = "The bucket where Cloud Functions stages the source it builds."
+    expression  = "resource.name == 'projects/_/buckets/${local.staged_source_bucket}' || resource.name.startsWith('projects/_/buckets/${local.staged_source_bucket}/')"
+  }
 }
 
 # cloudsql.client: the connector reads the instance's metadata and has Cloud SQL
@@ -196,11 +202,27 @@ resource "google_project_iam_member" "build_pushes_images" {
   }
 }
 
-# ...and read the source archive.
+# ...and read the source archive: ours...
 resource "google_storage_bucket_iam_member" "build_reads_source" {
   bucket = google_storage_bucket.source.name
   role   = "roles/storage.objectViewer"
   member = google_service_account.build.member
+}
+
+# ...and the copy Cloud Functions makes of it in its own staging bucket,
+# gcf-v2-sources-<project number>-<region>, which is what the build fetches
+# (terraform-provider-google#20571). That bucket is Google's, created on the first
+# deploy, so the grant is on the project with a condition naming the bucket.
+resource "google_project_iam_member" "build_reads_staged_source" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = local.staged_source_only.title
+    description = local.staged_source_only.description
+    expression  = local.staged_source_only.expression
+  }
 }
 
 # The migrations job mounts the source bucket read-only to read the archives.

@@ -1129,3 +1129,220 @@ def test_function_users_read_and_write_data_but_cannot_change_the_schema(
     assert tables and all(allowed for _, allowed in privileges), privileges
     assert refused.value.args[0]["C"] == "42501"  # insufficient_privilege
     assert [owner for (owner,) in owners] == [options["user"]]
+
+
+# ---------------------------------------------------------------------------
+# Least privilege: every grant, held to an allow-list
+
+PROJECT = "${var.project_id}"
+SQL_INSTANCE_ONLY = (
+    "resource.name == 'projects/${var.project_id}/instances/"
+    "${google_sql_database_instance.main.name}' && "
+    "resource.service == 'sqladmin.googleapis.com'"
+)
+STAGED_SOURCE_ONLY = (
+    "resource.name == 'projects/_/buckets/${local.staged_source_bucket}' || "
+    "resource.name.startsWith('projects/_/buckets/${local.staged_source_bucket}/')"
+)
+FUNCTION_SERVICE = (
+    "${google_cloudfunctions2_function.function[each.key].service_config[0].service}"
+)
+BUILD = "${google_service_account.build.member}"
+MIGRATE = "${google_service_account.migrate.member}"
+EACH_FUNCTION = "${google_service_account.function[each.key].member}"
+PUBSUB_AGENT = "${local.pubsub_service_agent}"
+# (resource, name): (what it is granted on, role, member, for_each, condition).
+# A grant added, widened or moved fails here until this list says so, in review.
+ALLOWED_GRANTS: dict[tuple[str, str], tuple[Any, ...]] = {
+    ("google_cloud_run_v2_service_iam_member", "clients_invoke"): (
+        {"project": PROJECT, "name": FUNCTION_SERVICE},
+        "roles/run.invoker",
+        "allUsers",
+        "${{for name, f in local.functions : name => f if f.clients}}",
+        None,
+    ),
+    ("google_cloud_run_v2_service_iam_member", "push_invoker"): (
+        {"project": PROJECT, "name": FUNCTION_SERVICE},
+        "roles/run.invoker",
+        "${google_service_account.push[each.key].member}",
+        "${local.event_functions}",
+        None,
+    ),
+    ("google_project_iam_member", "api_pauses_publishing"): (
+        {"project": PROJECT},
+        "${google_project_iam_custom_role.publish_pause.id}",
+        '${google_service_account.function["api"].member}',
+        None,
+        None,
+    ),
+    ("google_project_iam_member", "build_pushes_images"): (
+        {"project": PROJECT},
+        "roles/artifactregistry.writer",
+        BUILD,
+        None,
+        "resource.name.startsWith('projects/${var.project_id}/locations/"
+        "${var.region}/repositories/gcf-artifacts')",
+    ),
+    ("google_project_iam_member", "build_reads_staged_source"): (
+        {"project": PROJECT},
+        "roles/storage.objectViewer",
+        BUILD,
+        None,
+        STAGED_SOURCE_ONLY,
+    ),
+    ("google_project_iam_member", "build_writes_logs"): (
+        {"project": PROJECT},
+        "roles/logging.logWriter",
+        BUILD,
+        None,
+        None,
+    ),
+    ("google_project_iam_member", "function_sql_client"): (
+        {"project": PROJECT},
+        "roles/cloudsql.client",
+        EACH_FUNCTION,
+        "${local.functions}",
+        SQL_INSTANCE_ONLY,
+    ),
+    ("google_project_iam_member", "function_sql_instance_user"): (
+        {"project": PROJECT},
+        "roles/cloudsql.instanceUser",
+        EACH_FUNCTION,
+        "${local.functions}",
+        SQL_INSTANCE_ONLY,
+    ),
+    ("google_project_iam_member", "migrate_sql_client"): (
+        {"project": PROJECT},
+        "roles/cloudsql.client",
+        MIGRATE,
+        None,
+        SQL_INSTANCE_ONLY,
+    ),
+    ("google_project_iam_member", "migrate_sql_instance_user"): (
+        {"project": PROJECT},
+        "roles/cloudsql.instanceUser",
+        MIGRATE,
+        None,
+        SQL_INSTANCE_ONLY,
+    ),
+    ("google_pubsub_subscription_iam_member", "pubsub_agent_dead_letter_subscriber"): (
+        {"subscription": "${google_pubsub_subscription.push[each.key].id}"},
+        "roles/pubsub.subscriber",
+        PUBSUB_AGENT,
+        "${local.subscriptions}",
+        None,
+    ),
+    ("google_pubsub_topic_iam_member", "poll_publishes_mentions"): (
+        {"topic": '${google_pubsub_topic.topic["mentions"].id}'},
+        "roles/pubsub.publisher",
+        '${google_service_account.function["poll_mentions"].member}',
+        None,
+        None,
+    ),
+    ("google_pubsub_topic_iam_member", "pubsub_agent_dead_letter_publisher"): (
+        {"topic": "${google_pubsub_topic.dead_letter.id}"},
+        "roles/pubsub.publisher",
+        PUBSUB_AGENT,
+        None,
+        None,
+    ),
+    ("google_secret_manager_secret_iam_member", "function"): (
+        {"secret_id": "${google_secret_manager_secret.secret[each.value.env].id}"},
+        "roles/secretmanager.secretAccessor",
+        "${google_service_account.function[each.value.function].member}",
+        '${merge([for name, envs in local.granted_secrets : {for env in envs : '
+        '"${name}/${env}" => {function = name, env = env}}] ...)}',
+        None,
+    ),
+    ("google_service_account_iam_member", "pubsub_agent_token_creator"): (
+        {"service_account_id": "${google_service_account.push[each.key].name}"},
+        "roles/iam.serviceAccountTokenCreator",
+        PUBSUB_AGENT,
+        "${local.event_functions}",
+        None,
+    ),
+    ("google_storage_bucket_iam_member", "build_reads_source"): (
+        {"bucket": "${google_storage_bucket.source.name}"},
+        "roles/storage.objectViewer",
+        BUILD,
+        None,
+        None,
+    ),
+    ("google_storage_bucket_iam_member", "migrate_reads_source"): (
+        {"bucket": "${google_storage_bucket.source.name}"},
+        "roles/storage.objectViewer",
+        MIGRATE,
+        None,
+        None,
+    ),
+}
+ALLOWED_CUSTOM_ROLES = {
+    "publish_pause": [
+        "cloudscheduler.jobs.get",
+        "cloudscheduler.jobs.pause",
+        "cloudscheduler.jobs.enable",
+    ]
+}
+GRANT_TARGETS = (
+    "project",
+    "bucket",
+    "topic",
+    "subscription",
+    "secret_id",
+    "service_account_id",
+    "name",
+    "location",
+)
+
+
+def _resolved_condition(tree: Tree, body: dict[str, Any]) -> str | None:
+    """The condition's expression, through a `local.X.expression` indirection."""
+    if "condition" not in body:
+        return None
+    expression = body["condition"][0]["expression"]
+    indirect = re.fullmatch(r"\$\{local\.(\w+)\.expression\}", expression)
+    if indirect:
+        return tree.locals[indirect.group(1)]["expression"]
+    return expression
+
+
+def test_every_grant_is_on_the_allow_list_and_no_wider() -> None:
+    tree = terraform_tree()
+    granted = {}
+    for (kind, name), body in tree.resources.items():
+        if re.search(r"_iam_(member|binding|policy|audit_config)$", kind):
+            target = {
+                key: body[key]
+                for key in GRANT_TARGETS
+                if key in body and key != "location"
+            }
+            granted[(kind, name)] = (
+                target,
+                body.get("role"),
+                body.get("member", body.get("members")),
+                body.get("for_each"),
+                _resolved_condition(tree, body),
+            )
+
+    assert set(granted) == set(ALLOWED_GRANTS)
+    for key, allowed in ALLOWED_GRANTS.items():
+        assert granted[key] == allowed, key
+    # The identities the allow-list names by reference are the ones it means.
+    assert tree.locals["pubsub_service_agent"] == (
+        "serviceAccount:service-${data.google_project.this.number}"
+        "@gcp-sa-pubsub.iam.gserviceaccount.com"
+    )
+    assert tree.locals["staged_source_bucket"] == (
+        "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+    )
+
+
+def test_custom_roles_hold_only_their_listed_permissions() -> None:
+    tree = terraform_tree()
+    roles = {
+        name: body["permissions"]
+        for (kind, name), body in tree.resources.items()
+        if kind.endswith("_iam_custom_role")
+    }
+
+    assert roles == ALLOWED_CUSTOM_ROLES
