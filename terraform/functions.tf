@@ -94,7 +94,7 @@ resource "google_cloudfunctions2_function" "function" {
     ingress_settings = each.value.clients ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
 
     environment_variables = merge(
-      var.settings,
+      local.function_settings[each.key],
       local.common_env,
       { DB_USER = google_sql_user.function[each.key].name },
       local.function_env[each.key],

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from cartcast import events, settings
+from cartcast.errors import ConfigurationError
 from infra import deploy_guard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1346,3 +1347,49 @@ def test_custom_roles_hold_only_their_listed_permissions() -> None:
     }
 
     assert roles == ALLOWED_CUSTOM_ROLES
+
+
+def test_a_setting_held_against_the_gemini_key_reaches_only_its_holders() -> None:
+    # var.settings goes to every function; settings.load refuses
+    # CARTCAST_SENTIMENT_ENGINE=gemini without GEMINI_API_KEY, so that setting must
+    # skip the functions that hold no key, or they would not start.
+    tree = terraform_tree()
+    held_back = {literal(name) for name in tree.locals["needs_gemini_key"]}
+    function_resource = tree.resource("google_cloudfunctions2_function", "function")
+    expression = function_resource["service_config"][0]["environment_variables"]
+    assert "local.function_settings[each.key]" in expression
+    assert "var.settings" not in expression
+    assert "local.needs_gemini_key" in tree.locals["function_settings"]
+    assert '"GEMINI_API_KEY"' in tree.locals["function_settings"]
+    cloud = {
+        "CARTCAST_ENV": "cloud",
+        "CARTCAST_PUBSUB": "google",
+        "GOOGLE_CLOUD_PROJECT": "cartcast-prod-1",
+        "CLOUD_SQL_INSTANCE": "cartcast-prod-1:europe-west1:cartcast-db",
+        "DB_USER": "cartcast-fn@cartcast-prod-1.iam",
+    }
+    tuning = {"CARTCAST_SENTIMENT_ENGINE": "gemini"}
+    with pytest.raises(ConfigurationError, match="needs GEMINI_API_KEY"):
+        settings.load(cloud | tuning)
+    assert set(tuning) <= held_back
+
+    for function in entry_points():
+        holds_key = "GEMINI_API_KEY" in secret_env(function)
+        env = cloud | {secret: "not-a-real-value" for secret in secret_env(function)}
+        env |= {
+            name: value
+            for name, value in tuning.items()
+            if name not in held_back or holds_key
+        }
+        settings.load(env)  # starts
+    # And the variable refuses the setting where no function holds the key.
+    refused = variable_validation_text("settings")
+    assert "CARTCAST_SENTIMENT_ENGINE" in refused and "var.gemini_enabled" in refused
+
+
+def test_the_database_tier_decides_the_edition() -> None:
+    sql = terraform_tree().resource("google_sql_database_instance", "main")
+    assert sql["settings"][0]["edition"] == "${local.database_edition}"
+    edition = terraform_tree().locals["database_edition"]
+    assert 'startswith(var.database_tier, "db-perf-optimized-")' in edition
+    assert '"ENTERPRISE_PLUS"' in edition and ': "ENTERPRISE"' in edition
