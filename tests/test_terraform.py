@@ -1251,7 +1251,7 @@ ALLOWED_GRANTS: dict[tuple[str, str], tuple[Any, ...]] = {
         {"secret_id": "${google_secret_manager_secret.secret[each.value.env].id}"},
         "roles/secretmanager.secretAccessor",
         "${google_service_account.function[each.value.function].member}",
-        '${merge([for name, envs in local.granted_secrets : {for env in envs : '
+        "${merge([for name, envs in local.granted_secrets : {for env in envs : "
         '"${name}/${env}" => {function = name, env = env}}] ...)}',
         None,
     ),
@@ -1393,3 +1393,115 @@ def test_the_database_tier_decides_the_edition() -> None:
     edition = terraform_tree().locals["database_edition"]
     assert 'startswith(var.database_tier, "db-perf-optimized-")' in edition
     assert '"ENTERPRISE_PLUS"' in edition and ': "ENTERPRISE"' in edition
+
+
+MIGRATE_USER = "cartcast_migrate_terraform_test"
+
+
+def bootstrap_statements(migrate_user: str, function_users: list[str]) -> list[str]:
+    """The SQL of `terraform output database_bootstrap_sql`, for these users."""
+    text = (TERRAFORM / "outputs.tf").read_text()
+    block = text[text.index('output "database_bootstrap_sql"') :]
+    statements = []
+    for line in block.splitlines():
+        quoted = re.fullmatch(r'\s*(?:\[for user in [^:]+: )?"(.*)",?\]?,?', line)
+        if not quoted:
+            continue
+        statement = quoted.group(1).replace('\\"', '"')
+        if "${user.name}" in statement:
+            statements += [statement.replace("${user.name}", u) for u in function_users]
+        else:
+            statements.append(
+                statement.replace("${google_sql_user.migrate.name}", migrate_user)
+            )
+    return statements
+
+
+def test_the_bootstrap_can_run_twice_and_the_migrations_user_then_grants(
+    database_url: str,
+) -> None:
+    # As in the cloud: the bootstrap as an administrator, then the migrations user,
+    # which owns every table, applies 026. All in one transaction rolled back, so
+    # the server's roles and the test database's owners are left as they were.
+    import pg8000.native
+
+    from cartcast import db
+
+    statements = bootstrap_statements(MIGRATE_USER, [FUNCTION_USER])
+    assert [s.split()[0] for s in statements] == ["DO", "GRANT", "GRANT", "GRANT"]
+    admin = pg8000.native.Connection(**db.parse_database_url(database_url))
+    migration = next((REPO / "sql").glob("026_*.sql")).read_text()
+    owned = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
+    try:
+        admin.run("BEGIN")
+        for role in (MIGRATE_USER, FUNCTION_USER):
+            admin.run(f"CREATE ROLE {role} NOLOGIN")
+        for _ in range(2):  # a second run changes nothing and raises nothing
+            for statement in statements:
+                admin.run(statement)
+        relations = admin.run(
+            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
+            "AND c.relkind IN ('r', 'p', 'v', 'm')"
+        )
+        for name, kind in relations:
+            admin.run(f'ALTER {owned[kind]} "{name}" OWNER TO {MIGRATE_USER}')
+        admin.run(f"SET ROLE {MIGRATE_USER}")
+        admin.run("CREATE TABLE terraform_test_bootstrap (id bigint PRIMARY KEY)")
+        admin.run(migration)
+        admin.run("CREATE TABLE terraform_test_after (id bigserial PRIMARY KEY)")
+        admin.run("RESET ROLE")
+        allowed = admin.run(
+            "SELECT t, has_table_privilege(:user, t, 'SELECT, INSERT, UPDATE, DELETE')"
+            " FROM unnest(CAST(:tables AS text[])) AS t",
+            user=FUNCTION_USER,
+            tables=[name for name, _ in relations]
+            + ["terraform_test_bootstrap", "terraform_test_after"],
+        )
+    finally:
+        admin.run("ROLLBACK")
+        admin.close()
+
+    assert len(allowed) > 2 and all(ok for _, ok in allowed), allowed
+
+
+def test_migrations_stop_on_cloud_sql_when_the_bootstrap_was_skipped(
+    database_url: str,
+) -> None:
+    # Locally (no Cloud SQL setting, no cartcast_app) 026 changes nothing; with
+    # Cloud SQL's setting present it refuses to let the functions start blind.
+    import pg8000.native
+
+    from cartcast import db
+
+    admin = pg8000.native.Connection(**db.parse_database_url(database_url))
+    migration = next((REPO / "sql").glob("026_*.sql")).read_text()
+    try:
+        if admin.run("SELECT 1 FROM pg_roles WHERE rolname = :r", r=APP_ROLE):
+            pytest.skip(f"another run holds the server-wide role {APP_ROLE}")
+        admin.run(migration)  # the local case
+        admin.run("BEGIN")
+        admin.run("SET LOCAL cloudsql.iam_authentication = 'on'")
+        with pytest.raises(pg8000.native.DatabaseError) as refused:
+            admin.run(migration)
+        admin.run("ROLLBACK")
+    finally:
+        admin.close()
+
+    assert "cartcast_app does not exist" in refused.value.args[0]["M"]
+    assert "database_bootstrap_sql" in refused.value.args[0]["H"]
+
+
+def test_the_first_deploy_creates_what_the_bootstrap_names() -> None:
+    # README step 1 applies with -target; `terraform output database_bootstrap_sql`
+    # is empty unless the users it names were among what that apply created.
+    readme = (REPO / "README.md").read_text()
+    first = readme[readme.index("### First deploy") :]
+    step_one = first[: first.index("2. ")]
+    targets = set(re.findall(r"-target=([\w.]+)", step_one))
+    output = terraform_tree().outputs["database_bootstrap_sql"]["value"]
+    named = set(re.findall(r"(google_\w+\.\w+)", output))
+
+    assert named == {"google_sql_user.migrate", "google_sql_user.function"}
+    assert named <= targets
+    assert "google_secret_manager_secret.secret" in targets
