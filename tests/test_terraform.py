@@ -1505,3 +1505,21 @@ def test_the_first_deploy_creates_what_the_bootstrap_names() -> None:
     assert named == {"google_sql_user.migrate", "google_sql_user.function"}
     assert named <= targets
     assert "google_secret_manager_secret.secret" in targets
+
+
+def test_the_publish_alert_waits_for_its_metrics_and_follows_the_service() -> None:
+    tree = terraform_tree()
+    policy = tree.resource("google_monitoring_alert_policy", "publish_not_running")
+    sleep = tree.resource("time_sleep", "log_metrics_propagate")
+    absent = policy["conditions"][0]["condition_absent"][0]["aggregations"][0]
+
+    assert policy["depends_on"] == ["${time_sleep.log_metrics_propagate}"]
+    assert set(sleep["triggers"].values()) == {
+        "${google_logging_metric.publish_runs.id}",
+        "${google_logging_metric.missed_posts.id}",
+    }
+    # Summed over revisions: a deploy ends one revision's series, not the service's.
+    assert absent["cross_series_reducer"] == "REDUCE_SUM"
+    assert absent["group_by_fields"] == ["resource.labels.service_name"]
+    versions = (TERRAFORM / "versions.tf").read_text()
+    assert re.search(r'time = \{\s*source\s*= "hashicorp/time"', versions)
