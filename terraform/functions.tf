@@ -44,6 +44,17 @@ resource "google_storage_bucket" "source" {
     }
   }
 
+  # Deleting a live object leaves a noncurrent version (versioning is on): it
+  # goes a month later instead of being kept for ever.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   depends_on = [google_project_service.api]
 }
 

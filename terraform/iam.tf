@@ -11,6 +11,8 @@ resource "google_service_account" "function" {
   account_id   = "${var.name_prefix}-fn-${each.value.short}"
   display_name = "cartcast ${each.key}"
   description  = "Runs the ${each.key} function."
+
+  depends_on = [google_project_service.api]
 }
 
 # One push identity per event function: what its push subscriptions present to
@@ -21,6 +23,8 @@ resource "google_service_account" "push" {
   account_id   = "${var.name_prefix}-push-${each.value.short}"
   display_name = "cartcast push to ${each.key}"
   description  = "Pub/Sub push subscriptions deliver to ${each.key} as this identity."
+
+  depends_on = [google_project_service.api]
 }
 
 # Builds the functions from the source archive, instead of the project's default
@@ -30,12 +34,16 @@ resource "google_service_account" "build" {
   account_id   = "${var.name_prefix}-build"
   display_name = "cartcast function builds"
   description  = "Cloud Build runs the seven functions' builds as this identity."
+
+  depends_on = [google_project_service.api]
 }
 
 resource "google_service_account" "migrate" {
   account_id   = "${var.name_prefix}-migrate"
   display_name = "cartcast migrations"
   description  = "Runs the migrations job: owns the schema, the functions do not."
+
+  depends_on = [google_project_service.api]
 }
 
 locals {
@@ -105,6 +113,8 @@ resource "google_project_iam_custom_role" "publish_pause" {
     "cloudscheduler.jobs.pause",
     "cloudscheduler.jobs.enable",
   ]
+
+  depends_on = [google_project_service.api]
 }
 
 # Granted to api alone: generate_caption serves no operator route that pauses.

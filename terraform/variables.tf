@@ -118,15 +118,15 @@ variable "functions" {
 
 variable "settings" {
   type        = map(string)
-  description = "Tuning settings passed to every function as environment variables (README, \"Configuration\"), e.g. { CARTCAST_PUBLISH_BATCH = \"100\" }. Values Terraform wires itself, secrets and local-only variables are refused."
+  description = "Tuning settings passed to every function as environment variables (README, \"Configuration\"), e.g. { CARTCAST_PUBLISH_BATCH = \"100\" }. Values Terraform wires itself, secrets, local-only variables and LOG_LEVEL (the log_level variable) are refused."
   default     = {}
 
   validation {
     condition = alltrue([
       for name in keys(var.settings) :
-      can(regex("^(CARTCAST_[A-Z0-9_]+|GEMINI_[A-Z0-9_]+|X_TIMEOUT_S|LOG_LEVEL)$", name))
+      can(regex("^(CARTCAST_[A-Z0-9_]+|GEMINI_[A-Z0-9_]+|X_TIMEOUT_S)$", name))
     ])
-    error_message = "settings keys must be cartcast settings: CARTCAST_*, GEMINI_*, X_TIMEOUT_S or LOG_LEVEL."
+    error_message = "settings keys must be cartcast settings: CARTCAST_*, GEMINI_* or X_TIMEOUT_S (LOG_LEVEL is the log_level variable)."
   }
 
   validation {

@@ -1523,3 +1523,18 @@ def test_the_publish_alert_waits_for_its_metrics_and_follows_the_service() -> No
     assert absent["group_by_fields"] == ["resource.labels.service_name"]
     versions = (TERRAFORM / "versions.tf").read_text()
     assert re.search(r'time = \{\s*source\s*= "hashicorp/time"', versions)
+
+
+def test_deploy_guard_counts_the_var_files_terraform_loads_by_itself(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "terraform.tfvars").write_text('project_id = "cartcast-prod-1"\n')
+    (tmp_path / "alerts.auto.tfvars").write_text('alert_emails = ["a@example.com"]\n')
+    (tmp_path / "region.auto.tfvars.json").write_text('{"region": "europe-west1"}')
+
+    everything = deploy_guard.missing_variables(None, {}, terraform_dir=tmp_path)
+    (tmp_path / "alerts.auto.tfvars").unlink()
+    without_alerts = deploy_guard.missing_variables(None, {}, terraform_dir=tmp_path)
+
+    assert everything == []
+    assert without_alerts == ["alert_emails"]

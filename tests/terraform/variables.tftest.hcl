@@ -123,6 +123,14 @@ run "settings_cannot_point_at_a_stand_in" {
   expect_failures = [var.settings]
 }
 
+run "settings_cannot_override_log_level" {
+  command = plan
+  variables {
+    settings = { LOG_LEVEL = "DEBUG" }
+  }
+  expect_failures = [var.settings]
+}
+
 run "settings_take_a_tuning_knob" {
   command = plan
   variables {
