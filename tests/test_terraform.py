@@ -1538,3 +1538,65 @@ def test_deploy_guard_counts_the_var_files_terraform_loads_by_itself(
 
     assert everything == []
     assert without_alerts == ["alert_emails"]
+
+
+def test_make_deploy_runs_the_migrations_then_applies_only_after_yes(
+    tmp_path: Path,
+) -> None:
+    # The README's step 4 walked with a terraform and a gcloud that record their
+    # calls: the migrations job named by Terraform's output runs, in its project
+    # and region, before the plan; the plan is applied only after "yes".
+    calls = tmp_path / "calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    job = "projects/cartcast-prod-1/locations/europe-west10/jobs/cartcast-migrate"
+    (bin_dir / "terraform").write_text(
+        "#!/bin/sh\n"
+        f'echo terraform "$@" >> {calls}\n'
+        f'case "$*" in *"output -raw migrations_job"*) printf %s {job} ;; esac\n'
+    )
+    (bin_dir / "gcloud").write_text(f'#!/bin/sh\necho gcloud "$@" >> {calls}\n')
+    for fake in bin_dir.iterdir():
+        fake.chmod(0o755)
+    var_file = tmp_path / "deploy.tfvars"
+    var_file.write_text(
+        'project_id = "cartcast-prod-1"\nregion = "europe-west10"\n'
+        'alert_emails = ["oncall@example.com"]\n'
+    )
+    env = {key: value for key, value in offline_env().items() if key != "MAKEFLAGS"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+
+    def deploy(answer: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+        calls.unlink(missing_ok=True)
+        result = subprocess.run(
+            ["make", "--no-print-directory", "deploy", f"TFVARS={var_file}"],
+            cwd=REPO,
+            env=env,
+            input=answer + "\n",
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result, calls.read_text().splitlines()
+
+    accepted, walked = deploy("yes")
+    refused, stopped = deploy("no")
+
+    assert accepted.returncode == 0, accepted.stderr
+    steps = [" ".join(call.split()[:3]) for call in walked]
+    assert steps == [
+        "terraform -chdir=terraform init",
+        "terraform -chdir=terraform apply",
+        "terraform -chdir=terraform output",
+        "gcloud run jobs",
+        "terraform -chdir=terraform plan",
+        "terraform -chdir=terraform apply",
+    ]
+    assert walked[1].endswith("-target=google_cloud_run_v2_job.migrate")
+    assert walked[3] == (
+        "gcloud run jobs execute cartcast-migrate --project cartcast-prod-1 "
+        "--region europe-west10 --wait"
+    )
+    assert walked[5].endswith(".build/deploy.tfplan")
+    assert refused.returncode != 0
+    assert stopped == walked[:5]
