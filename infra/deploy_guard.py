@@ -1,7 +1,9 @@
 """Refuse to deploy before every required Terraform variable has a value.
 
 `make deploy` runs this first: it reads terraform/variables.tf, finds the variables
-without a default, and looks for each in the var file and in TF_VAR_<name>. When
+without a default, and looks for each where Terraform would: the var file, the
+files Terraform loads by itself (terraform.tfvars, *.auto.tfvars, and their .json
+forms) and TF_VAR_<name>. When
 some are missing it names them all and exits 2, before Terraform starts, so a
 first deploy fails in a second instead of after `init` and a provider download.
 It prints variable names only, never a value.
@@ -10,6 +12,7 @@ It prints variable names only, never a value.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -32,14 +35,36 @@ def required_variables(variables_tf: Path) -> list[str]:
     return names
 
 
-def given_variables(var_file: Path | None, environ: Mapping[str, str]) -> set[str]:
-    """Name the variables the var file or the environment sets."""
+def auto_var_files(terraform_dir: Path) -> list[Path]:
+    """The var files Terraform loads without being told, in its order."""
+    names = ["terraform.tfvars", "terraform.tfvars.json"]
+    found = [terraform_dir / name for name in names]
+    found += sorted(terraform_dir.glob("*.auto.tfvars"))
+    found += sorted(terraform_dir.glob("*.auto.tfvars.json"))
+    return [path for path in found if path.is_file()]
+
+
+def _names_in(var_file: Path) -> set[str]:
     import hcl2
 
+    if var_file.name.endswith(".json"):
+        return set(json.loads(var_file.read_text()))
+    parsed = hcl2.loads(var_file.read_text(), serialization_options=_options())
+    return {name.strip('"') for name in parsed}
+
+
+def given_variables(
+    var_file: Path | None,
+    environ: Mapping[str, str],
+    terraform_dir: Path | None = None,
+) -> set[str]:
+    """Name the variables the var files or the environment set."""
     given = set()
+    files = [] if terraform_dir is None else auto_var_files(terraform_dir)
     if var_file is not None and var_file.is_file():
-        parsed = hcl2.loads(var_file.read_text(), serialization_options=_options())
-        given.update(name.strip('"') for name in parsed)
+        files.append(var_file)
+    for path in files:
+        given |= _names_in(path)
     given.update(
         name.removeprefix("TF_VAR_")
         for name, value in environ.items()
@@ -52,8 +77,9 @@ def missing_variables(
     var_file: Path | None,
     environ: Mapping[str, str],
     variables_tf: Path = VARIABLES,
+    terraform_dir: Path | None = None,
 ) -> list[str]:
-    given = given_variables(var_file, environ)
+    given = given_variables(var_file, environ, terraform_dir)
     return [name for name in required_variables(variables_tf) if name not in given]
 
 
@@ -73,7 +99,9 @@ def main(
     if args.var_file is not None and not args.var_file.is_file():
         print(f"deploy: no var file at {args.var_file}", file=sys.stderr)
     missing = missing_variables(
-        args.var_file, os.environ if environ is None else environ
+        args.var_file,
+        os.environ if environ is None else environ,
+        terraform_dir=VARIABLES.parent,
     )
     if missing:
         where = f"{args.var_file} or " if args.var_file is not None else ""

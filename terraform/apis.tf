@@ -6,6 +6,7 @@ locals {
     "artifactregistry.googleapis.com", # images the function builds produce
     "cloudbuild.googleapis.com",       # builds each function from the source archive
     "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com", # the project's number and its IAM policy
     "cloudscheduler.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com", # the log-based metric of finished publish runs

@@ -44,6 +44,17 @@ resource "google_storage_bucket" "source" {
     }
   }
 
+  # Deleting a live object leaves a noncurrent version (versioning is on): it
+  # goes a month later instead of being kept for ever.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   depends_on = [google_project_service.api]
 }
 
@@ -94,7 +105,7 @@ resource "google_cloudfunctions2_function" "function" {
     ingress_settings = each.value.clients ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
 
     environment_variables = merge(
-      var.settings,
+      local.function_settings[each.key],
       local.common_env,
       { DB_USER = google_sql_user.function[each.key].name },
       local.function_env[each.key],
@@ -116,6 +127,7 @@ resource "google_cloudfunctions2_function" "function" {
     google_project_iam_member.build_writes_logs,
     google_project_iam_member.build_pushes_images,
     google_storage_bucket_iam_member.build_reads_source,
+    google_project_iam_member.build_reads_staged_source,
     google_secret_manager_secret_iam_member.function,
     google_project_iam_member.function_sql_client,
     google_project_iam_member.function_sql_instance_user,

@@ -11,6 +11,8 @@ resource "google_service_account" "function" {
   account_id   = "${var.name_prefix}-fn-${each.value.short}"
   display_name = "cartcast ${each.key}"
   description  = "Runs the ${each.key} function."
+
+  depends_on = [google_project_service.api]
 }
 
 # One push identity per event function: what its push subscriptions present to
@@ -21,6 +23,8 @@ resource "google_service_account" "push" {
   account_id   = "${var.name_prefix}-push-${each.value.short}"
   display_name = "cartcast push to ${each.key}"
   description  = "Pub/Sub push subscriptions deliver to ${each.key} as this identity."
+
+  depends_on = [google_project_service.api]
 }
 
 # Builds the functions from the source archive, instead of the project's default
@@ -30,12 +34,16 @@ resource "google_service_account" "build" {
   account_id   = "${var.name_prefix}-build"
   display_name = "cartcast function builds"
   description  = "Cloud Build runs the seven functions' builds as this identity."
+
+  depends_on = [google_project_service.api]
 }
 
 resource "google_service_account" "migrate" {
   account_id   = "${var.name_prefix}-migrate"
   display_name = "cartcast migrations"
   description  = "Runs the migrations job: owns the schema, the functions do not."
+
+  depends_on = [google_project_service.api]
 }
 
 locals {
@@ -44,6 +52,12 @@ locals {
     title       = "cartcast database instance only"
     description = "The role applies to the cartcast Cloud SQL instance alone."
     expression  = "resource.name == 'projects/${var.project_id}/instances/${google_sql_database_instance.main.name}' && resource.service == 'sqladmin.googleapis.com'"
+  }
+  staged_source_bucket = "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+  staged_source_only = {
+    title       = "Cloud Functions staged sources only"
+    description = "The bucket where Cloud Functions stages the source it builds."
+    expression  = "resource.name == 'projects/_/buckets/${local.staged_source_bucket}' || resource.name.startsWith('projects/_/buckets/${local.staged_source_bucket}/')"
   }
 }
 
@@ -99,6 +113,8 @@ resource "google_project_iam_custom_role" "publish_pause" {
     "cloudscheduler.jobs.pause",
     "cloudscheduler.jobs.enable",
   ]
+
+  depends_on = [google_project_service.api]
 }
 
 # Granted to api alone: generate_caption serves no operator route that pauses.
@@ -196,11 +212,27 @@ resource "google_project_iam_member" "build_pushes_images" {
   }
 }
 
-# ...and read the source archive.
+# ...and read the source archive: ours...
 resource "google_storage_bucket_iam_member" "build_reads_source" {
   bucket = google_storage_bucket.source.name
   role   = "roles/storage.objectViewer"
   member = google_service_account.build.member
+}
+
+# ...and the copy Cloud Functions makes of it in its own staging bucket,
+# gcf-v2-sources-<project number>-<region>, which is what the build fetches
+# (terraform-provider-google#20571). That bucket is Google's, created on the first
+# deploy, so the grant is on the project with a condition naming the bucket.
+resource "google_project_iam_member" "build_reads_staged_source" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = local.staged_source_only.title
+    description = local.staged_source_only.description
+    expression  = local.staged_source_only.expression
+  }
 }
 
 # The migrations job mounts the source bucket read-only to read the archives.

@@ -76,6 +76,19 @@ locals {
     name => [for env in wanted : env if env != "GEMINI_API_KEY" || var.gemini_enabled]
   }
 
+  # Settings that settings.load holds against GEMINI_API_KEY (with
+  # CARTCAST_SENTIMENT_ENGINE=gemini it refuses to start without the key): they
+  # reach only the functions given the key, so that publish_due_posts and
+  # rollup_kpis, which never call Gemini, still start. variables.tf refuses them
+  # with gemini_enabled = false.
+  needs_gemini_key = ["CARTCAST_SENTIMENT_ENGINE"]
+  function_settings = {
+    for name in keys(local.functions) : name => {
+      for key, value in var.settings : key => value
+      if !contains(local.needs_gemini_key, key) || contains(local.granted_secrets[name], "GEMINI_API_KEY")
+    }
+  }
+
   # Every function: the cloud's settings and its own database user.
   common_env = {
     CARTCAST_ENV         = "cloud"

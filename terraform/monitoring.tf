@@ -116,6 +116,18 @@ resource "google_logging_metric" "missed_posts" {
   }
 }
 
+# Cloud Monitoring answers 404 to a policy on a log-based metric created moments
+# before, until the metric has propagated (terraform-provider-google#11102): the
+# policy waits a minute after the metrics, on the first apply and when they change.
+resource "time_sleep" "log_metrics_propagate" {
+  create_duration = "60s"
+
+  triggers = {
+    publish_runs = google_logging_metric.publish_runs.id
+    missed_posts = google_logging_metric.missed_posts.id
+  }
+}
+
 # The publish job is not running: no finished tick for a while (the job paused,
 # by the operator's pause too, so that it is not forgotten; deleted; or every run
 # failing), or a sweep found posts that no run picked up.
@@ -130,9 +142,14 @@ resource "google_monitoring_alert_policy" "publish_not_running" {
       filter   = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.publish_runs.name}\""
       duration = "${var.publish_silence_alert_s}s"
 
+      # One series for the service, not one per revision: each deploy starts a
+      # new revision and ends the old one's series, and an absence condition on
+      # the old series would fire after every deploy.
       aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_SUM"
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["resource.labels.service_name"]
       }
     }
   }
@@ -159,4 +176,6 @@ resource "google_monitoring_alert_policy" "publish_not_running" {
     mime_type = "text/markdown"
     content   = "publish_due_posts has logged no finished tick for ${var.publish_silence_alert_s} s, or a sweep found due posts that no run picked up (and sent them). Check the Cloud Scheduler job ${google_cloud_scheduler_job.tick["publish"].name} (paused by the operator's pause?), then the function's errors. Posts due meanwhile go at the next run; those too late are held (README, \"A post's lifecycle\")."
   }
+
+  depends_on = [time_sleep.log_metrics_propagate]
 }

@@ -52,10 +52,12 @@ output "source_object" {
 }
 
 output "database_bootstrap_sql" {
-  description = "SQL to run once, as the postgres user, before the first migration: lets the migrations user create the schema and makes the functions' users members of cartcast_app (sql/024). Names only, no secrets."
+  description = "SQL to run as the postgres user before the first migration: lets the migrations user create the schema and makes the functions' users members of cartcast_app (sql/024, sql/026). Safe to run again; names only, no secrets."
   value = join("\n", concat(
     [
-      "CREATE ROLE cartcast_app NOLOGIN;",
+      # CREATE ROLE has no IF NOT EXISTS; the grants below are no-ops when repeated.
+      "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cartcast_app') THEN CREATE ROLE cartcast_app NOLOGIN; END IF; END $$;",
+      "GRANT USAGE ON SCHEMA public TO cartcast_app;",
       "GRANT USAGE, CREATE ON SCHEMA public TO \"${google_sql_user.migrate.name}\";",
     ],
     [for user in google_sql_user.function : "GRANT cartcast_app TO \"${user.name}\";"],

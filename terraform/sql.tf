@@ -3,6 +3,12 @@
 # exists, and the connector's mutual TLS and IAM check stand where authorized
 # networks would (decision 0025).
 
+locals {
+  # Cloud SQL offers the performance-optimized tiers only in Enterprise Plus, and
+  # the custom and shared-core tiers only in Enterprise.
+  database_edition = startswith(var.database_tier, "db-perf-optimized-") ? "ENTERPRISE_PLUS" : "ENTERPRISE"
+}
+
 resource "google_sql_database_instance" "main" {
   #checkov:skip=CKV_GCP_60:Public IP with no authorized networks: only the Cloud SQL connector (mutual TLS, IAM-checked) can reach it; private IP would need a VPC and a connector for every function (decision 0025).
   #checkov:skip=CKV_GCP_79:The major version is a variable (15 to 17, default 16); 18 is accepted once the test suite has run on it (it runs on 15 here).
@@ -14,7 +20,7 @@ resource "google_sql_database_instance" "main" {
 
   settings {
     tier                        = var.database_tier
-    edition                     = "ENTERPRISE"
+    edition                     = local.database_edition
     availability_type           = var.database_availability
     disk_autoresize             = true
     deletion_protection_enabled = var.deletion_protection

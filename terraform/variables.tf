@@ -17,8 +17,8 @@ variable "region" {
   description = "Region of the functions, Cloud SQL, Cloud Scheduler jobs and the migrations job, e.g. europe-west1."
 
   validation {
-    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
-    error_message = "region must be a Google Cloud region such as us-central1 or europe-west1."
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a Google Cloud region such as us-central1, europe-west1 or europe-west10."
   }
 }
 
@@ -118,15 +118,15 @@ variable "functions" {
 
 variable "settings" {
   type        = map(string)
-  description = "Tuning settings passed to every function as environment variables (README, \"Configuration\"), e.g. { CARTCAST_PUBLISH_BATCH = \"100\" }. Values Terraform wires itself, secrets and local-only variables are refused."
+  description = "Tuning settings passed to every function as environment variables (README, \"Configuration\"), e.g. { CARTCAST_PUBLISH_BATCH = \"100\" }. Values Terraform wires itself, secrets, local-only variables and LOG_LEVEL (the log_level variable) are refused."
   default     = {}
 
   validation {
     condition = alltrue([
       for name in keys(var.settings) :
-      can(regex("^(CARTCAST_[A-Z0-9_]+|GEMINI_[A-Z0-9_]+|X_TIMEOUT_S|LOG_LEVEL)$", name))
+      can(regex("^(CARTCAST_[A-Z0-9_]+|GEMINI_[A-Z0-9_]+|X_TIMEOUT_S)$", name))
     ])
-    error_message = "settings keys must be cartcast settings: CARTCAST_*, GEMINI_*, X_TIMEOUT_S or LOG_LEVEL."
+    error_message = "settings keys must be cartcast settings: CARTCAST_*, GEMINI_* or X_TIMEOUT_S (LOG_LEVEL is the log_level variable)."
   }
 
   validation {
@@ -142,6 +142,12 @@ variable "settings" {
       "GEMINI_BASE_URL", "CARTCAST_SCHEDULER_ENDPOINT",
     ])) == 0
     error_message = "settings must not set what Terraform wires (database, Pub/Sub, Scheduler jobs), secrets, or local-only variables (DATABASE_URL, CARTCAST_CLOCK, CARTCAST_PUBSUB_PUSH, *_BASE_URL, CARTCAST_SCHEDULER_ENDPOINT)."
+  }
+
+  validation {
+    # Cross-variable: Terraform 1.9 (versions.tf).
+    condition     = lower(lookup(var.settings, "CARTCAST_SENTIMENT_ENGINE", "offline")) != "gemini" || var.gemini_enabled
+    error_message = "settings CARTCAST_SENTIMENT_ENGINE = \"gemini\" needs gemini_enabled = true: without GEMINI_API_KEY the functions that score mentions refuse to start."
   }
 }
 
@@ -189,7 +195,7 @@ variable "database_version" {
 
 variable "database_tier" {
   type        = string
-  description = "Cloud SQL machine tier, e.g. db-custom-1-3840 (1 vCPU, 3.75 GB)."
+  description = "Cloud SQL machine tier, e.g. db-custom-1-3840 (1 vCPU, 3.75 GB). A db-perf-optimized-N-* tier makes the instance Enterprise Plus (sql.tf); the others are Enterprise."
   default     = "db-custom-1-3840"
 
   validation {

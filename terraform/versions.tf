@@ -1,6 +1,7 @@
 terraform {
-  # 1.5 for `check` blocks and strcontains(); below 2.0, whose language may change.
-  required_version = ">= 1.5, < 2.0"
+  # 1.9 for validations that read another variable (settings and gemini_enabled);
+  # below 2.0, whose language may change.
+  required_version = ">= 1.9, < 2.0"
 
   required_providers {
     google = {
@@ -8,6 +9,11 @@ terraform {
       # 6.x: Cloud Run v2 jobs with Cloud Storage volumes, functions gen2 with
       # direct secret references; 7.0 may rename what this tree uses.
       version = ">= 6.10, < 7.0"
+    }
+    time = {
+      source = "hashicorp/time"
+      # time_sleep with triggers: the wait for log-based metrics (monitoring.tf).
+      version = ">= 0.9, < 1.0"
     }
     archive = {
       source = "hashicorp/archive"

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from cartcast import events, settings
+from cartcast.errors import ConfigurationError
 from infra import deploy_guard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1129,3 +1130,473 @@ def test_function_users_read_and_write_data_but_cannot_change_the_schema(
     assert tables and all(allowed for _, allowed in privileges), privileges
     assert refused.value.args[0]["C"] == "42501"  # insufficient_privilege
     assert [owner for (owner,) in owners] == [options["user"]]
+
+
+# ---------------------------------------------------------------------------
+# Least privilege: every grant, held to an allow-list
+
+PROJECT = "${var.project_id}"
+SQL_INSTANCE_ONLY = (
+    "resource.name == 'projects/${var.project_id}/instances/"
+    "${google_sql_database_instance.main.name}' && "
+    "resource.service == 'sqladmin.googleapis.com'"
+)
+STAGED_SOURCE_ONLY = (
+    "resource.name == 'projects/_/buckets/${local.staged_source_bucket}' || "
+    "resource.name.startsWith('projects/_/buckets/${local.staged_source_bucket}/')"
+)
+FUNCTION_SERVICE = (
+    "${google_cloudfunctions2_function.function[each.key].service_config[0].service}"
+)
+BUILD = "${google_service_account.build.member}"
+MIGRATE = "${google_service_account.migrate.member}"
+EACH_FUNCTION = "${google_service_account.function[each.key].member}"
+PUBSUB_AGENT = "${local.pubsub_service_agent}"
+# (resource, name): (what it is granted on, role, member, for_each, condition).
+# A grant added, widened or moved fails here until this list says so, in review.
+ALLOWED_GRANTS: dict[tuple[str, str], tuple[Any, ...]] = {
+    ("google_cloud_run_v2_service_iam_member", "clients_invoke"): (
+        {"project": PROJECT, "name": FUNCTION_SERVICE},
+        "roles/run.invoker",
+        "allUsers",
+        "${{for name, f in local.functions : name => f if f.clients}}",
+        None,
+    ),
+    ("google_cloud_run_v2_service_iam_member", "push_invoker"): (
+        {"project": PROJECT, "name": FUNCTION_SERVICE},
+        "roles/run.invoker",
+        "${google_service_account.push[each.key].member}",
+        "${local.event_functions}",
+        None,
+    ),
+    ("google_project_iam_member", "api_pauses_publishing"): (
+        {"project": PROJECT},
+        "${google_project_iam_custom_role.publish_pause.id}",
+        '${google_service_account.function["api"].member}',
+        None,
+        None,
+    ),
+    ("google_project_iam_member", "build_pushes_images"): (
+        {"project": PROJECT},
+        "roles/artifactregistry.writer",
+        BUILD,
+        None,
+        "resource.name.startsWith('projects/${var.project_id}/locations/"
+        "${var.region}/repositories/gcf-artifacts')",
+    ),
+    ("google_project_iam_member", "build_reads_staged_source"): (
+        {"project": PROJECT},
+        "roles/storage.objectViewer",
+        BUILD,
+        None,
+        STAGED_SOURCE_ONLY,
+    ),
+    ("google_project_iam_member", "build_writes_logs"): (
+        {"project": PROJECT},
+        "roles/logging.logWriter",
+        BUILD,
+        None,
+        None,
+    ),
+    ("google_project_iam_member", "function_sql_client"): (
+        {"project": PROJECT},
+        "roles/cloudsql.client",
+        EACH_FUNCTION,
+        "${local.functions}",
+        SQL_INSTANCE_ONLY,
+    ),
+    ("google_project_iam_member", "function_sql_instance_user"): (
+        {"project": PROJECT},
+        "roles/cloudsql.instanceUser",
+        EACH_FUNCTION,
+        "${local.functions}",
+        SQL_INSTANCE_ONLY,
+    ),
+    ("google_project_iam_member", "migrate_sql_client"): (
+        {"project": PROJECT},
+        "roles/cloudsql.client",
+        MIGRATE,
+        None,
+        SQL_INSTANCE_ONLY,
+    ),
+    ("google_project_iam_member", "migrate_sql_instance_user"): (
+        {"project": PROJECT},
+        "roles/cloudsql.instanceUser",
+        MIGRATE,
+        None,
+        SQL_INSTANCE_ONLY,
+    ),
+    ("google_pubsub_subscription_iam_member", "pubsub_agent_dead_letter_subscriber"): (
+        {"subscription": "${google_pubsub_subscription.push[each.key].id}"},
+        "roles/pubsub.subscriber",
+        PUBSUB_AGENT,
+        "${local.subscriptions}",
+        None,
+    ),
+    ("google_pubsub_topic_iam_member", "poll_publishes_mentions"): (
+        {"topic": '${google_pubsub_topic.topic["mentions"].id}'},
+        "roles/pubsub.publisher",
+        '${google_service_account.function["poll_mentions"].member}',
+        None,
+        None,
+    ),
+    ("google_pubsub_topic_iam_member", "pubsub_agent_dead_letter_publisher"): (
+        {"topic": "${google_pubsub_topic.dead_letter.id}"},
+        "roles/pubsub.publisher",
+        PUBSUB_AGENT,
+        None,
+        None,
+    ),
+    ("google_secret_manager_secret_iam_member", "function"): (
+        {"secret_id": "${google_secret_manager_secret.secret[each.value.env].id}"},
+        "roles/secretmanager.secretAccessor",
+        "${google_service_account.function[each.value.function].member}",
+        "${merge([for name, envs in local.granted_secrets : {for env in envs : "
+        '"${name}/${env}" => {function = name, env = env}}] ...)}',
+        None,
+    ),
+    ("google_service_account_iam_member", "pubsub_agent_token_creator"): (
+        {"service_account_id": "${google_service_account.push[each.key].name}"},
+        "roles/iam.serviceAccountTokenCreator",
+        PUBSUB_AGENT,
+        "${local.event_functions}",
+        None,
+    ),
+    ("google_storage_bucket_iam_member", "build_reads_source"): (
+        {"bucket": "${google_storage_bucket.source.name}"},
+        "roles/storage.objectViewer",
+        BUILD,
+        None,
+        None,
+    ),
+    ("google_storage_bucket_iam_member", "migrate_reads_source"): (
+        {"bucket": "${google_storage_bucket.source.name}"},
+        "roles/storage.objectViewer",
+        MIGRATE,
+        None,
+        None,
+    ),
+}
+ALLOWED_CUSTOM_ROLES = {
+    "publish_pause": [
+        "cloudscheduler.jobs.get",
+        "cloudscheduler.jobs.pause",
+        "cloudscheduler.jobs.enable",
+    ]
+}
+GRANT_TARGETS = (
+    "project",
+    "bucket",
+    "topic",
+    "subscription",
+    "secret_id",
+    "service_account_id",
+    "name",
+    "location",
+)
+
+
+def _resolved_condition(tree: Tree, body: dict[str, Any]) -> str | None:
+    """The condition's expression, through a `local.X.expression` indirection."""
+    if "condition" not in body:
+        return None
+    expression = body["condition"][0]["expression"]
+    indirect = re.fullmatch(r"\$\{local\.(\w+)\.expression\}", expression)
+    if indirect:
+        return tree.locals[indirect.group(1)]["expression"]
+    return expression
+
+
+def test_every_grant_is_on_the_allow_list_and_no_wider() -> None:
+    tree = terraform_tree()
+    granted = {}
+    for (kind, name), body in tree.resources.items():
+        if re.search(r"_iam_(member|binding|policy|audit_config)$", kind):
+            target = {
+                key: body[key]
+                for key in GRANT_TARGETS
+                if key in body and key != "location"
+            }
+            granted[(kind, name)] = (
+                target,
+                body.get("role"),
+                body.get("member", body.get("members")),
+                body.get("for_each"),
+                _resolved_condition(tree, body),
+            )
+
+    assert set(granted) == set(ALLOWED_GRANTS)
+    for key, allowed in ALLOWED_GRANTS.items():
+        assert granted[key] == allowed, key
+    # The identities the allow-list names by reference are the ones it means.
+    assert tree.locals["pubsub_service_agent"] == (
+        "serviceAccount:service-${data.google_project.this.number}"
+        "@gcp-sa-pubsub.iam.gserviceaccount.com"
+    )
+    assert tree.locals["staged_source_bucket"] == (
+        "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+    )
+
+
+def test_custom_roles_hold_only_their_listed_permissions() -> None:
+    tree = terraform_tree()
+    roles = {
+        name: body["permissions"]
+        for (kind, name), body in tree.resources.items()
+        if kind.endswith("_iam_custom_role")
+    }
+
+    assert roles == ALLOWED_CUSTOM_ROLES
+
+
+def test_a_setting_held_against_the_gemini_key_reaches_only_its_holders() -> None:
+    # var.settings goes to every function; settings.load refuses
+    # CARTCAST_SENTIMENT_ENGINE=gemini without GEMINI_API_KEY, so that setting must
+    # skip the functions that hold no key, or they would not start.
+    tree = terraform_tree()
+    held_back = {literal(name) for name in tree.locals["needs_gemini_key"]}
+    function_resource = tree.resource("google_cloudfunctions2_function", "function")
+    expression = function_resource["service_config"][0]["environment_variables"]
+    assert "local.function_settings[each.key]" in expression
+    assert "var.settings" not in expression
+    assert "local.needs_gemini_key" in tree.locals["function_settings"]
+    assert '"GEMINI_API_KEY"' in tree.locals["function_settings"]
+    cloud = {
+        "CARTCAST_ENV": "cloud",
+        "CARTCAST_PUBSUB": "google",
+        "GOOGLE_CLOUD_PROJECT": "cartcast-prod-1",
+        "CLOUD_SQL_INSTANCE": "cartcast-prod-1:europe-west1:cartcast-db",
+        "DB_USER": "cartcast-fn@cartcast-prod-1.iam",
+    }
+    tuning = {"CARTCAST_SENTIMENT_ENGINE": "gemini"}
+    with pytest.raises(ConfigurationError, match="needs GEMINI_API_KEY"):
+        settings.load(cloud | tuning)
+    assert set(tuning) <= held_back
+
+    for function in entry_points():
+        holds_key = "GEMINI_API_KEY" in secret_env(function)
+        env = cloud | {secret: "not-a-real-value" for secret in secret_env(function)}
+        env |= {
+            name: value
+            for name, value in tuning.items()
+            if name not in held_back or holds_key
+        }
+        settings.load(env)  # starts
+    # And the variable refuses the setting where no function holds the key.
+    refused = variable_validation_text("settings")
+    assert "CARTCAST_SENTIMENT_ENGINE" in refused and "var.gemini_enabled" in refused
+
+
+def test_the_database_tier_decides_the_edition() -> None:
+    sql = terraform_tree().resource("google_sql_database_instance", "main")
+    assert sql["settings"][0]["edition"] == "${local.database_edition}"
+    edition = terraform_tree().locals["database_edition"]
+    assert 'startswith(var.database_tier, "db-perf-optimized-")' in edition
+    assert '"ENTERPRISE_PLUS"' in edition and ': "ENTERPRISE"' in edition
+
+
+MIGRATE_USER = "cartcast_migrate_terraform_test"
+
+
+def bootstrap_statements(migrate_user: str, function_users: list[str]) -> list[str]:
+    """The SQL of `terraform output database_bootstrap_sql`, for these users."""
+    text = (TERRAFORM / "outputs.tf").read_text()
+    block = text[text.index('output "database_bootstrap_sql"') :]
+    statements = []
+    for line in block.splitlines():
+        quoted = re.fullmatch(r'\s*(?:\[for user in [^:]+: )?"(.*)",?\]?,?', line)
+        if not quoted:
+            continue
+        statement = quoted.group(1).replace('\\"', '"')
+        if "${user.name}" in statement:
+            statements += [statement.replace("${user.name}", u) for u in function_users]
+        else:
+            statements.append(
+                statement.replace("${google_sql_user.migrate.name}", migrate_user)
+            )
+    return statements
+
+
+def test_the_bootstrap_can_run_twice_and_the_migrations_user_then_grants(
+    database_url: str,
+) -> None:
+    # As in the cloud: the bootstrap as an administrator, then the migrations user,
+    # which owns every table, applies 026. All in one transaction rolled back, so
+    # the server's roles and the test database's owners are left as they were.
+    import pg8000.native
+
+    from cartcast import db
+
+    statements = bootstrap_statements(MIGRATE_USER, [FUNCTION_USER])
+    assert [s.split()[0] for s in statements] == ["DO", "GRANT", "GRANT", "GRANT"]
+    admin = pg8000.native.Connection(**db.parse_database_url(database_url))
+    migration = next((REPO / "sql").glob("026_*.sql")).read_text()
+    owned = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
+    try:
+        admin.run("BEGIN")
+        for role in (MIGRATE_USER, FUNCTION_USER):
+            admin.run(f"CREATE ROLE {role} NOLOGIN")
+        for _ in range(2):  # a second run changes nothing and raises nothing
+            for statement in statements:
+                admin.run(statement)
+        relations = admin.run(
+            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
+            "AND c.relkind IN ('r', 'p', 'v', 'm')"
+        )
+        for name, kind in relations:
+            admin.run(f'ALTER {owned[kind]} "{name}" OWNER TO {MIGRATE_USER}')
+        admin.run(f"SET ROLE {MIGRATE_USER}")
+        admin.run("CREATE TABLE terraform_test_bootstrap (id bigint PRIMARY KEY)")
+        admin.run(migration)
+        admin.run("CREATE TABLE terraform_test_after (id bigserial PRIMARY KEY)")
+        admin.run("RESET ROLE")
+        allowed = admin.run(
+            "SELECT t, has_table_privilege(:user, t, 'SELECT, INSERT, UPDATE, DELETE')"
+            " FROM unnest(CAST(:tables AS text[])) AS t",
+            user=FUNCTION_USER,
+            tables=[name for name, _ in relations]
+            + ["terraform_test_bootstrap", "terraform_test_after"],
+        )
+    finally:
+        admin.run("ROLLBACK")
+        admin.close()
+
+    assert len(allowed) > 2 and all(ok for _, ok in allowed), allowed
+
+
+def test_migrations_stop_on_cloud_sql_when_the_bootstrap_was_skipped(
+    database_url: str,
+) -> None:
+    # Locally (no Cloud SQL setting, no cartcast_app) 026 changes nothing; with
+    # Cloud SQL's setting present it refuses to let the functions start blind.
+    import pg8000.native
+
+    from cartcast import db
+
+    admin = pg8000.native.Connection(**db.parse_database_url(database_url))
+    migration = next((REPO / "sql").glob("026_*.sql")).read_text()
+    try:
+        if admin.run("SELECT 1 FROM pg_roles WHERE rolname = :r", r=APP_ROLE):
+            pytest.skip(f"another run holds the server-wide role {APP_ROLE}")
+        admin.run(migration)  # the local case
+        admin.run("BEGIN")
+        admin.run("SET LOCAL cloudsql.iam_authentication = 'on'")
+        with pytest.raises(pg8000.native.DatabaseError) as refused:
+            admin.run(migration)
+        admin.run("ROLLBACK")
+    finally:
+        admin.close()
+
+    assert "cartcast_app does not exist" in refused.value.args[0]["M"]
+    assert "database_bootstrap_sql" in refused.value.args[0]["H"]
+
+
+def test_the_first_deploy_creates_what_the_bootstrap_names() -> None:
+    # README step 1 applies with -target; `terraform output database_bootstrap_sql`
+    # is empty unless the users it names were among what that apply created.
+    readme = (REPO / "README.md").read_text()
+    first = readme[readme.index("### First deploy") :]
+    step_one = first[: first.index("2. ")]
+    targets = set(re.findall(r"-target=([\w.]+)", step_one))
+    output = terraform_tree().outputs["database_bootstrap_sql"]["value"]
+    named = set(re.findall(r"(google_\w+\.\w+)", output))
+
+    assert named == {"google_sql_user.migrate", "google_sql_user.function"}
+    assert named <= targets
+    assert "google_secret_manager_secret.secret" in targets
+
+
+def test_the_publish_alert_waits_for_its_metrics_and_follows_the_service() -> None:
+    tree = terraform_tree()
+    policy = tree.resource("google_monitoring_alert_policy", "publish_not_running")
+    sleep = tree.resource("time_sleep", "log_metrics_propagate")
+    absent = policy["conditions"][0]["condition_absent"][0]["aggregations"][0]
+
+    assert policy["depends_on"] == ["${time_sleep.log_metrics_propagate}"]
+    assert set(sleep["triggers"].values()) == {
+        "${google_logging_metric.publish_runs.id}",
+        "${google_logging_metric.missed_posts.id}",
+    }
+    # Summed over revisions: a deploy ends one revision's series, not the service's.
+    assert absent["cross_series_reducer"] == "REDUCE_SUM"
+    assert absent["group_by_fields"] == ["resource.labels.service_name"]
+    versions = (TERRAFORM / "versions.tf").read_text()
+    assert re.search(r'time = \{\s*source\s*= "hashicorp/time"', versions)
+
+
+def test_deploy_guard_counts_the_var_files_terraform_loads_by_itself(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "terraform.tfvars").write_text('project_id = "cartcast-prod-1"\n')
+    (tmp_path / "alerts.auto.tfvars").write_text('alert_emails = ["a@example.com"]\n')
+    (tmp_path / "region.auto.tfvars.json").write_text('{"region": "europe-west1"}')
+
+    everything = deploy_guard.missing_variables(None, {}, terraform_dir=tmp_path)
+    (tmp_path / "alerts.auto.tfvars").unlink()
+    without_alerts = deploy_guard.missing_variables(None, {}, terraform_dir=tmp_path)
+
+    assert everything == []
+    assert without_alerts == ["alert_emails"]
+
+
+def test_make_deploy_runs_the_migrations_then_applies_only_after_yes(
+    tmp_path: Path,
+) -> None:
+    # The README's step 4 walked with a terraform and a gcloud that record their
+    # calls: the migrations job named by Terraform's output runs, in its project
+    # and region, before the plan; the plan is applied only after "yes".
+    calls = tmp_path / "calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    job = "projects/cartcast-prod-1/locations/europe-west10/jobs/cartcast-migrate"
+    (bin_dir / "terraform").write_text(
+        "#!/bin/sh\n"
+        f'echo terraform "$@" >> {calls}\n'
+        f'case "$*" in *"output -raw migrations_job"*) printf %s {job} ;; esac\n'
+    )
+    (bin_dir / "gcloud").write_text(f'#!/bin/sh\necho gcloud "$@" >> {calls}\n')
+    for fake in bin_dir.iterdir():
+        fake.chmod(0o755)
+    var_file = tmp_path / "deploy.tfvars"
+    var_file.write_text(
+        'project_id = "cartcast-prod-1"\nregion = "europe-west10"\n'
+        'alert_emails = ["oncall@example.com"]\n'
+    )
+    env = {key: value for key, value in offline_env().items() if key != "MAKEFLAGS"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+
+    def deploy(answer: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+        calls.unlink(missing_ok=True)
+        result = subprocess.run(
+            ["make", "--no-print-directory", "deploy", f"TFVARS={var_file}"],
+            cwd=REPO,
+            env=env,
+            input=answer + "\n",
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result, calls.read_text().splitlines()
+
+    accepted, walked = deploy("yes")
+    refused, stopped = deploy("no")
+
+    assert accepted.returncode == 0, accepted.stderr
+    steps = [" ".join(call.split()[:3]) for call in walked]
+    assert steps == [
+        "terraform -chdir=terraform init",
+        "terraform -chdir=terraform apply",
+        "terraform -chdir=terraform output",
+        "gcloud run jobs",
+        "terraform -chdir=terraform plan",
+        "terraform -chdir=terraform apply",
+    ]
+    assert walked[1].endswith("-target=google_cloud_run_v2_job.migrate")
+    assert walked[3] == (
+        "gcloud run jobs execute cartcast-migrate --project cartcast-prod-1 "
+        "--region europe-west10 --wait"
+    )
+    assert walked[5].endswith(".build/deploy.tfplan")
+    assert refused.returncode != 0
+    assert stopped == walked[:5]

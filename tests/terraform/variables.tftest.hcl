@@ -29,6 +29,21 @@ run "region_that_is_a_zone" {
   expect_failures = [var.region]
 }
 
+run "region_with_a_two_digit_number" {
+  command = plan
+  variables {
+    region = "europe-west10"
+  }
+}
+
+run "region_without_a_number" {
+  command = plan
+  variables {
+    region = "europe-west"
+  }
+  expect_failures = [var.region]
+}
+
 run "prefix_too_long_for_service_account_ids" {
   command = plan
   variables {
@@ -108,10 +123,42 @@ run "settings_cannot_point_at_a_stand_in" {
   expect_failures = [var.settings]
 }
 
+run "settings_cannot_override_log_level" {
+  command = plan
+  variables {
+    settings = { LOG_LEVEL = "DEBUG" }
+  }
+  expect_failures = [var.settings]
+}
+
 run "settings_take_a_tuning_knob" {
   command = plan
   variables {
     settings = { CARTCAST_PUBLISH_BATCH = "100" }
+  }
+}
+
+run "gemini_sentiment_with_gemini" {
+  command = plan
+  variables {
+    settings = { CARTCAST_SENTIMENT_ENGINE = "gemini" }
+  }
+}
+
+run "gemini_sentiment_without_the_key" {
+  command = plan
+  variables {
+    settings       = { CARTCAST_SENTIMENT_ENGINE = "gemini" }
+    gemini_enabled = false
+  }
+  expect_failures = [var.settings]
+}
+
+run "offline_sentiment_without_the_key" {
+  command = plan
+  variables {
+    settings       = { CARTCAST_SENTIMENT_ENGINE = "offline" }
+    gemini_enabled = false
   }
 }
 
@@ -152,6 +199,21 @@ run "database_version_too_old" {
     database_version = "POSTGRES_14"
   }
   expect_failures = [var.database_version]
+}
+
+run "tier_performance_optimized" {
+  command = plan
+  variables {
+    database_tier = "db-perf-optimized-N-2"
+  }
+}
+
+run "tier_of_another_database" {
+  command = plan
+  variables {
+    database_tier = "db-n1-standard-1"
+  }
+  expect_failures = [var.database_tier]
 }
 
 run "availability_misspelt" {
