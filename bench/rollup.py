@@ -2,15 +2,18 @@
 
 A fresh migrated database gets 20 brands in ten time zones, 1,000,000 metric
 snapshots of posts spread over 365 days, 200,000 orders (half of them attributed),
-and a ledger row and a follower count per brand and day, written with
-generate_series through the product's own triggers (so every snapshot's growth and
-every (brand, day) mark is what the product would store). Then, side by side:
+100,000 mentions (a third negative), and a ledger row and a follower count per brand
+and day, written with generate_series through the product's own triggers (so every
+snapshot's growth and every (brand, day) mark is what the product would store).
+Then, side by side:
 
-(a) the full rollup, `kpis.recompute_marked_days` with every (brand, day) marked,
-    against BARE_GROUP_BY below: one bare `GROUP BY (brand, local day)` over the same
-    snapshots and orders. Both are timed from the call to the commit, alternating
-    `--runs` times; the medians are compared (goal <= 1.5), and the rows the rollup
-    wrote must equal the bare query's figures, day by day.
+(a) the full rollup, `kpis.recompute_in_chunks` (the hourly rollup's recompute:
+    at most 31 days a transaction) with every (brand, day) marked,
+    against BARE_GROUP_BY below: one bare `GROUP BY (brand, local day)` per source
+    over all its rows, FULL JOINed, producing every figure the rollup writes. Both
+    are timed from the call to the last commit, `--runs` times, which side goes
+    first alternating; the medians are compared (goal <= 1.5), and every column the
+    rollup wrote must equal the bare query's, day by day.
 (b) one new day: a day's worth of snapshots and orders is stored after the last
     day (untimed), then the incremental rollup that follows is timed; its median is
     compared with the full rollup's (goal <= 0.05).
@@ -62,35 +65,108 @@ ZONES = [
     "Europe/London",
 ]
 
-# The yardstick: the snapshots' growth and the orders, summed by brand and local day
-# in one statement, with nothing written.
+# The yardstick: every figure the rollup writes, from one bare GROUP BY (brand, local
+# day) per source over all of its rows, joined, with nothing written. FULL JOINs of
+# separate groupings, not one GROUP BY over a UNION ALL of every source: the review
+# measured it faster, so the rollup is held to the harder yardstick.
 BARE_GROUP_BY = """
-SELECT brand_id, day, SUM(impressions) AS impressions,
-    SUM(engagements) AS engagements, SUM(link_clicks) AS link_clicks,
-    SUM(attributed) AS attributed_orders, SUM(unattributed) AS unattributed_orders,
-    SUM(revenue) AS revenue
-FROM (
+WITH growth AS (
     SELECT p.brand_id, CAST(s.captured_at AT TIME ZONE b.time_zone AS date) AS day,
-        s.impressions_growth AS impressions, s.engagements_growth AS engagements,
-        s.link_clicks_growth AS link_clicks, 0 AS attributed, 0 AS unattributed,
-        0 AS revenue
+        SUM(s.impressions_growth) AS impressions,
+        SUM(s.engagements_growth) AS engagements,
+        SUM(s.link_clicks_growth) AS link_clicks
     FROM metric_snapshots s
     JOIN posts p ON p.id = s.post_id
     JOIN brands b ON b.id = p.brand_id
-    UNION ALL
-    SELECT o.brand_id, CAST(o.ordered_at AT TIME ZONE b.time_zone AS date),
-        0, 0, 0, CAST(o.post_id IS NOT NULL AS int),
-        CAST(o.post_id IS NULL AS int),
-        CASE WHEN o.post_id IS NOT NULL THEN o.total_price ELSE 0 END
+    GROUP BY 1, 2
+),
+published AS (
+    SELECT p.brand_id, CAST(p.published_at AT TIME ZONE b.time_zone AS date) AS day,
+        COUNT(*) AS posts
+    FROM posts p JOIN brands b ON b.id = p.brand_id
+    WHERE p.state = 'published' AND p.published_at IS NOT NULL
+    GROUP BY 1, 2
+),
+sales AS (
+    SELECT o.brand_id, CAST(o.ordered_at AT TIME ZONE b.time_zone AS date) AS day,
+        COUNT(o.post_id) AS attributed, COUNT(*) - COUNT(o.post_id) AS unattributed,
+        COALESCE(SUM(o.total_price) FILTER (WHERE o.post_id IS NOT NULL), 0)
+            AS revenue
     FROM orders o JOIN brands b ON b.id = o.brand_id
-) AS rows
-GROUP BY brand_id, day
+    GROUP BY 1, 2
+),
+talk AS (
+    SELECT m.brand_id, CAST(m.posted_at AT TIME ZONE b.time_zone AS date) AS day,
+        COUNT(*) AS mentions,
+        COUNT(*) FILTER (WHERE m.sentiment = 'negative') AS negative
+    FROM mentions m JOIN brands b ON b.id = m.brand_id
+    GROUP BY 1, 2
+),
+spend AS (
+    SELECT c.brand_id, CAST(c.occurred_at AT TIME ZONE b.time_zone AS date) AS day,
+        SUM(c.usd) AS usd
+    FROM cost_ledger c JOIN brands b ON b.id = c.brand_id
+    GROUP BY 1, 2
+),
+followers AS (
+    SELECT a.brand_id, a.local_day AS day, a.followers,
+        a.followers - d.followers AS change
+    FROM account_snapshots a
+    LEFT JOIN account_snapshots d
+        ON d.brand_id = a.brand_id AND d.local_day = a.local_day - 1
+)
+SELECT brand_id, day,
+    COALESCE(published.posts, 0) AS posts_published,
+    COALESCE(growth.impressions, 0) AS impressions,
+    COALESCE(growth.engagements, 0) AS engagements,
+    CASE WHEN growth.impressions > 0 AND growth.engagements >= 0
+         THEN ROUND(growth.engagements::numeric / growth.impressions, 5) END
+        AS engagement_rate,
+    COALESCE(growth.link_clicks, 0) AS link_clicks,
+    CASE WHEN growth.impressions > 0 AND growth.link_clicks >= 0
+         THEN ROUND(growth.link_clicks::numeric / growth.impressions, 5) END
+        AS click_through_rate,
+    COALESCE(sales.attributed, 0) AS attributed_orders,
+    COALESCE(sales.revenue, 0) AS revenue,
+    CASE WHEN growth.link_clicks > 0
+         THEN ROUND(COALESCE(sales.attributed, 0)::numeric / growth.link_clicks, 5)
+    END AS conversion_rate,
+    COALESCE(sales.unattributed, 0) AS unattributed_orders,
+    COALESCE(talk.mentions, 0) AS mentions,
+    COALESCE(talk.negative, 0) AS negative_mentions,
+    followers.followers,
+    followers.change AS follower_change,
+    COALESCE(spend.usd, 0) AS api_spend_usd,
+    CASE WHEN sales.attributed > 0
+         THEN ROUND(COALESCE(spend.usd, 0) / sales.attributed, 4) END
+        AS cost_per_attributed_order_usd
+FROM growth
+FULL JOIN published USING (brand_id, day)
+FULL JOIN sales USING (brand_id, day)
+FULL JOIN talk USING (brand_id, day)
+FULL JOIN spend USING (brand_id, day)
+FULL JOIN followers USING (brand_id, day)
 """
-SELECT_ROLLED_UP = """
-SELECT brand_id, day, impressions, engagements, link_clicks, attributed_orders,
-    unattributed_orders, revenue
-FROM daily_kpis
-"""
+# Every figure the rollup writes, which the bare query must match day by day.
+FIGURES = (
+    "posts_published",
+    "impressions",
+    "engagements",
+    "engagement_rate",
+    "link_clicks",
+    "click_through_rate",
+    "attributed_orders",
+    "revenue",
+    "conversion_rate",
+    "unattributed_orders",
+    "mentions",
+    "negative_mentions",
+    "followers",
+    "follower_change",
+    "api_spend_usd",
+    "cost_per_attributed_order_usd",
+)
+SELECT_ROLLED_UP = "SELECT * FROM daily_kpis"
 
 INSERT_BRANDS = """
 INSERT INTO brands (slug, name, time_zone, store_base_url, posting_slots, created_at)
@@ -136,6 +212,19 @@ SELECT p.brand_id, 'order-' || o, p.published_at + (o % 48) * interval '1 hour',
     p.published_at + (o % 48) * interval '1 hour'
 FROM generate_series(0, :orders - 1) AS o
 JOIN bench_posts p ON p.n = o % :posts
+"""
+# Mention n is about brand n % brands, posted at a spread of instants over the days;
+# one in three negative, one in four not yet scored.
+INSERT_MENTIONS = """
+INSERT INTO mentions (brand_id, x_post_id, author_id, text, posted_at, received_at,
+    sentiment)
+SELECT b.id, 'bench-' || n, 'author-' || n % 997, 'bench mention',
+    CAST(:start AS timestamptz) + (n * 7919 % (:days * 86400)) * interval '1 second',
+    CAST(:start AS timestamptz) + (n * 7919 % (:days * 86400)) * interval '1 second',
+    CASE WHEN n % 4 = 3 THEN NULL
+         ELSE (ARRAY['negative', 'neutral', 'positive'])[1 + n % 3] END
+FROM generate_series(0, :mentions - 1) AS n
+JOIN brands b ON b.slug = 'bench-' || (n % :brands)
 """
 INSERT_LEDGER = """
 INSERT INTO cost_ledger (brand_id, occurred_at, service, operation, units, usd, ref)
@@ -217,6 +306,11 @@ def generate(database: Any, case: dict[str, Any]) -> dict[str, Any]:
         ("posts", INSERT_POSTS, {}),
         ("snapshots", INSERT_SNAPSHOTS, {"per_post": per_post}),
         ("orders", INSERT_ORDERS, {"orders": case["orders"], "posts": posts}),
+        (
+            "mentions",
+            INSERT_MENTIONS,
+            {"mentions": case["orders"] // 2, "days": case["days"]},
+        ),
         ("ledger", INSERT_LEDGER, {"days": case["days"]}),
         ("followers", INSERT_FOLLOWERS, {"days": case["days"]}),
     )
@@ -238,14 +332,23 @@ def timed(database: Any, work: Any) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
+def rollup_seconds(database: Any, kpis: Any, now: dt.datetime) -> float:
+    """Time the hourly rollup's recompute, chunk by chunk."""
+    started = time.perf_counter()
+    totals = kpis.recompute_in_chunks(database, now=now)
+    seconds = time.perf_counter() - started
+    if totals["failed_brands"]:
+        raise BenchError(f"the rollup failed for {totals['failed_brands']} brand(s)")
+    return seconds
+
+
 def full_rollup(database: Any, shape: dict[str, Any], until: dt.datetime) -> float:
     from cartcast import kpis
 
     with database.transaction() as tx:
         tx.execute(FORGET_MARKS)
         tx.execute(MARK_EVERY_DAY, start=shape["start"], until=until)
-    seconds, _ = timed(database, lambda tx: kpis.recompute_marked_days(tx, now=until))
-    return seconds
+    return rollup_seconds(database, kpis, until)
 
 
 def bare_group_by(database: Any) -> tuple[float, list[dict[str, Any]]]:
@@ -277,20 +380,12 @@ def one_new_day(
             posts=shape["posts"],
         )
     now = day_start + dt.timedelta(days=1)
-    seconds, _ = timed(database, lambda tx: kpis.recompute_marked_days(tx, now=now))
-    return seconds, snapshots, orders_stored
+    return rollup_seconds(database, kpis, now), snapshots, orders_stored
 
 
 def compare(database: Any, bare: list[dict[str, Any]]) -> int:
     """Check the rollup's rows against the bare query's; return rows compared."""
-    fields = (
-        "impressions",
-        "engagements",
-        "link_clicks",
-        "attributed_orders",
-        "unattributed_orders",
-        "revenue",
-    )
+    fields = FIGURES
     with database.transaction() as tx:
         rolled = {(r["brand_id"], r["day"]): r for r in tx.rows(SELECT_ROLLED_UP)}
     for row in bare:
@@ -316,9 +411,15 @@ def measure(database: Any, loader: Any, case: dict[str, Any]) -> dict[str, Any]:
 
     fulls, bares, days = [], [], []
     for run in range(1, case["runs"] + 1):
-        bare_s, bare = bare_group_by(database)
+        # Which side runs first alternates, so neither always finds the other's
+        # pages in the cache.
+        if run % 2:
+            bare_s, bare = bare_group_by(database)
+            fulls.append(full_rollup(database, shape, until))
+        else:
+            fulls.append(full_rollup(database, shape, until))
+            bare_s, bare = bare_group_by(database)
         bares.append(bare_s)
-        fulls.append(full_rollup(database, shape, until))
         compared = compare(database, bare)
         say(
             f"run {run}/{case['runs']}: full {fulls[-1]:.3f} s, bare "
@@ -333,7 +434,9 @@ def measure(database: Any, loader: Any, case: dict[str, Any]) -> dict[str, Any]:
             f"one new day {step + 1}/{case['runs']} ({snapshots:,} snapshots, "
             f"{orders:,} orders): {seconds:.4f} s"
         )
-    _, bare = bare_group_by(database)
+    # The last check is untimed: on the loader's connection, whose socket timeout a
+    # busy machine cannot trip.
+    _, bare = bare_group_by(loader)
     compare(database, bare)
 
     full_s, bare_s = statistics.median(fulls), statistics.median(bares)

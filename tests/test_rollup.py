@@ -392,3 +392,158 @@ def test_a_score_and_a_follower_count_stored_late_rewrite_the_days_they_move(
     assert rows[MARCH_8]["follower_change"] == 10  # 1000 - 990
     assert rows[MARCH_9]["negative_mentions"] == 2
     assert figures(rows[MARCH_5]) == EXPECTED[MARCH_5]
+
+
+def new_brand(tx, now, slug: str, zone: str = "UTC") -> str:
+    created = brands.create_brand(
+        tx, brand_body(slug=slug, name=slug, time_zone=zone, x_user_id=None), now=now
+    )
+    return str(created["brand"]["id"])
+
+
+def new_post(tx, brand_id: str, at: dt.datetime) -> str:
+    post_id = str(uuid.uuid4())
+    tx.execute(
+        "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
+        "published_at, created_by, created_at, updated_at) "
+        "VALUES (:id, :brand_id, 'p', 'published', 'manual', 1, :at, 'test', :at, :at)",
+        id=post_id,
+        brand_id=brand_id,
+        at=at,
+    )
+    return post_id
+
+
+def snap(tx, post_id: str, at: dt.datetime, impressions: int, likes: int, clicks=None):
+    snapshots.store_snapshot(
+        tx, post_id=post_id, captured_at=at, values=metrics(impressions, likes, clicks)
+    )
+
+
+def marked_days(runtime, brand_id: str) -> list[dt.date]:
+    with runtime.database.transaction() as tx:
+        return [
+            row["day"]
+            for row in tx.rows(
+                "SELECT DISTINCT day FROM kpi_marks WHERE brand_id = :b ORDER BY day",
+                b=brand_id,
+            )
+        ]
+
+
+def at(day: int, hour: int = 12) -> dt.datetime:
+    return dt.datetime(2026, 3, day, hour, tzinfo=UTC)
+
+
+def test_a_rate_of_a_thousand_or_more_is_stored_whole(runtime) -> None:
+    # Day 2: p recounted 6000 -> 1000 impressions (-5000), q grew 0 -> 5001 and
+    # gained 1500 likes: 1 impression and 1500 engagements, a rate of 1500.
+    with runtime.database.transaction() as tx:
+        brand_id = new_brand(tx, runtime.clock.now(), "recount")
+        p, q = new_post(tx, brand_id, at(1, 1)), new_post(tx, brand_id, at(1, 1))
+        snap(tx, p, at(1, 2), 6000, 10)
+        snap(tx, q, at(1, 2), 0, 0)
+        snap(tx, p, at(2, 2), 1000, 10)
+        snap(tx, q, at(2, 3), 5001, 1500)
+    roll_up(runtime)
+    day_2 = days(runtime, brand_id)[dt.date(2026, 3, 2)]
+    assert (day_2["impressions"], day_2["engagements"]) == (1, 1500)
+    assert day_2["engagement_rate"] == Decimal("1500.00000")
+
+
+def test_a_day_recounted_down_keeps_signed_growth_and_no_rate(runtime) -> None:
+    # Day 2: p 1000 -> 900 impressions, 50 -> 45 likes, 40 -> 30 clicks; q grows
+    # 10 -> 220 impressions and 0 -> 2 likes. The day: 110 impressions, -3
+    # engagements, -10 clicks. A negative numerator or a denominator not above 0
+    # has no rate.
+    with runtime.database.transaction() as tx:
+        brand_id = new_brand(tx, runtime.clock.now(), "down")
+        p, q = new_post(tx, brand_id, at(1, 1)), new_post(tx, brand_id, at(1, 1))
+        snap(tx, p, at(1, 2), 1000, 50, 40)
+        snap(tx, q, at(1, 2), 10, 0, 0)
+        snap(tx, p, at(2, 2), 900, 45, 30)
+        snap(tx, q, at(2, 3), 220, 2, 0)
+        add_order(tx, brand_id, "d2", at(2), "10.00", post_id=p)
+    roll_up(runtime)
+    day_2 = days(runtime, brand_id)[dt.date(2026, 3, 2)]
+    assert (day_2["impressions"], day_2["engagements"], day_2["link_clicks"]) == (
+        110,
+        -3,
+        -10,
+    )
+    assert day_2["engagement_rate"] is None
+    assert day_2["click_through_rate"] is None
+    assert day_2["conversion_rate"] is None
+    assert day_2["attributed_orders"] == 1
+
+
+def test_one_brands_failure_leaves_every_other_brand_rolled_up(runtime) -> None:
+    with runtime.database.transaction() as tx:
+        healthy = new_brand(tx, runtime.clock.now(), "healthy")
+        broken = new_brand(tx, runtime.clock.now(), "broken")
+        # Day 1 falls in one chunk for both brands; 20 April in a later one.
+        for brand_id in (healthy, broken):
+            add_order(tx, brand_id, "first", at(1), "10.00")
+            add_order(
+                tx, brand_id, "later", dt.datetime(2026, 4, 20, tzinfo=UTC), "5.00"
+            )
+        # A zone PostgreSQL does not know makes that brand's recompute fail.
+        tx.execute(
+            "UPDATE brands SET time_zone = 'Nowhere/Atlantis' WHERE id = :b", b=broken
+        )
+    totals = kpis.recompute_in_chunks(runtime.database, now=runtime.clock.now())
+    assert totals["failed_brands"] == 1
+    rolled_up = days(runtime, healthy)
+    assert rolled_up[dt.date(2026, 3, 1)]["unattributed_orders"] == 1
+    assert rolled_up[dt.date(2026, 4, 20)]["unattributed_orders"] == 1
+    assert marked_days(runtime, healthy) == []
+    assert days(runtime, broken) == {}
+    assert marked_days(runtime, broken) == [dt.date(2026, 3, 1), dt.date(2026, 4, 20)]
+
+
+def test_a_chunk_takes_at_most_its_days_and_commits_them(runtime) -> None:
+    with runtime.database.transaction() as tx:
+        brand_id = new_brand(tx, runtime.clock.now(), "chunks")
+        for day in (1, 2, 3, 5, 9):
+            add_order(tx, brand_id, f"o{day}", at(day), "10.00")
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        tx.scalar(kpis.LOCK_RECOMPUTE)
+        taken = kpis.recompute_chunk(tx, brand_id=brand_id, now=now, chunk_days=3)
+    # The 1st, 2nd and 3rd lie within three days of the first mark; the rest wait.
+    assert taken == (3, 3)
+    assert marked_days(runtime, brand_id) == [dt.date(2026, 3, 5), dt.date(2026, 3, 9)]
+    totals = kpis.recompute_in_chunks(runtime.database, now=now, chunk_days=2)
+    assert totals == {"days": 2, "failed_brands": 0}
+    assert sorted(days(runtime, brand_id)) == [
+        dt.date(2026, 3, d) for d in (1, 2, 3, 5, 9)
+    ]
+
+
+def test_deleting_an_order_or_a_post_rewrites_the_days_they_counted_on(
+    runtime,
+) -> None:
+    with runtime.database.transaction() as tx:
+        brand_id = new_brand(tx, runtime.clock.now(), "deletes")
+        post_id = new_post(tx, brand_id, at(1, 1))
+        snap(tx, post_id, at(1, 2), 100, 5)
+        snap(tx, post_id, at(2, 2), 150, 5)
+        add_order(tx, brand_id, "gone", at(1), "40.00", post_id=post_id)
+    roll_up(runtime)
+    with runtime.database.transaction() as tx:
+        tx.execute("DELETE FROM orders WHERE external_id = 'gone'")
+    assert marked_days(runtime, brand_id) == [dt.date(2026, 3, 1)]
+    roll_up(runtime)
+    day_1 = days(runtime, brand_id)[dt.date(2026, 3, 1)]
+    assert (day_1["attributed_orders"], day_1["revenue"]) == (0, Decimal("0.00"))
+
+    with runtime.database.transaction() as tx:
+        tx.execute("DELETE FROM posts WHERE id = :id", id=post_id)
+    assert marked_days(runtime, brand_id) == [dt.date(2026, 3, 1), dt.date(2026, 3, 2)]
+    roll_up(runtime)
+    rows = days(runtime, brand_id)
+    assert (
+        rows[dt.date(2026, 3, 1)]["posts_published"],
+        rows[dt.date(2026, 3, 1)]["impressions"],
+    ) == (0, 0)
+    assert rows[dt.date(2026, 3, 2)]["impressions"] == 0

@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from cartcast import accounts, attribution, metrics
+from cartcast.logs import fields, get_logger
+
+log = get_logger(__name__)
 
 # No time zone is more than 14 hours from UTC (Pacific/Kiritimati is UTC+14): a
 # local day lies within these margins of the UTC day of the same date.
@@ -36,22 +39,38 @@ INSERT INTO kpi_marks (brand_id, day)
 SELECT id, CAST(CAST(:now AS timestamptz) AT TIME ZONE time_zone AS date)
 FROM brands WHERE id = ANY(CAST(:brand_ids AS uuid[]))
 """
-# The marks this statement's snapshot sees; a mark committed later stays for the
-# next run, and the data it marks was committed with it. Marks of a deleted brand
-# are dropped here.
-TAKE_MARKS = """
-WITH taken AS (
-    DELETE FROM kpi_marks
-    WHERE CAST(:brand_id AS uuid) IS NULL OR brand_id = CAST(:brand_id AS uuid)
-    RETURNING brand_id, day
+# At most this many days go into one statement and one transaction: a first rollup
+# after the migration, every day of years of data marked, stays far inside pg8000's
+# socket timeout and keeps each chunk it wrote.
+CHUNK_DAYS = 31
+# The marks on the first marked day (or :from_day) and the chunk's days after it,
+# of every brand not skipped or of :brand_id only, as this statement's snapshot sees
+# them; a mark committed later stays for the next chunk or run, and the data it
+# marks was committed with it. Marks of a deleted brand are dropped here (taken,
+# and left out of the rewrite).
+TAKE_CHUNK_OF_MARKS = """
+WITH first AS (
+    SELECT COALESCE(CAST(:from_day AS date), MIN(day)) AS day FROM kpi_marks
+    WHERE (CAST(:brand_id AS uuid) IS NULL OR brand_id = CAST(:brand_id AS uuid))
+      AND brand_id <> ALL(CAST(:skipped AS uuid[]))
+),
+taken AS (
+    DELETE FROM kpi_marks k USING first
+    WHERE (CAST(:brand_id AS uuid) IS NULL OR k.brand_id = CAST(:brand_id AS uuid))
+      AND k.brand_id <> ALL(CAST(:skipped AS uuid[]))
+      AND k.day >= first.day
+      AND k.day < first.day + CAST(:chunk_days AS integer)
+    RETURNING k.brand_id, k.day
 )
-SELECT DISTINCT taken.brand_id, taken.day
-FROM taken JOIN brands b ON b.id = taken.brand_id
+SELECT DISTINCT taken.brand_id, taken.day, b.id IS NOT NULL AS brand_exists
+FROM taken LEFT JOIN brands b ON b.id = taken.brand_id
 ORDER BY taken.day, taken.brand_id
 """
-# Every source is read over [:since, :until), a range of instants that covers the
-# marked days in every zone; a group outside the marked (brand, day)s is dropped by
-# the join on `marked`.
+# Every source is read for the marked brands only, over [:since, :until), a range of
+# instants that covers the marked days in every zone; a group outside the marked
+# (brand, day)s is dropped by the join on `marked`. A rate is NULL unless its
+# denominator is positive and its numerator not negative: a day X recounted down
+# keeps its signed growth, and a negative rate would mean nothing (decision 0021).
 UPSERT_DAILY_KPIS = """
 WITH marked AS (
     SELECT m.brand_id, m.day
@@ -65,14 +84,15 @@ growth AS (
     FROM metric_snapshots s
     JOIN posts p ON p.id = s.post_id
     JOIN brands b ON b.id = p.brand_id
-    WHERE s.captured_at >= :since AND s.captured_at < :until
+    WHERE p.brand_id = ANY(CAST(:brand_ids AS uuid[]))
+      AND s.captured_at >= :since AND s.captured_at < :until
     GROUP BY 1, 2
 ),
 published AS (
     SELECT p.brand_id, CAST(p.published_at AT TIME ZONE b.time_zone AS date) AS day,
         COUNT(*) AS posts
     FROM posts p JOIN brands b ON b.id = p.brand_id
-    WHERE p.state = 'published'
+    WHERE p.brand_id = ANY(CAST(:brand_ids AS uuid[])) AND p.state = 'published'
       AND p.published_at >= :since AND p.published_at < :until
     GROUP BY 1, 2
 ),
@@ -83,7 +103,8 @@ sales AS (
         COALESCE(SUM(o.total_price) FILTER (WHERE o.post_id IS NOT NULL), 0)
             AS revenue
     FROM orders o JOIN brands b ON b.id = o.brand_id
-    WHERE o.ordered_at >= :since AND o.ordered_at < :until
+    WHERE o.brand_id = ANY(CAST(:brand_ids AS uuid[]))
+      AND o.ordered_at >= :since AND o.ordered_at < :until
     GROUP BY 1, 2
 ),
 talk AS (
@@ -91,14 +112,16 @@ talk AS (
         COUNT(*) AS mentions,
         COUNT(*) FILTER (WHERE m.sentiment = 'negative') AS negative
     FROM mentions m JOIN brands b ON b.id = m.brand_id
-    WHERE m.posted_at >= :since AND m.posted_at < :until
+    WHERE m.brand_id = ANY(CAST(:brand_ids AS uuid[]))
+      AND m.posted_at >= :since AND m.posted_at < :until
     GROUP BY 1, 2
 ),
 spend AS (
     SELECT c.brand_id, CAST(c.occurred_at AT TIME ZONE b.time_zone AS date) AS day,
         SUM(c.usd) AS usd
     FROM cost_ledger c JOIN brands b ON b.id = c.brand_id
-    WHERE c.occurred_at >= :since AND c.occurred_at < :until
+    WHERE c.brand_id = ANY(CAST(:brand_ids AS uuid[]))
+      AND c.occurred_at >= :since AND c.occurred_at < :until
     GROUP BY 1, 2
 )
 INSERT INTO daily_kpis (brand_id, day, posts_published, impressions, engagements,
@@ -109,10 +132,10 @@ SELECT marked.brand_id, marked.day,
     COALESCE(published.posts, 0),
     COALESCE(growth.impressions, 0),
     COALESCE(growth.engagements, 0),
-    CASE WHEN growth.impressions > 0
+    CASE WHEN growth.impressions > 0 AND growth.engagements >= 0
          THEN ROUND(growth.engagements::numeric / growth.impressions, 5) END,
     COALESCE(growth.link_clicks, 0),
-    CASE WHEN growth.impressions > 0
+    CASE WHEN growth.impressions > 0 AND growth.link_clicks >= 0
          THEN ROUND(growth.link_clicks::numeric / growth.impressions, 5) END,
     COALESCE(sales.attributed, 0),
     COALESCE(sales.revenue, 0),
@@ -185,26 +208,135 @@ def rollup(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
         tx.execute(
             MARK_TODAY, brand_ids=[str(brand["id"]) for brand in connected], now=now
         )
-        totals["days"] = recompute_marked_days(tx, now=runtime.clock.now())
+    recomputed = recompute_in_chunks(runtime.database, now=runtime.clock.now())
+    totals.update(recomputed)
     return totals
 
 
 def recompute_marked_days(
-    tx: Any, *, now: dt.datetime, brand_id: str | None = None
+    tx: Any,
+    *,
+    now: dt.datetime,
+    brand_id: str | None = None,
+    chunk_days: int = CHUNK_DAYS,
 ) -> int:
-    """Rewrite the daily KPI rows of every marked (brand, day); return rows written.
+    """Rewrite the daily KPI rows of every marked (brand, day) in `tx`; return rows.
+
+    Statements stay bounded (`chunk_days` at most) but share `tx`: an order
+    import's days commit with its orders. The hourly rollup uses
+    `recompute_in_chunks`, which commits chunk by chunk and isolates a failing brand.
 
     Args:
         brand_id: take only this brand's marks (an order import's); None takes all.
     """
+    _begin(tx)
+    written = 0
+    while True:
+        taken, rows = recompute_chunk(
+            tx, now=now, brand_id=brand_id, chunk_days=chunk_days
+        )
+        written += rows
+        if not taken:
+            return written
+
+
+def recompute_in_chunks(
+    database: Any, *, now: dt.datetime, chunk_days: int = CHUNK_DAYS
+) -> dict[str, int]:
+    """Rewrite every marked day, a chunk of days of every brand per transaction.
+
+    A chunk that fails is rolled back, marks and all, and done again brand by brand;
+    a brand that fails alone keeps its marks for the next run, is logged, and is
+    left out of the later chunks, while every other brand is still rolled up.
+    Returns rows written and brands that failed.
+    """
+    failed: list[str] = []
+    written = 0
+    while True:
+        taken: list[dict[str, Any]] = []
+        try:
+            with database.transaction() as tx:
+                _begin(tx)
+                taken = _take_chunk(tx, chunk_days=chunk_days, skipped=failed)
+                written += _rewrite(tx, taken, now=now)
+        except Exception as error:  # noqa: BLE001 - retried brand by brand below
+            if not taken:
+                raise
+            log.warning(
+                "KPI rollup chunk failed; doing it again brand by brand",
+                extra=fields(first_day=str(taken[0]["day"]), error=repr(error)[:300]),
+            )
+        else:
+            if not taken:
+                return {"days": written, "failed_brands": len(failed)}
+            continue
+        for brand in sorted(
+            {str(row["brand_id"]) for row in taken if row["brand_exists"]}
+        ):
+            try:
+                with database.transaction() as tx:
+                    _begin(tx)
+                    own = _take_chunk(
+                        tx,
+                        chunk_days=chunk_days,
+                        brand_id=brand,
+                        from_day=taken[0]["day"],
+                    )
+                    written += _rewrite(tx, own, now=now)
+            except Exception as error:  # noqa: BLE001 - one brand must not stop all
+                failed.append(brand)
+                log.error(
+                    "KPI rollup failed for a brand; its marked days wait for the "
+                    "next run",
+                    extra=fields(brand_id=brand, error=repr(error)[:300]),
+                )
+
+
+def recompute_chunk(
+    tx: Any,
+    *,
+    now: dt.datetime,
+    brand_id: str | None = None,
+    chunk_days: int = CHUNK_DAYS,
+) -> tuple[int, int]:
+    """Take the marks of one chunk of days and rewrite those days' rows.
+
+    The caller holds LOCK_RECOMPUTE. Returns ((brand, day)s taken, rows written);
+    none taken means no marks are left.
+    """
+    taken = _take_chunk(tx, chunk_days=chunk_days, brand_id=brand_id)
+    return len(taken), _rewrite(tx, taken, now=now)
+
+
+def _begin(tx: Any) -> None:
     tx.scalar(LOCK_RECOMPUTE)
     tx.scalar(PLAN_EACH_RANGE)
-    marked = tx.rows(TAKE_MARKS, brand_id=None if brand_id is None else str(brand_id))
 
+
+def _take_chunk(
+    tx: Any,
+    *,
+    chunk_days: int,
+    brand_id: str | None = None,
+    skipped: Iterable[str] = (),
+    from_day: dt.date | None = None,
+) -> list[dict[str, Any]]:
+    return tx.rows(
+        TAKE_CHUNK_OF_MARKS,
+        brand_id=None if brand_id is None else str(brand_id),
+        skipped=list(skipped),
+        from_day=from_day,
+        chunk_days=chunk_days,
+    )
+
+
+def _rewrite(tx: Any, marked: list[dict[str, Any]], *, now: dt.datetime) -> int:
+    """Upsert the rows of the marked (brand, day)s, one statement per day run."""
     by_day: dict[dt.date, list[str]] = {}
     for row in marked:
+        if not row["brand_exists"]:
+            continue
         by_day.setdefault(row["day"], []).append(str(row["brand_id"]))
-
     written = 0
     for first_day, last_day in day_runs(by_day):
         in_run = [
