@@ -25,9 +25,11 @@ OPERATOR_KEY = "operator-test-key"
 # A Monday morning in UTC; tests that need another instant move the clock.
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 # Every table a test can write; brands cascades to everything that belongs to one.
+# kpi_marks names brands without a foreign key (a mark may outlive its brand), so it
+# is listed, or one test's marks would be rolled up by the next.
 TRUNCATE_ALL = (
     "TRUNCATE brands, cost_ledger, handled_events, gemini_calls, gemini_pause, "
-    "x_app_pauses CASCADE"
+    "x_app_pauses, kpi_marks CASCADE"
 )
 
 
