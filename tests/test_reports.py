@@ -390,6 +390,13 @@ def test_the_top_posts_are_those_published_in_the_range(client, fixture) -> None
         ({"from": "2026-03-05", "to": "2026-03-01"}, "from"),
         ({"from": "March 1st"}, "from"),
         ({"to": "0001-01-03"}, "to"),
+        # 367 days counting both ends: one more than the longest range.
+        ({"from": "2025-03-02", "to": "2026-03-03"}, "from"),
+        # Forms Python's fromisoformat reads, but not the YYYY-MM-DD the API documents.
+        ({"from": "20260301"}, "from"),
+        ({"from": "2026-W10-1"}, "from"),
+        ({"from": "2026-03-01T00:00"}, "from"),
+        ({"to": "20260303"}, "to"),
     ],
 )
 def test_a_range_too_long_reversed_or_unreadable_is_a_400_in_every_format(
@@ -399,6 +406,21 @@ def test_a_range_too_long_reversed_or_unreadable_is_a_400_in_every_format(
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize("answer", ["json", "csv", "html"])
+def test_an_early_range_with_from_given_never_computes_the_default_range(
+    client, brand, answer
+) -> None:
+    response = get(
+        client,
+        "/v1/reports/daily",
+        brand["key"],
+        format=answer,
+        **{"from": "0001-01-01", "to": "0001-01-03"},
+    )
+
+    assert response.status_code == 200
 
 
 @pytest.mark.parametrize(
