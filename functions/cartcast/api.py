@@ -888,7 +888,9 @@ def daily_report(
             report, brand=brand, **days, generated_at=runtime.clock.now()
         )
         return page, 200, report_page.headers()
-    rows = reports.daily(tx, brand_id=str(brand["id"]), **days)
+    rows = reports.daily(
+        tx, brand_id=str(brand["id"]), time_zone=brand["time_zone"], **days
+    )
     if answer == "csv":
         name = f"daily-kpis-{first_day}-to-{last_day}"
         return _csv_response(reports.DAILY_COLUMNS, rows, name)
@@ -898,6 +900,7 @@ def daily_report(
             "from": first_day,
             "to": last_day,
             "days": rows,
+            "totals": reports.daily_totals(rows),
         }
     )
 
