@@ -232,6 +232,43 @@ def test_the_daily_report_shows_the_revenue_no_post_was_credited_with_in_every_f
     assert "<td>7.50 USD</td>" in page
 
 
+def test_money_has_two_decimals_in_every_row_even_when_nothing_was_sold(
+    client, fixture
+) -> None:
+    from cartcast import runtime as runtime_module
+
+    with runtime_module.current().database.transaction() as tx:
+        # The rollup writes an unconstrained numeric: a quiet day reads back "0".
+        tx.execute(
+            "UPDATE daily_kpis SET revenue = 0, api_spend_usd = 0 "
+            "WHERE brand_id = :brand_id AND day = '2026-03-03'",
+            brand_id=fixture["id"],
+        )
+
+    rows = read_csv(
+        get(client, "/v1/reports/daily", fixture["key"], format="csv", **RANGE)
+    )
+    posts = read_csv(get(client, "/v1/reports/posts", fixture["key"], format="csv"))
+
+    assert rows[2]["revenue"] == "0.00" and rows[2]["api_spend_usd"] == "0.0000"
+    assert rows[2]["unattributed_revenue"] == "0.00"
+    assert rows[1]["engagement_rate"] == "0.08667"
+    assert sorted(post["revenue"] for post in posts) == ["0.00", "100.10", "25.00"]
+
+
+def test_the_orders_report_gives_order_times_in_the_brands_zone(
+    client, fixture
+) -> None:
+    answer = get(client, "/v1/reports/orders", fixture["key"], **RANGE).get_json()
+    rows = read_csv(
+        get(client, "/v1/reports/orders", fixture["key"], format="csv", **RANGE)
+    )
+
+    # 23:00 UTC on March 1st is 18:00 in New York, five hours behind in winter.
+    assert answer["orders"][0]["ordered_at"] == "2026-03-01T18:00:00-05:00"
+    assert rows[0]["ordered_at"] == "2026-03-01T18:00:00-05:00"
+
+
 def test_an_empty_range_as_csv_is_the_header_alone(client, fixture) -> None:
     response = get(
         client, "/v1/reports/daily", fixture["key"], format="csv", to="2025-01-07"

@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import io
 import uuid
+import zoneinfo
 from decimal import Decimal
 from typing import Any
 
@@ -62,8 +63,19 @@ STORE_COLUMNS = (
     "store_revenue",
     "attributed_revenue_share",
 )
-# Rates are written with the rollup's five decimals ("0.08667").
+# Rates are written with the rollup's five decimals ("0.08667"). Money is written
+# with a fixed number of decimals whatever PostgreSQL returns: daily_kpis stores an
+# unconstrained numeric, so a day without sales comes back "0" beside "25.00". The
+# store's currency gets cents; API spend in USD the ledger's four places ($0.015).
 RATE_PLACES = Decimal("0.00001")
+MONEY_PLACES = {
+    "revenue": Decimal("0.01"),
+    "unattributed_revenue": Decimal("0.01"),
+    "store_revenue": Decimal("0.01"),
+    "total_price": Decimal("0.01"),
+    "api_spend_usd": Decimal("0.0001"),
+    "cost_per_attributed_order_usd": Decimal("0.0001"),
+}
 MENTION_COLUMNS = ("sentiment", "intent", "mentions", "escalated")
 ORDER_COLUMNS = (
     "order_id",
@@ -205,8 +217,20 @@ def daily(
             store_revenue=sales.get("store_revenue", Decimal("0.00")),
             unattributed_revenue=sales.get("unattributed_revenue", Decimal("0.00")),
         )
-        days.append({name: day[name] for name in DAILY_COLUMNS})
+        days.append(with_money_places({name: day[name] for name in DAILY_COLUMNS}))
     return days
+
+
+def with_money_places(row: dict[str, Any]) -> dict[str, Any]:
+    """Return the row with every money figure written to its fixed decimals."""
+    return {
+        name: (
+            value.quantize(MONEY_PLACES[name])
+            if name in MONEY_PLACES and isinstance(value, Decimal)
+            else value
+        )
+        for name, value in row.items()
+    }
 
 
 def store_figures(
@@ -245,7 +269,8 @@ def daily_totals(days: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def post_revenue(tx: Transaction, *, brand_id: str, limit: int) -> list[dict[str, Any]]:
-    return tx.rows(SELECT_POST_REVENUE, brand_id=brand_id, limit=limit)
+    rows = tx.rows(SELECT_POST_REVENUE, brand_id=brand_id, limit=limit)
+    return [with_money_places(row) for row in rows]
 
 
 def mention_summary(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
@@ -260,7 +285,8 @@ def orders(
     first_day: dt.date,
     last_day: dt.date,
 ) -> list[dict[str, Any]]:
-    """Return the orders placed on the range's local days, attributed or not.
+    """Return the orders placed on the range's local days, attributed or not,
+    each `ordered_at` in the brand's zone with its UTC offset.
 
     Raises:
         TooManyRows: the range holds more than ORDER_ROWS_MAX orders.
@@ -275,7 +301,13 @@ def orders(
     )
     if len(rows) > ORDER_ROWS_MAX:
         raise TooManyRows(f"more than {ORDER_ROWS_MAX} orders")
-    return rows
+
+    # Times in the brand's zone, with their offset, as the days are counted.
+    zone = zoneinfo.ZoneInfo(time_zone)
+    return [
+        with_money_places(row) | {"ordered_at": row["ordered_at"].astimezone(zone)}
+        for row in rows
+    ]
 
 
 def kpi_report(
