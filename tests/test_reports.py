@@ -473,6 +473,20 @@ def test_every_bar_label_and_value_fits_inside_the_chart(text, big) -> None:
     assert chart["rows"][0]["label"].endswith("…") == (text != "Small")
 
 
+@pytest.mark.parametrize(("most", "labels"), [(None, ["0", "1"]), (3, ["0", "5"])])
+def test_a_count_axis_has_whole_number_ticks(most, labels) -> None:
+    day = dt.date(2026, 3, 1)
+    days = [] if most is None else [{"day": day, "impressions": most}]
+
+    chart = report_page._trend_chart(
+        "impressions", "Impressions", "line", days, day, day, "USD"
+    )
+    revenue = report_page._trend_chart("revenue", "Revenue", "bar", [], day, day, "USD")
+
+    assert [tick["label"] for tick in chart["y_ticks"]] == labels
+    assert [tick["label"] for tick in revenue["y_ticks"]] == ["0", "0.5", "1"]
+
+
 def test_emoji_and_capitals_are_estimated_wider_than_thin_letters() -> None:
     thin, plain = report_page._text_width("i" * 10), report_page._text_width("a" * 10)
     wide, emoji = report_page._text_width("W" * 10), report_page._text_width("🎉" * 10)
