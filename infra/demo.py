@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import html
 import json
 import random
 import secrets
 import sys
 import time
 import urllib.parse
+import urllib.request
 import zlib
 import zoneinfo
 from pathlib import Path
@@ -97,17 +97,40 @@ def main(argv: list[str] | None = None) -> int:
     summary["run_seconds"] = round(time.monotonic() - started, 1)
     summary["database"] = args.database
 
+    # The brand's key goes to the terminal only, never into a file under var/.
+    api_key = summary.pop("api_key")
+    page = summary.pop("report_page")
     (args.work_dir / "summary.json").write_text(
         json.dumps(summary, indent=2, default=str)
     )
-    (args.work_dir / "report.html").write_text(render_html(summary))
+    (args.work_dir / "report.html").write_text(page)
     print_report(summary)
     say(
         "9/9",
         f"report: {args.work_dir / 'report.html'}; everything stopped; "
         f"run took {summary['run_seconds']} s",
     )
+    print_api_access(api_key, args.database)
     return 0
+
+
+def print_api_access(api_key: str, database: str) -> None:
+    """Say how to read the demo brand's reports through the API after the run."""
+    first_day, last_day = WEEK_START.date(), (WEEK_START + dt.timedelta(days=7)).date()
+    print(
+        "\nThe demo brand's API key (admin, shown here only): "
+        f"{api_key}\n"
+        "To read its reports, start the api on the demo database and ask for them:\n"
+        '  export DATABASE_URL="$(make -s db-url | '
+        f"sed 's#/postgres?#/{database}?#')\"\n"
+        "  export CARTCAST_OPERATOR_KEY=local-operator-key\n"
+        "  .venv/bin/functions-framework --source functions/main.py --target api \\\n"
+        "    --host 127.0.0.1 --port 8080 &\n"
+        f"  curl -s 'http://127.0.0.1:8080/v1/reports/daily?from={first_day}"
+        f"&to={last_day}&format=html' \\\n"
+        f"    -H 'Authorization: Bearer {api_key}' -o report.html",
+        flush=True,
+    )
 
 
 def run_week(
@@ -391,6 +414,10 @@ def _collect(api: str, key: str, ticks: dict, cloud) -> dict:
     last_day = (WEEK_START + dt.timedelta(days=7)).date()
     first_day = WEEK_START.date()
     daily = _get(api, f"/v1/reports/daily?from={first_day}&to={last_day}", key)["days"]
+    # The page format=html serves, byte for byte, kept as var/demo/report.html.
+    page = _get_page(
+        api, f"/v1/reports/daily?from={first_day}&to={last_day}&format=html", key
+    )
     posts = _get(api, "/v1/reports/posts?limit=500", key)["posts"]
     mentions = _get(api, "/v1/reports/mentions", key)["mentions"]
     published = _get(api, "/v1/posts?state=published&limit=500", key)["posts"]
@@ -407,7 +434,17 @@ def _collect(api: str, key: str, ticks: dict, cloud) -> dict:
         "published": len(published),
         "sandbox_posts": len(sandbox.get("posts", [])),
         "time_zone": TIME_ZONE,
+        "report_page": page,
+        "api_key": key,
     }
+
+
+def _get_page(api: str, path: str, key: str) -> str:
+    request = urllib.request.Request(
+        api + path, headers={"Authorization": f"Bearer {key}"}
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return response.read().decode("utf-8")
 
 
 def _get(api: str, path: str, key: str) -> Any:
@@ -479,73 +516,6 @@ def print_report(summary: dict) -> None:
             f"    ${float(post['revenue']):>8.2f}  {post['orders']} order(s)  "
             f"{post['text'][:60]!r}"
         )
-
-
-def _cell(column: str, value: Any) -> str:
-    """Format one report value: money with cents, rates as percentages."""
-    if value is None:
-        return "–"
-    if column in ("revenue", "api_spend_usd"):
-        return f"{float(value):,.2f}"
-    if column.endswith("_rate"):
-        return f"{float(value):.1%}"
-    return html.escape(str(value))
-
-
-def render_html(summary: dict) -> str:
-    total = totals(summary)
-    columns = (
-        "day",
-        "posts_published",
-        "impressions",
-        "engagements",
-        "link_clicks",
-        "attributed_orders",
-        "revenue",
-        "conversion_rate",
-        "api_spend_usd",
-    )
-    cells = "".join(
-        "<tr>" + "".join(f"<td>{_cell(c, d[c])}</td>" for c in columns) + "</tr>"
-        for d in summary["daily"]
-    )
-    posts = "".join(
-        f"<tr><td>{html.escape(p['text'])}</td><td>{p['impressions']}</td>"
-        f"<td>{p['link_clicks']}</td><td>{p['orders']}</td>"
-        f"<td>{_cell('revenue', p['revenue'])}</td></tr>"
-        for p in summary["posts"]
-    )
-    mentions = "".join(
-        f"<tr><td>{html.escape(m['sentiment'])}</td><td>{html.escape(m['intent'])}</td>"
-        f"<td>{m['mentions']}</td><td>{m['escalated']}</td></tr>"
-        for m in summary["mentions"]
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>cartcast demo report</title>
-<style>body{{font:15px system-ui,sans-serif;margin:2rem;max-width:70rem;color:#1d2430}}
-table{{border-collapse:collapse;margin:1rem 0}}td,th{{border-bottom:1px solid #dde;
-padding:.3rem .6rem;text-align:right}}td:first-child,th:first-child{{text-align:left}}
-.figures span{{display:inline-block;margin-right:2rem}}</style></head><body>
-<h1>cartcast: one simulated week</h1>
-<p class="figures"><span>{total["posts_published"]} posts</span>
-<span>{total["impressions"]} impressions</span>
-<span>{total["link_clicks"]} link clicks</span>
-<span>{total["attributed_orders"]} attributed orders</span>
-<span>${total["revenue"]} attributed revenue</span>
-<span>${total["api_spend_usd"]} X spend</span></p>
-<h2>KPIs per day ({html.escape(summary["time_zone"])})</h2>
-<table><tr><th>day</th><th>posts</th><th>impressions</th><th>engagements</th>
-<th>link clicks</th><th>orders</th><th>revenue</th><th>conversion</th>
-<th>spend</th></tr>
-{cells}</table>
-<h2>Revenue per post</h2>
-<table><tr><th>post</th><th>impressions</th><th>clicks</th><th>orders</th><th>revenue</th></tr>
-{posts}</table>
-<h2>Mentions</h2>
-<table><tr><th>sentiment</th><th>intent</th><th>mentions</th><th>escalated</th></tr>
-{mentions}</table>
-</body></html>
-"""
 
 
 if __name__ == "__main__":

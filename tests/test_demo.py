@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cartcast import db
+from cartcast import db, keys
 from cartcast.settings import Settings
 from infra import pg
 
@@ -129,7 +129,29 @@ def test_the_html_report_shows_the_same_figures(demo_run) -> None:
         published = tx.scalar("SELECT count(*) FROM posts WHERE state = 'published'")
         impressions = tx.scalar("SELECT sum(impressions) FROM daily_kpis")
 
+    # The page the api serves for format=html, with its charts.
     report = summary["report_html"]
-    assert f"<span>{published} posts</span>" in report
-    assert f"<span>{impressions} impressions</span>" in report
+    assert f"<dt>Posts published</dt><dd>{published:,}</dd>" in report
+    assert f"<dt>Impressions</dt><dd>{impressions:,}</dd>" in report
+    assert 'id="chart-top-revenue"' in report
+    assert "<dt>Revenue not attributed</dt>" in report
     assert "<script" not in report  # a self-contained page, nothing fetched
+
+
+def test_the_demo_prints_an_api_key_that_reads_the_demo_brand(demo_run) -> None:
+    finished, _, database = demo_run
+
+    line = next(
+        line for line in finished.stdout.splitlines() if "API key (admin" in line
+    )
+    api_key = line.rsplit(" ", 1)[1]
+    with database.transaction() as tx:
+        known = tx.scalar(
+            "SELECT count(*) FROM api_keys k JOIN brands b ON b.id = k.brand_id "
+            "WHERE k.key_hash = :hash AND k.revoked_at IS NULL "
+            "AND b.slug = 'northwind-goods'",
+            hash=keys.hash_key(api_key),
+        )
+
+    assert known == 1
+    assert f"Bearer {api_key}" in finished.stdout

@@ -109,6 +109,14 @@ def test_a_relative_landing_path_is_read() -> None:
     assert post_id_from_landing_site(landing) == POST_ID
 
 
+def test_an_unrelated_parameter_that_is_not_utf_8_does_not_hide_the_post() -> None:
+    landing = (
+        f"/products/mug?q=caf%E9&utm_source=x&utm_medium=social&utm_content={POST_ID}"
+    )
+
+    assert post_id_from_landing_site(landing) == POST_ID
+
+
 def test_upper_case_values_from_the_store_are_accepted() -> None:
     landing = (
         f"/products/mug?UTM_SOURCE=X&utm_medium=Social&utm_content={POST_ID.upper()}"
@@ -131,6 +139,8 @@ def test_upper_case_values_from_the_store_are_accepted() -> None:
         "/products/mug?utm_source=x&utm_medium=social&utm_content=<script>",
         f"/products/mug?utm_source=x&utm_medium=social&utm_content=urn:uuid:{POST_ID}",
         "http://[::1/products?utm_source=x",
+        f"/products/mug?utm_source=x%E9&utm_medium=social&utm_content={POST_ID}",
+        f"/products/mug?utm_source=x&utm_medium=social&utm_content={POST_ID}%E9",
     ],
 )
 def test_a_landing_site_that_did_not_come_from_our_links_gives_none(

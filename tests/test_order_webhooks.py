@@ -274,7 +274,8 @@ def test_a_bad_order_is_a_400_naming_the_field(server, brand, change, field) -> 
     "landing",
     [
         "/products/mug?utm_content=%zz",
-        "/products/mug?utm_source=x&q=%E2%82",
+        "/products/mug?utm_source=x&utm_term=%E2%82",
+        "/products/mug?utm_source=x%E9&utm_medium=social",
         "http://[broken/?utm_source=x",
         "/products/mug?utm_source=x utm_medium=social",
     ],
@@ -475,6 +476,10 @@ def test_a_test_order_by_api_is_answered_and_not_stored(app, brand) -> None:
     [
         "UTM_SOURCE=x&UTM_MEDIUM=social&UTM_CONTENT={post_id}",
         "utm%5Fsource=x&utm%5Fmedium=social&utm%5Fcontent={post_id}",
+        # An unrelated parameter in Latin-1 or with a broken escape is no reason
+        # to distrust UTM parameters that decode cleanly.
+        "q=caf%E9&utm_source=x&utm_medium=social&utm_content={post_id}",
+        "utm_source=x&utm_medium=social&utm_content={post_id}&ref=100%&x=%zz",
     ],
 )
 def test_utm_names_in_any_case_or_percent_encoded_are_attributed(

@@ -15,7 +15,7 @@ from decimal import Decimal
 import markupsafe
 import pytest
 
-from cartcast import reports
+from cartcast import report_page, reports
 from tests.conftest import OPERATOR_KEY, make_app
 from tests.helpers import auth, brand_body, post_json
 
@@ -204,6 +204,71 @@ def test_the_daily_report_as_csv_has_a_header_and_the_exact_figures(
     assert rows[1]["followers"] == "" and rows[0]["followers"] == "1200"
 
 
+def test_the_daily_report_shows_the_revenue_no_post_was_credited_with_in_every_format(
+    client, fixture
+) -> None:
+    # Four orders on March 1st in New York: 125.10 credited to posts, 7.50 not.
+    answer = get(client, "/v1/reports/daily", fixture["key"], **RANGE).get_json()
+    rows = read_csv(
+        get(client, "/v1/reports/daily", fixture["key"], format="csv", **RANGE)
+    )
+    page = get(
+        client, "/v1/reports/daily", fixture["key"], format="html", **RANGE
+    ).get_data(as_text=True)
+
+    first = answer["days"][0]
+    assert (first["store_orders"], first["store_revenue"]) == (4, "132.60")
+    assert first["unattributed_revenue"] == "7.50"
+    assert first["attributed_revenue_share"] == "0.94344"
+    assert answer["days"][1]["unattributed_revenue"] == "0.00"
+    assert answer["days"][1]["attributed_revenue_share"] is None
+    assert answer["totals"]["unattributed_revenue"] == "7.50"
+    assert answer["totals"]["store_revenue"] == "132.60"
+    assert answer["totals"]["attributed_revenue_share"] == "0.94344"
+    assert [row["unattributed_revenue"] for row in rows] == ["7.50", "0.00", "0.00"]
+    assert rows[0]["store_revenue"] == "132.60"
+    assert "<dt>Revenue not attributed</dt><dd>7.50 USD</dd>" in page
+    assert "<dt>Revenue share attributed</dt><dd>94.34 %</dd>" in page
+    assert "<td>7.50 USD</td>" in page
+
+
+def test_money_has_two_decimals_in_every_row_even_when_nothing_was_sold(
+    client, fixture
+) -> None:
+    from cartcast import runtime as runtime_module
+
+    with runtime_module.current().database.transaction() as tx:
+        # The rollup writes an unconstrained numeric: a quiet day reads back "0".
+        tx.execute(
+            "UPDATE daily_kpis SET revenue = 0, api_spend_usd = 0 "
+            "WHERE brand_id = :brand_id AND day = '2026-03-03'",
+            brand_id=fixture["id"],
+        )
+
+    rows = read_csv(
+        get(client, "/v1/reports/daily", fixture["key"], format="csv", **RANGE)
+    )
+    posts = read_csv(get(client, "/v1/reports/posts", fixture["key"], format="csv"))
+
+    assert rows[2]["revenue"] == "0.00" and rows[2]["api_spend_usd"] == "0.0000"
+    assert rows[2]["unattributed_revenue"] == "0.00"
+    assert rows[1]["engagement_rate"] == "0.08667"
+    assert sorted(post["revenue"] for post in posts) == ["0.00", "100.10", "25.00"]
+
+
+def test_the_orders_report_gives_order_times_in_the_brands_zone(
+    client, fixture
+) -> None:
+    answer = get(client, "/v1/reports/orders", fixture["key"], **RANGE).get_json()
+    rows = read_csv(
+        get(client, "/v1/reports/orders", fixture["key"], format="csv", **RANGE)
+    )
+
+    # 23:00 UTC on March 1st is 18:00 in New York, five hours behind in winter.
+    assert answer["orders"][0]["ordered_at"] == "2026-03-01T18:00:00-05:00"
+    assert rows[0]["ordered_at"] == "2026-03-01T18:00:00-05:00"
+
+
 def test_an_empty_range_as_csv_is_the_header_alone(client, fixture) -> None:
     response = get(
         client, "/v1/reports/daily", fixture["key"], format="csv", to="2025-01-07"
@@ -379,6 +444,58 @@ def test_the_top_posts_are_those_published_in_the_range(client, fixture) -> None
     assert "Spring sale" not in page
 
 
+WIDE_TEXTS = [
+    "🎉" * 60,
+    "WWW MMM " * 20,
+    "限定セール" * 20,
+    "👩🏽‍💻 " * 40,
+    "Spring sale on every mug in the shop, free shipping above fifty dollars",
+]
+
+
+@pytest.mark.parametrize("text", WIDE_TEXTS)
+@pytest.mark.parametrize("big", ["11999.97", "999999999.99", "0.01"])
+def test_every_bar_label_and_value_fits_inside_the_chart(text, big) -> None:
+    small = Decimal("0.01")
+    items = [
+        ({"text": text}, Decimal(big), report_page._money(Decimal(big), "USD")),
+        ({"text": "Small"}, small, report_page._money(small, "USD")),
+    ]
+
+    chart = report_page._bar_chart("chart-top-revenue", "Top", items)
+
+    for row in chart["rows"]:
+        assert report_page._text_width(row["label"]) <= chart["width"], row
+        value_end = row["value_x"] + report_page._text_width(row["value"])
+        assert 0 <= row["value_x"] and value_end <= chart["width"], row
+        if not row["value_inside"]:
+            assert row["value_x"] >= row["length"] or value_end == chart["width"]
+    assert chart["rows"][0]["label"].endswith("…") == (text != "Small")
+
+
+@pytest.mark.parametrize(("most", "labels"), [(None, ["0", "1"]), (3, ["0", "5"])])
+def test_a_count_axis_has_whole_number_ticks(most, labels) -> None:
+    day = dt.date(2026, 3, 1)
+    days = [] if most is None else [{"day": day, "impressions": most}]
+
+    chart = report_page._trend_chart(
+        "impressions", "Impressions", "line", days, day, day, "USD"
+    )
+    revenue = report_page._trend_chart("revenue", "Revenue", "bar", [], day, day, "USD")
+
+    assert [tick["label"] for tick in chart["y_ticks"]] == labels
+    assert [tick["label"] for tick in revenue["y_ticks"]] == ["0", "0.5", "1"]
+
+
+def test_emoji_and_capitals_are_estimated_wider_than_thin_letters() -> None:
+    thin, plain = report_page._text_width("i" * 10), report_page._text_width("a" * 10)
+    wide, emoji = report_page._text_width("W" * 10), report_page._text_width("🎉" * 10)
+
+    assert thin < plain < wide < emoji
+    # A skin tone or a joiner draws nothing of its own.
+    assert report_page._text_width("👍🏽") == report_page._text_width("👍")
+
+
 # Bad input: one check for every format
 
 
@@ -390,6 +507,13 @@ def test_the_top_posts_are_those_published_in_the_range(client, fixture) -> None
         ({"from": "2026-03-05", "to": "2026-03-01"}, "from"),
         ({"from": "March 1st"}, "from"),
         ({"to": "0001-01-03"}, "to"),
+        # 367 days counting both ends: one more than the longest range.
+        ({"from": "2025-03-02", "to": "2026-03-03"}, "from"),
+        # Forms Python's fromisoformat reads, but not the YYYY-MM-DD the API documents.
+        ({"from": "20260301"}, "from"),
+        ({"from": "2026-W10-1"}, "from"),
+        ({"from": "2026-03-01T00:00"}, "from"),
+        ({"to": "20260303"}, "to"),
     ],
 )
 def test_a_range_too_long_reversed_or_unreadable_is_a_400_in_every_format(
@@ -399,6 +523,21 @@ def test_a_range_too_long_reversed_or_unreadable_is_a_400_in_every_format(
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize("answer", ["json", "csv", "html"])
+def test_an_early_range_with_from_given_never_computes_the_default_range(
+    client, brand, answer
+) -> None:
+    response = get(
+        client,
+        "/v1/reports/daily",
+        brand["key"],
+        format=answer,
+        **{"from": "0001-01-01", "to": "0001-01-03"},
+    )
+
+    assert response.status_code == 200
 
 
 @pytest.mark.parametrize(

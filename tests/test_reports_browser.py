@@ -16,6 +16,7 @@ a failure, as for the Pub/Sub emulator (tests/test_pubsub.py).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import itertools
 import json
 import os
@@ -254,8 +255,28 @@ JSON.stringify({
   viewportWidth: window.innerWidth,
   labels: Array.from(document.querySelectorAll("#chart-top-engagement text"))
     .map((text) => text.textContent),
+  // Every text drawn past its chart's viewBox, which the browser would clip.
+  outside: Array.from(document.querySelectorAll("svg.chart")).flatMap((svg) => {
+    const view = svg.viewBox.baseVal;
+    return Array.from(svg.querySelectorAll("text"))
+      .filter((text) => {
+        const box = text.getBBox();
+        return box.x < view.x - 0.5 || box.y < view.y - 0.5
+          || box.x + box.width > view.x + view.width + 0.5
+          || box.y + box.height > view.y + view.height + 0.5;
+      })
+      .map((text) => `${svg.id}: ${text.textContent}`);
+  }),
+  tableOverflow: Array.from(document.querySelectorAll(".scroll"))
+    .map((box) => box.scrollWidth - box.clientWidth),
+  chartLefts: Array.from(document.querySelectorAll("#trend-heading ~ .charts svg"))
+    .map((svg) => Math.round(svg.getBoundingClientRect().left)),
 })
 """
+DESKTOP = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+# A post whose label is all wide letters and emoji, and a five-figure sale.
+WIDE_POST = "🎉🎉 WOW MEGA SALE 👩🏽‍💻 " * 6
+BIG_SALE = "11999.97"
 
 
 def test_the_report_draws_every_chart_in_chromium_without_a_console_error(
@@ -297,7 +318,63 @@ def test_the_report_draws_every_chart_in_chromium_without_a_console_error(
     # The post text holding a <script> tag is a label, and no script ran.
     assert found["scripts"] == 0
     assert SCRIPT in found["labels"]
+    assert found["outside"] == []
     assert shot.stat().st_size > 0
+
+
+@pytest.fixture
+def wide_fixture(fixture):  # noqa: F811
+    """The three days, plus a post with a wide label that sold for 11,999.97."""
+    from decimal import Decimal
+
+    from cartcast import runtime as runtime_module
+    from tests.test_reports import add_order, add_post
+
+    posted = dt.datetime(2026, 3, 2, 17, 30, tzinfo=dt.UTC)
+    with runtime_module.current().database.transaction() as tx:
+        post_id = add_post(tx, fixture["id"], WIDE_POST, posted, 90000, likes=4000)
+        add_order(tx, fixture["id"], "big", Decimal(BIG_SALE), post_id, posted)
+    return fixture
+
+
+@pytest.mark.parametrize(
+    ("screen", "name"),
+    [(PHONE, "kpi-report-wide-375px.png"), (DESKTOP, "kpi-report-wide-1280px.png")],
+)
+def test_every_label_stays_inside_its_chart_and_the_page_uses_a_wide_screen(
+    chromium,  # first: without a browser, skip before any database is made
+    browser,
+    wide_fixture,
+    api_url,
+    screen,
+    name,
+) -> None:
+    query = urllib.parse.urlencode({"format": "html", **RANGE})
+    url = f"{api_url}/v1/reports/daily?{query}"
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        browser.call(f"{domain}.enable")
+    browser.call(
+        "Network.setExtraHTTPHeaders",
+        headers={"Authorization": f"Bearer {wide_fixture['key']}"},
+    )
+    browser.call("Emulation.setDeviceMetricsOverride", **screen)
+
+    browser.call("Page.navigate", url=url)
+    browser.wait_for("Page.loadEventFired")
+    inspected = browser.call(
+        "Runtime.evaluate", expression=INSPECT_PAGE, returnByValue=True
+    )
+    found = json.loads(inspected["result"]["value"])
+    save_screenshot(browser, name)
+
+    assert browser.console_errors() == []
+    assert found["outside"] == []
+    assert found["pageWidth"] <= found["viewportWidth"] == screen["width"]
+    if screen is DESKTOP:
+        # The day table needs no sideways scroll, and the trend charts sit two
+        # side by side rather than one 1,200 px column.
+        assert found["tableOverflow"] == [0]
+        assert len(set(found["chartLefts"])) == 2
 
 
 def save_screenshot(browser: DevTools, name: str) -> Path:

@@ -26,6 +26,15 @@ def test_amounts_that_fit_numeric_12_2_are_rounded_to_cents(given, stored) -> No
     assert validation.money(given, "price") == stored
 
 
+@pytest.mark.parametrize("given", ["-3", "-19.99", -5, -0.5])
+def test_a_negative_amount_is_refused_with_a_message_that_says_negative(given) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        validation.money(given, "total_price")
+
+    assert raised.value.field == "total_price"
+    assert "is negative" in str(raised.value)
+
+
 @pytest.mark.parametrize(
     "given",
     [

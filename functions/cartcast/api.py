@@ -46,6 +46,7 @@ from cartcast.logs import fields
 LIST_LIMIT_MAX = 500
 LIMIT_PATTERN = re.compile(r"[0-9]{1,9}")
 REPORT_DAYS_MAX = 366
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DEFAULT_REPORT_DAYS = 7
 SCHEDULE_APPROVED_FIELDS = ("limit",)
 POST_STATES = (
@@ -887,7 +888,9 @@ def daily_report(
             report, brand=brand, **days, generated_at=runtime.clock.now()
         )
         return page, 200, report_page.headers()
-    rows = reports.daily(tx, brand_id=str(brand["id"]), **days)
+    rows = reports.daily(
+        tx, brand_id=str(brand["id"]), time_zone=brand["time_zone"], **days
+    )
     if answer == "csv":
         name = f"daily-kpis-{first_day}-to-{last_day}"
         return _csv_response(reports.DAILY_COLUMNS, rows, name)
@@ -897,6 +900,7 @@ def daily_report(
             "from": first_day,
             "to": last_day,
             "days": rows,
+            "totals": reports.daily_totals(rows),
         }
     )
 
@@ -972,8 +976,13 @@ def _report_range(
     format: `to` defaults to today, `from` to the default range before `to`."""
     today = now.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
     last_day = _day(query.get("to"), "to", today)
-    first_day = _day(query.get("from"), "from", _default_first_day(last_day))
-    if first_day > last_day or (last_day - first_day).days > REPORT_DAYS_MAX:
+    if query.get("from") is None:
+        first_day = _default_first_day(last_day)
+    else:
+        first_day = _day(query.get("from"), "from", last_day)
+
+    # The range counts both ends: from 2025-03-03 to 2026-03-03 is 366 days.
+    if first_day > last_day or (last_day - first_day).days + 1 > REPORT_DAYS_MAX:
         raise InvalidRequest(
             f"'from' must be on or before 'to', at most {REPORT_DAYS_MAX} days apart",
             field="from",
@@ -994,13 +1003,17 @@ def _csv_response(
 
 
 def _day(value: str | None, name: str, default: dt.date) -> dt.date:
+    """Read a YYYY-MM-DD day; the other forms fromisoformat takes since Python 3.11
+    (20260301, 2026-W10-1) are refused, since the README promises only this one."""
     if value is None:
         return default
     try:
+        if not ISO_DAY.fullmatch(value):
+            raise ValueError(value)
         return dt.date.fromisoformat(value)
     except ValueError as error:
         raise InvalidRequest(
-            f"'{name}' must be a date like 2026-03-01", field=name
+            f"'{name}' must be a date written YYYY-MM-DD, like 2026-03-01", field=name
         ) from error
 
 

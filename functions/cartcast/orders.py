@@ -184,12 +184,15 @@ def ordered_at(value: Any, *, now: dt.datetime) -> dt.datetime:
 
 
 def landing_site(body: dict) -> tuple[str | None, str | None]:
-    """Return the order's landing page, or None and why its query cannot be read.
+    """Return the order's landing page, or None and why its UTM parameters cannot be
+    read.
 
-    A broken percent escape (`%zz`) or one that decodes to invalid UTF-8 means the
-    query is not what the browser sent, so utm_content cannot be trusted either way.
-    Empty fields and bare flags (`?a&&b`) are what browsers and stores do write, and
-    are kept.
+    A broken percent escape (`%zz`) or one that decodes to invalid UTF-8 in a utm_*
+    parameter means it is not what the browser sent, so utm_content cannot be
+    trusted either way. The same flaw in another parameter (a search for
+    `q=caf%E9`, Latin-1 from an old form) says nothing about the UTM ones: the
+    landing site is kept and attributed. Empty fields and bare flags (`?a&&b`) are
+    what browsers and stores do write, and are kept.
     """
     value = validation.text(body, "landing_site", required=False, max_len=2000)
     if not value:
@@ -200,17 +203,31 @@ def landing_site(body: dict) -> tuple[str | None, str | None]:
     else:
         try:
             query = urllib.parse.urlsplit(value).query
-            urllib.parse.parse_qsl(query, keep_blank_values=True, errors="strict")
-        except (ValueError, UnicodeDecodeError) as error:
-            problem = f"its query string cannot be read ({error})"
+        except ValueError as error:
+            problem = f"it cannot be read as a URL ({error})"
         else:
-            if BROKEN_PERCENT_ESCAPE.search(query):
-                problem = "its query string has a % not followed by two hex digits"
+            problem = _unreadable_utm_parameter(query)
     if problem:
         return None, (
             f"'landing_site' was left out and the order not attributed: {problem}"
         )
     return value, None
+
+
+def _unreadable_utm_parameter(query: str) -> str | None:
+    """Say which utm_* parameter of a query cannot be decoded, if any."""
+    for field in query.split("&"):
+        raw_name, _, raw_value = field.partition("=")
+        name = urllib.parse.unquote_plus(raw_name, errors="replace")
+        if not name.lower().startswith("utm_"):
+            continue
+        if BROKEN_PERCENT_ESCAPE.search(field):
+            return f"its {name} has a % not followed by two hex digits"
+        try:
+            urllib.parse.unquote_plus(raw_value, errors="strict")
+        except UnicodeDecodeError:
+            return f"its {name} is not UTF-8 once decoded"
+    return None
 
 
 def _customer_id(customer: Any) -> str | None:

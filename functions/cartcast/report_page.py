@@ -19,6 +19,7 @@ import functools
 import hashlib
 import math
 import re
+import unicodedata
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import jinja2
 import markupsafe
 
-from cartcast import post_text
+from cartcast import post_text, reports
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PAGE_TEMPLATE = "kpi_report.html"
@@ -38,8 +39,16 @@ WIDTH = 400
 TREND_HEIGHT = 170
 PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 52, 10, 12, 28
 BAR_ROW_HEIGHT = 46
-BAR_VALUE_ROOM = 96
+# Room between a bar's end and its value, in SVG units.
+BAR_VALUE_GAP = 6
 LABEL_WEIGHT_MAX = 52
+# The charts' text size (kpi_report.css) in SVG units. No font is measured here: a
+# label's width is estimated per character, erring wide, so it never runs out of
+# the chart whatever font the reader's system picks.
+FONT_SIZE = 13
+EM_NARROW, EM_PLAIN, EM_WIDE, EM_DOUBLE = 0.4, 0.62, 0.9, 1.3
+NARROW_CHARACTERS = frozenset(" .,:;'|!ijlrtf()[]-")
+WIDE_CHARACTERS = frozenset("mwMW@%&—_")
 MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 SENTIMENT_LABELS = {
     "positive": "Positive",
@@ -154,14 +163,18 @@ def _totals(days: list[dict[str, Any]], currency: str) -> list[tuple[str, str]]:
     def total(name: str) -> Any:
         return sum((row[name] for row in days), start=0)
 
+    store = reports.daily_totals(days)
     return [
         ("Posts published", f"{total('posts_published'):,}"),
         ("Impressions", f"{total('impressions'):,}"),
         ("Engagements", f"{total('engagements'):,}"),
         ("Link clicks", f"{total('link_clicks'):,}"),
-        ("Attributed orders", f"{total('attributed_orders'):,}"),
-        ("Attributed revenue", _money(total("revenue"), currency)),
-        ("Orders not attributed", f"{total('unattributed_orders'):,}"),
+        ("Attributed orders", f"{store['attributed_orders']:,}"),
+        ("Attributed revenue", _money(store["revenue"], currency)),
+        ("Orders not attributed", f"{store['unattributed_orders']:,}"),
+        ("Revenue not attributed", _money(store["unattributed_revenue"], currency)),
+        ("Store revenue", _money(store["store_revenue"], currency)),
+        ("Revenue share attributed", _percent(store["attributed_revenue_share"])),
     ]
 
 
@@ -176,6 +189,8 @@ def _day_row(row: dict[str, Any], currency: str) -> dict[str, str]:
         "orders": f"{row['attributed_orders']:,}",
         "revenue": _money(row["revenue"], currency),
         "conversion_rate": _percent(row["conversion_rate"]),
+        "unattributed_revenue": _money(row["unattributed_revenue"], currency),
+        "share": _percent(row["attributed_revenue_share"]),
     }
 
 
@@ -232,7 +247,7 @@ def _trend_chart(
         "bars": bars if kind == "bar" else [],
         "y_ticks": [
             {"y": y_of(top * share), "label": _compact(top * share)}
-            for share in (0, 0.5, 1)
+            for share in _tick_shares(top, counts=name != "revenue")
         ],
         "x_ticks": [
             {"x": x_of(day), "label": _short_day(day), "anchor": anchor}
@@ -276,9 +291,15 @@ def _trend_description(
 def _bar_chart(
     chart_id: str, title: str, items: list[tuple[dict[str, Any], Any, str]]
 ) -> dict[str, Any]:
-    """Lay out one labelled horizontal bar per post, longest for the largest value."""
+    """Lay out one labelled horizontal bar per post, longest for the largest value.
+
+    The bars leave room on their right for the widest value, so every value is
+    written past its bar's end. Only a value wider than half the chart (never a
+    realistic figure) is written inside its bar, or against the chart's edge.
+    """
     top = max((float(value) for _, value, _ in items), default=0) or 1
-    room = WIDTH - BAR_VALUE_ROOM
+    value_room = max((_text_width(spelled) for _, _, spelled in items), default=0)
+    room = WIDTH - min(value_room + BAR_VALUE_GAP + 2, WIDTH / 2)
     rows = []
     for rank, (post, value, spelled) in enumerate(items):
         y = 8 + rank * BAR_ROW_HEIGHT
@@ -290,7 +311,7 @@ def _bar_chart(
                 "bar_y": y + 19,
                 "length": length,
                 "value": spelled,
-                "value_x": length + 6,
+                **_value_place(length, _text_width(spelled)),
             }
         )
     spoken = "; ".join(f"{row['label']}: {row['value']}" for row in rows)
@@ -302,6 +323,42 @@ def _bar_chart(
         "height": 8 + BAR_ROW_HEIGHT * len(rows),
         "rows": rows,
     }
+
+
+def _value_place(length: float, width: float) -> dict[str, Any]:
+    """Place a bar's value past its end, else inside it, else at the chart's edge."""
+    if length + BAR_VALUE_GAP + width <= WIDTH:
+        return {"value_x": length + BAR_VALUE_GAP, "value_inside": False}
+    if width + 2 * BAR_VALUE_GAP <= length:
+        return {"value_x": length - BAR_VALUE_GAP - width, "value_inside": True}
+    return {"value_x": max(WIDTH - width, 0), "value_inside": False}
+
+
+def _text_width(text: str, size: float = FONT_SIZE) -> float:
+    """Estimate how wide `text` is drawn, in SVG units, erring wide.
+
+    Marks that join or modify the character before them (combining accents, the
+    zero-width joiner, variation selectors, skin tones) add nothing; emoji and CJK
+    count about 1.3 em, capitals and wide letters 0.9, thin ones 0.4, others 0.62.
+    """
+    ems = 0.0
+    for char in text:
+        category = unicodedata.category(char)
+        if category in ("Mn", "Me", "Cf") or 0x1F3FB <= ord(char) <= 0x1F3FF:
+            continue
+        if (
+            unicodedata.east_asian_width(char) in ("W", "F")
+            or category == "So"
+            or ord(char) >= 0x1F000
+        ):
+            ems += EM_DOUBLE
+        elif char in WIDE_CHARACTERS or char.isupper():
+            ems += EM_WIDE
+        elif char in NARROW_CHARACTERS:
+            ems += EM_NARROW
+        else:
+            ems += EM_PLAIN
+    return ems * size
 
 
 def _sentiment_chart(counted: dict[str, int]) -> dict[str, Any]:
@@ -344,7 +401,14 @@ def _post_label(post: dict[str, Any]) -> str:
     text = _SPACES.sub(" ", post["text"] or "").strip()
     if not text:
         return "(text removed)"
-    return post_text.shorten(text, LABEL_WEIGHT_MAX)
+
+    # Shorten by X's weight (whole words, whole emoji), then further until the
+    # estimated width fits the chart: "W" and emoji are wider than "i".
+    for weight in range(LABEL_WEIGHT_MAX, 0, -1):
+        label = post_text.shorten(text, weight)
+        if _text_width(label) <= WIDTH:
+            return label
+    return "…"
 
 
 def _x_tick_days(first_day: dt.date, last_day: dt.date) -> list[tuple[dt.date, str]]:
@@ -355,6 +419,16 @@ def _x_tick_days(first_day: dt.date, last_day: dt.date) -> list[tuple[dt.date, s
     if span >= 4:
         ticks.insert(1, (first_day + dt.timedelta(days=span // 2), "middle"))
     return ticks
+
+
+def _tick_shares(top: float, *, counts: bool) -> tuple[float, ...]:
+    """Return where the y ticks go, as shares of the axis' top.
+
+    A count axis gets no half-way tick that would read 0.5 or 2.5 impressions.
+    """
+    if counts and not (top / 2).is_integer():
+        return (0, 1)
+    return (0, 0.5, 1)
 
 
 def _nice_ceiling(value: float) -> float:

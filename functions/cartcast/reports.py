@@ -12,13 +12,15 @@ import csv
 import datetime as dt
 import io
 import uuid
+import zoneinfo
 from decimal import Decimal
 from typing import Any
 
 from cartcast.db import Transaction
 
 # The one list of daily_kpis columns a report shows, in order. The query reads the
-# whole row, so a column the rollup adds reaches every format by a line here.
+# whole row, so a column the rollup adds reaches every format by a line here. The
+# store's own figures (STORE_COLUMNS) are read live from the orders table.
 DAILY_COLUMNS = (
     "day",
     "posts_published",
@@ -31,6 +33,10 @@ DAILY_COLUMNS = (
     "revenue",
     "conversion_rate",
     "unattributed_orders",
+    "unattributed_revenue",
+    "store_orders",
+    "store_revenue",
+    "attributed_revenue_share",
     "mentions",
     "negative_mentions",
     "followers",
@@ -51,6 +57,25 @@ POST_COLUMNS = (
     "orders",
     "revenue",
 )
+STORE_COLUMNS = (
+    "unattributed_revenue",
+    "store_orders",
+    "store_revenue",
+    "attributed_revenue_share",
+)
+# Rates are written with the rollup's five decimals ("0.08667"). Money is written
+# with a fixed number of decimals whatever PostgreSQL returns: daily_kpis stores an
+# unconstrained numeric, so a day without sales comes back "0" beside "25.00". The
+# store's currency gets cents; API spend in USD the ledger's four places ($0.015).
+RATE_PLACES = Decimal("0.00001")
+MONEY_PLACES = {
+    "revenue": Decimal("0.01"),
+    "unattributed_revenue": Decimal("0.01"),
+    "store_revenue": Decimal("0.01"),
+    "total_price": Decimal("0.01"),
+    "api_spend_usd": Decimal("0.0001"),
+    "cost_per_attributed_order_usd": Decimal("0.0001"),
+}
 MENTION_COLUMNS = ("sentiment", "intent", "mentions", "escalated")
 ORDER_COLUMNS = (
     "order_id",
@@ -72,6 +97,19 @@ SELECT_DAILY = """
 SELECT * FROM daily_kpis
 WHERE brand_id = :brand_id AND day BETWEEN :first_day AND :last_day
 ORDER BY day
+"""
+# Every order of the range's local days, credited to a post or not, as the rollup
+# puts orders on days: the store's revenue beside what the posts brought in.
+SELECT_STORE_DAYS = """
+SELECT CAST(ordered_at AT TIME ZONE :tz AS date) AS day,
+    COUNT(*) AS store_orders,
+    SUM(total_price) AS store_revenue,
+    COALESCE(SUM(total_price) FILTER (WHERE post_id IS NULL), 0)
+        AS unattributed_revenue
+FROM orders
+WHERE brand_id = :brand_id
+    AND CAST(ordered_at AT TIME ZONE :tz AS date) BETWEEN :first_day AND :last_day
+GROUP BY 1
 """
 SELECT_POST_REVENUE = """
 SELECT p.id, p.text, p.published_at, p.x_post_id, p.engine,
@@ -147,17 +185,92 @@ class TooManyRows(Exception):
 
 
 def daily(
-    tx: Transaction, *, brand_id: str, first_day: dt.date, last_day: dt.date
+    tx: Transaction,
+    *,
+    brand_id: str,
+    time_zone: str,
+    first_day: dt.date,
+    last_day: dt.date,
 ) -> list[dict[str, Any]]:
-    """Return the rollup's rows for the brand-local days first_day..last_day."""
+    """Return the rollup's rows for the brand-local days first_day..last_day, each
+    with the store's orders and revenue of that day beside the attributed ones."""
     rows = tx.rows(
         SELECT_DAILY, brand_id=brand_id, first_day=first_day, last_day=last_day
     )
-    return [{name: row[name] for name in DAILY_COLUMNS} for row in rows]
+    store = {
+        row["day"]: row
+        for row in tx.rows(
+            SELECT_STORE_DAYS,
+            brand_id=brand_id,
+            tz=time_zone,
+            first_day=first_day,
+            last_day=last_day,
+        )
+    }
+
+    days = []
+    for row in rows:
+        sales = store.get(row["day"], {})
+        day = {name: row[name] for name in DAILY_COLUMNS if name not in STORE_COLUMNS}
+        day |= store_figures(
+            store_orders=sales.get("store_orders", 0),
+            store_revenue=sales.get("store_revenue", Decimal("0.00")),
+            unattributed_revenue=sales.get("unattributed_revenue", Decimal("0.00")),
+        )
+        days.append(with_money_places({name: day[name] for name in DAILY_COLUMNS}))
+    return days
+
+
+def with_money_places(row: dict[str, Any]) -> dict[str, Any]:
+    """Return the row with every money figure written to its fixed decimals."""
+    return {
+        name: (
+            value.quantize(MONEY_PLACES[name])
+            if name in MONEY_PLACES and isinstance(value, Decimal)
+            else value
+        )
+        for name, value in row.items()
+    }
+
+
+def store_figures(
+    *, store_orders: int, store_revenue: Decimal, unattributed_revenue: Decimal
+) -> dict[str, Any]:
+    """Spell the store's figures and the share of its revenue credited to posts
+    (None when the store sold nothing: no share of nothing)."""
+    share = None
+    if store_revenue > 0:
+        credited = store_revenue - unattributed_revenue
+        share = (credited / store_revenue).quantize(RATE_PLACES)
+    return {
+        "unattributed_revenue": unattributed_revenue,
+        "store_orders": store_orders,
+        "store_revenue": store_revenue,
+        "attributed_revenue_share": share,
+    }
+
+
+def daily_totals(days: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum the range's days: attributed and unattributed orders and revenue."""
+
+    def total(name: str) -> Any:
+        return sum((row[name] for row in days), start=Decimal("0.00"))
+
+    return {
+        "attributed_orders": int(total("attributed_orders")),
+        "revenue": total("revenue"),
+        "unattributed_orders": int(total("unattributed_orders")),
+        **store_figures(
+            store_orders=int(total("store_orders")),
+            store_revenue=total("store_revenue"),
+            unattributed_revenue=total("unattributed_revenue"),
+        ),
+    }
 
 
 def post_revenue(tx: Transaction, *, brand_id: str, limit: int) -> list[dict[str, Any]]:
-    return tx.rows(SELECT_POST_REVENUE, brand_id=brand_id, limit=limit)
+    rows = tx.rows(SELECT_POST_REVENUE, brand_id=brand_id, limit=limit)
+    return [with_money_places(row) for row in rows]
 
 
 def mention_summary(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
@@ -172,7 +285,8 @@ def orders(
     first_day: dt.date,
     last_day: dt.date,
 ) -> list[dict[str, Any]]:
-    """Return the orders placed on the range's local days, attributed or not.
+    """Return the orders placed on the range's local days, attributed or not,
+    each `ordered_at` in the brand's zone with its UTC offset.
 
     Raises:
         TooManyRows: the range holds more than ORDER_ROWS_MAX orders.
@@ -187,7 +301,13 @@ def orders(
     )
     if len(rows) > ORDER_ROWS_MAX:
         raise TooManyRows(f"more than {ORDER_ROWS_MAX} orders")
-    return rows
+
+    # Times in the brand's zone, with their offset, as the days are counted.
+    zone = zoneinfo.ZoneInfo(time_zone)
+    return [
+        with_money_places(row) | {"ordered_at": row["ordered_at"].astimezone(zone)}
+        for row in rows
+    ]
 
 
 def kpi_report(
@@ -204,7 +324,7 @@ def kpi_report(
         "first_day": first_day,
         "last_day": last_day,
     }
-    days = daily(tx, **range_of_days)
+    days = daily(tx, time_zone=brand["time_zone"], **range_of_days)
     posts = tx.rows(
         SELECT_POSTS_PUBLISHED_IN_RANGE, tz=brand["time_zone"], **range_of_days
     )

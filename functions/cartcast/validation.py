@@ -96,6 +96,11 @@ def money(value: Any, name: str) -> Decimal:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidRequest(f"'{name}' must be a number", field=name)
+    if isinstance(value, str) and value.startswith("-"):
+        if PLAIN_DECIMAL.fullmatch(value[1:]):
+            raise InvalidRequest(
+                f"'{name}' is negative ({value}); it must be 0 or more", field=name
+            )
     if isinstance(value, str) and not PLAIN_DECIMAL.fullmatch(value):
         raise InvalidRequest(
             f"'{name}' must be a plain decimal number such as 19.98", field=name
@@ -104,8 +109,12 @@ def money(value: Any, name: str) -> Decimal:
         amount = Decimal(str(value))
     except InvalidOperation as error:
         raise InvalidRequest(f"'{name}' must be a number", field=name) from error
-    if not amount.is_finite() or amount < 0:
-        raise InvalidRequest(f"'{name}' must be a non-negative amount", field=name)
+    if not amount.is_finite():
+        raise InvalidRequest(f"'{name}' must be a finite number", field=name)
+    if amount < 0:
+        raise InvalidRequest(
+            f"'{name}' is negative ({value}); it must be 0 or more", field=name
+        )
     # Refuse huge values before quantize, which raises past 28 digits of precision.
     if amount >= AMOUNT_LIMIT or amount.quantize(CENT) >= AMOUNT_LIMIT:
         raise InvalidRequest(
