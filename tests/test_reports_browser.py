@@ -237,7 +237,8 @@ def browser(chromium, tracer, tmp_path):
     trace = tmp_path / "chromium.strace"
     command = chromium_command(binary, profile)
     if tracer:
-        traced = [tracer, "-f", "-qq", f"-etrace={TRACED_CALLS}", "-o", str(trace)]
+        traced = [tracer, "-f", "--seccomp-bpf", "-qq", f"-etrace={TRACED_CALLS}"]
+        traced += ["-o", str(trace)]
         command = traced + command
     log = (tmp_path / "chromium.log").open("wb")
     # A session of its own, so the renderers it forks are ended with it.
