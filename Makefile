@@ -31,12 +31,12 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@rm -f $(CHECKOV_VENV)/.installed-*; touch $@
 
-chromium: ## Install Debian's chromium for the HTML report test (as root; CI does)
-	@command -v chromium >/dev/null 2>&1 || { \
+chromium: ## Install Debian's chromium and strace for the HTML report test (as root; CI does)
+	@{ command -v chromium && command -v strace; } >/dev/null 2>&1 || { \
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    chromium >/dev/null; }
-	@echo "chromium: $$(chromium --version 2>/dev/null)"
+	    chromium strace >/dev/null; }
+	@echo "chromium: $$(chromium --version 2>/dev/null); $$(strace -V | head -n 1)"
 
 demo: install ## Run the whole loop on the demo catalog in a simulated week (LIVE=1: real X, capped)
 	@$(PY) -m infra.demo $(if $(LIVE),--live)

@@ -6,29 +6,38 @@ brand's key as a header, every chart is looked up in the DOM, the console must
 stay free of errors (a style the policy refused would log one), and a screenshot
 at phone width is kept as an artifact.
 
-Chromium must reach nothing but loopback. Besides the flags that turn its
-background services off, every name resolves to nothing but 127.0.0.1, and every
-request that is not to loopback goes through a proxy on a closed loopback port.
+Chromium opens no network socket at all. Before it resolves any host, even the
+IP literal 127.0.0.1, Chromium checks IPv6 reachability with a UDP connect() to
+2001:4860:4860::8888, so it is given nothing to resolve: every host, loopback
+included, maps to "no such name", and the test answers the page's request itself
+over DevTools with the api's own answer from loopback (serve_from_loopback). Where
+strace can trace, Chromium runs under it and the test fails on any address past
+loopback in its connect() and send calls; without strace it warns and runs unchecked.
 Outside CI a machine without chromium skips with a message; under CI=true that is
 a failure, as for the Pub/Sub emulator (tests/test_pubsub.py).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
+import ipaddress
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +78,6 @@ def chromium_binary() -> str:
     raise AssertionError("unreachable")
 
 
-def closed_loopback_port() -> int:
-    """Return a loopback port nothing listens on: a proxy there refuses at once."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def chromium_command(binary: str, profile: Path) -> list[str]:
     command = [
         binary,
@@ -98,9 +100,12 @@ def chromium_command(binary: str, profile: Path) -> list[str]:
         "--disable-gpu",
         "--disable-dev-shm-usage",
         "--hide-scrollbars",
-        # Names resolve to nothing, and anything not on loopback meets a dead proxy.
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--proxy-server=http://127.0.0.1:{closed_loopback_port()}",
+        # Every host fails before Chromium's resolver runs, so it never probes IPv6
+        # reachability (a UDP connect() to 2001:4860:4860::8888) and opens no
+        # socket; the page comes over DevTools (serve_from_loopback). "^NOTFOUND"
+        # is the rule's "no such name" in current Chromium: "~NOTFOUND", its old
+        # spelling, is now read as a host name and looked up like any other.
+        "--host-resolver-rules=MAP * ^NOTFOUND",
         "--remote-debugging-address=127.0.0.1",
         "--remote-debugging-port=0",
         "about:blank",
@@ -113,35 +118,50 @@ def chromium_command(binary: str, profile: Path) -> list[str]:
 
 
 class DevTools:
-    """A small DevTools protocol client: send a command, keep the events."""
+    """A small DevTools protocol client: send a command, keep the events.
+
+    A handler registered for an event runs as the event arrives, and may call
+    commands itself: answers are kept by id, so a call made inside another call's
+    wait still finds its own.
+    """
 
     def __init__(self, connection: Any) -> None:
         self.socket = connection
         self.ids = itertools.count(1)
         self.events: list[dict[str, Any]] = []
+        self.answers: dict[int, dict[str, Any]] = {}
+        self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         call_id = next(self.ids)
         self.socket.send(
             json.dumps({"id": call_id, "method": method, "params": params})
         )
-        while True:
-            message = json.loads(self.socket.recv(timeout=PROTOCOL_TIMEOUT_S))
-            if message.get("id") == call_id:
-                if "error" in message:
-                    raise AssertionError(f"{method}: {message['error']}")
-                return message["result"]
-            self.events.append(message)
+        while call_id not in self.answers:
+            self.receive()
+        answer = self.answers.pop(call_id)
+        if "error" in answer:
+            raise AssertionError(f"{method}: {answer['error']}")
+        return answer["result"]
 
     def wait_for(self, method: str) -> dict[str, Any]:
-        for event in self.events:
-            if event.get("method") == method:
-                return event
+        seen = 0
         while True:
-            message = json.loads(self.socket.recv(timeout=PROTOCOL_TIMEOUT_S))
-            self.events.append(message)
-            if message.get("method") == method:
-                return message
+            for event in self.events[seen:]:
+                if event.get("method") == method:
+                    return event
+            seen = len(self.events)
+            self.receive()
+
+    def receive(self) -> None:
+        message = json.loads(self.socket.recv(timeout=PROTOCOL_TIMEOUT_S))
+        if "id" in message:
+            self.answers[message["id"]] = message
+            return
+        self.events.append(message)
+        handler = self.handlers.get(message.get("method", ""))
+        if handler:
+            handler(message["params"])
 
     def console_errors(self) -> list[str]:
         found = []
@@ -184,17 +204,47 @@ def chromium() -> str:
     return chromium_binary()
 
 
+@pytest.fixture(scope="session")
+def tracer() -> str | None:
+    """strace, if it is installed and may trace here; else None, with a warning."""
+    found = shutil.which("strace")
+    if found:
+        probe = subprocess.run(
+            [found, "-o", os.devnull, "true"], capture_output=True, timeout=30
+        )
+        if probe.returncode == 0:
+            return found
+    reason = "strace is not installed" if not found else f"{found} cannot trace here"
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(f"{reason}; CI=true requires it to check Chromium's network")
+    warnings.warn(
+        f"{reason}: Chromium runs without its connections checked", stacklevel=2
+    )
+    return None
+
+
 @pytest.fixture
-def browser(chromium, tmp_path):
-    """Headless Chromium with its DevTools endpoint on loopback; the page target."""
+def browser(chromium, tracer, tmp_path):
+    """Headless Chromium with its DevTools endpoint on loopback; the page target.
+
+    Under strace, its connections are checked once it has ended: an address past
+    loopback fails the test (at teardown, where the whole trace is written).
+    """
     from websockets.sync.client import connect
 
     binary = chromium
     profile = tmp_path / "profile"
+    write_preferences(profile)
+    trace = tmp_path / "chromium.strace"
+    command = chromium_command(binary, profile)
+    if tracer:
+        traced = [tracer, "-f", "--seccomp-bpf", "-qq", f"-etrace={TRACED_CALLS}"]
+        traced += ["-o", str(trace)]
+        command = traced + command
     log = (tmp_path / "chromium.log").open("wb")
     # A session of its own, so the renderers it forks are ended with it.
     process = subprocess.Popen(
-        chromium_command(binary, profile),
+        command,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -213,7 +263,9 @@ def browser(chromium, tmp_path):
         ) as devtools_socket:
             yield DevTools(devtools_socket)
     finally:
-        process.terminate()
+        # The whole session: under strace, Chromium is strace's child, not ours.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
@@ -222,6 +274,108 @@ def browser(chromium, tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+    if tracer:
+        traced = trace.read_text(errors="replace")
+        assert TRACED_LINE.search(traced), f"strace recorded no call in {trace}"
+        reached = addresses_past_loopback(traced)
+        assert reached == [], f"chromium reached past loopback: {reached}"
+
+
+# The calls that name where a socket's packets go; strace prints their address.
+TRACED_CALLS = "connect,sendto,sendmsg,sendmmsg"
+TRACED_LINE = re.compile(r"^\d+ +(?:connect|sendto|sendmsg|sendmmsg)\(", re.MULTILINE)
+TRACED_ADDRESS = re.compile(r'inet_addr\("([^"]*)"\)|inet_pton\(AF_INET6?, "([^"]*)"')
+
+
+def addresses_past_loopback(trace: str) -> list[str]:
+    """Return every IPv4 or IPv6 address in an strace log that is not loopback.
+
+    A line naming an IP family whose address cannot be read is returned whole, so
+    a format this does not know fails the test rather than passing it.
+    """
+    reached = []
+    for line in trace.splitlines():
+        if "sa_family=AF_INET" not in line:
+            continue
+        found = [v4 or v6 for v4, v6 in TRACED_ADDRESS.findall(line)]
+        if not found:
+            reached.append(line)
+        reached += [address for address in found if not is_loopback(address)]
+    return reached
+
+
+def is_loopback(address: str) -> bool:
+    parsed = ipaddress.ip_address(address)
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
+        parsed = parsed.ipv4_mapped
+    return parsed.is_loopback
+
+
+def write_preferences(profile: Path) -> None:
+    """Turn off the DNS probe of Chromium's error pages before its first start.
+
+    A page that fails with "name not resolved" makes Chromium look names up
+    through 8.8.8.8 and the machine's resolver to word its error page; the
+    "alternate error pages" preference is what allows that probe.
+    """
+    preferences = {"alternate_error_pages": {"enabled": False}}
+    (profile / "Default").mkdir(parents=True)
+    (profile / "Default" / "Preferences").write_text(json.dumps(preferences))
+
+
+def serve_from_loopback(browser: DevTools, origin: str) -> None:
+    """Answer the page's requests to `origin` from here, over DevTools.
+
+    Chromium resolves no host, so it cannot fetch the page itself: each request
+    it would send is paused, sent to the api from this process as Chromium wrote
+    it (the key header included), and the api's status, headers (its
+    Content-Security-Policy too) and body are handed back as the response. Any
+    other request fails as blocked.
+    """
+
+    def answer(paused: dict[str, Any]) -> None:
+        request, request_id = paused["request"], paused["requestId"]
+        if not request["url"].startswith(f"{origin}/"):
+            browser.call(
+                "Fetch.failRequest", requestId=request_id, errorReason="BlockedByClient"
+            )
+            return
+        status, headers, body = fetch_from_loopback(request)
+        browser.call(
+            "Fetch.fulfillRequest",
+            requestId=request_id,
+            responseCode=status,
+            responseHeaders=[{"name": name, "value": value} for name, value in headers],
+            body=base64.b64encode(body).decode(),
+        )
+
+    browser.handlers["Fetch.requestPaused"] = answer
+    browser.call("Fetch.enable", patterns=[{"urlPattern": "*"}])
+
+
+# Headers about the connection the api answered on, not about the answer.
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding"}
+
+
+def fetch_from_loopback(request: dict[str, Any]) -> tuple[int, list, bytes]:
+    """Send a request Chromium paused to the api; return status, headers, body."""
+    forwarded = urllib.request.Request(
+        request["url"],
+        method=request["method"],
+        headers=request["headers"],
+        data=request["postData"].encode() if "postData" in request else None,
+    )
+    try:
+        with urllib.request.urlopen(forwarded, timeout=PROTOCOL_TIMEOUT_S) as answer:
+            status, headers, body = answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as refused:
+        status, headers, body = refused.code, refused.headers, refused.read()
+    kept = [
+        (name, value)
+        for name, value in headers.items()
+        if name.lower() not in HOP_BY_HOP
+    ]
+    return status, kept, body
 
 
 def wait_for_devtools_port(profile: Path, process: subprocess.Popen) -> int:
@@ -294,6 +448,7 @@ def test_the_report_draws_every_chart_in_chromium_without_a_console_error(
         headers={"Authorization": f"Bearer {fixture['key']}"},
     )
     browser.call("Emulation.setDeviceMetricsOverride", **PHONE)
+    serve_from_loopback(browser, api_url)
 
     navigation = browser.call("Page.navigate", url=url)
     browser.wait_for("Page.loadEventFired")
@@ -358,8 +513,9 @@ def test_every_label_stays_inside_its_chart_and_the_page_uses_a_wide_screen(
         headers={"Authorization": f"Bearer {wide_fixture['key']}"},
     )
     browser.call("Emulation.setDeviceMetricsOverride", **screen)
+    serve_from_loopback(browser, api_url)
 
-    browser.call("Page.navigate", url=url)
+    navigation = browser.call("Page.navigate", url=url)
     browser.wait_for("Page.loadEventFired")
     inspected = browser.call(
         "Runtime.evaluate", expression=INSPECT_PAGE, returnByValue=True
@@ -367,6 +523,7 @@ def test_every_label_stays_inside_its_chart_and_the_page_uses_a_wide_screen(
     found = json.loads(inspected["result"]["value"])
     save_screenshot(browser, name)
 
+    assert "errorText" not in navigation, navigation
     assert browser.console_errors() == []
     assert found["outside"] == []
     assert found["pageWidth"] <= found["viewportWidth"] == screen["width"]
@@ -379,8 +536,6 @@ def test_every_label_stays_inside_its_chart_and_the_page_uses_a_wide_screen(
 
 def save_screenshot(browser: DevTools, name: str) -> Path:
     """Capture the whole page, keep it under ARTIFACTS and print where."""
-    import base64
-
     metrics = browser.call("Page.getLayoutMetrics")["cssContentSize"]
     shot = browser.call(
         "Page.captureScreenshot",
