@@ -176,23 +176,39 @@ class _Cues:
     asking: _Asking
 
 
+class _read_once:  # noqa: N801 (used as a decorator, like the one it replaces)
+    """functools.cached_property without its lock, which Python 3.11 takes on each
+    first read; an _Asking lives inside one call, so no other thread reads it."""
+
+    def __init__(self, compute) -> None:  # noqa: ANN001
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, instance, owner=None):  # noqa: ANN001, ANN204
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
+
+
 class _Asking:
     """How a mention asks, if it does, each read only when the rules reach it."""
 
     def __init__(self, lowered: str) -> None:
         self.lowered = lowered
 
-    @functools.cached_property
+    @_read_once
     def question_form(self) -> bool:
         """A wh-word or an inverted auxiliary opening a clause."""
         opener = QUESTION_OPENERS.match(self.lowered)
         return bool(opener) or bool(QUESTION_FORM.search(self.lowered))
 
-    @functools.cached_property
+    @_read_once
     def question(self) -> bool:
         return "?" in self.lowered or self.question_form
 
-    @functools.cached_property
+    @_read_once
     def plain_question(self) -> bool:
         """Opens by asking: not a grievance with a question mark on it."""
         # Opening with a question form asks, mark or no mark: "can I pay with
@@ -203,11 +219,11 @@ class _Asking:
             return True
         return bool(QUESTION_FORM.match(lowered))
 
-    @functools.cached_property
+    @_read_once
     def why_question(self) -> bool:
         return "why" in self.lowered and bool(WHY_QUESTION.search(self.lowered))
 
-    @functools.cached_property
+    @_read_once
     def asks_followers(self) -> bool:
         lowered = self.lowered
         if "any" not in lowered and "who" not in lowered:
@@ -215,10 +231,66 @@ class _Asking:
         return bool(ASKS_FOLLOWERS.search(lowered))
 
 
-def _patterns(table: dict[str, str]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+# A pattern with more required words than this is searched without a pre-check.
+MAX_NEEDED_WORDS = 16
+
+_Named = tuple[str, re.Pattern[str], tuple[str, ...] | None]
+
+
+def _patterns(table: dict[str, str]) -> tuple[_Named, ...]:
     # Matched against lower-cased text: IGNORECASE made every search 1.6 times
     # slower, and these searches are most of the scorer's time.
-    return tuple((name, re.compile(rx)) for name, rx in table.items())
+    compiled = [(name, re.compile(rx)) for name, rx in table.items()]
+    return tuple((name, rx, _needed_words(rx)) for name, rx in compiled)
+
+
+def _needed_words(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """Return literal strings one of which every match holds, or None if unknown."""
+    # A regex search scans the whole text; `in` on a few literals costs a tenth
+    # of that, and most texts that pass a group's gate hold none of them.
+    if pattern.flags & re.IGNORECASE:
+        return None
+    needed = _needed_in(re._parser.parse(pattern.pattern))
+    return tuple(sorted(needed)) if needed else None
+
+
+def _needed_in(sequence) -> frozenset[str] | None:  # noqa: ANN001 (re's parse tree)
+    """One literal of the set is in every match of this parsed sequence."""
+    candidates, run = [], []
+    for op, value in [*sequence, (None, None)]:
+        if op is re._constants.LITERAL:
+            run.append(chr(value))
+            continue
+        if run:
+            candidates.append(frozenset(["".join(run)]))
+            run = []
+        candidates.append(_needed_by(op, value))
+    found = [c for c in candidates if c and len(c) <= MAX_NEEDED_WORDS]
+    # The most telling choice: the fewest literals, then the longest shortest.
+    return max(found, key=lambda c: (-len(c), min(map(len, c))), default=None)
+
+
+def _needed_by(op, value) -> frozenset[str] | None:  # noqa: ANN001
+    constants = re._constants
+    if op is constants.SUBPATTERN:
+        _, added_flags, removed_flags, body = value
+        return None if added_flags or removed_flags else _needed_in(body)
+    if op is constants.ATOMIC_GROUP:
+        return _needed_in(value)
+    if op in (constants.MAX_REPEAT, constants.MIN_REPEAT, constants.POSSESSIVE_REPEAT):
+        low, _, body = value
+        return _needed_in(body) if low >= 1 else None
+    if op is constants.BRANCH:
+        branches = [_needed_in(branch) for branch in value[1]]
+        if not all(branches):
+            return None
+        return _shortest(frozenset().union(*branches))
+    return None
+
+
+def _shortest(words: frozenset[str]) -> frozenset[str]:
+    """Drop each word that holds another: "not yet" is found wherever "not" is."""
+    return frozenset(w for w in words if not any(o != w and o in w for o in words))
 
 
 def _stems(alternatives: str) -> re.Pattern[str]:
@@ -1053,14 +1125,19 @@ def _complaint_cues(cues: _Cues) -> bool:
 
 
 def _matching(
-    patterns: tuple[tuple[str, re.Pattern[str]], ...],
+    patterns: tuple[_Named, ...],
     text: str,
     gate: re.Pattern[str] | None = None,
 ) -> tuple[str, ...]:
     """Name the patterns found in lower-cased `text`, after its group's gate."""
     if gate is not None and not gate.search(text):
         return ()
-    return tuple(name for name, rx in patterns if rx.search(text))
+    holds = text.__contains__
+    return tuple(
+        name
+        for name, rx, needed in patterns
+        if (needed is None or any(map(holds, needed))) and rx.search(text)
+    )
 
 
 def _classify_intent(cues: _Cues, compound: float) -> str:
