@@ -231,8 +231,10 @@ class _Asking:
         return bool(ASKS_FOLLOWERS.search(lowered))
 
 
-# A pattern with more required words than this is searched without a pre-check.
-MAX_NEEDED_WORDS = 16
+# A pattern with more required words than this, or a shorter one than this, is
+# searched without a pre-check: the check would cost more than it spares.
+MAX_NEEDED_WORDS = 32
+MIN_NEEDED_CHARS = 3
 
 _Named = tuple[str, re.Pattern[str], tuple[str, ...] | None]
 
@@ -251,7 +253,9 @@ def _needed_words(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
     if pattern.flags & re.IGNORECASE:
         return None
     needed = _needed_in(re._parser.parse(pattern.pattern))
-    return tuple(sorted(needed)) if needed else None
+    if not needed or min(map(len, needed)) < MIN_NEEDED_CHARS:
+        return None
+    return tuple(sorted(needed))
 
 
 def _needed_in(sequence) -> frozenset[str] | None:  # noqa: ANN001 (re's parse tree)
@@ -266,8 +270,9 @@ def _needed_in(sequence) -> frozenset[str] | None:  # noqa: ANN001 (re's parse t
             run = []
         candidates.append(_needed_by(op, value))
     found = [c for c in candidates if c and len(c) <= MAX_NEEDED_WORDS]
-    # The most telling choice: the fewest literals, then the longest shortest.
-    return max(found, key=lambda c: (-len(c), min(map(len, c))), default=None)
+    # The most telling choice: literals of three characters or more ("a", " "
+    # are in every text), then the fewest of them.
+    return max(found, key=lambda c: (min(3, *map(len, c)), -len(c)), default=None)
 
 
 def _needed_by(op, value) -> frozenset[str] | None:  # noqa: ANN001
