@@ -157,7 +157,9 @@ class MentionScore:
     crisis: tuple[str, ...] = ()  # crisis words found, e.g. ("burn",)
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each of its fields through
+# object.__setattr__, and one _Cues is built for every mention.
+@dataclass(slots=True)
 class _Cues:
     """The named phrase groups found in one mention."""
 
@@ -958,7 +960,10 @@ def score_mention(text: str) -> MentionScore:
 def _normalise(text: str) -> str:
     """Drop handles and links, and undo the X text quirks that mislead VADER."""
     # The X API returns post text with &amp; &lt; &gt; still escaped.
-    text = html.unescape(text).translate(CURLY_APOSTROPHES)
+    text = html.unescape(text)
+    # Curly apostrophes are not ASCII; translate costs 4 us even when none is there.
+    if not text.isascii():
+        text = text.translate(CURLY_APOSTROPHES)
     # Text that went through one JSON encoding too many keeps "\u2019" as six
     # characters, and "don\u2019t" then escapes VADER's negation rule.
     if "\\u" in text:
