@@ -416,6 +416,18 @@ def test_a_gate_never_hides_a_match_of_its_group(name, patterns, gate):
         assert gated == ungated, (name, text)
 
 
+def test_one_search_for_every_stem_passes_the_gates_each_search_would():
+    texts = [m["text"] for m in TEAM_MENTIONS + TRIAGE_MENTIONS] + list(GATE_PROBES)
+    texts += ["cancelled", "unsubscribe", "failed delivery", "the only ones", "<3 !!!"]
+    gates = list(sentiment._GATE_STEMS)
+
+    for text in texts:
+        lowered = sentiment._normalise(text).lower()
+        passed = sentiment._gates().passed(lowered)
+        assert passed == {gate for gate in gates if gate.search(lowered)}, text
+    assert len(gates) >= 12
+
+
 @pytest.mark.parametrize(("name", "patterns", "gate"), GATED_GROUPS)
 def test_a_pattern_matches_only_where_its_needed_words_are(name, patterns, gate):
     texts = [m["text"] for m in TEAM_MENTIONS + TRIAGE_MENTIONS] + list(GATE_PROBES)
