@@ -240,14 +240,30 @@ class _Asking:
 MAX_NEEDED_WORDS = 32
 MIN_NEEDED_CHARS = 3
 
-_Named = tuple[str, re.Pattern[str], tuple[str, ...] | None]
+_Named = tuple[str, re.Pattern[str]]
+_Prechecked = tuple[str, re.Pattern[str], tuple[str, ...] | None]
 
 
 def _patterns(table: dict[str, str]) -> tuple[_Named, ...]:
     # Matched against lower-cased text: IGNORECASE made every search 1.6 times
     # slower, and these searches are most of the scorer's time.
-    compiled = [(name, re.compile(rx)) for name, rx in table.items()]
-    return tuple((name, rx, _needed_words(rx)) for name, rx in compiled)
+    return tuple((name, re.compile(rx)) for name, rx in table.items())
+
+
+# Each group kept beside its patterns and needed words, keyed by its id: the
+# group is kept alive here, so its id is never reused for another.
+_PRECHECKED: dict[int, tuple[tuple[_Named, ...], tuple[_Prechecked, ...]]] = {}
+
+
+def _prechecked(patterns: tuple[_Named, ...]) -> tuple[_Prechecked, ...]:
+    """Return a group's patterns with the words each needs, worked out once."""
+    # Not at import: reading fifty patterns' parse trees costs 20 ms, which the
+    # functions' cold start would pay before their first request.
+    kept = _PRECHECKED.get(id(patterns))
+    if kept is None:
+        named = tuple((name, rx, _needed_words(rx)) for name, rx in patterns)
+        kept = _PRECHECKED[id(patterns)] = (patterns, named)
+    return kept[1]
 
 
 def _needed_words(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
@@ -1209,7 +1225,7 @@ def _matching(
     holds = text.__contains__
     return tuple(
         name
-        for name, rx, needed in patterns
+        for name, rx, needed in _prechecked(patterns)
         if (needed is None or any(map(holds, needed))) and rx.search(text)
     )
 
