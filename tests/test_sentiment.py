@@ -416,6 +416,51 @@ def test_a_gate_never_hides_a_match_of_its_group(name, patterns, gate):
         assert gated == ungated, (name, text)
 
 
+def test_one_search_for_every_stem_passes_the_gates_each_search_would():
+    texts = [m["text"] for m in TEAM_MENTIONS + TRIAGE_MENTIONS] + list(GATE_PROBES)
+    texts += ["cancelled", "unsubscribe", "failed delivery", "the only ones", "<3 !!!"]
+    gates = list(sentiment._GATE_STEMS)
+
+    for text in texts:
+        lowered = sentiment._normalise(text).lower()
+        passed = sentiment._gates().passed(lowered)
+        assert passed == {gate for gate in gates if gate.search(lowered)}, text
+    assert len(gates) >= 12
+
+
+@pytest.mark.parametrize(("name", "patterns", "gate"), GATED_GROUPS)
+def test_a_pattern_matches_only_where_its_needed_words_are(name, patterns, gate):
+    texts = [m["text"] for m in TEAM_MENTIONS + TRIAGE_MENTIONS] + list(GATE_PROBES)
+
+    for text in texts:
+        lowered = sentiment._normalise(text).lower()
+        for cue, rx, needed in sentiment._prechecked(patterns):
+            if rx.search(lowered) and needed is not None:
+                assert any(word in lowered for word in needed), (name, cue, text)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "needed"),
+    [
+        (r"\bburn(?:s|ed|t|ing)?\b", ("burn",)),
+        (
+            r"\b(?:never|not|n't) (?:turned|turn) up\b|\bmissed it",
+            (" turn", "missed it"),
+        ),
+        # "not yet" holds "not": one check covers all three.
+        (r"(?:still not|not yet|not) here", ("not",)),
+        (r"\bmine\b|\w+ing\b", ("ing", "mine")),
+        (r"(?:late)?ness", ("ness",)),
+        # "my" and " " are in too many texts to tell anything.
+        (r"\bmy\b|\w+ing\b", None),
+        (r"\bmy\b|\w+\b", None),
+        (r"(?i)burn", None),
+    ],
+)
+def test_needed_words_are_what_every_match_must_hold(pattern, needed):
+    assert sentiment._needed_words(re.compile(pattern)) == needed
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -26,7 +26,8 @@ ORDER_NUMBER = re.compile(r"#\s?[a-z]{0,4}-?\d{3,}|\b[a-z]{1,4}-?\d{4,}\b")
 NUMBER = re.compile(r"\d+")
 DIGIT = re.compile(r"\d")
 THREE_DIGITS = re.compile(r"\d{3}")
-CURRENCY = re.compile(r"[$€£]|usd|eur|gbp")
+# Looked for with `in`, several times faster than one regex search for them all.
+CURRENCY_MARKS = ("$", "€", "£", "usd", "eur", "gbp")
 MONEY = re.compile(r"[$€£]\s?\d+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s?(?:usd|eur|gbp)\b")
 URL = re.compile(r"https?://\S+|www\.\S+")
 HANDLE = re.compile(r"@\w{1,15}")
@@ -46,7 +47,7 @@ def words(text: str) -> list[str]:
         lowered = HANDLE.sub(" ", lowered)
     if DIGIT.search(lowered):
         # An amount needs a currency sign or code, an order number three digits.
-        if CURRENCY.search(lowered):
+        if any(map(lowered.__contains__, CURRENCY_MARKS)):
             lowered = MONEY.sub(" moneytoken ", lowered)
         if THREE_DIGITS.search(lowered):
             lowered = ORDER_NUMBER.sub(" ordernumtoken ", lowered)

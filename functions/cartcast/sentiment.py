@@ -8,10 +8,13 @@ functions-framework load it anyway; VADER uses it only to find its lexicon files
 building the analyser costs 7 to 10 ms and 2.5 MB (two lexicon files, 7,506 words and
 3,570 emoji). Scoring ran at 0.29 of bare VADER's speed in the cartcast.5 report
 run (bench/sentiment_eval.py prints the ratio): the cue patterns match lower-cased
-text, each group behind a gate of its literal stems nested by prefix, searches whose
-telling character ("@", "#", "://", an emoji) is absent are skipped, question forms
-are read only when a rule reaches them, and a text without a negation is one VADER
-call.
+text, each group behind a gate of its literal stems nested by prefix, all gates
+read in one search for every stem, a pattern searched only when the text holds one
+of the words it needs, searches whose telling character ("@", "#", "://", an
+emoji) is absent are skipped, question forms are read only when a rule reaches
+them, and a text without a negation is one VADER call. The gates' search and the
+needed words are built on the first mention (20 to 40 ms, once per process), not
+at import.
 
 What is changed around VADER, with what each change did in `bench/sentiment_eval.py`
 (up to cartcast.1, macro-F1 on all 2,000 labelled tweets; from cartcast.2, macro-
@@ -49,8 +52,9 @@ for the report; right sentiments out of the 64 team mentions):
   short of 0.9 (decision 0018).
 - cartcast.6 backs the rules with a learned model (`intent_model.py`) where they
   found no order issue and no spam, chosen leave-one-store-out on two stores'
-  tuning halves. Sentiment labels are unchanged; scoring is about a quarter
-  slower (decision 0018, fourth round).
+  tuning halves. Sentiment labels are unchanged; scoring was about a quarter
+  slower (decision 0018, fourth round), won back without changing any output
+  by the one gate search and the needed words above (decision 0018).
 - X text is normalised: @handles and URLs removed, the `&amp;` entities the X API
   leaves in post text unescaped, curly apostrophes straightened (VADER's negation
   rule only knows a straight "n't") and emoji variation selectors dropped (VADER
@@ -117,6 +121,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 # Bump when any rule, list or threshold below changes: stored scores name their version.
@@ -157,7 +163,9 @@ class MentionScore:
     crisis: tuple[str, ...] = ()  # crisis words found, e.g. ("burn",)
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each of its fields through
+# object.__setattr__, and one _Cues is built for every mention.
+@dataclass(slots=True)
 class _Cues:
     """The named phrase groups found in one mention."""
 
@@ -176,23 +184,39 @@ class _Cues:
     asking: _Asking
 
 
+class _read_once:  # noqa: N801 (used as a decorator, like the one it replaces)
+    """functools.cached_property without its lock, which Python 3.11 takes on each
+    first read; an _Asking lives inside one call, so no other thread reads it."""
+
+    def __init__(self, compute) -> None:  # noqa: ANN001
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, instance, owner=None):  # noqa: ANN001, ANN204
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
+
+
 class _Asking:
     """How a mention asks, if it does, each read only when the rules reach it."""
 
     def __init__(self, lowered: str) -> None:
         self.lowered = lowered
 
-    @functools.cached_property
+    @_read_once
     def question_form(self) -> bool:
         """A wh-word or an inverted auxiliary opening a clause."""
         opener = QUESTION_OPENERS.match(self.lowered)
         return bool(opener) or bool(QUESTION_FORM.search(self.lowered))
 
-    @functools.cached_property
+    @_read_once
     def question(self) -> bool:
         return "?" in self.lowered or self.question_form
 
-    @functools.cached_property
+    @_read_once
     def plain_question(self) -> bool:
         """Opens by asking: not a grievance with a question mark on it."""
         # Opening with a question form asks, mark or no mark: "can I pay with
@@ -203,11 +227,11 @@ class _Asking:
             return True
         return bool(QUESTION_FORM.match(lowered))
 
-    @functools.cached_property
+    @_read_once
     def why_question(self) -> bool:
         return "why" in self.lowered and bool(WHY_QUESTION.search(self.lowered))
 
-    @functools.cached_property
+    @_read_once
     def asks_followers(self) -> bool:
         lowered = self.lowered
         if "any" not in lowered and "who" not in lowered:
@@ -215,10 +239,87 @@ class _Asking:
         return bool(ASKS_FOLLOWERS.search(lowered))
 
 
-def _patterns(table: dict[str, str]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+# A pattern with more required words than this, or a shorter one than this, is
+# searched without a pre-check: the check would cost more than it spares.
+MAX_NEEDED_WORDS = 32
+MIN_NEEDED_CHARS = 3
+
+_Named = tuple[str, re.Pattern[str]]
+_Prechecked = tuple[str, re.Pattern[str], tuple[str, ...] | None]
+
+
+def _patterns(table: dict[str, str]) -> tuple[_Named, ...]:
     # Matched against lower-cased text: IGNORECASE made every search 1.6 times
     # slower, and these searches are most of the scorer's time.
     return tuple((name, re.compile(rx)) for name, rx in table.items())
+
+
+# Each group kept beside its patterns and needed words, keyed by its id: the
+# group is kept alive here, so its id is never reused for another.
+_PRECHECKED: dict[int, tuple[tuple[_Named, ...], tuple[_Prechecked, ...]]] = {}
+
+
+def _prechecked(patterns: tuple[_Named, ...]) -> tuple[_Prechecked, ...]:
+    """Return a group's patterns with the words each needs, worked out once."""
+    # Not at import: reading fifty patterns' parse trees costs 20 ms, which the
+    # functions' cold start would pay before their first request.
+    kept = _PRECHECKED.get(id(patterns))
+    if kept is None:
+        named = tuple((name, rx, _needed_words(rx)) for name, rx in patterns)
+        kept = _PRECHECKED[id(patterns)] = (patterns, named)
+    return kept[1]
+
+
+def _needed_words(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """Return literal strings one of which every match holds, or None if unknown."""
+    # A regex search scans the whole text; `in` on a few literals costs a tenth
+    # of that, and most texts that pass a group's gate hold none of them.
+    if pattern.flags & re.IGNORECASE:
+        return None
+    needed = _needed_in(re._parser.parse(pattern.pattern))
+    if not needed or min(map(len, needed)) < MIN_NEEDED_CHARS:
+        return None
+    return tuple(sorted(needed))
+
+
+def _needed_in(sequence) -> frozenset[str] | None:  # noqa: ANN001 (re's parse tree)
+    """One literal of the set is in every match of this parsed sequence."""
+    candidates, run = [], []
+    for op, value in [*sequence, (None, None)]:
+        if op is re._constants.LITERAL:
+            run.append(chr(value))
+            continue
+        if run:
+            candidates.append(frozenset(["".join(run)]))
+            run = []
+        candidates.append(_needed_by(op, value))
+    found = [c for c in candidates if c and len(c) <= MAX_NEEDED_WORDS]
+    # The most telling choice: literals of three characters or more ("a", " "
+    # are in every text), then the fewest of them.
+    return max(found, key=lambda c: (min(3, *map(len, c)), -len(c)), default=None)
+
+
+def _needed_by(op, value) -> frozenset[str] | None:  # noqa: ANN001
+    constants = re._constants
+    if op is constants.SUBPATTERN:
+        _, added_flags, removed_flags, body = value
+        return None if added_flags or removed_flags else _needed_in(body)
+    if op is constants.ATOMIC_GROUP:
+        return _needed_in(value)
+    if op in (constants.MAX_REPEAT, constants.MIN_REPEAT, constants.POSSESSIVE_REPEAT):
+        low, _, body = value
+        return _needed_in(body) if low >= 1 else None
+    if op is constants.BRANCH:
+        branches = [_needed_in(branch) for branch in value[1]]
+        if not all(branches):
+            return None
+        return _shortest(frozenset().union(*branches))
+    return None
+
+
+def _shortest(words: frozenset[str]) -> frozenset[str]:
+    """Drop each word that holds another: "not yet" is found wherever "not" is."""
+    return frozenset(w for w in words if not any(o != w and o in w for o in words))
 
 
 def _stems(alternatives: str) -> re.Pattern[str]:
@@ -226,13 +327,23 @@ def _stems(alternatives: str) -> re.Pattern[str]:
     # re tries an alternation's branches one by one at every position of the text.
     # Nested by common prefix ("d(?:amag|ent|e(?:fective|lay))"), nearly every
     # branch fails on its first character: the gates run two to three times faster.
+    gate = re.compile(_nested(_trie(alternatives.split("|"))))
+    _GATE_STEMS[gate] = alternatives
+    return gate
+
+
+# Every gate's stems, for `_gates` to look for all of them in one search.
+_GATE_STEMS: dict[re.Pattern[str], str] = {}
+
+
+def _trie(stems: Iterable[str]) -> dict:
     tree: dict = {}
-    for stem in alternatives.split("|"):
+    for stem in stems:
         node = tree
         for character in stem:
             node = node.setdefault(character, {})
         node[""] = {}
-    return re.compile(_nested(tree))
+    return tree
 
 
 def _nested(node: dict) -> str:
@@ -242,6 +353,43 @@ def _nested(node: dict) -> str:
     body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
     # A stem that ends here may be the prefix of a longer one: the rest is optional.
     return f"(?:{body})?" if "" in node else body
+
+
+class _Gates:
+    """Which gates a text passes, found in one search for all their stems at once."""
+
+    # Twelve gate searches were a fifth of the scorer's time on tweets; one search
+    # for every stem costs about as much as three of them.
+
+    def __init__(self, stems_by_gate: dict[re.Pattern[str], str]) -> None:
+        gates_of_stem: dict[str, set[re.Pattern[str]]] = {}
+        for gate, alternatives in stems_by_gate.items():
+            for stem in alternatives.split("|"):
+                gates_of_stem.setdefault(stem, set()).add(gate)
+        # At each position the search reports the longest stem found there (the
+        # nested alternation is greedy); any shorter one found there is a prefix
+        # of it, so a stem stands for its own gates and those of its prefixes.
+        self.gates_of = {
+            stem: frozenset().union(
+                *(gates_of_stem.get(stem[:end], ()) for end in range(1, len(stem) + 1))
+            )
+            for stem in gates_of_stem
+        }
+        # In a lookahead a stem takes up no text, so overlapping stems are all seen.
+        self.any_stem = re.compile(f"(?=({_nested(_trie(gates_of_stem))}))")
+
+    def passed(self, text: str) -> frozenset[re.Pattern[str]]:
+        """Return the gates with a stem in `text`."""
+        return frozenset().union(
+            *map(self.gates_of.__getitem__, self.any_stem.findall(text))
+        )
+
+
+@functools.cache
+def _gates() -> _Gates:
+    # Built on the first mention, not at import: the functions' cold start pays
+    # for compiling the gates once already.
+    return _Gates(_GATE_STEMS)
 
 
 # Apostrophes inside these are straight: the text is normalised before matching.
@@ -850,9 +998,10 @@ def score_mention(text: str) -> MentionScore:
         )
 
     lowered = normalised.lower()
-    cues = _find_cues(original, lowered)
+    gates = _gates().passed(lowered)
+    cues = _find_cues(original, lowered, gates)
     vader_text = normalised
-    if NEUTRAL_PHRASES_GATE.search(lowered):
+    if NEUTRAL_PHRASES_GATE in gates:
         vader_text = NEUTRAL_PHRASES.sub(" ", normalised)
     vader_text = _without_feeling_in_names(vader_text)
     compound = _vader_compound(vader_text, negated=bool(NEGATION.search(lowered)))
@@ -860,7 +1009,7 @@ def score_mention(text: str) -> MentionScore:
     if cues.spam:
         compound = 0.0
         adjustments.append("adjust:spam_neutral")
-    for reason, valence in _feeling_pulls(lowered, cues) + _negative_pulls(cues):
+    for reason, valence in _feeling_pulls(lowered, cues, gates) + _negative_pulls(cues):
         compound = _shift_compound(compound, valence)
         adjustments.append(reason)
 
@@ -881,7 +1030,10 @@ def score_mention(text: str) -> MentionScore:
 def _normalise(text: str) -> str:
     """Drop handles and links, and undo the X text quirks that mislead VADER."""
     # The X API returns post text with &amp; &lt; &gt; still escaped.
-    text = html.unescape(text).translate(CURLY_APOSTROPHES)
+    text = html.unescape(text)
+    # Curly apostrophes are not ASCII; translate costs 4 us even when none is there.
+    if not text.isascii():
+        text = text.translate(CURLY_APOSTROPHES)
     # Text that went through one JSON encoding too many keeps "\u2019" as six
     # characters, and "don\u2019t" then escapes VADER's negation rule.
     if "\\u" in text:
@@ -936,22 +1088,29 @@ def _unescape_json(match: re.Match[str]) -> str:
     return match.group(0) if 0xD800 <= ord(character) <= 0xDFFF else character
 
 
-def _find_cues(original: str, lowered: str) -> _Cues:
-    """Collect every rule group that matches, for intent and for the reasons."""
-    spam = _spam_cues(original, lowered)
+def _find_cues(original: str, lowered: str, gates: frozenset[re.Pattern[str]]) -> _Cues:
+    """Collect every rule group that matches, for intent and for the reasons.
+
+    `gates` are those `lowered` passes (`_Gates.passed`).
+    """
+    spam = _spam_cues(original, lowered, gates)
 
     # "Arrived without a scratch" names no damage: cut before the problems read it.
-    settled = arrived_after_all = bool(SETTLED_GATE.search(lowered))
+    settled = arrived_after_all = SETTLED_GATE in gates
     if settled:
         unsettled = NO_PROBLEM.sub(" ", lowered)
         settled = unsettled != lowered or (
             bool(SETTLED.search(unsettled)) and not WANTS_IT_PUT_RIGHT.search(unsettled)
         )
         arrived_after_all = bool(ARRIVED_AFTER_ALL.search(unsettled))
+        if unsettled != lowered:
+            gates = _gates().passed(unsettled)
         lowered = unsettled
-    order_reference = _matching(ORDER_REFERENCES, lowered, ORDER_REFERENCES_GATE)
-    crisis = _matching(CRISIS, lowered, CRISIS_GATE)
-    problem = _matching(PROBLEMS, lowered, PROBLEMS_GATE)
+    order_reference = _matching(
+        ORDER_REFERENCES, lowered, ORDER_REFERENCES_GATE in gates
+    )
+    crisis = _matching(CRISIS, lowered, CRISIS_GATE in gates)
+    problem = _matching(PROBLEMS, lowered, PROBLEMS_GATE in gates)
 
     # Whether the text is about an order, or about the writer, matters only
     # beside a problem or a crisis word: most posts are spared the searches.
@@ -961,10 +1120,10 @@ def _find_cues(original: str, lowered: str) -> _Cues:
     return _Cues(
         crisis=crisis,
         spam=spam,
-        order_problem=_matching(NOT_ARRIVED, lowered, NOT_ARRIVED_GATE)
-        + _matching(ORDER_PROBLEMS, lowered, ORDER_PROBLEMS_GATE),
+        order_problem=_matching(NOT_ARRIVED, lowered, NOT_ARRIVED_GATE in gates)
+        + _matching(ORDER_PROBLEMS, lowered, ORDER_PROBLEMS_GATE in gates),
         problem=problem,
-        complaint=_matching(COMPLAINTS, lowered, COMPLAINTS_GATE),
+        complaint=_matching(COMPLAINTS, lowered, COMPLAINTS_GATE in gates),
         settled=settled,
         arrived_after_all=arrived_after_all,
         order_reference=order_reference,
@@ -979,8 +1138,10 @@ def _find_cues(original: str, lowered: str) -> _Cues:
     )
 
 
-def _spam_cues(original: str, lowered: str) -> tuple[str, ...]:
-    spam = list(_matching(SPAM_STRONG, lowered, SPAM_STRONG_GATE))
+def _spam_cues(
+    original: str, lowered: str, gates: frozenset[re.Pattern[str]]
+) -> tuple[str, ...]:
+    spam = list(_matching(SPAM_STRONG, lowered, SPAM_STRONG_GATE in gates))
     if _may_hold_url(original) and len(URL.findall(original)) >= SPAM_MIN_URLS:
         spam.append("links")
     hashtags = HASHTAG.findall(original) if "#" in original else []
@@ -999,7 +1160,9 @@ def _turns_sour(lowered: str) -> bool:
     return not EAGER.search(after) and not PRAISED.search(after)
 
 
-def _feeling_pulls(lowered: str, cues: _Cues) -> list[tuple[str, float]]:
+def _feeling_pulls(
+    lowered: str, cues: _Cues, gates: frozenset[re.Pattern[str]]
+) -> list[tuple[str, float]]:
     """Name the extra word of feeling an eager or fed-up phrase adds."""
     if cues.spam:
         return []
@@ -1007,13 +1170,13 @@ def _feeling_pulls(lowered: str, cues: _Cues) -> list[tuple[str, float]]:
     pulls = []
     if _put_right(cues):
         pulls.append(("adjust:settled", EAGER_VALENCE))
-    if EAGER_GATE.search(lowered) and EAGER.search(lowered):
+    if EAGER_GATE in gates and EAGER.search(lowered):
         pulls.append(("adjust:eager", EAGER_VALENCE))
-    praised = PRAISED_GATE.search(lowered) and PRAISED.search(lowered)
+    praised = PRAISED_GATE in gates and PRAISED.search(lowered)
     if praised and not lowered[: praised.start()].endswith(NEGATED_BEFORE):
         pulls.append(("adjust:praised", EAGER_VALENCE))
     faces = not lowered.isascii() and FED_UP_FACES.search(lowered)
-    if faces or (FED_UP_GATE.search(lowered) and FED_UP.search(lowered)):
+    if faces or (FED_UP_GATE in gates and FED_UP.search(lowered)):
         pulls.append(("adjust:fed_up", FED_UP_VALENCE))
     return pulls
 
@@ -1053,14 +1216,22 @@ def _complaint_cues(cues: _Cues) -> bool:
 
 
 def _matching(
-    patterns: tuple[tuple[str, re.Pattern[str]], ...],
+    patterns: tuple[_Named, ...],
     text: str,
-    gate: re.Pattern[str] | None = None,
+    gate: re.Pattern[str] | bool | None = None,
 ) -> tuple[str, ...]:
-    """Name the patterns found in lower-cased `text`, after its group's gate."""
-    if gate is not None and not gate.search(text):
+    """Name the patterns found in lower-cased `text`, after its group's gate.
+
+    `gate` is the gate itself, or whether `text` passed it.
+    """
+    if gate is False or (isinstance(gate, re.Pattern) and not gate.search(text)):
         return ()
-    return tuple(name for name, rx in patterns if rx.search(text))
+    holds = text.__contains__
+    return tuple(
+        name
+        for name, rx, needed in _prechecked(patterns)
+        if (needed is None or any(map(holds, needed))) and rx.search(text)
+    )
 
 
 def _classify_intent(cues: _Cues, compound: float) -> str:
