@@ -274,10 +274,11 @@ def test_a_bad_order_is_a_400_naming_the_field(server, brand, change, field) -> 
     "landing",
     [
         "/products/mug?utm_content=%zz",
-        "/products/mug?utm_source=x&utm_term=%E2%82",
+        "/products/mug?utm_source=x&utm_medium=%E2%82",
         "/products/mug?utm_source=x%E9&utm_medium=social",
         "http://[broken/?utm_source=x",
         "/products/mug?utm_source=x utm_medium=social",
+        "/products/mug?utm_source=x&utm_medium=social\u0007",
     ],
 )
 def test_an_unreadable_landing_site_keeps_the_order_unattributed(
@@ -480,6 +481,9 @@ def test_a_test_order_by_api_is_answered_and_not_stored(app, brand) -> None:
         # to distrust UTM parameters that decode cleanly.
         "q=caf%E9&utm_source=x&utm_medium=social&utm_content={post_id}",
         "utm_source=x&utm_medium=social&utm_content={post_id}&ref=100%&x=%zz",
+        # A raw space in a search term, or a utm_term attribution never reads.
+        "utm_source=x&utm_medium=social&utm_content={post_id}&q=red shoes",
+        "utm_source=x&utm_medium=social&utm_content={post_id}&utm_term=caf%E9",
     ],
 )
 def test_utm_names_in_any_case_or_percent_encoded_are_attributed(

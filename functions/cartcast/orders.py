@@ -57,6 +57,9 @@ FROM orders WHERE brand_id = :brand_id AND webhook_id = :webhook_id
 # typo or a placeholder, and would land the order on a day no report shows.
 ORDERED_AT_EARLIEST = dt.datetime(2006, 3, 21, tzinfo=dt.UTC)
 ORDERED_AT_AHEAD_MAX = dt.timedelta(days=1)
+# The query parameters attribution reads (links.post_id_from_landing_site); only a
+# flaw in one of these makes a landing site untrustworthy.
+ATTRIBUTION_PARAMETERS = frozenset({"utm_source", "utm_medium", "utm_content"})
 # A percent sign not followed by two hex digits: no browser or store writes one.
 BROKEN_PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -187,19 +190,21 @@ def landing_site(body: dict) -> tuple[str | None, str | None]:
     """Return the order's landing page, or None and why its UTM parameters cannot be
     read.
 
-    A broken percent escape (`%zz`) or one that decodes to invalid UTF-8 in a utm_*
-    parameter means it is not what the browser sent, so utm_content cannot be
+    A broken percent escape (`%zz`), one that decodes to invalid UTF-8, or a raw
+    space in a UTM parameter attribution reads (utm_source, utm_medium,
+    utm_content) means it is not what the browser sent, so utm_content cannot be
     trusted either way. The same flaw in another parameter (a search for
-    `q=caf%E9`, Latin-1 from an old form) says nothing about the UTM ones: the
-    landing site is kept and attributed. Empty fields and bare flags (`?a&&b`) are
-    what browsers and stores do write, and are kept.
+    `q=caf%E9` or `q=red shoes`, or a utm_term cartcast never reads) says nothing
+    about those three: the landing site is kept and attributed. Control characters
+    anywhere drop it, since they would be stored and printed. Empty fields and bare
+    flags (`?a&&b`) are what browsers and stores do write, and are kept.
     """
     value = validation.text(body, "landing_site", required=False, max_len=2000)
     if not value:
         return value, None
     problem = None
-    if any(char.isspace() or not char.isprintable() for char in value):
-        problem = "it contains spaces or control characters"
+    if any(not char.isprintable() and char != " " for char in value):
+        problem = "it contains control characters"
     else:
         try:
             query = urllib.parse.urlsplit(value).query
@@ -215,12 +220,14 @@ def landing_site(body: dict) -> tuple[str | None, str | None]:
 
 
 def _unreadable_utm_parameter(query: str) -> str | None:
-    """Say which utm_* parameter of a query cannot be decoded, if any."""
+    """Say which UTM parameter attribution reads cannot be decoded, if any."""
     for field in query.split("&"):
         raw_name, _, raw_value = field.partition("=")
         name = urllib.parse.unquote_plus(raw_name, errors="replace")
-        if not name.lower().startswith("utm_"):
+        if name.lower() not in ATTRIBUTION_PARAMETERS:
             continue
+        if " " in field:
+            return f"its {name} contains a space"
         if BROKEN_PERCENT_ESCAPE.search(field):
             return f"its {name} has a % not followed by two hex digits"
         try:
