@@ -250,6 +250,11 @@ def recompute_in_chunks(
     left out of the later chunks, while every other brand is still rolled up.
     Returns rows written and brands that failed.
     """
+    # Only what PostgreSQL refuses (a day's figure it cannot store, a zone it does
+    # not know) is one brand's trouble; a lost connection or a bug raises, so the
+    # platform retries the whole run.
+    from pg8000.dbapi import DatabaseError
+
     failed: list[str] = []
     written = 0
     while True:
@@ -259,7 +264,7 @@ def recompute_in_chunks(
                 _begin(tx)
                 taken = _take_chunk(tx, chunk_days=chunk_days, skipped=failed)
                 written += _rewrite(tx, taken, now=now)
-        except Exception as error:  # noqa: BLE001 - retried brand by brand below
+        except DatabaseError as error:  # retried brand by brand below
             if not taken:
                 raise
             log.warning(
@@ -283,7 +288,7 @@ def recompute_in_chunks(
                         from_day=taken[0]["day"],
                     )
                     written += _rewrite(tx, own, now=now)
-            except Exception as error:  # noqa: BLE001 - one brand must not stop all
+            except DatabaseError as error:  # one brand must not stop all
                 failed.append(brand)
                 log.error(
                     "KPI rollup failed for a brand; its marked days wait for the "
