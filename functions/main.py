@@ -73,9 +73,10 @@ def _around_posts(
 ) -> dict[str, Any]:
     """Hold first what a disconnected account cannot send; send alerts last, so a
     slow webhook never delays a post."""
-    from cartcast import alerts, connections
+    from cartcast import alerts, connections, offboarding
 
     held = connections.hold_while_disconnected(current)
+    held += offboarding.hold_while_offboarding(current)
     outcome = work(current, as_of=as_of)
     outcome["held"] = outcome.get("held", 0) + held
     return {**outcome, **alerts.deliver_pending(current)}
@@ -116,9 +117,19 @@ def score_sentiment(cloud_event: CloudEvent) -> None:
 
 @functions_framework.cloud_event
 def rollup_kpis(cloud_event: CloudEvent) -> None:
-    from cartcast import kpis
+    _on_tick(cloud_event, "rollup_kpis", _rollup_run)
 
-    _on_tick(cloud_event, "rollup_kpis", kpis.rollup)
+
+def _rollup_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
+    """Roll the KPIs up, then carry out the data duties that are due: brands past
+    their offboarding grace period, and mention texts past their retention."""
+    from cartcast import kpis, offboarding, retention
+
+    outcome = kpis.rollup(current, as_of=as_of)
+    now = current.clock.now()
+    outcome.update(offboarding.sweep_due_offboardings(current, now=now))
+    outcome.update(retention.sweep_old_mention_texts(current, now=now))
+    return outcome
 
 
 @functions_framework.cloud_event

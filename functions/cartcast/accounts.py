@@ -24,7 +24,7 @@ SELECT id, time_zone, x_user_id, x_access_token, x_own_app, mentions_since_id,
     mentions_poll_interval_s, mentions_next_poll_at
 FROM brands
 WHERE x_user_id IS NOT NULL AND x_access_token IS NOT NULL
-  AND x_disconnected_at IS NULL
+  AND x_disconnected_at IS NULL AND offboarding_requested_at IS NULL
 ORDER BY id
 """
 PAUSE_X_POSTS = "UPDATE brands SET x_posts_paused_until = :until WHERE id = :brand_id"
@@ -34,7 +34,8 @@ PAUSE_X_READS = "UPDATE brands SET x_reads_paused_until = :until WHERE id = :bra
 def connected_brands(tx: Transaction) -> list[dict[str, Any]]:
     """Return every brand with a connected X account to poll and measure for.
 
-    An account X disconnected (connections.py) is left out until a new token."""
+    An account X disconnected (connections.py) is left out until a new token, and
+    a brand that asked to leave (offboarding.py) is left out from then on."""
     return tx.rows(SELECT_CONNECTED)
 
 

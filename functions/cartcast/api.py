@@ -19,13 +19,16 @@ from werkzeug.routing import Map, Rule
 
 from cartcast import (
     attempts,
+    author_data,
     best_time,
     brands,
     caption_jobs,
     catalog,
     crisis,
+    data_export,
     inbox,
     keys,
+    offboarding,
     order_imports,
     order_webhooks,
     orders,
@@ -35,6 +38,7 @@ from cartcast import (
     publish_schedule,
     report_page,
     reports,
+    retention,
     settling,
     validation,
     web,
@@ -128,6 +132,28 @@ ROUTES = Map(
         Rule("/v1/reports/posts", methods=["GET"], endpoint="post_report"),
         Rule("/v1/reports/mentions", methods=["GET"], endpoint="mention_report"),
         Rule("/v1/reports/orders", methods=["GET"], endpoint="order_report"),
+        # The data duties (data_export.py, author_data.py, offboarding.py,
+        # retention.py).
+        Rule("/v1/brand/export", methods=["GET"], endpoint="export_brand"),
+        Rule("/v1/brand/offboarding", methods=["GET"], endpoint="get_offboarding"),
+        Rule("/v1/brand/offboarding", methods=["POST"], endpoint="request_offboarding"),
+        Rule(
+            "/v1/brand/offboarding/cancel",
+            methods=["POST"],
+            endpoint="cancel_offboarding",
+        ),
+        Rule("/v1/brand/retention", methods=["GET"], endpoint="get_retention"),
+        Rule("/v1/brand/retention", methods=["PATCH"], endpoint="set_retention"),
+        Rule(
+            "/v1/author-data-removals",
+            methods=["POST"],
+            endpoint="remove_author_data",
+        ),
+        Rule(
+            "/v1/author-data-removals",
+            methods=["GET"],
+            endpoint="list_author_data_removals",
+        ),
     ],
     strict_slashes=False,
 )
@@ -155,6 +181,9 @@ def handle(request: Any, runtime: Any) -> web.Response:
                 tx,
                 request.headers.get("Authorization"),
                 operator_key=runtime.settings.operator_key,
+            )
+            offboarding.refuse_after_grace(
+                tx, brand_id=caller.brand_id, now=runtime.clock.now()
             )
             post_events.act_as(tx, caller.key_name)
             body = None
@@ -188,6 +217,9 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
                 request.headers.get("Authorization"),
                 operator_key=runtime.settings.operator_key,
             )
+            offboarding.refuse_after_grace(
+                tx, brand_id=caller.brand_id, now=runtime.clock.now()
+            )
             post_events.act_as(tx, caller.key_name)
             return captions_response(tx, runtime, caller, web.read_json(request))
     except CartcastError as error:
@@ -200,6 +232,7 @@ _CSV_BODY = {"import_orders"}
 _BODYLESS = {
     "approve_post",
     "cancel_caption_job",
+    "cancel_offboarding",
     "handle_mention",
     "resume_brand",
     "pause_publishing",
@@ -226,6 +259,7 @@ def _refuse_a_body(request: Any) -> None:
 
 
 _OPTIONAL_BODY = {
+    "request_offboarding",
     "schedule_post",
     "schedule_approved",
     "reject_post",
@@ -1027,6 +1061,117 @@ def _default_first_day(last_day: dt.date) -> dt.date:
             "send 'from' as well",
             field="to",
         ) from error
+
+
+def export_brand(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Answer the brand's archive, streamed (data_export.py); admin keys only."""
+    brand_id = keys.require_brand(caller)
+    offboarding.require_admin(caller.role, "exporting the brand's data")
+    validation.only_fields(query, (), what="an export")
+    slug = brands.get_brand(tx, brand_id)["slug"]
+    chunks = data_export.stream_archive(
+        runtime.database, brand_id=brand_id, now=runtime.clock.now()
+    )
+    headers = {
+        "Content-Type": "application/zip",
+        "Content-Disposition": (
+            f'attachment; filename="{data_export.archive_name(slug)}"'
+        ),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return chunks, 200, headers
+
+
+def get_offboarding(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    state = offboarding.offboarding_state(tx, brand_id=keys.require_brand(caller))
+    return web.json_response(state)
+
+
+def request_offboarding(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Ask for the brand to be offboarded after the grace period; 202."""
+    brand_id = keys.require_brand(caller)
+    offboarding.require_admin(caller.role, "offboarding the brand")
+    validation.only_fields(body, ("keep_daily_kpis",), what="an offboarding")
+    keep = body.get("keep_daily_kpis", False)
+    if not isinstance(keep, bool):
+        raise InvalidRequest(
+            "'keep_daily_kpis' must be true or false", field="keep_daily_kpis"
+        )
+    state = offboarding.request_offboarding(
+        tx,
+        brand_id=brand_id,
+        actor=caller.key_name,
+        keep_daily_kpis=keep,
+        grace_days=runtime.settings.offboarding_grace_days,
+        now=runtime.clock.now(),
+    )
+    runtime.log.info(
+        "offboarding requested", extra=fields(brand_id=brand_id, keep_kpis=keep)
+    )
+    return web.json_response(state, 202)
+
+
+def cancel_offboarding(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    brand_id = keys.require_brand(caller)
+    offboarding.require_admin(caller.role, "cancelling the offboarding")
+    state = offboarding.cancel_offboarding(
+        tx, brand_id=brand_id, now=runtime.clock.now()
+    )
+    return web.json_response(state)
+
+
+def get_retention(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    state = retention.retention_state(
+        tx, brand_id=keys.require_brand(caller), settings=runtime.settings
+    )
+    return web.json_response(state)
+
+
+def set_retention(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    brand_id = keys.require_brand(caller)
+    offboarding.require_admin(caller.role, "changing how long data is kept")
+    state = retention.set_retention(
+        tx, brand_id=brand_id, body=body, settings=runtime.settings
+    )
+    return web.json_response(state)
+
+
+def remove_author_data(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Remove one mention author's personal data (author_data.py); admin keys."""
+    brand_id = keys.require_brand(caller)
+    offboarding.require_admin(caller.role, "removing an author's data")
+    record = author_data.remove_author_data(
+        tx,
+        brand_id=brand_id,
+        body=body,
+        actor=caller.key_name,
+        now=runtime.clock.now(),
+    )
+    return web.json_response({"removal": record})
+
+
+def list_author_data_removals(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    brand_id = keys.require_brand(caller)
+    offboarding.require_admin(caller.role, "reading the removals of authors' data")
+    found = author_data.list_removals(tx, brand_id=brand_id, limit=_limit(query))
+    return web.json_response({"removals": found})
 
 
 HANDLERS = {

@@ -126,7 +126,7 @@ WITH due AS (
       AND (b.x_own_app OR NOT EXISTS (SELECT 1 FROM x_app_pauses ap
           WHERE ap.app = 'shared' AND ap.posts_paused_until > :now))
       AND (p.not_before IS NULL OR p.not_before <= :now)
-      AND b.x_disconnected_at IS NULL
+      AND b.x_disconnected_at IS NULL AND b.offboarding_requested_at IS NULL
       AND (b.publishing_paused_at IS NULL OR p.in_reply_to IS NOT NULL)
     ORDER BY p.scheduled_at, p.id
     LIMIT :batch_size
@@ -155,7 +155,8 @@ RETURNING p.id, started.id AS attempt_id
 """
 # Just before sending: the attempt must still hold a live lease, the account must
 # not be paused (another run may have met a 429 meanwhile, or a person paused the
-# brand's publishing: crisis.py; replies still go) nor disconnected, and
+# brand's publishing: crisis.py; replies still go) nor disconnected nor leaving
+# (offboarding.py), and
 # the brand's token must still be the one this run read (a reconnection replaces
 # it). The lease is renewed, so a long batch never loses the posts it has not
 # reached yet, and the attempt's intent (`sent_at`) is written in the same
@@ -168,6 +169,7 @@ WITH turn AS (
       AND p.state = 'publishing' AND p.lease_until > :now AND b.id = p.brand_id
       AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
       AND b.x_access_token = :token AND b.x_disconnected_at IS NULL
+      AND b.offboarding_requested_at IS NULL
       AND (b.publishing_paused_at IS NULL OR p.in_reply_to IS NOT NULL)
     RETURNING p.id
 )

@@ -77,6 +77,9 @@ SENTIMENT_BATCH_MAX = 100
 # More followers than any account on X has (about 230 million in 2026).
 FOLLOWERS_MAX = 1_000_000_000
 ESCALATION_RETRY_BASE_MAX_S = 3600
+# A brand that asked to leave is gone within a year at most: a longer grace period
+# keeps data the brand asked to have deleted.
+OFFBOARDING_GRACE_MAX_DAYS = 365
 # Crisis detection (crisis.py): a window past a day is no longer "now", a
 # baseline past a quarter is another season, a factor past 100 never fires.
 CRISIS_WINDOW_MAX_MIN = 1440
@@ -164,6 +167,10 @@ class Settings:
     scheduler_endpoint: str | None = None
     scheduler_timeout_s: float = 10.0
     log_level: str = "INFO"
+    # Data duties (offboarding.py, retention.py; decision 0032).
+    offboarding_grace_days: int = 30
+    mention_text_retention_days: int = 365
+    mention_text_retention_max_days: int = 730
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -433,6 +440,21 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             unit=" seconds",
         ),
         log_level=choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        offboarding_grace_days=number(
+            "CARTCAST_OFFBOARDING_GRACE_DAYS",
+            30,
+            at_most=OFFBOARDING_GRACE_MAX_DAYS,
+            unit=" days",
+        ),
+        mention_text_retention_days=number(
+            "CARTCAST_MENTION_TEXT_RETENTION_DAYS", 365, at_most=DAYS_MAX, unit=" days"
+        ),
+        mention_text_retention_max_days=number(
+            "CARTCAST_MENTION_TEXT_RETENTION_MAX_DAYS",
+            730,
+            at_most=DAYS_MAX,
+            unit=" days",
+        ),
     )
     problems.extend(_check_consistency(settings))
     if problems:
@@ -543,6 +565,11 @@ def _check_consistency(settings: Settings) -> list[str]:
             "CARTCAST_MISSED_MAX_LATE_S must be more than CARTCAST_MISSED_AFTER_S"
         )
     problems.extend(_check_retries(settings))
+    if settings.mention_text_retention_days > settings.mention_text_retention_max_days:
+        problems.append(
+            "CARTCAST_MENTION_TEXT_RETENTION_DAYS must not exceed "
+            "CARTCAST_MENTION_TEXT_RETENTION_MAX_DAYS"
+        )
     if settings.mention_poll_min_s > settings.mention_poll_max_s:
         problems.append(
             "CARTCAST_MENTION_POLL_MIN_S must not exceed CARTCAST_MENTION_POLL_MAX_S"

@@ -1,0 +1,142 @@
+"""One mention author's personal data removed on request, and the record kept.
+
+A person who wrote to or about the brand on X may ask the brand to remove what it
+holds about them. POST /v1/author-data-removals (admin keys) names them by X user
+id or by handle, and, for every mention of the brand they wrote:
+
+- the text, the author's id, handle, display name and follower count, the mention's
+  X id and conversation id (each leads back to the person's post on X), its media
+  types and language are removed; the mention's X id becomes `removed:<mention
+  id>` so the row keeps its unique key;
+- its escalation (the payload queued for the brand's CRM, holding the text and the
+  handle) is deleted, delivered or not;
+- the triage figures stay (sentiment, intent, priority, deadlines, handled), so the
+  daily KPIs and response times do not change.
+
+The answer counts what was removed; a second request finds nothing and counts 0.
+`author_data_removals` records when, by which key, how the person was named and
+the counts, never the id or handle itself (decision 0032).
+
+Not covered: a mention by someone else that quotes the person's handle in its
+text, and the brand's own replies, which start with the handle (they are the
+brand's posts, on X under its name); the README says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from cartcast import validation
+from cartcast.db import Transaction
+from cartcast.errors import InvalidRequest
+
+FIELDS = ("x_user_id", "username")
+# X user ids are decimal snowflakes (at most 19 digits); handles are 1-15 letters,
+# digits or underscores (X help: "Username requirements").
+X_USER_ID = re.compile(r"[0-9]{1,19}")
+X_USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
+
+# Both statements find the author's mentions not yet cleared, by one of two keys.
+SELECT_BY_ID = """
+SELECT id FROM mentions
+WHERE brand_id = :brand_id AND author_id = :value AND author_removed_at IS NULL
+FOR UPDATE
+"""
+SELECT_BY_USERNAME = """
+SELECT id FROM mentions
+WHERE brand_id = :brand_id AND lower(author_username) = lower(:value)
+  AND author_removed_at IS NULL
+FOR UPDATE
+"""
+DELETE_ESCALATIONS = """
+DELETE FROM escalation_outbox
+WHERE brand_id = :brand_id AND mention_id = ANY(CAST(:ids AS uuid[]))
+RETURNING id
+"""
+CLEAR_MENTIONS = """
+UPDATE mentions SET text = '', author_id = '', author_username = NULL,
+    author_name = NULL, author_followers = NULL, conversation_id = NULL,
+    x_post_id = 'removed:' || CAST(id AS text), media_types = '{}', lang = NULL,
+    text_removed_at = COALESCE(text_removed_at, :now), author_removed_at = :now
+WHERE brand_id = :brand_id AND id = ANY(CAST(:ids AS uuid[]))
+RETURNING id
+"""
+RECORD_REMOVAL = """
+INSERT INTO author_data_removals (brand_id, requested_at, requested_by, matched_by,
+    mentions, escalations)
+VALUES (:brand_id, :now, :actor, :matched_by, :mentions, :escalations)
+RETURNING id, requested_at, requested_by, matched_by, mentions, escalations
+"""
+LIST_REMOVALS = """
+SELECT id, requested_at, requested_by, matched_by, mentions, escalations
+FROM author_data_removals WHERE brand_id = :brand_id
+ORDER BY id DESC LIMIT :limit
+"""
+
+
+def remove_author_data(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    body: Any,
+    actor: str,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Remove one author's data from the brand's mentions; return the record.
+
+    Idempotent: the author's mentions already cleared are not found again.
+    """
+    matched_by, value = read_author(body)
+    query = SELECT_BY_ID if matched_by == "x_user_id" else SELECT_BY_USERNAME
+    ids = [str(row["id"]) for row in tx.rows(query, brand_id=brand_id, value=value)]
+
+    escalations = tx.rows(DELETE_ESCALATIONS, brand_id=brand_id, ids=ids)
+    cleared = tx.rows(CLEAR_MENTIONS, brand_id=brand_id, ids=ids, now=now)
+    return tx.one(
+        RECORD_REMOVAL,
+        brand_id=brand_id,
+        now=now,
+        actor=actor,
+        matched_by=matched_by,
+        mentions=len(cleared),
+        escalations=len(escalations),
+    )
+
+
+def list_removals(
+    tx: Transaction, *, brand_id: str, limit: int
+) -> list[dict[str, Any]]:
+    """Return the brand's removal records, newest first."""
+    return tx.rows(LIST_REMOVALS, brand_id=brand_id, limit=limit)
+
+
+def read_author(body: Any) -> tuple[str, str]:
+    """Return how the request names the author and the value; 400 otherwise."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object", field="body")
+    validation.only_fields(body, FIELDS, what="an author data removal")
+    named = [name for name in FIELDS if body.get(name) is not None]
+    if len(named) != 1:
+        raise InvalidRequest(
+            "name the author by exactly one of 'x_user_id' or 'username'",
+            field="x_user_id" if not named else named[1],
+        )
+    name = named[0]
+    value = body[name]
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{name}' must be a string", field=name)
+    if name == "username":
+        value = value.removeprefix("@")
+        if not X_USERNAME.fullmatch(value):
+            raise InvalidRequest(
+                "'username' must be an X handle: 1-15 letters, digits or "
+                "underscores, with or without the @",
+                field=name,
+            )
+    elif not X_USER_ID.fullmatch(value):
+        raise InvalidRequest(
+            "'x_user_id' must be an X user id: 1-19 ASCII digits", field=name
+        )
+    return name, value

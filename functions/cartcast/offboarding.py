@@ -1,0 +1,286 @@
+"""A brand that leaves: asked for, a grace period, then every row of it deleted.
+
+1. An admin key asks (POST /v1/brand/offboarding), saying whether the brand keeps
+   its aggregate daily KPIs. At once the brand's queued posts, replies included,
+   are held with an "offboarding" reason, the publish claim skips the brand, and
+   mentions and metrics are no longer read from X (the brand leaves
+   `accounts.connected_brands`). Its keys still work during the grace period, so
+   it can take its export and change its mind.
+2. During the grace period (CARTCAST_OFFBOARDING_GRACE_DAYS) an admin key may
+   cancel (POST /v1/brand/offboarding/cancel): the held posts go back to
+   `scheduled`, and polling and publishing resume.
+3. Once the grace period has passed, the brand's keys are refused (401) even before
+   the sweeper has run, and the sweeper, run by each `rollup_kpis` tick after the
+   rollup, offboards it: it revokes the brand's X tokens (`revoke_x_tokens`), then
+   deletes the brand, which cascades to every table that names it, and the
+   rollup's marks, which name it without a foreign key. A brand that kept its KPIs
+   is written back as a stripped row holding only its id, time zone, currency and
+   the dates of its offboarding, with its `daily_kpis` rows (decision 0032).
+
+Each step is one named function, so the audit trail can record it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cartcast.db import Transaction
+from cartcast.errors import Conflict, Forbidden, NotFound, Unauthorized
+from cartcast.logs import fields
+
+HELD_PREFIX = "offboarding: "
+HELD_FIX = (
+    "; POST /v1/brand/offboarding/cancel keeps the brand and puts this post back "
+    "in the queue"
+)
+# Offboardings one sweep carries out; the rest wait for the next tick.
+SWEEP_BRANDS_MAX = 20
+STRIPPED_NAME = "offboarded brand"
+
+LOCK_BRAND = """
+SELECT id, slug, offboarding_requested_at, offboarding_due_at, offboarded_at
+FROM brands WHERE id = :brand_id FOR UPDATE
+"""
+MARK_REQUESTED = """
+UPDATE brands SET offboarding_requested_at = :now, offboarding_requested_by = :actor,
+    offboarding_due_at = :due_at, offboarding_keeps_kpis = :keep_daily_kpis
+WHERE id = :brand_id AND offboarding_requested_at IS NULL
+"""
+CLEAR_REQUEST = """
+UPDATE brands SET offboarding_requested_at = NULL, offboarding_requested_by = NULL,
+    offboarding_due_at = NULL, offboarding_keeps_kpis = false
+WHERE id = :brand_id
+"""
+SELECT_STATE = """
+SELECT offboarding_requested_at, offboarding_requested_by, offboarding_due_at,
+    offboarding_keeps_kpis
+FROM brands WHERE id = :brand_id
+"""
+# Wait for any run between committing a send's intent and its commit, then hold
+# what has not been handed to X (as a disconnection does: connections.py).
+LOCK_QUEUED = """
+SELECT id FROM posts
+WHERE brand_id = :brand_id AND state IN ('scheduled', 'publishing')
+ORDER BY id
+FOR UPDATE
+"""
+HOLD_QUEUED = """
+UPDATE posts p SET state = 'held', failure_reason = :reason, lease_until = NULL,
+    not_before = NULL, updated_at = :now
+WHERE p.brand_id = :brand_id
+  AND (p.state = 'scheduled' OR (p.state = 'publishing' AND NOT EXISTS (
+      SELECT 1 FROM publish_attempts a
+      WHERE a.id = p.lease_attempt_id AND a.sent_at IS NOT NULL)))
+RETURNING p.id
+"""
+RELEASE_HELD = """
+UPDATE posts SET state = 'scheduled', failure_reason = NULL, not_before = NULL,
+    updated_at = :now
+WHERE brand_id = :brand_id AND state = 'held' AND starts_with(failure_reason, :prefix)
+RETURNING id
+"""
+HOLD_WHILE_OFFBOARDING = """
+UPDATE posts p SET state = 'held', updated_at = :now,
+    failure_reason = :prefix || 'the brand asked to leave cartcast; its data is '
+        || 'deleted at ' || to_char(b.offboarding_due_at AT TIME ZONE 'UTC',
+            'YYYY-MM-DD"T"HH24:MI:SS"+00:00"') || :fix
+FROM brands b
+WHERE b.id = p.brand_id AND b.offboarding_requested_at IS NOT NULL
+  AND p.state = 'scheduled'
+RETURNING p.id
+"""
+PAST_GRACE = """
+SELECT 1 FROM brands
+WHERE id = :brand_id AND offboarding_due_at IS NOT NULL AND offboarding_due_at <= :now
+"""
+# Brands whose grace period is over, each taken by one sweeper only.
+TAKE_DUE = """
+SELECT id, slug, offboarding_keeps_kpis, time_zone, currency, created_at,
+    offboarding_requested_at
+FROM brands
+WHERE offboarding_due_at <= :now AND offboarded_at IS NULL
+ORDER BY offboarding_due_at, id
+LIMIT :limit
+FOR UPDATE SKIP LOCKED
+"""
+# The hook the X connection's code replaces with a revocation at X (issue 7).
+CLEAR_X_TOKEN = "UPDATE brands SET x_access_token = NULL WHERE id = :brand_id"
+# The kept KPIs leave as text and come back whole: numeric values stay exact.
+SELECT_KEPT_KPIS = """
+SELECT CAST(COALESCE(jsonb_agg(to_jsonb(k)), '[]') AS text)
+FROM daily_kpis k WHERE k.brand_id = :brand_id
+"""
+DELETE_BRAND = "DELETE FROM brands WHERE id = :brand_id"
+# kpi_marks has no foreign key (a mark may outlive its brand: sql/021).
+DELETE_MARKS = "DELETE FROM kpi_marks WHERE brand_id = :brand_id"
+INSERT_STRIPPED_BRAND = """
+INSERT INTO brands (id, slug, name, time_zone, store_base_url, currency,
+    posting_slots, created_at, offboarding_requested_at, offboarding_requested_by,
+    offboarding_due_at, offboarding_keeps_kpis, offboarded_at)
+VALUES (:brand_id, :slug, :name, :time_zone, '', :currency, '[]', :created_at,
+    :requested_at, 'offboarding', :now, true, :now)
+"""
+RESTORE_KPIS = """
+INSERT INTO daily_kpis
+SELECT * FROM jsonb_populate_recordset(NULL::daily_kpis, CAST(:rows AS jsonb))
+RETURNING day
+"""
+
+
+def request_offboarding(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    actor: str,
+    keep_daily_kpis: bool,
+    grace_days: int,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Mark the brand offboarding and hold its queued posts; 409 when already asked.
+
+    Publishing and reading from X stop at once; the data goes after `grace_days`.
+    """
+    brand = _lock(tx, brand_id)
+    if brand["offboarding_requested_at"] is not None:
+        raise Conflict(
+            f"offboarding was already asked for at "
+            f"{brand['offboarding_requested_at'].isoformat()}; it is due at "
+            f"{brand['offboarding_due_at'].isoformat()} "
+            "(POST /v1/brand/offboarding/cancel to keep the brand)"
+        )
+    due_at = now + dt.timedelta(days=grace_days)
+    tx.execute(
+        MARK_REQUESTED,
+        brand_id=brand_id,
+        actor=actor,
+        now=now,
+        due_at=due_at,
+        keep_daily_kpis=keep_daily_kpis,
+    )
+
+    reason = (
+        f"{HELD_PREFIX}the brand asked to leave cartcast; its data is deleted at "
+        f"{due_at.isoformat()}{HELD_FIX}"
+    )
+    tx.rows(LOCK_QUEUED, brand_id=brand_id)
+    held = tx.rows(HOLD_QUEUED, brand_id=brand_id, reason=reason, now=now)
+    return {**offboarding_state(tx, brand_id=brand_id), "posts_held": len(held)}
+
+
+def cancel_offboarding(
+    tx: Transaction, *, brand_id: str, now: dt.datetime
+) -> dict[str, Any]:
+    """Keep the brand: clear the request, queue its held posts again; 409 when none."""
+    brand = _lock(tx, brand_id)
+    if brand["offboarding_requested_at"] is None:
+        raise Conflict("no offboarding was asked for; there is nothing to cancel")
+    tx.execute(CLEAR_REQUEST, brand_id=brand_id)
+    released = tx.rows(RELEASE_HELD, brand_id=brand_id, prefix=HELD_PREFIX, now=now)
+    return {**offboarding_state(tx, brand_id=brand_id), "posts_released": len(released)}
+
+
+def offboarding_state(tx: Transaction, *, brand_id: str) -> dict[str, Any]:
+    row = tx.one(SELECT_STATE, brand_id=brand_id)
+    if row is None:
+        raise NotFound("brand not found")
+    return {
+        "offboarding": row["offboarding_requested_at"] is not None,
+        "requested_at": row["offboarding_requested_at"],
+        "requested_by": row["offboarding_requested_by"],
+        "delete_at": row["offboarding_due_at"],
+        "keep_daily_kpis": row["offboarding_keeps_kpis"],
+    }
+
+
+def hold_while_offboarding(runtime: Any) -> int:
+    """Hold posts scheduled for a leaving brand since it asked; return how many."""
+    with runtime.database.transaction() as tx:
+        held = tx.rows(
+            HOLD_WHILE_OFFBOARDING,
+            prefix=HELD_PREFIX,
+            fix=HELD_FIX,
+            now=runtime.clock.now(),
+        )
+    return len(held)
+
+
+def refuse_after_grace(
+    tx: Transaction, *, brand_id: str | None, now: dt.datetime
+) -> None:
+    """Refuse a brand's key once its grace period is over, swept or not (401)."""
+    if brand_id is not None and tx.one(PAST_GRACE, brand_id=brand_id, now=now):
+        raise Unauthorized("unknown or revoked API key")
+
+
+def require_admin(role: str, what: str) -> None:
+    if role != "admin":
+        raise Forbidden(f"{what} needs a key of role admin")
+
+
+def sweep_due_offboardings(runtime: Any, *, now: dt.datetime) -> dict[str, int]:
+    """Offboard every brand whose grace period is over, one transaction each."""
+    done = 0
+    while done < SWEEP_BRANDS_MAX:
+        with runtime.database.transaction() as tx:
+            due = tx.one(TAKE_DUE, now=now, limit=1)
+            if due is None:
+                break
+            revoke_x_tokens(tx, brand_id=str(due["id"]))
+            kept = delete_brand_data(tx, brand=due, now=now)
+        runtime.log.info(
+            "brand offboarded",
+            extra=fields(brand_id=str(due["id"]), kept_kpi_days=kept),
+        )
+        done += 1
+    return {"offboarded": done}
+
+
+def revoke_x_tokens(tx: Transaction, *, brand_id: str) -> None:
+    """Revoke the brand's X tokens: today, forget the stored one.
+
+    The X connection (OAuth 2.0, issue 7) replaces this with a revocation call to
+    X for its access and refresh tokens; it runs before the brand's rows go.
+    """
+    tx.execute(CLEAR_X_TOKEN, brand_id=brand_id)
+
+
+def delete_brand_data(
+    tx: Transaction, *, brand: dict[str, Any], now: dt.datetime
+) -> int:
+    """Delete every row of the brand; keep its daily KPIs if it chose. Return how
+    many KPI days were kept."""
+    brand_id = str(brand["id"])
+    kept_rows, kept = "[]", 0
+    if brand["offboarding_keeps_kpis"]:
+        kept_rows = tx.scalar(SELECT_KEPT_KPIS, brand_id=brand_id)
+
+    tx.execute(DELETE_BRAND, brand_id=brand_id)
+    if brand["offboarding_keeps_kpis"]:
+        tx.execute(
+            INSERT_STRIPPED_BRAND,
+            brand_id=brand_id,
+            slug=stripped_slug(brand_id),
+            name=STRIPPED_NAME,
+            time_zone=brand["time_zone"],
+            currency=brand["currency"],
+            created_at=brand["created_at"],
+            requested_at=brand["offboarding_requested_at"],
+            now=now,
+        )
+        kept = len(tx.rows(RESTORE_KPIS, rows=kept_rows))
+    # Last: the deletes above may mark days of the brand for the rollup.
+    tx.execute(DELETE_MARKS, brand_id=brand_id)
+    return kept
+
+
+def stripped_slug(brand_id: str) -> str:
+    """The slug of a kept brand row: frees the brand's own for a later sign-up."""
+    return "offboarded-" + brand_id.replace("-", "")
+
+
+def _lock(tx: Transaction, brand_id: str) -> dict[str, Any]:
+    brand = tx.one(LOCK_BRAND, brand_id=brand_id)
+    if brand is None:
+        raise NotFound("brand not found")
+    return brand

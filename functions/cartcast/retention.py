@@ -1,0 +1,127 @@
+"""How long mention texts are kept, and the sweeper that removes older ones.
+
+Each brand keeps a mention's text for its own number of days (GET/PATCH
+/v1/brand/retention, `mention_text_days`), or, when it set none, for the
+deployment's CARTCAST_MENTION_TEXT_RETENTION_DAYS; never longer than
+CARTCAST_MENTION_TEXT_RETENTION_MAX_DAYS, even if the maximum was lowered after
+the brand chose. Days count from when the mention was posted on X.
+
+The sweeper runs with each `rollup_kpis` tick, after the rollup. It empties the
+text of older mentions (`text` becomes "", `text_removed_at` is set) and deletes
+their escalations, whose payload quotes the text. The triage figures stay:
+sentiment, intent, priority, deadlines, handled or not, so KPIs and response times
+do not change. Author fields stay too; removing them is a person's request
+(author_data.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cartcast import validation
+from cartcast.db import Transaction
+from cartcast.errors import InvalidRequest
+
+FIELDS = ("mention_text_days",)
+# Mentions cleared per statement; a brand with more goes on in the next statement,
+# up to SWEEP_MENTIONS_MAX per brand and tick.
+SWEEP_BATCH = 5000
+SWEEP_MENTIONS_MAX = 200_000
+
+SELECT_SETTING = "SELECT mention_text_retention_days FROM brands WHERE id = :brand_id"
+UPDATE_SETTING = """
+UPDATE brands SET mention_text_retention_days = :days WHERE id = :brand_id
+"""
+SELECT_BRAND_WINDOWS = """
+SELECT id, LEAST(COALESCE(mention_text_retention_days, :default_days), :max_days)
+    AS days
+FROM brands WHERE offboarded_at IS NULL
+ORDER BY id
+"""
+CLEAR_OLD_TEXTS = """
+WITH old AS (
+    SELECT id FROM mentions
+    WHERE brand_id = :brand_id AND text_removed_at IS NULL AND posted_at < :before
+    ORDER BY posted_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+),
+cleared AS (
+    UPDATE mentions m SET text = '', text_removed_at = :now
+    FROM old WHERE m.id = old.id
+    RETURNING m.id
+),
+dropped AS (
+    DELETE FROM escalation_outbox e USING cleared WHERE e.mention_id = cleared.id
+    RETURNING e.id
+)
+SELECT (SELECT count(*) FROM cleared) AS texts,
+    (SELECT count(*) FROM dropped) AS escalations
+"""
+
+
+def retention_state(tx: Transaction, *, brand_id: str, settings: Any) -> dict[str, Any]:
+    chosen = tx.scalar(SELECT_SETTING, brand_id=brand_id)
+    return {
+        "mention_text_days": chosen,
+        "effective_mention_text_days": min(
+            chosen or settings.mention_text_retention_days,
+            settings.mention_text_retention_max_days,
+        ),
+        "default_mention_text_days": settings.mention_text_retention_days,
+        "max_mention_text_days": settings.mention_text_retention_max_days,
+    }
+
+
+def set_retention(
+    tx: Transaction, *, brand_id: str, body: Any, settings: Any
+) -> dict[str, Any]:
+    """Set the brand's days for mention texts (null: the deployment's default)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object", field="body")
+    validation.only_fields(body, FIELDS, what="a retention setting")
+    if "mention_text_days" not in body:
+        raise InvalidRequest("send 'mention_text_days'", field="mention_text_days")
+    days = body["mention_text_days"]
+    top = settings.mention_text_retention_max_days
+    if days is not None and (
+        isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= top
+    ):
+        raise InvalidRequest(
+            f"'mention_text_days' must be a whole number of days from 1 to {top} "
+            "(this deployment's maximum), or null for its default",
+            field="mention_text_days",
+        )
+    tx.execute(UPDATE_SETTING, brand_id=brand_id, days=days)
+    return retention_state(tx, brand_id=brand_id, settings=settings)
+
+
+def sweep_old_mention_texts(runtime: Any, *, now: dt.datetime) -> dict[str, int]:
+    """Remove the texts of mentions older than their brand keeps them; counts."""
+    settings = runtime.settings
+    with runtime.database.transaction() as tx:
+        windows = tx.rows(
+            SELECT_BRAND_WINDOWS,
+            default_days=settings.mention_text_retention_days,
+            max_days=settings.mention_text_retention_max_days,
+        )
+    totals = {"texts_removed": 0, "escalations_removed": 0}
+    for brand in windows:
+        before = now - dt.timedelta(days=brand["days"])
+        cleared = SWEEP_BATCH
+        done = 0
+        while cleared == SWEEP_BATCH and done < SWEEP_MENTIONS_MAX:
+            with runtime.database.transaction() as tx:
+                row = tx.one(
+                    CLEAR_OLD_TEXTS,
+                    brand_id=str(brand["id"]),
+                    before=before,
+                    now=now,
+                    limit=SWEEP_BATCH,
+                )
+            cleared = row["texts"]
+            done += cleared
+            totals["texts_removed"] += cleared
+            totals["escalations_removed"] += row["escalations"]
+    return totals

@@ -1,0 +1,812 @@
+"""The data duties: a brand's export, an author's data removed, offboarding, and
+how long mention texts are kept.
+
+The API runs on the shared file clock at START; the sweepers are called with the
+instant they act as of. Nothing here reaches X: the brands' posts are never sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+import re
+import uuid
+import zipfile
+
+import pytest
+
+from cartcast import (
+    accounts,
+    author_data,
+    data_export,
+    keys,
+    offboarding,
+    retention,
+)
+from cartcast import (
+    settings as settings_module,
+)
+from cartcast.errors import ConfigurationError
+from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.helpers import auth, brand_body, make_brand, post_json
+
+DAY = dt.timedelta(days=1)
+FAN = {"id": "4242424242", "username": "Fan_One", "name": "A Fan"}
+OTHER = {"id": "5151515151", "username": "someone", "name": "Someone Else"}
+# Tables that hold nothing of any one brand: deployment-wide state and bookkeeping.
+DEPLOYMENT_WIDE = {
+    "schema_migrations",
+    "handled_events",
+    "gemini_calls",
+    "gemini_pause",
+    "x_app_pauses",
+}
+# Names a brand without a foreign key; offboarding deletes its rows by name.
+BRAND_WITHOUT_FOREIGN_KEY = {"kpi_marks"}
+
+STORE_MENTION = """
+INSERT INTO mentions (brand_id, x_post_id, author_id, author_username, author_name,
+    author_followers, text, conversation_id, posted_at, received_at, sentiment,
+    intent, priority, scored_at)
+VALUES (:brand_id, :x_post_id, :author_id, :author_username, :author_name, 10,
+    :text, :x_post_id, :posted_at, :posted_at, 'negative', 'complaint', 2,
+    :posted_at)
+RETURNING id
+"""
+QUEUE_ESCALATION = """
+INSERT INTO escalation_outbox (brand_id, mention_id, body, created_at,
+    next_attempt_at)
+VALUES (:brand_id, :mention_id, :body, :now, :now)
+"""
+# Every base table, and how many of its rows hold one of the pattern's values
+# anywhere in their text form. The table names come from information_schema, so a
+# table added later is searched too.
+ROWS_HOLDING = """
+SELECT c.table_name AS name,
+    CAST(CAST((xpath('/row/n/text()', query_to_xml(format(
+        'SELECT count(*) AS n FROM %I.%I t WHERE CAST(t AS text) ~ %L',
+        c.table_schema, c.table_name, CAST(:pattern AS text)), false, true, '')))[1]
+        AS text) AS integer) AS n
+FROM information_schema.tables c
+WHERE c.table_schema = 'public' AND c.table_type = 'BASE TABLE'
+ORDER BY c.table_name
+"""
+# Each table with its foreign keys: (column, referenced table, on delete).
+FOREIGN_KEYS = """
+SELECT t.table_name AS name, k.column_name AS column_name,
+    u.table_name AS refers_to, r.delete_rule
+FROM information_schema.tables t
+LEFT JOIN information_schema.table_constraints c
+    ON c.table_schema = t.table_schema AND c.table_name = t.table_name
+    AND c.constraint_type = 'FOREIGN KEY'
+LEFT JOIN information_schema.key_column_usage k
+    ON k.constraint_schema = c.constraint_schema
+    AND k.constraint_name = c.constraint_name
+LEFT JOIN information_schema.referential_constraints r
+    ON r.constraint_schema = c.constraint_schema
+    AND r.constraint_name = c.constraint_name
+LEFT JOIN information_schema.constraint_column_usage u
+    ON u.constraint_schema = c.constraint_schema
+    AND u.constraint_name = c.constraint_name
+WHERE t.table_schema = 'public' AND t.table_type = 'BASE TABLE'
+"""
+COLUMNS = """
+SELECT table_name AS name, column_name FROM information_schema.columns
+WHERE table_schema = 'public'
+"""
+
+
+@pytest.fixture
+def client(function_env):
+    return make_app("api", "http").test_client()
+
+
+@pytest.fixture
+def shop(client) -> dict[str, str]:
+    """A brand created through the API, with its admin key and a viewer key."""
+    body = brand_body(
+        slug="leaving-goods", name="Leaving Goods", x_access_token="secret-x-token"
+    )
+    response = post_json(client, "/v1/brands", body, OPERATOR_KEY)
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    return {
+        "id": str(created["brand"]["id"]),
+        "admin": created["api_key"],
+        "viewer": _key(client, created["brand"]["id"], "viewer"),
+    }
+
+
+def _key(client, brand_id, role: str, *, name: str | None = None) -> str:
+    from cartcast import runtime as runtime_module
+
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        return keys.create_key(
+            tx, brand_id=str(brand_id), name=name or role, role=role, now=START
+        )
+
+
+def _database(client):
+    from cartcast import runtime as runtime_module
+
+    return runtime_module.current().database
+
+
+def store_mention(
+    database,
+    brand_id: str,
+    author: dict[str, str],
+    *,
+    text: str = "@leaving my parcel never came",
+    posted_at: dt.datetime = START,
+    escalated: bool = False,
+) -> str:
+    with database.transaction() as tx:
+        mention_id = str(
+            tx.scalar(
+                STORE_MENTION,
+                brand_id=brand_id,
+                x_post_id=str(uuid.uuid4().int % 10**18),
+                author_id=author["id"],
+                author_username=author["username"],
+                author_name=author["name"],
+                text=text,
+                posted_at=posted_at,
+            )
+        )
+        if escalated:
+            body = json.dumps({"author_username": author["username"], "text": text})
+            tx.execute(
+                QUEUE_ESCALATION,
+                brand_id=brand_id,
+                mention_id=mention_id,
+                body=body,
+                now=posted_at,
+            )
+    return mention_id
+
+
+def fill_brand(database, brand_id: str) -> dict[str, int]:
+    """Write a row of the brand in every table a running brand fills."""
+    rows = {}
+    with database.transaction() as tx:
+        product_id = str(
+            tx.scalar(
+                "INSERT INTO products (brand_id, sku, handle, title, price, "
+                "created_at, updated_at) VALUES (:brand_id, 'SKU-1', 'mug', 'Mug', "
+                "12.50, :now, :now) RETURNING id",
+                brand_id=brand_id,
+                now=START,
+            )
+        )
+        post_id = str(uuid.uuid4())
+        tx.execute(
+            "INSERT INTO posts (id, brand_id, product_id, text, state, engine, "
+            "weighted_length, created_by, created_at, updated_at, scheduled_at, "
+            "published_at, x_post_id) VALUES (:id, :brand_id, :product_id, "
+            "'A mug for mornings', 'published', 'manual', 18, 'test', :now, :now, "
+            ":now, :now, :x_post_id)",
+            id=post_id,
+            brand_id=brand_id,
+            product_id=product_id,
+            now=START,
+            x_post_id=str(uuid.uuid4().int % 10**18),
+        )
+        tx.execute(
+            "INSERT INTO post_parts (post_id, position, text, weighted_length, "
+            "has_link) VALUES (:post_id, 0, 'A mug for mornings', 18, false)",
+            post_id=post_id,
+        )
+        attempt = tx.scalar(
+            "INSERT INTO publish_attempts (post_id, started_at, finished_at, "
+            "outcome) VALUES (:post_id, :now, :now, 'published') RETURNING id",
+            post_id=post_id,
+            now=START,
+        )
+        tx.execute(
+            "INSERT INTO x_post_intents (brand_id, post_id, own_app, sent_at) "
+            "VALUES (:brand_id, :post_id, false, :now)",
+            brand_id=brand_id,
+            post_id=post_id,
+            now=START,
+        )
+        for hours in (1, 2):
+            tx.execute(
+                "INSERT INTO metric_snapshots (post_id, captured_at, impressions, "
+                "likes, reposts, replies, quotes, bookmarks) VALUES (:post_id, :at, "
+                ":impressions, 1, 0, 0, 0, 0)",
+                post_id=post_id,
+                at=START + dt.timedelta(hours=hours),
+                impressions=100 * hours,
+            )
+        tx.execute(
+            "INSERT INTO orders (brand_id, external_id, ordered_at, currency, "
+            "total_price, post_id, received_at, customer_id) VALUES (:brand_id, "
+            "'1001', :now, 'USD', 42.50, :post_id, :now, 'customer-7')",
+            brand_id=brand_id,
+            post_id=post_id,
+            now=START,
+        )
+        tx.execute(
+            "INSERT INTO account_snapshots (brand_id, local_day, captured_at, "
+            "followers) VALUES (:brand_id, :day, :now, 990)",
+            brand_id=brand_id,
+            day=START.date(),
+            now=START,
+        )
+        tx.execute(
+            "INSERT INTO cost_ledger (brand_id, occurred_at, service, operation, "
+            "units, usd, ref) VALUES (:brand_id, :now, 'x', 'post', 1, 0.015, :ref)",
+            brand_id=brand_id,
+            now=START,
+            ref=f"attempt-{attempt}",
+        )
+        for day, revenue in ((START.date() - DAY, "10.10"), (START.date(), "42.50")):
+            tx.execute(
+                "INSERT INTO daily_kpis (brand_id, day, posts_published, "
+                "impressions, engagements, link_clicks, attributed_orders, revenue, "
+                "unattributed_orders, mentions, negative_mentions, api_spend_usd, "
+                "computed_at) VALUES (:brand_id, :day, 1, 200, 2, 0, 1, "
+                "CAST(:revenue AS numeric), 0, 1, 1, 0.015, :now)",
+                brand_id=brand_id,
+                day=day,
+                revenue=revenue,
+                now=START,
+            )
+        job_id = str(uuid.uuid4())
+        tx.execute(
+            "INSERT INTO caption_jobs (id, brand_id, requested_by, when_quota_spent, "
+            "state, products_total, created_at, updated_at) VALUES (:id, "
+            ":brand_id, 'admin', 'wait', 'queued', 1, :now, :now)",
+            id=job_id,
+            brand_id=brand_id,
+            now=START,
+        )
+        tx.execute(
+            "INSERT INTO caption_job_items (job_id, position, product_id) "
+            "VALUES (:job_id, 0, :product_id)",
+            job_id=job_id,
+            product_id=product_id,
+        )
+        tx.execute(
+            "INSERT INTO alert_outbox (brand_id, kind, episode, text, created_at) "
+            "VALUES (:brand_id, 'crisis', 'one', 'negative mentions rose', :now)",
+            brand_id=brand_id,
+            now=START,
+        )
+        tx.execute(
+            "INSERT INTO crises (brand_id, started_at, last_seen_at, "
+            "window_mentions, window_negative, baseline_share) VALUES (:brand_id, "
+            ":now, :now, 20, 12, 0.1)",
+            brand_id=brand_id,
+            now=START,
+        )
+    store_mention(database, brand_id, FAN, escalated=True)
+    with database.transaction() as tx:
+        author_data.remove_author_data(
+            tx,
+            brand_id=brand_id,
+            body={"x_user_id": OTHER["id"]},
+            actor="admin",
+            now=START,
+        )
+        for row in tx.rows(ROWS_HOLDING, pattern=brand_id):
+            rows[row["name"]] = row["n"]
+    return rows
+
+
+def read_archive(response) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(response.get_data()))
+
+
+def jsonl(archive: zipfile.ZipFile, name: str) -> list[dict]:
+    return [json.loads(line) for line in archive.read(name).decode().splitlines()]
+
+
+# Export
+
+
+def test_an_admin_downloads_the_brands_data_as_a_zip_with_a_manifest(client, shop):
+    database = _database(client)
+    fill_brand(database, shop["id"])
+    other = post_json(client, "/v1/brands", brand_body(slug="staying"), OPERATOR_KEY)
+    fill_brand(database, str(other.get_json()["brand"]["id"]))
+
+    response = client.get("/v1/brand/export", headers=auth(shop["admin"]))
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/zip"
+    assert (
+        "cartcast-leaving-goods-export.zip" in response.headers["Content-Disposition"]
+    )
+    archive = read_archive(response)
+    assert archive.testzip() is None
+    names = archive.namelist()
+    assert names[-1] == "manifest.json"
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["format"] == data_export.ARCHIVE_FORMAT
+    assert manifest["schema_version"] == "034"
+    assert manifest["brand"] == {"id": shop["id"], "slug": "leaving-goods"}
+    for name, entry in manifest["files"].items():
+        assert len(archive.read(name).decode().splitlines()) == entry["rows"], name
+    expected = {
+        "products.jsonl": 1,
+        "posts.jsonl": 1,
+        "post_parts.jsonl": 1,
+        "publish_attempts.jsonl": 1,
+        "metric_snapshots.jsonl": 2,
+        "mentions.jsonl": 1,
+        "orders.jsonl": 1,
+        "daily_kpis.jsonl": 2,
+        "account_snapshots.jsonl": 1,
+        "cost_ledger.jsonl": 1,
+        "crises.jsonl": 1,
+        "api_keys.jsonl": 2,
+    }
+    assert {name: manifest["files"][name]["rows"] for name in expected} == expected
+    assert manifest["files"]["post_events.jsonl"]["rows"] >= 1
+    # Only this brand's rows, with numbers exactly as stored.
+    for name in names:
+        if name.endswith(".jsonl") and name != "api_keys.jsonl":
+            for row in jsonl(archive, name):
+                assert row.get("brand_id", shop["id"]) == shop["id"]
+    revenues = sorted(row["revenue"] for row in jsonl(archive, "daily_kpis.jsonl"))
+    assert revenues == [10.10, 42.50]
+
+
+def test_the_export_holds_no_secret_and_no_key_hash(client, shop):
+    database = _database(client)
+    with database.transaction() as tx:
+        tx.execute(
+            "UPDATE brands SET escalation_webhook_url = 'https://crm.example/hook', "
+            "escalation_secret = 'escalation-secret', "
+            "order_webhook_secret = 'order-secret' WHERE id = :id",
+            id=shop["id"],
+        )
+
+    archive = read_archive(client.get("/v1/brand/export", headers=auth(shop["admin"])))
+
+    everything = b"".join(archive.read(name) for name in archive.namelist())
+    for secret in (b"secret-x-token", b"escalation-secret", b"order-secret", b"crm."):
+        assert secret not in everything
+    assert shop["admin"].encode() not in everything
+    assert all("key_hash" not in row for row in jsonl(archive, "api_keys.jsonl"))
+    assert json.loads(archive.read("brand.json"))["slug"] == "leaving-goods"
+
+
+def test_the_export_reads_page_after_page_and_misses_no_row(runtime):
+    brand_id = make_brand(runtime, "paged", None, products=7)
+    with runtime.database.transaction() as tx:
+        for hours in range(5):
+            for post in tx.rows("SELECT id FROM posts WHERE brand_id = :b", b=brand_id):
+                tx.execute(
+                    "INSERT INTO metric_snapshots (post_id, captured_at, impressions, "
+                    "likes, reposts, replies, quotes, bookmarks) VALUES (:p, :at, 1, "
+                    "0, 0, 0, 0, 0)",
+                    p=post["id"],
+                    at=START + dt.timedelta(hours=hours),
+                )
+        posts = tx.scalar("SELECT count(*) FROM posts WHERE brand_id = :b", b=brand_id)
+
+    chunks = data_export.stream_archive(
+        runtime.database, brand_id=brand_id, now=START, page_rows=2
+    )
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
+
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["files"]["products.jsonl"]["rows"] == 7
+    assert manifest["files"]["posts.jsonl"]["rows"] == posts
+    snapshots = jsonl(archive, "metric_snapshots.jsonl")
+    assert len(snapshots) == 5 * posts
+    assert len({(row["post_id"], row["captured_at"]) for row in snapshots}) == len(
+        snapshots
+    )
+
+
+def test_only_an_admin_key_may_export(client, shop):
+    response = client.get("/v1/brand/export", headers=auth(shop["viewer"]))
+
+    assert response.status_code == 403
+    assert "admin" in response.get_json()["error"]["message"]
+    assert client.get("/v1/brand/export?since=2026").status_code == 401
+    answer = client.get("/v1/brand/export?since=2026", headers=auth(shop["admin"]))
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["field"] == "since"
+
+
+# An author's data
+
+
+def test_an_authors_data_is_removed_by_id_and_the_triage_figures_stay(client, shop):
+    database = _database(client)
+    first = store_mention(database, shop["id"], FAN, escalated=True)
+    store_mention(database, shop["id"], FAN, posted_at=START - DAY)
+    kept = store_mention(database, shop["id"], OTHER, escalated=True)
+
+    response = post_json(
+        client, "/v1/author-data-removals", {"x_user_id": FAN["id"]}, shop["admin"]
+    )
+
+    assert response.status_code == 200, response.get_json()
+    removal = response.get_json()["removal"]
+    assert (removal["mentions"], removal["escalations"]) == (2, 1)
+    assert removal["matched_by"] == "x_user_id"
+    assert removal["requested_by"] == "admin"
+    with database.transaction() as tx:
+        mention = tx.one("SELECT * FROM mentions WHERE id = :id", id=first)
+        escalations = tx.rows("SELECT mention_id FROM escalation_outbox")
+        record = tx.one("SELECT CAST(r AS text) AS t FROM author_data_removals r")
+    assert mention["text"] == "" and mention["author_id"] == ""
+    assert mention["author_username"] is None and mention["author_name"] is None
+    assert mention["author_followers"] is None and mention["conversation_id"] is None
+    assert mention["x_post_id"] == f"removed:{first}"
+    assert (mention["sentiment"], mention["intent"], mention["priority"]) == (
+        "negative",
+        "complaint",
+        2,
+    )
+    assert [str(row["mention_id"]) for row in escalations] == [kept]
+    assert FAN["id"] not in record["t"] and FAN["username"] not in record["t"]
+
+
+def test_removing_an_author_again_finds_nothing_and_says_so(client, shop):
+    database = _database(client)
+    store_mention(database, shop["id"], FAN)
+    body = {"username": "@fan_one"}
+
+    first = post_json(client, "/v1/author-data-removals", body, shop["admin"])
+    again = post_json(client, "/v1/author-data-removals", body, shop["admin"])
+
+    assert first.get_json()["removal"]["mentions"] == 1
+    assert first.get_json()["removal"]["matched_by"] == "username"
+    assert again.status_code == 200
+    assert again.get_json()["removal"]["mentions"] == 0
+    listed = client.get("/v1/author-data-removals", headers=auth(shop["admin"]))
+    assert [row["mentions"] for row in listed.get_json()["removals"]] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "x_user_id"),
+        ({"x_user_id": FAN["id"], "username": "fan"}, "username"),
+        ({"x_user_id": 4242}, "x_user_id"),
+        ({"x_user_id": "12a"}, "x_user_id"),
+        ({"username": "not a handle"}, "username"),
+        ({"username": "@" + "a" * 16}, "username"),
+        ({"handle": "fan"}, "handle"),
+    ],
+)
+def test_a_removal_that_names_no_author_plainly_is_refused(client, shop, body, field):
+    database = _database(client)
+    store_mention(database, shop["id"], FAN)
+
+    response = post_json(client, "/v1/author-data-removals", body, shop["admin"])
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+    with database.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM author_data_removals") == 0
+        assert tx.scalar("SELECT count(*) FROM mentions WHERE text = ''") == 0
+
+
+def test_only_an_admin_key_removes_an_authors_data(client, shop):
+    body = {"x_user_id": FAN["id"]}
+
+    response = post_json(client, "/v1/author-data-removals", body, shop["viewer"])
+
+    assert response.status_code == 403
+
+
+# Offboarding
+
+
+def test_offboarding_stops_publishing_and_polling_at_once(client, shop, runtime):
+    database = _database(client)
+    brand_id = make_brand(runtime, "queued", {"user_id": "1700000000000000001"})
+    admin = _key(client, brand_id, "admin", name="owner")
+    with database.transaction() as tx:
+        assert brand_id in {str(b["id"]) for b in accounts.connected_brands(tx)}
+
+    response = post_json(
+        client, "/v1/brand/offboarding", {"keep_daily_kpis": True}, admin
+    )
+
+    assert response.status_code == 202, response.get_json()
+    state = response.get_json()
+    assert state["offboarding"] is True and state["keep_daily_kpis"] is True
+    assert state["posts_held"] == 2
+    assert state["delete_at"] == (START + 30 * DAY).isoformat()
+    with database.transaction() as tx:
+        assert brand_id not in {str(b["id"]) for b in accounts.connected_brands(tx)}
+        reasons = tx.rows(
+            "SELECT state, failure_reason FROM posts WHERE brand_id = :b", b=brand_id
+        )
+    assert {row["state"] for row in reasons} == {"held"}
+    assert all(row["failure_reason"].startswith("offboarding: ") for row in reasons)
+
+
+def test_a_post_scheduled_during_the_grace_period_is_held_and_cancel_queues_all(
+    client, runtime
+):
+    database = _database(client)
+    brand_id = make_brand(runtime, "changes-mind", None)
+    admin = _key(client, brand_id, "admin", name="owner")
+    post_json(client, "/v1/brand/offboarding", {}, admin)
+    with database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET state = 'scheduled', failure_reason = NULL "
+            "WHERE id = (SELECT id FROM posts WHERE brand_id = :b LIMIT 1)",
+            b=brand_id,
+        )
+
+    held = offboarding.hold_while_offboarding(runtime)
+    cancelled = client.post("/v1/brand/offboarding/cancel", headers=auth(admin))
+
+    assert held == 1
+    assert cancelled.status_code == 200
+    assert cancelled.get_json()["posts_released"] == 2
+    assert cancelled.get_json()["offboarding"] is False
+    with database.transaction() as tx:
+        states = tx.rows("SELECT state FROM posts WHERE brand_id = :b", b=brand_id)
+    assert {row["state"] for row in states} == {"scheduled"}
+    again = client.post("/v1/brand/offboarding/cancel", headers=auth(admin))
+    assert again.status_code == 409
+
+
+def test_asking_twice_or_with_a_bad_body_or_role_is_refused(client, shop):
+    path = "/v1/brand/offboarding"
+
+    bad = post_json(client, path, {"keep_daily_kpis": "yes"}, shop["admin"])
+    unknown = post_json(client, path, {"keep": True}, shop["admin"])
+    viewer = post_json(client, path, {}, shop["viewer"])
+    first = post_json(client, path, {}, shop["admin"])
+    second = post_json(client, path, {}, shop["admin"])
+
+    assert bad.status_code == 400
+    assert bad.get_json()["error"]["field"] == "keep_daily_kpis"
+    assert unknown.status_code == 400
+    assert viewer.status_code == 403
+    assert first.status_code == 202
+    assert second.status_code == 409
+    state = client.get(path, headers=auth(shop["viewer"])).get_json()
+    assert state["requested_by"] == "admin" and state["keep_daily_kpis"] is False
+
+
+def test_keys_stop_working_once_the_grace_period_is_over(client, shop, clock_file):
+    post_json(client, "/v1/brand/offboarding", {}, shop["admin"])
+    clock_file.set(START + 30 * DAY - dt.timedelta(seconds=1))
+    during = client.get("/v1/brand", headers=auth(shop["viewer"]))
+
+    clock_file.set(START + 30 * DAY)
+    after = client.get("/v1/brand", headers=auth(shop["admin"]))
+
+    assert during.status_code == 200
+    assert after.status_code == 401
+
+
+@pytest.mark.parametrize("keep_daily_kpis", [False, True])
+def test_an_offboarding_run_leaves_no_row_of_the_brand_but_what_it_kept(
+    client, shop, runtime, keep_daily_kpis
+):
+    database = _database(client)
+    filled = fill_brand(database, shop["id"])
+    staying = post_json(client, "/v1/brands", brand_body(slug="staying"), OPERATOR_KEY)
+    staying_id = str(staying.get_json()["brand"]["id"])
+    staying_rows = fill_brand(database, staying_id)
+    with database.transaction() as tx:
+        needles = [shop["id"], "leaving-goods", "secret-x-token"]
+        for query in (
+            "SELECT id FROM posts WHERE brand_id = :b",
+            "SELECT id FROM products WHERE brand_id = :b",
+            "SELECT id FROM mentions WHERE brand_id = :b",
+            "SELECT id FROM orders WHERE brand_id = :b",
+            "SELECT id FROM caption_jobs WHERE brand_id = :b",
+            "SELECT id FROM api_keys WHERE brand_id = :b",
+        ):
+            needles += [str(row["id"]) for row in tx.rows(query, b=shop["id"])]
+    pattern = "|".join(re.escape(needle) for needle in needles)
+    written = {name for name, count in filled.items() if count}
+    assert written >= {
+        "brands", "api_keys", "products", "posts", "post_events", "mentions",
+        "escalation_outbox", "orders", "daily_kpis", "account_snapshots",
+        "cost_ledger", "x_post_intents", "caption_jobs", "alert_outbox", "crises",
+        "author_data_removals", "kpi_marks",
+    }  # fmt: skip
+    post_json(
+        client,
+        "/v1/brand/offboarding",
+        {"keep_daily_kpis": keep_daily_kpis},
+        shop["admin"],
+    )
+
+    early = offboarding.sweep_due_offboardings(runtime, now=START + 29 * DAY)
+    swept = offboarding.sweep_due_offboardings(runtime, now=START + 30 * DAY)
+    again = offboarding.sweep_due_offboardings(runtime, now=START + 31 * DAY)
+
+    assert (early, swept, again) == (
+        {"offboarded": 0},
+        {"offboarded": 1},
+        {"offboarded": 0},
+    )
+    with database.transaction() as tx:
+        left = {row["name"]: row["n"] for row in tx.rows(ROWS_HOLDING, pattern=pattern)}
+        after_staying = {
+            row["name"]: row["n"] for row in tx.rows(ROWS_HOLDING, pattern=staying_id)
+        }
+        kept_brand = tx.one("SELECT * FROM brands WHERE id = :id", id=shop["id"])
+        revenue = tx.rows(
+            "SELECT CAST(revenue AS text) AS r FROM daily_kpis WHERE brand_id = :b "
+            "ORDER BY day",
+            b=shop["id"],
+        )
+    expected = {"brands": 1, "daily_kpis": 2} if keep_daily_kpis else {}
+    assert {name: n for name, n in left.items() if n} == expected
+    assert after_staying == staying_rows
+    if keep_daily_kpis:
+        assert [row["r"] for row in revenue] == ["10.10", "42.50"]
+        assert kept_brand["slug"] == offboarding.stripped_slug(shop["id"])
+        assert kept_brand["x_user_id"] is None and kept_brand["x_access_token"] is None
+        assert kept_brand["offboarded_at"] == START + 30 * DAY
+        # The brand's slug is free for a new sign-up.
+        back = post_json(client, "/v1/brands", brand_body(slug="leaving-goods"),
+                         OPERATOR_KEY)  # fmt: skip
+        assert back.status_code == 201, back.get_json()
+    else:
+        assert kept_brand is None
+
+
+def test_every_table_goes_with_its_brand_or_holds_no_brand(runtime):
+    """A new table must cascade from brands, or be named here as deployment-wide."""
+    with runtime.database.transaction() as tx:
+        foreign_keys = tx.rows(FOREIGN_KEYS)
+        columns = tx.rows(COLUMNS)
+    refers: dict[str, set[tuple[str, str]]] = {}
+    for row in foreign_keys:
+        refers.setdefault(row["name"], set())
+        if row["refers_to"] is not None:
+            refers[row["name"]].add((row["refers_to"], row["delete_rule"]))
+    with_brand_column = {
+        row["name"] for row in columns if row["column_name"] == "brand_id"
+    }
+
+    def goes_with_brand(table: str, seen: frozenset = frozenset()) -> bool:
+        if table == "brands":
+            return True
+        return any(
+            rule == "CASCADE" and parent not in seen
+            and goes_with_brand(parent, seen | {table})
+            for parent, rule in refers.get(table, ())
+        )  # fmt: skip
+
+    problems = [
+        table
+        for table in refers
+        if table not in DEPLOYMENT_WIDE | BRAND_WITHOUT_FOREIGN_KEY
+        and not goes_with_brand(table)
+    ]
+    assert problems == []
+    assert (
+        with_brand_column - {"brands"}
+        <= {table for table in refers if goes_with_brand(table)}
+        | BRAND_WITHOUT_FOREIGN_KEY
+    )
+    assert not any(goes_with_brand(table) for table in DEPLOYMENT_WIDE)
+
+
+# Retention
+
+
+def test_a_brand_sets_how_long_it_keeps_mention_texts_within_the_maximum(client, shop):
+    path = "/v1/brand/retention"
+
+    default = client.get(path, headers=auth(shop["viewer"])).get_json()
+    changed = client.patch(
+        path,
+        json={"mention_text_days": 90},
+        headers=auth(shop["admin"]),
+    )
+    too_long = client.patch(
+        path, json={"mention_text_days": 731}, headers=auth(shop["admin"])
+    )
+    as_viewer = client.patch(
+        path, json={"mention_text_days": 30}, headers=auth(shop["viewer"])
+    )
+    back = client.patch(
+        path, json={"mention_text_days": None}, headers=auth(shop["admin"])
+    )
+
+    assert default["mention_text_days"] is None
+    assert default["effective_mention_text_days"] == 365
+    assert changed.status_code == 200
+    assert changed.get_json()["effective_mention_text_days"] == 90
+    assert too_long.status_code == 400
+    assert too_long.get_json()["error"]["field"] == "mention_text_days"
+    assert as_viewer.status_code == 403
+    assert back.get_json()["effective_mention_text_days"] == 365
+
+
+@pytest.mark.parametrize("days", [0, -1, 1.5, True, "30"])
+def test_a_retention_that_is_no_whole_number_of_days_is_refused(client, shop, days):
+    response = client.patch(
+        "/v1/brand/retention",
+        json={"mention_text_days": days},
+        headers=auth(shop["admin"]),
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "mention_text_days"
+
+
+def test_the_sweeper_removes_old_texts_and_keeps_the_triage(runtime):
+    brand_id = make_brand(runtime, "keeper", None, products=1)
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE brands SET mention_text_retention_days = 30 WHERE id = :b",
+            b=brand_id,
+        )
+    old = store_mention(
+        runtime.database, brand_id, FAN, posted_at=START - 31 * DAY, escalated=True
+    )
+    recent = store_mention(runtime.database, brand_id, FAN, posted_at=START - 29 * DAY)
+
+    swept = retention.sweep_old_mention_texts(runtime, now=START)
+    again = retention.sweep_old_mention_texts(runtime, now=START)
+
+    assert swept == {"texts_removed": 1, "escalations_removed": 1}
+    assert again == {"texts_removed": 0, "escalations_removed": 0}
+    with runtime.database.transaction() as tx:
+        rows = {
+            str(row["id"]): row
+            for row in tx.rows("SELECT * FROM mentions WHERE brand_id = :b", b=brand_id)
+        }
+    assert rows[old]["text"] == "" and rows[old]["text_removed_at"] == START
+    assert rows[old]["sentiment"] == "negative" and rows[old]["priority"] == 2
+    assert rows[old]["author_username"] == FAN["username"]
+    assert rows[recent]["text"] != ""
+
+
+def test_the_deployment_maximum_bounds_a_brands_longer_choice(runtime):
+    brand_id = make_brand(runtime, "long-keeper", None, products=1)
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE brands SET mention_text_retention_days = 700 WHERE id = :b",
+            b=brand_id,
+        )
+    store_mention(runtime.database, brand_id, FAN, posted_at=START - 101 * DAY)
+    runtime.settings = dataclasses.replace(
+        runtime.settings,
+        mention_text_retention_days=30,
+        mention_text_retention_max_days=100,
+    )
+
+    swept = retention.sweep_old_mention_texts(runtime, now=START)
+
+    assert swept["texts_removed"] == 1
+
+
+def test_the_retention_settings_are_bounded_and_consistent():
+    base = {"DATABASE_URL": "postgresql://u@127.0.0.1/db"}
+    loaded = settings_module.load(base)
+    assert (loaded.offboarding_grace_days, loaded.mention_text_retention_days) == (
+        30,
+        365,
+    )
+
+    for extra, named in (
+        ({"CARTCAST_OFFBOARDING_GRACE_DAYS": "0"}, "CARTCAST_OFFBOARDING_GRACE_DAYS"),
+        ({"CARTCAST_OFFBOARDING_GRACE_DAYS": "366"}, "CARTCAST_OFFBOARDING_GRACE_DAYS"),
+        (
+            {"CARTCAST_MENTION_TEXT_RETENTION_DAYS": "800"},
+            "CARTCAST_MENTION_TEXT_RETENTION_DAYS must not exceed",
+        ),
+        (
+            {"CARTCAST_MENTION_TEXT_RETENTION_MAX_DAYS": "x"},
+            "CARTCAST_MENTION_TEXT_RETENTION_MAX_DAYS",
+        ),
+    ):
+        with pytest.raises(ConfigurationError, match=named):
+            settings_module.load({**base, **extra})
