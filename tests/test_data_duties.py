@@ -30,7 +30,15 @@ from cartcast import (
 )
 from cartcast.errors import ConfigurationError
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import auth, brand_body, make_brand, post_json
+from tests.helpers import (
+    ALPHA,
+    auth,
+    brand_body,
+    catalog,
+    make_brand,
+    post_json,
+    tweets_sent,
+)
 
 DAY = dt.timedelta(days=1)
 FAN = {"id": "4242424242", "username": "Fan_One", "name": "A Fan"}
@@ -810,3 +818,58 @@ def test_the_retention_settings_are_bounded_and_consistent():
     ):
         with pytest.raises(ConfigurationError, match=named):
             settings_module.load({**base, **extra})
+
+
+# Through the functions
+
+
+@pytest.fixture
+def on_sandbox(function_env, monkeypatch, x_sandbox):
+    monkeypatch.setenv("X_API_BASE_URL", x_sandbox.base_url)
+    return x_sandbox
+
+
+def tick(target: str, at: dt.datetime):
+    from cartcast import events
+
+    headers, body = events.envelope(
+        topic=target, project="test", payload={}, message_id=uuid.uuid4().hex, time=at
+    )
+    client = make_app(target, "cloudevent").test_client()
+    return client.post("/", headers=headers, data=json.dumps(body))
+
+
+def test_a_leaving_brand_publishes_nothing_and_the_rollup_tick_deletes_it(
+    client, on_sandbox, clock_file
+):
+    body = brand_body(
+        slug="on-x", x_user_id=ALPHA["user_id"], x_username="alpha",
+        x_access_token="token-alpha",
+    )  # fmt: skip
+    key = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
+    post_json(client, "/v1/products", catalog(2), key)
+    post_json(client, "/v1/captions", {"products": [p["sku"] for p in catalog(2)]}, key)
+    post_json(client, "/v1/schedule", {}, key)
+    assert post_json(client, "/v1/brand/offboarding", {}, key).status_code == 202
+    database = _database(client)
+    with database.transaction() as tx:
+        # A post put back in the queue behind the offboarding's back.
+        tx.execute("UPDATE posts SET state = 'scheduled' WHERE state = 'held'")
+
+    week_later = START + 7 * DAY
+    clock_file.set(week_later)
+    published = tick("publish_due_posts", week_later)
+    polled = tick("poll_mentions", week_later)
+    with database.transaction() as tx:
+        states = {row["state"] for row in tx.rows("SELECT state FROM posts")}
+    past_grace = START + 30 * DAY
+    clock_file.set(past_grace)
+    rolled = tick("rollup_kpis", past_grace)
+
+    assert (published.status_code, polled.status_code) == (200, 200)
+    assert tweets_sent(on_sandbox) == 0
+    assert states == {"held"}
+    assert rolled.status_code == 200
+    with database.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM brands") == 0
+        assert tx.scalar("SELECT count(*) FROM posts") == 0
