@@ -33,6 +33,9 @@ CREATE INDEX mentions_text_kept ON mentions (brand_id, posted_at)
 CREATE INDEX mentions_by_author ON mentions (brand_id, author_id);
 CREATE INDEX mentions_by_author_username ON mentions (brand_id, lower(author_username));
 
+-- The export reads a brand's posts in id order, a page at a time (data_export.py).
+CREATE INDEX posts_by_brand_id ON posts (brand_id, id);
+
 CREATE TABLE author_data_removals (
     id             bigserial PRIMARY KEY,
     brand_id       uuid NOT NULL REFERENCES brands (id) ON DELETE CASCADE,

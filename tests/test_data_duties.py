@@ -400,7 +400,7 @@ def test_the_export_reads_page_after_page_and_misses_no_row(runtime):
         posts = tx.scalar("SELECT count(*) FROM posts WHERE brand_id = :b", b=brand_id)
 
     chunks = data_export.stream_archive(
-        runtime.database, brand_id=brand_id, now=START, page_rows=2
+        runtime.database, brand_id=brand_id, now=START, page_rows=2, posts_per_batch=3
     )
     archive = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
 

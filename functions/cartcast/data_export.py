@@ -45,122 +45,119 @@ SELECT CAST(to_jsonb(b) - 'x_access_token' - 'escalation_secret'
 FROM brands b WHERE b.id = :brand_id
 """
 
-# Every page query takes the brand and the last key of the page before (`:after`,
-# and `:after_at` or `:after_position` for a two-column key); the first page
-# starts from a key below every real one.
+# A brand-keyed file is read in pages after the last key of the page before
+# (`:after`, and `:after_id` for a two-column key), each along an index that starts
+# with brand_id, so a page costs its own rows whatever the other brands hold; the
+# first page starts below every real key. A post-keyed file is read for a batch of
+# the brand's post ids at a time (`:post_ids`), along the post_id index.
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
+# Posts per batch of a post-keyed file: a post has a few parts, events and
+# attempts, and its metric snapshots (about 20 over its first month, decision 0022).
+POSTS_PER_BATCH = 100
+
+SELECT_POST_IDS = """
+SELECT id FROM posts
+WHERE brand_id = :brand_id AND id > CAST(:after AS uuid)
+ORDER BY id LIMIT :limit
+"""
 
 
 @dataclasses.dataclass(frozen=True)
 class ExportFile:
-    """One file of the archive: the page query and how to read its last key."""
+    """One file of the archive: its query and, for a brand-keyed file, how the
+    next page's key is read from the last row (`key_of`; empty: post-keyed)."""
 
     name: str
     sql: str
-    first_key: dict[str, Any]
-    key_of: tuple[str, ...]
+    first_key: dict[str, Any] = dataclasses.field(default_factory=dict)
+    key_of: tuple[str, ...] = ()
+
+
+def _by_brand(name: str, sql: str, first: Any, *extra: str) -> ExportFile:
+    return ExportFile(name, sql, {"after": first}, ("after", *extra))
 
 
 FILES = (
-    ExportFile(
+    _by_brand(
         "products.jsonl",
         """
-        SELECT CAST(to_jsonb(t) AS text) AS line, t.id AS after FROM products t
-        WHERE t.brand_id = :brand_id AND t.id > CAST(:after AS uuid)
-        ORDER BY t.id LIMIT :limit
+        SELECT CAST(to_jsonb(t) AS text) AS line, t.sku AS after FROM products t
+        WHERE t.brand_id = :brand_id AND t.sku > :after
+        ORDER BY t.sku LIMIT :limit
         """,
-        {"after": NIL_UUID},
-        ("after",),
+        "",
     ),
-    ExportFile(
+    _by_brand(
         "posts.jsonl",
         """
         SELECT CAST(to_jsonb(t) AS text) AS line, t.id AS after FROM posts t
         WHERE t.brand_id = :brand_id AND t.id > CAST(:after AS uuid)
         ORDER BY t.id LIMIT :limit
         """,
-        {"after": NIL_UUID},
-        ("after",),
+        NIL_UUID,
     ),
     ExportFile(
         "post_parts.jsonl",
         """
-        SELECT CAST(to_jsonb(t) AS text) AS line, t.post_id AS after,
-            t.position AS after_position
-        FROM post_parts t JOIN posts p ON p.id = t.post_id
-        WHERE p.brand_id = :brand_id
-          AND (t.post_id, t.position) > (CAST(:after AS uuid), :after_position)
-        ORDER BY t.post_id, t.position LIMIT :limit
+        SELECT CAST(to_jsonb(t) AS text) AS line FROM post_parts t
+        WHERE t.post_id = ANY(CAST(:post_ids AS uuid[]))
+        ORDER BY t.post_id, t.position
         """,
-        {"after": NIL_UUID, "after_position": -1},
-        ("after", "after_position"),
     ),
     ExportFile(
         "post_events.jsonl",
         """
-        SELECT CAST(to_jsonb(t) AS text) AS line, t.id AS after FROM post_events t
-        WHERE t.brand_id = :brand_id AND t.id > :after
-        ORDER BY t.id LIMIT :limit
+        SELECT CAST(to_jsonb(t) AS text) AS line FROM post_events t
+        WHERE t.post_id = ANY(CAST(:post_ids AS uuid[]))
+        ORDER BY t.post_id, t.at, t.id
         """,
-        {"after": 0},
-        ("after",),
     ),
     ExportFile(
         "publish_attempts.jsonl",
         """
-        SELECT CAST(to_jsonb(t) AS text) AS line, t.id AS after
-        FROM publish_attempts t JOIN posts p ON p.id = t.post_id
-        WHERE p.brand_id = :brand_id AND t.id > :after
-        ORDER BY t.id LIMIT :limit
+        SELECT CAST(to_jsonb(t) AS text) AS line FROM publish_attempts t
+        WHERE t.post_id = ANY(CAST(:post_ids AS uuid[]))
+        ORDER BY t.post_id, t.id
         """,
-        {"after": 0},
-        ("after",),
     ),
     ExportFile(
         "metric_snapshots.jsonl",
         """
-        SELECT CAST(to_jsonb(t) AS text) AS line, t.post_id AS after,
-            t.captured_at AS after_at
-        FROM metric_snapshots t JOIN posts p ON p.id = t.post_id
-        WHERE p.brand_id = :brand_id
-          AND (t.post_id, t.captured_at)
-              > (CAST(:after AS uuid), CAST(:after_at AS timestamptz))
-        ORDER BY t.post_id, t.captured_at LIMIT :limit
+        SELECT CAST(to_jsonb(t) AS text) AS line FROM metric_snapshots t
+        WHERE t.post_id = ANY(CAST(:post_ids AS uuid[]))
+        ORDER BY t.post_id, t.captured_at
         """,
-        {"after": NIL_UUID, "after_at": "-infinity"},
-        ("after", "after_at"),
     ),
-    ExportFile(
+    _by_brand(
         "mentions.jsonl",
         """
-        SELECT CAST(to_jsonb(t) AS text) AS line, t.id AS after FROM mentions t
-        WHERE t.brand_id = :brand_id AND t.id > CAST(:after AS uuid)
-        ORDER BY t.id LIMIT :limit
+        SELECT CAST(to_jsonb(t) AS text) AS line, t.x_post_id AS after
+        FROM mentions t
+        WHERE t.brand_id = :brand_id AND t.x_post_id > :after
+        ORDER BY t.x_post_id LIMIT :limit
         """,
-        {"after": NIL_UUID},
-        ("after",),
+        "",
     ),
-    ExportFile(
+    _by_brand(
         "orders.jsonl",
         """
-        SELECT CAST(to_jsonb(t) AS text) AS line, t.id AS after FROM orders t
-        WHERE t.brand_id = :brand_id AND t.id > CAST(:after AS uuid)
-        ORDER BY t.id LIMIT :limit
+        SELECT CAST(to_jsonb(t) AS text) AS line, t.external_id AS after
+        FROM orders t
+        WHERE t.brand_id = :brand_id AND t.external_id > :after
+        ORDER BY t.external_id LIMIT :limit
         """,
-        {"after": NIL_UUID},
-        ("after",),
+        "",
     ),
-    ExportFile(
+    _by_brand(
         "daily_kpis.jsonl",
         """
         SELECT CAST(to_jsonb(t) AS text) AS line, t.day AS after FROM daily_kpis t
         WHERE t.brand_id = :brand_id AND t.day > CAST(:after AS date)
         ORDER BY t.day LIMIT :limit
         """,
-        {"after": "-infinity"},
-        ("after",),
+        "-infinity",
     ),
-    ExportFile(
+    _by_brand(
         "account_snapshots.jsonl",
         """
         SELECT CAST(to_jsonb(t) AS text) AS line, t.local_day AS after
@@ -168,39 +165,39 @@ FILES = (
         WHERE t.brand_id = :brand_id AND t.local_day > CAST(:after AS date)
         ORDER BY t.local_day LIMIT :limit
         """,
-        {"after": "-infinity"},
-        ("after",),
+        "-infinity",
     ),
     ExportFile(
         "cost_ledger.jsonl",
         """
-        SELECT CAST(to_jsonb(t) AS text) AS line, t.id AS after FROM cost_ledger t
-        WHERE t.brand_id = :brand_id AND t.id > :after
-        ORDER BY t.id LIMIT :limit
+        SELECT CAST(to_jsonb(t) AS text) AS line, t.occurred_at AS after,
+            t.id AS after_id
+        FROM cost_ledger t
+        WHERE t.brand_id = :brand_id
+          AND (t.occurred_at, t.id) > (CAST(:after AS timestamptz), :after_id)
+        ORDER BY t.occurred_at, t.id LIMIT :limit
         """,
-        {"after": 0},
-        ("after",),
+        {"after": "-infinity", "after_id": 0},
+        ("after", "after_id"),
     ),
-    ExportFile(
+    _by_brand(
         "crises.jsonl",
         """
         SELECT CAST(to_jsonb(t) AS text) AS line, t.id AS after FROM crises t
         WHERE t.brand_id = :brand_id AND t.id > :after
         ORDER BY t.id LIMIT :limit
         """,
-        {"after": 0},
-        ("after",),
+        0,
     ),
-    ExportFile(
+    _by_brand(
         "api_keys.jsonl",
         """
-        SELECT CAST(to_jsonb(t) - 'key_hash' AS text) AS line, t.id AS after
+        SELECT CAST(to_jsonb(t) - 'key_hash' AS text) AS line, t.name AS after
         FROM api_keys t
-        WHERE t.brand_id = :brand_id AND t.id > CAST(:after AS uuid)
-        ORDER BY t.id LIMIT :limit
+        WHERE t.brand_id = :brand_id AND t.name > :after
+        ORDER BY t.name LIMIT :limit
         """,
-        {"after": NIL_UUID},
-        ("after",),
+        "",
     ),
 )
 
@@ -215,6 +212,7 @@ def stream_archive(
     brand_id: str,
     now: dt.datetime,
     page_rows: int = EXPORT_PAGE_ROWS,
+    posts_per_batch: int = POSTS_PER_BATCH,
 ) -> Iterator[bytes]:
     """Yield the brand's archive as zip bytes, a chunk at a time.
 
@@ -241,7 +239,14 @@ def stream_archive(
         for export in FILES:
             rows, columns = 0, set()
             with archive.open(export.name, "w", force_zip64=True) as entry:
-                for page in _pages(tx, export, brand_id=brand_id, limit=page_rows):
+                pages = _pages(
+                    tx,
+                    export,
+                    brand_id=brand_id,
+                    limit=page_rows,
+                    posts_per_batch=posts_per_batch,
+                )
+                for page in pages:
                     for row in page:
                         entry.write(row["line"].encode() + b"\n")
                     rows += len(page)
@@ -257,9 +262,21 @@ def stream_archive(
 
 
 def _pages(
-    tx: Any, export: ExportFile, *, brand_id: str, limit: int
+    tx: Any,
+    export: ExportFile,
+    *,
+    brand_id: str,
+    limit: int,
+    posts_per_batch: int,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Yield the file's rows a page at a time, each page after the last key."""
+    """Yield the file's rows a page at a time: after the last key, or for the next
+    batch of the brand's posts."""
+    if not export.key_of:
+        for post_ids in _post_batches(tx, brand_id=brand_id, limit=posts_per_batch):
+            page = tx.rows(export.sql, post_ids=post_ids)
+            if page:
+                yield page
+        return
     key = dict(export.first_key)
     while True:
         page = tx.rows(export.sql, brand_id=brand_id, limit=limit, **key)
@@ -270,6 +287,17 @@ def _pages(
         key = {name: _key_value(last[name]) for name in export.key_of}
         if len(page) < limit:
             return
+
+
+def _post_batches(tx: Any, *, brand_id: str, limit: int) -> Iterator[list[str]]:
+    after = NIL_UUID
+    while True:
+        rows = tx.rows(SELECT_POST_IDS, brand_id=brand_id, after=after, limit=limit)
+        if not rows:
+            return
+        post_ids = [str(row["id"]) for row in rows]
+        yield post_ids
+        after = post_ids[-1]
 
 
 def _key_value(value: Any) -> Any:
