@@ -35,6 +35,11 @@ CREATE INDEX mentions_by_author_username ON mentions (brand_id, lower(author_use
 
 -- The export reads a brand's posts in id order, a page at a time (data_export.py).
 CREATE INDEX posts_by_brand_id ON posts (brand_id, id);
+-- Deleting a brand cascades through these foreign keys row by row; without an
+-- index each deleted post or product would scan the whole referencing table.
+CREATE INDEX x_post_intents_by_post ON x_post_intents (post_id);
+CREATE INDEX posts_by_product ON posts (product_id) WHERE product_id IS NOT NULL;
+CREATE INDEX caption_job_items_by_product ON caption_job_items (product_id);
 
 CREATE TABLE author_data_removals (
     id             bigserial PRIMARY KEY,

@@ -635,11 +635,8 @@ def test_an_offboarding_run_leaves_no_row_of_the_brand_but_what_it_kept(
     swept = offboarding.sweep_due_offboardings(runtime, now=START + 30 * DAY)
     again = offboarding.sweep_due_offboardings(runtime, now=START + 31 * DAY)
 
-    assert (early, swept, again) == (
-        {"offboarded": 0},
-        {"offboarded": 1},
-        {"offboarded": 0},
-    )
+    assert (early["offboarded"], swept["offboarded"], again["offboarded"]) == (0, 1, 0)
+    assert swept["offboarding_batches"] > 1
     with database.transaction() as tx:
         left = {row["name"]: row["n"] for row in tx.rows(ROWS_HOLDING, pattern=pattern)}
         after_staying = {
@@ -873,3 +870,35 @@ def test_a_leaving_brand_publishes_nothing_and_the_rollup_tick_deletes_it(
     with database.transaction() as tx:
         assert tx.scalar("SELECT count(*) FROM brands") == 0
         assert tx.scalar("SELECT count(*) FROM posts") == 0
+
+
+def test_an_offboarding_cut_into_batches_resumes_and_marks_no_kept_day(
+    client, shop, runtime
+):
+    database = _database(client)
+    fill_brand(database, shop["id"])
+    post_json(client, "/v1/brand/offboarding", {"keep_daily_kpis": True}, shop["admin"])
+
+    runs = []
+    while not runs or not runs[-1]["offboarded"]:
+        runs.append(
+            offboarding.sweep_due_offboardings(
+                runtime, now=START + 30 * DAY, batches_max=1
+            )
+        )
+        with database.transaction() as tx:
+            marks = tx.scalar(
+                "SELECT count(*) FROM kpi_marks WHERE brand_id = :b", b=shop["id"]
+            )
+        assert marks == 0
+        assert len(runs) < 10
+
+    assert len(runs) >= 4  # posts, mentions, orders and ledger, then the brand
+    with database.transaction() as tx:
+        revenue = tx.rows(
+            "SELECT CAST(revenue AS text) AS r FROM daily_kpis WHERE brand_id = :b "
+            "ORDER BY day",
+            b=shop["id"],
+        )
+        assert tx.scalar("SELECT count(*) FROM posts") == 0
+    assert [row["r"] for row in revenue] == ["10.10", "42.50"]

@@ -7,8 +7,9 @@ schema version, when it was made, and each file's row count and columns. An
 archive without its manifest was cut short and is incomplete.
 
 The archive is streamed. Rows are read EXPORT_PAGE_ROWS at a time in key order
-(keyset pages, never OFFSET) and compressed as they are written, so the function
-holds one page and the deflate window, whatever the brand's size (decision 0032).
+(keyset pages, never OFFSET), or for POSTS_PER_BATCH of the brand's posts at a time,
+and compressed as they are written, so the function holds one page and the deflate
+window, whatever the brand's size (decision 0032).
 Each row is turned into JSON by PostgreSQL (`to_jsonb`), so numbers, times and ids
 come out exactly as stored.
 

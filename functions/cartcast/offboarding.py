@@ -11,9 +11,11 @@
    `scheduled`, and polling and publishing resume.
 3. Once the grace period has passed, the brand's keys are refused (401) even before
    the sweeper has run, and the sweeper, run by each `rollup_kpis` tick after the
-   rollup, offboards it: it revokes the brand's X tokens (`revoke_x_tokens`), then
-   deletes the brand, which cascades to every table that names it, and the
-   rollup's marks, which name it without a foreign key. A brand that kept its KPIs
+   rollup, offboards it: it revokes the brand's X tokens (`revoke_x_tokens`),
+   deletes its posts (with everything of theirs), mentions, orders and ledger rows
+   in batches, each its own transaction, then deletes the brand, which cascades to
+   every other table that names it, and the rollup's marks, which name it without
+   a foreign key. A brand that kept its KPIs
    is written back as a stripped row holding only its id, time zone, currency and
    the dates of its offboarding, with its `daily_kpis` rows (decision 0032).
 
@@ -34,8 +36,12 @@ HELD_FIX = (
     "; POST /v1/brand/offboarding/cancel keeps the brand and puts this post back "
     "in the queue"
 )
-# Offboardings one sweep carries out; the rest wait for the next tick.
-SWEEP_BRANDS_MAX = 20
+# A brand's big tables are deleted in batches, each its own transaction, so no
+# statement nears the database socket's timeout; a sweep runs at most this many
+# batches, and a brand left half deleted is taken up again by the next tick.
+POSTS_PER_BATCH = 500
+ROWS_PER_BATCH = 5000
+SWEEP_BATCHES_MAX = 2000
 STRIPPED_NAME = "offboarded brand"
 
 LOCK_BRAND = """
@@ -104,6 +110,37 @@ ORDER BY offboarding_due_at, id
 LIMIT :limit
 FOR UPDATE SKIP LOCKED
 """
+# Posts go with their parts, events, attempts, intents and metric snapshots.
+DELETE_BATCHES = (
+    (
+        """
+        DELETE FROM posts WHERE id IN (
+            SELECT id FROM posts WHERE brand_id = :brand_id ORDER BY id LIMIT :limit)
+        """,
+        POSTS_PER_BATCH,
+    ),
+    (
+        """
+        DELETE FROM mentions WHERE id IN (
+            SELECT id FROM mentions WHERE brand_id = :brand_id LIMIT :limit)
+        """,
+        ROWS_PER_BATCH,
+    ),
+    (
+        """
+        DELETE FROM orders WHERE id IN (
+            SELECT id FROM orders WHERE brand_id = :brand_id LIMIT :limit)
+        """,
+        ROWS_PER_BATCH,
+    ),
+    (
+        """
+        DELETE FROM cost_ledger WHERE id IN (
+            SELECT id FROM cost_ledger WHERE brand_id = :brand_id LIMIT :limit)
+        """,
+        ROWS_PER_BATCH,
+    ),
+)
 # The hook the X connection's code replaces with a revocation at X (issue 7).
 CLEAR_X_TOKEN = "UPDATE brands SET x_access_token = NULL WHERE id = :brand_id"
 # The kept KPIs leave as text and come back whole: numeric values stay exact.
@@ -218,22 +255,46 @@ def require_admin(role: str, what: str) -> None:
         raise Forbidden(f"{what} needs a key of role admin")
 
 
-def sweep_due_offboardings(runtime: Any, *, now: dt.datetime) -> dict[str, int]:
-    """Offboard every brand whose grace period is over, one transaction each."""
-    done = 0
-    while done < SWEEP_BRANDS_MAX:
+def sweep_due_offboardings(
+    runtime: Any, *, now: dt.datetime, batches_max: int = SWEEP_BATCHES_MAX
+) -> dict[str, int]:
+    """Offboard the brands whose grace period is over, a batch per transaction.
+
+    Each transaction takes a due brand (SKIP LOCKED: two sweeps never share one),
+    revokes its X tokens (idempotent), and deletes one batch of its posts, mentions,
+    orders or ledger rows; once none is left, the last one deletes the brand.
+    """
+    counts = {"offboarded": 0, "offboarding_batches": 0}
+    while counts["offboarding_batches"] < batches_max:
         with runtime.database.transaction() as tx:
             due = tx.one(TAKE_DUE, now=now, limit=1)
             if due is None:
                 break
-            revoke_x_tokens(tx, brand_id=str(due["id"]))
-            kept = delete_brand_data(tx, brand=due, now=now)
-        runtime.log.info(
-            "brand offboarded",
-            extra=fields(brand_id=str(due["id"]), kept_kpi_days=kept),
-        )
-        done += 1
-    return {"offboarded": done}
+            brand_id = str(due["id"])
+            revoke_x_tokens(tx, brand_id=brand_id)
+            removed = delete_brand_batch(tx, brand_id=brand_id)
+            kept = None if removed else delete_brand_data(tx, brand=due, now=now)
+        counts["offboarding_batches"] += 1
+        if kept is not None:
+            counts["offboarded"] += 1
+            runtime.log.info(
+                "brand offboarded", extra=fields(brand_id=brand_id, kept_kpi_days=kept)
+            )
+    return counts
+
+
+def delete_brand_batch(tx: Transaction, *, brand_id: str) -> int:
+    """Delete one batch of the brand's biggest tables; return the rows, 0 if none.
+
+    The deletes mark the brand's days for the rollup (sql/027); the marks go in
+    the same transaction, or the rollup would rewrite kept KPIs from empty tables.
+    """
+    for statement, limit in DELETE_BATCHES:
+        removed = tx.execute(statement, brand_id=brand_id, limit=limit)
+        if removed:
+            tx.execute(DELETE_MARKS, brand_id=brand_id)
+            return removed
+    return 0
 
 
 def revoke_x_tokens(tx: Transaction, *, brand_id: str) -> None:
