@@ -9,6 +9,10 @@ is made twice as big and the export measured again. The figures are the peaks an
 the ratio of the two exports' growth over the baseline: about 1 means the memory
 does not follow the brand's size (the function has 256 MiB).
 
+Last, the big brand is offboarded by the sweeper (offboarding.py) as the rollup
+tick would, and the bench reports its batches and the longest one, which must stay
+well inside the database socket's 10 s timeout.
+
     DATABASE_URL=postgresql://... .venv/bin/python -m bench.export_memory \
         [--snapshots 400000] [--json PATH]
 """
@@ -34,6 +38,11 @@ SNAPSHOTS_PER_POST = 20
 LOAD_TIMEOUT_S = 1800
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
+MAKE_DUE = """
+UPDATE brands SET offboarding_requested_at = :start, offboarding_requested_by = 'b',
+    offboarding_due_at = :start
+WHERE id = CAST(:brand_id AS uuid)
+"""
 CREATE_BRAND = """
 INSERT INTO brands (slug, name, time_zone, store_base_url, posting_slots,
     created_at)
@@ -87,9 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", nargs=2, metavar=("URL", "BRAND_ID"))
     parser.add_argument("--baseline", metavar="URL")
+    parser.add_argument("--offboard", metavar="URL")
     args = parser.parse_args(argv)
     if args.child:
         return _export_child(*args.child)
+    if args.offboard:
+        return _offboard_child(args.offboard)
     if args.baseline:
         return _baseline_child(args.baseline)
 
@@ -121,7 +133,11 @@ def _measure(url: str, *, snapshots: int) -> dict[str, Any]:
         export = _run_child(["--child", url, brand_id])
         sizes.append({**export, "load_s": round(load_s, 1)})
     growth = [size["peak_mib"] - baseline for size in sizes]
+    with _connection(url) as connection:
+        connection.run(MAKE_DUE, brand_id=brand_id, start=START)
+    offboard = _run_child(["--offboard", url])
     return {
+        "offboarding": offboard,
         "baseline_peak_mib": baseline,
         "exports": sizes,
         "memory_tier_mib": MEMORY_TIER_MIB,
@@ -216,6 +232,39 @@ def _export_child(url: str, brand_id: str) -> int:
     return 0
 
 
+def _offboard_child(url: str) -> int:
+    from cartcast import offboarding
+    from cartcast.runtime import Runtime
+    from cartcast.settings import Settings
+
+    runtime = Runtime(Settings(database_url=url))
+    started = time.perf_counter()
+    batches, longest_s, offboarded = 0, 0.0, 0
+    while not offboarded:
+        batch_started = time.perf_counter()
+        counts = offboarding.sweep_due_offboardings(
+            runtime, now=dt.datetime.now(dt.UTC), batches_max=1
+        )
+        longest_s = max(longest_s, time.perf_counter() - batch_started)
+        batches += counts["offboarding_batches"]
+        offboarded = counts["offboarded"]
+        if not counts["offboarding_batches"]:
+            raise RuntimeError("no brand was due")
+    seconds = time.perf_counter() - started
+    runtime.close()
+    print(
+        json.dumps(
+            {
+                "batches": batches,
+                "seconds": round(seconds, 1),
+                "longest_batch_s": round(longest_s, 2),
+                "left": _row_counts(url, None),
+            }
+        )
+    )
+    return 0
+
+
 def _baseline_child(url: str) -> int:
     from cartcast import data_export  # noqa: F401  (loaded, as the route loads it)
 
@@ -227,7 +276,7 @@ def _baseline_child(url: str) -> int:
     return 0
 
 
-def _row_counts(url: str, brand_id: str) -> dict[str, int]:
+def _row_counts(url: str, brand_id: str | None) -> dict[str, int]:
     with _connection(url) as connection:
         snapshots, mentions, orders = connection.run(
             "SELECT (SELECT count(*) FROM metric_snapshots), "
@@ -255,6 +304,12 @@ def _print(result: dict[str, Any]) -> None:
             f"peak {export['peak_mib']} MiB"
         )
     print(f"  growth over baseline, 2x brand / 1x: {result['growth_ratio_2x_over_1x']}")
+    offboard = result["offboarding"]
+    print(
+        f"  offboarding the 2x brand: {offboard['batches']} batches in "
+        f"{offboard['seconds']} s, the longest {offboard['longest_batch_s']} s; "
+        f"rows left: {offboard['left']}"
+    )
 
 
 if __name__ == "__main__":
