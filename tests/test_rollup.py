@@ -520,6 +520,51 @@ def test_a_chunk_takes_at_most_its_days_and_commits_them(runtime) -> None:
     ]
 
 
+def test_the_next_chunk_grows_while_chunks_are_quick_and_shrinks_when_one_is_slow():
+    target_s = kpis.CHUNK_TARGET_S
+
+    quick = kpis.next_chunk_days(31, target_s / 4)
+    steady = kpis.next_chunk_days(31, target_s * 3 / 4)
+    slow = kpis.next_chunk_days(31, target_s * 2)
+
+    assert (quick, steady, slow) == (62, 31, 15)
+    assert kpis.next_chunk_days(300, 0.0, most=366) == 366
+    assert kpis.next_chunk_days(1, target_s * 10) == 1
+
+
+def test_chunks_growing_from_one_day_rewrite_every_marked_day_once(runtime) -> None:
+    with runtime.database.transaction() as tx:
+        brand_id = new_brand(tx, runtime.clock.now(), "growing")
+        for day in range(1, 13):
+            add_order(tx, brand_id, f"g{day}", at(day), "10.00")
+
+    totals = kpis.recompute_in_chunks(
+        runtime.database, now=runtime.clock.now(), chunk_days=1, max_chunk_days=4
+    )
+
+    assert totals == {"days": 12, "failed_brands": 0}
+    assert marked_days(runtime, brand_id) == []
+    rows = days(runtime, brand_id)
+    assert sorted(rows) == [dt.date(2026, 3, d) for d in range(1, 13)]
+    assert {row["unattributed_orders"] for row in rows.values()} == {1}
+
+
+def test_the_recompute_plans_only_its_own_transactions(runtime) -> None:
+    with runtime.database.transaction() as tx:
+        add_order(tx, new_brand(tx, runtime.clock.now(), "planned"), "p", at(1), "1")
+
+    kpis.recompute_in_chunks(runtime.database, now=runtime.clock.now())
+
+    # JIT and sorts are turned off with set_config(..., true): the next
+    # transaction on the same pooled connection plans with the server's defaults.
+    with runtime.database.transaction() as tx:
+        after = tx.one(
+            "SELECT current_setting('enable_sort') AS enable_sort, "
+            "current_setting('plan_cache_mode') AS plan_cache_mode"
+        )
+    assert after == {"enable_sort": "on", "plan_cache_mode": "auto"}
+
+
 def test_deleting_an_order_or_a_post_rewrites_the_days_they_counted_on(
     runtime,
 ) -> None:

@@ -15,6 +15,7 @@ it twice replaces, never adds (decision 0021).
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,18 +32,37 @@ ZONE_MARGIN = dt.timedelta(hours=14)
 # or the older figures would win; they take turns (pg_advisory_xact_lock's two-key
 # form: 7310 and 7311 are settling's and brands').
 LOCK_RECOMPUTE = "SELECT pg_advisory_xact_lock(7312, 0)"
-# The same statement reads one day or a whole year; a plan cached for one would do
-# the other badly, so each execution is planned for its own range.
-PLAN_EACH_RANGE = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
+# How the recompute's statements are planned, for its own transaction only
+# (decision 0027):
+# - The same statement reads one day or a whole year; a plan cached for one would
+#   do the other badly, so each execution is planned for its own range.
+# - JIT compiling costs about a second per statement (measured 1.0 to 1.4 s on
+#   the bench's data), more than a chunk takes to run; a chunk whose estimate
+#   crossed jit_above_cost (100,000 by default) paid it on every chunk.
+# - The planner cannot count the (brand, local day) groups of a chunk (the day is
+#   an expression over a join) and guesses one per snapshot; past work_mem it
+#   then sorted every snapshot on disk to build a few hundred groups. Hashing is
+#   right whatever the volume: the groups are at most brands x days.
+PLAN_THE_RECOMPUTE = """
+SELECT set_config('plan_cache_mode', 'force_custom_plan', true) AS plan_cache_mode,
+    set_config('jit', 'off', true) AS jit,
+    set_config('enable_sort', 'off', true) AS enable_sort
+"""
 MARK_TODAY = """
 INSERT INTO kpi_marks (brand_id, day)
 SELECT id, CAST(CAST(:now AS timestamptz) AT TIME ZONE time_zone AS date)
 FROM brands WHERE id = ANY(CAST(:brand_ids AS uuid[]))
 """
-# At most this many days go into one statement and one transaction: a first rollup
-# after the migration, every day of years of data marked, stays far inside pg8000's
-# socket timeout and keeps each chunk it wrote.
+# The hourly rollup's first chunk takes this many days into one statement and one
+# transaction; each later chunk is sized by how long the one before took: doubled
+# (up to CHUNK_DAYS_MAX) while a chunk commits within half of CHUNK_TARGET_S,
+# halved (down to one day) once one takes longer. A first rollup over years of
+# marks thus stays far inside pg8000's 10-second socket timeout however much data
+# a day holds, keeps each chunk it wrote, and pays each chunk's fixed cost (the
+# posts read again, the plan, the commit) a few times, not a dozen (decision 0027).
 CHUNK_DAYS = 31
+CHUNK_DAYS_MAX = 366
+CHUNK_TARGET_S = 2.0
 # The marks on the first marked day (or :from_day) and the chunk's days after it,
 # of every brand not skipped or of :brand_id only, as this statement's snapshot sees
 # them; a mark committed later stays for the next chunk or run, and the data it
@@ -84,7 +104,7 @@ growth AS (
     FROM metric_snapshots s
     JOIN posts p ON p.id = s.post_id
     JOIN brands b ON b.id = p.brand_id
-    WHERE p.brand_id = ANY(CAST(:brand_ids AS uuid[]))
+    WHERE p.brand_id = ANY(CAST(:brands AS uuid[]))
       AND s.captured_at >= :since AND s.captured_at < :until
     GROUP BY 1, 2
 ),
@@ -92,7 +112,7 @@ published AS (
     SELECT p.brand_id, CAST(p.published_at AT TIME ZONE b.time_zone AS date) AS day,
         COUNT(*) AS posts
     FROM posts p JOIN brands b ON b.id = p.brand_id
-    WHERE p.brand_id = ANY(CAST(:brand_ids AS uuid[])) AND p.state = 'published'
+    WHERE p.brand_id = ANY(CAST(:brands AS uuid[])) AND p.state = 'published'
       AND p.published_at >= :since AND p.published_at < :until
     GROUP BY 1, 2
 ),
@@ -103,7 +123,7 @@ sales AS (
         COALESCE(SUM(o.total_price) FILTER (WHERE o.post_id IS NOT NULL), 0)
             AS revenue
     FROM orders o JOIN brands b ON b.id = o.brand_id
-    WHERE o.brand_id = ANY(CAST(:brand_ids AS uuid[]))
+    WHERE o.brand_id = ANY(CAST(:brands AS uuid[]))
       AND o.ordered_at >= :since AND o.ordered_at < :until
     GROUP BY 1, 2
 ),
@@ -112,7 +132,7 @@ talk AS (
         COUNT(*) AS mentions,
         COUNT(*) FILTER (WHERE m.sentiment = 'negative') AS negative
     FROM mentions m JOIN brands b ON b.id = m.brand_id
-    WHERE m.brand_id = ANY(CAST(:brand_ids AS uuid[]))
+    WHERE m.brand_id = ANY(CAST(:brands AS uuid[]))
       AND m.posted_at >= :since AND m.posted_at < :until
     GROUP BY 1, 2
 ),
@@ -120,7 +140,7 @@ spend AS (
     SELECT c.brand_id, CAST(c.occurred_at AT TIME ZONE b.time_zone AS date) AS day,
         SUM(c.usd) AS usd
     FROM cost_ledger c JOIN brands b ON b.id = c.brand_id
-    WHERE c.brand_id = ANY(CAST(:brand_ids AS uuid[]))
+    WHERE c.brand_id = ANY(CAST(:brands AS uuid[]))
       AND c.occurred_at >= :since AND c.occurred_at < :until
     GROUP BY 1, 2
 )
@@ -241,10 +261,15 @@ def recompute_marked_days(
 
 
 def recompute_in_chunks(
-    database: Any, *, now: dt.datetime, chunk_days: int = CHUNK_DAYS
+    database: Any,
+    *,
+    now: dt.datetime,
+    chunk_days: int = CHUNK_DAYS,
+    max_chunk_days: int = CHUNK_DAYS_MAX,
 ) -> dict[str, int]:
     """Rewrite every marked day, a chunk of days of every brand per transaction.
 
+    The first chunk spans `chunk_days`; later ones are sized by `next_chunk_days`.
     A chunk that fails is rolled back, marks and all, and done again brand by brand;
     a brand that fails alone keeps its marks for the next run, is logged, and is
     left out of the later chunks, while every other brand is still rolled up.
@@ -259,6 +284,7 @@ def recompute_in_chunks(
     written = 0
     while True:
         taken: list[dict[str, Any]] = []
+        started = time.monotonic()
         try:
             with database.transaction() as tx:
                 _begin(tx)
@@ -274,6 +300,9 @@ def recompute_in_chunks(
         else:
             if not taken:
                 return {"days": written, "failed_brands": len(failed)}
+            chunk_days = next_chunk_days(
+                chunk_days, time.monotonic() - started, most=max_chunk_days
+            )
             continue
         for brand in sorted(
             {str(row["brand_id"]) for row in taken if row["brand_exists"]}
@@ -297,6 +326,15 @@ def recompute_in_chunks(
                 )
 
 
+def next_chunk_days(days: int, seconds: float, *, most: int = CHUNK_DAYS_MAX) -> int:
+    """Size the next chunk from the days and seconds the last one took."""
+    if seconds > CHUNK_TARGET_S:
+        return max(days // 2, 1)
+    if seconds < CHUNK_TARGET_S / 2:
+        return max(min(days * 2, most), 1)
+    return days
+
+
 def recompute_chunk(
     tx: Any,
     *,
@@ -315,7 +353,7 @@ def recompute_chunk(
 
 def _begin(tx: Any) -> None:
     tx.scalar(LOCK_RECOMPUTE)
-    tx.scalar(PLAN_EACH_RANGE)
+    tx.one(PLAN_THE_RECOMPUTE)
 
 
 def _take_chunk(
@@ -353,6 +391,7 @@ def _rewrite(tx: Any, marked: list[dict[str, Any]], *, now: dt.datetime) -> int:
         written += tx.execute(
             UPSERT_DAILY_KPIS,
             brand_ids=[brand for brand, _ in in_run],
+            brands=sorted({brand for brand, _ in in_run}),
             days=[day for _, day in in_run],
             since=_utc_midnight(first_day) - ZONE_MARGIN,
             until=_utc_midnight(last_day + dt.timedelta(days=1)) + ZONE_MARGIN,
