@@ -99,8 +99,15 @@ def _on_server(url: str, statement: str) -> None:
         admin.close()
 
 
+# CREATE and DROP DATABASE wait for a checkpoint, which a busy server can take far
+# longer than the functions' socket timeout to finish.
+SERVER_STATEMENT_TIMEOUT_S = 300
+
+
 def _autocommit(db_module, url: str):
-    connection = db_module._connect_pg8000(db_module.parse_database_url(url))
+    options = db_module.parse_database_url(url)
+    options["timeout"] = SERVER_STATEMENT_TIMEOUT_S
+    connection = db_module._connect_pg8000(options)
     connection.autocommit = True
     return connection
 
