@@ -551,7 +551,7 @@ GOOD_PLACE = [
         [True, *GOOD_PLACE[1:]],
         [1.0, *GOOD_PLACE[1:]],
         [2, True, *GOOD_PLACE[2:]],
-        [2, 2, *GOOD_PLACE[2:]],
+        [2, 4, *GOOD_PLACE[2:]],
         [2, "0", *GOOD_PLACE[2:]],
         [2, 1, "0001-01-01T00:00:00+14:00", *GOOD_PLACE[3:]],
         [*GOOD_PLACE[:3], "9999-12-31T23:59:59-14:00", GOOD_PLACE[4]],
@@ -630,6 +630,24 @@ def test_after_tokens_built_from_good_and_bad_parts_never_give_a_500(
             assert response.get_json()["error"]["field"] == "after", place
 
     assert answers == {200, 400}
+
+
+def test_praise_comes_after_other_mentions_and_before_spam_across_pages(
+    client, shop_key, runtime
+) -> None:
+    spam = store_mention(runtime, priority=4, intent="spam")
+    praise = store_mention(runtime, priority=4, intent="praise")
+    other = store_mention(runtime, priority=4, intent="other")
+    question = store_mention(
+        runtime, priority=3, intent="question", due=START + 240 * MINUTE
+    )
+
+    first = inbox(client, shop_key, "?limit=2")
+    rest = inbox(client, shop_key, f"?limit=2&after={first['next']}")
+
+    found = [row["id"] for row in first["mentions"] + rest["mentions"]]
+    assert found == [question, other, praise, spam]
+    assert not any(key.startswith("sort_") for key in first["mentions"][0])
 
 
 @pytest.mark.parametrize("query", ["?sentimnet=negative", "?state=open&page=2"])

@@ -213,7 +213,7 @@ def test_an_author_with_reach_moves_a_question_up_but_never_praise(runtime, bran
     assert load(runtime, small)["priority"] == 3
     assert load(runtime, loud)["priority"] == 2
     assert "priority:reach" in load(runtime, loud)["reasons"]
-    assert load(runtime, loud_praise)["priority"] == 3
+    assert load(runtime, loud_praise)["priority"] == 4
 
 
 def test_praise_with_a_photo_is_a_ugc_candidate_and_without_one_is_not(

@@ -87,6 +87,37 @@ def test_a_plain_question_is_a_question_answered_within_four_hours():
     assert score.response_due_min == 240
 
 
+def test_an_order_problem_had_and_put_right_is_no_order_issue():
+    score = score_mention(
+        "@northwindgoods had an issue with a wrong colour, you swapped it in two "
+        "days. customer for life"
+    )
+
+    assert score.intent in ("praise", "other")
+    assert score.priority == 4
+    assert "keyword:wrong_item" in score.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "@northwindgoods fastest delivery ever, ordered at 9pm and here by 10am",
+        "@northwindgoods the oak table has been used every day since christmas",
+    ],
+)
+def test_delight_in_words_vader_lacks_is_praise_not_an_order_issue(text):
+    score = score_mention(text)
+
+    assert score.intent == "praise"
+    assert score.sentiment == "positive"
+
+
+def test_a_wrong_item_still_to_be_put_right_stays_an_order_issue():
+    score = score_mention("@northwindgoods you swapped it for the wrong colour again")
+
+    assert score.intent == "order_issue"
+
+
 def test_true_to_size_and_nickel_free_are_not_praise():
     sizing = score_mention("@northwindgoods do these trainers run true to size?")
     material = score_mention("@northwindgoods are the earrings nickel free?")
@@ -141,7 +172,7 @@ def test_a_problem_put_right_or_a_delivery_without_damage_is_praise(text):
     score = score_mention(text)
 
     assert score.intent == "praise"
-    assert score.priority == 3
+    assert score.priority == 4
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import triage_eval
+from bench import train_intent_model, triage_eval
 from cartcast import triage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +53,30 @@ def test_no_order_issue_is_ranked_below_praise_whatever_the_reach(followers, sen
     assert order_key < praise_key
 
 
+def test_praise_is_the_lowest_tier_above_spam_below_what_the_scorer_called_other():
+    # An order problem the scorer could not read lands in "other"; it must still
+    # come before every mention read as praise (decision 0026).
+    order = decide("order_issue", "neutral")
+    question = decide("question", author_followers=0)
+    other = decide("other", "neutral")
+    praise = decide("praise", "positive", author_followers=900_000)
+    spam = decide("spam")
+
+    keys = [
+        triage.rank_key(d.priority, d.response_due_at, POSTED, intent)
+        for d, intent in [
+            (order, "order_issue"),
+            (question, "question"),
+            (other, "other"),
+            (praise, "praise"),
+            (spam, "spam"),
+        ]
+    ]
+
+    assert keys == sorted(keys)
+    assert praise.priority == other.priority == spam.priority == 4
+
+
 def test_a_crisis_is_first_and_due_by_the_sooner_deadline():
     deadlines = triage.ResponseDeadlines(order_issue_min=90, complaint_min=30)
 
@@ -87,6 +111,20 @@ def test_no_mention_is_labelled_in_two_files():
     mentions = triage_eval.load_mentions("all")
 
     assert len({m["text"] for m in mentions}) == len(mentions)
+
+
+def test_mentions_written_for_tuning_only_have_no_reporting_half_and_are_trained_on():
+    extra = sorted(triage_eval.DATA.glob("triage_tuning_*.json"))
+    labelled = {m["text"] for m in triage_eval.load_mentions("all")}
+
+    assert extra and set(extra) <= set(train_intent_model.TRAINED_ON)
+    for path in extra:
+        mentions = json.loads(path.read_text(encoding="utf-8"))
+        assert {m["half"] for m in mentions} == {"tuning"}
+        assert {m["expected_intent"] for m in mentions} == INTENTS
+        assert all(len(m["text"]) <= 280 for m in mentions)
+        assert not labelled & {m["text"] for m in mentions}
+        assert path not in triage_eval.MENTION_FILES
 
 
 def test_the_tuning_halves_together_meet_the_goal_the_rules_were_tuned_for():

@@ -1,8 +1,9 @@
 """The inbox: open mentions most urgent first, marked handled, or answered on X.
 
-The list is ordered by priority (1 first), then order issues before the rest of
-their priority, then the response deadline (the least time left first), then the
-newest; unscored mentions come last. Pages are
+The list is ordered by priority (1 first), then the place within it (order issues
+before the rest of their priority, praise and then spam after it:
+`triage.place_in_priority`), then the response deadline (the least time left
+first), then the newest; unscored mentions come last. Pages are
 keyed by the last row's place in that order (`after`, an opaque token), so a
 mention handled between two pages moves no other row to another page.
 
@@ -33,7 +34,7 @@ import re
 import uuid
 from typing import Any
 
-from cartcast import post_text, validation
+from cartcast import post_text, triage, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
@@ -52,13 +53,24 @@ CURSOR_LENGTH_MAX = 400
 # one, as priority 5 (SELECT_PAGE) and no deadline.
 UNSCORED_PRIORITY = 5
 
+# triage.place_in_priority in SQL; the places are fixed integers, never user text.
+PLACE_SQL = (
+    "CASE m.intent "
+    + " ".join(
+        f"WHEN '{intent}' THEN {place}"
+        for intent, place in triage.PLACE_IN_PRIORITY.items()
+    )
+    + f" ELSE {triage.OTHER_PLACE} END"
+)
+PLACES = (*triage.PLACE_IN_PRIORITY.values(), triage.OTHER_PLACE)
+
 SELECT_PAGE = """
 SELECT m.id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
     m.conversation_id, m.posted_at, m.sentiment, m.intent, m.priority, m.escalate,
     m.response_due_at, m.state, m.responded_at, m.handled_at, m.handled_by,
     m.reply_post_id, m.reply_failure, m.ugc_candidate,
     COALESCE(m.priority, CAST(:unscored_priority AS integer)) AS sort_priority,
-    CASE WHEN m.intent = 'order_issue' THEN 0 ELSE 1 END AS sort_order_first,
+    {place} AS sort_place,
     COALESCE(m.response_due_at, 'infinity') AS sort_due
 FROM mentions m
 WHERE m.brand_id = :brand_id
@@ -70,20 +82,20 @@ WHERE m.brand_id = :brand_id
        OR COALESCE(m.state = 'open' AND m.response_due_at < :now, false) = :overdue)
   AND (CAST(:after_id AS uuid) IS NULL
        OR (COALESCE(m.priority, CAST(:unscored_priority AS integer)),
-           CASE WHEN m.intent = 'order_issue' THEN 0 ELSE 1 END,
+           {place},
            COALESCE(m.response_due_at, 'infinity'))
-          > (CAST(:after_priority AS integer), CAST(:after_order_first AS integer),
+          > (CAST(:after_priority AS integer), CAST(:after_place AS integer),
              CAST(:after_due AS timestamptz))
        OR ((COALESCE(m.priority, CAST(:unscored_priority AS integer)),
-            CASE WHEN m.intent = 'order_issue' THEN 0 ELSE 1 END,
+            {place},
             COALESCE(m.response_due_at, 'infinity'))
-           = (CAST(:after_priority AS integer), CAST(:after_order_first AS integer),
+           = (CAST(:after_priority AS integer), CAST(:after_place AS integer),
               CAST(:after_due AS timestamptz))
            AND (m.posted_at < :after_posted
                 OR (m.posted_at = :after_posted AND m.id > :after_id))))
-ORDER BY sort_priority, sort_order_first, sort_due, m.posted_at DESC, m.id
+ORDER BY sort_priority, sort_place, sort_due, m.posted_at DESC, m.id
 LIMIT :limit
-"""
+""".replace("{place}", PLACE_SQL)
 SELECT_MENTION = """
 SELECT m.id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
     m.conversation_id, m.posted_at, m.sentiment, m.intent, m.priority, m.escalate,
@@ -336,7 +348,7 @@ def _view(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     shown = {
         key: value
         for key, value in row.items()
-        if key not in ("sort_priority", "sort_due", "in_reply_to_user_id")
+        if key not in ("sort_priority", "sort_place", "sort_due", "in_reply_to_user_id")
     }
     shown["time_left_s"] = (
         None if due is None or row["state"] != "open" else _seconds(due - now)
@@ -372,7 +384,7 @@ def _write_cursor(row: dict[str, Any]) -> str:
     due = row["sort_due"]
     place = [
         row["sort_priority"],
-        row["sort_order_first"],
+        row["sort_place"],
         "infinity" if row["response_due_at"] is None else due.isoformat(),
         row["posted_at"].isoformat(),
         str(row["id"]),
@@ -386,7 +398,7 @@ def _read_cursor(raw: str | None) -> dict[str, Any]:
         (
             "after_id",
             "after_priority",
-            "after_order_first",
+            "after_place",
             "after_due",
             "after_posted",
         ),
@@ -402,19 +414,19 @@ def _read_cursor(raw: str | None) -> dict[str, Any]:
     try:
         padded = raw + "=" * (-len(raw) % 4)
         place = json.loads(base64.urlsafe_b64decode(padded))
-        priority, order_first, due, posted, row_id = place
+        priority, place_in_priority, due, posted, row_id = place
         # JSON's true is a Python int (bool subclasses it): only a real integer.
         if type(priority) is not int or not 1 <= priority <= UNSCORED_PRIORITY:
             raise ValueError(priority)
-        if type(order_first) is not int or order_first not in (0, 1):
-            raise ValueError(order_first)
+        if type(place_in_priority) is not int or place_in_priority not in PLACES:
+            raise ValueError(place_in_priority)
         if not isinstance(row_id, str):
             raise TypeError(row_id)
         due_at = due if due == "infinity" else _instant(due)
         return {
             "after_id": str(uuid.UUID(row_id)),
             "after_priority": priority,
-            "after_order_first": order_first,
+            "after_place": place_in_priority,
             "after_due": due_at,
             "after_posted": _instant(posted),
         }

@@ -10,15 +10,21 @@ needed):
     order_issue   other       2          1            brand's order_issue_due_min
     complaint     any         2          1            brand's complaint_due_min
     question      any         3          2            brand's question_due_min
-    praise        any         3          3            none
-    other, spam   any         4          4            none
+    other         any         4          4            none
+    praise        any         4          4            none, after "other"
+    spam          any         4          4            none, last
 
 Reach is an author with at least CARTCAST_REACH_FOLLOWERS_MIN followers: what they
 say is seen by many, so a problem of theirs moves up one step. Praise never moves
 up: however loud, it should never be answered before an order problem. Within a
-priority, order issues come first, then the earliest due (`rank_key`). Priority 1
-is what escalates to the brand's CRM (`escalations.py`). Praise with a photo is a
-user-generated-content candidate, to reshare with the author's permission.
+priority, order issues come first, then the earliest due (`rank_key`).
+
+Praise is the lowest tier above spam, below "other": it asks for nothing, and
+"other" is where a problem the scorer could not read lands ("the box came with no
+knives in it. lol"), so a misread order issue there still ranks above every praise
+read as praise (decision 0026). Priority 1 is what escalates to the brand's CRM
+(`escalations.py`). Praise with a photo is a user-generated-content candidate, to
+reshare with the author's permission.
 """
 
 from __future__ import annotations
@@ -30,13 +36,17 @@ PRIORITY_BY_INTENT = {
     "order_issue": 2,
     "complaint": 2,
     "question": 3,
-    "praise": 3,
+    "praise": 4,
     "other": 4,
     "spam": 4,
 }
 # Intents whose priority an author's reach raises by one step.
 REACH_RAISES = frozenset({"order_issue", "complaint", "question"})
 ESCALATE_AT_PRIORITY = 1
+# A mention's place within its priority (`rank_key`, and the inbox's ORDER BY):
+# order issues first, praise after everything but spam. Any other intent is 1.
+PLACE_IN_PRIORITY = {"order_issue": 0, "praise": 2, "spam": 3}
+OTHER_PLACE = 1
 
 
 @dataclass(frozen=True)
@@ -112,11 +122,17 @@ def rank_key(
     posted_at: dt.datetime,
     intent: str | None = None,
 ) -> tuple[int, int, float, float]:
-    """Sort key of the inbox order: priority, order issues, the earliest due, newest.
+    """Sort key of the inbox order: priority, place, the earliest due, the newest.
 
     Within one priority an order issue comes before anything else, whatever its
     due time: a complaint or a misread praise of the same priority must not push
-    a customer's order problem down the list (decision 0018, fourth round).
+    a customer's order problem down the list (decision 0018, fourth round). Praise
+    and then spam come after the rest of their priority (decision 0026).
     """
     due = response_due_at.timestamp() if response_due_at else float("inf")
-    return (priority, 0 if intent == "order_issue" else 1, due, -posted_at.timestamp())
+    return (priority, place_in_priority(intent), due, -posted_at.timestamp())
+
+
+def place_in_priority(intent: str | None) -> int:
+    """Return where an intent sorts within its priority: 0 first, 3 last."""
+    return PLACE_IN_PRIORITY.get(intent or "", OTHER_PLACE)
