@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -116,6 +117,16 @@ class FunctionProcess:
         wait_for_port(
             self.port, self.process, START_TIMEOUT_S, f"function {self.target}"
         )
+
+    def kill(self) -> None:
+        """SIGKILL the function at once, as a crashed or preempted instance dies.
+
+        functions-framework serves through gunicorn, whose worker, not the arbiter,
+        runs the function; the arbiter goes first, so it cannot start a new worker.
+        """
+        assert self.process is not None
+        kill_process_tree(self.process.pid)
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -242,6 +253,19 @@ class LocalCloud:
         if self.scheduler.is_paused(SWEEP_JOB):
             return None
         return send_sweep(self.url("publish_due_posts"), time=time)
+
+
+def kill_process_tree(pid: int) -> None:
+    """SIGKILL a process and its descendants, the parent first."""
+    doomed = [pid]
+    for parent in doomed:
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                children = (task / "children").read_text().split()
+                doomed.extend(int(child) for child in children)
+    for victim in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
 
 
 def _base_env() -> dict[str, str]:

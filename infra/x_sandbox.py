@@ -546,6 +546,13 @@ class XSandbox:
         """Let every answer held by a `hold` fault leave, now and from now on."""
         self._answers_released.set()
 
+    def clear_faults(self) -> None:
+        """Forget every pending fault and let held answers go (a run's next phase)."""
+        with self._lock:
+            self._faults = []
+            self._answers_released.set()
+            self._save()
+
     def set_limit(self, endpoint: str, limit: int) -> None:
         """Change how many requests per 15 minutes one token may make to `endpoint`."""
         if endpoint not in DEFAULT_LIMITS:

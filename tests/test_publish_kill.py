@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -110,22 +108,8 @@ def kill_between_answer_and_commit(local, sandbox, publisher, brand_id: str) -> 
         wait_until(
             lambda: tx.scalar(BLOCKED_BY_ME), "the publisher to wait for the row"
         )
-        kill_process_tree(publisher.process.pid)
-        publisher.process.wait()
+        publisher.kill()
     tick.join(WAIT_LIMIT_S)
-
-
-def kill_process_tree(pid: int) -> None:
-    """SIGKILL a process and its descendants: functions-framework serves through
-    gunicorn, whose worker, not the arbiter, runs the function. The arbiter goes
-    first, so it cannot start a new worker."""
-    doomed = [pid]
-    for parent in doomed:
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            children = (task / "children").read_text().split()
-            doomed.extend(int(child) for child in children)
-    for victim in doomed:
-        os.kill(victim, signal.SIGKILL)
 
 
 def _tick_ignoring_the_kill(url: str, now: dt.datetime) -> None:
