@@ -199,11 +199,10 @@ class Database:
         """
         import pg8000.dbapi
 
-        statements = self._checkout()
+        statements = self._begin()
         connection = statements.connection
         reusable = False
         try:
-            statements.begin()
             wanted = self._apply_session_settings(statements)
             yield Transaction(statements)
             statements.commit()
@@ -255,18 +254,53 @@ class Database:
             with contextlib.suppress(Exception):
                 statements.connection.close()
 
-    def _checkout(self) -> Statements:
+    def _begin(self) -> Statements:
+        """Check out a connection and begin a transaction on it.
+
+        BEGIN is the transaction's first round trip and changes nothing, so a pooled
+        connection that fails it (the server restarted, or a proxy or failover cut
+        it, since it was last checked) is replaced by a new one at once instead of
+        failing the call: the caller never sees a connection that died while idle.
+        Only a new connection failing is the database's failure.
+        """
         import pg8000.dbapi
 
+        statements, pooled = self._checkout()
+        try:
+            statements.begin()
+            return statements
+        except (pg8000.dbapi.InterfaceError, OSError) as error:
+            with contextlib.suppress(Exception):
+                statements.connection.close()
+            if not pooled:
+                raise TransientError(f"database connection failed: {error}") from error
+        # It died with the others that sat beside it in the pool.
+        self._discard_idle()
+        statements = self._connect_new()
+        try:
+            statements.begin()
+        except (pg8000.dbapi.InterfaceError, OSError) as error:
+            with contextlib.suppress(Exception):
+                statements.connection.close()
+            raise TransientError(f"database connection failed: {error}") from error
+        return statements
+
+    def _checkout(self) -> tuple[Statements, bool]:
+        """Return a connection, and whether it came from the pool."""
         with self._lock:
             idle = self._idle.pop() if self._idle else None
         if idle is not None:
             statements, idle_since = idle
             fresh = time.monotonic() - idle_since < self._idle_check_after_s
             if fresh or _alive(statements.connection):
-                return statements
+                return statements, True
             # The server restarted or dropped it while idle; so it did the others.
             self._discard_idle()
+        return self._connect_new(), False
+
+    def _connect_new(self) -> Statements:
+        import pg8000.dbapi
+
         try:
             return Statements(self._connect())
         except (pg8000.dbapi.Error, OSError) as error:
