@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown run {unknown[0]!r}; choose from {', '.join(RUNS)}")
     sys.path.insert(0, str(REPO / "functions"))
     os.environ.setdefault("PYTHONPATH", f"{REPO / 'functions'}{os.pathsep}{REPO}")
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
+    seed = (
+        args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
+    )
 
     from bench.faults import common
 
@@ -80,15 +82,26 @@ def main(argv: list[str] | None = None) -> int:
 def _kills(*, seed: int, quick: bool) -> dict:
     from bench.faults import kills
 
-    figures = kills.run(seed=seed, rounds=1 if quick else 7, invocations=4 if quick else 8)
-    figures["ok"] = figures["doubled"] == 0 and figures["lost"] == 0 and not figures["wrong_x_id"]
+    figures = kills.run(
+        seed=seed, rounds=1 if quick else 7, invocations=4 if quick else 8
+    )
+    figures["ok"] = (
+        figures["doubled"] == 0 and figures["lost"] == 0 and not figures["wrong_x_id"]
+    )
     return figures
 
 
+def _db(*, seed: int, quick: bool) -> dict:
+    from bench.faults import dbcut
+
+    return dbcut.run(seed=seed, brands=4 if quick else 8)
+
+
 DESCRIPTIONS = {
+    "db": "the database cut through a loopback proxy before and during publish runs",
     "kills": "8 publishers, each message delivered 3 times, SIGKILLed around X's answer",
 }
-RUNNERS = {"kills": _kills}
+RUNNERS = {"kills": _kills, "db": _db}
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ FIRST_USER_ID = 1_600_000_000_000_000_000
 # The clock jumps past slots days apart: the late bound would hold those posts.
 LATE_BOUND_S = 60 * 86400
 SLOTS = [
-    {"weekday": day, "time": f"{hour:02d}:00"} for day in range(7) for hour in range(9, 19)
+    {"weekday": day, "time": f"{hour:02d}:00"}
+    for day in range(7)
+    for hour in range(9, 19)
 ]
 SELECT_POSTS = """
 SELECT p.id, p.brand_id, p.state, p.text, p.x_post_id, b.x_user_id
@@ -82,7 +84,9 @@ class Account:
         }
 
 
-def create_brand(runtime: Any, index: int, *, prefix: str = "faults") -> tuple[str, Account]:
+def create_brand(
+    runtime: Any, index: int, *, prefix: str = "faults"
+) -> tuple[str, Account]:
     """A brand with an X account of its own and no posts yet; return (id, account)."""
     from cartcast import brands
 
@@ -155,8 +159,7 @@ def tally(runtime: Any, sandbox_posts: list[dict[str, Any]]) -> dict[str, Any]:
     with runtime.database.transaction() as tx:
         rows = tx.rows(SELECT_POSTS)
     on_x = Counter(
-        (str(post["user_id"]), post["submitted_text"])
-        for post in sandbox_posts
+        (str(post["user_id"]), post["submitted_text"]) for post in sandbox_posts
     )
     ids_on_x = {str(post["id"]) for post in sandbox_posts}
     doubled = lost = wrong_id = 0

@@ -141,9 +141,7 @@ def run(
             for brand_id in ids:
                 common.schedule_products(runtime, brand_id, rows)
             processes = [
-                local_cloud.FunctionProcess(
-                    "publish_due_posts", env, work_dir
-                ).start()
+                local_cloud.FunctionProcess("publish_due_posts", env, work_dir).start()
                 for _ in range(invocations)
             ]
             try:
