@@ -301,6 +301,7 @@ class Fault:
     hold: bool = False
     detail: str | None = None
     problem_type: str | None = None
+    unserved: bool = False
 
 
 @dataclass
@@ -505,6 +506,7 @@ class XSandbox:
         hold: bool = False,
         detail: str | None = None,
         problem_type: str | None = None,
+        unserved: bool = False,
     ) -> None:
         """Make the next `count` matching requests misbehave.
 
@@ -518,9 +520,14 @@ class XSandbox:
         never arrives.
         `detail` and `problem_type` replace the problem body's `detail` and `type`
         (X's exact message for a refusal, say).
+        With `unserved` (only with `drop`), the connection is closed before X acts
+        on the request: the caller cannot tell it from a dropped answer, but X has
+        nothing, and only a later timeline read can show it.
         """
         if status is not None and not 400 <= status <= 599:
             raise ValueError("status must be an HTTP error status")
+        if unserved and not drop:
+            raise ValueError("unserved applies to a dropped connection (drop=True)")
         if count < 1:
             raise ValueError("count must be at least 1")
         fault = Fault(
@@ -535,6 +542,7 @@ class XSandbox:
             hold,
             detail,
             problem_type,
+            unserved,
         )
         with self._lock:
             if hold:
@@ -605,6 +613,11 @@ class XSandbox:
 
         with self._lock:
             fault = self._take_fault(request)
+            if fault is not None and fault.unserved:
+                # Closed before X read it: nothing served, nothing counted as served.
+                self._count(route.key, 0)
+                self._save()
+                return Reply(0, None, dropped=True)
             reply = self._serve(route, params, request, fault)
             reply.dropped = fault is not None and fault.drop
             reply.truncated = fault is not None and fault.truncate
@@ -1231,6 +1244,7 @@ class XSandbox:
                     hold=bool(body.get("hold", False)),
                     detail=body.get("detail"),
                     problem_type=body.get("problem_type"),
+                    unserved=bool(body.get("unserved", False)),
                 )
                 return Reply(201, {"data": self.snapshot()["faults"]})
             if action == ("POST", "release_answers"):

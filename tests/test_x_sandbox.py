@@ -547,6 +547,43 @@ def test_a_dropped_answer_closes_the_connection_after_the_post_is_made(sandbox, 
     assert [p["text"] for p in sandbox.snapshot()["posts"]] == ["did it go out?"]
 
 
+def test_an_unserved_drop_closes_the_connection_before_the_post_is_made(sandbox, http):
+    requests.post(
+        sandbox.base_url + "/_sandbox/faults",
+        json={
+            "method": "POST",
+            "path_prefix": "/2/tweets",
+            "drop": True,
+            "unserved": True,
+        },
+        timeout=5,
+    )
+
+    with pytest.raises(requests.ConnectionError):
+        post(http, "did it go out?")
+    again = post(http, "did it go out?")
+
+    assert again.status_code == 201  # not a duplicate: X never had the first
+    assert [p["text"] for p in sandbox.snapshot()["posts"]] == ["did it go out?"]
+    statuses = sandbox.snapshot()["requests"]["POST /2/tweets"]["statuses"]
+    assert statuses == {"0": 1, "201": 1}
+
+
+def test_unserved_is_refused_without_drop(sandbox):
+    with pytest.raises(ValueError, match="drop=True"):
+        sandbox.add_fault(method="POST", path_prefix="/2/tweets", unserved=True)
+
+
+def test_clearing_faults_forgets_them_and_lets_held_answers_go(sandbox, http):
+    sandbox.add_fault(method="POST", path_prefix="/2/tweets", hold=True, count=5)
+    sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=503)
+
+    sandbox.clear_faults()
+
+    assert post(http, "straight through").status_code == 201
+    assert sandbox.snapshot()["faults"] == []
+
+
 def test_a_held_answer_leaves_only_when_released_the_post_made_before(sandbox, http):
     sandbox.add_fault(method="POST", path_prefix="/2/tweets", hold=True)
     answers = []
