@@ -97,11 +97,20 @@ def _db(*, seed: int, quick: bool) -> dict:
     return dbcut.run(seed=seed, brands=4 if quick else 8)
 
 
+def _x(*, seed: int, quick: bool) -> dict:
+    from bench.faults import xmix
+
+    if quick:
+        return xmix.run(seed=seed, brands=3, posts_per_brand=3, faults=7)
+    return xmix.run(seed=seed)
+
+
 DESCRIPTIONS = {
+    "x": "X's failures in a random mix on POST /2/tweets, a lagging timeline",
     "db": "the database cut through a loopback proxy before and during publish runs",
     "kills": "8 publishers, each message delivered 3 times, SIGKILLed around X's answer",
 }
-RUNNERS = {"kills": _kills, "db": _db}
+RUNNERS = {"kills": _kills, "db": _db, "x": _x}
 
 
 if __name__ == "__main__":
