@@ -62,6 +62,7 @@ FAULT_MODES = frozenset(
         "invalid_json",  # STOP, but the text is prose, not JSON
         "truncated",  # MAX_TOKENS with the JSON cut halfway
         "empty_thinking",  # MAX_TOKENS, no text: thinking spent the budget
+        "empty_text",  # STOP with one empty text part: an answer of nothing
         "safety",  # finishReason SAFETY, no content
         "prompt_blocked",  # promptFeedback.blockReason, no candidates
         "quota",  # 429 RESOURCE_EXHAUSTED with RetryInfo (option retry_delay_s)
@@ -436,6 +437,8 @@ def _model_answer(
     else:
         text = _answer_text(products, wants_json, fault)
     finish = "STOP"
+    if mode == "empty_text":
+        text = ""
     answer_tokens = _tokens(text)
     if mode == "truncated":
         text, finish = text[: max(len(text) // 2, 1)], "MAX_TOKENS"

@@ -246,6 +246,7 @@ FAULTS = [
     ("invalid_json", "gemini: invalid JSON", 2),
     ("truncated", "gemini: truncated JSON (MAX_TOKENS)", 2),
     ("empty_thinking", "gemini: empty response (MAX_TOKENS)", 2),
+    ("empty_text", "gemini: empty response", 2),
     ("safety", "gemini: blocked (SAFETY)", 2),
     ("wrong_types", "gemini: wrong types", 2),
     ("prompt_blocked", "gemini: prompt blocked (SAFETY)", 1),
@@ -275,7 +276,15 @@ def test_a_failed_call_falls_back_to_valid_template_drafts(
 
 
 @pytest.mark.parametrize(
-    "mode", ["invalid_json", "truncated", "empty_thinking", "safety", "wrong_types"]
+    "mode",
+    [
+        "invalid_json",
+        "truncated",
+        "empty_thinking",
+        "empty_text",
+        "safety",
+        "wrong_types",
+    ],
 )
 def test_one_retry_recovers_from_a_bad_answer(
     standin: GeminiStandIn,

@@ -105,12 +105,19 @@ def _x(*, seed: int, quick: bool) -> dict:
     return xmix.run(seed=seed)
 
 
+def _gemini(*, seed: int, quick: bool) -> dict:
+    from bench.faults import geminimix
+
+    return geminimix.run(seed=seed, rounds=6 if quick else 24)
+
+
 DESCRIPTIONS = {
+    "gemini": "Gemini's failures in a random mix while drafts are written",
     "x": "X's failures in a random mix on POST /2/tweets, a lagging timeline",
     "db": "the database cut through a loopback proxy before and during publish runs",
     "kills": "8 publishers, each message delivered 3 times, SIGKILLed around X's answer",
 }
-RUNNERS = {"kills": _kills, "db": _db, "x": _x}
+RUNNERS = {"kills": _kills, "db": _db, "x": _x, "gemini": _gemini}
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ until nothing is in flight.
 
 What must hold (README "When X says no"): every fault is recorded as its class;
 no post is on X twice; a post ends `published` with X's id, or `failed` as a
-duplicate only when X holds no copy of it.
+duplicate only when X holds no copy its sends made (none, or only the one a person
+made before cartcast's first send: the timeline is read from the first send on).
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ def run(
         left = sum(f["count"] for f in snapshot["faults"] if f["method"] == "POST")
         counted = common.tally(runtime, snapshot["posts"])
         with runtime.database.transaction() as tx:
-            recorded = {r["error_class"]: r["n"] for r in tx.rows(SELECT_ATTEMPT_CLASSES)}
+            recorded = {
+                r["error_class"]: r["n"] for r in tx.rows(SELECT_ATTEMPT_CLASSES)
+            }
             not_published = tx.rows(SELECT_FAILED)
             histories = {
                 row["id"]: tx.rows(SELECT_HISTORY, post_id=row["id"])
@@ -138,13 +141,26 @@ def run(
             }
 
     on_x = Counter((str(p["user_id"]), p["submitted_text"]) for p in snapshot["posts"])
-    failed_rightly = [
-        row
-        for row in not_published
-        if row["state"] == "failed"
-        and row["last_class"] == "duplicate"
-        and on_x[(str(row["x_user_id"]), row["text"])] == 0
-    ]
+    made_at: dict[tuple[str, str], list[dt.datetime]] = {}
+    for post in snapshot["posts"]:
+        key = (str(post["user_id"]), post["submitted_text"])
+        made_at.setdefault(key, []).append(
+            dt.datetime.fromisoformat(post["created_at"].replace("Z", "+00:00"))
+        )
+
+    def failed_rightly_(row: dict[str, Any]) -> bool:
+        """Failed as a duplicate, and X holds no copy this post's sends made: none,
+        or only a person's, made before cartcast first sent it (the timeline is
+        read from the first send, decision 0011)."""
+        sends = [a["sent_at"] for a in histories[row["id"]] if a["sent_at"]]
+        copies = made_at.get((str(row["x_user_id"]), row["text"]), [])
+        return (
+            row["state"] == "failed"
+            and row["last_class"] == "duplicate"
+            and all(sends and made < min(sends) for made in copies)
+        )
+
+    failed_rightly = [row for row in not_published if failed_rightly_(row)]
     expected = Counter()
     for kind, count in injected.items():
         expected[KINDS[kind][1]] += count
@@ -181,7 +197,7 @@ def run(
         "class_mismatches": mismatched or "none",
         "posts": counted["posts"],
         "doubled": counted["doubled"],
-        "failed_as_duplicate_absent_from_x": len(failed_rightly),
+        "failed_as_duplicate": len(failed_rightly),
         "lost": lost,
         "wrong_x_id": counted["wrong_x_id"],
         "states": counted["states"],
