@@ -10,7 +10,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov
 TFVARS ?= terraform/terraform.tfvars
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium demo test bench migrate db-url db-stop check fmt clean deploy
+.PHONY: help install chromium demo test bench faults migrate db-url db-stop check fmt clean deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ bench: install ## Measure sentiment and triage accuracy, cold starts and memory,
 	@$(PY) -m bench.triage_eval
 	@$(PY) -m bench.functions
 	@$(PY) -m bench.rollup --json var/bench/rollup.json
+
+faults: install ## Inject faults and count what was lost or doubled: killed publishers, a cut database, X's and Gemini's failures, a fuzzed API (SEED=n repeats a run)
+	@$(PY) -m bench.faults $(if $(SEED),--seed $(SEED))
 
 migrate: install ## Apply sql/ to DATABASE_URL, or to the embedded server
 	@$(PY) -m infra.pg migrate

@@ -93,9 +93,7 @@ def test_a_new_connection_that_cannot_begin_is_the_databases_failure(
     runtime,
 ) -> None:
     database = db.Database(
-        lambda: db._connect_pg8000(
-            db.parse_database_url(runtime.settings.database_url)
-        )
+        lambda: db._connect_pg8000(db.parse_database_url(runtime.settings.database_url))
     )
     with database.transaction() as tx:
         pid = tx.scalar("SELECT pg_backend_pid() AS pid")

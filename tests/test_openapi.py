@@ -58,3 +58,19 @@ def test_every_path_parameter_is_declared() -> None:
                 )
                 declared.add(parameter["name"])
             assert set(re.findall(r"{(\w+)}", path)) <= declared, (path, method)
+
+
+def test_every_route_a_key_opens_documents_the_wrong_key_and_no_key() -> None:
+    """A key of the wrong kind (the operator key on a brand's route, a viewer's key
+    where an admin's is needed) is a 403, a missing or unknown key a 401: each
+    operation that takes a key says both, so a client generated from the spec, or
+    schemathesis in `make faults`, meets no undocumented status."""
+    spec = yaml.safe_load(SPEC.read_text())
+    signed = {"/v1/webhooks/orders/{brand_slug}"}  # a signature, not a key
+
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in METHODS or path in signed:
+                continue
+            responses = set(operation["responses"])
+            assert {"401", "403"} <= responses, (path, method)

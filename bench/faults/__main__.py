@@ -111,13 +111,28 @@ def _gemini(*, seed: int, quick: bool) -> dict:
     return geminimix.run(seed=seed, rounds=6 if quick else 24)
 
 
+def _api(*, seed: int, quick: bool) -> dict:
+    from bench.faults import apifuzz
+
+    if quick:
+        return apifuzz.run(seed=seed, max_examples=2, admin_time_s=10, auth_time_s=3)
+    return apifuzz.run(seed=seed)
+
+
 DESCRIPTIONS = {
+    "api": "schemathesis on docs/openapi.yaml, every auth failure, malformed bodies",
     "gemini": "Gemini's failures in a random mix while drafts are written",
     "x": "X's failures in a random mix on POST /2/tweets, a lagging timeline",
     "db": "the database cut through a loopback proxy before and during publish runs",
-    "kills": "8 publishers, each message delivered 3 times, SIGKILLed around X's answer",
+    "kills": "publishers, each message delivered 3 times, SIGKILLed around X's answer",
 }
-RUNNERS = {"kills": _kills, "db": _db, "x": _x, "gemini": _gemini}
+RUNNERS = {
+    "kills": _kills,
+    "db": _db,
+    "x": _x,
+    "gemini": _gemini,
+    "api": _api,
+}
 
 
 if __name__ == "__main__":

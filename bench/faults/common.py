@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,9 @@ UNBOUND_LIMITS = {
 LAST_SLOT = "SELECT max(scheduled_at) FROM posts WHERE state = 'scheduled'"
 
 
+DROP_ATTEMPTS = 3
+
+
 class FaultRunError(Exception):
     """A run could not be set up or finished (not a finding about the product)."""
 
@@ -62,7 +66,26 @@ def fresh_database(prefix: str) -> Iterator[str]:
         pg.migrate(url)
         yield url
     finally:
-        pg.drop_database(url)
+        drop_database(url)
+
+
+def drop_database(url: str) -> None:
+    """Drop a run's database; on a busy shared server, try again before giving up.
+
+    DROP ... WITH (FORCE) waits for the backends it terminates, which a loaded
+    machine can stretch past the connection's 10 s timeout: that is cleanup, not a
+    finding, so the run's figures stand and the name left behind is printed.
+    """
+    from infra import pg
+
+    for attempt in range(DROP_ATTEMPTS):
+        try:
+            pg.drop_database(url)
+            return
+        except Exception as error:  # noqa: BLE001 - reported, and tried again
+            problem = error
+            time.sleep(1 + attempt)
+    say(f"  could not drop {url.rsplit('/', 1)[-1]}: {problem!r}; drop it by hand")
 
 
 def products() -> list[dict[str, Any]]:

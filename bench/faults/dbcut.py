@@ -20,7 +20,6 @@ Then every post must be on X exactly once.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import threading
 import time

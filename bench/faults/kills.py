@@ -64,6 +64,12 @@ def deliver(url: str, message_id: str, at: dt.datetime) -> int | None:
         return None
 
 
+def _deliver_into(
+    statuses: list[int | None], url: str, message_id: str, at: dt.datetime
+) -> None:
+    statuses.append(deliver(url, message_id, at))
+
+
 def wait_until(condition: Any, what: str) -> Any:
     deadline = time.monotonic() + WAIT_LIMIT_S
     while time.monotonic() < deadline:
@@ -159,15 +165,16 @@ def run(
                     for copy in range(3):
                         target = processes[(message + copy) % invocations]
                         sender = threading.Thread(
-                            target=lambda u=target.url, m=message_id: statuses.append(
-                                deliver(u, m, due_at)
-                            ),
+                            target=_deliver_into,
+                            args=(statuses, target.url, message_id, due_at),
                             daemon=True,
                         )
                         sender.start()
                         senders.append(sender)
                 wait_until(
-                    lambda: len(sandbox.snapshot()["posts"]) > posts_before,
+                    lambda before=posts_before: (
+                        len(sandbox.snapshot()["posts"]) > before
+                    ),
                     "X to create a post",
                 )
                 time.sleep(PILE_UP_S)

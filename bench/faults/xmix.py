@@ -120,7 +120,8 @@ def run(
         sends_before = _sends(sandbox)
 
         runs = 0
-        for runs in range(1, RUNS_MAX + 1):
+        while runs < RUNS_MAX:
+            runs += 1
             reconciling.reconcile_then_publish(runtime, as_of=clock.now())
             with runtime.database.transaction() as tx:
                 if not tx.scalar(UNSETTLED):
