@@ -34,6 +34,18 @@ OPERATOR_KEY = "faults-operator-key"
 OVERSIZED_BYTES = 2 * 1024 * 1024
 SERVER_ERROR_CHECK = "not_a_server_error"
 EXAMPLES_SHOWN = 12
+# Authorization headers no key makes, each to a read, a write and the operator's route.
+BAD_AUTHORIZATIONS = {
+    "empty": "",
+    "'Bearer'": "Bearer",
+    "'Bearer ' and nothing": "Bearer ",
+    "Basic": "Basic dXNlcjpwYXNz",
+    "lower-case bearer": "bearer ck_not_a_key",
+    "a 16 KiB token": "Bearer " + "k" * 16384,
+    "Latin-1 bytes": "Bearer cl\u00e9",
+    "two tokens": "Bearer one two",
+}
+AUTH_TARGETS = (("GET", "/v1/posts"), ("PATCH", "/v1/brand"), ("POST", "/v1/brands"))
 
 
 def run(
@@ -262,19 +274,37 @@ def malformed_requests(
         "deeply nested": (b"[" * 5000 + b"]" * 5000, "application/json"),
         "form encoded": (b"name=x&slug=y", "application/x-www-form-urlencoded"),
     }
-    answers = []
+    answers = [
+        (
+            f"{method} {path} with Authorization {shown}",
+            _status(base + path, method, header),
+        )
+        for method, path in AUTH_TARGETS
+        for shown, header in BAD_AUTHORIZATIONS.items()
+    ]
     for method, url in targets:
         for what, (data, content_type) in bodies.items():
-            headers = {"Content-Type": content_type, "Authorization": f"Bearer {key}"}
-            request = urllib.request.Request(
-                url, data=data, headers=headers, method=method
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    status: int | None = response.status
-            except urllib.error.HTTPError as error:
-                status = error.code
-            except OSError:
-                status = None
+            status = _status(url, method, f"Bearer {key}", data, content_type)
             answers.append((f"{method} {url.removeprefix(base)} with {what}", status))
     return answers
+
+
+def _status(
+    url: str,
+    method: str,
+    authorization: str | None,
+    data: bytes | None = None,
+    content_type: str = "application/json",
+) -> int | None:
+    """Send one request; its HTTP status, or None when no answer came."""
+    headers = {"Content-Type": content_type}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
