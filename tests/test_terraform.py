@@ -4,8 +4,9 @@ The google provider is not on these machines, so `terraform init` and `validate`
 cannot run here. What can, does: `terraform fmt`, `terraform test` on the
 variables alone (a module without providers), python-hcl2 reading every file so
 that the tests can hold the Terraform to the code (entry points, topics, the
-settings each function reads, the Scheduler jobs), checkov from its own
-virtualenv with no network, and the guard of `make deploy`.
+settings each function reads, the Scheduler jobs) and to the argument names
+its providers document, checkov from its own virtualenv with no network, and
+the guard of `make deploy`.
 """
 
 from __future__ import annotations
@@ -417,6 +418,241 @@ def test_enums_regions_schedules_and_time_zones_have_validations() -> None:
         "functions",
         "settings",
     } <= validated
+
+
+# ---------------------------------------------------------------------------
+# Argument names against the providers' documentation
+#
+# `terraform validate` would catch a misspelt argument (`timezone` for `time_zone`)
+# but needs the providers, which these machines do not have. The names each
+# provider documents for the types terraform/ uses are kept in
+# tests/terraform/provider_arguments.json (README, "What is checked offline"):
+# every attribute and block name in terraform/ must be one of them, or one of
+# Terraform's meta-arguments. Names only; types and values are not checked.
+
+PROVIDER_ARGUMENTS = REPO / "tests" / "terraform" / "provider_arguments.json"
+META_ARGUMENTS = {
+    "resource": {"count", "for_each", "depends_on", "provider", "lifecycle"},
+    "data": {"count", "for_each", "depends_on", "provider", "lifecycle"},
+}
+LIFECYCLE_ARGUMENTS = {
+    "create_before_destroy",
+    "prevent_destroy",
+    "ignore_changes",
+    "replace_triggered_by",
+    "precondition",
+    "postcondition",
+}
+DYNAMIC_ARGUMENTS = {"for_each", "iterator", "labels", "content"}
+IS_BLOCK = "__is_block__"
+
+
+@functools.cache
+def provider_arguments() -> dict[str, dict[str, Any]]:
+    """The documented names, keyed "resource" and "data", then by type."""
+    documented = json.loads(PROVIDER_ARGUMENTS.read_text())
+    return {"resource": documented["resources"], "data": documented["data_sources"]}
+
+
+def parse_blocks(text: str) -> dict[str, Any]:
+    """Parse HCL marking blocks, so `labels = {...}` is not taken for a block."""
+    import hcl2
+    from hcl2 import SerializationOptions
+
+    options = SerializationOptions(
+        with_comments=False, explicit_blocks=True, strip_string_quotes=True
+    )
+    return hcl2.loads(text, serialization_options=options)
+
+
+def configured_types(parsed: dict[str, Any]) -> list[tuple[str, str, str, dict]]:
+    """(resource or data, type, name, body) of every block in one parsed file."""
+    found = []
+    for kind in ("resource", "data"):
+        for block in parsed.get(kind, []):
+            for type_name, named in block.items():
+                found.extend(
+                    (kind, type_name, name, body) for name, body in named.items()
+                )
+    return found
+
+
+def where_documented(kind: str, type_name: str) -> str:
+    """The provider page that documents a type, for the message asking to add it."""
+    provider, _, rest = type_name.partition("_")
+    if provider in ("time", "archive"):
+        folder = "resources" if kind == "resource" else "data-sources"
+        return f"hashicorp/terraform-provider-{provider} docs/{folder}/{rest}.md"
+    page = re.sub(r"_iam_(member|binding|policy)$", "_iam", rest)
+    folder = "r" if kind == "resource" else "d"
+    return (
+        f"hashicorp/terraform-provider-{provider} website/docs/{folder}/{page}"
+        ".html.markdown (some pages keep the google_ prefix)"
+    )
+
+
+def undocumented_names(
+    body: dict[str, Any], documented: dict[str, Any], kind: str
+) -> list[str]:
+    """Every name in a resource or data block that its documentation lacks."""
+    meta = META_ARGUMENTS[kind]
+    found = []
+    for key, value in body.items():
+        if key == "lifecycle" and key in meta:
+            for lifecycle in value:
+                found += [
+                    f"lifecycle.{name}"
+                    for name in lifecycle
+                    if name not in LIFECYCLE_ARGUMENTS | {IS_BLOCK}
+                ]
+        elif key not in meta:
+            found += _names_outside(
+                {key: value}, documented["arguments"], documented["blocks"], ""
+            )
+    return found
+
+
+def _names_outside(
+    body: dict[str, Any], allowed: list[str], blocks: dict[str, list[str]], path: str
+) -> list[str]:
+    found = []
+    for key, value in body.items():
+        if key == IS_BLOCK:
+            continue
+        if key == "dynamic":
+            found += _dynamic_names_outside(value, allowed, blocks, path)
+            continue
+        where = f"{path}.{key}" if path else key
+        if key not in allowed:
+            found.append(where)
+        elif isinstance(value, list) and all(
+            isinstance(item, dict) and item.get(IS_BLOCK) for item in value
+        ):
+            if where not in blocks:
+                found.append(f"{where} (a block whose names the file does not list)")
+                continue
+            for nested in value:
+                found += _names_outside(nested, blocks[where], blocks, where)
+    return found
+
+
+def _dynamic_names_outside(
+    dynamics: list[dict[str, Any]],
+    allowed: list[str],
+    blocks: dict[str, list[str]],
+    path: str,
+) -> list[str]:
+    # dynamic "name" { for_each = ..., content { ... } } generates `name` blocks:
+    # the label must be a documented block and the content must hold its names.
+    found = []
+    for dynamic in dynamics:
+        for label, generator in dynamic.items():
+            where = f"{path}.{label}" if path else label
+            found += [
+                f"dynamic {where}: {name}"
+                for name in generator
+                if name not in DYNAMIC_ARGUMENTS | {IS_BLOCK}
+            ]
+            content = {label: generator.get("content", [])}
+            found += _names_outside(content, allowed, blocks, path)
+    return found
+
+
+def name_problems(parsed_files: dict[str, dict[str, Any]]) -> list[str]:
+    """Undocumented types and names across parsed files, one line each."""
+    problems = []
+    for file_name, parsed in parsed_files.items():
+        for kind, type_name, name, body in configured_types(parsed):
+            documented = provider_arguments()[kind].get(type_name)
+            if documented is None:
+                problems.append(
+                    f"{file_name}: {kind} type {type_name} is not in "
+                    f"{PROVIDER_ARGUMENTS.relative_to(REPO)}; add its argument and "
+                    f"block names from {where_documented(kind, type_name)}"
+                )
+                continue
+            problems += [
+                f"{file_name}: {kind} {type_name}.{name}: {undocumented} is not an "
+                f"argument the provider documents ({documented['source']})"
+                for undocumented in undocumented_names(body, documented, kind)
+            ]
+    return problems
+
+
+@functools.cache
+def terraform_files_parsed() -> dict[str, dict[str, Any]]:
+    return {
+        path.name: parse_blocks(path.read_text())
+        for path in sorted(TERRAFORM.glob("*.tf"))
+    }
+
+
+def test_every_argument_and_block_name_is_one_its_provider_documents() -> None:
+    problems = name_problems(terraform_files_parsed())
+
+    assert not problems, "\n".join(problems)
+
+
+def test_a_misspelt_argument_or_block_or_an_unknown_type_is_caught() -> None:
+    # The two typos of the issue, a misspelt block inside a nested block, a
+    # dynamic block under a wrong name, and a type the file does not hold.
+    scheduler = (TERRAFORM / "scheduler.tf").read_text()
+    pubsub = (TERRAFORM / "pubsub.tf").read_text()
+    functions = (TERRAFORM / "functions.tf").read_text()
+    typos = {
+        "scheduler.tf": scheduler.replace("time_zone   =", "timezone ="),
+        "pubsub.tf": pubsub.replace(
+            "ack_deadline_seconds       = min(", "ack_deadline = min("
+        ).replace("retry_policy {", "retry_polcy {"),
+        "functions.tf": functions.replace(
+            'dynamic "secret_environment_variables"', 'dynamic "secret_env_variables"'
+        ).replace("storage_source {", "storage_sources {"),
+        "extra.tf": 'resource "google_compute_network" "vpc" {\n  name = "x"\n}\n',
+    }
+
+    problems = name_problems({name: parse_blocks(text) for name, text in typos.items()})
+
+    expected = [
+        "scheduler.tf: resource google_cloud_scheduler_job.tick: timezone ",
+        "pubsub.tf: resource google_pubsub_subscription.push: ack_deadline ",
+        "pubsub.tf: resource google_pubsub_subscription.push: retry_polcy ",
+        "functions.tf: resource google_cloudfunctions2_function.function: "
+        "build_config.source.storage_sources ",
+        "functions.tf: resource google_cloudfunctions2_function.function: "
+        "service_config.secret_env_variables ",
+        "extra.tf: resource type google_compute_network is not in",
+    ]
+    missed = [
+        start
+        for start in expected
+        if not any(line.startswith(start) for line in problems)
+    ]
+    assert missed == [], "\n".join(problems)
+    assert len(problems) == len(expected), "\n".join(problems)
+    assert "website/docs/r/compute_network.html.markdown" in problems[-1]
+
+
+def test_the_documented_names_say_where_they_were_read_and_are_all_used() -> None:
+    used = {
+        (kind, type_name)
+        for parsed in terraform_files_parsed().values()
+        for kind, type_name, _, _ in configured_types(parsed)
+    }
+    listed = {
+        (kind, type_name)
+        for kind, types in provider_arguments().items()
+        for type_name in types
+    }
+
+    unsourced = [
+        type_name
+        for types in provider_arguments().values()
+        for type_name, entry in types.items()
+        if not entry["source"].startswith("hashicorp/terraform-provider-")
+        or not entry["arguments"]
+    ]
+    assert unsourced == []
+    assert listed - used == set(), "types terraform/ no longer uses: remove them"
 
 
 # ---------------------------------------------------------------------------
