@@ -160,7 +160,11 @@ ROUTES = Map(
 
 
 def handle(request: Any, runtime: Any) -> web.Response:
-    """Route one HTTP request and answer it as JSON."""
+    """Route one HTTP request and answer it as JSON; /console is the web console."""
+    if request.path == "/console" or request.path.startswith("/console/"):
+        from cartcast import console
+
+        return console.handle(request, runtime)
     try:
         endpoint, arguments = ROUTES.bind("localhost").match(
             request.path, request.method
@@ -913,7 +917,7 @@ def daily_report(
 ) -> web.Response:
     answer = _report_format(query, ("json", "csv", "html"))
     brand = brands.get_brand(tx, keys.require_brand(caller))
-    first_day, last_day = _report_range(query, brand, runtime.clock.now())
+    first_day, last_day = report_range(query, brand, runtime.clock.now())
     days = {"first_day": first_day, "last_day": last_day}
 
     if answer == "html":
@@ -966,7 +970,7 @@ def order_report(
 ) -> web.Response:
     answer = _report_format(query, ("json", "csv"))
     brand = brands.get_brand(tx, keys.require_brand(caller))
-    first_day, last_day = _report_range(query, brand, runtime.clock.now())
+    first_day, last_day = report_range(query, brand, runtime.clock.now())
 
     try:
         rows = reports.orders(
@@ -1003,7 +1007,7 @@ def _report_format(query: Any, allowed: tuple[str, ...]) -> str:
     return chosen
 
 
-def _report_range(
+def report_range(
     query: Any, brand: dict[str, Any], now: dt.datetime
 ) -> tuple[dt.date, dt.date]:
     """Return the report's first and last brand-local day, checked once for every

@@ -147,9 +147,19 @@ WHERE id = :id
 
 
 def list_inbox(
-    tx: Transaction, *, brand_id: str, query: Any, limit: int, now: dt.datetime
+    tx: Transaction,
+    *,
+    brand_id: str,
+    query: Any,
+    limit: int,
+    now: dt.datetime,
+    brand: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return one page of the brand's mentions and the token of the next page."""
+    """Return one page of the brand's mentions and the token of the next page.
+
+    With the `brand`, each mention also says whether it `summoned` the brand, that
+    is whether a reply may be sent (the console offers one only then).
+    """
     for name in query:
         if name not in LIST_PARAMS:
             raise InvalidRequest(
@@ -191,7 +201,7 @@ def list_inbox(
     )
     page, more = rows[:limit], len(rows) > limit
     return {
-        "mentions": [_view(row, now) for row in page],
+        "mentions": [_view(row, now, brand) for row in page],
         "next": _write_cursor(page[-1]) if more else None,
     }
 
@@ -342,7 +352,9 @@ def _lock_mention(tx: Transaction, brand_id: str, mention_id: Any) -> dict[str, 
     return mention
 
 
-def _view(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+def _view(
+    row: dict[str, Any], now: dt.datetime, brand: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Show a mention with its time left and, once answered, its response time."""
     due, responded = row["response_due_at"], row["responded_at"]
     shown = {
@@ -357,6 +369,10 @@ def _view(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     shown["response_s"] = (
         None if responded is None else _seconds(responded - row["posted_at"])
     )
+    if brand is not None:
+        shown["summoned"] = bool(brand["x_user_id"]) and _summoned(
+            row, brand["x_user_id"], brand["x_username"]
+        )
     return shown
 
 

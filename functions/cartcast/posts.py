@@ -422,7 +422,7 @@ def get_post(
     post = tx.one(SELECT_POST, brand_id=brand_id, id=post_id)
     if post is None:
         raise NotFound("post not found")
-    return _with_price(post, prices)
+    return with_price(post, prices)
 
 
 def list_posts(
@@ -434,10 +434,10 @@ def list_posts(
     prices: Mapping[str, Decimal] | None = None,
 ) -> list[dict]:
     found = tx.rows(SELECT_POSTS, brand_id=brand_id, state=state, limit=limit)
-    return [_with_price(post, prices) for post in found]
+    return [with_price(post, prices) for post in found]
 
 
-def _with_price(
+def with_price(
     post: dict[str, Any], prices: Mapping[str, Decimal] | None
 ) -> dict[str, Any]:
     """Add what X will charge to publish the post: per post created, a link more.

@@ -80,6 +80,25 @@ def render(
     generated_at: dt.datetime,
 ) -> str:
     """Return the report page for the rows `reports.kpi_report` gathered."""
+    page = charts(
+        report,
+        brand=brand,
+        first_day=first_day,
+        last_day=last_day,
+        generated_at=generated_at,
+    )
+    return _environment().get_template(PAGE_TEMPLATE).render(page)
+
+
+def charts(
+    report: dict[str, Any],
+    *,
+    brand: dict[str, Any],
+    first_day: dt.date,
+    last_day: dt.date,
+    generated_at: dt.datetime,
+) -> dict[str, Any]:
+    """Return what the report's templates draw (the console's KPI page too)."""
     currency = brand["currency"].strip()
     days = report["days"]
     empty = not (days or report["posts"] or any(report["sentiment"].values()))
@@ -119,7 +138,7 @@ def render(
             "sentiment": _sentiment_chart(report["sentiment"]),
             "rows": [_day_row(row, currency) for row in days],
         }
-    return _environment().get_template(PAGE_TEMPLATE).render(page)
+    return page
 
 
 def headers() -> dict[str, str]:

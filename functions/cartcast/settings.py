@@ -50,6 +50,9 @@ PUBLISH_RETRIES_LIMIT = 20
 # How far ahead a post may be scheduled, at most; ten years is past any campaign
 # and still catches a mistyped year.
 SCHEDULE_HORIZON_DAYS_MAX = 3660
+# A console session lasts at most a week; the secret that signs it is 32+ characters.
+CONSOLE_SESSION_MAX_MIN = 7 * 24 * 60
+CONSOLE_SECRET_MIN_LENGTH = 32
 # Upper bounds of the other durations and counts. Without them a value that parses
 # (a day count of 999999) loads, then every run fails on date arithmetic outside
 # the years 1 to 9999; each bound is far past any useful value, and in the README.
@@ -126,6 +129,8 @@ class Settings:
     publish_workers: int = 4
     publish_lease_s: int = 300
     schedule_horizon_days: int = 365
+    console_secret: str | None = None
+    console_session_min: int = 480
     reconcile_delay_s: int = 300
     reconcile_pages_max: int = 5
     missed_after_s: int = 900
@@ -282,6 +287,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             365,
             at_most=SCHEDULE_HORIZON_DAYS_MAX,
             unit=" days (ten years)",
+        ),
+        console_secret=text("CARTCAST_CONSOLE_SECRET"),
+        console_session_min=number(
+            "CARTCAST_CONSOLE_SESSION_MIN",
+            480,
+            at_most=CONSOLE_SESSION_MAX_MIN,
+            unit=" minutes (a week)",
         ),
         # Its range, 30 seconds to a day, is checked with the other settings below.
         reconcile_delay_s=number("CARTCAST_RECONCILE_DELAY_S", 300, at_most=math.inf),
@@ -569,6 +581,13 @@ def _check_consistency(settings: Settings) -> list[str]:
         problems.append(
             "CARTCAST_MENTION_TEXT_RETENTION_DAYS must not exceed "
             "CARTCAST_MENTION_TEXT_RETENTION_MAX_DAYS"
+        )
+    secret = settings.console_secret
+    if secret is not None and len(secret) < CONSOLE_SECRET_MIN_LENGTH:
+        problems.append(
+            f"CARTCAST_CONSOLE_SECRET must be at least {CONSOLE_SECRET_MIN_LENGTH} "
+            "characters (make one with: python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
         )
     if settings.mention_poll_min_s > settings.mention_poll_max_s:
         problems.append(

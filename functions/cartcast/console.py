@@ -1,0 +1,782 @@
+"""The web console under /console: server-rendered pages over the same domain calls.
+
+The api function hands every /console path here. Each request runs in one database
+transaction, like the JSON API: a form that fails changes nothing, and its page says
+why with the status the API would answer (400, 403, 404, 409). Pages are Jinja2
+templates with one stylesheet served from /console/console.css and no script, under
+a Content-Security-Policy that allows nothing else (decision 0033).
+
+Sign-in, the session cookie, CSRF tokens and what each role may do live in
+console_session.py; a state-changing form is checked for its token first, then for
+the role, then handed to the domain function the JSON API calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import urllib.parse
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound as RouteNotFound
+from werkzeug.routing import Map, Rule
+
+from cartcast import (
+    best_time,
+    brands,
+    console_session,
+    console_status,
+    crisis,
+    inbox,
+    post_calendar,
+    post_edits,
+    post_events,
+    posts,
+    report_page,
+    reports,
+    validation,
+    web,
+)
+from cartcast.console_session import Session, SessionExpired
+from cartcast.db import Transaction
+from cartcast.errors import CartcastError, InvalidRequest, NotFound
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STYLESHEETS = (TEMPLATES / "kpi_report.css", TEMPLATES / "console" / "console.css")
+APPROVALS_SHOWN_MAX = 200
+BULK_APPROVE_MAX = 200
+INBOX_SHOWN_MAX = 100
+HTML_HEADERS = {
+    "Content-Type": "text/html; charset=utf-8",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    ),
+}
+# What a redirect after a form may say; a code, so no text travels in a URL.
+NOTICES = {
+    "approved": "Approved.",
+    "bulk": "The selected drafts were approved.",
+    "rejected": "Rejected, with your reason.",
+    "edited": "Saved. The checks ran again and the post waits for approval again.",
+    "scheduled": "Scheduled.",
+    "handled": "Marked handled.",
+    "replied": "Reply queued; the publisher sends it at its next run.",
+    "paused": "Publishing is paused: queued posts are held.",
+    "resumed": "Publishing resumed.",
+    "signed_out": "Signed out.",
+}
+
+ROUTES = Map(
+    [
+        Rule("/console", methods=["GET"], endpoint="home"),
+        Rule("/console/console.css", methods=["GET"], endpoint="stylesheet"),
+        Rule("/console/signin", methods=["GET"], endpoint="signin_page"),
+        Rule("/console/signin", methods=["POST"], endpoint="sign_in"),
+        Rule("/console/signout", methods=["POST"], endpoint="sign_out"),
+        Rule("/console/approvals", methods=["GET"], endpoint="approvals"),
+        Rule("/console/approvals/bulk", methods=["POST"], endpoint="bulk_approve"),
+        Rule("/console/posts/<post_id>", methods=["GET"], endpoint="post_page"),
+        Rule("/console/posts/<post_id>/approve", methods=["POST"], endpoint="approve"),
+        Rule("/console/posts/<post_id>/reject", methods=["POST"], endpoint="reject"),
+        Rule("/console/posts/<post_id>/edit", methods=["POST"], endpoint="edit"),
+        Rule(
+            "/console/posts/<post_id>/schedule", methods=["POST"], endpoint="schedule"
+        ),
+        Rule("/console/calendar", methods=["GET"], endpoint="calendar"),
+        Rule("/console/inbox", methods=["GET"], endpoint="inbox_page"),
+        Rule(
+            "/console/mentions/<mention_id>/handle",
+            methods=["POST"],
+            endpoint="handle_mention",
+        ),
+        Rule(
+            "/console/mentions/<mention_id>/reply",
+            methods=["POST"],
+            endpoint="reply_to_mention",
+        ),
+        Rule("/console/pause", methods=["POST"], endpoint="pause"),
+        Rule("/console/resume", methods=["POST"], endpoint="resume"),
+        Rule("/console/kpis", methods=["GET"], endpoint="kpis"),
+        Rule("/console/kpis.csv", methods=["GET"], endpoint="kpis_csv"),
+        Rule("/console/status", methods=["GET"], endpoint="status"),
+    ],
+    strict_slashes=False,
+)
+# The pages in the navigation, in order; each is a GET of its own.
+NAVIGATION = (
+    ("approvals", "Approvals"),
+    ("calendar", "Calendar"),
+    ("inbox_page", "Inbox"),
+    ("kpis", "KPIs"),
+    ("status", "System status"),
+)
+PUBLIC = {"stylesheet", "signin_page", "sign_in"}
+
+Response = tuple[str, int, dict[str, str]]
+
+
+def handle(request: Any, runtime: Any) -> Response:
+    """Answer one /console request with a page, a redirect or the stylesheet."""
+    try:
+        endpoint, arguments = ROUTES.bind("localhost").match(
+            request.path, request.method
+        )
+    except RouteNotFound:
+        return _message_page(404, "There is no such page in the console.")
+    except MethodNotAllowed:
+        return _message_page(405, "This page does not take that kind of request.")
+    if endpoint == "stylesheet":
+        return _stylesheet()
+
+    secret = runtime.settings.console_secret
+    if not secret:
+        return _message_page(
+            503,
+            "The console is off: this deployment has no CARTCAST_CONSOLE_SECRET.",
+        )
+    now = runtime.clock.now()
+    try:
+        with runtime.database.transaction() as tx:
+            if endpoint in PUBLIC:
+                return HANDLERS[endpoint](tx, request=request, runtime=runtime)
+            session = console_session.read(
+                tx,
+                request.cookies.get(console_session.COOKIE_NAME),
+                secret=secret,
+                now=now,
+            )
+            post_events.act_as(tx, session.caller.key_name)
+            if request.method == "POST":
+                session.check_csrf(request.form.get(console_session.CSRF_FIELD))
+            return HANDLERS[endpoint](
+                tx, request=request, runtime=runtime, session=session, **arguments
+            )
+    except SessionExpired as expired:
+        return _signin_form(str(expired), status=401, clear_cookie=True)
+    except InvalidRequest as refused:
+        return _message_page(refused.status, str(refused), field=refused.field)
+    except CartcastError as error:
+        web.error_response(error, runtime.log, now)
+        return _message_page(503, "Something failed on our side; try again later.")
+
+
+# --- sign-in ---------------------------------------------------------------
+
+
+def signin_page(tx: Transaction, *, request: Any, runtime: Any) -> Response:
+    notice = NOTICES.get(request.args.get("notice", ""))
+    return _signin_form(None, notice=notice)
+
+
+def sign_in(tx: Transaction, *, request: Any, runtime: Any) -> Response:
+    """Check the key, set the session cookie and go to the approvals."""
+    _require_same_origin(request)
+    try:
+        session, cookie = console_session.sign_in(
+            tx,
+            key=request.form.get("key", ""),
+            secret=runtime.settings.console_secret,
+            now=runtime.clock.now(),
+            lifetime_min=runtime.settings.console_session_min,
+        )
+    except InvalidRequest as refused:
+        return _signin_form(str(refused), status=refused.status)
+    header = console_session.cookie_header(
+        cookie,
+        host=request.host,
+        max_age_s=runtime.settings.console_session_min * 60,
+    )
+    runtime.log.info("console sign-in", extra={"brand_id": session.caller.brand_id})
+    return _redirect("/console/approvals", {"Set-Cookie": header})
+
+
+def sign_out(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session
+) -> Response:
+    clear = console_session.cookie_header("", host=request.host, max_age_s=0)
+    return _redirect("/console/signin?notice=signed_out", {"Set-Cookie": clear})
+
+
+def home(tx: Transaction, *, request: Any, runtime: Any, session: Session) -> Response:
+    return _redirect("/console/approvals")
+
+
+# --- approvals ---------------------------------------------------------------
+
+
+def approvals(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session
+) -> Response:
+    """Drafts waiting for approval, grouped by product: variants side by side."""
+    brand_id = session.caller.brand_id
+    waiting = posts.list_posts(
+        tx,
+        brand_id=brand_id,
+        state="needs_approval",
+        limit=APPROVALS_SHOWN_MAX,
+        prices=runtime.settings.x_prices_usd,
+    )
+    products = _products_of(tx, brand_id, waiting)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for post in waiting:
+        groups.setdefault(str(post["product_id"]), []).append(post)
+    return _page(
+        "approvals.html",
+        request,
+        session,
+        tx,
+        title="Approvals",
+        groups=[(products.get(key), drafts) for key, drafts in groups.items()],
+        count=len(waiting),
+    )
+
+
+def bulk_approve(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session
+) -> Response:
+    session.require("approve")
+    chosen = request.form.getlist("post")
+    if not chosen:
+        raise InvalidRequest("choose at least one draft to approve", field="post")
+    if len(chosen) > BULK_APPROVE_MAX:
+        raise InvalidRequest(
+            f"approve at most {BULK_APPROVE_MAX} drafts at once", field="post"
+        )
+    for post_id in chosen:
+        posts.apply_action(
+            tx,
+            brand_id=session.caller.brand_id,
+            post_id=_row_id(post_id, "post"),
+            action="approve",
+            now=runtime.clock.now(),
+        )
+    return _redirect("/console/approvals?notice=bulk")
+
+
+def post_page(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session, post_id: str
+) -> Response:
+    brand_id = session.caller.brand_id
+    post = _brand_post(tx, runtime, session, post_id)
+    products = _products_of(tx, brand_id, [post])
+    brand = brands.get_brand(tx, brand_id)
+    zone = zoneinfo.ZoneInfo(brand["time_zone"])
+    events = post_events.list_events(tx, brand_id=brand_id, post_id=str(post["id"]))
+    return _page(
+        "post.html",
+        request,
+        session,
+        tx,
+        title="Post",
+        post=post,
+        product=products.get(str(post["product_id"])),
+        events=events,
+        zone=brand["time_zone"],
+        local_scheduled=_local(post["scheduled_at"], zone),
+        suggested=_suggested_slots(tx, brand_id, zone, runtime.clock.now()),
+    )
+
+
+def approve(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session, post_id: str
+) -> Response:
+    session.require("approve")
+    post = _brand_post(tx, runtime, session, post_id)
+    posts.apply_action(
+        tx,
+        brand_id=session.caller.brand_id,
+        post_id=str(post["id"]),
+        action="approve",
+        now=runtime.clock.now(),
+    )
+    return _redirect(_back(request, "/console/approvals") + "notice=approved")
+
+
+def reject(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session, post_id: str
+) -> Response:
+    session.require("approve")
+    post = _brand_post(tx, runtime, session, post_id)
+    reason = request.form.get("reason", "").strip()
+    if not reason:
+        raise InvalidRequest("say why the post is rejected", field="reason")
+    posts.reject(
+        tx,
+        brand_id=session.caller.brand_id,
+        post_id=str(post["id"]),
+        body={"reason": reason},
+        now=runtime.clock.now(),
+    )
+    return _redirect("/console/approvals?notice=rejected")
+
+
+def edit(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session, post_id: str
+) -> Response:
+    """Replace the copy; post_edits re-runs the checks and asks for approval."""
+    session.require("edit")
+    post = _brand_post(tx, runtime, session, post_id)
+    if post["kind"] == "thread":
+        parts = [part for part in request.form.getlist("part")]
+        body: dict[str, Any] = {"parts": parts}
+    else:
+        body = {"text": request.form.get("text", "")}
+    post_edits.edit_post(
+        tx,
+        brand_id=session.caller.brand_id,
+        post_id=str(post["id"]),
+        body=body,
+        now=runtime.clock.now(),
+        near_duplicate_threshold=runtime.settings.near_duplicate_threshold,
+        near_duplicate_days=runtime.settings.near_duplicate_days,
+    )
+    return _redirect(f"/console/posts/{post['id']}?notice=edited")
+
+
+def schedule(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session, post_id: str
+) -> Response:
+    """Schedule or move a post to a wall time in the brand's zone, or the next slot."""
+    session.require("schedule")
+    post = _brand_post(tx, runtime, session, post_id)
+    slot = request.form.get("slot", "").strip() or request.form.get("local_time", "")
+    body = {"local_time": slot.strip()} if slot.strip() else {}
+    posts.schedule(
+        tx,
+        brand_id=session.caller.brand_id,
+        post_id=str(post["id"]),
+        body=body,
+        now=runtime.clock.now(),
+        horizon_days=runtime.settings.schedule_horizon_days,
+    )
+    return _redirect(
+        _back(request, f"/console/posts/{post['id']}") + "notice=scheduled"
+    )
+
+
+# --- calendar ----------------------------------------------------------------
+
+
+def calendar(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session
+) -> Response:
+    brand = brands.get_brand(tx, session.caller.brand_id)
+    zone = zoneinfo.ZoneInfo(brand["time_zone"])
+    view = request.args.get("view", "week")
+    if view not in post_calendar.VIEWS:
+        raise InvalidRequest("'view' must be week or month", field="view")
+    today = runtime.clock.now().astimezone(zone).date()
+    start = post_calendar.first_day(view, _day(request.args.get("start"), today))
+    days = post_calendar.days_of(view, start)
+    previous, following = post_calendar.neighbours(view, start)
+
+    by_day = post_calendar.posts_by_day(
+        tx,
+        brand_id=session.caller.brand_id,
+        time_zone=brand["time_zone"],
+        days=days,
+        prices=runtime.settings.x_prices_usd,
+    )
+    return _page(
+        "calendar.html",
+        request,
+        session,
+        tx,
+        title="Calendar",
+        view=view,
+        zone=brand["time_zone"],
+        days=[(day, by_day.get(day, [])) for day in days],
+        today=today,
+        previous=previous,
+        following=following,
+        suggested=_suggested_slots(
+            tx, session.caller.brand_id, zone, runtime.clock.now()
+        ),
+    )
+
+
+# --- inbox -------------------------------------------------------------------
+
+
+def inbox_page(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session
+) -> Response:
+    brand_id = session.caller.brand_id
+    brand = brands.get_brand(tx, brand_id)
+    page = inbox.list_inbox(
+        tx,
+        brand_id=brand_id,
+        query={},
+        limit=INBOX_SHOWN_MAX,
+        now=runtime.clock.now(),
+        brand=brand,
+    )
+    mentions = page["mentions"]
+    return _page(
+        "inbox.html",
+        request,
+        session,
+        tx,
+        title="Inbox",
+        mentions=mentions,
+        pause=crisis.pause_state(tx, brand_id=brand_id),
+        crises=crisis.list_crises(
+            tx,
+            brand_id=brand_id,
+            limit=5,
+            now=runtime.clock.now(),
+            window_min=runtime.settings.crisis_window_min,
+        ),
+    )
+
+
+def handle_mention(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session, mention_id: str
+) -> Response:
+    session.require("answer")
+    inbox.mark_handled(
+        tx,
+        brand_id=session.caller.brand_id,
+        mention_id=_row_id(mention_id, "mention"),
+        caller=session.caller,
+        now=runtime.clock.now(),
+    )
+    return _redirect("/console/inbox?notice=handled")
+
+
+def reply_to_mention(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session, mention_id: str
+) -> Response:
+    session.require("answer")
+    inbox.reply(
+        tx,
+        brand_id=session.caller.brand_id,
+        mention_id=_row_id(mention_id, "mention"),
+        body={"text": request.form.get("text", "")},
+        caller=session.caller,
+        now=runtime.clock.now(),
+    )
+    return _redirect("/console/inbox?notice=replied")
+
+
+def pause(tx: Transaction, *, request: Any, runtime: Any, session: Session) -> Response:
+    """The crisis pause: hold every queued post until someone resumes."""
+    session.require("pause")
+    reason = request.form.get("reason", "").strip()
+    if len(reason) > crisis.PAUSE_REASON_MAX:
+        raise InvalidRequest(
+            f"the reason must be at most {crisis.PAUSE_REASON_MAX} characters",
+            field="reason",
+        )
+    crisis.pause_brand(
+        tx,
+        brand_id=session.caller.brand_id,
+        actor=session.caller.key_name,
+        reason=reason or None,
+        now=runtime.clock.now(),
+    )
+    return _redirect("/console/inbox?notice=paused")
+
+
+def resume(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session
+) -> Response:
+    session.require("pause")
+    crisis.resume_brand(tx, brand_id=session.caller.brand_id, now=runtime.clock.now())
+    return _redirect("/console/inbox?notice=resumed")
+
+
+# --- KPIs and status ---------------------------------------------------------
+
+
+def kpis(tx: Transaction, *, request: Any, runtime: Any, session: Session) -> Response:
+    """The KPI report's charts for a range of brand-local days, and its CSV."""
+    brand = brands.get_brand(tx, session.caller.brand_id)
+    first_day, last_day = _range(request, brand, runtime.clock.now())
+    report = reports.kpi_report(tx, brand=brand, first_day=first_day, last_day=last_day)
+    charts = report_page.charts(
+        report,
+        brand=brand,
+        first_day=first_day,
+        last_day=last_day,
+        generated_at=runtime.clock.now(),
+    )
+    query = urllib.parse.urlencode({"from": first_day, "to": last_day})
+    return _page(
+        "kpis.html",
+        request,
+        session,
+        tx,
+        title="KPIs",
+        csv_url=f"/console/kpis.csv?{query}",
+        **charts,
+    )
+
+
+def kpis_csv(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session
+) -> Response:
+    brand = brands.get_brand(tx, session.caller.brand_id)
+    first_day, last_day = _range(request, brand, runtime.clock.now())
+    rows = reports.daily(
+        tx,
+        brand_id=str(brand["id"]),
+        time_zone=brand["time_zone"],
+        first_day=first_day,
+        last_day=last_day,
+    )
+    headers = {
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": (
+            f'attachment; filename="cartcast-daily-kpis-{first_day}-to-{last_day}.csv"'
+        ),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return reports.to_csv(reports.DAILY_COLUMNS, rows), 200, headers
+
+
+def status(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session
+) -> Response:
+    found = console_status.system_status(tx, brand_id=session.caller.brand_id)
+    gemini = runtime.gemini()
+    return _page(
+        "status.html",
+        request,
+        session,
+        tx,
+        title="System status",
+        gemini=gemini.governor.state() if gemini is not None else None,
+        **found,
+    )
+
+
+# --- plumbing ----------------------------------------------------------------
+
+
+def _page(
+    template: str,
+    request: Any,
+    session: Session,
+    tx: Transaction,
+    *,
+    title: str,
+    **values: Any,
+) -> Response:
+    brand = brands.get_brand(tx, session.caller.brand_id)
+    body = (
+        _environment()
+        .get_template(template)
+        .render(
+            title=title,
+            brand=brand,
+            session=session,
+            csrf=session.csrf_token,
+            navigation=NAVIGATION,
+            current=request.path,
+            notice=NOTICES.get(request.args.get("notice", "")),
+            **values,
+        )
+    )
+    return body, 200, dict(HTML_HEADERS)
+
+
+def _signin_form(
+    problem: str | None,
+    *,
+    status: int = 200,
+    notice: str | None = None,
+    clear_cookie: bool = False,
+) -> Response:
+    body = (
+        _environment()
+        .get_template("signin.html")
+        .render(title="Sign in", problem=problem, notice=notice)
+    )
+    headers = dict(HTML_HEADERS)
+    if clear_cookie:
+        headers["Set-Cookie"] = (
+            f"{console_session.COOKIE_NAME}=; Path=/console; Max-Age=0"
+        )
+    return body, status, headers
+
+
+def _message_page(status: int, message: str, *, field: str | None = None) -> Response:
+    body = (
+        _environment()
+        .get_template("message.html")
+        .render(
+            title="Not done" if status < 500 else "Unavailable",
+            status=status,
+            message=message,
+            field=field,
+        )
+    )
+    return body, status, dict(HTML_HEADERS)
+
+
+def _redirect(location: str, headers: dict[str, str] | None = None) -> Response:
+    return (
+        "",
+        303,
+        {"Location": location, "Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def _back(request: Any, default: str) -> str:
+    """Return the console page a form asked to go back to, ready for a query."""
+    wanted = request.form.get("back", "")
+    if not (wanted.startswith("/console/") and wanted.isascii()) or "//" in wanted:
+        wanted = default
+    return wanted + ("&" if "?" in wanted else "?")
+
+
+def _require_same_origin(request: Any) -> None:
+    """Refuse a sign-in posted from another site (login CSRF); browsers send Origin."""
+    origin = request.headers.get("Origin")
+    if (
+        origin
+        and origin != "null"
+        and urllib.parse.urlsplit(origin).netloc != request.host
+    ):
+        raise InvalidRequest("sign in from the console's own page", field="key")
+
+
+def _brand_post(
+    tx: Transaction, runtime: Any, session: Session, post_id: str
+) -> dict[str, Any]:
+    """Return the brand's post; another brand's post is a 404 like a missing one."""
+    try:
+        return posts.get_post(
+            tx,
+            brand_id=session.caller.brand_id,
+            post_id=_row_id(post_id, "post"),
+            prices=runtime.settings.x_prices_usd,
+        )
+    except NotFound as error:
+        raise NotFound(
+            "this post is not one of your brand's posts (or it does not exist)"
+        ) from error
+
+
+def _row_id(value: str, what: str) -> str:
+    try:
+        return validation.identifier(value, what)
+    except InvalidRequest as error:
+        raise NotFound(f"this {what} is not one of your brand's") from error
+
+
+SELECT_PRODUCTS_BY_ID = """
+SELECT id, sku, title, price, image_url FROM products
+WHERE brand_id = :brand_id AND id = ANY(CAST(:ids AS uuid[]))
+"""
+
+
+def _products_of(
+    tx: Transaction, brand_id: str, found: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    ids = sorted({str(post["product_id"]) for post in found if post["product_id"]})
+    rows = tx.rows(SELECT_PRODUCTS_BY_ID, brand_id=brand_id, ids=ids) if ids else []
+    return {str(row["id"]): row for row in rows}
+
+
+def _suggested_slots(
+    tx: Transaction, brand_id: str, zone: zoneinfo.ZoneInfo, now: dt.datetime
+) -> list[str]:
+    """Return the next week's best hours as wall times to pick from (best_time)."""
+    hours = best_time.suggest(tx, brand_id=brand_id)["suggestions"][:5]
+    local_now = now.astimezone(zone)
+    slots = []
+    for hour in hours:
+        days_ahead = (hour["weekday"] - local_now.weekday()) % 7
+        day = local_now.date() + dt.timedelta(days=days_ahead)
+        at = dt.datetime.combine(day, dt.time.fromisoformat(hour["time"]))
+        if at <= local_now.replace(tzinfo=None):
+            at += dt.timedelta(days=7)
+        slots.append(at.strftime("%Y-%m-%dT%H:%M"))
+    return sorted(slots)
+
+
+def _local(at: dt.datetime | None, zone: zoneinfo.ZoneInfo) -> str:
+    return "" if at is None else at.astimezone(zone).strftime("%Y-%m-%dT%H:%M")
+
+
+def _day(value: str | None, default: dt.date) -> dt.date:
+    if value is None:
+        return default
+    try:
+        if len(value) != 10 or not value.isascii():
+            raise ValueError(value)
+        return dt.date.fromisoformat(value)
+    except ValueError as error:
+        raise InvalidRequest(
+            "'start' must be a date written YYYY-MM-DD", field="start"
+        ) from error
+
+
+def _range(
+    request: Any, brand: dict[str, Any], now: dt.datetime
+) -> tuple[dt.date, dt.date]:
+    """Read from/to as the API's report does (api._report_range)."""
+    from cartcast import api
+
+    query = {
+        name: request.args[name]
+        for name in ("from", "to")
+        if request.args.get(name, "").strip()
+    }
+    return api.report_range(query, brand, now)
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([TEMPLATES / "console", TEMPLATES]),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["when"] = _when
+    return environment
+
+
+def _when(value: Any, zone: str | None = None) -> str:
+    """Spell an instant for people: in the brand's zone, to the minute."""
+    if value is None:
+        return "—"
+    if zone:
+        value = value.astimezone(zoneinfo.ZoneInfo(zone))
+        return value.strftime("%a %Y-%m-%d %H:%M")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@functools.cache
+def _stylesheet_text() -> str:
+    return "\n".join(path.read_text(encoding="utf-8") for path in STYLESHEETS)
+
+
+def _stylesheet() -> Response:
+    headers = {
+        "Content-Type": "text/css; charset=utf-8",
+        "Cache-Control": "max-age=300",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return _stylesheet_text(), 200, headers
+
+
+HANDLERS = {
+    rule.endpoint: globals()[rule.endpoint]
+    for rule in ROUTES.iter_rules()
+    if rule.endpoint != "stylesheet"
+}

@@ -1,0 +1,61 @@
+"""What the console's System status page reads: runs, troubled posts, X, dead letters.
+
+Every query is the signed-in brand's, except the runs of event functions and the
+shared X app pause, which belong to the whole deployment and name no brand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cartcast.db import Transaction
+
+TROUBLED_SHOWN_MAX = 100
+DEAD_LETTERS_SHOWN_MAX = 50
+
+SELECT_FUNCTION_RUNS = """
+SELECT function, max(handled_at) AS last_run, count(*) AS runs
+FROM handled_events GROUP BY function ORDER BY function
+"""
+SELECT_LAST_ATTEMPT = """
+SELECT a.started_at, a.finished_at, a.outcome, a.error
+FROM publish_attempts a JOIN posts p ON p.id = a.post_id
+WHERE p.brand_id = :brand_id
+ORDER BY a.started_at DESC, a.id DESC LIMIT 1
+"""
+SELECT_TROUBLED_POSTS = """
+SELECT id, state, text, scheduled_at, failure_reason, updated_at
+FROM posts
+WHERE brand_id = :brand_id AND state IN ('unconfirmed', 'held', 'failed')
+ORDER BY updated_at DESC, id LIMIT :limit
+"""
+SELECT_X_CONNECTION = """
+SELECT x_user_id, x_username, x_disconnected_at, x_disconnected_reason
+FROM brands WHERE id = :brand_id
+"""
+SELECT_X_APP_PAUSE = "SELECT posts_paused_until FROM x_app_pauses"
+SELECT_DEAD_LETTERS = """
+SELECT 'alert' AS kind, created_at, attempts, last_error, abandoned_at
+FROM alert_outbox WHERE brand_id = :brand_id AND abandoned_at IS NOT NULL
+UNION ALL
+SELECT 'escalation', created_at, attempts, last_error, abandoned_at
+FROM escalation_outbox WHERE brand_id = :brand_id AND abandoned_at IS NOT NULL
+ORDER BY abandoned_at DESC LIMIT :limit
+"""
+
+
+def system_status(tx: Transaction, *, brand_id: str) -> dict[str, Any]:
+    """Gather the status page's tables for one brand."""
+    pause = tx.one(SELECT_X_APP_PAUSE)
+    return {
+        "function_runs": tx.rows(SELECT_FUNCTION_RUNS),
+        "last_attempt": tx.one(SELECT_LAST_ATTEMPT, brand_id=brand_id),
+        "troubled": tx.rows(
+            SELECT_TROUBLED_POSTS, brand_id=brand_id, limit=TROUBLED_SHOWN_MAX
+        ),
+        "x_connection": tx.one(SELECT_X_CONNECTION, brand_id=brand_id),
+        "x_paused_until": pause["posts_paused_until"] if pause else None,
+        "dead_letters": tx.rows(
+            SELECT_DEAD_LETTERS, brand_id=brand_id, limit=DEAD_LETTERS_SHOWN_MAX
+        ),
+    }

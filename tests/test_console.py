@@ -1,0 +1,378 @@
+"""The web console's pages and forms, through functions-framework's real app.
+
+A brand with approvals on gets drafts through the JSON API; the console is then
+used as a browser would: sign in with the key, follow the pages, post the forms with
+the session cookie and the CSRF token each page carries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+
+import pytest
+
+from cartcast import keys
+from cartcast import runtime as runtime_module
+from tests.conftest import OPERATOR_KEY, make_app
+from tests.helpers import auth, brand_body, catalog, post_json
+
+SECRET = "console-test-secret-0123456789abcdef"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+def client(function_env, monkeypatch):
+    monkeypatch.setenv("CARTCAST_CONSOLE_SECRET", SECRET)
+    runtime_module.reset()
+    return make_app("api", "http").test_client()
+
+
+def make_brand(client, slug: str = "test-goods", drafts: int = 2) -> dict:
+    body = brand_body(slug=slug, name=slug.title(), approvals_required=True)
+    created = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()
+    key = created["api_key"]
+    post_json(client, "/v1/products", catalog(drafts), key)
+    skus = [product["sku"] for product in catalog(drafts)]
+    drafted = post_json(client, "/v1/captions", {"products": skus}, key).get_json()
+    return {
+        "key": key,
+        "id": created["brand"]["id"],
+        "posts": [post["id"] for post in drafted["posts"]],
+    }
+
+
+def add_key(brand_id: str, role: str) -> str:
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        return keys.create_key(
+            tx, brand_id=brand_id, name=role, role=role, now=current.clock.now()
+        )
+
+
+def sign_in(client, key: str):
+    return client.post("/console/signin", data={"key": key})
+
+
+def csrf_of(client, path: str = "/console/approvals") -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    return CSRF.search(page.get_data(as_text=True)).group(1)
+
+
+def text_of(answer) -> str:
+    return html.unescape(answer.get_data(as_text=True))
+
+
+def post_state(client, key: str, post_id: str) -> str:
+    answer = client.get(f"/v1/posts/{post_id}", headers=auth(key))
+    return answer.get_json()["post"]["state"]
+
+
+@pytest.fixture
+def brand(client):
+    return make_brand(client)
+
+
+@pytest.fixture
+def signed_in(client, brand):
+    answer = sign_in(client, brand["key"])
+    assert answer.status_code == 303
+    return brand
+
+
+def test_signing_in_sets_a_strict_http_only_session_cookie(client, brand) -> None:
+    answer = sign_in(client, brand["key"])
+
+    cookie = answer.headers["Set-Cookie"]
+    assert answer.headers["Location"] == "/console/approvals"
+    assert cookie.startswith("cartcast_console=")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Max-Age=28800" in cookie and "Path=/console" in cookie
+    # The test client's host is localhost: Secure is only set off loopback.
+    assert "Secure" not in cookie
+    assert brand["key"] not in cookie
+
+
+def test_the_cookie_is_secure_on_any_other_host(client, brand) -> None:
+    answer = client.post(
+        "/console/signin",
+        data={"key": brand["key"]},
+        base_url="https://shop-console.example.test",
+    )
+
+    assert "; Secure" in answer.headers["Set-Cookie"]
+
+
+def test_a_wrong_key_or_the_operator_key_is_refused_on_the_page(client) -> None:
+    wrong = sign_in(client, "cc_not-a-key")
+    operator = sign_in(client, OPERATOR_KEY)
+
+    assert wrong.status_code == 401 and "Set-Cookie" not in wrong.headers
+    assert "unknown or revoked API key" in wrong.get_data(as_text=True)
+    assert operator.status_code == 401
+
+
+def test_a_page_without_a_session_asks_to_sign_in(client) -> None:
+    answer = client.get("/console/approvals")
+
+    assert answer.status_code == 401
+    assert "Sign in to the cartcast console" in answer.get_data(as_text=True)
+
+
+def test_every_page_is_served_under_a_strict_policy(client, signed_in) -> None:
+    for path in (
+        "/console/approvals",
+        "/console/calendar",
+        "/console/calendar?view=month",
+        "/console/inbox",
+        "/console/kpis",
+        "/console/status",
+        f"/console/posts/{signed_in['posts'][0]}",
+    ):
+        answer = client.get(path)
+        page = answer.get_data(as_text=True)
+
+        assert answer.status_code == 200, (path, page)
+        policy = answer.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy and "script-src" not in policy
+        assert "<script" not in page and "http://" not in page, path
+        assert 'lang="en"' in page and "<h1>" in page
+
+
+def test_the_stylesheet_is_served_by_the_console(client) -> None:
+    answer = client.get("/console/console.css")
+
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/css")
+    assert ".variants" in answer.get_data(as_text=True)
+
+
+def test_the_approvals_show_each_draft_with_its_product_and_checks(
+    client, signed_in
+) -> None:
+    page = client.get("/console/approvals").get_data(as_text=True)
+
+    first = catalog(1)[0]
+    assert first["title"] in page and first["sku"] in page
+    assert "Weighted length" in page and "fits on x" in page
+    assert page.count('action="/console/posts/') >= 4  # approve and reject each
+
+
+def test_approving_from_the_page_moves_the_post(client, signed_in) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+
+    answer = client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+
+    assert answer.status_code == 303
+    assert "notice=approved" in answer.headers["Location"]
+    assert post_state(client, signed_in["key"], post_id) == "approved"
+
+
+def test_a_forged_csrf_token_changes_nothing(client, signed_in) -> None:
+    post_id = signed_in["posts"][0]
+
+    forged = client.post(f"/console/posts/{post_id}/approve", data={"csrf": "x" * 64})
+    missing = client.post(f"/console/posts/{post_id}/approve")
+
+    assert forged.status_code == missing.status_code == 400
+    assert "security token" in forged.get_data(as_text=True)
+    assert post_state(client, signed_in["key"], post_id) == "needs_approval"
+
+
+def test_an_expired_session_changes_nothing_and_asks_to_sign_in_again(
+    client, signed_in, clock_file
+) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+    clock_file.set(clock_file.now() + dt.timedelta(hours=8, seconds=1))
+
+    answer = client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+
+    assert answer.status_code == 401
+    assert "your session expired" in answer.get_data(as_text=True)
+    assert "Max-Age=0" in answer.headers["Set-Cookie"]
+    assert post_state(client, signed_in["key"], post_id) == "needs_approval"
+
+
+def test_a_tampered_cookie_is_no_session(client, signed_in) -> None:
+    cookie = client.get_cookie("cartcast_console", path="/console")
+    payload, _, signature = cookie.value.rpartition(".")
+    later = payload.rsplit(".", 1)[0] + ".9999999999"
+    client.set_cookie("cartcast_console", f"{later}.{signature}", path="/console")
+
+    assert client.get("/console/approvals").status_code == 401
+
+
+def test_another_brands_post_is_a_clear_404_and_is_not_touched(
+    client, signed_in
+) -> None:
+    other = make_brand(client, slug="other-goods", drafts=1)
+    theirs = other["posts"][0]
+    token = csrf_of(client)
+
+    page = client.get(f"/console/posts/{theirs}")
+    approve = client.post(f"/console/posts/{theirs}/approve", data={"csrf": token})
+
+    assert page.status_code == approve.status_code == 404
+    assert "not one of your brand's posts" in text_of(approve)
+    assert post_state(client, other["key"], theirs) == "needs_approval"
+
+
+def test_rejecting_needs_a_reason_and_keeps_it(client, signed_in) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+
+    empty = client.post(f"/console/posts/{post_id}/reject", data={"csrf": token})
+    given = client.post(
+        f"/console/posts/{post_id}/reject",
+        data={"csrf": token, "reason": "Wrong price season"},
+    )
+
+    assert empty.status_code == 400 and "reason" in empty.get_data(as_text=True)
+    assert given.status_code == 303
+    answer = client.get(f"/v1/posts/{post_id}", headers=auth(signed_in["key"]))
+    assert answer.get_json()["post"]["rejection_reason"] == "Wrong price season"
+
+
+def test_bulk_approve_moves_every_chosen_draft_or_none(client, signed_in) -> None:
+    first, second = signed_in["posts"]
+    token = csrf_of(client)
+
+    refused = client.post(
+        "/console/approvals/bulk",
+        data={"csrf": token, "post": [first, "not-a-post-id"]},
+    )
+    approved = client.post(
+        "/console/approvals/bulk", data={"csrf": token, "post": [first, second]}
+    )
+
+    assert refused.status_code == 404
+    assert approved.status_code == 303
+    assert post_state(client, signed_in["key"], first) == "approved"
+    assert post_state(client, signed_in["key"], second) == "approved"
+
+
+def test_an_edit_reruns_the_checks_and_asks_for_approval_again(
+    client, signed_in
+) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    before = client.get(f"/v1/posts/{post_id}", headers=auth(signed_in["key"]))
+    text = before.get_json()["post"]["text"]
+
+    answer = client.post(
+        f"/console/posts/{post_id}/edit",
+        data={"csrf": token, "text": "Fresh words. " + text},
+    )
+
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    after = client.get(f"/v1/posts/{post_id}", headers=auth(signed_in["key"]))
+    assert after.get_json()["post"]["state"] == "needs_approval"
+    assert after.get_json()["post"]["text"].startswith("Fresh words.")
+
+
+def test_a_viewer_sees_no_approve_button_and_the_server_refuses_one(
+    client, brand
+) -> None:
+    viewer = add_key(brand["id"], "viewer")
+    sign_in(client, viewer)
+    post_id = brand["posts"][0]
+    page = client.get("/console/approvals").get_data(as_text=True)
+    token = CSRF.search(page).group(1)
+
+    answer = client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+
+    assert "Approve</button>" not in page
+    assert answer.status_code == 403
+    assert "viewer" in answer.get_data(as_text=True)
+    assert post_state(client, brand["key"], post_id) == "needs_approval"
+
+
+def test_scheduling_puts_the_post_on_the_calendar_in_the_brands_zone(
+    client, signed_in
+) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+
+    answer = client.post(
+        f"/console/posts/{post_id}/schedule",
+        data={"csrf": token, "local_time": "2026-03-04T10:15"},
+    )
+    calendar = client.get("/console/calendar?start=2026-03-02").get_data(as_text=True)
+
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    assert "America/New_York" in calendar
+    assert f"/console/posts/{post_id}" in calendar
+    assert ">10:15</time>" in calendar
+    assert "scheduled · " in calendar
+
+
+def test_a_bad_calendar_view_or_day_is_a_clear_400(client, signed_in) -> None:
+    assert client.get("/console/calendar?view=year").status_code == 400
+    answer = client.get("/console/calendar?start=2026-13-01")
+    assert answer.status_code == 400 and "start" in answer.get_data(as_text=True)
+
+
+def test_the_kpi_page_has_its_range_and_a_csv_link(client, signed_in) -> None:
+    page = client.get("/console/kpis?from=2026-02-24&to=2026-03-02")
+    csv = client.get("/console/kpis.csv?from=2026-02-24&to=2026-03-02")
+    bad = client.get("/console/kpis?from=2026-03-05&to=2026-03-01")
+
+    assert page.status_code == 200
+    assert "/console/kpis.csv?from=2026-02-24&amp;to=2026-03-02" in page.get_data(
+        as_text=True
+    )
+    assert csv.status_code == 200 and csv.headers["Content-Type"].startswith("text/csv")
+    assert bad.status_code == 400
+
+
+def test_pausing_from_the_inbox_needs_an_allowed_role(client, brand) -> None:
+    editor = add_key(brand["id"], "editor")
+    sign_in(client, editor)
+    token = csrf_of(client, "/console/inbox")
+    refused = client.post("/console/pause", data={"csrf": token})
+    sign_in(client, brand["key"])
+    token = csrf_of(client, "/console/inbox")
+    paused = client.post("/console/pause", data={"csrf": token, "reason": "storm"})
+
+    assert refused.status_code == 403
+    assert paused.status_code == 303
+    state = client.get("/v1/brand/pause", headers=auth(brand["key"])).get_json()
+    assert state["paused"] and state["reason"] == "storm"
+    assert "Resume publishing" in client.get("/console/inbox").get_data(as_text=True)
+
+
+def test_signing_out_ends_the_session(client, signed_in) -> None:
+    token = csrf_of(client)
+
+    answer = client.post("/console/signout", data={"csrf": token})
+
+    assert answer.status_code == 303
+    assert "Max-Age=0" in answer.headers["Set-Cookie"]
+    assert client.get("/console/approvals").status_code == 401
+
+
+def test_a_revoked_key_ends_its_sessions(client, signed_in) -> None:
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        tx.execute("UPDATE api_keys SET revoked_at = now()")
+
+    answer = client.get("/console/approvals")
+
+    assert answer.status_code == 401
+    assert "revoked" in answer.get_data(as_text=True)
+
+
+def test_without_a_secret_the_console_says_it_is_off(function_env) -> None:
+    runtime_module.reset()
+    client = make_app("api", "http").test_client()
+
+    answer = client.get("/console/signin")
+
+    assert answer.status_code == 503
+    assert "CARTCAST_CONSOLE_SECRET" in answer.get_data(as_text=True)
