@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import io
+import json
 import re
 
 import pytest
@@ -376,3 +378,134 @@ def test_without_a_secret_the_console_says_it_is_off(function_env) -> None:
 
     assert answer.status_code == 503
     assert "CARTCAST_CONSOLE_SECRET" in answer.get_data(as_text=True)
+
+
+SHOPIFY_COLUMNS = (
+    "Handle,Title,Body (HTML),Vendor,Type,Tags,Option1 Name,Option1 Value,"
+    "Variant SKU,Variant Price,Variant Compare At Price,Variant Inventory Qty,"
+    "Image Src,Image Position,Image Alt Text"
+)
+BROKEN = {"mug-4": "no Title", "mug-9": "Variant Price", "mug-15": "Image Src"}
+
+
+def shopify_csv() -> str:
+    """20 products of 3 sizes and 2 images each; 3 broken, one way each."""
+    lines = [SHOPIFY_COLUMNS]
+    for number in range(1, 21):
+        handle = f"mug-{number}"
+        title = "" if handle == "mug-4" else f"Mug {number}"
+        # A stray carriage return inside a quoted field, as spreadsheets leave them.
+        body = f'"<p>Stoneware.\r\nHolds {number}00 ml.</p>"'
+        image = f"https://cdn.example.com/{handle}"
+        price = "12.00"
+        lines.append(
+            f'{handle},{title},{body},Clay Co,Mugs,"kitchen, gift",Size,Small,'
+            f"{handle}-s,{price},15.00,5,{image}-a.jpg,1,{title} front"
+        )
+        broken_price = "twelve" if handle == "mug-9" else "13.00"
+        lines.append(f"{handle},,,,,,,Medium,{handle}-m,{broken_price},,4,,,")
+        second = "ftp://x" if handle == "mug-15" else f"{image}-b.jpg"
+        lines.append(f"{handle},,,,,,,Large,{handle}-l,14.00,,3,{second},2,back")
+    # An image row whose product never appears: an orphan, refused by its line.
+    lines.append("ghost,,,,,,,,,,,,https://cdn.example.com/ghost.jpg,1,")
+    lines.append(",,,,,,,Extra,,1.00,,,,,")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def upload(client, token: str, content: bytes, filename: str):
+    return client.post(
+        "/console/catalog/import",
+        data={"csrf": token, "file": (io.BytesIO(content), filename)},
+        content_type="multipart/form-data",
+    )
+
+
+def test_a_shopify_csv_imports_its_complete_products_and_names_the_broken(
+    client, signed_in
+) -> None:
+    token = csrf_of(client, "/console/catalog")
+
+    answer = upload(client, token, shopify_csv().encode(), "products_export.csv")
+
+    page = text_of(answer)
+    assert answer.status_code == 200, page
+    assert "Imported 17 of 21 product(s)" in page
+    assert "with 51 variant(s) and 34 image(s)" in page
+    for handle, problem in BROKEN.items():
+        assert re.search(rf"<td>{handle}</td><td class=\"wrap\">[^<]*{problem}", page)
+    assert "the row has no Handle" in page
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        stored = tx.rows(
+            "SELECT p.sku, count(DISTINCT v.position) AS variants,"
+            " count(DISTINCT i.position) AS images, min(p.description) AS body"
+            " FROM products p LEFT JOIN product_variants v ON v.product_id = p.id"
+            " LEFT JOIN product_images i ON i.product_id = p.id"
+            " WHERE p.sku LIKE 'mug-%' GROUP BY p.sku"
+        )
+    assert len(stored) == 17
+    assert {row["sku"] for row in stored}.isdisjoint(BROKEN)
+    assert all(row["variants"] == 3 and row["images"] == 2 for row in stored)
+    assert stored[0]["body"].startswith("Stoneware. Holds")
+
+
+def test_a_json_feed_keeps_its_good_products_and_reports_the_bad(
+    client, signed_in
+) -> None:
+    token = csrf_of(client, "/console/catalog")
+    rows = catalog(5)
+    rows[2] = {**rows[2], "price": -1}
+
+    answer = upload(client, token, json.dumps(rows).encode(), "feed.json")
+
+    page = text_of(answer)
+    assert "Imported 4 of 5 product(s)" in page
+    assert rows[2]["sku"] in page and "price" in page
+
+
+@pytest.mark.parametrize(
+    ("content", "filename", "problem"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "logo.png", "upload a Shopify product CSV"),
+        (b"\x89PNG\r\n\x1a\n\xff\x00", "logo.csv", "not UTF-8"),
+        (b"sku,name\nA,b\n", "other.csv", "not a Shopify product CSV"),
+        (b"{not json", "feed.json", "not valid JSON"),
+    ],
+)
+def test_a_file_that_is_not_a_catalog_is_refused_with_nothing_written(
+    client, signed_in, content, filename, problem
+) -> None:
+    token = csrf_of(client, "/console/catalog")
+    before = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+
+    answer = upload(client, token, content, filename)
+
+    assert answer.status_code == 400
+    assert problem in text_of(answer)
+    after = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+    assert after == before
+
+
+def test_a_viewer_cannot_import(client, brand) -> None:
+    sign_in(client, add_key(brand["id"], "viewer"))
+    page = client.get("/console/catalog")
+    token = CSRF.search(page.get_data(as_text=True)).group(1)
+
+    answer = upload(client, token, shopify_csv().encode(), "products_export.csv")
+
+    assert 'action="/console/catalog/import"' not in page.get_data(as_text=True)
+    assert answer.status_code == 403
+
+
+def test_captioning_a_selection_writes_drafts_to_approve(client, signed_in) -> None:
+    token = csrf_of(client, "/console/catalog")
+    upload(client, token, shopify_csv().encode(), "products_export.csv")
+
+    answer = client.post(
+        "/console/catalog/captions",
+        data={"csrf": token, "sku": ["mug-1", "mug-2"]},
+    )
+
+    assert answer.status_code == 303
+    page = client.get("/console/approvals").get_data(as_text=True)
+    assert "Mug 1" in page and "Mug 2" in page

@@ -28,6 +28,8 @@ from werkzeug.routing import Map, Rule
 from cartcast import (
     best_time,
     brands,
+    catalog,
+    catalog_imports,
     console_session,
     console_status,
     crisis,
@@ -44,12 +46,16 @@ from cartcast import (
 from cartcast.console_session import Session, SessionExpired
 from cartcast.db import Transaction
 from cartcast.errors import CartcastError, InvalidRequest, NotFound
+from cartcast.logs import fields
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STYLESHEETS = (TEMPLATES / "kpi_report.css", TEMPLATES / "console" / "console.css")
 APPROVALS_SHOWN_MAX = 200
 BULK_APPROVE_MAX = 200
 INBOX_SHOWN_MAX = 100
+PRODUCTS_SHOWN_MAX = 500
+# A Shopify export of a thousand products with their variants and images.
+UPLOAD_BYTES_MAX = 8 * 1024 * 1024
 HTML_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
     "Cache-Control": "no-store",
@@ -73,6 +79,7 @@ NOTICES = {
     "paused": "Publishing is paused: queued posts are held.",
     "resumed": "Publishing resumed.",
     "signed_out": "Signed out.",
+    "drafted": "Drafts written: they wait on the Approvals page.",
 }
 
 ROUTES = Map(
@@ -108,6 +115,11 @@ ROUTES = Map(
         Rule("/console/kpis", methods=["GET"], endpoint="kpis"),
         Rule("/console/kpis.csv", methods=["GET"], endpoint="kpis_csv"),
         Rule("/console/status", methods=["GET"], endpoint="status"),
+        Rule("/console/catalog", methods=["GET"], endpoint="catalog_page"),
+        Rule("/console/catalog/import", methods=["POST"], endpoint="import_catalog"),
+        Rule(
+            "/console/catalog/captions", methods=["POST"], endpoint="caption_products"
+        ),
     ],
     strict_slashes=False,
 )
@@ -116,6 +128,7 @@ NAVIGATION = (
     ("approvals", "Approvals"),
     ("calendar", "Calendar"),
     ("inbox_page", "Inbox"),
+    ("catalog_page", "Catalog"),
     ("kpis", "KPIs"),
     ("status", "System status"),
 )
@@ -195,7 +208,7 @@ def sign_in(tx: Transaction, *, request: Any, runtime: Any) -> Response:
         host=request.host,
         max_age_s=runtime.settings.console_session_min * 60,
     )
-    runtime.log.info("console sign-in", extra={"brand_id": session.caller.brand_id})
+    runtime.log.info("console sign-in", extra=fields(brand_id=session.caller.brand_id))
     return _redirect("/console/approvals", {"Set-Cookie": header})
 
 
@@ -559,6 +572,98 @@ def status(
         gemini=gemini.governor.state() if gemini is not None else None,
         **found,
     )
+
+
+# --- catalog -----------------------------------------------------------------
+
+
+def catalog_page(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session
+) -> Response:
+    found = catalog.list_products(
+        tx,
+        brand_id=session.caller.brand_id,
+        after_sku=None,
+        limit=PRODUCTS_SHOWN_MAX,
+    )
+    return _page(
+        "catalog.html",
+        request,
+        session,
+        tx,
+        title="Catalog",
+        products=found,
+        report=None,
+        drafts_max=posts.PRODUCTS_PER_REQUEST_MAX,
+    )
+
+
+def import_catalog(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session
+) -> Response:
+    """Import a Shopify CSV or a JSON feed row by row; show what was refused."""
+    session.require("import")
+    if request.content_length and request.content_length > UPLOAD_BYTES_MAX:
+        raise InvalidRequest(
+            f"the file is larger than {UPLOAD_BYTES_MAX // (1024 * 1024)} MiB",
+            field="file",
+        )
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise InvalidRequest("choose a file to import", field="file")
+    kind, content = catalog_imports.read_upload(upload.read(), upload.filename)
+    brand_id, now = session.caller.brand_id, runtime.clock.now()
+    if kind == "csv":
+        report = catalog_imports.import_shopify_csv(
+            tx, brand_id=brand_id, text=content, now=now
+        )
+    else:
+        report = catalog_imports.import_json_feed(
+            tx, brand_id=brand_id, feed=content, now=now
+        )
+    runtime.log.info(
+        "catalog imported",
+        extra=fields(
+            brand_id=brand_id,
+            kind=kind,
+            imported=len(report["imported"]),
+            refused=len(report["errors"]),
+        ),
+    )
+    found = catalog.list_products(
+        tx, brand_id=brand_id, after_sku=None, limit=PRODUCTS_SHOWN_MAX
+    )
+    return _page(
+        "catalog.html",
+        request,
+        session,
+        tx,
+        title="Catalog",
+        products=found,
+        report=report,
+        drafts_max=posts.PRODUCTS_PER_REQUEST_MAX,
+    )
+
+
+def caption_products(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session
+) -> Response:
+    """Write drafts for the chosen products, as POST /v1/captions does."""
+    session.require("edit")
+    chosen = request.form.getlist("sku")
+    if not chosen:
+        raise InvalidRequest("choose at least one product to caption", field="sku")
+    posts.create_drafts(
+        tx,
+        brand_id=session.caller.brand_id,
+        body={"products": chosen},
+        created_by=session.caller.key_name,
+        now=runtime.clock.now(),
+        gemini=runtime.gemini(),
+        near_duplicate_threshold=runtime.settings.near_duplicate_threshold,
+        near_duplicate_days=runtime.settings.near_duplicate_days,
+    )
+    return _redirect("/console/approvals?notice=drafted")
 
 
 # --- plumbing ----------------------------------------------------------------
