@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requireme
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
 TFVARS ?= terraform/terraform.tfvars
+# axe-core for the console's browser test, from npm (tests/browser/package-lock.json).
+AXE := tests/browser/node_modules/axe-core/axe.min.js
 
 .DEFAULT_GOAL := help
 .PHONY: help install chromium demo test bench faults migrate db-url db-stop check fmt clean deploy
@@ -15,7 +17,7 @@ TFVARS ?= terraform/terraform.tfvars
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
-install: $(STAMP) $(CHECKOV_STAMP) ## Create .venv (and .venv-checkov) with the pinned dependencies
+install: $(STAMP) $(CHECKOV_STAMP) $(AXE) ## Create .venv (and .venv-checkov) with the pinned dependencies, and axe-core for the browser tests
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@start=$$(date +%s); \
@@ -30,6 +32,12 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	@[ -x $(CHECKOV_VENV)/bin/python ] || $(PYTHON) -m venv $(CHECKOV_VENV)
 	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@rm -f $(CHECKOV_VENV)/.installed-*; touch $@
+
+# npm ci installs exactly the lock file's axe-core; it runs no install script.
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	@command -v npm >/dev/null || { echo "install: npm is needed for axe-core (apt-get install npm)"; exit 1; }
+	@npm ci --prefix tests/browser --ignore-scripts --no-audit --no-fund --silent
+	@touch $@
 
 chromium: ## Install Debian's chromium and strace for the HTML report test (as root; CI does)
 	@{ command -v chromium && command -v strace; } >/dev/null 2>&1 || { \

@@ -116,11 +116,28 @@ def test_a_wrong_key_or_the_operator_key_is_refused_on_the_page(client) -> None:
     assert operator.status_code == 401
 
 
-def test_a_page_without_a_session_asks_to_sign_in(client) -> None:
+def test_a_page_without_a_session_leads_to_the_sign_in(client) -> None:
     answer = client.get("/console/approvals")
+    form = client.get("/console/signin")
 
-    assert answer.status_code == 401
-    assert "Sign in to the cartcast console" in answer.get_data(as_text=True)
+    assert answer.status_code == 303
+    assert answer.headers["Location"] == "/console/signin"
+    assert form.status_code == 200
+    assert "Sign in to the cartcast console" in form.get_data(as_text=True)
+
+
+def test_an_expired_session_sends_a_page_to_the_sign_in_saying_so(
+    client, signed_in, clock_file
+) -> None:
+    clock_file.set(clock_file.now() + dt.timedelta(hours=8, seconds=1))
+
+    answer = client.get("/console/calendar")
+
+    assert answer.status_code == 303
+    assert answer.headers["Location"] == "/console/signin?notice=expired"
+    assert "Max-Age=0" in answer.headers["Set-Cookie"]
+    page = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "Your session ended" in page
 
 
 def test_every_page_is_served_under_a_strict_policy(client, signed_in) -> None:
@@ -205,7 +222,7 @@ def test_a_tampered_cookie_is_no_session(client, signed_in) -> None:
     later = payload.rsplit(".", 1)[0] + ".9999999999"
     client.set_cookie("cartcast_console", f"{later}.{signature}", path="/console")
 
-    assert client.get("/console/approvals").status_code == 401
+    assert client.get("/console/approvals").status_code == 303
 
 
 def test_another_brands_post_is_a_clear_404_and_is_not_touched(
@@ -356,7 +373,7 @@ def test_signing_out_ends_the_session(client, signed_in) -> None:
 
     assert answer.status_code == 303
     assert "Max-Age=0" in answer.headers["Set-Cookie"]
-    assert client.get("/console/approvals").status_code == 401
+    assert client.get("/console/approvals").status_code == 303
 
 
 def test_a_revoked_key_ends_its_sessions(client, signed_in) -> None:
@@ -364,10 +381,13 @@ def test_a_revoked_key_ends_its_sessions(client, signed_in) -> None:
     with current.database.transaction() as tx:
         tx.execute("UPDATE api_keys SET revoked_at = now()")
 
-    answer = client.get("/console/approvals")
+    token = CSRF.search(client.get("/console/signin").get_data(as_text=True))
+    answer = client.post("/console/pause", data={"csrf": "any"})
 
+    assert token is None
     assert answer.status_code == 401
     assert "revoked" in answer.get_data(as_text=True)
+    assert client.get("/console/approvals").status_code == 303
 
 
 def test_without_a_secret_the_console_says_it_is_off(function_env) -> None:

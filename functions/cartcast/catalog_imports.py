@@ -79,6 +79,12 @@ def read_upload(raw: bytes, filename: str) -> tuple[str, Any]:
     return "csv", text
 
 
+def read_pasted(text: str) -> tuple[str, Any]:
+    """Read a catalog pasted into the page: JSON if it opens with [ or {, else CSV."""
+    name = "pasted.json" if text.lstrip()[:1] in ("[", "{") else "pasted.csv"
+    return read_upload(text.encode("utf-8", "surrogateescape"), name)
+
+
 def import_shopify_csv(
     tx: Transaction, *, brand_id: str, text: str, now: dt.datetime
 ) -> dict[str, Any]:

@@ -79,6 +79,9 @@ NOTICES = {
     "paused": "Publishing is paused: queued posts are held.",
     "resumed": "Publishing resumed.",
     "signed_out": "Signed out.",
+    "expired": (
+        "Your session ended (it expired, or its key was revoked): sign in again."
+    ),
     "drafted": "Drafts written: they wait on the Approvals page.",
 }
 
@@ -86,6 +89,7 @@ ROUTES = Map(
     [
         Rule("/console", methods=["GET"], endpoint="home"),
         Rule("/console/console.css", methods=["GET"], endpoint="stylesheet"),
+        Rule("/console/favicon.svg", methods=["GET"], endpoint="icon"),
         Rule("/console/signin", methods=["GET"], endpoint="signin_page"),
         Rule("/console/signin", methods=["POST"], endpoint="sign_in"),
         Rule("/console/signout", methods=["POST"], endpoint="sign_out"),
@@ -149,6 +153,8 @@ def handle(request: Any, runtime: Any) -> Response:
         return _message_page(405, "This page does not take that kind of request.")
     if endpoint == "stylesheet":
         return _stylesheet()
+    if endpoint == "icon":
+        return _icon()
 
     secret = runtime.settings.console_secret
     if not secret:
@@ -174,6 +180,11 @@ def handle(request: Any, runtime: Any) -> Response:
                 tx, request=request, runtime=runtime, session=session, **arguments
             )
     except SessionExpired as expired:
+        if request.method == "GET":
+            # A page asked for: to the sign-in page, saying why when a session was.
+            had_one = console_session.COOKIE_NAME in request.cookies
+            location = "/console/signin" + ("?notice=expired" if had_one else "")
+            return _redirect(location, {"Set-Cookie": _cleared_cookie()})
         return _signin_form(str(expired), status=401, clear_cookie=True)
     except InvalidRequest as refused:
         return _message_page(refused.status, str(refused), field=refused.field)
@@ -609,9 +620,13 @@ def import_catalog(
             field="file",
         )
     upload = request.files.get("file")
-    if upload is None or not upload.filename:
-        raise InvalidRequest("choose a file to import", field="file")
-    kind, content = catalog_imports.read_upload(upload.read(), upload.filename)
+    pasted = request.form.get("pasted", "")
+    if upload is not None and upload.filename:
+        kind, content = catalog_imports.read_upload(upload.read(), upload.filename)
+    elif pasted.strip():
+        kind, content = catalog_imports.read_pasted(pasted)
+    else:
+        raise InvalidRequest("choose a file to import, or paste one", field="file")
     brand_id, now = session.caller.brand_id, runtime.clock.now()
     if kind == "csv":
         report = catalog_imports.import_shopify_csv(
@@ -710,10 +725,12 @@ def _signin_form(
     )
     headers = dict(HTML_HEADERS)
     if clear_cookie:
-        headers["Set-Cookie"] = (
-            f"{console_session.COOKIE_NAME}=; Path=/console; Max-Age=0"
-        )
+        headers["Set-Cookie"] = _cleared_cookie()
     return body, status, headers
+
+
+def _cleared_cookie() -> str:
+    return f"{console_session.COOKIE_NAME}=; Path=/console; Max-Age=0"
 
 
 def _message_page(status: int, message: str, *, field: str | None = None) -> Response:
@@ -880,8 +897,18 @@ def _stylesheet() -> Response:
     return _stylesheet_text(), 200, headers
 
 
+def _icon() -> Response:
+    headers = {
+        "Content-Type": "image/svg+xml",
+        "Cache-Control": "max-age=86400",
+        "X-Content-Type-Options": "nosniff",
+    }
+    icon = TEMPLATES / "console" / "favicon.svg"
+    return icon.read_text(encoding="utf-8"), 200, headers
+
+
 HANDLERS = {
     rule.endpoint: globals()[rule.endpoint]
     for rule in ROUTES.iter_rules()
-    if rule.endpoint != "stylesheet"
+    if rule.endpoint not in ("stylesheet", "icon")
 }
