@@ -12,7 +12,7 @@ TFVARS ?= terraform/terraform.tfvars
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium demo test bench faults migrate db-url db-stop check fmt clean deploy
+.PHONY: help install chromium demo serve test bench faults migrate db-url db-stop check fmt clean deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ chromium: ## Install Debian's chromium and strace for the HTML report test (as r
 
 demo: install ## Run the whole loop on the demo catalog in a simulated week (LIVE=1: real X, capped)
 	@$(PY) -m infra.demo $(if $(LIVE),--live)
+
+serve: install ## Run the demo week, then keep it up with the web console on 127.0.0.1 until Ctrl-C
+	@$(PY) -m infra.demo --serve
 
 test: install ## Run the test suite against a real PostgreSQL
 	@$(PY) -m pytest $(PYTEST_ARGS)

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import random
 import secrets
+import signal
 import sys
 import time
 import urllib.parse
@@ -64,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--live", action="store_true", help="post on X for real (capped; see README)"
     )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="after the week, keep everything up with the web console until Ctrl-C",
+    )
     args = parser.parse_args(argv)
     if args.live:
         from infra import live
@@ -86,14 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     clock.set(WEEK_START)
     operator_key = secrets.token_urlsafe(24)
     say("2/9", "starting the X sandbox and the seven functions on 127.0.0.1")
+    # The console's session secret lives as long as this run.
+    console = {"CARTCAST_CONSOLE_SECRET": secrets.token_urlsafe(32)}
     cloud = local_cloud.LocalCloud(
         database_url=url,
         clock_file=clock.path,
         work_dir=args.work_dir,
         operator_key=operator_key,
+        extra_env=console,
     )
     with cloud:
         summary = run_week(cloud, clock, operator_key, args.posts)
+        if args.serve:
+            return serve_console(cloud, summary["api_key"])
     summary["run_seconds"] = round(time.monotonic() - started, 1)
     summary["database"] = args.database
 
@@ -111,6 +122,29 @@ def main(argv: list[str] | None = None) -> int:
         f"run took {summary['run_seconds']} s",
     )
     print_api_access(api_key, args.database)
+    print(
+        "\nTo click through the same week in the web console, run: make serve",
+        flush=True,
+    )
+    return 0
+
+
+def serve_console(cloud: local_cloud.LocalCloud, api_key: str) -> int:
+    """Keep the stand-ins, the functions and the week's data up until Ctrl-C."""
+    console = cloud.url("api").rstrip("/") + "/console"
+    print(
+        f"\nThe web console: {console}\n"
+        f"Sign in with the demo brand's API key (admin, shown here only): {api_key}\n"
+        "Everything runs on 127.0.0.1 until you press Ctrl-C.",
+        flush=True,
+    )
+    # `kill` (SIGTERM) stops it as cleanly as Ctrl-C: the functions are ended too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
     return 0
 
 

@@ -17,8 +17,9 @@ import pytest
 
 from cartcast import keys
 from cartcast import runtime as runtime_module
-from tests.conftest import OPERATOR_KEY, make_app
+from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import auth, brand_body, catalog, post_json
+from tests.test_inbox import store_mention
 
 SECRET = "console-test-secret-0123456789abcdef"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -529,3 +530,43 @@ def test_captioning_a_selection_writes_drafts_to_approve(client, signed_in) -> N
     assert answer.status_code == 303
     page = client.get("/console/approvals").get_data(as_text=True)
     assert "Mug 1" in page and "Mug 2" in page
+
+
+def test_the_inbox_offers_a_reply_only_to_a_mention_that_summoned_the_brand(
+    client, signed_in
+) -> None:
+    current = runtime_module.current()
+    summoned = store_mention(
+        current,
+        text="@testgoods where is my order?",
+        priority=1,
+        sentiment="negative",
+        intent="order_issue",
+        due=START + dt.timedelta(minutes=30),
+    )
+    aside = store_mention(current, text="testgoods mugs are nice", priority=4)
+
+    page = text_of(client.get("/console/inbox"))
+
+    assert page.index("where is my order?") < page.index("mugs are nice")
+    assert f'action="/console/mentions/{summoned}/reply"' in page
+    assert f'action="/console/mentions/{aside}/reply"' not in page
+    assert "order issue" in page and "negative" in page and "30 min" in page
+
+
+def test_replying_and_marking_handled_from_the_inbox(client, signed_in) -> None:
+    current = runtime_module.current()
+    summoned = store_mention(current, text="@testgoods is it in stock?", priority=2)
+    other = store_mention(current, text="@testgoods thanks!", priority=3)
+    token = csrf_of(client, "/console/inbox")
+
+    replied = client.post(
+        f"/console/mentions/{summoned}/reply",
+        data={"csrf": token, "text": "Yes, it ships today."},
+    )
+    handled = client.post(f"/console/mentions/{other}/handle", data={"csrf": token})
+
+    assert replied.status_code == 303, text_of(replied)
+    assert handled.status_code == 303, text_of(handled)
+    page = text_of(client.get("/console/inbox"))
+    assert "thanks!" not in page

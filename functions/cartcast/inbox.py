@@ -68,7 +68,7 @@ SELECT_PAGE = """
 SELECT m.id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
     m.conversation_id, m.posted_at, m.sentiment, m.intent, m.priority, m.escalate,
     m.response_due_at, m.state, m.responded_at, m.handled_at, m.handled_by,
-    m.reply_post_id, m.reply_failure, m.ugc_candidate,
+    m.reply_post_id, m.reply_failure, m.ugc_candidate, m.in_reply_to_user_id,
     COALESCE(m.priority, CAST(:unscored_priority AS integer)) AS sort_priority,
     {place} AS sort_place,
     COALESCE(m.response_due_at, 'infinity') AS sort_due
