@@ -56,15 +56,17 @@ locals {
 
   # Secrets, by the environment variable that carries them.
   secrets = {
-    CARTCAST_OPERATOR_KEY = "${var.name_prefix}-operator-key"
-    GEMINI_API_KEY        = "${var.name_prefix}-gemini-api-key"
+    CARTCAST_OPERATOR_KEY   = "${var.name_prefix}-operator-key"
+    GEMINI_API_KEY          = "${var.name_prefix}-gemini-api-key"
+    CARTCAST_CONSOLE_SECRET = "${var.name_prefix}-console-secret"
   }
 
   # The secrets each function's code reads (tests/test_terraform.py derives the
-  # same from the code). generate_caption authenticates the operator too.
+  # same from the code). generate_caption authenticates the operator too, and
+  # loads the api module, whose /console signs sessions with the console secret.
   function_secrets = {
-    api                = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY"]
-    generate_caption   = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY"]
+    api                = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET"]
+    generate_caption   = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET"]
     publish_due_posts  = []
     poll_mentions      = ["GEMINI_API_KEY"]
     score_sentiment    = ["GEMINI_API_KEY"]

@@ -136,7 +136,7 @@ variable "settings" {
       "DB_USER", "DB_NAME", "DB_IAM_AUTH", "CARTCAST_MENTIONS_TOPIC",
       "CARTCAST_SCHEDULER_JOB", "CARTCAST_SWEEP_SCHEDULER_JOB",
       # Secrets: Secret Manager only.
-      "CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY",
+      "CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET",
       # Local stand-ins, refused or meaningless in the cloud.
       "DATABASE_URL", "CARTCAST_CLOCK", "CARTCAST_PUBSUB_PUSH", "X_API_BASE_URL",
       "GEMINI_BASE_URL", "CARTCAST_SCHEDULER_ENDPOINT",
@@ -159,15 +159,15 @@ variable "gemini_enabled" {
 
 variable "secret_versions" {
   type        = map(string)
-  description = "Secret Manager version each function reads, by environment variable (CARTCAST_OPERATOR_KEY, GEMINI_API_KEY); \"latest\" when unset. Naming the new version is how a rotation redeploys the functions that hold the secret."
+  description = "Secret Manager version each function reads, by environment variable (CARTCAST_OPERATOR_KEY, GEMINI_API_KEY, CARTCAST_CONSOLE_SECRET); \"latest\" when unset. Naming the new version is how a rotation redeploys the functions that hold the secret."
   default     = {}
 
   validation {
     condition = alltrue([
       for env, version in var.secret_versions :
-      contains(["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY"], env) && can(regex("^(latest|[1-9][0-9]*)$", version))
+      contains(["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET"], env) && can(regex("^(latest|[1-9][0-9]*)$", version))
     ])
-    error_message = "secret_versions maps CARTCAST_OPERATOR_KEY or GEMINI_API_KEY to a version number or \"latest\"."
+    error_message = "secret_versions maps CARTCAST_OPERATOR_KEY, GEMINI_API_KEY or CARTCAST_CONSOLE_SECRET to a version number or \"latest\"."
   }
 }
 

@@ -570,3 +570,39 @@ def test_replying_and_marking_handled_from_the_inbox(client, signed_in) -> None:
     assert handled.status_code == 303, text_of(handled)
     page = text_of(client.get("/console/inbox"))
     assert "thanks!" not in page
+
+
+def test_the_status_page_names_held_posts_and_the_months_x_spend(
+    client, signed_in
+) -> None:
+    post_id = signed_in["posts"][0]
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET state = 'held', failure_reason = 'account disconnected'"
+            " WHERE id = :id",
+            id=post_id,
+        )
+
+    page = text_of(client.get("/console/status"))
+
+    assert f"/console/posts/{post_id}" in page
+    assert "<strong>held</strong>, account disconnected" in page
+    assert "X spend in 2026-03" in page and "no budget set" in page
+    assert "Not configured: captions use the template engine." in page
+
+
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        ({"CARTCAST_CONSOLE_SECRET": "too-short"}, "at least 32 characters"),
+        ({"CARTCAST_CONSOLE_SESSION_MIN": "10081"}, "at most 10080 minutes"),
+        ({"CARTCAST_CONSOLE_SESSION_MIN": "0"}, "positive"),
+    ],
+)
+def test_the_console_settings_are_bounded(environ, problem) -> None:
+    from cartcast import settings
+    from cartcast.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=problem):
+        settings.load(environ)

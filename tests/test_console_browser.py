@@ -242,5 +242,7 @@ def test_a_marketer_runs_the_week_from_the_console_in_chromium(
     console.go("/console/inbox")
     console.check_view("inbox", "Crisis pause", "No open mention.")
     console.go("/console/status")
-    console.check_view("status", "Function runs", "Last publish attempt", "published")
+    console.check_view(
+        "status", "Function runs", "Last publish attempt", "published", "X spend in"
+    )
     assert len(console.checked) == 12

@@ -32,6 +32,7 @@ from cartcast import (
     catalog_imports,
     console_session,
     console_status,
+    costs,
     crisis,
     inbox,
     post_calendar,
@@ -572,7 +573,9 @@ def kpis_csv(
 def status(
     tx: Transaction, *, request: Any, runtime: Any, session: Session
 ) -> Response:
-    found = console_status.system_status(tx, brand_id=session.caller.brand_id)
+    brand_id, now = session.caller.brand_id, runtime.clock.now()
+    found = console_status.system_status(tx, brand_id=brand_id)
+    spent, month, _ = costs.month_spend(tx, brands.get_brand(tx, brand_id), now)
     gemini = runtime.gemini()
     return _page(
         "status.html",
@@ -581,6 +584,9 @@ def status(
         tx,
         title="System status",
         gemini=gemini.governor.state() if gemini is not None else None,
+        x_spent_usd=spent,
+        x_month=month,
+        x_budget_reached=costs.at_budget(tx, brand_id, now),
         **found,
     )
 
