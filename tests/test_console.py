@@ -606,3 +606,28 @@ def test_the_console_settings_are_bounded(environ, problem) -> None:
 
     with pytest.raises(ConfigurationError, match=problem):
         settings.load(environ)
+
+
+@pytest.mark.parametrize(
+    "back", ["https://evil.example/", "//evil.example/", "/console/\\evil", "/v1/x"]
+)
+def test_a_form_never_redirects_off_the_console(client, signed_in, back) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+
+    answer = client.post(
+        f"/console/posts/{post_id}/approve", data={"csrf": token, "back": back}
+    )
+
+    assert answer.headers["Location"] == "/console/approvals?notice=approved"
+
+
+def test_a_sign_in_posted_from_another_site_is_refused(client, brand) -> None:
+    answer = client.post(
+        "/console/signin",
+        data={"key": brand["key"]},
+        headers={"Origin": "https://evil.example"},
+    )
+
+    assert answer.status_code == 400
+    assert "Set-Cookie" not in answer.headers

@@ -222,8 +222,8 @@ def test_a_marketer_runs_the_week_from_the_console_in_chromium(
     assert tick("publish_due_posts", due + dt.timedelta(minutes=1)).status_code == 200
     post = call_api(api_url, "GET", f"/v1/posts/{post_id}", key)["post"]
     assert post["state"] == "published" and post["x_post_id"]
-    console.go(f"/console/calendar?start={due.date()}")
-    console.check_view("calendar-published", "published")
+    console.go(f"/console/calendar?view=month&start={due.date()}")
+    console.check_view("calendar-month", "published", "America/New_York")
 
     # The rollup counts it, and the KPIs show it.
     later = due + dt.timedelta(hours=6)

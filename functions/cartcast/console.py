@@ -764,7 +764,9 @@ def _redirect(location: str, headers: dict[str, str] | None = None) -> Response:
 def _back(request: Any, default: str) -> str:
     """Return the console page a form asked to go back to, ready for a query."""
     wanted = request.form.get("back", "")
-    if not (wanted.startswith("/console/") and wanted.isascii()) or "//" in wanted:
+    # Only a path of this console: no scheme, host, backslash or control character.
+    safe = wanted.isascii() and wanted.isprintable() and "\\" not in wanted
+    if not (safe and wanted.startswith("/console/")) or "//" in wanted:
         wanted = default
     return wanted + ("&" if "?" in wanted else "?")
 
