@@ -83,6 +83,21 @@ Facts about X that shaped the answers, with where they come from:
 - Bad mentions a test can add: an author X leaves out of `includes` (a suspended
   account, `author={"suspended": True, ...}`), a post listed twice in one page
   (`listed_twice`), a photo (`photo`, rendered under `includes.media`).
+- OAuth 2.0 with PKCE (docs.x.com, "OAuth 2.0 Authorization Code Flow with
+  PKCE"): GET /i/oauth2/authorize (on x.com at X) takes response_type=code,
+  client_id, redirect_uri, scope, state, code_challenge and code_challenge_method;
+  the sandbox approves at once as the account a test named (`approve_as`, POST
+  /_sandbox/oauth/approver) and redirects (302) to redirect_uri with state and code,
+  or with error=access_denied when none is named. POST /2/oauth2/token takes a
+  form: grant_type authorization_code (code, redirect_uri, code_verifier) or
+  refresh_token (refresh_token); a confidential client authenticates with HTTP
+  Basic, a public one sends client_id in the form. The answer is {token_type:
+  "bearer", expires_in, access_token, scope, refresh_token}, the refresh token only
+  with offline.access. Access tokens live two hours (X's figure; a test may change
+  it); refresh tokens rotate: a used one is void, and using it again is a 400
+  {"error": "invalid_request", "error_description": "Value passed for the token was
+  invalid."}, the body X sends. POST /2/oauth2/revoke (form `token`) answers
+  {"revoked": true}. Codes live 30 seconds (X names no figure).
 - Latency: X answers a post in tens to hundreds of milliseconds; the sandbox answers
   at once unless a benchmark sets a per-call latency (`set_latency` or POST
   /_sandbox/latency). The request takes effect first, then the answer waits, outside
@@ -100,6 +115,7 @@ import hashlib
 import json
 import math
 import re
+import secrets
 import signal
 import sys
 import threading
@@ -110,7 +126,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from twitter_text import extract_urls_with_indices, parse_tweet
 
@@ -119,6 +135,10 @@ from cartcast.clock import Clock, FileClock, SystemClock, as_utc, parse_instant
 JSON = "application/json; charset=utf-8"
 PROBLEM_JSON = "application/problem+json"
 PROBLEMS = "https://api.x.com/2/problems/"
+AUTHORIZE_PATH = "/i/oauth2/authorize"
+TOKEN_PATH = "/2/oauth2/token"
+REVOKE_PATH = "/2/oauth2/revoke"
+OAUTH_PATHS = (AUTHORIZE_PATH, TOKEN_PATH, REVOKE_PATH)
 
 # Twitter's snowflake epoch; an id is (ms since it) << 22 | sequence, 19 digits today.
 SNOWFLAKE_EPOCH_MS = 1288834974657
@@ -208,6 +228,16 @@ REFUSED_REPLY_DETAIL = (
     "mentioned or otherwise engaged by the author of the post you are replying to."
 )
 INVALID_MEDIA_MESSAGE = "Your media IDs are invalid."
+OAUTH_SCOPES = frozenset(
+    "tweet.read tweet.write tweet.moderate.write users.read follows.read "
+    "follows.write offline.access space.read mute.read mute.write like.read "
+    "like.write list.read list.write block.read block.write bookmark.read "
+    "bookmark.write media.write".split()
+)
+ACCESS_TOKEN_TTL_S = 7200
+OAUTH_CODE_TTL = dt.timedelta(seconds=30)
+INVALID_TOKEN_DESCRIPTION = "Value passed for the token was invalid."
+FORM = "application/x-www-form-urlencoded"
 
 
 @dataclass
@@ -238,6 +268,7 @@ class Request:
     query: dict[str, str]
     body: Any
     token: str | None
+    authorization: str | None = None
 
 
 @dataclass
@@ -585,6 +616,42 @@ class XSandbox:
             self._latency_s = seconds
             self._save()
 
+    def configure_oauth(
+        self,
+        *,
+        client_id: str,
+        client_secret: str | None = None,
+        access_token_ttl_s: int = ACCESS_TOKEN_TTL_S,
+    ) -> None:
+        """Set the OAuth 2.0 client X knows: confidential with a secret, else public."""
+        if access_token_ttl_s <= 0:
+            raise ValueError("access_token_ttl_s must be positive")
+        with self._lock:
+            self._oauth_client = {
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "access_token_ttl_s": access_token_ttl_s,
+            }
+            self._save()
+
+    def approve_as(self, user_id: str | None) -> None:
+        """Name the registered account that approves every authorization (None:
+        every authorization is denied)."""
+        with self._lock:
+            if user_id is not None and str(user_id) not in self._users:
+                raise ValueError(f"no account {user_id}: register it first")
+            self._approver = None if user_id is None else str(user_id)
+            self._save()
+
+    def revoke_all(self, user_id: str) -> None:
+        """Revoke every token of an account, as its owner removing the app on X does."""
+        with self._lock:
+            self._tokens = {t: u for t, u in self._tokens.items() if u != user_id}
+            for grant in self._refresh_tokens.values():
+                if grant["user_id"] == user_id:
+                    grant["used"] = True
+            self._save()
+
     def reset(self) -> None:
         """Forget every account, post, mention, fault, count and changed limit."""
         with self._lock:
@@ -606,6 +673,18 @@ class XSandbox:
         """Answer one request, whether for the X API or the control API."""
         if request.path.startswith("/_sandbox/"):
             return self._control(request)
+        if request.path in OAUTH_PATHS:
+            with self._lock:
+                fault = self._take_fault(request)
+                if fault is not None and fault.status is not None:
+                    reply = self._fault_reply(fault, request.path, self.clock.now())
+                else:
+                    reply = self._oauth(request)
+                self._count(f"{request.method} {request.path}", reply.status)
+                self._save()
+            if fault is not None and fault.delay_s:
+                time.sleep(fault.delay_s)  # outside the lock, as for the API
+            return reply
 
         route, params = self._route(request)
         if route is None:
@@ -644,6 +723,9 @@ class XSandbox:
             return self._fault_reply(fault, route.key, now)
 
         caller = self._users.get(self._tokens.get(request.token or "", ""))
+        expires_at = self._token_expiry.get(request.token or "")
+        if expires_at is not None and expires_at <= now:
+            caller = None  # an OAuth access token past its two hours
         if caller is None:
             return Reply(401, _problem(401, "Unauthorized"), content_type=PROBLEM_JSON)
 
@@ -1048,6 +1130,135 @@ class XSandbox:
 
     # State
 
+    # OAuth 2.0: authorize, token, revoke
+
+    def _oauth(self, request: Request) -> Reply:
+        if request.path == AUTHORIZE_PATH and request.method == "GET":
+            return self._authorize(request.query)
+        if request.method != "POST":
+            return Reply(405, _problem(405, "Method Not Allowed"))
+        form = request.body if isinstance(request.body, dict) else {}
+        refusal = self._client_refusal(request, form)
+        if refusal is not None:
+            return refusal
+        if request.path == REVOKE_PATH:
+            return self._revoke(form)
+        grant_type = form.get("grant_type")
+        if grant_type == "authorization_code":
+            return self._grant_code(form)
+        if grant_type == "refresh_token":
+            return self._grant_refresh(form)
+        return _oauth_error("unsupported_grant_type", f"grant_type {grant_type!r}")
+
+    def _authorize(self, query: dict[str, str]) -> Reply:
+        missing = [
+            name
+            for name in (
+                "response_type",
+                "client_id",
+                "redirect_uri",
+                "scope",
+                "state",
+                "code_challenge",
+                "code_challenge_method",
+            )
+            if not query.get(name)
+        ]
+        if missing:
+            return _oauth_error("invalid_request", f"missing {', '.join(missing)}")
+        if query["client_id"] != self._oauth_client["client_id"]:
+            return _oauth_error("invalid_client", "unknown client_id")
+        scopes = query["scope"].split(" ")
+        if query["response_type"] != "code" or not set(scopes) <= OAUTH_SCOPES:
+            return _oauth_error("invalid_scope", "unknown response_type or scope")
+        if query["code_challenge_method"] not in ("S256", "plain"):
+            return _oauth_error("invalid_request", "code_challenge_method")
+
+        answer = {"state": query["state"]}
+        if self._approver is None:
+            answer["error"] = "access_denied"
+        else:
+            code = _random_token()
+            self._codes[code] = {
+                "redirect_uri": query["redirect_uri"],
+                "challenge": query["code_challenge"],
+                "method": query["code_challenge_method"],
+                "scopes": scopes,
+                "user_id": self._approver,
+                "expires_at": self.clock.now() + OAUTH_CODE_TTL,
+            }
+            answer["code"] = code
+        separator = "&" if "?" in query["redirect_uri"] else "?"
+        location = query["redirect_uri"] + separator + urlencode(answer)
+        return Reply(302, None, {"location": location})
+
+    def _client_refusal(self, request: Request, form: dict[str, str]) -> Reply | None:
+        client = self._oauth_client
+        if client["client_secret"] is None:
+            if form.get("client_id") != client["client_id"]:
+                return _oauth_error("invalid_request", "Missing valid client_id", 400)
+            return None
+        pair = f"{client['client_id']}:{client['client_secret']}".encode()
+        if request.authorization != "Basic " + base64.b64encode(pair).decode():
+            return _oauth_error(
+                "unauthorized_client", "Missing valid authorization header", 401
+            )
+        return None
+
+    def _grant_code(self, form: dict[str, str]) -> Reply:
+        grant = self._codes.pop(form.get("code", ""), None)
+        now = self.clock.now()
+        if grant is None or grant["expires_at"] <= now:
+            return _oauth_error("invalid_request", INVALID_TOKEN_DESCRIPTION)
+        verifier = form.get("code_verifier", "")
+        challenge = verifier
+        if grant["method"] == "S256":
+            digest = hashlib.sha256(verifier.encode()).digest()
+            challenge = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+        if challenge != grant["challenge"] or not verifier:
+            return _oauth_error("invalid_request", "code_verifier does not match")
+        if form.get("redirect_uri") != grant["redirect_uri"]:
+            return _oauth_error("invalid_request", "redirect_uri does not match")
+        self._grants["authorization_code"] += 1
+        return self._issue(grant["user_id"], grant["scopes"], now)
+
+    def _grant_refresh(self, form: dict[str, str]) -> Reply:
+        grant = self._refresh_tokens.get(form.get("refresh_token", ""))
+        if grant is None or grant["used"]:
+            return _oauth_error("invalid_request", INVALID_TOKEN_DESCRIPTION)
+        grant["used"] = True  # rotation: this refresh token is void from now on
+        self._grants["refresh_token"] += 1
+        return self._issue(grant["user_id"], grant["scopes"], self.clock.now())
+
+    def _issue(self, user_id: str, scopes: list[str], now: dt.datetime) -> Reply:
+        access_token = _random_token()
+        ttl_s = self._oauth_client["access_token_ttl_s"]
+        self._tokens[access_token] = user_id
+        self._token_expiry[access_token] = now + dt.timedelta(seconds=ttl_s)
+        body = {
+            "token_type": "bearer",
+            "expires_in": ttl_s,
+            "access_token": access_token,
+            "scope": " ".join(scopes),
+        }
+        if "offline.access" in scopes:
+            refresh_token = _random_token()
+            self._refresh_tokens[refresh_token] = {
+                "user_id": user_id,
+                "scopes": scopes,
+                "used": False,
+            }
+            body["refresh_token"] = refresh_token
+        return Reply(200, body)
+
+    def _revoke(self, form: dict[str, str]) -> Reply:
+        token = form.get("token", "")
+        self._tokens.pop(token, None)
+        if token in self._refresh_tokens:
+            self._refresh_tokens[token]["used"] = True
+        self._grants["revoked"] += 1
+        return Reply(200, {"revoked": True})
+
     def _clear(self) -> None:
         self._users: dict[str, User] = {}
         self._tokens: dict[str, str] = {}
@@ -1063,6 +1274,16 @@ class XSandbox:
         self._index_lag = dt.timedelta(0)
         self._latency_s = 0.0
         self._sequence_by_ms: dict[int, int] = {}
+        self._oauth_client: dict[str, Any] = {
+            "client_id": "sandbox-client",
+            "client_secret": None,
+            "access_token_ttl_s": ACCESS_TOKEN_TTL_S,
+        }
+        self._approver: str | None = None
+        self._codes: dict[str, dict[str, Any]] = {}
+        self._token_expiry: dict[str, dt.datetime] = {}
+        self._refresh_tokens: dict[str, dict[str, Any]] = {}
+        self._grants = {"authorization_code": 0, "refresh_token": 0, "revoked": 0}
 
     def _next_id(self, instant: dt.datetime) -> str:
         """Issue a unique snowflake-like id that sorts with `instant`."""
@@ -1198,6 +1419,15 @@ class XSandbox:
             "index_lag_s": self._index_lag.total_seconds(),
             "latency_s": self._latency_s,
             "faults": [vars(f) for f in self._faults],
+            "oauth": {
+                "client_id": self._oauth_client["client_id"],
+                "confidential": self._oauth_client["client_secret"] is not None,
+                "approver": self._approver,
+                "grants": dict(self._grants),
+                "live_refresh_tokens": sum(
+                    not r["used"] for r in self._refresh_tokens.values()
+                ),
+            },
         }
 
     def _save(self) -> None:
@@ -1259,6 +1489,18 @@ class XSandbox:
             if action == ("POST", "latency"):
                 self.set_latency(float(body["seconds"]))
                 return Reply(200, {"data": {"latency_s": float(body["seconds"])}})
+            if action == ("POST", "oauth"):
+                self.configure_oauth(
+                    client_id=body["client_id"],
+                    client_secret=body.get("client_secret"),
+                    access_token_ttl_s=int(
+                        body.get("access_token_ttl_s", ACCESS_TOKEN_TTL_S)
+                    ),
+                )
+                return Reply(200, {"data": self.snapshot()["oauth"]})
+            if action == ("POST", "oauth/approver"):
+                self.approve_as(body.get("user_id"))
+                return Reply(200, {"data": self.snapshot()["oauth"]})
             if action == ("POST", "reset"):
                 self.reset()
                 return Reply(200, {"data": {}})
@@ -1388,6 +1630,14 @@ def _poll(poll: Any) -> tuple[list[str] | None, int | None]:
         message = f"poll.duration_minutes must be {shortest} to {longest}"
         raise Refusal(400, _invalid("poll.duration_minutes", duration, message))
     return list(options), duration
+
+
+def _oauth_error(error: str, description: str, status: int = 400) -> Reply:
+    return Reply(status, {"error": error, "error_description": description})
+
+
+def _random_token() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(48)).decode().rstrip("=")
 
 
 def _not_found(resource_type: str, parameter: str, value: str) -> dict[str, str]:
@@ -1583,8 +1833,12 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
+        content_type = self.headers.get("content-type", "").split(";")[0].strip()
         try:
-            body = json.loads(raw) if raw else None
+            if content_type == FORM:
+                body = dict(parse_qsl(raw.decode(), keep_blank_values=True))
+            else:
+                body = json.loads(raw) if raw else None
         except ValueError:
             body = None
         authorization = self.headers.get("authorization", "")
@@ -1594,7 +1848,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
         reply = self.server.sandbox.handle(
-            Request(self.command, url.path, query, body, token)
+            Request(self.command, url.path, query, body, token, authorization or None)
         )
         if reply.dropped:
             self.close_connection = True

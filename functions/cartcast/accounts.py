@@ -19,7 +19,8 @@ from cartcast.logs import fields
 # X's rate limits are counted in 15-minute windows (X API v2 rate-limit docs).
 X_RATE_LIMIT_WINDOW = dt.timedelta(minutes=15)
 SELECT_CONNECTED = """
-SELECT id, time_zone, x_user_id, x_access_token, x_own_app, mentions_since_id,
+SELECT id, time_zone, x_user_id, x_access_token, x_token_expires_at, x_own_app,
+    mentions_since_id,
     mentions_resume_token, mentions_pending_newest_id, x_reads_paused_until,
     mentions_poll_interval_s, mentions_next_poll_at
 FROM brands
@@ -37,6 +38,19 @@ def connected_brands(tx: Transaction) -> list[dict[str, Any]]:
     An account X disconnected (connections.py) is left out until a new token, and
     a brand that asked to leave (offboarding.py) is left out from then on."""
     return tx.rows(SELECT_CONNECTED)
+
+
+def usable_token(runtime: Any, row: dict[str, Any]) -> str | None:
+    """Return the brand's stored X token to call with, refreshed first when it
+    expires within CARTCAST_X_TOKEN_REFRESH_MARGIN_S (x_oauth.py); None when X
+    refused the refresh and the account is now disconnected."""
+    expires_at = row.get("x_token_expires_at")
+    margin = dt.timedelta(seconds=runtime.settings.x_token_refresh_margin_s)
+    if expires_at is None or expires_at - margin > runtime.clock.now():
+        return row["x_access_token"]
+    from cartcast import x_oauth
+
+    return x_oauth.usable_token(runtime, row)
 
 
 def pause_x(

@@ -71,6 +71,12 @@ ROUTES = Map(
         Rule("/v1/brands", methods=["POST"], endpoint="create_brand"),
         Rule("/v1/brand", methods=["GET"], endpoint="get_brand"),
         Rule("/v1/brand", methods=["PATCH"], endpoint="update_brand"),
+        Rule("/v1/brand/x/connect", methods=["POST"], endpoint="connect_x_account"),
+        Rule("/v1/brand/x/callback", methods=["POST"], endpoint="finish_x_connection"),
+        Rule(
+            "/v1/brand/x/disconnect", methods=["POST"], endpoint="disconnect_x_account"
+        ),
+        Rule("/v1/x/callback", methods=["GET"], endpoint="x_oauth_callback"),
         Rule("/v1/brand/pause", methods=["GET"], endpoint="get_brand_pause"),
         Rule("/v1/brand/pause", methods=["POST"], endpoint="pause_brand"),
         Rule("/v1/brand/resume", methods=["POST"], endpoint="resume_brand"),
@@ -231,10 +237,13 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
 
 
 # Routes a store calls with a signature over the body instead of an API key.
-_SIGNED = {"receive_signed_order"}
+# and X's OAuth callback, where the single-use state is the credential.
+_SIGNED = {"receive_signed_order", "x_oauth_callback"}
 _CSV_BODY = {"import_orders"}
 _BODYLESS = {
     "approve_post",
+    "connect_x_account",
+    "disconnect_x_account",
     "cancel_caption_job",
     "cancel_offboarding",
     "handle_mention",
@@ -297,7 +306,11 @@ def create_brand(
 ) -> web.Response:
     keys.require_operator(caller)
     created = brands.create_brand(
-        tx, body, now=runtime.clock.now(), environment=runtime.settings.environment
+        tx,
+        body,
+        now=runtime.clock.now(),
+        environment=runtime.settings.environment,
+        seal=runtime.seal_token,
     )
     return web.json_response(created, 201)
 
@@ -320,8 +333,73 @@ def update_brand(
         role=caller.role,
         environment=runtime.settings.environment,
         now=runtime.clock.now(),
+        seal=runtime.seal_token,
     )
     return web.json_response({"brand": brand})
+
+
+def connect_x_account(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Start connecting the brand's X account: answer X's authorize URL."""
+    from cartcast import x_oauth
+
+    brand_id = _require_admin(caller, "connect the X account")
+    started = x_oauth.start_authorization(
+        tx, runtime, brand_id=brand_id, now=runtime.clock.now()
+    )
+    return web.json_response(started, 201)
+
+
+def finish_x_connection(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Finish the connection with the state and code X sent, under the brand's key."""
+    from cartcast import x_oauth
+
+    brand_id = _require_admin(caller, "connect the X account")
+    connection = x_oauth.finish_authorization(
+        tx,
+        runtime,
+        validation.require_object(body),
+        now=runtime.clock.now(),
+        brand_id=brand_id,
+    )
+    return web.json_response({"x_account": connection})
+
+
+def disconnect_x_account(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Revoke the brand's X tokens with X and forget them."""
+    from cartcast import x_oauth
+
+    brand_id = _require_admin(caller, "disconnect the X account")
+    result = x_oauth.disconnect_account(
+        tx, runtime, brand_id=brand_id, now=runtime.clock.now()
+    )
+    return web.json_response({"x_account": result})
+
+
+def x_oauth_callback(request: Any, *, runtime: Any) -> web.Response:
+    """Where X sends the browser back: the state names the brand; no API key."""
+    from cartcast import x_oauth
+
+    try:
+        with runtime.database.transaction() as tx:
+            connection = x_oauth.finish_authorization(
+                tx, runtime, request.args.to_dict(), now=runtime.clock.now()
+            )
+    except CartcastError as error:
+        return web.error_response(error, runtime.log, runtime.clock.now())
+    return web.json_response({"x_account": connection})
+
+
+def _require_admin(caller: keys.Caller, what: str) -> str:
+    brand_id = keys.require_brand(caller)
+    if caller.role != "admin":
+        raise Forbidden(f"only an admin key may {what}")
+    return brand_id
 
 
 def import_products(

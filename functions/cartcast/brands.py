@@ -27,6 +27,7 @@ import json
 import re
 import unicodedata
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from cartcast import connections, keys, link_policy, slots, validation
@@ -72,8 +73,13 @@ SELECT_ACCOUNT_HOLDER = """
 SELECT slug FROM brands WHERE x_user_id = :x_user_id
   AND (CAST(:brand_id AS uuid) IS NULL OR id <> CAST(:brand_id AS uuid))
 """
+# A token set by hand has no refresh token and no known expiry (decision 0030).
 UPDATE_X_ACCOUNT = """
 UPDATE brands SET x_access_token = COALESCE(:x_access_token, x_access_token),
+    x_refresh_token = CASE WHEN CAST(:x_access_token AS text) IS NULL
+        THEN x_refresh_token END,
+    x_token_expires_at = CASE WHEN CAST(:x_access_token AS text) IS NULL
+        THEN x_token_expires_at END,
     x_user_id = COALESCE(:x_user_id, x_user_id),
     x_username = COALESCE(:x_username, x_username)
 WHERE id = :brand_id
@@ -165,13 +171,21 @@ LATIN_LETTERS_SPELLED = str.maketrans(
 
 
 def create_brand(
-    tx: Transaction, body: Any, *, now: dt.datetime, environment: str = "cloud"
+    tx: Transaction,
+    body: Any,
+    *,
+    now: dt.datetime,
+    environment: str = "cloud",
+    seal: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """Create a brand and its first admin key from a request body.
 
     Returns the brand and the key; the key is shown this once and never again.
+    `seal` seals an `x_access_token` before it is stored (token_vault.py).
     """
     values = parse_brand(body, environment=environment)
+    if seal is not None and values["x_access_token"]:
+        values["x_access_token"] = seal(values["x_access_token"])
     # zoneinfo and PostgreSQL each carry their own copy of the tz database; the
     # rollup converts days with AT TIME ZONE, so the name must be one both know.
     if tx.scalar(SELECT_TIME_ZONE, name=values["time_zone"]) is None:
@@ -180,7 +194,7 @@ def create_brand(
             field="time_zone",
         )
 
-    _claim_x_account(tx, values["x_user_id"], brand_id=None)
+    claim_x_account(tx, values["x_user_id"], brand_id=None)
     brand_id = tx.scalar(INSERT_BRAND, **values, created_at=now)
     if brand_id is None:
         raise Conflict(f"a brand with slug {values['slug']!r} exists", field="slug")
@@ -235,6 +249,7 @@ def update_brand(
     role: str,
     environment: str,
     now: dt.datetime,
+    seal: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """Change the brand's link policy, X money settings, X account, alert webhook
     or order webhook secret; return the brand.
@@ -274,7 +289,7 @@ def update_brand(
         secret = _webhook_secret(body)
         tx.execute(UPDATE_ORDER_WEBHOOK_SECRET, brand_id=brand_id, secret=secret)
     if any(name in body for name in X_ACCOUNT_SETTINGS):
-        _set_x_account(tx, brand_id, body, now=now)
+        _set_x_account(tx, brand_id, body, now=now, seal=seal)
     return get_brand(tx, brand_id)
 
 
@@ -299,7 +314,12 @@ def _webhook_secret(body: dict) -> str | None:
 
 
 def _set_x_account(
-    tx: Transaction, brand_id: str, body: dict, *, now: dt.datetime
+    tx: Transaction,
+    brand_id: str,
+    body: dict,
+    *,
+    now: dt.datetime,
+    seal: Callable[[str], str] | None = None,
 ) -> None:
     """Store a new X token or user (the ones given) and reconnect the account."""
     if "x_access_token" in body and not str(body["x_access_token"] or "").strip():
@@ -318,13 +338,15 @@ def _set_x_account(
         )
         or None,
     }
-    _claim_x_account(tx, values["x_user_id"], brand_id=brand_id)
+    claim_x_account(tx, values["x_user_id"], brand_id=brand_id)
+    if seal is not None and values["x_access_token"]:
+        values["x_access_token"] = seal(values["x_access_token"])
     tx.execute(UPDATE_X_ACCOUNT, brand_id=brand_id, **values)
     if values["x_access_token"] or values["x_user_id"]:
         connections.reconnect(tx, brand_id=brand_id, now=now)
 
 
-def _claim_x_account(tx: Transaction, x_user_id: str | None, *, brand_id: Any) -> None:
+def claim_x_account(tx: Transaction, x_user_id: str | None, *, brand_id: Any) -> None:
     """Refuse an X account another brand has connected (409 naming x_user_id)."""
     if x_user_id is None:
         return

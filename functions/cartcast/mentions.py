@@ -218,9 +218,12 @@ def _read(
     runtime: Any, brand: dict[str, Any], *, max_pages: int, now: dt.datetime
 ) -> Any:
     """Read the brand's next mentions from X, or None when X would not answer."""
-    from cartcast import x
+    from cartcast import accounts, x
 
-    client = runtime.x_client(brand["x_access_token"])
+    token = accounts.usable_token(runtime, brand)
+    if token is None:
+        return None  # X refused to refresh the token: the account is disconnected
+    client = runtime.x_client(token)
     try:
         try:
             return client.mentions(

@@ -154,7 +154,10 @@ def snapshot_brand(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> int
     rescheduled in its own transaction, so a failure part-way keeps what was read
     and paid for.
     """
-    client = runtime.x_client(brand["x_access_token"])
+    token = accounts.usable_token(runtime, brand)
+    if token is None:
+        return 0  # X refused to refresh the token: the account is disconnected
+    client = runtime.x_client(token)
     local_day = now.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
     lease_until = runtime.clock.now() + CLAIM_LEASE
     with runtime.database.transaction() as tx:

@@ -138,7 +138,7 @@ FROM due, brands b
 WHERE p.id = due.id AND b.id = p.brand_id
 RETURNING p.id, p.brand_id, p.product_id, p.kind, p.engine, p.text, p.link,
     p.poll_options, p.poll_duration_minutes, p.image_alt_text, p.scheduled_at,
-    p.in_reply_to, b.x_access_token, b.currency
+    p.in_reply_to, b.x_access_token, b.x_token_expires_at, b.currency
 """
 # One attempt per claimed post, each holding its post's lease: one statement for
 # the whole batch, not two per post (the publishing bench counts round trips).
@@ -283,6 +283,19 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     posts and send them side by side; each still goes once.
     """
     claimed, attempts, counts = _claim(runtime, as_of)
+    for post in _use_fresh_tokens(runtime, claimed):
+        # X refused to refresh the account's token: the post is held already.
+        _finish(
+            runtime,
+            post,
+            attempts[post["id"]],
+            "held",
+            "held",
+            "X refused to refresh the account's token",
+            error_class="credentials",
+        )
+        counts["held"] += 1
+        claimed.remove(post)
 
     queues: dict[Any, list[dict[str, Any]]] = {}
     for post in sorted(claimed, key=lambda row: (row["scheduled_at"], str(row["id"]))):
@@ -291,6 +304,43 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
         counts[outcome] += 1
     counts["deferred"] += counts.pop("paused") + counts.pop("lost")
     return counts
+
+
+def _use_fresh_tokens(
+    runtime: Any, claimed: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Refresh the tokens of the claimed posts' accounts that expire soon, one
+    refresher per account across every run (x_oauth.refresh_tokens), and give the
+    posts the token to send with.
+
+    Returns the posts of accounts X refused the refresh for: the account is
+    disconnected and those posts were held with it (connections.py). Nothing is
+    imported for a batch whose tokens are far from expiry or set by hand.
+    """
+    margin = dt.timedelta(seconds=runtime.settings.x_token_refresh_margin_s)
+    due = runtime.clock.now() + margin
+    expiring = {
+        post["brand_id"]: post
+        for post in claimed
+        if post["x_token_expires_at"] is not None and post["x_token_expires_at"] <= due
+    }
+    if not expiring:
+        return []
+    from cartcast import x_oauth
+
+    tokens = {
+        brand_id: x_oauth.refresh_tokens(runtime, brand_id=str(brand_id))
+        for brand_id in expiring
+    }
+    refused = []
+    for post in claimed:
+        if post["brand_id"] not in tokens:
+            continue
+        if tokens[post["brand_id"]] is None:
+            refused.append(post)
+        else:
+            post["x_access_token"] = tokens[post["brand_id"]]
+    return refused
 
 
 def _send_queues(

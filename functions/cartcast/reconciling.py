@@ -69,7 +69,8 @@ SELECT p.id, p.brand_id, p.kind, p.text, p.link, p.in_reply_to,
     pp.position AS part,
     pp.text AS part_text, pp.has_link AS part_has_link,
     (SELECT count(*) FROM post_parts x WHERE x.post_id = p.id) AS part_count,
-    a.refused_as_duplicate, b.x_user_id, b.x_access_token, b.x_own_app
+    a.refused_as_duplicate, b.x_user_id, b.x_access_token, b.x_token_expires_at,
+    b.x_own_app
 FROM posts p
 JOIN brands b ON b.id = p.brand_id
 JOIN publish_attempts a ON a.id = p.lease_attempt_id
@@ -210,7 +211,10 @@ def _read_timeline(
     later page failed); None when not even the first page could be read.
     """
     brand_id = row["brand_id"]
-    client = runtime.x_client(row["x_access_token"])
+    token = accounts.usable_token(runtime, row)
+    if token is None:
+        return None  # X refused to refresh the token: the account is disconnected
+    client = runtime.x_client(token)
     pages = client.own_post_pages(
         row["x_user_id"],
         start_time=since,

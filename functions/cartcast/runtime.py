@@ -2,7 +2,9 @@
 
 Nothing here connects or imports a client library until a path asks for it: the
 database on the first query, tweepy on the first X call, google-genai only when a
-Gemini key is configured, the Cloud SQL connector only when CLOUD_SQL_INSTANCE is.
+Gemini key is configured, the Cloud SQL connector only when CLOUD_SQL_INSTANCE is,
+`cryptography` and the token key (a key file, or Secret Manager) only when a sealed
+X token is opened or a token is sealed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Runtime:
         self._publisher: Any = None
         self._x_clients: dict[str, Any] = {}
         self._gemini: Any = None
+        self._token_vault: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -55,18 +58,61 @@ class Runtime:
         return self._publisher
 
     def x_client(self, access_token: str):
-        """Return the X client for one account's token, reused while warm."""
+        """Return the X client for one account's token, reused while warm.
+
+        `access_token` is the token as stored: a sealed one is opened first.
+        """
         client = self._x_clients.get(access_token)
         if client is None:
             from cartcast.x import XClient
 
             client = XClient(
-                access_token=access_token,
+                access_token=self.open_token(access_token),
                 base_url=self.settings.x_api_base_url,
                 timeout_s=self.settings.x_timeout_s,
             )
             self._x_clients[access_token] = client
         return client
+
+    def open_token(self, stored: str) -> str:
+        """Return a stored X token in the clear (a sealed one is decrypted)."""
+        from cartcast import token_vault
+
+        if not token_vault.is_sealed(stored):
+            return stored  # set before tokens were sealed, or with no key configured
+        return self.token_vault().open(stored)
+
+    def seal_token(self, token: str) -> str:
+        """Seal a token to store, or return it as given when no key is configured
+        (a local run without CARTCAST_TOKEN_KEY_FILE; the README says so)."""
+        if not (self.settings.token_key_file or self.settings.token_key_secret):
+            return token
+        return self.token_vault().seal(token)
+
+    def token_vault(self):
+        """Return the vault that seals X tokens, reading its key once."""
+        if self._token_vault is None:
+            from pathlib import Path
+
+            from cartcast import token_vault
+            from cartcast.errors import ConfigurationError
+
+            settings = self.settings
+            if settings.token_key_secret:
+                key = token_vault.read_secret_key(
+                    settings.token_key_secret,
+                    endpoint=settings.secret_manager_endpoint,
+                    timeout_s=settings.x_timeout_s,
+                )
+            elif settings.token_key_file:
+                key = token_vault.read_key_file(Path(settings.token_key_file))
+            else:
+                raise ConfigurationError(
+                    "X tokens are sealed with a key: set CARTCAST_TOKEN_KEY_FILE "
+                    "(local) or CARTCAST_TOKEN_KEY_SECRET (cloud)"
+                )
+            self._token_vault = token_vault.Vault(key)
+        return self._token_vault
 
     def gemini(self):
         """Return the Gemini captioner, or None when no key is configured."""

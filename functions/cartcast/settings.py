@@ -18,6 +18,17 @@ from cartcast.errors import ConfigurationError
 from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHOLD
 
 ENVIRONMENTS = ("local", "cloud")
+# Where X sends a person to approve the app (docs.x.com, OAuth 2.0 Authorization
+# Code Flow with PKCE).
+X_AUTHORIZE_URL = "https://x.com/i/oauth2/authorize"
+# An authorization a person has not finished within an hour is abandoned; a token
+# refreshed more than an hour early would be refreshed on every run (X's access
+# tokens live two hours).
+X_OAUTH_STATE_TTL_MAX_S = 3600
+X_TOKEN_REFRESH_MARGIN_MAX_S = 3600
+SECRET_VERSION = re.compile(
+    r"projects/[a-z0-9-]{1,63}/secrets/[A-Za-z0-9_-]{1,255}/versions/(latest|[1-9][0-9]*)"
+)
 PUBSUB_MODES = ("push", "google")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # posts.PRODUCTS_PER_REQUEST_MAX, repeated so settings import nothing of the domain:
@@ -171,6 +182,17 @@ class Settings:
     sweep_scheduler_job: str | None = None
     scheduler_endpoint: str | None = None
     scheduler_timeout_s: float = 10.0
+    # Connecting brands' X accounts with OAuth 2.0 (x_oauth.py, decision 0030).
+    x_client_id: str | None = None
+    x_client_secret: str | None = None
+    x_oauth_redirect_uri: str | None = None
+    x_authorize_url: str = X_AUTHORIZE_URL
+    x_oauth_state_ttl_s: int = 600
+    x_token_refresh_margin_s: int = 300
+    # The key that wraps each brand's token keys (token_vault.py).
+    token_key_file: str | None = None
+    token_key_secret: str | None = None
+    secret_manager_endpoint: str | None = None
     log_level: str = "INFO"
     # Data duties (offboarding.py, retention.py; decision 0032).
     offboarding_grace_days: int = 30
@@ -451,6 +473,36 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             at_most=RUN_WAIT_MAX_S,
             unit=" seconds",
         ),
+        x_client_id=text("CARTCAST_X_CLIENT_ID"),
+        x_client_secret=text("CARTCAST_X_CLIENT_SECRET"),
+        x_oauth_redirect_uri=_endpoint_url(
+            "CARTCAST_X_REDIRECT_URI", text("CARTCAST_X_REDIRECT_URI"), problems
+        ),
+        x_authorize_url=_endpoint_url(
+            "CARTCAST_X_AUTHORIZE_URL",
+            text("CARTCAST_X_AUTHORIZE_URL", X_AUTHORIZE_URL),
+            problems,
+        )
+        or X_AUTHORIZE_URL,
+        x_oauth_state_ttl_s=number(
+            "CARTCAST_X_OAUTH_STATE_TTL_S",
+            600,
+            at_most=X_OAUTH_STATE_TTL_MAX_S,
+            unit=" seconds",
+        ),
+        x_token_refresh_margin_s=number(
+            "CARTCAST_X_TOKEN_REFRESH_MARGIN_S",
+            300,
+            at_most=X_TOKEN_REFRESH_MARGIN_MAX_S,
+            unit=" seconds",
+        ),
+        token_key_file=text("CARTCAST_TOKEN_KEY_FILE"),
+        token_key_secret=_secret_version(text("CARTCAST_TOKEN_KEY_SECRET"), problems),
+        secret_manager_endpoint=_endpoint_url(
+            "CARTCAST_SECRET_MANAGER_ENDPOINT",
+            text("CARTCAST_SECRET_MANAGER_ENDPOINT"),
+            problems,
+        ),
         log_level=choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         offboarding_grace_days=number(
             "CARTCAST_OFFBOARDING_GRACE_DAYS",
@@ -484,6 +536,16 @@ def _parse_endpoints(raw: str, problems: list[str]) -> dict[str, str]:
             continue
         endpoints[topic] = url
     return endpoints
+
+
+def _secret_version(raw: str | None, problems: list[str]) -> str | None:
+    if raw is not None and not SECRET_VERSION.fullmatch(raw):
+        problems.append(
+            "CARTCAST_TOKEN_KEY_SECRET must be a secret version's full name, "
+            f"projects/PROJECT/secrets/SECRET/versions/VERSION, got {raw[:200]!r}"
+        )
+        return None
+    return raw
 
 
 def _scheduler_job(name: str, raw: str | None, problems: list[str]) -> str | None:
@@ -595,7 +657,17 @@ def _check_consistency(settings: Settings) -> list[str]:
         )
     if settings.cloud_sql_instance and not settings.db_user:
         problems.append("DB_USER is required with CLOUD_SQL_INSTANCE")
+    if settings.token_key_file and settings.token_key_secret:
+        problems.append(
+            "set one of CARTCAST_TOKEN_KEY_FILE and CARTCAST_TOKEN_KEY_SECRET, not both"
+        )
     if settings.environment == "cloud":
+        # A key file would ship inside the function's source, beside the code.
+        if settings.token_key_file:
+            problems.append(
+                "CARTCAST_TOKEN_KEY_FILE is for local runs; in the cloud the key is "
+                "CARTCAST_TOKEN_KEY_SECRET"
+            )
         # A simulated clock in production would publish at the wrong times.
         if settings.clock_file:
             problems.append("CARTCAST_CLOCK is for local runs and refused in the cloud")

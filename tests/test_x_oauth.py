@@ -1,0 +1,607 @@
+"""Connecting a brand's X account with OAuth 2.0 and PKCE, through the X sandbox.
+
+The flow runs against infra/x_sandbox.py over HTTP: the authorize redirect is read
+from the sandbox's 302 (the redirect URI is a closed loopback port nobody calls),
+the code is exchanged at its token endpoint, and posts go out with the issued token.
+Tokens are sealed under a key file made for each test; the cloud key path reads the
+key through google-cloud-secret-manager's REST client from a loopback stub.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import requests
+
+from cartcast import publishing, token_vault, x_oauth
+from cartcast import runtime as runtime_module
+from cartcast.errors import ConfigurationError, Forbidden, InvalidRequest
+from tests.conftest import REPO
+from tests.helpers import ALPHA, BETA, closed_loopback_port, make_brand, states
+
+CLIENT_ID = "cartcast-test-client"
+CLIENT_SECRET = "cartcast-test-secret"
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "token.key"
+    token_vault.create_key_file(path)
+    return path
+
+
+@pytest.fixture
+def oauth_runtime(x_runtime, x_sandbox, key_file):
+    """The test runtime wired to the sandbox's OAuth endpoints, tokens sealed."""
+    x_sandbox.configure_oauth(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    x_sandbox.approve_as(ALPHA["user_id"])
+    x_runtime.settings = dataclasses.replace(
+        x_runtime.settings,
+        x_client_id=CLIENT_ID,
+        x_client_secret=CLIENT_SECRET,
+        x_oauth_redirect_uri=f"http://127.0.0.1:{closed_loopback_port()}/cb",
+        x_authorize_url=x_sandbox.base_url + "/i/oauth2/authorize",
+        token_key_file=str(key_file),
+    )
+    return x_runtime
+
+
+def approve(authorize_url: str) -> dict[str, str]:
+    """Open X's authorize URL as the person's browser would; return what X sends
+    back to the redirect URI (state and code)."""
+    answer = requests.get(authorize_url, allow_redirects=False, timeout=5)
+    assert answer.status_code == 302
+    return dict(parse_qsl(urlsplit(answer.headers["location"]).query))
+
+
+def connect(runtime, brand_id: str) -> dict:
+    with runtime.database.transaction() as tx:
+        started = x_oauth.start_authorization(
+            tx, runtime, brand_id=brand_id, now=runtime.clock.now()
+        )
+    callback = approve(started["authorize_url"])
+    with runtime.database.transaction() as tx:
+        return x_oauth.finish_authorization(
+            tx, runtime, callback, now=runtime.clock.now()
+        )
+
+
+def brand_row(runtime, brand_id: str) -> dict:
+    with runtime.database.transaction() as tx:
+        return tx.one(
+            "SELECT x_access_token, x_refresh_token, x_token_expires_at, x_user_id, "
+            "x_username, x_disconnected_at FROM brands WHERE id = :id",
+            id=brand_id,
+        )
+
+
+def grants(sandbox) -> dict[str, int]:
+    return sandbox.snapshot()["oauth"]["grants"]
+
+
+# --- the flow ---------------------------------------------------------------------
+
+
+def test_the_authorize_url_asks_for_the_scopes_with_an_s256_challenge(
+    oauth_runtime,
+) -> None:
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+
+    with oauth_runtime.database.transaction() as tx:
+        started = x_oauth.start_authorization(
+            tx, oauth_runtime, brand_id=brand_id, now=oauth_runtime.clock.now()
+        )
+
+    query = dict(parse_qsl(urlsplit(started["authorize_url"]).query))
+    assert query["scope"] == "tweet.read tweet.write users.read offline.access"
+    assert query["code_challenge_method"] == "S256"
+    assert query["response_type"] == "code"
+    assert query["client_id"] == CLIENT_ID
+    assert len(query["state"]) >= 40 and len(query["code_challenge"]) == 43
+
+
+def test_the_flow_connects_the_account_and_posts_go_out_with_the_issued_token(
+    oauth_runtime, x_sandbox
+) -> None:
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+
+    connected = connect(oauth_runtime, brand_id)
+    counts = publishing.publish_due(
+        oauth_runtime, as_of=oauth_runtime.clock.now() + dt.timedelta(days=7)
+    )
+
+    assert connected["connected"] and connected["x_user_id"] == ALPHA["user_id"]
+    assert "offline.access" in connected["scopes"]
+    assert counts["published"] == 1
+    assert [p["user_id"] for p in x_sandbox.snapshot()["posts"]] == [ALPHA["user_id"]]
+    row = brand_row(oauth_runtime, brand_id)
+    assert row["x_username"] == ALPHA["username"]
+    assert row["x_token_expires_at"] == oauth_runtime.clock.now() + dt.timedelta(
+        hours=2
+    )
+
+
+def test_a_public_client_sends_its_id_instead_of_a_secret(
+    oauth_runtime, x_sandbox
+) -> None:
+    x_sandbox.configure_oauth(client_id=CLIENT_ID)
+    oauth_runtime.settings = dataclasses.replace(
+        oauth_runtime.settings, x_client_secret=None
+    )
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+
+    assert connect(oauth_runtime, brand_id)["connected"]
+
+
+def test_a_forged_expired_reused_or_other_brands_state_changes_nothing(
+    oauth_runtime,
+) -> None:
+    alpha = make_brand(oauth_runtime, "alpha", None, products=1)
+    beta = make_brand(oauth_runtime, "beta", None, products=1)
+    with oauth_runtime.database.transaction() as tx:
+        started = x_oauth.start_authorization(
+            tx, oauth_runtime, brand_id=alpha, now=oauth_runtime.clock.now()
+        )
+    callback = approve(started["authorize_url"])
+
+    def finish(params, **kwargs):
+        with oauth_runtime.database.transaction() as tx:
+            return x_oauth.finish_authorization(
+                tx, oauth_runtime, params, now=oauth_runtime.clock.now(), **kwargs
+            )
+
+    with pytest.raises(InvalidRequest, match="unknown") as forged:
+        finish({**callback, "state": "forged-state"})
+    with pytest.raises(Forbidden, match="another brand") as other:
+        finish(callback, brand_id=beta)
+    oauth_runtime.clock.advance(dt.timedelta(minutes=11))
+    with pytest.raises(InvalidRequest, match="expired") as expired:
+        finish(callback)
+
+    assert forged.value.field == other.value.field == expired.value.field == "state"
+    assert brand_row(oauth_runtime, alpha)["x_access_token"] is None
+    assert brand_row(oauth_runtime, beta)["x_access_token"] is None
+
+    oauth_runtime.clock.advance(dt.timedelta(minutes=-11))
+    assert finish(callback, brand_id=alpha)["connected"]
+    with pytest.raises(InvalidRequest, match="already used"):
+        finish(callback)
+
+
+def test_a_missing_code_is_a_400_naming_it(oauth_runtime) -> None:
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    with oauth_runtime.database.transaction() as tx:
+        started = x_oauth.start_authorization(
+            tx, oauth_runtime, brand_id=brand_id, now=oauth_runtime.clock.now()
+        )
+    state = approve(started["authorize_url"])["state"]
+
+    with pytest.raises(InvalidRequest) as missing:
+        with oauth_runtime.database.transaction() as tx:
+            x_oauth.finish_authorization(
+                tx, oauth_runtime, {"state": state}, now=oauth_runtime.clock.now()
+            )
+
+    assert missing.value.field == "code"
+
+
+def test_an_account_connected_to_another_brand_is_a_409(oauth_runtime) -> None:
+    alpha = make_brand(oauth_runtime, "alpha", None, products=1)
+    beta = make_brand(oauth_runtime, "beta", None, products=1)
+    connect(oauth_runtime, alpha)
+
+    with pytest.raises(InvalidRequest) as taken:
+        connect(oauth_runtime, beta)
+
+    assert taken.value.status == 409 and taken.value.field == "x_user_id"
+    assert brand_row(oauth_runtime, beta)["x_access_token"] is None
+
+
+# --- sealed at rest ---------------------------------------------------------------
+
+
+def test_tokens_are_unreadable_in_the_database_without_the_key(
+    oauth_runtime, tmp_path
+) -> None:
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    connect(oauth_runtime, brand_id)
+
+    row = brand_row(oauth_runtime, brand_id)
+    access = oauth_runtime.open_token(row["x_access_token"])
+    refresh = oauth_runtime.open_token(row["x_refresh_token"])
+    other_key = tmp_path / "other.key"
+    token_vault.create_key_file(other_key)
+    stranger = token_vault.Vault(token_vault.read_key_file(other_key))
+
+    for stored, plain in (
+        (row["x_access_token"], access),
+        (row["x_refresh_token"], refresh),
+    ):
+        assert stored.startswith("xtk1.") and plain not in stored
+        with pytest.raises(ConfigurationError):
+            stranger.open(stored)
+    tampered = (
+        row["x_access_token"][:-2]
+        + ("A" if row["x_access_token"][-2] != "A" else "B")
+        + row["x_access_token"][-1]
+    )
+    with pytest.raises(ConfigurationError, match="does not open"):
+        oauth_runtime.token_vault().open(tampered)
+
+
+def test_the_demo_key_file_is_made_private_and_never_replaced(tmp_path) -> None:
+    path = tmp_path / "var" / "token.key"
+
+    made = token_vault.create_key_file(path)
+    first = path.read_text()
+    again = token_vault.create_key_file(path)
+
+    assert made and not again and path.read_text() == first
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o644)
+    with pytest.raises(ConfigurationError, match="chmod 600"):
+        token_vault.read_key_file(path)
+
+
+def test_plaintext_tokens_from_before_are_sealed_and_still_work(
+    oauth_runtime, x_sandbox
+) -> None:
+    # Stored before sealing existed: a hand-set token, in plaintext.
+    brand_id = make_brand(oauth_runtime, "alpha", ALPHA, products=1)
+    with oauth_runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE brands SET x_access_token = 'token-alpha' WHERE id = :id",
+            id=brand_id,
+        )
+
+    sealed = x_oauth.seal_plaintext_tokens(
+        oauth_runtime.database, oauth_runtime.token_vault()
+    )
+    again = x_oauth.seal_plaintext_tokens(
+        oauth_runtime.database, oauth_runtime.token_vault()
+    )
+    counts = publishing.publish_due(
+        oauth_runtime, as_of=oauth_runtime.clock.now() + dt.timedelta(days=7)
+    )
+
+    stored = brand_row(oauth_runtime, brand_id)["x_access_token"]
+    assert (sealed, again) == (1, 0)
+    assert stored.startswith("xtk1.") and "token-alpha" not in stored
+    assert counts["published"] == 1
+
+
+def test_a_token_set_through_patch_is_sealed_when_a_key_is_configured(
+    oauth_runtime,
+) -> None:
+    from cartcast import brands
+
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    with oauth_runtime.database.transaction() as tx:
+        brands.update_brand(
+            tx,
+            brand_id,
+            {"x_access_token": "token-alpha", "x_user_id": ALPHA["user_id"]},
+            role="admin",
+            environment="local",
+            now=oauth_runtime.clock.now(),
+            seal=oauth_runtime.seal_token,
+        )
+
+    row = brand_row(oauth_runtime, brand_id)
+    assert row["x_access_token"].startswith("xtk1.")
+    assert row["x_token_expires_at"] is None and row["x_refresh_token"] is None
+    assert oauth_runtime.open_token(row["x_access_token"]) == "token-alpha"
+
+
+# --- refreshing -------------------------------------------------------------------
+
+
+def test_a_token_near_expiry_is_refreshed_before_posting_and_the_old_one_is_void(
+    oauth_runtime, x_sandbox
+) -> None:
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    connect(oauth_runtime, brand_id)
+    before = brand_row(oauth_runtime, brand_id)
+    old_refresh = oauth_runtime.open_token(before["x_refresh_token"])
+
+    oauth_runtime.clock.advance(dt.timedelta(hours=2) - dt.timedelta(seconds=60))
+    counts = publishing.publish_due(
+        oauth_runtime, as_of=oauth_runtime.clock.now() + dt.timedelta(days=7)
+    )
+
+    after = brand_row(oauth_runtime, brand_id)
+    assert counts["published"] == 1
+    assert grants(x_sandbox)["refresh_token"] == 1
+    assert after["x_access_token"] != before["x_access_token"]
+    assert after["x_token_expires_at"] > before["x_token_expires_at"]
+    with pytest.raises(x_oauth.TokenRefused):
+        x_oauth.request_tokens(
+            oauth_runtime.settings,
+            {"grant_type": "refresh_token", "refresh_token": old_refresh},
+        )
+
+
+def test_eight_publishers_crossing_the_expiry_refresh_once_and_all_post(
+    oauth_runtime, x_sandbox
+) -> None:
+    # Arrange: eight due posts, one per publisher (batch of one), and a token
+    # endpoint slow enough that every publisher arrives while the refresh is out.
+    oauth_runtime.settings = dataclasses.replace(
+        oauth_runtime.settings, publish_batch_size=1, publish_workers=1
+    )
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=8)
+    connect(oauth_runtime, brand_id)
+    oauth_runtime.clock.advance(dt.timedelta(hours=2) - dt.timedelta(seconds=60))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/oauth2/token", delay_s=0.3)
+    due = oauth_runtime.clock.now() + dt.timedelta(days=7)
+    start = threading.Barrier(8)
+    results: list[dict] = []
+    errors: list[BaseException] = []
+
+    def publisher() -> None:
+        start.wait()
+        try:
+            results.append(publishing.publish_due(oauth_runtime, as_of=due))
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    # Act
+    threads = [threading.Thread(target=publisher) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Assert
+    assert errors == []
+    assert grants(x_sandbox)["refresh_token"] == 1
+    assert sum(r["published"] for r in results) == 8
+    assert brand_row(oauth_runtime, brand_id)["x_disconnected_at"] is None
+    assert states(oauth_runtime, brand_id) == ["published"] * 8
+
+
+def test_a_refused_refresh_disconnects_holds_and_alerts_once_and_reconnecting_resumes(
+    oauth_runtime, x_sandbox
+) -> None:
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=3)
+    connect(oauth_runtime, brand_id)
+    x_sandbox.revoke_all(ALPHA["user_id"])  # the person removed the app on X
+    oauth_runtime.clock.advance(dt.timedelta(hours=2) - dt.timedelta(seconds=60))
+    due = oauth_runtime.clock.now() + dt.timedelta(days=7)
+
+    first = publishing.publish_due(oauth_runtime, as_of=due)
+    second = publishing.publish_due(oauth_runtime, as_of=due)
+
+    with oauth_runtime.database.transaction() as tx:
+        alerts = tx.rows(
+            "SELECT kind FROM alert_outbox WHERE brand_id = :id", id=brand_id
+        )
+        reasons = tx.rows(
+            "SELECT failure_reason FROM posts WHERE brand_id = :id", id=brand_id
+        )
+    assert first["published"] == second["published"] == 0
+    assert brand_row(oauth_runtime, brand_id)["x_disconnected_at"] is not None
+    assert states(oauth_runtime, brand_id) == ["held"] * 3
+    assert all("account disconnected" in r["failure_reason"] for r in reasons)
+    assert all("refreshing the token" in r["failure_reason"] for r in reasons)
+    assert [a["kind"] for a in alerts] == ["x_disconnected"]
+    assert x_sandbox.snapshot()["posts"] == []
+
+    connected = connect(oauth_runtime, brand_id)
+    resumed = publishing.publish_due(oauth_runtime, as_of=due)
+
+    assert connected["resumed_posts"] == 3
+    assert resumed["published"] == 3
+    assert brand_row(oauth_runtime, brand_id)["x_disconnected_at"] is None
+
+
+def test_disconnecting_revokes_both_tokens_with_x_and_forgets_them(
+    oauth_runtime, x_sandbox
+) -> None:
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    connect(oauth_runtime, brand_id)
+    access = oauth_runtime.open_token(
+        brand_row(oauth_runtime, brand_id)["x_access_token"]
+    )
+
+    with oauth_runtime.database.transaction() as tx:
+        result = x_oauth.disconnect_account(
+            tx, oauth_runtime, brand_id=brand_id, now=oauth_runtime.clock.now()
+        )
+
+    me = requests.get(
+        x_sandbox.base_url + "/2/users/me",
+        headers={"Authorization": f"Bearer {access}"},
+        timeout=5,
+    )
+    assert result == {"connected": False, "revoked_with_x": True}
+    assert grants(x_sandbox)["revoked"] == 2
+    assert me.status_code == 401
+    row = brand_row(oauth_runtime, brand_id)
+    assert row["x_access_token"] is None and row["x_refresh_token"] is None
+    with pytest.raises(InvalidRequest) as again:
+        with oauth_runtime.database.transaction() as tx:
+            x_oauth.disconnect_account(
+                tx, oauth_runtime, brand_id=brand_id, now=oauth_runtime.clock.now()
+            )
+    assert again.value.status == 409
+
+
+# --- the cloud key path -----------------------------------------------------------
+
+
+class _SecretManagerStub(BaseHTTPRequestHandler):
+    """Secret Manager's REST answer to versions:access, on a loopback port."""
+
+    payload = b""
+    seen: list[tuple[str, str | None]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
+        self.seen.append((self.path, self.headers.get("authorization")))
+        name = self.path.split("?")[0].removeprefix("/v1/").removesuffix(":access")
+        body = json.dumps(
+            {"name": name, "payload": {"data": base64.b64encode(self.payload).decode()}}
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        """Quiet."""
+
+
+def test_the_cloud_key_is_read_from_secret_manager_with_anonymous_credentials(
+    settings, clock, key_file
+) -> None:
+    _SecretManagerStub.payload = key_file.read_bytes()
+    _SecretManagerStub.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SecretManagerStub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    name = "projects/cartcast-test/secrets/cartcast-token-key/versions/3"
+    try:
+        cloud = runtime_module.Runtime(
+            dataclasses.replace(
+                settings,
+                token_key_secret=name,
+                secret_manager_endpoint=f"http://127.0.0.1:{server.server_port}",
+            ),
+            clock=clock,
+        )
+        local = token_vault.Vault(token_vault.read_key_file(key_file))
+
+        sealed = cloud.seal_token("token-alpha")
+        cloud.seal_token("token-beta")  # the key is read once per instance
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert local.open(sealed) == "token-alpha"
+    assert [path.split("?")[0] for path, _ in _SecretManagerStub.seen] == [
+        f"/v1/{name}:access"
+    ]
+    assert _SecretManagerStub.seen[0][1] is None  # no credentials were asked for
+
+
+def test_publishing_plain_tokens_imports_neither_cryptography_nor_secrets() -> None:
+    code = (
+        "import sys\n"
+        "import main\n"
+        "from cartcast import publishing, accounts, mentions, metrics, reconciling\n"
+        "heavy = {'cryptography', 'google.cloud.secretmanager'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO / "functions",
+        env={"PYTHONPATH": ".", "PATH": os.environ.get("PATH", "")},
+    ).stdout.strip()
+
+    assert loaded == "[]"
+
+
+# --- the routes -------------------------------------------------------------------
+
+
+def test_the_routes_connect_through_the_callback_and_disconnect(
+    function_env, monkeypatch, clock_file, key_file
+) -> None:
+    from infra.x_sandbox import XSandbox
+    from tests.conftest import make_app
+    from tests.helpers import auth, brand_body, post_json
+
+    with XSandbox(clock=clock_file) as sandbox:
+        sandbox.register_account(**ALPHA, token="token-alpha")
+        sandbox.configure_oauth(client_id=CLIENT_ID)
+        sandbox.approve_as(ALPHA["user_id"])
+        for name, value in {
+            "X_API_BASE_URL": sandbox.base_url,
+            "CARTCAST_X_CLIENT_ID": CLIENT_ID,
+            "CARTCAST_X_REDIRECT_URI": f"http://127.0.0.1:{closed_loopback_port()}/cb",
+            "CARTCAST_X_AUTHORIZE_URL": sandbox.base_url + "/i/oauth2/authorize",
+            "CARTCAST_TOKEN_KEY_FILE": str(key_file),
+        }.items():
+            monkeypatch.setenv(name, value)
+        runtime_module.reset()
+        client = make_app("api", "http").test_client()
+        from tests.conftest import OPERATOR_KEY
+
+        created = post_json(
+            client,
+            "/v1/brands",
+            brand_body(x_user_id=None, x_username=None, x_access_token=None),
+            OPERATOR_KEY,
+        ).get_json()
+        admin = created["api_key"]
+
+        started = client.post("/v1/brand/x/connect", headers=auth(admin))
+        callback = approve(started.get_json()["authorize_url"])
+        finished = client.get("/v1/x/callback", query_string=callback)
+        reused = client.get("/v1/x/callback", query_string=callback)
+        brand = client.get("/v1/brand", headers=auth(admin)).get_json()["brand"]
+        gone = client.post("/v1/brand/x/disconnect", headers=auth(admin))
+
+    assert started.status_code == 201
+    assert finished.status_code == 200, finished.get_json()
+    assert finished.get_json()["x_account"]["x_username"] == ALPHA["username"]
+    assert reused.status_code == 400
+    assert reused.get_json()["error"]["field"] == "state"
+    assert brand["x_user_id"] == ALPHA["user_id"]
+    assert "x_access_token" not in brand and "x_refresh_token" not in brand
+    assert gone.status_code == 200
+    assert gone.get_json()["x_account"]["revoked_with_x"] is True
+
+
+def test_only_an_admin_key_may_connect_or_disconnect(function_env) -> None:
+    from cartcast import keys
+    from tests.conftest import OPERATOR_KEY, make_app
+    from tests.helpers import auth, brand_body, post_json
+
+    client = make_app("api", "http").test_client()
+    created = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY).get_json()
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        editor = keys.create_key(
+            tx,
+            brand_id=created["brand"]["id"],
+            name="editor",
+            role="editor",
+            now=current.clock.now(),
+        )
+
+    answers = [
+        client.post(path, headers=auth(editor))
+        for path in ("/v1/brand/x/connect", "/v1/brand/x/disconnect")
+    ]
+
+    assert [a.status_code for a in answers] == [403, 403]
+
+
+def test_a_deployment_without_an_x_app_says_what_to_set(oauth_runtime) -> None:
+    oauth_runtime.settings = dataclasses.replace(
+        oauth_runtime.settings, x_client_id=None
+    )
+    brand_id = make_brand(oauth_runtime, "beta", None, products=1)
+
+    with pytest.raises(ConfigurationError, match="CARTCAST_X_CLIENT_ID"):
+        with oauth_runtime.database.transaction() as tx:
+            x_oauth.start_authorization(
+                tx, oauth_runtime, brand_id=brand_id, now=oauth_runtime.clock.now()
+            )
+    assert BETA  # the other account stays unconnected
