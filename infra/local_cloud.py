@@ -160,6 +160,8 @@ class LocalCloud:
         self.sandbox_port = free_port() if sandbox else None
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}" if sandbox else None
         self.sandbox_state = work_dir / "x-sandbox-state.json"
+        # Known before the api starts: X's redirect URI names it.
+        self.api_port = free_port()
         self.functions: dict[str, FunctionProcess] = {}
         self._sandbox: subprocess.Popen | None = None
         self.scheduler = SchedulerStandIn(port=free_port())
@@ -176,11 +178,28 @@ class LocalCloud:
         }
         if clock_file is not None:
             self._env["CARTCAST_CLOCK"] = str(clock_file)
+        # The key that seals the brands' X tokens (token_vault.py): made once per
+        # work directory, readable by its owner only, never replaced.
+        self.token_key_file = work_dir / "token.key"
+        self._env.setdefault("CARTCAST_TOKEN_KEY_FILE", str(self.token_key_file))
         if sandbox:
             self._env["X_API_BASE_URL"] = self.sandbox_url
+            # The sandbox's own OAuth 2.0 client (a public one) and its authorize
+            # page; X sends the person back to the local api function.
+            self._env.setdefault("CARTCAST_X_CLIENT_ID", "sandbox-client")
+            self._env.setdefault(
+                "CARTCAST_X_AUTHORIZE_URL", self.sandbox_url + "/i/oauth2/authorize"
+            )
+            self._env.setdefault(
+                "CARTCAST_X_REDIRECT_URI",
+                f"http://127.0.0.1:{self.api_port}/v1/x/callback",
+            )
 
     def start(self) -> LocalCloud:
+        from cartcast import token_vault
+
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        token_vault.create_key_file(Path(self._env["CARTCAST_TOKEN_KEY_FILE"]))
         self.scheduler.start()
         if self.sandbox_port is not None:
             self._start_sandbox()
@@ -190,7 +209,10 @@ class LocalCloud:
         for target in FUNCTIONS:
             if target != "score_sentiment":
                 self.functions[target] = FunctionProcess(
-                    target, {**self._env, **push}, self.work_dir
+                    target,
+                    {**self._env, **push},
+                    self.work_dir,
+                    port=self.api_port if target == "api" else None,
                 )
         for function in self.functions.values():
             function.start()

@@ -56,23 +56,29 @@ locals {
 
   # Secrets, by the environment variable that carries them.
   secrets = {
-    CARTCAST_OPERATOR_KEY   = "${var.name_prefix}-operator-key"
-    GEMINI_API_KEY          = "${var.name_prefix}-gemini-api-key"
-    CARTCAST_CONSOLE_SECRET = "${var.name_prefix}-console-secret"
+    CARTCAST_OPERATOR_KEY    = "${var.name_prefix}-operator-key"
+    GEMINI_API_KEY           = "${var.name_prefix}-gemini-api-key"
+    CARTCAST_CONSOLE_SECRET  = "${var.name_prefix}-console-secret"
+    CARTCAST_X_CLIENT_SECRET = "${var.name_prefix}-x-client-secret"
   }
 
   # The secrets each function's code reads (tests/test_terraform.py derives the
   # same from the code). generate_caption authenticates the operator too, and
   # loads the api module, whose /console signs sessions with the console secret.
   function_secrets = {
-    api                = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET"]
-    generate_caption   = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET"]
-    publish_due_posts  = []
-    poll_mentions      = ["GEMINI_API_KEY"]
+    api                = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET", "CARTCAST_X_CLIENT_SECRET"]
+    generate_caption   = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET", "CARTCAST_X_CLIENT_SECRET"]
+    publish_due_posts  = ["CARTCAST_X_CLIENT_SECRET"]
+    poll_mentions      = ["GEMINI_API_KEY", "CARTCAST_X_CLIENT_SECRET"]
     score_sentiment    = ["GEMINI_API_KEY"]
-    rollup_kpis        = []
+    rollup_kpis        = ["CARTCAST_X_CLIENT_SECRET"]
     drain_caption_jobs = ["GEMINI_API_KEY"]
   }
+
+  # The functions that call X for a brand: they open its sealed tokens with the
+  # token key and refresh them with the X app's OAuth client (decision 0030).
+  x_token_functions = ["api", "generate_caption", "publish_due_posts", "poll_mentions", "rollup_kpis"]
+  token_key_version = "${google_secret_manager_secret.token_key.id}/versions/latest"
   granted_secrets = {
     for name, wanted in local.function_secrets :
     name => [for env in wanted : env if env != "GEMINI_API_KEY" || var.gemini_enabled]
@@ -107,18 +113,35 @@ locals {
     api = {
       CARTCAST_SCHEDULER_JOB       = google_cloud_scheduler_job.tick["publish"].id
       CARTCAST_SWEEP_SCHEDULER_JOB = google_cloud_scheduler_job.tick["sweep"].id
+      CARTCAST_X_CLIENT_ID         = var.x_client_id
+      CARTCAST_X_REDIRECT_URI      = var.x_redirect_uri
+      CARTCAST_TOKEN_KEY_SECRET    = local.token_key_version
     }
     # The same handlers as api (the operator's routes included), so the same names.
     generate_caption = {
       CARTCAST_SCHEDULER_JOB       = google_cloud_scheduler_job.tick["publish"].id
       CARTCAST_SWEEP_SCHEDULER_JOB = google_cloud_scheduler_job.tick["sweep"].id
+      CARTCAST_X_CLIENT_ID         = var.x_client_id
+      CARTCAST_X_REDIRECT_URI      = var.x_redirect_uri
+      CARTCAST_TOKEN_KEY_SECRET    = local.token_key_version
     }
-    publish_due_posts = {}
+    publish_due_posts = {
+      CARTCAST_X_CLIENT_ID      = var.x_client_id
+      CARTCAST_X_REDIRECT_URI   = var.x_redirect_uri
+      CARTCAST_TOKEN_KEY_SECRET = local.token_key_version
+    }
     poll_mentions = {
-      CARTCAST_MENTIONS_TOPIC = google_pubsub_topic.topic["mentions"].name
+      CARTCAST_MENTIONS_TOPIC   = google_pubsub_topic.topic["mentions"].name
+      CARTCAST_X_CLIENT_ID      = var.x_client_id
+      CARTCAST_X_REDIRECT_URI   = var.x_redirect_uri
+      CARTCAST_TOKEN_KEY_SECRET = local.token_key_version
     }
-    score_sentiment    = {}
-    rollup_kpis        = {}
+    score_sentiment = {}
+    rollup_kpis = {
+      CARTCAST_X_CLIENT_ID      = var.x_client_id
+      CARTCAST_X_REDIRECT_URI   = var.x_redirect_uri
+      CARTCAST_TOKEN_KEY_SECRET = local.token_key_version
+    }
     drain_caption_jobs = {}
   }
 

@@ -135,13 +135,15 @@ variable "settings" {
       "CARTCAST_ENV", "CARTCAST_PUBSUB", "GOOGLE_CLOUD_PROJECT", "CLOUD_SQL_INSTANCE",
       "DB_USER", "DB_NAME", "DB_IAM_AUTH", "CARTCAST_MENTIONS_TOPIC",
       "CARTCAST_SCHEDULER_JOB", "CARTCAST_SWEEP_SCHEDULER_JOB",
+      "CARTCAST_X_CLIENT_ID", "CARTCAST_X_REDIRECT_URI", "CARTCAST_TOKEN_KEY_SECRET",
       # Secrets: Secret Manager only.
-      "CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET",
+      "CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET", "CARTCAST_X_CLIENT_SECRET",
       # Local stand-ins, refused or meaningless in the cloud.
       "DATABASE_URL", "CARTCAST_CLOCK", "CARTCAST_PUBSUB_PUSH", "X_API_BASE_URL",
-      "GEMINI_BASE_URL", "CARTCAST_SCHEDULER_ENDPOINT",
+      "GEMINI_BASE_URL", "CARTCAST_SCHEDULER_ENDPOINT", "CARTCAST_TOKEN_KEY_FILE",
+      "CARTCAST_SECRET_MANAGER_ENDPOINT", "CARTCAST_X_AUTHORIZE_URL",
     ])) == 0
-    error_message = "settings must not set what Terraform wires (database, Pub/Sub, Scheduler jobs), secrets, or local-only variables (DATABASE_URL, CARTCAST_CLOCK, CARTCAST_PUBSUB_PUSH, *_BASE_URL, CARTCAST_SCHEDULER_ENDPOINT)."
+    error_message = "settings must not set what Terraform wires (database, Pub/Sub, Scheduler jobs), secrets, or local-only variables (DATABASE_URL, CARTCAST_CLOCK, CARTCAST_PUBSUB_PUSH, *_BASE_URL, CARTCAST_SCHEDULER_ENDPOINT, CARTCAST_TOKEN_KEY_FILE, CARTCAST_SECRET_MANAGER_ENDPOINT, CARTCAST_X_AUTHORIZE_URL)."
   }
 
   validation {
@@ -157,17 +159,39 @@ variable "gemini_enabled" {
   default     = true
 }
 
+variable "x_client_id" {
+  type        = string
+  description = "The X app's OAuth 2.0 client id (X developer console, \"Keys and tokens\"); its client secret goes to Secret Manager. Empty: brands cannot connect their X accounts, and connecting answers 409 naming it."
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{0,200}$", var.x_client_id))
+    error_message = "x_client_id is the client id X shows: letters, digits, - and _."
+  }
+}
+
+variable "x_redirect_uri" {
+  type        = string
+  description = "Where X sends a person back after approving: the api function's URL followed by /v1/x/callback, exactly as registered as a callback URL with the X app."
+  default     = ""
+
+  validation {
+    condition     = var.x_redirect_uri == "" || can(regex("^https://[^ ]+/v1/x/callback$", var.x_redirect_uri))
+    error_message = "x_redirect_uri must be an https URL ending in /v1/x/callback (the api function's route)."
+  }
+}
+
 variable "secret_versions" {
   type        = map(string)
-  description = "Secret Manager version each function reads, by environment variable (CARTCAST_OPERATOR_KEY, GEMINI_API_KEY, CARTCAST_CONSOLE_SECRET); \"latest\" when unset. Naming the new version is how a rotation redeploys the functions that hold the secret."
+  description = "Secret Manager version each function reads, by environment variable (CARTCAST_OPERATOR_KEY, GEMINI_API_KEY, CARTCAST_CONSOLE_SECRET, CARTCAST_X_CLIENT_SECRET); \"latest\" when unset. Naming the new version is how a rotation redeploys the functions that hold the secret."
   default     = {}
 
   validation {
     condition = alltrue([
       for env, version in var.secret_versions :
-      contains(["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET"], env) && can(regex("^(latest|[1-9][0-9]*)$", version))
+      contains(["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET", "CARTCAST_X_CLIENT_SECRET"], env) && can(regex("^(latest|[1-9][0-9]*)$", version))
     ])
-    error_message = "secret_versions maps CARTCAST_OPERATOR_KEY, GEMINI_API_KEY or CARTCAST_CONSOLE_SECRET to a version number or \"latest\"."
+    error_message = "secret_versions maps CARTCAST_OPERATOR_KEY, GEMINI_API_KEY, CARTCAST_CONSOLE_SECRET or CARTCAST_X_CLIENT_SECRET to a version number or \"latest\"."
   }
 }
 

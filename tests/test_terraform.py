@@ -45,6 +45,8 @@ LOCAL_ONLY = {
     "X_API_BASE_URL": "points tweepy at the X sandbox",
     "GEMINI_BASE_URL": "points google-genai at the Gemini stand-in",
     "CARTCAST_SCHEDULER_ENDPOINT": "points the pause at the Scheduler stand-in",
+    "CARTCAST_TOKEN_KEY_FILE": "refused in the cloud; the key is a Secret Manager one",
+    "CARTCAST_SECRET_MANAGER_ENDPOINT": "points the key's client at a test's stub",
 }
 # What the cloud requires of every function, whatever its code reads
 # (settings._check_consistency with CARTCAST_ENV=cloud).
@@ -1489,6 +1491,14 @@ ALLOWED_GRANTS: dict[tuple[str, str], tuple[Any, ...]] = {
         "${google_service_account.function[each.value.function].member}",
         "${merge([for name, envs in local.granted_secrets : {for env in envs : "
         '"${name}/${env}" => {function = name, env = env}}] ...)}',
+        None,
+    ),
+    # The token key, read by the functions that open brands' X tokens (0030).
+    ("google_secret_manager_secret_iam_member", "token_key"): (
+        {"secret_id": "${google_secret_manager_secret.token_key.id}"},
+        "roles/secretmanager.secretAccessor",
+        "${google_service_account.function[each.value].member}",
+        "${toset(local.x_token_functions)}",
         None,
     ),
     ("google_service_account_iam_member", "pubsub_agent_token_creator"): (

@@ -883,3 +883,140 @@ def test_a_full_length_reply_reads_back_whole_with_the_name_x_adds(http, sandbox
 
     assert created.status_code == 201
     assert [post["text"] for post in read["data"]] == ["@a_rather_long_name " + reply]
+
+
+# --- OAuth 2.0 with PKCE ----------------------------------------------------------
+
+
+def _authorize(sandbox, *, verifier: str = "v" * 43, scope: str = "") -> str:
+    """Run the authorize step as the approving account; return the code."""
+    import base64
+    import hashlib
+    from urllib.parse import parse_qsl, urlsplit
+
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        .decode()
+        .rstrip("=")
+    )
+    answer = requests.get(
+        sandbox.base_url + "/i/oauth2/authorize",
+        params={
+            "response_type": "code",
+            "client_id": "app",
+            "redirect_uri": "http://127.0.0.1:9/cb",
+            "scope": scope or "tweet.read tweet.write users.read offline.access",
+            "state": "s1",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert answer.status_code == 302
+    back = dict(parse_qsl(urlsplit(answer.headers["location"]).query))
+    assert back["state"] == "s1"
+    return back["code"]
+
+
+def _token(sandbox, form: dict, auth=None) -> requests.Response:
+    return requests.post(
+        sandbox.base_url + "/2/oauth2/token", data=form, auth=auth, timeout=5
+    )
+
+
+def test_oauth_issues_tokens_that_post_and_expire_after_two_hours(sandbox, clock):
+    sandbox.configure_oauth(client_id="app")
+    sandbox.approve_as(SHOP["user_id"])
+    code = _authorize(sandbox)
+
+    issued = _token(
+        sandbox,
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": "http://127.0.0.1:9/cb",
+            "code_verifier": "v" * 43,
+            "client_id": "app",
+        },
+    ).json()
+    bearer = {"Authorization": f"Bearer {issued['access_token']}"}
+    me = requests.get(sandbox.base_url + "/2/users/me", headers=bearer, timeout=5)
+    clock.advance(dt.timedelta(hours=2))
+    late = requests.get(sandbox.base_url + "/2/users/me", headers=bearer, timeout=5)
+
+    assert issued["token_type"] == "bearer" and issued["expires_in"] == 7200
+    assert issued["refresh_token"]
+    assert me.json()["data"]["username"] == SHOP["username"]
+    assert late.status_code == 401
+
+
+def test_oauth_refuses_a_wrong_verifier_and_a_reused_code(sandbox):
+    sandbox.configure_oauth(client_id="app")
+    sandbox.approve_as(SHOP["user_id"])
+    code = _authorize(sandbox)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": "http://127.0.0.1:9/cb",
+        "client_id": "app",
+    }
+
+    wrong = _token(sandbox, {**form, "code_verifier": "w" * 43})
+    reused = _token(sandbox, {**form, "code_verifier": "v" * 43})
+
+    assert wrong.status_code == 400 and reused.status_code == 400
+    assert reused.json()["error"] == "invalid_request"
+
+
+def test_refresh_tokens_rotate_and_a_used_one_is_void(sandbox):
+    sandbox.configure_oauth(client_id="app", client_secret="secret")
+    sandbox.approve_as(SHOP["user_id"])
+    first = _token(
+        sandbox,
+        {
+            "grant_type": "authorization_code",
+            "code": _authorize(sandbox),
+            "redirect_uri": "http://127.0.0.1:9/cb",
+            "code_verifier": "v" * 43,
+        },
+        auth=("app", "secret"),
+    ).json()
+    refresh = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+
+    second = _token(sandbox, refresh, auth=("app", "secret"))
+    again = _token(sandbox, refresh, auth=("app", "secret"))
+    unauthenticated = _token(
+        sandbox, {**refresh, "refresh_token": second.json()["refresh_token"]}
+    )
+
+    assert second.status_code == 200
+    assert second.json()["refresh_token"] != first["refresh_token"]
+    assert again.status_code == 400
+    assert again.json()["error_description"].startswith("Value passed for the token")
+    assert unauthenticated.status_code == 401
+    assert sandbox.snapshot()["oauth"]["grants"]["refresh_token"] == 1
+
+
+def test_without_an_approving_account_the_person_is_sent_back_denied(sandbox):
+    from urllib.parse import parse_qsl, urlsplit
+
+    sandbox.configure_oauth(client_id="app")
+
+    answer = requests.get(
+        sandbox.base_url + "/i/oauth2/authorize",
+        params={
+            "response_type": "code",
+            "client_id": "app",
+            "redirect_uri": "http://127.0.0.1:9/cb",
+            "scope": "tweet.read",
+            "state": "s1",
+            "code_challenge": "c" * 43,
+            "code_challenge_method": "S256",
+        },
+        allow_redirects=False,
+        timeout=5,
+    )
+
+    back = dict(parse_qsl(urlsplit(answer.headers["location"]).query))
+    assert back == {"state": "s1", "error": "access_denied"}

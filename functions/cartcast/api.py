@@ -44,7 +44,14 @@ from cartcast import (
     web,
 )
 from cartcast.db import Transaction
-from cartcast.errors import CartcastError, Forbidden, InvalidRequest, NotFound
+from cartcast.errors import (
+    CartcastError,
+    ConfigurationError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+)
 from cartcast.logs import fields
 
 LIST_LIMIT_MAX = 500
@@ -345,9 +352,16 @@ def connect_x_account(
     from cartcast import x_oauth
 
     brand_id = _require_admin(caller, "connect the X account")
-    started = x_oauth.start_authorization(
-        tx, runtime, brand_id=brand_id, now=runtime.clock.now()
-    )
+    try:
+        started = x_oauth.start_authorization(
+            tx, runtime, brand_id=brand_id, now=runtime.clock.now()
+        )
+    except ConfigurationError as error:
+        # The deployment lacks the X app or the token key: say which, not a 500.
+        raise Conflict(
+            f"this deployment cannot connect X accounts yet: {error}",
+            field="x_account",
+        ) from error
     return web.json_response(started, 201)
 
 

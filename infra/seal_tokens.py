@@ -1,0 +1,29 @@
+"""Seal every X token stored in plaintext, once, with the configured key.
+
+Tokens stored before sealing existed (sql/001 kept them as given) still work, but
+sit readable in the database and its backups until sealed. Run after the first
+deploy that configures CARTCAST_TOKEN_KEY_FILE or CARTCAST_TOKEN_KEY_SECRET, with
+the same environment as the functions:
+
+    PYTHONPATH=functions:. python -m infra.seal_tokens
+
+Safe to run again: sealed tokens are left alone (decision 0030).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cartcast import runtime as runtime_module
+from cartcast import x_oauth
+
+
+def main() -> int:
+    runtime = runtime_module.current()
+    sealed = x_oauth.seal_plaintext_tokens(runtime.database, runtime.token_vault())
+    print(f"sealed the X tokens of {sealed} brand(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
