@@ -11,9 +11,11 @@ other post of that account would meet the same refusal, so at the first one:
 
 All three commit with the refused post's own outcome. Until the brand has a new
 token, the claim skips it and each publish run holds any post scheduled meanwhile
-(`hold_while_disconnected`). Setting a token (PATCH /v1/brand, `reconnect`) clears
-the mark and puts the posts held for it back in `scheduled`; being past due, they
-go out at the next run.
+(`hold_while_disconnected`). Connecting the account again (x_oauth.py) or setting
+a token (PATCH /v1/brand) calls `reconnect`, which clears the mark and puts the
+posts held for it back in `scheduled`; being past due, they go out at the next run.
+X refusing to refresh the account's token (x_oauth.refresh_tokens) disconnects it
+here too.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ HELD_PREFIX = "account disconnected: "
 # What the person reading a held post's reason can do about it.
 HELD_FIX = (
     "; once X accepts the account again (a suspension or lock is lifted with X "
-    "itself), reconnect it (PATCH /v1/brand with a new x_access_token) and this "
-    "post goes out at the next publish run"
+    "itself), connect it again (POST /v1/brand/x/connect, or PATCH /v1/brand "
+    "with a new x_access_token) and this post goes out at the next publish run"
 )
 ALERT_KIND = "x_disconnected"
 DETAIL_LENGTH_MAX = 300
@@ -152,7 +154,7 @@ def _alert_text(
         f"cartcast ({brand['slug']}): {account} was disconnected at {at}. "
         f"{reason.rstrip('.')}. "
         f"{queued} queued post(s) are held and nothing more is sent. Once X accepts "
-        "the account again (a suspension or lock is lifted with X itself), reconnect "
-        "it (PATCH /v1/brand with a new x_access_token); the held posts then go out "
-        "at the next publish run."
+        "the account again (a suspension or lock is lifted with X itself), connect "
+        "it again (POST /v1/brand/x/connect, or PATCH /v1/brand with a new "
+        "x_access_token); the held posts then go out at the next publish run."
     )
