@@ -9,6 +9,10 @@ and owned reads at the owned price) and its monthly X budget
 reconnects an account X disconnected (connections.py): the posts held for it are
 queued again.
 
+X tokens are written, never read back (`has_x_token`); a token given here is
+sealed before it is stored when a token key is configured, and an account is best
+connected through X's OAuth flow instead (x_oauth.py), which also refreshes it.
+
 `webhook_secret` is the shared secret the store signs order webhooks with
 (order_webhooks.py); like the alert webhook it is written, never read back
 (`has_webhook_secret`), and null removes it.
@@ -57,7 +61,9 @@ SELECT id, slug, name, time_zone, voice, language, banned_words, required_hashta
     escalation_webhook_url IS NOT NULL AS has_escalation_webhook,
     order_issue_due_min, complaint_due_min, question_due_min,
     order_webhook_secret IS NOT NULL AS has_webhook_secret,
-    x_disconnected_at, x_disconnected_reason, created_at
+    x_disconnected_at, x_disconnected_reason,
+    x_access_token IS NOT NULL AS has_x_token, x_token_expires_at, x_token_scopes,
+    created_at
 FROM brands WHERE id = :brand_id
 """
 UPDATE_SETTINGS = """
