@@ -605,3 +605,22 @@ def test_a_deployment_without_an_x_app_says_what_to_set(oauth_runtime) -> None:
                 tx, oauth_runtime, brand_id=brand_id, now=oauth_runtime.clock.now()
             )
     assert BETA  # the other account stays unconnected
+
+
+def test_a_revoked_access_token_disconnects_and_the_flow_resumes_the_posts(
+    oauth_runtime, x_sandbox
+) -> None:
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=2)
+    connect(oauth_runtime, brand_id)
+    x_sandbox.revoke_all(ALPHA["user_id"])
+    due = oauth_runtime.clock.now() + dt.timedelta(days=7)
+
+    refused = publishing.publish_due(oauth_runtime, as_of=due)
+    held = states(oauth_runtime, brand_id)
+    connected = connect(oauth_runtime, brand_id)
+    resumed = publishing.publish_due(oauth_runtime, as_of=due)
+
+    assert refused["published"] == 0 and held == ["held", "held"]
+    assert grants(x_sandbox)["refresh_token"] == 0  # far from expiry: no refresh
+    assert connected["resumed_posts"] == 2
+    assert resumed["published"] == 2
