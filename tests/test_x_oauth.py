@@ -516,6 +516,39 @@ def test_publishing_plain_tokens_imports_neither_cryptography_nor_secrets() -> N
     assert loaded == "[]"
 
 
+# --- settings ---------------------------------------------------------------------
+
+
+def test_the_token_key_settings_are_checked_together() -> None:
+    from cartcast import settings as settings_module
+
+    with pytest.raises(ConfigurationError) as refused:
+        settings_module.load(
+            {
+                "CARTCAST_ENV": "cloud",
+                "CARTCAST_PUBSUB": "google",
+                "GOOGLE_CLOUD_PROJECT": "p",
+                "CARTCAST_TOKEN_KEY_FILE": "/tmp/key",
+                "CARTCAST_TOKEN_KEY_SECRET": "projects/p/secrets/s",
+                "CARTCAST_X_TOKEN_REFRESH_MARGIN_S": "7200",
+            }
+        )
+    loaded = settings_module.load(
+        {
+            "DATABASE_URL": "postgresql://127.0.0.1/cartcast",
+            "CARTCAST_TOKEN_KEY_SECRET": "projects/p/secrets/k/versions/latest",
+            "CARTCAST_X_REDIRECT_URI": "https://api.example/v1/x/callback",
+        }
+    )
+
+    message = str(refused.value)
+    assert "CARTCAST_TOKEN_KEY_SECRET must be a secret version" in message
+    assert "CARTCAST_TOKEN_KEY_FILE is for local runs" in message
+    assert "CARTCAST_X_TOKEN_REFRESH_MARGIN_S must be at most 3600" in message
+    assert loaded.token_key_secret == "projects/p/secrets/k/versions/latest"
+    assert loaded.x_authorize_url == "https://x.com/i/oauth2/authorize"
+
+
 # --- the routes -------------------------------------------------------------------
 
 
