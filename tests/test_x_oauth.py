@@ -112,7 +112,7 @@ def test_the_authorize_url_asks_for_the_scopes_with_an_s256_challenge(
 
 
 def test_the_flow_connects_the_account_and_posts_go_out_with_the_issued_token(
-    oauth_runtime, x_sandbox
+    oauth_runtime, x_sandbox, capfd, caplog
 ) -> None:
     brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
 
@@ -130,6 +130,10 @@ def test_the_flow_connects_the_account_and_posts_go_out_with_the_issued_token(
     assert row["x_token_expires_at"] == oauth_runtime.clock.now() + dt.timedelta(
         hours=2
     )
+    # Never logged: neither token appears in any log line or output.
+    logged = "".join(capfd.readouterr()) + caplog.text
+    for stored in (row["x_access_token"], row["x_refresh_token"]):
+        assert oauth_runtime.open_token(stored) not in logged
 
 
 def test_a_public_client_sends_its_id_instead_of_a_secret(
