@@ -586,15 +586,24 @@ def test_the_routes_connect_through_the_callback_and_disconnect(
             OPERATOR_KEY,
         ).get_json()
         admin = created["api_key"]
+        other = post_json(
+            client,
+            "/v1/brands",
+            brand_body(slug="other-goods", x_access_token=None),
+            OPERATOR_KEY,
+        ).get_json()["api_key"]
 
         started = client.post("/v1/brand/x/connect", headers=auth(admin))
         callback = approve(started.get_json()["authorize_url"])
+        stolen = post_json(client, "/v1/brand/x/callback", callback, other)
         finished = client.get("/v1/x/callback", query_string=callback)
         reused = client.get("/v1/x/callback", query_string=callback)
         brand = client.get("/v1/brand", headers=auth(admin)).get_json()["brand"]
         gone = client.post("/v1/brand/x/disconnect", headers=auth(admin))
 
     assert started.status_code == 201
+    assert stolen.status_code == 403
+    assert stolen.get_json()["error"]["field"] == "state"
     assert finished.status_code == 200, finished.get_json()
     assert finished.get_json()["x_account"]["x_username"] == ALPHA["username"]
     assert reused.status_code == 400

@@ -268,12 +268,6 @@ def usable_token(runtime: Any, row: dict[str, Any]) -> str | None:
     return refresh_tokens(runtime, brand_id=str(brand_id))
 
 
-def needs_refresh(runtime: Any, row: dict[str, Any]) -> bool:
-    expires_at = row.get("x_token_expires_at")
-    margin = dt.timedelta(seconds=runtime.settings.x_token_refresh_margin_s)
-    return expires_at is not None and expires_at - margin <= runtime.clock.now()
-
-
 def refresh_tokens(runtime: Any, *, brand_id: str) -> str | None:
     """Refresh the brand's tokens unless another caller just did; return the stored
     access token to use, or None when the account is (now) disconnected.
