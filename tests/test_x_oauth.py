@@ -670,3 +670,21 @@ def test_a_revoked_access_token_disconnects_and_the_flow_resumes_the_posts(
     assert grants(x_sandbox)["refresh_token"] == 0  # far from expiry: no refresh
     assert connected["resumed_posts"] == 2
     assert resumed["published"] == 2
+
+
+def test_a_leaving_brand_has_its_tokens_revoked_with_x_before_its_rows_go(
+    oauth_runtime, x_sandbox
+) -> None:
+    from cartcast import offboarding
+
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    connect(oauth_runtime, brand_id)
+
+    with oauth_runtime.database.transaction() as tx:
+        offboarding.revoke_x_tokens(tx, oauth_runtime, brand_id=brand_id)
+    with oauth_runtime.database.transaction() as tx:
+        offboarding.revoke_x_tokens(tx, oauth_runtime, brand_id=brand_id)  # again
+
+    row = brand_row(oauth_runtime, brand_id)
+    assert grants(x_sandbox)["revoked"] == 2
+    assert row["x_access_token"] is None and row["x_refresh_token"] is None

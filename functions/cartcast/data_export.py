@@ -40,7 +40,7 @@ CHUNK_BYTES = 256 * 1024
 
 SELECT_SCHEMA_VERSION = "SELECT max(version) FROM schema_migrations"
 SELECT_BRAND_ROW = """
-SELECT CAST(to_jsonb(b) - 'x_access_token' - 'escalation_secret'
+SELECT CAST(to_jsonb(b) - 'x_access_token' - 'x_refresh_token' - 'escalation_secret'
     - 'escalation_webhook_url' - 'alert_webhook_url' - 'order_webhook_secret'
     - 'mentions_resume_token' AS text) AS line
 FROM brands b WHERE b.id = :brand_id

@@ -142,7 +142,14 @@ DELETE_BATCHES = (
     ),
 )
 # The hook the X connection's code replaces with a revocation at X (issue 7).
-CLEAR_X_TOKEN = "UPDATE brands SET x_access_token = NULL WHERE id = :brand_id"
+SELECT_X_TOKENS = """
+SELECT x_access_token, x_refresh_token FROM brands WHERE id = :brand_id
+"""
+CLEAR_X_TOKEN = """
+UPDATE brands SET x_access_token = NULL, x_refresh_token = NULL,
+    x_token_expires_at = NULL, x_token_scopes = NULL
+WHERE id = :brand_id
+"""
 # The kept KPIs leave as text and come back whole: numeric values stay exact.
 SELECT_KEPT_KPIS = """
 SELECT CAST(COALESCE(jsonb_agg(to_jsonb(k)), '[]') AS text)
@@ -271,7 +278,7 @@ def sweep_due_offboardings(
             if due is None:
                 break
             brand_id = str(due["id"])
-            revoke_x_tokens(tx, brand_id=brand_id)
+            revoke_x_tokens(tx, runtime, brand_id=brand_id)
             removed = delete_brand_batch(tx, brand_id=brand_id)
             kept = None if removed else delete_brand_data(tx, brand=due, now=now)
         counts["offboarding_batches"] += 1
@@ -297,12 +304,22 @@ def delete_brand_batch(tx: Transaction, *, brand_id: str) -> int:
     return 0
 
 
-def revoke_x_tokens(tx: Transaction, *, brand_id: str) -> None:
-    """Revoke the brand's X tokens: today, forget the stored one.
+def revoke_x_tokens(tx: Transaction, runtime: Any, *, brand_id: str) -> None:
+    """Revoke the brand's X tokens with X (x_oauth.revoke_with_x) and forget them.
 
-    The X connection (OAuth 2.0, issue 7) replaces this with a revocation call to
-    X for its access and refresh tokens; it runs before the brand's rows go.
+    Runs before the brand's rows go; once forgotten, later batches call nothing.
+    X being unreachable, or a token set by hand that no X app issued, is not
+    retried: the tokens are forgotten all the same.
     """
+    row = tx.one(SELECT_X_TOKENS, brand_id=brand_id)
+    if row is not None and (row["x_access_token"] or row["x_refresh_token"]):
+        from cartcast import x_oauth
+
+        revoked = x_oauth.revoke_with_x(runtime, row)
+        runtime.log.info(
+            "X tokens of a leaving brand forgotten",
+            extra=fields(brand_id=brand_id, revoked_with_x=revoked),
+        )
     tx.execute(CLEAR_X_TOKEN, brand_id=brand_id)
 
 

@@ -357,18 +357,29 @@ def disconnect_account(
     if row is None or row["x_access_token"] is None:
         raise Conflict("the brand has no X account connected", field="x_account")
 
-    revoked = []
-    for kind in ("refresh_token", "access_token"):
-        stored = row[f"x_{kind}"]
-        if stored is None:
-            continue
-        token = runtime.open_token(stored)
-        revoked.append(revoke_token(runtime.settings, token, kind=kind))
+    revoked = revoke_with_x(runtime, row)
     tx.execute(FORGET_TOKENS, brand_id=brand_id)
     runtime.log.info(
         "X account disconnected by the brand", extra=fields(brand_id=brand_id)
     )
-    return {"connected": False, "revoked_with_x": all(revoked)}
+    return {"connected": False, "revoked_with_x": revoked}
+
+
+def revoke_with_x(runtime: Any, row: dict[str, Any]) -> bool:
+    """Revoke a brand's stored refresh and access tokens with X (`row` holds
+    `x_refresh_token` and `x_access_token`); return whether X confirmed each.
+
+    The refresh token goes first: revoking it ends the grant, so no new access
+    token can be made from it. The caller forgets the tokens either way.
+    """
+    revoked = []
+    for kind in ("refresh_token", "access_token"):
+        stored = row.get(f"x_{kind}")
+        if stored is None:
+            continue
+        token = runtime.open_token(stored)
+        revoked.append(revoke_token(runtime.settings, token, kind=kind))
+    return all(revoked)
 
 
 def seal_plaintext_tokens(database: Any, vault: Any) -> int:
@@ -406,7 +417,12 @@ def request_tokens(settings: Any, form: dict[str, str]) -> dict[str, Any]:
 
 
 def revoke_token(settings: Any, token: str, *, kind: str) -> bool:
-    """Ask X to revoke one token; return whether X said it did."""
+    """Ask X to revoke one token; return whether X said it did.
+
+    Without an X app configured (a token set by hand) nothing can be revoked.
+    """
+    if not settings.x_client_id:
+        return False
     try:
         status, body = _post_form(
             settings, REVOKE_PATH, {"token": token, "token_type_hint": kind}
