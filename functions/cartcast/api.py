@@ -9,6 +9,7 @@ answers 404, exactly like one that does not exist.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import zoneinfo
 from typing import Any
@@ -17,32 +18,10 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
-from cartcast import (
-    attempts,
-    author_data,
-    best_time,
-    brands,
-    caption_jobs,
-    catalog,
-    crisis,
-    data_export,
-    inbox,
-    keys,
-    offboarding,
-    order_imports,
-    order_webhooks,
-    orders,
-    post_edits,
-    post_events,
-    posts,
-    publish_schedule,
-    report_page,
-    reports,
-    retention,
-    settling,
-    validation,
-    web,
-)
+# Only what routing and authentication need is imported here; each handler imports
+# the domain modules it runs, so a cold start loads one route's modules, not all
+# of them (the caption function, for one, never loads the reports' jinja2).
+from cartcast import keys, offboarding, post_events, validation, web
 from cartcast.db import Transaction
 from cartcast.errors import (
     CartcastError,
@@ -73,8 +52,10 @@ POST_STATES = (
     "rejected",
 )
 
-ROUTES = Map(
-    [
+
+def _rules() -> list[Rule]:
+    """The API's routes, one per path and method (docs/openapi.yaml lists them)."""
+    return [
         Rule("/v1/brands", methods=["POST"], endpoint="create_brand"),
         Rule("/v1/brand", methods=["GET"], endpoint="get_brand"),
         Rule("/v1/brand", methods=["PATCH"], endpoint="update_brand"),
@@ -167,9 +148,14 @@ ROUTES = Map(
             methods=["GET"],
             endpoint="list_author_data_removals",
         ),
-    ],
-    strict_slashes=False,
-)
+    ]
+
+
+@functools.cache
+def routes() -> Map:
+    """Build the router on the first API request: compiling it takes tens of
+    milliseconds, which the caption function, routing nothing, does not pay."""
+    return Map(_rules(), strict_slashes=False)
 
 
 def handle(request: Any, runtime: Any) -> web.Response:
@@ -179,8 +165,8 @@ def handle(request: Any, runtime: Any) -> web.Response:
 
         return console.handle(request, runtime)
     try:
-        endpoint, arguments = ROUTES.bind("localhost").match(
-            request.path, request.method
+        endpoint, arguments = (
+            routes().bind("localhost").match(request.path, request.method)
         )
     except RouteNotFound:
         return web.json_response(
@@ -311,6 +297,8 @@ def _row_id(value: str, what: str) -> str:
 def create_brand(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import brands
+
     keys.require_operator(caller)
     created = brands.create_brand(
         tx,
@@ -325,6 +313,8 @@ def create_brand(
 def get_brand(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import brands
+
     return web.json_response(
         {"brand": brands.get_brand(tx, keys.require_brand(caller))}
     )
@@ -333,6 +323,8 @@ def get_brand(
 def update_brand(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import brands
+
     brand = brands.update_brand(
         tx,
         keys.require_brand(caller),
@@ -419,6 +411,8 @@ def _require_admin(caller: keys.Caller, what: str) -> str:
 def import_products(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import catalog
+
     brand_id = keys.require_brand(caller)
     result = catalog.import_products(
         tx, brand_id=brand_id, feed=body, now=runtime.clock.now()
@@ -429,6 +423,8 @@ def import_products(
 def list_products(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import catalog
+
     after = query.get("after")
     if after is not None and ("\x00" in after or len(after) > 100):
         raise InvalidRequest(
@@ -456,6 +452,8 @@ def get_product(
     query: Any,
     product_id: str,
 ) -> web.Response:
+    from cartcast import catalog
+
     brand_id = keys.require_brand(caller)
     product = catalog.find_product(
         tx, brand_id=brand_id, ref=_row_id(product_id, "product")
@@ -473,6 +471,8 @@ def captions_response(
     tx: Any, runtime: Any, caller: keys.Caller, body: Any
 ) -> web.Response:
     """Write and store drafts for products (also the generate_caption function)."""
+    from cartcast import posts
+
     created = posts.create_drafts(
         tx,
         brand_id=keys.require_brand(caller),
@@ -503,6 +503,8 @@ def create_caption_job(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     """Queue products for drain_caption_jobs; 202, with where to follow progress."""
+    from cartcast import caption_jobs
+
     job = caption_jobs.enqueue(
         tx,
         brand_id=keys.require_brand(caller),
@@ -518,6 +520,8 @@ def create_caption_job(
 def list_caption_jobs(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import caption_jobs
+
     state = query.get("state")
     if state is not None and state not in caption_jobs.JOB_STATES:
         raise InvalidRequest(
@@ -539,6 +543,8 @@ def get_caption_job(
     query: Any,
     job_id: str,
 ) -> web.Response:
+    from cartcast import caption_jobs
+
     job = caption_jobs.get_job(
         tx,
         brand_id=keys.require_brand(caller),
@@ -556,6 +562,8 @@ def cancel_caption_job(
     query: Any,
     job_id: str,
 ) -> web.Response:
+    from cartcast import caption_jobs
+
     job = caption_jobs.cancel(
         tx,
         brand_id=keys.require_brand(caller),
@@ -569,6 +577,8 @@ def _caption_jobs_answer(
     runtime: Any, *, job: dict | None = None, jobs: list[dict] | None = None
 ) -> dict[str, Any]:
     """Show jobs with what their next chunk uses, and the Gemini quota behind it."""
+    from cartcast import caption_jobs
+
     quota = caption_jobs.quota_state(runtime)
     now = runtime.clock.now()
     answer: dict[str, Any] = {
@@ -584,6 +594,8 @@ def _caption_jobs_answer(
 def list_posts(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import posts
+
     state = query.get("state")
     if state is not None and state not in POST_STATES:
         raise InvalidRequest(
@@ -608,6 +620,8 @@ def get_post(
     query: Any,
     post_id: str,
 ) -> web.Response:
+    from cartcast import posts
+
     post = posts.get_post(
         tx,
         brand_id=keys.require_brand(caller),
@@ -626,6 +640,8 @@ def edit_post(
     query: Any,
     post_id: str,
 ) -> web.Response:
+    from cartcast import post_edits
+
     post = post_edits.edit_post(
         tx,
         brand_id=keys.require_brand(caller),
@@ -648,6 +664,8 @@ def list_post_events(
     post_id: str,
 ) -> web.Response:
     """List who moved a post from which state to which, when and why."""
+    from cartcast import posts
+
     brand_id = keys.require_brand(caller)
     post_id = _row_id(post_id, "post")
     posts.get_post(tx, brand_id=brand_id, post_id=post_id)
@@ -665,6 +683,8 @@ def list_post_attempts(
     post_id: str,
 ) -> web.Response:
     """List a post's publish attempts: times, outcome, X's status, error class."""
+    from cartcast import attempts, posts
+
     brand_id = keys.require_brand(caller)
     post_id = _row_id(post_id, "post")
     posts.get_post(tx, brand_id=brand_id, post_id=post_id)
@@ -681,6 +701,8 @@ def reject_post(
     query: Any,
     post_id: str,
 ) -> web.Response:
+    from cartcast import posts
+
     post = posts.reject(
         tx,
         brand_id=keys.require_brand(caller),
@@ -700,6 +722,8 @@ def approve_post(
     query: Any,
     post_id: str,
 ) -> web.Response:
+    from cartcast import posts
+
     post = posts.apply_action(
         tx,
         brand_id=keys.require_brand(caller),
@@ -719,6 +743,8 @@ def cancel_post(
     query: Any,
     post_id: str,
 ) -> web.Response:
+    from cartcast import posts
+
     post = posts.cancel(
         tx,
         brand_id=keys.require_brand(caller),
@@ -739,6 +765,8 @@ def settle_post(
     post_id: str,
 ) -> web.Response:
     """Say what X has of an unconfirmed post: on X (with its id), absent, cancel."""
+    from cartcast import settling
+
     answer = settling.settle(
         tx,
         brand_id=keys.require_brand(caller),
@@ -760,6 +788,8 @@ def schedule_post(
     query: Any,
     post_id: str,
 ) -> web.Response:
+    from cartcast import posts
+
     post = posts.schedule(
         tx,
         brand_id=keys.require_brand(caller),
@@ -774,6 +804,8 @@ def schedule_post(
 def schedule_approved(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import posts
+
     body = validation.require_object(body)
     validation.only_fields(
         body, SCHEDULE_APPROVED_FIELDS, what="a request to schedule approved posts"
@@ -790,6 +822,8 @@ def schedule_approved(
 def slot_suggestions(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import best_time
+
     suggested = best_time.suggest(tx, brand_id=keys.require_brand(caller))
     return web.json_response(suggested)
 
@@ -798,6 +832,8 @@ def list_mentions(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     """List mentions most urgent first, with filters, one page at a time."""
+    from cartcast import inbox
+
     page = inbox.list_inbox(
         tx,
         brand_id=keys.require_brand(caller),
@@ -817,6 +853,8 @@ def handle_mention(
     query: Any,
     mention_id: str,
 ) -> web.Response:
+    from cartcast import inbox
+
     mention = inbox.mark_handled(
         tx,
         brand_id=keys.require_brand(caller),
@@ -837,6 +875,8 @@ def reply_to_mention(
     mention_id: str,
 ) -> web.Response:
     """Queue a reply to a mention; 202, the publisher sends it at its next run."""
+    from cartcast import inbox, posts
+
     brand_id = keys.require_brand(caller)
     answer = inbox.reply(
         tx,
@@ -861,6 +901,8 @@ def reply_to_mention(
 def get_brand_pause(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import crisis
+
     return web.json_response(
         crisis.pause_state(tx, brand_id=keys.require_brand(caller))
     )
@@ -870,6 +912,8 @@ def pause_brand(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     """Pause the brand's publishing now: its queued posts are held (crisis.py)."""
+    from cartcast import crisis
+
     brand_id = keys.require_brand(caller)
     _require_pausing_role(caller)
     validation.only_fields(body, PAUSE_FIELDS, what="a pause")
@@ -894,6 +938,8 @@ def pause_brand(
 def resume_brand(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import crisis
+
     brand_id = keys.require_brand(caller)
     _require_pausing_role(caller)
     resumed = crisis.resume_brand(tx, brand_id=brand_id, now=runtime.clock.now())
@@ -910,6 +956,8 @@ def _require_pausing_role(caller: keys.Caller) -> None:
 def list_crises(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import crisis
+
     found = crisis.list_crises(
         tx,
         brand_id=keys.require_brand(caller),
@@ -924,6 +972,8 @@ def pause_publishing(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     """Pause the deployment's publish schedule (Cloud Scheduler); operator only."""
+    from cartcast import publish_schedule
+
     keys.require_operator(caller)
     return web.json_response(publish_schedule.pause(runtime.settings))
 
@@ -931,6 +981,8 @@ def pause_publishing(
 def resume_publishing(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import publish_schedule
+
     keys.require_operator(caller)
     return web.json_response(publish_schedule.resume(runtime.settings))
 
@@ -938,6 +990,8 @@ def resume_publishing(
 def receive_order(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import orders
+
     result = orders.receive_order(
         tx,
         brand_id=keys.require_brand(caller),
@@ -955,6 +1009,8 @@ def import_orders(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     """Backfill past orders from a CSV export; 200 with a report row by row."""
+    from cartcast import order_imports
+
     report = order_imports.import_orders(
         tx,
         brand_id=keys.require_brand(caller),
@@ -974,6 +1030,8 @@ def receive_signed_order(
     request: Any, *, runtime: Any, brand_slug: str
 ) -> web.Response:
     """Store an order the store signed (order_webhooks.py); no API key."""
+    from cartcast import order_webhooks
+
     try:
         raw_body = web.read_body(request)
         with runtime.database.transaction() as tx:
@@ -1007,6 +1065,8 @@ def receive_signed_order(
 def daily_report(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import brands, report_page, reports
+
     answer = _report_format(query, ("json", "csv", "html"))
     brand = brands.get_brand(tx, keys.require_brand(caller))
     first_day, last_day = report_range(query, brand, runtime.clock.now())
@@ -1038,6 +1098,8 @@ def daily_report(
 def post_report(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import reports
+
     answer = _report_format(query, ("json", "csv"))
     rows = reports.post_revenue(
         tx, brand_id=keys.require_brand(caller), limit=_limit(query)
@@ -1050,6 +1112,8 @@ def post_report(
 def mention_report(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import reports
+
     answer = _report_format(query, ("json", "csv"))
     rows = reports.mention_summary(tx, brand_id=keys.require_brand(caller))
     if answer == "csv":
@@ -1060,6 +1124,8 @@ def mention_report(
 def order_report(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import brands, reports
+
     answer = _report_format(query, ("json", "csv"))
     brand = brands.get_brand(tx, keys.require_brand(caller))
     first_day, last_day = report_range(query, brand, runtime.clock.now())
@@ -1123,6 +1189,8 @@ def report_range(
 def _csv_response(
     columns: tuple[str, ...], rows: list[dict[str, Any]], name: str
 ) -> web.Response:
+    from cartcast import reports
+
     headers = {
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="cartcast-{name}.csv"',
@@ -1163,6 +1231,8 @@ def export_brand(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     """Answer the brand's archive, streamed (data_export.py); admin keys only."""
+    from cartcast import brands, data_export
+
     brand_id = keys.require_brand(caller)
     offboarding.require_admin(caller.role, "exporting the brand's data")
     validation.only_fields(query, (), what="an export")
@@ -1228,6 +1298,8 @@ def cancel_offboarding(
 def get_retention(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import retention
+
     state = retention.retention_state(
         tx, brand_id=keys.require_brand(caller), settings=runtime.settings
     )
@@ -1237,6 +1309,8 @@ def get_retention(
 def set_retention(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import retention
+
     brand_id = keys.require_brand(caller)
     offboarding.require_admin(caller.role, "changing how long data is kept")
     state = retention.set_retention(
@@ -1249,6 +1323,8 @@ def remove_author_data(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     """Remove one mention author's personal data (author_data.py); admin keys."""
+    from cartcast import author_data
+
     brand_id = keys.require_brand(caller)
     offboarding.require_admin(caller.role, "removing an author's data")
     record = author_data.remove_author_data(
@@ -1264,12 +1340,12 @@ def remove_author_data(
 def list_author_data_removals(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
+    from cartcast import author_data
+
     brand_id = keys.require_brand(caller)
     offboarding.require_admin(caller.role, "reading the removals of authors' data")
     found = author_data.list_removals(tx, brand_id=brand_id, limit=_limit(query))
     return web.json_response({"removals": found})
 
 
-HANDLERS = {
-    name: globals()[name] for name in (rule.endpoint for rule in ROUTES.iter_rules())
-}
+HANDLERS = {rule.endpoint: globals()[rule.endpoint] for rule in _rules()}

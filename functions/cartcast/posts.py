@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cartcast import (
     brands,
@@ -40,13 +40,17 @@ from cartcast import (
     slots,
     validation,
 )
-from cartcast.captions import BrandVoice, DraftRequest, ProductBrief, write_drafts
-from cartcast.claims import brief_from_catalog
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
 from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHOLD
 from cartcast.post_text import weighted_length
 from cartcast.settings import X_PRICES_USD
+
+if TYPE_CHECKING:
+    from cartcast.captions import BrandVoice, DraftRequest, ProductBrief
+
+# captions and claims (the copy engines and their regular expressions) are imported
+# by the functions that write or check copy: listing or scheduling posts runs none.
 
 PRODUCTS_PER_REQUEST_MAX = 20
 CAPTION_FIELDS = (
@@ -158,6 +162,8 @@ def create_drafts(
     `near_duplicate_threshold` or more) of another of the request or of the brand's
     posts of the last `near_duplicate_days`.
     """
+    from cartcast.captions import write_drafts
+
     asked = _parse_caption_request(body)
 
     brand = brands.get_brand(tx, brand_id)
@@ -378,6 +384,8 @@ def _draft_requests(
     A link-free draft gets "" for a link: its post is still the product's, but no
     order can be attributed to it.
     """
+    from cartcast.captions import DraftRequest
+
     planned = []
     choice = iter(choices)
     for product in products:
@@ -701,6 +709,8 @@ def _taken(tx: Transaction, *, brand_id: str, after: dt.datetime) -> set[dt.date
 
 
 def _brief(product: dict[str, Any], brand: dict[str, Any]) -> ProductBrief:
+    from cartcast.claims import brief_from_catalog
+
     return brief_from_catalog(product, brand["currency"])
 
 
@@ -708,6 +718,8 @@ def brand_voice(
     brand: dict[str, Any], *, sponsored: bool = False, language: str | None = None
 ) -> BrandVoice:
     """Build the brand's voice; a sponsored post must also carry the disclosure."""
+    from cartcast.captions import BrandVoice
+
     required = tuple(brand["required_hashtags"])
     if sponsored and brand["disclosure_tag"] not in required:
         required = (brand["disclosure_tag"], *required)
