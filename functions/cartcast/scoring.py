@@ -19,10 +19,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cartcast import crisis, escalations, sentiment, triage
+from cartcast import crisis, escalations
 from cartcast.logs import fields
+
+if TYPE_CHECKING:
+    from cartcast import sentiment, triage
+
+# The offline scorer and triage (sentiment.py compiles about ninety regular
+# expressions on import) are imported where mentions are scored: a poll whose
+# sweep finds nothing left unscored never loads them.
 
 # Mentions no event scored after this long are scored by the poll's sweep. Longer
 # than mentions.SWEEP_AFTER (when the poll re-sends them to Pub/Sub), so the event
@@ -76,6 +83,8 @@ def score_mentions(runtime: Any, *, mention_ids: list[str]) -> dict[str, int]:
 
     Raises TransientError when the database is out of reach.
     """
+    from cartcast import sentiment
+
     with runtime.database.transaction() as tx:
         rows = tx.rows(SELECT_UNSCORED, ids=mention_ids)
     counts = {"scored": 0, "escalated": 0, "ugc_candidates": 0, "gemini_fallbacks": 0}
@@ -133,6 +142,8 @@ def _labels(
     runtime: Any, rows: list[dict[str, Any]], offline: dict[str, Any]
 ) -> dict[str, Label]:
     """Label every row with the configured engine, offline where Gemini gave none."""
+    from cartcast import sentiment
+
     labels = {
         mention_id: Label(
             sentiment=score.sentiment,
@@ -184,6 +195,8 @@ def _save(
     now: dt.datetime,
 ) -> triage.Triage | None:
     """Triage and save one mention, and queue its escalation; None if it was taken."""
+    from cartcast import triage
+
     decided = triage.triage_mention(
         intent=label.intent,
         sentiment=label.sentiment,
