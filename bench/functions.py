@@ -1,14 +1,27 @@
-"""`make bench`: each function's cold start and peak memory, against a bare function.
+"""`make bench`: each function's cold start, warm latency and peak memory, against a
+bare function.
 
 The machine is shared and noisy, so no figure here stands alone. Every cartcast
 function is started the way infra.local_cloud starts it (the functions-framework CLI
 on 127.0.0.1) and timed from spawning the process to the end of its first real
 answer; a bare function of the same signature (bench/bare/main.py), started and
 called the same way, runs just before it, and the row reports the ratio of the two
-medians. Peak memory is the largest VmHWM in the function's process tree (the
-functions-framework process and its gunicorn worker) after that first answer.
+medians and its distance to the 1.3 the product aims for. Right after each real
+start comes one more with the cloud configuration's imports
+(bench/cloud_imports/cloud_main.py: the Cloud SQL connector module loaded, nothing
+built from it, no network), divided by the same bare median: what the cloud adds.
+Peak memory is the largest VmHWM in the function's process tree (the
+functions-framework process and its gunicorn worker), after the first answer and
+after the largest request the benchmark sends it.
 
-    .venv/bin/python -m bench.functions [--runs 7] [--quick] [--json PATH]
+Then each function answers --warm-calls (200) requests after its first, of the
+first one's kind (a caption each of another product; event ticks that mostly
+find their work done), timed one after another beside the bare function's: the
+median and p95. Its largest request follows (20 products captioned, a page of
+500 posts; for the others, their usual request), and its peak memory is read.
+
+    .venv/bin/python -m bench.functions [--runs 5] [--warm-calls 200] [--quick]
+        [--json PATH]
 
 Everything runs on loopback, set up once per run: a fresh migrated database on the
 embedded server (or DATABASE_URL's), the X sandbox and the Gemini stand-in as
@@ -62,6 +75,7 @@ from infra.local_cloud import (
 REPO = Path(__file__).resolve().parents[1]
 BARE_SOURCE = REPO / "bench" / "bare" / "main.py"
 BARE_TARGETS = {"http": "bare_http", "cloudevent": "bare_cloud_event"}
+CLOUD_SOURCE = REPO / "bench" / "cloud_imports" / "cloud_main.py"
 CATALOG = REPO / "infra" / "data" / "catalog" / "dummyjson_products.json"
 TEAM_MENTIONS = REPO / "infra" / "data" / "team_mentions.json"
 WORK_DIR = REPO / "var" / "bench"
@@ -82,7 +96,12 @@ MENTIONS_PER_RUN = 20
 POLL_INTERVAL_MAX = dt.timedelta(seconds=900)
 # Every run drafts from its own catalog product (194 of them): one post to publish
 # and two captions, for each run and for the import-time pass.
-RUNS_MAX = 60
+RUNS_MAX = 30
+# Warm requests per function, after its first: the issue asks for 200.
+WARM_CALLS = 200
+QUICK_WARM_CALLS = 20
+# GET /v1/posts' largest page (api.LIST_LIMIT_MAX).
+LIST_LIMIT_MAX = 500
 DRAFTS_PER_REQUEST_MAX = 20
 # Each drain run writes one caption job of this many products, taken from the end
 # of the catalog, which the caption rows (taking from the front) rarely reach; a
@@ -110,16 +129,26 @@ class BenchError(Exception):
 # --- Processes ------------------------------------------------------------------
 
 
-class BareFunctionProcess(FunctionProcess):
-    """A bare function from bench/bare, started as FunctionProcess starts one."""
+class SourceFunctionProcess(FunctionProcess):
+    """A function from another source file, started as FunctionProcess starts one."""
 
-    def __init__(self, signature_type: str, env: dict[str, str], log_dir: Path) -> None:
-        super().__init__(BARE_TARGETS[signature_type], env, log_dir)
+    def __init__(
+        self,
+        target: str,
+        signature_type: str,
+        source: Path,
+        env: dict[str, str],
+        log_dir: Path,
+        log_name: str,
+    ) -> None:
+        super().__init__(target, env, log_dir)
         self.signature_type = signature_type
+        self.source = source
+        self.log_path = log_dir / f"{log_name}.log"
 
-    def start(self) -> BareFunctionProcess:
+    def start(self) -> SourceFunctionProcess:
         # FunctionProcess.start names functions/main.py and cartcast's signature
-        # table; this is the same command with the bare source and target.
+        # table; this is the same command with another source and target.
         command = [
             str(Path(sys.executable).parent / "functions-framework"),
             "--target",
@@ -127,7 +156,7 @@ class BareFunctionProcess(FunctionProcess):
             "--signature-type",
             self.signature_type,
             "--source",
-            str(BARE_SOURCE),
+            str(self.source),
             "--host",
             "127.0.0.1",
             "--port",
@@ -139,9 +168,28 @@ class BareFunctionProcess(FunctionProcess):
                 env=self._env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=BARE_SOURCE.parent,
+                cwd=self.source.parent,
             )
         return self
+
+
+def bare_function(
+    signature_type: str, env: dict[str, str], log_dir: Path
+) -> SourceFunctionProcess:
+    """The bare function of a signature (bench/bare/main.py)."""
+    target = BARE_TARGETS[signature_type]
+    return SourceFunctionProcess(
+        target, signature_type, BARE_SOURCE, env, log_dir, target
+    )
+
+
+def cloud_imports_function(
+    target: str, env: dict[str, str], log_dir: Path
+) -> SourceFunctionProcess:
+    """A cartcast function with the cloud configuration's imports loaded."""
+    return SourceFunctionProcess(
+        target, FUNCTIONS[target], CLOUD_SOURCE, env, log_dir, f"{target}-cloud"
+    )
 
 
 def start_helper(
@@ -280,6 +328,7 @@ class Stage:
         self.catalog_skus: list[str] = []
         self._caption_skus: list[str] = []
         self._jobs_queued = 0
+        self._warm_captions = 0
         self.gemini_url = ""
         self.receiver = PushReceiver()
         self.due_slots: list[dt.datetime] = []
@@ -430,6 +479,13 @@ class Stage:
             raise BenchError("no catalog product left to caption; use fewer --runs")
         self.caption_sku = self._caption_skus.pop(0)
 
+    def next_catalog_skus(self, count: int) -> list[str]:
+        """Return the catalog's next `count` SKUs, going round it (warm requests)."""
+        start = self._warm_captions
+        self._warm_captions += count
+        total = len(self.catalog_skus)
+        return [self.catalog_skus[(start + i) % total] for i in range(count)]
+
     def queue_caption_job(self) -> None:
         """Queue a small template caption job for drain_caption_jobs to write."""
         start = self._jobs_queued * DRAIN_JOB_PRODUCTS
@@ -502,6 +558,11 @@ class Case:
     check: Callable[[Answer, dict[str, Any] | None], str | None]
     prepare: Callable[[], None] = lambda: None
     extra_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The warm requests (the first request's kind unless said) and the largest
+    # request the benchmark sends the function, which its peak memory is read after.
+    warm_send: Callable[[str], Answer] | None = None
+    largest: Callable[[str], Answer] | None = None
+    largest_label: str = "the warm requests"
 
     @property
     def signature_type(self) -> str:
@@ -528,8 +589,23 @@ def build_cases(stage: Stage) -> list[Case]:
         body = {"products": [stage.caption_sku], "campaign": "bench"}
         return call_json("POST", url, body, stage.brand_key)
 
+    def captions_of(count: int) -> Callable[[str], Answer]:
+        """Caption the catalog's next `count` products, going round it."""
+
+        def send(url: str) -> Answer:
+            body = {"products": stage.next_catalog_skus(count), "campaign": "bench"}
+            return call_json("POST", url, body, stage.brand_key)
+
+        return send
+
     def list_posts(url: str) -> Answer:
         return call_json("GET", url + "v1/posts", None, stage.brand_key)
+
+    def list_posts_largest(url: str) -> Answer:
+        path = f"v1/posts?limit={LIST_LIMIT_MAX}"
+        return call_json("GET", url + path, None, stage.brand_key)
+
+    largest_caption = f"POST of {DRAFTS_PER_REQUEST_MAX} products"
 
     # Each run's batch is taken before its bare run, which gets the same payload.
     score_payloads = [{"mention_ids": []}]
@@ -564,6 +640,9 @@ def build_cases(stage: Stage) -> list[Case]:
             caption,
             drafted_by("template"),
             prepare=stage.pick_caption_product,
+            warm_send=captions_of(1),
+            largest=captions_of(DRAFTS_PER_REQUEST_MAX),
+            largest_label=largest_caption,
         ),
         Case(
             "generate_caption (Gemini stand-in)",
@@ -573,6 +652,9 @@ def build_cases(stage: Stage) -> list[Case]:
             drafted_by("gemini"),
             prepare=stage.pick_caption_product,
             extra_env=gemini_env,
+            warm_send=captions_of(1),
+            largest=captions_of(DRAFTS_PER_REQUEST_MAX),
+            largest_label=largest_caption,
         ),
         Case(
             "score_sentiment",
@@ -607,7 +689,15 @@ def build_cases(stage: Stage) -> list[Case]:
             outcome_is(products=DRAIN_JOB_PRODUCTS, template=DRAIN_JOB_PRODUCTS),
             prepare=stage.queue_caption_job,
         ),
-        Case("api (GET /v1/posts)", "api", RATIO_TARGET, list_posts, listed_posts),
+        Case(
+            "api (GET /v1/posts)",
+            "api",
+            RATIO_TARGET,
+            list_posts,
+            listed_posts,
+            largest=list_posts_largest,
+            largest_label=f"GET /v1/posts?limit={LIST_LIMIT_MAX}",
+        ),
     ]
 
 
@@ -658,15 +748,54 @@ class Sample:
 
 
 @dataclasses.dataclass
+class Warm:
+    """One function's warm requests beside the bare function's, and its peak after."""
+
+    real_ms: list[float] = dataclasses.field(default_factory=list)
+    bare_ms: list[float] = dataclasses.field(default_factory=list)
+    statuses: dict[str, int] = dataclasses.field(default_factory=dict)
+    largest_status: int | None = None
+    peak_mib: float = 0.0
+    error: str | None = None
+
+    def summary(self, largest_label: str) -> dict[str, Any]:
+        summary: dict[str, Any] = {
+            "calls": len(self.real_ms),
+            "statuses": self.statuses,
+            "largest_request": largest_label,
+            "largest_status": self.largest_status,
+            "peak_mib": round(self.peak_mib, 1),
+            "error": self.error,
+        }
+        if self.real_ms and self.bare_ms:
+            summary.update(
+                real_median_ms=round(statistics.median(self.real_ms), 1),
+                real_p95_ms=round(percentile(self.real_ms, 95), 1),
+                bare_median_ms=round(statistics.median(self.bare_ms), 1),
+                bare_p95_ms=round(percentile(self.bare_ms, 95), 1),
+            )
+        return summary
+
+
+def percentile(values: list[float], percent: int) -> float:
+    """The nearest-rank percentile: the smallest value with `percent`% at or below."""
+    ranked = sorted(values)
+    return ranked[max(0, -(-len(ranked) * percent // 100) - 1)]
+
+
+@dataclasses.dataclass
 class Row:
     case: Case
     real: list[Sample] = dataclasses.field(default_factory=list)
     bare: list[Sample] = dataclasses.field(default_factory=list)
+    cloud: list[Sample] = dataclasses.field(default_factory=list)
+    warm: Warm | None = None
     error: str | None = None
 
     def summary(self) -> dict[str, Any]:
         real_ms = [s.elapsed_ms for s in self.real]
         bare_ms = [s.elapsed_ms for s in self.bare[: len(self.real)]]
+        cloud_ms = [s.elapsed_ms for s in self.cloud]
         summary: dict[str, Any] = {
             "function": self.case.label,
             "target_function": self.case.target,
@@ -674,8 +803,10 @@ class Row:
             "runs": len(real_ms),
             "real_ms": [round(ms, 1) for ms in real_ms],
             "bare_ms": [round(ms, 1) for ms in bare_ms],
+            "cloud_imports_ms": [round(ms, 1) for ms in cloud_ms],
             "target": self.case.target_ratio,
             "memory_tier_mib": MEMORY_TIER_MIB,
+            "warm": self.warm.summary(self.case.largest_label) if self.warm else None,
             "error": self.error,
         }
         if not real_ms or not bare_ms:
@@ -683,7 +814,10 @@ class Row:
         real, bare = statistics.median(real_ms), statistics.median(bare_ms)
         ratio = real / bare
         pairs = [r / b for r, b in zip(real_ms, bare_ms, strict=True)]
-        peak = max(s.peak_mib for s in self.real)
+        peaks = [s.peak_mib for s in self.real]
+        if self.warm is not None:
+            peaks.append(self.warm.peak_mib)
+        peak = max(peaks)
         summary.update(
             real_median_ms=round(real, 1),
             bare_median_ms=round(bare, 1),
@@ -692,15 +826,24 @@ class Row:
             within_target=ratio <= self.case.target_ratio,
             distance_to_goal=round(ratio - GOAL_RATIO, 2),
             peak_mib=round(peak, 1),
+            cold_peak_mib=round(max(s.peak_mib for s in self.real), 1),
             bare_peak_mib=round(max(s.peak_mib for s in self.bare), 1),
             tree_peaks_mib=[round(p, 1) for p in self.real[-1].tree_peaks_mib],
             within_memory_tier=peak <= MEMORY_TIER_MIB,
         )
+        if cloud_ms:
+            cloud = statistics.median(cloud_ms)
+            summary.update(
+                cloud_imports_median_ms=round(cloud, 1),
+                cloud_imports_ratio=round(cloud / bare, 2),
+                cloud_imports_distance_to_goal=round(cloud / bare - GOAL_RATIO, 2),
+            )
         return summary
 
 
 def measure(case: Case, stage: Stage, runs: int) -> Row:
-    """Time `runs` cold starts of the bare function and the real one, interleaved."""
+    """Time `runs` cold starts of the bare function, the real one and the real one
+    with the cloud configuration's imports, interleaved."""
     row = Row(case)
     log_dir = stage.work_dir / "logs" / case.slug
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -708,24 +851,96 @@ def measure(case: Case, stage: Stage, runs: int) -> Row:
     try:
         for run in range(1, runs + 1):
             case.prepare()
-            bare = BareFunctionProcess(case.signature_type, env, log_dir)
+            bare = bare_function(case.signature_type, env, log_dir)
             row.bare.append(cold_start(bare, case.send)[0])
 
             real = FunctionProcess(case.target, env, log_dir)
-            sample, answer = cold_start(real, case.send)
-            problem = case.check(answer, event_outcome(real))
-            if problem:
-                raise BenchError(f"{problem}; see {real.log_path}")
-            row.real.append(sample)
+            row.real.append(checked_cold_start(case, real))
+
+            # Its own first request: a post of its own due, a batch of its own...
+            case.prepare()
+            cloud = cloud_imports_function(case.target, env, log_dir)
+            row.cloud.append(checked_cold_start(case, cloud))
             say(
                 case.label,
                 f"run {run}/{runs}: bare {row.bare[-1].elapsed_ms:.0f} ms,"
-                f" real {sample.elapsed_ms:.0f} ms, peak {sample.peak_mib:.0f} MiB",
+                f" real {row.real[-1].elapsed_ms:.0f} ms,"
+                f" with cloud imports {row.cloud[-1].elapsed_ms:.0f} ms,"
+                f" peak {row.real[-1].peak_mib:.0f} MiB",
             )
     except (BenchError, RuntimeError, OSError) as error:
         row.error = str(error)
         say(case.label, f"FAILED: {error}")
     return row
+
+
+def checked_cold_start(case: Case, function: FunctionProcess) -> Sample:
+    sample, answer = cold_start(function, case.send)
+    problem = case.check(answer, event_outcome(function))
+    if problem:
+        raise BenchError(f"{problem}; see {function.log_path}")
+    return sample
+
+
+def measure_warm(case: Case, stage: Stage, calls: int) -> Warm:
+    """Send `calls` warm requests to the bare function, then to the real one after
+    its first; then the largest request, and read the real one's peak memory."""
+    warm = Warm()
+    log_dir = stage.work_dir / "logs" / "warm" / case.slug
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**stage.env, **case.extra_env}
+    send = case.warm_send or case.send
+    try:
+        case.prepare()
+        bare = bare_function(case.signature_type, env, log_dir)
+        warm.bare_ms = warm_requests(bare, case.send, send, calls)[0]
+
+        real = FunctionProcess(case.target, env, log_dir)
+        warm.real_ms, statuses, warm.largest_status, warm.peak_mib = warm_requests(
+            real, case.send, send, calls, case.largest
+        )
+        warm.statuses = {str(code): statuses.count(code) for code in set(statuses)}
+    except (BenchError, RuntimeError, OSError) as error:
+        warm.error = str(error)
+        say(f"{case.label} warm", f"FAILED: {error}")
+        return warm
+    say(
+        f"{case.label} warm",
+        f"{calls} calls: median {statistics.median(warm.real_ms):.1f} ms"
+        f" (bare {statistics.median(warm.bare_ms):.1f} ms),"
+        f" peak {warm.peak_mib:.0f} MiB after {case.largest_label}",
+    )
+    return warm
+
+
+def warm_requests(
+    function: FunctionProcess,
+    first: Callable[[str], Answer],
+    send: Callable[[str], Answer],
+    calls: int,
+    largest: Callable[[str], Answer] | None = None,
+) -> tuple[list[float], list[int], int | None, float]:
+    """Start a function, answer its first request untimed, then time `calls` more.
+
+    Returns the times in ms, their statuses, the largest request's status and the
+    process tree's peak memory in MiB once everything was answered.
+    """
+    function.start()
+    try:
+        await_listening(function)
+        first(function.url)
+        times, statuses = [], []
+        for _ in range(calls):
+            started = time.perf_counter()
+            status, _ = send(function.url)
+            times.append((time.perf_counter() - started) * 1000)
+            statuses.append(status)
+        largest_status = largest(function.url)[0] if largest else None
+        assert function.process is not None
+        peak = max(tree_peaks_mib(function.process.pid), default=0.0)
+    finally:
+        function.stop()
+    return times, statuses, largest_status, peak
 
 
 def cold_start(function: FunctionProcess, send: Callable[[str], Answer]) -> tuple:
@@ -826,7 +1041,7 @@ def profile_imports(cases: list[Case], stage: Stage) -> dict[str, Any]:
     env = {**stage.env, "PYTHONPROFILEIMPORTTIME": "1"}
     bare_modules = {}
     for signature_type in BARE_TARGETS:
-        bare = BareFunctionProcess(signature_type, env, log_dir)
+        bare = bare_function(signature_type, env, log_dir)
         send = next(c.send for c in cases if c.signature_type == signature_type)
         chain, _ = import_chain(bare, send)
         bare_modules[signature_type] = {entry.module for entry in chain}
@@ -890,9 +1105,12 @@ def say(step: str, message: str) -> None:
 
 
 def print_table(summaries: list[dict[str, Any]]) -> None:
+    """One line per function: cold start against the bare function (plain and with
+    the cloud configuration's imports), warm latency beside the bare's, peak memory."""
     header = (
-        f"{'function':<36}{'real ms':>9}{'bare ms':>9}{'ratio':>7}{'target':>8}"
-        f"  {'within?':<8}{'to 1.3':>7}{'peak MiB':>10}  {'<=256?':<6}"
+        f"{'function':<36}{'real ms':>8}{'bare ms':>8}{'ratio':>7}{'target':>8}"
+        f"  {'within?':<8}{'to 1.3':>7}{'cloud':>7}{'to 1.3':>7}"
+        f"{'warm p50/p95 ms':>17}{'bare p50/p95':>14}{'peak MiB':>9}  {'<=256?':<6}"
     )
     print()
     print(header)
@@ -902,12 +1120,19 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
             print(f"{s['function']:<36}  ERROR: {s['error']}")
             continue
         print(
-            f"{s['function']:<36}{s['real_median_ms']:>9.0f}{s['bare_median_ms']:>9.0f}"
+            f"{s['function']:<36}{s['real_median_ms']:>8.0f}{s['bare_median_ms']:>8.0f}"
             f"{s['ratio']:>7.2f}{'<=' + str(s['target']):>8}"
             f"  {'yes' if s['within_target'] else 'MISSED':<8}"
-            f"{s['distance_to_goal']:>+7.2f}{s['peak_mib']:>10.1f}"
-            f"  {'yes' if s['within_memory_tier'] else 'OVER':<6}"
+            f"{s['distance_to_goal']:>+7.2f}"
+            f"{describe_cloud(s)}{describe_warm(s.get('warm'))}"
+            f"{s['peak_mib']:>9.1f}  {'yes' if s['within_memory_tier'] else 'OVER':<6}"
         )
+    print(
+        "\ncloud: the cold start with the Cloud SQL connector imported, over the same"
+        " bare median;\nwarm: requests after the first, beside the bare function's;"
+        " peak: the largest VmHWM,\ncold or after the largest request"
+        ' (see "warm" in the JSON for which).'
+    )
     print()
     for s in summaries:
         if "ratio" in s and not s["within_target"]:
@@ -922,6 +1147,25 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
             )
         if s["error"]:
             print(f"ERROR: {s['function']}: {s['error']}")
+        if s.get("warm") and s["warm"]["error"]:
+            print(f"ERROR: {s['function']} warm: {s['warm']['error']}")
+
+
+def describe_cloud(summary: dict[str, Any]) -> str:
+    if "cloud_imports_ratio" not in summary:
+        return f"{'-':>7}{'-':>7}"
+    return (
+        f"{summary['cloud_imports_ratio']:>7.2f}"
+        f"{summary['cloud_imports_distance_to_goal']:>+7.2f}"
+    )
+
+
+def describe_warm(warm: dict[str, Any] | None) -> str:
+    if not warm or "real_median_ms" not in warm:
+        return f"{'-':>17}{'-':>14}"
+    real = f"{warm['real_median_ms']:.1f}/{warm['real_p95_ms']:.1f}"
+    bare = f"{warm['bare_median_ms']:.1f}/{warm['bare_p95_ms']:.1f}"
+    return f"{real:>17}{bare:>14}"
 
 
 def print_imports(profiles: dict[str, Any]) -> None:
@@ -962,6 +1206,22 @@ def describe_parents(imported_by: list[str]) -> str:
 # --- Entry point ----------------------------------------------------------------
 
 
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: they mean nothing without it."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": sys.version.split()[0],
+        "load_average": [round(load, 2) for load in os.getloadavg()],
+    }
+
+
 def parse_time(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -983,38 +1243,51 @@ def stopping_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(work_dir: Path, runs: int) -> tuple[list[Row] | None, dict[str, Any]]:
+def run(
+    work_dir: Path, runs: int, warm_calls: int
+) -> tuple[list[Row] | None, dict[str, Any]]:
     """Set up, measure every row and profile imports; stop everything on the way out."""
     with stopping_on_sigterm(), contextlib.ExitStack() as stack:
         try:
-            # One more than the runs: the import-time pass needs its own post, batch.
-            stage = Stage(stack, work_dir).build(runs + 1, runs + 1)
+            # Two per run (the real function, and with the cloud imports), one for
+            # the warm process and one for the import-time pass: a post, a batch.
+            stage = Stage(stack, work_dir).build(2 * runs + 2, 2 * runs + 2)
         except (BenchError, RuntimeError) as error:
             say("setup", f"FAILED: {error}")
             return None, {}
         cases = build_cases(stage)
-        rows = [measure(case, stage, runs) for case in cases]
+        rows = []
+        for case in cases:
+            row = measure(case, stage, runs)
+            row.warm = measure_warm(case, stage, warm_calls)
+            rows.append(row)
         return rows, profile_imports(cases, stage)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7, help="cold starts per row")
+    parser.add_argument("--runs", type=int, default=5, help="cold starts per row")
+    parser.add_argument(
+        "--warm-calls", type=int, default=WARM_CALLS, help="warm requests per row"
+    )
     parser.add_argument("--quick", action="store_true", help="one run per row")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write here")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     args = parser.parse_args(argv)
     runs = 1 if args.quick else args.runs
+    warm_calls = QUICK_WARM_CALLS if args.quick else args.warm_calls
     publishing_case = publish_load.QUICK_CASE if args.quick else publish_load.ISSUE_CASE
     store_case = mention_store.QUICK_CASE if args.quick else mention_store.ISSUE_CASE
     if not 1 <= runs <= RUNS_MAX:
         parser.error(f"--runs must be 1 to {RUNS_MAX}")
+    if not 1 <= warm_calls <= 10 * WARM_CALLS:
+        parser.error(f"--warm-calls must be 1 to {10 * WARM_CALLS}")
     sys.path.insert(0, str(REPO / "functions"))
 
     started = time.monotonic()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     try:
-        rows, profiles = run(args.work_dir, runs)
+        rows, profiles = run(args.work_dir, runs, warm_calls)
     except KeyboardInterrupt:
         say("stopped", "interrupted; every process started here was stopped")
         return 130
@@ -1045,9 +1318,10 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(),
         "runs": runs,
+        "warm_calls": warm_calls,
         "goal_ratio": GOAL_RATIO,
         "memory_tier_mib": MEMORY_TIER_MIB,
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": machine(),
         "seconds": round(time.monotonic() - started, 1),
         "rows": summaries,
         "imports": profiles,
@@ -1070,11 +1344,15 @@ def main(argv: list[str] | None = None) -> int:
         f"\nwritten to {args.json} in {report['seconds']} s; figures are ratios "
         f"against a bare function started the same way in the same run"
     )
-    broken = [row.error for row in rows] + [
-        quota.get("error"),
-        publishing["error"],
-        store["error"],
-    ]
+    broken = (
+        [row.error for row in rows]
+        + [row.warm.error for row in rows if row.warm is not None]
+        + [
+            quota.get("error"),
+            publishing["error"],
+            store["error"],
+        ]
+    )
     return 1 if any(broken) else 0
 
 

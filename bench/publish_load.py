@@ -403,7 +403,7 @@ def timed_runs(
     sandbox_pid: int,
 ) -> dict[str, Any]:
     """Time the bare invocations, then publish_due_posts', on the same posts."""
-    from bench.functions import BareFunctionProcess
+    from bench.functions import bare_function
     from infra.local_cloud import FunctionProcess
 
     log_dir = work_dir / "logs"
@@ -417,7 +417,7 @@ def timed_runs(
             function = FunctionProcess("publish_due_posts", env, log_dir)
             function.log_path = log_dir / f"publish_due_posts-{index}.log"
             real.append(function)
-            function = BareFunctionProcess("cloudevent", env, log_dir)
+            function = bare_function("cloudevent", env, log_dir)
             function.target = "bare_publish"
             function.log_path = log_dir / f"bare_publish-{index}.log"
             bare.append(function)

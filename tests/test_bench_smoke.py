@@ -56,6 +56,12 @@ def test_quick_benchmark_exits_zero_and_reports_every_row(tmp_path: Path) -> Non
     report = json.loads(report_path.read_text())
     assert [row["function"] for row in report["rows"]] == list(ROWS)
     assert all(row["runs"] == 1 and row["error"] is None for row in report["rows"])
+    # Every row also has its start with the cloud imports, and warm requests.
+    assert all(len(row["cloud_imports_ms"]) == 1 for row in report["rows"])
+    assert all(row["warm"]["error"] is None for row in report["rows"])
+    assert all(row["warm"]["calls"] == 20 for row in report["rows"])
+    assert all("real_p95_ms" in row["warm"] for row in report["rows"])
+    assert report["machine"]["cpus"] >= 1
     assert set(report["imports"]) == set(ROWS)
     assert "time / ideal" in finished.stdout
     assert report["publishing"]["error"] is None
