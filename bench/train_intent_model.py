@@ -60,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def settings_key() -> list:
+    """Return the fitting settings, for caches keyed by how a model was fitted."""
+    return [CLASSES, MIN_DOCS, EPOCHS, LEARNING_RATE, L2, DIGITS]
+
+
 def tuning_mentions(paths: Sequence[Path]) -> list[dict]:
     """Return the tuning half of every file given, and nothing of the rest."""
     mentions = []

@@ -95,12 +95,19 @@ def load_mentions(half: str, paths: Sequence[Path] = MENTION_FILES) -> list[dict
     return mentions
 
 
-def evaluate(mentions: list[dict]) -> dict:
-    """Triage every mention; return the confusion matrix, recalls and ranking."""
+def evaluate(mentions: list[dict], models: dict | None = None) -> dict:
+    """Triage every mention; return the confusion matrix, recalls and ranking.
+
+    `models` maps a mention's `file` to the intent model that scores it in place
+    of the shipped one (`bench/triage_loso.py`); a file not in it gets the shipped.
+    """
     defaults = Settings()
+    models = models or {}
     triaged = []
     for mention in mentions:
-        score = sentiment.score_mention(mention["text"])
+        score = sentiment.score_mention(
+            mention["text"], model=models.get(mention["file"])
+        )
         decided = triage.triage_mention(
             intent=score.intent,
             sentiment=score.sentiment,

@@ -80,3 +80,17 @@ def test_odd_texts_get_probabilities_that_add_up_to_one():
     for text in ("", "!!!", "\U0001f600" * 50, "\ud800 lone surrogate", "x" * 25_000):
         found = intent_model.probabilities(text)
         assert math.isclose(sum(found.values()), 1.0)
+
+
+def test_a_model_given_to_the_scorer_stands_in_for_the_shipped_weights():
+    # Sure of a complaint whatever the words: only its bias is set.
+    classes = list(train_intent_model.CLASSES)
+    bias = [9.0 if c == "complaint" else 0.0 for c in classes]
+    sure = intent_model.load({"classes": classes, "bias": bias, "weights": {}})
+
+    given = score_mention("@oakandreed is the oak table solid wood", model=sure)
+    shipped = score_mention("@oakandreed is the oak table solid wood")
+
+    assert given.intent == "complaint" and "model:complaint" in given.reasons
+    assert shipped.intent == "question"
+    assert intent_model.probabilities("anything", sure)["complaint"] > 0.99

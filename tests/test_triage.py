@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import train_intent_model, triage_eval
+from bench import train_intent_model, triage_eval, triage_loso
 from cartcast import triage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,3 +170,14 @@ def test_the_sentiment_bench_reports_the_goal_or_skips_without_the_tweets(tmp_pa
         assert figures["tweets"]["lines"] == "odd"
         assert "macro-recall" in finished.stdout
         assert "throughput" in finished.stdout
+
+
+def test_leaving_one_store_out_never_trains_on_the_store_it_scores():
+    for store in triage_eval.MENTION_FILES:
+        trained = triage_loso.fold_paths(store)
+        texts = {m["text"] for m in train_intent_model.tuning_mentions(trained)}
+        scored = {m["text"] for m in triage_eval.load_mentions("tuning", [store])}
+
+        assert store in train_intent_model.TRAINED_ON and store not in trained
+        assert len(trained) == len(train_intent_model.TRAINED_ON) - 1
+        assert texts and not texts & scored

@@ -82,15 +82,19 @@ def features(text: str) -> list[str]:
     return found
 
 
-@functools.cache
-def _model() -> tuple[
+Model = tuple[
     tuple[str, ...],
     tuple[float, ...],
     dict[str, tuple[float, ...]],
     dict[tuple[str, str], tuple[float, ...]],
-]:
-    """Read the weights once per process, on first use; word pairs keyed apart."""
-    data = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
+]
+
+
+def load(data: dict) -> Model:
+    """Return a model from its weights as `bench/train_intent_model.py` writes them.
+
+    Word pairs are keyed apart, by their two words.
+    """
     classes = tuple(data["classes"])
     weights = {name: tuple(row) for name, row in data["weights"].items()}
     # Words hold no "_", so "b:a_b" splits back into its pair unambiguously.
@@ -102,20 +106,39 @@ def _model() -> tuple[
     return classes, tuple(data["bias"]), weights, pairs
 
 
+@functools.cache
+def _model() -> Model:
+    """Read the shipped weights once per process, on first use."""
+    return load(json.loads(MODEL_PATH.read_text(encoding="utf-8")))
+
+
 @functools.lru_cache(maxsize=WORD_CACHE_SIZE)
 def _word_scores(word: str) -> tuple[float, ...] | None:
+    """Sum one word's feature weights in the shipped model, cached by word."""
+    return _word_scores_in(_model(), word)
+
+
+def _word_scores_in(model: Model, word: str) -> tuple[float, ...] | None:
     """Sum one word's feature weights; None when the model knows none of them."""
-    _, _, weights, _ = _model()
+    _, _, weights, _ = model
     rows = [row for name in word_features(word) if (row := weights.get(name))]
     return tuple(map(sum, zip(*rows, strict=True))) if rows else None
 
 
-def probabilities(text: str) -> dict[str, float]:
-    """Return the model's probability of each intent for one text."""
-    classes, bias, weights, pair_weights = _model()
+def probabilities(text: str, model: Model | None = None) -> dict[str, float]:
+    """Return the model's probability of each intent for one text.
+
+    `model` (from `load`) stands in for the shipped weights, as the
+    leave-one-store-out bench does; its words are not cached.
+    """
+    if model is None:
+        model, word_scores = _model(), _word_scores
+    else:
+        word_scores = functools.partial(_word_scores_in, model)
+    classes, bias, weights, pair_weights = model
     found_words = words(text)
     rows = [bias]
-    rows += filter(None, map(_word_scores, dict.fromkeys(found_words)))
+    rows += filter(None, map(word_scores, dict.fromkeys(found_words)))
     pairs = dict.fromkeys(zip(found_words, found_words[1:], strict=False))
     rows += filter(None, map(pair_weights.get, pairs))
     marks = (

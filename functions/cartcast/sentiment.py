@@ -133,6 +133,8 @@ if TYPE_CHECKING:
 
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+    from cartcast import intent_model
+
 # Bump when any rule, list or threshold below changes: stored scores name their version.
 SCORER_VERSION = "vader-3.3.2+cartcast.7"
 
@@ -1012,8 +1014,13 @@ def _analyser() -> SentimentIntensityAnalyzer:
     return SentimentIntensityAnalyzer()
 
 
-def score_mention(text: str) -> MentionScore:
-    """Score one mention's text; never raises on empty, long or emoji-laden text."""
+def score_mention(
+    text: str, *, model: intent_model.Model | None = None
+) -> MentionScore:
+    """Score one mention's text; never raises on empty, long or emoji-laden text.
+
+    `model` stands in for the shipped intent model (`intent_model.load`).
+    """
     original = text[:MAX_SCORED_CHARS]
     normalised = _normalise(original)
     if not normalised:
@@ -1038,7 +1045,7 @@ def score_mention(text: str) -> MentionScore:
         adjustments.append(reason)
 
     intent = _classify_intent(cues, compound)
-    learned = _learned_intent(original, intent, compound, cues)
+    learned = _learned_intent(original, intent, compound, cues, model)
     if learned is not None:
         intent = learned
         adjustments.append(f"model:{learned}")
@@ -1297,7 +1304,13 @@ def _classify_intent(cues: _Cues, compound: float) -> str:
     return "praise" if sentiment == "positive" else "other"
 
 
-def _learned_intent(text: str, intent: str, compound: float, cues: _Cues) -> str | None:
+def _learned_intent(
+    text: str,
+    intent: str,
+    compound: float,
+    cues: _Cues,
+    model: intent_model.Model | None = None,
+) -> str | None:
     """Return the model's intent where it overrules the rules, else None."""
     # The rules' order issues, spam and complaints named by a complaint cue (a
     # kettle that leaks, beside the order it came in) rest on cues a model
@@ -1309,7 +1322,7 @@ def _learned_intent(text: str, intent: str, compound: float, cues: _Cues) -> str
         return None
     from cartcast import intent_model
 
-    probability = intent_model.probabilities(text)
+    probability = intent_model.probabilities(text, model)
     positive = _label(compound) == "positive"
     order_from = MODEL_ORDER_FROM_POSITIVE if positive else MODEL_ORDER_FROM
     if probability["order_issue"] >= order_from:
