@@ -43,7 +43,7 @@ CLASSES = ("order_issue", "complaint", "question", "praise", "spam", "other")
 MIN_DOCS = 2
 EPOCHS = 300
 LEARNING_RATE = 0.5
-L2 = 0.002
+L2 = 0.001
 DIGITS = 3
 
 
