@@ -178,6 +178,9 @@ def test_leaving_one_store_out_never_trains_on_the_store_it_scores():
         texts = {m["text"] for m in train_intent_model.tuning_mentions(trained)}
         scored = {m["text"] for m in triage_eval.load_mentions("tuning", [store])}
 
-        assert store in train_intent_model.TRAINED_ON and store not in trained
-        assert len(trained) == len(train_intent_model.TRAINED_ON) - 1
+        # A store first scored blind is scored by the shipped model's files alone.
+        assert store not in trained
+        assert len(trained) == len(train_intent_model.TRAINED_ON) - (
+            store in train_intent_model.TRAINED_ON
+        )
         assert texts and not texts & scored
