@@ -631,3 +631,24 @@ def test_a_sign_in_posted_from_another_site_is_refused(client, brand) -> None:
 
     assert answer.status_code == 400
     assert "Set-Cookie" not in answer.headers
+
+
+def test_a_brand_past_its_offboarding_grace_cannot_use_the_console(
+    client, signed_in, clock_file
+) -> None:
+    # The API refuses the brand's keys once the grace period is over, swept or not
+    # (offboarding.refuse_after_grace); the console must not be a way around it.
+    requested = post_json(client, "/v1/brand/offboarding", {}, signed_in["key"])
+    assert requested.status_code == 202, requested.get_json()
+    current = runtime_module.current()
+    with current.database.transaction() as tx:  # the grace is over, not yet swept
+        tx.execute("UPDATE brands SET offboarding_due_at = :now", now=clock_file.now())
+    fresh = make_app("api", "http").test_client()
+
+    page = client.get("/console/inbox")
+    again = sign_in(fresh, signed_in["key"])
+
+    assert page.status_code == 303
+    assert page.headers["Location"].startswith("/console/signin")
+    assert again.status_code == 401
+    assert "Set-Cookie" not in again.headers

@@ -2,7 +2,8 @@
 
 The cookie holds the SHA-256 of the key (never the key), a random CSRF nonce and
 the instant it expires, signed with HMAC-SHA256 under CARTCAST_CONSOLE_SECRET. Each
-request looks the key up again, so a revoked key ends its sessions at once. Expiry
+request looks the key up again, so a revoked key ends its sessions at once, and so
+does the end of the brand's offboarding grace period (as for the API). Expiry
 is read from the runtime's clock, so a simulated week expires sessions too.
 
 What each role may do in the console is the one map ROLE_PERMISSIONS (decision 0033):
@@ -18,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 
-from cartcast import keys
+from cartcast import keys, offboarding
 from cartcast.db import Transaction
 from cartcast.errors import Forbidden, InvalidRequest, Unauthorized
 
@@ -87,6 +88,8 @@ def sign_in(
     if not key or len(key) > KEY_LENGTH_MAX:
         raise InvalidRequest("enter the brand's API key", field="key")
     caller = keys.authenticate(tx, f"Bearer {key}", operator_key=None)
+    # Past its offboarding grace a brand's keys are refused, as the API does.
+    offboarding.refuse_after_grace(tx, brand_id=caller.brand_id, now=now)
     expires_at = now + dt.timedelta(minutes=lifetime_min)
     nonce = secrets.token_urlsafe(16)
     value = _sign(f"{keys.hash_key(key)}.{nonce}.{int(expires_at.timestamp())}", secret)
@@ -107,6 +110,8 @@ def read(
     row = tx.one(keys.SELECT_KEY, key_hash=key_hash)
     if row is None:
         raise SessionExpired("this key was revoked; sign in with another")
+    if tx.one(offboarding.PAST_GRACE, brand_id=str(row["brand_id"]), now=now):
+        raise SessionExpired("this brand is being offboarded; its keys are refused")
     caller = keys.Caller(
         brand_id=str(row["brand_id"]), key_name=row["name"], role=row["role"]
     )
