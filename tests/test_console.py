@@ -652,3 +652,28 @@ def test_a_brand_past_its_offboarding_grace_cannot_use_the_console(
     assert page.headers["Location"].startswith("/console/signin")
     assert again.status_code == 401
     assert "Set-Cookie" not in again.headers
+
+
+def test_a_nul_character_in_a_form_is_a_400_naming_the_field(client, signed_in) -> None:
+    # PostgreSQL text cannot hold NUL; the JSON API refuses it on reading the body,
+    # and a form must too, instead of failing in the database with a 500.
+    post_id = signed_in["posts"][0]
+    mention = store_mention(runtime_module.current(), text="@testgoods in stock?")
+    token = csrf_of(client, "/console/inbox")
+
+    answers = [
+        client.post(
+            f"/console/posts/{post_id}/reject", data={"csrf": token, "reason": "a\0b"}
+        ),
+        client.post("/console/pause", data={"csrf": token, "reason": "\0"}),
+        client.post(
+            f"/console/mentions/{mention}/reply", data={"csrf": token, "text": "ok\0"}
+        ),
+    ]
+
+    for field, answer in zip(("reason", "reason", "text"), answers, strict=True):
+        assert answer.status_code == 400, (field, answer.status_code)
+        assert f"Field: <code>{field}</code>" in answer.get_data(as_text=True)
+    assert post_state(client, signed_in["key"], post_id) == "needs_approval"
+    state = client.get("/v1/brand/pause", headers=auth(signed_in["key"])).get_json()
+    assert not state["paused"]

@@ -177,6 +177,7 @@ def handle(request: Any, runtime: Any) -> Response:
             post_events.act_as(tx, session.caller.key_name)
             if request.method == "POST":
                 session.check_csrf(request.form.get(console_session.CSRF_FIELD))
+                _check_storable(request.form)
             return HANDLERS[endpoint](
                 tx, request=request, runtime=runtime, session=session, **arguments
             )
@@ -769,6 +770,17 @@ def _back(request: Any, default: str) -> str:
     if not (safe and wanted.startswith("/console/")) or "//" in wanted:
         wanted = default
     return wanted + ("&" if "?" in wanted else "?")
+
+
+def _check_storable(form: Any) -> None:
+    """Refuse a form field PostgreSQL text cannot hold (NUL), as the API's JSON
+    reader does, instead of failing in the database."""
+    for name, value in form.items(multi=True):
+        if web.UNSTORABLE_CHARACTER.search(name + value):
+            raise InvalidRequest(
+                "this field holds a character that cannot be stored (NUL, \\u0000)",
+                field=web.UNSTORABLE_CHARACTER.sub("", name)[:100],
+            )
 
 
 def _require_same_origin(request: Any) -> None:
