@@ -677,3 +677,21 @@ def test_a_nul_character_in_a_form_is_a_400_naming_the_field(client, signed_in) 
     assert post_state(client, signed_in["key"], post_id) == "needs_approval"
     state = client.get("/v1/brand/pause", headers=auth(signed_in["key"])).get_json()
     assert not state["paused"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "start=0001-01-01",
+        "view=month&start=0001-01-15",
+        "start=9999-12-31",
+        "view=month&start=9999-12-01",
+    ],
+)
+def test_a_calendar_day_at_the_end_of_time_is_a_400(client, signed_in, query) -> None:
+    # The page links the previous and the next week or month: around year 1 and
+    # year 9999 those lie outside what dates can hold.
+    answer = client.get(f"/console/calendar?{query}")
+
+    assert answer.status_code == 400
+    assert "Field: <code>start</code>" in answer.get_data(as_text=True)

@@ -55,6 +55,8 @@ APPROVALS_SHOWN_MAX = 200
 BULK_APPROVE_MAX = 200
 INBOX_SHOWN_MAX = 100
 PRODUCTS_SHOWN_MAX = 500
+CALENDAR_FIRST_DAY = dt.date(2, 1, 1)
+CALENDAR_LAST_DAY = dt.date(9998, 12, 31)
 # A Shopify export of a thousand products with their variants and images.
 UPLOAD_BYTES_MAX = 8 * 1024 * 1024
 HTML_HEADERS = {
@@ -859,11 +861,19 @@ def _day(value: str | None, default: dt.date) -> dt.date:
     try:
         if len(value) != 10 or not value.isascii():
             raise ValueError(value)
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError as error:
         raise InvalidRequest(
             "'start' must be a date written YYYY-MM-DD", field="start"
         ) from error
+    # The page links the week or month before and after, and reads its days in
+    # the brand's zone: in year 1 or 9999 those fall outside what a date holds.
+    if not CALENDAR_FIRST_DAY <= day <= CALENDAR_LAST_DAY:
+        raise InvalidRequest(
+            f"'start' must lie between {CALENDAR_FIRST_DAY} and {CALENDAR_LAST_DAY}",
+            field="start",
+        )
+    return day
 
 
 def _range(
