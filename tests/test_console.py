@@ -695,3 +695,25 @@ def test_a_calendar_day_at_the_end_of_time_is_a_400(client, signed_in, query) ->
 
     assert answer.status_code == 400
     assert "Field: <code>start</code>" in answer.get_data(as_text=True)
+
+
+def test_a_sign_in_posted_from_an_opaque_origin_elsewhere_is_refused(
+    client, brand
+) -> None:
+    # A sandboxed frame or a data: page elsewhere posts with Origin "null", and so
+    # does the console's own form under its no-referrer policy: what tells them
+    # apart is the browser's Sec-Fetch-Site.
+    forged = client.post(
+        "/console/signin",
+        data={"key": brand["key"]},
+        headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    )
+    own = client.post(
+        "/console/signin",
+        data={"key": brand["key"]},
+        headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+    )
+
+    assert forged.status_code == 400
+    assert "Set-Cookie" not in forged.headers
+    assert own.status_code == 303

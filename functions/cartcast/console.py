@@ -786,13 +786,19 @@ def _check_storable(form: Any) -> None:
 
 
 def _require_same_origin(request: Any) -> None:
-    """Refuse a sign-in posted from another site (login CSRF); browsers send Origin."""
+    """Refuse a sign-in posted from another site (login CSRF); browsers send Origin.
+
+    The console's own form sends Origin "null" under its no-referrer policy, as a
+    sandboxed frame elsewhere does; Sec-Fetch-Site, which browsers send whatever
+    the policy, tells the two apart.
+    """
     origin = request.headers.get("Origin")
+    site = request.headers.get("Sec-Fetch-Site")
     if (
         origin
         and origin != "null"
         and urllib.parse.urlsplit(origin).netloc != request.host
-    ):
+    ) or (site is not None and site not in ("same-origin", "none")):
         raise InvalidRequest("sign in from the console's own page", field="key")
 
 
