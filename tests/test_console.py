@@ -717,3 +717,23 @@ def test_a_sign_in_posted_from_an_opaque_origin_elsewhere_is_refused(
     assert forged.status_code == 400
     assert "Set-Cookie" not in forged.headers
     assert own.status_code == 303
+
+
+def test_a_refused_product_is_named_by_the_line_its_row_starts_on(
+    client, signed_in
+) -> None:
+    # Shopify quotes a Body (HTML) with line breaks in it; the product's row starts
+    # where its Handle is, which is the line to look at in the file.
+    csv_text = (
+        "Handle,Title,Body (HTML),Variant Price\r\n"
+        'lamp,Lamp,"<p>Warm light.</p>\r\n<p>Brass.</p>\r\n",12.00\r\n'
+        "\r\n"
+        'vase,Vase,"<p>Tall.</p>\r\n<p>Glazed.</p>",not-a-price\r\n'
+    )
+    token = csrf_of(client, "/console/catalog")
+
+    answer = upload(client, token, csv_text.encode(), "products_export.csv")
+
+    page = text_of(answer)
+    assert answer.status_code == 200, page
+    assert re.search(r"<tr><td>6</td><td>vase</td>", page), page

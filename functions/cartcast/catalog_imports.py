@@ -146,14 +146,22 @@ class RowError(InvalidRequest):
 
 
 def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]]:
-    """Return the rows of each Handle in file order, and the rows with no product.
+    """Return the rows of each Handle in file order, and the rows with no product,
+    each with the line it starts on.
 
     csv reads quoted fields across line breaks, stray carriage returns included,
     because the text is read with newline="" (Python's csv documentation).
     """
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = reader.fieldnames or []
-    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        columns = next(reader, None)
+        while columns == []:  # blank lines before the header, as csv.DictReader
+            columns = next(reader, None)
+    except csv.Error as error:
+        raise InvalidRequest(
+            f"the CSV's first line cannot be read: {error}", field="file"
+        ) from error
+    missing = [name for name in REQUIRED_COLUMNS if name not in (columns or [])]
     if missing:
         raise InvalidRequest(
             f"this is not a Shopify product CSV: it has no {', '.join(missing)} column",
@@ -162,8 +170,16 @@ def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]
     groups: dict[str, list[tuple[int, dict[str, str]]]] = {}
     errors: list[dict[str, Any]] = []
     try:
-        for row in reader:
-            line = reader.line_num
+        while True:
+            # A quoted field may span lines: a row is named by the line it starts
+            # on, where its Handle is, not the one it ends on.
+            line = reader.line_num + 1
+            cells = next(reader, None)
+            if cells is None:
+                break
+            if not cells:
+                continue
+            row = dict(zip(columns or [], cells, strict=False))
             if len(groups) > PRODUCTS_MAX or line > ROWS_MAX:
                 raise InvalidRequest(
                     f"at most {PRODUCTS_MAX} products and {ROWS_MAX} lines per import",
