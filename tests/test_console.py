@@ -737,3 +737,17 @@ def test_a_refused_product_is_named_by_the_line_its_row_starts_on(
     page = text_of(answer)
     assert answer.status_code == 200, page
     assert re.search(r"<tr><td>6</td><td>vase</td>", page), page
+
+
+def test_a_csv_of_one_product_too_many_is_refused_whole(client, signed_in) -> None:
+    from cartcast import catalog_imports
+
+    too_many = catalog_imports.PRODUCTS_MAX + 1
+    rows = [f"p{number},Product {number},1.00" for number in range(too_many)]
+    csv_text = "Handle,Title,Variant Price\r\n" + "\r\n".join(rows) + "\r\n"
+    token = csrf_of(client, "/console/catalog")
+
+    answer = upload(client, token, csv_text.encode(), "products_export.csv")
+
+    assert answer.status_code == 400, text_of(answer)[:300]
+    assert "at most 1000 products" in text_of(answer)

@@ -180,13 +180,14 @@ def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]
             if not cells:
                 continue
             row = dict(zip(columns or [], cells, strict=False))
-            if len(groups) > PRODUCTS_MAX or line > ROWS_MAX:
+            values = {key: (value or "").strip() for key, value in row.items() if key}
+            handle = values.get("Handle", "")
+            new_product = bool(handle) and handle not in groups
+            if (new_product and len(groups) >= PRODUCTS_MAX) or line > ROWS_MAX:
                 raise InvalidRequest(
                     f"at most {PRODUCTS_MAX} products and {ROWS_MAX} lines per import",
                     field="file",
                 )
-            values = {key: (value or "").strip() for key, value in row.items() if key}
-            handle = values.get("Handle", "")
             if not any(values.values()):
                 continue
             if not handle:
