@@ -22,6 +22,7 @@ from tests.helpers import auth, brand_body, catalog, post_json
 from tests.test_inbox import store_mention
 
 SECRET = "console-test-secret-0123456789abcdef"
+HOUR = dt.timedelta(hours=1)
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -751,3 +752,29 @@ def test_a_csv_of_one_product_too_many_is_refused_whole(client, signed_in) -> No
 
     assert answer.status_code == 400, text_of(answer)[:300]
     assert "at most 1000 products" in text_of(answer)
+
+
+def test_the_status_page_names_only_an_x_pause_that_holds_the_brand_now(
+    client, signed_in, clock_file
+) -> None:
+    # The shared app's pause row stays after its window ends, and a brand on its
+    # own X app is not held by it; the brand's own X pause holds it too.
+    now = clock_file.now()
+    current = runtime_module.current()
+
+    def app_limit() -> str:
+        page = text_of(client.get("/console/status"))
+        return re.search(r"<dt>X rate limit</dt><dd>([^<]*)", page).group(1)
+
+    with current.database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO x_app_pauses (app, posts_paused_until) VALUES ('shared', :at)",
+            at=now - dt.timedelta(minutes=5),
+        )
+    ended = app_limit()
+    with current.database.transaction() as tx:
+        tx.execute("UPDATE brands SET x_posts_paused_until = :at", at=now + HOUR)
+    own = app_limit()
+
+    assert ended == "not limited"
+    assert own.startswith("posting paused until")

@@ -577,7 +577,7 @@ def status(
     tx: Transaction, *, request: Any, runtime: Any, session: Session
 ) -> Response:
     brand_id, now = session.caller.brand_id, runtime.clock.now()
-    found = console_status.system_status(tx, brand_id=brand_id)
+    found = console_status.system_status(tx, brand_id=brand_id, now=now)
     spent, month, _ = costs.month_spend(tx, brands.get_brand(tx, brand_id), now)
     gemini = runtime.gemini()
     return _page(

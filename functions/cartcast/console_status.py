@@ -1,11 +1,12 @@
 """What the console's System status page reads: runs, troubled posts, X, dead letters.
 
-Every query is the signed-in brand's, except the runs of event functions and the
-shared X app pause, which belong to the whole deployment and name no brand.
+Every query is the signed-in brand's, except the runs of event functions, which
+belong to the whole deployment and name no brand.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from cartcast.db import Transaction
@@ -33,7 +34,16 @@ SELECT_X_CONNECTION = """
 SELECT x_user_id, x_username, x_disconnected_at, x_disconnected_reason
 FROM brands WHERE id = :brand_id
 """
-SELECT_X_APP_PAUSE = "SELECT posts_paused_until FROM x_app_pauses"
+# Until when X posting is held for this brand now: its own window, or the shared
+# app's unless it posts through its own app (publishing.py's due query).
+SELECT_X_PAUSE = """
+SELECT greatest(
+    CASE WHEN b.x_posts_paused_until > :now THEN b.x_posts_paused_until END,
+    (SELECT ap.posts_paused_until FROM x_app_pauses ap
+     WHERE ap.app = 'shared' AND ap.posts_paused_until > :now AND NOT b.x_own_app)
+) AS paused_until
+FROM brands b WHERE b.id = :brand_id
+"""
 SELECT_DEAD_LETTERS = """
 SELECT 'alert' AS kind, created_at, attempts, last_error, abandoned_at
 FROM alert_outbox WHERE brand_id = :brand_id AND abandoned_at IS NOT NULL
@@ -44,9 +54,11 @@ ORDER BY abandoned_at DESC LIMIT :limit
 """
 
 
-def system_status(tx: Transaction, *, brand_id: str) -> dict[str, Any]:
+def system_status(
+    tx: Transaction, *, brand_id: str, now: dt.datetime
+) -> dict[str, Any]:
     """Gather the status page's tables for one brand."""
-    pause = tx.one(SELECT_X_APP_PAUSE)
+    pause = tx.one(SELECT_X_PAUSE, brand_id=brand_id, now=now)
     return {
         "function_runs": tx.rows(SELECT_FUNCTION_RUNS),
         "last_attempt": tx.one(SELECT_LAST_ATTEMPT, brand_id=brand_id),
@@ -54,7 +66,7 @@ def system_status(tx: Transaction, *, brand_id: str) -> dict[str, Any]:
             SELECT_TROUBLED_POSTS, brand_id=brand_id, limit=TROUBLED_SHOWN_MAX
         ),
         "x_connection": tx.one(SELECT_X_CONNECTION, brand_id=brand_id),
-        "x_paused_until": pause["posts_paused_until"] if pause else None,
+        "x_paused_until": pause["paused_until"] if pause else None,
         "dead_letters": tx.rows(
             SELECT_DEAD_LETTERS, brand_id=brand_id, limit=DEAD_LETTERS_SHOWN_MAX
         ),
