@@ -778,3 +778,41 @@ def test_the_status_page_names_only_an_x_pause_that_holds_the_brand_now(
 
     assert ended == "not limited"
     assert own.startswith("posting paused until")
+
+
+def test_the_brands_export_holds_the_variants_and_images_of_its_products(
+    client, signed_in
+) -> None:
+    # GET /v1/brand/export is the brand's data to take away (decision 0032); the
+    # variants and images a Shopify import keeps (sql/035) are the brand's too.
+    import zipfile
+
+    csv_text = (
+        "Handle,Title,Option1 Value,Variant SKU,Variant Price,Image Src\r\n"
+        "lamp,Lamp,Small,LAMP-S,12.00,https://cdn.example.com/lamp.jpg\r\n"
+        "lamp,,Large,LAMP-L,18.00,https://cdn.example.com/lamp-2.jpg\r\n"
+    )
+    token = csrf_of(client, "/console/catalog")
+    assert upload(client, token, csv_text.encode(), "p.csv").status_code == 200
+
+    answer = client.get("/v1/brand/export", headers=auth(signed_in["key"]))
+
+    assert answer.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(answer.get_data()))
+    manifest = json.loads(archive.read("manifest.json"))
+    variants = [
+        json.loads(line)
+        for line in archive.read("product_variants.jsonl").decode().splitlines()
+    ]
+    assert [variant["sku"] for variant in variants] == ["LAMP-S", "LAMP-L"]
+    assert manifest["files"]["product_images.jsonl"]["rows"] == 2
+    # Read a row a page, the same rows.
+    from cartcast import data_export
+
+    current = runtime_module.current()
+    chunks = data_export.stream_archive(
+        current.database, brand_id=signed_in["id"], now=START, page_rows=1
+    )
+    paged = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
+    for name in ("product_variants.jsonl", "product_images.jsonl"):
+        assert paged.read(name) == archive.read(name), name

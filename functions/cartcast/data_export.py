@@ -88,6 +88,34 @@ FILES = (
         """,
         "",
     ),
+    # A product's variants and images (the console's Shopify import, sql/035), by
+    # product id and position, the brand's through their product.
+    ExportFile(
+        "product_variants.jsonl",
+        """
+        SELECT CAST(to_jsonb(t) AS text) AS line, t.product_id AS after,
+            t.position AS after_position
+        FROM product_variants t JOIN products p ON p.id = t.product_id
+        WHERE p.brand_id = :brand_id
+          AND (t.product_id, t.position) > (CAST(:after AS uuid), :after_position)
+        ORDER BY t.product_id, t.position LIMIT :limit
+        """,
+        {"after": NIL_UUID, "after_position": 0},
+        ("after", "after_position"),
+    ),
+    ExportFile(
+        "product_images.jsonl",
+        """
+        SELECT CAST(to_jsonb(t) AS text) AS line, t.product_id AS after,
+            t.position AS after_position
+        FROM product_images t JOIN products p ON p.id = t.product_id
+        WHERE p.brand_id = :brand_id
+          AND (t.product_id, t.position) > (CAST(:after AS uuid), :after_position)
+        ORDER BY t.product_id, t.position LIMIT :limit
+        """,
+        {"after": NIL_UUID, "after_position": 0},
+        ("after", "after_position"),
+    ),
     _by_brand(
         "posts.jsonl",
         """
