@@ -35,7 +35,7 @@ from tests.chromium import (  # noqa: F401
     tracer,
 )
 from tests.conftest import OPERATOR_KEY
-from tests.helpers import CATALOG_PATH, brand_body
+from tests.helpers import CATALOG_PATH, brand_body, catalog
 from tests.test_event_functions import env, receiver, sandbox, tick  # noqa: F401
 
 AXE = REPO / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
@@ -246,3 +246,38 @@ def test_a_marketer_runs_the_week_from_the_console_in_chromium(
         "status", "Function runs", "Last publish attempt", "published", "X spend in"
     )
     assert len(console.checked) == 12
+
+
+def test_a_long_unbroken_reason_keeps_the_post_page_at_a_phones_width(
+    chromium,  # noqa: F811
+    browser,  # noqa: F811
+    axe_source,
+    console_env,
+    api_url,  # noqa: F811
+) -> None:
+    # A reviewer's reason is free text, and often a link: its history line must
+    # wrap at 375 px like the rest of the page, not push it sideways.
+    created = call_api(
+        api_url, "POST", "/v1/brands", OPERATOR_KEY, brand_body(approvals_required=True)
+    )
+    key = created["api_key"]
+    product = catalog(1)
+    call_api(api_url, "POST", "/v1/products", key, product)
+    drafted = call_api(
+        api_url, "POST", "/v1/captions", key, {"products": [product[0]["sku"]]}
+    )
+    post_id = drafted["posts"][0]["id"]
+    reason = "Wrong page, see https://shop.example.com/" + "x" * 120 + "?utm=1"
+    call_api(api_url, "POST", f"/v1/posts/{post_id}/reject", key, {"reason": reason})
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        browser.call(f"{domain}.enable")
+    browser.call("Emulation.setDeviceMetricsOverride", **PHONE)
+    serve_from_loopback(browser, api_url, cookies=http.cookiejar.CookieJar())
+    console = Console(browser, api_url, axe_source)
+    console.go("/console/signin")
+    console.run(f"document.querySelector('#key').value = {json.dumps(key)}")
+    console.submit("form button[type=submit]")
+
+    console.go(f"/console/posts/{post_id}")
+
+    console.check_view("post-long-reason", "Rejected because", "History")
