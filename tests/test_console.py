@@ -816,3 +816,19 @@ def test_the_brands_export_holds_the_variants_and_images_of_its_products(
     paged = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
     for name in ("product_variants.jsonl", "product_images.jsonl"):
         assert paged.read(name) == archive.read(name), name
+
+
+def test_an_approved_post_waits_on_the_approvals_page_for_its_time(
+    client, signed_in
+) -> None:
+    # Approved from the list, a post leaves the drafts and is on no calendar day
+    # until it has a time: the page must still lead to it, or it is lost.
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+
+    page = client.get("/console/approvals").get_data(as_text=True)
+
+    waiting = page.split('id="approved-heading"', 1)[1]
+    assert f'href="/console/posts/{post_id}"' in waiting
+    assert signed_in["posts"][1] not in waiting

@@ -244,12 +244,21 @@ def home(tx: Transaction, *, request: Any, runtime: Any, session: Session) -> Re
 def approvals(
     tx: Transaction, *, request: Any, runtime: Any, session: Session
 ) -> Response:
-    """Drafts waiting for approval, grouped by product: variants side by side."""
+    """Drafts waiting for approval, grouped by product: variants side by side; then
+    the approved posts waiting for a time."""
     brand_id = session.caller.brand_id
     waiting = posts.list_posts(
         tx,
         brand_id=brand_id,
         state="needs_approval",
+        limit=APPROVALS_SHOWN_MAX,
+        prices=runtime.settings.x_prices_usd,
+    )
+    # Approved posts have no calendar day until they are given a time.
+    approved = posts.list_posts(
+        tx,
+        brand_id=brand_id,
+        state="approved",
         limit=APPROVALS_SHOWN_MAX,
         prices=runtime.settings.x_prices_usd,
     )
@@ -265,6 +274,7 @@ def approvals(
         title="Approvals",
         groups=[(products.get(key), drafts) for key, drafts in groups.items()],
         count=len(waiting),
+        approved=[post for post in approved if post["in_reply_to"] is None],
     )
 
 
