@@ -832,3 +832,41 @@ def test_an_approved_post_waits_on_the_approvals_page_for_its_time(
     waiting = page.split('id="approved-heading"', 1)[1]
     assert f'href="/console/posts/{post_id}"' in waiting
     assert signed_in["posts"][1] not in waiting
+
+
+# The README's role table, form by form: what each role may post.
+NOBODY = "00000000-0000-4000-8000-000000000000"
+FORMS = {
+    "approve": [f"/console/posts/{NOBODY}/approve", f"/console/posts/{NOBODY}/reject"],
+    "edit": [f"/console/posts/{NOBODY}/edit", "/console/catalog/captions"],
+    "schedule": [f"/console/posts/{NOBODY}/schedule"],
+    "answer": [
+        f"/console/mentions/{NOBODY}/reply",
+        f"/console/mentions/{NOBODY}/handle",
+    ],
+    "pause": ["/console/pause", "/console/resume"],
+    "import": ["/console/catalog/import"],
+}
+ALLOWED = {
+    "admin": set(FORMS),
+    "approver": {"approve", "edit", "schedule", "answer", "pause"},
+    "editor": {"edit", "schedule", "answer", "import"},
+    "viewer": set(),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ALLOWED))
+def test_each_role_may_post_the_forms_its_row_of_the_readme_allows(
+    client, brand, role
+) -> None:
+    sign_in(client, brand["key"] if role == "admin" else add_key(brand["id"], role))
+    token = csrf_of(client)
+
+    refused = {
+        permission
+        for permission, paths in FORMS.items()
+        for path in paths
+        if client.post(path, data={"csrf": token}).status_code == 403
+    }
+
+    assert refused == set(FORMS) - ALLOWED[role]
