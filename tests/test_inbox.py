@@ -311,6 +311,28 @@ def test_a_reply_to_one_of_the_brands_posts_counts_as_summoned(
     assert reply(client, shop_key, mention_id).status_code == 202
 
 
+def test_a_mention_whose_author_was_removed_cannot_be_answered(
+    client, shop_key, runtime
+) -> None:
+    mention_id = store_mention(
+        runtime, text="is this back in stock?", in_reply_to_user_id=ALPHA["user_id"]
+    )
+    removed = post_json(
+        client, "/v1/author-data-removals", {"x_user_id": FAN["id"]}, shop_key
+    )
+    assert removed.get_json()["removal"]["mentions"] == 1
+
+    response = reply(client, shop_key, mention_id)
+
+    # Its X id is gone with the author's data: there is nothing on X to answer.
+    assert response.status_code == 409
+    assert response.get_json()["error"]["field"] == "mention"
+    assert "author-data-removals" in response.get_json()["error"]["message"]
+    with runtime.database.transaction() as tx:
+        replies = tx.scalar("SELECT count(*) FROM posts WHERE in_reply_to IS NOT NULL")
+    assert replies == 0
+
+
 def test_cartcast_never_replies_to_the_brands_own_posts(
     client, shop_key, runtime
 ) -> None:

@@ -37,6 +37,8 @@ FIELDS = ("x_user_id", "username")
 # digits or underscores (X help: "Username requirements").
 X_USER_ID = re.compile(r"[0-9]{1,19}")
 X_USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
+# What a cleared mention's X id starts with (CLEAR_MENTIONS): nothing on X to answer.
+REMOVED_X_ID_PREFIX = "removed:"
 
 # Both statements find the author's mentions not yet cleared, by one of two keys.
 SELECT_BY_ID = """
@@ -58,7 +60,7 @@ RETURNING id
 CLEAR_MENTIONS = """
 UPDATE mentions SET text = '', author_id = '', author_username = NULL,
     author_name = NULL, author_followers = NULL, conversation_id = NULL,
-    x_post_id = 'removed:' || CAST(id AS text), media_types = '{}', lang = NULL,
+    x_post_id = :removed_prefix || CAST(id AS text), media_types = '{}', lang = NULL,
     text_removed_at = COALESCE(text_removed_at, :now), author_removed_at = :now
 WHERE brand_id = :brand_id AND id = ANY(CAST(:ids AS uuid[]))
 RETURNING id
@@ -93,7 +95,13 @@ def remove_author_data(
     ids = [str(row["id"]) for row in tx.rows(query, brand_id=brand_id, value=value)]
 
     escalations = tx.rows(DELETE_ESCALATIONS, brand_id=brand_id, ids=ids)
-    cleared = tx.rows(CLEAR_MENTIONS, brand_id=brand_id, ids=ids, now=now)
+    cleared = tx.rows(
+        CLEAR_MENTIONS,
+        brand_id=brand_id,
+        ids=ids,
+        now=now,
+        removed_prefix=REMOVED_X_ID_PREFIX,
+    )
     return tx.one(
         RECORD_REMOVAL,
         brand_id=brand_id,

@@ -34,7 +34,7 @@ import re
 import uuid
 from typing import Any
 
-from cartcast import post_text, triage, validation
+from cartcast import author_data, post_text, triage, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
@@ -292,6 +292,13 @@ def _check_reply_rules(
     user_id, username = account["x_user_id"], account["x_username"]
     if user_id is None:
         raise Conflict("the brand has no X account connected", field="mention")
+    if mention["x_post_id"].startswith(author_data.REMOVED_X_ID_PREFIX):
+        raise Conflict(
+            "this mention's author had their data removed (POST "
+            "/v1/author-data-removals): its X id went with it, so there is no post "
+            "on X to reply to",
+            field="mention",
+        )
     own_post = tx.one(
         SELECT_OWN_POST, brand_id=brand_id, x_post_id=mention["x_post_id"]
     )
