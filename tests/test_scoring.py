@@ -6,12 +6,13 @@ import dataclasses
 import datetime as dt
 import json
 import threading
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from cartcast import brands, escalations, mentions, scoring
+from cartcast import author_data, brands, escalations, mentions, scoring
 from cartcast.errors import InvalidRequest
 from cartcast.sentiment import SCORER_VERSION
 from infra.gemini_standin import GeminiStandIn
@@ -511,6 +512,86 @@ def test_a_crisis_escalates_even_when_gemini_calls_it_praise(
     assert row["intent"] == "praise"
     assert row["priority"] == 1 and row["escalate"] is True
     assert "crisis:burn" in row["reasons"]
+
+
+class GatedGemini:
+    """A loopback gate before the Gemini stand-in: each call waits for `release`
+    and is then answered by the stand-in, so a test can act while a label is out."""
+
+    def __init__(self, target: str) -> None:
+        self.arrived, self.release = threading.Event(), threading.Event()
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                gate.arrived.set()
+                gate.release.wait(60)
+                forwarded = urllib.request.Request(
+                    target + self.path,
+                    data=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "x-goog-api-key": self.headers.get("x-goog-api-key", ""),
+                    },
+                )
+                with urllib.request.urlopen(forwarded, timeout=30) as answer:
+                    status, data = answer.status, answer.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = bind_loopback(Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_author_removed_while_gemini_labels_their_mention_is_never_escalated(
+    gemini_runtime, brand_id, standin
+):
+    text = "@shop the charger burned my hand"
+    mention_id = add_mention(gemini_runtime, brand_id, text)
+    gate = GatedGemini(standin.base_url)
+    with_settings(gemini_runtime, gemini_base_url=gate.url)
+    scored = []
+    scorer = threading.Thread(
+        target=lambda: scored.append(
+            scoring.score_mentions(gemini_runtime, mention_ids=[mention_id])
+        )
+    )
+    try:
+        scorer.start()
+        assert gate.arrived.wait(60)
+        with gemini_runtime.database.transaction() as tx:
+            author_data.remove_author_data(
+                tx,
+                brand_id=brand_id,
+                body={"username": "fan"},
+                actor="admin",
+                now=gemini_runtime.clock.now(),
+            )
+        gate.release.set()
+        scorer.join(60)
+    finally:
+        gate.close()
+
+    assert scored and scored[0]["scored"] == 1
+    row = load(gemini_runtime, mention_id)
+    assert row["priority"] == 1 and row["author_username"] is None
+    with gemini_runtime.database.transaction() as tx:
+        queued = tx.rows("SELECT body FROM escalation_outbox")
+    # The scorer read the text and handle before they went; it must not queue them.
+    assert queued == []
 
 
 # Polling carries reach and media

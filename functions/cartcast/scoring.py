@@ -61,7 +61,7 @@ UPDATE mentions SET sentiment = :sentiment, compound = :compound, intent = :inte
     scoring_fallback_reason = :fallback_reason, ugc_candidate = :ugc_candidate,
     scored_at = :now
 WHERE id = :id AND scored_at IS NULL
-RETURNING id
+RETURNING id, text_removed_at IS NULL AND author_removed_at IS NULL AS kept
 """
 
 
@@ -214,7 +214,7 @@ def _save(
     reasons = [*label.reasons, *decided.reasons]
     if decided.escalate:
         reasons.append("escalate:priority_1")
-    saved = tx.scalar(
+    saved = tx.one(
         SAVE_SCORE,
         id=row["id"],
         sentiment=label.sentiment,
@@ -233,7 +233,10 @@ def _save(
     )
     if saved is None:
         return None
-    if decided.escalate:
+    # The text and author were read before labelling; if a retention sweep or an
+    # author's removal (author_data.py) took them meanwhile, the row's lock has
+    # made this save wait for it, and the escalation would quote what is gone.
+    if decided.escalate and saved["kept"]:
         escalations.queue_escalation(
             tx,
             brand_id=str(row["brand_id"]),
