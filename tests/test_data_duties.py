@@ -484,6 +484,8 @@ def test_removing_an_author_again_finds_nothing_and_says_so(client, shop):
         ({"x_user_id": FAN["id"], "username": "fan"}, "username"),
         ({"x_user_id": 4242}, "x_user_id"),
         ({"x_user_id": "12a"}, "x_user_id"),
+        # X writes its ids without leading zeros: "0" + the id matches nobody.
+        ({"x_user_id": "0" + FAN["id"]}, "x_user_id"),
         ({"username": "not a handle"}, "username"),
         ({"username": "@" + "a" * 16}, "username"),
         ({"handle": "fan"}, "handle"),

@@ -33,9 +33,10 @@ from cartcast.db import Transaction
 from cartcast.errors import InvalidRequest
 
 FIELDS = ("x_user_id", "username")
-# X user ids are decimal snowflakes (at most 19 digits); handles are 1-15 letters,
+# X user ids are decimal snowflakes (at most 19 digits, never a leading zero, so
+# "042" would match nobody and report 0 removed); handles are 1-15 letters,
 # digits or underscores (X help: "Username requirements").
-X_USER_ID = re.compile(r"[0-9]{1,19}")
+X_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
 X_USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
 # What a cleared mention's X id starts with (CLEAR_MENTIONS): nothing on X to answer.
 REMOVED_X_ID_PREFIX = "removed:"
@@ -145,6 +146,7 @@ def read_author(body: Any) -> tuple[str, str]:
             )
     elif not X_USER_ID.fullmatch(value):
         raise InvalidRequest(
-            "'x_user_id' must be an X user id: 1-19 ASCII digits", field=name
+            "'x_user_id' must be an X user id: 1-19 ASCII digits, the first not 0",
+            field=name,
         )
     return name, value
