@@ -461,6 +461,36 @@ def test_an_authors_data_is_removed_by_id_and_the_triage_figures_stay(client, sh
     assert FAN["id"] not in record["t"] and FAN["username"] not in record["t"]
 
 
+def test_the_removed_authors_id_goes_from_the_mentions_that_answer_them(client, shop):
+    database = _database(client)
+    store_mention(database, shop["id"], FAN)
+    answer = store_mention(database, shop["id"], OTHER, text="@Fan_One agreed")
+    to_brand = store_mention(database, shop["id"], OTHER, text="@leaving hi")
+    with database.transaction() as tx:
+        tx.execute(
+            "UPDATE mentions SET in_reply_to_user_id = :to WHERE id = :id",
+            to=FAN["id"],
+            id=answer,
+        )
+        tx.execute(
+            "UPDATE mentions SET in_reply_to_user_id = '1500' WHERE id = :id",
+            id=to_brand,
+        )
+
+    post_json(
+        client, "/v1/author-data-removals", {"username": "fan_one"}, shop["admin"]
+    )
+
+    with database.transaction() as tx:
+        holding = tx.rows(ROWS_HOLDING, pattern=FAN["id"])
+        replying = tx.scalar(
+            "SELECT in_reply_to_user_id FROM mentions WHERE id = :id", id=to_brand
+        )
+    # Named by handle, the person's X id is found on their mentions and goes too.
+    assert {row["name"]: row["n"] for row in holding if row["n"]} == {}
+    assert replying == "1500"
+
+
 def test_removing_an_author_again_finds_nothing_and_says_so(client, shop):
     database = _database(client)
     store_mention(database, shop["id"], FAN)

@@ -17,9 +17,10 @@ The answer counts what was removed; a second request finds nothing and counts 0.
 `author_data_removals` records when, by which key, how the person was named and
 the counts, never the id or handle itself (decision 0032).
 
-Not covered: a mention by someone else that quotes the person's handle in its
-text, and the brand's own replies, which start with the handle (they are the
-brand's posts, on X under its name); the README says so.
+Another person's mention that replies to them loses the X user id it names them by
+(`in_reply_to_user_id`). Not covered: a mention by someone else that quotes the
+person's handle in its text, and the brand's own replies, which start with the
+handle (they are the brand's posts, on X under its name); the README says so.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ REMOVED_X_ID_PREFIX = "removed:"
 
 # Both statements find the author's mentions not yet cleared, by one of two keys.
 SELECT_BY_ID = """
-SELECT id FROM mentions
+SELECT id, author_id FROM mentions
 WHERE brand_id = :brand_id AND author_id = :value AND author_removed_at IS NULL
 FOR UPDATE
 """
 SELECT_BY_USERNAME = """
-SELECT id FROM mentions
+SELECT id, author_id FROM mentions
 WHERE brand_id = :brand_id AND lower(author_username) = lower(:value)
   AND author_removed_at IS NULL
 FOR UPDATE
@@ -65,6 +66,11 @@ UPDATE mentions SET text = '', author_id = '', author_username = NULL,
     text_removed_at = COALESCE(text_removed_at, :now), author_removed_at = :now
 WHERE brand_id = :brand_id AND id = ANY(CAST(:ids AS uuid[]))
 RETURNING id
+"""
+# Other people's mentions that reply to the person name them by X id too.
+FORGET_REPLIED_TO = """
+UPDATE mentions SET in_reply_to_user_id = NULL
+WHERE brand_id = :brand_id AND in_reply_to_user_id = ANY(CAST(:user_ids AS text[]))
 """
 RECORD_REMOVAL = """
 INSERT INTO author_data_removals (brand_id, requested_at, requested_by, matched_by,
@@ -93,7 +99,12 @@ def remove_author_data(
     """
     matched_by, value = read_author(body)
     query = SELECT_BY_ID if matched_by == "x_user_id" else SELECT_BY_USERNAME
-    ids = [str(row["id"]) for row in tx.rows(query, brand_id=brand_id, value=value)]
+    found = tx.rows(query, brand_id=brand_id, value=value)
+    ids = [str(row["id"]) for row in found]
+    # Named by handle, the person's id is read from their mentions.
+    user_ids = {row["author_id"] for row in found if row["author_id"]}
+    if matched_by == "x_user_id":
+        user_ids.add(value)
 
     escalations = tx.rows(DELETE_ESCALATIONS, brand_id=brand_id, ids=ids)
     cleared = tx.rows(
@@ -103,6 +114,7 @@ def remove_author_data(
         now=now,
         removed_prefix=REMOVED_X_ID_PREFIX,
     )
+    tx.execute(FORGET_REPLIED_TO, brand_id=brand_id, user_ids=sorted(user_ids))
     return tx.one(
         RECORD_REMOVAL,
         brand_id=brand_id,
