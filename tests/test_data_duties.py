@@ -424,6 +424,7 @@ def test_only_an_admin_key_may_export(client, shop):
     answer = client.get("/v1/brand/export?since=2026", headers=auth(shop["admin"]))
     assert answer.status_code == 400
     assert answer.get_json()["error"]["field"] == "since"
+    assert answer.get_json()["error"]["message"].endswith("it takes none")
 
 
 # An author's data

@@ -40,7 +40,8 @@ def only_fields(body: dict[str, Any], allowed: tuple[str, ...], *, what: str) ->
     for name in body:
         if name not in allowed:
             raise InvalidRequest(
-                f"{what} has no field {name!r}; it takes {', '.join(allowed)}",
+                f"{what} has no field {name!r}; it takes "
+                f"{', '.join(allowed) if allowed else 'none'}",
                 field=name,
             )
 
