@@ -14,14 +14,17 @@ import json
 import re
 import uuid
 import zipfile
+from decimal import Decimal
 
 import pytest
 
 from cartcast import (
     accounts,
     author_data,
+    costs,
     data_export,
     keys,
+    kpis,
     offboarding,
     retention,
 )
@@ -696,6 +699,41 @@ def test_an_offboarding_run_leaves_no_row_of_the_brand_but_what_it_kept(
         assert back.status_code == 201, back.get_json()
     else:
         assert kept_brand is None
+
+
+def test_a_write_landing_after_the_offboarding_never_rewrites_a_kept_day(
+    client, shop, runtime
+):
+    database = _database(client)
+    fill_brand(database, shop["id"])
+    post_json(client, "/v1/brand/offboarding", {"keep_daily_kpis": True}, shop["admin"])
+    swept = offboarding.sweep_due_offboardings(runtime, now=START + 30 * DAY)
+    assert swept["offboarded"] == 1
+    with database.transaction() as tx:
+        # A caption job's Gemini call that was out during the sweep records its
+        # cost on the brand's id, which the kept row still holds.
+        costs.record(
+            tx,
+            brand_id=shop["id"],
+            occurred_at=START,
+            operation="caption",
+            units=1,
+            usd=Decimal("0.002"),
+            ref="late-call",
+            service="gemini",
+        )
+
+    kpis.recompute_in_chunks(database, now=START + 30 * DAY)
+
+    with database.transaction() as tx:
+        revenue = tx.rows(
+            "SELECT CAST(revenue AS text) AS r FROM daily_kpis WHERE brand_id = :b "
+            "ORDER BY day",
+            b=shop["id"],
+        )
+        marks = tx.scalar("SELECT count(*) FROM kpi_marks")
+    assert [row["r"] for row in revenue] == ["10.10", "42.50"]
+    assert marks == 0
 
 
 def test_every_table_goes_with_its_brand_or_holds_no_brand(runtime):

@@ -67,7 +67,9 @@ CHUNK_TARGET_S = 2.0
 # of every brand not skipped or of :brand_id only, as this statement's snapshot sees
 # them; a mark committed later stays for the next chunk or run, and the data it
 # marks was committed with it. Marks of a deleted brand are dropped here (taken,
-# and left out of the rewrite).
+# and left out of the rewrite), and so are those of an offboarded brand's kept row:
+# its daily KPIs are frozen, and a write that lands after its data went (a caption
+# job's cost, say) would otherwise rewrite a kept day from emptied tables.
 TAKE_CHUNK_OF_MARKS = """
 WITH first AS (
     SELECT COALESCE(CAST(:from_day AS date), MIN(day)) AS day FROM kpi_marks
@@ -83,7 +85,7 @@ taken AS (
     RETURNING k.brand_id, k.day
 )
 SELECT DISTINCT taken.brand_id, taken.day, b.id IS NOT NULL AS brand_exists
-FROM taken LEFT JOIN brands b ON b.id = taken.brand_id
+FROM taken LEFT JOIN brands b ON b.id = taken.brand_id AND b.offboarded_at IS NULL
 ORDER BY taken.day, taken.brand_id
 """
 # Every source is read for the marked brands only, over [:since, :until), a range of
