@@ -389,6 +389,40 @@ def test_the_export_holds_no_secret_and_no_key_hash(client, shop):
     assert json.loads(archive.read("brand.json"))["slug"] == "leaving-goods"
 
 
+def test_a_secret_column_added_later_stays_out_of_the_export(client, shop):
+    database = _database(client)
+    with database.transaction() as tx:
+        tx.execute("ALTER TABLE brands ADD COLUMN shop_api_secret text")
+        tx.execute("ALTER TABLE api_keys ADD COLUMN key_salt text")
+        tx.execute("UPDATE brands SET shop_api_secret = 'refresh-secret'")
+        tx.execute("UPDATE api_keys SET key_salt = 'salt-secret'")
+    try:
+        response = client.get("/v1/brand/export", headers=auth(shop["admin"]))
+        archive = read_archive(response)
+        everything = b"".join(archive.read(name) for name in archive.namelist())
+    finally:
+        with database.transaction() as tx:
+            tx.execute("ALTER TABLE brands DROP COLUMN shop_api_secret")
+            tx.execute("ALTER TABLE api_keys DROP COLUMN key_salt")
+
+    assert b"refresh-secret" not in everything
+    assert b"salt-secret" not in everything
+    assert json.loads(archive.read("brand.json"))["slug"] == "leaving-goods"
+
+
+def test_every_column_of_brands_and_keys_is_exported_or_withheld(runtime):
+    """A new column must be put in the export or named withheld (data_export.py)."""
+    with runtime.database.transaction() as tx:
+        columns = tx.rows(COLUMNS)
+    for table, exported, withheld in (
+        ("brands", data_export.BRAND_COLUMNS, data_export.BRAND_WITHHELD),
+        ("api_keys", data_export.API_KEY_COLUMNS, data_export.API_KEY_WITHHELD),
+    ):
+        named = {row["column_name"] for row in columns if row["name"] == table}
+        assert not set(exported) & set(withheld), table
+        assert named == set(exported) | set(withheld), table
+
+
 def test_the_export_reads_page_after_page_and_misses_no_row(runtime):
     brand_id = make_brand(runtime, "paged", None, products=7)
     with runtime.database.transaction() as tx:
