@@ -392,6 +392,29 @@ def test_a_revoked_key_ends_its_sessions(client, signed_in) -> None:
     assert client.get("/console/approvals").status_code == 303
 
 
+def test_a_brand_past_its_offboarding_grace_period_has_no_console(
+    client, brand, clock_file
+) -> None:
+    post_json(client, "/v1/brand/offboarding", {}, brand["key"])
+    # Signed in an hour before the data is due to go, on an 8-hour session.
+    clock_file.set(START + dt.timedelta(days=30, hours=-1))
+    assert sign_in(client, brand["key"]).status_code == 303
+    token = csrf_of(client)
+
+    clock_file.set(START + dt.timedelta(days=30))
+    page = client.get("/console/approvals")
+    pause = client.post("/console/pause", data={"csrf": token})
+    again = sign_in(client, brand["key"])
+
+    # The keys answer 401 from `delete_at` (offboarding.py); so does the console.
+    assert page.status_code == 303
+    assert pause.status_code == 401
+    assert again.status_code == 401 and "Set-Cookie" not in again.headers
+    with runtime_module.current().database.transaction() as tx:
+        paused = tx.scalar("SELECT publishing_paused_at FROM brands")
+    assert paused is None
+
+
 def test_without_a_secret_the_console_says_it_is_off(function_env) -> None:
     runtime_module.reset()
     client = make_app("api", "http").test_client()

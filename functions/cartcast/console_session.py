@@ -115,6 +115,12 @@ def read(
     caller = keys.Caller(
         brand_id=str(row["brand_id"]), key_name=row["name"], role=row["role"]
     )
+    try:
+        offboarding.refuse_after_grace(tx, brand_id=caller.brand_id, now=now)
+    except Unauthorized as refused:
+        raise SessionExpired(
+            "this brand has left cartcast; its keys no longer sign in"
+        ) from refused
     return Session(caller, _csrf_token(nonce, secret), expires_at)
 
 
