@@ -578,6 +578,27 @@ def test_the_inbox_offers_a_reply_only_to_a_mention_that_summoned_the_brand(
     assert "order issue" in page and "negative" in page and "30 min" in page
 
 
+def test_the_inbox_offers_no_reply_to_a_mention_whose_author_was_removed(
+    client, signed_in
+) -> None:
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        user_id = tx.scalar("SELECT x_user_id FROM brands")
+    answer = store_mention(
+        current, text="is it back?", priority=2, in_reply_to_user_id=user_id
+    )
+    removed = post_json(
+        client, "/v1/author-data-removals", {"x_user_id": "42"}, signed_in["key"]
+    )
+    assert removed.get_json()["removal"]["mentions"] == 1
+
+    page = text_of(client.get("/console/inbox"))
+
+    assert f'action="/console/mentions/{answer}/reply"' not in page
+    assert "the author's data was removed" in page
+    assert "An author whose data was removed" in page
+
+
 def test_replying_and_marking_handled_from_the_inbox(client, signed_in) -> None:
     current = runtime_module.current()
     summoned = store_mention(current, text="@testgoods is it in stock?", priority=2)

@@ -377,8 +377,14 @@ def _view(
         None if responded is None else _seconds(responded - row["posted_at"])
     )
     if brand is not None:
-        shown["summoned"] = bool(brand["x_user_id"]) and _summoned(
-            row, brand["x_user_id"], brand["x_username"]
+        # A mention cleared on its author's request has no X id left to answer.
+        shown["author_removed"] = row["x_post_id"].startswith(
+            author_data.REMOVED_X_ID_PREFIX
+        )
+        shown["summoned"] = (
+            bool(brand["x_user_id"])
+            and not shown["author_removed"]
+            and _summoned(row, brand["x_user_id"], brand["x_username"])
         )
     return shown
 
