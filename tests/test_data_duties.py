@@ -735,6 +735,50 @@ def test_an_offboarding_run_leaves_no_row_of_the_brand_but_what_it_kept(
         assert kept_brand is None
 
 
+def test_a_brand_whose_deletion_fails_holds_up_no_other_brand(client, shop, runtime):
+    database = _database(client)
+    fill_brand(database, shop["id"])
+    other = make_brand(runtime, "also-leaving", None)
+    with database.transaction() as tx:
+        for brand_id in (shop["id"], other):
+            offboarding.request_offboarding(
+                tx,
+                brand_id=brand_id,
+                actor="admin",
+                keep_daily_kpis=False,
+                grace_days=30,
+                now=START,
+            )
+        # The first brand due cannot be deleted (as a statement past the socket's
+        # timeout, or a foreign key added without a cascade, would make it).
+        tx.execute(
+            "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'cannot delete this order'; END $$"
+        )
+        tx.execute(
+            "CREATE TRIGGER refuse_delete BEFORE DELETE ON orders "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_delete()"
+        )
+        tx.execute(
+            "UPDATE brands SET offboarding_due_at = offboarding_due_at - "
+            "interval '1 second' WHERE id = :id",
+            id=shop["id"],
+        )
+    try:
+        swept = offboarding.sweep_due_offboardings(runtime, now=START + 30 * DAY)
+    finally:
+        with database.transaction() as tx:
+            tx.execute("DROP TRIGGER refuse_delete ON orders")
+            tx.execute("DROP FUNCTION refuse_delete()")
+
+    assert (swept["offboarded"], swept["offboarding_failed"]) == (1, 1)
+    with database.transaction() as tx:
+        left = {str(row["id"]) for row in tx.rows("SELECT id FROM brands")}
+    assert left == {shop["id"]}
+    again = offboarding.sweep_due_offboardings(runtime, now=START + 30 * DAY)
+    assert (again["offboarded"], again["offboarding_failed"]) == (1, 0)
+
+
 def test_a_write_landing_after_the_offboarding_never_rewrites_a_kept_day(
     client, shop, runtime
 ):

@@ -106,6 +106,7 @@ SELECT id, slug, offboarding_keeps_kpis, time_zone, currency, created_at,
     offboarding_requested_at
 FROM brands
 WHERE offboarding_due_at <= :now AND offboarded_at IS NULL
+  AND id <> ALL(CAST(:skipped AS uuid[]))
 ORDER BY offboarding_due_at, id
 LIMIT :limit
 FOR UPDATE SKIP LOCKED
@@ -270,17 +271,38 @@ def sweep_due_offboardings(
     Each transaction takes a due brand (SKIP LOCKED: two sweeps never share one),
     revokes its X tokens (idempotent), and deletes one batch of its posts, mentions,
     orders or ledger rows; once none is left, the last one deletes the brand.
+
+    A batch that PostgreSQL refuses is rolled back and its brand left for the next
+    tick, logged; the sweep goes on with the other brands. Else the first brand due
+    would be taken first, and fail, at every tick: no other brand would ever be
+    deleted, the retention sweep after it would never run, and the failed rollup
+    tick would be delivered again.
     """
-    counts = {"offboarded": 0, "offboarding_batches": 0}
+    from pg8000.dbapi import DatabaseError
+
+    counts = {"offboarded": 0, "offboarding_batches": 0, "offboarding_failed": 0}
+    failed: list[str] = []
     while counts["offboarding_batches"] < batches_max:
-        with runtime.database.transaction() as tx:
-            due = tx.one(TAKE_DUE, now=now, limit=1)
-            if due is None:
-                break
-            brand_id = str(due["id"])
-            revoke_x_tokens(tx, runtime, brand_id=brand_id)
-            removed = delete_brand_batch(tx, brand_id=brand_id)
-            kept = None if removed else delete_brand_data(tx, brand=due, now=now)
+        brand_id = None
+        try:
+            with runtime.database.transaction() as tx:
+                due = tx.one(TAKE_DUE, now=now, limit=1, skipped=failed)
+                if due is None:
+                    break
+                brand_id = str(due["id"])
+                revoke_x_tokens(tx, runtime, brand_id=brand_id)
+                removed = delete_brand_batch(tx, brand_id=brand_id)
+                kept = None if removed else delete_brand_data(tx, brand=due, now=now)
+        except DatabaseError as error:  # one brand must not stop all
+            if brand_id is None:
+                raise
+            failed.append(brand_id)
+            counts["offboarding_failed"] += 1
+            runtime.log.error(
+                "offboarding failed for a brand; it is tried again at the next tick",
+                extra=fields(brand_id=brand_id, error=repr(error)[:300]),
+            )
+            continue
         counts["offboarding_batches"] += 1
         if kept is not None:
             counts["offboarded"] += 1
