@@ -82,16 +82,30 @@ NIL_UUID = "00000000-0000-0000-0000-000000000000"
 POSTS_PER_BATCH = 100
 
 SELECT_POST_IDS = """
-SELECT id FROM posts
+SELECT id, id AS after FROM posts
 WHERE brand_id = :brand_id AND id > CAST(:after AS uuid)
 ORDER BY id LIMIT :limit
 """
+# A product's variants and images (sql/035) are read for a batch of the brand's
+# products at a time, along their primary keys, which start with product_id.
+SELECT_PRODUCT_IDS = """
+SELECT id, sku AS after FROM products
+WHERE brand_id = :brand_id AND sku > :after
+ORDER BY sku LIMIT :limit
+"""
+# Per parent of a batched file: the ids' query, the key below every real one, and
+# the parameter the file's query takes the batch in.
+PARENTS = {
+    "posts": (SELECT_POST_IDS, NIL_UUID, "post_ids"),
+    "products": (SELECT_PRODUCT_IDS, "", "product_ids"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class ExportFile:
     """One file of the archive: its query and, for a brand-keyed file, how the
-    next page's key is read from the last row (`key_of`; empty: post-keyed)."""
+    next page's key is read from the last row (`key_of`; empty: read for batches
+    of the brand's `parent` rows, posts or products)."""
 
     name: str
     sql: str
@@ -99,6 +113,7 @@ class ExportFile:
     key_of: tuple[str, ...] = ()
     # Parameters every page's query takes besides the key (the columns it keeps).
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    parent: str = "posts"
 
 
 def _by_brand(
@@ -118,33 +133,23 @@ FILES = (
         """,
         "",
     ),
-    # A product's variants and images (the console's Shopify import, sql/035), by
-    # product id and position, the brand's through their product.
     ExportFile(
         "product_variants.jsonl",
         """
-        SELECT CAST(to_jsonb(t) AS text) AS line, t.product_id AS after,
-            t.position AS after_position
-        FROM product_variants t JOIN products p ON p.id = t.product_id
-        WHERE p.brand_id = :brand_id
-          AND (t.product_id, t.position) > (CAST(:after AS uuid), :after_position)
-        ORDER BY t.product_id, t.position LIMIT :limit
+        SELECT CAST(to_jsonb(t) AS text) AS line FROM product_variants t
+        WHERE t.product_id = ANY(CAST(:product_ids AS uuid[]))
+        ORDER BY t.product_id, t.position
         """,
-        {"after": NIL_UUID, "after_position": 0},
-        ("after", "after_position"),
+        parent="products",
     ),
     ExportFile(
         "product_images.jsonl",
         """
-        SELECT CAST(to_jsonb(t) AS text) AS line, t.product_id AS after,
-            t.position AS after_position
-        FROM product_images t JOIN products p ON p.id = t.product_id
-        WHERE p.brand_id = :brand_id
-          AND (t.product_id, t.position) > (CAST(:after AS uuid), :after_position)
-        ORDER BY t.product_id, t.position LIMIT :limit
+        SELECT CAST(to_jsonb(t) AS text) AS line FROM product_images t
+        WHERE t.product_id = ANY(CAST(:product_ids AS uuid[]))
+        ORDER BY t.product_id, t.position
         """,
-        {"after": NIL_UUID, "after_position": 0},
-        ("after", "after_position"),
+        parent="products",
     ),
     _by_brand(
         "posts.jsonl",
@@ -337,8 +342,11 @@ def _pages(
     """Yield the file's rows a page at a time: after the last key, or for the next
     batch of the brand's posts."""
     if not export.key_of:
-        for post_ids in _post_batches(tx, brand_id=brand_id, limit=posts_per_batch):
-            page = tx.rows(export.sql, post_ids=post_ids)
+        select_ids, first, param = PARENTS[export.parent]
+        for ids in _id_batches(
+            tx, select_ids, first, brand_id=brand_id, limit=posts_per_batch
+        ):
+            page = tx.rows(export.sql, **{param: ids})
             if page:
                 yield page
         return
@@ -356,15 +364,16 @@ def _pages(
             return
 
 
-def _post_batches(tx: Any, *, brand_id: str, limit: int) -> Iterator[list[str]]:
-    after = NIL_UUID
+def _id_batches(
+    tx: Any, select_ids: str, first: str, *, brand_id: str, limit: int
+) -> Iterator[list[str]]:
+    after = first
     while True:
-        rows = tx.rows(SELECT_POST_IDS, brand_id=brand_id, after=after, limit=limit)
+        rows = tx.rows(select_ids, brand_id=brand_id, after=after, limit=limit)
         if not rows:
             return
-        post_ids = [str(row["id"]) for row in rows]
-        yield post_ids
-        after = post_ids[-1]
+        yield [str(row["id"]) for row in rows]
+        after = str(rows[-1]["after"])
 
 
 def _key_value(value: Any) -> Any:
