@@ -541,6 +541,38 @@ def test_the_removed_authors_id_goes_from_the_mentions_that_answer_them(client, 
     assert replying == "1500"
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"x_user_id": "1800000000000000001"}, "x_user_id"),
+        ({"username": "@Leaving"}, "username"),
+    ],
+)
+def test_the_brands_own_account_is_no_author_to_remove(client, shop, body, field):
+    database = _database(client)
+    with database.transaction() as tx:
+        tx.execute(
+            "UPDATE brands SET x_user_id = '1800000000000000001', "
+            "x_username = 'leaving' WHERE id = :id",
+            id=shop["id"],
+        )
+    answer = store_mention(database, shop["id"], OTHER, text="hi")
+    with database.transaction() as tx:
+        tx.execute("UPDATE mentions SET in_reply_to_user_id = '1800000000000000001'")
+
+    response = post_json(client, "/v1/author-data-removals", body, shop["admin"])
+
+    # Its replies would stop counting as summoned, and its own posts would go.
+    assert response.status_code == 409
+    assert response.get_json()["error"]["field"] == field
+    with database.transaction() as tx:
+        replying = tx.scalar(
+            "SELECT in_reply_to_user_id FROM mentions WHERE id = :id", id=answer
+        )
+        assert tx.scalar("SELECT count(*) FROM author_data_removals") == 0
+    assert replying == "1800000000000000001"
+
+
 def test_removing_an_author_again_finds_nothing_and_says_so(client, shop):
     database = _database(client)
     store_mention(database, shop["id"], FAN)

@@ -31,7 +31,7 @@ from typing import Any
 
 from cartcast import validation
 from cartcast.db import Transaction
-from cartcast.errors import InvalidRequest
+from cartcast.errors import Conflict, InvalidRequest
 
 FIELDS = ("x_user_id", "username")
 # X user ids are decimal snowflakes (at most 19 digits, never a leading zero, so
@@ -72,6 +72,7 @@ FORGET_REPLIED_TO = """
 UPDATE mentions SET in_reply_to_user_id = NULL
 WHERE brand_id = :brand_id AND in_reply_to_user_id = ANY(CAST(:user_ids AS text[]))
 """
+SELECT_OWN_ACCOUNT = "SELECT x_user_id, x_username FROM brands WHERE id = :brand_id"
 RECORD_REMOVAL = """
 INSERT INTO author_data_removals (brand_id, requested_at, requested_by, matched_by,
     mentions, escalations)
@@ -98,6 +99,18 @@ def remove_author_data(
     Idempotent: the author's mentions already cleared are not found again.
     """
     matched_by, value = read_author(body)
+    own = tx.one(SELECT_OWN_ACCOUNT, brand_id=brand_id) or {}
+    if (matched_by == "x_user_id" and value == own.get("x_user_id")) or (
+        matched_by == "username"
+        and value.lower() == (own.get("x_username") or "").lower()
+    ):
+        # Its own posts would go from the inbox, and mentions replying to it would
+        # lose what makes them answerable (inbox._summoned).
+        raise Conflict(
+            f"'{matched_by}' names the brand's own X account, not a person who "
+            "wrote to it; nothing was removed",
+            field=matched_by,
+        )
     query = SELECT_BY_ID if matched_by == "x_user_id" else SELECT_BY_USERNAME
     found = tx.rows(query, brand_id=brand_id, value=value)
     ids = [str(row["id"]) for row in found]
