@@ -12,6 +12,8 @@ import datetime as dt
 import io
 import json
 import re
+import threading
+import time
 import uuid
 import zipfile
 from decimal import Decimal
@@ -26,6 +28,7 @@ from cartcast import (
     keys,
     kpis,
     offboarding,
+    publishing,
     retention,
 )
 from cartcast import (
@@ -317,6 +320,17 @@ def fill_brand(database, brand_id: str) -> dict[str, int]:
         for row in tx.rows(ROWS_HOLDING, pattern=brand_id):
             rows[row["name"]] = row["n"]
     return rows
+
+
+def wait_until(condition, what: str) -> object:
+    """Wait for another thread's step, with a deadline (no timing is asserted)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"gave up waiting for {what}")
 
 
 def read_archive(response) -> zipfile.ZipFile:
@@ -650,6 +664,38 @@ def test_offboarding_stops_publishing_and_polling_at_once(client, shop, runtime)
         )
     assert {row["state"] for row in reasons} == {"held"}
     assert all(row["failure_reason"].startswith("offboarding: ") for row in reasons)
+
+
+def test_a_thread_half_on_x_sends_no_further_part_once_the_brand_asks_to_leave(
+    x_runtime, x_sandbox
+):
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1, kind="thread")
+    with x_runtime.database.transaction() as tx:
+        parts = tx.scalar("SELECT count(*) FROM post_parts")
+        due = tx.scalar("SELECT max(scheduled_at) FROM posts")
+    assert parts >= 2
+    # X holds its answer to the first part while the brand asks to leave.
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", hold=True)
+    running = threading.Thread(
+        target=lambda: publishing.publish_due(x_runtime, as_of=due)
+    )
+    running.start()
+    try:
+        wait_until(lambda: tweets_sent(x_sandbox), "X to take the first part")
+        with x_runtime.database.transaction() as tx:
+            offboarding.request_offboarding(
+                tx,
+                brand_id=brand_id,
+                actor="admin",
+                keep_daily_kpis=False,
+                grace_days=30,
+                now=x_runtime.clock.now(),
+            )
+    finally:
+        x_sandbox.release_answers()
+        running.join(60)
+
+    assert tweets_sent(x_sandbox) == 1
 
 
 def test_a_post_scheduled_during_the_grace_period_is_held_and_cancel_queues_all(
