@@ -4,6 +4,10 @@ Routes are matched with Werkzeug's router (Flask's own, already loaded by
 functions-framework). Each route authenticates the caller, runs in one database
 transaction, and sees only the calling brand's rows: another brand's product or post
 answers 404, exactly like one that does not exist.
+
+ROUTE_ROLES says which key each route needs, and `handle` checks it before any
+handler runs: a route with no row there fails at import. A refusal (a key of too
+low a role, a revoked key) is written to the brand's audit trail.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from werkzeug.routing import Map, Rule
 # Only what routing and authentication need is imported here; each handler imports
 # the domain modules it runs, so a cold start loads one route's modules, not all
 # of them (the caption function, for one, never loads the reports' jinja2).
-from cartcast import keys, offboarding, post_events, validation, web
+from cartcast import audit, keys, offboarding, post_events, validation, web
 from cartcast.db import Transaction
 from cartcast.errors import (
     CartcastError,
@@ -148,6 +152,10 @@ def _rules() -> list[Rule]:
             methods=["GET"],
             endpoint="list_author_data_removals",
         ),
+        Rule("/v1/keys", methods=["POST"], endpoint="create_key"),
+        Rule("/v1/keys", methods=["GET"], endpoint="list_keys"),
+        Rule("/v1/keys/<key_id>/revoke", methods=["POST"], endpoint="revoke_key"),
+        Rule("/v1/audit", methods=["GET"], endpoint="list_audit"),
     ]
 
 
@@ -156,6 +164,79 @@ def routes() -> Map:
     """Build the router on the first API request: compiling it takes tens of
     milliseconds, which the caption function, routing nothing, does not pay."""
     return Map(_rules(), strict_slashes=False)
+
+
+VIEWER, EDITOR, APPROVER, ADMIN = keys.ROLES
+OPERATOR = keys.OPERATOR
+# No key: the store signs the body (order_webhooks.py).
+SIGNED = "signed"
+# The least a key must be to call each route (keys.py draws the ladder). One row
+# per endpoint; a new route without one stops the module from loading.
+ROUTE_ROLES = {
+    "create_brand": OPERATOR,
+    "pause_publishing": OPERATOR,
+    "resume_publishing": OPERATOR,
+    "receive_signed_order": SIGNED,
+    # X's redirect: the single-use OAuth state, not a key, is the credential.
+    "x_oauth_callback": SIGNED,
+    "get_brand": VIEWER,
+    "get_brand_pause": VIEWER,
+    "list_crises": VIEWER,
+    "list_posts": VIEWER,
+    "get_post": VIEWER,
+    "list_post_events": VIEWER,
+    "list_post_attempts": VIEWER,
+    "list_mentions": VIEWER,
+    "daily_report": VIEWER,
+    "post_report": VIEWER,
+    "mention_report": VIEWER,
+    "order_report": VIEWER,
+    "import_products": EDITOR,
+    "list_products": EDITOR,
+    "get_product": EDITOR,
+    "create_captions": EDITOR,
+    "gemini_state": EDITOR,
+    "create_caption_job": EDITOR,
+    "list_caption_jobs": EDITOR,
+    "get_caption_job": EDITOR,
+    "cancel_caption_job": EDITOR,
+    "edit_post": EDITOR,
+    "schedule_post": EDITOR,
+    "cancel_post": EDITOR,
+    "schedule_approved": EDITOR,
+    "slot_suggestions": EDITOR,
+    "handle_mention": EDITOR,
+    "reply_to_mention": EDITOR,
+    "receive_order": EDITOR,
+    "import_orders": EDITOR,
+    "approve_post": APPROVER,
+    "reject_post": APPROVER,
+    "settle_post": APPROVER,
+    "pause_brand": APPROVER,
+    "resume_brand": APPROVER,
+    "get_offboarding": VIEWER,
+    "get_retention": VIEWER,
+    "update_brand": ADMIN,
+    "connect_x_account": ADMIN,
+    "finish_x_connection": ADMIN,
+    "disconnect_x_account": ADMIN,
+    "export_brand": ADMIN,
+    "request_offboarding": ADMIN,
+    "cancel_offboarding": ADMIN,
+    "set_retention": ADMIN,
+    "remove_author_data": ADMIN,
+    "list_author_data_removals": ADMIN,
+    "create_key": ADMIN,
+    "list_keys": ADMIN,
+    "revoke_key": ADMIN,
+    "list_audit": ADMIN,
+}
+# The generate_caption function answers what POST /v1/captions does.
+CAPTION_FUNCTION_ROLE = ROUTE_ROLES["create_captions"]
+
+_unruled = {rule.endpoint for rule in _rules()} - set(ROUTE_ROLES)
+if _unruled:
+    raise RuntimeError(f"routes with no role in ROUTE_ROLES: {sorted(_unruled)}")
 
 
 def handle(request: Any, runtime: Any) -> web.Response:
@@ -176,19 +257,12 @@ def handle(request: Any, runtime: Any) -> web.Response:
         allowed = ", ".join(sorted(error.valid_methods or []))
         body = {"error": {"code": "method_not_allowed", "message": f"use {allowed}"}}
         return web.json_response(body, 405, {"Allow": allowed})
-    if endpoint in _SIGNED:
+    if ROUTE_ROLES[endpoint] == SIGNED:
         return HANDLERS[endpoint](request, runtime=runtime, **arguments)
+    route = f"{request.method} {_route_pattern(request.path, request.method)}"
     try:
         with runtime.database.transaction() as tx:
-            caller = keys.authenticate(
-                tx,
-                request.headers.get("Authorization"),
-                operator_key=runtime.settings.operator_key,
-            )
-            offboarding.refuse_after_grace(
-                tx, brand_id=caller.brand_id, now=runtime.clock.now()
-            )
-            post_events.act_as(tx, caller.key_name)
+            caller = _authorize(tx, request, runtime, ROUTE_ROLES[endpoint], route)
             body = None
             if endpoint in _CSV_BODY:
                 body = web.read_csv(request)
@@ -204,6 +278,8 @@ def handle(request: Any, runtime: Any) -> web.Response:
                 query=request.args,
                 **arguments,
             )
+    except _Refused as refused:
+        return _record_refusal(runtime, refused)
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
@@ -215,28 +291,99 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
         return web.json_response(body, 405, {"Allow": "POST"})
     try:
         with runtime.database.transaction() as tx:
-            caller = keys.authenticate(
-                tx,
-                request.headers.get("Authorization"),
-                operator_key=runtime.settings.operator_key,
+            caller = _authorize(
+                tx, request, runtime, CAPTION_FUNCTION_ROLE, "POST generate_caption"
             )
-            offboarding.refuse_after_grace(
-                tx, brand_id=caller.brand_id, now=runtime.clock.now()
-            )
-            post_events.act_as(tx, caller.key_name)
             return captions_response(tx, runtime, caller, web.read_json(request))
+    except _Refused as refused:
+        return _record_refusal(runtime, refused)
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
 
-# Routes a store calls with a signature over the body instead of an API key.
-# and X's OAuth callback, where the single-use state is the credential.
-_SIGNED = {"receive_signed_order", "x_oauth_callback"}
+class _Refused(CartcastError):
+    """A request refused for its key, to be recorded once its transaction ended."""
+
+    def __init__(
+        self, error: InvalidRequest, caller: keys.Caller | None, route: str
+    ) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.caller = caller
+        self.route = route
+
+
+def _authorize(
+    tx: Transaction, request: Any, runtime: Any, needed: str, route: str
+) -> keys.Caller:
+    """Return the caller if its key may call the route; else raise _Refused.
+
+    The caller's name is then the actor of every post event the request causes.
+    """
+    now = runtime.clock.now()
+    try:
+        caller = keys.authenticate(
+            tx,
+            request.headers.get("Authorization"),
+            operator_key=runtime.settings.operator_key,
+            now=now,
+        )
+    except keys.RevokedKey as error:
+        raise _Refused(error, None, route) from error
+    # A brand past its offboarding grace period has no working key (offboarding.py).
+    offboarding.refuse_after_grace(tx, brand_id=caller.brand_id, now=now)
+
+    try:
+        keys.require_role(caller, needed)
+    except Forbidden as error:
+        raise _Refused(error, caller, route) from error
+    post_events.act_as(tx, caller.key_name)
+    return caller
+
+
+def _record_refusal(runtime: Any, refused: _Refused) -> web.Response:
+    """Write a refused request to its brand's trail, then answer the refusal.
+
+    The request's own transaction has rolled back; this one holds only the record.
+    A refusal of the operator key, or of a key no brand has, concerns no brand.
+    """
+    now = runtime.clock.now()
+    error, caller = refused.error, refused.caller
+    if isinstance(error, keys.RevokedKey):
+        brand_id, actor = error.brand_id, error.key_name
+        action, after = "access.revoked_key_used", {"route": refused.route}
+    elif caller is not None and caller.brand_id is not None:
+        brand_id, actor = caller.brand_id, caller.key_name
+        action = "access.refused"
+        after = {"route": refused.route, "role": caller.role, "message": str(error)}
+    else:
+        return web.error_response(error, runtime.log, now)
+
+    with runtime.database.transaction() as tx:
+        audit.record(
+            tx,
+            brand_id=brand_id,
+            actor=actor,
+            action=action,
+            subject=f"route:{refused.route}",
+            at=now,
+            after=after,
+        )
+    return web.error_response(error, runtime.log, now)
+
+
+def _route_pattern(path: str, method: str) -> str:
+    """Return the rule a path matched (`/v1/posts/<post_id>/approve`), not its ids."""
+    rule, _ = routes().bind("localhost").match(path, method, return_rule=True)
+    return re.sub(r"<(\w+)>", r"{\1}", rule.rule)
+
+
 _CSV_BODY = {"import_orders"}
 _BODYLESS = {
     "approve_post",
     "connect_x_account",
     "disconnect_x_account",
+    "revoke_key",
     "cancel_caption_job",
     "cancel_offboarding",
     "handle_mention",
@@ -942,7 +1089,9 @@ def resume_brand(
 
     brand_id = keys.require_brand(caller)
     _require_pausing_role(caller)
-    resumed = crisis.resume_brand(tx, brand_id=brand_id, now=runtime.clock.now())
+    resumed = crisis.resume_brand(
+        tx, brand_id=brand_id, now=runtime.clock.now(), actor=caller.key_name
+    )
     return web.json_response(resumed)
 
 
@@ -1346,6 +1495,57 @@ def list_author_data_removals(
     offboarding.require_admin(caller.role, "reading the removals of authors' data")
     found = author_data.list_removals(tx, brand_id=brand_id, limit=_limit(query))
     return web.json_response({"removals": found})
+
+
+def create_key(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Make a key of the brand; its value is in this answer and nowhere after."""
+    created = keys.add_key(
+        tx,
+        brand_id=keys.require_brand(caller),
+        body=body,
+        actor=caller.key_name,
+        now=runtime.clock.now(),
+    )
+    return web.json_response(created, 201)
+
+
+def list_keys(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    return web.json_response(
+        {"keys": keys.list_keys(tx, brand_id=keys.require_brand(caller))}
+    )
+
+
+def revoke_key(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    key_id: str,
+) -> web.Response:
+    revoked = keys.revoke_key(
+        tx,
+        brand_id=keys.require_brand(caller),
+        key_id=_row_id(key_id, "key"),
+        actor=caller.key_name,
+        now=runtime.clock.now(),
+    )
+    return web.json_response({"key": revoked})
+
+
+def list_audit(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """List the brand's audit trail newest first; filter by action and subject."""
+    page = audit.list_trail(
+        tx, brand_id=keys.require_brand(caller), query=query, limit=_limit(query)
+    )
+    return web.json_response(page)
 
 
 HANDLERS = {rule.endpoint: globals()[rule.endpoint] for rule in _rules()}

@@ -36,7 +36,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from cartcast import alerts
+from cartcast import alerts, audit
 from cartcast.db import Transaction
 from cartcast.errors import Conflict
 from cartcast.logs import fields
@@ -323,14 +323,42 @@ def pause_brand(
 
     tx.rows(LOCK_QUEUED, brand_id=brand_id)
     held = tx.rows(HOLD_QUEUED, brand_id=brand_id, reason=held_reason, now=now)
+    if marked is not None or held:
+        audit.record(
+            tx,
+            brand_id=brand_id,
+            actor=actor,
+            action="brand.paused",
+            subject="brand:publishing",
+            at=now,
+            before={"paused": marked is None},
+            after={
+                "paused": True,
+                "reason": pause["publishing_paused_reason"],
+                "held": len(held),
+            },
+        )
     return {**_pause_view(pause), "held": len(held)}
 
 
-def resume_brand(tx: Transaction, *, brand_id: str, now: dt.datetime) -> dict[str, Any]:
+def resume_brand(
+    tx: Transaction, *, brand_id: str, now: dt.datetime, actor: str = "system"
+) -> dict[str, Any]:
     """Lift the brand's pause and queue its held posts again; 409 when not paused."""
+    before = tx.one(SELECT_PAUSE, brand_id=brand_id)
     if tx.scalar(CLEAR_PAUSE, brand_id=brand_id) is None:
         raise Conflict("the brand's publishing is not paused", field="brand")
     released = tx.rows(RELEASE_HELD, brand_id=brand_id, prefix=HELD_PREFIX, now=now)
+    audit.record(
+        tx,
+        brand_id=brand_id,
+        actor=actor,
+        action="brand.resumed",
+        subject="brand:publishing",
+        at=now,
+        before={"paused": True, "reason": before["publishing_paused_reason"]},
+        after={"paused": False, "released": len(released)},
+    )
     return {"paused": False, "released": len(released)}
 
 

@@ -34,7 +34,7 @@ import re
 import uuid
 from typing import Any
 
-from cartcast import author_data, post_text, triage, validation
+from cartcast import audit, author_data, post_text, triage, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
@@ -212,7 +212,17 @@ def mark_handled(
     """Mark a mention handled by the caller; a handled one is answered unchanged."""
     _require_answering_role(caller)
     mention = _lock_mention(tx, brand_id, mention_id)
-    tx.execute(MARK_HANDLED, id=mention_id, now=now, actor=caller.key_name)
+    if tx.execute(MARK_HANDLED, id=mention_id, now=now, actor=caller.key_name):
+        audit.record(
+            tx,
+            brand_id=brand_id,
+            actor=caller.key_name,
+            action="mention.handled",
+            subject=f"mention:{mention['id']}",
+            at=now,
+            before={"state": mention["state"]},
+            after={"state": "handled"},
+        )
     return _view(_lock_mention(tx, brand_id, mention["id"]), now)
 
 
@@ -254,6 +264,16 @@ def reply(
         raise _already_replied(tx, brand_id, conversation_id)
     tx.execute(
         MARK_REPLIED, id=mention["id"], post_id=post_id, now=now, actor=caller.key_name
+    )
+    audit.record(
+        tx,
+        brand_id=brand_id,
+        actor=caller.key_name,
+        action="mention.replied",
+        subject=f"mention:{mention['id']}",
+        at=now,
+        before={"state": mention["state"], "reply_post_id": None},
+        after={"state": "handled", "reply_post_id": str(post_id), "text": text},
     )
     return {
         "mention": _view(_lock_mention(tx, brand_id, mention["id"]), now),

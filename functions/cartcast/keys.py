@@ -1,7 +1,19 @@
-"""API keys: made once, shown once, stored only as a SHA-256 hash.
+"""API keys: made once, shown once, stored only as a SHA-256 hash, each with a role.
 
 A key is 32 random bytes, so a fast hash is enough to make a leaked table useless;
 a slow password hash would only add latency to every request (decision 0002).
+
+A brand's key has one of four roles, each allowed what the one before it is:
+
+    viewer     reads posts, the inbox, the pause and the reports
+    editor     also drafts, edits and schedules posts, reads and imports the
+               catalog, answers mentions and sends orders
+    approver   also approves and rejects posts, settles them, pauses and resumes
+    admin      also the brand's settings and X account, its keys and audit trail
+
+The operator key (CARTCAST_OPERATOR_KEY) is no brand's: it creates brands and
+pauses the deployment's schedule, nothing else. Which route needs which role is
+api.ROUTE_ROLES (decision 0031).
 """
 
 from __future__ import annotations
@@ -10,22 +22,59 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
+from typing import Any
 
+from cartcast import audit, validation
 from cartcast.db import Transaction
-from cartcast.errors import Forbidden, Unauthorized
+from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 
 KEY_PREFIX = "cc_"
+# Lowest first: each role may do what the roles before it may.
+ROLES = ("viewer", "editor", "approver", "admin")
+OPERATOR = "operator"
+KEY_FIELDS = ("name", "role")
+# Names are what the audit trail shows as the actor: no "system:..." look-alikes.
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
+RESERVED_NAMES = ("operator", "system")
+# last_used_at is written at most this often per key, so that reads do not all
+# become writes of the same row.
+LAST_USED_PRECISION = dt.timedelta(minutes=5)
 
 INSERT_KEY = """
 INSERT INTO api_keys (brand_id, name, role, key_hash, key_prefix, created_at)
 VALUES (:brand_id, :name, :role, :key_hash, :key_prefix, :created_at)
 """
 SELECT_KEY = """
-SELECT k.brand_id, k.name, k.role
+SELECT k.id, k.brand_id, k.name, k.role, k.revoked_at, k.last_used_at
 FROM api_keys k
-WHERE k.key_hash = :key_hash AND k.revoked_at IS NULL
+WHERE k.key_hash = :key_hash
 """
+MARK_USED = """
+UPDATE api_keys SET last_used_at = :now
+WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :stale_before)
+"""
+SELECT_KEYS = """
+SELECT id, name, role, key_prefix, created_at, last_used_at, revoked_at
+FROM api_keys WHERE brand_id = :brand_id
+ORDER BY created_at, name
+"""
+SELECT_KEY_BY_ID = """
+SELECT id, name, role, key_prefix, created_at, last_used_at, revoked_at
+FROM api_keys WHERE brand_id = :brand_id AND id = :id
+FOR UPDATE
+"""
+SELECT_KEY_NAMED = "SELECT 1 FROM api_keys WHERE brand_id = :brand_id AND name = :name"
+# Locks every live admin key of the brand, so two admins revoking each other at
+# once cannot both pass the check that one admin stays.
+LOCK_LIVE_ADMINS = """
+SELECT id FROM api_keys
+WHERE brand_id = :brand_id AND role = 'admin' AND revoked_at IS NULL
+ORDER BY id
+FOR UPDATE
+"""
+REVOKE_KEY = "UPDATE api_keys SET revoked_at = :now WHERE id = :id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +87,16 @@ class Caller:
 
     @property
     def is_operator(self) -> bool:
-        return self.role == "operator"
+        return self.role == OPERATOR
+
+
+class RevokedKey(Unauthorized):
+    """A revoked key was used; its brand is known, so the attempt is recorded."""
+
+    def __init__(self, message: str, *, brand_id: str, key_name: str) -> None:
+        super().__init__(message)
+        self.brand_id = brand_id
+        self.key_name = key_name
 
 
 def hash_key(key: str) -> str:
@@ -71,9 +129,17 @@ def bearer_token(authorization: str | None) -> str:
 
 
 def authenticate(
-    tx: Transaction, authorization: str | None, *, operator_key: str | None
+    tx: Transaction,
+    authorization: str | None,
+    *,
+    operator_key: str | None,
+    now: dt.datetime | None = None,
 ) -> Caller:
-    """Identify the caller from the Authorization header, or raise Unauthorized."""
+    """Identify the caller from the Authorization header, or raise Unauthorized.
+
+    With `now`, the key's last use is noted (to LAST_USED_PRECISION). A revoked
+    key raises RevokedKey, which names its brand.
+    """
     token = bearer_token(authorization)
     # Keys are ASCII (token_urlsafe); hmac.compare_digest raises TypeError for str
     # with other characters, so those are simply unknown, and bytes are compared.
@@ -86,7 +152,38 @@ def authenticate(
     row = tx.one(SELECT_KEY, key_hash=hash_key(token))
     if row is None:
         raise Unauthorized("unknown or revoked API key")
+    if row["revoked_at"] is not None:
+        raise RevokedKey(
+            "unknown or revoked API key",
+            brand_id=str(row["brand_id"]),
+            key_name=row["name"],
+        )
+    if now is not None and (
+        row["last_used_at"] is None or row["last_used_at"] < now - LAST_USED_PRECISION
+    ):
+        tx.execute(
+            MARK_USED, id=row["id"], now=now, stale_before=now - LAST_USED_PRECISION
+        )
     return Caller(brand_id=str(row["brand_id"]), key_name=row["name"], role=row["role"])
+
+
+def require_role(caller: Caller, needed: str) -> None:
+    """Raise Forbidden unless the caller's key may act as `needed`.
+
+    `needed` is a role of ROLES, which a brand's key of that role or a higher one
+    satisfies, or OPERATOR, which only the operator key does.
+    """
+    if needed == OPERATOR:
+        require_operator(caller)
+        return
+    require_brand(caller)
+    if ROLES.index(caller.role) < ROLES.index(needed):
+        higher = ROLES[ROLES.index(needed) :]
+        raise Forbidden(
+            f"this needs a key of role {' or '.join(reversed(higher))}; "
+            f"this key is {caller.role}",
+            field="role",
+        )
 
 
 def require_brand(caller: Caller) -> str:
@@ -99,3 +196,102 @@ def require_brand(caller: Caller) -> str:
 def require_operator(caller: Caller) -> None:
     if not caller.is_operator:
         raise Forbidden("only the operator key may do this")
+
+
+def add_key(
+    tx: Transaction, *, brand_id: str, body: Any, actor: str, now: dt.datetime
+) -> dict[str, Any]:
+    """Create a key from {"name", "role"}; return it with the key, shown this once.
+
+    Raises:
+        InvalidRequest: a name or role that is missing or not allowed.
+        Conflict: the brand has a key of that name, revoked ones included (the
+            audit trail names keys, so a name is never reused).
+    """
+    body = validation.require_object(body)
+    validation.only_fields(body, KEY_FIELDS, what="a key")
+    name = validation.text(body, "name", max_len=64)
+    if not KEY_NAME.fullmatch(name) or name.lower() in RESERVED_NAMES:
+        raise InvalidRequest(
+            "'name' must be 1 to 64 letters, digits, spaces or . _ @ -, starting "
+            "with a letter or digit, and not 'operator' or 'system'",
+            field="name",
+        )
+    role = body.get("role")
+    if role not in ROLES:
+        raise InvalidRequest(f"'role' must be one of {', '.join(ROLES)}", field="role")
+    if tx.scalar(SELECT_KEY_NAMED, brand_id=brand_id, name=name) is not None:
+        raise Conflict(
+            f"the brand has a key named {name!r} already (revoked keys keep "
+            "their names)",
+            field="name",
+        )
+
+    key = create_key(tx, brand_id=brand_id, name=name, role=role, now=now)
+    created = next(
+        row for row in list_keys(tx, brand_id=brand_id) if row["name"] == name
+    )
+    audit.record(
+        tx,
+        brand_id=brand_id,
+        actor=actor,
+        action="key.created",
+        subject=f"key:{name}",
+        at=now,
+        after={"name": name, "role": role, "prefix": created["prefix"]},
+    )
+    return {"key": created, "api_key": key}
+
+
+def list_keys(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
+    """Return the brand's keys, revoked ones too, oldest first; never a key itself."""
+    return [_view(row) for row in tx.rows(SELECT_KEYS, brand_id=brand_id)]
+
+
+def revoke_key(
+    tx: Transaction, *, brand_id: str, key_id: str, actor: str, now: dt.datetime
+) -> dict[str, Any]:
+    """Revoke a key at once; a revoked key is answered unchanged.
+
+    Raises:
+        NotFound: no such key of this brand.
+        Conflict: it is the brand's last admin key, whose loss would leave no one
+            able to make keys (the operator key makes none).
+    """
+    live_admins = tx.rows(LOCK_LIVE_ADMINS, brand_id=brand_id)
+    row = tx.one(SELECT_KEY_BY_ID, brand_id=brand_id, id=key_id)
+    if row is None:
+        raise NotFound("key not found", field="key_id")
+    if row["revoked_at"] is not None:
+        return _view(row)
+    if row["role"] == "admin" and len(live_admins) == 1:
+        raise Conflict(
+            "this is the brand's last admin key; create another admin key first",
+            field="key_id",
+        )
+
+    tx.execute(REVOKE_KEY, id=key_id, now=now)
+    audit.record(
+        tx,
+        brand_id=brand_id,
+        actor=actor,
+        action="key.revoked",
+        subject=f"key:{row['name']}",
+        at=now,
+        before={"revoked_at": None},
+        after={"revoked_at": now},
+    )
+    return _view({**row, "revoked_at": now})
+
+
+def _view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "role": row["role"],
+        "prefix": row["key_prefix"],
+        "created_at": row["created_at"],
+        "last_used_at": row["last_used_at"],
+        "revoked_at": row["revoked_at"],
+        "revoked": row["revoked_at"] is not None,
+    }

@@ -1,0 +1,170 @@
+"""The audit trail: who changed what of a brand, when, and what it was before.
+
+Two tables hold it, read as one through the view `audit_trail` (sql/032):
+
+    post_events    every change of a post's state, text, poll or schedule, written
+                   by a trigger whoever makes it (post_events.py, decision 0009),
+                   with the fields it replaced and wrote
+    audit_events   everything else, written by `record`: keys created and revoked,
+                   mentions handled and answered, the brand paused and resumed,
+                   and the requests refused that concern the brand
+
+`record` writes in the caller's transaction, so the change and its record commit or
+vanish together. A refusal is the one exception: the request's transaction rolls
+back, so api.py records it in a transaction of its own (decision 0031).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from typing import Any
+
+from cartcast.db import Transaction
+from cartcast.errors import InvalidRequest
+
+ACTION_PATTERN = re.compile(r"[a-z_]+\.[a-z_]+")
+SUBJECT_LENGTH_MAX = 300
+FILTER_LENGTH_MAX = 300
+
+INSERT_EVENT = """
+INSERT INTO audit_events (brand_id, at, actor, action, subject, before, after)
+VALUES (:brand_id, :at, :actor, :action, :subject,
+        CAST(:before AS jsonb), CAST(:after AS jsonb))
+"""
+# Newest first. The cursor is the last row's (at, source, id); `source` breaks ties
+# between the two tables, `id` within one.
+SELECT_TRAIL = """
+SELECT source, id, at, actor, action, subject, before, after
+FROM audit_trail
+WHERE brand_id = :brand_id
+  AND (CAST(:action AS text) IS NULL OR action = :action)
+  AND (CAST(:subject AS text) IS NULL OR subject = :subject)
+  AND (CAST(:after_at AS timestamptz) IS NULL
+       OR (at, source, id) < (:after_at, :after_source, :after_id))
+ORDER BY at DESC, source DESC, id DESC
+LIMIT :limit
+"""
+
+
+def record(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    actor: str,
+    action: str,
+    subject: str,
+    at: dt.datetime,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Add one event to the brand's trail, in the caller's transaction.
+
+    Args:
+        action: "<what>.<verb>" in lower case, such as "key.revoked".
+        subject: "<kind>:<id or name>", such as "key:ops-bot".
+        before, after: what the change replaced and what it wrote; JSON values,
+            never a secret.
+    """
+    if not ACTION_PATTERN.fullmatch(action):
+        raise ValueError(f"an audit action reads '<what>.<verb>', not {action!r}")
+    tx.execute(
+        INSERT_EVENT,
+        brand_id=brand_id,
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject[:SUBJECT_LENGTH_MAX],
+        before=_json(before),
+        after=_json(after),
+    )
+
+
+def list_trail(
+    tx: Transaction, *, brand_id: str, query: Any, limit: int
+) -> dict[str, Any]:
+    """Return one page of the brand's trail, newest first, and the next cursor.
+
+    `query` may hold `action` and `subject` (exact matches) and `after`, the
+    cursor a previous page answered as `next`.
+    """
+    action = _filter(query, "action")
+    subject = _filter(query, "subject")
+    after_at, after_source, after_id = _read_cursor(query.get("after"))
+
+    rows = tx.rows(
+        SELECT_TRAIL,
+        brand_id=brand_id,
+        action=action,
+        subject=subject,
+        after_at=after_at,
+        after_source=after_source,
+        after_id=after_id,
+        limit=limit + 1,
+    )
+    page, more = rows[:limit], len(rows) > limit
+    return {
+        "events": [_view(row) for row in page],
+        "next": _write_cursor(page[-1]) if more else None,
+    }
+
+
+def _view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "at": row["at"],
+        "actor": row["actor"],
+        "action": row["action"],
+        "subject": row["subject"],
+        "before": row["before"],
+        "after": row["after"],
+    }
+
+
+def _filter(query: Any, name: str) -> str | None:
+    value = query.get(name)
+    if value is None:
+        return None
+    if not value or len(value) > FILTER_LENGTH_MAX or "\x00" in value:
+        raise InvalidRequest(
+            f"'{name}' must be 1 to {FILTER_LENGTH_MAX} characters", field=name
+        )
+    return value
+
+
+def _write_cursor(row: dict[str, Any]) -> str:
+    raw = json.dumps([row["at"].isoformat(), row["source"], row["id"]])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _read_cursor(value: str | None) -> tuple[Any, Any, Any]:
+    if value is None:
+        return None, None, None
+    problem = InvalidRequest(
+        "'after' must be the 'next' of a previous page", field="after"
+    )
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        at, source, row_id = json.loads(base64.urlsafe_b64decode(padded))
+        moment = dt.datetime.fromisoformat(at)
+    except (ValueError, TypeError) as error:
+        raise problem from error
+    if (
+        moment.tzinfo is None
+        or source not in ("audit", "post")
+        or type(row_id) is not int
+        or not 0 < row_id < 2**63
+    ):
+        raise problem
+    return moment, source, row_id
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, default=_encode)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return str(value)
