@@ -42,6 +42,8 @@ LIMIT_PATTERN = re.compile(r"[0-9]{1,9}")
 REPORT_DAYS_MAX = 366
 ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DEFAULT_REPORT_DAYS = 7
+# CARTCAST_AUDIT_REFUSALS_PER_HOUR counts refusals over this window.
+REFUSALS_WINDOW = dt.timedelta(hours=1)
 SCHEDULE_APPROVED_FIELDS = ("limit",)
 POST_STATES = (
     "needs_approval",
@@ -234,9 +236,13 @@ ROUTE_ROLES = {
 # The generate_caption function answers what POST /v1/captions does.
 CAPTION_FUNCTION_ROLE = ROUTE_ROLES["create_captions"]
 
-_unruled = {rule.endpoint for rule in _rules()} - set(ROUTE_ROLES)
-if _unruled:
-    raise RuntimeError(f"routes with no role in ROUTE_ROLES: {sorted(_unruled)}")
+_served = {rule.endpoint for rule in _rules()}
+if _served != set(ROUTE_ROLES):
+    raise RuntimeError(
+        "ROUTE_ROLES must name each route once: no role for "
+        f"{sorted(_served - set(ROUTE_ROLES))}, no route for "
+        f"{sorted(set(ROUTE_ROLES) - _served)}"
+    )
 
 
 def handle(request: Any, runtime: Any) -> web.Response:
@@ -360,15 +366,29 @@ def _record_refusal(runtime: Any, refused: _Refused) -> web.Response:
         return web.error_response(error, runtime.log, now)
 
     with runtime.database.transaction() as tx:
-        audit.record(
+        # A bot replaying a revoked key would otherwise grow the trail forever.
+        full = audit.reached(
             tx,
             brand_id=brand_id,
-            actor=actor,
-            action=action,
-            subject=f"route:{refused.route}",
-            at=now,
-            after=after,
+            prefix="access.",
+            since=now - REFUSALS_WINDOW,
+            cap=runtime.settings.audit_refusals_per_hour,
         )
+        if full:
+            runtime.log.warning(
+                "refusal not recorded: the brand's hourly cap is reached",
+                extra=fields(brand_id=brand_id, action=action, actor=actor),
+            )
+        else:
+            audit.record(
+                tx,
+                brand_id=brand_id,
+                actor=actor,
+                action=action,
+                subject=f"route:{refused.route}",
+                at=now,
+                after=after,
+            )
     return web.error_response(error, runtime.log, now)
 
 

@@ -49,6 +49,16 @@ LIMIT :limit
 """
 
 
+# At most :cap rows are counted: the question is only whether the cap is reached.
+COUNT_RECENT = """
+SELECT count(*) FROM (
+    SELECT 1 FROM audit_events
+    WHERE brand_id = :brand_id AND starts_with(action, :prefix) AND at > :since
+    LIMIT :cap
+) recent
+"""
+
+
 def record(
     tx: Transaction,
     *,
@@ -79,6 +89,17 @@ def record(
         subject=subject[:SUBJECT_LENGTH_MAX],
         before=_json(before),
         after=_json(after),
+    )
+
+
+def reached(
+    tx: Transaction, *, brand_id: str, prefix: str, since: dt.datetime, cap: int
+) -> bool:
+    """Say whether the brand has `cap` events whose action starts with `prefix`
+    since `since`."""
+    return (
+        tx.scalar(COUNT_RECENT, brand_id=brand_id, prefix=prefix, since=since, cap=cap)
+        >= cap
     )
 
 

@@ -176,12 +176,16 @@ def require_role(caller: Caller, needed: str) -> None:
     if needed == OPERATOR:
         require_operator(caller)
         return
-    require_brand(caller)
-    if ROLES.index(caller.role) < ROLES.index(needed):
-        higher = ROLES[ROLES.index(needed) :]
+    allowed = " or ".join(reversed(ROLES[ROLES.index(needed) :]))
+    if caller.is_operator:
         raise Forbidden(
-            f"this needs a key of role {' or '.join(reversed(higher))}; "
-            f"this key is {caller.role}",
+            f"this needs a brand's key of role {allowed}; the operator key is no "
+            "brand's",
+            field="role",
+        )
+    if ROLES.index(caller.role) < ROLES.index(needed):
+        raise Forbidden(
+            f"this needs a key of role {allowed}; this key is {caller.role}",
             field="role",
         )
 

@@ -97,6 +97,7 @@ OFFBOARDING_GRACE_MAX_DAYS = 365
 # Crisis detection (crisis.py): a window past a day is no longer "now", a
 # baseline past a quarter is another season, a factor past 100 never fires.
 CRISIS_WINDOW_MAX_MIN = 1440
+AUDIT_REFUSALS_MAX_PER_HOUR = 100_000
 CRISIS_BASELINE_MAX_DAYS = 90
 CRISIS_MENTIONS_MAX = 1_000_000
 CRISIS_FACTOR_MAX = 100
@@ -178,6 +179,7 @@ class Settings:
     crisis_min_mentions: int = 20
     crisis_factor: float = 2.0
     crisis_rise_pct: int = 20
+    audit_refusals_per_hour: int = 100
     scheduler_job: str | None = None
     sweep_scheduler_job: str | None = None
     scheduler_endpoint: str | None = None
@@ -454,6 +456,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         crisis_rise_pct=number(
             "CARTCAST_CRISIS_RISE_PCT", 20, at_most=100, unit=" percentage points"
+        ),
+        audit_refusals_per_hour=number(
+            "CARTCAST_AUDIT_REFUSALS_PER_HOUR", 100, at_most=AUDIT_REFUSALS_MAX_PER_HOUR
         ),
         scheduler_job=_scheduler_job(
             "CARTCAST_SCHEDULER_JOB", text("CARTCAST_SCHEDULER_JOB"), problems
