@@ -1,0 +1,385 @@
+"""Key roles on every route, key management and the audit trail, through the api."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cartcast import api, keys
+from cartcast import runtime as runtime_module
+from tests.conftest import OPERATOR_KEY, make_app
+from tests.helpers import auth, brand_body, catalog, post_json
+
+SPEC = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
+METHODS = ("get", "post", "put", "patch", "delete")
+CALLERS = (*keys.ROLES, keys.OPERATOR)
+
+
+def described_operations() -> list[tuple[str, str, str]]:
+    """Return (method, path, x-role) for every operation docs/openapi.yaml lists."""
+    spec = yaml.safe_load(SPEC.read_text())
+    return [
+        (method.upper(), path, operation.get("x-role"))
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    ]
+
+
+def may_call(caller: str, needed: str) -> bool:
+    """What the role ladder in keys.py promises, written out independently."""
+    if needed == api.SIGNED:
+        return True
+    if needed == keys.OPERATOR or caller == keys.OPERATOR:
+        return caller == needed
+    return keys.ROLES.index(caller) >= keys.ROLES.index(needed)
+
+
+def endpoint_of(method: str, path: str) -> str:
+    rule = re.sub(r"{(\w+)}", r"<\1>", path)
+    for served in api.ROUTES.iter_rules():
+        if served.rule == rule and method in served.methods:
+            return served.endpoint
+    raise AssertionError(f"{method} {path} is described but not served")
+
+
+def concrete(path: str) -> str:
+    """Fill each path parameter with an id no row has."""
+    return re.sub(r"{(\w+)}", lambda _: str(uuid.uuid4()), path)
+
+
+API_OPERATIONS = [op for op in described_operations() if op[1] != "/"]
+
+
+@pytest.fixture
+def client(function_env):
+    return make_app("api", "http").test_client()
+
+
+@pytest.fixture
+def admin_key(client) -> str:
+    body = brand_body(approvals_required=True)
+    response = post_json(client, "/v1/brands", body, OPERATOR_KEY)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["api_key"]
+
+
+@pytest.fixture
+def role_keys(client, admin_key) -> dict[str, str]:
+    made = {"admin": admin_key, keys.OPERATOR: OPERATOR_KEY}
+    for role in ("viewer", "editor", "approver"):
+        response = post_json(
+            client, "/v1/keys", {"name": f"{role}-key", "role": role}, admin_key
+        )
+        assert response.status_code == 201, response.get_json()
+        made[role] = response.get_json()["api_key"]
+    return made
+
+
+def audit_trail(client, key: str, query: str = "") -> dict:
+    response = client.get(f"/v1/audit{query}", headers=auth(key))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def a_draft(client, key: str) -> str:
+    post_json(client, "/v1/products", catalog(1), key)
+    created = post_json(
+        client, "/v1/captions", {"products": [catalog(1)[0]["sku"]]}, key
+    )
+    assert created.status_code == 201, created.get_json()
+    return created.get_json()["posts"][0]["id"]
+
+
+# The role matrix.
+
+
+def test_every_described_operation_names_the_role_the_code_enforces() -> None:
+    for method, path, role in described_operations():
+        if path == "/":
+            assert role == api.CAPTION_FUNCTION_ROLE
+            continue
+        assert role == api.ROUTE_ROLES[endpoint_of(method, path)], (method, path)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "needed"),
+    API_OPERATIONS,
+    ids=[f"{method} {path}" for method, path, _ in API_OPERATIONS],
+)
+def test_each_role_gets_what_the_route_table_allows_it(
+    client, role_keys, method, path, needed
+) -> None:
+    url = concrete(path)
+
+    for caller in CALLERS:
+        response = client.open(url, method=method, headers=auth(role_keys[caller]))
+
+        status = response.status_code
+        answer = (caller, status, response.get_json())
+        assert status < 500, answer
+        if not may_call(caller, needed):
+            assert status == 403, answer
+            assert needed in answer[2]["error"]["message"], answer
+        elif needed == api.SIGNED:
+            # No key is read: the signature decides, and there is none.
+            assert status == 401, answer
+        else:
+            assert status not in (401, 403), answer
+
+
+@pytest.mark.parametrize("role", CALLERS)
+def test_the_caption_function_needs_what_post_v1_captions_needs(
+    client, role_keys, role
+) -> None:
+    captions = make_app("generate_caption", "http").test_client()
+
+    response = post_json(captions, "/", {}, role_keys[role])
+
+    expected_refused = not may_call(role, api.CAPTION_FUNCTION_ROLE)
+    assert (response.status_code == 403) == expected_refused, response.get_json()
+
+
+def test_a_viewer_trying_to_approve_is_refused_and_recorded(client, role_keys) -> None:
+    post_id = a_draft(client, role_keys["editor"])
+
+    response = client.post(
+        f"/v1/posts/{post_id}/approve", headers=auth(role_keys["viewer"])
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 403
+    assert error["message"].startswith("this needs a key of role admin or approver")
+    assert error["field"] == "role"
+    post = client.get(f"/v1/posts/{post_id}", headers=auth(role_keys["viewer"]))
+    assert post.get_json()["post"]["state"] == "needs_approval"
+    refusal = audit_trail(client, role_keys["admin"], "?action=access.refused")
+    [event] = refusal["events"]
+    assert event["actor"] == "viewer-key"
+    assert event["subject"] == "route:POST /v1/posts/{post_id}/approve"
+    assert event["after"]["role"] == "viewer"
+
+
+def test_the_operator_key_is_no_brands_key_and_its_refusal_is_nobodys(
+    client, role_keys
+) -> None:
+    response = client.get("/v1/posts", headers=auth(OPERATOR_KEY))
+
+    assert response.status_code == 403
+    assert audit_trail(client, role_keys["admin"], "?action=access.refused") == {
+        "events": [],
+        "next": None,
+    }
+
+
+# Keys.
+
+
+def test_an_admin_makes_a_key_shown_once_and_listed_without_it(
+    client, admin_key
+) -> None:
+    response = post_json(
+        client, "/v1/keys", {"name": "ops bot", "role": "editor"}, admin_key
+    )
+
+    created = response.get_json()
+    assert response.status_code == 201
+    assert created["api_key"].startswith("cc_")
+    assert created["key"]["prefix"] == created["api_key"][:10]
+    listed = client.get("/v1/keys", headers=auth(admin_key)).get_json()["keys"]
+    assert [(k["name"], k["role"], k["revoked"]) for k in listed] == [
+        ("admin", "admin", False),
+        ("ops bot", "editor", False),
+    ]
+    assert created["api_key"] not in str(listed)
+    assert all(set(k) >= {"prefix", "created_at", "last_used_at"} for k in listed)
+
+
+def test_a_key_notes_when_it_was_last_used(client, admin_key) -> None:
+    made = post_json(
+        client, "/v1/keys", {"name": "reader", "role": "viewer"}, admin_key
+    )
+    assert made.get_json()["key"]["last_used_at"] is None
+
+    client.get("/v1/posts", headers=auth(made.get_json()["api_key"]))
+
+    listed = client.get("/v1/keys", headers=auth(admin_key)).get_json()["keys"]
+    reader = next(k for k in listed if k["name"] == "reader")
+    assert reader["last_used_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "status"),
+    [
+        ({"name": "x", "role": "owner"}, "role", 400),
+        ({"name": "x"}, "role", 400),
+        ({"role": "viewer"}, "name", 400),
+        ({"name": "system:publish", "role": "viewer"}, "name", 400),
+        ({"name": "Operator", "role": "viewer"}, "name", 400),
+        ({"name": "x", "role": "viewer", "scope": "all"}, "scope", 400),
+        ({"name": "admin", "role": "viewer"}, "name", 409),
+    ],
+)
+def test_a_bad_key_request_names_its_field(
+    client, admin_key, body, field, status
+) -> None:
+    response = post_json(client, "/v1/keys", body, admin_key)
+
+    assert response.status_code == status
+    assert response.get_json()["error"]["field"] == field
+    assert len(client.get("/v1/keys", headers=auth(admin_key)).get_json()["keys"]) == 1
+
+
+def test_a_revoked_key_stops_at_once_and_its_use_is_recorded(client, admin_key) -> None:
+    made = post_json(client, "/v1/keys", {"name": "temp", "role": "editor"}, admin_key)
+    key, key_id = made.get_json()["api_key"], made.get_json()["key"]["id"]
+    assert client.get("/v1/posts", headers=auth(key)).status_code == 200
+
+    revoked = client.post(f"/v1/keys/{key_id}/revoke", headers=auth(admin_key))
+    refused = client.get("/v1/posts", headers=auth(key))
+
+    assert revoked.status_code == 200
+    assert revoked.get_json()["key"]["revoked"] is True
+    assert refused.status_code == 401
+    trail = audit_trail(client, admin_key)["events"]
+    assert [(e["action"], e["actor"], e["subject"]) for e in trail[:3]] == [
+        ("access.revoked_key_used", "temp", "route:GET /v1/posts"),
+        ("key.revoked", "admin", "key:temp"),
+        ("key.created", "admin", "key:temp"),
+    ]
+    again = client.post(f"/v1/keys/{key_id}/revoke", headers=auth(admin_key))
+    assert again.status_code == 200
+    assert len(audit_trail(client, admin_key, "?action=key.revoked")["events"]) == 1
+
+
+def test_the_last_admin_key_cannot_be_revoked(client, admin_key) -> None:
+    listed = client.get("/v1/keys", headers=auth(admin_key)).get_json()["keys"]
+    first_admin = listed[0]["id"]
+
+    refused = client.post(f"/v1/keys/{first_admin}/revoke", headers=auth(admin_key))
+    second = post_json(client, "/v1/keys", {"name": "boss", "role": "admin"}, admin_key)
+    allowed = client.post(
+        f"/v1/keys/{first_admin}/revoke", headers=auth(second.get_json()["api_key"])
+    )
+
+    assert refused.status_code == 409
+    assert "last admin key" in refused.get_json()["error"]["message"]
+    assert allowed.status_code == 200
+    assert client.get("/v1/keys", headers=auth(admin_key)).status_code == 401
+
+
+def test_another_brands_key_is_not_found(client, admin_key) -> None:
+    other = post_json(
+        client, "/v1/brands", brand_body(name="Other", slug="other"), OPERATOR_KEY
+    ).get_json()["api_key"]
+    other_key_id = client.get("/v1/keys", headers=auth(other)).get_json()["keys"][0]
+
+    response = client.post(
+        f"/v1/keys/{other_key_id['id']}/revoke", headers=auth(admin_key)
+    )
+
+    assert response.status_code == 404
+    assert client.get("/v1/brand", headers=auth(other)).status_code == 200
+
+
+# The audit trail.
+
+
+def test_post_changes_show_in_the_trail_with_before_and_after(
+    client, role_keys
+) -> None:
+    post_id = a_draft(client, role_keys["editor"])
+    drafted = client.get(f"/v1/posts/{post_id}", headers=auth(role_keys["editor"]))
+    edit = {"text": "New: " + drafted.get_json()["post"]["text"]}
+    edited = client.patch(
+        f"/v1/posts/{post_id}", json=edit, headers=auth(role_keys["editor"])
+    )
+    assert edited.status_code == 200, edited.get_json()
+    approved = client.post(
+        f"/v1/posts/{post_id}/approve", headers=auth(role_keys["approver"])
+    )
+    assert approved.status_code == 200, approved.get_json()
+
+    trail = audit_trail(client, role_keys["admin"], f"?subject=post:{post_id}")
+
+    newest, edit_event, created = trail["events"]
+    assert (newest["action"], newest["actor"]) == ("post.approved", "approver-key")
+    assert newest["before"] == {"state": "needs_approval"}
+    assert newest["after"]["state"] == "approved"
+    assert edit_event["actor"] == "editor-key"
+    assert edit_event["after"]["text"] == edit["text"]
+    assert edit_event["before"]["text"] == created["after"]["text"]
+    assert created["action"] == "post.created"
+
+
+def test_the_trail_pages_newest_first_and_filters_by_action(client, role_keys) -> None:
+    admin = role_keys["admin"]
+    for number in range(3):
+        post_json(client, "/v1/keys", {"name": f"k{number}", "role": "viewer"}, admin)
+
+    first = audit_trail(client, admin, "?action=key.created&limit=2")
+    second = audit_trail(
+        client, admin, f"?action=key.created&limit=2&after={first['next']}"
+    )
+
+    names = [e["subject"] for e in first["events"] + second["events"]]
+    # role_keys made viewer-key, editor-key and approver-key before these three.
+    assert names == [
+        "key:k2",
+        "key:k1",
+        "key:k0",
+        "key:approver-key",
+    ]
+    assert second["next"] is not None
+
+
+@pytest.mark.parametrize(
+    "query", ["?after=nonsense", "?after=WzEsMiwzXQ", "?action=", "?limit=0"]
+)
+def test_a_bad_trail_query_is_a_400(client, admin_key, query) -> None:
+    response = client.get(f"/v1/audit{query}", headers=auth(admin_key))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] in ("after", "action", "limit")
+
+
+def test_a_pause_and_resume_are_recorded(client, role_keys) -> None:
+    approver = role_keys["approver"]
+
+    post_json(client, "/v1/brand/pause", {"reason": "storm"}, approver)
+    client.post("/v1/brand/resume", headers=auth(approver))
+
+    trail = audit_trail(client, role_keys["admin"], "?subject=brand:publishing")
+    resumed, paused = trail["events"]
+    assert (resumed["action"], resumed["actor"]) == ("brand.resumed", "approver-key")
+    assert resumed["before"]["reason"] == "storm"
+    assert (paused["action"], paused["after"]["reason"]) == ("brand.paused", "storm")
+
+
+def test_a_refused_change_leaves_no_record_of_itself(client, admin_key) -> None:
+    first_admin = client.get("/v1/keys", headers=auth(admin_key)).get_json()["keys"][0]
+
+    client.post(f"/v1/keys/{first_admin['id']}/revoke", headers=auth(admin_key))
+
+    assert audit_trail(client, admin_key, "?action=key.revoked")["events"] == []
+
+
+def test_refusals_past_the_hourly_cap_are_answered_but_not_recorded(
+    monkeypatch, client, role_keys
+) -> None:
+    monkeypatch.setenv("CARTCAST_AUDIT_REFUSALS_PER_HOUR", "2")
+    runtime_module.reset()
+    capped = make_app("api", "http").test_client()
+
+    answers = [
+        capped.get("/v1/keys", headers=auth(role_keys["viewer"])).status_code
+        for _ in range(3)
+    ]
+
+    assert answers == [403, 403, 403]
+    refusals = audit_trail(capped, role_keys["admin"], "?action=access.refused")
+    assert len(refusals["events"]) == 2
