@@ -383,3 +383,17 @@ def test_refusals_past_the_hourly_cap_are_answered_but_not_recorded(
     assert answers == [403, 403, 403]
     refusals = audit_trail(capped, role_keys["admin"], "?action=access.refused")
     assert len(refusals["events"]) == 2
+
+
+def test_a_brand_update_is_recorded_with_secrets_named_only(client, admin_key) -> None:
+    secret = "a-webhook-secret-of-32-characters!"
+    change = {"question_due_min": 45, "webhook_secret": secret}
+
+    response = client.patch("/v1/brand", json=change, headers=auth(admin_key))
+
+    assert response.status_code == 200, response.get_json()
+    [event] = audit_trail(client, admin_key, "?action=brand.updated")["events"]
+    assert event["after"]["question_due_min"] == 45
+    assert event["before"]["question_due_min"] != 45
+    assert event["after"]["secrets_set"] == ["webhook_secret"]
+    assert secret not in str(event)

@@ -500,6 +500,7 @@ def update_brand(
         environment=runtime.settings.environment,
         now=runtime.clock.now(),
         seal=runtime.seal_token,
+        actor=caller.key_name,
     )
     return web.json_response({"brand": brand})
 

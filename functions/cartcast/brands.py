@@ -34,7 +34,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from cartcast import connections, keys, link_policy, slots, validation
+from cartcast import audit, connections, keys, link_policy, slots, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
@@ -128,6 +128,8 @@ UPDATABLE_SETTINGS = (
 )
 # Changing where posts, alerts or customers' mentions go, or who may sign orders,
 # is for admin keys.
+# Never written to the audit trail: only that they were set.
+SECRET_SETTINGS = ("x_access_token", "escalation_secret", "webhook_secret")
 ADMIN_SETTINGS = (
     *X_ACCOUNT_SETTINGS,
     "alert_webhook_url",
@@ -256,6 +258,7 @@ def update_brand(
     environment: str,
     now: dt.datetime,
     seal: Callable[[str], str] | None = None,
+    actor: str = "system",
 ) -> dict[str, Any]:
     """Change the brand's link policy, X money settings, X account, alert webhook
     or order webhook secret; return the brand.
@@ -296,7 +299,39 @@ def update_brand(
         tx.execute(UPDATE_ORDER_WEBHOOK_SECRET, brand_id=brand_id, secret=secret)
     if any(name in body for name in X_ACCOUNT_SETTINGS):
         _set_x_account(tx, brand_id, body, now=now, seal=seal)
-    return get_brand(tx, brand_id)
+    updated = get_brand(tx, brand_id)
+    _record_update(tx, brand_id, body, current, updated, actor=actor, now=now)
+    return updated
+
+
+def _record_update(
+    tx: Transaction,
+    brand_id: str,
+    body: dict[str, Any],
+    before: dict[str, Any],
+    after: dict[str, Any],
+    *,
+    actor: str,
+    now: dt.datetime,
+) -> None:
+    """Add what the update changed to the audit trail; secrets only by name."""
+    changed = sorted(name for name in after if before.get(name) != after[name])
+    secrets_sent = sorted(name for name in SECRET_SETTINGS if name in body)
+    if not changed and not secrets_sent:
+        return
+    audit.record(
+        tx,
+        brand_id=brand_id,
+        actor=actor,
+        action="brand.updated",
+        subject="brand:settings",
+        at=now,
+        before={name: before.get(name) for name in changed},
+        after={
+            **{name: after[name] for name in changed},
+            **({"secrets_set": secrets_sent} if secrets_sent else {}),
+        },
+    )
 
 
 def _webhook_secret(body: dict) -> str | None:

@@ -51,9 +51,16 @@ SELECT k.id, k.brand_id, k.name, k.role, k.revoked_at, k.last_used_at
 FROM api_keys k
 WHERE k.key_hash = :key_hash
 """
+# SKIP LOCKED: a request already noting the key's use holds its row until it
+# commits (a caption call can take 20 s); another request with the same key skips
+# the note instead of waiting for it.
 MARK_USED = """
 UPDATE api_keys SET last_used_at = :now
-WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :stale_before)
+WHERE id = (
+    SELECT id FROM api_keys
+    WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :stale_before)
+    FOR UPDATE SKIP LOCKED
+)
 """
 SELECT_KEYS = """
 SELECT id, name, role, key_prefix, created_at, last_used_at, revoked_at
