@@ -238,6 +238,26 @@ def test_marking_handled_records_who_when_and_the_response_time(
     assert inbox(client, shop_key)["mentions"] == []
 
 
+def test_handling_and_replying_are_in_the_audit_trail_once(
+    client, shop_key, runtime
+) -> None:
+    handled_id = store_mention(runtime)
+    answered_id = store_mention(runtime)
+
+    for _ in range(2):
+        post_json(client, f"/v1/mentions/{handled_id}/handle", {}, shop_key)
+    reply(client, shop_key, answered_id)
+
+    trail = client.get("/v1/audit?action=mention.handled", headers=auth(shop_key))
+    [handled] = trail.get_json()["events"]
+    assert (handled["subject"], handled["actor"]) == (f"mention:{handled_id}", "admin")
+    assert handled["before"] == {"state": "open"}
+    trail = client.get("/v1/audit?action=mention.replied", headers=auth(shop_key))
+    [replied] = trail.get_json()["events"]
+    assert replied["subject"] == f"mention:{answered_id}"
+    assert replied["after"]["text"] == "Sorry! DM us your order"
+
+
 def test_a_viewer_may_read_the_inbox_but_not_answer(client, shop_key, runtime) -> None:
     mention_id = store_mention(runtime)
     viewer = key_of_role(runtime, "viewer")
