@@ -35,15 +35,31 @@ VALUES (:brand_id, :at, :actor, :action, :subject,
         CAST(:before AS jsonb), CAST(:after AS jsonb))
 """
 # Newest first. The cursor is the last row's (at, source, id); `source` breaks ties
-# between the two tables, `id` within one.
+# between the two tables, `id` within one. Each table is read on its own, in the
+# order of its (brand_id, at DESC, id DESC) index and cut at the page's size, and
+# only then merged: sorting the whole union would read every row of the brand.
 SELECT_TRAIL = """
-SELECT source, id, at, actor, action, subject, before, after
-FROM audit_trail
-WHERE brand_id = :brand_id
-  AND (CAST(:action AS text) IS NULL OR action = :action)
-  AND (CAST(:subject AS text) IS NULL OR subject = :subject)
-  AND (CAST(:after_at AS timestamptz) IS NULL
-       OR (at, source, id) < (:after_at, :after_source, :after_id))
+SELECT * FROM (
+    (SELECT source, id, at, actor, action, subject, before, after
+     FROM audit_trail
+     WHERE source = 'audit' AND brand_id = :brand_id
+       AND (CAST(:action AS text) IS NULL OR action = :action)
+       AND (CAST(:subject AS text) IS NULL OR subject = :subject)
+       AND (CAST(:after_at AS timestamptz) IS NULL
+            OR (at, source, id) < (:after_at, :after_source, :after_id))
+     ORDER BY at DESC, id DESC
+     LIMIT :limit)
+    UNION ALL
+    (SELECT source, id, at, actor, action, subject, before, after
+     FROM audit_trail
+     WHERE source = 'post' AND brand_id = :brand_id
+       AND (CAST(:action AS text) IS NULL OR action = :action)
+       AND (CAST(:subject AS text) IS NULL OR subject = :subject)
+       AND (CAST(:after_at AS timestamptz) IS NULL
+            OR (at, source, id) < (:after_at, :after_source, :after_id))
+     ORDER BY at DESC, id DESC
+     LIMIT :limit)
+) page
 ORDER BY at DESC, source DESC, id DESC
 LIMIT :limit
 """
