@@ -265,10 +265,9 @@ def handle(request: Any, runtime: Any) -> web.Response:
         return web.json_response(body, 405, {"Allow": allowed})
     if ROUTE_ROLES[endpoint] == SIGNED:
         return HANDLERS[endpoint](request, runtime=runtime, **arguments)
-    route = f"{request.method} {_route_pattern(request.path, request.method)}"
     try:
         with runtime.database.transaction() as tx:
-            caller = _authorize(tx, request, runtime, ROUTE_ROLES[endpoint], route)
+            caller = _authorize(tx, request, runtime, ROUTE_ROLES[endpoint])
             body = None
             if endpoint in _CSV_BODY:
                 body = web.read_csv(request)
@@ -285,7 +284,8 @@ def handle(request: Any, runtime: Any) -> web.Response:
                 **arguments,
             )
     except _Refused as refused:
-        return _record_refusal(runtime, refused)
+        route = _route_pattern(request.path, request.method)
+        return _record_refusal(runtime, refused, f"{request.method} {route}")
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
@@ -297,12 +297,10 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
         return web.json_response(body, 405, {"Allow": "POST"})
     try:
         with runtime.database.transaction() as tx:
-            caller = _authorize(
-                tx, request, runtime, CAPTION_FUNCTION_ROLE, "POST generate_caption"
-            )
+            caller = _authorize(tx, request, runtime, CAPTION_FUNCTION_ROLE)
             return captions_response(tx, runtime, caller, web.read_json(request))
     except _Refused as refused:
-        return _record_refusal(runtime, refused)
+        return _record_refusal(runtime, refused, "POST generate_caption")
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
@@ -310,18 +308,13 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
 class _Refused(CartcastError):
     """A request refused for its key, to be recorded once its transaction ended."""
 
-    def __init__(
-        self, error: InvalidRequest, caller: keys.Caller | None, route: str
-    ) -> None:
+    def __init__(self, error: InvalidRequest, caller: keys.Caller | None) -> None:
         super().__init__(str(error))
         self.error = error
         self.caller = caller
-        self.route = route
 
 
-def _authorize(
-    tx: Transaction, request: Any, runtime: Any, needed: str, route: str
-) -> keys.Caller:
+def _authorize(tx: Transaction, request: Any, runtime: Any, needed: str) -> keys.Caller:
     """Return the caller if its key may call the route; else raise _Refused.
 
     The caller's name is then the actor of every post event the request causes.
@@ -335,36 +328,57 @@ def _authorize(
             now=now,
         )
     except keys.RevokedKey as error:
-        raise _Refused(error, None, route) from error
+        raise _Refused(error, None) from error
     # A brand past its offboarding grace period has no working key (offboarding.py).
     offboarding.refuse_after_grace(tx, brand_id=caller.brand_id, now=now)
 
     try:
         keys.require_role(caller, needed)
     except Forbidden as error:
-        raise _Refused(error, caller, route) from error
+        raise _Refused(error, caller) from error
     post_events.act_as(tx, caller.key_name)
     return caller
 
 
-def _record_refusal(runtime: Any, refused: _Refused) -> web.Response:
+def _record_refusal(runtime: Any, refused: _Refused, route: str) -> web.Response:
     """Write a refused request to its brand's trail, then answer the refusal.
 
     The request's own transaction has rolled back; this one holds only the record.
     A refusal of the operator key, or of a key no brand has, concerns no brand.
+    When the record cannot be written the refusal is still answered, and logged.
     """
     now = runtime.clock.now()
     error, caller = refused.error, refused.caller
     if isinstance(error, keys.RevokedKey):
         brand_id, actor = error.brand_id, error.key_name
-        action, after = "access.revoked_key_used", {"route": refused.route}
+        action, after = "access.revoked_key_used", {"route": route}
     elif caller is not None and caller.brand_id is not None:
         brand_id, actor = caller.brand_id, caller.key_name
         action = "access.refused"
-        after = {"route": refused.route, "role": caller.role, "message": str(error)}
+        after = {"route": route, "role": caller.role, "message": str(error)}
     else:
         return web.error_response(error, runtime.log, now)
 
+    try:
+        _write_refusal(runtime, brand_id, actor, action, route, after, now)
+    except CartcastError as failure:
+        runtime.log.warning(
+            "refusal not recorded: the database failed",
+            exc_info=failure,
+            extra=fields(brand_id=brand_id, action=action, actor=actor),
+        )
+    return web.error_response(error, runtime.log, now)
+
+
+def _write_refusal(
+    runtime: Any,
+    brand_id: str,
+    actor: str,
+    action: str,
+    route: str,
+    after: dict[str, Any],
+    now: dt.datetime,
+) -> None:
     with runtime.database.transaction() as tx:
         # A bot replaying a revoked key would otherwise grow the trail forever.
         full = audit.reached(
@@ -385,11 +399,10 @@ def _record_refusal(runtime: Any, refused: _Refused) -> web.Response:
                 brand_id=brand_id,
                 actor=actor,
                 action=action,
-                subject=f"route:{refused.route}",
+                subject=f"route:{route}",
                 at=now,
                 after=after,
             )
-    return web.error_response(error, runtime.log, now)
 
 
 def _route_pattern(path: str, method: str) -> str:
