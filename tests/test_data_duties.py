@@ -106,9 +106,13 @@ LEFT JOIN information_schema.constraint_column_usage u
     AND u.constraint_name = c.constraint_name
 WHERE t.table_schema = 'public' AND t.table_type = 'BASE TABLE'
 """
+# Tables only: a view (audit_trail, sql/032) holds no rows of its own.
 COLUMNS = """
-SELECT table_name AS name, column_name FROM information_schema.columns
-WHERE table_schema = 'public'
+SELECT c.table_name AS name, c.column_name
+FROM information_schema.columns c
+JOIN information_schema.tables t
+    ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
 """
 
 

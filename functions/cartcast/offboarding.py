@@ -141,6 +141,14 @@ DELETE_BATCHES = (
         """,
         ROWS_PER_BATCH,
     ),
+    # The audit trail's own rows (audit.py); refusals alone may add 100 an hour.
+    (
+        """
+        DELETE FROM audit_events WHERE id IN (
+            SELECT id FROM audit_events WHERE brand_id = :brand_id LIMIT :limit)
+        """,
+        ROWS_PER_BATCH,
+    ),
 )
 # The hook the X connection's code replaces with a revocation at X (issue 7).
 SELECT_X_TOKENS = """
