@@ -46,7 +46,14 @@ INSERT_KEY = """
 INSERT INTO api_keys (brand_id, name, role, key_hash, key_prefix, created_at)
 VALUES (:brand_id, :name, :role, :key_hash, :key_prefix, :created_at)
 """
+# A live key (the console's session reads it too: a revoked key ends its session).
 SELECT_KEY = """
+SELECT k.brand_id, k.name, k.role
+FROM api_keys k
+WHERE k.key_hash = :key_hash AND k.revoked_at IS NULL
+"""
+# Any key, revoked or not: a revoked key's row names the brand its use concerns.
+SELECT_ANY_KEY = """
 SELECT k.id, k.brand_id, k.name, k.role, k.revoked_at, k.last_used_at
 FROM api_keys k
 WHERE k.key_hash = :key_hash
@@ -156,7 +163,7 @@ def authenticate(
         token.encode(), operator_key.encode("utf-8", "surrogateescape")
     ):
         return Caller(brand_id=None, key_name="operator", role="operator")
-    row = tx.one(SELECT_KEY, key_hash=hash_key(token))
+    row = tx.one(SELECT_ANY_KEY, key_hash=hash_key(token))
     if row is None:
         raise Unauthorized("unknown or revoked API key")
     if row["revoked_at"] is not None:
