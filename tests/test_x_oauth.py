@@ -600,6 +600,9 @@ def test_the_routes_connect_through_the_callback_and_disconnect(
         reused = client.get("/v1/x/callback", query_string=callback)
         brand = client.get("/v1/brand", headers=auth(admin)).get_json()["brand"]
         gone = client.post("/v1/brand/x/disconnect", headers=auth(admin))
+        trail = client.get(
+            "/v1/audit?subject=brand:x_account", headers=auth(admin)
+        ).get_json()["events"]
 
     assert started.status_code == 201
     assert stolen.status_code == 403
@@ -612,6 +615,11 @@ def test_the_routes_connect_through_the_callback_and_disconnect(
     assert "x_access_token" not in brand and "x_refresh_token" not in brand
     assert gone.status_code == 200
     assert gone.get_json()["x_account"]["revoked_with_x"] is True
+    assert [(e["action"], e["actor"]) for e in trail] == [
+        ("x_account.disconnected", "admin"),
+        ("x_account.connected", "system:x_oauth_callback"),
+    ]
+    assert trail[1]["after"]["x_username"] == ALPHA["username"]
 
 
 def test_only_an_admin_key_may_connect_or_disconnect(function_env) -> None:

@@ -571,6 +571,8 @@ def x_oauth_callback(request: Any, *, runtime: Any) -> web.Response:
 
     try:
         with runtime.database.transaction() as tx:
+            # No key: the trail names the redirect that finished the connection.
+            post_events.act_as(tx, "system:x_oauth_callback")
             connection = x_oauth.finish_authorization(
                 tx, runtime, request.args.to_dict(), now=runtime.clock.now()
             )

@@ -65,6 +65,7 @@ LIMIT :limit
 """
 
 
+SELECT_ACTOR = "SELECT NULLIF(current_setting('cartcast.actor', true), '') AS actor"
 # At most :cap rows are counted: the question is only whether the cap is reached.
 COUNT_RECENT = """
 SELECT count(*) FROM (
@@ -106,6 +107,11 @@ def record(
         before=_json(before),
         after=_json(after),
     )
+
+
+def current_actor(tx: Transaction) -> str:
+    """Return who the transaction acts as (post_events.act_as), "system" if unset."""
+    return tx.scalar(SELECT_ACTOR) or "system"
 
 
 def reached(

@@ -44,7 +44,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from cartcast import connections
+from cartcast import audit, connections
 from cartcast.db import Transaction
 from cartcast.errors import (
     ConfigurationError,
@@ -240,6 +240,15 @@ def connect_account(
         x_username=account.username,
     )
     resumed = connections.reconnect(tx, brand_id=brand_id, now=now)
+    audit.record(
+        tx,
+        brand_id=brand_id,
+        actor=audit.current_actor(tx),
+        action="x_account.connected",
+        subject="brand:x_account",
+        at=now,
+        after={"x_user_id": account.id, "x_username": account.username},
+    )
     runtime.log.info(
         "X account connected",
         extra=fields(brand_id=brand_id, x_user_id=account.id, resumed=resumed),
@@ -359,6 +368,16 @@ def disconnect_account(
 
     revoked = revoke_with_x(runtime, row)
     tx.execute(FORGET_TOKENS, brand_id=brand_id)
+    audit.record(
+        tx,
+        brand_id=brand_id,
+        actor=audit.current_actor(tx),
+        action="x_account.disconnected",
+        subject="brand:x_account",
+        at=now,
+        before={"connected": True},
+        after={"connected": False, "revoked_with_x": revoked},
+    )
     runtime.log.info(
         "X account disconnected by the brand", extra=fields(brand_id=brand_id)
     )
