@@ -41,7 +41,7 @@ def may_call(caller: str, needed: str) -> bool:
 
 def endpoint_of(method: str, path: str) -> str:
     rule = re.sub(r"{(\w+)}", r"<\1>", path)
-    for served in api.ROUTES.iter_rules():
+    for served in api.routes().iter_rules():
         if served.rule == rule and method in served.methods:
             return served.endpoint
     raise AssertionError(f"{method} {path} is described but not served")
