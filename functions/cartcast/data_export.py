@@ -63,6 +63,7 @@ BRAND_WITHHELD = (
 )  # fmt: skip
 API_KEY_COLUMNS = (
     "id", "brand_id", "name", "role", "key_prefix", "created_at", "revoked_at",
+    "last_used_at",
 )  # fmt: skip
 API_KEY_WITHHELD = ("key_hash",)
 SELECT_BRAND_ROW = """
@@ -248,6 +249,17 @@ FILES = (
         "crises.jsonl",
         """
         SELECT CAST(to_jsonb(t) AS text) AS line, t.id AS after FROM crises t
+        WHERE t.brand_id = :brand_id AND t.id > :after
+        ORDER BY t.id LIMIT :limit
+        """,
+        0,
+    ),
+    # Who did what: the audit trail's own records (post changes are in
+    # post_events.jsonl).
+    _by_brand(
+        "audit_events.jsonl",
+        """
+        SELECT CAST(to_jsonb(t) AS text) AS line, t.id AS after FROM audit_events t
         WHERE t.brand_id = :brand_id AND t.id > :after
         ORDER BY t.id LIMIT :limit
         """,
