@@ -82,12 +82,15 @@ fmt: install ## Format and autofix the code
 	@$(VENV)/bin/ruff check --fix functions infra tests bench
 
 # The guard names every required variable that TFVARS and TF_VAR_* leave unset,
-# before Terraform starts. Then the migrations job is brought up to date and run,
+# before Terraform starts. The functions' source is staged with its python311
+# bytecode in terraform/.build/functions, which Terraform zips (decision 0028).
+# Then the migrations job is brought up to date and run,
 # so the schema is ahead of the code that needs it, and the whole plan is shown
 # and applied once you answer yes (Terraform asks before the first apply too).
 deploy: install ## Deploy terraform/ to Google Cloud: guard, migrations job, plan, apply (TFVARS=file)
 	@$(PY) -m infra.deploy_guard --var-file $(TFVARS)
 	@mkdir -p terraform/.build
+	@$(PY) -m infra.function_source
 	terraform -chdir=terraform init -input=false
 	terraform -chdir=terraform apply -var-file=$(abspath $(TFVARS)) \
 		-target=google_cloud_run_v2_job.migrate

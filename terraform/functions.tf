@@ -2,14 +2,37 @@
 # of functions/ whose object name is its content hash: a change to the code is a
 # new object and a new build of every function, an unchanged tree redeploys
 # nothing.
+#
+# The archive is of functions/ as staged by `make deploy` (python -m
+# infra.function_source): the same files with their bytecode for python311, so a
+# cold start reads bytecode instead of compiling cartcast's modules (decision
+# 0028). archive_file cannot run the compiler, so the staged tree's digest of its
+# sources is checked here against functions/ itself: a plan without the staging,
+# or after functions/ changed since, stops with what to run.
+
+locals {
+  functions_source = "${path.module}/../functions"
+  functions_staged = "${path.module}/.build/functions"
+  functions_source_digest = sha256(join("\n", [
+    for f in fileset(local.functions_source, "**") :
+    "${f} ${filesha256("${local.functions_source}/${f}")}"
+    if length(regexall("(^|/)__pycache__/|\\.pyc$", f)) == 0
+  ]))
+}
 
 data "archive_file" "functions" {
   type        = "zip"
-  source_dir  = "${path.module}/../functions"
+  source_dir  = local.functions_staged
   output_path = "${path.module}/.build/functions.zip"
-  excludes    = ["**/__pycache__/**", "**/*.pyc"]
   # The checkout's file modes must not change the hash, only the content.
   output_file_mode = "0644"
+
+  lifecycle {
+    precondition {
+      condition     = try(trimspace(file("${local.functions_staged}.sources.sha256")), "") == local.functions_source_digest
+      error_message = "terraform/.build/functions is missing or older than functions/: run `make deploy`, or `.venv/bin/python -m infra.function_source` before terraform plan."
+    }
+  }
 }
 
 # The migrations, archived apart: the migrations job runs cartcast.migrate from the
@@ -81,6 +104,14 @@ resource "google_cloudfunctions2_function" "function" {
     runtime         = "python311"
     entry_point     = each.key
     service_account = google_service_account.build.id
+    # Google's functions buildpack force-recompiles the source (`compileall -f`)
+    # to find syntax errors, replacing the shipped bytecode; with SOURCE_DATE_EPOCH
+    # set, Python writes it hash-based, so the image's normalised mtimes cannot
+    # make it stale (decision 0028). 1980-01-01T00:00:01Z, the time the buildpack
+    # lifecycle gives every file in the image.
+    environment_variables = {
+      SOURCE_DATE_EPOCH = "315532801"
+    }
 
     source {
       storage_source {

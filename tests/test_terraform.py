@@ -691,9 +691,16 @@ def test_functions_are_built_from_one_archive_named_by_its_content() -> None:
 
     assert source["object"] == "${google_storage_bucket_object.functions.name}"
     assert "${data.archive_file.functions.output_sha256}" in archive["name"]
-    assert tree.data[("archive_file", "functions")]["source_dir"].endswith(
-        "/../functions"
-    )
+    # The archive is of the staged tree, bytecode included (decision 0028), and
+    # its plan stops unless the staged sources are functions/'s.
+    functions = tree.data[("archive_file", "functions")]
+    assert functions["source_dir"] == "${local.functions_staged}"
+    assert tree.locals["functions_staged"].endswith("/.build/functions")
+    assert tree.locals["functions_source"].endswith("/../functions")
+    assert "excludes" not in functions
+    condition = functions["lifecycle"][0]["precondition"][0]["condition"]
+    assert "local.functions_source_digest" in condition
+    assert ".sources.sha256" in condition
 
 
 def test_http_functions_are_clients_and_event_functions_are_not() -> None:
@@ -1855,5 +1862,113 @@ def test_make_deploy_runs_the_migrations_then_applies_only_after_yes(
         "--region europe-west10 --wait"
     )
     assert walked[5].endswith(".build/deploy.tfplan")
+    # Before Terraform, the source it zips was staged with its bytecode.
+    staged = TERRAFORM / ".build" / "functions"
+    assert (staged / "__pycache__" / "main.cpython-311.pyc").is_file()
+    assert "function source:" in accepted.stdout
     assert refused.returncode != 0
     assert stopped == walked[:5]
+
+
+# --- The staged function source (infra.function_source, decision 0028) ---------
+
+
+def staged_modules(tree: Path) -> set[str]:
+    return {
+        path.relative_to(tree).as_posix()
+        for path in tree.rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+
+
+def test_the_staged_source_ships_unchecked_hash_bytecode_for_python311(
+    tmp_path: Path,
+) -> None:
+    from infra import function_source
+
+    staged = tmp_path / "functions"
+    digest = function_source.stage_for_deploy(
+        REPO / "functions", staged, cache_tag="cpython-311"
+    )
+
+    assert staged_modules(staged) == staged_modules(REPO / "functions")
+    assert (staged / "requirements.txt").read_text() == (
+        REPO / "functions" / "requirements.txt"
+    ).read_text()
+    for module in staged_modules(staged):
+        source = staged / module
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"
+        # PEP 552: the flags word after the magic; 0b01 is hash-based, unchecked.
+        flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{pyc} has flags {flags:#b}"
+    assert not list(staged.rglob("*.cpython-3[!1]*.pyc"))
+    written = function_source.digest_file(staged).read_text().strip()
+    assert written == digest == function_source.sources_digest(REPO / "functions")
+
+
+def test_python_imports_the_shipped_bytecode_without_reading_the_source(
+    tmp_path: Path,
+) -> None:
+    # Unchecked-hash bytecode is used as it is: a source changed after staging is
+    # not even read. That is why the tree is staged afresh on every deploy, and
+    # why Terraform checks the sources' digest.
+    from infra import function_source
+
+    staged = function_source.stage(REPO / "functions", tmp_path / "functions")
+    (staged / "cartcast" / "__init__.py").write_text("raise ImportError('source')\n")
+
+    imported = subprocess.run(
+        [sys.executable, "-c", "import cartcast.settings"],
+        env={**os.environ, "PYTHONPATH": str(staged), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert imported.returncode == 0, imported.stderr
+
+
+def test_staging_for_deploy_refuses_a_python_that_is_not_the_runtimes(
+    tmp_path: Path,
+) -> None:
+    from infra import function_source
+
+    with pytest.raises(function_source.SourceError, match="cpython-312.*3.11"):
+        function_source.stage_for_deploy(
+            REPO / "functions", tmp_path / "functions", cache_tag="cpython-312"
+        )
+
+    assert not (tmp_path / "functions").exists()
+
+
+def test_terraform_computes_the_same_sources_digest_as_the_staging(
+    tmp_path: Path,
+) -> None:
+    # functions.tf refuses to plan when the staged tree's digest differs from the
+    # one it computes over functions/; here its own expression is evaluated by
+    # `terraform console` over a copy, beside infra.function_source's.
+    from infra import function_source
+
+    terraform = tool_or_skip(shutil.which("terraform"), "terraform")
+    text = (TERRAFORM / "functions.tf").read_text()
+    block = re.search(r"^locals \{\n  functions_source .*?^\}\n", text, re.M | re.S)
+    assert block is not None, "functions.tf lost its functions_source locals"
+    (tmp_path / "terraform").mkdir()
+    (tmp_path / "terraform" / "source.tf").write_text(block.group(0))
+    copy = function_source.stage(
+        REPO / "functions", tmp_path / "functions", compiled=False
+    )
+    (copy / "cartcast" / "__pycache__").mkdir(exist_ok=True)
+    (copy / "cartcast" / "__pycache__" / "stale.cpython-311.pyc").write_bytes(b"x")
+
+    console = subprocess.run(
+        isolated([terraform, f"-chdir={tmp_path / 'terraform'}", "console"]),
+        input="local.functions_source_digest\n",
+        capture_output=True,
+        text=True,
+        env=offline_env(),
+        check=False,
+    )
+
+    assert console.returncode == 0, console.stderr
+    assert console.stdout.strip().strip('"') == function_source.sources_digest(copy)
