@@ -56,10 +56,14 @@ test: install ## Run the test suite against a real PostgreSQL
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install ## Measure sentiment and triage accuracy, cold starts and memory, caption quota use, publishing 5,000 posts, storing 50,000 mentions and the KPI rollup of 1,000,000 snapshots
-	@$(PY) -m bench.sentiment_eval
-	@$(PY) -m bench.triage_eval
-	@$(PY) -m bench.functions
-	@$(PY) -m bench.rollup --json var/bench/rollup.json
+	@start=$$(date +%s); \
+	$(PY) -m bench.sentiment_eval && \
+	$(PY) -m bench.triage_eval && \
+	$(PY) -m bench.functions && \
+	$(PY) -m bench.rollup --json var/bench/rollup.json; \
+	status=$$?; \
+	echo "bench: done in $$(( $$(date +%s) - start )) s, load average $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	exit $$status
 
 faults: install ## Inject faults and count what was lost or doubled: killed publishers, a cut database, X's and Gemini's failures, a fuzzed API (SEED=n repeats a run)
 	@$(PY) -m bench.faults $(if $(SEED),--seed $(SEED))

@@ -6,10 +6,18 @@ function is started the way infra.local_cloud starts it (the functions-framework
 on 127.0.0.1) and timed from spawning the process to the end of its first real
 answer; a bare function of the same signature (bench/bare/main.py), started and
 called the same way, runs just before it, and the row reports the ratio of the two
-medians and its distance to the 1.3 the product aims for. Right after each real
-start comes one more with the cloud configuration's imports
+medians and its distance to the 1.3 the product aims for. Right after each of the
+first three real starts comes one more with the cloud configuration's imports
 (bench/cloud_imports/cloud_main.py: the Cloud SQL connector module loaded, nothing
 built from it, no network), divided by the same bare median: what the cloud adds.
+
+Every function starts from a copy of its source prepared as `make deploy` prepares
+the archive (infra.function_source: bytecode compiled, unchecked-hash), under
+--work-dir's trees/deploy, the bare one and the cloud-imports one alike. In the
+api row's first three runs, `api` and its bare function also start from copies without
+bytecode (trees/source): what shipping the bytecode saves, in wall and CPU time.
+A measured function is SIGKILLed once its figures are read, as an instance is
+reclaimed (gunicorn's graceful stop only costs time).
 Peak memory is the largest VmHWM in the function's process tree (the
 functions-framework process and its gunicorn worker), after the first answer and
 after the largest request the benchmark sends it.
@@ -30,9 +38,10 @@ each function once more under `-X importtime` (PYTHONPROFILEIMPORTTIME) to show
 which imports its start and first request pay for. Last comes the quota bench
 (bench/caption_quota.py): a 500-product caption job against Gemini's quota on a
 simulated clock, written into the same JSON under "caption_quota". Then the
-publishing bench (bench/publish_load.py): 5,000 due posts published by 4 concurrent
-invocations against X at 20 ms a call, under "publishing" (100 posts with
-`--quick`). Last, the mention store (bench/mention_store.py): 50,000 mentions
+publishing bench (bench/publish_load.py): 1,000 due posts (the issue's 5,000 at a
+fifth, 50 a brand; `python -m bench.publish_load` runs the 5,000) published by 4
+concurrent invocations against X at 20 ms a call, under "publishing" (100 posts
+with `--quick`). Last, the mention store (bench/mention_store.py): 50,000 mentions
 stored by poll_mentions' idempotent upsert against a COPY of the same rows, under
 "mention_store" (5,000 with `--quick`). The benchmark reports: it exits 0 when a
 target is missed and 1 only when a row could not be measured.
@@ -62,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import caption_quota, mention_store, publish_load
-from infra import local_cloud, pg
+from infra import function_source, local_cloud, pg
 from infra.local_cloud import (
     FUNCTIONS,
     FunctionProcess,
@@ -73,15 +82,18 @@ from infra.local_cloud import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-BARE_SOURCE = REPO / "bench" / "bare" / "main.py"
+BARE_DIR = REPO / "bench" / "bare"
 BARE_TARGETS = {"http": "bare_http", "cloudevent": "bare_cloud_event"}
-CLOUD_SOURCE = REPO / "bench" / "cloud_imports" / "cloud_main.py"
+CLOUD_DIR = REPO / "bench" / "cloud_imports"
 CATALOG = REPO / "infra" / "data" / "catalog" / "dummyjson_products.json"
 TEAM_MENTIONS = REPO / "infra" / "data" / "team_mentions.json"
 WORK_DIR = REPO / "var" / "bench"
 DEFAULT_JSON = WORK_DIR / "functions.json"
 
 GOAL_RATIO = 1.3
+# Starts with the cloud configuration's imports, per row: the first runs' worth.
+CLOUD_RUNS = 3
+TREES = ("deploy", "source")
 RATIO_TARGET = 1.8
 GEMINI_RATIO_TARGET = 3.5
 MEMORY_TIER_MIB = 256
@@ -173,22 +185,71 @@ class SourceFunctionProcess(FunctionProcess):
         return self
 
 
+@dataclasses.dataclass(frozen=True)
+class Tree:
+    """The source trees a row's functions start from, prepared alike.
+
+    "deploy" is what `make deploy` ships (infra.function_source: bytecode compiled
+    with unchecked-hash invalidation); "source" is the same files without bytecode,
+    started with PYTHONDONTWRITEBYTECODE, so every start compiles them.
+    """
+
+    name: str
+    functions: Path
+    bare: Path
+    cloud: Path
+
+    @classmethod
+    def prepare(cls, name: str, root: Path) -> Tree:
+        compiled = name == "deploy"
+        trees = [
+            function_source.stage(source, root / name / source.name, compiled=compiled)
+            for source in (REPO / "functions", BARE_DIR, CLOUD_DIR)
+        ]
+        return cls(name, *trees)
+
+    def env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """`env` with this tree's functions/ on the path instead of the checkout's."""
+        return {
+            **env,
+            "PYTHONPATH": os.pathsep.join([str(self.functions), str(REPO)]),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+
+
 def bare_function(
-    signature_type: str, env: dict[str, str], log_dir: Path
+    signature_type: str, env: dict[str, str], log_dir: Path, tree: Tree | None = None
 ) -> SourceFunctionProcess:
-    """The bare function of a signature (bench/bare/main.py)."""
+    """The bare function of a signature (bench/bare/main.py), from `tree` if given,
+    else from the checkout (bench/publish_load.py, which measures no start)."""
     target = BARE_TARGETS[signature_type]
+    if tree is None:
+        return SourceFunctionProcess(
+            target, signature_type, BARE_DIR / "main.py", env, log_dir, target
+        )
+    source = tree.bare / "main.py"
     return SourceFunctionProcess(
-        target, signature_type, BARE_SOURCE, env, log_dir, target
+        target, signature_type, source, tree.env(env), log_dir, target
+    )
+
+
+def real_function(
+    target: str, env: dict[str, str], log_dir: Path, tree: Tree
+) -> SourceFunctionProcess:
+    """A cartcast function (functions/main.py), started from `tree`."""
+    source = tree.functions / "main.py"
+    return SourceFunctionProcess(
+        target, FUNCTIONS[target], source, tree.env(env), log_dir, target
     )
 
 
 def cloud_imports_function(
-    target: str, env: dict[str, str], log_dir: Path
+    target: str, env: dict[str, str], log_dir: Path, tree: Tree
 ) -> SourceFunctionProcess:
     """A cartcast function with the cloud configuration's imports loaded."""
+    source = tree.cloud / "cloud_main.py"
     return SourceFunctionProcess(
-        target, FUNCTIONS[target], CLOUD_SOURCE, env, log_dir, f"{target}-cloud"
+        target, FUNCTIONS[target], source, tree.env(env), log_dir, f"{target}-cloud"
     )
 
 
@@ -220,6 +281,14 @@ def stop_process(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def retire(function: FunctionProcess) -> None:
+    """SIGKILL a measured function once its figures are read, as an instance is
+    reclaimed: gunicorn's graceful stop took 0.4 to 0.5 s a start, here more than
+    the bare start itself, and measures nothing."""
+    if function.process is not None:
+        function.kill()
 
 
 def await_listening(function: FunctionProcess) -> None:
@@ -268,6 +337,18 @@ def peak_rss_mib(pid: int) -> float | None:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return None
+
+
+def tree_cpu_ms(root_pid: int) -> float:
+    """Return the user and system CPU time of a process tree's live processes."""
+    total_ticks = 0
+    for pid in process_tree(root_pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # After the parenthesised name: state is field 3, utime 14, stime 15.
+            after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
+            fields = after_name.split()
+            total_ticks += int(fields[11]) + int(fields[12])
+    return total_ticks * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def tree_peaks_mib(root_pid: int) -> list[float]:
@@ -563,6 +644,9 @@ class Case:
     warm_send: Callable[[str], Answer] | None = None
     largest: Callable[[str], Answer] | None = None
     largest_label: str = "the warm requests"
+    # Also start the function and its bare one from copies without bytecode, in
+    # the same runs: what shipping the bytecode saves.
+    from_source: bool = False
 
     @property
     def signature_type(self) -> str:
@@ -697,6 +781,7 @@ def build_cases(stage: Stage) -> list[Case]:
             listed_posts,
             largest=list_posts_largest,
             largest_label=f"GET /v1/posts?limit={LIST_LIMIT_MAX}",
+            from_source=True,
         ),
     ]
 
@@ -745,6 +830,9 @@ class Sample:
     elapsed_ms: float
     peak_mib: float
     tree_peaks_mib: list[float]
+    # CPU time of the process tree (user and system) up to the first answer:
+    # what the machine's load moves far less than the wall clock.
+    cpu_ms: float = 0.0
 
 
 @dataclasses.dataclass
@@ -789,6 +877,8 @@ class Row:
     real: list[Sample] = dataclasses.field(default_factory=list)
     bare: list[Sample] = dataclasses.field(default_factory=list)
     cloud: list[Sample] = dataclasses.field(default_factory=list)
+    source_real: list[Sample] = dataclasses.field(default_factory=list)
+    source_bare: list[Sample] = dataclasses.field(default_factory=list)
     warm: Warm | None = None
     error: str | None = None
 
@@ -831,6 +921,14 @@ class Row:
             tree_peaks_mib=[round(p, 1) for p in self.real[-1].tree_peaks_mib],
             within_memory_tier=peak <= MEMORY_TIER_MIB,
         )
+        summary.update(
+            real_cpu_median_ms=round(statistics.median(s.cpu_ms for s in self.real)),
+            bare_cpu_median_ms=round(statistics.median(s.cpu_ms for s in self.bare)),
+        )
+        if self.source_real and self.source_bare:
+            summary["from_source"] = from_source_summary(
+                self.source_real, self.source_bare
+            )
         if cloud_ms:
             cloud = statistics.median(cloud_ms)
             summary.update(
@@ -841,31 +939,63 @@ class Row:
         return summary
 
 
-def measure(case: Case, stage: Stage, runs: int) -> Row:
-    """Time `runs` cold starts of the bare function, the real one and the real one
-    with the cloud configuration's imports, interleaved."""
+def from_source_summary(real: list[Sample], bare: list[Sample]) -> dict[str, Any]:
+    real_ms = statistics.median(s.elapsed_ms for s in real)
+    bare_ms = statistics.median(s.elapsed_ms for s in bare)
+    return {
+        "runs": len(real),
+        "real_ms": [round(s.elapsed_ms, 1) for s in real],
+        "bare_ms": [round(s.elapsed_ms, 1) for s in bare],
+        "real_median_ms": round(real_ms, 1),
+        "bare_median_ms": round(bare_ms, 1),
+        "ratio": round(real_ms / bare_ms, 2),
+        "real_cpu_median_ms": round(statistics.median(s.cpu_ms for s in real)),
+        "bare_cpu_median_ms": round(statistics.median(s.cpu_ms for s in bare)),
+    }
+
+
+def measure(case: Case, stage: Stage, runs: int, trees: Mapping[str, Tree]) -> Row:
+    """Time `runs` cold starts of the bare function and the real one, interleaved,
+    from the trees as deployed; each of the first CLOUD_RUNS followed, for a case
+    `from_source`, by the bare and the real one again from the trees without
+    bytecode, and by one with the cloud configuration's imports."""
     row = Row(case)
     log_dir = stage.work_dir / "logs" / case.slug
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**stage.env, **case.extra_env}
+    deployed = trees["deploy"]
     try:
         for run in range(1, runs + 1):
             case.prepare()
-            bare = bare_function(case.signature_type, env, log_dir)
+            bare = bare_function(case.signature_type, env, log_dir, deployed)
             row.bare.append(cold_start(bare, case.send)[0])
 
-            real = FunctionProcess(case.target, env, log_dir)
+            real = real_function(case.target, env, log_dir, deployed)
             row.real.append(checked_cold_start(case, real))
+            notes = []
 
-            # Its own first request: a post of its own due, a batch of its own...
-            case.prepare()
-            cloud = cloud_imports_function(case.target, env, log_dir)
-            row.cloud.append(checked_cold_start(case, cloud))
+            if case.from_source and run <= CLOUD_RUNS:
+                case.prepare()
+                source = trees["source"]
+                bare = bare_function(case.signature_type, env, log_dir, source)
+                row.source_bare.append(cold_start(bare, case.send)[0])
+                real = real_function(case.target, env, log_dir, source)
+                row.source_real.append(checked_cold_start(case, real))
+                notes.append(
+                    f" from source bare {row.source_bare[-1].elapsed_ms:.0f} ms,"
+                    f" real {row.source_real[-1].elapsed_ms:.0f} ms,"
+                )
+
+            if run <= CLOUD_RUNS:
+                # Its own first request: a post of its own due, a batch of its own...
+                case.prepare()
+                cloud = cloud_imports_function(case.target, env, log_dir, deployed)
+                row.cloud.append(checked_cold_start(case, cloud))
+                notes.append(f" with cloud imports {row.cloud[-1].elapsed_ms:.0f} ms,")
             say(
                 case.label,
                 f"run {run}/{runs}: bare {row.bare[-1].elapsed_ms:.0f} ms,"
-                f" real {row.real[-1].elapsed_ms:.0f} ms,"
-                f" with cloud imports {row.cloud[-1].elapsed_ms:.0f} ms,"
+                f" real {row.real[-1].elapsed_ms:.0f} ms,{''.join(notes)}"
                 f" peak {row.real[-1].peak_mib:.0f} MiB",
             )
     except (BenchError, RuntimeError, OSError) as error:
@@ -882,7 +1012,7 @@ def checked_cold_start(case: Case, function: FunctionProcess) -> Sample:
     return sample
 
 
-def measure_warm(case: Case, stage: Stage, calls: int) -> Warm:
+def measure_warm(case: Case, stage: Stage, calls: int, tree: Tree) -> Warm:
     """Send `calls` warm requests to the bare function, then to the real one after
     its first; then the largest request, and read the real one's peak memory."""
     warm = Warm()
@@ -892,10 +1022,10 @@ def measure_warm(case: Case, stage: Stage, calls: int) -> Warm:
     send = case.warm_send or case.send
     try:
         case.prepare()
-        bare = bare_function(case.signature_type, env, log_dir)
+        bare = bare_function(case.signature_type, env, log_dir, tree)
         warm.bare_ms = warm_requests(bare, case.send, send, calls)[0]
 
-        real = FunctionProcess(case.target, env, log_dir)
+        real = real_function(case.target, env, log_dir, tree)
         warm.real_ms, statuses, warm.largest_status, warm.peak_mib = warm_requests(
             real, case.send, send, calls, case.largest
         )
@@ -939,7 +1069,7 @@ def warm_requests(
         assert function.process is not None
         peak = max(tree_peaks_mib(function.process.pid), default=0.0)
     finally:
-        function.stop()
+        retire(function)
     return times, statuses, largest_status, peak
 
 
@@ -953,9 +1083,10 @@ def cold_start(function: FunctionProcess, send: Callable[[str], Answer]) -> tupl
         elapsed_ms = (time.perf_counter() - started) * 1000
         assert function.process is not None
         peaks = tree_peaks_mib(function.process.pid)
+        cpu_ms = tree_cpu_ms(function.process.pid)
     finally:
-        function.stop()
-    return Sample(elapsed_ms, max(peaks, default=0.0), peaks), answer
+        retire(function)
+    return Sample(elapsed_ms, max(peaks, default=0.0), peaks, cpu_ms), answer
 
 
 def event_outcome(function: FunctionProcess) -> dict[str, Any] | None:
@@ -998,7 +1129,7 @@ def import_chain(
         listening_at = function.log_path.stat().st_size
         answer = send(function.url)
     finally:
-        function.stop()
+        retire(function)
 
     imports, offset = [], 0
     for line in function.log_path.read_bytes().splitlines(keepends=True):
@@ -1034,14 +1165,14 @@ def with_ancestry(chain: list[Imported]) -> list[Imported]:
     return named[::-1]
 
 
-def profile_imports(cases: list[Case], stage: Stage) -> dict[str, Any]:
+def profile_imports(cases: list[Case], stage: Stage, tree: Tree) -> dict[str, Any]:
     """Run each function once under -X importtime and summarise its import chain."""
     log_dir = stage.work_dir / "logs" / "importtime"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**stage.env, "PYTHONPROFILEIMPORTTIME": "1"}
     bare_modules = {}
     for signature_type in BARE_TARGETS:
-        bare = bare_function(signature_type, env, log_dir)
+        bare = bare_function(signature_type, env, log_dir, tree)
         send = next(c.send for c in cases if c.signature_type == signature_type)
         chain, _ = import_chain(bare, send)
         bare_modules[signature_type] = {entry.module for entry in chain}
@@ -1049,7 +1180,7 @@ def profile_imports(cases: list[Case], stage: Stage) -> dict[str, Any]:
     profiles = {}
     for case in cases:
         say("importtime", case.label)
-        function = FunctionProcess(case.target, {**env, **case.extra_env}, log_dir)
+        function = real_function(case.target, {**env, **case.extra_env}, log_dir, tree)
         try:
             case.prepare()
             chain, answer = import_chain(function, case.send)
@@ -1100,8 +1231,12 @@ def summarise_imports(
 # --- Reporting ------------------------------------------------------------------
 
 
+STARTED = time.monotonic()
+
+
 def say(step: str, message: str) -> None:
-    print(f"[bench] {step}: {message}", flush=True)
+    """Print a step, with the seconds since the benchmark started."""
+    print(f"[bench {time.monotonic() - STARTED:5.0f} s] {step}: {message}", flush=True)
 
 
 def print_table(summaries: list[dict[str, Any]]) -> None:
@@ -1133,6 +1268,7 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
         " peak: the largest VmHWM,\ncold or after the largest request"
         ' (see "warm" in the JSON for which).'
     )
+    print_bytecode_effect(summaries)
     print()
     for s in summaries:
         if "ratio" in s and not s["within_target"]:
@@ -1149,6 +1285,22 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
             print(f"ERROR: {s['function']}: {s['error']}")
         if s.get("warm") and s["warm"]["error"]:
             print(f"ERROR: {s['function']} warm: {s['warm']['error']}")
+
+
+def print_bytecode_effect(summaries: list[dict[str, Any]]) -> None:
+    """Set each row's starts from source beside its starts as deployed."""
+    for s in summaries:
+        source = s.get("from_source")
+        if not source or "ratio" not in s:
+            continue
+        print(
+            f"bytecode: {s['function']}, medians of {source['runs']} interleaved runs:"
+            f" {s['real_median_ms']:.0f} ms as deployed (bytecode shipped),"
+            f" {source['real_median_ms']:.0f} ms from source; over each tree's bare"
+            f" function {s['ratio']:.2f} and {source['ratio']:.2f};\n  CPU"
+            f" {s['real_cpu_median_ms']} ms and {source['real_cpu_median_ms']} ms"
+            f" (bare {s['bare_cpu_median_ms']} and {source['bare_cpu_median_ms']} ms)"
+        )
 
 
 def describe_cloud(summary: dict[str, Any]) -> str:
@@ -1255,13 +1407,15 @@ def run(
         except (BenchError, RuntimeError) as error:
             say("setup", f"FAILED: {error}")
             return None, {}
+        say("setup", "source trees: as deployed (with bytecode) and from source")
+        trees = {name: Tree.prepare(name, work_dir / "trees") for name in TREES}
         cases = build_cases(stage)
         rows = []
         for case in cases:
-            row = measure(case, stage, runs)
-            row.warm = measure_warm(case, stage, warm_calls)
+            row = measure(case, stage, runs, trees)
+            row.warm = measure_warm(case, stage, warm_calls, trees["deploy"])
             rows.append(row)
-        return rows, profile_imports(cases, stage)
+        return rows, profile_imports(cases, stage, trees["deploy"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1276,7 +1430,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = 1 if args.quick else args.runs
     warm_calls = QUICK_WARM_CALLS if args.quick else args.warm_calls
-    publishing_case = publish_load.QUICK_CASE if args.quick else publish_load.ISSUE_CASE
+    publishing_case = publish_load.QUICK_CASE if args.quick else publish_load.BENCH_CASE
     store_case = mention_store.QUICK_CASE if args.quick else mention_store.ISSUE_CASE
     if not 1 <= runs <= RUNS_MAX:
         parser.error(f"--runs must be 1 to {RUNS_MAX}")

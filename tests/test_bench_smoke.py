@@ -63,6 +63,15 @@ def test_quick_benchmark_exits_zero_and_reports_every_row(tmp_path: Path) -> Non
     assert all(row["warm"]["error"] is None for row in report["rows"])
     assert all(row["warm"]["calls"] == 20 for row in report["rows"])
     assert all("real_p95_ms" in row["warm"] for row in report["rows"])
+    # The api row also started from source, beside its start as deployed.
+    api = report["rows"][-1]["from_source"]
+    assert api["runs"] == 1 and api["real_cpu_median_ms"] > 0
+    assert "bytecode: api (GET /v1/posts)" in finished.stdout
+    # The functions started from trees prepared as `make deploy` prepares them.
+    trees = tmp_path / "work" / "trees"
+    assert (trees / "deploy" / "functions" / "__pycache__").is_dir()
+    assert (trees / "deploy" / "bare" / "__pycache__").is_dir()
+    assert not list((trees / "source").rglob("*.pyc"))
     assert report["machine"]["cpus"] >= 1
     assert set(report["imports"]) == set(ROWS)
     assert "time / ideal" in finished.stdout
