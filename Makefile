@@ -55,7 +55,7 @@ serve: install ## Run the demo week, then keep it up with the web console on 127
 test: install ## Run the test suite against a real PostgreSQL
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install ## Measure sentiment and triage accuracy, cold starts and memory, caption quota use, publishing 5,000 posts, storing 50,000 mentions and the KPI rollup of 1,000,000 snapshots
+bench: install ## Measure sentiment and triage accuracy, cold starts and memory, caption quota use, publishing 1,000 posts, storing 50,000 mentions and the KPI rollup of 1,000,000 snapshots
 	@start=$$(date +%s); \
 	$(PY) -m bench.sentiment_eval && \
 	$(PY) -m bench.triage_eval && \
