@@ -18,10 +18,10 @@ checked-hash one would re-read and hash its source at every import.
 from __future__ import annotations
 
 import argparse
-import compileall
 import hashlib
-import py_compile
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +32,8 @@ DEPLOY_DEST = BUILD / "functions"
 # The runtime terraform/functions.tf deploys, and the bytecode tag its Python reads.
 RUNTIME = "python311"
 RUNTIME_CACHE_TAG = "cpython-311"
+# Where Google's Python runtime serves the function's source from.
+RUNTIME_ROOT = "/workspace"
 SKIPPED_DIRS = {"__pycache__"}
 SKIPPED_SUFFIXES = {".pyc"}
 
@@ -80,14 +82,40 @@ def stage(source: Path, dest: Path, *, compiled: bool = True) -> Path:
     for path in source_files(source):
         (dest / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / path, dest / path)
-    if compiled and not compileall.compile_dir(
-        dest,
-        quiet=1,
-        workers=1,
-        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-    ):
-        raise SourceError(f"{source} does not compile; see the errors above")
+    if compiled:
+        compile_tree(dest)
     return dest
+
+
+def compile_tree(tree: Path) -> None:
+    """Compile every module of `tree` in place, the same bytes on every run.
+
+    Bytecode records its source's path: compiled as under RUNTIME_ROOT, where the
+    runtime unpacks the archive, it is the same from any checkout (Python puts the
+    real path in tracebacks either way). And in a child with a fixed
+    PYTHONHASHSEED, since a set of strings in the code (`x in {"a", "b"}`) is
+    marshalled in hash order. Otherwise every staging would be a new archive, and
+    seven rebuilds for unchanged code.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "compileall",
+        "-q",
+        "--invalidation-mode",
+        "unchecked-hash",
+        "-s",
+        str(tree),
+        "-p",
+        RUNTIME_ROOT,
+        str(tree),
+    ]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    compiled = subprocess.run(
+        command, env=env, capture_output=True, text=True, check=False
+    )
+    if compiled.returncode != 0:
+        raise SourceError(f"{tree} does not compile:\n{compiled.stdout}")
 
 
 def stage_for_deploy(

@@ -1972,3 +1972,22 @@ def test_terraform_computes_the_same_sources_digest_as_the_staging(
 
     assert console.returncode == 0, console.stderr
     assert console.stdout.strip().strip('"') == function_source.sources_digest(copy)
+
+
+def test_staging_writes_the_same_bytecode_from_any_checkout(tmp_path: Path) -> None:
+    # The archive is named by its content: bytecode that recorded the checkout's
+    # path, or a random hash seed's set order, would be a new archive and seven
+    # rebuilds on every deploy of unchanged code.
+    from infra import function_source
+
+    def bytecode(dest: Path) -> dict[str, bytes]:
+        staged = function_source.stage(REPO / "functions", dest)
+        return {
+            path.relative_to(staged).as_posix(): path.read_bytes()
+            for path in staged.rglob("*.pyc")
+        }
+
+    first = bytecode(tmp_path / "one" / "functions")
+    second = bytecode(tmp_path / "elsewhere" / "deeper" / "functions")
+
+    assert first and first == second
