@@ -269,3 +269,43 @@ def test_a_connection_whose_statements_are_full_runs_the_rest_unnamed(runtime) -
 
     assert answers == [[[1]], [[2]], [[3]]]
     assert prepared == [[1]]
+
+
+def test_a_unix_socket_url_skips_tls_and_a_tcp_url_keeps_pg8000s_default() -> None:
+    on_socket = db.parse_database_url("postgresql://app@/shop?host=/run/postgresql")
+    on_tcp = db.parse_database_url("postgresql://app@db.internal:6432/shop")
+
+    assert on_socket["unix_sock"] == "/run/postgresql/.s.PGSQL.5432"
+    assert on_socket["ssl_context"] is False
+    # None: ask for TLS, go on in the clear when the server refuses (pg8000's).
+    assert "ssl_context" not in on_tcp
+
+
+def test_a_unix_socket_connection_opens_with_the_startup_message(tmp_path) -> None:
+    """PostgreSQL refuses TLS on a Unix socket, so no SSLRequest is sent first."""
+    import socket
+    import struct
+    import threading
+
+    path = tmp_path / ".s.PGSQL.5432"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    first: list[int] = []
+
+    def accept_one() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            length, code = struct.unpack("!ii", connection.recv(8))
+            first.append(code)
+
+    server = threading.Thread(target=accept_one)
+    server.start()
+    options = db.parse_database_url(f"postgresql://app@/shop?host={tmp_path}")
+    with pytest.raises(Exception):  # noqa: B017, PT011 (the listener hangs up)
+        db._connect_pg8000(options)
+    server.join(5)
+    listener.close()
+
+    # An SSLRequest would carry code 80877103; a StartupMessage, protocol 3.0.
+    assert first == [196608]
