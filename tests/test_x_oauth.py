@@ -696,3 +696,50 @@ def test_a_leaving_brand_has_its_tokens_revoked_with_x_before_its_rows_go(
     row = brand_row(oauth_runtime, brand_id)
     assert grants(x_sandbox)["revoked"] == 2
     assert row["x_access_token"] is None and row["x_refresh_token"] is None
+
+
+def expired_beside_a_hand_set_account(runtime, sandbox) -> tuple[str, str]:
+    """Alpha connected through the flow and past its token's expiry while X's token
+    endpoint is down; beta with a token set by hand, which never needs a refresh."""
+    alpha = make_brand(runtime, "alpha", None, products=1)
+    connect(runtime, alpha)
+    sandbox.register_account(**BETA, token="token-beta")
+    beta = make_brand(runtime, "beta", BETA, products=1)
+    runtime.clock.advance(dt.timedelta(hours=2, minutes=1))
+    sandbox.add_fault(
+        method="POST", path_prefix="/2/oauth2/token", status=503, count=50
+    )
+    return alpha, beta
+
+
+def test_x_token_endpoint_down_for_one_account_holds_up_no_other_brands_posts(
+    oauth_runtime, x_sandbox
+) -> None:
+    alpha, beta = expired_beside_a_hand_set_account(oauth_runtime, x_sandbox)
+    due = oauth_runtime.clock.now() + dt.timedelta(days=7)
+
+    counts = publishing.publish_due(oauth_runtime, as_of=due)
+
+    assert counts["published"] == 1 and counts["deferred"] == 1
+    assert states(oauth_runtime, beta) == ["published"]
+    assert states(oauth_runtime, alpha) == ["scheduled"]  # retried, not disconnected
+    assert brand_row(oauth_runtime, alpha)["x_disconnected_at"] is None
+
+    x_sandbox.clear_faults()
+    oauth_runtime.clock.advance(dt.timedelta(hours=1))
+    later = publishing.publish_due(oauth_runtime, as_of=due + dt.timedelta(hours=1))
+    assert later["published"] == 1 and grants(x_sandbox)["refresh_token"] == 1
+
+
+def test_x_token_endpoint_down_for_one_account_still_reads_the_other_brands(
+    oauth_runtime, x_sandbox
+) -> None:
+    from cartcast import mentions
+
+    alpha, beta = expired_beside_a_hand_set_account(oauth_runtime, x_sandbox)
+
+    polled = mentions.poll_mentions(oauth_runtime, as_of=oauth_runtime.clock.now())
+
+    # Beta is read (no mentions yet); alpha waits for X's token endpoint.
+    assert polled["brands"] == 1 and polled["skipped"] == 1
+    assert brand_row(oauth_runtime, alpha)["x_disconnected_at"] is None

@@ -13,7 +13,12 @@ from typing import Any
 
 from cartcast import costs
 from cartcast.db import Transaction
-from cartcast.errors import CartcastError, PermanentError, RateLimited
+from cartcast.errors import (
+    CartcastError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from cartcast.logs import fields
 
 # X's rate limits are counted in 15-minute windows (X API v2 rate-limit docs).
@@ -43,14 +48,25 @@ def connected_brands(tx: Transaction) -> list[dict[str, Any]]:
 def usable_token(runtime: Any, row: dict[str, Any]) -> str | None:
     """Return the brand's stored X token to call with, refreshed first when it
     expires within CARTCAST_X_TOKEN_REFRESH_MARGIN_S (x_oauth.py); None when X
-    refused the refresh and the account is now disconnected."""
+    refused the refresh and the account is now disconnected, or when the token
+    has expired and X's token endpoint is unavailable: the read waits for the next
+    run, and the other brands' reads go on."""
     expires_at = row.get("x_token_expires_at")
     margin = dt.timedelta(seconds=runtime.settings.x_token_refresh_margin_s)
     if expires_at is None or expires_at - margin > runtime.clock.now():
         return row["x_access_token"]
     from cartcast import x_oauth
 
-    return x_oauth.usable_token(runtime, row)
+    try:
+        return x_oauth.usable_token(runtime, row)
+    except TransientError as error:
+        brand_id = row["brand_id"] if "brand_id" in row else row["id"]
+        runtime.log.warning(
+            "X's token endpoint unavailable and the token expired; the read waits "
+            "for the next run",
+            extra=fields(brand_id=str(brand_id), reason=str(error)),
+        )
+        return None
 
 
 def pause_x(

@@ -283,7 +283,8 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     posts and send them side by side; each still goes once.
     """
     claimed, attempts, counts = _claim(runtime, as_of)
-    for post in _use_fresh_tokens(runtime, claimed):
+    refused, unavailable = _use_fresh_tokens(runtime, claimed)
+    for post in refused:
         # X refused to refresh the account's token: the post is held already.
         _finish(
             runtime,
@@ -295,6 +296,14 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
             error_class="credentials",
         )
         counts["held"] += 1
+        claimed.remove(post)
+    for post, error in unavailable:
+        # The token expired and X's token endpoint did not answer: nothing was
+        # sent, so the post waits a backoff; the other accounts' posts go on.
+        reason = f"refreshing the account's token: {error}"
+        counts[
+            _retry_later(runtime, post, attempts[post["id"]], reason, error=error)
+        ] += 1
         claimed.remove(post)
 
     queues: dict[Any, list[dict[str, Any]]] = {}
@@ -308,14 +317,16 @@ def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
 
 def _use_fresh_tokens(
     runtime: Any, claimed: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], TransientError]]]:
     """Refresh the tokens of the claimed posts' accounts that expire soon, one
     refresher per account across every run (x_oauth.refresh_tokens), and give the
     posts the token to send with.
 
-    Returns the posts of accounts X refused the refresh for: the account is
-    disconnected and those posts were held with it (connections.py). Nothing is
-    imported for a batch whose tokens are far from expiry or set by hand.
+    Returns the posts of accounts X refused the refresh for (the account is
+    disconnected and those posts were held with it, connections.py), and the
+    posts of accounts whose token expired while X's token endpoint was
+    unavailable, each with that error. Nothing is imported for a batch whose
+    tokens are far from expiry or set by hand.
     """
     margin = dt.timedelta(seconds=runtime.settings.x_token_refresh_margin_s)
     due = runtime.clock.now() + margin
@@ -325,22 +336,27 @@ def _use_fresh_tokens(
         if post["x_token_expires_at"] is not None and post["x_token_expires_at"] <= due
     }
     if not expiring:
-        return []
+        return [], []
     from cartcast import x_oauth
 
-    tokens = {
-        brand_id: x_oauth.refresh_tokens(runtime, brand_id=str(brand_id))
-        for brand_id in expiring
-    }
-    refused = []
+    tokens: dict[Any, str | None | TransientError] = {}
+    for brand_id in expiring:
+        try:
+            tokens[brand_id] = x_oauth.refresh_tokens(runtime, brand_id=str(brand_id))
+        except TransientError as error:
+            tokens[brand_id] = error
+    refused, unavailable = [], []
     for post in claimed:
         if post["brand_id"] not in tokens:
             continue
-        if tokens[post["brand_id"]] is None:
+        token = tokens[post["brand_id"]]
+        if token is None:
             refused.append(post)
+        elif isinstance(token, TransientError):
+            unavailable.append((post, token))
         else:
-            post["x_access_token"] = tokens[post["brand_id"]]
-    return refused
+            post["x_access_token"] = token
+    return refused, unavailable
 
 
 def _send_queues(
