@@ -97,7 +97,11 @@ Facts about X that shaped the answers, with where they come from:
   it); refresh tokens rotate: a used one is void, and using it again is a 400
   {"error": "invalid_request", "error_description": "Value passed for the token was
   invalid."}, the body X sends. POST /2/oauth2/revoke (form `token`) answers
-  {"revoked": true}. Codes live 30 seconds (X names no figure).
+  {"revoked": true}. Codes live 30 seconds (X names no figure). An access token
+  issued here carries its scopes, and the endpoints cartcast writes with refuse a
+  token without theirs with a 403 (docs.x.com's authentication mapping: posting
+  needs tweet.write, the v2 media upload and its metadata media.write); a token
+  registered by hand (`register_account`) has every scope.
 - Latency: X answers a post in tens to hundreds of milliseconds; the sandbox answers
   at once unless a benchmark sets a per-call latency (`set_latency` or POST
   /_sandbox/latency). The request takes effect first, then the answer waits, outside
@@ -234,6 +238,12 @@ OAUTH_SCOPES = frozenset(
     "like.write list.read list.write block.read block.write bookmark.read "
     "bookmark.write media.write".split()
 )
+# The scope each write route needs of an OAuth 2.0 user token (docs.x.com).
+ROUTE_SCOPES = {
+    "POST /2/tweets": "tweet.write",
+    "POST /2/media/upload": "media.write",
+    "POST /2/media/metadata": "media.write",
+}
 ACCESS_TOKEN_TTL_S = 7200
 OAUTH_CODE_TTL = dt.timedelta(seconds=30)
 INVALID_TOKEN_DESCRIPTION = "Value passed for the token was invalid."
@@ -728,6 +738,11 @@ class XSandbox:
             caller = None  # an OAuth access token past its two hours
         if caller is None:
             return Reply(401, _problem(401, "Unauthorized"), content_type=PROBLEM_JSON)
+        scopes = self._token_scopes.get(request.token or "")
+        needed = ROUTE_SCOPES.get(route.key)
+        if scopes is not None and needed is not None and needed not in scopes:
+            detail = f"the token was not granted the {needed} scope"
+            return Reply(403, _problem(403, detail), content_type=PROBLEM_JSON)
 
         headers, spent = self._spend(route.key, request.token, now)
         if spent:
@@ -1235,6 +1250,7 @@ class XSandbox:
         ttl_s = self._oauth_client["access_token_ttl_s"]
         self._tokens[access_token] = user_id
         self._token_expiry[access_token] = now + dt.timedelta(seconds=ttl_s)
+        self._token_scopes[access_token] = list(scopes)
         body = {
             "token_type": "bearer",
             "expires_in": ttl_s,
@@ -1282,6 +1298,7 @@ class XSandbox:
         self._approver: str | None = None
         self._codes: dict[str, dict[str, Any]] = {}
         self._token_expiry: dict[str, dt.datetime] = {}
+        self._token_scopes: dict[str, list[str]] = {}
         self._refresh_tokens: dict[str, dict[str, Any]] = {}
         self._grants = {"authorization_code": 0, "refresh_token": 0, "revoked": 0}
 

@@ -104,7 +104,9 @@ def test_the_authorize_url_asks_for_the_scopes_with_an_s256_challenge(
         )
 
     query = dict(parse_qsl(urlsplit(started["authorize_url"]).query))
-    assert query["scope"] == "tweet.read tweet.write users.read offline.access"
+    assert query["scope"] == (
+        "tweet.read tweet.write users.read media.write offline.access"
+    )
     assert query["code_challenge_method"] == "S256"
     assert query["response_type"] == "code"
     assert query["client_id"] == CLIENT_ID
@@ -743,3 +745,28 @@ def test_x_token_endpoint_down_for_one_account_still_reads_the_other_brands(
     # Beta is read (no mentions yet); alpha waits for X's token endpoint.
     assert polled["brands"] == 1 and polled["skipped"] == 1
     assert brand_row(oauth_runtime, alpha)["x_disconnected_at"] is None
+
+
+def test_an_image_post_goes_out_with_a_connected_accounts_token(
+    oauth_runtime, x_sandbox
+) -> None:
+    """X's v2 media upload takes an OAuth 2.0 token only with media.write."""
+    from tests.helpers import catalog
+    from tests.test_post_kinds import ImageServer, tiny_png
+
+    images = ImageServer()
+    try:
+        url = images.serve("/mug.png", 200, "image/png", tiny_png())
+        rows = [{**catalog(1)[0], "thumbnail": url}]
+        brand_id = make_brand(oauth_runtime, "alpha", None, rows=rows, kind="image")
+        connect(oauth_runtime, brand_id)
+
+        counts = publishing.publish_due(
+            oauth_runtime, as_of=oauth_runtime.clock.now() + dt.timedelta(days=7)
+        )
+    finally:
+        images.server.shutdown()
+
+    assert counts["published"] == 1, states(oauth_runtime, brand_id)
+    (sent,) = x_sandbox.snapshot()["posts"]
+    assert len(sent["media_ids"]) == 1

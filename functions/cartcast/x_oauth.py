@@ -5,7 +5,7 @@ The flow (docs.x.com, "OAuth 2.0 Authorization Code Flow with PKCE"):
 1. `start_authorization` (POST /v1/brand/x/connect, admin key): a random `state`
    bound to the brand and a PKCE verifier are stored (the state as its SHA-256, the
    verifier sealed), and the answer is X's authorize URL with the S256 challenge and
-   the scopes tweet.read tweet.write users.read offline.access;
+   the scopes tweet.read tweet.write users.read media.write offline.access;
 2. the person approves on X, and X sends the browser to CARTCAST_X_REDIRECT_URI
    with `state` and `code`;
 3. `finish_authorization` (GET /v1/x/callback, where the state is the credential;
@@ -56,7 +56,9 @@ from cartcast.errors import (
 )
 from cartcast.logs import fields
 
-SCOPES = ("tweet.read", "tweet.write", "users.read", "offline.access")
+# media.write: X's v2 media upload, which image posts use, refuses a token without
+# it (docs.x.com, authentication mapping).
+SCOPES = ("tweet.read", "tweet.write", "users.read", "media.write", "offline.access")
 TOKEN_PATH = "/2/oauth2/token"
 REVOKE_PATH = "/2/oauth2/revoke"
 X_API_URL = "https://api.x.com"
