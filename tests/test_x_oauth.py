@@ -770,3 +770,32 @@ def test_an_image_post_goes_out_with_a_connected_accounts_token(
     assert counts["published"] == 1, states(oauth_runtime, brand_id)
     (sent,) = x_sandbox.snapshot()["posts"]
     assert len(sent["media_ids"]) == 1
+
+
+def test_a_wrong_client_secret_disconnects_no_account_and_fixing_it_resumes(
+    oauth_runtime, x_sandbox
+) -> None:
+    """X's 401 on a refresh refuses cartcast's client, not the account: one
+    mistyped or rotated secret must not make every brand connect again on X."""
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    connect(oauth_runtime, brand_id)
+    right = oauth_runtime.settings
+    oauth_runtime.settings = dataclasses.replace(right, x_client_secret="rotated")
+    oauth_runtime.clock.advance(dt.timedelta(hours=2, minutes=1))
+    due = oauth_runtime.clock.now() + dt.timedelta(days=7)
+
+    refused = publishing.publish_due(oauth_runtime, as_of=due)
+
+    with oauth_runtime.database.transaction() as tx:
+        alerts = tx.scalar(
+            "SELECT count(*) FROM alert_outbox WHERE brand_id = :id", id=brand_id
+        )
+    assert refused["published"] == 0 and refused["deferred"] == 1
+    assert brand_row(oauth_runtime, brand_id)["x_disconnected_at"] is None
+    assert states(oauth_runtime, brand_id) == ["scheduled"] and alerts == 0
+
+    oauth_runtime.settings = right
+    oauth_runtime.clock.advance(dt.timedelta(hours=1))
+    resumed = publishing.publish_due(oauth_runtime, as_of=due + dt.timedelta(hours=1))
+
+    assert resumed["published"] == 1 and grants(x_sandbox)["refresh_token"] == 1

@@ -67,9 +67,13 @@ VERIFIER_BYTES = 64
 STATE_BYTES = 32
 STATE_LENGTH_MAX = 200
 CODE_LENGTH_MAX = 2000
-# X's token endpoint answers a refused grant with 400 (invalid_request) or 401
-# (a client that failed to authenticate); both refuse the account's tokens.
-REFUSED_GRANT_STATUSES = (400, 401)
+# X's token endpoint answers a refused grant (a void code or refresh token) with
+# 400 invalid_request; that refuses the account's tokens. A 401 refuses cartcast's
+# own client (a wrong or rotated CARTCAST_X_CLIENT_SECRET): the account's tokens
+# are untouched, and disconnecting every brand for it would make each one approve
+# the app on X again once the secret is fixed.
+REFUSED_GRANT_STATUSES = (400,)
+CLIENT_REFUSED_STATUS = 401
 CALLBACK_FIELDS = ("state", "code", "error", "error_description")
 
 INSERT_STATE = """
@@ -118,6 +122,11 @@ SEAL_TOKENS = """
 UPDATE brands SET x_access_token = :access_token, x_refresh_token = :refresh_token
 WHERE id = :brand_id
 """
+
+
+class ClientRefused(TransientError):
+    """X's token endpoint refused cartcast's client credentials (a 401): the
+    deployment's X app settings are wrong, not the account's tokens."""
 
 
 class TokenRefused(PermanentError):
@@ -204,6 +213,11 @@ def finish_authorization(
         raise InvalidRequest(
             f"X refused the authorization code ({error.detail}); start again",
             field="code",
+        ) from error
+    except ClientRefused as error:
+        raise Conflict(
+            f"this deployment cannot connect X accounts yet: {error}",
+            field="x_account",
         ) from error
     tx.execute(USE_STATE, state_hash=_digest(state), now=now)
     account = runtime.x_client(tokens["access_token"]).me()
@@ -320,13 +334,19 @@ def refresh_tokens(runtime: Any, *, brand_id: str) -> str | None:
                 extra=fields(brand_id=brand_id, status=error.status),
             )
             return None
-        except TransientError:
+        except TransientError as error:
             if expires_at > now:
                 runtime.log.warning(
                     "X's token endpoint unavailable; the current token is used",
-                    extra=fields(brand_id=brand_id),
+                    extra=fields(brand_id=brand_id, reason=str(error)),
                 )
                 return row["x_access_token"]
+            if isinstance(error, ClientRefused):
+                runtime.log.error(
+                    "X refused cartcast's client credentials; the token cannot be "
+                    "refreshed",
+                    extra=fields(brand_id=brand_id),
+                )
             raise
         stored = record_refreshed_tokens(
             tx, runtime, brand_id=brand_id, tokens=tokens, now=now
@@ -427,6 +447,12 @@ def request_tokens(settings: Any, form: dict[str, str]) -> dict[str, Any]:
     public one sends `client_id` in the form (docs.x.com, OAuth 2.0).
     """
     status, body = _post_form(settings, TOKEN_PATH, form)
+    if status == CLIENT_REFUSED_STATUS:
+        raise ClientRefused(
+            "X refused cartcast's client credentials: check CARTCAST_X_CLIENT_ID and "
+            "CARTCAST_X_CLIENT_SECRET against the X app",
+            status=status,
+        )
     if status in REFUSED_GRANT_STATUSES:
         detail = str(body.get("error_description") or body.get("error") or status)
         raise TokenRefused(
