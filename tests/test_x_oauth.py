@@ -799,3 +799,61 @@ def test_a_wrong_client_secret_disconnects_no_account_and_fixing_it_resumes(
     resumed = publishing.publish_due(oauth_runtime, as_of=due + dt.timedelta(hours=1))
 
     assert resumed["published"] == 1 and grants(x_sandbox)["refresh_token"] == 1
+
+
+def test_a_rotated_token_key_is_a_clear_409_on_every_x_route_and_changes_nothing(
+    function_env, monkeypatch, clock_file, key_file
+) -> None:
+    from infra.x_sandbox import XSandbox
+    from tests.conftest import OPERATOR_KEY, make_app
+    from tests.helpers import auth, brand_body, post_json
+
+    with XSandbox(clock=clock_file) as sandbox:
+        sandbox.register_account(**ALPHA, token="token-alpha")
+        sandbox.configure_oauth(client_id=CLIENT_ID)
+        sandbox.approve_as(ALPHA["user_id"])
+        for name, value in {
+            "X_API_BASE_URL": sandbox.base_url,
+            "CARTCAST_X_CLIENT_ID": CLIENT_ID,
+            "CARTCAST_X_REDIRECT_URI": f"http://127.0.0.1:{closed_loopback_port()}/cb",
+            "CARTCAST_X_AUTHORIZE_URL": sandbox.base_url + "/i/oauth2/authorize",
+            "CARTCAST_TOKEN_KEY_FILE": str(key_file),
+        }.items():
+            monkeypatch.setenv(name, value)
+        runtime_module.reset()
+        client = make_app("api", "http").test_client()
+        created = post_json(
+            client,
+            "/v1/brands",
+            brand_body(x_user_id=None, x_username=None, x_access_token=None),
+            OPERATOR_KEY,
+        ).get_json()
+        admin = created["api_key"]
+        started = client.post("/v1/brand/x/connect", headers=auth(admin)).get_json()
+        callback = approve(started["authorize_url"])
+
+        # The operator replaces the key file: what was sealed no longer opens.
+        key_file.unlink()
+        token_vault.create_key_file(key_file)
+        runtime_module.reset()
+        client = make_app("api", "http").test_client()
+        answers = {
+            "callback": client.get("/v1/x/callback", query_string=callback),
+            "keyed callback": post_json(
+                client, "/v1/brand/x/callback", callback, admin
+            ),
+        }
+        key_file.chmod(0o644)  # and then makes it readable by others
+        runtime_module.reset()
+        client = make_app("api", "http").test_client()
+        answers["patch"] = client.patch(
+            "/v1/brand",
+            json={"x_access_token": "hand-set", "x_user_id": ALPHA["user_id"]},
+            headers=auth(admin),
+        )
+        brand = client.get("/v1/brand", headers=auth(admin)).get_json()["brand"]
+
+    for what, answer in answers.items():
+        assert answer.status_code == 409, (what, answer.get_json())
+        assert "CARTCAST_TOKEN_KEY_FILE" in answer.get_json()["error"]["message"]
+    assert brand["has_x_token"] is False and brand["x_user_id"] is None

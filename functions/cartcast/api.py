@@ -12,10 +12,12 @@ low a role, a revoked key) is written to the brand's audit trail.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import re
 import zoneinfo
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from werkzeug.exceptions import MethodNotAllowed
@@ -482,7 +484,7 @@ def create_brand(
         body,
         now=runtime.clock.now(),
         environment=runtime.settings.environment,
-        seal=runtime.seal_token,
+        seal=_sealing(runtime),
     )
     return web.json_response(created, 201)
 
@@ -509,7 +511,7 @@ def update_brand(
         role=caller.role,
         environment=runtime.settings.environment,
         now=runtime.clock.now(),
-        seal=runtime.seal_token,
+        seal=_sealing(runtime),
         actor=caller.key_name,
     )
     return web.json_response({"brand": brand})
@@ -522,16 +524,10 @@ def connect_x_account(
     from cartcast import x_oauth
 
     brand_id = _require_admin(caller, "connect the X account")
-    try:
+    with _x_app_usable():
         started = x_oauth.start_authorization(
             tx, runtime, brand_id=brand_id, now=runtime.clock.now()
         )
-    except ConfigurationError as error:
-        # The deployment lacks the X app or the token key: say which, not a 500.
-        raise Conflict(
-            f"this deployment cannot connect X accounts yet: {error}",
-            field="x_account",
-        ) from error
     return web.json_response(started, 201)
 
 
@@ -542,13 +538,14 @@ def finish_x_connection(
     from cartcast import x_oauth
 
     brand_id = _require_admin(caller, "connect the X account")
-    connection = x_oauth.finish_authorization(
-        tx,
-        runtime,
-        validation.require_object(body),
-        now=runtime.clock.now(),
-        brand_id=brand_id,
-    )
+    with _x_app_usable():
+        connection = x_oauth.finish_authorization(
+            tx,
+            runtime,
+            validation.require_object(body),
+            now=runtime.clock.now(),
+            brand_id=brand_id,
+        )
     return web.json_response({"x_account": connection})
 
 
@@ -559,9 +556,10 @@ def disconnect_x_account(
     from cartcast import x_oauth
 
     brand_id = _require_admin(caller, "disconnect the X account")
-    result = x_oauth.disconnect_account(
-        tx, runtime, brand_id=brand_id, now=runtime.clock.now()
-    )
+    with _x_app_usable():
+        result = x_oauth.disconnect_account(
+            tx, runtime, brand_id=brand_id, now=runtime.clock.now()
+        )
     return web.json_response({"x_account": result})
 
 
@@ -570,7 +568,7 @@ def x_oauth_callback(request: Any, *, runtime: Any) -> web.Response:
     from cartcast import x_oauth
 
     try:
-        with runtime.database.transaction() as tx:
+        with runtime.database.transaction() as tx, _x_app_usable():
             # No key: the trail names the redirect that finished the connection.
             post_events.act_as(tx, "system:x_oauth_callback")
             connection = x_oauth.finish_authorization(
@@ -579,6 +577,35 @@ def x_oauth_callback(request: Any, *, runtime: Any) -> web.Response:
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
     return web.json_response({"x_account": connection})
+
+
+@contextlib.contextmanager
+def _x_app_usable() -> Iterator[None]:
+    """Answer a deployment without the X app or a usable token key (missing,
+    readable by others, or not the key the stored values were sealed under) with
+    a 409 saying what to fix, not a 500; nothing is written."""
+    try:
+        yield
+    except ConfigurationError as error:
+        raise Conflict(
+            f"this deployment cannot use X accounts' tokens: {error}",
+            field="x_account",
+        ) from error
+
+
+def _sealing(runtime: Any) -> Callable[[str], str]:
+    """`runtime.seal_token`, a token key it cannot use being a 409 naming the token."""
+
+    def seal(token: str) -> str:
+        try:
+            return runtime.seal_token(token)
+        except ConfigurationError as error:
+            raise Conflict(
+                f"this deployment cannot store X tokens: {error}",
+                field="x_access_token",
+            ) from error
+
+    return seal
 
 
 def _require_admin(caller: keys.Caller, what: str) -> str:
