@@ -857,3 +857,25 @@ def test_a_rotated_token_key_is_a_clear_409_on_every_x_route_and_changes_nothing
         assert answer.status_code == 409, (what, answer.get_json())
         assert "CARTCAST_TOKEN_KEY_FILE" in answer.get_json()["error"]["message"]
     assert brand["has_x_token"] is False and brand["x_user_id"] is None
+
+
+def test_posts_held_after_the_brand_disconnects_go_out_once_it_connects_again(
+    oauth_runtime, x_sandbox
+) -> None:
+    """The README: "the brand's queued posts are held until it connects again"."""
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=2)
+    connect(oauth_runtime, brand_id)
+    with oauth_runtime.database.transaction() as tx:
+        x_oauth.disconnect_account(
+            tx, oauth_runtime, brand_id=brand_id, now=oauth_runtime.clock.now()
+        )
+    due = oauth_runtime.clock.now() + dt.timedelta(days=7)
+
+    while_away = publishing.publish_due(oauth_runtime, as_of=due)
+    held = states(oauth_runtime, brand_id)
+    connected = connect(oauth_runtime, brand_id)
+    back = publishing.publish_due(oauth_runtime, as_of=due)
+
+    assert while_away["published"] == 0 and held == ["held", "held"]
+    assert connected["resumed_posts"] == 2
+    assert back["published"] == 2

@@ -75,6 +75,15 @@ CLEAR_DISCONNECTION = """
 UPDATE brands SET x_disconnected_at = NULL, x_disconnected_reason = NULL
 WHERE id = :brand_id
 """
+# Why publishing holds a due post of a brand with no token or account
+# (publishing.HOLD_UNCONNECTED): never connected, or disconnected by the brand.
+NO_ACCOUNT_REASON = "the brand has no X account connected"
+RELEASE_UNCONNECTED = """
+UPDATE posts SET state = 'scheduled', failure_reason = NULL, not_before = NULL,
+    updated_at = :now
+WHERE brand_id = :brand_id AND state = 'held' AND failure_reason = :reason
+RETURNING id
+"""
 RELEASE_HELD = """
 UPDATE posts SET state = 'scheduled', failure_reason = NULL, not_before = NULL,
     updated_at = :now
@@ -143,6 +152,17 @@ def reconnect(tx: Transaction, *, brand_id: str, now: dt.datetime) -> int:
     many went back to `scheduled`."""
     tx.execute(CLEAR_DISCONNECTION, brand_id=brand_id)
     return len(tx.rows(RELEASE_HELD, brand_id=brand_id, prefix=HELD_PREFIX, now=now))
+
+
+def release_unconnected(tx: Transaction, *, brand_id: str, now: dt.datetime) -> int:
+    """Queue again the posts held because the brand had no X account (it
+    disconnected its own, or never had one); return how many. Called when an
+    account is connected through X's flow (x_oauth.py), as the README promises."""
+    return len(
+        tx.rows(
+            RELEASE_UNCONNECTED, brand_id=brand_id, reason=NO_ACCOUNT_REASON, now=now
+        )
+    )
 
 
 def _alert_text(

@@ -58,7 +58,15 @@ import threading
 from decimal import Decimal
 from typing import Any
 
-from cartcast import accounts, attempts, costs, crisis, post_limits, publish_checks
+from cartcast import (
+    accounts,
+    attempts,
+    connections,
+    costs,
+    crisis,
+    post_limits,
+    publish_checks,
+)
 from cartcast.errors import CartcastError, PermanentError, RateLimited, TransientError
 from cartcast.logs import fields
 
@@ -84,8 +92,7 @@ WHERE p.id = e.id AND p.state = 'publishing' AND p.lease_until < :now
 RETURNING p.id, p.state
 """
 HOLD_UNCONNECTED = """
-UPDATE posts p SET state = 'held', updated_at = :now,
-    failure_reason = 'the brand has no X account connected'
+UPDATE posts p SET state = 'held', updated_at = :now, failure_reason = :reason
 FROM brands b
 WHERE b.id = p.brand_id AND p.state = 'scheduled' AND p.scheduled_at <= :as_of
   AND (b.x_access_token IS NULL OR b.x_user_id IS NULL)
@@ -425,7 +432,14 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
         # After the budget's release, so a post it frees weeks late is held too.
         too_late = sweeping.hold_too_late(tx, late_before=late_before, now=as_of)
         counts["held"] = too_late
-        counts["held"] += len(tx.rows(HOLD_UNCONNECTED, as_of=as_of, now=now))
+        counts["held"] += len(
+            tx.rows(
+                HOLD_UNCONNECTED,
+                as_of=as_of,
+                now=now,
+                reason=connections.NO_ACCOUNT_REASON,
+            )
+        )
         counts["held"] += crisis.hold_while_paused(tx, now=now)
         claimed = tx.rows(
             CLAIM_DUE,

@@ -256,6 +256,7 @@ def connect_account(
         x_username=account.username,
     )
     resumed = connections.reconnect(tx, brand_id=brand_id, now=now)
+    resumed += connections.release_unconnected(tx, brand_id=brand_id, now=now)
     audit.record(
         tx,
         brand_id=brand_id,
