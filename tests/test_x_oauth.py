@@ -879,3 +879,25 @@ def test_posts_held_after_the_brand_disconnects_go_out_once_it_connects_again(
     assert while_away["published"] == 0 and held == ["held", "held"]
     assert connected["resumed_posts"] == 2
     assert back["published"] == 2
+
+
+def test_a_token_set_by_hand_over_a_connection_shows_no_scopes_x_granted_before(
+    oauth_runtime,
+) -> None:
+    from cartcast import brands
+
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    connect(oauth_runtime, brand_id)
+    with oauth_runtime.database.transaction() as tx:
+        brand = brands.update_brand(
+            tx,
+            brand_id,
+            {"x_access_token": "token-alpha"},
+            role="admin",
+            environment="local",
+            now=oauth_runtime.clock.now(),
+            seal=oauth_runtime.seal_token,
+        )
+
+    assert brand["has_x_token"] is True
+    assert brand["x_token_expires_at"] is None and brand["x_token_scopes"] is None

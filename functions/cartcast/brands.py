@@ -86,6 +86,8 @@ UPDATE brands SET x_access_token = COALESCE(:x_access_token, x_access_token),
         THEN x_refresh_token END,
     x_token_expires_at = CASE WHEN CAST(:x_access_token AS text) IS NULL
         THEN x_token_expires_at END,
+    x_token_scopes = CASE WHEN CAST(:x_access_token AS text) IS NULL
+        THEN x_token_scopes END,
     x_user_id = COALESCE(:x_user_id, x_user_id),
     x_username = COALESCE(:x_username, x_username)
 WHERE id = :brand_id
