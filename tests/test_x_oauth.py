@@ -901,3 +901,46 @@ def test_a_token_set_by_hand_over_a_connection_shows_no_scopes_x_granted_before(
 
     assert brand["has_x_token"] is True
     assert brand["x_token_expires_at"] is None and brand["x_token_scopes"] is None
+
+
+def test_publishers_a_poll_and_a_metrics_read_crossing_the_expiry_refresh_once(
+    oauth_runtime, x_sandbox
+) -> None:
+    from cartcast import accounts, mentions, metrics
+
+    oauth_runtime.settings = dataclasses.replace(
+        oauth_runtime.settings, publish_batch_size=1, publish_workers=1
+    )
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=6)
+    connect(oauth_runtime, brand_id)
+    oauth_runtime.clock.advance(dt.timedelta(hours=2) - dt.timedelta(seconds=60))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/oauth2/token", delay_s=0.3)
+    due = oauth_runtime.clock.now() + dt.timedelta(days=7)
+    with oauth_runtime.database.transaction() as tx:
+        (brand,) = accounts.connected_brands(tx)
+    now = oauth_runtime.clock.now()
+    jobs = [lambda: publishing.publish_due(oauth_runtime, as_of=due)] * 6 + [
+        lambda: mentions.poll_mentions(oauth_runtime, as_of=now),
+        lambda: metrics.snapshot_brand(oauth_runtime, brand, now),
+    ]
+    start = threading.Barrier(len(jobs))
+    results: list = []
+    errors: list[BaseException] = []
+
+    def run(job) -> None:
+        start.wait()
+        try:
+            results.append(job())
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert grants(x_sandbox)["refresh_token"] == 1
+    assert brand_row(oauth_runtime, brand_id)["x_disconnected_at"] is None
+    assert states(oauth_runtime, brand_id) == ["published"] * 6
