@@ -944,3 +944,48 @@ def test_publishers_a_poll_and_a_metrics_read_crossing_the_expiry_refresh_once(
     assert grants(x_sandbox)["refresh_token"] == 1
     assert brand_row(oauth_runtime, brand_id)["x_disconnected_at"] is None
     assert states(oauth_runtime, brand_id) == ["published"] * 6
+
+
+def test_two_callbacks_with_one_state_at_once_connect_once(
+    oauth_runtime, x_sandbox
+) -> None:
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    with oauth_runtime.database.transaction() as tx:
+        started = x_oauth.start_authorization(
+            tx, oauth_runtime, brand_id=brand_id, now=oauth_runtime.clock.now()
+        )
+    callback = approve(started["authorize_url"])
+    # X's answer to the first exchange waits until the second callback is queued.
+    x_sandbox.add_fault(method="POST", path_prefix="/2/oauth2/token", hold=True)
+    outcomes: list = []
+
+    def finish() -> None:
+        try:
+            with oauth_runtime.database.transaction() as tx:
+                outcomes.append(
+                    x_oauth.finish_authorization(
+                        tx, oauth_runtime, callback, now=oauth_runtime.clock.now()
+                    )["connected"]
+                )
+        except InvalidRequest as error:
+            outcomes.append(str(error))
+
+    threads = [threading.Thread(target=finish) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    while True:  # until one callback waits on the state's row lock
+        with oauth_runtime.database.transaction() as tx:
+            if tx.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            ):
+                break
+    x_sandbox.release_answers()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(map(str, outcomes)) == [
+        "'state' was already used; start again",
+        "True",
+    ]
+    assert grants(x_sandbox)["authorization_code"] == 1
