@@ -946,46 +946,28 @@ def test_publishers_a_poll_and_a_metrics_read_crossing_the_expiry_refresh_once(
     assert states(oauth_runtime, brand_id) == ["published"] * 6
 
 
-def test_two_callbacks_with_one_state_at_once_connect_once(
-    oauth_runtime, x_sandbox
+def test_a_leaving_brands_tokens_the_key_cannot_open_are_forgotten_all_the_same(
+    oauth_runtime, x_sandbox, key_file, tmp_path
 ) -> None:
+    """Offboarding is a data duty: a token key that no longer opens the tokens
+    (replaced, say) must not stop the brand's data from going."""
+    from cartcast import offboarding
+
     brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
-    with oauth_runtime.database.transaction() as tx:
-        started = x_oauth.start_authorization(
-            tx, oauth_runtime, brand_id=brand_id, now=oauth_runtime.clock.now()
-        )
-    callback = approve(started["authorize_url"])
-    # X's answer to the first exchange waits until the second callback is queued.
-    x_sandbox.add_fault(method="POST", path_prefix="/2/oauth2/token", hold=True)
-    outcomes: list = []
+    connect(oauth_runtime, brand_id)
+    other_key = tmp_path / "other.key"
+    token_vault.create_key_file(other_key)
+    # A new instance, started with the replaced key.
+    replaced = runtime_module.Runtime(
+        dataclasses.replace(oauth_runtime.settings, token_key_file=str(other_key)),
+        clock=oauth_runtime.clock,
+    )
+    try:
+        with replaced.database.transaction() as tx:
+            offboarding.revoke_x_tokens(tx, replaced, brand_id=brand_id)
+    finally:
+        replaced.close()
 
-    def finish() -> None:
-        try:
-            with oauth_runtime.database.transaction() as tx:
-                outcomes.append(
-                    x_oauth.finish_authorization(
-                        tx, oauth_runtime, callback, now=oauth_runtime.clock.now()
-                    )["connected"]
-                )
-        except InvalidRequest as error:
-            outcomes.append(str(error))
-
-    threads = [threading.Thread(target=finish) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    while True:  # until one callback waits on the state's row lock
-        with oauth_runtime.database.transaction() as tx:
-            if tx.scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND datname = current_database()"
-            ):
-                break
-    x_sandbox.release_answers()
-    for thread in threads:
-        thread.join()
-
-    assert sorted(map(str, outcomes)) == [
-        "'state' was already used; start again",
-        "True",
-    ]
-    assert grants(x_sandbox)["authorization_code"] == 1
+    row = brand_row(oauth_runtime, brand_id)
+    assert row["x_access_token"] is None and row["x_refresh_token"] is None
+    assert grants(x_sandbox)["revoked"] == 0

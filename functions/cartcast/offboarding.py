@@ -28,7 +28,13 @@ import datetime as dt
 from typing import Any
 
 from cartcast.db import Transaction
-from cartcast.errors import Conflict, Forbidden, NotFound, Unauthorized
+from cartcast.errors import (
+    ConfigurationError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+)
 from cartcast.logs import fields
 
 HELD_PREFIX = "offboarding: "
@@ -338,14 +344,23 @@ def revoke_x_tokens(tx: Transaction, runtime: Any, *, brand_id: str) -> None:
     """Revoke the brand's X tokens with X (x_oauth.revoke_with_x) and forget them.
 
     Runs before the brand's rows go; once forgotten, later batches call nothing.
-    X being unreachable, or a token set by hand that no X app issued, is not
-    retried: the tokens are forgotten all the same.
+    X being unreachable, a token set by hand that no X app issued, or a token key
+    that no longer opens the tokens (replaced, or gone) is not retried: the tokens
+    are forgotten all the same, since the deletion is the brand's due and must
+    not wait on the deployment's X settings (an error is logged for the operator).
     """
     row = tx.one(SELECT_X_TOKENS, brand_id=brand_id)
     if row is not None and (row["x_access_token"] or row["x_refresh_token"]):
         from cartcast import x_oauth
 
-        revoked = x_oauth.revoke_with_x(runtime, row)
+        try:
+            revoked = x_oauth.revoke_with_x(runtime, row)
+        except ConfigurationError as error:
+            revoked = False
+            runtime.log.error(
+                "X tokens of a leaving brand could not be revoked with X",
+                extra=fields(brand_id=brand_id, reason=str(error)),
+            )
         runtime.log.info(
             "X tokens of a leaving brand forgotten",
             extra=fields(brand_id=brand_id, revoked_with_x=revoked),
