@@ -303,6 +303,10 @@ def pause_brand(
             back (resume, then pause again).
     """
     given = None if reason is None else reason[:PAUSE_REASON_MAX]
+    # Lock the brand first: MARK_PAUSED locks nothing when the brand is already
+    # paused, so a resume committing between it and SELECT_PAUSE would leave this
+    # pause reading a NULL reason (a 500 `make faults` met with two workers).
+    tx.scalar(LOCK_BRAND, brand_id=brand_id)
     marked = tx.scalar(
         MARK_PAUSED,
         brand_id=brand_id,
@@ -345,6 +349,7 @@ def resume_brand(
     tx: Transaction, *, brand_id: str, now: dt.datetime, actor: str = "system"
 ) -> dict[str, Any]:
     """Lift the brand's pause and queue its held posts again; 409 when not paused."""
+    tx.scalar(LOCK_BRAND, brand_id=brand_id)
     before = tx.one(SELECT_PAUSE, brand_id=brand_id)
     if tx.scalar(CLEAR_PAUSE, brand_id=brand_id) is None:
         raise Conflict("the brand's publishing is not paused", field="brand")
