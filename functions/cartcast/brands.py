@@ -271,6 +271,13 @@ def update_brand(
     """
     body = validation.require_object(body)
     validation.only_fields(body, UPDATABLE_SETTINGS, what="PATCH /v1/brand")
+    if not body:
+        # An empty PATCH is most likely a client that dropped its fields: saying
+        # so beats a 200 that changed nothing.
+        raise InvalidRequest(
+            f"nothing to change: send at least one of {', '.join(UPDATABLE_SETTINGS)}",
+            field="body",
+        )
     restricted = sorted(name for name in ADMIN_SETTINGS if name in body)
     if restricted and role != "admin":
         raise Forbidden(

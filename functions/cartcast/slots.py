@@ -21,6 +21,7 @@ import zoneinfo
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from cartcast import validation
 from cartcast.clock import UTC
 from cartcast.errors import InvalidRequest
 
@@ -47,6 +48,7 @@ def validate_slots(value: Any) -> list[dict[str, Any]]:
         where = f"posting_slots[{index}]"
         if not isinstance(slot, dict):
             raise InvalidRequest(f"{where} must be an object", field=where)
+        validation.only_fields(slot, ("weekday", "time"), what=where)
         weekday, time = slot.get("weekday"), slot.get("time")
         if (
             isinstance(weekday, bool)

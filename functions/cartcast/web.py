@@ -135,10 +135,19 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _finite_float(text: str) -> float:
+# Integral floats up to here are exact: 2.0 ** 53 + 1 is not a double.
+INTEGRAL_FLOAT_MAX = 2.0**53
+
+
+def _finite_float(text: str) -> float | int:
+    """A JSON number with a fraction or exponent; the int it equals when it has no
+    fraction (3.0, 1e2), as JSON Schema's `integer` reads it, so that every integer
+    field takes it."""
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"number {text[:20]} is out of range")
+    if value.is_integer() and abs(value) <= INTEGRAL_FLOAT_MAX:
+        return int(value)
     return value
 
 
