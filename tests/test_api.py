@@ -482,6 +482,8 @@ def test_a_price_that_is_not_a_storable_plain_amount_is_a_400(
         ("thumbnail", "ftp://cdn.example.com/a.png"),
         ("thumbnail", "https://cdn.example.com/a b.png"),
         ("thumbnail", 42),
+        ("thumbnail", {}),
+        ("thumbnail", False),
         ("images", ["javascript:alert(1)"]),
     ],
 )

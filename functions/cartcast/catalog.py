@@ -145,9 +145,13 @@ def find_product(tx: Transaction, *, brand_id: str, ref: str) -> dict[str, Any]:
 def _image_url(row: dict[str, Any]) -> str | None:
     """Return the row's image (thumbnail, else first of images), an http(s) URL."""
     images = row.get("images") or []
-    image = row.get("thumbnail") or (
-        images[0] if isinstance(images, list) and images else None
-    )
+    thumbnail = row.get("thumbnail")
+    if thumbnail is not None and not isinstance(thumbnail, str):
+        # {} or false would otherwise read as "no thumbnail", silently.
+        raise InvalidRequest(
+            "'thumbnail' must be an http(s) URL, or left out", field="thumbnail"
+        )
+    image = thumbnail or (images[0] if isinstance(images, list) and images else None)
     if image is None or (isinstance(image, str) and not image.strip()):
         return None
     field = "thumbnail" if row.get("thumbnail") else "images"
