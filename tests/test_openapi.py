@@ -75,3 +75,87 @@ def test_every_route_a_key_opens_documents_the_wrong_key_and_no_key() -> None:
                 continue
             responses = set(operation["responses"])
             assert {"401", "403"} <= responses, (path, method)
+
+
+# Objects of a request that take fields cartcast does not read, and why.
+OPEN_REQUEST_OBJECTS = {
+    # A catalog feed's product (DummyJSON's rating, images, reviews, ...).
+    "#/components/schemas/ProductInput",
+    # A Shopify order webhook's payload, hundreds of fields.
+    "#/components/schemas/OrderInput",
+    # DummyJSON's answer pasted whole: its total, skip and limit beside products.
+    "POST /v1/products/oneOf/1",
+    # An order's customer and line items, read in part, inside it.
+    "#/components/schemas/OrderInput/properties/customer",
+    "#/components/schemas/OrderInput/properties/line_items/items",
+}
+
+
+def _resolve(spec: dict, ref: str) -> dict:
+    node: object = spec
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]  # type: ignore[index]
+    return node  # type: ignore[return-value]
+
+
+def _request_objects(spec: dict, schema: dict, where: str, seen: set[str]):
+    """Every object schema a request body can hold, with where it is written."""
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        if ref in seen:
+            return
+        seen.add(ref)
+        yield from _request_objects(spec, _resolve(spec, ref), ref, seen)
+        return
+    types = schema.get("type")
+    if types == "object" or (isinstance(types, list) and "object" in types):
+        yield where, schema
+    for name, child in schema.get("properties", {}).items():
+        yield from _request_objects(spec, child, f"{where}/properties/{name}", seen)
+    if isinstance(schema.get("items"), dict):
+        yield from _request_objects(spec, schema["items"], f"{where}/items", seen)
+    for keyword in ("oneOf", "anyOf", "allOf"):
+        for index, child in enumerate(schema.get(keyword, [])):
+            yield from _request_objects(spec, child, f"{where}/{keyword}/{index}", seen)
+
+
+def _request_bodies(spec: dict):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            body = operation.get("requestBody", {}).get("content", {})
+            for content in body.values():
+                if "schema" in content:
+                    yield f"{method.upper()} {path}", content["schema"]
+
+
+def test_every_request_object_refuses_fields_it_does_not_list() -> None:
+    """The API answers 400 naming a field it does not take (validation.only_fields):
+    a request schema that forgets `additionalProperties: false` lets schemathesis,
+    and a client generated from the spec, send valid-looking bodies the API refuses.
+    Objects that do take other fields say `additionalProperties: true` and are
+    listed above with their reason."""
+    spec = yaml.safe_load(SPEC.read_text())
+    wrong = []
+
+    for operation, schema in _request_bodies(spec):
+        for where, found in _request_objects(spec, schema, operation, set()):
+            refuses_others = where not in OPEN_REQUEST_OBJECTS
+            if found.get("additionalProperties") is not (not refuses_others):
+                wrong.append(where)
+
+    assert wrong == []
+
+
+def test_the_open_request_objects_are_still_in_the_spec() -> None:
+    spec = yaml.safe_load(SPEC.read_text())
+
+    open_ones = {
+        where
+        for operation, schema in _request_bodies(spec)
+        for where, found in _request_objects(spec, schema, operation, set())
+        if found.get("additionalProperties") is True
+    }
+
+    assert open_ones == OPEN_REQUEST_OBJECTS
