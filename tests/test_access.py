@@ -397,3 +397,58 @@ def test_a_brand_update_is_recorded_with_secrets_named_only(client, admin_key) -
     assert event["before"]["question_due_min"] != 45
     assert event["after"]["secrets_set"] == ["webhook_secret"]
     assert secret not in str(event)
+
+
+def test_two_admins_revoking_each_other_at_once_get_answers_not_a_deadlock(
+    runtime,
+) -> None:
+    """Each request notes its key's first use, then locks the brand's admin keys:
+    a note held in the request's own transaction crossed the other's lock."""
+    import threading
+    import types
+
+    from cartcast import brands
+
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        made = brands.create_brand(tx, brand_body(slug="two-admins"), now=now)
+        brand_id = str(made["brand"]["id"])
+        second = keys.create_key(
+            tx, brand_id=brand_id, name="second", role="admin", now=now
+        )
+        keys.create_key(tx, brand_id=brand_id, name="third", role="admin", now=now)
+        ids = {k["name"]: k["id"] for k in keys.list_keys(tx, brand_id=brand_id)}
+    first_name = next(name for name in ids if name not in ("second", "third"))
+    both_in = threading.Barrier(2, timeout=30)
+    answers: dict[str, object] = {}
+
+    def revoke(key: str, other: str) -> None:
+        request = types.SimpleNamespace(headers={"Authorization": f"Bearer {key}"})
+        try:
+            with runtime.database.transaction() as tx:
+                caller = api._authorize(tx, request, runtime, api.ADMIN)
+                both_in.wait()
+                answers[caller.key_name] = keys.revoke_key(
+                    tx,
+                    brand_id=brand_id,
+                    key_id=ids[other],
+                    actor=caller.key_name,
+                    now=now,
+                )
+        except Exception as error:  # noqa: BLE001 - the answer under test
+            answers[key] = error
+
+    threads = [
+        threading.Thread(target=revoke, args=(made["api_key"], "second")),
+        threading.Thread(target=revoke, args=(second, first_name)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not [
+        a
+        for a in answers.values()
+        if isinstance(a, Exception) and not isinstance(a, keys.Unauthorized)
+    ], answers

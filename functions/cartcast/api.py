@@ -327,10 +327,10 @@ def _authorize(tx: Transaction, request: Any, runtime: Any, needed: str) -> keys
             tx,
             request.headers.get("Authorization"),
             operator_key=runtime.settings.operator_key,
-            now=now,
         )
     except keys.RevokedKey as error:
         raise _Refused(error, None) from error
+    keys.note_use(runtime.database, caller, now=now)
     # A brand past its offboarding grace period has no working key (offboarding.py).
     offboarding.refuse_after_grace(tx, brand_id=caller.brand_id, now=now)
 

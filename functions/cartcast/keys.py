@@ -58,9 +58,11 @@ SELECT k.id, k.brand_id, k.name, k.role, k.revoked_at, k.last_used_at
 FROM api_keys k
 WHERE k.key_hash = :key_hash
 """
-# SKIP LOCKED: a request already noting the key's use holds its row until it
-# commits (a caption call can take 20 s); another request with the same key skips
-# the note instead of waiting for it.
+# Run in a transaction of its own (note_use), never the request's: a request
+# holding its key's row locked until it commits (a caption call can take 20 s)
+# would make a revocation of that key wait for it, and two admins revoking each
+# other's keys deadlock on LOCK_LIVE_ADMINS. SKIP LOCKED: of two notes at once,
+# one is enough.
 MARK_USED = """
 UPDATE api_keys SET last_used_at = :now
 WHERE id = (
@@ -98,6 +100,10 @@ class Caller:
     brand_id: str | None
     key_name: str
     role: str
+    # The key's row and when its use was last noted (note_use); None for the
+    # operator key.
+    key_id: str | None = dataclasses.field(default=None, compare=False)
+    last_used_at: dt.datetime | None = dataclasses.field(default=None, compare=False)
 
     @property
     def is_operator(self) -> bool:
@@ -147,12 +153,11 @@ def authenticate(
     authorization: str | None,
     *,
     operator_key: str | None,
-    now: dt.datetime | None = None,
 ) -> Caller:
     """Identify the caller from the Authorization header, or raise Unauthorized.
 
-    With `now`, the key's last use is noted (to LAST_USED_PRECISION). A revoked
-    key raises RevokedKey, which names its brand.
+    A revoked key raises RevokedKey, which names its brand. Nothing is written:
+    note_use notes the key's use.
     """
     token = bearer_token(authorization)
     # Keys are ASCII (token_urlsafe); hmac.compare_digest raises TypeError for str
@@ -172,13 +177,28 @@ def authenticate(
             brand_id=str(row["brand_id"]),
             key_name=row["name"],
         )
-    if now is not None and (
-        row["last_used_at"] is None or row["last_used_at"] < now - LAST_USED_PRECISION
-    ):
-        tx.execute(
-            MARK_USED, id=row["id"], now=now, stale_before=now - LAST_USED_PRECISION
-        )
-    return Caller(brand_id=str(row["brand_id"]), key_name=row["name"], role=row["role"])
+    return Caller(
+        brand_id=str(row["brand_id"]),
+        key_name=row["name"],
+        role=row["role"],
+        key_id=str(row["id"]),
+        last_used_at=row["last_used_at"],
+    )
+
+
+def note_use(database: Any, caller: Caller, *, now: dt.datetime) -> None:
+    """Note that the caller's key was used now (to LAST_USED_PRECISION).
+
+    In a transaction of its own, committed at once, so that the request's
+    transaction never holds its key's row (see MARK_USED).
+    """
+    if caller.key_id is None:
+        return
+    stale_before = now - LAST_USED_PRECISION
+    if caller.last_used_at is not None and caller.last_used_at >= stale_before:
+        return
+    with database.transaction() as tx:
+        tx.execute(MARK_USED, id=caller.key_id, now=now, stale_before=stale_before)
 
 
 def require_role(caller: Caller, needed: str) -> None:
