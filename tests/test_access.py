@@ -452,3 +452,15 @@ def test_two_admins_revoking_each_other_at_once_get_answers_not_a_deadlock(
         for a in answers.values()
         if isinstance(a, Exception) and not isinstance(a, keys.Unauthorized)
     ], answers
+
+
+def test_the_console_lets_each_role_do_what_its_api_routes_let_it() -> None:
+    from cartcast import console_session
+
+    for permission, endpoints in console_session.PERMISSION_ROUTES.items():
+        for role in keys.ROLES:
+            allowed = all(
+                may_call(role, api.ROUTE_ROLES[endpoint]) for endpoint in endpoints
+            )
+            may = permission in console_session.ROLE_PERMISSIONS[role]
+            assert may == allowed, (role, permission)

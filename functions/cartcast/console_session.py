@@ -6,8 +6,9 @@ request looks the key up again, so a revoked key ends its sessions at once, and 
 does the end of the brand's offboarding grace period (as for the API). Expiry
 is read from the runtime's clock, so a simulated week expires sessions too.
 
-What each role may do in the console is the one map ROLE_PERMISSIONS (decision 0033):
-the pages offer only what it allows, and every form is checked against it again.
+What each role may do in the console is ROLE_PERMISSIONS, drawn from the API's
+ROUTE_ROLES (decision 0033): the pages offer only what it allows, and every form is
+checked against it again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import hashlib
 import hmac
 import secrets
 
-from cartcast import keys, offboarding
+from cartcast import api, keys, offboarding
 from cartcast.db import Transaction
 from cartcast.errors import Forbidden, InvalidRequest, Unauthorized
 
@@ -28,14 +29,34 @@ CSRF_FIELD = "csrf"
 KEY_LENGTH_MAX = 200
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 
-# The roles of api_keys (sql/001) and what each may do here; viewing needs none.
+# What each console permission does, as the API routes that do it: a role may
+# do it in the console when its key may call all of them (api.ROUTE_ROLES), so
+# the console and the API cannot disagree. Viewing needs none.
+PERMISSION_ROUTES: dict[str, tuple[str, ...]] = {
+    "approve": ("approve_post", "reject_post"),
+    "edit": ("edit_post", "create_captions"),
+    "schedule": ("schedule_post",),
+    "answer": ("reply_to_mention", "handle_mention"),
+    "pause": ("pause_brand", "resume_brand"),
+    "import": ("import_products",),
+    "settle": ("settle_post",),
+}
+
+
+def _permissions(role: str) -> frozenset[str]:
+    rank = keys.ROLES.index(role)
+    return frozenset(
+        permission
+        for permission, endpoints in PERMISSION_ROUTES.items()
+        if all(
+            rank >= keys.ROLES.index(api.ROUTE_ROLES[endpoint])
+            for endpoint in endpoints
+        )
+    )
+
+
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "admin": frozenset(
-        {"approve", "edit", "schedule", "answer", "pause", "import", "settle"}
-    ),
-    "approver": frozenset({"approve", "edit", "schedule", "answer", "pause", "settle"}),
-    "editor": frozenset({"edit", "schedule", "answer", "import"}),
-    "viewer": frozenset(),
+    role: _permissions(role) for role in keys.ROLES
 }
 PERMISSION_NAMES = {
     "approve": "approving or rejecting posts",
