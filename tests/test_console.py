@@ -368,6 +368,23 @@ def test_pausing_from_the_inbox_needs_an_allowed_role(client, brand) -> None:
     assert "Resume publishing" in client.get("/console/inbox").get_data(as_text=True)
 
 
+def test_a_pause_and_resume_from_the_console_name_the_signed_in_key(
+    client, brand
+) -> None:
+    sign_in(client, add_key(brand["id"], "approver"))
+    token = csrf_of(client, "/console/inbox")
+    client.post("/console/pause", data={"csrf": token, "reason": "storm"})
+    client.post("/console/resume", data={"csrf": token})
+
+    trail = client.get(
+        "/v1/audit?subject=brand:publishing", headers=auth(brand["key"])
+    ).get_json()["events"]
+    assert [(e["action"], e["actor"]) for e in trail] == [
+        ("brand.resumed", "approver"),
+        ("brand.paused", "approver"),
+    ]
+
+
 def test_signing_out_ends_the_session(client, signed_in) -> None:
     token = csrf_of(client)
 

@@ -208,7 +208,7 @@ def test_resuming_queues_the_held_posts_again_and_they_go_out(
     again = pause(x_runtime, brand_id)
 
     with x_runtime.database.transaction() as tx:
-        resumed = crisis.resume_brand(tx, brand_id=brand_id, now=START)
+        resumed = crisis.resume_brand(tx, brand_id=brand_id, now=START, actor="test")
     outcome = publishing.publish_due(x_runtime, as_of=START + dt.timedelta(days=8))
 
     assert again["reason"] == "shipping incident" and again["held"] == 0

@@ -529,7 +529,12 @@ def resume(
     tx: Transaction, *, request: Any, runtime: Any, session: Session
 ) -> Response:
     session.require("pause")
-    crisis.resume_brand(tx, brand_id=session.caller.brand_id, now=runtime.clock.now())
+    crisis.resume_brand(
+        tx,
+        brand_id=session.caller.brand_id,
+        now=runtime.clock.now(),
+        actor=session.caller.key_name,
+    )
     return _redirect("/console/inbox?notice=resumed")
 
 

@@ -346,7 +346,7 @@ def pause_brand(
 
 
 def resume_brand(
-    tx: Transaction, *, brand_id: str, now: dt.datetime, actor: str = "system"
+    tx: Transaction, *, brand_id: str, now: dt.datetime, actor: str
 ) -> dict[str, Any]:
     """Lift the brand's pause and queue its held posts again; 409 when not paused."""
     tx.scalar(LOCK_BRAND, brand_id=brand_id)
