@@ -608,6 +608,37 @@ def test_a_second_refusal_of_the_same_account_raises_no_second_alert(
 
     assert first == second  # the first reason stands
     assert len(queued) == 1
+
+
+def test_x_refusing_the_account_is_one_connection_change_in_the_trail(
+    x_runtime, clock
+) -> None:
+    from cartcast import audit, connections
+
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=2)
+    for status in (401, 403):  # the second finds it disconnected already
+        with x_runtime.database.transaction() as tx:
+            post_events.act_as(tx, "system:publish_due_posts")
+            connections.disconnect(
+                tx,
+                brand_id=brand_id,
+                status=status,
+                detail="Unauthorized",
+                token="token-alpha",
+                now=clock.now(),
+            )
+
+    with x_runtime.database.transaction() as tx:
+        trail = audit.list_trail(
+            tx, brand_id=brand_id, query={"subject": "brand:x_account"}, limit=10
+        )
+    [event] = trail["events"]
+    assert event["action"] == "x_account.disconnected"
+    assert event["actor"] == "system:publish_due_posts"
+    assert event["before"] == {"connected": True}
+    assert event["after"]["connected"] is False
+    assert "401" in event["after"]["reason"]
+    assert "token-alpha" not in str(event)
     assert states(x_runtime, brand_id) == ["held", "held"]
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cartcast import alerts
+from cartcast import alerts, audit
 from cartcast.db import Transaction
 
 HELD_PREFIX = "account disconnected: "
@@ -124,6 +124,18 @@ def disconnect(
     tx.rows(LOCK_QUEUED, brand_id=brand_id)
     held = tx.rows(HOLD_QUEUED, brand_id=brand_id, reason=held_reason, now=now)
     if marked is not None:
+        # A connection change like the brand's own disconnection (x_oauth.py),
+        # by the function whose call X refused.
+        audit.record(
+            tx,
+            brand_id=brand_id,
+            actor=audit.current_actor(tx),
+            action="x_account.disconnected",
+            subject="brand:x_account",
+            at=now,
+            before={"connected": True},
+            after={"connected": False, "reason": reason},
+        )
         alerts.raise_alert(
             tx,
             brand_id=brand_id,
