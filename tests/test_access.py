@@ -464,3 +464,22 @@ def test_the_console_lets_each_role_do_what_its_api_routes_let_it() -> None:
             )
             may = permission in console_session.ROLE_PERMISSIONS[role]
             assert may == allowed, (role, permission)
+
+
+def test_pointing_the_alerts_at_another_webhook_is_recorded_by_name(
+    client, admin_key
+) -> None:
+    """Slack's webhook URLs carry their own secret, so the brand shows only that one
+    is set: a change from one URL to another changed no field the brand shows."""
+    first = "http://127.0.0.1:9/hooks/first-secret-path"
+    second = "http://127.0.0.1:9/hooks/second-secret-path"
+    for url in (first, second):
+        response = client.patch(
+            "/v1/brand", json={"alert_webhook_url": url}, headers=auth(admin_key)
+        )
+        assert response.status_code == 200, response.get_json()
+
+    events = audit_trail(client, admin_key, "?action=brand.updated")["events"]
+    assert len(events) == 2
+    assert events[0]["after"]["secrets_set"] == ["alert_webhook_url"]
+    assert "secret-path" not in str(events)

@@ -132,6 +132,9 @@ UPDATABLE_SETTINGS = (
 # is for admin keys.
 # Never written to the audit trail: only that they were set.
 SECRET_SETTINGS = ("x_access_token", "escalation_secret", "webhook_secret")
+# Written, never read back (a webhook URL carries its own secret): the brand shows
+# only whether one is set, so the trail names each one sent, as it does a secret.
+WRITE_ONLY_SETTINGS = (*SECRET_SETTINGS, "alert_webhook_url", "escalation_webhook_url")
 ADMIN_SETTINGS = (
     *X_ACCOUNT_SETTINGS,
     "alert_webhook_url",
@@ -325,7 +328,7 @@ def _record_update(
 ) -> None:
     """Add what the update changed to the audit trail; secrets only by name."""
     changed = sorted(name for name in after if before.get(name) != after[name])
-    secrets_sent = sorted(name for name in SECRET_SETTINGS if name in body)
+    secrets_sent = sorted(name for name in WRITE_ONLY_SETTINGS if name in body)
     if not changed and not secrets_sent:
         return
     audit.record(
