@@ -385,6 +385,22 @@ def test_a_pause_and_resume_from_the_console_name_the_signed_in_key(
     ]
 
 
+def test_a_form_refused_for_the_keys_role_is_in_the_brands_trail(client, brand) -> None:
+    sign_in(client, add_key(brand["id"], "viewer"))
+    token = csrf_of(client)
+
+    answer = client.post(f"/console/posts/{NOBODY}/approve", data={"csrf": token})
+
+    assert answer.status_code == 403
+    trail = client.get(
+        "/v1/audit?action=access.refused", headers=auth(brand["key"])
+    ).get_json()["events"]
+    assert [(e["actor"], e["subject"]) for e in trail] == [
+        ("viewer", "route:POST /console/posts/{post_id}/approve")
+    ]
+    assert trail[0]["after"]["role"] == "viewer"
+
+
 def test_signing_out_ends_the_session(client, signed_in) -> None:
     token = csrf_of(client)
 

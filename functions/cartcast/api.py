@@ -361,6 +361,31 @@ def _record_refusal(runtime: Any, refused: _Refused, route: str) -> web.Response
     else:
         return web.error_response(error, runtime.log, now)
 
+    record_refusal(
+        runtime,
+        brand_id=brand_id,
+        actor=actor,
+        action=action,
+        route=route,
+        after=after,
+        now=now,
+    )
+    return web.error_response(error, runtime.log, now)
+
+
+def record_refusal(
+    runtime: Any,
+    *,
+    brand_id: str,
+    actor: str,
+    action: str,
+    route: str,
+    after: dict[str, Any],
+    now: dt.datetime,
+) -> None:
+    """Write a refusal to the brand's trail in a transaction of its own (the
+    request's rolled back); logged instead when the database fails. The console
+    records its refused forms through it too."""
     try:
         _write_refusal(runtime, brand_id, actor, action, route, after, now)
     except CartcastError as failure:
@@ -369,7 +394,6 @@ def _record_refusal(runtime: Any, refused: _Refused, route: str) -> web.Response
             exc_info=failure,
             extra=fields(brand_id=brand_id, action=action, actor=actor),
         )
-    return web.error_response(error, runtime.log, now)
 
 
 def _write_refusal(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import urllib.parse
 import zoneinfo
 from pathlib import Path
@@ -35,6 +36,7 @@ from cartcast import (
     costs,
     crisis,
     inbox,
+    keys,
     post_calendar,
     post_edits,
     post_events,
@@ -46,7 +48,7 @@ from cartcast import (
 )
 from cartcast.console_session import Session, SessionExpired
 from cartcast.db import Transaction
-from cartcast.errors import CartcastError, InvalidRequest, NotFound
+from cartcast.errors import CartcastError, Forbidden, InvalidRequest, NotFound
 from cartcast.logs import fields
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -166,6 +168,8 @@ def handle(request: Any, runtime: Any) -> Response:
             "The console is off: this deployment has no CARTCAST_CONSOLE_SECRET.",
         )
     now = runtime.clock.now()
+    # The key refused a form for its role, recorded once the transaction ended.
+    refused_caller: keys.Caller | None = None
     try:
         with runtime.database.transaction() as tx:
             if endpoint in PUBLIC:
@@ -180,9 +184,13 @@ def handle(request: Any, runtime: Any) -> Response:
             if request.method == "POST":
                 session.check_csrf(request.form.get(console_session.CSRF_FIELD))
                 _check_storable(request.form)
-            return HANDLERS[endpoint](
-                tx, request=request, runtime=runtime, session=session, **arguments
-            )
+            try:
+                return HANDLERS[endpoint](
+                    tx, request=request, runtime=runtime, session=session, **arguments
+                )
+            except Forbidden:
+                refused_caller = session.caller
+                raise
     except SessionExpired as expired:
         if request.method == "GET":
             # A page asked for: to the sign-in page, saying why when a session was.
@@ -191,10 +199,33 @@ def handle(request: Any, runtime: Any) -> Response:
             return _redirect(location, {"Set-Cookie": _cleared_cookie()})
         return _signin_form(str(expired), status=401, clear_cookie=True)
     except InvalidRequest as refused:
+        if refused_caller is not None and refused_caller.brand_id is not None:
+            _record_refusal(runtime, request, refused_caller, refused, now)
         return _message_page(refused.status, str(refused), field=refused.field)
     except CartcastError as error:
         web.error_response(error, runtime.log, now)
         return _message_page(503, "Something failed on our side; try again later.")
+
+
+def _record_refusal(
+    runtime: Any, request: Any, caller: keys.Caller, error: Any, now: dt.datetime
+) -> None:
+    """Put a form refused for the key's role in its brand's trail, as the API does."""
+    from cartcast import api
+
+    rule, _ = ROUTES.bind("localhost").match(
+        request.path, request.method, return_rule=True
+    )
+    route = f"{request.method} " + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+    api.record_refusal(
+        runtime,
+        brand_id=caller.brand_id,
+        actor=caller.key_name,
+        action="access.refused",
+        route=route,
+        after={"route": route, "role": caller.role, "message": str(error)},
+        now=now,
+    )
 
 
 # --- sign-in ---------------------------------------------------------------
