@@ -338,7 +338,17 @@ def test_the_trail_pages_newest_first_and_filters_by_action(client, role_keys) -
 
 
 @pytest.mark.parametrize(
-    "query", ["?after=nonsense", "?after=WzEsMiwzXQ", "?action=", "?limit=0"]
+    "query",
+    [
+        "?after=nonsense",
+        "?after=WzEsMiwzXQ",
+        "?action=",
+        "?limit=0",
+        # ["0001-01-01T00:00:00+14:00", "audit", 1]: a moment before year 1 in UTC
+        "?after=WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwgImF1ZGl0IiwgMV0",
+        # ["9999-12-31T23:59:59-14:00", "post", 1]: one after year 9999 in UTC
+        "?after=WyI5OTk5LTEyLTMxVDIzOjU5OjU5LTE0OjAwIiwgInBvc3QiLCAxXQ",
+    ],
 )
 def test_a_bad_trail_query_is_a_400(client, admin_key, query) -> None:
     response = client.get(f"/v1/audit{query}", headers=auth(admin_key))

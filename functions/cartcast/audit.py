@@ -191,7 +191,11 @@ def _read_cursor(value: str | None) -> tuple[Any, Any, Any]:
         padded = value + "=" * (-len(value) % 4)
         at, source, row_id = json.loads(base64.urlsafe_b64decode(padded))
         moment = dt.datetime.fromisoformat(at)
-    except (ValueError, TypeError) as error:
+        # In UTC, as the database compares it: 0001-01-01T00:00+14:00 is before
+        # year 1 there, which no datetime holds (OverflowError, once a 500).
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.UTC)
+    except (ValueError, TypeError, OverflowError) as error:
         raise problem from error
     if (
         moment.tzinfo is None
