@@ -348,6 +348,8 @@ def test_the_trail_pages_newest_first_and_filters_by_action(client, role_keys) -
         "?after=WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwgImF1ZGl0IiwgMV0",
         # ["9999-12-31T23:59:59-14:00", "post", 1]: one after year 9999 in UTC
         "?after=WyI5OTk5LTEyLTMxVDIzOjU5OjU5LTE0OjAwIiwgInBvc3QiLCAxXQ",
+        # 3,000 nested lists: deeper than the JSON reader's recursion
+        "?after=" + "W1tb" * 1000,
     ],
 )
 def test_a_bad_trail_query_is_a_400(client, admin_key, query) -> None:

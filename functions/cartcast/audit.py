@@ -195,7 +195,8 @@ def _read_cursor(value: str | None) -> tuple[Any, Any, Any]:
         # year 1 there, which no datetime holds (OverflowError, once a 500).
         if moment.tzinfo is not None:
             moment = moment.astimezone(dt.UTC)
-    except (ValueError, TypeError, OverflowError) as error:
+    # RecursionError: JSON nested deeper than the reader goes, a few kB of "[".
+    except (ValueError, TypeError, OverflowError, RecursionError) as error:
         raise problem from error
     if (
         moment.tzinfo is None
