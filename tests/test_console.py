@@ -401,6 +401,23 @@ def test_a_form_refused_for_the_keys_role_is_in_the_brands_trail(client, brand) 
     assert trail[0]["after"]["role"] == "viewer"
 
 
+def test_signing_in_with_a_revoked_key_is_in_the_brands_trail(client, brand) -> None:
+    revoked = add_key(brand["id"], "editor")
+    listed = client.get("/v1/keys", headers=auth(brand["key"])).get_json()["keys"]
+    editor_id = next(k["id"] for k in listed if k["name"] == "editor")
+    client.post(f"/v1/keys/{editor_id}/revoke", headers=auth(brand["key"]))
+
+    answer = sign_in(client, revoked)
+
+    assert answer.status_code == 401
+    trail = client.get(
+        "/v1/audit?action=access.revoked_key_used", headers=auth(brand["key"])
+    ).get_json()["events"]
+    assert [(e["actor"], e["subject"]) for e in trail] == [
+        ("editor", "route:POST /console/signin")
+    ]
+
+
 def test_signing_out_ends_the_session(client, signed_in) -> None:
     token = csrf_of(client)
 

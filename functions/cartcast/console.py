@@ -211,13 +211,8 @@ def _record_refusal(
     runtime: Any, request: Any, caller: keys.Caller, error: Any, now: dt.datetime
 ) -> None:
     """Put a form refused for the key's role in its brand's trail, as the API does."""
-    from cartcast import api
-
-    rule, _ = ROUTES.bind("localhost").match(
-        request.path, request.method, return_rule=True
-    )
-    route = f"{request.method} " + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
-    api.record_refusal(
+    route = _route_of(request)
+    _api_refusal(
         runtime,
         brand_id=caller.brand_id,
         actor=caller.key_name,
@@ -226,6 +221,20 @@ def _record_refusal(
         after={"route": route, "role": caller.role, "message": str(error)},
         now=now,
     )
+
+
+def _api_refusal(runtime: Any, **record: Any) -> None:
+    from cartcast import api
+
+    api.record_refusal(runtime, **record)
+
+
+def _route_of(request: Any) -> str:
+    """`POST /console/posts/{post_id}/approve`: the rule a request matched."""
+    rule, _ = ROUTES.bind("localhost").match(
+        request.path, request.method, return_rule=True
+    )
+    return f"{request.method} " + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
 
 
 # --- sign-in ---------------------------------------------------------------
@@ -248,6 +257,17 @@ def sign_in(tx: Transaction, *, request: Any, runtime: Any) -> Response:
             lifetime_min=runtime.settings.console_session_min,
         )
     except InvalidRequest as refused:
+        if isinstance(refused, keys.RevokedKey):
+            route = _route_of(request)
+            _api_refusal(
+                runtime,
+                brand_id=refused.brand_id,
+                actor=refused.key_name,
+                action="access.revoked_key_used",
+                route=route,
+                after={"route": route},
+                now=runtime.clock.now(),
+            )
         return _signin_form(str(refused), status=refused.status)
     header = console_session.cookie_header(
         cookie,
