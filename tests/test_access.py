@@ -501,3 +501,11 @@ def test_pointing_the_alerts_at_another_webhook_is_recorded_by_name(
     assert len(events) == 2
     assert events[0]["after"]["secrets_set"] == ["alert_webhook_url"]
     assert "secret-path" not in str(events)
+
+
+def test_a_new_brands_first_admin_key_is_in_its_trail(client, admin_key) -> None:
+    [event] = audit_trail(client, admin_key, "?subject=key:admin")["events"]
+
+    assert (event["action"], event["actor"]) == ("key.created", "operator")
+    assert event["after"]["role"] == "admin"
+    assert event["after"]["prefix"] == admin_key[:10]

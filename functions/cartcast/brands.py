@@ -212,6 +212,16 @@ def create_brand(
     if brand_id is None:
         raise Conflict(f"a brand with slug {values['slug']!r} exists", field="slug")
     key = keys.create_key(tx, brand_id=brand_id, name="admin", role="admin", now=now)
+    # The brand's first key change, made by the operator key that made the brand.
+    audit.record(
+        tx,
+        brand_id=str(brand_id),
+        actor=keys.OPERATOR,
+        action="key.created",
+        subject="key:admin",
+        at=now,
+        after={"name": "admin", "role": "admin", "prefix": key[:10]},
+    )
 
     brand = get_brand(tx, str(brand_id))
     return {"brand": brand, "api_key": key}
