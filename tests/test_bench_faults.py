@@ -31,3 +31,13 @@ def test_a_quick_fault_run_of_each_kind_finishes_clean() -> None:
     assert "seed 7" in finished.stdout
     assert "5 of 5 runs clean" in finished.stdout
     assert "doubled 0" in finished.stdout and "lost 0" in finished.stdout
+
+
+def test_the_gemini_run_draws_every_fault_kind_whatever_the_seed() -> None:
+    from bench.faults import common, geminimix
+
+    for seed in range(50):
+        drawn = geminimix.draw_modes(common.seeded(seed, "gemini"), rounds=12)
+
+        assert len(drawn) == 12
+        assert set(geminimix.FAULT_KINDS) <= set(drawn), seed
