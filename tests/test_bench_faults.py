@@ -3,6 +3,7 @@ loses or doubles nothing. Its times are printed, never asserted."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,9 @@ def test_a_quick_fault_run_of_each_kind_finishes_clean() -> None:
     assert "seed 7" in finished.stdout
     assert "5 of 5 runs clean" in finished.stdout
     assert "doubled 0" in finished.stdout and "lost 0" in finished.stdout
+    assert "kinds_not_met none" in finished.stdout
+    assert "'admin key': '0/" in finished.stdout
+    assert "'hand-made body checks': '0/" in finished.stdout
 
 
 def test_the_gemini_run_draws_every_fault_kind_whatever_the_seed() -> None:
@@ -41,3 +45,36 @@ def test_the_gemini_run_draws_every_fault_kind_whatever_the_seed() -> None:
 
         assert len(drawn) == 12
         assert set(geminimix.FAULT_KINDS) <= set(drawn), seed
+
+
+def test_the_api_run_counts_401s_of_generated_keyed_requests(tmp_path: Path) -> None:
+    from bench.faults import apifuzz
+
+    answers = {
+        "a": ("GET", "/v1/posts?limit=1", 200),
+        "b": ("PATCH", "/v1/brand", 401),
+        "c": ("POST", "/v1/webhooks/orders/fuzz-goods", 401),
+        "probe": ("GET", "/v1/posts", 401),
+    }
+    event = {
+        "ScenarioFinished": {
+            "recorder": {
+                "interactions": {
+                    name: {
+                        "request": {"method": method, "uri": f"http://h:1{path}"},
+                        "response": {"status_code": status},
+                    }
+                    for name, (method, path, status) in answers.items()
+                },
+                # ignored_auth's copy of case "a" without the key.
+                "cases": {"probe": {"parent_id": "a", "is_transition_applied": False}},
+            }
+        }
+    }
+    report = tmp_path / "events.ndjson"
+    report.write_text(json.dumps(event) + "\n")
+
+    counted = apifuzz.read_events(report, apifuzz.paths_without_key())
+
+    assert counted["requests"] == 4
+    assert (counted["keyed"], counted["keyed_401"]) == (2, 1)

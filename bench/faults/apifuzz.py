@@ -3,15 +3,25 @@
 The `api` function is served by functions-framework on loopback, as Cloud Run
 serves it, over a fresh database holding one brand. schemathesis (the CLI, pinned
 in requirements-dev.txt) generates valid and invalid requests for every operation
-of the spec and runs its checks on each answer, four times: with the brand's
-admin key, with no Authorization header, with a key that does not exist, and with
-the operator key (which opens only POST /v1/brands). Then hand-made requests the
-generator does not make: a body over the size limit, bodies that are not JSON or
-not UTF-8, a JSON array or scalar where an object belongs, and the wrong content
-type, to every route that takes a body and to generate_caption.
+of the spec and runs its checks on each answer, five times: with an admin key,
+with no Authorization header, with a key that does not exist, with the operator
+key (which opens only POST /v1/brands), and, on a second brand, with an admin key
+on the key routes alone. Then hand-made requests the generator does not make: a
+body over the size limit, bodies that are not JSON or not UTF-8, a JSON array or
+scalar where an object belongs, and the wrong content type, to every route that
+takes a body and to generate_caption.
 
-What must hold: zero 5xx. Every other failed check (an answer the spec does not
-describe) is printed as a mismatch.
+A key may revoke itself once another admin key exists, and schemathesis, given
+both routes, does just that; every later request with that key then meets the
+401 before any field is read. So the brand's first key only mints the others:
+one for the admin phase, which may not revoke (revokeKey is left out), one for
+the hand-made requests; revoking is fuzzed on the second brand, whose keys no
+other phase uses.
+
+What must hold: zero 5xx; with a valid key, at most MAX_UNAUTHORIZED_SHARE of
+the answers of routes that need a key are 401, and no hand-made body request is.
+Every other failed check (an answer the spec does not describe) is printed as a
+mismatch.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.faults import common
 
@@ -46,6 +57,10 @@ BAD_AUTHORIZATIONS = {
     "two tokens": "Bearer one two",
 }
 AUTH_TARGETS = (("GET", "/v1/posts"), ("PATCH", "/v1/brand"), ("POST", "/v1/brands"))
+# With a key that works, a 401 is a lost key, not a finding: 0 is expected, this
+# leaves room for a stray one without letting a revoked key pass as a run.
+MAX_UNAUTHORIZED_SHARE = 0.01
+KEY_ROUTES = "^/v1/keys"
 
 
 def run(
@@ -71,43 +86,54 @@ def run(
         for function in functions.values():
             function.wait_ready()
         base = functions["api"].url.rstrip("/")
-        status, body = local_cloud.call_json(
-            "POST",
-            f"{base}/v1/brands",
-            {
-                "name": "Fuzz Goods",
-                "slug": "fuzz-goods",
-                "time_zone": "UTC",
-                "store_base_url": "https://fuzz.example.com",
-            },
-            key=OPERATOR_KEY,
-        )
-        if status != 201:
-            raise common.FaultRunError(f"could not create the brand: {status} {body}")
-        admin_key = body["api_key"]
+        first_key = create_brand(base, "fuzz-goods")
+        admin_key = create_key(base, first_key, "fuzz admin phase")
+        handmade_key = create_key(base, first_key, "fuzz hand-made")
+        keys_key = create_brand(base, "fuzz-keys")
+        open_paths = paths_without_key()
 
-        runs = {
-            "admin key": [f"Authorization: Bearer {admin_key}"],
-            "no key": [],
-            "unknown key": ["Authorization: Bearer ck_not_a_key_at_all"],
-            "operator key": [f"Authorization: Bearer {OPERATOR_KEY}"],
+        # name: (headers, options, whether 401s are bounded)
+        runs: dict[str, tuple[list[str], list[str], bool]] = {
+            "admin key": (
+                [f"Authorization: Bearer {admin_key}"],
+                ["--exclude-operation-id", "revokeKey"],
+                True,
+            ),
+            "no key": ([], [], False),
+            "unknown key": (["Authorization: Bearer ck_not_a_key_at_all"], [], False),
+            "operator key": ([f"Authorization: Bearer {OPERATOR_KEY}"], [], False),
+            # It may revoke its own key, so 401s are counted, not bounded.
+            "key routes": (
+                [f"Authorization: Bearer {keys_key}"],
+                ["--include-path-regex", KEY_ROUTES],
+                False,
+            ),
         }
         figures: dict[str, Any] = {}
         server_errors = 0
+        unauthorized: dict[str, str] = {}
+        lost_key = False
         mismatches: Counter[str] = Counter()
-        for name, headers in runs.items():
+        for name, (headers, options, bounded) in runs.items():
             outcome = schemathesis(
                 base,
                 headers,
                 work_dir / name.replace(" ", "_"),
                 seed=seed,
                 max_examples=max_examples,
-                max_time_s=admin_time_s if name == "admin key" else auth_time_s,
+                max_time_s=auth_time_s if name in UNKEYED else admin_time_s,
                 # Without a key, what matters is that nothing breaks: the valid
                 # requests all meet the 401 before any field is read.
-                mode="all" if name == "admin key" else "positive",
+                mode="positive" if name in UNKEYED else "all",
+                options=options,
+                open_paths=open_paths,
             )
             figures[f"{name}: requests"] = outcome["requests"]
+            keyed, refused = outcome["keyed"], outcome["keyed_401"]
+            unauthorized[name] = f"{refused}/{keyed}"
+            if bounded and refused > MAX_UNAUTHORIZED_SHARE * keyed:
+                lost_key = True
+                common.say(f"    {name}: {refused} of {keyed} keyed answers were 401")
             server_errors += outcome["failures"].get(SERVER_ERROR_CHECK, 0)
             for check, found in outcome["failures"].items():
                 if check != SERVER_ERROR_CHECK:
@@ -116,21 +142,81 @@ def run(
                 common.say(f"    {name}: {line}")
 
         handmade = malformed_requests(
-            base, functions["generate_caption"].url, admin_key
+            base, functions["generate_caption"].url, handmade_key, open_paths
         )
         figures["hand-made requests"] = len(handmade)
-        by_status = Counter(status for _, status in handmade)
+        by_status = Counter(status for _, status, _ in handmade)
         figures["hand-made statuses"] = dict(sorted(by_status.items()))
-        for what, status in handmade:
+        body_checks_401 = 0
+        for what, status, checks_body in handmade:
             if status is None or status >= 500:
                 server_errors += 1
                 common.say(f"    hand-made: {what} answered {status}")
+            elif checks_body and status == 401:
+                body_checks_401 += 1
+                common.say(f"    hand-made: {what} answered 401 with a live key")
+        unauthorized["hand-made body checks"] = f"{body_checks_401}/" + str(
+            sum(1 for _, _, checks_body in handmade if checks_body)
+        )
     return {
         **figures,
         "5xx": server_errors,
+        "401_per_phase": unauthorized,
         "spec_mismatches": dict(mismatches) or "none",
-        "ok": server_errors == 0,
+        "ok": server_errors == 0 and not lost_key and body_checks_401 == 0,
     }
+
+
+UNKEYED = ("no key", "unknown key", "operator key")
+
+
+def create_brand(base: str, slug: str) -> str:
+    """Create a brand with the operator key; its first admin key."""
+    from infra import local_cloud
+
+    status, body = local_cloud.call_json(
+        "POST",
+        f"{base}/v1/brands",
+        {
+            "name": f"Fuzz {slug}",
+            "slug": slug,
+            "time_zone": "UTC",
+            "store_base_url": "https://fuzz.example.com",
+        },
+        key=OPERATOR_KEY,
+    )
+    if status != 201:
+        raise common.FaultRunError(f"could not create brand {slug}: {status} {body}")
+    return body["api_key"]
+
+
+def create_key(base: str, admin_key: str, name: str) -> str:
+    """Mint another admin key of the brand whose admin key is given."""
+    from infra import local_cloud
+
+    status, body = local_cloud.call_json(
+        "POST", f"{base}/v1/keys", {"name": name, "role": "admin"}, key=admin_key
+    )
+    if status != 201:
+        raise common.FaultRunError(f"could not create key {name!r}: {status} {body}")
+    return body["api_key"]
+
+
+def paths_without_key() -> list[re.Pattern[str]]:
+    """The spec's paths that take no API key (`security: []`), as patterns."""
+    import yaml
+
+    spec = yaml.safe_load(SPEC.read_text())
+    return [
+        re.compile("^" + re.sub(r"\\{\w+\\}", "[^/]+", re.escape(path)) + "$")
+        for path, item in spec["paths"].items()
+        for operation in item.values()
+        if isinstance(operation, dict) and operation.get("security") == []
+    ]
+
+
+def needs_key(path: str, open_paths: list[re.Pattern[str]]) -> bool:
+    return not any(pattern.match(path) for pattern in open_paths)
 
 
 def schemathesis(
@@ -142,6 +228,8 @@ def schemathesis(
     max_examples: int,
     max_time_s: int,
     mode: str,
+    options: list[str],
+    open_paths: list[re.Pattern[str]],
 ) -> dict[str, Any]:
     """Run the schemathesis CLI once; count requests and failed checks by name."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -182,6 +270,7 @@ def schemathesis(
         "--report-ndjson-path",
         str(events),
     ]
+    command += options
     for header in headers:
         command += ["--header", header]
     finished = subprocess.run(
@@ -198,12 +287,15 @@ def schemathesis(
             f"schemathesis wrote no report (exit {finished.returncode}): "
             f"{(finished.stdout + finished.stderr)[-2000:]}"
         )
-    return read_events(events)
+    return read_events(events, open_paths)
 
 
-def read_events(path: Path) -> dict[str, Any]:
-    """Count what one run's ndjson report says: requests and failed checks."""
-    requests = 0
+def read_events(path: Path, open_paths: list[re.Pattern[str]]) -> dict[str, Any]:
+    """Count what one run's ndjson report says: requests, 401s, failed checks.
+
+    `keyed` and `keyed_401` count the answers of routes that need a key.
+    """
+    requests = keyed = keyed_401 = 0
     failures: Counter[str] = Counter()
     examples: list[str] = []
     for line in path.read_text().splitlines():
@@ -211,15 +303,43 @@ def read_events(path: Path) -> dict[str, Any]:
         if not text:
             continue
         requests += len(re.findall(r'"response"\s*:\s*\{', text))
-        for failure in _failures(json.loads(text)):
+        event = json.loads(text)
+        for method_path, status in _answers(event):
+            if needs_key(method_path, open_paths):
+                keyed += 1
+                keyed_401 += status == 401
+        for failure in _failures(event):
             failures[failure["name"]] += 1
             if failure["line"] not in examples:
                 examples.append(failure["line"])
     return {
         "requests": requests,
+        "keyed": keyed,
+        "keyed_401": keyed_401,
         "failures": dict(failures),
         "examples": examples[:EXAMPLES_SHOWN],
     }
+
+
+def _answers(event: Any) -> list[tuple[str, int]]:
+    """The path and status of each answer to a generated request of a scenario.
+
+    Left out: the probes a check sends after a case (it has a `parent_id` and no
+    transition applied), such as ignored_auth's copies without the key and with a
+    made-up one, which are meant to meet a 401.
+    """
+    finished = event.get("ScenarioFinished") if isinstance(event, dict) else None
+    recorder = (finished or {}).get("recorder") or {}
+    cases = recorder.get("cases") or {}
+    answers = []
+    for case_id, item in (recorder.get("interactions") or {}).items():
+        case = cases.get(case_id) or {}
+        if case.get("parent_id") and not case.get("is_transition_applied"):
+            continue
+        if item.get("response") and item.get("request"):
+            path = urlsplit(item["request"]["uri"]).path
+            answers.append((path, int(item["response"]["status_code"])))
+    return answers
 
 
 def _failures(event: Any) -> list[dict[str, str]]:
@@ -250,9 +370,13 @@ def _quiet_env() -> dict[str, str]:
 
 
 def malformed_requests(
-    base: str, caption_url: str, key: str
-) -> list[tuple[str, int | None]]:
-    """Send bodies no client should send to every route that takes one."""
+    base: str, caption_url: str, key: str, open_paths: list[re.Pattern[str]]
+) -> list[tuple[str, int | None, bool]]:
+    """Send bodies no client should send to every route that takes one.
+
+    Each answer: what was sent, its status, and whether it was sent with a live
+    key to a route that needs one (so it is meant for the body checks).
+    """
     import yaml
 
     spec = yaml.safe_load(SPEC.read_text())
@@ -283,6 +407,7 @@ def malformed_requests(
         (
             f"{method} {path} with Authorization {shown}",
             _status(base + path, method, header),
+            False,
         )
         for method, path in AUTH_TARGETS
         for shown, header in BAD_AUTHORIZATIONS.items()
@@ -290,7 +415,9 @@ def malformed_requests(
     for method, url in targets:
         for what, (data, content_type) in bodies.items():
             status = _status(url, method, f"Bearer {key}", data, content_type)
-            answers.append((f"{method} {url.removeprefix(base)} with {what}", status))
+            path = url.removeprefix(base)
+            checks_body = url == caption_url or needs_key(path, open_paths)
+            answers.append((f"{method} {path} with {what}", status, checks_body))
     return answers
 
 
