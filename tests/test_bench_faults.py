@@ -13,6 +13,7 @@ from tests.helpers import bench_env
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 300
 RUNS = ("kills", "db", "x", "gemini", "api")
+NEGATIVE = {"mode": "negative"}
 
 
 def test_a_quick_fault_run_of_each_kind_finishes_clean() -> None:
@@ -55,6 +56,7 @@ def test_the_api_run_counts_401s_of_generated_keyed_requests(tmp_path: Path) -> 
         "b": ("PATCH", "/v1/brand", 401),
         "c": ("POST", "/v1/webhooks/orders/fuzz-goods", 401),
         "probe": ("GET", "/v1/posts", 401),
+        "broken header": ("GET", "/v1/brand", 401),
     }
     event = {
         "ScenarioFinished": {
@@ -66,8 +68,13 @@ def test_the_api_run_counts_401s_of_generated_keyed_requests(tmp_path: Path) -> 
                     }
                     for name, (method, path, status) in answers.items()
                 },
-                # ignored_auth's copy of case "a" without the key.
-                "cases": {"probe": {"parent_id": "a", "is_transition_applied": False}},
+                "cases": {
+                    # ignored_auth's copy of case "a" without the key.
+                    "probe": {"parent_id": "a", "is_transition_applied": False},
+                    "broken header": {
+                        "value": {"meta": {"components": {"header": NEGATIVE}}}
+                    },
+                },
             }
         }
     }
@@ -76,5 +83,5 @@ def test_the_api_run_counts_401s_of_generated_keyed_requests(tmp_path: Path) -> 
 
     counted = apifuzz.read_events(report, apifuzz.paths_without_key())
 
-    assert counted["requests"] == 4
+    assert counted["requests"] == 5
     assert (counted["keyed"], counted["keyed_401"]) == (2, 1)
