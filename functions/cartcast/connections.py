@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cartcast import alerts, audit
+from cartcast import alerts, audit, holds
 from cartcast.db import Transaction
 
 HELD_PREFIX = "account disconnected: "
@@ -45,25 +45,6 @@ RETURNING slug, x_username
 SELECT_DISCONNECTION = """
 SELECT x_disconnected_reason FROM brands WHERE id = :brand_id
 """
-# Wait for any run between committing a send's intent and its commit; the
-# statement after this one then sees every intent written.
-LOCK_QUEUED = """
-SELECT id FROM posts
-WHERE brand_id = :brand_id AND state IN ('scheduled', 'publishing')
-ORDER BY id
-FOR UPDATE
-"""
-# A claimed post whose attempt wrote its intent may be on X: it is left to
-# finish (or to the lease and the reconciler); the others are held.
-HOLD_QUEUED = """
-UPDATE posts p SET state = 'held', failure_reason = :reason, lease_until = NULL,
-    not_before = NULL, updated_at = :now
-WHERE p.brand_id = :brand_id
-  AND (p.state = 'scheduled' OR (p.state = 'publishing' AND NOT EXISTS (
-      SELECT 1 FROM publish_attempts a
-      WHERE a.id = p.lease_attempt_id AND a.sent_at IS NOT NULL)))
-RETURNING p.id
-"""
 HOLD_WHILE_DISCONNECTED = """
 UPDATE posts p SET state = 'held', updated_at = :now,
     failure_reason = :prefix || b.x_disconnected_reason || :fix
@@ -82,12 +63,6 @@ RELEASE_UNCONNECTED = """
 UPDATE posts SET state = 'scheduled', failure_reason = NULL, not_before = NULL,
     updated_at = :now
 WHERE brand_id = :brand_id AND state = 'held' AND failure_reason = :reason
-RETURNING id
-"""
-RELEASE_HELD = """
-UPDATE posts SET state = 'scheduled', failure_reason = NULL, not_before = NULL,
-    updated_at = :now
-WHERE brand_id = :brand_id AND state = 'held' AND starts_with(failure_reason, :prefix)
 RETURNING id
 """
 
@@ -121,8 +96,7 @@ def disconnect(
         reason = tx.scalar(SELECT_DISCONNECTION, brand_id=brand_id) or reason
     held_reason = HELD_PREFIX + reason + HELD_FIX
 
-    tx.rows(LOCK_QUEUED, brand_id=brand_id)
-    held = tx.rows(HOLD_QUEUED, brand_id=brand_id, reason=held_reason, now=now)
+    held = holds.hold_queued(tx, brand_id=brand_id, reason=held_reason, now=now)
     if marked is not None:
         # A connection change like the brand's own disconnection (x_oauth.py),
         # by the function whose call X refused.
@@ -141,7 +115,7 @@ def disconnect(
             brand_id=brand_id,
             kind=ALERT_KIND,
             episode=now.isoformat(),
-            text=_alert_text(marked, reason, queued=len(held) + 1, now=now),
+            text=_alert_text(marked, reason, queued=held + 1, now=now),
             now=now,
         )
     return held_reason
@@ -163,7 +137,7 @@ def reconnect(tx: Transaction, *, brand_id: str, now: dt.datetime) -> int:
     """Clear the brand's disconnection and queue its held posts again; return how
     many went back to `scheduled`."""
     tx.execute(CLEAR_DISCONNECTION, brand_id=brand_id)
-    return len(tx.rows(RELEASE_HELD, brand_id=brand_id, prefix=HELD_PREFIX, now=now))
+    return holds.release_held(tx, brand_id=brand_id, prefix=HELD_PREFIX, now=now)
 
 
 def release_unconnected(tx: Transaction, *, brand_id: str, now: dt.datetime) -> int:

@@ -36,7 +36,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from cartcast import alerts, audit
+from cartcast import alerts, audit, holds
 from cartcast.db import Transaction
 from cartcast.errors import Conflict
 from cartcast.logs import fields
@@ -96,24 +96,6 @@ SELECT_PAUSE = """
 SELECT publishing_paused_at, publishing_paused_by, publishing_paused_reason
 FROM brands WHERE id = :brand_id
 """
-# Wait for any run between committing a send's intent and its commit, as a
-# disconnection does; the hold below then sees every intent written.
-LOCK_QUEUED = """
-SELECT id FROM posts
-WHERE brand_id = :brand_id AND state IN ('scheduled', 'publishing')
-  AND in_reply_to IS NULL
-ORDER BY id
-FOR UPDATE
-"""
-HOLD_QUEUED = """
-UPDATE posts p SET state = 'held', failure_reason = :reason, lease_until = NULL,
-    not_before = NULL, updated_at = :now
-WHERE p.brand_id = :brand_id AND p.in_reply_to IS NULL
-  AND (p.state = 'scheduled' OR (p.state = 'publishing' AND NOT EXISTS (
-      SELECT 1 FROM publish_attempts a
-      WHERE a.id = p.lease_attempt_id AND a.sent_at IS NOT NULL)))
-RETURNING p.id
-"""
 HOLD_WHILE_PAUSED = """
 UPDATE posts p SET state = 'held', updated_at = :now,
     failure_reason = :prefix || b.publishing_paused_reason || :fix
@@ -126,12 +108,6 @@ CLEAR_PAUSE = """
 UPDATE brands SET publishing_paused_at = NULL, publishing_paused_by = NULL,
     publishing_paused_reason = NULL
 WHERE id = :brand_id AND publishing_paused_at IS NOT NULL
-RETURNING id
-"""
-RELEASE_HELD = """
-UPDATE posts SET state = 'scheduled', failure_reason = NULL, not_before = NULL,
-    updated_at = :now
-WHERE brand_id = :brand_id AND state = 'held' AND starts_with(failure_reason, :prefix)
 RETURNING id
 """
 
@@ -325,8 +301,10 @@ def pause_brand(
         )
     held_reason = HELD_PREFIX + pause["publishing_paused_reason"] + HELD_FIX
 
-    tx.rows(LOCK_QUEUED, brand_id=brand_id)
-    held = tx.rows(HOLD_QUEUED, brand_id=brand_id, reason=held_reason, now=now)
+    # Replies to mentions go on: answering customers is what a crisis needs.
+    held = holds.hold_queued(
+        tx, brand_id=brand_id, reason=held_reason, now=now, replies=False
+    )
     if marked is not None or held:
         audit.record(
             tx,
@@ -339,10 +317,10 @@ def pause_brand(
             after={
                 "paused": True,
                 "reason": pause["publishing_paused_reason"],
-                "held": len(held),
+                "held": held,
             },
         )
-    return {**_pause_view(pause), "held": len(held)}
+    return {**_pause_view(pause), "held": held}
 
 
 def resume_brand(
@@ -353,7 +331,7 @@ def resume_brand(
     before = tx.one(SELECT_PAUSE, brand_id=brand_id)
     if tx.scalar(CLEAR_PAUSE, brand_id=brand_id) is None:
         raise Conflict("the brand's publishing is not paused", field="brand")
-    released = tx.rows(RELEASE_HELD, brand_id=brand_id, prefix=HELD_PREFIX, now=now)
+    released = holds.release_held(tx, brand_id=brand_id, prefix=HELD_PREFIX, now=now)
     audit.record(
         tx,
         brand_id=brand_id,
@@ -362,9 +340,9 @@ def resume_brand(
         subject="brand:publishing",
         at=now,
         before={"paused": True, "reason": before["publishing_paused_reason"]},
-        after={"paused": False, "released": len(released)},
+        after={"paused": False, "released": released},
     )
-    return {"paused": False, "released": len(released)}
+    return {"paused": False, "released": released}
 
 
 def hold_while_paused(tx: Transaction, *, now: dt.datetime) -> int:

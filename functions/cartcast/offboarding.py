@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from cartcast import holds
 from cartcast.db import Transaction
 from cartcast.errors import (
     ConfigurationError,
@@ -68,29 +69,6 @@ SELECT_STATE = """
 SELECT offboarding_requested_at, offboarding_requested_by, offboarding_due_at,
     offboarding_keeps_kpis
 FROM brands WHERE id = :brand_id
-"""
-# Wait for any run between committing a send's intent and its commit, then hold
-# what has not been handed to X (as a disconnection does: connections.py).
-LOCK_QUEUED = """
-SELECT id FROM posts
-WHERE brand_id = :brand_id AND state IN ('scheduled', 'publishing')
-ORDER BY id
-FOR UPDATE
-"""
-HOLD_QUEUED = """
-UPDATE posts p SET state = 'held', failure_reason = :reason, lease_until = NULL,
-    not_before = NULL, updated_at = :now
-WHERE p.brand_id = :brand_id
-  AND (p.state = 'scheduled' OR (p.state = 'publishing' AND NOT EXISTS (
-      SELECT 1 FROM publish_attempts a
-      WHERE a.id = p.lease_attempt_id AND a.sent_at IS NOT NULL)))
-RETURNING p.id
-"""
-RELEASE_HELD = """
-UPDATE posts SET state = 'scheduled', failure_reason = NULL, not_before = NULL,
-    updated_at = :now
-WHERE brand_id = :brand_id AND state = 'held' AND starts_with(failure_reason, :prefix)
-RETURNING id
 """
 HOLD_WHILE_OFFBOARDING = """
 UPDATE posts p SET state = 'held', updated_at = :now,
@@ -222,9 +200,8 @@ def request_offboarding(
         f"{HELD_PREFIX}the brand asked to leave cartcast; its data is deleted at "
         f"{due_at.isoformat()}{HELD_FIX}"
     )
-    tx.rows(LOCK_QUEUED, brand_id=brand_id)
-    held = tx.rows(HOLD_QUEUED, brand_id=brand_id, reason=reason, now=now)
-    return {**offboarding_state(tx, brand_id=brand_id), "posts_held": len(held)}
+    held = holds.hold_queued(tx, brand_id=brand_id, reason=reason, now=now)
+    return {**offboarding_state(tx, brand_id=brand_id), "posts_held": held}
 
 
 def cancel_offboarding(
@@ -235,8 +212,8 @@ def cancel_offboarding(
     if brand["offboarding_requested_at"] is None:
         raise Conflict("no offboarding was asked for; there is nothing to cancel")
     tx.execute(CLEAR_REQUEST, brand_id=brand_id)
-    released = tx.rows(RELEASE_HELD, brand_id=brand_id, prefix=HELD_PREFIX, now=now)
-    return {**offboarding_state(tx, brand_id=brand_id), "posts_released": len(released)}
+    released = holds.release_held(tx, brand_id=brand_id, prefix=HELD_PREFIX, now=now)
+    return {**offboarding_state(tx, brand_id=brand_id), "posts_released": released}
 
 
 def offboarding_state(tx: Transaction, *, brand_id: str) -> dict[str, Any]:
