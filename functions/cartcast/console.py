@@ -666,22 +666,7 @@ def status(
 def catalog_page(
     tx: Transaction, *, request: Any, runtime: Any, session: Session
 ) -> Response:
-    found = catalog.list_products(
-        tx,
-        brand_id=session.caller.brand_id,
-        after_sku=None,
-        limit=PRODUCTS_SHOWN_MAX,
-    )
-    return _page(
-        "catalog.html",
-        request,
-        session,
-        tx,
-        title="Catalog",
-        products=found,
-        report=None,
-        drafts_max=posts.PRODUCTS_PER_REQUEST_MAX,
-    )
+    return _catalog(tx, request=request, session=session, report=None)
 
 
 def import_catalog(
@@ -720,8 +705,15 @@ def import_catalog(
             refused=len(report["errors"]),
         ),
     )
+    return _catalog(tx, request=request, session=session, report=report)
+
+
+def _catalog(
+    tx: Transaction, *, request: Any, session: Session, report: Any
+) -> Response:
+    """The catalog page, with an import's report when there was one."""
     found = catalog.list_products(
-        tx, brand_id=brand_id, after_sku=None, limit=PRODUCTS_SHOWN_MAX
+        tx, brand_id=session.caller.brand_id, after_sku=None, limit=PRODUCTS_SHOWN_MAX
     )
     return _page(
         "catalog.html",
