@@ -305,16 +305,23 @@ def _base_env() -> dict[str, str]:
 
 
 def send_tick(
-    url: str, *, topic: str, time: dt.datetime, payload: dict | None = None
+    url: str,
+    *,
+    topic: str,
+    time: dt.datetime,
+    payload: dict | None = None,
+    message_id: str | None = None,
 ) -> int:
-    """Deliver one Scheduler tick as a Pub/Sub CloudEvent; return the HTTP status."""
+    """Deliver one Scheduler tick as a Pub/Sub CloudEvent; return the HTTP status.
+
+    A redelivery of the same message carries the same `message_id`."""
     from cartcast import events
 
     headers, body = events.envelope(
         topic=topic,
         project="local",
         payload=payload or {"tick": topic},
-        message_id=uuid.uuid4().hex,
+        message_id=message_id or uuid.uuid4().hex,
         time=time,
     )
     request = urllib.request.Request(

@@ -17,11 +17,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from typing import Any
 
@@ -43,23 +40,12 @@ SELECT count(*) FROM posts WHERE state IN ('scheduled', 'publishing', 'unconfirm
 
 def deliver(url: str, message_id: str, at: dt.datetime) -> int | None:
     """One Pub/Sub push delivery of a publish tick; None when the process died."""
-    from cartcast import events
+    from infra import local_cloud
 
-    headers, body = events.envelope(
-        topic=PUBLISH_TOPIC,
-        project="local",
-        payload={"tick": PUBLISH_TOPIC},
-        message_id=message_id,
-        time=at,
-    )
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers=headers, method="POST"
-    )
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
+        return local_cloud.send_tick(
+            url, topic=PUBLISH_TOPIC, time=at, message_id=message_id
+        )
     except OSError:
         return None
 
