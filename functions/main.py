@@ -71,14 +71,10 @@ def _sweep_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
 def _around_posts(
     current: runtime.Runtime, as_of: Any, work: Callable[..., dict[str, Any]]
 ) -> dict[str, Any]:
-    """Hold first what a disconnected account cannot send; send alerts last, so a
-    slow webhook never delays a post."""
-    from cartcast import alerts, connections, offboarding
+    """Send alerts last, so a slow webhook never delays a post."""
+    from cartcast import alerts
 
-    held = connections.hold_while_disconnected(current)
-    held += offboarding.hold_while_offboarding(current)
     outcome = work(current, as_of=as_of)
-    outcome["held"] = outcome.get("held", 0) + held
     return {**outcome, **alerts.deliver_pending(current)}
 
 

@@ -716,7 +716,8 @@ def test_a_post_scheduled_during_the_grace_period_is_held_and_cancel_queues_all(
             b=brand_id,
         )
 
-    held = offboarding.hold_while_offboarding(runtime)
+    with database.transaction() as tx:
+        held = offboarding.hold_while_offboarding(tx, now=runtime.clock.now())
     cancelled = client.post("/v1/brand/offboarding/cancel", headers=auth(admin))
 
     assert held == 1

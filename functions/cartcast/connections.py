@@ -121,16 +121,11 @@ def disconnect(
     return held_reason
 
 
-def hold_while_disconnected(runtime: Any) -> int:
+def hold_while_disconnected(tx: Transaction, *, now: dt.datetime) -> int:
     """Hold posts scheduled for a disconnected brand since; return how many."""
-    with runtime.database.transaction() as tx:
-        held = tx.rows(
-            HOLD_WHILE_DISCONNECTED,
-            prefix=HELD_PREFIX,
-            fix=HELD_FIX,
-            now=runtime.clock.now(),
-        )
-    return len(held)
+    return len(
+        tx.rows(HOLD_WHILE_DISCONNECTED, prefix=HELD_PREFIX, fix=HELD_FIX, now=now)
+    )
 
 
 def reconnect(tx: Transaction, *, brand_id: str, now: dt.datetime) -> int:

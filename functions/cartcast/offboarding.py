@@ -229,16 +229,11 @@ def offboarding_state(tx: Transaction, *, brand_id: str) -> dict[str, Any]:
     }
 
 
-def hold_while_offboarding(runtime: Any) -> int:
+def hold_while_offboarding(tx: Transaction, *, now: dt.datetime) -> int:
     """Hold posts scheduled for a leaving brand since it asked; return how many."""
-    with runtime.database.transaction() as tx:
-        held = tx.rows(
-            HOLD_WHILE_OFFBOARDING,
-            prefix=HELD_PREFIX,
-            fix=HELD_FIX,
-            now=runtime.clock.now(),
-        )
-    return len(held)
+    return len(
+        tx.rows(HOLD_WHILE_OFFBOARDING, prefix=HELD_PREFIX, fix=HELD_FIX, now=now)
+    )
 
 
 def refuse_after_grace(

@@ -64,6 +64,7 @@ from cartcast import (
     connections,
     costs,
     crisis,
+    offboarding,
     post_limits,
     publish_checks,
 )
@@ -440,7 +441,11 @@ def _claim(runtime: Any, as_of: dt.datetime) -> tuple[list[dict], dict, dict[str
                 reason=connections.NO_ACCOUNT_REASON,
             )
         )
+        # Posts scheduled since their brand was paused, disconnected by X or
+        # asked to leave wait with the others the cause held.
         counts["held"] += crisis.hold_while_paused(tx, now=now)
+        counts["held"] += connections.hold_while_disconnected(tx, now=now)
+        counts["held"] += offboarding.hold_while_offboarding(tx, now=now)
         claimed = tx.rows(
             CLAIM_DUE,
             as_of=as_of,
