@@ -10,6 +10,7 @@ key through google-cloud-secret-manager's REST client from a loopback stub.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -555,15 +556,13 @@ def test_the_token_key_settings_are_checked_together() -> None:
     assert loaded.x_authorize_url == "https://x.com/i/oauth2/authorize"
 
 
-# --- the routes -------------------------------------------------------------------
-
-
-def test_the_routes_connect_through_the_callback_and_disconnect(
-    function_env, monkeypatch, clock_file, key_file
-) -> None:
+@contextlib.contextmanager
+def api_ready_to_connect(monkeypatch, clock_file, key_file):
+    """The api function configured for X's OAuth against a sandbox that approves as
+    ALPHA, and a brand with no X account yet; yield its test client and admin key."""
     from infra.x_sandbox import XSandbox
-    from tests.conftest import make_app
-    from tests.helpers import auth, brand_body, post_json
+    from tests.conftest import OPERATOR_KEY, make_app
+    from tests.helpers import brand_body, post_json
 
     with XSandbox(clock=clock_file) as sandbox:
         sandbox.register_account(**ALPHA, token="token-alpha")
@@ -579,15 +578,25 @@ def test_the_routes_connect_through_the_callback_and_disconnect(
             monkeypatch.setenv(name, value)
         runtime_module.reset()
         client = make_app("api", "http").test_client()
-        from tests.conftest import OPERATOR_KEY
-
         created = post_json(
             client,
             "/v1/brands",
             brand_body(x_user_id=None, x_username=None, x_access_token=None),
             OPERATOR_KEY,
         ).get_json()
-        admin = created["api_key"]
+        yield client, created["api_key"]
+
+
+# --- the routes -------------------------------------------------------------------
+
+
+def test_the_routes_connect_through_the_callback_and_disconnect(
+    function_env, monkeypatch, clock_file, key_file
+) -> None:
+    from tests.conftest import OPERATOR_KEY
+    from tests.helpers import auth, brand_body, post_json
+
+    with api_ready_to_connect(monkeypatch, clock_file, key_file) as (client, admin):
         other = post_json(
             client,
             "/v1/brands",
@@ -804,31 +813,10 @@ def test_a_wrong_client_secret_disconnects_no_account_and_fixing_it_resumes(
 def test_a_rotated_token_key_is_a_clear_409_on_every_x_route_and_changes_nothing(
     function_env, monkeypatch, clock_file, key_file
 ) -> None:
-    from infra.x_sandbox import XSandbox
-    from tests.conftest import OPERATOR_KEY, make_app
-    from tests.helpers import auth, brand_body, post_json
+    from tests.conftest import make_app
+    from tests.helpers import auth, post_json
 
-    with XSandbox(clock=clock_file) as sandbox:
-        sandbox.register_account(**ALPHA, token="token-alpha")
-        sandbox.configure_oauth(client_id=CLIENT_ID)
-        sandbox.approve_as(ALPHA["user_id"])
-        for name, value in {
-            "X_API_BASE_URL": sandbox.base_url,
-            "CARTCAST_X_CLIENT_ID": CLIENT_ID,
-            "CARTCAST_X_REDIRECT_URI": f"http://127.0.0.1:{closed_loopback_port()}/cb",
-            "CARTCAST_X_AUTHORIZE_URL": sandbox.base_url + "/i/oauth2/authorize",
-            "CARTCAST_TOKEN_KEY_FILE": str(key_file),
-        }.items():
-            monkeypatch.setenv(name, value)
-        runtime_module.reset()
-        client = make_app("api", "http").test_client()
-        created = post_json(
-            client,
-            "/v1/brands",
-            brand_body(x_user_id=None, x_username=None, x_access_token=None),
-            OPERATOR_KEY,
-        ).get_json()
-        admin = created["api_key"]
+    with api_ready_to_connect(monkeypatch, clock_file, key_file) as (client, admin):
         started = client.post("/v1/brand/x/connect", headers=auth(admin)).get_json()
         callback = approve(started["authorize_url"])
 
