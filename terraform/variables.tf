@@ -77,6 +77,11 @@ variable "functions" {
     max_instances = number
   }))
   description = "Memory (MiB), timeout (seconds) and maximum instances of each function, keyed by entry point."
+  # Memory: every function's peak in `make bench` is under 100 MiB, so each fits the
+  # 256 MiB tier, and 256 is a valid setting. On gen2, memory also sets the CPU
+  # share (256 MiB gets a sixth of a vCPU, 512 MiB a third, 1 GiB 0.583): the
+  # defaults buy CPU for cold starts and the export's compression, and publish's
+  # 1 GiB for its worker threads (decision 0016).
   # The api's 900 s are for GET /v1/brand/export, which streams a big brand's
   # archive for minutes (67 s for 400,000 snapshots in bench/export_memory.py); a
   # request cut at the timeout leaves an archive without its manifest.
