@@ -94,3 +94,16 @@ def test_a_model_given_to_the_scorer_stands_in_for_the_shipped_weights():
     assert given.intent == "complaint" and "model:complaint" in given.reasons
     assert shipped.intent == "question"
     assert intent_model.probabilities("anything", sure)["complaint"] > 0.99
+
+
+def test_a_model_sure_of_an_order_issue_does_not_overrule_praise_words():
+    # "Love that you sent a note with my order": the order words are praised.
+    classes = list(train_intent_model.CLASSES)
+    bias = [9.0 if c == "order_issue" else 0.0 for c in classes]
+    sure = intent_model.load({"classes": classes, "bias": bias, "weights": {}})
+
+    praised = score_mention("@oakandreed love the note you sent, thank you", model=sure)
+    plain = score_mention("@oakandreed nice, the box is here", model=sure)
+
+    assert praised.intent == "praise" and "adjust:eager" in praised.reasons
+    assert plain.sentiment == "positive" and plain.intent == "order_issue"

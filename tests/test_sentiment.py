@@ -112,6 +112,55 @@ def test_delight_in_words_vader_lacks_is_praise_not_an_order_issue(text):
     assert score.sentiment == "positive"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "@northwindgoods these trainers are fire",
+        "@northwindgoods new drop \U0001f525\U0001f525",
+        "returned a lamp to @northwindgoods, money back in two days. painless",
+        "love that @northwindgoods tucked a thank-you card into my order, made my day",
+    ],
+)
+def test_slang_fire_and_praise_of_an_order_are_praise_not_a_problem(text):
+    score = score_mention(text)
+
+    assert (score.intent, score.sentiment) == ("praise", "positive")
+
+
+def test_fire_that_burns_is_still_a_crisis():
+    score = score_mention("the toaster from @northwindgoods caught fire")
+
+    assert score.escalate and score.crisis
+
+
+def test_a_but_that_says_the_problem_was_put_right_is_praise():
+    score = score_mention(
+        "got the wrong colour at first but @northwindgoods sorted the exchange in a "
+        "day, great team"
+    )
+
+    assert score.intent == "praise"
+
+
+def test_a_but_that_asks_for_more_stays_an_order_issue():
+    score = score_mention(
+        "@northwindgoods I returned two items but was only refunded for one. "
+        "please advise"
+    )
+
+    assert score.intent == "order_issue"
+
+
+def test_a_lost_parcel_tracked_down_is_no_order_issue():
+    score = score_mention(
+        "thought my package was lost, @northwindgoods tracked it down and it came "
+        "the next morning"
+    )
+
+    assert score.intent != "order_issue"
+    assert score.priority == 4
+
+
 def test_a_wrong_item_still_to_be_put_right_stays_an_order_issue():
     score = score_mention("@northwindgoods you swapped it for the wrong colour again")
 
