@@ -36,6 +36,7 @@ TRAINED_ON = (
     DATA / "triage_mentions.json",
     DATA / "triage_mentions_fernway.json",
     DATA / "triage_mentions_copperleaf.json",
+    DATA / "triage_mentions_solestack.json",
     DATA / "triage_tuning_pawnest.json",
     DATA / "triage_tuning_lunaria.json",
 )
