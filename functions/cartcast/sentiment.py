@@ -128,8 +128,9 @@ on mentions written blind to them the rules alone read order issues 0.81 and
 complaints 0.67; with the learned model, on the three stores' reporting halves,
 0.909 and 0.688, and praise is read as an order issue or complaint more often
 (decision 0018, fourth round). "Just placed my first order" reads as an order
-issue; VADER reads the slang "this is fire" as negative. Each would need a
-labelled sample of real mentions to fix without guessing.
+issue; VADER reads slang such as "stupid comfy 😩" as negative ("is fire" and its
+emoji are read as praise since cartcast.9). Each would need a labelled sample of
+real mentions to fix without guessing.
 """
 
 from __future__ import annotations
