@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -23,7 +24,7 @@ from cartcast.captions import (
 )
 from cartcast.clock import FixedClock
 from cartcast.errors import ConfigurationError, RateLimited, TransientError
-from cartcast.gemini import CopyFailed, GeminiCaptioner
+from cartcast.gemini import CopyFailed, GeminiCaptioner, http_options
 from cartcast.links import product_link
 from infra.gemini_standin import DEFAULT_API_KEY, GeminiStandIn
 
@@ -219,6 +220,18 @@ def test_the_key_goes_in_a_header_and_the_timeout_in_milliseconds(
     # google-genai turns HttpOptions.timeout (ms) into seconds for this header: 20 s
     # shows up as "20"; seconds passed by mistake would show "1".
     assert call["headers"]["x-server-timeout"] == "20"
+
+
+def test_every_transport_of_the_client_shares_one_verifying_tls_context() -> None:
+    options = http_options("https://generativelanguage.googleapis.com", "v1beta", 20.0)
+
+    tls = options.client_args["verify"]
+    assert isinstance(tls, ssl.SSLContext)
+    assert options.async_client_args["verify"] is tls  # httpx2, async
+    assert options.async_client_args["ssl"] is tls  # aiohttp and websockets
+    assert tls.verify_mode == ssl.CERT_REQUIRED
+    assert tls.check_hostname
+    assert options.timeout == 20_000
 
 
 def test_write_copy_returns_texts_aligned_with_the_requests(

@@ -66,6 +66,7 @@ from cartcast.post_text import X_MAX_WEIGHTED_LENGTH
 
 if TYPE_CHECKING:
     from google import genai
+    from google.genai import types
 
     from cartcast.quota import QuotaGovernor
 
@@ -335,19 +336,14 @@ class GeminiCaptioner:
     def _get_client(self) -> genai.Client:
         if self._client is None:
             from google import genai
-            from google.genai import types
 
-            # HttpOptions.timeout is in milliseconds (google-genai types.py: "Timeout
-            # for the request in milliseconds"; _api_client divides it by 1000).
-            # retry_options stays unset: the SDK then makes one attempt, and retries
-            # are ours. vertexai=False: an API key only, never a credentials lookup.
-            options = types.HttpOptions(
-                base_url=self._base_url,
-                api_version=self._api_version,
-                timeout=round(self._timeout_s * 1000),
-            )
+            # vertexai=False: an API key only, never a credentials lookup.
             self._client = genai.Client(
-                api_key=self._api_key, vertexai=False, http_options=options
+                api_key=self._api_key,
+                vertexai=False,
+                http_options=http_options(
+                    self._base_url, self._api_version, self._timeout_s
+                ),
             )
         return self._client
 
@@ -394,6 +390,36 @@ class GeminiCaptioner:
             log.info("gemini copy written", extra=values)
         else:
             log.warning("gemini call failed", extra=values)
+
+
+def http_options(
+    base_url: str | None, api_version: str, timeout_s: float
+) -> types.HttpOptions:
+    """Return the client's HTTP options: one TLS context, the SDK's own timeout.
+
+    google-genai 3.6.1 builds a TLS context for each transport a client may use
+    (its httpx2 client, aiohttp and websockets; _api_client.py), and each one loads
+    a CA store: 20 to 30 ms of CPU apiece, measured, inside every cold start that
+    writes a caption. cartcast only ever calls the sync httpx2 client, so it builds
+    that client's context as the SDK would (httpx2.create_ssl_context(): the OS
+    trust store, or SSL_CERT_FILE / SSL_CERT_DIR; verification stays on) and hands
+    the same one to the other two, which then load nothing.
+    """
+    import httpx2
+    from google.genai import types
+
+    tls = httpx2.create_ssl_context()
+    # HttpOptions.timeout is in milliseconds (google-genai types.py: "Timeout for
+    # the request in milliseconds"; _api_client divides it by 1000). retry_options
+    # stays unset: the SDK then makes one attempt, and retries are ours.
+    return types.HttpOptions(
+        base_url=base_url,
+        api_version=api_version,
+        timeout=round(timeout_s * 1000),
+        # "verify" for httpx2, sync and async; "ssl" for aiohttp and websockets.
+        client_args={"verify": tls},
+        async_client_args={"verify": tls, "ssl": tls},
+    )
 
 
 def _read_captions(response: Any, refs: list[str]) -> _Captions:
