@@ -257,6 +257,12 @@ class GeminiStandIn:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "GeminiStandIn"
+    # The head and the body of an answer leave in two writes (end_headers, then
+    # the payload). With Nagle's algorithm the second waited for the client's
+    # delayed ACK of the first: about 40 ms on every call over a kept-alive
+    # connection (44 ms a call measured, 7 ms for the first), where Google's
+    # front end answers without such a pause. TCP_NODELAY sends both at once.
+    disable_nagle_algorithm = True
 
     @property
     def standin(self) -> GeminiStandIn:
