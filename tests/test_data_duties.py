@@ -56,6 +56,8 @@ DEPLOYMENT_WIDE = {
     "gemini_calls",
     "gemini_pause",
     "x_app_pauses",
+    # Failed console sign-ins by client address: no brand is known for a wrong key.
+    "console_signin_failures",
 }
 # Names a brand without a foreign key; offboarding deletes its rows by name.
 BRAND_WITHOUT_FOREIGN_KEY = {"kpi_marks"}
@@ -953,6 +955,8 @@ NOT_EXPORTED = {
     "x_post_intents": "the post windows' bookkeeping; the attempts are exported",
     "caption_jobs": "work in progress; its drafts are the posts",
     "caption_job_items": "work in progress; its drafts are the posts",
+    "catalog_imports": "work in progress; what it stored are the products",
+    "catalog_import_items": "work in progress; what it stored are the products",
     "escalation_outbox": "copies of mentions queued for the brand's CRM",
     "alert_outbox": "copies of alerts queued for the brand's webhook",
     "author_data_removals": "a log of requests, not the brand's content",
