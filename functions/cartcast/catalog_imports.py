@@ -16,17 +16,19 @@ variant keeps its own SKU in product_variants (decision 0033).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import html
 import io
 import json
 import re
+import uuid
 from decimal import Decimal
 from typing import Any
 
 from cartcast import catalog, validation
 from cartcast.db import Transaction
-from cartcast.errors import InvalidRequest
+from cartcast.errors import InvalidRequest, NotFound
 
 ROWS_MAX = 10_000
 PRODUCTS_MAX = catalog.IMPORT_ROWS_MAX
@@ -47,6 +49,73 @@ VALUES (:product_id, :position, :sku, CAST(:options AS text[]), :price,
 INSERT_IMAGE = """
 INSERT INTO product_images (product_id, position, url, alt_text)
 VALUES (:product_id, :position, :url, :alt_text)
+"""
+# The money a stored payload holds as text, read back as Decimal.
+MONEY_FIELDS = ("price", "discount_percent")
+VARIANT_MONEY_FIELDS = ("price", "compare_at_price")
+ITEMS_PER_INSERT = 500
+
+INSERT_IMPORT = """
+INSERT INTO catalog_imports (id, brand_id, created_by, kind, rows_total,
+    products_total, created_at)
+VALUES (:id, :brand_id, :created_by, :kind, :rows_total, :products_total, :now)
+"""
+INSERT_ITEMS = """
+INSERT INTO catalog_import_items (import_id, position, line, file_rows, product,
+    payload, outcome, message, done_at)
+SELECT :import_id, i.position, i.line, i.file_rows, i.product, i.payload, i.outcome,
+    i.message, CASE WHEN i.outcome IS NOT NULL THEN CAST(:now AS timestamptz) END
+FROM jsonb_to_recordset(CAST(:items AS jsonb)) AS i (position integer,
+    line integer, file_rows integer, product text, payload jsonb, outcome text,
+    message text)
+"""
+FINISH_IMPORT = """
+UPDATE catalog_imports SET finished_at = :now WHERE id = :id AND finished_at IS NULL
+"""
+LOCK_IMPORT = """
+SELECT id, finished_at FROM catalog_imports
+WHERE id = :id AND brand_id = :brand_id FOR UPDATE
+"""
+SELECT_PENDING_ITEMS = """
+SELECT position, payload FROM catalog_import_items
+WHERE import_id = :id AND done_at IS NULL
+ORDER BY position LIMIT :limit
+"""
+ANY_PENDING = """
+SELECT EXISTS (SELECT 1 FROM catalog_import_items
+               WHERE import_id = :id AND done_at IS NULL)
+"""
+MARK_ITEM_DONE = """
+UPDATE catalog_import_items
+SET outcome = :outcome, variants = :variants, images = :images, payload = NULL,
+    done_at = :now
+WHERE import_id = :import_id AND position = :position
+"""
+SELECT_PROGRESS = """
+SELECT c.kind, c.rows_total, c.products_total, c.finished_at,
+    coalesce(sum(i.file_rows) FILTER (WHERE i.done_at IS NOT NULL), 0) AS rows_done,
+    count(*) FILTER (WHERE i.outcome = 'inserted') AS inserted,
+    count(*) FILTER (WHERE i.outcome = 'updated') AS updated,
+    count(*) FILTER (WHERE i.outcome = 'refused') AS refused,
+    coalesce(sum(i.variants), 0) AS variants,
+    coalesce(sum(i.images), 0) AS images
+FROM catalog_imports c
+LEFT JOIN catalog_import_items i ON i.import_id = c.id
+WHERE c.id = :id AND c.brand_id = :brand_id
+GROUP BY c.id
+"""
+SELECT_UNFINISHED = """
+SELECT c.id, c.kind, c.rows_total, c.created_at, c.created_by,
+    coalesce(sum(i.file_rows) FILTER (WHERE i.done_at IS NOT NULL), 0) AS rows_done
+FROM catalog_imports c
+LEFT JOIN catalog_import_items i ON i.import_id = c.id
+WHERE c.brand_id = :brand_id AND c.finished_at IS NULL
+GROUP BY c.id ORDER BY c.created_at DESC, c.id LIMIT :limit
+"""
+SELECT_REFUSED = """
+SELECT line AS row, product, message FROM catalog_import_items
+WHERE import_id = :id AND outcome = 'refused'
+ORDER BY line, position LIMIT :limit
 """
 
 
@@ -85,29 +154,31 @@ def read_pasted(text: str) -> tuple[str, Any]:
     return read_upload(text.encode("utf-8", "surrogateescape"), name)
 
 
-def import_shopify_csv(
-    tx: Transaction, *, brand_id: str, text: str, now: dt.datetime
-) -> dict[str, Any]:
-    """Import every complete product of a Shopify product CSV; report the rest."""
+def prepare_shopify_csv(text: str) -> Prepared:
+    """Check every product of a Shopify product CSV; nothing is stored yet.
+
+    Raises:
+        InvalidRequest: the file as a whole is no Shopify product CSV, or too big.
+    """
     groups, errors = _group_rows(text)
-    report = _empty_report(rows=sum(len(rows) for _, rows in groups) + len(errors))
-    report["errors"] = errors
+    items = [
+        _refused(error["row"], 1, error["product"], error["message"])
+        for error in errors
+    ]
     for handle, rows in groups:
         try:
             product, variants, images = _shopify_product(handle, rows)
         except RowError as error:
-            report["errors"].append(
-                {"row": error.row, "product": handle, "message": str(error)}
-            )
+            items.append(_refused(error.row, len(rows), handle, str(error)))
             continue
-        _store(tx, brand_id, product, variants, images, now, report)
-    return _finish(report, len(groups))
+        items.append(_checked(rows[0][0], len(rows), product, variants, images))
+    items.sort(key=lambda item: item["line"])
+    rows_total = sum(len(rows) for _, rows in groups) + len(errors)
+    return Prepared("csv", items, rows_total=rows_total, products_total=len(groups))
 
 
-def import_json_feed(
-    tx: Transaction, *, brand_id: str, feed: Any, now: dt.datetime
-) -> dict[str, Any]:
-    """Import each product of a JSON feed (catalog.py's fields) that is valid."""
+def prepare_json_feed(feed: Any) -> Prepared:
+    """Check each product of a JSON feed (catalog.py's fields); nothing is stored."""
     if isinstance(feed, dict):
         feed = feed.get("products")
     if not isinstance(feed, list) or not feed:
@@ -119,7 +190,7 @@ def import_json_feed(
             f"at most {PRODUCTS_MAX} products per import", field="file"
         )
 
-    report = _empty_report(rows=len(feed))
+    items = []
     seen: set[str] = set()
     for index, row in enumerate(feed):
         try:
@@ -128,13 +199,112 @@ def import_json_feed(
                 raise InvalidRequest(f"SKU {product['sku']!r} is repeated", field="sku")
         except InvalidRequest as error:
             sku = row.get("sku") if isinstance(row, dict) else None
-            report["errors"].append(
-                {"row": index + 1, "product": _shown(sku), "message": str(error)}
-            )
+            items.append(_refused(index + 1, 1, _shown(sku), str(error)))
             continue
         seen.add(product["sku"])
-        _store(tx, brand_id, product, [], [], now, report)
-    return _finish(report, len(feed))
+        items.append(_checked(index + 1, 1, product, [], []))
+    return Prepared("json", items, rows_total=len(feed), products_total=len(feed))
+
+
+def create_import(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    prepared: Prepared,
+    created_by: str,
+    now: dt.datetime,
+) -> str:
+    """Store a checked upload as an import job with its items; return its id.
+
+    Refused rows are done at once; products wait for run_chunk.
+    """
+    import_id = str(uuid.uuid4())
+    tx.execute(
+        INSERT_IMPORT,
+        id=import_id,
+        brand_id=brand_id,
+        created_by=created_by,
+        kind=prepared.kind,
+        rows_total=prepared.rows_total,
+        products_total=prepared.products_total,
+        now=now,
+    )
+    items = [
+        {**item, "position": position} for position, item in enumerate(prepared.items)
+    ]
+    # One statement for every item: an upload of a thousand products is one round
+    # trip, not a thousand.
+    for start in range(0, len(items), ITEMS_PER_INSERT):
+        batch = items[start : start + ITEMS_PER_INSERT]
+        tx.execute(
+            INSERT_ITEMS,
+            import_id=import_id,
+            items=json.dumps(batch, default=_json_value),
+            now=now,
+        )
+    if not any(item["payload"] is not None for item in items):
+        tx.execute(FINISH_IMPORT, id=import_id, now=now)
+    return import_id
+
+
+def run_chunk(
+    tx: Transaction, *, brand_id: str, import_id: str, limit: int, now: dt.datetime
+) -> dict[str, Any]:
+    """Store the next `limit` products of an import; return its progress.
+
+    Idempotent: each item is marked done in the transaction that stores it, and
+    storing is an upsert by SKU that replaces the product's variants and images, so
+    a chunk re-run after a crash writes the same rows again, never more. The job's
+    row is locked first, so two requests for one import take turns.
+    """
+    job = tx.one(LOCK_IMPORT, id=import_id, brand_id=brand_id)
+    if job is None:
+        raise NotFound("this import is not one of your brand's (or it does not exist)")
+    if job["finished_at"] is None:
+        pending = tx.rows(SELECT_PENDING_ITEMS, id=import_id, limit=limit)
+        for item in pending:
+            _store_item(tx, brand_id, import_id, item, now)
+        if len(pending) < limit or not tx.scalar(ANY_PENDING, id=import_id):
+            tx.execute(FINISH_IMPORT, id=import_id, now=now)
+    return progress(tx, brand_id=brand_id, import_id=import_id)
+
+
+def progress(tx: Transaction, *, brand_id: str, import_id: str) -> dict[str, Any]:
+    """Return an import's progress and, counted so far, its report."""
+    found = tx.one(SELECT_PROGRESS, id=import_id, brand_id=brand_id)
+    if found is None:
+        raise NotFound("this import is not one of your brand's (or it does not exist)")
+    errors_shown = tx.rows(SELECT_REFUSED, id=import_id, limit=ERRORS_SHOWN_MAX)
+    return {
+        "id": import_id,
+        "kind": found["kind"],
+        "done": found["finished_at"] is not None,
+        "rows_done": found["rows_done"],
+        "rows": found["rows_total"],
+        "products": found["products_total"],
+        "inserted": found["inserted"],
+        "updated": found["updated"],
+        "imported": found["inserted"] + found["updated"],
+        "variants": found["variants"],
+        "images": found["images"],
+        "refused": found["refused"],
+        "errors_shown": errors_shown,
+    }
+
+
+def unfinished(tx: Transaction, *, brand_id: str, limit: int) -> list[dict[str, Any]]:
+    """The brand's imports not done yet (a page closed mid-way), newest first."""
+    return tx.rows(SELECT_UNFINISHED, brand_id=brand_id, limit=limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A checked upload: its kind, and one item per product or refused row."""
+
+    kind: str
+    items: list[dict[str, Any]]
+    rows_total: int
+    products_total: int
 
 
 class RowError(InvalidRequest):
@@ -307,49 +477,83 @@ def _image(values: dict[str, str], line: int, position: int) -> dict[str, Any]:
     }
 
 
-def _store(
-    tx: Transaction,
-    brand_id: str,
-    product: dict[str, Any],
-    variants: list[dict[str, Any]],
-    images: list[dict[str, Any]],
-    now: dt.datetime,
-    report: dict[str, Any],
-) -> None:
-    """Upsert the product; replace its variants and images with the file's."""
-    inserted = tx.scalar(catalog.UPSERT_PRODUCT, brand_id=brand_id, now=now, **product)
-    report["inserted" if inserted else "updated"] += 1
-    report["imported"].append(product["sku"])
-    if not (variants or images):
-        return
-    product_id = tx.scalar(SELECT_PRODUCT_ID, brand_id=brand_id, sku=product["sku"])
-    tx.execute(DELETE_VARIANTS, product_id=product_id)
-    tx.execute(DELETE_IMAGES, product_id=product_id)
-    for variant in variants:
-        tx.execute(INSERT_VARIANT, product_id=product_id, **variant)
-    for image in images:
-        tx.execute(INSERT_IMAGE, product_id=product_id, **image)
-    report["variants"] += len(variants)
-    report["images"] += len(images)
-
-
-def _empty_report(*, rows: int) -> dict[str, Any]:
+def _refused(line: int, rows: int, product: str, message: str) -> dict[str, Any]:
     return {
-        "rows": rows,
-        "products": 0,
-        "inserted": 0,
-        "updated": 0,
-        "variants": 0,
-        "images": 0,
-        "imported": [],
-        "errors": [],
+        "line": line,
+        "file_rows": rows,
+        "product": product,
+        "payload": None,
+        "outcome": "refused",
+        "message": message,
     }
 
 
-def _finish(report: dict[str, Any], products: int) -> dict[str, Any]:
-    report["products"] = products
-    report["errors_shown"] = report["errors"][:ERRORS_SHOWN_MAX]
-    return report
+def _checked(
+    line: int,
+    rows: int,
+    product: dict[str, Any],
+    variants: list[dict[str, Any]],
+    images: list[dict[str, Any]],
+) -> dict[str, Any]:
+    payload = {"product": product, "variants": variants, "images": images}
+    return {
+        "line": line,
+        "file_rows": rows,
+        "product": product["sku"],
+        "payload": payload,
+        "outcome": None,
+        "message": None,
+    }
+
+
+def _json_value(value: Any) -> str:
+    """Money goes into JSON as its exact text (Decimal), and comes back a Decimal."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _store_item(
+    tx: Transaction,
+    brand_id: str,
+    import_id: str,
+    item: dict[str, Any],
+    now: dt.datetime,
+) -> None:
+    """Upsert the item's product, replace its variants and images, mark it done."""
+    payload = item["payload"]
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    product = _with_decimals(payload["product"], MONEY_FIELDS)
+    variants = [_with_decimals(v, VARIANT_MONEY_FIELDS) for v in payload["variants"]]
+    images = payload["images"]
+
+    inserted = tx.scalar(catalog.UPSERT_PRODUCT, brand_id=brand_id, now=now, **product)
+    if variants or images:
+        product_id = tx.scalar(SELECT_PRODUCT_ID, brand_id=brand_id, sku=product["sku"])
+        tx.execute(DELETE_VARIANTS, product_id=product_id)
+        tx.execute(DELETE_IMAGES, product_id=product_id)
+        for variant in variants:
+            tx.execute(INSERT_VARIANT, product_id=product_id, **variant)
+        for image in images:
+            tx.execute(INSERT_IMAGE, product_id=product_id, **image)
+
+    tx.execute(
+        MARK_ITEM_DONE,
+        import_id=import_id,
+        position=item["position"],
+        outcome="inserted" if inserted else "updated",
+        variants=len(variants),
+        images=len(images),
+        now=now,
+    )
+
+
+def _with_decimals(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        name: Decimal(value) if name in names and value is not None else value
+        for name, value in values.items()
+    }
 
 
 def _plain_text(body_html: str) -> str:

@@ -3,8 +3,9 @@
 The api function hands every /console path here. Each request runs in one database
 transaction, like the JSON API: a form that fails changes nothing, and its page says
 why with the status the API would answer (400, 403, 404, 409). Pages are Jinja2
-templates with one stylesheet served from /console/console.css and no script, under
-a Content-Security-Policy that allows nothing else (decision 0033).
+templates with one stylesheet served from /console/console.css, under a
+Content-Security-Policy that allows nothing else (decision 0033); a big import's
+progress page alone also runs its own script, and works without it (decision 0038).
 
 Sign-in, the session cookie, CSRF tokens and what each role may do live in
 console_session.py; a state-changing form is checked for its token first, then for
@@ -48,11 +49,18 @@ from cartcast import (
 )
 from cartcast.console_session import Session, SessionExpired
 from cartcast.db import Transaction
-from cartcast.errors import CartcastError, Forbidden, InvalidRequest, NotFound
+from cartcast.errors import (
+    CartcastError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+)
 from cartcast.logs import fields
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STYLESHEETS = (TEMPLATES / "kpi_report.css", TEMPLATES / "console" / "console.css")
+IMPORT_SCRIPT = TEMPLATES / "console" / "catalog_import.js"
+UNFINISHED_IMPORTS_SHOWN_MAX = 5
 APPROVALS_SHOWN_MAX = 200
 BULK_APPROVE_MAX = 200
 INBOX_SHOWN_MAX = 100
@@ -72,6 +80,10 @@ HTML_HEADERS = {
         "base-uri 'none'; frame-ancestors 'none'"
     ),
 }
+# The import's progress page alone runs a script: its own, fetching its own chunks.
+SCRIPTED_POLICY = (
+    HTML_HEADERS["Content-Security-Policy"] + "; script-src 'self'; connect-src 'self'"
+)
 # What a redirect after a form may say; a code, so no text travels in a URL.
 NOTICES = {
     "approved": "Approved.",
@@ -95,6 +107,7 @@ ROUTES = Map(
         Rule("/console", methods=["GET"], endpoint="home"),
         Rule("/console/console.css", methods=["GET"], endpoint="stylesheet"),
         Rule("/console/favicon.svg", methods=["GET"], endpoint="icon"),
+        Rule("/console/catalog_import.js", methods=["GET"], endpoint="import_script"),
         Rule("/console/signin", methods=["GET"], endpoint="signin_page"),
         Rule("/console/signin", methods=["POST"], endpoint="sign_in"),
         Rule("/console/signout", methods=["POST"], endpoint="sign_out"),
@@ -126,6 +139,16 @@ ROUTES = Map(
         Rule("/console/status", methods=["GET"], endpoint="status"),
         Rule("/console/catalog", methods=["GET"], endpoint="catalog_page"),
         Rule("/console/catalog/import", methods=["POST"], endpoint="import_catalog"),
+        Rule(
+            "/console/catalog/imports/<import_id>",
+            methods=["GET"],
+            endpoint="import_page",
+        ),
+        Rule(
+            "/console/catalog/imports/<import_id>/continue",
+            methods=["POST"],
+            endpoint="continue_import",
+        ),
         Rule(
             "/console/catalog/captions", methods=["POST"], endpoint="caption_products"
         ),
@@ -160,6 +183,8 @@ def handle(request: Any, runtime: Any) -> Response:
         return _stylesheet()
     if endpoint == "icon":
         return _icon()
+    if endpoint == "import_script":
+        return _import_script()
 
     secret = runtime.settings.console_secret
     if not secret:
@@ -672,7 +697,9 @@ def catalog_page(
 def import_catalog(
     tx: Transaction, *, request: Any, runtime: Any, session: Session
 ) -> Response:
-    """Import a Shopify CSV or a JSON feed row by row; show what was refused."""
+    """Check an uploaded Shopify CSV or JSON feed, keep it as an import job and
+    store its first chunk; a file that fits shows its report at once, a bigger one
+    goes on from its progress page (decision 0038)."""
     session.require("import")
     if request.content_length and request.content_length > UPLOAD_BYTES_MAX:
         raise InvalidRequest(
@@ -687,33 +714,98 @@ def import_catalog(
         kind, content = catalog_imports.read_pasted(pasted)
     else:
         raise InvalidRequest("choose a file to import, or paste one", field="file")
-    brand_id, now = session.caller.brand_id, runtime.clock.now()
     if kind == "csv":
-        report = catalog_imports.import_shopify_csv(
-            tx, brand_id=brand_id, text=content, now=now
-        )
+        prepared = catalog_imports.prepare_shopify_csv(content)
     else:
-        report = catalog_imports.import_json_feed(
-            tx, brand_id=brand_id, feed=content, now=now
-        )
+        prepared = catalog_imports.prepare_json_feed(content)
+
+    brand_id, now = session.caller.brand_id, runtime.clock.now()
+    import_id = catalog_imports.create_import(
+        tx,
+        brand_id=brand_id,
+        prepared=prepared,
+        created_by=session.caller.key_name,
+        now=now,
+    )
+    progress = catalog_imports.run_chunk(
+        tx,
+        brand_id=brand_id,
+        import_id=import_id,
+        limit=runtime.settings.console_import_chunk,
+        now=now,
+    )
+    _log_chunk(runtime, brand_id, progress)
+    if not progress["done"]:
+        return _redirect(f"/console/catalog/imports/{import_id}")
+    return _catalog(tx, request=request, session=session, report=progress)
+
+
+def import_page(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session, import_id: str
+) -> Response:
+    """An import's progress, or its report once every row is done."""
+    progress = catalog_imports.progress(
+        tx,
+        brand_id=session.caller.brand_id,
+        import_id=_row_id(import_id, "import"),
+    )
+    if progress["done"]:
+        return _catalog(tx, request=request, session=session, report=progress)
+    body, status, headers = _page(
+        "catalog_import.html",
+        request,
+        session,
+        tx,
+        title="Importing the catalog",
+        progress=progress,
+    )
+    return body, status, {**headers, "Content-Security-Policy": SCRIPTED_POLICY}
+
+
+def continue_import(
+    tx: Transaction, *, request: Any, runtime: Any, session: Session, import_id: str
+) -> Response:
+    """Store the import's next chunk: JSON progress for the page's script, else
+    back to the progress page."""
+    session.require("import")
+    brand_id = session.caller.brand_id
+    progress = catalog_imports.run_chunk(
+        tx,
+        brand_id=brand_id,
+        import_id=_row_id(import_id, "import"),
+        limit=runtime.settings.console_import_chunk,
+        now=runtime.clock.now(),
+    )
+    _log_chunk(runtime, brand_id, progress)
+    if "application/json" in request.headers.get("Accept", ""):
+        shown = ("rows_done", "rows", "done", "imported", "refused")
+        return web.json_response({name: progress[name] for name in shown})
+    return _redirect(f"/console/catalog/imports/{progress['id']}")
+
+
+def _log_chunk(runtime: Any, brand_id: str, progress: dict[str, Any]) -> None:
     runtime.log.info(
-        "catalog imported",
+        "catalog import chunk stored",
         extra=fields(
             brand_id=brand_id,
-            kind=kind,
-            imported=len(report["imported"]),
-            refused=len(report["errors"]),
+            import_id=progress["id"],
+            kind=progress["kind"],
+            rows_done=progress["rows_done"],
+            rows=progress["rows"],
+            imported=progress["imported"],
+            refused=progress["refused"],
+            done=progress["done"],
         ),
     )
-    return _catalog(tx, request=request, session=session, report=report)
 
 
 def _catalog(
     tx: Transaction, *, request: Any, session: Session, report: Any
 ) -> Response:
     """The catalog page, with an import's report when there was one."""
+    brand_id = session.caller.brand_id
     found = catalog.list_products(
-        tx, brand_id=session.caller.brand_id, after_sku=None, limit=PRODUCTS_SHOWN_MAX
+        tx, brand_id=brand_id, after_sku=None, limit=PRODUCTS_SHOWN_MAX
     )
     return _page(
         "catalog.html",
@@ -723,6 +815,9 @@ def _catalog(
         title="Catalog",
         products=found,
         report=report,
+        unfinished=catalog_imports.unfinished(
+            tx, brand_id=brand_id, limit=UNFINISHED_IMPORTS_SHOWN_MAX
+        ),
         drafts_max=posts.PRODUCTS_PER_REQUEST_MAX,
     )
 
@@ -991,6 +1086,20 @@ def _stylesheet() -> Response:
     return _stylesheet_text(), 200, headers
 
 
+@functools.cache
+def _import_script_text() -> str:
+    return IMPORT_SCRIPT.read_text(encoding="utf-8")
+
+
+def _import_script() -> Response:
+    headers = {
+        "Content-Type": "text/javascript; charset=utf-8",
+        "Cache-Control": "max-age=300",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return _import_script_text(), 200, headers
+
+
 def _icon() -> Response:
     headers = {
         "Content-Type": "image/svg+xml",
@@ -1004,5 +1113,5 @@ def _icon() -> Response:
 HANDLERS = {
     rule.endpoint: globals()[rule.endpoint]
     for rule in ROUTES.iter_rules()
-    if rule.endpoint not in ("stylesheet", "icon")
+    if rule.endpoint not in ("stylesheet", "icon", "import_script")
 }

@@ -64,6 +64,9 @@ SCHEDULE_HORIZON_DAYS_MAX = 3660
 # A console session lasts at most a week; the secret that signs it is 32+ characters.
 CONSOLE_SESSION_MAX_MIN = 7 * 24 * 60
 CONSOLE_SECRET_MIN_LENGTH = 32
+# Products stored per console import request: the largest import (1,000 products)
+# fits one request at most, which is what the chunks are there to avoid needing.
+CONSOLE_IMPORT_CHUNK_MAX = 1000
 # Upper bounds of the other durations and counts. Without them a value that parses
 # (a day count of 999999) loads, then every run fails on date arithmetic outside
 # the years 1 to 9999; each bound is far past any useful value, and in the README.
@@ -143,6 +146,7 @@ class Settings:
     schedule_horizon_days: int = 365
     console_secret: str | None = None
     console_session_min: int = 480
+    console_import_chunk: int = 200
     reconcile_delay_s: int = 300
     reconcile_pages_max: int = 5
     missed_after_s: int = 900
@@ -318,6 +322,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             480,
             at_most=CONSOLE_SESSION_MAX_MIN,
             unit=" minutes (a week)",
+        ),
+        console_import_chunk=number(
+            "CARTCAST_CONSOLE_IMPORT_CHUNK", 200, at_most=CONSOLE_IMPORT_CHUNK_MAX
         ),
         # Its range, 30 seconds to a day, is checked with the other settings below.
         reconcile_delay_s=number("CARTCAST_RECONCILE_DELAY_S", 300, at_most=math.inf),
