@@ -44,6 +44,7 @@ from cartcast import (
     posts,
     report_page,
     reports,
+    signin_limits,
     validation,
     web,
 )
@@ -54,6 +55,8 @@ from cartcast.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    TooManyRequests,
+    Unauthorized,
 )
 from cartcast.logs import fields
 
@@ -271,17 +274,46 @@ def signin_page(tx: Transaction, *, request: Any, runtime: Any) -> Response:
 
 
 def sign_in(tx: Transaction, *, request: Any, runtime: Any) -> Response:
-    """Check the key, set the session cookie and go to the approvals."""
+    """Check the key, set the session cookie and go to the approvals.
+
+    An address that failed too often this window is refused first, with no key
+    looked up (signin_limits); each wrong key counts against it.
+    """
     _require_same_origin(request)
+    settings, now = runtime.settings, runtime.clock.now()
+    client = signin_limits.client_address(
+        request.remote_addr,
+        request.headers.get("X-Forwarded-For", ""),
+        settings.console_proxy_hops,
+    )
+    try:
+        signin_limits.check(
+            tx,
+            client=client,
+            now=now,
+            failures_max=settings.console_signin_failures,
+            window_min=settings.console_signin_window_min,
+        )
+    except TooManyRequests as limited:
+        _record_limited_sign_in(runtime, tx, request, now)
+        runtime.log.warning("console sign-in limited", extra=fields(client=client))
+        response = _signin_form(str(limited), status=limited.status)
+        response[2]["Retry-After"] = str(limited.retry_after_s)
+        return response
     try:
         session, cookie = console_session.sign_in(
             tx,
             key=request.form.get("key", ""),
-            secret=runtime.settings.console_secret,
-            now=runtime.clock.now(),
-            lifetime_min=runtime.settings.console_session_min,
+            secret=settings.console_secret,
+            now=now,
+            lifetime_min=settings.console_session_min,
         )
     except InvalidRequest as refused:
+        if isinstance(refused, Unauthorized):
+            window_min = settings.console_signin_window_min
+            signin_limits.record_failure(
+                tx, client=client, now=now, window_min=window_min
+            )
         if isinstance(refused, keys.RevokedKey):
             route = _route_of(request)
             _api_refusal(
@@ -291,16 +323,39 @@ def sign_in(tx: Transaction, *, request: Any, runtime: Any) -> Response:
                 action="access.revoked_key_used",
                 route=route,
                 after={"route": route},
-                now=runtime.clock.now(),
+                now=now,
             )
         return _signin_form(str(refused), status=refused.status)
     header = console_session.cookie_header(
         cookie,
         host=request.host,
-        max_age_s=runtime.settings.console_session_min * 60,
+        max_age_s=settings.console_session_min * 60,
     )
     runtime.log.info("console sign-in", extra=fields(brand_id=session.caller.brand_id))
     return _redirect("/console/approvals", {"Set-Cookie": header})
+
+
+def _record_limited_sign_in(
+    runtime: Any, tx: Transaction, request: Any, now: dt.datetime
+) -> None:
+    """Put a refused sign-in in the trail of the brand whose key it carried, if any:
+    someone holding a brand's key (live or revoked) is being held off."""
+    key = request.form.get("key", "").strip()
+    if not key.isascii() or not key or len(key) > console_session.KEY_LENGTH_MAX:
+        return
+    row = tx.one(keys.SELECT_ANY_KEY, key_hash=keys.hash_key(key))
+    if row is None:
+        return
+    route = _route_of(request)
+    _api_refusal(
+        runtime,
+        brand_id=str(row["brand_id"]),
+        actor=row["name"],
+        action="access.signin_limited",
+        route=route,
+        after={"route": route},
+        now=now,
+    )
 
 
 def sign_out(

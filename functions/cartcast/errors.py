@@ -9,7 +9,8 @@
         ├── Unauthorized     no key, or a key that matches no brand (401)
         ├── Forbidden        a key that may not do this (403)
         ├── NotFound         absent, or belongs to another brand (404)
-        └── Conflict         the request clashes with the current state (409)
+        ├── Conflict         the request clashes with the current state (409)
+        └── TooManyRequests  too many failed tries: wait `retry_after_s` (429)
 
 Adapters translate library exceptions into these with `raise ... from`, so domain code
 and entry points never catch a tweepy, google-genai or pg8000 class. A transient
@@ -80,3 +81,13 @@ class NotFound(InvalidRequest):
 
 class Conflict(InvalidRequest):
     status = 409
+
+
+class TooManyRequests(InvalidRequest):
+    """The caller failed too often lately; it may try again after `retry_after_s`."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

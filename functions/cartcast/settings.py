@@ -67,6 +67,13 @@ CONSOLE_SECRET_MIN_LENGTH = 32
 # Products stored per console import request: the largest import (1,000 products)
 # fits one request at most, which is what the chunks are there to avoid needing.
 CONSOLE_IMPORT_CHUNK_MAX = 1000
+# Failed console sign-ins: a window longer than a day locks out a shared address
+# for a day; more than 1,000 failures a window is no limit against guessing.
+CONSOLE_SIGNIN_WINDOW_MAX_MIN = 1440
+CONSOLE_SIGNIN_FAILURES_MAX = 1000
+# Proxies in front of the function that each append an address to
+# X-Forwarded-For; past a handful, a setting is a typo.
+CONSOLE_PROXY_HOPS_MAX = 5
 # Upper bounds of the other durations and counts. Without them a value that parses
 # (a day count of 999999) loads, then every run fails on date arithmetic outside
 # the years 1 to 9999; each bound is far past any useful value, and in the README.
@@ -147,6 +154,10 @@ class Settings:
     console_secret: str | None = None
     console_session_min: int = 480
     console_import_chunk: int = 200
+    console_signin_failures: int = 10
+    console_signin_window_min: int = 15
+    # Unset: 0 locally (the peer's address), 1 in the cloud (decision 0038).
+    console_proxy_hops: int = 0
     reconcile_delay_s: int = 300
     reconcile_pages_max: int = 5
     missed_after_s: int = 900
@@ -255,6 +266,21 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             return default
         return FLAG_VALUES[raw.lower()]
 
+    def hops(name: str) -> int:
+        # Google's front end appends the caller's address to X-Forwarded-For;
+        # locally the peer is the caller.
+        default = 1 if text("CARTCAST_ENV") == "cloud" else 0
+        raw = text(name)
+        if raw is None:
+            return default
+        if not (raw.isascii() and raw.isdigit()) or int(raw) > CONSOLE_PROXY_HOPS_MAX:
+            problems.append(
+                f"{name} must be a whole number from 0 to {CONSOLE_PROXY_HOPS_MAX}, "
+                f"got {raw!r}"
+            )
+            return default
+        return int(raw)
+
     def choice(
         name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False
     ) -> str:
@@ -326,6 +352,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         console_import_chunk=number(
             "CARTCAST_CONSOLE_IMPORT_CHUNK", 200, at_most=CONSOLE_IMPORT_CHUNK_MAX
         ),
+        console_signin_failures=number(
+            "CARTCAST_CONSOLE_SIGNIN_FAILURES", 10, at_most=CONSOLE_SIGNIN_FAILURES_MAX
+        ),
+        console_signin_window_min=number(
+            "CARTCAST_CONSOLE_SIGNIN_WINDOW_MIN",
+            15,
+            at_most=CONSOLE_SIGNIN_WINDOW_MAX_MIN,
+            unit=" minutes (a day)",
+        ),
+        console_proxy_hops=hops("CARTCAST_CONSOLE_PROXY_HOPS"),
         # Its range, 30 seconds to a day, is checked with the other settings below.
         reconcile_delay_s=number("CARTCAST_RECONCILE_DELAY_S", 300, at_most=math.inf),
         reconcile_pages_max=number(
