@@ -100,6 +100,16 @@ resource "google_pubsub_topic_iam_member" "poll_publishes_mentions" {
   member = google_service_account.function["poll_mentions"].member
 }
 
+# api shows the dead letters on the console's status page (dead_letters.py): it
+# pulls them and hands each back at once with an acknowledgement deadline of 0.
+# Pulling needs pubsub.subscriptions.consume, granted on this one subscription only;
+# roles/pubsub.subscriber is the predefined role that holds it and little else.
+resource "google_pubsub_subscription_iam_member" "api_reads_dead_letters" {
+  subscription = google_pubsub_subscription.dead_letter.id
+  role         = "roles/pubsub.subscriber"
+  member       = google_service_account.function["api"].member
+}
+
 # The operator's pause: api pauses and resumes the publish and sweep jobs
 # (publish_schedule.py). Cloud Scheduler has no per-job IAM, so a custom role with
 # only get, pause and resume (enable) replaces roles/cloudscheduler.admin, which

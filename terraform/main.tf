@@ -116,6 +116,8 @@ locals {
       CARTCAST_X_CLIENT_ID         = var.x_client_id
       CARTCAST_X_REDIRECT_URI      = var.x_redirect_uri
       CARTCAST_TOKEN_KEY_SECRET    = local.token_key_version
+      # The console's status page reads it without consuming (iam.tf).
+      CARTCAST_DEAD_LETTER_SUBSCRIPTION = google_pubsub_subscription.dead_letter.name
     }
     # The same handlers as api (the operator's routes included), so the same names.
     generate_caption = {

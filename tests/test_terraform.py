@@ -1480,6 +1480,14 @@ ALLOWED_GRANTS: dict[tuple[str, str], tuple[Any, ...]] = {
         None,
         SQL_INSTANCE_ONLY,
     ),
+    # The console's status page peeks at the dead letters (decision 0038).
+    ("google_pubsub_subscription_iam_member", "api_reads_dead_letters"): (
+        {"subscription": "${google_pubsub_subscription.dead_letter.id}"},
+        "roles/pubsub.subscriber",
+        '${google_service_account.function["api"].member}',
+        None,
+        None,
+    ),
     ("google_pubsub_subscription_iam_member", "pubsub_agent_dead_letter_subscriber"): (
         {"subscription": "${google_pubsub_subscription.push[each.key].id}"},
         "roles/pubsub.subscriber",

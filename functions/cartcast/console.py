@@ -36,6 +36,7 @@ from cartcast import (
     console_status,
     costs,
     crisis,
+    dead_letters,
     inbox,
     keys,
     post_calendar,
@@ -56,6 +57,7 @@ from cartcast.errors import (
     InvalidRequest,
     NotFound,
     TooManyRequests,
+    TransientError,
     Unauthorized,
 )
 from cartcast.logs import fields
@@ -736,8 +738,30 @@ def status(
         x_spent_usd=spent,
         x_month=month,
         x_budget_reached=costs.at_budget(tx, brand_id, now),
+        pubsub_dead_letters=_pubsub_dead_letters(runtime, session, now),
         **found,
     )
+
+
+def _pubsub_dead_letters(
+    runtime: Any, session: Session, now: dt.datetime
+) -> dict[str, Any] | None:
+    """Pub/Sub's dead letters, for an admin: they are the deployment's messages,
+    of every brand, so other roles see none of them (decision 0038)."""
+    if session.caller.role != "admin":
+        return None
+    shown: dict[str, Any] = {"configured": False, "problem": None, "found": None}
+    subscriber = runtime.dead_letter_subscriber()
+    if subscriber is None:
+        return shown
+    shown["configured"] = True
+    subscription = dead_letters.subscription_path(runtime.settings)
+    try:
+        shown["found"] = dead_letters.peek(subscriber, subscription, now=now)
+    except TransientError as error:
+        runtime.log.warning("dead letters not read", exc_info=error)
+        shown["problem"] = f"Pub/Sub did not answer ({error}); reload later."
+    return shown
 
 
 # --- catalog -----------------------------------------------------------------
@@ -1114,6 +1138,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters["when"] = _when
+    environment.filters["age"] = _age
     return environment
 
 
@@ -1125,6 +1150,14 @@ def _when(value: Any, zone: str | None = None) -> str:
         value = value.astimezone(zoneinfo.ZoneInfo(zone))
         return value.strftime("%a %Y-%m-%d %H:%M")
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _age(seconds: int) -> str:
+    """Spell an age to its largest unit: 40 s, 12 min, 5 h, 3 days."""
+    for unit_s, unit in ((86400, " day(s)"), (3600, " h"), (60, " min")):
+        if seconds >= unit_s:
+            return f"{seconds // unit_s}{unit}"
+    return f"{seconds} s"
 
 
 @functools.cache

@@ -37,6 +37,7 @@ class Runtime:
         self._x_clients: dict[str, Any] = {}
         self._gemini: Any = None
         self._token_vault: Any = None
+        self._dead_letter_subscriber: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -148,9 +149,26 @@ class Runtime:
 
         return GeminiMentionClassifier(captioner)
 
+    def dead_letter_subscriber(self):
+        """Return a Pub/Sub subscriber for the dead letters, or None when no
+        subscription is named or no client may be built (dead_letters.configured)."""
+        from cartcast import dead_letters
+
+        if not dead_letters.configured(self.settings):
+            return None
+        if self._dead_letter_subscriber is None:
+            from google.cloud import pubsub_v1
+
+            with self._lock:
+                if self._dead_letter_subscriber is None:
+                    self._dead_letter_subscriber = pubsub_v1.SubscriberClient()
+        return self._dead_letter_subscriber
+
     def close(self) -> None:
         if self._database is not None:
             self._database.close()
+        if self._dead_letter_subscriber is not None:
+            self._dead_letter_subscriber.close()
 
 
 _current: Runtime | None = None

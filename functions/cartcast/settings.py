@@ -74,6 +74,12 @@ CONSOLE_SIGNIN_FAILURES_MAX = 1000
 # Proxies in front of the function that each append an address to
 # X-Forwarded-For; past a handful, a setting is a typo.
 CONSOLE_PROXY_HOPS_MAX = 5
+# A Pub/Sub subscription id (Pub/Sub resource names: 3 to 255 characters, a letter
+# first, then letters, digits and - _ . ~ + %), or its full path.
+PUBSUB_SUBSCRIPTION = re.compile(
+    r"(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/subscriptions/)?"
+    r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}"
+)
 # Upper bounds of the other durations and counts. Without them a value that parses
 # (a day count of 999999) loads, then every run fails on date arithmetic outside
 # the years 1 to 9999; each bound is far past any useful value, and in the README.
@@ -158,6 +164,8 @@ class Settings:
     console_signin_window_min: int = 15
     # Unset: 0 locally (the peer's address), 1 in the cloud (decision 0038).
     console_proxy_hops: int = 0
+    # The dead-letter subscription the status page reads; "" reads none.
+    dead_letter_subscription: str = ""
     reconcile_delay_s: int = 300
     reconcile_pages_max: int = 5
     missed_after_s: int = 900
@@ -281,6 +289,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             return default
         return int(raw)
 
+    def subscription(name: str) -> str:
+        raw = text(name, "") or ""
+        if raw and not PUBSUB_SUBSCRIPTION.fullmatch(raw):
+            problems.append(
+                f"{name} must be a Pub/Sub subscription id or "
+                f"projects/<project>/subscriptions/<id>, got {raw!r}"
+            )
+            return ""
+        return raw
+
     def choice(
         name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False
     ) -> str:
@@ -362,6 +380,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             unit=" minutes (a day)",
         ),
         console_proxy_hops=hops("CARTCAST_CONSOLE_PROXY_HOPS"),
+        dead_letter_subscription=subscription("CARTCAST_DEAD_LETTER_SUBSCRIPTION"),
         # Its range, 30 seconds to a day, is checked with the other settings below.
         reconcile_delay_s=number("CARTCAST_RECONCILE_DELAY_S", 300, at_most=math.inf),
         reconcile_pages_max=number(
@@ -723,6 +742,12 @@ def _check_consistency(settings: Settings) -> list[str]:
             problems.append("CARTCAST_PUBSUB must be google in the cloud")
         if not settings.google_cloud_project:
             problems.append("GOOGLE_CLOUD_PROJECT is required in the cloud")
+    if settings.dead_letter_subscription and not settings.google_cloud_project:
+        if "GOOGLE_CLOUD_PROJECT is required in the cloud" not in problems:
+            problems.append(
+                "GOOGLE_CLOUD_PROJECT is required with "
+                "CARTCAST_DEAD_LETTER_SUBSCRIPTION"
+            )
     if settings.pubsub_mode == "google" and not settings.google_cloud_project:
         if "GOOGLE_CLOUD_PROJECT is required in the cloud" not in problems:
             problems.append(
