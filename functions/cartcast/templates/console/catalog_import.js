@@ -14,7 +14,7 @@
   const hint = document.getElementById("import-hint");
 
   const stopped = (why) => {
-    button.disabled = false;
+    button.hidden = false;
     hint.textContent = `${why} Press the button to go on from where it stopped.`;
   };
 
@@ -48,7 +48,7 @@
     step();
   };
 
-  button.disabled = true;
+  button.hidden = true;
   hint.textContent = "Importing: this page goes on by itself until every row is done.";
   step();
 })();
