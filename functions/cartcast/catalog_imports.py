@@ -11,6 +11,11 @@ Title, the rows after it add a variant, an image, or both. A product is taken wh
 or refused whole, so no variant or image row is ever stored without its product.
 The product's SKU in cartcast is its Handle, the key Shopify itself uses; each
 variant keeps its own SKU in product_variants (decision 0033).
+
+An import is a job (sql/037; decision 0038): prepare_* checks the whole file in the
+upload's request, create_import keeps one item per product or refused row, and
+run_chunk stores the next products, a chunk per request, each marked done in the
+transaction that stores it, so re-running a chunk never stores anything twice.
 """
 
 from __future__ import annotations
