@@ -17,6 +17,7 @@ import pytest
 from cartcast import dead_letters
 from cartcast import runtime as runtime_module
 from cartcast.settings import Settings
+from tests.conftest import START
 from tests.test_console import add_key, make_brand, sign_in, text_of
 from tests.test_console import client as client  # noqa: F401 (fixture)
 from tests.test_pubsub import (  # noqa: F401 (fixtures)
@@ -209,3 +210,74 @@ def test_the_subscription_setting_takes_an_id_or_a_path() -> None:
                 "CARTCAST_DEAD_LETTER_SUBSCRIPTION": "cc-dead",
             }
         )
+
+
+class FakeSubscriber:
+    """Answers pulls from a script, and keeps what is handed back: the seam
+    peek() takes, for what the emulator will not do on cue."""
+
+    def __init__(self, answers: list) -> None:
+        self.answers = answers
+        self.handed_back: list[str] = []
+
+    def pull(self, request, timeout):
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def modify_ack_deadline(self, request, timeout):
+        assert request["ack_deadline_seconds"] == 0
+        self.handed_back += request["ack_ids"]
+
+
+def pulled(*ids: str):
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1.types.PullResponse(
+        received_messages=[
+            {
+                "ack_id": f"ack-{message_id}",
+                "message": {
+                    "message_id": message_id,
+                    "publish_time": {"seconds": 1_772_438_400},
+                    "attributes": {DEAD_LETTER_SOURCE: "projects/p/subscriptions/s"},
+                },
+            }
+            for message_id in ids
+        ]
+    )
+
+
+def test_a_pull_that_runs_out_of_time_ends_the_count_and_hands_all_back() -> None:
+    from google.api_core import exceptions
+
+    subscriber = FakeSubscriber([pulled("1", "2"), exceptions.DeadlineExceeded("t")])
+
+    found = dead_letters.peek(subscriber, "projects/p/subscriptions/dl", now=START)
+
+    assert (found.count, found.more) == (2, False)
+    assert [letter.source_subscription for letter in found.newest] == ["s", "s"]
+    assert subscriber.handed_back == ["ack-1", "ack-2"]
+
+
+def test_pubsub_refusing_a_pull_is_transient_and_what_was_pulled_goes_back() -> None:
+    from google.api_core import exceptions
+
+    from cartcast.errors import TransientError
+
+    subscriber = FakeSubscriber([pulled("1"), exceptions.PermissionDenied("no")])
+
+    with pytest.raises(TransientError, match="no"):
+        dead_letters.peek(subscriber, "projects/p/subscriptions/dl", now=START)
+    assert subscriber.handed_back == ["ack-1"]
+
+
+def test_five_full_pulls_count_as_at_least() -> None:
+    answers = [pulled(*(f"{n}-{i}" for i in range(3))) for n in range(5)]
+    subscriber = FakeSubscriber(answers)
+
+    found = dead_letters.peek(subscriber, "projects/p/subscriptions/dl", now=START)
+
+    assert (found.count, found.more) == (15, True)
+    assert len(subscriber.handed_back) == 15

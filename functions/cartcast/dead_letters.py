@@ -84,13 +84,18 @@ def peek(subscriber: Any, subscription: str, *, now: dt.datetime) -> DeadLetters
     more = False
     try:
         for _ in range(PULLS_MAX):
-            pulled = subscriber.pull(
-                request={
-                    "subscription": subscription,
-                    "max_messages": PULL_MESSAGES_MAX,
-                },
-                timeout=PULL_TIMEOUT_S,
-            )
+            try:
+                pulled = subscriber.pull(
+                    request={
+                        "subscription": subscription,
+                        "max_messages": PULL_MESSAGES_MAX,
+                    },
+                    timeout=PULL_TIMEOUT_S,
+                )
+            except google_exceptions.DeadlineExceeded:
+                # Pub/Sub may hold a pull open while nothing is there to deliver:
+                # a pull that ran out of time found nothing more.
+                break
             held += pulled.received_messages
             if not pulled.received_messages:
                 break
