@@ -31,7 +31,12 @@
       stopped("The connection failed.");
       return;
     }
-    if (!answer.ok || !answer.headers.get("Content-Type").startsWith("application/json")) {
+    if (answer.status === 401) {
+      stopped("Your session ended: reload the page to sign in again.");
+      return;
+    }
+    const type = answer.headers.get("Content-Type") || "";
+    if (!answer.ok || !type.startsWith("application/json")) {
       stopped(`The server answered ${answer.status}.`);
       return;
     }
