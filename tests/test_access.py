@@ -380,7 +380,7 @@ def test_a_refused_change_leaves_no_record_of_itself(client, admin_key) -> None:
     assert audit_trail(client, admin_key, "?action=key.revoked")["events"] == []
 
 
-def test_refusals_past_the_hourly_cap_are_answered_but_not_recorded(
+def test_refusals_past_the_hourly_cap_are_answered_and_only_counted_once(
     monkeypatch, client, role_keys
 ) -> None:
     monkeypatch.setenv("CARTCAST_AUDIT_REFUSALS_PER_HOUR", "2")
@@ -389,12 +389,78 @@ def test_refusals_past_the_hourly_cap_are_answered_but_not_recorded(
 
     answers = [
         capped.get("/v1/keys", headers=auth(role_keys["viewer"])).status_code
-        for _ in range(3)
+        for _ in range(5)
     ]
 
-    assert answers == [403, 403, 403]
-    refusals = audit_trail(capped, role_keys["admin"], "?action=access.refused")
-    assert len(refusals["events"]) == 2
+    assert answers == [403] * 5
+    trail = audit_trail(capped, role_keys["admin"])["events"]
+    access = [e for e in trail if e["action"].startswith("access.")]
+    # Two refusals, then one row saying the rest of the hour is only logged.
+    assert [e["action"] for e in access] == [
+        "access.refusals_capped",
+        "access.refused",
+        "access.refused",
+    ]
+    assert access[0]["after"]["cap_per_hour"] == 2
+    assert access[0]["after"]["first_unrecorded"]["action"] == "access.refused"
+    assert access[0]["after"]["first_unrecorded"]["route"] == "GET /v1/keys"
+
+
+def test_refusals_at_once_never_pass_the_cap(monkeypatch, client, role_keys) -> None:
+    import threading
+
+    monkeypatch.setenv("CARTCAST_AUDIT_REFUSALS_PER_HOUR", "3")
+    runtime_module.reset()
+    capped = make_app("api", "http").test_client()
+    start = threading.Barrier(8, timeout=30)
+    answers: list[int] = []
+
+    def refused() -> None:
+        with capped.application.test_client() as own:
+            start.wait()
+            answers.append(
+                own.get("/v1/keys", headers=auth(role_keys["viewer"])).status_code
+            )
+
+    threads = [threading.Thread(target=refused, daemon=True) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert [t for t in threads if t.is_alive()] == []
+    assert answers == [403] * 8
+    trail = audit_trail(capped, role_keys["admin"])["events"]
+    actions = sorted(e["action"] for e in trail if e["action"].startswith("access."))
+    assert actions == ["access.refusals_capped"] + ["access.refused"] * 3
+
+
+def test_a_revoked_key_trying_to_approve_changes_nothing_and_is_recorded(
+    client, role_keys
+) -> None:
+    post_id = a_draft(client, role_keys["editor"])
+    made = post_json(
+        client, "/v1/keys", {"name": "gone", "role": "approver"}, role_keys["admin"]
+    ).get_json()
+    client.post(
+        f"/v1/keys/{made['key']['id']}/revoke", headers=auth(role_keys["admin"])
+    )
+
+    response = client.post(
+        f"/v1/posts/{post_id}/approve", headers=auth(made["api_key"])
+    )
+
+    assert response.status_code == 401
+    assert "revoked" in response.get_json()["error"]["message"]
+    post = client.get(f"/v1/posts/{post_id}", headers=auth(role_keys["viewer"]))
+    assert post.get_json()["post"]["state"] == "needs_approval"
+    [event] = audit_trail(
+        client, role_keys["admin"], "?action=access.revoked_key_used"
+    )["events"]
+    assert (event["actor"], event["subject"]) == (
+        "gone",
+        "route:POST /v1/posts/{post_id}/approve",
+    )
 
 
 def test_a_brand_update_is_recorded_with_secrets_named_only(client, admin_key) -> None:

@@ -168,22 +168,30 @@ def test_a_forged_expired_reused_or_other_brands_state_changes_nothing(
                 tx, oauth_runtime, params, now=oauth_runtime.clock.now(), **kwargs
             )
 
-    with pytest.raises(InvalidRequest, match="unknown") as forged:
+    with pytest.raises(x_oauth.CallbackRefused, match="unknown") as forged:
         finish({**callback, "state": "forged-state"})
-    with pytest.raises(Forbidden, match="another brand") as other:
+    with pytest.raises(x_oauth.CallbackRefused, match="another brand") as other:
         finish(callback, brand_id=beta)
     oauth_runtime.clock.advance(dt.timedelta(minutes=11))
-    with pytest.raises(InvalidRequest, match="expired") as expired:
+    with pytest.raises(x_oauth.CallbackRefused, match="expired") as expired:
         finish(callback)
 
-    assert forged.value.field == other.value.field == expired.value.field == "state"
+    refusals = [forged.value, other.value, expired.value]
+    assert [r.error.field for r in refusals] == ["state"] * 3
+    assert [type(r.error) for r in refusals] == [InvalidRequest, Forbidden] + [
+        InvalidRequest
+    ]
+    # The state names the brand it was issued for; a forged one names none.
+    assert [r.brand_id for r in refusals] == [None, alpha, alpha]
+    assert [r.reason for r in refusals] == ["unknown", "another_brand", "expired"]
     assert brand_row(oauth_runtime, alpha)["x_access_token"] is None
     assert brand_row(oauth_runtime, beta)["x_access_token"] is None
 
     oauth_runtime.clock.advance(dt.timedelta(minutes=-11))
     assert finish(callback, brand_id=alpha)["connected"]
-    with pytest.raises(InvalidRequest, match="already used"):
+    with pytest.raises(x_oauth.CallbackRefused, match="already used") as used:
         finish(callback)
+    assert used.value.reason == "used"
 
 
 def test_a_missing_code_is_a_400_naming_it(oauth_runtime) -> None:
@@ -559,7 +567,8 @@ def test_the_token_key_settings_are_checked_together() -> None:
 @contextlib.contextmanager
 def api_ready_to_connect(monkeypatch, clock_file, key_file):
     """The api function configured for X's OAuth against a sandbox that approves as
-    ALPHA, and a brand with no X account yet; yield its test client and admin key."""
+    ALPHA, and a brand with no X account yet; yield its test client, admin key and
+    the sandbox."""
     from infra.x_sandbox import XSandbox
     from tests.conftest import OPERATOR_KEY, make_app
     from tests.helpers import brand_body, post_json
@@ -584,7 +593,7 @@ def api_ready_to_connect(monkeypatch, clock_file, key_file):
             brand_body(x_user_id=None, x_username=None, x_access_token=None),
             OPERATOR_KEY,
         ).get_json()
-        yield client, created["api_key"]
+        yield client, created["api_key"], sandbox
 
 
 # --- the routes -------------------------------------------------------------------
@@ -596,7 +605,11 @@ def test_the_routes_connect_through_the_callback_and_disconnect(
     from tests.conftest import OPERATOR_KEY
     from tests.helpers import auth, brand_body, post_json
 
-    with api_ready_to_connect(monkeypatch, clock_file, key_file) as (client, admin):
+    with api_ready_to_connect(monkeypatch, clock_file, key_file) as (
+        client,
+        admin,
+        _,
+    ):
         other = post_json(
             client,
             "/v1/brands",
@@ -816,7 +829,11 @@ def test_a_rotated_token_key_is_a_clear_409_on_every_x_route_and_changes_nothing
     from tests.conftest import make_app
     from tests.helpers import auth, post_json
 
-    with api_ready_to_connect(monkeypatch, clock_file, key_file) as (client, admin):
+    with api_ready_to_connect(monkeypatch, clock_file, key_file) as (
+        client,
+        admin,
+        _,
+    ):
         started = client.post("/v1/brand/x/connect", headers=auth(admin)).get_json()
         callback = approve(started["authorize_url"])
 
@@ -959,3 +976,117 @@ def test_a_leaving_brands_tokens_the_key_cannot_open_are_forgotten_all_the_same(
     row = brand_row(oauth_runtime, brand_id)
     assert row["x_access_token"] is None and row["x_refresh_token"] is None
     assert grants(x_sandbox)["revoked"] == 0
+
+
+# --- refused callbacks, and two at once -------------------------------------------
+
+
+def connection_rows() -> list[dict]:
+    """Every row a callback could change: the brands' X columns and the states."""
+    with runtime_module.current().database.transaction() as tx:
+        return tx.rows(
+            "SELECT b.slug, b.x_access_token, b.x_refresh_token, b.x_user_id, "
+            "b.x_token_expires_at, b.x_disconnected_at, s.state_hash, s.used_at "
+            "FROM brands b LEFT JOIN x_oauth_states s ON s.brand_id = b.id "
+            "ORDER BY b.slug, s.state_hash"
+        )
+
+
+def refused_callbacks(client, key: str) -> list[tuple[str, str, str]]:
+    """The brand's recorded callback refusals, newest first: (reason, actor, route)."""
+    from tests.helpers import auth
+
+    trail = client.get(
+        "/v1/audit?action=access.x_callback_refused", headers=auth(key)
+    ).get_json()["events"]
+    return [(e["after"]["reason"], e["actor"], e["after"]["route"]) for e in trail]
+
+
+def test_refused_callbacks_are_4xx_change_nothing_and_reach_the_trails_concerned(
+    function_env, monkeypatch, clock_file, key_file
+) -> None:
+    from tests.conftest import OPERATOR_KEY, START
+    from tests.helpers import auth, brand_body, post_json
+
+    with api_ready_to_connect(monkeypatch, clock_file, key_file) as (
+        client,
+        alpha_admin,
+        sandbox,
+    ):
+        beta_admin = post_json(
+            client,
+            "/v1/brands",
+            brand_body(slug="other-goods", x_access_token=None),
+            OPERATOR_KEY,
+        ).get_json()["api_key"]
+        started = client.post("/v1/brand/x/connect", headers=auth(alpha_admin))
+        callback = approve(started.get_json()["authorize_url"])
+        before = connection_rows()
+
+        answers = {
+            "forged": client.get(
+                "/v1/x/callback", query_string={**callback, "state": "forged"}
+            ),
+            "forged, keyed": post_json(
+                client,
+                "/v1/brand/x/callback",
+                {**callback, "state": "forged"},
+                alpha_admin,
+            ),
+            "another brand's": post_json(
+                client, "/v1/brand/x/callback", callback, beta_admin
+            ),
+            "code X refuses": client.get(
+                "/v1/x/callback", query_string={**callback, "code": "not-issued"}
+            ),
+        }
+        clock_file.set(START + dt.timedelta(minutes=11))
+        answers["expired"] = client.get("/v1/x/callback", query_string=callback)
+        after_refusals = connection_rows()
+
+        clock_file.set(START)
+        connected = client.get("/v1/x/callback", query_string=callback)
+        after_connecting = connection_rows()
+        answers["used"] = client.get("/v1/x/callback", query_string=callback)
+        after_reuse = connection_rows()
+
+        alpha_trail = refused_callbacks(client, alpha_admin)
+        beta_trail = refused_callbacks(client, beta_admin)
+        exchanges = sandbox.snapshot()["oauth"]["grants"]["authorization_code"]
+        with runtime_module.current().database.transaction() as tx:
+            unknown_recorded = tx.scalar(
+                "SELECT count(*) FROM audit_events WHERE after->>'reason' = 'unknown'"
+            )
+
+    # A clear 4xx naming the problem, for each.
+    expected = {
+        "forged": (400, "state", "unknown"),
+        "forged, keyed": (400, "state", "unknown"),
+        "another brand's": (403, "state", "another brand"),
+        "code X refuses": (400, "code", "X refused the authorization code"),
+        "expired": (400, "state", "expired"),
+        "used": (400, "state", "already used"),
+    }
+    for what, (status, field, words) in expected.items():
+        error = answers[what].get_json()["error"]
+        assert answers[what].status_code == status, (what, error)
+        assert (error["field"], words in error["message"]) == (field, True), what
+    # Nothing changed: no token, no state spent, by any refusal.
+    assert after_refusals == before
+    assert connected.status_code == 200, connected.get_json()
+    assert after_reuse == after_connecting
+    assert exchanges == 1
+    # In the trail of each brand concerned. The state's brand (alpha) for its
+    # expired, used and refused-code state, and for the state beta's key presented,
+    # named without beta's key; beta for presenting it. A forged state names no
+    # brand: only a brand's key presenting one puts it in that brand's trail.
+    # Newest first by the clock: the expired state was tried 11 minutes ahead.
+    assert alpha_trail == [
+        ("expired", "system:x_oauth_callback", "GET /v1/x/callback"),
+        ("used", "system:x_oauth_callback", "GET /v1/x/callback"),
+        ("code_refused", "system:x_oauth_callback", "GET /v1/x/callback"),
+        ("another_brand", "other_brand:key", "POST /v1/brand/x/callback"),
+        ("unknown", "admin", "POST /v1/brand/x/callback"),
+    ]
+    assert beta_trail == [("another_brand", "admin", "POST /v1/brand/x/callback")]
+    assert unknown_recorded == 1  # the keyed one; the unkeyed forged state nowhere

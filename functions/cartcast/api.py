@@ -44,8 +44,17 @@ LIMIT_PATTERN = re.compile(r"[0-9]{1,9}")
 REPORT_DAYS_MAX = 366
 ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DEFAULT_REPORT_DAYS = 7
-# CARTCAST_AUDIT_REFUSALS_PER_HOUR counts refusals over this window.
+# CARTCAST_AUDIT_REFUSALS_PER_HOUR counts refusals over this window; every
+# refusal's action starts with the prefix, and the one that reaches the cap is
+# recorded as REFUSALS_CAPPED (decision 0039).
 REFUSALS_WINDOW = dt.timedelta(hours=1)
+REFUSAL_PREFIX = "access."
+REFUSALS_CAPPED = "access.refusals_capped"
+CALLBACK_REFUSED = "access.x_callback_refused"
+# The actor of a callback refused in the trail of the brand whose state another
+# brand's key presented: that brand's key names are not this brand's to read, and
+# a key name has no colon, so no key of the brand can be mistaken for it.
+OTHER_BRANDS_KEY = "other_brand:key"
 SCHEDULE_APPROVED_FIELDS = ("limit",)
 POST_STATES = (
     "needs_approval",
@@ -288,6 +297,11 @@ def handle(request: Any, runtime: Any) -> web.Response:
     except _Refused as refused:
         route = _route_pattern(request.path, request.method)
         return _record_refusal(runtime, refused, f"{request.method} {route}")
+    except _CallbackRefused as refused:
+        route = _route_pattern(request.path, request.method)
+        return _record_refused_callback(
+            runtime, refused.refusal, f"{request.method} {route}", refused.caller
+        )
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
@@ -313,6 +327,16 @@ class _Refused(CartcastError):
     def __init__(self, error: InvalidRequest, caller: keys.Caller | None) -> None:
         super().__init__(str(error))
         self.error = error
+        self.caller = caller
+
+
+class _CallbackRefused(CartcastError):
+    """An OAuth callback refused under a brand's key (x_oauth.CallbackRefused), to
+    be recorded once the request's transaction ended."""
+
+    def __init__(self, refusal: Any, caller: keys.Caller) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
         self.caller = caller
 
 
@@ -405,30 +429,91 @@ def _write_refusal(
     after: dict[str, Any],
     now: dt.datetime,
 ) -> None:
+    """Record the refusal unless the brand's hourly cap is reached (decision 0039).
+
+    A bot replaying a revoked key or an old OAuth state would otherwise grow the
+    trail without end. Below the cap each refusal is a row; the refusal that
+    reaches it is recorded as `access.refusals_capped` instead, so the trail says
+    that what follows within the hour is only logged. A brand so holds at most
+    cap + 1 refusal rows per hour, and the lock makes the count exact under
+    concurrent refusals.
+    """
+    cap = runtime.settings.audit_refusals_per_hour
     with runtime.database.transaction() as tx:
-        # A bot replaying a revoked key would otherwise grow the trail forever.
-        full = audit.reached(
+        audit.lock_refusals(tx, brand_id=brand_id)
+        recorded = audit.count_recent(
             tx,
             brand_id=brand_id,
-            prefix="access.",
+            prefix=REFUSAL_PREFIX,
             since=now - REFUSALS_WINDOW,
-            cap=runtime.settings.audit_refusals_per_hour,
+            cap=cap + 1,
         )
-        if full:
+        if recorded > cap:
             runtime.log.warning(
                 "refusal not recorded: the brand's hourly cap is reached",
                 extra=fields(brand_id=brand_id, action=action, actor=actor),
             )
+            return
+        if recorded == cap:
+            after = {
+                "cap_per_hour": cap,
+                "first_unrecorded": {**after, "action": action},
+            }
+            action = REFUSALS_CAPPED
+        audit.record(
+            tx,
+            brand_id=brand_id,
+            actor=actor,
+            action=action,
+            subject=f"route:{route}",
+            at=now,
+            after=after,
+        )
+
+
+def _record_refused_callback(
+    runtime: Any, refusal: Any, route: str, caller: keys.Caller | None
+) -> web.Response:
+    """Answer a refused OAuth callback and record it where it concerns a brand.
+
+    The brand the state was issued for always (its connection was attempted); the
+    calling key's brand too when it is another (it presented a state not its own).
+    A state that matches no row names no brand: it is only logged, without it.
+    """
+    now = runtime.clock.now()
+    after = {"route": route, "reason": refusal.reason, "message": str(refusal.error)}
+    if refusal.brand_id is None:
+        runtime.log.warning(
+            "OAuth callback with an unknown state refused",
+            extra=fields(route=route, brand_id=caller.brand_id if caller else None),
+        )
+    else:
+        if caller is None:
+            actor = "system:x_oauth_callback"
+        elif str(caller.brand_id) == refusal.brand_id:
+            actor = caller.key_name
         else:
-            audit.record(
-                tx,
-                brand_id=brand_id,
-                actor=actor,
-                action=action,
-                subject=f"route:{route}",
-                at=now,
-                after=after,
-            )
+            actor = OTHER_BRANDS_KEY
+        record_refusal(
+            runtime,
+            brand_id=refusal.brand_id,
+            actor=actor,
+            action=CALLBACK_REFUSED,
+            route=route,
+            after=after,
+            now=now,
+        )
+    if caller is not None and str(caller.brand_id) != refusal.brand_id:
+        record_refusal(
+            runtime,
+            brand_id=str(caller.brand_id),
+            actor=caller.key_name,
+            action=CALLBACK_REFUSED,
+            route=route,
+            after=after,
+            now=now,
+        )
+    return web.error_response(refusal.error, runtime.log, now)
 
 
 def _route_pattern(path: str, method: str) -> str:
@@ -562,14 +647,17 @@ def finish_x_connection(
     from cartcast import x_oauth
 
     brand_id = _require_admin(caller, "connect the X account")
-    with _x_app_usable():
-        connection = x_oauth.finish_authorization(
-            tx,
-            runtime,
-            validation.require_object(body),
-            now=runtime.clock.now(),
-            brand_id=brand_id,
-        )
+    try:
+        with _x_app_usable():
+            connection = x_oauth.finish_authorization(
+                tx,
+                runtime,
+                validation.require_object(body),
+                now=runtime.clock.now(),
+                brand_id=brand_id,
+            )
+    except x_oauth.CallbackRefused as refused:
+        raise _CallbackRefused(refused, caller) from refused
     return web.json_response({"x_account": connection})
 
 
@@ -598,6 +686,8 @@ def x_oauth_callback(request: Any, *, runtime: Any) -> web.Response:
             connection = x_oauth.finish_authorization(
                 tx, runtime, request.args.to_dict(), now=runtime.clock.now()
             )
+    except x_oauth.CallbackRefused as refused:
+        return _record_refused_callback(runtime, refused, "GET /v1/x/callback", None)
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
     return web.json_response({"x_account": connection})

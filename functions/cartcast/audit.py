@@ -65,6 +65,8 @@ LIMIT :limit
 """
 
 
+# Two-key advisory locks: 7310-7312 are settling's, brands' and the KPIs'.
+LOCK_REFUSALS = "SELECT pg_advisory_xact_lock(7313, hashtext(:brand_id))"
 SELECT_ACTOR = "SELECT NULLIF(current_setting('cartcast.actor', true), '') AS actor"
 # At most :cap rows are counted: the question is only whether the cap is reached.
 COUNT_RECENT = """
@@ -114,15 +116,20 @@ def current_actor(tx: Transaction) -> str:
     return tx.scalar(SELECT_ACTOR) or "system"
 
 
-def reached(
+def count_recent(
     tx: Transaction, *, brand_id: str, prefix: str, since: dt.datetime, cap: int
-) -> bool:
-    """Say whether the brand has `cap` events whose action starts with `prefix`
-    since `since`."""
-    return (
-        tx.scalar(COUNT_RECENT, brand_id=brand_id, prefix=prefix, since=since, cap=cap)
-        >= cap
+) -> int:
+    """Count the brand's events whose action starts with `prefix` since `since`,
+    up to `cap`."""
+    return tx.scalar(
+        COUNT_RECENT, brand_id=brand_id, prefix=prefix, since=since, cap=cap
     )
+
+
+def lock_refusals(tx: Transaction, *, brand_id: str) -> None:
+    """Take the brand's refusal-recording lock until the transaction ends, so two
+    refusals at once cannot both find the hourly cap unreached."""
+    tx.scalar(LOCK_REFUSALS, brand_id=str(brand_id))
 
 
 def list_trail(

@@ -16,7 +16,10 @@ The flow (docs.x.com, "OAuth 2.0 Authorization Code Flow with PKCE"):
    and reconnects the brand (connections.py: held posts go back to `scheduled`).
 
 A forged, expired, used or other brand's state is a 400 (403 for another brand's)
-naming `state`, and nothing is written.
+naming `state`, and nothing is written; so is a code X refuses (naming `code`).
+Each is raised as `CallbackRefused`, which names the brand the state was issued
+for, so api.py can record the attempt in that brand's trail once the request's
+transaction has rolled back (a forged state names no brand; decision 0039).
 
 Refreshing (`usable_token`): X's access tokens live two hours, and X rotates
 refresh tokens, voiding the one used. So a token within
@@ -47,6 +50,7 @@ from typing import Any
 from cartcast import audit, connections
 from cartcast.db import Transaction
 from cartcast.errors import (
+    CartcastError,
     ConfigurationError,
     Conflict,
     Forbidden,
@@ -75,6 +79,8 @@ CODE_LENGTH_MAX = 2000
 REFUSED_GRANT_STATUSES = (400,)
 CLIENT_REFUSED_STATUS = 401
 CALLBACK_FIELDS = ("state", "code", "error", "error_description")
+# Why a callback was refused, as CallbackRefused and the trail name it.
+REFUSAL_REASONS = ("unknown", "used", "expired", "another_brand", "code_refused")
 
 INSERT_STATE = """
 INSERT INTO x_oauth_states (state_hash, brand_id, code_verifier, created_at,
@@ -122,6 +128,20 @@ SEAL_TOKENS = """
 UPDATE brands SET x_access_token = :access_token, x_refresh_token = :refresh_token
 WHERE id = :brand_id
 """
+
+
+class CallbackRefused(CartcastError):
+    """A callback refused once its state was looked up: `error` is the 4xx to
+    answer, `brand_id` the brand the state was issued for (None when no state of
+    this deployment matches), `reason` one of REFUSAL_REASONS."""
+
+    def __init__(
+        self, error: InvalidRequest, *, brand_id: str | None, reason: str
+    ) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.brand_id = brand_id
+        self.reason = reason
 
 
 class ClientRefused(TransientError):
@@ -184,14 +204,23 @@ def finish_authorization(
     """
     state, code = _callback_params(params)
     row = tx.one(LOCK_STATE, state_hash=_digest(state))
+    state_brand_id = None if row is None else str(row["brand_id"])
     problem = _state_problem(row, now)
     if problem:
-        raise InvalidRequest(f"'state' {problem}; start again", field="state")
-    if brand_id is not None and str(row["brand_id"]) != str(brand_id):
-        raise Forbidden(
+        reason, message = problem
+        raise CallbackRefused(
+            InvalidRequest(f"'state' {message}; start again", field="state"),
+            brand_id=state_brand_id,
+            reason=reason,
+        )
+    if brand_id is not None and state_brand_id != str(brand_id):
+        forbidden = Forbidden(
             "'state' was issued for another brand; start the connection with this "
             "brand's key",
             field="state",
+        )
+        raise CallbackRefused(
+            forbidden, brand_id=state_brand_id, reason="another_brand"
         )
     if params.get("error"):
         # The person declined on X: the state is spent, nothing is connected.
@@ -210,9 +239,12 @@ def finish_authorization(
             },
         )
     except TokenRefused as error:
-        raise InvalidRequest(
+        refused = InvalidRequest(
             f"X refused the authorization code ({error.detail}); start again",
             field="code",
+        )
+        raise CallbackRefused(
+            refused, brand_id=state_brand_id, reason="code_refused"
         ) from error
     except ClientRefused as error:
         raise Conflict(
@@ -550,13 +582,16 @@ def _callback_params(params: Any) -> tuple[str, str]:
     return state, code
 
 
-def _state_problem(row: dict[str, Any] | None, now: dt.datetime) -> str | None:
+def _state_problem(
+    row: dict[str, Any] | None, now: dt.datetime
+) -> tuple[str, str] | None:
+    """Return (reason, message) when the state cannot be taken, else None."""
     if row is None:
-        return "is unknown (not one this deployment issued)"
+        return "unknown", "is unknown (not one this deployment issued)"
     if row["used_at"] is not None:
-        return "was already used"
+        return "used", "was already used"
     if row["expires_at"] <= now:
-        return "has expired"
+        return "expired", "has expired"
     return None
 
 
