@@ -694,6 +694,10 @@ class XSandbox:
                 self._save()
             if fault is not None and fault.delay_s:
                 time.sleep(fault.delay_s)  # outside the lock, as for the API
+            if fault is not None and fault.hold:
+                # The grant is served (a code spent, a refresh token voided); only
+                # the answer waits, as for the API.
+                self._answers_released.wait(HOLD_MAX_S)
             return reply
 
         route, params = self._route(request)

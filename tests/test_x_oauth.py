@@ -33,6 +33,9 @@ from tests.helpers import ALPHA, BETA, closed_loopback_port, make_brand, states
 
 CLIENT_ID = "cartcast-test-client"
 CLIENT_SECRET = "cartcast-test-secret"
+# A hold on X's answer, a lock wait to appear, a thread to end: each is bounded, so
+# a regression fails the test instead of hanging the run.
+WAIT_S = 20.0
 
 
 @pytest.fixture
@@ -360,25 +363,27 @@ def test_eight_publishers_crossing_the_expiry_refresh_once_and_all_post(
     oauth_runtime.clock.advance(dt.timedelta(hours=2) - dt.timedelta(seconds=60))
     x_sandbox.add_fault(method="POST", path_prefix="/2/oauth2/token", delay_s=0.3)
     due = oauth_runtime.clock.now() + dt.timedelta(days=7)
-    start = threading.Barrier(8)
+    # Bounded waits: a publisher stuck on a lock fails the test, never hangs it.
+    start = threading.Barrier(8, timeout=WAIT_S)
     results: list[dict] = []
     errors: list[BaseException] = []
 
     def publisher() -> None:
-        start.wait()
         try:
+            start.wait()
             results.append(publishing.publish_due(oauth_runtime, as_of=due))
         except Exception as error:  # noqa: BLE001 - reported by the assertion below
             errors.append(error)
 
     # Act
-    threads = [threading.Thread(target=publisher) for _ in range(8)]
+    threads = [threading.Thread(target=publisher, daemon=True) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(WAIT_S)
 
     # Assert
+    assert [thread for thread in threads if thread.is_alive()] == []
     assert errors == []
     assert grants(x_sandbox)["refresh_token"] == 1
     assert sum(r["published"] for r in results) == 8
@@ -1002,6 +1007,17 @@ def refused_callbacks(client, key: str) -> list[tuple[str, str, str]]:
     return [(e["after"]["reason"], e["actor"], e["after"]["route"]) for e in trail]
 
 
+def wait_until(condition, what: str) -> None:
+    """Poll `condition` until it holds; fail the test after WAIT_S."""
+    import time
+
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {WAIT_S:g} s waiting for {what}")
+        time.sleep(0.01)
+
+
 def test_refused_callbacks_are_4xx_change_nothing_and_reach_the_trails_concerned(
     function_env, monkeypatch, clock_file, key_file
 ) -> None:
@@ -1090,3 +1106,78 @@ def test_refused_callbacks_are_4xx_change_nothing_and_reach_the_trails_concerned
     ]
     assert beta_trail == [("another_brand", "admin", "POST /v1/brand/x/callback")]
     assert unknown_recorded == 1  # the keyed one; the unkeyed forged state nowhere
+
+
+def test_two_callbacks_with_one_state_at_once_exchange_the_code_once(
+    function_env, monkeypatch, clock_file, key_file
+) -> None:
+    # Arrange: X holds its answer to the first exchange, so the first callback
+    # keeps the state's row locked while the second arrives and waits on it.
+    from tests.helpers import auth
+
+    with api_ready_to_connect(monkeypatch, clock_file, key_file) as (
+        client,
+        admin,
+        sandbox,
+    ):
+        started = client.post("/v1/brand/x/connect", headers=auth(admin))
+        callback = approve(started.get_json()["authorize_url"])
+        sandbox.add_fault(method="POST", path_prefix="/2/oauth2/token", hold=True)
+        answers: dict[str, tuple[int, dict]] = {}
+        failures: list[BaseException] = []
+
+        def call_back(name: str) -> None:
+            try:
+                with client.application.test_client() as own:
+                    answer = own.get("/v1/x/callback", query_string=callback)
+                    answers[name] = (answer.status_code, answer.get_json())
+            except BaseException as error:  # noqa: BLE001 - asserted below
+                failures.append(error)
+
+        def exchanges_asked() -> int:
+            asked = sandbox.snapshot()["requests"].get("POST /2/oauth2/token", {})
+            return asked.get("count", 0)
+
+        def second_waits_on_the_state() -> bool:
+            with runtime_module.current().database.transaction() as tx:
+                return bool(
+                    tx.scalar(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' "
+                        "AND query LIKE '%x_oauth_states%'"
+                    )
+                )
+
+        first = threading.Thread(target=call_back, args=("first",), daemon=True)
+        second = threading.Thread(target=call_back, args=("second",), daemon=True)
+        try:
+            # Act
+            first.start()
+            wait_until(lambda: exchanges_asked() == 1, "the first code exchange")
+            second.start()
+            wait_until(second_waits_on_the_state, "the second callback to wait")
+            sandbox.release_answers()
+            first.join(WAIT_S)
+            second.join(WAIT_S)
+        finally:
+            sandbox.release_answers()
+            for thread in (first, second):
+                if thread.is_alive() or thread.ident is not None:
+                    thread.join(WAIT_S)
+        alive = [t.name for t in (first, second) if t.is_alive()]
+        exchanged = exchanges_asked()
+        brand = client.get("/v1/brand", headers=auth(admin)).get_json()["brand"]
+        trail = client.get("/v1/audit", headers=auth(admin)).get_json()["events"]
+
+    # Assert
+    assert alive == [] and failures == []
+    assert answers["first"][0] == 200, answers["first"]
+    assert answers["first"][1]["x_account"]["x_user_id"] == ALPHA["user_id"]
+    status, body = answers["second"]
+    assert (status, body["error"]["field"]) == (400, "state")
+    assert "already used" in body["error"]["message"]
+    assert exchanged == 1
+    assert brand["x_user_id"] == ALPHA["user_id"]
+    actions = [e["action"] for e in trail if not e["action"].startswith("key.")]
+    assert actions == ["access.x_callback_refused", "x_account.connected"]
