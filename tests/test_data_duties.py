@@ -644,6 +644,71 @@ def test_only_an_admin_key_removes_an_authors_data(client, shop):
     assert response.status_code == 403
 
 
+def test_an_authors_removal_cancels_the_replies_to_them_x_has_not_been_handed(
+    client, shop
+):
+    # Arrange: the brand answered three of the person's mentions and one of
+    # someone else's; one reply to the person is held, one is being published.
+    database = _database(client)
+    with database.transaction() as tx:
+        tx.execute(
+            "UPDATE brands SET x_username = 'leaving' WHERE id = :id", id=shop["id"]
+        )
+    mentions = [store_mention(database, shop["id"], FAN) for _ in range(3)]
+    mentions.append(store_mention(database, shop["id"], OTHER))
+    replies = []
+    for mention_id in mentions:
+        answer = post_json(
+            client,
+            f"/v1/mentions/{mention_id}/reply",
+            {"text": "Sorry to hear that, we are on it"},
+            shop["admin"],
+        )
+        assert answer.status_code == 202, answer.get_json()
+        replies.append(answer.get_json()["post"]["id"])
+    queued, held, publishing, others = replies
+    with database.transaction() as tx:
+        tx.execute("UPDATE posts SET state = 'held' WHERE id = :id", id=held)
+        tx.execute(
+            "UPDATE posts SET state = 'publishing' WHERE id = :id", id=publishing
+        )
+
+    # Act
+    response = post_json(
+        client, "/v1/author-data-removals", {"x_user_id": FAN["id"]}, shop["admin"]
+    )
+    again = post_json(
+        client, "/v1/author-data-removals", {"x_user_id": FAN["id"]}, shop["admin"]
+    )
+
+    # Assert: the two not handed to X are cancelled with the reason, by the key.
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["removal"]["replies_cancelled"] == 2
+    assert again.get_json()["removal"]["replies_cancelled"] == 0
+    with database.transaction() as tx:
+        found = {
+            str(row["id"]): row
+            for row in tx.rows("SELECT id, state, failure_reason FROM posts")
+        }
+    assert [found[post]["state"] for post in replies] == [
+        "cancelled",
+        "cancelled",
+        "publishing",  # X may have it already: left to finish
+        "scheduled",  # someone else's mention
+    ]
+    assert found[queued]["failure_reason"] == author_data.REPLY_CANCEL_REASON
+    events = client.get(
+        f"/v1/posts/{queued}/events", headers=auth(shop["admin"])
+    ).get_json()["events"]
+    assert (events[-1]["to_state"], events[-1]["actor"], events[-1]["reason"]) == (
+        "cancelled",
+        "admin",
+        author_data.REPLY_CANCEL_REASON,
+    )
+    listed = client.get("/v1/author-data-removals", headers=auth(shop["admin"]))
+    assert [r["replies_cancelled"] for r in listed.get_json()["removals"]] == [0, 2]
+
+
 # Offboarding
 
 

@@ -11,9 +11,15 @@ id or by handle, and, for every mention of the brand they wrote:
 - its escalation (the payload queued for the brand's CRM, holding the text and the
   handle) is deleted, delivered or not;
 - the triage figures stay (sentiment, intent, priority, deadlines, handled), so the
-  daily KPIs and response times do not change.
+  daily KPIs and response times do not change;
+- the brand's replies to those mentions not yet handed to X (waiting for approval,
+  approved, scheduled or held) are cancelled with REPLY_CANCEL_REASON, which their
+  post events carry as the request's key and reason: a removal request means
+  cartcast stops acting on the person's mentions (decision 0039). A reply already
+  publishing, or sent, is the brand's post on X and is left as it is.
 
-The answer counts what was removed; a second request finds nothing and counts 0.
+The answer counts what was removed and cancelled; a second request finds nothing
+and counts 0.
 `author_data_removals` records when, by which key, how the person was named and
 the counts, never the id or handle itself (decision 0032).
 
@@ -29,7 +35,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from cartcast import validation
+from cartcast import post_events, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest
 
@@ -44,15 +50,33 @@ REMOVED_X_ID_PREFIX = "removed:"
 
 # Both statements find the author's mentions not yet cleared, by one of two keys.
 SELECT_BY_ID = """
-SELECT id, author_id FROM mentions
+SELECT id, author_id, x_post_id, reply_post_id FROM mentions
 WHERE brand_id = :brand_id AND author_id = :value AND author_removed_at IS NULL
 FOR UPDATE
 """
 SELECT_BY_USERNAME = """
-SELECT id, author_id FROM mentions
+SELECT id, author_id, x_post_id, reply_post_id FROM mentions
 WHERE brand_id = :brand_id AND lower(author_username) = lower(:value)
   AND author_removed_at IS NULL
 FOR UPDATE
+"""
+# The brand's replies to those mentions that X has not been handed: the states
+# posts.cancel leaves, so a reply being published is left to finish (holds.py's
+# rule). By the mention's link to its reply, and by the X id replied to, which a
+# reply that failed and was queued again still carries. Run before CLEAR_MENTIONS
+# rewrites the X ids.
+REPLY_CANCEL_REASON = (
+    "cancelled: the author of the mention asked for their data to be removed "
+    "(POST /v1/author-data-removals)"
+)
+CANCEL_REPLIES = """
+UPDATE posts SET state = 'cancelled', failure_reason = :reason, updated_at = :now
+WHERE brand_id = :brand_id
+  AND (id = ANY(CAST(:post_ids AS uuid[]))
+       OR in_reply_to = ANY(CAST(:x_post_ids AS text[])))
+  AND in_reply_to IS NOT NULL
+  AND state IN ('needs_approval', 'approved', 'scheduled', 'held')
+RETURNING id
 """
 DELETE_ESCALATIONS = """
 DELETE FROM escalation_outbox
@@ -75,12 +99,15 @@ WHERE brand_id = :brand_id AND in_reply_to_user_id = ANY(CAST(:user_ids AS text[
 SELECT_OWN_ACCOUNT = "SELECT x_user_id, x_username FROM brands WHERE id = :brand_id"
 RECORD_REMOVAL = """
 INSERT INTO author_data_removals (brand_id, requested_at, requested_by, matched_by,
-    mentions, escalations)
-VALUES (:brand_id, :now, :actor, :matched_by, :mentions, :escalations)
-RETURNING id, requested_at, requested_by, matched_by, mentions, escalations
+    mentions, escalations, replies_cancelled)
+VALUES (:brand_id, :now, :actor, :matched_by, :mentions, :escalations,
+    :replies_cancelled)
+RETURNING id, requested_at, requested_by, matched_by, mentions, escalations,
+    replies_cancelled
 """
 LIST_REMOVALS = """
-SELECT id, requested_at, requested_by, matched_by, mentions, escalations
+SELECT id, requested_at, requested_by, matched_by, mentions, escalations,
+    replies_cancelled
 FROM author_data_removals WHERE brand_id = :brand_id
 ORDER BY id DESC LIMIT :limit
 """
@@ -119,6 +146,7 @@ def remove_author_data(
     if matched_by == "x_user_id":
         user_ids.add(value)
 
+    replies = cancel_replies(tx, brand_id=brand_id, mentions=found, now=now)
     escalations = tx.rows(DELETE_ESCALATIONS, brand_id=brand_id, ids=ids)
     cleared = tx.rows(
         CLEAR_MENTIONS,
@@ -136,7 +164,31 @@ def remove_author_data(
         matched_by=matched_by,
         mentions=len(cleared),
         escalations=len(escalations),
+        replies_cancelled=replies,
     )
+
+
+def cancel_replies(
+    tx: Transaction, *, brand_id: str, mentions: list[dict[str, Any]], now: dt.datetime
+) -> int:
+    """Cancel the brand's queued replies to `mentions`; return how many.
+
+    The cancellation is each post's event, with the request's key as its actor and
+    REPLY_CANCEL_REASON as its reason (post_events.py), so the trail shows it.
+    """
+    post_ids = [str(row["reply_post_id"]) for row in mentions if row["reply_post_id"]]
+    x_post_ids = [row["x_post_id"] for row in mentions]
+    post_events.give_reason(tx, REPLY_CANCEL_REASON)
+    cancelled = tx.rows(
+        CANCEL_REPLIES,
+        brand_id=brand_id,
+        post_ids=post_ids,
+        x_post_ids=x_post_ids,
+        reason=REPLY_CANCEL_REASON,
+        now=now,
+    )
+    post_events.give_reason(tx, None)
+    return len(cancelled)
 
 
 def list_removals(
