@@ -314,6 +314,23 @@ def fill_brand(database, brand_id: str) -> dict[str, int]:
             brand_id=brand_id,
             now=START,
         )
+        # An OAuth connection started and never finished, and a refused request.
+        tx.execute(
+            "INSERT INTO x_oauth_states (state_hash, brand_id, code_verifier, "
+            "created_at, expires_at) VALUES ('state-of-' || :slug, "
+            ":brand_id, 'xtk1.sealed', :now, :later)",
+            brand_id=brand_id,
+            slug=brand_id[:8],
+            now=START,
+            later=START + dt.timedelta(minutes=10),
+        )
+        tx.execute(
+            "INSERT INTO audit_events (brand_id, at, actor, action, subject, after) "
+            "VALUES (:brand_id, :now, 'viewer', 'access.refused', "
+            "'route:GET /v1/keys', '{}')",
+            brand_id=brand_id,
+            now=START,
+        )
     store_mention(database, brand_id, FAN, escalated=True)
     with database.transaction() as tx:
         author_data.remove_author_data(
@@ -855,7 +872,7 @@ def test_an_offboarding_run_leaves_no_row_of_the_brand_but_what_it_kept(
         "brands", "api_keys", "products", "posts", "post_events", "mentions",
         "escalation_outbox", "orders", "daily_kpis", "account_snapshots",
         "cost_ledger", "x_post_intents", "caption_jobs", "alert_outbox", "crises",
-        "author_data_removals", "kpi_marks",
+        "author_data_removals", "kpi_marks", "x_oauth_states", "audit_events",
     }  # fmt: skip
     post_json(
         client,
