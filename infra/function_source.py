@@ -2,10 +2,11 @@
 
 `make deploy` stages functions/ into terraform/.build/functions, compiles every module
 there for the runtime's Python (python311: `__pycache__/*.cpython-311.pyc`) with
-unchecked-hash invalidation, and writes the sources' digest beside it;
-terraform/functions.tf zips that directory and refuses to plan when the digest is
-missing or no longer matches functions/ (decision 0028). The benchmark prepares
-the trees it starts with the same function, so it measures what deploys.
+unchecked-hash invalidation, writes the table of compiled regular expressions
+(cartcast/compiled_patterns.py, decision 0036), and writes the sources' digest
+beside it; terraform/functions.tf zips that directory and refuses to plan when the
+digest is missing or no longer matches functions/ (decision 0028). The benchmark
+prepares the trees it starts with the same function, so it measures what deploys.
 
 Unchecked-hash because the archive is unzipped on Google's side: extraction sets new
 mtimes, so a timestamp pyc would be stale and recompiled at every cold start, and a
@@ -83,8 +84,30 @@ def stage(source: Path, dest: Path, *, compiled: bool = True) -> Path:
         (dest / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / path, dest / path)
     if compiled:
+        write_pattern_table(dest)
         compile_tree(dest)
     return dest
+
+
+def write_pattern_table(tree: Path) -> None:
+    """Write the regular expressions' compiled table into the staged tree.
+
+    Built by the staged code itself in a child (cartcast.compiled_patterns), so the
+    table matches the patterns that deploy, before any bytecode is written there.
+    """
+    table = tree / "cartcast" / "data" / "compiled_patterns.bin"
+    command = [sys.executable, "-m", "cartcast.compiled_patterns", str(table)]
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": str(tree),
+    }
+    built = subprocess.run(
+        command, cwd=tree, env=env, capture_output=True, text=True, check=False
+    )
+    if built.returncode != 0:
+        raise SourceError(f"{tree}: the pattern table was not built:\n{built.stderr}")
 
 
 def compile_tree(tree: Path) -> None:

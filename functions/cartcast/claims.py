@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from cartcast import compiled_patterns
+
 CENT = Decimal("0.01")
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 # Codes recognised around a figure when looking for prices in copy: the common ones
@@ -53,7 +55,7 @@ _MONEY_WORDS = r"(?i:dollars?|euros?|bucks|quid)"
 # "Only a few left" is true of 1 to LOW_STOCK_MAX in stock.
 LOW_STOCK_MAX = 10
 
-_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+_URL = compiled_patterns.compile(r"https?://\S+", re.IGNORECASE)
 # An amount as copy writes it: "1,299.99" and "1.299,99" (thousands grouped either
 # way), "9.99" and "9,99" (a decimal point or comma). A comma or dot before exactly
 # three digits groups thousands; before one or two, it is the decimal mark.
@@ -138,7 +140,7 @@ _PERCENT = (
 # A percentage is a discount claim when it says so: "20% off", "20 percent
 # discount", "a discount of 20%", "save 20%", "reduced by 20%", "-20%", "20 %
 # Rabatt", "20 % de réduction"; "100% cotton" is not one.
-_PERCENT_OFF = re.compile(
+_PERCENT_OFF = compiled_patterns.compile(
     _PERCENT + r"[\s-]*(?:off|discount(?:ed)?|reduction|markdown|sale|savings?|cheaper"
     r"|rabatt|(?:de\s+)?réduction|(?:de\s+)?remise|(?:de\s+)?descuento"
     r"|(?:di\s+)?sconto|korting)\b"
@@ -149,26 +151,26 @@ _PERCENT_OFF = re.compile(
     + _PERCENT,
     re.IGNORECASE,
 )
-_HALF_PRICE = re.compile(r"\bhalf[\s-](?:price|off)\b", re.IGNORECASE)
+_HALF_PRICE = compiled_patterns.compile(r"\bhalf[\s-](?:price|off)\b", re.IGNORECASE)
 # A sum of money: a figure with a currency sign, code or word on either side.
 _MONEY = (
     rf"(?:{_SIGNS}|\b(?i:usd|eur|gbp|us\$))\s?({_FIGURE})"
     rf"|(?<![\w.,])({_FIGURE})\s?(?:{_SIGNS}|(?i:usd|eur|gbp)\b|{_MONEY_WORDS}\b)"
 )
 # A saving in money: "save $5", "savings of 5 €", "$5 off".
-_SAVE = re.compile(
+_SAVE = compiled_patterns.compile(
     r"\b(?:save|saving|savings)\s+(?:of\s+)?(?:up\s+to\s+)?(?:" + _MONEY + r")"
     r"|(?:" + _MONEY + r")\s+off\b",
     re.IGNORECASE,
 )
 # Offers no catalog field can back: cartcast knows prices and one discount.
-_OFFER = re.compile(
+_OFFER = compiled_patterns.compile(
     r"\b(?:\d|one|two|three)[\s-]+for[\s-]+(?:the\s+price\s+of\s+)?(?:\d|one|two)\b"
     r"|\bbogo\b|\bbuy\s+(?:\d|one|two)\s*,?\s+get\s+(?:\d|one)\b"
     r"|\bfree\s+gift\b|\bprice\s+drop\b",
     re.IGNORECASE,
 )
-_ONLY_LEFT = re.compile(
+_ONLY_LEFT = compiled_patterns.compile(
     r"\b(?:only|just|last)\s+" + _COUNT + r"\s+(?:[\w-]+\s+){0,3}?"
     r"(?:left|remaining)\b(?!-)"
     r"|\b(?:only|just)\s+" + _COUNT + r"\s+(?:[\w-]+\s+){0,3}?in[\s-]stock\b"
@@ -179,19 +181,19 @@ _ONLY_LEFT = re.compile(
     r"|(?<![\w.,/$€£])(?<!than\s)" + _COUNT + r"\s+available\b",
     re.IGNORECASE,
 )
-_FEWER_THAN = re.compile(
+_FEWER_THAN = compiled_patterns.compile(
     r"\b(?:fewer|less)\s+than\s+" + _COUNT + r"\s+(?:[\w-]+\s+)?(?:left|remaining)\b",
     re.IGNORECASE,
 )
-_IN_STOCK = re.compile(
+_IN_STOCK = compiled_patterns.compile(
     r"\b(?:back\s+)?in[\s-]stock\b|\bavailable\s+now\b|\bships\s+today\b",
     re.IGNORECASE,
 )
-_SOLD_OUT = re.compile(
+_SOLD_OUT = compiled_patterns.compile(
     r"(?<!almost\s)(?<!nearly\s)\b(?:sold[\s-]+out|out\s+of\s+stock)\b",
     re.IGNORECASE,
 )
-_FEW_LEFT = re.compile(
+_FEW_LEFT = compiled_patterns.compile(
     r"\b(?:only\s+)?(?:a\s+)?(?:few|couple|handful)\s+(?:\w+\s+)?left\b"
     r"|\blow\s+stock\b|\blimited\s+(?:stock|quantities|supply)\b"
     r"|\b(?:almost|nearly)\s+(?:gone|sold[\s-]+out)\b|\blast\s+one\b|\bselling\s+out\b",
@@ -325,7 +327,7 @@ def amount(figure: str) -> Decimal:
 @functools.cache
 def _price_pattern(extra_code: str) -> re.Pattern[str]:
     codes = "|".join(sorted({*CURRENCY_CODES, extra_code} - {""}))
-    return re.compile(
+    return compiled_patterns.compile(
         rf"(?P<mark_before>{_SIGNS}|\b(?i:{codes}))\s?(?P<before>{_FIGURE})"
         rf"|(?<![\w.,])(?P<after>{_FIGURE})\s?"
         rf"(?P<mark_after>{_SIGNS}|(?i:{codes})\b|{_MONEY_WORDS}\b)"

@@ -142,6 +142,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cartcast import compiled_patterns
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -282,7 +284,7 @@ _Prechecked = tuple[str, re.Pattern[str], tuple[str, ...] | None]
 def _patterns(table: dict[str, str]) -> tuple[_Named, ...]:
     # Matched against lower-cased text: IGNORECASE made every search 1.6 times
     # slower, and these searches are most of the scorer's time.
-    return tuple((name, re.compile(rx)) for name, rx in table.items())
+    return tuple((name, compiled_patterns.compile(rx)) for name, rx in table.items())
 
 
 # Each group kept beside its patterns and needed words, keyed by its id: the
@@ -303,6 +305,16 @@ def _prechecked(patterns: tuple[_Named, ...]) -> tuple[_Prechecked, ...]:
 
 def _needed_words(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
     """Return literal strings one of which every match holds, or None if unknown."""
+    # Worked out when the deploy is staged, like the patterns themselves (reading a
+    # parse tree is most of the cost): compiled_patterns keeps the answer.
+    return compiled_patterns.derived(
+        "needed_words",
+        (pattern.pattern, pattern.flags),
+        lambda: _work_out_needed_words(pattern),
+    )
+
+
+def _work_out_needed_words(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
     # A regex search scans the whole text; `in` on a few literals costs a tenth
     # of that, and most texts that pass a group's gate hold none of them.
     if pattern.flags & re.IGNORECASE:
@@ -358,13 +370,22 @@ def _stems(alternatives: str) -> re.Pattern[str]:
     # re tries an alternation's branches one by one at every position of the text.
     # Nested by common prefix ("d(?:amag|ent|e(?:fective|lay))"), nearly every
     # branch fails on its first character: the gates run two to three times faster.
-    gate = re.compile(_nested(_trie(alternatives.split("|"))))
+    gate = compiled_patterns.compile(_nested_stems(alternatives.split("|")))
     _GATE_STEMS[gate] = alternatives
     return gate
 
 
 # Every gate's stems, for `_gates` to look for all of them in one search.
 _GATE_STEMS: dict[re.Pattern[str], str] = {}
+
+
+def _nested_stems(stems: Iterable[str]) -> str:
+    """Return the nested alternation of `stems` (kept by compiled_patterns: building
+    the prefix tree of every gate's stems costs more than compiling the result)."""
+    ordered = tuple(sorted(set(stems)))
+    return compiled_patterns.derived(
+        "nested_stems", ordered, lambda: _nested(_trie(ordered))
+    )
 
 
 def _trie(stems: Iterable[str]) -> dict:
@@ -407,7 +428,9 @@ class _Gates:
             for stem in gates_of_stem
         }
         # In a lookahead a stem takes up no text, so overlapping stems are all seen.
-        self.any_stem = re.compile(f"(?=({_nested(_trie(gates_of_stem))}))")
+        self.any_stem = compiled_patterns.compile(
+            f"(?=({_nested_stems(gates_of_stem)}))"
+        )
 
     def passed(self, text: str) -> frozenset[re.Pattern[str]]:
         """Return the gates with a stem in `text`."""
@@ -794,7 +817,7 @@ SETTLED_GATE = _stems(
     "turned up|showed up|finally|after all|in the end|at last|eventually|"
     "swapped|exchanged|reinstated|put it right|made it right|customer for life"
 )
-SETTLED = re.compile(
+SETTLED = compiled_patterns.compile(
     r"\b(?:sorted|sorting (?:it|this|that) out|resolved|fixed|replaced"
     r"|replacement|refunded|refund (?:came|went|arrived)(?: through)?"
     r"|(?:quick|fast|easy|speedy) (?:refund|return|exchange|replacement)"
@@ -802,25 +825,25 @@ SETTLED = re.compile(
     r"|customer for life|tracked (?:it|them|mine) down)\b"
 )
 # "Want that sorted", "needs to be fixed": asked for, not yet done.
-WANTS_IT_PUT_RIGHT = re.compile(
+WANTS_IT_PUT_RIGHT = compiled_patterns.compile(
     r"\b(?:want|need|get|getting|have|like|please) (?:it|this|that|them|things)"
     r" (?:sorted|fixed|resolved|replaced|refunded)\b|\b(?:to be|be|being)"
     r" (?:sorted|fixed|resolved|replaced|refunded)\b"
 )
 # A worry that ended well: "thought it was lost but it turned up today". It
 # lifts the problem's pull, but is no praise by itself ("finally arrived, smashed").
-ARRIVED_AFTER_ALL = re.compile(
+ARRIVED_AFTER_ALL = compiled_patterns.compile(
     r"\b(?:turned up|showed up|arrived|came) (?:today |this morning )?(?:in the end"
     r"|after all|at last|eventually)\b|\bfinally (?:arrived|came|turned up|here)\b"
     r"|\b(?:turned|showed) up today\b"
 )
 # Read only beside a settled word: the order problem it names was had, not had now.
-PROBLEM_IN_PAST = re.compile(
+PROBLEM_IN_PAST = compiled_patterns.compile(
     r"\b(?:had|there was) (?:an? |some |one )?(?:little |small )?"
     r"(?:issue|problem|mix-up|mixup|hiccup)s?\b"
     r"|\bthought (?:it|my \w+|the \w+) (?:was|had been|got) (?:lost|missing|stolen)\b"
 )
-NO_PROBLEM = re.compile(
+NO_PROBLEM = compiled_patterns.compile(
     r"\b(?:without|not|no|nothing|zero) (?:a |one |a single |any )?(?:was |were"
     r" )?(?:scratch|scratches|crack|cracks|mark|marks|dent|dents|damage|damaged"
     r"|broken|missing|issues?|problems?|delay|delays|fuss|hassle|blisters)\b"
@@ -866,7 +889,7 @@ ORDER_REFERENCES = _patterns(
     }
 )
 
-ORDER_CONTEXT = re.compile(
+ORDER_CONTEXT = compiled_patterns.compile(
     r"\b(?:(?:pre-?)?order(?:ed|s)?|package|parcel|delivery|delivered|shipment"
     r"|ship(?:ped|ping)?|dispatch(?:ed)?|courier|tracking|arrived?|came|received"
     r"|groceries|refund(?:ed)?|returned|backorder\w*|paid|box|boxes"
@@ -876,27 +899,27 @@ ORDER_CONTEXT = re.compile(
 # A customer asking the shop to do something: with an order in the text, a
 # request is an order issue however politely it is put ("could you resend the
 # invoice for order 61840? thank you").
-REQUEST = re.compile(
+REQUEST = compiled_patterns.compile(
     r"\b(?:please|pls|plz|can you|could you|would you|can u|could u|can someone"
     r"|could someone|can anyone there|i'd like|i would like|i want|i need|we need"
     r"|need (?:it|this|them|a|an|my|the)|want (?:a|an|my|the|that|it)|help me"
     r"|advise|let me know|what now|is it possible|any way to|asap)\b|\?",
 )
 
-PERSONAL = re.compile(r"\b(?:my|me|our|us)\b")
+PERSONAL = compiled_patterns.compile(r"\b(?:my|me|our|us)\b")
 
-QUESTION_OPENERS = re.compile(
+QUESTION_OPENERS = compiled_patterns.compile(
     r"^\W*(how|what|what's|when|where|which|who|why|do|does|did|is|are|can"
     r"|could|will|would|should|any|anyone)\b(?!')"
 )
 # A question put to the writer's followers, not to the shop: "anyone selling a
 # second hand tent?", "does anyone know if they ship to Norway". Nothing is due.
-ASKS_FOLLOWERS = re.compile(
+ASKS_FOLLOWERS = compiled_patterns.compile(
     r"(?:^|[.!?,;:]\s*)(?:(?:does|has|is|did|can|could|would|will) )?(?:anyone"
     r"|anybody|any of you|who else|who's (?:coming|going|in|up for))\b(?! know)"
 )
 # "Why is the size guide only in inches": to a shop, a why-question objects.
-WHY_QUESTION = re.compile(
+WHY_QUESTION = compiled_patterns.compile(
     r"(?:^|[.!?,;:]\s*)why (?:is|are|was|were|do|does|did|would|can't|won't|isn't"
     r"|aren't|hasn't|haven't|don't|doesn't|didn't|on earth|the hell|must|should"
     r"|have|has|you)\b|\bwhy\?"
@@ -904,7 +927,7 @@ WHY_QUESTION = re.compile(
 # People ask without a question mark, and after a greeting or a first sentence:
 # "hi do u guys sell gift cards", "loving them!! do they need waterproofing".
 # A question form is a wh-word or an inverted auxiliary opening a clause.
-QUESTION_FORM = re.compile(
+QUESTION_FORM = compiled_patterns.compile(
     r"(?:^|[.!?,;:]\s*|\b(?:hi|hey|hello|also|and|so|but|or)\s+)(?:(?:how|what"
     r"|when|where|which|who) (?:is|are|do|does|did|can|should|would|will|about"
     r"|much|many|long|size)|(?:do|does|did|can|could|will|would|should|is|are"
@@ -915,7 +938,7 @@ QUESTION_FORM = re.compile(
 
 # Shopping phrases VADER misreads as feeling: "true" and "free" are praise to it.
 NEUTRAL_PHRASES_GATE = _stems("care|true to|free|fire|\U0001f525")
-NEUTRAL_PHRASES = re.compile(
+NEUTRAL_PHRASES = compiled_patterns.compile(
     r"\b(?:customer|skin|urgent) ?care\b|\btrue to size\b|\b(?:gluten|sugar|nickel"
     r"|paraben|sulfate|sulphate|fragrance|alcohol|cruelty|dairy|nut|lactose|oil|bpa"
     r"|plastic|fat|caffeine|scent)[- ]free\b|\U0001f525"
@@ -933,7 +956,7 @@ EAGER_GATE = _stems(
     "happy birthday|yay|woo|love|obsessed|props to|shout|legend|spot on|"
     "worth every penny|would buy again|incredible|cosy|cozy|<3|!!|10/10"
 )
-EAGER = re.compile(
+EAGER = compiled_patterns.compile(
     r"\b(?:looking forward|look forward|can'?t wait|cannot wait|so ready"
     r"|come (?:check|see|join)|want to see|wanna see|excited|thank(?:s| you)"
     r"|congrat\w*|happy birthday|yay|woo+|love|obsessed|props to|shout ?out"
@@ -957,7 +980,7 @@ PRAISED_GATE = _stems(
     "favourite|must have|must-have|needed|fastest|quickest|every week since|"
     "every day since|best purchase|painless|made my day|fire|\U0001f525"
 )
-PRAISED = re.compile(
+PRAISED = compiled_patterns.compile(
     r"\b(?:comfy|comfiest|comfortable|toasty|snug"
     r"|so soft|super soft|soft as|kept me (?:warm|dry)|not (?:one|a) bit cold"
     r"|bone dry|fits? (?:perfectly|like a glove|great|so well)|fit perfectly"
@@ -981,7 +1004,7 @@ FED_UP_GATE = _stems(
     "awful|rip|noo|sad|sorry|fuckin|argh|ffs|forgot|creepy|ridiculous|absurd|"
     "useless|downgrade|who asked"
 )
-FED_UP = re.compile(
+FED_UP = compiled_patterns.compile(
     r"\b(?:smh|ugh+|wtf|#?fail|annoying|disappoint\w*|dissapoint\w*|sucks?"
     r"|(?<!expecting the )(?<!expected the )(?<!feared the )worst"
     r"|hate|terrible|awful|rip|noo+|sad|sorry|fuckin\w*|argh+|ffs|forgot|creepy"
@@ -989,7 +1012,7 @@ FED_UP = re.compile(
 )
 # Faces people pull at a shop: eye roll, upside-down smile, unamused, steam,
 # pout, cursing, facepalm, thumbs down. VADER scores all of them 0.
-FED_UP_FACES = re.compile(
+FED_UP_FACES = compiled_patterns.compile(
     "[\U0001f644\U0001f643\U0001f612\U0001f611\U0001f624\U0001f621"
     "\U0001f92c\U0001f926\U0001f44e]"
 )
@@ -1001,27 +1024,27 @@ NEGATED_BEFORE = ("not ", "n't ", "never ")
 # it; the run's first word stays when it opens a sentence ("Love The Lamp" is
 # not a name), and a text mostly in Title Case is a headline and left whole.
 # Chosen on the even tweet lines: +0.009 and +0.015 on their two halves.
-TITLE_RUN = re.compile(
+TITLE_RUN = compiled_patterns.compile(
     # Apostrophes are straight here: the text is normalised first.
     r"(?<![\w'])[A-Z][a-z]+(?:'s)?(?:\s+[A-Z][a-z]+(?:'s)?)+\b"
 )
-TITLE_WORD = re.compile(r"(?<![\w'])[A-Z][a-z]+\b")
+TITLE_WORD = compiled_patterns.compile(r"(?<![\w'])[A-Z][a-z]+\b")
 HEADLINE_TITLE_SHARE = 0.6
 
-URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)
-HANDLE = re.compile(r"(?<![\w@])@\w{1,15}\b")
-HASHTAG = re.compile(r"(?<![\w#&])#(\w+)")
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+URL = compiled_patterns.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)
+HANDLE = compiled_patterns.compile(r"(?<![\w@])@\w{1,15}\b")
+HASHTAG = compiled_patterns.compile(r"(?<![\w#&])#(\w+)")
+SENTENCE_END = compiled_patterns.compile(r"(?<=[.!?])\s+(?=\S)")
 # VADER's negations (vaderSentiment.NEGATE, in short): a text without one scores
 # the same whole or sentence by sentence, and one VADER call is half the time.
-NEGATION = re.compile(
+NEGATION = compiled_patterns.compile(
     r"n't\b|\b(?:not|never|no|none|nope|nor|nothing|nowhere|neither|without"
     r"|cannot|aint|arent|cant|couldnt|didnt|doesnt|dont|hadnt|hasnt|havent|isnt"
     r"|shouldnt|wasnt|werent|wont|wouldnt|rarely|seldom|despite)\b"
 )
-JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+JSON_ESCAPE = compiled_patterns.compile(r"\\u([0-9a-fA-F]{4})")
 CURLY_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
-VARIATION_SELECTORS = re.compile("[\ufe0e\ufe0f]")
+VARIATION_SELECTORS = compiled_patterns.compile("[\ufe0e\ufe0f]")
 
 SPAM_MIN_URLS = 2
 SPAM_MIN_HASHTAGS = 5

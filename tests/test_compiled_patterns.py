@@ -1,0 +1,128 @@
+"""The regular expressions compiled when the deploy is staged (decision 0036)."""
+
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cartcast import compiled_patterns
+
+REPO = Path(__file__).resolve().parents[1]
+TABLE = Path("cartcast") / "data" / "compiled_patterns.bin"
+
+# Run in a child from a tree: score every team mention and check a few copies, then
+# say what the scorer used of the table.
+SCORE_AND_REPORT = """
+import json, sys
+from decimal import Decimal
+from cartcast import claims, compiled_patterns, sentiment
+
+mentions = json.load(open(sys.argv[1], encoding="utf-8"))
+scores = [list(map(str, sentiment.score_mention(m["text"]).__dict__.values()))
+          for m in mentions]
+brief = claims.ProductBrief("p", "S", "Mug", "", Decimal("20"), "USD", "home", (),
+                            None, 3, Decimal("10"))
+copies = ["Only 2 left, 20% off!", "Now $18.00, save $2", "Sold out. 12.50 CHF",
+          "back in stock: 10 percent discount"]
+checks = [[claims.claim_mismatch(c, brief), claims.price_mismatch(c, brief)]
+          for c in copies]
+table = compiled_patterns._loaded()
+print(json.dumps({
+    "scores": scores,
+    "checks": checks,
+    "in_table": len(table["patterns"]),
+    "derived_in_table": len(table["derived"]),
+    "compiled_outside": [p for p in compiled_patterns._asked
+                         if p not in table["patterns"]],
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from infra import function_source
+
+    dest = tmp_path_factory.mktemp("staged") / "functions"
+    return function_source.stage(REPO / "functions", dest)
+
+
+def run_in(tree: Path) -> dict:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCORE_AND_REPORT,
+            str(REPO / "infra" / "data" / "team_mentions.json"),
+        ],
+        env={**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_staged_tree_scores_and_checks_copy_exactly_as_the_source_does(
+    staged: Path,
+) -> None:
+    from_table = run_in(staged)
+    from_source = run_in(REPO / "functions")
+
+    assert from_table["scores"] == from_source["scores"]
+    assert from_table["checks"] == from_source["checks"]
+    # The staged scorer compiled nothing itself, and the checkout has no table.
+    assert from_table["in_table"] > 90 and from_table["derived_in_table"] > 10
+    assert from_table["compiled_outside"] == []
+    assert from_source["in_table"] == 0
+
+
+def test_every_pattern_of_the_table_is_the_one_re_compiles(staged: Path) -> None:
+    table = compiled_patterns.read_table(staged / TABLE)
+
+    assert table["patterns"]
+    for (pattern, flags), entry in table["patterns"].items():
+        loaded = compiled_patterns._from_entry(pattern, entry)
+        compiled = re.compile(pattern, flags)
+        # Pattern equality compares the flags and the engine's opcodes.
+        assert loaded == compiled
+        assert loaded.groupindex == compiled.groupindex
+        assert loaded.groups == compiled.groups
+
+
+def test_a_table_written_by_another_interpreter_is_ignored(
+    staged: Path, tmp_path: Path
+) -> None:
+    stored = marshal.loads((staged / TABLE).read_bytes())
+    stored["writer"] = {**stored["writer"], "magic": stored["writer"]["magic"] + 1}
+    other = tmp_path / "compiled_patterns.bin"
+    other.write_bytes(marshal.dumps(stored, compiled_patterns.MARSHAL_VERSION))
+
+    assert compiled_patterns.read_table(other) == {"patterns": {}, "derived": {}}
+    assert compiled_patterns.read_table(tmp_path / "missing.bin")["patterns"] == {}
+
+
+def test_a_pattern_missing_from_the_table_is_compiled_as_usual() -> None:
+    # The checkout has no table: everything is compiled by re.
+    pattern = compiled_patterns.compile(r"\bcold (?P<what>start)s?\b", re.IGNORECASE)
+
+    assert pattern.search("Cold Starts").group("what") == "Start"
+    assert pattern == re.compile(r"\bcold (?P<what>start)s?\b", re.IGNORECASE)
+
+
+def test_the_table_is_the_same_bytes_from_any_checkout(
+    staged: Path, tmp_path: Path
+) -> None:
+    # The archive is named by its content (decision 0028).
+    from infra import function_source
+
+    again = function_source.stage(REPO / "functions", tmp_path / "deep" / "functions")
+
+    assert (again / TABLE).read_bytes() == (staged / TABLE).read_bytes()
