@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from cartcast import db, errors
@@ -309,3 +314,59 @@ def test_a_unix_socket_connection_opens_with_the_startup_message(tmp_path) -> No
 
     # An SSLRequest would carry code 80877103; a StartupMessage, protocol 3.0.
     assert first == [196608]
+
+
+# --- scramp imported on first use (decision 0036) --------------------------------
+
+FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
+
+
+def run_fresh(code: str, *args: str) -> str:
+    """Run `code` in a new interpreter (this one imported pg8000 long ago)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, "PYTHONPATH": str(FUNCTIONS)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_connection_without_a_password_never_loads_scram(database_url) -> None:
+    code = """
+import sys
+from cartcast import db
+
+database = db.Database(lambda: db._connect_pg8000(db.parse_database_url(sys.argv[1])))
+with database.transaction() as tx:
+    assert tx.scalar("SELECT 41 + 1 AS answer") == 42
+print(sorted(m for m in ("asn1crypto", "scramp.core") if m in sys.modules))
+"""
+
+    assert run_fresh(code, database_url) == "[]"
+
+
+def test_threads_reaching_scram_at_once_all_get_the_whole_module() -> None:
+    # What pg8000 reads when a server asks for SCRAM: the name it imported.
+    code = """
+import sys, threading
+from cartcast import db
+import pg8000.core
+
+found, start = [], threading.Barrier(8)
+def read():
+    start.wait()
+    found.append(pg8000.core.scramp.ScramClient)
+threads = [threading.Thread(target=read) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+import scramp
+print(len(found), len(set(found)), found[0] is scramp.ScramClient,
+      scramp.ScramClient.__module__)
+"""
+
+    assert run_fresh(code) == "8 1 True scramp.core"

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib
+import sys
 import threading
 import time
+import types
 import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator
@@ -30,6 +33,43 @@ IDLE_CHECK_AFTER_S = 1.0
 # Statements one connection keeps prepared; cartcast has a few hundred constants,
 # so this bound only matters if one day SQL were built per call.
 PREPARED_MAX = 1000
+
+
+class _ImportedOnFirstUse(types.ModuleType):
+    """Stands in sys.modules for a module until one of its attributes is read.
+
+    pg8000 imports scramp (SCRAM-SHA-256 authentication, which imports asn1crypto
+    for channel binding) at its own import, 15 to 20 ms of every cold start, and
+    uses it only when a server asks for SCRAM. A password-less connection (trust,
+    peer, or a Unix socket locally) and a cleartext one never read it. The real
+    module is imported, once and under a lock, by the first read of an attribute:
+    two threads connecting at once both get it whole (decision 0036).
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._lock = threading.Lock()
+        self._module: types.ModuleType | None = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Called only for attributes this stand-in lacks: every one of the module's.
+        if attribute.startswith("__") or attribute in ("_lock", "_module"):
+            raise AttributeError(attribute)
+        with self._lock:
+            if self._module is None:
+                if sys.modules.get(self.__name__) is self:
+                    del sys.modules[self.__name__]
+                self._module = importlib.import_module(self.__name__)
+        return getattr(self._module, attribute)
+
+
+def _defer_import(name: str) -> None:
+    """Let `name` be imported on first use, unless something imported it already."""
+    sys.modules.setdefault(name, _ImportedOnFirstUse(name))
+
+
+# Before anything imports pg8000: cartcast reaches pg8000 only through this module.
+_defer_import("scramp")
 
 
 UNDEFINED_TABLE = "42P01"
