@@ -273,6 +273,64 @@ def test_the_sweep_scores_mentions_no_event_scored_and_leaves_fresh_ones(
 # Escalation
 
 
+BATCH_TEXTS = [
+    "@shop my order #4411 never arrived",
+    "@shop do you ship to Canada?",
+    "@shop love the new mugs, thank you!",
+    "@shop the charger burned my hand",
+    "@shop worst support ever, still no reply",
+]
+
+
+def test_a_batch_is_saved_in_one_statement_each_mention_as_if_scored_alone(
+    runtime, brand_id
+):
+    from bench.publish_load import Spent, counting_runtime
+
+    texts = [BATCH_TEXTS[i % len(BATCH_TEXTS)] + f" ({i})" for i in range(20)]
+    batch = [add_mention(runtime, brand_id, text) for text in texts]
+    alone = [add_mention(runtime, brand_id, text) for text in texts]
+    spent = Spent()
+    counting = counting_runtime(runtime.settings, runtime.clock, spent)
+
+    counts = scoring.score_mentions(counting, mention_ids=batch)
+    for mention_id in alone:
+        scoring.score_mentions(runtime, mention_ids=[mention_id])
+
+    saves = [c for n, (c, _) in spent.by_statement.items() if "UPDATE mentions" in n]
+    assert saves == [1]
+    assert counts["scored"] == 20 and counts["escalated"] == 8
+    scored = [
+        "sentiment", "compound", "intent", "priority", "escalate", "reasons",
+        "response_due_at", "scorer_version", "sentiment_engine", "sentiment_model",
+        "scoring_fallback_reason", "ugc_candidate", "scored_at",
+    ]  # fmt: skip
+    for in_batch, by_itself in zip(batch, alone, strict=True):
+        row, expected = load(runtime, in_batch), load(runtime, by_itself)
+        assert {c: row[c] for c in scored} == {c: expected[c] for c in scored}
+        assert row["scored_at"] == runtime.clock.now()
+    counting.close()
+
+
+def test_a_batch_delivered_again_scores_and_escalates_nothing_more(runtime, brand_id):
+    ids = [add_mention(runtime, brand_id, text) for text in BATCH_TEXTS]
+    first = scoring.score_mentions(runtime, mention_ids=ids)
+    stored = [load(runtime, mention_id) for mention_id in ids]
+    runtime.clock.advance(dt.timedelta(minutes=5))
+    # One mention new in the second delivery: only it is scored.
+    late = add_mention(runtime, brand_id, "@shop my parcel never arrived")
+
+    again = scoring.score_mentions(runtime, mention_ids=[*reversed(ids), late])
+
+    with runtime.database.transaction() as tx:
+        queued = tx.rows("SELECT mention_id FROM escalation_outbox")
+    assert first["scored"] == 5 and first["escalated"] == 2
+    assert again["scored"] == 1
+    assert [load(runtime, mention_id) for mention_id in ids] == stored
+    escalated = sorted(str(row["mention_id"]) for row in queued)
+    assert escalated == sorted([ids[0], ids[3], late])
+
+
 def test_a_priority_one_mention_reaches_the_crm_signed_and_once(runtime, brand_id, crm):
     mention_id = add_mention(runtime, brand_id, "@shop my order #4411 never arrived")
 

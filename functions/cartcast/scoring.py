@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,15 +54,23 @@ WHERE scored_at IS NULL AND received_at < :before
 ORDER BY received_at, id
 LIMIT :limit
 """
-SAVE_SCORE = """
-UPDATE mentions SET sentiment = :sentiment, compound = :compound, intent = :intent,
-    priority = :priority, escalate = :escalate, reasons = CAST(:reasons AS text[]),
-    response_due_at = :response_due_at, scorer_version = :scorer_version,
-    sentiment_engine = :engine, sentiment_model = :model,
-    scoring_fallback_reason = :fallback_reason, ugc_candidate = :ugc_candidate,
-    scored_at = :now
-WHERE id = :id AND scored_at IS NULL
-RETURNING id, text_removed_at IS NULL AND author_removed_at IS NULL AS kept
+# Every mention of a batch in one statement: `scores` is a JSON array of one
+# object per mention. compound is read as double precision, the type the driver
+# sent it as before, and rounded to the column's real by the assignment.
+SAVE_SCORES = """
+UPDATE mentions m SET sentiment = s.sentiment, compound = s.compound,
+    intent = s.intent, priority = s.priority, escalate = s.escalate,
+    reasons = s.reasons, response_due_at = s.response_due_at,
+    scorer_version = s.scorer_version, sentiment_engine = s.engine,
+    sentiment_model = s.model, scoring_fallback_reason = s.fallback_reason,
+    ugc_candidate = s.ugc_candidate, scored_at = :now
+FROM jsonb_to_recordset(CAST(:scores AS jsonb)) AS s(
+    id uuid, sentiment text, compound double precision, intent text,
+    priority smallint, escalate boolean, reasons text[], response_due_at timestamptz,
+    scorer_version text, engine text, model text, fallback_reason text,
+    ugc_candidate boolean)
+WHERE m.id = s.id AND m.scored_at IS NULL
+RETURNING m.id, m.text_removed_at IS NULL AND m.author_removed_at IS NULL AS kept
 """
 
 
@@ -97,18 +106,26 @@ def score_mentions(runtime: Any, *, mention_ids: list[str]) -> dict[str, int]:
     offline = {str(row["id"]): sentiment.score_mention(row["text"]) for row in rows}
     labels = _labels(runtime, rows, offline)
     now = runtime.clock.now()
+    decisions = {
+        str(row["id"]): _triage(runtime, row, labels[str(row["id"])], offline)
+        for row in rows
+    }
     with runtime.database.transaction() as tx:
+        # One statement for the batch; a mention another delivery scored first is
+        # not in `kept`, and queues nothing.
+        kept = _save_all(tx, rows, labels, decisions, now=now)
         for row in rows:
             mention_id = str(row["id"])
-            saved = _save(
-                runtime, tx, row, labels[mention_id], offline[mention_id], now=now
+            if mention_id not in kept:
+                continue
+            decided, reasons = decisions[mention_id]
+            _queue_escalation(
+                tx, row, labels[mention_id], decided, reasons, kept[mention_id], now
             )
-            if saved is None:
-                continue  # another delivery scored it first
             saved_ids.append(mention_id)
             counts["scored"] += 1
-            counts["escalated"] += saved.escalate
-            counts["ugc_candidates"] += saved.ugc_candidate
+            counts["escalated"] += decided.escalate
+            counts["ugc_candidates"] += decided.ugc_candidate
             counts["gemini_fallbacks"] += labels[mention_id].fallback_reason is not None
 
     # After the commit, so the window counts these mentions (crisis.py).
@@ -185,22 +202,19 @@ def _labels(
     return labels
 
 
-def _save(
+def _triage(
     runtime: Any,
-    tx: Any,
     row: dict[str, Any],
     label: Label,
-    offline: sentiment.MentionScore,
-    *,
-    now: dt.datetime,
-) -> triage.Triage | None:
-    """Triage and save one mention, and queue its escalation; None if it was taken."""
+    offline: dict[str, sentiment.MentionScore],
+) -> tuple[triage.Triage, list[str]]:
+    """Triage one labelled mention; return the decision and the reasons to store."""
     from cartcast import triage
 
     decided = triage.triage_mention(
         intent=label.intent,
         sentiment=label.sentiment,
-        crisis=bool(offline.crisis),
+        crisis=bool(offline[str(row["id"])].crisis),
         posted_at=row["posted_at"],
         author_followers=row["author_followers"],
         media_types=tuple(row["media_types"] or ()),
@@ -214,40 +228,71 @@ def _save(
     reasons = [*label.reasons, *decided.reasons]
     if decided.escalate:
         reasons.append("escalate:priority_1")
-    saved = tx.one(
-        SAVE_SCORE,
-        id=row["id"],
-        sentiment=label.sentiment,
-        compound=label.score,
-        intent=label.intent,
-        priority=decided.priority,
-        escalate=decided.escalate,
-        reasons=reasons,
-        response_due_at=decided.response_due_at,
-        scorer_version=label.model,
-        engine=label.engine,
-        model=label.model,
-        fallback_reason=label.fallback_reason,
-        ugc_candidate=decided.ugc_candidate,
-        now=now,
-    )
-    if saved is None:
-        return None
+    return decided, reasons
+
+
+def _save_all(
+    tx: Any,
+    rows: list[dict[str, Any]],
+    labels: dict[str, Label],
+    decisions: dict[str, tuple[triage.Triage, list[str]]],
+    *,
+    now: dt.datetime,
+) -> dict[str, bool]:
+    """Save every mention still unscored, in one statement; return, for each one
+    saved, whether its text and author are still kept."""
+    scores = []
+    for row in rows:
+        mention_id = str(row["id"])
+        label = labels[mention_id]
+        decided, reasons = decisions[mention_id]
+        due = decided.response_due_at
+        scores.append(
+            {
+                "id": mention_id,
+                "sentiment": label.sentiment,
+                "compound": label.score,
+                "intent": label.intent,
+                "priority": decided.priority,
+                "escalate": decided.escalate,
+                "reasons": reasons,
+                "response_due_at": due.isoformat() if due is not None else None,
+                "scorer_version": label.model,
+                "engine": label.engine,
+                "model": label.model,
+                "fallback_reason": label.fallback_reason,
+                "ugc_candidate": decided.ugc_candidate,
+            }
+        )
+    saved = tx.rows(SAVE_SCORES, scores=json.dumps(scores), now=now)
+    return {str(row["id"]): row["kept"] for row in saved}
+
+
+def _queue_escalation(
+    tx: Any,
+    row: dict[str, Any],
+    label: Label,
+    decided: triage.Triage,
+    reasons: list[str],
+    kept: bool,
+    now: dt.datetime,
+) -> None:
+    """Queue the escalation of a mention just saved, if it is one to escalate."""
     # The text and author were read before labelling; if a retention sweep or an
     # author's removal (author_data.py) took them meanwhile, the row's lock has
     # made this save wait for it, and the escalation would quote what is gone.
-    if decided.escalate and saved["kept"]:
-        escalations.queue_escalation(
-            tx,
-            brand_id=str(row["brand_id"]),
-            mention={
-                **row,
-                "intent": label.intent,
-                "sentiment": label.sentiment,
-                "priority": decided.priority,
-                "response_due_at": decided.response_due_at,
-                "reasons": reasons,
-            },
-            now=now,
-        )
-    return decided
+    if not (decided.escalate and kept):
+        return
+    escalations.queue_escalation(
+        tx,
+        brand_id=str(row["brand_id"]),
+        mention={
+            **row,
+            "intent": label.intent,
+            "sentiment": label.sentiment,
+            "priority": decided.priority,
+            "response_due_at": decided.response_due_at,
+            "reasons": reasons,
+        },
+        now=now,
+    )
