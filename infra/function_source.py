@@ -95,6 +95,8 @@ def write_pattern_table(tree: Path) -> None:
     Built by the staged code itself in a child (cartcast.compiled_patterns), so the
     table matches the patterns that deploy, before any bytecode is written there.
     """
+    if not (tree / "cartcast" / "compiled_patterns.py").is_file():
+        return  # not cartcast's tree (the benchmark stages its bare function too)
     table = tree / "cartcast" / "data" / "compiled_patterns.bin"
     command = [sys.executable, "-m", "cartcast.compiled_patterns", str(table)]
     env = {
