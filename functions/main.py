@@ -16,9 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import functions_framework
 
-from cartcast import events, runtime
-from cartcast.errors import PermanentError
-from cartcast.logs import fields
+from cartcast import compiled_patterns
+
+# First, before cartcast and the libraries its functions load (tweepy, requests,
+# pg8000) compile their regular expressions: the deploy archive holds them compiled
+# (decision 0036). A checkout has no table, and this does nothing.
+compiled_patterns.preload()
+
+from cartcast import events, runtime  # noqa: E402
+from cartcast.errors import PermanentError  # noqa: E402
+from cartcast.logs import fields  # noqa: E402
 
 if TYPE_CHECKING:
     import flask

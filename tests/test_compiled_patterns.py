@@ -87,8 +87,11 @@ def test_the_staged_tree_scores_and_checks_copy_exactly_as_the_source_does(
 def test_every_pattern_of_the_table_is_the_one_re_compiles(staged: Path) -> None:
     table = compiled_patterns.read_table(staged / TABLE)
 
-    assert table["patterns"]
-    for (pattern, flags), entry in table["patterns"].items():
+    assert table["patterns"] and table["libraries"]
+    for (pattern, flags), entry in [
+        *table["patterns"].items(),
+        *table["libraries"].items(),
+    ]:
         loaded = compiled_patterns._from_entry(pattern, entry)
         compiled = re.compile(pattern, flags)
         # Pattern equality compares the flags and the engine's opcodes.
@@ -105,7 +108,8 @@ def test_a_table_written_by_another_interpreter_is_ignored(
     other = tmp_path / "compiled_patterns.bin"
     other.write_bytes(marshal.dumps(stored, compiled_patterns.MARSHAL_VERSION))
 
-    assert compiled_patterns.read_table(other) == {"patterns": {}, "derived": {}}
+    empty = {"patterns": {}, "derived": {}, "libraries": {}}
+    assert compiled_patterns.read_table(other) == empty
     assert compiled_patterns.read_table(tmp_path / "missing.bin")["patterns"] == {}
 
 
@@ -126,3 +130,31 @@ def test_the_table_is_the_same_bytes_from_any_checkout(
     again = function_source.stage(REPO / "functions", tmp_path / "deep" / "functions")
 
     assert (again / TABLE).read_bytes() == (staged / TABLE).read_bytes()
+
+
+def test_the_entry_points_hand_the_libraries_patterns_to_re_before_loading_them(
+    staged: Path,
+) -> None:
+    # What main.py's import leaves in re's cache, then what tweepy and pg8000 find.
+    code = """
+import re
+import functions_framework
+import main
+from cartcast import compiled_patterns
+libraries = compiled_patterns._loaded()["libraries"]
+primed = {key: re._cache.get((str, *key)) for key in libraries}
+import pg8000.dbapi, tweepy
+print(len(libraries), sum(p is not None for p in primed.values()),
+      sum(re.compile(*key) is pattern for key, pattern in primed.items()))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(staged), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    libraries, primed, reused = map(int, done.stdout.split())
+    assert libraries > 50 and primed == libraries and reused == libraries

@@ -26,7 +26,7 @@ import hashlib
 import marshal
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +38,29 @@ MARSHAL_VERSION = 2
 COMPILER_SOURCES = ("_compiler.py", "_parser.py", "_constants.py", "_casefix.py")
 # The modules whose patterns go through `compile`.
 MODULES = ("cartcast.claims", "cartcast.sentiment")
+# The modules the event functions import on their first request (main.py's lazy
+# imports, and the libraries under them: tweepy, requests, urllib3, oauthlib,
+# pg8000, dateutil). What they compile with `re` themselves, at import, goes into
+# the table's "libraries" part, which `preload` hands to `re`'s own cache.
+LIBRARY_MODULES = (
+    "main",
+    "cartcast.db",
+    "cartcast.x",
+    "cartcast.reconciling",
+    "cartcast.sweeping",
+    "cartcast.alerts",
+    "cartcast.scoring",
+    "cartcast.triage",
+    "cartcast.intent_model",
+    "cartcast.escalations",
+    "cartcast.mentions",
+    "cartcast.kpis",
+    "cartcast.offboarding",
+    "cartcast.retention",
+    "cartcast.caption_drain",
+    "pg8000.dbapi",
+    "tweepy",
+)
 
 _Entry = tuple[int, bytes, int, dict[str, int]]
 _table: dict[str, dict] | None = None
@@ -71,6 +94,26 @@ def _from_entry(pattern: str, entry: _Entry) -> re.Pattern[str]:
     )
 
 
+def preload() -> int:
+    """Put the libraries' staged patterns into `re`'s cache; return how many.
+
+    tweepy, requests, urllib3, oauthlib and pg8000 compile sixty patterns with
+    `re.compile` at import; `re` looks each up in its cache (`re._cache`, keyed by
+    type, pattern and flags) before compiling. Called before they are imported,
+    this makes their own `re.compile` calls find the compiled pattern.
+    """
+    cache = getattr(re, "_cache", None)
+    if not isinstance(cache, dict):
+        return 0  # another re than the one whose writer() matched; never expected
+    count = 0
+    for (pattern, flags), entry in _loaded()["libraries"].items():
+        key = (str, pattern, flags)
+        if key not in cache:
+            cache[key] = _from_entry(pattern, entry)
+            count += 1
+    return count
+
+
 def derived(kind: str, key: Any, work_out: Callable[[], T]) -> T:
     """Return what `work_out` gives for `key`, from the staged table when it has it.
 
@@ -94,14 +137,14 @@ def _loaded() -> dict[str, dict]:
 
 def read_table(path: Path) -> dict[str, dict]:
     """Return the table at `path`: empty if there is none or another Python wrote it."""
-    empty: dict[str, dict] = {"patterns": {}, "derived": {}}
+    empty: dict[str, dict] = {"patterns": {}, "derived": {}, "libraries": {}}
     try:
         stored = marshal.loads(path.read_bytes())
     except (OSError, EOFError, ValueError, TypeError):
         return empty
     if not isinstance(stored, dict) or stored.get("writer") != writer():
         return empty
-    return {"patterns": stored["patterns"], "derived": stored["derived"]}
+    return {key: stored[key] for key in empty}
 
 
 def writer() -> dict[str, Any]:
@@ -145,20 +188,39 @@ def entry_for(pattern: str, flags: int) -> _Entry | None:
 
 
 def build_table() -> bytes:
-    """Load MODULES, run their first-use paths, and return the table of every
-    pattern they asked for, in the order asked."""
+    """Load MODULES and LIBRARY_MODULES, run the scorer's first-use paths, and
+    return the table of every pattern they compiled, in the order compiled."""
     import importlib
 
-    for module in MODULES:
+    import functions_framework  # noqa: F401 (what every function has loaded first)
+
+    cache = getattr(re, "_cache", {})
+    loaded_first = set(cache)
+    for module in (*MODULES, *LIBRARY_MODULES):
         importlib.import_module(module)
     _warm_up()
-    patterns = {}
-    for pattern, flags in _asked:
+    patterns = _entries(_asked)
+    libraries = _entries(
+        (pattern, flags)
+        for kind, pattern, flags in cache
+        if kind is str and (kind, pattern, flags) not in loaded_first
+    )
+    table = {
+        "writer": writer(),
+        "patterns": patterns,
+        "derived": dict(_derived),
+        "libraries": {k: v for k, v in libraries.items() if k not in patterns},
+    }
+    return marshal.dumps(table, MARSHAL_VERSION)
+
+
+def _entries(keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], _Entry]:
+    entries = {}
+    for pattern, flags in keys:
         entry = entry_for(pattern, flags)
         if entry is not None:
-            patterns[(pattern, flags)] = entry
-    table = {"writer": writer(), "patterns": patterns, "derived": dict(_derived)}
-    return marshal.dumps(table, MARSHAL_VERSION)
+            entries[(pattern, flags)] = entry
+    return entries
 
 
 def _warm_up() -> None:
