@@ -170,3 +170,48 @@ def test_a_name_with_no_ascii_letters_needs_a_slug() -> None:
 
     assert raised.value.field == "slug"
     assert "send a 'slug'" in raised.value.args[0]
+
+
+@pytest.mark.parametrize("blank", [" ", "\u3000\t", "\ufeff\n"])
+def test_a_required_text_blank_by_json_schemas_whitespace_is_refused(blank) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        validation.text({"reason": blank}, "reason")
+
+    assert refused.value.field == "reason"
+
+
+def test_a_text_of_characters_json_schema_does_not_call_space_is_kept() -> None:
+    """The spec's `pattern: "\\S"` takes "\x1e" (not ECMA-262 whitespace), so
+    the code does not strip it as str.strip() would."""
+    assert validation.text({"reason": " \x1e "}, "reason") == "\x1e"
+
+
+def test_a_text_over_its_length_is_refused_whatever_it_strips_to() -> None:
+    with pytest.raises(InvalidRequest):
+        validation.text({"reason": "\x1e" * 301}, "reason", max_len=300)
+
+
+@pytest.mark.parametrize("value", ["A\u202eB", "a\x85b", "a\u200bb", "a\x00"])
+def test_controls_and_invisible_marks_are_unprintable(value) -> None:
+    assert validation.has_unprintable(value)
+
+
+@pytest.mark.parametrize("value", ["#1001 ö", "caf\u00e9", "\ue000", "日本"])
+def test_other_characters_are_printable(value) -> None:
+    assert not validation.has_unprintable(value)
+
+
+@pytest.mark.parametrize(
+    ("secret", "taken"),
+    [
+        ("0123456789abcdef", True),
+        ("a secret with spaces", True),
+        (" 0123456789abcdef", False),
+        ("0123456789abcdéf", False),
+        ("0123456789abcdef\x7f", False),
+    ],
+)
+def test_a_webhook_secret_is_printable_ascii_without_surrounding_spaces(
+    secret, taken
+) -> None:
+    assert bool(brands.WEBHOOK_SECRET.fullmatch(secret)) is taken

@@ -147,6 +147,9 @@ ESCALATION_SECRET_LENGTH = (16, 200)
 # shorter ones. Below 16 characters a secret is guessable.
 WEBHOOK_SECRET_LENGTH_MIN = 16
 WEBHOOK_SECRET_LENGTH_MAX = 200
+# Printable ASCII, no space at either end: Shopify's signing keys are hex, and a
+# class JSON Schema can state exactly (docs/openapi.yaml's webhook_secret pattern).
+WEBHOOK_SECRET = re.compile(r"[!-~]([ -~]*[!-~])?")
 WEBHOOK_URL_LENGTH_MAX = 500
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 SELECT_TIME_ZONE = "SELECT name FROM pg_timezone_names WHERE name = :name"
@@ -363,14 +366,14 @@ def _webhook_secret(body: dict) -> str | None:
         return None
     if (
         not isinstance(secret, str)
-        or secret != secret.strip()
-        or not secret.isprintable()
+        or not WEBHOOK_SECRET.fullmatch(secret)
         or not WEBHOOK_SECRET_LENGTH_MIN <= len(secret) <= WEBHOOK_SECRET_LENGTH_MAX
     ):
         raise InvalidRequest(
             f"'webhook_secret' must be {WEBHOOK_SECRET_LENGTH_MIN} to "
-            f"{WEBHOOK_SECRET_LENGTH_MAX} printable characters without surrounding "
-            "spaces (the store's webhook signing key), or null to remove it",
+            f"{WEBHOOK_SECRET_LENGTH_MAX} printable ASCII characters without "
+            "surrounding spaces (the store's webhook signing key), or null to remove "
+            "it",
             field="webhook_secret",
         )
     return secret

@@ -141,10 +141,10 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
     if (
         isinstance(external, bool)
         or not isinstance(external, (int, str))
-        or not str(external).strip()
+        or not str(external).strip(validation.BLANK)
     ):
         raise InvalidRequest("'id' (the store's order id) is required", field="id")
-    if len(str(external).strip()) > EXTERNAL_ID_LENGTH_MAX:
+    if len(str(external).strip(validation.BLANK)) > EXTERNAL_ID_LENGTH_MAX:
         raise InvalidRequest(
             f"'id' is longer than {EXTERNAL_ID_LENGTH_MAX} characters", field="id"
         )
@@ -158,7 +158,7 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
         raise InvalidRequest("'line_items' must be a list", field="line_items")
     landing, ignored = landing_site(body)
     return {
-        "external_id": str(external).strip(),
+        "external_id": str(external).strip(validation.BLANK),
         "ordered_at": ordered_at(body["created_at"], now=now),
         "currency": validation.currency(body, "currency"),
         "total_price": validation.money(body["total_price"], "total_price"),
@@ -203,7 +203,7 @@ def landing_site(body: dict) -> tuple[str | None, str | None]:
     if not value:
         return value, None
     problem = None
-    if any(not char.isprintable() and char != " " for char in value):
+    if validation.has_unprintable(value):
         problem = "it contains control characters"
     else:
         try:
@@ -250,7 +250,7 @@ def _customer_id(customer: Any) -> str | None:
         raise InvalidRequest(
             "'customer.id' must be an integer or a string", field="customer.id"
         )
-    text = str(customer_id).strip()
+    text = str(customer_id).strip(validation.BLANK)
     if len(text) > EXTERNAL_ID_LENGTH_MAX:
         raise InvalidRequest(
             f"'customer.id' is longer than {EXTERNAL_ID_LENGTH_MAX} characters",
@@ -265,9 +265,7 @@ def refuse_control_characters(value: str | None, name: str) -> str | None:
 
     They would be stored as they came and printed into reports and logs.
     """
-    if value is not None and any(
-        not char.isprintable() and char != " " for char in value
-    ):
+    if value is not None and validation.has_unprintable(value):
         raise InvalidRequest(
             f"'{name}' contains control or other unprintable characters", field=name
         )

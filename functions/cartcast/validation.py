@@ -27,6 +27,20 @@ TIME_ZONE_LENGTH_MAX = 64
 # "Factory", tzdata's placeholder for "zone not set" (abbreviation "-00").
 TIME_ZONE_PREFIXES_REFUSED = ("posix/", "right/")
 TIME_ZONE_NAMES_REFUSED = frozenset({"posixrules", "localtime", "Factory"})
+# What JSON Schema's `\s` matches (ECMA-262 WhiteSpace and LineTerminator), so a
+# `pattern: "\\S"` in docs/openapi.yaml and the code agree on a blank string:
+# str.strip() alone would also drop \x1c-\x1f and \x85, which `\S` matches.
+BLANK = (
+    "\t\n\v\f\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+# Characters no store or person writes into an id or a URL, which would be stored
+# as they came and printed into reports and logs: C0 and C1 controls, line and
+# paragraph separators, zero-width and bidirectional marks. The spec states the
+# same class as a pattern (UNPRINTABLE_PATTERN there, tests/test_openapi.py).
+UNPRINTABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
+)
 
 
 def require_object(body: Any, where: str = "body") -> dict[str, Any]:
@@ -61,7 +75,7 @@ def text(
         return default
     if not isinstance(value, str):
         raise InvalidRequest(f"'{name}' must be a string", field=name)
-    value = value.strip()
+    value = value.strip(BLANK)
     if required and not value:
         raise InvalidRequest(f"'{name}' must not be empty", field=name)
     if len(value) > max_len:
@@ -69,6 +83,11 @@ def text(
             f"'{name}' is longer than {max_len} characters", field=name
         )
     return value
+
+
+def has_unprintable(value: str) -> bool:
+    """Whether `value` holds a character of UNPRINTABLE."""
+    return UNPRINTABLE.search(value) is not None
 
 
 def integer(body: dict, name: str, *, default: int, minimum: int, maximum: int) -> int:
