@@ -39,6 +39,20 @@ def api(request: flask.Request) -> tuple[str, int, dict[str, str]]:
     return http_api.handle(request, runtime.current())
 
 
+@functions_framework.errorhandler(404)
+def answer_unrouted_path(error: Exception) -> tuple[str, int, dict[str, str]]:
+    """Answer a path functions-framework routes to no function as the API would.
+
+    Its catch-all rule `/<path:path>` stops at a newline, so a path holding one
+    (%0A) never reaches `api` and Flask would answer an HTML page; clients and
+    docs/openapi.yaml expect the JSON error of every other unknown path.
+    """
+    from cartcast import web
+
+    body = {"error": {"code": "not_found", "message": "no such route"}}
+    return web.json_response(body, 404)
+
+
 @functions_framework.http
 def generate_caption(request: flask.Request) -> tuple[str, int, dict[str, str]]:
     from cartcast import api as http_api

@@ -127,6 +127,32 @@ def test_one_bad_product_rejects_the_whole_import(client, brand_key) -> None:
     assert listed["products"] == []
 
 
+def test_a_feed_that_repeats_a_sku_names_the_repeat_and_imports_nothing(
+    client, brand_key
+) -> None:
+    rows = catalog(3)
+    rows[2] = {**rows[2], "sku": rows[0]["sku"]}
+
+    response = post_json(client, "/v1/products", rows, brand_key)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "products[2].sku"
+    listed = client.get("/v1/products", headers=auth(brand_key)).get_json()
+    assert listed["products"] == []
+
+
+def test_a_path_holding_a_newline_answers_the_json_404_of_any_unknown_path(
+    client, brand_key
+) -> None:
+    """functions-framework's catch-all route stops at a newline: Flask, not the
+    api function, answers such a path, and main.py makes that answer JSON."""
+    response = client.post("/v1/keys/%0A/revoke", headers=auth(brand_key))
+
+    assert response.status_code == 404
+    assert response.content_type == "application/json"
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
 def test_another_brands_product_is_not_found(
     client, brand_key, other_brand_key
 ) -> None:
@@ -217,6 +243,9 @@ def test_an_order_is_stored_once_per_store_order_id(client, brand_key) -> None:
         ({"customer": "someone"}, "customer"),
         ({"currency": "ÉÜÖ"}, "currency"),
         ({"id": "x" * 201}, "id"),
+        ({"id": "A\u202eB"}, "id"),
+        ({"referring_site": "https://a.example/\x85"}, "referring_site"),
+        ({"customer": {"id": "c\u2028d"}}, "customer.id"),
     ],
 )
 def test_bad_orders_are_named_in_a_400(client, brand_key, change, field) -> None:

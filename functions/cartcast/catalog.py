@@ -75,11 +75,17 @@ def import_products(
             + (f" (and {more} more)" if more > 0 else ""),
             field="products",
         )
-    skus = [product["sku"] for product in products]
-    if len(set(skus)) != len(skus):
-        raise InvalidRequest(
-            "the feed repeats a SKU; nothing imported", field="products"
-        )
+    first_index: dict[str, int] = {}
+    for index, product in enumerate(products):
+        earlier = first_index.setdefault(product["sku"], index)
+        if earlier != index:
+            # Named by its own field: docs/openapi.yaml lists products[].sku as a
+            # rule JSON Schema cannot state (uniqueItems compares whole items).
+            raise InvalidRequest(
+                f"the feed repeats SKU {product['sku']!r} (products[{earlier}] and "
+                f"products[{index}]); nothing imported",
+                field=f"products[{index}].sku",
+            )
 
     inserted = 0
     for product in products:
