@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from cartcast import api
+from cartcast import api, brands, validation
 
 SPEC = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -159,3 +159,59 @@ def test_the_open_request_objects_are_still_in_the_spec() -> None:
     }
 
     assert open_ones == OPEN_REQUEST_OBJECTS
+
+
+def test_the_spec_and_the_code_call_the_same_characters_unprintable() -> None:
+    """An order's ids and referring site refuse validation.UNPRINTABLE; the spec
+    says so with a pattern, which must match exactly the other characters."""
+    spec = yaml.safe_load(SPEC.read_text())
+    order = spec["components"]["schemas"]["OrderInput"]["properties"]
+    patterns = {
+        order["id"]["pattern"],
+        order["referring_site"]["pattern"],
+        order["customer"]["properties"]["id"]["pattern"],
+    }
+
+    assert len(patterns) == 1
+    printable = re.compile(patterns.pop())
+    for code_point in range(0x10000):
+        char = chr(code_point)
+        if 0xD800 <= code_point <= 0xDFFF:
+            continue  # lone surrogates: refused by the JSON reader first
+        assert bool(printable.fullmatch(char)) is not validation.has_unprintable(
+            char
+        ), hex(code_point)
+
+
+def test_the_webhook_secret_pattern_is_the_one_the_code_checks() -> None:
+    spec = yaml.safe_load(SPEC.read_text())
+    body = spec["paths"]["/v1/brand"]["patch"]["requestBody"]["content"]
+    secret = body["application/json"]["schema"]["properties"]["webhook_secret"]
+
+    assert secret["pattern"] == f"^{brands.WEBHOOK_SECRET.pattern}$"
+
+
+def test_every_refusal_beyond_the_schema_names_a_field_of_its_operation() -> None:
+    """`x-refusals-beyond-schema` lets make faults count a 400 naming one of its
+    fields as expected: a name no request carries would hide nothing, a typo
+    would leave the rule undocumented."""
+    spec = yaml.safe_load(SPEC.read_text())
+    wrong = []
+
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            names = {
+                (_resolve(spec, p["$ref"]) if "$ref" in p else p)["name"]
+                for p in operation.get("parameters", [])
+            }
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                names.add("body")
+                for _, found in _request_objects(spec, content["schema"], "", set()):
+                    names.update(found.get("properties", {}))
+            for field in operation.get("x-refusals-beyond-schema", {}):
+                if re.split(r"[\[.]", field)[0] not in names:
+                    wrong.append(f"{method.upper()} {path}: {field}")
+
+    assert wrong == []
