@@ -3,6 +3,7 @@ loses or doubles nothing. Its times are printed, never asserted."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -85,3 +86,68 @@ def test_the_api_run_counts_401s_of_generated_keyed_requests(tmp_path: Path) -> 
 
     assert counted["requests"] == 5
     assert (counted["keyed"], counted["keyed_401"]) == (2, 1)
+
+
+def _failed_case(operation: str, check: str, status: int, field: str | None) -> dict:
+    body = {"error": {"code": "invalid_request", "message": "no", "field": field}}
+    failure = {"failure": {"operation": operation, "message": "Valid data"}}
+    return {
+        "checks": [{"name": check, "status": "failure", "failure_info": failure}],
+        "interaction": {
+            "request": {"method": operation.split()[0], "uri": "http://h:1/v1/x"},
+            "response": {
+                "status_code": status,
+                "content": {"$base64": base64.b64encode(json.dumps(body).encode())},
+            },
+        },
+    }
+
+
+def test_the_api_run_groups_findings_and_sets_apart_refusals_the_spec_lists(
+    tmp_path: Path,
+) -> None:
+    from bench.faults import apifuzz
+
+    positive = "positive_data_acceptance"
+    cases = {
+        "listed": _failed_case("GET /v1/audit", positive, 400, "after"),
+        "listed item": _failed_case(
+            "POST /v1/products", positive, 400, "products[3].sku"
+        ),
+        "not listed": _failed_case("GET /v1/audit", positive, 400, "action"),
+        "other check": _failed_case(
+            "GET /v1/audit", "negative_data_rejection", 200, None
+        ),
+        "listed, but a 409": _failed_case("GET /v1/audit", positive, 409, "after"),
+    }
+    recorder = {
+        "checks": {name: case["checks"] for name, case in cases.items()},
+        "interactions": {name: case["interaction"] for name, case in cases.items()},
+        "cases": {},
+    }
+    for interaction in recorder["interactions"].values():
+        content = interaction["response"]["content"]
+        content["$base64"] = content["$base64"].decode()
+    report = tmp_path / "events.ndjson"
+    report.write_text(json.dumps({"ScenarioFinished": {"recorder": recorder}}) + "\n")
+    listed = {"GET /v1/audit": {"after"}, "POST /v1/products": {"products[].sku"}}
+
+    counted = apifuzz.read_events(report, apifuzz.paths_without_key(), listed)
+
+    assert counted["failures"] == {
+        ("GET /v1/audit", positive): 2,
+        ("GET /v1/audit", "negative_data_rejection"): 1,
+    }
+    assert counted["excused"] == {
+        ("GET /v1/audit", "after"): 1,
+        ("POST /v1/products", "products[].sku"): 1,
+    }
+
+
+def test_every_operation_of_the_spec_that_lists_refusals_is_read() -> None:
+    from bench.faults import apifuzz
+
+    listed = apifuzz.refusals_beyond_schema()
+
+    assert listed["GET /v1/x/callback"] == {"state", "code"}
+    assert listed["POST /v1/products"] == {"products[].sku"}
