@@ -632,6 +632,8 @@ def test_removing_an_author_again_finds_nothing_and_says_so(client, shop):
         ({}, "x_user_id"),
         ({"x_user_id": FAN["id"], "username": "fan"}, "username"),
         ({"x_user_id": 4242}, "x_user_id"),
+        ({"x_user_id": None}, "x_user_id"),
+        ({"x_user_id": None, "username": "fan_one"}, "username"),
         ({"x_user_id": "12a"}, "x_user_id"),
         # X writes its ids without leading zeros: "0" + the id matches nobody.
         ({"x_user_id": "0" + FAN["id"]}, "x_user_id"),

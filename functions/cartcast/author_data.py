@@ -203,7 +203,9 @@ def read_author(body: Any) -> tuple[str, str]:
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object", field="body")
     validation.only_fields(body, FIELDS, what="an author data removal")
-    named = [name for name in FIELDS if body.get(name) is not None]
+    # Present, null or not: docs/openapi.yaml types both as strings, so a null
+    # beside the other field is refused rather than read as absent.
+    named = [name for name in FIELDS if name in body]
     if len(named) != 1:
         raise InvalidRequest(
             "name the author by exactly one of 'x_user_id' or 'username'",
