@@ -122,6 +122,9 @@ def test_a_job_for_the_whole_catalog_answers_202_with_every_product_remaining(
         ({"products": "some"}, 400, "products"),
         ({"products": []}, 400, "products"),
         ({"products": ["", "x"]}, 400, "products[0]"),
+        ({"products": ["\u3000", "x"]}, 400, "products[0]"),
+        # Not blank to JSON Schema's \S, so a SKU the catalog does not have.
+        ({"products": ["\x1e"]}, 404, "products[0]"),
         ({"products": [catalog(1)[0]["sku"], "no-such-sku"]}, 404, "products[1]"),
         (
             {"products": [catalog(2)[1]["sku"], catalog(2)[1]["sku"]]},
