@@ -575,3 +575,37 @@ def test_a_new_brands_first_admin_key_is_in_its_trail(client, admin_key) -> None
     assert (event["action"], event["actor"]) == ("key.created", "operator")
     assert event["after"]["role"] == "admin"
     assert event["after"]["prefix"] == admin_key[:10]
+
+
+def test_a_refusal_past_the_cap_is_logged_with_what_its_row_would_have_said(
+    monkeypatch, client, role_keys
+) -> None:
+    # Arrange: a cap of one, and the api's log lines collected as they are written.
+    import logging
+
+    monkeypatch.setenv("CARTCAST_AUDIT_REFUSALS_PER_HOUR", "1")
+    runtime_module.reset()
+    capped = make_app("api", "http").test_client()
+    logged: list[logging.LogRecord] = []
+    collector = logging.Handler(logging.WARNING)
+    collector.emit = logged.append
+    logging.getLogger("cartcast").addHandler(collector)
+
+    # Act: the first refusal is a row, the second the capped marker, the third is
+    # past the cap.
+    try:
+        for _ in range(3):
+            capped.get("/v1/keys", headers=auth(role_keys["viewer"]))
+    finally:
+        logging.getLogger("cartcast").removeHandler(collector)
+
+    # Assert: the log line is all that is left of the third, so it says which route
+    # was refused, to which role, and why, as the row would have.
+    (line,) = [
+        r.fields for r in logged if r.getMessage().startswith("refusal not recorded")
+    ]
+    assert line["action"] == "access.refused"
+    assert line["actor"] == "viewer-key"
+    assert line["after"]["route"] == "GET /v1/keys"
+    assert line["after"]["role"] == "viewer"
+    assert "admin" in line["after"]["message"]

@@ -416,7 +416,7 @@ def record_refusal(
         runtime.log.warning(
             "refusal not recorded: the database failed",
             exc_info=failure,
-            extra=fields(brand_id=brand_id, action=action, actor=actor),
+            extra=fields(brand_id=brand_id, action=action, actor=actor, after=after),
         )
 
 
@@ -449,9 +449,13 @@ def _write_refusal(
             cap=cap + 1,
         )
         if recorded > cap:
+            # The log line is then all that is left of the refusal: it carries
+            # what its row would have (route, role or reason, message).
             runtime.log.warning(
                 "refusal not recorded: the brand's hourly cap is reached",
-                extra=fields(brand_id=brand_id, action=action, actor=actor),
+                extra=fields(
+                    brand_id=brand_id, action=action, actor=actor, after=after
+                ),
             )
             return
         if recorded == cap:
