@@ -29,6 +29,7 @@ from cartcast import (
     kpis,
     offboarding,
     publishing,
+    reconciling,
     retention,
 )
 from cartcast import (
@@ -726,6 +727,132 @@ def test_an_authors_removal_cancels_the_replies_to_them_x_has_not_been_handed(
     )
     listed = client.get("/v1/author-data-removals", headers=auth(shop["admin"]))
     assert [r["replies_cancelled"] for r in listed.get_json()["removals"]] == [0, 2]
+
+
+def queue_reply(runtime, sandbox, brand_id: str, author: dict[str, str]) -> str:
+    """Queue the brand's reply to a new mention of ALPHA by `author` on the X
+    sandbox, due now; return the reply's id."""
+    from cartcast import inbox
+
+    mention_id = store_mention(runtime.database, brand_id, author)
+    on_x = sandbox.add_mention(
+        to_user_id=ALPHA["user_id"], text="@alpha my parcel never came", author=author
+    )
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE mentions SET x_post_id = :x, conversation_id = :x WHERE id = :id",
+            x=on_x,
+            id=mention_id,
+        )
+        mention = tx.one("SELECT x_post_id FROM mentions WHERE id = :id", id=mention_id)
+        post_id = str(
+            tx.scalar(
+                inbox.INSERT_REPLY,
+                id=str(uuid.uuid4()),
+                brand_id=brand_id,
+                text="Sorry to hear that, we are on it",
+                weighted_length=32,
+                now=now,
+                in_reply_to=mention["x_post_id"],
+                conversation_id=mention["x_post_id"],
+                actor="admin",
+            )
+        )
+        tx.execute(
+            inbox.MARK_REPLIED, id=mention_id, post_id=post_id, now=now, actor="admin"
+        )
+    return post_id
+
+
+def test_a_reply_out_when_its_author_asks_for_removal_is_never_sent_once_it_is_back(
+    x_runtime, x_sandbox
+):
+    # Arrange: the brand's only due post is a reply to the person; X holds, then
+    # refuses with a 503, the publisher's request for it.
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    with x_runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET scheduled_at = :later", later=START.replace(year=2099)
+        )
+    reply = queue_reply(x_runtime, x_sandbox, brand_id, FAN)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=503, hold=True)
+    running = threading.Thread(
+        target=lambda: publishing.publish_due(x_runtime, as_of=x_runtime.clock.now())
+    )
+
+    # Act: the person asks while the reply is out; X's answer then says it did not
+    # take it, and later runs come, past any retry's wait.
+    running.start()
+    try:
+        wait_until(lambda: tweets_sent(x_sandbox), "the reply to reach X")
+        with x_runtime.database.transaction() as tx:
+            removal = author_data.remove_author_data(
+                tx,
+                brand_id=brand_id,
+                body={"x_user_id": FAN["id"]},
+                actor="admin",
+                now=x_runtime.clock.now(),
+            )
+    finally:
+        x_sandbox.release_answers()
+        running.join(60)
+    for _ in range(3):
+        x_runtime.clock.advance(dt.timedelta(hours=1))
+        publishing.publish_due(x_runtime, as_of=x_runtime.clock.now())
+
+    # Assert: X was asked once, and the reply is cancelled with the removal's
+    # reason instead of going out to the person later.
+    assert removal["replies_cancelled"] == 0  # it was out when the request came
+    assert tweets_sent(x_sandbox) == 1
+    with x_runtime.database.transaction() as tx:
+        post = tx.one(
+            "SELECT state, failure_reason FROM posts WHERE id = :id", id=reply
+        )
+    assert (post["state"], post["failure_reason"]) == (
+        "cancelled",
+        author_data.REPLY_CANCEL_REASON,
+    )
+
+
+def test_a_reply_on_x_when_its_author_asks_for_removal_stays_published_once(
+    x_runtime, x_sandbox
+):
+    # Arrange: X takes the reply but holds its answer.
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    with x_runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET scheduled_at = :later", later=START.replace(year=2099)
+        )
+    reply = queue_reply(x_runtime, x_sandbox, brand_id, FAN)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", hold=True)
+    running = threading.Thread(
+        target=lambda: publishing.publish_due(x_runtime, as_of=x_runtime.clock.now())
+    )
+
+    # Act
+    running.start()
+    try:
+        wait_until(lambda: tweets_sent(x_sandbox), "the reply to reach X")
+        with x_runtime.database.transaction() as tx:
+            author_data.remove_author_data(
+                tx,
+                brand_id=brand_id,
+                body={"x_user_id": FAN["id"]},
+                actor="admin",
+                now=x_runtime.clock.now(),
+            )
+    finally:
+        x_sandbox.release_answers()
+        running.join(60)
+    x_runtime.clock.advance(dt.timedelta(hours=1))
+    reconciling.reconcile_then_publish(x_runtime, as_of=x_runtime.clock.now())
+
+    # Assert: what X has is recorded, once; nothing is taken back or sent again.
+    assert tweets_sent(x_sandbox) == 1
+    with x_runtime.database.transaction() as tx:
+        state = tx.scalar("SELECT state FROM posts WHERE id = :id", id=reply)
+    assert state == "published"
 
 
 # Offboarding

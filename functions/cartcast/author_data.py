@@ -16,7 +16,9 @@ id or by handle, and, for every mention of the brand they wrote:
   approved, scheduled or held) are cancelled with REPLY_CANCEL_REASON, which their
   post events carry as the request's key and reason: a removal request means
   cartcast stops acting on the person's mentions (decision 0039). A reply already
-  publishing, or sent, is the brand's post on X and is left as it is.
+  publishing, or sent, is the brand's post on X and is left as it is; one that
+  comes back unsent (X failed before taking it, its lease ran out before its
+  intent, it was found absent) is cancelled then (sql/041, decision 0043).
 
 The answer counts what was removed and cancelled; a second request finds nothing
 and counts 0.
@@ -77,6 +79,18 @@ WHERE brand_id = :brand_id
   AND in_reply_to IS NOT NULL
   AND state IN ('needs_approval', 'approved', 'scheduled', 'held')
 RETURNING id
+"""
+# The replies out of the queue that may yet come back to it unsent: marked, so
+# sql/041's trigger cancels them then with the reason, instead of queueing them.
+# A reply being published whose intent is written may be on X and is left to
+# finish; one whose intent is not written yet is refused its turn (publishing.py).
+MARK_REPLIES_IN_FLIGHT = """
+UPDATE posts SET cancel_if_unsent = :reason
+WHERE brand_id = :brand_id
+  AND (id = ANY(CAST(:post_ids AS uuid[]))
+       OR in_reply_to = ANY(CAST(:x_post_ids AS text[])))
+  AND in_reply_to IS NOT NULL
+  AND state IN ('publishing', 'unconfirmed', 'failed')
 """
 DELETE_ESCALATIONS = """
 DELETE FROM escalation_outbox
@@ -186,6 +200,13 @@ def cancel_replies(
         x_post_ids=x_post_ids,
         reason=REPLY_CANCEL_REASON,
         now=now,
+    )
+    tx.execute(
+        MARK_REPLIES_IN_FLIGHT,
+        brand_id=brand_id,
+        post_ids=post_ids,
+        x_post_ids=x_post_ids,
+        reason=REPLY_CANCEL_REASON,
     )
     post_events.give_reason(tx, None)
     return len(cancelled)

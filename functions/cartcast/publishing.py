@@ -164,7 +164,8 @@ RETURNING p.id, started.id AS attempt_id
 # Just before sending: the attempt must still hold a live lease, the account must
 # not be paused (another run may have met a 429 meanwhile, or a person paused the
 # brand's publishing: crisis.py; replies still go) nor disconnected nor leaving
-# (offboarding.py), and
+# (offboarding.py), nor the post a reply whose mention's author had their data
+# removed meanwhile (author_data.py: it comes back and sql/041 cancels it), and
 # the brand's token must still be the one this run read (a reconnection replaces
 # it). The lease is renewed, so a long batch never loses the posts it has not
 # reached yet, and the attempt's intent (`sent_at`) is written in the same
@@ -175,6 +176,7 @@ WITH turn AS (
     FROM brands b
     WHERE p.id = :post_id AND p.lease_attempt_id = :attempt_id
       AND p.state = 'publishing' AND p.lease_until > :now AND b.id = p.brand_id
+      AND p.cancel_if_unsent IS NULL
       AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
       AND b.x_access_token = :token AND b.x_disconnected_at IS NULL
       AND b.offboarding_requested_at IS NULL
