@@ -1108,6 +1108,45 @@ def test_refused_callbacks_are_4xx_change_nothing_and_reach_the_trails_concerned
     assert unknown_recorded == 1  # the keyed one; the unkeyed forged state nowhere
 
 
+def test_another_brands_key_learns_nothing_of_a_state_it_was_not_issued(
+    function_env, monkeypatch, clock_file, key_file
+) -> None:
+    # Arrange: alpha connects; beta's admin holds alpha's callback, used now.
+    from tests.conftest import OPERATOR_KEY
+    from tests.helpers import auth, brand_body, post_json
+
+    with api_ready_to_connect(monkeypatch, clock_file, key_file) as (
+        client,
+        alpha_admin,
+        _sandbox,
+    ):
+        beta_admin = post_json(
+            client,
+            "/v1/brands",
+            brand_body(slug="other-goods", x_access_token=None),
+            OPERATOR_KEY,
+        ).get_json()["api_key"]
+        started = client.post("/v1/brand/x/connect", headers=auth(alpha_admin))
+        callback = approve(started.get_json()["authorize_url"])
+        connected = client.get("/v1/x/callback", query_string=callback)
+        assert connected.status_code == 200, connected.get_json()
+
+        # Act
+        answer = post_json(client, "/v1/brand/x/callback", callback, beta_admin)
+        alpha_trail = refused_callbacks(client, alpha_admin)
+        beta_trail = refused_callbacks(client, beta_admin)
+
+    # Assert: the same 403 as for a live state of alpha's: beta is not told that
+    # alpha used it, and alpha's trail says another brand's key presented it.
+    error = answer.get_json()["error"]
+    assert (answer.status_code, error["field"]) == (403, "state"), error
+    assert "used" not in error["message"]
+    assert alpha_trail == [
+        ("another_brand", "other_brand:key", "POST /v1/brand/x/callback")
+    ]
+    assert beta_trail == [("another_brand", "admin", "POST /v1/brand/x/callback")]
+
+
 def test_two_callbacks_with_one_state_at_once_exchange_the_code_once(
     function_env, monkeypatch, clock_file, key_file
 ) -> None:

@@ -205,15 +205,9 @@ def finish_authorization(
     state, code = _callback_params(params)
     row = tx.one(LOCK_STATE, state_hash=_digest(state))
     state_brand_id = None if row is None else str(row["brand_id"])
-    problem = _state_problem(row, now)
-    if problem:
-        reason, message = problem
-        raise CallbackRefused(
-            InvalidRequest(f"'state' {message}; start again", field="state"),
-            brand_id=state_brand_id,
-            reason=reason,
-        )
-    if brand_id is not None and state_brand_id != str(brand_id):
+    # Another brand's state is refused as such before its own problems are read:
+    # whether it was used or expired is that brand's business, not the caller's.
+    if row is not None and brand_id is not None and state_brand_id != str(brand_id):
         forbidden = Forbidden(
             "'state' was issued for another brand; start the connection with this "
             "brand's key",
@@ -221,6 +215,14 @@ def finish_authorization(
         )
         raise CallbackRefused(
             forbidden, brand_id=state_brand_id, reason="another_brand"
+        )
+    problem = _state_problem(row, now)
+    if problem:
+        reason, message = problem
+        raise CallbackRefused(
+            InvalidRequest(f"'state' {message}; start again", field="state"),
+            brand_id=state_brand_id,
+            reason=reason,
         )
     if params.get("error"):
         # The person declined on X: the state is spent, nothing is connected.
