@@ -1147,6 +1147,44 @@ def test_another_brands_key_learns_nothing_of_a_state_it_was_not_issued(
     assert beta_trail == [("another_brand", "admin", "POST /v1/brand/x/callback")]
 
 
+def test_replaying_an_old_callback_cannot_silence_a_later_refusal_of_a_key(
+    function_env, monkeypatch, clock_file, key_file
+) -> None:
+    # Arrange: a cap of two an hour; the brand connected, and someone without a key
+    # holds its callback URL (a browser's history, a proxy's log).
+    from tests.helpers import auth, post_json
+
+    monkeypatch.setenv("CARTCAST_AUDIT_REFUSALS_PER_HOUR", "2")
+    with api_ready_to_connect(monkeypatch, clock_file, key_file) as (
+        client,
+        admin,
+        _sandbox,
+    ):
+        viewer = post_json(
+            client, "/v1/keys", {"name": "reader", "role": "viewer"}, admin
+        ).get_json()["api_key"]
+        started = client.post("/v1/brand/x/connect", headers=auth(admin))
+        callback = approve(started.get_json()["authorize_url"])
+        assert client.get("/v1/x/callback", query_string=callback).status_code == 200
+
+        # Act: the URL replayed past the cap, then the viewer key tries an
+        # admin's route.
+        replays = [
+            client.get("/v1/x/callback", query_string=callback).status_code
+            for _ in range(5)
+        ]
+        refused = client.get("/v1/keys", headers=auth(viewer))
+        trail = client.get("/v1/audit", headers=auth(admin)).get_json()["events"]
+
+    # Assert: the replays use up their own hour, not the brand's: the key's
+    # refusal is in the trail.
+    assert replays == [400] * 5
+    assert refused.status_code == 403
+    access = [(e["action"], e["actor"]) for e in trail if e["action"] != "key.created"]
+    assert access[0] == ("access.refused", "reader")
+    assert access.count(("access.refusals_capped", "system:x_oauth_callback")) == 1
+
+
 def test_two_callbacks_with_one_state_at_once_exchange_the_code_once(
     function_env, monkeypatch, clock_file, key_file
 ) -> None:

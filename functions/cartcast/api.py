@@ -429,14 +429,17 @@ def _write_refusal(
     after: dict[str, Any],
     now: dt.datetime,
 ) -> None:
-    """Record the refusal unless the brand's hourly cap is reached (decision 0039).
+    """Record the refusal unless its actor's hourly cap in the brand is reached
+    (decisions 0039, 0043).
 
     A bot replaying a revoked key or an old OAuth state would otherwise grow the
     trail without end. Below the cap each refusal is a row; the refusal that
     reaches it is recorded as `access.refusals_capped` instead, so the trail says
-    that what follows within the hour is only logged. A brand so holds at most
-    cap + 1 refusal rows per hour, and the lock makes the count exact under
-    concurrent refusals.
+    that what follows within the hour is only logged. The cap is counted per
+    actor (a key's name, `system:x_oauth_callback` for a keyless callback,
+    `other_brand:key`), so a flood from one cannot silence another's refusal: a
+    brand holds at most cap + 1 refusal rows per actor and hour, and the lock
+    makes the count exact under concurrent refusals.
     """
     cap = runtime.settings.audit_refusals_per_hour
     with runtime.database.transaction() as tx:
@@ -444,6 +447,7 @@ def _write_refusal(
         recorded = audit.count_recent(
             tx,
             brand_id=brand_id,
+            actor=actor,
             prefix=REFUSAL_PREFIX,
             since=now - REFUSALS_WINDOW,
             cap=cap + 1,
@@ -452,7 +456,7 @@ def _write_refusal(
             # The log line is then all that is left of the refusal: it carries
             # what its row would have (route, role or reason, message).
             runtime.log.warning(
-                "refusal not recorded: the brand's hourly cap is reached",
+                "refusal not recorded: its actor's hourly cap is reached",
                 extra=fields(
                     brand_id=brand_id, action=action, actor=actor, after=after
                 ),

@@ -73,6 +73,7 @@ COUNT_RECENT = """
 SELECT count(*) FROM (
     SELECT 1 FROM audit_events
     WHERE brand_id = :brand_id AND starts_with(action, :prefix) AND at > :since
+      AND actor = :actor
     LIMIT :cap
 ) recent
 """
@@ -117,12 +118,23 @@ def current_actor(tx: Transaction) -> str:
 
 
 def count_recent(
-    tx: Transaction, *, brand_id: str, prefix: str, since: dt.datetime, cap: int
+    tx: Transaction,
+    *,
+    brand_id: str,
+    actor: str,
+    prefix: str,
+    since: dt.datetime,
+    cap: int,
 ) -> int:
-    """Count the brand's events whose action starts with `prefix` since `since`,
-    up to `cap`."""
+    """Count the brand's events by `actor` whose action starts with `prefix` since
+    `since`, up to `cap`."""
     return tx.scalar(
-        COUNT_RECENT, brand_id=brand_id, prefix=prefix, since=since, cap=cap
+        COUNT_RECENT,
+        brand_id=brand_id,
+        actor=actor,
+        prefix=prefix,
+        since=since,
+        cap=cap,
     )
 
 
