@@ -158,3 +158,23 @@ print(len(libraries), sum(p is not None for p in primed.values()),
     assert done.returncode == 0, done.stderr
     libraries, primed, reused = map(int, done.stdout.split())
     assert libraries > 50 and primed == libraries and reused == libraries
+
+
+def test_a_table_left_in_the_source_changes_nothing_in_the_staged_one(
+    staged: Path, tmp_path: Path
+) -> None:
+    # A table written into the checkout (the builder's usage line invites it) is
+    # copied with the sources; the builder must build from them, not from it.
+    import shutil
+
+    from infra import function_source
+
+    source = tmp_path / "source"
+    shutil.copytree(
+        REPO / "functions", source, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (source / TABLE).write_bytes((staged / TABLE).read_bytes())
+
+    again = function_source.stage(source, tmp_path / "again" / "functions")
+
+    assert (again / TABLE).read_bytes() == (staged / TABLE).read_bytes()

@@ -194,6 +194,11 @@ def build_table() -> bytes:
 
     import functions_framework  # noqa: F401 (what every function has loaded first)
 
+    # A table already in the tree (copied from a checkout) is not read: its derived
+    # values would not be worked out, so not written, and its library patterns
+    # would be handed to re by main.py's preload and written again, forever.
+    global _table
+    _table = {"patterns": {}, "derived": {}, "libraries": {}}
     cache = getattr(re, "_cache", {})
     loaded_first = set(cache)
     for module in (*MODULES, *LIBRARY_MODULES):
