@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import ssl
@@ -12,6 +13,7 @@ import urllib.request
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -636,3 +638,131 @@ def test_importing_the_adapter_does_not_import_google_genai() -> None:
     ).stdout.strip()
 
     assert loaded == "False"
+
+
+# --- the shared TLS context and the SSL_CERT_* variables -------------------------
+
+
+def write_authority(directory: Path, name: str) -> tuple[Path, Any, Any]:
+    """Write a self-signed CA certificate; return its file, certificate and key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+        .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = directory / f"{name}.pem"
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return path, certificate, key
+
+
+def write_localhost_certificate(directory: Path, issuer: Any, issuer_key: Any) -> Path:
+    """Write a key and certificate for "localhost" signed by `issuer`; return it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+        .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+    path = directory / "localhost.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        + certificate.public_bytes(serialization.Encoding.PEM)
+    )
+    return path
+
+
+def handshake_succeeds(tls: ssl.SSLContext, server_chain: Path) -> bool:
+    """Shake hands as "localhost" with a TLS server on 127.0.0.1 serving the chain."""
+    import socket
+    import threading
+
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(server_chain)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve() -> None:
+            connection, _ = listener.accept()
+            with contextlib.suppress(ssl.SSLError, OSError):
+                with server_tls.wrap_socket(connection, server_side=True):
+                    pass
+            connection.close()
+
+        server = threading.Thread(target=serve)
+        server.start()
+        try:
+            with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+                with tls.wrap_socket(raw, server_hostname="localhost"):
+                    return True
+        except ssl.SSLCertVerificationError:
+            return False
+        finally:
+            server.join(timeout=10)
+
+
+def test_the_tls_context_trusts_both_ssl_cert_file_and_ssl_cert_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # google-genai loads both when both are set (_api_client.py,
+    # _ensure_httpx_ssl_ctx): a CA kept in the directory must still be trusted.
+    in_file, _, _ = write_authority(tmp_path, "file-ca")
+    in_dir, dir_ca, dir_ca_key = write_authority(tmp_path, "dir-ca")
+    ca_dir = tmp_path / "certs"
+    ca_dir.mkdir()
+    subject_hash = subprocess.run(
+        ["openssl", "x509", "-subject_hash", "-noout", "-in", str(in_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (ca_dir / f"{subject_hash}.0").write_bytes(in_dir.read_bytes())
+    served = write_localhost_certificate(tmp_path, dir_ca, dir_ca_key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(in_file))
+    monkeypatch.setenv("SSL_CERT_DIR", str(ca_dir))
+
+    tls = http_options(None, "v1beta", 20.0).client_args["verify"]
+
+    assert handshake_succeeds(tls, served)
+
+
+def test_the_tls_context_still_refuses_a_server_ssl_cert_file_does_not_vouch_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trusted, _, _ = write_authority(tmp_path, "trusted-ca")
+    _, other_ca, other_key = write_authority(tmp_path, "other-ca")
+    served = write_localhost_certificate(tmp_path, other_ca, other_key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(trusted))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+    tls = http_options(None, "v1beta", 20.0).client_args["verify"]
+
+    assert not handshake_succeeds(tls, served)

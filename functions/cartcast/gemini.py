@@ -401,14 +401,24 @@ def http_options(
     (its httpx2 client, aiohttp and websockets; _api_client.py), and each one loads
     a CA store: 20 to 30 ms of CPU apiece, measured, inside every cold start that
     writes a caption. cartcast only ever calls the sync httpx2 client, so it builds
-    that client's context as the SDK would (httpx2.create_ssl_context(): the OS
-    trust store, or SSL_CERT_FILE / SSL_CERT_DIR; verification stays on) and hands
-    the same one to the other two, which then load nothing.
+    that client's context as the SDK would (verification stays on) and hands the
+    same one to the other two, which then load nothing.
     """
+    import os
+    import ssl
+
     import httpx2
     from google.genai import types
 
-    tls = httpx2.create_ssl_context()
+    # As _ensure_httpx_ssl_ctx does: with SSL_CERT_FILE or SSL_CERT_DIR set, both
+    # are loaded; httpx2.create_ssl_context() would read only the file when both
+    # are, and a CA kept in the directory would no longer be trusted.
+    cafile = os.environ.get("SSL_CERT_FILE") or None
+    capath = os.environ.get("SSL_CERT_DIR") or None
+    if cafile or capath:
+        tls = ssl.create_default_context(cafile=cafile, capath=capath)
+    else:
+        tls = httpx2.create_ssl_context()  # the OS trust store
     # HttpOptions.timeout is in milliseconds (google-genai types.py: "Timeout for
     # the request in milliseconds"; _api_client divides it by 1000). retry_options
     # stays unset: the SDK then makes one attempt, and retries are ours.
