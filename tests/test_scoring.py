@@ -285,7 +285,7 @@ BATCH_TEXTS = [
 def test_a_batch_is_saved_in_one_statement_each_mention_as_if_scored_alone(
     runtime, brand_id
 ):
-    from bench.publish_load import Spent, counting_runtime
+    from bench.publish_load import STATEMENT_NAME_WORDS, Spent, counting_runtime
 
     texts = [BATCH_TEXTS[i % len(BATCH_TEXTS)] + f" ({i})" for i in range(20)]
     batch = [add_mention(runtime, brand_id, text) for text in texts]
@@ -297,7 +297,12 @@ def test_a_batch_is_saved_in_one_statement_each_mention_as_if_scored_alone(
     for mention_id in alone:
         scoring.score_mentions(runtime, mention_ids=[mention_id])
 
-    saves = [c for n, (c, _) in spent.by_statement.items() if "UPDATE mentions" in n]
+    save = " ".join(scoring.SAVE_SCORES.split()[:STATEMENT_NAME_WORDS])
+    saves = [
+        count
+        for name, (count, _) in spent.by_statement.items()
+        if name == save or "UPDATE mentions" in name
+    ]
     assert saves == [1]
     assert counts["scored"] == 20 and counts["escalated"] == 8
     scored = [
@@ -329,6 +334,61 @@ def test_a_batch_delivered_again_scores_and_escalates_nothing_more(runtime, bran
     assert [load(runtime, mention_id) for mention_id in ids] == stored
     escalated = sorted(str(row["mention_id"]) for row in queued)
     assert escalated == sorted([ids[0], ids[3], late])
+
+
+def waiting_for_a_lock(holder) -> bool:
+    """Whether another session of this database waits for a row lock."""
+    waiting = holder.run(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+    )
+    return waiting[0][0] > 0
+
+
+def test_a_batch_locks_its_mentions_in_id_order_whatever_the_delivery_order(
+    runtime, brand_id
+):
+    # Two deliveries of one batch in different orders (a redelivery, the sweep)
+    # must not each hold a row the other waits for: PostgreSQL kills one of them
+    # as a deadlock. Each takes its rows in id order, so the second waits for the
+    # first row and holds nothing meanwhile.
+    import time
+
+    import pg8000.native
+
+    from cartcast import db
+
+    first, second = sorted(
+        add_mention(runtime, brand_id, text) for text in BATCH_TEXTS[:2]
+    )
+    holder = pg8000.native.Connection(
+        **db.parse_database_url(runtime.settings.database_url)
+    )
+    holder.run("BEGIN")
+    holder.run("SELECT 1 FROM mentions WHERE id = :id FOR UPDATE", id=first)
+    outcome: dict = {}
+    delivery = threading.Thread(
+        target=lambda: outcome.update(
+            scoring.score_mentions(runtime, mention_ids=[second, first])
+        )
+    )
+    delivery.start()
+    for _ in range(3000):  # until the delivery waits for `first`
+        if waiting_for_a_lock(holder):
+            break
+        time.sleep(0.01)
+
+    try:
+        holder.run("SELECT 1 FROM mentions WHERE id = :id FOR UPDATE NOWAIT", id=second)
+        second_was_free = True
+    except pg8000.native.DatabaseError:
+        second_was_free = False
+    holder.run("ROLLBACK")
+    delivery.join()
+    holder.close()
+
+    assert second_was_free
+    assert outcome["scored"] == 2
 
 
 def test_a_priority_one_mention_reaches_the_crm_signed_and_once(runtime, brand_id, crm):

@@ -56,19 +56,30 @@ LIMIT :limit
 """
 # Every mention of a batch in one statement: `scores` is a JSON array of one
 # object per mention. compound is read as double precision, the type the driver
-# sent it as before, and rounded to the column's real by the assignment.
+# sent it as before, and rounded to the column's real by the assignment. The rows
+# are locked first, in id order: two deliveries of one batch in different orders
+# (a redelivery, the poll's sweep) would otherwise each lock a row the other
+# wants next, and PostgreSQL would end one of them as a deadlock (40P01).
 SAVE_SCORES = """
+WITH s AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset(CAST(:scores AS jsonb)) AS s(
+        id uuid, sentiment text, compound double precision, intent text,
+        priority smallint, escalate boolean, reasons text[],
+        response_due_at timestamptz, scorer_version text, engine text, model text,
+        fallback_reason text, ugc_candidate boolean)
+), locked AS MATERIALIZED (
+    SELECT id FROM mentions
+    WHERE id IN (SELECT id FROM s) AND scored_at IS NULL
+    ORDER BY id
+    FOR UPDATE
+)
 UPDATE mentions m SET sentiment = s.sentiment, compound = s.compound,
     intent = s.intent, priority = s.priority, escalate = s.escalate,
     reasons = s.reasons, response_due_at = s.response_due_at,
     scorer_version = s.scorer_version, sentiment_engine = s.engine,
     sentiment_model = s.model, scoring_fallback_reason = s.fallback_reason,
     ugc_candidate = s.ugc_candidate, scored_at = :now
-FROM jsonb_to_recordset(CAST(:scores AS jsonb)) AS s(
-    id uuid, sentiment text, compound double precision, intent text,
-    priority smallint, escalate boolean, reasons text[], response_due_at timestamptz,
-    scorer_version text, engine text, model text, fallback_reason text,
-    ugc_candidate boolean)
+FROM s JOIN locked ON locked.id = s.id
 WHERE m.id = s.id AND m.scored_at IS NULL
 RETURNING m.id, m.text_removed_at IS NULL AND m.author_removed_at IS NULL AS kept
 """
