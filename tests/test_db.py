@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -370,3 +371,64 @@ print(len(found), len(set(found)), found[0] is scramp.ScramClient,
 """
 
     assert run_fresh(code) == "8 1 True scramp.core"
+
+
+@pytest.fixture(scope="module")
+def scram_server_url() -> Iterator[str]:
+    """A private embedded server that asks role `scram_user` for SCRAM-SHA-256.
+
+    Its own pg_hba.conf, in a temporary directory, reached through its Unix socket.
+    """
+    import shutil
+    import tempfile
+    import urllib.parse
+
+    from infra import pg
+
+    base = Path(tempfile.mkdtemp(prefix="cartcast-scram-"))
+    base.chmod(0o755)  # run as root, pgserver starts PostgreSQL as another user
+    server = pg.embedded_server(base / "data", keep_running=True)
+    try:
+        server.psql("CREATE ROLE scram_user LOGIN PASSWORD 'a secret';")
+        hba = base / "data" / "pg_hba.conf"
+        hba.write_text("local all scram_user scram-sha-256\n" + hba.read_text())
+        server.psql("SELECT pg_reload_conf();")
+        query = urllib.parse.urlsplit(server.get_uri()).query
+        yield f"postgresql://scram_user:a%20secret@/postgres?{query}"
+    finally:
+        pg.stop_embedded(base / "data")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_server_asking_for_scram_gets_it_from_the_stand_in(scram_server_url) -> None:
+    # Eight threads reach SCRAM at once in a process that has not loaded scramp;
+    # the stand-in imports it once and each login completes. A wrong password
+    # is still refused.
+    code = """
+import sys, threading
+from cartcast import db
+
+options = db.parse_database_url(sys.argv[1])
+before = type(sys.modules["scramp"]).__name__
+users, start = [], threading.Barrier(8)
+def log_in():
+    start.wait()
+    database = db.Database(lambda: db._connect_pg8000(options))
+    with database.transaction() as tx:
+        users.append(tx.scalar("SELECT current_user AS name"))
+    database.close()
+threads = [threading.Thread(target=log_in) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+wrong = db.Database(lambda: db._connect_pg8000({**options, "password": "wrong"}))
+try:
+    with wrong.transaction():
+        refused = False
+except db.TransientError:
+    refused = True
+print(before, users.count("scram_user"), "scramp.core" in sys.modules, refused)
+"""
+
+    assert run_fresh(code, scram_server_url) == "_ImportedOnFirstUse 8 True True"
