@@ -255,3 +255,31 @@ def test_a_json_feed_bigger_than_a_chunk_keeps_its_good_products(
 
     assert "Imported 9 of 10 product(s)" in report and "from 10 row(s)" in report
     assert re.search(rf"<tr><td>7</td><td>{rows[6]['sku']}</td>", report)
+
+
+def test_stray_carriage_returns_in_unquoted_fields_split_no_product(
+    chunked, brand
+) -> None:
+    # Spreadsheets leave a lone carriage return inside a cell without quoting it;
+    # in a file whose lines end in \r\n it is no line end.
+    lines = shopify_csv().split("\r\n")
+    lines = [
+        line.replace("Clay Co", "Clay\rCo").replace(",back", ",ba\rck")
+        for line in lines
+    ]
+    progress_page = start_import(chunked, "\r\n".join(lines).encode())
+
+    while not continue_import(chunked, progress_page, as_json=True).get_json()["done"]:
+        pass
+    report = text_of(chunked.get(progress_page))
+
+    assert "Imported 17 of 21 product(s)" in report
+    assert "with 51 variant(s) and 34 image(s)" in report
+    for handle, problem in BROKEN.items():
+        assert re.search(rf"<td>{handle}</td><td class=\"wrap\">[^<]*{problem}", report)
+    rows = stored()
+    assert len(rows) == 17 and {row["sku"] for row in rows}.isdisjoint(BROKEN)
+    assert all(row["variants"] == 3 and row["images"] == 2 for row in rows)
+    with runtime_module.current().database.transaction() as tx:
+        brands = tx.rows("SELECT DISTINCT vendor FROM products WHERE sku LIKE 'mug-%'")
+    assert brands == [{"vendor": "Clay Co"}]

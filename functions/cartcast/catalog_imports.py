@@ -41,6 +41,7 @@ ERRORS_SHOWN_MAX = 200
 REQUIRED_COLUMNS = ("Handle", "Title")
 TAG_MAX = 20
 _TAGS = re.compile(r"<[^>]*>")
+_LONE_RETURN = re.compile(r"\r(?!\n)")
 
 SELECT_PRODUCT_ID = "SELECT id FROM products WHERE brand_id = :brand_id AND sku = :sku"
 DELETE_VARIANTS = "DELETE FROM product_variants WHERE product_id = :product_id"
@@ -327,7 +328,7 @@ def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]
     csv reads quoted fields across line breaks, stray carriage returns included,
     because the text is read with newline="" (Python's csv documentation).
     """
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(_without_stray_returns(text), newline=""))
     try:
         columns = next(reader, None)
         while columns == []:  # blank lines before the header, as csv.DictReader
@@ -377,6 +378,20 @@ def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]
             field="file",
         ) from error
     return list(groups.items()), errors
+
+
+def _without_stray_returns(text: str) -> str:
+    """Turn each carriage return that ends no line into a space.
+
+    csv ends a row at a lone \\r outside quotes, so one left inside a cell by a
+    spreadsheet would split its product in two and make a phantom of the rest. A
+    file whose lines end in \\n or \\r\\n has no lone \\r that ends a line; a file
+    with old Mac line ends (\\r alone) has more of them than \\n and is left as is.
+    """
+    lone = len(_LONE_RETURN.findall(text))
+    if not lone or lone >= text.count("\n"):
+        return text
+    return _LONE_RETURN.sub(" ", text)
 
 
 def _shopify_product(
