@@ -176,3 +176,51 @@ def test_the_cloud_counts_the_address_googles_front_end_appends() -> None:
         settings.load({**cloud, "CARTCAST_CONSOLE_PROXY_HOPS": "2"}).console_proxy_hops
         == 2
     )
+
+
+def test_guesses_racing_from_one_address_take_turns_at_the_count(limited) -> None:
+    import threading
+
+    from cartcast.errors import TooManyRequests
+
+    current = runtime_module.current()
+    now, client = current.clock.now(), "203.0.113.9"
+    limit = {"failures_max": FAILURES, "window_min": 15}
+    with current.database.transaction() as tx:
+        for _ in range(FAILURES - 1):
+            signin_limits.record_failure(tx, client=client, now=now, window_min=15)
+    outcome: list[str] = []
+
+    def second_guess() -> None:
+        with current.database.transaction() as tx:
+            try:
+                signin_limits.check(tx, client=client, now=now, **limit)
+            except TooManyRequests:
+                outcome.append("refused")
+            else:
+                outcome.append("let through")
+
+    # The last allowed guess is being checked when a second one arrives: the second
+    # must wait for the first to be counted, not read the count before it.
+    with current.database.transaction() as first:
+        signin_limits.check(first, client=client, now=now, **limit)
+        racer = threading.Thread(target=second_guess)
+        racer.start()
+        while racer.is_alive() and not waiting_for_a_lock(current):
+            racer.join(0.01)
+        signin_limits.record_failure(first, client=client, now=now, window_min=15)
+    racer.join()
+
+    assert outcome == ["refused"]
+
+
+def waiting_for_a_lock(current) -> bool:
+    with current.database.transaction() as tx:
+        return tx.scalar(WAITING_HERE) > 0
+
+
+# Other tests may share the server: only this database's waits count.
+WAITING_HERE = """
+SELECT count(*) FROM pg_locks WHERE NOT granted
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""

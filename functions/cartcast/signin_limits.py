@@ -21,6 +21,10 @@ import ipaddress
 from cartcast.db import Transaction
 from cartcast.errors import TooManyRequests
 
+# Sign-ins from one client take turns from the check to the commit: two guesses
+# racing would both read the count before either added to it, and a burst would get
+# past the limit. Two-key advisory locks 7310-7313 are taken (audit.py).
+LOCK_CLIENT = "SELECT pg_advisory_xact_lock(7314, hashtext(:client))"
 SELECT_FAILURES = """
 SELECT failures FROM console_signin_failures
 WHERE client = :client AND window_start = :window_start
@@ -69,8 +73,13 @@ def check(
     failures_max: int,
     window_min: int,
 ) -> None:
-    """Raise TooManyRequests when the client has used up its failures this window."""
+    """Raise TooManyRequests when the client has used up its failures this window.
+
+    Holds the client's lock until the transaction ends, so the failure it then
+    records is counted before the client's next sign-in is checked.
+    """
     window_start, window_end = _window(now, window_min)
+    tx.scalar(LOCK_CLIENT, client=client)
     failures = tx.scalar(SELECT_FAILURES, client=client, window_start=window_start)
     if failures is not None and failures >= failures_max:
         wait_s = max(1, int((window_end - now).total_seconds()))
