@@ -219,14 +219,17 @@ class FakeSubscriber:
     def __init__(self, answers: list) -> None:
         self.answers = answers
         self.handed_back: list[str] = []
+        self.retries: list = []
 
-    def pull(self, request, timeout):
+    def pull(self, request, timeout, retry=None):
+        self.retries.append(retry)
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    def modify_ack_deadline(self, request, timeout):
+    def modify_ack_deadline(self, request, timeout, retry=None):
+        self.retries.append(retry)
         assert request["ack_deadline_seconds"] == 0
         self.handed_back += request["ack_ids"]
 
@@ -281,3 +284,15 @@ def test_five_full_pulls_count_as_at_least() -> None:
 
     assert (found.count, found.more) == (15, True)
     assert len(subscriber.handed_back) == 15
+
+
+def test_no_call_to_pubsub_retries_past_the_pulls_time() -> None:
+    # The client's own retry of a pull goes on for 60 s: with no Pub/Sub listening,
+    # the status page took a minute to say so.
+    subscriber = FakeSubscriber([pulled("1"), pulled()])
+
+    dead_letters.peek(subscriber, "projects/p/subscriptions/dl", now=START)
+
+    assert len(subscriber.retries) == 3
+    for retry in subscriber.retries:
+        assert retry is not None and retry.timeout <= dead_letters.PULL_TIMEOUT_S

@@ -80,6 +80,7 @@ def peek(subscriber: Any, subscription: str, *, now: dt.datetime) -> DeadLetters
     """
     from google.api_core import exceptions as google_exceptions
 
+    bounded = _bounded_retry()
     held: list[Any] = []
     more = False
     try:
@@ -91,6 +92,7 @@ def peek(subscriber: Any, subscription: str, *, now: dt.datetime) -> DeadLetters
                         "max_messages": PULL_MESSAGES_MAX,
                     },
                     timeout=PULL_TIMEOUT_S,
+                    retry=bounded,
                 )
             except google_exceptions.DeadlineExceeded:
                 # Pub/Sub may hold a pull open while nothing is there to deliver:
@@ -117,9 +119,21 @@ def peek(subscriber: Any, subscription: str, *, now: dt.datetime) -> DeadLetters
     )
 
 
+def _bounded_retry() -> Any:
+    """The client library's retry of a call, cut to PULL_TIMEOUT_S in all.
+
+    Its default keeps retrying an unreachable Pub/Sub for 60 s (the pull's default
+    in google-cloud-pubsub), and the status page would wait for all of it.
+    """
+    from google.api_core import retry
+
+    return retry.Retry(timeout=PULL_TIMEOUT_S)
+
+
 def _hand_back(subscriber: Any, subscription: str, held: list[Any]) -> None:
     from google.api_core import exceptions as google_exceptions
 
+    bounded = _bounded_retry()
     ack_ids = [received.ack_id for received in held]
     # modifyAckDeadline takes at most 2,500 ids (the Pub/Sub API reference).
     for start in range(0, len(ack_ids), 2500):
@@ -131,6 +145,7 @@ def _hand_back(subscriber: Any, subscription: str, held: list[Any]) -> None:
                     "ack_deadline_seconds": 0,
                 },
                 timeout=PULL_TIMEOUT_S,
+                retry=bounded,
             )
         except (google_exceptions.GoogleAPIError, TimeoutError):
             # Not lost: the subscription's 60 s deadline hands them back anyway.
