@@ -283,3 +283,28 @@ def test_stray_carriage_returns_in_unquoted_fields_split_no_product(
     with runtime_module.current().database.transaction() as tx:
         brands = tx.rows("SELECT DISTINCT vendor FROM products WHERE sku LIKE 'mug-%'")
     assert brands == [{"vendor": "Clay Co"}]
+
+
+def test_a_json_feed_row_with_an_unstorable_string_is_refused_alone(
+    chunked, brand
+) -> None:
+    from tests.helpers import catalog
+
+    rows = catalog(4)
+    # JSON escapes that decode to what PostgreSQL text cannot hold.
+    feed = json.dumps(rows)
+    feed = feed.replace(rows[0]["title"], rows[0]["title"] + "\\u0000", 1)
+    feed = feed.replace(rows[1]["title"], rows[1]["title"] + "\\ud800", 1)
+    feed = feed.replace(f'"{rows[2]["sku"]}"', f'"{rows[2]["sku"]}\\u0000"', 1)
+    token = csrf_of(chunked, "/console/catalog")
+
+    answer = upload(chunked, token, feed.encode(), "feed.json")
+
+    report = text_of(answer)
+    assert answer.status_code == 200, report[:800]
+    assert "Imported 1 of 4 product(s)" in report
+    assert re.search(
+        rf"<td>1</td><td>{rows[0]['sku']}</td>[^\n]*'title': [^\n]*NUL", report
+    )
+    assert re.search(rf"<td>2</td><td>{rows[1]['sku']}</td>[^\n]*UTF-8", report)
+    assert re.search(rf"<td>3</td><td>{rows[2]['sku']}</td>[^\n]*NUL", report)

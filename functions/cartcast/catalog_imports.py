@@ -31,7 +31,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from cartcast import catalog, validation
+from cartcast import catalog, validation, web
 from cartcast.db import Transaction
 from cartcast.errors import InvalidRequest, NotFound
 
@@ -200,6 +200,9 @@ def prepare_json_feed(feed: Any) -> Prepared:
     seen: set[str] = set()
     for index, row in enumerate(feed):
         try:
+            # A "\u0000" or "\ud800" escape decodes to what PostgreSQL text
+            # cannot hold; refused here, it would fail the whole upload.
+            _check_storable(row)
             product = catalog.parse_product(row)
             if product["sku"] in seen:
                 raise InvalidRequest(f"SKU {product['sku']!r} is repeated", field="sku")
@@ -581,5 +584,15 @@ def _plain_text(body_html: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(_TAGS.sub(" ", body_html))).strip()
 
 
+def _check_storable(row: Any) -> None:
+    """Refuse a feed row holding a string PostgreSQL text cannot hold, naming it."""
+    try:
+        web.check_storable(row)
+    except InvalidRequest as error:
+        raise InvalidRequest(f"'{error.field}': {error}", field=error.field) from error
+
+
 def _shown(value: Any) -> str:
-    return value[:100] if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    return web.UNSTORABLE_CHARACTER.sub("", value)[:100]

@@ -71,7 +71,7 @@ def parse_json(request: Any, raw: bytes, *, optional: bool = False) -> Any:
         raise InvalidRequest("Content-Type must be application/json")
 
     body = _parse(raw)
-    _check_storable(body)
+    check_storable(body)
 
     if optional and not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object", field="body")
@@ -87,7 +87,7 @@ def read_json_if_any(request: Any) -> Any:
         raise InvalidRequest("Content-Type must be application/json")
 
     body = _parse(raw)
-    _check_storable(body)
+    check_storable(body)
     return body
 
 
@@ -151,7 +151,7 @@ def _finite_float(text: str) -> float | int:
     return value
 
 
-def _check_storable(body: Any) -> None:
+def check_storable(body: Any) -> None:
     """Refuse nesting past JSON_DEPTH_MAX and strings PostgreSQL text cannot hold.
 
     Walks the body without recursion. Strings must be encodable as UTF-8 (a lone
