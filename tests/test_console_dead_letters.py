@@ -132,7 +132,40 @@ def test_an_empty_dead_letter_subscription_says_none_wait(
 
     page = text_of(status_client.get("/console/status"))
 
+    # The emulator answers an empty pull: nothing waits.
     assert f"0 message(s) wait in {dead_letter_subscription}" in page
+
+
+def test_a_pubsub_that_never_answers_is_not_shown_as_an_empty_subscription() -> None:
+    from google.api_core import exceptions
+
+    subscriber = FakeSubscriber([exceptions.DeadlineExceeded("no answer")])
+
+    found = dead_letters.peek(subscriber, "projects/p/subscriptions/dl", now=START)
+
+    # Nothing answered: an empty subscription and a silent Pub/Sub look the same.
+    assert (found.count, found.answered) == (0, False)
+
+
+def test_an_admin_is_told_when_no_pull_was_answered(status_client, monkeypatch) -> None:
+    import socket
+
+    # A loopback server that takes the connection and never answers.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{silent.getsockname()[1]}")
+    runtime_module.reset()
+    brand = make_brand(status_client)
+    sign_in(status_client, brand["key"])
+
+    try:
+        page = text_of(status_client.get("/console/status"))
+    finally:
+        silent.close()
+
+    assert "within 5 s: none waits there, or Pub/Sub is slow to answer" in page
+    assert "message(s) wait" not in page
 
 
 def test_other_roles_see_no_pubsub_dead_letters(
@@ -259,7 +292,7 @@ def test_a_pull_that_runs_out_of_time_ends_the_count_and_hands_all_back() -> Non
 
     found = dead_letters.peek(subscriber, "projects/p/subscriptions/dl", now=START)
 
-    assert (found.count, found.more) == (2, False)
+    assert (found.count, found.more, found.answered) == (2, False, True)
     assert [letter.source_subscription for letter in found.newest] == ["s", "s"]
     assert subscriber.handed_back == ["ack-1", "ack-2"]
 

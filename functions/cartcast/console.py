@@ -750,7 +750,12 @@ def _pubsub_dead_letters(
     of every brand, so other roles see none of them (decision 0038)."""
     if session.caller.role != "admin":
         return None
-    shown: dict[str, Any] = {"configured": False, "problem": None, "found": None}
+    shown: dict[str, Any] = {
+        "configured": False,
+        "problem": None,
+        "found": None,
+        "pull_timeout_s": int(dead_letters.PULL_TIMEOUT_S),
+    }
     subscriber = runtime.dead_letter_subscriber()
     if subscriber is None:
         return shown

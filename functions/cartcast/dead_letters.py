@@ -45,12 +45,15 @@ class DeadLetter:
 @dataclasses.dataclass(frozen=True)
 class DeadLetters:
     """What the status page shows: a count (a floor when `more` is true) and the
-    newest few messages."""
+    newest few messages. `answered` is false when the first pull ran out of time:
+    Pub/Sub holds a pull open while nothing is there, so an empty subscription and
+    a Pub/Sub that does not answer look the same, and the page says so."""
 
     subscription: str
     count: int
     more: bool
     newest: list[DeadLetter]
+    answered: bool = True
 
 
 def configured(settings: Any) -> bool:
@@ -83,6 +86,7 @@ def peek(subscriber: Any, subscription: str, *, now: dt.datetime) -> DeadLetters
     bounded = _bounded_retry()
     held: list[Any] = []
     more = False
+    answered = False
     try:
         for _ in range(PULLS_MAX):
             try:
@@ -98,6 +102,7 @@ def peek(subscriber: Any, subscription: str, *, now: dt.datetime) -> DeadLetters
                 # Pub/Sub may hold a pull open while nothing is there to deliver:
                 # a pull that ran out of time found nothing more.
                 break
+            answered = True
             held += pulled.received_messages
             if not pulled.received_messages:
                 break
@@ -116,6 +121,7 @@ def peek(subscriber: Any, subscription: str, *, now: dt.datetime) -> DeadLetters
         count=len(unique),
         more=more,
         newest=[_dead_letter(message, now) for message in newest],
+        answered=answered,
     )
 
 
