@@ -329,3 +329,23 @@ def test_no_call_to_pubsub_retries_past_the_pulls_time() -> None:
     assert len(subscriber.retries) == 3
     for retry in subscriber.retries:
         assert retry is not None and retry.timeout <= dead_letters.PULL_TIMEOUT_S
+
+
+def test_a_subscription_that_does_not_exist_is_named_as_a_setting_to_fix(
+    client,  # noqa: F811
+    google_pubsub,  # noqa: F811
+    monkeypatch,
+) -> None:
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
+    monkeypatch.setenv("CARTCAST_DEAD_LETTER_SUBSCRIPTION", "no-such-subscription")
+    runtime_module.reset()
+    brand = make_brand(client)
+    sign_in(client, brand["key"])
+
+    answer = client.get("/console/status")
+
+    page = text_of(answer)
+    assert answer.status_code == 200
+    assert "no-such-subscription does not exist" in page
+    assert "CARTCAST_DEAD_LETTER_SUBSCRIPTION" in page
+    assert "did not answer" not in page and "reload later" not in page

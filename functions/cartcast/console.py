@@ -53,6 +53,7 @@ from cartcast.console_session import Session, SessionExpired
 from cartcast.db import Transaction
 from cartcast.errors import (
     CartcastError,
+    ConfigurationError,
     Forbidden,
     InvalidRequest,
     NotFound,
@@ -766,6 +767,9 @@ def _pubsub_dead_letters(
     except TransientError as error:
         runtime.log.warning("dead letters not read", exc_info=error)
         shown["problem"] = f"Pub/Sub did not answer ({error}); reload later."
+    except ConfigurationError as error:
+        runtime.log.error("dead letters not read", exc_info=error)
+        shown["problem"] = f"Not read: {error}."
     return shown
 
 

@@ -20,7 +20,7 @@ import datetime as dt
 import os
 from typing import Any
 
-from cartcast.errors import TransientError
+from cartcast.errors import ConfigurationError, TransientError
 
 # Attributes Pub/Sub sets on a dead-lettered message (Pub/Sub, "Dead-letter topics").
 SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
@@ -79,6 +79,7 @@ def peek(subscriber: Any, subscription: str, *, now: dt.datetime) -> DeadLetters
     later pull fails. While it is held (milliseconds) another reader misses it.
 
     Raises:
+        ConfigurationError: the subscription does not exist; the setting is wrong.
         TransientError: Pub/Sub refused or timed out; the page says so.
     """
     from google.api_core import exceptions as google_exceptions
@@ -108,6 +109,12 @@ def peek(subscriber: Any, subscription: str, *, now: dt.datetime) -> DeadLetters
                 break
         else:
             more = True
+    except google_exceptions.NotFound as error:
+        raise ConfigurationError(
+            f"{subscription.rsplit('/', 1)[-1]} does not exist in "
+            f"{subscription.split('/')[1]}: check CARTCAST_DEAD_LETTER_SUBSCRIPTION "
+            f"and GOOGLE_CLOUD_PROJECT ({error})"
+        ) from error
     except (google_exceptions.GoogleAPIError, TimeoutError) as error:
         raise TransientError(f"reading {subscription} failed: {error}") from error
     finally:
