@@ -224,3 +224,24 @@ WAITING_HERE = """
 SELECT count(*) FROM pg_locks WHERE NOT granted
     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
+
+
+def test_the_daily_rollup_forgets_the_addresses_of_past_windows(
+    limited, clock_file
+) -> None:
+    from tests.test_data_duties import tick
+
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        signin_limits.record_failure(
+            tx, client="203.0.113.7", now=current.clock.now(), window_min=15
+        )
+    # No failure comes after it to clear it; the next day's rollup must.
+    next_day = current.clock.now() + dt.timedelta(days=1)
+    clock_file.set(next_day)
+
+    rolled = tick("rollup_kpis", next_day)
+
+    assert rolled.status_code == 200
+    with current.database.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM console_signin_failures") == 0

@@ -5,7 +5,8 @@ Each failed sign-in adds one to its client's count in the current fixed window
 CARTCAST_CONSOLE_SIGNIN_FAILURES, every sign-in from that address is answered 429
 with Retry-After until the window ends, before any key is looked up. Functions keep
 nothing between requests, so the counts are rows of console_signin_failures
-(sql/037; decision 0038).
+(sql/037; decision 0038); the daily rollup deletes the rows of windows that are
+over, so no address is kept past its window for long.
 
 The client is the address that reached Google's front end: the entry
 CARTCAST_CONSOLE_PROXY_HOPS from the right of X-Forwarded-For (entries to its left
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from typing import Any
 
 from cartcast.db import Transaction
 from cartcast.errors import TooManyRequests
@@ -41,6 +43,11 @@ DELETE FROM console_signin_failures WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM console_signin_failures WHERE window_start < :window_start
     LIMIT 100))
 """
+# The daily rollup's sweep: an address is kept no longer than its window, even when
+# no later failure comes to clear it.
+DELETE_ALL_PAST = (
+    "DELETE FROM console_signin_failures WHERE window_start < :window_start"
+)
 UNKNOWN_CLIENT = "unknown"
 
 
@@ -97,6 +104,14 @@ def record_failure(
     window_start, _ = _window(now, window_min)
     tx.execute(DELETE_PAST, window_start=window_start)
     return tx.scalar(COUNT_FAILURE, client=client, window_start=window_start)
+
+
+def sweep_past_windows(runtime: Any, *, now: dt.datetime) -> dict[str, int]:
+    """Delete the failures of windows already over; return how many rows went."""
+    window_start, _ = _window(now, runtime.settings.console_signin_window_min)
+    with runtime.database.transaction() as tx:
+        deleted = tx.execute(DELETE_ALL_PAST, window_start=window_start)
+    return {"signin_failures_removed": deleted}
 
 
 def _window(now: dt.datetime, window_min: int) -> tuple[dt.datetime, dt.datetime]:
