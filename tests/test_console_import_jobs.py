@@ -308,3 +308,20 @@ def test_a_json_feed_row_with_an_unstorable_string_is_refused_alone(
     )
     assert re.search(rf"<td>2</td><td>{rows[1]['sku']}</td>[^\n]*UTF-8", report)
     assert re.search(rf"<td>3</td><td>{rows[2]['sku']}</td>[^\n]*NUL", report)
+
+
+def test_a_json_file_nested_past_the_readers_depth_is_a_clear_400(
+    chunked, brand
+) -> None:
+    token = csrf_of(chunked, "/console/catalog")
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    uploaded = upload(chunked, token, deep, "feed.json")
+    pasted = chunked.post(
+        "/console/catalog/import", data={"csrf": token, "pasted": deep.decode()}
+    )
+
+    for answer in (uploaded, pasted):
+        assert answer.status_code == 400, text_of(answer)[:300]
+        assert "nests deeper than" in text_of(answer)
+    assert stored() == []

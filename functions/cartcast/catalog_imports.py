@@ -147,6 +147,12 @@ def read_upload(raw: bytes, filename: str) -> tuple[str, Any]:
     if name.endswith(".json"):
         try:
             return "json", json.loads(text)
+        except RecursionError as error:
+            # A few kB of "[" go deeper than json's recursive reader.
+            raise InvalidRequest(
+                f"this JSON file nests deeper than {web.JSON_DEPTH_MAX} levels",
+                field="file",
+            ) from error
         except ValueError as error:
             raise InvalidRequest(
                 f"this file is not valid JSON: {error}", field="file"
