@@ -325,3 +325,22 @@ def test_a_json_file_nested_past_the_readers_depth_is_a_clear_400(
         assert answer.status_code == 400, text_of(answer)[:300]
         assert "nests deeper than" in text_of(answer)
     assert stored() == []
+
+
+def test_a_body_bigger_than_csvs_default_field_limit_stops_no_product(
+    chunked, brand
+) -> None:
+    # An image pasted into a Shopify description is kept inline as a data: URI;
+    # one such Body (HTML) is past the 128 KiB that Python's csv reads by default.
+    picture = "A" * 200_000
+    inline = f'<img src=""data:image/png;base64,{picture}"">'
+    first_row = 'mug-1,Mug 1,"<p>Stoneware.'
+    text = shopify_csv().replace(first_row, first_row + inline, 1)
+
+    progress_page = start_import(chunked, text.encode())
+    while not continue_import(chunked, progress_page, as_json=True).get_json()["done"]:
+        pass
+    report = text_of(chunked.get(progress_page))
+
+    assert "Imported 17 of 21 product(s)" in report
+    assert "with 51 variant(s) and 34 image(s)" in report

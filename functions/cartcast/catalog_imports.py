@@ -42,6 +42,10 @@ REQUIRED_COLUMNS = ("Handle", "Title")
 TAG_MAX = 20
 _TAGS = re.compile(r"<[^>]*>")
 _LONE_RETURN = re.compile(r"\r(?!\n)")
+# Python's csv refuses a field past 128 KiB (csv.field_size_limit), which would
+# refuse the whole file for one description holding an inline image. No field can
+# be longer than the upload itself, which the console caps at 8 MiB.
+FIELD_CHARS_MAX = 8 * 1024 * 1024
 
 SELECT_PRODUCT_ID = "SELECT id FROM products WHERE brand_id = :brand_id AND sku = :sku"
 DELETE_VARIANTS = "DELETE FROM product_variants WHERE product_id = :product_id"
@@ -337,6 +341,9 @@ def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]
     csv reads quoted fields across line breaks, stray carriage returns included,
     because the text is read with newline="" (Python's csv documentation).
     """
+    # The limit is the csv module's, for the whole process; it is only raised.
+    if csv.field_size_limit() < FIELD_CHARS_MAX:
+        csv.field_size_limit(FIELD_CHARS_MAX)
     reader = csv.reader(io.StringIO(_without_stray_returns(text), newline=""))
     try:
         columns = next(reader, None)
