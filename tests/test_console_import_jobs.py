@@ -344,3 +344,27 @@ def test_a_body_bigger_than_csvs_default_field_limit_stops_no_product(
 
     assert "Imported 17 of 21 product(s)" in report
     assert "with 51 variant(s) and 34 image(s)" in report
+
+
+def test_a_quote_never_closed_refuses_its_product_and_swallows_no_other(
+    chunked, brand
+) -> None:
+    # The Title of mug-b opens a quote it never closes: csv reads on into the next
+    # lines, up to the quote that opens mug-d's Body.
+    text = (
+        "Handle,Title,Body (HTML),Variant Price\r\n"
+        "mug-a,Mug A,plain,1.00\r\n"
+        'mug-b,"Mug B 12 in,plain,2.00\r\n'
+        "mug-c,Mug C,plain,3.00\r\n"
+        'mug-d,Mug D,"<p>Glazed.</p>",4.00\r\n'
+        "mug-e,Mug E,plain,5.00\r\n"
+    )
+    token = csrf_of(chunked, "/console/catalog")
+
+    answer = upload(chunked, token, text.encode(), "export.csv")
+
+    report = text_of(answer)
+    assert answer.status_code == 200, report[:500]
+    assert "Imported 4 of 5 product(s)" in report
+    assert re.search(r"<td>3</td><td>mug-b</td><td class=\"wrap\">[^<]*quote", report)
+    assert [row["sku"] for row in stored()] == ["mug-a", "mug-c", "mug-d", "mug-e"]

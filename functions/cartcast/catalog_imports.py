@@ -28,6 +28,7 @@ import io
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -46,6 +47,17 @@ _LONE_RETURN = re.compile(r"\r(?!\n)")
 # refuse the whole file for one description holding an inline image. No field can
 # be longer than the upload itself, which the console caps at 8 MiB.
 FIELD_CHARS_MAX = 8 * 1024 * 1024
+# Shopify's one-line columns: a line break in one of them means a quote opened there
+# was never closed, and csv read the next lines, other products, into the field.
+ONE_LINE_COLUMNS = (
+    "Handle", "Title", "Vendor", "Type", "Tags", "Option1 Name", "Option1 Value",
+    "Option2 Name", "Option2 Value", "Option3 Name", "Option3 Value", "Variant SKU",
+    "Variant Price", "Variant Compare At Price", "Variant Inventory Qty",
+    "Image Src", "Image Position",
+)  # fmt: skip
+# Where a row read alone keeps why its product is refused; no column has this name,
+# since a file holding NUL is refused.
+_UNREADABLE = "\x00unreadable"
 
 SELECT_PRODUCT_ID = "SELECT id FROM products WHERE brand_id = :brand_id AND sku = :sku"
 DELETE_VARIANTS = "DELETE FROM product_variants WHERE product_id = :product_id"
@@ -344,7 +356,10 @@ def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]
     # The limit is the csv module's, for the whole process; it is only raised.
     if csv.field_size_limit() < FIELD_CHARS_MAX:
         csv.field_size_limit(FIELD_CHARS_MAX)
-    reader = csv.reader(io.StringIO(_without_stray_returns(text), newline=""))
+    lines = list(io.StringIO(_without_stray_returns(text), newline=""))
+    reader = csv.reader(lines)
+    # Lines read by readers before the current one (see _read_alone).
+    offset = 0
     try:
         columns = next(reader, None)
         while columns == []:  # blank lines before the header, as csv.DictReader
@@ -365,13 +380,21 @@ def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]
         while True:
             # A quoted field may span lines: a row is named by the line it starts
             # on, where its Handle is, not the one it ends on.
-            line = reader.line_num + 1
+            line = offset + reader.line_num + 1
             cells = next(reader, None)
             if cells is None:
                 break
             if not cells:
                 continue
             row = dict(zip(columns or [], cells, strict=False))
+            unclosed = [name for name in ONE_LINE_COLUMNS if _spans_lines(row, name)]
+            if unclosed:
+                row = _read_alone(lines[line - 1], columns or [])
+                row[_UNREADABLE] = (
+                    f"line {line}: a quote opened in '{unclosed[0]}' is not closed "
+                    "on its line"
+                )
+                offset, reader = line, csv.reader(_from(lines, line))
             values = {key: (value or "").strip() for key, value in row.items() if key}
             handle = values.get("Handle", "")
             new_product = bool(handle) and handle not in groups
@@ -396,6 +419,23 @@ def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]
     return list(groups.items()), errors
 
 
+def _spans_lines(row: dict[str, str], name: str) -> bool:
+    value = row.get(name) or ""
+    return "\n" in value or "\r" in value
+
+
+def _from(lines: list[str], start: int) -> Iterator[str]:
+    """The lines from index `start` on, without copying them."""
+    return (lines[index] for index in range(start, len(lines)))
+
+
+def _read_alone(line: str, columns: list[str]) -> dict[str, str]:
+    """Read one line with its quotes taken as plain characters: the row whose quote
+    is never closed, so its Handle is known and the lines after it are read anew."""
+    cells = next(csv.reader([line], quoting=csv.QUOTE_NONE), [])
+    return dict(zip(columns, cells, strict=False))
+
+
 def _without_stray_returns(text: str) -> str:
     """Turn each carriage return that ends no line into a space.
 
@@ -415,6 +455,9 @@ def _shopify_product(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """Build a product, its variants and its images from its rows, or refuse all."""
     first_line, first = rows[0]
+    for line, values in rows:
+        if values.get(_UNREADABLE):
+            raise RowError(values[_UNREADABLE], row=line)
     if not first.get("Title"):
         raise RowError(
             "the product's first row has no Title (a variant or image row without "
