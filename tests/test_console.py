@@ -565,6 +565,7 @@ def test_a_json_feed_keeps_its_good_products_and_reports_the_bad(
         (b"\x89PNG\r\n\x1a\n\xff\x00", "logo.csv", "not UTF-8"),
         (b"sku,name\nA,b\n", "other.csv", "not a Shopify product CSV"),
         (b"{not json", "feed.json", "not valid JSON"),
+        (b"[" * 5000 + b"]" * 5000, "deep.json", "nests deeper than 64 levels"),
     ],
 )
 def test_a_file_that_is_not_a_catalog_is_refused_with_nothing_written(

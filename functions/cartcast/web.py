@@ -70,8 +70,7 @@ def parse_json(request: Any, raw: bytes, *, optional: bool = False) -> Any:
     if not (request.mimetype or "").endswith("json"):
         raise InvalidRequest("Content-Type must be application/json")
 
-    body = _parse(raw)
-    check_storable(body)
+    body = parse_json_document(raw)
 
     if optional and not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object", field="body")
@@ -86,6 +85,12 @@ def read_json_if_any(request: Any) -> Any:
     if not (request.mimetype or "").endswith("json"):
         raise InvalidRequest("Content-Type must be application/json")
 
+    return parse_json_document(raw)
+
+
+def parse_json_document(raw: bytes) -> Any:
+    """Parse JSON bytes from any source (a body, an uploaded file) and check that
+    PostgreSQL can store every string and that it nests at most JSON_DEPTH_MAX."""
     body = _parse(raw)
     check_storable(body)
     return body
