@@ -729,3 +729,43 @@ def test_an_x_user_id_with_a_leading_zero_is_refused_on_create_and_patch(
     assert patched.get_json()["error"]["field"] == "x_user_id"
     me = client.get("/v1/brand", headers=auth(brand_key)).get_json()["brand"]
     assert me["x_user_id"] == brand_body()["x_user_id"]
+
+
+@pytest.mark.parametrize(
+    ("path", "typo"),
+    [
+        ("/v1/audit?acton=key.created", "acton"),
+        ("/v1/reports/daily?formt=csv", "formt"),
+        ("/v1/posts?stat=failed", "stat"),
+        ("/v1/keys?role=admin", "role"),
+        ("/v1/author-data-removals?after=2", "after"),
+    ],
+)
+def test_a_query_parameter_the_route_does_not_take_is_a_400_naming_it(
+    client, brand_key, path, typo
+) -> None:
+    """A misspelt filter must not answer everything unfiltered, as if obeyed."""
+    response = client.get(path, headers=auth(brand_key))
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["field"] == typo
+    assert f"no parameter '{typo}'" in error["message"]
+
+
+def test_a_query_on_a_post_route_is_refused_before_anything_is_written(
+    client, brand_key
+) -> None:
+    response = client.post(
+        "/v1/keys?dry_run=1",
+        json={"name": "maria", "role": "viewer"},
+        headers=auth(brand_key),
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "dry_run"
+    names = [
+        k["name"]
+        for k in client.get("/v1/keys", headers=auth(brand_key)).get_json()["keys"]
+    ]
+    assert "maria" not in names

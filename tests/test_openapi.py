@@ -215,3 +215,29 @@ def test_every_refusal_beyond_the_schema_names_a_field_of_its_operation() -> Non
                     wrong.append(f"{method.upper()} {path}: {field}")
 
     assert wrong == []
+
+
+def test_each_route_takes_exactly_the_query_parameters_the_spec_lists() -> None:
+    spec = yaml.safe_load(SPEC.read_text())
+    parameters = spec["components"]["parameters"]
+    endpoints = {
+        (re.sub(r"<(\w+)>", r"{\1}", rule.rule), method): rule.endpoint
+        for rule in api.routes().iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in METHODS or "servers" in item:
+                continue
+            listed = set()
+            for parameter in operation.get("parameters", []):
+                if "$ref" in parameter:
+                    parameter = parameters[parameter["$ref"].split("/")[-1]]
+                if parameter["in"] == "query":
+                    listed.add(parameter["name"])
+            endpoint = endpoints[(path, method.upper())]
+            if api.ROUTE_ROLES[endpoint] == api.SIGNED:
+                continue
+            taken = set(api.QUERY_PARAMETERS.get(endpoint, ()))
+            assert taken == listed, (method, path)

@@ -244,6 +244,30 @@ ROUTE_ROLES = {
     "revoke_key": ADMIN,
     "list_audit": ADMIN,
 }
+# The query parameters each keyed route reads, as docs/openapi.yaml lists them; any
+# other is a 400 naming it, so a misspelt filter (`?acton=`) is not answered with
+# everything as if it had been obeyed. A route not named here takes none.
+QUERY_PARAMETERS = {
+    "list_products": ("limit", "after"),
+    "list_caption_jobs": ("limit", "state"),
+    "list_posts": ("limit", "state"),
+    "list_mentions": (
+        "limit",
+        "state",
+        "intent",
+        "priority",
+        "sentiment",
+        "overdue",
+        "after",
+    ),
+    "list_crises": ("limit",),
+    "daily_report": ("from", "to", "format"),
+    "post_report": ("limit", "format"),
+    "mention_report": ("format",),
+    "order_report": ("from", "to", "format"),
+    "list_audit": ("limit", "action", "subject", "after"),
+    "list_author_data_removals": ("limit",),
+}
 # The generate_caption function answers what POST /v1/captions does.
 CAPTION_FUNCTION_ROLE = ROUTE_ROLES["create_captions"]
 
@@ -279,6 +303,7 @@ def handle(request: Any, runtime: Any) -> web.Response:
     try:
         with runtime.database.transaction() as tx:
             caller = _authorize(tx, request, runtime, ROUTE_ROLES[endpoint])
+            _refuse_unknown_query(request, endpoint)
             body = None
             if endpoint in _CSV_BODY:
                 body = web.read_csv(request)
@@ -304,6 +329,18 @@ def handle(request: Any, runtime: Any) -> web.Response:
         )
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
+
+
+def _refuse_unknown_query(request: Any, endpoint: str) -> None:
+    taken = QUERY_PARAMETERS.get(endpoint, ())
+    for name in request.args:
+        if name not in taken:
+            route = _route_pattern(request.path, request.method)
+            raise InvalidRequest(
+                f"{request.method} {route} has no parameter {name[:100]!r}; it takes "
+                f"{', '.join(taken) if taken else 'none'}",
+                field=name[:100],
+            )
 
 
 def handle_caption_request(request: Any, runtime: Any) -> web.Response:
