@@ -348,6 +348,8 @@ def test_an_x_account_belongs_to_one_brand(api) -> None:
     assert (
         moved.status_code == 409 and moved.get_json()["error"]["field"] == "x_user_id"
     )
+    # Only the operator, who created both, is told which brand holds the account.
+    assert "test-goods" not in moved.get_json()["error"]["message"]
 
 
 @pytest.mark.parametrize("token", ["", "   ", None])

@@ -223,6 +223,9 @@ def test_an_account_connected_to_another_brand_is_a_409(oauth_runtime) -> None:
         connect(oauth_runtime, beta)
 
     assert taken.value.status == 409 and taken.value.field == "x_user_id"
+    # Beta's admin learns the account is taken, not which of the deployment's
+    # other brands holds it.
+    assert "alpha" not in str(taken.value)
     assert brand_row(oauth_runtime, beta)["x_access_token"] is None
 
 

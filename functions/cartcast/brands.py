@@ -413,14 +413,19 @@ def _set_x_account(
 
 
 def claim_x_account(tx: Transaction, x_user_id: str | None, *, brand_id: Any) -> None:
-    """Refuse an X account another brand has connected (409 naming x_user_id)."""
+    """Refuse an X account another brand has connected (409 naming x_user_id).
+
+    Only the operator creating a brand (`brand_id` None) is told which brand holds
+    it: a brand's key must learn nothing of the deployment's other brands.
+    """
     if x_user_id is None:
         return
     tx.execute(LOCK_X_ACCOUNT, x_user_id=x_user_id)
     holder = tx.scalar(SELECT_ACCOUNT_HOLDER, x_user_id=x_user_id, brand_id=brand_id)
     if holder is not None:
+        where = f"brand {holder!r}" if brand_id is None else "another brand"
         raise Conflict(
-            f"X account {x_user_id} is already connected to brand {holder!r}; an X "
+            f"X account {x_user_id} is already connected to {where}; an X "
             "account posts for one brand",
             field="x_user_id",
         )
