@@ -258,6 +258,26 @@ def test_rejecting_needs_a_reason_and_keeps_it(client, signed_in) -> None:
     assert answer.get_json()["post"]["rejection_reason"] == "Wrong price season"
 
 
+@pytest.mark.parametrize("escaped", ["%FF", "%ED%A0%80", "Wrong%C3"])
+def test_a_form_whose_escapes_are_not_utf8_is_a_400_with_nothing_changed(
+    client, signed_in, escaped
+) -> None:
+    """Werkzeug reads such bytes as U+FFFD: a reason or reply would be stored, or
+    sent to X, as replacement characters nobody typed."""
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+
+    answer = client.post(
+        f"/console/posts/{post_id}/reject",
+        data=f"csrf={token}&reason={escaped}".encode(),
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert answer.status_code == 400
+    assert "not UTF-8" in text_of(answer)
+    assert post_state(client, signed_in["key"], post_id) == "needs_approval"
+
+
 def test_bulk_approve_moves_every_chosen_draft_or_none(client, signed_in) -> None:
     first, second = signed_in["posts"]
     token = csrf_of(client)

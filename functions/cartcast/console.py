@@ -213,6 +213,7 @@ def handle(request: Any, runtime: Any) -> Response:
             )
             post_events.act_as(tx, session.caller.key_name)
             if request.method == "POST":
+                _check_form_is_utf8(request)
                 session.check_csrf(request.form.get(console_session.CSRF_FIELD))
                 _check_storable(request.form)
             try:
@@ -1013,6 +1014,30 @@ def _back(request: Any, default: str) -> str:
     if not (safe and wanted.startswith("/console/")) or "//" in wanted:
         wanted = default
     return wanted + ("&" if "?" in wanted else "?")
+
+
+def _check_form_is_utf8(request: Any) -> None:
+    """Refuse a urlencoded form whose escapes are not UTF-8, before it is read.
+
+    Werkzeug decodes form fields with errors="replace": a reply or a reason would
+    otherwise be stored, or posted on X, as U+FFFD characters nobody typed.
+    """
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return
+    # Cached, so that request.form parses these same bytes afterwards.
+    raw = request.get_data(cache=True)
+    for pair in raw.split(b"&"):
+        name, _, value = (
+            urllib.parse.unquote_to_bytes(part.replace(b"+", b" "))
+            for part in pair.partition(b"=")
+        )
+        try:
+            name.decode("utf-8"), value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidRequest(
+                "this form holds bytes that are not UTF-8 text",
+                field=name.decode("utf-8", "replace")[:100],
+            ) from error
 
 
 def _check_storable(form: Any) -> None:
