@@ -380,6 +380,34 @@ def test_an_alert_webhook_that_is_not_https_to_a_public_host_is_refused(
     assert refused.value.field == "alert_webhook_url"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://169.254.169.254./hook",  # a trailing dot names the same address
+        "https://2852039166/hook",  # 169.254.169.254 as one number
+        "https://0xa9fea9fe/hook",
+        "https://0251.0376.0251.0376/hook",
+        "https://169.254.43518/hook",
+        "https://10.0.0.1./hook",
+        "https://127.1/hook",
+        "https://0/hook",
+        "https://localhost/hook",
+        "https://api.localhost./hook",
+        "https://metadata.google.internal/computeMetadata/v1/",
+    ],
+)
+def test_an_internal_address_in_another_spelling_is_refused_as_a_webhook(
+    url,
+) -> None:
+    # The resolver reads each of these as an internal address (inet_aton's
+    # numeric forms, a rooted name) or names one; none is a public https host.
+    with pytest.raises(InvalidRequest) as refused:
+        brands.alert_webhook_url({"alert_webhook_url": url}, environment="cloud")
+
+    assert refused.value.field == "alert_webhook_url"
+    assert "internal" in str(refused.value)
+
+
 def test_an_https_webhook_and_a_local_loopback_one_are_accepted() -> None:
     https = "https://hooks.slack.com/services/T0/B0/x"
 

@@ -29,6 +29,7 @@ import decimal
 import ipaddress
 import json
 import re
+import socket
 import unicodedata
 import urllib.parse
 from collections.abc import Callable
@@ -152,6 +153,8 @@ WEBHOOK_SECRET_LENGTH_MAX = 200
 WEBHOOK_SECRET = re.compile(r"[!-~]([ -~]*[!-~])?")
 WEBHOOK_URL_LENGTH_MAX = 500
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# Names that mean this machine or the metadata server wherever they resolve.
+INTERNAL_NAMES = frozenset({"localhost", "metadata", "metadata.google.internal"})
 SELECT_TIME_ZONE = "SELECT name FROM pg_timezone_names WHERE name = :name"
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 STORE_URL_LENGTH_MAX = 200
@@ -503,14 +506,21 @@ def _escalation_secret(body: dict) -> str | None:
 
 def _webhook_problem(url: str, environment: str) -> str | None:
     parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    loopback = host in LOOPBACK_HOSTS
+    # A rooted name ("10.0.0.1.", "localhost.") is the same host to a resolver.
+    host = (parts.hostname or "").rstrip(".")
+    loopback = host in LOOPBACK_HOSTS or host.endswith(".localhost")
     if parts.scheme == "http" and not (loopback and environment == "local"):
         return "http is accepted only for a loopback address in a local run"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None  # a name; only an https URL gets here outside local runs
+    address = _host_address(host)
+    if address is None:
+        # A name; only an https URL gets here outside local runs. Names are not
+        # resolved (README, Known limitations), but those that always mean this
+        # machine or the metadata server are refused as their addresses are.
+        if host in INTERNAL_NAMES or host.endswith(".localhost"):
+            if loopback and environment == "local":
+                return None
+            return f"{host} names an internal address"
+        return None
     internal = (
         address.is_private
         or address.is_loopback
@@ -522,6 +532,24 @@ def _webhook_problem(url: str, environment: str) -> str | None:
     if internal and not (address.is_loopback and environment == "local"):
         return f"{address} is an internal address"
     return None
+
+
+def _host_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a URL's host spells, in any form the resolver reads as one.
+
+    Besides dotted quads, getaddrinfo takes inet_aton's numeric forms without a
+    lookup ("2852039166", "0xa9fea9fe", "127.1"): each is an address, not a name.
+    """
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not host or not all(char in "0123456789abcdefxABCDEFX." for char in host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def _x_money_settings(
