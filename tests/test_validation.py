@@ -215,3 +215,33 @@ def test_a_webhook_secret_is_printable_ascii_without_surrounding_spaces(
     secret, taken
 ) -> None:
     assert bool(brands.WEBHOOK_SECRET.fullmatch(secret)) is taken
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        # RFC 3339 (JSON Schema's date-time) allows a lower-case "t" and "z".
+        ("2026-03-02t10:00:00z", "2026-03-02T10:00:00+00:00"),
+        ("2026-03-02T10:00:00.25z", "2026-03-02T10:00:00.250000+00:00"),
+        # and a leap second, read as PostgreSQL reads it: the next minute.
+        ("2016-12-31T23:59:60Z", "2017-01-01T00:00:00+00:00"),
+        ("2016-12-31T18:59:60.5-05:00", "2017-01-01T00:00:00.500000+00:00"),
+    ],
+)
+def test_an_instant_the_spec_calls_a_date_time_is_read(given, expected) -> None:
+    assert validation.instant(given, "at").isoformat() == expected
+
+
+@pytest.mark.parametrize("given", ["2026-03-02T10:00:61Z", "2026-03-02T10:00:00x"])
+def test_an_instant_no_reading_allows_is_still_refused(given) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        validation.instant(given, "at")
+
+    assert refused.value.field == "at"
+
+
+def test_a_leap_second_past_the_last_storable_instant_is_a_400() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        validation.instant("9999-12-31T23:59:60Z", "at")
+
+    assert refused.value.field == "at"

@@ -27,6 +27,8 @@ TIME_ZONE_LENGTH_MAX = 64
 # "Factory", tzdata's placeholder for "zone not set" (abbreviation "-00").
 TIME_ZONE_PREFIXES_REFUSED = ("posix/", "right/")
 TIME_ZONE_NAMES_REFUSED = frozenset({"posixrules", "localtime", "Factory"})
+# An RFC 3339 time's leap second: "2016-12-31T23:59:60Z".
+LEAP_SECOND = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}):60(.*)")
 # What JSON Schema's `\s` matches (ECMA-262 WhiteSpace and LineTerminator), so a
 # `pattern: "\\S"` in docs/openapi.yaml and the code agree on a blank string:
 # str.strip() alone would also drop \x1c-\x1f and \x85, which `\S` matches.
@@ -167,8 +169,16 @@ def instant(value: Any, name: str) -> dt.datetime:
         raise InvalidRequest(
             f"'{name}' must be an ISO-8601 time string, {example}", field=name
         )
+    # RFC 3339, which docs/openapi.yaml's `format: date-time` means, allows a
+    # lower-case "t" and "z" and a leap second; fromisoformat takes neither.
+    text = value.strip()
+    text = text[:10] + text[10:].upper()
+    leap = LEAP_SECOND.fullmatch(text)
+    if leap:
+        # Read as PostgreSQL reads it: the first instant of the next minute.
+        text = f"{leap[1]}:59{leap[2]}"
     try:
-        parsed = dt.datetime.fromisoformat(value.strip())
+        parsed = dt.datetime.fromisoformat(text)
     except ValueError as error:
         raise InvalidRequest(
             f"'{name}' must be an ISO-8601 time with an offset, {example} (offsets "
@@ -180,7 +190,7 @@ def instant(value: Any, name: str) -> dt.datetime:
             f"'{name}' has no offset; add one (Z for UTC), {example}", field=name
         )
     try:
-        return parsed.astimezone(dt.UTC)
+        return (parsed + dt.timedelta(seconds=1 if leap else 0)).astimezone(dt.UTC)
     except OverflowError as error:
         raise InvalidRequest(
             f"'{name}' is past the last instant cartcast can store", field=name
