@@ -123,8 +123,9 @@ def test_a_job_for_the_whole_catalog_answers_202_with_every_product_remaining(
         ({"products": []}, 400, "products"),
         ({"products": ["", "x"]}, 400, "products[0]"),
         ({"products": ["\u3000", "x"]}, 400, "products[0]"),
-        # Not blank to JSON Schema's \S, so a SKU the catalog does not have.
-        ({"products": ["\x1e"]}, 404, "products[0]"),
+        # A control character alone is blank too (the spec's not-blank pattern).
+        ({"products": ["\x1e"]}, 400, "products[0]"),
+        ({"products": ["\x85 "]}, 400, "products[0]"),
         ({"products": [catalog(1)[0]["sku"], "no-such-sku"]}, 404, "products[1]"),
         (
             {"products": [catalog(2)[1]["sku"], catalog(2)[1]["sku"]]},

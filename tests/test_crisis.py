@@ -270,6 +270,7 @@ def test_the_api_pauses_and_resumes_for_admins_and_approvers_only(
     ("body", "field"),
     [
         ({"reason": ""}, "reason"),
+        ({"reason": "\ufeff"}, "reason"),
         ({"reason": "x" * 301}, "reason"),
         ({"why": 1}, "why"),
     ],

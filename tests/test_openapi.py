@@ -183,6 +183,34 @@ def test_the_spec_and_the_code_call_the_same_characters_unprintable() -> None:
         ), hex(code_point)
 
 
+def _patterns(node, found):
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            found.append(node["pattern"])
+        for value in node.values():
+            _patterns(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _patterns(value, found)
+    return found
+
+
+def test_every_not_blank_pattern_is_the_one_the_code_checks() -> None:
+    """`\\S` means one thing to ECMA-262 (no \\x1e, \\x85; yes U+FEFF) and another
+    to Python's re, which schemathesis uses: the spec's not-blank pattern spells
+    its class so both read it alike, and the code calls blank what it refuses."""
+    patterns = _patterns(yaml.safe_load(SPEC.read_text()), [])
+
+    assert "\\S" not in patterns
+    assert patterns.count(validation.NOT_BLANK.pattern) >= 8
+    not_blank = re.compile(validation.NOT_BLANK.pattern)
+    for code_point in range(0x10000):
+        if 0xD800 <= code_point <= 0xDFFF:
+            continue
+        char = chr(code_point)
+        assert bool(not_blank.search(char)) is not validation.is_blank(char)
+
+
 def test_the_webhook_secret_pattern_is_the_one_the_code_checks() -> None:
     spec = yaml.safe_load(SPEC.read_text())
     body = spec["paths"]["/v1/brand"]["patch"]["requestBody"]["content"]

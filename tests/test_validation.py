@@ -180,10 +180,22 @@ def test_a_required_text_blank_by_json_schemas_whitespace_is_refused(blank) -> N
     assert refused.value.field == "reason"
 
 
-def test_a_text_of_characters_json_schema_does_not_call_space_is_kept() -> None:
-    """The spec's `pattern: "\\S"` takes "\x1e" (not ECMA-262 whitespace), so
-    the code does not strip it as str.strip() would."""
-    assert validation.text({"reason": " \x1e "}, "reason") == "\x1e"
+@pytest.mark.parametrize("blank", ["\x85", " \x1e ", "\x00\x1f", "\ufeff\x9f"])
+def test_a_required_text_of_only_controls_and_spaces_is_refused(blank) -> None:
+    """U+0085 is Unicode whitespace and \x1c-\x1f Python's: a name or reason
+    of them shows as nothing, like one of spaces."""
+    with pytest.raises(InvalidRequest) as refused:
+        validation.text({"reason": blank}, "reason")
+
+    assert refused.value.field == "reason"
+
+
+@pytest.mark.parametrize(
+    ("value", "blank"),
+    [("\x85", True), ("\u3000\x1e\ufeff", True), ("a\x1e", False), ("\u200b", False)],
+)
+def test_blank_is_what_the_specs_not_blank_pattern_does_not_match(value, blank) -> None:
+    assert validation.is_blank(value) is blank
 
 
 def test_a_text_over_its_length_is_refused_whatever_it_strips_to() -> None:

@@ -1283,7 +1283,9 @@ def pause_brand(
     brand_id = keys.require_brand(caller)
     validation.only_fields(body, PAUSE_FIELDS, what="a pause")
     reason = body.get("reason")
-    if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+    if reason is not None and (
+        not isinstance(reason, str) or validation.is_blank(reason)
+    ):
         raise InvalidRequest("'reason' must be a non-empty text", field="reason")
     if reason is not None and len(reason) > crisis.PAUSE_REASON_MAX:
         raise InvalidRequest(

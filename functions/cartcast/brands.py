@@ -260,10 +260,7 @@ def parse_brand(body: Any, *, environment: str = "cloud") -> dict[str, Any]:
         "x_username": _optional_match(
             body, "x_username", X_USERNAME, "1 to 15 letters, digits or _"
         ),
-        "x_access_token": validation.text(
-            body, "x_access_token", required=False, max_len=500
-        )
-        or None,
+        "x_access_token": _x_access_token(body),
         "alert_webhook_url": alert_webhook_url(body, environment=environment),
         **link_policy.parse_settings(body),
         **_x_money_settings(body),
@@ -391,7 +388,9 @@ def _set_x_account(
     seal: Callable[[str], str] | None = None,
 ) -> None:
     """Store a new X token or user (the ones given) and reconnect the account."""
-    if "x_access_token" in body and not str(body["x_access_token"] or "").strip():
+    if "x_access_token" in body and validation.is_blank(
+        str(body["x_access_token"] or "")
+    ):
         raise InvalidRequest(
             "'x_access_token' must be the account's new token; an empty one would "
             "leave the old token in place",
@@ -402,10 +401,7 @@ def _set_x_account(
         "x_username": _optional_match(
             body, "x_username", X_USERNAME, "1 to 15 letters, digits or _"
         ),
-        "x_access_token": validation.text(
-            body, "x_access_token", required=False, max_len=500
-        )
-        or None,
+        "x_access_token": _x_access_token(body),
     }
     claim_x_account(tx, values["x_user_id"], brand_id=brand_id)
     if seal is not None and values["x_access_token"]:
@@ -550,6 +546,12 @@ def _host_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | 
         return ipaddress.IPv4Address(socket.inet_aton(host))
     except OSError:
         return None
+
+
+def _x_access_token(body: dict) -> str | None:
+    """The token sent, or None for none or a blank one (validation.is_blank)."""
+    token = validation.text(body, "x_access_token", required=False, max_len=500)
+    return None if token is None or validation.is_blank(token) else token
 
 
 def _x_money_settings(

@@ -286,8 +286,8 @@ def _product_ids(tx: Transaction, brand_id: str, refs: Any) -> list[str]:
             f"at most {JOB_PRODUCTS_MAX} products per job", field="products"
         )
     for index, ref in enumerate(refs):
-        # Blank as the spec's `\S` pattern means it (validation.BLANK).
-        if not isinstance(ref, str) or not ref.strip(validation.BLANK):
+        # Blank as the spec's not-blank pattern means it (validation.NOT_BLANK).
+        if not isinstance(ref, str) or validation.is_blank(ref):
             raise InvalidRequest(
                 "each product must be an id or a SKU", field=f"products[{index}]"
             )

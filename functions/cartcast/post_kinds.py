@@ -87,7 +87,7 @@ def poll_options_problem(options: Any) -> str | None:
     ):
         return f"must be a list of {POLL_OPTIONS_MIN} to {POLL_OPTIONS_MAX} options"
     for option in options:
-        if not isinstance(option, str) or not option.strip():
+        if not isinstance(option, str) or validation.is_blank(option):
             return "must be non-empty strings"
         if len(option.strip()) > POLL_OPTION_LENGTH_MAX:
             return (
