@@ -45,9 +45,18 @@ def answer_unrouted_path(error: Exception) -> tuple[str, int, dict[str, str]]:
 
     Its catch-all rule `/<path:path>` stops at a newline, so a path holding one
     (%0A) never reaches `api` and Flask would answer an HTML page; clients and
-    docs/openapi.yaml expect the JSON error of every other unknown path.
+    docs/openapi.yaml expect the JSON error of every other unknown path, and a
+    browser under /console the console's own page.
     """
+    import flask
+
     from cartcast import web
+
+    path = flask.request.path
+    if path == "/console" or path.startswith("/console/"):
+        from cartcast import console
+
+        return console.page_not_found()
 
     body = {"error": {"code": "not_found", "message": "no such route"}}
     return web.json_response(body, 404)

@@ -153,6 +153,20 @@ def test_a_path_holding_a_newline_answers_the_json_404_of_any_unknown_path(
     assert response.get_json()["error"]["code"] == "not_found"
 
 
+def test_a_console_path_holding_a_newline_answers_the_consoles_html_404(
+    client,
+) -> None:
+    """A browser that follows such a link meets the console's own page, as for
+    any other console path it does not know, not the API's JSON."""
+    unknown = client.get("/console/nope")
+    response = client.get("/console/posts/%0A")
+
+    assert response.status_code == unknown.status_code == 404
+    assert response.content_type == unknown.content_type
+    assert response.content_type.startswith("text/html")
+    assert response.data == unknown.data
+
+
 def test_another_brands_product_is_not_found(
     client, brand_key, other_brand_key
 ) -> None:

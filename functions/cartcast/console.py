@@ -182,7 +182,7 @@ def handle(request: Any, runtime: Any) -> Response:
             request.path, request.method
         )
     except RouteNotFound:
-        return _message_page(404, "There is no such page in the console.")
+        return page_not_found()
     except MethodNotAllowed:
         return _message_page(405, "This page does not take that kind of request.")
     if endpoint == "stylesheet":
@@ -982,6 +982,11 @@ def _signin_form(
 
 def _cleared_cookie() -> str:
     return f"{console_session.COOKIE_NAME}=; Path=/console; Max-Age=0"
+
+
+def page_not_found() -> Response:
+    """The console's 404 page, for a path it does not know."""
+    return _message_page(404, "There is no such page in the console.")
 
 
 def _message_page(status: int, message: str, *, field: str | None = None) -> Response:
