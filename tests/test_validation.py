@@ -203,7 +203,19 @@ def test_a_text_over_its_length_is_refused_whatever_it_strips_to() -> None:
         validation.text({"reason": "\x1e" * 301}, "reason", max_len=300)
 
 
-@pytest.mark.parametrize("value", ["A\u202eB", "a\x85b", "a\u200bb", "a\x00"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "A\u202eB",
+        "a\x85b",
+        "a\u200bb",
+        "a\x00",
+        "A\u061cB",  # ARABIC LETTER MARK, a bidirectional control like U+200F
+        "a\xadb",  # invisible: soft hyphen, Mongolian vowel separator, annotations
+        "a\u180eb",
+        "a\ufff9b\ufffbc",
+    ],
+)
 def test_controls_and_invisible_marks_are_unprintable(value) -> None:
     assert validation.has_unprintable(value)
 

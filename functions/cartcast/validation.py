@@ -44,10 +44,13 @@ BLANK = (
 NOT_BLANK = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\ufeff]")
 # Characters no store or person writes into an id or a URL, which would be stored
 # as they came and printed into reports and logs: C0 and C1 controls, line and
-# paragraph separators, zero-width and bidirectional marks. The spec states the
-# same class as a pattern (UNPRINTABLE_PATTERN there, tests/test_openapi.py).
+# paragraph separators, zero-width and bidirectional marks (U+061C among them),
+# and the other invisible format characters of the BMP (soft hyphen, Mongolian
+# vowel separator, interlinear annotation). The spec states the same class as a
+# pattern (the order's ids there, tests/test_openapi.py).
 UNPRINTABLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
+    "[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u2028\u2029\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
 )
 
 
