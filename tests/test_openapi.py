@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cartcast import api, brands, validation
+from cartcast.errors import InvalidRequest
 
 SPEC = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -209,6 +211,29 @@ def test_every_not_blank_pattern_is_the_one_the_code_checks() -> None:
             continue
         char = chr(code_point)
         assert bool(not_blank.search(char)) is not validation.is_blank(char)
+
+
+def test_texts_the_code_refuses_when_blank_say_so_with_the_pattern() -> None:
+    """A feed's SKU and title and a brand's word lists are refused when blank
+    (validation.is_blank); a schema of minLength 1 alone would call " " valid."""
+    schemas = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
+    product, brand = schemas["ProductInput"], schemas["BrandInput"]
+    texts = {
+        "products[].sku": product["properties"]["sku"],
+        "products[].title": product["properties"]["title"],
+        "banned_words[]": brand["properties"]["banned_words"]["items"],
+        "required_hashtags[]": brand["properties"]["required_hashtags"]["items"],
+    }
+
+    for name, schema in texts.items():
+        assert schema.get("pattern") == validation.NOT_BLANK.pattern, name
+
+
+def test_a_word_list_entry_is_blank_as_the_pattern_says() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        brands._word_list({"banned_words": ["ok", "\ufeff"]}, "banned_words")
+
+    assert refused.value.field == "banned_words"
 
 
 def test_the_webhook_secret_pattern_is_the_one_the_code_checks() -> None:

@@ -661,7 +661,9 @@ def _word_list(body: dict, name: str) -> list[str]:
         not isinstance(value, list)
         or len(value) > WORDS_MAX
         or not all(
-            isinstance(v, str) and v.strip() and len(v) <= WORD_LENGTH_MAX
+            isinstance(v, str)
+            and not validation.is_blank(v)
+            and len(v) <= WORD_LENGTH_MAX
             for v in value
         )
     ):
