@@ -236,6 +236,41 @@ def test_a_word_list_entry_is_blank_as_the_pattern_says() -> None:
     assert refused.value.field == "banned_words"
 
 
+def test_a_reply_and_an_edited_polls_options_say_blank_as_the_code_does() -> None:
+    """Both fields are in x-refusals-beyond-schema for X's own rules, so a 400
+    for a blank one would be set aside by the fuzz run: the schema says it."""
+    spec = yaml.safe_load(SPEC.read_text())
+    reply = spec["paths"]["/v1/mentions/{mention_id}/reply"]["post"]
+    edit = spec["paths"]["/v1/posts/{post_id}"]["patch"]
+
+    def properties(operation):
+        content = operation["requestBody"]["content"]["application/json"]
+        return content["schema"]["properties"]
+
+    assert properties(reply)["text"]["pattern"] == validation.NOT_BLANK.pattern
+    options = properties(edit)["poll_options"]
+    assert options["items"]["pattern"] == validation.NOT_BLANK.pattern
+    assert options["uniqueItems"] is True
+
+
+def test_the_caption_routes_list_the_poll_options_rule_beyond_the_schema() -> None:
+    """uniqueItems takes "Yes" and "yes"; the code refuses them (case and
+    surrounding spaces aside), a rule JSON Schema cannot state."""
+    spec = yaml.safe_load(SPEC.read_text())
+    for path in ("/v1/captions", "/v1/caption-jobs"):
+        listed = spec["paths"][path]["post"]["x-refusals-beyond-schema"]
+        assert "poll_options" in listed, path
+
+
+def test_a_blank_reply_is_refused_as_the_pattern_says() -> None:
+    from cartcast import inbox
+
+    with pytest.raises(InvalidRequest) as refused:
+        inbox._reply_text({"text": "\ufeff"})
+
+    assert refused.value.field == "text"
+
+
 def test_the_webhook_secret_pattern_is_the_one_the_code_checks() -> None:
     spec = yaml.safe_load(SPEC.read_text())
     body = spec["paths"]["/v1/brand"]["patch"]["requestBody"]["content"]
