@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-NEAR_DUPLICATE_THRESHOLD = 0.8
-NEAR_DUPLICATE_DAYS = 30
+from cartcast.settings import NEAR_DUPLICATE_THRESHOLD
+
 OPENING_WORDS = 6
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)

@@ -42,9 +42,12 @@ from cartcast import (
 )
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
-from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHOLD
 from cartcast.post_text import weighted_length
-from cartcast.settings import X_PRICES_USD
+from cartcast.settings import (
+    NEAR_DUPLICATE_DAYS,
+    NEAR_DUPLICATE_THRESHOLD,
+    X_PRICES_USD,
+)
 
 if TYPE_CHECKING:
     from cartcast.captions import BrandVoice, DraftRequest, ProductBrief

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from cartcast.errors import ConfigurationError
-from cartcast.near_duplicates import NEAR_DUPLICATE_DAYS, NEAR_DUPLICATE_THRESHOLD
 
 ENVIRONMENTS = ("local", "cloud")
 # Where X sends a person to approve the app (docs.x.com, OAuth 2.0 Authorization
@@ -98,6 +97,11 @@ MENTION_OVERLAP_MAX_S = 86_400
 # it writes, so more than this is more connections than a small instance takes.
 PUBLISH_WORKERS_MAX = 32
 PAGES_MAX = 100
+# Near-duplicate copy (near_duplicates.py, which takes these defaults from here):
+# kept here so that reading settings, which every function does at start, does not
+# import the copy comparison, which only the functions that write copy run.
+NEAR_DUPLICATE_THRESHOLD = 0.8
+NEAR_DUPLICATE_DAYS = 30
 GEMINI_REQUESTS_PER_MINUTE_MAX = 100_000
 GEMINI_REQUESTS_PER_DAY_MAX = 100_000_000
 X_POSTS_LIMIT_MAX = 10_000_000
