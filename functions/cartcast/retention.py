@@ -33,11 +33,24 @@ SELECT_SETTING = "SELECT mention_text_retention_days FROM brands WHERE id = :bra
 UPDATE_SETTING = """
 UPDATE brands SET mention_text_retention_days = :days WHERE id = :brand_id
 """
+# Only the brands that hold a text past their window: at most ticks none does, and
+# a brand with nothing to clear would otherwise cost a transaction of its own. The
+# window is counted in seconds, as the sweep's `now - timedelta(days=...)` counts it.
 SELECT_BRAND_WINDOWS = """
-SELECT id, LEAST(COALESCE(mention_text_retention_days, :default_days), :max_days)
-    AS days
-FROM brands WHERE offboarded_at IS NULL
-ORDER BY id
+SELECT b.id, w.days
+FROM brands b
+CROSS JOIN LATERAL (
+    SELECT LEAST(COALESCE(b.mention_text_retention_days, :default_days), :max_days)
+        AS days
+) w
+WHERE b.offboarded_at IS NULL
+  AND EXISTS (
+    SELECT 1 FROM mentions m
+    WHERE m.brand_id = b.id AND m.text_removed_at IS NULL
+      AND m.posted_at
+          < CAST(:now AS timestamptz) - make_interval(secs => w.days * 86400)
+  )
+ORDER BY b.id
 """
 CLEAR_OLD_TEXTS = """
 WITH old AS (
@@ -105,6 +118,7 @@ def sweep_old_mention_texts(runtime: Any, *, now: dt.datetime) -> dict[str, int]
             SELECT_BRAND_WINDOWS,
             default_days=settings.mention_text_retention_days,
             max_days=settings.mention_text_retention_max_days,
+            now=now,
         )
     totals = {"texts_removed": 0, "escalations_removed": 0}
     for brand in windows:
