@@ -1268,6 +1268,36 @@ def test_the_sweeper_removes_old_texts_and_keeps_the_triage(runtime):
     assert rows[recent]["text"] != ""
 
 
+def test_the_sweeper_clears_from_the_first_second_past_each_brands_window(runtime):
+    # The sweep reads only the brands holding a text past their window: a brand
+    # with none is passed over, and one second past the window is enough.
+    quiet = make_brand(runtime, "quiet", None, products=1)
+    due = make_brand(runtime, "due", None, products=1)
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE brands SET mention_text_retention_days = 30 WHERE id = :b",
+            b=due,
+        )
+    default_days = runtime.settings.mention_text_retention_days
+    at_edge = store_mention(
+        runtime.database, quiet, FAN, posted_at=START - default_days * DAY
+    )
+    past = store_mention(
+        runtime.database, due, FAN, posted_at=START - 30 * DAY - dt.timedelta(seconds=1)
+    )
+    on_edge = store_mention(runtime.database, due, FAN, posted_at=START - 30 * DAY)
+
+    swept = retention.sweep_old_mention_texts(runtime, now=START)
+
+    assert swept == {"texts_removed": 1, "escalations_removed": 0}
+    with runtime.database.transaction() as tx:
+        kept = {
+            str(row["id"]): row["text"] != ""
+            for row in tx.rows("SELECT id, text FROM mentions")
+        }
+    assert kept == {at_edge: True, past: False, on_edge: True}
+
+
 def test_the_deployment_maximum_bounds_a_brands_longer_choice(runtime):
     brand_id = make_brand(runtime, "long-keeper", None, products=1)
     with runtime.database.transaction() as tx:
