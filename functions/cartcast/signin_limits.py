@@ -5,8 +5,8 @@ Each failed sign-in adds one to its client's count in the current fixed window
 CARTCAST_CONSOLE_SIGNIN_FAILURES, every sign-in from that address is answered 429
 with Retry-After until the window ends, before any key is looked up. Functions keep
 nothing between requests, so the counts are rows of console_signin_failures
-(sql/037; decision 0038); the daily rollup deletes the rows of windows that are
-over, so no address is kept past its window for long.
+(sql/037; decision 0038); each hourly rollup_kpis tick deletes the rows of
+windows that are over, so no address is kept past its window for long.
 
 The client is the address that reached Google's front end: the entry
 CARTCAST_CONSOLE_PROXY_HOPS from the right of X-Forwarded-For (entries to its left
@@ -43,8 +43,8 @@ DELETE FROM console_signin_failures WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM console_signin_failures WHERE window_start < :window_start
     LIMIT 100))
 """
-# The daily rollup's sweep: an address is kept no longer than its window, even when
-# no later failure comes to clear it.
+# The sweep each hourly rollup_kpis tick runs: an address is kept no longer than
+# its window, even when no later failure comes to clear it.
 DELETE_ALL_PAST = (
     "DELETE FROM console_signin_failures WHERE window_start < :window_start"
 )
