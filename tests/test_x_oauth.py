@@ -604,26 +604,33 @@ def api_ready_to_connect(monkeypatch, clock_file, key_file):
         yield client, created["api_key"], sandbox
 
 
+def other_brand_admin(client) -> str:
+    """Create a second brand, "other-goods", with no X account; return its admin key."""
+    from tests.conftest import OPERATOR_KEY
+    from tests.helpers import brand_body, post_json
+
+    return post_json(
+        client,
+        "/v1/brands",
+        brand_body(slug="other-goods", x_access_token=None),
+        OPERATOR_KEY,
+    ).get_json()["api_key"]
+
+
 # --- the routes -------------------------------------------------------------------
 
 
 def test_the_routes_connect_through_the_callback_and_disconnect(
     function_env, monkeypatch, clock_file, key_file
 ) -> None:
-    from tests.conftest import OPERATOR_KEY
-    from tests.helpers import auth, brand_body, post_json
+    from tests.helpers import auth, post_json
 
     with api_ready_to_connect(monkeypatch, clock_file, key_file) as (
         client,
         admin,
         _,
     ):
-        other = post_json(
-            client,
-            "/v1/brands",
-            brand_body(slug="other-goods", x_access_token=None),
-            OPERATOR_KEY,
-        ).get_json()["api_key"]
+        other = other_brand_admin(client)
 
         started = client.post("/v1/brand/x/connect", headers=auth(admin))
         callback = approve(started.get_json()["authorize_url"])
@@ -1024,20 +1031,15 @@ def wait_until(condition, what: str) -> None:
 def test_refused_callbacks_are_4xx_change_nothing_and_reach_the_trails_concerned(
     function_env, monkeypatch, clock_file, key_file
 ) -> None:
-    from tests.conftest import OPERATOR_KEY, START
-    from tests.helpers import auth, brand_body, post_json
+    from tests.conftest import START
+    from tests.helpers import auth, post_json
 
     with api_ready_to_connect(monkeypatch, clock_file, key_file) as (
         client,
         alpha_admin,
         sandbox,
     ):
-        beta_admin = post_json(
-            client,
-            "/v1/brands",
-            brand_body(slug="other-goods", x_access_token=None),
-            OPERATOR_KEY,
-        ).get_json()["api_key"]
+        beta_admin = other_brand_admin(client)
         started = client.post("/v1/brand/x/connect", headers=auth(alpha_admin))
         callback = approve(started.get_json()["authorize_url"])
         before = connection_rows()
@@ -1115,20 +1117,14 @@ def test_another_brands_key_learns_nothing_of_a_state_it_was_not_issued(
     function_env, monkeypatch, clock_file, key_file
 ) -> None:
     # Arrange: alpha connects; beta's admin holds alpha's callback, used now.
-    from tests.conftest import OPERATOR_KEY
-    from tests.helpers import auth, brand_body, post_json
+    from tests.helpers import auth, post_json
 
     with api_ready_to_connect(monkeypatch, clock_file, key_file) as (
         client,
         alpha_admin,
         _sandbox,
     ):
-        beta_admin = post_json(
-            client,
-            "/v1/brands",
-            brand_body(slug="other-goods", x_access_token=None),
-            OPERATOR_KEY,
-        ).get_json()["api_key"]
+        beta_admin = other_brand_admin(client)
         started = client.post("/v1/brand/x/connect", headers=auth(alpha_admin))
         callback = approve(started.get_json()["authorize_url"])
         connected = client.get("/v1/x/callback", query_string=callback)
