@@ -96,6 +96,23 @@ def test_malformed_json_is_a_400_naming_the_problem(client, brand_key) -> None:
     assert "not valid JSON" in response.get_json()["error"]["message"]
 
 
+@pytest.mark.parametrize("raw", [b"\x0b", b"\x0c", b" \x1c "])
+def test_a_body_of_bytes_json_does_not_count_as_whitespace_is_refused(
+    client, brand_key, raw
+) -> None:
+    # JSON's whitespace is space, tab, LF and CR; bytes.strip() also drops VT and
+    # FF, so such a body read as "no body" on a route whose body is optional.
+    response = client.post(
+        "/v1/schedule",
+        data=raw,
+        headers=auth(brand_key),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400, response.get_json()
+    assert "not valid JSON" in response.get_json()["error"]["message"]
+
+
 def test_a_body_that_is_not_json_typed_is_a_400(client, brand_key) -> None:
     response = client.post(
         "/v1/products", data="[]", headers=auth(brand_key), content_type="text/plain"
