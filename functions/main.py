@@ -50,16 +50,15 @@ def answer_unrouted_path(error: Exception) -> tuple[str, int, dict[str, str]]:
     """
     import flask
 
-    from cartcast import web
-
     path = flask.request.path
     if path == "/console" or path.startswith("/console/"):
         from cartcast import console
 
         return console.page_not_found()
 
-    body = {"error": {"code": "not_found", "message": "no such route"}}
-    return web.json_response(body, 404)
+    from cartcast import api as http_api
+
+    return http_api.route_not_found(path)
 
 
 @functions_framework.http

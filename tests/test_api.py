@@ -163,11 +163,17 @@ def test_a_path_holding_a_newline_answers_the_json_404_of_any_unknown_path(
 ) -> None:
     """functions-framework's catch-all route stops at a newline: Flask, not the
     api function, answers such a path, and main.py makes that answer JSON."""
+    unknown = client.post("/v1/keys/nope/revoke/again", headers=auth(brand_key))
     response = client.post("/v1/keys/%0A/revoke", headers=auth(brand_key))
 
-    assert response.status_code == 404
-    assert response.content_type == "application/json"
-    assert response.get_json()["error"]["code"] == "not_found"
+    assert response.status_code == unknown.status_code == 404
+    assert response.content_type == unknown.content_type == "application/json"
+    assert response.get_json() == {
+        "error": {"code": "not_found", "message": "no route /v1/keys/\n/revoke"}
+    }
+    assert (
+        unknown.get_json()["error"]["message"] == "no route /v1/keys/nope/revoke/again"
+    )
 
 
 def test_a_console_path_holding_a_newline_answers_the_consoles_html_404(

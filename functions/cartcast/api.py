@@ -280,6 +280,13 @@ if _served != set(ROUTE_ROLES):
     )
 
 
+def route_not_found(path: str) -> web.Response:
+    """The JSON 404 of a path no route takes (main.py answers with it too, for the
+    paths functions-framework itself routes nowhere)."""
+    body = {"error": {"code": "not_found", "message": f"no route {path}"}}
+    return web.json_response(body, 404)
+
+
 def handle(request: Any, runtime: Any) -> web.Response:
     """Route one HTTP request and answer it as JSON; /console is the web console."""
     if request.path == "/console" or request.path.startswith("/console/"):
@@ -291,9 +298,7 @@ def handle(request: Any, runtime: Any) -> web.Response:
             routes().bind("localhost").match(request.path, request.method)
         )
     except RouteNotFound:
-        return web.json_response(
-            {"error": {"code": "not_found", "message": f"no route {request.path}"}}, 404
-        )
+        return route_not_found(request.path)
     except MethodNotAllowed as error:
         allowed = ", ".join(sorted(error.valid_methods or []))
         body = {"error": {"code": "method_not_allowed", "message": f"use {allowed}"}}
