@@ -11,7 +11,7 @@ its first answer, interleaved with the bare HTTP function (bench/bare/main.py),
 and divided by the bare function's median in the same run. The ratio, not the
 time, is the figure: the machine is shared.
 
-    .venv/bin/python -m bench.gemini_floor [--runs 7] [--json PATH]
+    .venv/bin/python -m bench.gemini_floor [--runs 7] [--json PATH] [--work-dir DIR]
 """
 
 from __future__ import annotations
@@ -122,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     args = parser.parse_args(argv)
 
-    result = measure(args.runs, WORK_DIR)
+    result = measure(args.runs, args.work_dir)
     print(f"bare HTTP function: {result['bare_ms']:.0f} ms (median of {args.runs})")
     print(f"{'first request does':30} {'median ms':>9} {'ratio':>6} {'CPU ratio':>9}")
     for floor in result["floors"]:
