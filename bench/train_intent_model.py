@@ -8,8 +8,9 @@ reporting halves stay the yardstick. The model is a multinomial logistic
 regression on the features of `intent_model.features` (each distinct word's own,
 word pairs, marks), fitted by
 plain gradient descent with an L2 penalty; features seen in fewer than MIN_DOCS
-texts are dropped, and weights are rounded, to keep the file small. The fit is
-deterministic: the same files give the same weights.
+texts, or in fewer than MIN_FILES files, are dropped, and weights are rounded, to
+keep the file small. The fit is deterministic: the same files give the same
+weights.
 """
 
 from __future__ import annotations
@@ -39,9 +40,18 @@ TRAINED_ON = (
     DATA / "triage_mentions_solestack.json",
     DATA / "triage_tuning_pawnest.json",
     DATA / "triage_tuning_lunaria.json",
+    DATA / "triage_tuning_spokewell.json",
+    DATA / "triage_tuning_inkharbor.json",
+    DATA / "triage_tuning_voltnook.json",
+    DATA / "triage_tuning_harvestcrate.json",
+    DATA / "triage_tuning_tumbletoy.json",
+    DATA / "triage_tuning_orlafinch.json",
 )
 CLASSES = ("order_issue", "complaint", "question", "praise", "spam", "other")
 MIN_DOCS = 2
+# A feature must come from at least this many files (stores): a word only one
+# store uses (its products, its name) tells nothing about the next store.
+MIN_FILES = 2
 EPOCHS = 300
 LEARNING_RATE = 0.5
 L2 = 0.001
@@ -54,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mentions = tuning_mentions(TRAINED_ON)
     model = train(
-        [m["text"] for m in mentions], [m["expected_intent"] for m in mentions]
+        [m["text"] for m in mentions],
+        [m["expected_intent"] for m in mentions],
+        files=[m["file"] for m in mentions],
     )
     Path(args.out).write_text(json.dumps(model, separators=(",", ":")) + "\n")
     print(f"{len(mentions)} tuning mentions, {len(model['weights'])} features")
@@ -63,7 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def settings_key() -> list:
     """Return the fitting settings, for caches keyed by how a model was fitted."""
-    return [CLASSES, MIN_DOCS, EPOCHS, LEARNING_RATE, L2, DIGITS]
+    return [
+        CLASSES,
+        MIN_DOCS,
+        MIN_FILES,
+        EPOCHS,
+        LEARNING_RATE,
+        L2,
+        DIGITS,
+    ]
 
 
 def tuning_mentions(paths: Sequence[Path]) -> list[dict]:
@@ -72,7 +92,7 @@ def tuning_mentions(paths: Sequence[Path]) -> list[dict]:
     for path in paths:
         for mention in json.loads(path.read_text(encoding="utf-8")):
             if mention["half"] == "tuning":
-                mentions.append(mention)
+                mentions.append({**mention, "file": path.name})
     return mentions
 
 
@@ -80,14 +100,25 @@ def train(
     texts: Sequence[str],
     labels: Sequence[str],
     *,
+    files: Sequence[str],
     epochs: int = EPOCHS,
     l2: float = L2,
     min_docs: int = MIN_DOCS,
+    min_files: int = MIN_FILES,
 ) -> dict:
-    """Fit softmax regression on feature presence; return the weights as a dict."""
+    """Fit softmax regression on feature presence; return the weights as a dict.
+
+    `files` names the file (the store) each text came from, for `min_files`.
+    """
     docs = [intent_model.features(t) for t in texts]
     seen = Counter(f for doc in docs for f in set(doc))
-    vocabulary = sorted(f for f, n in seen.items() if n >= min_docs)
+    sources: dict[str, set[str]] = {}
+    for doc, source in zip(docs, files, strict=True):
+        for f in doc:
+            sources.setdefault(f, set()).add(source)
+    vocabulary = sorted(
+        f for f, n in seen.items() if n >= min_docs and len(sources[f]) >= min_files
+    )
     index = {f: i for i, f in enumerate(vocabulary)}
     rows = [[index[f] for f in doc if f in index] for doc in docs]
     targets = [CLASSES.index(label) for label in labels]

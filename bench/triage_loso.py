@@ -75,9 +75,11 @@ def fold_weights(left_out: Path) -> dict:
     mentions = train_intent_model.tuning_mentions(fold_paths(left_out))
     texts = [m["text"] for m in mentions]
     labels = [m["expected_intent"] for m in mentions]
+    files = [m["file"] for m in mentions]
     key = hashlib.sha256(
         json.dumps(
-            [texts, labels, train_intent_model.settings_key()], sort_keys=True
+            [texts, labels, files, train_intent_model.settings_key()],
+            sort_keys=True,
         ).encode()
         + Path(intent_model.__file__).read_bytes()
         + Path(train_intent_model.__file__).read_bytes()
@@ -85,7 +87,7 @@ def fold_weights(left_out: Path) -> dict:
     cached = CACHE / f"{key}.json"
     if cached.exists():
         return json.loads(cached.read_text(encoding="utf-8"))
-    weights = train_intent_model.train(texts, labels)
+    weights = train_intent_model.train(texts, labels, files=files)
     CACHE.mkdir(exist_ok=True)
     cached.write_text(json.dumps(weights), encoding="utf-8")
     return weights
