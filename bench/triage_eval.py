@@ -117,6 +117,9 @@ def evaluate(mentions: list[dict], models: dict | None = None) -> dict:
             media_types=tuple(mention["media_types"]),
             deadlines=triage.ResponseDeadlines(),
             reach_followers_min=defaults.reach_followers_min,
+            guessed=triage.guessed_complaint(
+                score.intent, score.sentiment, score.reasons
+            ),
         )
         triaged.append((mention, score, decided))
 

@@ -217,6 +217,29 @@ def test_an_author_with_reach_moves_a_question_up_but_never_praise(runtime, bran
     assert load(runtime, loud_praise)["priority"] == 4
 
 
+def test_a_complaint_only_the_model_read_in_a_happy_tone_waits_after_read_ones(
+    runtime, brand_id
+):
+    # Sarcasm, or praise: a guess keeps the complaint deadline at priority 3.
+    guessed = add_mention(
+        runtime,
+        brand_id,
+        "@shop love how every email from you is a sale that is not a sale. amazing 🙃",
+        followers=250_000,
+    )
+    read = add_mention(runtime, brand_id, "@shop your app keeps crashing")
+
+    scoring.score_mentions(runtime, mention_ids=[guessed, read])
+
+    row = load(runtime, guessed)
+    assert (row["intent"], row["sentiment"]) == ("complaint", "positive")
+    assert (row["priority"], row["escalate"]) == (3, False)
+    assert "model:complaint" in row["reasons"]
+    assert "priority:guessed" in row["reasons"]
+    assert row["response_due_at"] - row["posted_at"] == dt.timedelta(minutes=60)
+    assert load(runtime, read)["priority"] == 2
+
+
 def test_praise_with_a_photo_is_a_ugc_candidate_and_without_one_is_not(
     runtime, brand_id
 ):

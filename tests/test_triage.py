@@ -77,6 +77,49 @@ def test_praise_is_the_lowest_tier_above_spam_below_what_the_scorer_called_other
     assert praise.priority == other.priority == spam.priority == 4
 
 
+def test_a_guessed_complaint_keeps_its_deadline_but_waits_after_read_ones():
+    # Only the model read it, in a happy tone: sarcasm, or praise (decision 0045).
+    read = decide("complaint", "negative")
+    guessed = decide("complaint", "positive", guessed=True, author_followers=900_000)
+    question = decide("question", author_followers=0)
+
+    assert (guessed.priority, guessed.escalate) == (3, False)
+    assert guessed.response_due_at == read.response_due_at
+    assert "priority:guessed" in guessed.reasons
+    assert "priority:reach" not in guessed.reasons
+    keys = [
+        triage.rank_key(d.priority, d.response_due_at, POSTED, "complaint")
+        for d in (read, guessed)
+    ]
+    keys.append(
+        triage.rank_key(question.priority, question.response_due_at, POSTED, "question")
+    )
+    assert keys == sorted(keys)
+
+
+@pytest.mark.parametrize(
+    ("intent", "sentiment", "reasons", "guessed"),
+    [
+        ("complaint", "positive", ("intent:complaint", "model:complaint"), True),
+        ("complaint", "neutral", ("intent:complaint", "model:complaint"), True),
+        ("complaint", "negative", ("intent:complaint", "model:complaint"), False),
+        ("complaint", "positive", ("intent:complaint", "complaint:price"), False),
+        ("complaint", "positive", ("intent:complaint", "engine:gemini"), False),
+        ("order_issue", "positive", ("intent:order_issue", "model:order_issue"), False),
+    ],
+)
+def test_only_the_models_complaint_in_a_tone_not_negative_is_a_guess(
+    intent, sentiment, reasons, guessed
+):
+    assert triage.guessed_complaint(intent, sentiment, reasons) is guessed
+
+
+def test_a_guess_is_only_ever_a_complaint():
+    decided = decide("praise", "positive", guessed=True)
+
+    assert decided.priority == 4 and "priority:guessed" not in decided.reasons
+
+
 def test_a_crisis_is_first_and_due_by_the_sooner_deadline():
     deadlines = triage.ResponseDeadlines(order_issue_min=90, complaint_min=30)
 

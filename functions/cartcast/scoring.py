@@ -235,6 +235,7 @@ def _triage(
             question_min=row["question_due_min"],
         ),
         reach_followers_min=runtime.settings.reach_followers_min,
+        guessed=triage.guessed_complaint(label.intent, label.sentiment, label.reasons),
     )
     reasons = [*label.reasons, *decided.reasons]
     if decided.escalate:

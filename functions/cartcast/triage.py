@@ -9,6 +9,7 @@ needed):
     order_issue   negative    1          1            brand's order_issue_due_min
     order_issue   other       2          1            brand's order_issue_due_min
     complaint     any         2          1            brand's complaint_due_min
+    complaint     guessed     3          3            brand's complaint_due_min
     question      any         3          2            brand's question_due_min
     other         any         4          4            none
     praise        any         4          4            none, after "other"
@@ -18,6 +19,14 @@ Reach is an author with at least CARTCAST_REACH_FOLLOWERS_MIN followers: what th
 say is seen by many, so a problem of theirs moves up one step. Praise never moves
 up: however loud, it should never be answered before an order problem. Within a
 priority, order issues come first, then the earliest due (`rank_key`).
+
+A guessed complaint is one only the learned model read, in a tone that is not
+negative: its guess at sarcasm ("love getting 3 marketing emails a day 🙄"). It
+is often right, and then a real complaint, so it keeps the complaint deadline;
+but as often it is praise or chatter ("honestly love how they don't spam me"),
+and a praise at priority 2 puts every order problem the scorer misread below
+it. So a guess waits at priority 3, after every order issue and every complaint
+read from its own words, and reach never raises it (decision 0045).
 
 Praise is the lowest tier above spam, below "other": it asks for nothing, and
 "other" is where a problem the scorer could not read lands ("the box came with no
@@ -43,6 +52,10 @@ PRIORITY_BY_INTENT = {
 # Intents whose priority an author's reach raises by one step.
 REACH_RAISES = frozenset({"order_issue", "complaint", "question"})
 ESCALATE_AT_PRIORITY = 1
+GUESSED_PRIORITY = 3
+# The reason `sentiment.score_mention` gives when the learned model, not the
+# rules, made a mention a complaint.
+MODEL_COMPLAINT_REASON = "model:complaint"
 # A mention's place within its priority (`rank_key`, and the inbox's ORDER BY):
 # order issues first, praise after everything but spam. Any other intent is 1.
 PLACE_IN_PRIORITY = {"order_issue": 0, "praise": 2, "spam": 3}
@@ -77,15 +90,23 @@ def triage_mention(
     media_types: tuple[str, ...] | list[str],
     deadlines: ResponseDeadlines,
     reach_followers_min: int,
+    guessed: bool = False,
 ) -> Triage:
-    """Decide priority, due time, escalation and UGC for one scored mention."""
+    """Decide priority, due time, escalation and UGC for one scored mention.
+
+    `guessed` marks a complaint only the learned model read (`guessed_complaint`).
+    """
     reasons: list[str] = []
     priority = PRIORITY_BY_INTENT.get(intent, 4)
     if intent == "order_issue" and sentiment == "negative":
         priority = 1
+    guessed = guessed and intent == "complaint"
+    if guessed:
+        priority = GUESSED_PRIORITY
+        reasons.append("priority:guessed")
 
     reach = author_followers is not None and author_followers >= reach_followers_min
-    if reach and intent in REACH_RAISES and priority > 1:
+    if reach and intent in REACH_RAISES and priority > 1 and not guessed:
         priority -= 1
         reasons.append("priority:reach")
     if crisis:
@@ -103,6 +124,19 @@ def triage_mention(
         escalate=priority <= ESCALATE_AT_PRIORITY,
         ugc_candidate=ugc,
         reasons=tuple(reasons),
+    )
+
+
+def guessed_complaint(intent: str, sentiment: str, reasons: tuple[str, ...]) -> bool:
+    """Return whether a complaint is the learned model's reading of a tone not negative.
+
+    `reasons` are the scorer's; a Gemini label carries none of the offline
+    model's, so it is never a guess.
+    """
+    return (
+        intent == "complaint"
+        and sentiment != "negative"
+        and MODEL_COMPLAINT_REASON in reasons
     )
 
 
