@@ -23,7 +23,7 @@ priority, order issues come first, then the earliest due (`rank_key`).
 A guessed complaint is one only the learned model read, in a tone that is not
 negative: its guess at sarcasm ("love getting 3 marketing emails a day 🙄").
 When right it is a real complaint, so it keeps the complaint deadline; but it is
-right less than half the time (20 of 49 on the tuning halves, each store left
+right less than half the time (20 of 51 on the tuning halves, each store left
 out), and as praise ("honestly love how they don't spam me") at priority 2 it
 puts every order problem the scorer misread below it. So a guess waits at
 priority 3, after every order issue and every complaint read from its own
