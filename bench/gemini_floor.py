@@ -32,6 +32,7 @@ from bench.functions import (
     cold_start,
     start_helper,
     stop_process,
+    stopping_on_sigterm,
 )
 from infra import function_source, local_cloud
 from infra.local_cloud import call_json, free_port
@@ -55,7 +56,8 @@ def measure(runs: int, work_dir: Path) -> dict[str, Any]:
     logs = work_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
-    with contextlib.ExitStack() as stack:
+    # A SIGTERM (a CI timeout, `kill`) must stop the stand-in and the function too.
+    with stopping_on_sigterm(), contextlib.ExitStack() as stack:
         port = free_port()
         # bench/functions.py's environment for every function it starts.
         env = {**local_cloud._base_env(), "PYTHONDONTWRITEBYTECODE": "1"}
