@@ -453,6 +453,9 @@ GATED_GROUPS = (
     ("COMPLAINTS", sentiment.COMPLAINTS, sentiment.COMPLAINTS_GATE),
 )
 GATE_PROBES = (
+    "these insoles cured my back ache, no more blisters, the squeak is gone",
+    "not gonna lie, no joke, this frame is sick and the climb was brutal",
+    "ridiculously light and killer grip in the worst rain, thanks for nothing",
     "my kid cut my finger on the lid, urgent care visit",
     "we'll sue you, my lawyer says; small claims next",
     "the charger started sparking and made me sick",
@@ -655,6 +658,8 @@ def test_a_sentence_may_open_with_a_feeling_word_before_a_name():
         ("EAGER", sentiment.EAGER_GATE, sentiment.EAGER),
         ("PRAISED", sentiment.PRAISED_GATE, sentiment.PRAISED),
         ("FED_UP", sentiment.FED_UP_GATE, sentiment.FED_UP),
+        ("NEUTRAL_PHRASES", sentiment.NEUTRAL_PHRASES_GATE, sentiment.NEUTRAL_PHRASES),
+        ("NO_PROBLEM", sentiment.SETTLED_GATE, sentiment.NO_PROBLEM),
     ],
 )
 def test_a_feeling_gate_never_hides_a_match_of_its_phrases(name, gate, pattern):
@@ -692,3 +697,34 @@ def test_stems_nested_by_prefix_match_what_the_plain_alternation_matches():
 
     for probe in probes + stems.split("|"):
         assert bool(nested.search(probe)) == bool(plain.search(probe)), probe
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "these insoles got rid of my heel pain. not even kidding",
+        "this jacket is sick, wore it all week",
+        "stupidly light frame, climbs like a dream",
+        "rode through the worst storm of the winter in this jacket, bone dry",
+        "not gonna lie, the new range is lovely",
+        "these boots have changed my life",
+        "nervous about the fit but the first boots in years that don't hurt",
+    ],
+)
+def test_praise_put_in_a_grudge_s_words_is_praise(text):
+    # Relief, slang, hard going and vouching (decision 0047).
+    scored = score_mention(text)
+
+    assert (scored.intent, scored.sentiment) == ("praise", "positive"), scored.reasons
+
+
+def test_a_person_who_is_sick_is_no_slang_praise():
+    assert score_mention("my son is sick today so we missed the ride").sentiment == (
+        "negative"
+    )
+
+
+def test_thanks_for_nothing_is_no_thanks():
+    scored = score_mention("thanks for nothing. three emails, zero replies")
+
+    assert scored.intent == "complaint" and "keyword:no_response" in scored.reasons

@@ -80,6 +80,14 @@ for the report; right sentiments out of the 64 team mentions):
   at least two files (stores), so one store's product words and name no longer
   weigh. The rules are unchanged; intents change where the model's do.
   Sentiment labels are unchanged.
+- cartcast.11 (decision 0047): praise put in a grudge's words is read as praise.
+  A relief ("fixed my knee pain", "no more blisters") is a problem put right
+  and its ailment is not read by VADER; slang verdicts and intensifiers ("this
+  bike is SICK", "stupid comfy", "killer price"), hard going ("the worst rain
+  of the year"), vouching ("not even joking") and "changed my life" carry no
+  grudge; a "but" clause whose negation undoes a grievance ("shoes that don't
+  hurt") does not turn sour. "Thanks for nothing" and "zero answers" are no
+  reply. The even tweet lines' labels are unchanged.
 - X text is normalised: @handles and URLs removed, the `&amp;` entities the X API
   leaves in post text unescaped, curly apostrophes straightened (VADER's negation
   rule only knows a straight "n't") and emoji variation selectors dropped (VADER
@@ -157,7 +165,7 @@ if TYPE_CHECKING:
     from cartcast import intent_model
 
 # Bump when any rule, list or threshold below changes: stored scores name their version.
-SCORER_VERSION = "vader-3.3.2+cartcast.10"
+SCORER_VERSION = "vader-3.3.2+cartcast.11"
 
 POSITIVE_FROM = 0.3
 NEGATIVE_TO = -0.1
@@ -628,7 +636,7 @@ PROBLEMS_GATE = _stems(
     "still not|days|weeks|since monday|since tuesday|since wednesday|"
     "since thursday|since friday|since saturday|since sunday|since last|"
     "n't work|not work|stopped work|charg|turning on|turn on|load|crash|fell|"
-    "answer|repl|respon|picked up|"
+    "answer|repl|respon|picked up|for nothing|"
     "picks up|got back|called back|callback|on hold|joke|shady|waste|overpriced|"
     "rip-off|rip off|ripoff|ripped off|mislead|false|overcharg|log me|logs me|"
     "impossible|on the phone|nothing back|heard nothing|not heard|emailed|"
@@ -682,7 +690,8 @@ PROBLEMS = _patterns(
         r"|snapped|fell off|peeling)\b",
         "no_response": r"\b(?:nobody|no one)\s+(?:answer|answered|answers|replied"
         r"|replies|responded|responds|picked up|picks up|got back|called back)\b"
-        r"|\b(?:no|not (?:a single|one|any)) (?:reply|response|answer|callback)\b"
+        r"|\b(?:no|zero|not (?:a single|one|any)) (?:reply|response|answer|callback)"
+        r"s?\b|\bthanks for nothing\b"
         r"|\bnever (?:replied|responded|answered|got back|called back)\b"
         r"|\bon hold\b|\b(?:nothing|heard nothing|not heard) back\b"
         r"|\b(?:\d+|an|two|three) (?:mins?|minutes|hours?) on the phone\b"
@@ -812,10 +821,30 @@ COMPLAINTS = _patterns(
 # Problems that are complaints to a shop even with no order in sight.
 COMPLAINT_CUES = frozenset({"not_working", "no_response", "poor_value", "wore_out"})
 
+# Relief: a complaint's word undone by what was bought ("fixed my knee pain", "no
+# more blisters", "the squeak is gone"). Its words are no problem, and VADER does
+# not read them either (NEUTRAL_PHRASES): the pain is what the product ended.
+AILMENTS = (
+    r"(?:pain|pains|aches?|aching|blisters?|soreness|numbness|chafing|sweat|sweaty"
+    r"|hurts?|hurting|rubbing|squeaks?|squeaking|rattles?|rattling|creaks?|creaking"
+    r"|leaks?|leaking|wobbles?|wobbling|stress|hassle|headaches?|backache)"
+)
+RELIEF = (
+    r"\b(?:fixed|cured|solved|ended|eased|got rid of|no more|no longer|finally no"
+    r"|finally not)(?: (?:my|the|all|those|these|that|his|her|our|their))?"
+    rf"(?: \w+)? {AILMENTS}\b"
+    rf"|\b{AILMENTS} (?:is |are |has |have )?(?:all )?(?:gone|went away|disappeared"
+    r"|vanished)\b"
+)
+RELIEF_STEMS = (
+    "fixed|cured|solved|ended|eased|got rid|no more|no longer|finally no|gone|"
+    "went away|disappeared|vanished"
+)
 # A problem put right, or a delivery that went well, is praise: "thanks for
 # sorting the refund", "arrived without a scratch". The praise phrases are cut
 # from the text the problem cues read, so "not a single scratch" is no damage.
 SETTLED_GATE = _stems(
+    f"{RELIEF_STEMS}|"
     "sort|resolv|fix|replac|refund|without|not a|no |nothing|zero|intact|piece|"
     "safe|early|on time|quick|fast|ahead|next day|next morning|never late|not late|"
     "n't late|tracked|"
@@ -849,7 +878,8 @@ PROBLEM_IN_PAST = compiled_patterns.compile(
     r"|\bthought (?:it|my \w+|the \w+) (?:was|had been|got) (?:lost|missing|stolen)\b"
 )
 NO_PROBLEM = compiled_patterns.compile(
-    r"\b(?:without|not|no|nothing|zero) (?:a |one |a single |any )?(?:was |were"
+    RELIEF
+    + r"|\b(?:without|not|no|nothing|zero) (?:a |one |a single |any )?(?:was |were"
     r" )?(?:scratch|scratches|crack|cracks|mark|marks|dent|dents|damage|damaged"
     r"|broken|missing|issues?|problems?|delay|delays|fuss|hassle|blisters)\b"
     r"|\b(?:arrived|came|delivered) (?:in one piece|intact|safely|safe and sound"
@@ -941,13 +971,71 @@ QUESTION_FORM = compiled_patterns.compile(
     r"|it))\b"
 )
 
+# Slang that praises in words VADER reads as grudges: "this bike is SICK", "these
+# are filthy", "stupid comfy", "killer price". A slang verdict is praise
+# (PRAISED); an intensifier before a word of praise only says how much.
+SLANG_VERDICTS = (
+    r"\b(?:is|are|was|so|looks?|looking|straight|pure|absolute|actual)"
+    r" (?:fire|filthy|unreal|a beast)\b"
+    # A person who "is sick" is ill: only a thing is sick in praise.
+    r"|\b(?:this|that|it|they|these|those) (?:\w+ ){0,3}?(?:is|are|was|were"
+    r"|looks?|looking) (?:so |absolutely |properly |actually )?sick\b(?! of\b)"
+)
+SLANG_INTENSIFIER = (
+    r"\b(?:stupid|stupidly|crazy|insanely|ridiculously|absurdly|silly|wicked|scary"
+    r"|mad)(?= (?:comfy|comfortable|good|fast|quick|light|smooth|soft|warm|grippy"
+    r"|cheap|easy|nice|well|fun|sharp|strong|quiet|cosy|cozy|stiff|responsive)\b)"
+    r"|(?<!serial )\bkiller(?= (?!of\b)[a-z])"
+)
+SLANG_VERDICT_STEMS = "fire|sick|filthy|unreal|a beast"
+SLANG_STEMS = (
+    f"{SLANG_VERDICT_STEMS}|stupid|crazy|insanely|ridiculously|absurdly|silly|"
+    "wicked|scary|mad |killer"
+)
+
+# The going is hard, not the shop: "the worst rain of the year and stayed dry",
+# "a brutal climb". Gear praised for what it got through names the weather or the
+# road in the words of a grudge; VADER and the fed-up phrases read neither.
+HARD_GOING = (
+    r"(?:rain|storm|storms|weather|wind|winds|headwind|winter|climb|climbs|hill"
+    r"|hills|mud|cold|heat|snow|hail|frost|downpour|conditions|terrain|trail|trails"
+    r"|roads|commute)\b"
+)
+HARD_GOING_WORDS = (
+    r"\b(?:worst|brutal|horrible|awful|terrible|nasty|miserable|savage|horrendous"
+    rf"|grim|foul|vile|filthy) {HARD_GOING}"
+)
+HARD_GOING_STEMS = (
+    "worst|brutal|horrible|awful|terrible|nasty|miserable|savage|horrendous|grim|"
+    "foul|vile|filthy"
+)
+
 # Shopping phrases VADER misreads as feeling: "true" and "free" are praise to it.
-NEUTRAL_PHRASES_GATE = _stems("care|true to|free|fire|\U0001f525")
+# "Not even joking" and "no lie" vouch for what is said; VADER reads a negated
+# joke, a grudge. A relief's ailment (RELIEF) was ended, not suffered.
+NEUTRAL_PHRASES_GATE = _stems(
+    "care|true to|free|\U0001f525|joking|kidding|gonna lie|going to lie|no lie|"
+    f"no joke|dramatic|exaggerat|{RELIEF_STEMS}|{SLANG_STEMS}|{HARD_GOING_STEMS}"
+)
+# Vouching, not feeling: VADER reads "not even joking" as a grudge.
+VOUCHING = (
+    r"\bnot (?:even |gonna |going to )?(?:joking|kidding|lying)\b|\bno (?:lie|joke)\b"
+    r"|\bnot (?:gonna|going to) lie\b|\bnot to be dramatic\b"
+    r"|\bnot (?:even )?exaggerating\b"
+)
 NEUTRAL_PHRASES = compiled_patterns.compile(
-    r"\b(?:customer|skin|urgent) ?care\b|\btrue to size\b|\b(?:gluten|sugar|nickel"
-    r"|paraben|sulfate|sulphate|fragrance|alcohol|cruelty|dairy|nut|lactose|oil|bpa"
-    r"|plastic|fat|caffeine|scent)[- ]free\b|\U0001f525"
-    r"|\b(?:is|are|was|so|looks?|looking|straight|pure|absolute|actual) fire\b",
+    "|".join(
+        (
+            r"\b(?:customer|skin|urgent) ?care\b|\btrue to size\b|\b(?:gluten|sugar"
+            r"|nickel|paraben|sulfate|sulphate|fragrance|alcohol|cruelty|dairy|nut"
+            r"|lactose|oil|bpa|plastic|fat|caffeine|scent)[- ]free\b|\U0001f525",
+            SLANG_VERDICTS,
+            SLANG_INTENSIFIER,
+            VOUCHING,
+            RELIEF,
+            HARD_GOING_WORDS,
+        )
+    ),
     re.IGNORECASE,
 )
 
@@ -958,13 +1046,16 @@ NEUTRAL_PHRASES = compiled_patterns.compile(
 EAGER_GATE = _stems(
     "looking forward|look forward|can't wait|cant wait|cannot wait|so ready|"
     "come check|come see|come join|want to see|wanna see|excited|thank|congrat|"
-    "happy birthday|yay|woo|love|obsessed|props to|shout|legend|spot on|"
+    "happy birthday|yay|woo|love|obsessed|props to|shout|legend|spot on|buzzing|"
+    "stoked|chuffed|"
     "worth every penny|would buy again|incredible|cosy|cozy|<3|!!|10/10"
 )
 EAGER = compiled_patterns.compile(
     r"\b(?:looking forward|look forward|can'?t wait|cannot wait|so ready"
-    r"|come (?:check|see|join)|want to see|wanna see|excited|thank(?:s| you)"
+    r"|come (?:check|see|join)|want to see|wanna see|excited"
+    r"|thank(?:s| you)(?! for nothing)"
     r"|congrat\w*|happy birthday|yay|woo+|love|obsessed|props to|shout ?out"
+    r"|buzzing|stoked|chuffed"
     r"|legends?|spot on|worth every penny|would buy again|incredible|cosy|cozy)\b"
     r"|<3|!!|\b10/10\b"
 )
@@ -983,7 +1074,8 @@ PRAISED_GATE = _stems(
     "above and beyond|extra mile|didn't charge|free of charge|faster than|"
     "so fast|super fast|speedy|actually work|didn't expect|impressed|favorite|"
     "favourite|must have|must-have|needed|fastest|quickest|every week since|"
-    "every day since|best purchase|painless|made my day|fire|\U0001f525"
+    "every day since|best purchase|painless|made my day|\U0001f525|changed my|"
+    "life changing|life-changing|" + SLANG_VERDICT_STEMS
 )
 PRAISED = compiled_patterns.compile(
     r"\b(?:comfy|comfiest|comfortable|toasty|snug"
@@ -1001,8 +1093,8 @@ PRAISED = compiled_patterns.compile(
     r"|impressed|favou?rite|must[- ]have|no \w+ needed"
     r"|(?:fastest|quickest) (?:delivery|shipping|refund|reply) ever"
     r"|(?:every|each) (?:day|week) since|best purchase|painless|made my day"
-    r"|(?:is|are|was|so|looks?|looking|straight|pure|absolute|actual) fire)\b"
-    r"|\U0001f525"
+    r"|changed my (?:life|\w+ (?:completely|forever|for the better))|life[- ]changing"
+    r")\b|\U0001f525|" + SLANG_VERDICTS
 )
 FED_UP_GATE = _stems(
     "smh|ugh|wtf|fail|annoying|disappoint|dissapoint|suck|worst|hate|terrible|"
@@ -1011,8 +1103,11 @@ FED_UP_GATE = _stems(
 )
 FED_UP = compiled_patterns.compile(
     r"\b(?:smh|ugh+|wtf|#?fail|annoying|disappoint\w*|dissapoint\w*|sucks?"
-    r"|(?<!expecting the )(?<!expected the )(?<!feared the )worst"
-    r"|hate|terrible|awful|rip|noo+|sad|sorry|fuckin\w*|argh+|ffs|forgot|creepy"
+    r"|(?<!expecting the )(?<!expected the )(?<!feared the )worst(?! "
+    + HARD_GOING
+    + r")|hate|(?:terrible|awful)(?! "
+    + HARD_GOING
+    + r")|rip|noo+|sad|sorry|fuckin\w*|argh+|ffs|forgot|creepy"
     r"|ridiculous|absurd|useless|downgraded?|who asked for (?:this|that|it))\b"
 )
 # Faces people pull at a shop: eye roll, upside-down smile, unamused, steam,
@@ -1241,9 +1336,14 @@ def _turns_sour(lowered: str) -> bool:
     # "a great idea in theory but 8 week wait is not a service": the verdict
     # is the last clause. "Nervous about sizing but it fits perfectly" is not.
     after = lowered.split(" but ", 1)[1]
-    if not NEGATION.search(after) and not FED_UP.search(after):
+    fed_up = FED_UP.search(after)
+    if not NEGATION.search(after) and not fed_up:
         return False
-    return not EAGER.search(after) and not PRAISED.search(after)
+    if EAGER.search(after) or PRAISED.search(after):
+        return False
+    # A negation that undoes a grievance is relief, not regret: "... but the
+    # first shoes in years that don't hurt". VADER turns the negated word round.
+    return bool(fed_up) or _vader_compound(after, negated=True) < POSITIVE_FROM
 
 
 def _turns_sweet(lowered: str) -> bool:
