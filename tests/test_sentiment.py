@@ -728,3 +728,10 @@ def test_thanks_for_nothing_is_no_thanks():
     scored = score_mention("thanks for nothing. three emails, zero replies")
 
     assert scored.intent == "complaint" and "keyword:no_response" in scored.reasons
+
+
+def test_a_claim_held_up_in_quotes_is_a_guessed_complaint():
+    scored = score_mention("the 'premium' gift box turned out to be a paper bag")
+
+    assert scored.intent == "complaint"
+    assert sentiment.QUOTED_REASON in scored.reasons

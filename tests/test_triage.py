@@ -103,12 +103,13 @@ def test_a_guessed_complaint_keeps_its_deadline_but_waits_after_read_ones():
         ("complaint", "positive", ("intent:complaint", "model:complaint"), True),
         ("complaint", "neutral", ("intent:complaint", "model:complaint"), True),
         ("complaint", "negative", ("intent:complaint", "model:complaint"), False),
+        ("complaint", "neutral", ("intent:complaint", "guess:quoted"), True),
         ("complaint", "positive", ("intent:complaint", "complaint:price"), False),
         ("complaint", "positive", ("intent:complaint", "engine:gemini"), False),
         ("order_issue", "positive", ("intent:order_issue", "model:order_issue"), False),
     ],
 )
-def test_only_the_models_complaint_in_a_tone_not_negative_is_a_guess(
+def test_only_a_model_s_or_a_quote_s_complaint_in_a_tone_not_negative_is_a_guess(
     intent, sentiment, reasons, guessed
 ):
     assert triage.guessed_complaint(intent, sentiment, reasons) is guessed

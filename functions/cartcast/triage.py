@@ -20,8 +20,9 @@ say is seen by many, so a problem of theirs moves up one step. Praise never move
 up: however loud, it should never be answered before an order problem. Within a
 priority, order issues come first, then the earliest due (`rank_key`).
 
-A guessed complaint is one only the learned model read, in a tone that is not
-negative: its guess at sarcasm ("love getting 3 marketing emails a day 🙄").
+A guessed complaint is one only the learned model read, or only a quoted claim
+("your lights are 'waterproof' until it rains"), in a tone that is not negative:
+a guess at sarcasm ("love getting 3 marketing emails a day 🙄").
 When right it is a real complaint, so it keeps the complaint deadline; but it is
 right less than half the time (20 of 51 on the tuning halves, each store left
 out), and as praise ("honestly love how they don't spam me") at priority 2 it
@@ -54,9 +55,9 @@ PRIORITY_BY_INTENT = {
 REACH_RAISES = frozenset({"order_issue", "complaint", "question"})
 ESCALATE_AT_PRIORITY = 1
 GUESSED_PRIORITY = 3
-# The reason `sentiment.score_mention` gives when the learned model, not the
-# rules, made a mention a complaint.
-MODEL_COMPLAINT_REASON = "model:complaint"
+# The reasons `sentiment.score_mention` gives when the learned model, or a quoted
+# claim alone, made a mention a complaint: a guess at sarcasm, not a reading.
+GUESSED_COMPLAINT_REASONS = frozenset({"model:complaint", "guess:quoted"})
 # A mention's place within its priority (`rank_key`, and the inbox's ORDER BY):
 # order issues first, praise after everything but spam. Any other intent is 1.
 PLACE_IN_PRIORITY = {"order_issue": 0, "praise": 2, "spam": 3}
@@ -95,7 +96,8 @@ def triage_mention(
 ) -> Triage:
     """Decide priority, due time, escalation and UGC for one scored mention.
 
-    `guessed` marks a complaint only the learned model read (`guessed_complaint`).
+    `guessed` marks a complaint only the model or a quoted claim read
+    (`guessed_complaint`).
     """
     reasons: list[str] = []
     priority = PRIORITY_BY_INTENT.get(intent, 4)
@@ -129,7 +131,7 @@ def triage_mention(
 
 
 def guessed_complaint(intent: str, sentiment: str, reasons: tuple[str, ...]) -> bool:
-    """Return whether a complaint is the learned model's reading of a tone not negative.
+    """Return whether a complaint is a guess, the model's or a quote's, not negative.
 
     `reasons` are the scorer's; a Gemini label carries none of the offline
     model's, so it is never a guess.
@@ -137,7 +139,7 @@ def guessed_complaint(intent: str, sentiment: str, reasons: tuple[str, ...]) -> 
     return (
         intent == "complaint"
         and sentiment != "negative"
-        and MODEL_COMPLAINT_REASON in reasons
+        and not GUESSED_COMPLAINT_REASONS.isdisjoint(reasons)
     )
 
 
