@@ -735,3 +735,17 @@ def test_a_claim_held_up_in_quotes_is_a_guessed_complaint():
 
     assert scored.intent == "complaint"
     assert sentiment.QUOTED_REASON in scored.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "bonjour, ma commande 55120 n'est toujours pas arrivée, vous pouvez voir ?",
+        "hola, mi pedido 48213 sigue sin llegar. ¿me ayudan?",
+        "hoi, bestelling 77310 is nog niet verzonden, kunnen jullie kijken?",
+    ],
+)
+def test_an_order_numbered_in_the_customer_s_own_language_is_an_order_issue(text):
+    scored = score_mention(text)
+
+    assert scored.intent == "order_issue" and "keyword:order_number" in scored.reasons

@@ -897,7 +897,8 @@ ORDER_REFERENCES_GATE = _stems(
     "invoice|receipt|purchase|address|send back|swap|dispatch|processing|"
     "ticket|case |case:|case#|ref |ref:|ref#|reference|rma |rma:|rma#|"
     "resend|re-send|awaiting|change my|change the|update my|update the|"
-    "correct my|correct the|to cancel|swap|repair|gift card|points"
+    "correct my|correct the|to cancel|swap|repair|gift card|points|commande|pedido|"
+    "bestelling|bestellung|ordine|encomenda"
 )
 ORDER_REFERENCES = _patterns(
     {
@@ -905,7 +906,10 @@ ORDER_REFERENCES = _patterns(
         # "order FW-118204", "#FW20937", "ticket 4471", "ref: AB12345". A bare
         # "FW-118204" is left out: too many other things look like it.
         "order_number": r"(?<![\w&])#\s?[a-z]{0,3}-?\d{3,}\b"
-        r"|\b(?:order|ticket|case|ref|reference|rma)(?: (?:no\.?|number|id))?"
+        # "Ma commande 63781", "mi pedido 60514", "bestelling 51007": customers
+        # write in their own language, and the order number reads the same.
+        r"|\b(?:order|ticket|case|ref|reference|rma|commande|pedido|bestelling"
+        r"|bestellung|ordine|encomenda)(?: (?:no\.?|number|id|nr\.?|n°|nº))?"
         r"(?: ?[:#] ?| )(?:[a-z]{1,3}-?\d{3,}|\d{4,})\b",
         "my_order": r"\bmy (?:\w+ ){0,3}?(?:order|package|parcel|delivery|shipment"
         r"|refund|return|exchange|tracking|invoice|receipt|purchase|repair"
