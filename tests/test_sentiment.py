@@ -659,6 +659,11 @@ def test_a_sentence_may_open_with_a_feeling_word_before_a_name():
         ("PRAISED", sentiment.PRAISED_GATE, sentiment.PRAISED),
         ("FED_UP", sentiment.FED_UP_GATE, sentiment.FED_UP),
         ("NEUTRAL_PHRASES", sentiment.NEUTRAL_PHRASES_GATE, sentiment.NEUTRAL_PHRASES),
+        ("RELIEF", sentiment.RELIEF_GATE, sentiment.RELIEF_WORDS),
+        *(
+            (f"GRUDGE_WORDS_{n}", gate, pattern)
+            for n, (gate, pattern) in enumerate(sentiment.GRUDGE_WORD_GROUPS)
+        ),
         ("NO_PROBLEM", sentiment.SETTLED_GATE, sentiment.NO_PROBLEM),
     ],
 )
