@@ -190,23 +190,26 @@ def _on_tick(
     if sweep is not None and message.payload.get("sweep") is True:
         work = sweep
     current = runtime.current()
-    if once and not events.claim(current, function, message):
-        _drop(function, message, "delivered again; another delivery ran it")
-        return
-    # A tick stands for its own time, but never for a time that has not come yet:
-    # a message stamped in the future must not publish anything early.
-    as_of = min(message.time, current.clock.now())
     from cartcast import post_events
 
-    finished = False
-    try:
-        # The posts this run moves are logged as "system:<function>".
-        with post_events.acting_as(f"system:{function}"):
+    # The posts this run moves are logged as "system:<function>". The claim moves
+    # none, but it runs inside the block too: the connection it opens on a cold
+    # instance then starts with the actor set, and no later transaction spends a
+    # round trip setting it (decision 0046).
+    with post_events.acting_as(f"system:{function}"):
+        if once and not events.claim(current, function, message):
+            _drop(function, message, "delivered again; another delivery ran it")
+            return
+        # A tick stands for its own time, but never for a time that has not come
+        # yet: a message stamped in the future must not publish anything early.
+        as_of = min(message.time, current.clock.now())
+        finished = False
+        try:
             outcome = work(current, as_of=as_of)
-        finished = True
-    finally:
-        if once and not finished:
-            events.release(current, function, message)
+            finished = True
+        finally:
+            if once and not finished:
+                events.release(current, function, message)
     _done(function, message, outcome)
 
 

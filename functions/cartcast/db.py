@@ -81,8 +81,10 @@ SET_SESSION_CONFIG = "SELECT set_config(:name, :value, false)"
 # thread and each request sees only what it set itself. They are session settings
 # of the connection, written only when a checkout needs other values than the
 # connection holds: a function's instance sets its actor once per connection, not
-# once per transaction (a round trip each, about 0.3 ms on loopback). A transaction
-# that sets its own with set_config(..., true), as the API does, overrides them.
+# once per transaction (a round trip each, about 0.3 ms on loopback). A connection
+# opened inside the block gets them as startup parameters, so even that round trip
+# goes (decision 0046). A transaction that sets its own with set_config(..., true),
+# as the API does, overrides them.
 _transaction_settings: contextvars.ContextVar[tuple[tuple[str, str], ...]] = (
     contextvars.ContextVar("cartcast_transaction_settings", default=())
 )
@@ -145,15 +147,21 @@ class Statements:
     and execute: three round trips, and the server plans it every time), and scans
     the SQL for placeholders on every call. cartcast's statements are constants, so
     each is prepared on the connection the first time it runs there and then costs
-    one round trip. Protocol-level prepared statements outlive transactions, error
-    or not, and end with the connection. A statement with no parameters runs with
-    the simple protocol, as the cursor would run it.
+    one round trip. The first run costs one too: the Parse and Describe that prepare
+    it travel in the same write as the Bind and Execute that run it (decision 0046).
+    Protocol-level prepared statements outlive transactions, error or not, and end
+    with the connection. A statement with no parameters runs with the simple
+    protocol, as the cursor would run it.
     """
 
     def __init__(self, connection: Any, *, keep: int = PREPARED_MAX) -> None:
         self.connection = connection
         self._keep = keep
         self._prepared: dict[str, tuple] = {}
+        self._named = 0
+        # Statements whose first run failed: the error does not say whether the
+        # Parse before it succeeded, so each may or may not exist on the server.
+        self._unsure: list[str] = []
 
     def begin(self) -> None:
         # A connection in autocommit (what infra/pg.py opens to create databases)
@@ -178,7 +186,7 @@ class Statements:
                 return self.connection.execute_unnamed(
                     statement, vals=make_values(params)
                 )
-            prepared = self._prepare(sql, statement, make_values)
+            return self._prepare_and_run(sql, statement, make_values, params)
         name, columns, input_funcs, make_values, statement = prepared
         import pg8000.dbapi
         from pg8000.converters import make_params
@@ -196,13 +204,54 @@ class Statements:
                 self._prepared.pop(sql, None)
             raise
 
-    def _prepare(self, sql: str, statement: str, make_values: Callable) -> tuple:
+    def deallocate_unsure(self) -> None:
+        """Drop what failed first runs may have prepared; call outside a transaction.
+
+        A failure is the exception, so this round trip per statement is paid only
+        after an error, never on the way to a commit.
+        """
+        import pg8000.dbapi
+
+        unsure, self._unsure = self._unsure, []
+        for name in unsure:
+            # Only a name cartcast made (cartcast_<n>) is ever spliced in here.
+            with contextlib.suppress(pg8000.dbapi.DatabaseError):
+                self.connection.execute_simple(f"DEALLOCATE {name}")
+
+    def _prepare_and_run(
+        self, sql: str, statement: str, make_values: Callable, params: dict[str, Any]
+    ) -> Any:
+        """Prepare a statement and run it in one round trip; keep it for next time.
+
+        pg8000's send_PARSE and send_DESCRIBE_STATEMENT only fill its write buffer;
+        execute_named then adds Bind, Execute and Sync, flushes once and reads every
+        answer up to the one ReadyForQuery. The RowDescription that Describe brings
+        arrives before the rows and sets the columns the rows are read with, as
+        prepare_statement's own round trip would have. Results are requested as
+        text, so the Bind needs nothing the Describe answers.
+        """
+        import pg8000.dbapi
+        from pg8000.converters import make_params
+
+        connection = self.connection
+        # Encoded before anything is written: a value pg8000 cannot encode fails
+        # with nothing half sent.
+        values = make_params(connection.py_types, make_values(params))
+        self._named += 1
+        name = f"cartcast_{self._named}"
+        name_bin = name.encode("ascii") + b"\x00"
         # No parameter types given: the server infers them from the SQL, as it does
         # for the cursor's unnamed statements.
-        name, columns, input_funcs = self.connection.prepare_statement(statement, ())
-        prepared = (name, columns, input_funcs, make_values, statement)
-        self._prepared[sql] = prepared
-        return prepared
+        connection.send_PARSE(name_bin, statement, ())
+        connection.send_DESCRIBE_STATEMENT(name_bin)
+        try:
+            context = connection.execute_named(name_bin, values, None, [], statement)
+        except pg8000.dbapi.DatabaseError:
+            self._unsure.append(name)
+            raise
+        prepared = (name_bin, context.columns, context.input_funcs, make_values)
+        self._prepared[sql] = (*prepared, statement)
+        return context
 
 
 class Database:
@@ -210,12 +259,17 @@ class Database:
 
     def __init__(
         self,
-        connect: Callable[[], Any],
+        connect: Callable[..., Any],
         *,
         idle_check_after_s: float = IDLE_CHECK_AFTER_S,
         idle_max: int = POOL_SIZE_MAX,
+        settings_at_connect: bool = False,
     ) -> None:
+        """`connect` opens a pg8000 connection; with `settings_at_connect` it takes
+        `startup_params` (pg8000's keyword), which carry the context's session
+        settings in the startup message instead of a statement after it."""
         self._connect = connect
+        self._settings_at_connect = settings_at_connect
         self._idle_max = idle_max
         self._idle_check_after_s = idle_check_after_s
         self._idle: list[tuple[Statements, float]] = []
@@ -254,7 +308,7 @@ class Database:
             self._discard_idle()
             raise TransientError(f"database connection failed: {error}") from error
         except pg8000.dbapi.DatabaseError as error:
-            reusable = _rollback(connection)
+            reusable = _rollback(statements)
             if _sqlstate(error) == UNDEFINED_TABLE:
                 raise ConfigurationError(
                     f"the database has no cartcast schema ({_message(error)}); "
@@ -262,7 +316,7 @@ class Database:
                 ) from error
             raise
         except CartcastError:
-            reusable = _rollback(connection)
+            reusable = _rollback(statements)
             raise
         finally:
             self._checkin(statements, reusable)
@@ -341,10 +395,19 @@ class Database:
     def _connect_new(self) -> Statements:
         import pg8000.dbapi
 
+        wanted = _transaction_settings.get()
         try:
-            return Statements(self._connect())
+            if self._settings_at_connect and wanted:
+                connection = self._connect(startup_params=dict(wanted))
+            else:
+                connection = self._connect()
         except (pg8000.dbapi.Error, OSError) as error:
             raise TransientError(f"cannot connect to the database: {error}") from error
+        # A new connection holds what its startup message set and nothing else, and
+        # a setting never set reads as one set to "".
+        held = wanted if self._settings_at_connect else ()
+        self._session_settings[connection] = held
+        return Statements(connection)
 
     def _checkin(self, statements: Statements, reusable: bool) -> None:
         with self._lock:
@@ -360,21 +423,22 @@ def _alive(connection: Any) -> bool:
     import pg8000.dbapi
 
     try:
-        cursor = connection.cursor()
-        cursor.execute("SELECT 1")
-        cursor.fetchall()
-        connection.rollback()
+        # One simple query outside any transaction. Through a DB-API cursor it was
+        # five round trips: BEGIN, the query, and pg8000's unnamed ROLLBACK (parse,
+        # describe and bind, execute).
+        connection.execute_simple("SELECT 1")
         return True
     except (pg8000.dbapi.Error, OSError, AttributeError):
         return False
 
 
-def _rollback(connection: Any) -> bool:
+def _rollback(statements: Statements) -> bool:
     """Roll back after an error; report whether the connection is still usable."""
     import pg8000.dbapi
 
     try:
-        connection.rollback()
+        statements.connection.rollback()
+        statements.deallocate_unsure()
         return True
     except (pg8000.dbapi.Error, OSError, AttributeError):
         return False
@@ -386,11 +450,19 @@ def connect_from_settings(settings: Settings) -> Database:
     # many idle spares one connect per worker and run.
     idle_max = max(POOL_SIZE_MAX, settings.publish_workers)
     if settings.cloud_sql_instance:
-        return Database(lambda: _connect_cloud_sql(settings), idle_max=idle_max)
+        return Database(
+            lambda **startup: _connect_cloud_sql(settings, **startup),
+            idle_max=idle_max,
+            settings_at_connect=True,
+        )
     if not settings.database_url:
         raise ConfigurationError("DATABASE_URL or CLOUD_SQL_INSTANCE is required")
     options = parse_database_url(settings.database_url)
-    return Database(lambda: _connect_pg8000(options), idle_max=idle_max)
+    return Database(
+        lambda **startup: _connect_pg8000({**options, **startup}),
+        idle_max=idle_max,
+        settings_at_connect=True,
+    )
 
 
 def parse_database_url(url: str) -> dict[str, Any]:
@@ -429,7 +501,7 @@ def _connect_pg8000(options: dict[str, Any]) -> Any:
     return pg8000.dbapi.connect(**options)
 
 
-def _connect_cloud_sql(settings: Settings) -> Any:
+def _connect_cloud_sql(settings: Settings, **startup: Any) -> Any:
     # Imported only when the configuration selects Cloud SQL: the connector pulls in
     # google-auth and aiohttp, which a local run must not pay for or probe with.
     from google.cloud.sql.connector import Connector
@@ -443,6 +515,8 @@ def _connect_cloud_sql(settings: Settings) -> Any:
         user=settings.db_user,
         db=settings.db_name,
         enable_iam_auth=settings.db_iam_auth,
+        # Passed through to pg8000.dbapi.connect, as every keyword it does not use.
+        **startup,
     )
 
 
