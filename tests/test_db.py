@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,14 +226,17 @@ def test_a_prepared_statement_outlives_the_rollback_of_its_transaction(
 ) -> None:
     database = one_connection(runtime)
     divide = "SELECT 84 / CAST(:by AS integer) AS quotient"
+    with database.transaction() as tx:
+        tx.scalar(divide, by=1)
     with pytest.raises(Exception, match="division by zero"):
         with database.transaction() as tx:
             tx.scalar(divide, by=0)
     with database.transaction() as tx:
         quotient = tx.scalar(divide, by=2)
+        prepared = tx.scalar(PREPARED_LIKE, pattern="%AS quotient%")
     database.close()
 
-    assert quotient == 42
+    assert (quotient, prepared) == (42, 1)
 
 
 def test_a_statement_whose_table_changed_shape_fails_once_then_works(
@@ -432,3 +440,185 @@ print(before, users.count("scram_user"), "scramp.core" in sys.modules, refused)
 """
 
     assert run_fresh(code, scram_server_url) == "_ImportedOnFirstUse 8 True True"
+
+
+class RoundTrips:
+    """A loopback proxy in front of the test server that counts round trips.
+
+    It counts the server's ReadyForQuery messages: one ends the startup and one
+    answers each simple query and each Sync, so one per wait of the client. Its
+    connections skip the TLS request, whose one-byte answer is no message.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self._options = db.parse_database_url(database_url)
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def __enter__(self) -> RoundTrips:
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(8)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._listener.close()
+
+    def connect(self, **startup: Any) -> Any:
+        options = {
+            key: value
+            for key, value in self._options.items()
+            if key not in ("unix_sock", "host", "port")
+        }
+        port = self._listener.getsockname()[1]
+        options.update(host="127.0.0.1", port=port, ssl_context=False, **startup)
+        return db._connect_pg8000(options)
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self._listener.accept()
+                server = self._upstream()
+                threading.Thread(
+                    target=self._pump, args=(client, server, False), daemon=True
+                ).start()
+                threading.Thread(
+                    target=self._pump, args=(server, client, True), daemon=True
+                ).start()
+
+    def _upstream(self) -> socket.socket:
+        if "unix_sock" in self._options:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self._options["unix_sock"])
+            return sock
+        return socket.create_connection(
+            (self._options["host"], self._options["port"]), 10
+        )
+
+    def _pump(self, source: socket.socket, sink: socket.socket, count: bool) -> None:
+        pending = b""
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                pending += data
+                # Counted before forwarding: the client never sees an answer that
+                # is not counted yet.
+                while count and len(pending) >= 5:
+                    length = struct.unpack("!i", pending[1:5])[0]
+                    if len(pending) < 1 + length:
+                        break
+                    if pending[:1] == b"Z":
+                        with self._lock:
+                            self.count += 1
+                    pending = pending[1 + length :]
+                sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_statements_first_run_on_a_connection_is_one_round_trip(runtime) -> None:
+    with RoundTrips(runtime.settings.database_url) as trips:
+        database = db.Database(trips.connect, idle_max=1)
+        with database.transaction() as tx:
+            before = trips.count
+            first = tx.scalar("SELECT CAST(:v AS integer) + 1 AS probe", v=1)
+            after_first = trips.count
+            second = tx.scalar("SELECT CAST(:v AS integer) + 1 AS probe", v=2)
+            after_second = trips.count
+        database.close()
+
+    assert (first, second) == (2, 3)
+    assert (after_first - before, after_second - after_first) == (1, 1)
+
+
+def test_a_first_run_that_fails_leaves_no_prepared_statement_behind(runtime) -> None:
+    database = one_connection(runtime)
+    divide = "SELECT 84 / CAST(:by AS integer) AS leftover_probe"
+    with pytest.raises(Exception, match="division by zero"):
+        with database.transaction() as tx:
+            tx.scalar(divide, by=0)
+
+    with database.transaction() as tx:
+        left_behind = tx.scalar(PREPARED_LIKE, pattern="%AS leftover_probe%")
+        quotient = tx.scalar(divide, by=2)
+        kept = tx.scalar(PREPARED_LIKE, pattern="%AS leftover_probe%")
+    database.close()
+
+    assert (left_behind, quotient, kept) == (0, 42, 1)
+
+
+def test_a_first_run_the_server_cannot_parse_leaves_the_connection_usable(
+    runtime,
+) -> None:
+    database = one_connection(runtime)
+    with pytest.raises(Exception, match="syntax error"):
+        with database.transaction() as tx:
+            tx.scalar("SELEC CAST(:v AS integer) AS broken", v=1)
+
+    with database.transaction() as tx:
+        answer = tx.scalar("SELECT CAST(:v AS integer) AS fine", v=42)
+    database.close()
+
+    assert answer == 42
+
+
+def test_a_lone_read_is_one_round_trip(runtime) -> None:
+    read = "SELECT CAST(:v AS integer) AS lone"
+    with RoundTrips(runtime.settings.database_url) as trips:
+        database = db.Database(trips.connect, idle_max=1)
+        database.read(read, v=0)
+        before = trips.count
+        rows = database.reads().rows(read, v=7)
+        used = trips.count - before
+        database.close()
+
+    assert rows == [{"lone": 7}]
+    assert used == 1
+
+
+def test_a_lone_read_on_a_pooled_connection_the_server_dropped_goes_again(
+    runtime,
+) -> None:
+    database = db.Database(
+        lambda: db._connect_pg8000(
+            db.parse_database_url(runtime.settings.database_url)
+        ),
+        idle_check_after_s=3600,
+    )
+    pid = database.reads().scalar("SELECT pg_backend_pid() AS pid")
+    with runtime.database.transaction() as admin:
+        admin.scalar("SELECT pg_terminate_backend(:pid, 5000) AS done", pid=pid)
+
+    again = database.reads().scalar("SELECT pg_backend_pid() AS pid")
+    database.close()
+
+    assert again not in (None, pid)
+
+
+def test_a_server_error_in_a_lone_read_keeps_the_connection_usable(runtime) -> None:
+    database = one_connection(runtime)
+    with pytest.raises(Exception, match="division by zero"):
+        database.read("SELECT 1 / CAST(:by AS integer) AS never", by=0)
+
+    answer = database.reads().scalar("SELECT CAST(:v AS integer) AS fine", v=42)
+    database.close()
+
+    assert answer == 42
+
+
+def test_a_connection_opened_for_an_actor_gets_it_in_its_startup_message(
+    runtime,
+) -> None:
+    from cartcast import post_events
+
+    with RoundTrips(runtime.settings.database_url) as trips:
+        database = db.Database(trips.connect, settings_at_connect=True)
+        with post_events.acting_as("system:poll_mentions"):
+            with database.transaction() as tx:
+                actor = tx.scalar(ACTOR)
+        database.close()
+
+    assert actor == "system:poll_mentions"
+    # The startup, BEGIN, the read and COMMIT: no statement set the actor.
+    assert trips.count == 4

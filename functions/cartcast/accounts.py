@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any
 
 from cartcast import costs
-from cartcast.db import Transaction
+from cartcast.db import Reads, Transaction
 from cartcast.errors import (
     CartcastError,
     PermanentError,
@@ -37,7 +37,7 @@ PAUSE_X_POSTS = "UPDATE brands SET x_posts_paused_until = :until WHERE id = :bra
 PAUSE_X_READS = "UPDATE brands SET x_reads_paused_until = :until WHERE id = :brand_id"
 
 
-def connected_brands(tx: Transaction) -> list[dict[str, Any]]:
+def connected_brands(tx: Reads) -> list[dict[str, Any]]:
     """Return every brand with a connected X account to poll and measure for.
 
     An account X disconnected (connections.py) is left out until a new token, and
@@ -95,8 +95,8 @@ def over_budget_for_reads(runtime: Any, brand: dict[str, Any], *, what: str) -> 
     Reads are paid per item X returns, so a brand at its budget makes none until
     the budget is raised or its month ends (costs.at_budget).
     """
-    with runtime.database.transaction() as tx:
-        reason = costs.at_budget(tx, str(brand["id"]), runtime.clock.now())
+    reads = runtime.database.reads()
+    reason = costs.at_budget(reads, str(brand["id"]), runtime.clock.now())
     if reason is not None:
         runtime.log.warning(
             f"{what} read skipped: {reason}", extra=fields(brand_id=str(brand["id"]))

@@ -100,8 +100,8 @@ def list_alerts(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
 def deliver_pending(runtime: Any) -> dict[str, int]:
     """Send the undelivered alerts (at most ALERTS_PER_RUN); return counts."""
     counts = {"alerts_sent": 0, "alerts_logged": 0, "alerts_failed": 0}
-    with runtime.database.transaction() as tx:
-        pending = [row["id"] for row in tx.rows(SELECT_PENDING, limit=ALERTS_PER_RUN)]
+    reads = runtime.database.reads()
+    pending = [row["id"] for row in reads.rows(SELECT_PENDING, limit=ALERTS_PER_RUN)]
 
     failed_webhooks: set[str] = set()
     for alert_id in pending:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from cartcast.db import Transaction
+from cartcast.db import Reads, Transaction
 
 CENT = Decimal("0.01")
 # How a hold for the budget begins; the publisher releases such holds (publishing).
@@ -127,7 +127,7 @@ def release(tx: Transaction, *, ref: str) -> None:
 
 
 def month_spend(
-    tx: Transaction, brand: Mapping[str, Any], now: dt.datetime
+    tx: Reads, brand: Mapping[str, Any], now: dt.datetime
 ) -> tuple[Decimal, str, str]:
     """Return what the brand's X calls cost this month (reservations included),
     this month's name and the next one's, both as YYYY-MM in the brand's zone."""
@@ -157,7 +157,7 @@ def budget_refusal(
     return _reached(budget, spent, month, next_month)
 
 
-def at_budget(tx: Transaction, brand_id: str, now: dt.datetime) -> str | None:
+def at_budget(tx: Reads, brand_id: str, now: dt.datetime) -> str | None:
     """Return why the brand may make no more paid reads this month, or None.
 
     A read's price is known only once X answers (it is per item returned), so a
@@ -173,7 +173,7 @@ def at_budget(tx: Transaction, brand_id: str, now: dt.datetime) -> str | None:
     return _reached(brand["monthly_x_budget_usd"], spent, month, next_month)
 
 
-def budget_left(tx: Transaction, brand_id: str, now: dt.datetime) -> Decimal | None:
+def budget_left(tx: Reads, brand_id: str, now: dt.datetime) -> Decimal | None:
     """Return what is left of the brand's monthly X budget, or None with no budget.
 
     Reservations count as spent; the result is negative once the budget is passed.

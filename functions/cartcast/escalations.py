@@ -152,10 +152,10 @@ def deliver_pending(runtime: Any) -> dict[str, int]:
     """Send the escalations that are due (at most ESCALATIONS_PER_RUN); count them."""
     counts = {"escalations_sent": 0, "escalations_logged": 0, "escalations_failed": 0}
     now = runtime.clock.now()
-    with runtime.database.transaction() as tx:
-        due = [
-            row["id"] for row in tx.rows(SELECT_DUE, now=now, limit=ESCALATIONS_PER_RUN)
-        ]
+    reads = runtime.database.reads()
+    due = [
+        row["id"] for row in reads.rows(SELECT_DUE, now=now, limit=ESCALATIONS_PER_RUN)
+    ]
 
     failed_webhooks: set[str] = set()
     for escalation_id in due:

@@ -108,8 +108,7 @@ def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     and skipped, so it never holds up the other brands; database failures raise.
     """
     now = runtime.clock.now()
-    with runtime.database.transaction() as tx:
-        connected = accounts.connected_brands(tx)
+    connected = accounts.connected_brands(runtime.database.reads())
     totals = dict.fromkeys(TOTALS, 0)
     for brand in connected:
         outcome = _poll_brand(runtime, brand, now)
@@ -171,8 +170,7 @@ def _affordable_pages(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> 
     brand stops polling while less than one full page's price is left.
     """
     pages = runtime.settings.mention_pages_max
-    with runtime.database.transaction() as tx:
-        left = costs.budget_left(tx, str(brand["id"]), now)
+    left = costs.budget_left(runtime.database.reads(), str(brand["id"]), now)
     if left is None:
         return pages
     price_class = costs.read_class(own_app=brand["x_own_app"])
@@ -418,14 +416,13 @@ def _strays(runtime: Any, *, brand_id: Any, exclude: set[str]) -> list[str]:
     from cartcast import scoring
 
     now = runtime.clock.now()
-    with runtime.database.transaction() as tx:
-        rows = tx.rows(
-            SELECT_STRAYS,
-            brand_id=brand_id,
-            before=now - SWEEP_AFTER,
-            swept_before=now - scoring.UNSCORED_SWEEP_AFTER,
-            limit=SWEEP_BATCH_MAX,
-        )
+    rows = runtime.database.reads().rows(
+        SELECT_STRAYS,
+        brand_id=brand_id,
+        before=now - SWEEP_AFTER,
+        swept_before=now - scoring.UNSCORED_SWEEP_AFTER,
+        limit=SWEEP_BATCH_MAX,
+    )
     return [str(row["id"]) for row in rows if str(row["id"]) not in exclude]
 
 

@@ -328,8 +328,7 @@ def _read_due_posts(
 
 
 def _over_budget(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> bool:
-    with runtime.database.transaction() as tx:
-        reason = costs.at_budget(tx, str(brand["id"]), now)
+    reason = costs.at_budget(runtime.database.reads(), str(brand["id"]), now)
     if reason is not None:
         runtime.log.warning(
             f"metrics read stopped: {reason}", extra=fields(brand_id=str(brand["id"]))

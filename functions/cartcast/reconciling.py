@@ -141,8 +141,7 @@ def reconcile_unconfirmed(runtime: Any) -> dict[str, int]:
     it a duplicate; `waiting`: not settled yet (too early, or the read failed).
     """
     counts = {"adopted": 0, "requeued": 0, "failed_duplicate": 0, "waiting": 0}
-    with runtime.database.transaction() as tx:
-        rows = tx.rows(SELECT_UNCONFIRMED)
+    rows = runtime.database.reads().rows(SELECT_UNCONFIRMED)
 
     by_brand: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:

@@ -113,13 +113,12 @@ def set_retention(
 def sweep_old_mention_texts(runtime: Any, *, now: dt.datetime) -> dict[str, int]:
     """Remove the texts of mentions older than their brand keeps them; counts."""
     settings = runtime.settings
-    with runtime.database.transaction() as tx:
-        windows = tx.rows(
-            SELECT_BRAND_WINDOWS,
-            default_days=settings.mention_text_retention_days,
-            max_days=settings.mention_text_retention_max_days,
-            now=now,
-        )
+    windows = runtime.database.reads().rows(
+        SELECT_BRAND_WINDOWS,
+        default_days=settings.mention_text_retention_days,
+        max_days=settings.mention_text_retention_max_days,
+        now=now,
+    )
     totals = {"texts_removed": 0, "escalations_removed": 0}
     for brand in windows:
         before = now - dt.timedelta(days=brand["days"])

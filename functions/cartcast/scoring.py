@@ -105,8 +105,7 @@ def score_mentions(runtime: Any, *, mention_ids: list[str]) -> dict[str, int]:
     """
     from cartcast import sentiment
 
-    with runtime.database.transaction() as tx:
-        rows = tx.rows(SELECT_UNSCORED, ids=mention_ids)
+    rows = runtime.database.reads().rows(SELECT_UNSCORED, ids=mention_ids)
     counts = {"scored": 0, "escalated": 0, "ugc_candidates": 0, "gemini_fallbacks": 0}
     if not rows:
         return counts
@@ -147,13 +146,13 @@ def score_mentions(runtime: Any, *, mention_ids: list[str]) -> dict[str, int]:
 def sweep_unscored(runtime: Any) -> int:
     """Score mentions left unscored past UNSCORED_SWEEP_AFTER; return how many."""
     before = runtime.clock.now() - UNSCORED_SWEEP_AFTER
-    with runtime.database.transaction() as tx:
-        ids = [
-            str(row["id"])
-            for row in tx.rows(
-                SELECT_LEFT_UNSCORED, before=before, limit=UNSCORED_SWEEP_MAX
-            )
-        ]
+    reads = runtime.database.reads()
+    ids = [
+        str(row["id"])
+        for row in reads.rows(
+            SELECT_LEFT_UNSCORED, before=before, limit=UNSCORED_SWEEP_MAX
+        )
+    ]
     scored = 0
     for start in range(0, len(ids), SWEEP_CHUNK):
         chunk = ids[start : start + SWEEP_CHUNK]
