@@ -530,6 +530,10 @@ def connect_from_settings(settings: Settings) -> Database:
     # many idle spares one connect per worker and run.
     idle_max = max(POOL_SIZE_MAX, settings.publish_workers)
     if settings.cloud_sql_instance:
+        # The actor goes in the startup message (decision 0046). A pooler in front
+        # of Cloud SQL (PgBouncer, which Managed Connection Pooling is built on)
+        # refuses startup parameters it does not know; none is configured, and one
+        # would need settings_at_connect=False here.
         return Database(
             lambda **startup: _connect_cloud_sql(settings, **startup),
             idle_max=idle_max,
