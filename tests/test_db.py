@@ -622,3 +622,47 @@ def test_a_connection_opened_for_an_actor_gets_it_in_its_startup_message(
     assert actor == "system:poll_mentions"
     # The startup, BEGIN, the read and COMMIT: no statement set the actor.
     assert trips.count == 4
+
+
+def test_an_actor_too_long_for_the_startup_message_is_set_by_a_statement(
+    runtime,
+) -> None:
+    from cartcast import post_events
+
+    # PostgreSQL refuses a startup packet past 10,000 bytes; the statement that
+    # sets an actor has no such limit.
+    long_actor = "system:" + "a" * 20_000
+    options = db.parse_database_url(runtime.settings.database_url)
+    database = db.Database(
+        lambda **startup: db._connect_pg8000({**options, **startup}),
+        settings_at_connect=True,
+    )
+    with post_events.acting_as(long_actor):
+        with database.transaction() as tx:
+            actor = tx.scalar(ACTOR)
+    database.close()
+
+    assert actor == long_actor
+
+
+def test_an_actor_with_a_nul_never_adds_startup_parameters_of_its_own(
+    runtime,
+) -> None:
+    from cartcast import post_events
+
+    # The startup message separates names and values with NUL bytes: a NUL in a
+    # value would end it there and start another parameter.
+    smuggling = "system:x\x00statement_timeout\x001"
+    options = db.parse_database_url(runtime.settings.database_url)
+    database = db.Database(
+        lambda **startup: db._connect_pg8000({**options, **startup}),
+        settings_at_connect=True,
+    )
+    with pytest.raises(Exception, match="0x00"):
+        with post_events.acting_as(smuggling):
+            with database.transaction() as tx:
+                tx.scalar(ACTOR)
+    timeout = database.reads().scalar("SHOW statement_timeout")
+    database.close()
+
+    assert timeout == "0"

@@ -33,6 +33,10 @@ IDLE_CHECK_AFTER_S = 1.0
 # Statements one connection keeps prepared; cartcast has a few hundred constants,
 # so this bound only matters if one day SQL were built per call.
 PREPARED_MAX = 1000
+# The session settings a startup message carries, at most: a quarter of the 10,000
+# bytes PostgreSQL accepts, the rest left to the user, database and what a
+# connector adds. Longer ones are set by a statement instead.
+STARTUP_SETTINGS_BYTES_MAX = 2500
 
 
 class _ImportedOnFirstUse(types.ModuleType):
@@ -465,16 +469,18 @@ class Database:
         import pg8000.dbapi
 
         wanted = _transaction_settings.get()
+        at_connect = self._settings_at_connect and _fit_startup_message(wanted)
         try:
-            if self._settings_at_connect and wanted:
+            if at_connect and wanted:
                 connection = self._connect(startup_params=dict(wanted))
             else:
                 connection = self._connect()
         except (pg8000.dbapi.Error, OSError) as error:
             raise TransientError(f"cannot connect to the database: {error}") from error
         # A new connection holds what its startup message set and nothing else, and
-        # a setting never set reads as one set to "".
-        held = wanted if self._settings_at_connect else ()
+        # a setting never set reads as one set to "". Settings that did not go in
+        # the startup message are set by the first transaction, as before 0046.
+        held = wanted if at_connect else ()
         self._session_settings[connection] = held
         return Statements(connection)
 
@@ -485,6 +491,21 @@ class Database:
                 return
         with contextlib.suppress(Exception):
             statements.connection.close()
+
+
+def _fit_startup_message(settings: tuple[tuple[str, str], ...]) -> bool:
+    """Whether these settings can travel in a startup message as they are.
+
+    Its names and values end at NUL bytes, so a value holding one would end early
+    and start a parameter of its own choosing; and PostgreSQL refuses a startup
+    packet longer than 10,000 bytes (MAX_STARTUP_PACKET_LENGTH, pqcomm.h), with a
+    closed socket that pg8000 reports as a network error. A statement's parameter
+    has neither limit: the value fails there as a server error, or is set whole.
+    """
+    size = sum(len(name) + len(value.encode()) + 2 for name, value in settings)
+    return size <= STARTUP_SETTINGS_BYTES_MAX and not any(
+        "\x00" in name or "\x00" in value for name, value in settings
+    )
 
 
 def _alive(connection: Any) -> bool:
