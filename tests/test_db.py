@@ -666,3 +666,33 @@ def test_an_actor_with_a_nul_never_adds_startup_parameters_of_its_own(
     database.close()
 
     assert timeout == "0"
+
+
+def test_a_lone_read_that_times_out_is_not_sent_again(runtime) -> None:
+    # A read blocked past the socket timeout (behind a migration's table lock,
+    # say) meets a live, slow server, not a dead connection: a second copy would
+    # only queue behind the first and double the wait.
+    probe = "SELECT count(*) AS n FROM brands WHERE id <> CAST(:id AS uuid) -- probe"
+    no_id = "00000000-0000-0000-0000-000000000000"
+    options = {**db.parse_database_url(runtime.settings.database_url), "timeout": 1}
+    database = db.Database(
+        lambda: db._connect_pg8000(options), idle_check_after_s=3600, idle_max=1
+    )
+    database.read(probe, id=no_id)
+    locker = db._connect_pg8000(db.parse_database_url(runtime.settings.database_url))
+    # The DB-API cursor opens a transaction, which holds the lock until rollback.
+    locker.cursor().execute("LOCK TABLE brands IN ACCESS EXCLUSIVE MODE")
+    try:
+        with pytest.raises(TransientError):
+            database.read(probe, id=no_id)
+        waiting = runtime.database.reads().scalar(
+            "SELECT count(*) AS n FROM pg_stat_activity"
+            " WHERE query = CAST(:probe AS text) AND wait_event_type = 'Lock'",
+            probe=probe.replace(":id", "$1"),
+        )
+    finally:
+        locker.rollback()
+        locker.close()
+        database.close()
+
+    assert waiting == 1

@@ -359,7 +359,9 @@ class Database:
         UPDATE): those end with the statement here. The context's session settings
         are not applied, since only writes (the post_events triggers) read them.
         A pooled connection that fails it is replaced and the read sent again, as
-        a BEGIN would be: a read has nothing to undo.
+        a BEGIN would be: a read has nothing to undo. One that times out is not:
+        the server is there and slow, and a second copy would wait behind the
+        first.
         """
         import pg8000.dbapi
 
@@ -436,7 +438,10 @@ class Database:
             except (pg8000.dbapi.InterfaceError, OSError) as error:
                 with contextlib.suppress(Exception):
                     statements.connection.close()
-                if not pooled:
+                # A timeout is a live server that has not answered yet (a read
+                # queued behind a table lock, say), not a connection that died
+                # while idle: sent again, it would queue behind itself.
+                if not pooled or _timed_out(error):
                     raise TransientError(
                         f"database connection failed: {error}"
                     ) from error
@@ -491,6 +496,12 @@ class Database:
                 return
         with contextlib.suppress(Exception):
             statements.connection.close()
+
+
+def _timed_out(error: BaseException) -> bool:
+    # pg8000 lets a read's socket timeout through and wraps a write's in its
+    # InterfaceError("network error").
+    return isinstance(error, TimeoutError) or isinstance(error.__cause__, TimeoutError)
 
 
 def _fit_startup_message(settings: tuple[tuple[str, str], ...]) -> bool:
