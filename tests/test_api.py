@@ -113,6 +113,36 @@ def test_a_body_of_bytes_json_does_not_count_as_whitespace_is_refused(
     assert "not valid JSON" in response.get_json()["error"]["message"]
 
 
+@pytest.mark.parametrize("raw", [b" ", b"\r\n", b" \t "])
+def test_a_body_of_only_json_whitespace_is_not_json_and_is_refused(
+    client, brand_key, raw
+) -> None:
+    # RFC 8259 makes a JSON text one value with optional whitespace around it, so
+    # whitespace alone is no JSON text; only a zero-length body is "no body".
+    response = client.post(
+        "/v1/schedule",
+        data=raw,
+        headers=auth(brand_key),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400, response.get_json()
+    assert "not valid JSON" in response.get_json()["error"]["message"]
+
+
+def test_a_zero_length_body_on_a_route_whose_body_is_optional_is_no_body(
+    client, brand_key
+) -> None:
+    response = client.post(
+        "/v1/schedule",
+        data=b"",
+        headers=auth(brand_key),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 200, response.get_json()
+
+
 def test_a_body_that_is_not_json_typed_is_a_400(client, brand_key) -> None:
     response = client.post(
         "/v1/products", data="[]", headers=auth(brand_key), content_type="text/plain"

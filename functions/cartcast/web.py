@@ -26,8 +26,6 @@ from cartcast.errors import (
 BODY_BYTES_MAX = 2 * 1024 * 1024
 # Far beyond any store export; keeps json.dumps and jsonb well inside their limits.
 JSON_DEPTH_MAX = 64
-# What RFC 8259 allows around a JSON value.
-JSON_WHITESPACE = b" \t\n\r"
 FIELD_LENGTH_MAX = 200
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 # NUL, which PostgreSQL text refuses, and the surrogates, which UTF-8 cannot encode.
@@ -64,8 +62,12 @@ def read_csv(request: Any) -> str:
 
 
 def parse_json(request: Any, raw: bytes, *, optional: bool = False) -> Any:
-    """Parse a body already read (`read_body`) as `read_json` would."""
-    if not raw.strip(JSON_WHITESPACE):
+    """Parse a body already read (`read_body`) as `read_json` would.
+
+    Only a zero-length body is no body: whitespace alone is no JSON text (RFC 8259
+    section 2), so it is parsed, and refused, like any other text.
+    """
+    if not raw:
         if optional:
             return {}
         raise InvalidRequest("body is empty; send a JSON object")
@@ -80,10 +82,9 @@ def parse_json(request: Any, raw: bytes, *, optional: bool = False) -> Any:
 
 
 def read_json_if_any(request: Any) -> Any:
-    """Return the request's JSON body, or None when it sent none (empty or null)."""
+    """Return the request's JSON body, or None for a zero-length body or null."""
     raw = read_body(request)
-    # JSON's own whitespace only: bytes.strip() would also take VT and FF for none.
-    if not raw.strip(JSON_WHITESPACE):
+    if not raw:
         return None
     if not (request.mimetype or "").endswith("json"):
         raise InvalidRequest("Content-Type must be application/json")
