@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from cartcast import api, brands, validation
+from cartcast import api, brands, catalog, validation
 from cartcast.errors import InvalidRequest
 
 SPEC = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
@@ -329,3 +330,68 @@ def test_each_route_takes_exactly_the_query_parameters_the_spec_lists() -> None:
                 continue
             taken = set(api.QUERY_PARAMETERS.get(endpoint, ()))
             assert taken == listed, (method, path)
+
+
+def _probes() -> list[str]:
+    """Strings around each BMP code point: alone, before, inside and after a URL."""
+    probes = []
+    for code_point in range(0x10000):
+        if 0xD800 <= code_point <= 0xDFFF:
+            continue
+        char = chr(code_point)
+        probes += [char, f"{char}https://a.b/c", f"https://a.b/c{char}d"]
+        probes += [f"https://a.b/c{char}", f" 12{char}", f"{char}12 "]
+    return probes
+
+
+# ECMA-262's `\s` (WhiteSpace and LineTerminator) as a class body Python reads.
+ECMA_SPACE = (
+    "\\t\\n\\x0b\\x0c\\r \\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f"
+    "\\u205f\\u3000\\ufeff"
+)
+
+
+def _readings(pattern: str) -> list[re.Pattern[str]]:
+    """The pattern as Python's re reads it and as a JSON Schema validator does."""
+    inside = re.sub(
+        r"\[([^\]]*)\\s([^\]]*)\]",
+        lambda match: f"[{match[1]}{ECMA_SPACE}{match[2]}]",
+        pattern,
+    )
+    ecma = inside.replace("\\S", f"[^{ECMA_SPACE}]").replace("\\s", f"[{ECMA_SPACE}]")
+    return [re.compile(pattern), re.compile(ecma)]
+
+
+def _accepts(check: Any, value: str) -> bool:
+    try:
+        check(value)
+    except InvalidRequest:
+        return False
+    return True
+
+
+def test_a_thumbnail_is_refused_exactly_when_the_spec_pattern_refuses_it() -> None:
+    schemas = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
+    pattern = schemas["ProductInput"]["properties"]["thumbnail"]["pattern"]
+
+    def image(value: str) -> None:
+        catalog._image_url({"thumbnail": value})
+
+    for reading in _readings(pattern):
+        disagree = [
+            value
+            for value in _probes()
+            if bool(reading.search(value)) is not _accepts(image, value)
+        ]
+        assert disagree == [], reading.pattern
+
+
+def test_every_image_of_a_feed_product_is_checked_as_the_spec_says() -> None:
+    schemas = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
+    images = schemas["ProductInput"]["properties"]["images"]
+    thumbnail = schemas["ProductInput"]["properties"]["thumbnail"]
+
+    assert images["items"]["pattern"] == thumbnail["pattern"]
+    with pytest.raises(InvalidRequest) as refused:
+        catalog._image_url({"images": ["https://a.b/c.png", "https://a.b/\x1c.png"]})
+    assert refused.value.field == "images[1]"

@@ -22,6 +22,14 @@ IMPORT_ROWS_MAX = 1000
 HANDLE_LENGTH_MAX = 200
 ERRORS_SHOWN_MAX = 20
 IMAGE_URL_LENGTH_MAX = 2000
+# docs/openapi.yaml's thumbnail and images[] pattern, to the character: blanks
+# (what text() strips) around an http(s) URL that holds no whitespace by either
+# ECMA-262's or Python's `\s`, which the spec therefore does not use.
+IMAGE_URL = re.compile(
+    f"^[{validation.BLANK_CLASS}]*"
+    f"([Hh][Tt][Tt][Pp][Ss]?://[^{validation.SPACE_CLASS}]*)?"
+    f"[{validation.BLANK_CLASS}]*$"
+)
 
 UPSERT_PRODUCT = """
 INSERT INTO products (brand_id, sku, handle, title, description, category, tags,
@@ -150,29 +158,37 @@ def find_product(tx: Transaction, *, brand_id: str, ref: str) -> dict[str, Any]:
 
 def _image_url(row: dict[str, Any]) -> str | None:
     """Return the row's image (thumbnail, else first of images), an http(s) URL."""
-    images = row.get("images") or []
-    thumbnail = row.get("thumbnail")
-    if thumbnail is not None and not isinstance(thumbnail, str):
-        # {} or false would otherwise read as "no thumbnail", silently.
+    images = row.get("images")
+    if images is None:
+        images = []
+    if not isinstance(images, list):
         raise InvalidRequest(
-            "'thumbnail' must be an http(s) URL, or left out", field="thumbnail"
+            "'images' must be a list of http(s) URLs, or left out", field="images"
         )
-    image = thumbnail or (images[0] if isinstance(images, list) and images else None)
-    if image is None or (isinstance(image, str) and not image.strip()):
-        return None
-    field = "thumbnail" if row.get("thumbnail") else "images"
+    firsts = [
+        _checked_image(url, f"images[{index}]") for index, url in enumerate(images)
+    ]
+
+    thumbnail = row.get("thumbnail")
+    if thumbnail is not None:
+        thumbnail = _checked_image(thumbnail, "thumbnail")
+    return thumbnail or (firsts[0] if firsts else None)
+
+
+def _checked_image(value: Any, field: str) -> str | None:
+    """Return an image URL without the blanks around it, None for a blank one."""
+    # {} or false would otherwise read as "no image", silently.
     if (
-        not isinstance(image, str)
-        or not image.strip().lower().startswith(("http://", "https://"))
-        or len(image) > IMAGE_URL_LENGTH_MAX
-        or any(char.isspace() for char in image.strip())
+        not isinstance(value, str)
+        or len(value) > IMAGE_URL_LENGTH_MAX
+        or not IMAGE_URL.fullmatch(value)
     ):
         raise InvalidRequest(
             f"'{field}' must be an http(s) URL of at most {IMAGE_URL_LENGTH_MAX} "
             "characters, or left out",
             field=field,
         )
-    return image.strip()
+    return value.strip(validation.BLANK) or None
 
 
 def _feed_rows(feed: Any) -> list[Any]:

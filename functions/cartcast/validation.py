@@ -36,6 +36,15 @@ BLANK = (
     "\t\n\v\f\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
+# BLANK as a regex class body, and SPACE with what Python's `\s` adds (\x1c-\x1f,
+# U+0085): ECMA-262 and Python's re read these escapes alike, where `\s` is a
+# different set to each. docs/openapi.yaml's URL and X account patterns allow
+# BLANK around a value (what text() strips) and no SPACE inside one.
+BLANK_CLASS = (
+    "\\t\\n\\x0b\\x0c\\r \\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f"
+    "\\u205f\\u3000\\ufeff"
+)
+SPACE_CLASS = BLANK_CLASS + "\\x1c-\\x1f\\x85"
 # A character that makes a text not blank: neither whitespace, by JSON Schema's
 # `\s` or Python's str.isspace(), nor a C0 or C1 control nor U+FEFF. `\S` alone
 # means different things to the two (ECMA-262 matches \x1e and \x85 and not
