@@ -332,6 +332,17 @@ def test_each_route_takes_exactly_the_query_parameters_the_spec_lists() -> None:
             assert taken == listed, (method, path)
 
 
+def test_no_pattern_says_whitespace_with_a_class_escape() -> None:
+    """`\\s` and `\\S` differ between ECMA-262 and Python's re (\\x1c-\\x1f,
+    U+0085, U+FEFF), so a pattern that uses them is judged by one reading and
+    checked by the other: every spec pattern spells its whitespace out, but the
+    not-blank one, whose class also names every character the readings differ on."""
+    patterns = _patterns(yaml.safe_load(SPEC.read_text()), [])
+    spelled_out = [p for p in patterns if p != validation.NOT_BLANK.pattern]
+
+    assert [p for p in spelled_out if "\\s" in p or "\\S" in p] == []
+
+
 def _probes() -> list[str]:
     """Strings around each BMP code point: alone, before, inside and after a URL."""
     probes = []
@@ -395,3 +406,25 @@ def test_every_image_of_a_feed_product_is_checked_as_the_spec_says() -> None:
     with pytest.raises(InvalidRequest) as refused:
         catalog._image_url({"images": ["https://a.b/c.png", "https://a.b/\x1c.png"]})
     assert refused.value.field == "images[1]"
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("x_user_id", brands.X_USER_ID), ("x_username", brands.X_USERNAME)],
+)
+def test_an_x_account_field_is_refused_exactly_when_the_spec_refuses_it(
+    name, shape
+) -> None:
+    schemas = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
+    pattern = schemas["BrandInput"]["properties"][name]["pattern"]
+
+    def field(value: str) -> None:
+        brands._optional_match({name: value}, name, shape, "the shape")
+
+    for reading in _readings(pattern):
+        disagree = [
+            value
+            for value in _probes()
+            if bool(reading.search(value)) is not _accepts(field, value)
+        ]
+        assert disagree == [], reading.pattern
