@@ -428,3 +428,13 @@ def test_an_x_account_field_is_refused_exactly_when_the_spec_refuses_it(
             if bool(reading.search(value)) is not _accepts(field, value)
         ]
         assert disagree == [], reading.pattern
+
+
+def test_the_secret_an_escalation_webhook_needs_is_listed_beyond_the_schema() -> None:
+    """A webhook sent or stored without a secret (or with one of 16 blanks, which
+    the code strips to none) is a 400 naming escalation_secret: a rule on another
+    field and on what is stored, which make faults met as a valid body refused."""
+    spec = yaml.safe_load(SPEC.read_text())
+    listed = spec["paths"]["/v1/brand"]["patch"]["x-refusals-beyond-schema"]
+
+    assert "escalation_secret" in listed
