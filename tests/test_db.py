@@ -696,3 +696,25 @@ def test_a_lone_read_that_times_out_is_not_sent_again(runtime) -> None:
         database.close()
 
     assert waiting == 1
+
+
+# PostgreSQL reads an unquoted NULL in an array literal in any letter case, and
+# pg8000 quotes only "NULL": a tag or banned word "null" came back as SQL NULL.
+ARRAY_TEXTS = ["null", "Null", "NULL", "nULL", "", " ", 'say "hi"', "back\\slash"]
+
+
+def test_every_string_of_a_list_comes_back_as_sent(runtime) -> None:
+    texts = [*ARRAY_TEXTS, None, "{a,b}", "é ✓"]
+    sql = "SELECT CAST(:texts AS text[]) AS texts, CAST(:ints AS int[]) AS ints"
+    for _ in range(2):  # prepared by its first run, then run as prepared
+        with runtime.database.transaction() as tx:
+            row = tx.one(sql, texts=texts, ints=[1, None, -3])
+        assert row == {"texts": texts, "ints": [1, None, -3]}
+
+
+def test_a_nested_list_keeps_its_strings(runtime) -> None:
+    with runtime.database.transaction() as tx:
+        got = tx.scalar(
+            "SELECT CAST(:grid AS text[])", grid=[["null", "a"], [None, "NULL"]]
+        )
+    assert got == [["null", "a"], [None, "NULL"]]

@@ -161,6 +161,29 @@ class LoneReads(Reads):
         return self._database.read(sql, **params)
 
 
+def _array_literal(values: list) -> str:
+    """Write a list as a PostgreSQL array literal, every element but None quoted.
+
+    pg8000 leaves an element unquoted unless it must, and quotes only "NULL":
+    PostgreSQL reads an unquoted NULL in any letter case, so a tag or a banned
+    word "null" was stored as SQL NULL. Quoted, every element is read as the
+    text it is; the server converts it to the array's element type as before.
+    """
+    from pg8000.converters import PY_TYPES, make_param
+
+    items = []
+    for value in values:
+        if value is None:
+            items.append("NULL")
+        elif isinstance(value, list):
+            items.append(_array_literal(value))
+        else:
+            text = value if isinstance(value, str) else make_param(PY_TYPES, value)
+            escaped = str(text).replace("\\", "\\\\").replace('"', '\\"')
+            items.append(f'"{escaped}"')
+    return "{" + ",".join(items) + "}"
+
+
 def _as_dicts(context: Any) -> list[dict[str, Any]]:
     if context.columns is None or context.rows is None:
         return []
@@ -184,6 +207,7 @@ class Statements:
 
     def __init__(self, connection: Any, *, keep: int = PREPARED_MAX) -> None:
         self.connection = connection
+        connection.register_out_adapter(list, _array_literal)
         self._keep = keep
         self._prepared: dict[str, tuple] = {}
         self._named = 0
