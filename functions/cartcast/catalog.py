@@ -22,14 +22,12 @@ IMPORT_ROWS_MAX = 1000
 HANDLE_LENGTH_MAX = 200
 ERRORS_SHOWN_MAX = 20
 IMAGE_URL_LENGTH_MAX = 2000
-# docs/openapi.yaml's thumbnail and images[] pattern, to the character: blanks
-# (what text() strips) around an http(s) URL that holds no whitespace by either
-# ECMA-262's or Python's `\s`, which the spec therefore does not use.
-IMAGE_URL = re.compile(
-    f"^[{validation.BLANK_CLASS}]*"
-    f"([Hh][Tt][Tt][Pp][Ss]?://[^{validation.SPACE_CLASS}]*)?"
-    f"[{validation.BLANK_CLASS}]*$"
-)
+# docs/openapi.yaml's thumbnail and images[] pattern is blanks (what text()
+# strips) around this: an http(s) URL that holds no whitespace by either
+# ECMA-262's or Python's `\s`, which the spec therefore does not use. The blanks
+# are stripped before it is matched: matched with the pattern, a long run of
+# blanks before a bad character backtracks quadratically (20 ms for 2,000).
+IMAGE_URL = re.compile(f"([Hh][Tt][Tt][Pp][Ss]?://[^{validation.SPACE_CLASS}]*)?")
 
 UPSERT_PRODUCT = """
 INSERT INTO products (brand_id, sku, handle, title, description, category, tags,
@@ -178,17 +176,14 @@ def _image_url(row: dict[str, Any]) -> str | None:
 def _checked_image(value: Any, field: str) -> str | None:
     """Return an image URL without the blanks around it, None for a blank one."""
     # {} or false would otherwise read as "no image", silently.
-    if (
-        not isinstance(value, str)
-        or len(value) > IMAGE_URL_LENGTH_MAX
-        or not IMAGE_URL.fullmatch(value)
-    ):
+    url = value.strip(validation.BLANK) if isinstance(value, str) else None
+    if url is None or len(value) > IMAGE_URL_LENGTH_MAX or not IMAGE_URL.fullmatch(url):
         raise InvalidRequest(
             f"'{field}' must be an http(s) URL of at most {IMAGE_URL_LENGTH_MAX} "
             "characters, or left out",
             field=field,
         )
-    return value.strip(validation.BLANK) or None
+    return url or None
 
 
 def _feed_rows(feed: Any) -> list[Any]:
