@@ -457,3 +457,23 @@ def test_an_image_url_is_matched_without_the_blanks_around_it() -> None:
     with pytest.raises(InvalidRequest) as refused:
         catalog._image_url({"images": [padded[1:]]})
     assert refused.value.field == "images[0]"
+
+
+def test_every_operation_taking_an_alert_webhook_lists_its_refusals() -> None:
+    """The code refuses what the URL pattern allows: an internal host, http to
+    anything but loopback, and characters str.isprintable() refuses (controls,
+    format, private-use and unassigned code points). POST /v1/brands checks the
+    URL as PATCH /v1/brand does, so both must list it, or make faults counts each
+    such 400 as a valid body refused."""
+    spec = yaml.safe_load(SPEC.read_text())
+    pattern = spec["components"]["schemas"]["AlertWebhookUrl"]["pattern"]
+    allowed = ["https://a.b/c\x01", "https://a.b/c\ue000", "https://10.0.0.1/"]
+
+    for url in allowed:
+        assert re.search(pattern, url), url
+        with pytest.raises(InvalidRequest) as refused:
+            brands.alert_webhook_url({"alert_webhook_url": url}, environment="cloud")
+        assert refused.value.field == "alert_webhook_url"
+    for path, method in (("/v1/brands", "post"), ("/v1/brand", "patch")):
+        listed = spec["paths"][path][method]["x-refusals-beyond-schema"]
+        assert "isprintable" in listed.get("alert_webhook_url", ""), path
