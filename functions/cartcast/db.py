@@ -184,6 +184,15 @@ def _array_literal(values: list) -> str:
     return "{" + ",".join(items) + "}"
 
 
+def _raise_if_no_schema(error: Exception) -> None:
+    """Raise a ConfigurationError for a statement that met no cartcast table."""
+    if _sqlstate(error) == UNDEFINED_TABLE:
+        raise ConfigurationError(
+            f"the database has no cartcast schema ({_message(error)}); "
+            "apply sql/ first: make migrate, or the migration job"
+        ) from error
+
+
 def _as_dicts(context: Any) -> list[dict[str, Any]]:
     if context.columns is None or context.rows is None:
         return []
@@ -361,11 +370,7 @@ class Database:
             raise TransientError(f"database connection failed: {error}") from error
         except pg8000.dbapi.DatabaseError as error:
             reusable = _rollback(statements)
-            if _sqlstate(error) == UNDEFINED_TABLE:
-                raise ConfigurationError(
-                    f"the database has no cartcast schema ({_message(error)}); "
-                    "apply sql/ first: make migrate, or the migration job"
-                ) from error
+            _raise_if_no_schema(error)
             raise
         except CartcastError:
             reusable = _rollback(statements)
@@ -394,11 +399,7 @@ class Database:
                 lambda live: live.run(sql, params)
             )
         except pg8000.dbapi.DatabaseError as error:
-            if _sqlstate(error) == UNDEFINED_TABLE:
-                raise ConfigurationError(
-                    f"the database has no cartcast schema ({_message(error)}); "
-                    "apply sql/ first: make migrate, or the migration job"
-                ) from error
+            _raise_if_no_schema(error)
             raise
         self._checkin(statements, True)
         return _as_dicts(context)
