@@ -388,11 +388,16 @@ def test_a_thumbnail_is_refused_exactly_when_the_spec_pattern_refuses_it() -> No
     def image(value: str) -> None:
         catalog._image_url({"thumbnail": value})
 
+    _assert_code_reads_as_spec(pattern, image)
+
+
+def _assert_code_reads_as_spec(pattern: str, check) -> None:
+    """`check` accepts exactly the probes the pattern accepts, by either reading."""
     for reading in _readings(pattern):
         disagree = [
             value
             for value in _probes()
-            if bool(reading.search(value)) is not _accepts(image, value)
+            if bool(reading.search(value)) is not _accepts(check, value)
         ]
         assert disagree == [], reading.pattern
 
@@ -421,13 +426,7 @@ def test_an_x_account_field_is_refused_exactly_when_the_spec_refuses_it(
     def field(value: str) -> None:
         brands._optional_match({name: value}, name, shape, "the shape")
 
-    for reading in _readings(pattern):
-        disagree = [
-            value
-            for value in _probes()
-            if bool(reading.search(value)) is not _accepts(field, value)
-        ]
-        assert disagree == [], reading.pattern
+    _assert_code_reads_as_spec(pattern, field)
 
 
 def test_the_secret_an_escalation_webhook_needs_is_listed_beyond_the_schema() -> None:
