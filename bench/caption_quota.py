@@ -251,6 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write here")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO / "functions"))
+    from cartcast.settings import CAPTION_PRODUCTS_PER_REQUEST_MAX
+
+    products_max = len(json.loads(CATALOG.read_text())) * len(EDITIONS)
+    if not 1 <= args.products <= products_max:
+        parser.error(f"--products must be 1 to {products_max}")
+    if not 1 <= args.per_request <= CAPTION_PRODUCTS_PER_REQUEST_MAX:
+        parser.error(f"--per-request must be 1 to {CAPTION_PRODUCTS_PER_REQUEST_MAX}")
+    if args.per_minute < 1 or args.per_day < 1:
+        parser.error("--per-minute and --per-day must be at least 1")
 
     try:
         summary = run(

@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="URL")
     parser.add_argument("--offboard", metavar="URL")
     args = parser.parse_args(argv)
+    if args.snapshots < 1:
+        parser.error("--snapshots must be at least 1")
     if args.child:
         return _export_child(*args.child)
     if args.offboard:
