@@ -234,7 +234,7 @@ def test_a_word_list_entry_is_blank_as_the_pattern_says() -> None:
     with pytest.raises(InvalidRequest) as refused:
         brands._word_list({"banned_words": ["ok", "\ufeff"]}, "banned_words")
 
-    assert refused.value.field == "banned_words"
+    assert refused.value.field == "banned_words[1]"
 
 
 def test_a_reply_and_an_edited_polls_options_say_blank_as_the_code_does() -> None:

@@ -203,6 +203,30 @@ def test_a_text_over_its_length_is_refused_whatever_it_strips_to() -> None:
         validation.text({"reason": "\x1e" * 301}, "reason", max_len=300)
 
 
+@pytest.mark.parametrize("name", ["banned_words", "required_hashtags"])
+def test_a_brand_word_is_stripped_of_the_blanks_text_strips(name) -> None:
+    """A word kept with a byte-order mark or ideographic space around it would
+    never match a caption's word."""
+    words = brands._word_list({name: ["\ufeffsale ", "cure\u3000", "#ad\u2028"]}, name)
+
+    assert words == ["sale", "cure", "#ad"]
+
+
+@pytest.mark.parametrize("blank", ["\ufeff", "\x01 ", "\u3000\x85"])
+def test_a_blank_brand_word_is_refused_naming_its_index(blank) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        brands._word_list({"banned_words": ["ok", blank]}, "banned_words")
+
+    assert refused.value.field == "banned_words[1]"
+
+
+def test_a_feed_product_drops_the_tags_blank_by_the_shared_rule() -> None:
+    row = {"sku": "MUG-1", "title": "Mug", "price": "9"}
+    row["tags"] = ["\ufeff", "\x01", " mugs\ufeff", "\u3000gifts", "\x1e\x85"]
+
+    assert catalog.parse_product(row)["tags"] == ["mugs", "gifts"]
+
+
 @pytest.mark.parametrize(
     "value",
     [

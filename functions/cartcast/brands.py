@@ -657,22 +657,23 @@ def _optional_match(
 
 def _word_list(body: dict, name: str) -> list[str]:
     value = body.get(name, [])
-    if (
-        not isinstance(value, list)
-        or len(value) > WORDS_MAX
-        or not all(
-            isinstance(v, str)
-            and not validation.is_blank(v)
-            and len(v) <= WORD_LENGTH_MAX
-            for v in value
-        )
-    ):
-        raise InvalidRequest(
-            f"'{name}' must be a list of at most {WORDS_MAX} non-empty strings of "
-            f"up to {WORD_LENGTH_MAX} characters",
-            field=name,
-        )
-    return [v.strip() for v in value]
+    shape = (
+        f"'{name}' must be a list of at most {WORDS_MAX} non-empty strings of "
+        f"up to {WORD_LENGTH_MAX} characters"
+    )
+    if not isinstance(value, list) or len(value) > WORDS_MAX:
+        raise InvalidRequest(shape, field=name)
+
+    # Blank and stripped as validation.text() has it, so a word sent with a
+    # byte-order mark around it still matches the caption's word.
+    for index, word in enumerate(value):
+        if (
+            not isinstance(word, str)
+            or validation.is_blank(word)
+            or len(word) > WORD_LENGTH_MAX
+        ):
+            raise InvalidRequest(shape, field=f"{name}[{index}]")
+    return [word.strip(validation.BLANK) for word in value]
 
 
 def _slugify(name: str) -> str:

@@ -125,7 +125,9 @@ def parse_product(row: Any) -> dict[str, Any]:
         "category": validation.text(
             row, "category", required=False, default="", max_len=100
         ),
-        "tags": [tag.strip() for tag in tags if tag.strip()][:20],
+        "tags": [
+            tag.strip(validation.BLANK) for tag in tags if not validation.is_blank(tag)
+        ][:20],
         "vendor": validation.text(row, "brand", required=False, max_len=200),
         "price": validation.money(row.get("price"), "price")
         if "price" in row
