@@ -565,6 +565,8 @@ def test_a_price_that_is_not_a_storable_plain_amount_is_a_400(
         ("thumbnail", {}),
         ("thumbnail", False),
         ("images", ["javascript:alert(1)"]),
+        ("thumbnail", "https://cdn.example.com/a\u200bb.png"),
+        ("images", ["https://cdn.example.com/\u202eb.png"]),
     ],
 )
 def test_an_image_that_is_not_an_http_url_is_a_400(

@@ -24,7 +24,8 @@ ERRORS_SHOWN_MAX = 20
 IMAGE_URL_LENGTH_MAX = 2000
 # docs/openapi.yaml's thumbnail and images[] pattern is blanks (what text()
 # strips) around this: an http(s) URL that holds no whitespace by either
-# ECMA-262's or Python's `\s`, which the spec therefore does not use. The blanks
+# ECMA-262's or Python's `\s`, which the spec therefore does not use, and (its
+# class says, _checked_image checks) no validation.UNPRINTABLE either. The blanks
 # are stripped before it is matched: matched with the pattern, a long run of
 # blanks before a bad character backtracks quadratically (20 ms for 2,000).
 IMAGE_URL = re.compile(f"([Hh][Tt][Tt][Pp][Ss]?://[^{validation.SPACE_CLASS}]*)?")
@@ -179,7 +180,12 @@ def _checked_image(value: Any, field: str) -> str | None:
     """Return an image URL without the blanks around it, None for a blank one."""
     # {} or false would otherwise read as "no image", silently.
     url = value.strip(validation.BLANK) if isinstance(value, str) else None
-    if url is None or len(value) > IMAGE_URL_LENGTH_MAX or not IMAGE_URL.fullmatch(url):
+    if (
+        url is None
+        or len(value) > IMAGE_URL_LENGTH_MAX
+        or not IMAGE_URL.fullmatch(url)
+        or validation.has_unprintable(url)
+    ):
         raise InvalidRequest(
             f"'{field}' must be an http(s) URL of at most {IMAGE_URL_LENGTH_MAX} "
             "characters, or left out",

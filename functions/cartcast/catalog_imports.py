@@ -543,6 +543,7 @@ def _image(values: dict[str, str], line: int, position: int) -> dict[str, Any]:
         not url.lower().startswith(("https://", "http://"))
         or len(url) > catalog.IMAGE_URL_LENGTH_MAX
         or any(char.isspace() for char in url)
+        or validation.has_unprintable(url)
     ):
         raise RowError(
             f"line {line}: 'Image Src' must be an http(s) URL",
