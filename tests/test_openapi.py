@@ -429,6 +429,16 @@ def test_an_x_account_field_is_refused_exactly_when_the_spec_refuses_it(
     _assert_code_reads_as_spec(pattern, field)
 
 
+def test_a_webhook_url_s_max_length_is_the_one_the_code_checks() -> None:
+    spec = yaml.safe_load(SPEC.read_text())
+    patch = spec["paths"]["/v1/brand"]["patch"]["requestBody"]["content"]
+    fields = patch["application/json"]["schema"]["properties"]
+    alert = spec["components"]["schemas"]["AlertWebhookUrl"]
+
+    assert alert["maxLength"] == brands.WEBHOOK_URL_LENGTH_MAX
+    assert fields["escalation_webhook_url"]["maxLength"] == alert["maxLength"]
+
+
 def test_the_secret_an_escalation_webhook_needs_is_listed_beyond_the_schema() -> None:
     """A webhook sent or stored without a secret (or with one of 16 blanks, which
     the code strips to none) is a 400 naming escalation_secret: a rule on another

@@ -417,6 +417,25 @@ def test_an_https_webhook_and_a_local_loopback_one_are_accepted() -> None:
     )
 
 
+@pytest.mark.parametrize("name", ["alert_webhook_url", "escalation_webhook_url"])
+def test_a_webhook_url_is_as_long_as_it_was_sent_blanks_and_all(name) -> None:
+    """docs/openapi.yaml's maxLength (500) counts the value as sent: 490
+    characters of URL and 20 spaces are too long, though the URL alone fits."""
+    url = "https://hooks.example.com/" + "a" * (490 - len("https://hooks.example.com/"))
+    limit = brands.WEBHOOK_URL_LENGTH_MAX
+
+    with pytest.raises(InvalidRequest) as refused:
+        brands._webhook_url(
+            {name: url + " " * 20}, name, what="a hook", environment="cloud"
+        )
+
+    assert refused.value.field == name
+    assert f"longer than {limit} characters" in str(refused.value)
+    padded = "\u3000" * 5 + url + " " * 5
+    kept = brands._webhook_url({name: padded}, name, what="a hook", environment="cloud")
+    assert kept == url
+
+
 def test_only_an_admin_key_may_change_the_x_account_or_the_webhook(x_runtime) -> None:
     brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
 

@@ -444,7 +444,14 @@ def alert_webhook_url(body: dict, *, environment: str) -> str | None:
 
 
 def _webhook_url(body: dict, name: str, *, what: str, environment: str) -> str | None:
-    url = validation.text(body, name, required=False, max_len=WEBHOOK_URL_LENGTH_MAX)
+    # The spec's maxLength counts the value as sent; text() measures what is left
+    # once the blanks around it are stripped.
+    sent = body.get(name)
+    if isinstance(sent, str) and len(sent) > WEBHOOK_URL_LENGTH_MAX:
+        raise InvalidRequest(
+            f"'{name}' is longer than {WEBHOOK_URL_LENGTH_MAX} characters", field=name
+        )
+    url = validation.text(body, name, required=False)
     if not url:
         return None
     problem = _url_problem(url) or _webhook_problem(url, environment)
