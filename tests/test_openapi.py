@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cartcast import api, brands, catalog, validation
+from cartcast import api, brands, catalog, orders, posts, validation
 from cartcast.errors import InvalidRequest
 
 SPEC = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
@@ -429,6 +430,20 @@ def test_an_x_account_field_is_refused_exactly_when_the_spec_refuses_it(
     _assert_code_reads_as_spec(pattern, field)
 
 
+@pytest.mark.parametrize(("name", "value"), [("x_user_id", "12"), ("x_username", "jo")])
+def test_an_x_account_field_takes_as_many_blanks_around_it_as_the_spec(
+    name, value
+) -> None:
+    """The spec bounds these by their pattern alone, which allows any run of
+    blanks around the value: no maxLength for the code to measure as sent."""
+    schemas = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
+    padded = " " * 300 + value + "\u3000" * 300
+    shape = brands.X_USER_ID if name == "x_user_id" else brands.X_USERNAME
+
+    assert "maxLength" not in schemas["BrandInput"]["properties"][name]
+    assert brands._optional_match({name: padded}, name, shape, "the shape") == value
+
+
 def test_a_webhook_url_s_max_length_is_the_one_the_code_checks() -> None:
     spec = yaml.safe_load(SPEC.read_text())
     patch = spec["paths"]["/v1/brand"]["patch"]["requestBody"]["content"]
@@ -437,6 +452,68 @@ def test_a_webhook_url_s_max_length_is_the_one_the_code_checks() -> None:
 
     assert alert["maxLength"] == brands.WEBHOOK_URL_LENGTH_MAX
     assert fields["escalation_webhook_url"]["maxLength"] == alert["maxLength"]
+
+
+def _read_product(name: str, value: str) -> None:
+    catalog.parse_product({"sku": "MUG-1", "title": "Mug", "price": "9", name: value})
+
+
+def _read_brand(name: str, value: str) -> None:
+    body = {"name": "Acme", "time_zone": "UTC"}
+    body["store_base_url"] = "https://shop.example.com"
+    brands.parse_brand({**body, name: value})
+
+
+def _read_order(name: str, value: str) -> None:
+    body = {"id": "1001", "created_at": "2026-03-01T09:00:00Z", "currency": "USD"}
+    body["total_price"] = "9"
+    if name == "customer":
+        body["customer"] = {"id": value}
+    else:
+        body[name] = value
+    orders.parse_order(body, now=dt.datetime(2026, 3, 2, tzinfo=dt.UTC))
+
+
+def _read_caption_request(name: str, value: str) -> None:
+    posts._parse_caption_request({"products": ["MUG-1"], name: value})
+
+
+@pytest.mark.parametrize(
+    ("schema", "path", "read", "field"),
+    [
+        ("ProductInput", ["sku"], _read_product, "sku"),
+        ("ProductInput", ["title"], _read_product, "title"),
+        ("ProductInput", ["category"], _read_product, "category"),
+        ("ProductInput", ["brand"], _read_product, "brand"),
+        ("ProductInput", ["handle"], _read_product, "handle"),
+        ("BrandInput", ["name"], _read_brand, "name"),
+        ("BrandInput", ["voice"], _read_brand, "voice"),
+        ("BrandInput", ["store_base_url"], _read_brand, "store_base_url"),
+        ("BrandInput", ["x_access_token"], _read_brand, "x_access_token"),
+        ("OrderInput", ["id"], _read_order, "id"),
+        ("OrderInput", ["customer", "id"], _read_order, "customer.id"),
+        ("OrderInput", ["landing_site"], _read_order, "landing_site"),
+        ("OrderInput", ["referring_site"], _read_order, "referring_site"),
+        ("CaptionRequest", ["campaign"], _read_caption_request, "campaign"),
+        ("CaptionRequest", ["tone"], _read_caption_request, "tone"),
+    ],
+)
+def test_a_text_s_max_length_counts_the_blanks_sent_around_it(
+    schema, path, read, field
+) -> None:
+    """JSON Schema's maxLength measures the string as sent: a value that fits
+    only once the blanks around it are stripped is one the spec refuses."""
+    properties = yaml.safe_load(SPEC.read_text())["components"]["schemas"][schema]
+    for name in path:
+        properties = properties["properties"][name]
+    limit = properties["maxLength"]
+    fits = "https://shop.example.com/" if field == "store_base_url" else ""
+    fits += "a" * (limit - len(fits))
+
+    read(path[0], fits)
+    with pytest.raises(InvalidRequest) as refused:
+        read(path[0], fits + " ")
+    assert refused.value.field == field
 
 
 def test_the_secret_an_escalation_webhook_needs_is_listed_beyond_the_schema() -> None:

@@ -35,7 +35,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from cartcast import audit, connections, keys, link_policy, slots, validation
+from cartcast import audit, connections, keys, link_policy, slots, validation, web
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
@@ -444,14 +444,7 @@ def alert_webhook_url(body: dict, *, environment: str) -> str | None:
 
 
 def _webhook_url(body: dict, name: str, *, what: str, environment: str) -> str | None:
-    # The spec's maxLength counts the value as sent; text() measures what is left
-    # once the blanks around it are stripped.
-    sent = body.get(name)
-    if isinstance(sent, str) and len(sent) > WEBHOOK_URL_LENGTH_MAX:
-        raise InvalidRequest(
-            f"'{name}' is longer than {WEBHOOK_URL_LENGTH_MAX} characters", field=name
-        )
-    url = validation.text(body, name, required=False)
+    url = validation.text(body, name, required=False, max_len=WEBHOOK_URL_LENGTH_MAX)
     if not url:
         return None
     problem = _url_problem(url) or _webhook_problem(url, environment)
@@ -654,7 +647,10 @@ def _url_problem(url: str) -> str | None:
 def _optional_match(
     body: dict, name: str, pattern: re.Pattern[str], described: str
 ) -> str | None:
-    value = validation.text(body, name, required=False, max_len=100)
+    # text() measures the value as sent; the spec bounds these by their pattern
+    # alone, which allows any run of blanks around them, so only the body's size
+    # bounds what is sent, and the pattern what is left.
+    value = validation.text(body, name, required=False, max_len=web.BODY_BYTES_MAX)
     if not value:
         return None
     if not pattern.fullmatch(value):

@@ -144,7 +144,8 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
         or not str(external).strip(validation.BLANK)
     ):
         raise InvalidRequest("'id' (the store's order id) is required", field="id")
-    if len(str(external).strip(validation.BLANK)) > EXTERNAL_ID_LENGTH_MAX:
+    # Measured as sent, as the spec's maxLength is (it bounds a string id only).
+    if len(str(external)) > EXTERNAL_ID_LENGTH_MAX:
         raise InvalidRequest(
             f"'id' is longer than {EXTERNAL_ID_LENGTH_MAX} characters", field="id"
         )
@@ -251,7 +252,7 @@ def _customer_id(customer: Any) -> str | None:
             "'customer.id' must be an integer or a string", field="customer.id"
         )
     text = str(customer_id).strip(validation.BLANK)
-    if len(text) > EXTERNAL_ID_LENGTH_MAX:
+    if len(str(customer_id)) > EXTERNAL_ID_LENGTH_MAX:
         raise InvalidRequest(
             f"'customer.id' is longer than {EXTERNAL_ID_LENGTH_MAX} characters",
             field="customer.id",

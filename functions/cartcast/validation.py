@@ -95,13 +95,16 @@ def text(
         return default
     if not isinstance(value, str):
         raise InvalidRequest(f"'{name}' must be a string", field=name)
-    value = value.strip(BLANK)
-    if required and is_blank(value):
-        raise InvalidRequest(f"'{name}' must not be empty", field=name)
+    # Measured as sent, as docs/openapi.yaml's maxLength is: measured once the
+    # blanks around it are stripped, 100 characters and a space passed the code
+    # and failed the schema.
     if len(value) > max_len:
         raise InvalidRequest(
             f"'{name}' is longer than {max_len} characters", field=name
         )
+    value = value.strip(BLANK)
+    if required and is_blank(value):
+        raise InvalidRequest(f"'{name}' must not be empty", field=name)
     return value
 
 
