@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cartcast import api, brands, catalog, orders, posts, validation
+from cartcast import api, brands, catalog, orders, post_kinds, posts, validation
 from cartcast.errors import InvalidRequest
 
 SPEC = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
@@ -514,6 +514,21 @@ def test_a_text_s_max_length_counts_the_blanks_sent_around_it(
     with pytest.raises(InvalidRequest) as refused:
         read(path[0], fits + " ")
     assert refused.value.field == field
+
+
+def test_a_poll_option_s_max_length_counts_the_blanks_sent_around_it() -> None:
+    """A caption request and a post's edit both give poll options; either way
+    25 characters and a space is one the spec's maxLength refuses."""
+    spec = yaml.safe_load(SPEC.read_text())
+    asked = spec["components"]["schemas"]["CaptionRequest"]["properties"]
+    patch = spec["paths"]["/v1/posts/{post_id}"]["patch"]["requestBody"]["content"]
+    edited = patch["application/json"]["schema"]["properties"]
+    limit = asked["poll_options"]["items"]["maxLength"]
+    option = "a" * limit
+
+    assert edited["poll_options"]["items"]["maxLength"] == limit
+    assert post_kinds.poll_options_problem([option, "b"]) is None
+    assert post_kinds.poll_options_problem([option + " ", "b"]) is not None
 
 
 def test_the_secret_an_escalation_webhook_needs_is_listed_beyond_the_schema() -> None:

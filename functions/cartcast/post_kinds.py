@@ -89,10 +89,12 @@ def poll_options_problem(options: Any) -> str | None:
     for option in options:
         if not isinstance(option, str) or validation.is_blank(option):
             return "must be non-empty strings"
-        if len(option.strip()) > POLL_OPTION_LENGTH_MAX:
+        # As sent, as the spec's maxLength counts it; the options the model
+        # writes reach here stripped already (gemini.py).
+        if len(option) > POLL_OPTION_LENGTH_MAX:
             return (
                 f"must each be at most {POLL_OPTION_LENGTH_MAX} characters: "
-                f"{option.strip()!r} has {len(option.strip())}"
+                f"{option!r} has {len(option)}"
             )
     if len({option.strip().casefold() for option in options}) != len(options):
         return "must differ from one another"
