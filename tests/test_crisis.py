@@ -412,6 +412,21 @@ def test_pausing_a_paused_brand_for_another_reason_is_a_409_naming_it(
     assert shown["reason"] == "product recall"
 
 
+def test_a_pause_reason_is_stripped_of_the_blanks_text_strips(client, runtime) -> None:
+    """A reason sent with a byte-order mark or ideographic space around it is
+    the same reason: stored without them, a later pause for it is no 409."""
+    response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    key = response.get_json()["api_key"]
+
+    first = post_json(client, "/v1/brand/pause", {"reason": "\ufeffrecall\u3000"}, key)
+    again = post_json(client, "/v1/brand/pause", {"reason": "recall"}, key)
+    shown = client.get("/v1/brand/pause", headers=auth(key)).get_json()
+
+    assert first.status_code == 200
+    assert again.status_code == 200
+    assert shown["reason"] == "recall"
+
+
 def test_a_body_sent_to_resume_is_a_400_naming_its_field(client, runtime) -> None:
     response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
     key = response.get_json()["api_key"]

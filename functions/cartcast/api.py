@@ -1301,7 +1301,7 @@ def pause_brand(
         tx,
         brand_id=brand_id,
         actor=caller.key_name,
-        reason=None if reason is None else reason.strip(),
+        reason=None if reason is None else reason.strip(validation.BLANK),
         now=runtime.clock.now(),
     )
     return web.json_response(pause)
