@@ -531,6 +531,17 @@ def test_a_poll_option_s_max_length_counts_the_blanks_sent_around_it() -> None:
     assert post_kinds.poll_options_problem([option + " ", "b"]) is not None
 
 
+def test_a_feed_product_s_long_description_is_kept_cut_as_the_spec_says() -> None:
+    """The spec sets no maxLength on a description, and keeps 5000 characters."""
+    schemas = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
+    described = schemas["ProductInput"]["properties"]["description"]
+    row = {"sku": "MUG-1", "title": "Mug", "price": "9", "description": "d" * 20_000}
+
+    assert "maxLength" not in described
+    assert "5000" in described["description"]
+    assert catalog.parse_product(row)["description"] == "d" * 5000
+
+
 def test_the_secret_an_escalation_webhook_needs_is_listed_beyond_the_schema() -> None:
     """A webhook sent or stored without a secret (or with one of 16 blanks, which
     the code strips to none) is a 400 naming escalation_secret: a rule on another
