@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import brands, catalog, validation
+from cartcast import brands, catalog, post_kinds, validation
 from cartcast.errors import InvalidRequest
 
 
@@ -218,6 +218,16 @@ def test_a_blank_brand_word_is_refused_naming_its_index(blank) -> None:
         brands._word_list({"banned_words": ["ok", blank]}, "banned_words")
 
     assert refused.value.field == "banned_words[1]"
+
+
+def test_poll_options_are_stripped_and_compared_by_the_shared_blank_rule() -> None:
+    """An option sent with a byte-order mark around it shows as the one without,
+    so two such are the same option, and neither is kept with the mark."""
+    same = ["Yes", "\ufeffYes", "No"]
+    asked = {"kind": "poll", "poll_options": ["\ufeffYes\u3000", "No\x1e"]}
+
+    assert post_kinds.poll_options_problem(same) == "must differ from one another"
+    assert post_kinds.parse_kind(asked).poll_options == ("Yes", "No\x1e")
 
 
 def test_a_feed_product_drops_the_tags_blank_by_the_shared_rule() -> None:

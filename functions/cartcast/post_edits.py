@@ -171,7 +171,7 @@ def _parse_edit(post: dict[str, Any], body: Any) -> tuple[list[str], tuple[str, 
         problem = post_kinds.poll_options_problem(asked)
         if problem:
             raise InvalidRequest(f"'poll_options' {problem}", field="poll_options")
-        options = tuple(option.strip() for option in asked)
+        options = tuple(option.strip(validation.BLANK) for option in asked)
     return copy, options
 
 

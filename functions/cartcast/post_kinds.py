@@ -69,7 +69,9 @@ def parse_kind(body: dict[str, Any]) -> KindRequest:
         problem = poll_options_problem(body["poll_options"])
         if problem:
             raise InvalidRequest(f"'poll_options' {problem}", field="poll_options")
-        options = tuple(option.strip() for option in body["poll_options"])
+        options = tuple(
+            option.strip(validation.BLANK) for option in body["poll_options"]
+        )
     duration = validation.integer(
         body,
         "poll_duration_minutes",
@@ -96,7 +98,8 @@ def poll_options_problem(options: Any) -> str | None:
                 f"must each be at most {POLL_OPTION_LENGTH_MAX} characters: "
                 f"{option!r} has {len(option)}"
             )
-    if len({option.strip().casefold() for option in options}) != len(options):
+    distinct = {option.strip(validation.BLANK).casefold() for option in options}
+    if len(distinct) != len(options):
         return "must differ from one another"
     return None
 
