@@ -46,6 +46,12 @@ TRAINED_ON = (
     DATA / "triage_tuning_harvestcrate.json",
     DATA / "triage_tuning_tumbletoy.json",
     DATA / "triage_tuning_orlafinch.json",
+    DATA / "triage_tuning_clearline.json",
+    DATA / "triage_tuning_peakfuel.json",
+    DATA / "triage_tuning_roamcase.json",
+    DATA / "triage_tuning_pixelvault.json",
+    DATA / "triage_tuning_corkhollow.json",
+    DATA / "triage_tuning_nestlebee.json",
 )
 CLASSES = ("order_issue", "complaint", "question", "praise", "spam", "other")
 MIN_DOCS = 2
