@@ -405,6 +405,8 @@ def test_a_reply_x_refuses_fails_and_frees_the_conversation(
     [
         ({"text": ""}, "text"),
         ({"text": "   "}, "text"),
+        ({"text": "\u200b\u200b"}, "text"),
+        ({"text": " \u2060\u200d\u00ad "}, "text"),
         ({"text": 42}, "text"),
         ({"text": "x" * 281}, "text"),
         ({"text": "track it at shop.example.com/orders"}, "text"),
