@@ -806,6 +806,26 @@ def test_a_query_parameter_the_route_does_not_take_is_a_400_naming_it(
     assert f"no parameter '{typo}'" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "twice"),
+    [
+        ("/v1/mentions?priority=1&priority=2", "priority"),
+        ("/v1/posts?state=failed&state=failed", "state"),
+        ("/v1/reports/daily?format=csv&format=json", "format"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_a_400_naming_it(
+    client, brand_key, path, twice
+) -> None:
+    """The first value alone would answer a filter the caller did not ask for."""
+    response = client.get(path, headers=auth(brand_key))
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["field"] == twice
+    assert "more than once" in error["message"]
+
+
 def test_a_query_on_a_post_route_is_refused_before_anything_is_written(
     client, brand_key
 ) -> None:

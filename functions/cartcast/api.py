@@ -337,6 +337,11 @@ def handle(request: Any, runtime: Any) -> web.Response:
 
 
 def _refuse_unknown_query(request: Any, endpoint: str) -> None:
+    """Refuse a parameter the route does not take, or one given more than once.
+
+    Every parameter the spec lists is a single value: with `?priority=1&priority=2`
+    the first alone would answer a filter the caller did not ask for.
+    """
     taken = QUERY_PARAMETERS.get(endpoint, ())
     for name in request.args:
         if name not in taken:
@@ -345,6 +350,11 @@ def _refuse_unknown_query(request: Any, endpoint: str) -> None:
                 f"{request.method} {route} has no parameter {name[:100]!r}; it takes "
                 f"{', '.join(taken) if taken else 'none'}",
                 field=name[:100],
+            )
+        if len(request.args.getlist(name)) > 1:
+            raise InvalidRequest(
+                f"parameter {name!r} is given more than once; give it once",
+                field=name,
             )
 
 
