@@ -18,6 +18,15 @@ REPO = Path(__file__).resolve().parents[1]
 POSTED = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 INTENTS = {"order_issue", "question", "complaint", "praise", "spam", "other"}
 RULES_TUNED_ON = {"triage_mentions.json", "triage_mentions_fernway.json"}
+SENTIMENTS = {"negative", "neutral", "positive"}
+FORMAT = {
+    "text": str,
+    "author_followers": int,
+    "media_types": list,
+    "expected_intent": str,
+    "expected_sentiment": str,
+    "half": str,
+}
 
 
 def decide(intent: str, sentiment: str = "neutral", **overrides) -> triage.Triage:
@@ -169,6 +178,24 @@ def test_mentions_written_for_tuning_only_have_no_reporting_half_and_are_trained
         assert all(len(m["text"]) <= 280 for m in mentions)
         assert not labelled & {m["text"] for m in mentions}
         assert path not in triage_eval.MENTION_FILES
+
+
+def test_every_data_file_keeps_the_format_and_no_text_twice_in_any_of_them():
+    # TRIAGE_MENTIONS.md's "Format"; a text written twice, in one tuning-only file
+    # or in two, would be trained on twice and escape the checks above.
+    paths = sorted(triage_eval.DATA.glob("triage_*.json"))
+    texts = []
+    for path in paths:
+        for mention in json.loads(path.read_text(encoding="utf-8")):
+            assert set(mention) == set(FORMAT), path.name
+            assert all(isinstance(mention[k], t) for k, t in FORMAT.items())
+            assert mention["author_followers"] >= 0
+            assert set(mention["media_types"]) <= {"photo", "video"}
+            assert mention["expected_sentiment"] in SENTIMENTS
+            assert mention["half"] in {"tuning", "reporting"}
+            texts.append(mention["text"])
+
+    assert len(set(texts)) == len(texts)
 
 
 def test_the_tuning_halves_together_meet_the_goal_the_rules_were_tuned_for():
