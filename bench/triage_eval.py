@@ -63,8 +63,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     _print(combined, show_texts=False, listed_above=show_texts)
     if args.json:
         figures = {"combined": combined, "files": per_file}
+        if not show_texts:
+            figures = {
+                "combined": _without_texts(combined),
+                "files": {name: _without_texts(f) for name, f in per_file.items()},
+            }
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def _without_texts(figures: dict) -> dict:
+    """Return the figures with their lists of texts replaced by how many there are.
+
+    A file of figures is read later, by people and scripts; the reporting half's
+    texts must not come with it unless --show-texts asked for them.
+    """
+    texts = ("misses", "order_issues_ranked_below_praise")
+    return {k: len(v) if k in texts else v for k, v in figures.items()}
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -72,7 +87,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--half", choices=("reporting", "tuning", "all"), default="reporting"
     )
-    parser.add_argument("--json", help="write every figure to this JSON file")
+    parser.add_argument(
+        "--json",
+        help="write every figure to this JSON file (misses as counts, unless "
+        "--show-texts or the tuning half)",
+    )
     parser.add_argument(
         "--show-texts",
         action="store_true",

@@ -224,6 +224,25 @@ def test_the_triage_bench_prints_the_confusion_matrix_of_the_reporting_half():
     assert "  miss: " not in finished.stdout
 
 
+def test_the_triage_bench_s_json_holds_no_reporting_text_unless_asked(tmp_path):
+    # A file of figures someone opens later must not show the reporting half.
+    out = tmp_path / "figures.json"
+
+    assert triage_eval.main(["--json", str(out)]) == 0
+
+    written = out.read_text(encoding="utf-8")
+    reporting = {m["text"] for m in triage_eval.load_mentions("reporting")}
+    assert not any(json.dumps(text)[1:-1] in written for text in reporting)
+    figures = json.loads(written)["combined"]
+    assert figures["misses"] == sum(
+        n
+        for gold, row in figures["confusion"].items()
+        for scored, n in row.items()
+        if scored != gold
+    )
+    assert isinstance(figures["order_issues_ranked_below_praise"], int)
+
+
 def test_the_sentiment_bench_reports_the_goal_or_skips_without_the_tweets(tmp_path):
     finished = subprocess.run(
         [sys.executable, "-m", "bench.sentiment_eval", "--json", str(tmp_path / "s")],
