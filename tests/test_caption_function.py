@@ -238,3 +238,18 @@ def test_a_brand_in_an_unknown_language_is_a_400(function_env) -> None:
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "language"
+
+
+@pytest.mark.parametrize("query", ["?variants=2", "?language=en&language=en"])
+def test_a_query_parameter_is_a_400_naming_it_with_no_draft_written(
+    brand_key, query
+) -> None:
+    """The spec lists none for it, and the api's routes refuse what they do not take."""
+    body = {"products": [catalog(1)[0]["sku"]]}
+
+    response = post_json(caption_client(), "/" + query, body, brand_key)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] in query
+    api = make_app("api", "http").test_client()
+    assert api.get("/v1/posts", headers=auth(brand_key)).get_json()["posts"] == []

@@ -366,6 +366,14 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
     try:
         with runtime.database.transaction() as tx:
             caller = _authorize(tx, request, runtime, CAPTION_FUNCTION_ROLE)
+            # The spec lists no parameter for it: one would be a misplaced field.
+            if request.args:
+                name = next(iter(request.args))
+                raise InvalidRequest(
+                    f"POST generate_caption has no parameter {name[:100]!r}; it "
+                    "takes none",
+                    field=name[:100],
+                )
             return captions_response(tx, runtime, caller, web.read_json(request))
     except _Refused as refused:
         return _record_refusal(runtime, refused, "POST generate_caption")
