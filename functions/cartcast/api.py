@@ -308,7 +308,7 @@ def handle(request: Any, runtime: Any) -> web.Response:
     try:
         with runtime.database.transaction() as tx:
             caller = _authorize(tx, request, runtime, ROUTE_ROLES[endpoint])
-            _refuse_unknown_query(request, endpoint)
+            _refuse_unknown_query(request, QUERY_PARAMETERS.get(endpoint, ()))
             body = None
             if endpoint in _CSV_BODY:
                 body = web.read_csv(request)
@@ -336,18 +336,22 @@ def handle(request: Any, runtime: Any) -> web.Response:
         return web.error_response(error, runtime.log, runtime.clock.now())
 
 
-def _refuse_unknown_query(request: Any, endpoint: str) -> None:
-    """Refuse a parameter the route does not take, or one given more than once.
+def _refuse_unknown_query(
+    request: Any, taken: tuple[str, ...], operation: str | None = None
+) -> None:
+    """Refuse a parameter the operation does not take, or one given twice.
 
     Every parameter the spec lists is a single value: with `?priority=1&priority=2`
-    the first alone would answer a filter the caller did not ask for.
+    the first alone would answer a filter the caller did not ask for. The
+    operation is named in the refusal, by default as the route that matched.
     """
-    taken = QUERY_PARAMETERS.get(endpoint, ())
     for name in request.args:
         if name not in taken:
-            route = _route_pattern(request.path, request.method)
+            if operation is None:
+                route = _route_pattern(request.path, request.method)
+                operation = f"{request.method} {route}"
             raise InvalidRequest(
-                f"{request.method} {route} has no parameter {name[:100]!r}; it takes "
+                f"{operation} has no parameter {name[:100]!r}; it takes "
                 f"{', '.join(taken) if taken else 'none'}",
                 field=name[:100],
             )
@@ -367,13 +371,7 @@ def handle_caption_request(request: Any, runtime: Any) -> web.Response:
         with runtime.database.transaction() as tx:
             caller = _authorize(tx, request, runtime, CAPTION_FUNCTION_ROLE)
             # The spec lists no parameter for it: one would be a misplaced field.
-            if request.args:
-                name = next(iter(request.args))
-                raise InvalidRequest(
-                    f"POST generate_caption has no parameter {name[:100]!r}; it "
-                    "takes none",
-                    field=name[:100],
-                )
+            _refuse_unknown_query(request, (), "POST generate_caption")
             return captions_response(tx, runtime, caller, web.read_json(request))
     except _Refused as refused:
         return _record_refusal(runtime, refused, "POST generate_caption")
