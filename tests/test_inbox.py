@@ -428,6 +428,19 @@ def test_a_bad_reply_is_a_400_naming_the_field_and_queues_nothing(
         assert tx.scalar("SELECT state FROM mentions") == "open"
 
 
+def test_a_reply_is_stripped_of_the_blanks_around_it_as_every_text_is(
+    client, shop_key, runtime
+) -> None:
+    # A byte-order mark pasted before the text is no part of it (validation.BLANK).
+    mention_id = store_mention(runtime)
+
+    queued = reply(client, shop_key, mention_id, "\ufeff Sorry! DM us \ufeff")
+
+    assert queued.status_code == 202
+    with runtime.database.transaction() as tx:
+        assert tx.scalar("SELECT text FROM posts") == "Sorry! DM us"
+
+
 def test_a_brand_without_an_x_account_cannot_reply(client, runtime) -> None:
     body = brand_body(x_user_id=None, x_access_token=None)
     key = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]

@@ -287,7 +287,7 @@ def _reply_text(body: Any) -> str:
     text = body.get("text")
     if not isinstance(text, str) or not _has_visible_text(text):
         raise InvalidRequest("'text' must be the reply's text", field="text")
-    text = text.strip()
+    text = text.strip(validation.BLANK)
     if not post_text.fits_on_x(text):
         raise InvalidRequest(
             f"'text' weighs {post_text.weighted_length(text)}; X takes at most 280",
