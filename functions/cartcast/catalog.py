@@ -179,16 +179,19 @@ def _image_url(row: dict[str, Any]) -> str | None:
     return thumbnail or (firsts[0] if firsts else None)
 
 
+def image_url_refused(url: str) -> bool:
+    """Whether an image URL, its blanks stripped, is not one the spec's takes.
+
+    The feed's and the API's images and a CSV's Image Src all go by it.
+    """
+    return not IMAGE_URL.fullmatch(url) or validation.has_unprintable(url)
+
+
 def _checked_image(value: Any, field: str) -> str | None:
     """Return an image URL without the blanks around it, None for a blank one."""
     # {} or false would otherwise read as "no image", silently.
     url = value.strip(validation.BLANK) if isinstance(value, str) else None
-    if (
-        url is None
-        or len(value) > IMAGE_URL_LENGTH_MAX
-        or not IMAGE_URL.fullmatch(url)
-        or validation.has_unprintable(url)
-    ):
+    if url is None or len(value) > IMAGE_URL_LENGTH_MAX or image_url_refused(url):
         raise InvalidRequest(
             f"'{field}' must be an http(s) URL of at most {IMAGE_URL_LENGTH_MAX} "
             "characters, or left out",

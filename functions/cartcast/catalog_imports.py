@@ -540,10 +540,9 @@ def _variant(values: dict[str, str], line: int, position: int) -> dict[str, Any]
 def _image(values: dict[str, str], line: int, position: int) -> dict[str, Any]:
     url = values["Image Src"]
     if (
-        not url.lower().startswith(("https://", "http://"))
+        not url
         or len(url) > catalog.IMAGE_URL_LENGTH_MAX
-        or any(char.isspace() for char in url)
-        or validation.has_unprintable(url)
+        or catalog.image_url_refused(url)
     ):
         raise RowError(
             f"line {line}: 'Image Src' must be an http(s) URL",
