@@ -167,6 +167,45 @@ def test_a_wrong_item_still_to_be_put_right_stays_an_order_issue():
     assert score.intent == "order_issue"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "@northwindgoods the lamp shade came cracked, you replaced it the next day. "
+        "lovely people",
+        "wrong size boots at first, @northwindgoods exchanged them within a week and "
+        "paid the postage. brilliant",
+        "@northwindgoods my rug was stuck at the depot, your team found it and had it "
+        "to me by friday. thank you",
+    ],
+)
+def test_a_fix_told_as_done_after_the_problem_is_praise(text):
+    score = score_mention(text)
+
+    assert score.intent == "praise"
+    assert "adjust:settled" in score.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # The problem comes back after the fix.
+        "@northwindgoods you replaced the cracked lamp but the new one came cracked too",
+        "@northwindgoods the replacement you sent arrived damaged as well",
+        "@northwindgoods refunded the shipping but the vase is still smashed",
+        # The fix is not done, or not all of it.
+        "@northwindgoods swapped my wrong size boots last week, still waiting for the "
+        "right ones",
+        "@northwindgoods my parcel was lost and you said you would resend it. any news?",
+        "@northwindgoods was only refunded for one of the two damaged mugs",
+    ],
+)
+def test_a_problem_not_over_after_the_fix_stays_an_order_issue(text):
+    score = score_mention(text)
+
+    assert score.intent == "order_issue"
+    assert score.priority <= 2
+
+
 def test_true_to_size_and_nickel_free_are_not_praise():
     sizing = score_mention("@northwindgoods do these trainers run true to size?")
     material = score_mention("@northwindgoods are the earrings nickel free?")

@@ -903,6 +903,36 @@ PROBLEM_IN_PAST = compiled_patterns.compile(
     r"(?:issue|problem|mix-up|mixup|hiccup)s?\b"
     r"|\bthought (?:it|my \w+|the \w+) (?:was|had been|got) (?:lost|missing|stolen)\b"
 )
+# The shop's fix, told as done: "swapped my wrong shade", "the swap was painless",
+# "had refunded me by tuesday", "sent the right one next day". Beside an order
+# problem named before it (or as its object: "exchanged the wrong size"), with
+# nothing asked and nothing still open, the problem is over (`_remedied`).
+REMEDY = compiled_patterns.compile(
+    r"(?<!only )(?<!not )(?<!never )(?<!n't )(?<!to )(?<!will )(?<!'ll )(?<!be )"
+    r"\b(?:(?:swapped|exchanged|replaced|refunded|reshipped|resent|re-sent"
+    r"|credited|sorted|fixed|resolved|upgraded|tracked down)"
+    r"(?: (?:my|the|our|it|them|me|us))?(?: (?:(?!for\b)\w+ ){0,3}?(?:wrong|broken|damaged"
+    r"|missing|faulty|dented|cracked|smashed|dead|lost|late|stuck|short) \w+)?"
+    r"|(?:sent|posted|got|had) (?:me |us )?(?:an? |the )?(?:new|right|correct"
+    r"|replacement|another|fresh|second|proper) (?:one|\w+)"
+    r"|(?:found|located) (?:it|them|my \w+|the \w+)"
+    r"|(?:swap|exchange|replacement|refund|return|resend)s? (?:was|were|went|came"
+    r"|sat|landed|hit|arrived)(?: through)? (?:\w+ ){0,2}?(?:painless|easy|quick"
+    r"|fast|sorted|instant|speedy|seamless|smooth|done|in|by|within|the same"
+    r"|next|through|back)"
+    r"|(?:was|were|got) (?:swapped|exchanged|replaced|refunded|sorted|fixed"
+    r"|resolved|credited)"
+    r"|put (?:it|that|things|my \w+) right|in the next (?:box|parcel|order"
+    r"|delivery)|money back)\b"
+)
+# What keeps a problem open however well the fix began.
+STILL_OPEN = compiled_patterns.compile(
+    r"\b(?:still|not yet|yet to|waiting|ignored|chasing|chased|where(?:'s| is"
+    r"| are)|when will|no (?:reply|response|word|news|answer|update))\b"
+    # "Wrong again" is open; "will order again" is praise.
+    r"|(?<!order )(?<!ordering )(?<!buy )(?<!buying )(?<!shop )(?<!shopping )"
+    r"(?<!back )(?<!use )\bagain\b"
+)
 NO_PROBLEM = compiled_patterns.compile(
     r"\b(?:without|not|no|nothing|zero) (?:a |one |a single |any )?(?:was |were"
     r" )?(?:scratch|scratches|crack|cracks|mark|marks|dent|dents|damage|damaged"
@@ -1362,11 +1392,16 @@ def _find_cues(original: str, lowered: str, gates: frozenset[_Gate]) -> _Cues:
     order_context = bool(order_reference) or (
         bool(problem or crisis) and bool(ORDER_CONTEXT.search(lowered))
     )
+    order_problem = _matching(
+        NOT_ARRIVED, lowered, NOT_ARRIVED_GATE in gates
+    ) + _matching(ORDER_PROBLEMS, lowered, ORDER_PROBLEMS_GATE in gates)
+    if (order_problem or problem) and not problem_in_past:
+        if _remedied(lowered, order_problem, problem):
+            settled = problem_in_past = True
     return _Cues(
         crisis=crisis,
         spam=spam,
-        order_problem=_matching(NOT_ARRIVED, lowered, NOT_ARRIVED_GATE in gates)
-        + _matching(ORDER_PROBLEMS, lowered, ORDER_PROBLEMS_GATE in gates),
+        order_problem=order_problem,
         problem=problem,
         complaint=_matching(COMPLAINTS, lowered, COMPLAINTS_GATE in gates),
         settled=settled,
@@ -1382,6 +1417,30 @@ def _find_cues(original: str, lowered: str, gates: frozenset[_Gate]) -> _Cues:
         but_turn=" but " in lowered and _turns_sour(lowered),
         asking=_Asking(lowered),
     )
+
+
+def _remedied(
+    lowered: str, order_problem: tuple[str, ...], problem: tuple[str, ...]
+) -> bool:
+    """Tell whether the shop's fix comes after every problem named, nothing open."""
+    if REQUEST.search(lowered) or STILL_OPEN.search(lowered):
+        return False
+    fixes = list(REMEDY.finditer(lowered))
+    if not fixes:
+        return False
+    named = set(order_problem) | set(problem)
+    groups = (NOT_ARRIVED, ORDER_PROBLEMS, PROBLEMS)
+    last_problem = max(
+        (
+            found.start()
+            for group in groups
+            for name, rx in group
+            if name in named
+            for found in rx.finditer(lowered)
+        ),
+        default=-1,
+    )
+    return fixes[-1].end() > last_problem
 
 
 def _spam_cues(original: str, lowered: str, gates: frozenset[_Gate]) -> tuple[str, ...]:
@@ -1475,7 +1534,10 @@ def _negative_pulls(cues: _Cues) -> list[tuple[str, float]]:
 
 def _put_right(cues: _Cues) -> bool:
     """A problem put right or a delivery that went well, and no problem left."""
-    problem_left = cues.order_problem and not cues.problem_in_past
+    # A problem of the order's named after the fix ("you replaced it but the
+    # new one came cracked too") is left unless the fix is told after it.
+    problem = cues.order_problem or (cues.order_context and cues.problem)
+    problem_left = problem and not cues.problem_in_past
     return cues.settled and not problem_left and not cues.customer_crisis
 
 
