@@ -107,3 +107,32 @@ def test_a_model_sure_of_an_order_issue_does_not_overrule_praise_words():
 
     assert praised.intent == "praise" and "adjust:eager" in praised.reasons
     assert plain.sentiment == "positive" and plain.intent == "order_issue"
+
+
+def test_words_after_a_negation_are_marked_within_their_clause():
+    found = intent_model.words("it never arrived at all. Arrived fine, didn't it, but ok")
+
+    # "never arrived" is not "arrived"; the mark ends after three words, at a
+    # clause's end and before "but".
+    assert found == [
+        "it", "never", "!arrived", "!at", "!all",
+        "arrived", "fine", "didn't", "!it", "but", "ok",
+    ]  # fmt: skip
+    assert "w:!arrived" in intent_model.features("never arrived")
+    assert "b:never_!arrived" in intent_model.features("never arrived")
+
+
+def test_a_marked_pair_is_read_back_as_the_same_pair():
+    # Word pairs are keyed by splitting "b:a_b" at its first "_": a mark must
+    # not hold one.
+    model = intent_model.load(
+        {
+            "classes": ["order_issue", "praise"],
+            "bias": [0.0, 0.0],
+            "weights": {"b:never_!arrived": [3.0, 0.0]},
+        }
+    )
+
+    found = intent_model.probabilities("never arrived", model)
+
+    assert found["order_issue"] > 0.9

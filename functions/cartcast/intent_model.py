@@ -33,6 +33,11 @@ MONEY = re.compile(r"[$€£]\s?\d+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s?(?:usd|eur|gbp
 URL = re.compile(r"https?://\S+|www\.\S+")
 HANDLE = re.compile(r"@\w{1,15}")
 CHAR_GRAMS = (4,)
+NEGATORS = frozenset({"not", "no", "never", "nothing", "without", "nobody"})
+NEGATION_SCOPE = 3
+CLAUSE_END = re.compile(r"[.!?,;:]+|(?=\bbut\b)")
+_NEG = re.compile(r"\b(?:not|no|never|nothing|without|nobody)\b|n't\b")
+NEGATORS_IN = _NEG.search
 # Words seen before are scored from a cache: on X the same words come back.
 WORD_CACHE_SIZE = 20_000
 
@@ -53,7 +58,20 @@ def words(text: str) -> list[str]:
         if THREE_DIGITS.search(lowered):
             lowered = ORDER_NUMBER.sub(" ordernumtoken ", lowered)
         lowered = NUMBER.sub("0", lowered)
-    return WORD.findall(lowered)
+    if not NEGATORS_IN(lowered):
+        return WORD.findall(lowered)
+    found = []
+    for clause in CLAUSE_END.split(lowered):
+        scope = 0
+        for word in WORD.findall(clause):
+            if scope:
+                found.append("!" + word)
+                scope -= 1
+            else:
+                found.append(word)
+            if word in NEGATORS or word.endswith("n't"):
+                scope = NEGATION_SCOPE
+    return found
 
 
 def word_features(word: str) -> list[str]:
