@@ -40,6 +40,7 @@ TRAINED_ON = (
     DATA / "triage_mentions_solestack.json",
     DATA / "triage_mentions_cadence.json",
     DATA / "triage_mentions_grindlewick.json",
+    DATA / "triage_mentions_mossgate.json",
     DATA / "triage_tuning_pawnest.json",
     DATA / "triage_tuning_lunaria.json",
     DATA / "triage_tuning_spokewell.json",
