@@ -96,6 +96,37 @@ def test_malformed_json_is_a_400_naming_the_problem(client, brand_key) -> None:
     assert "not valid JSON" in response.get_json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("raw", "key", "field"),
+    [
+        (b'{"products": [], "products": []}', "products", "products"),
+        (
+            b'{"products": [{"sku": "A-1", "title": "A", "price": 5, "sku": "B-2"}]}',
+            "sku",
+            "products[0].sku",
+        ),
+    ],
+)
+def test_a_key_given_twice_in_an_object_is_a_400_naming_it_and_writes_nothing(
+    client, brand_key, raw, key, field
+) -> None:
+    # Python's json keeps the last of a repeated key; the caller may have meant
+    # either, and a proxy or log reading the first would see another request.
+    response = client.post(
+        "/v1/products",
+        data=raw,
+        headers=auth(brand_key),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert f"'{key}'" in error["message"] and "twice" in error["message"]
+    assert error["field"] == field
+    listed = client.get("/v1/products", headers=auth(brand_key)).get_json()
+    assert listed["products"] == []
+
+
 @pytest.mark.parametrize("raw", [b" ", b"\r\n", b" \t ", b"\x0b", b"\x0c", b" \x1c "])
 def test_a_body_of_only_whitespace_is_not_json_and_is_refused(
     client, brand_key, raw

@@ -253,3 +253,18 @@ def test_a_query_parameter_is_a_400_naming_it_with_no_draft_written(
     assert response.get_json()["error"]["field"] in query
     api = make_app("api", "http").test_client()
     assert api.get("/v1/posts", headers=auth(brand_key)).get_json()["posts"] == []
+
+
+def test_a_key_given_twice_is_a_400_naming_it_with_no_draft_written(brand_key) -> None:
+    sku = catalog(1)[0]["sku"]
+    raw = json.dumps({"products": [sku], "variants": 1})
+    raw = raw[:-1] + ', "variants": 2}'
+
+    response = caption_client().post(
+        "/", data=raw, headers=auth(brand_key), content_type="application/json"
+    )
+
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["field"] == "variants"
+    api = make_app("api", "http").test_client()
+    assert api.get("/v1/posts", headers=auth(brand_key)).get_json()["posts"] == []

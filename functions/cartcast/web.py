@@ -127,6 +127,7 @@ def _parse(raw: bytes) -> Any:
     try:
         return json.loads(
             raw.decode("utf-8"),
+            object_pairs_hook=_object,
             parse_constant=_refuse_constant,
             parse_float=_finite_float,
         )
@@ -142,6 +143,30 @@ def _refuse_constant(name: str) -> Any:
     # Python's json reads NaN and Infinity, which are not JSON and which neither
     # numeric nor jsonb columns can hold.
     raise ValueError(f"{name} is not a JSON number")
+
+
+class _RepeatedKey(dict):
+    """An object that names `key` twice, marked here and refused by check_storable,
+    whose walk knows the path the error names (the hook is called inside out)."""
+
+    key: str
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of a repeated key (RFC 8259 leaves it to the
+    # reader); a proxy or log that keeps the first sees another request, and the
+    # caller may have meant either. Counting costs one len() per object.
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    seen: set[str] = set()
+    marked = _RepeatedKey(value)
+    for key, _ in pairs:
+        if key in seen:
+            marked.key = key
+            break
+        seen.add(key)
+    return marked
 
 
 # Integral floats up to here are exact: 2.0 ** 53 + 1 is not a double.
@@ -165,7 +190,8 @@ def check_storable(body: Any) -> None:
 
     Walks the body without recursion. Strings must be encodable as UTF-8 (a lone
     surrogate from a "\\ud800" escape is not; pg8000 would fail on it) and free of
-    NUL, which PostgreSQL text refuses. A path is built only for the error.
+    NUL, which PostgreSQL text refuses. An object the parser marked as naming a key
+    twice is refused with the key's path. A path is built only for the error.
     """
     stack: list[tuple[Any, _Path, int]] = [(body, None, 1)]
     while stack:
@@ -173,6 +199,12 @@ def check_storable(body: Any) -> None:
         if isinstance(value, str):
             _check_string(value, path)
             continue
+        if isinstance(value, _RepeatedKey):
+            raise InvalidRequest(
+                f"the key {value.key[:FIELD_LENGTH_MAX]!r} is given twice in one "
+                "object; send it once",
+                field=_field((path, value.key)),
+            )
         if isinstance(value, dict):
             items: Any = value.items()
         elif isinstance(value, list):
