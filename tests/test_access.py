@@ -179,6 +179,20 @@ def test_the_operator_key_is_no_brands_key_and_its_refusal_is_nobodys(
 # Keys.
 
 
+@pytest.mark.parametrize("name", [" ops", "ops ", "ops\n", "\u3000ops"])
+def test_a_key_name_with_blanks_around_it_is_a_400_as_the_spec_says(
+    client, admin_key, name
+) -> None:
+    response = post_json(
+        client, "/v1/keys", {"name": name, "role": "editor"}, admin_key
+    )
+
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["field"] == "name"
+    listed = client.get("/v1/keys", headers=auth(admin_key)).get_json()["keys"]
+    assert [k["name"] for k in listed] == ["admin"]
+
+
 def test_an_admin_makes_a_key_shown_once_and_listed_without_it(
     client, admin_key
 ) -> None:

@@ -84,6 +84,14 @@ def test_bad_brand_fields_are_named_in_a_400(client, change, field) -> None:
     assert response.get_json()["error"]["field"] == field
 
 
+@pytest.mark.parametrize("slug", [" test-goods", "test-goods ", "test-goods\t", ""])
+def test_a_slug_the_spec_refuses_is_a_400_naming_it(client, slug) -> None:
+    response = post_json(client, "/v1/brands", brand_body(slug=slug), OPERATOR_KEY)
+
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["field"] == "slug"
+
+
 def test_malformed_json_is_a_400_naming_the_problem(client, brand_key) -> None:
     response = client.post(
         "/v1/products",

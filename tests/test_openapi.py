@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cartcast import api, brands, catalog, orders, post_kinds, posts, validation
+from cartcast import api, brands, catalog, keys, orders, post_kinds, posts, validation
 from cartcast.errors import InvalidRequest
 
 SPEC = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
@@ -589,3 +589,57 @@ def test_every_operation_taking_an_alert_webhook_lists_its_refusals() -> None:
     for path, method in (("/v1/brands", "post"), ("/v1/brand", "patch")):
         listed = spec["paths"][path][method]["x-refusals-beyond-schema"]
         assert "isprintable" in listed.get("alert_webhook_url", ""), path
+
+
+def _brand_currency(value: str) -> None:
+    validation.currency({"currency": value}, "currency", default="USD")
+
+
+def _brand_slug(value: str) -> None:
+    brands._slug({"slug": value}, "Test Goods")
+
+
+def _key_name(value: str) -> None:
+    # A name the code takes goes on to the role, refused here before any query.
+    body = {"name": value, "role": "no such role"}
+    try:
+        keys.add_key(
+            None, brand_id="", body=body, actor="", now=dt.datetime.now(dt.UTC)
+        )
+    except InvalidRequest as error:
+        if error.field == "name":
+            raise
+
+
+@pytest.mark.parametrize(
+    ("where", "check", "good"),
+    [
+        (("BrandInput", "currency"), _brand_currency, "usd"),
+        (("BrandInput", "slug"), _brand_slug, "test-goods"),
+        (("/v1/keys", "name"), _key_name, "ops bot"),
+    ],
+)
+def test_a_code_or_name_is_refused_exactly_when_the_spec_pattern_refuses_it(
+    where, check, good
+) -> None:
+    """The code took " usd" and "ops " by stripping them, which the pattern refuses."""
+    spec = yaml.safe_load(SPEC.read_text())
+    owner, name = where
+    if owner.startswith("/"):
+        schema = spec["paths"][owner]["post"]["requestBody"]["content"]
+        schema = schema["application/json"]["schema"]
+    else:
+        schema = spec["components"]["schemas"][owner]
+    # As ECMA-262 reads `$`: at the very end only, not before a final newline too.
+    pattern = re.compile(schema["properties"][name]["pattern"].replace("$", r"\Z"))
+    probes = [good, good.upper(), good[:-1], good + good[-1]]
+    for blank in (" ", "\t", "\n", "\xa0", "\u3000", "\ufeff"):
+        probes += [blank + good, good + blank]
+
+    disagree = [
+        value
+        for value in probes
+        if bool(pattern.search(value)) is not _accepts(check, value)
+    ]
+
+    assert disagree == []

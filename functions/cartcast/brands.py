@@ -599,10 +599,18 @@ def get_brand(tx: Transaction, brand_id: str) -> dict[str, Any]:
 
 
 def _slug(body: dict, name: str) -> str:
-    given = validation.text(body, "slug", required=False, max_len=63)
-    slug = given or _slugify(name)
+    # Matched as sent, as docs/openapi.yaml's pattern is: stripping blanks first
+    # took " shop", and "" fell back to the name, both of which the spec refuses.
+    given = body.get("slug")
+    if given is not None and not isinstance(given, str):
+        raise InvalidRequest("'slug' must be a string", field="slug")
+    slug = _slugify(name) if given is None else given
     if not SLUG_PATTERN.fullmatch(slug):
-        hint = "" if given else f" (derived from the name: {slug!r}); send a 'slug'"
+        hint = (
+            ""
+            if given is not None
+            else f" (derived from the name: {slug!r}); send a 'slug'"
+        )
         raise InvalidRequest(
             f"'slug' must be 2-63 lowercase letters, digits or dashes{hint}",
             field="slug",

@@ -35,8 +35,9 @@ KEY_PREFIX = "cc_"
 ROLES = ("viewer", "editor", "approver", "admin")
 OPERATOR = "operator"
 KEY_FIELDS = ("name", "role")
-# Names are what the audit trail shows as the actor: no "system:..." look-alikes.
-KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
+# Names are what the audit trail shows as the actor: no "system:..." look-alikes,
+# and no space at the end, where "ops" and "ops " would read as one name.
+KEY_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._@-]{0,62}[A-Za-z0-9._@-])?")
 RESERVED_NAMES = ("operator", "system")
 # last_used_at is written at most this often per key, so that reads do not all
 # become writes of the same row.
@@ -248,11 +249,20 @@ def add_key(
     """
     body = validation.require_object(body)
     validation.only_fields(body, KEY_FIELDS, what="a key")
-    name = validation.text(body, "name", max_len=64)
-    if not KEY_NAME.fullmatch(name) or name.lower() in RESERVED_NAMES:
+    # Matched as sent, as docs/openapi.yaml's pattern is: stripping blanks first
+    # took " ops", which the spec refuses.
+    name = body.get("name")
+    if name is None:
+        raise InvalidRequest("'name' is required", field="name")
+    if (
+        not isinstance(name, str)
+        or not KEY_NAME.fullmatch(name)
+        or name.lower() in RESERVED_NAMES
+    ):
         raise InvalidRequest(
             "'name' must be 1 to 64 letters, digits, spaces or . _ @ -, starting "
-            "with a letter or digit, and not 'operator' or 'system'",
+            "with a letter or digit, not ending with a space, and not 'operator' "
+            "or 'system'",
             field="name",
         )
     role = body.get("role")
