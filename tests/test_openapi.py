@@ -643,3 +643,32 @@ def test_a_code_or_name_is_refused_exactly_when_the_spec_pattern_refuses_it(
     ]
 
     assert disagree == []
+
+
+@pytest.mark.parametrize("name", ["id", "customer.id"])
+def test_an_integer_store_id_is_bounded_by_the_spec_as_the_code_bounds_it(
+    name,
+) -> None:
+    """maxLength bounds a string id only: the code's 200 characters, read of an
+    integer, are the schema's minimum and maximum."""
+    order = yaml.safe_load(SPEC.read_text())["components"]["schemas"]["OrderInput"]
+    schema = order["properties"]["id"]
+    if name == "customer.id":
+        schema = order["properties"]["customer"]["properties"]["id"]
+    now = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+
+    def order_of(store_id: int) -> None:
+        body = {"created_at": "2026-03-01T10:00:00Z", "currency": "USD"}
+        body |= {"total_price": "1.00", "id": "1"}
+        if name == "id":
+            body["id"] = store_id
+        else:
+            body["customer"] = {"id": store_id}
+        orders.parse_order(body, now=now)
+
+    for value in (schema["minimum"], schema["maximum"]):
+        order_of(value)
+    for value in (schema["minimum"] - 1, schema["maximum"] + 1):
+        with pytest.raises(InvalidRequest) as refused:
+            order_of(value)
+        assert refused.value.field == name
