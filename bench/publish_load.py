@@ -935,7 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency-ms",
         type=float,
         default=ISSUE_CASE["latency_ms"],
-        help="delay the X sandbox adds to every answer, milliseconds (over 0)",
+        help="delay the X sandbox adds to every answer, milliseconds (finite, over 0)",
     )
     parser.add_argument(
         "--profile-posts",
@@ -962,8 +962,11 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         return "--posts must be at least 1"
     if not 1 <= args.brands <= args.posts:
         return "--brands must be 1 to --posts"
-    if args.invocations < 1 or not args.latency_ms > 0:
-        return "--invocations and --latency-ms must be positive"
+    if args.invocations < 1:
+        return "--invocations must be at least 1"
+    # float() reads "inf" and "nan" too; the sandbox cannot wait forever.
+    if not (math.isfinite(args.latency_ms) and args.latency_ms > 0):
+        return "--latency-ms must be a finite number over 0"
     if args.profile_posts < 0:
         return "--profile-posts must be 0 or more"
 
