@@ -271,6 +271,8 @@ def test_the_api_pauses_and_resumes_for_admins_and_approvers_only(
     [
         ({"reason": ""}, "reason"),
         ({"reason": "\ufeff"}, "reason"),
+        ({"reason": "\u200b\u200d"}, "reason"),
+        ({"reason": " \u2066\u2069\u00ad "}, "reason"),
         ({"reason": "x" * 301}, "reason"),
         ({"why": 1}, "why"),
     ],
@@ -285,6 +287,19 @@ def test_a_bad_pause_is_a_400_naming_the_field(client, body, field) -> None:
     assert refused.status_code == 400
     assert refused.get_json()["error"]["field"] == field
     assert shown["paused"] is False
+
+
+def test_a_pause_reason_keeps_the_bidi_marks_inside_its_text(client) -> None:
+    response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    key = response.get_json()["api_key"]
+    reason = "\u2067\u05e8\u05d9\u05e7\u05d5\u05dc\u2069 recall"
+
+    paused = post_json(client, "/v1/brand/pause", {"reason": reason}, key)
+
+    assert paused.status_code == 200, paused.get_json()
+    assert client.get("/v1/brand/pause", headers=auth(key)).get_json()["reason"] == (
+        reason
+    )
 
 
 def test_the_brand_lists_its_crises(client, runtime, clock) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,19 @@ def test_every_not_blank_pattern_is_the_one_the_code_checks() -> None:
             continue
         char = chr(code_point)
         assert bool(not_blank.search(char)) is not validation.is_blank(char)
+
+
+def test_a_text_of_only_invisible_format_characters_is_blank() -> None:
+    """Unicode's Cf (zero-width, joiners, bidi marks, soft hyphen) shows nothing:
+    a text of those, spaces and controls alone is blank, to the code and the
+    spec's pattern alike; one beside a visible character is kept."""
+    not_blank = re.compile(validation.NOT_BLANK.pattern)
+    for code_point in range(0x10000):
+        char = chr(code_point)
+        if unicodedata.category(char) in ("Cf", "Zs", "Cc"):
+            assert validation.is_blank(char), hex(code_point)
+            assert not not_blank.search(char), hex(code_point)
+            assert not validation.is_blank(char + "a"), hex(code_point)
 
 
 def test_texts_the_code_refuses_when_blank_say_so_with_the_pattern() -> None:

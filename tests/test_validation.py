@@ -192,7 +192,13 @@ def test_a_required_text_of_only_controls_and_spaces_is_refused(blank) -> None:
 
 @pytest.mark.parametrize(
     ("value", "blank"),
-    [("\x85", True), ("\u3000\x1e\ufeff", True), ("a\x1e", False), ("\u200b", False)],
+    [
+        ("\x85", True),
+        ("\u3000\x1e\ufeff", True),
+        ("a\x1e", False),
+        ("\u200b\u200d", True),
+        ("\u200fa\u200b", False),
+    ],
 )
 def test_blank_is_what_the_specs_not_blank_pattern_does_not_match(value, blank) -> None:
     assert validation.is_blank(value) is blank

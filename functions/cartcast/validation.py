@@ -46,11 +46,19 @@ BLANK_CLASS = (
 )
 SPACE_CLASS = BLANK_CLASS + "\\x1c-\\x1f\\x85"
 # A character that makes a text not blank: neither whitespace, by JSON Schema's
-# `\s` or Python's str.isspace(), nor a C0 or C1 control nor U+FEFF. `\S` alone
-# means different things to the two (ECMA-262 matches \x1e and \x85 and not
-# U+FEFF), and schemathesis reads the spec's patterns with Python's re; this class
-# reads alike in both, and docs/openapi.yaml uses it as the not-blank pattern.
-NOT_BLANK = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\ufeff]")
+# `\s` or Python's str.isspace() (every Zs among them), nor a C0 or C1 control
+# (Cc), nor an invisible format character (Cf: zero-width space and joiners, bidi
+# marks, soft hyphen, U+FEFF...), so that a text shows something; such marks inside
+# a text stay. `\S` alone means different things to the two (ECMA-262 matches \x1e
+# and \x85 and not U+FEFF), and schemathesis reads the spec's patterns with
+# Python's re; this class reads alike in both, and docs/openapi.yaml uses it as the
+# not-blank pattern. Cf is spelled out as of Unicode 14 (Python 3.11), the BMP's
+# only: no escape writes an astral character alike for ECMA-262 and Python's re.
+NOT_BLANK = re.compile(
+    r"[^\s\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891"
+    r"\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+    r"\ufff9-\ufffb]"
+)
 # Characters no store or person writes into an id or a URL, which would be stored
 # as they came and printed into reports and logs: C0 and C1 controls, line and
 # paragraph separators, zero-width and bidirectional marks (U+061C among them),
@@ -109,7 +117,8 @@ def text(
 
 
 def is_blank(value: str) -> bool:
-    """Whether `value` holds no NOT_BLANK character (only spaces and controls)."""
+    """Whether `value` holds no NOT_BLANK character (only spaces, controls and
+    invisible format characters)."""
     return NOT_BLANK.search(value) is None
 
 
