@@ -359,6 +359,33 @@ def test_a_bad_calendar_view_or_day_is_a_clear_400(client, signed_in) -> None:
     assert answer.status_code == 400 and "start" in answer.get_data(as_text=True)
 
 
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/console/calendar?view=week&view=month", "view"),
+        ("/console/calendar?start=2026-03-02&start=2026-04-06", "start"),
+        ("/console/kpis?from=2026-02-24&from=2026-02-01&to=2026-03-02", "from"),
+        ("/console/kpis.csv?from=2026-02-24&to=2026-03-02&to=2026-03-01", "to"),
+    ],
+)
+def test_a_page_parameter_given_twice_is_a_400_naming_it(
+    client, signed_in, path, name
+) -> None:
+    # The first alone would show a week or a range the reader did not ask for.
+    answer = client.get(path)
+
+    assert answer.status_code == 400
+    assert f"Field: <code>{name}</code>" in answer.get_data(as_text=True)
+
+
+def test_a_parameter_a_page_does_not_read_is_let_be(client, signed_in) -> None:
+    # A link from a newsletter or a browser add-on carries its own (utm_source);
+    # a page only shows, so nothing is done on the strength of one.
+    answer = client.get("/console/calendar?utm_source=mail&utm_source=x")
+
+    assert answer.status_code == 200
+
+
 def test_the_kpi_page_has_its_range_and_a_csv_link(client, signed_in) -> None:
     page = client.get("/console/kpis?from=2026-02-24&to=2026-03-02")
     csv = client.get("/console/kpis.csv?from=2026-02-24&to=2026-03-02")

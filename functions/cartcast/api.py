@@ -355,11 +355,7 @@ def _refuse_unknown_query(
                 f"{', '.join(taken) if taken else 'none'}",
                 field=name[:100],
             )
-        if len(request.args.getlist(name)) > 1:
-            raise InvalidRequest(
-                f"parameter {name!r} is given more than once; give it once",
-                field=name,
-            )
+        web.query_value(request, name)
 
 
 def handle_caption_request(request: Any, runtime: Any) -> web.Response:

@@ -544,11 +544,16 @@ def calendar(
 ) -> Response:
     brand = brands.get_brand(tx, session.caller.brand_id)
     zone = zoneinfo.ZoneInfo(brand["time_zone"])
-    view = request.args.get("view", "week")
+    # A parameter the page reads is refused given twice, as the API refuses one;
+    # others (a link's utm_source) are let be: a page only shows, and a browser
+    # or add-on adds its own to the links it follows.
+    view = web.query_value(request, "view")
+    view = "week" if view is None else view
     if view not in post_calendar.VIEWS:
         raise InvalidRequest("'view' must be week or month", field="view")
     today = runtime.clock.now().astimezone(zone).date()
-    start = post_calendar.first_day(view, _day(request.args.get("start"), today))
+    start_day = _day(web.query_value(request, "start"), today)
+    start = post_calendar.first_day(view, start_day)
     days = post_calendar.days_of(view, start)
     previous, following = post_calendar.neighbours(view, start)
 
@@ -1159,11 +1164,8 @@ def _range(
     """Read from/to as the API's report does (api._report_range)."""
     from cartcast import api
 
-    query = {
-        name: request.args[name]
-        for name in ("from", "to")
-        if request.args.get(name, "").strip()
-    }
+    given = {name: web.query_value(request, name) for name in ("from", "to")}
+    query = {name: value for name, value in given.items() if (value or "").strip()}
     return api.report_range(query, brand, now)
 
 

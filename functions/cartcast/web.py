@@ -100,6 +100,21 @@ def parse_json_document(raw: bytes) -> Any:
     return body
 
 
+def query_value(request: Any, name: str) -> str | None:
+    """Return query parameter `name`, None when absent; refuse it given twice.
+
+    Every parameter cartcast reads is a single value: with `?view=week&view=month`
+    the first alone would answer a page or filter the caller did not ask for.
+    """
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise InvalidRequest(
+            f"parameter {name[:100]!r} is given more than once; give it once",
+            field=name[:100],
+        )
+    return values[0] if values else None
+
+
 def read_body(request: Any) -> bytes:
     """Return the raw body, at most BODY_BYTES_MAX bytes, or refuse it.
 
