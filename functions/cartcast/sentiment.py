@@ -1451,6 +1451,18 @@ def _remedied(
     return fixes[-1].end() > last_problem
 
 
+def _fix_told_as_done(lowered: str) -> bool:
+    """Tell whether the shop's fix is told as done, with nothing asked or open."""
+    # The model reads the problem's words in "went to the wrong house and you
+    # reshipped express, at your cost": as for the rules (`_remedied`), the fix
+    # says the problem is over.
+    return (
+        REMEDY.search(lowered) is not None
+        and not REQUEST.search(lowered)
+        and not STILL_OPEN.search(lowered)
+    )
+
+
 def _spam_cues(original: str, lowered: str, gates: frozenset[_Gate]) -> tuple[str, ...]:
     spam = list(_matching(SPAM_STRONG, lowered, SPAM_STRONG_GATE in gates))
     if _may_hold_url(original) and len(URL.findall(original)) >= SPAM_MIN_URLS:
@@ -1655,7 +1667,11 @@ def _learned_intent(
     order_from = MODEL_ORDER_FROM_POSITIVE if positive else MODEL_ORDER_FROM
     # "Love that you sent a handwritten note with my order": a text happy in
     # praise words names an order to praise it; the model reads the order words.
-    if probability["order_issue"] >= order_from and not (positive and cheered):
+    if (
+        probability["order_issue"] >= order_from
+        and not (positive and cheered)
+        and not _fix_told_as_done(text.lower())
+    ):
         return "order_issue"
     if (
         intent in ("question", "other")
