@@ -151,7 +151,12 @@ def test_a_fix_told_as_done_stops_a_model_sure_of_an_order_issue():
         "@oakandreed it went to the wrong house and you reshipped it, when will it come",
         model=sure,
     )
+    gone_wrong = score_mention(
+        "@oakandreed you refunded the wrong card, the one you used is closed",
+        model=sure,
+    )
 
     assert done.intent != "order_issue"
     assert not any(r.startswith("model:") for r in done.reasons)
     assert asked.intent == "order_issue" and "model:order_issue" in asked.reasons
+    assert gone_wrong.intent == "order_issue"

@@ -917,6 +917,7 @@ PROBLEM_IN_PAST = compiled_patterns.compile(
 # nothing asked and nothing still open, the problem is over (`_remedied`).
 REMEDY = compiled_patterns.compile(
     r"(?<!only )(?<!not )(?<!never )(?<!n't )(?<!to )(?<!will )(?<!'ll )(?<!be )"
+    r"(?<!get )"
     r"\b(?:(?:swapped|exchanged|replaced|refunded|reshipped|resent|re-sent"
     r"|credited|sorted|fixed|resolved|upgraded|tracked down)"
     r"(?: (?:my|the|our|it|them|me|us))?(?: (?:(?!for\b)\w+ ){0,3}?(?:wrong|broken|damaged"
@@ -932,6 +933,10 @@ REMEDY = compiled_patterns.compile(
     r"|resolved|credited)"
     r"|put (?:it|that|things|my \w+) right|in the next (?:box|parcel|order"
     r"|delivery)|money back)\b"
+)
+FIX_GONE_WRONG = compiled_patterns.compile(
+    r"\b(?:wrong|broken|damaged|missing|faulty|dented|cracked|smashed|dead|lost"
+    r"|late|stuck|short)\b"
 )
 # What keeps a problem open however well the fix began.
 STILL_OPEN = compiled_patterns.compile(
@@ -1456,11 +1461,11 @@ def _fix_told_as_done(lowered: str) -> bool:
     # The model reads the problem's words in "went to the wrong house and you
     # reshipped express, at your cost": as for the rules (`_remedied`), the fix
     # says the problem is over.
-    return (
-        REMEDY.search(lowered) is not None
-        and not REQUEST.search(lowered)
-        and not STILL_OPEN.search(lowered)
-    )
+    # "You refunded the wrong card" is a fix gone wrong: only a fix that names
+    # no fault of its own counts here.
+    if REQUEST.search(lowered) or STILL_OPEN.search(lowered):
+        return False
+    return any(not FIX_GONE_WRONG.search(fix[0]) for fix in REMEDY.finditer(lowered))
 
 
 def _spam_cues(original: str, lowered: str, gates: frozenset[_Gate]) -> tuple[str, ...]:
