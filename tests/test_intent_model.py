@@ -136,27 +136,3 @@ def test_a_marked_pair_is_read_back_as_the_same_pair():
     found = intent_model.probabilities("never arrived", model)
 
     assert found["order_issue"] > 0.9
-
-
-def test_a_fix_told_as_done_stops_a_model_sure_of_an_order_issue():
-    classes = list(train_intent_model.CLASSES)
-    bias = [9.0 if c == "order_issue" else 0.0 for c in classes]
-    sure = intent_model.load({"classes": classes, "bias": bias, "weights": {}})
-
-    done = score_mention(
-        "@oakandreed it went to the wrong house and you reshipped it at your cost",
-        model=sure,
-    )
-    asked = score_mention(
-        "@oakandreed it went to the wrong house and you reshipped it, when will it come",
-        model=sure,
-    )
-    gone_wrong = score_mention(
-        "@oakandreed you refunded the wrong card, the one you used is closed",
-        model=sure,
-    )
-
-    assert done.intent != "order_issue"
-    assert not any(r.startswith("model:") for r in done.reasons)
-    assert asked.intent == "order_issue" and "model:order_issue" in asked.reasons
-    assert gone_wrong.intent == "order_issue"

@@ -917,7 +917,6 @@ PROBLEM_IN_PAST = compiled_patterns.compile(
 # nothing asked and nothing still open, the problem is over (`_remedied`).
 REMEDY = compiled_patterns.compile(
     r"(?<!only )(?<!not )(?<!never )(?<!n't )(?<!to )(?<!will )(?<!'ll )(?<!be )"
-    r"(?<!get )"
     r"\b(?:(?:swapped|exchanged|replaced|refunded|reshipped|resent|re-sent"
     r"|credited|sorted|fixed|resolved|upgraded|tracked down)"
     r"(?: (?:my|the|our|it|them|me|us))?(?: (?:(?!for\b)\w+ ){0,3}?(?:wrong|broken|damaged"
@@ -933,10 +932,6 @@ REMEDY = compiled_patterns.compile(
     r"|resolved|credited)"
     r"|put (?:it|that|things|my \w+) right|in the next (?:box|parcel|order"
     r"|delivery)|money back)\b"
-)
-FIX_GONE_WRONG = compiled_patterns.compile(
-    r"\b(?:wrong|broken|damaged|missing|faulty|dented|cracked|smashed|dead|lost"
-    r"|late|stuck|short)\b"
 )
 # What keeps a problem open however well the fix began.
 STILL_OPEN = compiled_patterns.compile(
@@ -1456,18 +1451,6 @@ def _remedied(
     return fixes[-1].end() > last_problem
 
 
-def _fix_told_as_done(lowered: str) -> bool:
-    """Tell whether the shop's fix is told as done, with nothing asked or open."""
-    # The model reads the problem's words in "went to the wrong house and you
-    # reshipped express, at your cost": as for the rules (`_remedied`), the fix
-    # says the problem is over.
-    # "You refunded the wrong card" is a fix gone wrong: only a fix that names
-    # no fault of its own counts here.
-    if REQUEST.search(lowered) or STILL_OPEN.search(lowered):
-        return False
-    return any(not FIX_GONE_WRONG.search(fix[0]) for fix in REMEDY.finditer(lowered))
-
-
 def _spam_cues(original: str, lowered: str, gates: frozenset[_Gate]) -> tuple[str, ...]:
     spam = list(_matching(SPAM_STRONG, lowered, SPAM_STRONG_GATE in gates))
     if _may_hold_url(original) and len(URL.findall(original)) >= SPAM_MIN_URLS:
@@ -1672,11 +1655,7 @@ def _learned_intent(
     order_from = MODEL_ORDER_FROM_POSITIVE if positive else MODEL_ORDER_FROM
     # "Love that you sent a handwritten note with my order": a text happy in
     # praise words names an order to praise it; the model reads the order words.
-    if (
-        probability["order_issue"] >= order_from
-        and not (positive and cheered)
-        and not _fix_told_as_done(text.lower())
-    ):
+    if probability["order_issue"] >= order_from and not (positive and cheered):
         return "order_issue"
     if (
         intent in ("question", "other")
