@@ -56,6 +56,13 @@ TRAINED_ON = (
     DATA / "triage_tuning_corkhollow.json",
     DATA / "triage_tuning_nestlebee.json",
 )
+# Tuning-only files written for round cartcast.14 and kept out of training: the
+# model trained on them read complaints worse on the reporting halves
+# (decision 0051). They stay for a later round to look into.
+NOT_TRAINED_ON = tuple(
+    DATA / f"triage_tuning_{name}.json"
+    for name in ("fableforge", "brindlewood", "glowmere", "tallowlane", "parcelpup")
+)
 CLASSES = ("order_issue", "complaint", "question", "praise", "spam", "other")
 MIN_DOCS = 2
 # A feature must come from at least this many files (stores): a word only one
