@@ -206,6 +206,25 @@ def test_a_problem_not_over_after_the_fix_stays_an_order_issue(text):
     assert score.priority <= 2
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # What follows the fix turns against it in words no problem cue knows.
+        "@northwindgoods the mug came chipped, you said you replaced it but nothing "
+        "has turned up",
+        "@northwindgoods the wrong item was exchanged, but now my account shows a "
+        "double charge",
+        "@northwindgoods the damaged throw was refunded, except the money never "
+        "reached me",
+    ],
+)
+def test_a_fix_turned_against_after_it_is_not_over(text):
+    score = score_mention(text)
+
+    assert score.intent == "order_issue"
+    assert score.priority <= 2
+
+
 def test_true_to_size_and_nickel_free_are_not_praise():
     sizing = score_mention("@northwindgoods do these trainers run true to size?")
     material = score_mention("@northwindgoods are the earrings nickel free?")
