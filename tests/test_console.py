@@ -605,6 +605,39 @@ def test_a_json_feed_keeps_its_good_products_and_reports_the_bad(
     assert rows[2]["sku"] in page and "price" in page
 
 
+def test_a_json_feed_product_giving_a_key_twice_is_reported_not_imported(
+    client, signed_in
+) -> None:
+    # The API refuses a body giving a key twice (web._parse); an uploaded feed
+    # is the same products, and last-wins would store a title nobody checked.
+    token = csrf_of(client, "/console/catalog")
+    rows = catalog(3)
+    twice = json.dumps(rows[1])[:-1] + ', "title": "Another title"}'
+    feed = f"[{json.dumps(rows[0])}, {twice}, {json.dumps(rows[2])}]"
+
+    answer = upload(client, token, feed.encode(), "feed.json")
+
+    page = text_of(answer)
+    assert "Imported 2 of 3 product(s)" in page
+    assert rows[1]["sku"] in page and "given twice" in page
+
+
+def test_a_json_feed_giving_its_products_twice_is_refused_with_nothing_written(
+    client, signed_in
+) -> None:
+    token = csrf_of(client, "/console/catalog")
+    before = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+    rows = json.dumps(catalog(2))
+    feed = f'{{"products": {rows}, "products": {rows}}}'
+
+    answer = upload(client, token, feed.encode(), "feed.json")
+
+    assert answer.status_code == 400
+    assert "given twice" in text_of(answer)
+    after = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+    assert after == before
+
+
 @pytest.mark.parametrize(
     ("content", "filename", "problem"),
     [
