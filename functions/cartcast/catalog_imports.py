@@ -162,7 +162,9 @@ def read_upload(raw: bytes, filename: str) -> tuple[str, Any]:
         raise InvalidRequest("the file is empty", field="file")
     if name.endswith(".json"):
         try:
-            return "json", json.loads(text)
+            # A product giving a key twice is refused, as the API refuses it
+            # (web.mark_repeated_keys): last-wins would store what nobody checked.
+            return "json", json.loads(text, object_pairs_hook=web.mark_repeated_keys)
         except RecursionError as error:
             # A few kB of "[" go deeper than json's recursive reader.
             raise InvalidRequest(
@@ -208,6 +210,12 @@ def prepare_shopify_csv(text: str) -> Prepared:
 def prepare_json_feed(feed: Any) -> Prepared:
     """Check each product of a JSON feed (catalog.py's fields); nothing is stored."""
     if isinstance(feed, dict):
+        twice = web.repeated_key(feed)
+        if twice is not None:
+            raise InvalidRequest(
+                f"the key {twice[:100]!r} is given twice in the feed; send it once",
+                field="file",
+            )
         feed = feed.get("products")
     if not isinstance(feed, list) or not feed:
         raise InvalidRequest(

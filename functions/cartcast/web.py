@@ -142,7 +142,7 @@ def _parse(raw: bytes) -> Any:
     try:
         return json.loads(
             raw.decode("utf-8"),
-            object_pairs_hook=_object,
+            object_pairs_hook=mark_repeated_keys,
             parse_constant=_refuse_constant,
             parse_float=_finite_float,
         )
@@ -167,7 +167,9 @@ class _RepeatedKey(dict):
     key: str
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def mark_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build an object for json.loads (`object_pairs_hook`), marked when it names
+    a key twice; check_storable and repeated_key read the mark."""
     # json.loads keeps the last of a repeated key (RFC 8259 leaves it to the
     # reader); a proxy or log that keeps the first sees another request, and the
     # caller may have meant either. Counting costs one len() per object.
@@ -182,6 +184,11 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             break
         seen.add(key)
     return marked
+
+
+def repeated_key(value: Any) -> str | None:
+    """Return the key an object read by mark_repeated_keys gives twice, or None."""
+    return value.key if isinstance(value, _RepeatedKey) else None
 
 
 # Integral floats up to here are exact: 2.0 ** 53 + 1 is not a double.
