@@ -941,6 +941,12 @@ STILL_OPEN = compiled_patterns.compile(
     r"|(?<!order )(?<!ordering )(?<!buy )(?<!buying )(?<!shop )(?<!shopping )"
     r"(?<!back )(?<!use )\bagain\b"
 )
+# A turn after the fix ("exchanged, but now i've been charged twice", "refunded,
+# except the money never came") says it did not end the problem, in words the
+# problem cues may not know; only praise after the turn leaves it over.
+TURN_AFTER_THE_FIX = compiled_patterns.compile(
+    r"\b(?:but|except|although|though|however)\b"
+)
 NO_PROBLEM = compiled_patterns.compile(
     r"\b(?:without|not|no|nothing|zero) (?:a |one |a single |any )?(?:was |were"
     r" )?(?:scratch|scratches|crack|cracks|mark|marks|dent|dents|damage|damaged"
@@ -1448,7 +1454,13 @@ def _remedied(
         ),
         default=-1,
     )
-    return fixes[-1].end() > last_problem
+    if fixes[-1].end() <= last_problem:
+        return False
+    turn = TURN_AFTER_THE_FIX.search(lowered, fixes[-1].end())
+    if turn is None:
+        return True
+    after = lowered[turn.end() :]
+    return bool(EAGER.search(after) or PRAISED.search(after))
 
 
 def _spam_cues(original: str, lowered: str, gates: frozenset[_Gate]) -> tuple[str, ...]:
