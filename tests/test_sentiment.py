@@ -225,6 +225,17 @@ def test_a_fix_turned_against_after_it_is_not_over(text):
     assert score.priority <= 2
 
 
+def test_a_problem_named_again_after_the_fix_is_not_part_of_the_fix():
+    # REMEDY reads "exchanged the wrong size" as one fix; it must not read on
+    # across "and is now" to take in the problem that came back.
+    score = score_mention(
+        "@northwindgoods the late parcel was resent and is now late as well"
+    )
+
+    assert score.intent == "order_issue"
+    assert score.priority <= 2
+
+
 def test_true_to_size_and_nickel_free_are_not_praise():
     sizing = score_mention("@northwindgoods do these trainers run true to size?")
     material = score_mention("@northwindgoods are the earrings nickel free?")
