@@ -919,8 +919,11 @@ REMEDY = compiled_patterns.compile(
     r"(?<!only )(?<!not )(?<!never )(?<!n't )(?<!to )(?<!will )(?<!'ll )(?<!be )"
     r"\b(?:(?:swapped|exchanged|replaced|refunded|reshipped|resent|re-sent"
     r"|credited|sorted|fixed|resolved|upgraded|tracked down)"
-    r"(?: (?:my|the|our|it|them|me|us))?(?: (?:(?!for\b)\w+ ){0,3}?(?:wrong|broken|damaged"
-    r"|missing|faulty|dented|cracked|smashed|dead|lost|late|stuck|short) \w+)?"
+    # The object's words stop at a new clause: "resent and is now late" names
+    # the problem again, after the fix.
+    r"(?: (?:my|the|our|it|them|me|us))?(?: (?:(?!(?:for|and|but|then|now|is|are"
+    r"|was|were|has|have)\b)\w+ ){0,3}?(?:wrong|broken|damaged|missing|faulty"
+    r"|dented|cracked|smashed|dead|lost|late|stuck|short) \w+)?"
     r"|(?:sent|posted|got|had) (?:me |us )?(?:an? |the )?(?:new|right|correct"
     r"|replacement|another|fresh|second|proper) (?:one|\w+)"
     r"|(?:found|located) (?:it|them|my \w+|the \w+)"
