@@ -225,6 +225,20 @@ def test_a_fix_turned_against_after_it_is_not_over(text):
     assert score.priority <= 2
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "@northwindgoods the throw came torn. refunded, apparently. my bank disagrees",
+        "@northwindgoods my dented tin was allegedly resent on monday",
+    ],
+)
+def test_a_fix_only_said_to_be_done_is_not_over(text):
+    score = score_mention(text)
+
+    assert score.intent == "order_issue"
+    assert score.priority <= 2
+
+
 def test_a_problem_named_again_after_the_fix_is_not_part_of_the_fix():
     # REMEDY reads "exchanged the wrong size" as one fix; it must not read on
     # across "and is now" to take in the problem that came back.
