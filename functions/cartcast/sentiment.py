@@ -939,7 +939,9 @@ REMEDY = compiled_patterns.compile(
 # What keeps a problem open however well the fix began.
 STILL_OPEN = compiled_patterns.compile(
     r"\b(?:still|not yet|yet to|waiting|ignored|chasing|chased|where(?:'s| is"
-    r"| are)|when will|no (?:reply|response|word|news|answer|update))\b"
+    r"| are)|when will|no (?:reply|response|word|news|answer|update)"
+    # A fix only said to be done: "refunded, apparently. my bank disagrees".
+    r"|apparently|supposedly|allegedly)\b"
     # "Wrong again" is open; "will order again" is praise.
     r"|(?<!order )(?<!ordering )(?<!buy )(?<!buying )(?<!shop )(?<!shopping )"
     r"(?<!back )(?<!use )\bagain\b"
