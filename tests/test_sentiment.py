@@ -240,6 +240,22 @@ def test_a_fix_only_said_to_be_done_is_not_over(text):
     assert score.priority <= 2
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "@northwindgoods the broken clock was never replaced",
+        "@northwindgoods my cracked bowl wasn't replaced, you just closed the ticket",
+        "@northwindgoods the torn cushion hasn't been refunded",
+    ],
+)
+def test_a_fix_denied_is_no_fix(text):
+    score = score_mention(text)
+
+    assert "adjust:settled" not in score.reasons
+    assert score.intent in ("order_issue", "complaint")
+    assert score.priority <= 2
+
+
 def test_a_problem_named_again_after_the_fix_is_not_part_of_the_fix():
     # REMEDY reads "exchanged the wrong size" as one fix; it must not read on
     # across "and is now" to take in the problem that came back.
