@@ -897,6 +897,9 @@ WANTS_IT_PUT_RIGHT = compiled_patterns.compile(
     r"\b(?:want|need|get|getting|have|like|please) (?:it|this|that|them|things)"
     r" (?:sorted|fixed|resolved|replaced|refunded)\b|\b(?:to be|be|being)"
     r" (?:sorted|fixed|resolved|replaced|refunded)\b"
+    # Denied, it is not done either: "never replaced", "hasn't been refunded".
+    r"|(?:\b(?:never|not)|n't) (?:been |yet |yet been |ever )?(?:sorted|fixed"
+    r"|resolved|replaced|refunded|swapped|exchanged)\b"
 )
 # A worry that ended well: "thought it was lost but it turned up today". It
 # lifts the problem's pull, but is no praise by itself ("finally arrived, smashed").
@@ -1443,6 +1446,9 @@ def _remedied(
 ) -> bool:
     """Tell whether the shop's fix comes after every problem named, nothing open."""
     if REQUEST.search(lowered) or STILL_OPEN.search(lowered):
+        return False
+    # "Hasn't been refunded": REMEDY's look-behinds see "been", not the negation.
+    if WANTS_IT_PUT_RIGHT.search(lowered):
         return False
     fixes = list(REMEDY.finditer(lowered))
     if not fixes:
