@@ -256,6 +256,24 @@ def test_a_fix_denied_is_no_fix(text):
     assert score.priority <= 2
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "@northwindgoods my dented kettle was replaced and the new one leaks everywhere",
+        "@northwindgoods faulty lamp swapped, replacement is faulty",
+        "@northwindgoods cracked screen on arrival, replaced it, new one wont turn on",
+        "@northwindgoods the torn bag was replaced two weeks ago and that one has torn "
+        "too",
+    ],
+)
+def test_a_fault_in_what_was_sent_as_the_fix_keeps_the_problem(text):
+    score = score_mention(text)
+
+    assert "adjust:settled" not in score.reasons
+    assert score.intent in ("order_issue", "complaint")
+    assert score.priority <= 2
+
+
 def test_a_problem_named_again_after_the_fix_is_not_part_of_the_fix():
     # REMEDY reads "exchanged the wrong size" as one fix; it must not read on
     # across "and is now" to take in the problem that came back.
