@@ -259,7 +259,8 @@ def test_a_fix_denied_is_no_fix(text):
 @pytest.mark.parametrize(
     "text",
     [
-        "@northwindgoods my dented kettle was replaced and the new one leaks everywhere",
+        "@northwindgoods my dented kettle was replaced and the new one leaks "
+        "everywhere",
         "@northwindgoods faulty lamp swapped, replacement is faulty",
         "@northwindgoods cracked screen on arrival, replaced it, new one wont turn on",
         "@northwindgoods the torn bag was replaced two weeks ago and that one has torn "

@@ -901,6 +901,14 @@ WANTS_IT_PUT_RIGHT = compiled_patterns.compile(
     r"|(?:\b(?:never|not)|n't) (?:been |yet |yet been |ever )?(?:sorted|fixed"
     r"|resolved|replaced|refunded|swapped|exchanged)\b"
 )
+# What was sent as the fix is faulty too: "the new one leaks", "replacement is
+# faulty", "that one has torn too". Within its clause, so "the new one fits,
+# nothing broken" is not read.
+FAULTY_FIX = compiled_patterns.compile(
+    r"\b(?:replacement|new one|that one|second one)\b[^.!?,;]{0,40}?"
+    r"(?:n't|\b(?:not|never|wont|doesnt|dont|cant|either|same|faulty|broken|broke"
+    r"|cracked|damaged|dented|dead|torn|leaks?|leaking|wobbles?|flickers?))\b"
+)
 # A worry that ended well: "thought it was lost but it turned up today". It
 # lifts the problem's pull, but is no praise by itself ("finally arrived, smashed").
 ARRIVED_AFTER_ALL = compiled_patterns.compile(
@@ -1394,7 +1402,9 @@ def _find_cues(original: str, lowered: str, gates: frozenset[_Gate]) -> _Cues:
         if relief:
             unsettled = RELIEF_WORDS.sub(" ", unsettled)
         settled = unsettled != lowered or (
-            bool(SETTLED.search(unsettled)) and not WANTS_IT_PUT_RIGHT.search(unsettled)
+            bool(SETTLED.search(unsettled))
+            and not WANTS_IT_PUT_RIGHT.search(unsettled)
+            and not FAULTY_FIX.search(unsettled)
         )
         arrived_after_all = bool(ARRIVED_AFTER_ALL.search(unsettled))
         problem_in_past = settled and (
@@ -1448,7 +1458,7 @@ def _remedied(
     if REQUEST.search(lowered) or STILL_OPEN.search(lowered):
         return False
     # "Hasn't been refunded": REMEDY's look-behinds see "been", not the negation.
-    if WANTS_IT_PUT_RIGHT.search(lowered):
+    if WANTS_IT_PUT_RIGHT.search(lowered) or FAULTY_FIX.search(lowered):
         return False
     fixes = list(REMEDY.finditer(lowered))
     if not fixes:
