@@ -110,7 +110,9 @@ def test_a_model_sure_of_an_order_issue_does_not_overrule_praise_words():
 
 
 def test_words_after_a_negation_are_marked_within_their_clause():
-    found = intent_model.words("it never arrived at all. Arrived fine, didn't it, but ok")
+    text = "it never arrived at all. Arrived fine, didn't it, but ok"
+
+    found = intent_model.words(text)
 
     # "never arrived" is not "arrived"; the mark ends after three words, at a
     # clause's end and before "but".

@@ -189,13 +189,15 @@ def test_a_fix_told_as_done_after_the_problem_is_praise(text):
     "text",
     [
         # The problem comes back after the fix.
-        "@northwindgoods you replaced the cracked lamp but the new one came cracked too",
+        "@northwindgoods you replaced the cracked lamp but the new one came cracked "
+        "too",
         "@northwindgoods the replacement you sent arrived damaged as well",
         "@northwindgoods refunded the shipping but the vase is still smashed",
         # The fix is not done, or not all of it.
         "@northwindgoods swapped my wrong size boots last week, still waiting for the "
         "right ones",
-        "@northwindgoods my parcel was lost and you said you would resend it. any news?",
+        "@northwindgoods my parcel was lost and you said you would resend it. any "
+        "news?",
         "@northwindgoods was only refunded for one of the two damaged mugs",
     ],
 )
