@@ -103,6 +103,7 @@ def test_the_bench_s_help_describes_every_option_with_its_default(capsys) -> Non
         (["--latency-ms", "nan"], "--latency-ms must be a finite number over 0"),
         (["--latency-ms", "inf"], "--latency-ms must be a finite number over 0"),
         (["--latency-ms", "-5"], "--latency-ms must be a finite number over 0"),
+        (["--latency-ms", "60001"], "--latency-ms must be at most 60000"),
         (["--profile-posts", "-1"], "--profile-posts must be 0 or more"),
         (["--profile-posts", "777"], "--profile-posts must be at most 776"),
     ],
