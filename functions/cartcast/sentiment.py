@@ -952,7 +952,11 @@ STILL_OPEN = compiled_patterns.compile(
     r"\b(?:still|not yet|yet to|waiting|ignored|chasing|chased|where(?:'s| is"
     r"| are)|when will|no (?:reply|response|word|news|answer|update)"
     # A fix only said to be done: "refunded, apparently. my bank disagrees".
-    r"|apparently|supposedly|allegedly)\b"
+    r"|apparently|supposedly|allegedly"
+    # A fix hoped or asked for: "hope it gets replaced", "can that get fixed".
+    r"|hop(?:e|ing)|(?:can|could|will|would) (?:that|this|it|they|someone)"
+    r"|gets? (?:\w+ )?(?:fixed|sorted|replaced|refunded|swapped|exchanged"
+    r"|resolved))\b"
     # "Wrong again" is open; "will order again" is praise.
     r"|(?<!order )(?<!ordering )(?<!buy )(?<!buying )(?<!shop )(?<!shopping )"
     r"(?<!back )(?<!use )\bagain\b"
