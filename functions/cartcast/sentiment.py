@@ -103,6 +103,13 @@ for the report; right sentiments out of the 64 team mentions):
   after a negation and trains on Mossgate's tuning half too: 2,030 mentions,
   10,312 features. Chosen on the tuning half of an eighth store no rule or
   model had seen.
+- cartcast.14 (decisions 0050 and 0051): the model and its training files are
+  `cartcast.13`'s (round cartcast.14's candidate was not shipped); the remedy
+  reading is mended where review found open problems read as over: a turn
+  against the fix after it ("exchanged, but now i've been charged twice"), a
+  problem named again after it, a fix hedged ("apparently"), denied ("never
+  replaced"), faulty itself ("the new one leaks"), hoped or asked for ("hope
+  it gets replaced").
 - X text is normalised: @handles and URLs removed, the `&amp;` entities the X API
   leaves in post text unescaped, curly apostrophes straightened (VADER's negation
   rule only knows a straight "n't") and emoji variation selectors dropped (VADER
@@ -180,7 +187,7 @@ if TYPE_CHECKING:
     from cartcast import intent_model
 
 # Bump when any rule, list or threshold below changes: stored scores name their version.
-SCORER_VERSION = "vader-3.3.2+cartcast.13"
+SCORER_VERSION = "vader-3.3.2+cartcast.14"
 
 POSITIVE_FROM = 0.3
 NEGATIVE_TO = -0.1
