@@ -878,3 +878,31 @@ def test_an_order_numbered_in_the_customer_s_own_language_is_an_order_issue(text
     scored = score_mention(text)
 
     assert scored.intent == "order_issue" and "keyword:order_number" in scored.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\U0001f600" * 25_000,
+        ("the parcel never came. " * 1200)[:25_000],
+        "word " * 100 + "x" * 700 + " end",
+    ],
+)
+def test_a_long_text_reaches_vader_in_pieces_no_longer_than_a_post(text):
+    # VADER's work grows with the square of a text's words: 25,000 emoji in one
+    # call took over four minutes.
+    pieces = sentiment.vader_pieces(text)
+
+    assert all(0 < len(piece) <= sentiment.VADER_PIECE_CHARS for piece in pieces)
+    assert "".join(pieces).replace(" ", "") == "".join(
+        sentiment.SENTENCE_END.split(text)
+    ).replace(" ", "")
+
+
+def test_a_long_text_keeps_the_feeling_of_its_pieces():
+    happy = score_mention(("love it, thank you! " * 1300)[:25_000])
+    angry_post = "my order never arrived and nobody answers. "
+    angry = score_mention((angry_post * 600)[:25_000])
+
+    assert happy.sentiment == "positive"
+    assert (angry.intent, angry.sentiment) == ("order_issue", "negative")

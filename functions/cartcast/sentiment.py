@@ -213,6 +213,8 @@ VADER_ALPHA = 15.0
 
 # X allows 25,000 characters to subscribers; scoring more only costs time.
 MAX_SCORED_CHARS = 25_000
+# A text longer than a post is scored by VADER a piece at a time (`vader_pieces`).
+VADER_PIECE_CHARS = 280
 
 RESPONSE_DUE_MIN = {"order_issue": 60, "complaint": 120, "question": 240}
 
@@ -1737,12 +1739,36 @@ def _vader_compound(text: str, *, lowered: str) -> float:
     # are split first: the negation search costs four times the split, and half
     # of all posts are one sentence, where it changes nothing.
     analyser = _analyser()
-    sentences = SENTENCE_END.split(text)
-    if len(sentences) == 1 or not NEGATION.search(lowered):
-        return analyser.polarity_scores(text)["compound"]
+    if len(text) > VADER_PIECE_CHARS:
+        sentences = vader_pieces(text)
+    else:
+        sentences = SENTENCE_END.split(text)
+        if len(sentences) == 1 or not NEGATION.search(lowered):
+            return analyser.polarity_scores(text)["compound"]
 
     raw = sum(_raw_valence(analyser.polarity_scores(s)["compound"]) for s in sentences)
     return round(raw / math.sqrt(raw * raw + VADER_ALPHA), 4)
+
+
+def vader_pieces(text: str) -> list[str]:
+    """Cut a long text into sentences of at most VADER_PIECE_CHARS characters.
+
+    VADER's work grows with the square of a text's words (each word lower-cases
+    every other word again), an emoji counting as the words of its name: 25,000
+    emoji took over four minutes in one call. Pieces the size of a post keep
+    each call small; a sentence longer than that is cut at its last space
+    within the limit, or at the limit where it has none.
+    """
+    pieces = []
+    for sentence in SENTENCE_END.split(text):
+        while len(sentence) > VADER_PIECE_CHARS:
+            cut = sentence.rfind(" ", 1, VADER_PIECE_CHARS + 1)
+            cut = cut if cut > 0 else VADER_PIECE_CHARS
+            pieces.append(sentence[:cut])
+            sentence = sentence[cut:].lstrip(" ")
+        if sentence:
+            pieces.append(sentence)
+    return pieces
 
 
 def _raw_valence(compound: float) -> float:
