@@ -109,7 +109,9 @@ for the report; right sentiments out of the 64 team mentions):
   against the fix after it ("exchanged, but now i've been charged twice"), a
   problem named again after it, a fix hedged ("apparently"), denied ("never
   replaced"), faulty itself ("the new one leaks"), hoped or asked for ("hope
-  it gets replaced").
+  it gets replaced"). A text longer than a post reaches VADER in post-sized
+  pieces (`vader_pieces`): one long text can read differently from before;
+  no post of 280 characters or fewer does.
 - X text is normalised: @handles and URLs removed, the `&amp;` entities the X API
   leaves in post text unescaped, curly apostrophes straightened (VADER's negation
   rule only knows a straight "n't") and emoji variation selectors dropped (VADER
