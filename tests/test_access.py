@@ -623,3 +623,23 @@ def test_a_refusal_past_the_cap_is_logged_with_what_its_row_would_have_said(
     assert line["after"]["route"] == "GET /v1/keys"
     assert line["after"]["role"] == "viewer"
     assert "admin" in line["after"]["message"]
+
+
+@pytest.mark.parametrize("target", ["api", "generate_caption"])
+def test_a_deployment_missing_its_settings_answers_the_json_error_of_every_route(
+    monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("CLOUD_SQL_INSTANCE", raising=False)
+    runtime_module.reset()
+    client = make_app(target, "http").test_client()
+
+    try:
+        answer = client.post("/v1/captions", json={"products": ["SKU-1"]})
+    finally:
+        runtime_module.reset()
+
+    assert answer.status_code == 500
+    assert answer.get_json() == {
+        "error": {"code": "internal", "message": "internal error"}
+    }
