@@ -24,7 +24,7 @@ from cartcast import compiled_patterns
 compiled_patterns.preload()
 
 from cartcast import events, runtime  # noqa: E402
-from cartcast.errors import PermanentError  # noqa: E402
+from cartcast.errors import ConfigurationError, PermanentError  # noqa: E402
 from cartcast.logs import fields  # noqa: E402
 
 if TYPE_CHECKING:
@@ -36,7 +36,25 @@ if TYPE_CHECKING:
 def api(request: flask.Request) -> tuple[str, int, dict[str, str]]:
     from cartcast import api as http_api
 
-    return http_api.handle(request, runtime.current())
+    try:
+        current = runtime.current()
+    except ConfigurationError as error:
+        return _misconfigured(error)
+    return http_api.handle(request, current)
+
+
+def _misconfigured(error: ConfigurationError) -> tuple[str, int, dict[str, str]]:
+    """Answer settings that do not load as the API answers any misconfiguration.
+
+    Without settings there is no runtime to log through, and functions-framework
+    would answer its HTML 500 page; this logs the problems named by settings.load
+    as one JSON line and gives the client the JSON error docs/openapi.yaml describes.
+    """
+    from cartcast import web
+    from cartcast.clock import SystemClock
+    from cartcast.logs import get_logger
+
+    return web.error_response(error, get_logger("cartcast"), SystemClock().now())
 
 
 @functions_framework.errorhandler(404)
@@ -65,7 +83,11 @@ def answer_unrouted_path(error: Exception) -> tuple[str, int, dict[str, str]]:
 def generate_caption(request: flask.Request) -> tuple[str, int, dict[str, str]]:
     from cartcast import api as http_api
 
-    return http_api.handle_caption_request(request, runtime.current())
+    try:
+        current = runtime.current()
+    except ConfigurationError as error:
+        return _misconfigured(error)
+    return http_api.handle_caption_request(request, current)
 
 
 @functions_framework.cloud_event
