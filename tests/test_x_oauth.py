@@ -993,6 +993,35 @@ def test_a_leaving_brands_tokens_the_key_cannot_open_are_forgotten_all_the_same(
     assert grants(x_sandbox)["revoked"] == 0
 
 
+def test_a_publisher_that_cannot_open_the_token_leaves_no_send_it_did_not_make(
+    oauth_runtime, clock
+) -> None:
+    """A publish function started without the token key claims the due post but
+    cannot open its sealed token: the attempt must not say it was sent, or the
+    post waits out the lease and the reconciler's delay for a request never made."""
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    clock.advance(dt.timedelta(days=7))
+    connect(oauth_runtime, brand_id)  # a fresh token: no refresh before the send
+    keyless = runtime_module.Runtime(
+        dataclasses.replace(oauth_runtime.settings, token_key_file=None),
+        clock=oauth_runtime.clock,
+    )
+
+    try:
+        with pytest.raises(ConfigurationError):
+            publishing.publish_due(keyless, as_of=clock.now())
+    finally:
+        keyless.close()
+
+    with oauth_runtime.database.transaction() as tx:
+        attempts = tx.rows(
+            "SELECT a.sent_at FROM publish_attempts a JOIN posts p ON p.id = a.post_id"
+            " WHERE p.brand_id = :brand_id",
+            brand_id=brand_id,
+        )
+    assert attempts and [row["sent_at"] for row in attempts] == [None]
+
+
 # --- refused callbacks, and two at once -------------------------------------------
 
 
