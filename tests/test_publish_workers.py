@@ -75,9 +75,16 @@ def test_posts_sent_by_workers_record_the_function_as_their_actor(
     assert actors == {"system:publish_due_posts"}
 
 
+class BrokenClient:
+    """An X client whose send fails as a bug would: not an answer from X, just an
+    exception, raised after the post's intent was written."""
+
+    def create_post(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in the X client")
+
+
 class BrokenFor(Runtime):
-    """A runtime whose X client for one account fails as a bug would: not an
-    answer from X, just an exception."""
+    """A runtime whose X client for one account has that bug."""
 
     def __init__(self, settings, clock, token: str) -> None:
         super().__init__(settings, clock=clock)
@@ -85,7 +92,7 @@ class BrokenFor(Runtime):
 
     def x_client(self, access_token: str):
         if access_token == self.broken_token:
-            raise RuntimeError("a bug in the X client")
+            return BrokenClient()
         return super().x_client(access_token)
 
 

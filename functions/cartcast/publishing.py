@@ -491,6 +491,11 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
         if outcome is not None:
             return outcome
 
+    # The token is opened before the intent: a function that cannot open it (no
+    # token key) fails with nothing recorded as sent, and the post goes back to
+    # `scheduled` when its lease ends instead of waiting for the reconciler.
+    client = runtime.x_client(post["x_access_token"])
+
     # Commit the intent first: if this write fails, nothing was sent, and the post
     # goes back to `scheduled` when its lease ends. A text or poll post's catalog
     # check runs in the same transaction.
@@ -498,7 +503,6 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
     if refused is not None:
         return refused
 
-    client = runtime.x_client(post["x_access_token"])
     try:
         created = client.create_post(
             post["text"],
