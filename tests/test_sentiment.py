@@ -883,6 +883,24 @@ def test_an_order_numbered_in_the_customer_s_own_language_is_an_order_issue(text
 @pytest.mark.parametrize(
     "text",
     [
+        "@northwindgoods hope it gets refunded",
+        "@northwindgoods hopefully it gets sorted soon",
+        "@northwindgoods fingers crossed i get refunded",
+        "@northwindgoods hope you refund me",
+        "@northwindgoods refund please",
+        "@northwindgoods hope this gets fixed, the zip broke on day one",
+    ],
+)
+def test_a_fix_hoped_or_asked_for_is_not_a_problem_put_right(text):
+    score = score_mention(text)
+
+    assert "adjust:settled" not in score.reasons
+    assert score.intent != "praise"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
         "\U0001f600" * 25_000,
         ("the parcel never came. " * 1200)[:25_000],
         "word " * 100 + "x" * 700 + " end",
