@@ -884,7 +884,7 @@ def test_an_order_numbered_in_the_customer_s_own_language_is_an_order_issue(text
     "text",
     [
         "@northwindgoods hope it gets refunded",
-        "@northwindgoods hopefully it gets sorted soon",
+        "@northwindgoods hopefully the broken lamp gets replaced soon",
         "@northwindgoods fingers crossed i get refunded",
         "@northwindgoods hope you refund me",
         "@northwindgoods refund please",

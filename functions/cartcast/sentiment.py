@@ -109,7 +109,9 @@ for the report; right sentiments out of the 64 team mentions):
   against the fix after it ("exchanged, but now i've been charged twice"), a
   problem named again after it, a fix hedged ("apparently"), denied ("never
   replaced"), faulty itself ("the new one leaks"), hoped or asked for ("hope
-  it gets replaced"). A text longer than a post reaches VADER in post-sized
+  it gets replaced"); a refund or replacement hoped or asked for ("hope it
+  gets refunded", "refund please") is a refund demand, where a settled word
+  or VADER's "hope" read it as praise. A text longer than a post reaches VADER in post-sized
   pieces (`vader_pieces`): one long text can read differently from before;
   no post of 280 characters or fewer does.
 - X text is normalised: @handles and URLs removed, the `&amp;` entities the X API
@@ -586,7 +588,7 @@ ORDER_PROBLEMS_GATE = _stems(
     "when will|any update|any news|left|stolen|customs|courier|driver|"
     "ordered|different|mismatched|odd |only refunded|only credited|only received|"
     "only got|only been|bank|balance|points|credit|customs|duty|duties|gift wrap|"
-    "giftwrap|voucher|gift card|no confirmation|replacement|exchange|"
+    "giftwrap|voucher|gift card|no confirmation|replac|exchange|swap|"
     "without|returned to sender|tried to deliver"
 )
 # What never came, gated by its verbs: negations alone pass a third of all posts.
@@ -650,7 +652,11 @@ ORDER_PROBLEMS = _patterns(
         "refund_demand": r"\b(?:want|need|demand|requested|asking for"
         r"|waiting (?:on|for))\s+(?:a|my|the)\s+(?:refund|replacement|exchange)\b"
         r"|\bwant my money back\b"
-        r"|\b(?:still no|no sign of (?:my|the)) refund\b",
+        r"|\b(?:still no|no sign of (?:my|the)) refund\b"
+        # Hoped or asked for: "hope it gets refunded", "refund please".
+        r"|\bhop(?:e|ing|efully) (?:\w+ ){0,3}?(?:refund|replac|exchang|swap)"
+        r"|\b(?:refund|replacement|exchange) (?:please|pls|plz)\b"
+        r"|\b(?:please|pls|plz) (?:refund|replace|exchange)\b",
         # Parts of an order that did not come: "the screws are missing".
         "missing_items": r"\b(?:items?|parts?|pieces?|screws?|bits?|fittings?"
         r"|legs?|cushions?|covers?|lids?) (?:is |are |was |were )?missing\b"
@@ -911,6 +917,11 @@ WANTS_IT_PUT_RIGHT = compiled_patterns.compile(
     # Denied, it is not done either: "never replaced", "hasn't been refunded".
     r"|(?:\b(?:never|not)|n't) (?:been |yet |yet been |ever )?(?:sorted|fixed"
     r"|resolved|replaced|refunded|swapped|exchanged)\b"
+    # Hoped or asked for: "hope it gets refunded", "i get refunded", "refund please".
+    r"|\bgets? (?:\w+ )?(?:sorted|fixed|resolved|replaced|refunded|swapped"
+    r"|exchanged)\b|\bhop(?:e|ing|efully)\b[^.!?]{0,40}?\b(?:sort|fix|resolv"
+    r"|replac|refund|swap|exchang)|\b(?:refund|replacement|exchange|swap)"
+    r" (?:please|pls|plz)\b"
 )
 # What was sent as the fix is faulty too: "the new one leaks", "replacement is
 # faulty", "that one has torn too". Within its clause, so "the new one fits,
