@@ -111,9 +111,9 @@ for the report; right sentiments out of the 64 team mentions):
   replaced"), faulty itself ("the new one leaks"), hoped or asked for ("hope
   it gets replaced"); a refund or replacement hoped or asked for ("hope it
   gets refunded", "refund please") is a refund demand, where a settled word
-  or VADER's "hope" read it as praise. A text longer than a post reaches VADER in post-sized
-  pieces (`vader_pieces`): one long text can read differently from before;
-  no post of 280 characters or fewer does.
+  or VADER's "hope" read it as praise. A text longer than a post reaches
+  VADER in post-sized pieces (`vader_pieces`): one long text can read
+  differently from before; no post of 280 characters or fewer does.
 - X text is normalised: @handles and URLs removed, the `&amp;` entities the X API
   leaves in post text unescaped, curly apostrophes straightened (VADER's negation
   rule only knows a straight "n't") and emoji variation selectors dropped (VADER
@@ -975,10 +975,9 @@ STILL_OPEN = compiled_patterns.compile(
     r"| are)|when will|no (?:reply|response|word|news|answer|update)"
     # A fix only said to be done: "refunded, apparently. my bank disagrees".
     r"|apparently|supposedly|allegedly"
-    # A fix hoped or asked for: "hope it gets replaced", "can that get fixed".
-    r"|hop(?:e|ing)|(?:can|could|will|would) (?:that|this|it|they|someone)"
-    r"|gets? (?:\w+ )?(?:fixed|sorted|replaced|refunded|swapped|exchanged"
-    r"|resolved))\b"
+    # Hoped or asked for: "hoping", "can that get fixed" ("it gets replaced" is
+    # WANTS_IT_PUT_RIGHT's, which `_remedied` also refuses).
+    r"|hop(?:e|ing)|(?:can|could|will|would) (?:that|this|it|they|someone))\b"
     # "Wrong again" is open; "will order again" is praise.
     r"|(?<!order )(?<!ordering )(?<!buy )(?<!buying )(?<!shop )(?<!shopping )"
     r"(?<!back )(?<!use )\bagain\b"
