@@ -285,7 +285,9 @@ def _reply_text(body: Any) -> str:
     body = validation.require_object(body)
     validation.only_fields(body, REPLY_FIELDS, what="a reply")
     text = body.get("text")
-    if not isinstance(text, str) or not _has_visible_text(text):
+    # Zero-width marks alone are blank (validation.NOT_BLANK): such a reply would
+    # go out on X as an empty-looking post in the brand's name.
+    if not isinstance(text, str) or validation.is_blank(text):
         raise InvalidRequest("'text' must be the reply's text", field="text")
     text = text.strip(validation.BLANK)
     if not post_text.fits_on_x(text):
@@ -300,16 +302,6 @@ def _reply_text(body: Any) -> str:
             field="text",
         )
     return text
-
-
-def _has_visible_text(text: str) -> bool:
-    """Whether a reply shows anything once spaces and invisible marks are gone.
-
-    Zero-width spaces, joiners and soft hyphens pass a plain blank check, and
-    a reply of nothing else would go out on X as an empty-looking post in the
-    brand's name, answering the mention.
-    """
-    return not validation.is_blank(validation.UNPRINTABLE.sub("", text))
 
 
 def _check_reply_rules(
