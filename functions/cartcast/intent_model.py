@@ -38,7 +38,7 @@ CHAR_GRAMS = (4,)
 # up to NEGATION_SCOPE of them and only within a clause: a mark holds no "_",
 # which word pairs are split at, and no letter, so it is no word of its own.
 NEGATORS = frozenset({"not", "no", "never", "nothing", "without", "nobody"})
-NEGATION = re.compile(r"\b(?:not|no|never|nothing|without|nobody)\b|n't\b")
+NEGATION = re.compile(rf"\b(?:{'|'.join(sorted(NEGATORS))})\b|n't\b")
 NEGATION_SCOPE = 3
 NEGATED = "!"
 CLAUSE_END = re.compile(r"[.!?,;:]+|(?=\bbut\b)")
