@@ -84,7 +84,8 @@ WITH growth AS (
 ),
 published AS (
     SELECT p.brand_id, CAST(p.published_at AT TIME ZONE b.time_zone AS date) AS day,
-        COUNT(*) AS posts
+        COUNT(*) FILTER (WHERE p.in_reply_to IS NULL) AS posts,
+        COUNT(*) FILTER (WHERE p.in_reply_to IS NOT NULL) AS replies
     FROM posts p JOIN brands b ON b.id = p.brand_id
     WHERE p.state = 'published' AND p.published_at IS NOT NULL
     GROUP BY 1, 2
@@ -119,6 +120,7 @@ followers AS (
 )
 SELECT brand_id, day,
     COALESCE(published.posts, 0) AS posts_published,
+    COALESCE(published.replies, 0) AS replies_published,
     COALESCE(growth.impressions, 0) AS impressions,
     COALESCE(growth.engagements, 0) AS engagements,
     CASE WHEN growth.impressions > 0 AND growth.engagements >= 0
@@ -152,6 +154,7 @@ FULL JOIN followers USING (brand_id, day)
 # Every figure the rollup writes, which the bare query must match day by day.
 FIGURES = (
     "posts_published",
+    "replies_published",
     "impressions",
     "engagements",
     "engagement_rate",

@@ -116,7 +116,8 @@ growth AS (
 ),
 published AS (
     SELECT p.brand_id, CAST(p.published_at AT TIME ZONE b.time_zone AS date) AS day,
-        COUNT(*) AS posts
+        COUNT(*) FILTER (WHERE p.in_reply_to IS NULL) AS posts,
+        COUNT(*) FILTER (WHERE p.in_reply_to IS NOT NULL) AS replies
     FROM posts p JOIN brands b ON b.id = p.brand_id
     WHERE p.brand_id = ANY(CAST(:brands AS uuid[])) AND p.state = 'published'
       AND p.published_at >= :since AND p.published_at < :until
@@ -150,12 +151,14 @@ spend AS (
       AND c.occurred_at >= :since AND c.occurred_at < :until
     GROUP BY 1, 2
 )
-INSERT INTO daily_kpis (brand_id, day, posts_published, impressions, engagements,
+INSERT INTO daily_kpis (brand_id, day, posts_published, replies_published,
+    impressions, engagements,
     engagement_rate, link_clicks, click_through_rate, attributed_orders, revenue,
     conversion_rate, unattributed_orders, mentions, negative_mentions, followers,
     follower_change, api_spend_usd, cost_per_attributed_order_usd, computed_at)
 SELECT marked.brand_id, marked.day,
     COALESCE(published.posts, 0),
+    COALESCE(published.replies, 0),
     COALESCE(growth.impressions, 0),
     COALESCE(growth.engagements, 0),
     CASE WHEN growth.impressions > 0 AND growth.engagements >= 0
@@ -188,7 +191,8 @@ LEFT JOIN account_snapshots followers
 LEFT JOIN account_snapshots day_before
     ON day_before.brand_id = marked.brand_id AND day_before.local_day = marked.day - 1
 ON CONFLICT (brand_id, day) DO UPDATE SET
-    posts_published = EXCLUDED.posts_published, impressions = EXCLUDED.impressions,
+    posts_published = EXCLUDED.posts_published,
+    replies_published = EXCLUDED.replies_published, impressions = EXCLUDED.impressions,
     engagements = EXCLUDED.engagements, engagement_rate = EXCLUDED.engagement_rate,
     link_clicks = EXCLUDED.link_clicks,
     click_through_rate = EXCLUDED.click_through_rate,

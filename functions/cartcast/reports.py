@@ -24,6 +24,7 @@ from cartcast.db import Transaction
 DAILY_COLUMNS = (
     "day",
     "posts_published",
+    "replies_published",
     "impressions",
     "engagements",
     "engagement_rate",
