@@ -366,6 +366,8 @@ def test_a_bad_calendar_view_or_day_is_a_clear_400(client, signed_in) -> None:
         ("/console/calendar?start=2026-03-02&start=2026-04-06", "start"),
         ("/console/kpis?from=2026-02-24&from=2026-02-01&to=2026-03-02", "from"),
         ("/console/kpis.csv?from=2026-02-24&to=2026-03-02&to=2026-03-01", "to"),
+        ("/console/approvals?notice=approved&notice=rejected", "notice"),
+        ("/console/signin?notice=expired&notice=signed_out", "notice"),
     ],
 )
 def test_a_page_parameter_given_twice_is_a_400_naming_it(

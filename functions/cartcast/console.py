@@ -273,8 +273,7 @@ def _route_of(request: Any) -> str:
 
 
 def signin_page(tx: Transaction, *, request: Any, runtime: Any) -> Response:
-    notice = NOTICES.get(request.args.get("notice", ""))
-    return _signin_form(None, notice=notice)
+    return _signin_form(None, notice=_notice(request))
 
 
 def sign_in(tx: Transaction, *, request: Any, runtime: Any) -> Response:
@@ -960,11 +959,16 @@ def _page(
             csrf=session.csrf_token,
             navigation=NAVIGATION,
             current=request.path,
-            notice=NOTICES.get(request.args.get("notice", "")),
+            notice=_notice(request),
             **values,
         )
     )
     return body, 200, dict(HTML_HEADERS)
+
+
+def _notice(request: Any) -> str | None:
+    """The line a redirect asked the page to show; one given twice is refused."""
+    return NOTICES.get(web.query_value(request, "notice") or "")
 
 
 def _signin_form(
