@@ -906,6 +906,13 @@ def print_summary(summary: dict[str, Any]) -> None:
             )
 
 
+def latency_ms_max() -> float:
+    """The longest delay the X sandbox accepts, in ms: its own limit, not a copy."""
+    from infra.x_sandbox import LATENCY_MAX_S
+
+    return LATENCY_MAX_S * 1000
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Describe every option, with its default, for --help."""
     parser = argparse.ArgumentParser(
@@ -935,7 +942,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency-ms",
         type=float,
         default=ISSUE_CASE["latency_ms"],
-        help="delay the X sandbox adds to every answer, ms (over 0, at most 60000)",
+        help="delay the X sandbox adds to every answer, ms (over 0, at most "
+        f"{latency_ms_max():.0f})",
     )
     parser.add_argument(
         "--profile-posts",
@@ -967,11 +975,9 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     # float() reads "inf" and "nan" too; the sandbox cannot wait forever.
     if not (math.isfinite(args.latency_ms) and args.latency_ms > 0):
         return "--latency-ms must be a finite number over 0"
-    from infra.x_sandbox import LATENCY_MAX_S
-
     # The sandbox refuses more, but only once the whole stack is up.
-    if args.latency_ms > LATENCY_MAX_S * 1000:
-        return f"--latency-ms must be at most {LATENCY_MAX_S * 1000:.0f}"
+    if args.latency_ms > latency_ms_max():
+        return f"--latency-ms must be at most {latency_ms_max():.0f}"
     if args.profile_posts < 0:
         return "--profile-posts must be 0 or more"
 

@@ -91,6 +91,17 @@ def test_the_bench_s_help_describes_every_option_with_its_default(capsys) -> Non
     assert shown.count("(default:") == 7
 
 
+def test_the_help_gives_the_x_sandboxs_own_latency_limit(capsys) -> None:
+    from bench import publish_load
+    from infra.x_sandbox import LATENCY_MAX_S
+
+    with pytest.raises(SystemExit):
+        publish_load.main(["--help"])
+
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"at most {LATENCY_MAX_S * 1000:.0f})" in shown
+
+
 @pytest.mark.parametrize(
     ("arguments", "said"),
     [
