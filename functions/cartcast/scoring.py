@@ -114,10 +114,10 @@ def score_mentions(runtime: Any, *, mention_ids: list[str]) -> dict[str, int]:
     # Labelled outside any transaction: a Gemini call holds no row lock. Two
     # deliveries at once may both label; only the first save counts (scored_at).
     offline = {str(row["id"]): sentiment.score_mention(row["text"]) for row in rows}
-    labels = _labels(runtime, rows, offline)
+    labels = label_mentions(runtime, rows, offline)
     now = runtime.clock.now()
     decisions = {
-        str(row["id"]): _triage(runtime, row, labels[str(row["id"])], offline)
+        str(row["id"]): triage_label(runtime, row, labels[str(row["id"])], offline)
         for row in rows
     }
     with runtime.database.transaction() as tx:
@@ -165,10 +165,14 @@ def sweep_unscored(runtime: Any) -> int:
     return scored
 
 
-def _labels(
+def label_mentions(
     runtime: Any, rows: list[dict[str, Any]], offline: dict[str, Any]
 ) -> dict[str, Label]:
-    """Label every row with the configured engine, offline where Gemini gave none."""
+    """Label every row with the configured engine, offline where Gemini gave none.
+
+    `rows` need `id` and `text`; `offline` is each id's offline MentionScore.
+    bench/triage_eval.py --gemini labels its mentions through this too.
+    """
     from cartcast import sentiment
 
     labels = {
@@ -212,13 +216,16 @@ def _labels(
     return labels
 
 
-def _triage(
+def triage_label(
     runtime: Any,
     row: dict[str, Any],
     label: Label,
     offline: dict[str, sentiment.MentionScore],
 ) -> tuple[triage.Triage, list[str]]:
-    """Triage one labelled mention; return the decision and the reasons to store."""
+    """Triage one labelled mention; return the decision and the reasons to store.
+
+    `row` needs the columns of SELECT_UNSCORED that triage reads.
+    """
     from cartcast import triage
 
     decided = triage.triage_mention(
