@@ -2,6 +2,7 @@
 
 Usage:
     .venv/bin/python -m bench.triage_eval [--half reporting|tuning|all] [--json PATH]
+        [--gemini] [--files PATH ...]
 
 Every file tests/data/triage_mentions*.json is read (one store each; see
 TRIAGE_MENTIONS.md beside them). Each was split once into a tuning half and a
@@ -16,16 +17,36 @@ and for complaints, and no order issue ranked below any praise.
 
 The texts of the misses are printed for the tuning half only, unless --show-texts is
 given: reading the reporting half's misses is how rules end up fitted to it.
+
+With --gemini (live mode, never the default), intent and sentiment come from Gemini
+instead, through GeminiMentionClassifier as the scoring function uses it: the
+deployment's settings (GEMINI_API_KEY, GEMINI_BASE_URL, GEMINI_MODEL,
+CARTCAST_SENTIMENT_BATCH_SIZE, CARTCAST_REACH_FOLLOWERS_MIN) and the quota
+governor captions share, so DATABASE_URL must name the database that holds its
+budget. Every mention is labelled once, one request per batch, and triaged as
+scoring.py triages a Gemini label (crisis words still from the offline scorer). A
+mention Gemini gave no usable label (an id left out, bad JSON, a 429) keeps the
+offline label and is counted as a fallback. The reporting halves' 1,435 mentions
+take 29 requests at the default batch of 50. The run stops before the first when
+the governor has fewer left today (GEMINI_REQUESTS_PER_DAY, 20 by default), and
+waits for its minute window (GEMINI_REQUESTS_PER_MINUTE, 5) rather than fall back.
+
+--files replaces the labelled files read (the tests pass a few mentions of their own).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
+import math
 import sys
+import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "functions"))
@@ -40,31 +61,46 @@ GOAL_RECALL = 0.9
 GOAL_INTENTS = ("order_issue", "complaint")
 # Every mention is posted at the same instant, so ranking is by priority and due.
 POSTED_AT = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+# The governor's minute window frees a slot within 60 s of the oldest call in it.
+MINUTE_WINDOW_WAIT_MAX_S = 61.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Triage one half of every file, print each file's figures and all together."""
     args = _parse_args(argv)
     show_texts = args.show_texts or args.half == "tuning"
-    mentions = load_mentions(args.half)
+    paths = [Path(path).resolve() for path in args.files] if args.files else None
+    mentions = load_mentions(args.half, paths or MENTION_FILES)
+
+    # Each mention is labelled once: Gemini's quota is spent on the pooled run only.
+    labeller: dict[str, Any] = {}
+    if args.gemini:
+        triaged, labeller = triage_with_gemini(mentions)
+        _print_labeller(labeller)
+    else:
+        triaged = triage_offline(mentions)
 
     per_file = {}
-    for path in MENTION_FILES:
-        name = str(path.relative_to(REPO))
-        figures = evaluate([m for m in mentions if m["file"] == name])
-        figures.update(half=args.half, source=name)
+    for path in paths or MENTION_FILES:
+        name = _file_name(path)
+        figures = figures_of([t for t in triaged if t[0]["file"] == name])
+        figures.update(half=args.half, source=name, **_labelled_by(labeller, name))
         _print(figures, show_texts=show_texts)
         per_file[name] = figures
         print()
 
-    combined = evaluate(mentions)
-    combined.update(half=args.half, source=f"all {len(MENTION_FILES)} files")
+    combined = figures_of(triaged)
+    source = f"all {len(paths or MENTION_FILES)} files"
+    combined.update(half=args.half, source=source, **_labelled_by(labeller))
     # Each file's misses were listed above; the pooled figures are what count.
     _print(combined, show_texts=False, listed_above=show_texts)
     if args.json:
         figures = {"combined": combined, "files": per_file}
+        if labeller:
+            figures["gemini"] = labeller
         if not show_texts:
             figures = {
+                **figures,
                 "combined": _without_texts(combined),
                 "files": {name: _without_texts(f) for name, f in per_file.items()},
             }
@@ -97,7 +133,27 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="print the misses' texts for the reporting half too (not while tuning)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--gemini",
+        action="store_true",
+        help="live mode: intent and sentiment from Gemini (costs quota; see above)",
+    )
+    parser.add_argument(
+        "--files",
+        nargs="+",
+        metavar="PATH",
+        help="labelled mention files to read instead of tests/data/triage_mentions*",
+    )
+    args = parser.parse_args(argv)
+    missing = [path for path in args.files or () if not Path(path).is_file()]
+    if missing:
+        parser.error(f"--files: no such file: {', '.join(missing)}")
+    return args
+
+
+def _file_name(path: Path) -> str:
+    """Name a file by its path in the repository, or as given when outside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def load_mentions(half: str, paths: Sequence[Path] = MENTION_FILES) -> list[dict]:
@@ -107,7 +163,7 @@ def load_mentions(half: str, paths: Sequence[Path] = MENTION_FILES) -> list[dict
     """
     mentions = []
     for path in paths:
-        name = str(path.relative_to(REPO))
+        name = _file_name(path)
         for mention in json.loads(path.read_text(encoding="utf-8")):
             if half == "all" or mention["half"] == half:
                 mentions.append({**mention, "file": name})
@@ -120,6 +176,13 @@ def evaluate(mentions: list[dict], models: dict | None = None) -> dict:
     `models` maps a mention's `file` to the intent model that scores it in place
     of the shipped one (`bench/triage_loso.py`); a file not in it gets the shipped.
     """
+    return figures_of(triage_offline(mentions, models))
+
+
+def triage_offline(
+    mentions: list[dict], models: dict | None = None
+) -> list[tuple[dict, str, triage.Triage]]:
+    """Score each mention offline and triage it; return (mention, intent, triage)."""
     defaults = Settings()
     models = models or {}
     triaged = []
@@ -140,11 +203,135 @@ def evaluate(mentions: list[dict], models: dict | None = None) -> dict:
                 score.intent, score.sentiment, score.reasons
             ),
         )
-        triaged.append((mention, score, decided))
+        triaged.append((mention, score.intent, decided))
+    return triaged
 
+
+def triage_with_gemini(
+    mentions: list[dict],
+) -> tuple[list[tuple[dict, str, triage.Triage]], dict[str, Any]]:
+    """Label the mentions through Gemini as scoring.py does, and triage them.
+
+    Returns (mention, intent, triage) for each, and what labelled them: the model,
+    requests, batch size, and each mention that fell back to the offline label.
+    """
+    from cartcast import runtime as runtime_module
+    from cartcast import scoring
+    from cartcast import settings as settings_module
+    from cartcast.errors import ConfigurationError
+
+    try:
+        deployed = settings_module.load()
+    except ConfigurationError as error:
+        raise SystemExit(f"--gemini needs the deployment's settings: {error}") from None
+    if not deployed.gemini_api_key:
+        raise SystemExit("--gemini needs GEMINI_API_KEY (and DATABASE_URL for quota)")
+
+    # The scoring function labels with Gemini only when this engine is chosen.
+    chosen = dataclasses.replace(deployed, sentiment_engine="gemini")
+    batch = chosen.sentiment_batch_size
+    current = runtime_module.Runtime(chosen)
+    try:
+        governor = current.gemini().governor
+        _check_day_budget(governor, math.ceil(len(mentions) / batch), batch)
+        rows = [_mention_row(f"m{i}", m) for i, m in enumerate(mentions)]
+        offline = {row["id"]: sentiment.score_mention(row["text"]) for row in rows}
+        labels = {}
+        for start in range(0, len(rows), batch):
+            _wait_for_the_minute_window(governor, current.clock)
+            # One batch's rows and scores: label_mentions labels every score given.
+            some = rows[start : start + batch]
+            scores = {row["id"]: offline[row["id"]] for row in some}
+            labels.update(scoring.label_mentions(current, some, scores))
+        decided = [
+            scoring.triage_label(current, row, labels[row["id"]], offline)[0]
+            for row in rows
+        ]
+    finally:
+        current.close()
+
+    triaged = []
+    reasons: Counter[str] = Counter()
+    by_file: Counter[str] = Counter()
+    models: Counter[str] = Counter()
+    for mention, row, decision in zip(mentions, rows, decided, strict=True):
+        label = labels[row["id"]]
+        triaged.append((mention, label.intent, decision))
+        if label.fallback_reason is not None:
+            reasons[label.fallback_reason] += 1
+            by_file[mention["file"]] += 1
+        else:
+            models[label.model] += 1
+    labeller = {
+        "model": models.most_common(1)[0][0] if models else chosen.gemini_model,
+        "mentions": len(mentions),
+        "batch_size": batch,
+        "requests": math.ceil(len(mentions) / batch),
+        "fallbacks": reasons.total(),
+        "fallback_reasons": dict(reasons.most_common()),
+        "fallbacks_by_file": dict(by_file),
+    }
+    return triaged, labeller
+
+
+def _check_day_budget(governor: Any, requests: int, batch: int) -> None:
+    """Stop before any request when the governor cannot allow them all today."""
+    budget = governor.state()
+    left = max(budget["per_day"] - budget["calls_today"], 0)
+    if requests > left:
+        raise SystemExit(
+            f"--gemini needs {requests} requests (batches of {batch}) but the quota "
+            f"governor has {left} of GEMINI_REQUESTS_PER_DAY={budget['per_day']} "
+            "left today: raise it, or CARTCAST_SENTIMENT_BATCH_SIZE, for this run"
+        )
+
+
+def _wait_for_the_minute_window(governor: Any, clock: Any) -> None:
+    """Sleep until the governor frees a slot, when only its minute window is full.
+
+    A bench may wait where a billed function never does; a longer refusal (a pause
+    after a 429) is not waited out, and that batch falls back, counted.
+    """
+    budget = governor.state()
+    if budget["available"]:
+        return
+    wait_s = (budget["available_at"] - clock.now()).total_seconds()
+    if 0 < wait_s <= MINUTE_WINDOW_WAIT_MAX_S:
+        print(f"  waiting {wait_s:.0f} s: {budget['unavailable_reason']}", flush=True)
+        time.sleep(wait_s + 0.5)
+
+
+def _mention_row(mention_id: str, mention: dict) -> dict[str, Any]:
+    """Shape a labelled mention as scoring.py reads a stored one, default deadlines."""
+    deadlines = triage.ResponseDeadlines()
+    return {
+        "id": mention_id,
+        "text": mention["text"],
+        "posted_at": POSTED_AT,
+        "author_followers": mention["author_followers"],
+        "media_types": list(mention["media_types"]),
+        "order_issue_due_min": deadlines.order_issue_min,
+        "complaint_due_min": deadlines.complaint_min,
+        "question_due_min": deadlines.question_min,
+    }
+
+
+def _labelled_by(labeller: dict[str, Any], name: str | None = None) -> dict:
+    """Return the model and fallback count a file's (or all) figures carry."""
+    if not labeller:
+        return {}
+    if name is None:
+        fallbacks = labeller["fallbacks"]
+    else:
+        fallbacks = labeller["fallbacks_by_file"].get(name, 0)
+    return {"model": labeller["model"], "fallbacks": fallbacks}
+
+
+def figures_of(triaged: list[tuple[dict, str, triage.Triage]]) -> dict:
+    """Return the confusion matrix, recalls and ranking of triaged mentions."""
     confusion = {g: dict.fromkeys(INTENTS, 0) for g in INTENTS}
-    for mention, score, _ in triaged:
-        confusion[mention["expected_intent"]][score.intent] += 1
+    for mention, intent, _ in triaged:
+        confusion[mention["expected_intent"]][intent] += 1
     recall = {
         intent: round(row[intent] / sum(row.values()), 4) if sum(row.values()) else None
         for intent, row in confusion.items()
@@ -153,7 +340,7 @@ def evaluate(mentions: list[dict], models: dict | None = None) -> dict:
     ranked = sorted(
         triaged,
         key=lambda item: triage.rank_key(
-            item[2].priority, item[2].response_due_at, POSTED_AT, item[1].intent
+            item[2].priority, item[2].response_due_at, POSTED_AT, item[1]
         ),
     )
     positions = [m["expected_intent"] for m, _, _ in ranked]
@@ -171,16 +358,16 @@ def evaluate(mentions: list[dict], models: dict | None = None) -> dict:
         if m["expected_intent"] == "order_issue" and i > first_praise
     ]
     misses = [
-        {"text": m["text"], "expected": m["expected_intent"], "scored": s.intent}
-        for m, s, _ in triaged
-        if s.intent != m["expected_intent"]
+        {"text": m["text"], "expected": m["expected_intent"], "scored": intent}
+        for m, intent, _ in triaged
+        if intent != m["expected_intent"]
     ]
     met = (
         all((recall[i] or 0) >= GOAL_RECALL for i in GOAL_INTENTS)
         and last_order_issue < first_praise
     )
     return {
-        "mentions": len(mentions),
+        "mentions": len(triaged),
         "confusion": confusion,
         "recall": recall,
         "order_issues_ranked_below_praise": below_praise,
@@ -189,11 +376,27 @@ def evaluate(mentions: list[dict], models: dict | None = None) -> dict:
     }
 
 
+def _print_labeller(labeller: dict[str, Any]) -> None:
+    print(
+        f"Gemini ({labeller['model']}) labelled {labeller['mentions']} mentions in "
+        f"{labeller['requests']} requests of up to {labeller['batch_size']}; "
+        f"{labeller['fallbacks']} fell back to the offline scorer"
+    )
+    for reason, count in labeller["fallback_reasons"].items():
+        print(f"  fallback: {count} x {reason[:100]}")
+    print()
+
+
 def _print(figures: dict, *, show_texts: bool, listed_above: bool = False) -> None:
     print(
         f"Triage on {figures['mentions']} team-written mentions ({figures['half']} "
         f"half of {figures['source']})"
     )
+    if "model" in figures:
+        print(
+            f"labelled by Gemini ({figures['model']}); {figures['fallbacks']} fell "
+            "back to the offline scorer"
+        )
     print("Confusion (rows: labelled intent; columns: scored intent)")
     short = {
         i: i.replace("order_issue", "order").replace("complaint", "compl.")[:8]
