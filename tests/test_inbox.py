@@ -220,6 +220,16 @@ def test_a_bad_inbox_query_is_a_400_naming_the_parameter(
     assert response.get_json()["error"]["field"] == field
 
 
+def test_an_unknown_intent_is_a_400_listing_the_intents(client, shop_key) -> None:
+    response = client.get("/v1/mentions?intent=bogus", headers=auth(shop_key))
+
+    error = response.get_json()["error"]
+    assert response.status_code == 400
+    assert error["field"] == "intent"
+    for intent in ("order_issue", "question", "complaint", "praise", "spam", "other"):
+        assert intent in error["message"]
+
+
 def test_marking_handled_records_who_when_and_the_response_time(
     client, shop_key, runtime, clock_file
 ) -> None:

@@ -52,6 +52,8 @@ PRIORITY_BY_INTENT = {
     "other": 4,
     "spam": 4,
 }
+# Every intent a scorer gives, as sql/016's mentions_intent_known allows them.
+INTENTS = tuple(PRIORITY_BY_INTENT)
 # Intents whose priority an author's reach raises by one step.
 REACH_RAISES = frozenset({"order_issue", "complaint", "question"})
 ESCALATE_AT_PRIORITY = 1
