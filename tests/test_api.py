@@ -175,6 +175,40 @@ def test_a_body_that_is_not_json_typed_is_a_400(client, brand_key) -> None:
     assert "Content-Type" in response.get_json()["error"]["message"]
 
 
+@pytest.mark.parametrize("charset", ["latin-1", "ISO-8859-1", "utf-16", "US-ASCII"])
+def test_a_json_body_in_another_charset_is_a_415_naming_it(
+    client, brand_key, charset
+) -> None:
+    # RFC 8259 section 8.1: JSON on the wire is UTF-8; reading a latin-1 body as
+    # UTF-8 would store "é" where the store sent "Ã©", or refuse it as not JSON.
+    response = client.post(
+        "/v1/products",
+        data=json.dumps({"products": catalog(1)}),
+        headers=auth(brand_key),
+        content_type=f"application/json; charset={charset}",
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 415, error
+    assert charset in error["message"] and "UTF-8" in error["message"]
+    assert client.get("/v1/products", headers=auth(brand_key)).get_json() == {
+        "products": [],
+        "next": None,
+    }
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", '"utf-8"'])
+def test_a_json_body_that_says_utf_8_is_read(client, brand_key, charset) -> None:
+    response = client.post(
+        "/v1/products",
+        data=json.dumps({"products": catalog(1)}),
+        headers=auth(brand_key),
+        content_type=f"application/json; charset={charset}",
+    )
+
+    assert response.status_code == 200, response.get_json()
+
+
 def test_the_catalog_imports_and_reimports_by_sku(client, brand_key) -> None:
     first = post_json(client, "/v1/products", {"products": catalog(5)}, brand_key)
     again = post_json(client, "/v1/products", catalog(6), brand_key)

@@ -268,3 +268,19 @@ def test_a_key_given_twice_is_a_400_naming_it_with_no_draft_written(brand_key) -
     assert response.get_json()["error"]["field"] == "variants"
     api = make_app("api", "http").test_client()
     assert api.get("/v1/posts", headers=auth(brand_key)).get_json()["posts"] == []
+
+
+def test_a_caption_request_in_another_charset_is_a_415(brand_key) -> None:
+    sku = catalog(1)[0]["sku"]
+
+    response = caption_client().post(
+        "/",
+        data=json.dumps({"products": [sku]}),
+        headers=auth(brand_key),
+        content_type="application/json; charset=Latin-1",
+    )
+
+    assert response.status_code == 415, response.get_json()
+    assert "Latin-1" in response.get_json()["error"]["message"]
+    api = make_app("api", "http").test_client()
+    assert api.get("/v1/posts", headers=auth(brand_key)).get_json()["posts"] == []

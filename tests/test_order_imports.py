@@ -309,3 +309,15 @@ def test_a_file_with_an_id_column_is_keyed_by_id_alone(client, brand) -> None:
 
     assert [(e["line"], e["field"]) for e in report["errors"]] == [(3, "id")]
     assert set(stored()) == {"501"}
+
+
+def test_a_csv_file_in_another_charset_is_a_415(client, brand) -> None:
+    text = HEADER + "\n#1001,501,2026-03-01T16:30:00Z,USD,5.00,Café,,"
+
+    response = send_csv(
+        client, brand["key"], text.encode("cp1252"), "text/csv; charset=windows-1252"
+    )
+
+    assert response.status_code == 415, response.get_json()
+    assert "windows-1252" in response.get_json()["error"]["message"]
+    assert stored() == {}

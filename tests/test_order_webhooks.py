@@ -390,6 +390,19 @@ def test_a_weak_or_odd_secret_is_a_400(app, brand, secret) -> None:
     assert response.get_json()["error"]["field"] == "webhook_secret"
 
 
+def test_a_signed_order_in_another_charset_is_a_415_and_not_stored(
+    server, brand
+) -> None:
+    raw = shopify_order(name="#Café").decode().encode("latin-1")
+    headers = headers_for(raw, **{"Content-Type": "application/json; charset=latin-1"})
+
+    status, answer = server.post("/v1/webhooks/orders/test-goods", raw, headers)
+
+    assert status == 415, answer
+    assert "latin-1" in answer["error"]["message"]
+    assert stored_orders() == []
+
+
 def test_a_null_secret_turns_signed_orders_off(server, app, brand) -> None:
     app.test_client().patch(
         "/v1/brand",

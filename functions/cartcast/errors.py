@@ -10,6 +10,7 @@
         ├── Forbidden        a key that may not do this (403)
         ├── NotFound         absent, or belongs to another brand (404)
         ├── Conflict         the request clashes with the current state (409)
+        ├── UnsupportedMediaType  a body in a charset other than UTF-8 (415)
         └── TooManyRequests  too many failed tries: wait `retry_after_s` (429)
 
 Adapters translate library exceptions into these with `raise ... from`, so domain code
@@ -81,6 +82,10 @@ class NotFound(InvalidRequest):
 
 class Conflict(InvalidRequest):
     status = 409
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
 
 
 class TooManyRequests(InvalidRequest):
