@@ -719,6 +719,68 @@ def test_a_number_without_a_fraction_is_the_integer_it_equals(client) -> None:
     ]
 
 
+def order_with_raw_id(number: str) -> str:
+    return (
+        f'{{"id": {number}, "created_at": "2026-03-02T10:00:00Z", "currency": "USD",'
+        ' "total_price": "10.00"}'
+    )
+
+
+def test_an_order_id_written_with_an_exponent_is_the_integer_it_equals(
+    client, brand_key
+) -> None:
+    # Past 2**53 a double no longer holds every integer: the text is read exactly.
+    response = client.post(
+        "/v1/orders",
+        data=order_with_raw_id("1e20"),
+        headers=auth(brand_key),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["order"]["external_id"] == "1" + "0" * 20
+
+
+@pytest.mark.parametrize("number", ["1.5", "-2.5e-3", "1e-400", "9007199254740993.5"])
+def test_an_order_id_that_is_no_integer_is_a_400_saying_so(
+    client, brand_key, number
+) -> None:
+    response = client.post(
+        "/v1/orders",
+        data=order_with_raw_id(number),
+        headers=auth(brand_key),
+        content_type="application/json",
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 400, error
+    assert error["field"] == "id"
+    assert "must be an integer or a string" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        ("1.5", "'variants' must be an integer between 1 and"),
+        ("1e20", "'variants' must be between 1 and"),
+    ],
+)
+def test_a_number_in_an_integer_field_is_refused_naming_it_and_its_bounds(
+    client, brand_key, number, message
+) -> None:
+    response = client.post(
+        "/v1/captions",
+        data=f'{{"products": ["MUG-1"], "variants": {number}}}',
+        headers=auth(brand_key),
+        content_type="application/json",
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 400, error
+    assert error["field"] == "variants"
+    assert error["message"].startswith(message)
+
+
 def test_an_empty_brand_patch_is_a_400_with_nothing_to_change(
     client, brand_key
 ) -> None:

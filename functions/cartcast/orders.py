@@ -138,12 +138,16 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
     """
     body = validation.require_object(body)
     external = body.get("id")
-    if (
-        isinstance(external, bool)
-        or not isinstance(external, (int, str))
-        or not str(external).strip(validation.BLANK)
-    ):
+    if external is None:
         raise InvalidRequest("'id' (the store's order id) is required", field="id")
+    if isinstance(external, bool) or not isinstance(external, (int, str)):
+        raise InvalidRequest(
+            "'id' (the store's order id) must be an integer or a string", field="id"
+        )
+    if not str(external).strip(validation.BLANK):
+        raise InvalidRequest(
+            "'id' (the store's order id) must not be blank", field="id"
+        )
     # Measured as sent, as the spec's maxLength is (it bounds a string id only).
     if len(str(external)) > EXTERNAL_ID_LENGTH_MAX:
         raise InvalidRequest(

@@ -130,7 +130,9 @@ def has_unprintable(value: str) -> bool:
 def integer(body: dict, name: str, *, default: int, minimum: int, maximum: int) -> int:
     value = body.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"'{name}' must be an integer", field=name)
+        raise InvalidRequest(
+            f"'{name}' must be an integer between {minimum} and {maximum}", field=name
+        )
     if not minimum <= value <= maximum:
         raise InvalidRequest(
             f"'{name}' must be between {minimum} and {maximum}", field=name

@@ -212,19 +212,18 @@ def repeated_key(value: Any) -> str | None:
     return value.key if isinstance(value, _RepeatedKey) else None
 
 
-# Integral floats up to here are exact: 2.0 ** 53 + 1 is not a double.
-INTEGRAL_FLOAT_MAX = 2.0**53
-
-
 def _finite_float(text: str) -> float | int:
     """A JSON number with a fraction or exponent; the int it equals when it has no
-    fraction (3.0, 1e2), as JSON Schema's `integer` reads it, so that every integer
-    field takes it."""
+    fraction (3.0, 1e2, 1e20), as JSON Schema's `integer` reads it, so that every
+    integer field takes it, and names its bounds when it is out of them."""
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"number {text[:20]} is out of range")
-    if value.is_integer() and abs(value) <= INTEGRAL_FLOAT_MAX:
-        return int(value)
+    # Read from the text, not the double: past 2**53 a double skips integers, and
+    # 1e-400 rounds to 0.0. A finite double bounds it to 309 digits.
+    exact = Decimal(text)
+    if exact == exact.to_integral_value():
+        return int(exact)
     return value
 
 
