@@ -659,6 +659,33 @@ def test_a_code_or_name_is_refused_exactly_when_the_spec_pattern_refuses_it(
     assert disagree == []
 
 
+@pytest.mark.parametrize(
+    "where", [("BrandInput", "language"), ("CaptionRequest", "language")]
+)
+def test_a_language_is_refused_exactly_when_the_spec_enum_refuses_it(where) -> None:
+    """The code took " DE" by stripping and lower-casing it, which the enum refuses;
+    a brand's language had no enum at all, so "xx" passed the spec only."""
+    schemas = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
+    owner, name = where
+    schema = schemas[owner]["properties"][name]
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"].split("/")[-1]]
+    probes = ["de", "DE", "De", "xx", "", "deu"]
+    for blank in (" ", "\t", "\n", "\xa0", "\u3000", "\ufeff"):
+        probes += [blank + "de", "de" + blank]
+
+    def check(value: str) -> None:
+        validation.language({name: value})
+
+    disagree = [
+        value
+        for value in probes
+        if (value in schema["enum"]) is not _accepts(check, value)
+    ]
+
+    assert disagree == []
+
+
 @pytest.mark.parametrize("name", ["id", "customer.id"])
 def test_an_integer_store_id_is_bounded_by_the_spec_as_the_code_bounds_it(
     name,

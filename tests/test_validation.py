@@ -102,6 +102,46 @@ def test_currencies_are_three_ascii_letters(given, code) -> None:
     assert validation.currency(body, "currency", default="USD") == code
 
 
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        (" usd", "spaces around it"),
+        ("USD\u3000", "spaces around it"),
+        ("\ufeffUSD", "spaces around it"),
+        ("   ", "blank"),
+        ("dollars", "3-letter ISO 4217 code"),
+    ],
+)
+def test_a_refused_currency_is_told_what_is_wrong(given, problem) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        validation.currency({"currency": given}, "currency")
+
+    assert raised.value.field == "currency"
+    assert problem in str(raised.value)
+    assert "longer than" not in str(raised.value)
+
+
+@pytest.mark.parametrize("given", [" de", "de\n", "\ufeffde", "DE", "De"])
+def test_a_language_is_a_lower_case_code_alone(given) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        validation.language({"language": given})
+
+    assert raised.value.field == "language"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [" 2026-03-02T10:00:00Z", "2026-03-02T10:00:00Z\n", "\u30002026-03-02T10:00Z"],
+)
+def test_an_instant_with_spaces_around_it_is_refused_saying_so(given) -> None:
+    # docs/openapi.yaml's `format: date-time` is RFC 3339's, which has no spaces.
+    with pytest.raises(InvalidRequest) as raised:
+        validation.instant(given, "at")
+
+    assert raised.value.field == "at"
+    assert "spaces around it" in str(raised.value)
+
+
 @pytest.mark.parametrize("given", ["ÉÜÖ", "ßA", "ﬀa", "US", "USDX", "U$D", 840])
 def test_other_currencies_are_refused(given) -> None:
     with pytest.raises(InvalidRequest) as raised:

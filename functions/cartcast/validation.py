@@ -184,14 +184,35 @@ def money(value: Any, name: str) -> Decimal:
 
 
 def currency(body: dict, name: str, *, default: str | None = None) -> str:
-    """Return an ISO 4217-shaped code: three ASCII letters, upper-cased."""
-    value = text(body, name, required=default is None, default=default, max_len=3)
+    """Return an ISO 4217-shaped code: three ASCII letters, upper-cased.
+
+    Taken as sent, as docs/openapi.yaml's pattern `^[A-Za-z]{3}$` takes it: " usd"
+    is refused, saying what is wrong, rather than stripped.
+    """
+    value = body.get(name)
+    if value is None and default is not None:
+        return default
+    if value is None:
+        raise InvalidRequest(f"'{name}' is required", field=name)
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{name}' must be a string", field=name)
+    example = "a 3-letter ISO 4217 code such as USD"
+    if is_blank(value):
+        raise InvalidRequest(f"'{name}' is blank; send {example}", field=name)
+    if has_blanks_around(value):
+        raise InvalidRequest(
+            f"'{name}' has spaces around it; send {example} alone", field=name
+        )
     # Checked before upper(): "ß".upper() is "SS", so "ßA" would pass afterwards.
     if not CURRENCY_CODE.fullmatch(value):
-        raise InvalidRequest(
-            f"'{name}' must be a 3-letter ISO 4217 code such as USD", field=name
-        )
+        raise InvalidRequest(f"'{name}' must be {example}", field=name)
     return value.upper()
+
+
+def has_blanks_around(value: str) -> bool:
+    """Whether `value` starts or ends with whitespace (Python's or BLANK's)."""
+    ends = value[:1] + value[-1:]
+    return any(character.isspace() or character in BLANK for character in ends)
 
 
 def instant(value: Any, name: str) -> dt.datetime:
@@ -207,9 +228,14 @@ def instant(value: Any, name: str) -> dt.datetime:
             f"'{name}' must be an ISO-8601 time string, {example}", field=name
         )
     # RFC 3339, which docs/openapi.yaml's `format: date-time` means, allows a
-    # lower-case "t" and "z" and a leap second; fromisoformat takes neither.
-    text = value.strip()
-    text = text[:10] + text[10:].upper()
+    # lower-case "t" and "z" and a leap second; fromisoformat takes neither. It has
+    # no spaces around a time, and fromisoformat refuses them with a vaguer message.
+    if has_blanks_around(value):
+        raise InvalidRequest(
+            f"'{name}' has spaces around it; send the time alone, {example}",
+            field=name,
+        )
+    text = value[:10] + value[10:].upper()
     leap = LEAP_SECOND.fullmatch(text)
     if leap:
         # Read as PostgreSQL reads it: the first instant of the next minute.
@@ -272,11 +298,16 @@ LANGUAGES = frozenset(
 
 
 def language(body: dict, name: str = "language", *, default: str = "en") -> str:
-    """Return a supported ISO 639-1 language code from the body."""
+    """Return a supported ISO 639-1 language code from the body.
+
+    Taken as sent, lower case and alone, as docs/openapi.yaml's CaptionLanguage
+    enum takes it.
+    """
     value = body.get(name, default)
-    if not isinstance(value, str) or value.strip().lower() not in LANGUAGES:
+    if not isinstance(value, str) or value not in LANGUAGES:
         raise InvalidRequest(
-            f"'{name}' must be a supported ISO 639-1 code such as en, de or ja",
+            f"'{name}' must be a supported ISO 639-1 code, in lower case and without "
+            "spaces, such as en, de or ja",
             field=name,
         )
-    return value.strip().lower()
+    return value
