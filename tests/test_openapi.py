@@ -209,7 +209,7 @@ def test_every_not_blank_pattern_is_the_one_the_code_checks() -> None:
     assert "\\S" not in patterns
     assert patterns.count(validation.NOT_BLANK.pattern) >= 8
     not_blank = re.compile(validation.NOT_BLANK.pattern)
-    for code_point in range(0x10000):
+    for code_point in range(0x110000):
         if 0xD800 <= code_point <= 0xDFFF:
             continue
         char = chr(code_point)
@@ -217,11 +217,12 @@ def test_every_not_blank_pattern_is_the_one_the_code_checks() -> None:
 
 
 def test_a_text_of_only_invisible_format_characters_is_blank() -> None:
-    """Unicode's Cf (zero-width, joiners, bidi marks, soft hyphen) shows nothing:
-    a text of those, spaces and controls alone is blank, to the code and the
-    spec's pattern alike; one beside a visible character is kept."""
+    """Unicode's Cf (zero-width, joiners, bidi marks, soft hyphen, and outside the
+    BMP the tag characters and musical format marks) shows nothing: a text of
+    those, spaces and controls alone is blank, to the code and the spec's pattern
+    alike; one beside a visible character is kept."""
     not_blank = re.compile(validation.NOT_BLANK.pattern)
-    for code_point in range(0x10000):
+    for code_point in range(0x110000):
         char = chr(code_point)
         if unicodedata.category(char) in ("Cf", "Zs", "Cc"):
             assert validation.is_blank(char), hex(code_point)

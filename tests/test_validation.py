@@ -244,6 +244,23 @@ def test_blank_is_what_the_specs_not_blank_pattern_does_not_match(value, blank) 
     assert validation.is_blank(value) is blank
 
 
+@pytest.mark.parametrize(
+    "blank",
+    [
+        # A flag's tag sequence with no base: black flag omitted, tags alone.
+        "\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
+        "\U000e0001 \U0001d173",
+        "\u200b\U000e0020",
+    ],
+)
+def test_a_text_of_astral_format_characters_is_blank(blank) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        validation.text({"name": blank}, "name")
+
+    assert raised.value.field == "name"
+    assert not validation.is_blank("\U0001f3f4" + blank)
+
+
 def test_a_text_over_its_length_is_refused_whatever_it_strips_to() -> None:
     with pytest.raises(InvalidRequest):
         validation.text({"reason": "\x1e" * 301}, "reason", max_len=300)

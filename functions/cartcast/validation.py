@@ -48,16 +48,22 @@ SPACE_CLASS = BLANK_CLASS + "\\x1c-\\x1f\\x85"
 # A character that makes a text not blank: neither whitespace, by JSON Schema's
 # `\s` or Python's str.isspace() (every Zs among them), nor a C0 or C1 control
 # (Cc), nor an invisible format character (Cf: zero-width space and joiners, bidi
-# marks, soft hyphen, U+FEFF...), so that a text shows something; such marks inside
-# a text stay. `\S` alone means different things to the two (ECMA-262 matches \x1e
-# and \x85 and not U+FEFF), and schemathesis reads the spec's patterns with
-# Python's re; this class reads alike in both, and docs/openapi.yaml uses it as the
-# not-blank pattern. Cf is spelled out as of Unicode 14 (Python 3.11), the BMP's
-# only: no escape writes an astral character alike for ECMA-262 and Python's re.
+# marks, soft hyphen, U+FEFF, tag characters...), so that a text shows something;
+# such marks inside a text stay. `\S` alone means different things to the two
+# (ECMA-262 matches \x1e and \x85 and not U+FEFF), and schemathesis reads the
+# spec's patterns with Python's re; this class reads alike in both, and
+# docs/openapi.yaml uses it as the not-blank pattern. Cf is spelled out as of
+# Unicode 14 (Python 3.11). No escape writes an astral character alike for
+# ECMA-262 and Python's re, so those (Kaithi number signs, Egyptian hieroglyph
+# joiners, shorthand format controls, musical format marks, tag characters) stand
+# in the class as the characters themselves, one code point each to Python's re
+# and to ECMA-262 read with its `u` flag; one search either way, however long.
 NOT_BLANK = re.compile(
     r"[^\s\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891"
     r"\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
-    r"\ufff9-\ufffb]"
+    r"\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]"
 )
 # Characters no store or person writes into an id or a URL, which would be stored
 # as they came and printed into reports and logs: C0 and C1 controls, line and
