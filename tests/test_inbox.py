@@ -598,6 +598,53 @@ def test_a_new_reply_clears_the_last_failure(
     assert again["mention"]["reply_failure"] is None
 
 
+def test_a_queued_reply_is_edited_in_place_and_x_gets_the_new_words(
+    client, shop_key, x_runtime, x_sandbox
+) -> None:
+    # A reply has no product to check and skips approvals: an edit changes its
+    # words within the reply rules and leaves it queued, as it was written.
+    mention_id = sandbox_mention(x_sandbox, x_runtime, "@alpha my parcel is late")
+    post_id = reply(client, shop_key, mention_id).get_json()["post"]["id"]
+
+    edited = client.patch(
+        f"/v1/posts/{post_id}",
+        json={"text": " Sorry! Please DM us your order number "},
+        headers=auth(shop_key),
+    )
+    publishing.publish_due(x_runtime, as_of=START)
+
+    assert edited.status_code == 200, edited.get_json()
+    assert edited.get_json()["post"]["state"] == "scheduled"
+    assert edited.get_json()["post"]["text"] == "Sorry! Please DM us your order number"
+    # X shows a reply with the handle it answers in front.
+    [sent] = x_sandbox.snapshot()["posts"]
+    assert sent["text"] == "@fan Sorry! Please DM us your order number"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"text": "track it at shop.example.com/orders"}, "text"),
+        ({"text": "\u200b "}, "text"),
+        ({"text": "x" * 281}, "text"),
+        ({"parts": ["one", "two"]}, "parts"),
+        ({}, "text"),
+    ],
+)
+def test_a_reply_edit_the_reply_rules_refuse_is_a_400_and_changes_nothing(
+    client, shop_key, runtime, body, field
+) -> None:
+    post_id = reply(client, shop_key, store_mention(runtime)).get_json()["post"]["id"]
+
+    response = client.patch(f"/v1/posts/{post_id}", json=body, headers=auth(shop_key))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+    with runtime.database.transaction() as tx:
+        row = tx.one("SELECT text, state FROM posts")
+    assert (row["text"], row["state"]) == ("Sorry! DM us your order", "scheduled")
+
+
 def _token(place) -> str:
     raw = json.dumps(place).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

@@ -283,7 +283,7 @@ def test_a_blank_reply_is_refused_as_the_pattern_says() -> None:
     from cartcast import inbox
 
     with pytest.raises(InvalidRequest) as refused:
-        inbox._reply_text({"text": "\ufeff"})
+        inbox.read_reply_text({"text": "\ufeff"})
 
     assert refused.value.field == "text"
 

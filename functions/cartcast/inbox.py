@@ -241,7 +241,7 @@ def reply(
         Conflict: one of the reply rules refuses (see the module docstring).
     """
     _require_answering_role(caller)
-    text = _reply_text(body)
+    text = read_reply_text(body)
     mention = _lock_mention(tx, brand_id, mention_id)
     account = tx.one(SELECT_BRAND_ACCOUNT, brand_id=brand_id)
     _check_reply_rules(tx, brand_id, mention, account)
@@ -280,7 +280,8 @@ def reply(
     }
 
 
-def _reply_text(body: Any) -> str:
+def read_reply_text(body: Any) -> str:
+    """Return a reply's text from a body that may carry only `text`, or refuse it."""
     body = validation.require_object(body)
     validation.only_fields(body, REPLY_FIELDS, what="a reply")
     text = body.get("text")

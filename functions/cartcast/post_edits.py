@@ -21,6 +21,11 @@ Nothing X already has can change (409 naming it): a post with an X id, or the pa
 of a thread that X turned away midway (it is `scheduled` again with its first parts
 on X). Such a thread's edit repeats those parts as they are and may change only the
 parts after them, which keep being sent as replies; the parts on X keep their ids.
+
+A reply to a mention (`in_reply_to` set) has no product to check and skips
+approvals: its edit takes only `text`, under the rules it was written with
+(inbox.read_reply_text: no link, at most 280 weighted), and leaves it in its state
+and slot, so a queued reply still goes out on the next run with the new words.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 from cartcast import (
     brands,
     catalog,
+    inbox,
     links,
     post_events,
     post_kinds,
@@ -62,6 +68,13 @@ UPDATE posts SET text = :text, poll_options = CAST(:poll_options AS text[]),
     state = 'needs_approval', scheduled_at = NULL, not_before = NULL,
     transient_failures = 0, updated_at = :now
 WHERE brand_id = :brand_id AND id = :id
+  AND state = ANY(CAST(:from_states AS text[]))
+RETURNING id
+"""
+UPDATE_REPLY_TEXT = """
+UPDATE posts SET text = :text, weighted_length = :weighted_length, engine = 'manual',
+    updated_at = :now
+WHERE brand_id = :brand_id AND id = :id AND x_post_id IS NULL
   AND state = ANY(CAST(:from_states AS text[]))
 RETURNING id
 """
@@ -95,6 +108,9 @@ def edit_post(
             + ", ".join(EDITABLE_STATES)
             + " can be edited"
         )
+    if post["in_reply_to"] is not None:
+        return _edit_reply(tx, brand_id=brand_id, post=post, body=body, now=now)
+
     copy, options = _parse_edit(post, body)
     on_x = _require_what_is_on_x_unchanged(tx, post, copy)
 
@@ -134,6 +150,34 @@ def edit_post(
     if post["kind"] == "thread":
         _replace_unsent_parts(tx, post_id, copy[len(on_x) :], len(on_x), post["link"])
     return posts.get_post(tx, brand_id=brand_id, post_id=post_id)
+
+
+def _edit_reply(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    post: dict[str, Any],
+    body: Any,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Replace a queued reply's words, keeping its state and slot."""
+    text = inbox.read_reply_text(body)
+    _require_what_is_on_x_unchanged(tx, post, [text])
+
+    post_events.give_reason(tx, "edited")
+    moved = tx.scalar(
+        UPDATE_REPLY_TEXT,
+        brand_id=brand_id,
+        id=str(post["id"]),
+        text=text,
+        weighted_length=weighted_length(text),
+        from_states=list(EDITABLE_STATES),
+        now=now,
+    )
+    if moved is None:
+        raise Conflict("the reply changed state while it was being edited; try again")
+    post_events.give_reason(tx, None)
+    return posts.get_post(tx, brand_id=brand_id, post_id=str(post["id"]))
 
 
 def _parse_edit(post: dict[str, Any], body: Any) -> tuple[list[str], tuple[str, ...]]:
