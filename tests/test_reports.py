@@ -120,19 +120,27 @@ def add_mention(tx, brand_id, number, sentiment, posted_at) -> None:
 
 
 def add_post(
-    tx, brand_id: str, text: str, at: dt.datetime, impressions=None, likes=0
+    tx,
+    brand_id: str,
+    text: str,
+    at: dt.datetime,
+    impressions=None,
+    likes=0,
+    in_reply_to: str | None = None,
 ) -> str:
     post_id = str(uuid.uuid4())
     tx.execute(
         "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
-        "published_at, x_post_id, created_by, created_at, updated_at) "
+        "published_at, x_post_id, in_reply_to, reply_conversation_id, created_by, "
+        "created_at, updated_at) "
         "VALUES (:id, :brand_id, :text, 'published', 'manual', 40, :at, :x_post_id, "
-        "'test', :at, :at)",
+        ":in_reply_to, :in_reply_to, 'test', :at, :at)",
         id=post_id,
         brand_id=brand_id,
         text=text,
         at=at,
         x_post_id=str(1800000000000000000 + int(at.timestamp())),
+        in_reply_to=in_reply_to,
     )
     if impressions is not None:
         tx.execute(
@@ -467,6 +475,37 @@ def test_the_top_posts_are_those_published_in_the_range(client, fixture) -> None
     page = response.get_data(as_text=True)
     assert "Mugs &amp; more" in page
     assert "Spring sale" not in page
+
+
+def test_replies_to_mentions_are_not_among_the_brands_posts_in_any_report(
+    client, fixture
+) -> None:
+    # A reply that drew more engagement than any post: it would top every list.
+    from cartcast import runtime as runtime_module
+
+    answered = dt.datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    with runtime_module.current().database.transaction() as tx:
+        reply_id = add_post(
+            tx,
+            fixture["id"],
+            "Sorry! DM us your order number",
+            answered,
+            impressions=9000,
+            likes=900,
+            in_reply_to="1900000000000000001",
+        )
+
+    listed = get(client, "/v1/reports/posts", fixture["key"]).get_json()["posts"]
+    as_csv = read_csv(get(client, "/v1/reports/posts", fixture["key"], format="csv"))
+    page = get(
+        client, "/v1/reports/daily", fixture["key"], format="html", **RANGE
+    ).get_data(as_text=True)
+
+    assert reply_id not in [post["id"] for post in listed]
+    assert fixture["script_post"] in [post["id"] for post in listed]
+    assert reply_id not in [row["id"] for row in as_csv]
+    assert "DM us your order number" not in page
+    assert "Mugs &amp; more" in page
 
 
 WIDE_TEXTS = [

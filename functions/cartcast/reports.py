@@ -112,6 +112,8 @@ WHERE brand_id = :brand_id
     AND CAST(ordered_at AT TIME ZONE :tz AS date) BETWEEN :first_day AND :last_day
 GROUP BY 1
 """
+# The post reports list the brand's own posts: a reply to a mention (in_reply_to
+# set) answers a customer, and is counted apart as the rollup counts it.
 SELECT_POST_REVENUE = """
 SELECT p.id, p.text, p.published_at, p.x_post_id, p.engine,
     COALESCE(m.impressions, 0) AS impressions,
@@ -127,7 +129,7 @@ LEFT JOIN LATERAL (
     ORDER BY s.captured_at DESC LIMIT 1
 ) m ON true
 LEFT JOIN orders o ON o.post_id = p.id
-WHERE p.brand_id = :brand_id AND p.state = 'published'
+WHERE p.brand_id = :brand_id AND p.state = 'published' AND p.in_reply_to IS NULL
 GROUP BY p.id, m.impressions, m.engagements, m.link_clicks
 ORDER BY revenue DESC, p.published_at
 LIMIT :limit
@@ -149,7 +151,7 @@ LEFT JOIN LATERAL (
     ORDER BY s.captured_at DESC LIMIT 1
 ) m ON true
 LEFT JOIN orders o ON o.post_id = p.id
-WHERE p.brand_id = :brand_id AND p.state = 'published'
+WHERE p.brand_id = :brand_id AND p.state = 'published' AND p.in_reply_to IS NULL
     AND CAST(p.published_at AT TIME ZONE :tz AS date)
         BETWEEN :first_day AND :last_day
 GROUP BY p.id, m.impressions, m.engagements, m.link_clicks
