@@ -111,6 +111,29 @@ def test_a_cancelled_post_is_not_held_against_a_caption(client, brand_key) -> No
     assert copy_of(again) == copy_of(first)
 
 
+def test_a_reply_to_a_mention_is_not_held_against_a_caption(client, brand_key) -> None:
+    # A reply answers one customer in a conversation, not on the brand's feed: a
+    # caption that says what the brand once answered is not a repeat of its posts.
+    first = caption(client, brand_key)
+    client.post(f"/v1/posts/{first['id']}/cancel", headers=auth(brand_key))
+    with runtime.current().database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO posts (id, brand_id, kind, text, state, engine, "
+            "weighted_length, published_at, x_post_id, in_reply_to, "
+            "reply_conversation_id, created_by, created_at, updated_at) "
+            "SELECT gen_random_uuid(), brand_id, 'text', :text, 'published', "
+            "'manual', 100, :at, '1800000000000000001', '1900000000000000001', "
+            "'1900000000000000001', 'editor', :at, :at FROM posts WHERE id = :id",
+            text=copy_of(first).strip(),
+            at=START,
+            id=first["id"],
+        )
+
+    again = caption(client, brand_key)
+
+    assert copy_of(again) == copy_of(first)
+
+
 def test_gemini_copy_near_a_recent_post_falls_back_naming_that_post(
     client, brand_key, monkeypatch
 ) -> None:

@@ -107,10 +107,12 @@ LIMIT :limit
 """
 )
 # The brand's posts a new caption must not resemble: those of the window (created,
-# published or scheduled since :since), cancelled and rejected ones aside.
+# published or scheduled since :since), cancelled and rejected ones aside. Replies
+# to mentions are not on the brand's feed, so a caption may say what one said.
 SELECT_RECENT_TEXTS = """
 SELECT id, text FROM posts
 WHERE brand_id = :brand_id AND state NOT IN ('cancelled', 'rejected')
+  AND in_reply_to IS NULL
   AND (created_at >= :since OR published_at >= :since OR scheduled_at >= :since)
 ORDER BY created_at, id
 """
