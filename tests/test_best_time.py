@@ -39,6 +39,7 @@ def publish(
     impressions: int,
     engagements: int,
     orders: int = 0,
+    in_reply_to: str | None = None,
 ) -> None:
     """Insert one published post with one metric snapshot and its attributed orders."""
     post_id = str(uuid.uuid4())
@@ -46,12 +47,15 @@ def publish(
     with runtime_module.current().database.transaction() as tx:
         tx.execute(
             "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
-            "published_at, created_by, created_at, updated_at) "
+            "published_at, in_reply_to, reply_conversation_id, created_by, "
+            "created_at, updated_at) "
             "VALUES (:id, :brand_id, 'history', 'published', 'manual', 7, "
-            ":published_at, 'test', :published_at, :published_at)",
+            ":published_at, :in_reply_to, :in_reply_to, 'test', :published_at, "
+            ":published_at)",
             id=post_id,
             brand_id=brand_id,
             published_at=published_at,
+            in_reply_to=in_reply_to,
         )
         tx.execute(
             "INSERT INTO metric_snapshots (post_id, captured_at, impressions, likes, "
@@ -132,6 +136,30 @@ def test_the_default_slots_follow_the_ranked_hours_without_repeating_them(
     assert answer["suggestions"][0]["hour"] == 9
     assert (0, "09:30") not in rest
     assert rest == sorted(slot for slot in defaults if slot != (0, "09:30"))
+
+
+def test_replies_to_mentions_teach_nothing_about_when_to_post(client) -> None:
+    # Replies go out when customers write, and only the conversation sees them:
+    # three lively ones on Friday at 23:00 say nothing about the brand's feed.
+    brand_id, key = create_brand(client)
+    for week in range(best_time.MIN_SAMPLE_POSTS):
+        tuesday = local(NEW_YORK, 2026, 1, 6, 19) + dt.timedelta(weeks=week)
+        publish(brand_id, tuesday, impressions=1000, engagements=30)
+        friday = local(NEW_YORK, 2026, 1, 9, 23) + dt.timedelta(weeks=week)
+        publish(
+            brand_id,
+            friday,
+            impressions=100,
+            engagements=50,
+            in_reply_to=str(1900000000000000000 + week),
+        )
+
+    answer = suggestions(client, key)
+
+    ranked = [s for s in answer["suggestions"] if s["source"] == "history"]
+    assert [(s["weekday"], s["hour"], s["posts"]) for s in ranked] == [
+        (TUESDAY, 19, best_time.MIN_SAMPLE_POSTS)
+    ]
 
 
 def test_below_the_minimum_sample_the_brands_slots_are_answered_as_default(

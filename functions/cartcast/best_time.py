@@ -5,9 +5,10 @@ zone, computed in SQL with AT TIME ZONE so the process time zone never matters (
 half-hour zone such as Asia/Kolkata groups 13:30 UTC under its local 19:00).
 
 A published post counts towards its hour's sample once its latest metric snapshot
-has impressions. Each hour is scored by the mean of its posts' engagement rates
-(likes, reposts, replies, quotes and bookmarks over impressions); ties go to more
-attributed orders per post, then to the larger sample, then to the earlier hour.
+has impressions; replies to mentions do not count. Each hour is scored by the mean
+of its posts' engagement rates (likes, reposts, replies, quotes and bookmarks over
+impressions); ties go to more attributed orders per post, then to the larger
+sample, then to the earlier hour.
 Only hours with at least MIN_SAMPLE_POSTS posts are ranked; until one has, the
 answer is the brand's configured posting slots, marked as the default. The default
 slots not already named by a ranked hour follow the ranked hours, so the list
@@ -24,6 +25,8 @@ from cartcast.db import Transaction
 # Three posts is the least that keeps one lucky post from deciding an hour.
 MIN_SAMPLE_POSTS = 3
 
+# Only the brand's own posts teach when to post: a reply to a mention goes out when
+# the customer wrote and is seen by that conversation, not the brand's followers.
 SELECT_HOURS = """
 WITH measured AS (
     SELECT p.id,
@@ -39,7 +42,7 @@ WITH measured AS (
         ORDER BY s.captured_at DESC LIMIT 1
     ) m ON m.impressions > 0
     WHERE p.brand_id = :brand_id AND p.state = 'published'
-      AND p.published_at IS NOT NULL
+      AND p.published_at IS NOT NULL AND p.in_reply_to IS NULL
 )
 SELECT measured.weekday, measured.hour, COUNT(*) AS posts,
     AVG(measured.engagement_rate) AS engagement_rate,
