@@ -7,6 +7,7 @@ States (docs/post-lifecycle.md draws every transition):
     needs_approval -> rejected (with a reason)
     any state before publishing -> cancelled
     an edit (post_edits.py) of one before publishing -> needs_approval
+    (a reply to a mention keeps its state: it skips approvals)
 
 A trigger logs every change in post_events (post_events.py).
 
