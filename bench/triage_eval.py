@@ -27,8 +27,8 @@ budget. Every mention is labelled once, one request per batch, and triaged as
 scoring.py triages a Gemini label (crisis words still from the offline scorer). A
 mention Gemini gave no usable label (an id left out, bad JSON, a 429) keeps the
 offline label and is counted as a fallback. At the default batch of 50 the
-reporting halves (over 1,600 mentions) take more than 30 requests. The run stops before the
-first when the governor has fewer left today (GEMINI_REQUESTS_PER_DAY, 20 by
+reporting halves (over 1,600 mentions) take more than 30 requests. The run stops
+before the first when the governor has fewer left today (GEMINI_REQUESTS_PER_DAY, 20 by
 default), and waits for its minute window (GEMINI_REQUESTS_PER_MINUTE, 5) rather
 than fall back.
 
