@@ -759,6 +759,26 @@ def test_an_order_id_that_is_no_integer_is_a_400_saying_so(
 
 
 @pytest.mark.parametrize(
+    "number", ["1e-99999999999999999999", "0e-99999999999999999999", "-5e-9" + "9" * 19]
+)
+def test_a_number_whose_exponent_no_decimal_holds_is_a_400_naming_it(
+    client, brand_key, number
+) -> None:
+    # A double reads it as 0.0, but Python's Decimal holds an exponent of at most
+    # 18 digits and raises InvalidOperation, which is no ValueError.
+    response = client.post(
+        "/v1/orders",
+        data=order_with_raw_id(number),
+        headers=auth(brand_key),
+        content_type="application/json",
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 400, error
+    assert "out of range" in error["message"]
+
+
+@pytest.mark.parametrize(
     ("number", "message"),
     [
         ("1.5", "'variants' must be an integer between 1 and"),

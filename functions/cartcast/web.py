@@ -12,7 +12,7 @@ import json
 import math
 import re
 import uuid
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cartcast.errors import (
@@ -220,8 +220,13 @@ def _finite_float(text: str) -> float | int:
     if not math.isfinite(value):
         raise ValueError(f"number {text[:20]} is out of range")
     # Read from the text, not the double: past 2**53 a double skips integers, and
-    # 1e-400 rounds to 0.0. A finite double bounds it to 309 digits.
-    exact = Decimal(text)
+    # 1e-400 rounds to 0.0. A finite double bounds it to 309 digits. Decimal holds
+    # an exponent of at most 18 digits and raises InvalidOperation, no ValueError,
+    # past it (1e-99999999999999999999, which the double reads as 0.0).
+    try:
+        exact = Decimal(text)
+    except InvalidOperation as error:
+        raise ValueError(f"number {text[:20]} is out of range") from error
     if exact == exact.to_integral_value():
         return int(exact)
     return value
