@@ -197,7 +197,40 @@ def test_a_json_body_in_another_charset_is_a_415_naming_it(
     }
 
 
-@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", '"utf-8"'])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        # Werkzeug keeps the last of a repeated parameter; a proxy keeping the
+        # first reads latin-1, as with a key given twice in the body.
+        "application/json; charset=latin-1; charset=utf-8",
+        "application/json; charset=utf-8; CHARSET=utf-8",
+        # Spaces around "=" are no parameter to Werkzeug, which drops it unread.
+        "application/json; charset = latin-1",
+        "application/json; charset=",
+    ],
+)
+def test_a_charset_given_twice_or_unreadable_is_a_415_naming_it(
+    client, brand_key, content_type
+) -> None:
+    response = client.post(
+        "/v1/products",
+        data=json.dumps({"products": catalog(1)}),
+        headers=auth(brand_key),
+        content_type=content_type,
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 415, error
+    assert error["field"] == "Content-Type" and "charset" in error["message"]
+    assert client.get("/v1/products", headers=auth(brand_key)).get_json() == {
+        "products": [],
+        "next": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "charset", ["utf-8", "UTF-8", '"utf-8"', 'utf-8; boundary="x; charset=latin-1"']
+)
 def test_a_json_body_that_says_utf_8_is_read(client, brand_key, charset) -> None:
     response = client.post(
         "/v1/products",

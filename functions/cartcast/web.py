@@ -96,14 +96,37 @@ def read_json_if_any(request: Any) -> Any:
     return parse_json_document(raw)
 
 
+# A `charset` parameter as the header writes it, counted after blanking quoted
+# strings, so that `boundary="a; charset=x"` names none. Werkzeug's
+# mimetype_params keeps the last of a repeated parameter and drops one with
+# spaces around "=" (RFC 9110 allows none there) without a word.
+QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+CHARSET_PARAMETER = re.compile(r";\s*charset\*?\s*=", re.IGNORECASE)
+
+
 def require_utf8(request: Any) -> None:
-    """Refuse a body whose Content-Type names a charset other than UTF-8 (415).
+    """Refuse a body whose Content-Type names a charset other than UTF-8 (415),
+    or names one twice or unreadably.
 
     JSON on the wire is UTF-8 (RFC 8259 section 8.1) and so is every CSV cartcast
     reads; a body declared latin-1 and read as UTF-8 would be stored garbled, or
     refused as not JSON when the sender had said what it was.
     """
+    header = QUOTED_STRING.sub('""', request.headers.get("Content-Type", ""))
+    written = len(CHARSET_PARAMETER.findall(header))
     charset = request.mimetype_params.get("charset")
+    if written > 1:
+        raise UnsupportedMediaType(
+            "the body's Content-Type gives charset more than once; give it once, "
+            "as charset=utf-8, or not at all",
+            field="Content-Type",
+        )
+    if written and not charset:
+        raise UnsupportedMediaType(
+            "the body's Content-Type has a charset that cannot be read (empty, or "
+            "spaces around '='); send charset=utf-8, or no charset",
+            field="Content-Type",
+        )
     if charset is None or charset.lower() == "utf-8":
         return
     raise UnsupportedMediaType(
