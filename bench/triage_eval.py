@@ -149,6 +149,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     missing = [path for path in args.files or () if not Path(path).is_file()]
     if missing:
         parser.error(f"--files: no such file: {', '.join(missing)}")
+    # A file read twice would count each of its mentions twice in every figure.
+    resolved = [Path(path).resolve() for path in args.files or ()]
+    twice = sorted({str(path) for path in resolved if resolved.count(path) > 1})
+    if twice:
+        parser.error(f"--files: given twice: {', '.join(twice)}")
     return args
 
 

@@ -191,3 +191,16 @@ def test_a_mention_file_that_is_not_there_is_refused_in_one_line(tmp_path, capsy
 
     assert exited.value.code == 2
     assert f"--files: no such file: {absent}" in capsys.readouterr().err
+
+
+def test_a_mention_file_given_twice_is_refused_rather_than_counted_twice(
+    mentions_file, capsys
+):
+    # Read twice, every mention of the file would count twice in its figures.
+    again = mentions_file.parent / ".." / mentions_file.parent.name / mentions_file.name
+
+    with pytest.raises(SystemExit) as exited:
+        triage_eval.main(["--files", str(mentions_file), str(again)])
+
+    assert exited.value.code == 2
+    assert f"--files: given twice: {mentions_file}" in capsys.readouterr().err
