@@ -311,6 +311,12 @@ def test_a_feed_product_drops_the_tags_blank_by_the_shared_rule() -> None:
         "a\xadb",  # invisible: soft hyphen, Mongolian vowel separator, annotations
         "a\u180eb",
         "a\ufff9b\ufffbc",
+        # Astral format characters, which is_blank counts as blank: an id of a
+        # tag space alone would otherwise be stored, blank to read and print.
+        "\U000e0020",
+        "a\U0001d173b",
+        "\U00013430x",
+        "a\U0001bca0",
     ],
 )
 def test_controls_and_invisible_marks_are_unprintable(value) -> None:
