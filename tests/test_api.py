@@ -791,6 +791,23 @@ def test_an_order_id_that_is_no_integer_is_a_400_saying_so(
     assert "must be an integer or a string" in error["message"]
 
 
+def test_an_integer_of_thousands_of_digits_is_a_400_saying_so_plainly(
+    client, brand_key
+) -> None:
+    # Python's int() refuses past 4,300 digits with advice for the server's code.
+    response = client.post(
+        "/v1/orders",
+        data=order_with_raw_id("9" * 5000),
+        headers=auth(brand_key),
+        content_type="application/json",
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 400, error
+    assert "number 99999999999999999999... has 5000 digits" in error["message"]
+    assert "sys." not in error["message"]
+
+
 @pytest.mark.parametrize(
     "number", ["1e-99999999999999999999", "0e-99999999999999999999", "-5e-9" + "9" * 19]
 )

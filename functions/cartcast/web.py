@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import math
 import re
+import sys
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -189,6 +190,7 @@ def _parse(raw: bytes) -> Any:
             object_pairs_hook=mark_repeated_keys,
             parse_constant=_refuse_constant,
             parse_float=_finite_float,
+            parse_int=_whole_number,
         )
     except RecursionError as error:
         raise InvalidRequest(
@@ -233,6 +235,21 @@ def mark_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def repeated_key(value: Any) -> str | None:
     """Return the key an object read by mark_repeated_keys gives twice, or None."""
     return value.key if isinstance(value, _RepeatedKey) else None
+
+
+def _whole_number(text: str) -> int:
+    """A JSON number with neither fraction nor exponent, as an int.
+
+    Python's int() reads at most sys.get_int_max_str_digits() digits (4,300) and
+    says so with advice for the server's code; the caller is told the problem.
+    """
+    digits = len(text.lstrip("-"))
+    limit = sys.get_int_max_str_digits()
+    if limit and digits > limit:
+        raise ValueError(
+            f"number {text[:20]}... has {digits} digits; a number has at most {limit}"
+        )
+    return int(text)
 
 
 def _finite_float(text: str) -> float | int:
