@@ -105,6 +105,11 @@ QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 CHARSET_PARAMETER = re.compile(r";\s*charset\*?\s*=", re.IGNORECASE)
 
 
+# Charsets a UTF-8 reader reads as the sender meant: UTF-8 by its two common
+# names, and ASCII, every byte of which UTF-8 reads the same.
+UTF8_READS = frozenset({"utf-8", "utf8", "us-ascii"})
+
+
 def require_utf8(request: Any) -> None:
     """Refuse a body whose Content-Type names a charset other than UTF-8 (415),
     or names one twice or unreadably.
@@ -128,7 +133,7 @@ def require_utf8(request: Any) -> None:
             "spaces around '='); send charset=utf-8, or no charset",
             field="Content-Type",
         )
-    if charset is None or charset.lower() == "utf-8":
+    if charset is None or charset.lower() in UTF8_READS:
         return
     raise UnsupportedMediaType(
         f"the body's charset is {charset[:FIELD_LENGTH_MAX]!r}; send it as UTF-8 "
