@@ -51,6 +51,7 @@ class ImageServer:
 
     def __init__(self) -> None:
         routes = self.routes = {}
+        locations = self.locations = {}
         self.hits: list[str] = []
         hits = self.hits
 
@@ -63,6 +64,8 @@ class ImageServer:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                if self.path in locations:
+                    self.send_header("Location", locations[self.path])
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -75,6 +78,10 @@ class ImageServer:
     def serve(self, path: str, status: int, content_type: str, body: bytes) -> str:
         self.routes[path] = (status, content_type, body)
         return f"http://127.0.0.1:{self.server.server_port}{path}"
+
+    def redirect(self, path: str, location: str) -> str:
+        self.locations[path] = location
+        return self.serve(path, 302, "text/plain", b"")
 
 
 @pytest.fixture
@@ -476,6 +483,39 @@ def test_an_image_at_the_metadata_address_is_never_fetched(
     post = only_post(x_runtime, brand_id)
     assert post["state"] == "held"
     assert "169.254.169.254" in post["failure_reason"]
+    assert tweets_sent(x_sandbox) == 0
+
+
+def test_a_local_run_holds_an_image_hosted_off_loopback_and_fetches_nothing(
+    x_runtime, clock, x_sandbox
+) -> None:
+    # The demo catalog's images are on DummyJSON's CDN: a local run must not
+    # reach it (or look its name up) because someone drafted an image post.
+    url = "https://cdn.dummyjson.com/product-images/kitchen/mug/1.webp"
+    brand_id = make_kind_brand(x_runtime, image_rows(url), kind="image")
+    clock.advance(dt.timedelta(days=7))
+
+    outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    post = only_post(x_runtime, brand_id)
+    assert outcome["held"] == 1 and post["state"] == "held"
+    assert "cdn.dummyjson.com" in post["failure_reason"]
+    assert "CARTCAST_ENV=local" in post["failure_reason"]
+    assert x_sandbox.snapshot()["media"] == [] and tweets_sent(x_sandbox) == 0
+
+
+def test_a_local_run_holds_an_image_that_redirects_off_loopback(
+    x_runtime, clock, x_sandbox, images
+) -> None:
+    moved = images.redirect("/mug.png", "https://cdn.example.com/mug.png")
+    brand_id = make_kind_brand(x_runtime, image_rows(moved), kind="image")
+    clock.advance(dt.timedelta(days=7))
+
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    post = only_post(x_runtime, brand_id)
+    assert post["state"] == "held"
+    assert "cdn.example.com" in post["failure_reason"]
     assert tweets_sent(x_sandbox) == 0
 
 

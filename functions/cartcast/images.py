@@ -4,9 +4,11 @@ The URL comes from a brand's catalog feed, so it is fetched with the care owed t
 any address a customer typed:
 
 - only http(s), and never to a link-local, multicast, reserved or unspecified
-  address (the cloud metadata server is link-local); private and loopback addresses
-  only when `allow_private` says so (local runs, where the tests serve the image
-  from 127.0.0.1). Each of at most REDIRECTS_MAX redirects is checked the same way.
+  address (the cloud metadata server is link-local), nor a private or loopback one.
+  A local run (`loopback_only`) is the opposite: it reads from `localhost` or a
+  loopback address only, where the tests serve the image, and looks no other name
+  up, so the demo catalog's images on DummyJSON's CDN never draw a local run onto
+  the internet. Each of at most REDIRECTS_MAX redirects is checked the same way.
 - one timeout for connecting and for each read, and a deadline of three such
   timeouts for the whole body, so a server that drips bytes cannot hold the run;
 - at most IMAGE_BYTES_MAX bytes of a JPEG, PNG, GIF or WEBP (what X takes as
@@ -51,13 +53,13 @@ class ProductImage:
     media_type: str
 
 
-def fetch_image(url: str, *, timeout_s: float, allow_private: bool) -> ProductImage:
+def fetch_image(url: str, *, timeout_s: float, loopback_only: bool) -> ProductImage:
     """Read the image at `url` within the limits of the module docstring."""
     import requests
 
     deadline = time.monotonic() + timeout_s * 3
     for _ in range(REDIRECTS_MAX + 1):
-        _refuse_address(url, allow_private=allow_private)
+        _refuse_address(url, loopback_only=loopback_only)
         try:
             response = requests.get(
                 url,
@@ -119,11 +121,16 @@ def _too_large(size: int) -> str:
     return f"the product image has {size} bytes or more; X takes {IMAGE_BYTES_MAX}"
 
 
-def _refuse_address(url: str, *, allow_private: bool) -> None:
+def _refuse_address(url: str, *, loopback_only: bool) -> None:
     """Raise ImageUnavailable unless `url` is http(s) to an address we may reach."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ImageUnavailable(f"the product image URL is not http(s): {url[:100]!r}")
+    if loopback_only and not _names_loopback(parts.hostname):
+        raise ImageUnavailable(
+            f"the product image's host {parts.hostname} is not on loopback, and a "
+            "local run (CARTCAST_ENV=local) reads images from loopback only"
+        )
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         found = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
@@ -145,10 +152,21 @@ def _refuse_address(url: str, *, allow_private: bool) -> None:
             or address.is_multicast
             or address.is_reserved
             or address.is_unspecified
-            or (not allow_private and (address.is_private or address.is_loopback))
+            or (not loopback_only and (address.is_private or address.is_loopback))
+            or (loopback_only and not address.is_loopback)
         )
         if refused:
             raise ImageUnavailable(
                 f"the product image's host {parts.hostname} is at {address}, an "
                 "address cartcast does not fetch from"
             )
+
+
+def _names_loopback(hostname: str) -> bool:
+    """Say whether `hostname` is `localhost` or a loopback address as written."""
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False

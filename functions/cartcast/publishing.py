@@ -690,7 +690,7 @@ def _upload_image(
         image = images.fetch_image(
             product["image_url"],
             timeout_s=settings.x_timeout_s,
-            allow_private=settings.environment == "local",
+            loopback_only=settings.environment == "local",
         )
         client = runtime.x_client(post["x_access_token"])
         media_id = client.upload_image(
