@@ -664,6 +664,44 @@ def test_a_file_that_is_not_a_catalog_is_refused_with_nothing_written(
     assert after == before
 
 
+def test_a_file_and_pasted_text_at_once_are_refused_with_nothing_written(
+    client, signed_in
+) -> None:
+    token = csrf_of(client, "/console/catalog")
+    pasted = json.dumps([{"sku": "PASTED-1", "title": "Pasted mug", "price": 9}])
+    before = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+
+    answer = client.post(
+        "/console/catalog/import",
+        data={
+            "csrf": token,
+            "file": (io.BytesIO(shopify_csv().encode()), "products_export.csv"),
+            "pasted": pasted,
+        },
+        content_type="multipart/form-data",
+    )
+
+    assert answer.status_code == 400
+    assert "not both" in text_of(answer)
+    assert "Field: <code>pasted</code>" in text_of(answer)
+    after = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+    assert after == before
+
+
+def test_broken_pasted_json_is_refused_naming_the_pasted_text(
+    client, signed_in
+) -> None:
+    token = csrf_of(client, "/console/catalog")
+
+    answer = client.post(
+        "/console/catalog/import", data={"csrf": token, "pasted": '{"sku": '}
+    )
+
+    assert answer.status_code == 400
+    assert "the pasted text is not valid JSON" in text_of(answer)
+    assert "Field: <code>pasted</code>" in text_of(answer)
+
+
 def test_a_viewer_cannot_import(client, brand) -> None:
     sign_in(client, add_key(brand["id"], "viewer"))
     page = client.get("/console/catalog")

@@ -156,32 +156,40 @@ def read_upload(raw: bytes, filename: str) -> tuple[str, Any]:
             f"{'CSV' if name.endswith('.csv') else 'JSON'} file?",
             field="file",
         ) from error
-    if "\x00" in text:
-        raise InvalidRequest("this file holds NUL bytes: it is not text", field="file")
-    if not text.strip():
-        raise InvalidRequest("the file is empty", field="file")
-    if name.endswith(".json"):
-        try:
-            # A product giving a key twice is refused, as the API refuses it
-            # (web.mark_repeated_keys): last-wins would store what nobody checked.
-            return "json", json.loads(text, object_pairs_hook=web.mark_repeated_keys)
-        except RecursionError as error:
-            # A few kB of "[" go deeper than json's recursive reader.
-            raise InvalidRequest(
-                f"this JSON file nests deeper than {web.JSON_DEPTH_MAX} levels",
-                field="file",
-            ) from error
-        except ValueError as error:
-            raise InvalidRequest(
-                f"this file is not valid JSON: {error}", field="file"
-            ) from error
-    return "csv", text
+    json_feed = name.endswith(".json")
+    return _read_text(text, json_feed=json_feed, what="this file", field="file")
 
 
 def read_pasted(text: str) -> tuple[str, Any]:
     """Read a catalog pasted into the page: JSON if it opens with [ or {, else CSV."""
-    name = "pasted.json" if text.lstrip()[:1] in ("[", "{") else "pasted.csv"
-    return read_upload(text.encode("utf-8", "surrogateescape"), name)
+    text = text.removeprefix("\ufeff")
+    json_feed = text.lstrip()[:1] in ("[", "{")
+    return _read_text(text, json_feed=json_feed, what="the pasted text", field="pasted")
+
+
+def _read_text(text: str, *, json_feed: bool, what: str, field: str) -> tuple[str, Any]:
+    """Refuse text that is no catalog, naming `what` (the file or the pasted text)
+    and its form `field`; parse a JSON feed."""
+    if "\x00" in text:
+        raise InvalidRequest(f"{what} holds NUL bytes: it is not text", field=field)
+    if not text.strip():
+        raise InvalidRequest(f"{what} is empty", field=field)
+    if not json_feed:
+        return "csv", text
+    try:
+        # A product giving a key twice is refused, as the API refuses it
+        # (web.mark_repeated_keys): last-wins would store what nobody checked.
+        return "json", json.loads(text, object_pairs_hook=web.mark_repeated_keys)
+    except RecursionError as error:
+        # A few kB of "[" go deeper than json's recursive reader.
+        raise InvalidRequest(
+            f"{what} nests deeper than {web.JSON_DEPTH_MAX} levels of JSON",
+            field=field,
+        ) from error
+    except ValueError as error:
+        raise InvalidRequest(
+            f"{what} is not valid JSON: {error}", field=field
+        ) from error
 
 
 def prepare_shopify_csv(text: str) -> Prepared:

@@ -801,6 +801,12 @@ def import_catalog(
         )
     upload = request.files.get("file")
     pasted = request.form.get("pasted", "")
+    if upload is not None and upload.filename and pasted.strip():
+        # Taking one and dropping the other would import what the person did not
+        # mean to, and say nothing.
+        raise InvalidRequest(
+            "choose a file or paste a catalog, not both", field="pasted"
+        )
     if upload is not None and upload.filename:
         kind, content = catalog_imports.read_upload(upload.read(), upload.filename)
     elif pasted.strip():
