@@ -19,6 +19,9 @@ help: ## List the targets
 
 install: $(STAMP) $(CHECKOV_STAMP) $(AXE) ## Create .venv (and .venv-checkov) with the pinned dependencies, and axe-core for the browser tests
 
+# Only `make test` needs checkov's virtualenv and axe-core (npm); every other
+# target needs .venv alone, so the demo runs without npm or a second install.
+
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@start=$$(date +%s); \
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "cartcast needs Python 3.11+")'; \
@@ -46,16 +49,16 @@ chromium: ## Install Debian's chromium and strace for the HTML report test (as r
 	    chromium strace >/dev/null; }
 	@echo "chromium: $$(chromium --version 2>/dev/null); $$(strace -V | head -n 1)"
 
-demo: install ## Run the whole loop on the demo catalog in a simulated week (LIVE=1: real X, capped)
+demo: $(STAMP) ## Run the whole loop on the demo catalog in a simulated week (LIVE=1: real X, capped)
 	@$(PY) -m infra.demo $(if $(LIVE),--live)
 
-serve: install ## Run the demo week, then keep it up with the web console on 127.0.0.1 until Ctrl-C
+serve: $(STAMP) ## Run the demo week, then keep it up with the web console on 127.0.0.1 until Ctrl-C
 	@$(PY) -m infra.demo --serve
 
 test: install ## Run the test suite against a real PostgreSQL
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install ## Measure sentiment and triage accuracy, cold starts and memory, the Gemini SDK's own share of a cold start, caption quota use, publishing 1,000 posts, storing 50,000 mentions and the KPI rollup of 1,000,000 snapshots
+bench: $(STAMP) ## Measure sentiment and triage accuracy, cold starts and memory, the Gemini SDK's own share of a cold start, caption quota use, publishing 1,000 posts, storing 50,000 mentions and the KPI rollup of 1,000,000 snapshots
 	@start=$$(date +%s); \
 	$(PY) -m bench.sentiment_eval && \
 	$(PY) -m bench.triage_eval && \
@@ -66,23 +69,23 @@ bench: install ## Measure sentiment and triage accuracy, cold starts and memory,
 	echo "bench: done in $$(( $$(date +%s) - start )) s, load average $$(cut -d' ' -f1-3 /proc/loadavg)"; \
 	exit $$status
 
-faults: install ## Inject faults and count what was lost or doubled: killed publishers, a cut database, X's and Gemini's failures, a fuzzed API (SEED=n repeats a run)
+faults: $(STAMP) ## Inject faults and count what was lost or doubled: killed publishers, a cut database, X's and Gemini's failures, a fuzzed API (SEED=n repeats a run)
 	@$(PY) -m bench.faults $(if $(SEED),--seed $(SEED))
 
-migrate: install ## Apply sql/ to DATABASE_URL, or to the embedded server
+migrate: $(STAMP) ## Apply sql/ to DATABASE_URL, or to the embedded server
 	@$(PY) -m infra.pg migrate
 
-db-url: install ## Start the embedded PostgreSQL if needed and print its URL
+db-url: $(STAMP) ## Start the embedded PostgreSQL if needed and print its URL
 	@$(PY) -m infra.pg url
 
-db-stop: install ## Stop the embedded PostgreSQL
+db-stop: $(STAMP) ## Stop the embedded PostgreSQL
 	@$(PY) -m infra.pg stop
 
-check: install ## Lint and check formatting without changing files
+check: $(STAMP) ## Lint and check formatting without changing files
 	@$(VENV)/bin/ruff check functions infra tests bench
 	@$(VENV)/bin/ruff format --check functions infra tests bench
 
-fmt: install ## Format and autofix the code
+fmt: $(STAMP) ## Format and autofix the code
 	@$(VENV)/bin/ruff format functions infra tests bench
 	@$(VENV)/bin/ruff check --fix functions infra tests bench
 
@@ -92,7 +95,7 @@ fmt: install ## Format and autofix the code
 # Then the migrations job is brought up to date and run,
 # so the schema is ahead of the code that needs it, and the whole plan is shown
 # and applied once you answer yes (Terraform asks before the first apply too).
-deploy: install ## Deploy terraform/ to Google Cloud: guard, migrations job, plan, apply (TFVARS=file)
+deploy: $(STAMP) ## Deploy terraform/ to Google Cloud: guard, migrations job, plan, apply (TFVARS=file)
 	@$(PY) -m infra.deploy_guard --var-file $(TFVARS)
 	@mkdir -p terraform/.build
 	@$(PY) -m infra.function_source

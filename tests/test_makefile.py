@@ -1,0 +1,71 @@
+"""The Makefile's targets ask for only what they run.
+
+Each test copies the Makefile and the files its stamps are computed from into a
+temporary tree, marks the .venv as installed, and reads `make -n`'s plan: nothing
+is installed and nothing is run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STAMPED = [
+    "Makefile",
+    "requirements-dev.txt",
+    "requirements-checkov.txt",
+    "functions/requirements.txt",
+    "tests/browser/package.json",
+    "tests/browser/package-lock.json",
+]
+
+
+def installed_venv_tree(tmp_path: Path) -> Path:
+    """A tree whose .venv is up to date, without checkov's venv or axe-core."""
+    for name in STAMPED:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    stamp = subprocess.run(
+        "cat requirements-dev.txt functions/requirements.txt | cksum",
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[0]
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / f".installed-{stamp}").touch()
+    return tmp_path
+
+
+def planned_commands(tree: Path, target: str) -> str:
+    plan = subprocess.run(
+        ["make", "-n", target], cwd=tree, capture_output=True, text=True, check=True
+    )
+    return plan.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("target", ["demo", "serve", "migrate", "db-url", "check"])
+def test_running_the_product_needs_neither_npm_nor_checkov(tmp_path, target) -> None:
+    tree = installed_venv_tree(tmp_path)
+
+    plan = planned_commands(tree, target)
+
+    assert "npm" not in plan
+    assert "checkov" not in plan
+    assert ".venv/bin/python -m pip" not in plan
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_test_suite_still_installs_what_only_tests_need(tmp_path) -> None:
+    tree = installed_venv_tree(tmp_path)
+
+    plan = planned_commands(tree, "test")
+
+    assert "npm ci --prefix tests/browser" in plan
+    assert ".venv-checkov/bin/python -m pip install" in plan
