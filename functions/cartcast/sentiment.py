@@ -205,6 +205,7 @@ ESCALATE_AT_COMPOUND = -0.6
 MODEL_ORDER_FROM = 0.4
 MODEL_ORDER_FROM_POSITIVE = 0.7
 MODEL_COMPLAINT_FROM = 0.35
+MODEL_ORDER_OVER_CHEER = 0.9
 # Rules read praise from a happy tone; "a £3 handling fee, really??" and "14 days
 # to return, 12 to deliver. cute" are sarcasm. Only a sure model overrules them.
 MODEL_COMPLAINT_FROM_PRAISE = 0.6
@@ -1713,7 +1714,10 @@ def _learned_intent(
     order_from = MODEL_ORDER_FROM_POSITIVE if positive else MODEL_ORDER_FROM
     # "Love that you sent a handwritten note with my order": a text happy in
     # praise words names an order to praise it; the model reads the order words.
-    if probability["order_issue"] >= order_from and not (positive and cheered):
+    # A model all but sure of an order issue is taken over a cheer: "please
+    # could I move my booking? thank you" is eager, and a request all the same.
+    sure = probability["order_issue"] >= MODEL_ORDER_OVER_CHEER
+    if probability["order_issue"] >= order_from and (sure or not (positive and cheered)):
         return "order_issue"
     if (
         intent in ("question", "other")
