@@ -840,6 +840,31 @@ def test_a_person_who_is_sick_is_no_slang_praise():
     )
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please can my booking B-2291 be moved to the afternoon? Thank you!",
+        "Hello, could you move my install on the 14th to the week after please? "
+        "Job J-5530. Many thanks",
+        "please could my plan R-8812 start next month instead of this one? thank you",
+    ],
+)
+def test_a_polite_request_the_model_is_sure_of_is_an_order_issue(text):
+    # A cheer ("thank you") keeps a happy text's order words from the model,
+    # unless the model is all but sure (MODEL_ORDER_OVER_CHEER, decision 0055).
+    scored = score_mention(text)
+
+    assert scored.intent == "order_issue" and "model:order_issue" in scored.reasons
+
+
+def test_a_cheer_still_keeps_an_unsure_model_from_praise():
+    scored = score_mention(
+        "love that you sent a handwritten note with my order, thank you so much!"
+    )
+
+    assert scored.intent == "praise"
+
+
 def test_thanks_for_nothing_is_no_thanks():
     scored = score_mention("thanks for nothing. three emails, zero replies")
 

@@ -114,6 +114,12 @@ for the report; right sentiments out of the 64 team mentions):
   or VADER's "hope" read it as praise. A text longer than a post reaches
   VADER in post-sized pieces (`vader_pieces`): one long text can read
   differently from before; no post of 280 characters or fewer does.
+- cartcast.18 (decision 0055): a model all but sure of an order issue
+  (MODEL_ORDER_OVER_CHEER) is taken even in a happy text that cheers: "please
+  can my booking be moved to the afternoon? thank you" is a request, where the
+  cheer kept it praise. Rounds cartcast.15 to .17 shipped nothing (decisions
+  0052 to 0054); this reading lost nothing on any half it was scored on, and
+  on a thirteenth store no rule or model had seen it did no harm.
 - X text is normalised: @handles and URLs removed, the `&amp;` entities the X API
   leaves in post text unescaped, curly apostrophes straightened (VADER's negation
   rule only knows a straight "n't") and emoji variation selectors dropped (VADER
@@ -140,7 +146,8 @@ followers); question (unless a happy "??" with no question form); praise
 (positive); other. Then a learned model (`intent_model.py`, trained on the tuning
 halves of the team's labelled mentions) backs the rules where they found no order
 issue and no spam: an order-issue probability of at least MODEL_ORDER_FROM
-(MODEL_ORDER_FROM_POSITIVE in a positive text, where praise is likelier) makes the
+(MODEL_ORDER_FROM_POSITIVE in a positive text, where praise is likelier, and in
+one that cheers only MODEL_ORDER_OVER_CHEER) makes the
 mention an order issue (a complaint named by a complaint cue stays one), and a
 complaint probability of at least MODEL_COMPLAINT_FROM
 makes a question or other that is not positive a complaint, and one of at least
@@ -191,7 +198,7 @@ if TYPE_CHECKING:
     from cartcast import intent_model
 
 # Bump when any rule, list or threshold below changes: stored scores name their version.
-SCORER_VERSION = "vader-3.3.2+cartcast.14"
+SCORER_VERSION = "vader-3.3.2+cartcast.18"
 
 POSITIVE_FROM = 0.3
 NEGATIVE_TO = -0.1
@@ -205,6 +212,8 @@ ESCALATE_AT_COMPOUND = -0.6
 MODEL_ORDER_FROM = 0.4
 MODEL_ORDER_FROM_POSITIVE = 0.7
 MODEL_COMPLAINT_FROM = 0.35
+# A cheer ("thank you", "love it") keeps a happy text's order words from the
+# model below this (decision 0055).
 MODEL_ORDER_OVER_CHEER = 0.9
 # Rules read praise from a happy tone; "a £3 handling fee, really??" and "14 days
 # to return, 12 to deliver. cute" are sarcasm. Only a sure model overrules them.
