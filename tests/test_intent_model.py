@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bench import train_intent_model
-from cartcast import intent_model
+from cartcast import intent_model, sentiment
 from cartcast.sentiment import score_mention
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,17 +96,34 @@ def test_a_model_given_to_the_scorer_stands_in_for_the_shipped_weights():
     assert intent_model.probabilities("anything", sure)["complaint"] > 0.99
 
 
-def test_a_model_sure_of_an_order_issue_does_not_overrule_praise_words():
-    # "Love that you sent a note with my order": the order words are praised.
+def _order_model(probability: float) -> intent_model.Model:
+    """A model that reads every text as an order issue with this probability."""
     classes = list(train_intent_model.CLASSES)
-    bias = [9.0 if c == "order_issue" else 0.0 for c in classes]
-    sure = intent_model.load({"classes": classes, "bias": bias, "weights": {}})
+    # The other five classes share the rest equally.
+    lift = math.log(probability * (len(classes) - 1) / (1 - probability))
+    bias = [lift if c == "order_issue" else 0.0 for c in classes]
+    return intent_model.load({"classes": classes, "bias": bias, "weights": {}})
 
-    praised = score_mention("@oakandreed love the note you sent, thank you", model=sure)
-    plain = score_mention("@oakandreed nice, the box is here", model=sure)
+
+def test_a_fairly_sure_model_does_not_overrule_praise_words():
+    # "Love that you sent a note with my order": the order words are praised.
+    fairly_sure = _order_model(sentiment.MODEL_ORDER_OVER_CHEER - 0.1)
+    text = "@oakandreed love the note you sent, thank you"
+
+    praised = score_mention(text, model=fairly_sure)
+    plain = score_mention("@oakandreed nice, the box is here", model=fairly_sure)
 
     assert praised.intent == "praise" and "adjust:eager" in praised.reasons
     assert plain.sentiment == "positive" and plain.intent == "order_issue"
+
+
+def test_a_model_all_but_sure_of_an_order_issue_is_taken_over_a_cheer():
+    # "Please can my booking be moved? thank you" is a request (decision 0055).
+    sure = _order_model(sentiment.MODEL_ORDER_OVER_CHEER + 0.05)
+
+    cheered = score_mention("@oakandreed love the note you sent, thank you", model=sure)
+
+    assert cheered.intent == "order_issue" and "model:order_issue" in cheered.reasons
 
 
 def test_words_after_a_negation_are_marked_within_their_clause():

@@ -1725,8 +1725,10 @@ def _learned_intent(
     # praise words names an order to praise it; the model reads the order words.
     # A model all but sure of an order issue is taken over a cheer: "please
     # could I move my booking? thank you" is eager, and a request all the same.
-    sure = probability["order_issue"] >= MODEL_ORDER_OVER_CHEER
-    if probability["order_issue"] >= order_from and (sure or not (positive and cheered)):
+    held_back = positive and cheered
+    if held_back and probability["order_issue"] >= MODEL_ORDER_OVER_CHEER:
+        held_back = False
+    if probability["order_issue"] >= order_from and not held_back:
         return "order_issue"
     if (
         intent in ("question", "other")
