@@ -169,14 +169,16 @@ def rollup_kpis(cloud_event: CloudEvent) -> None:
 
 def _rollup_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
     """Roll the KPIs up, then carry out the data duties that are due: brands past
-    their offboarding grace period, mention texts past their retention, and the
-    addresses of failed console sign-ins whose window is over."""
+    their offboarding grace period, mention texts past their retention, the kept
+    X ids of removed mentions no poll reaches any more, and the addresses of
+    failed console sign-ins whose window is over."""
     from cartcast import kpis, offboarding, retention, signin_limits
 
     outcome = kpis.rollup(current, as_of=as_of)
     now = current.clock.now()
     outcome.update(offboarding.sweep_due_offboardings(current, now=now))
     outcome.update(retention.sweep_old_mention_texts(current, now=now))
+    outcome.update(retention.sweep_removed_mention_ids(current, now=now))
     outcome.update(signin_limits.sweep_past_windows(current, now=now))
     return outcome
 

@@ -27,6 +27,7 @@ from cartcast import (
     data_export,
     keys,
     kpis,
+    mentions,
     offboarding,
     publishing,
     reconciling,
@@ -332,6 +333,13 @@ def fill_brand(database, brand_id: str) -> dict[str, int]:
             brand_id=brand_id,
             now=START,
         )
+        # A removed author's mention's X id, kept while a poll could read it again.
+        tx.execute(
+            "INSERT INTO removed_mention_ids (brand_id, x_post_id, forget_after) "
+            "VALUES (:brand_id, '1600000000000000001', :later)",
+            brand_id=brand_id,
+            later=START + 8 * DAY,
+        )
     store_mention(database, brand_id, FAN, escalated=True)
     with database.transaction() as tx:
         author_data.remove_author_data(
@@ -340,6 +348,7 @@ def fill_brand(database, brand_id: str) -> dict[str, int]:
             body={"x_user_id": OTHER["id"]},
             actor="admin",
             now=START,
+            reread_reach=DAY,
         )
         for row in tx.rows(ROWS_HOLDING, pattern=brand_id):
             rows[row["name"]] = row["n"]
@@ -579,6 +588,45 @@ def test_the_removed_authors_id_goes_from_the_mentions_that_answer_them(client, 
     assert replying == "1500"
 
 
+def test_a_removal_keeps_only_the_x_ids_a_poll_could_still_read_and_not_for_ever(
+    client, shop
+):
+    database = _database(client)
+    recent = store_mention(database, shop["id"], FAN, posted_at=START - DAY)
+    store_mention(database, shop["id"], FAN, posted_at=START - 30 * DAY)
+    store_mention(database, shop["id"], OTHER, posted_at=START - DAY)
+    with database.transaction() as tx:
+        recent_x_id = tx.scalar(
+            "SELECT x_post_id FROM mentions WHERE id = :id", id=recent
+        )
+
+    removal = post_json(
+        client, "/v1/author-data-removals", {"username": "@fan_one"}, shop["admin"]
+    )
+
+    assert removal.get_json()["removal"]["mentions"] == 2
+    with database.transaction() as tx:
+        kept = tx.rows("SELECT x_post_id, forget_after FROM removed_mention_ids")
+    # Only the mention a poll could read again; kept as long as a read reaches it.
+    reach = mentions.reread_reach(_runtime().settings)
+    assert kept == [{"x_post_id": recent_x_id, "forget_after": START - DAY + reach}]
+
+    just_before = START - DAY + reach - dt.timedelta(seconds=1)
+    early = retention.sweep_removed_mention_ids(_runtime(), now=just_before)
+    due = retention.sweep_removed_mention_ids(_runtime(), now=START - DAY + reach)
+
+    assert early == {"removed_mention_ids_forgotten": 0}
+    assert due == {"removed_mention_ids_forgotten": 1}
+    with database.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM removed_mention_ids") == 0
+
+
+def _runtime():
+    from cartcast import runtime as runtime_module
+
+    return runtime_module.current()
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -793,6 +841,7 @@ def test_a_reply_out_when_its_author_asks_for_removal_is_never_sent_once_it_is_b
                 body={"x_user_id": FAN["id"]},
                 actor="admin",
                 now=x_runtime.clock.now(),
+                reread_reach=mentions.reread_reach(x_runtime.settings),
             )
     finally:
         x_sandbox.release_answers()
@@ -841,6 +890,7 @@ def test_a_reply_on_x_when_its_author_asks_for_removal_stays_published_once(
                 body={"x_user_id": FAN["id"]},
                 actor="admin",
                 now=x_runtime.clock.now(),
+                reread_reach=mentions.reread_reach(x_runtime.settings),
             )
     finally:
         x_sandbox.release_answers()
@@ -1002,6 +1052,7 @@ def test_an_offboarding_run_leaves_no_row_of_the_brand_but_what_it_kept(
         "escalation_outbox", "orders", "daily_kpis", "account_snapshots",
         "cost_ledger", "x_post_intents", "caption_jobs", "alert_outbox", "crises",
         "author_data_removals", "kpi_marks", "x_oauth_states", "audit_events",
+        "removed_mention_ids",
     }  # fmt: skip
     post_json(
         client,
@@ -1171,6 +1222,8 @@ NOT_EXPORTED = {
     "escalation_outbox": "copies of mentions queued for the brand's CRM",
     "alert_outbox": "copies of alerts queued for the brand's webhook",
     "author_data_removals": "a log of requests, not the brand's content",
+    "removed_mention_ids": "removed authors' X ids, kept only so no poll stores "
+    "them anew",
     "x_oauth_states": "a connection's one-time secrets",
 }
 

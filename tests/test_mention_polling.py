@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import brands, mentions
+from cartcast import author_data, brands, mentions, x
 from infra.x_sandbox import XSandbox
 from tests.test_event_functions import PushReceiver
 from tests.test_mentions import ALPHA, FAN, add_brand, stored, wire
@@ -22,6 +22,7 @@ SELECT x_post_id, author_id, author_username, author_name, text, author_follower
     photo_count, lang
 FROM mentions ORDER BY x_post_id
 """
+OTHER = {"id": "77", "username": "other", "name": "Someone Else"}
 CURSOR = """
 SELECT mentions_since_id, mentions_resume_token, mentions_poll_interval_s,
     mentions_next_poll_at
@@ -388,3 +389,83 @@ def test_the_author_s_reach_photos_and_language_are_kept_for_triage(
         1,
         "en",
     )
+
+
+# A removed author's mentions, read again
+
+
+def remove_author(runtime, brand_id: str, username: str) -> dict:
+    with runtime.database.transaction() as tx:
+        return author_data.remove_author_data(
+            tx,
+            brand_id=brand_id,
+            body={"username": username},
+            actor="admin",
+            now=runtime.clock.now(),
+            reread_reach=mentions.reread_reach(runtime.settings),
+        )
+
+
+def fanned_out(receiver) -> set[str]:
+    return {i for payload in pushed(receiver) for i in payload["mention_ids"]}
+
+
+def removed_author_traces(runtime) -> dict[str, int]:
+    """Count what would show the removed author's mention came back."""
+    with runtime.database.transaction() as tx:
+        return tx.one(
+            "SELECT (SELECT count(*) FROM mentions WHERE author_username = 'fan') "
+            "AS by_fan, (SELECT count(*) FROM escalation_outbox) AS escalations"
+        )
+
+
+def test_a_removed_authors_mention_read_again_by_the_overlap_is_not_stored(
+    runtime, sandbox, clock, alpha, receiver
+) -> None:
+    removed = mention(sandbox, clock, "@alpha my parcel never came")
+    poll(runtime, clock)
+    assert remove_author(runtime, alpha, "@fan")["mentions"] == 1
+    # Someone else's mention, indexed late, comes in the same page as the re-read.
+    late = sandbox.add_mention(
+        to_user_id=ALPHA["user_id"],
+        text="@alpha mine came fine",
+        author=OTHER,
+        index_lag_s=90,
+    )
+    clock.advance(dt.timedelta(seconds=1))
+    before = fanned_out(receiver)
+
+    next_tick(runtime, clock)
+    outcome = poll(runtime, clock)
+
+    assert outcome["read"] == 2 and outcome["new"] == 1
+    assert removed_author_traces(runtime) == {"by_fan": 0, "escalations": 0}
+    assert removed not in {row["x_post_id"] for row in rows(runtime)}
+    with runtime.database.transaction() as tx:
+        other = tx.one("SELECT id, x_post_id FROM mentions WHERE author_id = '77'")
+    assert other["x_post_id"] == late
+    assert fanned_out(receiver) - before == {str(other["id"])}
+
+
+def test_a_removed_authors_mention_read_again_after_a_stale_cursor_is_not_stored(
+    runtime, sandbox, clock, alpha, receiver
+) -> None:
+    mention(sandbox, clock, "@alpha my parcel never came")
+    poll(runtime, clock)
+    remove_author(runtime, alpha, "@fan")
+    clock.advance(dt.timedelta(days=2))
+    with runtime.database.transaction() as tx:
+        # A cursor X no longer keeps: the poll restarts from seven days ago.
+        tx.execute(
+            "UPDATE brands SET mentions_since_id = :since_id",
+            since_id=x.id_at(clock.now() - dt.timedelta(days=8)),
+        )
+    before = fanned_out(receiver)
+
+    outcome = poll(runtime, clock)
+
+    statuses = sandbox.snapshot()["requests"][MENTIONS_ROUTE]["statuses"]
+    assert statuses["400"] == 1
+    assert outcome["read"] == 1 and outcome["new"] == 0
+    assert removed_author_traces(runtime) == {"by_fan": 0, "escalations": 0}
+    assert fanned_out(receiver) == before

@@ -720,6 +720,7 @@ def test_an_author_removed_while_gemini_labels_their_mention_is_never_escalated(
                 body={"username": "fan"},
                 actor="admin",
                 now=gemini_runtime.clock.now(),
+                reread_reach=mentions.reread_reach(gemini_runtime.settings),
             )
         gate.release.set()
         scorer.join(60)

@@ -22,6 +22,10 @@ id or by handle, and, for every mention of the brand they wrote:
 
 The answer counts what was removed and cancelled; a second request finds nothing
 and counts 0.
+A mention a poll could still read again from X (posted within
+`mentions.reread_reach` of now) leaves its X id in `removed_mention_ids` until
+that reach has passed, so the poll skips it instead of storing it anew; an older
+one leaves nothing (decision 0056).
 `author_data_removals` records when, by which key, how the person was named and
 the counts, never the id or handle itself (decision 0032).
 
@@ -37,7 +41,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from cartcast import post_events, validation
+from cartcast import mentions, post_events, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest
 
@@ -52,12 +56,12 @@ REMOVED_X_ID_PREFIX = "removed:"
 
 # Both statements find the author's mentions not yet cleared, by one of two keys.
 SELECT_BY_ID = """
-SELECT id, author_id, x_post_id, reply_post_id FROM mentions
+SELECT id, author_id, x_post_id, reply_post_id, posted_at FROM mentions
 WHERE brand_id = :brand_id AND author_id = :value AND author_removed_at IS NULL
 FOR UPDATE
 """
 SELECT_BY_USERNAME = """
-SELECT id, author_id, x_post_id, reply_post_id FROM mentions
+SELECT id, author_id, x_post_id, reply_post_id, posted_at FROM mentions
 WHERE brand_id = :brand_id AND lower(author_username) = lower(:value)
   AND author_removed_at IS NULL
 FOR UPDATE
@@ -91,6 +95,17 @@ WHERE brand_id = :brand_id
        OR in_reply_to = ANY(CAST(:x_post_ids AS text[])))
   AND in_reply_to IS NOT NULL
   AND state IN ('publishing', 'unconfirmed', 'failed')
+"""
+# Run before CLEAR_MENTIONS rewrites the X ids. Only X's own ids (decimal
+# snowflakes) can come back from a read; the id is kept plainly (decision 0056).
+KEEP_REMOVED_IDS = """
+INSERT INTO removed_mention_ids (brand_id, x_post_id, forget_after)
+SELECT :brand_id, x_post_id, posted_at + make_interval(secs => :reach_s)
+FROM mentions
+WHERE brand_id = :brand_id AND id = ANY(CAST(:ids AS uuid[]))
+  AND x_post_id ~ '^[0-9]{1,19}$'
+  AND posted_at + make_interval(secs => :reach_s) > :now
+ON CONFLICT (brand_id, x_post_id) DO NOTHING
 """
 DELETE_ESCALATIONS = """
 DELETE FROM escalation_outbox
@@ -134,12 +149,20 @@ def remove_author_data(
     body: Any,
     actor: str,
     now: dt.datetime,
+    reread_reach: dt.timedelta,
 ) -> dict[str, Any]:
     """Remove one author's data from the brand's mentions; return the record.
+
+    Args:
+        reread_reach: how far back of now a poll may read a mention again
+            (`mentions.reread_reach`); the X ids of mentions posted within it
+            are kept that long after they were posted, so no poll stores them anew.
 
     Idempotent: the author's mentions already cleared are not found again.
     """
     matched_by, value = read_author(body)
+    # Waits for a poll storing the brand's mentions, so what it stored is found.
+    tx.execute(mentions.LOCK_BRAND_MENTIONS, brand_id=str(brand_id))
     own = tx.one(SELECT_OWN_ACCOUNT, brand_id=brand_id) or {}
     if (matched_by == "x_user_id" and value == own.get("x_user_id")) or (
         matched_by == "username"
@@ -161,6 +184,13 @@ def remove_author_data(
         user_ids.add(value)
 
     replies = cancel_replies(tx, brand_id=brand_id, mentions=found, now=now)
+    tx.execute(
+        KEEP_REMOVED_IDS,
+        brand_id=brand_id,
+        ids=ids,
+        reach_s=reread_reach.total_seconds(),
+        now=now,
+    )
     escalations = tx.rows(DELETE_ESCALATIONS, brand_id=brand_id, ids=ids)
     cleared = tx.rows(
         CLEAR_MENTIONS,

@@ -11,6 +11,11 @@ after an interval that doubles while it is quiet and drops to the shortest as so
 as mentions arrive; a brand is not polled while X rate-limits it or while its monthly
 X budget cannot pay for a page (decision 0017).
 
+A mention whose author had their data removed is not stored again when a read
+returns it: the removal keeps its X id in `removed_mention_ids` for as long as a
+read could reach back to it (`reread_reach`), and the poll skips those ids and
+counts them (decision 0056).
+
 New mention ids, and any still unscored a while after they were stored, go out on
 Pub/Sub in batches, and every publish is confirmed before the function returns.
 Scoring and triage live in scoring.py.
@@ -42,6 +47,10 @@ MENTIONS_PER_PAGE = 100
 # leaves a long backlog time to be paged through before the new cursor ages out.
 SINCE_ID_WINDOW = dt.timedelta(days=7)
 FALLBACK_MARGIN = dt.timedelta(hours=1)
+# How much longer than its fallback and overlap a read may reach: a read resumed
+# from X's page token continues a query started up to a day earlier (a rate-limit
+# pause is 15 minutes, a retried tick minutes).
+REREAD_MARGIN = dt.timedelta(days=1)
 # A quiet brand's interval doubles after each poll that found nothing new.
 POLL_BACKOFF_FACTOR = 2
 # Rows per INSERT: one statement per thousand mentions keeps a large read's store
@@ -69,6 +78,14 @@ ON CONFLICT (brand_id, x_post_id) DO NOTHING
 RETURNING id
 )
 SELECT string_agg(CAST(id AS text), ',') AS new_ids FROM stored
+"""
+# A poll's store and an author's removal take turns per brand, so a mention read
+# before a removal committed is either stored before it (and removed by it) or
+# skipped after it. No other statement takes this lock, so it closes no cycle.
+LOCK_BRAND_MENTIONS = "SELECT pg_advisory_xact_lock(7313, hashtext(:brand_id))"
+SELECT_REMOVED_IDS = """
+SELECT x_post_id FROM removed_mention_ids
+WHERE brand_id = :brand_id AND x_post_id = ANY(CAST(:x_post_ids AS text[]))
 """
 SAVE_CURSOR = """
 UPDATE brands SET mentions_since_id = :since_id,
@@ -291,8 +308,11 @@ def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
     commit; return the new mentions' ids."""
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
+        tx.execute(LOCK_BRAND_MENTIONS, brand_id=str(brand["id"]))
+        removed = removed_ids(tx, brand_id=brand["id"], mentions=batch.mentions)
+        kept = [mention for mention in batch.mentions if mention.id not in removed]
         new_ids = store_mentions(
-            tx, brand_id=brand["id"], mentions=batch.mentions, received_at=now
+            tx, brand_id=brand["id"], mentions=kept, received_at=now
         )
         # The account's own mentions: an owned read with the brand's own X app.
         # X bills every post it returned, a repeat or an unusable one too.
@@ -323,12 +343,32 @@ def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
             brand_id=str(brand["id"]),
             read=len(batch.mentions),
             new=len(new_ids),
+            removed_author=len(batch.mentions) - len(kept),
             unusable=batch.skipped,
             pages=batch.pages_read,
             complete=batch.complete,
         ),
     )
     return new_ids
+
+
+def reread_reach(settings: Any) -> dt.timedelta:
+    """Return how far back of now a poll may read a mention again: the restart
+    after a stale cursor, the overlap behind it, and REREAD_MARGIN."""
+    overlap = dt.timedelta(seconds=settings.mention_overlap_s)
+    return SINCE_ID_WINDOW + overlap + REREAD_MARGIN
+
+
+def removed_ids(tx: Any, *, brand_id: Any, mentions: list[Any]) -> set[str]:
+    """Return the X ids among `mentions` whose author's data the brand removed."""
+    if not mentions:
+        return set()
+    rows = tx.rows(
+        SELECT_REMOVED_IDS,
+        brand_id=brand_id,
+        x_post_ids=[mention.id for mention in mentions],
+    )
+    return {row["x_post_id"] for row in rows}
 
 
 def store_mentions(

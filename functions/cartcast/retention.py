@@ -12,6 +12,10 @@ their escalations, whose payload quotes the text. The triage figures stay:
 sentiment, intent, priority, deadlines, handled or not, so KPIs and response times
 do not change. Author fields stay too; removing them is a person's request
 (author_data.py).
+
+The same tick deletes the X ids kept of a removed author's mentions
+(`removed_mention_ids`) once past their `forget_after`, when no poll reaches back
+to them any more (decision 0056).
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ dropped AS (
 )
 SELECT (SELECT count(*) FROM cleared) AS texts,
     (SELECT count(*) FROM dropped) AS escalations
+"""
+DELETE_FORGOTTEN_IDS = """
+DELETE FROM removed_mention_ids WHERE forget_after <= :now
 """
 
 
@@ -138,3 +145,10 @@ def sweep_old_mention_texts(runtime: Any, *, now: dt.datetime) -> dict[str, int]
             totals["texts_removed"] += cleared
             totals["escalations_removed"] += row["escalations"]
     return totals
+
+
+def sweep_removed_mention_ids(runtime: Any, *, now: dt.datetime) -> dict[str, int]:
+    """Delete the kept X ids of removed mentions past `forget_after`; count them."""
+    with runtime.database.transaction() as tx:
+        deleted = tx.execute(DELETE_FORGOTTEN_IDS, now=now)
+    return {"removed_mention_ids_forgotten": deleted}
