@@ -420,7 +420,7 @@ def removed_author_traces(runtime) -> dict[str, int]:
 
 
 def test_a_removed_authors_mention_read_again_by_the_overlap_is_not_stored(
-    runtime, sandbox, clock, alpha, receiver
+    runtime, sandbox, clock, alpha, receiver, caplog
 ) -> None:
     removed = mention(sandbox, clock, "@alpha my parcel never came")
     poll(runtime, clock)
@@ -445,6 +445,8 @@ def test_a_removed_authors_mention_read_again_by_the_overlap_is_not_stored(
         other = tx.one("SELECT id, x_post_id FROM mentions WHERE author_id = '77'")
     assert other["x_post_id"] == late
     assert fanned_out(receiver) - before == {str(other["id"])}
+    polled = [r.fields for r in caplog.records if r.getMessage() == "mentions polled"]
+    assert polled[-1]["removed_author"] == 1 and polled[-1]["new"] == 1
 
 
 def test_a_removed_authors_mention_read_again_after_a_stale_cursor_is_not_stored(
