@@ -688,6 +688,34 @@ def test_a_file_and_pasted_text_at_once_are_refused_with_nothing_written(
     assert after == before
 
 
+@pytest.mark.parametrize("field", ["file", "pasted"])
+def test_a_catalog_field_given_twice_is_refused_with_nothing_written(
+    client, signed_in, field
+) -> None:
+    token = csrf_of(client, "/console/catalog")
+    first = json.dumps([{"sku": "FIRST-1", "title": "First mug", "price": 9}])
+    second = json.dumps([{"sku": "SECOND-1", "title": "Second mug", "price": 9}])
+    twice = {
+        "file": [
+            (io.BytesIO(first.encode()), "first.json"),
+            (io.BytesIO(second.encode()), "second.json"),
+        ],
+        "pasted": [first, second],
+    }[field]
+    before = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+
+    answer = client.post(
+        "/console/catalog/import",
+        data={"csrf": token, field: twice},
+        content_type="multipart/form-data",
+    )
+
+    assert answer.status_code == 400
+    assert f"Field: <code>{field}</code>" in text_of(answer)
+    after = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+    assert after == before
+
+
 def test_broken_pasted_json_is_refused_naming_the_pasted_text(
     client, signed_in
 ) -> None:

@@ -799,6 +799,11 @@ def import_catalog(
             f"the file is larger than {UPLOAD_BYTES_MAX // (1024 * 1024)} MiB",
             field="file",
         )
+    # Two files, or a paste given twice, would import the first and drop the
+    # other without a word, as a file and a paste together did.
+    for field, given in (("file", request.files), ("pasted", request.form)):
+        if len(given.getlist(field)) > 1:
+            raise InvalidRequest(f"give one {field}, not several", field=field)
     upload = request.files.get("file")
     pasted = request.form.get("pasted", "")
     if upload is not None and upload.filename and pasted.strip():
