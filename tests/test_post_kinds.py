@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from cartcast import images as images_module
 from cartcast import posts, publishing
 from cartcast.post_kinds import DEFAULT_POLL_OPTIONS, POLL_QUESTION, split_thread
 from cartcast.post_text import linked_urls, weighted_length
@@ -550,3 +551,46 @@ def test_media_uploaded_by_one_account_cannot_be_posted_by_another(
 
     with pytest.raises(XRejected):
         x_runtime.x_client("token-beta").create_post("Mine?", media_ids=[media_id])
+
+
+class RecordingProxy:
+    """A loopback HTTP proxy that records what it is asked for and serves nothing."""
+
+    def __init__(self) -> None:
+        asked = self.asked = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                asked.append(self.path)
+                self.send_response(502)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+def test_a_product_image_is_read_from_its_own_host_whatever_proxy_is_set(
+    images, monkeypatch
+) -> None:
+    # A proxy named in the environment would receive the request instead of the
+    # host the address check approved: off loopback in a local run, anywhere at all
+    # past the check for private and metadata addresses in a deployed one.
+    proxy = RecordingProxy()
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, proxy.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    url = images.serve("/mug.png", 200, "image/png", tiny_png())
+
+    try:
+        image = images_module.fetch_image(url, timeout_s=5, loopback_only=True)
+    finally:
+        proxy.server.shutdown()
+
+    assert proxy.asked == []
+    assert image.data == tiny_png() and image.media_type == "image/png"

@@ -58,26 +58,31 @@ def fetch_image(url: str, *, timeout_s: float, loopback_only: bool) -> ProductIm
     import requests
 
     deadline = time.monotonic() + timeout_s * 3
-    for _ in range(REDIRECTS_MAX + 1):
-        _refuse_address(url, loopback_only=loopback_only)
-        try:
-            response = requests.get(
-                url,
-                stream=True,
-                timeout=timeout_s,
-                allow_redirects=False,
-                headers={"Accept": ", ".join(sorted(IMAGE_TYPES))},
-            )
-        except requests.RequestException as error:
-            raise TransientError(
-                f"the product image could not be read: {error}"
-            ) from error
+    with requests.Session() as session:
+        # The address checked is the one connected to: a proxy (HTTP_PROXY and its
+        # kin, which requests reads by default) would be sent the request instead,
+        # on loopback or not, and resolve the name itself past the check.
+        session.trust_env = False
+        for _ in range(REDIRECTS_MAX + 1):
+            _refuse_address(url, loopback_only=loopback_only)
+            try:
+                response = session.get(
+                    url,
+                    stream=True,
+                    timeout=timeout_s,
+                    allow_redirects=False,
+                    headers={"Accept": ", ".join(sorted(IMAGE_TYPES))},
+                )
+            except requests.RequestException as error:
+                raise TransientError(
+                    f"the product image could not be read: {error}"
+                ) from error
 
-        with response:
-            if response.is_redirect:
-                url = urljoin(url, response.headers.get("location", ""))
-                continue
-            return _read_image(response, deadline)
+            with response:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers.get("location", ""))
+                    continue
+                return _read_image(response, deadline)
     raise ImageUnavailable(
         f"the product image redirects more than {REDIRECTS_MAX} times"
     )
