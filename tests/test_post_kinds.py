@@ -594,3 +594,20 @@ def test_a_product_image_is_read_from_its_own_host_whatever_proxy_is_set(
 
     assert proxy.asked == []
     assert image.data == tiny_png() and image.media_type == "image/png"
+
+
+def test_an_image_url_two_parsers_read_as_different_hosts_is_refused_unread(
+    images,
+) -> None:
+    # urlsplit ends the host at the last "@" and reads 192.88.99.1 (a public,
+    # retired relay address, only ever parsed here); requests (urllib3) ends it at
+    # the backslash and connects to the loopback server. With 169.254.169.254 in
+    # its place, the metadata server would be read past the address check.
+    images.serve("/mug.png", 200, "image/png", tiny_png())
+    port = images.server.server_port
+    url = f"http://127.0.0.1:{port}\\@192.88.99.1/mug.png"
+
+    with pytest.raises(images_module.ImageUnavailable, match="at 127.0.0.1"):
+        images_module.fetch_image(url, timeout_s=5, loopback_only=False)
+
+    assert images.hits == []

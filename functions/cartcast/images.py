@@ -8,7 +8,9 @@ any address a customer typed:
   A local run (`loopback_only`) is the opposite: it reads from `localhost` or a
   loopback address only, where the tests serve the image, and looks no other name
   up, so the demo catalog's images on DummyJSON's CDN never draw a local run onto
-  the internet. Each of at most REDIRECTS_MAX redirects is checked the same way.
+  the internet. Each of at most REDIRECTS_MAX redirects is checked the same way,
+  each URL as requests will send it (`_as_sent`), since urlsplit and urllib3 can
+  read two hosts from one string.
 - one timeout for connecting and for each read, and a deadline of three such
   timeouts for the whole body, so a server that drips bytes cannot hold the run;
 - at most IMAGE_BYTES_MAX bytes of a JPEG, PNG, GIF or WEBP (what X takes as
@@ -64,6 +66,7 @@ def fetch_image(url: str, *, timeout_s: float, loopback_only: bool) -> ProductIm
         # on loopback or not, and resolve the name itself past the check.
         session.trust_env = False
         for _ in range(REDIRECTS_MAX + 1):
+            url = _as_sent(url)
             _refuse_address(url, loopback_only=loopback_only)
             try:
                 response = session.get(
@@ -124,6 +127,24 @@ def _read_image(response: Any, deadline: float) -> ProductImage:
 
 def _too_large(size: int) -> str:
     return f"the product image has {size} bytes or more; X takes {IMAGE_BYTES_MAX}"
+
+
+def _as_sent(url: str) -> str:
+    """Return `url` as requests sends it, so the address checked is the one read.
+
+    The two parsers part ways on a backslash: "http://169.254.169.254\\@shop.example/"
+    is shop.example to urlsplit (the host follows the last "@") and the metadata
+    server to urllib3 (the authority ends at the backslash). Prepared, the
+    backslash is escaped into the path and both read the metadata server.
+    """
+    import requests
+
+    try:
+        return requests.Request("GET", url).prepare().url or ""
+    except (requests.RequestException, ValueError) as error:
+        raise ImageUnavailable(
+            f"the product image URL is malformed: {url[:100]!r}"
+        ) from error
 
 
 def _refuse_address(url: str, *, loopback_only: bool) -> None:
