@@ -718,3 +718,23 @@ def test_a_nested_list_keeps_its_strings(runtime) -> None:
             "SELECT CAST(:grid AS text[])", grid=[["null", "a"], [None, "NULL"]]
         )
     assert got == [["null", "a"], [None, "NULL"]]
+
+
+def test_each_advisory_lock_class_serves_one_purpose() -> None:
+    # Two purposes under one class (its first key) would make unrelated work
+    # wait on each other, and a comment saying a lock closes no cycle untrue.
+    import re
+
+    source = Path(db.__file__).parent
+    classes: dict[str, list[str]] = {}
+    for path in sorted(source.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(
+            r"(\w+) = \"SELECT pg_advisory_xact_lock\((\d+),", text
+        ):
+            classes.setdefault(match.group(2), []).append(
+                f"{path.name}:{match.group(1)}"
+            )
+
+    shared = {key: users for key, users in classes.items() if len(users) > 1}
+    assert classes and not shared

@@ -82,7 +82,7 @@ SELECT string_agg(CAST(id AS text), ',') AS new_ids FROM stored
 # A poll's store and an author's removal take turns per brand, so a mention read
 # before a removal committed is either stored before it (and removed by it) or
 # skipped after it. No other statement takes this lock, so it closes no cycle.
-LOCK_BRAND_MENTIONS = "SELECT pg_advisory_xact_lock(7313, hashtext(:brand_id))"
+LOCK_BRAND_MENTIONS = "SELECT pg_advisory_xact_lock(7315, hashtext(:brand_id))"
 SELECT_REMOVED_IDS = """
 SELECT x_post_id FROM removed_mention_ids
 WHERE brand_id = :brand_id AND x_post_id = ANY(CAST(:x_post_ids AS text[]))
