@@ -27,10 +27,10 @@ from cartcast import (
     data_export,
     keys,
     kpis,
-    mentions,
     offboarding,
     publishing,
     reconciling,
+    removed_mentions,
     retention,
 )
 from cartcast import (
@@ -608,7 +608,7 @@ def test_a_removal_keeps_only_the_x_ids_a_poll_could_still_read_and_not_for_ever
     with database.transaction() as tx:
         kept = tx.rows("SELECT x_post_id, forget_after FROM removed_mention_ids")
     # Only the mention a poll could read again; kept as long as a read reaches it.
-    reach = mentions.reread_reach(_runtime().settings)
+    reach = removed_mentions.reread_reach(_runtime().settings)
     assert kept == [{"x_post_id": recent_x_id, "forget_after": START - DAY + reach}]
 
     just_before = START - DAY + reach - dt.timedelta(seconds=1)
@@ -841,7 +841,7 @@ def test_a_reply_out_when_its_author_asks_for_removal_is_never_sent_once_it_is_b
                 body={"x_user_id": FAN["id"]},
                 actor="admin",
                 now=x_runtime.clock.now(),
-                reread_reach=mentions.reread_reach(x_runtime.settings),
+                reread_reach=removed_mentions.reread_reach(x_runtime.settings),
             )
     finally:
         x_sandbox.release_answers()
@@ -890,7 +890,7 @@ def test_a_reply_on_x_when_its_author_asks_for_removal_stays_published_once(
                 body={"x_user_id": FAN["id"]},
                 actor="admin",
                 now=x_runtime.clock.now(),
-                reread_reach=mentions.reread_reach(x_runtime.settings),
+                reread_reach=removed_mentions.reread_reach(x_runtime.settings),
             )
     finally:
         x_sandbox.release_answers()

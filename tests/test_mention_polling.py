@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import author_data, brands, mentions, x
+from cartcast import author_data, brands, mentions, removed_mentions, x
 from infra.x_sandbox import XSandbox
 from tests.test_event_functions import PushReceiver
 from tests.test_mentions import ALPHA, FAN, add_brand, stored, wire
@@ -402,7 +402,7 @@ def remove_author(runtime, brand_id: str, username: str) -> dict:
             body={"username": username},
             actor="admin",
             now=runtime.clock.now(),
-            reread_reach=mentions.reread_reach(runtime.settings),
+            reread_reach=removed_mentions.reread_reach(runtime.settings),
         )
 
 

@@ -12,7 +12,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from cartcast import author_data, brands, escalations, mentions, scoring
+from cartcast import (
+    author_data,
+    brands,
+    escalations,
+    mentions,
+    removed_mentions,
+    scoring,
+)
 from cartcast.errors import InvalidRequest
 from cartcast.sentiment import SCORER_VERSION
 from infra.gemini_standin import GeminiStandIn
@@ -720,7 +727,7 @@ def test_an_author_removed_while_gemini_labels_their_mention_is_never_escalated(
                 body={"username": "fan"},
                 actor="admin",
                 now=gemini_runtime.clock.now(),
-                reread_reach=mentions.reread_reach(gemini_runtime.settings),
+                reread_reach=removed_mentions.reread_reach(gemini_runtime.settings),
             )
         gate.release.set()
         scorer.join(60)

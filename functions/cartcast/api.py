@@ -1699,7 +1699,7 @@ def remove_author_data(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
     """Remove one mention author's personal data (author_data.py); admin keys."""
-    from cartcast import author_data, mentions
+    from cartcast import author_data, removed_mentions
 
     brand_id = keys.require_brand(caller)
     offboarding.require_admin(caller.role, "removing an author's data")
@@ -1709,7 +1709,7 @@ def remove_author_data(
         body=body,
         actor=caller.key_name,
         now=runtime.clock.now(),
-        reread_reach=mentions.reread_reach(runtime.settings),
+        reread_reach=removed_mentions.reread_reach(runtime.settings),
     )
     return web.json_response({"removal": record})
 

@@ -23,7 +23,7 @@ id or by handle, and, for every mention of the brand they wrote:
 The answer counts what was removed and cancelled; a second request finds nothing
 and counts 0.
 A mention a poll could still read again from X (posted within
-`mentions.reread_reach` of now) leaves its X id in `removed_mention_ids` until
+`removed_mentions.reread_reach` of now) leaves its X id in `removed_mention_ids` until
 that reach has passed, so the poll skips it instead of storing it anew; an older
 one leaves nothing (decision 0056).
 `author_data_removals` records when, by which key, how the person was named and
@@ -41,7 +41,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from cartcast import mentions, post_events, validation
+from cartcast import post_events, removed_mentions, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest
 
@@ -155,14 +155,14 @@ def remove_author_data(
 
     Args:
         reread_reach: how far back of now a poll may read a mention again
-            (`mentions.reread_reach`); the X ids of mentions posted within it
+            (`removed_mentions.reread_reach`); the X ids of mentions posted within it
             are kept that long after they were posted, so no poll stores them anew.
 
     Idempotent: the author's mentions already cleared are not found again.
     """
     matched_by, value = read_author(body)
     # Waits for a poll storing the brand's mentions, so what it stored is found.
-    tx.execute(mentions.LOCK_BRAND_MENTIONS, brand_id=str(brand_id))
+    tx.execute(removed_mentions.LOCK_BRAND_MENTIONS, brand_id=str(brand_id))
     own = tx.one(SELECT_OWN_ACCOUNT, brand_id=brand_id) or {}
     if (matched_by == "x_user_id" and value == own.get("x_user_id")) or (
         matched_by == "username"

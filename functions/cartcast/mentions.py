@@ -13,7 +13,8 @@ X budget cannot pay for a page (decision 0017).
 
 A mention whose author had their data removed is not stored again when a read
 returns it: the removal keeps its X id in `removed_mention_ids` for as long as a
-read could reach back to it (`reread_reach`), and the poll skips those ids and
+read could reach back to it (`removed_mentions.reread_reach`), and the poll skips
+those ids and
 counts them (decision 0056).
 
 New mention ids, and any still unscored a while after they were stored, go out on
@@ -30,7 +31,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from cartcast import accounts, costs
+from cartcast import accounts, costs, removed_mentions
 from cartcast.errors import CartcastError, PermanentError, TransientError
 from cartcast.logs import fields
 
@@ -42,15 +43,10 @@ SWEEP_AFTER = dt.timedelta(minutes=10)
 SWEEP_BATCH_MAX = 1000
 # X's mentions timeline answers at most 100 mentions a page (max_results).
 MENTIONS_PER_PAGE = 100
-# How far back a cursor may reach; X refuses an older since_id (the sandbox's
-# SINCE_ID_WINDOW). A refused cursor restarts this far back, less a margin that
-# leaves a long backlog time to be paged through before the new cursor ages out.
-SINCE_ID_WINDOW = dt.timedelta(days=7)
+# A refused cursor restarts as far back as X allows (x.SINCE_ID_WINDOW), less a
+# margin that leaves a long backlog time to be paged through before the new
+# cursor ages out.
 FALLBACK_MARGIN = dt.timedelta(hours=1)
-# How much longer than its fallback and overlap a read may reach: a read resumed
-# from X's page token continues a query started up to a day earlier (a rate-limit
-# pause is 15 minutes, a retried tick minutes).
-REREAD_MARGIN = dt.timedelta(days=1)
 # A quiet brand's interval doubles after each poll that found nothing new.
 POLL_BACKOFF_FACTOR = 2
 # Rows per INSERT: one statement per thousand mentions keeps a large read's store
@@ -78,14 +74,6 @@ ON CONFLICT (brand_id, x_post_id) DO NOTHING
 RETURNING id
 )
 SELECT string_agg(CAST(id AS text), ',') AS new_ids FROM stored
-"""
-# A poll's store and an author's removal take turns per brand, so a mention read
-# before a removal committed is either stored before it (and removed by it) or
-# skipped after it. No other statement takes this lock, so it closes no cycle.
-LOCK_BRAND_MENTIONS = "SELECT pg_advisory_xact_lock(7315, hashtext(:brand_id))"
-SELECT_REMOVED_IDS = """
-SELECT x_post_id FROM removed_mention_ids
-WHERE brand_id = :brand_id AND x_post_id = ANY(CAST(:x_post_ids AS text[]))
 """
 SAVE_CURSOR = """
 UPDATE brands SET mentions_since_id = :since_id,
@@ -267,7 +255,7 @@ def _restart_cursor(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> st
     """Replace a cursor X no longer keeps with seven days ago; return the new one."""
     from cartcast import x
 
-    restart_id = x.id_at(now - SINCE_ID_WINDOW + FALLBACK_MARGIN)
+    restart_id = x.id_at(now - x.SINCE_ID_WINDOW + FALLBACK_MARGIN)
     with runtime.database.transaction() as tx:
         tx.execute(RESTART_CURSOR, brand_id=brand["id"], since_id=restart_id)
     runtime.log.warning(
@@ -297,7 +285,7 @@ def _request_since_id(
     if cursor is None or brand["mentions_resume_token"]:
         return cursor
     reach_back = x.id_time(cursor) - dt.timedelta(seconds=settings.mention_overlap_s)
-    oldest_kept = now - SINCE_ID_WINDOW + dt.timedelta(minutes=1)
+    oldest_kept = now - x.SINCE_ID_WINDOW + dt.timedelta(minutes=1)
     if x.id_time(cursor) < oldest_kept:
         return cursor
     return x.id_at(max(reach_back, oldest_kept))
@@ -308,8 +296,10 @@ def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
     commit; return the new mentions' ids."""
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
-        tx.execute(LOCK_BRAND_MENTIONS, brand_id=str(brand["id"]))
-        removed = removed_ids(tx, brand_id=brand["id"], mentions=batch.mentions)
+        tx.execute(removed_mentions.LOCK_BRAND_MENTIONS, brand_id=str(brand["id"]))
+        removed = removed_mentions.removed_ids(
+            tx, brand_id=brand["id"], x_post_ids=[m.id for m in batch.mentions]
+        )
         kept = [mention for mention in batch.mentions if mention.id not in removed]
         new_ids = store_mentions(
             tx, brand_id=brand["id"], mentions=kept, received_at=now
@@ -350,25 +340,6 @@ def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
         ),
     )
     return new_ids
-
-
-def reread_reach(settings: Any) -> dt.timedelta:
-    """Return how far back of now a poll may read a mention again: the restart
-    after a stale cursor, the overlap behind it, and REREAD_MARGIN."""
-    overlap = dt.timedelta(seconds=settings.mention_overlap_s)
-    return SINCE_ID_WINDOW + overlap + REREAD_MARGIN
-
-
-def removed_ids(tx: Any, *, brand_id: Any, mentions: list[Any]) -> set[str]:
-    """Return the X ids among `mentions` whose author's data the brand removed."""
-    if not mentions:
-        return set()
-    rows = tx.rows(
-        SELECT_REMOVED_IDS,
-        brand_id=brand_id,
-        x_post_ids=[mention.id for mention in mentions],
-    )
-    return {row["x_post_id"] for row in rows}
 
 
 def store_mentions(

@@ -61,6 +61,10 @@ MEDIA = "media"
 MEDIA_UPLOAD_ROUTE = "/2/media/upload"
 MEDIA_METADATA_ROUTE = "/2/media/metadata"
 
+# How far back a mentions read's since_id may reach: X refuses an older one (the
+# sandbox's SINCE_ID_WINDOW), as its recent index keeps seven days.
+SINCE_ID_WINDOW = dt.timedelta(days=7)
+
 # GET /2/users/:id/tweets serves at most the 3,200 newest posts, 100 a page.
 OWN_POSTS_MAX_PAGES = 32
 METRICS_BATCH_SIZE = 100
