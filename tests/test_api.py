@@ -762,10 +762,17 @@ def test_a_number_without_a_fraction_is_the_integer_it_equals(client) -> None:
     ]
 
 
-def order_with_raw_id(number: str) -> str:
-    return (
+def post_order_with_raw_id(client, brand_key: str, number: str):
+    """POST an order whose id is the JSON number `number`, written as given."""
+    body = (
         f'{{"id": {number}, "created_at": "2026-03-02T10:00:00Z", "currency": "USD",'
         ' "total_price": "10.00"}'
+    )
+    return client.post(
+        "/v1/orders",
+        data=body,
+        headers=auth(brand_key),
+        content_type="application/json",
     )
 
 
@@ -773,12 +780,7 @@ def test_an_order_id_written_with_an_exponent_is_the_integer_it_equals(
     client, brand_key
 ) -> None:
     # Past 2**53 a double no longer holds every integer: the text is read exactly.
-    response = client.post(
-        "/v1/orders",
-        data=order_with_raw_id("1e20"),
-        headers=auth(brand_key),
-        content_type="application/json",
-    )
+    response = post_order_with_raw_id(client, brand_key, "1e20")
 
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["order"]["external_id"] == "1" + "0" * 20
@@ -788,12 +790,7 @@ def test_an_order_id_written_with_an_exponent_is_the_integer_it_equals(
 def test_an_order_id_that_is_no_integer_is_a_400_saying_so(
     client, brand_key, number
 ) -> None:
-    response = client.post(
-        "/v1/orders",
-        data=order_with_raw_id(number),
-        headers=auth(brand_key),
-        content_type="application/json",
-    )
+    response = post_order_with_raw_id(client, brand_key, number)
 
     error = response.get_json()["error"]
     assert response.status_code == 400, error
@@ -805,12 +802,7 @@ def test_an_integer_of_thousands_of_digits_is_a_400_saying_so_plainly(
     client, brand_key
 ) -> None:
     # Python's int() refuses past 4,300 digits with advice for the server's code.
-    response = client.post(
-        "/v1/orders",
-        data=order_with_raw_id("9" * 5000),
-        headers=auth(brand_key),
-        content_type="application/json",
-    )
+    response = post_order_with_raw_id(client, brand_key, "9" * 5000)
 
     error = response.get_json()["error"]
     assert response.status_code == 400, error
@@ -826,12 +818,7 @@ def test_a_number_whose_exponent_no_decimal_holds_is_a_400_naming_it(
 ) -> None:
     # A double reads it as 0.0, but Python's Decimal holds an exponent of at most
     # 18 digits and raises InvalidOperation, which is no ValueError.
-    response = client.post(
-        "/v1/orders",
-        data=order_with_raw_id(number),
-        headers=auth(brand_key),
-        content_type="application/json",
-    )
+    response = post_order_with_raw_id(client, brand_key, number)
 
     error = response.get_json()["error"]
     assert response.status_code == 400, error
