@@ -106,6 +106,19 @@ def bench_env() -> dict[str, str]:
     return env
 
 
+def gemini_bench_env(standin: Any, database_url: str) -> dict[str, str]:
+    """The settings a bench's live mode (--gemini) reads, aimed at the Gemini
+    stand-in: quota enough for a test's few requests, two mentions a request."""
+    return {
+        "DATABASE_URL": database_url,
+        "GEMINI_API_KEY": standin.api_key,
+        "GEMINI_BASE_URL": standin.base_url,
+        "GEMINI_REQUESTS_PER_MINUTE": "100",
+        "GEMINI_REQUESTS_PER_DAY": "100",
+        "CARTCAST_SENTIMENT_BATCH_SIZE": "2",
+    }
+
+
 def tweets_sent(sandbox: Any) -> int:
     """Count the requests to create a post the X sandbox received, refused ones too:
     the sandbox refuses a repeated text, so a blind second send shows only here."""

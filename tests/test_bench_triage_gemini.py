@@ -11,6 +11,7 @@ import pytest
 
 from bench import triage_eval
 from infra.gemini_standin import GeminiStandIn
+from tests.helpers import gemini_bench_env
 
 # Written for these tests; the stand-in labels by keywords (infra/gemini_standin.py).
 # The offline scorer calls the kettle a complaint; the stand-in finds no keyword in
@@ -57,14 +58,7 @@ def mentions_file(tmp_path: Path) -> Path:
 def live_env(runtime, standin, database_url, monkeypatch):
     """Point the deployment's settings at the stand-in, two mentions a request."""
     standin.reset()
-    for name, value in {
-        "DATABASE_URL": database_url,
-        "GEMINI_API_KEY": standin.api_key,
-        "GEMINI_BASE_URL": standin.base_url,
-        "GEMINI_REQUESTS_PER_MINUTE": "100",
-        "GEMINI_REQUESTS_PER_DAY": "100",
-        "CARTCAST_SENTIMENT_BATCH_SIZE": "2",
-    }.items():
+    for name, value in gemini_bench_env(standin, database_url).items():
         monkeypatch.setenv(name, value)
     return standin
 

@@ -24,7 +24,12 @@ from cartcast.errors import InvalidRequest
 from cartcast.sentiment import SCORER_VERSION
 from infra.gemini_standin import GeminiStandIn
 from infra.x_sandbox import XSandbox
-from tests.helpers import SCORING_PORTS, brand_body, closed_loopback_port
+from tests.helpers import (
+    SCORING_PORTS,
+    brand_body,
+    closed_loopback_port,
+    gemini_bench_env,
+)
 from tests.test_event_functions import PushReceiver
 
 SHOP = {"user_id": "1500000000000000001", "username": "shop", "name": "Shop"}
@@ -785,14 +790,7 @@ def test_the_sentiment_bench_labels_tweets_through_gemini_only_when_asked(
     tweets = ["love it", "worst day", "meh", "thank you all", "broken again", "ok"]
     (tmp_path / "val_text.txt").write_text("".join(f"{t} \n" for t in tweets))
     (tmp_path / "val_labels.txt").write_text("2\n0\n1\n2\n0\n1\n")
-    for name, value in {
-        "DATABASE_URL": database_url,
-        "GEMINI_API_KEY": standin.api_key,
-        "GEMINI_BASE_URL": standin.base_url,
-        "GEMINI_REQUESTS_PER_MINUTE": "100",
-        "GEMINI_REQUESTS_PER_DAY": "100",
-        "CARTCAST_SENTIMENT_BATCH_SIZE": "2",
-    }.items():
+    for name, value in gemini_bench_env(standin, database_url).items():
         monkeypatch.setenv(name, value)
     argv = ["--data-dir", str(tmp_path), "--lines", "all"]
 
