@@ -74,9 +74,16 @@ ZONES = [
 BARE_GROUP_BY = """
 WITH growth AS (
     SELECT p.brand_id, CAST(s.captured_at AT TIME ZONE b.time_zone AS date) AS day,
-        SUM(s.impressions_growth) AS impressions,
-        SUM(s.engagements_growth) AS engagements,
-        SUM(s.link_clicks_growth) AS link_clicks
+        SUM(s.impressions_growth) FILTER (WHERE p.in_reply_to IS NULL)
+            AS impressions,
+        SUM(s.engagements_growth) FILTER (WHERE p.in_reply_to IS NULL)
+            AS engagements,
+        SUM(s.link_clicks_growth) FILTER (WHERE p.in_reply_to IS NULL)
+            AS link_clicks,
+        SUM(s.impressions_growth) FILTER (WHERE p.in_reply_to IS NOT NULL)
+            AS reply_impressions,
+        SUM(s.engagements_growth) FILTER (WHERE p.in_reply_to IS NOT NULL)
+            AS reply_engagements
     FROM metric_snapshots s
     JOIN posts p ON p.id = s.post_id
     JOIN brands b ON b.id = p.brand_id
@@ -121,6 +128,8 @@ followers AS (
 SELECT brand_id, day,
     COALESCE(published.posts, 0) AS posts_published,
     COALESCE(published.replies, 0) AS replies_published,
+    COALESCE(growth.reply_impressions, 0) AS reply_impressions,
+    COALESCE(growth.reply_engagements, 0) AS reply_engagements,
     COALESCE(growth.impressions, 0) AS impressions,
     COALESCE(growth.engagements, 0) AS engagements,
     CASE WHEN growth.impressions > 0 AND growth.engagements >= 0
@@ -155,6 +164,8 @@ FULL JOIN followers USING (brand_id, day)
 FIGURES = (
     "posts_published",
     "replies_published",
+    "reply_impressions",
+    "reply_engagements",
     "impressions",
     "engagements",
     "engagement_rate",

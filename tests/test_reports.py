@@ -243,8 +243,8 @@ def test_the_daily_report_shows_the_revenue_no_post_was_credited_with_in_every_f
 def test_the_page_totals_replies_apart_and_only_when_every_day_counted_them(
     client, fixture
 ) -> None:
-    # The fixture's rows were written without a replies figure, as the rollup
-    # wrote them before migration 042: their posts counted the replies too.
+    # The fixture's rows were written without replies' figures, as the rollup
+    # wrote them before migrations 042 and 045: their posts counted the replies too.
     from cartcast import runtime as runtime_module
 
     before = get(
@@ -252,7 +252,8 @@ def test_the_page_totals_replies_apart_and_only_when_every_day_counted_them(
     ).get_data(as_text=True)
     with runtime_module.current().database.transaction() as tx:
         tx.execute(
-            "UPDATE daily_kpis SET replies_published = 2 WHERE brand_id = :brand_id",
+            "UPDATE daily_kpis SET replies_published = 2, reply_impressions = 40, "
+            "reply_engagements = 3 WHERE brand_id = :brand_id",
             brand_id=fixture["id"],
         )
     after = get(client, "/v1/reports/daily", fixture["key"], **RANGE).get_json()
@@ -261,8 +262,12 @@ def test_the_page_totals_replies_apart_and_only_when_every_day_counted_them(
     ).get_data(as_text=True)
 
     assert "<dt>Replies published</dt><dd>–</dd>" in before
+    assert "<dt>Reply impressions</dt><dd>–</dd>" in before
     assert [day["replies_published"] for day in after["days"]] == [2, 2, 2]
+    assert [day["reply_impressions"] for day in after["days"]] == [40, 40, 40]
     assert "<dt>Replies published</dt><dd>6</dd>" in page
+    assert "<dt>Reply impressions</dt><dd>120</dd>" in page
+    assert "<dt>Reply engagements</dt><dd>9</dd>" in page
 
 
 def test_money_has_two_decimals_in_every_row_even_when_nothing_was_sold(

@@ -620,3 +620,55 @@ def test_a_reply_to_a_mention_counts_as_a_reply_not_as_a_post(runtime) -> None:
             day=MARCH_5,
         )
     assert (march_5["posts_published"], replies) == (1, 1)
+
+
+def new_reply(tx, brand_id: str, at: dt.datetime) -> str:
+    reply_id = str(uuid.uuid4())
+    tx.execute(
+        "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
+        "published_at, in_reply_to, reply_conversation_id, created_by, "
+        "created_at, updated_at) "
+        "VALUES (:id, :brand_id, 'thanks!', 'published', 'manual', 7, :at, "
+        "'1900000000000000000', '1900000000000000000', 'test', :at, :at)",
+        id=reply_id,
+        brand_id=brand_id,
+        at=at,
+    )
+    return reply_id
+
+
+def test_a_replys_impressions_and_engagements_are_kept_apart_from_the_posts(
+    runtime,
+) -> None:
+    # Day 1: the post reaches 1000 impressions with 20 likes and 10 clicks; the
+    # reply 50 impressions with 30 likes. The day's post figures are the post's
+    # alone (a rate of 20 / 1000, not 50 / 1050); the reply's stand apart.
+    with runtime.database.transaction() as tx:
+        brand_id = new_brand(tx, runtime.clock.now(), "apart")
+        post = new_post(tx, brand_id, at(1, 1))
+        reply = new_reply(tx, brand_id, at(1, 1))
+        snap(tx, post, at(1, 2), 1000, 20, 10)
+        snap(tx, reply, at(1, 2), 50, 30, 0)
+
+    roll_up(runtime)
+
+    with runtime.database.transaction() as tx:
+        day_1 = tx.one(
+            "SELECT * FROM daily_kpis WHERE brand_id = :brand_id AND day = :day",
+            brand_id=brand_id,
+            day=dt.date(2026, 3, 1),
+        )
+    assert (day_1["posts_published"], day_1["impressions"], day_1["engagements"]) == (
+        1,
+        1000,
+        20,
+    )
+    assert day_1["engagement_rate"] == Decimal("0.02000")
+    assert (day_1["link_clicks"], day_1["click_through_rate"]) == (
+        10,
+        Decimal("0.01000"),
+    )
+    assert {
+        name: day_1.get(name)
+        for name in ("replies_published", "reply_impressions", "reply_engagements")
+    } == {"replies_published": 1, "reply_impressions": 50, "reply_engagements": 30}

@@ -3,7 +3,10 @@
 A day is the brand's local calendar day. A day's impressions, engagements and link
 clicks are the growth between consecutive snapshots of each post, credited to the
 local day of the later snapshot; each snapshot carries its growth from the moment it
-is stored (migration 021), so a day's figures are one plain GROUP BY.
+is stored (migration 021), so a day's figures are one plain GROUP BY. Those figures
+and their rates are the brand's own posts'; replies to mentions are summed apart
+(`reply_impressions`, `reply_engagements`, migration 045), so a rate never mixes a
+summoned reply's reach with a post's.
 
 Only days that changed are computed again. Every write that moves a brand's day (a
 snapshot, an order, an attribution, a published post, a mention or its score, a
@@ -104,9 +107,16 @@ WITH marked AS (
 ),
 growth AS (
     SELECT p.brand_id, CAST(s.captured_at AT TIME ZONE b.time_zone AS date) AS day,
-        SUM(s.impressions_growth) AS impressions,
-        SUM(s.engagements_growth) AS engagements,
-        SUM(s.link_clicks_growth) AS link_clicks
+        SUM(s.impressions_growth) FILTER (WHERE p.in_reply_to IS NULL)
+            AS impressions,
+        SUM(s.engagements_growth) FILTER (WHERE p.in_reply_to IS NULL)
+            AS engagements,
+        SUM(s.link_clicks_growth) FILTER (WHERE p.in_reply_to IS NULL)
+            AS link_clicks,
+        SUM(s.impressions_growth) FILTER (WHERE p.in_reply_to IS NOT NULL)
+            AS reply_impressions,
+        SUM(s.engagements_growth) FILTER (WHERE p.in_reply_to IS NOT NULL)
+            AS reply_engagements
     FROM metric_snapshots s
     JOIN posts p ON p.id = s.post_id
     JOIN brands b ON b.id = p.brand_id
@@ -152,13 +162,15 @@ spend AS (
     GROUP BY 1, 2
 )
 INSERT INTO daily_kpis (brand_id, day, posts_published, replies_published,
-    impressions, engagements,
+    reply_impressions, reply_engagements, impressions, engagements,
     engagement_rate, link_clicks, click_through_rate, attributed_orders, revenue,
     conversion_rate, unattributed_orders, mentions, negative_mentions, followers,
     follower_change, api_spend_usd, cost_per_attributed_order_usd, computed_at)
 SELECT marked.brand_id, marked.day,
     COALESCE(published.posts, 0),
     COALESCE(published.replies, 0),
+    COALESCE(growth.reply_impressions, 0),
+    COALESCE(growth.reply_engagements, 0),
     COALESCE(growth.impressions, 0),
     COALESCE(growth.engagements, 0),
     CASE WHEN growth.impressions > 0 AND growth.engagements >= 0
@@ -192,7 +204,10 @@ LEFT JOIN account_snapshots day_before
     ON day_before.brand_id = marked.brand_id AND day_before.local_day = marked.day - 1
 ON CONFLICT (brand_id, day) DO UPDATE SET
     posts_published = EXCLUDED.posts_published,
-    replies_published = EXCLUDED.replies_published, impressions = EXCLUDED.impressions,
+    replies_published = EXCLUDED.replies_published,
+    reply_impressions = EXCLUDED.reply_impressions,
+    reply_engagements = EXCLUDED.reply_engagements,
+    impressions = EXCLUDED.impressions,
     engagements = EXCLUDED.engagements, engagement_rate = EXCLUDED.engagement_rate,
     link_clicks = EXCLUDED.link_clicks,
     click_through_rate = EXCLUDED.click_through_rate,

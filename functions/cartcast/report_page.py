@@ -186,6 +186,8 @@ def _totals(days: list[dict[str, Any]], currency: str) -> list[tuple[str, str]]:
     return [
         ("Posts published", f"{total('posts_published'):,}"),
         ("Replies published", _count_if_known(days, "replies_published")),
+        ("Reply impressions", _count_if_known(days, "reply_impressions")),
+        ("Reply engagements", _count_if_known(days, "reply_engagements")),
         ("Impressions", f"{total('impressions'):,}"),
         ("Engagements", f"{total('engagements'):,}"),
         ("Link clicks", f"{total('link_clicks'):,}"),
@@ -478,8 +480,9 @@ def _money(value: Any, currency: str) -> str:
 
 
 def _count_if_known(days: list[dict[str, Any]], name: str) -> str:
-    # A row computed before migration 042 has no replies figure (its posts counted
-    # them): a total over it would read as fewer replies than were sent.
+    # A row computed before migration 042 has no replies count, and one before 045
+    # no reply metrics (its posts' figures held them): a total over such a row
+    # would read as less than the replies had.
     if any(row[name] is None for row in days):
         return "–"
     return f"{sum(row[name] for row in days):,}"

@@ -25,6 +25,8 @@ DAILY_COLUMNS = (
     "day",
     "posts_published",
     "replies_published",
+    "reply_impressions",
+    "reply_engagements",
     "impressions",
     "engagements",
     "engagement_rate",
