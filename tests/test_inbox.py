@@ -500,6 +500,51 @@ def test_a_reply_still_goes_out_while_the_brands_publishing_is_paused(
     assert tweets_sent(x_sandbox) == 1
 
 
+def test_a_reply_scheduled_without_a_time_goes_out_at_the_next_publish_run(
+    client, shop_key, x_runtime, x_sandbox
+) -> None:
+    # A reply takes no posting slot: `{}` sends it as soon as the publisher runs,
+    # not at the brand's next slot, hours past the mention's response deadline.
+    mention_id = sandbox_mention(
+        x_sandbox, x_runtime, "@alpha my parcel is late", priority=1, due=START
+    )
+    post_id = reply(client, shop_key, mention_id).get_json()["post"]["id"]
+    put_off = {"at": (START + dt.timedelta(hours=3)).isoformat()}
+    post_json(client, f"/v1/posts/{post_id}/schedule", put_off, shop_key)
+
+    moved = post_json(client, f"/v1/posts/{post_id}/schedule", {}, shop_key)
+    outcome = publishing.publish_due(x_runtime, as_of=START)
+
+    assert moved.status_code == 200, moved.get_json()
+    assert moved.get_json()["post"]["scheduled_at"] == START.isoformat()
+    assert outcome["published"] == 1
+    assert tweets_sent(x_sandbox) == 1
+
+
+def test_a_reply_may_be_put_at_the_instant_of_a_posts_slot(
+    client, shop_key, runtime
+) -> None:
+    # Replies are due when written, never in a slot (migration 017): one may share
+    # an instant with the feed post that holds the slot.
+    slot = (START + dt.timedelta(days=1)).isoformat()
+    post_id = reply(client, shop_key, store_mention(runtime)).get_json()["post"]["id"]
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
+            "scheduled_at, created_by, created_at, updated_at) "
+            "VALUES (gen_random_uuid(), :brand_id, 'in the slot', 'scheduled', "
+            "'manual', 11, :at, 'test', :now, :now)",
+            brand_id=brand_id_of(runtime),
+            at=START + dt.timedelta(days=1),
+            now=START,
+        )
+
+    moved = post_json(client, f"/v1/posts/{post_id}/schedule", {"at": slot}, shop_key)
+
+    assert moved.status_code == 200, moved.get_json()
+    assert moved.get_json()["post"]["scheduled_at"] == slot
+
+
 def test_a_lost_reply_never_adopts_another_customers_reply_of_the_same_words(
     client, shop_key, x_runtime, x_sandbox, clock
 ) -> None:

@@ -569,6 +569,9 @@ def schedule(
     may be moved the same way; a given time must lie within `horizon_days`
     (CARTCAST_SCHEDULE_HORIZON_DAYS) of now.
 
+    A reply to a mention takes no slot (migration 017): with no time it is due
+    now, so the next publish run sends it, and a given time may be a feed post's.
+
     The answer's `schedule_note` says when a wall time fell into a skipped or a
     repeated hour and where it went (slots.resolve_wall_time); null otherwise.
     """
@@ -601,10 +604,18 @@ def schedule(
             )
     elif body.get("time_zone") is not None:
         raise InvalidRequest("'time_zone' goes with 'local_time'", field="time_zone")
+    elif post["in_reply_to"] is not None:
+        # A customer waits on the mention's response deadline (triage.py), and
+        # the brand's next slot may be a day away.
+        at = now
     else:
         at = _free_slots(tx, brand_id=brand_id, after=now, count=1)[0]
 
-    if at in _taken(tx, brand_id=brand_id, after=now) and at != post["scheduled_at"]:
+    if (
+        post["in_reply_to"] is None
+        and at in _taken(tx, brand_id=brand_id, after=now)
+        and at != post["scheduled_at"]
+    ):
         raise Conflict("another post is scheduled at that time", field="at")
 
     moved = tx.scalar(UPDATE_SCHEDULE, brand_id=brand_id, id=post_id, at=at, now=now)
