@@ -1,8 +1,8 @@
 """Compare plain VADER with cartcast's mention scorer on labelled tweets.
 
 Usage:
-    .venv/bin/python bench/sentiment_eval.py [--data-dir DIR] [--lines odd|even|all]
-        [--json PATH]
+    .venv/bin/python -m bench.sentiment_eval [--data-dir DIR] [--lines odd|even|all]
+        [--json PATH] [--gemini] [--gemini-tweets N]
 
 The labelled tweets (val_text.txt, val_labels.txt, one per line; labels 0 negative,
 1 neutral, 2 positive) are read where they lie, from --data-dir, else from
@@ -22,7 +22,13 @@ With --gemini (live mode, never the default), the first --gemini-tweets lines ar
 also labelled by Gemini through GeminiMentionClassifier, with the deployment's
 settings (GEMINI_API_KEY, GEMINI_BASE_URL, CARTCAST_SENTIMENT_BATCH_SIZE) and the
 same quota governor as captions, so DATABASE_URL must name the database that holds
-its budget. A line Gemini gave no usable label gets the offline one and is counted.
+its budget. The run stops before its first request when the governor has fewer
+left today than the run needs (GEMINI_REQUESTS_PER_DAY), waits for the minute
+window (GEMINI_REQUESTS_PER_MINUTE) rather than go on without Gemini, and stops,
+writing nothing, should the quota still refuse a batch (a 429 from Gemini, or
+another caller spending the day's budget meanwhile): the Gemini figure never holds
+offline labels for want of quota. A line whose answer gave no usable label (an id
+left out, bad JSON, an outage) gets the offline one and is counted.
 
 The team's own mentions in infra/data/team_mentions.json are always scored.
 """
@@ -30,12 +36,15 @@ The team's own mentions in infra/data/team_mentions.json are always scored.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import math
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "functions"))
@@ -70,13 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if texts_path.is_file() and labels_path.is_file():
         texts, gold = _read_tweets(texts_path, labels_path)
         texts, gold = _lines_of(texts, args.lines), _lines_of(gold, args.lines)
+        # Gemini first: a run its quota refuses stops before any figure is shown.
+        count = min(args.gemini_tweets, len(texts))
+        if args.gemini:
+            figures["gemini"] = _evaluate_gemini(texts[:count], gold[:count])
         figures["tweets"] = _evaluate_tweets(texts, gold, plain_vader)
         figures["tweets"]["data_dir"] = str(data_dir)
         figures["tweets"]["lines"] = args.lines
         _print_tweets(figures["tweets"])
         if args.gemini:
-            count = min(args.gemini_tweets, len(texts))
-            figures["gemini"] = _evaluate_gemini(texts[:count], gold[:count])
             _print_gemini(figures["gemini"], plain_vader, texts[:count], gold[:count])
     else:
         reason = f"no val_text.txt and val_labels.txt in {data_dir}"
@@ -288,24 +299,36 @@ def _evaluate_team_mentions(plain_vader: Callable[[str], str]) -> dict:
 
 
 def _evaluate_gemini(texts: list[str], gold: list[str]) -> dict:
-    """Label the tweets through Gemini in the deployment's batches; offline where
-    Gemini gave no label."""
+    """Label the tweets through Gemini in the deployment's batches; offline only
+    where Gemini's answer gave no usable label, never for want of quota."""
+    from bench import gemini_budget
     from cartcast import runtime as runtime_module
     from cartcast import settings as settings_module
+    from cartcast.errors import ConfigurationError
 
-    current = runtime_module.Runtime(settings_module.load())
+    try:
+        deployed = settings_module.load()
+    except ConfigurationError as error:
+        raise SystemExit(f"--gemini needs the deployment's settings: {error}") from None
+    if not deployed.gemini_api_key:
+        raise SystemExit("--gemini needs GEMINI_API_KEY (and DATABASE_URL for quota)")
+
+    batch = deployed.sentiment_batch_size
+    current = runtime_module.Runtime(deployed)
     try:
         classifier = current.gemini_classifier()
-        if classifier is None:
-            raise SystemExit("--gemini needs GEMINI_API_KEY")
-        batch = current.settings.sentiment_batch_size
+        governor = current.gemini().governor
+        gemini_budget.check_day_budget(governor, math.ceil(len(texts) / batch), batch)
         predicted, fallbacks, model = [], 0, classifier.model
         for start in range(0, len(texts), batch):
+            gemini_budget.wait_for_the_minute_window(governor, current.clock)
             pairs = [
                 (f"t{i}", texts[i])
                 for i in range(start, min(start + batch, len(texts)))
             ]
             result = classifier.classify(pairs)
+            if result.quota_refused:
+                _stop_for_the_quota(result, governor, labelled=start, of=len(texts))
             model = result.model
             for pair_id, text in pairs:
                 label = result.labels.get(pair_id)
@@ -319,6 +342,18 @@ def _evaluate_gemini(texts: list[str], gold: list[str]) -> dict:
     figures = _classification_figures(gold, predicted)
     figures.update({"tweets": len(texts), "fallbacks": fallbacks, "model": model})
     return figures
+
+
+def _stop_for_the_quota(result: Any, governor: Any, *, labelled: int, of: int) -> None:
+    """Stop the run: the rest labelled offline would pass for Gemini's figure."""
+    reason = next(iter(result.rejected.values()))
+    again_at = governor.state()["available_at"].astimezone(dt.UTC)
+    raise SystemExit(
+        f"--gemini stopped after {labelled} of {of} tweets: {reason}; no figure "
+        "is written, since the offline scorer would fill in the rest. Run again "
+        f"once the governor allows it ({again_at:%Y-%m-%d %H:%M} UTC), or with "
+        "fewer --gemini-tweets"
+    )
 
 
 def _print_gemini(

@@ -43,7 +43,6 @@ import datetime as dt
 import json
 import math
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +51,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "functions"))
 
+from bench import gemini_budget  # noqa: E402
 from cartcast import sentiment, triage  # noqa: E402
 from cartcast.settings import Settings  # noqa: E402
 
@@ -62,8 +62,6 @@ GOAL_RECALL = 0.9
 GOAL_INTENTS = ("order_issue", "complaint")
 # Every mention is posted at the same instant, so ranking is by priority and due.
 POSTED_AT = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
-# The governor's minute window frees a slot within 60 s of the oldest call in it.
-MINUTE_WINDOW_WAIT_MAX_S = 61.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,12 +237,16 @@ def triage_with_gemini(
     current = runtime_module.Runtime(chosen)
     try:
         governor = current.gemini().governor
-        _check_day_budget(governor, math.ceil(len(mentions) / batch), batch)
+        gemini_budget.check_day_budget(
+            governor, math.ceil(len(mentions) / batch), batch
+        )
         rows = [_mention_row(f"m{i}", m) for i, m in enumerate(mentions)]
         offline = {row["id"]: sentiment.score_mention(row["text"]) for row in rows}
         labels = {}
         for start in range(0, len(rows), batch):
-            _wait_for_the_minute_window(governor, current.clock)
+            # A longer refusal (a pause after a 429) is not waited out: that
+            # batch falls back, counted.
+            gemini_budget.wait_for_the_minute_window(governor, current.clock)
             # One batch's rows and scores: label_mentions labels every score given.
             some = rows[start : start + batch]
             scores = {row["id"]: offline[row["id"]] for row in some}
@@ -278,33 +280,6 @@ def triage_with_gemini(
         "fallbacks_by_file": dict(by_file),
     }
     return triaged, labeller
-
-
-def _check_day_budget(governor: Any, requests: int, batch: int) -> None:
-    """Stop before any request when the governor cannot allow them all today."""
-    budget = governor.state()
-    left = max(budget["per_day"] - budget["calls_today"], 0)
-    if requests > left:
-        raise SystemExit(
-            f"--gemini needs {requests} requests (batches of {batch}) but the quota "
-            f"governor has {left} of GEMINI_REQUESTS_PER_DAY={budget['per_day']} "
-            "left today: raise it, or CARTCAST_SENTIMENT_BATCH_SIZE, for this run"
-        )
-
-
-def _wait_for_the_minute_window(governor: Any, clock: Any) -> None:
-    """Sleep until the governor frees a slot, when only its minute window is full.
-
-    A bench may wait where a billed function never does; a longer refusal (a pause
-    after a 429) is not waited out, and that batch falls back, counted.
-    """
-    budget = governor.state()
-    if budget["available"]:
-        return
-    wait_s = (budget["available_at"] - clock.now()).total_seconds()
-    if 0 < wait_s <= MINUTE_WINDOW_WAIT_MAX_S:
-        print(f"  waiting {wait_s:.0f} s: {budget['unavailable_reason']}", flush=True)
-        time.sleep(wait_s + 0.5)
 
 
 def _mention_row(mention_id: str, mention: dict) -> dict[str, Any]:

@@ -28,7 +28,6 @@ from tests.helpers import (
     SCORING_PORTS,
     brand_body,
     closed_loopback_port,
-    gemini_bench_env,
 )
 from tests.test_event_functions import PushReceiver
 
@@ -780,27 +779,6 @@ def test_a_poll_stores_the_authors_followers_and_the_media_types(runtime, clock)
         row = tx.one("SELECT author_followers, media_types FROM mentions")
     assert row["author_followers"] == 31_000
     assert row["media_types"] == ["photo", "video"]
-
-
-def test_the_sentiment_bench_labels_tweets_through_gemini_only_when_asked(
-    runtime, standin, database_url, monkeypatch, tmp_path, capsys
-):
-    from bench import sentiment_eval
-
-    tweets = ["love it", "worst day", "meh", "thank you all", "broken again", "ok"]
-    (tmp_path / "val_text.txt").write_text("".join(f"{t} \n" for t in tweets))
-    (tmp_path / "val_labels.txt").write_text("2\n0\n1\n2\n0\n1\n")
-    for name, value in gemini_bench_env(standin, database_url).items():
-        monkeypatch.setenv(name, value)
-    argv = ["--data-dir", str(tmp_path), "--lines", "all"]
-
-    sentiment_eval.main(argv)
-    assert standin.requests() == []
-    sentiment_eval.main([*argv, "--gemini", "--gemini-tweets", "4"])
-
-    output = capsys.readouterr().out
-    assert "Gemini (gemini-2.5-flash) on the first 4 of these lines" in output
-    assert len(standin.requests()) == 2
 
 
 @pytest.mark.parametrize("engine", ["offline", "gemini"])

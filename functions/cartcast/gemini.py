@@ -717,11 +717,17 @@ class MentionLabel:
 
 @dataclass(frozen=True)
 class Classification:
-    """Gemini's labels by mention id, and why each other id got none."""
+    """Gemini's labels by mention id, and why each other id got none.
+
+    `quota_refused` says the quota refused the whole batch (the governor, or
+    Gemini's 429) rather than Gemini failing it: a bench stops there instead of
+    labelling the rest offline.
+    """
 
     labels: dict[str, MentionLabel]
     rejected: dict[str, str]
     model: str
+    quota_refused: bool = False
 
 
 class GeminiMentionClassifier:
@@ -750,7 +756,13 @@ class GeminiMentionClassifier:
         started = time.monotonic()
         try:
             response = self._call(mentions)
-        except (CopyFailed, RateLimited, TransientError) as error:
+        except RateLimited as error:
+            reason = f"gemini: {error}"
+            self._log(len(ids), started, problem=reason)
+            return Classification(
+                {}, dict.fromkeys(ids, reason), self.model, quota_refused=True
+            )
+        except (CopyFailed, TransientError) as error:
             reason = f"gemini: {getattr(error, 'reason', None) or error}"
             self._log(len(ids), started, problem=reason)
             return Classification({}, dict.fromkeys(ids, reason), self.model)
