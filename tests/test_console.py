@@ -816,6 +816,27 @@ def test_replying_and_marking_handled_from_the_inbox(client, signed_in) -> None:
     assert "thanks!" not in page
 
 
+def test_a_replys_page_says_an_empty_time_sends_it_at_the_next_publish_run(
+    client, signed_in
+) -> None:
+    # A reply takes no slot: scheduled with no time, it is due at once.
+    current = runtime_module.current()
+    summoned = store_mention(current, text="@testgoods is it in stock?", priority=2)
+    token = csrf_of(client, "/console/inbox")
+    client.post(
+        f"/console/mentions/{summoned}/reply",
+        data={"csrf": token, "text": "Yes, it ships today."},
+    )
+    with current.database.transaction() as tx:
+        reply_id = tx.scalar("SELECT id FROM posts WHERE in_reply_to IS NOT NULL")
+
+    page = text_of(client.get(f"/console/posts/{reply_id}"))
+
+    assert "(empty: the next publish run)" in page
+    assert "next free slot" not in page
+    assert 'id="slot"' not in page
+
+
 def test_the_status_page_names_held_posts_and_the_months_x_spend(
     client, signed_in
 ) -> None:
