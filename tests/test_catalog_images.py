@@ -40,7 +40,7 @@ def test_a_json_feed_reports_an_unprintable_image_as_a_bad_thumbnail(url) -> Non
         {**row, "sku": "MUG-3", "images": [GOOD]},
     ]
 
-    items = catalog_imports.prepare_json_feed(feed).items
+    items = catalog_imports.prepare_json_feed(feed, field="file").items
 
     thumbnail, image, good = items
     assert image.keys() == thumbnail.keys()
@@ -60,7 +60,9 @@ def test_a_csv_reports_an_unprintable_image_as_a_bad_image_src(url) -> None:
         f"mug-3,Mug,9.00,{url},1",
     ]
 
-    items = catalog_imports.prepare_shopify_csv("\r\n".join(lines) + "\r\n").items
+    items = catalog_imports.prepare_shopify_csv(
+        "\r\n".join(lines) + "\r\n", field="file"
+    ).items
 
     bad_src, second, first = items
     assert (second["outcome"], first["outcome"]) == ("refused", "refused")

@@ -730,6 +730,47 @@ def test_broken_pasted_json_is_refused_naming_the_pasted_text(
     assert "Field: <code>pasted</code>" in text_of(answer)
 
 
+def too_many_products() -> list[dict]:
+    from cartcast import catalog_imports
+
+    count = catalog_imports.PRODUCTS_MAX + 1
+    return [{"sku": f"P{n}", "title": f"Product {n}", "price": 1} for n in range(count)]
+
+
+def too_many_products_csv() -> str:
+    from cartcast import catalog_imports
+
+    rows = [f"p{n},Product {n},1.00" for n in range(catalog_imports.PRODUCTS_MAX + 1)]
+    return "Handle,Title,Variant Price\r\n" + "\r\n".join(rows) + "\r\n"
+
+
+@pytest.mark.parametrize(
+    ("pasted", "problem"),
+    [
+        ('{"items": []}', "a JSON feed is a list of products"),
+        ('{"products": [], "products": []}', "given twice"),
+        (json.dumps(too_many_products()), "at most 1000 products"),
+        ("sku,name\nA,b\n", "not a Shopify product CSV"),
+        (too_many_products_csv(), "at most 1000 products"),
+    ],
+)
+def test_pasted_text_that_is_no_catalog_is_refused_naming_the_pasted_text(
+    client, signed_in, pasted, problem
+) -> None:
+    token = csrf_of(client, "/console/catalog")
+    before = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+
+    answer = client.post(
+        "/console/catalog/import", data={"csrf": token, "pasted": pasted}
+    )
+
+    assert answer.status_code == 400
+    assert problem in text_of(answer)
+    assert "Field: <code>pasted</code>" in text_of(answer)
+    after = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+    assert after == before
+
+
 def test_a_viewer_cannot_import(client, brand) -> None:
     sign_in(client, add_key(brand["id"], "viewer"))
     page = client.get("/console/catalog")

@@ -192,13 +192,14 @@ def _read_text(text: str, *, json_feed: bool, what: str, field: str) -> tuple[st
         ) from error
 
 
-def prepare_shopify_csv(text: str) -> Prepared:
+def prepare_shopify_csv(text: str, *, field: str) -> Prepared:
     """Check every product of a Shopify product CSV; nothing is stored yet.
 
     Raises:
-        InvalidRequest: the file as a whole is no Shopify product CSV, or too big.
+        InvalidRequest: the text as a whole is no Shopify product CSV, or too big,
+            naming `field`, the form field it came in ("file" or "pasted").
     """
-    groups, errors = _group_rows(text)
+    groups, errors = _group_rows(text, field=field)
     items = [
         _refused(error["row"], 1, error["product"], error["message"])
         for error in errors
@@ -215,24 +216,26 @@ def prepare_shopify_csv(text: str) -> Prepared:
     return Prepared("csv", items, rows_total=rows_total, products_total=len(groups))
 
 
-def prepare_json_feed(feed: Any) -> Prepared:
-    """Check each product of a JSON feed (catalog.py's fields); nothing is stored."""
+def prepare_json_feed(feed: Any, *, field: str) -> Prepared:
+    """Check each product of a JSON feed (catalog.py's fields); nothing is stored.
+
+    A feed that as a whole is no product list, or too long, is refused naming
+    `field`, the form field it came in ("file" or "pasted").
+    """
     if isinstance(feed, dict):
         twice = web.repeated_key(feed)
         if twice is not None:
             raise InvalidRequest(
                 f"the key {twice[:100]!r} is given twice in the feed; send it once",
-                field="file",
+                field=field,
             )
         feed = feed.get("products")
     if not isinstance(feed, list) or not feed:
         raise InvalidRequest(
-            'a JSON feed is a list of products or {"products": [...]}', field="file"
+            'a JSON feed is a list of products or {"products": [...]}', field=field
         )
     if len(feed) > PRODUCTS_MAX:
-        raise InvalidRequest(
-            f"at most {PRODUCTS_MAX} products per import", field="file"
-        )
+        raise InvalidRequest(f"at most {PRODUCTS_MAX} products per import", field=field)
 
     items = []
     seen: set[str] = set()
@@ -362,7 +365,9 @@ class RowError(InvalidRequest):
         self.row = row
 
 
-def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]]:
+def _group_rows(
+    text: str, *, field: str
+) -> tuple[list[tuple[str, list]], list[dict[str, Any]]]:
     """Return the rows of each Handle in file order, and the rows with no product,
     each with the line it starts on.
 
@@ -382,13 +387,13 @@ def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]
             columns = next(reader, None)
     except csv.Error as error:
         raise InvalidRequest(
-            f"the CSV's first line cannot be read: {error}", field="file"
+            f"the CSV's first line cannot be read: {error}", field=field
         ) from error
     missing = [name for name in REQUIRED_COLUMNS if name not in (columns or [])]
     if missing:
         raise InvalidRequest(
             f"this is not a Shopify product CSV: it has no {', '.join(missing)} column",
-            field="file",
+            field=field,
         )
     groups: dict[str, list[tuple[int, dict[str, str]]]] = {}
     errors: list[dict[str, Any]] = []
@@ -417,7 +422,7 @@ def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]
             if (new_product and len(groups) >= PRODUCTS_MAX) or line > ROWS_MAX:
                 raise InvalidRequest(
                     f"at most {PRODUCTS_MAX} products and {ROWS_MAX} lines per import",
-                    field="file",
+                    field=field,
                 )
             if not any(values.values()):
                 continue
@@ -430,7 +435,7 @@ def _group_rows(text: str) -> tuple[list[tuple[str, list]], list[dict[str, Any]]
     except csv.Error as error:
         raise InvalidRequest(
             f"the CSV cannot be read past line {reader.line_num}: {error}",
-            field="file",
+            field=field,
         ) from error
     return list(groups.items()), errors
 

@@ -813,15 +813,17 @@ def import_catalog(
             "choose a file or paste a catalog, not both", field="pasted"
         )
     if upload is not None and upload.filename:
+        field = "file"
         kind, content = catalog_imports.read_upload(upload.read(), upload.filename)
     elif pasted.strip():
+        field = "pasted"
         kind, content = catalog_imports.read_pasted(pasted)
     else:
         raise InvalidRequest("choose a file to import, or paste one", field="file")
     if kind == "csv":
-        prepared = catalog_imports.prepare_shopify_csv(content)
+        prepared = catalog_imports.prepare_shopify_csv(content, field=field)
     else:
-        prepared = catalog_imports.prepare_json_feed(content)
+        prepared = catalog_imports.prepare_json_feed(content, field=field)
 
     brand_id, now = session.caller.brand_id, runtime.clock.now()
     import_id = catalog_imports.create_import(
