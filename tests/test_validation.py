@@ -142,8 +142,9 @@ def test_an_instant_with_spaces_around_it_is_refused_saying_so(given) -> None:
     assert "spaces around it" in str(raised.value)
 
 
-@pytest.mark.parametrize("given", ["ÉÜÖ", "ßA", "ﬀa", "US", "USDX", "U$D", 840])
+@pytest.mark.parametrize("given", ["ÉÜÖ", "ßA", "ﬀa", "US", "USDX", "U$D", 840, None])
 def test_other_currencies_are_refused(given) -> None:
+    # A null is no currency: only a body leaving the key out takes the default.
     with pytest.raises(InvalidRequest) as raised:
         validation.currency({"currency": given}, "currency", default="USD")
 

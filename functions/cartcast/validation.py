@@ -196,13 +196,20 @@ def currency(body: dict, name: str, *, default: str | None = None) -> str:
     """Return an ISO 4217-shaped code: three ASCII letters, upper-cased.
 
     Taken as sent, as docs/openapi.yaml's pattern `^[A-Za-z]{3}$` takes it: " usd"
-    is refused, saying what is wrong, rather than stripped.
+    is refused, saying what is wrong, rather than stripped. Only a body leaving
+    the key out takes `default`: a null is no currency, and the spec's type is
+    string alone.
     """
-    value = body.get(name)
-    if value is None and default is not None:
-        return default
-    if value is None:
+    if name not in body:
+        if default is not None:
+            return default
         raise InvalidRequest(f"'{name}' is required", field=name)
+    value = body[name]
+    if value is None:
+        left_out = f", or leave it out for {default}" if default is not None else ""
+        raise InvalidRequest(
+            f"'{name}' is null; send a code such as USD{left_out}", field=name
+        )
     if not isinstance(value, str):
         raise InvalidRequest(f"'{name}' must be a string", field=name)
     example = "a 3-letter ISO 4217 code such as USD"
