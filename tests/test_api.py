@@ -166,13 +166,53 @@ def test_a_zero_length_body_on_a_route_whose_body_is_optional_is_no_body(
     assert response.status_code == 200, response.get_json()
 
 
-def test_a_body_that_is_not_json_typed_is_a_400(client, brand_key) -> None:
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        "text/plain",
+        "text/x-notjson",
+        "text/json",
+        "application/jsonp",
+        "application/x-json",
+        "application/notjson",
+        "application/+json",
+        "multipart/form-data+json",
+    ],
+)
+def test_a_body_that_is_not_json_typed_is_a_415_naming_its_media_type(
+    client, brand_key, media_type
+) -> None:
     response = client.post(
-        "/v1/products", data="[]", headers=auth(brand_key), content_type="text/plain"
+        "/v1/products",
+        data=json.dumps({"products": catalog(1)}),
+        headers=auth(brand_key),
+        content_type=media_type,
     )
 
-    assert response.status_code == 400
-    assert "Content-Type" in response.get_json()["error"]["message"]
+    error = response.get_json()["error"]
+    assert response.status_code == 415, error
+    assert error["field"] == "Content-Type" and media_type in error["message"]
+    assert client.get("/v1/products", headers=auth(brand_key)).get_json() == {
+        "products": [],
+        "next": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    ["application/json", "Application/JSON", "application/vnd.api+json"],
+)
+def test_a_body_typed_json_or_a_json_suffix_is_read(
+    client, brand_key, media_type
+) -> None:
+    response = client.post(
+        "/v1/products",
+        data=json.dumps({"products": catalog(1)}),
+        headers=auth(brand_key),
+        content_type=media_type,
+    )
+
+    assert response.status_code == 200, response.get_json()
 
 
 @pytest.mark.parametrize("charset", ["latin-1", "ISO-8859-1", "utf-16", "utf-8-sig"])

@@ -74,8 +74,7 @@ def parse_json(request: Any, raw: bytes, *, optional: bool = False) -> Any:
         if optional:
             return {}
         raise InvalidRequest("body is empty; send a JSON object")
-    if not (request.mimetype or "").endswith("json"):
-        raise InvalidRequest("Content-Type must be application/json")
+    require_json_media_type(request)
     require_utf8(request)
 
     body = parse_json_document(raw)
@@ -90,11 +89,26 @@ def read_json_if_any(request: Any) -> Any:
     raw = read_body(request)
     if not raw:
         return None
-    if not (request.mimetype or "").endswith("json"):
-        raise InvalidRequest("Content-Type must be application/json")
+    require_json_media_type(request)
     require_utf8(request)
 
     return parse_json_document(raw)
+
+
+def require_json_media_type(request: Any) -> None:
+    """Refuse a body not typed application/json or application/<name>+json (415).
+
+    The "+json" suffix says the body is JSON whatever the name before it (RFC 6839
+    section 3.1); "application/jsonp" or "text/x-notjson" merely end in the letters.
+    """
+    media_type = request.mimetype or ""
+    if JSON_MEDIA_TYPE.fullmatch(media_type):
+        return
+    shown = repr(media_type[:FIELD_LENGTH_MAX]) if media_type else "missing"
+    raise UnsupportedMediaType(
+        f"the body's media type is {shown}; send it as application/json",
+        field="Content-Type",
+    )
 
 
 # A `charset` parameter as the header writes it, counted after blanking quoted
@@ -108,6 +122,10 @@ CHARSET_PARAMETER = re.compile(r";\s*charset\*?\s*=", re.IGNORECASE)
 # Charsets a UTF-8 reader reads as the sender meant: UTF-8 by its two common
 # names, and ASCII, every byte of which UTF-8 reads the same.
 UTF8_READS = frozenset({"utf-8", "utf8", "us-ascii"})
+# application/json, or a name of RFC 6838's restricted-name characters (section
+# 4.2: a letter or digit first) with the structured syntax suffix "+json" (RFC
+# 6839). Werkzeug lower-cases the mimetype before it is matched.
+JSON_MEDIA_TYPE = re.compile(r"application/(?:[a-z0-9][a-z0-9!#$&^_.+-]*\+)?json")
 
 
 def require_utf8(request: Any) -> None:
