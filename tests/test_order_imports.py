@@ -233,7 +233,8 @@ def test_an_out_of_range_date_is_reported_naming_created_at(
     client, brand, created_at
 ) -> None:
     text = (
-        f"{HEADER}\n#1,1,{created_at},USD,3.00,Mug,,\n#2,2,2026-03-01T10:00Z,USD,1,,,"
+        f"{HEADER}\n#1,1,{created_at},USD,3.00,Mug,,\n"
+        "#2,2,2026-03-01T10:00:00Z,USD,1,,,"
     )
 
     response = send_csv(client, brand["key"], text)

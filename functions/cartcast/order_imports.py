@@ -6,7 +6,7 @@ POST /v1/orders/import with the brand's key and a text/csv body. The columns rea
     Id or Name      the order id: Id when the header has it (it is the id the
                     webhook sends, so an order sent both ways is stored once; a
                     row with an empty Id is refused), else Name
-    Created at      "2026-03-02 10:00:00 -0500" as Shopify exports it, or ISO-8601
+    Created at      "2026-03-02 10:00:00 -0500" as Shopify exports it, or RFC 3339
     Currency        ISO 4217 code, the brand's
     Total           the order total, not negative
     Landing Site    optional; carries the post's UTM parameters
@@ -195,7 +195,7 @@ def _as_order(row: dict[str, str], order_key: str) -> dict[str, Any]:
 
 
 def _created_at(value: str) -> str:
-    """Turn Shopify's export time into ISO-8601; leave anything else to validation."""
+    """Turn Shopify's export time into RFC 3339; leave anything else to validation."""
     try:
         return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z").isoformat()
     except ValueError:

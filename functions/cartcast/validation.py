@@ -27,8 +27,23 @@ TIME_ZONE_LENGTH_MAX = 64
 # "Factory", tzdata's placeholder for "zone not set" (abbreviation "-00").
 TIME_ZONE_PREFIXES_REFUSED = ("posix/", "right/")
 TIME_ZONE_NAMES_REFUSED = frozenset({"posixrules", "localtime", "Factory"})
+# RFC 3339 section 5.6's date-time, what docs/openapi.yaml's `format: date-time`
+# means: a full date, "T", hours, minutes and seconds with an optional fraction,
+# and "Z" or a "+hh:mm" offset, "T" and "Z" in either case (section 5.6's note).
+# ISO 8601's other forms (week and ordinal dates, the basic format, a time without
+# seconds, an offset without its colon, a comma before the fraction) are not
+# RFC 3339's, and datetime.fromisoformat would take most of them; ranges (month 13,
+# hour 25, an offset of 24 hours) are left to fromisoformat.
+DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# The same without its offset: a local time, refused saying the offset is missing.
+LOCAL_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+)
 # An RFC 3339 time's leap second: "2016-12-31T23:59:60Z".
-LEAP_SECOND = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}):60(.*)")
+LEAP_SECOND = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):60(.*)")
 # What JSON Schema's `\s` matches (ECMA-262 WhiteSpace and LineTerminator), so a
 # `pattern: "\\S"` in docs/openapi.yaml and the code agree on a blank string:
 # str.strip() alone would also drop \x1c-\x1f and \x85, which `\S` matches.
@@ -232,16 +247,17 @@ def has_blanks_around(value: str) -> bool:
 
 
 def instant(value: Any, name: str) -> dt.datetime:
-    """Return an ISO-8601 time with an offset as a UTC datetime.
+    """Return an RFC 3339 date-time (DATE_TIME) as a UTC datetime.
 
-    Any offset datetime.fromisoformat reads (within ±24 hours, "Z" too) is taken; a
-    time without one is refused rather than guessed, and so is one that has no UTC
-    equivalent a datetime can hold (9999-12-31T23:00-14:00 is in year 10000).
+    Any offset within ±24 hours is taken, "Z" too; a time without one is refused
+    rather than guessed, and so is one that has no UTC equivalent a datetime can
+    hold (9999-12-31T23:00:00-14:00 is in year 10000). A space for the "T", which
+    RFC 3339 leaves to agreement, is refused: the spec's examples all write "T".
     """
     example = "e.g. 2026-03-01T09:00:00+01:00"
     if not isinstance(value, str):
         raise InvalidRequest(
-            f"'{name}' must be an ISO-8601 time string, {example}", field=name
+            f"'{name}' must be an RFC 3339 date-time string, {example}", field=name
         )
     # RFC 3339, which docs/openapi.yaml's `format: date-time` means, allows a
     # lower-case "t" and "z" and a leap second; fromisoformat takes neither. It has
@@ -251,6 +267,17 @@ def instant(value: Any, name: str) -> dt.datetime:
             f"'{name}' has spaces around it; send the time alone, {example}",
             field=name,
         )
+    if LOCAL_DATE_TIME.fullmatch(value):
+        raise InvalidRequest(
+            f"'{name}' has no offset; add one (Z for UTC), {example}", field=name
+        )
+    if not DATE_TIME.fullmatch(value):
+        raise InvalidRequest(
+            f"'{name}' must be an RFC 3339 date-time: date, T, hours, minutes and "
+            f"seconds, and Z or an offset, {example}",
+            field=name,
+        )
+
     text = value[:10] + value[10:].upper()
     leap = LEAP_SECOND.fullmatch(text)
     if leap:
@@ -260,14 +287,10 @@ def instant(value: Any, name: str) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError as error:
         raise InvalidRequest(
-            f"'{name}' must be an ISO-8601 time with an offset, {example} (offsets "
-            "lie within ±24:00)",
+            f"'{name}' is no date and time that exists, {example} (offsets lie "
+            "within ±24:00)",
             field=name,
         ) from error
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise InvalidRequest(
-            f"'{name}' has no offset; add one (Z for UTC), {example}", field=name
-        )
     try:
         return (parsed + dt.timedelta(seconds=1 if leap else 0)).astimezone(dt.UTC)
     except OverflowError as error:
