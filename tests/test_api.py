@@ -28,7 +28,7 @@ def brand_key(client) -> str:
 @pytest.fixture
 def other_brand_key(client) -> str:
     body = brand_body(
-        name="Other", slug="other-brand", x_user_id=None, x_access_token=None
+        name="Other", slug="other-brand", x_user_id=None, omit=("x_access_token",)
     )
     return post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
 
@@ -778,6 +778,10 @@ def test_the_largest_storable_price_is_accepted(client, brand_key) -> None:
         ({"currency": "ÉÜÖ"}, "currency"),
         ({"currency": "ßA"}, "currency"),
         ({"currency": None}, "currency"),
+        ({"voice": None}, "voice"),
+        ({"slug": None, "x_user_id": "1500000000000000009"}, "slug"),
+        ({"disclosure_tag": None}, "disclosure_tag"),
+        ({"x_access_token": None}, "x_access_token"),
         ({"posting_slots": [{"weekday": 0, "time": "09:00\n"}]}, "posting_slots[0]"),
         ({"posting_slots": [{"weekday": 0, "time": "0٩:00"}]}, "posting_slots[0]"),
         ({"posting_slots": [{"weekday": 1.5, "time": "09:00"}]}, "posting_slots[0]"),

@@ -452,7 +452,7 @@ def test_a_reply_is_stripped_of_the_blanks_around_it_as_every_text_is(
 
 
 def test_a_brand_without_an_x_account_cannot_reply(client, runtime) -> None:
-    body = brand_body(x_user_id=None, x_access_token=None)
+    body = brand_body(x_user_id=None, omit=("x_access_token",))
     key = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
     mention_id = store_mention(runtime)
 

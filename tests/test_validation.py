@@ -407,3 +407,13 @@ def test_a_leap_second_past_the_last_storable_instant_is_a_400() -> None:
 
     assert refused.value.field == "at"
 
+
+def test_a_null_text_is_refused_unless_the_field_takes_null() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        validation.text({"voice": None}, "voice", required=False, default="")
+
+    assert refused.value.field == "voice" and "null" in str(refused.value)
+    assert validation.text({}, "voice", required=False, default="") == ""
+    assert (
+        validation.text({"tone": None}, "tone", required=False, nullable=True) is None
+    )

@@ -598,7 +598,7 @@ def api_ready_to_connect(monkeypatch, clock_file, key_file):
         created = post_json(
             client,
             "/v1/brands",
-            brand_body(x_user_id=None, x_username=None, x_access_token=None),
+            brand_body(x_user_id=None, x_username=None, omit=("x_access_token",)),
             OPERATOR_KEY,
         ).get_json()
         yield client, created["api_key"], sandbox
@@ -612,7 +612,7 @@ def other_brand_admin(client) -> str:
     return post_json(
         client,
         "/v1/brands",
-        brand_body(slug="other-goods", x_access_token=None),
+        brand_body(slug="other-goods", omit=("x_access_token",)),
         OPERATOR_KEY,
     ).get_json()["api_key"]
 

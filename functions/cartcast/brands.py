@@ -236,6 +236,8 @@ def create_brand(
 def parse_brand(body: Any, *, environment: str = "cloud") -> dict[str, Any]:
     """Validate a brand body and return the column values."""
     body = validation.require_object(body)
+    # The spec types the slug string alone: only leaving it out derives one.
+    validation.refuse_nulls(body, ("slug",))
     name = validation.text(body, "name", max_len=200)
     return {
         "slug": _slug(body, name),
@@ -444,7 +446,9 @@ def alert_webhook_url(body: dict, *, environment: str) -> str | None:
 
 
 def _webhook_url(body: dict, name: str, *, what: str, environment: str) -> str | None:
-    url = validation.text(body, name, required=False, max_len=WEBHOOK_URL_LENGTH_MAX)
+    url = validation.text(
+        body, name, required=False, nullable=True, max_len=WEBHOOK_URL_LENGTH_MAX
+    )
     if not url:
         return None
     problem = _url_problem(url) or _webhook_problem(url, environment)
@@ -491,7 +495,9 @@ def _set_escalation(
 
 def _escalation_secret(body: dict) -> str | None:
     low, high = ESCALATION_SECRET_LENGTH
-    secret = validation.text(body, "escalation_secret", required=False, max_len=high)
+    secret = validation.text(
+        body, "escalation_secret", required=False, nullable=True, max_len=high
+    )
     if secret and len(secret) < low:
         raise InvalidRequest(
             f"'escalation_secret' must be {low} to {high} characters",
@@ -658,7 +664,9 @@ def _optional_match(
     # text() measures the value as sent; the spec bounds these by their pattern
     # alone, which allows any run of blanks around them, so only the body's size
     # bounds what is sent, and the pattern what is left.
-    value = validation.text(body, name, required=False, max_len=web.BODY_BYTES_MAX)
+    value = validation.text(
+        body, name, required=False, nullable=True, max_len=web.BODY_BYTES_MAX
+    )
     if not value:
         return None
     if not pattern.fullmatch(value):

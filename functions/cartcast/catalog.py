@@ -119,20 +119,29 @@ def parse_product(row: Any) -> dict[str, Any]:
     image = _image_url(row)
     return {
         "sku": sku,
-        "handle": validation.text(row, "handle", required=False, max_len=200)
+        "handle": validation.text(
+            row, "handle", required=False, nullable=True, max_len=200
+        )
         or _handle(title, sku),
         "title": title,
         # Kept cut, not refused: the spec sets no maxLength on a description.
         "description": validation.text(
-            row, "description", required=False, default="", max_len=BODY_BYTES_MAX
+            row,
+            "description",
+            required=False,
+            nullable=True,
+            default="",
+            max_len=BODY_BYTES_MAX,
         )[:DESCRIPTION_LENGTH_KEPT],
         "category": validation.text(
-            row, "category", required=False, default="", max_len=100
+            row, "category", required=False, nullable=True, default="", max_len=100
         ),
         "tags": [
             tag.strip(validation.BLANK) for tag in tags if not validation.is_blank(tag)
         ][:20],
-        "vendor": validation.text(row, "brand", required=False, max_len=200),
+        "vendor": validation.text(
+            row, "brand", required=False, nullable=True, max_len=200
+        ),
         "price": validation.money(row.get("price"), "price")
         if "price" in row
         else _missing("price"),

@@ -170,7 +170,9 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
         "landing_site": landing,
         "landing_site_ignored": ignored,
         "referring_site": refuse_control_characters(
-            validation.text(body, "referring_site", required=False, max_len=2000),
+            validation.text(
+                body, "referring_site", required=False, nullable=True, max_len=2000
+            ),
             "referring_site",
         ),
         "customer_id": _customer_id(body.get("customer")),
@@ -204,7 +206,9 @@ def landing_site(body: dict) -> tuple[str | None, str | None]:
     anywhere drop it, since they would be stored and printed. Empty fields and bare
     flags (`?a&&b`) are what browsers and stores do write, and are kept.
     """
-    value = validation.text(body, "landing_site", required=False, max_len=2000)
+    value = validation.text(
+        body, "landing_site", required=False, nullable=True, max_len=2000
+    )
     if not value:
         return value, None
     problem = None

@@ -362,8 +362,10 @@ def _parse_caption_request(body: Any) -> CaptionRequest:
     variants = validation.integer(
         body, "variants", default=1, minimum=1, maximum=VARIANTS_MAX
     )
-    campaign = validation.text(body, "campaign", required=False, max_len=100)
-    tone = validation.text(body, "tone", required=False, max_len=100)
+    campaign = validation.text(
+        body, "campaign", required=False, nullable=True, max_len=100
+    )
+    tone = validation.text(body, "tone", required=False, nullable=True, max_len=100)
     sponsored = validation.boolean(body, "sponsored", default=False)
     language = validation.language(body, default="") if "language" in body else None
     link = validation.boolean(body, "link", default=False) if "link" in body else None
@@ -577,6 +579,7 @@ def schedule(
     """
     body = validation.require_object(body or {})
     validation.only_fields(body, SCHEDULE_FIELDS, what="a request to schedule")
+    validation.refuse_nulls(body, ("at", "local_time", "time_zone"))
     post = get_post(tx, brand_id=brand_id, post_id=post_id)
     if post["state"] not in SCHEDULABLE_STATES:
         raise Conflict(

@@ -112,6 +112,16 @@ def only_fields(body: dict[str, Any], allowed: tuple[str, ...], *, what: str) ->
             )
 
 
+def refuse_nulls(body: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Refuse a null in any field of `names`, which docs/openapi.yaml types
+    without null: read as the field left out, it would hide the client's mistake."""
+    for name in names:
+        if name in body and body[name] is None:
+            raise InvalidRequest(
+                f"'{name}' is null; send a value, or leave the field out", field=name
+            )
+
+
 def text(
     body: dict,
     name: str,
@@ -119,8 +129,21 @@ def text(
     required: bool = True,
     max_len: int = 10_000,
     default: str | None = None,
+    nullable: bool = False,
 ) -> str | None:
+    """Return the body's text `name`, stripped of the blanks around it.
+
+    A field left out gives `default`; a null gives it too only when `nullable`
+    (docs/openapi.yaml types the field [string, "null"]), and is refused otherwise:
+    a null where the spec takes a string is no way of leaving the field out.
+    """
     value = body.get(name)
+    if value is None and name in body and not nullable:
+        raise InvalidRequest(
+            f"'{name}' is null; send a string"
+            + ("" if required else ", or leave the field out"),
+            field=name,
+        )
     if value is None:
         if required:
             raise InvalidRequest(f"'{name}' is required", field=name)
