@@ -37,6 +37,29 @@ def test_the_spec_and_the_api_routes_agree() -> None:
     assert described == served
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping.
+
+    YAML 1.2 requires unique keys; PyYAML keeps the last silently, while stricter
+    readers (Swagger Editor, openapi-generator) refuse the file.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_the_spec_gives_no_key_twice_in_one_object() -> None:
+    yaml.load(SPEC.read_text(), Loader=_UniqueKeyLoader)
+
+
 def test_the_caption_function_is_described_on_its_own_server() -> None:
     spec = yaml.safe_load(SPEC.read_text())
 
