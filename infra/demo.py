@@ -155,8 +155,10 @@ def print_api_access(api_key: str, database: str) -> None:
         "\nThe demo brand's API key (admin, shown here only): "
         f"{api_key}\n"
         "To read its reports, start the api on the demo database and ask for them:\n"
-        '  export DATABASE_URL="$(make -s db-url | '
-        f"sed 's#/postgres?#/{database}?#')\"\n"
+        # The server's URL with the database swapped, whether DATABASE_URL named
+        # the server or the embedded one runs: a sed on the URL fitted only one.
+        '  export DATABASE_URL="$(.venv/bin/python -m infra.pg url '
+        f'--database {database})"\n'
         "  export CARTCAST_OPERATOR_KEY=local-operator-key\n"
         "  .venv/bin/functions-framework --source functions/main.py --target api \\\n"
         "    --host 127.0.0.1 --port 8080 &\n"

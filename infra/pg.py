@@ -6,6 +6,8 @@ reachable only through a Unix socket: no root, no system service, no TCP port. R
 root, pgserver itself starts the server as an unprivileged `pgserver` user.
 
     python -m infra.pg url       start if needed, print the URL
+    python -m infra.pg url --database NAME
+                                 the same URL naming database NAME instead
     python -m infra.pg migrate   start if needed, apply sql/
     python -m infra.pg stop      stop the embedded server
 """
@@ -125,7 +127,12 @@ def migrate(url: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="embedded PostgreSQL for cartcast")
     parser.add_argument("command", choices=["url", "migrate", "stop"])
+    parser.add_argument(
+        "--database", help="with url: print the URL of this database on the server"
+    )
     args = parser.parse_args(argv)
+    if args.database and args.command != "url":
+        parser.error("--database goes with url")
 
     if args.command == "stop":
         stop_embedded()
@@ -136,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"applied {len(applied)} migration(s): {', '.join(applied) or 'none new'}"
         )
+    if args.database:
+        url = with_database(url, args.database)
     print(url)
     return 0
 

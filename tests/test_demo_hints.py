@@ -1,0 +1,64 @@
+"""What `make demo` prints for the reader to type next works as printed."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from infra import demo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def printed_database_url(database: str, server_url: str) -> str:
+    """Run the demo's `export DATABASE_URL=...` line as a reader would, return it."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        demo.print_api_access("cc_not_a_real_key", database)
+    export = next(
+        line.strip()
+        for line in printed.getvalue().splitlines()
+        if line.strip().startswith("export DATABASE_URL=")
+    )
+
+    # The reader's shell: DATABASE_URL names the server the demo ran on.
+    shell = subprocess.run(
+        ["bash", "-c", f'{export} && printf %s "$DATABASE_URL"'],
+        cwd=REPO,
+        env={**os.environ, "DATABASE_URL": server_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return shell.stdout
+
+
+@pytest.mark.parametrize(
+    ("server_url", "demo_url"),
+    [
+        (
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+            "postgresql://postgres@127.0.0.1:5432/cartcast_demo",
+        ),
+        (
+            "postgresql://app:secret@127.0.0.1:5432/newuser_db",
+            "postgresql://app:secret@127.0.0.1:5432/cartcast_demo",
+        ),
+        (
+            "postgresql://postgres:@/postgres?host=/tmp/var/pg",
+            "postgresql://postgres:@/cartcast_demo?host=/tmp/var/pg",
+        ),
+    ],
+)
+def test_the_api_hint_points_at_the_demo_database_whatever_the_server(
+    server_url: str, demo_url: str
+) -> None:
+    url = printed_database_url("cartcast_demo", server_url)
+
+    assert url == demo_url
