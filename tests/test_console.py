@@ -818,6 +818,31 @@ def test_the_inbox_offers_a_reply_only_to_a_mention_that_summoned_the_brand(
     assert "order issue" in page and "negative" in page and "30 min" in page
 
 
+def test_the_inbox_spells_a_long_wait_in_days_and_hours_not_minutes(
+    client, signed_in
+) -> None:
+    current = runtime_module.current()
+    store_mention(
+        current,
+        text="@testgoods still waiting",
+        posted_at=START - dt.timedelta(days=7),
+        priority=1,
+        due=START - dt.timedelta(days=6, hours=18),
+    )
+    store_mention(
+        current,
+        text="@testgoods any news?",
+        priority=2,
+        due=START + dt.timedelta(hours=3, minutes=20),
+    )
+
+    page = text_of(client.get("/console/inbox"))
+
+    assert "overdue by 6 d 18 h" in page
+    assert "3 h 20 min" in page
+    assert "9720 min" not in page and "200 min" not in page
+
+
 def test_the_inbox_offers_no_reply_to_a_mention_whose_author_was_removed(
     client, signed_in
 ) -> None:

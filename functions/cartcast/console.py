@@ -1197,6 +1197,7 @@ def _environment() -> jinja2.Environment:
     )
     environment.filters["when"] = _when
     environment.filters["age"] = _age
+    environment.filters["span"] = _span
     return environment
 
 
@@ -1216,6 +1217,18 @@ def _age(seconds: int) -> str:
         if seconds >= unit_s:
             return f"{seconds // unit_s}{unit}"
     return f"{seconds} s"
+
+
+def _span(seconds: int) -> str:
+    """Spell a wait to the minute in its two largest units: 6 d 18 h, 3 h 20 min."""
+    minutes = seconds // 60
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min"
 
 
 @functools.cache
