@@ -353,6 +353,50 @@ def test_scheduling_puts_the_post_on_the_calendar_in_the_brands_zone(
     assert "scheduled · " in calendar
 
 
+def test_a_slot_and_a_typed_time_at_once_are_refused_with_nothing_scheduled(
+    client, signed_in
+) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    chosen = {"slot": "2026-03-03T09:30", "local_time": "2026-03-04T10:15"}
+
+    answer = client.post(
+        f"/console/posts/{post_id}/schedule", data={"csrf": token, **chosen}
+    )
+
+    assert answer.status_code == 400
+    assert "not both" in text_of(answer)
+    assert post_state(client, signed_in["key"], post_id) == "approved"
+
+
+def test_a_slot_picked_beside_the_posts_own_time_moves_it_to_the_slot(
+    client, signed_in
+) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    client.post(
+        f"/console/posts/{post_id}/schedule",
+        data={"csrf": token, "local_time": "2026-03-04T10:15"},
+    )
+
+    # The time field comes filled with the post's time: left as it is, the slot
+    # picked above it is the move.
+    answer = client.post(
+        f"/console/posts/{post_id}/schedule",
+        data={
+            "csrf": token,
+            "slot": "2026-03-03T09:30",
+            "local_time": "2026-03-04T10:15",
+        },
+    )
+    post = client.get(f"/v1/posts/{post_id}", headers=auth(signed_in["key"]))
+
+    assert answer.status_code == 303, text_of(answer)
+    assert post.get_json()["post"]["scheduled_at"] == "2026-03-03T14:30:00+00:00"
+
+
 def test_a_bad_calendar_view_or_day_is_a_clear_400(client, signed_in) -> None:
     assert client.get("/console/calendar?view=year").status_code == 400
     answer = client.get("/console/calendar?start=2026-13-01")

@@ -520,8 +520,18 @@ def schedule(
     """Schedule or move a post to a wall time in the brand's zone, or the next slot."""
     session.require("schedule")
     post = _brand_post(tx, runtime, session, post_id)
-    slot = request.form.get("slot", "").strip() or request.form.get("local_time", "")
-    body = {"local_time": slot.strip()} if slot.strip() else {}
+    slot = request.form.get("slot", "").strip()
+    typed = request.form.get("local_time", "").strip()
+    # The time field comes filled with the post's own time, so a slot picked above
+    # it is a move to the slot. A time changed as well is two answers: taking the
+    # slot would drop the typed time without a word.
+    brand = brands.get_brand(tx, session.caller.brand_id)
+    zone = zoneinfo.ZoneInfo(brand["time_zone"])
+    if slot and typed and typed != _local(post["scheduled_at"], zone):
+        raise InvalidRequest(
+            "pick a suggested slot or type a time, not both", field="slot"
+        )
+    body = {"local_time": slot or typed} if slot or typed else {}
     posts.schedule(
         tx,
         brand_id=session.caller.brand_id,
