@@ -1286,3 +1286,24 @@ def test_two_callbacks_with_one_state_at_once_exchange_the_code_once(
     assert brand["x_user_id"] == ALPHA["user_id"]
     actions = [e["action"] for e in trail if not e["action"].startswith("key.")]
     assert actions == ["access.x_callback_refused", "x_account.connected"]
+
+
+def test_an_expiry_too_far_to_compute_is_kept_as_two_hours_and_logged(
+    oauth_runtime, x_sandbox, caplog
+) -> None:
+    # X says its access tokens live two hours; an expires_in past the calendar's
+    # end must not crash the connect (an OverflowError was a 500).
+    x_sandbox.configure_oauth(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, access_token_ttl_s=10**30
+    )
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+
+    connected = connect(oauth_runtime, brand_id)
+
+    assert connected["connected"]
+    row = brand_row(oauth_runtime, brand_id)
+    assert row["x_token_expires_at"] == oauth_runtime.clock.now() + dt.timedelta(
+        hours=2
+    )
+    warned = [r for r in caplog.records if r.getMessage().startswith("X's token")]
+    assert warned and warned[-1].fields["expires_in"] == str(10**30)[:40]

@@ -78,6 +78,10 @@ CODE_LENGTH_MAX = 2000
 # the app on X again once the secret is fixed.
 REFUSED_GRANT_STATUSES = (400,)
 CLIENT_REFUSED_STATUS = 401
+# X's access tokens live two hours (docs.x.com, OAuth 2.0 Authorization Code Flow
+# with PKCE); an expires_in past a day is not one X sends, and is taken as this.
+ACCESS_TOKEN_LIFE_S = 2 * 60 * 60
+EXPIRES_IN_MAX_S = 24 * 60 * 60
 CALLBACK_FIELDS = ("state", "code", "error", "error_description")
 # Why a callback was refused, as CallbackRefused and the trail name it.
 REFUSAL_REASONS = ("unknown", "used", "expired", "another_brand", "code_refused")
@@ -284,7 +288,7 @@ def connect_account(
         brand_id=brand_id,
         access_token=vault.seal(tokens["access_token"]),
         refresh_token=_seal_optional(vault, tokens.get("refresh_token")),
-        expires_at=_expiry(tokens, now),
+        expires_at=_expiry(tokens, now, log=runtime.log, brand_id=brand_id),
         scopes=tokens.get("scope"),
         x_user_id=account.id,
         x_username=account.username,
@@ -407,7 +411,7 @@ def record_refreshed_tokens(
         brand_id=brand_id,
         access_token=access_token,
         refresh_token=_seal_optional(vault, tokens.get("refresh_token")),
-        expires_at=_expiry(tokens, now),
+        expires_at=_expiry(tokens, now, log=runtime.log, brand_id=brand_id),
         scopes=tokens.get("scope"),
     )
     return access_token
@@ -601,10 +605,25 @@ def _digest(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
 
-def _expiry(tokens: dict[str, Any], now: dt.datetime) -> dt.datetime | None:
+def _expiry(
+    tokens: dict[str, Any], now: dt.datetime, *, log: Any, brand_id: str
+) -> dt.datetime | None:
+    """Return when the access token expires by X's `expires_in`, or None when X
+    named no usable life.
+
+    A life longer than EXPIRES_IN_MAX_S is an answer X would not give (its tokens
+    live two hours), and a huge one overflowed the date: it is taken as X's two
+    hours, so the token is refreshed early rather than believed for ever.
+    """
     expires_in = tokens.get("expires_in")
     if not isinstance(expires_in, int) or expires_in <= 0:
         return None
+    if expires_in > EXPIRES_IN_MAX_S:
+        log.warning(
+            "X's token answer named an unusable expires_in; two hours assumed",
+            extra=fields(brand_id=brand_id, expires_in=str(expires_in)[:40]),
+        )
+        expires_in = ACCESS_TOKEN_LIFE_S
     return now + dt.timedelta(seconds=expires_in)
 
 
