@@ -397,6 +397,36 @@ def test_a_slot_picked_beside_the_posts_own_time_moves_it_to_the_slot(
     assert post.get_json()["post"]["scheduled_at"] == "2026-03-03T14:30:00+00:00"
 
 
+LOCAL_TIME_VALUE = re.compile(r'id="local_time" name="local_time"[^>]*value="([^"]*)"')
+
+
+def test_a_held_post_whose_time_passed_is_rescheduled_by_the_form_as_it_comes(
+    client, signed_in
+) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET state = 'held', scheduled_at = :at WHERE id = :id",
+            at=current.clock.now() - 3 * HOUR,
+            id=post_id,
+        )
+
+    page = text_of(client.get(f"/console/posts/{post_id}"))
+    prefilled = LOCAL_TIME_VALUE.search(page).group(1)
+    answer = client.post(
+        f"/console/posts/{post_id}/schedule",
+        data={"csrf": token, "local_time": prefilled},
+    )
+
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    assert prefilled == ""
+    assert "has passed" in page and "empty: the next free slot" in page
+    assert post_state(client, signed_in["key"], post_id) == "scheduled"
+
+
 def test_a_bad_calendar_view_or_day_is_a_clear_400(client, signed_in) -> None:
     assert client.get("/console/calendar?view=year").status_code == 400
     answer = client.get("/console/calendar?start=2026-13-01")

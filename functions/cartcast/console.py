@@ -443,6 +443,11 @@ def post_page(
     brand = brands.get_brand(tx, brand_id)
     zone = zoneinfo.ZoneInfo(brand["time_zone"])
     events = post_events.list_events(tx, brand_id=brand_id, post_id=str(post["id"]))
+
+    # A time already past would only come back as a 400 ("must be in the future"):
+    # the field starts empty instead, which schedules the next free slot.
+    scheduled_at = post["scheduled_at"]
+    time_passed = scheduled_at is not None and scheduled_at <= runtime.clock.now()
     return _page(
         "post.html",
         request,
@@ -453,7 +458,8 @@ def post_page(
         product=products.get(str(post["product_id"])),
         events=events,
         zone=brand["time_zone"],
-        local_scheduled=_local(post["scheduled_at"], zone),
+        local_scheduled="" if time_passed else _local(scheduled_at, zone),
+        time_passed=time_passed,
         suggested=_suggested_slots(tx, brand_id, zone, runtime.clock.now()),
     )
 
