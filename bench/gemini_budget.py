@@ -1,13 +1,15 @@
 """What a bench's live mode (--gemini) asks of the Gemini quota governor.
 
 A bench labels many texts in one run, and its Gemini figure should be Gemini's: it
-refuses to start when today's budget cannot carry every request it will make, and
+refuses to start when today's budget cannot carry every request it will make,
 waits for the governor's minute window before each request, where a billed
-function would fall back at once (quota.py).
+function would fall back at once (quota.py), and stops, writing no figure, when
+the quota refuses a batch all the same.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -40,3 +42,19 @@ def wait_for_the_minute_window(governor: Any, clock: Any) -> None:
     if 0 < wait_s <= MINUTE_WINDOW_WAIT_MAX_S:
         print(f"  waiting {wait_s:.0f} s: {budget['unavailable_reason']}", flush=True)
         time.sleep(wait_s + 0.5)
+
+
+def stop_for_the_quota(
+    reason: str, governor: Any, *, labelled: int, of: str, smaller_run: str = ""
+) -> None:
+    """Stop the run: the rest labelled offline would pass for Gemini's figure.
+
+    `of` names the whole run ("12 tweets"); `smaller_run` the option that would
+    make a run fit, where the bench has one.
+    """
+    again_at = governor.state()["available_at"].astimezone(dt.UTC)
+    raise SystemExit(
+        f"--gemini stopped after {labelled} of {of}: {reason}; no figure is "
+        "written, since the offline scorer would fill in the rest. Run again once "
+        f"the governor allows it ({again_at:%Y-%m-%d %H:%M} UTC){smaller_run}"
+    )

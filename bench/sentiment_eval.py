@@ -36,7 +36,6 @@ The team's own mentions in infra/data/team_mentions.json are always scored.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import os
@@ -44,7 +43,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "functions"))
@@ -328,7 +326,13 @@ def _evaluate_gemini(texts: list[str], gold: list[str]) -> dict:
             ]
             result = classifier.classify(pairs)
             if result.quota_refused:
-                _stop_for_the_quota(result, governor, labelled=start, of=len(texts))
+                gemini_budget.stop_for_the_quota(
+                    next(iter(result.rejected.values())),
+                    governor,
+                    labelled=start,
+                    of=f"{len(texts)} tweets",
+                    smaller_run=", or with fewer --gemini-tweets",
+                )
             model = result.model
             for pair_id, text in pairs:
                 label = result.labels.get(pair_id)
@@ -342,18 +346,6 @@ def _evaluate_gemini(texts: list[str], gold: list[str]) -> dict:
     figures = _classification_figures(gold, predicted)
     figures.update({"tweets": len(texts), "fallbacks": fallbacks, "model": model})
     return figures
-
-
-def _stop_for_the_quota(result: Any, governor: Any, *, labelled: int, of: int) -> None:
-    """Stop the run: the rest labelled offline would pass for Gemini's figure."""
-    reason = next(iter(result.rejected.values()))
-    again_at = governor.state()["available_at"].astimezone(dt.UTC)
-    raise SystemExit(
-        f"--gemini stopped after {labelled} of {of} tweets: {reason}; no figure "
-        "is written, since the offline scorer would fill in the rest. Run again "
-        f"once the governor allows it ({again_at:%Y-%m-%d %H:%M} UTC), or with "
-        "fewer --gemini-tweets"
-    )
 
 
 def _print_gemini(

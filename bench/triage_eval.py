@@ -25,8 +25,10 @@ CARTCAST_SENTIMENT_BATCH_SIZE, CARTCAST_REACH_FOLLOWERS_MIN) and the quota
 governor captions share, so DATABASE_URL must name the database that holds its
 budget. Every mention is labelled once, one request per batch, and triaged as
 scoring.py triages a Gemini label (crisis words still from the offline scorer). A
-mention Gemini gave no usable label (an id left out, bad JSON, a 429) keeps the
-offline label and is counted as a fallback. At the default batch of 50 the
+mention Gemini gave no usable label (an id left out, bad JSON) keeps the offline
+label and is counted as a fallback; a batch the quota refuses (a 429, or another
+caller spending the budget meanwhile) stops the run, writing no figure, as the
+rest labelled offline would pass for Gemini's. At the default batch of 50 the
 reporting halves (over 1,600 mentions) take more than 30 requests. The run stops
 before the first when the governor has fewer left today (GEMINI_REQUESTS_PER_DAY, 20 by
 default), and waits for its minute window (GEMINI_REQUESTS_PER_MINUTE, 5) rather
@@ -244,13 +246,22 @@ def triage_with_gemini(
         offline = {row["id"]: sentiment.score_mention(row["text"]) for row in rows}
         labels = {}
         for start in range(0, len(rows), batch):
-            # A longer refusal (a pause after a 429) is not waited out: that
-            # batch falls back, counted.
+            # A longer refusal (a pause after a 429, another caller spending the
+            # day) is not waited out: the run stops there.
             gemini_budget.wait_for_the_minute_window(governor, current.clock)
             # One batch's rows and scores: label_mentions labels every score given.
             some = rows[start : start + batch]
             scores = {row["id"]: offline[row["id"]] for row in some}
-            labels.update(scoring.label_mentions(current, some, scores))
+            labelled = scoring.label_mentions(current, some, scores)
+            refused = [label for label in labelled.values() if label.quota_refused]
+            if refused:
+                gemini_budget.stop_for_the_quota(
+                    refused[0].fallback_reason or "the quota refused the batch",
+                    governor,
+                    labelled=start,
+                    of=f"{len(rows)} mentions",
+                )
+            labels.update(labelled)
         decided = [
             scoring.triage_label(current, row, labels[row["id"]], offline)[0]
             for row in rows

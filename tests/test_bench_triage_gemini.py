@@ -139,6 +139,23 @@ def test_mentions_gemini_gave_no_label_keep_the_offline_one_and_are_counted(
     assert kettle_missed == (1 if fault == "missing_ref" else 0)
 
 
+def test_a_run_the_quota_stops_midway_writes_no_figure_mixed_with_offline_labels(
+    live_env, mentions_file, tmp_path
+):
+    # Gemini answers the first request 429: the governor pauses every caller, so
+    # no later batch may be labelled by Gemini either, and the offline labels
+    # filling in would pass for Gemini's figure.
+    live_env.set_fault("quota", count=1, retry_delay_s=600)
+    figures_path = tmp_path / "figures.json"
+    argv = ["--files", str(mentions_file), "--json", str(figures_path), "--gemini"]
+
+    with pytest.raises(SystemExit, match="stopped after 0 of 4 mentions"):
+        triage_eval.main(argv)
+
+    assert len(live_env.requests()) == 1
+    assert not figures_path.exists()
+
+
 def test_the_live_mode_prints_and_writes_no_reporting_text_unless_asked(
     live_env, mentions_file, tmp_path, capsys
 ):

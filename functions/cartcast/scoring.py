@@ -96,6 +96,9 @@ class Label:
     model: str
     reasons: tuple[str, ...]
     fallback_reason: str | None = None
+    # The quota refused the batch (gemini.Classification.quota_refused): a bench
+    # stops there; scoring falls back as for any other reason.
+    quota_refused: bool = False
 
 
 def score_mentions(runtime: Any, *, mention_ids: list[str]) -> dict[str, int]:
@@ -211,7 +214,9 @@ def label_mentions(
             )
         for mention_id, reason in result.rejected.items():
             labels[mention_id] = dataclasses.replace(
-                labels[mention_id], fallback_reason=reason[:FALLBACK_REASON_MAX]
+                labels[mention_id],
+                fallback_reason=reason[:FALLBACK_REASON_MAX],
+                quota_refused=result.quota_refused,
             )
     return labels
 
