@@ -134,6 +134,48 @@ def test_a_page_refused_midway_keeps_the_pages_read_and_leaves_the_cursor(
     assert cursor(runtime, alpha)["mentions_since_id"] != old
 
 
+def test_a_page_token_kept_past_the_reread_margin_is_dropped_for_the_cursor(
+    runtime, sandbox, clock, alpha, caplog
+) -> None:
+    # A removed author's ids are kept only a day past the poll's reach
+    # (removed_mentions.REREAD_MARGIN); a token's query may reach back further.
+    old = mention(sandbox, clock, "@alpha first")
+    poll(runtime, clock)
+    [mention(sandbox, clock, f"@alpha hello {n}") for n in range(150)]
+    next_tick(runtime, clock)
+    sandbox.set_limit(MENTIONS_ROUTE, 1)
+    assert poll(runtime, clock)["new"] == 100
+    assert cursor(runtime, alpha)["mentions_resume_token"] is not None
+    sandbox.set_limit(MENTIONS_ROUTE, 300)  # X's limit again: every page answers
+
+    clock.advance(removed_mentions.REREAD_MARGIN + dt.timedelta(minutes=1))
+    outcome = poll(runtime, clock)
+
+    # The read starts again from the cursor (its overlap reaching back to the
+    # first mention): all 151 are read, not the 50 the token had left.
+    assert outcome["read"] == 151 and outcome["new"] == 50 and stored(runtime) == 151
+    assert cursor(runtime, alpha)["mentions_resume_token"] is None
+    assert cursor(runtime, alpha)["mentions_since_id"] != old
+    dropped = [r for r in caplog.records if "page token" in r.getMessage()]
+    assert dropped and dropped[-1].levelname == "WARNING"
+
+
+def test_a_page_token_within_the_reread_margin_is_still_resumed(
+    runtime, sandbox, clock, alpha
+) -> None:
+    mention(sandbox, clock, "@alpha first")
+    poll(runtime, clock)
+    [mention(sandbox, clock, f"@alpha hello {n}") for n in range(150)]
+    next_tick(runtime, clock)
+    sandbox.set_limit(MENTIONS_ROUTE, 1)
+    poll(runtime, clock)
+
+    clock.advance(removed_mentions.REREAD_MARGIN - dt.timedelta(minutes=1))
+    outcome = poll(runtime, clock)
+
+    assert outcome["read"] == 50 and outcome["new"] == 50 and stored(runtime) == 151
+
+
 def test_a_mention_indexed_late_below_the_cursor_is_found_by_the_overlap(
     runtime, sandbox, clock, alpha
 ) -> None:

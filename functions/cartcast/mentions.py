@@ -4,8 +4,10 @@ Polling reads pages back to the stored cursor, stores the mentions (the X id is
 unique per brand, so a re-read stores nothing twice) and moves the cursor in the same
 transaction, only once every page back to it was read; a poll that runs out of pages,
 or whose read fails after some pages, stores what it read and resumes from X's page
-token next time. Each read reaches CARTCAST_MENTION_OVERLAP_S back past the cursor,
-so a mention X indexed late, with an id below the cursor, is still found. A cursor X
+token next time, unless that read started removed_mentions.REREAD_MARGIN ago or
+more: then it starts again from the cursor. Each read reaches
+CARTCAST_MENTION_OVERLAP_S back past the cursor, so a mention X indexed late, with
+an id below the cursor, is still found. A cursor X
 refuses as too old is replaced by one from seven days ago. A brand is polled again
 after an interval that doubles while it is quiet and drops to the shortest as soon
 as mentions arrive; a brand is not polled while X rate-limits it or while its monthly
@@ -78,16 +80,18 @@ SELECT string_agg(CAST(id AS text), ',') AS new_ids FROM stored
 SAVE_CURSOR = """
 UPDATE brands SET mentions_since_id = :since_id,
     mentions_resume_token = :resume_token,
+    mentions_resume_started_at = :resume_started_at,
     mentions_pending_newest_id = :pending_newest_id
 WHERE id = :brand_id
 """
 FORGET_RESUME = """
-UPDATE brands SET mentions_resume_token = NULL, mentions_pending_newest_id = NULL
+UPDATE brands SET mentions_resume_token = NULL, mentions_resume_started_at = NULL,
+    mentions_pending_newest_id = NULL
 WHERE id = :brand_id
 """
 RESTART_CURSOR = """
 UPDATE brands SET mentions_since_id = :since_id, mentions_resume_token = NULL,
-    mentions_pending_newest_id = NULL
+    mentions_resume_started_at = NULL, mentions_pending_newest_id = NULL
 WHERE id = :brand_id
 """
 SAVE_PACE = """
@@ -138,11 +142,12 @@ def _poll_brand(
     if pages == 0:
         _schedule_next(runtime, brand_id, runtime.settings.mention_poll_max_s, now)
         return {"skipped": 1}
+    _forget_old_resume(runtime, brand, now)
     batch = _read(runtime, brand, max_pages=pages, now=now)
     if batch is None:
         return {"skipped": 1}
 
-    new_ids = _store(runtime, brand, batch)
+    new_ids = _store(runtime, brand, batch, read_at=now)
     if batch.failure is not None:
         # The pages before the failure are stored; the rest waits for X.
         accounts.note_read_trouble(runtime, brand, batch.failure, what="mentions")
@@ -251,6 +256,38 @@ def _read(
     return None
 
 
+def _forget_old_resume(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> None:
+    """Drop a page token whose read started REREAD_MARGIN or more ago (or at an
+    unknown time): the read starts again from the cursor.
+
+    A removed author's mention ids are kept until the poll's reach back plus that
+    margin has passed (removed_mentions.reread_reach); a query started longer ago
+    may reach further back, and would store a forgotten one anew. Starting over
+    re-reads what the first pages read, paid for once more, and stores nothing
+    twice.
+    """
+    started_at = brand["mentions_resume_started_at"]
+    if not brand["mentions_resume_token"]:
+        return
+    if started_at is not None and now - started_at < removed_mentions.REREAD_MARGIN:
+        return
+
+    with runtime.database.transaction() as tx:
+        tx.execute(FORGET_RESUME, brand_id=brand["id"])
+    runtime.log.warning(
+        "mention page token too old to resume; reading again from the cursor",
+        extra=fields(
+            brand_id=str(brand["id"]),
+            started_at=started_at.isoformat() if started_at else None,
+        ),
+    )
+    brand.update(
+        mentions_resume_token=None,
+        mentions_resume_started_at=None,
+        mentions_pending_newest_id=None,
+    )
+
+
 def _restart_cursor(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> str:
     """Replace a cursor X no longer keeps with seven days ago; return the new one."""
     from cartcast import x
@@ -265,6 +302,7 @@ def _restart_cursor(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> st
     brand.update(
         mentions_since_id=restart_id,
         mentions_resume_token=None,
+        mentions_resume_started_at=None,
         mentions_pending_newest_id=None,
     )
     return restart_id
@@ -291,9 +329,11 @@ def _request_since_id(
     return x.id_at(max(reach_back, oldest_kept))
 
 
-def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
+def _store(
+    runtime: Any, brand: dict[str, Any], batch: Any, *, read_at: dt.datetime
+) -> list[str]:
     """Store a batch of mentions, move the cursor and set the next poll, in one
-    commit; return the new mentions' ids."""
+    commit; return the new mentions' ids. `read_at` is when the read began."""
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
         tx.execute(removed_mentions.LOCK_BRAND_MENTIONS, brand_id=str(brand["id"]))
@@ -316,7 +356,11 @@ def _store(runtime: Any, brand: dict[str, Any], batch: Any) -> list[str]:
             usd=costs.price(runtime.settings.x_prices_usd, price_class, batch.returned),
             ref=f"mentions:{uuid.uuid4()}",
         )
-        tx.execute(SAVE_CURSOR, brand_id=brand["id"], **_next_cursor(brand, batch))
+        tx.execute(
+            SAVE_CURSOR,
+            brand_id=brand["id"],
+            **_next_cursor(brand, batch, read_at=read_at),
+        )
 
         # Paced in the same commit; pages left unread are read at the next tick.
         interval_s = _next_interval_s(runtime.settings, brand, batch, new_ids)
@@ -393,24 +437,32 @@ def _storable(text: str | None) -> str | None:
     return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
 
 
-def _next_cursor(brand: dict[str, Any], batch: Any) -> dict[str, str | None]:
+def _next_cursor(
+    brand: dict[str, Any], batch: Any, *, read_at: dt.datetime
+) -> dict[str, Any]:
     """Work out the cursor after a read.
 
     The cursor (since_id) moves only once every page back to it was read. A read
     that ran out of pages, or failed after some, keeps X's token for the older
-    pages and the newest id it saw; the next poll continues there, and when it
-    reaches the cursor the cursor jumps to that newest id.
+    pages, the newest id it saw and when its query started (a resumed read keeps
+    the first one's); the next poll continues there, and when it reaches the
+    cursor the cursor jumps to that newest id.
     """
     newest = brand["mentions_pending_newest_id"] or batch.newest_id
     if batch.complete:
         return {
             "since_id": _later_id(brand["mentions_since_id"], newest),
             "resume_token": None,
+            "resume_started_at": None,
             "pending_newest_id": None,
         }
+    resumed = brand["mentions_resume_token"] is not None
     return {
         "since_id": brand["mentions_since_id"],
         "resume_token": batch.next_token,
+        "resume_started_at": (
+            brand["mentions_resume_started_at"] if resumed else read_at
+        ),
         "pending_newest_id": newest,
     }
 

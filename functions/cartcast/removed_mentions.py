@@ -24,7 +24,8 @@ WHERE brand_id = :brand_id AND x_post_id = ANY(CAST(:x_post_ids AS text[]))
 """
 # How much further than its restart and overlap a read may reach: a read resumed
 # from X's page token continues a query started up to a day earlier (a rate-limit
-# pause is 15 minutes, a retried tick minutes).
+# pause is 15 minutes, a retried tick minutes); the poll drops an older token and
+# starts again from its cursor (mentions._forget_old_resume).
 REREAD_MARGIN = dt.timedelta(days=1)
 
 
