@@ -33,10 +33,11 @@ TIME_ZONE_NAMES_REFUSED = frozenset({"posixrules", "localtime", "Factory"})
 # ISO 8601's other forms (week and ordinal dates, the basic format, a time without
 # seconds, an offset without its colon, a comma before the fraction) are not
 # RFC 3339's, and datetime.fromisoformat would take most of them; ranges (month 13,
-# hour 25, an offset of 24 hours) are left to fromisoformat.
+# hour 25, an offset of 24 hours) are left to fromisoformat, but for the offset's
+# minutes, which it carries over ("+01:60" is +02:00 to it, "+01:99" +02:39).
 DATE_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-5][0-9])"
 )
 # The same without its offset: a local time, refused saying the offset is missing.
 LOCAL_DATE_TIME = re.compile(
