@@ -786,6 +786,10 @@ def test_the_largest_storable_price_is_accepted(client, brand_key) -> None:
         ({"posting_slots": [{"weekday": 0, "time": "0٩:00"}]}, "posting_slots[0]"),
         ({"posting_slots": [{"weekday": 1.5, "time": "09:00"}]}, "posting_slots[0]"),
         ({"posting_slots": [{"weekday": 1, "time": "09:00", "tz": "UTC"}]}, "tz"),
+        # BrandInput is additionalProperties: false; a typo of a setting would
+        # otherwise create a brand with the default the client meant to change.
+        ({"approval_required": True}, "approval_required"),
+        ({"timezone": "Europe/Berlin"}, "timezone"),
     ],
 )
 def test_more_bad_brand_fields_are_named_in_a_400(client, change, field) -> None:

@@ -233,9 +233,36 @@ def create_brand(
     return {"brand": brand, "api_key": key}
 
 
+# What a new brand's body may hold (docs/openapi.yaml's BrandInput, which takes no
+# other field): a misspelt setting would otherwise leave its default in place.
+BRAND_FIELDS = (
+    "name",
+    "slug",
+    "time_zone",
+    "voice",
+    "language",
+    "banned_words",
+    "required_hashtags",
+    "disclosure_tag",
+    "store_base_url",
+    "currency",
+    "approvals_required",
+    "posting_slots",
+    "x_user_id",
+    "x_username",
+    "x_access_token",
+    "alert_webhook_url",
+    "link_policy",
+    "link_posts_per_month",
+    "x_own_app",
+    "monthly_x_budget_usd",
+)
+
+
 def parse_brand(body: Any, *, environment: str = "cloud") -> dict[str, Any]:
     """Validate a brand body and return the column values."""
     body = validation.require_object(body)
+    validation.only_fields(body, BRAND_FIELDS, what="a new brand")
     # The spec types the slug string alone: only leaving it out derives one.
     validation.refuse_nulls(body, ("slug",))
     name = validation.text(body, "name", max_len=200)
