@@ -545,6 +545,27 @@ def test_a_reply_may_be_put_at_the_instant_of_a_posts_slot(
     assert moved.get_json()["post"]["scheduled_at"] == slot
 
 
+def test_scheduling_the_approved_posts_makes_a_reply_due_now_not_in_a_slot(
+    client, shop_key, runtime
+) -> None:
+    # A reply settled "absent" goes back to approved, unscheduled (settling.py);
+    # POST /v1/schedule then must not give it the brand's next feed slot, a day
+    # past the customer's deadline, any more than `schedule {}` does.
+    post_id = reply(client, shop_key, store_mention(runtime)).get_json()["post"]["id"]
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET state = 'approved', scheduled_at = NULL WHERE id = :id",
+            id=post_id,
+        )
+
+    response = post_json(client, "/v1/schedule", {}, shop_key)
+
+    assert response.status_code == 200, response.get_json()
+    [scheduled] = response.get_json()["posts"]
+    assert scheduled["id"] == post_id
+    assert scheduled["scheduled_at"] == START.isoformat()
+
+
 def test_a_lost_reply_never_adopts_another_customers_reply_of_the_same_words(
     client, shop_key, x_runtime, x_sandbox, clock
 ) -> None:

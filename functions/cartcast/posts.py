@@ -123,7 +123,7 @@ WHERE brand_id = :brand_id AND scheduled_at > :after
   AND state NOT IN ('cancelled', 'failed') AND in_reply_to IS NULL
 """
 SELECT_APPROVED_UNSCHEDULED = """
-SELECT id FROM posts
+SELECT id, in_reply_to FROM posts
 WHERE brand_id = :brand_id AND state = 'approved' AND scheduled_at IS NULL
 ORDER BY created_at, id LIMIT :limit
 FOR UPDATE
@@ -688,19 +688,24 @@ def _requested_instant(
 def schedule_approved(
     tx: Transaction, *, brand_id: str, limit: int, now: dt.datetime
 ) -> list[dict[str, Any]]:
-    """Put up to `limit` approved, unscheduled posts into the next free slots."""
+    """Put up to `limit` approved, unscheduled posts into the next free slots.
+
+    A reply among them (one settled absent from X goes back to approved) takes no
+    slot, as in schedule(): it is due now.
+    """
     tx.one(LOCK_BRAND, brand_id=brand_id)
-    waiting = [
-        row["id"]
-        for row in tx.rows(SELECT_APPROVED_UNSCHEDULED, brand_id=brand_id, limit=limit)
-    ]
-    instants = _free_slots(tx, brand_id=brand_id, after=now, count=len(waiting))
-    for post_id, at in zip(waiting, instants, strict=False):
-        tx.scalar(UPDATE_SCHEDULE, brand_id=brand_id, id=post_id, at=at, now=now)
-    return [
-        get_post(tx, brand_id=brand_id, post_id=str(pid))
-        for pid in waiting[: len(instants)]
-    ]
+    rows = tx.rows(SELECT_APPROVED_UNSCHEDULED, brand_id=brand_id, limit=limit)
+    feed_count = sum(1 for row in rows if row["in_reply_to"] is None)
+    instants = iter(_free_slots(tx, brand_id=brand_id, after=now, count=feed_count))
+
+    scheduled = []
+    for row in rows:
+        at = now if row["in_reply_to"] is not None else next(instants, None)
+        if at is None:
+            continue
+        tx.scalar(UPDATE_SCHEDULE, brand_id=brand_id, id=row["id"], at=at, now=now)
+        scheduled.append(get_post(tx, brand_id=brand_id, post_id=str(row["id"])))
+    return scheduled
 
 
 def _free_slots(
