@@ -491,6 +491,18 @@ def test_a_schedule_request_with_an_unknown_field_is_a_400_naming_it(
         ("/v1/posts/{id}/schedule", {"local_time": None}, "local_time"),
         ("/v1/posts/{id}/schedule", {"time_zone": None}, "time_zone"),
         ("/v1/posts/{id}/cancel", {"reason": None}, "reason"),
+        # The spec's settle takes no x_post_id at all but with on_x (`false`),
+        # not even a null.
+        (
+            "/v1/posts/{id}/settle",
+            {"outcome": "absent", "x_post_id": None},
+            "x_post_id",
+        ),
+        (
+            "/v1/posts/{id}/settle",
+            {"outcome": "cancel", "x_post_id": None},
+            "x_post_id",
+        ),
     ],
 )
 def test_a_null_where_the_spec_takes_a_string_is_a_400_not_the_field_left_out(

@@ -161,9 +161,14 @@ def _parse_settlement(body: Any) -> tuple[str, str | None, str | None]:
 
     x_post_id = body.get("x_post_id")
     if outcome != "on_x":
-        if x_post_id is not None:
+        # docs/openapi.yaml: x_post_id is `false` unless on_x, so a null is refused
+        # too (a client sending one has the outcome or the field wrong).
+        if "x_post_id" in body:
+            sent = "null" if x_post_id is None else "given"
             raise InvalidRequest(
-                "'x_post_id' goes with outcome 'on_x' only", field="x_post_id"
+                f"'x_post_id' is {sent}; it goes with outcome 'on_x' only, so leave "
+                "it out",
+                field="x_post_id",
             )
     elif not isinstance(x_post_id, str) or not X_POST_ID.fullmatch(x_post_id):
         raise InvalidRequest(
