@@ -427,3 +427,16 @@ def test_a_null_text_is_refused_unless_the_field_takes_null() -> None:
     assert (
         validation.text({"tone": None}, "tone", required=False, nullable=True) is None
     )
+
+
+def test_an_unknown_field_is_named_cut_short_however_long_its_name() -> None:
+    # The body may hold a key of up to 2 MiB; echoed whole, in the message and
+    # the field, with repr() spelling each control as 4 characters, the 400
+    # would be several times the request. Other refusals cut a name at 200.
+    name = "\x01" * 100_000
+
+    with pytest.raises(InvalidRequest) as refused:
+        validation.only_fields({name: 1}, ("voice",), what="a new brand")
+
+    assert refused.value.field == name[:200]
+    assert len(str(refused.value)) < 1_000
