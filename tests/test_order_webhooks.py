@@ -194,6 +194,31 @@ def test_a_wrong_or_missing_signature_is_a_401_and_stores_nothing(
     assert stored_orders() == []
 
 
+def test_a_brand_past_its_offboarding_grace_takes_no_signed_orders(
+    server, app, brand
+) -> None:
+    # Its keys stop working then (offboarding.refuse_after_grace); a store's
+    # webhook must too, or an order lands, and marks a day for the rollup, while
+    # the sweep deletes the brand's rows batch by batch, over several ticks.
+    client = app.test_client()
+    asked = post_json(
+        client, "/v1/brand/offboarding", {"keep_daily_kpis": True}, brand["key"]
+    )
+    assert asked.status_code == 202, asked.get_json()
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute(
+            "UPDATE brands SET offboarding_due_at = :due WHERE id = :id",
+            due=START - dt.timedelta(minutes=1),
+            id=brand["id"],
+        )
+    raw = shopify_order()
+
+    status, body = server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw))
+
+    assert status == 401, body
+    assert stored_orders() == []
+
+
 def test_a_body_changed_after_signing_is_a_401(server, brand) -> None:
     raw = shopify_order()
     headers = headers_for(raw)

@@ -25,7 +25,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from cartcast import brands, orders
+from cartcast import brands, offboarding, orders
 from cartcast.db import Transaction
 from cartcast.errors import InvalidRequest, Unauthorized
 
@@ -73,6 +73,11 @@ def receive_signed_order(
             f"missing or wrong {SIGNATURE_HEADER} signature for this brand's "
             "webhook secret"
         )
+    # Past its offboarding grace a brand's keys no longer work, and the sweep is
+    # deleting its rows over several ticks: an order stored now would mark a day
+    # the rollup then rewrites from half-deleted tables, the day the brand keeps.
+    if tx.one(offboarding.PAST_GRACE, brand_id=brand["id"], now=now):
+        raise Unauthorized("this brand is offboarded; its order webhook is closed")
 
     topic = headers.get(TOPIC_HEADER)
     if topic is not None and topic.strip() != ORDER_TOPIC:
