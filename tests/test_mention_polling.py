@@ -173,7 +173,31 @@ def test_a_page_token_within_the_reread_margin_is_still_resumed(
     clock.advance(removed_mentions.REREAD_MARGIN - dt.timedelta(minutes=1))
     outcome = poll(runtime, clock)
 
-    assert outcome["read"] == 50 and outcome["new"] == 50 and stored(runtime) == 151
+    # The token's query reaches back past the cursor: the first mention is read
+    # again, and stored once.
+    assert outcome["read"] == 51 and outcome["new"] == 50 and stored(runtime) == 151
+
+
+def test_a_resumed_read_keeps_the_overlap_its_first_page_was_asked_with(
+    runtime, sandbox, clock, alpha
+) -> None:
+    # X ties a page token to its query: the resumed read sends the since_id the
+    # first read sent, reached back past the cursor, and so still finds a mention
+    # indexed late below the cursor.
+    late = mention(sandbox, clock, "@alpha where is my order", index_lag_s=90)
+    mention(sandbox, clock, "@alpha first")
+    poll(runtime, clock)
+    [mention(sandbox, clock, f"@alpha hello {n}") for n in range(150)]
+    next_tick(runtime, clock)
+    sandbox.set_limit(MENTIONS_ROUTE, 1)
+    assert poll(runtime, clock)["new"] == 100
+
+    clock.advance(dt.timedelta(minutes=16))
+    resumed = poll(runtime, clock)
+
+    assert resumed["new"] == 51 and stored(runtime) == 152
+    assert late in {row["x_post_id"] for row in rows(runtime)}
+    assert cursor(runtime, alpha)["mentions_resume_token"] is None
 
 
 def test_a_mention_indexed_late_below_the_cursor_is_found_by_the_overlap(

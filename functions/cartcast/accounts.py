@@ -26,7 +26,8 @@ X_RATE_LIMIT_WINDOW = dt.timedelta(minutes=15)
 SELECT_CONNECTED = """
 SELECT id, time_zone, x_user_id, x_access_token, x_token_expires_at, x_own_app,
     mentions_since_id,
-    mentions_resume_token, mentions_resume_started_at, mentions_pending_newest_id,
+    mentions_resume_token, mentions_resume_started_at, mentions_resume_since_id,
+    mentions_pending_newest_id,
     x_reads_paused_until,
     mentions_poll_interval_s, mentions_next_poll_at
 FROM brands

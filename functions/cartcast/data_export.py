@@ -54,7 +54,7 @@ BRAND_COLUMNS = (
     "publishing_paused_by", "publishing_paused_reason", "offboarding_requested_at",
     "offboarding_requested_by", "offboarding_due_at", "offboarding_keeps_kpis",
     "offboarded_at", "mention_text_retention_days", "x_token_expires_at",
-    "x_token_scopes", "mentions_resume_started_at",
+    "x_token_scopes", "mentions_resume_started_at", "mentions_resume_since_id",
 )  # fmt: skip
 # Secrets, and what grants access (a webhook URL is its own secret).
 BRAND_WITHHELD = (

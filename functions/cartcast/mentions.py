@@ -4,7 +4,8 @@ Polling reads pages back to the stored cursor, stores the mentions (the X id is
 unique per brand, so a re-read stores nothing twice) and moves the cursor in the same
 transaction, only once every page back to it was read; a poll that runs out of pages,
 or whose read fails after some pages, stores what it read and resumes from X's page
-token next time, unless that read started removed_mentions.REREAD_MARGIN ago or
+token next time, with the since_id that read first sent (X ties a token to its
+query), unless that read started removed_mentions.REREAD_MARGIN ago or
 more: then it starts again from the cursor. Each read reaches
 CARTCAST_MENTION_OVERLAP_S back past the cursor, so a mention X indexed late, with
 an id below the cursor, is still found. A cursor X
@@ -81,17 +82,19 @@ SAVE_CURSOR = """
 UPDATE brands SET mentions_since_id = :since_id,
     mentions_resume_token = :resume_token,
     mentions_resume_started_at = :resume_started_at,
+    mentions_resume_since_id = :resume_since_id,
     mentions_pending_newest_id = :pending_newest_id
 WHERE id = :brand_id
 """
 FORGET_RESUME = """
 UPDATE brands SET mentions_resume_token = NULL, mentions_resume_started_at = NULL,
-    mentions_pending_newest_id = NULL
+    mentions_resume_since_id = NULL, mentions_pending_newest_id = NULL
 WHERE id = :brand_id
 """
 RESTART_CURSOR = """
 UPDATE brands SET mentions_since_id = :since_id, mentions_resume_token = NULL,
-    mentions_resume_started_at = NULL, mentions_pending_newest_id = NULL
+    mentions_resume_started_at = NULL, mentions_resume_since_id = NULL,
+    mentions_pending_newest_id = NULL
 WHERE id = :brand_id
 """
 SAVE_PACE = """
@@ -284,6 +287,7 @@ def _forget_old_resume(runtime: Any, brand: dict[str, Any], now: dt.datetime) ->
     brand.update(
         mentions_resume_token=None,
         mentions_resume_started_at=None,
+        mentions_resume_since_id=None,
         mentions_pending_newest_id=None,
     )
 
@@ -303,6 +307,7 @@ def _restart_cursor(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> st
         mentions_since_id=restart_id,
         mentions_resume_token=None,
         mentions_resume_started_at=None,
+        mentions_resume_since_id=None,
         mentions_pending_newest_id=None,
     )
     return restart_id
@@ -313,14 +318,18 @@ def _request_since_id(
 ) -> str | None:
     """Return the since_id to send: the cursor, reaching back the overlap window.
 
-    A resumed read sends the cursor as it is, so X's page token still matches its
-    query. The overlap never reaches past what X keeps, unless the cursor itself
+    A resumed read sends the since_id its first page was asked with, kept beside
+    X's page token: X ties a token to its query (what it does with a token sent
+    with another query is not documented), and that since_id also re-reads the
+    overlap. The overlap never reaches past what X keeps, unless the cursor itself
     already does (then X refuses it and _read restarts from seven days ago).
     """
     from cartcast import x
 
+    if brand["mentions_resume_token"]:
+        return brand["mentions_resume_since_id"]
     cursor = brand["mentions_since_id"]
-    if cursor is None or brand["mentions_resume_token"]:
+    if cursor is None:
         return cursor
     reach_back = x.id_time(cursor) - dt.timedelta(seconds=settings.mention_overlap_s)
     oldest_kept = now - x.SINCE_ID_WINDOW + dt.timedelta(minutes=1)
@@ -444,9 +453,9 @@ def _next_cursor(
 
     The cursor (since_id) moves only once every page back to it was read. A read
     that ran out of pages, or failed after some, keeps X's token for the older
-    pages, the newest id it saw and when its query started (a resumed read keeps
-    the first one's); the next poll continues there, and when it reaches the
-    cursor the cursor jumps to that newest id.
+    pages, the newest id it saw, when its query started and the since_id it sent
+    (a resumed read keeps the first one's); the next poll continues there with
+    that query, and when it reaches the cursor the cursor jumps to that newest id.
     """
     newest = brand["mentions_pending_newest_id"] or batch.newest_id
     if batch.complete:
@@ -454,6 +463,7 @@ def _next_cursor(
             "since_id": _later_id(brand["mentions_since_id"], newest),
             "resume_token": None,
             "resume_started_at": None,
+            "resume_since_id": None,
             "pending_newest_id": None,
         }
     resumed = brand["mentions_resume_token"] is not None
@@ -463,6 +473,7 @@ def _next_cursor(
         "resume_started_at": (
             brand["mentions_resume_started_at"] if resumed else read_at
         ),
+        "resume_since_id": batch.since_id,
         "pending_newest_id": newest,
     }
 

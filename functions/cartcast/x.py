@@ -218,6 +218,9 @@ class MentionBatch:
     complete: bool
     next_token: str | None = None
     failure: errors.CartcastError | None = None
+    # The since_id the read sent: X ties `next_token` to its query, so a read that
+    # continues from it sends this one again.
+    since_id: str | None = None
     skipped: int = 0
     returned: int = 0
 
@@ -431,6 +434,7 @@ class XClient:
             complete=next_token is None and failure is None,
             next_token=next_token,
             failure=failure,
+            since_id=since_id,
             skipped=skipped,
             returned=returned,
         )
