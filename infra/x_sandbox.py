@@ -74,6 +74,10 @@ Facts about X that shaped the answers, with where they come from:
 - Mentions are indexed late too: a mention added with `index_lag_s` is in the
   mentions timeline only that long after its `created_at`, with its own early id,
   so a reader whose since_id already passed it never sees it again.
+- A page token (`next_token`) belongs to the query that issued it: sent with
+  another since_id or until_id it is refused with a 400 `invalid-request` naming
+  `pagination_token`. X ties tokens to their query but documents no answer to a
+  mismatch; the refusal, and its wording, are the sandbox's own.
 - A since_id older than SINCE_ID_WINDOW (seven days, what X's search index keeps)
   is refused with a 400 `invalid-request` naming the parameter, the shape of X's
   answer in rooteco/tweetscape issue 421; the message's wording is the sandbox's.
@@ -1008,7 +1012,7 @@ class XSandbox:
         page_size = _max_results(query)
         since_id, until_id = _id_param(query, "since_id"), _id_param(query, "until_id")
         start, end = _time_param(query, "start_time"), _time_param(query, "end_time")
-        before_id = _decode_page_token(query.get("pagination_token"))
+        before_id = _page_token_position(query, since_id, until_id)
         fields = _enum_set(query, "tweet.fields", TWEET_FIELDS)
         expansions = _enum_set(query, "expansions", EXPANSIONS)
         user_fields = _enum_set(query, "user.fields", USER_FIELDS)
@@ -1047,7 +1051,9 @@ class XSandbox:
             "oldest_id": page[-1].id,
         }
         if len(selected) > page_size:
-            meta["next_token"] = _encode_page_token(int(page[-1].id))
+            meta["next_token"] = _encode_page_token(
+                int(page[-1].id), since_id, until_id
+            )
         body["meta"] = meta
         return body
 
@@ -1784,20 +1790,40 @@ def _max_results(query: dict[str, str]) -> int:
     return int(raw)
 
 
-def _encode_page_token(before_id: int) -> str:
-    """Make an opaque next_token that resumes below `before_id`."""
-    return base64.b32encode(f"{before_id:x}".encode()).decode().rstrip("=").lower()
+def _encode_page_token(
+    before_id: int, since_id: int | None, until_id: int | None
+) -> str:
+    """Make an opaque next_token that resumes below `before_id`, for the query
+    with this since_id and until_id only."""
+    bounds = [before_id, since_id, until_id]
+    plain = ":".join("" if bound is None else f"{bound:x}" for bound in bounds)
+    return base64.b32encode(plain.encode()).decode().rstrip("=").lower()
 
 
-def _decode_page_token(token: str | None) -> int | None:
+def _page_token_position(
+    query: dict[str, str], since_id: int | None, until_id: int | None
+) -> int | None:
+    """Return the id a page token resumes below; refuse a token that is not one,
+    or that was issued for a query with another since_id or until_id."""
+    token = query.get("pagination_token")
     if token is None:
         return None
     try:
         padded = token.upper() + "=" * (-len(token) % 8)
-        return int(base64.b32decode(padded).decode(), 16)
+        before, since, until = base64.b32decode(padded).decode().split(":")
+        position = int(before, 16)
+        issued_for = [int(b, 16) if b else None for b in (since, until)]
     except (binascii.Error, ValueError, UnicodeDecodeError):
         message = f"The `pagination_token` query parameter value [{token}] is not valid"
         raise Refusal(400, _invalid("pagination_token", token, message)) from None
+
+    if issued_for != [since_id, until_id]:
+        message = (
+            f"The `pagination_token` query parameter value [{token}] does not "
+            "belong to this query's since_id and until_id"
+        )
+        raise Refusal(400, _invalid("pagination_token", token, message))
+    return position
 
 
 def _format_instant(instant: dt.datetime) -> str:

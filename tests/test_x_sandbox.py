@@ -271,6 +271,42 @@ def test_pagination_walks_every_mention_once_newest_first(sandbox, http):
     assert seen == list(reversed(ids))
 
 
+def test_a_page_token_goes_on_with_the_since_id_it_was_issued_for(sandbox, http):
+    oldest = mention(sandbox, "@shop first")
+    ids = [mention(sandbox, f"@shop question {n}") for n in range(8)]
+    query = {"max_results": 5, "since_id": oldest}
+    first = http("GET", f"/2/users/{SHOP['user_id']}/mentions", params=query).json()
+
+    query["pagination_token"] = first["meta"]["next_token"]
+    second = http("GET", f"/2/users/{SHOP['user_id']}/mentions", params=query)
+
+    assert second.status_code == 200
+    assert [m["id"] for m in second.json()["data"]] == list(reversed(ids[:3]))
+
+
+@pytest.mark.parametrize(
+    "changed", [{"since_id": None}, {"since_id": "later"}, {"until_id": "later"}]
+)
+def test_a_page_token_sent_with_another_query_is_an_invalid_request(
+    sandbox, http, changed
+):
+    # X ties a page token to the query that issued it.
+    oldest = mention(sandbox, "@shop first")
+    ids = [mention(sandbox, f"@shop question {n}") for n in range(8)]
+    query = {"max_results": 5, "since_id": oldest}
+    first = http("GET", f"/2/users/{SHOP['user_id']}/mentions", params=query).json()
+    token = first["meta"]["next_token"]
+
+    query["pagination_token"] = token
+    query.update({k: ids[-1] if v == "later" else v for k, v in changed.items()})
+    response = http("GET", f"/2/users/{SHOP['user_id']}/mentions", params=query)
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"] == "https://api.x.com/2/problems/invalid-request"
+    assert body["errors"][0]["parameters"] == {"pagination_token": [token]}
+
+
 def test_since_id_returns_only_newer_mentions(sandbox, http):
     old = mention(sandbox, "@shop first")
     new = mention(sandbox, "@shop second")
