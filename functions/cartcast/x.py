@@ -376,7 +376,8 @@ class XClient:
                 the older mentions past the last page are still unread, from
                 `next_token` on.
             pagination_token: continue an earlier incomplete read from its
-                `next_token`.
+                `next_token`, with the same `since_id` (the batch's): X ties a
+                token to its query.
 
         Raises:
             CartcastError: the first page failed. A later page's failure is
