@@ -17,6 +17,24 @@ from typing import Any
 MINUTE_WINDOW_WAIT_MAX_S = 61.0
 
 
+def deployed_settings() -> Any:
+    """Load the deployment's settings for a live run, or stop naming what is missing.
+
+    The quota governor keeps its counts in the database, so a live run needs
+    DATABASE_URL as well as the key.
+    """
+    from cartcast import settings as settings_module
+    from cartcast.errors import ConfigurationError
+
+    try:
+        deployed = settings_module.load()
+    except ConfigurationError as error:
+        raise SystemExit(f"--gemini needs the deployment's settings: {error}") from None
+    if not deployed.gemini_api_key:
+        raise SystemExit("--gemini needs GEMINI_API_KEY (and DATABASE_URL for quota)")
+    return deployed
+
+
 def check_day_budget(governor: Any, requests: int, batch: int) -> None:
     """Stop before any request when the governor cannot allow them all today."""
     budget = governor.state()

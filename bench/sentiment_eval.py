@@ -301,15 +301,8 @@ def _evaluate_gemini(texts: list[str], gold: list[str]) -> dict:
     where Gemini's answer gave no usable label, never for want of quota."""
     from bench import gemini_budget
     from cartcast import runtime as runtime_module
-    from cartcast import settings as settings_module
-    from cartcast.errors import ConfigurationError
 
-    try:
-        deployed = settings_module.load()
-    except ConfigurationError as error:
-        raise SystemExit(f"--gemini needs the deployment's settings: {error}") from None
-    if not deployed.gemini_api_key:
-        raise SystemExit("--gemini needs GEMINI_API_KEY (and DATABASE_URL for quota)")
+    deployed = gemini_budget.deployed_settings()
 
     batch = deployed.sentiment_batch_size
     current = runtime_module.Runtime(deployed)

@@ -223,15 +223,8 @@ def triage_with_gemini(
     """
     from cartcast import runtime as runtime_module
     from cartcast import scoring
-    from cartcast import settings as settings_module
-    from cartcast.errors import ConfigurationError
 
-    try:
-        deployed = settings_module.load()
-    except ConfigurationError as error:
-        raise SystemExit(f"--gemini needs the deployment's settings: {error}") from None
-    if not deployed.gemini_api_key:
-        raise SystemExit("--gemini needs GEMINI_API_KEY (and DATABASE_URL for quota)")
+    deployed = gemini_budget.deployed_settings()
 
     # The scoring function labels with Gemini only when this engine is chosen.
     chosen = dataclasses.replace(deployed, sentiment_engine="gemini")
