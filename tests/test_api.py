@@ -166,6 +166,24 @@ def test_a_zero_length_body_on_a_route_whose_body_is_optional_is_no_body(
     assert response.status_code == 200, response.get_json()
 
 
+def refused_product_post(client, brand_key: str, content_type: str) -> dict:
+    """POST one product typed `content_type`: a 415 that stores nothing; its error."""
+    response = client.post(
+        "/v1/products",
+        data=json.dumps({"products": catalog(1)}),
+        headers=auth(brand_key),
+        content_type=content_type,
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 415, error
+    assert client.get("/v1/products", headers=auth(brand_key)).get_json() == {
+        "products": [],
+        "next": None,
+    }
+    return error
+
+
 @pytest.mark.parametrize(
     "media_type",
     [
@@ -182,20 +200,9 @@ def test_a_zero_length_body_on_a_route_whose_body_is_optional_is_no_body(
 def test_a_body_that_is_not_json_typed_is_a_415_naming_its_media_type(
     client, brand_key, media_type
 ) -> None:
-    response = client.post(
-        "/v1/products",
-        data=json.dumps({"products": catalog(1)}),
-        headers=auth(brand_key),
-        content_type=media_type,
-    )
+    error = refused_product_post(client, brand_key, media_type)
 
-    error = response.get_json()["error"]
-    assert response.status_code == 415, error
     assert error["field"] == "Content-Type" and media_type in error["message"]
-    assert client.get("/v1/products", headers=auth(brand_key)).get_json() == {
-        "products": [],
-        "next": None,
-    }
 
 
 @pytest.mark.parametrize(
@@ -252,20 +259,9 @@ def test_a_json_body_in_another_charset_is_a_415_naming_it(
 def test_a_charset_given_twice_or_unreadable_is_a_415_naming_it(
     client, brand_key, content_type
 ) -> None:
-    response = client.post(
-        "/v1/products",
-        data=json.dumps({"products": catalog(1)}),
-        headers=auth(brand_key),
-        content_type=content_type,
-    )
+    error = refused_product_post(client, brand_key, content_type)
 
-    error = response.get_json()["error"]
-    assert response.status_code == 415, error
     assert error["field"] == "Content-Type" and "charset" in error["message"]
-    assert client.get("/v1/products", headers=auth(brand_key)).get_json() == {
-        "products": [],
-        "next": None,
-    }
 
 
 @pytest.mark.parametrize(
