@@ -13,6 +13,7 @@ import zoneinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from cartcast import web
 from cartcast.errors import InvalidRequest
 
 # numeric(12, 2), the type of every amount column (sql/001_schema.sql).
@@ -43,8 +44,6 @@ DATE_TIME = re.compile(
 LOCAL_DATE_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
 )
-# How much of a field's name a refusal shows, as web.FIELD_LENGTH_MAX.
-FIELD_NAME_SHOWN_MAX = 200
 # An RFC 3339 time's leap second: "2016-12-31T23:59:60Z".
 LEAP_SECOND = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):60(.*)")
 # What JSON Schema's `\s` matches (ECMA-262 WhiteSpace and LineTerminator), so a
@@ -107,12 +106,12 @@ def require_object(body: Any, where: str = "body") -> dict[str, Any]:
 def only_fields(body: dict[str, Any], allowed: tuple[str, ...], *, what: str) -> None:
     """Refuse a field the route does not know: a typo would otherwise be ignored.
 
-    The name is shown cut to FIELD_NAME_SHOWN_MAX characters: a body may hold a
+    The name is shown cut to web.FIELD_LENGTH_MAX characters: a body may hold a
     key of megabytes, and the answer should not echo it back, twice.
     """
     for name in body:
         if name not in allowed:
-            shown = name[:FIELD_NAME_SHOWN_MAX]
+            shown = name[: web.FIELD_LENGTH_MAX]
             raise InvalidRequest(
                 f"{what} has no field {shown!r}; it takes "
                 f"{', '.join(allowed) if allowed else 'none'}",
