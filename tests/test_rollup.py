@@ -594,34 +594,6 @@ def test_deleting_an_order_or_a_post_rewrites_the_days_they_counted_on(
     assert rows[dt.date(2026, 3, 2)]["impressions"] == 0
 
 
-def test_a_reply_to_a_mention_counts_as_a_reply_not_as_a_post(runtime) -> None:
-    # One post and one reply to a mention, both published at 21:00 EST on the 5th.
-    ids = make_fixture(runtime)
-    with runtime.database.transaction() as tx:
-        tx.execute(
-            "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
-            "published_at, in_reply_to, reply_conversation_id, created_by, "
-            "created_at, updated_at) "
-            "VALUES (:id, :brand_id, 'thanks!', 'published', 'manual', 7, :at, "
-            "'1900000000000000000', '1900000000000000000', 'test', :at, :at)",
-            id=str(uuid.uuid4()),
-            brand_id=ids["brand_id"],
-            at=PUBLISHED_AT,
-        )
-
-    roll_up(runtime)
-
-    march_5 = days(runtime, ids["brand_id"])[MARCH_5]
-    with runtime.database.transaction() as tx:
-        replies = tx.scalar(
-            "SELECT replies_published FROM daily_kpis "
-            "WHERE brand_id = :brand_id AND day = :day",
-            brand_id=ids["brand_id"],
-            day=MARCH_5,
-        )
-    assert (march_5["posts_published"], replies) == (1, 1)
-
-
 def new_reply(tx, brand_id: str, at: dt.datetime) -> str:
     reply_id = str(uuid.uuid4())
     tx.execute(
@@ -635,6 +607,25 @@ def new_reply(tx, brand_id: str, at: dt.datetime) -> str:
         at=at,
     )
     return reply_id
+
+
+def test_a_reply_to_a_mention_counts_as_a_reply_not_as_a_post(runtime) -> None:
+    # One post and one reply to a mention, both published at 21:00 EST on the 5th.
+    ids = make_fixture(runtime)
+    with runtime.database.transaction() as tx:
+        new_reply(tx, ids["brand_id"], PUBLISHED_AT)
+
+    roll_up(runtime)
+
+    march_5 = days(runtime, ids["brand_id"])[MARCH_5]
+    with runtime.database.transaction() as tx:
+        replies = tx.scalar(
+            "SELECT replies_published FROM daily_kpis "
+            "WHERE brand_id = :brand_id AND day = :day",
+            brand_id=ids["brand_id"],
+            day=MARCH_5,
+        )
+    assert (march_5["posts_published"], replies) == (1, 1)
 
 
 def test_a_replys_impressions_and_engagements_are_kept_apart_from_the_posts(
