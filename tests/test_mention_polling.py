@@ -93,6 +93,21 @@ def next_tick(runtime, clock) -> None:
 # Pagination and the cursor
 
 
+def halted_read(runtime, sandbox, clock) -> tuple[str, dict[str, int]]:
+    """Poll one mention, then 150 more in a read X rate-limits after its first page.
+
+    The halted read is a new 15-minute window whose second page meets a 429 with
+    X's reset; return the first mention's id and that read's outcome.
+    """
+    first = mention(sandbox, clock, "@alpha first")
+    poll(runtime, clock)
+    for n in range(150):
+        mention(sandbox, clock, f"@alpha hello {n}")
+    next_tick(runtime, clock)
+    sandbox.set_limit(MENTIONS_ROUTE, 1)
+    return first, poll(runtime, clock)
+
+
 def test_several_pages_are_read_to_the_end_before_the_cursor_moves(
     runtime, sandbox, clock, alpha
 ) -> None:
@@ -108,15 +123,7 @@ def test_several_pages_are_read_to_the_end_before_the_cursor_moves(
 def test_a_page_refused_midway_keeps_the_pages_read_and_leaves_the_cursor(
     runtime, sandbox, clock, alpha
 ) -> None:
-    old = mention(sandbox, clock, "@alpha first")
-    poll(runtime, clock)
-    [mention(sandbox, clock, f"@alpha hello {n}") for n in range(150)]
-    next_tick(runtime, clock)
-    # The second page of the next read (a new 15-minute window) meets the rate
-    # limit: a 429 with X's reset.
-    sandbox.set_limit(MENTIONS_ROUTE, 1)
-
-    outcome = poll(runtime, clock)
+    old, outcome = halted_read(runtime, sandbox, clock)
     halfway = cursor(runtime, alpha)
 
     assert outcome["new"] == 100
@@ -139,12 +146,8 @@ def test_a_page_token_kept_past_the_reread_margin_is_dropped_for_the_cursor(
 ) -> None:
     # A removed author's ids are kept only a day past the poll's reach
     # (removed_mentions.REREAD_MARGIN); a token's query may reach back further.
-    old = mention(sandbox, clock, "@alpha first")
-    poll(runtime, clock)
-    [mention(sandbox, clock, f"@alpha hello {n}") for n in range(150)]
-    next_tick(runtime, clock)
-    sandbox.set_limit(MENTIONS_ROUTE, 1)
-    assert poll(runtime, clock)["new"] == 100
+    old, halted = halted_read(runtime, sandbox, clock)
+    assert halted["new"] == 100
     assert cursor(runtime, alpha)["mentions_resume_token"] is not None
     sandbox.set_limit(MENTIONS_ROUTE, 300)  # X's limit again: every page answers
 
@@ -163,12 +166,7 @@ def test_a_page_token_kept_past_the_reread_margin_is_dropped_for_the_cursor(
 def test_a_page_token_within_the_reread_margin_is_still_resumed(
     runtime, sandbox, clock, alpha
 ) -> None:
-    mention(sandbox, clock, "@alpha first")
-    poll(runtime, clock)
-    [mention(sandbox, clock, f"@alpha hello {n}") for n in range(150)]
-    next_tick(runtime, clock)
-    sandbox.set_limit(MENTIONS_ROUTE, 1)
-    poll(runtime, clock)
+    halted_read(runtime, sandbox, clock)
 
     clock.advance(removed_mentions.REREAD_MARGIN - dt.timedelta(minutes=1))
     outcome = poll(runtime, clock)
@@ -185,12 +183,8 @@ def test_a_resumed_read_keeps_the_overlap_its_first_page_was_asked_with(
     # first read sent, reached back past the cursor, and so still finds a mention
     # indexed late below the cursor.
     late = mention(sandbox, clock, "@alpha where is my order", index_lag_s=90)
-    mention(sandbox, clock, "@alpha first")
-    poll(runtime, clock)
-    [mention(sandbox, clock, f"@alpha hello {n}") for n in range(150)]
-    next_tick(runtime, clock)
-    sandbox.set_limit(MENTIONS_ROUTE, 1)
-    assert poll(runtime, clock)["new"] == 100
+    _, halted = halted_read(runtime, sandbox, clock)
+    assert halted["new"] == 100
 
     clock.advance(dt.timedelta(minutes=16))
     resumed = poll(runtime, clock)
