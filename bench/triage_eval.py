@@ -34,6 +34,14 @@ before the first when the governor has fewer left today (GEMINI_REQUESTS_PER_DAY
 default), and waits for its minute window (GEMINI_REQUESTS_PER_MINUTE, 5) rather
 than fall back.
 
+With --labels PATH, intent and sentiment come from labels recorded elsewhere: a
+person's second reading of the texts, or a model's answers kept from another run.
+PATH is a JSON object {"labeller": "who or what labelled", "labels": [{"text",
+"intent", "sentiment", "score"}, ...]}; a label is matched to a mention by its whole
+text, and triaged as a Gemini label is. A mention the file holds no label for keeps
+the offline label and is counted as a fallback. This measures how far a labeller other
+than the offline scorer would take the goal, without spending any quota.
+
 --files replaces the labelled files read (the tests pass a few mentions of their own).
 """
 
@@ -45,6 +53,7 @@ import datetime as dt
 import json
 import math
 import sys
+import types
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.gemini:
         triaged, labeller = triage_with_gemini(mentions)
         _print_labeller(labeller)
+    elif args.labels:
+        triaged, labeller = triage_with_recorded_labels(
+            mentions, recorded_labels(Path(args.labels))
+        )
+        _print_labeller(labeller)
     else:
         triaged = triage_offline(mentions)
 
@@ -98,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         figures = {"combined": combined, "files": per_file}
         if labeller:
-            figures["gemini"] = labeller
+            figures[labeller["engine"]] = labeller
         if not show_texts:
             figures = {
                 **figures,
@@ -140,12 +154,21 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="live mode: intent and sentiment from Gemini (costs quota; see above)",
     )
     parser.add_argument(
+        "--labels",
+        metavar="PATH",
+        help="intent and sentiment recorded elsewhere, from this JSON file (see above)",
+    )
+    parser.add_argument(
         "--files",
         nargs="+",
         metavar="PATH",
         help="labelled mention files to read instead of tests/data/triage_mentions*",
     )
     args = parser.parse_args(argv)
+    if args.gemini and args.labels:
+        parser.error("--labels: give either recorded labels or --gemini, not both")
+    if args.labels and not Path(args.labels).is_file():
+        parser.error(f"--labels: no such file: {args.labels}")
     missing = [path for path in args.files or () if not Path(path).is_file()]
     if missing:
         parser.error(f"--files: no such file: {', '.join(missing)}")
@@ -275,12 +298,109 @@ def triage_with_gemini(
         else:
             models[label.model] += 1
     labeller = {
+        "engine": "gemini",
         "model": models.most_common(1)[0][0] if models else chosen.gemini_model,
         "mentions": len(mentions),
         "batch_size": batch,
         "requests": math.ceil(len(mentions) / batch),
         "fallbacks": reasons.total(),
         "fallback_reasons": dict(reasons.most_common()),
+        "fallbacks_by_file": dict(by_file),
+    }
+    return triaged, labeller
+
+
+SENTIMENTS = ("negative", "neutral", "positive")
+
+
+def recorded_labels(path: Path) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Read a file of recorded labels; return who labelled and each text's label.
+
+    Raises SystemExit naming the first label that is not usable: a figure from a
+    file read only in part would pass for the labeller's.
+    """
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        labeller = recorded["labeller"]
+        items = recorded["labels"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--labels: {path}: not a labels file ({exc})") from exc
+    if not isinstance(items, list):
+        raise SystemExit(f"--labels: {path}: not a labels file (labels is no list)")
+    labels: dict[str, dict[str, Any]] = {}
+    for n, item in enumerate(items):
+        problem = _label_problem(item)
+        if problem is None and item["text"] in labels:
+            problem = "a text labelled twice"
+        if problem is not None:
+            raise SystemExit(f"--labels: {path}: label {n}: {problem}")
+        labels[item["text"]] = item
+    return str(labeller), labels
+
+
+def _label_problem(item: Any) -> str | None:
+    if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+        return "no text"
+    if item.get("intent") not in INTENTS:
+        return f"intent must be one of {', '.join(INTENTS)}"
+    if item.get("sentiment") not in SENTIMENTS:
+        return f"sentiment must be one of {', '.join(SENTIMENTS)}"
+    score = item.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        return "score must be a number"
+    if not -1 <= score <= 1:
+        return "score must be between -1 and 1"
+    return None
+
+
+def triage_with_recorded_labels(
+    mentions: list[dict], recorded: tuple[str, dict[str, dict[str, Any]]]
+) -> tuple[list[tuple[dict, str, triage.Triage]], dict[str, Any]]:
+    """Triage each mention with its recorded label, as scoring.py triages Gemini's.
+
+    Returns (mention, intent, triage) for each, and who labelled them with the
+    mentions that had no recorded label and kept the offline one.
+    """
+    from cartcast import scoring
+
+    name, labels = recorded
+    # triage_label reads only the settings from the runtime it is given.
+    current = types.SimpleNamespace(settings=Settings())
+    triaged = []
+    by_file: Counter[str] = Counter()
+    for i, mention in enumerate(mentions):
+        row = _mention_row(f"m{i}", mention)
+        offline = sentiment.score_mention(mention["text"])
+        given = labels.get(mention["text"])
+        if given is None:
+            by_file[mention["file"]] += 1
+            label = scoring.Label(
+                sentiment=offline.sentiment,
+                score=offline.compound,
+                intent=offline.intent,
+                engine="offline",
+                model=sentiment.SCORER_VERSION,
+                reasons=offline.reasons,
+            )
+        else:
+            crisis = tuple(f"crisis:{word}" for word in offline.crisis)
+            label = scoring.Label(
+                sentiment=given["sentiment"],
+                score=float(given["score"]),
+                intent=given["intent"],
+                engine="recorded",
+                model=name,
+                reasons=(*crisis, f"intent:{given['intent']}"),
+            )
+        decided, _ = scoring.triage_label(current, row, label, {row["id"]: offline})
+        triaged.append((mention, label.intent, decided))
+    missing = by_file.total()
+    labeller = {
+        "engine": "recorded",
+        "model": name,
+        "mentions": len(mentions),
+        "fallbacks": missing,
+        "fallback_reasons": {"no recorded label": missing} if missing else {},
         "fallbacks_by_file": dict(by_file),
     }
     return triaged, labeller
@@ -305,11 +425,12 @@ def _labelled_by(labeller: dict[str, Any], name: str | None = None) -> dict:
     """Return the model and fallback count a file's (or all) figures carry."""
     if not labeller:
         return {}
+    engine = "Gemini" if labeller["engine"] == "gemini" else "recorded labels"
     if name is None:
         fallbacks = labeller["fallbacks"]
     else:
         fallbacks = labeller["fallbacks_by_file"].get(name, 0)
-    return {"model": labeller["model"], "fallbacks": fallbacks}
+    return {"labeller": engine, "model": labeller["model"], "fallbacks": fallbacks}
 
 
 def figures_of(triaged: list[tuple[dict, str, triage.Triage]]) -> dict:
@@ -362,6 +483,13 @@ def figures_of(triaged: list[tuple[dict, str, triage.Triage]]) -> dict:
 
 
 def _print_labeller(labeller: dict[str, Any]) -> None:
+    if labeller["engine"] == "recorded":
+        print(
+            f"Recorded labels ({labeller['model']}) for {labeller['mentions']} "
+            f"mentions; {labeller['fallbacks']} had none and kept the offline label"
+        )
+        print()
+        return
     print(
         f"Gemini ({labeller['model']}) labelled {labeller['mentions']} mentions in "
         f"{labeller['requests']} requests of up to {labeller['batch_size']}; "
@@ -379,8 +507,8 @@ def _print(figures: dict, *, show_texts: bool, listed_above: bool = False) -> No
     )
     if "model" in figures:
         print(
-            f"labelled by Gemini ({figures['model']}); {figures['fallbacks']} fell "
-            "back to the offline scorer"
+            f"labelled by {figures['labeller']} ({figures['model']}); "
+            f"{figures['fallbacks']} fell back to the offline scorer"
         )
     print("Confusion (rows: labelled intent; columns: scored intent)")
     short = {
