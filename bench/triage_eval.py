@@ -107,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     combined = figures_of(triaged)
     source = f"all {len(paths or MENTION_FILES)} files"
     combined.update(half=args.half, source=source, **_labelled_by(labeller))
+    # Each brand's inbox ranks its own mentions only; the goal pools every file.
+    combined["order_issues_below_praise_store_by_store"] = sum(
+        len(f["order_issues_ranked_below_praise"]) for f in per_file.values()
+    )
     # Each file's misses were listed above; the pooled figures are what count.
     _print(combined, show_texts=False, listed_above=show_texts)
     if args.json:
@@ -523,6 +527,11 @@ def _print(figures: dict, *, show_texts: bool, listed_above: bool = False) -> No
         print(f"{gold:14}" + "".join(f"{row[p]:>9}" for p in INTENTS) + f"{shown:>9}")
     below = figures["order_issues_ranked_below_praise"]
     print(f"order issues ranked below a praise: {len(below)}")
+    if "order_issues_below_praise_store_by_store" in figures:
+        print(
+            "  (each store's inbox ranked on its own: "
+            f"{figures['order_issues_below_praise_store_by_store']} in all)"
+        )
     for text in below if show_texts else ():
         print(f"  below praise: {text[:70]}")
     for miss in figures["misses"] if show_texts else ():

@@ -145,3 +145,42 @@ def test_labels_and_gemini_together_are_refused(mentions_file, tmp_path, capsys)
     with pytest.raises(SystemExit):
         triage_eval.main(argv)
     assert "either recorded labels or --gemini" in capsys.readouterr().err
+
+
+def test_the_pooled_ranking_is_printed_beside_each_store_s_own(tmp_path, capsys):
+    # Store a's praise is read as an order issue and tops the pooled list, above
+    # store b's order issue; in b's own inbox no praise is above it.
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    for path, rows in (
+        (a, [("Thank you for the lovely lamp", "praise")]),
+        (b, [("My parcel never arrived, order 5512", "order_issue")]),
+    ):
+        path.write_text(
+            json.dumps(
+                [
+                    {
+                        "text": text,
+                        "expected_intent": intent,
+                        "expected_sentiment": "neutral",
+                        "author_followers": 120,
+                        "media_types": [],
+                        "half": "reporting",
+                    }
+                    for text, intent in rows
+                ]
+            )
+        )
+    labels = labels_file(
+        tmp_path,
+        [
+            label("Thank you for the lovely lamp", "order_issue", "negative", -0.5),
+            label("My parcel never arrived, order 5512", "order_issue"),
+        ],
+    )
+    figures_path = tmp_path / "figures.json"
+    argv = ["--files", str(a), str(b), "--labels", str(labels)]
+    assert triage_eval.main([*argv, "--json", str(figures_path)]) == 0
+    combined = json.loads(figures_path.read_text())["combined"]
+    assert combined["order_issues_ranked_below_praise"] == 1
+    assert combined["order_issues_below_praise_store_by_store"] == 0
+    assert "(each store's inbox ranked on its own: 0 in all)" in capsys.readouterr().out
