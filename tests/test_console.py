@@ -12,6 +12,7 @@ import html
 import io
 import json
 import re
+import zoneinfo
 
 import pytest
 
@@ -21,6 +22,7 @@ from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import auth, brand_body, catalog, post_json
 from tests.test_inbox import store_mention
 
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 SECRET = "console-test-secret-0123456789abcdef"
 HOUR = dt.timedelta(hours=1)
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -395,6 +397,55 @@ def test_a_slot_picked_beside_the_posts_own_time_moves_it_to_the_slot(
 
     assert answer.status_code == 303, text_of(answer)
     assert post.get_json()["post"]["scheduled_at"] == "2026-03-03T14:30:00+00:00"
+
+
+FIRST_SLOT = re.compile(
+    r'<select id="slot" name="slot">\s*<option value="">[^<]*</option>\s*'
+    r'<option value="([^"]+)"'
+)
+
+
+def test_a_slot_that_passed_while_the_page_sat_open_is_refused_naming_the_slot(
+    client, signed_in, clock_file
+) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    page = text_of(client.get(f"/console/posts/{post_id}"))
+    first_slot = FIRST_SLOT.search(page).group(1)
+    slot_at = dt.datetime.fromisoformat(first_slot).replace(tzinfo=NEW_YORK)
+    clock_file.set(slot_at + dt.timedelta(minutes=1))
+    # The session may have ended meanwhile; a new one keeps the old page's slot.
+    sign_in(client, signed_in["key"])
+    token = csrf_of(client)
+
+    answer = client.post(
+        f"/console/posts/{post_id}/schedule",
+        data={"csrf": token, "slot": first_slot, "local_time": ""},
+    )
+
+    assert answer.status_code == 400
+    assert "Field: <code>slot</code>" in text_of(answer)
+    assert f"the slot {first_slot} has passed" in text_of(answer)
+    assert post_state(client, signed_in["key"], post_id) == "approved"
+
+
+@pytest.mark.parametrize("slot", ["2027-03-02T09:30", "next tuesday"])
+def test_a_slot_the_schedule_refuses_is_named_as_the_slot(
+    client, signed_in, slot
+) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+
+    answer = client.post(
+        f"/console/posts/{post_id}/schedule",
+        data={"csrf": token, "slot": slot, "local_time": ""},
+    )
+
+    assert answer.status_code == 400
+    assert "Field: <code>slot</code>" in text_of(answer)
+    assert post_state(client, signed_in["key"], post_id) == "approved"
 
 
 LOCAL_TIME_VALUE = re.compile(r'id="local_time" name="local_time"[^>]*value="([^"]*)"')

@@ -73,6 +73,8 @@ INBOX_SHOWN_MAX = 100
 PRODUCTS_SHOWN_MAX = 500
 CALENDAR_FIRST_DAY = dt.date(2, 1, 1)
 CALENDAR_LAST_DAY = dt.date(9998, 12, 31)
+# A wall time as the post page's slots and datetime-local field write it.
+WALL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}")
 # A Shopify export of a thousand products with their variants and images.
 UPLOAD_BYTES_MAX = 8 * 1024 * 1024
 HTML_HEADERS = {
@@ -537,15 +539,25 @@ def schedule(
         raise InvalidRequest(
             "pick a suggested slot or type a time, not both", field="slot"
         )
+    now = runtime.clock.now()
+    if slot:
+        _refuse_a_passed_slot(slot, zone, now)
+
     body = {"local_time": slot or typed} if slot or typed else {}
-    posts.schedule(
-        tx,
-        brand_id=session.caller.brand_id,
-        post_id=str(post["id"]),
-        body=body,
-        now=runtime.clock.now(),
-        horizon_days=runtime.settings.schedule_horizon_days,
-    )
+    try:
+        posts.schedule(
+            tx,
+            brand_id=session.caller.brand_id,
+            post_id=str(post["id"]),
+            body=body,
+            now=now,
+            horizon_days=runtime.settings.schedule_horizon_days,
+        )
+    except InvalidRequest as refused:
+        # posts.schedule names the API's field; the person picked a slot.
+        if slot and refused.field == "local_time":
+            refused.field = "slot"
+        raise
     return _redirect(
         _back(request, f"/console/posts/{post['id']}") + "notice=scheduled"
     )
@@ -1164,6 +1176,21 @@ def _suggested_slots(
             at += dt.timedelta(days=7)
         slots.append(at.strftime("%Y-%m-%dT%H:%M"))
     return sorted(slots)
+
+
+def _refuse_a_passed_slot(slot: str, zone: zoneinfo.ZoneInfo, now: dt.datetime) -> None:
+    """Refuse a suggested slot whose time came while its page sat open.
+
+    Slots are offered as wall times later than now (_suggested_slots), and wall
+    times written YYYY-MM-DDTHH:MM sort as they fall, so the same comparison says
+    the slot has passed. Any other text is left for posts.schedule to refuse.
+    """
+    if WALL_TIME.fullmatch(slot) and slot <= _local(now, zone):
+        raise InvalidRequest(
+            f"the slot {slot} has passed; pick a later one, or leave both empty "
+            "for the next free slot",
+            field="slot",
+        )
 
 
 def _local(at: dt.datetime | None, zone: zoneinfo.ZoneInfo) -> str:
