@@ -813,6 +813,58 @@ def test_a_file_and_pasted_text_at_once_are_refused_with_nothing_written(
     assert after == before
 
 
+BOUNDARY = "cartcast-test-boundary"
+
+
+def multipart_body(fields: dict[str, bytes]) -> bytes:
+    """A multipart/form-data body of text fields holding these exact bytes, as a
+    browser sends a form it read in another encoding (the test client encodes a
+    str field as UTF-8, and so cannot send such bytes)."""
+    parts = [
+        f"--{BOUNDARY}\r\n".encode()
+        + f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        + value
+        + b"\r\n"
+        for name, value in fields.items()
+    ]
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+MUG = b'[{"sku": "MUG-1", "title": "Mug", "price": 9}]'
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        # "Café" in latin-1, as a page read in that encoding would paste it.
+        ({"pasted": MUG.replace(b"Mug", b"Caf\xe9 mug")}, "pasted"),
+        # A surrogate written in UTF-8's form, which UTF-8 forbids.
+        ({"pasted": MUG.replace(b"Mug", b"Mug \xed\xa0\x80")}, "pasted"),
+        # Any other text field of the form, beside a paste that would import.
+        ({"pasted": MUG, "note": b"\xff"}, "note"),
+    ],
+)
+def test_multipart_text_that_is_not_utf8_is_a_400_naming_it_with_nothing_stored(
+    client, signed_in, fields, named
+) -> None:
+    """Werkzeug reads such bytes in a multipart field as U+FFFD, as it does in a
+    urlencoded form: a title would be stored with characters nobody typed."""
+    token = csrf_of(client, "/console/catalog")
+    before = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+
+    answer = client.post(
+        "/console/catalog/import",
+        data=multipart_body({"csrf": token.encode(), **fields}),
+        content_type=f"multipart/form-data; boundary={BOUNDARY}",
+    )
+
+    assert answer.status_code == 400, text_of(answer)
+    assert "not UTF-8" in text_of(answer)
+    assert f"Field: <code>{named}</code>" in text_of(answer)
+    after = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+    assert after == before
+
+
 @pytest.mark.parametrize("field", ["file", "pasted"])
 def test_a_catalog_field_given_twice_is_refused_with_nothing_written(
     client, signed_in, field

@@ -19,13 +19,23 @@ import functools
 import re
 import urllib.parse
 import zoneinfo
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
+from werkzeug.formparser import MultiPartParser
 from werkzeug.routing import Map, Rule
+from werkzeug.sansio.multipart import (
+    Data,
+    Epilogue,
+    Field,
+    File,
+    MultipartDecoder,
+    NeedData,
+)
 
 from cartcast import (
     best_time,
@@ -1072,27 +1082,75 @@ def _back(request: Any, default: str) -> str:
 
 
 def _check_form_is_utf8(request: Any) -> None:
-    """Refuse a urlencoded form whose escapes are not UTF-8, before it is read.
+    """Refuse a form whose text fields are not UTF-8, before it is read.
 
-    Werkzeug decodes form fields with errors="replace": a reply or a reason would
-    otherwise be stored, or posted on X, as U+FFFD characters nobody typed.
+    Werkzeug decodes form fields, urlencoded and multipart alike, with
+    errors="replace": a reply, a reason or a pasted catalog would otherwise be
+    stored, or posted on X, as U+FFFD characters nobody typed. The body is
+    cached, so that request.form parses these same bytes afterwards.
     """
-    if request.mimetype != "application/x-www-form-urlencoded":
+    if request.mimetype == "application/x-www-form-urlencoded":
+        fields = _urlencoded_fields(request.get_data(cache=True))
+    elif request.mimetype == "multipart/form-data":
+        fields = _multipart_text_fields(request)
+    else:
         return
-    # Cached, so that request.form parses these same bytes afterwards.
-    raw = request.get_data(cache=True)
-    for pair in raw.split(b"&"):
-        name, _, value = (
-            urllib.parse.unquote_to_bytes(part.replace(b"+", b" "))
-            for part in pair.partition(b"=")
-        )
+    for name, value, charset in fields:
         try:
-            name.decode("utf-8"), value.decode("utf-8")
+            name.decode("utf-8"), value.decode(charset)
         except UnicodeDecodeError as error:
             raise InvalidRequest(
                 "this form holds bytes that are not UTF-8 text",
                 field=name.decode("utf-8", "replace")[:100],
             ) from error
+
+
+def _urlencoded_fields(raw: bytes) -> Iterator[tuple[bytes, bytes, str]]:
+    """Yield each field of a urlencoded body as raw bytes, escapes undone."""
+    for pair in raw.split(b"&"):
+        name, _, value = (
+            urllib.parse.unquote_to_bytes(part.replace(b"+", b" "))
+            for part in pair.partition(b"=")
+        )
+        yield name, value, "utf-8"
+
+
+def _multipart_text_fields(request: Any) -> Iterator[tuple[bytes, bytes, str]]:
+    """Yield each text field (not file) of a multipart body as raw bytes, with the
+    charset Werkzeug will decode it in: UTF-8 unless the part names another.
+
+    A body Werkzeug cannot split yields what came before the fault; Werkzeug
+    then reads the form as empty, which the CSRF check refuses.
+    """
+    # A body past the upload limit is refused by that limit (import_catalog)
+    # without being held in memory here.
+    if request.content_length and request.content_length > UPLOAD_BYTES_MAX:
+        return
+    boundary = request.mimetype_params.get("boundary", "")
+    if not boundary or not boundary.isascii():
+        return
+    decoder = MultipartDecoder(boundary.encode("ascii"))
+    decoder.receive_data(request.get_data(cache=True))
+    decoder.receive_data(None)
+    # Werkzeug's own choice of a part's charset, so that exactly the bytes it
+    # would replace are refused.
+    part_charset = MultiPartParser().get_part_charset
+    part: Field | File | None = None
+    chunks: list[bytes] = []
+    while True:
+        try:
+            event = decoder.next_event()
+        except ValueError:
+            return
+        if isinstance(event, (Epilogue, NeedData)):
+            return
+        if isinstance(event, (Field, File)):
+            part, chunks = event, []
+        elif isinstance(event, Data) and isinstance(part, Field):
+            chunks.append(event.data)
+            if not event.more_data:
+                value = b"".join(chunks)
+                yield part.name.encode("utf-8"), value, part_charset(part.headers)
 
 
 def _check_storable(form: Any) -> None:
