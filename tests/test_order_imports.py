@@ -159,7 +159,6 @@ def test_an_imported_order_from_a_post_link_is_attributed(client, brand) -> None
         ("Name,Total\n#1,3\n", "text/csv", "Created at"),
         (f"{HEADER}\n#1,1,x,USD,1,\x00,,\n", "text/csv", "NUL"),
         (b"Id,Created at,Currency,Total\n1,\xff,USD,1\n", "text/csv", "UTF-8"),
-        (f"{HEADER}\n", "application/json", "text/csv"),
         (f'{HEADER}\n#1,1,"2026,USD,1\n', "text/csv", "line"),
         (f"{HEADER}\n#1,1,x,USD,1,{'a' * 5000},,\n", "text/csv", "longer"),
     ],
@@ -310,6 +309,23 @@ def test_a_file_with_an_id_column_is_keyed_by_id_alone(client, brand) -> None:
 
     assert [(e["line"], e["field"]) for e in report["errors"]] == [(3, "id")]
     assert set(stored()) == {"501"}
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "text/plain", "application/vnd.ms-excel"]
+)
+def test_a_file_not_typed_text_csv_is_a_415_naming_the_type_it_takes(
+    client, brand, content_type
+) -> None:
+    text = HEADER + "\n#1001,501,2026-03-01T16:30:00Z,USD,5.00,Mug,,"
+
+    response = send_csv(client, brand["key"], text, content_type)
+
+    error = response.get_json()["error"]
+    assert response.status_code == 415, error
+    assert error["field"] == "Content-Type"
+    assert content_type in error["message"] and "text/csv" in error["message"]
+    assert stored() == {}
 
 
 def test_a_csv_file_in_another_charset_is_a_415(client, brand) -> None:

@@ -48,10 +48,13 @@ def read_json(request: Any, *, optional: bool = False) -> Any:
 
 
 def read_csv(request: Any) -> str:
-    """Return a text/csv body as text: UTF-8 (a leading BOM is dropped), no NUL."""
+    """Return a text/csv body as text: UTF-8 (a leading BOM is dropped), no NUL.
+
+    Another media type is a 415 naming text/csv, as a JSON route's names JSON.
+    """
     raw = read_body(request)
     if request.mimetype != "text/csv":
-        raise InvalidRequest("Content-Type must be text/csv", field="body")
+        raise _unsupported_media_type(request.mimetype, "text/csv")
     require_utf8(request)
     try:
         text = raw.decode("utf-8")
@@ -104,9 +107,14 @@ def require_json_media_type(request: Any) -> None:
     media_type = request.mimetype or ""
     if JSON_MEDIA_TYPE.fullmatch(media_type):
         return
+    raise _unsupported_media_type(media_type, "application/json")
+
+
+def _unsupported_media_type(media_type: str, taken: str) -> UnsupportedMediaType:
+    """The 415 of a body typed `media_type` where `taken` is read."""
     shown = repr(media_type[:FIELD_LENGTH_MAX]) if media_type else "missing"
-    raise UnsupportedMediaType(
-        f"the body's media type is {shown}; send it as application/json",
+    return UnsupportedMediaType(
+        f"the body's media type is {shown}; send it as {taken}",
         field="Content-Type",
     )
 
