@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import yaml
 
 from cartcast import api, brands, catalog, keys, orders, post_kinds, posts, validation
 from cartcast.errors import InvalidRequest
+from tests.conftest import OPERATOR_KEY, make_app
+from tests.helpers import auth, brand_body, post_json
 
 SPEC = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -35,6 +38,55 @@ def test_the_spec_and_the_api_routes_agree() -> None:
     }
 
     assert described == served
+
+
+# A body of each kind a route may refuse: one not typed JSON (415), and a JSON
+# object with a field no route takes (400).
+REFUSED_BODIES = {
+    "415": {
+        "data": b"reason=late",
+        "content_type": "application/x-www-form-urlencoded",
+    },
+    "400": {"data": b'{"unlisted": 1}', "content_type": "application/json"},
+}
+
+
+def _served_requests(brand_key: str):
+    """Each route and method the api serves, as a path with made-up ids and the
+    key its role needs (none for a signed route)."""
+    for rule in api.routes().iter_rules():
+        spec_path = re.sub(r"<(\w+)>", r"{\1}", rule.rule)
+        path = re.sub(r"<brand_slug>", "test-goods", rule.rule)
+        path = re.sub(r"<\w+>", str(uuid.uuid4()), path)
+        role = api.ROUTE_ROLES[rule.endpoint]
+        key = {api.OPERATOR: OPERATOR_KEY, api.SIGNED: None}.get(role, brand_key)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield spec_path, method, path, auth(key) if key else {}
+
+
+def test_every_status_a_route_answers_a_refused_body_with_is_listed(
+    function_env,
+) -> None:
+    """A bodiless route (approve, resume) refuses a body it would ignore: a 415
+    for one not typed JSON, a 400 naming a JSON field. Each route that can answer
+    either lists it, so a client generated from the spec knows the status."""
+    spec = yaml.safe_load(SPEC.read_text())
+    client = make_app("api", "http").test_client()
+    created = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    brand_key = created.get_json()["api_key"]
+    answered, unlisted = set(), []
+
+    for spec_path, method, path, headers in _served_requests(brand_key):
+        listed = spec["paths"][spec_path][method.lower()]["responses"]
+        for status, body in REFUSED_BODIES.items():
+            answer = client.open(path, method=method, headers=headers, **body)
+            answered.add(str(answer.status_code))
+            if str(answer.status_code) == status and status not in listed:
+                unlisted.append((method, spec_path, status))
+
+    # The keys opened the routes: the refusals were met, not a 401 at the door.
+    assert set(REFUSED_BODIES) <= answered
+    assert unlisted == [], "\n".join(map(str, unlisted))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
