@@ -473,3 +473,48 @@ def test_the_command_names_a_brand_it_does_not_know(env, capsys) -> None:
 
     assert status == 2
     assert "no brand with the slug 'no-such-brand'" in capsys.readouterr().err
+
+
+def ask_to_leave(key: str) -> None:
+    api = make_app("api", "http").test_client()
+    asked = post_json(api, "/v1/brand/offboarding", {}, key)
+    assert asked.status_code == 202, asked.get_json()
+
+
+def test_a_brand_that_asked_to_leave_queues_no_caption_job(env) -> None:
+    key = make_brand()
+    ask_to_leave(key)
+
+    answer = enqueue(key, {"products": "all"})
+
+    assert answer.status_code == 409
+    message = answer.get_json()["error"]["message"]
+    assert "offboarding" in message and "/v1/brand/offboarding/cancel" in message
+    assert get(key, "/v1/caption-jobs").get_json()["jobs"] == []
+
+
+def test_a_leaving_brands_queued_job_writes_nothing_and_resumes_if_it_stays(
+    gemini_env, standin, clock_file
+) -> None:
+    # Its Gemini calls would record costs, and so mark KPI days, while the sweep
+    # deletes the brand's rows; kept, the job goes on if the brand stays after all.
+    key = make_brand()
+    job_id = enqueue(key, {"products": "all"}).get_json()["job"]["id"]
+    ask_to_leave(key)
+    api = make_app("api", "http").test_client()
+
+    tick(clock_file.now())
+    skipped = job_of(key, job_id)
+    calls_while_leaving = len(standin.requests())
+    drafts_while_leaving = posts_of(key)
+    stayed = api.post("/v1/brand/offboarding/cancel", headers=auth(key))
+    tick(clock_file.now())
+
+    assert calls_while_leaving == 0 and drafts_while_leaving == []
+    assert skipped["state"] == "queued" and skipped["progress"]["remaining"] == 6
+    assert skipped["next_chunk"]["engine"] is None
+    reason = skipped["next_chunk"]["reason"]
+    assert reason.startswith("offboarding: the brand asked to leave cartcast")
+    assert "POST /v1/brand/offboarding/cancel" in reason
+    assert stayed.status_code == 200
+    assert job_of(key, job_id)["progress"]["by_engine"]["gemini"] == 4

@@ -888,16 +888,18 @@ def create_caption_job(
     """Queue products for drain_caption_jobs; 202, with where to follow progress."""
     from cartcast import caption_jobs
 
+    brand_id = keys.require_brand(caller)
     job = caption_jobs.enqueue(
         tx,
-        brand_id=keys.require_brand(caller),
+        brand_id=brand_id,
         body=body,
         requested_by=caller.key_name,
         now=runtime.clock.now(),
         gemini_configured=runtime.gemini() is not None,
     )
     location = {"Location": f"/v1/caption-jobs/{job['id']}"}
-    return web.json_response(_caption_jobs_answer(runtime, job=job), 202, location)
+    answer = _caption_jobs_answer(tx, runtime, brand_id, job=job)
+    return web.json_response(answer, 202, location)
 
 
 def list_caption_jobs(
@@ -911,10 +913,11 @@ def list_caption_jobs(
             f"'state' must be one of {', '.join(caption_jobs.JOB_STATES)}",
             field="state",
         )
+    brand_id = keys.require_brand(caller)
     found = caption_jobs.list_jobs(
-        tx, brand_id=keys.require_brand(caller), state=state, limit=_limit(query)
+        tx, brand_id=brand_id, state=state, limit=_limit(query)
     )
-    return web.json_response(_caption_jobs_answer(runtime, jobs=found))
+    return web.json_response(_caption_jobs_answer(tx, runtime, brand_id, jobs=found))
 
 
 def get_caption_job(
@@ -928,12 +931,11 @@ def get_caption_job(
 ) -> web.Response:
     from cartcast import caption_jobs
 
+    brand_id = keys.require_brand(caller)
     job = caption_jobs.get_job(
-        tx,
-        brand_id=keys.require_brand(caller),
-        job_id=_row_id(job_id, "caption job"),
+        tx, brand_id=brand_id, job_id=_row_id(job_id, "caption job")
     )
-    return web.json_response(_caption_jobs_answer(runtime, job=job))
+    return web.json_response(_caption_jobs_answer(tx, runtime, brand_id, job=job))
 
 
 def cancel_caption_job(
@@ -947,30 +949,41 @@ def cancel_caption_job(
 ) -> web.Response:
     from cartcast import caption_jobs
 
+    brand_id = keys.require_brand(caller)
     job = caption_jobs.cancel(
         tx,
-        brand_id=keys.require_brand(caller),
+        brand_id=brand_id,
         job_id=_row_id(job_id, "caption job"),
         now=runtime.clock.now(),
     )
-    return web.json_response(_caption_jobs_answer(runtime, job=job))
+    return web.json_response(_caption_jobs_answer(tx, runtime, brand_id, job=job))
 
 
 def _caption_jobs_answer(
-    runtime: Any, *, job: dict | None = None, jobs: list[dict] | None = None
+    tx: Transaction,
+    runtime: Any,
+    brand_id: str,
+    *,
+    job: dict | None = None,
+    jobs: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Show jobs with what their next chunk uses, and the Gemini quota behind it."""
     from cartcast import caption_jobs
 
     quota = caption_jobs.quota_state(runtime)
     now = runtime.clock.now()
+    leaving_at = caption_jobs.offboarding_due_at(tx, brand_id=brand_id)
     answer: dict[str, Any] = {
         "gemini": {"configured": quota is not None, **(quota or {})}
     }
+
+    def outlook(item: dict) -> dict[str, Any]:
+        return caption_jobs.with_outlook(item, quota, now, leaving_at=leaving_at)
+
     if job is not None:
-        answer["job"] = caption_jobs.with_outlook(job, quota, now)
+        answer["job"] = outlook(job)
     if jobs is not None:
-        answer["jobs"] = [caption_jobs.with_outlook(item, quota, now) for item in jobs]
+        answer["jobs"] = [outlook(item) for item in jobs]
     return answer
 
 

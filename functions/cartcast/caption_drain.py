@@ -27,6 +27,10 @@ X) is tried product by product with the template engine, keeping nothing: the
 products refused alone are marked failed with the reason, the others go back to the
 queue. A Gemini outage ("gemini: unavailable") is not waited for: those drafts are
 the template engine's, as on POST /v1/captions.
+
+The jobs of a brand that asked to leave (offboarding.py) are passed over until it
+cancels: their Gemini calls would record costs on the brand, marking KPI days while
+the sweep deletes its rows (caption_jobs.with_outlook says so to the client).
 """
 
 from __future__ import annotations
@@ -52,8 +56,8 @@ QUOTA_REFUSED = "gemini: quota exhausted"
 SELECT_CANDIDATE_JOBS = """
 SELECT CAST(j.id AS text) AS id, CAST(j.brand_id AS text) AS brand_id,
     j.requested_by, j.options, j.when_quota_spent
-FROM caption_jobs j
-WHERE j.state IN ('queued', 'running')
+FROM caption_jobs j JOIN brands b ON b.id = j.brand_id
+WHERE j.state IN ('queued', 'running') AND b.offboarding_requested_at IS NULL
   AND j.when_quota_spent = ANY(CAST(:policies AS text[]))
   AND (CAST(:job_id AS uuid) IS NULL OR j.id = CAST(:job_id AS uuid))
   AND EXISTS (
@@ -94,8 +98,8 @@ WHERE id = :id
 """
 SELECT_WAITING = """
 SELECT EXISTS (
-    SELECT 1 FROM caption_jobs j
-    WHERE j.state IN ('queued', 'running')
+    SELECT 1 FROM caption_jobs j JOIN brands b ON b.id = j.brand_id
+    WHERE j.state IN ('queued', 'running') AND b.offboarding_requested_at IS NULL
       AND j.when_quota_spent = ANY(CAST(:policies AS text[]))
       AND (CAST(:job_id AS uuid) IS NULL OR j.id = CAST(:job_id AS uuid))
       AND EXISTS (

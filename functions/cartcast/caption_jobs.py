@@ -10,6 +10,11 @@ is one query over the items: products done, failed and remaining, by engine.
                       -> failed      not one product could be written
     queued | running  -> cancelled   by the caller; a chunk being written is kept
 
+A brand that asked to leave (cartcast.offboarding) queues no job, and its open jobs
+are passed over by the drain, not cancelled: they stay queued or running, their
+`next_chunk` saying why, and go on if the brand cancels its offboarding, as its
+held posts go back to the queue. Past the grace period they go with the brand.
+
 What the next chunk uses depends on Gemini's shared quota (cartcast.quota):
 
     Gemini not configured               the template engine, at once
@@ -113,6 +118,11 @@ WHERE brand_id = :brand_id AND id = :id AND state IN ('queued', 'running')
 RETURNING id
 """
 SELECT_BRAND_BY_SLUG = "SELECT id FROM brands WHERE slug = :slug"
+# Read here, not through cartcast.offboarding: drain_caption_jobs imports this
+# module, and offboarding's revocation at X would make it need the X app's settings.
+SELECT_OFFBOARDING_DUE = "SELECT offboarding_due_at FROM brands WHERE id = :brand_id"
+# The prefix of every reason the offboarding gives (offboarding.HELD_PREFIX).
+OFFBOARDING_PREFIX = "offboarding: "
 SELECT_FIRST_WITHOUT_IMAGE = """
 SELECT sku FROM products
 WHERE id = ANY(CAST(:ids AS uuid[])) AND COALESCE(image_url, '') = ''
@@ -135,6 +145,7 @@ def enqueue(
     options = {name: value for name, value in body.items() if name not in JOB_FIELDS}
 
     brand = brands.get_brand(tx, brand_id)
+    refuse_while_offboarding(tx, brand_id=brand_id)
     product_ids = _product_ids(tx, brand_id, body.get("products"))
     # The options are checked as create_drafts will check them, chunk after chunk.
     posts.check_caption_request({**options, "products": product_ids[:1]})
@@ -188,6 +199,22 @@ def cancel(
     return get_job(tx, brand_id=brand_id, job_id=job_id)
 
 
+def refuse_while_offboarding(tx: Transaction, *, brand_id: str) -> None:
+    """Refuse a job for a brand that asked to leave (409): nothing of it is kept."""
+    leaving_at = offboarding_due_at(tx, brand_id=brand_id)
+    if leaving_at is not None:
+        raise Conflict(
+            "the brand asked to leave cartcast (offboarding) and its data is deleted "
+            f"at {leaving_at.isoformat()}, so no caption job is started; "
+            "POST /v1/brand/offboarding/cancel keeps the brand"
+        )
+
+
+def offboarding_due_at(tx: Transaction, *, brand_id: str) -> dt.datetime | None:
+    """Return when a brand that asked to leave is deleted; None for one staying."""
+    return tx.scalar(SELECT_OFFBOARDING_DUE, brand_id=brand_id)
+
+
 def quota_state(runtime: Any) -> dict[str, Any] | None:
     """Return the Gemini quota's state, or None when Gemini is not configured."""
     gemini = runtime.gemini()
@@ -211,11 +238,26 @@ def next_engine(
 
 
 def with_outlook(
-    job: dict[str, Any], quota: dict[str, Any] | None, now: dt.datetime
+    job: dict[str, Any],
+    quota: dict[str, Any] | None,
+    now: dt.datetime,
+    *,
+    leaving_at: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """Add what the job's next chunk will use, and why it waits if it does."""
+    """Add what the job's next chunk will use, and why it waits if it does.
+
+    `leaving_at` is when the brand, having asked to leave, is deleted: the drain
+    writes none of its jobs meanwhile (offboarding_due_at).
+    """
     if job["state"] not in ACTIVE_STATES or not job["progress"]["remaining"]:
         return {**job, "next_chunk": None}
+    if leaving_at is not None:
+        reason = (
+            f"{OFFBOARDING_PREFIX}the brand asked to leave cartcast; its data "
+            f"is deleted at {leaving_at.isoformat()}; POST /v1/brand/offboarding/"
+            "cancel keeps the brand and this job goes on"
+        )
+        return {**job, "next_chunk": {"engine": None, "reason": reason}}
     engine, until = next_engine(job["when_quota_spent"], quota, now)
     next_chunk = {"engine": None if engine == "wait" else engine}
     if engine == "wait":
@@ -375,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             if arguments.job:
                 job_id = validation.identifier(arguments.job, "--job")
                 job = get_job(tx, brand_id=brand_id, job_id=job_id)
+                refuse_while_offboarding(tx, brand_id=brand_id)
             else:
                 job = enqueue(
                     tx,
