@@ -163,6 +163,35 @@ def test_a_page_token_kept_past_the_reread_margin_is_dropped_for_the_cursor(
     assert dropped and dropped[-1].levelname == "WARNING"
 
 
+def test_a_page_token_x_refuses_is_dropped_with_a_warning_that_does_not_repeat_it(
+    runtime, sandbox, clock, alpha, caplog
+) -> None:
+    # X's refusal quotes the token it was sent; the poll reads again from the
+    # cursor at once, a routine fallback, and no log line carries the token.
+    old, halted = halted_read(runtime, sandbox, clock)
+    assert halted["new"] == 100
+    refused = "no-longer-a-page-token"
+    with runtime.database.transaction() as tx:
+        tx.execute("UPDATE brands SET mentions_resume_token = :t", t=refused)
+    sandbox.set_limit(MENTIONS_ROUTE, 300)
+    caplog.clear()
+
+    clock.advance(dt.timedelta(minutes=16))
+    outcome = poll(runtime, clock)
+
+    statuses = sandbox.snapshot()["requests"][MENTIONS_ROUTE]["statuses"]
+    assert statuses["400"] == 1
+    assert outcome["read"] == 151 and outcome["new"] == 50 and stored(runtime) == 151
+    assert cursor(runtime, alpha)["mentions_resume_token"] is None
+    assert cursor(runtime, alpha)["mentions_since_id"] != old
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+    dropped = [r for r in caplog.records if "page token" in r.getMessage()]
+    assert [r.levelname for r in dropped] == ["WARNING"]
+    assert "refused" in dropped[0].getMessage()
+    logged = [f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records]
+    assert not [line for line in logged if refused in line]
+
+
 def test_a_page_token_within_the_reread_margin_is_still_resumed(
     runtime, sandbox, clock, alpha
 ) -> None:

@@ -6,7 +6,7 @@ transaction, only once every page back to it was read; a poll that runs out of p
 or whose read fails after some pages, stores what it read and resumes from X's page
 token next time, with the since_id that read first sent (X ties a token to its
 query), unless that read started removed_mentions.REREAD_MARGIN ago or
-more: then it starts again from the cursor. Each read reaches
+more, or X refuses the token: then it starts again from the cursor. Each read reaches
 CARTCAST_MENTION_OVERLAP_S back past the cursor, so a mention X indexed late, with
 an id below the cursor, is still found. A cursor X
 refuses as too old is replaced by one from seven days ago. A brand is polled again
@@ -91,6 +91,15 @@ UPDATE brands SET mentions_resume_token = NULL, mentions_resume_started_at = NUL
     mentions_resume_since_id = NULL, mentions_pending_newest_id = NULL
 WHERE id = :brand_id
 """
+# What FORGET_RESUME leaves, for the brand's row as this poll read it.
+RESUME_FORGOTTEN = dict.fromkeys(
+    (
+        "mentions_resume_token",
+        "mentions_resume_started_at",
+        "mentions_resume_since_id",
+        "mentions_pending_newest_id",
+    )
+)
 RESTART_CURSOR = """
 UPDATE brands SET mentions_since_id = :since_id, mentions_resume_token = NULL,
     mentions_resume_started_at = NULL, mentions_resume_since_id = NULL,
@@ -237,26 +246,61 @@ def _read(
     client = runtime.x_client(token)
     try:
         try:
-            return client.mentions(
-                brand["x_user_id"],
-                since_id=_request_since_id(runtime.settings, brand, now),
-                max_pages=max_pages,
-                pagination_token=brand["mentions_resume_token"],
-            )
+            return _read_on(runtime, client, brand, max_pages=max_pages, now=now)
         except x.XRejected as error:
-            if error.reason != "stale_since_id":
+            if error.reason != "refused_page_token":
                 raise
-        restart_id = _restart_cursor(runtime, brand, now)
-        return client.mentions(
-            brand["x_user_id"], since_id=restart_id, max_pages=max_pages
-        )
+        _drop_refused_page_token(runtime, brand)
+        return _read_on(runtime, client, brand, max_pages=max_pages, now=now)
     except CartcastError as error:
         if isinstance(error, PermanentError) and brand["mentions_resume_token"]:
-            # X no longer accepts the saved page token: start again from the cursor.
+            # Refused otherwise, a resumed read drops its token all the same: the
+            # next poll starts again from the cursor, whatever X meant.
             with runtime.database.transaction() as tx:
                 tx.execute(FORGET_RESUME, brand_id=brand["id"])
         accounts.note_read_trouble(runtime, brand, error, what="mentions")
     return None
+
+
+def _read_on(
+    runtime: Any,
+    client: Any,
+    brand: dict[str, Any],
+    *,
+    max_pages: int,
+    now: dt.datetime,
+) -> Any:
+    """Read from the saved page token, or else the cursor; from seven days ago
+    when X keeps no index as old as the cursor."""
+    from cartcast import x
+
+    try:
+        return client.mentions(
+            brand["x_user_id"],
+            since_id=_request_since_id(runtime.settings, brand, now),
+            max_pages=max_pages,
+            pagination_token=brand["mentions_resume_token"],
+        )
+    except x.XRejected as error:
+        if error.reason != "stale_since_id":
+            raise
+    restart_id = _restart_cursor(runtime, brand, now)
+    return client.mentions(brand["x_user_id"], since_id=restart_id, max_pages=max_pages)
+
+
+def _drop_refused_page_token(runtime: Any, brand: dict[str, Any]) -> None:
+    """Forget a page token X refused; the read starts again from the cursor.
+
+    Only a warning, and without X's message: it quotes the token.
+    """
+    with runtime.database.transaction() as tx:
+        tx.execute(FORGET_RESUME, brand_id=brand["id"])
+    runtime.log.warning(
+        "X refused the saved mention page token; dropped it, reading again from "
+        "the cursor",
+        extra=fields(brand_id=str(brand["id"])),
+    )
+    brand.update(RESUME_FORGOTTEN)
 
 
 def _forget_old_resume(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> None:
@@ -284,12 +328,7 @@ def _forget_old_resume(runtime: Any, brand: dict[str, Any], now: dt.datetime) ->
             started_at=started_at.isoformat() if started_at else None,
         ),
     )
-    brand.update(
-        mentions_resume_token=None,
-        mentions_resume_started_at=None,
-        mentions_resume_since_id=None,
-        mentions_pending_newest_id=None,
-    )
+    brand.update(RESUME_FORGOTTEN)
 
 
 def _restart_cursor(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> str:
@@ -303,13 +342,7 @@ def _restart_cursor(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> st
         "mention cursor too old for X; reading the last seven days",
         extra=fields(brand_id=str(brand["id"]), since_id=brand["mentions_since_id"]),
     )
-    brand.update(
-        mentions_since_id=restart_id,
-        mentions_resume_token=None,
-        mentions_resume_started_at=None,
-        mentions_resume_since_id=None,
-        mentions_pending_newest_id=None,
-    )
+    brand.update(RESUME_FORGOTTEN, mentions_since_id=restart_id)
     return restart_id
 
 

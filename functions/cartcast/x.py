@@ -140,9 +140,9 @@ class XRejected(errors.PermanentError):
     """X refused the request for a reason a retry cannot change.
 
     `reason` is one of "duplicate", "too_long", "unauthorized", "credentials",
-    "refused_reply", "stale_since_id", "forbidden", "invalid_request",
-    "not_found" or "refused";
-    `detail` is X's own message.
+    "refused_reply", "stale_since_id", "refused_page_token", "forbidden",
+    "invalid_request", "not_found" or "refused";
+    `detail` is X's own message (a refused page token's quotes the token).
     """
 
     def __init__(
@@ -382,7 +382,9 @@ class XClient:
         Raises:
             CartcastError: the first page failed. A later page's failure is
                 returned in the batch's `failure` with the pages read before it.
-            XRejected: reason "stale_since_id" when X keeps no index that old.
+            XRejected: reason "stale_since_id" when X keeps no index that old,
+                "refused_page_token" when X will not go on from
+                `pagination_token`.
         """
         if not 5 <= page_size <= 100:
             raise ValueError("page_size must be between 5 and 100")
@@ -692,6 +694,12 @@ def _rejection_reason(status: int, detail: str, problem_type: str = "") -> str:
     # over from a time instead.
     if status == 400 and "'since_id'" in lowered and "must be" in lowered:
         return "stale_since_id"
+    # A page token X will not go on from is a 400 naming the parameter, its
+    # message quoting the token ("The `pagination_token` query parameter value
+    # [...] is not valid"); only the name is matched, not the wording. The
+    # reader starts again without the token.
+    if status == 400 and "pagination_token" in lowered:
+        return "refused_page_token"
     if status == 403 and "duplicate content" in lowered:
         return "duplicate"
     if status == 403 and REFUSED_REPLY_MARK in lowered:
