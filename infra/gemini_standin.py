@@ -23,9 +23,13 @@ missing_ref, duplicate_ref, unknown_ref, wrong_types and invalid_json apply to i
 Otherwise the answer is a caption per product found as JSON ({"products":
 [{"ref", "title", "description", "price_text", ...}]}) in the user turn, built
 deterministically from those facts, without links; JSON ({"captions": [{"ref",
-"text"}]}) when the request asks for application/json. A product of kind "poll"
+"text"}]}) when the request asks for application/json, each caption also labelled
+with its `language` when the response schema asks for one. A product of kind "poll"
 gets a question and `poll_options`, one of kind "thread" two `parts` instead of a
-text. Fault modes
+text. The caption is in the language the system instruction asks for ("Write in
+this language: de.") when the stand-in has phrases for it (PHRASES: en, de, es, fr,
+ja), and in English, labelled "en", otherwise; in a language other than English it
+leaves out the description, which it cannot translate. Fault modes
 (FAULT_MODES) reproduce the answers the real service gives when things go wrong,
 each shaped as the real one.
 
@@ -73,6 +77,10 @@ FAULT_MODES = frozenset(
         "unknown_ref",  # a label for a mention id that was never sent
         "too_long",  # the first caption runs past 280 characters
         "banned_word",  # the first caption uses a word (option word, "cure")
+        # The first caption is in another language than asked (option language:
+        # English, or German when English was asked), labelled as written, or
+        # with option labelled.
+        "wrong_language",
         "slow",  # answer after delay_s seconds (option delay_s, 5)
     }
 )
@@ -406,6 +414,8 @@ def _model_answer(
     wants_json = mime_type == "application/json"
     max_tokens = config.get("maxOutputTokens") or config.get("max_output_tokens")
     products = _products_in(body.get("contents") or [])
+    language = _language_asked(body)
+    labelled = _schema_asks_language(config)
     prompt_tokens = _tokens(json.dumps(body))
     thoughts = THOUGHT_TOKENS_PER_PRODUCT * max(len(products), 1)
     envelope = {"modelVersion": model, "responseId": response_id}
@@ -441,7 +451,7 @@ def _model_answer(
     if mentions and not products:
         text = _labels_text(mentions, wants_json, fault)
     else:
-        text = _answer_text(products, wants_json, fault)
+        text = _answer_text(products, wants_json, fault, language, labelled=labelled)
     finish = "STOP"
     if mode == "empty_text":
         text = ""
@@ -462,10 +472,25 @@ def _model_answer(
 
 
 def _answer_text(
-    products: list[dict[str, Any]], wants_json: bool, fault: dict[str, Any] | None
+    products: list[dict[str, Any]],
+    wants_json: bool,
+    fault: dict[str, Any] | None,
+    language: str,
+    *,
+    labelled: bool,
 ) -> str:
     mode = fault["mode"] if fault else None
-    captions = [_caption(product) for product in products]
+    written = language if language in PHRASES else "en"
+    languages = [written] * len(products)
+    labels = list(languages)
+    if mode == "wrong_language" and products:
+        other = fault.get("language") or ("de" if written == "en" else "en")
+        languages[0] = other
+        labels[0] = fault.get("labelled") or other
+    captions = [
+        _caption(product, written_in)
+        for product, written_in in zip(products, languages, strict=True)
+    ]
 
     if mode == "too_long" and captions:
         filler = " So much to love, from morning to night, every single day."
@@ -488,10 +513,13 @@ def _answer_text(
         ]
         return "Here are your posts!\n" + "\n".join(lines)
 
-    items = [
-        _shaped({"ref": ref, "text": caption}, product)
-        for ref, caption, product in zip(refs, captions, products, strict=False)
-    ]
+    items = []
+    # Not strict: missing_ref has dropped the last ref and caption.
+    for ref, caption, product, written_in, label in zip(
+        refs, captions, products, languages, labels, strict=False
+    ):
+        item = _shaped({"ref": ref, "text": caption}, product, written_in)
+        items.append({**item, "language": label} if labelled else item)
     return json.dumps({"captions": items}, ensure_ascii=False)
 
 
@@ -543,50 +571,119 @@ def _label(mention: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-POLL_OPTIONS = ("Love it", "Maybe", "Not for me")
+# The stand-in's few fixed phrases per language it writes: openers, an offer at
+# the price or the sale price, a poll's question and options, a thread's closing.
+PHRASES: dict[str, dict[str, Any]] = {
+    "en": {
+        "openers": ("Say hi to {title}.", "Meet {title}.", "{title}, just for you."),
+        "price": "Only {price}.",
+        "sale": "Now {sale} ({percent}% off).",
+        "question": "Would you try it?",
+        "options": ("Love it", "Maybe", "Not for me"),
+        "closing": "Have a look.",
+    },
+    "de": {
+        "openers": ("Entdecke {title}.", "Hallo, {title}.", "{title}, nur für dich."),
+        "price": "Nur {price}.",
+        "sale": "Jetzt {sale}.",
+        "question": "Würdest du es probieren?",
+        "options": ("Klar", "Vielleicht", "Eher nicht"),
+        "closing": "Schau es dir an.",
+    },
+    "es": {
+        "openers": ("Descubre {title}.", "Hola, {title}.", "{title}, para ti."),
+        "price": "Solo {price}.",
+        "sale": "Ahora {sale}.",
+        "question": "¿Lo probarías?",
+        "options": ("Sí", "Quizás", "No"),
+        "closing": "Échale un vistazo.",
+    },
+    "fr": {
+        "openers": ("Découvrez {title}.", "Voici {title}.", "{title}, pour vous."),
+        "price": "Seulement {price}.",
+        "sale": "Maintenant {sale}.",
+        "question": "Vous l'essaieriez ?",
+        "options": ("Oui", "Peut-être", "Non"),
+        "closing": "Jetez-y un œil.",
+    },
+    "ja": {
+        "openers": ("{title}をご紹介。", "{title}はいかが？", "{title}、あなたに。"),
+        "price": "{price}でお届け。",
+        "sale": "今なら{sale}。",
+        "question": "試してみますか？",
+        "options": ("ほしい", "たぶん", "いらない"),
+        "closing": "ぜひご覧ください。",
+    },
+}
 
 
-def _shaped(item: dict[str, Any], product: dict[str, Any]) -> dict[str, Any]:
+def _shaped(
+    item: dict[str, Any], product: dict[str, Any], language: str
+) -> dict[str, Any]:
     # What a model following the schema of a poll or a thread gives back.
+    phrases = PHRASES[language]
     kind = product.get("kind")
     if kind == "poll":
         return {
             **item,
-            "text": f"Would you try it? {item['text']}",
-            "poll_options": list(POLL_OPTIONS),
+            "text": f"{phrases['question']} {item['text']}",
+            "poll_options": list(phrases["options"]),
         }
     if kind == "thread":
-        head, _, rest = item["text"].partition(". ")
-        return {"ref": item["ref"], "parts": [head + ".", rest or "Have a look."]}
+        head, *rest = re.split(r"(?<=[.!?。？])\s*", item["text"], maxsplit=1)
+        tail = rest[0] if rest and rest[0] else phrases["closing"]
+        return {"ref": item["ref"], "parts": [head, tail]}
     return item
 
 
-OPENERS = ("Say hi to {title}.", "Meet {title}.", "{title}, just for you.")
-
-
-def _caption(product: dict[str, Any]) -> str:
+def _caption(product: dict[str, Any], language: str = "en") -> str:
     # Short, on-brand-ish, built from the facts in the prompt only; a hashtag from
-    # the first tag, as models like to add one; never a link.
+    # the first tag, as models like to add one; never a link. The description is
+    # English catalog text: only an English caption quotes it.
+    phrases = PHRASES[language]
     title = str(product.get("title") or "our latest find")
     variant = int(product.get("variant") or 0)
     digest = int(hashlib.sha256(f"{title}/{variant}".encode()).hexdigest(), 16)
-    opener = OPENERS[(digest + variant) % len(OPENERS)].format(title=title)
+    openers = phrases["openers"]
+    opener = openers[(digest + variant) % len(openers)].format(title=title)
 
-    description = " ".join(str(product.get("description") or "").split())
-    hook = re.split(r"(?<=[.!?])\s+", description, maxsplit=1)[0]
-    if len(hook) > 90:
-        hook = hook[:90].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    hook = ""
+    if language == "en":
+        description = " ".join(str(product.get("description") or "").split())
+        hook = re.split(r"(?<=[.!?])\s+", description, maxsplit=1)[0]
+        if len(hook) > 90:
+            hook = hook[:90].rsplit(" ", 1)[0].rstrip(",;:") + "…"
 
     sale, price = product.get("sale_price_text"), product.get("price_text")
     if sale:
-        offer = f"Now {sale} ({product.get('discount_percent')}% off)."
+        percent = product.get("discount_percent")
+        offer = phrases["sale"].format(sale=sale, percent=percent)
     elif price:
-        offer = f"Only {price}."
+        offer = phrases["price"].format(price=price)
     else:
         offer = ""
     tags = [t for t in product.get("tags") or [] if isinstance(t, str) and t.isalpha()]
     hashtag = f"#{tags[0].capitalize()}" if tags else ""
     return " ".join(part for part in (opener, hook, offer, hashtag) if part)
+
+
+def _language_asked(body: dict[str, Any]) -> str:
+    # Read as a model would: "Write in this language: de." in the system
+    # instruction; English when none is named.
+    instruction = body.get("systemInstruction") or body.get("system_instruction")
+    for part in (instruction or {}).get("parts") or []:
+        found = re.search(r"Write in this language: ([a-z]{2})\.", part.get("text", ""))
+        if found:
+            return found.group(1)
+    return "en"
+
+
+def _schema_asks_language(config: dict[str, Any]) -> bool:
+    # A model following the response schema labels each caption only if asked to.
+    schema = config.get("responseSchema") or config.get("response_schema") or {}
+    captions = (schema.get("properties") or {}).get("captions") or {}
+    item = captions.get("items") or {}
+    return "language" in (item.get("properties") or {})
 
 
 def _products_in(contents: list[Any]) -> list[dict[str, Any]]:

@@ -229,6 +229,23 @@ def test_an_english_fallback_for_another_language_waits_for_a_person(
     assert post["state"] == "needs_approval"
 
 
+def test_gemini_copy_in_another_language_than_asked_waits_for_a_person(
+    brand_key, monkeypatch
+) -> None:
+    with GeminiStandIn() as standin:
+        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
+        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
+        runtime.reset()
+        standin.set_fault("wrong_language", language="en")
+        body = {"products": [catalog(1)[0]["sku"]], "language": "de"}
+
+        (post,) = post_json(caption_client(), "/", body, brand_key).get_json()["posts"]
+
+    assert post["engine"] == "gemini"
+    assert post["checks"]["in_requested_language"] is False
+    assert post["state"] == "needs_approval"
+
+
 def test_a_brand_in_an_unknown_language_is_a_400(function_env) -> None:
     api = make_app("api", "http").test_client()
 

@@ -242,7 +242,7 @@ def test_gemini_writes_polls_and_threads_in_their_own_schema(
 
     items = [schema["properties"]["captions"]["items"] for schema in schemas]
     assert "poll_options" in items[0]["required"]
-    assert items[1]["required"] == ["ref", "parts"]
+    assert items[1]["required"] == ["ref", "parts", "language"]
     assert poll["engine"] == "gemini" and len(poll["poll_options"]) == 3
     assert thread["engine"] == "gemini" and len(thread["parts"]) == 2
     assert thread["link"] in thread["parts"][-1]["text"]

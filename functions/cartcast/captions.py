@@ -30,8 +30,14 @@ raised: a quota answer gives "gemini: quota exhausted" with the service's reset 
 each draft (`quota_reset_at`), so the caller can park Gemini until then; a server error
 or timeout after the adapter's retry gives "gemini: unavailable". Template copy is
 English whatever `BrandVoice.language` says; only Gemini writes other languages, and
-a template draft in place of another language fails the extra check
-`in_requested_language`, so a person decides.
+a draft in another language than the one asked for fails the extra check
+`in_requested_language`, so a person decides: a template draft for a language other
+than English, and a Gemini draft whose own label (the answer's `language`) names
+another language, or, for a language of its own script (Greek, Cyrillic, Arabic,
+Japanese...), that holds not one letter of it. Such a Gemini draft is kept, not
+replaced: the template engine would not write the language asked for either.
+Known shortcoming: a Gemini draft in another language of the same script, labelled
+as the one asked for, passes; telling them apart would need a language detector.
 
 A request's `kind` shapes the draft (post_kinds.py): a poll gets its options and
 opens with a question, a thread is split into parts; the checks then cover all of
@@ -111,6 +117,23 @@ CHECK_NAMES = (
 )
 # A link-free post is checked for having no link where a linked one has it once.
 LINK_FREE_CHECK_NAMES = ("no_link", *CHECK_NAMES[1:])
+# The letters of the languages written in a script of their own (Serbian, written
+# in two, is left out): Gemini copy asked for in one of them holds at least one.
+SCRIPT_LETTERS = {
+    "ar": "\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufefc",
+    "bg": "\u0400-\u04ff",
+    "bn": "\u0980-\u09ff",
+    "el": "\u0370-\u03ff\u1f00-\u1fff",
+    "fa": "\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufefc",
+    "he": "\u0590-\u05ff",
+    "hi": "\u0900-\u097f",
+    "ja": "\u3040-\u30ff\u4e00-\u9fff",
+    "ko": "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af",
+    "ru": "\u0400-\u04ff",
+    "th": "\u0e00-\u0e7f",
+    "uk": "\u0400-\u04ff",
+    "zh": "\u3400-\u4dbf\u4e00-\u9fff",
+}
 HOOK_WEIGHT_MAX = 140
 OPTIONAL_HASHTAGS_MAX = 2
 
@@ -189,6 +212,7 @@ class _GeminiOutcome:
     failure: str | None = None
     quota_reset_at: dt.datetime | None = None
     poll_options: list[tuple[str, ...] | None] = dataclasses.field(default_factory=list)
+    languages: list[str | None] = dataclasses.field(default_factory=list)
 
 
 def write_drafts(
@@ -297,6 +321,7 @@ def _ask_gemini(
         usage,
         result.model_version or gemini.model,
         poll_options=list(result.poll_options),
+        languages=list(result.languages),
     )
 
 
@@ -321,6 +346,9 @@ def _gemini_draft(
     reason = _gemini_failure_reason(text, checks, request, voice, batch.earlier)
     if reason is not None:
         return None, reason
+    label = outcome.languages[index] if index < len(outcome.languages) else None
+    if not in_language(copy, label, voice.language):
+        checks = {**checks, "in_requested_language": False}
 
     draft = Draft(
         text=text,
@@ -361,6 +389,18 @@ def _gemini_shape(
         return [], (), f"gemini: a thread of {len(parts)} parts"
     parts[-1] = _attach_link_and_hashtags(parts[-1], request.link, voice)
     return parts, options, None
+
+
+def in_language(copy: str, label: str | None, language: str) -> bool:
+    """Say whether Gemini's copy is in the language asked for (an ISO 639-1 code).
+
+    The model's own label must name it, and copy in a language of its own script
+    must hold a letter of that script (SCRIPT_LETTERS), whatever the label says.
+    """
+    if label is None or label.strip().lower() != language:
+        return False
+    letters = SCRIPT_LETTERS.get(language)
+    return letters is None or re.search(f"[{letters}]", copy) is not None
 
 
 def _attach_link_and_hashtags(copy: str, link: str, voice: BrandVoice) -> str:

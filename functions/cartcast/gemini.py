@@ -2,9 +2,10 @@
 
 One `generateContent` call per batch: the brand profile goes in the system
 instruction, the products as JSON in the user turn, and the answer is constrained to
-JSON ({"captions": [{"ref", "text"}]}) by a response schema. The SDK's `parsed` is
-None, silently, whenever that JSON is invalid or cut short, so nothing it returns is
-trusted until checked.
+JSON ({"captions": [{"ref", "text", "language"}]}) by a response schema, `language`
+being the model's own ISO 639-1 label of what it wrote (captions.py holds it to the
+language asked for). The SDK's `parsed` is None, silently, whenever that JSON is
+invalid or cut short, so nothing it returns is trusted until checked.
 
 The schema follows the batch's post kind (one request, one kind): a poll's caption
 adds `poll_options`, a thread's gives `parts` instead of `text` (returned here joined
@@ -94,17 +95,19 @@ RESPONSE_SCHEMA = {
                 "properties": {
                     "ref": {"type": "STRING"},
                     "text": {"type": "STRING"},
+                    "language": {"type": "STRING"},
                 },
-                "required": ["ref", "text"],
-                "propertyOrdering": ["ref", "text"],
+                "required": ["ref", "text", "language"],
+                "propertyOrdering": ["ref", "text", "language"],
             },
         }
     },
     "required": ["captions"],
 }
-# Each ref's caption (a thread's parts joined by a blank line) and, for polls, the
-# options given; the options list is empty for other kinds.
-_Captions = tuple[list[str | None], list[tuple[str, ...] | None]]
+# Each ref's caption (a thread's parts joined by a blank line), for polls the
+# options given (the list is empty for other kinds), and the language it says it
+# wrote in.
+_Captions = tuple[list[str | None], list[tuple[str, ...] | None], list[str | None]]
 # Finish reasons that mean the output was withheld, not merely cut.
 BLOCKED_FINISH_REASONS = frozenset(
     {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "OTHER"}
@@ -118,6 +121,9 @@ class CopyResult:
     model_version: str | None
     # Aligned with `texts` for a poll batch; empty for other kinds.
     poll_options: list[tuple[str, ...] | None] = field(default_factory=list)
+    # The model's own ISO 639-1 label of each text, aligned with `texts`; None
+    # where it gave none.
+    languages: list[str | None] = field(default_factory=list)
 
 
 class CopyFailed(PermanentError):
@@ -260,8 +266,10 @@ class GeminiCaptioner:
                 continue
 
             self._log_call(attempt, refs, started, usage=usage.counts)
-            texts, options = captions
-            return CopyResult(texts, dict(usage.counts), model_version, options)
+            texts, options, languages = captions
+            return CopyResult(
+                texts, dict(usage.counts), model_version, options, languages
+            )
 
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -466,12 +474,15 @@ def _read_captions(response: Any, refs: list[str]) -> _Captions:
         raise _Unusable("wrong types")
     by_ref: dict[str, str] = {}
     options_by_ref: dict[str, tuple[str, ...]] = {}
+    languages_by_ref: dict[str, str] = {}
     for item in captions:
         if not isinstance(item, dict):
             continue
         ref, caption = item.get("ref"), _caption_text(item)
         if isinstance(ref, str) and caption:
             by_ref.setdefault(ref.strip(), caption)
+            if isinstance(item.get("language"), str):
+                languages_by_ref.setdefault(ref.strip(), item["language"])
             options = item.get("poll_options")
             if isinstance(options, list) and all(isinstance(o, str) for o in options):
                 options_by_ref.setdefault(
@@ -482,7 +493,7 @@ def _read_captions(response: Any, refs: list[str]) -> _Captions:
     if all(caption is None for caption in texts):
         raise _Unusable("missing refs" if by_ref or not captions else "wrong types")
     options = [options_by_ref.get(ref) for ref in refs] if options_by_ref else []
-    return texts, options
+    return texts, options, [languages_by_ref.get(ref) for ref in refs]
 
 
 def _caption_text(item: dict[str, Any]) -> str | None:
@@ -506,8 +517,8 @@ def response_schema(kind: str) -> dict[str, Any]:
                 **item["properties"],
                 "poll_options": {"type": "ARRAY", "items": {"type": "STRING"}},
             },
-            "required": ["ref", "text", "poll_options"],
-            "propertyOrdering": ["ref", "text", "poll_options"],
+            "required": ["ref", "text", "poll_options", "language"],
+            "propertyOrdering": ["ref", "text", "poll_options", "language"],
         }
     elif kind == "thread":
         item = {
@@ -515,9 +526,10 @@ def response_schema(kind: str) -> dict[str, Any]:
             "properties": {
                 "ref": {"type": "STRING"},
                 "parts": {"type": "ARRAY", "items": {"type": "STRING"}},
+                "language": {"type": "STRING"},
             },
-            "required": ["ref", "parts"],
-            "propertyOrdering": ["ref", "parts"],
+            "required": ["ref", "parts", "language"],
+            "propertyOrdering": ["ref", "parts", "language"],
         }
     else:
         return RESPONSE_SCHEMA
@@ -548,6 +560,7 @@ def _system_instruction(
         f'You write posts on X for the online store "{voice.name}".',
         f"Brand voice: {voice.voice}",
         f"Write in this language: {voice.language}.",
+        "Give each post's language as its ISO 639-1 code in `language`.",
     ]
     if tone:
         lines.append(f"Tone for these posts: {tone}")
