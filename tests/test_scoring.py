@@ -651,9 +651,12 @@ def test_gemini_scoring_waits_for_the_caption_quota_and_falls_back_meanwhile(
     assert len(standin.requests()) == 1
 
 
-def test_a_crisis_escalates_even_when_gemini_calls_it_praise(
+def test_a_crisis_word_gemini_reads_as_happy_praise_waits_at_3_still_named(
     gemini_runtime, brand_id, standin
 ):
+    # The stand-in reads "love" as positive praise; a model that misreads a burn
+    # so leaves it due within the question deadline, its crisis word shown, but
+    # no longer above every late order (decision 0061).
     mention_id = add_mention(
         gemini_runtime, brand_id, "@shop love the charger but it burned my hand"
     )
@@ -661,7 +664,26 @@ def test_a_crisis_escalates_even_when_gemini_calls_it_praise(
     scoring.score_mentions(gemini_runtime, mention_ids=[mention_id])
 
     row = load(gemini_runtime, mention_id)
-    assert row["intent"] == "praise"
+    assert (row["intent"], row["sentiment"]) == ("praise", "positive")
+    assert row["priority"] == 3 and row["escalate"] is False
+    assert row["response_due_at"] is not None
+    assert {"crisis:burn", "priority:crisis_in_praise"} <= set(row["reasons"])
+
+
+def test_a_crisis_escalates_whatever_gemini_calls_it_but_happy_praise(
+    gemini_runtime, brand_id, standin
+):
+    # The stand-in reads "?" as a neutral question.
+    mention_id = add_mention(
+        gemini_runtime,
+        brand_id,
+        "@shop is the charger meant to get hot enough to burn?",
+    )
+
+    scoring.score_mentions(gemini_runtime, mention_ids=[mention_id])
+
+    row = load(gemini_runtime, mention_id)
+    assert row["intent"] == "question"
     assert row["priority"] == 1 and row["escalate"] is True
     assert "crisis:burn" in row["reasons"]
 

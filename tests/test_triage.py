@@ -130,13 +130,48 @@ def test_a_guess_is_only_ever_a_complaint():
     assert decided.priority == 4 and "priority:guessed" not in decided.reasons
 
 
-def test_a_crisis_is_first_and_due_by_the_sooner_deadline():
+@pytest.mark.parametrize(
+    ("intent", "sentiment"),
+    [
+        ("other", "neutral"),
+        ("question", "neutral"),
+        ("praise", "negative"),
+        ("praise", "neutral"),
+        ("spam", "positive"),
+    ],
+)
+def test_a_crisis_is_first_and_due_by_the_sooner_deadline(intent, sentiment):
     deadlines = triage.ResponseDeadlines(order_issue_min=90, complaint_min=30)
 
-    decided = decide("praise", "positive", crisis=True, deadlines=deadlines)
+    decided = decide(intent, sentiment, crisis=True, deadlines=deadlines)
 
     assert decided.priority == 1 and decided.escalate
     assert decided.response_due_at == POSTED + dt.timedelta(minutes=30)
+    assert "priority:crisis" in decided.reasons
+
+
+@pytest.mark.parametrize("followers", [100, 900_000])
+def test_a_crisis_word_in_happy_praise_waits_after_every_order_issue(followers):
+    # "The flowers cheered her up in hospital": seen within the question
+    # deadline, never above a late order, never escalated (decision 0061).
+    deadlines = triage.ResponseDeadlines(question_min=180)
+
+    decided = decide(
+        "praise",
+        "positive",
+        crisis=True,
+        deadlines=deadlines,
+        author_followers=followers,
+    )
+    calm_order = decide("order_issue", "positive")
+
+    assert decided.priority == triage.CRISIS_IN_PRAISE_PRIORITY == 3
+    assert not decided.escalate
+    assert decided.response_due_at == POSTED + dt.timedelta(minutes=180)
+    assert decided.reasons == ("priority:crisis_in_praise",)
+    assert triage.rank_key(
+        calm_order.priority, calm_order.response_due_at, POSTED, "order_issue"
+    ) < triage.rank_key(decided.priority, decided.response_due_at, POSTED, "praise")
 
 
 def test_spam_and_other_need_no_answer():

@@ -6,6 +6,7 @@ needed):
 
     intent        sentiment   priority   with reach   answer due
     (crisis)      any         1          1            the sooner of order/complaint
+    (crisis)      praise, positive  3    3            brand's question_due_min
     order_issue   negative    1          1            brand's order_issue_due_min
     order_issue   other       2          1            brand's order_issue_due_min
     complaint     any         2          1            brand's complaint_due_min
@@ -30,6 +31,13 @@ praise ("honestly love how they don't spam me") at priority 2 it puts every
 order problem the scorer misread below it. So a guess waits at priority 3,
 after every order issue and every complaint read from its own
 words, and reach never raises it (decision 0045).
+
+A crisis word (an injury, a burn, a lawsuit; the offline scorer's list, whatever
+engine labelled the mention) raises a mention to 1, except in one read as praise in
+a positive tone: "the flowers cheered her up in hospital" is not an emergency, and
+at 1 it ranked above every late order. A crisis word there may still matter (an
+allergic reaction handled well), so such a mention waits at 3, answered within the
+question deadline, not escalated (decision 0061).
 
 Praise is the lowest tier above spam, below "other": it asks for nothing, and
 "other" is where a problem the scorer could not read lands ("the box came with no
@@ -58,6 +66,7 @@ INTENTS = tuple(PRIORITY_BY_INTENT)
 REACH_RAISES = frozenset({"order_issue", "complaint", "question"})
 ESCALATE_AT_PRIORITY = 1
 GUESSED_PRIORITY = 3
+CRISIS_IN_PRAISE_PRIORITY = 3
 # The reasons `sentiment.score_mention` gives when the learned model, or a quoted
 # claim alone, made a mention a complaint: a guess at sarcasm, not a reading.
 GUESSED_COMPLAINT_REASONS = frozenset({"model:complaint", "guess:quoted"})
@@ -115,11 +124,17 @@ def triage_mention(
     if reach and intent in REACH_RAISES and priority > 1 and not guessed:
         priority -= 1
         reasons.append("priority:reach")
-    if crisis:
+    in_praise = crisis and intent == "praise" and sentiment == "positive"
+    if in_praise:
+        priority = CRISIS_IN_PRAISE_PRIORITY
+        reasons.append("priority:crisis_in_praise")
+    elif crisis:
         priority = 1
         reasons.append("priority:crisis")
 
-    due_min = _due_min(intent, crisis, deadlines)
+    due_min = (
+        deadlines.question_min if in_praise else _due_min(intent, crisis, deadlines)
+    )
     due_at = None if due_min is None else posted_at + dt.timedelta(minutes=due_min)
     ugc = intent == "praise" and "photo" in media_types
     if ugc:
