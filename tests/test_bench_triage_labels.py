@@ -184,3 +184,14 @@ def test_the_pooled_ranking_is_printed_beside_each_store_s_own(tmp_path, capsys)
     assert combined["order_issues_ranked_below_praise"] == 1
     assert combined["order_issues_below_praise_store_by_store"] == 0
     assert "(each store's inbox ranked on its own: 0 in all)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "path", sorted(triage_eval.REPO.glob("bench/labels/*.json")), ids=lambda p: p.name
+)
+def test_each_kept_labels_file_labels_every_mention_of_its_half_and_no_other(path):
+    # The figures the README and decisions 0060 and 0061 quote are reproduced
+    # with `bench.triage_eval --labels` on these files.
+    half = path.name.split("_")[0]
+    _, labels = triage_eval.recorded_labels(path)
+    assert set(labels) == {m["text"] for m in triage_eval.load_mentions(half)}
