@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import datetime as dt
 import json
+import threading
 from decimal import Decimal
 
 import pytest
@@ -15,6 +16,7 @@ from cartcast import author_data, brands, mentions, removed_mentions, x
 from infra.x_sandbox import XSandbox
 from tests.test_event_functions import PushReceiver
 from tests.test_mentions import ALPHA, FAN, add_brand, stored, wire
+from tests.test_publish_kill import wait_until
 
 MENTIONS_ROUTE = "GET /2/users/:id/mentions"
 STORED = """
@@ -314,6 +316,39 @@ def test_a_quiet_brand_is_polled_less_often_and_at_once_more_when_mentions_come(
     assert intervals == [120, 240, 480, 900, 900, 900]
     assert busy["new"] == 1
     assert cursor(runtime, alpha)["mentions_poll_interval_s"] == 60
+
+
+def test_a_poll_overlapping_a_running_one_leaves_the_brand_to_it(
+    runtime, sandbox, clock, alpha
+) -> None:
+    # Two Scheduler ticks' runs at once (poll_mentions runs up to two instances):
+    # the brand is read, and X paid, once.
+    mention(sandbox, clock, "@alpha is my order on its way?")
+    sandbox.add_fault(method="GET", path_prefix="/2/users/", hold=True)
+    running = threading.Thread(target=poll, args=(runtime, clock))
+
+    running.start()
+    try:
+        wait_until(lambda: mention_reads(sandbox), "the first poll's read to reach X")
+        overlapping = poll(runtime, clock)
+    finally:
+        sandbox.release_answers()
+        running.join(60)
+
+    assert overlapping["not_due"] == 1 and overlapping["brands"] == 0
+    assert mention_reads(sandbox) == 1 and stored(runtime) == 1
+
+
+def test_a_poll_whose_read_x_failed_leaves_the_brand_due_at_the_next_tick(
+    runtime, sandbox, clock, alpha
+) -> None:
+    sandbox.add_fault(method="GET", path_prefix="/2/users/", status=503)
+    failed = poll(runtime, clock)
+    mention(sandbox, clock, "@alpha is my order on its way?")
+
+    again = poll(runtime, clock)
+
+    assert failed["brands"] == 0 and again["new"] == 1
 
 
 def test_the_poll_interval_settings_bound_the_backoff(runtime, sandbox, clock, alpha):

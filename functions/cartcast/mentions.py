@@ -52,6 +52,10 @@ MENTIONS_PER_PAGE = 100
 FALLBACK_MARGIN = dt.timedelta(hours=1)
 # A quiet brand's interval doubles after each poll that found nothing new.
 POLL_BACKOFF_FACTOR = 2
+# How long a poll holds its brand: the deployed function's timeout
+# (terraform/variables.tf, poll_mentions timeout_s), so a run cut off there, or one
+# that raised, leaves the brand to the polls after it by then at the latest.
+POLL_LEASE = dt.timedelta(seconds=300)
 # Rows per INSERT: one statement per thousand mentions keeps a large read's store
 # near the cost of a COPY (bench/mention_store.py) without a huge parameter.
 STORE_CHUNK = 1000
@@ -106,6 +110,20 @@ UPDATE brands SET mentions_since_id = :since_id, mentions_resume_token = NULL,
     mentions_pending_newest_id = NULL
 WHERE id = :brand_id
 """
+# A poll takes the brand before it reads X: its next poll moves to the lease's
+# end, only if it is still the due time this run saw. A second run at once (an
+# overlapping tick; poll_mentions runs up to two instances) finds it moved and
+# leaves the brand, so X is read and paid once. The store sets the real next poll.
+CLAIM_POLL = """
+UPDATE brands SET mentions_next_poll_at = :lease_until
+WHERE id = :brand_id AND mentions_next_poll_at IS NOT DISTINCT FROM :seen
+RETURNING id
+"""
+# A read X did not answer gives the brand back to the next tick.
+RETURN_POLL = """
+UPDATE brands SET mentions_next_poll_at = :seen
+WHERE id = :brand_id AND mentions_next_poll_at = :lease_until
+"""
 SAVE_PACE = """
 UPDATE brands SET mentions_poll_interval_s = :interval_s,
     mentions_next_poll_at = :next_poll_at
@@ -150,6 +168,9 @@ def _poll_brand(
     if next_poll_at and next_poll_at > now:
         return {"not_due": 1}
 
+    if not _claim_poll(runtime, brand, now):
+        return {"not_due": 1}  # another run is polling the brand right now
+
     pages = _affordable_pages(runtime, brand, now)
     if pages == 0:
         _schedule_next(runtime, brand_id, runtime.settings.mention_poll_max_s, now)
@@ -157,6 +178,7 @@ def _poll_brand(
     _forget_old_resume(runtime, brand, now)
     batch = _read(runtime, brand, max_pages=pages, now=now)
     if batch is None:
+        _return_poll(runtime, brand, now)
         return {"skipped": 1}
 
     new_ids = _store(runtime, brand, batch, read_at=now)
@@ -182,6 +204,29 @@ def _poll_brand(
             extra=fields(brand_id=brand_id, reason=str(error)),
         )
     return outcome
+
+
+def _claim_poll(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> bool:
+    """Take the brand for this poll; False when another run took it first."""
+    with runtime.database.transaction() as tx:
+        claimed = tx.scalar(
+            CLAIM_POLL,
+            brand_id=brand["id"],
+            seen=brand["mentions_next_poll_at"],
+            lease_until=now + POLL_LEASE,
+        )
+    return claimed is not None
+
+
+def _return_poll(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> None:
+    """Give the brand back to the next tick after a read X did not answer."""
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            RETURN_POLL,
+            brand_id=brand["id"],
+            seen=brand["mentions_next_poll_at"],
+            lease_until=now + POLL_LEASE,
+        )
 
 
 def _affordable_pages(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> int:
