@@ -136,12 +136,13 @@ def poll_mentions(cloud_event: CloudEvent) -> None:
 
 def _poll_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
     """Read and fan out new mentions, then score any that no event scored (one
-    dropped as too old, or lost), then send the escalations that are due."""
-    from cartcast import escalations, mentions, scoring
+    dropped as too old, or lost), then send the escalations and alerts that are
+    due (a crisis the sweep's scores started)."""
+    from cartcast import mentions, scoring
 
     outcome = mentions.poll_mentions(current, as_of=as_of)
     outcome["swept_scored"] = scoring.sweep_unscored(current)
-    return {**outcome, **escalations.deliver_pending(current)}
+    return {**outcome, **_deliver_mention_news(current)}
 
 
 @functions_framework.cloud_event
@@ -153,13 +154,21 @@ def score_sentiment(cloud_event: CloudEvent) -> None:
     if ids is None:
         _drop("score_sentiment", message, "payload has no list of mention ids")
         return
-    from cartcast import escalations, scoring
+    from cartcast import scoring
 
     # Idempotent per mention: a second delivery finds them scored and does nothing.
     current = runtime.current()
     outcome = scoring.score_mentions(current, mention_ids=ids)
-    outcome.update(escalations.deliver_pending(current))
+    outcome.update(_deliver_mention_news(current))
     _done("score_sentiment", message, {**outcome, "received": len(ids)})
+
+
+def _deliver_mention_news(current: runtime.Runtime) -> dict[str, Any]:
+    """Send the due escalations, then the alerts: a crisis scoring has just started
+    must not wait for a publish run, which the operator's pause may stop."""
+    from cartcast import alerts, escalations
+
+    return {**escalations.deliver_pending(current), **alerts.deliver_pending(current)}
 
 
 @functions_framework.cloud_event

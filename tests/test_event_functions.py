@@ -19,6 +19,7 @@ from cartcast import events
 from infra.x_sandbox import XSandbox
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import brand_body, catalog, closed_loopback_port, post_json
+from tests.test_refusals import WebhookReceiver
 
 SHOP = {"user_id": "1500000000000000001", "username": "testgoods", "name": "Test Goods"}
 
@@ -303,6 +304,37 @@ def _poll_and_collect(receiver, at) -> list:
 def _mention_states(brand_key) -> list:
     mentions = api_get("/v1/mentions", brand_key)["mentions"]
     return [m["intent"] for m in mentions]
+
+
+def test_a_crisis_alert_goes_out_from_the_scoring_run_that_saw_the_surge(
+    env, monkeypatch, sandbox, receiver
+) -> None:
+    # Arrange: no publish tick runs (the operator paused the deployment's publish
+    # jobs, say), and a surge of angry mentions comes in.
+    monkeypatch.setenv("CARTCAST_CRISIS_MIN_MENTIONS", "4")
+    webhook = WebhookReceiver()
+    api = make_app("api", "http").test_client()
+    post_json(
+        api, "/v1/brands", brand_body(alert_webhook_url=webhook.url), OPERATOR_KEY
+    )
+    for number in range(4):
+        sandbox.add_mention(
+            to_user_id=SHOP["user_id"],
+            text=f"@testgoods order #44{number} never arrived, this is awful",
+            author={"id": f"4{number}", "username": f"buyer{number}", "name": "B"},
+        )
+
+    # Act
+    try:
+        for message in _poll_and_collect(receiver, START):
+            tick("score_sentiment", START, message.payload)
+    finally:
+        webhook.server.shutdown()
+        webhook.server.server_close()
+
+    # Assert: the brand's people hear of it now, once, not at some later publish run.
+    assert len(webhook.accepted) == 1
+    assert "possible crisis" in webhook.accepted[0]["text"]
 
 
 def test_a_stale_score_event_is_dropped_with_a_log_line_and_swept_later(

@@ -6,14 +6,16 @@ An alert is keyed by (brand, kind, episode): raising the same episode again, fro
 another post or another run, is a no-op, so forty posts refused for one revoked
 token make one alert, not forty.
 
-`deliver_pending` runs after a publish run's posts: it POSTs each undelivered
-alert to the brand's `alert_webhook_url` as Slack-compatible JSON (`{"text":
-...}`), with CARTCAST_ALERT_TIMEOUT_S. A webhook that fails or times out keeps the
-alert for the next run (and its other alerts wait too, so one dead webhook costs
-one timeout per run); past CARTCAST_ALERT_MAX_AGE_S an alert is abandoned with an
-ERROR line. A brand with no webhook gets a WARNING log line instead. Delivery is at
-least once: a run that dies between the webhook's answer and the commit sends the
-alert again next time.
+`deliver_pending` runs after a publish run's posts, and after each scoring run
+(score_sentiment, the poll's sweep), where a crisis starts: a crisis alert waits
+for no publish tick, which the operator's pause may stop. It POSTs each
+undelivered alert to the brand's `alert_webhook_url` as Slack-compatible JSON
+(`{"text": ...}`), with CARTCAST_ALERT_TIMEOUT_S. A webhook that fails or times
+out keeps the alert for the next run (and its other alerts wait too, so one dead
+webhook costs one timeout per run); past CARTCAST_ALERT_MAX_AGE_S an alert is
+abandoned with an ERROR line. A brand with no webhook gets a WARNING log line
+instead. Delivery is at least once: a run that dies between the webhook's answer
+and the commit sends the alert again next time.
 """
 
 from __future__ import annotations
