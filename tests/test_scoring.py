@@ -501,6 +501,40 @@ def test_a_crm_that_never_answers_is_given_up_after_the_maximum_age(runtime, bra
     assert row["abandoned_at"] is not None and row["delivered_at"] is None
 
 
+def test_a_dead_crm_s_backlog_never_holds_back_another_brand_s_escalation(
+    runtime, brand_id
+):
+    # Arrange: the shop's CRM is down with more escalations queued than one run
+    # sends; another brand's order issue comes in after them.
+    connect_crm(runtime, brand_id, f"http://127.0.0.1:{closed_loopback_port()}/crm")
+    backlog = [
+        add_mention(runtime, brand_id, f"@shop my order #44{n:02} never arrived")
+        for n in range(escalations.ESCALATIONS_PER_RUN + 1)
+    ]
+    scoring.score_mentions(runtime, mention_ids=backlog)
+    with runtime.database.transaction() as tx:
+        other = brands.create_brand(
+            tx, brand_body(slug="other"), now=runtime.clock.now()
+        )
+    other_id = str(other["brand"]["id"])
+    crm = CrmReceiver(now_s=int(runtime.clock.now().timestamp()))
+    connect_crm(runtime, other_id, crm.url)
+    runtime.clock.advance(dt.timedelta(seconds=1))
+    waiting = add_mention(runtime, other_id, "@other my parcel never arrived")
+    scoring.score_mentions(runtime, mention_ids=[waiting])
+
+    # Act
+    try:
+        counts = escalations.deliver_pending(runtime)
+    finally:
+        crm.close()
+
+    # Assert: the working CRM got its escalation in this run; the dead one was
+    # tried once.
+    assert [d["body"]["mention"]["id"] for d in crm.deliveries] == [waiting]
+    assert counts["escalations_sent"] == 1 and counts["escalations_failed"] == 1
+
+
 def test_a_brand_without_a_crm_gets_its_escalations_in_the_log(runtime, brand_id):
     mention_id = add_mention(runtime, brand_id, "@shop my parcel never arrived")
     scoring.score_mentions(runtime, mention_ids=[mention_id])

@@ -16,12 +16,13 @@ an old delivery. The body is fixed when the row is queued, so every retry signs
 the same bytes under a fresh timestamp.
 
 A 2xx answer delivers the row. Anything else (no connection, a timeout, 4xx, 5xx)
-keeps it for a retry after CARTCAST_ESCALATION_RETRY_BASE_S, doubled each attempt
-up to an hour; past CARTCAST_ESCALATION_MAX_AGE_S it is abandoned with an ERROR
-line. One failing webhook is tried once per run. A brand without a webhook gets a
-WARNING line per escalation instead. Delivery is at least once: a run that dies
-between the CRM's answer and the commit sends the row again, with the same
-X-Cartcast-Delivery.
+keeps it for a retry after CARTCAST_ESCALATION_RETRY_BASE_S, doubled each attempt up
+to an hour; past CARTCAST_ESCALATION_MAX_AGE_S it is abandoned with an ERROR line.
+One failing webhook is tried once per run, and each run takes every brand's oldest
+due row before any brand's second, so one CRM's backlog delays no other. A brand
+without a webhook gets a WARNING line per escalation instead. Delivery is at least
+once: a run that dies between the CRM's answer and the commit sends the row again,
+with the same X-Cartcast-Delivery.
 """
 
 from __future__ import annotations
@@ -47,10 +48,18 @@ VALUES (:brand_id, :mention_id, :body, :now, :now)
 ON CONFLICT (mention_id) DO NOTHING
 RETURNING id
 """
+# Each brand's oldest due row first, then each one's second, and so on: a CRM that
+# is down with a backlog of more than a run's rows (tried once a run, the rest of
+# them skipped) would otherwise fill every run, and no other brand's would be sent.
 SELECT_DUE = """
-SELECT id FROM escalation_outbox
-WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= :now
-ORDER BY next_attempt_at, id
+SELECT id FROM (
+    SELECT id, next_attempt_at,
+        row_number() OVER (PARTITION BY brand_id ORDER BY next_attempt_at, id)
+            AS place_in_brand
+    FROM escalation_outbox
+    WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= :now
+) due
+ORDER BY place_in_brand, next_attempt_at, id
 LIMIT :limit
 """
 # Locked while it is sent, so two overlapping runs never both send it.
