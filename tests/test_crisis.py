@@ -14,6 +14,7 @@ from tests.helpers import (
     ALPHA,
     auth,
     brand_body,
+    closed_loopback_port,
     make_brand,
     post_json,
     states,
@@ -41,10 +42,12 @@ def webhook():
     running.server.server_close()
 
 
-def add_brand(runtime, webhook_url: str | None = None) -> str:
+def add_brand(runtime, webhook_url: str | None = None, slug: str = "test-goods") -> str:
     from cartcast import brands
 
-    body = brand_body(alert_webhook_url=webhook_url) if webhook_url else brand_body()
+    body = brand_body(slug=slug)
+    if webhook_url:
+        body["alert_webhook_url"] = webhook_url
     with runtime.database.transaction() as tx:
         created = brands.create_brand(
             tx, body, now=runtime.clock.now(), environment="local"
@@ -104,6 +107,43 @@ def test_a_surge_over_a_ten_percent_baseline_raises_exactly_one_alert(
     assert delivered["alerts_sent"] == 1
     text = webhook.accepted[0]["text"]
     assert "possible crisis" in text and "against 10% over the 14 days" in text
+
+
+def test_a_dead_webhook_s_backlog_never_holds_back_another_brand_s_crisis_alert(
+    runtime, clock, webhook
+) -> None:
+    # Arrange: one brand's Slack webhook is gone with more alerts waiting than a
+    # run sends; then another brand's crisis starts.
+    dead = add_brand(runtime, f"http://127.0.0.1:{closed_loopback_port()}/hook")
+    with runtime.database.transaction() as tx:
+        for episode in range(alerts.ALERTS_PER_RUN + 1):
+            alerts.raise_alert(
+                tx,
+                brand_id=dead,
+                kind="x_disconnected",
+                episode=str(episode),
+                text="the X account was disconnected",
+                now=clock.now(),
+            )
+    alerts.deliver_pending(runtime)
+    clock.advance(MINUTE)
+    brand_id = add_brand(runtime, webhook.url, slug="other")
+    with runtime.database.transaction() as tx:
+        alerts.raise_alert(
+            tx,
+            brand_id=brand_id,
+            kind=crisis.ALERT_KIND,
+            episode=clock.now().isoformat(),
+            text="possible crisis",
+            now=clock.now(),
+        )
+
+    # Act
+    delivered = alerts.deliver_pending(runtime)
+
+    # Assert
+    assert delivered["alerts_sent"] == 1
+    assert [alert["text"] for alert in webhook.accepted] == ["possible crisis"]
 
 
 def test_three_negative_mentions_are_too_few_to_be_a_crisis(runtime, clock) -> None:

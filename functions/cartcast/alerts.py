@@ -12,10 +12,12 @@ for no publish tick, which the operator's pause may stop. It POSTs each
 undelivered alert to the brand's `alert_webhook_url` as Slack-compatible JSON
 (`{"text": ...}`), with CARTCAST_ALERT_TIMEOUT_S. A webhook that fails or times
 out keeps the alert for the next run (and its other alerts wait too, so one dead
-webhook costs one timeout per run); past CARTCAST_ALERT_MAX_AGE_S an alert is
-abandoned with an ERROR line. A brand with no webhook gets a WARNING log line
-instead. Delivery is at least once: a run that dies between the webhook's answer
-and the commit sends the alert again next time.
+webhook costs one timeout per run; a run takes each brand's oldest alert, the
+least tried first, before any brand's second, so no backlog holds another brand's
+back); past CARTCAST_ALERT_MAX_AGE_S an alert is abandoned with an ERROR line. A
+brand with no webhook gets a WARNING log line instead. Delivery is at least once:
+a run that dies between the webhook's answer and the commit sends the alert again
+next time.
 """
 
 from __future__ import annotations
@@ -35,10 +37,19 @@ VALUES (:brand_id, :kind, :episode, :text, :now)
 ON CONFLICT (brand_id, kind, episode) DO NOTHING
 RETURNING id
 """
+# Each brand's oldest alert first, then each one's second, and among those the
+# least tried first: a dead webhook's alerts are tried every run until abandoned,
+# and oldest first they would fill every run for a day, a newer brand's crisis
+# alert behind them.
 SELECT_PENDING = """
-SELECT id FROM alert_outbox
-WHERE delivered_at IS NULL AND abandoned_at IS NULL
-ORDER BY created_at, id
+SELECT id FROM (
+    SELECT id, created_at, attempts,
+        row_number() OVER (PARTITION BY brand_id ORDER BY created_at, id)
+            AS place_in_brand
+    FROM alert_outbox
+    WHERE delivered_at IS NULL AND abandoned_at IS NULL
+) pending
+ORDER BY place_in_brand, attempts, created_at, id
 LIMIT :limit
 """
 # Locked while it is sent, so two overlapping runs never both send it.
