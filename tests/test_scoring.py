@@ -485,6 +485,57 @@ def test_a_failing_crm_is_retried_later_with_the_same_delivery_id(runtime, brand
     assert row["attempts"] == 2 and row["last_error"] == "webhook answered 503"
 
 
+class SlowBodyCrm:
+    """A CRM that takes the escalation with a 200 at once, then holds the rest of
+    its answer (a two-byte body) until `finish()`."""
+
+    def __init__(self) -> None:
+        finished = self.finished = threading.Event()
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.flush()
+                finished.wait(30)
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = bind_loopback(Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/crm"
+
+    def finish(self) -> None:
+        self.finished.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_crm_that_answers_200_but_sends_its_body_slowly_has_taken_it(
+    runtime, brand_id
+):
+    with_settings(runtime, escalation_timeout_s=1)
+    crm = SlowBodyCrm()
+    connect_crm(runtime, brand_id, crm.url)
+    mention_id = add_mention(runtime, brand_id, "@shop my parcel never arrived")
+    scoring.score_mentions(runtime, mention_ids=[mention_id])
+
+    try:
+        counts = escalations.deliver_pending(runtime)
+    finally:
+        crm.finish()
+
+    assert counts["escalations_sent"] == 1 and len(crm.received) == 1
+    with runtime.database.transaction() as tx:
+        row = escalations.list_escalations(tx, brand_id=brand_id)[0]
+    assert row["delivered_at"] is not None and row["last_error"] is None
+
+
 def test_a_crm_that_never_answers_is_given_up_after_the_maximum_age(runtime, brand_id):
     with_settings(runtime, escalation_max_age_s=600)
     connect_crm(runtime, brand_id, f"http://127.0.0.1:{closed_loopback_port()}/crm")

@@ -175,11 +175,18 @@ def _post_webhook(url: str, text: str, timeout_s: float) -> str | None:
     try:
         # No redirects: a webhook answers itself, and a redirect could lead to
         # an address the URL's validation never saw.
-        answer = requests.post(
-            url, json={"text": text}, timeout=timeout_s, allow_redirects=False
-        )
+        # Streamed and closed unread, as escalations.py does: the status is the
+        # answer, and a slow body after a 2xx must not fail the alert.
+        with requests.post(
+            url,
+            json={"text": text},
+            timeout=timeout_s,
+            allow_redirects=False,
+            stream=True,
+        ) as answer:
+            status = answer.status_code
     except requests.RequestException as error:
         return f"webhook unreachable: {type(error).__name__}"
-    if not 200 <= answer.status_code < 300:
-        return f"webhook answered {answer.status_code}"
+    if not 200 <= status < 300:
+        return f"webhook answered {status}"
     return None

@@ -267,11 +267,19 @@ def _post(
     }
     try:
         # No redirects: a redirect could lead to an address the URL's check never saw.
-        answer = requests.post(
-            url, data=body, headers=headers, timeout=timeout_s, allow_redirects=False
-        )
+        # Streamed, and closed unread: the status says whether the CRM took it, and
+        # a slow or endless body after a 2xx must neither fail it nor hold the run.
+        with requests.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=timeout_s,
+            allow_redirects=False,
+            stream=True,
+        ) as answer:
+            status = answer.status_code
     except requests.RequestException as error:
         return f"webhook unreachable: {type(error).__name__}"
-    if not 200 <= answer.status_code < 300:
-        return f"webhook answered {answer.status_code}"
+    if not 200 <= status < 300:
+        return f"webhook answered {status}"
     return None
