@@ -1020,6 +1020,24 @@ def test_the_inbox_spells_a_long_wait_in_days_and_hours_not_minutes(
     assert "9720 min" not in page and "200 min" not in page
 
 
+def test_two_deadlines_in_the_hour_clocks_go_back_are_told_apart(
+    client, signed_in
+) -> None:
+    # New York's clocks go back at 02:00 EDT on 2026-11-01: 01:30 comes twice.
+    current = runtime_module.current()
+    for due in ("2026-11-01T05:30:00+00:00", "2026-11-01T06:30:00+00:00"):
+        store_mention(
+            current,
+            text="@testgoods where is my order?",
+            priority=2,
+            due=dt.datetime.fromisoformat(due),
+        )
+
+    page = text_of(client.get("/console/inbox"))
+
+    assert "2026-11-01 01:30 EDT" in page and "2026-11-01 01:30 EST" in page
+
+
 def test_the_inbox_offers_no_reply_to_a_mention_whose_author_was_removed(
     client, signed_in
 ) -> None:

@@ -1307,8 +1307,10 @@ def _when(value: Any, zone: str | None = None) -> str:
     if value is None:
         return "—"
     if zone:
+        # With the zone's abbreviation: the hour clocks go back comes twice
+        # (01:30 EDT, then 01:30 EST), and two deadlines in it must read apart.
         value = value.astimezone(zoneinfo.ZoneInfo(zone))
-        return value.strftime("%a %Y-%m-%d %H:%M")
+        return value.strftime("%a %Y-%m-%d %H:%M %Z")
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
