@@ -378,14 +378,7 @@ def triage_with_recorded_labels(
         given = labels.get(mention["text"])
         if given is None:
             by_file[mention["file"]] += 1
-            label = scoring.Label(
-                sentiment=offline.sentiment,
-                score=offline.compound,
-                intent=offline.intent,
-                engine="offline",
-                model=sentiment.SCORER_VERSION,
-                reasons=offline.reasons,
-            )
+            label = scoring.offline_label(offline)
         else:
             crisis = tuple(f"crisis:{word}" for word in offline.crisis)
             label = scoring.Label(

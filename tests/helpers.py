@@ -145,3 +145,25 @@ def closed_loopback_port() -> int:
                 continue
             return port
     raise RuntimeError("no free loopback port in 43000-43999")
+
+
+def labelled_mentions_file(
+    path: Path, rows: list[tuple[str, str, str]], *, followers: int = 120
+) -> Path:
+    """Write (text, expected intent, half) rows as a triage mention file."""
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "text": text,
+                    "expected_intent": intent,
+                    "expected_sentiment": "neutral",
+                    "author_followers": followers,
+                    "media_types": [],
+                    "half": half,
+                }
+                for text, intent, half in rows
+            ]
+        )
+    )
+    return path

@@ -11,7 +11,7 @@ import pytest
 
 from bench import triage_eval
 from infra.gemini_standin import GeminiStandIn
-from tests.helpers import gemini_bench_env
+from tests.helpers import gemini_bench_env, labelled_mentions_file
 
 # Written for these tests; the stand-in labels by keywords (infra/gemini_standin.py).
 # The offline scorer calls the kettle a complaint; the stand-in finds no keyword in
@@ -35,23 +35,7 @@ def standin():
 def mentions_file(tmp_path: Path) -> Path:
     labelled = [(text, intent, "reporting") for text, intent in REPORTING]
     labelled += [(text, intent, "tuning") for text, intent in TUNING]
-    path = tmp_path / "triage_mentions_test.json"
-    path.write_text(
-        json.dumps(
-            [
-                {
-                    "text": text,
-                    "expected_intent": intent,
-                    "expected_sentiment": "neutral",
-                    "author_followers": 120,
-                    "media_types": [],
-                    "half": half,
-                }
-                for text, intent, half in labelled
-            ]
-        )
-    )
-    return path
+    return labelled_mentions_file(tmp_path / "triage_mentions_test.json", labelled)
 
 
 @pytest.fixture

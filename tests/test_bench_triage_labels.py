@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import triage_eval
+from tests.helpers import labelled_mentions_file
 
 # Written for these tests. The offline scorer reads the kettle as a complaint, so
 # where "other" shows for it, the recorded label was the one used.
@@ -22,23 +23,8 @@ REPORTING = [
 
 @pytest.fixture
 def mentions_file(tmp_path: Path) -> Path:
-    path = tmp_path / "mentions.json"
-    path.write_text(
-        json.dumps(
-            [
-                {
-                    "text": text,
-                    "expected_intent": intent,
-                    "expected_sentiment": "neutral",
-                    "author_followers": 120,
-                    "media_types": [],
-                    "half": "reporting",
-                }
-                for text, intent in REPORTING
-            ]
-        )
-    )
-    return path
+    rows = [(text, intent, "reporting") for text, intent in REPORTING]
+    return labelled_mentions_file(tmp_path / "mentions.json", rows)
 
 
 def labels_file(tmp_path: Path, labels: list[dict]) -> Path:
@@ -151,25 +137,10 @@ def test_the_pooled_ranking_is_printed_beside_each_store_s_own(tmp_path, capsys)
     # Store a's praise is read as an order issue and tops the pooled list, above
     # store b's order issue; in b's own inbox no praise is above it.
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    for path, rows in (
-        (a, [("Thank you for the lovely lamp", "praise")]),
-        (b, [("My parcel never arrived, order 5512", "order_issue")]),
-    ):
-        path.write_text(
-            json.dumps(
-                [
-                    {
-                        "text": text,
-                        "expected_intent": intent,
-                        "expected_sentiment": "neutral",
-                        "author_followers": 120,
-                        "media_types": [],
-                        "half": "reporting",
-                    }
-                    for text, intent in rows
-                ]
-            )
-        )
+    praise = [("Thank you for the lovely lamp", "praise", "reporting")]
+    labelled_mentions_file(a, praise)
+    order = [("My parcel never arrived, order 5512", "order_issue", "reporting")]
+    labelled_mentions_file(b, order)
     labels = labels_file(
         tmp_path,
         [

@@ -168,6 +168,20 @@ def sweep_unscored(runtime: Any) -> int:
     return scored
 
 
+def offline_label(score: Any) -> Label:
+    """Return what the offline scorer said of a mention (a sentiment.MentionScore)."""
+    from cartcast import sentiment
+
+    return Label(
+        sentiment=score.sentiment,
+        score=score.compound,
+        intent=score.intent,
+        engine="offline",
+        model=sentiment.SCORER_VERSION,
+        reasons=score.reasons,
+    )
+
+
 def label_mentions(
     runtime: Any, rows: list[dict[str, Any]], offline: dict[str, Any]
 ) -> dict[str, Label]:
@@ -176,19 +190,7 @@ def label_mentions(
     `rows` need `id` and `text`; `offline` is each id's offline MentionScore.
     bench/triage_eval.py --gemini labels its mentions through this too.
     """
-    from cartcast import sentiment
-
-    labels = {
-        mention_id: Label(
-            sentiment=score.sentiment,
-            score=score.compound,
-            intent=score.intent,
-            engine="offline",
-            model=sentiment.SCORER_VERSION,
-            reasons=score.reasons,
-        )
-        for mention_id, score in offline.items()
-    }
+    labels = {mention_id: offline_label(score) for mention_id, score in offline.items()}
     if runtime.settings.sentiment_engine != "gemini":
         return labels
 
