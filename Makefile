@@ -62,6 +62,7 @@ bench: $(STAMP) ## Measure sentiment and triage accuracy, cold starts and memory
 	@start=$$(date +%s); \
 	$(PY) -m bench.sentiment_eval && \
 	$(PY) -m bench.triage_eval && \
+	$(PY) -m bench.triage_eval --labels bench/labels/reporting_0060.json && \
 	$(PY) -m bench.functions && \
 	$(PY) -m bench.gemini_floor --json var/bench/gemini_floor.json && \
 	$(PY) -m bench.rollup --json var/bench/rollup.json; \
