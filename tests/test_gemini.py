@@ -301,6 +301,28 @@ def test_copy_answered_in_another_language_fails_in_requested_language(
     assert [draft.checks for draft in drafts[1:]] == [ALL_CHECKS_PASS] * 2
 
 
+@pytest.mark.parametrize(
+    ("asked", "label"), [("de", "de-DE"), ("de", "DE-at"), ("ja", "ja-JP")]
+)
+def test_copy_labelled_with_a_region_as_well_is_in_the_language_asked(
+    standin: GeminiStandIn,
+    captioner: GeminiCaptioner,
+    voice: BrandVoice,
+    requests: list[DraftRequest],
+    asked: str,
+    label: str,
+) -> None:
+    # A model often labels German "de-DE": the language is the tag's first part
+    # (BCP 47), and such copy must not wait for a person as if it were English.
+    set_fault(standin, "wrong_language", count=1, language=asked, labelled=label)
+
+    drafts = write_drafts(
+        requests, dataclasses.replace(voice, language=asked), gemini=captioner
+    )
+
+    assert [draft.checks for draft in drafts] == [ALL_CHECKS_PASS] * 3
+
+
 def test_copy_labelled_as_asked_but_in_another_script_fails_the_check(
     standin: GeminiStandIn,
     captioner: GeminiCaptioner,

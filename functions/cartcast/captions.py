@@ -396,11 +396,18 @@ def in_language(copy: str, label: str | None, language: str) -> bool:
 
     The model's own label must name it, and copy in a language of its own script
     must hold a letter of that script (SCRIPT_LETTERS), whatever the label says.
+    A label with a region or script as well ("de-DE", "zh_Hans") names the
+    language by its first part, as a BCP 47 tag does.
     """
-    if label is None or label.strip().lower() != language:
+    if label is None or _primary_language(label) != language:
         return False
     letters = SCRIPT_LETTERS.get(language)
     return letters is None or re.search(f"[{letters}]", copy) is not None
+
+
+def _primary_language(label: str) -> str:
+    """Return a language label's first part, lower case: "pt-BR" gives "pt"."""
+    return re.split(r"[-_]", label.strip(), maxsplit=1)[0].lower()
 
 
 def _attach_link_and_hashtags(copy: str, link: str, voice: BrandVoice) -> str:
