@@ -137,6 +137,8 @@ locals {
       CARTCAST_X_CLIENT_ID      = var.x_client_id
       CARTCAST_X_REDIRECT_URI   = var.x_redirect_uri
       CARTCAST_TOKEN_KEY_SECRET = local.token_key_version
+      # A poll holds its brand this long: no run of the function outlives it.
+      CARTCAST_MENTION_POLL_LEASE_S = tostring(var.functions["poll_mentions"].timeout_s)
     }
     score_sentiment = {}
     rollup_kpis = {

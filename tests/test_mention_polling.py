@@ -339,6 +339,27 @@ def test_a_poll_overlapping_a_running_one_leaves_the_brand_to_it(
     assert mention_reads(sandbox) == 1 and stored(runtime) == 1
 
 
+def test_a_poll_holds_its_brand_for_the_lease_the_deployment_sets(
+    runtime, sandbox, clock, alpha
+) -> None:
+    # The deployment sets the lease to poll_mentions' timeout (terraform), which an
+    # operator may raise to 540 s: a lease shorter than a run would let the next
+    # tick's run read, and pay for, the same mentions while this one still reads.
+    runtime.settings = dataclasses.replace(runtime.settings, mention_poll_lease_s=540)
+    sandbox.add_fault(method="GET", path_prefix="/2/users/", hold=True)
+    running = threading.Thread(target=poll, args=(runtime, clock))
+
+    running.start()
+    try:
+        wait_until(lambda: mention_reads(sandbox), "the poll's read to reach X")
+        held_until = cursor(runtime, alpha)["mentions_next_poll_at"]
+    finally:
+        sandbox.release_answers()
+        running.join(60)
+
+    assert held_until == clock.now() + dt.timedelta(seconds=540)
+
+
 def test_a_poll_whose_read_x_failed_leaves_the_brand_due_at_the_next_tick(
     runtime, sandbox, clock, alpha
 ) -> None:

@@ -942,6 +942,16 @@ def test_the_pause_names_the_publish_and_sweep_jobs() -> None:
     )
 
 
+def test_the_mention_poll_lease_is_poll_mentions_own_timeout() -> None:
+    # A poll holds its brand for the lease so that no overlapping run reads it;
+    # a timeout raised past a retyped lease would let two runs read and pay.
+    env = terraform_tree().locals["function_env"]["poll_mentions"]
+
+    assert env["CARTCAST_MENTION_POLL_LEASE_S"] == (
+        '${tostring(var.functions["poll_mentions"].timeout_s)}'
+    )
+
+
 def test_every_event_function_receives_through_a_cartcast_push_subscription() -> None:
     tree = terraform_tree()
     subscribed = {s["function"] for s in tree.locals["subscriptions"].values()}

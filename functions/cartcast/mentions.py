@@ -52,10 +52,6 @@ MENTIONS_PER_PAGE = 100
 FALLBACK_MARGIN = dt.timedelta(hours=1)
 # A quiet brand's interval doubles after each poll that found nothing new.
 POLL_BACKOFF_FACTOR = 2
-# How long a poll holds its brand: the deployed function's timeout
-# (terraform/variables.tf, poll_mentions timeout_s), so a run cut off there, or one
-# that raised, leaves the brand to the polls after it by then at the latest.
-POLL_LEASE = dt.timedelta(seconds=300)
 # Rows per INSERT: one statement per thousand mentions keeps a large read's store
 # near the cost of a COPY (bench/mention_store.py) without a huge parameter.
 STORE_CHUNK = 1000
@@ -114,6 +110,9 @@ WHERE id = :brand_id
 # end, only if it is still the due time this run saw. A second run at once (an
 # overlapping tick; poll_mentions runs up to two instances) finds it moved and
 # leaves the brand, so X is read and paid once. The store sets the real next poll.
+# The lease, CARTCAST_MENTION_POLL_LEASE_S, is poll_mentions' timeout (terraform
+# wires it), so a run cut off there, or one that raised, leaves the brand to the
+# polls after it by then at the latest, and no run outlives its own lease.
 CLAIM_POLL = """
 UPDATE brands SET mentions_next_poll_at = :lease_until
 WHERE id = :brand_id AND mentions_next_poll_at IS NOT DISTINCT FROM :seen
@@ -213,9 +212,14 @@ def _claim_poll(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> bool:
             CLAIM_POLL,
             brand_id=brand["id"],
             seen=brand["mentions_next_poll_at"],
-            lease_until=now + POLL_LEASE,
+            lease_until=_lease_end(runtime, now),
         )
     return claimed is not None
+
+
+def _lease_end(runtime: Any, now: dt.datetime) -> dt.datetime:
+    """Return when a poll begun at `now` gives its brand up, run or not."""
+    return now + dt.timedelta(seconds=runtime.settings.mention_poll_lease_s)
 
 
 def _return_poll(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> None:
@@ -225,7 +229,7 @@ def _return_poll(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> None:
             RETURN_POLL,
             brand_id=brand["id"],
             seen=brand["mentions_next_poll_at"],
-            lease_until=now + POLL_LEASE,
+            lease_until=_lease_end(runtime, now),
         )
 
 

@@ -92,6 +92,8 @@ PUBLISH_BATCH_MAX = 1000
 # A brand's mentions are polled at least once a day, and an overlap longer than a
 # day would re-read (and pay for) a day of mentions on every poll.
 MENTION_POLL_MAX_S_LIMIT = 86_400
+# The longest timeout Cloud Run functions give an event-triggered function.
+EVENT_FUNCTION_TIMEOUT_MAX_S = 540
 MENTION_OVERLAP_MAX_S = 86_400
 # Threads sending one publish run's batch; each holds a database connection while
 # it writes, so more than this is more connections than a small instance takes.
@@ -192,6 +194,7 @@ class Settings:
     mention_pages_max: int = 10
     mention_poll_min_s: int = 60
     mention_poll_max_s: int = 900
+    mention_poll_lease_s: int = 300
     mention_overlap_s: int = 300
     attribution_window_days: int = 7
     near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD
@@ -465,6 +468,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             900,
             at_most=MENTION_POLL_MAX_S_LIMIT,
             unit=" seconds (a day)",
+        ),
+        mention_poll_lease_s=number(
+            "CARTCAST_MENTION_POLL_LEASE_S",
+            300,
+            at_most=EVENT_FUNCTION_TIMEOUT_MAX_S,
+            unit=" seconds (an event-triggered function's longest run)",
         ),
         mention_overlap_s=number(
             "CARTCAST_MENTION_OVERLAP_S",
