@@ -142,7 +142,7 @@ def _poll_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
 
     outcome = mentions.poll_mentions(current, as_of=as_of)
     outcome["swept_scored"] = scoring.sweep_unscored(current)
-    return {**outcome, **_deliver_mention_news(current)}
+    return {**outcome, **_deliver_mention_news(current, retry_alerts=True)}
 
 
 @functions_framework.cloud_event
@@ -159,16 +159,23 @@ def score_sentiment(cloud_event: CloudEvent) -> None:
     # Idempotent per mention: a second delivery finds them scored and does nothing.
     current = runtime.current()
     outcome = scoring.score_mentions(current, mention_ids=ids)
-    outcome.update(_deliver_mention_news(current))
+    outcome.update(_deliver_mention_news(current, retry_alerts=False))
     _done("score_sentiment", message, {**outcome, "received": len(ids)})
 
 
-def _deliver_mention_news(current: runtime.Runtime) -> dict[str, Any]:
+def _deliver_mention_news(
+    current: runtime.Runtime, *, retry_alerts: bool
+) -> dict[str, Any]:
     """Send the due escalations, then the alerts: a crisis scoring has just started
-    must not wait for a publish run, which the operator's pause may stop."""
+    must not wait for a publish run, which the operator's pause may stop.
+
+    Only a tick retries a failed alert (`retry_alerts`): alerts keep no retry time,
+    and every scoring run would wait out a dead webhook's timeout again.
+    """
     from cartcast import alerts, escalations
 
-    return {**escalations.deliver_pending(current), **alerts.deliver_pending(current)}
+    escalated = escalations.deliver_pending(current)
+    return {**escalated, **alerts.deliver_pending(current, retry=retry_alerts)}
 
 
 @functions_framework.cloud_event

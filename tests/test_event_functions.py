@@ -337,6 +337,46 @@ def test_a_crisis_alert_goes_out_from_the_scoring_run_that_saw_the_surge(
     assert "possible crisis" in webhook.accepted[0]["text"]
 
 
+def test_an_alert_its_webhook_refused_waits_for_the_next_tick_not_each_scoring_run(
+    env, monkeypatch, sandbox, receiver, clock_file
+) -> None:
+    # Arrange: the brand's webhook is down when its crisis starts; scoring runs
+    # come by the dozen a minute on a busy day, and alerts keep no retry time.
+    monkeypatch.setenv("CARTCAST_CRISIS_MIN_MENTIONS", "4")
+    webhook = WebhookReceiver()
+    webhook.status = 503
+    api = make_app("api", "http").test_client()
+    post_json(
+        api, "/v1/brands", brand_body(alert_webhook_url=webhook.url), OPERATOR_KEY
+    )
+    for number in range(4):
+        sandbox.add_mention(
+            to_user_id=SHOP["user_id"],
+            text=f"@testgoods order #44{number} never arrived, this is awful",
+            author={"id": f"4{number}", "username": f"buyer{number}", "name": "B"},
+        )
+    (message,) = _poll_and_collect(receiver, START)
+
+    # Act: the run that starts the crisis, then three more scoring runs; then the
+    # next poll tick, the webhook back.
+    try:
+        for _ in range(4):
+            tick("score_sentiment", START, message.payload)
+        tried_by_scoring = len(webhook.received)
+        webhook.status = 200
+        clock_file.set(START + dt.timedelta(minutes=1))
+        tick("poll_mentions", START + dt.timedelta(minutes=1))
+    finally:
+        webhook.server.shutdown()
+        webhook.server.server_close()
+
+    # Assert: tried at once, then again on the tick's own cadence, as a publish
+    # run tries it: not once more for every scoring run, each waiting out a dead
+    # webhook's timeout.
+    assert tried_by_scoring == 1
+    assert len(webhook.received) == 2 and len(webhook.accepted) == 1
+
+
 def test_a_stale_score_event_is_dropped_with_a_log_line_and_swept_later(
     brand_key, clock_file, sandbox, receiver, caplog
 ) -> None:

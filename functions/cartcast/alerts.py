@@ -6,9 +6,12 @@ An alert is keyed by (brand, kind, episode): raising the same episode again, fro
 another post or another run, is a no-op, so forty posts refused for one revoked
 token make one alert, not forty.
 
-`deliver_pending` runs after a publish run's posts, and after each scoring run
-(score_sentiment, the poll's sweep), where a crisis starts: a crisis alert waits
-for no publish tick, which the operator's pause may stop. It POSTs each
+`deliver_pending` runs after a publish run's posts and after each poll tick, and
+a scoring run (score_sentiment), where a crisis starts, sends the alerts never
+tried: a crisis alert waits for no publish tick, which the operator's pause may
+stop. A failed alert is tried again by the ticks alone, once a minute: alerts keep
+no retry time, and scoring runs, dozens a minute on a busy day, would each wait
+out a dead webhook's timeout. It POSTs each
 undelivered alert to the brand's `alert_webhook_url` as Slack-compatible JSON
 (`{"text": ...}`), with CARTCAST_ALERT_TIMEOUT_S. A webhook that fails or times
 out keeps the alert for the next run (and its other alerts wait too, so one dead
@@ -48,6 +51,7 @@ SELECT id FROM (
             AS place_in_brand
     FROM alert_outbox
     WHERE delivered_at IS NULL AND abandoned_at IS NULL
+      AND (CAST(:retry AS boolean) OR attempts = 0)
 ) pending
 ORDER BY place_in_brand, attempts, created_at, id
 LIMIT :limit
@@ -110,11 +114,19 @@ def list_alerts(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
     return tx.rows(SELECT_ALERTS, brand_id=brand_id)
 
 
-def deliver_pending(runtime: Any) -> dict[str, int]:
-    """Send the undelivered alerts (at most ALERTS_PER_RUN); return counts."""
+def deliver_pending(runtime: Any, *, retry: bool = True) -> dict[str, int]:
+    """Send the undelivered alerts (at most ALERTS_PER_RUN); return counts.
+
+    Args:
+        retry: False sends only the alerts no run has tried yet (a scoring run's
+            fresh crisis alert); a failed one waits for a run with True.
+    """
     counts = {"alerts_sent": 0, "alerts_logged": 0, "alerts_failed": 0}
     reads = runtime.database.reads()
-    pending = [row["id"] for row in reads.rows(SELECT_PENDING, limit=ALERTS_PER_RUN)]
+    pending = [
+        row["id"]
+        for row in reads.rows(SELECT_PENDING, limit=ALERTS_PER_RUN, retry=retry)
+    ]
 
     failed_webhooks: set[str] = set()
     for alert_id in pending:
