@@ -6,7 +6,8 @@ old, or lost on the way). Both are idempotent: a mention is saved only while
 `scored_at` is NULL, and only the run that saves it queues its escalation.
 
 The engine is CARTCAST_SENTIMENT_ENGINE. The offline scorer (sentiment.py) always
-runs, since it is cheap and its crisis words escalate whatever the engine says.
+runs, since it is cheap and its crisis words escalate whatever the engine says,
+but in a mention the engine read as happy praise (triage.py, decision 0061).
 With "gemini", the mentions go to Gemini in batches of CARTCAST_SENTIMENT_BATCH_SIZE;
 any mention Gemini gave no usable label keeps the offline one, and its
 `scoring_fallback_reason` says why. Once the scores are committed, the brands of
