@@ -194,6 +194,40 @@ def test_a_page_token_x_refuses_is_dropped_with_a_warning_that_does_not_repeat_i
     assert not [line for line in logged if refused in line]
 
 
+def test_a_next_page_token_x_refuses_mid_read_is_logged_without_quoting_it(
+    runtime, sandbox, clock, alpha, caplog
+) -> None:
+    # X may refuse the token of a read's next page as it refuses a saved one:
+    # the pages before it are stored, and no log line carries the token.
+    for n in range(150):
+        mention(sandbox, clock, f"@alpha hello {n}")
+    refused = "a-next-page-token-x-refused"
+    sandbox.add_fault(method="GET", path_prefix="/2/users/", hold=True)
+    running = threading.Thread(target=poll, args=(runtime, clock))
+
+    running.start()
+    try:
+        wait_until(lambda: mention_reads(sandbox), "the first page's read to reach X")
+        sandbox.add_fault(
+            method="GET",
+            path_prefix="/2/users/",
+            status=400,
+            detail=f"The `pagination_token` query parameter value [{refused}] "
+            "is not valid",
+        )
+    finally:
+        sandbox.release_answers()
+        running.join(60)
+
+    assert stored(runtime) == 100
+    assert cursor(runtime, alpha)["mentions_resume_token"] is None
+    logged = [f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records]
+    assert not [line for line in logged if refused in line]
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+    again = poll(runtime, clock)
+    assert again["new"] == 50 and stored(runtime) == 150
+
+
 def test_a_page_token_within_the_reread_margin_is_still_resumed(
     runtime, sandbox, clock, alpha
 ) -> None:

@@ -183,7 +183,7 @@ def _poll_brand(
     new_ids = _store(runtime, brand, batch, read_at=now)
     if batch.failure is not None:
         # The pages before the failure are stored; the rest waits for X.
-        accounts.note_read_trouble(runtime, brand, batch.failure, what="mentions")
+        _note_later_page_trouble(runtime, brand, batch.failure)
 
     strays = _strays(runtime, brand_id=brand["id"], exclude=set(new_ids))
     outcome = {
@@ -350,6 +350,31 @@ def _drop_refused_page_token(runtime: Any, brand: dict[str, Any]) -> None:
         extra=fields(brand_id=str(brand["id"])),
     )
     brand.update(RESUME_FORGOTTEN)
+
+
+def _note_later_page_trouble(
+    runtime: Any, brand: dict[str, Any], failure: CartcastError
+) -> None:
+    """Record why a read stopped after its first pages.
+
+    A next page's token X refused is forgotten, so the next poll reads from the
+    cursor instead of sending it again, and is logged without X's message, which
+    quotes it; any other failure is read trouble as a first page's is.
+    """
+    from cartcast import x
+
+    if not (
+        isinstance(failure, x.XRejected) and failure.reason == "refused_page_token"
+    ):
+        accounts.note_read_trouble(runtime, brand, failure, what="mentions")
+        return
+    with runtime.database.transaction() as tx:
+        tx.execute(FORGET_RESUME, brand_id=brand["id"])
+    runtime.log.warning(
+        "X refused the token of a mention read's next page; the pages before it "
+        "are stored, and the next poll reads again from the cursor",
+        extra=fields(brand_id=str(brand["id"])),
+    )
 
 
 def _forget_old_resume(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> None:
