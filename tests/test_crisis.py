@@ -146,6 +146,69 @@ def test_a_dead_webhook_s_backlog_never_holds_back_another_brand_s_crisis_alert(
     assert [alert["text"] for alert in webhook.accepted] == ["possible crisis"]
 
 
+def test_a_failed_alert_waits_its_back_off_before_its_webhook_is_called_again(
+    runtime, clock, webhook
+) -> None:
+    # Arrange: the brand's webhook refuses every alert; score_sentiment and each
+    # poll sweep deliver alerts, so runs come far closer together than the back-off.
+    webhook.status = 503
+    runtime.settings = dataclasses.replace(runtime.settings, alert_retry_base_s=60.0)
+    brand_id = add_brand(runtime, webhook.url)
+    with runtime.database.transaction() as tx:
+        alerts.raise_alert(
+            tx,
+            brand_id=brand_id,
+            kind=crisis.ALERT_KIND,
+            episode=clock.now().isoformat(),
+            text="possible crisis",
+            now=clock.now(),
+        )
+
+    # Act
+    first = alerts.deliver_pending(runtime)
+    calls_after_first = len(webhook.received)
+    clock.advance(dt.timedelta(seconds=1))
+    right_after = alerts.deliver_pending(runtime)
+    calls_right_after = len(webhook.received)
+    clock.advance(dt.timedelta(seconds=60))
+    webhook.status = 200
+    after_back_off = alerts.deliver_pending(runtime)
+
+    # Assert
+    assert first["alerts_failed"] == 1 and calls_after_first == 1
+    assert right_after == dict.fromkeys(right_after, 0) and calls_right_after == 1
+    assert after_back_off["alerts_sent"] == 1 and len(webhook.received) == 2
+    (alert,) = crisis_alerts(runtime, brand_id)
+    assert alert["attempts"] == 2 and alert["delivered_at"] == clock.now()
+
+
+def test_a_dead_alert_webhook_s_back_off_doubles_with_each_failure(
+    runtime, clock
+) -> None:
+    # Nothing listens on the port: every POST is refused.
+    runtime.settings = dataclasses.replace(runtime.settings, alert_retry_base_s=60.0)
+    brand_id = add_brand(runtime, f"http://127.0.0.1:{closed_loopback_port()}/hook")
+    with runtime.database.transaction() as tx:
+        alerts.raise_alert(
+            tx,
+            brand_id=brand_id,
+            kind=crisis.ALERT_KIND,
+            episode=clock.now().isoformat(),
+            text="possible crisis",
+            now=clock.now(),
+        )
+    started = clock.now()
+
+    alerts.deliver_pending(runtime)
+    clock.advance(dt.timedelta(seconds=60))
+    alerts.deliver_pending(runtime)
+
+    (alert,) = crisis_alerts(runtime, brand_id)
+    assert alert["attempts"] == 2
+    assert alert["next_attempt_at"] == started + dt.timedelta(seconds=60 + 120)
+    assert "webhook unreachable" in alert["last_error"]
+
+
 def test_three_negative_mentions_are_too_few_to_be_a_crisis(runtime, clock) -> None:
     brand_id = add_brand(runtime)
 

@@ -304,8 +304,9 @@ def fill_brand(database, brand_id: str) -> dict[str, int]:
             product_id=product_id,
         )
         tx.execute(
-            "INSERT INTO alert_outbox (brand_id, kind, episode, text, created_at) "
-            "VALUES (:brand_id, 'crisis', 'one', 'negative mentions rose', :now)",
+            "INSERT INTO alert_outbox (brand_id, kind, episode, text, created_at, "
+            "next_attempt_at) "
+            "VALUES (:brand_id, 'crisis', 'one', 'negative mentions rose', :now, :now)",
             brand_id=brand_id,
             now=START,
         )

@@ -9,18 +9,19 @@ token make one alert, not forty.
 `deliver_pending` runs after a publish run's posts and after each poll tick, and
 a scoring run (score_sentiment), where a crisis starts, sends the alerts never
 tried: a crisis alert waits for no publish tick, which the operator's pause may
-stop. A failed alert is tried again by the ticks alone, once a minute: alerts keep
-no retry time, and scoring runs, dozens a minute on a busy day, would each wait
-out a dead webhook's timeout. It POSTs each
-undelivered alert to the brand's `alert_webhook_url` as Slack-compatible JSON
-(`{"text": ...}`), with CARTCAST_ALERT_TIMEOUT_S. A webhook that fails or times
-out keeps the alert for the next run (and its other alerts wait too, so one dead
-webhook costs one timeout per run; a run takes each brand's oldest alert, the
-least tried first, before any brand's second, so no backlog holds another brand's
-back); past CARTCAST_ALERT_MAX_AGE_S an alert is abandoned with an ERROR line. A
-brand with no webhook gets a WARNING log line instead. Delivery is at least once:
-a run that dies between the webhook's answer and the commit sends the alert again
-next time.
+stop. It POSTs each undelivered alert to the brand's `alert_webhook_url` as
+Slack-compatible JSON (`{"text": ...}`), with CARTCAST_ALERT_TIMEOUT_S. A webhook
+that fails or times out keeps the alert, which only the ticks try again, and not
+before CARTCAST_ALERT_RETRY_BASE_S has passed, doubled each attempt up to an hour
+(retries.webhook_retry_delay, the escalations' policy): scoring runs, dozens a
+minute on a busy day, never wait out a dead webhook's timeout, and the ticks do
+so once per back-off. One failing webhook is tried once per run (its other due
+alerts wait for the next), and a run takes each brand's oldest due alert, the
+least tried first, before any brand's second, so no backlog holds another
+brand's back. Past CARTCAST_ALERT_MAX_AGE_S
+an alert is abandoned with an ERROR line. A brand with no webhook gets a WARNING
+log line instead. Delivery is at least once: a run that dies between the
+webhook's answer and the commit sends the alert again next time.
 """
 
 from __future__ import annotations
@@ -30,27 +31,28 @@ from typing import Any
 
 from cartcast.db import Transaction
 from cartcast.logs import fields
+from cartcast.retries import webhook_retry_delay
 
 ALERTS_PER_RUN = 20
 ERROR_LENGTH_MAX = 500
 
 INSERT_ALERT = """
-INSERT INTO alert_outbox (brand_id, kind, episode, text, created_at)
-VALUES (:brand_id, :kind, :episode, :text, :now)
+INSERT INTO alert_outbox (brand_id, kind, episode, text, created_at, next_attempt_at)
+VALUES (:brand_id, :kind, :episode, :text, :now, :now)
 ON CONFLICT (brand_id, kind, episode) DO NOTHING
 RETURNING id
 """
-# Each brand's oldest alert first, then each one's second, and among those the
-# least tried first: a dead webhook's alerts are tried every run until abandoned,
-# and oldest first they would fill every run for a day, a newer brand's crisis
-# alert behind them.
+# Each brand's oldest due alert first, then each one's second, and among those
+# the least tried first: a dead webhook's alerts come due again after each
+# back-off until abandoned, and oldest first they would fill every run for a day,
+# a newer brand's crisis alert behind them.
 SELECT_PENDING = """
 SELECT id FROM (
     SELECT id, created_at, attempts,
         row_number() OVER (PARTITION BY brand_id ORDER BY created_at, id)
             AS place_in_brand
     FROM alert_outbox
-    WHERE delivered_at IS NULL AND abandoned_at IS NULL
+    WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= :now
       AND (CAST(:retry AS boolean) OR attempts = 0)
 ) pending
 ORDER BY place_in_brand, attempts, created_at, id
@@ -62,6 +64,7 @@ SELECT o.id, o.brand_id, o.kind, o.episode, o.text, o.created_at, o.attempts,
     b.alert_webhook_url
 FROM alert_outbox o JOIN brands b ON b.id = o.brand_id
 WHERE o.id = :id AND o.delivered_at IS NULL AND o.abandoned_at IS NULL
+    AND o.next_attempt_at <= :now
 FOR UPDATE OF o SKIP LOCKED
 """
 MARK_DELIVERED = """
@@ -70,12 +73,14 @@ UPDATE alert_outbox SET delivered_at = :now, delivered_to = :channel,
 WHERE id = :id
 """
 MARK_FAILED = """
-UPDATE alert_outbox SET attempts = attempts + 1, last_error = :error WHERE id = :id
+UPDATE alert_outbox SET attempts = attempts + 1, last_error = :error,
+    next_attempt_at = :next_attempt_at
+WHERE id = :id
 """
 MARK_ABANDONED = "UPDATE alert_outbox SET abandoned_at = :now WHERE id = :id"
 SELECT_ALERTS = """
-SELECT kind, episode, text, created_at, attempts, last_error, delivered_at,
-    delivered_to, abandoned_at
+SELECT kind, episode, text, created_at, attempts, last_error, next_attempt_at,
+    delivered_at, delivered_to, abandoned_at
 FROM alert_outbox WHERE brand_id = :brand_id ORDER BY created_at, id
 """
 
@@ -115,17 +120,21 @@ def list_alerts(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
 
 
 def deliver_pending(runtime: Any, *, retry: bool = True) -> dict[str, int]:
-    """Send the undelivered alerts (at most ALERTS_PER_RUN); return counts.
+    """Send the alerts that are due (at most ALERTS_PER_RUN); return counts.
 
     Args:
         retry: False sends only the alerts no run has tried yet (a scoring run's
-            fresh crisis alert); a failed one waits for a run with True.
+            fresh crisis alert); a failed one waits for a run with True, and its
+            back-off.
     """
     counts = {"alerts_sent": 0, "alerts_logged": 0, "alerts_failed": 0}
+    now = runtime.clock.now()
     reads = runtime.database.reads()
     pending = [
         row["id"]
-        for row in reads.rows(SELECT_PENDING, limit=ALERTS_PER_RUN, retry=retry)
+        for row in reads.rows(
+            SELECT_PENDING, now=now, limit=ALERTS_PER_RUN, retry=retry
+        )
     ]
 
     failed_webhooks: set[str] = set()
@@ -137,10 +146,10 @@ def deliver_pending(runtime: Any, *, retry: bool = True) -> dict[str, int]:
 
 
 def _deliver_one(runtime: Any, alert_id: int, failed_webhooks: set[str]) -> str | None:
-    """Send, log or abandon one alert under its row lock; return what happened."""
+    """Send, log, defer or abandon one alert under its row lock; say what happened."""
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
-        alert = tx.one(LOCK_ALERT, id=alert_id)
+        alert = tx.one(LOCK_ALERT, id=alert_id, now=now)
         if alert is None:
             return None  # another run has it, or has sent it
         url = alert["alert_webhook_url"]
@@ -172,10 +181,18 @@ def _deliver_one(runtime: Any, alert_id: int, failed_webhooks: set[str]) -> str 
             )
             return "alerts_sent"
         failed_webhooks.add(url)
-        tx.execute(MARK_FAILED, id=alert_id, error=problem[:ERROR_LENGTH_MAX])
+        delay = webhook_retry_delay(
+            runtime.settings.alert_retry_base_s, alert["attempts"]
+        )
+        tx.execute(
+            MARK_FAILED,
+            id=alert_id,
+            error=problem[:ERROR_LENGTH_MAX],
+            next_attempt_at=now + delay,
+        )
     runtime.log.warning(
-        "alert webhook failed; the alert waits for the next run",
-        extra=fields(**log_fields, reason=problem),
+        "alert webhook failed; retrying later",
+        extra=fields(**log_fields, reason=problem, retry_in_s=delay.total_seconds()),
     )
     return "alerts_failed"
 

@@ -35,10 +35,10 @@ from typing import Any
 
 from cartcast.db import Transaction
 from cartcast.logs import fields
+from cartcast.retries import webhook_retry_delay
 
 ESCALATIONS_PER_RUN = 20
 ERROR_LENGTH_MAX = 500
-RETRY_DELAY_MAX = dt.timedelta(hours=1)
 SIGNATURE_HEADER = "X-Cartcast-Signature"
 DELIVERY_HEADER = "X-Cartcast-Delivery"
 
@@ -228,7 +228,7 @@ def _deliver_one(
             )
             return "escalations_sent"
         failed_webhooks.add(url)
-        delay = _retry_delay(settings.escalation_retry_base_s, row["attempts"])
+        delay = webhook_retry_delay(settings.escalation_retry_base_s, row["attempts"])
         tx.execute(
             MARK_FAILED,
             id=escalation_id,
@@ -240,12 +240,6 @@ def _deliver_one(
         extra=fields(**log_fields, reason=problem, retry_in_s=delay.total_seconds()),
     )
     return "escalations_failed"
-
-
-def _retry_delay(base_s: float, attempts_before: int) -> dt.timedelta:
-    """Double the wait with each failed attempt, up to RETRY_DELAY_MAX."""
-    delay_s = base_s * 2 ** min(attempts_before, 20)
-    return min(dt.timedelta(seconds=delay_s), RETRY_DELAY_MAX)
 
 
 def _post(

@@ -12,6 +12,12 @@ counted per post (`posts.transient_failures`); an edit starts the count again.
 Nothing here sleeps: the publisher stores the instant as the post's `not_before`
 and returns, and the claim skips the post until then. The random source is the
 runtime's (`Runtime.random`), so a test seeds it or asserts the bounds.
+
+The outboxes that POST to a brand's webhooks (alerts.py, escalations.py) share
+one plainer policy, `webhook_retry_delay`: a failed delivery waits its base (a
+setting of each), doubled per earlier attempt, up to an hour, and is not tried
+again before then. No jitter: each brand's webhook is a receiver of its own, so
+there is no shared service for the retries to crowd back onto at once.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import dataclasses
 import datetime as dt
 import random as random_module
 from typing import Any
+
+WEBHOOK_RETRY_DELAY_MAX = dt.timedelta(hours=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,3 +85,16 @@ def plan(
     return RetryPlan(
         failures=failures, limit=limit, at=now + dt.timedelta(seconds=wait_s)
     )
+
+
+def webhook_retry_delay(base_s: float, attempts_before: int) -> dt.timedelta:
+    """Return the wait after a failed webhook delivery with `attempts_before` before.
+
+    The base doubles with each earlier attempt, up to WEBHOOK_RETRY_DELAY_MAX.
+    """
+    cap_s = delay_cap_s(
+        attempts_before + 1,
+        base_s=base_s,
+        max_s=WEBHOOK_RETRY_DELAY_MAX.total_seconds(),
+    )
+    return dt.timedelta(seconds=cap_s)

@@ -112,7 +112,8 @@ SENTIMENT_ENGINES = ("offline", "gemini")
 SENTIMENT_BATCH_MAX = 100
 # More followers than any account on X has (about 230 million in 2026).
 FOLLOWERS_MAX = 1_000_000_000
-ESCALATION_RETRY_BASE_MAX_S = 3600
+# A webhook's back-off (alerts, escalations) doubles up to an hour from its base.
+WEBHOOK_RETRY_BASE_MAX_S = 3600
 # A brand that asked to leave is gone within a year at most: a longer grace period
 # keeps data the brand asked to have deleted.
 OFFBOARDING_GRACE_MAX_DAYS = 365
@@ -184,6 +185,7 @@ class Settings:
     publish_retry_base_s: float = 60.0
     publish_retry_max_s: float = 1800.0
     alert_timeout_s: float = 5.0
+    alert_retry_base_s: float = 60.0
     alert_max_age_s: int = 86400
     sentiment_engine: str = "offline"
     sentiment_batch_size: int = 50
@@ -427,6 +429,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             at_most=ALERT_TIMEOUT_MAX_S,
             unit=" seconds",
         ),
+        alert_retry_base_s=number(
+            "CARTCAST_ALERT_RETRY_BASE_S",
+            60.0,
+            float,
+            at_most=WEBHOOK_RETRY_BASE_MAX_S,
+            unit=" seconds",
+        ),
         alert_max_age_s=number(
             "CARTCAST_ALERT_MAX_AGE_S", 86400, at_most=AGE_MAX_S, unit=" seconds"
         ),
@@ -450,7 +459,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "CARTCAST_ESCALATION_RETRY_BASE_S",
             60.0,
             float,
-            at_most=ESCALATION_RETRY_BASE_MAX_S,
+            at_most=WEBHOOK_RETRY_BASE_MAX_S,
             unit=" seconds",
         ),
         escalation_max_age_s=number(
