@@ -301,3 +301,36 @@ def test_a_caption_request_in_another_charset_is_a_415(brand_key) -> None:
     assert "Latin-1" in response.get_json()["error"]["message"]
     api = make_app("api", "http").test_client()
     assert api.get("/v1/posts", headers=auth(brand_key)).get_json()["posts"] == []
+
+
+@pytest.mark.parametrize("path", ["generate_caption", "POST /v1/captions"])
+def test_a_brand_that_asked_to_leave_gets_no_captions_and_no_gemini_cost(
+    brand_key, monkeypatch, path
+) -> None:
+    # Arrange: Gemini would write, and its cost would be recorded on the brand
+    # while the offboarding sweep deletes the brand's rows.
+    api = make_app("api", "http").test_client()
+    asked = post_json(api, "/v1/brand/offboarding", {}, brand_key)
+    assert asked.status_code == 202, asked.get_json()
+    with GeminiStandIn() as standin:
+        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
+        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
+        runtime.reset()
+        body = {"products": [catalog(1)[0]["sku"]]}
+
+        # Act
+        if path == "generate_caption":
+            response = post_json(caption_client(), "/", body, brand_key)
+        else:
+            response = post_json(api, "/v1/captions", body, brand_key)
+        gemini_calls = len(standin.requests())
+
+    # Assert
+    assert response.status_code == 409
+    message = response.get_json()["error"]["message"]
+    assert "offboarding" in message and "POST /v1/brand/offboarding/cancel" in message
+    assert gemini_calls == 0
+    listed = api.get("/v1/posts?limit=10", headers=auth(brand_key)).get_json()
+    assert listed["posts"] == []
+    with runtime.current().database.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM cost_ledger") == 0

@@ -853,12 +853,20 @@ def create_captions(
 def captions_response(
     tx: Any, runtime: Any, caller: keys.Caller, body: Any
 ) -> web.Response:
-    """Write and store drafts for products (also the generate_caption function)."""
-    from cartcast import posts
+    """Write and store drafts for products (also the generate_caption function).
 
+    A brand that asked to leave gets a 409 before Gemini is called: a cost recorded
+    on it would mark KPI days while the offboarding sweep deletes its rows.
+    """
+    from cartcast import caption_jobs, posts
+
+    brand_id = keys.require_brand(caller)
+    caption_jobs.refuse_while_offboarding(
+        tx, brand_id=brand_id, refused="no captions are written"
+    )
     created = posts.create_drafts(
         tx,
-        brand_id=keys.require_brand(caller),
+        brand_id=brand_id,
         body=body,
         created_by=caller.key_name,
         now=runtime.clock.now(),

@@ -10,10 +10,12 @@ is one query over the items: products done, failed and remaining, by engine.
                       -> failed      not one product could be written
     queued | running  -> cancelled   by the caller; a chunk being written is kept
 
-A brand that asked to leave (cartcast.offboarding) queues no job, and its open jobs
-are passed over by the drain, not cancelled: they stay queued or running, their
-`next_chunk` saying why, and go on if the brand cancels its offboarding, as its
-held posts go back to the queue. Past the grace period they go with the brand.
+A brand that asked to leave (cartcast.offboarding) queues no job, nor has a one-off
+POST /v1/captions request written (its Gemini cost would land on the leaving brand
+all the same), and its open jobs are passed over by the drain, not cancelled: they
+stay queued or running, their `next_chunk` saying why, and go on if the brand
+cancels its offboarding, as its held posts go back to the queue. Past the grace
+period they go with the brand.
 
 What the next chunk uses depends on Gemini's shared quota (cartcast.quota):
 
@@ -199,13 +201,20 @@ def cancel(
     return get_job(tx, brand_id=brand_id, job_id=job_id)
 
 
-def refuse_while_offboarding(tx: Transaction, *, brand_id: str) -> None:
-    """Refuse a job for a brand that asked to leave (409): nothing of it is kept."""
+def refuse_while_offboarding(
+    tx: Transaction, *, brand_id: str, refused: str = "no caption job is started"
+) -> None:
+    """Refuse captions for a brand that asked to leave (409): nothing of it is kept.
+
+    Args:
+        refused: what the answer says is not done, e.g. "no caption job is
+            started"; POST /v1/captions refuses its one-off request here too.
+    """
     leaving_at = offboarding_due_at(tx, brand_id=brand_id)
     if leaving_at is not None:
         raise Conflict(
             "the brand asked to leave cartcast (offboarding) and its data is deleted "
-            f"at {leaving_at.isoformat()}, so no caption job is started; "
+            f"at {leaving_at.isoformat()}, so {refused}; "
             "POST /v1/brand/offboarding/cancel keeps the brand"
         )
 
