@@ -15,7 +15,7 @@ import pytest
 from cartcast import author_data, brands, mentions, removed_mentions, x
 from infra.x_sandbox import XSandbox
 from tests.test_event_functions import PushReceiver
-from tests.test_mentions import ALPHA, FAN, add_brand, stored, wire
+from tests.test_mentions import ALPHA, BETA, FAN, add_brand, stored, wire
 from tests.test_publish_kill import wait_until
 
 MENTIONS_ROUTE = "GET /2/users/:id/mentions"
@@ -25,6 +25,7 @@ SELECT x_post_id, author_id, author_username, author_name, text, author_follower
 FROM mentions ORDER BY x_post_id
 """
 OTHER = {"id": "77", "username": "other", "name": "Someone Else"}
+GAMMA = {"user_id": "1500000000000000003", "username": "gamma", "name": "Gamma"}
 CURSOR = """
 SELECT mentions_since_id, mentions_resume_token, mentions_poll_interval_s,
     mentions_next_poll_at
@@ -327,6 +328,45 @@ def test_a_rate_limited_brand_waits_for_x_s_reset_not_a_fixed_window(
 
     assert waiting["skipped"] == 1 and mention_reads(sandbox) == reads + 1
     assert after["brands"] == 1
+
+
+def test_the_brands_longest_due_are_polled_first_whatever_their_ids(
+    runtime, sandbox, clock, receiver, caplog
+) -> None:
+    # Arrange: a run cut off by its timeout leaves the brands it did not reach to
+    # the next; in id order those would be the same brands every time.
+    wire(runtime, sandbox, receiver.url)
+    accounts = [ALPHA, BETA, GAMMA]
+    for account in accounts[1:]:
+        sandbox.register_account(**account, token=f"token-{account['username']}")
+    ids = sorted(
+        add_brand(runtime, account["username"], account, f"token-{account['username']}")
+        for account in accounts
+    )
+    lowest, middle, highest = ids
+    due_since = {
+        highest: clock.now() - dt.timedelta(minutes=30),
+        lowest: clock.now() - dt.timedelta(minutes=5),
+        middle: clock.now() - dt.timedelta(minutes=5),
+    }
+    with runtime.database.transaction() as tx:
+        for brand_id, due_at in due_since.items():
+            tx.execute(
+                "UPDATE brands SET mentions_next_poll_at = :due_at WHERE id = :id",
+                due_at=due_at,
+                id=brand_id,
+            )
+
+    # Act
+    poll(runtime, clock)
+
+    # Assert: the longest due first; the two due alike in id order.
+    polled = [
+        record.fields["brand_id"]
+        for record in caplog.records
+        if record.getMessage() == "mentions polled"
+    ]
+    assert polled == [highest, lowest, middle]
 
 
 # Pacing

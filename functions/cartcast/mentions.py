@@ -12,7 +12,9 @@ an id below the cursor, is still found. A cursor X
 refuses as too old is replaced by one from seven days ago. A brand is polled again
 after an interval that doubles while it is quiet and drops to the shortest as soon
 as mentions arrive; a brand is not polled while X rate-limits it or while its monthly
-X budget cannot pay for a page (decision 0017).
+X budget cannot pay for a page (decision 0017). A run polls the brand due the
+longest first, so the brands a run cut off by its timeout did not reach are the
+next run's first.
 
 A mention whose author had their data removed is not stored again when a read
 returns it: the removal keeps its X id in `removed_mention_ids` for as long as a
@@ -136,6 +138,8 @@ WHERE brand_id = :brand_id AND scored_at IS NULL AND received_at < :before
   AND received_at >= :swept_before
 ORDER BY received_at LIMIT :limit
 """
+# A brand never polled (no mentions_next_poll_at) sorts as the one due the longest.
+NEVER_POLLED = dt.datetime.min.replace(tzinfo=dt.UTC)
 TOTALS = ("brands", "read", "new", "swept", "skipped", "not_due", "fan_out_failed")
 
 
@@ -148,11 +152,21 @@ def poll_mentions(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     now = runtime.clock.now()
     connected = accounts.connected_brands(runtime.database.reads())
     totals = dict.fromkeys(TOTALS, 0)
-    for brand in connected:
+    for brand in sorted(connected, key=_longest_due_first):
         outcome = _poll_brand(runtime, brand, now)
         for name, count in outcome.items():
             totals[name] += count
     return totals
+
+
+def _longest_due_first(brand: dict[str, Any]) -> tuple[dt.datetime, Any]:
+    """Sort key putting the brand due the longest first, by id among equals.
+
+    A brand never polled comes first of all. A run its timeout cuts off leaves
+    the brands it did not reach due the longest, so the next run takes them first;
+    in id order the same brands would always be the ones left.
+    """
+    return (brand["mentions_next_poll_at"] or NEVER_POLLED, brand["id"])
 
 
 def _poll_brand(
