@@ -133,8 +133,35 @@ def tweets_sent(sandbox: Any) -> int:
 SCORING_PORTS = range(43000, 44000)
 
 
+# Sockets bound and never listening, kept for the whole run: see dead_loopback_port.
+_HELD_DEAD_PORTS: list[Any] = []
+
+
+def dead_loopback_port() -> int:
+    """Return a loopback port of SCORING_PORTS that refuses every connection for
+    the rest of the run.
+
+    A socket is bound to it and never listens, so a server a test starts later
+    cannot take the same port, as one could take a port merely found free.
+    """
+    import socket
+
+    for port in SCORING_PORTS:
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            held.bind(("127.0.0.1", port))
+        except OSError:
+            held.close()
+            continue
+        _HELD_DEAD_PORTS.append(held)
+        return port
+    raise RuntimeError("no free loopback port in 43000-43999")
+
+
 def closed_loopback_port() -> int:
-    """Return a port of SCORING_PORTS that nothing listens on right now."""
+    """Return a port of SCORING_PORTS that nothing listens on right now, for a
+    server the test starts there (a webhook that must stay dead wants
+    dead_loopback_port)."""
     import socket
 
     for port in SCORING_PORTS:

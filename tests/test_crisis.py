@@ -14,7 +14,7 @@ from tests.helpers import (
     ALPHA,
     auth,
     brand_body,
-    closed_loopback_port,
+    dead_loopback_port,
     make_brand,
     post_json,
     states,
@@ -114,7 +114,7 @@ def test_a_dead_webhook_s_backlog_never_holds_back_another_brand_s_crisis_alert(
 ) -> None:
     # Arrange: one brand's Slack webhook is gone with more alerts waiting than a
     # run sends; then another brand's crisis starts.
-    dead = add_brand(runtime, f"http://127.0.0.1:{closed_loopback_port()}/hook")
+    dead = add_brand(runtime, f"http://127.0.0.1:{dead_loopback_port()}/hook")
     with runtime.database.transaction() as tx:
         for episode in range(alerts.ALERTS_PER_RUN + 1):
             alerts.raise_alert(
@@ -187,7 +187,7 @@ def test_a_dead_alert_webhook_s_back_off_doubles_with_each_failure(
 ) -> None:
     # Nothing listens on the port: every POST is refused.
     runtime.settings = dataclasses.replace(runtime.settings, alert_retry_base_s=60.0)
-    brand_id = add_brand(runtime, f"http://127.0.0.1:{closed_loopback_port()}/hook")
+    brand_id = add_brand(runtime, f"http://127.0.0.1:{dead_loopback_port()}/hook")
     with runtime.database.transaction() as tx:
         alerts.raise_alert(
             tx,

@@ -18,7 +18,7 @@ import pytest
 from cartcast import events
 from infra.x_sandbox import XSandbox
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import brand_body, catalog, closed_loopback_port, post_json
+from tests.helpers import brand_body, catalog, dead_loopback_port, post_json
 from tests.test_refusals import WebhookReceiver
 
 SHOP = {"user_id": "1500000000000000001", "username": "testgoods", "name": "Test Goods"}
@@ -410,7 +410,7 @@ def test_score_sentiment_fails_for_a_retry_when_the_database_is_down(
     from cartcast import runtime as runtime_module
 
     # Nothing listens on that loopback port: the connection is refused.
-    port = closed_loopback_port()
+    port = dead_loopback_port()
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{port}/x")
     runtime_module.reset()
     payload = {"mention_ids": [str(uuid.uuid4())]}

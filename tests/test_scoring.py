@@ -28,6 +28,7 @@ from tests.helpers import (
     SCORING_PORTS,
     brand_body,
     closed_loopback_port,
+    dead_loopback_port,
 )
 from tests.test_event_functions import PushReceiver
 
@@ -538,7 +539,7 @@ def test_a_crm_that_answers_200_but_sends_its_body_slowly_has_taken_it(
 
 def test_a_crm_that_never_answers_is_given_up_after_the_maximum_age(runtime, brand_id):
     with_settings(runtime, escalation_max_age_s=600)
-    connect_crm(runtime, brand_id, f"http://127.0.0.1:{closed_loopback_port()}/crm")
+    connect_crm(runtime, brand_id, f"http://127.0.0.1:{dead_loopback_port()}/crm")
     mention_id = add_mention(runtime, brand_id, "@shop my parcel never arrived")
     scoring.score_mentions(runtime, mention_ids=[mention_id])
 
@@ -557,7 +558,7 @@ def test_a_dead_crm_s_backlog_never_holds_back_another_brand_s_escalation(
 ):
     # Arrange: the shop's CRM is down with more escalations queued than one run
     # sends; another brand's order issue comes in after them.
-    connect_crm(runtime, brand_id, f"http://127.0.0.1:{closed_loopback_port()}/crm")
+    connect_crm(runtime, brand_id, f"http://127.0.0.1:{dead_loopback_port()}/crm")
     backlog = [
         add_mention(runtime, brand_id, f"@shop my order #44{n:02} never arrived")
         for n in range(escalations.ESCALATIONS_PER_RUN + 1)
