@@ -22,13 +22,15 @@ install: $(STAMP) $(CHECKOV_STAMP) $(AXE) ## Create .venv (and .venv-checkov) wi
 # Only `make test` needs checkov's virtualenv and axe-core (npm); every other
 # target needs .venv alone, so the demo runs without npm or a second install.
 
+# Its output goes to stderr: targets such as db-url print a value that the README
+# captures with $(make -s db-url), and the first run installs before printing it.
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@start=$$(date +%s); \
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "cartcast needs Python 3.11+")'; \
-	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV); \
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt; \
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV) >&2; \
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt >&2; \
 	rm -f $(VENV)/.installed-*; touch $@; \
-	echo "install: done in $$(( $$(date +%s) - start )) s"
+	echo "install: done in $$(( $$(date +%s) - start )) s" >&2
 
 # checkov gets its own virtualenv: its hcl2 module is not python-hcl2's.
 $(CHECKOV_STAMP): requirements-checkov.txt

@@ -69,3 +69,43 @@ def test_the_test_suite_still_installs_what_only_tests_need(tmp_path) -> None:
 
     assert "npm ci --prefix tests/browser" in plan
     assert ".venv-checkov/bin/python -m pip install" in plan
+
+
+def uninstalled_tree(tmp_path: Path, *, url: str, pip_fails: bool = False) -> Path:
+    """A tree whose .venv python answers `-m infra.pg url` with url.
+
+    Its `-m pip install` installs nothing, and fails when pip_fails. No install
+    stamp is written, so make runs the install recipe first, as it does in a
+    fresh clone or after a requirements file changed.
+    """
+    for name in STAMPED:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(
+        "#!/bin/sh\n"
+        f'[ "$*" = "-m infra.pg url" ] && echo "{url}"\n'
+        f'[ "$1 $2" = "-m pip" ] && exit {1 if pip_fails else 0}\n'
+        "exit 0\n"
+    )
+    python.chmod(0o755)
+    return tmp_path
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_db_url_prints_only_the_url_even_when_it_installs_first(tmp_path) -> None:
+    # The README captures this target's output: DATABASE_URL=$(make -s db-url).
+    url = "postgresql://postgres@127.0.0.1:5432/cartcast"
+    uninstalled_tree(tmp_path, url=url)
+
+    printed = subprocess.run(
+        ["make", "-s", "db-url"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert printed.stdout == url + "\n"
+    assert "install: done" in printed.stderr
