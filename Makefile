@@ -24,8 +24,9 @@ install: $(STAMP) $(CHECKOV_STAMP) $(AXE) ## Create .venv (and .venv-checkov) wi
 
 # Its output goes to stderr: targets such as db-url print a value that the README
 # captures with $(make -s db-url), and the first run installs before printing it.
+# set -e: a failed step (old Python, pip offline) stops here, leaving no stamp.
 $(STAMP): requirements-dev.txt functions/requirements.txt
-	@start=$$(date +%s); \
+	@set -e; start=$$(date +%s); \
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "cartcast needs Python 3.11+")'; \
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV) >&2; \
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt >&2; \

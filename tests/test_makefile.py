@@ -93,6 +93,10 @@ def uninstalled_tree(tmp_path: Path, *, url: str, pip_fails: bool = False) -> Pa
     return tmp_path
 
 
+def installed_stamps(tree: Path) -> list[Path]:
+    return list((tree / ".venv").glob(".installed-*"))
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_db_url_prints_only_the_url_even_when_it_installs_first(tmp_path) -> None:
     # The README captures this target's output: DATABASE_URL=$(make -s db-url).
@@ -109,3 +113,16 @@ def test_db_url_prints_only_the_url_even_when_it_installs_first(tmp_path) -> Non
 
     assert printed.stdout == url + "\n"
     assert "install: done" in printed.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_a_failed_install_stops_the_target_and_is_tried_again(tmp_path) -> None:
+    tree = uninstalled_tree(tmp_path, url="unused", pip_fails=True)
+
+    run = subprocess.run(
+        ["make", "-s", "db-url"], cwd=tree, capture_output=True, text=True
+    )
+
+    assert run.returncode != 0
+    assert "install: done" not in run.stderr
+    assert installed_stamps(tree) == []
