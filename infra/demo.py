@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 CATALOG = REPO / "infra" / "data" / "catalog" / "dummyjson_products.json"
 TEAM_MENTIONS = REPO / "infra" / "data" / "team_mentions.json"
 TIME_ZONE = "America/New_York"
+# make demo and make serve (re)create this database; --database names another.
+DEFAULT_DATABASE = "cartcast_demo"
 # Monday 2026-03-02, 05:00 in New York. The week crosses the spring-forward night
 # of 2026-03-08, so the demo also shows slots resolved across a DST change.
 WEEK_START = dt.datetime(2026, 3, 2, 5, 0, tzinfo=zoneinfo.ZoneInfo(TIME_ZONE))
@@ -56,7 +58,7 @@ def say(step: str, message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--database", default="cartcast_demo", help="database name to (re)create"
+        "--database", default=DEFAULT_DATABASE, help="database name to (re)create"
     )
     parser.add_argument("--work-dir", type=Path, default=REPO / "var" / "demo")
     parser.add_argument(
@@ -122,10 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         f"run took {summary['run_seconds']} s",
     )
     print_api_access(api_key, args.database)
-    print(
-        "\nTo click through the same week in the web console, run: make serve",
-        flush=True,
-    )
     return 0
 
 
@@ -149,7 +147,7 @@ def serve_console(cloud: local_cloud.LocalCloud, api_key: str) -> int:
 
 
 def print_api_access(api_key: str, database: str) -> None:
-    """Say how to read the demo brand's reports through the API after the run."""
+    """Say how to read the demo brand's reports after the run: API, then console."""
     first_day, last_day = WEEK_START.date(), (WEEK_START + dt.timedelta(days=7)).date()
     print(
         "\nThe demo brand's API key (admin, shown here only): "
@@ -167,6 +165,11 @@ def print_api_access(api_key: str, database: str) -> None:
         f"    -H 'Authorization: Bearer {api_key}' -o report.html",
         flush=True,
     )
+    # make serve recreates the default database; a run given another name keeps it.
+    serve = "make serve"
+    if database != DEFAULT_DATABASE:
+        serve = f".venv/bin/python -m infra.demo --serve --database {database}"
+    print(f"\nTo click through the same week in the web console, run: {serve}")
 
 
 def run_week(

@@ -62,3 +62,24 @@ def test_the_api_hint_points_at_the_demo_database_whatever_the_server(
     url = printed_database_url("cartcast_demo", server_url)
 
     assert url == demo_url
+
+
+def printed_hints(database: str) -> str:
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        demo.print_api_access("cc_not_a_real_key", database)
+    return printed.getvalue()
+
+
+def test_the_console_hint_is_make_serve_for_the_default_database() -> None:
+    hints = printed_hints("cartcast_demo")
+
+    assert "run: make serve" in hints
+
+
+def test_the_console_hint_keeps_a_database_named_on_the_command_line() -> None:
+    # make serve would drop and recreate cartcast_demo, not the one this run used.
+    hints = printed_hints("newuser_demo")
+
+    assert "make serve" not in hints
+    assert ".venv/bin/python -m infra.demo --serve --database newuser_demo" in hints
