@@ -686,6 +686,42 @@ def test_the_last_page_of_products_has_no_next(client, brand_key) -> None:
     assert whole["next"] == skus[2]
 
 
+def test_posts_past_the_first_page_are_reached_through_next(client, brand_key) -> None:
+    # Without a cursor, a brand with more posts than the largest page (500) could
+    # never list its newest ones: the list runs oldest first.
+    post_json(client, "/v1/products", catalog(5), brand_key)
+    skus = [p["sku"] for p in catalog(5)]
+    post_json(client, "/v1/captions", {"products": skus}, brand_key)
+    post_json(client, "/v1/schedule", {}, brand_key)
+    whole = client.get("/v1/posts?limit=5", headers=auth(brand_key)).get_json()
+
+    pages, after = [], None
+    while True:
+        query = {"limit": 2} if after is None else {"limit": 2, "after": after}
+        page = client.get(
+            "/v1/posts", query_string=query, headers=auth(brand_key)
+        ).get_json()
+        pages.append([post["id"] for post in page["posts"]])
+        after = page["next"]
+        if after is None:
+            break
+
+    assert [len(ids) for ids in pages] == [2, 2, 1]
+    assert sum(pages, []) == [post["id"] for post in whole["posts"]]
+
+
+@pytest.mark.parametrize("after", ["zzz", "W10", "WyJ4IiwgInkiXQ"])
+def test_a_posts_cursor_that_no_page_answered_is_a_400(
+    client, brand_key, after
+) -> None:
+    response = client.get(
+        "/v1/posts", query_string={"after": after}, headers=auth(brand_key)
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "after"
+
+
 @pytest.mark.parametrize("key", ["café", "ключ", "cc_\u00ff"])
 def test_a_non_ascii_key_is_unknown(client, key) -> None:
     response = client.get("/v1/brand", headers={"Authorization": f"Bearer {key}"})

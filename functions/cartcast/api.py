@@ -250,7 +250,7 @@ ROUTE_ROLES = {
 QUERY_PARAMETERS = {
     "list_products": ("limit", "after"),
     "list_caption_jobs": ("limit", "state"),
-    "list_posts": ("limit", "state"),
+    "list_posts": ("limit", "state", "after"),
     "list_mentions": (
         "limit",
         "state",
@@ -1005,14 +1005,15 @@ def list_posts(
         raise InvalidRequest(
             f"'state' must be one of {', '.join(POST_STATES)}", field="state"
         )
-    found = posts.list_posts(
+    page = posts.page_of_posts(
         tx,
         brand_id=keys.require_brand(caller),
         state=state,
         limit=_limit(query),
+        after=query.get("after"),
         prices=runtime.settings.x_prices_usd,
     )
-    return web.json_response({"posts": found})
+    return web.json_response(page)
 
 
 def get_post(

@@ -21,6 +21,8 @@ joined by a blank line.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
 import re
@@ -99,14 +101,20 @@ SELECT id, product_id, kind, text, link, link_note, campaign, sponsored,
 FROM posts
 """
 SELECT_POST = POST_COLUMNS + "WHERE brand_id = :brand_id AND id = :id"
+# Oldest first, by the post's time (its slot, or when it was written); the `after`
+# cursor is the last row's (time, id), so a page goes on where the previous ended.
 SELECT_POSTS = (
     POST_COLUMNS
     + """
 WHERE brand_id = :brand_id AND (CAST(:state AS text) IS NULL OR state = :state)
+  AND (CAST(:after_at AS timestamptz) IS NULL
+       OR (COALESCE(scheduled_at, created_at), id)
+          > (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid)))
 ORDER BY COALESCE(scheduled_at, created_at), id
 LIMIT :limit
 """
 )
+POSTS_CURSOR_LENGTH_MAX = 200
 # The brand's posts a new caption must not resemble: those of the window (created,
 # published or scheduled since :since), cancelled and rejected ones aside. Replies
 # to mentions are not on the brand's feed, so a caption may say what one said.
@@ -449,8 +457,75 @@ def list_posts(
     limit: int,
     prices: Mapping[str, Decimal] | None = None,
 ) -> list[dict]:
-    found = tx.rows(SELECT_POSTS, brand_id=brand_id, state=state, limit=limit)
-    return [with_price(post, prices) for post in found]
+    """Return the brand's first `limit` posts, oldest first."""
+    return page_of_posts(
+        tx, brand_id=brand_id, state=state, limit=limit, prices=prices
+    )["posts"]
+
+
+def page_of_posts(
+    tx: Transaction,
+    *,
+    brand_id: str,
+    state: str | None,
+    limit: int,
+    after: str | None = None,
+    prices: Mapping[str, Decimal] | None = None,
+) -> dict[str, Any]:
+    """Return one page of the brand's posts, oldest first, and the next cursor.
+
+    `after` is the `next` a previous page answered. A post moved to another time
+    while a reader pages may be listed twice or skipped; none is listed out of order.
+    """
+    after_at, after_id = _read_posts_cursor(after)
+    rows = tx.rows(
+        SELECT_POSTS,
+        brand_id=brand_id,
+        state=state,
+        after_at=after_at,
+        after_id=after_id,
+        limit=limit + 1,
+    )
+
+    page, more = rows[:limit], len(rows) > limit
+    return {
+        "posts": [with_price(post, prices) for post in page],
+        "next": _write_posts_cursor(page[-1]) if more else None,
+    }
+
+
+def _write_posts_cursor(post: dict[str, Any]) -> str:
+    at = post["scheduled_at"] or post["created_at"]
+    raw = json.dumps([at.isoformat(), str(post["id"])])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _read_posts_cursor(value: str | None) -> tuple[dt.datetime | None, str | None]:
+    """Decode an `after` token into the last post's (time, id), or refuse it (400)."""
+    if value is None:
+        return None, None
+    problem = InvalidRequest(
+        "'after' must be the 'next' token of a previous page", field="after"
+    )
+    if len(value) > POSTS_CURSOR_LENGTH_MAX or not value.isascii():
+        raise problem
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        at, post_id = json.loads(base64.urlsafe_b64decode(padded))
+        moment = dt.datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError(at)
+        # In UTC, as the database compares it; a year past 1..9999 there overflows.
+        return moment.astimezone(dt.UTC), str(uuid.UUID(post_id))
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        RecursionError,
+        binascii.Error,
+        UnicodeDecodeError,
+    ) as error:
+        raise problem from error
 
 
 def with_price(
