@@ -139,7 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     url = server_url(keep_running=True)
     if args.command == "migrate":
-        applied = migrate(url)
+        from cartcast.errors import TransientError
+
+        try:
+            applied = migrate(url)
+        except TransientError as error:
+            # A server that refuses us (a database not created yet, a wrong
+            # password) is the reader's to fix: one line, not a traceback.
+            print(f"migrate: {error}", file=sys.stderr)
+            return 1
         print(
             f"applied {len(applied)} migration(s): {', '.join(applied) or 'none new'}"
         )

@@ -83,3 +83,20 @@ def test_running_without_settings_names_them_and_exits_2(
     assert "DATABASE_URL or CLOUD_SQL_INSTANCE" in captured.err
     assert "Traceback" not in captured.err
     assert captured.out == ""
+
+
+def test_migrate_into_a_database_that_does_not_exist_says_so_in_one_line(
+    database_url: str, capsys
+) -> None:
+    # make migrate with DATABASE_URL naming a database not yet created.
+    missing = pg.with_database(database_url, "cartcast_never_created")
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DATABASE_URL", missing)
+        status = pg.main(["migrate"])
+
+    printed = capsys.readouterr()
+    assert status == 1
+    assert printed.out == ""
+    assert printed.err.count("\n") == 1
+    assert 'database "cartcast_never_created" does not exist' in printed.err
