@@ -710,7 +710,19 @@ def test_posts_past_the_first_page_are_reached_through_next(client, brand_key) -
     assert sum(pages, []) == [post["id"] for post in whole["posts"]]
 
 
-@pytest.mark.parametrize("after", ["zzz", "W10", "WyJ4IiwgInkiXQ"])
+@pytest.mark.parametrize(
+    "after",
+    [
+        "zzz",
+        "W10",
+        "WyJ4IiwgInkiXQ",
+        # A time and an id that is a number, null; an object; no UTC instant.
+        "WyIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwgNV0",
+        "WyIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwgbnVsbF0",
+        "eyJhIjogMX0",
+        "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwgIjZmMWMxZjdlLThhNGUtNGM2MS05YTUyLTBiOWQzZDBmNmExMCJd",
+    ],
+)
 def test_a_posts_cursor_that_no_page_answered_is_a_400(
     client, brand_key, after
 ) -> None:

@@ -16,12 +16,12 @@ back, so api.py records it in a transaction of its own (decision 0031).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import re
 from typing import Any
 
+from cartcast import page_cursors
 from cartcast.db import Transaction
 from cartcast.errors import InvalidRequest
 
@@ -196,35 +196,23 @@ def _filter(query: Any, name: str) -> str | None:
 
 
 def _write_cursor(row: dict[str, Any]) -> str:
-    raw = json.dumps([row["at"].isoformat(), row["source"], row["id"]])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return page_cursors.write([row["at"].isoformat(), row["source"], row["id"]])
 
 
 def _read_cursor(value: str | None) -> tuple[Any, Any, Any]:
     if value is None:
         return None, None, None
-    problem = InvalidRequest(
-        "'after' must be the 'next' of a previous page", field="after"
-    )
-    try:
-        padded = value + "=" * (-len(value) % 4)
-        at, source, row_id = json.loads(base64.urlsafe_b64decode(padded))
-        moment = dt.datetime.fromisoformat(at)
-        # In UTC, as the database compares it: 0001-01-01T00:00+14:00 is before
-        # year 1 there, which no datetime holds (OverflowError, once a 500).
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(dt.UTC)
-    # RecursionError: JSON nested deeper than the reader goes, a few kB of "[".
-    except (ValueError, TypeError, OverflowError, RecursionError) as error:
-        raise problem from error
-    if (
-        moment.tzinfo is None
-        or source not in ("audit", "post")
-        or type(row_id) is not int
-        or not 0 < row_id < 2**63
-    ):
-        raise problem
-    return moment, source, row_id
+    return page_cursors.read(value, _place)
+
+
+def _place(key: list[Any]) -> tuple[dt.datetime, str, int]:
+    at, source, row_id = key
+    if source not in ("audit", "post"):
+        raise ValueError(source)
+    # JSON's true is a Python int (bool subclasses it): only a real integer.
+    if type(row_id) is not int or not 0 < row_id < 2**63:
+        raise ValueError(row_id)
+    return page_cursors.instant(at), source, row_id
 
 
 def _json(value: dict[str, Any] | None) -> str | None:

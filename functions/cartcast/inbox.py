@@ -26,15 +26,12 @@ brand set are checked, each refusal a 409 that names it (decision 0019):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 import re
 import uuid
 from typing import Any
 
-from cartcast import audit, author_data, post_text, triage, validation
+from cartcast import audit, author_data, page_cursors, post_text, triage, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
@@ -46,7 +43,6 @@ SENTIMENTS = ("negative", "neutral", "positive")
 # Who may answer a mention: everyone but a read-only key.
 ANSWERING_ROLES = ("admin", "approver", "editor")
 REPLY_FIELDS = ("text",)
-CURSOR_LENGTH_MAX = 400
 # Unscored mentions have no priority nor deadline: they sort after every scored
 # one, as priority 5 (SELECT_PAGE) and no deadline.
 UNSCORED_PRIORITY = 5
@@ -433,71 +429,37 @@ def _flag(raw: str | None, name: str) -> bool | None:
 
 def _write_cursor(row: dict[str, Any]) -> str:
     due = row["sort_due"]
-    place = [
-        row["sort_priority"],
-        row["sort_place"],
-        "infinity" if row["response_due_at"] is None else due.isoformat(),
-        row["posted_at"].isoformat(),
-        str(row["id"]),
-    ]
-    return base64.urlsafe_b64encode(json.dumps(place).encode()).decode().rstrip("=")
+    return page_cursors.write(
+        [
+            row["sort_priority"],
+            row["sort_place"],
+            "infinity" if row["response_due_at"] is None else due.isoformat(),
+            row["posted_at"].isoformat(),
+            str(row["id"]),
+        ]
+    )
 
 
 def _read_cursor(raw: str | None) -> dict[str, Any]:
     """Decode an `after` token into the last row's place, or refuse it (400)."""
-    empty = dict.fromkeys(
-        (
-            "after_id",
-            "after_priority",
-            "after_place",
-            "after_due",
-            "after_posted",
-        ),
-        None,
-    )
     if raw is None:
-        return empty
-    problem = InvalidRequest(
-        "'after' must be the 'next' token of a previous page", field="after"
-    )
-    if len(raw) > CURSOR_LENGTH_MAX or not raw.isascii():
-        raise problem
-    try:
-        padded = raw + "=" * (-len(raw) % 4)
-        place = json.loads(base64.urlsafe_b64decode(padded))
-        priority, place_in_priority, due, posted, row_id = place
-        # JSON's true is a Python int (bool subclasses it): only a real integer.
-        if type(priority) is not int or not 1 <= priority <= UNSCORED_PRIORITY:
-            raise ValueError(priority)
-        if type(place_in_priority) is not int or place_in_priority not in PLACES:
-            raise ValueError(place_in_priority)
-        if not isinstance(row_id, str):
-            raise TypeError(row_id)
-        due_at = due if due == "infinity" else _instant(due)
-        return {
-            "after_id": str(uuid.UUID(row_id)),
-            "after_priority": priority,
-            "after_place": place_in_priority,
-            "after_due": due_at,
-            "after_posted": _instant(posted),
-        }
-    except (
-        ValueError,
-        TypeError,
-        OverflowError,
-        RecursionError,
-        binascii.Error,
-        UnicodeDecodeError,
-    ) as error:
-        raise problem from error
+        return dict.fromkeys(
+            ("after_id", "after_priority", "after_place", "after_due", "after_posted")
+        )
+    return page_cursors.read(raw, _place)
 
 
-def _instant(value: Any) -> dt.datetime:
-    """Read an ISO instant with an offset as UTC; OverflowError past year 1..9999."""
-    if not isinstance(value, str):
-        raise TypeError(value)
-    parsed = dt.datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(value)
-    # "0001-01-01T00:00:00+14:00" parses but has no UTC instant Python can hold.
-    return parsed.astimezone(dt.UTC)
+def _place(key: list[Any]) -> dict[str, Any]:
+    priority, place_in_priority, due, posted, row_id = key
+    # JSON's true is a Python int (bool subclasses it): only a real integer.
+    if type(priority) is not int or not 1 <= priority <= UNSCORED_PRIORITY:
+        raise ValueError(priority)
+    if type(place_in_priority) is not int or place_in_priority not in PLACES:
+        raise ValueError(place_in_priority)
+    return {
+        "after_id": page_cursors.uuid_text(row_id),
+        "after_priority": priority,
+        "after_place": place_in_priority,
+        "after_due": due if due == "infinity" else page_cursors.instant(due),
+        "after_posted": page_cursors.instant(posted),
+    }

@@ -21,8 +21,6 @@ joined by a blank line.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
 import re
@@ -38,6 +36,7 @@ from cartcast import (
     costs,
     link_policy,
     links,
+    page_cursors,
     post_events,
     post_kinds,
     slots,
@@ -114,7 +113,6 @@ ORDER BY COALESCE(scheduled_at, created_at), id
 LIMIT :limit
 """
 )
-POSTS_CURSOR_LENGTH_MAX = 200
 # The brand's posts a new caption must not resemble: those of the window (created,
 # published or scheduled since :since), cancelled and rejected ones aside. Replies
 # to mentions are not on the brand's feed, so a caption may say what one said.
@@ -496,36 +494,19 @@ def page_of_posts(
 
 def _write_posts_cursor(post: dict[str, Any]) -> str:
     at = post["scheduled_at"] or post["created_at"]
-    raw = json.dumps([at.isoformat(), str(post["id"])])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return page_cursors.write([at.isoformat(), str(post["id"])])
 
 
 def _read_posts_cursor(value: str | None) -> tuple[dt.datetime | None, str | None]:
     """Decode an `after` token into the last post's (time, id), or refuse it (400)."""
     if value is None:
         return None, None
-    problem = InvalidRequest(
-        "'after' must be the 'next' token of a previous page", field="after"
-    )
-    if len(value) > POSTS_CURSOR_LENGTH_MAX or not value.isascii():
-        raise problem
-    try:
-        padded = value + "=" * (-len(value) % 4)
-        at, post_id = json.loads(base64.urlsafe_b64decode(padded))
-        moment = dt.datetime.fromisoformat(at)
-        if moment.tzinfo is None:
-            raise ValueError(at)
-        # In UTC, as the database compares it; a year past 1..9999 there overflows.
-        return moment.astimezone(dt.UTC), str(uuid.UUID(post_id))
-    except (
-        ValueError,
-        TypeError,
-        OverflowError,
-        RecursionError,
-        binascii.Error,
-        UnicodeDecodeError,
-    ) as error:
-        raise problem from error
+    return page_cursors.read(value, _posts_place)
+
+
+def _posts_place(key: list[Any]) -> tuple[dt.datetime, str]:
+    at, post_id = key
+    return page_cursors.instant(at), page_cursors.uuid_text(post_id)
 
 
 def with_price(
