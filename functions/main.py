@@ -169,8 +169,9 @@ def _deliver_mention_news(
     """Send the due escalations, then the alerts: a crisis scoring has just started
     must not wait for a publish run, which the operator's pause may stop.
 
-    Only a tick retries a failed alert (`retry_alerts`): alerts keep no retry time,
-    and every scoring run would wait out a dead webhook's timeout again.
+    Only a tick retries a failed alert (`retry_alerts`), after its back-off: a
+    scoring run, on the path of every Pub/Sub delivery, never waits out a webhook
+    already known to fail.
     """
     from cartcast import alerts, escalations
 

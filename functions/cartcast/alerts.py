@@ -18,10 +18,10 @@ minute on a busy day, never wait out a dead webhook's timeout, and the ticks do
 so once per back-off. One failing webhook is tried once per run (its other due
 alerts wait for the next), and a run takes each brand's oldest due alert, the
 least tried first, before any brand's second, so no backlog holds another
-brand's back. Past CARTCAST_ALERT_MAX_AGE_S
-an alert is abandoned with an ERROR line. A brand with no webhook gets a WARNING
-log line instead. Delivery is at least once: a run that dies between the
-webhook's answer and the commit sends the alert again next time.
+brand's back. Past CARTCAST_ALERT_MAX_AGE_S an alert is abandoned with an ERROR
+line. A brand with no webhook gets a WARNING log line instead. Delivery is at
+least once: a run that dies between the webhook's answer and the commit sends the
+alert again next time.
 """
 
 from __future__ import annotations
