@@ -20,6 +20,16 @@ def brand_key(function_env) -> str:
     return key
 
 
+@pytest.fixture
+def standin(monkeypatch):
+    """The Gemini stand-in, with the caption function's settings pointed at it."""
+    with GeminiStandIn() as running:
+        monkeypatch.setenv("GEMINI_API_KEY", running.api_key)
+        monkeypatch.setenv("GEMINI_BASE_URL", running.base_url)
+        runtime.reset()  # settings are read once per process; this is a new one
+        yield running
+
+
 def caption_client():
     return make_app("generate_caption", "http").test_client()
 
@@ -42,15 +52,11 @@ def test_the_template_engine_writes_when_no_gemini_key_is_set(brand_key) -> None
 
 
 def test_gemini_writes_through_google_genai_when_a_key_is_set(
-    brand_key, monkeypatch
+    brand_key, standin
 ) -> None:
-    with GeminiStandIn() as standin:
-        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
-        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
-        runtime.reset()  # settings are read once per process; this is a new one
-        skus = [p["sku"] for p in catalog(3)]
+    skus = [p["sku"] for p in catalog(3)]
 
-        response = post_json(caption_client(), "/", {"products": skus}, brand_key)
+    response = post_json(caption_client(), "/", {"products": skus}, brand_key)
 
     posts = response.get_json()["posts"]
     assert response.status_code == 201
@@ -198,31 +204,23 @@ def test_another_language_without_gemini_is_a_400_saying_why(brand_key) -> None:
     assert "need Gemini" in response.get_json()["error"]["message"]
 
 
-def test_gemini_is_asked_for_the_language_requested(brand_key, monkeypatch) -> None:
-    with GeminiStandIn() as standin:
-        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
-        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
-        runtime.reset()
-        body = {"products": [catalog(1)[0]["sku"]], "language": "de"}
+def test_gemini_is_asked_for_the_language_requested(brand_key, standin) -> None:
+    body = {"products": [catalog(1)[0]["sku"]], "language": "de"}
 
-        response = post_json(caption_client(), "/", body, brand_key)
-        sent = json.dumps(standin.requests()[0])
+    response = post_json(caption_client(), "/", body, brand_key)
+    sent = json.dumps(standin.requests()[0])
 
     assert response.status_code == 201
     assert "Write in this language: de." in sent
 
 
 def test_an_english_fallback_for_another_language_waits_for_a_person(
-    brand_key, monkeypatch
+    brand_key, standin
 ) -> None:
-    with GeminiStandIn() as standin:
-        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
-        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
-        runtime.reset()
-        standin.set_fault("server_error", count=5, status=503)
-        body = {"products": [catalog(1)[0]["sku"]], "language": "de"}
+    standin.set_fault("server_error", count=5, status=503)
+    body = {"products": [catalog(1)[0]["sku"]], "language": "de"}
 
-        (post,) = post_json(caption_client(), "/", body, brand_key).get_json()["posts"]
+    (post,) = post_json(caption_client(), "/", body, brand_key).get_json()["posts"]
 
     assert post["engine"] == "template"
     assert post["checks"]["in_requested_language"] is False
@@ -230,16 +228,12 @@ def test_an_english_fallback_for_another_language_waits_for_a_person(
 
 
 def test_gemini_copy_in_another_language_than_asked_waits_for_a_person(
-    brand_key, monkeypatch
+    brand_key, standin
 ) -> None:
-    with GeminiStandIn() as standin:
-        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
-        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
-        runtime.reset()
-        standin.set_fault("wrong_language", language="en")
-        body = {"products": [catalog(1)[0]["sku"]], "language": "de"}
+    standin.set_fault("wrong_language", language="en")
+    body = {"products": [catalog(1)[0]["sku"]], "language": "de"}
 
-        (post,) = post_json(caption_client(), "/", body, brand_key).get_json()["posts"]
+    (post,) = post_json(caption_client(), "/", body, brand_key).get_json()["posts"]
 
     assert post["engine"] == "gemini"
     assert post["checks"]["in_requested_language"] is False
@@ -305,25 +299,21 @@ def test_a_caption_request_in_another_charset_is_a_415(brand_key) -> None:
 
 @pytest.mark.parametrize("path", ["generate_caption", "POST /v1/captions"])
 def test_a_brand_that_asked_to_leave_gets_no_captions_and_no_gemini_cost(
-    brand_key, monkeypatch, path
+    brand_key, standin, path
 ) -> None:
     # Arrange: Gemini would write, and its cost would be recorded on the brand
     # while the offboarding sweep deletes the brand's rows.
     api = make_app("api", "http").test_client()
     asked = post_json(api, "/v1/brand/offboarding", {}, brand_key)
     assert asked.status_code == 202, asked.get_json()
-    with GeminiStandIn() as standin:
-        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
-        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
-        runtime.reset()
-        body = {"products": [catalog(1)[0]["sku"]]}
+    body = {"products": [catalog(1)[0]["sku"]]}
 
-        # Act
-        if path == "generate_caption":
-            response = post_json(caption_client(), "/", body, brand_key)
-        else:
-            response = post_json(api, "/v1/captions", body, brand_key)
-        gemini_calls = len(standin.requests())
+    # Act
+    if path == "generate_caption":
+        response = post_json(caption_client(), "/", body, brand_key)
+    else:
+        response = post_json(api, "/v1/captions", body, brand_key)
+    gemini_calls = len(standin.requests())
 
     # Assert
     assert response.status_code == 409

@@ -67,6 +67,15 @@ def csrf_of(client, path: str = "/console/approvals") -> str:
     return CSRF.search(page.get_data(as_text=True)).group(1)
 
 
+def approved_post(client, signed_in) -> tuple[str, str]:
+    """Approve the signed-in brand's first post on the console; return its id and
+    the page's CSRF token, for the step the test is about."""
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    return post_id, token
+
+
 def text_of(answer) -> str:
     return html.unescape(answer.get_data(as_text=True))
 
@@ -301,9 +310,7 @@ def test_bulk_approve_moves_every_chosen_draft_or_none(client, signed_in) -> Non
 def test_an_edit_reruns_the_checks_and_asks_for_approval_again(
     client, signed_in
 ) -> None:
-    post_id = signed_in["posts"][0]
-    token = csrf_of(client)
-    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    post_id, token = approved_post(client, signed_in)
     before = client.get(f"/v1/posts/{post_id}", headers=auth(signed_in["key"]))
     text = before.get_json()["post"]["text"]
 
@@ -338,9 +345,7 @@ def test_a_viewer_sees_no_approve_button_and_the_server_refuses_one(
 def test_scheduling_puts_the_post_on_the_calendar_in_the_brands_zone(
     client, signed_in
 ) -> None:
-    post_id = signed_in["posts"][0]
-    token = csrf_of(client)
-    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    post_id, token = approved_post(client, signed_in)
 
     answer = client.post(
         f"/console/posts/{post_id}/schedule",
@@ -358,9 +363,7 @@ def test_scheduling_puts_the_post_on_the_calendar_in_the_brands_zone(
 def test_a_slot_and_a_typed_time_at_once_are_refused_with_nothing_scheduled(
     client, signed_in
 ) -> None:
-    post_id = signed_in["posts"][0]
-    token = csrf_of(client)
-    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    post_id, token = approved_post(client, signed_in)
     chosen = {"slot": "2026-03-03T09:30", "local_time": "2026-03-04T10:15"}
 
     answer = client.post(
@@ -375,9 +378,7 @@ def test_a_slot_and_a_typed_time_at_once_are_refused_with_nothing_scheduled(
 def test_a_slot_picked_beside_the_posts_own_time_moves_it_to_the_slot(
     client, signed_in
 ) -> None:
-    post_id = signed_in["posts"][0]
-    token = csrf_of(client)
-    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    post_id, token = approved_post(client, signed_in)
     client.post(
         f"/console/posts/{post_id}/schedule",
         data={"csrf": token, "local_time": "2026-03-04T10:15"},
@@ -408,9 +409,7 @@ FIRST_SLOT = re.compile(
 def test_a_slot_that_passed_while_the_page_sat_open_is_refused_naming_the_slot(
     client, signed_in, clock_file
 ) -> None:
-    post_id = signed_in["posts"][0]
-    token = csrf_of(client)
-    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    post_id, token = approved_post(client, signed_in)
     page = text_of(client.get(f"/console/posts/{post_id}"))
     first_slot = FIRST_SLOT.search(page).group(1)
     slot_at = dt.datetime.fromisoformat(first_slot).replace(tzinfo=NEW_YORK)
@@ -434,9 +433,7 @@ def test_a_slot_that_passed_while_the_page_sat_open_is_refused_naming_the_slot(
 def test_a_slot_the_schedule_refuses_is_named_as_the_slot(
     client, signed_in, slot
 ) -> None:
-    post_id = signed_in["posts"][0]
-    token = csrf_of(client)
-    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    post_id, token = approved_post(client, signed_in)
 
     answer = client.post(
         f"/console/posts/{post_id}/schedule",
@@ -454,9 +451,7 @@ LOCAL_TIME_VALUE = re.compile(r'id="local_time" name="local_time"[^>]*value="([^
 def test_a_held_post_whose_time_passed_is_rescheduled_by_the_form_as_it_comes(
     client, signed_in
 ) -> None:
-    post_id = signed_in["posts"][0]
-    token = csrf_of(client)
-    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    post_id, token = approved_post(client, signed_in)
     current = runtime_module.current()
     with current.database.transaction() as tx:
         tx.execute(
@@ -1348,9 +1343,7 @@ def test_an_approved_post_waits_on_the_approvals_page_for_its_time(
 ) -> None:
     # Approved from the list, a post leaves the drafts and is on no calendar day
     # until it has a time: the page must still lead to it, or it is lost.
-    post_id = signed_in["posts"][0]
-    token = csrf_of(client)
-    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    post_id, token = approved_post(client, signed_in)
 
     page = client.get("/console/approvals").get_data(as_text=True)
 

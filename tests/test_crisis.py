@@ -77,6 +77,19 @@ def baseline(runtime, brand_id: str, *, mentions: int, negative: int) -> None:
         scored(runtime, brand_id, negative=index < negative, at=at)
 
 
+def raise_crisis_alert(runtime, brand_id: str, now: dt.datetime) -> None:
+    """Queue a crisis alert for the brand, as a scoring run that saw a surge does."""
+    with runtime.database.transaction() as tx:
+        alerts.raise_alert(
+            tx,
+            brand_id=brand_id,
+            kind=crisis.ALERT_KIND,
+            episode=now.isoformat(),
+            text="possible crisis",
+            now=now,
+        )
+
+
 def crisis_alerts(runtime, brand_id: str) -> list[dict]:
     with runtime.database.transaction() as tx:
         found = alerts.list_alerts(tx, brand_id=brand_id)
@@ -128,15 +141,7 @@ def test_a_dead_webhook_s_backlog_never_holds_back_another_brand_s_crisis_alert(
     alerts.deliver_pending(runtime)
     clock.advance(MINUTE)
     brand_id = add_brand(runtime, webhook.url, slug="other")
-    with runtime.database.transaction() as tx:
-        alerts.raise_alert(
-            tx,
-            brand_id=brand_id,
-            kind=crisis.ALERT_KIND,
-            episode=clock.now().isoformat(),
-            text="possible crisis",
-            now=clock.now(),
-        )
+    raise_crisis_alert(runtime, brand_id, clock.now())
 
     # Act
     delivered = alerts.deliver_pending(runtime)
@@ -154,15 +159,7 @@ def test_a_failed_alert_waits_its_back_off_before_its_webhook_is_called_again(
     webhook.status = 503
     runtime.settings = dataclasses.replace(runtime.settings, alert_retry_base_s=60.0)
     brand_id = add_brand(runtime, webhook.url)
-    with runtime.database.transaction() as tx:
-        alerts.raise_alert(
-            tx,
-            brand_id=brand_id,
-            kind=crisis.ALERT_KIND,
-            episode=clock.now().isoformat(),
-            text="possible crisis",
-            now=clock.now(),
-        )
+    raise_crisis_alert(runtime, brand_id, clock.now())
 
     # Act
     first = alerts.deliver_pending(runtime)
@@ -188,15 +185,7 @@ def test_a_dead_alert_webhook_s_back_off_doubles_with_each_failure(
     # Nothing listens on the port: every POST is refused.
     runtime.settings = dataclasses.replace(runtime.settings, alert_retry_base_s=60.0)
     brand_id = add_brand(runtime, f"http://127.0.0.1:{dead_loopback_port()}/hook")
-    with runtime.database.transaction() as tx:
-        alerts.raise_alert(
-            tx,
-            brand_id=brand_id,
-            kind=crisis.ALERT_KIND,
-            episode=clock.now().isoformat(),
-            text="possible crisis",
-            now=clock.now(),
-        )
+    raise_crisis_alert(runtime, brand_id, clock.now())
     started = clock.now()
 
     alerts.deliver_pending(runtime)

@@ -306,13 +306,9 @@ def _mention_states(brand_key) -> list:
     return [m["intent"] for m in mentions]
 
 
-def test_a_crisis_alert_goes_out_from_the_scoring_run_that_saw_the_surge(
-    env, monkeypatch, sandbox, receiver
-) -> None:
-    # Arrange: no publish tick runs (the operator paused the deployment's publish
-    # jobs, say), and a surge of angry mentions comes in.
-    monkeypatch.setenv("CARTCAST_CRISIS_MIN_MENTIONS", "4")
-    webhook = WebhookReceiver()
+def _brand_with_a_surge(sandbox, webhook) -> None:
+    """Add a brand whose alerts go to `webhook`, and four angry mentions of it:
+    a crisis once CARTCAST_CRISIS_MIN_MENTIONS is 4."""
     api = make_app("api", "http").test_client()
     post_json(
         api, "/v1/brands", brand_body(alert_webhook_url=webhook.url), OPERATOR_KEY
@@ -323,6 +319,16 @@ def test_a_crisis_alert_goes_out_from_the_scoring_run_that_saw_the_surge(
             text=f"@testgoods order #44{number} never arrived, this is awful",
             author={"id": f"4{number}", "username": f"buyer{number}", "name": "B"},
         )
+
+
+def test_a_crisis_alert_goes_out_from_the_scoring_run_that_saw_the_surge(
+    env, monkeypatch, sandbox, receiver
+) -> None:
+    # Arrange: no publish tick runs (the operator paused the deployment's publish
+    # jobs, say), and a surge of angry mentions comes in.
+    monkeypatch.setenv("CARTCAST_CRISIS_MIN_MENTIONS", "4")
+    webhook = WebhookReceiver()
+    _brand_with_a_surge(sandbox, webhook)
 
     # Act
     try:
@@ -341,20 +347,11 @@ def test_an_alert_its_webhook_refused_waits_for_the_next_tick_not_each_scoring_r
     env, monkeypatch, sandbox, receiver, clock_file
 ) -> None:
     # Arrange: the brand's webhook is down when its crisis starts; scoring runs
-    # come by the dozen a minute on a busy day, and alerts keep no retry time.
+    # come by the dozen a minute on a busy day.
     monkeypatch.setenv("CARTCAST_CRISIS_MIN_MENTIONS", "4")
     webhook = WebhookReceiver()
     webhook.status = 503
-    api = make_app("api", "http").test_client()
-    post_json(
-        api, "/v1/brands", brand_body(alert_webhook_url=webhook.url), OPERATOR_KEY
-    )
-    for number in range(4):
-        sandbox.add_mention(
-            to_user_id=SHOP["user_id"],
-            text=f"@testgoods order #44{number} never arrived, this is awful",
-            author={"id": f"4{number}", "username": f"buyer{number}", "name": "B"},
-        )
+    _brand_with_a_surge(sandbox, webhook)
     (message,) = _poll_and_collect(receiver, START)
 
     # Act: the run that starts the crisis, then three more scoring runs; then the
