@@ -313,7 +313,12 @@ def _read(
         except x.XRejected as error:
             if error.reason != "refused_page_token":
                 raise
-        _drop_refused_page_token(runtime, brand)
+        _drop_refused_page_token(
+            runtime,
+            brand,
+            "X refused the saved mention page token; dropped it, reading again "
+            "from the cursor",
+        )
         return _read_on(runtime, client, brand, max_pages=max_pages, now=now)
     except CartcastError as error:
         if isinstance(error, PermanentError) and brand["mentions_resume_token"]:
@@ -351,18 +356,14 @@ def _read_on(
     return client.mentions(brand["x_user_id"], since_id=restart_id, max_pages=max_pages)
 
 
-def _drop_refused_page_token(runtime: Any, brand: dict[str, Any]) -> None:
-    """Forget a page token X refused; the read starts again from the cursor.
+def _drop_refused_page_token(runtime: Any, brand: dict[str, Any], said: str) -> None:
+    """Forget a page token X refused, so the next read starts from the cursor.
 
-    Only a warning, and without X's message: it quotes the token.
+    Only a warning, `said`, and without X's message: it quotes the token.
     """
     with runtime.database.transaction() as tx:
         tx.execute(FORGET_RESUME, brand_id=brand["id"])
-    runtime.log.warning(
-        "X refused the saved mention page token; dropped it, reading again from "
-        "the cursor",
-        extra=fields(brand_id=str(brand["id"])),
-    )
+    runtime.log.warning(said, extra=fields(brand_id=str(brand["id"])))
     brand.update(RESUME_FORGOTTEN)
 
 
@@ -372,23 +373,20 @@ def _note_later_page_trouble(
     """Record why a read stopped after its first pages.
 
     A next page's token X refused is forgotten, so the next poll reads from the
-    cursor instead of sending it again, and is logged without X's message, which
-    quotes it; any other failure is read trouble as a first page's is.
+    cursor instead of sending it again; any other failure is read trouble as a
+    first page's is.
     """
     from cartcast import x
 
-    if not (
-        isinstance(failure, x.XRejected) and failure.reason == "refused_page_token"
-    ):
+    if isinstance(failure, x.XRejected) and failure.reason == "refused_page_token":
+        _drop_refused_page_token(
+            runtime,
+            brand,
+            "X refused the token of a mention read's next page; the pages before "
+            "it are stored, and the next poll reads again from the cursor",
+        )
+    else:
         accounts.note_read_trouble(runtime, brand, failure, what="mentions")
-        return
-    with runtime.database.transaction() as tx:
-        tx.execute(FORGET_RESUME, brand_id=brand["id"])
-    runtime.log.warning(
-        "X refused the token of a mention read's next page; the pages before it "
-        "are stored, and the next poll reads again from the cursor",
-        extra=fields(brand_id=str(brand["id"])),
-    )
 
 
 def _forget_old_resume(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> None:
