@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,9 +16,10 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import accounts, brands, metrics, posts
+from cartcast import accounts, brands, metrics, posts, token_vault
+from cartcast.errors import ConfigurationError
 from cartcast.x import XClient
-from tests.helpers import ALPHA, brand_body
+from tests.helpers import ALPHA, REPO, brand_body
 
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
@@ -371,6 +375,73 @@ def test_a_rate_limit_pauses_the_brands_reads(x_runtime, x_sandbox, brand, alpha
         )
     assert posts_read == 0 and snapshots_of(x_runtime, post_id) == []
     assert paused_until == x_runtime.clock.now() + dt.timedelta(seconds=600)
+
+
+class ClientsCounted:
+    """The runtime as snapshot_brand sees it, counting the X clients asked of it."""
+
+    def __init__(self, runtime) -> None:
+        self._runtime = runtime
+        self.clients_asked = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._runtime, name)
+
+    def x_client(self, access_token: str):
+        self.clients_asked += 1
+        return self._runtime.x_client(access_token)
+
+
+def test_no_x_client_is_built_when_nothing_is_due_and_followers_are_read(
+    x_runtime, brand, alpha
+) -> None:
+    publish(x_runtime, brand, alpha, "Read once")
+    x_runtime.clock.advance(dt.timedelta(minutes=5))
+    first = ClientsCounted(x_runtime)
+    read(first, brand)  # the post and today's followers
+    x_runtime.clock.advance(dt.timedelta(minutes=30))
+    second = ClientsCounted(x_runtime)
+
+    posts_read = read(second, brand)
+
+    assert first.clients_asked == 1
+    assert (posts_read, second.clients_asked) == (0, 0)
+
+
+def test_a_token_that_cannot_be_opened_leaves_the_due_posts_due(
+    x_runtime, brand, alpha
+) -> None:
+    post_id = publish(x_runtime, brand, alpha, "Sealed away")
+    x_runtime.clock.advance(dt.timedelta(minutes=5))
+    # Sealed with a key this runtime was never given (no CARTCAST_TOKEN_KEY_*).
+    sealed = token_vault.Vault(bytes(token_vault.KEY_BYTES)).seal("token-alpha")
+
+    with pytest.raises(ConfigurationError):
+        read(x_runtime, {**brand, "x_access_token": sealed})
+    posts_read = read(x_runtime, brand)
+
+    assert posts_read == 1
+    assert len(snapshots_of(x_runtime, post_id)) == 1
+
+
+def test_the_rollups_modules_load_no_x_client_library() -> None:
+    code = (
+        "import sys\n"
+        "import main\n"
+        "from cartcast import kpis, offboarding, retention, signin_limits\n"
+        "print(sorted({'cartcast.x', 'tweepy', 'requests'} & set(sys.modules)))\n"
+    )
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO / "functions",
+        env={"PYTHONPATH": ".", "PATH": os.environ.get("PATH", "")},
+    ).stdout.strip()
+
+    assert loaded == "[]"
 
 
 # Followers and the ledger

@@ -20,12 +20,14 @@ import datetime as dt
 import uuid
 import zoneinfo
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cartcast import accounts, costs, post_events, snapshots
 from cartcast.errors import CartcastError
 from cartcast.logs import fields
-from cartcast.x import METRICS_BATCH_SIZE, MetricsRead, PostMetrics, id_time
+
+if TYPE_CHECKING:
+    from cartcast.x import MetricsRead, PostMetrics
 
 # How long after a reading the next is due, by the post's age on X. The bands
 # assume a post's engagement comes mostly in its first day with a tail over the
@@ -157,7 +159,6 @@ def snapshot_brand(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> int
     token = accounts.usable_token(runtime, brand)
     if token is None:
         return 0  # X refused to refresh the token: the account is disconnected
-    client = runtime.x_client(token)
     local_day = now.astimezone(zoneinfo.ZoneInfo(brand["time_zone"])).date()
     lease_until = runtime.clock.now() + CLAIM_LEASE
     with runtime.database.transaction() as tx:
@@ -178,16 +179,13 @@ def snapshot_brand(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> int
     stored: set[str] = set()
     followers = None
     try:
-        within_budget = _read_due_posts(
-            runtime, brand, client, due, parts, now, tally, stored
-        )
-        if needs_followers and within_budget:
-            followers = client.followers_count(brand["x_user_id"])
-    except CartcastError as error:
-        # One brand's trouble with X (rate limit, revoked token, outage) ends its
-        # reads this time; what was read is kept, the rest stays due, and orders
-        # and daily KPIs are still brought up to date.
-        accounts.note_read_trouble(runtime, brand, error, what="metrics")
+        # Most hourly runs find nothing due and today's followers stored: they
+        # build no client, so open no sealed token and import no tweepy
+        # (decision 0067).
+        if due or needs_followers:
+            followers = _read_from_x(
+                runtime, brand, token, due, parts, now, tally, stored, needs_followers
+            )
     finally:
         _release(runtime, [p for p in due if str(p["id"]) not in stored], lease_until)
 
@@ -198,6 +196,37 @@ def snapshot_brand(runtime: Any, brand: dict[str, Any], now: dt.datetime) -> int
         extra=fields(brand_id=str(brand["id"]), due=len(due), **dict(tally)),
     )
     return tally["returned"]
+
+
+def _read_from_x(
+    runtime: Any,
+    brand: dict[str, Any],
+    token: str,
+    due: list[dict[str, Any]],
+    parts: dict[str, list[dict[str, Any]]],
+    now: dt.datetime,
+    tally: Counter[str],
+    stored: set[str],
+    needs_followers: bool,
+) -> int | None:
+    """Read the due posts' metrics, then the followers if asked; return those.
+
+    A client that cannot be built (a sealed token without its key) raises; the
+    caller then gives the claimed posts back.
+    """
+    client = runtime.x_client(token)
+    try:
+        within_budget = _read_due_posts(
+            runtime, brand, client, due, parts, now, tally, stored
+        )
+        if needs_followers and within_budget:
+            return client.followers_count(brand["x_user_id"])
+    except CartcastError as error:
+        # One brand's trouble with X (rate limit, revoked token, outage) ends its
+        # reads this time; what was read is kept, the rest stays due, and orders
+        # and daily KPIs are still brought up to date.
+        accounts.note_read_trouble(runtime, brand, error, what="metrics")
+    return None
 
 
 def _parts_of(tx: Any, due: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -256,6 +285,8 @@ def posted_on_x_at(post: dict[str, Any]) -> dt.datetime:
     A post settled by hand is `published_at` the settling time, which may be days
     after X created it; X's 30-day window counts from X's own time.
     """
+    from cartcast.x import id_time
+
     x_post_id = str(post["x_post_id"])
     if x_post_id.isdigit() and len(x_post_id) <= 19:
         return min(post["published_at"], id_time(x_post_id))
@@ -267,6 +298,8 @@ def _lookups(
 ) -> list[tuple[list[dict[str, Any]], bool]]:
     """Split due posts into lookups of at most 100 X ids (a thread's parts go
     with it), private fields only for the posts X still shows them for."""
+    from cartcast.x import METRICS_BATCH_SIZE
+
     young = [post for post in due if asks_private(posted_on_x_at(post), now)]
     old = [post for post in due if not asks_private(posted_on_x_at(post), now)]
     lookups: list[tuple[list[dict[str, Any]], bool]] = []
