@@ -545,3 +545,92 @@ def test_a_body_sent_to_resume_is_a_400_naming_its_field(client, runtime) -> Non
     assert refused.status_code == 400
     assert refused.get_json()["error"]["field"] == "release"
     assert shown["paused"] is True
+
+
+def set_alert_webhook(runtime, brand_id: str, url: str | None) -> None:
+    """Change the brand's alert webhook as PATCH /v1/brand does, with an admin key."""
+    from cartcast import brands
+
+    with runtime.database.transaction() as tx:
+        brands.update_brand(
+            tx,
+            brand_id,
+            {"alert_webhook_url": url},
+            role="admin",
+            environment="local",
+            now=runtime.clock.now(),
+        )
+
+
+def test_a_repaired_alert_webhook_gets_the_alerts_waiting_out_a_back_off_at_once(
+    runtime, clock, webhook
+) -> None:
+    # Arrange: the brand's webhook was dead when its crisis started; a day-old
+    # alert was given up on before that.
+    brand_id = add_brand(runtime, f"http://127.0.0.1:{dead_loopback_port()}/hook")
+    with runtime.database.transaction() as tx:
+        alerts.raise_alert(
+            tx,
+            brand_id=brand_id,
+            kind="x_disconnected",
+            episode="yesterday",
+            text="the X account was disconnected",
+            now=clock.now(),
+        )
+    clock.advance(dt.timedelta(seconds=runtime.settings.alert_max_age_s + 1))
+    alerts.deliver_pending(runtime)
+    raise_crisis_alert(runtime, brand_id, clock.now())
+    alerts.deliver_pending(runtime)
+    (waiting,) = crisis_alerts(runtime, brand_id)
+    assert waiting["next_attempt_at"] > clock.now()
+
+    # Act: the owner points the alerts at a webhook that works.
+    clock.advance(dt.timedelta(seconds=1))
+    set_alert_webhook(runtime, brand_id, webhook.url)
+    delivered = alerts.deliver_pending(runtime)
+
+    # Assert: the crisis alert goes now, not after its back-off; the abandoned one
+    # stays abandoned.
+    assert delivered["alerts_sent"] == 1
+    assert [alert["text"] for alert in webhook.accepted] == ["possible crisis"]
+    with runtime.database.transaction() as tx:
+        given_up = alerts.list_alerts(tx, brand_id=brand_id)[0]
+    assert given_up["abandoned_at"] is not None and given_up["delivered_at"] is None
+
+
+def test_removing_the_alert_webhook_leaves_a_back_off_as_it_was(runtime, clock) -> None:
+    brand_id = add_brand(runtime, f"http://127.0.0.1:{dead_loopback_port()}/hook")
+    raise_crisis_alert(runtime, brand_id, clock.now())
+    alerts.deliver_pending(runtime)
+    (before,) = crisis_alerts(runtime, brand_id)
+
+    set_alert_webhook(runtime, brand_id, None)
+
+    (after,) = crisis_alerts(runtime, brand_id)
+    assert after["next_attempt_at"] == before["next_attempt_at"] > clock.now()
+
+
+def test_a_webhook_change_that_is_rolled_back_leaves_the_back_off_as_it_was(
+    runtime, clock, webhook
+) -> None:
+    from cartcast import brands
+
+    brand_id = add_brand(runtime, f"http://127.0.0.1:{dead_loopback_port()}/hook")
+    raise_crisis_alert(runtime, brand_id, clock.now())
+    alerts.deliver_pending(runtime)
+    (before,) = crisis_alerts(runtime, brand_id)
+
+    # The URL and the back-off change in the caller's transaction, or not at all.
+    with pytest.raises(RuntimeError), runtime.database.transaction() as tx:
+        brands.update_brand(
+            tx,
+            brand_id,
+            {"alert_webhook_url": webhook.url},
+            role="admin",
+            environment="local",
+            now=clock.now(),
+        )
+        raise RuntimeError("the request failed after the update")
+
+    (after,) = crisis_alerts(runtime, brand_id)
+    assert after["next_attempt_at"] == before["next_attempt_at"] > clock.now()

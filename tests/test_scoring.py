@@ -587,6 +587,49 @@ def test_a_dead_crm_s_backlog_never_holds_back_another_brand_s_escalation(
     assert counts["escalations_sent"] == 1 and counts["escalations_failed"] == 1
 
 
+def test_a_repaired_crm_webhook_gets_the_escalations_waiting_out_a_back_off_at_once(
+    runtime, brand_id
+):
+    # Arrange: the CRM was down when an order issue came in; its back-off runs.
+    connect_crm(runtime, brand_id, f"http://127.0.0.1:{dead_loopback_port()}/crm")
+    mention_id = add_mention(runtime, brand_id, "@shop my parcel never arrived")
+    scoring.score_mentions(runtime, mention_ids=[mention_id])
+    escalations.deliver_pending(runtime)
+    runtime.clock.advance(dt.timedelta(seconds=1))
+    crm = CrmReceiver(now_s=int(runtime.clock.now().timestamp()))
+
+    # Act: the owner points escalations at the CRM's new address.
+    try:
+        connect_crm(runtime, brand_id, crm.url)
+        counts = escalations.deliver_pending(runtime)
+    finally:
+        crm.close()
+
+    # Assert
+    assert counts["escalations_sent"] == 1
+    assert [d["body"]["mention"]["id"] for d in crm.deliveries] == [mention_id]
+
+
+def test_removing_the_crm_webhook_leaves_a_back_off_as_it_was(runtime, brand_id):
+    connect_crm(runtime, brand_id, f"http://127.0.0.1:{dead_loopback_port()}/crm")
+    mention_id = add_mention(runtime, brand_id, "@shop my parcel never arrived")
+    scoring.score_mentions(runtime, mention_ids=[mention_id])
+    escalations.deliver_pending(runtime)
+
+    with runtime.database.transaction() as tx:
+        brands.update_brand(
+            tx,
+            brand_id,
+            {"escalation_webhook_url": None},
+            role="admin",
+            environment="local",
+            now=runtime.clock.now(),
+        )
+        (row,) = escalations.list_escalations(tx, brand_id=brand_id)
+
+    assert row["next_attempt_at"] > runtime.clock.now()
+
+
 def test_a_brand_without_a_crm_gets_its_escalations_in_the_log(runtime, brand_id):
     mention_id = add_mention(runtime, brand_id, "@shop my parcel never arrived")
     scoring.score_mentions(runtime, mention_ids=[mention_id])

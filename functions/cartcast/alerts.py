@@ -22,6 +22,12 @@ brand's back. Past CARTCAST_ALERT_MAX_AGE_S an alert is abandoned with an ERROR
 line. A brand with no webhook gets a WARNING log line instead. Delivery is at
 least once: a run that dies between the webhook's answer and the commit sends the
 alert again next time.
+
+An owner who sets the webhook URL (a new one, or the same one again once it works)
+ends the back-off of the brand's waiting alerts (`end_back_off`, called by
+brands.py in the same transaction): the next tick sends them. Removing the URL
+ends none, and an abandoned alert stays abandoned: it is past the age at which
+the brand's people still want it, and a new webhook should not start with it.
 """
 
 from __future__ import annotations
@@ -78,6 +84,12 @@ UPDATE alert_outbox SET attempts = attempts + 1, last_error = :error,
 WHERE id = :id
 """
 MARK_ABANDONED = "UPDATE alert_outbox SET abandoned_at = :now WHERE id = :id"
+# Only the alerts waiting out a back-off: one already due keeps its place in line.
+END_BACK_OFF = """
+UPDATE alert_outbox SET next_attempt_at = :now
+WHERE brand_id = :brand_id AND delivered_at IS NULL AND abandoned_at IS NULL
+    AND next_attempt_at > :now
+"""
 SELECT_ALERTS = """
 SELECT kind, episode, text, created_at, attempts, last_error, next_attempt_at,
     delivered_at, delivered_to, abandoned_at
@@ -112,6 +124,16 @@ def raise_alert(
         )
         is not None
     )
+
+
+def end_back_off(tx: Transaction, *, brand_id: str, now: dt.datetime) -> int:
+    """Make the brand's undelivered alerts that wait out a back-off due `now`.
+
+    For a webhook URL the owner has just set: the failures counted against the old
+    one say nothing of it. Abandoned alerts are left as they are. Returns how many
+    came due.
+    """
+    return tx.execute(END_BACK_OFF, brand_id=brand_id, now=now)
 
 
 def list_alerts(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:

@@ -20,6 +20,12 @@ connected through X's OAuth flow instead (x_oauth.py), which also refreshes it.
 `alert_webhook_url` takes https only; http is accepted only to a loopback address
 when CARTCAST_ENV is local (the tests' receiver). An https URL whose host is an IP
 literal in a private, loopback or link-local range is refused too.
+
+Setting a webhook URL (alerts or escalations, a new one or the same one again),
+or the escalation secret while a CRM URL is set, makes the brand's alerts or
+escalations that wait out a failed webhook's back-off due at once, in the
+transaction that stores it: the owner has just repaired it. Removing a URL does
+not, and abandoned ones stay abandoned (alerts.py, escalations.py).
 """
 
 from __future__ import annotations
@@ -35,7 +41,17 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from cartcast import audit, connections, keys, link_policy, slots, validation, web
+from cartcast import (
+    alerts,
+    audit,
+    connections,
+    escalations,
+    keys,
+    link_policy,
+    slots,
+    validation,
+    web,
+)
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
@@ -312,7 +328,8 @@ def update_brand(
 
     Only UPDATABLE_SETTINGS may be sent; a field left out keeps its value. The X
     account, the webhook and the secret need an admin key. A new `x_access_token` or
-    `x_user_id` reconnects an account X disconnected: its held posts are queued.
+    `x_user_id` reconnects an account X disconnected: its held posts are queued. A
+    webhook URL set ends the back-off of the alerts or escalations waiting for it.
     """
     body = validation.require_object(body)
     validation.only_fields(body, UPDATABLE_SETTINGS, what="PATCH /v1/brand")
@@ -338,8 +355,10 @@ def update_brand(
     if "alert_webhook_url" in body:
         url = alert_webhook_url(body, environment=environment)
         tx.execute(UPDATE_ALERT_WEBHOOK, brand_id=brand_id, alert_webhook_url=url)
+        if url is not None:
+            alerts.end_back_off(tx, brand_id=brand_id, now=now)
     if any(name in body for name in ESCALATION_SETTINGS):
-        _set_escalation(tx, brand_id, body, environment=environment)
+        _set_escalation(tx, brand_id, body, environment=environment, now=now)
     if any(name in body for name in DEADLINE_SETTINGS):
         deadlines = {
             name: validation.integer(
@@ -487,11 +506,12 @@ def _webhook_url(body: dict, name: str, *, what: str, environment: str) -> str |
 
 
 def _set_escalation(
-    tx: Transaction, brand_id: str, body: dict, *, environment: str
+    tx: Transaction, brand_id: str, body: dict, *, environment: str, now: dt.datetime
 ) -> None:
     """Store the CRM webhook and its signing secret; a webhook needs a secret.
 
-    A field left out keeps its stored value.
+    A field left out keeps its stored value. With a URL set afterwards, the
+    brand's escalations waiting out a back-off are due `now`.
     """
     stored = tx.one(SELECT_ESCALATION, brand_id=brand_id) or {}
     url = stored.get("escalation_webhook_url")
@@ -518,6 +538,8 @@ def _set_escalation(
         escalation_webhook_url=url,
         escalation_secret=secret,
     )
+    if url:
+        escalations.end_back_off(tx, brand_id=brand_id, now=now)
 
 
 def _escalation_secret(body: dict) -> str | None:

@@ -23,6 +23,13 @@ due row before any brand's second, so one CRM's backlog delays no other. A brand
 without a webhook gets a WARNING line per escalation instead. Delivery is at least
 once: a run that dies between the CRM's answer and the commit sends the row again,
 with the same X-Cartcast-Delivery.
+
+Setting the webhook URL (a new one, or the same again) or the secret ends the
+back-off of the brand's waiting escalations (`end_back_off`, called by brands.py
+in the same transaction): a CRM that refused a signature made with an old secret
+takes one made with the new. Removing the URL ends none, and abandoned rows stay
+abandoned: past CARTCAST_ESCALATION_MAX_AGE_S a mention is no longer news to the
+CRM, and the brand's inbox still shows it.
 """
 
 from __future__ import annotations
@@ -82,6 +89,12 @@ UPDATE escalation_outbox SET attempts = attempts + 1, last_error = :error,
 WHERE id = :id
 """
 MARK_ABANDONED = "UPDATE escalation_outbox SET abandoned_at = :now WHERE id = :id"
+# Only the rows waiting out a back-off: one already due keeps its place in line.
+END_BACK_OFF = """
+UPDATE escalation_outbox SET next_attempt_at = :now
+WHERE brand_id = :brand_id AND delivered_at IS NULL AND abandoned_at IS NULL
+    AND next_attempt_at > :now
+"""
 SELECT_ESCALATIONS = """
 SELECT mention_id, created_at, attempts, last_error, next_attempt_at, delivered_at,
     delivered_to, abandoned_at
@@ -150,6 +163,16 @@ def verify(
     expected = sign(secret, body, timestamp_s=timestamp_s)
     fresh = abs(now_s - timestamp_s) <= tolerance_s
     return hmac.compare_digest(expected, header.strip()) and fresh
+
+
+def end_back_off(tx: Transaction, *, brand_id: str, now: dt.datetime) -> int:
+    """Make the brand's undelivered escalations that wait out a back-off due `now`.
+
+    For a webhook the owner has just set: the failures counted against the old one
+    say nothing of it. Abandoned rows are left as they are. Returns how many came
+    due.
+    """
+    return tx.execute(END_BACK_OFF, brand_id=brand_id, now=now)
 
 
 def list_escalations(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
