@@ -13,8 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cartcast import (
+    alerts,
     author_data,
     brands,
+    delivery_budget,
     escalations,
     mentions,
     removed_mentions,
@@ -477,6 +479,7 @@ def test_a_failing_crm_is_retried_later_with_the_same_delivery_id(runtime, brand
         "escalations_sent": 0,
         "escalations_logged": 0,
         "escalations_failed": 0,
+        "escalations_out_of_time": 0,
     }
     assert retried["escalations_sent"] == 1
     assert crm.deliveries[0]["delivery"] == crm_now.deliveries[0]["delivery"]
@@ -628,6 +631,94 @@ def test_removing_the_crm_webhook_leaves_a_back_off_as_it_was(runtime, brand_id)
         (row,) = escalations.list_escalations(tx, brand_id=brand_id)
 
     assert row["next_attempt_at"] > runtime.clock.now()
+
+
+class SlowCrm:
+    """A CRM on loopback that takes every escalation, moving the test clock on by
+    `takes` while it does: a slow receiver, with no real waiting."""
+
+    def __init__(self, clock, takes: dt.timedelta) -> None:
+        deliveries = self.deliveries = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                deliveries.append(self.headers.get(escalations.DELIVERY_HEADER))
+                clock.advance(takes)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = bind_loopback(Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/crm"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_run_starts_no_delivery_past_its_budget_and_the_next_sends_the_rest(
+    runtime, brand_id
+):
+    # Arrange: five order issues for a CRM that takes 5 s over each; a run may
+    # start deliveries for 12 s.
+    with_settings(runtime, webhook_budget_s=12.0)
+    crm = SlowCrm(runtime.clock, dt.timedelta(seconds=5))
+    connect_crm(runtime, brand_id, crm.url)
+    waiting = [
+        add_mention(runtime, brand_id, f"@shop my order #45{n:02} never arrived")
+        for n in range(5)
+    ]
+    scoring.score_mentions(runtime, mention_ids=waiting)
+
+    # Act
+    try:
+        first = escalations.deliver_pending(runtime)
+        second = escalations.deliver_pending(runtime)
+    finally:
+        crm.close()
+
+    # Assert: started at 0, 5 and 10 s; the two left were the next run's, and no
+    # escalation went twice.
+    assert first["escalations_sent"] == 3 and first["escalations_out_of_time"] == 2
+    assert second["escalations_sent"] == 2 and second["escalations_out_of_time"] == 0
+    assert len(crm.deliveries) == len(set(crm.deliveries)) == 5
+
+
+def test_the_escalations_and_alerts_of_one_run_share_its_budget(runtime, brand_id):
+    with_settings(runtime, webhook_budget_s=4.0)
+    crm = SlowCrm(runtime.clock, dt.timedelta(seconds=5))
+    connect_crm(runtime, brand_id, crm.url)
+    mention_id = add_mention(runtime, brand_id, "@shop my order #4600 never arrived")
+    scoring.score_mentions(runtime, mention_ids=[mention_id])
+    with runtime.database.transaction() as tx:
+        alerts.raise_alert(
+            tx,
+            brand_id=brand_id,
+            kind="crisis",
+            episode="now",
+            text="possible crisis",
+            now=runtime.clock.now(),
+        )
+
+    try:
+        budget = delivery_budget.DeliveryBudget.starting_now(runtime)
+        escalated = escalations.deliver_pending(runtime, budget=budget)
+        alerted = alerts.deliver_pending(runtime, retry=False, budget=budget)
+    finally:
+        crm.close()
+
+    assert escalated["escalations_sent"] == 1
+    assert alerted == {
+        "alerts_sent": 0,
+        "alerts_logged": 0,
+        "alerts_failed": 0,
+        "alerts_out_of_time": 1,
+    }
 
 
 def test_a_brand_without_a_crm_gets_its_escalations_in_the_log(runtime, brand_id):

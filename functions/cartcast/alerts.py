@@ -18,7 +18,9 @@ minute on a busy day, never wait out a dead webhook's timeout, and the ticks do
 so once per back-off. One failing webhook is tried once per run (its other due
 alerts wait for the next), and a run takes each brand's oldest due alert, the
 least tried first, before any brand's second, so no backlog holds another
-brand's back. Past CARTCAST_ALERT_MAX_AGE_S an alert is abandoned with an ERROR
+brand's back. A run starts no POST past its time budget (delivery_budget.py),
+which a scoring run shares with its escalations; the alerts it leaves stay due for
+the next run. Past CARTCAST_ALERT_MAX_AGE_S an alert is abandoned with an ERROR
 line. A brand with no webhook gets a WARNING log line instead. Delivery is at
 least once: a run that dies between the webhook's answer and the commit sends the
 alert again next time.
@@ -36,6 +38,7 @@ import datetime as dt
 from typing import Any
 
 from cartcast.db import Transaction
+from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
 
@@ -141,15 +144,27 @@ def list_alerts(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
     return tx.rows(SELECT_ALERTS, brand_id=brand_id)
 
 
-def deliver_pending(runtime: Any, *, retry: bool = True) -> dict[str, int]:
+def deliver_pending(
+    runtime: Any, *, retry: bool = True, budget: DeliveryBudget | None = None
+) -> dict[str, int]:
     """Send the alerts that are due (at most ALERTS_PER_RUN); return counts.
 
     Args:
         retry: False sends only the alerts no run has tried yet (a scoring run's
             fresh crisis alert); a failed one waits for a run with True, and its
             back-off.
+        budget: the run's time for webhook deliveries (delivery_budget.py), shared
+            with its escalations; CARTCAST_WEBHOOK_BUDGET_S from now when None.
+            The alerts not started in it stay due (`alerts_out_of_time`).
     """
-    counts = {"alerts_sent": 0, "alerts_logged": 0, "alerts_failed": 0}
+    counts = {
+        "alerts_sent": 0,
+        "alerts_logged": 0,
+        "alerts_failed": 0,
+        "alerts_out_of_time": 0,
+    }
+    if budget is None:
+        budget = DeliveryBudget.starting_now(runtime)
     now = runtime.clock.now()
     reads = runtime.database.reads()
     pending = [
@@ -160,7 +175,10 @@ def deliver_pending(runtime: Any, *, retry: bool = True) -> dict[str, int]:
     ]
 
     failed_webhooks: set[str] = set()
-    for alert_id in pending:
+    for place, alert_id in enumerate(pending):
+        if not budget.allows_another():
+            counts["alerts_out_of_time"] = len(pending) - place
+            break
         outcome = _deliver_one(runtime, alert_id, failed_webhooks)
         if outcome is not None:
             counts[outcome] += 1

@@ -19,7 +19,9 @@ A 2xx answer delivers the row. Anything else (no connection, a timeout, 4xx, 5xx
 keeps it for a retry after CARTCAST_ESCALATION_RETRY_BASE_S, doubled each attempt up
 to an hour; past CARTCAST_ESCALATION_MAX_AGE_S it is abandoned with an ERROR line.
 One failing webhook is tried once per run, and each run takes every brand's oldest
-due row before any brand's second, so one CRM's backlog delays no other. A brand
+due row before any brand's second, so one CRM's backlog delays no other. A run
+starts no POST past its time budget (delivery_budget.py); the rows it leaves stay
+due for the next. A brand
 without a webhook gets a WARNING line per escalation instead. Delivery is at least
 once: a run that dies between the CRM's answer and the commit sends the row again,
 with the same X-Cartcast-Delivery.
@@ -41,6 +43,7 @@ import json
 from typing import Any
 
 from cartcast.db import Transaction
+from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
 
@@ -180,9 +183,24 @@ def list_escalations(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
     return tx.rows(SELECT_ESCALATIONS, brand_id=brand_id)
 
 
-def deliver_pending(runtime: Any) -> dict[str, int]:
-    """Send the escalations that are due (at most ESCALATIONS_PER_RUN); count them."""
-    counts = {"escalations_sent": 0, "escalations_logged": 0, "escalations_failed": 0}
+def deliver_pending(
+    runtime: Any, *, budget: DeliveryBudget | None = None
+) -> dict[str, int]:
+    """Send the escalations that are due (at most ESCALATIONS_PER_RUN); count them.
+
+    Args:
+        budget: the run's time for webhook deliveries (delivery_budget.py), shared
+            with its alerts; CARTCAST_WEBHOOK_BUDGET_S from now when None. The rows
+            not started in it stay due (`escalations_out_of_time`).
+    """
+    counts = {
+        "escalations_sent": 0,
+        "escalations_logged": 0,
+        "escalations_failed": 0,
+        "escalations_out_of_time": 0,
+    }
+    if budget is None:
+        budget = DeliveryBudget.starting_now(runtime)
     now = runtime.clock.now()
     reads = runtime.database.reads()
     due = [
@@ -190,7 +208,10 @@ def deliver_pending(runtime: Any) -> dict[str, int]:
     ]
 
     failed_webhooks: set[str] = set()
-    for escalation_id in due:
+    for place, escalation_id in enumerate(due):
+        if not budget.allows_another():
+            counts["escalations_out_of_time"] = len(due) - place
+            break
         outcome = _deliver_one(runtime, escalation_id, failed_webhooks)
         if outcome is not None:
             counts[outcome] += 1

@@ -193,6 +193,7 @@ class Settings:
     escalation_timeout_s: float = 5.0
     escalation_retry_base_s: float = 60.0
     escalation_max_age_s: int = 86400
+    webhook_budget_s: float = 30.0
     mention_pages_max: int = 10
     mention_poll_min_s: int = 60
     mention_poll_max_s: int = 900
@@ -464,6 +465,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         escalation_max_age_s=number(
             "CARTCAST_ESCALATION_MAX_AGE_S", 86400, at_most=AGE_MAX_S, unit=" seconds"
+        ),
+        webhook_budget_s=number(
+            "CARTCAST_WEBHOOK_BUDGET_S",
+            30.0,
+            float,
+            at_most=EVENT_FUNCTION_TIMEOUT_MAX_S,
+            unit=" seconds (an event-triggered function's longest run)",
         ),
         mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10, at_most=PAGES_MAX),
         mention_poll_min_s=number(

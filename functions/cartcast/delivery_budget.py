@@ -1,0 +1,45 @@
+"""How long one run goes on starting webhook deliveries (escalations, alerts).
+
+A run that POSTs to brands' webhooks must end inside its function's timeout:
+score_sentiment (120 s) after its scores, poll_mentions and publish_due_posts after
+their own work. Each POST may take its timeout (CARTCAST_ESCALATION_TIMEOUT_S,
+CARTCAST_ALERT_TIMEOUT_S), and a run sends up to 20 of each. So a run starts no
+delivery once CARTCAST_WEBHOOK_BUDGET_S has passed since its deliveries began, and
+ends about one webhook timeout past that (requests applies a timeout to the
+connection and to the wait for the answer apiece, so a POST's worst case is twice
+it). The first delivery always starts, so a tiny budget slows delivery down but
+never stops it.
+
+A row not started is left as it was, due, and the next run or tick sends it:
+nothing is locked or marked, so nothing is lost or sent twice. The deployment sets
+the budget to a quarter of each delivering function's timeout (terraform/main.tf),
+so that the budget and one webhook timeout leave most of the run to its own work.
+
+Time is the runtime's clock, so a test moves it rather than sleeping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from cartcast.clock import Clock
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryBudget:
+    """The instant after which a run starts no more webhook deliveries."""
+
+    clock: Clock
+    deadline: dt.datetime
+
+    @classmethod
+    def starting_now(cls, runtime: Any) -> DeliveryBudget:
+        """Open a budget of CARTCAST_WEBHOOK_BUDGET_S from the runtime's now."""
+        budget = dt.timedelta(seconds=runtime.settings.webhook_budget_s)
+        return cls(clock=runtime.clock, deadline=runtime.clock.now() + budget)
+
+    def allows_another(self) -> bool:
+        """Say whether a delivery may still start."""
+        return self.clock.now() < self.deadline
