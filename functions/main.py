@@ -171,12 +171,17 @@ def _deliver_mention_news(
 
     Only a tick retries a failed alert (`retry_alerts`), after its back-off: a
     scoring run, on the path of every Pub/Sub delivery, never waits out a webhook
-    already known to fail.
+    already known to fail. Both share one CARTCAST_WEBHOOK_BUDGET_S, so twenty
+    slow CRM calls and the alerts after them end well inside the function's
+    timeout; what it leaves stays due for the next run.
     """
     from cartcast import alerts, escalations
+    from cartcast.delivery_budget import DeliveryBudget
 
-    escalated = escalations.deliver_pending(current)
-    return {**escalated, **alerts.deliver_pending(current, retry=retry_alerts)}
+    budget = DeliveryBudget.starting_now(current)
+    escalated = escalations.deliver_pending(current, budget=budget)
+    alerted = alerts.deliver_pending(current, retry=retry_alerts, budget=budget)
+    return {**escalated, **alerted}
 
 
 @functions_framework.cloud_event

@@ -306,12 +306,15 @@ def _mention_states(brand_key) -> list:
     return [m["intent"] for m in mentions]
 
 
-def _brand_with_a_surge(sandbox, webhook) -> None:
+def _brand_with_a_surge(sandbox, webhook, alert_path: str = "") -> str:
     """Add a brand whose alerts go to `webhook`, and four angry mentions of it:
-    a crisis once CARTCAST_CRISIS_MIN_MENTIONS is 4."""
+    a crisis once CARTCAST_CRISIS_MIN_MENTIONS is 4. Return its admin key."""
     api = make_app("api", "http").test_client()
-    post_json(
-        api, "/v1/brands", brand_body(alert_webhook_url=webhook.url), OPERATOR_KEY
+    created = post_json(
+        api,
+        "/v1/brands",
+        brand_body(alert_webhook_url=webhook.url + alert_path),
+        OPERATOR_KEY,
     )
     for number in range(4):
         sandbox.add_mention(
@@ -319,6 +322,7 @@ def _brand_with_a_surge(sandbox, webhook) -> None:
             text=f"@testgoods order #44{number} never arrived, this is awful",
             author={"id": f"4{number}", "username": f"buyer{number}", "name": "B"},
         )
+    return created.get_json()["api_key"]
 
 
 def test_a_crisis_alert_goes_out_from_the_scoring_run_that_saw_the_surge(
@@ -372,6 +376,69 @@ def test_an_alert_its_webhook_refused_waits_for_the_next_tick_not_each_scoring_r
     # webhook's timeout.
     assert tried_by_scoring == 1
     assert len(webhook.received) == 2 and len(webhook.accepted) == 1
+
+
+class ClockMovingWebhook:
+    """A loopback receiver for a brand's alerts and its CRM alike that takes every
+    POST, moving the shared clock on by `takes` while it does: slow, with no real
+    waiting. It records each POST's path."""
+
+    def __init__(self, clock_file, takes: dt.timedelta) -> None:
+        paths = self.paths = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                paths.append(self.path)
+                clock_file.set(clock_file.now() + takes)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+def test_a_scoring_run_s_escalations_and_alerts_share_one_webhook_budget(
+    env, monkeypatch, sandbox, receiver, clock_file
+) -> None:
+    # Arrange: four late orders, each escalated, and the crisis they make, for a
+    # CRM and an alert webhook that take 5 s over each POST; 12 s of budget.
+    monkeypatch.setenv("CARTCAST_CRISIS_MIN_MENTIONS", "4")
+    monkeypatch.setenv("CARTCAST_WEBHOOK_BUDGET_S", "12")
+    webhook = ClockMovingWebhook(clock_file, dt.timedelta(seconds=5))
+    admin_key = _brand_with_a_surge(sandbox, webhook, alert_path="/alerts")
+    api = make_app("api", "http").test_client()
+    patched = api.patch(
+        "/v1/brand",
+        json={
+            "escalation_webhook_url": f"{webhook.url}/crm",
+            "escalation_secret": "a-crm-secret-of-some-length",
+        },
+        headers={"Authorization": f"Bearer {admin_key}"},
+    )
+    assert patched.status_code == 200, patched.get_json()
+    (message,) = _poll_and_collect(receiver, START)
+
+    # Act: the scoring run, then the next poll tick.
+    try:
+        tick("score_sentiment", START, message.payload)
+        by_scoring = list(webhook.paths)
+        next_tick = clock_file.now() + dt.timedelta(minutes=1)
+        clock_file.set(next_tick)
+        tick("poll_mentions", next_tick)
+    finally:
+        webhook.server.shutdown()
+        webhook.server.server_close()
+
+    # Assert: POSTs started at 0, 5 and 10 s; the fourth escalation and the alert
+    # were left due, and the tick sent them, nothing twice.
+    assert by_scoring == ["/crm"] * 3
+    assert sorted(webhook.paths) == ["/alerts"] + ["/crm"] * 4
 
 
 def test_a_stale_score_event_is_dropped_with_a_log_line_and_swept_later(
