@@ -127,10 +127,13 @@ locals {
       CARTCAST_X_REDIRECT_URI      = var.x_redirect_uri
       CARTCAST_TOKEN_KEY_SECRET    = local.token_key_version
     }
+    # The three that POST to brands' webhooks start no POST after a quarter of
+    # their timeout, and end at most one webhook timeout past it (delivery_budget.py).
     publish_due_posts = {
       CARTCAST_X_CLIENT_ID      = var.x_client_id
       CARTCAST_X_REDIRECT_URI   = var.x_redirect_uri
       CARTCAST_TOKEN_KEY_SECRET = local.token_key_version
+      CARTCAST_WEBHOOK_BUDGET_S = tostring(floor(var.functions["publish_due_posts"].timeout_s / 4))
     }
     poll_mentions = {
       CARTCAST_MENTIONS_TOPIC   = google_pubsub_topic.topic["mentions"].name
@@ -139,8 +142,11 @@ locals {
       CARTCAST_TOKEN_KEY_SECRET = local.token_key_version
       # A poll holds its brand this long: no run of the function outlives it.
       CARTCAST_MENTION_POLL_LEASE_S = tostring(var.functions["poll_mentions"].timeout_s)
+      CARTCAST_WEBHOOK_BUDGET_S     = tostring(floor(var.functions["poll_mentions"].timeout_s / 4))
     }
-    score_sentiment = {}
+    score_sentiment = {
+      CARTCAST_WEBHOOK_BUDGET_S = tostring(floor(var.functions["score_sentiment"].timeout_s / 4))
+    }
     rollup_kpis = {
       CARTCAST_X_CLIENT_ID      = var.x_client_id
       CARTCAST_X_REDIRECT_URI   = var.x_redirect_uri

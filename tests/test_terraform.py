@@ -952,6 +952,21 @@ def test_the_mention_poll_lease_is_poll_mentions_own_timeout() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "function", ["publish_due_posts", "poll_mentions", "score_sentiment"]
+)
+def test_the_webhook_budget_is_a_quarter_of_each_delivering_function_s_timeout(
+    function: str,
+) -> None:
+    # A run starts webhook POSTs for the budget and may end one webhook timeout
+    # past it; a timeout lowered below a retyped budget would cut runs mid-POST.
+    env = terraform_tree().locals["function_env"][function]
+
+    assert env["CARTCAST_WEBHOOK_BUDGET_S"] == (
+        f'${{tostring(floor(var.functions["{function}"].timeout_s / 4))}}'
+    )
+
+
 def test_every_event_function_receives_through_a_cartcast_push_subscription() -> None:
     tree = terraform_tree()
     subscribed = {s["function"] for s in tree.locals["subscriptions"].values()}
