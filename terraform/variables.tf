@@ -256,6 +256,13 @@ variable "backup_retained_count" {
     condition     = var.backup_retained_count >= 7 && var.backup_retained_count <= 365
     error_message = "backup_retained_count must be 7 to 365."
   }
+
+  validation {
+    # Cloud SQL refuses as many backups as days of log with "backup retention
+    # should be > transaction log retention" (terraform-google-sql-db#785).
+    condition     = var.backup_retained_count > var.point_in_time_recovery_days
+    error_message = "backup_retained_count must be more than point_in_time_recovery_days: Cloud SQL keeps more backups than days of write-ahead log."
+  }
 }
 
 variable "point_in_time_recovery_days" {

@@ -232,6 +232,25 @@ run "point_in_time_recovery_past_seven_days" {
   expect_failures = [var.point_in_time_recovery_days]
 }
 
+# Cloud SQL answers 400 "backup retention should be > transaction log retention"
+# (terraform-google-modules/terraform-google-sql-db#785): 7 backups and 7 days is one.
+run "as_many_backups_as_days_of_write_ahead_log" {
+  command = plan
+  variables {
+    backup_retained_count       = 7
+    point_in_time_recovery_days = 7
+  }
+  expect_failures = [var.backup_retained_count]
+}
+
+run "more_backups_than_days_of_write_ahead_log" {
+  command = plan
+  variables {
+    backup_retained_count       = 8
+    point_in_time_recovery_days = 7
+  }
+}
+
 run "fewer_deliveries_than_pubsub_allows" {
   command = plan
   variables {
