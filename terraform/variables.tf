@@ -348,7 +348,9 @@ variable "publish_silence_alert_s" {
   default     = 900
 
   validation {
-    condition     = var.publish_silence_alert_s >= 300 && var.publish_silence_alert_s <= 86400
-    error_message = "publish_silence_alert_s must be 300 to 86400."
+    # A metric-absence condition lasts whole minutes, 23.5 hours at most
+    # (https://cloud.google.com/monitoring/alerts/metric-absence).
+    condition     = var.publish_silence_alert_s >= 300 && var.publish_silence_alert_s <= 84600 && var.publish_silence_alert_s % 60 == 0
+    error_message = "publish_silence_alert_s must be whole minutes from 300 to 84600 (23.5 hours, Cloud Monitoring's longest absence)."
   }
 }

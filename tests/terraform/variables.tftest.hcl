@@ -282,3 +282,29 @@ run "no_alert_email" {
   }
   expect_failures = [var.alert_emails]
 }
+
+# A metric-absence condition's duration is whole minutes, at most 23.5 hours
+# (https://cloud.google.com/monitoring/alerts/metric-absence; the provider's
+# condition_absent.duration: "only values that are a multiple of a minute").
+run "publish_silence_of_a_whole_day" {
+  command = plan
+  variables {
+    publish_silence_alert_s = 86400
+  }
+  expect_failures = [var.publish_silence_alert_s]
+}
+
+run "publish_silence_not_in_whole_minutes" {
+  command = plan
+  variables {
+    publish_silence_alert_s = 930
+  }
+  expect_failures = [var.publish_silence_alert_s]
+}
+
+run "publish_silence_of_twenty_three_and_a_half_hours" {
+  command = plan
+  variables {
+    publish_silence_alert_s = 84600
+  }
+}
