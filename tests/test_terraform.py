@@ -1804,6 +1804,24 @@ def test_the_first_deploy_creates_what_the_bootstrap_names() -> None:
     assert "google_secret_manager_secret.secret" in targets
 
 
+def test_the_first_deploys_targeted_apply_stages_the_source_it_archives() -> None:
+    # Step 1 targets the migrations job, whose script names the functions' archive:
+    # Terraform reads data.archive_file.functions for it, and its precondition
+    # stops the plan unless the source was staged first (as `make deploy` does).
+    readme = (REPO / "README.md").read_text()
+    first = readme[readme.index("### First deploy") :]
+    step_one = first[: first.index("2. ")]
+    tree = terraform_tree()
+    archive = tree.data[("archive_file", "functions")]
+    staging = "python -m infra.function_source"
+
+    assert "-target=google_cloud_run_v2_job.migrate" in step_one
+    assert "google_storage_bucket_object.functions" in tree.locals["migrate_script"]
+    assert staging in archive["lifecycle"][0]["precondition"][0]["error_message"]
+    assert staging in step_one
+    assert step_one.index(staging) < step_one.index("apply")
+
+
 def test_the_publish_alert_waits_for_its_metrics_and_follows_the_service() -> None:
     tree = terraform_tree()
     policy = tree.resource("google_monitoring_alert_policy", "publish_not_running")
