@@ -52,11 +52,16 @@ output "source_object" {
 }
 
 output "database_bootstrap_sql" {
-  description = "SQL to run as the postgres user before the first migration: lets the migrations user create the schema and makes the functions' users members of cartcast_app (sql/024, sql/026). Safe to run again; names only, no secrets."
+  description = "SQL to run as the postgres user before the first migration: creates the pgaudit extension, lets the migrations user create the schema and makes the functions' users members of cartcast_app (sql/024, sql/026). Safe to run again; names only, no secrets."
   value = join("\n", concat(
     [
       # CREATE ROLE has no IF NOT EXISTS; the grants below are no-ops when repeated.
       "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cartcast_app') THEN CREATE ROLE cartcast_app NOLOGIN; END IF; END $$;",
+      # cloudsql.enable_pgaudit loads pgAudit, but it audits nothing until the
+      # extension exists, which Terraform cannot create
+      # (https://cloud.google.com/sql/docs/postgres/pg-audit). A server without
+      # pgAudit (the tests' PostgreSQL) skips it.
+      "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgaudit') THEN CREATE EXTENSION IF NOT EXISTS pgaudit; END IF; END $$;",
       "GRANT USAGE ON SCHEMA public TO cartcast_app;",
       "GRANT USAGE, CREATE ON SCHEMA public TO \"${google_sql_user.migrate.name}\";",
     ],

@@ -1725,7 +1725,13 @@ def test_the_bootstrap_can_run_twice_and_the_migrations_user_then_grants(
     from cartcast import db
 
     statements = bootstrap_statements(MIGRATE_USER, [FUNCTION_USER])
-    assert [s.split()[0] for s in statements] == ["DO", "GRANT", "GRANT", "GRANT"]
+    assert [s.split()[0] for s in statements] == [
+        "DO",
+        "DO",
+        "GRANT",
+        "GRANT",
+        "GRANT",
+    ]
     admin = pg8000.native.Connection(**db.parse_database_url(database_url))
     migration = next((REPO / "sql").glob("026_*.sql")).read_text()
     owned = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
@@ -1787,6 +1793,21 @@ def test_migrations_stop_on_cloud_sql_when_the_bootstrap_was_skipped(
 
     assert "cartcast_app does not exist" in refused.value.args[0]["M"]
     assert "database_bootstrap_sql" in refused.value.args[0]["H"]
+
+
+def test_the_bootstrap_creates_the_pgaudit_extension_the_flags_turn_on() -> None:
+    # Cloud SQL audits only once the extension exists, and Terraform cannot create
+    # it (https://cloud.google.com/sql/docs/postgres/pg-audit): the flags alone
+    # audit nothing, so the bootstrap, run as postgres, creates it.
+    instance = terraform_tree().resource("google_sql_database_instance", "main")
+    flags = {
+        flag["name"]: flag["value"]
+        for flag in instance["settings"][0]["database_flags"]
+    }
+    statements = bootstrap_statements(MIGRATE_USER, [FUNCTION_USER])
+
+    assert flags["cloudsql.enable_pgaudit"] == "on"
+    assert any("CREATE EXTENSION IF NOT EXISTS pgaudit" in s for s in statements)
 
 
 def test_the_first_deploy_creates_what_the_bootstrap_names() -> None:
