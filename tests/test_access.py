@@ -300,6 +300,29 @@ def test_another_brands_key_is_not_found(client, admin_key) -> None:
     assert client.get("/v1/brand", headers=auth(other)).status_code == 200
 
 
+def test_a_key_name_taken_after_the_check_is_a_409_not_a_database_error(
+    runtime,
+) -> None:
+    """Two requests for the same name both pass the name check before either
+    stores its key; the second to insert is the one the unique name refuses."""
+    from cartcast import brands
+
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        made = brands.create_brand(tx, brand_body(slug="same-name"), now=now)
+        brand_id = str(made["brand"]["id"])
+        keys.create_key(tx, brand_id=brand_id, name="dup", role="viewer", now=now)
+
+    with pytest.raises(keys.Conflict) as refused:
+        with runtime.database.transaction() as tx:
+            keys.create_key(tx, brand_id=brand_id, name="dup", role="admin", now=now)
+
+    assert refused.value.field == "name"
+    with runtime.database.transaction() as tx:
+        named = [k for k in keys.list_keys(tx, brand_id=brand_id) if k["name"] == "dup"]
+    assert [k["role"] for k in named] == ["viewer"]
+
+
 # The audit trail.
 
 

@@ -43,9 +43,13 @@ RESERVED_NAMES = ("operator", "system")
 # become writes of the same row.
 LAST_USED_PRECISION = dt.timedelta(minutes=5)
 
+# Two requests for one name can both pass add_key's check before either commits:
+# the unique name, not the check, decides which of them gets the key.
 INSERT_KEY = """
 INSERT INTO api_keys (brand_id, name, role, key_hash, key_prefix, created_at)
 VALUES (:brand_id, :name, :role, :key_hash, :key_prefix, :created_at)
+ON CONFLICT (brand_id, name) DO NOTHING
+RETURNING id
 """
 # A live key (the console's session reads it too: a revoked key ends its session).
 SELECT_KEY = """
@@ -124,12 +128,25 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def name_taken(name: str) -> Conflict:
+    """Return the 409 for a key name the brand has used, revoked or not."""
+    return Conflict(
+        f"the brand has a key named {name!r} already (revoked keys keep their names)",
+        field="name",
+    )
+
+
 def create_key(
     tx: Transaction, *, brand_id: str, name: str, role: str, now: dt.datetime
 ) -> str:
-    """Store a new key for the brand and return it; it cannot be read back later."""
+    """Store a new key for the brand and return it; it cannot be read back later.
+
+    Raises:
+        Conflict: the brand has a key of that name, revoked or not, perhaps stored
+            by a concurrent request since the caller looked.
+    """
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    tx.execute(
+    key_id = tx.scalar(
         INSERT_KEY,
         brand_id=brand_id,
         name=name,
@@ -138,6 +155,9 @@ def create_key(
         key_prefix=key[:10],
         created_at=now,
     )
+    if key_id is None:
+        raise name_taken(name)
+
     return key
 
 
@@ -269,11 +289,7 @@ def add_key(
     if role not in ROLES:
         raise InvalidRequest(f"'role' must be one of {', '.join(ROLES)}", field="role")
     if tx.scalar(SELECT_KEY_NAMED, brand_id=brand_id, name=name) is not None:
-        raise Conflict(
-            f"the brand has a key named {name!r} already (revoked keys keep "
-            "their names)",
-            field="name",
-        )
+        raise name_taken(name)
 
     key = create_key(tx, brand_id=brand_id, name=name, role=role, now=now)
     created = next(
