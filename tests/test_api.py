@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import zoneinfo
@@ -283,6 +284,39 @@ def test_a_json_body_that_says_utf_8_is_read(client, brand_key, charset) -> None
         data=json.dumps({"products": catalog(1)}),
         headers=auth(brand_key),
         content_type=f"application/json; charset={charset}",
+    )
+
+    assert response.status_code == 200, response.get_json()
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate"])
+def test_a_compressed_body_is_a_415_naming_its_content_encoding(
+    client, brand_key, coding
+) -> None:
+    # The bytes are sent as they are: the coding names the refusal, whatever
+    # they hold, where a JSON reader would blame byte 0x8b of "invalid JSON".
+    response = client.post(
+        "/v1/products",
+        data=gzip.compress(json.dumps({"products": catalog(1)}).encode()),
+        headers={**auth(brand_key), "Content-Encoding": coding},
+        content_type="application/json",
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 415, error
+    assert error["field"] == "Content-Encoding" and coding in error["message"]
+    assert client.get("/v1/products", headers=auth(brand_key)).get_json() == {
+        "products": [],
+        "next": None,
+    }
+
+
+def test_a_body_said_to_be_uncompressed_is_read(client, brand_key) -> None:
+    response = client.post(
+        "/v1/products",
+        data=json.dumps({"products": catalog(1)}),
+        headers={**auth(brand_key), "Content-Encoding": "identity"},
+        content_type="application/json",
     )
 
     assert response.status_code == 200, response.get_json()

@@ -211,7 +211,27 @@ def read_body(request: Any) -> bytes:
         size += len(chunk)
     if size > BODY_BYTES_MAX:
         raise too_large
-    return b"".join(chunks)
+
+    raw = b"".join(chunks)
+    if raw:
+        require_no_content_coding(request)
+    return raw
+
+
+def require_no_content_coding(request: Any) -> None:
+    """Refuse a body sent compressed (415 naming Content-Encoding).
+
+    Nothing here decompresses (RFC 9110 section 15.5.16 answers 415 for a coding
+    the server does not read): a gzip body read as it is would be refused as
+    "not valid JSON" at its second byte, blaming the sender's JSON.
+    """
+    coding = request.headers.get("Content-Encoding", "").strip()
+    if coding and coding.lower() != "identity":
+        raise UnsupportedMediaType(
+            f"the body's Content-Encoding is {coding[:FIELD_LENGTH_MAX]!r}; send "
+            "it uncompressed, with no Content-Encoding",
+            field="Content-Encoding",
+        )
 
 
 def _parse(raw: bytes) -> Any:
