@@ -475,6 +475,19 @@ def test_the_command_names_a_brand_it_does_not_know(env, capsys) -> None:
     assert "no brand with the slug 'no-such-brand'" in capsys.readouterr().err
 
 
+def test_the_command_without_settings_names_them_in_one_line(
+    monkeypatch, capsys
+) -> None:
+    for name in ("DATABASE_URL", "CLOUD_SQL_INSTANCE"):
+        monkeypatch.delenv(name, raising=False)
+    runtime_module.reset()
+
+    status = caption_jobs.main(["--brand", "test-goods"])
+
+    assert status == 2
+    assert "DATABASE_URL or CLOUD_SQL_INSTANCE is required" in capsys.readouterr().err
+
+
 def ask_to_leave(key: str) -> None:
     api = make_app("api", "http").test_client()
     asked = post_json(api, "/v1/brand/offboarding", {}, key)

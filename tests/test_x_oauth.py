@@ -275,6 +275,33 @@ def test_the_demo_key_file_is_made_private_and_never_replaced(tmp_path) -> None:
         token_vault.read_key_file(path)
 
 
+def run_seal_tokens(*arguments: str) -> subprocess.CompletedProcess:
+    """Run `python -m infra.seal_tokens` from the repository with no settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "infra.seal_tokens", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": os.environ.get("PATH", "")},
+    )
+
+
+def test_seal_tokens_help_says_what_it_does_and_seals_nothing() -> None:
+    # No database is set: a run would fail, so a 0 says nothing ran.
+    helped = run_seal_tokens("--help")
+
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage:") and "Seal every X token" in helped.stdout
+
+
+def test_seal_tokens_without_settings_names_them_in_one_line() -> None:
+    refused = run_seal_tokens()
+
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    assert "DATABASE_URL or CLOUD_SQL_INSTANCE is required" in refused.stderr
+
+
 def test_plaintext_tokens_from_before_are_sealed_and_still_work(
     oauth_runtime, x_sandbox
 ) -> None:

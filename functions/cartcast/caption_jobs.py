@@ -412,10 +412,15 @@ def _check_language(
 def main(argv: list[str] | None = None) -> int:
     """Queue a caption job for a brand (or take up one) and drain it, with progress."""
     from cartcast import caption_drain, runtime
-    from cartcast.errors import CartcastError
+    from cartcast.errors import CartcastError, ConfigurationError
 
     arguments = _parse_arguments(argv)
-    current = runtime.current()
+    try:
+        current = runtime.current()
+    except ConfigurationError as error:
+        print(f"refused: {error}", file=sys.stderr)
+        return 2
+
     try:
         with current.database.transaction() as tx:
             brand_id = tx.scalar(SELECT_BRAND_BY_SLUG, slug=arguments.brand)
