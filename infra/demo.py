@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import random
 import secrets
+import shlex
 import signal
 import sys
 import time
@@ -33,6 +34,9 @@ TEAM_MENTIONS = REPO / "infra" / "data" / "team_mentions.json"
 TIME_ZONE = "America/New_York"
 # make demo and make serve (re)create this database; --database names another.
 DEFAULT_DATABASE = "cartcast_demo"
+# The demo brand's posting slots in a week (3 a weekday, 1 a weekend day), each
+# filled with a product of another category.
+WEEK_POSTS_MAX = 17
 # Monday 2026-03-02, 05:00 in New York. The week crosses the spring-forward night
 # of 2026-03-08, so the demo also shows slots resolved across a DST change.
 WEEK_START = dt.datetime(2026, 3, 2, 5, 0, tzinfo=zoneinfo.ZoneInfo(TIME_ZONE))
@@ -62,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--work-dir", type=Path, default=REPO / "var" / "demo")
     parser.add_argument(
-        "--posts", type=int, default=17, help="posts to write (<= 17 a week)"
+        "--posts",
+        type=_post_count,
+        default=WEEK_POSTS_MAX,
+        help=f"posts to write, 1 to {WEEK_POSTS_MAX} (a week's slots)",
     )
     parser.add_argument(
         "--live", action="store_true", help="post on X for real (capped; see README)"
@@ -146,6 +153,16 @@ def serve_console(cloud: local_cloud.LocalCloud, api_key: str) -> int:
     return 0
 
 
+def _post_count(text: str) -> int:
+    """Read --posts, refused by argparse before any server starts."""
+    count = int(text)
+    if not 1 <= count <= WEEK_POSTS_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text} posts: the week holds 1 to {WEEK_POSTS_MAX}"
+        )
+    return count
+
+
 def print_api_access(api_key: str, database: str) -> None:
     """Say how to read the demo brand's reports after the run: API, then console."""
     first_day, last_day = WEEK_START.date(), (WEEK_START + dt.timedelta(days=7)).date()
@@ -156,7 +173,7 @@ def print_api_access(api_key: str, database: str) -> None:
         # The server's URL with the database swapped, whether DATABASE_URL named
         # the server or the embedded one runs: a sed on the URL fitted only one.
         '  export DATABASE_URL="$(.venv/bin/python -m infra.pg url '
-        f'--database {database})"\n'
+        f'--database {shlex.quote(database)})"\n'
         "  export CARTCAST_OPERATOR_KEY=local-operator-key\n"
         "  .venv/bin/functions-framework --source functions/main.py --target api \\\n"
         "    --host 127.0.0.1 --port 8080 &\n"
@@ -168,7 +185,9 @@ def print_api_access(api_key: str, database: str) -> None:
     # make serve recreates the default database; a run given another name keeps it.
     serve = "make serve"
     if database != DEFAULT_DATABASE:
-        serve = f".venv/bin/python -m infra.demo --serve --database {database}"
+        serve = (
+            f".venv/bin/python -m infra.demo --serve --database {shlex.quote(database)}"
+        )
     print(f"\nTo click through the same week in the web console, run: {serve}")
 
 

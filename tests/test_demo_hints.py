@@ -83,3 +83,22 @@ def test_the_console_hint_keeps_a_database_named_on_the_command_line() -> None:
 
     assert "make serve" not in hints
     assert ".venv/bin/python -m infra.demo --serve --database newuser_demo" in hints
+
+
+def test_a_database_name_the_shell_would_split_is_quoted_in_the_hints() -> None:
+    # Pasted as printed, `--database a;b` would run a command named b.
+    hints = printed_hints("demo;rm -rf x")
+
+    assert "--database 'demo;rm -rf x')" in hints
+    assert "--serve --database 'demo;rm -rf x'\n" in hints
+
+
+@pytest.mark.parametrize("posts", ["0", "-1", "18"])
+def test_a_post_count_the_week_cannot_hold_is_refused_before_anything_starts(
+    posts, capsys
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        demo.main(["--posts", posts])
+
+    assert refused.value.code == 2
+    assert "--posts" in capsys.readouterr().err
