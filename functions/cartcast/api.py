@@ -633,7 +633,11 @@ def _limit(query: Any, default: int = 100) -> int:
     # str.isdigit() also takes "²" and "٣"; int() fails on the first and reads the
     # second. Only ASCII digits, and few of them (int() refuses over 4300).
     if not LIMIT_PATTERN.fullmatch(raw) or not 1 <= int(raw) <= LIST_LIMIT_MAX:
-        raise InvalidRequest(f"'limit' must be 1 to {LIST_LIMIT_MAX}", field="limit")
+        raise InvalidRequest(
+            f"'limit' must be a whole number from 1 to {LIST_LIMIT_MAX}, written in "
+            f"digits (got {raw[:20]!r})",
+            field="limit",
+        )
     return int(raw)
 
 
