@@ -5,11 +5,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import threading
 import zoneinfo
 
 import pytest
 
-from cartcast import web
+from cartcast import brands, web
+from cartcast import catalog as catalog_module
 from tests.conftest import OPERATOR_KEY, make_app
 from tests.helpers import auth, brand_body, catalog, post_json
 
@@ -1162,3 +1164,61 @@ def test_a_query_on_a_post_route_is_refused_before_anything_is_written(
         for k in client.get("/v1/keys", headers=auth(brand_key)).get_json()["keys"]
     ]
     assert "maria" not in names
+
+
+WAITING_ON_A_LOCK = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock'
+"""
+
+
+def test_an_import_takes_its_products_in_sku_order_so_two_cannot_deadlock(
+    runtime,
+) -> None:
+    """Two feeds of the same SKUs in opposite orders each held the row the other
+    wanted next: PostgreSQL broke the tie by failing one with a 500. Taken in
+    SKU order, the second import waits for the first instead.
+
+    Another transaction holds M; an import of Z, M, A then waits at M, having
+    taken what comes before M in its order, and not what comes after.
+    """
+    now = runtime.clock.now()
+    feed = [{"sku": sku, "title": f"Thing {sku}", "price": "3.00"} for sku in "ZMA"]
+    with runtime.database.transaction() as tx:
+        brand_id = str(brands.create_brand(tx, brand_body(), now=now)["brand"]["id"])
+        catalog_module.import_products(tx, brand_id=brand_id, feed=feed, now=now)
+    m_held, release_m = threading.Event(), threading.Event()
+
+    def hold_m() -> None:
+        with runtime.database.transaction() as tx:
+            tx.rows(
+                "SELECT id FROM products WHERE brand_id = :b AND sku = 'M' FOR UPDATE",
+                b=brand_id,
+            )
+            m_held.set()
+            release_m.wait(timeout=60)
+
+    def import_again() -> None:
+        with runtime.database.transaction() as tx:
+            catalog_module.import_products(tx, brand_id=brand_id, feed=feed, now=now)
+
+    holder = threading.Thread(target=hold_m)
+    holder.start()
+    assert m_held.wait(timeout=60)
+    importer = threading.Thread(target=import_again)
+    importer.start()
+    for _ in range(600):
+        with runtime.database.transaction() as tx:
+            if tx.scalar(WAITING_ON_A_LOCK):
+                break
+        release_m.wait(timeout=0.05)
+    with runtime.database.transaction() as tx:
+        free = tx.rows(
+            "SELECT sku FROM products WHERE brand_id = :b FOR UPDATE SKIP LOCKED",
+            b=brand_id,
+        )
+    release_m.set()
+    holder.join()
+    importer.join()
+
+    assert [row["sku"] for row in free] == ["Z"]

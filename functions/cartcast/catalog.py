@@ -96,8 +96,11 @@ def import_products(
                 field=f"products[{index}].sku",
             )
 
+    # Each upsert locks its row until commit: two imports of the same SKUs in
+    # different orders would each wait for the other, and PostgreSQL fails one
+    # (deadlock detected). In one order, the second waits for the first.
     inserted = 0
-    for product in products:
+    for product in sorted(products, key=lambda product: product["sku"]):
         inserted += bool(
             tx.scalar(UPSERT_PRODUCT, brand_id=brand_id, now=now, **product)
         )
