@@ -105,6 +105,24 @@ def test_importing_the_same_file_twice_stores_nothing_new(client, brand) -> None
     assert (again["stored"], again["duplicates"]) == (0, 1)
 
 
+def test_a_file_stores_its_orders_in_id_order_so_two_imports_cannot_deadlock(
+    client, brand
+) -> None:
+    """Two files of the same new orders in opposite orders each waited on the
+    other's first insert, and PostgreSQL failed one of them (a 500). Inserted in
+    id order, the second import waits for the first. A fresh table keeps rows in
+    the order they were inserted, which ctid shows."""
+    ids = ["1003", "1001", "1002"]
+    rows = [f"#{i},{i},2026-03-01 10:00:00 +0100,USD,5.00,Mug,," for i in ids]
+
+    response = send_csv(client, brand["key"], "\n".join([HEADER, *rows]) + "\n")
+
+    assert response.status_code == 200, response.get_json()
+    with runtime_module.current().database.transaction() as tx:
+        written = tx.rows("SELECT external_id FROM orders ORDER BY ctid")
+    assert [row["external_id"] for row in written] == ["1001", "1002", "1003"]
+
+
 def test_an_order_sent_by_api_then_imported_is_one_order(client, brand) -> None:
     order = {
         "id": 77,

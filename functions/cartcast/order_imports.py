@@ -68,6 +68,7 @@ def import_orders(
         "warnings": [],
     }
     seen: set[str] = set()
+    valid: list[dict[str, Any]] = []
     for line, row in rows:
         order_key = _order_key(row, key_column)
         if order_key in seen and not row.get("total", "").strip():
@@ -99,6 +100,13 @@ def import_orders(
                 }
             )
         seen.add(order["external_id"])
+        valid.append(order)
+
+    # An insert waits for another transaction's uncommitted order of the same id:
+    # two files of the same orders in different orders would each wait for the
+    # other, and PostgreSQL fails one (deadlock detected). In one order, the
+    # second waits for the first. The sort is stable: a repeated id stays second.
+    for order in sorted(valid, key=lambda order: order["external_id"]):
         inserted = tx.scalar(
             orders.INSERT_ORDER, brand_id=brand_id, now=now, webhook_id=None, **order
         )
