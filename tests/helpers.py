@@ -194,3 +194,25 @@ def labelled_mentions_file(
         )
     )
     return path
+
+
+WAITING_ON_A_LOCK = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock'
+"""
+
+
+def rows_free_after_one_waits(
+    database: Any, locked_query: str, checks: int = 600, **params: Any
+) -> list[str]:
+    """Once a transaction of the test's database waits on a row lock, return the
+    first column of `locked_query` (a SELECT ... FOR UPDATE SKIP LOCKED): the
+    rows no transaction holds. Each check is a query; none measures time."""
+    for _ in range(checks):
+        with database.transaction() as tx:
+            if tx.scalar(WAITING_ON_A_LOCK):
+                break
+    else:
+        raise AssertionError("no transaction came to wait on a lock")
+    with database.transaction() as tx:
+        return [next(iter(row.values())) for row in tx.rows(locked_query, **params)]

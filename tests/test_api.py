@@ -13,7 +13,13 @@ import pytest
 from cartcast import brands, web
 from cartcast import catalog as catalog_module
 from tests.conftest import OPERATOR_KEY, make_app
-from tests.helpers import auth, brand_body, catalog, post_json
+from tests.helpers import (
+    auth,
+    brand_body,
+    catalog,
+    post_json,
+    rows_free_after_one_waits,
+)
 
 
 @pytest.fixture
@@ -1166,12 +1172,6 @@ def test_a_query_on_a_post_route_is_refused_before_anything_is_written(
     assert "maria" not in names
 
 
-WAITING_ON_A_LOCK = """
-SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND wait_event_type = 'Lock'
-"""
-
-
 def test_an_import_takes_its_products_in_sku_order_so_two_cannot_deadlock(
     runtime,
 ) -> None:
@@ -1207,18 +1207,13 @@ def test_an_import_takes_its_products_in_sku_order_so_two_cannot_deadlock(
     assert m_held.wait(timeout=60)
     importer = threading.Thread(target=import_again)
     importer.start()
-    for _ in range(600):
-        with runtime.database.transaction() as tx:
-            if tx.scalar(WAITING_ON_A_LOCK):
-                break
-        release_m.wait(timeout=0.05)
-    with runtime.database.transaction() as tx:
-        free = tx.rows(
-            "SELECT sku FROM products WHERE brand_id = :b FOR UPDATE SKIP LOCKED",
-            b=brand_id,
-        )
+    free = rows_free_after_one_waits(
+        runtime.database,
+        "SELECT sku FROM products WHERE brand_id = :b FOR UPDATE SKIP LOCKED",
+        b=brand_id,
+    )
     release_m.set()
     holder.join()
     importer.join()
 
-    assert [row["sku"] for row in free] == ["Z"]
+    assert free == ["Z"]

@@ -12,6 +12,7 @@ import html
 import io
 import json
 import re
+import threading
 import zoneinfo
 
 import pytest
@@ -19,7 +20,13 @@ import pytest
 from cartcast import keys
 from cartcast import runtime as runtime_module
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import auth, brand_body, catalog, post_json
+from tests.helpers import (
+    auth,
+    brand_body,
+    catalog,
+    post_json,
+    rows_free_after_one_waits,
+)
 from tests.test_inbox import store_mention
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
@@ -305,6 +312,54 @@ def test_bulk_approve_moves_every_chosen_draft_or_none(client, signed_in) -> Non
     assert approved.status_code == 303
     assert post_state(client, signed_in["key"], first) == "approved"
     assert post_state(client, signed_in["key"], second) == "approved"
+
+
+def test_bulk_approve_takes_its_drafts_in_id_order_so_two_cannot_deadlock(
+    client,
+) -> None:
+    """Two people approving the same drafts, listed in opposite orders, each held a
+    post the other wanted next, and PostgreSQL failed one of them (a 500). In id
+    order, the second waits for the first.
+
+    Another transaction holds the middle draft; a bulk approval listing them
+    last first then waits at it, holding the first and not the last."""
+    brand = make_brand(client, drafts=3)
+    sign_in(client, brand["key"])
+    first, middle, last = sorted(brand["posts"])
+    token = csrf_of(client)
+    database = runtime_module.current().database
+    middle_held, release_middle = threading.Event(), threading.Event()
+    answers = []
+
+    def hold_middle() -> None:
+        with database.transaction() as tx:
+            tx.rows("SELECT id FROM posts WHERE id = :id FOR UPDATE", id=middle)
+            middle_held.set()
+            release_middle.wait(timeout=60)
+
+    def approve_all() -> None:
+        chosen = {"csrf": token, "post": [last, middle, first]}
+        answers.append(client.post("/console/approvals/bulk", data=chosen))
+
+    holder = threading.Thread(target=hold_middle)
+    holder.start()
+    assert middle_held.wait(timeout=60)
+    approver = threading.Thread(target=approve_all)
+    approver.start()
+    free = rows_free_after_one_waits(
+        database,
+        "SELECT CAST(id AS text) FROM posts WHERE id IN (:first, :last) "
+        "FOR UPDATE SKIP LOCKED",
+        first=first,
+        last=last,
+    )
+    release_middle.set()
+    holder.join()
+    approver.join()
+
+    assert free == [last]
+    assert answers[0].status_code == 303
+    assert post_state(client, brand["key"], last) == "approved"
 
 
 def test_an_edit_reruns_the_checks_and_asks_for_approval_again(

@@ -435,11 +435,14 @@ def bulk_approve(
         raise InvalidRequest(
             f"approve at most {BULK_APPROVE_MAX} drafts at once", field="post"
         )
-    for post_id in chosen:
+    # Each approval locks its post until commit: two selections of the same
+    # drafts in different orders would each wait for the other, and PostgreSQL
+    # fails one (deadlock detected). In id order, the second waits for the first.
+    for post_id in sorted(_row_id(chosen_id, "post") for chosen_id in chosen):
         posts.apply_action(
             tx,
             brand_id=session.caller.brand_id,
-            post_id=_row_id(post_id, "post"),
+            post_id=post_id,
             action="approve",
             now=runtime.clock.now(),
         )
