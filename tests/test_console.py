@@ -497,7 +497,32 @@ def test_a_slot_the_schedule_refuses_is_named_as_the_slot(
 
     assert answer.status_code == 400
     assert "Field: <code>slot</code>" in text_of(answer)
+    assert "'slot'" in text_of(answer) and "local_time" not in text_of(answer)
     assert post_state(client, signed_in["key"], post_id) == "approved"
+
+
+@pytest.mark.parametrize("field", ["slot", "local_time"])
+def test_a_time_another_post_took_is_a_409_naming_the_field_the_form_sent(
+    client, signed_in, field
+) -> None:
+    first_id, token = approved_post(client, signed_in)
+    second_id = signed_in["posts"][1]
+    client.post(f"/console/posts/{second_id}/approve", data={"csrf": token})
+    client.post(
+        f"/console/posts/{first_id}/schedule",
+        data={"csrf": token, "local_time": "2026-03-04T10:15"},
+    )
+    other = "local_time" if field == "slot" else "slot"
+
+    answer = client.post(
+        f"/console/posts/{second_id}/schedule",
+        data={"csrf": token, field: "2026-03-04T10:15", other: ""},
+    )
+
+    assert answer.status_code == 409
+    assert f"Field: <code>{field}</code>" in text_of(answer)
+    assert f"'{field}' 2026-03-04T10:15 is taken" in text_of(answer)
+    assert post_state(client, signed_in["key"], second_id) == "approved"
 
 
 LOCAL_TIME_VALUE = re.compile(r'id="local_time" name="local_time"[^>]*value="([^"]*)"')

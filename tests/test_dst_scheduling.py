@@ -216,3 +216,25 @@ def test_another_brands_post_cannot_be_scheduled_at_a_local_time(
     stored = client.get(f"/v1/posts/{post_id}", headers=auth(key)).get_json()["post"]
     assert response.status_code == 404
     assert stored["state"] == "approved" and stored["scheduled_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("local_time", "2027-03-14T09:30"), ("at", "2027-03-14T13:30:00Z")],
+)
+def test_a_time_another_post_holds_is_a_409_naming_the_field_sent(
+    client, clock_file, field, value
+) -> None:
+    pin_day_before(clock_file, "2027-03-14T09:30")
+    key = new_brand(client, "America/New_York")
+    first, second = approved_post(client, key), approved_post(client, key)
+    schedule(client, key, first, {"local_time": "2027-03-14T09:30"})
+
+    response = schedule(client, key, second, {field: value})
+
+    error = response.get_json()["error"]
+    stored = client.get(f"/v1/posts/{second}", headers=auth(key)).get_json()["post"]
+    assert response.status_code == 409, error
+    assert error["field"] == field
+    assert error["message"].startswith(f"'{field}' {value} is taken")
+    assert stored["state"] == "approved" and stored["scheduled_at"] is None

@@ -557,20 +557,16 @@ def schedule(
         _refuse_a_passed_slot(slot, zone, now)
 
     body = {"local_time": slot or typed} if slot or typed else {}
-    try:
-        posts.schedule(
-            tx,
-            brand_id=session.caller.brand_id,
-            post_id=str(post["id"]),
-            body=body,
-            now=now,
-            horizon_days=runtime.settings.schedule_horizon_days,
-        )
-    except InvalidRequest as refused:
-        # posts.schedule names the API's field; the person picked a slot.
-        if slot and refused.field == "local_time":
-            refused.field = "slot"
-        raise
+    posts.schedule(
+        tx,
+        brand_id=session.caller.brand_id,
+        post_id=str(post["id"]),
+        body=body,
+        now=now,
+        horizon_days=runtime.settings.schedule_horizon_days,
+        # A refusal names the form's field the person filled in.
+        wall_time_field="slot" if slot else "local_time",
+    )
     return _redirect(
         _back(request, f"/console/posts/{post['id']}") + "notice=scheduled"
     )

@@ -621,11 +621,15 @@ def schedule(
     body: Any,
     now: dt.datetime,
     horizon_days: int = SCHEDULE_HORIZON_DAYS,
+    wall_time_field: str = "local_time",
 ) -> dict[str, Any]:
     """Schedule a post at an instant (`at`), a wall time in the brand's zone
     (`local_time`, `time_zone` optional), or the next free slot. A scheduled post
     may be moved the same way; a given time must lie within `horizon_days`
     (CARTCAST_SCHEDULE_HORIZON_DAYS) of now.
+
+    Refusals name the field the caller sent: `at`, or `wall_time_field` for the
+    wall time (the console's form sends it as `slot` or `local_time`).
 
     A reply to a mention takes no slot (migration 017): with no time it is due
     now, so the next publish run sends it, and a given time may be a feed post's.
@@ -644,22 +648,23 @@ def schedule(
         )
     tx.one(LOCK_BRAND, brand_id=brand_id)
 
-    note = None
+    # The field the caller gave a time in, and that time as sent, for refusals.
+    note, sent, given = None, None, None
     if body.get("at") is not None and body.get("local_time") is not None:
         raise InvalidRequest("give 'at' or 'local_time', not both", field="local_time")
     if body.get("at") is not None:
+        sent, given = "at", body["at"]
         at = _requested_instant(body["at"], now=now, horizon_days=horizon_days)
     elif body.get("local_time") is not None:
-        at, note = _resolve_local_time(tx, brand_id=brand_id, body=body)
+        sent, given = wall_time_field, body["local_time"]
+        at, note = _resolve_local_time(tx, brand_id=brand_id, body=body, field=sent)
         if at <= now:
-            raise InvalidRequest(
-                "'local_time' must be in the future", field="local_time"
-            )
+            raise InvalidRequest(f"'{sent}' must be in the future", field=sent)
         if at > now + dt.timedelta(days=horizon_days):
             raise InvalidRequest(
-                f"'local_time' is more than {horizon_days} days ahead; a post may be "
+                f"'{sent}' is more than {horizon_days} days ahead; a post may be "
                 "scheduled at most that far (CARTCAST_SCHEDULE_HORIZON_DAYS)",
-                field="local_time",
+                field=sent,
             )
     elif body.get("time_zone") is not None:
         raise InvalidRequest("'time_zone' goes with 'local_time'", field="time_zone")
@@ -675,7 +680,11 @@ def schedule(
         and at in _taken(tx, brand_id=brand_id, after=now)
         and at != post["scheduled_at"]
     ):
-        raise Conflict("another post is scheduled at that time", field="at")
+        # Only a time the caller gave can clash: the next free slot skips taken ones.
+        raise Conflict(
+            f"'{sent}' {given} is taken: another post is scheduled at that time",
+            field=sent,
+        )
 
     moved = tx.scalar(UPDATE_SCHEDULE, brand_id=brand_id, id=post_id, at=at, now=now)
     if moved is None:
@@ -689,27 +698,28 @@ def schedule(
 
 
 def _resolve_local_time(
-    tx: Transaction, *, brand_id: str, body: dict[str, Any]
+    tx: Transaction, *, brand_id: str, body: dict[str, Any], field: str
 ) -> tuple[dt.datetime, str | None]:
     """Read `local_time` (YYYY-MM-DDTHH:MM, no offset) in `time_zone` or the
-    brand's zone; return its instant and the note on a skipped or repeated hour."""
+    brand's zone; return its instant and the note on a skipped or repeated hour.
+    Refusals name `field`, the caller's name for the wall time."""
     raw = body["local_time"]
     if not isinstance(raw, str) or not LOCAL_TIME_PATTERN.fullmatch(raw):
         raise InvalidRequest(
-            "'local_time' must be a wall time without an offset, "
+            f"'{field}' must be a wall time without an offset, "
             "YYYY-MM-DDTHH:MM (e.g. 2027-03-14T09:30)",
-            field="local_time",
+            field=field,
         )
     try:
         wall = dt.datetime.fromisoformat(raw)
     except ValueError as error:
         raise InvalidRequest(
-            f"'local_time' is not a date and time: {error}", field="local_time"
+            f"'{field}' is not a date and time: {error}", field=field
         ) from error
     if wall.second:
         # Slots and notes are whole minutes; ":00" seconds are taken as written.
         raise InvalidRequest(
-            "'local_time' must be a whole minute (YYYY-MM-DDTHH:MM)", field="local_time"
+            f"'{field}' must be a whole minute (YYYY-MM-DDTHH:MM)", field=field
         )
     if body.get("time_zone") is not None:
         zone = validation.time_zone(body["time_zone"])
@@ -720,8 +730,8 @@ def _resolve_local_time(
     except OverflowError as error:
         # 9999-12-31T23:59 west of UTC lies past the last instant Python can hold.
         raise InvalidRequest(
-            f"'local_time' {raw} in {zone} is past the last time that can be stored",
-            field="local_time",
+            f"'{field}' {raw} in {zone} is past the last time that can be stored",
+            field=field,
         ) from error
 
 
