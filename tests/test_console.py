@@ -484,6 +484,46 @@ def test_a_slot_that_passed_while_the_page_sat_open_is_refused_naming_the_slot(
     assert post_state(client, signed_in["key"], post_id) == "approved"
 
 
+# Europe/London in 2026: 01:00-02:00 is skipped on 29 March and repeated on 25
+# October. A wall time resolves to its first instant, or forward by the gap.
+@pytest.mark.parametrize(
+    ("now", "slot", "passed"),
+    [
+        # 01:10 GMT, in the repeated hour's second pass: 01:30 was at 00:30 UTC.
+        pytest.param("2026-10-25T01:10Z", "2026-10-25T01:30", True, id="fall-back"),
+        # 02:10 BST: 01:30 does not exist and becomes 02:30 BST, still ahead.
+        pytest.param("2026-03-29T01:10Z", "2026-03-29T01:30", False, id="spring"),
+    ],
+)
+def test_a_slot_has_passed_by_its_instant_not_its_wall_time(
+    client, clock_file, now, slot, passed
+) -> None:
+    clock_file.set(dt.datetime.fromisoformat(now))
+    body = brand_body(time_zone="Europe/London", approvals_required=True)
+    key = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
+    post_json(client, "/v1/products", catalog(1), key)
+    sku = catalog(1)[0]["sku"]
+    (post,) = post_json(client, "/v1/captions", {"products": [sku]}, key).get_json()[
+        "posts"
+    ]
+    sign_in(client, key)
+    token = csrf_of(client)
+    client.post(f"/console/posts/{post['id']}/approve", data={"csrf": token})
+
+    answer = client.post(
+        f"/console/posts/{post['id']}/schedule",
+        data={"csrf": token, "slot": slot, "local_time": ""},
+    )
+
+    if passed:
+        assert answer.status_code == 400
+        assert f"the slot {slot} has passed" in text_of(answer)
+        assert post_state(client, key, post["id"]) == "approved"
+    else:
+        assert answer.status_code == 303, text_of(answer)
+        assert post_state(client, key, post["id"]) == "scheduled"
+
+
 @pytest.mark.parametrize("slot", ["2027-03-02T09:30", "next tuesday"])
 def test_a_slot_the_schedule_refuses_is_named_as_the_slot(
     client, signed_in, slot

@@ -56,6 +56,7 @@ from cartcast import (
     report_page,
     reports,
     signin_limits,
+    slots,
     validation,
     web,
 )
@@ -1224,25 +1225,31 @@ def _suggested_slots(
     """Return the next week's best hours as wall times to pick from (best_time)."""
     hours = best_time.suggest(tx, brand_id=brand_id)["suggestions"][:5]
     local_now = now.astimezone(zone)
-    slots = []
+    offered = []
     for hour in hours:
         days_ahead = (hour["weekday"] - local_now.weekday()) % 7
         day = local_now.date() + dt.timedelta(days=days_ahead)
         at = dt.datetime.combine(day, dt.time.fromisoformat(hour["time"]))
         if at <= local_now.replace(tzinfo=None):
             at += dt.timedelta(days=7)
-        slots.append(at.strftime("%Y-%m-%dT%H:%M"))
-    return sorted(slots)
+        offered.append(at.strftime("%Y-%m-%dT%H:%M"))
+    return sorted(offered)
 
 
 def _refuse_a_passed_slot(slot: str, zone: zoneinfo.ZoneInfo, now: dt.datetime) -> None:
     """Refuse a suggested slot whose time came while its page sat open.
 
-    Slots are offered as wall times later than now (_suggested_slots), and wall
-    times written YYYY-MM-DDTHH:MM sort as they fall, so the same comparison says
-    the slot has passed. Any other text is left for posts.schedule to refuse.
+    The slot's instant is compared, as posts.schedule resolves it: wall times do
+    not sort as they fall in the hour the clocks go back (it comes twice) or skip.
+    Any text that is no wall time is left for posts.schedule to refuse.
     """
-    if WALL_TIME.fullmatch(slot) and slot <= _local(now, zone):
+    if not WALL_TIME.fullmatch(slot):
+        return
+    try:
+        at, _ = slots.resolve_wall_time(dt.datetime.fromisoformat(slot), zone.key)
+    except (ValueError, OverflowError):
+        return
+    if at <= now:
         raise InvalidRequest(
             f"the slot {slot} has passed; pick a later one, or leave both empty "
             "for the next free slot",
