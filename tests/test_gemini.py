@@ -23,6 +23,7 @@ from cartcast.captions import (
     BrandVoice,
     DraftRequest,
     ProductBrief,
+    in_language,
     write_drafts,
 )
 from cartcast.clock import FixedClock
@@ -321,6 +322,38 @@ def test_copy_labelled_with_a_region_as_well_is_in_the_language_asked(
     )
 
     assert [draft.checks for draft in drafts] == [ALL_CHECKS_PASS] * 3
+
+
+@pytest.mark.parametrize(
+    ("asked", "label", "copy"),
+    [
+        ("no", "nb", "Nytt i butikken"),
+        ("no", "nn-NO", "Nytt i butikken"),
+        ("he", "iw", "\u05d7\u05d3\u05e9 \u05d1\u05d7\u05e0\u05d5\u05ea"),
+        ("id", "in", "Baru di toko"),
+        ("id", "in-ID", "Baru di toko"),
+        (
+            "yi",
+            "ji",
+            "\u05e0\u05f2\u05b7 \u05d0\u05d9\u05df \u05e7\u05e8\u05d0\u05b8\u05dd",
+        ),
+    ],
+)
+def test_a_label_with_an_old_or_an_individual_code_names_the_language_asked(
+    asked: str, label: str, copy: str
+) -> None:
+    # Models still write the codes ISO 639 withdrew (iw, in) and Norwegian's two
+    # written forms (nb, nn) for the "no" a brand asks for.
+    assert in_language(copy, label, asked)
+
+
+@pytest.mark.parametrize(
+    ("asked", "label"), [("no", "da"), ("no", "sv"), ("no", "se"), ("id", "ms")]
+)
+def test_a_label_naming_a_neighbouring_language_still_fails(
+    asked: str, label: str
+) -> None:
+    assert not in_language("Nytt i butikken", label, asked)
 
 
 def test_copy_labelled_as_asked_but_in_another_script_fails_the_check(

@@ -134,6 +134,19 @@ SCRIPT_LETTERS = {
     "uk": "\u0400-\u04ff",
     "zh": "\u3400-\u4dbf\u4e00-\u9fff",
 }
+# Language codes that name the same language as another, so a label written with
+# either passes. The withdrawn codes are those the IANA Language Subtag Registry
+# marks "Deprecated" with a "Preferred-Value" (in, iw, ji, jw, mo); "no" is the ISO
+# 639 macrolanguage Norwegian, whose individual languages are nb and nn.
+SAME_LANGUAGE = {
+    "in": "id",
+    "iw": "he",
+    "ji": "yi",
+    "jw": "jv",
+    "mo": "ro",
+    "nb": "no",
+    "nn": "no",
+}
 HOOK_WEIGHT_MAX = 140
 OPTIONAL_HASHTAGS_MAX = 2
 
@@ -397,9 +410,10 @@ def in_language(copy: str, label: str | None, language: str) -> bool:
     The model's own label must name it, and copy in a language of its own script
     must hold a letter of that script (SCRIPT_LETTERS), whatever the label says.
     A label with a region or script as well ("de-DE", "zh_Hans") names the
-    language by its first part, as a BCP 47 tag does.
+    language by its first part, as a BCP 47 tag does; a withdrawn code or one of
+    Norwegian's two written forms names its language (SAME_LANGUAGE).
     """
-    if label is None or _primary_language(label) != language:
+    if label is None or _canonical(_primary_language(label)) != _canonical(language):
         return False
     letters = SCRIPT_LETTERS.get(language)
     return letters is None or re.search(f"[{letters}]", copy) is not None
@@ -408,6 +422,10 @@ def in_language(copy: str, label: str | None, language: str) -> bool:
 def _primary_language(label: str) -> str:
     """Return a language label's first part, lower case: "pt-BR" gives "pt"."""
     return re.split(r"[-_]", label.strip(), maxsplit=1)[0].lower()
+
+
+def _canonical(language: str) -> str:
+    return SAME_LANGUAGE.get(language, language)
 
 
 def _attach_link_and_hashtags(copy: str, link: str, voice: BrandVoice) -> str:
