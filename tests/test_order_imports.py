@@ -346,6 +346,23 @@ def test_a_file_not_typed_text_csv_is_a_415_naming_the_type_it_takes(
     assert stored() == {}
 
 
+@pytest.mark.parametrize("content_type", [None, "text/csv", "text/plain"])
+def test_an_empty_body_is_a_400_saying_so_whatever_its_type(
+    client, brand, content_type
+) -> None:
+    # An empty body has no type to refuse: the problem is that nothing was sent.
+    headers = auth(brand["key"])
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+
+    response = client.post("/v1/orders/import", headers=headers)
+
+    error = response.get_json()["error"]
+    assert response.status_code == 400, error
+    assert error["message"].startswith("body is empty") and error["field"] == "body"
+    assert stored() == {}
+
+
 def test_a_csv_file_in_another_charset_is_a_415(client, brand) -> None:
     text = HEADER + "\n#1001,501,2026-03-01T16:30:00Z,USD,5.00,Café,,"
 

@@ -50,9 +50,13 @@ def read_json(request: Any, *, optional: bool = False) -> Any:
 def read_csv(request: Any) -> str:
     """Return a text/csv body as text: UTF-8 (a leading BOM is dropped), no NUL.
 
-    Another media type is a 415 naming text/csv, as a JSON route's names JSON.
+    Another media type is a 415 naming text/csv, as a JSON route's names JSON; a
+    zero-length body is a 400 whatever its type, as it is on a JSON route: there is
+    no file to refuse the type of.
     """
     raw = read_body(request)
+    if not raw:
+        raise InvalidRequest("body is empty; send a CSV file as text/csv", field="body")
     if request.mimetype != "text/csv":
         raise _unsupported_media_type(request.mimetype, "text/csv")
     require_utf8(request)
