@@ -112,19 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     with cloud:
         summary = run_week(cloud, clock, operator_key, args.posts)
+        # The brand's key goes to the terminal only, never into a file under var/.
+        api_key = summary.pop("api_key")
+        page = summary.pop("report_page")
+        # make serve numbers the same nine steps: the report, then the console.
+        print_report(summary)
         if args.serve:
-            return serve_console(cloud, summary["api_key"])
+            return serve_console(cloud, api_key)
     summary["run_seconds"] = round(time.monotonic() - started, 1)
     summary["database"] = args.database
 
-    # The brand's key goes to the terminal only, never into a file under var/.
-    api_key = summary.pop("api_key")
-    page = summary.pop("report_page")
     (args.work_dir / "summary.json").write_text(
         json.dumps(summary, indent=2, default=str)
     )
     (args.work_dir / "report.html").write_text(page)
-    print_report(summary)
     say(
         "9/9",
         f"report: {args.work_dir / 'report.html'}; everything stopped; "
@@ -137,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 def serve_console(cloud: local_cloud.LocalCloud, api_key: str) -> int:
     """Keep the stand-ins, the functions and the week's data up until Ctrl-C."""
     console = cloud.url("api").rstrip("/") + "/console"
+    say("9/9", f"serving the web console: {console}")
     print(
-        f"\nThe web console: {console}\n"
         f"Sign in with the demo brand's API key (admin, shown here only): {api_key}\n"
         "Everything runs on 127.0.0.1 until you press Ctrl-C.",
         flush=True,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -60,6 +62,39 @@ def test_the_demo_finishes_and_says_each_step(demo_run) -> None:
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     for step in range(1, 10):
         assert f"[{step}/9]" in finished.stdout
+
+
+def test_make_serve_numbers_every_step_up_to_the_last(
+    database_url: str, tmp_path: Path
+) -> None:
+    name = f"cartcast_serve_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DATABASE_URL": pg.with_database(database_url, "postgres")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "functions"), str(REPO)])
+    command = [sys.executable, "-m", "infra.demo", "--serve", "--database", name]
+    serving = subprocess.Popen(
+        [*command, "--work-dir", str(tmp_path), "--posts", "3"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+    # Read up to the line that says it is serving (or to the end, had it failed),
+    # then stop it as Ctrl-C would.
+    lines = []
+    for line in serving.stdout:
+        lines.append(line)
+        if "until you press Ctrl-C" in line:
+            break
+    serving.send_signal(signal.SIGTERM)
+    serving.communicate(timeout=120)
+    pg.drop_database(pg.with_database(database_url, name))
+
+    steps = [line[1:4] for line in lines if re.match(r"\[[0-9]/[0-9]\] ", line)]
+    assert sorted(set(steps)) == [f"{step}/9" for step in range(1, 10)], lines
+    assert steps == sorted(steps)
+    assert "127.0.0.1" in next(line for line in lines if line.startswith("[9/9]"))
 
 
 def test_every_post_was_published_once_and_the_sandbox_agrees(demo_run) -> None:
