@@ -2063,3 +2063,30 @@ def test_staging_writes_the_same_bytecode_from_any_checkout(tmp_path: Path) -> N
     second = bytecode(tmp_path / "elsewhere" / "deeper" / "functions")
 
     assert first and first == second
+
+
+def test_the_readme_names_the_secrets_and_the_instance_by_their_name_prefix() -> None:
+    # name_prefix renames them; a README command with the default name baked in
+    # would add a secret version to, or restore, the wrong deployment's resource.
+    tree = terraform_tree()
+    names = [
+        *tree.locals["secrets"].values(),
+        tree.resource("google_secret_manager_secret", "token_key")["secret_id"],
+        tree.resource("google_sql_database_instance", "main")["name"],
+    ]
+    suffixes = [name.removeprefix("${var.name_prefix}-") for name in names]
+    default = tree.variables["name_prefix"]["default"]
+    readme = (REPO / "README.md").read_text()
+
+    fixed = [
+        f"{default}-{suffix}"
+        for suffix in suffixes
+        if re.search(rf"(?<![\w$<>-]){default}-{suffix}\b", readme)
+    ]
+    assert all(name.startswith("${var.name_prefix}-") for name in names)
+    assert fixed == []
+    assert all(
+        f"$prefix-{suffix}" in readme or f"<name_prefix>-{suffix}" in readme
+        for suffix in suffixes
+    )
+    assert "terraform -chdir=terraform output secrets" in readme
