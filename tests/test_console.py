@@ -499,29 +499,49 @@ def test_a_slot_has_passed_by_its_instant_not_its_wall_time(
     client, clock_file, now, slot, passed
 ) -> None:
     clock_file.set(dt.datetime.fromisoformat(now))
-    body = brand_body(time_zone="Europe/London", approvals_required=True)
-    key = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
-    post_json(client, "/v1/products", catalog(1), key)
-    sku = catalog(1)[0]["sku"]
-    (post,) = post_json(client, "/v1/captions", {"products": [sku]}, key).get_json()[
-        "posts"
-    ]
-    sign_in(client, key)
-    token = csrf_of(client)
-    client.post(f"/console/posts/{post['id']}/approve", data={"csrf": token})
+    key, post_id, token = approved_london_post(client)
 
     answer = client.post(
-        f"/console/posts/{post['id']}/schedule",
+        f"/console/posts/{post_id}/schedule",
         data={"csrf": token, "slot": slot, "local_time": ""},
     )
 
     if passed:
         assert answer.status_code == 400
         assert f"the slot {slot} has passed" in text_of(answer)
-        assert post_state(client, key, post["id"]) == "approved"
+        assert post_state(client, key, post_id) == "approved"
     else:
         assert answer.status_code == 303, text_of(answer)
-        assert post_state(client, key, post["id"]) == "scheduled"
+        assert post_state(client, key, post_id) == "scheduled"
+
+
+def test_a_slot_in_the_repeated_hour_is_offered_next_week_once_it_passed(
+    client, clock_file
+) -> None:
+    # 01:10 GMT on 2026-10-25, the repeated hour's second pass: Sunday's 01:30
+    # came at 00:30 UTC, so the next 01:30 to offer is a week later.
+    clock_file.set(dt.datetime(2026, 10, 25, 1, 10, tzinfo=dt.UTC))
+    sunday = [{"weekday": 6, "time": "01:30"}]
+    _, post_id, _ = approved_london_post(client, posting_slots=sunday)
+
+    page = text_of(client.get(f"/console/posts/{post_id}"))
+
+    assert FIRST_SLOT.search(page).group(1) == "2026-11-01T01:30"
+
+
+def approved_london_post(client, **fields) -> tuple[str, str, str]:
+    """A Europe/London brand signed in with one approved post: its key, the post's
+    id and a CSRF token."""
+    body = brand_body(time_zone="Europe/London", approvals_required=True, **fields)
+    key = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
+    post_json(client, "/v1/products", catalog(1), key)
+    sku = catalog(1)[0]["sku"]
+    drafted = post_json(client, "/v1/captions", {"products": [sku]}, key).get_json()
+    post_id = drafted["posts"][0]["id"]
+    sign_in(client, key)
+    token = csrf_of(client)
+    client.post(f"/console/posts/{post_id}/approve", data={"csrf": token})
+    return key, post_id, token
 
 
 @pytest.mark.parametrize("slot", ["2027-03-02T09:30", "next tuesday"])

@@ -1230,7 +1230,8 @@ def _suggested_slots(
         days_ahead = (hour["weekday"] - local_now.weekday()) % 7
         day = local_now.date() + dt.timedelta(days=days_ahead)
         at = dt.datetime.combine(day, dt.time.fromisoformat(hour["time"]))
-        if at <= local_now.replace(tzinfo=None):
+        # By its instant, as _refuse_a_passed_slot judges it once picked.
+        if slots.resolve_wall_time(at, zone.key)[0] <= now:
             at += dt.timedelta(days=7)
         offered.append(at.strftime("%Y-%m-%dT%H:%M"))
     return sorted(offered)
