@@ -6,6 +6,7 @@ stands where the push subscription's endpoint would be.
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import json
@@ -503,3 +504,29 @@ def test_a_duplicate_score_event_scores_nothing_more(
     tick("score_sentiment", START, message.payload, message_id="m2")
 
     assert api_get("/v1/mentions", brand_key)["mentions"] == first
+
+
+def _encoded(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [123, ["a"], {"a": 1}, _encoded(b"[" * 100_000), _encoded(b'{"a":' * 100_000)],
+    ids=["number", "list", "object", "deeply-nested-array", "deeply-nested-object"],
+)
+@pytest.mark.parametrize("target", ["score_sentiment", "rollup_kpis"])
+def test_message_data_of_the_wrong_type_or_nested_past_parsing_is_acknowledged(
+    env, caplog, target, data
+) -> None:
+    headers, _ = events.envelope(
+        topic="t", project="p", payload={}, message_id="1", time=START
+    )
+    client = make_app(target, "cloudevent").test_client()
+
+    response = client.post(
+        "/", headers=headers, data=json.dumps({"message": {"data": data}})
+    )
+
+    assert response.status_code == 200
+    assert "unusable event dropped" in [r.getMessage() for r in caplog.records]

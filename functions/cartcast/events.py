@@ -51,11 +51,17 @@ def decode(cloud_event: Any) -> Message:
     data = cloud_event.data if isinstance(cloud_event.data, dict) else {}
     message = data.get("message") if isinstance(data.get("message"), dict) else {}
     encoded = message.get("data") or ""
+    if not isinstance(encoded, str):
+        raise PermanentError("message data must be a base64 string")
     try:
         raw = base64.b64decode(encoded, validate=True) if encoded else b""
         payload = json.loads(raw) if raw.strip() else {}
     except (binascii.Error, ValueError) as error:
         raise PermanentError("message data is not base64-encoded JSON") from error
+    except RecursionError as error:
+        # json.loads recurses once per level: a message nested some thousand
+        # levels deep (Pub/Sub carries up to 10 MB) would fail every retry.
+        raise PermanentError("message data is nested too deeply") from error
     if not isinstance(payload, dict):
         raise PermanentError("message data must be a JSON object")
     return Message(event_id=str(cloud_event["id"]), time=event_time, payload=payload)
