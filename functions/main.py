@@ -24,7 +24,11 @@ from cartcast import compiled_patterns
 compiled_patterns.preload()
 
 from cartcast import events, runtime  # noqa: E402
-from cartcast.errors import ConfigurationError, PermanentError  # noqa: E402
+from cartcast.errors import (  # noqa: E402
+    ConfigurationError,
+    PermanentError,
+    TransientError,
+)
 from cartcast.logs import fields  # noqa: E402
 
 if TYPE_CHECKING:
@@ -243,15 +247,22 @@ def _on_tick(
     # instance then starts with the actor set, and no later transaction spends a
     # round trip setting it (decision 0046).
     with post_events.acting_as(f"system:{function}"):
-        if once and not events.claim(current, function, message):
-            _drop(function, message, "delivered again; another delivery ran it")
-            return
+        if once:
+            claim = events.claim(current, function, message)
+            if claim is events.Claim.FINISHED:
+                _drop(function, message, "delivered again; another delivery ran it")
+                return
+            if claim is events.Claim.RUNNING:
+                # Acknowledging now would lose the tick if that run then fails.
+                raise TransientError("another delivery of this event is running")
         # A tick stands for its own time, but never for a time that has not come
         # yet: a message stamped in the future must not publish anything early.
         as_of = min(message.time, current.clock.now())
         finished = False
         try:
             outcome = work(current, as_of=as_of)
+            if once:
+                events.finish(current, function, message)
             finished = True
         finally:
             if once and not finished:

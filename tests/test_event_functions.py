@@ -530,3 +530,86 @@ def test_message_data_of_the_wrong_type_or_nested_past_parsing_is_acknowledged(
 
     assert response.status_code == 200
     assert "unusable event dropped" in [r.getMessage() for r in caplog.records]
+
+
+def test_a_poll_cut_off_from_the_database_runs_again_when_pubsub_retries(
+    brand_key, env, monkeypatch, clock_file, sandbox, receiver
+) -> None:
+    from bench.faults.proxy import CuttableProxy
+    from cartcast import runtime as runtime_module
+
+    sandbox.add_mention(
+        to_user_id=SHOP["user_id"],
+        text="@testgoods my order #5120 arrived broken",
+        author={"id": "42", "username": "shopper", "name": "A Shopper"},
+    )
+    sandbox.add_fault(method="GET", path_prefix="/2/users/", hold=True)
+    answers: list = []
+
+    with CuttableProxy(env["DATABASE_URL"]) as proxy:
+        monkeypatch.setenv("DATABASE_URL", proxy.url)
+        runtime_module.reset()
+        try:
+            # The run claims the tick, then X's answer waits while the database
+            # goes away: the poll, and giving its claim back, both fail.
+            run = threading.Thread(
+                target=lambda: answers.append(tick("poll_mentions", START, {}, "t1"))
+            )
+            run.start()
+            _wait_for_a_held_mentions_read(sandbox)
+            proxy.cut()
+            sandbox.release_answers()
+            run.join()
+            proxy.restore()
+
+            # Pub/Sub's retry comes after its back-off; this one after the poll's
+            # hold on the brand (CARTCAST_MENTION_POLL_LEASE_S) ended too.
+            lease_s = runtime_module.current().settings.mention_poll_lease_s
+            assert lease_s >= events.CLAIM_TAKEOVER_S
+            clock_file.set(START + dt.timedelta(seconds=lease_s))
+            retried = tick("poll_mentions", START, {}, "t1")
+        finally:
+            monkeypatch.setenv("DATABASE_URL", env["DATABASE_URL"])
+            runtime_module.reset()
+
+    assert answers[0].status_code == 500
+    assert retried.status_code == 200
+    assert len(api_get("/v1/mentions", brand_key)["mentions"]) == 1
+
+
+def test_a_tick_delivered_again_while_its_run_goes_on_is_retried_not_run_twice(
+    brand_key, clock_file, sandbox, receiver
+) -> None:
+    sandbox.add_mention(
+        to_user_id=SHOP["user_id"],
+        text="@testgoods my order #5120 arrived broken",
+        author={"id": "42", "username": "shopper", "name": "A Shopper"},
+    )
+    sandbox.add_fault(method="GET", path_prefix="/2/users/", hold=True)
+    answers: list = []
+    run = threading.Thread(
+        target=lambda: answers.append(tick("poll_mentions", START, {}, "t1"))
+    )
+    run.start()
+    _wait_for_a_held_mentions_read(sandbox)
+
+    during = tick("poll_mentions", START, {}, "t1")
+    sandbox.release_answers()
+    run.join()
+    after = tick("poll_mentions", START, {}, "t1")
+
+    assert during.status_code == 500
+    assert answers[0].status_code == after.status_code == 200
+    reads = sandbox.snapshot()["requests"]["GET /2/users/:id/mentions"]["count"]
+    assert reads == 1
+    assert len(api_get("/v1/mentions", brand_key)["mentions"]) == 1
+
+
+def _wait_for_a_held_mentions_read(sandbox) -> None:
+    requests = {}
+    for _ in range(2000):
+        requests = sandbox.snapshot()["requests"]
+        if requests.get("GET /2/users/:id/mentions", {}).get("count"):
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"no mentions read reached the sandbox: {requests}")

@@ -12,6 +12,7 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import enum
 import json
 import uuid
 from typing import Any
@@ -21,15 +22,42 @@ from cartcast.errors import PermanentError
 
 IDS_PER_MESSAGE_MAX = 1000
 
+# A claim whose run has not finished, younger than this, stands for a run still
+# going: another delivery of its event is refused for now, and Pub/Sub retries it
+# after its back-off (10 s at first, terraform's retry_backoff_s). Older, it is a
+# run that died or could not give its claim back (the database was gone), and the
+# next delivery takes it over. A live run that outlasts this meets a second run of
+# its tick, which the poll's per-account lease (decision 0017) and the metrics
+# claims keep from reading X twice (decision 0068).
+CLAIM_TAKEOVER_S = 60
+
 CLAIM_EVENT = """
 INSERT INTO handled_events (function, event_id, handled_at)
 VALUES (:function, :event_id, :now)
-ON CONFLICT (function, event_id) DO NOTHING
+ON CONFLICT (function, event_id) DO UPDATE SET handled_at = EXCLUDED.handled_at
+WHERE handled_events.finished_at IS NULL
+  AND handled_events.handled_at <= :abandoned_before
 RETURNING event_id
+"""
+SELECT_CLAIM_FINISHED = """
+SELECT finished_at IS NOT NULL FROM handled_events
+WHERE function = :function AND event_id = :event_id
+"""
+FINISH_EVENT = """
+UPDATE handled_events SET finished_at = :now
+WHERE function = :function AND event_id = :event_id
 """
 RELEASE_EVENT = """
 DELETE FROM handled_events WHERE function = :function AND event_id = :event_id
 """
+
+
+class Claim(enum.Enum):
+    """What claiming an event for a run found."""
+
+    CLAIMED = "claimed"  # run it
+    FINISHED = "finished"  # another delivery ran it: acknowledge
+    RUNNING = "running"  # another delivery is running it: let Pub/Sub retry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,21 +106,41 @@ def id_list(payload: dict[str, Any], name: str) -> list[str] | None:
         return None
 
 
-def claim(runtime: Any, function: str, message: Message) -> bool:
-    """Claim an event for this run; False when another delivery has it already.
+def claim(runtime: Any, function: str, message: Message) -> Claim:
+    """Claim an event for this run, unless another delivery ran it or runs it.
 
     Pub/Sub delivers at least once, sometimes twice at the same moment. The first
     delivery to claim an event runs it; a run that fails releases its claim so
-    that Pub/Sub's retry runs again.
+    that Pub/Sub's retry runs again, and one that cannot (the database is what
+    failed) leaves a claim that a retry takes over after CLAIM_TAKEOVER_S.
     """
+    now = runtime.clock.now()
+    abandoned_before = now - dt.timedelta(seconds=CLAIM_TAKEOVER_S)
     with runtime.database.transaction() as tx:
         claimed = tx.scalar(
             CLAIM_EVENT,
             function=function,
             event_id=message.event_id,
+            now=now,
+            abandoned_before=abandoned_before,
+        )
+        if claimed is not None:
+            return Claim.CLAIMED
+        finished = tx.scalar(
+            SELECT_CLAIM_FINISHED, function=function, event_id=message.event_id
+        )
+    return Claim.FINISHED if finished else Claim.RUNNING
+
+
+def finish(runtime: Any, function: str, message: Message) -> None:
+    """Record that the claimed event's run is over: a redelivery is acknowledged."""
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            FINISH_EVENT,
+            function=function,
+            event_id=message.event_id,
             now=runtime.clock.now(),
         )
-    return claimed is not None
 
 
 def release(runtime: Any, function: str, message: Message) -> None:
