@@ -10,6 +10,7 @@ import base64
 import copy
 import datetime as dt
 import json
+import logging
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -506,6 +507,15 @@ def test_a_duplicate_score_event_scores_nothing_more(
     assert api_get("/v1/mentions", brand_key)["mentions"] == first
 
 
+@pytest.fixture
+def cartcast_log(caplog):
+    """What cartcast logs, whichever test first set its logger not to propagate."""
+    logger = logging.getLogger("cartcast")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
 def _encoded(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
@@ -517,7 +527,7 @@ def _encoded(raw: bytes) -> str:
 )
 @pytest.mark.parametrize("target", ["score_sentiment", "rollup_kpis"])
 def test_message_data_of_the_wrong_type_or_nested_past_parsing_is_acknowledged(
-    env, caplog, target, data
+    env, cartcast_log, target, data
 ) -> None:
     headers, _ = events.envelope(
         topic="t", project="p", payload={}, message_id="1", time=START
@@ -529,7 +539,7 @@ def test_message_data_of_the_wrong_type_or_nested_past_parsing_is_acknowledged(
     )
 
     assert response.status_code == 200
-    assert "unusable event dropped" in [r.getMessage() for r in caplog.records]
+    assert "unusable event dropped" in [r.getMessage() for r in cartcast_log.records]
 
 
 def test_a_poll_cut_off_from_the_database_runs_again_when_pubsub_retries(
@@ -613,3 +623,21 @@ def _wait_for_a_held_mentions_read(sandbox) -> None:
             return
         threading.Event().wait(0.01)
     raise AssertionError(f"no mentions read reached the sandbox: {requests}")
+
+
+@pytest.mark.parametrize(
+    "time", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+14:00"]
+)
+def test_an_event_time_with_no_utc_instant_is_acknowledged(
+    env, cartcast_log, time
+) -> None:
+    headers, body = events.envelope(
+        topic="t", project="p", payload={}, message_id="1", time=START
+    )
+    headers["ce-time"] = time
+    client = make_app("rollup_kpis", "cloudevent").test_client()
+
+    response = client.post("/", headers=headers, data=json.dumps(body))
+
+    assert response.status_code == 200
+    assert "unusable event dropped" in [r.getMessage() for r in cartcast_log.records]

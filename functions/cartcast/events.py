@@ -74,7 +74,8 @@ def decode(cloud_event: Any) -> Message:
     """
     try:
         event_time = parse_instant(cloud_event["time"])
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        # OverflowError: "0001-01-01T00:00:00+14:00" parses but has no UTC instant.
         raise PermanentError("event has no usable 'time' attribute") from error
     data = cloud_event.data if isinstance(cloud_event.data, dict) else {}
     message = data.get("message") if isinstance(data.get("message"), dict) else {}
