@@ -229,10 +229,11 @@ def _on_tick(
 ) -> None:
     """Run a scheduled job as of the tick's time, unless the tick is unusable or old.
 
-    With `once`, a tick that another delivery claimed is acknowledged without
-    running again: Pub/Sub delivers at least once, and a second poll or rollup would
-    read from X, and pay, a second time. With `sweep`, a message whose payload says
-    `"sweep": true` runs it instead of `work`.
+    With `once`, a tick that another delivery ran is acknowledged without running
+    again: Pub/Sub delivers at least once, and a second poll or rollup would read
+    from X, and pay, a second time. One that another delivery is running raises, so
+    Pub/Sub asks again once that run is over, or abandoned (decision 0068). With
+    `sweep`, a message whose payload says `"sweep": true` runs it instead of `work`.
     """
     message = _fresh_message(cloud_event, function)
     if message is None:
