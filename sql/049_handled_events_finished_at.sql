@@ -1,4 +1,4 @@
--- 052: a handled event records when its run finished, so a run that failed and
+-- 049: a handled event records when its run finished, so a run that failed and
 -- could not give its claim back (the database went away) is taken over by
 -- Pub/Sub's retry instead of leaving the retry acknowledged unrun (decision 0068).
 
