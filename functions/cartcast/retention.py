@@ -15,7 +15,8 @@ do not change. Author fields stay too; removing them is a person's request
 
 The same tick deletes the X ids kept of a removed author's mentions
 (`removed_mention_ids`) once past their `forget_after`, when no poll reaches back
-to them any more (decision 0056).
+to them any more (decision 0056), and the claims of poll and rollup ticks
+(`handled_events`) once no delivery of their event would be acted on (decision 0071).
 """
 
 from __future__ import annotations
@@ -78,6 +79,27 @@ SELECT (SELECT count(*) FROM cleared) AS texts,
 """
 DELETE_FORGOTTEN_IDS = """
 DELETE FROM removed_mention_ids WHERE forget_after <= :now
+"""
+
+# Pub/Sub redelivers a message only while its subscription keeps it: at most 7 days,
+# its maximum and default (ours keep 1 day, terraform/pubsub.tf), and an event older
+# than CARTCAST_MAX_EVENT_AGE_S is dropped before its claim is read. A claim kept for
+# the longer of the two is there for every delivery that would otherwise run again.
+# The console's status page counts the events of this window.
+HANDLED_EVENTS_KEEP_MIN_S = 7 * 86400
+# Each function's newest claim stays, however old: the status page shows it as the
+# function's last run, and a function that stopped must not vanish from the page.
+# One statement: with terraform's schedules (a poll a minute, a rollup an hour) a
+# week holds about 10,300 claims, and an hourly prune deletes about 60.
+DELETE_OLD_HANDLED_EVENTS = """
+WITH newest AS (
+    SELECT function, max(handled_at) AS handled_at FROM handled_events
+    GROUP BY function
+)
+DELETE FROM handled_events h USING newest
+WHERE h.function = newest.function
+  AND h.handled_at < newest.handled_at
+  AND h.handled_at < :before
 """
 
 
@@ -152,3 +174,16 @@ def sweep_removed_mention_ids(runtime: Any, *, now: dt.datetime) -> dict[str, in
     with runtime.database.transaction() as tx:
         deleted = tx.execute(DELETE_FORGOTTEN_IDS, now=now)
     return {"removed_mention_ids_forgotten": deleted}
+
+
+def handled_events_keep_s(settings: Any) -> int:
+    """Seconds a tick's claim is kept: past every delivery that would be acted on."""
+    return max(HANDLED_EVENTS_KEEP_MIN_S, settings.max_event_age_s)
+
+
+def sweep_handled_events(runtime: Any, *, now: dt.datetime) -> dict[str, int]:
+    """Delete tick claims older than their keep, but each function's newest; count."""
+    before = now - dt.timedelta(seconds=handled_events_keep_s(runtime.settings))
+    with runtime.database.transaction() as tx:
+        deleted = tx.execute(DELETE_OLD_HANDLED_EVENTS, before=before)
+    return {"handled_events_pruned": deleted}

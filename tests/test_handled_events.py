@@ -1,0 +1,132 @@
+"""The tick claims in handled_events: pruned with each rollup, never too early."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+
+from cartcast import console_status, events, retention
+from cartcast import runtime as runtime_module
+from tests.conftest import START
+from tests.test_event_functions import tick
+
+DAY = dt.timedelta(days=1)
+
+INSERT_CLAIM = """
+INSERT INTO handled_events (function, event_id, handled_at, finished_at)
+VALUES (:function, :event_id, :handled_at, :finished_at)
+"""
+SELECT_EVENT_IDS = "SELECT event_id FROM handled_events ORDER BY event_id"
+
+
+def _claimed(current, function: str, event_id: str, at, *, finished=True) -> None:
+    with current.database.transaction() as tx:
+        tx.execute(
+            INSERT_CLAIM,
+            function=function,
+            event_id=event_id,
+            handled_at=at,
+            finished_at=at if finished else None,
+        )
+
+
+def _event_ids(current) -> set[str]:
+    return {row["event_id"] for row in current.database.reads().rows(SELECT_EVENT_IDS)}
+
+
+def test_the_rollup_tick_prunes_old_claims_and_keeps_recent_ones(
+    function_env, clock_file
+) -> None:
+    now = START + 30 * DAY
+    clock_file.set(now)
+    current = runtime_module.current()
+    _claimed(current, "poll_mentions", "poll-old", now - 8 * DAY)
+    _claimed(current, "poll_mentions", "poll-recent", now - 6 * DAY)
+    _claimed(current, "rollup_kpis", "rollup-old", now - 20 * DAY)
+
+    response = tick("rollup_kpis", now, message_id="rollup-now")
+
+    assert response.status_code == 200
+    assert _event_ids(current) == {"poll-recent", "rollup-now"}
+
+
+def test_a_function_s_newest_claim_stays_however_old_for_the_status_page(
+    runtime,
+) -> None:
+    _claimed(runtime, "poll_mentions", "poll-1", START - 40 * DAY)
+    _claimed(runtime, "poll_mentions", "poll-2", START - 30 * DAY)
+
+    retention.sweep_handled_events(runtime, now=START)
+
+    with runtime.database.transaction() as tx:
+        found = console_status.system_status(tx, brand_id=str(uuid.uuid4()), now=START)
+    assert _event_ids(runtime) == {"poll-2"}
+    assert [dict(run) for run in found["function_runs"]] == [
+        {"function": "poll_mentions", "last_run": START - 30 * DAY, "runs": 0}
+    ]
+
+
+def test_the_status_page_counts_the_events_of_its_window(runtime) -> None:
+    _claimed(runtime, "poll_mentions", "poll-1", START - 8 * DAY)
+    _claimed(runtime, "poll_mentions", "poll-2", START - 2 * DAY)
+    _claimed(runtime, "poll_mentions", "poll-3", START - DAY)
+
+    with runtime.database.transaction() as tx:
+        found = console_status.system_status(tx, brand_id=str(uuid.uuid4()), now=START)
+
+    assert [dict(run) for run in found["function_runs"]] == [
+        {"function": "poll_mentions", "last_run": START - DAY, "runs": 2}
+    ]
+
+
+def test_an_unfinished_claim_stays_until_its_keep_and_a_retry_takes_it_over(
+    runtime,
+) -> None:
+    takeover = dt.timedelta(seconds=events.CLAIM_TAKEOVER_S)
+    abandoned_at = START - takeover - dt.timedelta(seconds=1)
+    _claimed(runtime, "poll_mentions", "t1", abandoned_at, finished=False)
+    _claimed(runtime, "poll_mentions", "t2", START, finished=False)
+    message = events.Message(event_id="t1", time=abandoned_at, payload={})
+
+    retention.sweep_handled_events(runtime, now=START)
+    retried = events.claim(runtime, "poll_mentions", message)
+
+    assert retention.handled_events_keep_s(runtime.settings) > events.CLAIM_TAKEOVER_S
+    assert _event_ids(runtime) == {"t1", "t2"}
+    assert retried is events.Claim.CLAIMED
+
+
+def test_claims_are_kept_at_least_as_long_as_an_event_may_be_acted_on(
+    runtime,
+) -> None:
+    runtime.settings = dataclasses.replace(
+        runtime.settings, max_event_age_s=int((30 * DAY).total_seconds())
+    )
+    _claimed(runtime, "poll_mentions", "within", START - 29 * DAY)
+    _claimed(runtime, "poll_mentions", "past", START - 31 * DAY)
+    _claimed(runtime, "poll_mentions", "newest", START)
+
+    retention.sweep_handled_events(runtime, now=START)
+
+    assert _event_ids(runtime) == {"within", "newest"}
+
+
+def test_a_redelivery_after_its_claim_was_pruned_is_dropped_as_stale_not_run(
+    function_env, clock_file
+) -> None:
+    # Arrange: a rollup tick ran; eight days on, a later rollup pruned its claim.
+    first = tick("rollup_kpis", START, message_id="rollup-1")
+    later = START + 8 * DAY
+    clock_file.set(later)
+    tick("rollup_kpis", later, message_id="rollup-2")
+    current = runtime_module.current()
+    pruned = "rollup-1" not in _event_ids(current)
+
+    # Act: Pub/Sub delivers the first tick again.
+    again = tick("rollup_kpis", START, message_id="rollup-1")
+
+    # Assert: acknowledged, and not claimed (so not run): it is past its max age.
+    assert first.status_code == again.status_code == 200
+    assert pruned
+    assert "rollup-1" not in _event_ids(current)
