@@ -381,10 +381,12 @@ def test_the_trail_pages_newest_first_and_filters_by_action(client, role_keys) -
         "?after=WzEsMiwzXQ",
         "?action=",
         "?limit=0",
-        # ["0001-01-01T00:00:00+14:00", "audit", 1]: a moment before year 1 in UTC
-        "?after=WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwgImF1ZGl0IiwgMV0",
-        # ["9999-12-31T23:59:59-14:00", "post", 1]: one after year 9999 in UTC
-        "?after=WyI5OTk5LTEyLTMxVDIzOjU5OjU5LTE0OjAwIiwgInBvc3QiLCAxXQ",
+        # ["audit", "0001-01-01T00:00:00+14:00", "audit", 1]: a moment before
+        # year 1 in UTC
+        "?after=WyJhdWRpdCIsICIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwgImF1ZGl0IiwgMV0",
+        # ["audit", "9999-12-31T23:59:59-14:00", "post", 1]: one after year 9999
+        # in UTC
+        "?after=WyJhdWRpdCIsICI5OTk5LTEyLTMxVDIzOjU5OjU5LTE0OjAwIiwgInBvc3QiLCAxXQ",
         # 3,000 nested lists: deeper than the JSON reader's recursion
         "?after=" + "W1tb" * 1000,
     ],

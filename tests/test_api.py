@@ -763,12 +763,15 @@ def test_posts_past_the_first_page_are_reached_through_next(client, brand_key) -
     [
         "zzz",
         "W10",
-        "WyJ4IiwgInkiXQ",
+        # ["posts", "x", "y"]
+        "WyJwb3N0cyIsICJ4IiwgInkiXQ",
         # A time and an id that is a number, null; an object; no UTC instant.
-        "WyIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwgNV0",
-        "WyIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwgbnVsbF0",
+        "WyJwb3N0cyIsICIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwgNV0",
+        "WyJwb3N0cyIsICIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwgbnVsbF0",
         "eyJhIjogMX0",
-        "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwgIjZmMWMxZjdlLThhNGUtNGM2MS05YTUyLTBiOWQzZDBmNmExMCJd",
+        "WyJwb3N0cyIsICIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwgIjZmMWMxZjdlLThhNGUtNGM2MS05YTUyLTBiOWQzZDBmNmExMCJd",
+        # A token as the list wrote it before tokens named their list.
+        "WyIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwgIjZmMWMxZjdlLThhNGUtNGM2MS05YTUyLTBiOWQzZDBmNmExMCJd",
     ],
 )
 def test_a_posts_cursor_that_no_page_answered_is_a_400(

@@ -712,7 +712,10 @@ def test_a_reply_edit_the_reply_rules_refuse_is_a_400_and_changes_nothing(
 
 
 def _token(place) -> str:
-    raw = json.dumps(place).encode()
+    """Write a place as inbox.py writes it, its list's kind first; a value that
+    is no list is written as it is."""
+    key = ["mentions", *place] if isinstance(place, list) else place
+    raw = json.dumps(key).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -166,11 +166,8 @@ def list_trail(
         after_id=after_id,
         limit=limit + 1,
     )
-    page, more = rows[:limit], len(rows) > limit
-    return {
-        "events": [_view(row) for row in page],
-        "next": _write_cursor(page[-1]) if more else None,
-    }
+    page, next_token = page_cursors.next_page(rows, limit, "audit", _key)
+    return {"events": [_view(row) for row in page], "next": next_token}
 
 
 def _view(row: dict[str, Any]) -> dict[str, Any]:
@@ -195,24 +192,21 @@ def _filter(query: Any, name: str) -> str | None:
     return value
 
 
-def _write_cursor(row: dict[str, Any]) -> str:
-    return page_cursors.write([row["at"].isoformat(), row["source"], row["id"]])
+def _key(row: dict[str, Any]) -> list[Any]:
+    return [row["at"].isoformat(), row["source"], row["id"]]
 
 
 def _read_cursor(value: str | None) -> tuple[Any, Any, Any]:
     if value is None:
         return None, None, None
-    return page_cursors.read(value, _place)
+    return page_cursors.read(value, "audit", _place)
 
 
 def _place(key: list[Any]) -> tuple[dt.datetime, str, int]:
     at, source, row_id = key
     if source not in ("audit", "post"):
         raise ValueError(source)
-    # JSON's true is a Python int (bool subclasses it): only a real integer.
-    if type(row_id) is not int or not 0 < row_id < 2**63:
-        raise ValueError(row_id)
-    return page_cursors.instant(at), source, row_id
+    return page_cursors.instant(at), source, page_cursors.row_number(row_id)
 
 
 def _json(value: dict[str, Any] | None) -> str | None:

@@ -194,11 +194,8 @@ def list_inbox(
         unscored_priority=UNSCORED_PRIORITY,
         **after,
     )
-    page, more = rows[:limit], len(rows) > limit
-    return {
-        "mentions": [_view(row, now, brand) for row in page],
-        "next": _write_cursor(page[-1]) if more else None,
-    }
+    page, next_token = page_cursors.next_page(rows, limit, "mentions", _key)
+    return {"mentions": [_view(row, now, brand) for row in page], "next": next_token}
 
 
 def mark_handled(
@@ -427,17 +424,15 @@ def _flag(raw: str | None, name: str) -> bool | None:
     return raw == "true"
 
 
-def _write_cursor(row: dict[str, Any]) -> str:
+def _key(row: dict[str, Any]) -> list[Any]:
     due = row["sort_due"]
-    return page_cursors.write(
-        [
-            row["sort_priority"],
-            row["sort_place"],
-            "infinity" if row["response_due_at"] is None else due.isoformat(),
-            row["posted_at"].isoformat(),
-            str(row["id"]),
-        ]
-    )
+    return [
+        row["sort_priority"],
+        row["sort_place"],
+        "infinity" if row["response_due_at"] is None else due.isoformat(),
+        row["posted_at"].isoformat(),
+        str(row["id"]),
+    ]
 
 
 def _read_cursor(raw: str | None) -> dict[str, Any]:
@@ -446,7 +441,7 @@ def _read_cursor(raw: str | None) -> dict[str, Any]:
         return dict.fromkeys(
             ("after_id", "after_priority", "after_place", "after_due", "after_posted")
         )
-    return page_cursors.read(raw, _place)
+    return page_cursors.read(raw, "mentions", _place)
 
 
 def _place(key: list[Any]) -> dict[str, Any]:

@@ -485,28 +485,23 @@ def page_of_posts(
         limit=limit + 1,
     )
 
-    page, more = rows[:limit], len(rows) > limit
+    page, next_token = page_cursors.next_page(rows, limit, "posts", _posts_key)
     return {
         "posts": [with_price(post, prices) for post in page],
-        "next": _write_posts_cursor(page[-1]) if more else None,
+        "next": next_token,
     }
 
 
-def _write_posts_cursor(post: dict[str, Any]) -> str:
+def _posts_key(post: dict[str, Any]) -> list[Any]:
     at = post["scheduled_at"] or post["created_at"]
-    return page_cursors.write([at.isoformat(), str(post["id"])])
+    return [at.isoformat(), str(post["id"])]
 
 
 def _read_posts_cursor(value: str | None) -> tuple[dt.datetime | None, str | None]:
     """Decode an `after` token into the last post's (time, id), or refuse it (400)."""
     if value is None:
         return None, None
-    return page_cursors.read(value, _posts_place)
-
-
-def _posts_place(key: list[Any]) -> tuple[dt.datetime, str]:
-    at, post_id = key
-    return page_cursors.instant(at), page_cursors.uuid_text(post_id)
+    return page_cursors.read(value, "posts", page_cursors.instant_and_uuid)
 
 
 def with_price(
