@@ -1138,7 +1138,7 @@ def test_an_x_user_id_with_a_leading_zero_is_refused_on_create_and_patch(
         ("/v1/reports/daily?formt=csv", "formt", "no parameter 'formt'"),
         ("/v1/posts?stat=failed", "stat", "no parameter 'stat'"),
         ("/v1/keys?role=admin", "role", "no parameter 'role'"),
-        ("/v1/author-data-removals?after=2", "after", "no parameter 'after'"),
+        ("/v1/reports/mentions?after=2", "after", "no parameter 'after'"),
         # The first value alone would answer a filter nobody asked for.
         ("/v1/mentions?priority=1&priority=2", "priority", "more than once"),
         ("/v1/posts?state=failed&state=failed", "state", "more than once"),

@@ -19,6 +19,7 @@ import re
 import zoneinfo
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
@@ -249,7 +250,7 @@ ROUTE_ROLES = {
 # everything as if it had been obeyed. A route not named here takes none.
 QUERY_PARAMETERS = {
     "list_products": ("limit", "after"),
-    "list_caption_jobs": ("limit", "state"),
+    "list_caption_jobs": ("limit", "state", "after"),
     "list_posts": ("limit", "state", "after"),
     "list_mentions": (
         "limit",
@@ -260,13 +261,13 @@ QUERY_PARAMETERS = {
         "overdue",
         "after",
     ),
-    "list_crises": ("limit",),
+    "list_crises": ("limit", "after"),
     "daily_report": ("from", "to", "format"),
-    "post_report": ("limit", "format"),
+    "post_report": ("limit", "format", "after"),
     "mention_report": ("format",),
     "order_report": ("from", "to", "format"),
     "list_audit": ("limit", "action", "subject", "after"),
-    "list_author_data_removals": ("limit",),
+    "list_author_data_removals": ("limit", "after"),
 }
 # The generate_caption function answers what POST /v1/captions does.
 CAPTION_FUNCTION_ROLE = ROUTE_ROLES["create_captions"]
@@ -926,10 +927,15 @@ def list_caption_jobs(
             field="state",
         )
     brand_id = keys.require_brand(caller)
-    found = caption_jobs.list_jobs(
-        tx, brand_id=brand_id, state=state, limit=_limit(query)
+    found, next_token = caption_jobs.list_jobs(
+        tx,
+        brand_id=brand_id,
+        state=state,
+        limit=_limit(query),
+        after=query.get("after"),
     )
-    return web.json_response(_caption_jobs_answer(tx, runtime, brand_id, jobs=found))
+    answer = _caption_jobs_answer(tx, runtime, brand_id, jobs=found)
+    return web.json_response({**answer, "next": next_token})
 
 
 def get_caption_job(
@@ -1362,14 +1368,15 @@ def list_crises(
 ) -> web.Response:
     from cartcast import crisis
 
-    found = crisis.list_crises(
+    found, next_token = crisis.list_crises(
         tx,
         brand_id=keys.require_brand(caller),
         limit=_limit(query),
         now=runtime.clock.now(),
         window_min=runtime.settings.crisis_window_min,
+        after=query.get("after"),
     )
-    return web.json_response({"crises": found})
+    return web.json_response({"crises": found, "next": next_token})
 
 
 def pause_publishing(
@@ -1503,12 +1510,19 @@ def post_report(
     from cartcast import reports
 
     answer = _report_format(query, ("json", "csv"))
-    rows = reports.post_revenue(
-        tx, brand_id=keys.require_brand(caller), limit=_limit(query)
+    limit = _limit(query)
+    rows, next_token = reports.post_revenue(
+        tx, brand_id=keys.require_brand(caller), limit=limit, after=query.get("after")
     )
+
     if answer == "csv":
-        return _csv_response(reports.POST_COLUMNS, rows, "posts")
-    return web.json_response({"posts": rows})
+        # A CSV has no room for the token: the next page is a Link header (RFC
+        # 8288) whose target, a bare query, resolves against this request's path.
+        following = {"format": "csv", "limit": limit, "after": next_token}
+        link = f'<?{urlencode(following)}>; rel="next"'
+        extra = {} if next_token is None else {"Link": link}
+        return _csv_response(reports.POST_COLUMNS, rows, "posts", extra)
+    return web.json_response({"posts": rows, "next": next_token})
 
 
 def mention_report(
@@ -1589,7 +1603,10 @@ def report_range(
 
 
 def _csv_response(
-    columns: tuple[str, ...], rows: list[dict[str, Any]], name: str
+    columns: tuple[str, ...],
+    rows: list[dict[str, Any]],
+    name: str,
+    extra_headers: dict[str, str] | None = None,
 ) -> web.Response:
     from cartcast import reports
 
@@ -1598,6 +1615,7 @@ def _csv_response(
         "Content-Disposition": f'attachment; filename="cartcast-{name}.csv"',
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
+        **(extra_headers or {}),
     }
     return reports.to_csv(columns, rows), 200, headers
 
@@ -1747,8 +1765,10 @@ def list_author_data_removals(
 
     brand_id = keys.require_brand(caller)
     offboarding.require_admin(caller.role, "reading the removals of authors' data")
-    found = author_data.list_removals(tx, brand_id=brand_id, limit=_limit(query))
-    return web.json_response({"removals": found})
+    found, next_token = author_data.list_removals(
+        tx, brand_id=brand_id, limit=_limit(query), after=query.get("after")
+    )
+    return web.json_response({"removals": found, "next": next_token})
 
 
 def create_key(

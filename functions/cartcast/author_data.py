@@ -41,7 +41,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from cartcast import post_events, removed_mentions, validation
+from cartcast import page_cursors, post_events, removed_mentions, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest
 
@@ -137,7 +137,8 @@ RETURNING id, requested_at, requested_by, matched_by, mentions, escalations,
 LIST_REMOVALS = """
 SELECT id, requested_at, requested_by, matched_by, mentions, escalations,
     replies_cancelled
-FROM author_data_removals WHERE brand_id = :brand_id
+FROM author_data_removals
+WHERE brand_id = :brand_id AND (CAST(:after_id AS bigint) IS NULL OR id < :after_id)
 ORDER BY id DESC LIMIT :limit
 """
 
@@ -243,10 +244,23 @@ def cancel_replies(
 
 
 def list_removals(
-    tx: Transaction, *, brand_id: str, limit: int
-) -> list[dict[str, Any]]:
-    """Return the brand's removal records, newest first."""
-    return tx.rows(LIST_REMOVALS, brand_id=brand_id, limit=limit)
+    tx: Transaction, *, brand_id: str, limit: int, after: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Return one page of the brand's removal records, newest first, and the
+    `next` token; `after` is the `next` of a previous page (400 if not)."""
+    after_id = None
+    if after is not None:
+        after_id = page_cursors.read(after, "author_data_removals", _place)
+    rows = tx.rows(LIST_REMOVALS, brand_id=brand_id, after_id=after_id, limit=limit + 1)
+
+    return page_cursors.next_page(
+        rows, limit, "author_data_removals", lambda row: [row["id"]]
+    )
+
+
+def _place(key: list[Any]) -> int:
+    (row_id,) = key
+    return page_cursors.row_number(row_id)
 
 
 def read_author(body: Any) -> tuple[str, str]:

@@ -42,7 +42,7 @@ import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from cartcast import brands, posts, validation
+from cartcast import brands, page_cursors, posts, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
 
@@ -106,6 +106,9 @@ SELECT_JOB = SELECT_JOBS + " AND j.id = :id"
 SELECT_LISTED_JOBS = (
     SELECT_JOBS
     + """ AND (CAST(:state AS text) IS NULL OR j.state = :state)
+  AND (CAST(:after_at AS timestamptz) IS NULL
+       OR (j.created_at, j.id)
+          < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid)))
 ORDER BY j.created_at DESC, j.id DESC LIMIT :limit"""
 )
 SELECT_FAILURES = """
@@ -181,11 +184,35 @@ def get_job(tx: Transaction, *, brand_id: str, job_id: str) -> dict[str, Any]:
 
 
 def list_jobs(
-    tx: Transaction, *, brand_id: str, state: str | None, limit: int
-) -> list[dict[str, Any]]:
-    """Return a brand's jobs, newest first, each with its progress."""
-    rows = tx.rows(SELECT_LISTED_JOBS, brand_id=brand_id, state=state, limit=limit)
-    return [_with_progress(row) for row in rows]
+    tx: Transaction,
+    *,
+    brand_id: str,
+    state: str | None,
+    limit: int,
+    after: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Return one page of a brand's jobs, newest first, each with its progress,
+    and the `next` token; `after` is the `next` of a previous page (400 if not)."""
+    after_at, after_id = None, None
+    if after is not None:
+        after_at, after_id = page_cursors.read(
+            after, "caption_jobs", page_cursors.instant_and_uuid
+        )
+    rows = tx.rows(
+        SELECT_LISTED_JOBS,
+        brand_id=brand_id,
+        state=state,
+        after_at=after_at,
+        after_id=after_id,
+        limit=limit + 1,
+    )
+
+    page, next_token = page_cursors.next_page(rows, limit, "caption_jobs", _key)
+    return [_with_progress(row) for row in page], next_token
+
+
+def _key(job: dict[str, Any]) -> list[Any]:
+    return [job["created_at"].isoformat(), str(job["id"])]
 
 
 def cancel(

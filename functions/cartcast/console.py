@@ -650,7 +650,7 @@ def inbox_page(
             limit=5,
             now=runtime.clock.now(),
             window_min=runtime.settings.crisis_window_min,
-        ),
+        )[0],
     )
 
 

@@ -36,7 +36,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from cartcast import alerts, audit, holds
+from cartcast import alerts, audit, holds, page_cursors
 from cartcast.db import Transaction
 from cartcast.errors import Conflict
 from cartcast.logs import fields
@@ -76,11 +76,14 @@ SEEN_AGAIN = "UPDATE crises SET last_seen_at = :now WHERE id = :id"
 CLOSE_CRISIS = "UPDATE crises SET ended_at = :ended_at WHERE id = :id"
 # An open crisis unseen for a whole window ended then, closed by a run or not.
 SELECT_CRISES = """
-SELECT started_at,
+SELECT id, started_at,
     COALESCE(ended_at, CASE WHEN last_seen_at + :window <= :now
                             THEN last_seen_at + :window END) AS ended_at,
     window_mentions, window_negative, baseline_share
-FROM crises WHERE brand_id = :brand_id ORDER BY started_at DESC LIMIT :limit
+FROM crises WHERE brand_id = :brand_id
+  AND (CAST(:after_at AS timestamptz) IS NULL
+       OR (started_at, id) < (CAST(:after_at AS timestamptz), :after_id))
+ORDER BY started_at DESC, id DESC LIMIT :limit
 """
 BRANDS_OF_MENTIONS = """
 SELECT DISTINCT brand_id FROM mentions WHERE id = ANY(CAST(:ids AS uuid[]))
@@ -238,15 +241,39 @@ def list_crises(
     limit: int,
     now: dt.datetime,
     window_min: int,
-) -> list[dict[str, Any]]:
-    """Return the brand's crises, latest first; one unseen for a window has ended."""
-    return tx.rows(
+    after: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Return one page of the brand's crises, latest first, and the `next` token;
+    one unseen for a window has ended. `after` is the `next` of a previous page."""
+    after_at, after_id = None, None
+    if after is not None:
+        after_at, after_id = page_cursors.read(after, "crises", _place)
+    rows = tx.rows(
         SELECT_CRISES,
         brand_id=brand_id,
-        limit=limit,
+        after_at=after_at,
+        after_id=after_id,
+        limit=limit + 1,
         now=now,
         window=dt.timedelta(minutes=window_min),
     )
+
+    page, next_token = page_cursors.next_page(rows, limit, "crises", _key)
+    return [_view(row) for row in page], next_token
+
+
+def _key(row: dict[str, Any]) -> list[Any]:
+    return [row["started_at"].isoformat(), row["id"]]
+
+
+def _place(key: list[Any]) -> tuple[dt.datetime, int]:
+    at, row_id = key
+    return page_cursors.instant(at), page_cursors.row_number(row_id)
+
+
+def _view(row: dict[str, Any]) -> dict[str, Any]:
+    """A crisis as the API shows it: its row id only orders the pages."""
+    return {name: value for name, value in row.items() if name != "id"}
 
 
 def _alert_text(slug: str, shares: Shares, settings: Any) -> str:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import uuid
 import zoneinfo
 from decimal import Decimal
 from typing import Any
 
+from cartcast import page_cursors
 from cartcast.db import Transaction
 
 # The one list of daily_kpis columns a report shows, in order. The query reads the
@@ -95,6 +97,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # More orders than this in one report is refused rather than built in memory: an
 # HTTP function's answer is capped at 32 MB.
 ORDER_ROWS_MAX = 50_000
+# A post's revenue as a page token holds it: a sum of numeric(12, 2) prices.
+REVENUE_TEXT = re.compile(r"[0-9]{1,30}(\.[0-9]{1,2})?")
 
 SELECT_DAILY = """
 SELECT * FROM daily_kpis
@@ -116,24 +120,37 @@ GROUP BY 1
 """
 # The post reports list the brand's own posts: a reply to a mention (in_reply_to
 # set) answers a customer, and is counted apart as the rollup counts it.
+# The ranking pages on (revenue, time published, id): revenue is summed before it
+# can be compared, so the page's rows are the ranked rows past the last one read.
+# A post with no time published (none is written so) ranks last, as ASC puts NULL
+# last. A post's revenue growing while a reader pages moves it up the ranking: it
+# may be listed twice or skipped, never out of order.
 SELECT_POST_REVENUE = """
-SELECT p.id, p.text, p.published_at, p.x_post_id, p.engine,
-    COALESCE(m.impressions, 0) AS impressions,
-    COALESCE(m.engagements, 0) AS engagements,
-    COALESCE(m.link_clicks, 0) AS link_clicks,
-    COUNT(o.id) AS orders,
-    COALESCE(SUM(o.total_price), 0) AS revenue
-FROM posts p
-LEFT JOIN LATERAL (
-    SELECT s.impressions, s.likes + s.reposts + s.replies + s.quotes + s.bookmarks
-               AS engagements, s.link_clicks
-    FROM metric_snapshots s WHERE s.post_id = p.id
-    ORDER BY s.captured_at DESC LIMIT 1
-) m ON true
-LEFT JOIN orders o ON o.post_id = p.id
-WHERE p.brand_id = :brand_id AND p.state = 'published' AND p.in_reply_to IS NULL
-GROUP BY p.id, m.impressions, m.engagements, m.link_clicks
-ORDER BY revenue DESC, p.published_at
+SELECT * FROM (
+    SELECT p.id, p.text, p.published_at, p.x_post_id, p.engine,
+        COALESCE(m.impressions, 0) AS impressions,
+        COALESCE(m.engagements, 0) AS engagements,
+        COALESCE(m.link_clicks, 0) AS link_clicks,
+        COUNT(o.id) AS orders,
+        COALESCE(SUM(o.total_price), 0) AS revenue
+    FROM posts p
+    LEFT JOIN LATERAL (
+        SELECT s.impressions,
+            s.likes + s.reposts + s.replies + s.quotes + s.bookmarks AS engagements,
+            s.link_clicks
+        FROM metric_snapshots s WHERE s.post_id = p.id
+        ORDER BY s.captured_at DESC LIMIT 1
+    ) m ON true
+    LEFT JOIN orders o ON o.post_id = p.id
+    WHERE p.brand_id = :brand_id AND p.state = 'published' AND p.in_reply_to IS NULL
+    GROUP BY p.id, m.impressions, m.engagements, m.link_clicks
+) ranked
+WHERE CAST(:after_revenue AS numeric) IS NULL
+   OR revenue < :after_revenue
+   OR (revenue = :after_revenue
+       AND (COALESCE(published_at, 'infinity'), id)
+           > (CAST(:after_published AS timestamptz), CAST(:after_id AS uuid)))
+ORDER BY revenue DESC, COALESCE(published_at, 'infinity'), id
 LIMIT :limit
 """
 # Posts published on the range's local days, with their figures to date: the
@@ -273,9 +290,46 @@ def daily_totals(days: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def post_revenue(tx: Transaction, *, brand_id: str, limit: int) -> list[dict[str, Any]]:
-    rows = tx.rows(SELECT_POST_REVENUE, brand_id=brand_id, limit=limit)
-    return [with_money_places(row) for row in rows]
+def post_revenue(
+    tx: Transaction, *, brand_id: str, limit: int, after: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Return one page of the brand's published posts, highest revenue first, and
+    the `next` token; `after` is the `next` of a previous page (400 if not)."""
+    after_revenue, after_published, after_id = None, None, None
+    if after is not None:
+        after_revenue, after_published, after_id = page_cursors.read(
+            after, "post_report", _post_place
+        )
+    rows = tx.rows(
+        SELECT_POST_REVENUE,
+        brand_id=brand_id,
+        after_revenue=after_revenue,
+        after_published=after_published,
+        after_id=after_id,
+        limit=limit + 1,
+    )
+
+    page, next_token = page_cursors.next_page(rows, limit, "post_report", _post_key)
+    return [with_money_places(row) for row in page], next_token
+
+
+def _post_key(row: dict[str, Any]) -> list[Any]:
+    published = row["published_at"]
+    return [
+        str(row["revenue"]),
+        "infinity" if published is None else published.isoformat(),
+        str(row["id"]),
+    ]
+
+
+def _post_place(key: list[Any]) -> tuple[Decimal, Any, str]:
+    revenue, published, post_id = key
+    # A sum of numeric(12, 2) prices; a longer figure would overflow the cast.
+    if not isinstance(revenue, str) or not REVENUE_TEXT.fullmatch(revenue):
+        raise ValueError(revenue)
+    if published != "infinity":
+        published = page_cursors.instant(published)
+    return Decimal(revenue), published, page_cursors.uuid_text(post_id)
 
 
 def mention_summary(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
