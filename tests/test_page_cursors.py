@@ -16,9 +16,10 @@ import uuid
 from decimal import Decimal
 
 import pytest
+import yaml
 
 from cartcast import page_cursors
-from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.conftest import OPERATOR_KEY, REPO, START, make_app
 from tests.helpers import auth, brand_body, post_json
 
 MINUTE = dt.timedelta(minutes=1)
@@ -300,3 +301,20 @@ def test_next_page_splits_the_extra_row_off_as_the_next_token() -> None:
     assert page == rows[:2]
     assert page_cursors.read(following, "numbers", lambda key: key) == [2]
     assert (last, none) == ([{"n": 3}], None)
+
+
+def test_the_spec_takes_every_list_s_after_from_one_parameter() -> None:
+    """One `after` in docs/openapi.yaml, as long as the longest token read."""
+    spec = yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text())
+    shared = spec["components"]["parameters"]["after"]
+    taking = {
+        path
+        for path, item in spec["paths"].items()
+        for operation in item.values()
+        if isinstance(operation, dict)
+        for parameter in operation.get("parameters", [])
+        if parameter.get("$ref") == "#/components/parameters/after"
+    }
+
+    assert shared["schema"]["maxLength"] == page_cursors.TOKEN_LENGTH_MAX
+    assert taking == set(PATHS.values())

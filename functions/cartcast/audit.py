@@ -154,7 +154,9 @@ def list_trail(
     """
     action = _filter(query, "action")
     subject = _filter(query, "subject")
-    after_at, after_source, after_id = _read_cursor(query.get("after"))
+    after_at, after_source, after_id = page_cursors.place_after(
+        query.get("after"), "audit", _place, (None, None, None)
+    )
 
     rows = tx.rows(
         SELECT_TRAIL,
@@ -194,12 +196,6 @@ def _filter(query: Any, name: str) -> str | None:
 
 def _key(row: dict[str, Any]) -> list[Any]:
     return [row["at"].isoformat(), row["source"], row["id"]]
-
-
-def _read_cursor(value: str | None) -> tuple[Any, Any, Any]:
-    if value is None:
-        return None, None, None
-    return page_cursors.read(value, "audit", _place)
 
 
 def _place(key: list[Any]) -> tuple[dt.datetime, str, int]:

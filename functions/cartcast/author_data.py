@@ -248,9 +248,7 @@ def list_removals(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Return one page of the brand's removal records, newest first, and the
     `next` token; `after` is the `next` of a previous page (400 if not)."""
-    after_id = None
-    if after is not None:
-        after_id = page_cursors.read(after, "author_data_removals", _place)
+    after_id = page_cursors.place_after(after, "author_data_removals", _place, None)
     rows = tx.rows(LIST_REMOVALS, brand_id=brand_id, after_id=after_id, limit=limit + 1)
 
     return page_cursors.next_page(

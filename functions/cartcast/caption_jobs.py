@@ -193,11 +193,9 @@ def list_jobs(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Return one page of a brand's jobs, newest first, each with its progress,
     and the `next` token; `after` is the `next` of a previous page (400 if not)."""
-    after_at, after_id = None, None
-    if after is not None:
-        after_at, after_id = page_cursors.read(
-            after, "caption_jobs", page_cursors.instant_and_uuid
-        )
+    after_at, after_id = page_cursors.place_after(
+        after, "caption_jobs", page_cursors.instant_and_uuid, (None, None)
+    )
     rows = tx.rows(
         SELECT_LISTED_JOBS,
         brand_id=brand_id,

@@ -245,9 +245,7 @@ def list_crises(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Return one page of the brand's crises, latest first, and the `next` token;
     one unseen for a window has ended. `after` is the `next` of a previous page."""
-    after_at, after_id = None, None
-    if after is not None:
-        after_at, after_id = page_cursors.read(after, "crises", _place)
+    after_at, after_id = page_cursors.place_after(after, "crises", _place, (None, None))
     rows = tx.rows(
         SELECT_CRISES,
         brand_id=brand_id,

@@ -57,6 +57,14 @@ PLACE_SQL = (
     + f" ELSE {triage.OTHER_PLACE} END"
 )
 PLACES = (*triage.PLACE_IN_PRIORITY.values(), triage.OTHER_PLACE)
+# The query's parameters for the last row read; all None before the first page.
+PLACE_FIELDS = (
+    "after_id",
+    "after_priority",
+    "after_place",
+    "after_due",
+    "after_posted",
+)
 
 SELECT_PAGE = """
 SELECT m.id, m.x_post_id, m.author_id, m.author_username, m.author_name, m.text,
@@ -179,7 +187,9 @@ def list_inbox(
         )
     priority = _priority(query.get("priority"))
     overdue = _flag(query.get("overdue"), "overdue")
-    after = _read_cursor(query.get("after"))
+    after = page_cursors.place_after(
+        query.get("after"), "mentions", _place, dict.fromkeys(PLACE_FIELDS)
+    )
 
     rows = tx.rows(
         SELECT_PAGE,
@@ -433,15 +443,6 @@ def _key(row: dict[str, Any]) -> list[Any]:
         row["posted_at"].isoformat(),
         str(row["id"]),
     ]
-
-
-def _read_cursor(raw: str | None) -> dict[str, Any]:
-    """Decode an `after` token into the last row's place, or refuse it (400)."""
-    if raw is None:
-        return dict.fromkeys(
-            ("after_id", "after_priority", "after_place", "after_due", "after_posted")
-        )
-    return page_cursors.read(raw, "mentions", _place)
 
 
 def _place(key: list[Any]) -> dict[str, Any]:

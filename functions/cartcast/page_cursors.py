@@ -55,6 +55,14 @@ def read(token: str, kind: str, shape: Callable[[list[Any]], T]) -> T:
         raise refused from error
 
 
+def place_after(
+    token: str | None, kind: str, shape: Callable[[list[Any]], T], first: T
+) -> T:
+    """Return where a page starts: `first` when no `after` was given, else the
+    place the token holds, read as `read` does (a 400 naming `after` if not)."""
+    return first if token is None else read(token, kind, shape)
+
+
 def next_page(
     rows: list[dict[str, Any]],
     limit: int,

@@ -475,7 +475,9 @@ def page_of_posts(
     `after` is the `next` a previous page answered. A post moved to another time
     while a reader pages may be listed twice or skipped; none is listed out of order.
     """
-    after_at, after_id = _read_posts_cursor(after)
+    after_at, after_id = page_cursors.place_after(
+        after, "posts", page_cursors.instant_and_uuid, (None, None)
+    )
     rows = tx.rows(
         SELECT_POSTS,
         brand_id=brand_id,
@@ -495,13 +497,6 @@ def page_of_posts(
 def _posts_key(post: dict[str, Any]) -> list[Any]:
     at = post["scheduled_at"] or post["created_at"]
     return [at.isoformat(), str(post["id"])]
-
-
-def _read_posts_cursor(value: str | None) -> tuple[dt.datetime | None, str | None]:
-    """Decode an `after` token into the last post's (time, id), or refuse it (400)."""
-    if value is None:
-        return None, None
-    return page_cursors.read(value, "posts", page_cursors.instant_and_uuid)
 
 
 def with_price(

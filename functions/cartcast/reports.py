@@ -295,11 +295,9 @@ def post_revenue(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Return one page of the brand's published posts, highest revenue first, and
     the `next` token; `after` is the `next` of a previous page (400 if not)."""
-    after_revenue, after_published, after_id = None, None, None
-    if after is not None:
-        after_revenue, after_published, after_id = page_cursors.read(
-            after, "post_report", _post_place
-        )
+    after_revenue, after_published, after_id = page_cursors.place_after(
+        after, "post_report", _post_place, (None, None, None)
+    )
     rows = tx.rows(
         SELECT_POST_REVENUE,
         brand_id=brand_id,
