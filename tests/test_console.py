@@ -1530,3 +1530,88 @@ def test_each_role_may_post_the_forms_its_row_of_the_readme_allows(
     }
 
     assert refused == set(FORMS) - ALLOWED[role]
+
+
+class CountingStream(io.RawIOBase):
+    """An endless body of "a=" and letters that counts the bytes read from it."""
+
+    def __init__(self) -> None:
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        filler = (b"a=" + b"x" * len(buffer))[: len(buffer)]
+        buffer[: len(filler)] = filler
+        self.bytes_read += len(filler)
+        return len(filler)
+
+
+def test_a_form_past_the_body_limit_is_a_413_naming_it_with_nothing_changed(
+    client, signed_in
+) -> None:
+    post_id = signed_in["posts"][0]
+    token = csrf_of(client)
+    three_mb = "x" * (3 * 1000 * 1000)
+
+    answer = client.post(
+        f"/console/posts/{post_id}/reject",
+        data={"csrf": token, "reason": three_mb},
+    )
+
+    assert answer.status_code == 413, text_of(answer)
+    assert "2 MiB" in text_of(answer)
+    assert post_state(client, signed_in["key"], post_id) == "needs_approval"
+
+
+@pytest.mark.parametrize(
+    ("path", "limit"),
+    [
+        ("/console/posts/{post_id}/reject", 2 * 1024 * 1024),
+        ("/console/catalog/import", 8 * 1024 * 1024),
+    ],
+)
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_form_past_its_limit_is_refused_before_it_is_read_whole(
+    client, signed_in, path, limit, chunked
+) -> None:
+    """A declared length is refused unread; a chunked body is read only up to
+    the limit, never held whole."""
+    stream = CountingStream()
+    # As gunicorn hands a chunked body over: no length, the stream ends itself.
+    sent_as = (
+        {"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True}
+        if chunked
+        else {"CONTENT_LENGTH": str(limit + 1)}
+    )
+
+    answer = client.post(
+        path.format(post_id=signed_in["posts"][0]),
+        content_type="application/x-www-form-urlencoded",
+        environ_overrides={"wsgi.input": stream, **sent_as},
+    )
+
+    assert answer.status_code == 413, text_of(answer)
+    assert f"{limit // (1024 * 1024)} MiB" in text_of(answer)
+    assert stream.bytes_read <= limit + 64 * 1024
+
+
+def test_a_cut_short_upload_is_a_400_saying_so_not_a_missing_token(
+    client, signed_in
+) -> None:
+    token = csrf_of(client, "/console/catalog")
+    whole = multipart_body({"csrf": token.encode(), "pasted": MUG})
+    before = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+
+    answer = client.post(
+        "/console/catalog/import",
+        data=whole[: len(whole) - 30],
+        content_type=f"multipart/form-data; boundary={BOUNDARY}",
+    )
+
+    assert answer.status_code == 400, text_of(answer)
+    assert "security token" not in text_of(answer)
+    assert "cut short or malformed" in text_of(answer)
+    after = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+    assert after == before

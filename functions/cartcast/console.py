@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import io
 import re
 import urllib.parse
 import zoneinfo
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.formparser import MultiPartParser
 from werkzeug.routing import Map, Rule
@@ -204,6 +205,19 @@ def handle(request: Any, runtime: Any) -> Response:
         return _icon()
     if endpoint == "import_script":
         return _import_script()
+    body_bytes_max = _body_bytes_max(endpoint)
+    try:
+        _read_body_within(request, body_bytes_max)
+    except RequestEntityTooLarge:
+        # functions-framework reads whatever body is left after every response
+        # (its read_request hook), which would raise this again, as a 500, or
+        # hold the whole body after all: the rest is left unread instead.
+        request.stream = io.BytesIO()
+        return _message_page(
+            413,
+            f"This form is larger than {body_bytes_max // (1024 * 1024)} MiB, the "
+            "most the console takes from one form.",
+        )
 
     secret = runtime.settings.console_secret
     if not secret:
@@ -250,6 +264,28 @@ def handle(request: Any, runtime: Any) -> Response:
     except CartcastError as error:
         web.error_response(error, runtime.log, now)
         return _message_page(503, "Something failed on our side; try again later.")
+
+
+def _body_bytes_max(endpoint: str) -> int:
+    """A catalog import takes UPLOAD_BYTES_MAX, any other form the API's limit."""
+    return UPLOAD_BYTES_MAX if endpoint == "import_catalog" else web.BODY_BYTES_MAX
+
+
+def _read_body_within(request: Any, body_bytes_max: int) -> None:
+    """Read and cache the body, refusing one past `body_bytes_max` bytes.
+
+    A longer declared length is refused unread; a chunked body is read no further
+    than one byte past the limit. Werkzeug's own cap on one multipart text field
+    (500,000 bytes by default) is raised to the same limit, so that a pasted
+    catalog is held to the upload's size alone.
+
+    Raises:
+        RequestEntityTooLarge: the body is longer than `body_bytes_max`.
+    """
+    request.max_content_length = body_bytes_max + 1
+    request.max_form_memory_size = body_bytes_max
+    if len(request.get_data(cache=True)) > body_bytes_max:
+        raise RequestEntityTooLarge()
 
 
 def _record_refusal(
@@ -1119,16 +1155,18 @@ def _multipart_text_fields(request: Any) -> Iterator[tuple[bytes, bytes, str]]:
     """Yield each text field (not file) of a multipart body as raw bytes, with the
     charset Werkzeug will decode it in: UTF-8 unless the part names another.
 
-    A body Werkzeug cannot split yields what came before the fault; Werkzeug
-    then reads the form as empty, which the CSRF check refuses.
+    A body Werkzeug cannot split (no boundary, cut short before its closing
+    boundary, a broken part) is refused here as such: Werkzeug would read it as an
+    empty form, and the CSRF check would then blame a missing token. The body's
+    size is already capped (_cap_body).
     """
-    # A body past the upload limit is refused by that limit (import_catalog)
-    # without being held in memory here.
-    if request.content_length and request.content_length > UPLOAD_BYTES_MAX:
-        return
+    malformed = InvalidRequest(
+        "this upload was cut short or malformed; nothing was read from it. "
+        "Send it again."
+    )
     boundary = request.mimetype_params.get("boundary", "")
     if not boundary or not boundary.isascii():
-        return
+        raise malformed
     decoder = MultipartDecoder(boundary.encode("ascii"))
     decoder.receive_data(request.get_data(cache=True))
     decoder.receive_data(None)
@@ -1140,10 +1178,13 @@ def _multipart_text_fields(request: Any) -> Iterator[tuple[bytes, bytes, str]]:
     while True:
         try:
             event = decoder.next_event()
-        except ValueError:
+        except ValueError as error:
+            raise malformed from error
+        if isinstance(event, Epilogue):
             return
-        if isinstance(event, (Epilogue, NeedData)):
-            return
+        if isinstance(event, NeedData):
+            # The whole body was given: wanting more means it ended early.
+            raise malformed
         if isinstance(event, (Field, File)):
             part, chunks = event, []
         elif isinstance(event, Data) and isinstance(part, Field):
