@@ -238,3 +238,25 @@ def test_a_time_another_post_holds_is_a_409_naming_the_field_sent(
     assert error["field"] == field
     assert error["message"].startswith(f"'{field}' {value} is taken")
     assert stored["state"] == "approved" and stored["scheduled_at"] is None
+
+
+def test_an_offset_of_23_59_is_taken_and_one_of_24_00_refused_naming_at(
+    client, clock_file
+) -> None:
+    """Python's datetime, as RFC 3339's numoffset, holds offsets strictly inside
+    ±24:00; the message gives the range that is taken, not its open bound."""
+    pin_day_before(clock_file, "2027-03-14T02:30")
+    key = new_brand(client, "America/New_York")
+    taken, refused = approved_post(client, key), approved_post(client, key)
+
+    ahead = schedule(client, key, taken, {"at": "2027-03-15T09:30:00+23:59"})
+    too_far = schedule(client, key, refused, {"at": "2027-03-15T09:30:00+24:00"})
+
+    assert ahead.status_code == 200, ahead.get_json()
+    assert parse_instant(ahead.get_json()["post"]["scheduled_at"]) == parse_instant(
+        "2027-03-14T09:31:00Z"
+    )
+    assert too_far.status_code == 400
+    error = too_far.get_json()["error"]
+    assert error["field"] == "at"
+    assert "-23:59 to +23:59" in error["message"]

@@ -279,10 +279,11 @@ def has_blanks_around(value: str) -> bool:
 def instant(value: Any, name: str) -> dt.datetime:
     """Return an RFC 3339 date-time (DATE_TIME) as a UTC datetime.
 
-    Any offset within ±24 hours is taken, "Z" too; a time without one is refused
-    rather than guessed, and so is one that has no UTC equivalent a datetime can
-    hold (9999-12-31T23:00:00-14:00 is in year 10000). A space for the "T", which
-    RFC 3339 leaves to agreement, is refused: the spec's examples all write "T".
+    Any offset from -23:59 to +23:59 is taken (datetime holds offsets strictly
+    inside ±24:00), "Z" too; a time without one is refused rather than guessed, and
+    so is one that has no UTC equivalent a datetime can hold
+    (9999-12-31T23:00:00-14:00 is in year 10000). A space for the "T", which RFC
+    3339 leaves to agreement, is refused: the spec's examples all write "T".
     """
     example = "e.g. 2026-03-01T09:00:00+01:00"
     if not isinstance(value, str):
@@ -317,8 +318,8 @@ def instant(value: Any, name: str) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError as error:
         raise InvalidRequest(
-            f"'{name}' is no date and time that exists, {example} (offsets lie "
-            "within ±24:00)",
+            f"'{name}' is no date and time that exists, {example} (an offset runs "
+            "from -23:59 to +23:59)",
             field=name,
         ) from error
     try:
