@@ -420,6 +420,39 @@ def test_another_brands_product_is_not_found(
     )
 
 
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", "/v1/products/{id}", "product_id"),
+        ("GET", "/v1/caption-jobs/{id}", "job_id"),
+        ("POST", "/v1/caption-jobs/{id}/cancel", "job_id"),
+        ("GET", "/v1/posts/{id}", "post_id"),
+        ("GET", "/v1/posts/{id}/events", "post_id"),
+        ("GET", "/v1/posts/{id}/attempts", "post_id"),
+        ("POST", "/v1/posts/{id}/approve", "post_id"),
+        ("POST", "/v1/posts/{id}/cancel", "post_id"),
+        ("POST", "/v1/mentions/{id}/handle", "mention_id"),
+    ],
+)
+@pytest.mark.parametrize("given", [UNKNOWN_ID, "not-a-uuid"])
+def test_an_unknown_id_is_a_404_naming_its_path_parameter(
+    client, brand_key, method, path, field, given
+) -> None:
+    response = client.open(
+        path.format(id=given),
+        method=method,
+        headers=auth(brand_key),
+        data="{}" if method == "POST" else None,
+        content_type="application/json" if method == "POST" else None,
+    )
+
+    assert response.status_code == 404, response.get_json()
+    assert response.get_json()["error"]["field"] == field
+
+
 def test_unknown_routes_and_methods_answer_404_and_405(client, brand_key) -> None:
     assert client.get("/v2/nothing", headers=auth(brand_key)).status_code == 404
     assert client.delete("/v1/products", headers=auth(brand_key)).status_code == 405

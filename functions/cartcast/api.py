@@ -317,14 +317,15 @@ def handle(request: Any, runtime: Any) -> web.Response:
                 _refuse_a_body(request)
             elif request.method in ("POST", "PATCH"):
                 body = web.read_json(request, optional=endpoint in _OPTIONAL_BODY)
-            return HANDLERS[endpoint](
-                tx,
-                runtime=runtime,
-                caller=caller,
-                body=body,
-                query=request.args,
-                **arguments,
-            )
+            with _not_found_names(arguments):
+                return HANDLERS[endpoint](
+                    tx,
+                    runtime=runtime,
+                    caller=caller,
+                    body=body,
+                    query=request.args,
+                    **arguments,
+                )
     except _Refused as refused:
         route = _route_pattern(request.path, request.method)
         return _record_refusal(runtime, refused, f"{request.method} {route}")
@@ -642,6 +643,21 @@ def _limit(query: Any, default: int = 100) -> int:
     return int(raw)
 
 
+@contextlib.contextmanager
+def _not_found_names(arguments: dict[str, str]) -> Iterator[None]:
+    """Name a route's one path parameter (`post_id`) in a 404 that names no field.
+
+    The domain says "post not found" without knowing the id came in the path; a
+    404 about something the body named already carries that field.
+    """
+    try:
+        yield
+    except NotFound as error:
+        if error.field is None and len(arguments) == 1:
+            error.field = next(iter(arguments))
+        raise
+
+
 def _row_id(value: str, what: str) -> str:
     """Return a UUID path segment; anything else names no row, so it is a 404."""
     try:
@@ -844,7 +860,7 @@ def get_product(
 
     brand_id = keys.require_brand(caller)
     product = catalog.find_product(
-        tx, brand_id=brand_id, ref=_row_id(product_id, "product")
+        tx, brand_id=brand_id, ref=_row_id(product_id, "product"), field="product_id"
     )
     return web.json_response({"product": product})
 

@@ -160,15 +160,21 @@ def list_products(
     return tx.rows(SELECT_PRODUCTS, brand_id=brand_id, after_sku=after_sku, limit=limit)
 
 
-def find_product(tx: Transaction, *, brand_id: str, ref: str) -> dict[str, Any]:
-    """Find a product by id or SKU; another brand's product is simply not found."""
+def find_product(
+    tx: Transaction, *, brand_id: str, ref: str, field: str = "products"
+) -> dict[str, Any]:
+    """Find a product by id or SKU; another brand's product is simply not found.
+
+    Raises:
+        NotFound: naming `field`, where the caller took `ref` from.
+    """
     product = None
     if _looks_like_uuid(ref):
         product = tx.one(SELECT_PRODUCT_BY_ID, brand_id=brand_id, id=ref)
     if product is None:
         product = tx.one(SELECT_PRODUCT_BY_SKU, brand_id=brand_id, sku=ref)
     if product is None:
-        raise NotFound(f"product {ref!r} not found", field="products")
+        raise NotFound(f"product {ref!r} not found", field=field)
     return product
 
 
