@@ -367,7 +367,8 @@ def _product_ids(tx: Transaction, brand_id: str, refs: Any) -> list[str]:
             raise InvalidRequest(
                 "each product must be an id or a SKU", field=f"products[{index}]"
             )
-    return _resolve(tx, brand_id, refs)
+    # Stripped as a stored SKU was (validation.text), so " P" finds "P".
+    return _resolve(tx, brand_id, [ref.strip(validation.BLANK) for ref in refs])
 
 
 def _resolve(tx: Transaction, brand_id: str, refs: list[str]) -> list[str]:

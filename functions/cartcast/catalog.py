@@ -110,7 +110,7 @@ def import_products(
 def parse_product(row: Any) -> dict[str, Any]:
     """Validate one feed row and return the product's column values."""
     row = validation.require_object(row, "product")
-    sku = validation.text(row, "sku", max_len=100)
+    sku = validation.sku(validation.text(row, "sku", max_len=100))
     title = validation.text(row, "title", max_len=300)
     tags = row.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
@@ -168,6 +168,8 @@ def find_product(
     Raises:
         NotFound: naming `field`, where the caller took `ref` from.
     """
+    # Stripped as a stored SKU was (validation.text), so " P" finds "P".
+    ref = ref.strip(validation.BLANK)
     product = None
     if _looks_like_uuid(ref):
         product = tx.one(SELECT_PRODUCT_BY_ID, brand_id=brand_id, id=ref)

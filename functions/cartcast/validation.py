@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 import uuid
 import zoneinfo
 from decimal import Decimal, InvalidOperation
@@ -95,6 +96,23 @@ UNPRINTABLE = re.compile(
     "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
     "\U000e0020-\U000e007f]"
 )
+
+
+def sku(value: str, name: str = "sku") -> str:
+    """Refuse a SKU (already stripped, `text`) holding an invisible format character.
+
+    A zero-width space or joiner, a bidi mark or a soft hyphen (Unicode category
+    Cf) would make "P" and "P\u200b" two products that look alike everywhere
+    they are shown; refused, the store's export is fixed once instead.
+    """
+    for character in value:
+        if unicodedata.category(character) == "Cf":
+            raise InvalidRequest(
+                f"'{name}' holds an invisible format character "
+                f"(U+{ord(character):04X}); write the SKU in visible characters",
+                field=name,
+            )
+    return value
 
 
 def require_object(body: Any, where: str = "body") -> dict[str, Any]:
