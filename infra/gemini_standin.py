@@ -9,6 +9,9 @@ real client against it:
     GET  /_standin/requests    every API request received (path, headers, body)
     POST /_standin/reset       forget faults and requests
 
+In-process, hold_answers() holds every answer until an event is set, and
+wait_for_requests(n) waits for the n-th request: a test makes calls overlap.
+
 Requests are read like the real service reads them: an unknown field is a 400
 "Invalid JSON payload received. Unknown name ...". On /v1/ the known fields are those
 of google.ai.generativelanguage.v1 (GenerateContentRequest: model, contents,
@@ -60,6 +63,8 @@ from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_API_KEY = "standin-gemini-key"
 HOST = "127.0.0.1"
+# How long a held answer waits for its release at most (hold_answers).
+HOLD_S_MAX = 30
 
 FAULT_MODES = frozenset(
     {
@@ -158,6 +163,8 @@ class GeminiStandIn:
         self._fault: dict[str, Any] | None = None
         self._requests: list[dict[str, Any]] = []
         self._served = 0
+        self._release: threading.Event | None = None
+        self._arrived = threading.Condition(self._lock)
         self._server = ThreadingHTTPServer((HOST, port), _Handler)
         self._server.daemon_threads = True
         self._server.standin = self  # type: ignore[attr-defined]
@@ -196,6 +203,20 @@ class GeminiStandIn:
                 None if mode is None else {"mode": mode, "count": count, **options}
             )
 
+    def hold_answers(self) -> threading.Event:
+        """Hold each generateContent answer, once its request is recorded, until the
+        returned event is set (HOLD_S_MAX at most): a test makes calls overlap."""
+        with self._lock:
+            self._release = threading.Event()
+            return self._release
+
+    def wait_for_requests(self, count: int, timeout_s: float = HOLD_S_MAX) -> bool:
+        """Wait until `count` API requests came in (at most `timeout_s`); say if so."""
+        with self._arrived:
+            return self._arrived.wait_for(
+                lambda: len(self._requests) >= count, timeout_s
+            )
+
     def requests(self) -> list[dict[str, Any]]:
         """Return the API requests received so far, oldest first."""
         with self._lock:
@@ -219,8 +240,9 @@ class GeminiStandIn:
             return dict(fault)
 
     def _record(self, entry: dict[str, Any]) -> None:
-        with self._lock:
+        with self._arrived:
             self._requests.append(entry)
+            self._arrived.notify_all()
 
     def _take_quota(self) -> float | None:
         """Count a call against the quota; return the retry delay (s) if over it."""
@@ -319,6 +341,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _generate_content(self, route: re.Match[str], query: str, raw: bytes) -> None:
         version, model = route.group("version"), route.group("model")
         status, body = self._answer(version, model, query, raw)
+        release = self.standin._release
+        if release is not None:
+            release.wait(HOLD_S_MAX)
         self._send(status, body)
 
     def _answer(

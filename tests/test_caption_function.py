@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
 from cartcast import runtime
+from cartcast.near_duplicates import NEAR_DUPLICATE_THRESHOLD, CopyIndex
 from infra.gemini_standin import GeminiStandIn
 from tests.conftest import OPERATOR_KEY, make_app
 from tests.helpers import auth, brand_body, catalog, post_json
@@ -324,3 +326,47 @@ def test_a_brand_that_asked_to_leave_gets_no_captions_and_no_gemini_cost(
     assert listed["posts"] == []
     with runtime.current().database.transaction() as tx:
         assert tx.scalar("SELECT count(*) FROM cost_ledger") == 0
+
+
+def test_two_overlapping_requests_for_one_product_do_not_both_pass_distinct(
+    brand_key, standin
+) -> None:
+    """The stand-in writes the same caption for a product every time: the second
+    request must see the first's draft and write something else. The first's
+    answer is held until the second has either reached Gemini too (the requests
+    overlap, each blind to the other's draft) or waits on a database lock."""
+    from cartcast import runtime as runtime_module
+    from tests.helpers import WAITING_ON_A_LOCK
+
+    sku = catalog(1)[0]["sku"]
+    release = standin.hold_answers()
+    answers: list = [None, None]
+    # One app for both requests, as one process serves them: building an app
+    # loads main.py anew, which would drop the runtime the first request holds.
+    api = make_app("api", "http")
+
+    def ask(index: int) -> None:
+        client = api.test_client()
+        answers[index] = post_json(
+            client, "/v1/captions", {"products": [sku]}, brand_key
+        )
+
+    first = threading.Thread(target=ask, args=(0,))
+    first.start()
+    assert standin.wait_for_requests(1), "the first request never reached Gemini"
+    second = threading.Thread(target=ask, args=(1,))
+    second.start()
+    database = runtime_module.current().database
+    while not standin.wait_for_requests(2, timeout_s=0.01):
+        with database.transaction() as tx:
+            if tx.scalar(WAITING_ON_A_LOCK):
+                break
+    release.set()
+    first.join()
+    second.join()
+
+    assert [answer.status_code for answer in answers] == [201, 201]
+    first_text, second_text = (a.get_json()["posts"][0]["text"] for a in answers)
+    earlier = CopyIndex(NEAR_DUPLICATE_THRESHOLD)
+    earlier.add("the first request's draft", first_text)
+    assert earlier.resemblance(second_text) is None, (first_text, second_text)

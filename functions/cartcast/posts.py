@@ -146,6 +146,9 @@ WHERE brand_id = :brand_id AND id = :id AND state IN ('approved', 'scheduled', '
 RETURNING id
 """
 LOCK_BRAND = "SELECT id FROM brands WHERE id = :brand_id FOR UPDATE"
+# One caption request per product at a time, so each reads the drafts of the one
+# before (two-key advisory locks 7310-7315 are taken: audit.py, removed_mentions.py).
+LOCK_PRODUCT_DRAFTS = "SELECT pg_advisory_xact_lock(7316, hashtext(:product_id))"
 # ASCII digits only, matched whole; seconds are allowed, an offset is not.
 LOCAL_TIME_PATTERN = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?"
@@ -199,9 +202,13 @@ def create_drafts(
         now=now,
     )
     requests = _draft_requests(brand, products, asked, choices)
-    # Known shortcoming: two requests for one brand at the same moment do not see
-    # each other's drafts, so they could write near-duplicates of each other; a lock
-    # on the brand would serialise caption requests, Gemini calls included.
+    # Two requests for one product at once would each miss the other's unsaved
+    # draft and could both pass `distinct`: they take turns, the lock held to the
+    # commit, Gemini's call included. In id order, so two lists cannot deadlock.
+    # Known shortcoming: requests for different products of a brand still run side
+    # by side, and may write near-duplicates of each other's copy.
+    for product_id in sorted({str(product["id"]) for product in products}):
+        tx.scalar(LOCK_PRODUCT_DRAFTS, product_id=product_id)
     since = now - dt.timedelta(days=near_duplicate_days)
     recent = {
         str(row["id"]): row["text"]
