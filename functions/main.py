@@ -249,8 +249,9 @@ def _on_tick(
     # instance then starts with the actor set, and no later transaction spends a
     # round trip setting it (decision 0046).
     with post_events.acting_as(f"system:{function}"):
+        claimed_at = current.clock.now()
         if once:
-            claim = events.claim(current, function, message)
+            claim = events.claim(current, function, message, claimed_at=claimed_at)
             if claim is events.Claim.FINISHED:
                 _drop(function, message, "delivered again; another delivery ran it")
                 return
@@ -264,11 +265,11 @@ def _on_tick(
         try:
             outcome = work(current, as_of=as_of)
             if once:
-                events.finish(current, function, message)
+                events.finish(current, function, message, claimed_at=claimed_at)
             finished = True
         finally:
             if once and not finished:
-                events.release(current, function, message)
+                events.release(current, function, message, claimed_at=claimed_at)
     _done(function, message, outcome)
 
 

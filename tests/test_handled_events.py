@@ -90,7 +90,7 @@ def test_an_unfinished_claim_stays_until_its_keep_and_a_retry_takes_it_over(
     message = events.Message(event_id="t1", time=abandoned_at, payload={})
 
     retention.sweep_handled_events(runtime, now=START)
-    retried = events.claim(runtime, "poll_mentions", message)
+    retried = events.claim(runtime, "poll_mentions", message, claimed_at=START)
 
     assert retention.handled_events_keep_s(runtime.settings) > events.CLAIM_TAKEOVER_S
     assert _event_ids(runtime) == {"t1", "t2"}
@@ -130,3 +130,26 @@ def test_a_redelivery_after_its_claim_was_pruned_is_dropped_as_stale_not_run(
     assert first.status_code == again.status_code == 200
     assert pruned
     assert "rollup-1" not in _event_ids(current)
+
+
+def test_a_run_whose_claim_was_taken_over_leaves_the_new_claim_alone(runtime) -> None:
+    # Arrange: a run's claim is taken over by a retry; then the first run fails.
+    takeover = dt.timedelta(seconds=events.CLAIM_TAKEOVER_S + 1)
+    first_at = START - takeover
+    message = events.Message(event_id="t1", time=first_at, payload={})
+    assert events.claim(runtime, "poll_mentions", message, claimed_at=first_at) is (
+        events.Claim.CLAIMED
+    )
+    assert events.claim(runtime, "poll_mentions", message, claimed_at=START) is (
+        events.Claim.CLAIMED
+    )
+
+    # Act: the first run gives back, and marks finished, only the claim it made.
+    events.release(runtime, "poll_mentions", message, claimed_at=first_at)
+    events.finish(runtime, "poll_mentions", message, claimed_at=first_at)
+    third = events.claim(
+        runtime, "poll_mentions", message, claimed_at=START + dt.timedelta(seconds=1)
+    )
+
+    # Assert: the retry still holds its claim, so a third delivery waits for it.
+    assert third is events.Claim.RUNNING

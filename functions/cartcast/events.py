@@ -43,12 +43,15 @@ SELECT_CLAIM_FINISHED = """
 SELECT finished_at IS NOT NULL FROM handled_events
 WHERE function = :function AND event_id = :event_id
 """
+# Finishing and releasing touch the run's own claim only, known by its time: one
+# taken over since belongs to the run that took it.
 FINISH_EVENT = """
 UPDATE handled_events SET finished_at = :now
-WHERE function = :function AND event_id = :event_id
+WHERE function = :function AND event_id = :event_id AND handled_at = :claimed_at
 """
 RELEASE_EVENT = """
-DELETE FROM handled_events WHERE function = :function AND event_id = :event_id
+DELETE FROM handled_events
+WHERE function = :function AND event_id = :event_id AND handled_at = :claimed_at
 """
 
 
@@ -107,22 +110,24 @@ def id_list(payload: dict[str, Any], name: str) -> list[str] | None:
         return None
 
 
-def claim(runtime: Any, function: str, message: Message) -> Claim:
+def claim(
+    runtime: Any, function: str, message: Message, *, claimed_at: dt.datetime
+) -> Claim:
     """Claim an event for this run, unless another delivery ran it or runs it.
 
     Pub/Sub delivers at least once, sometimes twice at the same moment. The first
     delivery to claim an event runs it; a run that fails releases its claim so
     that Pub/Sub's retry runs again, and one that cannot (the database is what
     failed) leaves a claim that a retry takes over after CLAIM_TAKEOVER_S.
+    `claimed_at` (the run's now) marks the claim: `finish` and `release` take it.
     """
-    now = runtime.clock.now()
-    abandoned_before = now - dt.timedelta(seconds=CLAIM_TAKEOVER_S)
+    abandoned_before = claimed_at - dt.timedelta(seconds=CLAIM_TAKEOVER_S)
     with runtime.database.transaction() as tx:
         claimed = tx.scalar(
             CLAIM_EVENT,
             function=function,
             event_id=message.event_id,
-            now=now,
+            now=claimed_at,
             abandoned_before=abandoned_before,
         )
         if claimed is not None:
@@ -133,21 +138,31 @@ def claim(runtime: Any, function: str, message: Message) -> Claim:
     return Claim.FINISHED if finished else Claim.RUNNING
 
 
-def finish(runtime: Any, function: str, message: Message) -> None:
+def finish(
+    runtime: Any, function: str, message: Message, *, claimed_at: dt.datetime
+) -> None:
     """Record that the claimed event's run is over: a redelivery is acknowledged."""
     with runtime.database.transaction() as tx:
         tx.execute(
             FINISH_EVENT,
             function=function,
             event_id=message.event_id,
+            claimed_at=claimed_at,
             now=runtime.clock.now(),
         )
 
 
-def release(runtime: Any, function: str, message: Message) -> None:
+def release(
+    runtime: Any, function: str, message: Message, *, claimed_at: dt.datetime
+) -> None:
     """Give back the claim of a run that failed, so a redelivery runs again."""
     with runtime.database.transaction() as tx:
-        tx.execute(RELEASE_EVENT, function=function, event_id=message.event_id)
+        tx.execute(
+            RELEASE_EVENT,
+            function=function,
+            event_id=message.event_id,
+            claimed_at=claimed_at,
+        )
 
 
 def age_s(message: Message, now: dt.datetime) -> float:
