@@ -368,3 +368,29 @@ def test_a_quote_never_closed_refuses_its_product_and_swallows_no_other(
     assert "Imported 4 of 5 product(s)" in report
     assert re.search(r"<td>3</td><td>mug-b</td><td class=\"wrap\">[^<]*quote", report)
     assert [row["sku"] for row in stored()] == ["mug-a", "mug-c", "mug-d", "mug-e"]
+
+
+def test_a_chunk_stores_its_products_in_sku_order_so_two_imports_cannot_deadlock(
+    chunked, brand
+) -> None:
+    """An API import takes its products in SKU order (catalog.py); a chunk that
+    took them in file order held the row such an import, or another upload of the
+    same products in another order, wanted next. A fresh table keeps rows in the
+    order they were inserted, which ctid shows."""
+    token = csrf_of(chunked, "/console/catalog")
+    feed = [
+        {"sku": sku, "title": f"Thing {sku}", "price": "3.00"}
+        for sku in ("sku-d", "sku-b", "sku-c", "sku-a")
+    ]
+
+    answer = chunked.post(
+        "/console/catalog/import",
+        data={"csrf": token, "pasted": json.dumps(feed)},
+    )
+
+    assert "Imported 4 of 4 product(s)" in text_of(answer)
+    with runtime_module.current().database.transaction() as tx:
+        written = tx.rows(
+            "SELECT sku FROM products WHERE sku LIKE 'sku-%' ORDER BY ctid"
+        )
+    assert [row["sku"] for row in written] == ["sku-a", "sku-b", "sku-c", "sku-d"]

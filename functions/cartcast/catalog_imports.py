@@ -312,7 +312,10 @@ def run_chunk(
         raise NotFound("this import is not one of your brand's (or it does not exist)")
     if job["finished_at"] is None:
         pending = tx.rows(SELECT_PENDING_ITEMS, id=import_id, limit=limit)
-        for item in pending:
+        # In SKU order, as catalog.import_products upserts (decision 0066): in file
+        # order, two imports of one catalog, by file or API, could each hold a
+        # product the other waits for, and PostgreSQL fails one (deadlock).
+        for item in sorted(pending, key=_sku_of):
             _store_item(tx, brand_id, import_id, item, now)
         if len(pending) < limit or not tx.scalar(ANY_PENDING, id=import_id):
             tx.execute(FINISH_IMPORT, id=import_id, now=now)
@@ -611,6 +614,13 @@ def _json_value(value: Any) -> str:
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _sku_of(item: dict[str, Any]) -> str:
+    payload = item["payload"]
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    return payload["product"]["sku"] if payload else ""
 
 
 def _store_item(
