@@ -522,8 +522,28 @@ def _encoded(raw: bytes) -> str:
 
 @pytest.mark.parametrize(
     "data",
-    [123, ["a"], {"a": 1}, _encoded(b"[" * 100_000), _encoded(b'{"a":' * 100_000)],
-    ids=["number", "list", "object", "deeply-nested-array", "deeply-nested-object"],
+    [
+        123,
+        ["a"],
+        {"a": 1},
+        0,
+        False,
+        [],
+        {},
+        _encoded(b"[" * 100_000),
+        _encoded(b'{"a":' * 100_000),
+    ],
+    ids=[
+        "number",
+        "list",
+        "object",
+        "zero",
+        "false",
+        "empty-list",
+        "empty-object",
+        "deeply-nested-array",
+        "deeply-nested-object",
+    ],
 )
 @pytest.mark.parametrize("target", ["score_sentiment", "rollup_kpis"])
 def test_message_data_of_the_wrong_type_or_nested_past_parsing_is_acknowledged(

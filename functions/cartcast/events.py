@@ -82,7 +82,11 @@ def decode(cloud_event: Any) -> Message:
         raise PermanentError("event has no usable 'time' attribute") from error
     data = cloud_event.data if isinstance(cloud_event.data, dict) else {}
     message = data.get("message") if isinstance(data.get("message"), dict) else {}
-    encoded = message.get("data") or ""
+    # Absent or null is no data; any other value but a string is the wrong type,
+    # a falsy one (0, false, [], {}) as much as another.
+    encoded = message.get("data")
+    if encoded is None:
+        encoded = ""
     if not isinstance(encoded, str):
         raise PermanentError("message data must be a base64 string")
     try:
