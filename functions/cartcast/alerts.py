@@ -175,14 +175,12 @@ def deliver_pending(
     ]
 
     failed_webhooks: set[str] = set()
-    for place, alert_id in enumerate(pending):
-        if not budget.allows_another():
-            counts["alerts_out_of_time"] = len(pending) - place
-            break
-        outcome = _deliver_one(runtime, alert_id, failed_webhooks)
-        if outcome is not None:
-            counts[outcome] += 1
-    return counts
+    return budget.deliver_in_time(
+        pending,
+        lambda alert_id: _deliver_one(runtime, alert_id, failed_webhooks),
+        counts,
+        out_of_time="alerts_out_of_time",
+    )
 
 
 def _deliver_one(runtime: Any, alert_id: int, failed_webhooks: set[str]) -> str | None:

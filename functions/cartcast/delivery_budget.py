@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from cartcast.clock import Clock
@@ -43,3 +44,25 @@ class DeliveryBudget:
     def allows_another(self) -> bool:
         """Say whether a delivery may still start."""
         return self.clock.now() < self.deadline
+
+    def deliver_in_time(
+        self,
+        row_ids: list[int],
+        deliver_one: Callable[[int], str | None],
+        counts: dict[str, int],
+        *,
+        out_of_time: str,
+    ) -> dict[str, int]:
+        """Deliver the rows in order while the budget allows; count into `counts`.
+
+        `deliver_one` names the count its row adds to (None: another run had it);
+        the rows not started are counted under `out_of_time`, and stay due.
+        """
+        for place, row_id in enumerate(row_ids):
+            if not self.allows_another():
+                counts[out_of_time] = len(row_ids) - place
+                break
+            outcome = deliver_one(row_id)
+            if outcome is not None:
+                counts[outcome] += 1
+        return counts

@@ -208,14 +208,12 @@ def deliver_pending(
     ]
 
     failed_webhooks: set[str] = set()
-    for place, escalation_id in enumerate(due):
-        if not budget.allows_another():
-            counts["escalations_out_of_time"] = len(due) - place
-            break
-        outcome = _deliver_one(runtime, escalation_id, failed_webhooks)
-        if outcome is not None:
-            counts[outcome] += 1
-    return counts
+    return budget.deliver_in_time(
+        due,
+        lambda escalation_id: _deliver_one(runtime, escalation_id, failed_webhooks),
+        counts,
+        out_of_time="escalations_out_of_time",
+    )
 
 
 def _deliver_one(
