@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,22 @@ def make_brand(
         )
         posts.schedule_approved(tx, brand_id=brand_id, limit=10, now=now)
     return brand_id
+
+
+def printed_by_a_fresh_functions_interpreter(code: str) -> str:
+    """Run `code` in a new interpreter started in functions/, as a cold start is.
+
+    This interpreter has long imported everything, so only a fresh one can show what
+    importing an entry point really loads; returns what `code` printed.
+    """
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO / "functions",
+        env={"PYTHONPATH": ".", "PATH": os.environ.get("PATH", "")},
+    ).stdout.strip()
 
 
 def states(runtime: Any, brand_id: str) -> list[str]:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,7 +16,11 @@ import pytest
 from cartcast import accounts, brands, metrics, posts, token_vault
 from cartcast.errors import ConfigurationError
 from cartcast.x import XClient
-from tests.helpers import ALPHA, REPO, brand_body
+from tests.helpers import (
+    ALPHA,
+    brand_body,
+    printed_by_a_fresh_functions_interpreter,
+)
 
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
@@ -432,14 +433,7 @@ def test_the_rollups_modules_load_no_x_client_library() -> None:
         "print(sorted({'cartcast.x', 'tweepy', 'requests'} & set(sys.modules)))\n"
     )
 
-    loaded = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO / "functions",
-        env={"PYTHONPATH": ".", "PATH": os.environ.get("PATH", "")},
-    ).stdout.strip()
+    loaded = printed_by_a_fresh_functions_interpreter(code)
 
     assert loaded == "[]"
 

@@ -29,7 +29,14 @@ from cartcast import publishing, token_vault, x_oauth
 from cartcast import runtime as runtime_module
 from cartcast.errors import ConfigurationError, Forbidden, InvalidRequest
 from tests.conftest import REPO
-from tests.helpers import ALPHA, BETA, closed_loopback_port, make_brand, states
+from tests.helpers import (
+    ALPHA,
+    BETA,
+    closed_loopback_port,
+    make_brand,
+    printed_by_a_fresh_functions_interpreter,
+    states,
+)
 
 CLIENT_ID = "cartcast-test-client"
 CLIENT_SECRET = "cartcast-test-secret"
@@ -554,14 +561,7 @@ def test_publishing_plain_tokens_imports_neither_cryptography_nor_secrets() -> N
         "print(sorted(heavy & set(sys.modules)))\n"
     )
 
-    loaded = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO / "functions",
-        env={"PYTHONPATH": ".", "PATH": os.environ.get("PATH", "")},
-    ).stdout.strip()
+    loaded = printed_by_a_fresh_functions_interpreter(code)
 
     assert loaded == "[]"
 
