@@ -118,14 +118,11 @@ WHERE brand_id = :brand_id
     AND CAST(ordered_at AT TIME ZONE :tz AS date) BETWEEN :first_day AND :last_day
 GROUP BY 1
 """
-# The post reports list the brand's own posts: a reply to a mention (in_reply_to
-# set) answers a customer, and is counted apart as the rollup counts it.
-# The ranking pages on (revenue, time published, id): revenue is summed before it
-# can be compared, so the page's rows are the ranked rows past the last one read.
-# A post with no time published (none is written so) ranks last, as ASC puts NULL
-# last. A post's revenue growing while a reader pages moves it up the ranking: it
-# may be listed twice or skipped, never out of order.
-SELECT_POST_REVENUE = """
+# The post reports list the brand's own posts with their figures to date: the
+# latest snapshot's engagements and every order attributed to them so far. A reply
+# to a mention (in_reply_to set) answers a customer, and is counted apart as the
+# rollup counts it. Each report picks its rows from these with a WHERE of its own.
+SELECT_POST_FIGURES = """
 SELECT * FROM (
     SELECT p.id, p.text, p.published_at, p.x_post_id, p.engine,
         COALESCE(m.impressions, 0) AS impressions,
@@ -144,7 +141,16 @@ SELECT * FROM (
     LEFT JOIN orders o ON o.post_id = p.id
     WHERE p.brand_id = :brand_id AND p.state = 'published' AND p.in_reply_to IS NULL
     GROUP BY p.id, m.impressions, m.engagements, m.link_clicks
-) ranked
+) post_figures
+"""
+# The ranking pages on (revenue, time published, id): revenue is summed before it
+# can be compared, so the page's rows are the ranked rows past the last one read.
+# A post with no time published (none is written so) ranks last, as ASC puts NULL
+# last. A post's revenue growing while a reader pages moves it up the ranking: it
+# may be listed twice or skipped, never out of order.
+SELECT_POST_REVENUE = (
+    SELECT_POST_FIGURES
+    + """
 WHERE CAST(:after_revenue AS numeric) IS NULL
    OR revenue < :after_revenue
    OR (revenue = :after_revenue
@@ -153,29 +159,15 @@ WHERE CAST(:after_revenue AS numeric) IS NULL
 ORDER BY revenue DESC, COALESCE(published_at, 'infinity'), id
 LIMIT :limit
 """
-# Posts published on the range's local days, with their figures to date: the
-# latest snapshot's engagements and every order attributed to them so far.
-SELECT_POSTS_PUBLISHED_IN_RANGE = """
-SELECT p.id, p.text, p.published_at, p.x_post_id, p.engine,
-    COALESCE(m.impressions, 0) AS impressions,
-    COALESCE(m.engagements, 0) AS engagements,
-    COALESCE(m.link_clicks, 0) AS link_clicks,
-    COUNT(o.id) AS orders,
-    COALESCE(SUM(o.total_price), 0) AS revenue
-FROM posts p
-LEFT JOIN LATERAL (
-    SELECT s.impressions, s.likes + s.reposts + s.replies + s.quotes + s.bookmarks
-               AS engagements, s.link_clicks
-    FROM metric_snapshots s WHERE s.post_id = p.id
-    ORDER BY s.captured_at DESC LIMIT 1
-) m ON true
-LEFT JOIN orders o ON o.post_id = p.id
-WHERE p.brand_id = :brand_id AND p.state = 'published' AND p.in_reply_to IS NULL
-    AND CAST(p.published_at AT TIME ZONE :tz AS date)
-        BETWEEN :first_day AND :last_day
-GROUP BY p.id, m.impressions, m.engagements, m.link_clicks
-ORDER BY p.published_at, p.id
+)
+# Posts published on the range's local days, with their figures to date.
+SELECT_POSTS_PUBLISHED_IN_RANGE = (
+    SELECT_POST_FIGURES
+    + """
+WHERE CAST(published_at AT TIME ZONE :tz AS date) BETWEEN :first_day AND :last_day
+ORDER BY published_at, id
 """
+)
 SELECT_MENTION_SUMMARY = """
 SELECT COALESCE(sentiment, 'unscored') AS sentiment,
     COALESCE(intent, 'unscored') AS intent,
