@@ -107,6 +107,22 @@ def function_env(
 
 
 @pytest.fixture
+def client(function_env):
+    """A test client of the api function's real app; a module may define its own."""
+    return make_app("api", "http").test_client()
+
+
+@pytest.fixture
+def brand_key(client) -> str:
+    """The API key of a new brand made through the api function."""
+    from tests.helpers import brand_body, post_json
+
+    response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["api_key"]
+
+
+@pytest.fixture
 def x_sandbox(clock: FixedClock):
     """The X sandbox on the test's clock, with the accounts ALPHA and BETA."""
     from infra.x_sandbox import XSandbox

@@ -12,7 +12,7 @@ import pytest
 
 from cartcast import brands, web
 from cartcast import catalog as catalog_module
-from tests.conftest import OPERATOR_KEY, make_app
+from tests.conftest import OPERATOR_KEY
 from tests.helpers import (
     auth,
     brand_body,
@@ -20,18 +20,6 @@ from tests.helpers import (
     post_json,
     rows_free_after_one_waits,
 )
-
-
-@pytest.fixture
-def client(function_env):
-    return make_app("api", "http").test_client()
-
-
-@pytest.fixture
-def brand_key(client) -> str:
-    response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["api_key"]
 
 
 @pytest.fixture

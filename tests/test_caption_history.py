@@ -10,15 +10,10 @@ import pytest
 from cartcast import runtime
 from cartcast.near_duplicates import copy_words, similarity
 from infra.gemini_standin import GeminiStandIn
-from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.conftest import OPERATOR_KEY, START
 from tests.helpers import auth, brand_body, catalog, post_json
 
 PRODUCT = catalog(1)[0]
-
-
-@pytest.fixture
-def client(function_env):
-    return make_app("api", "http").test_client()
 
 
 @pytest.fixture

@@ -5,20 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import OPERATOR_KEY, make_app
-from tests.helpers import auth, brand_body, post_json
-
-
-@pytest.fixture
-def client(function_env):
-    return make_app("api", "http").test_client()
-
-
-@pytest.fixture
-def brand_key(client) -> str:
-    response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["api_key"]
+from tests.helpers import auth, post_json
 
 
 def product(sku: str, title: str = "Mug") -> dict:
