@@ -446,11 +446,7 @@ def test_a_scoring_run_s_escalations_and_alerts_share_one_webhook_budget(
 def test_a_stale_score_event_is_dropped_with_a_log_line_and_swept_later(
     brand_key, clock_file, sandbox, receiver, caplog
 ) -> None:
-    sandbox.add_mention(
-        to_user_id=SHOP["user_id"],
-        text="@testgoods my order #5120 arrived broken",
-        author={"id": "42", "username": "shopper", "name": "A Shopper"},
-    )
+    _add_a_broken_order_mention(sandbox)
     (message,) = _poll_and_collect(receiver, START)
     late = START + dt.timedelta(minutes=16)
     clock_file.set(late)
@@ -568,13 +564,7 @@ def test_a_poll_cut_off_from_the_database_runs_again_when_pubsub_retries(
     from bench.faults.proxy import CuttableProxy
     from cartcast import runtime as runtime_module
 
-    sandbox.add_mention(
-        to_user_id=SHOP["user_id"],
-        text="@testgoods my order #5120 arrived broken",
-        author={"id": "42", "username": "shopper", "name": "A Shopper"},
-    )
-    sandbox.add_fault(method="GET", path_prefix="/2/users/", hold=True)
-    answers: list = []
+    _add_a_broken_order_mention(sandbox)
 
     with CuttableProxy(env["DATABASE_URL"]) as proxy:
         monkeypatch.setenv("DATABASE_URL", proxy.url)
@@ -582,11 +572,7 @@ def test_a_poll_cut_off_from_the_database_runs_again_when_pubsub_retries(
         try:
             # The run claims the tick, then X's answer waits while the database
             # goes away: the poll, and giving its claim back, both fail.
-            run = threading.Thread(
-                target=lambda: answers.append(tick("poll_mentions", START, {}, "t1"))
-            )
-            run.start()
-            _wait_for_a_held_mentions_read(sandbox)
+            run, answers = _start_a_poll_held_at_its_mentions_read(sandbox)
             proxy.cut()
             sandbox.release_answers()
             run.join()
@@ -610,18 +596,8 @@ def test_a_poll_cut_off_from_the_database_runs_again_when_pubsub_retries(
 def test_a_tick_delivered_again_while_its_run_goes_on_is_retried_not_run_twice(
     brand_key, clock_file, sandbox, receiver
 ) -> None:
-    sandbox.add_mention(
-        to_user_id=SHOP["user_id"],
-        text="@testgoods my order #5120 arrived broken",
-        author={"id": "42", "username": "shopper", "name": "A Shopper"},
-    )
-    sandbox.add_fault(method="GET", path_prefix="/2/users/", hold=True)
-    answers: list = []
-    run = threading.Thread(
-        target=lambda: answers.append(tick("poll_mentions", START, {}, "t1"))
-    )
-    run.start()
-    _wait_for_a_held_mentions_read(sandbox)
+    _add_a_broken_order_mention(sandbox)
+    run, answers = _start_a_poll_held_at_its_mentions_read(sandbox)
 
     during = tick("poll_mentions", START, {}, "t1")
     sandbox.release_answers()
@@ -633,6 +609,26 @@ def test_a_tick_delivered_again_while_its_run_goes_on_is_retried_not_run_twice(
     reads = sandbox.snapshot()["requests"]["GET /2/users/:id/mentions"]["count"]
     assert reads == 1
     assert len(api_get("/v1/mentions", brand_key)["mentions"]) == 1
+
+
+def _add_a_broken_order_mention(sandbox) -> None:
+    sandbox.add_mention(
+        to_user_id=SHOP["user_id"],
+        text="@testgoods my order #5120 arrived broken",
+        author={"id": "42", "username": "shopper", "name": "A Shopper"},
+    )
+
+
+def _start_a_poll_held_at_its_mentions_read(sandbox) -> tuple[threading.Thread, list]:
+    """Run tick t1's poll in a thread; return it and its answers once X holds it."""
+    sandbox.add_fault(method="GET", path_prefix="/2/users/", hold=True)
+    answers: list = []
+    run = threading.Thread(
+        target=lambda: answers.append(tick("poll_mentions", START, {}, "t1"))
+    )
+    run.start()
+    _wait_for_a_held_mentions_read(sandbox)
+    return run, answers
 
 
 def _wait_for_a_held_mentions_read(sandbox) -> None:
