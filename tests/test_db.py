@@ -17,6 +17,7 @@ import pytest
 
 from cartcast import db, errors
 from cartcast.errors import TransientError
+from cartcast.settings import Settings
 
 
 def test_a_connection_that_failed_mid_message_is_never_reused(runtime) -> None:
@@ -323,6 +324,40 @@ def test_a_unix_socket_connection_opens_with_the_startup_message(tmp_path) -> No
 
     # An SSLRequest would carry code 80877103; a StartupMessage, protocol 3.0.
     assert first == [196608]
+
+
+def test_a_server_refusing_a_unix_socket_connection_is_named_not_a_network_error(
+    tmp_path,
+) -> None:
+    """The server hangs up after its refusal; pg8000's goodbye then fails to send."""
+    path = tmp_path / ".s.PGSQL.5432"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    refusal = b'SFATAL\0C3D000\0Mdatabase "shop" does not exist\0\0'
+
+    def refuse_one() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            length = struct.unpack("!i", connection.recv(4))[0]
+            connection.recv(length - 4)
+            # Reading shut first, so the client's Terminate meets a closed pipe
+            # every time, as it does when PostgreSQL exits ahead of it.
+            connection.shutdown(socket.SHUT_RD)
+            connection.sendall(b"E" + struct.pack("!i", 4 + len(refusal)) + refusal)
+
+    server = threading.Thread(target=refuse_one)
+    server.start()
+    url = f"postgresql://app@/shop?host={tmp_path}"
+    database = db.connect_from_settings(Settings(database_url=url))
+    with pytest.raises(TransientError) as refused:
+        with database.transaction():
+            pass
+    server.join(5)
+    listener.close()
+    database.close()
+
+    assert 'database "shop" does not exist' in str(refused.value)
 
 
 # --- scramp imported on first use (decision 0036) --------------------------------

@@ -506,7 +506,10 @@ class Database:
             else:
                 connection = self._connect()
         except (pg8000.dbapi.Error, OSError) as error:
-            raise TransientError(f"cannot connect to the database: {error}") from error
+            refusal = _server_refusal(error)
+            raise TransientError(
+                f"cannot connect to the database: {refusal}"
+            ) from error
         # A new connection holds what its startup message set and nothing else, and
         # a setting never set reads as one set to "". Settings that did not go in
         # the startup message are set by the first transaction, as before 0046.
@@ -521,6 +524,24 @@ class Database:
                 return
         with contextlib.suppress(Exception):
             statements.connection.close()
+
+
+def _server_refusal(error: BaseException) -> BaseException:
+    """Return the server's own refusal behind a failed connect, else `error`.
+
+    After a refusal (a database that does not exist, a wrong password) pg8000 says
+    goodbye before raising it. On a Unix socket the server has often hung up by
+    then, so the goodbye fails and pg8000's InterfaceError("network error") hides
+    the refusal, which it still carries in its exception chain.
+    """
+    import pg8000.dbapi
+
+    seen = error
+    while seen is not None:
+        if isinstance(seen, pg8000.dbapi.DatabaseError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return error
 
 
 def _timed_out(error: BaseException) -> bool:
