@@ -72,6 +72,10 @@ def answer_unrouted_path(error: Exception) -> tuple[str, int, dict[str, str]]:
     """
     import flask
 
+    from cartcast import web
+
+    # No function ran to leave the body unread (web.leave_body_unread).
+    web.leave_body_unread(flask.request)
     path = flask.request.path
     if path == "/console" or path.startswith("/console/"):
         from cartcast import console

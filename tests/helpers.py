@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -234,3 +235,24 @@ def rows_free_after_one_waits(
         raise AssertionError("no transaction came to wait on a lock")
     with database.transaction() as tx:
         return [next(iter(row.values())) for row in tx.rows(locked_query, **params)]
+
+
+class CountingStream(io.RawIOBase):
+    """A body of "a=" and letters, endless or `size` bytes long, that counts the
+    bytes read from it."""
+
+    def __init__(self, size: int | None = None) -> None:
+        self.bytes_read = 0
+        self.size = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = len(buffer)
+        if self.size is not None:
+            wanted = min(wanted, self.size - self.bytes_read)
+        filler = (b"a=" + b"x" * wanted)[:wanted]
+        buffer[: len(filler)] = filler
+        self.bytes_read += len(filler)
+        return len(filler)

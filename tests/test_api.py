@@ -647,7 +647,7 @@ def test_a_chunked_body_over_the_cap_is_refused(client) -> None:
         environ_overrides={"wsgi.input_terminated": True},
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert "larger than" in response.get_json()["error"]["message"]
     # Nothing was written: the slug is still free.
     again = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)

@@ -21,6 +21,7 @@ from cartcast import keys
 from cartcast import runtime as runtime_module
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import (
+    CountingStream,
     auth,
     brand_body,
     catalog,
@@ -1530,22 +1531,6 @@ def test_each_role_may_post_the_forms_its_row_of_the_readme_allows(
     }
 
     assert refused == set(FORMS) - ALLOWED[role]
-
-
-class CountingStream(io.RawIOBase):
-    """An endless body of "a=" and letters that counts the bytes read from it."""
-
-    def __init__(self) -> None:
-        self.bytes_read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        filler = (b"a=" + b"x" * len(buffer))[: len(buffer)]
-        buffer[: len(filler)] = filler
-        self.bytes_read += len(filler)
-        return len(filler)
 
 
 def test_a_form_past_the_body_limit_is_a_413_naming_it_with_nothing_changed(

@@ -202,12 +202,12 @@ def test_more_rows_than_the_limit_is_a_400_and_stores_nothing(client, brand) -> 
     assert stored() == {}
 
 
-def test_a_file_over_the_body_cap_is_a_400(client, brand) -> None:
+def test_a_file_over_the_body_cap_is_a_413(client, brand) -> None:
     text = HEADER + "\n" + "x" * web.BODY_BYTES_MAX
 
     response = send_csv(client, brand["key"], text)
 
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert "larger than" in response.get_json()["error"]["message"]
 
 

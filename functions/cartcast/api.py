@@ -289,7 +289,18 @@ def route_not_found(path: str) -> web.Response:
 
 
 def handle(request: Any, runtime: Any) -> web.Response:
-    """Route one HTTP request and answer it as JSON; /console is the web console."""
+    """Route one HTTP request and answer it as JSON; /console is the web console.
+
+    Whatever of the body the route did not read is left unread, not drained into
+    memory after the answer (web.leave_body_unread).
+    """
+    try:
+        return _route(request, runtime)
+    finally:
+        web.leave_body_unread(request)
+
+
+def _route(request: Any, runtime: Any) -> web.Response:
     if request.path == "/console" or request.path.startswith("/console/"):
         from cartcast import console
 
@@ -361,7 +372,17 @@ def _refuse_unknown_query(
 
 
 def handle_caption_request(request: Any, runtime: Any) -> web.Response:
-    """Answer the generate_caption function: POST a caption request, get drafts."""
+    """Answer the generate_caption function: POST a caption request, get drafts.
+
+    As in `handle`, a body not read is left unread.
+    """
+    try:
+        return _caption_request(request, runtime)
+    finally:
+        web.leave_body_unread(request)
+
+
+def _caption_request(request: Any, runtime: Any) -> web.Response:
     if request.method != "POST":
         body = {"error": {"code": "method_not_allowed", "message": "use POST"}}
         return web.json_response(body, 405, {"Allow": "POST"})

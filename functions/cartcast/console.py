@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.formparser import MultiPartParser
 from werkzeug.routing import Map, Rule
@@ -69,6 +69,7 @@ from cartcast.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    PayloadTooLarge,
     TooManyRequests,
     TransientError,
     Unauthorized,
@@ -205,19 +206,16 @@ def handle(request: Any, runtime: Any) -> Response:
         return _icon()
     if endpoint == "import_script":
         return _import_script()
-    body_bytes_max = _body_bytes_max(endpoint)
-    try:
-        _read_body_within(request, body_bytes_max)
-    except RequestEntityTooLarge:
-        # functions-framework reads whatever body is left after every response
-        # (its read_request hook), which would raise this again, as a 500, or
-        # hold the whole body after all: the rest is left unread instead.
-        request.stream = io.BytesIO()
-        return _message_page(
-            413,
-            f"This form is larger than {body_bytes_max // (1024 * 1024)} MiB, the "
-            "most the console takes from one form.",
-        )
+    if request.method == "POST":
+        body_bytes_max = _body_bytes_max(endpoint)
+        try:
+            _read_form_within(request, body_bytes_max)
+        except PayloadTooLarge:
+            return _message_page(
+                413,
+                f"This form is larger than {body_bytes_max // (1024 * 1024)} MiB, "
+                "the most the console takes from one form.",
+            )
 
     secret = runtime.settings.console_secret
     if not secret:
@@ -271,21 +269,22 @@ def _body_bytes_max(endpoint: str) -> int:
     return UPLOAD_BYTES_MAX if endpoint == "import_catalog" else web.BODY_BYTES_MAX
 
 
-def _read_body_within(request: Any, body_bytes_max: int) -> None:
-    """Read and cache the body, refusing one past `body_bytes_max` bytes.
+def _read_form_within(request: Any, body_bytes_max: int) -> None:
+    """Read and cache a form's body, refusing one past `body_bytes_max` bytes.
 
-    A longer declared length is refused unread; a chunked body is read no further
-    than one byte past the limit. Werkzeug's own cap on one multipart text field
-    (500,000 bytes by default) is raised to the same limit, so that a pasted
-    catalog is held to the upload's size alone.
+    The cap is the API's (web.read_body_within): a longer declared length is
+    refused unread, a chunked body read one byte past the limit at most. Werkzeug's
+    own cap on one multipart text field (500,000 bytes by default) is raised to
+    the same limit, so that a pasted catalog is held to the upload's size alone.
 
     Raises:
-        RequestEntityTooLarge: the body is longer than `body_bytes_max`.
+        PayloadTooLarge: the body is longer than `body_bytes_max`.
     """
-    request.max_content_length = body_bytes_max + 1
+    raw = web.read_body_within(request, body_bytes_max)
     request.max_form_memory_size = body_bytes_max
-    if len(request.get_data(cache=True)) > body_bytes_max:
-        raise RequestEntityTooLarge()
+    # Werkzeug parses the form, and get_data answers, from the bytes read.
+    request.stream = io.BytesIO(raw)
+    request.get_data(cache=True)
 
 
 def _record_refusal(
@@ -1158,7 +1157,7 @@ def _multipart_text_fields(request: Any) -> Iterator[tuple[bytes, bytes, str]]:
     A body Werkzeug cannot split (no boundary, cut short before its closing
     boundary, a broken part) is refused here as such: Werkzeug would read it as an
     empty form, and the CSRF check would then blame a missing token. The body's
-    size is already capped (_cap_body).
+    size is already capped (_read_form_within).
     """
     malformed = InvalidRequest(
         "this upload was cut short or malformed; nothing was read from it. "

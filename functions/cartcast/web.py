@@ -8,6 +8,7 @@ transaction that commits only when the handler returns.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import math
 import re
@@ -20,6 +21,7 @@ from cartcast.errors import (
     CartcastError,
     ConfigurationError,
     InvalidRequest,
+    PayloadTooLarge,
     RateLimited,
     TransientError,
     UnsupportedMediaType,
@@ -196,30 +198,64 @@ def query_value(request: Any, name: str) -> str | None:
 
 
 def read_body(request: Any) -> bytes:
-    """Return the raw body, at most BODY_BYTES_MAX bytes, or refuse it.
+    """Return the raw body, at most BODY_BYTES_MAX bytes, or refuse it (413).
 
     A signature is computed over these exact bytes, before any parsing.
     """
-    too_large = InvalidRequest(f"body is larger than {BODY_BYTES_MAX} bytes")
-    if request.content_length is not None and request.content_length > BODY_BYTES_MAX:
+    raw = read_body_within(request, BODY_BYTES_MAX)
+    if raw:
+        require_no_content_coding(request)
+    return raw
+
+
+def read_body_within(request: Any, bytes_max: int) -> bytes:
+    """Return the raw body if it is at most `bytes_max` bytes long.
+
+    A longer declared length is refused unread; a chunked body is read no further
+    than one byte past the limit. Either way the rest is left unread.
+
+    Raises:
+        PayloadTooLarge: the body is longer than `bytes_max` (413 naming it).
+    """
+    too_large = PayloadTooLarge(
+        f"body is larger than {_mebibytes(bytes_max)} ({bytes_max} bytes), the "
+        "most this route takes; nothing past that was read",
+        field="body",
+    )
+    if request.content_length is not None and request.content_length > bytes_max:
+        leave_body_unread(request)
         raise too_large
 
     # A chunked body has no Content-Length (Werkzeug reports None), so the cap is
     # enforced on what is read. read(n) may return less than n before the end.
     chunks, size = [], 0
-    while size <= BODY_BYTES_MAX:
-        chunk = request.stream.read(BODY_BYTES_MAX + 1 - size)
+    while size <= bytes_max:
+        chunk = request.stream.read(bytes_max + 1 - size)
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
-    if size > BODY_BYTES_MAX:
+    if size > bytes_max:
+        leave_body_unread(request)
         raise too_large
+    return b"".join(chunks)
 
-    raw = b"".join(chunks)
-    if raw:
-        require_no_content_coding(request)
-    return raw
+
+def leave_body_unread(request: Any) -> None:
+    """Leave whatever is left of the request's body unread, after any answer.
+
+    functions-framework reads the rest of every body once the response is made
+    (its read_request hook calls flask.request.get_data()) and holds all of it in
+    memory: a body past the limit, or one sent where none is read (a GET, a 405,
+    a refused key), would be held whole after all. An empty stream in its place
+    leaves the rest to the server, which discards or closes it (gunicorn reads
+    an unread body away in small pieces before the connection's next request).
+    """
+    request.stream = io.BytesIO()
+
+
+def _mebibytes(size_bytes: int) -> str:
+    return f"{size_bytes / (1024 * 1024):g} MiB"
 
 
 def require_no_content_coding(request: Any) -> None:
