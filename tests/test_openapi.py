@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 import yaml
 
-from cartcast import api, brands, catalog, keys, orders, post_kinds, posts, validation
+from cartcast import (
+    api,
+    brands,
+    catalog,
+    keys,
+    orders,
+    post_kinds,
+    posts,
+    validation,
+    web,
+)
 from cartcast.errors import InvalidRequest
 from tests.conftest import OPERATOR_KEY, make_app
 from tests.helpers import auth, brand_body, post_json
@@ -40,9 +50,13 @@ def test_the_spec_and_the_api_routes_agree() -> None:
     assert described == served
 
 
-# A body of each kind a route may refuse: one not typed JSON (415), and a JSON
-# object with a field no route takes (400).
+# A body of each kind a route may refuse: one past the size limit (413), one not
+# typed JSON (415), and a JSON object with a field no route takes (400).
 REFUSED_BODIES = {
+    "413": {
+        "data": b" " * (web.BODY_BYTES_MAX + 1),
+        "content_type": "application/json",
+    },
     "415": {
         "data": b"reason=late",
         "content_type": "application/x-www-form-urlencoded",
