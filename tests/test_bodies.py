@@ -14,7 +14,7 @@ import pytest
 
 from cartcast import runtime, web
 from tests.conftest import OPERATOR_KEY, make_app
-from tests.helpers import CountingStream, auth, brand_body, post_json
+from tests.helpers import CountingStream, auth
 
 LIMIT = web.BODY_BYTES_MAX
 # What one read of a chunked body may take past the limit before it stops.
@@ -22,8 +22,9 @@ READ_SLACK = 64 * 1024
 
 
 @pytest.fixture
-def api(function_env, monkeypatch):
-    # The console answers its pages only with a secret to sign sessions with.
+def client(function_env, monkeypatch):
+    """The api function's app (conftest's), with the secret the console's pages
+    need to answer."""
     monkeypatch.setenv("CARTCAST_CONSOLE_SECRET", "s" * 32)
     runtime.reset()
     return make_app("api", "http").test_client()
@@ -32,12 +33,6 @@ def api(function_env, monkeypatch):
 @pytest.fixture
 def caption_function(function_env):
     return make_app("generate_caption", "http").test_client()
-
-
-@pytest.fixture
-def brand_key(api) -> str:
-    created = post_json(api, "/v1/brands", brand_body(), OPERATOR_KEY)
-    return created.get_json()["api_key"]
 
 
 def sent_as(stream: CountingStream, *, chunked: bool, length: int) -> dict:
@@ -52,9 +47,14 @@ def sent_as(stream: CountingStream, *, chunked: bool, length: int) -> dict:
 
 # Each route that takes a body: the app, the path, the media type and the key.
 BODY_ROUTES = {
-    "create a brand": ("api", "/v1/brands", "application/json", "operator"),
-    "import orders": ("api", "/v1/orders/import", "text/csv", "brand"),
-    "signed order": ("api", "/v1/webhooks/orders/test-goods", "application/json", None),
+    "create a brand": ("client", "/v1/brands", "application/json", "operator"),
+    "import orders": ("client", "/v1/orders/import", "text/csv", "brand"),
+    "signed order": (
+        "client",
+        "/v1/webhooks/orders/test-goods",
+        "application/json",
+        None,
+    ),
     "caption": ("caption_function", "/", "application/json", "brand"),
 }
 
@@ -93,16 +93,16 @@ def test_a_body_past_the_limit_is_a_413_naming_it_and_not_read_whole(
 
 # Requests whose body no route reads: the method, the app, the path and the key.
 UNREAD_BODIES = {
-    "a GET": ("GET", "api", "/v1/posts", "brand"),
-    "a HEAD": ("HEAD", "api", "/v1/posts", "brand"),
-    "a 405": ("PUT", "api", "/v1/brands", "operator"),
-    "a 404": ("POST", "api", "/v1/nowhere", "operator"),
-    "a path functions-framework does not route": ("POST", "api", "/v1/a%0Ab", None),
-    "no key": ("POST", "api", "/v1/brands", None),
+    "a GET": ("GET", "client", "/v1/posts", "brand"),
+    "a HEAD": ("HEAD", "client", "/v1/posts", "brand"),
+    "a 405": ("PUT", "client", "/v1/brands", "operator"),
+    "a 404": ("POST", "client", "/v1/nowhere", "operator"),
+    "a path functions-framework does not route": ("POST", "client", "/v1/a%0Ab", None),
+    "no key": ("POST", "client", "/v1/brands", None),
     "a caption GET": ("GET", "caption_function", "/", "brand"),
-    "a console page": ("GET", "api", "/console/signin", None),
-    "a console 405": ("GET", "api", "/console/pause", None),
-    "a console GET past the limit": ("GET", "api", "/console/approvals", None),
+    "a console page": ("GET", "client", "/console/signin", None),
+    "a console 405": ("GET", "client", "/console/pause", None),
+    "a console GET past the limit": ("GET", "client", "/console/approvals", None),
 }
 
 
