@@ -343,17 +343,21 @@ class GeminiCaptioner:
 
     def _get_client(self) -> genai.Client:
         if self._client is None:
-            from google import genai
-
-            # vertexai=False: an API key only, never a credentials lookup.
-            self._client = genai.Client(
-                api_key=self._api_key,
-                vertexai=False,
-                http_options=http_options(
-                    self._base_url, self._api_version, self._timeout_s
-                ),
-            )
+            self._client = self._build_client()
         return self._client
+
+    def _build_client(self) -> genai.Client:
+        """Build the google-genai client; called once per captioner."""
+        from google import genai
+
+        # vertexai=False: an API key only, never a credentials lookup.
+        return genai.Client(
+            api_key=self._api_key,
+            vertexai=False,
+            http_options=http_options(
+                self._base_url, self._api_version, self._timeout_s
+            ),
+        )
 
     def _client_failure(self, error: Any, usage: _Usage) -> Exception:
         if error.code == 429:
