@@ -9,9 +9,11 @@ import json
 import ssl
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -160,6 +162,23 @@ def assert_valid_template_draft(draft, request: DraftRequest) -> None:
     assert draft.engine == "template"
     assert draft.checks == ALL_CHECKS_PASS, draft.text
     assert draft.text.count(request.link) == 1
+
+
+class CaptionerBuildingInStep(GeminiCaptioner):
+    """A captioner whose client build waits at a barrier for a second caller, so
+    two threads that both find no client build it at the same time. A caller
+    kept out of the build (the fix) breaks the barrier; the first then goes on."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.builds = 0
+        self.barrier = threading.Barrier(2)
+
+    def _build_client(self) -> Any:
+        self.builds += 1
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self.barrier.wait(timeout=2)
+        return super()._build_client()
 
 
 # --- the happy path ---------------------------------------------------------------
@@ -884,3 +903,29 @@ def test_the_tls_context_still_refuses_a_server_ssl_cert_file_does_not_vouch_for
     tls = http_options(None, "v1beta", 20.0).client_args["verify"]
 
     assert not handshake_succeeds(tls, served)
+
+
+def test_two_threads_asking_at_once_share_one_client_and_both_get_copy(
+    standin: GeminiStandIn,
+    clock: FixedClock,
+    voice: BrandVoice,
+    requests: list[DraftRequest],
+) -> None:
+    # Arrange: a client dropped by a racing thread is closed when it is collected,
+    # under the other thread's call ("client has been closed").
+    captioner = CaptionerBuildingInStep(
+        api_key=DEFAULT_API_KEY,
+        base_url=standin.base_url,
+        clock=clock,
+        retry_pause_s=0,
+    )
+
+    # Act
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = [pool.submit(captioner.write_copy, requests, voice) for _ in range(2)]
+        results = [answer.result() for answer in answers]
+
+    # Assert
+    assert captioner.builds == 1
+    assert all(None not in result.texts for result in results)
+    assert len(calls(standin)) == 2

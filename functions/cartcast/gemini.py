@@ -33,8 +33,8 @@ where only some refs come back is not a failure: the missing ones are None in
 `CopyResult.texts`, and the caller falls back for those alone.
 
 google-genai is imported on the first call, never at module import (about 0.5 s,
-measured), and the client is built once and reused. Neither the prompt nor the key
-is ever logged.
+measured), and the client is built once, under a lock, and reused by every thread.
+Neither the prompt nor the key is ever logged.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -212,6 +213,10 @@ class GeminiCaptioner:
         self._retry_pause_s = retry_pause_s
         self.governor = governor
         self._client: genai.Client | None = None
+        # Two threads building at once would each make a client, and the one
+        # dropped is closed when collected (genai.Client.__del__), under the
+        # other thread's call: "the client has been closed".
+        self._client_lock = threading.Lock()
 
     def __repr__(self) -> str:
         # Keep the key out of reprs, and so out of tracebacks and logs.
@@ -343,7 +348,9 @@ class GeminiCaptioner:
 
     def _get_client(self) -> genai.Client:
         if self._client is None:
-            self._client = self._build_client()
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._build_client()
         return self._client
 
     def _build_client(self) -> genai.Client:
