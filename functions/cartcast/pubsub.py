@@ -8,6 +8,7 @@ TransientError when they cannot, so the calling event function is retried.
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -76,17 +77,22 @@ class GooglePublisher:
     def __init__(self, project: str) -> None:
         self._project = project
         self._client: Any = None
+        # One client for every thread: a second one built at the same time would
+        # be dropped with messages still in its batch.
+        self._client_lock = threading.Lock()
 
     def publish(self, topic: str, payloads: list[dict[str, Any]]) -> list[str]:
         from google.api_core import exceptions as google_exceptions
         from google.cloud import pubsub_v1
 
         if self._client is None:
-            self._client = pubsub_v1.PublisherClient()
-        path = self._client.topic_path(self._project, topic)
+            with self._client_lock:
+                if self._client is None:
+                    self._client = pubsub_v1.PublisherClient()
+        client = self._client
+        path = client.topic_path(self._project, topic)
         futures = [
-            self._client.publish(path, json.dumps(payload).encode())
-            for payload in payloads
+            client.publish(path, json.dumps(payload).encode()) for payload in payloads
         ]
         # Every future is awaited, failed ones too: an instance may be frozen as
         # soon as the function returns, and a message still in the client's batch

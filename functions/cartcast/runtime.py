@@ -39,6 +39,8 @@ class Runtime:
         self._token_vault: Any = None
         self._dead_letter_subscriber: Any = None
         self._lock = threading.Lock()
+        # Its own lock: building the captioner opens the database under _lock.
+        self._gemini_lock = threading.Lock()
 
     @property
     def database(self):
@@ -120,24 +122,30 @@ class Runtime:
         if not self.settings.gemini_api_key:
             return None
         if self._gemini is None:
-            from cartcast.gemini import GeminiCaptioner
-            from cartcast.quota import QuotaGovernor
-
-            self._gemini = GeminiCaptioner(
-                api_key=self.settings.gemini_api_key,
-                model=self.settings.gemini_model,
-                base_url=self.settings.gemini_base_url,
-                api_version=self.settings.gemini_api_version,
-                timeout_s=self.settings.gemini_timeout_s,
-                clock=self.clock,
-                governor=QuotaGovernor(
-                    self.database,
-                    self.clock,
-                    per_minute=self.settings.gemini_requests_per_minute,
-                    per_day=self.settings.gemini_requests_per_day,
-                ),
-            )
+            with self._gemini_lock:
+                if self._gemini is None:
+                    self._gemini = self._build_gemini()
         return self._gemini
+
+    def _build_gemini(self):
+        """Build the one captioner whose client the classifier (the scorer) shares."""
+        from cartcast.gemini import GeminiCaptioner
+        from cartcast.quota import QuotaGovernor
+
+        return GeminiCaptioner(
+            api_key=self.settings.gemini_api_key,
+            model=self.settings.gemini_model,
+            base_url=self.settings.gemini_base_url,
+            api_version=self.settings.gemini_api_version,
+            timeout_s=self.settings.gemini_timeout_s,
+            clock=self.clock,
+            governor=QuotaGovernor(
+                self.database,
+                self.clock,
+                per_minute=self.settings.gemini_requests_per_minute,
+                per_day=self.settings.gemini_requests_per_day,
+            ),
+        )
 
     def gemini_classifier(self):
         """Return the Gemini mention classifier (sharing the captioner's client and
