@@ -174,22 +174,11 @@ def score_sentiment(cloud_event: CloudEvent) -> None:
 def _deliver_mention_news(
     current: runtime.Runtime, *, retry_alerts: bool
 ) -> dict[str, Any]:
-    """Send the due escalations, then the alerts: a crisis scoring has just started
-    must not wait for a publish run, which the operator's pause may stop.
+    """Send the due escalations and alerts: a crisis scoring has just started must
+    not wait for a publish run, which the operator's pause may stop."""
+    from cartcast import delivery_budget
 
-    Only a tick retries a failed alert (`retry_alerts`), after its back-off: a
-    scoring run, on the path of every Pub/Sub delivery, never waits out a webhook
-    already known to fail. Both share one CARTCAST_WEBHOOK_BUDGET_S, so twenty
-    slow CRM calls and the alerts after them end well inside the function's
-    timeout; what it leaves stays due for the next run.
-    """
-    from cartcast import alerts, escalations
-    from cartcast.delivery_budget import DeliveryBudget
-
-    budget = DeliveryBudget.starting_now(current)
-    escalated = escalations.deliver_pending(current, budget=budget)
-    alerted = alerts.deliver_pending(current, retry=retry_alerts, budget=budget)
-    return {**escalated, **alerted}
+    return delivery_budget.deliver_mention_news(current, retry_alerts=retry_alerts)
 
 
 @functions_framework.cloud_event

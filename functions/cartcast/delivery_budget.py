@@ -66,3 +66,21 @@ class DeliveryBudget:
             if outcome is not None:
                 counts[outcome] += 1
         return counts
+
+
+def deliver_mention_news(runtime: Any, *, retry_alerts: bool) -> dict[str, int]:
+    """Send the due escalations, then the alerts, under one budget; count them.
+
+    Only a tick retries a failed alert (`retry_alerts`), after its back-off: a
+    scoring run, on the path of every Pub/Sub delivery, never waits out a webhook
+    already known to fail. Both share one CARTCAST_WEBHOOK_BUDGET_S, so twenty
+    slow CRM calls and the alerts after them end well inside the function's
+    timeout; what it leaves stays due for the next run.
+    """
+    # Imported here: both outboxes import this module for DeliveryBudget.
+    from cartcast import alerts, escalations
+
+    budget = DeliveryBudget.starting_now(runtime)
+    escalated = escalations.deliver_pending(runtime, budget=budget)
+    alerted = alerts.deliver_pending(runtime, retry=retry_alerts, budget=budget)
+    return {**escalated, **alerted}
