@@ -174,8 +174,8 @@ def score_sentiment(cloud_event: CloudEvent) -> None:
 def _deliver_mention_news(
     current: runtime.Runtime, *, retry_alerts: bool
 ) -> dict[str, Any]:
-    """Send the due escalations and alerts: a crisis scoring has just started must
-    not wait for a publish run, which the operator's pause may stop."""
+    """Send the due alerts, then the escalations: a crisis scoring has just started
+    must not wait for a publish run, which the operator's pause may stop."""
     from cartcast import delivery_budget
 
     return delivery_budget.deliver_mention_news(current, retry_alerts=retry_alerts)

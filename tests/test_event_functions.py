@@ -437,9 +437,10 @@ def test_a_scoring_run_s_escalations_and_alerts_share_one_webhook_budget(
         webhook.server.shutdown()
         webhook.server.server_close()
 
-    # Assert: POSTs started at 0, 5 and 10 s; the fourth escalation and the alert
-    # were left due, and the tick sent them, nothing twice.
-    assert by_scoring == ["/crm"] * 3
+    # Assert: POSTs started at 0, 5 and 10 s, the crisis alert first (decision
+    # 0075); the last two escalations were left due, and the tick sent them,
+    # nothing twice.
+    assert by_scoring == ["/alerts", "/crm", "/crm"]
     assert sorted(webhook.paths) == ["/alerts"] + ["/crm"] * 4
 
 

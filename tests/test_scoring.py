@@ -721,6 +721,53 @@ def test_the_escalations_and_alerts_of_one_run_share_its_budget(runtime, brand_i
     }
 
 
+def test_a_crisis_alert_starts_first_however_slow_the_crm_is(runtime, brand_id):
+    # Arrange: two order issues for a CRM that takes 5 s over each, a crisis alert
+    # for a webhook that takes 1 s, and 4 s to start deliveries in.
+    with_settings(runtime, webhook_budget_s=4.0)
+    crm = SlowCrm(runtime.clock, dt.timedelta(seconds=5))
+    alert_webhook = SlowCrm(runtime.clock, dt.timedelta(seconds=1))
+    connect_crm(runtime, brand_id, crm.url)
+    with runtime.database.transaction() as tx:
+        brands.update_brand(
+            tx,
+            brand_id,
+            {"alert_webhook_url": alert_webhook.url},
+            role="admin",
+            environment="local",
+            now=runtime.clock.now(),
+        )
+        alerts.raise_alert(
+            tx,
+            brand_id=brand_id,
+            kind="crisis",
+            episode="now",
+            text="possible crisis",
+            now=runtime.clock.now(),
+        )
+    waiting = [
+        add_mention(runtime, brand_id, f"@shop my order #47{n:02} never arrived")
+        for n in range(2)
+    ]
+    scoring.score_mentions(runtime, mention_ids=waiting)
+
+    # Act: a scoring run, then the next.
+    try:
+        first = delivery_budget.deliver_mention_news(runtime, retry_alerts=False)
+        second = delivery_budget.deliver_mention_news(runtime, retry_alerts=False)
+    finally:
+        crm.close()
+        alert_webhook.close()
+
+    # Assert: the alert at 0 s, an escalation at 1 s, the other left to the next
+    # run; nothing went twice.
+    assert first["alerts_sent"] == 1 and first["alerts_out_of_time"] == 0
+    assert first["escalations_sent"] == 1 and first["escalations_out_of_time"] == 1
+    assert second["alerts_sent"] == 0 and second["escalations_sent"] == 1
+    assert len(alert_webhook.deliveries) == 1
+    assert len(crm.deliveries) == len(set(crm.deliveries)) == 2
+
+
 def test_a_brand_without_a_crm_gets_its_escalations_in_the_log(runtime, brand_id):
     mention_id = add_mention(runtime, brand_id, "@shop my parcel never arrived")
     scoring.score_mentions(runtime, mention_ids=[mention_id])

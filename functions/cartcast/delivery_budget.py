@@ -8,7 +8,8 @@ delivery once CARTCAST_WEBHOOK_BUDGET_S has passed since its deliveries began, a
 ends about one webhook timeout past that (requests applies a timeout to the
 connection and to the wait for the answer apiece, so a POST's worst case is twice
 it). The first delivery always starts, so a tiny budget slows delivery down but
-never stops it.
+never stops it. A run sends its alerts before its escalations (deliver_mention_news),
+so that first start is a due crisis alert's, whatever a slow CRM would take.
 
 A row not started is left as it was, due, and the next run or tick sends it:
 nothing is locked or marked, so nothing is lost or sent twice. The deployment sets
@@ -69,18 +70,21 @@ class DeliveryBudget:
 
 
 def deliver_mention_news(runtime: Any, *, retry_alerts: bool) -> dict[str, int]:
-    """Send the due escalations, then the alerts, under one budget; count them.
+    """Send the due alerts, then the escalations, under one budget; count them.
 
-    Only a tick retries a failed alert (`retry_alerts`), after its back-off: a
-    scoring run, on the path of every Pub/Sub delivery, never waits out a webhook
-    already known to fail. Both share one CARTCAST_WEBHOOK_BUDGET_S, so twenty
-    slow CRM calls and the alerts after them end well inside the function's
-    timeout; what it leaves stays due for the next run.
+    Alerts go first (decision 0075): a crisis alert is the more urgent, and a slow
+    CRM after it can no longer spend the budget it needs. A run's first delivery
+    always starts, so a due alert always starts; the escalations take what the
+    alerts leave. Only a tick retries a failed alert (`retry_alerts`), after its
+    back-off: a scoring run, on the path of every Pub/Sub delivery, never waits out
+    a webhook already known to fail. Both share one CARTCAST_WEBHOOK_BUDGET_S, so
+    the run ends about one webhook timeout past it; what it leaves stays due for
+    the next run.
     """
     # Imported here: both outboxes import this module for DeliveryBudget.
     from cartcast import alerts, escalations
 
     budget = DeliveryBudget.starting_now(runtime)
-    escalated = escalations.deliver_pending(runtime, budget=budget)
     alerted = alerts.deliver_pending(runtime, retry=retry_alerts, budget=budget)
-    return {**escalated, **alerted}
+    escalated = escalations.deliver_pending(runtime, budget=budget)
+    return {**alerted, **escalated}
