@@ -58,7 +58,21 @@ def bind_loopback(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
     raise RuntimeError("no free loopback port in 43000-43999")
 
 
-class CrmReceiver:
+class LoopbackCrm:
+    """A webhook receiver served on loopback at `url` until `close()`; each
+    receiver below gives the handler that answers its POSTs."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = bind_loopback(handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/crm"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class CrmReceiver(LoopbackCrm):
     """A CRM webhook on loopback that checks each delivery's signature.
 
     It answers the statuses in `answers` in turn (then 200) and records every
@@ -88,13 +102,7 @@ class CrmReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = bind_loopback(Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/crm"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
 @pytest.fixture
@@ -489,7 +497,7 @@ def test_a_failing_crm_is_retried_later_with_the_same_delivery_id(runtime, brand
     assert row["attempts"] == 2 and row["last_error"] == "webhook answered 503"
 
 
-class SlowBodyCrm:
+class SlowBodyCrm(LoopbackCrm):
     """A CRM that takes the escalation with a 200 at once, then holds the rest of
     its answer (a two-byte body) until `finish()`."""
 
@@ -510,14 +518,11 @@ class SlowBodyCrm:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = bind_loopback(Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/crm"
+        self._serve(Handler)
 
     def finish(self) -> None:
         self.finished.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.close()
 
 
 def test_a_crm_that_answers_200_but_sends_its_body_slowly_has_taken_it(
@@ -633,7 +638,7 @@ def test_removing_the_crm_webhook_leaves_a_back_off_as_it_was(runtime, brand_id)
     assert row["next_attempt_at"] > runtime.clock.now()
 
 
-class SlowCrm:
+class SlowCrm(LoopbackCrm):
     """A CRM on loopback that takes every escalation, moving the test clock on by
     `takes` while it does: a slow receiver, with no real waiting."""
 
@@ -652,13 +657,7 @@ class SlowCrm:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = bind_loopback(Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/crm"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
 def test_a_run_starts_no_delivery_past_its_budget_and_the_next_sends_the_rest(
