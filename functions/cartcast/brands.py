@@ -45,7 +45,6 @@ from cartcast import (
     alerts,
     audit,
     connections,
-    escalations,
     keys,
     link_policy,
     slots,
@@ -539,6 +538,9 @@ def _set_escalation(
         escalation_secret=secret,
     )
     if url:
+        # Imported here: only a CRM webhook set needs its outbox (decision 0028).
+        from cartcast import escalations
+
         escalations.end_back_off(tx, brand_id=brand_id, now=now)
 
 
