@@ -12,6 +12,7 @@ from cartcast import alerts, crisis, publishing
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import (
     ALPHA,
+    admin_updates_brand,
     auth,
     brand_body,
     dead_loopback_port,
@@ -549,16 +550,9 @@ def test_a_body_sent_to_resume_is_a_400_naming_its_field(client, runtime) -> Non
 
 def set_alert_webhook(runtime, brand_id: str, url: str | None) -> None:
     """Change the brand's alert webhook as PATCH /v1/brand does, with an admin key."""
-    from cartcast import brands
-
     with runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            brand_id,
-            {"alert_webhook_url": url},
-            role="admin",
-            environment="local",
-            now=runtime.clock.now(),
+        admin_updates_brand(
+            tx, brand_id, {"alert_webhook_url": url}, runtime.clock.now()
         )
 
 
@@ -613,8 +607,6 @@ def test_removing_the_alert_webhook_leaves_a_back_off_as_it_was(runtime, clock) 
 def test_a_webhook_change_that_is_rolled_back_leaves_the_back_off_as_it_was(
     runtime, clock, webhook
 ) -> None:
-    from cartcast import brands
-
     brand_id = add_brand(runtime, f"http://127.0.0.1:{dead_loopback_port()}/hook")
     raise_crisis_alert(runtime, brand_id, clock.now())
     alerts.deliver_pending(runtime)
@@ -622,13 +614,8 @@ def test_a_webhook_change_that_is_rolled_back_leaves_the_back_off_as_it_was(
 
     # The URL and the back-off change in the caller's transaction, or not at all.
     with pytest.raises(RuntimeError), runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            brand_id,
-            {"alert_webhook_url": webhook.url},
-            role="admin",
-            environment="local",
-            now=clock.now(),
+        admin_updates_brand(
+            tx, brand_id, {"alert_webhook_url": webhook.url}, clock.now()
         )
         raise RuntimeError("the request failed after the update")
 

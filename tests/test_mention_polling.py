@@ -12,8 +12,9 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import author_data, brands, mentions, removed_mentions, x
+from cartcast import author_data, mentions, removed_mentions, x
 from infra.x_sandbox import XSandbox
+from tests.helpers import admin_updates_brand
 from tests.test_event_functions import PushReceiver
 from tests.test_mentions import ALPHA, BETA, FAN, add_brand, stored, wire
 from tests.test_publish_kill import wait_until
@@ -463,13 +464,8 @@ def test_the_poll_interval_settings_bound_the_backoff(runtime, sandbox, clock, a
 
 def set_budget(runtime, brand_id: str, usd: str) -> None:
     with runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            brand_id,
-            {"monthly_x_budget_usd": usd},
-            role="admin",
-            environment="local",
-            now=runtime.clock.now(),
+        admin_updates_brand(
+            tx, brand_id, {"monthly_x_budget_usd": usd}, runtime.clock.now()
         )
 
 

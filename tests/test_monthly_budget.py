@@ -10,10 +10,18 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import brands, kpis, mentions, posts, publishing, reconciling
+from cartcast import kpis, mentions, posts, publishing, reconciling
 from cartcast.clock import UTC
 from tests.conftest import OPERATOR_KEY, make_app
-from tests.helpers import ALPHA, auth, brand_body, make_brand, post_json, states
+from tests.helpers import (
+    ALPHA,
+    admin_updates_brand,
+    auth,
+    brand_body,
+    make_brand,
+    post_json,
+    states,
+)
 from tests.test_event_functions import PushReceiver
 from tests.test_mentions import FAN, wire
 from tests.test_post_limits import run_together
@@ -33,13 +41,8 @@ def receiver():
 
 def budget(runtime, brand_id: str, usd: str | None, **more) -> None:
     with runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            brand_id,
-            {"monthly_x_budget_usd": usd, **more},
-            role="admin",
-            environment="local",
-            now=runtime.clock.now(),
+        admin_updates_brand(
+            tx, brand_id, {"monthly_x_budget_usd": usd, **more}, runtime.clock.now()
         )
 
 

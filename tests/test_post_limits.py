@@ -6,9 +6,9 @@ import dataclasses
 import datetime as dt
 import threading
 
-from cartcast import brands, posts, publishing
+from cartcast import posts, publishing
 from cartcast import runtime as runtime_module
-from tests.helpers import ALPHA, BETA, make_brand, states
+from tests.helpers import ALPHA, BETA, admin_updates_brand, make_brand, states
 
 # A publisher stops once a run finds nothing to do; this bounds a runaway loop.
 RUNS_MAX = 20
@@ -108,14 +108,7 @@ def test_a_full_shared_app_window_pauses_every_brand_on_it_but_not_one_with_its_
     gamma = make_brand(runtime, "gamma", GAMMA, products=1, link=False)
     beta = make_brand(runtime, "beta", BETA, products=1, link=False)
     with runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            beta,
-            {"x_own_app": True},
-            role="admin",
-            environment="local",
-            now=runtime.clock.now(),
-        )
+        admin_updates_brand(tx, beta, {"x_own_app": True}, runtime.clock.now())
     clock.advance(dt.timedelta(days=7))
 
     outcome = publishing.publish_due(runtime, as_of=clock.now())

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import brands, publishing, reconciling
-from tests.helpers import ALPHA, make_brand, states, tweets_sent
+from cartcast import publishing, reconciling
+from tests.helpers import ALPHA, admin_updates_brand, make_brand, states, tweets_sent
 
 SELECT_ATTEMPTS = """
 SELECT a.outcome, a.x_post_id, a.error, a.sent_at, a.checked_at, a.reconciled_at
@@ -81,13 +81,8 @@ def test_the_timeline_read_is_an_owned_read_with_the_brand_s_own_app(
 ) -> None:
     brand_id = make_brand(impatient_runtime, "alpha", ALPHA, products=1)
     with impatient_runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            brand_id,
-            {"x_own_app": True},
-            role="admin",
-            environment="local",
-            now=impatient_runtime.clock.now(),
+        admin_updates_brand(
+            tx, brand_id, {"x_own_app": True}, impatient_runtime.clock.now()
         )
     wait(clock, 7 * 86400)
     x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)

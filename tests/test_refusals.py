@@ -23,6 +23,7 @@ from infra.x_sandbox import REFUSED_REPLY_DETAIL, XSandbox
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import (
     ALPHA,
+    admin_updates_brand,
     auth,
     brand_body,
     catalog,
@@ -700,13 +701,8 @@ def test_a_thread_whose_token_was_revoked_midway_resumes_after_reconnecting(
     first = publishing.publish_due(x_runtime, as_of=clock.now())
     held = only_post(x_runtime, brand_id)
     with x_runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            brand_id,
-            {"x_access_token": "token-alpha"},
-            role="admin",
-            environment="local",
-            now=clock.now(),
+        admin_updates_brand(
+            tx, brand_id, {"x_access_token": "token-alpha"}, clock.now()
         )
     second = publishing.publish_due(x_runtime, as_of=clock.now())
 
@@ -775,13 +771,8 @@ def test_a_401_for_a_token_replaced_while_it_was_out_does_not_disconnect_the_bra
             break
         time.sleep(0.01)
     with x_runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            brand_id,
-            {"x_access_token": "token-alpha-2"},
-            role="admin",
-            environment="local",
-            now=clock.now(),
+        admin_updates_brand(
+            tx, brand_id, {"x_access_token": "token-alpha-2"}, clock.now()
         )
     x_sandbox.release_answers()
     publisher.join(timeout=30)

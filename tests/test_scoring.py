@@ -28,6 +28,7 @@ from infra.gemini_standin import GeminiStandIn
 from infra.x_sandbox import XSandbox
 from tests.helpers import (
     SCORING_PORTS,
+    admin_updates_brand,
     brand_body,
     closed_loopback_port,
     dead_loopback_port,
@@ -125,14 +126,7 @@ def crm(runtime, brand_id):
 def connect_crm(runtime, brand_id: str, url: str) -> None:
     body = {"escalation_webhook_url": url, "escalation_secret": SECRET}
     with runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            brand_id,
-            body,
-            role="admin",
-            environment="local",
-            now=runtime.clock.now(),
-        )
+        admin_updates_brand(tx, brand_id, body, runtime.clock.now())
 
 
 def add_mention(
@@ -202,13 +196,8 @@ def test_scoring_the_same_mention_twice_changes_nothing(runtime, brand_id):
 
 def test_an_order_issue_is_due_within_the_brands_deadline(runtime, brand_id):
     with runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            brand_id,
-            {"order_issue_due_min": 30},
-            role="admin",
-            environment="local",
-            now=runtime.clock.now(),
+        admin_updates_brand(
+            tx, brand_id, {"order_issue_due_min": 30}, runtime.clock.now()
         )
     mention_id = add_mention(runtime, brand_id, "@shop my parcel never arrived")
     complaint_id = add_mention(runtime, brand_id, "@shop your app keeps crashing")
@@ -625,13 +614,8 @@ def test_removing_the_crm_webhook_leaves_a_back_off_as_it_was(runtime, brand_id)
     escalations.deliver_pending(runtime)
 
     with runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            brand_id,
-            {"escalation_webhook_url": None},
-            role="admin",
-            environment="local",
-            now=runtime.clock.now(),
+        admin_updates_brand(
+            tx, brand_id, {"escalation_webhook_url": None}, runtime.clock.now()
         )
         (row,) = escalations.list_escalations(tx, brand_id=brand_id)
 
@@ -728,13 +712,8 @@ def test_a_crisis_alert_starts_first_however_slow_the_crm_is(runtime, brand_id):
     alert_webhook = SlowCrm(runtime.clock, dt.timedelta(seconds=1))
     connect_crm(runtime, brand_id, crm.url)
     with runtime.database.transaction() as tx:
-        brands.update_brand(
-            tx,
-            brand_id,
-            {"alert_webhook_url": alert_webhook.url},
-            role="admin",
-            environment="local",
-            now=runtime.clock.now(),
+        admin_updates_brand(
+            tx, brand_id, {"alert_webhook_url": alert_webhook.url}, runtime.clock.now()
         )
         alerts.raise_alert(
             tx,
@@ -806,14 +785,7 @@ def test_bad_escalation_settings_are_refused_naming_the_field(
 ):
     with pytest.raises(InvalidRequest) as refused:
         with runtime.database.transaction() as tx:
-            brands.update_brand(
-                tx,
-                brand_id,
-                body,
-                role="admin",
-                environment="local",
-                now=runtime.clock.now(),
-            )
+            admin_updates_brand(tx, brand_id, body, runtime.clock.now())
 
     assert refused.value.field == field
 
