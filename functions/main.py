@@ -74,8 +74,8 @@ def answer_unrouted_path(error: Exception) -> tuple[str, int, dict[str, str]]:
 
     from cartcast import web
 
-    # No function ran to leave the body unread (web.leave_body_unread).
-    web.leave_body_unread(flask.request)
+    # No function ran to discard the body it did not read (web.discard_body).
+    web.discard_body(flask.request)
     path = flask.request.path
     if path == "/console" or path.startswith("/console/"):
         from cartcast import console

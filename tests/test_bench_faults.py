@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from tests.helpers import bench_env
@@ -151,3 +154,29 @@ def test_every_operation_of_the_spec_that_lists_refusals_is_read() -> None:
 
     assert listed["GET /v1/x/callback"] == {"state", "code"}
     assert listed["POST /v1/products"] == {"products[].sku"}
+
+
+def test_a_hand_made_request_with_no_answer_is_named_not_a_crash() -> None:
+    """A server that resets the connection while the body is still being sent
+    leaves the request unanswered; the run says which and why."""
+    from bench.faults import apifuzz
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1/brands"
+
+        def reset_after_the_headers() -> None:
+            connection, _ = listener.accept()
+            connection.recv(1024)
+            # Linger 0: closing resets the connection rather than ending it.
+            connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            connection.close()
+
+        server = threading.Thread(target=reset_after_the_headers)
+        server.start()
+        status = apifuzz._status(url, "POST", None, b"x" * 16 * 1024 * 1024)
+        server.join()
+
+    assert isinstance(status, str)
+    assert status.startswith("no answer (") and "Error" in status

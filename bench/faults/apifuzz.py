@@ -118,7 +118,7 @@ def run(
             ),
         }
         figures: dict[str, Any] = {}
-        server_errors = 0
+        server_errors = unanswered = 0
         unauthorized: dict[str, str] = {}
         lost_key = False
         # (operation, check): count, and the phases that met it
@@ -163,10 +163,13 @@ def run(
         )
         figures["hand-made requests"] = len(handmade)
         by_status = Counter(status for _, status, _ in handmade)
-        figures["hand-made statuses"] = dict(sorted(by_status.items()))
+        figures["hand-made statuses"] = dict(sorted(by_status.items(), key=str))
         body_checks_401 = 0
         for what, status, checks_body in handmade:
-            if status is None or status >= 500:
+            if isinstance(status, str):
+                unanswered += 1
+                common.say(f"    hand-made: {what} got {status}")
+            elif status >= 500:
                 server_errors += 1
                 common.say(f"    hand-made: {what} answered {status}")
             elif checks_body and status == 401:
@@ -183,10 +186,13 @@ def run(
     return {
         **figures,
         "5xx": server_errors,
+        "no answer": unanswered,
         "401_per_phase": unauthorized,
         "spec_mismatches": dict(sorted(by_check.items())) or "none",
         "refusals_beyond_schema": sum(excused.values()),
-        "ok": server_errors == 0 and not lost_key and body_checks_401 == 0,
+        "ok": server_errors == unanswered == 0
+        and not lost_key
+        and body_checks_401 == 0,
     }
 
 
@@ -483,11 +489,12 @@ def _quiet_env() -> dict[str, str]:
 
 def malformed_requests(
     base: str, caption_url: str, key: str, open_paths: list[re.Pattern[str]]
-) -> list[tuple[str, int | None, bool]]:
+) -> list[tuple[str, int | str, bool]]:
     """Send bodies no client should send to every route that takes one.
 
-    Each answer: what was sent, its status, and whether it was sent with a live
-    key to a route that needs one (so it is meant for the body checks).
+    Each answer: what was sent, its status (or why none came, as `_status` says),
+    and whether it was sent with a live key to a route that needs one (so it is
+    meant for the body checks).
     """
     import yaml
 
@@ -539,8 +546,9 @@ def _status(
     authorization: str | None,
     data: bytes | None = None,
     content_type: str = "application/json",
-) -> int | None:
-    """Send one request; its HTTP status, or None when no answer came."""
+) -> int | str:
+    """Send one request; its HTTP status, or "no answer (...)" naming the error
+    when none came (a connection reset while the body was still being sent)."""
     headers = {"Content-Type": content_type}
     if authorization is not None:
         headers["Authorization"] = authorization
@@ -550,5 +558,6 @@ def _status(
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
-    except OSError:
-        return None
+    except OSError as error:
+        reason = getattr(error, "reason", error)
+        return f"no answer ({type(reason).__name__}: {reason})"

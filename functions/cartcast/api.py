@@ -291,13 +291,13 @@ def route_not_found(path: str) -> web.Response:
 def handle(request: Any, runtime: Any) -> web.Response:
     """Route one HTTP request and answer it as JSON; /console is the web console.
 
-    Whatever of the body the route did not read is left unread, not drained into
-    memory after the answer (web.leave_body_unread).
+    Whatever of the body the route did not read is discarded before the answer
+    goes, so the client gets it, and never held (web.discard_body).
     """
     try:
         return _route(request, runtime)
     finally:
-        web.leave_body_unread(request)
+        web.discard_body(request)
 
 
 def _route(request: Any, runtime: Any) -> web.Response:
@@ -374,12 +374,12 @@ def _refuse_unknown_query(
 def handle_caption_request(request: Any, runtime: Any) -> web.Response:
     """Answer the generate_caption function: POST a caption request, get drafts.
 
-    As in `handle`, a body not read is left unread.
+    As in `handle`, a body not read is discarded, not held.
     """
     try:
         return _caption_request(request, runtime)
     finally:
-        web.leave_body_unread(request)
+        web.discard_body(request)
 
 
 def _caption_request(request: Any, runtime: Any) -> web.Response:

@@ -273,7 +273,8 @@ def _read_form_within(request: Any, body_bytes_max: int) -> None:
     """Read and cache a form's body, refusing one past `body_bytes_max` bytes.
 
     The cap is the API's (web.read_body_within): a longer declared length is
-    refused unread, a chunked body read one byte past the limit at most. Werkzeug's
+    refused with none of it kept, a chunked body kept one byte past the limit at
+    most, and the rest discarded. Werkzeug's
     own cap on one multipart text field (500,000 bytes by default) is raised to
     the same limit, so that a pasted catalog is held to the upload's size alone.
 

@@ -28,6 +28,11 @@ from cartcast.errors import (
 )
 
 BODY_BYTES_MAX = 2 * 1024 * 1024
+# Cloud Run functions (2nd gen) pass no HTTP request over 32 MB to a function
+# (Google's published quotas), so every body a deployed function meets is read
+# away before it answers, in pieces it keeps none of (decision 0076).
+DISCARD_BYTES_MAX = 32 * 1024 * 1024
+DISCARD_PIECE_BYTES = 64 * 1024
 # Far beyond any store export; keeps json.dumps and jsonb well inside their limits.
 JSON_DEPTH_MAX = 64
 FIELD_LENGTH_MAX = 200
@@ -211,19 +216,20 @@ def read_body(request: Any) -> bytes:
 def read_body_within(request: Any, bytes_max: int) -> bytes:
     """Return the raw body if it is at most `bytes_max` bytes long.
 
-    A longer declared length is refused unread; a chunked body is read no further
-    than one byte past the limit. Either way the rest is left unread.
+    A longer declared length is refused before any of it is read; a chunked body
+    is kept no further than one byte past the limit. Either way the rest is
+    discarded (`discard_body`), not held.
 
     Raises:
         PayloadTooLarge: the body is longer than `bytes_max` (413 naming it).
     """
     too_large = PayloadTooLarge(
         f"body is larger than {_mebibytes(bytes_max)} ({bytes_max} bytes), the "
-        "most this route takes; nothing past that was read",
+        "most this route takes",
         field="body",
     )
     if request.content_length is not None and request.content_length > bytes_max:
-        leave_body_unread(request)
+        discard_body(request)
         raise too_large
 
     # A chunked body has no Content-Length (Werkzeug reports None), so the cap is
@@ -236,21 +242,33 @@ def read_body_within(request: Any, bytes_max: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     if size > bytes_max:
-        leave_body_unread(request)
+        chunks.clear()
+        discard_body(request)
         raise too_large
     return b"".join(chunks)
 
 
-def leave_body_unread(request: Any) -> None:
-    """Leave whatever is left of the request's body unread, after any answer.
+def discard_body(request: Any) -> None:
+    """Read away whatever is left of the request's body, keeping none of it.
 
-    functions-framework reads the rest of every body once the response is made
-    (its read_request hook calls flask.request.get_data()) and holds all of it in
-    memory: a body past the limit, or one sent where none is read (a GET, a 405,
-    a refused key), would be held whole after all. An empty stream in its place
-    leaves the rest to the server, which discards or closes it (gunicorn reads
-    an unread body away in small pieces before the connection's next request).
+    Called before every answer is sent. A server that closes a connection with
+    body bytes still unread makes the kernel reset it, and a client still sending
+    (most send the whole body before they read) then gets no answer at all, not
+    the 413 or 401 meant for it. So the rest is read here in small pieces and
+    dropped, up to DISCARD_BYTES_MAX; a declared length past that is not read.
+
+    The stream is then left empty: functions-framework reads whatever is left of
+    every body once the response is made (its read_request hook calls
+    flask.request.get_data()) and would hold it all in memory.
     """
+    declared = request.content_length
+    if declared is None or declared <= DISCARD_BYTES_MAX:
+        stream, left = request.stream, DISCARD_BYTES_MAX
+        while left > 0:
+            piece = stream.read(min(DISCARD_PIECE_BYTES, left))
+            if not piece:
+                break
+            left -= len(piece)
     request.stream = io.BytesIO()
 
 
