@@ -10,7 +10,7 @@
         ├── Forbidden        a key that may not do this (403)
         ├── NotFound         absent, or belongs to another brand (404)
         ├── Conflict         the request clashes with the current state (409)
-        ├── PayloadTooLarge  a body past its route's limit, left unread (413)
+        ├── PayloadTooLarge  a body past its route's limit, read away (413)
         ├── UnsupportedMediaType  a body not JSON, not UTF-8 or compressed (415)
         └── TooManyRequests  too many failed tries: wait `retry_after_s` (429)
 
