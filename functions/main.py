@@ -130,10 +130,20 @@ def _sweep_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
 def _around_posts(
     current: runtime.Runtime, as_of: Any, work: Callable[..., dict[str, Any]]
 ) -> dict[str, Any]:
-    """Send alerts last, so a slow webhook never delays a post."""
-    from cartcast import alerts
+    """Do nothing to posts while the operator's pause holds the deployment (a
+    tick it did not stop in time is acknowledged, its posts left due); send
+    alerts last, so a slow webhook never delays a post."""
+    from cartcast import alerts, publishing
 
-    outcome = work(current, as_of=as_of)
+    pause = publishing.deployment_pause(current)
+    if pause is None:
+        outcome = work(current, as_of=as_of)
+    else:
+        current.log.info(
+            "publishing is paused for the deployment: this run publishes nothing",
+            extra=fields(**pause),
+        )
+        outcome = {"deployment_paused": True}
     return {**outcome, **alerts.deliver_pending(current)}
 
 

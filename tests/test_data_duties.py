@@ -58,6 +58,8 @@ DEPLOYMENT_WIDE = {
     "gemini_calls",
     "gemini_pause",
     "x_app_pauses",
+    # The operator's pause of every brand's publishing (sql/050).
+    "publishing_pause",
     # Failed console sign-ins by client address: no brand is known for a wrong key.
     "console_signin_failures",
 }

@@ -136,6 +136,7 @@ WITH due AS (
       AND (p.not_before IS NULL OR p.not_before <= :now)
       AND b.x_disconnected_at IS NULL AND b.offboarding_requested_at IS NULL
       AND (b.publishing_paused_at IS NULL OR p.in_reply_to IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM publishing_pause)
     ORDER BY p.scheduled_at, p.id
     LIMIT :batch_size
     FOR UPDATE OF p SKIP LOCKED
@@ -163,7 +164,8 @@ RETURNING p.id, started.id AS attempt_id
 """
 # Just before sending: the attempt must still hold a live lease, the account must
 # not be paused (another run may have met a 429 meanwhile, or a person paused the
-# brand's publishing: crisis.py; replies still go) nor disconnected nor leaving
+# brand's publishing: crisis.py; replies still go), nor the deployment (the
+# operator's pause, publish_schedule.py: replies too), nor disconnected nor leaving
 # (offboarding.py), nor the post a reply whose mention's author had their data
 # removed meanwhile (author_data.py: it comes back and sql/041 cancels it), and
 # the brand's token must still be the one this run read (a reconnection replaces
@@ -181,6 +183,7 @@ WITH turn AS (
       AND b.x_access_token = :token AND b.x_disconnected_at IS NULL
       AND b.offboarding_requested_at IS NULL
       AND (b.publishing_paused_at IS NULL OR p.in_reply_to IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM publishing_pause)
     RETURNING p.id
 )
 UPDATE publish_attempts a SET sent_at = :now
@@ -188,6 +191,8 @@ FROM turn
 WHERE a.id = :attempt_id
 RETURNING turn.id
 """
+# The operator's pause of the whole deployment (publish_schedule.py, sql/050).
+SELECT_DEPLOYMENT_PAUSE = "SELECT paused_at, paused_by FROM publishing_pause"
 # The intent alone: what a publisher that died right after writing it leaves.
 MARK_SENT = "UPDATE publish_attempts SET sent_at = :now WHERE id = :attempt_id"
 SELECT_PARTS = """
@@ -279,6 +284,16 @@ UPDATE posts SET transient_failures = transient_failures + 1
 WHERE id = :post_id AND lease_attempt_id = :attempt_id AND state = 'publishing'
 RETURNING transient_failures
 """
+
+
+def deployment_pause(runtime: Any) -> dict[str, Any] | None:
+    """Return the operator's pause of the whole deployment, or None.
+
+    One lone read, taken before a run does anything: while it stands, a tick
+    publishes nothing and its posts stay due (decision 0077). The claim and each
+    send's turn read it again, for a pause that lands during the run.
+    """
+    return runtime.database.reads().one(SELECT_DEPLOYMENT_PAUSE)
 
 
 def publish_due(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
@@ -877,7 +892,8 @@ def _take_turn(
         "scheduled",
         "retry",
         "another run paused the account (X's rate limit, a disconnection, a new "
-        "token or a crisis pause) or took this post over; it goes at a later run",
+        "token or a crisis pause), the operator paused publishing, or another run "
+        "took this post over; it goes at a later run",
         error_class="lease_lost",
     )
     return "lost"
