@@ -15,7 +15,7 @@ import pytest
 
 from cartcast import runtime as runtime_module
 from infra.scheduler_standin import SchedulerStandIn
-from tests.conftest import OPERATOR_KEY, make_app
+from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import brand_body, post_json
 
 JOB = "projects/shop-prod/locations/europe-west1/jobs/cartcast-publish_due_posts"
@@ -59,12 +59,18 @@ def test_the_operator_pauses_and_resumes_the_publish_and_sweep_jobs(
 
     assert paused.status_code == 200
     assert paused.get_json() == {
+        "paused": True,
+        "paused_at": START.isoformat(),
+        "paused_by": "operator",
         "job": JOB,
         "state": "paused",
         "sweep": {"job": SWEEP, "state": "paused"},
     }
     assert while_paused == (True, True)
     assert resumed.get_json() == {
+        "paused": False,
+        "paused_at": None,
+        "paused_by": None,
         "job": JOB,
         "state": "enabled",
         "sweep": {"job": SWEEP, "state": "enabled"},
@@ -161,7 +167,6 @@ def test_the_local_ticker_sends_no_publish_tick_while_the_job_is_paused(
     tmp_path,
 ) -> None:
     from infra.local_cloud import PUBLISH_JOB, SWEEP_JOB, LocalCloud
-    from tests.conftest import START
 
     cloud = LocalCloud(
         database_url="postgresql://unused@127.0.0.1:1/none",

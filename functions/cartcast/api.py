@@ -37,6 +37,7 @@ from cartcast.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    TransientError,
 )
 from cartcast.logs import fields
 
@@ -87,6 +88,7 @@ def _rules() -> list[Rule]:
         Rule("/v1/brand/pause", methods=["POST"], endpoint="pause_brand"),
         Rule("/v1/brand/resume", methods=["POST"], endpoint="resume_brand"),
         Rule("/v1/crises", methods=["GET"], endpoint="list_crises"),
+        Rule("/v1/publishing/pause", methods=["GET"], endpoint="get_publishing_pause"),
         Rule("/v1/publishing/pause", methods=["POST"], endpoint="pause_publishing"),
         Rule("/v1/publishing/resume", methods=["POST"], endpoint="resume_publishing"),
         Rule("/v1/products", methods=["POST"], endpoint="import_products"),
@@ -188,6 +190,7 @@ SIGNED = "signed"
 # per endpoint; a new route without one stops the module from loading.
 ROUTE_ROLES = {
     "create_brand": OPERATOR,
+    "get_publishing_pause": OPERATOR,
     "pause_publishing": OPERATOR,
     "resume_publishing": OPERATOR,
     "receive_signed_order": SIGNED,
@@ -1416,13 +1419,27 @@ def list_crises(
     return web.json_response({"crises": found, "next": next_token})
 
 
+def get_publishing_pause(
+    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+) -> web.Response:
+    """Say whether the operator's pause holds the deployment, from the database."""
+    from cartcast import publish_schedule
+
+    return web.json_response(publish_schedule.pause_state(tx))
+
+
 def pause_publishing(
     tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
 ) -> web.Response:
-    """Pause the deployment's publish schedule (Cloud Scheduler); operator only."""
+    """Pause publishing for the whole deployment (the database's mark, then Cloud
+    Scheduler's two jobs: publish_schedule.py); operator only."""
     from cartcast import publish_schedule
 
-    return web.json_response(publish_schedule.pause(runtime.settings))
+    try:
+        paused = publish_schedule.pause(runtime, actor=caller.key_name)
+    except publish_schedule.ScheduleUnavailable as error:
+        return _schedule_unavailable(runtime, error)
+    return web.json_response(paused)
 
 
 def resume_publishing(
@@ -1430,7 +1447,19 @@ def resume_publishing(
 ) -> web.Response:
     from cartcast import publish_schedule
 
-    return web.json_response(publish_schedule.resume(runtime.settings))
+    try:
+        resumed = publish_schedule.resume(runtime)
+    except publish_schedule.ScheduleUnavailable as error:
+        return _schedule_unavailable(runtime, error)
+    return web.json_response(resumed)
+
+
+def _schedule_unavailable(runtime: Any, error: TransientError) -> web.Response:
+    """Answer 503 with what the database holds, which the generic 503 leaves out:
+    the operator must know whether publishing is paused."""
+    runtime.log.warning("Cloud Scheduler unavailable", exc_info=error)
+    body = {"error": {"code": "unavailable", "message": str(error)}}
+    return web.json_response(body, 503)
 
 
 def receive_order(

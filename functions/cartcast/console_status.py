@@ -1,7 +1,7 @@
 """What the console's System status page reads: runs, troubled posts, X, dead letters.
 
-Every query is the signed-in brand's, except the runs of event functions, which
-belong to the whole deployment and name no brand.
+Every query is the signed-in brand's, except the runs of event functions and the
+operator's pause, which belong to the whole deployment and name no brand.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ SELECT greatest(
 ) AS paused_until
 FROM brands b WHERE b.id = :brand_id
 """
+# The operator's pause of every brand's publishing (publish_schedule.py).
+SELECT_DEPLOYMENT_PAUSE = "SELECT paused_at FROM publishing_pause"
 SELECT_DEAD_LETTERS = """
 SELECT 'alert' AS kind, created_at, attempts, last_error, abandoned_at
 FROM alert_outbox WHERE brand_id = :brand_id AND abandoned_at IS NOT NULL
@@ -76,6 +78,7 @@ def system_status(
         ),
         "x_connection": tx.one(SELECT_X_CONNECTION, brand_id=brand_id),
         "x_paused_until": pause["paused_until"] if pause else None,
+        "deployment_paused_at": tx.scalar(SELECT_DEPLOYMENT_PAUSE),
         "dead_letters": tx.rows(
             SELECT_DEAD_LETTERS, brand_id=brand_id, limit=DEAD_LETTERS_SHOWN_MAX
         ),

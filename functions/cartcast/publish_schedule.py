@@ -1,17 +1,29 @@
 """The publish schedule itself, paused and resumed for the whole deployment.
 
 A brand's crisis pause (crisis.py) holds one brand's posts. The operator's pause
-stops every brand at once: it pauses both Cloud Scheduler jobs that drive
-`publish_due_posts`, the publish tick (CARTCAST_SCHEDULER_JOB) and the missed-post
-sweep (CARTCAST_SWEEP_SCHEDULER_JOB), so no run starts until it is resumed. The
-sweep must be paused too: it exists to publish what the tick missed, and a paused
-tick misses everything (decision 0019). Posts due meanwhile go at the first run
-after; the late bound (sweeping.py) holds those too late to make sense.
+stops every brand at once, in two places (decision 0077):
 
-The publish job is paused first and resumed last, so the sweep never runs alone
-on a schedule the operator meant to stop; a call that fails half-way leaves the
-sweep running and answers 503 or 409, and the operator calls again (pausing a
-paused job, or resuming a running one, changes nothing).
+- the database: a row in `publishing_pause` (sql/050). Every publish run reads it
+  before it does anything, and the claim and each send's turn read it again
+  (publishing.py), so a tick Pub/Sub delivers, redelivers or retries after the
+  pause publishes nothing, and a run under way sends nothing more once it is
+  committed. The posts stay due and go at the first run after the resume;
+- Cloud Scheduler: both jobs that drive `publish_due_posts`, the publish tick
+  (CARTCAST_SCHEDULER_JOB) and the missed-post sweep
+  (CARTCAST_SWEEP_SCHEDULER_JOB), so no tick is sent for nothing. The sweep must
+  be paused too: it exists to publish what the tick missed, and a paused tick
+  misses everything (decision 0019). The late bound (sweeping.py) holds posts too
+  late to make sense once publishing resumes.
+
+The row is what holds the posts, so it is the first thing a pause does and the
+last a resume undoes. A pause commits the row, then pauses the publish job, then
+the sweep's; a resume resumes the sweep's job, then the publish job, then deletes
+the row. Whatever fails half-way leaves the deployment paused, and the answer
+(409 or 503) says so in its first words: "publishing is paused" after a pause
+whose Scheduler calls failed, "publishing is still paused" after a resume whose
+calls failed. Every step is idempotent (the row keeps the first pause's time;
+pausing a paused job, or resuming a running one, changes nothing), so the
+operator calls again until the answer is 200.
 
 The client is google-cloud-scheduler's CloudSchedulerClient on its REST
 transport, built only when the operator calls, never at import or cold start:
@@ -23,36 +35,100 @@ transport, built only when the operator calls, never at import or cold start:
   Default Credentials), which is what the cloud deployment asks for.
 
 Without CARTCAST_SCHEDULER_JOB or CARTCAST_SWEEP_SCHEDULER_JOB the pause would be
-partial: 409 naming the missing one, before any call.
+partial: 409 naming the missing one, before any write or call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
+from cartcast.db import Transaction
 from cartcast.errors import Conflict, TransientError
+from cartcast.logs import fields
 
 # Cloud Scheduler's job states (google.cloud.scheduler_v1.Job.State).
 STATE_NAMES = {1: "enabled", 2: "paused", 3: "disabled", 4: "update_failed"}
 
+# A second pause keeps the first one's time and actor.
+RECORD_PAUSE = """
+INSERT INTO publishing_pause (paused_at, paused_by) VALUES (:now, :actor)
+ON CONFLICT (singleton) DO NOTHING
+"""
+CLEAR_PAUSE = "DELETE FROM publishing_pause"
+SELECT_PAUSE = "SELECT paused_at, paused_by FROM publishing_pause"
 
-def pause(settings: Any) -> dict[str, Any]:
-    """Pause the publish job, then the sweep's; return their states as Scheduler
-    reports them."""
+
+class ScheduleUnavailable(TransientError):
+    """Cloud Scheduler did not answer; the message says what the database holds,
+    and the API answers it (503) instead of the generic one."""
+
+
+def pause(runtime: Any, *, actor: str) -> dict[str, Any]:
+    """Record the pause, then pause the publish job and the sweep's; return the
+    pause and the jobs' states as Scheduler reports them."""
+    settings = runtime.settings
     _require_jobs(settings)
-    client = scheduler_client(settings)
-    publish = _call(client, settings, "pause_job", settings.scheduler_job)
-    sweep = _call(client, settings, "pause_job", settings.sweep_scheduler_job)
-    return {**publish, "sweep": sweep}
+    with runtime.database.transaction() as tx:
+        record_pause(tx, actor=actor, now=runtime.clock.now())
+        state = pause_state(tx)
+
+    said = "publishing is paused: no publish run sends anything"
+    with _saying(said, "call again to pause the Scheduler's jobs"):
+        client = scheduler_client(settings)
+        publish = _call(client, settings, "pause_job", settings.scheduler_job)
+        sweep = _call(client, settings, "pause_job", settings.sweep_scheduler_job)
+    runtime.log.info(
+        "publishing paused for the deployment",
+        extra=fields(paused_at=state["paused_at"], paused_by=state["paused_by"]),
+    )
+    return {**state, **publish, "sweep": sweep}
 
 
-def resume(settings: Any) -> dict[str, Any]:
-    """Resume the sweep's job, then the publish job; return their states."""
+def resume(runtime: Any) -> dict[str, Any]:
+    """Resume the sweep's job, then the publish job, then clear the pause; return
+    the (cleared) pause and the jobs' states."""
+    settings = runtime.settings
     _require_jobs(settings)
-    client = scheduler_client(settings)
-    sweep = _call(client, settings, "resume_job", settings.sweep_scheduler_job)
-    publish = _call(client, settings, "resume_job", settings.scheduler_job)
-    return {**publish, "sweep": sweep}
+
+    said = "publishing is still paused: no publish run sends anything"
+    with _saying(said, "call again to resume"):
+        client = scheduler_client(settings)
+        sweep = _call(client, settings, "resume_job", settings.sweep_scheduler_job)
+        publish = _call(client, settings, "resume_job", settings.scheduler_job)
+
+    with runtime.database.transaction() as tx:
+        tx.execute(CLEAR_PAUSE)
+        state = pause_state(tx)
+    runtime.log.info("publishing resumed for the deployment")
+    return {**state, **publish, "sweep": sweep}
+
+
+def record_pause(tx: Transaction, *, actor: str, now: dt.datetime) -> None:
+    """Record the deployment-wide pause; a second one keeps the first's time."""
+    tx.execute(RECORD_PAUSE, now=now, actor=actor)
+
+
+def pause_state(tx: Transaction) -> dict[str, Any]:
+    """Return whether the deployment is paused, since when and by whom."""
+    row = tx.one(SELECT_PAUSE)
+    if row is None:
+        return {"paused": False, "paused_at": None, "paused_by": None}
+    return {"paused": True, **row}
+
+
+@contextlib.contextmanager
+def _saying(state: str, next_step: str) -> Iterator[None]:
+    """Open the message of a Scheduler failure with what the database holds."""
+    try:
+        yield
+    except Conflict as error:
+        message = f"{state}; but {error}: fix it, then {next_step}"
+        raise Conflict(message, field=error.field) from error
+    except TransientError as error:
+        raise ScheduleUnavailable(f"{state}; but {error}; {next_step}") from error
 
 
 def _require_jobs(settings: Any) -> None:

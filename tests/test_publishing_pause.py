@@ -1,0 +1,274 @@
+"""The operator's pause holds every publish run, not only the Scheduler's next tick.
+
+The pause is recorded in the database before Cloud Scheduler is asked to pause its
+two jobs, and cleared only after both are resumed (decision 0077): a tick that
+Pub/Sub delivers while it stands publishes nothing, and leaves the posts due. The
+Scheduler is the loopback stand-in, X the sandbox, and ticks go through
+functions-framework's CloudEvent app as Pub/Sub would push them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+from cartcast import publish_schedule, publishing
+from cartcast import runtime as runtime_module
+from infra.scheduler_standin import SchedulerStandIn
+from infra.x_sandbox import XSandbox
+from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.helpers import (
+    ALPHA,
+    brand_body,
+    catalog,
+    make_brand,
+    post_json,
+    states,
+    tweets_sent,
+)
+from tests.test_event_functions import SHOP, api_get, tick
+from tests.test_publish_schedule import JOB, SWEEP, loopback_port
+
+WEEK_LATER = START + dt.timedelta(days=7)
+
+
+@pytest.fixture
+def scheduler():
+    with SchedulerStandIn(port=loopback_port()) as running:
+        running.add_job(JOB)
+        running.add_job(SWEEP)
+        yield running
+
+
+@pytest.fixture
+def sandbox(clock_file):
+    with XSandbox(clock=clock_file) as running:
+        running.register_account(**SHOP, token="token-test-goods", followers_count=900)
+        yield running
+
+
+@pytest.fixture
+def env(function_env, monkeypatch, sandbox, scheduler):
+    monkeypatch.setenv("X_API_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("CARTCAST_SCHEDULER_JOB", JOB)
+    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP)
+    monkeypatch.setenv("CARTCAST_SCHEDULER_ENDPOINT", scheduler.endpoint)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
+    runtime_module.reset()
+    return function_env
+
+
+@pytest.fixture
+def api(env):
+    return make_app("api", "http").test_client()
+
+
+@pytest.fixture
+def brand_key(api) -> str:
+    """A brand with four posts scheduled through the API, due within the week."""
+    key = post_json(api, "/v1/brands", brand_body(), OPERATOR_KEY).get_json()["api_key"]
+    post_json(api, "/v1/products", catalog(4), key)
+    post_json(api, "/v1/captions", {"products": [p["sku"] for p in catalog(4)]}, key)
+    post_json(api, "/v1/schedule", {}, key)
+    return key
+
+
+def operator(api, path: str):
+    if path.startswith("GET "):
+        headers = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+        return api.get(path.removeprefix("GET "), headers=headers)
+    return post_json(api, path, None, OPERATOR_KEY)
+
+
+def post_states(brand_key: str) -> dict[str, int]:
+    found = api_get("/v1/posts?limit=50", brand_key)["posts"]
+    counted: dict[str, int] = {}
+    for post in found:
+        counted[post["state"]] = counted.get(post["state"], 0) + 1
+    return counted
+
+
+def test_a_tick_delivered_while_paused_publishes_nothing_and_one_after_resume_does(
+    api, brand_key, clock_file, sandbox
+) -> None:
+    clock_file.set(WEEK_LATER)
+
+    paused = operator(api, "/v1/publishing/pause")
+    while_paused = tick("publish_due_posts", WEEK_LATER)
+    states_while_paused = post_states(brand_key)
+    reasons_while_paused = [
+        post["failure_reason"] for post in api_get("/v1/posts", brand_key)["posts"]
+    ]
+    sent_while_paused = tweets_sent(sandbox)
+    resumed = operator(api, "/v1/publishing/resume")
+    after = tick("publish_due_posts", WEEK_LATER)
+
+    assert paused.status_code == 200 and paused.get_json()["paused"] is True
+    assert while_paused.status_code == 200
+    # Still due: nothing claimed, failed, or held with a reason for the brand.
+    assert states_while_paused == {"scheduled": 4}
+    assert reasons_while_paused == [None] * 4
+    assert sent_while_paused == 0
+    assert resumed.status_code == 200 and resumed.get_json()["paused"] is False
+    assert after.status_code == 200
+    assert post_states(brand_key) == {"published": 4}
+    assert tweets_sent(sandbox) == 4
+
+
+def test_a_sweep_tick_while_paused_sends_nothing_and_holds_nothing(
+    api, brand_key, clock_file, sandbox, caplog
+) -> None:
+    late = WEEK_LATER + dt.timedelta(hours=1)
+    clock_file.set(late)
+    operator(api, "/v1/publishing/pause")
+
+    swept = tick("publish_due_posts", late, payload={"sweep": True})
+
+    assert swept.status_code == 200
+    assert tweets_sent(sandbox) == 0
+    assert post_states(brand_key) == {"scheduled": 4}
+    assert "the publish job seems not to run" not in caplog.text
+
+
+def test_a_post_claimed_before_the_pause_is_not_sent_and_stays_due(
+    x_runtime, x_sandbox
+) -> None:
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    claimed, attempts, _ = publishing._claim(x_runtime, START + dt.timedelta(days=8))
+
+    with x_runtime.database.transaction() as tx:
+        publish_schedule.record_pause(tx, actor="operator", now=START)
+    outcome = publishing._publish_one(x_runtime, claimed[0], attempts[claimed[0]["id"]])
+
+    assert outcome == "lost"
+    assert tweets_sent(x_sandbox) == 0
+    assert states(x_runtime, brand_id) == ["scheduled"]
+
+
+def test_a_pause_is_recorded_even_when_the_scheduler_refuses_and_a_retry_finishes_it(
+    api, brand_key, clock_file, sandbox, scheduler, monkeypatch
+) -> None:
+    clock_file.set(WEEK_LATER)
+    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP + "-gone")
+    runtime_module.reset()
+
+    refused = operator(api, "/v1/publishing/pause")
+    state = operator(api, "GET /v1/publishing/pause").get_json()
+    ticked = tick("publish_due_posts", WEEK_LATER)
+    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP)
+    runtime_module.reset()
+    again = operator(api, "/v1/publishing/pause")
+
+    assert refused.status_code == 409
+    message = refused.get_json()["error"]["message"]
+    assert message.startswith("publishing is paused")
+    assert refused.get_json()["error"]["field"] == "CARTCAST_SWEEP_SCHEDULER_JOB"
+    assert state["paused"] is True
+    assert ticked.status_code == 200 and tweets_sent(sandbox) == 0
+    assert again.status_code == 200
+    assert again.get_json()["paused_at"] == state["paused_at"]
+    assert (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP)) == (True, True)
+
+
+def test_a_pause_while_the_scheduler_is_down_still_holds_every_tick(
+    api, brand_key, clock_file, sandbox, scheduler
+) -> None:
+    clock_file.set(WEEK_LATER)
+    scheduler.stop()
+
+    unavailable = operator(api, "/v1/publishing/pause")
+    ticked = tick("publish_due_posts", WEEK_LATER)
+
+    assert unavailable.status_code == 503
+    error = unavailable.get_json()["error"]
+    assert error["code"] == "unavailable"
+    assert error["message"].startswith("publishing is paused")
+    assert ticked.status_code == 200 and tweets_sent(sandbox) == 0
+    assert post_states(brand_key) == {"scheduled": 4}
+
+
+def test_a_resume_the_scheduler_does_not_answer_leaves_publishing_paused(
+    api, brand_key, clock_file, sandbox, scheduler
+) -> None:
+    clock_file.set(WEEK_LATER)
+    operator(api, "/v1/publishing/pause")
+    scheduler.stop()
+
+    unavailable = operator(api, "/v1/publishing/resume")
+    state = operator(api, "GET /v1/publishing/pause").get_json()
+    ticked = tick("publish_due_posts", WEEK_LATER)
+
+    assert unavailable.status_code == 503
+    assert unavailable.get_json()["error"]["message"].startswith(
+        "publishing is still paused"
+    )
+    assert state["paused"] is True
+    assert ticked.status_code == 200 and tweets_sent(sandbox) == 0
+
+
+def test_pausing_and_resuming_twice_changes_nothing_the_second_time(
+    api, scheduler, clock_file
+) -> None:
+    first = operator(api, "/v1/publishing/pause")
+    clock_file.set(START + dt.timedelta(minutes=5))
+    second = operator(api, "/v1/publishing/pause")
+    resumed = operator(api, "/v1/publishing/resume")
+    resumed_again = operator(api, "/v1/publishing/resume")
+    state = operator(api, "GET /v1/publishing/pause")
+
+    assert first.status_code == second.status_code == 200
+    # The second pause keeps the first one's time.
+    assert second.get_json()["paused_at"] == first.get_json()["paused_at"]
+    assert first.get_json()["paused_at"] == START.isoformat()
+    assert second.get_json()["paused_by"] == "operator"
+    assert resumed.status_code == resumed_again.status_code == 200
+    assert resumed_again.get_json()["paused"] is False
+    assert state.status_code == 200
+    assert state.get_json() == {"paused": False, "paused_at": None, "paused_by": None}
+    assert (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP)) == (False, False)
+
+
+def test_a_brand_key_may_not_read_the_deployment_pause(api, brand_key) -> None:
+    answer = api.get(
+        "/v1/publishing/pause", headers={"Authorization": f"Bearer {brand_key}"}
+    )
+
+    assert answer.status_code == 403
+
+
+def test_a_brand_s_crisis_pause_still_holds_its_posts_while_the_deployment_runs(
+    api, brand_key, clock_file, sandbox
+) -> None:
+    clock_file.set(WEEK_LATER)
+    operator(api, "/v1/publishing/pause")
+    operator(api, "/v1/publishing/resume")
+
+    post_json(api, "/v1/brand/pause", {"reason": "recall"}, brand_key)
+    tick("publish_due_posts", WEEK_LATER)
+
+    assert post_states(brand_key) == {"held": 4}
+    assert tweets_sent(sandbox) == 0
+
+
+def test_the_console_status_page_shows_the_deployment_pause(
+    api, brand_key, monkeypatch
+) -> None:
+    from tests.test_console import SECRET, sign_in, text_of
+
+    monkeypatch.setenv("CARTCAST_CONSOLE_SECRET", SECRET)
+    runtime_module.reset()
+    console = make_app("api", "http").test_client()
+    sign_in(console, brand_key)
+
+    def publishing_line() -> str:
+        page = text_of(console.get("/console/status"))
+        return re.search(r"<dt>Publishing</dt><dd>([^<]*)", page).group(1)
+
+    running = publishing_line()
+    operator(api, "/v1/publishing/pause")
+    paused = publishing_line()
+
+    assert running == "running"
+    assert paused.startswith("paused for every brand by the operator since")
