@@ -765,7 +765,7 @@ def test_each_advisory_lock_class_serves_one_purpose() -> None:
     for path in sorted(source.glob("*.py")):
         text = path.read_text(encoding="utf-8")
         for match in re.finditer(
-            r"(\w+) = \"SELECT pg_advisory_xact_lock\((\d+),", text
+            r"(\w+) = \"SELECT pg_(?:try_)?advisory_(?:xact_)?lock\((\d+),", text
         ):
             classes.setdefault(match.group(2), []).append(
                 f"{path.name}:{match.group(1)}"
@@ -773,3 +773,52 @@ def test_each_advisory_lock_class_serves_one_purpose() -> None:
 
     shared = {key: users for key, users in classes.items() if len(users) > 1}
     assert classes and not shared
+
+
+TRY_TEST_LOCK = "SELECT pg_try_advisory_lock(7399, hashtext(:key))"
+UNLOCK_TEST_LOCK = "SELECT pg_advisory_unlock(7399, hashtext(:key))"
+TEST_LOCKS_HELD = """
+SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7399
+"""
+
+
+def test_a_session_lock_keeps_its_connection_out_of_the_pool_until_given_back(
+    runtime,
+) -> None:
+    database = runtime.database
+    with database.session_lock(TRY_TEST_LOCK, UNLOCK_TEST_LOCK, key="a") as taken:
+        # Every other call gets another session: none of them holds the lock.
+        with database.transaction() as tx:
+            again = tx.scalar(TRY_TEST_LOCK, key="a")
+        lock = database.session_lock(TRY_TEST_LOCK, UNLOCK_TEST_LOCK, key="a")
+        with lock as second:
+            pass
+        held_inside = database.reads().scalar(TEST_LOCKS_HELD)
+    held_after = database.reads().scalar(TEST_LOCKS_HELD)
+
+    assert taken is True
+    assert again is False and second is False
+    assert held_inside == 1
+    assert held_after == 0
+
+
+def test_a_session_lock_whose_connection_died_ends_quietly_and_is_free(
+    runtime,
+) -> None:
+    database = runtime.database
+    lock = database.session_lock(TRY_TEST_LOCK, UNLOCK_TEST_LOCK, key="a")
+    with lock as taken, database.transaction() as tx:
+        ended = tx.scalar(END_TEST_LOCK_SESSIONS)
+    lock = database.session_lock(TRY_TEST_LOCK, UNLOCK_TEST_LOCK, key="a")
+    with lock as taken_again:
+        pass
+
+    assert taken is taken_again is True
+    assert ended == 1
+    assert database.reads().scalar(TEST_LOCKS_HELD) == 0
+
+
+END_TEST_LOCK_SESSIONS = """
+SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_locks
+WHERE locktype = 'advisory' AND classid = 7399
+"""

@@ -408,6 +408,32 @@ class Database:
         """Return a Reads whose every statement runs as `read` runs one."""
         return LoneReads(self)
 
+    @contextlib.contextmanager
+    def session_lock(self, take: str, give_back: str, **params: Any) -> Iterator[bool]:
+        """Try a session-level lock for the block; yield whether it was taken.
+
+        `take` is one statement that tries the lock and answers true or false
+        (pg_try_advisory_lock), `give_back` the one that releases it, both with
+        `params`. A taken lock lives as long as its connection, so that connection
+        stays out of the pool for the block: no other caller can run on it, and
+        the lock ends with it if the process dies. The lock is given back when the
+        block ends, raised or not; a connection that cannot give it back (the
+        server is gone, say) is closed rather than pooled, which ends the lock on
+        the server too. A lock not taken leaves its connection in the pool.
+        """
+        statements, context = self._first_round_trip(
+            lambda live: live.run(take, params)
+        )
+        taken = bool(context.rows and context.rows[0][0])
+        if not taken:
+            self._checkin(statements, True)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._checkin(statements, _give_back(statements, give_back, params))
+
     def close(self) -> None:
         self._discard_idle()
 
@@ -577,6 +603,22 @@ def _alive(connection: Any) -> bool:
         return True
     except (pg8000.dbapi.Error, OSError, AttributeError):
         return False
+
+
+def _give_back(statements: Statements, sql: str, params: dict[str, Any]) -> bool:
+    """Release a session lock; report whether the connection may be pooled.
+
+    Only a connection that says it held the lock and gave it back is: a pooled
+    connection still holding one would keep its run marked alive for as long as
+    the pool keeps the connection.
+    """
+    import pg8000.dbapi
+
+    try:
+        context = statements.run(sql, params)
+    except (pg8000.dbapi.Error, OSError, AttributeError):
+        return False
+    return bool(context.rows and context.rows[0][0])
 
 
 def _rollback(statements: Statements) -> bool:
