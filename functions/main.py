@@ -11,6 +11,7 @@ will never parse, an event older than CARTCAST_MAX_EVENT_AGE_S).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -236,7 +237,8 @@ def _on_tick(
     With `once`, a tick that another delivery ran is acknowledged without running
     again: Pub/Sub delivers at least once, and a second poll or rollup would read
     from X, and pay, a second time. One that another delivery is running raises, so
-    Pub/Sub asks again once that run is over, or abandoned (decision 0068). With
+    Pub/Sub asks again once that run is over; a run that died leaves its claim to
+    the next delivery at once (decisions 0068, 0078). With
     `sweep`, a message whose payload says `"sweep": true` runs it instead of `work`.
     """
     message = _fresh_message(cloud_event, function)
@@ -253,27 +255,48 @@ def _on_tick(
     # round trip setting it (decision 0046).
     with post_events.acting_as(f"system:{function}"):
         claimed_at = current.clock.now()
-        if once:
-            claim = events.claim(current, function, message, claimed_at=claimed_at)
-            if claim is events.Claim.FINISHED:
+        claim = (
+            events.claim(current, function, message, claimed_at=claimed_at)
+            if once
+            else contextlib.nullcontext(events.Claim.CLAIMED)
+        )
+        # A claimed run is marked alive (its lock held) until this block ends.
+        with claim as found:
+            if found is events.Claim.FINISHED:
                 _drop(function, message, "delivered again; another delivery ran it")
                 return
-            if claim is events.Claim.RUNNING:
+            if found is events.Claim.RUNNING:
                 # Acknowledging now would lose the tick if that run then fails.
                 raise TransientError("another delivery of this event is running")
-        # A tick stands for its own time, but never for a time that has not come
-        # yet: a message stamped in the future must not publish anything early.
-        as_of = min(message.time, current.clock.now())
-        finished = False
-        try:
-            outcome = work(current, as_of=as_of)
-            if once:
-                events.finish(current, function, message, claimed_at=claimed_at)
-            finished = True
-        finally:
-            if once and not finished:
-                events.release(current, function, message, claimed_at=claimed_at)
+            outcome = _run_claimed(
+                current, function, message, work, claimed_at=claimed_at, once=once
+            )
     _done(function, message, outcome)
+
+
+def _run_claimed(
+    current: runtime.Runtime,
+    function: str,
+    message: events.Message,
+    work: Callable[..., dict[str, Any]],
+    *,
+    claimed_at: Any,
+    once: bool,
+) -> dict[str, Any]:
+    """Run the tick's work; finish its claim, or give it back if the work failed."""
+    # A tick stands for its own time, but never for a time that has not come
+    # yet: a message stamped in the future must not publish anything early.
+    as_of = min(message.time, current.clock.now())
+    finished = False
+    try:
+        outcome = work(current, as_of=as_of)
+        if once:
+            events.finish(current, function, message, claimed_at=claimed_at)
+        finished = True
+    finally:
+        if once and not finished:
+            events.release(current, function, message, claimed_at=claimed_at)
+    return outcome
 
 
 def _fresh_message(cloud_event: CloudEvent, function: str) -> events.Message | None:

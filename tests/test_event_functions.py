@@ -578,11 +578,11 @@ def test_a_poll_cut_off_from_the_database_runs_again_when_pubsub_retries(
             sandbox.release_answers()
             run.join()
             proxy.restore()
+            _wait_until_no_run_is_marked_alive(runtime_module.current().database)
 
             # Pub/Sub's retry comes after its back-off; this one after the poll's
             # hold on the brand (CARTCAST_MENTION_POLL_LEASE_S) ended too.
             lease_s = runtime_module.current().settings.mention_poll_lease_s
-            assert lease_s >= events.CLAIM_TAKEOVER_S
             clock_file.set(START + dt.timedelta(seconds=lease_s))
             retried = tick("poll_mentions", START, {}, "t1")
         finally:
@@ -612,6 +612,85 @@ def test_a_tick_delivered_again_while_its_run_goes_on_is_retried_not_run_twice(
     assert len(api_get("/v1/mentions", brand_key)["mentions"]) == 1
 
 
+def test_a_poll_cut_off_from_the_database_is_taken_over_by_the_first_retry(
+    brand_key, env, monkeypatch, clock_file, sandbox, receiver
+) -> None:
+    from bench.faults.proxy import CuttableProxy
+    from cartcast import runtime as runtime_module
+
+    _add_a_broken_order_mention(sandbox)
+    first_retry_at = START + dt.timedelta(seconds=10)  # terraform's least back-off
+
+    # Arrange: the run's connections, the one marking it alive among them, are
+    # cut while X holds its answer: the run fails and keeps its claim.
+    with CuttableProxy(env["DATABASE_URL"]) as proxy:
+        monkeypatch.setenv("DATABASE_URL", proxy.url)
+        runtime_module.reset()
+        try:
+            run, answers = _start_a_poll_held_at_its_mentions_read(sandbox)
+            proxy.cut()
+            sandbox.release_answers()
+            run.join()
+        finally:
+            monkeypatch.setenv("DATABASE_URL", env["DATABASE_URL"])
+            runtime_module.reset()
+    database = runtime_module.current().database
+    _wait_until_no_run_is_marked_alive(database)
+
+    # Act: Pub/Sub's first retry, well inside a minute.
+    clock_file.set(first_retry_at)
+    retried = tick("poll_mentions", START, {}, "t1")
+
+    # Assert: it took the claim over and ran, rather than waiting for it to age.
+    assert answers[0].status_code == 500
+    assert retried.status_code == 200
+    claim = database.reads().one(SELECT_CLAIM, event_id="t1")
+    assert claim == {"handled_at": first_retry_at, "finished": True}
+
+
+def test_a_rollup_running_past_a_minute_is_not_run_again_by_a_second_delivery(
+    brand_key, clock_file, sandbox
+) -> None:
+    # Arrange: a rollup's run waits for X's followers answer, two minutes on.
+    sandbox.add_fault(method="GET", path_prefix="/2/users/", hold=True)
+    answers: list = []
+    run = threading.Thread(
+        target=lambda: answers.append(tick("rollup_kpis", START, {}, "r1"))
+    )
+    run.start()
+    _wait_for_a_held_read(sandbox, "GET /2/users/:id")
+    clock_file.set(START + dt.timedelta(minutes=2))
+
+    # Act: Pub/Sub delivers the same tick again while the run goes on.
+    during = tick("rollup_kpis", START, {}, "r1")
+    sandbox.release_answers()
+    run.join()
+
+    # Assert: the second delivery is retried later; X's followers are read once.
+    assert during.status_code == 500
+    assert answers[0].status_code == 200
+    reads = sandbox.snapshot()["requests"]["GET /2/users/:id"]["count"]
+    assert reads == 1
+
+
+SELECT_CLAIM = """
+SELECT handled_at, finished_at IS NOT NULL AS finished FROM handled_events
+WHERE function = 'poll_mentions' AND event_id = :event_id
+"""
+SELECT_LIVE_RUN_LOCKS = """
+SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7317
+"""
+
+
+def _wait_until_no_run_is_marked_alive(database) -> None:
+    """Wait for the server to end the sessions the cut closed, and their locks."""
+    for _ in range(500):
+        if not database.reads().scalar(SELECT_LIVE_RUN_LOCKS):
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("a cut session still holds its run's lock")
+
+
 def _add_a_broken_order_mention(sandbox) -> None:
     sandbox.add_mention(
         to_user_id=SHOP["user_id"],
@@ -633,13 +712,17 @@ def _start_a_poll_held_at_its_mentions_read(sandbox) -> tuple[threading.Thread, 
 
 
 def _wait_for_a_held_mentions_read(sandbox) -> None:
+    _wait_for_a_held_read(sandbox, "GET /2/users/:id/mentions")
+
+
+def _wait_for_a_held_read(sandbox, endpoint: str) -> None:
     requests = {}
     for _ in range(2000):
         requests = sandbox.snapshot()["requests"]
-        if requests.get("GET /2/users/:id/mentions", {}).get("count"):
+        if requests.get(endpoint, {}).get("count"):
             return
         threading.Event().wait(0.01)
-    raise AssertionError(f"no mentions read reached the sandbox: {requests}")
+    raise AssertionError(f"no {endpoint} reached the sandbox: {requests}")
 
 
 @pytest.mark.parametrize(

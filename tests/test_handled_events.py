@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 import uuid
 
+import pytest
+
 from cartcast import console_status, events, retention
 from cartcast import runtime as runtime_module
 from tests.conftest import START
@@ -83,16 +85,16 @@ def test_the_status_page_counts_the_events_of_its_window(runtime) -> None:
 def test_an_unfinished_claim_stays_until_its_keep_and_a_retry_takes_it_over(
     runtime,
 ) -> None:
-    takeover = dt.timedelta(seconds=events.CLAIM_TAKEOVER_S)
-    abandoned_at = START - takeover - dt.timedelta(seconds=1)
+    # A claim no run holds the lock of: its run died a second ago.
+    abandoned_at = START - dt.timedelta(seconds=1)
     _claimed(runtime, "poll_mentions", "t1", abandoned_at, finished=False)
     _claimed(runtime, "poll_mentions", "t2", START, finished=False)
     message = events.Message(event_id="t1", time=abandoned_at, payload={})
 
     retention.sweep_handled_events(runtime, now=START)
-    retried = events.claim(runtime, "poll_mentions", message, claimed_at=START)
+    with events.claim(runtime, "poll_mentions", message, claimed_at=START) as retried:
+        pass
 
-    assert retention.handled_events_keep_s(runtime.settings) > events.CLAIM_TAKEOVER_S
     assert _event_ids(runtime) == {"t1", "t2"}
     assert retried is events.Claim.CLAIMED
 
@@ -133,23 +135,88 @@ def test_a_redelivery_after_its_claim_was_pruned_is_dropped_as_stale_not_run(
 
 
 def test_a_run_whose_claim_was_taken_over_leaves_the_new_claim_alone(runtime) -> None:
-    # Arrange: a run's claim is taken over by a retry; then the first run fails.
-    takeover = dt.timedelta(seconds=events.CLAIM_TAKEOVER_S + 1)
-    first_at = START - takeover
+    # Arrange: a run's lock went with its connection, and a retry took its claim
+    # over; then the first run, cut off no longer, fails.
+    first_at = START - dt.timedelta(seconds=1)
     message = events.Message(event_id="t1", time=first_at, payload={})
-    assert events.claim(runtime, "poll_mentions", message, claimed_at=first_at) is (
-        events.Claim.CLAIMED
-    )
-    assert events.claim(runtime, "poll_mentions", message, claimed_at=START) is (
-        events.Claim.CLAIMED
-    )
-
-    # Act: the first run gives back, and marks finished, only the claim it made.
-    events.release(runtime, "poll_mentions", message, claimed_at=first_at)
-    events.finish(runtime, "poll_mentions", message, claimed_at=first_at)
-    third = events.claim(
-        runtime, "poll_mentions", message, claimed_at=START + dt.timedelta(seconds=1)
-    )
+    with events.claim(runtime, "poll_mentions", message, claimed_at=first_at) as first:
+        pass
+    with events.claim(runtime, "poll_mentions", message, claimed_at=START) as retried:
+        # Act: the first run gives back, and marks finished, only the claim it made.
+        events.release(runtime, "poll_mentions", message, claimed_at=first_at)
+        events.finish(runtime, "poll_mentions", message, claimed_at=first_at)
+        third_at = START + dt.timedelta(seconds=1)
+        with events.claim(
+            runtime, "poll_mentions", message, claimed_at=third_at
+        ) as third:
+            pass
 
     # Assert: the retry still holds its claim, so a third delivery waits for it.
+    assert first is retried is events.Claim.CLAIMED
     assert third is events.Claim.RUNNING
+
+
+def test_a_run_older_than_a_minute_is_running_while_it_holds_its_lock(
+    runtime,
+) -> None:
+    message = events.Message(event_id="t1", time=START, payload={})
+    an_hour_on = START + dt.timedelta(hours=1)
+
+    with events.claim(runtime, "poll_mentions", message, claimed_at=START) as first:
+        with events.claim(
+            runtime, "poll_mentions", message, claimed_at=an_hour_on
+        ) as second:
+            pass
+        events.finish(runtime, "poll_mentions", message, claimed_at=START)
+    with events.claim(runtime, "poll_mentions", message, claimed_at=START) as third:
+        pass
+
+    assert first is events.Claim.CLAIMED
+    assert second is events.Claim.RUNNING
+    assert third is events.Claim.FINISHED
+
+
+def test_a_run_killed_with_its_connection_is_taken_over_at_once(runtime) -> None:
+    # Arrange: a run holds its claim; the server ends its session, as when the
+    # instance dies or the network drops it.
+    message = events.Message(event_id="t1", time=START, payload={})
+    a_second_on = START + dt.timedelta(seconds=1)
+    with events.claim(runtime, "poll_mentions", message, claimed_at=START) as first:
+        with runtime.database.transaction() as tx:
+            ended = tx.scalar(END_RUN_SESSIONS)
+
+        # Act: a retry a second later.
+        with events.claim(
+            runtime, "poll_mentions", message, claimed_at=a_second_on
+        ) as retried:
+            handled_at = runtime.database.reads().scalar(SELECT_HANDLED_AT)
+
+    # Assert: taken over, not waited for.
+    assert first is retried is events.Claim.CLAIMED
+    assert ended == 1
+    assert handled_at == a_second_on
+
+
+END_RUN_SESSIONS = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+WHERE locktype = 'advisory' AND classid = 7317 AND granted
+"""
+SELECT_HANDLED_AT = "SELECT handled_at FROM handled_events WHERE event_id = 't1'"
+
+
+def test_a_run_s_lock_is_given_back_when_its_work_raises(runtime) -> None:
+    message = events.Message(event_id="t1", time=START, payload={})
+
+    with (
+        pytest.raises(RuntimeError),
+        events.claim(runtime, "poll_mentions", message, claimed_at=START),
+    ):
+        raise RuntimeError("the run's work failed")
+    held = runtime.database.reads().scalar(COUNT_RUN_LOCKS)
+
+    assert held == 0
+
+
+COUNT_RUN_LOCKS = """
+SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7317
+"""

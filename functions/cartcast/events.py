@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from cartcast.clock import parse_instant
@@ -22,21 +24,21 @@ from cartcast.errors import PermanentError
 
 IDS_PER_MESSAGE_MAX = 1000
 
-# A claim whose run has not finished, younger than this, stands for a run still
-# going: another delivery of its event is refused for now, and Pub/Sub retries it
-# after its back-off (10 s at first, terraform's retry_backoff_s). Older, it is a
-# run that died or could not give its claim back (the database was gone), and the
-# next delivery takes it over. A live run that outlasts this meets a second run of
-# its tick, which the poll's per-account lease (decision 0017) and the metrics
-# claims keep from reading X twice (decision 0068).
-CLAIM_TAKEOVER_S = 60
+# A run holds a session-level advisory lock on its tick's claim for as long as it
+# runs, on a connection of its own (Database.session_lock): the lock says it is
+# alive, and goes when its connection does, with the process or the database.
+# Two-key advisory locks 7310-7316 are taken (posts.py). A hashtext collision
+# between two events only makes the second's delivery retry while the first runs.
+TRY_LOCK_RUN = "SELECT pg_try_advisory_lock(7317, hashtext(:run_key))"
+UNLOCK_RUN = "SELECT pg_advisory_unlock(7317, hashtext(:run_key))"
 
+# Only ever run under the run's lock: an unfinished claim found then belongs to a
+# run whose lock is gone, so a run that died, and it is taken over at once.
 CLAIM_EVENT = """
 INSERT INTO handled_events (function, event_id, handled_at)
 VALUES (:function, :event_id, :now)
 ON CONFLICT (function, event_id) DO UPDATE SET handled_at = EXCLUDED.handled_at
 WHERE handled_events.finished_at IS NULL
-  AND handled_events.handled_at <= :abandoned_before
 RETURNING event_id
 """
 SELECT_CLAIM_FINISHED = """
@@ -114,31 +116,50 @@ def id_list(payload: dict[str, Any], name: str) -> list[str] | None:
         return None
 
 
+@contextlib.contextmanager
 def claim(
     runtime: Any, function: str, message: Message, *, claimed_at: dt.datetime
-) -> Claim:
-    """Claim an event for this run, unless another delivery ran it or runs it.
+) -> Iterator[Claim]:
+    """Claim an event for a run in the block, unless another delivery ran it or
+    runs it; a claimed run is marked alive until the block ends.
 
     Pub/Sub delivers at least once, sometimes twice at the same moment. The first
     delivery to claim an event runs it; a run that fails releases its claim so
-    that Pub/Sub's retry runs again, and one that cannot (the database is what
-    failed) leaves a claim that a retry takes over after CLAIM_TAKEOVER_S.
-    `claimed_at` (the run's now) marks the claim: `finish` and `release` take it.
+    that Pub/Sub's retry runs again. One that cannot (the database is what failed)
+    leaves a claim whose lock went with its connection, and the next delivery
+    takes it over at once; one that is still running, however long, holds its
+    lock, and a delivery meanwhile finds it RUNNING. `claimed_at` (the run's now)
+    marks the claim: `finish` and `release` take it, inside the block.
     """
-    abandoned_before = claimed_at - dt.timedelta(seconds=CLAIM_TAKEOVER_S)
+    run_key = f"{function}/{message.event_id}"
+    lock = runtime.database.session_lock(TRY_LOCK_RUN, UNLOCK_RUN, run_key=run_key)
+    with lock as alone:
+        if alone and _take_claim(runtime, function, message, claimed_at):
+            yield Claim.CLAIMED
+            return
+    # The lock is given back by now: a delivery that does not run holds nothing.
+    yield _claim_of_another(runtime, function, message)
+
+
+def _take_claim(
+    runtime: Any, function: str, message: Message, claimed_at: dt.datetime
+) -> bool:
     with runtime.database.transaction() as tx:
         claimed = tx.scalar(
-            CLAIM_EVENT,
-            function=function,
-            event_id=message.event_id,
-            now=claimed_at,
-            abandoned_before=abandoned_before,
+            CLAIM_EVENT, function=function, event_id=message.event_id, now=claimed_at
         )
-        if claimed is not None:
-            return Claim.CLAIMED
-        finished = tx.scalar(
-            SELECT_CLAIM_FINISHED, function=function, event_id=message.event_id
-        )
+    return claimed is not None
+
+
+def _claim_of_another(runtime: Any, function: str, message: Message) -> Claim:
+    """Say whether the claim another delivery made is finished or running.
+
+    No claim at all is a run that holds the lock and has yet to write its claim,
+    or one whose hashtext the run holding the lock shares: either runs.
+    """
+    finished = runtime.database.reads().scalar(
+        SELECT_CLAIM_FINISHED, function=function, event_id=message.event_id
+    )
     return Claim.FINISHED if finished else Claim.RUNNING
 
 
