@@ -143,14 +143,17 @@ locals {
       # A poll holds its brand this long: no run of the function outlives it.
       CARTCAST_MENTION_POLL_LEASE_S = tostring(var.functions["poll_mentions"].timeout_s)
       CARTCAST_WEBHOOK_BUDGET_S     = tostring(floor(var.functions["poll_mentions"].timeout_s / 4))
+      # A tick's claim whose run is past this is taken over (decision 0078).
+      CARTCAST_FUNCTION_TIMEOUT_S = tostring(var.functions["poll_mentions"].timeout_s)
     }
     score_sentiment = {
       CARTCAST_WEBHOOK_BUDGET_S = tostring(floor(var.functions["score_sentiment"].timeout_s / 4))
     }
     rollup_kpis = {
-      CARTCAST_X_CLIENT_ID      = var.x_client_id
-      CARTCAST_X_REDIRECT_URI   = var.x_redirect_uri
-      CARTCAST_TOKEN_KEY_SECRET = local.token_key_version
+      CARTCAST_X_CLIENT_ID        = var.x_client_id
+      CARTCAST_X_REDIRECT_URI     = var.x_redirect_uri
+      CARTCAST_TOKEN_KEY_SECRET   = local.token_key_version
+      CARTCAST_FUNCTION_TIMEOUT_S = tostring(var.functions["rollup_kpis"].timeout_s)
     }
     drain_caption_jobs = {}
   }

@@ -160,11 +160,11 @@ def test_a_run_older_than_a_minute_is_running_while_it_holds_its_lock(
     runtime,
 ) -> None:
     message = events.Message(event_id="t1", time=START, payload={})
-    an_hour_on = START + dt.timedelta(hours=1)
+    four_minutes_on = START + dt.timedelta(minutes=4)
 
     with events.claim(runtime, "poll_mentions", message, claimed_at=START) as first:
         with events.claim(
-            runtime, "poll_mentions", message, claimed_at=an_hour_on
+            runtime, "poll_mentions", message, claimed_at=four_minutes_on
         ) as second:
             pass
         events.finish(runtime, "poll_mentions", message, claimed_at=START)
@@ -220,3 +220,31 @@ def test_a_run_s_lock_is_given_back_when_its_work_raises(runtime) -> None:
 COUNT_RUN_LOCKS = """
 SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7317
 """
+
+
+def test_a_run_past_its_function_s_timeout_is_taken_over_though_it_holds_its_lock(
+    runtime,
+) -> None:
+    # Arrange: a run still holds its lock past the function's timeout: the
+    # platform ended its request, and its thread, frozen or not, answers no one.
+    timeout = dt.timedelta(seconds=runtime.settings.function_timeout_s)
+    message = events.Message(event_id="t1", time=START, payload={})
+    with events.claim(runtime, "poll_mentions", message, claimed_at=START):
+        # Act: Pub/Sub's retries, just before and just after that timeout.
+        before_at, after_at = START + timeout, START + timeout + dt.timedelta(seconds=1)
+        with events.claim(
+            runtime, "poll_mentions", message, claimed_at=before_at
+        ) as before:
+            pass
+        retry = events.claim(runtime, "poll_mentions", message, claimed_at=after_at)
+        with retry as after:
+            # A third delivery meanwhile waits for the run that took over.
+            with events.claim(
+                runtime, "poll_mentions", message, claimed_at=after_at
+            ) as third:
+                pass
+
+    # Assert
+    assert before is events.Claim.RUNNING
+    assert after is events.Claim.CLAIMED
+    assert third is events.Claim.RUNNING

@@ -952,6 +952,19 @@ def test_the_mention_poll_lease_is_poll_mentions_own_timeout() -> None:
     )
 
 
+@pytest.mark.parametrize("function", ["poll_mentions", "rollup_kpis"])
+def test_the_tick_claims_read_each_claiming_function_s_own_timeout(
+    function: str,
+) -> None:
+    # A claim whose run holds its lock is taken over only past this: retyped, a
+    # timeout raised past it would let a retry run beside a live run.
+    env = terraform_tree().locals["function_env"][function]
+
+    assert env["CARTCAST_FUNCTION_TIMEOUT_S"] == (
+        f'${{tostring(var.functions["{function}"].timeout_s)}}'
+    )
+
+
 @pytest.mark.parametrize(
     "function", ["publish_due_posts", "poll_mentions", "score_sentiment"]
 )

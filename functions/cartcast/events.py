@@ -32,13 +32,17 @@ IDS_PER_MESSAGE_MAX = 1000
 TRY_LOCK_RUN = "SELECT pg_try_advisory_lock(7317, hashtext(:run_key))"
 UNLOCK_RUN = "SELECT pg_advisory_unlock(7317, hashtext(:run_key))"
 
-# Only ever run under the run's lock: an unfinished claim found then belongs to a
-# run whose lock is gone, so a run that died, and it is taken over at once.
+# With the run's lock taken, an unfinished claim belongs to a run whose lock went
+# with its connection, a run that died: it is taken over at once. With the lock
+# held elsewhere, only a claim older than the function's timeout is: the platform
+# ended that run's request, and its thread, if it goes on at all (Cloud Run
+# leaves it, often without CPU), answers no one, so only a retry can.
 CLAIM_EVENT = """
 INSERT INTO handled_events (function, event_id, handled_at)
 VALUES (:function, :event_id, :now)
 ON CONFLICT (function, event_id) DO UPDATE SET handled_at = EXCLUDED.handled_at
 WHERE handled_events.finished_at IS NULL
+  AND (:lock_taken OR handled_events.handled_at < :timed_out_before)
 RETURNING event_id
 """
 SELECT_CLAIM_FINISHED = """
@@ -127,14 +131,15 @@ def claim(
     delivery to claim an event runs it; a run that fails releases its claim so
     that Pub/Sub's retry runs again. One that cannot (the database is what failed)
     leaves a claim whose lock went with its connection, and the next delivery
-    takes it over at once; one that is still running, however long, holds its
-    lock, and a delivery meanwhile finds it RUNNING. `claimed_at` (the run's now)
-    marks the claim: `finish` and `release` take it, inside the block.
+    takes it over at once; one that is still running holds its lock, and a
+    delivery meanwhile finds it RUNNING until the function's timeout has passed
+    (CARTCAST_FUNCTION_TIMEOUT_S). `claimed_at` (the run's now) marks the claim:
+    `finish` and `release` take it, inside the block.
     """
     run_key = f"{function}/{message.event_id}"
     lock = runtime.database.session_lock(TRY_LOCK_RUN, UNLOCK_RUN, run_key=run_key)
-    with lock as alone:
-        if alone and _take_claim(runtime, function, message, claimed_at):
+    with lock as lock_taken:
+        if _take_claim(runtime, function, message, claimed_at, lock_taken=lock_taken):
             yield Claim.CLAIMED
             return
     # The lock is given back by now: a delivery that does not run holds nothing.
@@ -142,11 +147,22 @@ def claim(
 
 
 def _take_claim(
-    runtime: Any, function: str, message: Message, claimed_at: dt.datetime
+    runtime: Any,
+    function: str,
+    message: Message,
+    claimed_at: dt.datetime,
+    *,
+    lock_taken: bool,
 ) -> bool:
+    timeout = dt.timedelta(seconds=runtime.settings.function_timeout_s)
     with runtime.database.transaction() as tx:
         claimed = tx.scalar(
-            CLAIM_EVENT, function=function, event_id=message.event_id, now=claimed_at
+            CLAIM_EVENT,
+            function=function,
+            event_id=message.event_id,
+            now=claimed_at,
+            lock_taken=lock_taken,
+            timed_out_before=claimed_at - timeout,
         )
     return claimed is not None
 

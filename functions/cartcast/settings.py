@@ -198,6 +198,7 @@ class Settings:
     mention_poll_min_s: int = 60
     mention_poll_max_s: int = 900
     mention_poll_lease_s: int = 300
+    function_timeout_s: int = 300
     mention_overlap_s: int = 300
     attribution_window_days: int = 7
     near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD
@@ -488,6 +489,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         mention_poll_lease_s=number(
             "CARTCAST_MENTION_POLL_LEASE_S",
+            300,
+            at_most=EVENT_FUNCTION_TIMEOUT_MAX_S,
+            unit=" seconds (an event-triggered function's longest run)",
+        ),
+        function_timeout_s=number(
+            "CARTCAST_FUNCTION_TIMEOUT_S",
             300,
             at_most=EVENT_FUNCTION_TIMEOUT_MAX_S,
             unit=" seconds (an event-triggered function's longest run)",
