@@ -779,6 +779,8 @@ TRY_TEST_LOCK = "SELECT pg_try_advisory_lock(7399, hashtext(:key))"
 UNLOCK_TEST_LOCK = "SELECT pg_advisory_unlock(7399, hashtext(:key))"
 TEST_LOCKS_HELD = """
 SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7399
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
 
@@ -821,4 +823,5 @@ def test_a_session_lock_whose_connection_died_ends_quietly_and_is_free(
 END_TEST_LOCK_SESSIONS = """
 SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_locks
 WHERE locktype = 'advisory' AND classid = 7399
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """

@@ -679,6 +679,7 @@ WHERE function = 'poll_mentions' AND event_id = :event_id
 """
 SELECT_LIVE_RUN_LOCKS = """
 SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7317
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
 

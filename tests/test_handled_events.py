@@ -200,6 +200,7 @@ def test_a_run_killed_with_its_connection_is_taken_over_at_once(runtime) -> None
 END_RUN_SESSIONS = """
 SELECT count(pg_terminate_backend(pid)) FROM pg_locks
 WHERE locktype = 'advisory' AND classid = 7317 AND granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 SELECT_HANDLED_AT = "SELECT handled_at FROM handled_events WHERE event_id = 't1'"
 
@@ -219,6 +220,7 @@ def test_a_run_s_lock_is_given_back_when_its_work_raises(runtime) -> None:
 
 COUNT_RUN_LOCKS = """
 SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7317
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
 
