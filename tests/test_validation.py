@@ -142,6 +142,21 @@ def test_an_instant_with_spaces_around_it_is_refused_saying_so(given) -> None:
     assert "spaces around it" in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("0001-01-01T00:00:00+23:59", "before the first instant"),
+        ("9999-12-31T23:59:59-23:59", "past the last instant"),
+    ],
+)
+def test_an_instant_out_of_range_says_at_which_end(given, says) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        validation.instant(given, "at")
+
+    assert raised.value.field == "at"
+    assert says in str(raised.value)
+
+
 @pytest.mark.parametrize("given", ["ÉÜÖ", "ßA", "ﬀa", "US", "USDX", "U$D", 840, None])
 def test_other_currencies_are_refused(given) -> None:
     # A null is no currency: only a body leaving the key out takes the default.

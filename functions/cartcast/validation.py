@@ -343,8 +343,10 @@ def instant(value: Any, name: str) -> dt.datetime:
     try:
         return (parsed + dt.timedelta(seconds=1 if leap else 0)).astimezone(dt.UTC)
     except OverflowError as error:
+        # Only year 1 with an offset east of UTC falls below datetime's range.
+        end = "before the first" if parsed.year == 1 else "past the last"
         raise InvalidRequest(
-            f"'{name}' is past the last instant cartcast can store", field=name
+            f"'{name}' is {end} instant cartcast can store", field=name
         ) from error
 
 
