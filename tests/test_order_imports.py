@@ -373,3 +373,41 @@ def test_a_csv_file_in_another_charset_is_a_415(client, brand) -> None:
     assert response.status_code == 415, response.get_json()
     assert "windows-1252" in response.get_json()["error"]["message"]
     assert stored() == {}
+
+
+@pytest.mark.parametrize(
+    "header", ["Id,Id,Created at,Currency,Total", "Id,Created at,Currency,Total,TOTAL"]
+)
+def test_a_file_naming_a_column_it_reads_twice_is_refused_with_nothing_stored(
+    client, brand, header
+) -> None:
+    # csv keeps the last of two cells under one name: another order id, or total,
+    # than the sender may have meant would be stored without a word.
+    text = f"{header}\n9001,9002,2026-03-01 10:00:00 -0500,USD,5.00\n"
+
+    response = send_csv(client, brand["key"], text)
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["field"] == "body"
+    repeated = "Id" if header.startswith("Id,Id") else "Total"
+    assert f"names the column {repeated} twice" in error["message"]
+    assert stored() == {}
+
+
+def test_a_shopify_time_in_other_digits_than_ascii_is_refused(client, brand) -> None:
+    # strptime reads any Unicode digit; an RFC 3339 time in them is refused too.
+    text = "\n".join(
+        [
+            "Id,Created at,Currency,Total",
+            "9001,\u0662\u0660\u0662\u0666-03-01 10:00:00 -0500,USD,5.00",
+        ]
+    )
+
+    response = send_csv(client, brand["key"], text)
+
+    report = response.get_json()
+    assert response.status_code == 200, report
+    assert report["stored"] == 0
+    assert [error["field"] for error in report["errors"]] == ["created_at"]
+    assert stored() == {}

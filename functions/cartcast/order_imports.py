@@ -167,7 +167,19 @@ def _read_rows(text: str) -> tuple[str, list[tuple[int, dict[str, str]]]]:
 
 
 def _check_columns(columns: list[str]) -> None:
-    missing = [name.capitalize() for name in REQUIRED_COLUMNS if name not in columns]
+    # csv keeps the last of two cells under one name: a second Id or Total would
+    # stand in for the first without a word. Columns not read may repeat.
+    read = (*ID_COLUMNS, *COLUMN_FIELDS)
+    repeated = next(
+        (name for name in read if columns.count(name) > 1),
+        None,
+    )
+    if repeated is not None:
+        raise InvalidRequest(
+            f"the CSV header names the column {_spelled(repeated)} twice; keep one",
+            field="body",
+        )
+    missing = [_spelled(name) for name in REQUIRED_COLUMNS if name not in columns]
     if not any(name in columns for name in ID_COLUMNS):
         missing.insert(0, "Id or Name")
     if missing:
@@ -176,6 +188,11 @@ def _check_columns(columns: list[str]) -> None:
             "orders export)",
             field="body",
         )
+
+
+def _spelled(column: str) -> str:
+    """A column's name as Shopify's export writes it: "Id", "Created at"."""
+    return column.capitalize()
 
 
 def _order_key(row: dict[str, str], key_column: str) -> str:
@@ -204,6 +221,10 @@ def _as_order(row: dict[str, str], order_key: str) -> dict[str, Any]:
 
 def _created_at(value: str) -> str:
     """Turn Shopify's export time into RFC 3339; leave anything else to validation."""
+    if not value.isascii():
+        # strptime reads any Unicode digit ("\u0662026" as 2026); validation
+        # refuses them, as it refuses them in an RFC 3339 time.
+        return value
     try:
         return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z").isoformat()
     except ValueError:
