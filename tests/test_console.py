@@ -925,6 +925,27 @@ def test_a_file_that_is_not_a_catalog_is_refused_with_nothing_written(
     assert after == before
 
 
+@pytest.mark.parametrize(
+    "header", ["Handle,Handle,Title,Variant Price", "Handle,Title,Variant Price,Title"]
+)
+def test_a_csv_naming_a_column_it_reads_twice_is_refused_with_nothing_written(
+    client, signed_in, header
+) -> None:
+    # csv keeps the last of two cells under one name: the other product, or title,
+    # would be imported without a word.
+    token = csrf_of(client, "/console/catalog")
+    before = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+    content = f"{header}\r\nmug-1,mug-2,Mug,9.00\r\n".encode()
+
+    answer = upload(client, token, content, "products_export.csv")
+
+    assert answer.status_code == 400
+    repeated = "Handle" if header.startswith("Handle,Handle") else "Title"
+    assert f"names the column {repeated} twice" in text_of(answer)
+    after = client.get("/v1/products", headers=auth(signed_in["key"])).get_json()
+    assert after == before
+
+
 def test_a_file_and_pasted_text_at_once_are_refused_with_nothing_written(
     client, signed_in
 ) -> None:

@@ -55,6 +55,9 @@ ONE_LINE_COLUMNS = (
     "Variant Price", "Variant Compare At Price", "Variant Inventory Qty",
     "Image Src", "Image Position",
 )  # fmt: skip
+# Every column a product is read from; csv keeps the last cell of a name given
+# twice, so a header repeating one of these is refused.
+READ_COLUMNS = (*ONE_LINE_COLUMNS, "Body (HTML)", "Image Alt Text")
 # Where a row read alone keeps why its product is refused; no column has this name,
 # since a file holding NUL is refused.
 _UNREADABLE = "\x00unreadable"
@@ -396,6 +399,12 @@ def _group_rows(
     if missing:
         raise InvalidRequest(
             f"this is not a Shopify product CSV: it has no {', '.join(missing)} column",
+            field=field,
+        )
+    repeated = [name for name in READ_COLUMNS if (columns or []).count(name) > 1]
+    if repeated:
+        raise InvalidRequest(
+            f"the CSV's header names the column {repeated[0]} twice; keep one",
             field=field,
         )
     groups: dict[str, list[tuple[int, dict[str, str]]]] = {}
