@@ -409,6 +409,30 @@ def test_an_internal_address_in_another_spelling_is_refused_as_a_webhook(
     assert "internal" in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://\uff48\uff4f\uff4f\uff4b\uff53.example.com/x",  # fullwidth letters
+        "https://\uff4d\uff45\uff54\uff41\uff44\uff41\uff54\uff41/x",  # "metadata"
+        "https://\u2488.example.com/x",  # a digit with a full stop in one character
+    ],
+)
+def test_a_webhook_host_no_delivery_could_encode_is_refused(url) -> None:
+    # urllib3 encodes a non-ASCII host as IDNA 2008 and fails on each of these:
+    # stored, the URL would fail every delivery after a 200.
+    with pytest.raises(InvalidRequest) as refused:
+        brands.alert_webhook_url({"alert_webhook_url": url}, environment="cloud")
+
+    assert refused.value.field == "alert_webhook_url"
+    assert "IDNA" in str(refused.value)
+
+
+def test_an_internationalised_webhook_host_is_accepted() -> None:
+    url = "https://b\u00fccher.example/hook"
+
+    assert brands.alert_webhook_url({"alert_webhook_url": url}, environment="cloud")
+
+
 def test_an_https_webhook_and_a_local_loopback_one_are_accepted() -> None:
     https = "https://hooks.slack.com/services/T0/B0/x"
 

@@ -561,6 +561,13 @@ def _webhook_problem(url: str, environment: str) -> str | None:
     parts = urllib.parse.urlsplit(url)
     # A rooted name ("10.0.0.1.", "localhost.") is the same host to a resolver.
     host = (parts.hostname or "").rstrip(".")
+    if not host.isascii():
+        host = _idna_host(host)
+        if host is None:
+            return (
+                "its host is no valid internationalised name (IDNA), so no delivery "
+                "could reach it"
+            )
     loopback = host in LOOPBACK_HOSTS or host.endswith(".localhost")
     if parts.scheme == "http" and not (loopback and environment == "local"):
         return "http is accepted only for a loopback address in a local run"
@@ -585,6 +592,21 @@ def _webhook_problem(url: str, environment: str) -> str | None:
     if internal and not (address.is_loopback and environment == "local"):
         return f"{address} is an internal address"
     return None
+
+
+def _idna_host(host: str) -> str | None:
+    """The ASCII name a non-ASCII host is sent as, or None when it has none.
+
+    Delivery (requests, through urllib3) encodes such a host with IDNA 2008's
+    strict rules and fails on a name they refuse (fullwidth letters, U+2488), so
+    the checks here read the name as it would be sent, or refuse it.
+    """
+    import idna
+
+    try:
+        return idna.encode(host, strict=True, std3_rules=True).decode("ascii")
+    except idna.IDNAError:
+        return None
 
 
 def _host_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
