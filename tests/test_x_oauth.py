@@ -1334,3 +1334,18 @@ def test_an_expiry_too_far_to_compute_is_kept_as_two_hours_and_logged(
     )
     warned = [r for r in caplog.records if r.getMessage().startswith("X's token")]
     assert warned and warned[-1].fields["expires_in"] == str(10**30)[:40]
+
+
+@pytest.mark.parametrize("code", ["c" * 2001, 5, ["c"]])
+def test_a_code_too_long_or_not_text_is_refused_as_malformed_not_missing(
+    code,
+) -> None:
+    from cartcast import x_oauth
+    from cartcast.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as refused:
+        x_oauth._callback_params({"state": "s", "code": code})
+
+    assert refused.value.field == "code"
+    assert "malformed" in str(refused.value)
+    assert "missing" not in str(refused.value)

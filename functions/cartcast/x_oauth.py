@@ -578,11 +578,17 @@ def _callback_params(params: Any) -> tuple[str, str]:
     if not isinstance(state, str) or not 0 < len(state) <= STATE_LENGTH_MAX:
         raise InvalidRequest("'state' is missing or malformed", field="state")
     code = params.get("code")
-    if not params.get("error") and (
-        not isinstance(code, str) or not 0 < len(code) <= CODE_LENGTH_MAX
-    ):
+    if params.get("error"):
+        return state, code
+    if code is None or code == "":
         raise InvalidRequest(
             "'code' is missing: X sends it with the state once the person approves",
+            field="code",
+        )
+    if not isinstance(code, str) or len(code) > CODE_LENGTH_MAX:
+        raise InvalidRequest(
+            f"'code' is malformed: X's code is text of at most {CODE_LENGTH_MAX} "
+            "characters",
             field="code",
         )
     return state, code
