@@ -22,6 +22,7 @@ import urllib.parse
 import urllib.request
 import zlib
 import zoneinfo
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 CATALOG = REPO / "infra" / "data" / "catalog" / "dummyjson_products.json"
 TEAM_MENTIONS = REPO / "infra" / "data" / "team_mentions.json"
 TIME_ZONE = "America/New_York"
+# How often make serve moves the shared clock on (it runs at real speed).
+SERVE_CLOCK_STEP_S = 1.0
 # make demo and make serve (re)create this database; --database names another.
 DEFAULT_DATABASE = "cartcast_demo"
 # The demo brand's posting slots in a week (3 a weekday, 1 a weekend day), each
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         # make serve numbers the same nine steps: the report, then the console.
         print_report(summary)
         if args.serve:
-            return serve_console(cloud, api_key)
+            return serve_console(cloud, api_key, clock=clock)
     summary["run_seconds"] = round(time.monotonic() - started, 1)
     summary["database"] = args.database
 
@@ -135,8 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def serve_console(cloud: local_cloud.LocalCloud, api_key: str) -> int:
-    """Keep the stand-ins, the functions and the week's data up until Ctrl-C."""
+def serve_console(
+    cloud: local_cloud.LocalCloud,
+    api_key: str,
+    *,
+    clock: Any,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> int:
+    """Keep the stand-ins, the functions and the week's data up until Ctrl-C.
+
+    The shared clock runs on from the end of the week at the speed of real time:
+    stood still, a sign-in lockout's window, a session's hours and a schedule's
+    "in the future" would never move for the person clicking through.
+    """
     console = cloud.url("api").rstrip("/") + "/console"
     say("9/9", f"serving the web console: {console}")
     print(
@@ -146,9 +161,11 @@ def serve_console(cloud: local_cloud.LocalCloud, api_key: str) -> int:
     )
     # `kill` (SIGTERM) stops it as cleanly as Ctrl-C: the functions are ended too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    week_end, started = clock.now(), monotonic()
     try:
         while True:
-            time.sleep(3600)
+            sleep(SERVE_CLOCK_STEP_S)
+            clock.set(week_end + dt.timedelta(seconds=monotonic() - started))
     except KeyboardInterrupt:
         print("\nstopping", flush=True)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import os
 import subprocess
@@ -102,3 +103,41 @@ def test_a_post_count_the_week_cannot_hold_is_refused_before_anything_starts(
 
     assert refused.value.code == 2
     assert "--posts" in capsys.readouterr().err
+
+
+class _StubCloud:
+    def url(self, function: str) -> str:
+        return f"http://127.0.0.1:9/{function}/"
+
+
+def test_make_serve_lets_the_clock_run_on_from_the_end_of_the_week(tmp_path) -> None:
+    """Stood still, the clock would never end a sign-in lockout's window (its
+    Retry-After would say 900 s for ever) nor a session's 8 hours."""
+    from cartcast.clock import FileClock, parse_instant
+
+    clock = FileClock(tmp_path / "clock")
+    week_end = parse_instant("2026-03-09T09:00:00Z")
+    clock.set(week_end)
+    seen: list = []
+    readings = iter([100.0, 130.0, 1000.0])
+
+    def sleep(_seconds: float) -> None:
+        seen.append(clock.now())
+        if len(seen) == 3:
+            raise KeyboardInterrupt  # Ctrl-C
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        demo.serve_console(
+            _StubCloud(),
+            "cc_not_a_real_key",
+            clock=clock,
+            sleep=sleep,
+            monotonic=lambda: next(readings),
+        )
+
+    # Started at 100 s of real time; 30 s and 900 s on, the clock is as far on.
+    assert [instant - week_end for instant in seen] == [
+        dt.timedelta(0),
+        dt.timedelta(seconds=30),
+        dt.timedelta(seconds=900),
+    ]
