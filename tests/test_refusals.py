@@ -427,6 +427,31 @@ def test_a_webhook_host_no_delivery_could_encode_is_refused(url) -> None:
     assert "IDNA" in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://\uff53\uff48\uff4f\uff50.example.com",  # "shop", fullwidth
+        "https://shop.example.com:0",
+    ],
+)
+def test_a_store_base_url_no_link_could_reach_is_refused(url) -> None:
+    # Every post's link starts with it: X would show a link nobody could follow.
+    with pytest.raises(InvalidRequest) as refused:
+        brands._store_base_url({"store_base_url": url})
+
+    assert refused.value.field == "store_base_url"
+
+
+def test_a_webhook_on_port_0_is_refused() -> None:
+    url = "https://hooks.example.com:0/x"
+
+    with pytest.raises(InvalidRequest) as refused:
+        brands.alert_webhook_url({"alert_webhook_url": url}, environment="cloud")
+
+    assert refused.value.field == "alert_webhook_url"
+    assert "port 0" in str(refused.value)
+
+
 def test_an_internationalised_webhook_host_is_accepted() -> None:
     url = "https://b\u00fccher.example/hook"
 

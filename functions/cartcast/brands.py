@@ -562,12 +562,8 @@ def _webhook_problem(url: str, environment: str) -> str | None:
     # A rooted name ("10.0.0.1.", "localhost.") is the same host to a resolver.
     host = (parts.hostname or "").rstrip(".")
     if not host.isascii():
-        host = _idna_host(host)
-        if host is None:
-            return (
-                "its host is no valid internationalised name (IDNA), so no delivery "
-                "could reach it"
-            )
+        # _url_problem refused a host with no IDNA name; read the one sent.
+        host = _idna_host(host) or host
     loopback = host in LOOPBACK_HOSTS or host.endswith(".localhost")
     if parts.scheme == "http" and not (loopback and environment == "local"):
         return "http is accepted only for a loopback address in a local run"
@@ -722,6 +718,14 @@ def _url_problem(url: str) -> str | None:
         return "the scheme is not http or https"
     if not parts.hostname:
         return "there is no host"
+    host = parts.hostname.rstrip(".")
+    if not host.isascii() and _idna_host(host) is None:
+        return (
+            "its host is no valid internationalised name (IDNA), so nothing could "
+            "reach it"
+        )
+    if parts.port == 0:
+        return "port 0 is no port anything could reach"
     if parts.username is not None or parts.password is not None:
         return "it carries credentials"
     # links.product_link keeps a query and a fragment where they would then sit,
