@@ -386,6 +386,32 @@ def test_a_console_path_holding_a_newline_answers_the_consoles_html_404(
     assert response.data == unknown.data
 
 
+@pytest.mark.parametrize("path", ["/v1//brand", "/v1/posts//approve"])
+def test_a_path_with_a_doubled_slash_is_a_json_404_not_a_redirect_to_localhost(
+    client, brand_key, path
+) -> None:
+    """Werkzeug's routing merges slashes with a 308 to the host it was bound to:
+    http://localhost/v1/brand, a host and scheme the client never called, where
+    a 308 sends the method, the body and, to some clients, the key again."""
+    response = client.post(path, headers=auth(brand_key))
+
+    assert response.status_code == 404
+    assert "Location" not in response.headers
+    assert response.get_json()["error"] == {
+        "code": "not_found",
+        "message": f"no route {path}",
+    }
+
+
+def test_a_console_path_with_a_doubled_slash_is_the_consoles_404(client) -> None:
+    unknown = client.get("/console/nope")
+    response = client.get("/console//approvals")
+
+    assert response.status_code == unknown.status_code == 404
+    assert "Location" not in response.headers
+    assert response.data == unknown.data
+
+
 def test_another_brands_product_is_not_found(
     client, brand_key, other_brand_key
 ) -> None:

@@ -179,7 +179,9 @@ def _rules() -> list[Rule]:
 def routes() -> Map:
     """Build the router on the first API request: compiling it takes tens of
     milliseconds, which the caption function, routing nothing, does not pay."""
-    return Map(_rules(), strict_slashes=False)
+    # merge_slashes would answer "/v1//brand" with a 308 to the bound name,
+    # http://localhost/v1/brand: a host the client never called. It is a 404.
+    return Map(_rules(), strict_slashes=False, merge_slashes=False)
 
 
 VIEWER, EDITOR, APPROVER, ADMIN = keys.ROLES

@@ -175,6 +175,8 @@ ROUTES = Map(
         ),
     ],
     strict_slashes=False,
+    # Not merged: a 308 to the bound name, http://localhost/..., is no page.
+    merge_slashes=False,
 )
 # The pages in the navigation, in order; each is a GET of its own.
 NAVIGATION = (
