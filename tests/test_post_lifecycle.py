@@ -676,3 +676,47 @@ def test_claiming_a_post_clears_the_reason_of_its_last_retry(
     assert len(claims) == 2 and claims[1]["reason"] is None
     assert retried[-1]["reason"].startswith("will retry")
     assert found[-1]["to_state"] == "published"
+
+
+@pytest.mark.parametrize(
+    ("module", "lock"),
+    [("posts", "LOCK_BRAND"), ("crisis", "LOCK_BRAND")],
+)
+def test_a_brand_locked_to_move_its_posts_still_lets_a_post_change_log_itself(
+    client, brand_key, module, lock
+) -> None:
+    """Scheduling and the crisis pause lock the brand, then update posts. An edit
+    or approval updates its post first, then logs it (post_events, by trigger),
+    whose foreign key takes KEY SHARE on the brand. A FOR UPDATE brand lock
+    refuses that share, and the two waited for each other: PostgreSQL ended the
+    edit as a deadlock, a 500 (found racing PATCH, approve and schedule)."""
+    import importlib
+
+    import pg8000.native
+
+    from cartcast import db
+    from cartcast import runtime as runtime_module
+
+    brand_id = client.get("/v1/brand", headers=auth(brand_key)).get_json()["brand"]
+    runtime = runtime_module.current()
+    other = pg8000.native.Connection(
+        **db.parse_database_url(runtime.settings.database_url)
+    )
+    statement = getattr(importlib.import_module(f"cartcast.{module}"), lock)
+
+    with runtime.database.transaction() as tx:
+        tx.one(statement, brand_id=brand_id["id"])
+        other.run("BEGIN")
+        try:
+            other.run(
+                "SELECT 1 FROM brands WHERE id = CAST(:id AS uuid) "
+                "FOR KEY SHARE NOWAIT",
+                id=brand_id["id"],
+            )
+            shared = True
+        except pg8000.native.DatabaseError:
+            shared = False
+        other.run("ROLLBACK")
+    other.close()
+
+    assert shared

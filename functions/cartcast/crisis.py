@@ -47,7 +47,9 @@ HELD_FIX = "; POST /v1/brand/resume puts it back in the queue"
 PAUSE_REASON_MAX = 300
 DEFAULT_PAUSE_REASON = "paused by a person"
 
-LOCK_BRAND = "SELECT slug FROM brands WHERE id = :brand_id FOR UPDATE"
+# NO KEY, as posts.LOCK_BRAND: a post's change logged meanwhile takes KEY SHARE on
+# the brand, and FOR UPDATE made a pause that holds that post its deadlock.
+LOCK_BRAND = "SELECT slug FROM brands WHERE id = :brand_id FOR NO KEY UPDATE"
 # Scored mentions only: an unscored one has no sentiment to count yet.
 COUNT_SHARES = """
 SELECT

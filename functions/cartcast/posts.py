@@ -145,7 +145,11 @@ UPDATE posts SET state = 'scheduled', scheduled_at = :at, updated_at = :now,
 WHERE brand_id = :brand_id AND id = :id AND state IN ('approved', 'scheduled', 'held')
 RETURNING id
 """
-LOCK_BRAND = "SELECT id FROM brands WHERE id = :brand_id FOR UPDATE"
+# NO KEY: an edit or approval of one of the brand's posts logs itself (post_events,
+# by trigger) with a foreign key that takes KEY SHARE on the brand; FOR UPDATE
+# refused it while this waited for that post, and PostgreSQL ended one as a
+# deadlock. Schedulers still exclude each other.
+LOCK_BRAND = "SELECT id FROM brands WHERE id = :brand_id FOR NO KEY UPDATE"
 # One caption request per product at a time, so each reads the drafts of the one
 # before (two-key advisory locks 7310-7315 are taken: audit.py, removed_mentions.py).
 LOCK_PRODUCT_DRAFTS = "SELECT pg_advisory_xact_lock(7316, hashtext(:product_id))"
