@@ -780,7 +780,6 @@ UNLOCK_TEST_LOCK = "SELECT pg_advisory_unlock(7399, hashtext(:key))"
 TEST_LOCKS_HELD = """
 SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7399
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
 
@@ -825,3 +824,44 @@ SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_locks
 WHERE locktype = 'advisory' AND classid = 7399
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
+
+
+def test_a_deadlock_is_transient_so_the_caller_retries_rather_than_fails(
+    runtime,
+) -> None:
+    """PostgreSQL ends one of two transactions waiting for each other (40P01);
+    trying it again succeeds. Raised as it came, the api answered Flask's HTML
+    500; transient, it is a JSON 503 and an event is delivered again."""
+    import pg8000.dbapi
+
+    first_key, second_key = 0x62726B01, 0x62726B02  # this test's own keys
+    lock = "SELECT pg_advisory_xact_lock(CAST(:key AS bigint))"
+    waiting = "SELECT count(*) AS n FROM pg_locks WHERE NOT granted"
+    holding = threading.Barrier(2)
+    outcomes: dict[str, BaseException | None] = {}
+
+    def take(name: str, mine: int, theirs: int, wait_for_other: bool) -> None:
+        try:
+            with runtime.database.transaction() as tx:
+                tx.scalar(lock, key=mine)
+                holding.wait()
+                while wait_for_other and not runtime.database.read(waiting)[0]["n"]:
+                    threading.Event().wait(0.01)
+                tx.scalar(lock, key=theirs)
+            outcomes[name] = None
+        except (TransientError, pg8000.dbapi.DatabaseError) as error:
+            outcomes[name] = error
+
+    threads = [
+        threading.Thread(target=take, args=("a", first_key, second_key, False)),
+        threading.Thread(target=take, args=("b", second_key, first_key, True)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    failed = [error for error in outcomes.values() if error is not None]
+    assert len(failed) == 1, outcomes
+    assert isinstance(failed[0], TransientError), repr(failed[0])
+    assert "deadlock" in str(failed[0])

@@ -77,6 +77,9 @@ _defer_import("scramp")
 
 
 UNDEFINED_TABLE = "42P01"
+# PostgreSQL ended the transaction so that another could go on; run again, it
+# succeeds (PostgreSQL's documentation, "Serialization Failure Handling").
+TRY_AGAIN = {"40P01": "deadlock detected", "40001": "serialization failure"}
 FEATURE_NOT_SUPPORTED = "0A000"
 SET_SESSION_CONFIG = "SELECT set_config(:name, :value, false)"
 
@@ -371,6 +374,10 @@ class Database:
         except pg8000.dbapi.DatabaseError as error:
             reusable = _rollback(statements)
             _raise_if_no_schema(error)
+            if _sqlstate(error) in TRY_AGAIN:
+                raise TransientError(
+                    f"database: {TRY_AGAIN[_sqlstate(error)]}; try again"
+                ) from error
             raise
         except CartcastError:
             reusable = _rollback(statements)
