@@ -9,7 +9,10 @@ what the cloud gets:
   job. An unknown job answers 404 with Google's error body; a request that carries
   credentials answers 401, since every caller here is meant to be anonymous.
 
-Jobs are registered with `add_job`; every call is kept in `calls`. The local
+Jobs are registered with `add_job`; every call is kept in `calls`. A test may
+`hold` the next pause or resume of a job: that call waits, unserved, until the
+test releases it, so two of the operator's requests can be made to overlap. The
+local
 ticker (infra/local_cloud.py, `Ticker`) asks `is_paused` before each publish tick,
 as Cloud Scheduler skips a paused job's runs.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,6 +30,19 @@ JOB_PATH = re.compile(
     r"/v1/(?P<name>projects/[^/:]+/locations/[^/:]+/jobs/[^/:]+)(?::(?P<verb>\w+))?"
 )
 STATES = {"pause": "PAUSED", "resume": "ENABLED"}
+# The longest a held call waits for its release, so a failed test ends anyway.
+HOLD_LIMIT_S = 30.0
+
+
+@dataclass
+class HeldCall:
+    """A call made to wait: `arrived` once it came in, served once `release`d."""
+
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 class SchedulerStandIn:
@@ -35,6 +52,7 @@ class SchedulerStandIn:
         self.host, self.port = host, port
         self.jobs: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []
+        self._held: dict[tuple[str, str], HeldCall] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -54,6 +72,10 @@ class SchedulerStandIn:
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            held, self._held = list(self._held.values()), {}
+        for call in held:
+            call.release()
         if self._server is None:
             return
         self._server.shutdown()
@@ -79,11 +101,25 @@ class SchedulerStandIn:
         with self._lock:
             return self.jobs.get(name) == "PAUSED"
 
+    def hold(self, verb: str, name: str) -> HeldCall:
+        """Make the next `verb` ("pause" or "resume") of job `name` wait, before it
+        changes anything, until the returned call is released."""
+        call = HeldCall()
+        with self._lock:
+            self._held[(verb, name)] = call
+        return call
+
     def answer(
         self, method: str, path: str, authorization: str | None
     ) -> tuple[int, dict[str, Any]]:
         """Serve one request; return the status and the JSON body."""
         match = JOB_PATH.fullmatch(path)
+        if match is not None:
+            with self._lock:
+                held = self._held.pop((match["verb"], match["name"]), None)
+            if held is not None:
+                held.arrived.set()
+                held.released.wait(HOLD_LIMIT_S)
         with self._lock:
             self.calls.append((method, path))
             if authorization:

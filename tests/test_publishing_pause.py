@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 
 import pytest
 
@@ -272,3 +273,53 @@ def test_the_console_status_page_shows_the_deployment_pause(
 
     assert running == "running"
     assert paused.startswith("paused for every brand by the operator since")
+
+
+def test_a_pause_and_a_resume_sent_at_once_leave_the_mark_and_both_jobs_agreeing(
+    api, scheduler
+) -> None:
+    held = scheduler.hold("pause", JOB)
+    answers = []
+    pausing = threading.Thread(
+        target=lambda: answers.append(
+            operator(api.application.test_client(), "/v1/publishing/pause")
+        )
+    )
+    pausing.start()
+    arrived = held.arrived.wait(30)
+
+    resumed = operator(api, "/v1/publishing/resume")
+    held.release()
+    pausing.join(30)
+    state = operator(api, "GET /v1/publishing/pause").get_json()
+
+    assert arrived
+    # The mark and both jobs agree: the pause that came first holds.
+    jobs = (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP))
+    assert (state["paused"], *jobs) == (True, True, True)
+    assert [answer.status_code for answer in answers] == [200]
+    # The resume met the pause under way and changed nothing.
+    assert resumed.status_code == 409
+    error = resumed.get_json()["error"]
+    assert error["message"].startswith("another pause or resume is under way")
+    assert int(resumed.headers["Retry-After"]) >= 1
+
+
+def test_a_resume_sent_again_once_the_pause_under_way_ends_resumes_everything(
+    api, scheduler
+) -> None:
+    held = scheduler.hold("pause", SWEEP)
+    pausing = threading.Thread(
+        target=operator, args=(api.application.test_client(), "/v1/publishing/pause")
+    )
+    pausing.start()
+    held.arrived.wait(30)
+    refused = operator(api, "/v1/publishing/resume")
+    held.release()
+    pausing.join(30)
+
+    resumed = operator(api, "/v1/publishing/resume")
+
+    assert refused.status_code == 409
+    assert resumed.status_code == 200 and resumed.get_json()["paused"] is False
+    assert (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP)) == (False, False)

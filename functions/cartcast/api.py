@@ -1439,6 +1439,8 @@ def pause_publishing(
 
     try:
         paused = publish_schedule.pause(runtime, actor=caller.key_name)
+    except publish_schedule.ChangeUnderWay as error:
+        return _schedule_change_under_way(error)
     except publish_schedule.ScheduleUnavailable as error:
         return _schedule_unavailable(runtime, error)
     return web.json_response(paused)
@@ -1451,9 +1453,17 @@ def resume_publishing(
 
     try:
         resumed = publish_schedule.resume(runtime)
+    except publish_schedule.ChangeUnderWay as error:
+        return _schedule_change_under_way(error)
     except publish_schedule.ScheduleUnavailable as error:
         return _schedule_unavailable(runtime, error)
     return web.json_response(resumed)
+
+
+def _schedule_change_under_way(error: Any) -> web.Response:
+    """Answer 409 with Retry-After: another pause or resume holds the schedule."""
+    body = {"error": {"code": "conflict", "message": str(error), "field": None}}
+    return web.json_response(body, 409, {"Retry-After": str(error.retry_after_s)})
 
 
 def _schedule_unavailable(runtime: Any, error: TransientError) -> web.Response:

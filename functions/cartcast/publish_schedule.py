@@ -34,6 +34,15 @@ transport, built only when the operator calls, never at import or cold start:
 - unset: Google's endpoint with the function's own service account (Application
   Default Credentials), which is what the cloud deployment asks for.
 
+A pause and a resume are never interleaved (decision 0080): each holds one
+session-level advisory lock (class 7318, Database.session_lock) from before its
+database write until after its last Scheduler call. A request that finds it held
+changes nothing and answers 409 "another pause or resume is under way" with
+Retry-After, the longest the holder can take (its two Scheduler calls): the
+operator reads the state (GET) and sends again what is still wanted. Waiting for
+the lock instead would run the second request's steps after the first's and
+quietly undo them, while holding a request and a connection.
+
 Without CARTCAST_SCHEDULER_JOB or CARTCAST_SWEEP_SCHEDULER_JOB the pause would be
 partial: 409 naming the missing one, before any write or call.
 """
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,6 +69,9 @@ ON CONFLICT (singleton) DO NOTHING
 """
 CLEAR_PAUSE = "DELETE FROM publishing_pause"
 SELECT_PAUSE = "SELECT paused_at, paused_by FROM publishing_pause"
+# One lock for the whole schedule: a pause and a resume each hold it throughout.
+TRY_LOCK_SCHEDULE = "SELECT pg_try_advisory_lock(7318, 0)"
+UNLOCK_SCHEDULE = "SELECT pg_advisory_unlock(7318, 0)"
 
 
 class ScheduleUnavailable(TransientError):
@@ -66,20 +79,32 @@ class ScheduleUnavailable(TransientError):
     and the API answers it (503) instead of the generic one."""
 
 
+class ChangeUnderWay(Conflict):
+    """Another pause or resume holds the schedule's lock: nothing was changed; the
+    API answers 409 with Retry-After `retry_after_s`."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 def pause(runtime: Any, *, actor: str) -> dict[str, Any]:
     """Record the pause, then pause the publish job and the sweep's; return the
     pause and the jobs' states as Scheduler reports them."""
     settings = runtime.settings
     _require_jobs(settings)
-    with runtime.database.transaction() as tx:
-        record_pause(tx, actor=actor, now=runtime.clock.now())
-        state = pause_state(tx)
 
-    said = "publishing is paused: no publish run sends anything"
-    with _saying(said, "call again to pause the Scheduler's jobs"):
-        client = scheduler_client(settings)
-        publish = _call(client, settings, "pause_job", settings.scheduler_job)
-        sweep = _call(client, settings, "pause_job", settings.sweep_scheduler_job)
+    with _alone(runtime):
+        with runtime.database.transaction() as tx:
+            record_pause(tx, actor=actor, now=runtime.clock.now())
+            state = pause_state(tx)
+
+        said = "publishing is paused: no publish run sends anything"
+        with _saying(said, "call again to pause the Scheduler's jobs"):
+            client = scheduler_client(settings)
+            publish = _call(client, settings, "pause_job", settings.scheduler_job)
+            sweep = _call(client, settings, "pause_job", settings.sweep_scheduler_job)
+
     runtime.log.info(
         "publishing paused for the deployment",
         extra=fields(paused_at=state["paused_at"], paused_by=state["paused_by"]),
@@ -93,15 +118,17 @@ def resume(runtime: Any) -> dict[str, Any]:
     settings = runtime.settings
     _require_jobs(settings)
 
-    said = "publishing is still paused: no publish run sends anything"
-    with _saying(said, "call again to resume"):
-        client = scheduler_client(settings)
-        sweep = _call(client, settings, "resume_job", settings.sweep_scheduler_job)
-        publish = _call(client, settings, "resume_job", settings.scheduler_job)
+    with _alone(runtime):
+        said = "publishing is still paused: no publish run sends anything"
+        with _saying(said, "call again to resume"):
+            client = scheduler_client(settings)
+            sweep = _call(client, settings, "resume_job", settings.sweep_scheduler_job)
+            publish = _call(client, settings, "resume_job", settings.scheduler_job)
 
-    with runtime.database.transaction() as tx:
-        tx.execute(CLEAR_PAUSE)
-        state = pause_state(tx)
+        with runtime.database.transaction() as tx:
+            tx.execute(CLEAR_PAUSE)
+            state = pause_state(tx)
+
     runtime.log.info("publishing resumed for the deployment")
     return {**state, **publish, "sweep": sweep}
 
@@ -117,6 +144,28 @@ def pause_state(tx: Transaction) -> dict[str, Any]:
     if row is None:
         return {"paused": False, "paused_at": None, "paused_by": None}
     return {"paused": True, **row}
+
+
+@contextlib.contextmanager
+def _alone(runtime: Any) -> Iterator[None]:
+    """Hold the schedule's lock for the block; raise ChangeUnderWay if it is held.
+
+    The lock is a session's, on a connection kept out of the pool, so it spans
+    the block's own transactions and Scheduler calls, and ends with the process
+    if the process dies mid-way.
+    """
+    database = runtime.database
+    with database.session_lock(TRY_LOCK_SCHEDULE, UNLOCK_SCHEDULE) as taken:
+        if not taken:
+            # The holder makes two Scheduler calls of at most this timeout each.
+            wait_s = math.ceil(2 * runtime.settings.scheduler_timeout_s)
+            raise ChangeUnderWay(
+                "another pause or resume is under way: nothing was changed; read "
+                "GET /v1/publishing/pause once it ends, then send again what you "
+                "still want",
+                retry_after_s=max(1, wait_s),
+            )
+        yield
 
 
 @contextlib.contextmanager
