@@ -60,6 +60,8 @@ DEPLOYMENT_WIDE = {
     "x_app_pauses",
     # The operator's pause of every brand's publishing (sql/050).
     "publishing_pause",
+    # Its last resume, for the missed-post check (sql/052).
+    "publishing_resume",
     # Failed console sign-ins by client address: no brand is known for a wrong key.
     "console_signin_failures",
 }

@@ -323,3 +323,21 @@ def test_a_resume_sent_again_once_the_pause_under_way_ends_resumes_everything(
     assert refused.status_code == 409
     assert resumed.status_code == 200 and resumed.get_json()["paused"] is False
     assert (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP)) == (False, False)
+
+
+def test_a_post_whose_turn_the_pause_refuses_says_the_operator_paused_publishing(
+    x_runtime, x_sandbox
+) -> None:
+    make_brand(x_runtime, "alpha", ALPHA, products=1)
+    claimed, attempts, _ = publishing._claim(x_runtime, START + dt.timedelta(days=8))
+    with x_runtime.database.transaction() as tx:
+        publish_schedule.record_pause(tx, actor="operator", now=START)
+
+    publishing._publish_one(x_runtime, claimed[0], attempts[claimed[0]["id"]])
+
+    with x_runtime.database.transaction() as tx:
+        attempt = tx.one("SELECT error_class, error FROM publish_attempts")
+        reason = tx.scalar("SELECT failure_reason FROM posts")
+    assert attempt["error_class"] == "deployment_paused"
+    assert "the operator paused publishing" in attempt["error"]
+    assert "the operator paused publishing" in reason

@@ -29,10 +29,11 @@ failures by cause without parsing the free-text `error`:
         held_image       the product's image could not be fetched
         post_limit       one of X's post windows is full (post_limits.py)
         lease_lost       another run took the post, or paused the account
+        deployment_paused  the operator paused publishing for the deployment
         part_in_doubt    a thread part sent before without an answer: never resent
 
-A published attempt has `x_status` 201 and no error class. The SQL check in
-sql/013 holds the same list.
+A published attempt has `x_status` 201 and no error class. The SQL check
+(sql/013, widened by sql/052) holds the same list.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ ERROR_CLASSES = frozenset(
         "held_image",
         "post_limit",
         "lease_lost",
+        "deployment_paused",
         "part_in_doubt",
     }
 )

@@ -69,6 +69,14 @@ ON CONFLICT (singleton) DO NOTHING
 """
 CLEAR_PAUSE = "DELETE FROM publishing_pause"
 SELECT_PAUSE = "SELECT paused_at, paused_by FROM publishing_pause"
+# The resume's time, kept so the missed-post check counts from it for posts that
+# came due while paused (sweeping.py). Written with the delete, from the row.
+RECORD_RESUME = """
+INSERT INTO publishing_resume (paused_at, resumed_at)
+SELECT paused_at, :now FROM publishing_pause
+ON CONFLICT (singleton) DO UPDATE
+SET paused_at = EXCLUDED.paused_at, resumed_at = EXCLUDED.resumed_at
+"""
 # One lock for the whole schedule: a pause and a resume each hold it throughout.
 TRY_LOCK_SCHEDULE = "SELECT pg_try_advisory_lock(7318, 0)"
 UNLOCK_SCHEDULE = "SELECT pg_advisory_unlock(7318, 0)"
@@ -126,6 +134,7 @@ def resume(runtime: Any) -> dict[str, Any]:
             publish = _call(client, settings, "resume_job", settings.scheduler_job)
 
         with runtime.database.transaction() as tx:
+            tx.execute(RECORD_RESUME, now=runtime.clock.now())
             tx.execute(CLEAR_PAUSE)
             state = pause_state(tx)
 

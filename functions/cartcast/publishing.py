@@ -813,8 +813,9 @@ def _take_turn(
     Otherwise return the outcome that ends this attempt, nothing sent:
     - "held": with `recheck`, the catalog no longer supports the copy
       (publish_checks.py), read in this same transaction;
-    - "lost": the lease went to another run (this one outlived it), or another run
-      recorded a pause meanwhile; the post goes back to `scheduled`;
+    - "lost": the lease went to another run (this one outlived it), another run
+      recorded a pause meanwhile, or the operator paused the deployment (error
+      class `deployment_paused`); the post goes back to `scheduled`;
     - "held": the post's price would take the brand past its monthly X budget;
     - "paused": one of X's post windows is full (post_limits.py); the post goes
       back to `scheduled`, the brand or app waits until the window frees.
@@ -854,7 +855,9 @@ def _take_turn(
                 if turn is not None:
                     _commit_intent(runtime, tx, post, brand, part, cost, now, rest)
                     return None
-                refusal = ("lost", None)
+                # The turn refuses for many reasons; the operator's pause is the
+                # one a person asks about, so it is told apart (decision 0080).
+                refusal = ("lost", tx.one(SELECT_DEPLOYMENT_PAUSE))
     except _SharedAppFull as full:
         # Everything the turn wrote is rolled back; the pause is written on its own.
         with runtime.database.transaction() as tx:
@@ -885,6 +888,19 @@ def _take_turn(
             ),
         )
         return "paused"
+    if why is not None:
+        _finish(
+            runtime,
+            post,
+            attempt_id,
+            "scheduled",
+            "retry",
+            f"the operator paused publishing for the deployment at "
+            f"{why['paused_at'].isoformat()}; nothing was sent, and it goes at the "
+            f"first run after the resume",
+            error_class="deployment_paused",
+        )
+        return "lost"
     _finish(
         runtime,
         post,
@@ -892,8 +908,7 @@ def _take_turn(
         "scheduled",
         "retry",
         "another run paused the account (X's rate limit, a disconnection, a new "
-        "token or a crisis pause), the operator paused publishing, or another run "
-        "took this post over; it goes at a later run",
+        "token or a crisis pause) or took this post over; it goes at a later run",
         error_class="lease_lost",
     )
     return "lost"
