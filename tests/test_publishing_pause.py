@@ -325,6 +325,34 @@ def test_a_resume_sent_again_once_the_pause_under_way_ends_resumes_everything(
     assert (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP)) == (False, False)
 
 
+def due_times(brand_key: str) -> list[dt.datetime]:
+    found = api_get("/v1/posts?limit=50", brand_key)["posts"]
+    return sorted(dt.datetime.fromisoformat(post["scheduled_at"]) for post in found)
+
+
+def test_the_first_sweep_after_a_long_pause_raises_no_alarm_for_posts_due_in_it(
+    api, brand_key, clock_file, caplog
+) -> None:
+    operator(api, "/v1/publishing/pause")
+    resumed_at = due_times(brand_key)[-1] + dt.timedelta(hours=1)
+    clock_file.set(resumed_at)
+    operator(api, "/v1/publishing/resume")
+
+    # Due 1 h before the resume, but the publish job has run for one minute only.
+    soon = resumed_at + dt.timedelta(minutes=1)
+    clock_file.set(soon)
+    first = tick("publish_due_posts", soon, payload={"sweep": True})
+    alarm_at_first = "the publish job seems not to run" in caplog.text
+    # Past CARTCAST_MISSED_AFTER_S (900 s) from the resume, with no publish tick.
+    later = resumed_at + dt.timedelta(minutes=16)
+    clock_file.set(later)
+    second = tick("publish_due_posts", later, payload={"sweep": True})
+
+    assert first.status_code == second.status_code == 200
+    assert alarm_at_first is False
+    assert "the publish job seems not to run" in caplog.text
+
+
 def test_a_post_whose_turn_the_pause_refuses_says_the_operator_paused_publishing(
     x_runtime, x_sandbox
 ) -> None:

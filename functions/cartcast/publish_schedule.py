@@ -69,13 +69,11 @@ ON CONFLICT (singleton) DO NOTHING
 """
 CLEAR_PAUSE = "DELETE FROM publishing_pause"
 SELECT_PAUSE = "SELECT paused_at, paused_by FROM publishing_pause"
-# The resume's time, kept so the missed-post check counts from it for posts that
-# came due while paused (sweeping.py). Written with the delete, from the row.
+# The resume's time, kept so the missed-post check counts from it (sweeping.py).
+# Written with the delete, and only when there was a pause to resume.
 RECORD_RESUME = """
-INSERT INTO publishing_resume (paused_at, resumed_at)
-SELECT paused_at, :now FROM publishing_pause
-ON CONFLICT (singleton) DO UPDATE
-SET paused_at = EXCLUDED.paused_at, resumed_at = EXCLUDED.resumed_at
+INSERT INTO publishing_resume (resumed_at) SELECT :now FROM publishing_pause
+ON CONFLICT (singleton) DO UPDATE SET resumed_at = EXCLUDED.resumed_at
 """
 # One lock for the whole schedule: a pause and a resume each hold it throughout.
 TRY_LOCK_SCHEDULE = "SELECT pg_try_advisory_lock(7318, 0)"

@@ -16,9 +16,10 @@ a broken deployment), not that it was busy. The sweeper is the same function,
 3. find the missed posts: `scheduled`, due more than CARTCAST_MISSED_AFTER_S ago, of
    a brand X has not paused, and without any attempt started in that time (a post
    retried or re-queued by a run that did look at it is not missed). While the
-   operator's pause stands no post is missed, and a post that came due during the
-   last pause counts as due at its resume: the publish job could not run before
-   (decision 0080);
+   operator's pause stands no post is missed, and until CARTCAST_MISSED_AFTER_S
+   after its resume none is either: the publish job could not run before, so the
+   posts that came due during the pause (or whose turn it refused) count as due
+   at the resume (decision 0080);
 4. when there are some, log an ERROR that the publish job seems not to run, then
    settle unconfirmed posts and publish what is due, exactly as a publish tick does
    (same claims, leases and intents, so a sweep and a tick never send one post
@@ -52,8 +53,7 @@ SELECT p.id, p.brand_id, p.scheduled_at FROM posts p
 JOIN brands b ON b.id = p.brand_id
 LEFT JOIN publishing_resume r ON true
 WHERE p.state = 'scheduled' AND p.scheduled_at <= :missed_before
-  AND CASE WHEN p.scheduled_at >= r.paused_at AND p.scheduled_at < r.resumed_at
-      THEN r.resumed_at ELSE p.scheduled_at END <= :missed_before
+  AND (r.resumed_at IS NULL OR r.resumed_at <= :missed_before)
   AND NOT EXISTS (SELECT 1 FROM publishing_pause)
   AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :as_of)
   AND (p.not_before IS NULL OR p.not_before <= :as_of)
