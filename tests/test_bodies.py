@@ -17,6 +17,7 @@ import tracemalloc
 from urllib.parse import urlsplit
 
 import pytest
+from gunicorn.http.errors import InvalidChunkSize
 
 from cartcast import runtime, web
 from infra.local_cloud import FunctionProcess, _base_env
@@ -245,3 +246,120 @@ def test_a_served_function_answers_a_body_it_does_not_take(
             process.stop()
 
     assert answers == {case: spec[-1] for case, spec in SERVED_CASES.items()}
+
+
+class BrokenChunkStream(CountingStream):
+    """A chunked body whose framing breaks after `good` bytes, as gunicorn reports
+    an invalid chunk size line: its own parse error, not an OSError. (Imported
+    above, as the server serving a function has imported it.)"""
+
+    def __init__(self, good: int) -> None:
+        super().__init__(size=None)
+        self.good = good
+
+    def readinto(self, buffer):
+        if self.bytes_read >= self.good:
+            raise InvalidChunkSize(b"zz")
+        return super().readinto(buffer[: self.good - self.bytes_read])
+
+
+# Each request whose chunked body breaks: the method, the app, the path, the key
+# and the answer it gets: a route that reads the body refuses it (400), one that
+# does not gives its own answer.
+BROKEN_BODIES = {
+    "a route that reads the body": ("POST", "client", "/v1/brands", "operator", 400),
+    "a caption request": ("POST", "caption_function", "/", "brand", 400),
+    "a console form": ("POST", "client", "/console/signin", None, 400),
+    "a 404": ("POST", "client", "/v1/nowhere", "operator", 404),
+    "a GET": ("GET", "client", "/v1/posts", "brand", 200),
+    "no key": ("POST", "client", "/v1/brands", None, 401),
+    "a path functions-framework does not route": (
+        "POST",
+        "client",
+        "/v1/a%0Ab",
+        None,
+        404,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_BODIES))
+def test_a_chunked_body_whose_framing_breaks_is_never_a_500(
+    request, brand_key, case
+) -> None:
+    method, app, path, key, status = BROKEN_BODIES[case]
+    client, headers = client_and_headers(request, brand_key, app, key)
+    stream = BrokenChunkStream(good=1000)
+
+    answer = client.open(
+        path,
+        method=method,
+        headers=headers,
+        content_type="application/json",
+        environ_overrides=sent_as(stream, chunked=True, length=0),
+    )
+
+    assert answer.status_code == status, answer.get_data(as_text=True)
+    if status == 400 and "console" not in path:
+        assert answer.get_json()["error"]["field"] == "body"
+
+
+def answer_to_raw(url: str, request_bytes: bytes) -> bytes:
+    """The status line a served function answers to bytes sent as they are."""
+    import socket
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        sock.sendall(request_bytes)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while b"\r\n" not in answer:
+            piece = sock.recv(4096)
+            if not piece:
+                break
+            answer += piece
+    return answer.split(b"\r\n", 1)[0]
+
+
+# Chunked bodies gunicorn cannot read: a size that is not hex, a chunk with no
+# CRLF after it, and a body cut off before its last chunk.
+MALFORMED_CHUNKS = {
+    "a size not in hex": b"zz\r\nabc\r\n0\r\n\r\n",
+    "no CRLF after a chunk": b"3\r\nabcXX0\r\n\r\n",
+    "cut off": b"5\r\nab",
+}
+SERVED_BROKEN = {
+    "a route that reads the body": ("POST", "/v1/brands", True, b"400"),
+    "a 404": ("POST", "/v1/nowhere", True, b"404"),
+    "no key": ("POST", "/v1/brands", False, b"401"),
+    "a path functions-framework does not route": ("POST", "/v1/a%0Ab", False, b"404"),
+}
+
+
+def test_a_served_function_answers_a_malformed_chunked_body_without_a_500(
+    function_env, tmp_path
+) -> None:
+    process = FunctionProcess("api", {**_base_env(), **function_env}, tmp_path)
+    process.start()
+    try:
+        process.wait_ready()
+        answers = {}
+        for case, (method, path, keyed, _) in SERVED_BROKEN.items():
+            head = (
+                f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n"
+                "Connection: close\r\n"
+            )
+            if keyed:
+                head += f"Authorization: Bearer {OPERATOR_KEY}\r\n"
+            for framing, body in MALFORMED_CHUNKS.items():
+                status = answer_to_raw(process.url, head.encode() + b"\r\n" + body)
+                answers[case, framing] = status.split(b" ")[1:2]
+    finally:
+        process.stop()
+
+    assert answers == {
+        (case, framing): [spec[-1]]
+        for case, spec in SERVED_BROKEN.items()
+        for framing in MALFORMED_CHUNKS
+    }

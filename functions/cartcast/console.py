@@ -218,6 +218,11 @@ def handle(request: Any, runtime: Any) -> Response:
                 f"This form is larger than {body_bytes_max // (1024 * 1024)} MiB, "
                 "the most the console takes from one form.",
             )
+        except InvalidRequest:
+            return _message_page(
+                400,
+                "This form arrived cut off or garbled; send it again.",
+            )
 
     secret = runtime.settings.console_secret
     if not secret:

@@ -7,6 +7,7 @@ transaction that commits only when the handler returns.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -16,6 +17,8 @@ import sys
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from werkzeug.exceptions import ClientDisconnected
 
 from cartcast.errors import (
     CartcastError,
@@ -222,6 +225,7 @@ def read_body_within(request: Any, bytes_max: int) -> bytes:
 
     Raises:
         PayloadTooLarge: the body is longer than `bytes_max` (413 naming it).
+        InvalidRequest: the body broke while it was read (400 naming it).
     """
     too_large = PayloadTooLarge(
         f"body is larger than {_mebibytes(bytes_max)} ({bytes_max} bytes), the "
@@ -236,7 +240,15 @@ def read_body_within(request: Any, bytes_max: int) -> bytes:
     # enforced on what is read. read(n) may return less than n before the end.
     chunks, size = [], 0
     while size <= bytes_max:
-        chunk = request.stream.read(bytes_max + 1 - size)
+        try:
+            chunk = request.stream.read(bytes_max + 1 - size)
+        except _broken_body_errors() as error:
+            chunks.clear()
+            discard_body(request)
+            raise InvalidRequest(
+                "the body is cut off or its chunked framing is broken; send it again",
+                field="body",
+            ) from error
         if not chunk:
             break
         chunks.append(chunk)
@@ -260,16 +272,37 @@ def discard_body(request: Any) -> None:
     The stream is then left empty: functions-framework reads whatever is left of
     every body once the response is made (its read_request hook calls
     flask.request.get_data()) and would hold it all in memory.
+
+    A body that breaks while it is read (`_broken_body_errors`) ends the reading and
+    leaves the answer as it was: the answer is owed to the request, not to its
+    body, and the server does not reuse a connection whose body it could not read
+    (gunicorn's Body.failed).
     """
     declared = request.content_length
     if declared is None or declared <= DISCARD_BYTES_MAX:
         stream, left = request.stream, DISCARD_BYTES_MAX
-        while left > 0:
-            piece = stream.read(min(DISCARD_PIECE_BYTES, left))
-            if not piece:
-                break
-            left -= len(piece)
+        with contextlib.suppress(*_broken_body_errors()):
+            while left > 0:
+                piece = stream.read(min(DISCARD_PIECE_BYTES, left))
+                if not piece:
+                    break
+                left -= len(piece)
     request.stream = io.BytesIO()
+
+
+def _broken_body_errors() -> tuple[type[BaseException], ...]:
+    """What the server raises when a body breaks while it is read.
+
+    gunicorn (what functions-framework serves with) raises its own parse errors
+    for a chunk size that is not hex or a chunk with no CRLF after it, and
+    NoMoreData, an OSError, for a body cut off; Werkzeug's development server an
+    OSError, or ClientDisconnected for a body shorter than its Content-Length.
+    gunicorn's errors are looked up, not imported: a server that has not loaded
+    them is not the one serving, and importing them costs a cold start ~10 ms.
+    """
+    gunicorn_errors = sys.modules.get("gunicorn.http.errors")
+    parse_error = gunicorn_errors.ParseException if gunicorn_errors else OSError
+    return (OSError, parse_error, ClientDisconnected)
 
 
 def _mebibytes(size_bytes: int) -> str:
