@@ -44,21 +44,27 @@ def api(request: flask.Request) -> tuple[str, int, dict[str, str]]:
     try:
         current = runtime.current()
     except ConfigurationError as error:
-        return _misconfigured(error)
+        return _misconfigured(request, error)
     return http_api.handle(request, current)
 
 
-def _misconfigured(error: ConfigurationError) -> tuple[str, int, dict[str, str]]:
+def _misconfigured(
+    request: flask.Request, error: ConfigurationError
+) -> tuple[str, int, dict[str, str]]:
     """Answer settings that do not load as the API answers any misconfiguration.
 
     Without settings there is no runtime to log through, and functions-framework
     would answer its HTML 500 page; this logs the problems named by settings.load
     as one JSON line and gives the client the JSON error docs/openapi.yaml describes.
+    No route ran to read the body away, so it is done here (web.discard_body):
+    functions-framework would otherwise read all of it into memory, whatever its
+    size.
     """
     from cartcast import web
     from cartcast.clock import SystemClock
     from cartcast.logs import get_logger
 
+    web.discard_body(request)
     return web.error_response(error, get_logger("cartcast"), SystemClock().now())
 
 
@@ -95,7 +101,7 @@ def generate_caption(request: flask.Request) -> tuple[str, int, dict[str, str]]:
     try:
         current = runtime.current()
     except ConfigurationError as error:
-        return _misconfigured(error)
+        return _misconfigured(request, error)
     return http_api.handle_caption_request(request, current)
 
 

@@ -363,3 +363,32 @@ def test_a_served_function_answers_a_malformed_chunked_body_without_a_500(
         for case, spec in SERVED_BROKEN.items()
         for framing in MALFORMED_CHUNKS
     }
+
+
+@pytest.mark.parametrize("target", ["api", "generate_caption"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_function_whose_settings_do_not_load_reads_its_body_away_unheld(
+    function_env, monkeypatch, target, chunked
+) -> None:
+    monkeypatch.setenv("CARTCAST_FUNCTION_TIMEOUT_S", "soon")
+    runtime.reset()
+    client = make_app(target, "http").test_client()
+    stream = CountingStream(size=BIG_BODY)
+
+    try:
+        answer, held = send_measured(
+            client,
+            "POST",
+            "/",
+            content_type="application/json",
+            environ_overrides=sent_as(stream, chunked=chunked, length=BIG_BODY),
+        )
+    finally:
+        # function_env's own teardown loads the settings again.
+        monkeypatch.delenv("CARTCAST_FUNCTION_TIMEOUT_S")
+        runtime.reset()
+
+    assert answer.status_code == 500
+    assert answer.get_json()["error"]["code"] == "internal"
+    assert stream.bytes_read == BIG_BODY
+    assert held < HELD_MAX
