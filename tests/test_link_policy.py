@@ -265,3 +265,33 @@ def test_gemini_is_told_which_products_have_no_link(api, monkeypatch) -> None:
     assert user_text.count('"link": false') == 2
     assert {post["engine"] for post in posts} == {"gemini"}
     assert all(post["link"] is None and not linked_urls(post["text"]) for post in posts)
+
+
+# What the foreign key check of a row naming the brand takes on it: a post's
+# change logs itself (post_events) with one.
+KEY_SHARE_NOWAIT = "SELECT id FROM brands WHERE id = :brand_id FOR KEY SHARE NOWAIT"
+
+
+def test_counting_the_monthly_allowance_leaves_the_brand_to_rows_that_name_it(
+    api,
+) -> None:
+    # Arrange: a caption request counts the month's link posts, and holds the
+    # brand to its commit (Gemini's call included).
+    from cartcast import brands, link_policy
+    from cartcast import runtime as runtime_module
+
+    key = make_brand(api, link_policy="monthly", link_posts_per_month=5)
+    brand_id = api.get("/v1/brand", headers=auth(key)).get_json()["brand"]["id"]
+    current = runtime_module.current()
+    with current.database.transaction() as counting:
+        brand = brands.get_brand(counting, brand_id)
+        link_policy.choose_links(
+            counting, brand, asked=None, drafts=1, now=current.clock.now()
+        )
+
+        # Act: meanwhile, a change of one of the brand's posts logs itself.
+        with current.database.transaction() as edit:
+            logged = edit.scalar(KEY_SHARE_NOWAIT, brand_id=brand_id)
+
+    # Assert: it did not wait for the caption request.
+    assert str(logged) == brand_id

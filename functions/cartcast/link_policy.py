@@ -37,7 +37,10 @@ from cartcast.errors import Conflict, InvalidRequest
 POLICIES = ("always", "never", "monthly")
 LINK_POSTS_PER_MONTH_MAX = 10_000
 
-LOCK_BRAND = "SELECT id FROM brands WHERE id = :brand_id FOR UPDATE"
+# NO KEY, as posts.LOCK_BRAND: a caption request holds this to its commit, Gemini's
+# call included, and FOR UPDATE made every change that logs itself against the
+# brand (post_events' foreign key takes KEY SHARE) wait for that call.
+LOCK_BRAND = "SELECT id FROM brands WHERE id = :brand_id FOR NO KEY UPDATE"
 COUNT_LINK_POSTS = """
 SELECT count(*) FROM posts
 WHERE brand_id = :brand_id AND link IS NOT NULL
