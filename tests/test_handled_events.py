@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import uuid
@@ -16,13 +17,16 @@ from tests.test_event_functions import tick
 DAY = dt.timedelta(days=1)
 
 INSERT_CLAIM = """
-INSERT INTO handled_events (function, event_id, handled_at, finished_at)
-VALUES (:function, :event_id, :handled_at, :finished_at)
+INSERT INTO handled_events (function, event_id, handled_at, finished_at,
+    run_holds_lock)
+VALUES (:function, :event_id, :handled_at, :finished_at, :run_holds_lock)
 """
 SELECT_EVENT_IDS = "SELECT event_id FROM handled_events ORDER BY event_id"
 
 
-def _claimed(current, function: str, event_id: str, at, *, finished=True) -> None:
+def _claimed(
+    current, function: str, event_id: str, at, *, finished=True, held_lock=True
+) -> None:
     with current.database.transaction() as tx:
         tx.execute(
             INSERT_CLAIM,
@@ -30,6 +34,7 @@ def _claimed(current, function: str, event_id: str, at, *, finished=True) -> Non
             event_id=event_id,
             handled_at=at,
             finished_at=at if finished else None,
+            run_holds_lock=held_lock,
         )
 
 
@@ -85,7 +90,8 @@ def test_the_status_page_counts_the_events_of_its_window(runtime) -> None:
 def test_an_unfinished_claim_stays_until_its_keep_and_a_retry_takes_it_over(
     runtime,
 ) -> None:
-    # A claim no run holds the lock of: its run died a second ago.
+    # A claim whose run held the lock, which no run holds now: its run died a
+    # second ago.
     abandoned_at = START - dt.timedelta(seconds=1)
     _claimed(runtime, "poll_mentions", "t1", abandoned_at, finished=False)
     _claimed(runtime, "poll_mentions", "t2", START, finished=False)
@@ -252,13 +258,6 @@ def test_a_run_past_its_function_s_timeout_is_taken_over_though_it_holds_its_loc
     assert third is events.Claim.RUNNING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run that took a claim over at the timeout holds no lock: once the "
-    "old run ends, the next delivery takes the lock and runs the tick again "
-    "beside it (review repro; the claim would need to say whether its run holds "
-    "the lock, a migration)",
-)
 def test_a_run_that_took_over_at_the_timeout_is_not_run_again_once_the_old_one_ends(
     runtime,
 ) -> None:
@@ -285,3 +284,100 @@ def test_a_run_that_took_over_at_the_timeout_is_not_run_again_once_the_old_one_e
     # Assert: the duplicate waits for the live run that took over.
     assert took is events.Claim.CLAIMED
     assert dup is events.Claim.RUNNING
+
+
+# Two ticks whose run keys share a hashtext, so their runs share one lock.
+SHARING_A_LOCK = ("tick-14623", "tick-224400")
+SHARE_A_HASHTEXT = """
+SELECT hashtext('poll_mentions/' || :first) = hashtext('poll_mentions/' || :second)
+"""
+
+
+def test_a_tick_run_without_the_lock_another_tick_held_is_not_run_again_once_it_ends(
+    runtime,
+) -> None:
+    # Arrange: a tick runs, so a tick whose key shares its lock runs holding none.
+    first, second = (
+        events.Message(event_id=event_id, time=START, payload={})
+        for event_id in SHARING_A_LOCK
+    )
+    later = START + dt.timedelta(seconds=5)
+    with contextlib.ExitStack() as second_run:
+        with events.claim(runtime, "poll_mentions", first, claimed_at=START):
+            ran = second_run.enter_context(
+                events.claim(runtime, "poll_mentions", second, claimed_at=START)
+            )
+            events.finish(runtime, "poll_mentions", first, claimed_at=START)
+
+        # Act: the first tick's run is over; the second's run goes on, and a
+        # duplicate delivery of the second tick comes.
+        with events.claim(runtime, "poll_mentions", second, claimed_at=later) as dup:
+            pass
+    shared = runtime.database.reads().scalar(
+        SHARE_A_HASHTEXT, first=first.event_id, second=second.event_id
+    )
+
+    # Assert: the free lock is not read as the second run's death.
+    assert shared
+    assert ran is events.Claim.CLAIMED
+    assert dup is events.Claim.RUNNING
+
+
+def test_a_dead_run_whose_lock_another_tick_holds_is_taken_over_at_the_timeout(
+    runtime,
+) -> None:
+    # Arrange: a run that held its lock died; a tick whose key shares that lock
+    # runs now, so the lock is held, but not by the dead run.
+    timeout = dt.timedelta(seconds=runtime.settings.function_timeout_s)
+    first, second = (
+        events.Message(event_id=event_id, time=START, payload={})
+        for event_id in SHARING_A_LOCK
+    )
+    with events.claim(runtime, "poll_mentions", second, claimed_at=START):
+        pass
+    before_at, after_at = START + timeout, START + timeout + dt.timedelta(seconds=1)
+    with events.claim(runtime, "poll_mentions", first, claimed_at=before_at):
+        # Act: the dead run's retries, at and past its function's timeout.
+        with events.claim(
+            runtime, "poll_mentions", second, claimed_at=before_at
+        ) as before:
+            pass
+        with events.claim(
+            runtime, "poll_mentions", second, claimed_at=after_at
+        ) as after:
+            pass
+
+    # Assert: the held lock is not read as the dead run being alive for ever.
+    assert before is events.Claim.RUNNING
+    assert after is events.Claim.CLAIMED
+
+
+INSERT_CLAIM_WITHOUT_LOCK_MARK = """
+INSERT INTO handled_events (function, event_id, handled_at)
+VALUES ('poll_mentions', :event_id, :handled_at)
+"""
+
+
+def test_a_claim_that_does_not_say_its_run_held_the_lock_is_taken_over_by_age_alone(
+    runtime,
+) -> None:
+    # Arrange: an unfinished claim that does not say, as those made before
+    # sql/054 and by the older code while it deploys do not; no lock is held.
+    timeout = dt.timedelta(seconds=runtime.settings.function_timeout_s)
+    message = events.Message(event_id="t1", time=START, payload={})
+    with runtime.database.transaction() as tx:
+        tx.execute(INSERT_CLAIM_WITHOUT_LOCK_MARK, event_id="t1", handled_at=START)
+
+    # Act: retries a second on, and just past the function's timeout.
+    a_second_on = START + dt.timedelta(seconds=1)
+    with events.claim(
+        runtime, "poll_mentions", message, claimed_at=a_second_on
+    ) as soon:
+        pass
+    past_at = START + timeout + dt.timedelta(seconds=1)
+    with events.claim(runtime, "poll_mentions", message, claimed_at=past_at) as past:
+        pass
+
+    # Assert: its run may be alive, so only its age lets a retry take it over.
+    assert soon is events.Claim.RUNNING
+    assert past is events.Claim.CLAIMED

@@ -27,22 +27,26 @@ IDS_PER_MESSAGE_MAX = 1000
 # A run holds a session-level advisory lock on its tick's claim for as long as it
 # runs, on a connection of its own (Database.session_lock): the lock says it is
 # alive, and goes when its connection does, with the process or the database.
-# Two-key advisory locks 7310-7316 are taken (posts.py). A hashtext collision
-# between two events only makes the second's delivery retry while the first runs.
+# Two-key advisory locks 7310-7316 are taken (posts.py). A run may not get it: the
+# run it took its claim over from holds it still, or another tick's run whose key
+# shares its hashtext does. Its claim says so (`run_holds_lock`, sql/054).
 TRY_LOCK_RUN = "SELECT pg_try_advisory_lock(7317, hashtext(:run_key))"
 UNLOCK_RUN = "SELECT pg_advisory_unlock(7317, hashtext(:run_key))"
 
-# With the run's lock taken, an unfinished claim belongs to a run whose lock went
-# with its connection, a run that died: it is taken over at once. With the lock
-# held elsewhere, only a claim older than the function's timeout is: the platform
-# ended that run's request, and its thread, if it goes on at all (Cloud Run
-# leaves it, often without CPU), answers no one, so only a retry can.
+# A free lock says a claim's run is dead only if that run held it: the claim is
+# then taken over at once, its run's lock having gone with its connection. Any
+# other unfinished claim is taken over only once older than the function's
+# timeout: the platform ended that run's request, and its thread, if it goes on
+# at all (Cloud Run leaves it, often without CPU), answers no one, so only a retry
+# can. A lock held proves no claim's run alive: another tick's run may hold it.
 CLAIM_EVENT = """
-INSERT INTO handled_events (function, event_id, handled_at)
-VALUES (:function, :event_id, :now)
-ON CONFLICT (function, event_id) DO UPDATE SET handled_at = EXCLUDED.handled_at
+INSERT INTO handled_events (function, event_id, handled_at, run_holds_lock)
+VALUES (:function, :event_id, :now, :lock_taken)
+ON CONFLICT (function, event_id) DO UPDATE
+SET handled_at = EXCLUDED.handled_at, run_holds_lock = EXCLUDED.run_holds_lock
 WHERE handled_events.finished_at IS NULL
-  AND (:lock_taken OR handled_events.handled_at < :timed_out_before)
+  AND ((:lock_taken AND handled_events.run_holds_lock)
+    OR handled_events.handled_at < :timed_out_before)
 RETURNING event_id
 """
 SELECT_CLAIM_FINISHED = """
@@ -133,8 +137,10 @@ def claim(
     leaves a claim whose lock went with its connection, and the next delivery
     takes it over at once; one that is still running holds its lock, and a
     delivery meanwhile finds it RUNNING until the function's timeout has passed
-    (CARTCAST_FUNCTION_TIMEOUT_S). `claimed_at` (the run's now) marks the claim:
-    `finish` and `release` take it, inside the block.
+    (CARTCAST_FUNCTION_TIMEOUT_S). A run that claims without the lock (another
+    run held it) is marked so, and only that timeout ends its claim early, dead
+    or alive. `claimed_at` (the run's now) marks the claim: `finish` and
+    `release` take it, inside the block.
     """
     run_key = f"{function}/{message.event_id}"
     lock = runtime.database.session_lock(TRY_LOCK_RUN, UNLOCK_RUN, run_key=run_key)
@@ -170,8 +176,8 @@ def _take_claim(
 def _claim_of_another(runtime: Any, function: str, message: Message) -> Claim:
     """Say whether the claim another delivery made is finished or running.
 
-    No claim at all is a run that holds the lock and has yet to write its claim,
-    or one whose hashtext the run holding the lock shares: either runs.
+    No claim at all is one its run gave back after this delivery's claim found
+    it: Pub/Sub's retry runs it again.
     """
     finished = runtime.database.reads().scalar(
         SELECT_CLAIM_FINISHED, function=function, event_id=message.event_id
