@@ -193,6 +193,9 @@ def test_an_edit_is_a_near_duplicate_of_another_post_but_never_of_itself(
         ("No link at all in this one.", "text", "exactly once"),
         ("Twice: {link} {link}", "text", "exactly once"),
         (None, "text", "words"),
+        ("{link}", "text", "words"),
+        ("\u200b {link}", "text", "words"),
+        ("{link} !", "text", "words"),
     ],
 )
 def test_an_edit_x_cannot_take_is_a_400_naming_the_field_and_changes_nothing(
@@ -271,6 +274,23 @@ def test_a_thread_is_edited_by_its_parts_with_the_link_in_one_of_them(
     assert [part["text"] for part in edited["parts"]] == parts
     assert [part["has_link"] for part in edited["parts"]] == [False, True]
     assert edited["text"] == "\n\n".join(parts)
+
+
+def test_a_thread_part_that_is_only_the_link_is_a_400_naming_the_part(
+    client, brand_key
+) -> None:
+    thread = draft(client, brand_key, kind="thread")
+    parts = ["A first thought about this product.", f"\u200b {thread['link']}"]
+
+    response = patch_json(
+        client, f"/v1/posts/{thread['id']}", {"parts": parts}, brand_key
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 400
+    assert error["field"] == "parts[1]"
+    assert "words" in error["message"]
+    assert len(events(client, brand_key, thread["id"])) == 1
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,9 @@ scheduled or held. The body carries the new `text` (a thread: its `parts` instea
 a poll: `poll_options` too, or only them). What X or the post itself cannot take is
 a 400 naming the field, and nothing is written:
 
-    text / parts[i]   no words, over X's 280 weighted, the post's link missing or
-                      twice, another URL (a second link), a URL in a link-free post
+    text / parts[i]   no words besides the post's link, over X's 280 weighted, the
+                      post's link missing or twice, another URL (a second link), a
+                      URL in a link-free post
     poll_options      not 2 to 4 distinct options of at most 25 characters
 
 What a person should look at is not refused: the new copy runs every check of
@@ -205,7 +206,7 @@ def _parse_edit(post: dict[str, Any], body: Any) -> tuple[list[str], tuple[str, 
         copy = _parts(body.get("parts"), link)
     else:
         text = body.get("text", post["text"])
-        _require_postable(text, "text")
+        _require_postable(text, link, "text")
         _require_the_link(text, link, "text")
         copy = [text.strip()]
 
@@ -226,14 +227,21 @@ def _parts(parts: Any, link: str) -> list[str]:
             f"'parts' must be a list of {low} to {high} texts", field="parts"
         )
     for index, part in enumerate(parts):
-        _require_postable(part, f"parts[{index}]")
+        _require_postable(part, link, f"parts[{index}]")
     _require_the_link("\n\n".join(parts), link, "parts")
     return [part.strip() for part in parts]
 
 
-def _require_postable(text: Any, field: str) -> None:
-    if not isinstance(text, str) or not _WORD.search(text):
-        raise InvalidRequest(f"'{field}' must be text with words in it", field=field)
+def _require_postable(text: Any, link: str, field: str) -> None:
+    # The words are looked for around the link: the link's own letters made a text
+    # of nothing but "<link>" pass as copy.
+    if not isinstance(text, str) or not _WORD.search(
+        links.without_standalone_link(text, link)
+    ):
+        raise InvalidRequest(
+            f"'{field}' must be text with words in it, besides the post's link",
+            field=field,
+        )
     if not fits_on_x(text.strip()):
         weight = weighted_length(text.strip())
         problem = (
