@@ -123,7 +123,7 @@ def test_a_title_in_a_script_without_spaces_is_cut_to_fit(brand_key) -> None:
 
 def test_required_hashtags_too_long_for_any_post_are_a_400(function_env) -> None:
     api = make_app("api", "http").test_client()
-    tags = ["#" + "x" * 90 + str(n) for n in range(3)]
+    tags = ["#" + "x" * 28 + str(n) for n in range(10)]
     body = brand_body(slug="tagged", required_hashtags=tags)
     key = post_json(api, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
     post_json(api, "/v1/products", catalog(1), key)
@@ -175,7 +175,19 @@ def test_a_sponsored_post_carries_the_brands_disclosure_tag(function_env) -> Non
     assert "#sponsored" not in plain_post["text"] and plain_post["sponsored"] is False
 
 
-@pytest.mark.parametrize("tag", ["ad", "#two words", "#" + "x" * 40])
+NOT_ONE_HASHTAG = [
+    "ad",
+    "ok",
+    "#two words",
+    "#a b",
+    "#123",
+    "#ok!",
+    "#",
+    "#" + "x" * 40,
+]
+
+
+@pytest.mark.parametrize("tag", NOT_ONE_HASHTAG)
 def test_a_malformed_disclosure_tag_is_a_400(function_env, tag) -> None:
     api = make_app("api", "http").test_client()
 
@@ -185,6 +197,45 @@ def test_a_malformed_disclosure_tag_is_a_400(function_env, tag) -> None:
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "disclosure_tag"
+
+
+@pytest.mark.parametrize("tag", NOT_ONE_HASHTAG)
+def test_a_required_hashtag_that_is_not_one_hashtag_is_a_400_naming_it(
+    function_env, tag
+) -> None:
+    api = make_app("api", "http").test_client()
+    body = brand_body(required_hashtags=["#ShopSmall", tag])
+
+    response = post_json(api, "/v1/brands", body, OPERATOR_KEY)
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["field"] == "required_hashtags[1]"
+    assert "one hashtag" in error["message"]
+    # Nothing was written: the slug is still free.
+    retried = post_json(api, "/v1/brands", brand_body(), OPERATOR_KEY)
+    assert retried.status_code == 201, retried.get_json()
+
+
+def test_required_hashtags_in_any_script_and_with_underscores_are_taken(
+    function_env,
+) -> None:
+    api = make_app("api", "http").test_client()
+    tags = ["#ShopSmall", "#Mugs4U", "#_handmade", "#Café", "#手作り", " #ad "]
+
+    response = post_json(
+        api, "/v1/brands", brand_body(required_hashtags=tags), OPERATOR_KEY
+    )
+
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["brand"]["required_hashtags"] == [
+        "#ShopSmall",
+        "#Mugs4U",
+        "#_handmade",
+        "#Café",
+        "#手作り",
+        "#ad",
+    ]
 
 
 @pytest.mark.parametrize("language", ["xx", "english", 7, ""])

@@ -331,7 +331,7 @@ def test_a_text_of_only_invisible_format_characters_is_blank() -> None:
 
 
 def test_texts_the_code_refuses_when_blank_say_so_with_the_pattern() -> None:
-    """A feed's SKU and title and a brand's word lists are refused when blank
+    """A feed's SKU and title and a brand's banned words are refused when blank
     (validation.is_blank); a schema of minLength 1 alone would call " " valid."""
     schemas = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
     product, brand = schemas["ProductInput"], schemas["BrandInput"]
@@ -339,11 +339,18 @@ def test_texts_the_code_refuses_when_blank_say_so_with_the_pattern() -> None:
         "products[].sku": product["properties"]["sku"],
         "products[].title": product["properties"]["title"],
         "banned_words[]": brand["properties"]["banned_words"]["items"],
-        "required_hashtags[]": brand["properties"]["required_hashtags"]["items"],
     }
 
     for name, schema in texts.items():
         assert schema.get("pattern") == validation.NOT_BLANK.pattern, name
+
+
+def test_the_disclosure_tag_and_each_required_hashtag_are_one_hashtag_alike() -> None:
+    brand = yaml.safe_load(SPEC.read_text())["components"]["schemas"]["BrandInput"]
+    hashtag = f"^{brands.HASHTAG.pattern}$"
+
+    assert brand["properties"]["disclosure_tag"]["pattern"] == hashtag
+    assert brand["properties"]["required_hashtags"]["items"]["pattern"] == hashtag
 
 
 def test_a_word_list_entry_is_blank_as_the_pattern_says() -> None:

@@ -175,7 +175,14 @@ SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 STORE_URL_LENGTH_MAX = 200
 WORDS_MAX = 100
 WORD_LENGTH_MAX = 100
-DISCLOSURE_TAG = re.compile(r"#\w{1,29}")
+# One hashtag, as X links one: "#" and up to 29 letters, digits or underscores, at
+# least one a letter ("#123" is no hashtag on X). A brand's disclosure tag and each
+# of its required hashtags; docs/openapi.yaml states the same pattern for both.
+HASHTAG = re.compile(r"#(?=\w*[^\W\d_])\w{1,29}")
+HASHTAG_SHAPE = (
+    "one hashtag, like #ad or #sponsored: '#' and up to 29 letters, digits or _, "
+    "at least one of them a letter"
+)
 # X numbers its users from 1 and writes the id without leading zeros; "09001" would
 # slip past the one-account-per-brand check (a string compare) for "9001".
 X_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
@@ -290,7 +297,7 @@ def parse_brand(body: Any, *, environment: str = "cloud") -> dict[str, Any]:
         ),
         "language": validation.language(body),
         "banned_words": _word_list(body, "banned_words"),
-        "required_hashtags": _word_list(body, "required_hashtags"),
+        "required_hashtags": _required_hashtags(body),
         "disclosure_tag": _disclosure_tag(body),
         "store_base_url": _store_base_url(body),
         "currency": validation.currency(body, "currency", default="USD"),
@@ -658,12 +665,24 @@ def _x_money_settings(
 def _disclosure_tag(body: dict) -> str:
     """Return the hashtag sponsored posts carry (default #ad)."""
     tag = validation.text(body, "disclosure_tag", required=False, max_len=30) or "#ad"
-    if not DISCLOSURE_TAG.fullmatch(tag):
+    if not HASHTAG.fullmatch(tag):
         raise InvalidRequest(
-            "'disclosure_tag' must be one hashtag, like #ad or #sponsored",
-            field="disclosure_tag",
+            f"'disclosure_tag' must be {HASHTAG_SHAPE}", field="disclosure_tag"
         )
     return tag
+
+
+def _required_hashtags(body: dict) -> list[str]:
+    """Return the hashtags every post carries, each one hashtag as the disclosure
+    tag is: "ok" or "#a b" would be appended to posts as words, not a hashtag."""
+    tags = _word_list(body, "required_hashtags")
+    for index, tag in enumerate(tags):
+        if not HASHTAG.fullmatch(tag):
+            raise InvalidRequest(
+                f"'required_hashtags[{index}]' must be {HASHTAG_SHAPE}",
+                field=f"required_hashtags[{index}]",
+            )
+    return tags
 
 
 def get_brand(tx: Transaction, brand_id: str) -> dict[str, Any]:
