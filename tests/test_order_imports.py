@@ -67,6 +67,26 @@ def test_a_shopify_export_is_stored_one_order_per_id(client, brand) -> None:
     assert orders["501"]["ordered_at"] == dt.datetime(2026, 3, 1, 15, tzinfo=dt.UTC)
 
 
+def test_a_signed_zero_total_is_imported_as_zero(client, brand) -> None:
+    text = "\n".join(
+        [
+            HEADER,
+            "#1001,501,2026-03-01T10:00:00Z,USD,-0,Mug,,",
+            "#1002,502,2026-03-01T11:00:00Z,USD,-0.00,Mug,,",
+        ]
+    )
+
+    response = send_csv(client, brand["key"], text)
+
+    report = response.get_json()
+    assert response.status_code == 200, report
+    assert (report["stored"], report["errors"]) == (2, [])
+    assert {id_: str(row["total_price"]) for id_, row in stored().items()} == {
+        "501": "0.00",
+        "502": "0.00",
+    }
+
+
 def test_broken_rows_are_reported_and_the_rest_stored(client, brand) -> None:
     text = "\n".join(
         [

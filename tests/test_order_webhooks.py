@@ -137,6 +137,17 @@ def test_a_signed_order_is_stored_once_and_a_replay_is_a_200(server, brand) -> N
     assert len(stored_orders()) == 1
 
 
+@pytest.mark.parametrize("total", ["-0", "-0.00", -0.0])
+def test_a_signed_zero_total_is_an_order_of_zero(server, brand, total) -> None:
+    raw = shopify_order(total_price=total)
+
+    response = server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw))
+
+    assert response[0] == 201, response[1]
+    assert response[1]["order"]["total_price"] == "0.00"
+    assert [str(order["total_price"]) for order in stored_orders()] == ["0.00"]
+
+
 def test_a_new_delivery_of_a_stored_order_is_a_200(server, brand) -> None:
     raw = shopify_order()
 

@@ -22,6 +22,7 @@ AMOUNT_LIMIT = Decimal("1e10")
 CENT = Decimal("0.01")
 # Decimal() alone would also take "5_000", "1e3", " 5", "+5" and non-ASCII digits.
 PLAIN_DECIMAL = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,30})?")
+SIGNED_ZERO = re.compile(r"-0{1,30}(?:\.0{1,30})?")
 CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
 TIME_ZONE_LENGTH_MAX = 64
 # Files zoneinfo can load that are not places: the leap-second ("right/") and
@@ -228,7 +229,10 @@ def money(value: Any, name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidRequest(f"'{name}' must be a number", field=name)
     if isinstance(value, str) and value.startswith("-"):
-        if PLAIN_DECIMAL.fullmatch(value[1:]):
+        if SIGNED_ZERO.fullmatch(value):
+            # "-0" and "-0.00" are zero, as stores and spreadsheets write one.
+            value = value[1:]
+        elif PLAIN_DECIMAL.fullmatch(value[1:]):
             raise InvalidRequest(
                 f"'{name}' is negative ({value}); it must be 0 or more", field=name
             )
@@ -252,7 +256,8 @@ def money(value: Any, name: str) -> Decimal:
             f"'{name}' must be less than {AMOUNT_LIMIT:f} after rounding to cents",
             field=name,
         )
-    return amount.quantize(CENT)
+    # A JSON -0.0 parses to Decimal("-0.0"): stored the same, but shown as "-0.00".
+    return abs(amount).quantize(CENT) if amount.is_zero() else amount.quantize(CENT)
 
 
 def currency(body: dict, name: str, *, default: str | None = None) -> str:
