@@ -81,6 +81,27 @@ def test_bad_brand_fields_are_named_in_a_400(client, change, field) -> None:
     assert response.get_json()["error"]["field"] == field
 
 
+def test_a_posting_slot_given_twice_is_a_400_naming_the_repeat(client) -> None:
+    slots = [
+        {"weekday": 0, "time": "09:00"},
+        {"weekday": 2, "time": "12:00"},
+        {"weekday": 4, "time": "18:30"},
+        {"weekday": 2, "time": "12:00"},
+    ]
+
+    response = post_json(
+        client, "/v1/brands", brand_body(posting_slots=slots), OPERATOR_KEY
+    )
+
+    error = response.get_json()["error"]
+    assert response.status_code == 400
+    assert error["field"] == "posting_slots[3]"
+    assert "posting_slots[1]" in error["message"]
+    # Nothing was written: the slug is still free.
+    retried = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    assert retried.status_code == 201, retried.get_json()
+
+
 @pytest.mark.parametrize("slug", [" test-goods", "test-goods ", "test-goods\t", ""])
 def test_a_slug_the_spec_refuses_is_a_400_naming_it(client, slug) -> None:
     response = post_json(client, "/v1/brands", brand_body(slug=slug), OPERATOR_KEY)

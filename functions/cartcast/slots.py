@@ -43,7 +43,7 @@ def validate_slots(value: Any) -> list[dict[str, Any]]:
         raise InvalidRequest(
             "'posting_slots' must be a non-empty list", field="posting_slots"
         )
-    slots = []
+    first_index: dict[tuple[int, str], int] = {}
     for index, slot in enumerate(value):
         where = f"posting_slots[{index}]"
         if not isinstance(slot, dict):
@@ -60,9 +60,15 @@ def validate_slots(value: Any) -> list[dict[str, Any]]:
             )
         if not isinstance(time, str) or not TIME_PATTERN.fullmatch(time):
             raise InvalidRequest(f"{where}.time must be HH:MM (24 h)", field=where)
-        slots.append({"weekday": weekday, "time": time})
-    unique = {(slot["weekday"], slot["time"]) for slot in slots}
-    return [{"weekday": day, "time": time} for day, time in sorted(unique)]
+        # A repeat was dropped quietly; it is more likely a typo for another slot.
+        earlier = first_index.setdefault((weekday, time), index)
+        if earlier != index:
+            raise InvalidRequest(
+                f"{where} repeats posting_slots[{earlier}] (weekday {weekday} at "
+                f"{time}); give each slot once",
+                field=where,
+            )
+    return [{"weekday": day, "time": time} for day, time in sorted(first_index)]
 
 
 def resolve(
