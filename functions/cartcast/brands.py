@@ -287,7 +287,7 @@ def parse_brand(body: Any, *, environment: str = "cloud") -> dict[str, Any]:
     validation.only_fields(body, BRAND_FIELDS, what="a new brand")
     # The spec types the slug string alone: only leaving it out derives one.
     validation.refuse_nulls(body, ("slug",))
-    name = validation.text(body, "name", max_len=200)
+    name = validation.display_name(validation.text(body, "name", max_len=200), "name")
     return {
         "slug": _slug(body, name),
         "name": name,

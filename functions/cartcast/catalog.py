@@ -111,7 +111,7 @@ def parse_product(row: Any) -> dict[str, Any]:
     """Validate one feed row and return the product's column values."""
     row = validation.require_object(row, "product")
     sku = validation.sku(validation.text(row, "sku", max_len=100))
-    title = validation.text(row, "title", max_len=300)
+    title = validation.display_name(validation.text(row, "title", max_len=300), "title")
     tags = row.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
         raise InvalidRequest("'tags' must be a list of strings", field="tags")

@@ -11,6 +11,7 @@ import re
 import unicodedata
 import uuid
 import zoneinfo
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -91,6 +92,10 @@ NOT_BLANK = re.compile(
 # separator, interlinear annotation; astral ones as NOT_BLANK lists them, but for
 # the Kaithi signs, which like U+0600 show). The spec states the same class as a
 # pattern (the order's ids there, tests/test_openapi.py).
+# The bidirectional embedding and override controls (LRE, RLE, PDF, LRO, RLO) and
+# the isolates (LRI, RLI, FSI, PDI), Unicode's UAX #9: each reorders the text after
+# it, where the marks U+200E, U+200F and U+061C only weigh on their neighbours.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 UNPRINTABLE = re.compile(
     "[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u2028\u2029\u200b-\u200f"
     "\u202a-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb"
@@ -106,12 +111,40 @@ def sku(value: str, name: str = "sku") -> str:
     Cf) would make "P" and "P\u200b" two products that look alike everywhere
     they are shown; refused, the store's export is fixed once instead.
     """
+    return _refuse_characters(
+        value,
+        name,
+        lambda character: unicodedata.category(character) == "Cf",
+        what="an invisible format character",
+        fix="write the SKU in visible characters",
+    )
+
+
+def display_name(value: str, name: str) -> str:
+    """Refuse a name the console shows (already stripped, `text`) holding a bidi
+    override, embedding or isolate control (BIDI_CONTROLS).
+
+    "Test \u202esdooG" shows as "Test Goods": the control turns what follows it
+    around wherever the name is printed. Other format characters stay: a name
+    needs its joiners (emoji, Persian), and marks such as U+200F only nudge.
+    """
+    return _refuse_characters(
+        value,
+        name,
+        BIDI_CONTROLS.__contains__,
+        what="a bidirectional control character",
+        fix="it would turn the name around where it is shown; leave it out",
+    )
+
+
+def _refuse_characters(
+    value: str, name: str, refused: Callable[[str], bool], *, what: str, fix: str
+) -> str:
+    """Return `value`, or raise naming the first character `refused` takes."""
     for character in value:
-        if unicodedata.category(character) == "Cf":
+        if refused(character):
             raise InvalidRequest(
-                f"'{name}' holds an invisible format character "
-                f"(U+{ord(character):04X}); write the SKU in visible characters",
-                field=name,
+                f"'{name}' holds {what} (U+{ord(character):04X}); {fix}", field=name
             )
     return value
 
