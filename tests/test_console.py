@@ -246,6 +246,29 @@ def test_a_tampered_cookie_is_no_session(client, signed_in) -> None:
     assert client.get("/console/approvals").status_code == 303
 
 
+@pytest.mark.parametrize("how", ["tampered", "empty", "garbage"])
+def test_a_cookie_that_fails_its_signature_is_not_called_an_expired_session(
+    client, signed_in, how
+) -> None:
+    cookie = client.get_cookie("cartcast_console", path="/console").value
+    payload, _, signature = cookie.rpartition(".")
+    sent = {
+        "tampered": payload.rsplit(".", 1)[0] + ".9999999999." + signature,
+        "empty": "",
+        "garbage": "not-a-session",
+    }[how]
+    client.set_cookie("cartcast_console", sent, path="/console")
+
+    answer = client.get("/console/approvals")
+
+    assert answer.status_code == 303
+    assert answer.headers["Location"] == "/console/signin?notice=signin_again"
+    assert "Max-Age=0" in answer.headers["Set-Cookie"]
+    page = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "You are not signed in" in page
+    assert "expired" not in page and "Your session ended" not in page
+
+
 def test_another_brands_post_is_a_clear_404_and_is_not_touched(
     client, signed_in
 ) -> None:

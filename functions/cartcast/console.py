@@ -120,6 +120,7 @@ NOTICES = {
     "expired": (
         "Your session ended (it expired, or its key was revoked): sign in again."
     ),
+    "signin_again": "You are not signed in: sign in again.",
     "drafted": "Drafts written: they wait on the Approvals page.",
 }
 
@@ -257,9 +258,12 @@ def handle(request: Any, runtime: Any) -> Response:
                 raise
     except SessionExpired as expired:
         if request.method == "GET":
-            # A page asked for: to the sign-in page, saying why when a session was.
+            # A page asked for: to the sign-in page, saying why when a cookie was
+            # sent; one that fails its signature (changed, emptied) ended no
+            # session, and is told only that it is not signed in.
             had_one = console_session.COOKIE_NAME in request.cookies
-            location = "/console/signin" + ("?notice=expired" if had_one else "")
+            notice = f"?notice={expired.notice}" if had_one else ""
+            location = "/console/signin" + notice
             return _redirect(location, {"Set-Cookie": _cleared_cookie()})
         return _signin_form(str(expired), status=401, clear_cookie=True)
     except InvalidRequest as refused:

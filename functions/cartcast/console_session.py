@@ -70,7 +70,17 @@ PERMISSION_NAMES = {
 
 
 class SessionExpired(Unauthorized):
-    """The cookie is missing, forged, or past its expiry: sign in again."""
+    """The cookie is missing, forged, or past its expiry: sign in again.
+
+    `notice` is the sign-in page's notice code (console.NOTICES) for a page that
+    had a cookie: "expired" for a session that ended (its time, its key, its
+    brand), "signin_again" for a cookie that was never one of ours, or was
+    changed: it ended nothing, and the notice says no more than that.
+    """
+
+    def __init__(self, message: str, *, notice: str = "expired") -> None:
+        super().__init__(message)
+        self.notice = notice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +133,7 @@ def read(
     """Return the session a cookie stands for, or raise SessionExpired."""
     payload = _verify(cookie or "", secret)
     if payload is None:
-        raise SessionExpired("sign in with your brand's API key")
+        raise SessionExpired("sign in with your brand's API key", notice="signin_again")
     key_hash, nonce, expires = payload.split(".")
     expires_at = dt.datetime.fromtimestamp(int(expires), dt.UTC)
     if expires_at <= now:
