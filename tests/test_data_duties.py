@@ -40,6 +40,7 @@ from cartcast.errors import ConfigurationError
 from tests.conftest import OPERATOR_KEY, REPO, START, make_app
 from tests.helpers import (
     ALPHA,
+    WAITING_ON_A_LOCK,
     auth,
     brand_body,
     catalog,
@@ -980,6 +981,47 @@ def test_a_thread_half_on_x_sends_no_further_part_once_the_brand_asks_to_leave(
         running.join(60)
 
     assert tweets_sent(x_sandbox) == 1
+
+
+@pytest.mark.parametrize("call", ["offboarding", "offboarding/cancel"])
+def test_offboarding_lets_a_post_change_log_itself_while_it_waits_on_the_post(
+    client, runtime, call
+):
+    """Offboarding (and its cancel) locks the brand, then holds (releases) its
+    queued posts. An approval or edit takes its post's row first, then logs it
+    (post_events, by trigger), whose foreign key takes KEY SHARE on the brand: a
+    FOR UPDATE brand lock refused that share while it waited on that very post,
+    and PostgreSQL ended one of the two as a deadlock (posts.py and crisis.py
+    met the same)."""
+    brand_id = make_brand(runtime, "racing", {"user_id": "1700000000000000002"})
+    admin = _key(client, brand_id, "admin", name="owner")
+    if call == "offboarding/cancel":
+        assert post_json(client, "/v1/brand/offboarding", {}, admin).status_code == 202
+    answers = []
+    offboard = threading.Thread(
+        target=lambda: answers.append(post_json(client, f"/v1/brand/{call}", {}, admin))
+    )
+
+    # The post change, by hand: its row lock, then its log's foreign-key check.
+    with runtime.database.transaction() as tx:
+        tx.one(
+            "SELECT id FROM posts WHERE brand_id = :b ORDER BY id LIMIT 1 FOR UPDATE",
+            b=brand_id,
+        )
+        offboard.start()
+        wait_until(
+            lambda: _someone_waits_on_a_lock(runtime), "offboarding to wait on the post"
+        )
+        tx.one("SELECT 1 FROM brands WHERE id = :b FOR KEY SHARE", b=brand_id)
+    offboard.join(timeout=60)
+
+    (answer,) = answers
+    assert answer.status_code in (200, 202), answer.get_data(as_text=True)
+
+
+def _someone_waits_on_a_lock(runtime) -> bool:
+    with runtime.database.transaction() as tx:
+        return bool(tx.scalar(WAITING_ON_A_LOCK))
 
 
 def test_a_post_scheduled_during_the_grace_period_is_held_and_cancel_queues_all(

@@ -51,9 +51,14 @@ ROWS_PER_BATCH = 5000
 SWEEP_BATCHES_MAX = 2000
 STRIPPED_NAME = "offboarded brand"
 
+# NO KEY: the request and its cancel then hold or release the brand's posts, and
+# an approval or edit of one of them, holding its row, logs itself (post_events,
+# by trigger) with a foreign key that takes KEY SHARE on the brand; FOR UPDATE
+# refused that, and PostgreSQL ended one of the two as a deadlock. Requests still
+# exclude each other, schedulers, pauses and the sweep (TAKE_DUE, which deletes).
 LOCK_BRAND = """
 SELECT id, slug, offboarding_requested_at, offboarding_due_at, offboarded_at
-FROM brands WHERE id = :brand_id FOR UPDATE
+FROM brands WHERE id = :brand_id FOR NO KEY UPDATE
 """
 MARK_REQUESTED = """
 UPDATE brands SET offboarding_requested_at = :now, offboarding_requested_by = :actor,
