@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from decimal import Decimal
 
 import pytest
@@ -18,7 +19,7 @@ from cartcast.clock import UTC
 from cartcast.post_text import linked_urls
 from infra.gemini_standin import GeminiStandIn
 from tests.conftest import OPERATOR_KEY, make_app
-from tests.helpers import auth, brand_body, catalog, post_json
+from tests.helpers import WAITING_ON_A_LOCK, auth, brand_body, catalog, post_json
 from tests.test_captions import brief_from_catalog
 
 
@@ -295,3 +296,42 @@ def test_counting_the_monthly_allowance_leaves_the_brand_to_rows_that_name_it(
 
     # Assert: it did not wait for the caption request.
     assert str(logged) == brand_id
+
+
+def test_a_monthly_count_lets_a_draft_of_the_same_product_log_itself_meanwhile(
+    api, runtime
+) -> None:
+    """A caption request under a monthly allowance locks the brand to count its
+    link posts, then takes its products' draft locks (posts.LOCK_PRODUCT_DRAFTS).
+    A request for the same product that read the brand before a PATCH made the
+    policy monthly holds that product's lock without the brand's, and its draft's
+    insert checks its brand key (KEY SHARE): a FOR UPDATE brand lock refused
+    that share while it waited on the product, and PostgreSQL ended one of the
+    two as a deadlock."""
+    from cartcast import posts
+
+    key = make_brand(api, link_policy="monthly", link_posts_per_month=5)
+    brand_id = api.get("/v1/brand", headers=auth(key)).get_json()["brand"]["id"]
+    product = api.get("/v1/products", headers=auth(key)).get_json()["products"][0]
+    answers = []
+    request = threading.Thread(
+        target=lambda: answers.append(
+            post_json(api, "/v1/captions", {"products": [product["sku"]]}, key)
+        )
+    )
+
+    # The other request, by hand: its product lock, then its draft's key check.
+    with runtime.database.transaction() as tx:
+        tx.scalar(posts.LOCK_PRODUCT_DRAFTS, product_id=product["id"])
+        request.start()
+        for _ in range(3000):
+            with runtime.database.transaction() as watch:
+                if watch.scalar(WAITING_ON_A_LOCK):
+                    break
+        else:
+            raise AssertionError("the caption request never waited on the product")
+        tx.one("SELECT 1 FROM brands WHERE id = :b FOR KEY SHARE", b=brand_id)
+    request.join(timeout=60)
+
+    (answer,) = answers
+    assert answer.status_code == 201, answer.get_data(as_text=True)
