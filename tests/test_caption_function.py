@@ -421,3 +421,22 @@ def test_two_overlapping_requests_for_one_product_do_not_both_pass_distinct(
     earlier = CopyIndex(NEAR_DUPLICATE_THRESHOLD)
     earlier.add("the first request's draft", first_text)
     assert earlier.resemblance(second_text) is None, (first_text, second_text)
+
+
+# X links these: Devanagari and Thai write vowels as combining marks, and ZWNJ
+# joins Persian words without a space.
+HASHTAGS_IN_OTHER_SCRIPTS = ["#विज्ञापन", "#ซื้อเลย", "#تبلیغ\u200cات", "#Café"]
+
+
+@pytest.mark.parametrize("tag", HASHTAGS_IN_OTHER_SCRIPTS)
+def test_a_hashtag_written_with_combining_marks_is_one_hashtag(
+    function_env, tag
+) -> None:
+    api = make_app("api", "http").test_client()
+    body = brand_body(disclosure_tag=tag, required_hashtags=[tag])
+
+    response = post_json(api, "/v1/brands", body, OPERATOR_KEY)
+
+    assert response.status_code == 201, response.get_json()
+    brand = response.get_json()["brand"]
+    assert brand["disclosure_tag"] == tag and brand["required_hashtags"] == [tag]

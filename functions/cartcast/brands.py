@@ -178,10 +178,12 @@ WORD_LENGTH_MAX = 100
 # One hashtag, as X links one: "#" and up to 29 letters, digits or underscores, at
 # least one a letter ("#123" is no hashtag on X). A brand's disclosure tag and each
 # of its required hashtags; docs/openapi.yaml states the same pattern for both.
-HASHTAG = re.compile(r"#(?=\w*[^\W\d_])\w{1,29}")
+HASHTAG_NAME_MAX = 29
+# Joiners some scripts write inside a word (Persian's ZWNJ), which X links too.
+HASHTAG_JOINERS = frozenset("_\u200c\u200d")
 HASHTAG_SHAPE = (
-    "one hashtag, like #ad or #sponsored: '#' and up to 29 letters, digits or _, "
-    "at least one of them a letter"
+    "one hashtag, like #ad or #sponsored: '#' and up to 29 letters, combining "
+    "marks, digits or _, at least one of them a letter"
 )
 # X numbers its users from 1 and writes the id without leading zeros; "09001" would
 # slip past the one-account-per-brand check (a string compare) for "9001".
@@ -665,11 +667,26 @@ def _x_money_settings(
 def _disclosure_tag(body: dict) -> str:
     """Return the hashtag sponsored posts carry (default #ad)."""
     tag = validation.text(body, "disclosure_tag", required=False, max_len=30) or "#ad"
-    if not HASHTAG.fullmatch(tag):
+    if not is_one_hashtag(tag):
         raise InvalidRequest(
             f"'disclosure_tag' must be {HASHTAG_SHAPE}", field="disclosure_tag"
         )
     return tag
+
+
+def is_one_hashtag(tag: str) -> bool:
+    """Whether `tag` is one hashtag X links: '#', then letters, combining marks
+    (Devanagari and Thai write vowels with them), decimal digits, '_' or a joiner,
+    at least one a letter. A regular expression's \\w would refuse the marks."""
+    name = tag[1:]
+    if tag[:1] != "#" or not 0 < len(name) <= HASHTAG_NAME_MAX:
+        return False
+    kinds = [unicodedata.category(char) for char in name]
+    allowed = all(
+        kind[0] in "LM" or kind == "Nd" or char in HASHTAG_JOINERS
+        for char, kind in zip(name, kinds, strict=True)
+    )
+    return allowed and any(kind[0] == "L" for kind in kinds)
 
 
 def _required_hashtags(body: dict) -> list[str]:
@@ -677,7 +694,7 @@ def _required_hashtags(body: dict) -> list[str]:
     tag is: "ok" or "#a b" would be appended to posts as words, not a hashtag."""
     tags = _word_list(body, "required_hashtags")
     for index, tag in enumerate(tags):
-        if not HASHTAG.fullmatch(tag):
+        if not is_one_hashtag(tag):
             raise InvalidRequest(
                 f"'required_hashtags[{index}]' must be {HASHTAG_SHAPE}",
                 field=f"required_hashtags[{index}]",
