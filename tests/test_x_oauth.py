@@ -428,6 +428,72 @@ def test_eight_publishers_crossing_the_expiry_refresh_once_and_all_post(
     assert states(oauth_runtime, brand_id) == ["published"] * 8
 
 
+# What the foreign key check of a row naming the brand takes on it: a post's
+# change logs itself (post_events) with one.
+KEY_SHARE_NOWAIT = "SELECT id FROM brands WHERE id = :brand_id FOR KEY SHARE NOWAIT"
+
+
+def test_a_refresh_waiting_on_x_leaves_the_brand_to_rows_that_name_it(
+    oauth_runtime, x_sandbox
+) -> None:
+    # Arrange: X holds its answer to the refresh, so the refresh keeps the brand's
+    # tokens locked while a post's change arrives.
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    connect(oauth_runtime, brand_id)
+    oauth_runtime.clock.advance(dt.timedelta(hours=2) - dt.timedelta(seconds=60))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/oauth2/token", hold=True)
+    refreshed: list[str | None] = []
+    failures: list[BaseException] = []
+
+    def refresh() -> None:
+        try:
+            refreshed.append(x_oauth.refresh_tokens(oauth_runtime, brand_id=brand_id))
+        except BaseException as error:  # noqa: BLE001 - asserted below
+            failures.append(error)
+
+    def refresh_asked() -> bool:
+        asked = x_sandbox.snapshot()["requests"].get("POST /2/oauth2/token", {})
+        return asked.get("count", 0) == 2  # the connection's exchange, the refresh
+
+    refresher = threading.Thread(target=refresh, daemon=True)
+    try:
+        refresher.start()
+        wait_until(refresh_asked, "the refresh to reach X")
+
+        # Act: meanwhile, a change of one of the brand's posts logs itself.
+        with oauth_runtime.database.transaction() as edit:
+            logged = edit.scalar(KEY_SHARE_NOWAIT, brand_id=brand_id)
+    finally:
+        x_sandbox.release_answers()
+        refresher.join(WAIT_S)
+
+    # Assert: it did not wait for X's answer, and the refresh still went through.
+    assert str(logged) == brand_id
+    assert not refresher.is_alive() and failures == []
+    assert grants(x_sandbox)["refresh_token"] == 1
+    assert refreshed == [brand_row(oauth_runtime, brand_id)["x_access_token"]]
+
+
+def test_disconnecting_leaves_the_brand_to_rows_that_name_it(oauth_runtime) -> None:
+    # Arrange: the disconnection holds the brand's tokens to its commit.
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    connect(oauth_runtime, brand_id)
+    with oauth_runtime.database.transaction() as disconnecting:
+        x_oauth.disconnect_account(
+            disconnecting,
+            oauth_runtime,
+            brand_id=brand_id,
+            now=oauth_runtime.clock.now(),
+        )
+
+        # Act: meanwhile, a change of one of the brand's posts logs itself.
+        with oauth_runtime.database.transaction() as edit:
+            logged = edit.scalar(KEY_SHARE_NOWAIT, brand_id=brand_id)
+
+    # Assert: it did not wait for the disconnection.
+    assert str(logged) == brand_id
+
+
 def test_a_refused_refresh_disconnects_holds_and_alerts_once_and_reconnecting_resumes(
     oauth_runtime, x_sandbox
 ) -> None:

@@ -107,10 +107,14 @@ UPDATE brands SET x_access_token = :access_token, x_refresh_token = :refresh_tok
     x_user_id = :x_user_id, x_username = :x_username
 WHERE id = :brand_id
 """
+# Held across X's token or revoke call (up to CARTCAST_X_TIMEOUT_S). NO KEY UPDATE
+# still keeps out a second refresh, a connection and a deletion of the brand, but
+# not the KEY SHARE a foreign key check takes: every post change logs itself
+# (post_events) against the brand, and FOR UPDATE made each wait for X.
 LOCK_TOKENS = """
 SELECT x_access_token, x_refresh_token, x_token_expires_at, x_disconnected_at
 FROM brands WHERE id = :brand_id
-FOR UPDATE
+FOR NO KEY UPDATE
 """
 RECORD_REFRESHED = """
 UPDATE brands SET x_access_token = :access_token, x_refresh_token = :refresh_token,
