@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
 from cartcast import publishing, reconciling
+from cartcast.errors import TransientError
 from tests.helpers import ALPHA, admin_updates_brand, make_brand, states, tweets_sent
 
 SELECT_ATTEMPTS = """
@@ -381,3 +384,88 @@ def test_a_read_cut_short_meters_the_page_it_got_and_concludes_nothing_older(
     assert timeline_reads(x_runtime, brand_id) == [
         {"operation": "post_read", "units": 100, "usd": Decimal("0.500")}
     ]
+
+
+# PostgreSQL ending the metering transaction as a deadlock's victim (40P01), the
+# next `times` times: a sequence counts the tries up to 0, as no rollback undoes it.
+DEADLOCK_METERING = (
+    "CREATE SEQUENCE metering_tries MINVALUE -1000000",
+    "SELECT setval('metering_tries', -CAST(:times AS bigint))",
+    """
+    CREATE FUNCTION end_metering_as_deadlocked() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF nextval('metering_tries') <= 0 THEN
+            RAISE EXCEPTION 'deadlock detected' USING ERRCODE = 'deadlock_detected';
+        END IF;
+        RETURN NEW;
+    END $$
+    """,
+    """
+    CREATE TRIGGER end_metering_as_deadlocked BEFORE INSERT ON cost_ledger
+    FOR EACH ROW WHEN (NEW.ref LIKE 'reconcile:%')
+    EXECUTE FUNCTION end_metering_as_deadlocked()
+    """,
+)
+UNDO_DEADLOCK_METERING = (
+    "DROP TRIGGER end_metering_as_deadlocked ON cost_ledger",
+    "DROP FUNCTION end_metering_as_deadlocked()",
+    "DROP SEQUENCE metering_tries",
+)
+
+
+@contextlib.contextmanager
+def metering_deadlocked(runtime, *, times: int) -> Iterator[None]:
+    """End the next `times` metering transactions of a timeline read as deadlocked."""
+    create_sequence, count_down, create_function, create_trigger = DEADLOCK_METERING
+    with runtime.database.transaction() as tx:
+        tx.execute(create_sequence)
+        tx.scalar(count_down, times=times)
+        tx.execute(create_function)
+        tx.execute(create_trigger)
+    try:
+        yield
+    finally:
+        with runtime.database.transaction() as tx:
+            for statement in UNDO_DEADLOCK_METERING:
+                tx.execute(statement)
+
+
+def lost_post_read_back(runtime, clock, sandbox) -> str:
+    """Leave one post unconfirmed on a brand, on X all the same; return the brand."""
+    brand_id = make_brand(runtime, "alpha", ALPHA, products=1)
+    wait(clock, 7 * 86400)
+    sandbox.add_fault(method="POST", path_prefix="/2/tweets", drop=True)
+    publishing.publish_due(runtime, as_of=clock.now())
+    wait(clock, 10)
+    return brand_id
+
+
+def test_a_page_whose_metering_deadlocks_is_metered_on_the_next_try(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = lost_post_read_back(x_runtime, clock, x_sandbox)
+
+    with metering_deadlocked(x_runtime, times=1):
+        outcome = reconciling.reconcile_unconfirmed(x_runtime)
+
+    assert outcome["adopted"] == 1
+    assert timeline_reads(x_runtime, brand_id) == [
+        {"operation": "post_read", "units": 1, "usd": Decimal("0.005")}
+    ]
+    assert x_sandbox.snapshot()["requests"]["GET /2/users/:id/tweets"]["count"] == 1
+
+
+def test_metering_that_keeps_failing_is_raised_not_taken_for_a_stopped_read(
+    x_runtime, clock, x_sandbox
+) -> None:
+    brand_id = lost_post_read_back(x_runtime, clock, x_sandbox)
+
+    with metering_deadlocked(x_runtime, times=1000):
+        with pytest.raises(TransientError, match="deadlock"):
+            reconciling.reconcile_unconfirmed(x_runtime)
+
+    # The run is retried; its read is metered then.
+    outcome = reconciling.reconcile_unconfirmed(x_runtime)
+    assert outcome["adopted"] == 1
+    assert states(x_runtime, brand_id) == ["published"]

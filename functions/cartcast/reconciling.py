@@ -26,10 +26,11 @@ say what happened (decision 0003). Each run, per brand with such posts:
    says when it was last looked for.
 
 A read whose first page fails or meets a rate limit changes nothing; the next run
-tries again. "Absent" is concluded only for posts the read covered: when it stopped
-before X ran out of pages (the page limit, or a later page failing), only for
-attempts sent after the oldest post it read. An older one stays `unconfirmed` until
-a read covers it.
+tries again. A page whose metering the database keeps failing is no failed read:
+the error is raised, and the run retried (`_meter_page`). "Absent" is concluded
+only for posts the read covered: when it stopped before X ran out of pages (the
+page limit, or a later page failing), only for attempts sent after the oldest post
+it read. An older one stays `unconfirmed` until a read covers it.
 
 A thread is `unconfirmed` when one part is in flight (decision 0008): that part is
 matched by its own text. Found, it gets its X id and the thread either is
@@ -53,6 +54,9 @@ from cartcast.logs import fields
 # X's clock and ours may differ a little; a post's created_at can precede sent_at.
 CLOCK_MARGIN = dt.timedelta(minutes=1)
 LINK_MARK = "\x00link\x00"
+# Transactions to record a page read in; the database may end one for another's
+# sake (PostgreSQL's documentation, "Serialization Failure Handling").
+METER_TRIES = 3
 # X starts a reply's text with the @username of the author it answers (X API v2,
 # Tweet object: `display_text_range` leaves them out); a reply from the inbox is
 # stored without them.
@@ -214,28 +218,36 @@ def _read_timeline(
     if token is None:
         return None  # X refused to refresh the token: the account is disconnected
     client = runtime.x_client(token)
-    pages = client.own_post_pages(
-        row["x_user_id"],
-        start_time=since,
-        max_pages=runtime.settings.reconcile_pages_max,
+    pages = iter(
+        client.own_post_pages(
+            row["x_user_id"],
+            start_time=since,
+            max_pages=runtime.settings.reconcile_pages_max,
+        )
     )
     timeline: list[Any] = []
     complete, pages_read = False, 0
-    try:
-        for page, more in pages:
-            _meter_page(runtime, row, page)
-            timeline.extend(page)
-            complete, pages_read = not more, pages_read + 1
-    except (RateLimited, TransientError, PermanentError) as error:
-        runtime.log.warning(
-            "timeline read stopped; posts it did not cover wait",
-            extra=fields(
-                brand_id=str(brand_id), pages_read=pages_read, reason=str(error)
-            ),
-        )
-        if pages_read == 0:
-            return None
-        complete = False
+    while True:
+        # Only X's errors stop the read: the metering below is the database's.
+        try:
+            fetched = next(pages, None)
+        except (RateLimited, TransientError, PermanentError) as error:
+            runtime.log.warning(
+                "timeline read stopped; posts it did not cover wait",
+                extra=fields(
+                    brand_id=str(brand_id), pages_read=pages_read, reason=str(error)
+                ),
+            )
+            if pages_read == 0:
+                return None
+            complete = False
+            break
+        if fetched is None:
+            break
+        page, more = fetched
+        _meter_page(runtime, row, page)
+        timeline.extend(page)
+        complete, pages_read = not more, pages_read + 1
 
     if complete:
         return timeline, since
@@ -249,18 +261,44 @@ def _read_timeline(
 
 
 def _meter_page(runtime: Any, row: dict[str, Any], page: list[Any]) -> None:
-    """Record one page of the account's own posts, priced per post returned."""
+    """Record one page of the account's own posts, priced per post returned.
+
+    X has answered the page, so it is paid for whatever the database does. A
+    transaction the database ends (a deadlock's victim, a serialization failure,
+    a dropped connection) is tried again, METER_TRIES in all, under the same ref,
+    so a commit whose answer was lost counts once. Still failing, the error is
+    raised and the run retried; that page's price is then missing from the
+    ledger, and the ERROR line says how much.
+    """
     price_class = costs.read_class(own_app=row["x_own_app"])
-    with runtime.database.transaction() as tx:
-        costs.record(
-            tx,
-            brand_id=row["brand_id"],
-            occurred_at=runtime.clock.now(),
-            operation=price_class,
-            units=len(page),
-            usd=costs.price(runtime.settings.x_prices_usd, price_class, len(page)),
-            ref=f"reconcile:{uuid.uuid4()}",
-        )
+    usd = costs.price(runtime.settings.x_prices_usd, price_class, len(page))
+    ref = f"reconcile:{uuid.uuid4()}"
+    for tries_left in reversed(range(METER_TRIES)):
+        try:
+            with runtime.database.transaction() as tx:
+                costs.record(
+                    tx,
+                    brand_id=row["brand_id"],
+                    occurred_at=runtime.clock.now(),
+                    operation=price_class,
+                    units=len(page),
+                    usd=usd,
+                    ref=ref,
+                )
+            return
+        except TransientError as error:
+            if tries_left == 0:
+                runtime.log.error(
+                    "timeline page read from X but not metered",
+                    extra=fields(
+                        brand_id=str(row["brand_id"]),
+                        operation=price_class,
+                        units=len(page),
+                        usd=str(usd),
+                        reason=str(error),
+                    ),
+                )
+                raise
 
 
 def _find(row: dict[str, Any], timeline: list[Any], known: set[str]) -> Any:
