@@ -32,7 +32,10 @@ transport, built only when the operator calls, never at import or cold start:
   test's stub): anonymous credentials, that endpoint; nothing asks Google for
   credentials;
 - unset: Google's endpoint with the function's own service account (Application
-  Default Credentials), which is what the cloud deployment asks for.
+  Default Credentials), which is what the cloud deployment asks for. Credentials
+  google-auth cannot find or refresh answer as a failed call does: 409 when the
+  operator must fix them (none, a refused grant), 503 when the token endpoint
+  did not answer.
 
 A pause and a resume are never interleaved (decision 0080): each holds one
 session-level advisory lock (class 7318, Database.session_lock) from before its
@@ -56,7 +59,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from cartcast.db import Transaction
-from cartcast.errors import Conflict, TransientError
+from cartcast.errors import CartcastError, Conflict, TransientError
 from cartcast.logs import fields
 
 # Cloud Scheduler's job states (google.cloud.scheduler_v1.Job.State).
@@ -205,9 +208,13 @@ def _require_jobs(settings: Any) -> None:
 
 def _call(client: Any, settings: Any, method: str, name: str) -> dict[str, Any]:
     from google.api_core import exceptions as google_exceptions
+    from google.auth import exceptions as auth_exceptions
 
     try:
         job = getattr(client, method)(name=name, timeout=settings.scheduler_timeout_s)
+    except auth_exceptions.GoogleAuthError as error:
+        # The credentials' token is fetched or refreshed on the first call.
+        raise _credentials_failed(error) from error
     except (google_exceptions.ServerError, google_exceptions.TooManyRequests) as error:
         raise TransientError(f"Cloud Scheduler {method} failed: {error}") from error
     except google_exceptions.RetryError as error:
@@ -229,13 +236,41 @@ def _call(client: Any, settings: Any, method: str, name: str) -> dict[str, Any]:
     return {"job": job.name, "state": STATE_NAMES.get(int(job.state), "unknown")}
 
 
+def _credentials_failed(error: Exception) -> CartcastError:
+    """Translate google-auth's failure to find or refresh credentials.
+
+    A token endpoint (or metadata server) that did not answer, or a refusal
+    google-auth calls retryable, may pass: TransientError (503). No credentials,
+    a file it cannot use, a grant refused: the operator must fix the service
+    account or GOOGLE_APPLICATION_CREDENTIALS: Conflict (409).
+    """
+    from google.auth import exceptions as auth_exceptions
+
+    # google-auth puts the reason first and the token endpoint's body after it.
+    reason = str(error.args[0]) if error.args else type(error).__name__
+    message = (
+        "Cloud Scheduler's jobs could not be reached: Google's credentials "
+        f"failed: {reason.rstrip('.')}"
+    )
+    transient = isinstance(error, auth_exceptions.TransportError) or getattr(
+        error, "retryable", False
+    )
+    if transient:
+        return TransientError(message)
+    return Conflict(message)
+
+
 def scheduler_client(settings: Any) -> Any:
     """Build the Cloud Scheduler client the settings ask for (see the docstring)."""
     from google.api_core.client_options import ClientOptions
+    from google.auth import exceptions as auth_exceptions
     from google.cloud import scheduler_v1
 
     if settings.scheduler_endpoint is None:
-        return scheduler_v1.CloudSchedulerClient(transport="rest")
+        try:
+            return scheduler_v1.CloudSchedulerClient(transport="rest")
+        except auth_exceptions.DefaultCredentialsError as error:
+            raise _credentials_failed(error) from error
 
     from google.auth.credentials import AnonymousCredentials
 
