@@ -9,9 +9,11 @@ functions-framework's CloudEvent app as Pub/Sub would push them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -207,6 +209,66 @@ def test_a_resume_the_scheduler_does_not_answer_leaves_publishing_paused(
     )
     assert state["paused"] is True
     assert ticked.status_code == 200 and tweets_sent(sandbox) == 0
+
+
+# The database ending the resume's own transaction, as it ends one of two that
+# cannot both commit (40001), however often it is tried.
+REFUSE_CLEARING = (
+    """
+    CREATE FUNCTION refuse_clearing_the_pause() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'could not serialize access'
+            USING ERRCODE = 'serialization_failure';
+    END $$
+    """,
+    """
+    CREATE TRIGGER refuse_clearing_the_pause BEFORE DELETE ON publishing_pause
+    FOR EACH ROW EXECUTE FUNCTION refuse_clearing_the_pause()
+    """,
+)
+UNDO_REFUSE_CLEARING = (
+    "DROP TRIGGER refuse_clearing_the_pause ON publishing_pause",
+    "DROP FUNCTION refuse_clearing_the_pause()",
+)
+
+
+@contextlib.contextmanager
+def clearing_the_pause_fails() -> Iterator[None]:
+    database = runtime_module.current().database
+    with database.transaction() as tx:
+        for statement in REFUSE_CLEARING:
+            tx.execute(statement)
+    try:
+        yield
+    finally:
+        with database.transaction() as tx:
+            for statement in UNDO_REFUSE_CLEARING:
+                tx.execute(statement)
+
+
+def test_a_resume_whose_database_step_fails_says_publishing_is_still_paused(
+    api, brand_key, clock_file, sandbox, scheduler
+) -> None:
+    clock_file.set(WEEK_LATER)
+    operator(api, "/v1/publishing/pause")
+
+    with clearing_the_pause_fails():
+        failed = operator(api, "/v1/publishing/resume")
+    state = operator(api, "GET /v1/publishing/pause").get_json()
+    jobs_running = (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP))
+    ticked = tick("publish_due_posts", WEEK_LATER)
+    again = operator(api, "/v1/publishing/resume")
+
+    assert failed.status_code == 503
+    error = failed.get_json()["error"]
+    assert error["code"] == "unavailable"
+    assert error["message"].startswith("publishing is still paused")
+    assert "Cloud Scheduler's jobs are resumed" in error["message"]
+    assert state["paused"] is True
+    assert jobs_running == (False, False)
+    assert ticked.status_code == 200 and tweets_sent(sandbox) == 0
+    assert again.status_code == 200 and again.get_json()["paused"] is False
 
 
 def test_pausing_and_resuming_twice_changes_nothing_the_second_time(

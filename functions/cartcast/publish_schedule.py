@@ -21,9 +21,9 @@ the sweep's; a resume resumes the sweep's job, then the publish job, then delete
 the row. Whatever fails half-way leaves the deployment paused, and the answer
 (409 or 503) says so in its first words: "publishing is paused" after a pause
 whose Scheduler calls failed, "publishing is still paused" after a resume whose
-calls failed. Every step is idempotent (the row keeps the first pause's time;
-pausing a paused job, or resuming a running one, changes nothing), so the
-operator calls again until the answer is 200.
+calls, or whose clearing of the row, failed. Every step is idempotent (the row
+keeps the first pause's time; pausing a paused job, or resuming a running one,
+changes nothing), so the operator calls again until the answer is 200.
 
 The client is google-cloud-scheduler's CloudSchedulerClient on its REST
 transport, built only when the operator calls, never at import or cold start:
@@ -134,10 +134,17 @@ def resume(runtime: Any) -> dict[str, Any]:
             sweep = _call(client, settings, "resume_job", settings.sweep_scheduler_job)
             publish = _call(client, settings, "resume_job", settings.scheduler_job)
 
-        with runtime.database.transaction() as tx:
-            tx.execute(RECORD_RESUME, now=runtime.clock.now())
-            tx.execute(CLEAR_PAUSE)
-            state = pause_state(tx)
+        try:
+            with runtime.database.transaction() as tx:
+                tx.execute(RECORD_RESUME, now=runtime.clock.now())
+                tx.execute(CLEAR_PAUSE)
+                state = pause_state(tx)
+        except TransientError as error:
+            # The jobs run again, but every run they start still reads the mark.
+            raise ScheduleUnavailable(
+                f"{said}; Cloud Scheduler's jobs are resumed, but the pause could "
+                f"not be cleared in the database: {error}; call again to resume"
+            ) from error
 
     runtime.log.info("publishing resumed for the deployment")
     return {**state, **publish, "sweep": sweep}
