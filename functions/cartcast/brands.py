@@ -175,9 +175,9 @@ SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 STORE_URL_LENGTH_MAX = 200
 WORDS_MAX = 100
 WORD_LENGTH_MAX = 100
-# One hashtag, as X links one: "#" and up to 29 letters, digits or underscores, at
-# least one a letter ("#123" is no hashtag on X). A brand's disclosure tag and each
-# of its required hashtags; docs/openapi.yaml states the same pattern for both.
+# One hashtag, as X links one (is_one_hashtag), for a brand's disclosure tag and
+# each of its required hashtags alike: "#123" is no hashtag on X. The rule is by
+# Unicode category, so docs/openapi.yaml states only "^#" and names the rest.
 HASHTAG_NAME_MAX = 29
 # Joiners some scripts write inside a word (Persian's ZWNJ), which X links too.
 HASHTAG_JOINERS = frozenset("_\u200c\u200d")
