@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
 
 import pytest
 
-from cartcast import publish_schedule, publishing
+from cartcast import publish_schedule, publishing, web
 from cartcast import runtime as runtime_module
+from cartcast.errors import Conflict, TransientError
 from infra.scheduler_standin import SchedulerStandIn
 from infra.x_sandbox import XSandbox
 from tests.conftest import OPERATOR_KEY, START, make_app
@@ -363,6 +366,7 @@ def test_a_pause_and_a_resume_sent_at_once_leave_the_mark_and_both_jobs_agreeing
     # The resume met the pause under way and changed nothing.
     assert resumed.status_code == 409
     error = resumed.get_json()["error"]
+    assert (error["code"], error["field"]) == ("conflict", None)
     assert error["message"].startswith("another pause or resume is under way")
     assert int(resumed.headers["Retry-After"]) >= 1
 
@@ -431,3 +435,28 @@ def test_a_post_whose_turn_the_pause_refuses_says_the_operator_paused_publishing
     assert attempt["error_class"] == "deployment_paused"
     assert "the operator paused publishing" in attempt["error"]
     assert "the operator paused publishing" in reason
+
+
+def test_the_shared_error_answer_gives_a_conflict_s_wait_as_retry_after() -> None:
+    busy = Conflict("another pause or resume is under way", retry_after_s=7)
+
+    body, status, headers = web.error_response(busy, logging.getLogger("t"), START)
+
+    assert (status, headers["Retry-After"]) == (409, "7")
+    error = {"code": "conflict", "message": str(busy), "field": None}
+    assert json.loads(body) == {"error": error}
+
+
+def test_the_shared_error_answer_shows_a_schedule_failure_s_message_only() -> None:
+    failed = publish_schedule.ScheduleUnavailable("publishing is paused; but ...")
+    hidden = TransientError("pg8000 said: password for x")
+
+    shown_body, status, _ = web.error_response(failed, logging.getLogger("t"), START)
+    hidden_body, _, _ = web.error_response(hidden, logging.getLogger("t"), START)
+
+    assert status == 503
+    assert json.loads(shown_body)["error"] == {
+        "code": "unavailable",
+        "message": "publishing is paused; but ...",
+    }
+    assert "pg8000" not in hidden_body

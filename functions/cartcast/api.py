@@ -37,7 +37,6 @@ from cartcast.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
-    TransientError,
 )
 from cartcast.logs import fields
 
@@ -1437,13 +1436,7 @@ def pause_publishing(
     Scheduler's two jobs: publish_schedule.py); operator only."""
     from cartcast import publish_schedule
 
-    try:
-        paused = publish_schedule.pause(runtime, actor=caller.key_name)
-    except publish_schedule.ChangeUnderWay as error:
-        return _schedule_change_under_way(error)
-    except publish_schedule.ScheduleUnavailable as error:
-        return _schedule_unavailable(runtime, error)
-    return web.json_response(paused)
+    return web.json_response(publish_schedule.pause(runtime, actor=caller.key_name))
 
 
 def resume_publishing(
@@ -1451,27 +1444,7 @@ def resume_publishing(
 ) -> web.Response:
     from cartcast import publish_schedule
 
-    try:
-        resumed = publish_schedule.resume(runtime)
-    except publish_schedule.ChangeUnderWay as error:
-        return _schedule_change_under_way(error)
-    except publish_schedule.ScheduleUnavailable as error:
-        return _schedule_unavailable(runtime, error)
-    return web.json_response(resumed)
-
-
-def _schedule_change_under_way(error: Any) -> web.Response:
-    """Answer 409 with Retry-After: another pause or resume holds the schedule."""
-    body = {"error": {"code": "conflict", "message": str(error), "field": None}}
-    return web.json_response(body, 409, {"Retry-After": str(error.retry_after_s)})
-
-
-def _schedule_unavailable(runtime: Any, error: TransientError) -> web.Response:
-    """Answer 503 with what the database holds, which the generic 503 leaves out:
-    the operator must know whether publishing is paused."""
-    runtime.log.warning("Cloud Scheduler unavailable", exc_info=error)
-    body = {"error": {"code": "unavailable", "message": str(error)}}
-    return web.json_response(body, 503)
+    return web.json_response(publish_schedule.resume(runtime))
 
 
 def receive_order(

@@ -34,7 +34,13 @@ class ConfigurationError(CartcastError):
 
 
 class TransientError(CartcastError):
-    """A dependency failed in a way that may pass; let the platform retry."""
+    """A dependency failed in a way that may pass; let the platform retry.
+
+    The HTTP answer (503) hides the message, which may quote a library, unless a
+    subclass written to be read by the caller sets `message_is_safe`.
+    """
+
+    message_is_safe = False
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -60,13 +66,21 @@ class PermanentError(CartcastError):
 
 
 class InvalidRequest(CartcastError):
-    """The caller sent something wrong; answered with a 4xx naming the problem."""
+    """The caller sent something wrong; answered with a 4xx naming the problem,
+    and with Retry-After when `retry_after_s` says when trying again may help."""
 
     status = 400
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.field = field
+        self.retry_after_s = retry_after_s
 
 
 class Unauthorized(InvalidRequest):
@@ -99,5 +113,4 @@ class TooManyRequests(InvalidRequest):
     status = 429
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
+        super().__init__(message, retry_after_s=retry_after_s)

@@ -85,16 +85,9 @@ UNLOCK_SCHEDULE = "SELECT pg_advisory_unlock(7318, 0)"
 
 class ScheduleUnavailable(TransientError):
     """Cloud Scheduler did not answer; the message says what the database holds,
-    and the API answers it (503) instead of the generic one."""
+    so the API shows it (503) instead of the generic one."""
 
-
-class ChangeUnderWay(Conflict):
-    """Another pause or resume holds the schedule's lock: nothing was changed; the
-    API answers 409 with Retry-After `retry_after_s`."""
-
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
+    message_is_safe = True
 
 
 def pause(runtime: Any, *, actor: str) -> dict[str, Any]:
@@ -165,7 +158,8 @@ def pause_state(tx: Transaction) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _alone(runtime: Any) -> Iterator[None]:
-    """Hold the schedule's lock for the block; raise ChangeUnderWay if it is held.
+    """Hold the schedule's lock for the block; raise a Conflict with
+    Retry-After if it is held.
 
     The lock is a session's, on a connection kept out of the pool, so it spans
     the block's own transactions and Scheduler calls, and ends with the process
@@ -176,7 +170,7 @@ def _alone(runtime: Any) -> Iterator[None]:
         if not taken:
             # The holder makes two Scheduler calls of at most this timeout each.
             wait_s = math.ceil(2 * runtime.settings.scheduler_timeout_s)
-            raise ChangeUnderWay(
+            raise Conflict(
                 "another pause or resume is under way: nothing was changed; read "
                 "GET /v1/publishing/pause once it ends, then send again what you "
                 "still want",

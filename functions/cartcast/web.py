@@ -489,16 +489,20 @@ def error_response(error: CartcastError, log: Any, now: dt.datetime) -> Response
     if isinstance(error, InvalidRequest):
         code = type(error).__name__
         body = {"code": _snake(code), "message": str(error), "field": error.field}
-        return json_response({"error": body}, error.status)
+        headers = {}
+        if error.retry_after_s is not None:
+            headers["Retry-After"] = str(error.retry_after_s)
+        return json_response({"error": body}, error.status, headers)
     if isinstance(error, TransientError):
         headers = {}
         if isinstance(error, RateLimited) and error.reset_at:
             wait_s = int((error.reset_at - now).total_seconds())
             headers["Retry-After"] = str(max(1, wait_s))
         log.warning("dependency unavailable", exc_info=error)
+        message = "a dependency is unavailable; retry later"
         body = {
             "code": "unavailable",
-            "message": "a dependency is unavailable; retry later",
+            "message": str(error) if error.message_is_safe else message,
         }
         return json_response({"error": body}, 503, headers)
     if isinstance(error, ConfigurationError):
