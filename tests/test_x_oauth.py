@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 
-from cartcast import publishing, token_vault, x_oauth
+from cartcast import connections, publishing, token_vault, x_oauth
 from cartcast import runtime as runtime_module
 from cartcast.errors import ConfigurationError, Forbidden, InvalidRequest
 from tests.conftest import REPO
@@ -492,6 +492,34 @@ def test_disconnecting_leaves_the_brand_to_rows_that_name_it(oauth_runtime) -> N
 
     # Assert: it did not wait for the disconnection.
     assert str(logged) == brand_id
+
+
+def test_x_refusing_the_token_leaves_the_brand_to_rows_that_name_it(
+    oauth_runtime,
+) -> None:
+    # Arrange: X's refusal of the token disconnects the account, holding the
+    # brand's token to the refused post's commit.
+    brand_id = make_brand(oauth_runtime, "alpha", None, products=1)
+    connect(oauth_runtime, brand_id)
+    refused_token = brand_row(oauth_runtime, brand_id)["x_access_token"]
+    with oauth_runtime.database.transaction() as disconnecting:
+        held_reason = connections.disconnect(
+            disconnecting,
+            brand_id=brand_id,
+            status=401,
+            detail="Unauthorized",
+            token=refused_token,
+            now=oauth_runtime.clock.now(),
+        )
+
+        # Act: meanwhile, a change of one of the brand's posts logs itself.
+        with oauth_runtime.database.transaction() as edit:
+            logged = edit.scalar(KEY_SHARE_NOWAIT, brand_id=brand_id)
+
+    # Assert: it did not wait for the disconnection, which still took place.
+    assert str(logged) == brand_id
+    assert held_reason is not None
+    assert brand_row(oauth_runtime, brand_id)["x_disconnected_at"] is not None
 
 
 def test_a_refused_refresh_disconnects_holds_and_alerts_once_and_reconnecting_resumes(

@@ -36,7 +36,13 @@ HELD_FIX = (
 ALERT_KIND = "x_disconnected"
 DETAIL_LENGTH_MAX = 300
 
-LOCK_TOKEN = "SELECT x_access_token FROM brands WHERE id = :brand_id FOR UPDATE"
+# Held to the refused post's commit. NO KEY UPDATE, as every brand lock is (see
+# x_oauth.LOCK_TOKENS), still keeps out a reconnection, but not the KEY SHARE a
+# post change's log (post_events) takes on the brand: FOR UPDATE made it wait,
+# and a holder that then waited on that post's row was a deadlock.
+LOCK_TOKEN = """
+SELECT x_access_token FROM brands WHERE id = :brand_id FOR NO KEY UPDATE
+"""
 MARK_DISCONNECTED = """
 UPDATE brands SET x_disconnected_at = :now, x_disconnected_reason = :reason
 WHERE id = :brand_id AND x_disconnected_at IS NULL
