@@ -621,3 +621,50 @@ def test_a_webhook_change_that_is_rolled_back_leaves_the_back_off_as_it_was(
 
     (after,) = crisis_alerts(runtime, brand_id)
     assert after["next_attempt_at"] == before["next_attempt_at"] > clock.now()
+
+
+# Past crises, many of one brand, a few of another, each a day apart.
+STORE_PAST_CRISES = """
+INSERT INTO crises (brand_id, started_at, last_seen_at, ended_at, window_mentions,
+    window_negative, baseline_share)
+SELECT :brand_id, day, day, day + interval '1 hour', 20, 10, 0.1
+FROM generate_series(1, :count) AS n,
+    LATERAL (SELECT CAST(:start AS timestamptz) + make_interval(days => n)) AS d (day)
+"""
+
+
+def plan_nodes(plan: dict) -> list[dict]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan, the top one first."""
+    nodes, stack = [], [plan]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(node.get("Plans", []))
+    return nodes
+
+
+def test_a_brand_s_crisis_page_is_read_by_its_index_in_order(runtime) -> None:
+    # Arrange: a busy brand's crises fill most of the table.
+    busy, quiet = add_brand(runtime, slug="busy"), add_brand(runtime, slug="quiet")
+    with runtime.database.transaction() as tx:
+        tx.execute(STORE_PAST_CRISES, brand_id=busy, start=START, count=2000)
+        tx.execute(STORE_PAST_CRISES, brand_id=quiet, start=START, count=30)
+        tx.execute("ANALYZE crises")
+
+    # Act: the plan of the list's page, as GET /v1/crises asks for it.
+    with runtime.database.transaction() as tx:
+        (explained,) = tx.rows(
+            "EXPLAIN (FORMAT JSON) " + crisis.SELECT_CRISES,
+            brand_id=quiet,
+            after_at=START + dt.timedelta(days=20),
+            after_id=10**9,
+            limit=51,
+            now=START,
+            window=dt.timedelta(hours=1),
+        )
+    nodes = plan_nodes(explained["QUERY PLAN"][0]["Plan"])
+
+    # Assert: the brand's rows by its index, newest first, with no sort.
+    indexes = {node.get("Index Name") for node in nodes}
+    assert "crises_by_brand_started" in indexes
+    assert "Sort" not in {node["Node Type"] for node in nodes}
