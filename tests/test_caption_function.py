@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from cartcast import runtime
+from cartcast import brands, runtime
 from cartcast.near_duplicates import NEAR_DUPLICATE_THRESHOLD, CopyIndex
 from infra.gemini_standin import GeminiStandIn
 from tests.conftest import OPERATOR_KEY, make_app
@@ -182,6 +182,7 @@ NOT_ONE_HASHTAG = [
     "#a b",
     "#123",
     "#ok!",
+    "#summer-sale",
     "#",
     "#" + "x" * 40,
 ]
@@ -440,3 +441,38 @@ def test_a_hashtag_written_with_combining_marks_is_one_hashtag(
     assert response.status_code == 201, response.get_json()
     brand = response.get_json()["brand"]
     assert brand["disclosure_tag"] == tag and brand["required_hashtags"] == [tag]
+
+
+# X links these whole, punctuation and all: a Catalan word with its middle dot, an
+# Israeli acronym with its gershayim, a Japanese pair joined by a middle dot.
+HASHTAGS_WITH_X_S_PUNCTUATION = ["#col·lecció", "#צה״ל", "#東京・カフェ"]
+
+
+@pytest.mark.parametrize("tag", HASHTAGS_WITH_X_S_PUNCTUATION)
+def test_a_hashtag_holding_punctuation_x_links_inside_one_is_one_hashtag(
+    function_env, tag
+) -> None:
+    api = make_app("api", "http").test_client()
+    body = brand_body(disclosure_tag=tag, required_hashtags=[tag])
+
+    response = post_json(api, "/v1/brands", body, OPERATOR_KEY)
+
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["brand"]["disclosure_tag"] == tag
+
+
+# The punctuation twitter-text links inside a hashtag (its HASHTAG_SPECIAL_CHARS
+# beyond '_' and the joiners), and some it ends one at.
+X_HASHTAG_PUNCTUATION = (
+    "\ua67e\u05be\u05f3\u05f4\uff5e\u301c\u309b\u309c\u30a0\u30fb\u3003"
+    "\u0f0b\u0f0c\u00b7"
+)
+ENDS_A_HASHTAG = "-.'!&\u2019\u2010"
+
+
+def test_each_punctuation_mark_x_links_inside_a_hashtag_and_no_other_is_taken() -> None:
+    taken = [c for c in X_HASHTAG_PUNCTUATION if brands.is_one_hashtag(f"#a{c}b")]
+    refused = [c for c in ENDS_A_HASHTAG if brands.is_one_hashtag(f"#a{c}b")]
+
+    assert taken == list(X_HASHTAG_PUNCTUATION)
+    assert refused == []
