@@ -1,4 +1,5 @@
-"""Shared fixtures: a real PostgreSQL, a pinned clock, the X sandbox, function apps.
+"""Shared fixtures: a real PostgreSQL, a pinned clock, the X sandbox, the Cloud
+Scheduler stand-in, function apps.
 
 The database is TEST_DATABASE_URL's server when set (CI points it at the machine's
 PostgreSQL), otherwise the embedded server of infra/pg.py. Each test session gets
@@ -7,9 +8,11 @@ a fresh database with sql/ applied; each test starts from empty tables.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,6 +145,51 @@ def x_runtime(runtime: runtime_module.Runtime, x_sandbox) -> runtime_module.Runt
         runtime.settings, x_api_base_url=x_sandbox.base_url
     )
     return runtime
+
+
+# The deployment's two Cloud Scheduler jobs, as the stand-in knows them.
+SCHEDULER_JOB = (
+    "projects/shop-prod/locations/europe-west1/jobs/cartcast-publish_due_posts"
+)
+SWEEP_SCHEDULER_JOB = (
+    "projects/shop-prod/locations/europe-west1/jobs/cartcast-sweep_missed_posts"
+)
+SCHEDULER_PORTS = range(44100, 44200)
+
+
+def scheduler_port() -> int:
+    """Return a free port of the Scheduler tests' range on 127.0.0.1."""
+    for port in SCHEDULER_PORTS:
+        with contextlib.suppress(OSError), socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError(f"no free port in {SCHEDULER_PORTS}")
+
+
+@pytest.fixture
+def scheduler():
+    """The Cloud Scheduler stand-in, holding the publish job and the sweep's."""
+    from infra.scheduler_standin import SchedulerStandIn
+
+    with SchedulerStandIn(port=scheduler_port()) as running:
+        running.add_job(SCHEDULER_JOB)
+        running.add_job(SWEEP_SCHEDULER_JOB)
+        yield running
+
+
+@pytest.fixture
+def scheduler_env(function_env, monkeypatch: pytest.MonkeyPatch, scheduler):
+    """function_env, with the api's Scheduler client aimed at the stand-in.
+
+    GOOGLE_APPLICATION_CREDENTIALS names a file that does not exist, so a client
+    that went looking for credentials would fail the test.
+    """
+    monkeypatch.setenv("CARTCAST_SCHEDULER_JOB", SCHEDULER_JOB)
+    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP_SCHEDULER_JOB)
+    monkeypatch.setenv("CARTCAST_SCHEDULER_ENDPOINT", scheduler.endpoint)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
+    runtime_module.reset()
+    return function_env
 
 
 def make_app(target: str, signature_type: str):

@@ -19,39 +19,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cartcast import runtime as runtime_module
-from infra.scheduler_standin import SchedulerStandIn
-from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.conftest import (
+    OPERATOR_KEY,
+    SCHEDULER_JOB,
+    START,
+    SWEEP_SCHEDULER_JOB,
+    make_app,
+    scheduler_port,
+)
 from tests.helpers import brand_body, dead_loopback_port, post_json
 
-JOB = "projects/shop-prod/locations/europe-west1/jobs/cartcast-publish_due_posts"
-SWEEP = "projects/shop-prod/locations/europe-west1/jobs/cartcast-sweep_missed_posts"
-PORTS = range(44100, 44200)
-
-
-def loopback_port() -> int:
-    """Return a free port of this suite's range on 127.0.0.1."""
-    for port in PORTS:
-        with contextlib.suppress(OSError), socket.socket() as probe:
-            probe.bind(("127.0.0.1", port))
-            return port
-    raise RuntimeError(f"no free port in {PORTS}")
-
 
 @pytest.fixture
-def scheduler():
-    with SchedulerStandIn(port=loopback_port()) as running:
-        running.add_job(JOB)
-        running.add_job(SWEEP)
-        yield running
-
-
-@pytest.fixture
-def client(function_env, monkeypatch, scheduler):
-    monkeypatch.setenv("CARTCAST_SCHEDULER_JOB", JOB)
-    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP)
-    monkeypatch.setenv("CARTCAST_SCHEDULER_ENDPOINT", scheduler.endpoint)
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
-    runtime_module.reset()
+def client(scheduler_env):
     return make_app("api", "http").test_client()
 
 
@@ -59,7 +39,10 @@ def test_the_operator_pauses_and_resumes_the_publish_and_sweep_jobs(
     client, scheduler
 ) -> None:
     paused = post_json(client, "/v1/publishing/pause", None, OPERATOR_KEY)
-    while_paused = (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP))
+    while_paused = (
+        scheduler.is_paused(SCHEDULER_JOB),
+        scheduler.is_paused(SWEEP_SCHEDULER_JOB),
+    )
     resumed = post_json(client, "/v1/publishing/resume", None, OPERATOR_KEY)
 
     assert paused.status_code == 200
@@ -67,25 +50,25 @@ def test_the_operator_pauses_and_resumes_the_publish_and_sweep_jobs(
         "paused": True,
         "paused_at": START.isoformat(),
         "paused_by": "operator",
-        "job": JOB,
+        "job": SCHEDULER_JOB,
         "state": "paused",
-        "sweep": {"job": SWEEP, "state": "paused"},
+        "sweep": {"job": SWEEP_SCHEDULER_JOB, "state": "paused"},
     }
     assert while_paused == (True, True)
     assert resumed.get_json() == {
         "paused": False,
         "paused_at": None,
         "paused_by": None,
-        "job": JOB,
+        "job": SCHEDULER_JOB,
         "state": "enabled",
-        "sweep": {"job": SWEEP, "state": "enabled"},
+        "sweep": {"job": SWEEP_SCHEDULER_JOB, "state": "enabled"},
     }
     # The publish job stops first and starts last: the sweep never runs alone.
     assert scheduler.calls == [
-        ("POST", f"/v1/{JOB}:pause"),
-        ("POST", f"/v1/{SWEEP}:pause"),
-        ("POST", f"/v1/{SWEEP}:resume"),
-        ("POST", f"/v1/{JOB}:resume"),
+        ("POST", f"/v1/{SCHEDULER_JOB}:pause"),
+        ("POST", f"/v1/{SWEEP_SCHEDULER_JOB}:pause"),
+        ("POST", f"/v1/{SWEEP_SCHEDULER_JOB}:resume"),
+        ("POST", f"/v1/{SCHEDULER_JOB}:resume"),
     ]
 
 
@@ -105,7 +88,7 @@ def test_without_a_sweep_job_the_pause_is_refused_before_any_call(
 def test_a_sweep_job_scheduler_does_not_know_is_named(
     client, scheduler, monkeypatch
 ) -> None:
-    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP + "-gone")
+    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP_SCHEDULER_JOB + "-gone")
     runtime_module.reset()
 
     response = post_json(client, "/v1/publishing/pause", None, OPERATOR_KEY)
@@ -138,7 +121,7 @@ def test_a_brand_key_may_not_touch_the_schedule(client, scheduler) -> None:
 def test_a_job_scheduler_does_not_know_is_a_409_with_its_answer(
     client, scheduler, monkeypatch
 ) -> None:
-    monkeypatch.setenv("CARTCAST_SCHEDULER_JOB", JOB + "-gone")
+    monkeypatch.setenv("CARTCAST_SCHEDULER_JOB", SCHEDULER_JOB + "-gone")
     runtime_module.reset()
 
     response = post_json(client, "/v1/publishing/pause", None, OPERATOR_KEY)
@@ -223,13 +206,16 @@ def test_the_scheduler_and_crisis_settings_load_with_their_defaults() -> None:
     loaded = settings.load(
         {
             "DATABASE_URL": "postgresql://x@127.0.0.1/db",
-            "CARTCAST_SCHEDULER_JOB": JOB,
-            "CARTCAST_SWEEP_SCHEDULER_JOB": SWEEP,
+            "CARTCAST_SCHEDULER_JOB": SCHEDULER_JOB,
+            "CARTCAST_SWEEP_SCHEDULER_JOB": SWEEP_SCHEDULER_JOB,
             "CARTCAST_SCHEDULER_ENDPOINT": "http://127.0.0.1:44100/",
         }
     )
 
-    assert (loaded.scheduler_job, loaded.sweep_scheduler_job) == (JOB, SWEEP)
+    assert (loaded.scheduler_job, loaded.sweep_scheduler_job) == (
+        SCHEDULER_JOB,
+        SWEEP_SCHEDULER_JOB,
+    )
     assert loaded.scheduler_endpoint == "http://127.0.0.1:44100"
     assert (loaded.crisis_window_min, loaded.crisis_min_mentions) == (60, 20)
     assert (loaded.crisis_factor, loaded.crisis_rise_pct) == (2.0, 20)
@@ -304,7 +290,9 @@ class _RefusingTokenExchange(BaseHTTPRequestHandler):
 @pytest.fixture
 def refusing_token_exchange() -> Iterator[str]:
     _RefusingTokenExchange.asked = []
-    server = ThreadingHTTPServer(("127.0.0.1", loopback_port()), _RefusingTokenExchange)
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", scheduler_port()), _RefusingTokenExchange
+    )
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     try:

@@ -22,9 +22,14 @@ import pytest
 from cartcast import publish_schedule, publishing, web
 from cartcast import runtime as runtime_module
 from cartcast.errors import Conflict, TransientError
-from infra.scheduler_standin import SchedulerStandIn
 from infra.x_sandbox import XSandbox
-from tests.conftest import OPERATOR_KEY, START, make_app
+from tests.conftest import (
+    OPERATOR_KEY,
+    SCHEDULER_JOB,
+    START,
+    SWEEP_SCHEDULER_JOB,
+    make_app,
+)
 from tests.helpers import (
     ALPHA,
     brand_body,
@@ -35,17 +40,8 @@ from tests.helpers import (
     tweets_sent,
 )
 from tests.test_event_functions import SHOP, api_get, tick
-from tests.test_publish_schedule import JOB, SWEEP, loopback_port
 
 WEEK_LATER = START + dt.timedelta(days=7)
-
-
-@pytest.fixture
-def scheduler():
-    with SchedulerStandIn(port=loopback_port()) as running:
-        running.add_job(JOB)
-        running.add_job(SWEEP)
-        yield running
 
 
 @pytest.fixture
@@ -56,14 +52,10 @@ def sandbox(clock_file):
 
 
 @pytest.fixture
-def env(function_env, monkeypatch, sandbox, scheduler):
+def env(scheduler_env, monkeypatch, sandbox):
     monkeypatch.setenv("X_API_BASE_URL", sandbox.base_url)
-    monkeypatch.setenv("CARTCAST_SCHEDULER_JOB", JOB)
-    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP)
-    monkeypatch.setenv("CARTCAST_SCHEDULER_ENDPOINT", scheduler.endpoint)
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
     runtime_module.reset()
-    return function_env
+    return scheduler_env
 
 
 @pytest.fixture
@@ -157,13 +149,13 @@ def test_a_pause_is_recorded_even_when_the_scheduler_refuses_and_a_retry_finishe
     api, brand_key, clock_file, sandbox, scheduler, monkeypatch
 ) -> None:
     clock_file.set(WEEK_LATER)
-    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP + "-gone")
+    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP_SCHEDULER_JOB + "-gone")
     runtime_module.reset()
 
     refused = operator(api, "/v1/publishing/pause")
     state = operator(api, "GET /v1/publishing/pause").get_json()
     ticked = tick("publish_due_posts", WEEK_LATER)
-    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP)
+    monkeypatch.setenv("CARTCAST_SWEEP_SCHEDULER_JOB", SWEEP_SCHEDULER_JOB)
     runtime_module.reset()
     again = operator(api, "/v1/publishing/pause")
 
@@ -175,7 +167,10 @@ def test_a_pause_is_recorded_even_when_the_scheduler_refuses_and_a_retry_finishe
     assert ticked.status_code == 200 and tweets_sent(sandbox) == 0
     assert again.status_code == 200
     assert again.get_json()["paused_at"] == state["paused_at"]
-    assert (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP)) == (True, True)
+    assert (
+        scheduler.is_paused(SCHEDULER_JOB),
+        scheduler.is_paused(SWEEP_SCHEDULER_JOB),
+    ) == (True, True)
 
 
 def test_a_pause_while_the_scheduler_is_down_still_holds_every_tick(
@@ -259,7 +254,10 @@ def test_a_resume_whose_database_step_fails_says_publishing_is_still_paused(
     with clearing_the_pause_fails():
         failed = operator(api, "/v1/publishing/resume")
     state = operator(api, "GET /v1/publishing/pause").get_json()
-    jobs_running = (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP))
+    jobs_running = (
+        scheduler.is_paused(SCHEDULER_JOB),
+        scheduler.is_paused(SWEEP_SCHEDULER_JOB),
+    )
     ticked = tick("publish_due_posts", WEEK_LATER)
     again = operator(api, "/v1/publishing/resume")
 
@@ -293,7 +291,10 @@ def test_pausing_and_resuming_twice_changes_nothing_the_second_time(
     assert resumed_again.get_json()["paused"] is False
     assert state.status_code == 200
     assert state.get_json() == {"paused": False, "paused_at": None, "paused_by": None}
-    assert (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP)) == (False, False)
+    assert (
+        scheduler.is_paused(SCHEDULER_JOB),
+        scheduler.is_paused(SWEEP_SCHEDULER_JOB),
+    ) == (False, False)
 
 
 def test_a_brand_key_may_not_read_the_deployment_pause(api, brand_key) -> None:
@@ -343,7 +344,7 @@ def test_the_console_status_page_shows_the_deployment_pause(
 def test_a_pause_and_a_resume_sent_at_once_leave_the_mark_and_both_jobs_agreeing(
     api, scheduler
 ) -> None:
-    held = scheduler.hold("pause", JOB)
+    held = scheduler.hold("pause", SCHEDULER_JOB)
     answers = []
     pausing = threading.Thread(
         target=lambda: answers.append(
@@ -360,7 +361,10 @@ def test_a_pause_and_a_resume_sent_at_once_leave_the_mark_and_both_jobs_agreeing
 
     assert arrived
     # The mark and both jobs agree: the pause that came first holds.
-    jobs = (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP))
+    jobs = (
+        scheduler.is_paused(SCHEDULER_JOB),
+        scheduler.is_paused(SWEEP_SCHEDULER_JOB),
+    )
     assert (state["paused"], *jobs) == (True, True, True)
     assert [answer.status_code for answer in answers] == [200]
     # The resume met the pause under way and changed nothing.
@@ -374,7 +378,7 @@ def test_a_pause_and_a_resume_sent_at_once_leave_the_mark_and_both_jobs_agreeing
 def test_a_resume_sent_again_once_the_pause_under_way_ends_resumes_everything(
     api, scheduler
 ) -> None:
-    held = scheduler.hold("pause", SWEEP)
+    held = scheduler.hold("pause", SWEEP_SCHEDULER_JOB)
     pausing = threading.Thread(
         target=operator, args=(api.application.test_client(), "/v1/publishing/pause")
     )
@@ -388,7 +392,10 @@ def test_a_resume_sent_again_once_the_pause_under_way_ends_resumes_everything(
 
     assert refused.status_code == 409
     assert resumed.status_code == 200 and resumed.get_json()["paused"] is False
-    assert (scheduler.is_paused(JOB), scheduler.is_paused(SWEEP)) == (False, False)
+    assert (
+        scheduler.is_paused(SCHEDULER_JOB),
+        scheduler.is_paused(SWEEP_SCHEDULER_JOB),
+    ) == (False, False)
 
 
 def due_times(brand_key: str) -> list[dt.datetime]:
