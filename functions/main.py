@@ -207,8 +207,9 @@ def _rollup_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
     """Roll the KPIs up, then carry out the data duties that are due: brands past
     their offboarding grace period, mention texts past their retention, the kept
     X ids of removed mentions no poll reaches any more, the addresses of failed
-    console sign-ins whose window is over, and tick claims past their keep."""
-    from cartcast import kpis, offboarding, retention, signin_limits
+    console sign-ins whose window is over, the console sign-outs of sessions
+    already expired, and tick claims past their keep."""
+    from cartcast import console_signouts, kpis, offboarding, retention, signin_limits
 
     outcome = kpis.rollup(current, as_of=as_of)
     now = current.clock.now()
@@ -216,6 +217,7 @@ def _rollup_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
     outcome.update(retention.sweep_old_mention_texts(current, now=now))
     outcome.update(retention.sweep_removed_mention_ids(current, now=now))
     outcome.update(signin_limits.sweep_past_windows(current, now=now))
+    outcome.update(console_signouts.sweep_expired(current, now=now))
     outcome.update(retention.sweep_handled_events(current, now=now))
     return outcome
 

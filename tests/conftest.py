@@ -32,8 +32,8 @@ START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 # is listed, or one test's marks would be rolled up by the next.
 TRUNCATE_ALL = (
     "TRUNCATE brands, cost_ledger, handled_events, gemini_calls, gemini_pause, "
-    "x_app_pauses, kpi_marks, console_signin_failures, publishing_pause, "
-    "publishing_resume CASCADE"
+    "x_app_pauses, kpi_marks, console_signin_failures, console_sessions_ended, "
+    "publishing_pause, publishing_resume CASCADE"
 )
 
 

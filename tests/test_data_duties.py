@@ -65,6 +65,8 @@ DEPLOYMENT_WIDE = {
     "publishing_resume",
     # Failed console sign-ins by client address: no brand is known for a wrong key.
     "console_signin_failures",
+    # Signed-out console sessions by a hash of their id: no brand is named (sql/056).
+    "console_sessions_ended",
 }
 # Names a brand without a foreign key; offboarding deletes its rows by name.
 BRAND_WITHOUT_FOREIGN_KEY = {"kpi_marks"}

@@ -118,7 +118,8 @@ NOTICES = {
     "resumed": "Publishing resumed.",
     "signed_out": "Signed out.",
     "expired": (
-        "Your session ended (it expired, or its key was revoked): sign in again."
+        "Your session ended (it expired, was signed out, or its key was revoked): "
+        "sign in again."
     ),
     "signin_again": "You are not signed in: sign in again.",
     "drafted": "Drafts written: they wait on the Approvals page.",
@@ -424,6 +425,11 @@ def _record_limited_sign_in(
 def sign_out(
     tx: Transaction, *, request: Any, runtime: Any, session: Session
 ) -> Response:
+    """End the session on the server, then clear the browser's cookie.
+
+    Clearing the cookie alone left any copy of it working until it expired.
+    """
+    console_session.sign_out(tx, session, now=runtime.clock.now())
     clear = console_session.cookie_header("", host=request.host, max_age_s=0)
     return _redirect("/console/signin?notice=signed_out", {"Set-Cookie": clear})
 

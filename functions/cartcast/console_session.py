@@ -1,10 +1,13 @@
 """Console sessions: a signed cookie after sign-in with a brand's API key.
 
-The cookie holds the SHA-256 of the key (never the key), a random CSRF nonce and
-the instant it expires, signed with HMAC-SHA256 under CARTCAST_CONSOLE_SECRET. Each
-request looks the key up again, so a revoked key ends its sessions at once, and so
-does the end of the brand's offboarding grace period (as for the API). Expiry
-is read from the runtime's clock, so a simulated week expires sessions too.
+The cookie holds the SHA-256 of the key (never the key), a random nonce and the
+instant it expires, signed with HMAC-SHA256 under CARTCAST_CONSOLE_SECRET. The
+nonce is the session's id: the CSRF token is drawn from it, and signing out records
+it (console_signouts.py) until the cookie would have expired, so a copy of a
+signed-out cookie is refused (decision 0089). Each request looks the key up again,
+so a revoked key ends its sessions at once, and so does the end of the brand's
+offboarding grace period (as for the API). Expiry is read from the runtime's
+clock, so a simulated week expires sessions too.
 
 What each role may do in the console is ROLE_PERMISSIONS, drawn from the API's
 ROUTE_ROLES (decision 0033): the pages offer only what it allows, and every form is
@@ -20,7 +23,7 @@ import hashlib
 import hmac
 import secrets
 
-from cartcast import api, keys, offboarding
+from cartcast import api, console_signouts, keys, offboarding
 from cartcast.db import Transaction
 from cartcast.errors import Forbidden, InvalidRequest, Unauthorized
 
@@ -70,11 +73,11 @@ PERMISSION_NAMES = {
 
 
 class SessionExpired(Unauthorized):
-    """The cookie is missing, forged, or past its expiry: sign in again.
+    """The cookie is missing, forged, signed out or past its expiry: sign in again.
 
     `notice` is the sign-in page's notice code (console.NOTICES) for a page that
-    had a cookie: "expired" for a session that ended (its time, its key, its
-    brand), "signin_again" for a cookie that was never one of ours, or was
+    had a cookie: "expired" for a session that ended (its time, a sign-out, its
+    key, its brand), "signin_again" for a cookie that was never one of ours, or was
     changed: it ended nothing, and the notice says no more than that.
     """
 
@@ -88,6 +91,8 @@ class Session:
     caller: keys.Caller
     csrf_token: str
     expires_at: dt.datetime
+    # The cookie's nonce: what a sign-out records, hashed. Kept out of reprs.
+    session_id: str = dataclasses.field(repr=False)
 
     def may(self, permission: str) -> bool:
         return permission in ROLE_PERMISSIONS.get(self.caller.role, frozenset())
@@ -124,7 +129,7 @@ def sign_in(
     expires_at = now + dt.timedelta(minutes=lifetime_min)
     nonce = secrets.token_urlsafe(16)
     value = _sign(f"{keys.hash_key(key)}.{nonce}.{int(expires_at.timestamp())}", secret)
-    return Session(caller, _csrf_token(nonce, secret), expires_at), value
+    return Session(caller, _csrf_token(nonce, secret), expires_at, nonce), value
 
 
 def read(
@@ -138,6 +143,8 @@ def read(
     expires_at = dt.datetime.fromtimestamp(int(expires), dt.UTC)
     if expires_at <= now:
         raise SessionExpired("your session expired; sign in again")
+    if console_signouts.is_signed_out(tx, session_id=nonce):
+        raise SessionExpired("this session was signed out; sign in again")
     row = tx.one(keys.SELECT_KEY, key_hash=key_hash)
     if row is None:
         raise SessionExpired("this key was revoked; sign in with another")
@@ -152,7 +159,14 @@ def read(
         raise SessionExpired(
             "this brand has left cartcast; its keys no longer sign in"
         ) from refused
-    return Session(caller, _csrf_token(nonce, secret), expires_at)
+    return Session(caller, _csrf_token(nonce, secret), expires_at, nonce)
+
+
+def sign_out(tx: Transaction, session: Session, *, now: dt.datetime) -> None:
+    """End the session on the server until its cookie would have expired."""
+    console_signouts.record(
+        tx, session_id=session.session_id, expires_at=session.expires_at, now=now
+    )
 
 
 def cookie_header(value: str, *, host: str, max_age_s: int) -> str:
