@@ -148,8 +148,6 @@ def read(
     row = tx.one(keys.SELECT_KEY, key_hash=key_hash)
     if row is None:
         raise SessionExpired("this key was revoked; sign in with another")
-    if tx.one(offboarding.PAST_GRACE, brand_id=str(row["brand_id"]), now=now):
-        raise SessionExpired("this brand is being offboarded; its keys are refused")
     caller = keys.Caller(
         brand_id=str(row["brand_id"]), key_name=row["name"], role=row["role"]
     )
