@@ -32,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -55,8 +56,27 @@ class ProductImage:
     media_type: str
 
 
-def fetch_image(url: str, *, timeout_s: float, loopback_only: bool) -> ProductImage:
-    """Read the image at `url` within the limits of the module docstring."""
+# Takes a host name and a port, returns the host's addresses as text.
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Return the addresses `host` resolves to, by getaddrinfo."""
+    found = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    return [str(sockaddr[0]) for *_, sockaddr in found]
+
+
+def fetch_image(
+    url: str,
+    *,
+    timeout_s: float,
+    loopback_only: bool,
+    resolve: Resolver = resolve_host,
+) -> ProductImage:
+    """Read the image at `url` within the limits of the module docstring.
+
+    `resolve` looks host names up; tests pass their own.
+    """
     import requests
 
     deadline = time.monotonic() + timeout_s * 3
@@ -67,7 +87,7 @@ def fetch_image(url: str, *, timeout_s: float, loopback_only: bool) -> ProductIm
         session.trust_env = False
         for _ in range(REDIRECTS_MAX + 1):
             url = _as_sent(url)
-            _refuse_address(url, loopback_only=loopback_only)
+            _refuse_address(url, loopback_only=loopback_only, resolve=resolve)
             try:
                 response = session.get(
                     url,
@@ -147,7 +167,7 @@ def _as_sent(url: str) -> str:
         ) from error
 
 
-def _refuse_address(url: str, *, loopback_only: bool) -> None:
+def _refuse_address(url: str, *, loopback_only: bool, resolve: Resolver) -> None:
     """Raise ImageUnavailable unless `url` is http(s) to an address we may reach."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -159,7 +179,7 @@ def _refuse_address(url: str, *, loopback_only: bool) -> None:
         )
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        found = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+        found = resolve(parts.hostname, port)
     except ValueError as error:
         raise ImageUnavailable(
             f"the product image URL is malformed: {error}"
@@ -169,8 +189,8 @@ def _refuse_address(url: str, *, loopback_only: bool) -> None:
             f"the product image's host did not resolve: {error}"
         ) from error
 
-    for *_, sockaddr in found:
-        address = ipaddress.ip_address(sockaddr[0])
+    for text in found:
+        address = ipaddress.ip_address(text)
         if address.version == 6 and address.ipv4_mapped:
             address = address.ipv4_mapped
         refused = (
