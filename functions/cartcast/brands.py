@@ -19,7 +19,7 @@ connected through X's OAuth flow instead (x_oauth.py), which also refreshes it.
 
 `alert_webhook_url` takes https only; http is accepted only to a loopback address
 when CARTCAST_ENV is local (the tests' receiver). An https URL whose host is an IP
-literal in a private, loopback or link-local range is refused too.
+literal that is no public unicast address is refused too (addresses.py).
 
 Setting a webhook URL (alerts or escalations, a new one or the same one again),
 or the escalation secret while a CRM URL is set, makes the brand's alerts or
@@ -42,6 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cartcast import (
+    addresses,
     alerts,
     audit,
     connections,
@@ -601,15 +602,7 @@ def _webhook_problem(url: str, environment: str) -> str | None:
                 return None
             return f"{host} names an internal address"
         return None
-    internal = (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_reserved
-        or address.is_unspecified
-        or address.is_multicast
-    )
-    if internal and not (address.is_loopback and environment == "local"):
+    if addresses.is_refused(address, allow_loopback=environment == "local"):
         return f"{address} is an internal address"
     return None
 
