@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 import struct
 import threading
 import zlib
@@ -13,6 +14,7 @@ import pytest
 
 from cartcast import images as images_module
 from cartcast import posts, publishing
+from cartcast.errors import TransientError
 from cartcast.post_kinds import DEFAULT_POLL_OPTIONS, POLL_QUESTION, split_thread
 from cartcast.post_text import linked_urls, weighted_length
 from infra.gemini_standin import GeminiStandIn
@@ -25,6 +27,8 @@ from tests.helpers import (
     make_brand,
     post_json,
     tweets_sent,
+    write_authority,
+    write_localhost_certificate,
 )
 
 LINK = "https://shop.example.com/products/mug?utm_source=x"
@@ -50,15 +54,22 @@ def tiny_png() -> bytes:
 class ImageServer:
     """A loopback store CDN: each path answers a status, a type and a body."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        address: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         routes = self.routes = {}
         locations = self.locations = {}
         self.hits: list[str] = []
-        hits = self.hits
+        self.hosts: list[str] = []
+        hits, hosts = self.hits, self.hosts
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 hits.append(self.path)
+                hosts.append(self.headers.get("Host", ""))
                 status, content_type, body = routes.get(
                     self.path, (404, "text/plain", b"no such image")
                 )
@@ -73,7 +84,9 @@ class ImageServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((address, port), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def serve(self, path: str, status: int, content_type: str, body: bytes) -> str:
@@ -611,3 +624,162 @@ def test_an_image_url_two_parsers_read_as_different_hosts_is_refused_unread(
         images_module.fetch_image(url, timeout_s=5, loopback_only=False)
 
     assert images.hits == []
+
+
+class ChangingResolver:
+    """Answers each lookup with the next list of addresses, the last one after."""
+
+    def __init__(self, *answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.asked: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append((host, port))
+        return self.answers[min(len(self.asked), len(self.answers)) - 1]
+
+
+@pytest.fixture
+def second_loopback(images):
+    """A second image server on 127.0.0.2, at the first one's port."""
+    running = ImageServer("127.0.0.2", images.server.server_port)
+    yield running
+    running.server.shutdown()
+
+
+# pytest-socket's --allow-hosts names 127.0.0.1 alone of the loopback block.
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_an_image_is_read_from_the_address_its_check_approved(
+    images, second_loopback
+) -> None:
+    # The brand's DNS answers 127.0.0.2 when the address is checked and
+    # 127.0.0.1 afterwards: only the checked address may be connected to, and
+    # the server there is still asked for the host the catalog named.
+    port = images.server.server_port
+    second_loopback.serve("/mug.png", 200, "image/png", tiny_png())
+    images.serve("/mug.png", 200, "image/png", b"\x89PNG not the checked one")
+    resolver = ChangingResolver(["127.0.0.2"], ["127.0.0.1"])
+
+    image = images_module.fetch_image(
+        f"http://localhost:{port}/mug.png",
+        timeout_s=5,
+        loopback_only=True,
+        resolve=resolver,
+    )
+
+    assert image.data == tiny_png()
+    assert images.hits == []
+    assert second_loopback.hosts == [f"localhost:{port}"]
+    assert resolver.asked == [("localhost", port)]
+
+
+def test_an_image_whose_name_resolves_to_shared_address_space_is_refused_unread(
+    images,
+) -> None:
+    # 100.64.0.0/10 may be a VPC subnet on Google Cloud. The resolver is the
+    # only one asked, so the request is refused before anything connects; were
+    # the name looked up again it would be loopback, where `images` would see it.
+    port = images.server.server_port
+    images.serve("/mug.png", 200, "image/png", tiny_png())
+    resolver = ChangingResolver(["100.64.0.1"])
+
+    with pytest.raises(images_module.ImageUnavailable, match="at 100.64.0.1"):
+        images_module.fetch_image(
+            f"http://localhost:{port}/mug.png",
+            timeout_s=5,
+            loopback_only=False,
+            resolve=resolver,
+        )
+
+    assert images.hits == []
+
+
+@pytest.fixture
+def tls_on_second_loopback(tmp_path, images):
+    """An https image server on 127.0.0.2 whose certificate names "localhost"
+    only, and the file of the authority that signed it."""
+    authority, certificate, key = write_authority(tmp_path, "image-ca")
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(write_localhost_certificate(tmp_path, certificate, key))
+    running = ImageServer("127.0.0.2", images.server.server_port, tls=server_tls)
+    running.serve("/mug.png", 200, "image/png", tiny_png())
+    yield running, str(authority)
+    running.server.shutdown()
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_an_https_image_on_the_checked_address_is_verified_for_its_own_name(
+    images, tls_on_second_loopback
+) -> None:
+    # The certificate names localhost, not 127.0.0.2: the handshake succeeds only
+    # when the name sent (SNI) and checked is the URL's host.
+    server, authority = tls_on_second_loopback
+    port = images.server.server_port
+    resolver = ChangingResolver(["127.0.0.2"], ["127.0.0.1"])
+
+    image = images_module.fetch_image(
+        f"https://localhost:{port}/mug.png",
+        timeout_s=5,
+        loopback_only=True,
+        resolve=resolver,
+        ca_file=authority,
+    )
+
+    assert image.data == tiny_png()
+    assert server.hosts == [f"localhost:{port}"] and images.hits == []
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_an_https_image_whose_certificate_does_not_name_its_host_is_not_read(
+    images, tls_on_second_loopback
+) -> None:
+    server, authority = tls_on_second_loopback
+    port = images.server.server_port
+
+    with pytest.raises(TransientError, match="could not be read"):
+        images_module.fetch_image(
+            f"https://127.0.0.2:{port}/mug.png",
+            timeout_s=5,
+            loopback_only=True,
+            ca_file=authority,
+        )
+
+    assert server.hits == []
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_a_redirect_is_read_from_the_address_checked_for_its_own_host(
+    images, second_loopback
+) -> None:
+    port = images.server.server_port
+    moved = images.redirect("/mug.png", f"http://localhost:{port}/new.png")
+    second_loopback.serve("/new.png", 200, "image/png", tiny_png())
+    images.serve("/new.png", 200, "image/png", b"\x89PNG not the checked one")
+    resolver = ChangingResolver(["127.0.0.1"], ["127.0.0.2"], ["127.0.0.1"])
+
+    image = images_module.fetch_image(
+        moved, timeout_s=5, loopback_only=True, resolve=resolver
+    )
+
+    assert image.data == tiny_png()
+    assert images.hits == ["/mug.png"] and second_loopback.hits == ["/new.png"]
+    assert resolver.asked == [("127.0.0.1", port), ("localhost", port)]
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_an_image_host_with_two_addresses_is_read_from_the_one_that_answers(
+    images,
+) -> None:
+    # Nothing listens on 127.0.0.2 at this port; as getaddrinfo's list is for
+    # any client, the next checked address is tried.
+    port = images.server.server_port
+    images.serve("/mug.png", 200, "image/png", tiny_png())
+    resolver = ChangingResolver(["127.0.0.2", "127.0.0.1"])
+
+    image = images_module.fetch_image(
+        f"http://localhost:{port}/mug.png",
+        timeout_s=5,
+        loopback_only=True,
+        resolve=resolver,
+    )
+
+    assert image.data == tiny_png() and images.hits == ["/mug.png"]

@@ -3,14 +3,19 @@
 The URL comes from a brand's catalog feed, so it is fetched with the care owed to
 any address a customer typed:
 
-- only http(s), and never to a link-local, multicast, reserved or unspecified
-  address (the cloud metadata server is link-local), nor a private or loopback one.
-  A local run (`loopback_only`) is the opposite: it reads from `localhost` or a
-  loopback address only, where the tests serve the image, and looks no other name
-  up, so the demo catalog's images on DummyJSON's CDN never draw a local run onto
-  the internet. Each of at most REDIRECTS_MAX redirects is checked the same way,
-  each URL as requests will send it (`_as_sent`), since urlsplit and urllib3 can
-  read two hosts from one string.
+- only http(s), and only to a public unicast address (addresses.py: never the
+  metadata server, a private, shared, loopback or reserved range, nor an IPv6
+  form wrapping one). A local run (`loopback_only`) is the opposite: it reads
+  from `localhost` or a loopback address only, where the tests serve the image,
+  and looks no other name up, so the demo catalog's images on DummyJSON's CDN
+  never draw a local run onto the internet.
+- the name is looked up once, and the connection goes to the address checked
+  (`_pinned_get`): a DNS answer that changes between check and connection
+  (rebinding) cannot move it. The Host header, TLS server name and certificate
+  check keep the URL's host; no proxy from the environment is used. Each of at
+  most REDIRECTS_MAX redirects is checked and pinned the same way, each URL as
+  requests would send it (`_as_sent`), since urlsplit and urllib3 can read two
+  hosts from one string.
 - one timeout for connecting and for each read, and a deadline of three such
   timeouts for the whole body, so a server that drips bytes cannot hold the run;
 - at most IMAGE_BYTES_MAX bytes of a JPEG, PNG, GIF or WEBP (what X takes as
@@ -21,28 +26,27 @@ any address a customer typed:
                                         a person must fix the catalog
     TransientError                      timeout, refused connection, 5xx, 429:
                                         the next publish run tries again
-
-Known gap: the address is checked before the request, and requests resolves the
-name again when it connects; a name whose DNS answer changes in between could still
-reach a refused address. Connecting to the checked address itself would remove it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
+from cartcast import addresses
 from cartcast.errors import PermanentError, TransientError
 
 # X's limit for images posted as tweet_image (docs.x.com, media best practices).
 IMAGE_BYTES_MAX = 5 * 1024 * 1024
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 REDIRECTS_MAX = 3
+DEFAULT_PORTS = {"http": 80, "https": 443}
 CHUNK_BYTES = 64 * 1024
 
 
@@ -72,49 +76,113 @@ def fetch_image(
     timeout_s: float,
     loopback_only: bool,
     resolve: Resolver = resolve_host,
+    ca_file: str | None = None,
 ) -> ProductImage:
     """Read the image at `url` within the limits of the module docstring.
 
-    `resolve` looks host names up; tests pass their own.
+    `resolve` looks host names up and `ca_file` names the certificate authorities
+    trusted (certifi's by default, as requests'); tests pass their own.
     """
-    import requests
-
     deadline = time.monotonic() + timeout_s * 3
-    with requests.Session() as session:
-        # The address checked is the one connected to: a proxy (HTTP_PROXY and its
-        # kin, which requests reads by default) would be sent the request instead,
-        # on loopback or not, and resolve the name itself past the check.
-        session.trust_env = False
-        for _ in range(REDIRECTS_MAX + 1):
-            url = _as_sent(url)
-            _refuse_address(url, loopback_only=loopback_only, resolve=resolve)
-            try:
-                response = session.get(
-                    url,
-                    stream=True,
-                    timeout=timeout_s,
-                    allow_redirects=False,
-                    headers={"Accept": ", ".join(sorted(IMAGE_TYPES))},
-                )
-            except requests.RequestException as error:
-                raise TransientError(
-                    f"the product image could not be read: {error}"
-                ) from error
-
-            with response:
-                if response.is_redirect:
-                    url = urljoin(url, response.headers.get("location", ""))
-                    continue
-                return _read_image(response, deadline)
+    for _ in range(REDIRECTS_MAX + 1):
+        url = _as_sent(url)
+        checked = _checked_addresses(url, loopback_only=loopback_only, resolve=resolve)
+        with _pinned_get(
+            url, checked, timeout_s=timeout_s, ca_file=ca_file
+        ) as response:
+            location = response.get_redirect_location()
+            if location:
+                url = urljoin(url, location)
+                continue
+            return _read_image(response, deadline)
     raise ImageUnavailable(
         f"the product image redirects more than {REDIRECTS_MAX} times"
     )
 
 
-def _read_image(response: Any, deadline: float) -> ProductImage:
-    import requests
+@contextlib.contextmanager
+def _pinned_get(
+    url: str, checked: Sequence[str], *, timeout_s: float, ca_file: str | None
+) -> Iterator[Any]:
+    """Open a GET of `url` on one of the `checked` addresses, tried in turn.
 
-    status = response.status_code
+    A pool made for the address itself never looks the name up again, and no
+    proxy from the environment (HTTP_PROXY and its kin) is consulted. The Host
+    header, the TLS server name and the certificate check all keep the URL's
+    host (urllib3 checks the certificate against `server_hostname`).
+    """
+    import urllib3
+
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {
+        "Host": parts.netloc.rpartition("@")[2],
+        "Accept": ", ".join(sorted(IMAGE_TYPES)),
+    }
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers.update(urllib3.make_headers(basic_auth=credentials))
+
+    last_error: Exception | None = None
+    for address in checked:
+        with contextlib.closing(
+            _pool_for(parts, address, timeout_s=timeout_s, ca_file=ca_file)
+        ) as pool:
+            try:
+                response = pool.urlopen(
+                    "GET",
+                    path,
+                    headers=headers,
+                    retries=False,
+                    redirect=False,
+                    assert_same_host=False,
+                    preload_content=False,
+                )
+            except urllib3.exceptions.ConnectTimeoutError as error:
+                # Covers a refused connection too; the next address may answer.
+                last_error = error
+                continue
+            except urllib3.exceptions.HTTPError as error:
+                raise TransientError(
+                    f"the product image could not be read: {error}"
+                ) from error
+            try:
+                yield response
+            finally:
+                response.release_conn()
+            return
+    raise TransientError(
+        f"the product image could not be read: {last_error}"
+    ) from last_error
+
+
+def _pool_for(
+    parts: SplitResult, address: str, *, timeout_s: float, ca_file: str | None
+) -> Any:
+    import urllib3
+
+    port = parts.port or DEFAULT_PORTS[parts.scheme]
+    timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
+    if parts.scheme == "http":
+        return urllib3.HTTPConnectionPool(address, port, timeout=timeout, maxsize=1)
+
+    import certifi
+
+    return urllib3.HTTPSConnectionPool(
+        address,
+        port,
+        timeout=timeout,
+        maxsize=1,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=ca_file or certifi.where(),
+        server_hostname=parts.hostname,
+    )
+
+
+def _read_image(response: Any, deadline: float) -> ProductImage:
+    import urllib3
+
+    status = response.status
     if status >= 500 or status == 429:
         raise TransientError(f"the product image's server answered {status}")
     if status != 200:
@@ -132,13 +200,13 @@ def _read_image(response: Any, deadline: float) -> ProductImage:
 
     data = bytearray()
     try:
-        for chunk in response.iter_content(CHUNK_BYTES):
+        for chunk in response.stream(CHUNK_BYTES):
             data += chunk
             if len(data) > IMAGE_BYTES_MAX:
                 raise ImageUnavailable(_too_large(len(data)))
             if time.monotonic() > deadline:
                 raise TransientError("the product image arrived too slowly")
-    except requests.RequestException as error:
+    except urllib3.exceptions.HTTPError as error:
         raise TransientError(f"the product image broke off: {error}") from error
     if not data:
         raise ImageUnavailable("the product image is empty")
@@ -150,7 +218,8 @@ def _too_large(size: int) -> str:
 
 
 def _as_sent(url: str) -> str:
-    """Return `url` as requests sends it, so the address checked is the one read.
+    """Return `url` as requests would send it, so the host checked is the one
+    any client reads from the catalog's string.
 
     The two parsers part ways on a backslash: "http://169.254.169.254\\@shop.example/"
     is shop.example to urlsplit (the host follows the last "@") and the metadata
@@ -167,10 +236,13 @@ def _as_sent(url: str) -> str:
         ) from error
 
 
-def _refuse_address(url: str, *, loopback_only: bool, resolve: Resolver) -> None:
-    """Raise ImageUnavailable unless `url` is http(s) to an address we may reach."""
+def _checked_addresses(
+    url: str, *, loopback_only: bool, resolve: Resolver
+) -> list[str]:
+    """Return the addresses of `url`'s host, or raise ImageUnavailable when it is
+    not http(s) or any address is one cartcast may not reach (addresses.py)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         raise ImageUnavailable(f"the product image URL is not http(s): {url[:100]!r}")
     if loopback_only and not _names_loopback(parts.hostname):
         raise ImageUnavailable(
@@ -178,8 +250,8 @@ def _refuse_address(url: str, *, loopback_only: bool, resolve: Resolver) -> None
             "local run (CARTCAST_ENV=local) reads images from loopback only"
         )
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        found = resolve(parts.hostname, port)
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+        found = list(resolve(parts.hostname, port))
     except ValueError as error:
         raise ImageUnavailable(
             f"the product image URL is malformed: {error}"
@@ -188,24 +260,21 @@ def _refuse_address(url: str, *, loopback_only: bool, resolve: Resolver) -> None
         raise TransientError(
             f"the product image's host did not resolve: {error}"
         ) from error
+    if not found:
+        raise TransientError("the product image's host did not resolve")
 
     for text in found:
         address = ipaddress.ip_address(text)
         if address.version == 6 and address.ipv4_mapped:
             address = address.ipv4_mapped
-        refused = (
-            address.is_link_local
-            or address.is_multicast
-            or address.is_reserved
-            or address.is_unspecified
-            or (not loopback_only and (address.is_private or address.is_loopback))
-            or (loopback_only and not address.is_loopback)
-        )
-        if refused:
+        if addresses.is_refused(address, allow_loopback=loopback_only) or (
+            loopback_only and not address.is_loopback
+        ):
             raise ImageUnavailable(
                 f"the product image's host {parts.hostname} is at {address}, an "
                 "address cartcast does not fetch from"
             )
+    return found
 
 
 def _names_loopback(hostname: str) -> bool:
