@@ -111,15 +111,16 @@ resource "google_pubsub_subscription_iam_member" "api_reads_dead_letters" {
 }
 
 # The operator's pause: api pauses and resumes the publish and sweep jobs
-# (publish_schedule.py). Cloud Scheduler has no per-job IAM, so a custom role with
-# only get, pause and resume (enable) replaces roles/cloudscheduler.admin, which
-# could also create jobs or rewrite their targets.
+# (publish_schedule.py calls pause_job and resume_job, nothing else). Cloud
+# Scheduler has no per-job IAM, so a custom role with only what those two need
+# replaces roles/cloudscheduler.admin, which could also create jobs or rewrite
+# their targets. Scheduler's REST reference names one permission per method:
+# jobs.pause for pause, jobs.enable for resume.
 resource "google_project_iam_custom_role" "publish_pause" {
   role_id     = "${replace(var.name_prefix, "-", "_")}_publish_pause"
   title       = "cartcast publish schedule pause"
-  description = "Read, pause and resume Cloud Scheduler jobs (the operator's pause of publishing)."
+  description = "Pause and resume Cloud Scheduler jobs (the operator's pause of publishing)."
   permissions = [
-    "cloudscheduler.jobs.get",
     "cloudscheduler.jobs.pause",
     "cloudscheduler.jobs.enable",
   ]

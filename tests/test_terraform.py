@@ -1587,7 +1587,6 @@ ALLOWED_GRANTS: dict[tuple[str, str], tuple[Any, ...]] = {
 }
 ALLOWED_CUSTOM_ROLES = {
     "publish_pause": [
-        "cloudscheduler.jobs.get",
         "cloudscheduler.jobs.pause",
         "cloudscheduler.jobs.enable",
     ]
@@ -1644,6 +1643,47 @@ def test_every_grant_is_on_the_allow_list_and_no_wider() -> None:
     assert tree.locals["staged_source_bucket"] == (
         "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
     )
+
+
+# The permission each Cloud Scheduler method needs, from its REST reference page
+# (cloud.google.com/scheduler/docs/reference/rest/v1/projects.locations.jobs/<verb>,
+# "Authorization requires the following IAM permission"): resume is jobs.enable.
+SCHEDULER_METHOD_PERMISSIONS = {
+    "get_job": "cloudscheduler.jobs.get",
+    "pause_job": "cloudscheduler.jobs.pause",
+    "resume_job": "cloudscheduler.jobs.enable",
+}
+
+
+def scheduler_methods_called() -> set[str]:
+    """The Scheduler client methods publish_schedule.py calls: `_call(client,
+    settings, "<method>", ...)` or `client.<method>(...)`."""
+    tree = ast.parse((PACKAGE / "publish_schedule.py").read_text())
+    called = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        if getattr(node.func, "id", None) == "_call" and len(node.args) > 2:
+            method = node.args[2]
+            assert isinstance(method, ast.Constant), ast.unparse(node)
+            called.add(method.value)
+        elif (
+            isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "client"
+        ):
+            called.add(node.func.attr)
+    return called
+
+
+def test_the_pause_role_holds_exactly_what_the_pause_calls_need() -> None:
+    called = scheduler_methods_called()
+    role = terraform_tree().resource("google_project_iam_custom_role", "publish_pause")
+
+    unknown = called - set(SCHEDULER_METHOD_PERMISSIONS)
+    assert unknown == set(), "add their permissions to SCHEDULER_METHOD_PERMISSIONS"
+    needed = {SCHEDULER_METHOD_PERMISSIONS[method] for method in called}
+    assert set(role["permissions"]) == needed
 
 
 def test_custom_roles_hold_only_their_listed_permissions() -> None:
