@@ -391,6 +391,14 @@ def test_variable_validations_refuse_bad_values(tmp_path: Path) -> None:
     assert re.search(r"Success! (\d+) passed, 0 failed", outcomes[1].stdout)
 
 
+def test_the_region_says_it_must_be_one_cloud_scheduler_runs_in() -> None:
+    # One region for the functions, Cloud SQL and the Scheduler jobs; Scheduler
+    # is offered in a subset of regions, so the choice is Scheduler's to narrow.
+    description = terraform_tree().variables["region"]["description"]
+
+    assert "https://cloud.google.com/scheduler/docs/locations" in description
+
+
 def test_every_variable_is_typed_and_described_and_every_output_described() -> None:
     tree = terraform_tree()
 
