@@ -79,9 +79,16 @@ locals {
   # token key and refresh them with the X app's OAuth client (decision 0030).
   x_token_functions = ["api", "generate_caption", "publish_due_posts", "poll_mentions", "rollup_kpis"]
   token_key_version = "${google_secret_manager_secret.token_key.id}/versions/latest"
+  # What each function is given: its secrets, less the ones the deployment has no
+  # value for. Cloud Run will not deploy a revision naming a secret without a
+  # version, so without Gemini (gemini_enabled = false) or an X app (x_client_id
+  # empty) README step 2 skips that secret and no function names it.
   granted_secrets = {
     for name, wanted in local.function_secrets :
-    name => [for env in wanted : env if env != "GEMINI_API_KEY" || var.gemini_enabled]
+    name => [
+      for env in wanted : env
+      if(env != "GEMINI_API_KEY" || var.gemini_enabled) && (env != "CARTCAST_X_CLIENT_SECRET" || var.x_client_id != "")
+    ]
   }
 
   # Settings that settings.load holds against GEMINI_API_KEY (with

@@ -169,7 +169,7 @@ variable "gemini_enabled" {
 
 variable "x_client_id" {
   type        = string
-  description = "The X app's OAuth 2.0 client id (X developer console, \"Keys and tokens\"); its client secret goes to Secret Manager. Empty: brands cannot connect their X accounts, and connecting answers 409 naming it."
+  description = "The X app's OAuth 2.0 client id (X developer console, \"Keys and tokens\"); its client secret goes to Secret Manager. Empty: brands cannot connect their X accounts, connecting answers 409 naming it, and no function is given the X client secret (so it needs no version)."
   default     = ""
 
   validation {

@@ -1745,6 +1745,56 @@ def test_a_setting_held_against_the_gemini_key_reaches_only_its_holders() -> Non
     assert "CARTCAST_SENTIMENT_ENGINE" in refused and "var.gemini_enabled" in refused
 
 
+def granted_secrets_for(tmp_path: Path, **variables: str) -> dict[str, list[str]]:
+    """Evaluate main.tf's granted_secrets with `terraform console` for these
+    variables (HCL literals), in a module of that local and its inputs alone."""
+    terraform = tool_or_skip(shutil.which("terraform"), "terraform")
+    text = (TERRAFORM / "main.tf").read_text()
+    wanted = [
+        re.search(rf"^  {name} = \{{\n.*?^  \}}\n", text, re.M | re.S)
+        for name in ("function_secrets", "granted_secrets")
+    ]
+    assert all(wanted), "main.tf lost function_secrets or granted_secrets"
+    module = tmp_path / "secrets"
+    module.mkdir(exist_ok=True)
+    declared = "".join(f'variable "{name}" {{}}\n' for name in variables)
+    blocks = "".join(match.group(0) for match in wanted if match)
+    (module / "main.tf").write_text(f"{declared}locals {{\n{blocks}}}\n")
+    arguments = [f"-var={name}={value}" for name, value in variables.items()]
+
+    console = subprocess.run(
+        isolated([terraform, f"-chdir={module}", "console", *arguments]),
+        input="jsonencode(local.granted_secrets)\n",
+        capture_output=True,
+        text=True,
+        env=offline_env(),
+        check=False,
+    )
+
+    assert console.returncode == 0, console.stderr
+    return json.loads(json.loads(console.stdout))
+
+
+def test_the_x_client_secret_is_mounted_only_with_an_x_app(tmp_path: Path) -> None:
+    # Cloud Run refuses a revision whose secret has no version: a deployment
+    # without an X app (x_client_id empty) adds no X client secret, so no function
+    # may name it, or none would deploy.
+    without_x = granted_secrets_for(tmp_path, x_client_id="", gemini_enabled="true")
+    with_x = granted_secrets_for(tmp_path, x_client_id="abc", gemini_enabled="true")
+    neither = granted_secrets_for(tmp_path, x_client_id="", gemini_enabled="false")
+
+    secret = "CARTCAST_X_CLIENT_SECRET"
+    assert [f for f, envs in without_x.items() if secret in envs] == []
+    assert {f for f, envs in with_x.items() if secret in envs} == {
+        f for f in entry_points() if secret in secret_env(f)
+    }
+    assert "GEMINI_API_KEY" in without_x["score_sentiment"]
+    assert all(
+        "GEMINI_API_KEY" not in envs and secret not in envs
+        for envs in neither.values()
+    )
+
+
 def test_the_database_tier_decides_the_edition() -> None:
     sql = terraform_tree().resource("google_sql_database_instance", "main")
     assert sql["settings"][0]["edition"] == "${local.database_edition}"
