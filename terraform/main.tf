@@ -63,11 +63,12 @@ locals {
   }
 
   # The secrets each function's code reads (tests/test_terraform.py derives the
-  # same from the code). generate_caption authenticates the operator too, and
-  # loads the api module, whose /console signs sessions with the console secret.
+  # same from the code). generate_caption runs api.handle_caption_request alone:
+  # it authenticates keys (the operator's too) and writes captions with Gemini,
+  # and never reaches the console's sessions or the X app's client.
   function_secrets = {
     api                = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET", "CARTCAST_X_CLIENT_SECRET"]
-    generate_caption   = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET", "CARTCAST_X_CLIENT_SECRET"]
+    generate_caption   = ["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY"]
     publish_due_posts  = ["CARTCAST_X_CLIENT_SECRET"]
     poll_mentions      = ["GEMINI_API_KEY", "CARTCAST_X_CLIENT_SECRET"]
     score_sentiment    = ["GEMINI_API_KEY"]
@@ -77,7 +78,7 @@ locals {
 
   # The functions that call X for a brand: they open its sealed tokens with the
   # token key and refresh them with the X app's OAuth client (decision 0030).
-  x_token_functions = ["api", "generate_caption", "publish_due_posts", "poll_mentions", "rollup_kpis"]
+  x_token_functions = ["api", "publish_due_posts", "poll_mentions", "rollup_kpis"]
   token_key_version = "${google_secret_manager_secret.token_key.id}/versions/latest"
   # What each function is given: its secrets, less the ones the deployment has no
   # value for. Cloud Run will not deploy a revision naming a secret without a
@@ -126,14 +127,9 @@ locals {
       # The console's status page reads it without consuming (iam.tf).
       CARTCAST_DEAD_LETTER_SUBSCRIPTION = google_pubsub_subscription.dead_letter.name
     }
-    # The same handlers as api (the operator's routes included), so the same names.
-    generate_caption = {
-      CARTCAST_SCHEDULER_JOB       = google_cloud_scheduler_job.tick["publish"].id
-      CARTCAST_SWEEP_SCHEDULER_JOB = google_cloud_scheduler_job.tick["sweep"].id
-      CARTCAST_X_CLIENT_ID         = var.x_client_id
-      CARTCAST_X_REDIRECT_URI      = var.x_redirect_uri
-      CARTCAST_TOKEN_KEY_SECRET    = local.token_key_version
-    }
+    # The caption handler alone: no Scheduler job, X app or token key (it calls
+    # no X API and pauses nothing), only the common set and its tuning.
+    generate_caption = {}
     # The three that POST to brands' webhooks start no POST after a quarter of
     # their timeout, and end at most one webhook timeout past it (delivery_budget.py).
     publish_due_posts = {

@@ -225,9 +225,19 @@ def cartcast_imports(tree: ast.AST) -> set[str]:
     return {name for name in found if (PACKAGE / f"{name}.py").exists()}
 
 
-def modules_reached(function: str) -> set[str]:
-    """Name every cartcast module the entry point can import: main.py's own
-    imports, those of the helpers it calls, and theirs in turn."""
+# Entry points that run one function of a module they import, traced from that
+# function instead of through the whole module. generate_caption imports the api
+# module for its caption handler alone: the module's other routes (the console,
+# the X OAuth flow, the operator's pause) never run in that function, and taking
+# the whole module would hand it their secrets and settings.
+ENTRY_DELEGATES = {"generate_caption": ("api", "handle_caption_request")}
+
+
+def code_reached(function: str) -> list[ast.AST]:
+    """The code the entry point can run: every cartcast module it can import
+    (main.py's own imports, those of the helpers it calls, and theirs in turn),
+    less the settings and runtime modules; for a delegating entry point
+    (ENTRY_DELEGATES), its module is followed call by call instead."""
     tree = ast.parse(MAIN.read_text())
     defs = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     module_level = ast.Module(
@@ -248,14 +258,89 @@ def modules_reached(function: str) -> set[str]:
     modules = cartcast_imports(module_level)
     for name in called:
         modules |= cartcast_imports(defs[name])
+    traced: list[ast.AST] = []
+    if function in ENTRY_DELEGATES:
+        module, start = ENTRY_DELEGATES[function]
+        assert module in modules, f"{function} no longer imports {module}"
+        modules.discard(module)
+        traced = calls_reached(module, start)
     pending = list(modules)
     while pending:
         module = pending.pop()
-        source = ast.parse((PACKAGE / f"{module}.py").read_text())
-        for imported in cartcast_imports(source) - modules:
+        for imported in cartcast_imports(parsed_module(module)) - modules:
             modules.add(imported)
             pending.append(imported)
-    return modules
+    whole = [parsed_module(module) for module in sorted(modules - SHARED_MODULES)]
+    return whole + traced
+
+
+@functools.cache
+def parsed_module(module: str) -> ast.Module:
+    return ast.parse((PACKAGE / f"{module}.py").read_text())
+
+
+def calls_reached(module: str, start: str) -> list[ast.AST]:
+    """Follow calls from one function of a cartcast module: the functions and
+    classes it names in its own module, `other.name` of a cartcast module it
+    imported and names imported from one, and so on; with the top-level
+    statements (constants, imports) of every module the calls pass through.
+
+    Calls on objects (runtime.gemini(), a returned client's methods) are not
+    followed: Runtime's members are read through runtime_accessors, and the
+    modules behind them (db, x, gemini, ...) are imported by main.py's runtime.
+    """
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    reached: dict[tuple[str, str], ast.AST] = {}
+    touched: set[str] = set()
+    pending = [(module, start)]
+    while pending:
+        where, name = pending.pop()
+        tree = parsed_module(where)
+        defs = {node.name: node for node in tree.body if isinstance(node, kinds)}
+        touched.add(where)
+        if (where, name) in reached or name not in defs:
+            continue
+        node = reached[(where, name)] = defs[name]
+        bound = imported_names(tree) | imported_names(node)
+        for used in ast.walk(node):
+            if isinstance(used, ast.Name) and used.id in defs:
+                pending.append((where, used.id))
+            elif isinstance(used, ast.Name) and used.id in bound:
+                pending.append(bound[used.id])
+            elif (
+                isinstance(used, ast.Attribute)
+                and isinstance(used.value, ast.Name)
+                and bound.get(used.value.id, ("", ""))[1] == ""
+                and used.value.id in bound
+            ):
+                pending.append((bound[used.value.id][0], used.attr))
+        touched |= {target for target, _ in bound.values()}
+    statements = [
+        ast.Module(
+            body=[
+                node for node in parsed_module(name).body if not isinstance(node, kinds)
+            ],
+            type_ignores=[],
+        )
+        for name in sorted(touched - SHARED_MODULES)
+    ]
+    return statements + list(reached.values())
+
+
+def imported_names(tree: ast.AST) -> dict[str, tuple[str, str]]:
+    """Map each name a piece of code binds by importing from cartcast to
+    (module, name): ("posts", "") for a module, ("db", "Transaction") for a name."""
+    bound = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom) or not node.module:
+            continue
+        for alias in node.names:
+            local = alias.asname or alias.name
+            if node.module == "cartcast" and (PACKAGE / f"{alias.name}.py").exists():
+                bound[local] = (alias.name, "")
+            elif node.module.startswith("cartcast."):
+                bound[local] = (node.module.split(".")[1], alias.name)
+    return bound
 
 
 def runtime_accessors(fields: set[str]) -> dict[str, set[str]]:
@@ -296,8 +381,7 @@ def fields_read_by(function: str) -> frozenset[str]:
     fields = {field.name for field in dataclasses.fields(settings.Settings)}
     accessors = runtime_accessors(fields)
     read = set(accessors["__init__"])
-    for module in modules_reached(function) - SHARED_MODULES:
-        source = ast.parse((PACKAGE / f"{module}.py").read_text())
+    for source in code_reached(function):
         attributes = {a.attr for a in ast.walk(source) if isinstance(a, ast.Attribute)}
         read |= attributes & fields
         for member, member_reads in accessors.items():
@@ -798,6 +882,35 @@ def test_secrets_reach_only_the_functions_whose_code_reads_them() -> None:
         assert secrets <= set(tree.locals["secrets"])
         # A secret the code reads is never in plain environment variables.
         assert not secrets & set(tree.locals["function_env"][function])
+
+
+def test_the_token_key_reaches_only_the_functions_whose_code_opens_tokens() -> None:
+    holders = {literal(name) for name in terraform_tree().locals["x_token_functions"]}
+
+    readers = {
+        f for f in entry_points() if "CARTCAST_TOKEN_KEY_SECRET" in env_read_by(f)
+    }
+
+    assert holders == readers
+
+
+def test_the_caption_function_is_traced_from_its_handler_alone() -> None:
+    # generate_caption loads the api module, but runs its caption handler only:
+    # the console's secret, the X app's client and the Scheduler jobs stay out.
+    read = env_read_by("generate_caption")
+
+    assert {"CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY"} <= read
+    assert {"CARTCAST_NEAR_DUPLICATE_THRESHOLD", "DB_USER"} <= read
+    assert not read & {
+        "CARTCAST_CONSOLE_SECRET",
+        "CARTCAST_X_CLIENT_ID",
+        "CARTCAST_X_CLIENT_SECRET",
+        "CARTCAST_TOKEN_KEY_SECRET",
+        "CARTCAST_SCHEDULER_JOB",
+    }
+    # The api function, which routes everything, still reads them all.
+    assert "CARTCAST_CONSOLE_SECRET" in env_read_by("api")
+    assert "CARTCAST_X_CLIENT_SECRET" in env_read_by("api")
 
 
 def test_local_only_settings_are_never_set_in_the_cloud() -> None:
@@ -1790,8 +1903,7 @@ def test_the_x_client_secret_is_mounted_only_with_an_x_app(tmp_path: Path) -> No
     }
     assert "GEMINI_API_KEY" in without_x["score_sentiment"]
     assert all(
-        "GEMINI_API_KEY" not in envs and secret not in envs
-        for envs in neither.values()
+        "GEMINI_API_KEY" not in envs and secret not in envs for envs in neither.values()
     )
 
 
