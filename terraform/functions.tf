@@ -93,6 +93,46 @@ resource "google_storage_bucket_object" "sql" {
   source = data.archive_file.sql.output_path
 }
 
+# The repository the builds push the functions' images to, instead of the
+# gcf-artifacts one Cloud Functions would create: a repository of our own takes
+# a grant on itself (iam.tf), where gcf-artifacts could only be reached by a
+# project-wide grant whose condition Artifact Registry does not evaluate. Same
+# project and region as the functions, DOCKER format: what build_config's
+# docker_repository accepts (Cloud Functions v2 API, BuildConfig).
+resource "google_artifact_registry_repository" "functions" {
+  #checkov:skip=CKV_GCP_84:Holds images of this open-source repository's code, no brand data; Google-managed encryption is enough and a CMEK key ring would outlive the deployment.
+  repository_id = "${var.name_prefix}-functions"
+  location      = var.region
+  format        = "DOCKER"
+  description   = "Images of the cartcast functions, one package per function."
+
+  # Each deploy of changed code is a new image of all seven functions. Keep the
+  # five newest of each (a rollback's worth; the serving one is always among
+  # them) and delete the rest once a month old. A version matching both is kept.
+  cleanup_policy_dry_run = false
+
+  cleanup_policies {
+    id     = "keep-five-newest"
+    action = "KEEP"
+
+    most_recent_versions {
+      keep_count = 5
+    }
+  }
+
+  cleanup_policies {
+    id     = "delete-after-30-days"
+    action = "DELETE"
+
+    condition {
+      tag_state  = "ANY"
+      older_than = "2592000s"
+    }
+  }
+
+  depends_on = [google_project_service.api]
+}
+
 resource "google_cloudfunctions2_function" "function" {
   for_each = local.functions
 
@@ -101,9 +141,10 @@ resource "google_cloudfunctions2_function" "function" {
   description = "cartcast ${each.key} (functions/main.py)"
 
   build_config {
-    runtime         = "python311"
-    entry_point     = each.key
-    service_account = google_service_account.build.id
+    runtime           = "python311"
+    entry_point       = each.key
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
     # Google's functions buildpack force-recompiles the source (`compileall -f`)
     # to find syntax errors, replacing the shipped bytecode; with SOURCE_DATE_EPOCH
     # set, Python writes it hash-based, so the image's normalised mtimes cannot
@@ -156,7 +197,7 @@ resource "google_cloudfunctions2_function" "function" {
   depends_on = [
     google_project_service.api,
     google_project_iam_member.build_writes_logs,
-    google_project_iam_member.build_pushes_images,
+    google_artifact_registry_repository_iam_member.build_pushes_images,
     google_storage_bucket_iam_member.build_reads_source,
     google_project_iam_member.build_reads_staged_source,
     google_secret_manager_secret_iam_member.function,

@@ -209,18 +209,17 @@ resource "google_project_iam_member" "build_writes_logs" {
   member  = google_service_account.build.member
 }
 
-# ...push the built image to the repository Cloud Functions creates for it
-# (gcf-artifacts, in the function's region)...
-resource "google_project_iam_member" "build_pushes_images" {
-  project = var.project_id
-  role    = "roles/artifactregistry.writer"
-  member  = google_service_account.build.member
-
-  condition {
-    title       = "gcf-artifacts only"
-    description = "The repository Cloud Functions builds push to."
-    expression  = "resource.name.startsWith('projects/${var.project_id}/locations/${var.region}/repositories/gcf-artifacts')"
-  }
+# ...push the built image to the functions' own repository (functions.tf), and
+# no other. Not a project-wide grant with a condition on the repository's name:
+# Artifact Registry is not among the services whose resource names IAM
+# conditions can test (cloud.google.com/iam/docs/conditions-resource-attributes),
+# so such a condition would match nothing and no build could push...
+resource "google_artifact_registry_repository_iam_member" "build_pushes_images" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.build.member
 }
 
 # ...and read the source archive: ours...

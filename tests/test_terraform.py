@@ -795,6 +795,50 @@ def test_functions_are_built_from_one_archive_named_by_its_content() -> None:
     assert ".sources.sha256" in condition
 
 
+def test_builds_push_to_a_repository_of_our_own_that_alone_the_build_may_write() -> (
+    None
+):
+    # IAM conditions on resource.name work only for the services Google lists
+    # (cloud.google.com/iam/docs/conditions-resource-attributes), and Artifact
+    # Registry is not among them: a project-wide writer conditioned on the
+    # gcf-artifacts name would match nothing, and no build could push. The
+    # repository is ours instead, and the grant is on it.
+    tree = terraform_tree()
+    build = tree.resource("google_cloudfunctions2_function", "function")[
+        "build_config"
+    ][0]
+    repository = tree.resource("google_artifact_registry_repository", "functions")
+    writer = tree.resource(
+        "google_artifact_registry_repository_iam_member", "build_pushes_images"
+    )
+
+    # projects/{project}/locations/{location}/repositories/{repository}, as the
+    # Cloud Functions API takes it, is the resource's id.
+    assert build["docker_repository"] == (
+        "${google_artifact_registry_repository.functions.id}"
+    )
+    assert repository["format"] == "DOCKER"
+    assert repository["location"] == "${var.region}"
+    assert (writer["role"], writer["member"]) == (
+        "roles/artifactregistry.writer",
+        "${google_service_account.build.member}",
+    )
+    assert (
+        writer["repository"] == "${google_artifact_registry_repository.functions.name}"
+    )
+    assert (
+        writer["location"]
+        == "${google_artifact_registry_repository.functions.location}"
+    )
+    project_wide = [
+        name
+        for (kind, name), body in tree.resources.items()
+        if kind == "google_project_iam_member"
+        and str(body.get("role", "")).startswith("roles/artifactregistry.")
+    ]
+    assert project_wide == []
+
+
 def test_http_functions_are_clients_and_event_functions_are_not() -> None:
     tree = terraform_tree()
 
@@ -1568,6 +1612,17 @@ PUBSUB_AGENT = "${local.pubsub_service_agent}"
 # (resource, name): (what it is granted on, role, member, for_each, condition).
 # A grant added, widened or moved fails here until this list says so, in review.
 ALLOWED_GRANTS: dict[tuple[str, str], tuple[Any, ...]] = {
+    # Builds push the functions' images to their own repository, and only there.
+    ("google_artifact_registry_repository_iam_member", "build_pushes_images"): (
+        {
+            "project": PROJECT,
+            "repository": "${google_artifact_registry_repository.functions.name}",
+        },
+        "roles/artifactregistry.writer",
+        BUILD,
+        None,
+        None,
+    ),
     ("google_cloud_run_v2_service_iam_member", "clients_invoke"): (
         {"project": PROJECT, "name": FUNCTION_SERVICE},
         "roles/run.invoker",
@@ -1588,14 +1643,6 @@ ALLOWED_GRANTS: dict[tuple[str, str], tuple[Any, ...]] = {
         '${google_service_account.function["api"].member}',
         None,
         None,
-    ),
-    ("google_project_iam_member", "build_pushes_images"): (
-        {"project": PROJECT},
-        "roles/artifactregistry.writer",
-        BUILD,
-        None,
-        "resource.name.startsWith('projects/${var.project_id}/locations/"
-        "${var.region}/repositories/gcf-artifacts')",
     ),
     ("google_project_iam_member", "build_reads_staged_source"): (
         {"project": PROJECT},
@@ -1714,6 +1761,7 @@ ALLOWED_CUSTOM_ROLES = {
 }
 GRANT_TARGETS = (
     "project",
+    "repository",
     "bucket",
     "topic",
     "subscription",
