@@ -14,7 +14,7 @@ variable "project_id" {
 
 variable "region" {
   type        = string
-  description = "Region of the functions, Cloud SQL, the Cloud Scheduler jobs and the migrations job, e.g. europe-west1. One region serves them all, and Cloud Scheduler runs in fewer regions than Cloud Run functions: pick one listed at https://cloud.google.com/scheduler/docs/locations, or the jobs cannot be created."
+  description = "Region of the functions, Cloud SQL, the Cloud Scheduler jobs, the functions' image repository and the migrations job, e.g. europe-west1. One region serves them all, and Cloud Scheduler runs in fewer regions than Cloud Run functions: pick one listed at https://cloud.google.com/scheduler/docs/locations, or the jobs cannot be created."
 
   validation {
     condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
