@@ -43,6 +43,45 @@ def test_an_applied_file_that_changed_stops_the_run(
     database.close()
 
 
+def test_a_file_numbered_below_the_highest_applied_is_refused_before_any_applies(
+    scratch_url: str, tmp_path: Path
+) -> None:
+    # A live database that has 001 and 003 would run a later 002 after 003, while a
+    # fresh one runs it before: the two would end up with different schemas.
+    database = db.connect_from_settings(_settings(scratch_url))
+    (tmp_path / "001_first.sql").write_text("CREATE TABLE a (id int);")
+    (tmp_path / "003_third.sql").write_text("CREATE TABLE c (id int);")
+    migrate.apply_migrations(database, tmp_path)
+    (tmp_path / "002_in_the_gap.sql").write_text("CREATE TABLE b (id int);")
+    (tmp_path / "004_next.sql").write_text("CREATE TABLE d (id int);")
+
+    with pytest.raises(ConfigurationError) as refused:
+        migrate.apply_migrations(database, tmp_path)
+
+    assert "002_in_the_gap.sql" in str(refused.value)
+    assert "highest applied is 003" in str(refused.value)
+    with database.transaction() as tx:
+        assert tx.scalar("SELECT to_regclass('b')") is None
+        assert tx.scalar("SELECT to_regclass('d')") is None
+        assert tx.scalar("SELECT count(*) FROM schema_migrations") == 2
+    database.close()
+
+
+def test_a_new_file_above_the_highest_applied_is_applied(
+    scratch_url: str, tmp_path: Path
+) -> None:
+    database = db.connect_from_settings(_settings(scratch_url))
+    (tmp_path / "001_first.sql").write_text("CREATE TABLE a (id int);")
+    (tmp_path / "003_third.sql").write_text("CREATE TABLE c (id int);")
+    migrate.apply_migrations(database, tmp_path)
+    (tmp_path / "004_next.sql").write_text("CREATE TABLE d (id int);")
+
+    applied = migrate.apply_migrations(database, tmp_path)
+
+    assert applied == ["004_next.sql"]
+    database.close()
+
+
 def test_a_failing_file_leaves_nothing_behind(scratch_url: str, tmp_path: Path) -> None:
     database = db.connect_from_settings(_settings(scratch_url))
     (tmp_path / "001_broken.sql").write_text("CREATE TABLE b (id int); SELECT nope;")

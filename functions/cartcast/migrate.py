@@ -4,7 +4,9 @@ Run as a command (`make migrate` locally, a job in the cloud), never on a cold s
 Each file is applied in its own transaction, under a transaction-level advisory lock,
 together with its row in `schema_migrations`: concurrent runners take turns, and a
 failed file leaves nothing behind. Applied files are append-only: a file whose text
-changed after it was applied stops the run.
+changed after it was applied stops the run, and so does an unapplied file numbered
+below the highest applied one: a live database would run it after that version and a
+fresh one before it, so the two would drift apart. New files take the next number up.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 SELECT_APPLIED = "SELECT checksum FROM schema_migrations WHERE version = :version"
+SELECT_HIGHEST_APPLIED = "SELECT max(version) FROM schema_migrations"
 RECORD_APPLIED = (
     "INSERT INTO schema_migrations (version, name, checksum) "
     "VALUES (:version, :name, :checksum)"
@@ -71,12 +74,28 @@ def apply_migrations(database: db.Database, sql_dir: Path) -> list[str]:
                         f"{path.name} changed after it was applied; add a new file"
                     )
                 continue
+            _refuse_out_of_order(tx, path.name, version)
             tx.execute(path.read_text())
             tx.execute(
                 RECORD_APPLIED, version=version, name=path.name, checksum=checksum
             )
         applied_now.append(path.name)
     return applied_now
+
+
+def _refuse_out_of_order(tx: db.Transaction, name: str, version: str) -> None:
+    """Stop before applying a file that fills a gap below the highest applied one.
+
+    Files are applied in order, so the first unapplied file is the one that trips
+    this, and nothing of the run has been applied when it does.
+    """
+    highest = tx.scalar(SELECT_HIGHEST_APPLIED)
+    if highest is not None and version < highest:
+        raise ConfigurationError(
+            f"{name} is not applied but the highest applied is {highest}: it would run "
+            f"after {highest} here and before it on a fresh database; "
+            f"renumber it above {highest}"
+        )
 
 
 def default_sql_dir() -> Path:
