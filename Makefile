@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requireme
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
 TFVARS ?= terraform/terraform.tfvars
+# Terraform stops on a -var-file that does not exist: with only TF_VAR_<name> set
+# there is none, so the flag is passed only when the file is there.
+TFVARS_FLAG = $(if $(wildcard $(TFVARS)),-var-file=$(abspath $(TFVARS)))
 # axe-core for the console's browser test, from npm (tests/browser/package-lock.json).
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 
@@ -104,12 +107,12 @@ deploy: $(STAMP) ## Deploy terraform/ to Google Cloud: guard, migrations job, pl
 	@mkdir -p terraform/.build
 	@$(PY) -m infra.function_source
 	terraform -chdir=terraform init -input=false
-	terraform -chdir=terraform apply -var-file=$(abspath $(TFVARS)) \
+	terraform -chdir=terraform apply $(TFVARS_FLAG) \
 		-target=google_cloud_run_v2_job.migrate
 	@job=$$(terraform -chdir=terraform output -raw migrations_job) && \
 		gcloud run jobs execute "$${job##*/}" --project "$$(echo $$job | cut -d/ -f2)" \
 		--region "$$(echo $$job | cut -d/ -f4)" --wait
-	terraform -chdir=terraform plan -input=false -var-file=$(abspath $(TFVARS)) \
+	terraform -chdir=terraform plan -input=false $(TFVARS_FLAG) \
 		-out=.build/deploy.tfplan
 	@printf "Apply this plan? Only 'yes' goes on: " && read -r answer && [ "$$answer" = yes ]
 	terraform -chdir=terraform apply -input=false .build/deploy.tfplan

@@ -97,7 +97,12 @@ def main(
     args = parser.parse_args(argv)
 
     if args.var_file is not None and not args.var_file.is_file():
-        print(f"deploy: no var file at {args.var_file}", file=sys.stderr)
+        # make passes Terraform no -var-file then; TF_VAR_<name> must do.
+        print(
+            f"deploy: no var file at {args.var_file}; using TF_VAR_<name> and "
+            "terraform/*.auto.tfvars",
+            file=sys.stderr,
+        )
     missing = missing_variables(
         args.var_file,
         os.environ if environ is None else environ,

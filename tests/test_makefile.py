@@ -126,3 +126,49 @@ def test_a_failed_install_stops_the_target_and_is_tried_again(tmp_path) -> None:
     assert run.returncode != 0
     assert "install: done" not in run.stderr
     assert installed_stamps(tree) == []
+
+
+def terraform_calls(plan: str) -> list[str]:
+    return [line for line in plan.splitlines() if line.startswith("terraform ")]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_deploy_with_only_tf_var_settings_passes_terraform_no_var_file(
+    tmp_path,
+) -> None:
+    # Terraform stops on a -var-file that does not exist, so someone who sets
+    # every variable as TF_VAR_<name> must not be handed the default path.
+    tree = installed_venv_tree(tmp_path)
+
+    plan = subprocess.run(
+        ["make", "-n", "deploy", "TFVARS=terraform/absent.tfvars"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    calls = terraform_calls(plan)
+    assert [call.split()[1] for call in calls] == ["-chdir=terraform"] * len(calls)
+    assert len(calls) >= 4
+    assert not [call for call in calls if "-var-file" in call]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_deploy_with_a_var_file_passes_it_to_every_plan_and_apply(tmp_path) -> None:
+    tree = installed_venv_tree(tmp_path)
+    var_file = tree / "terraform" / "prod.tfvars"
+    var_file.parent.mkdir()
+    var_file.write_text('project_id = "cartcast-prod-1"\n')
+
+    plan = subprocess.run(
+        ["make", "-n", "deploy", "TFVARS=terraform/prod.tfvars"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    given = [call for call in terraform_calls(plan) if "-var-file" in call]
+    assert [call.split()[2:3] for call in given] == [["apply"], ["plan"]]
+    assert all(f"-var-file={var_file}" in call for call in given)
