@@ -2096,6 +2096,22 @@ def test_the_first_deploy_creates_what_the_bootstrap_names() -> None:
     assert "google_secret_manager_secret.secret" in targets
 
 
+def test_the_prerequisites_name_the_role_that_may_create_custom_roles() -> None:
+    # google_project_iam_custom_role calls projects.roles.create, which needs
+    # iam.roles.create: in Role Administrator, not in Project IAM Admin.
+    readme = (REPO / "README.md").read_text()
+    prerequisites = readme[readme.index("### Prerequisites") :]
+    prerequisites = prerequisites[: prerequisites.index("\n### ")]
+    custom_roles = [
+        name
+        for kind, name in terraform_tree().resources
+        if kind == "google_project_iam_custom_role"
+    ]
+
+    assert custom_roles
+    assert "roles/iam.roleAdmin" in prerequisites
+
+
 def test_the_first_deploys_targeted_apply_stages_the_source_it_archives() -> None:
     # Step 1 targets the migrations job, whose script names the functions' archive:
     # Terraform reads data.archive_file.functions for it, and its precondition
