@@ -158,8 +158,17 @@ locals {
       CARTCAST_TOKEN_KEY_SECRET   = local.token_key_version
       CARTCAST_FUNCTION_TIMEOUT_S = tostring(var.functions["rollup_kpis"].timeout_s)
     }
-    drain_caption_jobs = {}
+    # A chunk started at the end of the budget lasts at most two Gemini calls and
+    # a pause (caption_drain.py); the margin is that pause and the chunk's writes.
+    drain_caption_jobs = {
+      CARTCAST_CAPTION_DRAIN_BUDGET_S = tostring(var.functions["drain_caption_jobs"].timeout_s - 2 * local.gemini_timeout_s - local.caption_chunk_margin_s)
+    }
   }
+
+  # GEMINI_TIMEOUT_S as the functions read it (settings.py's default when unset);
+  # variables.tf keeps the drain's budget at least 10 s with these.
+  gemini_timeout_s       = try(tonumber(var.settings["GEMINI_TIMEOUT_S"]), 20)
+  caption_chunk_margin_s = 20
 
   # A PostgreSQL IAM user is the service account's email without the domain.
   function_db_users = {

@@ -122,6 +122,13 @@ variable "functions" {
     ])
     error_message = "timeout_s must be 10 to 540 for event functions, 10 to 3600 for api and generate_caption."
   }
+
+  validation {
+    # main.tf sets drain_caption_jobs' CARTCAST_CAPTION_DRAIN_BUDGET_S to its
+    # timeout less two Gemini calls (GEMINI_TIMEOUT_S, 20 s unless set) and 20 s.
+    condition     = try(var.functions["drain_caption_jobs"].timeout_s, 180) - 2 * try(tonumber(var.settings["GEMINI_TIMEOUT_S"]), 20) - 20 >= 10
+    error_message = "drain_caption_jobs' timeout_s must be at least 2 × GEMINI_TIMEOUT_S + 30 (70 s by default): its caption budget is the timeout less two Gemini calls and 20 s, and must be 10 s or more."
+  }
 }
 
 variable "settings" {
@@ -141,7 +148,7 @@ variable "settings" {
     condition = length(setintersection(keys(var.settings), [
       # Wired by Terraform from the resources it creates.
       "CARTCAST_ENV", "CARTCAST_PUBSUB", "GOOGLE_CLOUD_PROJECT", "CLOUD_SQL_INSTANCE",
-      "DB_USER", "DB_NAME", "DB_IAM_AUTH", "CARTCAST_MENTIONS_TOPIC", "CARTCAST_MENTION_POLL_LEASE_S", "CARTCAST_WEBHOOK_BUDGET_S", "CARTCAST_FUNCTION_TIMEOUT_S",
+      "DB_USER", "DB_NAME", "DB_IAM_AUTH", "CARTCAST_MENTIONS_TOPIC", "CARTCAST_MENTION_POLL_LEASE_S", "CARTCAST_WEBHOOK_BUDGET_S", "CARTCAST_FUNCTION_TIMEOUT_S", "CARTCAST_CAPTION_DRAIN_BUDGET_S",
       "CARTCAST_SCHEDULER_JOB", "CARTCAST_SWEEP_SCHEDULER_JOB", "CARTCAST_DEAD_LETTER_SUBSCRIPTION",
       "CARTCAST_X_CLIENT_ID", "CARTCAST_X_REDIRECT_URI", "CARTCAST_TOKEN_KEY_SECRET",
       # Secrets: Secret Manager only.
@@ -151,7 +158,7 @@ variable "settings" {
       "GEMINI_BASE_URL", "CARTCAST_SCHEDULER_ENDPOINT", "CARTCAST_TOKEN_KEY_FILE",
       "CARTCAST_SECRET_MANAGER_ENDPOINT", "CARTCAST_X_AUTHORIZE_URL",
     ])) == 0
-    error_message = "settings must not set what Terraform wires (database, Pub/Sub and its dead-letter subscription, Scheduler jobs, the mention poll's lease, which is poll_mentions' timeout_s, the function timeout the tick claims read, and the webhook budget, a quarter of each function's), secrets, or local-only variables (DATABASE_URL, CARTCAST_CLOCK, CARTCAST_PUBSUB_PUSH, *_BASE_URL, CARTCAST_SCHEDULER_ENDPOINT, CARTCAST_TOKEN_KEY_FILE, CARTCAST_SECRET_MANAGER_ENDPOINT, CARTCAST_X_AUTHORIZE_URL)."
+    error_message = "settings must not set what Terraform wires (database, Pub/Sub and its dead-letter subscription, Scheduler jobs, the mention poll's lease, which is poll_mentions' timeout_s, the function timeout the tick claims read, the webhook budget, a quarter of each function's, and the caption drain's budget, from drain_caption_jobs' timeout_s), secrets, or local-only variables (DATABASE_URL, CARTCAST_CLOCK, CARTCAST_PUBSUB_PUSH, *_BASE_URL, CARTCAST_SCHEDULER_ENDPOINT, CARTCAST_TOKEN_KEY_FILE, CARTCAST_SECRET_MANAGER_ENDPOINT, CARTCAST_X_AUTHORIZE_URL)."
   }
 
   validation {

@@ -1145,6 +1145,30 @@ def test_the_webhook_budget_is_a_quarter_of_each_delivering_function_s_timeout(
     )
 
 
+def test_the_caption_drain_budget_leaves_two_gemini_calls_inside_the_timeout() -> None:
+    # A chunk started at the budget's end lasts at most two Gemini calls and a
+    # pause (caption_drain.py); retyped, a timeout lowered below the budget would
+    # cut a chunk mid-write. The defaults give the budget settings.py has.
+    env = terraform_tree().locals["function_env"]["drain_caption_jobs"]
+    timeout_s = terraform_tree().variables["functions"]["default"][
+        "drain_caption_jobs"
+    ]["timeout_s"]
+    defaults = settings.Settings(database_url="unused")
+
+    assert env["CARTCAST_CAPTION_DRAIN_BUDGET_S"] == (
+        '${tostring(var.functions["drain_caption_jobs"].timeout_s'
+        " - 2 * local.gemini_timeout_s - local.caption_chunk_margin_s)}"
+    )
+    assert terraform_tree().locals["gemini_timeout_s"] == (
+        '${try(tonumber(var.settings["GEMINI_TIMEOUT_S"]), '
+        f"{defaults.gemini_timeout_s:g})}}"
+    )
+    margin_s = terraform_tree().locals["caption_chunk_margin_s"]
+    assert timeout_s - 2 * defaults.gemini_timeout_s - margin_s == (
+        defaults.caption_drain_budget_s
+    )
+
+
 def test_every_event_function_receives_through_a_cartcast_push_subscription() -> None:
     tree = terraform_tree()
     subscribed = {s["function"] for s in tree.locals["subscriptions"].values()}

@@ -308,3 +308,37 @@ run "publish_silence_of_twenty_three_and_a_half_hours" {
     publish_silence_alert_s = 84600
   }
 }
+
+# drain_caption_jobs starts no chunk after CARTCAST_CAPTION_DRAIN_BUDGET_S, which
+# main.tf sets to its timeout less two Gemini calls and 20 s: at least 10 s remain.
+run "drain_timeout_with_no_room_for_a_budget" {
+  command = plan
+  variables {
+    functions = {
+      api                = { memory_mb = 512, timeout_s = 900, max_instances = 20 }
+      generate_caption   = { memory_mb = 512, timeout_s = 120, max_instances = 10 }
+      publish_due_posts  = { memory_mb = 1024, timeout_s = 300, max_instances = 3 }
+      poll_mentions      = { memory_mb = 512, timeout_s = 300, max_instances = 2 }
+      score_sentiment    = { memory_mb = 512, timeout_s = 120, max_instances = 5 }
+      rollup_kpis        = { memory_mb = 512, timeout_s = 300, max_instances = 1 }
+      drain_caption_jobs = { memory_mb = 512, timeout_s = 60, max_instances = 2 }
+    }
+  }
+  expect_failures = [var.functions]
+}
+
+run "drain_timeout_too_short_for_slower_gemini_calls" {
+  command = plan
+  variables {
+    settings = { GEMINI_TIMEOUT_S = "80" }
+  }
+  expect_failures = [var.functions]
+}
+
+run "settings_cannot_set_the_caption_drain_budget" {
+  command = plan
+  variables {
+    settings = { CARTCAST_CAPTION_DRAIN_BUDGET_S = "170" }
+  }
+  expect_failures = [var.settings]
+}
