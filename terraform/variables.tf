@@ -68,6 +68,24 @@ variable "schedules" {
     ])
     error_message = "Each schedule must be a five-field cron expression such as \"*/15 * * * *\"."
   }
+
+  validation {
+    # The missed-post sweep calls a post missed CARTCAST_MISSED_AFTER_S after it was
+    # due, and the silence alert fires after publish_silence_alert_s without a
+    # finished run: both count on at least three publish runs in the shorter of
+    # the two, every hour of every day, so one slow or failed run trips neither.
+    # Only "* * * * *" and "*/N * * * *" are accepted: their longest gap between
+    # runs is N minutes. Bounding the gap of a list, a range or restricted hours
+    # needs a cron parser, which HCL has not, so those are refused, not guessed.
+    condition = (
+      can(regex("^(\\*|\\*/[1-9][0-9]?) \\* \\* \\* \\*$", var.schedules.publish)) &&
+      3 * 60 * try(tonumber(regex("^\\*/([0-9]+) ", var.schedules.publish)[0]), 1) <= min(
+        var.publish_silence_alert_s,
+        try(tonumber(var.settings["CARTCAST_MISSED_AFTER_S"]), 900),
+      )
+    )
+    error_message = "schedules.publish must be \"* * * * *\" or \"*/N * * * *\" (every N minutes, all day, every day) with 3 × N minutes at most publish_silence_alert_s and settings CARTCAST_MISSED_AFTER_S (900 s each by default, so N up to 5): rarer runs make the sweep call every post missed and the silence alert fire between runs."
+  }
 }
 
 variable "functions" {

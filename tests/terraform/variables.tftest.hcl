@@ -309,6 +309,101 @@ run "publish_silence_of_twenty_three_and_a_half_hours" {
   }
 }
 
+# The missed-post sweep (CARTCAST_MISSED_AFTER_S, 900 s) and the silence alert
+# (publish_silence_alert_s, 900 s) count on at least three publish runs in the
+# shorter of the two, every hour of every day.
+run "publish_every_quarter_hour" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "*/15 * * * *"
+      sweep   = "*/15 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 * * * *"
+      drain   = "* * * * *"
+    }
+  }
+  expect_failures = [var.schedules]
+}
+
+run "publish_every_five_minutes" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "*/5 * * * *"
+      sweep   = "*/15 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 * * * *"
+      drain   = "* * * * *"
+    }
+  }
+}
+
+run "publish_in_office_hours_only" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "* 8-18 * * 1-5"
+      sweep   = "*/15 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 * * * *"
+      drain   = "* * * * *"
+    }
+  }
+  expect_failures = [var.schedules]
+}
+
+run "publish_at_listed_minutes" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "0,30 * * * *"
+      sweep   = "*/15 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 * * * *"
+      drain   = "* * * * *"
+    }
+  }
+  expect_failures = [var.schedules]
+}
+
+run "publish_every_quarter_hour_with_windows_of_an_hour" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "*/15 * * * *"
+      sweep   = "*/15 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 * * * *"
+      drain   = "* * * * *"
+    }
+    settings                = { CARTCAST_MISSED_AFTER_S = "3600" }
+    publish_silence_alert_s = 3600
+  }
+}
+
+run "publish_every_minute_with_the_shortest_silence" {
+  command = plan
+  variables {
+    publish_silence_alert_s = 300
+  }
+}
+
+run "publish_every_quarter_hour_with_only_the_silence_raised" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "*/15 * * * *"
+      sweep   = "*/15 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 * * * *"
+      drain   = "* * * * *"
+    }
+    publish_silence_alert_s = 3600
+  }
+  expect_failures = [var.schedules]
+}
+
 # drain_caption_jobs starts no chunk after CARTCAST_CAPTION_DRAIN_BUDGET_S, which
 # main.tf sets to its timeout less two Gemini calls and 20 s: at least 10 s remain.
 run "drain_timeout_with_no_room_for_a_budget" {
