@@ -2136,6 +2136,36 @@ def test_the_prerequisites_name_the_role_that_may_create_custom_roles() -> None:
     assert "roles/iam.roleAdmin" in prerequisites
 
 
+def test_the_readme_names_every_setting_terraform_wires_and_where() -> None:
+    # The deploy section's "Settings." paragraph is what an operator reads to know
+    # which settings the `settings` map may not carry, and which function gets each.
+    readme = (REPO / "README.md").read_text()
+    paragraph = readme[readme.index("**Settings.** Terraform") :]
+    paragraph = paragraph[: paragraph.index("\n\n")]
+    tree = terraform_tree()
+    wired = set(tree.locals["common_env"]) | {"DB_USER"}
+    for env in tree.locals["function_env"].values():
+        wired |= set(env)
+
+    assert sorted(name for name in wired if f"`{name}" not in paragraph) == []
+    for function, env in tree.locals["function_env"].items():
+        if env:
+            assert f"`{function}`" in paragraph, function
+
+
+def test_a_release_that_adds_a_function_says_to_run_the_bootstrap_again() -> None:
+    # Only database_bootstrap_sql makes a function's database user a member of
+    # cartcast_app: a function added later is denied every table until it runs.
+    readme = (REPO / "README.md").read_text()
+    later = readme[readme.index("### Every later deploy") :]
+    later = later[: later.index("\n### ")]
+    output = terraform_tree().outputs["database_bootstrap_sql"]["value"]
+
+    assert "GRANT cartcast_app TO" in output
+    assert "database_bootstrap_sql" in later
+    assert "-target=google_sql_user.function" in later
+
+
 def test_the_first_deploys_targeted_apply_stages_the_source_it_archives() -> None:
     # Step 1 targets the migrations job, whose script names the functions' archive:
     # Terraform reads data.archive_file.functions for it, and its precondition
