@@ -10,12 +10,11 @@ any address a customer typed:
   and looks no other name up, so the demo catalog's images on DummyJSON's CDN
   never draw a local run onto the internet.
 - the name is looked up once, and the connection goes to the address checked
-  (`_pinned_get`): a DNS answer that changes between check and connection
-  (rebinding) cannot move it. The Host header, TLS server name and certificate
-  check keep the URL's host; no proxy from the environment is used. Each of at
-  most REDIRECTS_MAX redirects is checked and pinned the same way, each URL as
-  requests would send it (`_as_sent`), since urlsplit and urllib3 can read two
-  hosts from one string.
+  (pinned_http.py, as webhook deliveries do): a DNS answer that changes between
+  check and connection (rebinding) cannot move it. Each of at most REDIRECTS_MAX
+  redirects is checked and pinned the same way, each URL as requests would send
+  it (`pinned_http.as_sent`), since urlsplit and urllib3 can read two hosts from
+  one string.
 - one timeout for connecting and for each read, and a deadline of three such
   timeouts for the whole body, so a server that drips bytes cannot hold the run;
 - at most IMAGE_BYTES_MAX bytes of a JPEG, PNG, GIF or WEBP (what X takes as
@@ -30,16 +29,13 @@ any address a customer typed:
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
-from cartcast import addresses
+from cartcast import addresses, pinned_http
 from cartcast.errors import PermanentError, TransientError
 
 # X's limit for images posted as tweet_image (docs.x.com, media best practices).
@@ -60,35 +56,32 @@ class ProductImage:
     media_type: str
 
 
-# Takes a host name and a port, returns the host's addresses as text.
-Resolver = Callable[[str, int], Sequence[str]]
-
-
-def resolve_host(host: str, port: int) -> list[str]:
-    """Return the addresses `host` resolves to, by getaddrinfo."""
-    found = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    return [str(sockaddr[0]) for *_, sockaddr in found]
-
-
 def fetch_image(
     url: str,
     *,
     timeout_s: float,
     loopback_only: bool,
-    resolve: Resolver = resolve_host,
+    resolve: pinned_http.Resolver | None = None,
     ca_file: str | None = None,
 ) -> ProductImage:
     """Read the image at `url` within the limits of the module docstring.
 
-    `resolve` looks host names up and `ca_file` names the certificate authorities
-    trusted (certifi's by default, as requests'); tests pass their own.
+    `resolve` looks host names up (getaddrinfo when None) and `ca_file` names the
+    certificate authorities trusted (certifi's by default, as requests'); tests
+    pass their own.
     """
     deadline = time.monotonic() + timeout_s * 3
     for _ in range(REDIRECTS_MAX + 1):
         url = _as_sent(url)
         checked = _checked_addresses(url, loopback_only=loopback_only, resolve=resolve)
-        with _pinned_get(
-            url, checked, timeout_s=timeout_s, ca_file=ca_file
+        with pinned_http.pinned_request(
+            "GET",
+            url,
+            checked,
+            headers={"Accept": ", ".join(sorted(IMAGE_TYPES))},
+            timeout_s=timeout_s,
+            ca_file=ca_file,
+            what="the product image",
         ) as response:
             location = response.get_redirect_location()
             if location:
@@ -97,85 +90,6 @@ def fetch_image(
             return _read_image(response, deadline)
     raise ImageUnavailable(
         f"the product image redirects more than {REDIRECTS_MAX} times"
-    )
-
-
-@contextlib.contextmanager
-def _pinned_get(
-    url: str, checked: Sequence[str], *, timeout_s: float, ca_file: str | None
-) -> Iterator[Any]:
-    """Open a GET of `url` on one of the `checked` addresses, tried in turn.
-
-    A pool made for the address itself never looks the name up again, and no
-    proxy from the environment (HTTP_PROXY and its kin) is consulted. The Host
-    header, the TLS server name and the certificate check all keep the URL's
-    host (urllib3 checks the certificate against `server_hostname`).
-    """
-    import urllib3
-
-    parts = urlsplit(url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    headers = {
-        "Host": parts.netloc.rpartition("@")[2],
-        "Accept": ", ".join(sorted(IMAGE_TYPES)),
-    }
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        headers.update(urllib3.make_headers(basic_auth=credentials))
-
-    last_error: Exception | None = None
-    for address in checked:
-        with contextlib.closing(
-            _pool_for(parts, address, timeout_s=timeout_s, ca_file=ca_file)
-        ) as pool:
-            try:
-                response = pool.urlopen(
-                    "GET",
-                    path,
-                    headers=headers,
-                    retries=False,
-                    redirect=False,
-                    assert_same_host=False,
-                    preload_content=False,
-                )
-            except urllib3.exceptions.ConnectTimeoutError as error:
-                # Covers a refused connection too; the next address may answer.
-                last_error = error
-                continue
-            except urllib3.exceptions.HTTPError as error:
-                raise TransientError(
-                    f"the product image could not be read: {error}"
-                ) from error
-            try:
-                yield response
-            finally:
-                response.release_conn()
-            return
-    raise TransientError(
-        f"the product image could not be read: {last_error}"
-    ) from last_error
-
-
-def _pool_for(
-    parts: SplitResult, address: str, *, timeout_s: float, ca_file: str | None
-) -> Any:
-    import urllib3
-
-    port = parts.port or DEFAULT_PORTS[parts.scheme]
-    timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
-    if parts.scheme == "http":
-        return urllib3.HTTPConnectionPool(address, port, timeout=timeout, maxsize=1)
-
-    import certifi
-
-    return urllib3.HTTPSConnectionPool(
-        address,
-        port,
-        timeout=timeout,
-        maxsize=1,
-        cert_reqs="CERT_REQUIRED",
-        ca_certs=ca_file or certifi.where(),
-        server_hostname=parts.hostname,
     )
 
 
@@ -218,31 +132,21 @@ def _too_large(size: int) -> str:
 
 
 def _as_sent(url: str) -> str:
-    """Return `url` as requests would send it, so the host checked is the one
-    any client reads from the catalog's string.
-
-    The two parsers part ways on a backslash: "http://169.254.169.254\\@shop.example/"
-    is shop.example to urlsplit (the host follows the last "@") and the metadata
-    server to urllib3 (the authority ends at the backslash). Prepared, the
-    backslash is escaped into the path and both read the metadata server.
-    """
-    import requests
-
     try:
-        return requests.Request("GET", url).prepare().url or ""
-    except (requests.RequestException, ValueError) as error:
+        return pinned_http.as_sent(url)
+    except pinned_http.HostMalformed as error:
         raise ImageUnavailable(
             f"the product image URL is malformed: {url[:100]!r}"
         ) from error
 
 
 def _checked_addresses(
-    url: str, *, loopback_only: bool, resolve: Resolver
+    url: str, *, loopback_only: bool, resolve: pinned_http.Resolver | None
 ) -> list[str]:
     """Return the addresses of `url`'s host, or raise ImageUnavailable when it is
     not http(s) or any address is one cartcast may not reach (addresses.py)."""
     parts = urlsplit(url)
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+    if parts.scheme not in pinned_http.DEFAULT_PORTS or not parts.hostname:
         raise ImageUnavailable(f"the product image URL is not http(s): {url[:100]!r}")
     if loopback_only and not _names_loopback(parts.hostname):
         raise ImageUnavailable(
@@ -250,31 +154,37 @@ def _checked_addresses(
             "local run (CARTCAST_ENV=local) reads images from loopback only"
         )
     try:
-        port = parts.port or DEFAULT_PORTS[parts.scheme]
-        found = list(resolve(parts.hostname, port))
-    except ValueError as error:
+        found = pinned_http.checked_addresses(
+            parts.hostname,
+            pinned_http.port_of(parts),
+            allow_loopback=loopback_only,
+            resolve=resolve,
+        )
+    except pinned_http.HostMalformed as error:
         raise ImageUnavailable(
             f"the product image URL is malformed: {error}"
         ) from error
-    except OSError as error:
+    except pinned_http.AddressRefused as error:
+        raise _refused(parts.hostname, error.address) from error
+    except TransientError as error:
         raise TransientError(
             f"the product image's host did not resolve: {error}"
         ) from error
-    if not found:
-        raise TransientError("the product image's host did not resolve")
 
     for text in found:
         address = ipaddress.ip_address(text)
         if address.version == 6 and address.ipv4_mapped:
             address = address.ipv4_mapped
-        if addresses.is_refused(address, allow_loopback=loopback_only) or (
-            loopback_only and not address.is_loopback
-        ):
-            raise ImageUnavailable(
-                f"the product image's host {parts.hostname} is at {address}, an "
-                "address cartcast does not fetch from"
-            )
+        if not address.is_loopback and loopback_only:
+            raise _refused(parts.hostname, address)
     return found
+
+
+def _refused(hostname: str, address: addresses.Address) -> ImageUnavailable:
+    return ImageUnavailable(
+        f"the product image's host {hostname} is at {address}, an address "
+        "cartcast does not fetch from"
+    )
 
 
 def _names_loopback(hostname: str) -> bool:
