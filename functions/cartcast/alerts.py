@@ -6,24 +6,28 @@ An alert is keyed by (brand, kind, episode): raising the same episode again, fro
 another post or another run, is a no-op, so forty posts refused for one revoked
 token make one alert, not forty.
 
-`deliver_pending` runs after a publish run's posts and after each poll tick, and
-a scoring run (score_sentiment), where a crisis starts, sends the alerts never
-tried: a crisis alert waits for no publish tick, which the operator's pause may
-stop. It POSTs each undelivered alert to the brand's `alert_webhook_url` as
-Slack-compatible JSON (`{"text": ...}`), with CARTCAST_ALERT_TIMEOUT_S. A webhook
-that fails or times out keeps the alert, which only the ticks try again, and not
-before CARTCAST_ALERT_RETRY_BASE_S has passed, doubled each attempt up to an hour
+`deliver_pending` runs after a publish run's posts and after each poll tick, and a
+scoring run (score_sentiment), where a crisis starts, sends the alerts never tried:
+a crisis alert waits for no publish tick, which the operator's pause may stop. It
+POSTs each undelivered alert to the brand's `alert_webhook_url` as Slack-compatible
+JSON (`{"text": ...}`), with CARTCAST_ALERT_TIMEOUT_S. A webhook that fails or times
+out keeps the alert, which only the ticks try again, and not before
+CARTCAST_ALERT_RETRY_BASE_S has passed, doubled each attempt up to an hour
 (retries.webhook_retry_delay, the escalations' policy): scoring runs, dozens a
-minute on a busy day, never wait out a dead webhook's timeout, and the ticks do
-so once per back-off. One failing webhook is tried once per run (its other due
-alerts wait for the next), and a run takes each brand's oldest due alert, the
-least tried first, before any brand's second, so no backlog holds another
-brand's back. A run starts no POST past its time budget (delivery_budget.py),
-which a scoring run shares with its escalations; the alerts it leaves stay due for
-the next run. Past CARTCAST_ALERT_MAX_AGE_S an alert is abandoned with an ERROR
-line. A brand with no webhook gets a WARNING log line instead. Delivery is at
-least once: a run that dies between the webhook's answer and the commit sends the
-alert again next time.
+minute on a busy day, never wait out a dead webhook's timeout, and the ticks do so
+once per back-off. One failing webhook is tried once per run (its other due alerts
+wait for the next), and a run takes each brand's oldest due alert, the least tried
+first, before any brand's second, so no backlog holds another brand's back. Each
+POST looks the webhook's host up and goes to the address checked (webhooks.py); a
+host at an address cartcast does not reach (the metadata server, a private or VPC
+range; loopback outside a local run) is refused before anything is sent, and the
+alert abandoned at once with an ERROR line and `last_error` "webhook refused: ...":
+no retry reaches another address. A run starts no POST past its time budget
+(delivery_budget.py), which a scoring run shares with its escalations; the alerts it
+leaves stay due for the next run. Past CARTCAST_ALERT_MAX_AGE_S an alert is
+abandoned with an ERROR line. A brand with no webhook gets a WARNING log line
+instead. Delivery is at least once: a run that dies between the webhook's answer and
+the commit sends the alert again next time.
 
 An owner who sets the webhook URL (a new one, or the same one again once it works)
 ends the back-off of the brand's waiting alerts (`end_back_off`, called by
@@ -35,12 +39,14 @@ the brand's people still want it, and a new webhook should not start with it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from cartcast.db import Transaction
 from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
+from cartcast.webhooks import WebhookRefused, post_webhook
 
 ALERTS_PER_RUN = 20
 ERROR_LENGTH_MAX = 500
@@ -87,6 +93,10 @@ UPDATE alert_outbox SET attempts = attempts + 1, last_error = :error,
 WHERE id = :id
 """
 MARK_ABANDONED = "UPDATE alert_outbox SET abandoned_at = :now WHERE id = :id"
+# Nothing was sent, so no attempt is counted.
+MARK_REFUSED = """
+UPDATE alert_outbox SET abandoned_at = :now, last_error = :error WHERE id = :id
+"""
 # Only the alerts waiting out a back-off: one already due keeps its place in line.
 END_BACK_OFF = """
 UPDATE alert_outbox SET next_attempt_at = :now
@@ -212,7 +222,18 @@ def _deliver_one(runtime: Any, alert_id: int, failed_webhooks: set[str]) -> str 
             tx.execute(MARK_ABANDONED, id=alert_id, now=now)
             return "alerts_failed"
 
-        problem = _post_webhook(url, alert["text"], runtime.settings.alert_timeout_s)
+        try:
+            problem = _post_webhook(runtime, url, alert["text"])
+        except WebhookRefused as error:
+            reason = f"webhook refused: {error}"
+            tx.execute(
+                MARK_REFUSED, id=alert_id, now=now, error=reason[:ERROR_LENGTH_MAX]
+            )
+            runtime.log.error(
+                "alert abandoned: its webhook is refused",
+                extra=fields(**log_fields, reason=reason),
+            )
+            return "alerts_failed"
         if problem is None:
             tx.execute(
                 MARK_DELIVERED, id=alert_id, now=now, channel="webhook", attempted=1
@@ -235,25 +256,16 @@ def _deliver_one(runtime: Any, alert_id: int, failed_webhooks: set[str]) -> str 
     return "alerts_failed"
 
 
-def _post_webhook(url: str, text: str, timeout_s: float) -> str | None:
-    """POST `{"text": text}` to a Slack-compatible webhook; return the problem."""
-    import requests
+def _post_webhook(runtime: Any, url: str, text: str) -> str | None:
+    """POST `{"text": text}` to a Slack-compatible webhook; return the problem.
 
-    try:
-        # No redirects: a webhook answers itself, and a redirect could lead to
-        # an address the URL's validation never saw.
-        # Streamed and closed unread, as escalations.py does: the status is the
-        # answer, and a slow body after a 2xx must not fail the alert.
-        with requests.post(
-            url,
-            json={"text": text},
-            timeout=timeout_s,
-            allow_redirects=False,
-            stream=True,
-        ) as answer:
-            status = answer.status_code
-    except requests.RequestException as error:
-        return f"webhook unreachable: {type(error).__name__}"
-    if not 200 <= status < 300:
-        return f"webhook answered {status}"
-    return None
+    Raises:
+        WebhookRefused: nothing was sent, and nothing will be to this URL.
+    """
+    return post_webhook(
+        runtime,
+        url,
+        json.dumps({"text": text}).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+        timeout_s=runtime.settings.alert_timeout_s,
+    )

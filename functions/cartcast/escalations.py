@@ -15,16 +15,20 @@ constant time and refuses a `t` too far from its clock, which stops a replay of
 an old delivery. The body is fixed when the row is queued, so every retry signs
 the same bytes under a fresh timestamp.
 
-A 2xx answer delivers the row. Anything else (no connection, a timeout, 4xx, 5xx)
-keeps it for a retry after CARTCAST_ESCALATION_RETRY_BASE_S, doubled each attempt up
-to an hour; past CARTCAST_ESCALATION_MAX_AGE_S it is abandoned with an ERROR line.
-One failing webhook is tried once per run, and each run takes every brand's oldest
-due row before any brand's second, so one CRM's backlog delays no other. A run
-starts no POST past its time budget (delivery_budget.py); the rows it leaves stay
-due for the next. A brand
-without a webhook gets a WARNING line per escalation instead. Delivery is at least
-once: a run that dies between the CRM's answer and the commit sends the row again,
-with the same X-Cartcast-Delivery.
+Each POST looks the webhook's host up and goes to the address checked (webhooks.py).
+A host at an address cartcast does not reach (the metadata server, a private or VPC
+range; loopback outside a local run) is refused before anything is sent, and the row
+abandoned at once, with an ERROR line and `last_error` "webhook refused: ...". A 2xx
+answer delivers the row. Anything else (no answer to the lookup, no connection, a
+timeout, 4xx, 5xx) keeps it for a retry after CARTCAST_ESCALATION_RETRY_BASE_S,
+doubled each attempt up to an hour; past CARTCAST_ESCALATION_MAX_AGE_S it is
+abandoned with an ERROR line. One failing webhook is tried once per run, and each
+run takes every brand's oldest due row before any brand's second, so one CRM's
+backlog delays no other. A run starts no POST past its time budget
+(delivery_budget.py); the rows it leaves stay due for the next. A brand without a
+webhook gets a WARNING line per escalation instead. Delivery is at least once: a run
+that dies between the CRM's answer and the commit sends the row again, with the same
+X-Cartcast-Delivery.
 
 Setting the webhook URL (a new one, or the same again) or the secret ends the
 back-off of the brand's waiting escalations (`end_back_off`, called by brands.py
@@ -46,6 +50,7 @@ from cartcast.db import Transaction
 from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
+from cartcast.webhooks import WebhookRefused, post_webhook
 
 ESCALATIONS_PER_RUN = 20
 ERROR_LENGTH_MAX = 500
@@ -92,6 +97,10 @@ UPDATE escalation_outbox SET attempts = attempts + 1, last_error = :error,
 WHERE id = :id
 """
 MARK_ABANDONED = "UPDATE escalation_outbox SET abandoned_at = :now WHERE id = :id"
+# Nothing was sent, so no attempt is counted.
+MARK_REFUSED = """
+UPDATE escalation_outbox SET abandoned_at = :now, last_error = :error WHERE id = :id
+"""
 # Only the rows waiting out a back-off: one already due keeps its place in line.
 END_BACK_OFF = """
 UPDATE escalation_outbox SET next_attempt_at = :now
@@ -252,14 +261,28 @@ def _deliver_one(
             tx.execute(MARK_ABANDONED, id=escalation_id, now=now)
             return "escalations_failed"
 
-        problem = _post(
-            url,
-            row["body"].encode("utf-8"),
-            secret=row["escalation_secret"],
-            delivery_id=str(escalation_id),
-            now=now,
-            timeout_s=settings.escalation_timeout_s,
-        )
+        try:
+            problem = _post(
+                runtime,
+                url,
+                row["body"].encode("utf-8"),
+                secret=row["escalation_secret"],
+                delivery_id=str(escalation_id),
+                now=now,
+            )
+        except WebhookRefused as error:
+            reason = f"webhook refused: {error}"
+            tx.execute(
+                MARK_REFUSED,
+                id=escalation_id,
+                now=now,
+                error=reason[:ERROR_LENGTH_MAX],
+            )
+            runtime.log.error(
+                "escalation abandoned: its webhook is refused",
+                extra=fields(**log_fields, reason=reason),
+            )
+            return "escalations_failed"
         if problem is None:
             tx.execute(
                 MARK_DELIVERED,
@@ -285,37 +308,28 @@ def _deliver_one(
 
 
 def _post(
+    runtime: Any,
     url: str,
     body: bytes,
     *,
     secret: str,
     delivery_id: str,
     now: dt.datetime,
-    timeout_s: float,
 ) -> str | None:
-    """POST a signed body to the CRM's webhook; return the problem, or None."""
-    import requests
+    """POST a signed body to the CRM's webhook; return the problem, or None.
 
+    Raises:
+        WebhookRefused: nothing was sent, and nothing will be to this URL.
+    """
     headers = {
         "Content-Type": "application/json",
         DELIVERY_HEADER: delivery_id,
         SIGNATURE_HEADER: sign(secret, body, timestamp_s=int(now.timestamp())),
     }
-    try:
-        # No redirects: a redirect could lead to an address the URL's check never saw.
-        # Streamed, and closed unread: the status says whether the CRM took it, and
-        # a slow or endless body after a 2xx must neither fail it nor hold the run.
-        with requests.post(
-            url,
-            data=body,
-            headers=headers,
-            timeout=timeout_s,
-            allow_redirects=False,
-            stream=True,
-        ) as answer:
-            status = answer.status_code
-    except requests.RequestException as error:
-        return f"webhook unreachable: {type(error).__name__}"
-    if not 200 <= status < 300:
-        return f"webhook answered {status}"
-    return None
+    return post_webhook(
+        runtime,
+        url,
+        body,
+        headers=headers,
+        timeout_s=runtime.settings.escalation_timeout_s,
+    )

@@ -25,12 +25,19 @@ class Runtime:
         settings: settings_module.Settings,
         clock: Clock | None = None,
         random: random_module.Random | None = None,
+        resolve: Any = None,
+        ca_file: str | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or clock_from_setting(settings.clock_file)
         # Draws the jitter of retry delays; tests pass a seeded one (or a stub
         # returning the bounds) instead of patching the module.
         self.random = random or random_module.Random()
+        # How a brand's webhook host is looked up (pinned_http.Resolver;
+        # getaddrinfo when None) and which certificate authorities its TLS is
+        # checked against (certifi's when None): tests answer both themselves.
+        self.resolve = resolve
+        self.ca_file = ca_file
         self.log: logging.Logger = get_logger("cartcast", settings.log_level)
         self._database: Any = None
         self._publisher: Any = None

@@ -1,0 +1,84 @@
+"""One POST to a brand's webhook (alerts.py, escalations.py), on a checked address.
+
+The URL's host is the brand's, and so is its DNS; PATCH /v1/brand checks only an
+address written in the URL. Each POST looks the host up (pinned_http.py), refuses
+it when an address found is one addresses.py refuses (loopback is allowed in a
+local run alone, CARTCAST_ENV=local), and connects to the address checked, so a
+name that resolves, or comes to resolve, to the metadata server or a VPC address
+is never posted to. No redirect is followed: a webhook answers itself, and a
+redirect could lead anywhere. The answer's body is left unread: the status says
+whether the webhook took the delivery, and a slow body after a 2xx must neither
+fail it nor hold the run.
+
+    WebhookRefused (PermanentError)  the host is at a refused address, or the URL
+                                     cannot be sent: nothing was sent, and retrying
+                                     cannot help until the brand changes its URL
+    a returned problem (str)         no answer to the lookup, no connection, a
+                                     timeout, a status other than 2xx: the caller
+                                     tries again after its back-off
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from cartcast import pinned_http
+from cartcast.errors import PermanentError, TransientError
+
+
+class WebhookRefused(PermanentError):
+    """No POST may go to the webhook's URL as it is; the message says why."""
+
+
+def post_webhook(
+    runtime: Any,
+    url: str,
+    body: bytes,
+    *,
+    headers: Mapping[str, str],
+    timeout_s: float,
+) -> str | None:
+    """POST `body` to `url`; return the problem of a failed POST, or None.
+
+    Args:
+        timeout_s: bounds the connection and each read of the answer's head.
+
+    Raises:
+        WebhookRefused: before anything is sent (see the module docstring).
+    """
+    try:
+        sent = pinned_http.as_sent(url)
+        parts = urlsplit(sent)
+        if parts.scheme not in pinned_http.DEFAULT_PORTS or not parts.hostname:
+            raise WebhookRefused("the webhook URL is not http(s) with a host")
+        checked = pinned_http.checked_addresses(
+            parts.hostname,
+            pinned_http.port_of(parts),
+            allow_loopback=runtime.settings.environment == "local",
+            resolve=runtime.resolve,
+        )
+    except (pinned_http.AddressRefused, pinned_http.HostMalformed) as error:
+        raise WebhookRefused(str(error)) from error
+    except TransientError:
+        return "webhook unreachable: its host did not resolve"
+
+    try:
+        with pinned_http.pinned_request(
+            "POST",
+            sent,
+            checked,
+            headers=headers,
+            body=body,
+            timeout_s=timeout_s,
+            ca_file=runtime.ca_file,
+            what="the webhook",
+        ) as answer:
+            status = answer.status
+    except TransientError as error:
+        # The library's class alone: its message may quote the brand's URL.
+        return f"webhook unreachable: {type(error.__cause__).__name__}"
+    if not 200 <= status < 300:
+        return f"webhook answered {status}"
+    return None

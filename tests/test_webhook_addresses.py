@@ -1,0 +1,302 @@
+"""Webhook deliveries go to the address their host's lookup was checked for.
+
+The brand's webhook host is a name the brand controls. Each delivery looks it up
+through the runtime's `resolve` (the tests answer as a rebinding DNS would),
+refuses an address `addresses.is_refused` refuses, and connects to the address
+checked. The receivers listen on 127.0.0.1 and 127.0.0.2 at one port, so a
+delivery that looked the name up again would be seen at the other one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from cartcast import alerts, escalations
+from tests.helpers import (
+    admin_updates_brand,
+    brand_body,
+    write_authority,
+    write_localhost_certificate,
+)
+
+SECRET = "a-crm-secret-of-some-length"
+SET_URLS = """
+UPDATE brands SET alert_webhook_url = :url, escalation_webhook_url = :url,
+    escalation_secret = :secret
+WHERE id = :brand_id
+"""
+INSERT_ESCALATION = """
+INSERT INTO escalation_outbox (brand_id, mention_id, body, created_at, next_attempt_at)
+VALUES (:brand_id, :mention_id, :body, :now, :now)
+"""
+INSERT_MENTION = """
+INSERT INTO mentions (brand_id, x_post_id, author_id, text, posted_at, received_at)
+VALUES (:brand_id, '1900000000000000001', '42', '@shop where is my order', :now,
+    :now)
+RETURNING id
+"""
+BODY = '{"type":"mention.escalated"}'
+
+
+class Receiver:
+    """A webhook receiver on `address`; records each POST's Host header, body and
+    whether its escalation signature verifies against SECRET at `now_s`."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        now_s: int,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                signature = self.headers.get(escalations.SIGNATURE_HEADER)
+                received.append(
+                    {
+                        "host": self.headers.get("Host"),
+                        "body": json.loads(body),
+                        "verified": signature is not None
+                        and escalations.verify(SECRET, body, signature, now_s=now_s),
+                    }
+                )
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((address, port), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.port = self.server.server_port
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ChangingResolver:
+    """Answers each lookup with the next list of addresses, the last one after."""
+
+    def __init__(self, *answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.asked: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append((host, port))
+        return self.answers[min(len(self.asked), len(self.answers)) - 1]
+
+
+@pytest.fixture
+def brand_id(runtime) -> str:
+    from cartcast import brands
+
+    with runtime.database.transaction() as tx:
+        created = brands.create_brand(
+            tx, brand_body(slug="shop"), now=runtime.clock.now()
+        )
+    return str(created["brand"]["id"])
+
+
+@pytest.fixture
+def receivers(runtime):
+    """Receivers on 127.0.0.1 and 127.0.0.2 at the same port: (first, second)."""
+    now_s = int(runtime.clock.now().timestamp())
+    first = Receiver("127.0.0.1", 0, now_s)
+    second = Receiver("127.0.0.2", first.port, now_s)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def queue_both(runtime, brand_id: str, url: str) -> None:
+    """Point both webhooks at `url` (as stored, whatever PATCH once allowed) and
+    queue one alert and one escalation."""
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        tx.execute(SET_URLS, url=url, secret=SECRET, brand_id=brand_id)
+        alerts.raise_alert(
+            tx, brand_id=brand_id, kind="crisis", episode="1", text="crisis", now=now
+        )
+        mention_id = tx.scalar(INSERT_MENTION, brand_id=brand_id, now=now)
+        tx.execute(
+            INSERT_ESCALATION,
+            brand_id=brand_id,
+            mention_id=mention_id,
+            body=BODY,
+            now=now,
+        )
+
+
+def outboxes(runtime, brand_id: str) -> tuple[dict, dict]:
+    with runtime.database.transaction() as tx:
+        (alert,) = alerts.list_alerts(tx, brand_id=brand_id)
+        (escalation,) = escalations.list_escalations(tx, brand_id=brand_id)
+    return alert, escalation
+
+
+# pytest-socket's --allow-hosts names 127.0.0.1 alone of the loopback block.
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_a_webhook_is_posted_to_the_address_its_check_approved(
+    runtime, brand_id, receivers
+) -> None:
+    # Arrange: the brand's DNS answers 127.0.0.2 when the address is checked and
+    # 127.0.0.1 afterwards.
+    first, second = receivers
+    url = f"http://localhost:{first.port}/hook"
+    with runtime.database.transaction() as tx:
+        admin_updates_brand(
+            tx,
+            brand_id,
+            {
+                "alert_webhook_url": url,
+                "escalation_webhook_url": url,
+                "escalation_secret": SECRET,
+            },
+            runtime.clock.now(),
+        )
+    queue_both(runtime, brand_id, url)
+    runtime.resolve = ChangingResolver(["127.0.0.2"], ["127.0.0.1"])
+
+    # Act
+    sent_alerts = alerts.deliver_pending(runtime)
+    runtime.resolve = ChangingResolver(["127.0.0.2"], ["127.0.0.1"])
+    sent_escalations = escalations.deliver_pending(runtime)
+
+    # Assert: both went to the checked address, for the URL's host, and the
+    # escalation's signature verifies.
+    assert sent_alerts["alerts_sent"] == 1
+    assert sent_escalations["escalations_sent"] == 1
+    assert first.received == []
+    alert, escalation = second.received
+    assert alert["host"] == escalation["host"] == f"localhost:{first.port}"
+    assert alert["body"] == {"text": "crisis"}
+    assert escalation["body"] == json.loads(BODY) and escalation["verified"] is True
+    assert runtime.resolve.asked == [("localhost", first.port)]
+
+
+@pytest.mark.parametrize("internal", ["100.64.0.1", "169.254.169.254", "10.0.0.7"])
+def test_a_webhook_name_resolving_to_an_internal_address_is_refused_unsent(
+    runtime, brand_id, receivers, internal, caplog
+) -> None:
+    # "localhost" is answered by the test's resolver alone after the fix; a
+    # delivery that looked it up itself would reach `first` on loopback, never a
+    # non-loopback address. pytest-socket refuses any connect() off 127.0.0.1,
+    # which would raise out of the delivery.
+    first, second = receivers
+    runtime.settings = dataclasses.replace(runtime.settings, environment="cloud")
+    queue_both(runtime, brand_id, f"https://localhost:{first.port}/hook")
+    runtime.resolve = ChangingResolver([internal])
+
+    sent_alerts = alerts.deliver_pending(runtime)
+    sent_escalations = escalations.deliver_pending(runtime)
+    again = alerts.deliver_pending(runtime), escalations.deliver_pending(runtime)
+
+    assert first.received == [] and second.received == []
+    assert sent_alerts["alerts_failed"] == 1
+    assert sent_escalations["escalations_failed"] == 1
+    assert again[0]["alerts_failed"] == again[1]["escalations_failed"] == 0
+    for row in outboxes(runtime, brand_id):
+        assert row["abandoned_at"] is not None and row["delivered_at"] is None
+        assert row["last_error"].startswith("webhook refused: ")
+        assert internal in row["last_error"]
+    refused = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 2 and all(r.levelname == "ERROR" for r in refused)
+
+
+def test_a_webhook_on_loopback_is_refused_in_the_cloud(
+    runtime, brand_id, receivers
+) -> None:
+    first, _ = receivers
+    runtime.settings = dataclasses.replace(runtime.settings, environment="cloud")
+    queue_both(runtime, brand_id, f"http://127.0.0.1:{first.port}/hook")
+
+    alerts.deliver_pending(runtime)
+    escalations.deliver_pending(runtime)
+
+    assert first.received == []
+    for row in outboxes(runtime, brand_id):
+        assert row["abandoned_at"] is not None
+        assert "127.0.0.1" in row["last_error"]
+
+
+def test_a_webhook_name_that_does_not_resolve_is_tried_again_later(
+    runtime, brand_id, receivers
+) -> None:
+    first, _ = receivers
+
+    def no_such_name(host: str, port: int) -> list[str]:
+        raise OSError("Name or service not known")
+
+    queue_both(runtime, brand_id, f"http://localhost:{first.port}/hook")
+    runtime.resolve = no_such_name
+
+    failed = alerts.deliver_pending(runtime)
+
+    assert failed["alerts_failed"] == 1 and first.received == []
+    alert, _ = outboxes(runtime, brand_id)
+    assert alert["abandoned_at"] is None and alert["attempts"] == 1
+    assert alert["next_attempt_at"] > runtime.clock.now()
+
+
+@pytest.fixture
+def tls_receiver(runtime, tmp_path):
+    """An https receiver on 127.0.0.2 whose certificate names "localhost" only,
+    and the file of the authority that signed it."""
+    authority, certificate, key = write_authority(tmp_path, "webhook-ca")
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(write_localhost_certificate(tmp_path, certificate, key))
+    now_s = int(runtime.clock.now().timestamp())
+    running = Receiver("127.0.0.2", 0, now_s, tls=server_tls)
+    yield running, str(authority)
+    running.close()
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_an_https_webhook_on_the_checked_address_is_verified_for_its_own_name(
+    runtime, brand_id, tls_receiver
+) -> None:
+    # The certificate names localhost, not 127.0.0.2: the handshake succeeds only
+    # when the name sent (SNI) and checked is the URL's host.
+    server, authority = tls_receiver
+    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
+    runtime.resolve = ChangingResolver(["127.0.0.2"])
+    runtime.ca_file = authority
+
+    sent_alerts = alerts.deliver_pending(runtime)
+    sent_escalations = escalations.deliver_pending(runtime)
+
+    assert sent_alerts["alerts_sent"] == 1
+    assert sent_escalations["escalations_sent"] == 1
+    assert [each["host"] for each in server.received] == [
+        f"localhost:{server.port}"
+    ] * 2
+    assert server.received[1]["verified"] is True
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_an_https_webhook_whose_certificate_does_not_name_its_host_is_not_sent(
+    runtime, brand_id, tls_receiver
+) -> None:
+    server, authority = tls_receiver
+    queue_both(runtime, brand_id, f"https://127.0.0.2:{server.port}/hook")
+    runtime.ca_file = authority
+
+    failed = alerts.deliver_pending(runtime)
+
+    assert failed["alerts_failed"] == 1 and server.received == []
+    alert, _ = outboxes(runtime, brand_id)
+    assert alert["abandoned_at"] is None
