@@ -157,6 +157,34 @@ def test_a_draft_that_fails_a_check_waits_for_approval_even_with_approvals_off(
     assert post["state"] == "needs_approval"
 
 
+def test_a_title_that_mentions_a_stranger_waits_for_approval_even_with_approvals_off(
+    brand_key,
+) -> None:
+    api = make_app("api", "http").test_client()
+    mug = {"sku": "T2", "title": "Mug @elonmusk edition", "price": 12, "category": "x"}
+    post_json(api, "/v1/products", [mug], brand_key)
+
+    response = post_json(caption_client(), "/", {"products": ["T2"]}, brand_key)
+
+    post = response.get_json()["posts"][0]
+    assert response.status_code == 201
+    assert "@elonmusk" in post["text"]
+    assert post["checks"]["no_mentions"] is False
+    assert post["state"] == "needs_approval"
+
+
+def test_a_title_that_mentions_the_brand_itself_is_approved(brand_key) -> None:
+    api = make_app("api", "http").test_client()
+    mug = {"sku": "T3", "title": "Mug @TestGoods edition", "price": 12, "category": "x"}
+    post_json(api, "/v1/products", [mug], brand_key)
+
+    response = post_json(caption_client(), "/", {"products": ["T3"]}, brand_key)
+
+    post = response.get_json()["posts"][0]
+    assert post["checks"]["no_mentions"] is True
+    assert post["state"] == "approved"
+
+
 def test_a_sponsored_post_carries_the_brands_disclosure_tag(function_env) -> None:
     api = make_app("api", "http").test_client()
     body = brand_body(slug="partner", disclosure_tag="#sponsored")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -496,6 +497,32 @@ def test_figures_in_the_product_title_are_not_prices(voice: BrandVoice) -> None:
     )
 
     assert checks["price_matches_catalog"]
+
+
+def test_a_mention_of_anyone_but_the_brand_fails_the_mention_check(
+    voice: BrandVoice,
+) -> None:
+    request = request_for(make_product(title="Mug @elonmusk edition"))
+    own = dataclasses.replace(voice, x_username="CartcastDemo")
+
+    stranger = check_text(f"Mug @elonmusk edition. {request.link}", request, own)
+    brand = check_text(f"Mug by @cartcastdemo. {request.link}", request, own)
+    email = check_text(f"Ask mugs@shop.com. {request.link}", request, own)
+
+    assert stranger["no_mentions"] is False
+    assert brand["no_mentions"] is True
+    assert email["no_mentions"] is True
+
+
+def test_a_title_that_mentions_someone_gives_a_draft_that_waits_for_a_person(
+    voice: BrandVoice,
+) -> None:
+    product = make_product(title="Mug @elonmusk edition")
+
+    [draft] = write_drafts([request_for(product)], voice)
+
+    assert "@elonmusk" in draft.text
+    assert draft.checks == {**dict.fromkeys(CHECK_NAMES, True), "no_mentions": False}
 
 
 # --- links ------------------------------------------------------------------------

@@ -165,6 +165,18 @@ def test_an_edit_runs_the_claims_check_again_and_records_what_failed(
     assert response.get_json()["post"]["checks"]["claims_match_catalog"] is False
 
 
+def test_an_edit_that_mentions_a_stranger_records_the_failed_mention_check(
+    client, brand_key
+) -> None:
+    post = draft(client, brand_key)
+    text = f"Loved by @elonmusk, they say. {post['link']}"
+
+    response = patch_json(client, f"/v1/posts/{post['id']}", {"text": text}, brand_key)
+
+    assert response.status_code == 200
+    assert response.get_json()["post"]["checks"]["no_mentions"] is False
+
+
 def test_an_edit_is_a_near_duplicate_of_another_post_but_never_of_itself(
     client, brand_key
 ) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cartcast.post_text import fits_on_x, weighted_length
+from cartcast.post_text import fits_on_x, mentioned_usernames, weighted_length
 
 CASES_PATH = Path(__file__).parent / "data" / "twitter_text_v3.yml"
 SECTIONS = (
@@ -359,3 +359,22 @@ def test_emoji_twitter_text_knows_do_not_read_the_emoji_data() -> None:
     )
 
     assert run_fresh(code) == "0"
+
+
+@pytest.mark.parametrize(
+    ("text", "mentioned"),
+    [
+        ("Mug @elonmusk edition", ["elonmusk"]),
+        ("(@nike) and ＠Shop_1, @x.", ["nike", "Shop_1", "x"]),
+        ("RT @jack RT@dorsey rt:@biz", ["jack", "dorsey", "biz"]),
+        ("write to help@shop.com or a@b", []),
+        ("x!@a #@b $@c &@d *@e @@f", []),
+        ("@sixteen_letters_ is no account", []),
+        ("@josé @a@b @c://d", []),
+        ("@shop/new-in on a list", ["shop"]),
+        ("see https://medium.com/@shop for more", []),
+        ("no at sign at all", []),
+    ],
+)
+def test_mentions_are_found_by_twitter_texts_rule(text: str, mentioned: list) -> None:
+    assert mentioned_usernames(text) == mentioned

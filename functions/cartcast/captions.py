@@ -10,6 +10,10 @@ recorded in `Draft.checks`:
     fits_on_x              X's weighted length (URLs 23, emoji 2) is at most 280
     required_hashtags      every hashtag the brand requires is there
     no_banned_words        no banned word of the brand, as a whole word, any case
+    no_mentions            no @mention X would make of an account other than the
+                           brand's own (post_text.mentioned_usernames): X's
+                           automation rules forbid unsolicited automated mentions,
+                           so a person approves one ("Mug @elonmusk edition")
     distinct               the copy is not a near-duplicate (cartcast.near_duplicates:
                            the same words, links, hashtags, mentions and numbers
                            aside, 0.8 similar or more by default) of another draft
@@ -97,6 +101,7 @@ from cartcast.post_text import (
     end_with_ellipsis,
     fits_on_x,
     linked_urls,
+    mentioned_usernames,
     shorten,
     weighted_length,
 )
@@ -111,6 +116,7 @@ CHECK_NAMES = (
     "fits_on_x",
     "required_hashtags",
     "no_banned_words",
+    "no_mentions",
     "distinct",
     "price_matches_catalog",
     "claims_match_catalog",
@@ -158,6 +164,8 @@ class BrandVoice:
     banned_words: tuple[str, ...] = ()
     required_hashtags: tuple[str, ...] = ()
     language: str = "en"
+    # The brand's own X username, which its posts may mention; "" when unknown.
+    x_username: str = ""
 
 
 @dataclass(frozen=True)
@@ -292,6 +300,7 @@ def check_text(
         # handle is the store's naming, and no rewording could remove it.
         "no_banned_words": _first_banned_word(_without(text, request.link), voice)
         is None,
+        "no_mentions": _first_stranger_mentioned(text, voice) is None,
         "distinct": earlier is None or earlier.resemblance(text) is None,
         "price_matches_catalog": price_mismatch(
             text, request.product, link=request.link
@@ -476,6 +485,9 @@ def _gemini_failure_reason(
     banned = _first_banned_word(text, voice)
     if banned is not None:
         return f"gemini: banned word '{banned}'"
+    stranger = _first_stranger_mentioned(text, voice)
+    if stranger is not None:
+        return f"gemini: mentions @{stranger}"
     mismatch = price_mismatch(text, request.product, link=request.link)
     if mismatch is not None:
         return f"gemini: {mismatch}"
@@ -934,6 +946,15 @@ def _first_banned_word(text: str, voice: BrandVoice) -> str | None:
         pattern = r"(?<!\w)" + re.escape(word) + r"(?!\w)"
         if re.search(pattern, text, re.IGNORECASE):
             return word
+    return None
+
+
+def _first_stranger_mentioned(text: str, voice: BrandVoice) -> str | None:
+    # X usernames are matched without regard to case: @Shop is @shop.
+    own = voice.x_username.casefold()
+    for name in mentioned_usernames(text):
+        if name.casefold() != own:
+            return name
     return None
 
 

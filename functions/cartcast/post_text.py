@@ -24,6 +24,9 @@ URL, weighs 2 here. The file is read only when a text holds a code point that st
 sequence the library gets wrong (`NEWER_EMOJI_STARTERS`); every other text is measured
 exactly as before.
 
+`mentioned_usernames` finds the accounts a post would @mention, by twitter-text's
+rule.
+
 `shorten` cuts text to a weight on grapheme-cluster boundaries (UAX #29, the `regex`
 package's `\\X`), preferring word boundaries and keeping URLs, hashtags and mentions
 whole.
@@ -104,6 +107,22 @@ SCHEME_TOKEN = re.compile(
     r"[a-z][a-z0-9+.-]*://\S*?(?=[.,;:!?)\]'\"]*(?:\s|$))", re.IGNORECASE
 )
 
+# X's mention rule, as twitter-text extracts one (validMentionOrList, endMentionMatch):
+# an @ (or a full-width one) after the start, or a character that is no letter,
+# digit, _ or one of !#$%&*@ (so an e-mail address "a@b.com" mentions no one), or
+# after "RT" or "RT:" standing alone; then the username, 1 to 15 letters, digits or _
+# (X's limit: a longer run names no account), and perhaps a list ("/name"). An @, an
+# accented Latin letter or "://" right after it makes it no mention at all. The list
+# is atomic: twitter-text takes it whole and then rejects, never a shorter one.
+MENTION = re.compile(
+    r"(?:^|[^A-Za-z0-9_!#$%&*@＠]|(?:^|[^A-Za-z0-9_+~.-])[Rr][Tt]:?)"
+    r"[@＠](?P<name>[A-Za-z0-9_]{1,15})(?![A-Za-z0-9_])"
+    r"(?>(?:/[A-Za-z][A-Za-z0-9_-]{0,24})?)"
+    r"(?![@＠\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0253\u0254\u0256\u0257"
+    r"\u0259\u025b\u0263\u0268\u026f\u0272\u0289\u028b\u02bb\u0300-\u036f"
+    r"\u1e00-\u1eff]|://)"
+)
+
 
 def weighted_length(text: str) -> int:
     """Return the weighted length X assigns to `text` (URLs 23, emoji and CJK 2)."""
@@ -129,6 +148,16 @@ def linked_urls(text: str) -> list[str]:
     from twitter_text import extract_urls
 
     return extract_urls(text)
+
+
+def mentioned_usernames(text: str) -> list[str]:
+    """Return the usernames X would mention in `text`, in order, URLs aside."""
+    if "@" not in text and "＠" not in text:
+        return []
+    # X links a URL before a mention inside it ("medium.com/@shop" mentions no one).
+    for url in linked_urls(text):
+        text = text.replace(url, " " * len(url))
+    return [match["name"] for match in MENTION.finditer(text)]
 
 
 def shorten(text: str, max_weight: int, *, ellipsis: str = "…") -> str:

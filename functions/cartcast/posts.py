@@ -821,4 +821,5 @@ def brand_voice(
         banned_words=tuple(brand["banned_words"]),
         required_hashtags=required,
         language=language or brand["language"],
+        x_username=brand["x_username"] or "",
     )
