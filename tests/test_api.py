@@ -509,6 +509,22 @@ def test_captions_are_stored_and_scheduled_into_slots(client, brand_key) -> None
     assert times == sorted(times)
 
 
+def test_drafts_of_one_request_take_the_slots_in_the_requests_order(
+    client, brand_key
+) -> None:
+    # Eight products, asked for last first: one request's drafts share their
+    # created_at, and a tie left to their random ids would fall in 1 of 8! orders.
+    post_json(client, "/v1/products", catalog(8), brand_key)
+    skus = [p["sku"] for p in catalog(8)][::-1]
+
+    drafted = post_json(client, "/v1/captions", {"products": skus}, brand_key)
+    scheduled = post_json(client, "/v1/schedule", {}, brand_key).get_json()["posts"]
+
+    asked = [p["id"] for p in drafted.get_json()["posts"]]
+    by_slot = [p["id"] for p in sorted(scheduled, key=lambda p: p["scheduled_at"])]
+    assert by_slot == asked
+
+
 def test_a_caption_request_for_an_unknown_sku_writes_nothing(client, brand_key) -> None:
     post_json(client, "/v1/products", catalog(1), brand_key)
 

@@ -121,7 +121,7 @@ SELECT id, text FROM posts
 WHERE brand_id = :brand_id AND state NOT IN ('cancelled', 'rejected')
   AND in_reply_to IS NULL
   AND (created_at >= :since OR published_at >= :since OR scheduled_at >= :since)
-ORDER BY created_at, id
+ORDER BY created_at, written_order
 """
 SELECT_TAKEN_SLOTS = """
 SELECT scheduled_at FROM posts
@@ -131,7 +131,7 @@ WHERE brand_id = :brand_id AND scheduled_at > :after
 SELECT_APPROVED_UNSCHEDULED = """
 SELECT id, in_reply_to FROM posts
 WHERE brand_id = :brand_id AND state = 'approved' AND scheduled_at IS NULL
-ORDER BY created_at, id LIMIT :limit
+ORDER BY created_at, written_order LIMIT :limit
 FOR UPDATE
 """
 UPDATE_STATE = """
@@ -756,6 +756,9 @@ def schedule_approved(
     tx: Transaction, *, brand_id: str, limit: int, now: dt.datetime
 ) -> list[dict[str, Any]]:
     """Put up to `limit` approved, unscheduled posts into the next free slots.
+
+    Oldest first, and the drafts of one caption request in the request's order
+    (sql/057: they share their created_at).
 
     A reply among them (one settled absent from X goes back to approved) takes no
     slot, as in schedule(): it is due now.
