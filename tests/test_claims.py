@@ -91,6 +91,17 @@ def mismatch(text: str, drafted: DraftRequest) -> str | None:
         ("Save 10 minutes a day.", True),
         ("Nearly sold out.", True),
         ("A heavy mug for your morning.", True),
+        # The third round: "last N in stock", and percentages in words.
+        ("Last 3 in stock!", True),
+        ("Last 2 in stock.", False),
+        ("Last two in-stock.", False),
+        ("Ten percent off.", True),
+        ("Save ten per cent today.", True),
+        ("Twenty percent off.", False),
+        ("Now twenty-five % off.", False),
+        ("A discount of ninety nine percent.", False),
+        ("Seventeen percent cheaper.", False),
+        ("Twenty percent recycled steel.", True),
     ],
 )
 def test_each_claim_is_held_against_the_catalog(text: str, agrees: bool) -> None:
@@ -118,6 +129,15 @@ def test_a_discount_claim_may_give_the_catalogs_exact_percentage() -> None:
     assert mismatch("Now 10.5% off.", request(discount="10.5")) is None
     assert mismatch("Now 10% off.", request(discount="10.5")) is None
     assert mismatch("Now 11% off.", request(discount="10.5")) is not None
+
+
+def test_last_n_in_stock_and_a_percentage_in_words_are_held_to_the_catalog() -> None:
+    assert mismatch("Last 2 in stock", request(stock=79)) is not None
+    assert mismatch("Last 2 in stock", request(stock=2)) is None
+    assert mismatch("Twenty percent off", request(discount="11.44")) == (
+        "claims 20% off, the catalog says 11%"
+    )
+    assert mismatch("Eleven percent off", request(discount="11.44")) is None
 
 
 def test_a_true_saving_in_money_passes_both_checks() -> None:

@@ -5,8 +5,9 @@ against. The checks find the claims in a text and hold each against the brief:
 
     price_mismatch   a figure next to a currency ("$9.99", "9,99 €"), or with two
                      decimals, that is neither the catalog price nor the sale price
-    claim_mismatch   "N% off", "save $N", "only N left", "only a few left", "in
-                     stock", "sold out" that the discount, prices or stock
+    claim_mismatch   "N% off" (N in figures or words, "twenty percent off"), "save
+                     $N", "only N left", "last N in stock", "only a few left",
+                     "in stock", "sold out" that the discount, prices or stock
                      contradict
 
 Both return a sentence naming the claim and the catalog's value, or None. They run
@@ -131,10 +132,23 @@ NUMBER_WORDS = {
     )
 }
 _COUNT = r"(\d+|" + "|".join(NUMBER_WORDS) + r")"
-# A percentage, with a decimal part if it has one ("10.5%"), in the languages
-# copy is most often written in.
+# Percentages copy may spell out, one to ninety-nine ("twenty-five percent off");
+# a word past ninety-nine says no discount.
+TENS_WORDS = {
+    word: 10 * tens
+    for tens, word in enumerate(
+        "twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2
+    )
+}
+_UNIT_WORD = "one|two|three|four|five|six|seven|eight|nine"
+_PERCENT_WORDS = (
+    r"\b((?:" + "|".join(TENS_WORDS) + r")(?:[\s-](?:" + _UNIT_WORD + r"))?"
+    r"|(?:" + "|".join(word for word, value in NUMBER_WORDS.items() if value) + r"))"
+)
+# A percentage, with a decimal part if it has one ("10.5%") or in words, in the
+# languages copy is most often written in.
 _PERCENT = (
-    r"(?<![\d.,])(\d{1,3}(?:[.,]\d{1,2})?)\s?"
+    r"(?:(?<![\d.,])(\d{1,3}(?:[.,]\d{1,2})?)|" + _PERCENT_WORDS + r")\s?"
     r"(?:%|pct\b|percent\b|per\s?cent\b|prozent\b|pour\s?cent\b|por\s?ciento\b)"
 )
 # A percentage is a discount claim when it says so: "20% off", "20 percent
@@ -173,7 +187,7 @@ _OFFER = compiled_patterns.compile(
 _ONLY_LEFT = compiled_patterns.compile(
     r"\b(?:only|just|last)\s+" + _COUNT + r"\s+(?:[\w-]+\s+){0,3}?"
     r"(?:left|remaining)\b(?!-)"
-    r"|\b(?:only|just)\s+" + _COUNT + r"\s+(?:[\w-]+\s+){0,3}?in[\s-]stock\b"
+    r"|\b(?:only|just|last)\s+" + _COUNT + r"\s+(?:[\w-]+\s+){0,3}?in[\s-]stock\b"
     r"|\blast\s+" + _COUNT + r"\s+(?:units?|pieces?|items?|ones?|pairs?)\b"
     r"|(?<![\w.,/$€£])(?<!than\s)"
     + _COUNT
@@ -211,6 +225,14 @@ def _count(word: str) -> int:
     return int(word) if word.isdigit() else NUMBER_WORDS[word.lower()]
 
 
+def _percentage(said: str) -> Decimal:
+    """Read a percentage as matched by _PERCENT: "10,5" or "twenty-five"."""
+    if said[0].isdigit():
+        return amount(said)
+    words = re.split(r"[\s-]+", said.lower())
+    return Decimal(sum(TENS_WORDS.get(word) or NUMBER_WORDS[word] for word in words))
+
+
 def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str | None:
     """Name the first discount, saving or stock claim the catalog contradicts.
 
@@ -221,7 +243,8 @@ def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
     shown = discount_shown(product)
     exact = product.discount_percent
     claimed = [
-        amount(next(filter(None, m.groups()))) for m in _PERCENT_OFF.finditer(scanned)
+        _percentage(next(filter(None, m.groups())))
+        for m in _PERCENT_OFF.finditer(scanned)
     ]
     claimed += [Decimal(50)] * len(_HALF_PRICE.findall(scanned))
     for percent in claimed:
