@@ -338,6 +338,22 @@ def test_bulk_approve_moves_every_chosen_draft_or_none(client, signed_in) -> Non
     assert post_state(client, signed_in["key"], second) == "approved"
 
 
+def test_bulk_approve_takes_a_draft_chosen_twice_once(client, signed_in) -> None:
+    """A repeated id was approved twice, and the second time answered 409 "post is
+    approved; it can become approved only from needs_approval", undoing both."""
+    first, second = signed_in["posts"]
+    token = csrf_of(client)
+
+    answer = client.post(
+        "/console/approvals/bulk",
+        data={"csrf": token, "post": [first, second, first, first.upper()]},
+    )
+
+    assert answer.status_code == 303
+    assert post_state(client, signed_in["key"], first) == "approved"
+    assert post_state(client, signed_in["key"], second) == "approved"
+
+
 def test_bulk_approve_takes_its_drafts_in_id_order_so_two_cannot_deadlock(
     client,
 ) -> None:

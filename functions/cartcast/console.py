@@ -482,7 +482,10 @@ def bulk_approve(
     tx: Transaction, *, request: Any, runtime: Any, session: Session
 ) -> Response:
     session.require("approve")
-    chosen = request.form.getlist("post")
+    # A draft chosen twice (a form sent with its checkbox repeated, an id in
+    # another case) is one draft to approve: asked twice, its second approval
+    # found it approved and refused the whole selection with a 409.
+    chosen = {_row_id(chosen_id, "post") for chosen_id in request.form.getlist("post")}
     if not chosen:
         raise InvalidRequest("choose at least one draft to approve", field="post")
     if len(chosen) > BULK_APPROVE_MAX:
@@ -492,7 +495,7 @@ def bulk_approve(
     # Each approval locks its post until commit: two selections of the same
     # drafts in different orders would each wait for the other, and PostgreSQL
     # fails one (deadlock detected). In id order, the second waits for the first.
-    for post_id in sorted(_row_id(chosen_id, "post") for chosen_id in chosen):
+    for post_id in sorted(chosen):
         posts.apply_action(
             tx,
             brand_id=session.caller.brand_id,
