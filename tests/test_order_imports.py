@@ -116,6 +116,61 @@ def test_broken_rows_are_reported_and_the_rest_stored(client, brand) -> None:
     assert sorted(stored()) == ["4", "5"]
 
 
+def test_a_record_over_several_lines_is_reported_at_its_first_line(
+    client, brand
+) -> None:
+    text = (
+        f"{HEADER}\n"
+        '#1,1,2026-03-01 10:00:00 -0500,USD,oops,"Mug\nwith a\nlid",,\n'
+        "#2,2,2026-03-01 10:00:00 -0500,USD,oops,Saucer,,\n"
+    )
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert [(e["line"], e["id"]) for e in report["errors"]] == [(2, "1"), (5, "2")]
+
+
+def test_a_total_with_spaces_is_refused_as_the_json_order_refuses_it(
+    client, brand
+) -> None:
+    text = f"{HEADER}\n#1,1,2026-03-01T10:00:00Z,USD, 5,Mug,,\n"
+    order = {"id": 2, "created_at": "2026-03-01T10:00:00Z", "currency": "USD"}
+
+    report = send_csv(client, brand["key"], text).get_json()
+    sent = post_json(client, "/v1/orders", {**order, "total_price": " 5"}, brand["key"])
+
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(2, "total_price")]
+    assert sent.status_code == 400
+    assert sent.get_json()["error"]["field"] == "total_price"
+    assert stored() == {}
+
+
+@pytest.mark.parametrize(
+    "created_at", ["2026-03-01T09:30:60Z", "2026-03-01 09:30:60 -0500"]
+)
+def test_a_second_60_that_is_no_leap_second_is_refused_naming_created_at(
+    client, brand, created_at
+) -> None:
+    text = f"{HEADER}\n#1,1,{created_at},USD,3.00,Mug,,\n"
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(2, "created_at")]
+    assert "leap second" in report["errors"][0]["message"]
+    assert stored() == {}
+
+
+def test_a_leap_second_in_shopifys_form_is_read_as_the_next_minute(
+    client, brand
+) -> None:
+    text = f"{HEADER}\n#1,1,2016-12-31 18:59:60 -0500,USD,3.00,Mug,,\n"
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert report["errors"] == []
+    assert stored()["1"]["ordered_at"] == dt.datetime(2017, 1, 1, tzinfo=dt.UTC)
+
+
 def test_importing_the_same_file_twice_stores_nothing_new(client, brand) -> None:
     text = f"{HEADER}\n#1,1,2026-03-01 10:00:00 -0500,USD,3.00,Mug,,\n"
 

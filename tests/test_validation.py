@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import brands, catalog, post_kinds, validation
+from cartcast import brands, catalog, clock, post_kinds, validation
 from cartcast.errors import InvalidRequest
 
 
@@ -382,6 +382,11 @@ def test_an_instant_the_spec_calls_a_date_time_is_read(given, expected) -> None:
     "given",
     [
         "2026-03-02T10:00:61Z",
+        # Second 60 is a leap second's, which falls at 23:59:60 UTC on a month's
+        # last day alone: at 09:30 it is no time at all, not 09:31.
+        "2026-03-02T09:30:60Z",
+        "2016-12-31T23:59:60+01:00",
+        "2016-12-30T23:59:60Z",
         "2026-03-02T10:00:00x",
         # RFC 3339's time-minute is 00-59 in an offset too; fromisoformat reads
         # "+01:60" as +02:00 and "+01:99" as +02:39.
@@ -455,3 +460,26 @@ def test_an_unknown_field_is_named_cut_short_however_long_its_name() -> None:
 
     assert refused.value.field == name[:200]
     assert len(str(refused.value)) < 1_000
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("2016-12-31T23:59:60Z", "2017-01-01T00:00:00+00:00"),
+        ("2015-06-30T19:59:60.25-04:00", "2015-07-01T00:00:00.250000+00:00"),
+        ("2026-03-02T09:30:60Z", None),
+        ("2016-12-30T23:59:60+00:00", None),
+    ],
+)
+def test_the_clock_reads_a_second_60_by_the_rule_requests_are_read_by(
+    given, expected
+) -> None:
+    """Pub/Sub's event times and X's post times go through clock.parse_instant."""
+    if expected is None:
+        with pytest.raises(ValueError):
+            clock.parse_instant(given)
+        with pytest.raises(InvalidRequest, match="leap second"):
+            validation.instant(given, "at")
+    else:
+        assert clock.parse_instant(given).isoformat() == expected
+        assert validation.instant(given, "at").isoformat() == expected

@@ -9,10 +9,17 @@ functions and the X sandbox in separate processes share a simulated week.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Protocol
 
 UTC = dt.UTC
+# A time with second 60, as RFC 3339 writes a leap second ("2016-12-31T23:59:60Z").
+SECOND_60 = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}):60(.*)")
+
+
+class NotALeapSecond(ValueError):
+    """A time with second 60 where no leap second falls."""
 
 
 class Clock(Protocol):
@@ -65,8 +72,26 @@ def as_utc(instant: dt.datetime) -> dt.datetime:
 
 
 def parse_instant(text: str) -> dt.datetime:
-    """Parse an ISO-8601 instant with an offset (a trailing Z is accepted)."""
-    return as_utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+    """Parse an ISO-8601 instant with an offset (a trailing Z is accepted).
+
+    Second 60 is read only as a leap second: at 23:59:60 UTC on a month's last day
+    (RFC 3339 section 5.7; ITU-R TF.460 allows any month's end), as the first
+    instant of the next minute, as PostgreSQL reads it, since a datetime has no
+    second 60. Anywhere else it is no time at all, and NotALeapSecond is raised:
+    "09:30:60Z" is not 09:31.
+    """
+    text = text.replace("Z", "+00:00")
+    leap = SECOND_60.fullmatch(text)
+    if leap is None:
+        return as_utc(dt.datetime.fromisoformat(text))
+    after = as_utc(dt.datetime.fromisoformat(f"{leap[1]}:59{leap[2]}"))
+    after += dt.timedelta(seconds=1)
+    if (after.day, after.hour, after.minute, after.second) != (1, 0, 0, 0):
+        raise NotALeapSecond(
+            f"{text}: second 60 is a leap second's, and leap seconds fall at "
+            "23:59:60 UTC on a month's last day alone"
+        )
+    return after
 
 
 def clock_from_setting(value: str | None) -> Clock:

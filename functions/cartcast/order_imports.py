@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from typing import Any
 
 from cartcast import attribution, brands, kpis, orders
@@ -47,6 +48,12 @@ COLUMN_FIELDS = {
     "landing site": "landing_site",
     "referring site": "referring_site",
 }
+# Shopify's export time with second 60 ("2016-12-31 18:59:60 -0500"), which
+# strptime cannot make a datetime of: it goes to validation as RFC 3339 instead.
+SHOPIFY_SECOND_60 = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}) ([0-9]{2}:[0-9]{2}:60(?:\.[0-9]+)?) "
+    r"([+-][0-9]{2})([0-9]{2})"
+)
 # csv's default field limit is 128 kB; a landing site is at most 2,000 characters.
 FIELD_SIZE_MAX = 4000
 
@@ -140,24 +147,27 @@ def _read_rows(text: str) -> tuple[str, list[tuple[int, dict[str, str]]]]:
         # The cap counts orders, not lines: Shopify writes a line per line item,
         # and a row without an id counts as an order of its own.
         order_keys: set[str] = set()
+        # A record is named by its first line: a quoted cell may run over several,
+        # and the reader's line_num is then the record's last.
+        first_line = reader.line_num + 1
         for record in reader:
+            line, first_line = first_line, reader.line_num + 1
             if not any(cell.strip() for cell in record):
                 continue
             if any(len(cell) > FIELD_SIZE_MAX for cell in record):
                 raise InvalidRequest(
-                    f"line {reader.line_num} has a cell longer than {FIELD_SIZE_MAX} "
-                    "characters",
+                    f"line {line} has a cell longer than {FIELD_SIZE_MAX} characters",
                     field="body",
                 )
             row = dict(zip(columns, record, strict=False))
-            order_keys.add(_order_key(row, key_column) or f"line {reader.line_num}")
+            order_keys.add(_order_key(row, key_column) or f"line {line}")
             if len(order_keys) > IMPORT_ROWS_MAX:
                 raise InvalidRequest(
                     f"the CSV file has more than {IMPORT_ROWS_MAX} orders; "
                     "split it into smaller files",
                     field="body",
                 )
-            rows.append((reader.line_num, row))
+            rows.append((line, row))
     except csv.Error as error:
         raise InvalidRequest(
             f"the CSV file cannot be read at line {reader.line_num}: {error}",
@@ -206,11 +216,15 @@ def _order_key(row: dict[str, str], key_column: str) -> str:
 
 
 def _as_order(row: dict[str, str], order_key: str) -> dict[str, Any]:
-    """Spell a CSV row as the order body POST /v1/orders takes."""
+    """Spell a CSV row as the order body POST /v1/orders takes.
+
+    A blank cell is a field left out; any other is taken as written, so that a
+    Total of " 5" or a Currency of "USD " is refused as the JSON order refuses it.
+    """
     body: dict[str, Any] = {"id": order_key or None}
     for column, field in COLUMN_FIELDS.items():
-        value = (row.get(column) or "").strip()
-        if value:
+        value = row.get(column) or ""
+        if value.strip():
             body[field] = value
     if "created_at" in body:
         body["created_at"] = _created_at(body["created_at"])
@@ -225,6 +239,10 @@ def _created_at(value: str) -> str:
         # strptime reads any Unicode digit ("\u0662026" as 2026); validation
         # refuses them, as it refuses them in an RFC 3339 time.
         return value
+    shopify = SHOPIFY_SECOND_60.fullmatch(value)
+    if shopify:
+        # A datetime has no second 60: validation reads it as RFC 3339 does.
+        return f"{shopify[1]}T{shopify[2]}{shopify[3]}:{shopify[4]}"
     try:
         return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z").isoformat()
     except ValueError:

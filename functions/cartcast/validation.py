@@ -15,7 +15,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from cartcast import web
+from cartcast import clock, web
 from cartcast.errors import InvalidRequest
 
 # numeric(12, 2), the type of every amount column (sql/001_schema.sql).
@@ -47,8 +47,6 @@ DATE_TIME = re.compile(
 LOCAL_DATE_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
 )
-# An RFC 3339 time's leap second: "2016-12-31T23:59:60Z".
-LEAP_SECOND = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):60(.*)")
 # What JSON Schema's `\s` matches (ECMA-262 WhiteSpace and LineTerminator), so a
 # `pattern: "\\S"` in docs/openapi.yaml and the code agree on a blank string:
 # str.strip() alone would also drop \x1c-\x1f and \x85, which `\S` matches.
@@ -365,24 +363,26 @@ def instant(value: Any, name: str) -> dt.datetime:
             field=name,
         )
 
+    # One rule for every time cartcast reads (clock.parse_instant): a leap second
+    # is the next minute's first instant, and second 60 anywhere else is refused.
     text = value[:10] + value[10:].upper()
-    leap = LEAP_SECOND.fullmatch(text)
-    if leap:
-        # Read as PostgreSQL reads it: the first instant of the next minute.
-        text = f"{leap[1]}:59{leap[2]}"
     try:
-        parsed = dt.datetime.fromisoformat(text)
+        return clock.parse_instant(text)
+    except clock.NotALeapSecond as error:
+        raise InvalidRequest(
+            f"'{name}' has second 60, which is a leap second's alone, and leap "
+            f"seconds fall at 23:59:60 UTC on a month's last day, {example}",
+            field=name,
+        ) from error
     except ValueError as error:
         raise InvalidRequest(
             f"'{name}' is no date and time that exists, {example} (an offset runs "
             "from -23:59 to +23:59)",
             field=name,
         ) from error
-    try:
-        return (parsed + dt.timedelta(seconds=1 if leap else 0)).astimezone(dt.UTC)
     except OverflowError as error:
         # Only year 1 with an offset east of UTC falls below datetime's range.
-        end = "before the first" if parsed.year == 1 else "past the last"
+        end = "before the first" if text.startswith("0001-") else "past the last"
         raise InvalidRequest(
             f"'{name}' is {end} instant cartcast can store", field=name
         ) from error
