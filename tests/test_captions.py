@@ -356,6 +356,37 @@ def test_required_hashtags_are_added_with_or_without_their_hash(
     assert "#ShopSmall" in text and "#Mugs4U" in text
 
 
+# Where "#Tokyo" ends as X links it, and where X links another hashtag instead:
+# its middle dot, an underscore, a joiner or a combining accent runs on.
+ENDS_OF_A_HASHTAG = ["#Tokyo, then", "#Tokyo and more", "#Tokyo", "(#Tokyo)", "#tokyo"]
+HASHTAGS_RUNNING_ON = ["#Tokyo・Cafe", "#Tokyo·Cafe", "#Tokyo_2", "#Tokyo\u200dx"]
+HASHTAGS_RUNNING_ON += ["#Tokyo\u0301", "e\u0301#Tokyo", "##Tokyo"]
+
+
+@pytest.mark.parametrize("written", ENDS_OF_A_HASHTAG)
+def test_a_required_hashtag_ended_by_a_space_a_comma_or_the_text_is_there(
+    written: str,
+) -> None:
+    request = request_for(make_product())
+    voice = BrandVoice(name="B", voice="v", required_hashtags=("#Tokyo",))
+
+    checks = check_text(f"Mugs for cafes. {request.link} {written}", request, voice)
+
+    assert checks["required_hashtags"]
+
+
+@pytest.mark.parametrize("written", HASHTAGS_RUNNING_ON)
+def test_a_required_hashtag_running_on_into_another_hashtag_is_missing(
+    written: str,
+) -> None:
+    request = request_for(make_product())
+    voice = BrandVoice(name="B", voice="v", required_hashtags=("#Tokyo",))
+
+    checks = check_text(f"Mugs for cafes. {request.link} {written}", request, voice)
+
+    assert not checks["required_hashtags"]
+
+
 def test_a_long_product_is_trimmed_to_fit_keeping_link_and_required_hashtags(
     voice: BrandVoice,
 ) -> None:

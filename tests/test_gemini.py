@@ -562,6 +562,26 @@ def test_a_required_hashtag_the_model_wrote_is_not_added_again(
     assert draft.checks == ALL_CHECKS_PASS
 
 
+def test_a_required_hashtag_the_model_ran_on_into_another_is_added(
+    captioner: GeminiCaptioner, requests: list[DraftRequest]
+) -> None:
+    # The stand-in quotes the description's first sentence, where X links
+    # "#Tokyo・Cafe", a hashtag other than the brand's "#Tokyo".
+    product = dataclasses.replace(
+        requests[1].product,
+        description="Poured daily at #Tokyo・Cafe. Dishwasher safe.",
+    )
+    request = dataclasses.replace(requests[1], product=product)
+    voice = BrandVoice(name="B", voice="v", required_hashtags=("#Tokyo",))
+
+    draft = write_drafts([request], voice, gemini=captioner)[0]
+
+    assert draft.engine == "gemini", draft.fallback_reason
+    assert "#Tokyo・Cafe" in draft.text
+    assert draft.text.endswith(" #Tokyo")
+    assert draft.checks == ALL_CHECKS_PASS
+
+
 # --- HTTP errors ------------------------------------------------------------------
 
 

@@ -488,6 +488,27 @@ def test_an_edit_may_end_a_sentence_right_after_the_link(
     assert response.get_json()["post"]["checks"]["link_once"] is True
 
 
+@pytest.mark.parametrize(
+    ("ending", "carried"),
+    [("#PR, #Tokyo", True), ("#PR・Tokyo #Tokyo", False), ("#PR #Tokyo·Cafe", False)],
+)
+def test_an_edit_carries_the_disclosure_and_required_hashtags_only_as_x_links_them(
+    client, ending, carried
+) -> None:
+    body = brand_body(
+        slug="tokyo-goods", disclosure_tag="#PR", required_hashtags=["#Tokyo"]
+    )
+    key = post_json(client, "/v1/brands", body, OPERATOR_KEY).get_json()["api_key"]
+    post_json(client, "/v1/products", catalog(1), key)
+    post = draft(client, key, sponsored=True)
+    text = f"A mug to love. {post['link']} {ending}"
+
+    response = patch_json(client, f"/v1/posts/{post['id']}", {"text": text}, key)
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["post"]["checks"]["required_hashtags"] is carried
+
+
 def approved(client, key: str, index: int = 0) -> dict:
     post = draft(client, key, index)
     response = post_json(client, f"/v1/posts/{post['id']}/approve", {}, key)

@@ -46,6 +46,7 @@ from cartcast import (
     alerts,
     audit,
     connections,
+    hashtags,
     keys,
     link_policy,
     slots,
@@ -178,24 +179,9 @@ WORDS_MAX = 100
 WORD_LENGTH_MAX = 100
 # One hashtag, as X links one (is_one_hashtag), for a brand's disclosure tag and
 # each of its required hashtags alike: "#123" is no hashtag on X. The rule is by
-# Unicode category, so docs/openapi.yaml states only "^#" and names the rest.
+# Unicode category (hashtags.continues_hashtag), so docs/openapi.yaml states only
+# "^#" and names the rest.
 HASHTAG_NAME_MAX = 29
-# The few characters besides letters, marks and digits that X links inside a
-# hashtag: '_', the joiners some scripts write inside a word (Persian's ZWNJ),
-# and punctuation written inside words, such as Catalan's middle dot, Hebrew's
-# geresh and gershayim, and Japanese's middle dot and sound marks. The list is
-# twitter-text's HASHTAG_SPECIAL_CHARS (twitter/twitter-text,
-# java/src/main/java/com/twitter/twittertext/Regex.java; the same list is
-# js/src/regexp/hashtagSpecialChars.js). Any other punctuation ends the hashtag.
-HASHTAG_SPECIAL_CHARACTERS = frozenset(
-    "_\u200c\u200d"  # low line, zero width non-joiner and joiner
-    "\ua67e"  # Cyrillic kavyka
-    "\u05be\u05f3\u05f4"  # Hebrew maqaf, geresh, gershayim
-    "\uff5e\u301c"  # fullwidth tilde, wave dash
-    "\u309b\u309c\u30a0\u30fb\u3003"  # kana sound marks, double hyphen, dots
-    "\u0f0b\u0f0c"  # Tibetan tsheg marks
-    "\u00b7"  # middle dot
-)
 HASHTAG_SHAPE = (
     "one hashtag, like #ad or #sponsored: '#' and up to 29 letters, combining "
     "marks, digits, _ or the few punctuation marks X links inside a hashtag "
@@ -683,19 +669,14 @@ def _disclosure_tag(body: dict) -> str:
 
 
 def is_one_hashtag(tag: str) -> bool:
-    """Whether `tag` is one hashtag X links: '#', then letters, combining marks
-    (Devanagari and Thai write vowels with them), decimal digits or
-    HASHTAG_SPECIAL_CHARACTERS, at least one a letter. A regular expression's \\w
-    would refuse the marks."""
+    """Whether `tag` is one hashtag X links: '#', then characters X links inside
+    one (hashtags.continues_hashtag: letters, combining marks, decimal digits and
+    a few joiners and punctuation marks), at least one a letter."""
     name = tag[1:]
     if tag[:1] != "#" or not 0 < len(name) <= HASHTAG_NAME_MAX:
         return False
-    kinds = [unicodedata.category(char) for char in name]
-    allowed = all(
-        kind[0] in "LM" or kind == "Nd" or char in HASHTAG_SPECIAL_CHARACTERS
-        for char, kind in zip(name, kinds, strict=True)
-    )
-    return allowed and any(kind[0] == "L" for kind in kinds)
+    has_letter = any(unicodedata.category(char)[0] == "L" for char in name)
+    return has_letter and all(hashtags.continues_hashtag(char) for char in name)
 
 
 def _required_hashtags(body: dict) -> list[str]:

@@ -85,6 +85,7 @@ from cartcast.claims import (
     price_mismatch,
     sale_price,
 )
+from cartcast.hashtags import contains_hashtag
 from cartcast.links import standalone_link_count, without_standalone_link
 from cartcast.logs import fields, get_logger
 from cartcast.near_duplicates import NEAR_DUPLICATE_THRESHOLD, CopyIndex
@@ -294,7 +295,7 @@ def check_text(
         **link_check,
         "fits_on_x": fits_on_x(text),
         "required_hashtags": all(
-            _contains_hashtag(text, tag) for tag in _required_hashtags(voice)
+            contains_hashtag(text, tag) for tag in _required_hashtags(voice)
         ),
         # The link is the store's own URL, not copy: a banned word in a product's
         # handle is the store's naming, and no rewording could remove it.
@@ -440,7 +441,7 @@ def _canonical(language: str) -> str:
 def _attach_link_and_hashtags(copy: str, link: str, voice: BrandVoice) -> str:
     copy = " ".join(copy.split())
     missing = [
-        tag for tag in _required_hashtags(voice) if not _contains_hashtag(copy, tag)
+        tag for tag in _required_hashtags(voice) if not contains_hashtag(copy, tag)
     ]
     return " ".join([copy, *([link] if link else []), *missing])
 
@@ -931,11 +932,6 @@ def _has_no_link(text: str) -> bool:
 def _without(text: str, link: str) -> str:
     """Blank out the post's own link, the store's URL rather than copy."""
     return text.replace(link, " ") if link else text
-
-
-def _contains_hashtag(text: str, tag: str) -> bool:
-    pattern = r"(?<![\w#])" + re.escape(tag) + r"(?!\w)"
-    return re.search(pattern, text, re.IGNORECASE) is not None
 
 
 def _first_banned_word(text: str, voice: BrandVoice) -> str | None:

@@ -1,0 +1,68 @@
+"""Which characters X links as part of a hashtag, and whether a text carries one.
+
+A hashtag on X is '#' and a run of letters, combining marks, decimal digits and a
+short list of other characters, at least one a letter; the first character outside
+that set ends it. A brand's required hashtags and disclosure tag are checked
+against it (brands.is_one_hashtag), and so is a draft that must carry them
+(`contains_hashtag`): "#Tokyo" is not carried by "#Tokyo・Cafe", which X links as
+another hashtag.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# The few characters besides letters, marks and digits that X links inside a
+# hashtag: '_', the joiners some scripts write inside a word (Persian's ZWNJ),
+# and punctuation written inside words, such as Catalan's middle dot, Hebrew's
+# geresh and gershayim, and Japanese's middle dot and sound marks. The list is
+# twitter-text's HASHTAG_SPECIAL_CHARS (twitter/twitter-text,
+# java/src/main/java/com/twitter/twittertext/Regex.java; the same list is
+# js/src/regexp/hashtagSpecialChars.js). Any other punctuation ends the hashtag.
+HASHTAG_SPECIAL_CHARACTERS = frozenset(
+    "_\u200c\u200d"  # low line, zero width non-joiner and joiner
+    "\ua67e"  # Cyrillic kavyka
+    "\u05be\u05f3\u05f4"  # Hebrew maqaf, geresh, gershayim
+    "\uff5e\u301c"  # fullwidth tilde, wave dash
+    "\u309b\u309c\u30a0\u30fb\u3003"  # kana sound marks, double hyphen, dots
+    "\u0f0b\u0f0c"  # Tibetan tsheg marks
+    "\u00b7"  # middle dot
+)
+# Variation selectors are combining marks, yet twitter-text lets one stand right
+# before the '#' (an emoji's presentation selector, "❤️#sale"): it does not join
+# the emoji to the hashtag.
+VARIATION_SELECTORS = frozenset("\ufe0e\ufe0f")
+
+
+def is_hashtag_word_character(char: str) -> bool:
+    """Whether `char` is a letter, a combining mark or a decimal digit: what a
+    hashtag's words are made of, before the few joining characters. A regular
+    expression's \\w would refuse the marks Devanagari and Thai write vowels with."""
+    kind = unicodedata.category(char)
+    return kind[0] in "LM" or kind == "Nd"
+
+
+def continues_hashtag(char: str) -> bool:
+    """Whether X links `char` as part of a hashtag it follows."""
+    return is_hashtag_word_character(char) or char in HASHTAG_SPECIAL_CHARACTERS
+
+
+def contains_hashtag(text: str, tag: str) -> bool:
+    """Whether `text` holds `tag` ("#Tokyo") as a whole hashtag, in any case.
+
+    The tag must not follow a character that would make it part of a word, nor
+    run on into one: "#Tokyo, " and "#Tokyo" at the end count; "#Tokyo・Cafe",
+    "#Tokyo_2" and "x#Tokyo" do not. Case is compared as X compares hashtags,
+    without regard to it (a regular expression's IGNORECASE).
+    """
+    for found in re.finditer(f"(?={re.escape(tag)})", text, re.IGNORECASE):
+        start, end = found.start(), found.start() + len(tag)
+        before = text[start - 1] if start else ""
+        if before and before not in VARIATION_SELECTORS:
+            if before in "#＃" or continues_hashtag(before):
+                continue
+        if end < len(text) and continues_hashtag(text[end]):
+            continue
+        return True
+    return False
