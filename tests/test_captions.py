@@ -387,6 +387,20 @@ def test_a_required_hashtag_running_on_into_another_hashtag_is_missing(
     assert not checks["required_hashtags"]
 
 
+@pytest.mark.parametrize(
+    ("category", "hashtag"),
+    [("ของขวัญ", "#ของขวัญ"), ("हिन्दी किताबें", "#हिन्दीकिताबें")],
+)
+def test_a_category_written_with_vowel_marks_becomes_its_hashtag_whole(
+    category: str, hashtag: str
+) -> None:
+    product = make_product(category=category, tags=())
+
+    draft = write_drafts([request_for(product)], BrandVoice(name="B", voice="v"))[0]
+
+    assert draft.text.endswith(" " + hashtag)
+
+
 def test_a_long_product_is_trimmed_to_fit_keeping_link_and_required_hashtags(
     voice: BrandVoice,
 ) -> None:

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import re
 import zlib
 from collections import Counter
@@ -85,7 +86,7 @@ from cartcast.claims import (
     price_mismatch,
     sale_price,
 )
-from cartcast.hashtags import contains_hashtag
+from cartcast.hashtags import contains_hashtag, is_hashtag_word_character
 from cartcast.links import standalone_link_count, without_standalone_link
 from cartcast.logs import fields, get_logger
 from cartcast.near_duplicates import NEAR_DUPLICATE_THRESHOLD, CopyIndex
@@ -890,10 +891,13 @@ def _hashtags(
 
 
 def _hashtag(source: str) -> str | None:
-    # X hashtags are letters, digits and underscores, not all digits.
-    words = re.findall(r"[^\W_]+", source.replace("'", ""))
+    # The source's words (runs of letters, combining marks and digits, as X links
+    # them: Thai and Devanagari write vowels as marks, which \w leaves out) joined
+    # into one capitalised hashtag, which X links only with a letter in it.
+    runs = itertools.groupby(source.replace("'", ""), is_hashtag_word_character)
+    words = ["".join(run) for is_word, run in runs if is_word]
     tag = "".join(word[:1].upper() + word[1:] for word in words)
-    if not tag or tag.isdigit():
+    if not any(char.isalpha() for char in tag):
         return None
     return "#" + tag
 

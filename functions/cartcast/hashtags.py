@@ -5,7 +5,8 @@ short list of other characters, at least one a letter; the first character outsi
 that set ends it. A brand's required hashtags and disclosure tag are checked
 against it (brands.is_one_hashtag), and so is a draft that must carry them
 (`contains_hashtag`): "#Tokyo" is not carried by "#Tokyo・Cafe", which X links as
-another hashtag.
+another hashtag. The template's own hashtags are made of the same word characters
+(`is_hashtag_word_character`).
 """
 
 from __future__ import annotations
