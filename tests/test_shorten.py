@@ -90,6 +90,12 @@ def test_a_cjk_hashtag_at_the_cut_is_dropped_whole() -> None:
     assert shorten("新作のマグです。#陶器大好き", 22) == "新作のマグです…"
 
 
+@pytest.mark.parametrize("weight", [16, 18, 20])
+def test_a_hashtag_with_punctuation_x_links_inside_is_dropped_whole(weight) -> None:
+    # X links "#Tokyo・Cafe" whole: "#Tokyo…" or "#Tokyo・…" would tag another.
+    assert shorten("Pottery:#Tokyo・Cafe and more", weight) == "Pottery…"
+
+
 def test_a_mention_at_the_cut_is_dropped_whole() -> None:
     assert shorten("Thanks:@northwindgoods_official", 20) == "Thanks…"
 

@@ -6,7 +6,8 @@ that set ends it. A brand's required hashtags and disclosure tag are checked
 against it (brands.is_one_hashtag), and so is a draft that must carry them
 (`contains_hashtag`): "#Tokyo" is not carried by "#Tokyo・Cafe", which X links as
 another hashtag. The template's own hashtags are made of the same word characters
-(`is_hashtag_word_character`).
+(`is_hashtag_word_character`), and `post_text.shorten` keeps a hashtag whole up to
+the first character that does not continue it.
 """
 
 from __future__ import annotations

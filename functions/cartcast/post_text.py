@@ -41,6 +41,8 @@ import re
 import unicodedata
 from typing import Any
 
+from cartcast.hashtags import continues_hashtag
+
 X_MAX_WEIGHTED_LENGTH = 280
 URL_WEIGHT = 23
 EMOJI_WEIGHT = 2
@@ -101,6 +103,7 @@ DANGLING_PUNCTUATION = frozenset(",;:.-–—，、。；：")
 CJK_CLAUSE_ENDS = frozenset("，、。；：！？")
 # Hashtags and mentions: a cut inside one would tag or mention something else.
 ENTITY_SIGILS = frozenset("#＃@＠")
+HASHTAG_SIGILS = frozenset("#＃")
 # A token with a scheme is a URL to a reader even where X would not link it; the
 # punctuation that ends a sentence after it is not part of it.
 SCHEME_TOKEN = re.compile(
@@ -402,12 +405,16 @@ def _entity_spans(text: str, boundaries: list[int]) -> list[tuple[int, int]]:
     index = 0
     while index < len(clusters):
         start, sigil_end = clusters[index]
-        follows_word = index > 0 and _starts_word(text[clusters[index - 1][0]])
+        sigil = text[start:sigil_end]
+        # A hashtag runs on through what X links inside one ("#Tokyo・Cafe"); a
+        # mention through letters, digits and '_'.
+        continues = continues_hashtag if sigil in HASHTAG_SIGILS else _starts_word
+        follows_word = index > 0 and continues(text[clusters[index - 1][0]])
         index += 1
-        if text[start:sigil_end] not in ENTITY_SIGILS or follows_word:  # "a#b": none
+        if sigil not in ENTITY_SIGILS or follows_word:  # "a#b": none
             continue
         end = sigil_end
-        while index < len(clusters) and _starts_word(text[clusters[index][0]]):
+        while index < len(clusters) and continues(text[clusters[index][0]]):
             end = clusters[index][1]
             index += 1
         if end > sigil_end:
