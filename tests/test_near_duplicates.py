@@ -21,6 +21,14 @@ def test_links_hashtags_mentions_and_numbers_are_not_words() -> None:
     assert words == {"now", "off"}
 
 
+def test_a_hashtag_is_not_words_through_the_marks_and_punctuation_x_links_in_it() -> (
+    None
+):
+    words = copy_words("Fresh #Tokyo・Cafe mugs #col·lecció #विज्ञापन")
+
+    assert words == {"fresh", "mugs"}
+
+
 def test_words_are_casefolded_and_keep_their_apostrophes() -> None:
     assert copy_words("It's BOLD, it’s bold.") == {"it's", "bold"}
 

@@ -7,7 +7,8 @@ against it (brands.is_one_hashtag), and so is a draft that must carry them
 (`contains_hashtag`): "#Tokyo" is not carried by "#Tokyo・Cafe", which X links as
 another hashtag. The template's own hashtags are made of the same word characters
 (`is_hashtag_word_character`), and `post_text.shorten` keeps a hashtag whole up to
-the first character that does not continue it.
+the first character that does not continue it; the near-duplicate measure takes
+hashtags out of a post's words by the same rule (`blank_hashtags`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ HASHTAG_SPECIAL_CHARACTERS = frozenset(
 # before the '#' (an emoji's presentation selector, "❤️#sale"): it does not join
 # the emoji to the hashtag.
 VARIATION_SELECTORS = frozenset("\ufe0e\ufe0f")
+# '#' and its full-width form, which X reads alike.
+HASHTAG_SIGILS = frozenset("#＃")
+_SIGIL = re.compile("|".join(HASHTAG_SIGILS))
 
 
 def is_hashtag_word_character(char: str) -> bool:
@@ -62,9 +66,23 @@ def contains_hashtag(text: str, tag: str) -> bool:
         start, end = found.start(), found.start() + len(tag)
         before = text[start - 1] if start else ""
         if before and before not in VARIATION_SELECTORS:
-            if before in "#＃" or continues_hashtag(before):
+            if before in HASHTAG_SIGILS or continues_hashtag(before):
                 continue
         if end < len(text) and continues_hashtag(text[end]):
             continue
         return True
     return False
+
+
+def blank_hashtags(text: str) -> str:
+    """Return `text` with a space for every sigil and the run of characters that
+    continue a hashtag after it ("#Tokyo・Cafe", "#2024" alike)."""
+    pieces, kept_from = [], 0
+    for sigil in _SIGIL.finditer(text):
+        start = end = sigil.end()
+        while end < len(text) and continues_hashtag(text[end]):
+            end += 1
+        if end > start:
+            pieces += [text[kept_from : sigil.start()], " "]
+            kept_from = end
+    return "".join(pieces) + text[kept_from:] if pieces else text

@@ -20,13 +20,15 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from cartcast.hashtags import blank_hashtags
 from cartcast.settings import NEAR_DUPLICATE_THRESHOLD
 
 OPENING_WORDS = 6
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-# X's hashtags and mentions: a # or @ (or their full-width forms) and word characters.
-_TAG_OR_MENTION = re.compile(r"[#＃@＠]\w+")
+# X's mentions: an @ (or its full-width form) and word characters. Hashtags run on
+# through more (hashtags.blank_hashtags).
+_MENTION = re.compile(r"[@＠]\w+")
 # A word: a run of letters that may hold an apostrophe ("it's" is one word). Digits
 # are not letters: numbers drop out.
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
@@ -45,7 +47,7 @@ _SPACELESS_FROM = chr(0x0E00)
 def copy_words(text: str) -> frozenset[str]:
     """Return a post's casefolded words: no URLs, hashtags, mentions or numbers."""
     text = _URL.sub(" ", text)
-    text = _TAG_OR_MENTION.sub(" ", text).casefold().replace("’", "'")
+    text = _MENTION.sub(" ", blank_hashtags(text)).casefold().replace("’", "'")
     words = _WORD.findall(text)
     if not text or max(text) < _SPACELESS_FROM:
         return frozenset(words)

@@ -41,7 +41,7 @@ import re
 import unicodedata
 from typing import Any
 
-from cartcast.hashtags import continues_hashtag
+from cartcast.hashtags import HASHTAG_SIGILS, continues_hashtag
 
 X_MAX_WEIGHTED_LENGTH = 280
 URL_WEIGHT = 23
@@ -103,7 +103,6 @@ DANGLING_PUNCTUATION = frozenset(",;:.-–—，、。；：")
 CJK_CLAUSE_ENDS = frozenset("，、。；：！？")
 # Hashtags and mentions: a cut inside one would tag or mention something else.
 ENTITY_SIGILS = frozenset("#＃@＠")
-HASHTAG_SIGILS = frozenset("#＃")
 # A token with a scheme is a URL to a reader even where X would not link it; the
 # punctuation that ends a sentence after it is not part of it.
 SCHEME_TOKEN = re.compile(
