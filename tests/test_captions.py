@@ -622,6 +622,7 @@ def test_the_template_path_never_imports_google_genai() -> None:
         "Back in stock.",
         "Great for summer with @friend.",
         "Great for #summer days.",
+        "Great for #·summer days.",
         "Tap the link in bio.",
     ],
 )

@@ -86,7 +86,11 @@ from cartcast.claims import (
     price_mismatch,
     sale_price,
 )
-from cartcast.hashtags import contains_hashtag, is_hashtag_word_character
+from cartcast.hashtags import (
+    blank_hashtags,
+    contains_hashtag,
+    is_hashtag_word_character,
+)
 from cartcast.links import standalone_link_count, without_standalone_link
 from cartcast.logs import fields, get_logger
 from cartcast.near_duplicates import NEAR_DUPLICATE_THRESHOLD, CopyIndex
@@ -813,12 +817,14 @@ def _hook(product: ProductBrief, voice: BrandVoice) -> str | None:
     # (the post would tag whoever the catalog names), and any talk of a link.
     if _first_banned_word(first, voice) is not None or price_figures(first):
         return None
-    if makes_claims(first) or _TAGS_OR_LINK_TALK.search(first) or linked_urls(first):
+    if makes_claims(first) or _MENTION_OR_LINK_TALK.search(first) or linked_urls(first):
+        return None
+    if blank_hashtags(first) != first:  # a hashtag, as far as X links one
         return None
     return first
 
 
-_TAGS_OR_LINK_TALK = re.compile(r"[@#＠＃]\w|\blink\b", re.IGNORECASE)
+_MENTION_OR_LINK_TALK = re.compile(r"[@＠]\w|\blink\b", re.IGNORECASE)
 
 
 def _benefits(product: ProductBrief, voice: BrandVoice) -> list[str]:
