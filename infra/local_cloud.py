@@ -54,6 +54,14 @@ START_TIMEOUT_S = 60
 
 
 def free_port() -> int:
+    """Return a loopback port the system picked and released just now.
+
+    For a server in a child process, which must be given its port before it
+    listens (functions-framework's --port, the sandbox's; the api's port is also
+    in the X redirect URI every function reads). Another process could take the
+    port before the child binds it; the child then fails to start, loudly. A
+    server in this process binds port 0 itself instead.
+    """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -164,7 +172,9 @@ class LocalCloud:
         self.api_port = free_port()
         self.functions: dict[str, FunctionProcess] = {}
         self._sandbox: subprocess.Popen | None = None
-        self.scheduler = SchedulerStandIn(port=free_port())
+        # In this process: it takes a port the system picks when it starts, and
+        # the functions, started after it, are told that port.
+        self.scheduler = SchedulerStandIn()
         self.scheduler.add_job(PUBLISH_JOB)
         self.scheduler.add_job(SWEEP_JOB)
         self._env = {
@@ -173,7 +183,6 @@ class LocalCloud:
             "CARTCAST_OPERATOR_KEY": operator_key,
             "CARTCAST_SCHEDULER_JOB": PUBLISH_JOB,
             "CARTCAST_SWEEP_SCHEDULER_JOB": SWEEP_JOB,
-            "CARTCAST_SCHEDULER_ENDPOINT": self.scheduler.endpoint,
             **(extra_env or {}),
         }
         if clock_file is not None:
@@ -201,6 +210,7 @@ class LocalCloud:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         token_vault.create_key_file(Path(self._env["CARTCAST_TOKEN_KEY_FILE"]))
         self.scheduler.start()
+        self._env["CARTCAST_SCHEDULER_ENDPOINT"] = self.scheduler.endpoint
         if self.sandbox_port is not None:
             self._start_sandbox()
         score = FunctionProcess("score_sentiment", self._env, self.work_dir)

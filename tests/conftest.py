@@ -8,11 +8,9 @@ a fresh database with sql/ applied; each test starts from empty tables.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,24 +152,19 @@ SCHEDULER_JOB = (
 SWEEP_SCHEDULER_JOB = (
     "projects/shop-prod/locations/europe-west1/jobs/cartcast-sweep_missed_posts"
 )
-SCHEDULER_PORTS = range(44100, 44200)
-
-
-def scheduler_port() -> int:
-    """Return a free port of the Scheduler tests' range on 127.0.0.1."""
-    for port in SCHEDULER_PORTS:
-        with contextlib.suppress(OSError), socket.socket() as probe:
-            probe.bind(("127.0.0.1", port))
-            return port
-    raise RuntimeError(f"no free port in {SCHEDULER_PORTS}")
 
 
 @pytest.fixture
 def scheduler():
-    """The Cloud Scheduler stand-in, holding the publish job and the sweep's."""
+    """The Cloud Scheduler stand-in, holding the publish job and the sweep's.
+
+    It listens on a port the system picks (port 0), so no other process on a
+    shared machine can hold it; scheduler_env aims the client at `endpoint`,
+    which names that port once the stand-in has started.
+    """
     from infra.scheduler_standin import SchedulerStandIn
 
-    with SchedulerStandIn(port=scheduler_port()) as running:
+    with SchedulerStandIn() as running:
         running.add_job(SCHEDULER_JOB)
         running.add_job(SWEEP_SCHEDULER_JOB)
         yield running

@@ -25,7 +25,6 @@ from tests.conftest import (
     START,
     SWEEP_SCHEDULER_JOB,
     make_app,
-    scheduler_port,
 )
 from tests.helpers import brand_body, dead_loopback_port, post_json
 
@@ -290,9 +289,7 @@ class _RefusingTokenExchange(BaseHTTPRequestHandler):
 @pytest.fixture
 def refusing_token_exchange() -> Iterator[str]:
     _RefusingTokenExchange.asked = []
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", scheduler_port()), _RefusingTokenExchange
-    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusingTokenExchange)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     try:
