@@ -149,49 +149,23 @@ def tweets_sent(sandbox: Any) -> int:
     return sandbox.snapshot()["requests"].get("POST /2/tweets", {}).get("count", 0)
 
 
-# Loopback ports the scoring tests may bind or aim at (their helper's brief).
-SCORING_PORTS = range(43000, 44000)
-
-
 # Sockets bound and never listening, kept for the whole run: see dead_loopback_port.
 _HELD_DEAD_PORTS: list[Any] = []
 
 
 def dead_loopback_port() -> int:
-    """Return a loopback port of SCORING_PORTS that refuses every connection for
-    the rest of the run.
+    """Return a loopback port that refuses every connection for the rest of the run.
 
-    A socket is bound to it and never listens, so a server a test starts later
-    cannot take the same port, as one could take a port merely found free.
+    A socket is bound to a port the system picks and never listens, so no server,
+    of this run or of another process, can take the same port, as one could take a
+    port merely found free.
     """
     import socket
 
-    for port in SCORING_PORTS:
-        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            held.bind(("127.0.0.1", port))
-        except OSError:
-            held.close()
-            continue
-        _HELD_DEAD_PORTS.append(held)
-        return port
-    raise RuntimeError("no free loopback port in 43000-43999")
-
-
-def closed_loopback_port() -> int:
-    """Return a port of SCORING_PORTS that nothing listens on right now, for a
-    server the test starts there (a webhook that must stay dead wants
-    dead_loopback_port)."""
-    import socket
-
-    for port in SCORING_PORTS:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free loopback port in 43000-43999")
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.bind(("127.0.0.1", 0))
+    _HELD_DEAD_PORTS.append(held)
+    return held.getsockname()[1]
 
 
 def labelled_mentions_file(

@@ -27,10 +27,8 @@ from cartcast.sentiment import SCORER_VERSION
 from infra.gemini_standin import GeminiStandIn
 from infra.x_sandbox import XSandbox
 from tests.helpers import (
-    SCORING_PORTS,
     admin_updates_brand,
     brand_body,
-    closed_loopback_port,
     dead_loopback_port,
 )
 from tests.test_event_functions import PushReceiver
@@ -50,13 +48,8 @@ SELECT_MENTION = "SELECT * FROM mentions WHERE id = :id"
 
 
 def bind_loopback(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
-    """Serve `handler` on the first free loopback port of PORTS."""
-    for port in SCORING_PORTS:
-        try:
-            return ThreadingHTTPServer(("127.0.0.1", port), handler)
-        except OSError:
-            continue
-    raise RuntimeError("no free loopback port in 43000-43999")
+    """Serve `handler` on a loopback port the system picks."""
+    return ThreadingHTTPServer(("127.0.0.1", 0), handler)
 
 
 class LoopbackCrm:
@@ -804,7 +797,7 @@ def test_the_brand_shows_its_deadlines_and_that_a_crm_is_set(runtime, brand_id, 
 
 @pytest.fixture
 def standin():
-    with GeminiStandIn(port=closed_loopback_port()) as running:
+    with GeminiStandIn() as running:
         yield running
 
 
@@ -1011,7 +1004,7 @@ def test_an_author_removed_while_gemini_labels_their_mention_is_never_escalated(
 
 
 def test_a_poll_stores_the_authors_followers_and_the_media_types(runtime, clock):
-    with XSandbox(clock=clock, port=closed_loopback_port()) as sandbox:
+    with XSandbox(clock=clock) as sandbox:
         sandbox.register_account(**SHOP, token="token-shop")
         sandbox.add_mention(
             to_user_id=SHOP["user_id"],

@@ -32,7 +32,7 @@ from tests.conftest import REPO
 from tests.helpers import (
     ALPHA,
     BETA,
-    closed_loopback_port,
+    dead_loopback_port,
     make_brand,
     printed_by_a_fresh_functions_interpreter,
     states,
@@ -61,7 +61,7 @@ def oauth_runtime(x_runtime, x_sandbox, key_file):
         x_runtime.settings,
         x_client_id=CLIENT_ID,
         x_client_secret=CLIENT_SECRET,
-        x_oauth_redirect_uri=f"http://127.0.0.1:{closed_loopback_port()}/cb",
+        x_oauth_redirect_uri=f"http://127.0.0.1:{dead_loopback_port()}/cb",
         x_authorize_url=x_sandbox.base_url + "/i/oauth2/authorize",
         token_key_file=str(key_file),
     )
@@ -709,7 +709,7 @@ def api_ready_to_connect(monkeypatch, clock_file, key_file):
         for name, value in {
             "X_API_BASE_URL": sandbox.base_url,
             "CARTCAST_X_CLIENT_ID": CLIENT_ID,
-            "CARTCAST_X_REDIRECT_URI": f"http://127.0.0.1:{closed_loopback_port()}/cb",
+            "CARTCAST_X_REDIRECT_URI": f"http://127.0.0.1:{dead_loopback_port()}/cb",
             "CARTCAST_X_AUTHORIZE_URL": sandbox.base_url + "/i/oauth2/authorize",
             "CARTCAST_TOKEN_KEY_FILE": str(key_file),
         }.items():
