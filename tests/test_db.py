@@ -788,9 +788,8 @@ def test_a_session_lock_keeps_its_connection_out_of_the_pool_until_given_back(
 ) -> None:
     database = runtime.database
     with database.session_lock(TRY_TEST_LOCK, UNLOCK_TEST_LOCK, key="a") as taken:
-        # Every other call gets another session: none of them holds the lock.
-        with database.transaction() as tx:
-            again = tx.scalar(TRY_TEST_LOCK, key="a")
+        # Another thread's calls get another session: none of them holds the lock.
+        again = _in_another_thread(lambda: _try_in_a_transaction(database))
         lock = database.session_lock(TRY_TEST_LOCK, UNLOCK_TEST_LOCK, key="a")
         with lock as second:
             pass
@@ -808,8 +807,10 @@ def test_a_session_lock_whose_connection_died_ends_quietly_and_is_free(
 ) -> None:
     database = runtime.database
     lock = database.session_lock(TRY_TEST_LOCK, UNLOCK_TEST_LOCK, key="a")
-    with lock as taken, database.transaction() as tx:
-        ended = tx.scalar(END_TEST_LOCK_SESSIONS)
+    with lock as taken:
+        ended = _in_another_thread(
+            lambda: database.reads().scalar(END_TEST_LOCK_SESSIONS)
+        )
     lock = database.session_lock(TRY_TEST_LOCK, UNLOCK_TEST_LOCK, key="a")
     with lock as taken_again:
         pass
@@ -817,6 +818,19 @@ def test_a_session_lock_whose_connection_died_ends_quietly_and_is_free(
     assert taken is taken_again is True
     assert ended == 1
     assert database.reads().scalar(TEST_LOCKS_HELD) == 0
+
+
+def _try_in_a_transaction(database: db.Database) -> bool:
+    with database.transaction() as tx:
+        return tx.scalar(TRY_TEST_LOCK, key="a")
+
+
+def _in_another_thread(work: Any) -> Any:
+    answers: list = []
+    thread = threading.Thread(target=lambda: answers.append(work()))
+    thread.start()
+    thread.join()
+    return answers[0]
 
 
 END_TEST_LOCK_SESSIONS = """

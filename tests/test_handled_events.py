@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import threading
+import types
 import uuid
 
 import pytest
 
-from cartcast import console_status, events, retention
+from cartcast import console_status, db, events, post_events, retention
 from cartcast import runtime as runtime_module
+from cartcast.errors import TransientError
 from tests.conftest import START
 from tests.test_event_functions import tick
 
@@ -188,8 +191,10 @@ def test_a_run_killed_with_its_connection_is_taken_over_at_once(runtime) -> None
     message = events.Message(event_id="t1", time=START, payload={})
     a_second_on = START + dt.timedelta(seconds=1)
     with events.claim(runtime, "poll_mentions", message, claimed_at=START) as first:
-        with runtime.database.transaction() as tx:
-            ended = tx.scalar(END_RUN_SESSIONS)
+        # From another thread: the run's own thread would use the lock's session.
+        ended = _in_another_thread(
+            lambda: runtime.database.reads().scalar(END_RUN_SESSIONS)
+        )
 
         # Act: a retry a second later.
         with events.claim(
@@ -381,3 +386,105 @@ def test_a_claim_that_does_not_say_its_run_held_the_lock_is_taken_over_by_age_al
     # Assert: its run may be alive, so only its age lets a retry take it over.
     assert soon is events.Claim.RUNNING
     assert past is events.Claim.CLAIMED
+
+
+def test_a_cold_claimed_run_opens_one_connection(runtime) -> None:
+    # Arrange: a cold instance's pool, empty, counting the connections it opens.
+    cold, opened = _counting_database(runtime)
+    current = _runtime_on(runtime, cold)
+    message = events.Message(event_id="t1", time=START, payload={})
+
+    # Act: what a tick's run does: claim, a transaction, a lone read, finish.
+    with post_events.acting_as("system:poll_mentions"):
+        with events.claim(current, "poll_mentions", message, claimed_at=START) as run:
+            with cold.transaction() as tx:
+                tx.scalar("SELECT CAST(:v AS integer) AS work", v=1)
+            cold.reads().scalar(SELECT_HANDLED_AT)
+            events.finish(current, "poll_mentions", message, claimed_at=START)
+    cold.close()
+
+    # Assert
+    assert run is events.Claim.CLAIMED
+    assert len(opened) == 1
+
+
+def test_a_run_s_transactions_share_its_lock_s_session_and_another_thread_s_do_not(
+    runtime,
+) -> None:
+    message = events.Message(event_id="t1", time=START, payload={})
+
+    with events.claim(runtime, "poll_mentions", message, claimed_at=START):
+        with runtime.database.transaction() as outer, runtime.database.transaction():
+            own = outer.scalar(SELECT_OWN_RUN_LOCKS)
+        nested = _in_a_nested_transaction(runtime.database)
+        elsewhere = _in_another_thread(
+            lambda: runtime.database.reads().scalar(SELECT_OWN_RUN_LOCKS)
+        )
+
+    assert (own, nested, elsewhere) == (1, 0, 0)
+
+
+def test_a_run_whose_lock_s_connection_failed_stops_at_its_next_transaction(
+    runtime,
+) -> None:
+    # Arrange: a run holds its claim; the server ends its lock's session.
+    message = events.Message(event_id="t1", time=START, payload={})
+    with events.claim(runtime, "poll_mentions", message, claimed_at=START):
+        ended = _in_another_thread(
+            lambda: runtime.database.reads().scalar(END_RUN_SESSIONS)
+        )
+
+        # Act: the run goes on to its next transactions.
+        failures = [_failure_of_a_transaction(runtime.database) for _ in range(3)]
+    held = runtime.database.reads().scalar(COUNT_RUN_LOCKS)
+
+    # Assert: each fails as a lost connection, so the run stops and Pub/Sub's
+    # retry takes over; none goes on on another connection without the lock.
+    assert ended == 1
+    assert "network error" in str(failures[0])
+    assert all("session lock" in str(failure) for failure in failures[1:])
+    assert held == 0
+
+
+def _failure_of_a_transaction(database) -> TransientError:
+    with pytest.raises(TransientError) as raised:
+        with database.transaction() as tx:
+            tx.scalar("SELECT 1 AS work")
+    return raised.value
+
+
+SELECT_OWN_RUN_LOCKS = """
+SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7317
+  AND pid = pg_backend_pid()
+"""
+
+
+def _in_a_nested_transaction(database) -> int:
+    with database.transaction(), database.transaction() as inner:
+        return inner.scalar(SELECT_OWN_RUN_LOCKS)
+
+
+def _in_another_thread(work):
+    answers: list = []
+    thread = threading.Thread(target=lambda: answers.append(work()))
+    thread.start()
+    thread.join()
+    return answers[0]
+
+
+def _counting_database(runtime) -> tuple[db.Database, list]:
+    options = db.parse_database_url(runtime.settings.database_url)
+    opened: list = []
+
+    def connect(**startup):
+        opened.append(startup)
+        return db._connect_pg8000({**options, **startup})
+
+    return db.Database(connect, settings_at_connect=True), opened
+
+
+def _runtime_on(runtime, database):
+    """The runtime's settings and clock, with another database."""
+    return types.SimpleNamespace(
+        settings=runtime.settings, clock=runtime.clock, database=database
+    )

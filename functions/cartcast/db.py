@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import importlib
 import sys
 import threading
@@ -338,6 +339,9 @@ class Database:
         self._idle_check_after_s = idle_check_after_s
         self._idle: list[tuple[Statements, float]] = []
         self._lock = threading.Lock()
+        # Per thread, the connections of the session locks it holds, innermost last
+        # (see session_lock).
+        self._held = threading.local()
         # The session settings each pooled connection holds (see
         # settings_for_transactions); a connection not listed holds none.
         self._session_settings: weakref.WeakKeyDictionary[Any, tuple] = (
@@ -422,24 +426,34 @@ class Database:
         `take` is one statement that tries the lock and answers true or false
         (pg_try_advisory_lock), `give_back` the one that releases it, both with
         `params`. A taken lock lives as long as its connection, so that connection
-        stays out of the pool for the block: no other caller can run on it, and
-        the lock ends with it if the process dies. The lock is given back when the
-        block ends, raised or not; a connection that cannot give it back (the
-        server is gone, say) is closed rather than pooled, which ends the lock on
-        the server too. A lock not taken leaves its connection in the pool.
+        stays out of the pool for the block, and the lock ends with it if the
+        process dies. The block's own transactions and reads, in this thread, run
+        on it whenever it is free; another thread, or a use nested in one already
+        on it, gets a pooled one (decision 0084). A connection that fails under
+        them has ended the lock: every later checkout in the block raises a
+        TransientError, so the block stops rather than go on without its lock.
+        The lock is given back when the block ends, raised or not; a connection
+        that cannot give it back (the server is gone, say) is closed rather than
+        pooled, which ends the lock on the server too. A lock not taken leaves its
+        connection in the pool.
         """
+        # Never on a held lock's connection: a session takes its own lock again.
         statements, context = self._first_round_trip(
-            lambda live: live.run(take, params)
+            lambda live: live.run(take, params), lend=False
         )
         taken = bool(context.rows and context.rows[0][0])
         if not taken:
             self._checkin(statements, True)
             yield False
             return
+        held = _HeldLock(statements)
+        self._held_locks().append(held)
         try:
             yield True
         finally:
-            self._checkin(statements, _give_back(statements, give_back, params))
+            self._held_locks().remove(held)
+            if not held.lost:
+                self._checkin(statements, _give_back(statements, give_back, params))
 
     def close(self) -> None:
         self._discard_idle()
@@ -480,22 +494,24 @@ class Database:
         statements, _ = self._first_round_trip(lambda live: live.begin())
         return statements
 
-    def _first_round_trip(self, send: Callable[[Statements], Any]) -> tuple:
+    def _first_round_trip(
+        self, send: Callable[[Statements], Any], *, lend: bool = True
+    ) -> tuple:
         """Check out a connection and `send` its first round trip; return both.
 
         `send` must change nothing that outlives a lost connection (BEGIN, a lone
         read): a pooled connection that fails it is replaced and `send` run again.
-        A server error checks the connection back in and is raised.
+        A held lock's connection is not: the lock went with it. A server error
+        checks the connection back in and is raised.
         """
         import pg8000.dbapi
 
-        statements, pooled = self._checkout()
+        statements, pooled = self._checkout(lend=lend)
         while True:
             try:
                 return statements, send(statements)
             except (pg8000.dbapi.InterfaceError, OSError) as error:
-                with contextlib.suppress(Exception):
-                    statements.connection.close()
+                self._close(statements)
                 # A timeout is a live server that has not answered yet (a read
                 # queued behind a table lock, say), not a connection that died
                 # while idle: sent again, it would queue behind itself.
@@ -508,15 +524,23 @@ class Database:
                 raise
             except BaseException:
                 # Raised inside pg8000 with a message perhaps half sent.
-                with contextlib.suppress(Exception):
-                    statements.connection.close()
+                self._close(statements)
                 raise
             # It died with the others that sat beside it in the pool.
             self._discard_idle()
             statements, pooled = self._connect_new(), False
 
-    def _checkout(self) -> tuple[Statements, bool]:
+    def _checkout(self, *, lend: bool = True) -> tuple[Statements, bool]:
         """Return a connection, and whether it came from the pool."""
+        held = self._held_locks()[-1] if lend and self._held_locks() else None
+        if held is not None and held.lost:
+            raise TransientError(
+                "database connection failed: it held a session lock, which ended "
+                "with it"
+            )
+        if held is not None and not held.in_use:
+            held.in_use = True
+            return held.statements, False
         with self._lock:
             idle = self._idle.pop() if self._idle else None
         if idle is not None:
@@ -551,12 +575,45 @@ class Database:
         return Statements(connection)
 
     def _checkin(self, statements: Statements, reusable: bool) -> None:
+        held = self._held_lock_on(statements)
+        if held is not None:
+            held.in_use = False
+            if not reusable:
+                self._close(statements)
+            return
         with self._lock:
             if reusable and len(self._idle) < self._idle_max:
                 self._idle.append((statements, time.monotonic()))
                 return
+        self._close(statements)
+
+    def _close(self, statements: Statements) -> None:
+        held = self._held_lock_on(statements)
+        if held is not None:
+            held.lost = True
         with contextlib.suppress(Exception):
             statements.connection.close()
+
+    def _held_locks(self) -> list[_HeldLock]:
+        """Return the session locks this thread holds, innermost last."""
+        if not hasattr(self._held, "locks"):
+            self._held.locks = []
+        return self._held.locks
+
+    def _held_lock_on(self, statements: Statements) -> _HeldLock | None:
+        for held in self._held_locks():
+            if held.statements is statements:
+                return held
+        return None
+
+
+@dataclasses.dataclass
+class _HeldLock:
+    """A session lock's connection, lent to its block's thread while free."""
+
+    statements: Statements
+    in_use: bool = False
+    lost: bool = False
 
 
 def _server_refusal(error: BaseException) -> BaseException:

@@ -25,8 +25,10 @@ from cartcast.errors import PermanentError
 IDS_PER_MESSAGE_MAX = 1000
 
 # A run holds a session-level advisory lock on its tick's claim for as long as it
-# runs, on a connection of its own (Database.session_lock): the lock says it is
-# alive, and goes when its connection does, with the process or the database.
+# runs, on a connection kept out of the pool, which the run's own transactions use
+# too (Database.session_lock, decision 0084): the lock says it is alive, and goes
+# when its connection does, with the process or the database; a run whose
+# connection failed stops at its next database call.
 # Two-key advisory locks 7310-7316 are taken (posts.py). A run may not get it: the
 # run it took its claim over from holds it still, or another tick's run whose key
 # shares its hashtext does. Its claim says so (`run_holds_lock`, sql/054).
