@@ -64,13 +64,14 @@ serve: $(STAMP) ## Run the demo week, then keep it up with the web console on 12
 test: install ## Run the test suite against a real PostgreSQL
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Measure sentiment and triage accuracy, cold starts and memory, the Gemini SDK's own share of a cold start, caption quota use, publishing 1,000 posts, storing 50,000 mentions and the KPI rollup of 1,000,000 snapshots
+bench: $(STAMP) ## Measure sentiment and triage accuracy, cold starts and memory, the Gemini SDK's own share of a cold start, a cold claimed tick's connections, caption quota use, publishing 1,000 posts, storing 50,000 mentions and the KPI rollup of 1,000,000 snapshots
 	@start=$$(date +%s); \
 	$(PY) -m bench.sentiment_eval && \
 	$(PY) -m bench.triage_eval && \
 	$(PY) -m bench.triage_eval --labels bench/labels/reporting_0060.json && \
 	$(PY) -m bench.functions && \
 	$(PY) -m bench.gemini_floor --json var/bench/gemini_floor.json && \
+	$(PY) -m bench.cold_claim --json var/bench/cold_claim.json && \
 	$(PY) -m bench.rollup --json var/bench/rollup.json; \
 	status=$$?; \
 	echo "bench: done in $$(( $$(date +%s) - start )) s, load average $$(cut -d' ' -f1-3 /proc/loadavg)"; \
