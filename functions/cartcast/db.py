@@ -447,11 +447,13 @@ class Database:
             yield False
             return
         held = _HeldLock(statements)
-        self._held_locks().append(held)
+        # This thread's list, even if the block were left from another thread.
+        held_here = self._held_locks()
+        held_here.append(held)
         try:
             yield True
         finally:
-            self._held_locks().remove(held)
+            held_here.remove(held)
             if not held.lost:
                 self._checkin(statements, _give_back(statements, give_back, params))
 
