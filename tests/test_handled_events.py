@@ -424,6 +424,21 @@ def test_a_run_s_transactions_share_its_lock_s_session_and_another_thread_s_do_n
     assert (own, nested, elsewhere) == (1, 0, 0)
 
 
+def test_a_run_s_transaction_that_rolls_back_keeps_its_lock(runtime) -> None:
+    message = events.Message(event_id="t1", time=START, payload={})
+
+    with events.claim(runtime, "poll_mentions", message, claimed_at=START):
+        with pytest.raises(Exception, match="division by zero"):
+            with runtime.database.transaction() as tx:
+                tx.scalar("SELECT 1 / CAST(:by AS integer) AS work", by=0)
+        with runtime.database.transaction() as tx:
+            own = tx.scalar(SELECT_OWN_RUN_LOCKS)
+    held_after = runtime.database.reads().scalar(COUNT_RUN_LOCKS)
+
+    assert own == 1
+    assert held_after == 0
+
+
 def test_a_run_whose_lock_s_connection_failed_stops_at_its_next_transaction(
     runtime,
 ) -> None:
