@@ -2,10 +2,11 @@
 one transaction and its finish take.
 
 Each run is a fresh process, as a cold instance is: it imports cartcast's database
-code first (not timed), then claims a tick on an empty pool the way a tick's run
-does (`events.claim` inside `post_events.acting_as`), runs one transaction,
-finishes the claim and gives its lock back. The Database's `connect` is wrapped to
-count what it opens: decision 0084 makes that one, where decision 0078 opened two.
+code and pg8000 first (not timed: the same either way), then claims a tick on an
+empty pool the way a tick's run does (`events.claim` inside
+`post_events.acting_as`), runs one transaction, finishes the claim and gives its
+lock back. The Database's `connect` is wrapped to count what it opens: decision
+0084 makes that one, where decision 0078 opened two.
 
     DATABASE_URL=postgresql://... .venv/bin/python -m bench.cold_claim [--runs 20]
 
@@ -34,6 +35,8 @@ COUNT_CLAIMS = "SELECT count(*) AS claims FROM handled_events WHERE function = :
 
 def claim_once(database_url: str) -> dict[str, float]:
     """Time one cold claimed tick in this process; return its ms and connects."""
+    import pg8000.dbapi  # noqa: F401 - imported before the clock starts, as db's own
+
     from cartcast import db, events, post_events
     from cartcast.clock import SystemClock
 
