@@ -489,3 +489,10 @@ def test_each_punctuation_mark_x_links_inside_a_hashtag_and_no_other_is_taken() 
 
     assert taken == list(X_HASHTAG_PUNCTUATION)
     assert refused == []
+
+
+# twitter-text links no hashtag whose '#' is followed by VS16 (U+FE0F) or the
+# keycap mark (U+20E3): "#\ufe0f" is the #️ emoji, not a tag.
+@pytest.mark.parametrize("tag", ["#\ufe0fad", "#\u20e3ad"])
+def test_a_hash_sign_made_an_emoji_starts_no_hashtag(tag) -> None:
+    assert not brands.is_one_hashtag(tag)
