@@ -5,11 +5,12 @@ score_sentiment (120 s) after its scores, poll_mentions and publish_due_posts af
 their own work. Each POST may take its timeout (CARTCAST_ESCALATION_TIMEOUT_S,
 CARTCAST_ALERT_TIMEOUT_S), and a run sends up to 20 of each. So a run starts no
 delivery once CARTCAST_WEBHOOK_BUDGET_S has passed since its deliveries began, and
-ends about one webhook timeout past that (requests applies a timeout to the
-connection and to the wait for the answer apiece, so a POST's worst case is twice
-it). The first delivery always starts, so a tiny budget slows delivery down but
-never stops it. A run sends its alerts before its escalations (deliver_mention_news),
-so that first start is a due crisis alert's, whatever a slow CRM would take.
+ends about one webhook timeout past that: the timeout is a deadline for the whole
+POST (pinned_http.pinned_request), every address tried and the answer's head
+included, so a webhook that drips its answer cannot stretch it. The first delivery
+always starts, so a tiny budget slows delivery down but never stops it. A run
+sends its alerts before its escalations (deliver_mention_news), so that first
+start is a due crisis alert's, whatever a slow CRM would take.
 
 A row not started is left as it was, due, and the next run or tick sends it:
 nothing is locked or marked, so nothing is lost or sent twice. The deployment sets

@@ -16,7 +16,9 @@ any address a customer typed:
   it (`pinned_http.as_sent`), since urlsplit and urllib3 can read two hosts from
   one string.
 - one timeout for connecting and for each read, and a deadline of three such
-  timeouts for the whole body, so a server that drips bytes cannot hold the run;
+  timeouts for the whole fetch, redirects, head and body included (pinned_http
+  gives each connection and read the time left), so a server that drips bytes
+  cannot hold the run;
 - at most IMAGE_BYTES_MAX bytes of a JPEG, PNG, GIF or WEBP (what X takes as
   `tweet_image`), judged by the Content-Type the server sends.
 
@@ -42,7 +44,6 @@ from cartcast.errors import PermanentError, TransientError
 IMAGE_BYTES_MAX = 5 * 1024 * 1024
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 REDIRECTS_MAX = 3
-DEFAULT_PORTS = {"http": 80, "https": 443}
 CHUNK_BYTES = 64 * 1024
 
 
@@ -80,6 +81,7 @@ def fetch_image(
             checked,
             headers={"Accept": ", ".join(sorted(IMAGE_TYPES))},
             timeout_s=timeout_s,
+            deadline=deadline,
             ca_file=ca_file,
             what="the product image",
         ) as response:
@@ -87,13 +89,13 @@ def fetch_image(
             if location:
                 url = urljoin(url, location)
                 continue
-            return _read_image(response, deadline)
+            return _read_image(response)
     raise ImageUnavailable(
         f"the product image redirects more than {REDIRECTS_MAX} times"
     )
 
 
-def _read_image(response: Any, deadline: float) -> ProductImage:
+def _read_image(response: Any) -> ProductImage:
     import urllib3
 
     status = response.status
@@ -118,8 +120,9 @@ def _read_image(response: Any, deadline: float) -> ProductImage:
             data += chunk
             if len(data) > IMAGE_BYTES_MAX:
                 raise ImageUnavailable(_too_large(len(data)))
-            if time.monotonic() > deadline:
-                raise TransientError("the product image arrived too slowly")
+    except urllib3.exceptions.ReadTimeoutError as error:
+        # The read's own timeout, or the fetch's deadline (pinned_request's).
+        raise TransientError("the product image arrived too slowly") from error
     except urllib3.exceptions.HTTPError as error:
         raise TransientError(f"the product image broke off: {error}") from error
     if not data:

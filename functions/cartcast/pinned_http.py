@@ -7,7 +7,9 @@ reach (addresses.py; loopback only in a local run), and connects to a checked
 address itself (`pinned_request`): a DNS answer that changes between check and
 connection (rebinding) cannot move it. The Host header, TLS server name and
 certificate check keep the URL's host; no proxy from the environment is used,
-nothing is retried and no redirect is followed here.
+nothing is retried and no redirect is followed here. One deadline bounds the whole
+request, every address tried and every byte of the answer read: a server that
+drips its answer a byte at a time, each read short, cannot hold a run past it.
 
     AddressRefused (PermanentError)   the host is at an address cartcast does not
                                       reach; the brand must change it
@@ -19,8 +21,12 @@ nothing is retried and no redirect is followed here.
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.client
+import io
 import ipaddress
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -29,6 +35,9 @@ from cartcast import addresses
 from cartcast.errors import PermanentError, TransientError
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# The least time an operation is given once its deadline is all but spent: a socket
+# timeout of 0 would make it non-blocking instead of failing it.
+LEAST_TIMEOUT_S = 0.001
 
 # Takes a host name and a port, returns the host's addresses as text.
 Resolver = Callable[[str, int], Sequence[str]]
@@ -115,6 +124,7 @@ def pinned_request(
     headers: Mapping[str, str],
     body: bytes | None = None,
     timeout_s: float,
+    deadline: float | None = None,
     ca_file: str | None = None,
     what: str,
 ) -> Iterator[Any]:
@@ -124,10 +134,19 @@ def pinned_request(
     A pool made for the address itself never looks the name up again, and no
     proxy from the environment (HTTP_PROXY and its kin) is consulted. The Host
     header, the TLS server name and the certificate check all keep the URL's
-    host (urllib3 checks the certificate against `server_hostname`). `timeout_s`
-    bounds the connection and each read; `ca_file` names the certificate
-    authorities trusted, certifi's (as requests') when None. `what` names the
-    thing requested in the TransientError raised when no answer comes.
+    host (urllib3 checks the certificate against `server_hostname`). `ca_file`
+    names the certificate authorities trusted, certifi's (as requests') when
+    None. `what` names the thing requested in the TransientError raised when no
+    answer comes.
+
+    Args:
+        timeout_s: bounds each connection and each read.
+        deadline: the time.monotonic() instant by which the whole request, the
+            body read from the response included, has ended; `timeout_s` from
+            now when None. Each connection, send and read gets the time left at
+            most; once it has passed, the request fails as a read timeout does,
+            a TransientError caused by urllib3's ReadTimeoutError, which its
+            callers count as temporary and retry after their back-off.
     """
     import urllib3
 
@@ -138,11 +157,17 @@ def pinned_request(
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         sent_headers.update(urllib3.make_headers(basic_auth=credentials))
 
+    if deadline is None:
+        deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     for address in checked:
-        with contextlib.closing(
-            _pool_for(parts, address, timeout_s=timeout_s, ca_file=ca_file)
-        ) as pool:
+        if last_error is not None and time.monotonic() >= deadline:
+            # The next address would start past the deadline: fail as the last did.
+            break
+        pool = _pool_for(
+            parts, address, timeout_s=timeout_s, deadline=deadline, ca_file=ca_file
+        )
+        with contextlib.closing(pool):
             try:
                 response = pool.urlopen(
                     method,
@@ -159,6 +184,10 @@ def pinned_request(
                 last_error = error
                 continue
             except urllib3.exceptions.HTTPError as error:
+                if time.monotonic() >= deadline:
+                    raise TransientError(
+                        f"{what} was not read by its deadline: {error}"
+                    ) from error
                 raise TransientError(f"{what} could not be read: {error}") from error
             try:
                 yield response
@@ -169,18 +198,24 @@ def pinned_request(
 
 
 def _pool_for(
-    parts: SplitResult, address: str, *, timeout_s: float, ca_file: str | None
+    parts: SplitResult,
+    address: str,
+    *,
+    timeout_s: float,
+    deadline: float,
+    ca_file: str | None,
 ) -> Any:
     import urllib3
 
     port = port_of(parts)
     timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
+    http_pool, https_pool = _deadline_pools()
     if parts.scheme == "http":
-        return urllib3.HTTPConnectionPool(address, port, timeout=timeout, maxsize=1)
+        return http_pool(address, port, timeout=timeout, maxsize=1, deadline=deadline)
 
     import certifi
 
-    return urllib3.HTTPSConnectionPool(
+    return https_pool(
         address,
         port,
         timeout=timeout,
@@ -188,4 +223,96 @@ def _pool_for(
         cert_reqs="CERT_REQUIRED",
         ca_certs=ca_file or certifi.where(),
         server_hostname=parts.hostname,
+        deadline=deadline,
     )
+
+
+def _time_left_s(timeout_s: Any, deadline: float) -> float:
+    """Return `timeout_s` or the time left before `deadline`, whichever is less."""
+    left_s = max(deadline - time.monotonic(), LEAST_TIMEOUT_S)
+    if isinstance(timeout_s, int | float):
+        return min(timeout_s, left_s)
+    return left_s
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's reader for an answer, each read given the time left at most.
+
+    http.client reads the status line, the headers and the body through it, so a
+    server that keeps every read short still cannot keep the answer coming.
+    """
+
+    def __init__(self, raw: Any, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        if time.monotonic() >= self._deadline:
+            raise TimeoutError("the request's deadline passed")
+        self._sock.settimeout(_time_left_s(self._sock.gettimeout(), self._deadline))
+        return self._raw.readinto(buffer)
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        # The raw reader holds the socket open (socket.makefile's count); let go.
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """http.client's response, read through a _DeadlineReader."""
+
+    def __init__(self, sock: socket.socket, *args: Any, deadline: float, **kw: Any):
+        super().__init__(sock, *args, **kw)
+        raw = self.fp.detach()
+        self.fp = io.BufferedReader(_DeadlineReader(raw, sock, deadline))
+
+
+class _DeadlineBound:
+    """A urllib3 connection whose connect, sends and reads all end by `deadline`.
+
+    urllib3 sets `timeout` before connecting, sending and reading the head, and
+    puts it on the socket; read here, it is never more than the time left.
+    """
+
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
+        self.deadline = deadline
+        super().__init__(*args, **kwargs)
+        self.response_class = functools.partial(_DeadlineResponse, deadline=deadline)
+
+    @property
+    def timeout(self) -> float:
+        return _time_left_s(self._timeout_s, self.deadline)
+
+    @timeout.setter
+    def timeout(self, value: Any) -> None:
+        self._timeout_s = value
+
+
+@functools.cache
+def _deadline_pools() -> tuple[type, type]:
+    """Return urllib3's http and https pools, their connections _DeadlineBound;
+    made on first use, as urllib3 is imported then (a cold start skips it)."""
+    import urllib3
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    class DeadlineHTTPConnection(_DeadlineBound, HTTPConnection):
+        pass
+
+    class DeadlineHTTPSConnection(_DeadlineBound, HTTPSConnection):
+        pass
+
+    class DeadlineHTTPPool(urllib3.HTTPConnectionPool):
+        ConnectionCls = DeadlineHTTPConnection
+
+    class DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = DeadlineHTTPSConnection
+
+    return DeadlineHTTPPool, DeadlineHTTPSPool

@@ -43,7 +43,8 @@ def post_webhook(
     """POST `body` to `url`; return the problem of a failed POST, or None.
 
     Args:
-        timeout_s: bounds the connection and each read of the answer's head.
+        timeout_s: bounds the whole POST, from connecting to the answer's head
+            (pinned_http's deadline); past it the POST fails as a timeout.
 
     Raises:
         WebhookRefused: before anything is sent (see the module docstring).
