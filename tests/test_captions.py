@@ -627,3 +627,15 @@ def test_the_template_engine_never_copies_claims_tags_or_link_talk_from_the_cata
 
     assert not any(sentence in text for text in texts)
     assert any("A sturdy mug for daily use." in text for text in texts)
+
+
+# A tag stored before brands refused it: "#\ufe0f" is the #️ emoji to X, which
+# starts no hashtag there, so a draft carrying the text carries no hashtag.
+@pytest.mark.parametrize("tag", ["#\ufe0fTokyo", "#\u20e3Tokyo"])
+def test_a_required_tag_whose_sign_x_makes_an_emoji_is_never_carried(tag) -> None:
+    request = request_for(make_product())
+    voice = BrandVoice(name="B", voice="v", required_hashtags=(tag,))
+
+    checks = check_text(f"Mugs for cafes. {request.link} {tag}", request, voice)
+
+    assert checks["required_hashtags"] is False

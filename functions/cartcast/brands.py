@@ -185,7 +185,8 @@ HASHTAG_NAME_MAX = 29
 HASHTAG_SHAPE = (
     "one hashtag, like #ad or #sponsored: '#' and up to 29 letters, combining "
     "marks, digits, _ or the few punctuation marks X links inside a hashtag "
-    "(such as the middle dot ·), at least one of them a letter"
+    "(such as the middle dot ·), at least one of them a letter, and the first "
+    "not U+FE0F or U+20E3, which make the '#' an emoji"
 )
 # X numbers its users from 1 and writes the id without leading zeros; "09001" would
 # slip past the one-account-per-brand check (a string compare) for "9001".
@@ -671,9 +672,13 @@ def _disclosure_tag(body: dict) -> str:
 def is_one_hashtag(tag: str) -> bool:
     """Whether `tag` is one hashtag X links: '#', then characters X links inside
     one (hashtags.continues_hashtag: letters, combining marks, decimal digits and
-    a few joiners and punctuation marks), at least one a letter."""
+    a few joiners and punctuation marks), at least one a letter. '#' followed by
+    VS16 or the keycap mark is an emoji to X, no hashtag (hashtags.starts_hashtag).
+    """
     name = tag[1:]
     if tag[:1] != "#" or not 0 < len(name) <= HASHTAG_NAME_MAX:
+        return False
+    if not hashtags.starts_hashtag(tag):
         return False
     has_letter = any(unicodedata.category(char)[0] == "L" for char in name)
     return has_letter and all(hashtags.continues_hashtag(char) for char in name)

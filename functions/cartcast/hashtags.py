@@ -39,6 +39,12 @@ VARIATION_SELECTORS = frozenset("\ufe0e\ufe0f")
 # '#' and its full-width form, which X reads alike.
 HASHTAG_SIGILS = frozenset("#＃")
 _SIGIL = re.compile("|".join(HASHTAG_SIGILS))
+# A sign followed by VS16 (U+FE0F, emoji presentation) or the combining enclosing
+# keycap (U+20E3) is the hash or keycap emoji, and starts no hashtag: twitter-text's
+# valid hashtag pattern refuses either right after the sign, `(?!\uFE0F|\u20E3)`
+# (twitter/twitter-text, js/src/regexp/validHashtag.js). Both are marks, so without
+# this rule they would continue a hashtag.
+SIGN_TO_EMOJI = frozenset("\ufe0f\u20e3")
 
 
 def is_hashtag_word_character(char: str) -> bool:
@@ -54,14 +60,23 @@ def continues_hashtag(char: str) -> bool:
     return is_hashtag_word_character(char) or char in HASHTAG_SPECIAL_CHARACTERS
 
 
+def starts_hashtag(tag: str) -> bool:
+    """Whether X could link a hashtag at `tag`: a sign not made an emoji by the
+    character after it (SIGN_TO_EMOJI)."""
+    return tag[:1] in HASHTAG_SIGILS and tag[1:2] not in SIGN_TO_EMOJI
+
+
 def contains_hashtag(text: str, tag: str) -> bool:
     """Whether `text` holds `tag` ("#Tokyo") as a whole hashtag, in any case.
 
     The tag must not follow a character that would make it part of a word, nor
     run on into one: "#Tokyo, " and "#Tokyo" at the end count; "#Tokyo・Cafe",
     "#Tokyo_2" and "x#Tokyo" do not. Case is compared as X compares hashtags,
-    without regard to it (a regular expression's IGNORECASE).
+    without regard to it (a regular expression's IGNORECASE). A tag X would
+    not start a hashtag at ('#', U+FE0F, "ad": an emoji and a word) is never held.
     """
+    if not starts_hashtag(tag):
+        return False
     for found in re.finditer(f"(?={re.escape(tag)})", text, re.IGNORECASE):
         start, end = found.start(), found.start() + len(tag)
         before = text[start - 1] if start else ""
@@ -80,6 +95,8 @@ def blank_hashtags(text: str) -> str:
     pieces, kept_from = [], 0
     for sigil in _SIGIL.finditer(text):
         start = end = sigil.end()
+        if text[start : start + 1] in SIGN_TO_EMOJI:
+            continue
         while end < len(text) and continues_hashtag(text[end]):
             end += 1
         if end > start:
