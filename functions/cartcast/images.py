@@ -138,9 +138,8 @@ def _as_sent(url: str) -> str:
     try:
         return pinned_http.as_sent(url)
     except pinned_http.HostMalformed as error:
-        raise ImageUnavailable(
-            f"the product image URL is malformed: {url[:100]!r}"
-        ) from error
+        # The message names what is wrong (a malformed URL, port 0) and the URL.
+        raise ImageUnavailable(f"the product image cannot be read: {error}") from error
 
 
 def _checked_addresses(

@@ -63,7 +63,7 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 
 def port_of(parts: SplitResult) -> int:
-    """Return the URL's port, or its scheme's default."""
+    """Return the URL's port, or its scheme's default (as_sent refused port 0)."""
     return parts.port or DEFAULT_PORTS[parts.scheme]
 
 
@@ -75,9 +75,19 @@ def as_sent(url: str) -> str:
     is shop.example to urlsplit (the host follows the last "@") and the metadata
     server to urllib3 (the authority ends at the backslash). Prepared, the
     backslash is escaped into the path and both read the metadata server.
+
+    Port 0 is refused: nothing listens there (PATCH /v1/brand refuses it in a
+    webhook URL), and urllib3 drops it as if no port were named, so the request
+    would go to the scheme's port, 80 or 443, which the URL never named.
     """
     import requests
 
+    try:
+        named_port = urlsplit(url).port
+    except ValueError:
+        named_port = None  # Out of range or not a number: requests says which.
+    if named_port == 0:
+        raise HostMalformed(f"port 0 is no port anything listens on: {url[:100]!r}")
     try:
         return requests.Request("GET", url).prepare().url or ""
     except (requests.RequestException, ValueError) as error:
