@@ -783,3 +783,39 @@ def test_an_image_host_with_two_addresses_is_read_from_the_one_that_answers(
     )
 
     assert image.data == tiny_png() and images.hits == ["/mug.png"]
+
+
+def test_an_image_url_naming_port_0_holds_the_post_and_nothing_is_fetched(
+    x_runtime, clock, x_sandbox
+) -> None:
+    # Port 0 read as "no port" would fetch from 80 instead, a port the URL never named.
+    url = "http://127.0.0.1:0/mug.png"
+    brand_id = make_kind_brand(x_runtime, image_rows(url), kind="image")
+    clock.advance(dt.timedelta(days=7))
+
+    outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    post = only_post(x_runtime, brand_id)
+    assert outcome["held"] == 1 and post["state"] == "held"
+    assert "port 0" in post["failure_reason"]
+    assert tweets_sent(x_sandbox) == 0
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_publishing_looks_the_image_host_up_through_the_runtime(
+    x_runtime, clock, x_sandbox, images, second_loopback
+) -> None:
+    # The runtime's resolver answers 127.0.0.2, where the image is; getaddrinfo
+    # would answer 127.0.0.1 for localhost, where it is not.
+    port = images.server.server_port
+    second_loopback.serve("/mug.png", 200, "image/png", tiny_png())
+    x_runtime.resolve = ChangingResolver(["127.0.0.2"])
+    url = f"http://localhost:{port}/mug.png"
+    brand_id = make_kind_brand(x_runtime, image_rows(url), kind="image")
+    clock.advance(dt.timedelta(days=7))
+
+    publishing.publish_due(x_runtime, as_of=clock.now())
+
+    assert only_post(x_runtime, brand_id)["state"] == "published"
+    assert x_runtime.resolve.asked == [("localhost", port)]
+    assert images.hits == [] and second_loopback.hits == ["/mug.png"]

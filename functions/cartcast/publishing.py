@@ -706,6 +706,8 @@ def _upload_image(
             product["image_url"],
             timeout_s=settings.x_timeout_s,
             loopback_only=settings.environment == "local",
+            resolve=runtime.resolve,
+            ca_file=runtime.ca_file,
         )
         client = runtime.x_client(post["x_access_token"])
         media_id = client.upload_image(

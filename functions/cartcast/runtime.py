@@ -33,7 +33,7 @@ class Runtime:
         # Draws the jitter of retry delays; tests pass a seeded one (or a stub
         # returning the bounds) instead of patching the module.
         self.random = random or random_module.Random()
-        # How a brand's webhook host is looked up (pinned_http.Resolver;
+        # How a brand's webhook or image host is looked up (pinned_http.Resolver;
         # getaddrinfo when None) and which certificate authorities its TLS is
         # checked against (certifi's when None): tests answer both themselves.
         self.resolve = resolve
