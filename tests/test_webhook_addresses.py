@@ -300,3 +300,49 @@ def test_an_https_webhook_whose_certificate_does_not_name_its_host_is_not_sent(
     assert failed["alerts_failed"] == 1 and server.received == []
     alert, _ = outboxes(runtime, brand_id)
     assert alert["abandoned_at"] is None
+
+
+def test_a_refused_webhook_host_is_looked_up_once_a_run_for_all_its_rows(
+    runtime, brand_id
+) -> None:
+    # Two alerts and two escalations wait for one URL whose host is internal: the
+    # first row's lookup refuses it, and the others are refused on that answer.
+    url = "https://crm.example.test/hook"
+    runtime.settings = dataclasses.replace(runtime.settings, environment="cloud")
+    queue_both(runtime, brand_id, url)
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        alerts.raise_alert(
+            tx, brand_id=brand_id, kind="crisis", episode="2", text="again", now=now
+        )
+        mention_id = tx.scalar(
+            INSERT_MENTION.replace("1900000000000000001", "1900000000000000002"),
+            brand_id=brand_id,
+            now=now,
+        )
+        tx.execute(
+            INSERT_ESCALATION,
+            brand_id=brand_id,
+            mention_id=mention_id,
+            body=BODY,
+            now=now,
+        )
+
+    runtime.resolve = ChangingResolver(["10.0.0.7"])
+    sent_alerts = alerts.deliver_pending(runtime)
+    alert_lookups = list(runtime.resolve.asked)
+    runtime.resolve = ChangingResolver(["10.0.0.7"])
+    sent_escalations = escalations.deliver_pending(runtime)
+
+    assert sent_alerts["alerts_failed"] == 2
+    assert sent_escalations["escalations_failed"] == 2
+    assert alert_lookups == runtime.resolve.asked == [("crm.example.test", 443)]
+    with runtime.database.transaction() as tx:
+        rows = alerts.list_alerts(tx, brand_id=brand_id) + (
+            escalations.list_escalations(tx, brand_id=brand_id)
+        )
+    assert len(rows) == 4
+    for row in rows:
+        assert row["abandoned_at"] is not None
+        assert row["last_error"].startswith("webhook refused: ")
+        assert "10.0.0.7" in row["last_error"]

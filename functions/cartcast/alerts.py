@@ -184,7 +184,9 @@ def deliver_pending(
         )
     ]
 
-    failed_webhooks: set[str] = set()
+    # A URL that failed in this run, and the refusal when it was refused: its
+    # other rows wait for the next run, or are refused on the same answer.
+    failed_webhooks: dict[str, str | None] = {}
     return budget.deliver_in_time(
         pending,
         lambda alert_id: _deliver_one(runtime, alert_id, failed_webhooks),
@@ -193,7 +195,9 @@ def deliver_pending(
     )
 
 
-def _deliver_one(runtime: Any, alert_id: int, failed_webhooks: set[str]) -> str | None:
+def _deliver_one(
+    runtime: Any, alert_id: int, failed_webhooks: dict[str, str | None]
+) -> str | None:
     """Send, log, defer or abandon one alert under its row lock; say what happened."""
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
@@ -210,7 +214,8 @@ def _deliver_one(runtime: Any, alert_id: int, failed_webhooks: set[str]) -> str 
             )
             tx.execute(MARK_DELIVERED, id=alert_id, now=now, channel="log", attempted=0)
             return "alerts_logged"
-        if url in failed_webhooks:
+        refusal = failed_webhooks.get(url)
+        if url in failed_webhooks and refusal is None:
             return None  # already failed in this run; try again in the next
         if now - alert["created_at"] > dt.timedelta(
             seconds=runtime.settings.alert_max_age_s
@@ -223,8 +228,12 @@ def _deliver_one(runtime: Any, alert_id: int, failed_webhooks: set[str]) -> str 
             return "alerts_failed"
 
         try:
+            if refusal is not None:
+                # Refused earlier in this run: the lookup is not repeated.
+                raise WebhookRefused(refusal)
             problem = _post_webhook(runtime, url, alert["text"])
         except WebhookRefused as error:
+            failed_webhooks[url] = str(error)
             reason = f"webhook refused: {error}"
             tx.execute(
                 MARK_REFUSED, id=alert_id, now=now, error=reason[:ERROR_LENGTH_MAX]
@@ -239,7 +248,7 @@ def _deliver_one(runtime: Any, alert_id: int, failed_webhooks: set[str]) -> str 
                 MARK_DELIVERED, id=alert_id, now=now, channel="webhook", attempted=1
             )
             return "alerts_sent"
-        failed_webhooks.add(url)
+        failed_webhooks[url] = None
         delay = webhook_retry_delay(
             runtime.settings.alert_retry_base_s, alert["attempts"]
         )

@@ -216,7 +216,9 @@ def deliver_pending(
         row["id"] for row in reads.rows(SELECT_DUE, now=now, limit=ESCALATIONS_PER_RUN)
     ]
 
-    failed_webhooks: set[str] = set()
+    # A URL that failed in this run, and the refusal when it was refused: its
+    # other rows wait for the next run, or are refused on the same answer.
+    failed_webhooks: dict[str, str | None] = {}
     return budget.deliver_in_time(
         due,
         lambda escalation_id: _deliver_one(runtime, escalation_id, failed_webhooks),
@@ -226,7 +228,7 @@ def deliver_pending(
 
 
 def _deliver_one(
-    runtime: Any, escalation_id: int, failed_webhooks: set[str]
+    runtime: Any, escalation_id: int, failed_webhooks: dict[str, str | None]
 ) -> str | None:
     """Send, log, defer or abandon one escalation under its row lock."""
     now = runtime.clock.now()
@@ -250,7 +252,8 @@ def _deliver_one(
                 MARK_DELIVERED, id=escalation_id, now=now, channel="log", attempted=0
             )
             return "escalations_logged"
-        if url in failed_webhooks:
+        refusal = failed_webhooks.get(url)
+        if url in failed_webhooks and refusal is None:
             return None  # already failed in this run; its rows wait for the next
         age = now - row["created_at"]
         if age > dt.timedelta(seconds=settings.escalation_max_age_s):
@@ -262,6 +265,9 @@ def _deliver_one(
             return "escalations_failed"
 
         try:
+            if refusal is not None:
+                # Refused earlier in this run: the lookup is not repeated.
+                raise WebhookRefused(refusal)
             problem = _post(
                 runtime,
                 url,
@@ -271,6 +277,7 @@ def _deliver_one(
                 now=now,
             )
         except WebhookRefused as error:
+            failed_webhooks[url] = str(error)
             reason = f"webhook refused: {error}"
             tx.execute(
                 MARK_REFUSED,
@@ -292,7 +299,7 @@ def _deliver_one(
                 attempted=1,
             )
             return "escalations_sent"
-        failed_webhooks.add(url)
+        failed_webhooks[url] = None
         delay = webhook_retry_delay(settings.escalation_retry_base_s, row["attempts"])
         tx.execute(
             MARK_FAILED,
