@@ -6,9 +6,12 @@ import datetime as dt
 import io
 import json
 import os
+import ssl
 import subprocess
 import sys
+import threading
 import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +301,31 @@ def write_localhost_certificate(directory: Path, issuer: Any, issuer_key: Any) -
         + certificate.public_bytes(serialization.Encoding.PEM)
     )
     return path
+
+
+def serve_in_thread(
+    address: str,
+    port: int,
+    handler: type[BaseHTTPRequestHandler],
+    tls: ssl.SSLContext | None = None,
+) -> ThreadingHTTPServer:
+    """Serve `handler` on `address`:`port` (0: one the system picks) from a daemon
+    thread, over TLS when `tls` is given; the caller shuts the server down."""
+    server = ThreadingHTTPServer((address, port), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class ChangingResolver:
+    """A host lookup that answers each call with the next list of addresses, and
+    the last list from then on, as a DNS name being rebound would."""
+
+    def __init__(self, *answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.asked: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append((host, port))
+        return self.answers[min(len(self.asked), len(self.answers)) - 1]

@@ -21,11 +21,13 @@ from infra.gemini_standin import GeminiStandIn
 from tests.conftest import OPERATOR_KEY, make_app
 from tests.helpers import (
     ALPHA,
+    ChangingResolver,
     auth,
     brand_body,
     catalog,
     make_brand,
     post_json,
+    serve_in_thread,
     tweets_sent,
     write_authority,
     write_localhost_certificate,
@@ -84,10 +86,7 @@ class ImageServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((address, port), Handler)
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_in_thread(address, port, Handler, tls)
 
     def serve(self, path: str, status: int, content_type: str, body: bytes) -> str:
         self.routes[path] = (status, content_type, body)
@@ -624,18 +623,6 @@ def test_an_image_url_two_parsers_read_as_different_hosts_is_refused_unread(
         images_module.fetch_image(url, timeout_s=5, loopback_only=False)
 
     assert images.hits == []
-
-
-class ChangingResolver:
-    """Answers each lookup with the next list of addresses, the last one after."""
-
-    def __init__(self, *answers: list[str]) -> None:
-        self.answers = list(answers)
-        self.asked: list[tuple[str, int]] = []
-
-    def __call__(self, host: str, port: int) -> list[str]:
-        self.asked.append((host, port))
-        return self.answers[min(len(self.asked), len(self.answers)) - 1]
 
 
 @pytest.fixture

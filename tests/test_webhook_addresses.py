@@ -12,15 +12,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from cartcast import alerts, escalations
 from tests.helpers import (
+    ChangingResolver,
     admin_updates_brand,
     brand_body,
+    serve_in_thread,
     write_authority,
     write_localhost_certificate,
 )
@@ -77,27 +78,12 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((address, port), Handler)
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_in_thread(address, port, Handler, tls)
         self.port = self.server.server_port
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-class ChangingResolver:
-    """Answers each lookup with the next list of addresses, the last one after."""
-
-    def __init__(self, *answers: list[str]) -> None:
-        self.answers = list(answers)
-        self.asked: list[tuple[str, int]] = []
-
-    def __call__(self, host: str, port: int) -> list[str]:
-        self.asked.append((host, port))
-        return self.answers[min(len(self.asked), len(self.answers)) - 1]
 
 
 @pytest.fixture
