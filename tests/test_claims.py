@@ -187,3 +187,17 @@ def test_figures_inside_the_link_are_not_claims() -> None:
     text = f"Mugs. {tagged.link.replace('utm_source=x', 'utm_source=x&promo=20%25off')}"
 
     assert mismatch(text, tagged) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["At last 3 colours back in stock", "Our best of the last 5 years in stock"],
+)
+def test_at_last_and_the_last_years_before_in_stock_claim_no_stock_count(
+    text: str,
+) -> None:
+    # review2: "last N ... in stock" reads "at last" and "the last 5 years" as a
+    # count of units left; the catalog has 40, and nothing here says how many.
+    drafted = request(stock=40)
+
+    assert mismatch(text, drafted) is None
