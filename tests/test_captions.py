@@ -379,6 +379,22 @@ def test_a_required_hashtag_is_there_only_where_x_links_it_whole(
     assert checks["required_hashtags"] is carried
 
 
+# review2: twitter-text links no hashtag ended by another sign ("#Tokyo#Cafe":
+# endHashtagMatch), none after "&" (hashtagBoundary) and none inside a URL
+# (removeOverlappingEntities): each of these carries no #Tokyo on X.
+HASHTAGS_X_DOES_NOT_LINK = ["#Tokyo#Cafe", "Tea&#Tokyo", "shop.example.com/#Tokyo"]
+
+
+@pytest.mark.parametrize("written", HASHTAGS_X_DOES_NOT_LINK)
+def test_a_required_hashtag_x_does_not_link_is_missing(written: str) -> None:
+    request = request_for(make_product())
+    voice = BrandVoice(name="B", voice="v", required_hashtags=("#Tokyo",))
+
+    checks = check_text(f"Mugs for cafes. {request.link} {written}", request, voice)
+
+    assert checks["required_hashtags"] is False
+
+
 @pytest.mark.parametrize(
     ("category", "hashtag"),
     [("ของขวัญ", "#ของขวัญ"), ("हिन्दी किताबें", "#हिन्दीकिताबें")],
