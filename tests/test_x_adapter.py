@@ -546,3 +546,26 @@ def test_the_sandbox_refuses_a_media_type_x_does_not_have(sandbox):
             author={"id": "1600000000000000001", "username": "fan"},
             media_types=["hologram"],
         )
+
+
+def test_a_mention_timed_at_the_last_leap_second_datetime_holds_is_unusable():
+    # review2: 9999-12-31T23:59:60Z is a leap second's place by decision 0088, and
+    # its next minute is past datetime's range: parse_instant raises OverflowError,
+    # which _mentions_from does not count as unusable, so the whole page fails.
+    from cartcast.x import _mentions_from
+
+    page = {
+        "data": [
+            {
+                "id": "1800000000000000009",
+                "text": "@alpha hi",
+                "author_id": "42",
+                "created_at": "9999-12-31T23:59:60.000Z",
+            }
+        ],
+        "includes": {"users": [{"id": "42", "username": "fan", "name": "A Fan"}]},
+    }
+
+    mentions, unusable = _mentions_from(page)
+
+    assert mentions == [] and unusable == 1
