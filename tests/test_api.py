@@ -525,6 +525,21 @@ def test_drafts_of_one_request_take_the_slots_in_the_requests_order(
     assert by_slot == asked
 
 
+def test_drafts_of_one_request_are_listed_in_the_requests_order(
+    client, brand_key
+) -> None:
+    # review2: the schedule follows a request's order (sql/057), but GET /v1/posts
+    # still breaks the tie on created_at by the posts' random ids.
+    post_json(client, "/v1/products", catalog(8), brand_key)
+    skus = [p["sku"] for p in catalog(8)][::-1]
+
+    drafted = post_json(client, "/v1/captions", {"products": skus}, brand_key)
+    listed = client.get("/v1/posts?limit=50", headers=auth(brand_key)).get_json()
+
+    asked = [p["id"] for p in drafted.get_json()["posts"]]
+    assert [p["id"] for p in listed["posts"]] == asked
+
+
 def test_a_caption_request_for_an_unknown_sku_writes_nothing(client, brand_key) -> None:
     post_json(client, "/v1/products", catalog(1), brand_key)
 
