@@ -357,10 +357,15 @@ def test_required_hashtags_are_added_with_or_without_their_hash(
 
 
 # Where "#Tokyo" ends as X links it, and where X links another hashtag instead:
-# its middle dot, an underscore, a joiner or a combining accent runs on.
+# its middle dot, an underscore, a joiner or a combining accent runs on. A sign
+# before it is no letter, so twitter-text's hashtagBoundary lets "##Tokyo" link
+# "#Tokyo" (js/src/regexp/hashtagBoundary.js), and its hashSigns read the
+# full-width "＃" as '#' (js/src/regexp/hashSigns.js).
 ENDS_OF_A_HASHTAG = ["#Tokyo, then", "#Tokyo and more", "#Tokyo", "(#Tokyo)", "#tokyo"]
+ENDS_OF_A_HASHTAG += ["##Tokyo", "＃Tokyo", "Mugs ＃tokyo."]
 HASHTAGS_RUNNING_ON = ["#Tokyo・Cafe", "#Tokyo·Cafe", "#Tokyo_2", "#Tokyo\u200dx"]
-HASHTAGS_RUNNING_ON += ["#Tokyo\u0301", "e\u0301#Tokyo", "##Tokyo"]
+HASHTAGS_RUNNING_ON += ["#Tokyo\u0301", "e\u0301#Tokyo", "x＃Tokyo", "#Tokyo＃Cafe"]
+HASHTAGS_RUNNING_ON += ["#Tokyo://cafe"]
 
 
 @pytest.mark.parametrize(

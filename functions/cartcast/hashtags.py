@@ -67,26 +67,47 @@ def starts_hashtag(tag: str) -> bool:
 
 
 def contains_hashtag(text: str, tag: str) -> bool:
-    """Whether `text` holds `tag` ("#Tokyo") as a whole hashtag, in any case.
+    """Whether `text` holds `tag` ("#Tokyo") as a hashtag X links, in any case.
 
     The tag must not follow a character that would make it part of a word, nor
     run on into one: "#Tokyo, " and "#Tokyo" at the end count; "#Tokyo・Cafe",
     "#Tokyo_2" and "x#Tokyo" do not. Case is compared as X compares hashtags,
-    without regard to it (a regular expression's IGNORECASE). A tag X would
-    not start a hashtag at ('#', U+FE0F, "ad": an emoji and a word) is never held.
+    without regard to it (a regular expression's IGNORECASE), and either sign
+    opens it ("＃Tokyo").
+
+    twitter-text (js/src/extractHashtagsWithIndices.js and the regexp/ files it
+    names) links no hashtag after '&' (hashtagBoundary), none followed by another
+    sign or "://" ("#Tokyo#Cafe": endHashtagMatch) and none inside a URL
+    (removeOverlappingEntities); a sign before it is no word, so "##Tokyo" links
+    "#Tokyo". A tag X would not start a hashtag at ('#', U+FE0F, "ad": an emoji and
+    a word) is never held.
     """
     if not starts_hashtag(tag):
         return False
-    for found in re.finditer(f"(?={re.escape(tag)})", text, re.IGNORECASE):
-        start, end = found.start(), found.start() + len(tag)
+    if tag[:1] in HASHTAG_SIGILS:
+        tag = tag[1:]
+    from cartcast.post_text import linked_urls  # post_text imports this module
+
+    for url in linked_urls(text):
+        text = text.replace(url, " " * len(url))
+    pattern = f"(?=[{''.join(sorted(HASHTAG_SIGILS))}]{re.escape(tag)})"
+    for found in re.finditer(pattern, text, re.IGNORECASE):
+        start, end = found.start(), found.start() + 1 + len(tag)
         before = text[start - 1] if start else ""
         if before and before not in VARIATION_SELECTORS:
-            if before in HASHTAG_SIGILS or continues_hashtag(before):
+            if before == "&" or continues_hashtag(before):
                 continue
         if end < len(text) and continues_hashtag(text[end]):
             continue
+        if _ends_no_hashtag(text[end:]):
+            continue
         return True
     return False
+
+
+def _ends_no_hashtag(after: str) -> bool:
+    """Whether what follows a hashtag makes X link none there (endHashtagMatch)."""
+    return after[:1] in HASHTAG_SIGILS or after.startswith("://")
 
 
 def blank_hashtags(text: str) -> str:
