@@ -201,3 +201,19 @@ def test_at_last_and_the_last_years_before_in_stock_claim_no_stock_count(
     drafted = request(stock=40)
 
     assert mismatch(text, drafted) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "stock", "claims"),
+    [
+        ("Last 2 in stock", 79, "claims only 2 left, the catalog has 79"),
+        ("Last 2 in stock", 2, None),
+        ("Grab the last 3 in stock", 40, "claims only 3 left, the catalog has 40"),
+        ("Only 3 days left to order", 40, None),
+        ("Only 2 weeks left, in stock now", 40, None),
+    ],
+)
+def test_last_n_is_a_count_unless_a_time_comes_between(
+    text: str, stock: int, claims: str | None
+) -> None:
+    assert mismatch(text, request(stock=stock)) == claims

@@ -184,14 +184,25 @@ _OFFER = compiled_patterns.compile(
     r"|\bfree\s+gift\b|\bprice\s+drop\b",
     re.IGNORECASE,
 )
+# A word between a count and "left" or "in stock" that makes the count a time:
+# "only 3 days left", "the best of the last 5 years in stock".
+_NOT_A_TIME = (
+    r"(?!(?:seconds?|minutes?|hours?|days?|nights?|weeks?|weekends?|months?"
+    r"|years?|decades?|seasons?)\b)"
+)
+# "At last" is "finally": "At last 3 colours back in stock" counts nothing.
+_ONLY_OR_LAST = r"\b(?:only|just|(?<!\bat\s)last)\s+"
 _ONLY_LEFT = compiled_patterns.compile(
-    r"\b(?:only|just|last)\s+" + _COUNT + r"\s+(?:[\w-]+\s+){0,3}?"
+    _ONLY_OR_LAST + _COUNT + r"\s+(?:" + _NOT_A_TIME + r"[\w-]+\s+){0,3}?"
     r"(?:left|remaining)\b(?!-)"
-    r"|\b(?:only|just|last)\s+" + _COUNT + r"\s+(?:[\w-]+\s+){0,3}?in[\s-]stock\b"
-    r"|\blast\s+" + _COUNT + r"\s+(?:units?|pieces?|items?|ones?|pairs?)\b"
+    r"|" + _ONLY_OR_LAST + _COUNT + r"\s+(?:" + _NOT_A_TIME + r"[\w-]+\s+){0,3}?"
+    r"in[\s-]stock\b"
+    r"|(?<!\bat\s)\blast\s+" + _COUNT + r"\s+(?:units?|pieces?|items?|ones?|pairs?)\b"
     r"|(?<![\w.,/$€£])(?<!than\s)"
     + _COUNT
-    + r"\s+(?:[\w-]+\s+)?(?:left|remaining)\b(?!-)"
+    + r"\s+(?:"
+    + _NOT_A_TIME
+    + r"[\w-]+\s+)?(?:left|remaining)\b(?!-)"
     r"|(?<![\w.,/$€£])(?<!than\s)" + _COUNT + r"\s+available\b",
     re.IGNORECASE,
 )
