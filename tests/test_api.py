@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -540,6 +541,50 @@ def test_drafts_of_one_request_are_listed_in_the_requests_order(
     assert [p["id"] for p in listed["posts"]] == asked
 
 
+def test_a_request_s_drafts_page_through_next_in_the_requests_order(
+    client, brand_key
+) -> None:
+    # The drafts share their created_at: the cursor must hold the place inside
+    # that tie, or pages would skip or repeat some.
+    post_json(client, "/v1/products", catalog(5), brand_key)
+    skus = [p["sku"] for p in catalog(5)][::-1]
+    drafted = post_json(client, "/v1/captions", {"products": skus}, brand_key)
+
+    listed, after = [], None
+    while True:
+        query = {"limit": 2} if after is None else {"limit": 2, "after": after}
+        page = client.get(
+            "/v1/posts", query_string=query, headers=auth(brand_key)
+        ).get_json()
+        listed += [post["id"] for post in page["posts"]]
+        after = page["next"]
+        if after is None:
+            break
+
+    assert listed == [p["id"] for p in drafted.get_json()["posts"]]
+
+
+def test_a_posts_cursor_issued_before_written_order_still_pages_on(
+    client, brand_key
+) -> None:
+    # A cursor issued before the list ordered by written_order held the last
+    # row's (time, id); it goes on after that row.
+    post_json(client, "/v1/products", catalog(4), brand_key)
+    skus = [p["sku"] for p in catalog(4)]
+    drafted = post_json(client, "/v1/captions", {"products": skus}, brand_key)
+    posts = drafted.get_json()["posts"]
+    whole = client.get("/v1/posts", headers=auth(brand_key)).get_json()["posts"]
+    second = whole[1]
+    old_key = ["posts", second["created_at"], second["id"]]
+    after = base64.urlsafe_b64encode(json.dumps(old_key).encode()).decode()
+
+    page = client.get(
+        "/v1/posts", query_string={"after": after}, headers=auth(brand_key)
+    ).get_json()
+
+    assert [p["id"] for p in page["posts"]] == [p["id"] for p in posts[2:]]
+
+
 def test_a_caption_request_for_an_unknown_sku_writes_nothing(client, brand_key) -> None:
     post_json(client, "/v1/products", catalog(1), brand_key)
 
@@ -864,8 +909,10 @@ def test_posts_past_the_first_page_are_reached_through_next(client, brand_key) -
         "W10",
         # ["posts", "x", "y"]
         "WyJwb3N0cyIsICJ4IiwgInkiXQ",
-        # A time and an id that is a number, null; an object; no UTC instant.
-        "WyJwb3N0cyIsICIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwgNV0",
+        # A time and a place that is no written_order (0, true), null; an object;
+        # no UTC instant.
+        "WyJwb3N0cyIsICIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwgMF0",
+        "WyJwb3N0cyIsICIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwgdHJ1ZV0",
         "WyJwb3N0cyIsICIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwgbnVsbF0",
         "eyJhIjogMX0",
         "WyJwb3N0cyIsICIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwgIjZmMWMxZjdlLThhNGUtNGM2MS05YTUyLTBiOWQzZDBmNmExMCJd",

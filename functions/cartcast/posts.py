@@ -87,7 +87,7 @@ INSERT INTO post_parts (post_id, position, text, weighted_length, has_link)
 VALUES (:post_id, :position, :text, :weighted_length, :has_link)
 """
 # A thread's parts come along as one JSON array, in order; NULL for other kinds.
-POST_COLUMNS = """
+POST_FIELDS = """
 SELECT id, product_id, kind, text, link, link_note, campaign, sponsored,
     poll_options, poll_duration_minutes, image_alt_text, state, engine, model,
     fallback_reason, weighted_length, checks, scheduled_at, published_at, x_post_id,
@@ -96,23 +96,28 @@ SELECT id, product_id, kind, text, link, link_note, campaign, sponsored,
     (SELECT json_agg(json_build_object('position', pp.position, 'text', pp.text,
             'weighted_length', pp.weighted_length, 'has_link', pp.has_link,
             'x_post_id', pp.x_post_id) ORDER BY pp.position)
-     FROM post_parts pp WHERE pp.post_id = posts.id) AS parts
-FROM posts
-"""
+     FROM post_parts pp WHERE pp.post_id = posts.id) AS parts"""
+POST_COLUMNS = POST_FIELDS + "\nFROM posts\n"
 SELECT_POST = POST_COLUMNS + "WHERE brand_id = :brand_id AND id = :id"
-# Oldest first, by the post's time (its slot, or when it was written); the `after`
-# cursor is the last row's (time, id), so a page goes on where the previous ended.
+# Oldest first, by the post's time (its slot, or when it was written), then in the
+# order the posts were written, so one request's drafts, which share their time,
+# are listed in the request's order (sql/057). The `after` cursor is the last row's
+# (time, written_order), so a page goes on where the previous ended.
 SELECT_POSTS = (
-    POST_COLUMNS
-    + """
-WHERE brand_id = :brand_id AND (CAST(:state AS text) IS NULL OR state = :state)
+    POST_FIELDS
+    + ",\n    written_order\nFROM posts\n"
+    + """WHERE brand_id = :brand_id AND (CAST(:state AS text) IS NULL OR state = :state)
   AND (CAST(:after_at AS timestamptz) IS NULL
-       OR (COALESCE(scheduled_at, created_at), id)
-          > (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid)))
-ORDER BY COALESCE(scheduled_at, created_at), id
+       OR (COALESCE(scheduled_at, created_at), written_order)
+          > (CAST(:after_at AS timestamptz), CAST(:after_order AS bigint)))
+ORDER BY COALESCE(scheduled_at, created_at), written_order
 LIMIT :limit
 """
 )
+# A cursor issued before the list ordered by written_order holds the last row's id.
+SELECT_WRITTEN_ORDER = """
+SELECT written_order FROM posts WHERE brand_id = :brand_id AND id = :id
+"""
 # The brand's posts a new caption must not resemble: those of the window (created,
 # published or scheduled since :since), cancelled and rejected ones aside. Replies
 # to mentions are not on the brand's feed, so a caption may say what one said.
@@ -486,19 +491,25 @@ def page_of_posts(
     `after` is the `next` a previous page answered. A post moved to another time
     while a reader pages may be listed twice or skipped; none is listed out of order.
     """
-    after_at, after_id = page_cursors.place_after(
-        after, "posts", page_cursors.instant_and_uuid, (None, None)
+    after_at, after_order, after_id = page_cursors.place_after(
+        after, "posts", _read_posts_key, (None, None, None)
     )
+    if after_id is not None:
+        # That row's place; 0 if it is gone: a page may repeat a post, never skip.
+        earlier = tx.one(SELECT_WRITTEN_ORDER, brand_id=brand_id, id=after_id)
+        after_order = earlier["written_order"] if earlier else 0
     rows = tx.rows(
         SELECT_POSTS,
         brand_id=brand_id,
         state=state,
         after_at=after_at,
-        after_id=after_id,
+        after_order=after_order,
         limit=limit + 1,
     )
 
     page, next_token = page_cursors.next_page(rows, limit, "posts", _posts_key)
+    for post in page:
+        del post["written_order"]
     return {
         "posts": [with_price(post, prices) for post in page],
         "next": next_token,
@@ -507,7 +518,16 @@ def page_of_posts(
 
 def _posts_key(post: dict[str, Any]) -> list[Any]:
     at = post["scheduled_at"] or post["created_at"]
-    return [at.isoformat(), str(post["id"])]
+    return [at.isoformat(), post["written_order"]]
+
+
+def _read_posts_key(key: list[Any]) -> tuple[dt.datetime, int | None, str | None]:
+    """Read a cursor of this list: (time, written_order), or the (time, id) of
+    one written before the list ordered by written_order."""
+    at, place = key
+    if isinstance(place, str):
+        return page_cursors.instant(at), None, page_cursors.uuid_text(place)
+    return page_cursors.instant(at), page_cursors.row_number(place), None
 
 
 def with_price(
