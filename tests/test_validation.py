@@ -483,3 +483,20 @@ def test_the_clock_reads_a_second_60_by_the_rule_requests_are_read_by(
     else:
         assert clock.parse_instant(given).isoformat() == expected
         assert validation.instant(given, "at").isoformat() == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "end"),
+    [
+        ("9999-12-31T23:59:60Z", "past the last"),
+        ("9999-12-31T23:00:00-05:00", "past the last"),
+        ("0001-01-01T00:00:00+14:00", "before the first"),
+    ],
+)
+def test_an_instant_past_what_a_datetime_holds_is_a_value_error(given, end) -> None:
+    # An OverflowError escaped every reader that refuses a ValueError (the X
+    # adapter's mentions); a request still hears which end it fell off.
+    with pytest.raises(clock.OutOfRange):
+        clock.parse_instant(given)
+    with pytest.raises(InvalidRequest, match=f"{end} instant cartcast can store"):
+        validation.instant(given, "at")

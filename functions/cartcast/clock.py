@@ -22,6 +22,13 @@ class NotALeapSecond(ValueError):
     """A time with second 60 where no leap second falls."""
 
 
+class OutOfRange(ValueError):
+    """A time with no UTC instant a datetime holds: before year 1 or after 9999.
+
+    A ValueError, so that every reader refusing a time that is none refuses this
+    one too, where datetime's own OverflowError would have escaped them."""
+
+
 class Clock(Protocol):
     def now(self) -> dt.datetime:
         """Return the current instant as a timezone-aware UTC datetime."""
@@ -78,14 +85,19 @@ def parse_instant(text: str) -> dt.datetime:
     (RFC 3339 section 5.7; ITU-R TF.460 allows any month's end), as the first
     instant of the next minute, as PostgreSQL reads it, since a datetime has no
     second 60. Anywhere else it is no time at all, and NotALeapSecond is raised:
-    "09:30:60Z" is not 09:31.
+    "09:30:60Z" is not 09:31. An instant before year 1 or past 9999 in UTC raises
+    OutOfRange; both are ValueErrors.
     """
     text = text.replace("Z", "+00:00")
     leap = SECOND_60.fullmatch(text)
-    if leap is None:
-        return as_utc(dt.datetime.fromisoformat(text))
-    after = as_utc(dt.datetime.fromisoformat(f"{leap[1]}:59{leap[2]}"))
-    after += dt.timedelta(seconds=1)
+    try:
+        if leap is None:
+            return as_utc(dt.datetime.fromisoformat(text))
+        after = as_utc(dt.datetime.fromisoformat(f"{leap[1]}:59{leap[2]}"))
+        after += dt.timedelta(seconds=1)
+    except OverflowError as error:
+        # "0001-01-01T00:00:00+14:00", or the leap second of 9999-12-31.
+        raise OutOfRange(f"{text}: no instant a datetime can hold") from error
     if (after.day, after.hour, after.minute, after.second) != (1, 0, 0, 0):
         raise NotALeapSecond(
             f"{text}: second 60 is a leap second's, and leap seconds fall at "

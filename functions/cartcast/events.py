@@ -89,8 +89,9 @@ def decode(cloud_event: Any) -> Message:
     """
     try:
         event_time = parse_instant(cloud_event["time"])
-    except (KeyError, TypeError, ValueError, OverflowError) as error:
-        # OverflowError: "0001-01-01T00:00:00+14:00" parses but has no UTC instant.
+    except (KeyError, TypeError, ValueError) as error:
+        # ValueError includes clock.OutOfRange: "0001-01-01T00:00:00+14:00" parses
+        # but has no UTC instant.
         raise PermanentError("event has no usable 'time' attribute") from error
     data = cloud_event.data if isinstance(cloud_event.data, dict) else {}
     message = data.get("message") if isinstance(data.get("message"), dict) else {}

@@ -374,17 +374,17 @@ def instant(value: Any, name: str) -> dt.datetime:
             f"seconds fall at 23:59:60 UTC on a month's last day, {example}",
             field=name,
         ) from error
+    except clock.OutOfRange as error:
+        # Only year 1 with an offset east of UTC falls below datetime's range.
+        end = "before the first" if text.startswith("0001-") else "past the last"
+        raise InvalidRequest(
+            f"'{name}' is {end} instant cartcast can store", field=name
+        ) from error
     except ValueError as error:
         raise InvalidRequest(
             f"'{name}' is no date and time that exists, {example} (an offset runs "
             "from -23:59 to +23:59)",
             field=name,
-        ) from error
-    except OverflowError as error:
-        # Only year 1 with an offset east of UTC falls below datetime's range.
-        end = "before the first" if text.startswith("0001-") else "past the last"
-        raise InvalidRequest(
-            f"'{name}' is {end} instant cartcast can store", field=name
         ) from error
 
 
