@@ -569,3 +569,45 @@ def test_a_mention_timed_at_the_last_leap_second_datetime_holds_is_unusable():
     mentions, unusable = _mentions_from(page)
 
     assert mentions == [] and unusable == 1
+
+
+class OwnPostsAnswer:
+    """A loopback X that answers every read with one page of the shop's posts."""
+
+    def __init__(self, posts: list[dict[str, str]]) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        body = json.dumps({"data": posts, "meta": {"result_count": len(posts)}})
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+def test_an_own_post_at_the_last_leap_second_stops_the_read_as_x_s_refusal_would():
+    # Skipping it could hide the post a reconciliation looks for; an unreadable
+    # time escaped as a ValueError that reconciling.py does not stop on.
+    answer = OwnPostsAnswer(
+        [{"id": "1", "text": "mugs", "created_at": "9999-12-31T23:59:60.000Z"}]
+    )
+    client = XClient(access_token="shop-token", base_url=answer.url)
+
+    try:
+        with pytest.raises(errors.PermanentError, match="cannot read"):
+            client.own_posts(SHOP_ID, start_time=START)
+    finally:
+        answer.server.shutdown()
+        answer.server.server_close()

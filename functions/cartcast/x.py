@@ -560,18 +560,7 @@ class XClient:
                 tweet_fields=["created_at", "referenced_tweets"],
             )
             next_token = page.get("meta", {}).get("next_token")
-            yield (
-                [
-                    CreatedPost(
-                        id=post["id"],
-                        text=post["text"],
-                        created_at=parse_instant(post["created_at"]),
-                        in_reply_to=_replied_to(post),
-                    )
-                    for post in page.get("data", [])
-                ],
-                next_token is not None,
-            )
+            yield _own_posts_from(page), next_token is not None
             if next_token is None:
                 return
 
@@ -788,6 +777,29 @@ def id_time(post_id: str) -> dt.datetime:
     """Return the instant encoded in an X id (to the millisecond)."""
     ms = (int(post_id) >> 22) + SNOWFLAKE_EPOCH_MS
     return dt.datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _own_posts_from(page: dict[str, Any]) -> list[CreatedPost]:
+    """Parse one page of the account's own posts.
+
+    A post with no id, text or readable time (9999-12-31T23:59:60Z lies past what
+    a datetime holds) stops the read, as X's refusal would: skipping it could hide
+    the very post a reconciliation looks for, and cartcast publish it again.
+    """
+    try:
+        return [
+            CreatedPost(
+                id=post["id"],
+                text=post["text"],
+                created_at=parse_instant(post["created_at"]),
+                in_reply_to=_replied_to(post),
+            )
+            for post in page.get("data", [])
+        ]
+    except (KeyError, TypeError, ValueError) as error:
+        raise errors.PermanentError(
+            f"X listed an own post cartcast cannot read: {error!r}"
+        ) from error
 
 
 def _replied_to(post: dict[str, Any]) -> str | None:
