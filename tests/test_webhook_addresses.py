@@ -21,6 +21,7 @@ from tests.helpers import (
     ChangingResolver,
     admin_updates_brand,
     brand_body,
+    printed_by_a_fresh_functions_interpreter,
     serve_in_thread,
     write_authority,
     write_localhost_certificate,
@@ -332,3 +333,16 @@ def test_a_refused_webhook_host_is_looked_up_once_a_run_for_all_its_rows(
         assert row["abandoned_at"] is not None
         assert row["last_error"].startswith("webhook refused: ")
         assert "10.0.0.7" in row["last_error"]
+
+
+def test_the_functions_that_deliver_webhooks_load_the_pinned_client_on_a_delivery():
+    # publish_due_posts, poll_mentions and score_sentiment import alerts and
+    # escalations on their cold start; most of their runs deliver no webhook.
+    code = (
+        "import sys\n"
+        "import main\n"
+        "from cartcast import alerts, escalations, publishing, scoring, webhooks\n"
+        "print(sorted({'cartcast.pinned_http', 'urllib3'} & set(sys.modules)))\n"
+    )
+
+    assert printed_by_a_fresh_functions_interpreter(code) == "[]"

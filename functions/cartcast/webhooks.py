@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from cartcast import pinned_http
 from cartcast.errors import PermanentError, TransientError
 
 
@@ -49,6 +48,10 @@ def post_webhook(
     Raises:
         WebhookRefused: before anything is sent (see the module docstring).
     """
+    # Imported here: the functions that deliver webhooks import this module on
+    # their cold start, and most of their runs deliver none.
+    from cartcast import pinned_http
+
     try:
         sent = pinned_http.as_sent(url)
         parts = urlsplit(sent)
