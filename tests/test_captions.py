@@ -400,6 +400,20 @@ def test_a_required_hashtag_x_does_not_link_is_missing(written: str) -> None:
     assert checks["required_hashtags"] is False
 
 
+def test_a_hashtag_that_starts_before_a_bare_domain_is_linked_and_the_domain_not() -> (
+    None
+):
+    # removeOverlappingEntities keeps the entity that starts first: "#Tokyo・shop"
+    # before the "shop.com" X would otherwise link (twitter-text,
+    # js/src/extractHashtagsWithIndices.js).
+    request = request_for(make_product())
+    voice = BrandVoice(name="B", voice="v", required_hashtags=("#Tokyo・shop",))
+
+    checks = check_text(f"Mugs. {request.link} #Tokyo・shop.com", request, voice)
+
+    assert checks["required_hashtags"] is True
+
+
 @pytest.mark.parametrize(
     ("category", "hashtag"),
     [("ของขวัญ", "#ของขวัญ"), ("हिन्दी किताबें", "#हिन्दीकिताबें")],

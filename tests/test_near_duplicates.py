@@ -29,6 +29,13 @@ def test_a_hashtag_is_not_words_through_the_marks_and_punctuation_x_links_in_it(
     assert words == {"fresh", "mugs"}
 
 
+def test_a_sign_x_links_no_hashtag_at_leaves_its_words_in() -> None:
+    # twitter-text: no hashtag after a letter or '&', none followed by a sign.
+    words = copy_words("Mugs#Tokyo and Tea&#Cafe, #Kyoto#Nara")
+
+    assert words == {"mugs", "tokyo", "and", "tea", "cafe", "kyoto", "nara"}
+
+
 def test_words_are_casefolded_and_keep_their_apostrophes() -> None:
     assert copy_words("It's BOLD, it’s bold.") == {"it's", "bold"}
 

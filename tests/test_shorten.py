@@ -96,6 +96,16 @@ def test_a_hashtag_with_punctuation_x_links_inside_is_dropped_whole(weight) -> N
     assert shorten("Pottery:#Tokyo・Cafe and more", weight) == "Pottery…"
 
 
+def test_a_cut_does_not_turn_text_x_links_no_hashtag_in_into_one() -> None:
+    # X links no hashtag in "#Tokyo#Cafe" (endHashtagMatch); "#Tokyo…" it would.
+    assert shorten("Pottery:#Tokyo#Cafe and more", 16) == "Pottery…"
+
+
+def test_a_sign_x_starts_no_hashtag_at_is_cut_like_text() -> None:
+    # After '&' X starts no hashtag (hashtagBoundary), so no start of it tags one.
+    assert shorten("Pottery&#Tokyo and more", 12) == "Pottery&#T…"
+
+
 def test_a_mention_at_the_cut_is_dropped_whole() -> None:
     assert shorten("Thanks:@northwindgoods_official", 20) == "Thanks…"
 

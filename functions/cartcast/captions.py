@@ -86,11 +86,7 @@ from cartcast.claims import (
     price_mismatch,
     sale_price,
 )
-from cartcast.hashtags import (
-    blank_hashtags,
-    contains_hashtag,
-    is_hashtag_word_character,
-)
+from cartcast.hashtags import is_hashtag_word_character
 from cartcast.links import standalone_link_count, without_standalone_link
 from cartcast.logs import fields, get_logger
 from cartcast.near_duplicates import NEAR_DUPLICATE_THRESHOLD, CopyIndex
@@ -104,6 +100,8 @@ from cartcast.post_kinds import (
 )
 from cartcast.post_text import (
     X_MAX_WEIGHTED_LENGTH,
+    blank_hashtags,
+    contains_hashtag,
     end_with_ellipsis,
     fits_on_x,
     linked_urls,

@@ -1,20 +1,21 @@
-"""Which characters X links as part of a hashtag, and whether a text carries one.
+"""Which characters X links as part of a hashtag, and where X links one in a text.
 
 A hashtag on X is '#' and a run of letters, combining marks, decimal digits and a
 short list of other characters, at least one a letter; the first character outside
 that set ends it. A brand's required hashtags and disclosure tag are checked
-against it (brands.is_one_hashtag), and so is a draft that must carry them
-(`contains_hashtag`): "#Tokyo" is not carried by "#Tokyo・Cafe", which X links as
-another hashtag. The template's own hashtags are made of the same word characters
-(`is_hashtag_word_character`), and `post_text.shorten` keeps a hashtag whole up to
-the first character that does not continue it; the near-duplicate measure takes
-hashtags out of a post's words by the same rule (`blank_hashtags`).
+against it (brands.is_one_hashtag). Where a text links one is decided once, by
+twitter-text's rules (`hashtag_runs`, `hashtag_spans`): post_text.contains_hashtag
+(a draft carries a required tag), post_text.blank_hashtags (the near-duplicate
+measure's words) and post_text.shorten (what a cut keeps whole) all read it.
+"#Tokyo" is not carried by "#Tokyo・Cafe", which X links as another hashtag. This
+module needs no URLs of its own: post_text, which finds them, passes them in.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 
 # The few characters besides letters, marks and digits that X links inside a
 # hashtag: '_', the joiners some scripts write inside a word (Persian's ZWNJ),
@@ -66,61 +67,63 @@ def starts_hashtag(tag: str) -> bool:
     return tag[:1] in HASHTAG_SIGILS and tag[1:2] not in SIGN_TO_EMOJI
 
 
-def contains_hashtag(text: str, tag: str) -> bool:
-    """Whether `text` holds `tag` ("#Tokyo") as a hashtag X links, in any case.
+def hashtag_spans(
+    text: str, url_spans: Iterable[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
+    """Return where X links a hashtag in `text`, sign included, as (start, end).
 
-    The tag must not follow a character that would make it part of a word, nor
-    run on into one: "#Tokyo, " and "#Tokyo" at the end count; "#Tokyo・Cafe",
-    "#Tokyo_2" and "x#Tokyo" do not. Case is compared as X compares hashtags,
-    without regard to it (a regular expression's IGNORECASE), and either sign
-    opens it ("＃Tokyo").
-
-    twitter-text (js/src/extractHashtagsWithIndices.js and the regexp/ files it
-    names) links no hashtag after '&' (hashtagBoundary), none followed by another
-    sign or "://" ("#Tokyo#Cafe": endHashtagMatch) and none inside a URL
-    (removeOverlappingEntities); a sign before it is no word, so "##Tokyo" links
-    "#Tokyo". A tag X would not start a hashtag at ('#', U+FE0F, "ad": an emoji and
-    a word) is never held.
+    `url_spans` are where X links URLs in the same text (post_text.hashtag_spans
+    passes them): twitter-text's extractHashtagsWithIndices drops a hashtag that
+    starts inside a URL (removeOverlappingEntities, which keeps whichever of two
+    overlapping entities starts first), and a URL a hashtag started before is no
+    URL, so it ends no later hashtag either.
     """
-    if not starts_hashtag(tag):
-        return False
-    if tag[:1] in HASHTAG_SIGILS:
-        tag = tag[1:]
-    from cartcast.post_text import linked_urls  # post_text imports this module
+    spans = [
+        (start, end)
+        for start, end, refused_after in hashtag_runs(text)
+        if not refused_after
+    ]
+    entities = sorted(
+        [(*span, True) for span in spans] + [(*u, False) for u in url_spans]
+    )
+    linked, kept_end = [], 0
+    for start, end, is_hashtag in entities:
+        if start < kept_end:
+            continue
+        kept_end = end
+        if is_hashtag:
+            linked.append((start, end))
+    return linked
 
-    for url in linked_urls(text):
-        text = text.replace(url, " " * len(url))
-    pattern = f"(?=[{''.join(sorted(HASHTAG_SIGILS))}]{re.escape(tag)})"
-    for found in re.finditer(pattern, text, re.IGNORECASE):
-        start, end = found.start(), found.start() + 1 + len(tag)
+
+def hashtag_runs(text: str) -> Iterator[tuple[int, int, int]]:
+    """Yield (start, end, refused_after) for every sign X starts a hashtag at.
+
+    twitter-text (js/src/regexp/validHashtag.js, hashtagBoundary.js) starts one at
+    a sign not after '&' or a character that continues a hashtag (a variation
+    selector or another sign may stand before it: "❤️#sale", "##sale"), not made an
+    emoji by the character after it (SIGN_TO_EMOJI), over the longest run of
+    characters that continue a hashtag, at least one a letter or mark ("#2024" is
+    none). It then refuses the run when a sign or "://" follows it
+    (endHashtagMatch.js); `refused_after` is the length of what refused it, 0 when
+    X links the run. A cut right after a refused run would make X link it, so
+    post_text.shorten keeps the run and what refused it whole.
+    """
+    for sign in _SIGIL.finditer(text):
+        start = sign.start()
         before = text[start - 1] if start else ""
         if before and before not in VARIATION_SELECTORS:
             if before == "&" or continues_hashtag(before):
                 continue
-        if end < len(text) and continues_hashtag(text[end]):
+        if not starts_hashtag(text[start : start + 2]):
             continue
-        if _ends_no_hashtag(text[end:]):
-            continue
-        return True
-    return False
-
-
-def _ends_no_hashtag(after: str) -> bool:
-    """Whether what follows a hashtag makes X link none there (endHashtagMatch)."""
-    return after[:1] in HASHTAG_SIGILS or after.startswith("://")
-
-
-def blank_hashtags(text: str) -> str:
-    """Return `text` with a space for every sigil and the run of characters that
-    continue a hashtag after it ("#Tokyo・Cafe", "#2024" alike)."""
-    pieces, kept_from = [], 0
-    for sigil in _SIGIL.finditer(text):
-        start = end = sigil.end()
-        if text[start : start + 1] in SIGN_TO_EMOJI:
-            continue
+        end = start + 1
         while end < len(text) and continues_hashtag(text[end]):
             end += 1
-        if end > start:
-            pieces += [text[kept_from : sigil.start()], " "]
-            kept_from = end
-    return "".join(pieces) + text[kept_from:] if pieces else text
+        if not any(
+            unicodedata.category(char)[0] in "LM" for char in text[start + 1 : end]
+        ):
+            continue
+        after = text[end : end + 3]
+        refused_after = 1 if after[:1] in HASHTAG_SIGILS else 3 if after == "://" else 0
+        yield start, end, refused_after

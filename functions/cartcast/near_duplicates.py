@@ -20,14 +20,14 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from cartcast.hashtags import blank_hashtags
+from cartcast.post_text import blank_hashtags
 from cartcast.settings import NEAR_DUPLICATE_THRESHOLD
 
 OPENING_WORDS = 6
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 # X's mentions: an @ (or its full-width form) and word characters. Hashtags run on
-# through more (hashtags.blank_hashtags).
+# through more (post_text.blank_hashtags).
 _MENTION = re.compile(r"[@＠]\w+")
 # A word: a run of letters that may hold an apostrophe ("it's" is one word). Digits
 # are not letters: numbers drop out.

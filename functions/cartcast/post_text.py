@@ -34,6 +34,7 @@ whole.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import os
@@ -41,7 +42,7 @@ import re
 import unicodedata
 from typing import Any
 
-from cartcast.hashtags import HASHTAG_SIGILS, continues_hashtag
+from cartcast import hashtags
 
 X_MAX_WEIGHTED_LENGTH = 280
 URL_WEIGHT = 23
@@ -101,8 +102,8 @@ NEWER_EMOJI_STARTERS = frozenset(
 DANGLING_PUNCTUATION = frozenset(",;:.-–—，、。；：")
 # A cut after these is as good as one between words: CJK text has no spaces.
 CJK_CLAUSE_ENDS = frozenset("，、。；：！？")
-# Hashtags and mentions: a cut inside one would tag or mention something else.
-ENTITY_SIGILS = frozenset("#＃@＠")
+# Mentions: a cut inside one would mention someone else.
+MENTION_SIGILS = frozenset("@＠")
 # A token with a scheme is a URL to a reader even where X would not link it; the
 # punctuation that ends a sentence after it is not part of it.
 SCHEME_TOKEN = re.compile(
@@ -160,6 +161,40 @@ def mentioned_usernames(text: str) -> list[str]:
     for url in linked_urls(text):
         text = text.replace(url, " " * len(url))
     return [match["name"] for match in MENTION.finditer(text)]
+
+
+def hashtag_spans(text: str) -> list[tuple[int, int]]:
+    """Return where X links a hashtag in `text` (hashtags.hashtag_spans), URLs
+    aside."""
+    if "#" not in text and "＃" not in text:
+        return []
+    return hashtags.hashtag_spans(text, _linked_url_spans(text))
+
+
+def contains_hashtag(text: str, tag: str) -> bool:
+    """Whether `text` holds `tag` ("#Tokyo") as a hashtag X links, in any case.
+
+    X must link a hashtag there (hashtag_spans) that is `tag` whole: "#Tokyo, "
+    and "#Tokyo" at the end count; "#Tokyo・Cafe", "#Tokyo_2", "x#Tokyo",
+    "#Tokyo#Cafe" and "shop.example.com/#Tokyo" do not. Case is compared without
+    regard to it, as X compares hashtags, and either sign opens it ("＃Tokyo"). A
+    tag X would not start a hashtag at ('#', U+FE0F, "ad") is never held.
+    """
+    if not hashtags.starts_hashtag(tag):
+        return False
+    wanted = tag[1:].lower()
+    return any(
+        text[start + 1 : end].lower() == wanted for start, end in hashtag_spans(text)
+    )
+
+
+def blank_hashtags(text: str) -> str:
+    """Return `text` with a space for every hashtag X links in it (hashtag_spans)."""
+    pieces, kept_from = [], 0
+    for start, end in hashtag_spans(text):
+        pieces += [text[kept_from:start], " "]
+        kept_from = end
+    return "".join(pieces) + text[kept_from:] if pieces else text
 
 
 def shorten(text: str, max_weight: int, *, ellipsis: str = "…") -> str:
@@ -383,6 +418,24 @@ def _grapheme_cluster() -> Any:
     return regex.compile(r"\X")
 
 
+def _linked_url_spans(text: str) -> list[tuple[int, int]]:
+    """Return where X links the URLs of `text` (linked_urls), as (start, end)."""
+    plain = _plain_measure(text)
+    if plain is None:
+        from twitter_text import extract_urls_with_indices
+
+        found = extract_urls_with_indices(text)
+        return [(url["indices"][0], url["indices"][1]) for url in found]
+
+    # The shortcut's URLs are whole tokens, in order, and no other token holds one.
+    spans, searched_to = [], 0
+    for url in plain[1]:
+        start = text.index(url, searched_to)
+        searched_to = start + len(url)
+        spans.append((start, searched_to))
+    return spans
+
+
 def _url_spans(text: str) -> list[tuple[int, int]]:
     """Return where the URLs of `text` are: any token with a scheme, and whatever
     else X links."""
@@ -398,27 +451,40 @@ def _url_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _entity_spans(text: str, boundaries: list[int]) -> list[tuple[int, int]]:
-    """Return where the hashtags and mentions of `text` are, in whole clusters."""
+    """Return where the hashtags and mentions of `text` are, in whole clusters.
+
+    A hashtag counts wherever X starts one (hashtags.hashtag_runs), with the sign
+    or "://" that makes X refuse it: a cut inside or right after it would leave a
+    start X links as a hashtag ("#Tokyo#Cafe" cut to "#Tokyo…")."""
+    spans = [
+        (start, end + refused_after)
+        for start, end, refused_after in hashtags.hashtag_runs(text)
+    ]
     clusters = list(itertools.pairwise(boundaries))
-    spans = []
     index = 0
     while index < len(clusters):
         start, sigil_end = clusters[index]
-        sigil = text[start:sigil_end]
-        # A hashtag runs on through what X links inside one ("#Tokyo・Cafe"); a
-        # mention through letters, digits and '_'.
-        continues = continues_hashtag if sigil in HASHTAG_SIGILS else _starts_word
-        follows_word = index > 0 and continues(text[clusters[index - 1][0]])
+        # A mention runs on through letters, digits and '_'.
+        follows_word = index > 0 and _starts_word(text[clusters[index - 1][0]])
         index += 1
-        if sigil not in ENTITY_SIGILS or follows_word:  # "a#b": none
+        if text[start:sigil_end] not in MENTION_SIGILS or follows_word:  # "a@b": none
             continue
         end = sigil_end
-        while index < len(clusters) and continues(text[clusters[index][0]]):
+        while index < len(clusters) and _starts_word(text[clusters[index][0]]):
             end = clusters[index][1]
             index += 1
         if end > sigil_end:
             spans.append((start, end))
-    return spans
+    return [_whole_clusters(span, boundaries) for span in spans]
+
+
+def _whole_clusters(span: tuple[int, int], boundaries: list[int]) -> tuple[int, int]:
+    """Widen `span` to the grapheme clusters it touches."""
+    start, end = span
+    return (
+        boundaries[bisect.bisect_right(boundaries, start) - 1],
+        boundaries[bisect.bisect_left(boundaries, end)],
+    )
 
 
 def _starts_word(char: str) -> bool:
