@@ -148,3 +148,129 @@ def test_the_next_address_is_not_tried_once_the_deadline_has_passed() -> None:
         listener.setblocking(False)
         with pytest.raises(BlockingIOError):
             listener.accept()
+
+
+# Each phase of one request, bounded by the deadline rather than the per-operation
+# timeout: pinned_http counts on urllib3 (2.8.0) reading `conn.timeout` before it
+# connects, sends and waits for the head, and on http.client reading the whole
+# answer through the connection's `response_class`. The timeout here is far past
+# the server's patience and the deadline well short of it, so a client that kept
+# to the deadline has hung up before the server gives in and answers in full, and
+# one that waited out its timeout gets that answer: an upgrade of urllib3 that
+# stops reading either makes these requests succeed. Nothing is timed.
+DEADLINE_S = 0.5
+PATIENCE_S = DEADLINE_S * 8
+PER_OPERATION_TIMEOUT_S = PATIENCE_S * 10
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+# More than loopback's socket buffers hold, so the send waits on the server.
+SENT_BODY_BYTES = 64 * 1024 * 1024
+
+
+class StallingServer:
+    """Takes one connection on 127.0.0.1 and stalls it at one phase, until the
+    client hangs up or PATIENCE_S has passed; then it answers in full."""
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+        self.client_gave_up = False
+        self.answered_in_full = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._stall, daemon=True)
+        self.thread.start()
+
+    def _stall(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            try:
+                getattr(self, f"_stall_{self.phase}")(connection)
+            except (BrokenPipeError, ConnectionResetError):
+                self.client_gave_up = True
+
+    def _stall_head(self, connection: socket.socket) -> None:
+        # Reads the request, sends nothing, and waits for the client to hang up.
+        _read_request(connection)
+        connection.settimeout(PATIENCE_S)
+        try:
+            self.client_gave_up = connection.recv(1) == b""
+        except TimeoutError:
+            connection.sendall(ANSWER)
+            self.answered_in_full = True
+
+    def _stall_body(self, connection: socket.socket) -> None:
+        # The head at once, then the body a byte at a time past the deadline.
+        _read_request(connection)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % DRIPS)
+        for _ in range(DRIPS):
+            time.sleep(PATIENCE_S / DRIPS)
+            connection.sendall(b"a")
+        self.answered_in_full = True
+
+    def _stall_send(self, connection: socket.socket) -> None:
+        # Reads none of the request for a while, so the client's send blocks once
+        # the kernel's buffers are full; then reads what came, to the request's
+        # end (and answers) or to the client hanging up.
+        time.sleep(PATIENCE_S)
+        connection.settimeout(PATIENCE_S)
+        received = 0
+        while received < SENT_BODY_BYTES:
+            chunk = connection.recv(1 << 20)
+            if not chunk:
+                self.client_gave_up = True
+                return
+            received += len(chunk)
+        connection.sendall(ANSWER)
+        self.answered_in_full = True
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=PATIENCE_S * 3)
+
+
+def _request_by_deadline(port: int, *, body: bytes = b"{}") -> None:
+    with pinned_http.pinned_request(
+        "POST",
+        f"http://127.0.0.1:{port}/hook",
+        ["127.0.0.1"],
+        headers={},
+        body=body,
+        timeout_s=PER_OPERATION_TIMEOUT_S,
+        deadline=time.monotonic() + DEADLINE_S,
+        what="the webhook",
+    ) as response:
+        response.read()
+
+
+def _read_timeout_of(failure: BaseException) -> BaseException | None:
+    # The head's wait fails inside pinned_request, a TransientError caused by
+    # urllib3's ReadTimeoutError; the body's, in the caller's read, as that error.
+    import urllib3
+
+    for error in (failure, failure.__cause__):
+        if isinstance(error, urllib3.exceptions.ReadTimeoutError):
+            return error
+    return None
+
+
+@pytest.mark.parametrize("phase", ["head", "body"])
+def test_an_answer_stalled_past_the_deadline_fails_by_it(phase: str) -> None:
+    import urllib3
+
+    server = StallingServer(phase)
+
+    with pytest.raises((TransientError, urllib3.exceptions.HTTPError)) as failed:
+        _request_by_deadline(server.port)
+
+    assert _read_timeout_of(failed.value) is not None
+    server.close()
+    assert server.client_gave_up and not server.answered_in_full
+
+
+def test_a_request_the_server_does_not_read_fails_by_the_deadline() -> None:
+    server = StallingServer("send")
+
+    with pytest.raises(TransientError, match="by its deadline"):
+        _request_by_deadline(server.port, body=b"x" * SENT_BODY_BYTES)
+
+    server.close()
+    assert server.client_gave_up and not server.answered_in_full
