@@ -274,3 +274,38 @@ def test_a_request_the_server_does_not_read_fails_by_the_deadline() -> None:
 
     server.close()
     assert server.client_gave_up and not server.answered_in_full
+
+
+def test_a_connection_the_server_does_not_take_fails_by_the_deadline() -> None:
+    import urllib3
+
+    # A listener with no room in its queue: the one waiting connection fills it,
+    # and the kernel drops the client's handshake until the queue empties.
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port))
+    client_done = threading.Event()
+    answered = []
+
+    def take_connections_once_patience_runs_out() -> None:
+        if client_done.wait(PATIENCE_S):
+            return
+        listener.accept()[0].close()  # The one queued: room for the client's.
+        listener.settimeout(PATIENCE_S * 4)
+        connection, _ = listener.accept()
+        with connection:
+            _read_request(connection)
+            connection.sendall(ANSWER)
+            answered.append(True)
+
+    server = threading.Thread(target=take_connections_once_patience_runs_out)
+    server.start()
+
+    with listener, queued:
+        with pytest.raises(TransientError, match="could not be read") as failed:
+            _request_by_deadline(port)
+        client_done.set()
+        server.join()
+
+    assert isinstance(failed.value.__cause__, urllib3.exceptions.ConnectTimeoutError)
+    assert not answered

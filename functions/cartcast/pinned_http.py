@@ -289,7 +289,10 @@ class _DeadlineBound:
     """A urllib3 connection whose connect, sends and reads all end by `deadline`.
 
     urllib3 sets `timeout` before connecting, sending and reading the head, and
-    puts it on the socket; read here, it is never more than the time left.
+    puts it on the socket; read here, it is never more than the time left. That
+    is urllib3 2.8.0's behaviour, not its promise: it is pinned directly in
+    requirements.txt, and tests/test_webhook_deadlines.py fails, phase by phase,
+    when an upgrade stops reading it.
     """
 
     def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
