@@ -168,7 +168,7 @@ def hashtag_spans(text: str) -> list[tuple[int, int]]:
     aside."""
     if "#" not in text and "＃" not in text:
         return []
-    return hashtags.hashtag_spans(text, _linked_url_spans(text))
+    return hashtags.hashtag_spans(text, _linked_url_spans)
 
 
 def contains_hashtag(text: str, tag: str) -> bool:
