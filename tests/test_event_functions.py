@@ -13,14 +13,20 @@ import json
 import logging
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from cartcast import events
 from infra.x_sandbox import XSandbox
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import brand_body, catalog, dead_loopback_port, post_json
+from tests.helpers import (
+    brand_body,
+    catalog,
+    dead_loopback_port,
+    post_json,
+    serve_in_thread,
+)
 from tests.test_refusals import WebhookReceiver
 
 SHOP = {"user_id": "1500000000000000001", "username": "testgoods", "name": "Test Goods"}
@@ -42,8 +48,7 @@ class PushReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_in_thread("127.0.0.1", 0, Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/"
 
 
@@ -400,8 +405,7 @@ class ClockMovingWebhook:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_in_thread("127.0.0.1", 0, Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
 

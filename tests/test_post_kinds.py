@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 import struct
-import threading
 import zlib
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -581,8 +580,7 @@ class RecordingProxy:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_in_thread("127.0.0.1", 0, Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
 

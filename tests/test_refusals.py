@@ -13,7 +13,7 @@ import json
 import random
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -29,6 +29,7 @@ from tests.helpers import (
     catalog,
     make_brand,
     post_json,
+    serve_in_thread,
     states,
     tweets_sent,
 )
@@ -59,8 +60,7 @@ class WebhookReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_in_thread("127.0.0.1", 0, Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
 
 

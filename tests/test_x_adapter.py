@@ -18,6 +18,7 @@ from cartcast.x import (
     XUser,
 )
 from infra.x_sandbox import XSandbox
+from tests.helpers import serve_in_thread
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 SHOP = {"user_id": "1500000000000000001", "username": "shop", "name": "Shop"}
@@ -454,8 +455,7 @@ class RecordingProxy:
 
     def __init__(self) -> None:
         import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         self.targets: list[str] = []
         proxy = self
@@ -474,8 +474,7 @@ class RecordingProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_in_thread("127.0.0.1", 0, Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
 
@@ -576,8 +575,7 @@ class OwnPostsAnswer:
 
     def __init__(self, posts: list[dict[str, str]]) -> None:
         import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         body = json.dumps({"data": posts, "meta": {"result_count": len(posts)}})
 
@@ -592,8 +590,7 @@ class OwnPostsAnswer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_in_thread("127.0.0.1", 0, Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
 
