@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return live.main(work_dir=args.work_dir)
 
+    # `kill` (SIGTERM) stops a run as cleanly as Ctrl-C, the week or the console:
+    # the sandbox and the functions it starts are ended with it. Set before they
+    # start, so no SIGTERM can find the run with them up and this not yet set.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.monotonic()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     say("1/9", "starting PostgreSQL")
@@ -159,8 +163,6 @@ def serve_console(
         "Everything runs on 127.0.0.1 until you press Ctrl-C.",
         flush=True,
     )
-    # `kill` (SIGTERM) stops it as cleanly as Ctrl-C: the functions are ended too.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     week_end, started = clock.now(), monotonic()
     try:
         while True:

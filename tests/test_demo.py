@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.functions import process_tree
 from cartcast import db, keys
 from cartcast.settings import Settings
 from infra import pg
@@ -81,20 +82,67 @@ def test_make_serve_numbers_every_step_up_to_the_last(
     )
 
     # Read up to the line that says it is serving (or to the end, had it failed),
-    # then stop it as Ctrl-C would.
+    # then stop it as `kill` would.
     lines = []
     for line in serving.stdout:
         lines.append(line)
         if "until you press Ctrl-C" in line:
             break
+    started = process_tree(serving.pid)[1:]
     serving.send_signal(signal.SIGTERM)
     serving.communicate(timeout=120)
     pg.drop_database(pg.with_database(database_url, name))
+
+    assert started, lines
+    assert _still_running(started) == []
 
     steps = [line[1:4] for line in lines if re.match(r"\[[0-9]/[0-9]\] ", line)]
     assert sorted(set(steps)) == [f"{step}/9" for step in range(1, 10)], lines
     assert steps == sorted(steps)
     assert "127.0.0.1" in next(line for line in lines if line.startswith("[9/9]"))
+
+
+def test_a_demo_week_killed_midway_ends_the_functions_it_started(
+    database_url: str, tmp_path: Path
+) -> None:
+    name = f"cartcast_killed_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DATABASE_URL": pg.with_database(database_url, "postgres")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "functions"), str(REPO)])
+    command = [sys.executable, "-m", "infra.demo", "--database", name]
+    running = subprocess.Popen(
+        [*command, "--work-dir", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    # The functions are up once the brand is being created through the API.
+    lines = []
+    for line in running.stdout:
+        lines.append(line)
+        if line.startswith("[3/9]"):
+            break
+    started = process_tree(running.pid)[1:]
+    running.send_signal(signal.SIGTERM)
+    running.communicate(timeout=120)
+    pg.drop_database(pg.with_database(database_url, name))
+
+    assert started, lines
+    assert _still_running(started) == []
+
+
+def _still_running(pids: list[int]) -> list[int]:
+    """Return those of `pids` that are still processes, zombies aside."""
+    running = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.append(pid)
+    return running
 
 
 def test_every_post_was_published_once_and_the_sandbox_agrees(demo_run) -> None:
