@@ -68,34 +68,15 @@ def test_the_demo_finishes_and_says_each_step(demo_run) -> None:
 def test_make_serve_numbers_every_step_up_to_the_last(
     database_url: str, tmp_path: Path
 ) -> None:
-    name = f"cartcast_serve_{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DATABASE_URL": pg.with_database(database_url, "postgres")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "functions"), str(REPO)])
-    command = [sys.executable, "-m", "infra.demo", "--serve", "--database", name]
-    serving = subprocess.Popen(
-        [*command, "--work-dir", str(tmp_path), "--posts", "3"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    # Up to the line that says it is serving (or to the end, had it failed).
+    lines, left_running = _kill_the_demo_at(
+        "until you press Ctrl-C",
+        ["--serve", "--posts", "3"],
+        database_url=database_url,
+        work_dir=tmp_path,
     )
 
-    # Read up to the line that says it is serving (or to the end, had it failed),
-    # then stop it as `kill` would.
-    lines = []
-    for line in serving.stdout:
-        lines.append(line)
-        if "until you press Ctrl-C" in line:
-            break
-    started = process_tree(serving.pid)[1:]
-    serving.send_signal(signal.SIGTERM)
-    serving.communicate(timeout=120)
-    pg.drop_database(pg.with_database(database_url, name))
-
-    assert started, lines
-    assert _still_running(started) == []
-
+    assert left_running == []
     steps = [line[1:4] for line in lines if re.match(r"\[[0-9]/[0-9]\] ", line)]
     assert sorted(set(steps)) == [f"{step}/9" for step in range(1, 10)], lines
     assert steps == sorted(steps)
@@ -105,31 +86,42 @@ def test_make_serve_numbers_every_step_up_to_the_last(
 def test_a_demo_week_killed_midway_ends_the_functions_it_started(
     database_url: str, tmp_path: Path
 ) -> None:
+    # The functions are up once the brand is being created through the API.
+    _, left_running = _kill_the_demo_at(
+        "[3/9]", [], database_url=database_url, work_dir=tmp_path
+    )
+
+    assert left_running == []
+
+
+def _kill_the_demo_at(
+    marker: str, args: list[str], *, database_url: str, work_dir: Path
+) -> tuple[list[str], list[int]]:
+    """Run the demo with `args` until a line holding `marker`, stop it as `kill`
+    would, and return the lines read and the processes it started still running."""
     name = f"cartcast_killed_{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "DATABASE_URL": pg.with_database(database_url, "postgres")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "functions"), str(REPO)])
-    command = [sys.executable, "-m", "infra.demo", "--database", name]
-    running = subprocess.Popen(
-        [*command, "--work-dir", str(tmp_path)],
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "infra.demo", "--database", name, *args]
+        + ["--work-dir", str(work_dir)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    # The functions are up once the brand is being created through the API.
     lines = []
-    for line in running.stdout:
+    for line in demo.stdout:
         lines.append(line)
-        if line.startswith("[3/9]"):
+        if marker in line:
             break
-    started = process_tree(running.pid)[1:]
-    running.send_signal(signal.SIGTERM)
-    running.communicate(timeout=120)
+    started = process_tree(demo.pid)[1:]
+    demo.send_signal(signal.SIGTERM)
+    demo.communicate(timeout=120)
     pg.drop_database(pg.with_database(database_url, name))
-
     assert started, lines
-    assert _still_running(started) == []
+    return lines, _still_running(started)
 
 
 def _still_running(pids: list[int]) -> list[int]:
