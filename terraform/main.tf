@@ -82,13 +82,15 @@ locals {
   token_key_version = "${google_secret_manager_secret.token_key.id}/versions/latest"
   # What each function is given: its secrets, less the ones the deployment has no
   # value for. Cloud Run will not deploy a revision naming a secret without a
-  # version, so without Gemini (gemini_enabled = false) or an X app (x_client_id
-  # empty) README step 2 skips that secret and no function names it.
+  # version, so without Gemini (gemini_enabled = false), without an X app
+  # (x_client_id empty) or with a public X client (x_client_confidential = false:
+  # it has no secret, and x_oauth sends its id alone) README step 2 skips that
+  # secret and no function names it.
   granted_secrets = {
     for name, wanted in local.function_secrets :
     name => [
       for env in wanted : env
-      if(env != "GEMINI_API_KEY" || var.gemini_enabled) && (env != "CARTCAST_X_CLIENT_SECRET" || var.x_client_id != "")
+      if(env != "GEMINI_API_KEY" || var.gemini_enabled) && (env != "CARTCAST_X_CLIENT_SECRET" || (var.x_client_id != "" && var.x_client_confidential))
     ]
   }
 

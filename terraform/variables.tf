@@ -203,6 +203,12 @@ variable "x_client_id" {
   }
 }
 
+variable "x_client_confidential" {
+  type        = bool
+  description = "Whether the X app is a confidential client (app type Web App, Automated App or Bot, as X creates apps unless told otherwise: it has a client secret, sent with HTTP Basic) or a public one (Native App or Single page App: no secret, only its id is sent). True gives the functions that call X the secret from Secret Manager, which then needs a version; false gives it to none."
+  default     = true
+}
+
 variable "x_redirect_uri" {
   type        = string
   description = "Where X sends a person back after approving: the api function's URL followed by /v1/x/callback, exactly as registered as a callback URL with the X app."

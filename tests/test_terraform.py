@@ -1964,9 +1964,12 @@ def test_the_x_client_secret_is_mounted_only_with_an_x_app(tmp_path: Path) -> No
     # Cloud Run refuses a revision whose secret has no version: a deployment
     # without an X app (x_client_id empty) adds no X client secret, so no function
     # may name it, or none would deploy.
-    without_x = granted_secrets_for(tmp_path, x_client_id="", gemini_enabled="true")
-    with_x = granted_secrets_for(tmp_path, x_client_id="abc", gemini_enabled="true")
-    neither = granted_secrets_for(tmp_path, x_client_id="", gemini_enabled="false")
+    confidential = {"x_client_confidential": "true", "gemini_enabled": "true"}
+    without_x = granted_secrets_for(tmp_path, x_client_id="", **confidential)
+    with_x = granted_secrets_for(tmp_path, x_client_id="abc", **confidential)
+    neither = granted_secrets_for(
+        tmp_path, x_client_id="", x_client_confidential="true", gemini_enabled="false"
+    )
 
     secret = "CARTCAST_X_CLIENT_SECRET"
     assert [f for f, envs in without_x.items() if secret in envs] == []
@@ -1977,6 +1980,25 @@ def test_the_x_client_secret_is_mounted_only_with_an_x_app(tmp_path: Path) -> No
     assert all(
         "GEMINI_API_KEY" not in envs and secret not in envs for envs in neither.values()
     )
+
+
+def test_a_public_x_client_is_given_no_client_secret(tmp_path: Path) -> None:
+    # An X app of a public type (Native App, Single page App) has no client secret:
+    # x_oauth sends its id alone when CARTCAST_X_CLIENT_SECRET is unset. Its
+    # secret is left without a version (README step 2), and Cloud Run refuses a
+    # revision naming it, so x_client_confidential = false must mount it nowhere
+    # while the client id still reaches the functions that call X.
+    public = granted_secrets_for(
+        tmp_path, x_client_id="abc", x_client_confidential="false", gemini_enabled="true"
+    )
+    secret = "CARTCAST_X_CLIENT_SECRET"
+
+    assert [f for f, envs in public.items() if secret in envs] == []
+    assert "GEMINI_API_KEY" in public["poll_mentions"]
+    variable = terraform_tree().variables["x_client_confidential"]
+    assert variable["type"] == "bool" and variable["default"] is True
+    for function in ("api", "publish_due_posts", "poll_mentions", "rollup_kpis"):
+        assert "CARTCAST_X_CLIENT_ID" in wired_env(function)
 
 
 def test_the_database_tier_decides_the_edition() -> None:
