@@ -16,6 +16,7 @@ import base64
 import dataclasses
 import functools
 import json
+import logging
 import os
 import re
 import shutil
@@ -1349,6 +1350,31 @@ def test_publish_alerts_match_the_log_lines_the_code_writes() -> None:
     assert alert_field and f'jsonPayload.alert=\\"{alert_field.group(1)}\\"' in (
         json.dumps(missed)
     )
+
+
+def test_the_log_level_keeps_the_line_the_publish_alert_counts() -> None:
+    # The silence alert counts main._done's "publish_due_posts done" lines; with
+    # LOG_LEVEL above their level none is written, and the alert would fire
+    # 15 minutes after every deploy and never clear.
+    done = next(
+        node
+        for node in ast.walk(ast.parse(MAIN.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name == "_done"
+    )
+    methods = {
+        node.func.attr
+        for node in ast.walk(done)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+    done_level = logging.getLevelName(
+        ({"debug", "info", "warning", "error"} & methods).pop().upper()
+    )
+    condition = terraform_tree().variables["log_level"]["validation"][0]["condition"]
+    accepted = re.findall(r'"([A-Z]+)"', condition)
+
+    assert "var.log_level" in condition and accepted
+    assert "INFO" in accepted
+    assert all(logging.getLevelName(level) <= done_level for level in accepted)
 
 
 # ---------------------------------------------------------------------------

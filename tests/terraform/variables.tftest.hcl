@@ -193,6 +193,21 @@ run "log_level_in_lowercase" {
   expect_failures = [var.log_level]
 }
 
+run "log_level_that_drops_the_lines_the_publish_alert_counts" {
+  command = plan
+  variables {
+    log_level = "WARNING"
+  }
+  expect_failures = [var.log_level]
+}
+
+run "log_level_debug" {
+  command = plan
+  variables {
+    log_level = "DEBUG"
+  }
+}
+
 run "database_version_too_old" {
   command = plan
   variables {
