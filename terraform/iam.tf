@@ -1,7 +1,8 @@
 # Identities, and every role each one holds with the reason. Nothing here grants
 # a project-wide role without a condition, except the operator's pause (Cloud
-# Scheduler has no per-job IAM) and Cloud SQL's client roles, which are bound to
-# the one instance by a condition.
+# Scheduler has no per-job IAM) and the builds' log writing (a build's logs are
+# the project's). Cloud SQL's roles and the read of the staged source are granted
+# on the project with a condition naming the one instance or bucket.
 
 # One service account per function: a leak of one function's identity reaches
 # only what that function needs.

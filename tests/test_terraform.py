@@ -750,6 +750,18 @@ def test_the_documented_names_say_where_they_were_read_and_are_all_used() -> Non
     assert listed - used == set(), "types terraform/ no longer uses: remove them"
 
 
+def test_the_readme_counts_the_types_whose_names_are_checked() -> None:
+    listed = sum(len(types) for types in provider_arguments().values())
+    readme = (REPO / "README.md").read_text()
+
+    said = re.search(
+        r"for each of the (\d+) resource and data\s+source\s+types", readme
+    )
+
+    assert said, "README no longer says how many types the names are checked for"
+    assert int(said.group(1)) == listed
+
+
 # ---------------------------------------------------------------------------
 # The functions against functions/main.py
 
