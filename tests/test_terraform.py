@@ -2027,7 +2027,10 @@ def test_a_public_x_client_is_given_no_client_secret(tmp_path: Path) -> None:
     # revision naming it, so x_client_confidential = false must mount it nowhere
     # while the client id still reaches the functions that call X.
     public = granted_secrets_for(
-        tmp_path, x_client_id="abc", x_client_confidential="false", gemini_enabled="true"
+        tmp_path,
+        x_client_id="abc",
+        x_client_confidential="false",
+        gemini_enabled="true",
     )
     secret = "CARTCAST_X_CLIENT_SECRET"
 
