@@ -47,7 +47,26 @@ resource "google_service_account" "migrate" {
   depends_on = [google_project_service.api]
 }
 
+# Pub/Sub's service agent, which the grants below name, made to exist before them.
+# Google creates a service agent as its service is enabled and used, and a role
+# cannot be granted to one not yet created
+# (cloud.google.com/iam/docs/create-service-agents): on a new project the grants
+# raced the agent's creation after the API was enabled. This asks Service Usage
+# for it (generateServiceIdentity), and returns the existing one when there is.
+# Beta-only in the provider; decision 0097 weighs it against a gcloud step.
+resource "google_project_service_identity" "pubsub" {
+  provider = google-beta
+
+  project = var.project_id
+  service = "pubsub.googleapis.com"
+
+  depends_on = [google_project_service.api]
+}
+
 locals {
+  # Not from the identity's `email`: the provider sets it only when the API
+  # returns one (GoogleCloudPlatform/magic-modules#6192), and this is its
+  # documented address. The grants wait for the identity through depends_on.
   pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
   sql_instance_only = {
     title       = "cartcast database instance only"
@@ -156,6 +175,8 @@ resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
   service_account_id = google_service_account.push[each.key].name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
+
+  depends_on = [google_project_service_identity.pubsub]
 }
 
 # Dead-lettering: Pub/Sub's service agent must publish to the dead-letter topic
@@ -164,6 +185,8 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter_publisher" {
   topic  = google_pubsub_topic.dead_letter.id
   role   = "roles/pubsub.publisher"
   member = local.pubsub_service_agent
+
+  depends_on = [google_project_service_identity.pubsub]
 }
 
 # ...and subscriber on each push subscription, to acknowledge the moved message.
@@ -173,6 +196,8 @@ resource "google_pubsub_subscription_iam_member" "pubsub_agent_dead_letter_subsc
   subscription = google_pubsub_subscription.push[each.key].id
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
+
+  depends_on = [google_project_service_identity.pubsub]
 }
 
 # cloudsql.client for the migrations job: its connector, as the functions' do.

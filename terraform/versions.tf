@@ -10,6 +10,12 @@ terraform {
       # direct secret references; 7.0 may rename what this tree uses.
       version = ">= 6.10, < 7.0"
     }
+    # One resource only: google_project_service_identity (iam.tf), which the google
+    # provider does not have; pinned with it so the two move together.
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = ">= 6.10, < 7.0"
+    }
     time = {
       source = "hashicorp/time"
       # time_sleep with triggers: the wait for log-based metrics (monitoring.tf).
@@ -24,6 +30,15 @@ terraform {
 }
 
 provider "google" {
+  project = var.project_id
+  region  = var.region
+
+  default_labels = {
+    app = "cartcast"
+  }
+}
+
+provider "google-beta" {
   project = var.project_id
   region  = var.region
 

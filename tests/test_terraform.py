@@ -1240,6 +1240,75 @@ def test_dead_lettering_has_the_pubsub_service_agents_rights() -> None:
     )
 
 
+# Google's service agents are created as their service is enabled and used, not
+# at once: "If a service agent hasn't been created yet, then you can't grant roles
+# to the service agent" (cloud.google.com/iam/docs/create-service-agents). On a new
+# project, a grant to Pub/Sub's agent right after the API is enabled may find no
+# such account; google_project_service_identity asks for it first.
+SERVICE_AGENT_DOMAINS = re.compile(
+    r"@(gcp-sa-[a-z-]+\.iam\.gserviceaccount\.com|serverless-robot-prod\."
+    r"iam\.gserviceaccount\.com|cloudbuild\.gserviceaccount\.com|gcf-admin-robot\."
+    r"iam\.gserviceaccount\.com)"
+)
+
+
+def test_grants_to_the_pubsub_agent_wait_for_it_to_exist() -> None:
+    tree = terraform_tree()
+    identity = tree.resource("google_project_service_identity", "pubsub")
+    to_agent = [
+        (kind, name)
+        for (kind, name), body in tree.resources.items()
+        if body.get("member") == "${local.pubsub_service_agent}"
+    ]
+
+    assert identity["provider"] == "google-beta"
+    assert identity["service"] == "pubsub.googleapis.com"
+    assert identity["project"] == "${var.project_id}"
+    assert identity["depends_on"] == ["${google_project_service.api}"]
+    assert len(to_agent) == 3
+    for kind, name in to_agent:
+        assert "${google_project_service_identity.pubsub}" in tree.resource(
+            kind, name
+        ).get("depends_on", []), name
+
+
+def test_no_other_service_agent_is_granted_a_role() -> None:
+    # Only Pub/Sub's agent is named; another (Cloud Build's, Cloud Run's) would
+    # need its own google_project_service_identity first.
+    tree = terraform_tree()
+    named = {
+        value
+        for value in [*tree.locals.values(), *tree.resources.values()]
+        for value in [json.dumps(value)]
+        if SERVICE_AGENT_DOMAINS.search(value)
+    }
+
+    assert [SERVICE_AGENT_DOMAINS.search(v).group(1) for v in named] == [
+        "gcp-sa-pubsub.iam.gserviceaccount.com"
+    ]
+
+
+def test_the_beta_provider_is_pinned_like_the_google_provider() -> None:
+    import hcl2
+    from hcl2 import SerializationOptions
+
+    options = SerializationOptions(with_comments=False, strip_string_quotes=True)
+    versions = hcl2.loads(
+        (TERRAFORM / "versions.tf").read_text(), serialization_options=options
+    )
+    required = versions["terraform"][0]["required_providers"][0]
+    providers = {
+        name.strip('"'): body
+        for block in versions["provider"]
+        for name, body in block.items()
+    }
+
+    assert required["google-beta"]["source"] == "hashicorp/google-beta"
+    assert required["google-beta"]["version"] == required["google"]["version"]
+    for key in ("project", "region", "default_labels"):
+        assert providers["google-beta"][key] == providers["google"][key], key
+
+
 def test_tick_messages_carry_a_body() -> None:
     # functions-framework recognises a push as a Pub/Sub message only with data.
     tree = terraform_tree()
