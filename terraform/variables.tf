@@ -222,7 +222,7 @@ variable "x_redirect_uri" {
 
 variable "secret_versions" {
   type        = map(string)
-  description = "Secret Manager version each function reads, by environment variable (CARTCAST_OPERATOR_KEY, GEMINI_API_KEY, CARTCAST_CONSOLE_SECRET, CARTCAST_X_CLIENT_SECRET); \"latest\" when unset. Naming the new version is how a rotation redeploys the functions that hold the secret."
+  description = "Secret Manager version each function reads, by environment variable (CARTCAST_OPERATOR_KEY, GEMINI_API_KEY, CARTCAST_CONSOLE_SECRET, CARTCAST_X_CLIENT_SECRET); \"latest\" when unset. Naming the new version is how a rotation redeploys the functions that hold the secret. Refused for a secret no function is given (the X client secret without a confidential X app, the Gemini key with gemini_enabled = false)."
   default     = {}
 
   validation {
@@ -231,6 +231,17 @@ variable "secret_versions" {
       contains(["CARTCAST_OPERATOR_KEY", "GEMINI_API_KEY", "CARTCAST_CONSOLE_SECRET", "CARTCAST_X_CLIENT_SECRET"], env) && can(regex("^(latest|[1-9][0-9]*)$", version))
     ])
     error_message = "secret_versions maps CARTCAST_OPERATOR_KEY, GEMINI_API_KEY, CARTCAST_CONSOLE_SECRET or CARTCAST_X_CLIENT_SECRET to a version number or \"latest\"."
+  }
+
+  validation {
+    # A version of a secret that no function mounts (main.tf, granted_secrets)
+    # would be dropped silently: the deploy would look like a rotation while
+    # nothing read the new version. Cross-variable: Terraform 1.9 (versions.tf).
+    condition = (
+      (!contains(keys(var.secret_versions), "CARTCAST_X_CLIENT_SECRET") || (var.x_client_id != "" && var.x_client_confidential)) &&
+      (!contains(keys(var.secret_versions), "GEMINI_API_KEY") || var.gemini_enabled)
+    )
+    error_message = "secret_versions names a secret no function is given: CARTCAST_X_CLIENT_SECRET is mounted only with an X app (x_client_id set) that is a confidential client (x_client_confidential = true), and GEMINI_API_KEY only with gemini_enabled = true. Remove the entry, or set the variable that gives the functions that secret."
   }
 }
 

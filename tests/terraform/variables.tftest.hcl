@@ -185,6 +185,44 @@ run "secret_version_pinned" {
   }
 }
 
+# A version named for a secret that no function mounts would be dropped without a
+# word: the deployment would look rotated while nothing read the new version.
+run "x_client_secret_version_without_an_x_app" {
+  command = plan
+  variables {
+    x_client_id     = ""
+    secret_versions = { CARTCAST_X_CLIENT_SECRET = "2" }
+  }
+  expect_failures = [var.secret_versions]
+}
+
+run "x_client_secret_version_for_a_public_x_client" {
+  command = plan
+  variables {
+    x_client_id           = "abc"
+    x_client_confidential = false
+    secret_versions       = { CARTCAST_X_CLIENT_SECRET = "2" }
+  }
+  expect_failures = [var.secret_versions]
+}
+
+run "x_client_secret_version_for_a_confidential_x_client" {
+  command = plan
+  variables {
+    x_client_id     = "abc"
+    secret_versions = { CARTCAST_X_CLIENT_SECRET = "2" }
+  }
+}
+
+run "gemini_key_version_without_gemini" {
+  command = plan
+  variables {
+    gemini_enabled  = false
+    secret_versions = { GEMINI_API_KEY = "3" }
+  }
+  expect_failures = [var.secret_versions]
+}
+
 run "log_level_in_lowercase" {
   command = plan
   variables {
