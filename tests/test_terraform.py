@@ -2298,6 +2298,26 @@ def test_a_release_that_adds_a_function_says_to_run_the_bootstrap_again() -> Non
     assert "-target=google_sql_user.function" in later
 
 
+def test_a_release_that_mounts_a_new_secret_says_to_add_its_version_first() -> None:
+    # Terraform creates a secret empty and, in the same apply, a function revision
+    # naming it, which Cloud Run refuses while the secret has no version. The same
+    # holds when a variable gives functions a secret they did not have.
+    readme = (REPO / "README.md").read_text()
+    later = readme[readme.index("### Every later deploy") :]
+    later = later[: later.index("\n### ")]
+    paragraph = later[later.index("A release that adds a secret") :]
+    targeted = "-target=google_secret_manager_secret.secret"
+
+    assert targeted in paragraph
+    assert "gcloud secrets versions add" in paragraph
+    assert paragraph.index(targeted) < paragraph.index("gcloud secrets versions add")
+    assert paragraph.index("gcloud secrets versions add") < paragraph.rindex(
+        "make deploy"
+    )
+    for variable in ("gemini_enabled", "x_client_id", "x_client_confidential"):
+        assert variable in paragraph
+
+
 def test_the_first_deploys_targeted_apply_stages_the_source_it_archives() -> None:
     # Step 1 targets the migrations job, whose script names the functions' archive:
     # Terraform reads data.archive_file.functions for it, and its precondition
