@@ -80,6 +80,11 @@ resource "google_cloud_run_v2_job" "migrate" {
         }
       }
 
+      # No launch_stage: Cloud Storage volumes on jobs are GA in Cloud Run and a
+      # GA field of the 6.x google provider (its cloud_run_v2_job page, and
+      # magic-modules' cloudrunv2/Job.yaml, mark `gcs` as no beta field); the
+      # "BETA" they once needed (magic-modules#9746, 2024) would now only opt the
+      # job into preview features.
       volumes {
         name = "source"
         gcs {

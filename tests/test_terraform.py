@@ -1478,6 +1478,22 @@ def test_migrations_job_runs_cartcast_migrate_as_its_own_account() -> None:
     assert not set(env) & set(LOCAL_ONLY)
 
 
+def test_the_migrations_jobs_source_volume_needs_no_preview_launch_stage() -> None:
+    # Cloud Storage volumes on jobs once needed launch_stage = "BETA" and the beta
+    # provider (GoogleCloudPlatform/magic-modules#9746, 2024). The 6.x google
+    # provider has `gcs` as a GA field, and an unset launch_stage means GA; a
+    # preview stage would opt the job into preview features for nothing.
+    job = terraform_tree().resource("google_cloud_run_v2_job", "migrate")
+    task = job["template"][0]["template"][0]
+    documented = provider_arguments()["resource"]["google_cloud_run_v2_job"]
+
+    assert job.get("launch_stage", "GA") == "GA"
+    assert "provider" not in job
+    assert task["volumes"][0]["gcs"][0]["read_only"] is True
+    assert task["execution_environment"] == "EXECUTION_ENVIRONMENT_GEN2"
+    assert "gcs" in documented["blocks"]["template.template.volumes"]
+
+
 def test_database_users_authenticate_with_iam_and_have_no_password() -> None:
     tree = terraform_tree()
     users = [
