@@ -110,7 +110,7 @@ variable "functions" {
     poll_mentions      = { memory_mb = 512, timeout_s = 300, max_instances = 2 }
     score_sentiment    = { memory_mb = 512, timeout_s = 120, max_instances = 5 }
     rollup_kpis        = { memory_mb = 512, timeout_s = 300, max_instances = 1 }
-    drain_caption_jobs = { memory_mb = 512, timeout_s = 180, max_instances = 2 }
+    drain_caption_jobs = { memory_mb = 512, timeout_s = 180, max_instances = 4 }
   }
 
   validation {
@@ -146,6 +146,22 @@ variable "functions" {
     # timeout less two Gemini calls (GEMINI_TIMEOUT_S, 20 s unless set) and 20 s.
     condition     = try(var.functions["drain_caption_jobs"].timeout_s, 180) - 2 * try(tonumber(var.settings["GEMINI_TIMEOUT_S"]), 20) - 20 >= 10
     error_message = "drain_caption_jobs' timeout_s must be at least 2 × GEMINI_TIMEOUT_S + 30 (70 s by default): its caption budget is the timeout less two Gemini calls and 20 s, and must be 10 s or more."
+  }
+
+  validation {
+    # While a caption job has work, every drain tick runs for up to its whole
+    # timeout, so runs overlap; a function instance takes one request at a time
+    # (Cloud Run functions, "Configure maximum instances"). A tick that finds
+    # every instance busy is answered 429, which Pub/Sub counts as a failed
+    # delivery: past max_delivery_attempts it is a dead letter and an alert.
+    # Enough instances for every run a timeout can hold, and one for the new
+    # tick. The gap between ticks is N minutes for "*/N * * * *", else taken as
+    # one minute, the shortest any cron schedule has.
+    condition = try(var.functions["drain_caption_jobs"].max_instances, 4) >= 1 + ceil(
+      try(var.functions["drain_caption_jobs"].timeout_s, 180) /
+      (60 * try(tonumber(regex("^\\*/([0-9]+) \\* \\* \\* \\*$", var.schedules.drain)[0]), 1))
+    )
+    error_message = "drain_caption_jobs' max_instances must be at least 1 + timeout_s / (60 × N) rounded up, N being the minutes between drain ticks (schedules.drain \"*/N * * * *\"; 1 for any other schedule): 4 with the defaults. Runs overlap while a caption job has work, and a tick that finds no free instance is refused (429), retried, and dead-lettered after max_delivery_attempts."
   }
 }
 

@@ -101,7 +101,7 @@ run "event_function_longer_than_a_push_waits" {
       poll_mentions      = { memory_mb = 512, timeout_s = 300, max_instances = 2 }
       score_sentiment    = { memory_mb = 512, timeout_s = 120, max_instances = 5 }
       rollup_kpis        = { memory_mb = 512, timeout_s = 300, max_instances = 1 }
-      drain_caption_jobs = { memory_mb = 512, timeout_s = 180, max_instances = 2 }
+      drain_caption_jobs = { memory_mb = 512, timeout_s = 180, max_instances = 4 }
     }
   }
   expect_failures = [var.functions]
@@ -489,4 +489,70 @@ run "settings_cannot_set_the_caption_drain_budget" {
     settings = { CARTCAST_CAPTION_DRAIN_BUDGET_S = "170" }
   }
   expect_failures = [var.settings]
+}
+
+# drain_caption_jobs drains for its whole timeout on every tick while a job has
+# work, one request per instance: with 180 s runs and a tick a minute, three runs
+# overlap, and a fourth tick finds no instance. Cloud Run answers it 429, Pub/Sub
+# counts that as a failed delivery, and after max_delivery_attempts the tick is a
+# dead letter (and an alert).
+run "drain_instances_too_few_for_overlapping_runs" {
+  command = plan
+  variables {
+    functions = {
+      api                = { memory_mb = 512, timeout_s = 900, max_instances = 20 }
+      generate_caption   = { memory_mb = 512, timeout_s = 120, max_instances = 10 }
+      publish_due_posts  = { memory_mb = 1024, timeout_s = 300, max_instances = 3 }
+      poll_mentions      = { memory_mb = 512, timeout_s = 300, max_instances = 2 }
+      score_sentiment    = { memory_mb = 512, timeout_s = 120, max_instances = 5 }
+      rollup_kpis        = { memory_mb = 512, timeout_s = 300, max_instances = 1 }
+      drain_caption_jobs = { memory_mb = 512, timeout_s = 180, max_instances = 3 }
+    }
+  }
+  expect_failures = [var.functions]
+}
+
+run "drain_instances_enough_on_a_slower_schedule" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "* * * * *"
+      sweep   = "*/15 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 * * * *"
+      drain   = "*/3 * * * *"
+    }
+    functions = {
+      api                = { memory_mb = 512, timeout_s = 900, max_instances = 20 }
+      generate_caption   = { memory_mb = 512, timeout_s = 120, max_instances = 10 }
+      publish_due_posts  = { memory_mb = 1024, timeout_s = 300, max_instances = 3 }
+      poll_mentions      = { memory_mb = 512, timeout_s = 300, max_instances = 2 }
+      score_sentiment    = { memory_mb = 512, timeout_s = 120, max_instances = 5 }
+      rollup_kpis        = { memory_mb = 512, timeout_s = 300, max_instances = 1 }
+      drain_caption_jobs = { memory_mb = 512, timeout_s = 180, max_instances = 2 }
+    }
+  }
+}
+
+run "drain_instances_counted_from_the_shortest_gap_of_any_other_schedule" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "* * * * *"
+      sweep   = "*/15 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 * * * *"
+      drain   = "0,30 * * * *"
+    }
+    functions = {
+      api                = { memory_mb = 512, timeout_s = 900, max_instances = 20 }
+      generate_caption   = { memory_mb = 512, timeout_s = 120, max_instances = 10 }
+      publish_due_posts  = { memory_mb = 1024, timeout_s = 300, max_instances = 3 }
+      poll_mentions      = { memory_mb = 512, timeout_s = 300, max_instances = 2 }
+      score_sentiment    = { memory_mb = 512, timeout_s = 120, max_instances = 5 }
+      rollup_kpis        = { memory_mb = 512, timeout_s = 300, max_instances = 1 }
+      drain_caption_jobs = { memory_mb = 512, timeout_s = 180, max_instances = 2 }
+    }
+  }
+  expect_failures = [var.functions]
 }
