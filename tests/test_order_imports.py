@@ -58,6 +58,7 @@ def test_a_shopify_export_is_stored_one_order_per_id(client, brand) -> None:
         "rows": 2,
         "stored": 2,
         "duplicates": 0,
+        "cancelled": 0,
         "attributed": 0,
         "errors": [],
         "warnings": [],
@@ -485,4 +486,63 @@ def test_a_shopify_time_in_other_digits_than_ascii_is_refused(client, brand) -> 
     assert response.status_code == 200, report
     assert report["stored"] == 0
     assert [error["field"] for error in report["errors"]] == ["created_at"]
+    assert stored() == {}
+
+
+REFUND_HEADER = "Id,Created at,Currency,Total,Cancelled at,Refunded Amount"
+
+
+def test_a_refund_is_taken_off_the_total_and_a_cancelled_order_is_no_sale(
+    client, brand
+) -> None:
+    text = "\n".join(
+        [
+            REFUND_HEADER,
+            "501,2026-03-01 10:00:00 -0500,USD,40.00,,0.00",
+            "502,2026-03-01 11:00:00 -0500,USD,40.00,,15.50",
+            "503,2026-03-01 12:00:00 -0500,USD,40.00,,40.00",
+            "504,2026-03-01 13:00:00 -0500,USD,40.00,2026-03-01 14:00:00 -0500,40.00",
+            "505,2026-03-01 14:00:00 -0500,USD,40.00,,",
+        ]
+    )
+
+    response = send_csv(client, brand["key"], text)
+
+    report = response.get_json()
+    assert response.status_code == 200, report
+    assert (report["rows"], report["stored"], report["cancelled"]) == (5, 4, 1)
+    orders = stored()
+    assert {key: str(row["total_price"]) for key, row in orders.items()} == {
+        "501": "40.00",
+        "502": "24.50",
+        "503": "0.00",
+        "505": "40.00",
+    }
+
+
+def test_a_cancelled_row_removes_the_order_stored_before(client, brand) -> None:
+    placed = "\n".join([REFUND_HEADER, "501,2026-03-01T10:00:00Z,USD,40.00,,"])
+    cancelled = "\n".join(
+        [REFUND_HEADER, "501,2026-03-01T10:00:00Z,USD,40.00,2026-03-02T10:00:00Z,"]
+    )
+    send_csv(client, brand["key"], placed)
+
+    response = send_csv(client, brand["key"], cancelled)
+
+    assert response.get_json()["cancelled"] == 1
+    assert stored() == {}
+
+
+@pytest.mark.parametrize(
+    "refunded",
+    ["40.01", "-1.00", "abc", " 5"],
+    ids=["more", "negative", "text", "space"],
+)
+def test_a_refund_that_cannot_be_is_a_reported_row(client, brand, refunded) -> None:
+    text = "\n".join([REFUND_HEADER, f"501,2026-03-01T10:00:00Z,USD,40.00,,{refunded}"])
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert report["stored"] == 0
+    assert [error["field"] for error in report["errors"]] == ["refunded_amount"]
     assert stored() == {}

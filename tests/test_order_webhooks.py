@@ -551,3 +551,50 @@ def test_utm_names_in_any_case_or_percent_encoded_are_attributed(
 
     assert status == 201
     assert answer["order"]["post_id"] == post_id
+
+
+def test_a_signed_cancelled_order_is_answered_and_not_stored(server, brand) -> None:
+    raw = shopify_order(cancelled_at="2026-03-02T06:00:00-05:00")
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw)
+    )
+
+    assert status == 200, answer
+    assert answer == {
+        "order": None,
+        "duplicate": False,
+        "cancelled": True,
+        "removed": False,
+    }
+    assert stored_orders() == []
+
+
+def test_a_cancelled_order_by_api_removes_the_sale_stored_before(app, brand) -> None:
+    body = json.loads(shopify_order())
+    client = app.test_client()
+    placed = post_json(client, "/v1/orders", body, brand["key"])
+
+    cancelled = post_json(
+        client,
+        "/v1/orders",
+        {**body, "cancelled_at": "2026-03-02T07:00:00-05:00"},
+        brand["key"],
+    )
+    odd = post_json(client, "/v1/orders", {**body, "cancelled_at": 5}, brand["key"])
+
+    assert placed.status_code == 201
+    assert cancelled.status_code == 200, cancelled.get_json()
+    assert cancelled.get_json()["removed"] is True
+    assert stored_orders() == []
+    assert odd.status_code == 400
+    assert odd.get_json()["error"]["field"] == "cancelled_at"
+
+
+def test_a_total_past_the_cent_is_rounded_half_up_as_stores_do(app, brand) -> None:
+    body = json.loads(shopify_order(total_price="10.005"))
+
+    response = post_json(app.test_client(), "/v1/orders", body, brand["key"])
+
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["order"]["total_price"] == "10.01"

@@ -1462,6 +1462,12 @@ def receive_order(
     if result.get("test"):
         runtime.log.info("test order dropped", extra=fields(brand_id=caller.brand_id))
         return web.json_response(result, 200)
+    if result.get("cancelled"):
+        runtime.log.info(
+            "cancelled order dropped",
+            extra=fields(brand_id=caller.brand_id, removed=result["removed"]),
+        )
+        return web.json_response(result, 200)
     return web.json_response(result, 200 if result["duplicate"] else 201)
 
 
@@ -1508,17 +1514,24 @@ def receive_signed_order(
         return web.error_response(error, runtime.log, runtime.clock.now())
     # The shop domain is logged, never trusted: the signature names the brand.
     test = bool(result.get("test"))
+    dropped = test or bool(result.get("cancelled"))
+    if test:
+        message = "test order dropped"
+    elif dropped:
+        message = "cancelled order dropped"
+    else:
+        message = "signed order received"
     runtime.log.info(
-        "test order dropped" if test else "signed order received",
+        message,
         extra=fields(
             brand_slug=brand_slug,
-            order_id=None if test else str(result["order"]["id"]),
+            order_id=None if dropped else str(result["order"]["id"]),
             duplicate=result["duplicate"],
             webhook_id=request.headers.get(order_webhooks.WEBHOOK_ID_HEADER),
             shop_domain=request.headers.get(order_webhooks.SHOP_DOMAIN_HEADER),
         ),
     )
-    created = not (test or result["duplicate"])
+    created = not (dropped or result["duplicate"])
     return web.json_response(result, 201 if created else 200)
 
 

@@ -11,6 +11,10 @@ POST /v1/orders/import with the brand's key and a text/csv body. The columns rea
     Total           the order total, not negative ("-0" is 0)
     Landing Site    optional; carries the post's UTM parameters
     Referring Site  optional
+    Cancelled at    optional; a row with a time here is no sale: it is not stored,
+                    and an order stored before under its id is removed
+    Refunded Amount optional; taken off the Total, so revenue is what the store
+                    kept (a refund larger than the Total is a reported row)
 
 Any other column is ignored. Shopify writes one row per line item and fills the
 order's fields on the first only; a later row of an order already read, with an
@@ -29,9 +33,10 @@ import csv
 import datetime as dt
 import io
 import re
+from decimal import Decimal
 from typing import Any
 
-from cartcast import attribution, brands, kpis, orders
+from cartcast import attribution, brands, kpis, orders, validation
 from cartcast.db import Transaction
 from cartcast.errors import InvalidRequest
 
@@ -41,6 +46,10 @@ from cartcast.errors import InvalidRequest
 IMPORT_ROWS_MAX = 5000
 ID_COLUMNS = ("id", "name")
 REQUIRED_COLUMNS = ("created at", "currency", "total")
+# Read beside the order's fields: what the store gave back (Shopify's export
+# writes both on an order's first row).
+CANCELLED_COLUMN = "cancelled at"
+REFUNDED_COLUMN = "refunded amount"
 COLUMN_FIELDS = {
     "created at": "created_at",
     "currency": "currency",
@@ -71,11 +80,13 @@ def import_orders(
         "rows": 0,
         "stored": 0,
         "duplicates": 0,
+        "cancelled": 0,
         "errors": [],
         "warnings": [],
     }
     seen: set[str] = set()
     valid: list[dict[str, Any]] = []
+    cancelled: list[str] = []
     for line, row in rows:
         order_key = _order_key(row, key_column)
         if order_key in seen and not row.get("total", "").strip():
@@ -83,9 +94,13 @@ def import_orders(
         report["rows"] += 1
         if order_key:
             seen.add(order_key)
+        if (row.get(CANCELLED_COLUMN) or "").strip() and order_key:
+            cancelled.append(order_key)
+            continue
         try:
             order = orders.parse_order(_as_order(row, order_key), now=now)
             orders.check_currency(order, brand_currency)
+            order["total_price"] = _net_of_refund(order["total_price"], row)
         except InvalidRequest as error:
             report["errors"].append(
                 {
@@ -120,6 +135,11 @@ def import_orders(
         report["stored" if inserted is not None else "duplicates"] += 1
         if inserted is not None:
             stored_ids.append(str(inserted))
+
+    # In the inserts' order, for the same reason.
+    for external_id in sorted(cancelled):
+        orders.remove_order(tx, brand_id=brand_id, external_id=external_id)
+    report["cancelled"] = len(cancelled)
 
     report["attributed"] = attribution.attribute_pending(
         tx, brand_id=brand_id, window_days=window_days, order_ids=stored_ids
@@ -179,7 +199,7 @@ def _read_rows(text: str) -> tuple[str, list[tuple[int, dict[str, str]]]]:
 def _check_columns(columns: list[str]) -> None:
     # csv keeps the last of two cells under one name: a second Id or Total would
     # stand in for the first without a word. Columns not read may repeat.
-    read = (*ID_COLUMNS, *COLUMN_FIELDS)
+    read = (*ID_COLUMNS, *COLUMN_FIELDS, CANCELLED_COLUMN, REFUNDED_COLUMN)
     repeated = next(
         (name for name in read if columns.count(name) > 1),
         None,
@@ -213,6 +233,20 @@ def _order_key(row: dict[str, str], key_column: str) -> str:
     another key.
     """
     return (row.get(key_column) or "").strip()
+
+
+def _net_of_refund(total: Decimal, row: dict[str, str]) -> Decimal:
+    """Take the row's Refunded Amount off the order's total: what the store kept."""
+    refunded = row.get(REFUNDED_COLUMN) or ""
+    if not refunded.strip():
+        return total
+    amount = validation.money(refunded, "refunded_amount")
+    if amount > total:
+        raise InvalidRequest(
+            f"'refunded_amount' ({amount}) is more than the order's total ({total})",
+            field="refunded_amount",
+        )
+    return total - amount
 
 
 def _as_order(row: dict[str, str], order_key: str) -> dict[str, Any]:

@@ -15,6 +15,10 @@ the store retry a sale for hours and then drop it from every total.
 An order the store marks `"test": true` (Shopify's test gateway, its "Send test
 notification" sample) is answered 200 with `"test": true` and stored nowhere.
 
+A cancelled order (`cancelled_at` set) is no sale either: it is answered 200 with
+`"cancelled": true`, stored nowhere, and an order stored before under its id is
+removed (`"removed": true`), so revenue never counts money the store gave back.
+
 Known limitation: one currency per brand. Revenue is summed as stored, so an order in
 another currency than the brand's is refused (400) rather than added to the wrong
 total; converting at the order's exchange rate would lift this.
@@ -47,6 +51,11 @@ RETURNING id
 SELECT_ORDER = """
 SELECT id, external_id, ordered_at, currency, total_price, landing_site, post_id
 FROM orders WHERE brand_id = :brand_id AND external_id = :external_id
+"""
+# Its day is marked by the orders trigger, so the rollup rewrites it without it.
+DELETE_ORDER = """
+DELETE FROM orders WHERE brand_id = :brand_id AND external_id = :external_id
+RETURNING id
 """
 SELECT_ORDER_BY_WEBHOOK = """
 SELECT id, external_id, ordered_at, currency, total_price, landing_site, post_id
@@ -81,6 +90,14 @@ def receive_order(
     """
     if is_test_order(body):
         return {"order": None, "duplicate": False, "test": True}
+    if is_cancelled_order(body):
+        removed = remove_order(tx, brand_id=brand_id, external_id=order_id(body))
+        return {
+            "order": None,
+            "duplicate": False,
+            "cancelled": True,
+            "removed": removed,
+        }
     order = parse_order(body, now=now)
     ignored = order.pop("landing_site_ignored")
     brand_currency = brands.get_brand(tx, brand_id)["currency"].strip()
@@ -120,6 +137,25 @@ def is_test_order(body: Any) -> bool:
     return True
 
 
+def is_cancelled_order(body: Any) -> bool:
+    """Say whether the store cancelled the order (`cancelled_at` is a time).
+
+    Shopify sets it when an order is cancelled; its money went back to the buyer,
+    so it is no sale to count.
+    """
+    if not isinstance(body, dict) or body.get("cancelled_at") is None:
+        return False
+    validation.instant(body["cancelled_at"], "cancelled_at")
+    return True
+
+
+def remove_order(tx: Transaction, *, brand_id: str, external_id: str) -> bool:
+    """Delete the brand's order of this id, if one is stored; say whether one was."""
+    return (
+        tx.scalar(DELETE_ORDER, brand_id=brand_id, external_id=external_id) is not None
+    )
+
+
 def check_currency(order: dict[str, Any], brand_currency: str) -> None:
     """Refuse an order in another currency than the one the brand reports in."""
     if order["currency"] != brand_currency:
@@ -137,6 +173,35 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
     was left out (None when it was kept or absent).
     """
     body = validation.require_object(body)
+    external = order_id(body)
+    if "created_at" not in body:
+        raise InvalidRequest("'created_at' is required", field="created_at")
+    if "total_price" not in body:
+        raise InvalidRequest("'total_price' is required", field="total_price")
+    items = body.get("line_items", [])
+    if not isinstance(items, list):
+        raise InvalidRequest("'line_items' must be a list", field="line_items")
+    landing, ignored = landing_site(body)
+    return {
+        "external_id": external,
+        "ordered_at": ordered_at(body["created_at"], now=now),
+        "currency": validation.currency(body, "currency"),
+        "total_price": validation.money(body["total_price"], "total_price"),
+        "landing_site": landing,
+        "landing_site_ignored": ignored,
+        "referring_site": refuse_control_characters(
+            validation.text(
+                body, "referring_site", required=False, nullable=True, max_len=2000
+            ),
+            "referring_site",
+        ),
+        "customer_id": _customer_id(body.get("customer")),
+        "line_items": json.dumps(items),
+    }
+
+
+def order_id(body: dict) -> str:
+    """Return the store's order id as text, refusing one no store writes."""
     external = body.get("id")
     if external is None:
         raise InvalidRequest("'id' (the store's order id) is required", field="id")
@@ -154,30 +219,7 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
             f"'id' is longer than {EXTERNAL_ID_LENGTH_MAX} characters", field="id"
         )
     refuse_control_characters(str(external), "id")
-    if "created_at" not in body:
-        raise InvalidRequest("'created_at' is required", field="created_at")
-    if "total_price" not in body:
-        raise InvalidRequest("'total_price' is required", field="total_price")
-    items = body.get("line_items", [])
-    if not isinstance(items, list):
-        raise InvalidRequest("'line_items' must be a list", field="line_items")
-    landing, ignored = landing_site(body)
-    return {
-        "external_id": str(external).strip(validation.BLANK),
-        "ordered_at": ordered_at(body["created_at"], now=now),
-        "currency": validation.currency(body, "currency"),
-        "total_price": validation.money(body["total_price"], "total_price"),
-        "landing_site": landing,
-        "landing_site_ignored": ignored,
-        "referring_site": refuse_control_characters(
-            validation.text(
-                body, "referring_site", required=False, nullable=True, max_len=2000
-            ),
-            "referring_site",
-        ),
-        "customer_id": _customer_id(body.get("customer")),
-        "line_items": json.dumps(items),
-    }
+    return str(external).strip(validation.BLANK)
 
 
 def ordered_at(value: Any, *, now: dt.datetime) -> dt.datetime:

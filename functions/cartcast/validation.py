@@ -12,7 +12,7 @@ import unicodedata
 import uuid
 import zoneinfo
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from cartcast import clock, web
@@ -252,7 +252,8 @@ def boolean(body: dict, name: str, *, default: bool) -> bool:
 
 
 def money(value: Any, name: str) -> Decimal:
-    """Parse a non-negative amount that fits numeric(12, 2), rounded to cents.
+    """Parse a non-negative amount that fits numeric(12, 2), rounded to cents half
+    up, as stores and tills round (Decimal's own default rounds half to even).
 
     A JSON number, or a string in plain decimal notation ("19.98"); the limit is
     checked after rounding, so 9999999999.995 is refused rather than overflowing.
@@ -282,13 +283,17 @@ def money(value: Any, name: str) -> Decimal:
             f"'{name}' is negative ({value}); it must be 0 or more", field=name
         )
     # Refuse huge values before quantize, which raises past 28 digits of precision.
-    if amount >= AMOUNT_LIMIT or amount.quantize(CENT) >= AMOUNT_LIMIT:
+    if amount >= AMOUNT_LIMIT or to_cents(amount) >= AMOUNT_LIMIT:
         raise InvalidRequest(
             f"'{name}' must be less than {AMOUNT_LIMIT:f} after rounding to cents",
             field=name,
         )
     # A JSON -0.0 parses to Decimal("-0.0"): stored the same, but shown as "-0.00".
-    return abs(amount).quantize(CENT) if amount.is_zero() else amount.quantize(CENT)
+    return to_cents(abs(amount) if amount.is_zero() else amount)
+
+
+def to_cents(amount: Decimal) -> Decimal:
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def currency(body: dict, name: str, *, default: str | None = None) -> str:
