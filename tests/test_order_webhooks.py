@@ -598,3 +598,36 @@ def test_a_total_past_the_cent_is_rounded_half_up_as_stores_do(app, brand) -> No
 
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["order"]["total_price"] == "10.01"
+
+
+def test_the_attribution_window_is_whole_days_of_24_hours_whatever_the_db_zone(
+    server, brand
+) -> None:
+    # Published on 2025-10-30; New York fell back on 2025-11-02, so seven of its
+    # calendar days after the post are 169 hours, seven days of 24 hours are 168.
+    post_id = str(uuid.uuid4())
+    published_at = dt.datetime(2025, 10, 30, 12, tzinfo=dt.UTC)
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO posts (id, brand_id, text, state, engine, weighted_length, "
+            "published_at, created_by, created_at, updated_at) "
+            "VALUES (:id, :brand_id, 'mug', 'published', 'manual', 3, "
+            ":published_at, 'test', :published_at, :published_at)",
+            id=post_id,
+            brand_id=brand["id"],
+            published_at=published_at,
+        )
+    landing = f"/products/mug?utm_source=x&utm_medium=social&utm_content={post_id}"
+    late = published_at + dt.timedelta(hours=168, minutes=30)
+    raw = shopify_order(landing_site=landing, created_at=late.isoformat())
+    server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw))
+
+    # A PostgreSQL server whose TimeZone is New York (initdb takes the host's).
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute("SET LOCAL TimeZone = 'America/New_York'")
+        credited = attribution.attribute_pending(
+            tx, brand_id=brand["id"], window_days=7
+        )
+
+    assert credited == 0
+    assert stored_orders()[0]["post_id"] is None

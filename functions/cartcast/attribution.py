@@ -32,13 +32,16 @@ SELECT id, landing_site, ordered_at FROM orders
 WHERE brand_id = :brand_id AND post_id IS NULL AND landing_site ILIKE '%utm%content=%'
   AND (CAST(:order_ids AS uuid[]) IS NULL OR id = ANY(CAST(:order_ids AS uuid[])))
 """
+# The window is days of 24 hours: an interval of days is added in the session's
+# TimeZone, which the PostgreSQL server sets (initdb takes the host's), and across
+# a DST change seven such days are 167 or 169 hours.
 ATTRIBUTE = """
 UPDATE orders o SET post_id = p.id
 FROM posts p
 WHERE o.id = :order_id AND o.post_id IS NULL
   AND p.id = :post_id AND p.brand_id = o.brand_id AND p.state = 'published'
   AND o.ordered_at >= p.published_at
-  AND o.ordered_at < p.published_at + make_interval(days => :window_days)
+  AND o.ordered_at < p.published_at + make_interval(hours => 24 * :window_days)
 """
 
 
