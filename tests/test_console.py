@@ -17,7 +17,7 @@ import zoneinfo
 
 import pytest
 
-from cartcast import keys, web
+from cartcast import crisis, keys, web
 from cartcast import runtime as runtime_module
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import (
@@ -34,6 +34,8 @@ NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 SECRET = "console-test-secret-0123456789abcdef"
 HOUR = dt.timedelta(hours=1)
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+NEXT_PAGE = re.compile(r'<a href="(/console/inbox\?after=[^"]+)" rel="next"')
+INBOX_PAGE = 100
 
 
 @pytest.fixture
@@ -1271,6 +1273,111 @@ def test_replying_and_marking_handled_from_the_inbox(client, signed_in) -> None:
     assert handled.status_code == 303, text_of(handled)
     page = text_of(client.get("/console/inbox"))
     assert "thanks!" not in page
+
+
+def test_the_inbox_pages_past_its_first_hundred_mentions(client, signed_in) -> None:
+    # The least urgent of 101 open mentions was on no page: the inbox stopped at
+    # 100 with no word of the rest.
+    current = runtime_module.current()
+    for number in range(INBOX_PAGE):
+        store_mention(current, text=f"@testgoods urgent {number}", priority=1)
+    last = store_mention(current, text="@testgoods the least urgent", priority=4)
+
+    first = text_of(client.get("/console/inbox"))
+    following = NEXT_PAGE.search(first)
+    assert following, "the first page links no next page"
+    second = text_of(client.get(following.group(1)))
+
+    assert first.count('class="card mention"') == INBOX_PAGE
+    assert "the least urgent" not in first
+    assert second.count('class="card mention"') == 1
+    assert f'action="/console/mentions/{last}/handle"' in second
+    assert NEXT_PAGE.search(second) is None
+    assert 'href="/console/inbox">Most urgent first</a>' in second
+
+
+def test_a_broken_inbox_page_token_is_a_400_naming_after(client, signed_in) -> None:
+    answer = client.get("/console/inbox?after=not-a-token")
+
+    assert answer.status_code == 400
+    assert "<code>after</code>" in answer.get_data(as_text=True)
+
+
+def test_a_pause_reason_of_invisible_marks_alone_is_no_reason(
+    client, signed_in
+) -> None:
+    # The API refuses such a reason as blank; the console stored it, and showed
+    # "paused ... by admin: ." with the held posts' reasons as empty-looking.
+    token = csrf_of(client, "/console/inbox")
+
+    paused = client.post(
+        "/console/pause", data={"csrf": token, "reason": " \u200b\u2060\u00ad "}
+    )
+
+    assert paused.status_code == 303, text_of(paused)
+    state = client.get("/v1/brand/pause", headers=auth(signed_in["key"])).get_json()
+    assert state["reason"] == crisis.DEFAULT_PAUSE_REASON
+
+
+def test_the_pause_reasons_field_takes_what_the_server_keeps(client, signed_in) -> None:
+    page = client.get("/console/inbox").get_data(as_text=True)
+
+    field = re.search(r'<input id="pause-reason"[^>]*>', page).group(0)
+    assert f'maxlength="{crisis.PAUSE_REASON_MAX}"' in field
+
+
+def test_an_authors_name_is_isolated_from_the_text_around_it(client, signed_in) -> None:
+    # A name ending in a right-to-left override turned the ")" after it, and the
+    # rest of the heading, around: each name sits in a <bdi> of its own.
+    current = runtime_module.current()
+    mention = store_mention(current, text="@testgoods hello", priority=2)
+    with current.database.transaction() as tx:
+        tx.execute(
+            "UPDATE mentions SET author_name = :name WHERE id = CAST(:id AS uuid)",
+            name="\u202eevil",
+            id=mention,
+        )
+
+    page = client.get("/console/inbox").get_data(as_text=True)
+
+    assert "@<bdi>fan</bdi> (<bdi>\u202eevil</bdi>)" in page
+    assert '<p class="text" dir="auto">@testgoods hello</p>' in page
+
+
+def test_another_brands_mention_is_a_404_saying_it_is_not_the_brands(
+    client, signed_in
+) -> None:
+    current = runtime_module.current()
+    theirs = store_mention(current, text="@testgoods hi", priority=2)
+    other = make_brand(client, slug="other-goods", drafts=1)
+    sign_in(client, other["key"])
+    token = csrf_of(client, "/console/inbox")
+
+    handled = client.post(f"/console/mentions/{theirs}/handle", data={"csrf": token})
+    replied = client.post(
+        f"/console/mentions/{theirs}/reply", data={"csrf": token, "text": "hi"}
+    )
+
+    assert handled.status_code == replied.status_code == 404
+    assert "not one of your brand's mentions" in text_of(handled)
+    assert "not one of your brand's mentions" in text_of(replied)
+
+
+def test_the_inbox_offers_no_reply_to_the_brands_own_post(client, signed_in) -> None:
+    # The server refuses such a reply (409); the page offered the box anyway.
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        user_id = tx.scalar("SELECT x_user_id FROM brands WHERE slug = 'test-goods'")
+    own = store_mention(
+        current, text="@testgoods new mugs are in!", priority=3, author_id=user_id
+    )
+
+    page = client.get("/console/inbox").get_data(as_text=True)
+
+    assert f'action="/console/mentions/{own}/reply"' not in page
+    assert "this is the brand's own post" in page
+    assert "did not summon the brand" not in page
+    assert f'action="/console/mentions/{own}/handle"' in page
 
 
 def test_a_replys_page_says_an_empty_time_sends_it_at_the_next_publish_run(

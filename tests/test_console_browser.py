@@ -336,3 +336,78 @@ def test_a_big_import_goes_on_by_itself_and_ends_on_its_report(
     assert "0 refused" in report["text"]
     continued = [url for url in browser.requested_urls() if url.endswith("/continue")]
     assert len(continued) == 3
+
+
+# Where the heading's ")" is drawn, against the author's name before it.
+PAREN_AFTER_NAME = """
+(() => {
+  const heading = document.querySelector(%s);
+  const name = heading.querySelectorAll("bdi")[1] || heading;
+  const text = heading.lastChild;
+  const paren = document.createRange();
+  paren.setStart(text, text.length - 1);
+  paren.setEnd(text, text.length);
+  const named = document.createRange();
+  named.selectNodeContents(name);
+  return JSON.stringify({paren: paren.getBoundingClientRect().left,
+    name: named.getBoundingClientRect().right});
+})()
+"""
+
+
+def test_an_inbox_of_every_script_reads_at_a_phones_width_and_by_keyboard(
+    chromium,  # noqa: F811
+    browser,  # noqa: F811
+    axe_source,
+    console_env,
+    api_url,  # noqa: F811
+) -> None:
+    # Arrange: mentions as X hands them over: Arabic, emoji sequences, a 4000-
+    # character run with no space, and a display name ending in a right-to-left
+    # override, which turned the heading's ")" around before it was isolated.
+    from cartcast import runtime as runtime_module
+    from tests.test_inbox import store_mention
+
+    created = call_api(
+        api_url, "POST", "/v1/brands", OPERATOR_KEY, brand_body(approvals_required=True)
+    )
+    current = runtime_module.current()
+    store_mention(current, text="@testgoods وين طلبي؟ رقم الطلب 1234", priority=1)
+    store_mention(current, text="@testgoods " + "👨‍👩‍👧‍👦🇵🇸" * 40, priority=2)
+    store_mention(current, text="@testgoods " + "x" * 3989, priority=3)
+    spoofed = store_mention(current, text="@testgoods hello", priority=4)
+    with current.database.transaction() as tx:
+        tx.execute(
+            "UPDATE mentions SET author_name = :name WHERE id = CAST(:id AS uuid)",
+            name="\u202eevil name",
+            id=spoofed,
+        )
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        browser.call(f"{domain}.enable")
+    browser.call("Emulation.setDeviceMetricsOverride", **PHONE)
+    serve_from_loopback(browser, api_url, cookies=http.cookiejar.CookieJar())
+    console = Console(browser, api_url, axe_source)
+    console.go("/console/signin")
+    console.run(
+        f"document.querySelector('#key').value = {json.dumps(created['api_key'])}"
+    )
+    console.submit("form button[type=submit]")
+
+    # Act: read the inbox, then reach the first reply box by keyboard alone.
+    console.go("/console/inbox")
+    inbox = console.check_view("inbox-scripts", "وين طلبي", "Send reply")
+    drawn = json.loads(
+        console.run(PAREN_AFTER_NAME % json.dumps(f"[id='mention-{spoofed}']"))
+    )
+    console.run("document.activeElement && document.activeElement.blur()")
+    for _ in range(KEYBOARD_STEPS_MAX):
+        console.press("Tab")
+        focused = console.run("document.activeElement.tagName")
+        if focused == "TEXTAREA":
+            break
+
+    # Assert
+    assert drawn["paren"] >= drawn["name"], drawn
+    assert focused == "TEXTAREA", "Tab never reached a reply box"
+    assert console.run("document.activeElement.labels[0].textContent") == "Reply"
+    assert inbox["text"].count("Mark handled") == 4

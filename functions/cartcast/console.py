@@ -14,6 +14,7 @@ the role, then handed to the domain function the JSON API calls.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import io
@@ -681,24 +682,38 @@ def calendar(
 def inbox_page(
     tx: Transaction, *, request: Any, runtime: Any, session: Session
 ) -> Response:
+    """Open mentions, INBOX_SHOWN_MAX a page, most urgent first; the crisis pause.
+
+    A page links the next by the API's own token (`after`), so a brand with more
+    open mentions than one page holds can reach its least urgent ones.
+    """
     brand_id = session.caller.brand_id
     brand = brands.get_brand(tx, brand_id)
+    after = web.query_value(request, "after")
     page = inbox.list_inbox(
         tx,
         brand_id=brand_id,
-        query={},
+        query={} if after is None else {"after": after},
         limit=INBOX_SHOWN_MAX,
         now=runtime.clock.now(),
         brand=brand,
     )
-    mentions = page["mentions"]
+    following = page["next"]
     return _page(
         "inbox.html",
         request,
         session,
         tx,
         title="Inbox",
-        mentions=mentions,
+        mentions=page["mentions"],
+        first_page=after is None,
+        next_page=(
+            None
+            if following is None
+            else "/console/inbox?" + urllib.parse.urlencode({"after": following})
+        ),
+        page_size=INBOX_SHOWN_MAX,
+        reason_max=crisis.PAUSE_REASON_MAX,
         pause=crisis.pause_state(tx, brand_id=brand_id),
         crises=crisis.list_crises(
             tx,
@@ -714,13 +729,14 @@ def handle_mention(
     tx: Transaction, *, request: Any, runtime: Any, session: Session, mention_id: str
 ) -> Response:
     session.require("answer")
-    inbox.mark_handled(
-        tx,
-        brand_id=session.caller.brand_id,
-        mention_id=_row_id(mention_id, "mention"),
-        caller=session.caller,
-        now=runtime.clock.now(),
-    )
+    with _brand_mention():
+        inbox.mark_handled(
+            tx,
+            brand_id=session.caller.brand_id,
+            mention_id=_row_id(mention_id, "mention"),
+            caller=session.caller,
+            now=runtime.clock.now(),
+        )
     return _redirect("/console/inbox?notice=handled")
 
 
@@ -728,21 +744,42 @@ def reply_to_mention(
     tx: Transaction, *, request: Any, runtime: Any, session: Session, mention_id: str
 ) -> Response:
     session.require("answer")
-    inbox.reply(
-        tx,
-        brand_id=session.caller.brand_id,
-        mention_id=_row_id(mention_id, "mention"),
-        body={"text": request.form.get("text", "")},
-        caller=session.caller,
-        now=runtime.clock.now(),
-    )
+    with _brand_mention():
+        inbox.reply(
+            tx,
+            brand_id=session.caller.brand_id,
+            mention_id=_row_id(mention_id, "mention"),
+            body={"text": request.form.get("text", "")},
+            caller=session.caller,
+            now=runtime.clock.now(),
+        )
     return _redirect("/console/inbox?notice=replied")
+
+
+@contextlib.contextmanager
+def _brand_mention() -> Iterator[None]:
+    """Say of another brand's mention, as of a missing one, that it is not ours.
+
+    inbox.py answers both with a bare "mention not found"; the console's pages
+    say which brand's data they look at, as _brand_post does for posts.
+    """
+    try:
+        yield
+    except NotFound as error:
+        raise NotFound(
+            "this mention is not one of your brand's mentions (or it does not exist)"
+        ) from error
 
 
 def pause(tx: Transaction, *, request: Any, runtime: Any, session: Session) -> Response:
     """The crisis pause: hold every queued post until someone resumes."""
     session.require("pause")
-    reason = request.form.get("reason", "").strip()
+    # The field is optional, so a reason the API calls blank (only spaces,
+    # controls and invisible marks) is none, and the default reason is kept:
+    # stored, it read "paused ... by admin: ." on every page.
+    reason = request.form.get("reason", "").strip(validation.BLANK)
+    if validation.is_blank(reason):
+        reason = ""
     if len(reason) > crisis.PAUSE_REASON_MAX:
         raise InvalidRequest(
             f"the reason must be at most {crisis.PAUSE_REASON_MAX} characters",

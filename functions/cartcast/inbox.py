@@ -406,9 +406,14 @@ def _view(
         shown["author_removed"] = row["x_post_id"].startswith(
             author_data.REMOVED_X_ID_PREFIX
         )
+        # The brand's own post is never answered (_check_reply_rules): no box.
+        shown["own_post"] = bool(brand["x_user_id"]) and (
+            row["author_id"] == brand["x_user_id"]
+        )
         shown["summoned"] = (
             bool(brand["x_user_id"])
             and not shown["author_removed"]
+            and not shown["own_post"]
             and _summoned(row, brand["x_user_id"], brand["x_username"])
         )
     return shown
