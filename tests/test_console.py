@@ -1275,6 +1275,25 @@ def test_replying_and_marking_handled_from_the_inbox(client, signed_in) -> None:
     assert "thanks!" not in page
 
 
+def test_scheduling_twice_in_the_next_free_slot_keeps_the_first_slot(
+    client, signed_in
+) -> None:
+    # A double click on "Schedule" sent the form twice: the second found the
+    # post's own slot taken, by itself, and moved it to the slot after, and a
+    # third moved it back.
+    post_id, token = approved_post(client, signed_in)
+
+    client.post(f"/console/posts/{post_id}/schedule", data={"csrf": token})
+    first = client.get(f"/v1/posts/{post_id}", headers=auth(signed_in["key"]))
+    again = client.post(f"/console/posts/{post_id}/schedule", data={"csrf": token})
+    second = client.get(f"/v1/posts/{post_id}", headers=auth(signed_in["key"]))
+
+    assert again.status_code == 303, text_of(again)
+    at = first.get_json()["post"]["scheduled_at"]
+    assert at is not None
+    assert second.get_json()["post"]["scheduled_at"] == at
+
+
 def test_the_inbox_pages_past_its_first_hundred_mentions(client, signed_in) -> None:
     # The least urgent of 101 open mentions was on no page: the inbox stopped at
     # 100 with no word of the rest.

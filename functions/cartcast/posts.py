@@ -694,7 +694,11 @@ def schedule(
         # the brand's next slot may be a day away.
         at = now
     else:
-        at = _free_slots(tx, brand_id=brand_id, after=now, count=1)[0]
+        # The post's own slot is free to it: asked twice (a form sent twice), it
+        # stays where the first put it instead of moving one slot on, and back.
+        at = _free_slots(
+            tx, brand_id=brand_id, after=now, count=1, own=post["scheduled_at"]
+        )[0]
 
     if (
         post["in_reply_to"] is None
@@ -799,8 +803,14 @@ def schedule_approved(
 
 
 def _free_slots(
-    tx: Transaction, *, brand_id: str, after: dt.datetime, count: int
+    tx: Transaction,
+    *,
+    brand_id: str,
+    after: dt.datetime,
+    count: int,
+    own: dt.datetime | None = None,
 ) -> list[dt.datetime]:
+    """Return the next `count` free slots; `own`, the post's own slot, is free."""
     if count == 0:
         return []
     brand = brands.get_brand(tx, brand_id)
@@ -808,7 +818,7 @@ def _free_slots(
         brand["posting_slots"],
         brand["time_zone"],
         after,
-        _taken(tx, brand_id=brand_id, after=after),
+        _taken(tx, brand_id=brand_id, after=after) - {own},
         count,
     )
     if not found:
