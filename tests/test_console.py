@@ -1363,6 +1363,24 @@ def test_an_authors_name_is_isolated_from_the_text_around_it(client, signed_in) 
     assert '<p class="text" dir="auto">@testgoods hello</p>' in page
 
 
+def test_each_inbox_control_names_the_mention_it_answers(client, signed_in) -> None:
+    # A screen reader tabbing through the inbox heard "Mark handled, button" once
+    # per mention, and never whose; the approvals' buttons name their draft.
+    current = runtime_module.current()
+    mentions = [
+        store_mention(current, text=f"@testgoods question {number}", priority=2)
+        for number in range(2)
+    ]
+
+    page = client.get("/console/inbox").get_data(as_text=True)
+
+    for mention in mentions:
+        described = f'aria-describedby="mention-{mention}"'
+        assert f"{described}>Mark handled</button>" in page
+        assert f"{described}>Send reply</button>" in page
+        assert re.search(rf'<textarea id="reply-{mention}"[^>]*{described}', page)
+
+
 def test_another_brands_mention_is_a_404_saying_it_is_not_the_brands(
     client, signed_in
 ) -> None:
