@@ -340,6 +340,25 @@ def test_bulk_approve_moves_every_chosen_draft_or_none(client, signed_in) -> Non
     assert post_state(client, signed_in["key"], second) == "approved"
 
 
+def test_a_bulk_approval_refused_for_one_draft_names_it(client, signed_in) -> None:
+    # Approved in another tab since the page was loaded: the whole selection is
+    # refused, and the page said only "post is approved", not which, nor that the
+    # other drafts were left as they were.
+    first, second = signed_in["posts"]
+    token = csrf_of(client)
+    client.post(f"/console/posts/{first}/approve", data={"csrf": token})
+
+    refused = client.post(
+        "/console/approvals/bulk", data={"csrf": token, "post": [first, second]}
+    )
+
+    assert refused.status_code == 409
+    assert f"draft {first}: post is approved" in text_of(refused)
+    assert "none of the selection was approved" in text_of(refused)
+    assert "<code>post</code>" in refused.get_data(as_text=True)
+    assert post_state(client, signed_in["key"], second) == "needs_approval"
+
+
 def test_bulk_approve_takes_a_draft_chosen_twice_once(client, signed_in) -> None:
     """A repeated id was approved twice, and the second time answered 409 "post is
     approved; it can become approved only from needs_approval", undoing both."""

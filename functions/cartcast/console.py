@@ -67,6 +67,7 @@ from cartcast.db import Transaction
 from cartcast.errors import (
     CartcastError,
     ConfigurationError,
+    Conflict,
     Forbidden,
     InvalidRequest,
     NotFound,
@@ -497,13 +498,23 @@ def bulk_approve(
     # drafts in different orders would each wait for the other, and PostgreSQL
     # fails one (deadlock detected). In id order, the second waits for the first.
     for post_id in sorted(chosen):
-        posts.apply_action(
-            tx,
-            brand_id=session.caller.brand_id,
-            post_id=post_id,
-            action="approve",
-            now=runtime.clock.now(),
-        )
+        try:
+            posts.apply_action(
+                tx,
+                brand_id=session.caller.brand_id,
+                post_id=post_id,
+                action="approve",
+                now=runtime.clock.now(),
+            )
+        except Conflict as refused:
+            # One draft approved or rejected in another tab since the page was
+            # loaded refuses the selection; the page said "post is approved"
+            # without saying which of the selection, nor that none was approved.
+            raise Conflict(
+                f"draft {post_id}: {refused}; none of the selection was approved. "
+                "Reload the page to see the drafts as they are now",
+                field="post",
+            ) from refused
     return _redirect("/console/approvals?notice=bulk")
 
 
