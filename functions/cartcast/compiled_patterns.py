@@ -230,10 +230,11 @@ def _entries(keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], _Entry]:
 
 def _warm_up() -> None:
     """Ask for the patterns built on first use: the scorer's gates, the price
-    pattern of each currency code."""
+    pattern of each currency code; and work out the words each cue group needs."""
     from cartcast import claims, sentiment
 
     sentiment.score_mention("where is my order #1234? it never arrived, help")
+    sentiment.work_out_needed_words()
     for code in ("", *claims.CURRENCY_CODES):
         claims.price_figures("$1.00", extra_code=code)
 
