@@ -3,7 +3,8 @@
 `make deploy` stages functions/ into terraform/.build/functions, compiles every module
 there for the runtime's Python (python311: `__pycache__/*.cpython-311.pyc`) with
 unchecked-hash invalidation, writes the table of compiled regular expressions
-(cartcast/compiled_patterns.py, decision 0036), and writes the sources' digest
+(cartcast/compiled_patterns.py, decision 0036) and the intent model as marshal
+reads it (cartcast/intent_model.py, decision 0095), and writes the sources' digest
 beside it; terraform/functions.tf zips that directory and refuses to plan when the
 digest is missing or no longer matches functions/ (decision 0028). The benchmark
 prepares the trees it starts with the same function, so it measures what deploys.
@@ -85,6 +86,7 @@ def stage(source: Path, dest: Path, *, compiled: bool = True) -> Path:
         shutil.copyfile(source / path, dest / path)
     if compiled:
         write_pattern_table(dest)
+        write_staged_model(dest)
         compile_tree(dest)
     return dest
 
@@ -95,10 +97,22 @@ def write_pattern_table(tree: Path) -> None:
     Built by the staged code itself in a child (cartcast.compiled_patterns), so the
     table matches the patterns that deploy, before any bytecode is written there.
     """
-    if not (tree / "cartcast" / "compiled_patterns.py").is_file():
-        return  # not cartcast's tree (the benchmark stages its bare function too)
     table = tree / "cartcast" / "data" / "compiled_patterns.bin"
-    command = [sys.executable, "-m", "cartcast.compiled_patterns", str(table)]
+    _build_in_tree(tree, "cartcast.compiled_patterns", table, "the pattern table")
+
+
+def write_staged_model(tree: Path) -> None:
+    """Write the intent model as marshal reads it into the staged tree, from the
+    weights that deploy (cartcast.intent_model)."""
+    staged = tree / "cartcast" / "data" / "intent_model.bin"
+    _build_in_tree(tree, "cartcast.intent_model", staged, "the staged intent model")
+
+
+def _build_in_tree(tree: Path, module: str, target: Path, what: str) -> None:
+    """Run `python -m <module> <target>` in a child from `tree`'s own code."""
+    if not (tree / Path(*module.split("."))).with_suffix(".py").is_file():
+        return  # not cartcast's tree (the benchmark stages its bare function too)
+    command = [sys.executable, "-m", module, str(target)]
     env = {
         **os.environ,
         "PYTHONHASHSEED": "0",
@@ -109,7 +123,7 @@ def write_pattern_table(tree: Path) -> None:
         command, cwd=tree, env=env, capture_output=True, text=True, check=False
     )
     if built.returncode != 0:
-        raise SourceError(f"{tree}: the pattern table was not built:\n{built.stderr}")
+        raise SourceError(f"{tree}: {what} was not built:\n{built.stderr}")
 
 
 def compile_tree(tree: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import marshal
 import math
 import subprocess
 import sys
@@ -155,3 +157,81 @@ def test_a_marked_pair_is_read_back_as_the_same_pair():
     found = intent_model.probabilities("never arrived", model)
 
     assert found["order_issue"] > 0.9
+
+
+# --- The staged copy (intent_model.bin, written by infra.function_source) --------
+
+
+def tuning_texts() -> list[str]:
+    """The tuning halves' texts, every file the trainer knows; no reporting half."""
+    paths = train_intent_model.TRAINED_ON + train_intent_model.NOT_TRAINED_ON
+    return [m["text"] for m in train_intent_model.tuning_mentions(paths)]
+
+
+def test_the_staged_model_is_the_shipped_one_weight_for_weight(tmp_path):
+    shipped = intent_model.MODEL_PATH.read_bytes()
+    staged_path = tmp_path / "intent_model.bin"
+    staged_path.write_bytes(intent_model.staged_bytes(shipped))
+    from_json = intent_model.load(json.loads(shipped))
+
+    staged = intent_model.read_staged(staged_path, hashlib.sha256(shipped).hexdigest())
+
+    # Float for float: the same weights, so the same probabilities for any text.
+    assert staged == from_json
+    for text in tuning_texts():
+        by_staged = intent_model.probabilities(text, model=staged)
+        assert by_staged == intent_model.probabilities(text, model=from_json)
+
+
+def test_a_staged_model_made_from_other_weights_or_unreadable_is_ignored(tmp_path):
+    shipped = intent_model.MODEL_PATH.read_bytes()
+    digest = hashlib.sha256(shipped).hexdigest()
+    data = json.loads(shipped)
+    data["bias"] = [b + 1.0 for b in data["bias"]]
+    other = tmp_path / "other.bin"
+    other.write_bytes(intent_model.staged_bytes(json.dumps(data).encode()))
+    broken = tmp_path / "broken.bin"
+    broken.write_bytes(b"not marshal")
+
+    assert intent_model.read_staged(other, digest) is None
+    assert intent_model.read_staged(broken, digest) is None
+    assert intent_model.read_staged(tmp_path / "missing.bin", digest) is None
+
+
+def test_a_staged_tree_scores_from_its_staged_model_exactly_as_the_checkout(tmp_path):
+    from infra import function_source
+
+    tree = function_source.stage(REPO / "functions", tmp_path / "functions")
+    code = (
+        "import json, sys\n"
+        "from cartcast import intent_model as m\n"
+        "texts = json.load(sys.stdin)\n"
+        "print(json.dumps({'bias': m._model()[1],\n"
+        "    'probabilities': [m.probabilities(t) for t in texts]}))\n"
+    )
+    texts = tuning_texts()
+
+    def run(path: Path) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            input=json.dumps(texts),
+            env={"PYTHONPATH": str(path), "PYTHONDONTWRITEBYTECODE": "1"},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    from_tree, from_checkout = run(tree), run(REPO / "functions")
+
+    assert (tree / "cartcast" / "data" / "intent_model.bin").is_file()
+    assert from_tree == from_checkout
+
+    # The tree's model is the staged copy: one marked by other weights under the
+    # shipped digest is what it reads.
+    staged = tree / "cartcast" / "data" / "intent_model.bin"
+    digest, (classes, bias, weights, pairs) = marshal.loads(staged.read_bytes())
+    marked = (digest, (classes, tuple(b + 1.0 for b in bias), weights, pairs))
+    staged.write_bytes(marshal.dumps(marked, intent_model.MARSHAL_VERSION))
+
+    assert run(tree)["bias"] == [b + 1.0 for b in from_checkout["bias"]]
