@@ -165,6 +165,53 @@ print(len(libraries), sum(p is not None for p in primed.values()),
     assert libraries > 50 and primed == libraries and reused == libraries
 
 
+# cartcast's modules the event functions import on their first request, as the
+# benchmark's import-time pass lists them (bench/functions.py, profile_imports).
+EVENT_PATH_MODULES = (
+    "cartcast.reconciling",
+    "cartcast.sweeping",
+    "cartcast.alerts",
+    "cartcast.publishing",
+    "cartcast.token_vault",
+    "cartcast.mentions",
+    "cartcast.pubsub",
+    "cartcast.scoring",
+    "cartcast.delivery_budget",
+    "cartcast.kpis",
+    "cartcast.offboarding",
+    "cartcast.retention",
+    "cartcast.signin_limits",
+    "cartcast.console_signouts",
+    "cartcast.caption_drain",
+    "cartcast.captions",
+    "cartcast.near_duplicates",
+)
+
+
+def test_the_event_functions_modules_find_their_patterns_compiled(staged: Path):
+    # A module imported inside a function that the builder does not import
+    # compiles its own patterns with re on a cold instance's first request.
+    code = f"""
+import re
+import functions_framework
+import main
+preloaded = set(re._cache)
+for module in {EVENT_PATH_MODULES!r}:
+    __import__(module)
+print(sorted(key[1] for key in set(re._cache) - preloaded if key[0] is str))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(staged), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_a_table_left_in_the_source_changes_nothing_in_the_staged_one(
     staged: Path, tmp_path: Path
 ) -> None:
