@@ -200,16 +200,25 @@ for module in {EVENT_PATH_MODULES!r}:
     __import__(module)
 print(sorted(key[1] for key in set(re._cache) - preloaded if key[0] is str))
 """
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "PYTHONPATH": str(staged), "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    # Under several hash seeds: the builder runs with PYTHONHASHSEED=0, an
+    # instance with a random one, and a pattern joined from a set's members in
+    # iteration order is another string, so another cache key, under another seed.
+    for seed in range(6):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env={
+                **os.environ,
+                "PYTHONPATH": str(staged),
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONHASHSEED": str(seed),
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+        assert done.returncode == 0, done.stderr
+        assert (seed, done.stdout.strip()) == (seed, "[]")
 
 
 def test_a_table_left_in_the_source_changes_nothing_in_the_staged_one(

@@ -39,7 +39,9 @@ HASHTAG_SPECIAL_CHARACTERS = frozenset(
 VARIATION_SELECTORS = frozenset("\ufe0e\ufe0f")
 # '#' and its full-width form, which X reads alike.
 HASHTAG_SIGILS = frozenset("#＃")
-_SIGIL = re.compile("|".join(HASHTAG_SIGILS))
+# Sorted: a set joins in hash order, a per-process string that would miss the
+# pattern staged for the deploy (compiled_patterns) under another hash seed.
+_SIGIL = re.compile("|".join(sorted(HASHTAG_SIGILS)))
 # A sign followed by VS16 (U+FE0F, emoji presentation) or the combining enclosing
 # keycap (U+20E3) is the hash or keycap emoji, and starts no hashtag: twitter-text's
 # valid hashtag pattern refuses either right after the sign, `(?!\uFE0F|\u20E3)`
