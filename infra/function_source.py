@@ -4,7 +4,7 @@
 there for the runtime's Python (python311: `__pycache__/*.cpython-311.pyc`) with
 unchecked-hash invalidation, writes the table of compiled regular expressions
 (cartcast/compiled_patterns.py, decision 0036) and the intent model as marshal
-reads it (cartcast/intent_model.py, decision 0095), and writes the sources' digest
+reads it (cartcast/intent_model.py, decision 0098), and writes the sources' digest
 beside it; terraform/functions.tf zips that directory and refuses to plan when the
 digest is missing or no longer matches functions/ (decision 0028). The benchmark
 prepares the trees it starts with the same function, so it measures what deploys.
