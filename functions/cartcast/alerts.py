@@ -46,6 +46,7 @@ from cartcast.db import Transaction
 from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
+from cartcast.webhook_outboxes import RunWebhooks, abandon_refused
 from cartcast.webhooks import WebhookRefused, post_webhook
 
 ALERTS_PER_RUN = 20
@@ -184,20 +185,16 @@ def deliver_pending(
         )
     ]
 
-    # A URL that failed in this run, and the refusal when it was refused: its
-    # other rows wait for the next run, or are refused on the same answer.
-    failed_webhooks: dict[str, str | None] = {}
+    run_webhooks = RunWebhooks()
     return budget.deliver_in_time(
         pending,
-        lambda alert_id: _deliver_one(runtime, alert_id, failed_webhooks),
+        lambda alert_id: _deliver_one(runtime, alert_id, run_webhooks),
         counts,
         out_of_time="alerts_out_of_time",
     )
 
 
-def _deliver_one(
-    runtime: Any, alert_id: int, failed_webhooks: dict[str, str | None]
-) -> str | None:
+def _deliver_one(runtime: Any, alert_id: int, run_webhooks: RunWebhooks) -> str | None:
     """Send, log, defer or abandon one alert under its row lock; say what happened."""
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
@@ -214,8 +211,7 @@ def _deliver_one(
             )
             tx.execute(MARK_DELIVERED, id=alert_id, now=now, channel="log", attempted=0)
             return "alerts_logged"
-        refusal = failed_webhooks.get(url)
-        if url in failed_webhooks and refusal is None:
+        if run_webhooks.failed_earlier(url):
             return None  # already failed in this run; try again in the next
         if now - alert["created_at"] > dt.timedelta(
             seconds=runtime.settings.alert_max_age_s
@@ -228,19 +224,19 @@ def _deliver_one(
             return "alerts_failed"
 
         try:
-            if refusal is not None:
-                # Refused earlier in this run: the lookup is not repeated.
-                raise WebhookRefused(refusal)
-            problem = _post_webhook(runtime, url, alert["text"])
-        except WebhookRefused as error:
-            failed_webhooks[url] = str(error)
-            reason = f"webhook refused: {error}"
-            tx.execute(
-                MARK_REFUSED, id=alert_id, now=now, error=reason[:ERROR_LENGTH_MAX]
+            problem = run_webhooks.post(
+                url, lambda: _post_webhook(runtime, url, alert["text"])
             )
-            runtime.log.error(
-                "alert abandoned: its webhook is refused",
-                extra=fields(**log_fields, reason=reason),
+        except WebhookRefused as error:
+            abandon_refused(
+                runtime,
+                tx,
+                error,
+                mark_refused=MARK_REFUSED,
+                row_id=alert_id,
+                what="alert",
+                log_fields=log_fields,
+                now=now,
             )
             return "alerts_failed"
         if problem is None:
@@ -248,7 +244,6 @@ def _deliver_one(
                 MARK_DELIVERED, id=alert_id, now=now, channel="webhook", attempted=1
             )
             return "alerts_sent"
-        failed_webhooks[url] = None
         delay = webhook_retry_delay(
             runtime.settings.alert_retry_base_s, alert["attempts"]
         )

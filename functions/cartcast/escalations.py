@@ -50,6 +50,7 @@ from cartcast.db import Transaction
 from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
+from cartcast.webhook_outboxes import RunWebhooks, abandon_refused
 from cartcast.webhooks import WebhookRefused, post_webhook
 
 ESCALATIONS_PER_RUN = 20
@@ -216,19 +217,17 @@ def deliver_pending(
         row["id"] for row in reads.rows(SELECT_DUE, now=now, limit=ESCALATIONS_PER_RUN)
     ]
 
-    # A URL that failed in this run, and the refusal when it was refused: its
-    # other rows wait for the next run, or are refused on the same answer.
-    failed_webhooks: dict[str, str | None] = {}
+    run_webhooks = RunWebhooks()
     return budget.deliver_in_time(
         due,
-        lambda escalation_id: _deliver_one(runtime, escalation_id, failed_webhooks),
+        lambda escalation_id: _deliver_one(runtime, escalation_id, run_webhooks),
         counts,
         out_of_time="escalations_out_of_time",
     )
 
 
 def _deliver_one(
-    runtime: Any, escalation_id: int, failed_webhooks: dict[str, str | None]
+    runtime: Any, escalation_id: int, run_webhooks: RunWebhooks
 ) -> str | None:
     """Send, log, defer or abandon one escalation under its row lock."""
     now = runtime.clock.now()
@@ -252,8 +251,7 @@ def _deliver_one(
                 MARK_DELIVERED, id=escalation_id, now=now, channel="log", attempted=0
             )
             return "escalations_logged"
-        refusal = failed_webhooks.get(url)
-        if url in failed_webhooks and refusal is None:
+        if run_webhooks.failed_earlier(url):
             return None  # already failed in this run; its rows wait for the next
         age = now - row["created_at"]
         if age > dt.timedelta(seconds=settings.escalation_max_age_s):
@@ -265,29 +263,27 @@ def _deliver_one(
             return "escalations_failed"
 
         try:
-            if refusal is not None:
-                # Refused earlier in this run: the lookup is not repeated.
-                raise WebhookRefused(refusal)
-            problem = _post(
-                runtime,
+            problem = run_webhooks.post(
                 url,
-                row["body"].encode("utf-8"),
-                secret=row["escalation_secret"],
-                delivery_id=str(escalation_id),
-                now=now,
+                lambda: _post(
+                    runtime,
+                    url,
+                    row["body"].encode("utf-8"),
+                    secret=row["escalation_secret"],
+                    delivery_id=str(escalation_id),
+                    now=now,
+                ),
             )
         except WebhookRefused as error:
-            failed_webhooks[url] = str(error)
-            reason = f"webhook refused: {error}"
-            tx.execute(
-                MARK_REFUSED,
-                id=escalation_id,
+            abandon_refused(
+                runtime,
+                tx,
+                error,
+                mark_refused=MARK_REFUSED,
+                row_id=escalation_id,
+                what="escalation",
+                log_fields=log_fields,
                 now=now,
-                error=reason[:ERROR_LENGTH_MAX],
-            )
-            runtime.log.error(
-                "escalation abandoned: its webhook is refused",
-                extra=fields(**log_fields, reason=reason),
             )
             return "escalations_failed"
         if problem is None:
@@ -299,7 +295,6 @@ def _deliver_one(
                 attempted=1,
             )
             return "escalations_sent"
-        failed_webhooks[url] = None
         delay = webhook_retry_delay(settings.escalation_retry_base_s, row["attempts"])
         tx.execute(
             MARK_FAILED,

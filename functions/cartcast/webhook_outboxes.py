@@ -1,0 +1,88 @@
+"""What the two webhook outboxes, alerts.py and escalations.py, do alike.
+
+Both send a brand's rows to the brand's webhook, one row per transaction, and
+both remember within a run what each webhook URL did (`RunWebhooks`): a URL that
+failed is not called again in that run, its other rows waiting for the next; a
+URL that was refused (webhooks.WebhookRefused: its host is at an address cartcast
+does not reach) refuses its other rows on the same answer, without another lookup.
+
+A refused row is abandoned at once (`abandon_refused`): nothing was sent, so no
+attempt is counted, `last_error` reads "webhook refused: <why>", and one ERROR
+line says which row. No retry could reach another address, but the owner who
+repairs the URL revives the refused rows still young enough to matter
+(`REFUSED_PATTERN`, used by each outbox's `revive_refused`; decision 0095).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cartcast.db import Transaction
+from cartcast.logs import fields
+from cartcast.webhooks import WebhookRefused
+
+ERROR_LENGTH_MAX = 500
+REFUSED_PREFIX = "webhook refused: "
+# LIKE's pattern for a row's last_error when it was abandoned as refused; the
+# prefix holds no % or _ to escape.
+REFUSED_PATTERN = REFUSED_PREFIX + "%"
+
+
+class RunWebhooks:
+    """What one delivery run has learned of the webhook URLs it called."""
+
+    def __init__(self) -> None:
+        # URL -> None when it failed, or the refusal's message when refused.
+        self._failed: dict[str, str | None] = {}
+
+    def failed_earlier(self, url: str) -> bool:
+        """Say whether `url` failed (not refused) earlier in this run: its rows
+        wait for the next run."""
+        return url in self._failed and self._failed[url] is None
+
+    def post(self, url: str, send: Callable[[], str | None]) -> str | None:
+        """Call `send` (one POST to `url`) and return its problem, or None.
+
+        Raises:
+            WebhookRefused: from `send`, or at once for a URL refused earlier in
+                this run (the lookup is not repeated).
+        """
+        refusal = self._failed.get(url)
+        if refusal is not None:
+            raise WebhookRefused(refusal)
+        try:
+            problem = send()
+        except WebhookRefused as error:
+            self._failed[url] = str(error)
+            raise
+        if problem is not None:
+            self._failed[url] = None
+        return problem
+
+
+def abandon_refused(
+    runtime: Any,
+    tx: Transaction,
+    error: WebhookRefused,
+    *,
+    mark_refused: str,
+    row_id: int,
+    what: str,
+    log_fields: Mapping[str, Any],
+    now: dt.datetime,
+) -> None:
+    """Abandon one row whose webhook is refused, and say so in an ERROR line.
+
+    Args:
+        mark_refused: the outbox's UPDATE of `abandoned_at` (:now) and
+            `last_error` (:error) for the row :id; it counts no attempt.
+        what: the row's kind as the log line opens ("alert", "escalation").
+    """
+    reason = f"{REFUSED_PREFIX}{error}"
+    tx.execute(mark_refused, id=row_id, now=now, error=reason[:ERROR_LENGTH_MAX])
+    runtime.log.error(
+        f"{what} abandoned: its webhook is refused",
+        extra=fields(**log_fields, reason=reason),
+    )
