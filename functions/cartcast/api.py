@@ -702,6 +702,7 @@ def create_brand(
         now=runtime.clock.now(),
         environment=runtime.settings.environment,
         seal=_sealing(runtime),
+        lookup=_host_lookup(runtime),
     )
     return web.json_response(created, 201)
 
@@ -730,8 +731,17 @@ def update_brand(
         now=runtime.clock.now(),
         seal=_sealing(runtime),
         actor=caller.key_name,
+        lookup=_host_lookup(runtime),
     )
     return web.json_response({"brand": brand})
+
+
+def _host_lookup(runtime: Any) -> Any:
+    """Return how a webhook URL's host is resolved when it is set: the runtime's
+    resolver, the one its deliveries use (getaddrinfo unless a test gives one)."""
+    from cartcast import pinned_http
+
+    return runtime.resolve or pinned_http.resolve_host
 
 
 def connect_x_account(

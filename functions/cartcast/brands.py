@@ -19,7 +19,10 @@ connected through X's OAuth flow instead (x_oauth.py), which also refreshes it.
 
 `alert_webhook_url` takes https only; http is accepted only to a loopback address
 when CARTCAST_ENV is local (the tests' receiver). An https URL whose host is an IP
-literal that is no public unicast address is refused too (addresses.py).
+literal that is no public unicast address is refused too (addresses.py), and so,
+through the API, is a name that resolves to one when it is set
+(`check_webhook_hosts`); a name that does not resolve yet is accepted, and each
+delivery looks it up again (decision 0095).
 
 Setting a webhook URL (alerts or escalations, a new one or the same one again),
 or the escalation secret while a CRM URL is set, makes the brand's alerts or
@@ -38,7 +41,7 @@ import re
 import socket
 import unicodedata
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cartcast import (
@@ -54,7 +57,16 @@ from cartcast import (
     web,
 )
 from cartcast.db import Transaction
-from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from cartcast.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    TransientError,
+)
+
+# How a webhook URL's host is looked up when it is set: pinned_http.Resolver.
+HostLookup = Callable[[str, int], Sequence[str]]
 
 INSERT_BRAND = """
 INSERT INTO brands (slug, name, time_zone, voice, language, banned_words,
@@ -169,6 +181,11 @@ WEBHOOK_SECRET_LENGTH_MAX = 200
 # class JSON Schema can state exactly (docs/openapi.yaml's webhook_secret pattern).
 WEBHOOK_SECRET = re.compile(r"[!-~]([ -~]*[!-~])?")
 WEBHOOK_URL_LENGTH_MAX = 500
+# Each webhook URL a brand sets, and what it must be the URL of.
+WEBHOOK_SETTINGS = {
+    "alert_webhook_url": "a Slack-compatible incoming webhook",
+    "escalation_webhook_url": "the CRM's escalation webhook",
+}
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # Names that mean this machine or the metadata server wherever they resolve.
 INTERNAL_NAMES = frozenset({"localhost", "metadata", "metadata.google.internal"})
@@ -223,13 +240,20 @@ def create_brand(
     now: dt.datetime,
     environment: str = "cloud",
     seal: Callable[[str], str] | None = None,
+    lookup: HostLookup | None = None,
 ) -> dict[str, Any]:
     """Create a brand and its first admin key from a request body.
 
     Returns the brand and the key; the key is shown this once and never again.
     `seal` seals an `x_access_token` before it is stored (token_vault.py).
+    `lookup` resolves the alert webhook's host (`check_webhook_hosts`).
     """
     values = parse_brand(body, environment=environment)
+    check_webhook_hosts(
+        {"alert_webhook_url": values["alert_webhook_url"]},
+        environment=environment,
+        lookup=lookup,
+    )
     if seal is not None and values["x_access_token"]:
         values["x_access_token"] = seal(values["x_access_token"])
     # zoneinfo and PostgreSQL each carry their own copy of the tz database; the
@@ -333,6 +357,7 @@ def update_brand(
     now: dt.datetime,
     seal: Callable[[str], str] | None = None,
     actor: str = "system",
+    lookup: HostLookup | None = None,
 ) -> dict[str, Any]:
     """Change the brand's link policy, X money settings, X account, alert webhook
     or order webhook secret; return the brand.
@@ -341,6 +366,8 @@ def update_brand(
     account, the webhook and the secret need an admin key. A new `x_access_token` or
     `x_user_id` reconnects an account X disconnected: its held posts are queued. A
     webhook URL set ends the back-off of the alerts or escalations waiting for it.
+    `lookup` resolves a webhook URL's host before anything is written
+    (`check_webhook_hosts`).
     """
     body = validation.require_object(body)
     validation.only_fields(body, UPDATABLE_SETTINGS, what="PATCH /v1/brand")
@@ -358,18 +385,26 @@ def update_brand(
             field=restricted[0],
         )
     current = get_brand(tx, brand_id)
+    # Every URL is checked, its host looked up, before the first write: a slow
+    # lookup then holds no lock on the brand's row.
+    webhook_urls = {
+        name: _webhook_url(body, name, what=what, environment=environment)
+        for name, what in WEBHOOK_SETTINGS.items()
+        if name in body
+    }
+    check_webhook_hosts(webhook_urls, environment=environment, lookup=lookup)
 
     if any(name in body for name in (*LINK_SETTINGS, *MONEY_SETTINGS)):
         values = link_policy.parse_settings(body, current=current)
         values.update(_x_money_settings(body, current=current))
         tx.execute(UPDATE_SETTINGS, brand_id=brand_id, **values)
     if "alert_webhook_url" in body:
-        url = alert_webhook_url(body, environment=environment)
+        url = webhook_urls["alert_webhook_url"]
         tx.execute(UPDATE_ALERT_WEBHOOK, brand_id=brand_id, alert_webhook_url=url)
         if url is not None:
             alerts.end_back_off(tx, brand_id=brand_id, now=now)
     if any(name in body for name in ESCALATION_SETTINGS):
-        _set_escalation(tx, brand_id, body, environment=environment, now=now)
+        _set_escalation(tx, brand_id, body, webhook_urls, now=now)
     if any(name in body for name in DEADLINE_SETTINGS):
         deadlines = {
             name: validation.integer(
@@ -492,14 +527,47 @@ def claim_x_account(tx: Transaction, x_user_id: str | None, *, brand_id: Any) ->
 def alert_webhook_url(body: dict, *, environment: str) -> str | None:
     """Return the body's `alert_webhook_url` (None when absent or null), or 400.
 
-    https only; http only to a loopback host when `environment` is "local".
+    https only; http only to a loopback host when `environment` is "local". The
+    host is not looked up here (`check_webhook_hosts`).
     """
     return _webhook_url(
         body,
         "alert_webhook_url",
-        what="a Slack-compatible incoming webhook",
+        what=WEBHOOK_SETTINGS["alert_webhook_url"],
         environment=environment,
     )
+
+
+def check_webhook_hosts(
+    urls: dict[str, str | None], *, environment: str, lookup: HostLookup | None
+) -> None:
+    """Refuse (400 naming the field) a webhook URL whose host resolves to an
+    address a delivery would refuse; `urls` maps each field to its checked URL.
+
+    The lookup and the rule are a delivery's (webhooks.checked_webhook), loopback
+    allowed in a local run alone. A name that does not resolve is accepted: its
+    DNS may be set up after the URL, and each delivery looks it up again
+    (decision 0095). `lookup` None looks nothing up (benches, tests of other
+    things); the API passes the runtime's resolver, getaddrinfo in a deployment.
+    """
+    if lookup is None:
+        return
+    from cartcast import webhooks
+
+    for name, url in urls.items():
+        if url is None:
+            continue
+        try:
+            webhooks.checked_webhook(
+                url, allow_loopback=environment == "local", resolve=lookup
+            )
+        except webhooks.WebhookRefused as error:
+            raise InvalidRequest(
+                f"'{name}' must be an https URL of {WEBHOOK_SETTINGS[name]}: {error}",
+                field=name,
+            ) from error
+        except TransientError:
+            continue  # Not resolved yet: each delivery looks it up again.
 
 
 def _webhook_url(body: dict, name: str, *, what: str, environment: str) -> str | None:
@@ -517,23 +585,24 @@ def _webhook_url(body: dict, name: str, *, what: str, environment: str) -> str |
 
 
 def _set_escalation(
-    tx: Transaction, brand_id: str, body: dict, *, environment: str, now: dt.datetime
+    tx: Transaction,
+    brand_id: str,
+    body: dict,
+    webhook_urls: dict[str, str | None],
+    *,
+    now: dt.datetime,
 ) -> None:
     """Store the CRM webhook and its signing secret; a webhook needs a secret.
 
-    A field left out keeps its stored value. With a URL set afterwards, the
-    brand's escalations waiting out a back-off are due `now`.
+    A field left out keeps its stored value; `webhook_urls` holds the URL sent,
+    checked. With a URL set afterwards, the brand's escalations waiting out a
+    back-off are due `now`.
     """
     stored = tx.one(SELECT_ESCALATION, brand_id=brand_id) or {}
     url = stored.get("escalation_webhook_url")
     secret = stored.get("escalation_secret")
     if "escalation_webhook_url" in body:
-        url = _webhook_url(
-            body,
-            "escalation_webhook_url",
-            what="the CRM's escalation webhook",
-            environment=environment,
-        )
+        url = webhook_urls["escalation_webhook_url"]
     if "escalation_secret" in body:
         secret = _escalation_secret(body)
 
@@ -581,9 +650,9 @@ def _webhook_problem(url: str, environment: str) -> str | None:
         return "http is accepted only for a loopback address in a local run"
     address = _host_address(host)
     if address is None:
-        # A name; only an https URL gets here outside local runs. Names are not
-        # resolved (README, Known limitations), but those that always mean this
-        # machine or the metadata server are refused as their addresses are.
+        # A name; only an https URL gets here outside local runs. Names are
+        # resolved later (check_webhook_hosts), but those that always mean this
+        # machine or the metadata server are refused here as their addresses are.
         if host in INTERNAL_NAMES or host.endswith(".localhost"):
             if loopback and environment == "local":
                 return None

@@ -1,7 +1,8 @@
 """One POST to a brand's webhook (alerts.py, escalations.py), on a checked address.
 
-The URL's host is the brand's, and so is its DNS; PATCH /v1/brand checks only an
-address written in the URL. Each POST looks the host up (pinned_http.py), refuses
+The URL's host is the brand's, and so is its DNS. PATCH /v1/brand looks it up
+when the URL is set (`checked_webhook`, brands.py), but the answer may change
+after that, so each POST looks the host up again (pinned_http.py), refuses
 it when an address found is one addresses.py refuses (loopback is allowed in a
 local run alone, CARTCAST_ENV=local), and connects to the address checked, so a
 name that resolves, or comes to resolve, to the metadata server or a VPC address
@@ -20,7 +21,7 @@ fail it nor hold the run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,18 +54,11 @@ def post_webhook(
     from cartcast import pinned_http
 
     try:
-        sent = pinned_http.as_sent(url)
-        parts = urlsplit(sent)
-        if parts.scheme not in pinned_http.DEFAULT_PORTS or not parts.hostname:
-            raise WebhookRefused("the webhook URL is not http(s) with a host")
-        checked = pinned_http.checked_addresses(
-            parts.hostname,
-            pinned_http.port_of(parts),
+        sent, checked = checked_webhook(
+            url,
             allow_loopback=runtime.settings.environment == "local",
             resolve=runtime.resolve,
         )
-    except (pinned_http.AddressRefused, pinned_http.HostMalformed) as error:
-        raise WebhookRefused(str(error)) from error
     except TransientError:
         return "webhook unreachable: its host did not resolve"
 
@@ -86,3 +80,39 @@ def post_webhook(
     if not 200 <= status < 300:
         return f"webhook answered {status}"
     return None
+
+
+def checked_webhook(
+    url: str,
+    *,
+    allow_loopback: bool,
+    resolve: Callable[[str, int], Sequence[str]] | None,
+) -> tuple[str, list[str]]:
+    """Return `url` as it is sent and its host's addresses, looked up once and
+    every one of them allowed.
+
+    A delivery connects to the addresses returned; PATCH /v1/brand asks the same
+    question when a webhook URL is set (brands.py), so both refuse alike.
+    `resolve` is pinned_http.Resolver (getaddrinfo when None).
+
+    Raises:
+        WebhookRefused: the URL cannot be sent, or its host is at an address
+            cartcast does not reach.
+        TransientError: the host did not resolve (no answer, no such name).
+    """
+    from cartcast import pinned_http
+
+    try:
+        sent = pinned_http.as_sent(url)
+        parts = urlsplit(sent)
+        if parts.scheme not in pinned_http.DEFAULT_PORTS or not parts.hostname:
+            raise WebhookRefused("the webhook URL is not http(s) with a host")
+        checked = pinned_http.checked_addresses(
+            parts.hostname,
+            pinned_http.port_of(parts),
+            allow_loopback=allow_loopback,
+            resolve=resolve,
+        )
+    except (pinned_http.AddressRefused, pinned_http.HostMalformed) as error:
+        raise WebhookRefused(str(error)) from error
+    return sent, checked
