@@ -10,6 +10,7 @@ delivery that looked the name up again would be seen at the other one.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import ssl
 from http.server import BaseHTTPRequestHandler
@@ -44,6 +45,16 @@ VALUES (:brand_id, '1900000000000000001', '42', '@shop where is my order', :now,
 RETURNING id
 """
 BODY = '{"type":"mention.escalated"}'
+ABANDON_AS_UNREACHABLE = """
+WITH alert AS (
+    UPDATE alert_outbox SET abandoned_at = created_at, attempts = 9,
+        last_error = 'webhook unreachable: NewConnectionError'
+    WHERE brand_id = :brand_id
+)
+UPDATE escalation_outbox SET abandoned_at = created_at, attempts = 9,
+    last_error = 'webhook unreachable: NewConnectionError'
+WHERE brand_id = :brand_id
+"""
 
 
 class Receiver:
@@ -237,6 +248,115 @@ def test_a_webhook_name_that_does_not_resolve_is_tried_again_later(
     alert, _ = outboxes(runtime, brand_id)
     assert alert["abandoned_at"] is None and alert["attempts"] == 1
     assert alert["next_attempt_at"] > runtime.clock.now()
+
+
+def refuse_both(runtime, brand_id: str, port: int) -> None:
+    """Queue an alert and an escalation for a webhook name the brand's DNS points
+    inside, and deliver them: both are abandoned as refused."""
+    queue_both(runtime, brand_id, f"http://localhost:{port}/hook")
+    runtime.resolve = ChangingResolver(["10.0.0.7"])
+    alerts.deliver_pending(runtime)
+    escalations.deliver_pending(runtime)
+    for row in outboxes(runtime, brand_id):
+        assert row["last_error"].startswith("webhook refused: ")
+
+
+def set_webhook(runtime, brand_id: str, body: dict) -> None:
+    with runtime.database.transaction() as tx:
+        admin_updates_brand(tx, brand_id, body, runtime.clock.now())
+
+
+def test_setting_a_webhook_url_again_revives_its_refused_rows(
+    runtime, brand_id, receivers
+) -> None:
+    # Arrange: the brand's DNS pointed inside, and both rows were abandoned; the
+    # owner fixes the DNS and sets each URL again.
+    first, _ = receivers
+    refuse_both(runtime, brand_id, first.port)
+    runtime.resolve = ChangingResolver(["127.0.0.1"])
+    url = f"http://localhost:{first.port}/hook"
+
+    # Act: the alert webhook first, then the CRM's.
+    set_webhook(runtime, brand_id, {"alert_webhook_url": url})
+    after_alert_url = outboxes(runtime, brand_id)
+    set_webhook(
+        runtime,
+        brand_id,
+        {"escalation_webhook_url": url, "escalation_secret": SECRET},
+    )
+    sent = alerts.deliver_pending(runtime), escalations.deliver_pending(runtime)
+
+    # Assert: each URL revived its own outbox's row, and both were then sent.
+    alert, escalation = after_alert_url
+    assert alert["abandoned_at"] is None
+    assert alert["next_attempt_at"] == runtime.clock.now()
+    assert escalation["abandoned_at"] is not None
+    assert sent[0]["alerts_sent"] == 1 and sent[1]["escalations_sent"] == 1
+    assert [each["body"] for each in first.received] == [
+        {"text": "crisis"},
+        json.loads(BODY),
+    ]
+    for row in outboxes(runtime, brand_id):
+        assert row["delivered_at"] is not None and row["attempts"] == 1
+
+
+def test_a_new_escalation_secret_alone_revives_no_refused_row(
+    runtime, brand_id, receivers
+) -> None:
+    # The refusal was about the URL's host; a secret says nothing of it.
+    first, _ = receivers
+    refuse_both(runtime, brand_id, first.port)
+
+    set_webhook(runtime, brand_id, {"escalation_secret": "another-secret-of-length"})
+
+    _, escalation = outboxes(runtime, brand_id)
+    assert escalation["abandoned_at"] is not None
+
+
+def test_a_refused_row_past_its_useful_life_stays_abandoned(
+    runtime, brand_id, receivers
+) -> None:
+    first, _ = receivers
+    refuse_both(runtime, brand_id, first.port)
+    runtime.clock.advance(dt.timedelta(seconds=runtime.settings.alert_max_age_s + 1))
+    url = f"http://localhost:{first.port}/hook"
+
+    set_webhook(
+        runtime,
+        brand_id,
+        {
+            "alert_webhook_url": url,
+            "escalation_webhook_url": url,
+            "escalation_secret": SECRET,
+        },
+    )
+
+    for row in outboxes(runtime, brand_id):
+        assert row["abandoned_at"] is not None and row["delivered_at"] is None
+
+
+def test_a_row_abandoned_for_its_age_is_not_revived(
+    runtime, brand_id, receivers
+) -> None:
+    # Abandoned by the age check with the last failure's reason, not a refusal.
+    first, _ = receivers
+    queue_both(runtime, brand_id, f"http://localhost:{first.port}/hook")
+    with runtime.database.transaction() as tx:
+        tx.execute(ABANDON_AS_UNREACHABLE, brand_id=brand_id)
+    url = f"http://localhost:{first.port}/hook"
+
+    set_webhook(
+        runtime,
+        brand_id,
+        {
+            "alert_webhook_url": url,
+            "escalation_webhook_url": url,
+            "escalation_secret": SECRET,
+        },
+    )
+
+    for row in outboxes(runtime, brand_id):
+        assert row["abandoned_at"] is not None
 
 
 @pytest.fixture

@@ -32,8 +32,11 @@ the commit sends the alert again next time.
 An owner who sets the webhook URL (a new one, or the same one again once it works)
 ends the back-off of the brand's waiting alerts (`end_back_off`, called by
 brands.py in the same transaction): the next tick sends them. Removing the URL
-ends none, and an abandoned alert stays abandoned: it is past the age at which
-the brand's people still want it, and a new webhook should not start with it.
+ends none, and an alert abandoned for its age stays abandoned: it is past the age
+at which the brand's people still want it, and a new webhook should not start
+with it. One abandoned as refused was abandoned at once, unsent; setting the URL
+revives it while it is younger than CARTCAST_ALERT_MAX_AGE_S (`revive_refused`,
+decision 0095).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from cartcast.db import Transaction
 from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
-from cartcast.webhook_outboxes import RunWebhooks, abandon_refused
+from cartcast.webhook_outboxes import REFUSED_PATTERN, RunWebhooks, abandon_refused
 from cartcast.webhooks import WebhookRefused, post_webhook
 
 ALERTS_PER_RUN = 20
@@ -104,6 +107,14 @@ UPDATE alert_outbox SET next_attempt_at = :now
 WHERE brand_id = :brand_id AND delivered_at IS NULL AND abandoned_at IS NULL
     AND next_attempt_at > :now
 """
+# The rows abandoned because the webhook was refused, young enough to be worth
+# sending still: the owner has just set the URL again (decision 0095). A row
+# abandoned for its age, or any row older than :oldest, stays abandoned.
+REVIVE_REFUSED = """
+UPDATE alert_outbox SET abandoned_at = NULL, next_attempt_at = :now
+WHERE brand_id = :brand_id AND delivered_at IS NULL AND abandoned_at IS NOT NULL
+    AND last_error LIKE :refused AND created_at >= :oldest
+"""
 SELECT_ALERTS = """
 SELECT kind, episode, text, created_at, attempts, last_error, next_attempt_at,
     delivered_at, delivered_to, abandoned_at
@@ -148,6 +159,25 @@ def end_back_off(tx: Transaction, *, brand_id: str, now: dt.datetime) -> int:
     came due.
     """
     return tx.execute(END_BACK_OFF, brand_id=brand_id, now=now)
+
+
+def revive_refused(
+    tx: Transaction, *, brand_id: str, now: dt.datetime, max_age_s: float
+) -> int:
+    """Make the brand's alerts abandoned as refused, and younger than
+    `max_age_s`, due `now` again; return how many.
+
+    For a webhook URL the owner has just set: a refusal says where the old URL's
+    host pointed, and nothing was sent. Those past `max_age_s` would only be
+    abandoned again, for their age, at their next delivery.
+    """
+    return tx.execute(
+        REVIVE_REFUSED,
+        brand_id=brand_id,
+        now=now,
+        refused=REFUSED_PATTERN,
+        oldest=now - dt.timedelta(seconds=max_age_s),
+    )
 
 
 def list_alerts(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:

@@ -732,6 +732,8 @@ def update_brand(
         seal=_sealing(runtime),
         actor=caller.key_name,
         lookup=_host_lookup(runtime),
+        alert_max_age_s=runtime.settings.alert_max_age_s,
+        escalation_max_age_s=runtime.settings.escalation_max_age_s,
     )
     return web.json_response({"brand": brand})
 

@@ -27,8 +27,10 @@ delivery looks it up again (decision 0095).
 Setting a webhook URL (alerts or escalations, a new one or the same one again),
 or the escalation secret while a CRM URL is set, makes the brand's alerts or
 escalations that wait out a failed webhook's back-off due at once, in the
-transaction that stores it: the owner has just repaired it. Removing a URL does
-not, and abandoned ones stay abandoned (alerts.py, escalations.py).
+transaction that stores it: the owner has just repaired it. A URL sent also
+revives those abandoned because the webhook was refused, while they are younger
+than their outbox's max age (decision 0095). Removing a URL does not, and those
+abandoned for their age stay abandoned (alerts.py, escalations.py).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from cartcast.errors import (
     NotFound,
     TransientError,
 )
+from cartcast.settings import Settings
 
 # How a webhook URL's host is looked up when it is set: pinned_http.Resolver.
 HostLookup = Callable[[str, int], Sequence[str]]
@@ -358,6 +361,8 @@ def update_brand(
     seal: Callable[[str], str] | None = None,
     actor: str = "system",
     lookup: HostLookup | None = None,
+    alert_max_age_s: float = Settings.alert_max_age_s,
+    escalation_max_age_s: float = Settings.escalation_max_age_s,
 ) -> dict[str, Any]:
     """Change the brand's link policy, X money settings, X account, alert webhook
     or order webhook secret; return the brand.
@@ -367,7 +372,9 @@ def update_brand(
     `x_user_id` reconnects an account X disconnected: its held posts are queued. A
     webhook URL set ends the back-off of the alerts or escalations waiting for it.
     `lookup` resolves a webhook URL's host before anything is written
-    (`check_webhook_hosts`).
+    (`check_webhook_hosts`). A webhook URL sent also revives the brand's alerts
+    or escalations abandoned as refused that are younger than `alert_max_age_s`
+    or `escalation_max_age_s` (CARTCAST_ALERT_MAX_AGE_S and its kin).
     """
     body = validation.require_object(body)
     validation.only_fields(body, UPDATABLE_SETTINGS, what="PATCH /v1/brand")
@@ -403,8 +410,18 @@ def update_brand(
         tx.execute(UPDATE_ALERT_WEBHOOK, brand_id=brand_id, alert_webhook_url=url)
         if url is not None:
             alerts.end_back_off(tx, brand_id=brand_id, now=now)
+            alerts.revive_refused(
+                tx, brand_id=brand_id, now=now, max_age_s=alert_max_age_s
+            )
     if any(name in body for name in ESCALATION_SETTINGS):
-        _set_escalation(tx, brand_id, body, webhook_urls, now=now)
+        _set_escalation(
+            tx,
+            brand_id,
+            body,
+            webhook_urls,
+            now=now,
+            max_age_s=escalation_max_age_s,
+        )
     if any(name in body for name in DEADLINE_SETTINGS):
         deadlines = {
             name: validation.integer(
@@ -591,12 +608,14 @@ def _set_escalation(
     webhook_urls: dict[str, str | None],
     *,
     now: dt.datetime,
+    max_age_s: float,
 ) -> None:
     """Store the CRM webhook and its signing secret; a webhook needs a secret.
 
     A field left out keeps its stored value; `webhook_urls` holds the URL sent,
     checked. With a URL set afterwards, the brand's escalations waiting out a
-    back-off are due `now`.
+    back-off are due `now`; with a URL sent, so are those abandoned as refused
+    that are younger than `max_age_s`.
     """
     stored = tx.one(SELECT_ESCALATION, brand_id=brand_id) or {}
     url = stored.get("escalation_webhook_url")
@@ -623,6 +642,10 @@ def _set_escalation(
         from cartcast import escalations
 
         escalations.end_back_off(tx, brand_id=brand_id, now=now)
+        if "escalation_webhook_url" in body:
+            escalations.revive_refused(
+                tx, brand_id=brand_id, now=now, max_age_s=max_age_s
+            )
 
 
 def _escalation_secret(body: dict) -> str | None:

@@ -33,9 +33,11 @@ X-Cartcast-Delivery.
 Setting the webhook URL (a new one, or the same again) or the secret ends the
 back-off of the brand's waiting escalations (`end_back_off`, called by brands.py
 in the same transaction): a CRM that refused a signature made with an old secret
-takes one made with the new. Removing the URL ends none, and abandoned rows stay
-abandoned: past CARTCAST_ESCALATION_MAX_AGE_S a mention is no longer news to the
-CRM, and the brand's inbox still shows it.
+takes one made with the new. Removing the URL ends none, and rows abandoned for
+their age stay abandoned: past CARTCAST_ESCALATION_MAX_AGE_S a mention is no
+longer news to the CRM, and the brand's inbox still shows it. Setting the URL
+(not the secret alone) revives the rows abandoned as refused that are younger
+than that (`revive_refused`, decision 0095).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from cartcast.db import Transaction
 from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
-from cartcast.webhook_outboxes import RunWebhooks, abandon_refused
+from cartcast.webhook_outboxes import REFUSED_PATTERN, RunWebhooks, abandon_refused
 from cartcast.webhooks import WebhookRefused, post_webhook
 
 ESCALATIONS_PER_RUN = 20
@@ -107,6 +109,14 @@ END_BACK_OFF = """
 UPDATE escalation_outbox SET next_attempt_at = :now
 WHERE brand_id = :brand_id AND delivered_at IS NULL AND abandoned_at IS NULL
     AND next_attempt_at > :now
+"""
+# The rows abandoned because the webhook was refused, young enough to be worth
+# sending still: the owner has just set the URL again (decision 0095). A row
+# abandoned for its age, or any row older than :oldest, stays abandoned.
+REVIVE_REFUSED = """
+UPDATE escalation_outbox SET abandoned_at = NULL, next_attempt_at = :now
+WHERE brand_id = :brand_id AND delivered_at IS NULL AND abandoned_at IS NOT NULL
+    AND last_error LIKE :refused AND created_at >= :oldest
 """
 SELECT_ESCALATIONS = """
 SELECT mention_id, created_at, attempts, last_error, next_attempt_at, delivered_at,
@@ -186,6 +196,25 @@ def end_back_off(tx: Transaction, *, brand_id: str, now: dt.datetime) -> int:
     due.
     """
     return tx.execute(END_BACK_OFF, brand_id=brand_id, now=now)
+
+
+def revive_refused(
+    tx: Transaction, *, brand_id: str, now: dt.datetime, max_age_s: float
+) -> int:
+    """Make the brand's escalations abandoned as refused, and younger than
+    `max_age_s`, due `now` again; return how many.
+
+    For a webhook URL the owner has just set: a refusal says where the old URL's
+    host pointed, and nothing was sent. Those past `max_age_s` would only be
+    abandoned again, for their age, at their next delivery.
+    """
+    return tx.execute(
+        REVIVE_REFUSED,
+        brand_id=brand_id,
+        now=now,
+        refused=REFUSED_PATTERN,
+        oldest=now - dt.timedelta(seconds=max_age_s),
+    )
 
 
 def list_escalations(tx: Transaction, *, brand_id: str) -> list[dict[str, Any]]:
