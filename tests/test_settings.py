@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import pytest
@@ -396,3 +397,78 @@ def test_a_number_setting_is_read_only_from_plain_ascii_digits(value) -> None:
     assert f"CARTCAST_PUBLISH_BATCH must be a whole number, got {value!r}" in str(
         raised.value
     )
+
+
+def test_the_webhook_ca_file_must_hold_certificates_tls_can_load(tmp_path) -> None:
+    # A wrong path fails the cold start, not every delivery to a private CA.
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("a CA goes here\n")
+    for path in (tmp_path / "missing.pem", not_pem):
+        with pytest.raises(ConfigurationError) as raised:
+            settings.load(
+                {
+                    "DATABASE_URL": "postgresql://x",
+                    "CARTCAST_WEBHOOK_CA_FILE": str(path),
+                }
+            )
+        assert "CARTCAST_WEBHOOK_CA_FILE" in str(raised.value)
+        assert str(path) in str(raised.value)
+
+
+def test_a_webhook_ca_file_of_certificates_is_read(tmp_path) -> None:
+    from tests.helpers import write_authority
+
+    authority, _, _ = write_authority(tmp_path, "private-ca")
+
+    loaded = settings.load(
+        {"DATABASE_URL": "postgresql://x", "CARTCAST_WEBHOOK_CA_FILE": str(authority)}
+    )
+
+    assert loaded.webhook_ca_file == str(authority)
+    assert settings.load({"DATABASE_URL": "postgresql://x"}).webhook_ca_file == ""
+
+
+class Lines(logging.Handler):
+    """The records the cartcast logger writes while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def warnings_of_a_new_runtime(loaded: settings.Settings) -> list[str]:
+    """Build a runtime from `loaded` (its cold start); return its WARNING lines."""
+    from cartcast.runtime import Runtime
+
+    lines = Lines()
+    logger = logging.getLogger("cartcast")
+    logger.addHandler(lines)
+    try:
+        Runtime(loaded)
+    finally:
+        logger.removeHandler(lines)
+    return [r.getMessage() for r in lines.records if r.levelno == logging.WARNING]
+
+
+def test_a_proxy_in_the_environment_is_named_at_the_cold_start() -> None:
+    # Webhook deliveries and image fetches go straight to the address they
+    # checked; a deployment that needs its egress proxy learns so from the log.
+    loaded = settings.load(
+        {"DATABASE_URL": "postgresql://x", "https_proxy": "http://127.0.0.1:9"}
+    )
+
+    warnings = warnings_of_a_new_runtime(loaded)
+
+    assert loaded.proxy_variable == "https_proxy"
+    (line,) = [each for each in warnings if "proxy" in each]
+    assert line.startswith("https_proxy is set")
+    assert "127.0.0.1" not in line  # a proxy URL may hold a password
+
+
+def test_no_proxy_no_warning() -> None:
+    loaded = settings.load({"DATABASE_URL": "postgresql://x"})
+
+    assert not [each for each in warnings_of_a_new_runtime(loaded) if "proxy" in each]

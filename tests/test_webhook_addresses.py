@@ -409,6 +409,66 @@ def test_an_https_webhook_whose_certificate_does_not_name_its_host_is_not_sent(
     assert alert["abandoned_at"] is None
 
 
+def with_private_ca(runtime, ca_file: str) -> None:
+    """Trust `ca_file` besides the usual authorities, as CARTCAST_WEBHOOK_CA_FILE
+    makes a deployment do."""
+    runtime.settings = dataclasses.replace(runtime.settings, webhook_ca_file=ca_file)
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_a_crm_whose_certificate_a_private_ca_signed_is_sent_to_with_the_ca_file(
+    runtime, brand_id, tls_receiver
+) -> None:
+    # Arrange: the runtime trusts certifi's authorities (ca_file None), which never
+    # signed the receiver's certificate; the deployment names its private CA.
+    server, authority = tls_receiver
+    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
+    runtime.resolve = ChangingResolver(["127.0.0.2"])
+    with_private_ca(runtime, authority)
+
+    # Act
+    sent_alerts = alerts.deliver_pending(runtime)
+    sent_escalations = escalations.deliver_pending(runtime)
+
+    # Assert
+    assert sent_alerts["alerts_sent"] == 1
+    assert sent_escalations["escalations_sent"] == 1
+    assert server.received[1]["verified"] is True
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_without_the_ca_file_a_private_ca_s_certificate_is_not_trusted(
+    runtime, brand_id, tls_receiver
+) -> None:
+    server, _ = tls_receiver
+    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
+    runtime.resolve = ChangingResolver(["127.0.0.2"])
+
+    failed = alerts.deliver_pending(runtime)
+
+    assert failed["alerts_failed"] == 1 and server.received == []
+    alert, _ = outboxes(runtime, brand_id)
+    assert alert["last_error"] == "webhook unreachable: SSLError"
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_the_ca_file_adds_to_the_trusted_authorities_and_replaces_none(
+    runtime, brand_id, tls_receiver, tmp_path
+) -> None:
+    # The runtime's own authorities (certifi's in a deployment; here the one that
+    # signed the receiver) still count when the file names another.
+    server, authority = tls_receiver
+    unrelated, _, _ = write_authority(tmp_path, "unrelated-ca")
+    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
+    runtime.resolve = ChangingResolver(["127.0.0.2"])
+    runtime.ca_file = authority
+    with_private_ca(runtime, str(unrelated))
+
+    sent = alerts.deliver_pending(runtime)
+
+    assert sent["alerts_sent"] == 1
+
+
 def test_a_refused_webhook_host_is_looked_up_once_a_run_for_all_its_rows(
     runtime, brand_id
 ) -> None:

@@ -28,11 +28,12 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from cartcast import addresses
-from cartcast.errors import PermanentError, TransientError
+from cartcast.errors import ConfigurationError, PermanentError, TransientError
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # The least time an operation is given once its deadline is all but spent: a socket
@@ -136,6 +137,7 @@ def pinned_request(
     timeout_s: float,
     deadline: float | None = None,
     ca_file: str | None = None,
+    extra_ca_file: str | None = None,
     what: str,
 ) -> Iterator[Any]:
     """Open `method url` on one of the `checked` addresses, tried in turn, and
@@ -146,8 +148,9 @@ def pinned_request(
     header, the TLS server name and the certificate check all keep the URL's
     host (urllib3 checks the certificate against `server_hostname`). `ca_file`
     names the certificate authorities trusted, certifi's (as requests') when
-    None. `what` names the thing requested in the TransientError raised when no
-    answer comes.
+    None; `extra_ca_file` names more to trust besides those (a deployment's
+    private CA, CARTCAST_WEBHOOK_CA_FILE), read at each request. `what` names
+    the thing requested in the TransientError raised when no answer comes.
 
     Args:
         timeout_s: bounds each connection and each read.
@@ -167,6 +170,7 @@ def pinned_request(
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         sent_headers.update(urllib3.make_headers(basic_auth=credentials))
 
+    extra_ca_data = _read_ca_file(extra_ca_file) if extra_ca_file else None
     if deadline is None:
         deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
@@ -175,7 +179,12 @@ def pinned_request(
             # The next address would start past the deadline: fail as the last did.
             break
         pool = _pool_for(
-            parts, address, timeout_s=timeout_s, deadline=deadline, ca_file=ca_file
+            parts,
+            address,
+            timeout_s=timeout_s,
+            deadline=deadline,
+            ca_file=ca_file,
+            extra_ca_data=extra_ca_data,
         )
         with contextlib.closing(pool):
             try:
@@ -214,6 +223,7 @@ def _pool_for(
     timeout_s: float,
     deadline: float,
     ca_file: str | None,
+    extra_ca_data: str | None,
 ) -> Any:
     import urllib3
 
@@ -232,9 +242,25 @@ def _pool_for(
         maxsize=1,
         cert_reqs="CERT_REQUIRED",
         ca_certs=ca_file or certifi.where(),
+        # Passed on to each connection, which loads it beside ca_certs.
+        ca_cert_data=extra_ca_data,
         server_hostname=parts.hostname,
         deadline=deadline,
     )
+
+
+def _read_ca_file(path: str) -> str:
+    """Return the PEM text of a file of certificate authorities to trust too.
+
+    Settings checked it at the cold start; one gone or unreadable since is the
+    deployment's to fix, and no delivery can be checked without it.
+    """
+    try:
+        return Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigurationError(
+            f"the certificate authorities file {path} cannot be read: {error}"
+        ) from error
 
 
 def _time_left_s(timeout_s: Any, deadline: float) -> float:

@@ -193,6 +193,11 @@ class Settings:
     escalation_timeout_s: float = 5.0
     escalation_retry_base_s: float = 60.0
     escalation_max_age_s: int = 86400
+    # More certificate authorities webhook deliveries trust, besides certifi's.
+    webhook_ca_file: str = ""
+    # The proxy variable set in the environment (HTTPS_PROXY and its kin), which
+    # webhook deliveries and image fetches do not use (decision 0095).
+    proxy_variable: str = ""
     webhook_budget_s: float = 30.0
     mention_pages_max: int = 10
     mention_poll_min_s: int = 60
@@ -604,6 +609,23 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             at_most=X_TOKEN_REFRESH_MARGIN_MAX_S,
             unit=" seconds",
         ),
+        webhook_ca_file=text("CARTCAST_WEBHOOK_CA_FILE", "") or "",
+        # The variables requests and urllib honour for an egress proxy, in order.
+        proxy_variable=next(
+            (
+                name
+                for name in (
+                    "HTTPS_PROXY",
+                    "https_proxy",
+                    "HTTP_PROXY",
+                    "http_proxy",
+                    "ALL_PROXY",
+                    "all_proxy",
+                )
+                if text(name)
+            ),
+            "",
+        ),
         token_key_file=text("CARTCAST_TOKEN_KEY_FILE"),
         token_key_secret=_secret_version(text("CARTCAST_TOKEN_KEY_SECRET"), problems),
         secret_manager_endpoint=_endpoint_url(
@@ -763,6 +785,8 @@ def _check_consistency(settings: Settings) -> list[str]:
         problems.append(
             "CARTCAST_MENTION_POLL_MIN_S must not exceed CARTCAST_MENTION_POLL_MAX_S"
         )
+    if settings.webhook_ca_file:
+        problems.extend(_check_ca_file(settings.webhook_ca_file))
     if settings.cloud_sql_instance and not settings.db_user:
         problems.append("DB_USER is required with CLOUD_SQL_INSTANCE")
     if settings.token_key_file and settings.token_key_secret:
@@ -795,6 +819,24 @@ def _check_consistency(settings: Settings) -> list[str]:
                 "GOOGLE_CLOUD_PROJECT is required with CARTCAST_PUBSUB=google"
             )
     return problems
+
+
+def _check_ca_file(path: str) -> list[str]:
+    """Check CARTCAST_WEBHOOK_CA_FILE holds certificates TLS can load, so a wrong
+    path fails the cold start rather than every delivery to a private CA."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError) as error:
+        return [
+            "CARTCAST_WEBHOOK_CA_FILE must name a readable file of PEM "
+            f"certificates, got {path!r}: {error}"
+        ]
+    if not context.get_ca_certs():
+        return [f"CARTCAST_WEBHOOK_CA_FILE holds no CA certificate: {path!r}"]
+    return []
 
 
 def _check_retries(settings: Settings) -> list[str]:

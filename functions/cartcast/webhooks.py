@@ -71,6 +71,7 @@ def post_webhook(
             body=body,
             timeout_s=timeout_s,
             ca_file=runtime.ca_file,
+            extra_ca_file=runtime.settings.webhook_ca_file or None,
             what="the webhook",
         ) as answer:
             status = answer.status
