@@ -472,3 +472,27 @@ def test_no_proxy_no_warning() -> None:
     loaded = settings.load({"DATABASE_URL": "postgresql://x"})
 
     assert not [each for each in warnings_of_a_new_runtime(loaded) if "proxy" in each]
+
+
+def test_webhooks_tunnel_through_an_http_https_proxy_alone() -> None:
+    tunnelled = settings.load(
+        {
+            "DATABASE_URL": "postgresql://x",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "no_proxy": "crm.internal",
+        }
+    )
+    around = settings.load(
+        {"DATABASE_URL": "postgresql://x", "HTTP_PROXY": "http://127.0.0.1:9"}
+    )
+
+    assert (tunnelled.webhook_proxy_url, tunnelled.no_proxy) == (
+        "http://127.0.0.1:9",
+        "crm.internal",
+    )
+    (said,) = warnings_of_a_new_runtime(tunnelled)
+    assert "webhook deliveries are tunnelled through HTTPS_PROXY" in said
+    assert around.webhook_proxy_url == ""
+    (said,) = warnings_of_a_new_runtime(around)
+    assert said.startswith("HTTP_PROXY is set")
+    assert "and so do webhook deliveries" in said

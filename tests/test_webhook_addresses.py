@@ -9,9 +9,12 @@ delivery that looked the name up again would be seen at the other one.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import json
+import select
+import socket
 import ssl
 from http.server import BaseHTTPRequestHandler
 
@@ -467,6 +470,97 @@ def test_the_ca_file_adds_to_the_trusted_authorities_and_replaces_none(
     sent = alerts.deliver_pending(runtime)
 
     assert sent["alerts_sent"] == 1
+
+
+class ConnectProxy:
+    """An egress proxy on 127.0.0.1 that takes CONNECT alone, records each one's
+    target and Proxy-Authorization, and pipes the bytes both ways."""
+
+    def __init__(self) -> None:
+        connects = self.connects = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_CONNECT(self) -> None:
+                connects.append((self.path, self.headers.get("Proxy-Authorization")))
+                host, _, port = self.path.rpartition(":")
+                with socket.create_connection((host, int(port))) as upstream:
+                    self.send_response(200, "Connection established")
+                    self.end_headers()
+                    pipe(self.connection, upstream)
+                self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = serve_in_thread("127.0.0.1", 0, Handler)
+        self.url = f"http://cartcast:s%40cret@127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def pipe(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy bytes between the two sockets until either side closes."""
+    while True:
+        readable, _, _ = select.select([client, upstream], [], [])
+        for each in readable:
+            data = each.recv(65536)
+            if not data:
+                return
+            (upstream if each is client else client).sendall(data)
+
+
+@pytest.fixture
+def proxy():
+    running = ConnectProxy()
+    yield running
+    running.close()
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_an_https_webhook_is_tunnelled_through_the_proxy_to_the_checked_address(
+    runtime, brand_id, tls_receiver, proxy
+) -> None:
+    # Arrange: HTTPS_PROXY names the proxy; the brand's name resolves to
+    # 127.0.0.2, where the receiver is, with a certificate for "localhost" alone.
+    server, authority = tls_receiver
+    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
+    runtime.resolve = ChangingResolver(["127.0.0.2"])
+    runtime.ca_file = authority
+    runtime.settings = dataclasses.replace(
+        runtime.settings, webhook_proxy_url=proxy.url
+    )
+
+    # Act
+    sent = alerts.deliver_pending(runtime), escalations.deliver_pending(runtime)
+
+    # Assert: each CONNECT named the checked address, so the proxy resolved
+    # nothing, and TLS inside the tunnel was checked for the URL's host.
+    assert sent[0]["alerts_sent"] == 1 and sent[1]["escalations_sent"] == 1
+    credentials = base64.b64encode(b"cartcast:s@cret").decode("ascii")
+    assert proxy.connects == [(f"127.0.0.2:{server.port}", f"Basic {credentials}")] * 2
+    assert [each["host"] for each in server.received] == [
+        f"localhost:{server.port}"
+    ] * 2
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_a_webhook_host_no_proxy_names_goes_direct(
+    runtime, brand_id, tls_receiver, proxy
+) -> None:
+    server, authority = tls_receiver
+    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
+    runtime.resolve = ChangingResolver(["127.0.0.2"])
+    runtime.ca_file = authority
+    runtime.settings = dataclasses.replace(
+        runtime.settings, webhook_proxy_url=proxy.url, no_proxy="example.org,localhost"
+    )
+
+    sent = alerts.deliver_pending(runtime)
+
+    assert sent["alerts_sent"] == 1
+    assert proxy.connects == []
 
 
 def test_a_refused_webhook_host_is_looked_up_once_a_run_for_all_its_rows(

@@ -6,10 +6,11 @@ to hosts a brand controls, DNS included. Each request looks the host up once
 reach (addresses.py; loopback only in a local run), and connects to a checked
 address itself (`pinned_request`): a DNS answer that changes between check and
 connection (rebinding) cannot move it. The Host header, TLS server name and
-certificate check keep the URL's host; no proxy from the environment is used,
-nothing is retried and no redirect is followed here. One deadline bounds the whole
-request, every address tried and every byte of the answer read: a server that
-drips its answer a byte at a time, each read short, cannot hold a run past it.
+certificate check keep the URL's host; no proxy from the environment is used (a
+caller may pass one, tunnelled to the checked address), nothing is retried and no
+redirect is followed here. One deadline bounds the whole request, every address
+tried and every byte of the answer read: a server that drips its answer a byte at
+a time, each read short, cannot hold a run past it.
 
     AddressRefused (PermanentError)   the host is at an address cartcast does not
                                       reach; the brand must change it
@@ -138,6 +139,7 @@ def pinned_request(
     deadline: float | None = None,
     ca_file: str | None = None,
     extra_ca_file: str | None = None,
+    proxy_url: str | None = None,
     what: str,
 ) -> Iterator[Any]:
     """Open `method url` on one of the `checked` addresses, tried in turn, and
@@ -151,6 +153,11 @@ def pinned_request(
     None; `extra_ca_file` names more to trust besides those (a deployment's
     private CA, CARTCAST_WEBHOOK_CA_FILE), read at each request. `what` names
     the thing requested in the TransientError raised when no answer comes.
+
+    `proxy_url` (http://[user:password@]host:port) tunnels an https request
+    through that proxy: a CONNECT to the checked address, never the name, so the
+    proxy resolves nothing and the pin holds; the TLS inside keeps the URL's
+    host. An http request never goes through it (decision 0095).
 
     Args:
         timeout_s: bounds each connection and each read.
@@ -185,6 +192,7 @@ def pinned_request(
             deadline=deadline,
             ca_file=ca_file,
             extra_ca_data=extra_ca_data,
+            proxy_url=proxy_url,
         )
         with contextlib.closing(pool):
             try:
@@ -224,6 +232,7 @@ def _pool_for(
     deadline: float,
     ca_file: str | None,
     extra_ca_data: str | None,
+    proxy_url: str | None = None,
 ) -> Any:
     import urllib3
 
@@ -246,7 +255,24 @@ def _pool_for(
         ca_cert_data=extra_ca_data,
         server_hostname=parts.hostname,
         deadline=deadline,
+        **_tunnel_through(proxy_url),
     )
+
+
+def _tunnel_through(proxy_url: str | None) -> dict[str, Any]:
+    """Return the pool's arguments that tunnel it through `proxy_url`, if any.
+
+    The pool's host is the checked address, so urllib3's CONNECT names it.
+    """
+    if not proxy_url:
+        return {}
+    import urllib3
+
+    proxy = urllib3.util.parse_url(proxy_url)
+    headers = {}
+    if proxy.auth:
+        headers = urllib3.make_headers(proxy_basic_auth=unquote(proxy.auth))
+    return {"_proxy": proxy, "_proxy_headers": headers}
 
 
 def _read_ca_file(path: str) -> str:

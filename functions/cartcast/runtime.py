@@ -40,14 +40,11 @@ class Runtime:
         self.ca_file = ca_file
         self.log: logging.Logger = get_logger("cartcast", settings.log_level)
         if settings.proxy_variable:
-            # Said once per instance: each delivery going around the proxy is the
-            # design (the pin), but a deployment whose egress needs the proxy
-            # should learn why its webhooks fail from the log.
-            self.log.warning(
-                f"{settings.proxy_variable} is set, but webhook deliveries and "
-                "product image fetches connect directly to the address they "
-                "checked, through no proxy (README, Known limitations)"
-            )
+            # Said once per instance: a deployment whose egress needs the proxy
+            # should learn from the log what goes around it.
+            from cartcast import webhooks
+
+            self.log.warning(webhooks.proxy_warning(settings))
         self._database: Any = None
         self._publisher: Any = None
         self._x_clients: dict[str, Any] = {}

@@ -195,9 +195,12 @@ class Settings:
     escalation_max_age_s: int = 86400
     # More certificate authorities webhook deliveries trust, besides certifi's.
     webhook_ca_file: str = ""
-    # The proxy variable set in the environment (HTTPS_PROXY and its kin), which
-    # webhook deliveries and image fetches do not use (decision 0095).
+    # The proxy variable set in the environment (HTTPS_PROXY and its kin): image
+    # fetches use none, webhook deliveries an http:// HTTPS_PROXY alone, tunnelled
+    # to the address checked, and not for hosts NO_PROXY names (decision 0095).
     proxy_variable: str = ""
+    webhook_proxy_url: str = ""
+    no_proxy: str = ""
     webhook_budget_s: float = 30.0
     mention_pages_max: int = 10
     mention_poll_min_s: int = 60
@@ -626,6 +629,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             ),
             "",
         ),
+        webhook_proxy_url=text("HTTPS_PROXY") or text("https_proxy") or "",
+        no_proxy=text("NO_PROXY") or text("no_proxy") or "",
         token_key_file=text("CARTCAST_TOKEN_KEY_FILE"),
         token_key_secret=_secret_version(text("CARTCAST_TOKEN_KEY_SECRET"), problems),
         secret_manager_endpoint=_endpoint_url(

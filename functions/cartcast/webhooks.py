@@ -9,7 +9,9 @@ name that resolves, or comes to resolve, to the metadata server or a VPC address
 is never posted to. No redirect is followed: a webhook answers itself, and a
 redirect could lead anywhere. The answer's body is left unread: the status says
 whether the webhook took the delivery, and a slow body after a 2xx must neither
-fail it nor hold the run.
+fail it nor hold the run. An https webhook goes through an http:// HTTPS_PROXY
+when one is set and NO_PROXY does not name its host, by a CONNECT to the checked
+address (`tunnel_proxy`, decision 0095).
 
     WebhookRefused (PermanentError)  the host is at a refused address, or the URL
                                      cannot be sent: nothing was sent, and retrying
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from cartcast.errors import PermanentError, TransientError
 
@@ -62,6 +64,7 @@ def post_webhook(
     except TransientError:
         return "webhook unreachable: its host did not resolve"
 
+    parts = urlsplit(sent)
     try:
         with pinned_http.pinned_request(
             "POST",
@@ -72,6 +75,7 @@ def post_webhook(
             timeout_s=timeout_s,
             ca_file=runtime.ca_file,
             extra_ca_file=runtime.settings.webhook_ca_file or None,
+            proxy_url=tunnel_proxy(runtime.settings, parts),
             what="the webhook",
         ) as answer:
             status = answer.status
@@ -117,3 +121,41 @@ def checked_webhook(
     except (pinned_http.AddressRefused, pinned_http.HostMalformed) as error:
         raise WebhookRefused(str(error)) from error
     return sent, checked
+
+
+def tunnel_proxy(settings: Any, parts: SplitResult) -> str | None:
+    """Return the proxy an https webhook is tunnelled through, or None.
+
+    HTTPS_PROXY (or https_proxy) when it is an http:// proxy and NO_PROXY does
+    not name the host, as requests chose; the CONNECT names the checked address
+    (pinned_http). An http webhook, which a local run alone allows, goes direct.
+    """
+    proxy = settings.webhook_proxy_url
+    if parts.scheme != "https" or not proxy or not _is_http_proxy(proxy):
+        return None
+    import urllib.request
+
+    bypass = urllib.request.proxy_bypass_environment
+    if settings.no_proxy and bypass(parts.hostname or "", {"no": settings.no_proxy}):
+        return None
+    return proxy
+
+
+def proxy_warning(settings: Any) -> str:
+    """Say what goes around the proxy `settings.proxy_variable` names; never its
+    value, which may hold a password."""
+    said = (
+        f"{settings.proxy_variable} is set, but product image fetches connect "
+        "directly to the address they checked, through no proxy"
+    )
+    if settings.webhook_proxy_url and _is_http_proxy(settings.webhook_proxy_url):
+        return f"{said}; https webhook deliveries are tunnelled through HTTPS_PROXY"
+    return (
+        f"{said}, and so do webhook deliveries, which use an http:// HTTPS_PROXY "
+        "alone (README, Known limitations)"
+    )
+
+
+def _is_http_proxy(proxy_url: str) -> bool:
+    parts = urlsplit(proxy_url)
+    return parts.scheme == "http" and bool(parts.hostname)
