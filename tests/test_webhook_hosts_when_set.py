@@ -3,7 +3,7 @@
 PATCH /v1/brand and POST /v1/brands resolve the host of `alert_webhook_url` and
 `escalation_webhook_url` through the runtime's resolver and refuse, naming the
 field, a host any of whose addresses a delivery would refuse. A name that does
-not resolve is accepted: each delivery looks it up again (decision 0098). The
+not resolve is accepted: each delivery looks it up again (decision 0099). The
 tests' resolver answers every name; nothing is looked up on the network, and
 nothing connects to the addresses it answers.
 """

@@ -36,7 +36,7 @@ ends none, and an alert abandoned for its age stays abandoned: it is past the ag
 at which the brand's people still want it, and a new webhook should not start
 with it. One abandoned as refused was abandoned at once, unsent; setting the URL
 revives it while it is younger than CARTCAST_ALERT_MAX_AGE_S (`revive_refused`,
-decision 0098).
+decision 0099).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ WHERE brand_id = :brand_id AND delivered_at IS NULL AND abandoned_at IS NULL
     AND next_attempt_at > :now
 """
 # The rows abandoned because the webhook was refused, young enough to be worth
-# sending still: the owner has just set the URL again (decision 0098). A row
+# sending still: the owner has just set the URL again (decision 0099). A row
 # abandoned for its age, or any row older than :oldest, stays abandoned.
 REVIVE_REFUSED = """
 UPDATE alert_outbox SET abandoned_at = NULL, next_attempt_at = :now

@@ -22,14 +22,14 @@ when CARTCAST_ENV is local (the tests' receiver). An https URL whose host is an 
 literal that is no public unicast address is refused too (addresses.py), and so,
 through the API, is a name that resolves to one when it is set
 (`check_webhook_hosts`); a name that does not resolve yet is accepted, and each
-delivery looks it up again (decision 0098).
+delivery looks it up again (decision 0099).
 
 Setting a webhook URL (alerts or escalations, a new one or the same one again),
 or the escalation secret while a CRM URL is set, makes the brand's alerts or
 escalations that wait out a failed webhook's back-off due at once, in the
 transaction that stores it: the owner has just repaired it. A URL sent also
 revives those abandoned because the webhook was refused, while they are younger
-than their outbox's max age (decision 0098). Removing a URL does not, and those
+than their outbox's max age (decision 0099). Removing a URL does not, and those
 abandoned for their age stay abandoned (alerts.py, escalations.py).
 """
 
@@ -564,7 +564,7 @@ def check_webhook_hosts(
     The lookup and the rule are a delivery's (webhooks.checked_webhook), loopback
     allowed in a local run alone. A name that does not resolve is accepted: its
     DNS may be set up after the URL, and each delivery looks it up again
-    (decision 0098). `lookup` None looks nothing up (benches, tests of other
+    (decision 0099). `lookup` None looks nothing up (benches, tests of other
     things); the API passes the runtime's resolver, getaddrinfo in a deployment.
     """
     if lookup is None:

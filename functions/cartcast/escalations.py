@@ -37,7 +37,7 @@ takes one made with the new. Removing the URL ends none, and rows abandoned for
 their age stay abandoned: past CARTCAST_ESCALATION_MAX_AGE_S a mention is no
 longer news to the CRM, and the brand's inbox still shows it. Setting the URL
 (not the secret alone) revives the rows abandoned as refused that are younger
-than that (`revive_refused`, decision 0098).
+than that (`revive_refused`, decision 0099).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ WHERE brand_id = :brand_id AND delivered_at IS NULL AND abandoned_at IS NULL
     AND next_attempt_at > :now
 """
 # The rows abandoned because the webhook was refused, young enough to be worth
-# sending still: the owner has just set the URL again (decision 0098). A row
+# sending still: the owner has just set the URL again (decision 0099). A row
 # abandoned for its age, or any row older than :oldest, stays abandoned.
 REVIVE_REFUSED = """
 UPDATE escalation_outbox SET abandoned_at = NULL, next_attempt_at = :now

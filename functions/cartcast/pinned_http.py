@@ -157,7 +157,7 @@ def pinned_request(
     `proxy_url` (http://[user:password@]host:port) tunnels an https request
     through that proxy: a CONNECT to the checked address, never the name, so the
     proxy resolves nothing and the pin holds; the TLS inside keeps the URL's
-    host. An http request never goes through it (decision 0098).
+    host. An http request never goes through it (decision 0099).
 
     Args:
         timeout_s: bounds each connection and each read.

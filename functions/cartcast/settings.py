@@ -197,7 +197,7 @@ class Settings:
     webhook_ca_file: str = ""
     # The proxy variable set in the environment (HTTPS_PROXY and its kin): image
     # fetches use none, webhook deliveries an http:// HTTPS_PROXY alone, tunnelled
-    # to the address checked, and not for hosts NO_PROXY names (decision 0098).
+    # to the address checked, and not for hosts NO_PROXY names (decision 0099).
     proxy_variable: str = ""
     webhook_proxy_url: str = ""
     no_proxy: str = ""

@@ -10,7 +10,7 @@ A refused row is abandoned at once (`abandon_refused`): nothing was sent, so no
 attempt is counted, `last_error` reads "webhook refused: <why>", and one ERROR
 line says which row. No retry could reach another address, but the owner who
 repairs the URL revives the refused rows still young enough to matter
-(`REFUSED_PATTERN`, used by each outbox's `revive_refused`; decision 0098).
+(`REFUSED_PATTERN`, used by each outbox's `revive_refused`; decision 0099).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ redirect could lead anywhere. The answer's body is left unread: the status says
 whether the webhook took the delivery, and a slow body after a 2xx must neither
 fail it nor hold the run. An https webhook goes through an http:// HTTPS_PROXY
 when one is set and NO_PROXY does not name its host, by a CONNECT to the checked
-address (`tunnel_proxy`, decision 0098).
+address (`tunnel_proxy`, decision 0099).
 
     WebhookRefused (PermanentError)  the host is at a refused address, or the URL
                                      cannot be sent: nothing was sent, and retrying
