@@ -74,7 +74,10 @@ FAULT_MODES = frozenset(
         "empty_text",  # STOP with one empty text part: an answer of nothing
         "safety",  # finishReason SAFETY, no content
         "prompt_blocked",  # promptFeedback.blockReason, no candidates
-        "quota",  # 429 RESOURCE_EXHAUSTED with RetryInfo (option retry_delay_s)
+        # 429 RESOURCE_EXHAUSTED with RetryInfo (option retry_delay_s); option
+        # per_day names the per-day quota in the QuotaFailure, with the short
+        # retryDelay Google still gives then (googleapis/python-genai#2044: "47s").
+        "quota",
         "server_error",  # 500 INTERNAL, or 503 UNAVAILABLE (option status)
         "wrong_types",  # refs as numbers, texts as lists
         "missing_ref",  # the last product (or mention) gets no caption (or label)
@@ -430,7 +433,11 @@ def _model_answer(
 ) -> tuple[int, dict[str, Any]]:
     mode = fault["mode"] if fault else None
     if mode == "quota":
-        return 429, _quota_error(model, fault.get("retry_delay_s", 17))
+        return 429, _quota_error(
+            model,
+            fault.get("retry_delay_s", 17),
+            per_day=bool(fault.get("per_day", False)),
+        )
     if mode == "server_error":
         return _server_error(int(fault.get("status", 500)))
 
@@ -849,8 +856,11 @@ def _unknown_fields_error(unknown: list[tuple[str, str | None]]) -> dict[str, An
     return _error(400, "INVALID_ARGUMENT", message, details)
 
 
-def _quota_error(model: str, retry_delay_s: float) -> dict[str, Any]:
+def _quota_error(
+    model: str, retry_delay_s: float, *, per_day: bool = False
+) -> dict[str, Any]:
     delay = f"{retry_delay_s:g}s"
+    window = "PerDay" if per_day else "PerMinute"
     message = (
         "You exceeded your current quota, please check your plan and billing details. "
         "For more information on this error, head to: "
@@ -869,7 +879,7 @@ def _quota_error(model: str, retry_delay_s: float) -> dict[str, Any]:
                         "quotaMetric": "generativelanguage.googleapis.com/"
                         "generate_content_free_tier_requests",
                         "quotaId": (
-                            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+                            f"GenerateRequests{window}PerProjectPerModel-FreeTier"
                         ),
                         "quotaDimensions": {"location": "global", "model": model},
                         "quotaValue": "10",

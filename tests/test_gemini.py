@@ -598,6 +598,21 @@ def test_quota_raises_rate_limited_with_the_retry_delay(
     assert len(calls(standin)) == 1
 
 
+def test_a_spent_daily_quota_waits_for_midnight_pacific_not_the_retry_delay(
+    standin: GeminiStandIn, captioner: GeminiCaptioner, voice: BrandVoice, requests
+) -> None:
+    # Google gives a retryDelay of seconds even when the per-day quota is spent;
+    # calling again then would only earn another 429 until the day turns.
+    set_fault(standin, "quota", count=1, retry_delay_s=47, per_day=True)
+
+    with pytest.raises(RateLimited) as limited:
+        captioner.write_copy(requests, voice)
+
+    # 09:30 UTC on 2 March is 01:30 PST; the Pacific day ends at 08:00 UTC on 3 March.
+    assert limited.value.reset_at == dt.datetime(2026, 3, 3, 8, 0, tzinfo=dt.UTC)
+    assert len(calls(standin)) == 1
+
+
 def test_quota_fallback_keeps_the_reset_time_on_every_draft(
     standin: GeminiStandIn, captioner: GeminiCaptioner, voice: BrandVoice, requests
 ) -> None:

@@ -24,7 +24,9 @@ What goes wrong, and what the caller gets:
                                             blocked again
     HTTP 4xx but 429                        CopyFailed at once ("rejected (400 ...)")
     HTTP 429 RESOURCE_EXHAUSTED             RateLimited at once, reset_at from the
-                                            RetryInfo retryDelay; never slept through
+                                            RetryInfo retryDelay, or midnight Pacific
+                                            when the per-day quota is the one spent;
+                                            never slept through
     HTTP 5xx, timeout, connection error     one retry after a short pause, then
                                             TransientError
 
@@ -65,6 +67,7 @@ from cartcast.post_kinds import (
     THREAD_PARTS_MIN,
 )
 from cartcast.post_text import X_MAX_WEIGHTED_LENGTH
+from cartcast.quota import next_quota_day
 
 if TYPE_CHECKING:
     from google import genai
@@ -368,8 +371,14 @@ class GeminiCaptioner:
 
     def _client_failure(self, error: Any, usage: _Usage) -> Exception:
         if error.code == 429:
+            now = self._clock.now()
             delay_s = _retry_delay_s(error.details)
-            reset_at = self._clock.now() + dt.timedelta(seconds=delay_s or 60)
+            reset_at = now + dt.timedelta(seconds=delay_s or 60)
+            # A spent daily quota still comes with a retryDelay of seconds
+            # (googleapis/python-genai#2044: "47s" beside the PerDay quotaId): every
+            # call before midnight Pacific would be one more 429, so wait for it.
+            if _per_day_quota_spent(error.details):
+                reset_at = max(reset_at, next_quota_day(now))
             log.warning(
                 "gemini quota exhausted",
                 extra=fields(model=self.model, reset_at=reset_at.isoformat()),
@@ -668,6 +677,22 @@ def _retry_delay_s(details: Any) -> float | None:
         if match:
             return float(match.group(1))
     return None
+
+
+def _per_day_quota_spent(details: Any) -> bool:
+    """Say whether a 429's google.rpc.QuotaFailure names a per-day quota."""
+    error = details.get("error", details) if isinstance(details, dict) else {}
+    for detail in error.get("details") or []:
+        if not isinstance(detail, dict):
+            continue
+        if not str(detail.get("@type", "")).endswith("google.rpc.QuotaFailure"):
+            continue
+        for violation in detail.get("violations") or []:
+            if isinstance(violation, dict) and "PerDay" in str(
+                violation.get("quotaId", "")
+            ):
+                return True
+    return False
 
 
 def _name(value: Any) -> str:
