@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from decimal import Decimal
 
@@ -217,3 +218,31 @@ def test_last_n_is_a_count_unless_a_time_comes_between(
     text: str, stock: int, claims: str | None
 ) -> None:
     assert mismatch(text, request(stock=stock)) == claims
+
+
+@pytest.mark.parametrize(
+    ("text", "claims"),
+    [
+        ("The 99, now $99.00.", "claims a price of $99.00"),
+        ("Get the 99 for 99.50 USD.", "claims a price of $99.50"),
+        ("The 99 for $99", "claims a price of $99.00"),
+        ("The 99, now $9.99.", None),
+    ],
+)
+def test_a_title_of_figures_hides_no_price_that_is_not_the_catalogs(
+    text: str, claims: str | None
+) -> None:
+    # A hostile (or merely terse) catalog names a product "99"; the title's own
+    # figures are not prices, but a price that only contains them is.
+    drafted = request()
+    product = dataclasses.replace(drafted.product, title="99")
+
+    problem = price_mismatch(text, product)
+
+    assert (problem and problem.split(",")[0]) == claims
+
+
+def test_a_price_inside_the_products_own_title_is_its_name() -> None:
+    product = dataclasses.replace(request().product, title="The $5 Gift Card")
+
+    assert price_mismatch("The $5 gift card, $9.99.", product) is None

@@ -306,11 +306,14 @@ def price_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
 
     # Figures inside the link or the product's own title are not prices, and a
     # saving ("save $2") is a claim that claim_mismatch holds against the catalog.
+    # A price is passed over only when all of it lies inside the title: blanking
+    # the title out instead would cut "99" out of "$99.00" for a product named "99".
     scanned = _SAVE.sub(" ", _without_links(text, link))
-    if product.title:
-        scanned = re.sub(re.escape(product.title), " ", scanned, flags=re.IGNORECASE)
+    titles = _title_spans(scanned, product.title)
     currency = product.currency.upper()
-    for figure, mark in _priced(scanned, extra_code=currency):
+    for figure, mark, span in _priced(scanned, extra_code=currency):
+        if any(start <= span[0] and span[1] <= end for start, end in titles):
+            continue
         if mark is not None and currency not in _currencies(mark):
             return (
                 f"claims a price in {mark} ({mark} {figure}), the catalog's prices "
@@ -322,19 +325,28 @@ def price_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
     return None
 
 
+def _title_spans(text: str, title: str) -> list[tuple[int, int]]:
+    """Return where the product's title appears in text, any case."""
+    if not title.strip():
+        return []
+    return [m.span() for m in re.finditer(re.escape(title), text, re.IGNORECASE)]
+
+
 def price_figures(text: str, *, extra_code: str = "") -> list[Decimal]:
     """Return every price-looking figure: next to a currency, or with two decimals."""
-    return [figure for figure, _ in _priced(text, extra_code=extra_code.upper())]
+    return [figure for figure, _, _ in _priced(text, extra_code=extra_code.upper())]
 
 
-def _priced(text: str, *, extra_code: str) -> list[tuple[Decimal, str | None]]:
-    """Return each price-looking figure with the currency mark beside it, if any."""
+def _priced(
+    text: str, *, extra_code: str
+) -> list[tuple[Decimal, str | None, tuple[int, int]]]:
+    """Return each price-looking figure, the currency mark beside it, and its span."""
     found = []
     for match in _price_pattern(extra_code).finditer(text):
         raw = match.group("before") or match.group("after") or match.group("bare")
         mark = match.group("mark_before") or match.group("mark_after")
         try:
-            found.append((amount(raw).quantize(CENT), mark))
+            found.append((amount(raw).quantize(CENT), mark, match.span()))
         except InvalidOperation:
             continue
     return found
