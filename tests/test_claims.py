@@ -103,6 +103,18 @@ def mismatch(text: str, drafted: DraftRequest) -> str | None:
         ("A discount of ninety nine percent.", False),
         ("Seventeen percent cheaper.", False),
         ("Twenty percent recycled steel.", True),
+        # The fourth round: the percent sign as Japanese, Chinese and Arabic copy
+        # write it, Japanese words for "off", and "only N remain".
+        ("Now 20％ off.", False),
+        ("Now 10％ off.", True),
+        ("マグカップが20%オフ！", False),
+        ("マグカップが10%オフで登場", True),
+        ("２０％割引", False),
+        ("Now 20٪ off.", False),
+        ("綿100％のカバー", True),
+        ("Only 2 remain!", False),
+        ("Just three remain.", True),
+        ("Only 2 days remain to order.", True),
     ],
 )
 def test_each_claim_is_held_against_the_catalog(text: str, agrees: bool) -> None:

@@ -147,9 +147,12 @@ _PERCENT_WORDS = (
 )
 # A percentage, with a decimal part if it has one ("10.5%") or in words, in the
 # languages copy is most often written in.
+# The sign is also written full width ("20％", Japanese and Chinese copy), as the
+# Arabic percent sign (U+066A) and the small form (U+FE6A).
 _PERCENT = (
     r"(?:(?<![\d.,])(\d{1,3}(?:[.,]\d{1,2})?)|" + _PERCENT_WORDS + r")\s?"
-    r"(?:%|pct\b|percent\b|per\s?cent\b|prozent\b|pour\s?cent\b|por\s?ciento\b)"
+    r"(?:[%％٪﹪]|pct\b|percent\b|per\s?cent\b|prozent\b|pour\s?cent\b"
+    r"|por\s?ciento\b)"
 )
 # A percentage is a discount claim when it says so: "20% off", "20 percent
 # discount", "a discount of 20%", "save 20%", "reduced by 20%", "-20%", "20 %
@@ -158,6 +161,9 @@ _PERCENT_OFF = compiled_patterns.compile(
     _PERCENT + r"[\s-]*(?:off|discount(?:ed)?|reduction|markdown|sale|savings?|cheaper"
     r"|rabatt|(?:de\s+)?réduction|(?:de\s+)?remise|(?:de\s+)?descuento"
     r"|(?:di\s+)?sconto|korting)\b"
+    # Japanese: "20%オフ", "20％割引", "20%引き"; no word boundary follows, as the
+    # sentence runs on ("20%オフで").
+    r"|" + _PERCENT + r"\s?(?:オフ|割引|引き)"
     r"|\b(?:discount|reduction|markdown|save|saving|savings|off"
     r"|(?:discounted|reduced|cut)\s+by)\s+(?:of\s+|up\s+to\s+)?"
     + _PERCENT
@@ -194,7 +200,7 @@ _NOT_A_TIME = (
 _ONLY_OR_LAST = r"\b(?:only|just|(?<!\bat\s)last)\s+"
 _ONLY_LEFT = compiled_patterns.compile(
     _ONLY_OR_LAST + _COUNT + r"\s+(?:" + _NOT_A_TIME + r"[\w-]+\s+){0,3}?"
-    r"(?:left|remaining)\b(?!-)"
+    r"(?:left|remaining|remains?)\b(?!-)"
     r"|" + _ONLY_OR_LAST + _COUNT + r"\s+(?:" + _NOT_A_TIME + r"[\w-]+\s+){0,3}?"
     r"in[\s-]stock\b"
     r"|(?<!\bat\s)\blast\s+" + _COUNT + r"\s+(?:units?|pieces?|items?|ones?|pairs?)\b"
