@@ -258,3 +258,35 @@ def test_a_price_inside_the_products_own_title_is_its_name() -> None:
     product = dataclasses.replace(request().product, title="The $5 Gift Card")
 
     assert price_mismatch("The $5 gift card, $9.99.", product) is None
+
+
+JPY_2000 = "claims a price of 2,000.00 JPY, the catalog says 2,500.00 JPY"
+
+
+@pytest.mark.parametrize(
+    ("text", "claims"),
+    [
+        ("マグカップは2,000円です", JPY_2000),
+        ("マグカップ、2000円", JPY_2000),
+        ("マグカップは2,500円です", None),
+        ("マグカップは¥2,500", None),
+        (
+            "머그컵 20,000원",
+            "claims a price in 원 (원 20000.00), the catalog's prices are in JPY",
+        ),
+        (
+            "Кружка за 1500 ₽",
+            "claims a price in ₽ (₽ 1500.00), the catalog's prices are in JPY",
+        ),
+    ],
+)
+def test_a_price_in_the_signs_of_unspaced_scripts_is_held_to_the_catalog(
+    text: str, claims: str | None
+) -> None:
+    # Gemini writes Japanese for a brand that asks for it: "2,000円" follows a
+    # letter with no space between, and 円 is where the sign goes.
+    product = dataclasses.replace(
+        request().product, price=Decimal("2500"), currency="JPY", discount_percent=None
+    )
+
+    assert price_mismatch(text, product) == claims

@@ -50,8 +50,26 @@ CURRENCY_MARKS = {
     "¥": frozenset({"JPY", "CNY"}),
     "￥": frozenset({"JPY", "CNY"}),
     "₹": frozenset({"INR"}),
+    # Signs written after the figure in the languages Gemini writes ("2,000円",
+    # "20,000원", "1500 ₽"), and a few more that stand for one currency alone.
+    "円": frozenset({"JPY"}),
+    "元": frozenset({"CNY"}),
+    "₩": frozenset({"KRW"}),
+    "원": frozenset({"KRW"}),
+    "₽": frozenset({"RUB"}),
+    "₺": frozenset({"TRY"}),
+    "₪": frozenset({"ILS"}),
+    "฿": frozenset({"THB"}),
+    "₴": frozenset({"UAH"}),
+    "₫": frozenset({"VND"}),
+    "₱": frozenset({"PHP"}),
 }
-_SIGNS = r"[$＄€£¥￥₹]"
+_SIGNS = r"[$＄€£¥￥₹円元₩원₽₺₪฿₴₫₱]"
+# A figure starts a price only where no letter, digit or decimal mark runs into it,
+# but Chinese, Japanese, Korean and Thai set no space between words: "価格は2,000円"
+# is a price after the letter は.
+_UNSPACED_SCRIPTS = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+_FIGURE_START = rf"(?<![^\W{_UNSPACED_SCRIPTS}])(?<![.,])"
 _MONEY_WORDS = r"(?i:dollars?|euros?|bucks|quid)"
 # "Only a few left" is true of 1 to LOW_STOCK_MAX in stock.
 LOW_STOCK_MAX = 10
@@ -175,7 +193,7 @@ _HALF_PRICE = compiled_patterns.compile(r"\bhalf[\s-](?:price|off)\b", re.IGNORE
 # A sum of money: a figure with a currency sign, code or word on either side.
 _MONEY = (
     rf"(?:{_SIGNS}|\b(?i:usd|eur|gbp|us\$))\s?({_FIGURE})"
-    rf"|(?<![\w.,])({_FIGURE})\s?(?:{_SIGNS}|(?i:usd|eur|gbp)\b|{_MONEY_WORDS}\b)"
+    rf"|{_FIGURE_START}({_FIGURE})\s?(?:{_SIGNS}|(?i:usd|eur|gbp)\b|{_MONEY_WORDS}\b)"
 )
 # A saving in money: "save $5", "savings of 5 €", "$5 off".
 _SAVE = compiled_patterns.compile(
@@ -381,9 +399,9 @@ def _price_pattern(extra_code: str) -> re.Pattern[str]:
     codes = "|".join(sorted({*CURRENCY_CODES, extra_code} - {""}))
     return compiled_patterns.compile(
         rf"(?P<mark_before>{_SIGNS}|\b(?i:{codes}))\s?(?P<before>{_FIGURE})"
-        rf"|(?<![\w.,])(?P<after>{_FIGURE})\s?"
+        rf"|{_FIGURE_START}(?P<after>{_FIGURE})\s?"
         rf"(?P<mark_after>{_SIGNS}|(?i:{codes})\b|{_MONEY_WORDS}\b)"
-        rf"|(?<![\w.,])(?P<bare>\d+\.\d{{2}})(?![\d%])(?!\s?%)"
+        rf"|{_FIGURE_START}(?P<bare>\d+\.\d{{2}})(?![\d%])(?!\s?%)"
     )
 
 
