@@ -115,6 +115,20 @@ def mismatch(text: str, drafted: DraftRequest) -> str | None:
         ("Only 2 remain!", False),
         ("Just three remain.", True),
         ("Only 2 days remain to order.", True),
+        # The fifth round: stock in the other languages Gemini writes.
+        ("Nur noch 2 auf Lager!", False),
+        ("Nur noch 3 Stück.", True),
+        ("Nur noch 2 Tage.", True),
+        ("Plus que 2 en stock !", False),
+        ("Il n'en reste que 3.", True),
+        ("¡Solo quedan 2!", False),
+        ("Quedan 2 días.", True),
+        ("残り2点！", False),
+        ("残り3点！", True),
+        ("残り2日で終了", True),
+        ("Ausverkauft!", False),
+        ("売り切れ間近", False),
+        ("残りわずか", True),
     ],
 )
 def test_each_claim_is_held_against_the_catalog(text: str, agrees: bool) -> None:
@@ -186,6 +200,17 @@ def test_a_discount_claim_without_a_discount_names_the_catalog_value() -> None:
 def test_only_a_few_left_needs_one_to_ten_in_stock(stock: int) -> None:
     assert mismatch("Only a few left!", request(stock=stock)) == (
         f"claims only a few left, the catalog has {stock}"
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["Nur noch wenige!", "Stock limité.", "Últimas unidades.", "残りわずか"]
+)
+def test_only_a_few_left_in_another_language_needs_one_to_ten_in_stock(
+    text: str,
+) -> None:
+    assert mismatch(text, request(stock=50)) == (
+        "claims only a few left, the catalog has 50"
     )
 
 

@@ -8,7 +8,9 @@ against. The checks find the claims in a text and hold each against the brief:
     claim_mismatch   "N% off" (N in figures or words, "twenty percent off"), "save
                      $N", "only N left", "last N in stock", "only a few left",
                      "in stock", "sold out" that the discount, prices or stock
-                     contradict
+                     contradict; the stock claims also as German, French,
+                     Spanish and Japanese copy makes them ("nur noch 3 auf
+                     Lager", "残りわずか")
 
 Both return a sentence naming the claim and the catalog's value, or None. They run
 when a draft is written and again just before it is published, since a catalog can
@@ -214,6 +216,11 @@ _NOT_A_TIME = (
     r"(?!(?:seconds?|minutes?|hours?|days?|nights?|weeks?|weekends?|months?"
     r"|years?|decades?|seasons?)\b)"
 )
+# The same in French and Spanish: "il en reste 3 jours", "quedan 3 días".
+_NOT_A_TIME_ELSEWHERE = (
+    r"(?!\s+(?:jours?|heures?|semaines?|mois|minutes?|d(?:í|i)as?|horas?|semanas?"
+    r"|meses|minutos?)\b)"
+)
 # "At last" is "finally": "At last 3 colours back in stock" counts nothing.
 _ONLY_OR_LAST = r"\b(?:only|just|(?<!\bat\s)last)\s+"
 _ONLY_LEFT = compiled_patterns.compile(
@@ -227,7 +234,19 @@ _ONLY_LEFT = compiled_patterns.compile(
     + r"\s+(?:"
     + _NOT_A_TIME
     + r"[\w-]+\s+)?(?:left|remaining)\b(?!-)"
-    r"|(?<![\w.,/$€£])(?<!than\s)" + _COUNT + r"\s+available\b",
+    r"|(?<![\w.,/$€£])(?<!than\s)" + _COUNT + r"\s+available\b"
+    # The same counts in the other languages Gemini is most often asked for
+    # (German, French, Spanish, Japanese): "nur noch 3 auf Lager", "plus que 3 en
+    # stock", "solo quedan 3", "残り3点".
+    r"|\bnur\s+noch\s+(\d+)\s+(?:st(?:ü|ue)ck|exemplare|auf\s+lager|verf(?:ü|ue)gbar)\b"
+    r"|\b(?:plus\s+que|seulement)\s+(\d+)\s+(?:en\s+stock|exemplaires?|pi(?:è|e)ces?"
+    r"|disponibles?)\b|\bil\s+(?:n'\s?)?en\s+reste\s+(?:(?:que|plus\s+que)\s+)?(\d+)\b"
+    + _NOT_A_TIME_ELSEWHERE
+    + r"|\b(?:s(?:ó|o)lo\s+)?quedan\s+(?:s(?:ó|o)lo\s+)?(\d+)\b"
+    + _NOT_A_TIME_ELSEWHERE
+    + r"|\b(?:ú|u)ltimas\s+(\d+)\b"
+    + _NOT_A_TIME_ELSEWHERE
+    + r"|残り\s?(\d+)(?!\s?(?:日|時間|週|か月|ヶ月|分))|(\d+)\s?(?:点|個|つ)限り",
     re.IGNORECASE,
 )
 _FEWER_THAN = compiled_patterns.compile(
@@ -235,17 +254,22 @@ _FEWER_THAN = compiled_patterns.compile(
     re.IGNORECASE,
 )
 _IN_STOCK = compiled_patterns.compile(
-    r"\b(?:back\s+)?in[\s-]stock\b|\bavailable\s+now\b|\bships\s+today\b",
+    r"\b(?:back\s+)?in[\s-]stock\b|\bavailable\s+now\b|\bships\s+today\b"
+    r"|\b(?:auf\s+lager|vorr(?:ä|ae)tig|en\s+stock)\b|在庫あり",
     re.IGNORECASE,
 )
 _SOLD_OUT = compiled_patterns.compile(
-    r"(?<!almost\s)(?<!nearly\s)\b(?:sold[\s-]+out|out\s+of\s+stock)\b",
+    r"(?<!almost\s)(?<!nearly\s)\b(?:sold[\s-]+out|out\s+of\s+stock)\b"
+    r"|(?<!fast\s)\b(?:ausverkauft|(?:é|e)puis(?:é|e)e?s?|agotad[oa]s?)\b|売り切れ|完売",
     re.IGNORECASE,
 )
 _FEW_LEFT = compiled_patterns.compile(
     r"\b(?:only\s+)?(?:a\s+)?(?:few|couple|handful)\s+(?:\w+\s+)?left\b"
     r"|\blow\s+stock\b|\blimited\s+(?:stock|quantities|supply)\b"
-    r"|\b(?:almost|nearly)\s+(?:gone|sold[\s-]+out)\b|\blast\s+one\b|\bselling\s+out\b",
+    r"|\b(?:almost|nearly)\s+(?:gone|sold[\s-]+out)\b|\blast\s+one\b|\bselling\s+out\b"
+    # German, French, Spanish, Japanese.
+    r"|\bnur\s+noch\s+wenige\b|\bstock\s+limit(?:é|e)\b|\bderniers\s+exemplaires\b"
+    r"|\b(?:ú|u)ltimas\s+unidades\b|\bpocas\s+unidades\b|残りわずか|在庫わずか|在庫限り",
     re.IGNORECASE,
 )
 
