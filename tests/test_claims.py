@@ -129,6 +129,13 @@ def mismatch(text: str, drafted: DraftRequest) -> str | None:
         ("Ausverkauft!", False),
         ("売り切れ間近", False),
         ("残りわずか", True),
+        # Offers of shipping and returns, which the catalog cannot back.
+        ("Free shipping on every mug.", False),
+        ("Ships free today.", False),
+        ("Kostenloser Versand!", False),
+        ("Livraison gratuite.", False),
+        ("送料無料でお届け", False),
+        ("A BPA-free, gluten-free mug.", True),
     ],
 )
 def test_each_claim_is_held_against_the_catalog(text: str, agrees: bool) -> None:

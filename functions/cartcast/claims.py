@@ -207,7 +207,11 @@ _SAVE = compiled_patterns.compile(
 _OFFER = compiled_patterns.compile(
     r"\b(?:\d|one|two|three)[\s-]+for[\s-]+(?:the\s+price\s+of\s+)?(?:\d|one|two)\b"
     r"|\bbogo\b|\bbuy\s+(?:\d|one|two)\s*,?\s+get\s+(?:\d|one)\b"
-    r"|\bfree\s+gift\b|\bprice\s+drop\b",
+    r"|\bfree\s+gift\b|\bprice\s+drop\b"
+    # Shipping and returns: the catalog knows nothing of either.
+    r"|\bfree\s+(?:shipping|delivery|returns?)\b|\bships\s+free\b"
+    r"|\bkostenlose[rn]?\s+(?:versand|lieferung)\b|\bversandkostenfrei\b"
+    r"|\blivraison\s+(?:gratuite|offerte)\b|\benv(?:í|i)o\s+gratis\b|送料無料",
     re.IGNORECASE,
 )
 # A word between a count and "left" or "in stock" that makes the count a time:
