@@ -322,3 +322,23 @@ def test_a_price_in_the_signs_of_unspaced_scripts_is_held_to_the_catalog(
     )
 
     assert price_mismatch(text, product) == claims
+
+
+@pytest.mark.parametrize(
+    ("text", "agrees"),
+    [
+        ("Nur 15,- €", False),
+        ("Nur 15,– €", False),
+        ("Nur 15,-- €", False),
+        ("Nur 15.- EUR", False),
+        ("Nur 20,- €", True),
+        ("Nur 20,00 €", True),
+    ],
+)
+def test_a_whole_amount_written_with_a_dash_is_a_price(text: str, agrees: bool) -> None:
+    # German and Swiss copy write "15,- €" for 15 euros: the dash stands for "00".
+    product = dataclasses.replace(
+        request().product, price=Decimal("20"), currency="EUR", discount_percent=None
+    )
+
+    assert (price_mismatch(text, product) is None) is agrees

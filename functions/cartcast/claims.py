@@ -71,6 +71,8 @@ _SIGNS = r"[$＄€£¥￥₹円元₩원₽₺₪฿₴₫₱]"
 # but Chinese, Japanese, Korean and Thai set no space between words: "価格は2,000円"
 # is a price after the letter は.
 _UNSPACED_SCRIPTS = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+# German copy writes a whole amount "15,- €" (or "15.–"): the dash is no cents.
+_WHOLE_DASH = "(?:[.,](?:--|[-\u2013\u2014]))?"
 _FIGURE_START = rf"(?<![^\W{_UNSPACED_SCRIPTS}])(?<![.,])"
 _MONEY_WORDS = r"(?i:dollars?|euros?|bucks|quid)"
 # "Only a few left" is true of 1 to LOW_STOCK_MAX in stock.
@@ -195,7 +197,8 @@ _HALF_PRICE = compiled_patterns.compile(r"\bhalf[\s-](?:price|off)\b", re.IGNORE
 # A sum of money: a figure with a currency sign, code or word on either side.
 _MONEY = (
     rf"(?:{_SIGNS}|\b(?i:usd|eur|gbp|us\$))\s?({_FIGURE})"
-    rf"|{_FIGURE_START}({_FIGURE})\s?(?:{_SIGNS}|(?i:usd|eur|gbp)\b|{_MONEY_WORDS}\b)"
+    rf"|{_FIGURE_START}({_FIGURE}){_WHOLE_DASH}\s?"
+    rf"(?:{_SIGNS}|(?i:usd|eur|gbp)\b|{_MONEY_WORDS}\b)"
 )
 # A saving in money: "save $5", "savings of 5 €", "$5 off".
 _SAVE = compiled_patterns.compile(
@@ -427,7 +430,7 @@ def _price_pattern(extra_code: str) -> re.Pattern[str]:
     codes = "|".join(sorted({*CURRENCY_CODES, extra_code} - {""}))
     return compiled_patterns.compile(
         rf"(?P<mark_before>{_SIGNS}|\b(?i:{codes}))\s?(?P<before>{_FIGURE})"
-        rf"|{_FIGURE_START}(?P<after>{_FIGURE})\s?"
+        rf"|{_FIGURE_START}(?P<after>{_FIGURE}){_WHOLE_DASH}\s?"
         rf"(?P<mark_after>{_SIGNS}|(?i:{codes})\b|{_MONEY_WORDS}\b)"
         rf"|{_FIGURE_START}(?P<bare>\d+\.\d{{2}})(?![\d%])(?!\s?%)"
     )
