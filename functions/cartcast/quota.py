@@ -8,7 +8,8 @@ in the last 60 seconds and fewer than `per_day` since midnight Pacific time (whe
 Google resets the daily count). A call is counted from its answer (`answered`):
 Google counts it when it arrives, after the slot was taken, and a window counted
 from the slot would free up to a call's duration before Google's does. When Google
-answers 429 anyway, the governor pauses every instance until the delay Google gave.
+answers 429 anyway, the governor pauses every instance until the delay Google gave,
+or, when the 429 names the per-day quota, until midnight Pacific (gemini.py).
 A refused slot raises RateLimited with the moment a slot frees, and the caption path
 falls back to the template engine.
 """
