@@ -247,8 +247,9 @@ class GeminiStandIn:
             self._requests.append(entry)
             self._arrived.notify_all()
 
-    def _take_quota(self) -> float | None:
-        """Count a call against the quota; return the retry delay (s) if over it."""
+    def _take_quota(self) -> tuple[float, bool] | None:
+        """Count a call against the quota; if over it, return the retry delay (s)
+        and whether the day's quota is the one spent."""
         if self.requests_per_minute is None and self.requests_per_day is None:
             return None
         now = self._clock.now() if self._clock else dt.datetime.now(dt.UTC)
@@ -263,18 +264,18 @@ class GeminiStandIn:
                 midnight = dt.datetime.combine(
                     day + dt.timedelta(days=1), dt.time(), tzinfo=PACIFIC
                 )
-                delay = midnight - now
+                delay, per_day = midnight - now, True
             elif (
                 self.requests_per_minute is not None
                 and len(recent) >= self.requests_per_minute
             ):
-                delay = min(recent) + QUOTA_WINDOW - now
+                delay, per_day = min(recent) + QUOTA_WINDOW - now, False
             else:
                 self._calls.append(now)
                 return None
             self.quota_refusals += 1
         # Whole seconds, as the service gives them ("17s").
-        return float(max(math.ceil(delay.total_seconds()), 1))
+        return float(max(math.ceil(delay.total_seconds()), 1)), per_day
 
     def _next_response_id(self) -> str:
         with self._lock:
@@ -383,9 +384,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return 404, _error(404, "NOT_FOUND", message)
 
-        retry_delay_s = self.standin._take_quota()
-        if retry_delay_s is not None:
-            return 429, _quota_error(model, retry_delay_s)
+        over_quota = self.standin._take_quota()
+        if over_quota is not None:
+            retry_delay_s, per_day = over_quota
+            return 429, _quota_error(model, retry_delay_s, per_day=per_day)
         fault = self.standin._take_fault()
         if fault and fault["mode"] == "slow":
             time.sleep(float(fault.get("delay_s", 5)))
