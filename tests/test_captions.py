@@ -337,6 +337,25 @@ def test_catalog_text_with_a_banned_word_is_left_out(voice: BrandVoice) -> None:
     assert draft.checks == dict.fromkeys(CHECK_NAMES, True)
 
 
+@pytest.mark.parametrize(
+    "hidden", ["cu\u200bre", "cu\u00adre", "c\u2060ure", "cu\ufeffre", "ｃｕｒｅ"]
+)
+def test_a_banned_word_split_by_an_invisible_character_is_still_banned(
+    voice: BrandVoice, hidden: str
+) -> None:
+    # X shows a zero-width space, soft hyphen or word joiner as nothing, and a
+    # full-width word as the word: readers see "cure" in each.
+    product = make_product(description=f"The {hidden} for cold coffee.")
+    request = request_for(product)
+    text = f"A mug, the {hidden} for cold coffee. {request.link} #CartcastDemo"
+
+    draft = write_drafts([request], voice)[0]
+
+    assert not check_text(text, request, voice)["no_banned_words"]
+    assert hidden not in draft.text
+    assert draft.checks == dict.fromkeys(CHECK_NAMES, True)
+
+
 def test_banned_words_match_whole_words_in_any_case(voice: BrandVoice) -> None:
     request = request_for(make_product())
     text = f"A secure lid, a miraculous glaze. {request.link} #CartcastDemo"

@@ -342,3 +342,24 @@ def test_a_whole_amount_written_with_a_dash_is_a_price(text: str, agrees: bool) 
     )
 
     assert (price_mismatch(text, product) is None) is agrees
+
+
+@pytest.mark.parametrize(
+    ("text", "claims"),
+    [
+        ("Now 20% o\u200bff.", "claims 20% off, the catalog says 10%"),
+        ("Now 2\u00ad0% off.", "claims 20% off, the catalog says 10%"),
+        ("Only 2 le\u2060ft!", "claims only 2 left, the catalog has 3"),
+    ],
+)
+def test_a_claim_split_by_an_invisible_character_is_still_read(
+    text: str, claims: str | None
+) -> None:
+    # X shows these characters as nothing: the reader sees "20% off".
+    assert mismatch(text, request()) == claims
+
+
+def test_a_price_split_by_an_invisible_character_is_still_read() -> None:
+    assert price_mismatch("Now $1\u200b5.", request().product) == (
+        "claims a price of $15.00, the catalog says $9.99, on sale at $8.99"
+    )

@@ -78,6 +78,7 @@ from cartcast import errors
 from cartcast.claims import (
     LOW_STOCK_MAX,
     ProductBrief,
+    as_read,
     claim_mismatch,
     discount_shown,
     format_price,
@@ -943,6 +944,8 @@ def _without(text: str, link: str) -> str:
 
 
 def _first_banned_word(text: str, voice: BrandVoice) -> str | None:
+    # Read as X shows it: "cu\u200bre" is "cure" to a reader (claims.as_read).
+    text = as_read(text)
     for word in voice.banned_words:
         word = word.strip()
         if not word:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -281,10 +282,24 @@ _FEW_LEFT = compiled_patterns.compile(
 )
 
 
+def as_read(text: str) -> str:
+    """Return text as a reader sees it, for the checks to scan.
+
+    X shows invisible format characters (Unicode's Cf: zero-width space, soft
+    hyphen, word joiner, bidi controls) as nothing, so "cu\u200bre" reads "cure"
+    and "50% o\u00adff" reads "50% off"; NFKC then reads compatibility forms as
+    their plain letters and figures ("ｃｕｒｅ", "５０"). Only for scanning: the
+    post keeps what it was written with.
+    """
+    visible = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return unicodedata.normalize("NFKC", visible)
+
+
 def makes_claims(text: str) -> bool:
     """Say whether text claims a discount, saving or stock level, true or not."""
     patterns = (_PERCENT_OFF, _HALF_PRICE, _SAVE, _OFFER, _ONLY_LEFT, _FEWER_THAN)
-    return any(p.search(text) for p in (*patterns, _FEW_LEFT, _IN_STOCK, _SOLD_OUT))
+    read = as_read(text)
+    return any(p.search(read) for p in (*patterns, _FEW_LEFT, _IN_STOCK, _SOLD_OUT))
 
 
 def _count(word: str) -> int:
@@ -305,7 +320,7 @@ def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
     The answer says the claim and the catalog's value, e.g. "claims 20% off, the
     catalog says 10%"; None when every claim agrees (or there is none).
     """
-    scanned = _without_links(text, link)
+    scanned = _without_links(as_read(text), link)
     shown = discount_shown(product)
     exact = product.discount_percent
     claimed = [
@@ -363,8 +378,8 @@ def price_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
     # saving ("save $2") is a claim that claim_mismatch holds against the catalog.
     # A price is passed over only when all of it lies inside the title: blanking
     # the title out instead would cut "99" out of "$99.00" for a product named "99".
-    scanned = _SAVE.sub(" ", _without_links(text, link))
-    titles = _title_spans(scanned, product.title)
+    scanned = _SAVE.sub(" ", _without_links(as_read(text), link))
+    titles = _title_spans(scanned, as_read(product.title))
     currency = product.currency.upper()
     for figure, mark, span in _priced(scanned, extra_code=currency):
         if any(start <= span[0] and span[1] <= end for start, end in titles):
@@ -389,7 +404,8 @@ def _title_spans(text: str, title: str) -> list[tuple[int, int]]:
 
 def price_figures(text: str, *, extra_code: str = "") -> list[Decimal]:
     """Return every price-looking figure: next to a currency, or with two decimals."""
-    return [figure for figure, _, _ in _priced(text, extra_code=extra_code.upper())]
+    read = as_read(text)
+    return [figure for figure, _, _ in _priced(read, extra_code=extra_code.upper())]
 
 
 def _priced(
