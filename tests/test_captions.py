@@ -356,6 +356,19 @@ def test_a_banned_word_split_by_an_invisible_character_is_still_banned(
     assert draft.checks == dict.fromkeys(CHECK_NAMES, True)
 
 
+def test_a_description_turned_around_by_a_bidi_control_is_left_out(
+    voice: BrandVoice,
+) -> None:
+    # U+202E shows what follows it backwards: "eruc" reads "cure" on X, where no
+    # check of the stored text would find it.
+    product = make_product(description="Made for colds: \u202eeruc eht\u202c.")
+
+    draft = write_drafts([request_for(product)], voice)[0]
+
+    assert "\u202e" not in draft.text
+    assert draft.checks == dict.fromkeys(CHECK_NAMES, True)
+
+
 def test_banned_words_match_whole_words_in_any_case(voice: BrandVoice) -> None:
     request = request_for(make_product())
     text = f"A secure lid, a miraculous glaze. {request.link} #CartcastDemo"

@@ -582,6 +582,23 @@ def test_a_required_hashtag_the_model_ran_on_into_another_is_added(
     assert draft.checks == ALL_CHECKS_PASS
 
 
+def test_copy_turned_around_by_a_bidi_control_falls_back(
+    captioner: GeminiCaptioner, requests: list[DraftRequest]
+) -> None:
+    # The stand-in quotes the description's first sentence, as a model may.
+    product = dataclasses.replace(
+        requests[1].product, description="Made for colds: \u202eeruc eht\u202c."
+    )
+    request = dataclasses.replace(requests[1], product=product)
+    voice = BrandVoice(name="B", voice="v", banned_words=("cure",))
+
+    draft = write_drafts([request], voice, gemini=captioner)[0]
+
+    assert draft.engine == "template"
+    assert draft.fallback_reason == "gemini: bidirectional control character"
+    assert "\u202e" not in draft.text
+
+
 # --- HTTP errors ------------------------------------------------------------------
 
 

@@ -483,6 +483,8 @@ def _gemini_failure_reason(
 ) -> str | None:
     if not checks.get("link_once", True) or not checks.get("no_link", True):
         return "gemini: extra link"
+    if _REORDERING.search(text):
+        return "gemini: bidirectional control character"
     if not checks["fits_on_x"]:
         if weighted_length(text) > X_MAX_WEIGHTED_LENGTH:
             return "gemini: too long"
@@ -818,12 +820,18 @@ def _hook(product: ProductBrief, voice: BrandVoice) -> str | None:
         return None
     if makes_claims(first) or _MENTION_OR_LINK_TALK.search(first) or linked_urls(first):
         return None
+    if _REORDERING.search(first):
+        return None
     if blank_hashtags(first) != first:  # a hashtag, as far as X links one
         return None
     return first
 
 
 _MENTION_OR_LINK_TALK = re.compile(r"[@＠]\w|\blink\b", re.IGNORECASE)
+# Bidirectional embeddings, overrides and isolates (UAX #9): each turns the text
+# after it around as shown, so "\u202eeruc" shows "cure" and no check reads it.
+# Catalog titles refuse them (validation.BIDI_CONTROLS); copy is kept free of them.
+_REORDERING = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def _benefits(product: ProductBrief, voice: BrandVoice) -> list[str]:
