@@ -142,6 +142,14 @@ variable "functions" {
   }
 
   validation {
+    # A caption request (generate_caption, or POST /v1/captions on api) waits for
+    # up to two Gemini calls of GEMINI_TIMEOUT_S (20 s unless set) and a pause
+    # between them; cut off by its timeout, it answers nothing, its slot spent.
+    condition     = min(try(var.functions["generate_caption"].timeout_s, 120), try(var.functions["api"].timeout_s, 900)) - 2 * try(tonumber(var.settings["GEMINI_TIMEOUT_S"]), 20) >= 20
+    error_message = "generate_caption's and api's timeout_s must each be at least 2 × GEMINI_TIMEOUT_S + 20 (60 s by default): a caption request may wait for two Gemini calls."
+  }
+
+  validation {
     # main.tf sets drain_caption_jobs' CARTCAST_CAPTION_DRAIN_BUDGET_S to its
     # timeout less two Gemini calls (GEMINI_TIMEOUT_S, 20 s unless set) and 20 s.
     condition     = try(var.functions["drain_caption_jobs"].timeout_s, 180) - 2 * try(tonumber(var.settings["GEMINI_TIMEOUT_S"]), 20) - 20 >= 10

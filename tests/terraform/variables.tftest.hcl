@@ -475,6 +475,32 @@ run "drain_timeout_with_no_room_for_a_budget" {
   expect_failures = [var.functions]
 }
 
+# A caption request waits for up to two Gemini calls (GEMINI_TIMEOUT_S, 20 s by
+# default): a timeout that cannot hold them cuts the request off with no answer.
+run "caption_timeout_too_short_for_two_gemini_calls" {
+  command = plan
+  variables {
+    functions = {
+      api                = { memory_mb = 512, timeout_s = 900, max_instances = 20 }
+      generate_caption   = { memory_mb = 512, timeout_s = 50, max_instances = 10 }
+      publish_due_posts  = { memory_mb = 1024, timeout_s = 300, max_instances = 3 }
+      poll_mentions      = { memory_mb = 512, timeout_s = 300, max_instances = 2 }
+      score_sentiment    = { memory_mb = 512, timeout_s = 120, max_instances = 5 }
+      rollup_kpis        = { memory_mb = 512, timeout_s = 300, max_instances = 1 }
+      drain_caption_jobs = { memory_mb = 512, timeout_s = 180, max_instances = 4 }
+    }
+  }
+  expect_failures = [var.functions]
+}
+
+run "caption_timeout_too_short_for_slower_gemini_calls" {
+  command = plan
+  variables {
+    settings = { GEMINI_TIMEOUT_S = "60" }
+  }
+  expect_failures = [var.functions]
+}
+
 run "drain_timeout_too_short_for_slower_gemini_calls" {
   command = plan
   variables {
