@@ -322,6 +322,30 @@ def test_gemini_copy_in_another_language_than_asked_waits_for_a_person(
     assert post["state"] == "needs_approval"
 
 
+@pytest.mark.parametrize(
+    ("claim", "reason"),
+    [
+        ("deal at 50％オフ", "gemini: claims 50% off"),
+        ("deal, nur noch 2 auf Lager", "gemini: claims only 2 left"),
+        ("steal at 2,000円", "gemini: claims a price in 円"),
+        ("deal with free shipping", "gemini: claims an offer"),
+        ("deal at 50% o\u200bff", "gemini: claims 50% off"),
+    ],
+)
+def test_gemini_copy_with_a_claim_the_catalog_lacks_is_never_approved(
+    brand_key, standin, claim: str, reason: str
+) -> None:
+    # The brand has approvals off: a draft passing every check is approved at once.
+    standin.set_fault("banned_word", word=claim)
+    body = {"products": [catalog(1)[0]["sku"]]}
+
+    (post,) = post_json(caption_client(), "/", body, brand_key).get_json()["posts"]
+
+    assert post["engine"] == "template"
+    assert post["fallback_reason"].startswith(reason)
+    assert claim not in post["text"]
+
+
 def test_a_brand_in_an_unknown_language_is_a_400(function_env) -> None:
     api = make_app("api", "http").test_client()
 
