@@ -136,6 +136,19 @@ def mismatch(text: str, drafted: DraftRequest) -> str | None:
         ("Livraison gratuite.", False),
         ("送料無料でお届け", False),
         ("A BPA-free, gluten-free mug.", True),
+        # The sixth round: more ways English copy counts stock and offers.
+        ("Hurry, only 2 to go!", False),
+        ("Only 3 to go!", True),
+        ("Just 2 more available.", False),
+        ("Down to the last 2!", False),
+        ("Down to the last 3!", True),
+        ("Down to our last 3 days of summer.", True),
+        ("Cools down to 40 degrees.", True),
+        ("We have 2 in stock.", False),
+        ("Enjoy 1/2 off.", False),
+        ("½ price today.", False),
+        ("Use code SAVE20 at checkout.", False),
+        ("Promo code inside.", False),
     ],
 )
 def test_each_claim_is_held_against_the_catalog(text: str, agrees: bool) -> None:

@@ -194,7 +194,11 @@ _PERCENT_OFF = compiled_patterns.compile(
     + _PERCENT,
     re.IGNORECASE,
 )
-_HALF_PRICE = compiled_patterns.compile(r"\bhalf[\s-](?:price|off)\b", re.IGNORECASE)
+_HALF_PRICE = compiled_patterns.compile(
+    # "½" is read as "1⁄2" (NFKC, as_read), with the fraction slash.
+    r"(?:\bhalf|(?<![\d/⁄])1[/⁄]2)[\s-]?(?:price|off)\b",
+    re.IGNORECASE,
+)
 # A sum of money: a figure with a currency sign, code or word on either side.
 _MONEY = (
     rf"(?:{_SIGNS}|\b(?i:usd|eur|gbp|us\$))\s?({_FIGURE})"
@@ -212,6 +216,8 @@ _OFFER = compiled_patterns.compile(
     r"\b(?:\d|one|two|three)[\s-]+for[\s-]+(?:the\s+price\s+of\s+)?(?:\d|one|two)\b"
     r"|\bbogo\b|\bbuy\s+(?:\d|one|two)\s*,?\s+get\s+(?:\d|one)\b"
     r"|\bfree\s+gift\b|\bprice\s+drop\b"
+    # A code at checkout: the catalog holds none.
+    r"|\b(?:promo|discount|coupon|voucher)\s+code\b|\buse\s+code\b"
     # Shipping and returns: the catalog knows nothing of either.
     r"|\bfree\s+(?:shipping|delivery|returns?)\b|\bships\s+free\b"
     r"|\bkostenlose[rn]?\s+(?:versand|lieferung)\b|\bversandkostenfrei\b"
@@ -243,6 +249,11 @@ _ONLY_LEFT = compiled_patterns.compile(
     + _NOT_A_TIME
     + r"[\w-]+\s+)?(?:left|remaining)\b(?!-)"
     r"|(?<![\w.,/$€£])(?<!than\s)" + _COUNT + r"\s+available\b"
+    # "only 2 to go", "just 2 more available", "down to the last 2", "2 in stock".
+    r"|" + _ONLY_OR_LAST + _COUNT + r"\s+(?:more\s+)?(?:to\s+go|available)\b"
+    r"|\bdown\s+to\s+(?:the\s+|our\s+)?last\s+" + _COUNT + r"\b(?![.,]\d)"
+    r"(?!\s+" + _NOT_A_TIME.removeprefix("(?!").removesuffix(")") + r")"
+    r"|(?<![\w.,/$€£%])(?<!than\s)" + _COUNT + r"\s+in[\s-]stock\b"
     # The same counts in the other languages Gemini is most often asked for
     # (German, French, Spanish, Japanese): "nur noch 3 auf Lager", "plus que 3 en
     # stock", "solo quedan 3", "残り3点".
