@@ -548,9 +548,6 @@ def test_a_refund_that_cannot_be_is_a_reported_row(client, brand, refunded) -> N
     assert stored() == {}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review1: a cancellation leaves no trace for a later import"
-)
 def test_a_backfill_does_not_bring_back_an_order_cancelled_before(
     client, brand
 ) -> None:

@@ -633,15 +633,10 @@ def test_the_attribution_window_is_whole_days_of_24_hours_whatever_the_db_zone(
     assert stored_orders()[0]["post_id"] is None
 
 
-# Review (h-review1): Shopify delivers at least once and in any order, and a store's
-# own integration retries a create it saw fail. A cancellation only deleted the row,
-# so the creation that came after it (late, or again) stored the sale for good.
-CANCEL_KEEPS = pytest.mark.xfail(
-    strict=True, reason="review1: a cancellation leaves no trace for a later create"
-)
+# Shopify delivers at least once and in any order, and a store's own integration
+# resends a create it saw fail: a cancellation must hold against what comes after.
 
 
-@CANCEL_KEEPS
 def test_an_order_created_after_its_cancellation_is_not_stored(app, brand) -> None:
     body = json.loads(shopify_order())
     client = app.test_client()
@@ -660,7 +655,6 @@ def test_an_order_created_after_its_cancellation_is_not_stored(app, brand) -> No
     assert stored_orders() == []
 
 
-@CANCEL_KEEPS
 def test_a_create_redelivered_after_the_cancellation_stays_cancelled(
     server, app, brand
 ) -> None:
@@ -683,7 +677,6 @@ def test_a_create_redelivered_after_the_cancellation_stays_cancelled(
     assert stored_orders() == []
 
 
-@CANCEL_KEEPS
 def test_a_cancellation_racing_the_uncommitted_creation_still_removes_it(
     brand,
 ) -> None:

@@ -12,7 +12,8 @@ POST /v1/orders/import with the brand's key and a text/csv body. The columns rea
     Landing Site    optional; carries the post's UTM parameters
     Referring Site  optional
     Cancelled at    optional; a row with a time here is no sale: it is not stored,
-                    and an order stored before under its id is removed
+                    an order stored before under its id is removed, and a later
+                    row or webhook of that id is counted as cancelled, not stored
     Refunded Amount optional; taken off the Total, so revenue is what the store
                     kept (a refund larger than the Total is a reported row)
 
@@ -124,6 +125,17 @@ def import_orders(
         seen.add(order["external_id"])
         valid.append(order)
 
+    # A file that cancels takes its brand's turn alone, as a cancelled order by
+    # JSON does (orders.TAKE_CANCELLATION_TURN); an order cancelled before is no
+    # sale, however often its creation comes again.
+    turn = orders.TAKE_CANCELLATION_TURN if cancelled else orders.TAKE_CREATION_TURN
+    tx.execute(turn, brand_id=brand_id)
+    cancelled_before = orders.cancelled_ids(
+        tx, brand_id=brand_id, external_ids=[order["external_id"] for order in valid]
+    )
+    report["cancelled"] += len(cancelled_before)
+    valid = [order for order in valid if order["external_id"] not in cancelled_before]
+
     # An insert waits for another transaction's uncommitted order of the same id:
     # two files of the same orders in different orders would each wait for the
     # other, and PostgreSQL fails one (deadlock detected). In one order, the
@@ -138,8 +150,8 @@ def import_orders(
 
     # In the inserts' order, for the same reason.
     for external_id in sorted(cancelled):
-        orders.remove_order(tx, brand_id=brand_id, external_id=external_id)
-    report["cancelled"] = len(cancelled)
+        orders.cancel_order(tx, brand_id=brand_id, external_id=external_id, now=now)
+    report["cancelled"] += len(cancelled)
 
     report["attributed"] = attribution.attribute_pending(
         tx, brand_id=brand_id, window_days=window_days, order_ids=stored_ids

@@ -18,6 +18,10 @@ notification" sample) is answered 200 with `"test": true` and stored nowhere.
 A cancelled order (`cancelled_at` set) is no sale either: it is answered 200 with
 `"cancelled": true`, stored nowhere, and an order stored before under its id is
 removed (`"removed": true`), so revenue never counts money the store gave back.
+Its id is kept (cancelled_orders): Shopify delivers at least once and in no set
+order, so the order's creation may come after its cancellation, and is answered
+the same way. Creations take a brand's turn shared and cancellations alone, so a
+creation not yet committed is not missed by a cancellation running beside it.
 
 Known limitation: one currency per brand. Revenue is summed as stored, so an order in
 another currency than the brand's is refused (400) rather than added to the wrong
@@ -51,6 +55,20 @@ RETURNING id
 SELECT_ORDER = """
 SELECT id, external_id, ordered_at, currency, total_price, landing_site, post_id
 FROM orders WHERE brand_id = :brand_id AND external_id = :external_id
+"""
+# A creation holds its brand's turn shared, a cancellation alone: else a
+# cancellation would not see, and so not delete, an order inserted beside it and
+# not yet committed, nor would that creation see the cancellation's record.
+TAKE_CREATION_TURN = "SELECT pg_advisory_xact_lock_shared(7319, hashtext(:brand_id))"
+TAKE_CANCELLATION_TURN = "SELECT pg_advisory_xact_lock(7319, hashtext(:brand_id))"
+RECORD_CANCELLATION = """
+INSERT INTO cancelled_orders (brand_id, external_id, recorded_at)
+VALUES (:brand_id, :external_id, :now)
+ON CONFLICT DO NOTHING
+"""
+SELECT_CANCELLED = """
+SELECT external_id FROM cancelled_orders
+WHERE brand_id = :brand_id AND external_id = ANY(CAST(:external_ids AS text[]))
 """
 # Its day is marked by the orders trigger, so the rollup rewrites it without it.
 DELETE_ORDER = """
@@ -91,18 +109,19 @@ def receive_order(
     if is_test_order(body):
         return {"order": None, "duplicate": False, "test": True}
     if is_cancelled_order(body):
-        removed = remove_order(tx, brand_id=brand_id, external_id=order_id(body))
-        return {
-            "order": None,
-            "duplicate": False,
-            "cancelled": True,
-            "removed": removed,
-        }
+        tx.execute(TAKE_CANCELLATION_TURN, brand_id=brand_id)
+        removed = cancel_order(
+            tx, brand_id=brand_id, external_id=order_id(body), now=now
+        )
+        return _cancelled_answer(removed=removed)
     order = parse_order(body, now=now)
     ignored = order.pop("landing_site_ignored")
     brand_currency = brands.get_brand(tx, brand_id)["currency"].strip()
     check_currency(order, brand_currency)
 
+    tx.execute(TAKE_CREATION_TURN, brand_id=brand_id)
+    if cancelled_ids(tx, brand_id=brand_id, external_ids=[order["external_id"]]):
+        return _cancelled_answer(removed=False)
     inserted = tx.scalar(
         INSERT_ORDER, brand_id=brand_id, now=now, webhook_id=webhook_id, **order
     )
@@ -149,11 +168,33 @@ def is_cancelled_order(body: Any) -> bool:
     return True
 
 
-def remove_order(tx: Transaction, *, brand_id: str, external_id: str) -> bool:
-    """Delete the brand's order of this id, if one is stored; say whether one was."""
+def cancel_order(
+    tx: Transaction, *, brand_id: str, external_id: str, now: dt.datetime
+) -> bool:
+    """Record the order's cancellation and delete it if stored; say whether it was.
+
+    The caller holds its brand's cancellation turn (TAKE_CANCELLATION_TURN).
+    """
+    tx.execute(RECORD_CANCELLATION, brand_id=brand_id, external_id=external_id, now=now)
     return (
         tx.scalar(DELETE_ORDER, brand_id=brand_id, external_id=external_id) is not None
     )
+
+
+def cancelled_ids(
+    tx: Transaction, *, brand_id: str, external_ids: list[str]
+) -> set[str]:
+    """Return which of these order ids the store has cancelled.
+
+    The caller holds its brand's creation turn (TAKE_CREATION_TURN), so no
+    cancellation commits between this answer and its insert.
+    """
+    rows = tx.rows(SELECT_CANCELLED, brand_id=brand_id, external_ids=external_ids)
+    return {row["external_id"] for row in rows}
+
+
+def _cancelled_answer(*, removed: bool) -> dict[str, Any]:
+    return {"order": None, "duplicate": False, "cancelled": True, "removed": removed}
 
 
 def check_currency(order: dict[str, Any], brand_currency: str) -> None:
