@@ -561,3 +561,35 @@ def test_a_backfill_does_not_bring_back_an_order_cancelled_before(
 
     assert response.status_code == 200, response.get_json()
     assert stored() == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review1: any text in Cancelled at cancels the order for good, and an "
+    "id no store writes reaches the database",
+)
+@pytest.mark.parametrize(
+    ("key", "cancelled_at", "field"),
+    [
+        ("501", "no", "cancelled_at"),
+        ("501", "N/A", "cancelled_at"),
+        ("5" * 300, "2026-03-02T10:00:00Z", "id"),
+    ],
+    ids=["no", "n-a", "long-id"],
+)
+def test_a_cancelled_row_that_cannot_be_is_a_reported_row(
+    client, brand, key, cancelled_at, field
+) -> None:
+    placed = "\n".join([REFUND_HEADER, f"{key[:200]},2026-03-01T10:00:00Z,USD,40.00,,"])
+    send_csv(client, brand["key"], placed)
+    text = "\n".join(
+        [REFUND_HEADER, f"{key},2026-03-01T10:00:00Z,USD,40.00,{cancelled_at},"]
+    )
+
+    response = send_csv(client, brand["key"], text)
+
+    report = response.get_json()
+    assert response.status_code == 200, report
+    assert report["cancelled"] == 0
+    assert [error["field"] for error in report["errors"]] == [field]
+    assert list(stored()) == [key[:200]]
