@@ -563,11 +563,6 @@ def test_a_backfill_does_not_bring_back_an_order_cancelled_before(
     assert stored() == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review1: any text in Cancelled at cancels the order for good, and an "
-    "id no store writes reaches the database",
-)
 @pytest.mark.parametrize(
     ("key", "cancelled_at", "field"),
     [

@@ -13,7 +13,8 @@ POST /v1/orders/import with the brand's key and a text/csv body. The columns rea
     Referring Site  optional
     Cancelled at    optional; a row with a time here is no sale: it is not stored,
                     an order stored before under its id is removed, and a later
-                    row or webhook of that id is counted as cancelled, not stored
+                    row or webhook of that id is counted as cancelled, not stored;
+                    a value that is no time is a reported row
     Refunded Amount optional; taken off the Total, so revenue is what the store
                     kept (a refund larger than the Total is a reported row)
 
@@ -95,10 +96,10 @@ def import_orders(
         report["rows"] += 1
         if order_key:
             seen.add(order_key)
-        if (row.get(CANCELLED_COLUMN) or "").strip() and order_key:
-            cancelled.append(order_key)
-            continue
         try:
+            if (row.get(CANCELLED_COLUMN) or "").strip():
+                cancelled.append(_cancelled_key(row, order_key))
+                continue
             order = orders.parse_order(_as_order(row, order_key), now=now)
             orders.check_currency(order, brand_currency)
             order["total_price"] = _net_of_refund(order["total_price"], row)
@@ -245,6 +246,18 @@ def _order_key(row: dict[str, str], key_column: str) -> str:
     another key.
     """
     return (row.get(key_column) or "").strip()
+
+
+def _cancelled_key(row: dict[str, str], order_key: str) -> str:
+    """Return the id of the order the row cancels, refusing a row that cannot.
+
+    A cancellation is kept for good (orders.cancel_order), so a "no" or "N/A"
+    in the column, or an id no store writes, is a reported row, as the JSON
+    route refuses a `cancelled_at` that is no time.
+    """
+    external_id = orders.order_id({"id": order_key or None})
+    validation.instant(_created_at(row[CANCELLED_COLUMN]), "cancelled_at")
+    return external_id
 
 
 def _net_of_refund(total: Decimal, row: dict[str, str]) -> Decimal:
