@@ -18,10 +18,10 @@ notification" sample) is answered 200 with `"test": true` and stored nowhere.
 A cancelled order (`cancelled_at` set) is no sale either: it is answered 200 with
 `"cancelled": true`, stored nowhere, and an order stored before under its id is
 removed (`"removed": true`), so revenue never counts money the store gave back.
-Its id is kept (cancelled_orders): Shopify delivers at least once and in no set
-order, so the order's creation may come after its cancellation, and is answered
-the same way. Creations take a brand's turn shared and cancellations alone, so a
-creation not yet committed is not missed by a cancellation running beside it.
+Its id is kept (cancelled_orders, decision 0099): Shopify delivers at least once
+and in no set order, so the order's creation may come after its cancellation; it
+is answered the same way. Creations take a brand's turn shared and cancellations
+alone, so a creation not yet committed is not missed by a cancellation beside it.
 
 Known limitation: one currency per brand. Revenue is summed as stored, so an order in
 another currency than the brand's is refused (400) rather than added to the wrong
