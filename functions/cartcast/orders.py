@@ -18,7 +18,7 @@ notification" sample) is answered 200 with `"test": true` and stored nowhere.
 A cancelled order (`cancelled_at` set) is no sale either: it is answered 200 with
 `"cancelled": true`, stored nowhere, and an order stored before under its id is
 removed (`"removed": true`), so revenue never counts money the store gave back.
-Its id is kept (cancelled_orders, decision 0099): Shopify delivers at least once
+Its id is kept (cancelled_orders, decision 0100): Shopify delivers at least once
 and in no set order, so the order's creation may come after its cancellation; it
 is answered the same way. Creations take a brand's turn shared and cancellations
 alone, so a creation not yet committed is not missed by a cancellation beside it.
