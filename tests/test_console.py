@@ -1212,6 +1212,20 @@ def test_the_inbox_offers_a_reply_only_to_a_mention_that_summoned_the_brand(
     assert "order issue" in page and "negative" in page and "30 min" in page
 
 
+def test_the_inbox_offers_no_reply_to_an_at_handle_inside_a_link(
+    client, signed_in
+) -> None:
+    # "x.com/@testgoods" is a link on X, not a mention: a reply box there sent a
+    # reply X refused, and the mention came back reopened.
+    current = runtime_module.current()
+    linked = store_mention(current, text="look: x.com/@testgoods", priority=2)
+
+    page = text_of(client.get("/console/inbox"))
+
+    assert f'action="/console/mentions/{linked}/reply"' not in page
+    assert "did not summon the brand" in page
+
+
 def test_the_inbox_spells_a_long_wait_in_days_and_hours_not_minutes(
     client, signed_in
 ) -> None:

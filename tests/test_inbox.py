@@ -331,6 +331,41 @@ def test_a_mention_that_did_not_summon_the_brand_is_refused_with_the_reason(
     assert "did not summon the brand" in response.get_json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my order, see x.com/@alpha",
+        "as on https://example.com/@alpha today",
+        "on the list @alpha/new-in",
+        "wow!@alpha",
+        "@alpha@example hi",
+    ],
+)
+def test_an_at_handle_x_does_not_read_as_a_mention_summons_nobody(
+    client, shop_key, runtime, text
+) -> None:
+    # X links the URL, the list or nothing at all there: the post mentions no
+    # account, and X refuses the reply (the mention then came back reopened).
+    mention_id = store_mention(runtime, text=text)
+
+    response = reply(client, shop_key, mention_id)
+
+    assert response.status_code == 409
+    assert "did not summon the brand" in response.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "text", ["@fan @Alpha thanks for the help", "RT @alpha: new mugs", "＠ALPHA hi"]
+)
+def test_a_mention_x_reads_summons_the_brand_leading_reply_handles_too(
+    client, shop_key, runtime, text
+) -> None:
+    # The @handles X puts at the start of a reply are in the post's mentions.
+    mention_id = store_mention(runtime, text=text)
+
+    assert reply(client, shop_key, mention_id).status_code == 202
+
+
 def test_a_reply_to_one_of_the_brands_posts_counts_as_summoned(
     client, shop_key, runtime
 ) -> None:

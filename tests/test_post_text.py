@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cartcast.post_text import fits_on_x, mentioned_usernames, weighted_length
+from cartcast.post_text import (
+    fits_on_x,
+    mentioned_accounts,
+    mentioned_usernames,
+    weighted_length,
+)
 
 CASES_PATH = Path(__file__).parent / "data" / "twitter_text_v3.yml"
 SECTIONS = (
@@ -378,3 +383,10 @@ def test_emoji_twitter_text_knows_do_not_read_the_emoji_data() -> None:
 )
 def test_mentions_are_found_by_twitter_texts_rule(text: str, mentioned: list) -> None:
     assert mentioned_usernames(text) == mentioned
+
+
+def test_a_list_is_no_mention_of_its_owners_account() -> None:
+    text = "@shop/new-in, x.com/@shop and then @Shop"
+
+    assert mentioned_usernames(text) == ["shop", "Shop"]
+    assert mentioned_accounts(text) == ["Shop"]

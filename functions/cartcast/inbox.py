@@ -16,9 +16,10 @@ queued `scheduled` for now and goes through the publisher like every post
 lost), priced as X's summoned reply. Before it is queued, the rules X and the
 brand set are checked, each refusal a 409 that names it (decision 0019):
 
-- the mention must have summoned the brand: it names @the_brand or answers one of
-  its posts (X refuses other replies from API apps since 2026-02; a 403 X still
-  returns fails the post, `refused_reply`);
+- the mention must have summoned the brand: it mentions @the_brand as X reads a
+  mention (post_text.mentioned_accounts: not inside a URL, a word or an e-mail
+  address, nor a list) or answers one of its posts (X refuses other replies from
+  API apps since 2026-02; a 403 X still returns fails the post, `refused_reply`);
 - never a reply to the brand's own posts or replies;
 - at most one live reply per conversation (a unique index; one X refused or a
   person cancelled no longer counts).
@@ -27,7 +28,6 @@ brand set are checked, each refusal a 409 that names it (decision 0019):
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from typing import Any
 
@@ -347,16 +347,23 @@ def _check_reply_rules(
 
 
 def _summoned(mention: dict[str, Any], user_id: str, username: str | None) -> bool:
+    """Say if X lets the brand reply: the mention answers one of its posts, or
+    mentions its account as X reads a mention (decision 0098).
+
+    X's rule for API replies since 2026-02-23: "You can only reply if the original
+    author @ mentions you or quotes your post" (@XDevelopers); its 403 says "not
+    been mentioned or otherwise engaged by the author". An @handle inside a URL
+    ("x.com/@shop"), after a letter or a sign ("!@shop"), or naming a list
+    ("@shop/new-in") mentions no account, so it summons nobody. The @handles X
+    puts at the start of a reply are mentions like any other, on X as here.
+    """
     if mention["in_reply_to_user_id"] == user_id:
         return True
     if not username:
         return False
-    # X's @-mention: not inside a word or an e-mail address, case-insensitive.
-    handle = re.compile(
-        rf"(?<![A-Za-z0-9_@＠])[@＠]{re.escape(username)}(?![A-Za-z0-9_])",
-        re.IGNORECASE,
-    )
-    return handle.search(mention["text"]) is not None
+    wanted = username.casefold()
+    mentioned = post_text.mentioned_accounts(mention["text"])
+    return any(name.casefold() == wanted for name in mentioned)
 
 
 def _already_replied(tx: Transaction, brand_id: str, conversation_id: str) -> Conflict:

@@ -25,7 +25,8 @@ sequence the library gets wrong (`NEWER_EMOJI_STARTERS`); every other text is me
 exactly as before.
 
 `mentioned_usernames` finds the accounts a post would @mention, by twitter-text's
-rule.
+rule; `mentioned_accounts` leaves out lists ("@shop/new-in"), as X's own mention
+entities do.
 
 `shorten` cuts text to a weight on grapheme-cluster boundaries (UAX #29, the `regex`
 package's `\\X`), preferring word boundaries and keeping URLs, hashtags and mentions
@@ -117,10 +118,12 @@ SCHEME_TOKEN = re.compile(
 # (X's limit: a longer run names no account), and perhaps a list ("/name"). An @, an
 # accented Latin letter or "://" right after it makes it no mention at all. The list
 # is atomic: twitter-text takes it whole and then rejects, never a shorter one.
+# A list ("@shop/new-in") links the list, not the account: twitter-text's
+# extractMentionedScreenNames leaves it out (`mentioned_accounts`).
 MENTION = re.compile(
     r"(?:^|[^A-Za-z0-9_!#$%&*@＠]|(?:^|[^A-Za-z0-9_+~.-])[Rr][Tt]:?)"
     r"[@＠](?P<name>[A-Za-z0-9_]{1,15})(?![A-Za-z0-9_])"
-    r"(?>(?:/[A-Za-z][A-Za-z0-9_-]{0,24})?)"
+    r"(?>(?P<list>/[A-Za-z][A-Za-z0-9_-]{0,24})?)"
     r"(?![@＠\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0253\u0254\u0256\u0257"
     r"\u0259\u025b\u0263\u0268\u026f\u0272\u0289\u028b\u02bb\u0300-\u036f"
     r"\u1e00-\u1eff]|://)"
@@ -154,13 +157,30 @@ def linked_urls(text: str) -> list[str]:
 
 
 def mentioned_usernames(text: str) -> list[str]:
-    """Return the usernames X would mention in `text`, in order, URLs aside."""
+    """Return the usernames X would mention in `text`, in order, URLs aside.
+
+    A list's owner ("@shop/new-in") is among them: a caption naming one is held
+    to the same rule as one naming the account.
+    """
+    return [match["name"] for match in _mention_matches(text)]
+
+
+def mentioned_accounts(text: str) -> list[str]:
+    """Return the usernames `text` mentions as accounts on X, lists and URLs aside.
+
+    What X counts as the post mentioning someone: its `entities.mentions`, and
+    what its reply policy reads (inbox.py).
+    """
+    return [match["name"] for match in _mention_matches(text) if not match["list"]]
+
+
+def _mention_matches(text: str) -> list[re.Match[str]]:
     if "@" not in text and "＠" not in text:
         return []
     # X links a URL before a mention inside it ("medium.com/@shop" mentions no one).
     for url in linked_urls(text):
         text = text.replace(url, " " * len(url))
-    return [match["name"] for match in MENTION.finditer(text)]
+    return list(MENTION.finditer(text))
 
 
 def hashtag_spans(text: str) -> list[tuple[int, int]]:
