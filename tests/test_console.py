@@ -13,6 +13,7 @@ import io
 import json
 import re
 import threading
+import urllib.parse
 import zoneinfo
 
 import pytest
@@ -1346,6 +1347,58 @@ def test_the_inbox_pages_past_its_first_hundred_mentions(client, signed_in) -> N
     assert f'action="/console/mentions/{last}/handle"' in second
     assert NEXT_PAGE.search(second) is None
     assert 'href="/console/inbox">Most urgent first</a>' in second
+
+
+def test_answering_a_mention_on_the_second_inbox_page_goes_back_to_it(
+    client, signed_in
+) -> None:
+    # Replying or marking handled on page 2 sent the person back to page 1.
+    current = runtime_module.current()
+    for number in range(INBOX_PAGE):
+        store_mention(current, text=f"@testgoods urgent {number}", priority=1)
+    last = store_mention(current, text="@testgoods later", priority=4)
+    lastly = store_mention(current, text="@testgoods last", priority=4)
+    second_page = NEXT_PAGE.search(text_of(client.get("/console/inbox"))).group(1)
+    after = urllib.parse.parse_qs(urllib.parse.urlsplit(second_page).query)["after"]
+    page = client.get(second_page).get_data(as_text=True)
+    token = CSRF.search(page).group(1)
+
+    handled = client.post(
+        f"/console/mentions/{last}/handle", data={"csrf": token, "after": after[0]}
+    )
+    replied = client.post(
+        f"/console/mentions/{lastly}/reply",
+        data={"csrf": token, "after": after[0], "text": "On its way."},
+    )
+
+    for answer, notice in [(handled, "handled"), (replied, "replied")]:
+        assert answer.status_code == 303, text_of(answer)
+        location = urllib.parse.urlsplit(answer.headers["Location"])
+        assert location.path == "/console/inbox"
+        assert urllib.parse.parse_qs(location.query) == {
+            "after": after,
+            "notice": [notice],
+        }
+    assert page.count(f'name="after" value="{after[0]}"') == 4
+
+
+@pytest.mark.parametrize("after", ["not-a-token", "x" * 500, "/console/evil"])
+def test_a_broken_page_token_in_a_mention_form_changes_nothing(
+    client, signed_in, after
+) -> None:
+    current = runtime_module.current()
+    mention_id = store_mention(current, text="@testgoods hello", priority=2)
+    token = csrf_of(client, "/console/inbox")
+
+    answer = client.post(
+        f"/console/mentions/{mention_id}/handle", data={"csrf": token, "after": after}
+    )
+
+    assert answer.status_code == 400
+    assert "<code>after</code>" in answer.get_data(as_text=True)
+    assert f'action="/console/mentions/{mention_id}/handle"' in text_of(
+        client.get("/console/inbox")
+    )
 
 
 def test_a_broken_inbox_page_token_is_a_400_naming_after(client, signed_in) -> None:

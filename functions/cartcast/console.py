@@ -718,6 +718,7 @@ def inbox_page(
         title="Inbox",
         mentions=page["mentions"],
         first_page=after is None,
+        after=after,
         next_page=(
             None
             if following is None
@@ -740,6 +741,7 @@ def handle_mention(
     tx: Transaction, *, request: Any, runtime: Any, session: Session, mention_id: str
 ) -> Response:
     session.require("answer")
+    back = _inbox_page_of(request)
     with _brand_mention():
         inbox.mark_handled(
             tx,
@@ -748,13 +750,14 @@ def handle_mention(
             caller=session.caller,
             now=runtime.clock.now(),
         )
-    return _redirect("/console/inbox?notice=handled")
+    return _redirect(back + "notice=handled")
 
 
 def reply_to_mention(
     tx: Transaction, *, request: Any, runtime: Any, session: Session, mention_id: str
 ) -> Response:
     session.require("answer")
+    back = _inbox_page_of(request)
     with _brand_mention():
         inbox.reply(
             tx,
@@ -764,7 +767,21 @@ def reply_to_mention(
             caller=session.caller,
             now=runtime.clock.now(),
         )
-    return _redirect("/console/inbox?notice=replied")
+    return _redirect(back + "notice=replied")
+
+
+def _inbox_page_of(request: Any) -> str:
+    """Return the inbox page a mention's form was sent from, ready for a query.
+
+    The form carries its page's `after` token, so answering a mention on the
+    second page goes back there, not to the first. The token is checked before
+    anything changes: one this list did not write is a 400 naming `after`.
+    """
+    after = request.form.get("after", "")
+    if not after:
+        return "/console/inbox?"
+    inbox.check_after(after)
+    return "/console/inbox?" + urllib.parse.urlencode({"after": after}) + "&"
 
 
 @contextlib.contextmanager

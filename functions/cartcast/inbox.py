@@ -208,6 +208,11 @@ def list_inbox(
     return {"mentions": [_view(row, now, brand) for row in page], "next": next_token}
 
 
+def check_after(token: str) -> None:
+    """Refuse an `after` this list did not write, with a 400 naming `after`."""
+    page_cursors.read(token, "mentions", _place)
+
+
 def mark_handled(
     tx: Transaction, *, brand_id: str, mention_id: str, caller: Any, now: dt.datetime
 ) -> dict[str, Any]:
