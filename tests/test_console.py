@@ -1503,6 +1503,53 @@ def test_the_inbox_offers_no_reply_to_the_brands_own_post(client, signed_in) -> 
     assert f'action="/console/mentions/{own}/handle"' in page
 
 
+@pytest.mark.parametrize(
+    ("pause", "said"),
+    [
+        (
+            "INSERT INTO publishing_pause (paused_at, paused_by) VALUES (now(), 'op')",
+            "held: the operator has paused publishing for the whole deployment",
+        ),
+        (
+            "UPDATE brands SET x_disconnected_at = now()",
+            "held: the brand's X account is disconnected",
+        ),
+        (
+            "UPDATE brands SET x_posts_paused_until = "
+            "CAST(:now AS timestamptz) + interval '1 hour'",
+            "held: X's posting limit for this account is reached",
+        ),
+        (
+            "UPDATE brands SET publishing_paused_at = :now, "
+            "publishing_paused_by = 'admin'",
+            "the crisis pause holds the brand's posts but not its replies",
+        ),
+        ("SELECT 1", "the publisher sends it at its next run"),
+    ],
+)
+def test_a_reply_queued_while_a_pause_holds_it_says_so(
+    client, signed_in, pause, said
+) -> None:
+    # The notice said "the publisher sends it at its next run" even while the
+    # operator's pause held every reply.
+    current = runtime_module.current()
+    summoned = store_mention(current, text="@testgoods is it in stock?", priority=2)
+    token = csrf_of(client, "/console/inbox")
+    with current.database.transaction() as tx:
+        tx.execute(pause, now=current.clock.now())
+
+    answer = client.post(
+        f"/console/mentions/{summoned}/reply",
+        data={"csrf": token, "text": "Yes, it ships today."},
+    )
+
+    assert answer.status_code == 303, text_of(answer)
+    page = text_of(client.get(answer.headers["Location"]))
+    assert said in page
+    if "held" in said:
+        assert "sends it at its next run" not in page
+
+
 def test_a_replys_page_says_an_empty_time_sends_it_at_the_next_publish_run(
     client, signed_in
 ) -> None:

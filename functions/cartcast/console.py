@@ -116,6 +116,24 @@ NOTICES = {
     "scheduled": "Scheduled.",
     "handled": "Marked handled.",
     "replied": "Reply queued; the publisher sends it at its next run.",
+    "replied_deployment": (
+        "Reply queued, but held: the operator has paused publishing for the whole "
+        "deployment, so nothing is sent, replies included, until it is resumed "
+        "(System status says since when)."
+    ),
+    "replied_disconnected": (
+        "Reply queued, but held: the brand's X account is disconnected, and "
+        "nothing is sent until it is connected again."
+    ),
+    "replied_x_limit": (
+        "Reply queued, but held: X's posting limit for this account is reached; "
+        "the publisher sends it at its first run after the limit resets (System "
+        "status says when)."
+    ),
+    "replied_crisis": (
+        "Reply queued: the crisis pause holds the brand's posts but not its "
+        "replies, so the publisher sends it at its next run."
+    ),
     "paused": "Publishing is paused: queued posts are held.",
     "resumed": "Publishing resumed.",
     "signed_out": "Signed out.",
@@ -767,7 +785,12 @@ def reply_to_mention(
             caller=session.caller,
             now=runtime.clock.now(),
         )
-    return _redirect(back + "notice=replied")
+    # The publisher's pauses are read after the reply is queued, in the same
+    # transaction: the notice says what holds it, not only what would send it.
+    hold = console_status.reply_hold(
+        tx, brand_id=session.caller.brand_id, now=runtime.clock.now()
+    )
+    return _redirect(back + "notice=replied" + (f"_{hold}" if hold else ""))
 
 
 def _inbox_page_of(request: Any) -> str:
