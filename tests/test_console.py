@@ -799,6 +799,30 @@ def test_signing_out_ends_the_session(client, signed_in) -> None:
     assert client.get("/console/approvals").status_code == 303
 
 
+def test_signing_in_again_ends_the_browsers_previous_session(client, signed_in) -> None:
+    # The old cookie's session stayed good on the server for its 8 hours.
+    old = client.get_cookie("cartcast_console", path="/console").value
+
+    again = sign_in(client, signed_in["key"])
+    new = client.get_cookie("cartcast_console", path="/console").value
+    client.set_cookie("cartcast_console", old, path="/console")
+    with_old = client.get("/console/approvals")
+    client.set_cookie("cartcast_console", new, path="/console")
+    with_new = client.get("/console/approvals")
+
+    assert again.status_code == 303 and new != old
+    assert with_old.status_code == 303
+    assert with_old.headers["Location"] == "/console/signin?notice=expired"
+    assert with_new.status_code == 200
+
+
+def test_a_failed_sign_in_ends_no_session(client, signed_in) -> None:
+    refused = sign_in(client, "cc_not-a-key")
+
+    assert refused.status_code == 401
+    assert client.get("/console/approvals").status_code == 200
+
+
 def test_a_revoked_key_ends_its_sessions(client, signed_in) -> None:
     current = runtime_module.current()
     with current.database.transaction() as tx:

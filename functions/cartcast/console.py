@@ -410,6 +410,13 @@ def sign_in(tx: Transaction, *, request: Any, runtime: Any) -> Response:
                 now=now,
             )
         return _signin_form(str(refused), status=refused.status)
+    # The browser drops its old cookie for the new one; its session ends too.
+    console_session.end_replaced(
+        tx,
+        request.cookies.get(console_session.COOKIE_NAME),
+        secret=settings.console_secret,
+        now=now,
+    )
     header = console_session.cookie_header(
         cookie,
         host=request.host,

@@ -4,7 +4,8 @@ The cookie holds the SHA-256 of the key (never the key), a random nonce and the
 instant it expires, signed with HMAC-SHA256 under CARTCAST_CONSOLE_SECRET. The
 nonce is the session's id: the CSRF token is drawn from it, and signing out records
 it (console_signouts.py) until the cookie would have expired, so a copy of a
-signed-out cookie is refused (decision 0089). Each request looks the key up again,
+signed-out cookie is refused (decision 0089); so does a sign-in that replaces a
+live cookie in the same browser. Each request looks the key up again,
 so a revoked key ends its sessions at once, and so does the end of the brand's
 offboarding grace period (as for the API). Expiry is read from the runtime's
 clock, so a simulated week expires sessions too.
@@ -165,6 +166,26 @@ def sign_out(tx: Transaction, session: Session, *, now: dt.datetime) -> None:
     console_signouts.record(
         tx, session_id=session.session_id, expires_at=session.expires_at, now=now
     )
+
+
+def end_replaced(
+    tx: Transaction, cookie: str | None, *, secret: str, now: dt.datetime
+) -> None:
+    """End the session whose cookie a new sign-in in the same browser replaces.
+
+    The browser keeps only the new cookie, but a copy of the old one stayed good
+    until its own expiry: the sign-in ends it as a sign-out would. A cookie that
+    is not ours or has expired ended nothing and is let be. Its key is not looked
+    up: a revoked key's session is refused anyway, and recording it costs a row.
+    """
+    payload = _verify(cookie or "", secret)
+    if payload is None:
+        return
+    _, nonce, expires = payload.split(".")
+    expires_at = dt.datetime.fromtimestamp(int(expires), dt.UTC)
+    if expires_at <= now:
+        return
+    console_signouts.record(tx, session_id=nonce, expires_at=expires_at, now=now)
 
 
 def cookie_header(value: str, *, host: str, max_age_s: int) -> str:
