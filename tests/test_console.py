@@ -225,6 +225,27 @@ def test_a_forged_csrf_token_changes_nothing(client, signed_in) -> None:
     assert post_state(client, signed_in["key"], post_id) == "needs_approval"
 
 
+def test_a_head_request_is_answered_as_a_get_without_a_body(
+    client, signed_in, clock_file
+) -> None:
+    # A HEAD with an expired session got the 401 a form gets, where a GET of
+    # the same page goes to the sign-in.
+    live = client.head("/console/calendar")
+    clock_file.set(clock_file.now() + dt.timedelta(hours=8, seconds=1))
+
+    expired = client.head("/console/calendar")
+    client.delete_cookie("cartcast_console", path="/console")
+    without = client.head("/console/calendar")
+
+    assert live.status_code == 200 and live.get_data() == b""
+    assert expired.status_code == 303
+    assert expired.headers["Location"] == "/console/signin?notice=expired"
+    assert "Max-Age=0" in expired.headers["Set-Cookie"]
+    assert without.status_code == 303
+    assert without.headers["Location"] == "/console/signin"
+    assert expired.get_data() == b"" and without.get_data() == b""
+
+
 def test_an_expired_session_changes_nothing_and_asks_to_sign_in_again(
     client, signed_in, clock_file
 ) -> None:

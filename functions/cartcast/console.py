@@ -278,10 +278,11 @@ def handle(request: Any, runtime: Any) -> Response:
                 refused_caller = session.caller
                 raise
     except SessionExpired as expired:
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             # A page asked for: to the sign-in page, saying why when a cookie was
             # sent; one that fails its signature (changed, emptied) ended no
-            # session, and is told only that it is not signed in.
+            # session, and is told only that it is not signed in. A HEAD is a GET
+            # without the body (RFC 9110, 9.3.2); Werkzeug leaves the body out.
             had_one = console_session.COOKIE_NAME in request.cookies
             notice = f"?notice={expired.notice}" if had_one else ""
             location = "/console/signin" + notice
