@@ -353,7 +353,7 @@ def _check_reply_rules(
 
 def _summoned(mention: dict[str, Any], user_id: str, username: str | None) -> bool:
     """Say if X lets the brand reply: the mention answers one of its posts, or
-    mentions its account as X reads a mention (decision 0098).
+    mentions its account as X reads a mention (decision 0101).
 
     X's rule for API replies since 2026-02-23: "You can only reply if the original
     author @ mentions you or quotes your post" (@XDevelopers); its 403 says "not
