@@ -17,6 +17,7 @@ import select
 import socket
 import ssl
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 import pytest
 
@@ -472,11 +473,6 @@ def test_the_ca_file_adds_to_the_trusted_authorities_and_replaces_none(
     assert sent["alerts_sent"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review2: the cold start loads the file by OpenSSL, each delivery reads "
-    "it as ASCII and raises ConfigurationError out of the whole run",
-)
 @pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
 def test_a_ca_file_whose_comments_are_not_ascii_is_loaded_as_the_cold_start_did(
     runtime, brand_id, tls_receiver, tmp_path
@@ -490,7 +486,7 @@ def test_a_ca_file_whose_comments_are_not_ascii_is_loaded_as_the_cold_start_did(
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(
         "# Issuer: O=Soci\u00e9t\u00e9 Exemple\n".encode()
-        + open(authority, "rb").read()
+        + Path(authority).read_bytes()
     )
     settings.load(
         {"DATABASE_URL": "postgresql://x", "CARTCAST_WEBHOOK_CA_FILE": str(bundle)}

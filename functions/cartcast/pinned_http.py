@@ -26,6 +26,7 @@ import functools
 import http.client
 import io
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,6 +41,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # The least time an operation is given once its deadline is all but spent: a socket
 # timeout of 0 would make it non-blocking instead of failing it.
 LEAST_TIMEOUT_S = 0.001
+
+# One PEM block, its label alike at both ends (RFC 7468), in a file read as latin-1.
+PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----[A-Za-z0-9+/=\s]*-----END \1-----")
 
 # Takes a host name and a port, returns the host's addresses as text.
 Resolver = Callable[[str, int], Sequence[str]]
@@ -276,17 +280,21 @@ def _tunnel_through(proxy_url: str | None) -> dict[str, Any]:
 
 
 def _read_ca_file(path: str) -> str:
-    """Return the PEM text of a file of certificate authorities to trust too.
+    """Return the PEM blocks of a file of certificate authorities to trust too.
 
-    Settings checked it at the cold start; one gone or unreadable since is the
-    deployment's to fix, and no delivery can be checked without it.
+    The cold start had OpenSSL load the file, which skips the text around the
+    blocks; TLS takes PEM given as text in ASCII alone, so the blocks are kept
+    and a comment in UTF-8 (a bundle's "# Issuer:" line, `openssl x509 -text`)
+    is dropped. A file gone or unreadable since is the deployment's to fix, and
+    no delivery can be checked without it.
     """
     try:
-        return Path(path).read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as error:
+        text = Path(path).read_bytes().decode("latin-1")
+    except OSError as error:
         raise ConfigurationError(
             f"the certificate authorities file {path} cannot be read: {error}"
         ) from error
+    return "\n".join(match.group(0) for match in PEM_BLOCK.finditer(text))
 
 
 def _time_left_s(timeout_s: Any, deadline: float) -> float:
