@@ -650,3 +650,48 @@ def test_the_functions_that_deliver_webhooks_load_the_pinned_client_on_a_deliver
     )
 
     assert printed_by_a_fresh_functions_interpreter(code) == "[]"
+
+
+class RepairedDuringTheLookup:
+    """The brand's DNS for the old URL answers an internal address; while it is
+    being asked, the owner sets `field` to a new URL (a PATCH of its own, which
+    commits), as an owner who fixes the refused webhook may during a run."""
+
+    def __init__(self, runtime, brand_id: str, field: str) -> None:
+        self.runtime, self.brand_id, self.field = runtime, brand_id, field
+        self.asked: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append((host, port))
+        if len(self.asked) == 1:
+            body = {self.field: "https://hooks.new.example/hook"}
+            with self.runtime.database.transaction() as tx:
+                admin_updates_brand(tx, self.brand_id, body, self.runtime.clock.now())
+        return ["10.0.0.7"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review2: the refusal of the old URL abandons the row after the PATCH "
+    "that set the new one has looked for refused rows to revive and found none",
+)
+@pytest.mark.parametrize(
+    ("outbox", "field"),
+    [(alerts, "alert_webhook_url"), (escalations, "escalation_webhook_url")],
+)
+def test_a_row_refused_while_its_url_is_being_repaired_is_not_lost(
+    runtime, brand_id, outbox, field
+) -> None:
+    # Arrange: the row was read with the old URL before the PATCH committed.
+    runtime.settings = dataclasses.replace(runtime.settings, environment="cloud")
+    queue_both(runtime, brand_id, "https://hooks.old.example/hook")
+    runtime.resolve = RepairedDuringTheLookup(runtime, brand_id, field)
+
+    # Act
+    outbox.deliver_pending(runtime)
+
+    # Assert: the row waits for the next run, which sends it to the new URL.
+    assert runtime.resolve.asked == [("hooks.old.example", 443)]
+    alert, escalation = outboxes(runtime, brand_id)
+    row = alert if outbox is alerts else escalation
+    assert row["abandoned_at"] is None, row["last_error"]
