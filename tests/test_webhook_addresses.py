@@ -670,11 +670,6 @@ class RepairedDuringTheLookup:
         return ["10.0.0.7"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review2: the refusal of the old URL abandons the row after the PATCH "
-    "that set the new one has looked for refused rows to revive and found none",
-)
 @pytest.mark.parametrize(
     ("outbox", "field"),
     [(alerts, "alert_webhook_url"), (escalations, "escalation_webhook_url")],

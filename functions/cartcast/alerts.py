@@ -98,6 +98,11 @@ WHERE id = :id
 """
 MARK_ABANDONED = "UPDATE alert_outbox SET abandoned_at = :now WHERE id = :id"
 # Nothing was sent, so no attempt is counted.
+# The brand's URL as it is now, before a row is abandoned as refused on the URL
+# read with it (webhook_outboxes.abandon_refused).
+URL_NOW = """
+SELECT alert_webhook_url FROM brands WHERE id = :brand_id FOR SHARE
+"""
 MARK_REFUSED = """
 UPDATE alert_outbox SET abandoned_at = :now, last_error = :error WHERE id = :id
 """
@@ -258,17 +263,20 @@ def _deliver_one(runtime: Any, alert_id: int, run_webhooks: RunWebhooks) -> str 
                 url, lambda: _post_webhook(runtime, url, alert["text"])
             )
         except WebhookRefused as error:
-            abandon_refused(
+            abandoned = abandon_refused(
                 runtime,
                 tx,
                 error,
+                url=url,
+                url_now=URL_NOW,
                 mark_refused=MARK_REFUSED,
                 row_id=alert_id,
+                brand_id=alert["brand_id"],
                 what="alert",
                 log_fields=log_fields,
                 now=now,
             )
-            return "alerts_failed"
+            return "alerts_failed" if abandoned else None
         if problem is None:
             tx.execute(
                 MARK_DELIVERED, id=alert_id, now=now, channel="webhook", attempted=1

@@ -101,6 +101,11 @@ WHERE id = :id
 """
 MARK_ABANDONED = "UPDATE escalation_outbox SET abandoned_at = :now WHERE id = :id"
 # Nothing was sent, so no attempt is counted.
+# The brand's URL as it is now, before a row is abandoned as refused on the URL
+# read with it (webhook_outboxes.abandon_refused).
+URL_NOW = """
+SELECT escalation_webhook_url FROM brands WHERE id = :brand_id FOR SHARE
+"""
 MARK_REFUSED = """
 UPDATE escalation_outbox SET abandoned_at = :now, last_error = :error WHERE id = :id
 """
@@ -304,17 +309,20 @@ def _deliver_one(
                 ),
             )
         except WebhookRefused as error:
-            abandon_refused(
+            abandoned = abandon_refused(
                 runtime,
                 tx,
                 error,
+                url=url,
+                url_now=URL_NOW,
                 mark_refused=MARK_REFUSED,
                 row_id=escalation_id,
+                brand_id=row["brand_id"],
                 what="escalation",
                 log_fields=log_fields,
                 now=now,
             )
-            return "escalations_failed"
+            return "escalations_failed" if abandoned else None
         if problem is None:
             tx.execute(
                 MARK_DELIVERED,

@@ -11,6 +11,12 @@ attempt is counted, `last_error` reads "webhook refused: <why>", and one ERROR
 line says which row. No retry could reach another address, but the owner who
 repairs the URL revives the refused rows still young enough to matter
 (`REFUSED_PATTERN`, used by each outbox's `revive_refused`; decision 0099).
+
+The row was read with the brand's URL before the lookup; a PATCH that set a new
+URL meanwhile looked for refused rows to revive before this one was refused, and
+found none. So the URL is read again, under a share lock on the brand's row,
+before the row is abandoned: a URL changed since leaves the row due for the next
+run, and a PATCH that commits later waits for this transaction and then revives it.
 """
 
 from __future__ import annotations
@@ -67,22 +73,35 @@ def abandon_refused(
     tx: Transaction,
     error: WebhookRefused,
     *,
+    url: str,
+    url_now: str,
     mark_refused: str,
     row_id: int,
+    brand_id: str,
     what: str,
     log_fields: Mapping[str, Any],
     now: dt.datetime,
-) -> None:
-    """Abandon one row whose webhook is refused, and say so in an ERROR line.
+) -> bool:
+    """Abandon one row whose webhook `url` is refused, and say so in an ERROR
+    line; return False, abandoning nothing, when the brand's URL is no longer it.
 
     Args:
+        url_now: the outbox's SELECT of the brand's webhook URL (:brand_id),
+            FOR SHARE, so a PATCH of it waits for, or is seen by, this row.
         mark_refused: the outbox's UPDATE of `abandoned_at` (:now) and
             `last_error` (:error) for the row :id; it counts no attempt.
         what: the row's kind as the log line opens ("alert", "escalation").
     """
+    if tx.scalar(url_now, brand_id=brand_id) != url:
+        runtime.log.info(
+            f"{what} not abandoned: its webhook URL was set again while refused",
+            extra=fields(**log_fields),
+        )
+        return False
     reason = f"{REFUSED_PREFIX}{error}"
     tx.execute(mark_refused, id=row_id, now=now, error=reason[:ERROR_LENGTH_MAX])
     runtime.log.error(
         f"{what} abandoned: its webhook is refused",
         extra=fields(**log_fields, reason=reason),
     )
+    return True
