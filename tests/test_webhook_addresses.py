@@ -690,3 +690,47 @@ def test_a_row_refused_while_its_url_is_being_repaired_is_not_lost(
     alert, escalation = outboxes(runtime, brand_id)
     row = alert if outbox is alerts else escalation
     assert row["abandoned_at"] is None, row["last_error"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review2: urllib3 gives a port-less proxy of an https pool port 443, "
+    "where the plain-HTTP CONNECT goes; requests would use 80",
+)
+def test_a_proxy_named_without_a_port_is_the_one_on_port_80(runtime) -> None:
+    from urllib.parse import urlsplit
+
+    from cartcast import webhooks
+
+    runtime.settings = dataclasses.replace(
+        runtime.settings, webhook_proxy_url="http://cartcast:s%40cret@proxy.internal"
+    )
+
+    proxy = webhooks.tunnel_proxy(
+        runtime.settings, urlsplit("https://hooks.shop.example/hook")
+    )
+
+    assert proxy == "http://cartcast:s%40cret@proxy.internal:80"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review2: NO_PROXY's host:port entries never match, though README says "
+    "NO_PROXY is read as requests reads it",
+)
+def test_a_no_proxy_entry_with_a_port_names_that_port_alone(runtime) -> None:
+    from urllib.parse import urlsplit
+
+    from cartcast import webhooks
+
+    runtime.settings = dataclasses.replace(
+        runtime.settings,
+        webhook_proxy_url="http://proxy.internal:3128",
+        no_proxy="hooks.shop.example:8443",
+    )
+
+    def proxy_for(url: str) -> str | None:
+        return webhooks.tunnel_proxy(runtime.settings, urlsplit(url))
+
+    assert proxy_for("https://hooks.shop.example:8443/hook") is None
+    assert proxy_for("https://hooks.shop.example/hook") == "http://proxy.internal:3128"
