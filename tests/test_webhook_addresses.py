@@ -692,11 +692,6 @@ def test_a_row_refused_while_its_url_is_being_repaired_is_not_lost(
     assert row["abandoned_at"] is None, row["last_error"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review2: urllib3 gives a port-less proxy of an https pool port 443, "
-    "where the plain-HTTP CONNECT goes; requests would use 80",
-)
 def test_a_proxy_named_without_a_port_is_the_one_on_port_80(runtime) -> None:
     from urllib.parse import urlsplit
 
@@ -713,11 +708,6 @@ def test_a_proxy_named_without_a_port_is_the_one_on_port_80(runtime) -> None:
     assert proxy == "http://cartcast:s%40cret@proxy.internal:80"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review2: NO_PROXY's host:port entries never match, though README says "
-    "NO_PROXY is read as requests reads it",
-)
 def test_a_no_proxy_entry_with_a_port_names_that_port_alone(runtime) -> None:
     from urllib.parse import urlsplit
 

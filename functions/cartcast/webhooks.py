@@ -129,15 +129,26 @@ def tunnel_proxy(settings: Any, parts: SplitResult) -> str | None:
     HTTPS_PROXY (or https_proxy) when it is an http:// proxy and NO_PROXY does
     not name the host, as requests chose; the CONNECT names the checked address
     (pinned_http). An http webhook, which a local run alone allows, goes direct.
+    A NO_PROXY entry may name a port ("crm.example:8443"); the standard library
+    matches it against the host and port given. A proxy named without a port is
+    the one on 80, as requests reads it: urllib3 would dial an https pool's
+    proxy on 443.
     """
     proxy = settings.webhook_proxy_url
     if parts.scheme != "https" or not proxy or not _is_http_proxy(proxy):
         return None
     import urllib.request
 
-    bypass = urllib.request.proxy_bypass_environment
-    if settings.no_proxy and bypass(parts.hostname or "", {"no": settings.no_proxy}):
+    host = parts.hostname or ""
+    if ":" not in host:  # An IPv6 literal is matched bare: its colons are no port.
+        host = f"{host}:{parts.port or 443}"
+    if settings.no_proxy and urllib.request.proxy_bypass_environment(
+        host, {"no": settings.no_proxy}
+    ):
         return None
+    named = urlsplit(proxy)
+    if named.port is None:
+        return named._replace(netloc=f"{named.netloc}:80").geturl()
     return proxy
 
 
