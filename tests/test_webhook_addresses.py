@@ -657,30 +657,36 @@ class RepairedDuringTheLookup:
     being asked, the owner sets `field` to a new URL (a PATCH of its own, which
     commits), as an owner who fixes the refused webhook may during a run."""
 
-    def __init__(self, runtime, brand_id: str, field: str) -> None:
-        self.runtime, self.brand_id, self.field = runtime, brand_id, field
+    def __init__(self, runtime, brand_id: str, field: str, url: str) -> None:
+        self.runtime, self.brand_id = runtime, brand_id
+        self.field, self.url = field, url
         self.asked: list[tuple[str, int]] = []
 
     def __call__(self, host: str, port: int) -> list[str]:
         self.asked.append((host, port))
         if len(self.asked) == 1:
-            body = {self.field: "https://hooks.new.example/hook"}
+            body = {self.field: self.url}
             with self.runtime.database.transaction() as tx:
                 admin_updates_brand(tx, self.brand_id, body, self.runtime.clock.now())
         return ["10.0.0.7"]
 
 
 @pytest.mark.parametrize(
+    "set_url",
+    # A new URL, or the same one again once its DNS is repaired.
+    ["https://hooks.new.example/hook", "https://hooks.old.example/hook"],
+)
+@pytest.mark.parametrize(
     ("outbox", "field"),
     [(alerts, "alert_webhook_url"), (escalations, "escalation_webhook_url")],
 )
 def test_a_row_refused_while_its_url_is_being_repaired_is_not_lost(
-    runtime, brand_id, outbox, field
+    runtime, brand_id, outbox, field, set_url
 ) -> None:
     # Arrange: the row was read with the old URL before the PATCH committed.
     runtime.settings = dataclasses.replace(runtime.settings, environment="cloud")
     queue_both(runtime, brand_id, "https://hooks.old.example/hook")
-    runtime.resolve = RepairedDuringTheLookup(runtime, brand_id, field)
+    runtime.resolve = RepairedDuringTheLookup(runtime, brand_id, field, set_url)
 
     # Act
     outbox.deliver_pending(runtime)
