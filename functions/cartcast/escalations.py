@@ -52,7 +52,12 @@ from cartcast.db import Transaction
 from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
-from cartcast.webhook_outboxes import REFUSED_PATTERN, RunWebhooks, abandon_refused
+from cartcast.webhook_outboxes import (
+    BRAND_VERSION_NOW,
+    REFUSED_PATTERN,
+    RunWebhooks,
+    abandon_refused,
+)
 from cartcast.webhooks import WebhookRefused, post_webhook
 
 ESCALATIONS_PER_RUN = 20
@@ -83,7 +88,7 @@ LIMIT :limit
 # Locked while it is sent, so two overlapping runs never both send it.
 LOCK_ESCALATION = """
 SELECT o.id, o.brand_id, o.mention_id, o.body, o.created_at, o.attempts,
-    b.escalation_webhook_url, b.escalation_secret
+    b.escalation_webhook_url, b.xmin::text AS brand_version, b.escalation_secret
 FROM escalation_outbox o JOIN brands b ON b.id = o.brand_id
 WHERE o.id = :id AND o.delivered_at IS NULL AND o.abandoned_at IS NULL
     AND o.next_attempt_at <= :now
@@ -101,11 +106,6 @@ WHERE id = :id
 """
 MARK_ABANDONED = "UPDATE escalation_outbox SET abandoned_at = :now WHERE id = :id"
 # Nothing was sent, so no attempt is counted.
-# The brand's URL as it is now, before a row is abandoned as refused on the URL
-# read with it (webhook_outboxes.abandon_refused).
-URL_NOW = """
-SELECT escalation_webhook_url FROM brands WHERE id = :brand_id FOR SHARE
-"""
 MARK_REFUSED = """
 UPDATE escalation_outbox SET abandoned_at = :now, last_error = :error WHERE id = :id
 """
@@ -313,8 +313,8 @@ def _deliver_one(
                 runtime,
                 tx,
                 error,
-                url=url,
-                url_now=URL_NOW,
+                brand_version=row["brand_version"],
+                brand_version_now=BRAND_VERSION_NOW,
                 mark_refused=MARK_REFUSED,
                 row_id=escalation_id,
                 brand_id=row["brand_id"],

@@ -12,11 +12,14 @@ line says which row. No retry could reach another address, but the owner who
 repairs the URL revives the refused rows still young enough to matter
 (`REFUSED_PATTERN`, used by each outbox's `revive_refused`; decision 0099).
 
-The row was read with the brand's URL before the lookup; a PATCH that set a new
-URL meanwhile looked for refused rows to revive before this one was refused, and
-found none. So the URL is read again, under a share lock on the brand's row,
-before the row is abandoned: a URL changed since leaves the row due for the next
-run, and a PATCH that commits later waits for this transaction and then revives it.
+The row was read with the brand's URL before the lookup; a PATCH that set the URL
+meanwhile (a new one, or the same once its DNS is repaired) looked for refused
+rows to revive before this one was refused, and found none. So before the row is
+abandoned, the brand's row is read again under a share lock and its version
+(PostgreSQL's xmin, new at each update) compared with the one read with the URL:
+a brand updated since leaves the row due for the next run, which looks the host
+up again, and a PATCH that commits later waits for this transaction and then
+revives the row.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from cartcast.logs import fields
 from cartcast.webhooks import WebhookRefused
 
 ERROR_LENGTH_MAX = 500
+# The brand's row version now, locked against a PATCH until the row is settled.
+BRAND_VERSION_NOW = "SELECT xmin::text FROM brands WHERE id = :brand_id FOR SHARE"
 REFUSED_PREFIX = "webhook refused: "
 # LIKE's pattern for a row's last_error when it was abandoned as refused; the
 # prefix holds no % or _ to escape.
@@ -73,8 +78,8 @@ def abandon_refused(
     tx: Transaction,
     error: WebhookRefused,
     *,
-    url: str,
-    url_now: str,
+    brand_version: str,
+    brand_version_now: str,
     mark_refused: str,
     row_id: int,
     brand_id: str,
@@ -82,19 +87,20 @@ def abandon_refused(
     log_fields: Mapping[str, Any],
     now: dt.datetime,
 ) -> bool:
-    """Abandon one row whose webhook `url` is refused, and say so in an ERROR
-    line; return False, abandoning nothing, when the brand's URL is no longer it.
+    """Abandon one row whose webhook is refused, and say so in an ERROR line;
+    return False, abandoning nothing, when the brand's row has changed since
+    its URL was read (`brand_version`).
 
     Args:
-        url_now: the outbox's SELECT of the brand's webhook URL (:brand_id),
+        brand_version_now: the SELECT of the brand's (:brand_id) xmin as text,
             FOR SHARE, so a PATCH of it waits for, or is seen by, this row.
         mark_refused: the outbox's UPDATE of `abandoned_at` (:now) and
             `last_error` (:error) for the row :id; it counts no attempt.
         what: the row's kind as the log line opens ("alert", "escalation").
     """
-    if tx.scalar(url_now, brand_id=brand_id) != url:
+    if tx.scalar(brand_version_now, brand_id=brand_id) != brand_version:
         runtime.log.info(
-            f"{what} not abandoned: its webhook URL was set again while refused",
+            f"{what} not abandoned: its brand was changed while it was refused",
             extra=fields(**log_fields),
         )
         return False
