@@ -730,3 +730,38 @@ def test_a_no_proxy_entry_with_a_port_names_that_port_alone(runtime) -> None:
 
     assert proxy_for("https://hooks.shop.example:8443/hook") is None
     assert proxy_for("https://hooks.shop.example/hook") == "http://proxy.internal:3128"
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_a_refusal_learned_before_the_url_was_set_again_refuses_no_later_row(
+    runtime, brand_id, tls_receiver
+) -> None:
+    # Arrange: two alerts wait for https://localhost; its DNS answers inside while
+    # the owner sets the same URL again (DNS repaired), then the receiver's address.
+    server, authority = tls_receiver
+    url = f"https://localhost:{server.port}/hook"
+    queue_both(runtime, brand_id, url)
+    with runtime.database.transaction() as tx:
+        alerts.raise_alert(
+            tx,
+            brand_id=brand_id,
+            kind="crisis",
+            episode="2",
+            text="again",
+            now=runtime.clock.now(),
+        )
+    repaired = RepairedDuringTheLookup(runtime, brand_id, "alert_webhook_url", url)
+    answers = ChangingResolver(["10.0.0.7"], ["127.0.0.2"])
+    runtime.resolve = lambda host, port: (repaired(host, port), answers(host, port))[1]
+    runtime.ca_file = authority
+
+    # Act
+    alerts.deliver_pending(runtime)
+
+    # Assert: the first waits for the next run; the second, read after the PATCH,
+    # was not refused on the answer the first got before it.
+    with runtime.database.transaction() as tx:
+        first, second = alerts.list_alerts(tx, brand_id=brand_id)
+    assert first["abandoned_at"] is None and first["delivered_at"] is None
+    assert second["abandoned_at"] is None, second["last_error"]
+    assert second["delivered_to"] == "webhook"
