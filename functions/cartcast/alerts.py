@@ -260,7 +260,9 @@ def _deliver_one(runtime: Any, alert_id: int, run_webhooks: RunWebhooks) -> str 
 
         try:
             problem = run_webhooks.post(
-                url, lambda: _post_webhook(runtime, url, alert["text"])
+                url,
+                lambda: _post_webhook(runtime, url, alert["text"]),
+                brand_version=alert["brand_version"],
             )
         except WebhookRefused as error:
             abandoned = abandon_refused(

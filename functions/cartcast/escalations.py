@@ -307,6 +307,7 @@ def _deliver_one(
                     delivery_id=str(escalation_id),
                     now=now,
                 ),
+                brand_version=row["brand_version"],
             )
         except WebhookRefused as error:
             abandoned = abandon_refused(

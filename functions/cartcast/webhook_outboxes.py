@@ -4,7 +4,8 @@ Both send a brand's rows to the brand's webhook, one row per transaction, and
 both remember within a run what each webhook URL did (`RunWebhooks`): a URL that
 failed is not called again in that run, its other rows waiting for the next; a
 URL that was refused (webhooks.WebhookRefused: its host is at an address cartcast
-does not reach) refuses its other rows on the same answer, without another lookup.
+does not reach) refuses its other rows on the same answer, without another lookup,
+while they were read with the same version of the brand's row.
 
 A refused row is abandoned at once (`abandon_refused`): nothing was sent, so no
 attempt is counted, `last_error` reads "webhook refused: <why>", and one ERROR
@@ -45,31 +46,36 @@ class RunWebhooks:
     """What one delivery run has learned of the webhook URLs it called."""
 
     def __init__(self) -> None:
-        # URL -> None when it failed, or the refusal's message when refused.
-        self._failed: dict[str, str | None] = {}
+        self._failed: set[str] = set()
+        # (URL, the brand row's version it was read with) -> the refusal's message:
+        # a brand changed since (its URL set again) gets a lookup of its own.
+        self._refused: dict[tuple[str, str], str] = {}
 
     def failed_earlier(self, url: str) -> bool:
         """Say whether `url` failed (not refused) earlier in this run: its rows
         wait for the next run."""
-        return url in self._failed and self._failed[url] is None
+        return url in self._failed
 
-    def post(self, url: str, send: Callable[[], str | None]) -> str | None:
-        """Call `send` (one POST to `url`) and return its problem, or None.
+    def post(
+        self, url: str, send: Callable[[], str | None], *, brand_version: str
+    ) -> str | None:
+        """Call `send` (one POST to `url`, read with the brand row's
+        `brand_version`) and return its problem, or None.
 
         Raises:
             WebhookRefused: from `send`, or at once for a URL refused earlier in
-                this run (the lookup is not repeated).
+                this run and read with the same brand version (no new lookup).
         """
-        refusal = self._failed.get(url)
+        refusal = self._refused.get((url, brand_version))
         if refusal is not None:
             raise WebhookRefused(refusal)
         try:
             problem = send()
         except WebhookRefused as error:
-            self._failed[url] = str(error)
+            self._refused[(url, brand_version)] = str(error)
             raise
         if problem is not None:
-            self._failed[url] = None
+            self._failed.add(url)
         return problem
 
 
