@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from cartcast import addresses, pinned_http
+from cartcast import pinned_http
 from cartcast.errors import PermanentError, TransientError
 
 # X's limit for images posted as tweet_image (docs.x.com, media best practices).
@@ -167,7 +167,7 @@ def _checked_addresses(
             f"the product image URL is malformed: {error}"
         ) from error
     except pinned_http.AddressRefused as error:
-        raise _refused(parts.hostname, error.address) from error
+        raise _refused(parts.hostname) from error
     except TransientError as error:
         raise TransientError(
             f"the product image's host did not resolve: {error}"
@@ -178,14 +178,16 @@ def _checked_addresses(
         if address.version == 6 and address.ipv4_mapped:
             address = address.ipv4_mapped
         if not address.is_loopback and loopback_only:
-            raise _refused(parts.hostname, address)
+            raise _refused(parts.hostname)
     return found
 
 
-def _refused(hostname: str, address: addresses.Address) -> ImageUnavailable:
+def _refused(hostname: str) -> ImageUnavailable:
+    # The host, not the address: the reason reaches the brand (AddressRefused).
     return ImageUnavailable(
-        f"the product image's host {hostname} is at {address}, an address "
-        "cartcast does not fetch from"
+        f"the product image's host {hostname} resolves to an internal address "
+        "(private, loopback, link-local or reserved), which cartcast does not "
+        "fetch from"
     )
 
 

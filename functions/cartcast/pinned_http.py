@@ -50,10 +50,20 @@ Resolver = Callable[[str, int], Sequence[str]]
 
 
 class AddressRefused(PermanentError):
-    """The host resolved to `address`, which cartcast does not connect to."""
+    """The host resolved to `address`, which cartcast does not connect to.
+
+    The message names the host and not the address: it reaches the brand (a
+    400, an outbox row's last_error, a held post's reason), and what the
+    deployment's own DNS answers for a name a brand chose is the operator's to
+    know, not a way for a brand to map the network. `address` stays on the
+    exception for code and logs that are the operator's.
+    """
 
     def __init__(self, host: str, address: addresses.Address) -> None:
-        super().__init__(f"{host} is at {address}, an address cartcast does not reach")
+        super().__init__(
+            f"{host} resolves to an internal address (private, loopback, "
+            "link-local or reserved), which cartcast does not reach"
+        )
         self.host = host
         self.address = address
 
