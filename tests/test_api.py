@@ -1009,6 +1009,11 @@ def test_the_largest_storable_price_is_accepted(client, brand_key) -> None:
         ({"store_base_url": "https://shop.example.com:99999"}, "store_base_url"),
         ({"store_base_url": "https://a b.example.com"}, "store_base_url"),
         ({"store_base_url": "https://x.example.com/" + "a" * 200}, "store_base_url"),
+        # X would link none of these, so no post could carry the product link.
+        ({"store_base_url": "https://" + "a" * 64 + ".com"}, "store_base_url"),
+        ({"store_base_url": "https://shop.example"}, "store_base_url"),
+        ({"store_base_url": "https://my_shop.com"}, "store_base_url"),
+        ({"store_base_url": "http://127.0.0.1:8080"}, "store_base_url"),
         ({"time_zone": "right/UTC"}, "time_zone"),
         ({"time_zone": "posix/Europe/Berlin"}, "time_zone"),
         ({"time_zone": "posixrules"}, "time_zone"),
@@ -1173,6 +1178,35 @@ def test_a_store_url_keeps_its_path_without_the_trailing_slash(client) -> None:
 
     assert response.status_code == 201
     assert response.get_json()["brand"]["store_base_url"] == "https://example.com/shop"
+
+
+def test_a_store_url_x_would_not_link_is_refused_where_it_is_set(client) -> None:
+    # Every caption request for such a brand was a 400 "no post fits": the link
+    # counted at its full length and was no link on X.
+    refused = post_json(
+        client,
+        "/v1/brands",
+        brand_body(store_base_url="https://" + "a" * 64 + ".com"),
+        OPERATOR_KEY,
+    )
+    longest = post_json(
+        client,
+        "/v1/brands",
+        brand_body(store_base_url="https://" + "a" * 63 + ".com"),
+        OPERATOR_KEY,
+    )
+
+    assert refused.status_code == 400
+    error = refused.get_json()["error"]
+    assert error["field"] == "store_base_url"
+    assert "63" in error["message"] and "X would not link" in error["message"]
+    assert longest.status_code == 201
+    key = longest.get_json()["api_key"]
+    post_json(client, "/v1/products", catalog(1), key)
+    drafted = post_json(
+        client, "/v1/captions", {"products": [catalog(1)[0]["sku"]]}, key
+    )
+    assert drafted.status_code == 201, drafted.get_json()
 
 
 def test_a_discount_over_100_percent_is_a_400(client, brand_key) -> None:

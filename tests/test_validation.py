@@ -213,13 +213,17 @@ def test_a_discount_outside_0_to_100_percent_is_refused(discount) -> None:
     ],
 )
 def test_a_brand_slug_is_derived_from_its_name_in_ascii(name, slug) -> None:
-    body = {"name": name, "time_zone": "UTC", "store_base_url": "https://a.example"}
+    body = {"name": name, "time_zone": "UTC", "store_base_url": "https://a.example.com"}
 
     assert brands.parse_brand(body)["slug"] == slug
 
 
 def test_a_name_with_no_ascii_letters_needs_a_slug() -> None:
-    body = {"name": "Ωμέγα", "time_zone": "UTC", "store_base_url": "https://a.example"}
+    body = {
+        "name": "Ωμέγα",
+        "time_zone": "UTC",
+        "store_base_url": "https://a.example.com",
+    }
 
     with pytest.raises(InvalidRequest) as raised:
         brands.parse_brand(body)

@@ -54,6 +54,8 @@ from cartcast import (
     hashtags,
     keys,
     link_policy,
+    links,
+    post_text,
     slots,
     validation,
     web,
@@ -826,6 +828,9 @@ def _store_base_url(body: dict) -> str:
             f"fragment: {problem}",
             field="store_base_url",
         )
+    problem = _unlinked_problem(url.rstrip("/"))
+    if problem:
+        raise InvalidRequest(f"'store_base_url' {problem}", field="store_base_url")
     return url.rstrip("/")
 
 
@@ -856,6 +861,31 @@ def _url_problem(url: str) -> str | None:
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         return "it has a query or a fragment"
     return None
+
+
+# Any product link built on the base stands for one: its post id is a UUID and its
+# handle is percent-encoded, so only the base decides whether X links it.
+_SAMPLE_POST_ID = "00000000-0000-4000-8000-000000000000"
+
+
+def _unlinked_problem(base: str) -> str | None:
+    """Say why X would not link the store's product links as a whole, if it would not.
+
+    X links what twitter-text's URL parser finds (post_text.linked_urls): a host on
+    a top-level domain outside X's list (".example", ".internal", an IP address,
+    "localhost"), or with a label over 63 characters or an underscore, is no link,
+    so every post would count it at its full length and none would carry a link.
+    """
+    sample = links.product_link(
+        base, "product", post_id=_SAMPLE_POST_ID, campaign="campaign"
+    )
+    if post_text.linked_urls(sample) == [sample]:
+        return None
+    return (
+        "is a URL X would not link (its host needs labels of at most 63 letters, "
+        "digits or dashes and a top-level domain on X's list), so no post could "
+        "carry its product links"
+    )
 
 
 def _optional_match(
