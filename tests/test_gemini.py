@@ -32,6 +32,7 @@ from cartcast.clock import FixedClock
 from cartcast.errors import ConfigurationError, RateLimited, TransientError
 from cartcast.gemini import CopyFailed, GeminiCaptioner, http_options
 from cartcast.links import product_link
+from cartcast.quota import QuotaGovernor
 from infra.gemini_standin import DEFAULT_API_KEY, GeminiStandIn
 from tests.helpers import write_authority, write_localhost_certificate
 
@@ -491,6 +492,29 @@ def test_tokens_spent_on_a_failed_batch_stay_on_its_drafts(
 
     assert drafts[0].usage["calls"] == 2
     assert drafts[0].usage["total_tokens"] > 0
+
+
+def test_a_first_attempts_tokens_count_when_the_quota_refuses_the_retry(
+    standin: GeminiStandIn, runtime, clock: FixedClock, voice: BrandVoice, requests
+) -> None:
+    # One call a minute: the bad answer takes it, and the retry is refused.
+    governed = GeminiCaptioner(
+        api_key=DEFAULT_API_KEY,
+        base_url=standin.base_url,
+        clock=clock,
+        retry_pause_s=0,
+        governor=QuotaGovernor(runtime.database, clock, per_minute=1, per_day=10),
+    )
+    set_fault(standin, "invalid_json", count=1)
+
+    drafts = write_drafts(requests, voice, gemini=governed)
+
+    assert len(calls(standin)) == 1
+    assert [draft.engine for draft in drafts] == ["template"] * 3
+    assert drafts[0].fallback_reason == "gemini: quota exhausted"
+    assert drafts[0].usage["calls"] == 1
+    assert drafts[0].usage["total_tokens"] > 0
+    assert drafts[0].usage["batch_size"] == 3
 
 
 # --- faults in one caption --------------------------------------------------------

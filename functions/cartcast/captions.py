@@ -330,26 +330,39 @@ def _ask_gemini(
     # cartcast errors; each becomes a reason every draft of the batch falls back with.
     try:
         result = gemini.write_copy(requests, voice, tone=tone, campaign=campaign)
+    # A failure after a billed attempt (bad JSON, then the quota refusing the retry)
+    # still spent that attempt's tokens: they are the batch's usage.
     except errors.RateLimited as error:
         return _GeminiOutcome(
-            None, None, None, "gemini: quota exhausted", quota_reset_at=error.reset_at
+            None,
+            _batch_usage(error.usage, requests),
+            None,
+            "gemini: quota exhausted",
+            quota_reset_at=error.reset_at,
         )
-    except errors.TransientError:
-        return _GeminiOutcome(None, None, None, "gemini: unavailable")
+    except errors.TransientError as error:
+        return _GeminiOutcome(
+            None, _batch_usage(error.usage, requests), None, "gemini: unavailable"
+        )
     except errors.PermanentError as error:
         reason = getattr(error, "reason", None) or "failed"
         return _GeminiOutcome(
             None, getattr(error, "usage", None) or None, None, f"gemini: {reason}"
         )
 
-    usage = dict(result.usage, batch_size=len(requests)) if result.usage else None
     return _GeminiOutcome(
         list(result.texts),
-        usage,
+        _batch_usage(result.usage, requests),
         result.model_version or gemini.model,
         poll_options=list(result.poll_options),
         languages=list(result.languages),
     )
+
+
+def _batch_usage(
+    usage: dict[str, int], requests: list[DraftRequest]
+) -> dict[str, int] | None:
+    return dict(usage, batch_size=len(requests)) if usage else None
 
 
 def _gemini_draft(

@@ -45,6 +45,9 @@ class TransientError(CartcastError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        # What a Gemini batch was billed before this ended it (an earlier attempt's
+        # tokens), so the batch's usage still counts them; empty elsewhere.
+        self.usage: dict[str, int] = {}
 
 
 class RateLimited(TransientError):

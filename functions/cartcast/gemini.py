@@ -263,9 +263,18 @@ class GeminiCaptioner:
                 captions, model_version = self._attempt(
                     system_instruction, user_text, max_output_tokens, refs, kind, usage
                 )
+            except TransientError as error:
+                # The quota refused the retry, or Gemini did: the first attempt's
+                # tokens were billed all the same, and are the batch's usage.
+                error.usage = dict(usage.counts) if usage.counts["calls"] else {}
+                raise
             except _Retryable as failure:
                 self._log_call(attempt, refs, started, problem=failure.reason)
                 if attempt == ATTEMPTS_MAX:
+                    if isinstance(failure.final, TransientError):
+                        failure.final.usage = (
+                            dict(usage.counts) if usage.counts["calls"] else {}
+                        )
                     raise failure.final from failure.__cause__
                 if failure.pause:
                     time.sleep(self._retry_pause_s)
