@@ -276,8 +276,8 @@ KEY_SHARE_NOWAIT = "SELECT id FROM brands WHERE id = :brand_id FOR KEY SHARE NOW
 def test_counting_the_monthly_allowance_leaves_the_brand_to_rows_that_name_it(
     api,
 ) -> None:
-    # Arrange: a caption request counts the month's link posts, and holds the
-    # brand to its commit (Gemini's call included).
+    # Arrange: a caption request, its copy written, counts the month's link posts
+    # again under the brand's lock, held to its commit.
     from cartcast import brands, link_policy
     from cartcast import runtime as runtime_module
 
@@ -286,8 +286,11 @@ def test_counting_the_monthly_allowance_leaves_the_brand_to_rows_that_name_it(
     current = runtime_module.current()
     with current.database.transaction() as counting:
         brand = brands.get_brand(counting, brand_id)
-        link_policy.choose_links(
+        planned = link_policy.choose_links(
             counting, brand, asked=None, drafts=1, now=current.clock.now()
+        )
+        link_policy.confirm_links(
+            counting, brand, planned, asked=None, now=current.clock.now()
         )
 
         # Act: meanwhile, a change of one of the brand's posts logs itself.
@@ -296,6 +299,77 @@ def test_counting_the_monthly_allowance_leaves_the_brand_to_rows_that_name_it(
 
     # Assert: it did not wait for the caption request.
     assert str(logged) == brand_id
+
+
+# What the brand's publisher and schedulers take on its row (posts.LOCK_BRAND),
+# asked not to wait: it fails at once if another transaction holds the row.
+NO_KEY_UPDATE_NOWAIT = (
+    "SELECT id FROM brands WHERE id = :brand_id FOR NO KEY UPDATE NOWAIT"
+)
+
+
+def test_no_brand_lock_is_held_while_gemini_writes_and_a_spent_link_turns_link_free(
+    api, monkeypatch
+) -> None:
+    """Gemini's answer is held until the test has locked the brand's row (as its
+    publisher does) and, meanwhile, spent the month's one link post on another
+    product; the held request then stores its draft link-free, with the note."""
+    from cartcast import posts
+    from cartcast import runtime as runtime_module
+
+    key = make_brand(api, link_policy="monthly", link_posts_per_month=1)
+    brand_id = api.get("/v1/brand", headers=auth(key)).get_json()["brand"]["id"]
+    held_sku, other_sku = (product["sku"] for product in catalog(2))
+    with GeminiStandIn() as standin:
+        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
+        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
+        runtime_module.reset()
+        gemini_api = make_app("api", "http")
+        release = standin.hold_answers()
+        answers = []
+        request = threading.Thread(
+            target=lambda: answers.append(
+                post_json(
+                    gemini_api.test_client(),
+                    "/v1/captions",
+                    {"products": [held_sku]},
+                    key,
+                )
+            )
+        )
+        request.start()
+        try:
+            assert standin.wait_for_requests(1), "the request never reached Gemini"
+            current = runtime_module.current()
+
+            # Act: while Gemini writes, the brand's row is locked, and another
+            # request spends the month's one link post.
+            with current.database.transaction() as publisher:
+                locked = publisher.scalar(NO_KEY_UPDATE_NOWAIT, brand_id=brand_id)
+            with current.database.transaction() as tx:
+                spent = posts.create_drafts(
+                    tx,
+                    brand_id=brand_id,
+                    body={"products": [other_sku]},
+                    created_by="test",
+                    now=current.clock.now(),
+                )
+        finally:
+            release.set()
+            request.join()
+
+    # Assert
+    assert str(locked) == brand_id
+    assert spent["posts"][0]["link"]
+    (answer,) = answers
+    assert answer.status_code == 201, answer.get_json()
+    (held,) = answer.get_json()["posts"]
+    assert held["link"] is None and not linked_urls(held["text"])
+    assert held["link_note"] == (
+        "link-free: the 1 link posts allowed for 2026-03 are spent"
+    )
+    assert held["engine"] == "template"
+    assert answer.get_json()["gemini_usage"]["calls"] == 1
 
 
 def test_a_monthly_count_lets_a_draft_of_the_same_product_log_itself_meanwhile(
@@ -335,3 +409,28 @@ def test_a_monthly_count_lets_a_draft_of_the_same_product_log_itself_meanwhile(
 
     (answer,) = answers
     assert answer.status_code == 201, answer.get_data(as_text=True)
+
+
+def test_links_asked_for_and_spent_while_the_copy_was_written_are_a_409(api) -> None:
+    from cartcast import brands, link_policy
+    from cartcast import runtime as runtime_module
+    from cartcast.errors import Conflict
+
+    key = make_brand(api, link_policy="monthly", link_posts_per_month=1)
+    brand_id = api.get("/v1/brand", headers=auth(key)).get_json()["brand"]["id"]
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        brand = brands.get_brand(tx, brand_id)
+        planned = link_policy.choose_links(
+            tx, brand, asked=True, drafts=1, now=current.clock.now()
+        )
+
+    draft(api, key, 1)
+    with current.database.transaction() as tx, pytest.raises(Conflict) as refused:
+        link_policy.confirm_links(
+            tx, brand, planned, asked=True, now=current.clock.now()
+        )
+
+    assert planned == [link_policy.LinkChoice(True)]
+    assert refused.value.field == "link"
+    assert "0 are left for 2026-03" in str(refused.value)

@@ -37,10 +37,14 @@ from cartcast.errors import Conflict, InvalidRequest
 POLICIES = ("always", "never", "monthly")
 LINK_POSTS_PER_MONTH_MAX = 10_000
 
-# NO KEY, as posts.LOCK_BRAND: a caption request holds this to its commit, Gemini's
-# call included, and FOR UPDATE made every change that logs itself against the
-# brand (post_events' foreign key takes KEY SHARE) wait for that call.
-LOCK_BRAND = "SELECT id FROM brands WHERE id = :brand_id FOR NO KEY UPDATE"
+# NO KEY, as posts.LOCK_BRAND: FOR UPDATE would make every change that logs itself
+# against the brand (post_events' foreign key takes KEY SHARE) wait for it. Taken
+# only once the copy is written (confirm_links), never across Gemini's call: the
+# brand's publisher and schedulers take this row too, and a call can last 41 s.
+LOCK_BRAND_LINK_SETTINGS = """
+SELECT link_policy, link_posts_per_month FROM brands
+WHERE id = :brand_id FOR NO KEY UPDATE
+"""
 COUNT_LINK_POSTS = """
 SELECT count(*) FROM posts
 WHERE brand_id = :brand_id AND link IS NOT NULL
@@ -123,31 +127,94 @@ def choose_links(
             )
         return [LinkChoice(False)] * drafts
 
+    # Read without a lock: confirm_links counts again, under the brand's row lock,
+    # once the copy is written.
     remaining, month = _monthly_remaining(tx, brand, now)
     if asked and drafts > remaining:
-        raise Conflict(
-            f"the brand allows {brand['link_posts_per_month']} link posts a month "
-            f"and {remaining} are left for {month}; {drafts} were asked. Ask for "
-            "link-free posts (link: false), fewer drafts, or wait for next month",
-            field="link",
-        )
-    note = (
-        f"link-free: the {brand['link_posts_per_month']} link posts allowed for "
-        f"{month} are spent"
-    )
+        raise _allowance_conflict(brand, remaining, month, drafts)
+    note = _spent_note(brand, month)
     return [
         LinkChoice(True) if index < remaining else LinkChoice(False, note)
         for index in range(drafts)
     ]
 
 
+def confirm_links(
+    tx: Transaction,
+    brand: dict[str, Any],
+    planned: list[LinkChoice],
+    *,
+    asked: bool | None,
+    now: dt.datetime,
+) -> list[LinkChoice]:
+    """Check `planned` (choose_links' answer) again under the brand's row lock.
+
+    Called once the copy is written, just before the drafts are stored, so that no
+    lock is held while Gemini writes. Two requests at once would each have counted
+    the same allowance: the lock, held to the commit, makes the second count the
+    first's drafts. A link draft the allowance no longer covers turns link-free,
+    with the note choose_links would have given it; when the request asked for
+    links (`link: true`) it is refused with a Conflict as choose_links refuses.
+    """
+    wanted = sum(choice.has_link for choice in planned)
+    if brand["link_policy"] != "monthly" or wanted == 0:
+        return planned
+
+    # The settings too may have changed since the copy was asked for.
+    current = tx.one(LOCK_BRAND_LINK_SETTINGS, brand_id=str(brand["id"]))
+    if current is None or current["link_policy"] == "always":
+        return planned
+    brand = {**brand, **current}
+    if brand["link_policy"] == "never":
+        allowed, month, note = 0, "", "link-free: the brand's link_policy is 'never'"
+    else:
+        allowed, month = _monthly_remaining(tx, brand, now)
+        note = _spent_note(brand, month)
+    if wanted <= allowed:
+        return planned
+    if asked:
+        if brand["link_policy"] == "never":
+            raise Conflict(
+                "the brand's link_policy became 'never' while the copy was written; "
+                "ask for link-free posts (link: false)",
+                field="link",
+            )
+        raise _allowance_conflict(brand, allowed, month, len(planned))
+
+    confirmed = []
+    for choice in planned:
+        if choice.has_link and allowed > 0:
+            allowed -= 1
+            confirmed.append(choice)
+        elif choice.has_link:
+            confirmed.append(LinkChoice(False, note))
+        else:
+            confirmed.append(choice)
+    return confirmed
+
+
+def _allowance_conflict(
+    brand: dict[str, Any], remaining: int, month: str, drafts: int
+) -> Conflict:
+    return Conflict(
+        f"the brand allows {brand['link_posts_per_month']} link posts a month "
+        f"and {remaining} are left for {month}; {drafts} were asked. Ask for "
+        "link-free posts (link: false), fewer drafts, or wait for next month",
+        field="link",
+    )
+
+
+def _spent_note(brand: dict[str, Any], month: str) -> str:
+    return (
+        f"link-free: the {brand['link_posts_per_month']} link posts allowed for "
+        f"{month} are spent"
+    )
+
+
 def _monthly_remaining(
     tx: Transaction, brand: dict[str, Any], now: dt.datetime
 ) -> tuple[int, str]:
     """Return the link posts left this brand-local month, and the month's name."""
-    # Two caption requests at once would both see the same count: the brand's row
-    # lock makes the second wait for the first's drafts.
-    tx.one(LOCK_BRAND, brand_id=str(brand["id"]))
     start, end = month_bounds(now, brand["time_zone"])
     used = tx.scalar(
         COUNT_LINK_POSTS,

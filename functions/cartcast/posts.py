@@ -21,6 +21,7 @@ joined by a blank line.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -224,12 +225,28 @@ def create_drafts(
         for row in tx.rows(SELECT_RECENT_TEXTS, brand_id=brand_id, since=since)
     }
 
+    voice = brand_voice(brand, sponsored=asked.sponsored, language=language)
     drafts = write_drafts(
         [planned.request for planned in requests],
-        brand_voice(brand, sponsored=asked.sponsored, language=language),
+        voice,
         tone=asked.tone,
         campaign=asked.campaign,
         gemini=gemini,
+        recent_posts=recent,
+        near_duplicate_threshold=near_duplicate_threshold,
+    )
+    # One Gemini call wrote the whole batch, so its token usage is the batch's.
+    usage = next((draft.usage for draft in drafts if draft.usage), None)
+
+    # The brand's row lock is taken only now that the copy is written: the link
+    # allowance counted above may have been spent meanwhile.
+    confirmed = link_policy.confirm_links(tx, brand, choices, asked=asked.link, now=now)
+    requests, drafts = _without_unaffordable_links(
+        requests,
+        drafts,
+        confirmed,
+        voice,
+        asked,
         recent_posts=recent,
         near_duplicate_threshold=near_duplicate_threshold,
     )
@@ -238,8 +255,6 @@ def create_drafts(
         _require_a_publishable_draft(planned.request, draft)
     for planned, draft in zip(requests, drafts, strict=True):
         _store_draft(tx, brand, planned, draft, asked, created_by=created_by, now=now)
-    # One Gemini call wrote the whole batch, so its token usage is the batch's.
-    usage = next((draft.usage for draft in drafts if draft.usage), None)
     return {
         "posts": [
             get_post(tx, brand_id=brand_id, post_id=planned.post_id)
@@ -268,6 +283,59 @@ class _PlannedDraft:
     post_id: str
     request: DraftRequest
     link_note: str | None
+
+
+def _without_unaffordable_links(
+    requests: list[_PlannedDraft],
+    drafts: list[Any],
+    confirmed: list[link_policy.LinkChoice],
+    voice: Any,
+    asked: CaptionRequest,
+    *,
+    recent_posts: dict[str, str],
+    near_duplicate_threshold: float,
+) -> tuple[list[_PlannedDraft], list[Any]]:
+    """Rewrite link-free, with the template engine, each draft whose link was lost.
+
+    The template engine, not Gemini: this runs under the brand's row lock. The
+    rewritten drafts must not resemble the kept ones, which join the recent posts.
+    """
+    from cartcast.captions import write_drafts
+
+    lost = [
+        index
+        for index, (planned, choice) in enumerate(zip(requests, confirmed, strict=True))
+        if planned.request.link and not choice.has_link
+    ]
+    if not lost:
+        return requests, drafts
+
+    kept = {
+        planned.post_id: draft.text
+        for index, (planned, draft) in enumerate(zip(requests, drafts, strict=True))
+        if index not in lost
+    }
+    rewritten = [
+        dataclasses.replace(
+            requests[index],
+            request=dataclasses.replace(requests[index].request, link=""),
+            link_note=confirmed[index].note,
+        )
+        for index in lost
+    ]
+    redrafts = write_drafts(
+        [planned.request for planned in rewritten],
+        voice,
+        tone=asked.tone,
+        campaign=asked.campaign,
+        recent_posts={**recent_posts, **kept},
+        near_duplicate_threshold=near_duplicate_threshold,
+    )
+
+    requests, drafts = list(requests), list(drafts)
+    for index, planned, draft in zip(lost, rewritten, redrafts, strict=True):
+        requests[index], drafts[index] = planned, draft
+    return requests, drafts
 
 
 def _require_distinct(products: list[dict[str, Any]]) -> None:
