@@ -208,8 +208,16 @@ def _rollup_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
     their offboarding grace period, mention texts past their retention, the kept
     X ids of removed mentions no poll reaches any more, the addresses of failed
     console sign-ins whose window is over, the console sign-outs of sessions
-    already expired, and tick claims past their keep."""
-    from cartcast import console_signouts, kpis, offboarding, retention, signin_limits
+    already expired, tick claims past their keep, and caption requests'
+    Idempotency-Keys past their day."""
+    from cartcast import (
+        console_signouts,
+        idempotency_keys,
+        kpis,
+        offboarding,
+        retention,
+        signin_limits,
+    )
 
     outcome = kpis.rollup(current, as_of=as_of)
     now = current.clock.now()
@@ -219,6 +227,7 @@ def _rollup_run(current: runtime.Runtime, *, as_of: Any) -> dict[str, Any]:
     outcome.update(signin_limits.sweep_past_windows(current, now=now))
     outcome.update(console_signouts.sweep_expired(current, now=now))
     outcome.update(retention.sweep_handled_events(current, now=now))
+    outcome.update(idempotency_keys.sweep_old_keys(current, now=now))
     return outcome
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 
@@ -520,3 +521,135 @@ def test_each_punctuation_mark_x_links_inside_a_hashtag_and_no_other_is_taken() 
 @pytest.mark.parametrize("tag", ["#\ufe0fad", "#\u20e3ad"])
 def test_a_hash_sign_made_an_emoji_starts_no_hashtag(tag) -> None:
     assert not brands.is_one_hashtag(tag)
+
+
+# --- Idempotency-Key ----------------------------------------------------------------
+
+
+def _send_with_key(client, path: str, body: dict, brand_key: str, key: str):
+    return client.post(
+        path,
+        data=json.dumps(body),
+        headers={**auth(brand_key), "Idempotency-Key": key},
+        content_type="application/json",
+    )
+
+
+def _stored_posts(brand_key: str) -> list[dict]:
+    api = make_app("api", "http").test_client()
+    return api.get("/v1/posts?limit=50", headers=auth(brand_key)).get_json()["posts"]
+
+
+@pytest.mark.parametrize("path", ["generate_caption", "POST /v1/captions"])
+def test_a_request_sent_again_with_its_key_replays_the_first_answer(
+    brand_key, standin, path
+) -> None:
+    client = caption_client() if path == "generate_caption" else None
+    client = client or make_app("api", "http").test_client()
+    url = "/" if path == "generate_caption" else "/v1/captions"
+    body = {"products": [p["sku"] for p in catalog(2)]}
+
+    first = _send_with_key(client, url, body, brand_key, "retry-7f3a")
+    again = _send_with_key(client, url, body, brand_key, "retry-7f3a")
+
+    assert first.status_code == again.status_code == 201, again.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.get_json() == first.get_json()
+    assert len(standin.requests()) == 1
+    assert len(_stored_posts(brand_key)) == 2
+
+
+def test_a_key_sent_with_another_body_is_a_409_naming_the_header(brand_key) -> None:
+    skus = [p["sku"] for p in catalog(2)]
+    first = _send_with_key(caption_client(), "/", {"products": skus}, brand_key, "k1")
+
+    other = _send_with_key(
+        caption_client(), "/", {"products": skus[:1]}, brand_key, "k1"
+    )
+
+    assert first.status_code == 201
+    assert other.status_code == 409
+    assert other.get_json()["error"]["field"] == "Idempotency-Key"
+    assert len(_stored_posts(brand_key)) == 2
+
+
+def test_a_malformed_key_is_a_400_naming_the_header(brand_key) -> None:
+    body = {"products": [catalog(1)[0]["sku"]]}
+
+    response = _send_with_key(caption_client(), "/", body, brand_key, "a key")
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "Idempotency-Key"
+    assert _stored_posts(brand_key) == []
+
+
+def test_a_key_belongs_to_its_brand(brand_key) -> None:
+    api = make_app("api", "http").test_client()
+    other = brand_body(slug="other-goods", name="Other Goods")
+    other_key = post_json(api, "/v1/brands", other, OPERATOR_KEY).get_json()["api_key"]
+    post_json(api, "/v1/products", catalog(1), other_key)
+    body = {"products": [catalog(1)[0]["sku"]]}
+
+    mine = _send_with_key(caption_client(), "/", body, brand_key, "shared")
+    theirs = _send_with_key(caption_client(), "/", body, other_key, "shared")
+
+    assert mine.status_code == theirs.status_code == 201
+    assert "Idempotent-Replayed" not in theirs.headers
+    assert len(_stored_posts(other_key)) == 1
+
+
+def test_a_second_request_with_the_key_waits_for_the_first_and_replays_it(
+    brand_key, standin
+) -> None:
+    """The first's Gemini answer is held until the second waits on a lock."""
+    from tests.helpers import WAITING_ON_A_LOCK
+
+    body = {"products": [catalog(1)[0]["sku"]]}
+    release = standin.hold_answers()
+    app = make_app("api", "http")
+    answers: list = [None, None]
+
+    def ask(index: int) -> None:
+        answers[index] = _send_with_key(
+            app.test_client(), "/v1/captions", body, brand_key, "twice"
+        )
+
+    first = threading.Thread(target=ask, args=(0,))
+    second = threading.Thread(target=ask, args=(1,))
+    first.start()
+    try:
+        assert standin.wait_for_requests(1), "the first request never reached Gemini"
+        second.start()
+        database = runtime.current().database
+        for _ in range(3000):
+            with database.transaction() as tx:
+                if tx.scalar(WAITING_ON_A_LOCK):
+                    break
+        else:
+            raise AssertionError("the second request never waited on the first")
+    finally:
+        release.set()
+        first.join()
+        if second.is_alive() or second.ident is not None:
+            second.join()
+
+    assert [answer.status_code for answer in answers] == [201, 201]
+    assert answers[1].get_json() == answers[0].get_json()
+    assert len(standin.requests()) == 1
+    assert len(_stored_posts(brand_key)) == 1
+
+
+def test_keys_older_than_a_day_are_pruned(brand_key) -> None:
+    from cartcast import idempotency_keys
+
+    body = {"products": [catalog(1)[0]["sku"]]}
+    _send_with_key(caption_client(), "/", body, brand_key, "old")
+    current = runtime.current()
+    now = current.clock.now()
+
+    kept = idempotency_keys.sweep_old_keys(current, now=now + dt.timedelta(hours=23))
+    pruned = idempotency_keys.sweep_old_keys(current, now=now + dt.timedelta(hours=25))
+
+    assert kept == {"idempotency_keys_pruned": 0}
+    assert pruned == {"idempotency_keys_pruned": 1}

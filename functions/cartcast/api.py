@@ -28,7 +28,15 @@ from werkzeug.routing import Map, Rule
 # Only what routing and authentication need is imported here; each handler imports
 # the domain modules it runs, so a cold start loads one route's modules, not all
 # of them (the caption function, for one, never loads the reports' jinja2).
-from cartcast import audit, keys, offboarding, post_events, validation, web
+from cartcast import (
+    audit,
+    idempotency_keys,
+    keys,
+    offboarding,
+    post_events,
+    validation,
+    web,
+)
 from cartcast.db import Transaction
 from cartcast.errors import (
     CartcastError,
@@ -332,6 +340,12 @@ def _route(request: Any, runtime: Any) -> web.Response:
                 _refuse_a_body(request)
             elif request.method in ("POST", "PATCH"):
                 body = web.read_json(request, optional=endpoint in _OPTIONAL_BODY)
+            # POST /v1/captions alone reads a header past Authorization.
+            headers = (
+                {"idempotency_key": request.headers.get(idempotency_keys.HEADER)}
+                if endpoint == "create_captions"
+                else {}
+            )
             with _not_found_names(arguments):
                 return HANDLERS[endpoint](
                     tx,
@@ -340,6 +354,7 @@ def _route(request: Any, runtime: Any) -> web.Response:
                     body=body,
                     query=request.args,
                     **arguments,
+                    **headers,
                 )
     except _Refused as refused:
         route = _route_pattern(request.path, request.method)
@@ -395,7 +410,13 @@ def _caption_request(request: Any, runtime: Any) -> web.Response:
             caller = _authorize(tx, request, runtime, CAPTION_FUNCTION_ROLE)
             # The spec lists no parameter for it: one would be a misplaced field.
             _refuse_unknown_query(request, (), "POST generate_caption")
-            return captions_response(tx, runtime, caller, web.read_json(request))
+            return captions_response(
+                tx,
+                runtime,
+                caller,
+                web.read_json(request),
+                idempotency_key=request.headers.get(idempotency_keys.HEADER),
+            )
     except _Refused as refused:
         return _record_refusal(runtime, refused, "POST generate_caption")
     except CartcastError as error:
@@ -903,25 +924,48 @@ def get_product(
 
 
 def create_captions(
-    tx: Transaction, *, runtime: Any, caller: keys.Caller, body: Any, query: Any
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    idempotency_key: str | None = None,
 ) -> web.Response:
-    return captions_response(tx, runtime, caller, body)
+    return captions_response(tx, runtime, caller, body, idempotency_key=idempotency_key)
 
 
 def captions_response(
-    tx: Any, runtime: Any, caller: keys.Caller, body: Any
+    tx: Any,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    *,
+    idempotency_key: str | None = None,
 ) -> web.Response:
     """Write and store drafts for products (also the generate_caption function).
 
     A brand that asked to leave gets a 409 before Gemini is called: a cost recorded
-    on it would mark KPI days while the offboarding sweep deletes its rows.
+    on it would mark KPI days while the offboarding sweep deletes its rows. With
+    an Idempotency-Key header, a request sent again gets the first answer
+    (idempotency_keys.py).
     """
     from cartcast import caption_jobs, posts
 
     brand_id = keys.require_brand(caller)
+    key = idempotency_keys.parse_key(idempotency_key)
     caption_jobs.refuse_while_offboarding(
         tx, brand_id=brand_id, refused="no captions are written"
     )
+    if key is not None:
+        stored = idempotency_keys.claim(
+            tx, brand_id=brand_id, key=key, body=body, now=runtime.clock.now()
+        )
+        if stored is not None:
+            status, answer = stored
+            replayed = {idempotency_keys.REPLAYED_HEADER: "true"}
+            return web.json_response(answer, status, replayed)
+
     created = posts.create_drafts(
         tx,
         brand_id=brand_id,
@@ -932,7 +976,12 @@ def captions_response(
         near_duplicate_threshold=runtime.settings.near_duplicate_threshold,
         near_duplicate_days=runtime.settings.near_duplicate_days,
     )
-    return web.json_response(created, 201)
+    response = web.json_response(created, 201)
+    if key is not None:
+        idempotency_keys.remember(
+            tx, brand_id=brand_id, key=key, status=201, answer=response[0]
+        )
+    return response
 
 
 def gemini_state(

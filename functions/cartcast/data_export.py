@@ -125,6 +125,17 @@ def _by_brand(
 
 
 FILES = (
+    # A day of caption requests' keys and the answers they replay (sql/059).
+    _by_brand(
+        "caption_idempotency_keys.jsonl",
+        """
+        SELECT CAST(to_jsonb(t) AS text) AS line, t.key AS after
+        FROM caption_idempotency_keys t
+        WHERE t.brand_id = :brand_id AND t.key > :after
+        ORDER BY t.key LIMIT :limit
+        """,
+        "",
+    ),
     _by_brand(
         "products.jsonl",
         """
