@@ -208,8 +208,11 @@ def test_a_run_killed_with_its_connection_is_taken_over_at_once(runtime) -> None
     assert handled_at == a_second_on
 
 
+# Waits (up to 5 s) for each session to be gone: without the wait the signal is
+# only sent, and the retry could find the lock still held by a backend that has
+# not exited yet (it failed so once over the Unix socket).
 END_RUN_SESSIONS = """
-SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_locks
 WHERE locktype = 'advisory' AND classid = 7317 AND granted
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
