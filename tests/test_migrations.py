@@ -139,3 +139,48 @@ def test_migrate_into_a_database_that_does_not_exist_says_so_in_one_line(
     assert printed.out == ""
     assert printed.err.count("\n") == 1
     assert 'database "cartcast_never_created" does not exist' in printed.err
+
+
+def test_058_names_the_orders_a_backfill_keyed_by_name_stored_before_it(
+    scratch_url: str, tmp_path: Path
+) -> None:
+    # A file without an Id column keyed its orders by Name ("#1001"); 058 gives
+    # those, and only those, their name, so a webhook for one finds it.
+    database = db.connect_from_settings(_settings(scratch_url))
+    name_file = "058_orders_keep_their_name.sql"
+    for path in migrate.default_sql_dir().glob("*.sql"):
+        if path.name < name_file:
+            (tmp_path / path.name).symlink_to(path)
+    migrate.apply_migrations(database, tmp_path)
+    with database.transaction() as tx:
+        brand_id = tx.scalar(
+            "INSERT INTO brands (slug, name, time_zone, store_base_url, "
+            "posting_slots, created_at) VALUES ('old-goods', 'Old Goods', 'UTC', "
+            "'https://old-goods.example', '[]', now()) RETURNING id"
+        )
+        for external_id, webhook_id in (
+            ("#1001", None),
+            ("820982911946154508", "delivery-1"),
+            ("A-7", None),
+        ):
+            tx.execute(
+                "INSERT INTO orders (brand_id, external_id, ordered_at, currency, "
+                "total_price, received_at, webhook_id) VALUES (:brand_id, "
+                ":external_id, now(), 'USD', 5, now(), :webhook_id)",
+                brand_id=brand_id,
+                external_id=external_id,
+                webhook_id=webhook_id,
+            )
+    (tmp_path / name_file).symlink_to(migrate.default_sql_dir() / name_file)
+
+    applied = migrate.apply_migrations(database, tmp_path)
+
+    assert applied == [name_file]
+    with database.transaction() as tx:
+        rows = tx.rows("SELECT external_id, name FROM orders ORDER BY external_id")
+    assert {row["external_id"]: row["name"] for row in rows} == {
+        "#1001": "#1001",
+        "820982911946154508": None,
+        "A-7": None,
+    }
+    database.close()

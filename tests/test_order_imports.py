@@ -588,3 +588,98 @@ def test_a_cancelled_row_that_cannot_be_is_a_reported_row(
     assert report["cancelled"] == 0
     assert [error["field"] for error in report["errors"]] == [field]
     assert list(stored()) == [key[:200]]
+
+
+NAME_HEADER = "Name,Created at,Currency,Total,Financial Status,Refunded Amount"
+
+
+def shopify_json_order(**changes) -> dict:
+    """The order as the webhook or POST /v1/orders brings it: numeric id and name."""
+    return {
+        "id": 820982911946154508,
+        "name": "#1001",
+        "created_at": "2026-03-01T10:00:00-05:00",
+        "currency": "USD",
+        "total_price": "40.00",
+        **changes,
+    }
+
+
+def test_a_name_keyed_backfill_of_an_order_already_sent_is_a_duplicate(
+    client, brand
+) -> None:
+    sent = post_json(client, "/v1/orders", shopify_json_order(), brand["key"])
+    text = "\n".join([NAME_HEADER, "#1001,2026-03-01 10:00:00 -0500,USD,40.00,paid,"])
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert sent.status_code == 201, sent.get_json()
+    assert (report["stored"], report["duplicates"]) == (0, 1), report
+    assert list(stored()) == ["820982911946154508"]
+
+
+def test_an_order_backfilled_by_name_and_then_sent_is_stored_once_under_its_id(
+    client, brand
+) -> None:
+    text = "\n".join([NAME_HEADER, "#1001,2026-03-01 10:00:00 -0500,USD,40.00,paid,"])
+    send_csv(client, brand["key"], text)
+
+    sent = post_json(client, "/v1/orders", shopify_json_order(), brand["key"])
+
+    assert sent.status_code == 200, sent.get_json()
+    assert sent.get_json()["duplicate"] is True
+    assert sent.get_json()["order"]["name"] == "#1001"
+    # It takes the store's id, so what names it by id alone (a refund) finds it.
+    assert list(stored()) == ["820982911946154508"]
+
+
+def test_a_file_with_an_id_column_keeps_the_name_it_carries(client, brand) -> None:
+    by_id = "\n".join([HEADER, "#1001,501,2026-03-01T10:00:00Z,USD,29.90,Mug,,"])
+    send_csv(client, brand["key"], by_id)
+    by_name = "\n".join([NAME_HEADER, "#1001,2026-03-01T10:00:00Z,USD,29.90,paid,"])
+
+    report = send_csv(client, brand["key"], by_name).get_json()
+
+    assert report["duplicates"] == 1, report
+    assert list(stored()) == ["501"]
+
+
+def test_a_voided_order_is_no_sale_and_a_refunded_one_is_kept_at_zero(
+    client, brand
+) -> None:
+    # Shopify: voided is an authorized payment never captured, the order cancelled;
+    # refunded is the full amount paid given back, whatever Refunded Amount says
+    # (an order paid in part and refunded shows less than its Total there).
+    text = "\n".join(
+        [
+            NAME_HEADER,
+            "#1001,2026-03-01T10:00:00Z,USD,40.00,voided,",
+            "#1002,2026-03-01T11:00:00Z,USD,40.00,Refunded,",
+            "#1003,2026-03-01T12:00:00Z,USD,40.00,refunded,10.00",
+            "#1004,2026-03-01T13:00:00Z,USD,40.00,partially_refunded,15.50",
+            "#1005,2026-03-01T14:00:00Z,USD,40.00,expired,",
+            "#1006,2026-03-01T15:00:00Z,USD,40.00,paid,",
+        ]
+    )
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert (report["rows"], report["stored"], report["cancelled"]) == (6, 4, 2)
+    assert {key: str(row["total_price"]) for key, row in stored().items()} == {
+        "#1002": "0.00",
+        "#1003": "0.00",
+        "#1004": "24.50",
+        "#1006": "40.00",
+    }
+
+
+def test_a_voided_row_removes_the_order_sent_before_under_its_name(
+    client, brand
+) -> None:
+    post_json(client, "/v1/orders", shopify_json_order(), brand["key"])
+    text = "\n".join([NAME_HEADER, "#1001,2026-03-01T10:00:00Z,USD,40.00,voided,"])
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert report["cancelled"] == 1
+    assert stored() == {}

@@ -89,10 +89,14 @@ def sign(raw: bytes, secret: str = SECRET) -> str:
 
 
 def shopify_order(**changes) -> bytes:
-    """An orders/create body as Shopify writes it: ids as numbers, money as text."""
+    """An orders/create body as Shopify writes it: ids as numbers, money as text.
+
+    Another id gets another name, as in a store, where names are unique too.
+    """
+    order_id = changes.get("id", 820982911946154508)
     order = {
-        "id": 820982911946154508,
-        "name": "#1001",
+        "id": order_id,
+        "name": "#1001" if order_id == 820982911946154508 else f"#{order_id}",
         "created_at": "2026-03-02T05:30:00-05:00",
         "currency": "USD",
         "total_price": "199.65",
@@ -707,4 +711,54 @@ def test_a_cancellation_racing_the_uncommitted_creation_still_removes_it(
     canceller.join(timeout=30)
 
     assert not canceller.is_alive()
+
+
+def test_a_signed_order_backfilled_by_name_before_is_the_same_order(
+    server, app, brand
+) -> None:
+    backfill = "Name,Created at,Currency,Total\n#1001,2026-03-02T10:30:00Z,USD,199.65"
+    imported = app.test_client().post(
+        "/v1/orders/import",
+        data=backfill,
+        headers=auth(brand["key"]),
+        content_type="text/csv",
+    )
+    raw = shopify_order()
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw)
+    )
+
+    assert imported.get_json()["stored"] == 1
+    assert status == 200, answer
+    assert answer["duplicate"] is True
+    assert [row["external_id"] for row in stored_orders()] == ["820982911946154508"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": 1001}, "name"),
+        ({"name": "#10\n01"}, "name"),
+        ({"financial_status": 5}, "financial_status"),
+    ],
+    ids=["number-name", "control-name", "number-status"],
+)
+def test_a_bad_name_or_financial_status_is_a_400(app, brand, change, field) -> None:
+    body = json.loads(shopify_order(**change))
+
+    response = post_json(app.test_client(), "/v1/orders", body, brand["key"])
+
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["field"] == field
+    assert stored_orders() == []
+
+
+def test_a_voided_order_by_api_is_no_sale(app, brand) -> None:
+    body = json.loads(shopify_order(financial_status="voided"))
+
+    response = post_json(app.test_client(), "/v1/orders", body, brand["key"])
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["cancelled"] is True
     assert stored_orders() == []

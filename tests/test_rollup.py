@@ -126,6 +126,7 @@ def add_order(
         orders.INSERT_ORDER,
         brand_id=brand_id,
         external_id=external_id,
+        name=None,
         ordered_at=at,
         currency="USD",
         total_price=Decimal(total),

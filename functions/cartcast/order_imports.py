@@ -5,16 +5,22 @@ POST /v1/orders/import with the brand's key and a text/csv body. The columns rea
 
     Id or Name      the order id: Id when the header has it (it is the id the
                     webhook sends, so an order sent both ways is stored once; a
-                    row with an empty Id is refused), else Name
+                    row with an empty Id is refused), else Name. Name is kept as
+                    the order's name either way, and an order stored under the
+                    same name (the webhook sends it) is the same order
+                    (decision 0098)
     Created at      "2026-03-02 10:00:00 -0500" as Shopify exports it, or RFC 3339
     Currency        ISO 4217 code, the brand's
     Total           the order total, not negative ("-0" is 0)
     Landing Site    optional; carries the post's UTM parameters
     Referring Site  optional
     Cancelled at    optional; a row with a time here is no sale: it is not stored,
-                    an order stored before under its id is removed, and a later
-                    row or webhook of that id is counted as cancelled, not stored;
-                    a value that is no time is a reported row
+                    an order stored before under its id or name is removed,
+                    and a later row or webhook of that id is counted as
+                    cancelled, not stored; a value that is no time is a
+                    reported row
+    Financial Status optional; voided or expired is no sale, as Cancelled at;
+                    refunded was paid and given back in full: kept as 0.00
     Refunded Amount optional; taken off the Total, so revenue is what the store
                     kept (a refund larger than the Total is a reported row)
 
@@ -52,6 +58,7 @@ REQUIRED_COLUMNS = ("created at", "currency", "total")
 # writes both on an order's first row).
 CANCELLED_COLUMN = "cancelled at"
 REFUNDED_COLUMN = "refunded amount"
+STATUS_COLUMN = "financial status"
 COLUMN_FIELDS = {
     "created at": "created_at",
     "currency": "currency",
@@ -88,7 +95,7 @@ def import_orders(
     }
     seen: set[str] = set()
     valid: list[dict[str, Any]] = []
-    cancelled: list[str] = []
+    cancelled: list[tuple[str, str | None]] = []
     for line, row in rows:
         order_key = _order_key(row, key_column)
         if order_key in seen and not row.get("total", "").strip():
@@ -97,12 +104,14 @@ def import_orders(
         if order_key:
             seen.add(order_key)
         try:
-            if (row.get(CANCELLED_COLUMN) or "").strip():
+            if _is_no_sale(row):
                 cancelled.append(_cancelled_key(row, order_key))
                 continue
-            order = orders.parse_order(_as_order(row, order_key), now=now)
+            body = _as_order(row, order_key)
+            order = orders.parse_order(body, now=now)
             orders.check_currency(order, brand_currency)
-            order["total_price"] = _net_of_refund(order["total_price"], row)
+            net = _net_of_refund(order["total_price"], row)
+            order["total_price"] = orders.kept_by_store(net, body)
         except InvalidRequest as error:
             report["errors"].append(
                 {
@@ -150,8 +159,10 @@ def import_orders(
             stored_ids.append(str(inserted))
 
     # In the inserts' order, for the same reason.
-    for external_id in sorted(cancelled):
-        orders.cancel_order(tx, brand_id=brand_id, external_id=external_id, now=now)
+    for external_id, name in sorted(cancelled, key=lambda pair: pair[0]):
+        orders.cancel_order(
+            tx, brand_id=brand_id, external_id=external_id, name=name, now=now
+        )
     report["cancelled"] += len(cancelled)
 
     report["attributed"] = attribution.attribute_pending(
@@ -212,7 +223,13 @@ def _read_rows(text: str) -> tuple[str, list[tuple[int, dict[str, str]]]]:
 def _check_columns(columns: list[str]) -> None:
     # csv keeps the last of two cells under one name: a second Id or Total would
     # stand in for the first without a word. Columns not read may repeat.
-    read = (*ID_COLUMNS, *COLUMN_FIELDS, CANCELLED_COLUMN, REFUNDED_COLUMN)
+    read = (
+        *ID_COLUMNS,
+        *COLUMN_FIELDS,
+        CANCELLED_COLUMN,
+        REFUNDED_COLUMN,
+        STATUS_COLUMN,
+    )
     repeated = next(
         (name for name in read if columns.count(name) > 1),
         None,
@@ -248,16 +265,32 @@ def _order_key(row: dict[str, str], key_column: str) -> str:
     return (row.get(key_column) or "").strip()
 
 
-def _cancelled_key(row: dict[str, str], order_key: str) -> str:
-    """Return the id of the order the row cancels, refusing a row that cannot.
+def _cancelled_key(row: dict[str, str], order_key: str) -> tuple[str, str | None]:
+    """Return the id and name of the order the row cancels, refusing a row that
+    cannot.
 
     A cancellation is kept for good (orders.cancel_order), so a "no" or "N/A"
     in the column, or an id no store writes, is a reported row, as the JSON
-    route refuses a `cancelled_at` that is no time.
+    route refuses a `cancelled_at` that is no time. A voided or expired row
+    needs no time there.
     """
     external_id = orders.order_id({"id": order_key or None})
-    validation.instant(_created_at(row[CANCELLED_COLUMN]), "cancelled_at")
-    return external_id
+    name = orders.order_name({"name": _order_name(row)})
+    if (row.get(CANCELLED_COLUMN) or "").strip():
+        validation.instant(_created_at(row[CANCELLED_COLUMN]), "cancelled_at")
+    return external_id, name
+
+
+def _order_name(row: dict[str, str]) -> str | None:
+    """Read the order's name ("#1001"), kept whichever column keys the file."""
+    return (row.get("name") or "").strip() or None
+
+
+def _is_no_sale(row: dict[str, str]) -> bool:
+    """Say whether the row is no sale: cancelled, or its payment voided or expired."""
+    if (row.get(CANCELLED_COLUMN) or "").strip():
+        return True
+    return orders.is_no_sale_status({"financial_status": row.get(STATUS_COLUMN)})
 
 
 def _net_of_refund(total: Decimal, row: dict[str, str]) -> Decimal:
@@ -280,7 +313,11 @@ def _as_order(row: dict[str, str], order_key: str) -> dict[str, Any]:
     A blank cell is a field left out; any other is taken as written, so that a
     Total of " 5" or a Currency of "USD " is refused as the JSON order refuses it.
     """
-    body: dict[str, Any] = {"id": order_key or None}
+    body: dict[str, Any] = {
+        "id": order_key or None,
+        "name": _order_name(row),
+        "financial_status": row.get(STATUS_COLUMN) or None,
+    }
     for column, field in COLUMN_FIELDS.items():
         value = row.get(column) or ""
         if value.strip():

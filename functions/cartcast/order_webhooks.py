@@ -10,8 +10,8 @@ What comes back:
 - no secret set, an unknown slug, or a missing or wrong signature: 401, nothing
   stored (the three read alike, so the route does not say which slugs exist);
 - a topic other than orders/create: 400 naming X-Shopify-Topic;
-- a redelivery (the same X-Shopify-Webhook-Id, or the same order id): 200 with the
-  order first stored; Shopify retries anything but a 2xx;
+- a redelivery (the same X-Shopify-Webhook-Id, or the same order id or name): 200
+  with the order first stored; Shopify retries anything but a 2xx;
 - a bad order (negative total, foreign currency): the 400 of POST /v1/orders,
   naming the field; an unreadable landing site is no reason to lose a sale, so that
   order is stored unattributed (`orders.landing_site`).

@@ -1,11 +1,14 @@
 """Store orders, received in the shape of Shopify's orders/create webhook.
 
-An order is stored once per (brand, order id): a redelivered webhook answers with the
-order already stored. Attribution is last touch: an order whose landing site carries
-the UTM parameters of a cartcast post (utm_content = the post id) is credited to that
-post when it came within the attribution window after the post was published
-(`attribution`). Orders without such a link, or outside the window, stay
-unattributed and are reported.
+An order is stored once per (brand, order id), and once per (brand, order name) when
+the store sends its `name` ("#1001"): a redelivered webhook answers with the order
+already stored, and so does a webhook for an order a CSV file without an Id column
+stored under its Name (decision 0098).
+
+Attribution is last touch: an order whose landing site carries the UTM parameters
+of a cartcast post (utm_content = the post id) is credited to that post when it came
+within the attribution window after the post was published (`attribution`). Orders
+without such a link, or outside the window, stay unattributed and are reported.
 
 A landing site whose query string cannot be read (a broken percent escape, say) does
 not cost the store its order: the order is stored unattributed, without the landing
@@ -15,9 +18,11 @@ the store retry a sale for hours and then drop it from every total.
 An order the store marks `"test": true` (Shopify's test gateway, its "Send test
 notification" sample) is answered 200 with `"test": true` and stored nowhere.
 
-A cancelled order (`cancelled_at` set) is no sale either: it is answered 200 with
-`"cancelled": true`, stored nowhere, and an order stored before under its id is
-removed (`"removed": true`), so revenue never counts money the store gave back.
+A cancelled order (`cancelled_at` set), or one whose `financial_status` says no
+money was ever taken (`voided`, `expired`), is no sale either: it is answered 200
+with `"cancelled": true`, stored nowhere, and an order stored before under its id or
+name is removed (`"removed": true`), so revenue never counts money the store gave
+back. A `refunded` order was paid and given back in full: it is kept at 0.00.
 Its id is kept (cancelled_orders, decision 0100): Shopify delivers at least once
 and in no set order, so the order's creation may come after its cancellation; it
 is answered the same way. Creations take a brand's turn shared and cancellations
@@ -34,6 +39,7 @@ import datetime as dt
 import json
 import re
 import urllib.parse
+from decimal import Decimal
 from typing import Any
 
 from cartcast import attribution, brands, validation
@@ -45,16 +51,33 @@ from cartcast.errors import InvalidRequest
 EXTERNAL_ID_LENGTH_MAX = 200
 
 INSERT_ORDER = """
-INSERT INTO orders (brand_id, external_id, ordered_at, currency, total_price,
+INSERT INTO orders (brand_id, external_id, name, ordered_at, currency, total_price,
     landing_site, referring_site, customer_id, line_items, received_at, webhook_id)
-VALUES (:brand_id, :external_id, :ordered_at, :currency, :total_price, :landing_site,
-    :referring_site, :customer_id, CAST(:line_items AS jsonb), :now, :webhook_id)
+VALUES (:brand_id, :external_id, :name, :ordered_at, :currency, :total_price,
+    :landing_site, :referring_site, :customer_id, CAST(:line_items AS jsonb), :now,
+    :webhook_id)
 ON CONFLICT DO NOTHING
 RETURNING id
 """
 SELECT_ORDER = """
-SELECT id, external_id, ordered_at, currency, total_price, landing_site, post_id
+SELECT id, external_id, name, ordered_at, currency, total_price, landing_site,
+    post_id
 FROM orders WHERE brand_id = :brand_id AND external_id = :external_id
+"""
+SELECT_ORDER_BY_NAME = """
+SELECT id, external_id, name, ordered_at, currency, total_price, landing_site,
+    post_id
+FROM orders WHERE brand_id = :brand_id AND name = :name
+"""
+# An order a Name-keyed backfill stored takes the store's id when the webhook
+# brings it, so what later names the order by id alone (a refund) finds it.
+ADOPT_ORDER_ID = """
+UPDATE orders SET external_id = :external_id
+WHERE brand_id = :brand_id AND name = :name AND external_id = name
+    AND NOT EXISTS (SELECT 1 FROM orders o
+                    WHERE o.brand_id = :brand_id AND o.external_id = :external_id)
+RETURNING id, external_id, name, ordered_at, currency, total_price, landing_site,
+    post_id
 """
 # A creation holds its brand's turn shared, a cancellation alone: else a
 # cancellation would not see, and so not delete, an order inserted beside it and
@@ -72,11 +95,13 @@ WHERE brand_id = :brand_id AND external_id = ANY(CAST(:external_ids AS text[]))
 """
 # Its day is marked by the orders trigger, so the rollup rewrites it without it.
 DELETE_ORDER = """
-DELETE FROM orders WHERE brand_id = :brand_id AND external_id = :external_id
+DELETE FROM orders
+WHERE brand_id = :brand_id AND (external_id = :external_id OR name = :name)
 RETURNING id
 """
 SELECT_ORDER_BY_WEBHOOK = """
-SELECT id, external_id, ordered_at, currency, total_price, landing_site, post_id
+SELECT id, external_id, name, ordered_at, currency, total_price, landing_site,
+    post_id
 FROM orders WHERE brand_id = :brand_id AND webhook_id = :webhook_id
 """
 # No order can have come from an X post before X's first post (2006-03-21), and a
@@ -84,6 +109,17 @@ FROM orders WHERE brand_id = :brand_id AND webhook_id = :webhook_id
 # typo or a placeholder, and would land the order on a day no report shows.
 ORDERED_AT_EARLIEST = dt.datetime(2006, 3, 21, tzinfo=dt.UTC)
 ORDERED_AT_AHEAD_MAX = dt.timedelta(days=1)
+# Shopify's financial_status values (Admin API, OrderDisplayFinancialStatus,
+# shopify.dev/docs/api/admin-graphql/latest/enums/OrderDisplayFinancialStatus):
+# voided is "an unpaid (payment authorized but not captured) order was manually
+# canceled", expired a payment not captured before the provider's deadline. Neither
+# took money: no sale. refunded is "the full amount paid ... was refunded": kept 0.
+NO_SALE_STATUSES = frozenset({"voided", "expired"})
+REFUNDED_STATUS = "refunded"
+# Indexed like the id (orders_one_per_name), so held to the same bound.
+ORDER_NAME_LENGTH_MAX = EXTERNAL_ID_LENGTH_MAX
+# Shopify's longest status is 18 characters; this only keeps a stray text short.
+FINANCIAL_STATUS_LENGTH_MAX = 200
 # The query parameters attribution reads (links.post_id_from_landing_site); only a
 # flaw in one of these makes a landing site untrustworthy.
 ATTRIBUTION_PARAMETERS = frozenset({"utm_source", "utm_medium", "utm_content"})
@@ -108,16 +144,21 @@ def receive_order(
     """
     if is_test_order(body):
         return {"order": None, "duplicate": False, "test": True}
-    if is_cancelled_order(body):
+    if is_cancelled_order(body) or is_no_sale_status(body):
         tx.execute(TAKE_CANCELLATION_TURN, brand_id=brand_id)
         removed = cancel_order(
-            tx, brand_id=brand_id, external_id=order_id(body), now=now
+            tx,
+            brand_id=brand_id,
+            external_id=order_id(body),
+            name=order_name(body),
+            now=now,
         )
         return _cancelled_answer(removed=removed)
     order = parse_order(body, now=now)
     ignored = order.pop("landing_site_ignored")
     brand_currency = brands.get_brand(tx, brand_id)["currency"].strip()
     check_currency(order, brand_currency)
+    order["total_price"] = kept_by_store(order["total_price"], body)
 
     tx.execute(TAKE_CREATION_TURN, brand_id=brand_id)
     if cancelled_ids(tx, brand_id=brand_id, external_ids=[order["external_id"]]):
@@ -131,6 +172,8 @@ def receive_order(
         )
 
     stored = tx.one(SELECT_ORDER, brand_id=brand_id, external_id=order["external_id"])
+    if stored is None and order["name"] is not None:
+        stored = _stored_under_name(tx, brand_id=brand_id, order=order)
     if stored is None:
         # The insert met the delivery id, not the order id: a redelivery whose
         # body names another order is answered with the order it first brought.
@@ -169,16 +212,23 @@ def is_cancelled_order(body: Any) -> bool:
 
 
 def cancel_order(
-    tx: Transaction, *, brand_id: str, external_id: str, now: dt.datetime
+    tx: Transaction,
+    *,
+    brand_id: str,
+    external_id: str,
+    name: str | None = None,
+    now: dt.datetime,
 ) -> bool:
-    """Record the order's cancellation and delete it if stored; say whether it was.
+    """Record the order's cancellation and delete it if stored under its id or
+    name; say whether it was.
 
     The caller holds its brand's cancellation turn (TAKE_CANCELLATION_TURN).
     """
     tx.execute(RECORD_CANCELLATION, brand_id=brand_id, external_id=external_id, now=now)
-    return (
-        tx.scalar(DELETE_ORDER, brand_id=brand_id, external_id=external_id) is not None
+    removed = tx.rows(
+        DELETE_ORDER, brand_id=brand_id, external_id=external_id, name=name
     )
+    return bool(removed)
 
 
 def cancelled_ids(
@@ -195,6 +245,54 @@ def cancelled_ids(
 
 def _cancelled_answer(*, removed: bool) -> dict[str, Any]:
     return {"order": None, "duplicate": False, "cancelled": True, "removed": removed}
+
+
+def is_no_sale_status(body: Any) -> bool:
+    """Say whether `financial_status` says the store never took the money."""
+    return financial_status(body) in NO_SALE_STATUSES
+
+
+def kept_by_store(total: Decimal, body: Any) -> Decimal:
+    """Return what the store kept of `total`: nothing once refunded in full.
+
+    The status decides, not the amounts: an order paid in part and refunded is
+    `refunded` with a refund below its total, and the store kept nothing of it.
+    """
+    return Decimal("0.00") if financial_status(body) == REFUNDED_STATUS else total
+
+
+def financial_status(body: Any) -> str | None:
+    """Read the store's `financial_status`, lower-cased; None when not sent.
+
+    A value cartcast does not act on (paid, pending, one Shopify adds later) is
+    kept as a sale: refusing it would lose the order.
+    """
+    if not isinstance(body, dict) or body.get("financial_status") is None:
+        return None
+    status = body["financial_status"]
+    if not isinstance(status, str) or len(status) > FINANCIAL_STATUS_LENGTH_MAX:
+        raise InvalidRequest(
+            "'financial_status' must be a string of at most "
+            f"{FINANCIAL_STATUS_LENGTH_MAX} characters",
+            field="financial_status",
+        )
+    return status.strip(validation.BLANK).lower() or None
+
+
+def _stored_under_name(
+    tx: Transaction, *, brand_id: str, order: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Return the order stored under this name, giving it the store's id if a
+    backfill without an Id column keyed it by its name."""
+    adopted = tx.one(
+        ADOPT_ORDER_ID,
+        brand_id=brand_id,
+        external_id=order["external_id"],
+        name=order["name"],
+    )
+    return adopted or tx.one(
+        SELECT_ORDER_BY_NAME, brand_id=brand_id, name=order["name"]
+    )
 
 
 def check_currency(order: dict[str, Any], brand_currency: str) -> None:
@@ -225,6 +323,7 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
     landing, ignored = landing_site(body)
     return {
         "external_id": external,
+        "name": order_name(body),
         "ordered_at": ordered_at(body["created_at"], now=now),
         "currency": validation.currency(body, "currency"),
         "total_price": validation.money(body["total_price"], "total_price"),
@@ -261,6 +360,27 @@ def order_id(body: dict) -> str:
         )
     refuse_control_characters(str(external), "id")
     return str(external).strip(validation.BLANK)
+
+
+def order_name(body: Any) -> str | None:
+    """Return the store's order name ("#1001"), or None when not sent or blank.
+
+    Shopify's `name` is what its orders export writes under Name; it is unique in a
+    store, so it finds an order a backfill keyed by Name stored (decision 0098).
+    """
+    if not isinstance(body, dict) or body.get("name") is None:
+        return None
+    name = body["name"]
+    if not isinstance(name, str):
+        raise InvalidRequest(
+            "'name' (the store's order name) must be a string", field="name"
+        )
+    if len(name) > ORDER_NAME_LENGTH_MAX:
+        raise InvalidRequest(
+            f"'name' is longer than {ORDER_NAME_LENGTH_MAX} characters", field="name"
+        )
+    refuse_control_characters(name, "name")
+    return name.strip(validation.BLANK) or None
 
 
 def ordered_at(value: Any, *, now: dt.datetime) -> dt.datetime:

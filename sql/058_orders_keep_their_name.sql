@@ -1,0 +1,22 @@
+-- 058: orders keep the store's order name ("#1001"), unique per brand, so a CSV
+-- backfill keyed by Name and a webhook keyed by the numeric id find the same order
+-- (decision 0098).
+
+-- Nullable and without a default, the column is a catalog change: the table is
+-- not rewritten, and the exclusive lock is held only for that change.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS name text;
+
+-- An order backfilled from a file without an Id column was keyed by its Name,
+-- which Shopify writes as "#" and a number; its numeric ids never start with "#".
+-- Only those rows get a new version (a row lock each, no table rewrite). A store
+-- that set a prefix or suffix on its order names keeps NULL (decision 0098).
+UPDATE orders SET name = external_id
+WHERE webhook_id IS NULL AND external_id LIKE '#%' AND name IS NULL;
+
+-- Migrations run in a transaction, so this cannot be CONCURRENTLY: the build
+-- blocks writes to orders (not reads) for as long as it scans the whole table
+-- (only the rows with a name go into it). On a large table, build it by hand
+-- first with CREATE UNIQUE INDEX CONCURRENTLY and the same name and definition;
+-- IF NOT EXISTS then skips it here.
+CREATE UNIQUE INDEX IF NOT EXISTS orders_one_per_name ON orders (brand_id, name)
+    WHERE name IS NOT NULL;
