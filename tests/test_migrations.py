@@ -147,7 +147,7 @@ def test_058_names_the_orders_a_backfill_keyed_by_name_stored_before_it(
     # A file without an Id column keyed its orders by Name ("#1001"); 058 gives
     # those, and only those, their name, so a webhook for one finds it.
     database = db.connect_from_settings(_settings(scratch_url))
-    name_file = "058_orders_keep_their_name.sql"
+    name_file = "058_orders_keep_their_name_and_refunds.sql"
     for path in migrate.default_sql_dir().glob("*.sql"):
         if path.name < name_file:
             (tmp_path / path.name).symlink_to(path)

@@ -182,6 +182,9 @@ OPEN_REQUEST_OBJECTS = {
     # An order's customer and line items, read in part, inside it.
     "#/components/schemas/OrderInput/properties/customer",
     "#/components/schemas/OrderInput/properties/line_items/items",
+    # A Shopify refund webhook's payload and its transactions, read in part.
+    "#/components/schemas/RefundInput",
+    "#/components/schemas/RefundInput/properties/transactions/items",
 }
 
 

@@ -762,3 +762,168 @@ def test_a_voided_order_by_api_is_no_sale(app, brand) -> None:
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["cancelled"] is True
     assert stored_orders() == []
+
+
+def shopify_refund(refund_id: int = 929361462, **changes) -> bytes:
+    """A refunds/create body as Shopify writes it: the money back in transactions."""
+    refund = {
+        "id": refund_id,
+        "order_id": 820982911946154508,
+        "created_at": "2026-03-03T09:00:00-05:00",
+        "note": "wrong size",
+        "refund_line_items": [{"line_item_id": 1, "quantity": 1}],
+        "transactions": [
+            {"id": 1, "kind": "refund", "status": "success", "amount": "50.00",
+             "currency": "USD"},
+            {"id": 2, "kind": "refund", "status": "failure", "amount": "50.00",
+             "currency": "USD"},
+        ],
+        **changes,
+    }  # fmt: skip
+    return json.dumps(refund).encode()
+
+
+def marked_days(brand_id: str) -> list[str]:
+    with runtime_module.current().database.transaction() as tx:
+        rows = tx.rows(
+            "SELECT DISTINCT CAST(day AS text) AS day FROM kpi_marks "
+            "WHERE brand_id = :brand_id",
+            brand_id=brand_id,
+        )
+    return [row["day"] for row in rows]
+
+
+def forget_marks() -> None:
+    """What the rollup does once it has rewritten the marked days."""
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute("DELETE FROM kpi_marks")
+
+
+def test_a_signed_cancellation_removes_the_order_and_marks_its_day(
+    server, brand
+) -> None:
+    placed = shopify_order()
+    server.post("/v1/webhooks/orders/test-goods", placed, headers_for(placed))
+    forget_marks()
+    raw = shopify_order(cancelled_at="2026-03-02T06:00:00-05:00")
+    cancelled = headers_for(raw, **{"X-Shopify-Topic": "orders/cancelled"})
+
+    status, answer = server.post("/v1/webhooks/orders/test-goods", raw, cancelled)
+    again, repeated = server.post("/v1/webhooks/orders/test-goods", raw, cancelled)
+
+    assert status == 200, answer
+    assert (answer["cancelled"], answer["removed"]) == (True, True)
+    assert (again, repeated["removed"]) == (200, False)
+    assert stored_orders() == []
+    assert marked_days(brand["id"]) == ["2026-03-02"]
+
+
+def test_a_refund_is_taken_off_once_however_often_it_is_delivered(
+    server, brand
+) -> None:
+    placed = shopify_order()
+    server.post("/v1/webhooks/orders/test-goods", placed, headers_for(placed))
+    forget_marks()
+    raw = shopify_refund()
+    topic = {"X-Shopify-Topic": "refunds/create"}
+
+    first = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw, **topic)
+    )
+    second = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw, **topic)
+    )
+
+    assert first[0] == 200, first[1]
+    assert first[1]["refund"] == {"id": "929361462", "amount": "50.00", "applied": True}
+    assert (first[1]["duplicate"], second[1]["duplicate"]) == (False, True)
+    assert [str(row["total_price"]) for row in stored_orders()] == ["149.65"]
+    assert marked_days(brand["id"]) == ["2026-03-02"]
+
+
+def test_a_second_refund_past_what_is_left_leaves_zero(server, brand) -> None:
+    placed = shopify_order()
+    server.post("/v1/webhooks/orders/test-goods", placed, headers_for(placed))
+    topic = {"X-Shopify-Topic": "refunds/create"}
+    for refund_id, amount in ((1, "150.00"), (2, "60.00")):
+        transaction = {"kind": "refund", "status": "success", "amount": amount}
+        raw = shopify_refund(refund_id, transactions=[transaction])
+        server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw, **topic))
+
+    assert [str(row["total_price"]) for row in stored_orders()] == ["0.00"]
+
+
+def test_a_refund_of_an_order_not_stored_is_answered_and_kept_nowhere(
+    server, brand
+) -> None:
+    raw = shopify_refund()
+    topic = {"X-Shopify-Topic": "refunds/create"}
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw, **topic)
+    )
+
+    assert status == 200, answer
+    assert answer["order"] is None
+    assert answer["refund"]["applied"] is False
+    assert stored_orders() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"id": None}, "id"),
+        ({"order_id": True}, "order_id"),
+        ({"transactions": {"amount": "5"}}, "transactions"),
+        (
+            {"transactions": [{"kind": "refund", "status": "success", "amount": "-5"}]},
+            "transactions.amount",
+        ),
+        (
+            {
+                "transactions": [
+                    {"kind": "refund", "status": "success", "amount": "5",
+                     "currency": "EUR"}
+                ]
+            },
+            "transactions.currency",
+        ),
+    ],
+    ids=["no-id", "bool-order", "not-a-list", "negative", "currency"],
+)  # fmt: skip
+def test_a_bad_refund_is_a_400_and_takes_nothing_off(
+    server, brand, change, field
+) -> None:
+    placed = shopify_order()
+    server.post("/v1/webhooks/orders/test-goods", placed, headers_for(placed))
+    raw = shopify_refund(**change)
+    topic = {"X-Shopify-Topic": "refunds/create"}
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw, **topic)
+    )
+
+    assert status == 400, answer
+    assert answer["error"]["field"] == field
+    assert [str(row["total_price"]) for row in stored_orders()] == ["199.65"]
+
+
+def test_a_refund_or_cancellation_needs_the_signature_too(server, brand) -> None:
+    placed = shopify_order()
+    server.post("/v1/webhooks/orders/test-goods", placed, headers_for(placed))
+    refund = shopify_refund()
+    cancel = shopify_order(cancelled_at="2026-03-02T06:00:00-05:00")
+
+    refused = [
+        server.post(
+            "/v1/webhooks/orders/test-goods",
+            raw,
+            headers_for(
+                raw, **{"X-Shopify-Topic": topic, "X-Shopify-Hmac-Sha256": "x"}
+            ),
+        )[0]
+        for raw, topic in ((refund, "refunds/create"), (cancel, "orders/cancelled"))
+    ]
+
+    assert refused == [401, 401]
+    assert [str(row["total_price"]) for row in stored_orders()] == ["199.65"]

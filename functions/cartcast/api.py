@@ -1574,6 +1574,18 @@ def receive_signed_order(
     except CartcastError as error:
         return web.error_response(error, runtime.log, runtime.clock.now())
     # The shop domain is logged, never trusted: the signature names the brand.
+    if "refund" in result:
+        runtime.log.info(
+            "refund received",
+            extra=fields(
+                brand_slug=brand_slug,
+                refund_id=result["refund"]["id"],
+                applied=result["refund"]["applied"],
+                duplicate=result["duplicate"],
+                webhook_id=request.headers.get(order_webhooks.WEBHOOK_ID_HEADER),
+            ),
+        )
+        return web.json_response(result, 200)
     test = bool(result.get("test"))
     dropped = test or bool(result.get("cancelled"))
     if test:

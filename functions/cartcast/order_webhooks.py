@@ -1,15 +1,23 @@
 """Store orders pushed by the store itself, signed instead of sent with an API key.
 
-Shopify's orders/create webhook is the model (decision 0020). The store POSTs the
-order to /v1/webhooks/orders/{brand_slug} and signs it: X-Shopify-Hmac-Sha256 is the
-base64 of HMAC-SHA256 over the raw body, keyed with the webhook secret an admin set
-on the brand (PATCH /v1/brand `webhook_secret`). The signature is checked on the
-bytes as they arrived, before the body is parsed, and compared in constant time.
+Shopify's order webhooks are the model (decision 0020). The store POSTs to
+/v1/webhooks/orders/{brand_slug}, names the topic in X-Shopify-Topic and signs the
+body: X-Shopify-Hmac-Sha256 is the base64 of HMAC-SHA256 over the raw body, keyed
+with the webhook secret an admin set on the brand (PATCH /v1/brand
+`webhook_secret`). The signature is checked on the bytes as they arrived, before
+the body is parsed, and compared in constant time.
+
+Three topics, on one route and one secret (decision 0099):
+- orders/create (or no topic): the order is stored, as POST /v1/orders does;
+- orders/cancelled: the body is the order; the one stored under its id or name is
+  removed, and its day rewritten at the next rollup (`"cancelled": true`);
+- refunds/create: the body is a refund; its successful refund transactions are
+  taken off the stored order's total once per refund id (order_refunds.py).
 
 What comes back:
 - no secret set, an unknown slug, or a missing or wrong signature: 401, nothing
   stored (the three read alike, so the route does not say which slugs exist);
-- a topic other than orders/create: 400 naming X-Shopify-Topic;
+- another topic: 400 naming X-Shopify-Topic;
 - a redelivery (the same X-Shopify-Webhook-Id, or the same order id or name): 200
   with the order first stored; Shopify retries anything but a 2xx;
 - a bad order (negative total, foreign currency): the 400 of POST /v1/orders,
@@ -25,7 +33,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from cartcast import brands, offboarding, orders
+from cartcast import brands, offboarding, order_refunds, orders, validation
 from cartcast.db import Transaction
 from cartcast.errors import InvalidRequest, Unauthorized
 
@@ -34,6 +42,9 @@ TOPIC_HEADER = "X-Shopify-Topic"
 WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
 SHOP_DOMAIN_HEADER = "X-Shopify-Shop-Domain"
 ORDER_TOPIC = "orders/create"
+CANCELLED_TOPIC = "orders/cancelled"
+REFUND_TOPIC = "refunds/create"
+TOPICS = (ORDER_TOPIC, CANCELLED_TOPIC, REFUND_TOPIC)
 WEBHOOK_ID_LENGTH_MAX = orders.EXTERNAL_ID_LENGTH_MAX
 # Keyed by slug: the slug is in the URL the store is given, and is fixed for life.
 SELECT_SIGNING_BRAND = """
@@ -79,14 +90,16 @@ def receive_signed_order(
     if tx.one(offboarding.PAST_GRACE, brand_id=brand["id"], now=now):
         raise Unauthorized("this brand is offboarded; its order webhook is closed")
 
-    topic = headers.get(TOPIC_HEADER)
-    if topic is not None and topic.strip() != ORDER_TOPIC:
-        raise InvalidRequest(
-            f"{TOPIC_HEADER} must be {ORDER_TOPIC}; this route stores new orders only",
-            field=TOPIC_HEADER,
-        )
+    topic = _topic(headers.get(TOPIC_HEADER))
     webhook_id = _webhook_id(headers.get(WEBHOOK_ID_HEADER))
     brand_id = str(brand["id"])
+
+    if topic == CANCELLED_TOPIC:
+        return _cancel_order(tx, brand_id=brand_id, body=parse_body(raw_body), now=now)
+    if topic == REFUND_TOPIC:
+        return order_refunds.receive_refund(
+            tx, brand_id=brand_id, body=parse_body(raw_body)
+        )
 
     if webhook_id is not None:
         seen = tx.one(
@@ -117,6 +130,33 @@ def signature_matches(secret: str | None, raw_body: bytes, header: str | None) -
     # compared as bytes and simply does not match.
     given = (header or "").strip().encode("utf-8", "surrogateescape")
     return hmac.compare_digest(expected.encode("ascii"), given) and bool(secret)
+
+
+def _cancel_order(
+    tx: Transaction, *, brand_id: str, body: Any, now: dt.datetime
+) -> dict[str, Any]:
+    """Cancel the order Shopify says was cancelled (orders/cancelled), for good.
+
+    The topic is what says it: the body's cancelled_at is not needed. It goes the
+    way of every cancellation (orders.receive_cancellation): the order's id is
+    kept, so its orders/create delivered again after this is not stored, and a
+    second delivery of this answers `"removed": false`.
+    """
+    body = validation.require_object(body)
+    return orders.receive_cancellation(tx, brand_id=brand_id, body=body, now=now)
+
+
+def _topic(value: str | None) -> str:
+    """Read X-Shopify-Topic; a delivery without one is a new order, as before."""
+    if value is None:
+        return ORDER_TOPIC
+    topic = value.strip()
+    if topic not in TOPICS:
+        raise InvalidRequest(
+            f"{TOPIC_HEADER} must be one of {', '.join(TOPICS)}",
+            field=TOPIC_HEADER,
+        )
+    return topic
 
 
 def _webhook_id(value: str | None) -> str | None:

@@ -145,15 +145,7 @@ def receive_order(
     if is_test_order(body):
         return {"order": None, "duplicate": False, "test": True}
     if is_cancelled_order(body) or is_no_sale_status(body):
-        tx.execute(TAKE_CANCELLATION_TURN, brand_id=brand_id)
-        removed = cancel_order(
-            tx,
-            brand_id=brand_id,
-            external_id=order_id(body),
-            name=order_name(body),
-            now=now,
-        )
-        return _cancelled_answer(removed=removed)
+        return receive_cancellation(tx, brand_id=brand_id, body=body, now=now)
     order = parse_order(body, now=now)
     ignored = order.pop("landing_site_ignored")
     brand_currency = brands.get_brand(tx, brand_id)["currency"].strip()
@@ -209,6 +201,25 @@ def is_cancelled_order(body: Any) -> bool:
         return False
     validation.instant(body["cancelled_at"], "cancelled_at")
     return True
+
+
+def receive_cancellation(
+    tx: Transaction, *, brand_id: str, body: dict, now: dt.datetime
+) -> dict[str, Any]:
+    """Cancel the order the body names by its id and name, for good.
+
+    Every cancellation takes this path (a cancelled or voided order by JSON or
+    webhook, Shopify's orders/cancelled topic), so each takes its brand's turn
+    alone and leaves the id behind (decision 0100).
+    """
+    external_id = order_id(body)
+    name = order_name(body)
+
+    tx.execute(TAKE_CANCELLATION_TURN, brand_id=brand_id)
+    removed = cancel_order(
+        tx, brand_id=brand_id, external_id=external_id, name=name, now=now
+    )
+    return _cancelled_answer(removed=removed)
 
 
 def cancel_order(

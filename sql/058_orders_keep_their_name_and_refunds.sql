@@ -1,6 +1,6 @@
 -- 058: orders keep the store's order name ("#1001"), unique per brand, so a CSV
 -- backfill keyed by Name and a webhook keyed by the numeric id find the same order
--- (decision 0098).
+-- (decision 0098); and the ids of the refunds taken off each (decision 0099).
 
 -- Nullable and without a default, the column is a catalog change: the table is
 -- not rewritten, and the exclusive lock is held only for that change.
@@ -20,3 +20,9 @@ WHERE webhook_id IS NULL AND external_id LIKE '#%' AND name IS NULL;
 -- IF NOT EXISTS then skips it here.
 CREATE UNIQUE INDEX IF NOT EXISTS orders_one_per_name ON orders (brand_id, name)
     WHERE name IS NOT NULL;
+
+-- The refunds Shopify delivered (refunds/create) and taken off total_price, by
+-- refund id, amount as text ({"929361462": "10.00"}): Shopify delivers at least
+-- once, and a refund already here is not taken off again (decision 0099). NULL
+-- is none; nullable without a default, it rewrites nothing either.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS refunds jsonb;
