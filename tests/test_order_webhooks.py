@@ -15,14 +15,15 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
+from decimal import Decimal
 
 import pytest
 from werkzeug.serving import make_server
 
-from cartcast import attribution, keys, orders
+from cartcast import attribution, keys, order_refunds, orders
 from cartcast import runtime as runtime_module
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import auth, brand_body, post_json
+from tests.helpers import WAITING_ON_A_LOCK, auth, brand_body, post_json
 
 SECRET = "shpss_0123456789abcdef0123456789abcdef"
 
@@ -927,3 +928,47 @@ def test_a_refund_or_cancellation_needs_the_signature_too(server, brand) -> None
 
     assert refused == [401, 401]
     assert [str(row["total_price"]) for row in stored_orders()] == ["199.65"]
+
+
+def test_a_refund_delivered_twice_at_once_is_taken_off_once(server, brand) -> None:
+    placed = shopify_order()
+    server.post("/v1/webhooks/orders/test-goods", placed, headers_for(placed))
+    raw = shopify_refund()
+    topic = {"X-Shopify-Topic": "refunds/create"}
+    current = runtime_module.current()
+    answers: list = []
+
+    def second_delivery() -> None:
+        answers.append(
+            server.post(
+                "/v1/webhooks/orders/test-goods", raw, headers_for(raw, **topic)
+            )
+        )
+
+    # The first delivery has taken the refund off and not yet committed when the
+    # second arrives: the second must wait for it, then find the refund's id.
+    with current.database.transaction() as first:
+        first.scalar(
+            order_refunds.TAKE_REFUND_OFF,
+            brand_id=brand["id"],
+            order_id="820982911946154508",
+            refund_id="929361462",
+            amount=Decimal("50.00"),
+        )
+        racer = threading.Thread(target=second_delivery)
+        racer.start()
+        while racer.is_alive() and not _waiting_for_a_lock(current):
+            racer.join(0.01)
+    racer.join()
+
+    status, answer = answers[0]
+    assert status == 200, answer
+    assert answer["duplicate"] is True
+    assert [str(row["total_price"]) for row in stored_orders()] == ["149.65"]
+
+
+def _waiting_for_a_lock(current) -> bool:
+    # A row lock is waited for on the holder's transaction id, which pg_locks
+    # lists without a database; pg_stat_activity names the waiter's database.
+    with current.database.transaction() as tx:
+        return tx.scalar(WAITING_ON_A_LOCK) > 0
