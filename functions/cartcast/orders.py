@@ -3,7 +3,7 @@
 An order is stored once per (brand, order id), and once per (brand, order name) when
 the store sends its `name` ("#1001"): a redelivered webhook answers with the order
 already stored, and so does a webhook for an order a CSV file without an Id column
-stored under its Name (decision 0100).
+stored under its Name (decision 0101).
 
 Attribution is last touch: an order whose landing site carries the UTM parameters
 of a cartcast post (utm_content = the post id) is credited to that post when it came
@@ -377,7 +377,7 @@ def order_name(body: Any) -> str | None:
     """Return the store's order name ("#1001"), or None when not sent or blank.
 
     Shopify's `name` is what its orders export writes under Name; it is unique in a
-    store, so it finds an order a backfill keyed by Name stored (decision 0100).
+    store, so it finds an order a backfill keyed by Name stored (decision 0101).
     """
     if not isinstance(body, dict) or body.get("name") is None:
         return None
