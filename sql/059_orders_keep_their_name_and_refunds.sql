@@ -1,6 +1,7 @@
 -- 059: orders keep the store's order name ("#1001"), unique per brand, so a CSV
 -- backfill keyed by Name and a webhook keyed by the numeric id find the same order
--- (decision 0101); and the ids of the refunds taken off each (decision 0102).
+-- (decision 0101); the ids of the refunds taken off each (decision 0102); and the
+-- name of a cancelled order beside its id (decisions 0100, 0101).
 
 -- Nullable and without a default, the column is a catalog change: the table is
 -- not rewritten, and the exclusive lock is held only for that change.
@@ -26,3 +27,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS orders_one_per_name ON orders (brand_id, name)
 -- once, and a refund already here is not taken off again (decision 0102). NULL
 -- is none; nullable without a default, it rewrites nothing either.
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS refunds jsonb;
+
+-- A cancelled order is kept by its name as well as its id (decision 0101 meeting
+-- 0100): a CSV keyed by Name cancels an order whose numeric id cartcast may never
+-- have seen, and the order's creation by id must still be refused. 058 may be
+-- applied already, so the column is added here. cancelled_orders is small (one
+-- row per cancellation), so the index is cheap to build; it is not unique, as
+-- an id recorded before this has no name.
+ALTER TABLE cancelled_orders ADD COLUMN IF NOT EXISTS name text;
+CREATE INDEX IF NOT EXISTS cancelled_orders_by_name ON cancelled_orders (brand_id, name)
+    WHERE name IS NOT NULL;

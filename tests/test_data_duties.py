@@ -1284,8 +1284,8 @@ NOT_EXPORTED = {
     "removed_mention_ids": "removed authors' X ids, kept only so no poll stores "
     "them anew",
     "x_oauth_states": "a connection's one-time secrets",
-    "cancelled_orders": "the store's ids of cancelled orders, kept only so no "
-    "late creation stores them anew",
+    "cancelled_orders": "the store's ids and names of cancelled orders, kept only "
+    "so no late creation stores them anew",
 }
 
 

@@ -683,3 +683,93 @@ def test_a_voided_row_removes_the_order_sent_before_under_its_name(
 
     assert report["cancelled"] == 1
     assert stored() == {}
+
+
+# A cancellation by name, by a voided row or by Cancelled at, is kept as one by id
+# is (decision 0100): the order's creation sent after it, under its numeric id and
+# that name, is answered as cancelled and stored nowhere (decision 0101).
+NAME_CANCELLED_HEADER = "Name,Created at,Currency,Total,Cancelled at"
+
+
+def test_an_order_cancelled_by_name_is_not_stored_when_sent_later_by_id(
+    client, brand
+) -> None:
+    text = "\n".join(
+        [
+            NAME_CANCELLED_HEADER,
+            "#1001,2026-03-01T10:00:00Z,USD,40.00,2026-03-02T10:00:00Z",
+        ]
+    )
+    report = send_csv(client, brand["key"], text).get_json()
+
+    late = post_json(client, "/v1/orders", shopify_json_order(), brand["key"])
+
+    assert report["cancelled"] == 1, report
+    assert late.status_code == 200, late.get_json()
+    assert late.get_json()["cancelled"] is True
+    assert stored() == {}
+
+
+def test_a_sent_order_cancelled_by_name_stays_cancelled_under_its_id(
+    client, brand
+) -> None:
+    post_json(client, "/v1/orders", shopify_json_order(), brand["key"])
+    text = "\n".join(
+        [
+            NAME_CANCELLED_HEADER,
+            "#1001,2026-03-01T10:00:00Z,USD,40.00,2026-03-02T10:00:00Z",
+        ]
+    )
+    send_csv(client, brand["key"], text)
+
+    again = post_json(client, "/v1/orders", shopify_json_order(), brand["key"])
+
+    assert again.status_code == 200, again.get_json()
+    assert again.get_json()["cancelled"] is True
+    assert stored() == {}
+
+
+def test_an_order_cancelled_by_id_is_not_backfilled_later_by_name(
+    client, brand
+) -> None:
+    cancelled = shopify_json_order(cancelled_at="2026-03-02T10:00:00Z")
+    post_json(client, "/v1/orders", cancelled, brand["key"])
+    text = "\n".join([NAME_HEADER, "#1001,2026-03-01T10:00:00Z,USD,40.00,paid,"])
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert (report["stored"], report["cancelled"]) == (0, 1), report
+    assert stored() == {}
+
+
+@pytest.mark.parametrize("status", ["voided", "expired"])
+def test_a_voided_row_keeps_its_order_from_a_later_creation(
+    client, brand, status
+) -> None:
+    text = "\n".join([NAME_HEADER, f"#1001,2026-03-01T10:00:00Z,USD,40.00,{status},"])
+    send_csv(client, brand["key"], text)
+
+    late = post_json(client, "/v1/orders", shopify_json_order(), brand["key"])
+    again = send_csv(
+        client,
+        brand["key"],
+        "\n".join([NAME_HEADER, "#1001,2026-03-01T10:00:00Z,USD,40.00,paid,"]),
+    ).get_json()
+
+    assert late.status_code == 200, late.get_json()
+    assert late.get_json()["cancelled"] is True
+    assert (again["stored"], again["cancelled"]) == (0, 1), again
+    assert stored() == {}
+
+
+def test_a_voided_order_by_id_keeps_a_later_row_of_its_id_out(client, brand) -> None:
+    voided = shopify_json_order(financial_status="voided")
+    post_json(client, "/v1/orders", voided, brand["key"])
+    text = "\n".join(
+        [HEADER, "#1001,820982911946154508,2026-03-01T10:00:00Z,USD,40,,,"]
+    )
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert (report["stored"], report["cancelled"]) == (0, 1), report
+    assert stored() == {}

@@ -972,3 +972,68 @@ def _waiting_for_a_lock(current) -> bool:
     # lists without a database; pg_stat_activity names the waiter's database.
     with current.database.transaction() as tx:
         return tx.scalar(WAITING_ON_A_LOCK) > 0
+
+
+# orders/cancelled goes the way of every cancellation (decision 0100): the order's
+# id and name are kept, and it waits for the creations in flight (decision 0102).
+
+
+def test_a_create_redelivered_after_orders_cancelled_is_not_stored(
+    server, brand
+) -> None:
+    placed = shopify_order()
+    created = headers_for(placed)
+    server.post("/v1/webhooks/orders/test-goods", placed, created)
+    raw = shopify_order(cancelled_at="2026-03-02T06:00:00-05:00")
+    cancelled = headers_for(raw, **{"X-Shopify-Topic": "orders/cancelled"})
+    server.post("/v1/webhooks/orders/test-goods", raw, cancelled)
+
+    status, answer = server.post("/v1/webhooks/orders/test-goods", placed, created)
+
+    assert status == 200, answer
+    assert answer["cancelled"] is True
+    assert stored_orders() == []
+
+
+def test_orders_cancelled_before_its_create_keeps_the_order_out(server, brand) -> None:
+    # The topic says it: the body need not carry cancelled_at.
+    raw = shopify_order()
+    cancelled = headers_for(raw, **{"X-Shopify-Topic": "orders/cancelled"})
+    first, answer = server.post("/v1/webhooks/orders/test-goods", raw, cancelled)
+
+    status, late = server.post("/v1/webhooks/orders/test-goods", raw, headers_for(raw))
+
+    assert (first, answer["removed"]) == (200, False), answer
+    assert status == 200, late
+    assert late["cancelled"] is True
+    assert stored_orders() == []
+
+
+def test_orders_cancelled_waits_for_the_uncommitted_creation_and_removes_it(
+    server, brand
+) -> None:
+    body = json.loads(shopify_order())
+    raw = shopify_order()
+    cancelled = headers_for(raw, **{"X-Shopify-Topic": "orders/cancelled"})
+    current = runtime_module.current()
+    answers: list = []
+
+    def cancel() -> None:
+        answers.append(server.post("/v1/webhooks/orders/test-goods", raw, cancelled))
+
+    # The creation has inserted and not yet committed when the cancellation
+    # arrives: it must wait for the creation's turn, then find and remove it.
+    with current.database.transaction() as tx:
+        orders.receive_order(
+            tx, brand_id=brand["id"], body=body, now=START, window_days=7
+        )
+        canceller = threading.Thread(target=cancel)
+        canceller.start()
+        while canceller.is_alive() and not _waiting_for_a_lock(current):
+            canceller.join(0.01)
+    canceller.join()
+
+    status, answer = answers[0]
+    assert status == 200, answer
+    assert answer["removed"] is True
+    assert stored_orders() == []

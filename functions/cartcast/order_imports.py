@@ -140,9 +140,7 @@ def import_orders(
     # sale, however often its creation comes again.
     turn = orders.TAKE_CANCELLATION_TURN if cancelled else orders.TAKE_CREATION_TURN
     tx.execute(turn, brand_id=brand_id)
-    cancelled_before = orders.cancelled_ids(
-        tx, brand_id=brand_id, external_ids=[order["external_id"] for order in valid]
-    )
+    cancelled_before = orders.cancelled_among(tx, brand_id=brand_id, orders=valid)
     report["cancelled"] += len(cancelled_before)
     valid = [order for order in valid if order["external_id"] not in cancelled_before]
 

@@ -23,10 +23,11 @@ money was ever taken (`voided`, `expired`), is no sale either: it is answered 20
 with `"cancelled": true`, stored nowhere, and an order stored before under its id or
 name is removed (`"removed": true`), so revenue never counts money the store gave
 back. A `refunded` order was paid and given back in full: it is kept at 0.00.
-Its id is kept (cancelled_orders, decision 0100): Shopify delivers at least once
-and in no set order, so the order's creation may come after its cancellation; it
-is answered the same way. Creations take a brand's turn shared and cancellations
-alone, so a creation not yet committed is not missed by a cancellation beside it.
+Its id and name are kept (cancelled_orders, decisions 0100 and 0101): Shopify
+delivers at least once and in no set order, so the order's creation may come after
+its cancellation, by id or by name; it is answered the same way. Creations take a
+brand's turn shared and cancellations alone, so a creation not yet committed is not
+missed by a cancellation beside it.
 
 Known limitation: one currency per brand. Revenue is summed as stored, so an order in
 another currency than the brand's is refused (400) rather than added to the wrong
@@ -84,20 +85,25 @@ RETURNING id, external_id, name, ordered_at, currency, total_price, landing_site
 # not yet committed, nor would that creation see the cancellation's record.
 TAKE_CREATION_TURN = "SELECT pg_advisory_xact_lock_shared(7319, hashtext(:brand_id))"
 TAKE_CANCELLATION_TURN = "SELECT pg_advisory_xact_lock(7319, hashtext(:brand_id))"
+# The name is kept beside the id (sql/059): a cancellation by name alone, before
+# the order's id was ever seen, must keep out its creation by id (decision 0101).
 RECORD_CANCELLATION = """
-INSERT INTO cancelled_orders (brand_id, external_id, recorded_at)
-VALUES (:brand_id, :external_id, :now)
-ON CONFLICT DO NOTHING
+INSERT INTO cancelled_orders (brand_id, external_id, name, recorded_at)
+VALUES (:brand_id, :external_id, :name, :now)
+ON CONFLICT (brand_id, external_id) DO UPDATE
+SET name = COALESCE(cancelled_orders.name, EXCLUDED.name)
 """
 SELECT_CANCELLED = """
-SELECT external_id FROM cancelled_orders
-WHERE brand_id = :brand_id AND external_id = ANY(CAST(:external_ids AS text[]))
+SELECT external_id, name FROM cancelled_orders
+WHERE brand_id = :brand_id
+    AND (external_id = ANY(CAST(:external_ids AS text[]))
+         OR name = ANY(CAST(:names AS text[])))
 """
 # Its day is marked by the orders trigger, so the rollup rewrites it without it.
 DELETE_ORDER = """
 DELETE FROM orders
 WHERE brand_id = :brand_id AND (external_id = :external_id OR name = :name)
-RETURNING id
+RETURNING id, external_id, name
 """
 SELECT_ORDER_BY_WEBHOOK = """
 SELECT id, external_id, name, ordered_at, currency, total_price, landing_site,
@@ -153,7 +159,7 @@ def receive_order(
     order["total_price"] = kept_by_store(order["total_price"], body)
 
     tx.execute(TAKE_CREATION_TURN, brand_id=brand_id)
-    if cancelled_ids(tx, brand_id=brand_id, external_ids=[order["external_id"]]):
+    if cancelled_among(tx, brand_id=brand_id, orders=[order]):
         return _cancelled_answer(removed=False)
     inserted = tx.scalar(
         INSERT_ORDER, brand_id=brand_id, now=now, webhook_id=webhook_id, **order
@@ -230,28 +236,53 @@ def cancel_order(
     name: str | None = None,
     now: dt.datetime,
 ) -> bool:
-    """Record the order's cancellation and delete it if stored under its id or
-    name; say whether it was.
+    """Delete the order stored under this id or name and keep both cancelled; say
+    whether one was stored.
 
-    The caller holds its brand's cancellation turn (TAKE_CANCELLATION_TURN).
+    The order deleted is kept under its own id and name too: a cancellation by
+    name (a CSV keyed by Name) of an order the webhook stored keeps out that
+    order's id. The caller holds its brand's cancellation turn
+    (TAKE_CANCELLATION_TURN).
     """
-    tx.execute(RECORD_CANCELLATION, brand_id=brand_id, external_id=external_id, now=now)
     removed = tx.rows(
         DELETE_ORDER, brand_id=brand_id, external_id=external_id, name=name
     )
+
+    kept = {(external_id, name)}
+    kept.update((row["external_id"], row["name"] or name) for row in removed)
+    for kept_id, kept_name in sorted(kept, key=lambda pair: pair[0]):
+        tx.execute(
+            RECORD_CANCELLATION,
+            brand_id=brand_id,
+            external_id=kept_id,
+            name=kept_name,
+            now=now,
+        )
     return bool(removed)
 
 
-def cancelled_ids(
-    tx: Transaction, *, brand_id: str, external_ids: list[str]
+def cancelled_among(
+    tx: Transaction, *, brand_id: str, orders: list[dict[str, Any]]
 ) -> set[str]:
-    """Return which of these order ids the store has cancelled.
+    """Return the ids of those of these parsed orders the store has cancelled, by
+    their id or their name.
 
     The caller holds its brand's creation turn (TAKE_CREATION_TURN), so no
     cancellation commits between this answer and its insert.
     """
-    rows = tx.rows(SELECT_CANCELLED, brand_id=brand_id, external_ids=external_ids)
-    return {row["external_id"] for row in rows}
+    rows = tx.rows(
+        SELECT_CANCELLED,
+        brand_id=brand_id,
+        external_ids=[order["external_id"] for order in orders],
+        names=[order["name"] for order in orders if order["name"] is not None],
+    )
+    ids = {row["external_id"] for row in rows}
+    names = {row["name"] for row in rows if row["name"] is not None}
+    return {
+        order["external_id"]
+        for order in orders
+        if order["external_id"] in ids or order["name"] in names
+    }
 
 
 def _cancelled_answer(*, removed: bool) -> dict[str, Any]:
