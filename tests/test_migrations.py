@@ -141,13 +141,13 @@ def test_migrate_into_a_database_that_does_not_exist_says_so_in_one_line(
     assert 'database "cartcast_never_created" does not exist' in printed.err
 
 
-def test_059_names_the_orders_a_backfill_keyed_by_name_stored_before_it(
+def test_060_names_the_orders_a_backfill_keyed_by_name_stored_before_it(
     scratch_url: str, tmp_path: Path
 ) -> None:
-    # A file without an Id column keyed its orders by Name ("#1001"); 059 gives
+    # A file without an Id column keyed its orders by Name ("#1001"); 060 gives
     # those, and only those, their name, so a webhook for one finds it.
     database = db.connect_from_settings(_settings(scratch_url))
-    name_file = "059_orders_keep_their_name_and_refunds.sql"
+    name_file = "060_orders_keep_their_name_and_refunds.sql"
     for path in migrate.default_sql_dir().glob("*.sql"):
         if path.name < name_file:
             (tmp_path / path.name).symlink_to(path)

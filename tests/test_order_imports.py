@@ -687,7 +687,7 @@ def test_a_voided_row_removes_the_order_sent_before_under_its_name(
 
 # A cancellation by name, by a voided row or by Cancelled at, is kept as one by id
 # is (decision 0100): the order's creation sent after it, under its numeric id and
-# that name, is answered as cancelled and stored nowhere (decision 0102).
+# that name, is answered as cancelled and stored nowhere (decision 0103).
 NAME_CANCELLED_HEADER = "Name,Created at,Currency,Total,Cancelled at"
 
 

@@ -975,7 +975,7 @@ def _waiting_for_a_lock(current) -> bool:
 
 
 # orders/cancelled goes the way of every cancellation (decision 0100): the order's
-# id and name are kept, and it waits for the creations in flight (decision 0103).
+# id and name are kept, and it waits for the creations in flight (decision 0104).
 
 
 def test_a_create_redelivered_after_orders_cancelled_is_not_stored(

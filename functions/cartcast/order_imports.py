@@ -8,7 +8,7 @@ POST /v1/orders/import with the brand's key and a text/csv body. The columns rea
                     row with an empty Id is refused), else Name. Name is kept as
                     the order's name either way, and an order stored under the
                     same name (the webhook sends it) is the same order
-                    (decision 0102)
+                    (decision 0103)
     Created at      "2026-03-02 10:00:00 -0500" as Shopify exports it, or RFC 3339
     Currency        ISO 4217 code, the brand's
     Total           the order total, not negative ("-0" is 0)

@@ -7,8 +7,8 @@ returned money (a refund object alone does not guarantee it, shopify.dev); their
 amounts are added and taken off the stored order's `total_price`, never below 0.
 
 Shopify delivers a webhook at least once, so the refund's id is kept on the order
-(`orders.refunds`, sql/059) in the same statement that takes its amount off: the
-same refund delivered twice, or twice at once, is taken off once (decision 0103).
+(`orders.refunds`, sql/060) in the same statement that takes its amount off: the
+same refund delivered twice, or twice at once, is taken off once (decision 0104).
 The order's day is marked by the orders trigger, so the rollup rewrites it.
 
 A refund for an order cartcast has not stored (placed before the webhook was set

@@ -7,7 +7,7 @@ with the webhook secret an admin set on the brand (PATCH /v1/brand
 `webhook_secret`). The signature is checked on the bytes as they arrived, before
 the body is parsed, and compared in constant time.
 
-Three topics, on one route and one secret (decision 0103):
+Three topics, on one route and one secret (decision 0104):
 - orders/create (or no topic): the order is stored, as POST /v1/orders does;
 - orders/cancelled: the body is the order; the one stored under its id or name is
   removed, and its day rewritten at the next rollup (`"cancelled": true`);

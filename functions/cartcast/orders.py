@@ -3,7 +3,7 @@
 An order is stored once per (brand, order id), and once per (brand, order name) when
 the store sends its `name` ("#1001"): a redelivered webhook answers with the order
 already stored, and so does a webhook for an order a CSV file without an Id column
-stored under its Name (decision 0102).
+stored under its Name (decision 0103).
 
 Attribution is last touch: an order whose landing site carries the UTM parameters
 of a cartcast post (utm_content = the post id) is credited to that post when it came
@@ -23,7 +23,7 @@ money was ever taken (`voided`, `expired`), is no sale either: it is answered 20
 with `"cancelled": true`, stored nowhere, and an order stored before under its id or
 name is removed (`"removed": true`), so revenue never counts money the store gave
 back. A `refunded` order was paid and given back in full: it is kept at 0.00.
-Its id and name are kept (cancelled_orders, decisions 0100 and 0102): Shopify
+Its id and name are kept (cancelled_orders, decisions 0100 and 0103): Shopify
 delivers at least once and in no set order, so the order's creation may come after
 its cancellation, by id or by name; it is answered the same way. Creations take a
 brand's turn shared and cancellations alone, so a creation not yet committed is not
@@ -85,8 +85,8 @@ RETURNING id, external_id, name, ordered_at, currency, total_price, landing_site
 # not yet committed, nor would that creation see the cancellation's record.
 TAKE_CREATION_TURN = "SELECT pg_advisory_xact_lock_shared(7319, hashtext(:brand_id))"
 TAKE_CANCELLATION_TURN = "SELECT pg_advisory_xact_lock(7319, hashtext(:brand_id))"
-# The name is kept beside the id (sql/059): a cancellation by name alone, before
-# the order's id was ever seen, must keep out its creation by id (decision 0102).
+# The name is kept beside the id (sql/060): a cancellation by name alone, before
+# the order's id was ever seen, must keep out its creation by id (decision 0103).
 RECORD_CANCELLATION = """
 INSERT INTO cancelled_orders (brand_id, external_id, name, recorded_at)
 VALUES (:brand_id, :external_id, :name, :now)
@@ -408,7 +408,7 @@ def order_name(body: Any) -> str | None:
     """Return the store's order name ("#1001"), or None when not sent or blank.
 
     Shopify's `name` is what its orders export writes under Name; it is unique in a
-    store, so it finds an order a backfill keyed by Name stored (decision 0102).
+    store, so it finds an order a backfill keyed by Name stored (decision 0103).
     """
     if not isinstance(body, dict) or body.get("name") is None:
         return None
