@@ -1153,6 +1153,35 @@ def test_an_offboarding_run_leaves_no_row_of_the_brand_but_what_it_kept(
         assert kept_brand is None
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{"slug": "offboarded-{hex}"}, {"name": "Offboarded {hex}", "slug": None}],
+    ids=["slug", "name"],
+)
+def test_no_new_brand_takes_the_slug_a_kept_brand_row_is_written_back_with(
+    client, shop, runtime, body
+):
+    # The sweeper writes a brand that keeps its KPIs back as `offboarded-<id>`; a
+    # brand that held that slug first made the write-back fail at every tick, and
+    # the leaving brand's data stayed.
+    hex_id = shop["id"].replace("-", "")
+    taking = brand_body(x_user_id=None, x_username=None)
+    for field, value in body.items():
+        if value is None:
+            taking.pop(field)
+        else:
+            taking[field] = value.format(hex=hex_id)
+    post_json(client, "/v1/brand/offboarding", {"keep_daily_kpis": True}, shop["admin"])
+
+    refused = post_json(client, "/v1/brands", taking, OPERATOR_KEY)
+    swept = offboarding.sweep_due_offboardings(runtime, now=START + 30 * DAY)
+
+    assert refused.status_code == 400, refused.get_json()
+    assert refused.get_json()["error"]["field"] == "slug"
+    assert "offboarded-" in refused.get_json()["error"]["message"]
+    assert (swept["offboarded"], swept["offboarding_failed"]) == (1, 0)
+
+
 def test_a_brand_whose_deletion_fails_holds_up_no_other_brand(client, shop, runtime):
     database = _database(client)
     fill_brand(database, shop["id"])

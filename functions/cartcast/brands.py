@@ -55,6 +55,7 @@ from cartcast import (
     keys,
     link_policy,
     links,
+    offboarding,
     post_text,
     slots,
     validation,
@@ -813,6 +814,15 @@ def _slug(body: dict, name: str) -> str:
         )
         raise InvalidRequest(
             f"'slug' must be 2-63 lowercase letters, digits or dashes{hint}",
+            field="slug",
+        )
+    # A brand that leaves but keeps its KPIs is written back under this prefix
+    # and its id: a brand holding that slug first would stop its deletion.
+    if slug.startswith(offboarding.STRIPPED_SLUG_PREFIX):
+        raise InvalidRequest(
+            f"'slug' must not begin with {offboarding.STRIPPED_SLUG_PREFIX!r}, "
+            "which names the kept rows of brands that left"
+            + ("" if given is not None else f" (derived from the name: {slug!r})"),
             field="slug",
         )
     return slug
