@@ -193,6 +193,20 @@ def test_a_key_name_with_blanks_around_it_is_a_400_as_the_spec_says(
     assert [k["name"] for k in listed] == ["admin"]
 
 
+@pytest.mark.parametrize("name", ["Mária", "José", "Ørsted"])
+def test_a_key_name_with_a_letter_outside_ascii_is_refused_saying_so(
+    client, admin_key, name
+) -> None:
+    # The spec's pattern takes A-Z and a-z only; the message said "letters".
+    response = post_json(
+        client, "/v1/keys", {"name": name, "role": "editor"}, admin_key
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "name"
+    assert "ASCII letters (A-Z, a-z)" in response.get_json()["error"]["message"]
+
+
 def test_an_admin_makes_a_key_shown_once_and_listed_without_it(
     client, admin_key
 ) -> None:

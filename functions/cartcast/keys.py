@@ -280,9 +280,9 @@ def add_key(
         or name.lower() in RESERVED_NAMES
     ):
         raise InvalidRequest(
-            "'name' must be 1 to 64 letters, digits, spaces or . _ @ -, starting "
-            "with a letter or digit, not ending with a space, and not 'operator' "
-            "or 'system'",
+            "'name' must be 1 to 64 ASCII letters (A-Z, a-z), digits, spaces or "
+            ". _ @ -, starting with a letter or digit, not ending with a space, "
+            "and not 'operator' or 'system'",
             field="name",
         )
     role = body.get("role")
