@@ -70,6 +70,34 @@ variable "schedules" {
   }
 
   validation {
+    # A step ("*/N", "0-30/N") passes the check above whatever N is, but Cloud
+    # Scheduler reads a step of 0 as no interval, and one past its field's largest
+    # value fires once at most: N must be 1 to 59 for minutes, 23 for hours, 31
+    # for days of the month, 12 for months and 7 for days of the week. The drain's
+    # instance count (var.functions) divides by N, so 0 must stop here.
+    condition = length([
+      for name, schedule in var.schedules : name
+      if anytrue([
+        for index, field in slice(concat(split(" ", schedule), ["", "", "", "", ""]), 0, 5) :
+        anytrue([
+          for step in regexall("/([0-9]*)", field) :
+          !contains(range(1, [60, 24, 32, 13, 8][index]), try(tonumber(step[0]), 0))
+        ])
+      ])
+    ]) == 0
+    error_message = "A cron step \"*/N\" must have N from 1 to 59 in the minute field (23 hours, 31 days of the month, 12 months, 7 days of the week); refused: ${join(", ", [
+      for name, schedule in var.schedules : "schedules.${name} = \"${schedule}\""
+      if anytrue([
+        for index, field in slice(concat(split(" ", schedule), ["", "", "", "", ""]), 0, 5) :
+        anytrue([
+          for step in regexall("/([0-9]*)", field) :
+          !contains(range(1, [60, 24, 32, 13, 8][index]), try(tonumber(step[0]), 0))
+        ])
+      ])
+    ])}."
+  }
+
+  validation {
     # The missed-post sweep calls a post missed CARTCAST_MISSED_AFTER_S after it was
     # due, and the silence alert fires after publish_silence_alert_s without a
     # finished run: both count on at least three publish runs in the shorter of
@@ -164,10 +192,12 @@ variable "functions" {
     # delivery: past max_delivery_attempts it is a dead letter and an alert.
     # Enough instances for every run a timeout can hold, and one for the new
     # tick. The gap between ticks is N minutes for "*/N * * * *", else taken as
-    # one minute, the shortest any cron schedule has.
+    # one minute, the shortest any cron schedule has. "*/0" is refused by name in
+    # var.schedules; here it counts as 1 rather than a division by zero, which
+    # would fail this check too with a message about max_instances.
     condition = try(var.functions["drain_caption_jobs"].max_instances, 4) >= 1 + ceil(
       try(var.functions["drain_caption_jobs"].timeout_s, 180) /
-      (60 * try(tonumber(regex("^\\*/([0-9]+) \\* \\* \\* \\*$", var.schedules.drain)[0]), 1))
+      (60 * max(1, try(tonumber(regex("^\\*/([0-9]+) \\* \\* \\* \\*$", var.schedules.drain)[0]), 1)))
     )
     error_message = "drain_caption_jobs' max_instances must be at least 1 + timeout_s / (60 × N) rounded up, N being the minutes between drain ticks (schedules.drain \"*/N * * * *\"; 1 for any other schedule): 4 with the defaults. Runs overlap while a caption job has work, and a tick that finds no free instance is refused (429), retried, and dead-lettered after max_delivery_attempts."
   }

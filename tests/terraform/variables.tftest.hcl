@@ -582,3 +582,61 @@ run "drain_instances_counted_from_the_shortest_gap_of_any_other_schedule" {
   }
   expect_failures = [var.functions]
 }
+
+# A step of 0 ("*/0") passes the five-field check but means no interval at all,
+# and the drain's instance count divides by it: the schedule is refused, by name,
+# and no other variable's check fails in its wake.
+run "drain_every_zero_minutes" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "* * * * *"
+      sweep   = "*/15 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 * * * *"
+      drain   = "*/0 * * * *"
+    }
+  }
+  expect_failures = [var.schedules]
+}
+
+run "sweep_every_sixty_minutes" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "* * * * *"
+      sweep   = "*/60 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 * * * *"
+      drain   = "* * * * *"
+    }
+  }
+  expect_failures = [var.schedules]
+}
+
+run "rollup_every_zero_hours" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "* * * * *"
+      sweep   = "*/15 * * * *"
+      poll    = "* * * * *"
+      rollup  = "5 */0 * * *"
+      drain   = "* * * * *"
+    }
+  }
+  expect_failures = [var.schedules]
+}
+
+run "poll_every_fifty_nine_minutes_and_rollup_every_twelve_hours" {
+  command = plan
+  variables {
+    schedules = {
+      publish = "* * * * *"
+      sweep   = "*/15 * * * *"
+      poll    = "*/59 * * * *"
+      rollup  = "5 */12 * * *"
+      drain   = "*/59 * * * *"
+    }
+  }
+}
