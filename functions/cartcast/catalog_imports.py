@@ -29,7 +29,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from cartcast import catalog, validation, web
@@ -523,8 +523,11 @@ def _shopify_product(
         feed_row["thumbnail"] = images[0]["url"]
     compare = variants[0]["compare_at_price"]
     if compare and compare > variants[0]["price"]:
+        # Half up, as validation.money rounds a JSON feed's discountPercentage.
         discount = (compare - variants[0]["price"]) * 100 / compare
-        feed_row["discountPercentage"] = str(discount.quantize(Decimal("0.01")))
+        feed_row["discountPercentage"] = str(
+            discount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        )
     try:
         product = catalog.parse_product(feed_row)
     except InvalidRequest as error:
