@@ -26,6 +26,23 @@ def test_amounts_that_fit_numeric_12_2_are_rounded_to_cents(given, stored) -> No
     assert validation.money(given, "price") == stored
 
 
+@pytest.mark.parametrize(
+    ("given", "cents"),
+    [
+        # Half to even would give 0.12, 2.66 and 10.00.
+        ("0.125", "0.13"),
+        ("2.665", "2.67"),
+        ("10.005", "10.01"),
+        ("0.135", "0.14"),
+        ("7.004", "7.00"),
+    ],
+)
+def test_to_cents_rounds_half_up_the_one_rule_for_amounts(given, cents) -> None:
+    # claims.py holds copy against the catalog with it: the sale price, the saving
+    # and every figure read from a text are rounded this way.
+    assert validation.to_cents(Decimal(given)) == Decimal(cents)
+
+
 @pytest.mark.parametrize("given", ["-3", "-19.99", -5, -0.5])
 def test_a_negative_amount_is_refused_with_a_message_that_says_negative(given) -> None:
     with pytest.raises(InvalidRequest) as raised:

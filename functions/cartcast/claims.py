@@ -23,10 +23,11 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 from cartcast import compiled_patterns
+from cartcast.validation import to_cents
 
 CENT = Decimal("0.01")
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
@@ -128,7 +129,7 @@ def sale_price(product: ProductBrief) -> Decimal | None:
     if not product.discount_percent or product.discount_percent <= 0:
         return None
     factor = (Decimal(100) - product.discount_percent) / Decimal(100)
-    return (product.price * factor).quantize(CENT, rounding=ROUND_HALF_UP)
+    return to_cents(product.price * factor)
 
 
 def discount_shown(product: ProductBrief) -> int | None:
@@ -141,7 +142,7 @@ def discount_shown(product: ProductBrief) -> int | None:
 
 def format_price(amount: Decimal, currency: str) -> str:
     """Format an amount as copy shows it: "$1,299.00", "€9.99", "12.50 CHF"."""
-    figure = f"{amount.quantize(CENT, rounding=ROUND_HALF_UP):,}"
+    figure = f"{to_cents(amount):,}"
     symbol = CURRENCY_SYMBOLS.get(currency.upper())
     return f"{symbol}{figure}" if symbol else f"{figure} {currency.upper()}"
 
@@ -346,7 +347,7 @@ def claim_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
     if offer is not None:
         return f"claims an offer ({offer.group(0)!r}) the catalog does not have"
     sale = sale_price(product)
-    saving = ((product.price - sale) if sale is not None else Decimal(0)).quantize(CENT)
+    saving = to_cents(product.price - sale if sale is not None else Decimal(0))
     for match in _SAVE.finditer(scanned):
         saved = amount(next(filter(None, match.groups())))
         if abs(saved - saving) > CENT:
@@ -377,7 +378,7 @@ def price_mismatch(text: str, product: ProductBrief, *, link: str = "") -> str |
     E.g. "claims a price of $16.00, the catalog says $20.00, on sale at $18.00", or
     "claims a price in € (€ 20.00), the catalog's prices are in USD".
     """
-    allowed = {product.price.quantize(CENT, rounding=ROUND_HALF_UP)}
+    allowed = {to_cents(product.price)}
     sale = sale_price(product)
     if sale is not None:
         allowed.add(sale)
@@ -428,7 +429,7 @@ def _priced(
         raw = match.group("before") or match.group("after") or match.group("bare")
         mark = match.group("mark_before") or match.group("mark_after")
         try:
-            found.append((amount(raw).quantize(CENT), mark, match.span()))
+            found.append((to_cents(amount(raw)), mark, match.span()))
         except InvalidOperation:
             continue
     return found

@@ -293,6 +293,8 @@ def money(value: Any, name: str) -> Decimal:
 
 
 def to_cents(amount: Decimal) -> Decimal:
+    """Round to the cent half up (10.005 is 10.01), as stores round: the one rule
+    for every amount cartcast stores, shows or holds copy against."""
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
