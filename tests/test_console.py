@@ -1469,6 +1469,43 @@ def test_a_pause_reason_of_invisible_marks_alone_is_no_reason(
     assert state["reason"] == crisis.DEFAULT_PAUSE_REASON
 
 
+@pytest.mark.parametrize(
+    "reason", ["recall\x07", "product\u2028recall", "recall\x85", "\u202erecall"]
+)
+def test_a_pause_reason_with_a_control_character_shows_the_forms_error(
+    client, signed_in, reason
+) -> None:
+    # The API refuses these with a 400 naming `reason`; the console paused with them.
+    token = csrf_of(client, "/console/inbox")
+
+    refused = client.post("/console/pause", data={"csrf": token, "reason": reason})
+
+    assert refused.status_code == 400, text_of(refused)
+    page = refused.get_data(as_text=True)
+    assert "Field: <code>reason</code>" in page
+    assert "control character" in page
+    state = client.get("/v1/brand/pause", headers=auth(signed_in["key"])).get_json()
+    assert not state["paused"]
+
+
+def test_a_pause_reason_is_measured_as_sent_as_the_api_measures_it(
+    client, signed_in
+) -> None:
+    # The console measured the reason once trimmed, the API as sent: 300
+    # characters and a space paused here and were refused there.
+    token = csrf_of(client, "/console/inbox")
+
+    refused = client.post(
+        "/console/pause",
+        data={"csrf": token, "reason": "x" * crisis.PAUSE_REASON_MAX + " "},
+    )
+
+    assert refused.status_code == 400, text_of(refused)
+    assert "Field: <code>reason</code>" in refused.get_data(as_text=True)
+    state = client.get("/v1/brand/pause", headers=auth(signed_in["key"])).get_json()
+    assert not state["paused"]
+
+
 def test_the_pause_reasons_field_takes_what_the_server_keeps(client, signed_in) -> None:
     page = client.get("/console/inbox").get_data(as_text=True)
 

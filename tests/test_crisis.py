@@ -367,6 +367,8 @@ def test_the_api_pauses_and_resumes_for_admins_and_approvers_only(
         ({"reason": "\u200b\u200d"}, "reason"),
         ({"reason": " \u2066\u2069\u00ad "}, "reason"),
         ({"reason": "x" * 301}, "reason"),
+        # Measured as sent, spaces around it included (docs/openapi.yaml's maxLength).
+        ({"reason": " " + "x" * 300}, "reason"),
         ({"why": 1}, "why"),
     ],
 )
@@ -379,6 +381,41 @@ def test_a_bad_pause_is_a_400_naming_the_field(client, body, field) -> None:
 
     assert refused.status_code == 400
     assert refused.get_json()["error"]["field"] == field
+    assert shown["paused"] is False
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "recall\x07",
+        "product\nrecall",
+        "product\trecall",
+        "recall\x1b[2J",
+        "recall\x7f",
+        "recall\x85",
+        "recall\x9b",
+        "product\u2028recall",
+        # "Test \u202esdooG" shows as "Test Goods": an override turns the text after
+        # it around on every page that prints the reason.
+        "\u202erecall",
+        "\u202brecall\u202c",
+    ],
+)
+def test_a_pause_reason_with_a_control_character_is_a_400_naming_it(
+    client, reason
+) -> None:
+    # The reason is shown on every console page and written into each held post's
+    # reason: a control inside it would break lines or turn the text around.
+    response = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    key = response.get_json()["api_key"]
+
+    refused = post_json(client, "/v1/brand/pause", {"reason": reason}, key)
+    shown = client.get("/v1/brand/pause", headers=auth(key)).get_json()
+
+    assert refused.status_code == 400, refused.get_json()
+    error = refused.get_json()["error"]
+    assert error["field"] == "reason"
+    assert "control character" in error["message"]
     assert shown["paused"] is False
 
 

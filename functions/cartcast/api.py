@@ -1434,20 +1434,13 @@ def pause_brand(
     brand_id = keys.require_brand(caller)
     validation.only_fields(body, PAUSE_FIELDS, what="a pause")
     reason = body.get("reason")
-    if reason is not None and (
-        not isinstance(reason, str) or validation.is_blank(reason)
-    ):
-        raise InvalidRequest("'reason' must be a non-empty text", field="reason")
-    if reason is not None and len(reason) > crisis.PAUSE_REASON_MAX:
-        raise InvalidRequest(
-            f"'reason' must be at most {crisis.PAUSE_REASON_MAX} characters",
-            field="reason",
-        )
+    if reason is not None:
+        reason = crisis.pause_reason(reason)
     pause = crisis.pause_brand(
         tx,
         brand_id=brand_id,
         actor=caller.key_name,
-        reason=None if reason is None else reason.strip(validation.BLANK),
+        reason=reason,
         now=runtime.clock.now(),
     )
     return web.json_response(pause)

@@ -833,22 +833,15 @@ def _brand_mention() -> Iterator[None]:
 def pause(tx: Transaction, *, request: Any, runtime: Any, session: Session) -> Response:
     """The crisis pause: hold every queued post until someone resumes."""
     session.require("pause")
-    # The field is optional, so a reason the API calls blank (only spaces,
-    # controls and invisible marks) is none, and the default reason is kept:
-    # stored, it read "paused ... by admin: ." on every page.
-    reason = request.form.get("reason", "").strip(validation.BLANK)
-    if validation.is_blank(reason):
-        reason = ""
-    if len(reason) > crisis.PAUSE_REASON_MAX:
-        raise InvalidRequest(
-            f"the reason must be at most {crisis.PAUSE_REASON_MAX} characters",
-            field="reason",
-        )
+    # The field is optional, so a reason the API calls blank (only spaces and
+    # invisible marks) is none, and the default reason is kept: stored, it read
+    # "paused ... by admin: ." on every page. Otherwise checked as the API checks it.
+    reason = crisis.pause_reason(request.form.get("reason", ""), blank_is_default=True)
     crisis.pause_brand(
         tx,
         brand_id=session.caller.brand_id,
         actor=session.caller.key_name,
-        reason=reason or None,
+        reason=reason,
         now=runtime.clock.now(),
     )
     return _redirect("/console/inbox?notice=paused")

@@ -36,9 +36,9 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from cartcast import alerts, audit, holds, page_cursors
+from cartcast import alerts, audit, holds, page_cursors, validation
 from cartcast.db import Transaction
-from cartcast.errors import Conflict
+from cartcast.errors import Conflict, InvalidRequest
 from cartcast.logs import fields
 
 ALERT_KIND = "crisis"
@@ -285,6 +285,36 @@ def _alert_text(slug: str, shares: Shares, settings: Any) -> str:
         "before. Scheduled posts still go out; to hold them, POST /v1/brand/pause "
         "(POST /v1/brand/resume sends them again). Open mentions: GET /v1/mentions."
     )
+
+
+def pause_reason(given: Any, *, blank_is_default: bool = False) -> str | None:
+    """Return a pause's `reason`, stripped of the blanks around it.
+
+    The API and the console's form check it alike: at most PAUSE_REASON_MAX
+    characters measured as sent, spaces around it included (docs/openapi.yaml's
+    maxLength measures so, and the form's maxlength counts what is typed), and
+    no control character inside (validation.without_controls). A blank reason
+    (only spaces, controls and invisible marks) is refused, or None, the default
+    reason, with `blank_is_default` (the console's optional field).
+
+    Raises:
+        InvalidRequest: naming `reason`.
+    """
+    if not isinstance(given, str):
+        raise InvalidRequest("'reason' must be a non-empty text", field="reason")
+    if len(given) > PAUSE_REASON_MAX:
+        raise InvalidRequest(
+            f"'reason' must be at most {PAUSE_REASON_MAX} characters, spaces "
+            "around it included",
+            field="reason",
+        )
+
+    reason = validation.without_controls(given.strip(validation.BLANK), "reason")
+    if not validation.is_blank(reason):
+        return reason
+    if blank_is_default:
+        return None
+    raise InvalidRequest("'reason' must be a non-empty text", field="reason")
 
 
 def pause_brand(

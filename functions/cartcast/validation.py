@@ -135,6 +135,28 @@ def display_name(value: str, name: str) -> str:
     )
 
 
+def without_controls(value: str, name: str) -> str:
+    """Refuse a one-line text (already stripped of the blanks around it) holding a
+    control character: C0 or C1 (NUL, tab and line feed among them), a line or
+    paragraph separator, or a bidi embedding or override (U+202A to U+202E).
+
+    Such a text is printed into pages and other rows (a pause's reason into each
+    held post's): a control breaks its line or, like "Test \u202esdooG" showing as
+    "Test Goods", turns what follows around. The isolates (U+2066 to U+2069) and
+    marks stay: they wrap a right-to-left name inside the text and end with it.
+    """
+    return _refuse_characters(
+        value,
+        name,
+        lambda character: (
+            unicodedata.category(character) == "Cc"
+            or character in "\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
+        ),
+        what="a control character",
+        fix="write it on one line, in characters that show",
+    )
+
+
 def _refuse_characters(
     value: str, name: str, refused: Callable[[str], bool], *, what: str, fix: str
 ) -> str:
