@@ -654,3 +654,18 @@ def test_one_day_and_the_longest_range_draw_every_trend_chart(
         assert f'id="{chart}"' in page
     # A coordinate computed from an empty or one-day range would print as nan or inf.
     assert '"nan"' not in page and '"inf"' not in page and '"-inf"' not in page
+
+
+def test_figures_a_report_works_out_round_half_up_as_stored_amounts_do() -> None:
+    # 1.00 of 200,000.00 is a share of 0.000005, a tie at the share's five places;
+    # 0.00125 spend is a tie at a money figure's four. Half to even would give
+    # 0.00000 and 0.0012; every amount cartcast stores rounds half up.
+    figures = reports.store_figures(
+        store_orders=3,
+        store_revenue=Decimal("200000.00"),
+        unattributed_revenue=Decimal("199999.00"),
+    )
+    row = reports.with_money_places({"api_spend_usd": Decimal("0.00125")})
+
+    assert figures["attributed_revenue_share"] == Decimal("0.00001")
+    assert row["api_spend_usd"] == Decimal("0.0013")

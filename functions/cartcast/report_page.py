@@ -20,7 +20,7 @@ import hashlib
 import math
 import re
 import unicodedata
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -390,7 +390,7 @@ def _sentiment_chart(counted: dict[str, int]) -> dict[str, Any]:
     for name, label in SENTIMENT_LABELS.items():
         share = Decimal(counted[name]) / total if total else Decimal(0)
         width = float(share) * WIDTH
-        percent = (share * 100).quantize(Decimal("1"))
+        percent = (share * 100).quantize(Decimal("1"), ROUND_HALF_UP)
         segments.append(
             {
                 "name": name,

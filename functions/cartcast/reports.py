@@ -14,7 +14,7 @@ import io
 import re
 import uuid
 import zoneinfo
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from cartcast import page_cursors
@@ -239,7 +239,7 @@ def with_money_places(row: dict[str, Any]) -> dict[str, Any]:
     """Return the row with every money figure written to its fixed decimals."""
     return {
         name: (
-            value.quantize(MONEY_PLACES[name])
+            value.quantize(MONEY_PLACES[name], rounding=ROUND_HALF_UP)
             if name in MONEY_PLACES and isinstance(value, Decimal)
             else value
         )
@@ -255,7 +255,7 @@ def store_figures(
     share = None
     if store_revenue > 0:
         credited = store_revenue - unattributed_revenue
-        share = (credited / store_revenue).quantize(RATE_PLACES)
+        share = (credited / store_revenue).quantize(RATE_PLACES, ROUND_HALF_UP)
     return {
         "unattributed_revenue": unattributed_revenue,
         "store_orders": store_orders,
