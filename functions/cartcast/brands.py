@@ -55,7 +55,6 @@ from cartcast import (
     keys,
     link_policy,
     links,
-    offboarding,
     post_text,
     slots,
     validation,
@@ -73,6 +72,12 @@ from cartcast.settings import Settings
 
 # How a webhook URL's host is looked up when it is set: pinned_http.Resolver.
 HostLookup = Callable[[str, int], Sequence[str]]
+
+# A brand that leaves but keeps its KPIs is written back under this prefix and
+# its id (offboarding.stripped_slug): no new brand may take such a slug, or the
+# write-back would fail at every sweep. Kept here, not in offboarding, so the
+# functions that create drafts do not import the module that revokes X tokens.
+STRIPPED_SLUG_PREFIX = "offboarded-"
 
 INSERT_BRAND = """
 INSERT INTO brands (slug, name, time_zone, voice, language, banned_words,
@@ -818,9 +823,9 @@ def _slug(body: dict, name: str) -> str:
         )
     # A brand that leaves but keeps its KPIs is written back under this prefix
     # and its id: a brand holding that slug first would stop its deletion.
-    if slug.startswith(offboarding.STRIPPED_SLUG_PREFIX):
+    if slug.startswith(STRIPPED_SLUG_PREFIX):
         raise InvalidRequest(
-            f"'slug' must not begin with {offboarding.STRIPPED_SLUG_PREFIX!r}, "
+            f"'slug' must not begin with {STRIPPED_SLUG_PREFIX!r}, "
             "which names the kept rows of brands that left"
             + ("" if given is not None else f" (derived from the name: {slug!r})"),
             field="slug",

@@ -50,9 +50,6 @@ POSTS_PER_BATCH = 500
 ROWS_PER_BATCH = 5000
 SWEEP_BATCHES_MAX = 2000
 STRIPPED_NAME = "offboarded brand"
-# A kept brand row's slug is this and its id; no new brand may take such a slug
-# (brands.py refuses it), or the write-back would fail at every sweep.
-STRIPPED_SLUG_PREFIX = "offboarded-"
 
 # NO KEY: the request and its cancel then hold or release the brand's posts, and
 # an approval or edit of one of them, holding its row, logs itself (post_events,
@@ -379,6 +376,8 @@ def delete_brand_data(
 
 def stripped_slug(brand_id: str) -> str:
     """The slug of a kept brand row: frees the brand's own for a later sign-up."""
+    from cartcast.brands import STRIPPED_SLUG_PREFIX
+
     return STRIPPED_SLUG_PREFIX + brand_id.replace("-", "")
 
 
