@@ -653,3 +653,42 @@ def test_keys_older_than_a_day_are_pruned(brand_key) -> None:
 
     assert kept == {"idempotency_keys_pruned": 0}
     assert pruned == {"idempotency_keys_pruned": 1}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the second request waits on the key past the database socket's 10 s "
+    "timeout: pg8000's TimeoutError escapes as a 500, its connection lost",
+)
+def test_a_second_request_while_the_first_still_writes_is_a_409_not_a_503(
+    brand_key, standin
+) -> None:
+    """Gemini may take longer than a database read may wait: the key is busy."""
+    body = {"products": [catalog(1)[0]["sku"]]}
+    release = standin.hold_answers()
+    app = make_app("api", "http")
+    answers: list = [None]
+
+    def ask_first() -> None:
+        answers[0] = _send_with_key(
+            app.test_client(), "/v1/captions", body, brand_key, "busy"
+        )
+
+    first = threading.Thread(target=ask_first)
+    first.start()
+    try:
+        assert standin.wait_for_requests(1), "the first request never reached Gemini"
+        second = _send_with_key(
+            app.test_client(), "/v1/captions", body, brand_key, "busy"
+        )
+    finally:
+        release.set()
+        first.join()
+    third = _send_with_key(app.test_client(), "/v1/captions", body, brand_key, "busy")
+
+    assert second.status_code == 409, second.get_json()
+    assert second.get_json()["error"]["field"] == "Idempotency-Key"
+    assert "Retry-After" in second.headers
+    assert answers[0].status_code == 201
+    assert third.headers["Idempotent-Replayed"] == "true"
+    assert len(_stored_posts(brand_key)) == 1
