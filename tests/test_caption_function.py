@@ -655,11 +655,6 @@ def test_keys_older_than_a_day_are_pruned(brand_key) -> None:
     assert pruned == {"idempotency_keys_pruned": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the second request waits on the key past the database socket's 10 s "
-    "timeout: pg8000's TimeoutError escapes as a 500, its connection lost",
-)
 def test_a_second_request_while_the_first_still_writes_is_a_409_not_a_503(
     brand_key, standin
 ) -> None:

@@ -82,6 +82,13 @@ UNDEFINED_TABLE = "42P01"
 # succeeds (PostgreSQL's documentation, "Serialization Failure Handling").
 TRY_AGAIN = {"40P01": "deadlock detected", "40001": "serialization failure"}
 FEATURE_NOT_SUPPORTED = "0A000"
+LOCK_NOT_AVAILABLE = "55P03"
+# Transaction-local; the first returns the setting it replaces.
+SET_LOCK_TIMEOUT = """
+SELECT current_setting('lock_timeout') AS was,
+    set_config('lock_timeout', :timeout, true)
+"""
+RESTORE_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', :timeout, true)"
 SET_SESSION_CONFIG = "SELECT set_config(:name, :value, false)"
 
 # Settings every transaction of the current context runs with
@@ -153,6 +160,29 @@ class Transaction(Reads):
 
     def execute(self, sql: str, **params: Any) -> int:
         return self._statements.run(sql, params).row_count
+
+    def scalar_waiting_at_most(
+        self, sql: str, *, wait_ms: int, refusal: CartcastError, **params: Any
+    ) -> Any:
+        """Run `sql` waiting at most `wait_ms` for a lock; raise `refusal` past it.
+
+        Every read of a connection times out after CONNECT_TIMEOUT_S, and a read
+        that waits longer on a row another transaction holds (a caption request's
+        Idempotency-Key, held across Gemini's call) loses its connection and
+        escapes as a 500. The wait is bounded by the server instead (lock_timeout,
+        SQLSTATE 55P03). The transaction is aborted then, so `refusal` must end it.
+        """
+        import pg8000.dbapi
+
+        was = self.scalar(SET_LOCK_TIMEOUT, timeout=f"{wait_ms}ms")
+        try:
+            value = self.scalar(sql, **params)
+        except pg8000.dbapi.DatabaseError as error:
+            if _sqlstate(error) == LOCK_NOT_AVAILABLE:
+                raise refusal from error
+            raise
+        self.scalar(RESTORE_LOCK_TIMEOUT, timeout=was)
+        return value
 
 
 class LoneReads(Reads):

@@ -8,12 +8,15 @@ characters), scoped to the brand:
 
     same key, same body         the first answer, replayed (`Idempotent-Replayed`)
     same key, another body      409 naming Idempotency-Key; nothing is written
-    same key, first still busy  waits for it, then replays its answer
+    same key, first still busy  waits for it (5 s at most), then replays its
+                                answer; past that, 409 with Retry-After
 
 The key is claimed by inserting its row in the request's own transaction, before any
 draft is written: a second request with the key waits on the primary key until the
-first commits (then replays) or rolls back (then runs itself). Only a stored answer
-(201) is kept; a refused request rolls its claim back, and its retry runs anew.
+first commits (then replays) or rolls back (then runs itself), or until
+KEY_WAIT_MS pass (then 409, Retry-After: the first may take Gemini's whole call).
+Only a stored answer (201) is kept; a refused request rolls its claim back, and
+its retry runs anew.
 Keys are kept KEEP (a day) and pruned by the hourly rollup tick (decision 0102).
 """
 
@@ -32,6 +35,12 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEEP = dt.timedelta(hours=24)
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# A second request waits this long for the first holding its key, then is a 409
+# with Retry-After: the first holds it across Gemini's call (up to
+# gemini_timeout_s, twice with the retry), longer than a database read may wait
+# (db.CONNECT_TIMEOUT_S, 10 s) before its connection is given up for lost.
+KEY_WAIT_MS = 5_000
+BUSY_RETRY_AFTER_S = 5
 
 CLAIM_KEY = """
 INSERT INTO caption_idempotency_keys (brand_id, key, request_sha256, created_at)
@@ -78,8 +87,20 @@ def claim(
     used with another body.
     """
     request_sha256 = fingerprint(body)
-    claimed = tx.scalar(
-        CLAIM_KEY, brand_id=brand_id, key=key, request_sha256=request_sha256, now=now
+    busy = Conflict(
+        f"a request with this {HEADER} is still being answered; send it again "
+        "shortly to get its answer",
+        field=HEADER,
+        retry_after_s=BUSY_RETRY_AFTER_S,
+    )
+    claimed = tx.scalar_waiting_at_most(
+        CLAIM_KEY,
+        wait_ms=KEY_WAIT_MS,
+        refusal=busy,
+        brand_id=brand_id,
+        key=key,
+        request_sha256=request_sha256,
+        now=now,
     )
     if claimed is not None:
         return None
