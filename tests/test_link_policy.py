@@ -434,3 +434,55 @@ def test_links_asked_for_and_spent_while_the_copy_was_written_are_a_409(api) -> 
     assert planned == [link_policy.LinkChoice(True)]
     assert refused.value.field == "link"
     assert "0 are left for 2026-03" in str(refused.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="confirm_links re-reads the policy only for a brand that was 'monthly' "
+    "when the request began: 'always' turned 'never' meanwhile keeps the link",
+)
+def test_a_policy_turned_never_while_gemini_writes_leaves_the_draft_link_free(
+    api, monkeypatch
+) -> None:
+    """Gemini's answer is held while an admin sets link_policy 'never' on a brand
+    that was 'always'; the held request then stores its draft without a link."""
+    from cartcast import runtime as runtime_module
+
+    key = make_brand(api)
+    sku = catalog(1)[0]["sku"]
+    with GeminiStandIn() as standin:
+        monkeypatch.setenv("GEMINI_API_KEY", standin.api_key)
+        monkeypatch.setenv("GEMINI_BASE_URL", standin.base_url)
+        runtime_module.reset()
+        gemini_api = make_app("api", "http")
+        release = standin.hold_answers()
+        answers = []
+        request = threading.Thread(
+            target=lambda: answers.append(
+                post_json(
+                    gemini_api.test_client(), "/v1/captions", {"products": [sku]}, key
+                )
+            )
+        )
+        request.start()
+        try:
+            assert standin.wait_for_requests(1), "the request never reached Gemini"
+
+            # Act: while Gemini writes, the brand stops paying for links.
+            changed = gemini_api.test_client().patch(
+                "/v1/brand",
+                data=json.dumps({"link_policy": "never"}),
+                headers=auth(key),
+                content_type="application/json",
+            )
+        finally:
+            release.set()
+            request.join()
+
+    # Assert
+    assert changed.status_code == 200, changed.get_json()
+    (answer,) = answers
+    assert answer.status_code == 201, answer.get_json()
+    (held,) = answer.get_json()["posts"]
+    assert held["link"] is None and not linked_urls(held["text"])
+    assert held["link_note"] == "link-free: the brand's link_policy is 'never'"
