@@ -436,11 +436,6 @@ def test_links_asked_for_and_spent_while_the_copy_was_written_are_a_409(api) -> 
     assert "0 are left for 2026-03" in str(refused.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="confirm_links re-reads the policy only for a brand that was 'monthly' "
-    "when the request began: 'always' turned 'never' meanwhile keeps the link",
-)
 def test_a_policy_turned_never_while_gemini_writes_leaves_the_draft_link_free(
     api, monkeypatch
 ) -> None:

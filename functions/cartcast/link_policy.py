@@ -157,10 +157,11 @@ def confirm_links(
     links (`link: true`) it is refused with a Conflict as choose_links refuses.
     """
     wanted = sum(choice.has_link for choice in planned)
-    if brand["link_policy"] != "monthly" or wanted == 0:
+    if wanted == 0:
         return planned
 
-    # The settings too may have changed since the copy was asked for.
+    # The settings too may have changed since the copy was asked for, whatever
+    # they were: an 'always' brand set to 'never' meanwhile pays for no link.
     current = tx.one(LOCK_BRAND_LINK_SETTINGS, brand_id=str(brand["id"]))
     if current is None or current["link_policy"] == "always":
         return planned
