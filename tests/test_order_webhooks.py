@@ -1039,14 +1039,7 @@ def test_orders_cancelled_waits_for_the_uncommitted_creation_and_removes_it(
     assert stored_orders() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a second order id under a stored name is answered 200 duplicate with "
-    "the other order, and its sale is dropped",
-)
-def test_another_order_id_under_a_stored_name_is_a_409_naming_name(
-    app, brand
-) -> None:
+def test_another_order_id_under_a_stored_name_is_a_409_naming_name(app, brand) -> None:
     client = app.test_client()
     first = json.loads(shopify_order(id=5001, name="#7"))
     other = json.loads(shopify_order(id=5002, name="#7", total_price="12.00"))

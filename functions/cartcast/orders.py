@@ -45,7 +45,7 @@ from typing import Any
 
 from cartcast import attribution, brands, validation
 from cartcast.db import Transaction
-from cartcast.errors import InvalidRequest
+from cartcast.errors import Conflict, InvalidRequest
 
 # The store's ids are indexed (UNIQUE (brand_id, external_id)); a btree entry must
 # stay under about 2.7 kB, and no store's id comes near this.
@@ -172,6 +172,7 @@ def receive_order(
     stored = tx.one(SELECT_ORDER, brand_id=brand_id, external_id=order["external_id"])
     if stored is None and order["name"] is not None:
         stored = _stored_under_name(tx, brand_id=brand_id, order=order)
+        _refuse_a_name_taken(stored, order)
     if stored is None:
         # The insert met the delivery id, not the order id: a redelivery whose
         # body names another order is answered with the order it first brought.
@@ -335,6 +336,21 @@ def _stored_under_name(
     return adopted or tx.one(
         SELECT_ORDER_BY_NAME, brand_id=brand_id, name=order["name"]
     )
+
+
+def _refuse_a_name_taken(stored: dict[str, Any] | None, order: dict[str, Any]) -> None:
+    """Refuse an order whose name another order id holds (409 naming `name`).
+
+    Shopify's names are unique in a store, but a client of POST /v1/orders may
+    reuse one (numbering restarted, two channels): answering it as a duplicate of
+    the other order would drop its sale while saying 200.
+    """
+    if stored is not None and stored["external_id"] != order["external_id"]:
+        raise Conflict(
+            f"'name' {order['name']!r} is the name of the stored order "
+            f"{stored['external_id']!r}; an order's name is unique in the brand",
+            field="name",
+        )
 
 
 def check_currency(order: dict[str, Any], brand_currency: str) -> None:
