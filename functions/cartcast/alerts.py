@@ -45,16 +45,12 @@ import datetime as dt
 import json
 from typing import Any
 
+from cartcast import webhook_outboxes
 from cartcast.db import Transaction
 from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
-from cartcast.webhook_outboxes import (
-    BRAND_VERSION_NOW,
-    REFUSED_PATTERN,
-    RunWebhooks,
-    abandon_refused,
-)
+from cartcast.webhook_outboxes import RunWebhooks, abandon_refused
 from cartcast.webhooks import WebhookRefused, post_webhook
 
 ALERTS_PER_RUN = 20
@@ -170,18 +166,9 @@ def revive_refused(
     tx: Transaction, *, brand_id: str, now: dt.datetime, max_age_s: float
 ) -> int:
     """Make the brand's alerts abandoned as refused, and younger than
-    `max_age_s`, due `now` again; return how many.
-
-    For a webhook URL the owner has just set: a refusal says where the old URL's
-    host pointed, and nothing was sent. Those past `max_age_s` would only be
-    abandoned again, for their age, at their next delivery.
-    """
-    return tx.execute(
-        REVIVE_REFUSED,
-        brand_id=brand_id,
-        now=now,
-        refused=REFUSED_PATTERN,
-        oldest=now - dt.timedelta(seconds=max_age_s),
+    `max_age_s`, due `now` again (webhook_outboxes.revive_refused)."""
+    return webhook_outboxes.revive_refused(
+        tx, REVIVE_REFUSED, brand_id=brand_id, now=now, max_age_s=max_age_s
     )
 
 
@@ -270,7 +257,6 @@ def _deliver_one(runtime: Any, alert_id: int, run_webhooks: RunWebhooks) -> str 
                 tx,
                 error,
                 brand_version=alert["brand_version"],
-                brand_version_now=BRAND_VERSION_NOW,
                 mark_refused=MARK_REFUSED,
                 row_id=alert_id,
                 brand_id=alert["brand_id"],

@@ -85,7 +85,6 @@ def abandon_refused(
     error: WebhookRefused,
     *,
     brand_version: str,
-    brand_version_now: str,
     mark_refused: str,
     row_id: int,
     brand_id: str,
@@ -97,14 +96,15 @@ def abandon_refused(
     return False, abandoning nothing, when the brand's row has changed since
     its URL was read (`brand_version`).
 
+    The brand's row is read FOR SHARE (`BRAND_VERSION_NOW`), so a PATCH of it
+    waits for, or is seen by, this row.
+
     Args:
-        brand_version_now: the SELECT of the brand's (:brand_id) xmin as text,
-            FOR SHARE, so a PATCH of it waits for, or is seen by, this row.
         mark_refused: the outbox's UPDATE of `abandoned_at` (:now) and
             `last_error` (:error) for the row :id; it counts no attempt.
         what: the row's kind as the log line opens ("alert", "escalation").
     """
-    if tx.scalar(brand_version_now, brand_id=brand_id) != brand_version:
+    if tx.scalar(BRAND_VERSION_NOW, brand_id=brand_id) != brand_version:
         runtime.log.info(
             f"{what} not abandoned: its brand was changed while it was refused",
             extra=fields(**log_fields),
@@ -117,3 +117,33 @@ def abandon_refused(
         extra=fields(**log_fields, reason=reason),
     )
     return True
+
+
+def revive_refused(
+    tx: Transaction,
+    revive_refused_sql: str,
+    *,
+    brand_id: str,
+    now: dt.datetime,
+    max_age_s: float,
+) -> int:
+    """Make the brand's rows abandoned as refused, and younger than `max_age_s`,
+    due `now` again; return how many.
+
+    For a webhook URL the owner has just set: a refusal says where the old URL's
+    host pointed, and nothing was sent. Those past `max_age_s` would only be
+    abandoned again, for their age, at their next delivery.
+
+    Args:
+        revive_refused_sql: the outbox's UPDATE clearing `abandoned_at` and
+            setting `next_attempt_at` (:now) for the brand's (:brand_id)
+            undelivered rows whose `last_error` is LIKE :refused and whose
+            `created_at` is at least :oldest.
+    """
+    return tx.execute(
+        revive_refused_sql,
+        brand_id=brand_id,
+        now=now,
+        refused=REFUSED_PATTERN,
+        oldest=now - dt.timedelta(seconds=max_age_s),
+    )
