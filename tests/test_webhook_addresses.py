@@ -504,6 +504,26 @@ def test_a_ca_file_whose_comments_are_not_ascii_is_loaded_as_the_cold_start_did(
     assert sent["alerts_sent"] == 1
 
 
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_a_ca_file_emptied_since_the_cold_start_is_a_configuration_error(
+    runtime, brand_id, tls_receiver, tmp_path
+) -> None:
+    # Arrange: the file the cold start checked now holds no PEM block at all.
+    from cartcast.errors import ConfigurationError
+
+    server, _ = tls_receiver
+    emptied = tmp_path / "emptied.pem"
+    emptied.write_text("# the bundle was truncated by a bad deploy\n")
+    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
+    runtime.resolve = ChangingResolver(["127.0.0.2"])
+    with_private_ca(runtime, str(emptied))
+
+    # Act / Assert: named as the deployment's to fix, as an unreadable file is.
+    with pytest.raises(ConfigurationError, match="holds no PEM certificate"):
+        alerts.deliver_pending(runtime)
+    assert server.received == []
+
+
 class ConnectProxy:
     """An egress proxy on 127.0.0.1 that takes CONNECT alone, records each one's
     target and Proxy-Authorization, and pipes the bytes both ways."""

@@ -295,8 +295,8 @@ def _read_ca_file(path: str) -> str:
     The cold start had OpenSSL load the file, which skips the text around the
     blocks; TLS takes PEM given as text in ASCII alone, so the blocks are kept
     and a comment in UTF-8 (a bundle's "# Issuer:" line, `openssl x509 -text`)
-    is dropped. A file gone or unreadable since is the deployment's to fix, and
-    no delivery can be checked without it.
+    is dropped. A file gone, unreadable or emptied since is the deployment's to
+    fix, and no delivery can be checked without it.
     """
     try:
         text = Path(path).read_bytes().decode("latin-1")
@@ -304,7 +304,13 @@ def _read_ca_file(path: str) -> str:
         raise ConfigurationError(
             f"the certificate authorities file {path} cannot be read: {error}"
         ) from error
-    return "\n".join(match.group(0) for match in PEM_BLOCK.finditer(text))
+    blocks = [match.group(0) for match in PEM_BLOCK.finditer(text)]
+    if not blocks:
+        # TLS would raise ValueError on empty data, past every caller's except.
+        raise ConfigurationError(
+            f"the certificate authorities file {path} holds no PEM certificate"
+        )
+    return "\n".join(blocks)
 
 
 def _time_left_s(timeout_s: Any, deadline: float) -> float:
