@@ -110,6 +110,7 @@ from cartcast.post_text import (
     shorten,
     weighted_length,
 )
+from cartcast.validation import BIDI_CONTROLS
 
 if TYPE_CHECKING:
     from cartcast.gemini import GeminiCaptioner
@@ -843,8 +844,8 @@ def _hook(product: ProductBrief, voice: BrandVoice) -> str | None:
 _MENTION_OR_LINK_TALK = re.compile(r"[@＠]\w|\blink\b", re.IGNORECASE)
 # Bidirectional embeddings, overrides and isolates (UAX #9): each turns the text
 # after it around as shown, so "\u202eeruc" shows "cure" and no check reads it.
-# Catalog titles refuse them (validation.BIDI_CONTROLS); copy is kept free of them.
-_REORDERING = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Catalog titles refuse the same set; copy is kept free of them.
+_REORDERING = re.compile("[" + "".join(sorted(BIDI_CONTROLS)) + "]")
 
 
 def _benefits(product: ProductBrief, voice: BrandVoice) -> list[str]:
