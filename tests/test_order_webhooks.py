@@ -1069,3 +1069,39 @@ def test_a_refund_delivered_before_its_order_is_taken_off_once_the_order_comes(
     server.post("/v1/webhooks/orders/test-goods", placed, headers_for(placed))
 
     assert [str(row["total_price"]) for row in stored_orders()] == ["149.65"]
+
+
+def test_a_refund_for_an_order_cancelled_meanwhile_is_not_applied(
+    server, brand
+) -> None:
+    placed = shopify_order()
+    server.post("/v1/webhooks/orders/test-goods", placed, headers_for(placed))
+    raw = shopify_refund()
+    topic = {"X-Shopify-Topic": "refunds/create"}
+    current = runtime_module.current()
+    answers: list = []
+
+    def refund() -> None:
+        answers.append(
+            server.post(
+                "/v1/webhooks/orders/test-goods", raw, headers_for(raw, **topic)
+            )
+        )
+
+    # The cancellation has removed the order and not yet committed when the refund
+    # arrives: the refund finds the order gone, and nothing took its money off.
+    with current.database.transaction() as tx:
+        orders.receive_cancellation(
+            tx, brand_id=brand["id"], body=json.loads(placed), now=START
+        )
+        refunder = threading.Thread(target=refund)
+        refunder.start()
+        while refunder.is_alive() and not _waiting_for_a_lock(current):
+            refunder.join(0.01)
+    refunder.join()
+
+    status, answer = answers[0]
+    assert status == 200, answer
+    assert answer["refund"]["applied"] is False
+    assert answer["duplicate"] is False
+    assert stored_orders() == []

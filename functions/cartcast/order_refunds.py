@@ -66,7 +66,11 @@ def receive_refund(tx: Transaction, *, brand_id: str, body: Any) -> dict[str, An
         amount=amount,
     )
     if taken is None:
+        # The refund's id was there, or a cancellation removed the order while
+        # this waited on its row: only the first is a duplicate.
         stored = tx.one(orders.SELECT_ORDER, brand_id=brand_id, external_id=order_id)
+        if stored is None:
+            return _answer(None, refund_id, amount, applied=False, duplicate=False)
         return _answer(stored, refund_id, amount, applied=True, duplicate=True)
     return _answer(taken, refund_id, amount, applied=True, duplicate=False)
 
