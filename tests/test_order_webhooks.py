@@ -1105,3 +1105,16 @@ def test_a_refund_for_an_order_cancelled_meanwhile_is_not_applied(
     assert answer["refund"]["applied"] is False
     assert answer["duplicate"] is False
     assert stored_orders() == []
+
+
+def test_a_refund_with_a_blank_order_id_is_a_400_naming_order_id(server, brand) -> None:
+    raw = shopify_refund(order_id=" ")
+    topic = {"X-Shopify-Topic": "refunds/create"}
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", raw, headers_for(raw, **topic)
+    )
+
+    assert status == 400, answer
+    assert answer["error"]["field"] == "order_id"
+    assert "must not be blank" in answer["error"]["message"]

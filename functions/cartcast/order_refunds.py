@@ -49,8 +49,8 @@ def receive_refund(tx: Transaction, *, brand_id: str, body: Any) -> dict[str, An
             or money came back in another currency than the order's.
     """
     body = validation.require_object(body)
-    refund_id = _id_field(body, "id")
-    order_id = _id_field(body, "order_id")
+    refund_id = orders.store_id(body, "id", what="the store's refund id")
+    order_id = orders.store_id(body, "order_id", what="the refunded order's id")
     amount = refunded_amount(body)
 
     stored = tx.one(orders.SELECT_ORDER, brand_id=brand_id, external_id=order_id)
@@ -103,25 +103,6 @@ def _check_currency(body: dict, order_currency: str) -> None:
                 f"{order_currency}",
                 field="transactions.currency",
             )
-
-
-def _id_field(body: dict, name: str) -> str:
-    """Read a store id (an integer or a string) as text, refusing what no store
-    writes."""
-    value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InvalidRequest(
-            f"'{name}' is required, an integer or a string", field=name
-        )
-    text = str(value).strip(validation.BLANK)
-    if not text or len(str(value)) > orders.EXTERNAL_ID_LENGTH_MAX:
-        raise InvalidRequest(
-            f"'{name}' must not be blank nor longer than "
-            f"{orders.EXTERNAL_ID_LENGTH_MAX} characters",
-            field=name,
-        )
-    orders.refuse_control_characters(text, name)
-    return text
 
 
 def _lowered(value: Any) -> str | None:

@@ -400,23 +400,27 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
 
 def order_id(body: dict) -> str:
     """Return the store's order id as text, refusing one no store writes."""
-    external = body.get("id")
+    return store_id(body, "id", what="the store's order id")
+
+
+def store_id(body: dict, name: str, *, what: str) -> str:
+    """Return the store id under `name` (an integer or a string) as text, refusing
+    one no store writes; `what` says in the refusal what the id is."""
+    external = body.get(name)
     if external is None:
-        raise InvalidRequest("'id' (the store's order id) is required", field="id")
+        raise InvalidRequest(f"'{name}' ({what}) is required", field=name)
     if isinstance(external, bool) or not isinstance(external, (int, str)):
         raise InvalidRequest(
-            "'id' (the store's order id) must be an integer or a string", field="id"
+            f"'{name}' ({what}) must be an integer or a string", field=name
         )
     if not str(external).strip(validation.BLANK):
-        raise InvalidRequest(
-            "'id' (the store's order id) must not be blank", field="id"
-        )
+        raise InvalidRequest(f"'{name}' ({what}) must not be blank", field=name)
     # Measured as sent, as the spec's maxLength is (it bounds a string id only).
     if len(str(external)) > EXTERNAL_ID_LENGTH_MAX:
         raise InvalidRequest(
-            f"'id' is longer than {EXTERNAL_ID_LENGTH_MAX} characters", field="id"
+            f"'{name}' is longer than {EXTERNAL_ID_LENGTH_MAX} characters", field=name
         )
-    refuse_control_characters(str(external), "id")
+    refuse_control_characters(str(external), name)
     return str(external).strip(validation.BLANK)
 
 
