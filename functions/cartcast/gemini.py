@@ -189,6 +189,10 @@ class _Usage:
         self.counts["thought_tokens"] += metadata.thoughts_token_count or 0
         self.counts["total_tokens"] += metadata.total_token_count or 0
 
+    def billed(self) -> dict[str, int]:
+        """Return the counts once a call was made, else nothing: a failure's usage."""
+        return dict(self.counts) if self.counts["calls"] else {}
+
 
 class GeminiCaptioner:
     """Writes the copy of a batch of posts in one Gemini call (see module docstring)."""
@@ -266,15 +270,13 @@ class GeminiCaptioner:
             except TransientError as error:
                 # The quota refused the retry, or Gemini did: the first attempt's
                 # tokens were billed all the same, and are the batch's usage.
-                error.usage = dict(usage.counts) if usage.counts["calls"] else {}
+                error.usage = usage.billed()
                 raise
             except _Retryable as failure:
                 self._log_call(attempt, refs, started, problem=failure.reason)
                 if attempt == ATTEMPTS_MAX:
                     if isinstance(failure.final, TransientError):
-                        failure.final.usage = (
-                            dict(usage.counts) if usage.counts["calls"] else {}
-                        )
+                        failure.final.usage = usage.billed()
                     raise failure.final from failure.__cause__
                 if failure.pause:
                     time.sleep(self._retry_pause_s)
