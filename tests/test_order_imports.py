@@ -773,3 +773,21 @@ def test_a_voided_order_by_id_keeps_a_later_row_of_its_id_out(client, brand) -> 
 
     assert (report["stored"], report["cancelled"]) == (0, 1), report
     assert stored() == {}
+
+
+def test_another_id_under_a_stored_name_is_a_reported_row_not_a_duplicate(
+    client, brand
+) -> None:
+    # POST /v1/orders answers this with a 409 naming `name`; a file must not
+    # count it as a duplicate of the other order and so drop its sale unsaid.
+    post_json(client, "/v1/orders", shopify_json_order(), brand["key"])
+    by_id = "\n".join([HEADER, "#1001,777,2026-03-02T10:00:00Z,USD,29.90,Mug,,"])
+
+    report = send_csv(client, brand["key"], by_id).get_json()
+
+    assert (report["stored"], report["duplicates"]) == (0, 0), report
+    assert [(e["line"], e["id"], e["field"]) for e in report["errors"]] == [
+        (2, "777", "name")
+    ]
+    assert "820982911946154508" in report["errors"][0]["message"]
+    assert list(stored()) == ["820982911946154508"]

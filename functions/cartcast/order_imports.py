@@ -46,7 +46,7 @@ from typing import Any
 
 from cartcast import attribution, brands, kpis, orders, validation
 from cartcast.db import Transaction
-from cartcast.errors import InvalidRequest
+from cartcast.errors import Conflict, InvalidRequest
 
 # A year of a busy store's orders fits in a few files; more orders than this in one
 # request would hold its transaction for too long (the 2 MiB body cap bounds the
@@ -94,6 +94,7 @@ def import_orders(
         "warnings": [],
     }
     seen: set[str] = set()
+    lines: dict[str, int] = {}
     valid: list[dict[str, Any]] = []
     cancelled: list[tuple[str, str | None]] = []
     for line, row in rows:
@@ -133,6 +134,7 @@ def import_orders(
                 }
             )
         seen.add(order["external_id"])
+        lines[order["external_id"]] = line
         valid.append(order)
 
     # A file that cancels takes its brand's turn alone, as a cancelled order by
@@ -152,9 +154,23 @@ def import_orders(
         inserted = tx.scalar(
             orders.INSERT_ORDER, brand_id=brand_id, now=now, webhook_id=None, **order
         )
-        report["stored" if inserted is not None else "duplicates"] += 1
         if inserted is not None:
+            report["stored"] += 1
             stored_ids.append(str(inserted))
+            continue
+        try:
+            orders.refuse_a_name_taken_by_another(tx, brand_id=brand_id, order=order)
+        except Conflict as error:
+            report["errors"].append(
+                {
+                    "line": lines[order["external_id"]],
+                    "id": order["external_id"],
+                    "field": error.field,
+                    "message": str(error),
+                }
+            )
+            continue
+        report["duplicates"] += 1
 
     # In the inserts' order, for the same reason.
     for external_id, name in sorted(cancelled, key=lambda pair: pair[0]):

@@ -338,6 +338,21 @@ def _stored_under_name(
     )
 
 
+def refuse_a_name_taken_by_another(
+    tx: Transaction, *, brand_id: str, order: dict[str, Any]
+) -> None:
+    """Refuse (409 naming `name`) an order not stored under its own id whose name
+    another order id holds; a row a file keyed by that name (its id is the name)
+    is the same order, a duplicate, and passes."""
+    if order["name"] is None or order["external_id"] == order["name"]:
+        return
+    if tx.one(SELECT_ORDER, brand_id=brand_id, external_id=order["external_id"]):
+        return
+    stored = tx.one(SELECT_ORDER_BY_NAME, brand_id=brand_id, name=order["name"])
+    if stored is not None and stored["external_id"] != order["name"]:
+        _refuse_a_name_taken(stored, order)
+
+
 def _refuse_a_name_taken(stored: dict[str, Any] | None, order: dict[str, Any]) -> None:
     """Refuse an order whose name another order id holds (409 naming `name`).
 
