@@ -63,6 +63,11 @@ SELECT id, sku, handle, title, description, category, tags, vendor, price,
     discount_percent, stock, image_url, updated_at
 FROM products WHERE brand_id = :brand_id AND sku = :sku
 """
+# Two-key advisory lock 7322: a brand's imports hand out handles one at a time, so
+# two concurrent imports cannot both give one page to two SKUs (7310-7317 are
+# taken, see posts.py and events.py).
+LOCK_HANDLES = "SELECT pg_advisory_xact_lock(7322, hashtext(:brand_id))"
+SELECT_HANDLES = "SELECT sku, handle FROM products WHERE brand_id = :brand_id"
 
 
 def import_products(
@@ -95,6 +100,13 @@ def import_products(
                 f"products[{index}]); nothing imported",
                 field=f"products[{index}].sku",
             )
+    refused = claim_handles(tx, brand_id=brand_id, products=products)
+    if refused:
+        index, message = min(refused.items())
+        raise InvalidRequest(
+            f"products[{index}]: {message}; nothing imported",
+            field=f"products[{index}].handle",
+        )
 
     # Each upsert locks its row until commit: two imports of the same SKUs in
     # different orders would each wait for the other, and PostgreSQL fails one
@@ -102,7 +114,7 @@ def import_products(
     inserted = 0
     for product in sorted(products, key=lambda product: product["sku"]):
         inserted += bool(
-            tx.scalar(UPSERT_PRODUCT, brand_id=brand_id, now=now, **product)
+            tx.scalar(UPSERT_PRODUCT, brand_id=brand_id, now=now, **columns(product))
         )
     return {"inserted": inserted, "updated": len(products) - inserted}
 
@@ -120,12 +132,13 @@ def parse_product(row: Any) -> dict[str, Any]:
     if isinstance(stock, bool) or not isinstance(stock, int) or not 0 <= stock < 2**31:
         raise InvalidRequest("'stock' must be a non-negative integer", field="stock")
     image = _image_url(row)
+    handle = validation.text(row, "handle", required=False, nullable=True, max_len=200)
     return {
         "sku": sku,
-        "handle": validation.text(
-            row, "handle", required=False, nullable=True, max_len=200
-        )
-        or _handle(title, sku),
+        "handle": handle or _handle(title, sku),
+        # A handle made up from the title may be made up otherwise when another
+        # product holds it (claim_handles); a given one is the store's own.
+        "handle_given": bool(handle),
         "title": title,
         # Kept cut, not refused: the spec sets no maxLength on a description.
         "description": validation.text(
@@ -152,6 +165,65 @@ def parse_product(row: Any) -> dict[str, Any]:
         "stock": stock,
         "image_url": image if isinstance(image, str) else None,
     }
+
+
+def columns(product: dict[str, Any]) -> dict[str, Any]:
+    """The product's UPSERT_PRODUCT parameters (parse_product's, less its notes)."""
+    return {name: value for name, value in product.items() if name != "handle_given"}
+
+
+def claim_handles(
+    tx: Transaction, *, brand_id: str, products: list[dict[str, Any]]
+) -> dict[int, str]:
+    """Give each product about to be stored a handle no other SKU of the brand holds.
+
+    A handle is the product's page in the store: two products sharing one would
+    send the second's posts to the first's page, at its price. A handle made up
+    from the title that another SKU holds becomes `<title words>-<sku words>`
+    (rewritten in `products`); a given handle another SKU holds, or gives
+    earlier in `products`, is refused. The products' own stored handles are
+    free to take, so a feed may move a handle from one of its products to
+    another. Locks the brand's handles until the transaction ends.
+
+    Returns:
+        {index in products: why its given handle is refused}, empty when none is.
+    """
+    tx.execute(LOCK_HANDLES, brand_id=brand_id)
+    mine = {product["sku"] for product in products}
+    holders: dict[str, str] = {}
+    for row in tx.rows(SELECT_HANDLES, brand_id=brand_id):
+        if row["sku"] not in mine:
+            holders.setdefault(row["handle"], row["sku"])
+
+    refused = {}
+    for index, product in enumerate(products):
+        if product.get("handle_given", True):
+            holder = holders.setdefault(product["handle"], product["sku"])
+            if holder != product["sku"]:
+                refused[index] = (
+                    f"handle {product['handle']!r} is product {holder!r}'s page; "
+                    "give each product a handle of its own"
+                )
+    # In SKU order, so a feed sent again in another order makes up the same ones.
+    made_up = [product for product in products if not product.get("handle_given", True)]
+    for product in sorted(made_up, key=lambda product: product["sku"]):
+        product["handle"] = _free_handle(product, holders)
+        holders[product["handle"]] = product["sku"]
+    return refused
+
+
+def _free_handle(product: dict[str, Any], holders: dict[str, str]) -> str:
+    """The product's made-up handle, or that with its SKU's words, or a number."""
+    handle, sku = product["handle"], product["sku"]
+    suffix = _slug_words(sku) or sku
+    candidates = [handle, f"{handle[: HANDLE_LENGTH_MAX - len(suffix) - 1]}-{suffix}"]
+    for candidate in candidates:
+        if holders.get(candidate, sku) == sku:
+            return candidate
+    number = 2
+    while holders.get(f"{candidates[1]}-{number}", sku) != sku:
+        number += 1
+    return f"{candidates[1]}-{number}"
 
 
 def list_products(

@@ -116,6 +116,12 @@ SET outcome = :outcome, variants = :variants, images = :images, payload = NULL,
     done_at = :now
 WHERE import_id = :import_id AND position = :position
 """
+# A product found, when its chunk is stored, to give a handle another holds.
+MARK_ITEM_REFUSED = """
+UPDATE catalog_import_items
+SET outcome = 'refused', message = :message, payload = NULL, done_at = :now
+WHERE import_id = :import_id AND position = :position
+"""
 SELECT_PROGRESS = """
 SELECT c.kind, c.rows_total, c.products_total, c.finished_at,
     coalesce(sum(i.file_rows) FILTER (WHERE i.done_at IS NOT NULL), 0) AS rows_done,
@@ -318,8 +324,23 @@ def run_chunk(
         # In SKU order, as catalog.import_products upserts (decision 0066): in file
         # order, two imports of one catalog, by file or API, could each hold a
         # product the other waits for, and PostgreSQL fails one (deadlock).
-        for item in sorted(pending, key=_sku_of):
-            _store_item(tx, brand_id, import_id, item, now)
+        items = [_with_payload(item) for item in sorted(pending, key=_sku_of)]
+        refused = catalog.claim_handles(
+            tx,
+            brand_id=brand_id,
+            products=[item["payload"]["product"] for item in items],
+        )
+        for index, item in enumerate(items):
+            if index in refused:
+                tx.execute(
+                    MARK_ITEM_REFUSED,
+                    import_id=import_id,
+                    position=item["position"],
+                    message=refused[index],
+                    now=now,
+                )
+            else:
+                _store_item(tx, brand_id, import_id, item, now)
         if len(pending) < limit or not tx.scalar(ANY_PENDING, id=import_id):
             tx.execute(FINISH_IMPORT, id=import_id, now=now)
     return progress(tx, brand_id=brand_id, import_id=import_id)
@@ -628,6 +649,14 @@ def _json_value(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _with_payload(item: dict[str, Any]) -> dict[str, Any]:
+    """The pending item with its payload read from JSON."""
+    payload = item["payload"]
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    return {**item, "payload": payload}
+
+
 def _sku_of(item: dict[str, Any]) -> str:
     payload = item["payload"]
     if isinstance(payload, str):
@@ -644,9 +673,7 @@ def _store_item(
 ) -> None:
     """Upsert the item's product, replace its variants and images, mark it done."""
     payload = item["payload"]
-    if isinstance(payload, str):
-        payload = json.loads(payload)
-    product = _with_decimals(payload["product"], MONEY_FIELDS)
+    product = _with_decimals(catalog.columns(payload["product"]), MONEY_FIELDS)
     variants = [_with_decimals(v, VARIANT_MONEY_FIELDS) for v in payload["variants"]]
     images = payload["images"]
 
