@@ -201,8 +201,8 @@ def claim_handles(
             holder = holders.setdefault(product["handle"], product["sku"])
             if holder != product["sku"]:
                 refused[index] = (
-                    f"handle {product['handle']!r} is product {holder!r}'s page; "
-                    "give each product a handle of its own"
+                    f"handle {product['handle']!r} is the page of product "
+                    f"{holder!r}; give each product a handle of its own"
                 )
     # In SKU order, so a feed sent again in another order makes up the same ones.
     made_up = [product for product in products if not product.get("handle_given", True)]
