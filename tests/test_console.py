@@ -1013,6 +1013,9 @@ def test_a_json_feed_giving_its_products_twice_is_refused_with_nothing_written(
         (b"\x89PNG\r\n\x1a\n\x00\x00", "logo.png", "upload a Shopify product CSV"),
         (b"\x89PNG\r\n\x1a\n\xff\x00", "logo.csv", "not UTF-8"),
         (b"sku,name\nA,b\n", "other.csv", "not a Shopify product CSV"),
+        # Without prices no product can be imported: each was refused in turn as
+        # "'Variant Price' must be a number", a column the file does not have.
+        (b"Handle,Title\nmug,Mug\n", "export.csv", "no Variant Price column"),
         (b"{not json", "feed.json", "not valid JSON"),
         (b"[" * 5000 + b"]" * 5000, "deep.json", "nests deeper than 64 levels"),
     ],
