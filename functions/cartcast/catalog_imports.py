@@ -39,7 +39,9 @@ from cartcast.errors import InvalidRequest, NotFound
 ROWS_MAX = 10_000
 PRODUCTS_MAX = catalog.IMPORT_ROWS_MAX
 ERRORS_SHOWN_MAX = 200
-REQUIRED_COLUMNS = ("Handle", "Title")
+# Without Variant Price no product could be imported (each needs a variant with a
+# price), so a file lacking it is refused whole, naming it.
+REQUIRED_COLUMNS = ("Handle", "Title", "Variant Price")
 TAG_MAX = 20
 _TAGS = re.compile(r"<[^>]*>")
 _LONE_RETURN = re.compile(r"\r(?!\n)")
