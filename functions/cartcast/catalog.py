@@ -63,9 +63,9 @@ SELECT id, sku, handle, title, description, category, tags, vendor, price,
     discount_percent, stock, image_url, updated_at
 FROM products WHERE brand_id = :brand_id AND sku = :sku
 """
-# Two-key advisory lock 7322: a brand's imports hand out handles one at a time, so
-# two concurrent imports cannot both give one page to two SKUs (7310-7317 are
-# taken, see posts.py and events.py).
+# Two-key advisory lock class 7322 is the catalog's: a brand's imports hand out
+# handles one at a time, so two concurrent imports cannot both give one page to
+# two SKUs.
 LOCK_HANDLES = "SELECT pg_advisory_xact_lock(7322, hashtext(:brand_id))"
 SELECT_HANDLES = "SELECT sku, handle FROM products WHERE brand_id = :brand_id"
 
