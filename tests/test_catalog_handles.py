@@ -176,3 +176,63 @@ def test_a_console_json_feed_with_one_title_twice_gets_a_page_each(
     stored = handles(client, signed_in["key"])
     assert stored["A-1"] == "sage-candle"
     assert stored["B-2"] == "sage-candle-b-2"
+
+
+def test_two_imports_at_once_cannot_give_one_handle_to_two_products(
+    client, brand_key
+) -> None:
+    import threading
+
+    from cartcast import catalog
+    from cartcast import runtime as runtime_module
+    from cartcast.errors import InvalidRequest
+
+    post_json(client, "/v1/products", [product("C0", "Cedar")], brand_key)
+    current = runtime_module.current()
+    with current.database.transaction() as tx:
+        brand_id = tx.scalar("SELECT brand_id FROM products WHERE sku = 'C0'")
+    outcome: list[str] = []
+
+    def second_import() -> None:
+        with current.database.transaction() as tx:
+            try:
+                catalog.import_products(
+                    tx,
+                    brand_id=brand_id,
+                    feed=[product("C2", "Sage Big", handle="sage")],
+                    now=current.clock.now(),
+                )
+            except InvalidRequest as error:
+                outcome.append(error.field)
+            else:
+                outcome.append("imported")
+
+    # The first import has claimed "sage" and not committed when a second one
+    # gives it to another SKU: the second must wait and then see it taken.
+    with current.database.transaction() as first:
+        catalog.import_products(
+            first,
+            brand_id=brand_id,
+            feed=[product("C1", "Sage", handle="sage")],
+            now=current.clock.now(),
+        )
+        racer = threading.Thread(target=second_import)
+        racer.start()
+        while racer.is_alive() and not waiting_for_a_lock(current):
+            racer.join(0.01)
+    racer.join()
+
+    assert outcome == ["products[0].handle"]
+    assert handles(client, brand_key) == {"C0": "cedar", "C1": "sage"}
+
+
+def waiting_for_a_lock(current) -> bool:
+    with current.database.transaction() as tx:
+        return tx.scalar(WAITING_HERE) > 0
+
+
+# Other tests may share the server: only this database's waits count.
+WAITING_HERE = """
+SELECT count(*) FROM pg_locks WHERE NOT granted
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
