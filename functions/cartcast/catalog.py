@@ -188,6 +188,8 @@ def claim_handles(
     Returns:
         {index in products: why its given handle is refused}, empty when none is.
     """
+    if not products:
+        return {}
     tx.execute(LOCK_HANDLES, brand_id=brand_id)
     mine = {product["sku"] for product in products}
     holders: dict[str, str] = {}
