@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from cartcast import order_imports, web
 from cartcast import runtime as runtime_module
 from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import auth, brand_body, post_json
+from tests.helpers import WAITING_ON_A_LOCK, auth, brand_body, post_json
 
 HEADER = "Name,Id,Created at,Currency,Total,Lineitem name,Landing Site,Referring Site"
 
@@ -791,3 +792,71 @@ def test_another_id_under_a_stored_name_is_a_reported_row_not_a_duplicate(
     ]
     assert "820982911946154508" in report["errors"][0]["message"]
     assert list(stored()) == ["820982911946154508"]
+
+
+def test_an_order_cancelled_on_two_rows_of_a_file_is_one_cancellation(
+    client, brand
+) -> None:
+    # Shopify fills the order's fields on its first line item row only, but a
+    # file put together by hand or another tool may repeat them on every row.
+    cancelled = "501,2026-03-01T10:00:00Z,USD,40.00,2026-03-02T10:00:00Z,"
+    text = "\n".join([REFUND_HEADER, cancelled, cancelled])
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert (report["rows"], report["cancelled"], report["duplicates"]) == (2, 1, 1)
+    assert stored() == {}
+
+
+BY_ID_HEADER = "Id,Name,Created at,Currency,Total"
+
+
+def test_an_import_by_name_waits_for_one_by_id_of_the_same_orders(
+    client, brand
+) -> None:
+    current = runtime_module.current()
+    by_name = "\n".join(
+        [
+            "Name,Created at,Currency,Total",
+            "#a,2026-03-01T10:00:00Z,USD,10.00",
+            "#b,2026-03-01T11:00:00Z,USD,20.00",
+        ]
+    )
+    answers: list = []
+
+    def import_by_name() -> None:
+        answers.append(send_csv(client, brand["key"], by_name))
+
+    # An import keyed by Id has stored #b and not yet committed when one keyed by
+    # Name comes: had the second stored #a and waited on #b, the first's #a next
+    # would wait on it, and PostgreSQL would fail one (deadlock detected).
+    with current.database.transaction() as tx:
+        order_imports.import_orders(
+            tx,
+            brand_id=brand["id"],
+            text="\n".join([BY_ID_HEADER, "2,#b,2026-03-01T11:00:00Z,USD,20.00"]),
+            now=START,
+            window_days=7,
+        )
+        importer = threading.Thread(target=import_by_name)
+        importer.start()
+        while importer.is_alive() and not _waiting_for_a_lock(current):
+            importer.join(0.01)
+        order_imports.import_orders(
+            tx,
+            brand_id=brand["id"],
+            text="\n".join([BY_ID_HEADER, "1,#a,2026-03-01T10:00:00Z,USD,10.00"]),
+            now=START,
+            window_days=7,
+        )
+    importer.join()
+
+    response = answers[0]
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["duplicates"] == 2
+    assert sorted(stored()) == ["1", "2"]
+
+
+def _waiting_for_a_lock(current) -> bool:
+    with current.database.transaction() as tx:
+        return tx.scalar(WAITING_ON_A_LOCK) > 0
