@@ -1315,6 +1315,8 @@ NOT_EXPORTED = {
     "x_oauth_states": "a connection's one-time secrets",
     "cancelled_orders": "the store's ids and names of cancelled orders, kept only "
     "so no late creation stores them anew",
+    "pending_refunds": "refunds waiting for an order not stored; the store keeps "
+    "them, and once taken off an order they are in its refunds",
 }
 
 

@@ -959,6 +959,7 @@ def test_a_refund_delivered_twice_at_once_is_taken_off_once(server, brand) -> No
             order_id="820982911946154508",
             refund_id="929361462",
             amount=Decimal("50.00"),
+            refunded_at=None,
         )
         racer = threading.Thread(target=second_delivery)
         racer.start()

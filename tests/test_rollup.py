@@ -136,6 +136,7 @@ def add_order(
         line_items="[]",
         now=at,
         webhook_id=None,
+        refunded_in_file=None,
     )
     if post_id is not None:
         tx.execute(

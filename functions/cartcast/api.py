@@ -1574,6 +1574,7 @@ def receive_signed_order(
                 brand_slug=brand_slug,
                 refund_id=result["refund"]["id"],
                 applied=result["refund"]["applied"],
+                pending=result["refund"]["pending"],
                 duplicate=result["duplicate"],
                 webhook_id=request.headers.get(order_webhooks.WEBHOOK_ID_HEADER),
             ),

@@ -44,7 +44,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from cartcast import attribution, brands, kpis, orders, validation
+from cartcast import attribution, brands, kpis, order_refunds, orders, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest
 
@@ -72,6 +72,9 @@ SHOPIFY_SECOND_60 = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2}) ([0-9]{2}:[0-9]{2}:60(?:\.[0-9]+)?) "
     r"([+-][0-9]{2})([0-9]{2})"
 )
+# One import of a brand at a time (decision 0105); a class of its own, so that
+# JSON and webhook orders (7319) do not wait for a file.
+TAKE_IMPORT_TURN = "SELECT pg_advisory_xact_lock(7320, hashtext(:brand_id))"
 # csv's default field limit is 128 kB; a landing site is at most 2,000 characters.
 FIELD_SIZE_MAX = 4000
 
@@ -84,6 +87,7 @@ def import_orders(
     brand = brands.get_brand(tx, brand_id)
     brand_currency = brand["currency"].strip()
     stored_ids: list[str] = []
+    stored_external_ids: list[str] = []
 
     report: dict[str, Any] = {
         "rows": 0,
@@ -96,7 +100,8 @@ def import_orders(
     seen: set[str] = set()
     lines: dict[str, int] = {}
     valid: list[dict[str, Any]] = []
-    cancelled: list[tuple[str, str | None]] = []
+    # By id: a cancellation written on two rows of the file is one.
+    cancelled: dict[str, str | None] = {}
     for line, row in rows:
         order_key = _order_key(row, key_column)
         if order_key in seen and not row.get("total", "").strip():
@@ -106,13 +111,20 @@ def import_orders(
             seen.add(order_key)
         try:
             if _is_no_sale(row):
-                cancelled.append(_cancelled_key(row, order_key))
+                external_id, name = _cancelled_key(row, order_key)
+                if external_id in cancelled:
+                    report["duplicates"] += 1
+                cancelled[external_id] = cancelled.get(external_id) or name
                 continue
             body = _as_order(row, order_key)
             order = orders.parse_order(body, now=now)
             orders.check_currency(order, brand_currency)
-            net = _net_of_refund(order["total_price"], row)
+            placed = order["total_price"]
+            net = _net_of_refund(placed, row)
             order["total_price"] = orders.kept_by_store(net, body)
+            # What the file took off is kept, so a refund delivered later that is
+            # that same money is not taken off again (order_refunds.py).
+            order["refunded_in_file"] = placed - order["total_price"] or None
         except InvalidRequest as error:
             report["errors"].append(
                 {
@@ -137,6 +149,11 @@ def import_orders(
         lines[order["external_id"]] = line
         valid.append(order)
 
+    # One file of a brand at a time: the inserts wait for another file's rows of
+    # the same id or name, and two files keyed by Id and by Name sort their rows
+    # apart, so each would wait for the other (deadlock detected, a 503).
+    tx.execute(TAKE_IMPORT_TURN, brand_id=brand_id)
+
     # A file that cancels takes its brand's turn alone, as a cancelled order by
     # JSON does (orders.TAKE_CANCELLATION_TURN); an order cancelled before is no
     # sale, however often its creation comes again.
@@ -157,6 +174,7 @@ def import_orders(
         if inserted is not None:
             report["stored"] += 1
             stored_ids.append(str(inserted))
+            stored_external_ids.append(order["external_id"])
             continue
         try:
             orders.refuse_a_name_taken_by_another(tx, brand_id=brand_id, order=order)
@@ -173,11 +191,15 @@ def import_orders(
         report["duplicates"] += 1
 
     # In the inserts' order, for the same reason.
-    for external_id, name in sorted(cancelled, key=lambda pair: pair[0]):
+    for external_id, name in sorted(cancelled.items()):
         orders.cancel_order(
             tx, brand_id=brand_id, external_id=external_id, name=name, now=now
         )
     report["cancelled"] += len(cancelled)
+    # Refunds delivered before these orders were stored (order_refunds.py).
+    order_refunds.apply_pending(
+        tx, brand_id=brand_id, order_ids=sorted(stored_external_ids)
+    )
 
     report["attributed"] = attribution.attribute_pending(
         tx, brand_id=brand_id, window_days=window_days, order_ids=stored_ids

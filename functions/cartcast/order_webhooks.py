@@ -11,8 +11,9 @@ Three topics, on one route and one secret (decision 0104):
 - orders/create (or no topic): the order is stored, as POST /v1/orders does;
 - orders/cancelled: the body is the order; the one stored under its id or name is
   removed, and its day rewritten at the next rollup (`"cancelled": true`);
-- refunds/create: the body is a refund; its successful refund transactions are
-  taken off the stored order's total once per refund id (order_refunds.py).
+- refunds/create: the body is a refund; its successful and pending refund
+  transactions are taken off the stored order's total once per refund id, or
+  wait for the order when it is not stored yet (order_refunds.py).
 
 What comes back:
 - no secret set, an unknown slug, or a missing or wrong signature: 401, nothing
@@ -98,7 +99,7 @@ def receive_signed_order(
         return _cancel_order(tx, brand_id=brand_id, body=parse_body(raw_body), now=now)
     if topic == REFUND_TOPIC:
         return order_refunds.receive_refund(
-            tx, brand_id=brand_id, body=parse_body(raw_body)
+            tx, brand_id=brand_id, body=parse_body(raw_body), now=now
         )
 
     if webhook_id is not None:

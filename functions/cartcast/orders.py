@@ -23,6 +23,8 @@ money was ever taken (`voided`, `expired`), is no sale either: it is answered 20
 with `"cancelled": true`, stored nowhere, and an order stored before under its id or
 name is removed (`"removed": true`), so revenue never counts money the store gave
 back. A `refunded` order was paid and given back in full: it is kept at 0.00.
+A refund that came before its order is taken off once the order is stored
+(order_refunds.apply_pending).
 Its id and name are kept (cancelled_orders, decisions 0100 and 0103): Shopify
 delivers at least once and in no set order, so the order's creation may come after
 its cancellation, by id or by name; it is answered the same way. Creations take a
@@ -43,7 +45,7 @@ import urllib.parse
 from decimal import Decimal
 from typing import Any
 
-from cartcast import attribution, brands, validation
+from cartcast import attribution, brands, order_refunds, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest
 
@@ -53,10 +55,11 @@ EXTERNAL_ID_LENGTH_MAX = 200
 
 INSERT_ORDER = """
 INSERT INTO orders (brand_id, external_id, name, ordered_at, currency, total_price,
-    landing_site, referring_site, customer_id, line_items, received_at, webhook_id)
+    landing_site, referring_site, customer_id, line_items, received_at, webhook_id,
+    refunded_in_file)
 VALUES (:brand_id, :external_id, :name, :ordered_at, :currency, :total_price,
     :landing_site, :referring_site, :customer_id, CAST(:line_items AS jsonb), :now,
-    :webhook_id)
+    :webhook_id, :refunded_in_file)
 ON CONFLICT DO NOTHING
 RETURNING id
 """
@@ -178,6 +181,12 @@ def receive_order(
         # body names another order is answered with the order it first brought.
         stored = tx.one(
             SELECT_ORDER_BY_WEBHOOK, brand_id=brand_id, webhook_id=webhook_id
+        )
+    if stored is not None and order_refunds.apply_pending(
+        tx, brand_id=brand_id, order_ids=[stored["external_id"]]
+    ):
+        stored = tx.one(
+            SELECT_ORDER, brand_id=brand_id, external_id=stored["external_id"]
         )
     answer = {"order": stored, "duplicate": inserted is None}
     if ignored:
@@ -410,6 +419,8 @@ def parse_order(body: Any, *, now: dt.datetime) -> dict[str, Any]:
         ),
         "customer_id": _customer_id(body.get("customer")),
         "line_items": json.dumps(items),
+        # Only a CSV row says what was refunded before it was stored.
+        "refunded_in_file": None,
     }
 
 
