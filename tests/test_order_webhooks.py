@@ -1335,3 +1335,65 @@ def test_a_refund_with_a_blank_order_id_is_a_400_naming_order_id(server, brand) 
     assert status == 400, answer
     assert answer["error"]["field"] == "order_id"
     assert "must not be blank" in answer["error"]["message"]
+
+
+def test_a_refund_racing_the_uncommitted_creation_of_its_order_is_taken_off(
+    server, brand
+) -> None:
+    body = json.loads(shopify_order())
+    raw = shopify_refund()
+    topic = {"X-Shopify-Topic": "refunds/create"}
+    current = runtime_module.current()
+    answers: list = []
+
+    def refund() -> None:
+        answers.append(
+            server.post(
+                "/v1/webhooks/orders/test-goods", raw, headers_for(raw, **topic)
+            )
+        )
+
+    # The creation has inserted and not yet committed when the refund arrives: it
+    # must not be kept waiting for an order that is already there.
+    with current.database.transaction() as tx:
+        orders.receive_order(
+            tx, brand_id=brand["id"], body=body, now=START, window_days=7
+        )
+        refunder = threading.Thread(target=refund)
+        refunder.start()
+        while refunder.is_alive() and not _waiting_for_a_lock(current):
+            refunder.join(0.01)
+    refunder.join()
+
+    status, answer = answers[0]
+    assert status == 200, answer
+    assert (answer["refund"]["applied"], answer["refund"]["pending"]) == (True, False)
+    assert [str(row["total_price"]) for row in stored_orders()] == ["149.65"]
+    assert pending_refunds() == []
+
+
+def test_a_refund_waits_for_the_id_of_an_order_a_file_stored_by_name(
+    server, app, brand
+) -> None:
+    by_name = app.test_client().post(
+        "/v1/orders/import",
+        data="Name,Created at,Currency,Total\n#1001,2026-03-01T10:00:00Z,USD,199.65",
+        headers=auth(brand["key"]),
+        content_type="text/csv",
+    )
+    raw = shopify_refund()
+    server.post(
+        "/v1/webhooks/orders/test-goods",
+        raw,
+        headers_for(raw, **{"X-Shopify-Topic": "refunds/create"}),
+    )
+
+    placed = shopify_order()
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods", placed, headers_for(placed)
+    )
+
+    assert by_name.get_json()["stored"] == 1, by_name.get_json()
+    assert status == 200, answer
+    assert answer["duplicate"] is True
+    assert [str(row["total_price"]) for row in stored_orders()] == ["149.65"]
