@@ -185,6 +185,11 @@ OPEN_REQUEST_OBJECTS = {
     # A Shopify refund webhook's payload and its transactions, read in part.
     "#/components/schemas/RefundInput",
     "#/components/schemas/RefundInput/properties/transactions/items",
+    # A transaction's money in two currencies; the shop's is read.
+    "#/components/schemas/RefundInput/properties/transactions/items/properties/"
+    "amount_set",
+    "#/components/schemas/RefundInput/properties/transactions/items/properties/"
+    "amount_set/properties/shop_money",
 }
 
 

@@ -22,7 +22,9 @@ POST /v1/orders/import with the brand's key and a text/csv body. The columns rea
     Financial Status optional; voided or expired is no sale, as Cancelled at;
                     refunded was paid and given back in full: kept as 0.00
     Refunded Amount optional; taken off the Total, so revenue is what the store
-                    kept (a refund larger than the Total is a reported row)
+                    kept (a refund larger than the Total is a reported row);
+                    kept on the order, so a refund delivered later that is this
+                    money is not taken off again (decision 0105)
 
 Any other column is ignored. Shopify writes one row per line item and fills the
 order's fields on the first only; a later row of an order already read, with an
@@ -32,7 +34,9 @@ Each row is checked on its own: a broken row is reported with its line number an
 field and the others are stored. Storing is idempotent on the order id, and
 attribution runs once over the orders the file stored, as it does for a webhook's
 order (the rollup retries the rest, attribution.py); the daily
-KPIs of the days the file added orders to are then recomputed.
+KPIs of the days the file added orders to are then recomputed. Refunds
+delivered before the file's orders were stored are taken off them. Files of one
+brand are imported one at a time.
 """
 
 from __future__ import annotations
