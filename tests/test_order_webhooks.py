@@ -1397,3 +1397,27 @@ def test_a_refund_waits_for_the_id_of_an_order_a_file_stored_by_name(
     assert status == 200, answer
     assert answer["duplicate"] is True
     assert [str(row["total_price"]) for row in stored_orders()] == ["149.65"]
+
+
+def test_a_refund_taken_off_a_backfilled_order_is_in_the_daily_report(
+    server, app, brand
+) -> None:
+    raw = shopify_refund(created_at="2026-03-01T12:00:00Z")
+    server.post(
+        "/v1/webhooks/orders/test-goods",
+        raw,
+        headers_for(raw, **{"X-Shopify-Topic": "refunds/create"}),
+    )
+
+    import_csv(app, brand, "820982911946154508,#1001,2026-03-01T15:00:00Z,USD,199.65,")
+    report = (
+        app.test_client()
+        .get(
+            "/v1/reports/daily?from=2026-03-01&to=2026-03-01",
+            headers=auth(brand["key"]),
+        )
+        .get_json()
+    )
+
+    (day,) = report["days"]
+    assert (day["unattributed_orders"], day["unattributed_revenue"]) == (1, "149.65")
