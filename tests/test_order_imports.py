@@ -860,3 +860,21 @@ def test_an_import_by_name_waits_for_one_by_id_of_the_same_orders(
 def _waiting_for_a_lock(current) -> bool:
     with current.database.transaction() as tx:
         return tx.scalar(WAITING_ON_A_LOCK) > 0
+
+
+def test_an_order_placed_and_cancelled_in_one_file_is_counted_cancelled_not_stored(
+    client, brand
+) -> None:
+    text = "\n".join(
+        [
+            REFUND_HEADER,
+            "501,2026-03-01T10:00:00Z,USD,40.00,,",
+            "501,2026-03-01T10:00:00Z,USD,40.00,2026-03-02T10:00:00Z,",
+        ]
+    )
+
+    report = send_csv(client, brand["key"], text).get_json()
+
+    assert (report["rows"], report["stored"], report["cancelled"]) == (2, 0, 1)
+    assert report["duplicates"] == 1
+    assert stored() == {}

@@ -153,6 +153,18 @@ def import_orders(
         lines[order["external_id"]] = line
         valid.append(order)
 
+    # A row of an order the file also cancels is that order: a cancellation is
+    # final, so it is not stored only to be removed, and counts as a duplicate.
+    cancelled_names = {name for name in cancelled.values() if name is not None}
+    rows_placed = len(valid)
+    valid = [
+        order
+        for order in valid
+        if order["external_id"] not in cancelled
+        and order["name"] not in cancelled_names
+    ]
+    report["duplicates"] += rows_placed - len(valid)
+
     # One file of a brand at a time: the inserts wait for another file's rows of
     # the same id or name, and two files keyed by Id and by Name sort their rows
     # apart, so each would wait for the other (deadlock detected, a 503).
