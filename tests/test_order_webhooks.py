@@ -1421,3 +1421,21 @@ def test_a_refund_taken_off_a_backfilled_order_is_in_the_daily_report(
 
     (day,) = report["days"]
     assert (day["unattributed_orders"], day["unattributed_revenue"]) == (1, "149.65")
+
+
+def test_a_cancellation_drops_the_refunds_waiting_for_its_order(server, brand) -> None:
+    raw = shopify_refund()
+    server.post(
+        "/v1/webhooks/orders/test-goods",
+        raw,
+        headers_for(raw, **{"X-Shopify-Topic": "refunds/create"}),
+    )
+    cancelled = shopify_order()
+
+    server.post(
+        "/v1/webhooks/orders/test-goods",
+        cancelled,
+        headers_for(cancelled, **{"X-Shopify-Topic": "orders/cancelled"}),
+    )
+
+    assert pending_refunds() == []

@@ -96,6 +96,11 @@ VALUES (:brand_id, :external_id, :name, :now)
 ON CONFLICT (brand_id, external_id) DO UPDATE
 SET name = COALESCE(cancelled_orders.name, EXCLUDED.name)
 """
+# A cancelled order is never stored, so refunds waiting for it would wait for good.
+DROP_WAITING_REFUNDS = """
+DELETE FROM pending_refunds
+WHERE brand_id = :brand_id AND order_id = ANY(CAST(:external_ids AS text[]))
+"""
 SELECT_CANCELLED = """
 SELECT external_id, name FROM cancelled_orders
 WHERE brand_id = :brand_id
@@ -268,6 +273,11 @@ def cancel_order(
             name=kept_name,
             now=now,
         )
+    tx.execute(
+        DROP_WAITING_REFUNDS,
+        brand_id=brand_id,
+        external_ids=sorted(kept_id for kept_id, _ in kept),
+    )
     return bool(removed)
 
 
