@@ -1439,3 +1439,29 @@ def test_a_cancellation_drops_the_refunds_waiting_for_its_order(server, brand) -
     )
 
     assert pending_refunds() == []
+
+
+def test_a_refund_waiting_for_a_name_keyed_order_is_taken_off_when_a_file_gives_its_id(
+    server, app, brand
+) -> None:
+    app.test_client().post(
+        "/v1/orders/import",
+        data="Name,Created at,Currency,Total\n#1001,2026-03-01T10:00:00Z,USD,199.65",
+        headers=auth(brand["key"]),
+        content_type="text/csv",
+    )
+    raw = shopify_refund()
+    server.post(
+        "/v1/webhooks/orders/test-goods",
+        raw,
+        headers_for(raw, **{"X-Shopify-Topic": "refunds/create"}),
+    )
+
+    by_id = import_csv(
+        app, brand, "820982911946154508,#1001,2026-03-01T10:00:00Z,USD,199.65,"
+    )
+
+    assert by_id.get_json()["duplicates"] == 1, by_id.get_json()
+    assert [row["external_id"] for row in stored_orders()] == ["820982911946154508"]
+    assert [str(row["total_price"]) for row in stored_orders()] == ["149.65"]
+    assert pending_refunds() == []

@@ -8,7 +8,8 @@ POST /v1/orders/import with the brand's key and a text/csv body. The columns rea
                     row with an empty Id is refused), else Name. Name is kept as
                     the order's name either way, and an order stored under the
                     same name (the webhook sends it) is the same order
-                    (decision 0103)
+                    (decision 0103); an order a file keyed by Name stored
+                    takes its Id from a later file that has one
     Created at      "2026-03-02 10:00:00 -0500" as Shopify exports it, or RFC 3339
     Currency        ISO 4217 code, the brand's
     Total           the order total, not negative ("-0" is 0)
@@ -91,7 +92,7 @@ def import_orders(
     brand = brands.get_brand(tx, brand_id)
     brand_currency = brand["currency"].strip()
     stored_ids: list[str] = []
-    stored_external_ids: list[str] = []
+    arrived_ids: list[str] = []
 
     report: dict[str, Any] = {
         "rows": 0,
@@ -190,7 +191,7 @@ def import_orders(
         if inserted is not None:
             report["stored"] += 1
             stored_ids.append(str(inserted))
-            stored_external_ids.append(order["external_id"])
+            arrived_ids.append(order["external_id"])
             continue
         try:
             orders.refuse_a_name_taken_by_another(tx, brand_id=brand_id, order=order)
@@ -205,6 +206,8 @@ def import_orders(
             )
             continue
         report["duplicates"] += 1
+        if _adopted_id(tx, brand_id=brand_id, order=order):
+            arrived_ids.append(order["external_id"])
 
     # In the inserts' order, for the same reason.
     for external_id, name in sorted(cancelled.items()):
@@ -212,10 +215,9 @@ def import_orders(
             tx, brand_id=brand_id, external_id=external_id, name=name, now=now
         )
     report["cancelled"] += len(cancelled)
-    # Refunds delivered before these orders were stored (order_refunds.py).
-    order_refunds.apply_pending(
-        tx, brand_id=brand_id, order_ids=sorted(stored_external_ids)
-    )
+    # Refunds delivered before these orders were stored, or took the id a
+    # refund names (order_refunds.py).
+    order_refunds.apply_pending(tx, brand_id=brand_id, order_ids=sorted(arrived_ids))
 
     report["attributed"] = attribution.attribute_pending(
         tx, brand_id=brand_id, window_days=window_days, order_ids=stored_ids
@@ -224,6 +226,23 @@ def import_orders(
     # written now so that the report shows the backfill as soon as it is answered.
     kpis.recompute_marked_days(tx, now=now, brand_id=brand_id)
     return report
+
+
+def _adopted_id(tx: Transaction, *, brand_id: str, order: dict[str, Any]) -> bool:
+    """Give an order a file keyed by Name stored the store's id this row brings, as
+    its webhook would (decision 0103); say whether it took it.
+
+    What names the order by id alone (a refund waiting for it) then finds it.
+    """
+    if order["name"] is None or order["external_id"] == order["name"]:
+        return False
+    adopted = tx.one(
+        orders.ADOPT_ORDER_ID,
+        brand_id=brand_id,
+        external_id=order["external_id"],
+        name=order["name"],
+    )
+    return adopted is not None
 
 
 def _read_rows(text: str) -> tuple[str, list[tuple[int, dict[str, str]]]]:
