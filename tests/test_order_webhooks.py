@@ -894,8 +894,22 @@ def test_a_refund_of_an_order_not_stored_is_answered_and_kept_nowhere(
             },
             "transactions.currency",
         ),
+        ({"created_at": "yesterday"}, "created_at"),
+        (
+            {"transactions": [{"kind": "refund", "status": "pending",
+                               "amount_set": "50.00"}]},
+            "transactions.amount_set.shop_money",
+        ),
+        (
+            {"transactions": [{"kind": "refund", "status": "success",
+                               "amount_set": {"shop_money": {"amount": "x"}}}]},
+            "transactions.amount_set.shop_money.amount",
+        ),
     ],
-    ids=["no-id", "bool-order", "not-a-list", "negative", "currency"],
+    ids=[
+        "no-id", "bool-order", "not-a-list", "negative", "currency", "created-at",
+        "amount-set", "shop-amount",
+    ],
 )  # fmt: skip
 def test_a_bad_refund_is_a_400_and_takes_nothing_off(
     server, brand, change, field
