@@ -524,6 +524,30 @@ def test_a_ca_file_emptied_since_the_cold_start_is_a_configuration_error(
     assert server.received == []
 
 
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_the_ca_file_is_read_once_and_its_certificates_serve_later_deliveries(
+    runtime, brand_id, tls_receiver, tmp_path
+) -> None:
+    # Arrange: a first delivery reads the deployment's CA file; a later deploy
+    # step then removes it.
+    server, authority = tls_receiver
+    ca_file = tmp_path / "private-ca.pem"
+    ca_file.write_bytes(Path(authority).read_bytes())
+    runtime.resolve = ChangingResolver(["127.0.0.2"])
+    with_private_ca(runtime, str(ca_file))
+    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
+    first = escalations.deliver_pending(runtime)
+    ca_file.unlink()
+
+    # Act: the alert queued beside it goes out now.
+    second = alerts.deliver_pending(runtime)
+
+    # Assert: the TLS context built for the first served the second; the file
+    # is not read again at each delivery.
+    assert first["escalations_sent"] == 1
+    assert second["alerts_sent"] == 1
+
+
 class ConnectProxy:
     """An egress proxy on 127.0.0.1 that takes CONNECT alone, records each one's
     target and Proxy-Authorization, and pipes the bytes both ways."""

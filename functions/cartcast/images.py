@@ -82,7 +82,7 @@ def fetch_image(
             headers={"Accept": ", ".join(sorted(IMAGE_TYPES))},
             timeout_s=timeout_s,
             deadline=deadline,
-            ca_file=ca_file,
+            tls=pinned_http.tls_context(ca_file) if ca_file else None,
             what="the product image",
         ) as response:
             location = response.get_redirect_location()

@@ -26,11 +26,10 @@ import functools
 import http.client
 import io
 import ipaddress
-import re
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
@@ -41,9 +40,6 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # The least time an operation is given once its deadline is all but spent: a socket
 # timeout of 0 would make it non-blocking instead of failing it.
 LEAST_TIMEOUT_S = 0.001
-
-# One PEM block, its label alike at both ends (RFC 7468), in a file read as latin-1.
-PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----[A-Za-z0-9+/=\s]*-----END \1-----")
 
 # Takes a host name and a port, returns the host's addresses as text.
 Resolver = Callable[[str, int], Sequence[str]]
@@ -151,8 +147,7 @@ def pinned_request(
     body: bytes | None = None,
     timeout_s: float,
     deadline: float | None = None,
-    ca_file: str | None = None,
-    extra_ca_file: str | None = None,
+    tls: ssl.SSLContext | None = None,
     proxy_url: str | None = None,
     what: str,
 ) -> Iterator[Any]:
@@ -162,11 +157,10 @@ def pinned_request(
     A pool made for the address itself never looks the name up again, and no
     proxy from the environment (HTTP_PROXY and its kin) is consulted. The Host
     header, the TLS server name and the certificate check all keep the URL's
-    host (urllib3 checks the certificate against `server_hostname`). `ca_file`
-    names the certificate authorities trusted, certifi's (as requests') when
-    None; `extra_ca_file` names more to trust besides those (a deployment's
-    private CA, CARTCAST_WEBHOOK_CA_FILE), read at each request. `what` names
-    the thing requested in the TransientError raised when no answer comes.
+    host (urllib3 checks the certificate against `server_hostname`). `tls` is
+    the context an https request is checked with (`tls_context`), the one of
+    certifi's authorities (as requests') when None. `what` names the thing
+    requested in the TransientError raised when no answer comes.
 
     `proxy_url` (http://[user:password@]host:port) tunnels an https request
     through that proxy: a CONNECT to the checked address, never the name, so the
@@ -191,7 +185,6 @@ def pinned_request(
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         sent_headers.update(urllib3.make_headers(basic_auth=credentials))
 
-    extra_ca_data = _read_ca_file(extra_ca_file) if extra_ca_file else None
     if deadline is None:
         deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
@@ -204,8 +197,7 @@ def pinned_request(
             address,
             timeout_s=timeout_s,
             deadline=deadline,
-            ca_file=ca_file,
-            extra_ca_data=extra_ca_data,
+            tls=tls,
             proxy_url=proxy_url,
         )
         with contextlib.closing(pool):
@@ -244,8 +236,7 @@ def _pool_for(
     *,
     timeout_s: float,
     deadline: float,
-    ca_file: str | None,
-    extra_ca_data: str | None,
+    tls: ssl.SSLContext | None,
     proxy_url: str | None = None,
 ) -> Any:
     import urllib3
@@ -256,17 +247,14 @@ def _pool_for(
     if parts.scheme == "http":
         return http_pool(address, port, timeout=timeout, maxsize=1, deadline=deadline)
 
-    import certifi
-
     return https_pool(
         address,
         port,
         timeout=timeout,
         maxsize=1,
         cert_reqs="CERT_REQUIRED",
-        ca_certs=ca_file or certifi.where(),
-        # Passed on to each connection, which loads it beside ca_certs.
-        ca_cert_data=extra_ca_data,
+        # Given no ca_certs, urllib3 loads nothing into the context it is passed.
+        ssl_context=tls or tls_context(None),
         server_hostname=parts.hostname,
         deadline=deadline,
         **_tunnel_through(proxy_url),
@@ -289,28 +277,45 @@ def _tunnel_through(proxy_url: str | None) -> dict[str, Any]:
     return {"_proxy": proxy, "_proxy_headers": headers}
 
 
-def _read_ca_file(path: str) -> str:
-    """Return the PEM blocks of a file of certificate authorities to trust too.
+@functools.lru_cache(maxsize=8)
+def tls_context(
+    ca_file: str | None, extra_ca_file: str | None = None
+) -> ssl.SSLContext:
+    """Return the TLS context that checks a host's certificate, built once a
+    process for each pair of files and reused by every request after.
 
-    The cold start had OpenSSL load the file, which skips the text around the
-    blocks; TLS takes PEM given as text in ASCII alone, so the blocks are kept
-    and a comment in UTF-8 (a bundle's "# Issuer:" line, `openssl x509 -text`)
-    is dropped. A file gone, unreadable or emptied since is the deployment's to
-    fix, and no delivery can be checked without it.
+    `ca_file` names the certificate authorities trusted, certifi's (as
+    requests') when None; `extra_ca_file` names more to trust besides those (a
+    deployment's private CA, CARTCAST_WEBHOOK_CA_FILE). OpenSSL loads each file
+    as the cold start's check did (settings.py), skipping the text around the
+    PEM blocks. The context is urllib3's own, as it would make for each
+    connection; urllib3 sets the same verify mode on it at each connection.
+
+    Raises:
+        ConfigurationError: `extra_ca_file` is gone, unreadable or holds no
+            certificate since the cold start checked it: the deployment's to
+            fix, and no delivery can be checked without it. Nothing is cached,
+            so the next request reads the file again.
     """
-    try:
-        text = Path(path).read_bytes().decode("latin-1")
-    except OSError as error:
-        raise ConfigurationError(
-            f"the certificate authorities file {path} cannot be read: {error}"
-        ) from error
-    blocks = [match.group(0) for match in PEM_BLOCK.finditer(text)]
-    if not blocks:
-        # TLS would raise ValueError on empty data, past every caller's except.
-        raise ConfigurationError(
-            f"the certificate authorities file {path} holds no PEM certificate"
-        )
-    return "\n".join(blocks)
+    import certifi
+    from urllib3.util.ssl_ import create_urllib3_context
+
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    context.load_verify_locations(cafile=ca_file or certifi.where())
+    if extra_ca_file:
+        try:
+            context.load_verify_locations(cafile=extra_ca_file)
+        except ssl.SSLError as error:
+            raise ConfigurationError(
+                f"the certificate authorities file {extra_ca_file} holds no PEM "
+                f"certificate TLS can load: {error}"
+            ) from error
+        except OSError as error:
+            raise ConfigurationError(
+                f"the certificate authorities file {extra_ca_file} cannot be "
+                f"read: {error}"
+            ) from error
+    return context
 
 
 def _time_left_s(timeout_s: Any, deadline: float) -> float:

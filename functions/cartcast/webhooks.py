@@ -73,8 +73,9 @@ def post_webhook(
             headers=headers,
             body=body,
             timeout_s=timeout_s,
-            ca_file=runtime.ca_file,
-            extra_ca_file=runtime.settings.webhook_ca_file or None,
+            tls=pinned_http.tls_context(
+                runtime.ca_file, runtime.settings.webhook_ca_file or None
+            ),
             proxy_url=tunnel_proxy(runtime.settings, parts),
             what="the webhook",
         ) as answer:
