@@ -18,7 +18,7 @@ import zoneinfo
 
 import pytest
 
-from cartcast import crisis, keys, web
+from cartcast import console_status, crisis, keys, publishing, web
 from cartcast import runtime as runtime_module
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import (
@@ -1633,6 +1633,75 @@ def test_a_reply_queued_while_a_pause_holds_it_says_so(
     assert said in page
     if "held" in said:
         assert "sends it at its next run" not in page
+
+
+SHARED_APP_PAUSED = (
+    "INSERT INTO x_app_pauses (app, posts_paused_until) "
+    "VALUES ('shared', CAST(:now AS timestamptz) + interval '1 hour')"
+)
+
+
+@pytest.mark.parametrize(
+    ("state", "hold"),
+    [
+        ("SELECT 1", None),
+        (
+            "INSERT INTO publishing_pause (paused_at, paused_by) VALUES (now(), 'op')",
+            "deployment",
+        ),
+        ("UPDATE brands SET x_disconnected_at = now()", "disconnected"),
+        (
+            "UPDATE brands SET x_posts_paused_until = "
+            "CAST(:now AS timestamptz) + interval '1 hour'",
+            "x_limit",
+        ),
+        (
+            "UPDATE brands SET x_posts_paused_until = "
+            "CAST(:now AS timestamptz) - interval '1 second'",
+            None,
+        ),
+        (SHARED_APP_PAUSED, "x_limit"),
+        ((SHARED_APP_PAUSED, "UPDATE brands SET x_own_app = true"), None),
+        (
+            "UPDATE brands SET offboarding_requested_at = now(), "
+            "offboarding_requested_by = 'op', "
+            "offboarding_due_at = now() + interval '30 days'",
+            "offboarding",
+        ),
+        (
+            "UPDATE brands SET publishing_paused_at = :now, "
+            "publishing_paused_by = 'admin'",
+            "crisis",
+        ),
+    ],
+)
+def test_the_hold_a_reply_s_notice_names_is_the_one_the_publisher_applies(
+    client, signed_in, state, hold
+) -> None:
+    # console_status.SELECT_REPLY_HOLDS restates publishing.CLAIM_DUE's brand
+    # conditions; this pins the two together, so a pause added to one and not
+    # the other fails here rather than misleading the person who replied.
+    current = runtime_module.current()
+    summoned = store_mention(current, text="@testgoods is it in stock?", priority=2)
+    token = csrf_of(client, "/console/inbox")
+    with current.database.transaction() as tx:
+        for statement in (state,) if isinstance(state, str) else state:
+            tx.execute(statement, now=current.clock.now())
+    client.post(
+        f"/console/mentions/{summoned}/reply",
+        data={"csrf": token, "text": "Yes, it ships today."},
+    )
+    with current.database.transaction() as tx:
+        reply_id = tx.scalar("SELECT id FROM posts WHERE in_reply_to IS NOT NULL")
+        named = console_status.reply_hold(
+            tx, brand_id=signed_in["id"], now=current.clock.now()
+        )
+
+    claimed, _, _ = publishing._claim(current, current.clock.now())
+
+    assert named == hold
+    # A crisis pause is named, but it lets replies go.
+    assert (reply_id in [row["id"] for row in claimed]) == (hold in (None, "crisis"))
 
 
 def test_a_replys_page_says_an_empty_time_sends_it_at_the_next_publish_run(
