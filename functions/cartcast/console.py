@@ -125,6 +125,11 @@ NOTICES = {
         "Reply queued, but held: the brand's X account is disconnected, and "
         "nothing is sent until it is connected again."
     ),
+    "replied_offboarding": (
+        "Reply queued, but held: the brand has asked to leave cartcast, and "
+        "nothing is sent while its offboarding is pending (cancelling it sends "
+        "the reply at the next publish run)."
+    ),
     "replied_x_limit": (
         "Reply queued, but held: X's posting limit for this account is reached; "
         "the publisher sends it at its first run after the limit resets (System "

@@ -52,18 +52,20 @@ FROM brands b WHERE b.id = :brand_id
 # The operator's pause of every brand's publishing (publish_schedule.py).
 SELECT_DEPLOYMENT_PAUSE = "SELECT paused_at FROM publishing_pause"
 # What keeps a reply queued now from going at the next publish run, in the order
-# the notice names them: publishing.py's due query holds a reply for each of the
-# first three; the crisis pause holds posts but lets replies go (crisis.py).
+# the notice names them: publishing.py's due query (CLAIM_DUE) holds a reply for
+# each of the first four; the crisis pause holds posts but lets replies go
+# (crisis.py). tests/test_console.py pins the two together, pause by pause.
 SELECT_REPLY_HOLDS = """
 SELECT EXISTS (SELECT 1 FROM publishing_pause) AS deployment,
     b.x_disconnected_at IS NOT NULL AS disconnected,
+    b.offboarding_requested_at IS NOT NULL AS offboarding,
     (b.x_posts_paused_until > :now
      OR (NOT b.x_own_app AND EXISTS (SELECT 1 FROM x_app_pauses ap
          WHERE ap.app = 'shared' AND ap.posts_paused_until > :now))) AS x_limit,
     b.publishing_paused_at IS NOT NULL AS crisis
 FROM brands b WHERE b.id = :brand_id
 """
-REPLY_HOLDS = ("deployment", "disconnected", "x_limit", "crisis")
+REPLY_HOLDS = ("deployment", "disconnected", "offboarding", "x_limit", "crisis")
 SELECT_DEAD_LETTERS = """
 SELECT 'alert' AS kind, created_at, attempts, last_error, abandoned_at
 FROM alert_outbox WHERE brand_id = :brand_id AND abandoned_at IS NOT NULL
@@ -101,8 +103,8 @@ def system_status(
 def reply_hold(tx: Transaction, *, brand_id: str, now: dt.datetime) -> str | None:
     """Name the first pause that bears on a reply queued now, or None.
 
-    "deployment", "disconnected" and "x_limit" hold it past the next publish
-    run; "crisis" is the brand's pause, which lets replies go.
+    "deployment", "disconnected", "offboarding" and "x_limit" hold it past the
+    next publish run; "crisis" is the brand's pause, which lets replies go.
     """
     row = tx.one(SELECT_REPLY_HOLDS, brand_id=brand_id, now=now)
     return next((hold for hold in REPLY_HOLDS if row and row[hold]), None)

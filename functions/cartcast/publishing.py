@@ -124,6 +124,8 @@ WHERE b.id = p.brand_id AND p.state = 'held'
         ELSE CAST(:post_with_url_usd AS numeric) END)
 RETURNING p.id
 """
+# Its brand conditions are what console_status.SELECT_REPLY_HOLDS names to a
+# person who queues a reply; tests/test_console.py pins the two together.
 CLAIM_DUE = """
 WITH due AS (
     SELECT p.id FROM posts p
