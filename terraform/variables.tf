@@ -74,7 +74,11 @@ variable "schedules" {
     # Scheduler reads a step of 0 as no interval, and one past its field's largest
     # value fires once at most: N must be 1 to 59 for minutes, 23 for hours, 31
     # for days of the month, 12 for months and 7 for days of the week. The drain's
-    # instance count (var.functions) divides by N, so 0 must stop here.
+    # instance count (var.functions) divides by N, so 0 must stop here. The
+    # message repeats the condition's expression to name the schedules refused: a
+    # local built from var.schedules and read here is a cycle (Terraform 1.11:
+    # "var.schedules (validation), local... (expand)"), as every reader of a
+    # variable waits for its validation; keep the two alike.
     condition = length([
       for name, schedule in var.schedules : name
       if anytrue([

@@ -515,6 +515,19 @@ def test_enums_regions_schedules_and_time_zones_have_validations() -> None:
     } <= validated
 
 
+def test_the_cron_step_check_names_the_schedules_its_condition_refuses() -> None:
+    # Terraform cannot share one expression between a validation's condition and
+    # its message (a local read there is a cycle), so the step rule is written in
+    # both; the two must stay alike, or the message names the wrong schedules.
+    blocks = (TERRAFORM / "variables.tf").read_text().split("  validation {")
+    [steps] = [block for block in blocks if "A cron step" in block]
+
+    condition, message = re.findall(r"if anytrue\(\[.*?\n      \]\)", steps, re.DOTALL)
+
+    assert "regexall" in condition
+    assert condition == message
+
+
 # ---------------------------------------------------------------------------
 # Argument names against the providers' documentation
 #
