@@ -50,11 +50,10 @@ from cartcast.db import Transaction
 from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
-from cartcast.webhook_outboxes import RunWebhooks, abandon_refused
+from cartcast.webhook_outboxes import ERROR_LENGTH_MAX, RunWebhooks, abandon_refused
 from cartcast.webhooks import WebhookRefused, post_webhook
 
 ALERTS_PER_RUN = 20
-ERROR_LENGTH_MAX = 500
 
 INSERT_ALERT = """
 INSERT INTO alert_outbox (brand_id, kind, episode, text, created_at, next_attempt_at)

@@ -53,11 +53,10 @@ from cartcast.db import Transaction
 from cartcast.delivery_budget import DeliveryBudget
 from cartcast.logs import fields
 from cartcast.retries import webhook_retry_delay
-from cartcast.webhook_outboxes import RunWebhooks, abandon_refused
+from cartcast.webhook_outboxes import ERROR_LENGTH_MAX, RunWebhooks, abandon_refused
 from cartcast.webhooks import WebhookRefused, post_webhook
 
 ESCALATIONS_PER_RUN = 20
-ERROR_LENGTH_MAX = 500
 SIGNATURE_HEADER = "X-Cartcast-Signature"
 DELIVERY_HEADER = "X-Cartcast-Delivery"
 

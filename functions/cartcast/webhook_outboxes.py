@@ -33,6 +33,7 @@ from cartcast.db import Transaction
 from cartcast.logs import fields
 from cartcast.webhooks import WebhookRefused
 
+# The most of a problem both outboxes keep in a row's last_error.
 ERROR_LENGTH_MAX = 500
 # The brand's row version now, locked against a PATCH until the row is settled.
 BRAND_VERSION_NOW = "SELECT xmin::text FROM brands WHERE id = :brand_id FOR SHARE"
