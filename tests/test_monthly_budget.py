@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from cartcast import kpis, mentions, posts, publishing, reconciling
+from cartcast import costs, kpis, mentions, posts, publishing, reconciling
 from cartcast.clock import UTC
 from tests.conftest import OPERATOR_KEY, make_app
 from tests.helpers import (
@@ -76,6 +76,30 @@ def test_a_post_that_would_pass_the_budget_is_held_naming_cap_spent_and_month(
         "raise it or wait for 2026-04"
     )
     assert len(x_sandbox.snapshot()["posts"]) == 1
+
+
+def test_a_half_cent_spent_is_named_rounded_up_as_stores_round(runtime) -> None:
+    # Python's own format of Decimal("0.025") is "0.02" (half to even); every
+    # amount cartcast shows rounds half up (validation.to_cents), so "0.03".
+    brand_id = make_brand(runtime, "alpha", ALPHA, products=1)
+    budget(runtime, brand_id, "0.02")
+    with runtime.database.transaction() as tx:
+        costs.record(
+            tx,
+            brand_id=brand_id,
+            occurred_at=runtime.clock.now(),
+            operation="post_read",
+            units=5,
+            usd=Decimal("0.025"),
+            ref="half-cent",
+        )
+
+        refusal = costs.at_budget(tx, brand_id, runtime.clock.now())
+
+    assert refusal == (
+        "monthly X budget of $0.02 reached ($0.03 spent in 2026-03); "
+        "raise it or wait for 2026-04"
+    )
 
 
 def test_raising_the_budget_sends_the_held_post_at_the_next_run(

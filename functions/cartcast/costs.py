@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from cartcast.db import Reads, Transaction
+from cartcast.validation import to_cents
 
-CENT = Decimal("0.01")
 # How a hold for the budget begins; the publisher releases such holds (publishing).
 BUDGET_REASON_START = "monthly X budget of $"
 INSERT_COST = """
@@ -193,4 +193,4 @@ def _reached(budget: Decimal, spent: Decimal, month: str, next_month: str) -> st
 
 
 def _dollars(amount: Decimal) -> str:
-    return f"{Decimal(amount).quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
+    return f"{to_cents(Decimal(amount)):,.2f}"
