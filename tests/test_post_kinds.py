@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ssl
 import struct
@@ -430,6 +431,29 @@ def test_an_image_post_uploads_the_catalog_image_with_its_alt_text(
     assert media["alt_text"] == catalog(1)[0]["title"]
     assert sent["media_ids"] == [media["id"]]
     assert only_post(x_runtime, brand_id)["state"] == "published"
+
+
+def test_an_image_fetched_around_the_egress_proxy_is_warned_of_once_an_instance(
+    x_runtime, clock, x_sandbox, images, caplog
+) -> None:
+    # Arrange: a proxy is named in the environment; image fetches never use it.
+    url = images.serve("/mug.png", 200, "image/png", tiny_png())
+    rows = [{**row, "thumbnail": url} for row in catalog(2)]
+    make_kind_brand(x_runtime, rows, kind="image")
+    x_runtime.settings = dataclasses.replace(
+        x_runtime.settings, proxy_variable="HTTPS_PROXY"
+    )
+    clock.advance(dt.timedelta(days=7))
+
+    # Act: one run posts the two image posts.
+    outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    # Assert: said where the path is taken, once for the instance.
+    assert outcome["published"] == 2
+    warned = [r for r in caplog.records if "egress proxy" in r.getMessage()]
+    assert [(r.levelname, r.requests) for r in warned] == [
+        ("WARNING", "product image fetches")
+    ]
 
 
 @pytest.mark.parametrize(

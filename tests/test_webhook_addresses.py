@@ -621,6 +621,54 @@ def test_an_https_webhook_is_tunnelled_through_the_proxy_to_the_checked_address(
     ] * 2
 
 
+def proxy_warnings(caplog) -> list[tuple[str, str]]:
+    """The level and the requests named of each line about the egress proxy."""
+    return [
+        (record.levelname, record.requests)
+        for record in caplog.records
+        if "egress proxy" in record.getMessage()
+    ]
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_webhooks_sent_around_the_egress_proxy_are_warned_of_once_an_instance(
+    runtime, brand_id, tls_receiver, caplog
+) -> None:
+    # Arrange: HTTP_PROXY alone is set, which no https webhook is tunnelled through.
+    server, authority = tls_receiver
+    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
+    runtime.resolve = ChangingResolver(["127.0.0.2"])
+    runtime.ca_file = authority
+    runtime.settings = dataclasses.replace(
+        runtime.settings, proxy_variable="HTTP_PROXY"
+    )
+
+    # Act
+    sent = alerts.deliver_pending(runtime), escalations.deliver_pending(runtime)
+
+    # Assert
+    assert sent[0]["alerts_sent"] == 1 and sent[1]["escalations_sent"] == 1
+    assert proxy_warnings(caplog) == [("WARNING", "webhook deliveries")]
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
+def test_webhooks_tunnelled_through_the_proxy_are_no_warning(
+    runtime, brand_id, tls_receiver, proxy, caplog
+) -> None:
+    server, authority = tls_receiver
+    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
+    runtime.resolve = ChangingResolver(["127.0.0.2"])
+    runtime.ca_file = authority
+    runtime.settings = dataclasses.replace(
+        runtime.settings, proxy_variable="HTTPS_PROXY", webhook_proxy_url=proxy.url
+    )
+
+    sent = alerts.deliver_pending(runtime)
+
+    assert sent["alerts_sent"] == 1 and len(proxy.connects) == 1
+    assert proxy_warnings(caplog) == []
+
+
 @pytest.mark.allow_hosts(["127.0.0.1", "127.0.0.2"])
 def test_a_webhook_host_no_proxy_names_goes_direct(
     runtime, brand_id, tls_receiver, proxy
