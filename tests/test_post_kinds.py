@@ -451,7 +451,7 @@ def test_an_image_fetched_around_the_egress_proxy_is_warned_of_once_an_instance(
     # Assert: said where the path is taken, once for the instance.
     assert outcome["published"] == 2
     warned = [r for r in caplog.records if "egress proxy" in r.getMessage()]
-    assert [(r.levelname, r.requests) for r in warned] == [
+    assert [(r.levelname, r.fields["requests"]) for r in warned] == [
         ("WARNING", "product image fetches")
     ]
 

@@ -624,7 +624,7 @@ def test_an_https_webhook_is_tunnelled_through_the_proxy_to_the_checked_address(
 def proxy_warnings(caplog) -> list[tuple[str, str]]:
     """The level and the requests named of each line about the egress proxy."""
     return [
-        (record.levelname, record.requests)
+        (record.levelname, record.fields["requests"])
         for record in caplog.records
         if "egress proxy" in record.getMessage()
     ]

@@ -703,6 +703,7 @@ def _upload_image(
     from cartcast import images
 
     settings = runtime.settings
+    runtime.warn_of_direct_egress("product image fetches")
     try:
         image = images.fetch_image(
             product["image_url"],

@@ -16,7 +16,7 @@ from typing import Any
 
 from cartcast import settings as settings_module
 from cartcast.clock import Clock, clock_from_setting
-from cartcast.logs import get_logger
+from cartcast.logs import fields, get_logger
 
 
 class Runtime:
@@ -40,11 +40,13 @@ class Runtime:
         self.ca_file = ca_file
         self.log: logging.Logger = get_logger("cartcast", settings.log_level)
         if settings.proxy_variable:
-            # Said once per instance: a deployment whose egress needs the proxy
-            # should learn from the log what goes around it.
+            # Said once per instance, at INFO: most functions fetch no image and
+            # send no webhook, so nothing of theirs goes around the proxy; one
+            # that does says so at WARNING when it first does (warn_of_direct_egress).
             from cartcast import webhooks
 
-            self.log.warning(webhooks.proxy_warning(settings))
+            self.log.info(webhooks.proxy_notice(settings))
+        self._direct_egress_warned: set[str] = set()
         self._database: Any = None
         self._publisher: Any = None
         self._x_clients: dict[str, Any] = {}
@@ -54,6 +56,20 @@ class Runtime:
         self._lock = threading.Lock()
         # Its own lock: building the captioner opens the database under _lock.
         self._gemini_lock = threading.Lock()
+
+    def warn_of_direct_egress(self, requests: str) -> None:
+        """Say at WARNING, the first time in this instance, that `requests` (as
+        the log names them) connect directly though the environment names an
+        egress proxy: a deployment whose egress needs it sees what went around.
+        """
+        proxy_variable = self.settings.proxy_variable
+        if not proxy_variable or requests in self._direct_egress_warned:
+            return
+        self._direct_egress_warned.add(requests)
+        self.log.warning(
+            "requests go around the egress proxy (README, Known limitations)",
+            extra=fields(proxy_variable=proxy_variable, requests=requests),
+        )
 
     @property
     def database(self):

@@ -65,6 +65,8 @@ def post_webhook(
         return "webhook unreachable: its host did not resolve"
 
     parts = urlsplit(sent)
+    if not tunnels_webhooks(runtime.settings):
+        runtime.warn_of_direct_egress("webhook deliveries")
     try:
         with pinned_http.pinned_request(
             "POST",
@@ -135,8 +137,7 @@ def tunnel_proxy(settings: Any, parts: SplitResult) -> str | None:
     the one on 80, as requests reads it: urllib3 would dial an https pool's
     proxy on 443.
     """
-    proxy = settings.webhook_proxy_url
-    if parts.scheme != "https" or not proxy or not _is_http_proxy(proxy):
+    if parts.scheme != "https" or not tunnels_webhooks(settings):
         return None
     import urllib.request
 
@@ -147,20 +148,28 @@ def tunnel_proxy(settings: Any, parts: SplitResult) -> str | None:
         host, {"no": settings.no_proxy}
     ):
         return None
+    proxy = settings.webhook_proxy_url
     named = urlsplit(proxy)
     if named.port is None:
         return named._replace(netloc=f"{named.netloc}:80").geturl()
     return proxy
 
 
-def proxy_warning(settings: Any) -> str:
+def tunnels_webhooks(settings: Any) -> bool:
+    """Say whether https webhooks go through a proxy (`tunnel_proxy`), or go
+    around every proxy the environment names."""
+    proxy = settings.webhook_proxy_url
+    return bool(proxy) and _is_http_proxy(proxy)
+
+
+def proxy_notice(settings: Any) -> str:
     """Say what goes around the proxy `settings.proxy_variable` names; never its
     value, which may hold a password."""
     said = (
         f"{settings.proxy_variable} is set, but product image fetches connect "
         "directly to the address they checked, through no proxy"
     )
-    if settings.webhook_proxy_url and _is_http_proxy(settings.webhook_proxy_url):
+    if tunnels_webhooks(settings):
         return f"{said}; https webhook deliveries are tunnelled through HTTPS_PROXY"
     return (
         f"{said}, and so do webhook deliveries, which use an http:// HTTPS_PROXY "
