@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
 
 from cartcast import db, migrate
-from cartcast.errors import ConfigurationError
+from cartcast.errors import ConfigurationError, TransientError
 from infra import pg
 
 
@@ -101,6 +102,101 @@ def test_badly_named_files_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigurationError, match="NNN_name.sql"):
         migrate.find_migrations(tmp_path)
+
+
+# How long each try of a blocked migration waits for its lock in these tests: short,
+# as each test ends the wait by a lock, never by the time it took.
+LOCK_TIMEOUT_S = 0.2
+
+
+@pytest.fixture
+def orders_table(scratch_url: str, tmp_path: Path):
+    """A database whose orders table 001 made, and 002 to alter it, not applied."""
+    database = db.connect_from_settings(_settings(scratch_url))
+    (tmp_path / "001_orders.sql").write_text("CREATE TABLE orders (id int);")
+    migrate.apply_migrations(database, tmp_path)
+    (tmp_path / "002_orders_total.sql").write_text(
+        "ALTER TABLE orders ADD COLUMN total int;"
+    )
+    yield database
+    database.close()
+
+
+@contextlib.contextmanager
+def reading_orders_in_a_long_transaction(url: str):
+    """Hold the orders table as a long report would: a read in an open
+    transaction, its lock kept until the stack yielded is closed."""
+    reader = db.connect_from_settings(_settings(url))
+    with contextlib.ExitStack() as stack:
+        stack.callback(reader.close)
+        report = stack.enter_context(reader.transaction())
+        report.rows("SELECT * FROM orders")
+        yield stack.pop_all()
+
+
+def test_a_migration_blocked_by_a_long_transaction_gives_way_and_tries_again(
+    scratch_url: str, orders_table, tmp_path: Path
+) -> None:
+    # Arrange: the report ends while the runner pauses after its first try.
+    pauses = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        report.close()
+
+    # Act
+    with reading_orders_in_a_long_transaction(scratch_url) as report:
+        applied = migrate.apply_migrations(
+            orders_table,
+            tmp_path,
+            lock_timeout_s=LOCK_TIMEOUT_S,
+            attempts=3,
+            pause=pause,
+        )
+
+    # Assert: the first try gave way at lock_timeout, the second applied.
+    assert applied == ["002_orders_total.sql"]
+    assert pauses == [LOCK_TIMEOUT_S]
+    with orders_table.transaction() as tx:
+        assert tx.rows("SELECT id, total FROM orders") == []
+
+
+def test_a_migration_blocked_at_every_try_stops_naming_its_file_with_nothing_applied(
+    scratch_url: str, orders_table, tmp_path: Path
+) -> None:
+    pauses = []
+
+    with reading_orders_in_a_long_transaction(scratch_url):
+        with pytest.raises(TransientError) as raised:
+            migrate.apply_migrations(
+                orders_table,
+                tmp_path,
+                lock_timeout_s=LOCK_TIMEOUT_S,
+                attempts=3,
+                pause=pauses.append,
+            )
+
+    assert "002_orders_total.sql" in str(raised.value)
+    assert "3 tries" in str(raised.value)
+    assert pauses == [LOCK_TIMEOUT_S] * 2
+    with orders_table.transaction() as tx:
+        assert tx.scalar("SELECT max(version) FROM schema_migrations") == "001"
+
+
+def test_the_migrate_command_bounds_its_lock_wait_as_its_settings_say(
+    scratch_url: str, orders_table, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", scratch_url)
+    monkeypatch.setenv("CARTCAST_MIGRATE_LOCK_TIMEOUT_S", str(LOCK_TIMEOUT_S))
+    monkeypatch.setenv("CARTCAST_MIGRATE_LOCK_ATTEMPTS", "1")
+
+    with reading_orders_in_a_long_transaction(scratch_url):
+        status = migrate.main(["--sql-dir", str(tmp_path)])
+
+    printed = capsys.readouterr()
+    assert status == 1
+    assert printed.err.startswith("cannot migrate now: 002_orders_total.sql")
+    assert "Traceback" not in printed.err
 
 
 def _settings(url: str):

@@ -428,6 +428,34 @@ def test_a_webhook_ca_file_of_certificates_is_read(tmp_path) -> None:
     assert settings.load({"DATABASE_URL": "postgresql://x"}).webhook_ca_file == ""
 
 
+def test_a_migration_waits_for_a_lock_as_long_and_as_often_as_set() -> None:
+    loaded = settings.load(
+        {
+            "DATABASE_URL": "postgresql://x",
+            "CARTCAST_MIGRATE_LOCK_TIMEOUT_S": "2.5",
+            "CARTCAST_MIGRATE_LOCK_ATTEMPTS": "4",
+        }
+    )
+    default = settings.load({"DATABASE_URL": "postgresql://x"})
+
+    assert (loaded.migrate_lock_timeout_s, loaded.migrate_lock_attempts) == (2.5, 4)
+    assert (default.migrate_lock_timeout_s, default.migrate_lock_attempts) == (5, 12)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CARTCAST_MIGRATE_LOCK_TIMEOUT_S", "0"),
+        ("CARTCAST_MIGRATE_LOCK_TIMEOUT_S", "601"),
+        ("CARTCAST_MIGRATE_LOCK_ATTEMPTS", "1.5"),
+        ("CARTCAST_MIGRATE_LOCK_ATTEMPTS", "101"),
+    ],
+)
+def test_a_migration_lock_wait_out_of_range_is_named(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        settings.load({"DATABASE_URL": "postgresql://x", name: value})
+
+
 class Lines(logging.Handler):
     """The records the cartcast logger writes while it is attached."""
 
