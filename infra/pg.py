@@ -114,12 +114,14 @@ def _autocommit(db_module, url: str):
     return connection
 
 
-def migrate(url: str) -> list[str]:
+def migrate(url: str, **lock_wait: float) -> list[str]:
+    """Apply sql/ to `url`; `lock_wait` is apply_migrations' lock_timeout_s and
+    attempts (its defaults when left out, as for the tests' databases)."""
     from cartcast import db, migrate
 
     database = db.Database(lambda: db._connect_pg8000(db.parse_database_url(url)))
     try:
-        return migrate.apply_migrations(database, REPO / "sql")
+        return migrate.apply_migrations(database, REPO / "sql", **lock_wait)
     finally:
         database.close()
 
@@ -139,10 +141,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     url = server_url(keep_running=True)
     if args.command == "migrate":
-        from cartcast.errors import TransientError
+        from cartcast import settings
+        from cartcast.errors import ConfigurationError, TransientError
 
         try:
-            applied = migrate(url)
+            # The lock wait as CARTCAST_MIGRATE_LOCK_* set it, as the job's.
+            loaded = settings.load({**os.environ, "DATABASE_URL": url})
+            applied = migrate(
+                url,
+                lock_timeout_s=loaded.migrate_lock_timeout_s,
+                attempts=loaded.migrate_lock_attempts,
+            )
+        except ConfigurationError as error:
+            print(f"migrate: {error}", file=sys.stderr)
+            return 2
         except TransientError as error:
             # A server that refuses us (a database not created yet, a wrong
             # password) is the reader's to fix: one line, not a traceback.

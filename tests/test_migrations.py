@@ -125,13 +125,14 @@ def orders_table(scratch_url: str, tmp_path: Path):
 @contextlib.contextmanager
 def reading_orders_in_a_long_transaction(url: str):
     """Hold the orders table as a long report would: a read in an open
-    transaction, its lock kept until the stack yielded is closed."""
+    transaction, its lock kept until the block ends or the stack yielded is
+    closed first."""
     reader = db.connect_from_settings(_settings(url))
     with contextlib.ExitStack() as stack:
         stack.callback(reader.close)
         report = stack.enter_context(reader.transaction())
         report.rows("SELECT * FROM orders")
-        yield stack.pop_all()
+        yield stack
 
 
 def test_a_migration_blocked_by_a_long_transaction_gives_way_and_tries_again(
@@ -197,6 +198,20 @@ def test_the_migrate_command_bounds_its_lock_wait_as_its_settings_say(
     assert status == 1
     assert printed.err.startswith("cannot migrate now: 002_orders_total.sql")
     assert "Traceback" not in printed.err
+
+
+def test_make_migrate_reads_the_lock_wait_settings_and_names_a_bad_one(
+    scratch_url: str, capsys
+) -> None:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DATABASE_URL", scratch_url)
+        env.setenv("CARTCAST_MIGRATE_LOCK_ATTEMPTS", "0")
+        status = pg.main(["migrate"])
+
+    printed = capsys.readouterr()
+    assert status == 2
+    assert printed.err.startswith("migrate: ")
+    assert "CARTCAST_MIGRATE_LOCK_ATTEMPTS" in printed.err
 
 
 def _settings(url: str):

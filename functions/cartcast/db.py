@@ -21,7 +21,12 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from cartcast.errors import CartcastError, ConfigurationError, TransientError
+from cartcast.errors import (
+    CartcastError,
+    ConfigurationError,
+    LockNotGranted,
+    TransientError,
+)
 from cartcast.settings import Settings
 
 CONNECT_TIMEOUT_S = 10
@@ -412,6 +417,8 @@ class Database:
                 raise TransientError(
                     f"database: {TRY_AGAIN[_sqlstate(error)]}; try again"
                 ) from error
+            if _sqlstate(error) == LOCK_NOT_AVAILABLE:
+                raise LockNotGranted(f"database: {_message(error)}") from error
             raise
         except CartcastError:
             reusable = _rollback(statements)

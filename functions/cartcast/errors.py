@@ -3,7 +3,8 @@
     CartcastError
     ├── ConfigurationError   the deployment is wrong: fix settings, do not retry
     ├── TransientError       a dependency is down or busy: raise so the platform retries
-    │   └── RateLimited      the service said when to come back (`reset_at`)
+    │   ├── RateLimited      the service said when to come back (`reset_at`)
+    │   └── LockNotGranted   a statement waited its lock_timeout and gave way
     ├── PermanentError       retrying cannot help: record the reason and acknowledge
     └── InvalidRequest       the client sent something wrong: HTTP 4xx with a message
         ├── Unauthorized     no key, or a key that matches no brand (401)
@@ -62,6 +63,11 @@ class RateLimited(TransientError):
     ) -> None:
         super().__init__(message, status=status)
         self.reset_at = reset_at
+
+
+class LockNotGranted(TransientError):
+    """A statement waited PostgreSQL's lock_timeout for a lock and gave up (55P03);
+    its transaction was rolled back, and a later try may find the lock free."""
 
 
 class PermanentError(CartcastError):

@@ -84,6 +84,11 @@ PUBSUB_SUBSCRIPTION = re.compile(
 # the years 1 to 9999; each bound is far past any useful value, and in the README.
 DAYS_MAX = 3660
 AGE_MAX_S = 315_360_000  # ten years
+# A migration's lock wait and tries at most; the defaults (5 s, 12 tries, each but
+# the last followed by a pause as long) give way within two minutes, well inside
+# the migrations job's 900 s (terraform/migrations.tf).
+MIGRATE_LOCK_TIMEOUT_MAX_S = 600
+MIGRATE_LOCK_ATTEMPTS_MAX = 100
 LEASE_MAX_S = 86_400
 # An event-triggered Cloud Function runs at most 540 s (Cloud Functions quotas,
 # "Time limits"); a wait or budget longer than the run itself is a typo.
@@ -195,6 +200,10 @@ class Settings:
     escalation_max_age_s: int = 86400
     # More certificate authorities webhook deliveries trust, besides certifi's.
     webhook_ca_file: str = ""
+    # How long each try of a migration waits for a lock, and how many tries
+    # (migrate.py): waiting gives way, so queries queued behind it go on.
+    migrate_lock_timeout_s: float = 5.0
+    migrate_lock_attempts: int = 12
     # The proxy variable set in the environment (HTTPS_PROXY and its kin): image
     # fetches use none, webhook deliveries an http:// HTTPS_PROXY alone, tunnelled
     # to the address checked, and not for hosts NO_PROXY names (decision 0099).
@@ -613,6 +622,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             unit=" seconds",
         ),
         webhook_ca_file=text("CARTCAST_WEBHOOK_CA_FILE", "") or "",
+        migrate_lock_timeout_s=number(
+            "CARTCAST_MIGRATE_LOCK_TIMEOUT_S",
+            5.0,
+            float,
+            at_most=MIGRATE_LOCK_TIMEOUT_MAX_S,
+            unit=" seconds",
+        ),
+        migrate_lock_attempts=number(
+            "CARTCAST_MIGRATE_LOCK_ATTEMPTS", 12, at_most=MIGRATE_LOCK_ATTEMPTS_MAX
+        ),
         # The variables requests and urllib honour for an egress proxy, in order.
         proxy_variable=next(
             (
