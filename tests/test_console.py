@@ -1617,22 +1617,28 @@ def test_a_reply_queued_while_a_pause_holds_it_says_so(
 ) -> None:
     # The notice said "the publisher sends it at its next run" even while the
     # operator's pause held every reply.
-    current = runtime_module.current()
-    summoned = store_mention(current, text="@testgoods is it in stock?", priority=2)
-    token = csrf_of(client, "/console/inbox")
-    with current.database.transaction() as tx:
-        tx.execute(pause, now=current.clock.now())
-
-    answer = client.post(
-        f"/console/mentions/{summoned}/reply",
-        data={"csrf": token, "text": "Yes, it ships today."},
-    )
+    answer = reply_under(client, pause)
 
     assert answer.status_code == 303, text_of(answer)
     page = text_of(client.get(answer.headers["Location"]))
     assert said in page
     if "held" in said:
         assert "sends it at its next run" not in page
+
+
+def reply_under(client, *statements: str):
+    """Run `statements` (with :now, the clock's now), then answer a mention from
+    the inbox; return the form's answer."""
+    current = runtime_module.current()
+    summoned = store_mention(current, text="@testgoods is it in stock?", priority=2)
+    token = csrf_of(client, "/console/inbox")
+    with current.database.transaction() as tx:
+        for statement in statements:
+            tx.execute(statement, now=current.clock.now())
+    return client.post(
+        f"/console/mentions/{summoned}/reply",
+        data={"csrf": token, "text": "Yes, it ships today."},
+    )
 
 
 SHARED_APP_PAUSED = (
@@ -1682,15 +1688,7 @@ def test_the_hold_a_reply_s_notice_names_is_the_one_the_publisher_applies(
     # conditions; this pins the two together, so a pause added to one and not
     # the other fails here rather than misleading the person who replied.
     current = runtime_module.current()
-    summoned = store_mention(current, text="@testgoods is it in stock?", priority=2)
-    token = csrf_of(client, "/console/inbox")
-    with current.database.transaction() as tx:
-        for statement in (state,) if isinstance(state, str) else state:
-            tx.execute(statement, now=current.clock.now())
-    client.post(
-        f"/console/mentions/{summoned}/reply",
-        data={"csrf": token, "text": "Yes, it ships today."},
-    )
+    reply_under(client, *((state,) if isinstance(state, str) else state))
     with current.database.transaction() as tx:
         reply_id = tx.scalar("SELECT id FROM posts WHERE in_reply_to IS NOT NULL")
         named = console_status.reply_hold(

@@ -18,6 +18,7 @@ import socket
 import ssl
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -621,6 +622,19 @@ def test_an_https_webhook_is_tunnelled_through_the_proxy_to_the_checked_address(
     ] * 2
 
 
+def queue_both_for_the_tls_receiver(
+    runtime, brand_id: str, tls_receiver, **settings: str
+) -> Any:
+    """Queue both deliveries to the receiver's "localhost", which resolves to
+    127.0.0.2 and is trusted, with `settings` replaced; return the receiver."""
+    server, authority = tls_receiver
+    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
+    runtime.resolve = ChangingResolver(["127.0.0.2"])
+    runtime.ca_file = authority
+    runtime.settings = dataclasses.replace(runtime.settings, **settings)
+    return server
+
+
 def proxy_warnings(caplog) -> list[tuple[str, str]]:
     """The level and the requests named of each line about the egress proxy."""
     return [
@@ -635,12 +649,8 @@ def test_webhooks_sent_around_the_egress_proxy_are_warned_of_once_an_instance(
     runtime, brand_id, tls_receiver, caplog
 ) -> None:
     # Arrange: HTTP_PROXY alone is set, which no https webhook is tunnelled through.
-    server, authority = tls_receiver
-    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
-    runtime.resolve = ChangingResolver(["127.0.0.2"])
-    runtime.ca_file = authority
-    runtime.settings = dataclasses.replace(
-        runtime.settings, proxy_variable="HTTP_PROXY"
+    queue_both_for_the_tls_receiver(
+        runtime, brand_id, tls_receiver, proxy_variable="HTTP_PROXY"
     )
 
     # Act
@@ -655,12 +665,12 @@ def test_webhooks_sent_around_the_egress_proxy_are_warned_of_once_an_instance(
 def test_webhooks_tunnelled_through_the_proxy_are_no_warning(
     runtime, brand_id, tls_receiver, proxy, caplog
 ) -> None:
-    server, authority = tls_receiver
-    queue_both(runtime, brand_id, f"https://localhost:{server.port}/hook")
-    runtime.resolve = ChangingResolver(["127.0.0.2"])
-    runtime.ca_file = authority
-    runtime.settings = dataclasses.replace(
-        runtime.settings, proxy_variable="HTTPS_PROXY", webhook_proxy_url=proxy.url
+    queue_both_for_the_tls_receiver(
+        runtime,
+        brand_id,
+        tls_receiver,
+        proxy_variable="HTTPS_PROXY",
+        webhook_proxy_url=proxy.url,
     )
 
     sent = alerts.deliver_pending(runtime)
