@@ -111,7 +111,9 @@ def _apply(database: db.Database, path: Path, *, lock_timeout_s: float) -> bool:
         # The lock lives as long as this transaction, so a second runner waits
         # here and then sees this file recorded.
         tx.execute("SELECT pg_advisory_xact_lock(:lock_id)", lock_id=MIGRATION_LOCK_ID)
-        tx.execute(SET_LOCK_TIMEOUT, timeout=f"{round(lock_timeout_s * 1000)}ms")
+        # 0 would mean no timeout at all: a wait under a millisecond is one.
+        timeout_ms = max(round(lock_timeout_s * 1000), 1)
+        tx.execute(SET_LOCK_TIMEOUT, timeout=f"{timeout_ms}ms")
         tx.execute(CREATE_LEDGER)
         recorded = tx.one(SELECT_APPLIED, version=version)
         if recorded is not None:
