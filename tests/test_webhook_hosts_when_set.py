@@ -11,11 +11,12 @@ nothing connects to the addresses it answers.
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 
 from cartcast import runtime as runtime_module
-from tests.conftest import OPERATOR_KEY
+from tests.conftest import OPERATOR_KEY, make_app
 from tests.helpers import ChangingResolver, auth, brand_body, post_json
 
 SECRET = "a-crm-secret-of-some-length"
@@ -151,3 +152,57 @@ def test_a_local_run_accepts_a_name_resolving_to_loopback(client, admin_key) -> 
 
     assert answer.status_code == 200, answer.get_json()
     assert resolver.asked == [("localhost", 9)]
+
+
+class SilentResolver:
+    """A resolver that does not answer until released (LONGEST_S at most, then
+    EAI_AGAIN, as glibc gives once its attempts time out), so a test can tell
+    whether an answer came while the lookup still hung."""
+
+    LONGEST_S = 10.0
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+        self.answered = threading.Event()
+        self.released = threading.Event()
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append((host, port))
+        self.released.wait(self.LONGEST_S)
+        self.answered.set()
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+
+def test_a_resolver_that_never_answers_is_given_up_on_and_the_url_accepted(
+    client, admin_key, monkeypatch
+) -> None:
+    """Decision 0106: past CARTCAST_WEBHOOK_LOOKUP_TIMEOUT_S the name is taken as
+    not resolving yet, as an unknown name is, and each delivery looks it up again."""
+    # Arrange: a short bound, and a DNS server that never answers.
+    monkeypatch.setenv("CARTCAST_WEBHOOK_LOOKUP_TIMEOUT_S", "0.2")
+    runtime_module.reset()
+    client = make_app("api", "http").test_client()
+    silent = SilentResolver()
+    answer_lookups_with(silent)
+
+    # Act
+    try:
+        answer = patch_brand(
+            client,
+            admin_key,
+            {
+                "alert_webhook_url": URL,
+                "escalation_webhook_url": URL,
+                "escalation_secret": SECRET,
+            },
+        )
+        still_hanging = not silent.answered.is_set()
+    finally:
+        silent.released.set()
+
+    # Assert: answered while the lookups still hung, and the URLs stored.
+    assert still_hanging, "the PATCH waited for the resolver"
+    assert answer.status_code == 200, answer.get_json()
+    assert len(silent.asked) == 2
+    brand = answer.get_json()["brand"]
+    assert brand["has_alert_webhook"] and brand["has_escalation_webhook"]
