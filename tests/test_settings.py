@@ -351,6 +351,7 @@ def test_a_15_minute_post_limit_above_the_3_hour_one_is_refused() -> None:
         ("CARTCAST_CAPTION_PRODUCTS_PER_REQUEST", "21", "20"),
         ("CARTCAST_CAPTION_DRAIN_BUDGET_S", "541", "540"),
         ("CARTCAST_WEBHOOK_BUDGET_S", "541", "540"),
+        ("CARTCAST_WEBHOOK_LOOKUP_TIMEOUT_S", "11", "10"),
         ("CARTCAST_FUNCTION_TIMEOUT_S", "541", "540"),
         ("CARTCAST_X_POSTS_PER_15MIN_PER_USER", "10000001", "100"),
         ("CARTCAST_X_POSTS_PER_3H_PER_USER", "10000001", "10000000"),

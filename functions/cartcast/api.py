@@ -761,10 +761,15 @@ def update_brand(
 
 def _host_lookup(runtime: Any) -> Any:
     """Return how a webhook URL's host is resolved when it is set: the runtime's
-    resolver, the one its deliveries use (getaddrinfo unless a test gives one)."""
+    resolver, the one its deliveries use (getaddrinfo unless a test gives one),
+    given up on after CARTCAST_WEBHOOK_LOOKUP_TIMEOUT_S: the request's
+    transaction is open meanwhile (decision 0106)."""
     from cartcast import pinned_http
 
-    return runtime.resolve or pinned_http.resolve_host
+    return pinned_http.resolver_within(
+        runtime.resolve or pinned_http.resolve_host,
+        runtime.settings.webhook_lookup_timeout_s,
+    )
 
 
 def connect_x_account(

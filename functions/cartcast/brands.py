@@ -572,8 +572,11 @@ def check_webhook_hosts(
     The lookup and the rule are a delivery's (webhooks.checked_webhook), loopback
     allowed in a local run alone. A name that does not resolve is accepted: its
     DNS may be set up after the URL, and each delivery looks it up again
-    (decision 0099). `lookup` None looks nothing up (benches, tests of other
-    things); the API passes the runtime's resolver, getaddrinfo in a deployment.
+    (decision 0099). So is one whose lookup did not answer in time: the API
+    passes the runtime's resolver (getaddrinfo in a deployment) bounded by
+    CARTCAST_WEBHOOK_LOOKUP_TIMEOUT_S, past which it raises as a resolver whose
+    attempts all timed out (decision 0106). `lookup` None looks nothing up
+    (benches, tests of other things).
     """
     if lookup is None:
         return

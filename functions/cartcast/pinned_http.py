@@ -28,6 +28,7 @@ import io
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -72,6 +73,39 @@ def resolve_host(host: str, port: int) -> list[str]:
     """Return the addresses `host` resolves to, by getaddrinfo."""
     found = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     return [str(sockaddr[0]) for *_, sockaddr in found]
+
+
+def resolver_within(resolve: Resolver, timeout_s: float) -> Resolver:
+    """Return `resolve` bounded to `timeout_s` a lookup: past it, socket.gaierror
+    EAI_AGAIN, what getaddrinfo raises once every attempt of the system resolver
+    timed out (decision 0106).
+
+    getaddrinfo cannot be interrupted, so each lookup runs on a daemon thread of
+    its own, left to end when the system resolver gives up (resolv.conf's
+    timeout and attempts); only its caller stops waiting.
+    """
+
+    def bounded(host: str, port: int) -> Sequence[str]:
+        outcome: list[Any] = []
+        done = threading.Event()
+
+        def look_up() -> None:
+            try:
+                outcome.append(list(resolve(host, port)))
+            except (OSError, ValueError) as error:
+                outcome.append(error)
+            done.set()
+
+        threading.Thread(target=look_up, daemon=True, name="host-lookup").start()
+        if not done.wait(timeout_s):
+            raise socket.gaierror(
+                socket.EAI_AGAIN, f"no answer from the resolver in {timeout_s:g} s"
+            )
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    return bounded
 
 
 def port_of(parts: SplitResult) -> int:

@@ -119,6 +119,9 @@ SENTIMENT_BATCH_MAX = 100
 FOLLOWERS_MAX = 1_000_000_000
 # A webhook's back-off (alerts, escalations) doubles up to an hour from its base.
 WEBHOOK_RETRY_BASE_MAX_S = 3600
+# Setting a webhook URL waits this long at most for its host's lookup, inside the
+# request's transaction (decision 0106); a database read waits 10 s.
+WEBHOOK_LOOKUP_TIMEOUT_MAX_S = 10
 # A brand that asked to leave is gone within a year at most: a longer grace period
 # keeps data the brand asked to have deleted.
 OFFBOARDING_GRACE_MAX_DAYS = 365
@@ -211,6 +214,8 @@ class Settings:
     webhook_proxy_url: str = ""
     no_proxy: str = ""
     webhook_budget_s: float = 30.0
+    # How long setting a webhook URL waits for its host's lookup (decision 0106).
+    webhook_lookup_timeout_s: float = 2.0
     mention_pages_max: int = 10
     mention_poll_min_s: int = 60
     mention_poll_max_s: int = 900
@@ -490,6 +495,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             float,
             at_most=EVENT_FUNCTION_TIMEOUT_MAX_S,
             unit=" seconds (an event-triggered function's longest run)",
+        ),
+        webhook_lookup_timeout_s=number(
+            "CARTCAST_WEBHOOK_LOOKUP_TIMEOUT_S",
+            2.0,
+            float,
+            at_most=WEBHOOK_LOOKUP_TIMEOUT_MAX_S,
+            unit=" seconds",
         ),
         mention_pages_max=number("CARTCAST_MENTION_PAGES_MAX", 10, at_most=PAGES_MAX),
         mention_poll_min_s=number(
