@@ -477,6 +477,44 @@ def test_two_overlapping_requests_for_one_product_do_not_both_pass_distinct(
     assert earlier.resemblance(second_text) is None, (first_text, second_text)
 
 
+def test_a_request_for_a_product_whose_copy_gemini_is_writing_does_not_wait_for_it(
+    brand_key, standin
+) -> None:
+    """Decision 0106: the per-product turn is taken after Gemini's call, not
+    before it. The first request's answer is held (as a slow Gemini would hold
+    it, past the 10 s a database read may wait) until the second has reached
+    Gemini too; then both answer 201, the second's copy distinct from the
+    first's although the stand-in wrote both the same."""
+    sku = catalog(1)[0]["sku"]
+    release = standin.hold_answers()
+    answers: list = [None, None]
+    api = make_app("api", "http")
+
+    def ask(index: int) -> None:
+        answers[index] = post_json(
+            api.test_client(), "/v1/captions", {"products": [sku]}, brand_key
+        )
+
+    first = threading.Thread(target=ask, args=(0,))
+    second = threading.Thread(target=ask, args=(1,))
+    first.start()
+    try:
+        assert standin.wait_for_requests(1), "the first request never reached Gemini"
+        second.start()
+        both_at_gemini = standin.wait_for_requests(2, timeout_s=15)
+    finally:
+        release.set()
+        first.join()
+        second.join()
+
+    assert both_at_gemini, "the second request waited for the first's Gemini call"
+    assert [answer.status_code for answer in answers] == [201, 201]
+    first_text, second_text = (a.get_json()["posts"][0]["text"] for a in answers)
+    earlier = CopyIndex(NEAR_DUPLICATE_THRESHOLD)
+    earlier.add("the first request's draft", first_text)
+    assert earlier.resemblance(second_text) is None, (first_text, second_text)
+
+
 # X links these whole: Devanagari and Thai write vowels as combining marks, ZWNJ
 # joins Persian words without a space, and a few punctuation marks are written
 # inside words: Catalan's middle dot, Hebrew's gershayim in an acronym, a middle
