@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
 from cartcast import brands, runtime
 from cartcast.near_duplicates import NEAR_DUPLICATE_THRESHOLD, CopyIndex
 from infra.gemini_standin import GeminiStandIn
-from tests.conftest import OPERATOR_KEY, make_app
+from tests.conftest import OPERATOR_KEY, REPO, make_app
 from tests.helpers import auth, brand_body, catalog, post_json
 
 
@@ -724,4 +729,84 @@ def test_a_second_request_while_the_first_still_writes_is_a_409_not_a_503(
     assert "Retry-After" in second.headers
     assert answers[0].status_code == 201
     assert third.headers["Idempotent-Replayed"] == "true"
+    assert len(_stored_posts(brand_key)) == 1
+
+
+# A caption request with an Idempotency-Key, sent by an instance of its own: the
+# api function's real app in another interpreter, which the test can stop or kill
+# mid-request.
+ANOTHER_INSTANCE = """
+import json, sys
+from functions_framework import create_app
+app = create_app("api", "functions/main.py", "http")
+answer = app.test_client().post(
+    "/v1/captions",
+    data=sys.argv[1],
+    headers={"Authorization": "Bearer " + sys.argv[2], "Idempotency-Key": "lost"},
+    content_type="application/json",
+)
+print(answer.status_code)
+"""
+IDLE_IN_TRANSACTION = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND state LIKE 'idle in transaction%'
+"""
+
+
+def _until_no_transaction_is_left_idle(checks: int = 300) -> bool:
+    """Check (a query every 0.1 s, `checks` times at most) until no session of the
+    test's database sits idle in a transaction; say whether that came."""
+    database = runtime.current().database
+    for _ in range(checks):
+        with database.transaction() as tx:
+            if not tx.scalar(IDLE_IN_TRANSACTION):
+                return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("lost", ["killed", "stopped"])
+def test_a_key_held_by_an_instance_lost_mid_request_is_free_again(
+    brand_key, standin, monkeypatch, lost
+) -> None:
+    """An instance whose process dies closes its connection, and the database
+    rolls its claim back at once. One that stops answering (frozen, cut off from
+    the network) keeps its connection open: decision 0106 has the database end
+    the session once it has sat idle past CARTCAST_CAPTION_IDLE_MAX_S."""
+    monkeypatch.setenv("GEMINI_TIMEOUT_S", "2")
+    monkeypatch.setenv("CARTCAST_CAPTION_IDLE_MAX_S", "6")
+    runtime.reset()
+    body = {"products": [catalog(1)[0]["sku"]]}
+    release = standin.hold_answers()
+    instance = subprocess.Popen(
+        [sys.executable, "-c", ANOTHER_INSTANCE, json.dumps(body), brand_key],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": "functions"},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        # Arrange: the other instance holds the key, waiting for Gemini; then it
+        # is lost.
+        assert standin.wait_for_requests(1), "the other instance never reached Gemini"
+        instance.send_signal(signal.SIGKILL if lost == "killed" else signal.SIGSTOP)
+        release.set()
+
+        # Act: once its session is gone, the client sends the request again.
+        session_ended = _until_no_transaction_is_left_idle()
+        retry = _send_with_key(
+            make_app("api", "http").test_client(),
+            "/v1/captions",
+            body,
+            brand_key,
+            "lost",
+        )
+    finally:
+        release.set()
+        instance.kill()
+        instance.wait()
+
+    # Assert: the retry ran anew, and only its drafts are stored.
+    assert session_ended, "the lost instance's transaction was never ended"
+    assert retry.status_code == 201, retry.get_json()
+    assert "Idempotent-Replayed" not in retry.headers
     assert len(_stored_posts(brand_key)) == 1
