@@ -212,19 +212,11 @@ def create_drafts(
         now=now,
     )
     requests = _draft_requests(brand, products, asked, choices)
-    # Two requests for one product at once would each miss the other's unsaved
-    # draft and could both pass `distinct`: they take turns, the lock held to the
-    # commit, Gemini's call included. In id order, so two lists cannot deadlock.
-    # Known shortcoming: requests for different products of a brand still run side
-    # by side, and may write near-duplicates of each other's copy.
-    for product_id in sorted({str(product["id"]) for product in products}):
-        tx.scalar(LOCK_PRODUCT_DRAFTS, product_id=product_id)
     since = now - dt.timedelta(days=near_duplicate_days)
-    recent = {
-        str(row["id"]): row["text"]
-        for row in tx.rows(SELECT_RECENT_TEXTS, brand_id=brand_id, since=since)
-    }
+    recent = _recent_texts(tx, brand_id=brand_id, since=since)
 
+    # Gemini's call holds no lock: another request for these products may run
+    # meanwhile, and is caught up with once it has committed (below).
     voice = brand_voice(brand, sponsored=asked.sponsored, language=language)
     drafts = write_drafts(
         [planned.request for planned in requests],
@@ -237,6 +229,27 @@ def create_drafts(
     )
     # One Gemini call wrote the whole batch, so its token usage is the batch's.
     usage = next((draft.usage for draft in drafts if draft.usage), None)
+
+    # Two requests for one product at once would each miss the other's unsaved
+    # draft and could both pass `distinct`: they take turns from here to the
+    # commit, and each then checks its copy against the posts written while it
+    # was being written (decision 0106). In id order, so two lists cannot
+    # deadlock; before the brand's row lock, as every caption request takes them.
+    # Known shortcoming: requests for different products of a brand still run side
+    # by side, and may write near-duplicates of each other's copy.
+    for product_id in sorted({str(product["id"]) for product in products}):
+        tx.scalar(LOCK_PRODUCT_DRAFTS, product_id=product_id)
+    requests, drafts, recent = _distinct_from_posts_written_meanwhile(
+        tx,
+        requests,
+        drafts,
+        voice,
+        asked,
+        brand_id=brand_id,
+        since=since,
+        recent_posts=recent,
+        near_duplicate_threshold=near_duplicate_threshold,
+    )
 
     # The brand's row lock is taken only now that the copy is written: the link
     # allowance counted above may have been spent meanwhile.
@@ -283,6 +296,72 @@ class _PlannedDraft:
     post_id: str
     request: DraftRequest
     link_note: str | None
+
+
+def _recent_texts(tx: Transaction, *, brand_id: str, since: dt.datetime) -> dict:
+    """Map each of the brand's posts a caption must differ from to its text."""
+    return {
+        str(row["id"]): row["text"]
+        for row in tx.rows(SELECT_RECENT_TEXTS, brand_id=brand_id, since=since)
+    }
+
+
+def _distinct_from_posts_written_meanwhile(
+    tx: Transaction,
+    requests: list[_PlannedDraft],
+    drafts: list[Any],
+    voice: Any,
+    asked: CaptionRequest,
+    *,
+    brand_id: str,
+    since: dt.datetime,
+    recent_posts: dict[str, str],
+    near_duplicate_threshold: float,
+) -> tuple[list[_PlannedDraft], list[Any], dict[str, str]]:
+    """Rewrite, with the template engine, each draft that resembles a post
+    committed while the copy was written; return the recent posts read again.
+
+    Runs under the products' turn, after Gemini's call: another request for the
+    same products has committed by then, or waits for this one. The template
+    engine, not Gemini, so no lock waits on a network call (decision 0106).
+    """
+    from cartcast.captions import write_drafts
+    from cartcast.near_duplicates import CopyIndex
+
+    now_recent = _recent_texts(tx, brand_id=brand_id, since=since)
+    meanwhile = CopyIndex(near_duplicate_threshold)
+    for post_id, text in now_recent.items():
+        if post_id not in recent_posts:
+            meanwhile.add(f"post {post_id}", text)
+    reasons = {
+        index: f"{draft.engine}: {resemblance}"
+        for index, draft in enumerate(drafts)
+        if (resemblance := meanwhile.resemblance(draft.text)) is not None
+    }
+    resembling = sorted(reasons)
+    if not resembling:
+        return requests, drafts, now_recent
+
+    kept = {
+        planned.post_id: draft.text
+        for index, (planned, draft) in enumerate(zip(requests, drafts, strict=True))
+        if index not in resembling
+    }
+    redrafts = write_drafts(
+        [requests[index].request for index in resembling],
+        voice,
+        tone=asked.tone,
+        campaign=asked.campaign,
+        recent_posts={**now_recent, **kept},
+        near_duplicate_threshold=near_duplicate_threshold,
+    )
+    drafts = list(drafts)
+    for index, draft in zip(resembling, redrafts, strict=True):
+        # Gemini's call was made and billed: its usage stays on the draft.
+        drafts[index] = dataclasses.replace(
+            draft, fallback_reason=reasons[index], usage=drafts[index].usage
+        )
+    return requests, drafts, now_recent
 
 
 def _without_unaffordable_links(
