@@ -352,6 +352,7 @@ def test_a_15_minute_post_limit_above_the_3_hour_one_is_refused() -> None:
         ("CARTCAST_CAPTION_DRAIN_BUDGET_S", "541", "540"),
         ("CARTCAST_WEBHOOK_BUDGET_S", "541", "540"),
         ("CARTCAST_WEBHOOK_LOOKUP_TIMEOUT_S", "11", "10"),
+        ("CARTCAST_CAPTION_IDLE_MAX_S", "3601", "3600"),
         ("CARTCAST_FUNCTION_TIMEOUT_S", "541", "540"),
         ("CARTCAST_X_POSTS_PER_15MIN_PER_USER", "10000001", "100"),
         ("CARTCAST_X_POSTS_PER_3H_PER_USER", "10000001", "10000000"),
@@ -530,3 +531,23 @@ def test_webhooks_tunnel_through_an_http_https_proxy_alone() -> None:
     (said,) = warnings_of_a_new_runtime(around, logging.INFO)
     assert said.startswith("HTTP_PROXY is set")
     assert "and so do webhook deliveries" in said
+
+
+def test_the_caption_idle_bound_follows_the_gemini_timeout_unless_set() -> None:
+    derived = settings.load({**BASE, "GEMINI_TIMEOUT_S": "100"})
+
+    assert derived.caption_idle_max_s == 220
+    assert settings.load(BASE).caption_idle_max_s == 60
+
+
+def test_a_caption_idle_bound_too_short_for_two_gemini_calls_names_the_value() -> None:
+    env = {**BASE, "GEMINI_TIMEOUT_S": "30", "CARTCAST_CAPTION_IDLE_MAX_S": "61"}
+
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load(env)
+
+    message = str(raised.value)
+    assert "CARTCAST_CAPTION_IDLE_MAX_S must be at least 2 × GEMINI_TIMEOUT_S" in (
+        message
+    )
+    assert "set CARTCAST_CAPTION_IDLE_MAX_S=62 or more" in message

@@ -959,6 +959,9 @@ def captions_response(
 
     brand_id = keys.require_brand(caller)
     key = idempotency_keys.parse_key(idempotency_key)
+    # The transaction waits for Gemini holding the key's claim: an instance lost
+    # meanwhile must not keep the key in use for good (decision 0106).
+    tx.end_if_idle_longer_than(runtime.settings.caption_idle_max_s)
     caption_jobs.refuse_while_offboarding(
         tx, brand_id=brand_id, refused="no captions are written"
     )

@@ -204,6 +204,9 @@ def _write_next_chunk(
 ) -> dict[str, Any] | None:
     """Claim and write one chunk of the first open job with work; None if none."""
     with runtime.database.transaction() as tx:
+        # The chunk's items stay claimed through Gemini's call: a drain lost
+        # meanwhile must not keep them from the next (decision 0106).
+        tx.end_if_idle_longer_than(runtime.settings.caption_idle_max_s)
         claimed = _claim(tx, running, job_id, runtime.settings)
         if claimed is None:
             return None

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import dataclasses
 import importlib
+import math
 import sys
 import threading
 import time
@@ -94,6 +95,11 @@ SELECT current_setting('lock_timeout') AS was,
     set_config('lock_timeout', :timeout, true)
 """
 RESTORE_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', :timeout, true)"
+# Transaction-local too: the server ends the session of a transaction left idle
+# longer, which rolls it back and frees what it held (decision 0106).
+SET_IDLE_TIMEOUT = (
+    "SELECT set_config('idle_in_transaction_session_timeout', :timeout, true)"
+)
 SET_SESSION_CONFIG = "SELECT set_config(:name, :value, false)"
 
 # Settings every transaction of the current context runs with
@@ -165,6 +171,19 @@ class Transaction(Reads):
 
     def execute(self, sql: str, **params: Any) -> int:
         return self._statements.run(sql, params).row_count
+
+    def end_if_idle_longer_than(self, idle_max_s: float) -> None:
+        """Have the server end this transaction's session if it sits idle (between
+        two statements) longer than `idle_max_s`: its locks then end with it.
+
+        What a transaction that waits on a network call between statements sets:
+        an instance that stops mid-call without closing its connection (frozen,
+        or cut off) would otherwise hold them until TCP keepalive gives the
+        connection up, about 2 h 11 min with Linux's defaults, or, while its
+        host still answers keepalives, for good. Until the commit only; the
+        statement that follows such a wait then fails as a lost connection.
+        """
+        self.scalar(SET_IDLE_TIMEOUT, timeout=f"{math.ceil(idle_max_s * 1000)}ms")
 
     def scalar_waiting_at_most(
         self, sql: str, *, wait_ms: int, refusal: CartcastError, **params: Any

@@ -16,7 +16,10 @@ draft is written: a second request with the key waits on the primary key until t
 first commits (then replays) or rolls back (then runs itself), or until
 KEY_WAIT_MS pass (then 409, Retry-After: the first may take Gemini's whole call).
 Only a stored answer (201) is kept; a refused request rolls its claim back, and
-its retry runs anew.
+its retry runs anew. So does a request whose instance was lost: a dead process's
+connection closes and its claim rolls back at once, and a frozen or cut-off one's
+transaction is ended by the database once idle for CARTCAST_CAPTION_IDLE_MAX_S
+(api.captions_response; decision 0106).
 Keys are kept KEEP (a day) and pruned by the hourly rollup tick (decision 0102).
 """
 

@@ -119,6 +119,14 @@ SENTIMENT_BATCH_MAX = 100
 FOLLOWERS_MAX = 1_000_000_000
 # A webhook's back-off (alerts, escalations) doubles up to an hour from its base.
 WEBHOOK_RETRY_BASE_MAX_S = 3600
+# A caption request's transaction idle longer is ended by the database; no
+# request of api or generate_caption runs longer than this (terraform's bound).
+CAPTION_IDLE_MAX_S_LIMIT = 3600
+# Unset, the bound is two Gemini calls and this margin, what terraform's caption
+# functions are given at least; set, it may leave no less than the least margin:
+# Gemini's pause between its attempts (gemini.py, 1 s) and the request's own work.
+CAPTION_IDLE_MARGIN_S = 20
+CAPTION_IDLE_LEAST_MARGIN_S = 2
 # Setting a webhook URL waits this long at most for its host's lookup, inside the
 # request's transaction (decision 0106); a database read waits 10 s.
 WEBHOOK_LOOKUP_TIMEOUT_MAX_S = 10
@@ -214,6 +222,10 @@ class Settings:
     webhook_proxy_url: str = ""
     no_proxy: str = ""
     webhook_budget_s: float = 30.0
+    # How long a caption request's transaction may sit idle, waiting for Gemini,
+    # before the database ends it and frees its Idempotency-Key (decision 0106);
+    # load() derives it from gemini_timeout_s when unset.
+    caption_idle_max_s: float = 60.0
     # How long setting a webhook URL waits for its host's lookup (decision 0106).
     webhook_lookup_timeout_s: float = 2.0
     mention_pages_max: int = 10
@@ -496,6 +508,14 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             at_most=EVENT_FUNCTION_TIMEOUT_MAX_S,
             unit=" seconds (an event-triggered function's longest run)",
         ),
+        # Unset: derived from GEMINI_TIMEOUT_S below.
+        caption_idle_max_s=number(
+            "CARTCAST_CAPTION_IDLE_MAX_S",
+            0.0,
+            float,
+            at_most=CAPTION_IDLE_MAX_S_LIMIT,
+            unit=" seconds (api's longest timeout)",
+        ),
         webhook_lookup_timeout_s=number(
             "CARTCAST_WEBHOOK_LOOKUP_TIMEOUT_S",
             2.0,
@@ -686,6 +706,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             unit=" days",
         ),
     )
+    if text("CARTCAST_CAPTION_IDLE_MAX_S") is None:
+        settings = dataclasses.replace(
+            settings,
+            caption_idle_max_s=2 * settings.gemini_timeout_s + CAPTION_IDLE_MARGIN_S,
+        )
     problems.extend(_check_consistency(settings))
     if problems:
         raise ConfigurationError("invalid settings: " + "; ".join(problems))
@@ -777,6 +802,17 @@ def _check_consistency(settings: Settings) -> list[str]:
         )
     if not settings.database_url and not settings.cloud_sql_instance:
         problems.append("DATABASE_URL or CLOUD_SQL_INSTANCE is required")
+    idle_min_s = 2 * settings.gemini_timeout_s + CAPTION_IDLE_LEAST_MARGIN_S
+    if math.isfinite(idle_min_s) and settings.caption_idle_max_s < idle_min_s:
+        # A caption request waits for up to two Gemini calls and a pause between
+        # them, idle in its transaction; the database must not end it meanwhile.
+        problems.append(
+            "CARTCAST_CAPTION_IDLE_MAX_S must be at least 2 × GEMINI_TIMEOUT_S + "
+            f"{CAPTION_IDLE_LEAST_MARGIN_S} seconds: with GEMINI_TIMEOUT_S="
+            f"{settings.gemini_timeout_s:g}, set CARTCAST_CAPTION_IDLE_MAX_S="
+            f"{math.ceil(idle_min_s)} or more (it is {settings.caption_idle_max_s:g}), "
+            "or lower GEMINI_TIMEOUT_S"
+        )
     lease_min_s = 3 * settings.x_timeout_s + 30
     # A NaN or infinite timeout is reported on its own (load's number()).
     if math.isfinite(lease_min_s) and settings.publish_lease_s < lease_min_s:
