@@ -34,6 +34,32 @@ def test_a_connection_that_failed_mid_message_is_never_reused(runtime) -> None:
     assert answers == ["first", "second", "third"]
 
 
+# Advisory lock class 7321 is this test's own.
+TAKE_TEST_LOCK = "SELECT true AS taken FROM pg_advisory_xact_lock(7321, 0)"
+
+
+def test_a_transaction_left_idle_past_its_bound_is_ended_and_frees_its_locks(
+    runtime,
+) -> None:
+    """What an instance lost in the middle of a caption request leaves: the
+    server ends its session, so a wait on its lock ends too (decision 0106)."""
+    database = runtime.database
+    taken_after_it = None
+
+    with pytest.raises(TransientError):
+        with database.transaction() as left_idle:
+            left_idle.scalar(TAKE_TEST_LOCK)
+            left_idle.end_if_idle_longer_than(0.2)
+            # Waits on the lock until the server ends the idle transaction.
+            with database.transaction() as waiting:
+                taken_after_it = waiting.scalar(TAKE_TEST_LOCK)
+            left_idle.scalar("SELECT 1 AS one")
+
+    assert taken_after_it is True
+    with database.transaction() as tx:
+        assert tx.scalar("SELECT 41 + 1 AS answer") == 42
+
+
 def test_a_server_error_rolls_back_and_keeps_the_connection_usable(runtime) -> None:
     database = runtime.database
     with pytest.raises(Exception, match="division by zero"):

@@ -86,7 +86,13 @@ _defer_import("scramp")
 UNDEFINED_TABLE = "42P01"
 # PostgreSQL ended the transaction so that another could go on; run again, it
 # succeeds (PostgreSQL's documentation, "Serialization Failure Handling").
-TRY_AGAIN = {"40P01": "deadlock detected", "40001": "serialization failure"}
+TRY_AGAIN = {
+    "40P01": "deadlock detected",
+    "40001": "serialization failure",
+    # The server ended a transaction left idle past its bound
+    # (Transaction.end_if_idle_longer_than); run again, it starts afresh.
+    "25P03": "the transaction sat idle too long and was ended",
+}
 FEATURE_NOT_SUPPORTED = "0A000"
 LOCK_NOT_AVAILABLE = "55P03"
 # Transaction-local; the first returns the setting it replaces.
@@ -427,6 +433,15 @@ class Database:
         except pg8000.dbapi.InterfaceError as error:
             # The server went away (pg8000 reports socket errors as InterfaceError);
             # the other idle connections went with it.
+            self._discard_idle()
+            raise TransientError(f"database connection failed: {error}") from error
+        except OSError as error:
+            # pg8000 lets a read's reset or timeout through as the OSError it is
+            # (a session the server ended, decision 0106); one raised by the block
+            # itself leaves the connection able to roll back. Closed either way,
+            # as anything else raised mid-statement.
+            if _rollback(statements):
+                raise
             self._discard_idle()
             raise TransientError(f"database connection failed: {error}") from error
         except pg8000.dbapi.DatabaseError as error:
