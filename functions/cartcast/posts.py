@@ -239,7 +239,7 @@ def create_drafts(
     # by side, and may write near-duplicates of each other's copy.
     for product_id in sorted({str(product["id"]) for product in products}):
         tx.scalar(LOCK_PRODUCT_DRAFTS, product_id=product_id)
-    requests, drafts, recent = _distinct_from_posts_written_meanwhile(
+    drafts, recent = _distinct_from_posts_written_meanwhile(
         tx,
         requests,
         drafts,
@@ -317,7 +317,7 @@ def _distinct_from_posts_written_meanwhile(
     since: dt.datetime,
     recent_posts: dict[str, str],
     near_duplicate_threshold: float,
-) -> tuple[list[_PlannedDraft], list[Any], dict[str, str]]:
+) -> tuple[list[Any], dict[str, str]]:
     """Rewrite, with the template engine, each draft that resembles a post
     committed while the copy was written; return the recent posts read again.
 
@@ -340,7 +340,7 @@ def _distinct_from_posts_written_meanwhile(
     }
     resembling = sorted(reasons)
     if not resembling:
-        return requests, drafts, now_recent
+        return drafts, now_recent
 
     kept = {
         planned.post_id: draft.text
@@ -361,7 +361,7 @@ def _distinct_from_posts_written_meanwhile(
         drafts[index] = dataclasses.replace(
             draft, fallback_reason=reasons[index], usage=drafts[index].usage
         )
-    return requests, drafts, now_recent
+    return drafts, now_recent
 
 
 def _without_unaffordable_links(
