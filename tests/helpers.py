@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -213,6 +214,23 @@ def rows_free_after_one_waits(
         raise AssertionError("no transaction came to wait on a lock")
     with database.transaction() as tx:
         return [next(iter(row.values())) for row in tx.rows(locked_query, **params)]
+
+
+IDLE_IN_TRANSACTION = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND state LIKE 'idle in transaction%'
+"""
+
+
+def until_no_transaction_is_left_idle(database: Any, checks: int = 300) -> bool:
+    """Check (a query every 0.1 s, `checks` times at most) until no session of the
+    test's database sits idle in a transaction; say whether that came."""
+    for _ in range(checks):
+        with database.transaction() as tx:
+            if not tx.scalar(IDLE_IN_TRANSACTION):
+                return True
+        time.sleep(0.1)
+    return False
 
 
 class CountingStream(io.RawIOBase):

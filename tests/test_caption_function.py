@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -17,7 +16,13 @@ from cartcast import brands, runtime
 from cartcast.near_duplicates import NEAR_DUPLICATE_THRESHOLD, CopyIndex
 from infra.gemini_standin import GeminiStandIn
 from tests.conftest import OPERATOR_KEY, REPO, make_app
-from tests.helpers import auth, brand_body, catalog, post_json
+from tests.helpers import (
+    auth,
+    brand_body,
+    catalog,
+    post_json,
+    until_no_transaction_is_left_idle,
+)
 
 
 @pytest.fixture
@@ -751,22 +756,6 @@ answer = app.test_client().post(
 )
 print(answer.status_code)
 """
-IDLE_IN_TRANSACTION = """
-SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND state LIKE 'idle in transaction%'
-"""
-
-
-def _until_no_transaction_is_left_idle(checks: int = 300) -> bool:
-    """Check (a query every 0.1 s, `checks` times at most) until no session of the
-    test's database sits idle in a transaction; say whether that came."""
-    database = runtime.current().database
-    for _ in range(checks):
-        with database.transaction() as tx:
-            if not tx.scalar(IDLE_IN_TRANSACTION):
-                return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.parametrize("lost", ["killed", "stopped"])
@@ -796,7 +785,7 @@ def test_a_key_held_by_an_instance_lost_mid_request_is_free_again(
         release.set()
 
         # Act: once its session is gone, the client sends the request again.
-        session_ended = _until_no_transaction_is_left_idle()
+        session_ended = until_no_transaction_is_left_idle(runtime.current().database)
         retry = _send_with_key(
             make_app("api", "http").test_client(),
             "/v1/captions",

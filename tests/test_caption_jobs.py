@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,8 +22,14 @@ from cartcast import caption_drain, caption_jobs, events
 from cartcast import runtime as runtime_module
 from cartcast.clock import UTC
 from infra.gemini_standin import GeminiStandIn
-from tests.conftest import OPERATOR_KEY, START, make_app
-from tests.helpers import auth, brand_body, catalog, post_json
+from tests.conftest import OPERATOR_KEY, REPO, START, make_app
+from tests.helpers import (
+    auth,
+    brand_body,
+    catalog,
+    post_json,
+    until_no_transaction_is_left_idle,
+)
 
 # START is midnight in Los Angeles: Gemini's day begins, and the next one begins
 # 24 hours later.
@@ -247,6 +257,53 @@ def test_overlapping_drains_split_the_work_without_duplicates(
     assert len(drafts) == PRODUCTS == len({post["product_id"] for post in drafts})
     assert len(standin.requests()) == PRODUCTS // 2
     assert job_of(key, job_id)["state"] == "done"
+
+
+# A drain run by an instance of its own, which the test can stop mid-chunk.
+ANOTHER_DRAIN = """
+from cartcast import caption_drain, runtime
+caption_drain.drain(runtime.current(), budget_s=30)
+"""
+
+
+def test_a_chunk_claimed_by_a_drain_lost_mid_chunk_is_drained_by_the_next(
+    gemini_env, monkeypatch, standin
+) -> None:
+    """A drain that stops answering (frozen, cut off) while Gemini writes its
+    chunk keeps its connection open: decision 0106 has the database end its
+    transaction once idle past CARTCAST_CAPTION_IDLE_MAX_S, so the items it
+    claimed go back to the queue instead of staying locked."""
+    monkeypatch.setenv("GEMINI_REQUESTS_PER_MINUTE", "100")
+    monkeypatch.setenv("GEMINI_REQUESTS_PER_DAY", "100")
+    monkeypatch.setenv("GEMINI_TIMEOUT_S", "2")
+    monkeypatch.setenv("CARTCAST_CAPTION_IDLE_MAX_S", "6")
+    runtime_module.reset()
+    key = make_brand()
+    job_id = enqueue(key, {"products": "all"}).get_json()["job"]["id"]
+    release = standin.hold_answers()
+    lost = subprocess.Popen(
+        [sys.executable, "-c", ANOTHER_DRAIN],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": "functions"},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        assert standin.wait_for_requests(1), "the other drain never reached Gemini"
+        lost.send_signal(signal.SIGSTOP)
+        release.set()
+
+        database = runtime_module.current().database
+        session_ended = until_no_transaction_is_left_idle(database)
+        outcome = caption_drain.drain(runtime_module.current(), budget_s=30)
+    finally:
+        release.set()
+        lost.kill()
+        lost.wait()
+
+    assert session_ended, "the lost drain's transaction was never ended"
+    assert outcome["products"] == PRODUCTS
+    assert job_of(key, job_id)["state"] == "done"
+    assert len(posts_of(key)) == PRODUCTS
 
 
 def test_progress_is_readable_while_a_chunk_is_being_written(
