@@ -121,6 +121,29 @@ def test_the_posts_of_a_brand_x_paused_are_not_missed(
     assert tweets_sent(x_sandbox) == 1
 
 
+def test_the_posts_waiting_for_the_shared_app_s_window_are_not_missed(
+    x_runtime, clock, x_sandbox, alerts
+) -> None:
+    # The shared app's pause (x_app_pauses) holds every brand on it for up to 24
+    # hours, as a 429 holds one brand: the claim skips their posts, so the sweep
+    # must not take them for posts the publish job never ran for.
+    x_runtime.settings = dataclasses.replace(
+        x_runtime.settings, x_posts_per_24h_per_app=1
+    )
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=2)
+    _, second = brand_posts(x_runtime, brand_id)
+    clock.set(second["scheduled_at"])
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    clock.advance(dt.timedelta(minutes=30))
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    assert outcome["missed"] == 0
+    assert missed_job_alerts(alerts) == []
+    assert states(x_runtime, brand_id) == ["published", "scheduled"]
+    assert tweets_sent(x_sandbox) == 1
+
+
 def with_late_bound(runtime, hours: float) -> None:
     runtime.settings = dataclasses.replace(
         runtime.settings, missed_max_late_s=int(hours * 3600)
