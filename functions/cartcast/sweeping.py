@@ -14,8 +14,10 @@ a broken deployment), not that it was busy. The sweeper is the same function,
    tick that comes back after an outage, or after an account is reconnected, sends
    none of them);
 3. find the missed posts: `scheduled`, due more than CARTCAST_MISSED_AFTER_S ago, of
-   a brand X has not paused, and without any attempt started in that time (a post
-   retried or re-queued by a run that did look at it is not missed). While the
+   a brand X has not paused (nor, for a brand on the shared app, the app's full
+   window: the claim skips those posts as it skips a 429's), and without any
+   attempt started in that time (a post retried or re-queued by a run that did
+   look at it is not missed). While the
    operator's pause stands no post is missed, and until CARTCAST_MISSED_AFTER_S
    after its resume none is either: the publish job could not run before, so the
    posts that came due during the pause (or whose turn it refused) count as due
@@ -56,6 +58,8 @@ WHERE p.state = 'scheduled' AND p.scheduled_at <= :missed_before
   AND (r.resumed_at IS NULL OR r.resumed_at <= :missed_before)
   AND NOT EXISTS (SELECT 1 FROM publishing_pause)
   AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :as_of)
+  AND (b.x_own_app OR NOT EXISTS (SELECT 1 FROM x_app_pauses ap
+      WHERE ap.app = 'shared' AND ap.posts_paused_until > :as_of))
   AND (p.not_before IS NULL OR p.not_before <= :as_of)
   AND b.x_disconnected_at IS NULL
   AND NOT EXISTS (
