@@ -173,7 +173,12 @@ RETURNING p.id, started.id AS attempt_id
 # the brand's token must still be the one this run read (a reconnection replaces
 # it). The lease is renewed, so a long batch never loses the posts it has not
 # reached yet, and the attempt's intent (`sent_at`) is written in the same
-# statement: both or neither.
+# statement: both or neither. The shared app's pause (x_app_pauses) is not read
+# here, on purpose: it is only ever the governor's own note that the app's
+# 24-hour window is full (post_limits.py), and the turn counts that window itself,
+# under the app's lock, before its commit (_commit_intent). A turn the pause
+# refused would stop a thread half-way (and name a lost lease) when the window
+# has room for its remaining parts, which the thread's first part made sure of.
 TAKE_TURN = """
 WITH turn AS (
     UPDATE posts p SET lease_until = :lease_until, updated_at = :now
