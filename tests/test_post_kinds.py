@@ -433,6 +433,29 @@ def test_an_image_post_uploads_the_catalog_image_with_its_alt_text(
     assert only_post(x_runtime, brand_id)["state"] == "published"
 
 
+def test_an_image_post_behind_a_pause_fetches_and_uploads_nothing(
+    x_runtime, clock, x_sandbox, images
+) -> None:
+    # The first post's 429 pauses the account; the second, claimed in the same
+    # run, went on to fetch its image and upload it to X before its turn refused.
+    url = images.serve("/mug.png", 200, "image/png", tiny_png())
+    rows = [{**row, "thumbnail": url} for row in catalog(2)]
+    brand_id = make_kind_brand(x_runtime, rows, kind="image")
+    x_sandbox.add_fault(
+        method="POST", path_prefix="/2/tweets", status=429, reset_in_s=3600, count=1
+    )
+    clock.advance(dt.timedelta(days=7))
+
+    outcome = publishing.publish_due(x_runtime, as_of=clock.now())
+
+    assert outcome["deferred"] == 2
+    assert len(x_sandbox.snapshot()["media"]) == 1 and len(images.hits) == 1
+    assert tweets_sent(x_sandbox) == 1
+    with x_runtime.database.transaction() as tx:
+        waiting = posts.list_posts(tx, brand_id=brand_id, state="scheduled", limit=5)
+    assert len(waiting) == 2
+
+
 def test_an_image_fetched_around_the_egress_proxy_is_warned_of_once_an_instance(
     x_runtime, clock, x_sandbox, images, caplog
 ) -> None:
