@@ -456,6 +456,16 @@ def test_an_image_post_behind_a_pause_fetches_and_uploads_nothing(
     assert len(waiting) == 2
 
 
+def test_the_check_before_an_upload_asks_what_the_turn_asks() -> None:
+    # Restated, not shared (ruff refuses SQL put together from strings): a
+    # condition added to the turn and not here would let an image post call X.
+    def conditions(sql: str) -> list[str]:
+        where = sql.split("WHERE", 1)[1].split("RETURNING", 1)[0]
+        return [line.strip() for line in where.strip().splitlines()]
+
+    assert conditions(publishing.TURN_LOOKS_CLEAR) == conditions(publishing.TAKE_TURN)
+
+
 def test_an_image_fetched_around_the_egress_proxy_is_warned_of_once_an_instance(
     x_runtime, clock, x_sandbox, images, caplog
 ) -> None:

@@ -42,7 +42,9 @@ checked against it (publish_checks.py): a claim the catalog no longer supports, 
 a product gone from it, holds the post with the reason and nothing reaches X.
 
 Kinds (post_kinds.py): an image post first fetches the product's image (images.py)
-and uploads it with its alt text, which creates nothing on X and may be repeated; a
+and uploads it with its alt text, which creates nothing on X and may be repeated,
+once the turn's conditions still hold (a pause recorded since the claim sends it
+back without a fetch or an upload); a
 poll is one call with its options. A thread is one X call per part, each a reply to
 the one before, and each part has its own intent and X id (`post_parts`): a retry
 resumes after the last confirmed part and never sends one twice, and a lease that
@@ -197,6 +199,21 @@ UPDATE publish_attempts a SET sent_at = :now
 FROM turn
 WHERE a.id = :attempt_id
 RETURNING turn.id
+"""
+# TAKE_TURN's conditions, read alone (tests/test_post_kinds.py pins the two
+# together): an image post checks them before it fetches the product's image and
+# uploads it to X, so a pause another send of the run recorded (a 429, a refused
+# token) or the operator's keeps it from calling X at all.
+TURN_LOOKS_CLEAR = """
+SELECT p.id FROM posts p, brands b
+    WHERE p.id = :post_id AND p.lease_attempt_id = :attempt_id
+      AND p.state = 'publishing' AND p.lease_until > :now AND b.id = p.brand_id
+      AND p.cancel_if_unsent IS NULL
+      AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :now)
+      AND b.x_access_token = :token AND b.x_disconnected_at IS NULL
+      AND b.offboarding_requested_at IS NULL
+      AND (b.publishing_paused_at IS NULL OR p.in_reply_to IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM publishing_pause)
 """
 # The operator's pause of the whole deployment (publish_schedule.py, sql/050).
 SELECT_DEPLOYMENT_PAUSE = "SELECT paused_at, paused_by FROM publishing_pause"
@@ -509,6 +526,9 @@ def _publish_one(runtime: Any, post: dict[str, Any], attempt_id: int) -> str:
             verdict = publish_checks.recheck(tx, post)
         if verdict.hold_reason is not None:
             return _hold(runtime, post, attempt_id, verdict.hold_reason, "held_claims")
+        refused = _turn_refused_before_upload(runtime, post, attempt_id)
+        if refused is not None:
+            return refused
         media_ids, outcome = _upload_image(runtime, post, attempt_id, verdict.product)
         if outcome is not None:
             return outcome
@@ -898,7 +918,35 @@ def _take_turn(
             ),
         )
         return "paused"
-    if why is not None:
+    return _lose_turn(runtime, post, attempt_id, why)
+
+
+def _turn_refused_before_upload(
+    runtime: Any, post: dict[str, Any], attempt_id: int
+) -> str | None:
+    """Return "lost", as the turn would, when the turn's conditions fail already;
+    None when the image may be fetched and uploaded. The turn checks them again."""
+    now = runtime.clock.now()
+    with runtime.database.transaction() as tx:
+        clear = tx.scalar(
+            TURN_LOOKS_CLEAR,
+            post_id=post["id"],
+            attempt_id=attempt_id,
+            token=post["x_access_token"],
+            now=now,
+        )
+        pause = None if clear is not None else tx.one(SELECT_DEPLOYMENT_PAUSE)
+    if clear is not None:
+        return None
+    return _lose_turn(runtime, post, attempt_id, pause)
+
+
+def _lose_turn(
+    runtime: Any, post: dict[str, Any], attempt_id: int, pause: dict | None
+) -> str:
+    """End an attempt whose turn was refused: the post goes back to `scheduled`,
+    its reason naming the operator's pause when it stands (decision 0080)."""
+    if pause is not None:
         _finish(
             runtime,
             post,
@@ -906,7 +954,7 @@ def _take_turn(
             "scheduled",
             "retry",
             f"the operator paused publishing for the deployment at "
-            f"{why['paused_at'].isoformat()}; nothing was sent, and it goes at the "
+            f"{pause['paused_at'].isoformat()}; nothing was sent, and it goes at the "
             f"first run after the resume",
             error_class="deployment_paused",
         )
