@@ -207,3 +207,37 @@ def test_a_thread_waits_until_the_window_has_room_for_all_its_parts(
     assert "X allows 3 posts per 15 minutes" in waiting["failure_reason"]
     assert len(posts_on_x(x_sandbox)) == 4
     assert states(runtime, brand_id) == ["published", "published"]
+
+
+def test_a_thread_under_way_sends_its_next_part_while_a_longer_one_pauses_the_app(
+    x_runtime, clock, x_sandbox
+) -> None:
+    # The turn counts the shared app's window itself and does not read its pause
+    # (decision 0112): the pause a longer thread's wait writes must not stop a
+    # thread half-way when the window has room for the rest of it.
+    x_sandbox.register_account(**GAMMA, token="token-gamma")
+    # One worker: gamma's thread, due first, writes the pause before alpha's turn.
+    runtime = limited(x_runtime, x_posts_per_24h_per_app=3, publish_workers=1)
+    alpha = make_brand(runtime, "alpha", ALPHA, products=1, kind="thread")
+    clock.advance(dt.timedelta(days=7))
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets")  # served as usual
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=503)
+    publishing.publish_due(runtime, as_of=clock.now())  # part 1 out, part 2 a 503
+    gamma = make_brand(runtime, "gamma", GAMMA, products=1, kind="thread")
+    with runtime.database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET scheduled_at = (SELECT scheduled_at - interval '1 s'"
+            " FROM posts WHERE brand_id = :alpha) WHERE brand_id = :gamma",
+            alpha=alpha,
+            gamma=gamma,
+        )
+    clock.advance(dt.timedelta(seconds=runtime.settings.publish_retry_base_s))
+
+    outcome = publishing.publish_due(runtime, as_of=clock.now())
+
+    (waiting,) = posts_of(runtime, gamma, "scheduled")
+    assert outcome["published"] == 1 and outcome["deferred"] == 1
+    assert states(runtime, alpha) == ["published"]
+    assert "for the shared X app" in waiting["failure_reason"]
+    assert len(posts_on_x(x_sandbox, ALPHA["user_id"])) == 2
+    assert posts_on_x(x_sandbox, GAMMA["user_id"]) == []
