@@ -925,7 +925,11 @@ def _turn_refused_before_upload(
     runtime: Any, post: dict[str, Any], attempt_id: int
 ) -> str | None:
     """Return "lost", as the turn would, when the turn's conditions fail already;
-    None when the image may be fetched and uploaded. The turn checks them again."""
+    None when the image may be fetched and uploaded. The turn checks them again.
+
+    The budget and X's windows are not read here: a post the turn holds or sends
+    back for them has uploaded its image for nothing (README, Known limitations).
+    """
     now = runtime.clock.now()
     with runtime.database.transaction() as tx:
         clear = tx.scalar(
