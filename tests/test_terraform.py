@@ -1491,6 +1491,25 @@ def test_migrations_job_runs_cartcast_migrate_as_its_own_account() -> None:
     assert not set(env) & set(LOCAL_ONLY)
 
 
+def test_the_migrations_job_is_given_the_migrate_settings_of_var_settings() -> None:
+    """CARTCAST_MIGRATE_LOCK_* tune the migrations job alone (README,
+    decision 0108); var.settings, where every tuning setting goes, must reach
+    the job with them, or a deployment could not set them at all."""
+    tree = terraform_tree()
+    task = tree.resource("google_cloud_run_v2_job", "migrate")["template"][0]
+    container = task["template"][0]["containers"][0]
+    fields = {field.name for field in dataclasses.fields(settings.Settings)}
+    migrate_fields = sorted(name for name in fields if name.startswith("migrate_"))
+
+    [given] = [block["env"] for block in container.get("dynamic", []) if "env" in block]
+    chosen = tree.locals[given["for_each"].removeprefix("${local.").rstrip("}")]
+
+    assert migrate_fields == ["migrate_lock_attempts", "migrate_lock_timeout_s"]
+    assert given["content"] == [{"name": "${env.key}", "value": "${env.value}"}]
+    assert "in var.settings" in chosen
+    assert 'startswith(key, "CARTCAST_MIGRATE_")' in chosen
+
+
 def test_the_migrations_jobs_source_volume_needs_no_preview_launch_stage() -> None:
     # Cloud Storage volumes on jobs once needed launch_stage = "BETA" and the beta
     # provider (GoogleCloudPlatform/magic-modules#9746, 2024). The 6.x google
