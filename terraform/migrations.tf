@@ -14,6 +14,12 @@ locals {
     "pip install --quiet --no-cache-dir --target /tmp/deps -r /tmp/app/requirements.txt",
     "PYTHONPATH=/tmp/app:/tmp/deps python -m cartcast.migrate --sql-dir /tmp/sql",
   ])
+
+  # The tuning settings only the job reads (CARTCAST_MIGRATE_LOCK_*, decision
+  # 0108): var.settings is where a deployment sets them, as every other one.
+  migrate_settings = {
+    for key, value in var.settings : key => value if startswith(key, "CARTCAST_MIGRATE_")
+  }
 }
 
 resource "google_cloud_run_v2_job" "migrate" {
@@ -65,6 +71,13 @@ resource "google_cloud_run_v2_job" "migrate" {
         env {
           name  = "DB_IAM_AUTH"
           value = "true"
+        }
+        dynamic "env" {
+          for_each = local.migrate_settings
+          content {
+            name  = env.key
+            value = env.value
+          }
         }
 
         resources {
