@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cartcast import db, migrate
+from cartcast import db, migrate, settings
 from cartcast.errors import ConfigurationError, TransientError
 from infra import pg
 
@@ -160,6 +160,25 @@ def test_a_migration_blocked_by_a_long_transaction_gives_way_and_tries_again(
     assert pauses == [LOCK_TIMEOUT_S]
     with orders_table.transaction() as tx:
         assert tx.rows("SELECT id, total FROM orders") == []
+
+
+def test_the_longest_lock_wait_the_settings_allow_gives_way_before_a_read_times_out(
+    scratch_url: str, orders_table, tmp_path: Path
+) -> None:
+    """Every read of a connection times out after db.CONNECT_TIMEOUT_S: a lock
+    wait set longer ends as a lost connection instead, no try given way, and
+    the server keeps the ALTER queued, every query on the table behind it."""
+    longest_s = settings.MIGRATE_LOCK_TIMEOUT_MAX_S
+
+    def pause(seconds: float) -> None:
+        report.close()
+
+    with reading_orders_in_a_long_transaction(scratch_url) as report:
+        applied = migrate.apply_migrations(
+            orders_table, tmp_path, lock_timeout_s=longest_s, attempts=2, pause=pause
+        )
+
+    assert applied == ["002_orders_total.sql"]
 
 
 def test_a_migration_blocked_at_every_try_stops_naming_its_file_with_nothing_applied(
