@@ -206,3 +206,18 @@ def test_a_resolver_that_never_answers_is_given_up_on_and_the_url_accepted(
     assert len(silent.asked) == 2
     brand = answer.get_json()["brand"]
     assert brand["has_alert_webhook"] and brand["has_escalation_webhook"]
+
+
+def test_a_resolver_that_fails_otherwise_is_raised_at_once_not_waited_out() -> None:
+    """The bound is for a lookup that does not answer: a resolver that raises
+    something getaddrinfo never does (a bug of its own) says so to its caller at
+    once, as it did unbounded, not after the whole bound as a lookup timed out."""
+    from cartcast import pinned_http
+
+    def broken(host: str, port: int) -> list[str]:
+        raise LookupError(f"no table for {host}")
+
+    bounded = pinned_http.resolver_within(broken, timeout_s=5)
+
+    with pytest.raises(LookupError, match="no table for crm.example"):
+        bounded("crm.example", 443)
