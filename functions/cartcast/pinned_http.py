@@ -94,7 +94,13 @@ def resolver_within(resolve: Resolver, timeout_s: float) -> Resolver:
                 outcome.append(list(resolve(host, port)))
             except (OSError, ValueError) as error:
                 outcome.append(error)
-            done.set()
+            except BaseException as error:
+                # A resolver's own failure: its caller raises it at once, as an
+                # unbounded lookup would have, not past the bound as a timeout.
+                outcome.append(error)
+                raise
+            finally:
+                done.set()
 
         threading.Thread(target=look_up, daemon=True, name="host-lookup").start()
         if not done.wait(timeout_s):
