@@ -208,9 +208,6 @@ def test_a_resolver_that_never_answers_is_given_up_on_and_the_url_accepted(
     assert brand["has_alert_webhook"] and brand["has_escalation_webhook"]
 
 
-# The lookup's thread raises the error again after handing it over, so that the
-# thread's own report shows it too.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_resolver_that_fails_otherwise_is_raised_at_once_not_waited_out() -> None:
     """The bound is for a lookup that does not answer: a resolver that raises
     something getaddrinfo never does (a bug of its own) says so to its caller at

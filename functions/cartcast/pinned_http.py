@@ -36,6 +36,9 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from cartcast import addresses
 from cartcast.errors import ConfigurationError, PermanentError, TransientError
+from cartcast.logs import get_logger
+
+log = get_logger(__name__)
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # The least time an operation is given once its deadline is all but spent: a socket
@@ -97,8 +100,8 @@ def resolver_within(resolve: Resolver, timeout_s: float) -> Resolver:
             except BaseException as error:
                 # A resolver's own failure: its caller raises it at once, as an
                 # unbounded lookup would have, not past the bound as a timeout.
+                log.exception("the host lookup failed")
                 outcome.append(error)
-                raise
             finally:
                 done.set()
 
