@@ -325,7 +325,6 @@ def _distinct_from_posts_written_meanwhile(
     same products has committed by then, or waits for this one. The template
     engine, not Gemini, so no lock waits on a network call (decision 0106).
     """
-    from cartcast.captions import write_drafts
     from cartcast.near_duplicates import CopyIndex
 
     now_recent = _recent_texts(tx, brand_id=brand_id, since=since)
@@ -342,17 +341,14 @@ def _distinct_from_posts_written_meanwhile(
     if not resembling:
         return drafts, now_recent
 
-    kept = {
-        planned.post_id: draft.text
-        for index, (planned, draft) in enumerate(zip(requests, drafts, strict=True))
-        if index not in resembling
-    }
-    redrafts = write_drafts(
+    redrafts = _template_drafts_in_place_of(
+        resembling,
         [requests[index].request for index in resembling],
+        requests,
+        drafts,
         voice,
-        tone=asked.tone,
-        campaign=asked.campaign,
-        recent_posts={**now_recent, **kept},
+        asked,
+        recent_posts=now_recent,
         near_duplicate_threshold=near_duplicate_threshold,
     )
     drafts = list(drafts)
@@ -379,7 +375,6 @@ def _without_unaffordable_links(
     The template engine, not Gemini: this runs under the brand's row lock. The
     rewritten drafts must not resemble the kept ones, which join the recent posts.
     """
-    from cartcast.captions import write_drafts
 
     lost = [
         index
@@ -389,11 +384,6 @@ def _without_unaffordable_links(
     if not lost:
         return requests, drafts
 
-    kept = {
-        planned.post_id: draft.text
-        for index, (planned, draft) in enumerate(zip(requests, drafts, strict=True))
-        if index not in lost
-    }
     rewritten = [
         dataclasses.replace(
             requests[index],
@@ -402,12 +392,14 @@ def _without_unaffordable_links(
         )
         for index in lost
     ]
-    redrafts = write_drafts(
+    redrafts = _template_drafts_in_place_of(
+        lost,
         [planned.request for planned in rewritten],
+        requests,
+        drafts,
         voice,
-        tone=asked.tone,
-        campaign=asked.campaign,
-        recent_posts={**recent_posts, **kept},
+        asked,
+        recent_posts=recent_posts,
         near_duplicate_threshold=near_duplicate_threshold,
     )
 
@@ -415,6 +407,38 @@ def _without_unaffordable_links(
     for index, planned, draft in zip(lost, rewritten, redrafts, strict=True):
         requests[index], drafts[index] = planned, draft
     return requests, drafts
+
+
+def _template_drafts_in_place_of(
+    replaced: list[int],
+    new_requests: list[Any],
+    requests: list[_PlannedDraft],
+    drafts: list[Any],
+    voice: Any,
+    asked: CaptionRequest,
+    *,
+    recent_posts: dict[str, str],
+    near_duplicate_threshold: float,
+) -> list[Any]:
+    """Template drafts for new_requests, to take the places `replaced` of drafts.
+
+    The drafts kept join the recent posts, so no new draft resembles them.
+    """
+    from cartcast.captions import write_drafts
+
+    kept = {
+        planned.post_id: draft.text
+        for index, (planned, draft) in enumerate(zip(requests, drafts, strict=True))
+        if index not in replaced
+    }
+    return write_drafts(
+        new_requests,
+        voice,
+        tone=asked.tone,
+        campaign=asked.campaign,
+        recent_posts={**recent_posts, **kept},
+        near_duplicate_threshold=near_duplicate_threshold,
+    )
 
 
 def _require_distinct(products: list[dict[str, Any]]) -> None:
