@@ -1510,6 +1510,21 @@ def test_the_migrations_job_is_given_the_migrate_settings_of_var_settings() -> N
     assert 'startswith(key, "CARTCAST_MIGRATE_")' in chosen
 
 
+def test_the_longest_lock_waits_the_settings_allow_fit_the_migrations_job() -> None:
+    """A blocked file waits, then pauses as long, at every try (decision 0108):
+    the most the settings allow must end before Cloud Run ends the job, or the
+    run is killed mid-wait instead of stopping with the file named."""
+    task = terraform_tree().resource("google_cloud_run_v2_job", "migrate")["template"][
+        0
+    ]
+    job_timeout_s = int(task["template"][0]["timeout"].removesuffix("s"))
+    longest_s = (
+        2 * settings.MIGRATE_LOCK_TIMEOUT_MAX_S * settings.MIGRATE_LOCK_ATTEMPTS_MAX
+    )
+
+    assert longest_s < job_timeout_s
+
+
 def test_the_migrations_jobs_source_volume_needs_no_preview_launch_stage() -> None:
     # Cloud Storage volumes on jobs once needed launch_stage = "BETA" and the beta
     # provider (GoogleCloudPlatform/magic-modules#9746, 2024). The 6.x google
