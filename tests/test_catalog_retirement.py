@@ -31,8 +31,15 @@ def skus_listed(client, key: str, query: str = "") -> list[str]:
     return [row["sku"] for row in answer.get_json()["products"]]
 
 
-def retire(client, key: str, ref: str):
-    return client.delete(f"{PRODUCTS_URL}/{ref}", headers=auth(key))
+def id_of(client, key: str, sku: str) -> str:
+    answer = client.get(f"{PRODUCTS_URL}?limit=100&retired=include", headers=auth(key))
+    (found,) = [row for row in answer.get_json()["products"] if row["sku"] == sku]
+    return found["id"]
+
+
+def retire(client, key: str, sku: str):
+    product_id = id_of(client, key, sku)
+    return client.delete(f"{PRODUCTS_URL}/{product_id}", headers=auth(key))
 
 
 def job_for(client, key: str, body: dict) -> dict:
@@ -65,7 +72,8 @@ def test_deleting_a_product_retires_it_and_keeps_it_readable(client, brand_key) 
     assert skus_listed(client, brand_key) == ["B"]
     assert skus_listed(client, brand_key, "&retired=include") == ["A", "B"]
     assert skus_listed(client, brand_key, "&retired=only") == ["A"]
-    found = client.get(f"{PRODUCTS_URL}/A", headers=auth(brand_key)).get_json()
+    path = f"{PRODUCTS_URL}/{retired['id']}"
+    found = client.get(path, headers=auth(brand_key)).get_json()
     assert found["product"]["retired_at"] == retired["retired_at"]
     assert post_of(client, brand_key, draft["id"])["product_id"] == retired["id"]
 
@@ -81,7 +89,9 @@ def test_retiring_twice_keeps_the_first_instant(client, brand_key) -> None:
 
 
 def test_retiring_an_unknown_product_is_a_404_naming_it(client, brand_key) -> None:
-    answer = retire(client, brand_key, "NO-SUCH")
+    answer = client.delete(
+        f"{PRODUCTS_URL}/0b6f7b52-3c8e-4f55-9a7e-4d1c9d1d2a10", headers=auth(brand_key)
+    )
 
     assert answer.status_code == 404
     assert answer.get_json()["error"]["field"] == "product_id"
@@ -92,7 +102,9 @@ def test_a_viewer_key_may_not_retire_a_product(client, brand_key) -> None:
     brand_id = client.get("/v1/brand", headers=auth(brand_key)).get_json()["brand"]
     viewer = add_key(brand_id["id"], "viewer")
 
-    answer = retire(client, viewer, "A")
+    product_id = id_of(client, brand_key, "A")
+
+    answer = client.delete(f"{PRODUCTS_URL}/{product_id}", headers=auth(viewer))
 
     assert answer.status_code == 403
     assert skus_listed(client, brand_key) == ["A"]
@@ -261,9 +273,10 @@ def test_an_open_job_skips_a_product_retired_meanwhile_and_finishes(
     assert (progress["done"], progress["skipped"], progress["remaining"]) == (1, 1, 0)
     (skip,) = finished["skipped"]
     assert skip["sku"] == "B" and "retired" in skip["reason"]
-    kept = client.get(f"{PRODUCTS_URL}/A", headers=auth(brand_key)).get_json()
     posts = client.get("/v1/posts?limit=10", headers=auth(brand_key)).get_json()
-    assert {post["product_id"] for post in posts["posts"]} == {kept["product"]["id"]}
+    assert {post["product_id"] for post in posts["posts"]} == {
+        id_of(client, brand_key, "A")
+    }
 
 
 # --- scheduled posts --------------------------------------------------------------

@@ -45,6 +45,7 @@ from cartcast.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    UnsupportedMediaType,
 )
 from cartcast.logs import fields
 
@@ -101,6 +102,9 @@ def _rules() -> list[Rule]:
         Rule("/v1/products", methods=["POST"], endpoint="import_products"),
         Rule("/v1/products", methods=["GET"], endpoint="list_products"),
         Rule("/v1/products/<product_id>", methods=["GET"], endpoint="get_product"),
+        Rule(
+            "/v1/products/<product_id>", methods=["DELETE"], endpoint="retire_product"
+        ),
         Rule("/v1/captions", methods=["POST"], endpoint="create_captions"),
         Rule("/v1/gemini", methods=["GET"], endpoint="gemini_state"),
         Rule("/v1/caption-jobs", methods=["POST"], endpoint="create_caption_job"),
@@ -220,6 +224,7 @@ ROUTE_ROLES = {
     "import_products": EDITOR,
     "list_products": EDITOR,
     "get_product": EDITOR,
+    "retire_product": EDITOR,
     "create_captions": EDITOR,
     "gemini_state": EDITOR,
     "create_caption_job": EDITOR,
@@ -261,7 +266,7 @@ ROUTE_ROLES = {
 # other is a 400 naming it, so a misspelt filter (`?acton=`) is not answered with
 # everything as if it had been obeyed. A route not named here takes none.
 QUERY_PARAMETERS = {
-    "list_products": ("limit", "after"),
+    "list_products": ("limit", "after", "retired"),
     "list_caption_jobs": ("limit", "state", "after"),
     "list_posts": ("limit", "state", "after"),
     "list_mentions": (
@@ -281,6 +286,10 @@ QUERY_PARAMETERS = {
     "list_audit": ("limit", "action", "subject", "after"),
     "list_author_data_removals": ("limit", "after"),
 }
+# GET /v1/products?retired=: which products a page lists (decision 0110).
+RETIRED_FILTERS = ("exclude", "include", "only")
+# A CSV's media types as browsers and spreadsheets send them.
+CSV_MEDIA_TYPES = ("text/csv", "application/csv", "application/vnd.ms-excel")
 # The generate_caption function answers what POST /v1/captions does.
 CAPTION_FUNCTION_ROLE = ROUTE_ROLES["create_captions"]
 
@@ -339,7 +348,7 @@ def _route(request: Any, runtime: Any) -> web.Response:
             elif endpoint in _BODYLESS:
                 _refuse_a_body(request)
             elif request.method in ("POST", "PATCH"):
-                body = web.read_json(request, optional=endpoint in _OPTIONAL_BODY)
+                body = _read_json_body(request, endpoint)
             # POST /v1/captions alone reads a header past Authorization.
             headers = (
                 {"idempotency_key": request.headers.get(idempotency_keys.HEADER)}
@@ -634,6 +643,7 @@ def _route_pattern(path: str, method: str) -> str:
 
 _CSV_BODY = {"import_orders"}
 _BODYLESS = {
+    "retire_product",
     "approve_post",
     "connect_x_account",
     "disconnect_x_account",
@@ -645,6 +655,22 @@ _BODYLESS = {
     "pause_publishing",
     "resume_publishing",
 }
+
+
+def _read_json_body(request: Any, endpoint: str) -> Any:
+    """Read a JSON route's body; a CSV sent to POST /v1/products is told where
+    CSVs go."""
+    try:
+        return web.read_json(request, optional=endpoint in _OPTIONAL_BODY)
+    except UnsupportedMediaType as error:
+        if endpoint != "import_products" or request.mimetype not in CSV_MEDIA_TYPES:
+            raise
+        raise UnsupportedMediaType(
+            f"{error}. POST /v1/products takes a JSON feed; a Shopify product CSV "
+            "is imported on the console's Catalog page (Catalog import, "
+            "/console/catalog)",
+            field=error.field,
+        ) from error
 
 
 def _refuse_a_body(request: Any) -> None:
@@ -898,8 +924,19 @@ def list_products(
             "'after' must be a SKU from a previous page", field="after"
         )
     limit = _limit(query)
+    retired = query.get("retired", "exclude")
+    if retired not in RETIRED_FILTERS:
+        raise InvalidRequest(
+            "'retired' must be exclude (products on sale, the default), include or "
+            "only",
+            field="retired",
+        )
     found = catalog.list_products(
-        tx, brand_id=keys.require_brand(caller), after_sku=after, limit=limit
+        tx,
+        brand_id=keys.require_brand(caller),
+        after_sku=after,
+        limit=limit,
+        retired=retired,
     )
 
     # A short page is the last one; a full page may be too, and then the next
@@ -908,6 +945,27 @@ def list_products(
     return web.json_response(
         {"products": found, "next": None if last_page else found[-1]["sku"]}
     )
+
+
+def retire_product(
+    tx: Transaction,
+    *,
+    runtime: Any,
+    caller: keys.Caller,
+    body: Any,
+    query: Any,
+    product_id: str,
+) -> web.Response:
+    """Retire a product: kept for its posts and reports, promoted no more."""
+    from cartcast import catalog
+
+    product = catalog.retire_product(
+        tx,
+        brand_id=keys.require_brand(caller),
+        ref=_row_id(product_id, "product"),
+        now=runtime.clock.now(),
+    )
+    return web.json_response({"product": product})
 
 
 def get_product(

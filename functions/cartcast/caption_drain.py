@@ -28,6 +28,10 @@ products refused alone are marked failed with the reason, the others go back to 
 queue. A Gemini outage ("gemini: unavailable") is not waited for: those drafts are
 the template engine's, as on POST /v1/captions.
 
+An item whose product was retired after the job was queued (decision 0110) is
+marked skipped, with why, before the chunk is written: the job still finishes,
+counting it apart from the failed.
+
 The jobs of a brand that asked to leave (offboarding.py) are passed over until it
 cancels: their Gemini calls would record costs on the brand, marking KPI days while
 the sweep deletes its rows (caption_jobs.with_outlook says so to the client).
@@ -80,6 +84,19 @@ SET state = 'done', engine = :engine, post_ids = CAST(:post_ids AS uuid[]),
     fallback_reason = :fallback_reason, updated_at = :now
 WHERE job_id = :job_id AND position = :position
 """
+MARK_SKIPPED = """
+UPDATE caption_job_items SET state = 'skipped', error = :reason, updated_at = :now
+WHERE job_id = :job_id AND position = ANY(CAST(:positions AS integer[]))
+"""
+# A claimed item whose product was retired after the job was queued.
+SELECT_RETIRED = """
+SELECT CAST(id AS text) AS id FROM products
+WHERE id = ANY(CAST(:ids AS uuid[])) AND retired_at IS NOT NULL
+"""
+SKIPPED_RETIRED = (
+    "the product was retired from the catalog after the job was queued (archived "
+    "or drafted in the store, or DELETE /v1/products); no post is written about it"
+)
 MARK_FAILED = """
 UPDATE caption_job_items SET state = 'failed', error = :error, updated_at = :now
 WHERE job_id = :job_id AND position = :position
@@ -89,7 +106,7 @@ WHERE job_id = :job_id AND position = :position
 LOCK_JOB = "SELECT state FROM caption_jobs WHERE id = :id FOR UPDATE"
 COUNT_ITEMS = """
 SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
-    count(*) FILTER (WHERE state = 'done') AS done
+    count(*) FILTER (WHERE state IN ('done', 'skipped')) AS done
 FROM caption_job_items WHERE job_id = :id
 """
 UPDATE_JOB = """
@@ -162,6 +179,7 @@ def drain(
         "template": tally["template"],
         "mixed": tally["mixed"],
         "failed": tally["failed"],
+        "skipped": tally["skipped"],
         "deferred": tally["deferred"],
         "waiting_until": waiting_until,
     }
@@ -251,6 +269,10 @@ def _write(
 ) -> dict[str, Any]:
     """Write the chunk's drafts and mark its items; roll back a deferred chunk."""
     chunk = {"job_id": job["id"], "engine": engine, "products": 0, "failed": 0}
+    items, skipped = _without_retired(tx, job["id"], items, now)
+    chunk["skipped"] = skipped
+    if not items:
+        return {**chunk, "deferred": False}
     tx.execute("SAVEPOINT chunk")
     try:
         created = posts.create_drafts(
@@ -284,6 +306,27 @@ def _write(
 
     engines = _mark_done(tx, job["id"], items, made, now)
     return {**chunk, "products": len(items), "by_engine": engines, "deferred": False}
+
+
+def _without_retired(
+    tx: Transaction, job_id: str, items: list[dict[str, Any]], now: dt.datetime
+) -> tuple[list[dict[str, Any]], int]:
+    """Mark skipped the claimed items whose product is retired; return the others
+    and how many were skipped (decision 0110)."""
+    ids = [item["product_id"] for item in items]
+    retired = {row["id"] for row in tx.rows(SELECT_RETIRED, ids=ids)}
+    if not retired:
+        return items, 0
+    skipped = [item["position"] for item in items if item["product_id"] in retired]
+    tx.execute(
+        MARK_SKIPPED,
+        job_id=job_id,
+        positions=skipped,
+        reason=SKIPPED_RETIRED,
+        now=now,
+    )
+    kept = [item for item in items if item["product_id"] not in retired]
+    return kept, len(skipped)
 
 
 def _request(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -344,7 +387,7 @@ def _refusals(
 ) -> dict[int, str]:
     """Find which items create_drafts refuses; every one when none is alone."""
     everyone = {item["position"]: str(error) for item in items}
-    if error.field != "products" or len(items) == 1:
+    if not _names_a_product(error) or len(items) == 1:
         return everyone
     alone = {}
     for item in items:
@@ -368,10 +411,16 @@ def _refusal_alone(
             now=now,
         )
     except InvalidRequest as error:
-        return str(error) if error.field == "products" else None
+        return str(error) if _names_a_product(error) else None
     finally:
         tx.execute("ROLLBACK TO SAVEPOINT alone")
     return None
+
+
+def _names_a_product(error: InvalidRequest) -> bool:
+    """Whether create_drafts refused one product ("products", or "products[i]":
+    one retired since the chunk was claimed) rather than the request."""
+    return (error.field or "").split("[")[0] == "products"
 
 
 def _settle_job(tx: Transaction, job_id: str, now: dt.datetime) -> None:
@@ -411,4 +460,5 @@ def _count(tally: collections.Counter[str], chunk: dict[str, Any]) -> None:
     tally["chunks"] += 1
     tally["products"] += chunk["products"]
     tally["failed"] += chunk["failed"]
+    tally["skipped"] += chunk.get("skipped", 0)
     tally.update(chunk.get("by_engine", {}))

@@ -42,7 +42,7 @@ import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from cartcast import brands, page_cursors, posts, validation
+from cartcast import brands, catalog, page_cursors, posts, validation
 from cartcast.db import Transaction
 from cartcast.errors import Conflict, InvalidRequest, NotFound
 
@@ -62,11 +62,20 @@ FAILURES_SHOWN_MAX = 20
 JOB_FIELDS = ("products", "when_quota_spent")
 UUID_PATTERN = re.compile(r"[0-9a-fA-F-]{36}")
 
+# "all" is what the store sells: no retired product, none sold out where the
+# store counts its stock (decision 0110).
 SELECT_ALL_PRODUCTS = """
-SELECT id FROM products WHERE brand_id = :brand_id ORDER BY sku LIMIT :limit
+SELECT id FROM products
+WHERE brand_id = :brand_id AND retired_at IS NULL AND NOT (stock_tracked AND stock = 0)
+ORDER BY sku LIMIT :limit
+"""
+COUNT_PASSED_OVER = """
+SELECT count(*) FILTER (WHERE retired_at IS NOT NULL) AS retired,
+    count(*) FILTER (WHERE retired_at IS NULL) AS sold_out
+FROM products WHERE brand_id = :brand_id
 """
 SELECT_PRODUCTS_BY_REF = """
-SELECT CAST(id AS text) AS id, sku FROM products
+SELECT CAST(id AS text) AS id, sku, retired_at FROM products
 WHERE brand_id = :brand_id
   AND (sku = ANY(CAST(:refs AS text[]))
        OR CAST(id AS text) = ANY(CAST(:refs AS text[])))
@@ -87,12 +96,13 @@ FROM unnest(CAST(:product_ids AS uuid[])) WITH ORDINALITY
 SELECT_JOBS = """
 SELECT j.id, j.state, j.requested_by, j.options, j.when_quota_spent,
     j.products_total, j.created_at, j.updated_at, j.finished_at,
-    counted.done, counted.failed, counted.remaining, counted.gemini,
+    counted.done, counted.failed, counted.skipped, counted.remaining, counted.gemini,
     counted.template, counted.mixed, counted.drafts
 FROM caption_jobs j
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE i.state = 'done') AS done,
         count(*) FILTER (WHERE i.state = 'failed') AS failed,
+        count(*) FILTER (WHERE i.state = 'skipped') AS skipped,
         count(*) FILTER (WHERE i.state = 'pending') AS remaining,
         count(*) FILTER (WHERE i.engine = 'gemini') AS gemini,
         count(*) FILTER (WHERE i.engine = 'template') AS template,
@@ -115,6 +125,12 @@ SELECT_FAILURES = """
 SELECT CAST(i.product_id AS text) AS product_id, p.sku, i.error
 FROM caption_job_items i JOIN products p ON p.id = i.product_id
 WHERE i.job_id = :job_id AND i.state = 'failed'
+ORDER BY i.position LIMIT :limit
+"""
+SELECT_SKIPPED = """
+SELECT CAST(i.product_id AS text) AS product_id, p.sku, i.error AS reason
+FROM caption_job_items i JOIN products p ON p.id = i.product_id
+WHERE i.job_id = :job_id AND i.state = 'skipped'
 ORDER BY i.position LIMIT :limit
 """
 CANCEL_JOB = """
@@ -174,12 +190,13 @@ def enqueue(
 
 
 def get_job(tx: Transaction, *, brand_id: str, job_id: str) -> dict[str, Any]:
-    """Return a job with its progress and its first failed products."""
+    """Return a job with its progress and its first failed and skipped products."""
     row = tx.one(SELECT_JOB, brand_id=brand_id, id=job_id)
     if row is None:
         raise NotFound("caption job not found")
     job = _with_progress(row)
     job["failures"] = tx.rows(SELECT_FAILURES, job_id=job_id, limit=FAILURES_SHOWN_MAX)
+    job["skipped"] = tx.rows(SELECT_SKIPPED, job_id=job_id, limit=FAILURES_SHOWN_MAX)
     return job
 
 
@@ -308,12 +325,22 @@ def with_outlook(
 
 
 def _with_progress(row: dict[str, Any]) -> dict[str, Any]:
-    counts = ("done", "failed", "remaining", "gemini", "template", "mixed", "drafts")
+    counts = (
+        "done",
+        "failed",
+        "skipped",
+        "remaining",
+        "gemini",
+        "template",
+        "mixed",
+        "drafts",
+    )
     job = {name: value for name, value in row.items() if name not in counts}
     job["progress"] = {
         "products_total": row["products_total"],
         "done": row["done"],
         "failed": row["failed"],
+        "skipped": row["skipped"],
         "remaining": row["remaining"],
         "by_engine": {name: row[name] for name in ("gemini", "template", "mixed")},
         "drafts": row["drafts"],
@@ -339,11 +366,7 @@ def _product_ids(tx: Transaction, brand_id: str, refs: Any) -> list[str]:
             SELECT_ALL_PRODUCTS, brand_id=brand_id, limit=JOB_PRODUCTS_MAX + 1
         )
         if not found:
-            raise Conflict(
-                "the brand's catalog has no products; import them with "
-                "POST /v1/products first",
-                field="products",
-            )
+            raise Conflict(_nothing_on_sale(tx, brand_id), field="products")
         if len(found) > JOB_PRODUCTS_MAX:
             raise InvalidRequest(
                 f"the catalog has more than {JOB_PRODUCTS_MAX} products; list them "
@@ -380,6 +403,7 @@ def _resolve(tx: Transaction, brand_id: str, refs: list[str]) -> list[str]:
     )
     by_id = {row["id"]: row["id"] for row in rows}
     by_sku = {row["sku"]: row["id"] for row in rows}
+    retired = {row["id"]: row["retired_at"] is not None for row in rows}
 
     product_ids: list[str] = []
     first_index: dict[str, int] = {}
@@ -387,6 +411,8 @@ def _resolve(tx: Transaction, brand_id: str, refs: list[str]) -> list[str]:
         product_id = by_id.get(ids.get(ref, "")) or by_sku.get(ref)
         if product_id is None:
             raise NotFound(f"product {ref!r} not found", field=f"products[{index}]")
+        if retired[product_id]:
+            raise Conflict(catalog.retired_refusal(ref), field=f"products[{index}]")
         if product_id in first_index:
             raise InvalidRequest(
                 f"names the same product as products[{first_index[product_id]}]",
@@ -395,6 +421,21 @@ def _resolve(tx: Transaction, brand_id: str, refs: list[str]) -> list[str]:
         first_index[product_id] = index
         product_ids.append(product_id)
     return product_ids
+
+
+def _nothing_on_sale(tx: Transaction, brand_id: str) -> str:
+    """Why "all" found no product: an empty catalog, or every one passed over."""
+    passed_over = tx.one(COUNT_PASSED_OVER, brand_id=brand_id)
+    if not passed_over["retired"] and not passed_over["sold_out"]:
+        return (
+            "the brand's catalog has no products; import them with "
+            "POST /v1/products first"
+        )
+    return (
+        f"the brand's catalog has no product on sale: {passed_over['retired']} "
+        f"retired, {passed_over['sold_out']} sold out (stock 0, counted by the "
+        "store); list a product to caption it anyway, unless it is retired"
+    )
 
 
 def _check_images(tx: Transaction, product_ids: list[str]) -> None:
@@ -546,6 +587,7 @@ def _progress_line(job: dict[str, Any]) -> str:
     return (
         f"{progress['done']}/{progress['products_total']} done, "
         f"{progress['remaining']} remaining, {progress['failed']} failed"
+        + (f", {progress['skipped']} skipped" if progress["skipped"] else "")
         + (f" ({engines})" if engines else "")
     )
 

@@ -14,7 +14,7 @@ import unicodedata
 from decimal import Decimal
 from typing import Any
 
-from cartcast import validation
+from cartcast import holds, validation
 from cartcast.db import Transaction
 from cartcast.errors import InvalidRequest, NotFound
 from cartcast.web import BODY_BYTES_MAX
@@ -32,40 +32,68 @@ DESCRIPTION_LENGTH_KEPT = 5000
 # blanks before a bad character backtracks quadratically (20 ms for 2,000).
 IMAGE_URL = re.compile(f"([Hh][Tt][Tt][Pp][Ss]?://[^{validation.SPACE_CLASS}]*)?")
 
+# A row's `status` (the store's: active, draft, archived) retires or restores the
+# product; a row without one leaves it as it was, so a feed that carries no status
+# never undoes a DELETE /v1/products/{id} (decision 0110).
 UPSERT_PRODUCT = """
 INSERT INTO products (brand_id, sku, handle, title, description, category, tags,
-    vendor, price, discount_percent, stock, image_url, created_at, updated_at)
+    vendor, price, discount_percent, stock, stock_tracked, image_url, retired_at,
+    created_at, updated_at)
 VALUES (:brand_id, :sku, :handle, :title, :description, :category,
-    CAST(:tags AS text[]), :vendor, :price, :discount_percent, :stock, :image_url,
+    CAST(:tags AS text[]), :vendor, :price, :discount_percent, :stock,
+    :stock_tracked, :image_url,
+    CASE WHEN CAST(:status AS text) IN ('draft', 'archived')
+         THEN CAST(:now AS timestamptz) END,
     :now, :now)
 ON CONFLICT (brand_id, sku) DO UPDATE SET
     handle = EXCLUDED.handle, title = EXCLUDED.title,
     description = EXCLUDED.description, category = EXCLUDED.category,
     tags = EXCLUDED.tags, vendor = EXCLUDED.vendor, price = EXCLUDED.price,
     discount_percent = EXCLUDED.discount_percent, stock = EXCLUDED.stock,
-    image_url = EXCLUDED.image_url, updated_at = EXCLUDED.updated_at
-RETURNING (xmax = 0) AS inserted
+    stock_tracked = EXCLUDED.stock_tracked, image_url = EXCLUDED.image_url,
+    retired_at = CASE
+        WHEN CAST(:status AS text) IS NULL THEN products.retired_at
+        WHEN CAST(:status AS text) = 'active' THEN NULL
+        ELSE coalesce(products.retired_at, EXCLUDED.retired_at) END,
+    updated_at = EXCLUDED.updated_at
+RETURNING CAST(id AS text) AS id, (xmax = 0) AS inserted
 """
 SELECT_PRODUCTS = """
 SELECT id, sku, handle, title, description, category, tags, vendor, price,
-    discount_percent, stock, image_url, updated_at
+    discount_percent, stock, stock_tracked, image_url, updated_at, retired_at
 FROM products
 WHERE brand_id = :brand_id AND (CAST(:after_sku AS text) IS NULL OR sku > :after_sku)
+  AND (:retired = 'include' OR (retired_at IS NOT NULL) = (:retired = 'only'))
 ORDER BY sku LIMIT :limit
 """
 SELECT_PRODUCT_BY_ID = """
 SELECT id, sku, handle, title, description, category, tags, vendor, price,
-    discount_percent, stock, image_url, updated_at
+    discount_percent, stock, stock_tracked, image_url, updated_at, retired_at
 FROM products WHERE brand_id = :brand_id AND id = :id
 """
 SELECT_PRODUCT_BY_SKU = """
 SELECT id, sku, handle, title, description, category, tags, vendor, price,
-    discount_percent, stock, image_url, updated_at
+    discount_percent, stock, stock_tracked, image_url, updated_at, retired_at
 FROM products WHERE brand_id = :brand_id AND sku = :sku
 """
 # Two-key advisory lock class 7322 is the catalog's: a brand's imports hand out
 # handles one at a time, so two concurrent imports cannot both give one page to
 # two SKUs.
+RETIRE_PRODUCT = """
+UPDATE products SET retired_at = :now, updated_at = :now
+WHERE brand_id = :brand_id AND id = :id AND retired_at IS NULL
+"""
+# The store's product statuses (Shopify's Status column: active, draft, archived).
+# A draft is no more on sale than an archived product: its page is not live.
+PRODUCT_STATUSES = ("active", "draft", "archived")
+# The prefix of the reason a post of a retired product is held with (holds.py):
+# restoring the product releases only the posts held for it.
+RETIRED_PREFIX = "retired: "
+RETIRED_REASON = (
+    RETIRED_PREFIX + "the product is retired from the catalog (archived or drafted "
+    "in the store, or DELETE /v1/products); restoring it (status active) queues "
+    "this post again"
+)
 LOCK_HANDLES = "SELECT pg_advisory_xact_lock(7322, hashtext(:brand_id))"
 SELECT_HANDLES = "SELECT sku, handle FROM products WHERE brand_id = :brand_id"
 
@@ -113,10 +141,56 @@ def import_products(
     # (deadlock detected). In one order, the second waits for the first.
     inserted = 0
     for product in sorted(products, key=lambda product: product["sku"]):
-        inserted += bool(
-            tx.scalar(UPSERT_PRODUCT, brand_id=brand_id, now=now, **columns(product))
-        )
+        inserted += store_product(tx, brand_id=brand_id, product=product, now=now)[
+            "inserted"
+        ]
     return {"inserted": inserted, "updated": len(products) - inserted}
+
+
+def store_product(
+    tx: Transaction, *, brand_id: str, product: dict[str, Any], now: dt.datetime
+) -> dict[str, Any]:
+    """Upsert a parsed product; hold or release its posts when its status says.
+
+    Returns:
+        {"id": the product's id, "inserted": whether it is new}.
+    """
+    stored = tx.one(UPSERT_PRODUCT, brand_id=brand_id, now=now, **columns(product))
+    status = product.get("status")
+    if status == "active":
+        holds.release_product_held(
+            tx, product_id=stored["id"], prefix=RETIRED_PREFIX, now=now
+        )
+    elif status is not None:
+        holds.hold_product_queued(
+            tx, product_id=stored["id"], reason=RETIRED_REASON, now=now
+        )
+    return stored
+
+
+def retire_product(
+    tx: Transaction, *, brand_id: str, ref: str, now: dt.datetime
+) -> dict[str, Any]:
+    """Take a product out of what cartcast promotes, keeping its row; hold its
+    scheduled posts. Retiring a retired product changes nothing.
+
+    Raises:
+        NotFound: naming `product_id`.
+    """
+    product = find_product(tx, brand_id=brand_id, ref=ref, field="product_id")
+    tx.execute(RETIRE_PRODUCT, brand_id=brand_id, id=product["id"], now=now)
+    holds.hold_product_queued(
+        tx, product_id=str(product["id"]), reason=RETIRED_REASON, now=now
+    )
+    return tx.one(SELECT_PRODUCT_BY_ID, brand_id=brand_id, id=product["id"])
+
+
+def retired_refusal(ref: str) -> str:
+    """Why a product named for captions is refused: it is retired."""
+    return (
+        f"product {ref!r} is retired from the catalog (archived or drafted in the "
+        "store, or DELETE /v1/products): restore it with status active to caption it"
+    )
 
 
 def parse_product(row: Any) -> dict[str, Any]:
@@ -133,6 +207,7 @@ def parse_product(row: Any) -> dict[str, Any]:
         raise InvalidRequest("'stock' must be a non-negative integer", field="stock")
     image = _image_url(row)
     handle = validation.text(row, "handle", required=False, nullable=True, max_len=200)
+    status = _status(row)
     return {
         "sku": sku,
         "handle": handle or _handle(title, sku),
@@ -163,13 +238,22 @@ def parse_product(row: Any) -> dict[str, Any]:
         else _missing("price"),
         "discount_percent": None if discount is None else _percent(discount),
         "stock": stock,
+        # A feed without `stock` stores 0 for a store that does not count it; a
+        # job for "all" passes over a product sold out only where it is counted.
+        "stock_tracked": "stock" in row,
         "image_url": image if isinstance(image, str) else None,
+        "status": status,
     }
 
 
 def columns(product: dict[str, Any]) -> dict[str, Any]:
-    """The product's UPSERT_PRODUCT parameters (parse_product's, less its notes)."""
-    return {name: value for name, value in product.items() if name != "handle_given"}
+    """The product's UPSERT_PRODUCT parameters (parse_product's, less its notes).
+
+    A console import's payload stored before decision 0110 has no status and no
+    stock_tracked: it leaves the product's retirement as it was, stock untracked.
+    """
+    values = {name: value for name, value in product.items() if name != "handle_given"}
+    return {"status": None, "stock_tracked": False, **values}
 
 
 def claim_handles(
@@ -229,9 +313,22 @@ def _free_handle(product: dict[str, Any], holders: dict[str, str]) -> str:
 
 
 def list_products(
-    tx: Transaction, *, brand_id: str, after_sku: str | None, limit: int
+    tx: Transaction,
+    *,
+    brand_id: str,
+    after_sku: str | None,
+    limit: int,
+    retired: str = "exclude",
 ) -> list[dict[str, Any]]:
-    return tx.rows(SELECT_PRODUCTS, brand_id=brand_id, after_sku=after_sku, limit=limit)
+    """One page of the brand's products by SKU; `retired` is "exclude" (those on
+    sale), "include" (every one) or "only" (the retired ones)."""
+    return tx.rows(
+        SELECT_PRODUCTS,
+        brand_id=brand_id,
+        after_sku=after_sku,
+        limit=limit,
+        retired=retired,
+    )
 
 
 def find_product(
@@ -329,6 +426,21 @@ def _slug_words(text: str) -> str:
         kept.append(char if category[0] in "LNM" else "-")
     words = re.sub(r"-+", "-", "".join(kept)).strip("-")
     return unicodedata.normalize("NFC", words)[:HANDLE_LENGTH_MAX].strip("-")
+
+
+def _status(row: dict[str, Any]) -> str | None:
+    """The row's store status, lower-cased ("Active" is Shopify's way too), or None."""
+    value = row.get("status")
+    if value is None or (isinstance(value, str) and validation.is_blank(value)):
+        return None
+    status = value.strip(validation.BLANK).lower() if isinstance(value, str) else None
+    if status not in PRODUCT_STATUSES:
+        raise InvalidRequest(
+            "'status' must be active, draft or archived (the store's status of "
+            "the product: draft and archived retire it), or left out",
+            field="status",
+        )
+    return status
 
 
 def _percent(value: Any) -> Decimal:

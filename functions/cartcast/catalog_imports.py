@@ -55,7 +55,7 @@ ONE_LINE_COLUMNS = (
     "Handle", "Title", "Vendor", "Type", "Tags", "Option1 Name", "Option1 Value",
     "Option2 Name", "Option2 Value", "Option3 Name", "Option3 Value", "Variant SKU",
     "Variant Price", "Variant Compare At Price", "Variant Inventory Qty",
-    "Image Src", "Image Position",
+    "Image Src", "Image Position", "Status", "Variant Inventory Tracker",
 )  # fmt: skip
 # Every column a product is read from; csv keeps the last cell of a name given
 # twice, so a header repeating one of these is refused.
@@ -64,7 +64,6 @@ READ_COLUMNS = (*ONE_LINE_COLUMNS, "Body (HTML)", "Image Alt Text")
 # since a file holding NUL is refused.
 _UNREADABLE = "\x00unreadable"
 
-SELECT_PRODUCT_ID = "SELECT id FROM products WHERE brand_id = :brand_id AND sku = :sku"
 DELETE_VARIANTS = "DELETE FROM product_variants WHERE product_id = :product_id"
 DELETE_IMAGES = "DELETE FROM product_images WHERE product_id = :product_id"
 INSERT_VARIANT = """
@@ -419,6 +418,13 @@ def _group_rows(
             f"the CSV's first line cannot be read: {error}", field=field
         ) from error
     missing = [name for name in REQUIRED_COLUMNS if name not in (columns or [])]
+    if missing and _separated_by_semicolons(columns or []):
+        raise InvalidRequest(
+            "this file looks semicolon-separated (its first line holds "
+            f"{', '.join(REQUIRED_COLUMNS)} between semicolons); a Shopify product "
+            "CSV is comma-separated: export it again with a comma as the separator",
+            field=field,
+        )
     if missing:
         raise InvalidRequest(
             f"this is not a Shopify product CSV: it has no {', '.join(missing)} column",
@@ -473,6 +479,14 @@ def _group_rows(
             field=field,
         ) from error
     return list(groups.items()), errors
+
+
+def _separated_by_semicolons(columns: list[str]) -> bool:
+    """Whether a header read as one comma-separated line holds the required
+    columns between semicolons, as a spreadsheet set to a European locale
+    writes it."""
+    names = {name.strip() for cell in columns for name in cell.split(";")}
+    return any(";" in cell for cell in columns) and set(REQUIRED_COLUMNS) <= names
 
 
 def _spans_lines(row: dict[str, str], name: str) -> bool:
@@ -538,8 +552,12 @@ def _shopify_product(
         "category": first.get("Type", "")[:100],
         "tags": [tag.strip() for tag in first.get("Tags", "").split(",")][:TAG_MAX],
         "price": str(variants[0]["price"]),
-        "stock": sum(variant["stock"] for variant in variants),
     }
+    if _stock_tracked(rows):
+        feed_row["stock"] = sum(variant["stock"] for variant in variants)
+    if first.get("Status"):
+        # Shopify's product status: draft and archived retire it (decision 0110).
+        feed_row["status"] = first["Status"]
     if first.get("Vendor"):
         feed_row["brand"] = first["Vendor"]
     if images:
@@ -554,8 +572,23 @@ def _shopify_product(
     try:
         product = catalog.parse_product(feed_row)
     except InvalidRequest as error:
-        raise RowError(str(error), row=first_line, field=error.field) from error
+        shown = str(error).replace("'status'", "'Status'")
+        field = "Status" if error.field == "status" else error.field
+        raise RowError(shown, row=first_line, field=field) from error
     return product, variants, images
+
+
+def _stock_tracked(rows: list[tuple[int, dict[str, str]]]) -> bool:
+    """Whether the store counts the product's stock.
+
+    Shopify's export names who tracks each variant's inventory in Variant
+    Inventory Tracker ("shopify", or empty when nobody does); a file without that
+    column counts the stock where it gives a Variant Inventory Qty.
+    """
+    values = [values for _, values in rows]
+    if any("Variant Inventory Tracker" in row for row in values):
+        return any(row.get("Variant Inventory Tracker") for row in values)
+    return any(row.get("Variant Inventory Qty") for row in values)
 
 
 def _has_variant(values: dict[str, str], *, is_first: bool) -> bool:
@@ -679,9 +712,10 @@ def _store_item(
     variants = [_with_decimals(v, VARIANT_MONEY_FIELDS) for v in payload["variants"]]
     images = payload["images"]
 
-    inserted = tx.scalar(catalog.UPSERT_PRODUCT, brand_id=brand_id, now=now, **product)
+    stored = catalog.store_product(tx, brand_id=brand_id, product=product, now=now)
+    inserted = stored["inserted"]
     if variants or images:
-        product_id = tx.scalar(SELECT_PRODUCT_ID, brand_id=brand_id, sku=product["sku"])
+        product_id = stored["id"]
         tx.execute(DELETE_VARIANTS, product_id=product_id)
         tx.execute(DELETE_IMAGES, product_id=product_id)
         for variant in variants:

@@ -1098,8 +1098,13 @@ def _catalog(
 ) -> Response:
     """The catalog page, with an import's report when there was one."""
     brand_id = session.caller.brand_id
+    # Retired products are listed too, marked, with no box to caption them.
     found = catalog.list_products(
-        tx, brand_id=brand_id, after_sku=None, limit=PRODUCTS_SHOWN_MAX
+        tx,
+        brand_id=brand_id,
+        after_sku=None,
+        limit=PRODUCTS_SHOWN_MAX,
+        retired="include",
     )
     return _page(
         "catalog.html",

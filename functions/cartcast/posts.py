@@ -203,6 +203,7 @@ def create_drafts(
         catalog.find_product(tx, brand_id=brand_id, ref=ref) for ref in asked.refs
     ]
     _require_distinct(products)
+    _require_on_sale(asked.refs, products)
     _require_what_the_kind_needs(asked.kind, products)
     choices = link_policy.choose_links(
         tx,
@@ -533,6 +534,16 @@ def _store_draft(
             weighted_length=weighted_length(part),
             has_link=links.standalone_link_count(part, request.link) > 0,
         )
+
+
+def _require_on_sale(refs: list[str], products: list[dict[str, Any]]) -> None:
+    """Refuse a retired product (decision 0110), naming where it was asked for."""
+    for index, (ref, product) in enumerate(zip(refs, products, strict=True)):
+        if product["retired_at"] is not None:
+            raise Conflict(
+                catalog.retired_refusal(ref.strip(validation.BLANK)),
+                field=f"products[{index}]",
+            )
 
 
 def _parse_caption_request(body: Any) -> CaptionRequest:

@@ -7,6 +7,8 @@ sent (every part of a thread not yet on X, and a poll's options) once more. What
 holds a post, with the reason stored as its `failure_reason`:
 
     the product was deleted          "the product is no longer in the catalog"
+    the product was retired          "retired: the product is retired from the
+                                     catalog ..." (released if it is restored)
     a claim the catalog contradicts  "claims 20% off, the catalog says 10%"
     a price that is not the catalog  "claims a price of $24.00, the catalog says
                                      $19.99"
@@ -22,12 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cartcast import claims
+from cartcast import catalog, claims
 from cartcast.db import Transaction
 
 SELECT_PRODUCT = """
 SELECT id, sku, handle, title, description, category, tags, vendor, price,
-    discount_percent, stock, image_url
+    discount_percent, stock, image_url, retired_at
 FROM products WHERE id = :product_id AND brand_id = :brand_id
 """
 SELECT_UNSENT_PARTS = """
@@ -55,6 +57,8 @@ def recheck(tx: Transaction, post: dict[str, Any]) -> Verdict:
     )
     if product is None:
         return Verdict(None, "the product is no longer in the catalog")
+    if product["retired_at"] is not None:
+        return Verdict(product, catalog.RETIRED_REASON)
     if post["kind"] == "image" and not product["image_url"]:
         return Verdict(product, "the product has no image in the catalog any more")
 
