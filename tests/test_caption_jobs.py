@@ -117,6 +117,7 @@ def test_a_job_for_the_whole_catalog_answers_202_with_every_product_remaining(
         "products_total": PRODUCTS,
         "done": 0,
         "failed": 0,
+        "skipped": 0,
         "remaining": PRODUCTS,
         "by_engine": {"gemini": 0, "template": 0, "mixed": 0},
         "drafts": 0,
