@@ -369,3 +369,66 @@ def test_a_semicolon_separated_csv_is_named_as_such(
     page = text_of(answer)
     assert answer.status_code == 400, page
     assert "semicolon" in page and "comma" in page
+
+
+def test_restoring_releases_only_the_posts_retirement_held(client, brand_key) -> None:
+    from cartcast import runtime as runtime_module
+
+    post_json(client, PRODUCTS_URL, [product("A")], brand_key)
+    first_id = scheduled_post(client, brand_key, "A")
+    second_id = scheduled_post(client, brand_key, "A")
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute(
+            "UPDATE posts SET state = 'held', failure_reason = :reason WHERE id = :id",
+            reason="crisis pause: 12 negative mentions in an hour",
+            id=second_id,
+        )
+    retire(client, brand_key, "A")
+
+    post_json(client, PRODUCTS_URL, [product("A", status="active")], brand_key)
+
+    assert post_of(client, brand_key, first_id)["state"] == "scheduled"
+    still = post_of(client, brand_key, second_id)
+    assert still["state"] == "held"
+    assert still["failure_reason"].startswith("crisis pause: ")
+
+
+def test_a_csv_product_whose_stock_nobody_tracks_stays_in_a_job_for_all(
+    client,  # noqa: F811
+    signed_in,  # noqa: F811
+) -> None:
+    key = signed_in["key"]
+    for sku in ("BEA-ESS-ESS-001", "BEA-GLA-EYE-002"):
+        retire(client, key, sku)
+    header = SHOPIFY_COLUMNS + ",Variant Inventory Tracker"
+    lines = [
+        header,
+        "untracked,Untracked Mug,,,,,,,,12.00,,0,,,,",
+        "sold-out,Sold Out Mug,,,,,,,,12.00,,0,,,,shopify",
+        "in-stock,Stocked Mug,,,,,,,,12.00,,4,,,,shopify",
+    ]
+    token = csrf_of(client, "/console/catalog")
+    upload(client, token, ("\r\n".join(lines) + "\r\n").encode(), "export.csv")
+
+    job = job_for(client, key, {"products": "all"})
+
+    assert job["progress"]["products_total"] == 2
+    tracked = {
+        row["sku"]: row["stock_tracked"]
+        for row in client.get(PRODUCTS_URL, headers=auth(key)).get_json()["products"]
+    }
+    assert tracked == {"in-stock": True, "sold-out": True, "untracked": False}
+
+
+def test_an_import_payload_stored_before_statuses_leaves_retirement_alone() -> None:
+    from cartcast import catalog
+
+    stored_before = {"sku": "A", "title": "Mug", "price": "12", "handle_given": False}
+
+    assert catalog.columns(stored_before) == {
+        "sku": "A",
+        "title": "Mug",
+        "price": "12",
+        "status": None,
+        "stock_tracked": False,
+    }
