@@ -4,10 +4,13 @@ A job is queued by `POST /v1/caption-jobs` (or the command below) with the capti
 options `POST /v1/captions` takes, one item per product. The scheduled function
 `drain_caption_jobs` writes it a chunk at a time through posts.create_drafts, the
 code path of `POST /v1/captions` (cartcast.caption_drain; decision 0007). Progress
-is one query over the items: products done, failed and remaining, by engine.
+is one query over the items: products done, failed, skipped and remaining, by
+engine. "all" is the products on sale when the job is queued; one retired after
+that is skipped, with why, when its chunk comes (decision 0110).
 
-    queued -> running -> done        every product written, or failed alone
-                      -> failed      not one product could be written
+    queued -> running -> done        every product written, or failed or skipped
+                                     alone
+                      -> failed      not one product could be written or skipped
     queued | running  -> cancelled   by the caller; a chunk being written is kept
 
 A brand that asked to leave (cartcast.offboarding) queues no job, nor has a one-off

@@ -420,9 +420,11 @@ def _group_rows(
     missing = [name for name in REQUIRED_COLUMNS if name not in (columns or [])]
     if missing and _separated_by_semicolons(columns or []):
         raise InvalidRequest(
-            "this file looks semicolon-separated (its first line holds "
-            f"{', '.join(REQUIRED_COLUMNS)} between semicolons); a Shopify product "
-            "CSV is comma-separated: export it again with a comma as the separator",
+            "this CSV looks semicolon-separated (its header holds "
+            f"{', '.join(REQUIRED_COLUMNS)} between semicolons), as a spreadsheet "
+            "set to a European locale saves it; a Shopify product CSV is "
+            "comma-separated: save or export it again with a comma as the "
+            "separator",
             field=field,
         )
     if missing:
