@@ -2,8 +2,13 @@
 
 The feed is a list of products (or {"products": [...]}) with the fields of common
 store exports: sku, title, description, category, tags, brand, price,
-discountPercentage, stock, thumbnail/images. An import is all or nothing: every row
-is checked first, and one bad row answers 400 naming it, with nothing written.
+discountPercentage, stock, thumbnail/images, status. An import is all or nothing:
+every row is checked first, and one bad row answers 400 naming it, with nothing
+written.
+
+A product is never erased: one the store stopped selling is retired (a `status`
+of draft or archived, or DELETE /v1/products/{id}) and kept for the posts and
+reports that name it, but no longer promoted (decision 0110).
 """
 
 from __future__ import annotations
@@ -76,9 +81,6 @@ SELECT id, sku, handle, title, description, category, tags, vendor, price,
     discount_percent, stock, stock_tracked, image_url, updated_at, retired_at
 FROM products WHERE brand_id = :brand_id AND sku = :sku
 """
-# Two-key advisory lock class 7322 is the catalog's: a brand's imports hand out
-# handles one at a time, so two concurrent imports cannot both give one page to
-# two SKUs.
 RETIRE_PRODUCT = """
 UPDATE products SET retired_at = :now, updated_at = :now
 WHERE brand_id = :brand_id AND id = :id AND retired_at IS NULL
@@ -94,6 +96,9 @@ RETIRED_REASON = (
     "in the store, or DELETE /v1/products); restoring it (status active) queues "
     "this post again"
 )
+# Two-key advisory lock class 7322 is the catalog's: a brand's imports hand out
+# handles one at a time, so two concurrent imports cannot both give one page to
+# two SKUs.
 LOCK_HANDLES = "SELECT pg_advisory_xact_lock(7322, hashtext(:brand_id))"
 SELECT_HANDLES = "SELECT sku, handle FROM products WHERE brand_id = :brand_id"
 
