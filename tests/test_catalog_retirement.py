@@ -322,20 +322,23 @@ def test_a_feed_archiving_a_product_holds_its_scheduled_posts(
     assert post_of(client, brand_key, post_id)["state"] == "held"
 
 
-def test_a_post_of_a_retired_product_scheduled_anyway_is_held_when_due(
+def test_a_scheduled_post_whose_product_is_retired_unseen_is_held_when_due(
     client, brand_key, clock_file
 ) -> None:
+    from cartcast import runtime as runtime_module
+
     post_json(client, PRODUCTS_URL, [product("A")], brand_key)
-    drafted = post_json(client, "/v1/captions", {"products": ["A"]}, brand_key)
-    (draft,) = drafted.get_json()["posts"]
-    retire(client, brand_key, "A")
-    post_json(client, "/v1/schedule", {}, brand_key)
+    post_id = scheduled_post(client, brand_key, "A")
+    # As a retirement committing while the publisher claims the post would leave
+    # it: the product retired, the post still scheduled.
+    with runtime_module.current().database.transaction() as tx:
+        tx.execute("UPDATE products SET retired_at = now() WHERE sku = 'A'")
     week_later = START + dt.timedelta(days=7)
     clock_file.set(week_later)
 
     assert tick("publish_due_posts", week_later).status_code == 200
 
-    post = post_of(client, brand_key, draft["id"])
+    post = post_of(client, brand_key, post_id)
     assert post["state"] == "held"
     assert post["failure_reason"].startswith("retired: ")
 
@@ -432,3 +435,32 @@ def test_an_import_payload_stored_before_statuses_leaves_retirement_alone() -> N
         "status": None,
         "stock_tracked": False,
     }
+
+
+def test_scheduling_approved_posts_leaves_a_retired_products_waiting(
+    client, brand_key
+) -> None:
+    post_json(client, PRODUCTS_URL, [product("A"), product("B")], brand_key)
+    drafted = post_json(client, "/v1/captions", {"products": ["A", "B"]}, brand_key)
+    first, second = drafted.get_json()["posts"]
+    retire(client, brand_key, "A")
+
+    answer = post_json(client, "/v1/schedule", {}, brand_key)
+
+    assert answer.status_code == 200, answer.get_json()
+    assert post_of(client, brand_key, first["id"])["state"] == "approved"
+    assert post_of(client, brand_key, second["id"])["state"] == "scheduled"
+
+
+def test_scheduling_one_post_of_a_retired_product_is_a_409_saying_so(
+    client, brand_key
+) -> None:
+    post_json(client, PRODUCTS_URL, [product("A")], brand_key)
+    held_id = scheduled_post(client, brand_key, "A")
+    retire(client, brand_key, "A")
+
+    answer = post_json(client, f"/v1/posts/{held_id}/schedule", {}, brand_key)
+
+    assert answer.status_code == 409
+    assert "retired" in answer.get_json()["error"]["message"]
+    assert post_of(client, brand_key, held_id)["state"] == "held"
