@@ -134,12 +134,18 @@ SELECT scheduled_at FROM posts
 WHERE brand_id = :brand_id AND scheduled_at > :after
   AND state NOT IN ('cancelled', 'failed') AND in_reply_to IS NULL
 """
+# A retired product's posts wait, approved, for it to be restored: a slot given
+# to one would go unused, its post held when due (decision 0110).
 SELECT_APPROVED_UNSCHEDULED = """
-SELECT id, in_reply_to FROM posts
-WHERE brand_id = :brand_id AND state = 'approved' AND scheduled_at IS NULL
-ORDER BY created_at, written_order LIMIT :limit
-FOR UPDATE
+SELECT p.id, p.in_reply_to FROM posts p
+WHERE p.brand_id = :brand_id AND p.state = 'approved' AND p.scheduled_at IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM products pr
+      WHERE pr.id = p.product_id AND pr.retired_at IS NOT NULL)
+ORDER BY p.created_at, p.written_order LIMIT :limit
+FOR UPDATE OF p
 """
+SELECT_PRODUCT_RETIRED = "SELECT retired_at FROM products WHERE id = :product_id"
 UPDATE_STATE = """
 UPDATE posts SET state = :to_state, updated_at = :now
 WHERE brand_id = :brand_id AND id = :id AND state = ANY(CAST(:from_states AS text[]))
@@ -849,6 +855,7 @@ def schedule(
             f"post is {post['state']}; only an approved or held post can be "
             "scheduled, or a scheduled one moved"
         )
+    _require_product_on_sale(tx, post)
     tx.one(LOCK_BRAND, brand_id=brand_id)
 
     # The field the caller gave a time in, and that time as sent, for refusals.
@@ -958,13 +965,26 @@ def _requested_instant(
     return at
 
 
+def _require_product_on_sale(tx: Transaction, post: dict[str, Any]) -> None:
+    """Refuse to queue a post about a retired product (decision 0110)."""
+    if post["product_id"] is None:
+        return
+    if tx.scalar(SELECT_PRODUCT_RETIRED, product_id=post["product_id"]) is not None:
+        raise Conflict(
+            "the post's product is retired from the catalog (archived or drafted "
+            "in the store, or DELETE /v1/products): restore it with status active "
+            "to schedule the post"
+        )
+
+
 def schedule_approved(
     tx: Transaction, *, brand_id: str, limit: int, now: dt.datetime
 ) -> list[dict[str, Any]]:
     """Put up to `limit` approved, unscheduled posts into the next free slots.
 
     Oldest first, and the drafts of one caption request in the request's order
-    (sql/057: they share their created_at).
+    (sql/057: they share their created_at). A retired product's posts are passed
+    over: they wait, approved, for it to be restored.
 
     A reply among them (one settled absent from X goes back to approved) takes no
     slot, as in schedule(): it is due now.
