@@ -928,6 +928,31 @@ def test_a_bad_refund_is_a_400_and_takes_nothing_off(
     assert [str(row["total_price"]) for row in stored_orders()] == ["199.65"]
 
 
+@pytest.mark.parametrize("order_stored", [True, False], ids=["stored", "waiting"])
+def test_refund_transactions_adding_up_past_any_amount_are_a_400(
+    server, brand, order_stored
+) -> None:
+    # Each amount fits numeric(12, 2); their sum does not, and a waiting refund
+    # keeps the sum in such a column (pending_refunds.amount).
+    if order_stored:
+        placed = shopify_order()
+        server.post("/v1/webhooks/orders/test-goods", placed, headers_for(placed))
+    most = {"kind": "refund", "status": "success", "amount": "9999999999.99"}
+    raw = shopify_refund(transactions=[most, most])
+
+    status, answer = server.post(
+        "/v1/webhooks/orders/test-goods",
+        raw,
+        headers_for(raw, **{"X-Shopify-Topic": "refunds/create"}),
+    )
+
+    assert status == 400, answer
+    assert answer["error"]["field"] == "transactions"
+    assert pending_refunds() == []
+    expected = ["199.65"] if order_stored else []
+    assert [str(row["total_price"]) for row in stored_orders()] == expected
+
+
 def test_a_refund_or_cancellation_needs_the_signature_too(server, brand) -> None:
     placed = shopify_order()
     server.post("/v1/webhooks/orders/test-goods", placed, headers_for(placed))
