@@ -191,6 +191,15 @@ def counted_money(body: dict) -> tuple[Decimal, list[tuple[str, str]]]:
         total += amount
         if currency is not None:
             currencies.append(currency)
+
+    # Each amount is held under the limit, their sum is not: a waiting refund
+    # keeps it in numeric(12, 2), and no order's total is as large.
+    if total >= validation.AMOUNT_LIMIT:
+        raise InvalidRequest(
+            "the counted refund transactions add up to "
+            f"{total}, not less than {validation.AMOUNT_LIMIT:f}",
+            field="transactions",
+        )
     return validation.to_cents(total), currencies
 
 
