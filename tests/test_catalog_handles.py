@@ -236,3 +236,38 @@ WAITING_HERE = """
 SELECT count(*) FROM pg_locks WHERE NOT granted
     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
+
+
+def test_a_console_product_refused_keeps_its_handle_from_the_one_taking_it(
+    client,  # noqa: F811
+    signed_in,  # noqa: F811
+) -> None:
+    key = signed_in["key"]
+    post_json(
+        client,
+        "/v1/products",
+        [
+            product("MOVE-1", "Sage", handle="sage"),
+            product("MOVE-2", "Thyme", handle="thyme"),
+            product("KEEP-1", "Basil", handle="basil"),
+        ],
+        key,
+    )
+    token = csrf_of(client, "/console/catalog")
+    # MOVE-1 takes MOVE-2's page, which MOVE-2 gives up for one KEEP-1 holds: MOVE-2
+    # is refused and keeps "thyme", so MOVE-1 may not have it.
+    feed = [
+        product("MOVE-1", "Sage", handle="thyme"),
+        product("MOVE-2", "Thyme", handle="basil"),
+    ]
+
+    answer = upload(client, token, json.dumps(feed).encode(), "feed.json")
+
+    assert answer.status_code == 200, text_of(answer)
+    stored = handles(client, key)
+    assert [stored[sku] for sku in ("MOVE-1", "MOVE-2", "KEEP-1")] == [
+        "sage",
+        "thyme",
+        "basil",
+    ]
+    assert "Imported 0 of 2 product(s)" in text_of(answer)
