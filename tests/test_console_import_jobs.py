@@ -15,6 +15,7 @@ import pytest
 
 from cartcast import catalog_imports
 from cartcast import runtime as runtime_module
+from tests.helpers import post_json
 from tests.test_console import (
     BROKEN,
     CSRF,
@@ -394,3 +395,31 @@ def test_a_chunk_stores_its_products_in_sku_order_so_two_imports_cannot_deadlock
             "SELECT sku FROM products WHERE sku LIKE 'sku-%' ORDER BY ctid"
         )
     assert [row["sku"] for row in written] == ["sku-a", "sku-b", "sku-c", "sku-d"]
+
+
+def test_two_products_swapping_handles_across_chunks_both_take_them(
+    chunked, brand
+) -> None:
+    # The first and the last of six products swap their pages, as after a rename
+    # in the store; with four a chunk, they are stored by different requests.
+    skus = [f"SWAP-{number}" for number in range(1, 7)]
+    before = [
+        {"sku": sku, "title": f"Swap {sku}", "price": 9, "handle": sku.lower()}
+        for sku in skus
+    ]
+    post_json(chunked, "/v1/products", before, brand["key"])
+    after = [dict(product) for product in before]
+    after[0]["handle"], after[-1]["handle"] = "swap-6", "swap-1"
+    token = csrf_of(chunked, "/console/catalog")
+    answer = upload(chunked, token, json.dumps(after).encode(), "feed.json")
+    progress_page = answer.headers["Location"]
+
+    while "Import the next rows" in text_of(chunked.get(progress_page)):
+        continue_import(chunked, progress_page)
+    report = text_of(chunked.get(progress_page))
+
+    assert "Imported 6 of 6 product(s)" in report, report[:2000]
+    with runtime_module.current().database.transaction() as tx:
+        stored = tx.rows("SELECT sku, handle FROM products WHERE sku LIKE 'SWAP-%'")
+    handles = {row["sku"]: row["handle"] for row in stored}
+    assert (handles["SWAP-1"], handles["SWAP-6"]) == ("swap-6", "swap-1")

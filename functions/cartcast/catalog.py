@@ -272,7 +272,8 @@ def claim_handles(
     (rewritten in `products`); a given handle another SKU holds, or gives
     earlier in `products`, is refused. The products' own stored handles are
     free to take, so a feed may move a handle from one of its products to
-    another. Locks the brand's handles until the transaction ends.
+    another, unless that product is refused and so keeps it. Locks the brand's
+    handles until the transaction ends.
 
     Returns:
         {index in products: why its given handle is refused}, empty when none is.
@@ -280,12 +281,45 @@ def claim_handles(
     if not products:
         return {}
     tx.execute(LOCK_HANDLES, brand_id=brand_id)
-    mine = {product["sku"] for product in products}
-    holders: dict[str, str] = {}
-    for row in tx.rows(SELECT_HANDLES, brand_id=brand_id):
-        if row["sku"] not in mine:
-            holders.setdefault(row["handle"], row["sku"])
+    stored = tx.rows(SELECT_HANDLES, brand_id=brand_id)
 
+    # A refused product is not stored and keeps its handle, which another of
+    # these may have taken: that one is refused too, and so on until none is.
+    # Each round refuses at least one more, so there are at most len(products).
+    refused: dict[int, str] = {}
+    while True:
+        moving = {
+            product["sku"]
+            for index, product in enumerate(products)
+            if index not in refused
+        }
+        holders = _holders_of(stored, moving)
+        found = _refused_handles(products, holders)
+        if found.keys() == refused.keys():
+            break
+        refused = found
+
+    # In SKU order, so a feed sent again in another order makes up the same ones.
+    made_up = [product for product in products if not product.get("handle_given", True)]
+    for product in sorted(made_up, key=lambda product: product["sku"]):
+        product["handle"] = _free_handle(product, holders)
+        holders[product["handle"]] = product["sku"]
+    return refused
+
+
+def _holders_of(stored: list[dict[str, Any]], moving: set[str]) -> dict[str, str]:
+    """{handle: SKU holding it} of the stored products, less those moving."""
+    holders: dict[str, str] = {}
+    for row in stored:
+        if row["sku"] not in moving:
+            holders.setdefault(row["handle"], row["sku"])
+    return holders
+
+
+def _refused_handles(
+    products: list[dict[str, Any]], holders: dict[str, str]
+) -> dict[int, str]:
+    """Claim each product's given handle in `holders`; return those refused."""
     refused = {}
     for index, product in enumerate(products):
         if product.get("handle_given", True):
@@ -295,11 +329,6 @@ def claim_handles(
                     f"handle {product['handle']!r} is the page of product "
                     f"{holder!r}; give each product a handle of its own"
                 )
-    # In SKU order, so a feed sent again in another order makes up the same ones.
-    made_up = [product for product in products if not product.get("handle_given", True)]
-    for product in sorted(made_up, key=lambda product: product["sku"]):
-        product["handle"] = _free_handle(product, holders)
-        holders[product["handle"]] = product["sku"]
     return refused
 
 
