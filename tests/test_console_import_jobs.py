@@ -397,6 +397,12 @@ def test_a_chunk_stores_its_products_in_sku_order_so_two_imports_cannot_deadlock
     assert [row["sku"] for row in written] == ["sku-a", "sku-b", "sku-c", "sku-d"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="each chunk claims its own products' handles: the first's product may not "
+    "take a handle a later chunk's product still holds, nor that one the first's "
+    "(both refused, README Known limitations)",
+)
 def test_two_products_swapping_handles_across_chunks_both_take_them(
     chunked, brand
 ) -> None:

@@ -326,6 +326,8 @@ def run_chunk(
         # order, two imports of one catalog, by file or API, could each hold a
         # product the other waits for, and PostgreSQL fails one (deadlock).
         items = [_with_payload(item) for item in sorted(pending, key=_sku_of)]
+        # Only this chunk's products move their handles: two swapping handles in
+        # different chunks are both refused (README, Known limitations).
         refused = catalog.claim_handles(
             tx,
             brand_id=brand_id,
