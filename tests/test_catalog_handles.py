@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import auth, post_json
+from tests.helpers import WAITING_ON_A_LOCK, auth, post_json
 from tests.test_console import SHOPIFY_COLUMNS, csrf_of, text_of, upload
 from tests.test_console import brand as brand  # noqa: F401 (fixture)
 from tests.test_console import client as client  # noqa: F401 (fixture)
@@ -228,14 +228,7 @@ def test_two_imports_at_once_cannot_give_one_handle_to_two_products(
 
 def waiting_for_a_lock(current) -> bool:
     with current.database.transaction() as tx:
-        return tx.scalar(WAITING_HERE) > 0
-
-
-# Other tests may share the server: only this database's waits count.
-WAITING_HERE = """
-SELECT count(*) FROM pg_locks WHERE NOT granted
-    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-"""
+        return tx.scalar(WAITING_ON_A_LOCK) > 0
 
 
 def test_a_console_product_refused_keeps_its_handle_from_the_one_taking_it(

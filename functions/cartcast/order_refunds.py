@@ -104,29 +104,17 @@ def receive_refund(
     }
     refund["amount"], currencies = counted_money(body)
 
-    stored = tx.one(
-        orders.SELECT_ORDER, brand_id=brand_id, external_id=refund["order_id"]
-    )
-    if stored is not None:
-        answer = _take_off(
-            tx, brand_id=brand_id, stored=stored, currencies=currencies, **refund
-        )
-        if answer is not None:
-            return answer
+    answer = _take_off(tx, brand_id=brand_id, currencies=currencies, **refund)
+    if answer is not None:
+        return answer
 
     # Not stored, or removed while this waited on its row. The cancellation turn
     # waits for every creation in flight, so an order committed meanwhile is seen
     # now, and one that comes later sees this refund waiting.
     tx.execute(orders.TAKE_CANCELLATION_TURN, brand_id=brand_id)
-    stored = tx.one(
-        orders.SELECT_ORDER, brand_id=brand_id, external_id=refund["order_id"]
-    )
-    if stored is not None:
-        answer = _take_off(
-            tx, brand_id=brand_id, stored=stored, currencies=currencies, **refund
-        )
-        if answer is not None:
-            return answer
+    answer = _take_off(tx, brand_id=brand_id, currencies=currencies, **refund)
+    if answer is not None:
+        return answer
     if tx.one(SELECT_CANCELLED_ID, brand_id=brand_id, order_id=refund["order_id"]):
         return _answer(None, refund, applied=False, pending=False, duplicate=False)
 
@@ -235,11 +223,16 @@ def _take_off(
     tx: Transaction,
     *,
     brand_id: str,
-    stored: dict[str, Any],
     currencies: list[tuple[str, str]],
     **refund: Any,
 ) -> dict[str, Any] | None:
-    """Take the refund off the stored order; None when the order went meanwhile."""
+    """Take the refund off its order; None when the order is not stored, or went
+    while this waited on its row."""
+    stored = tx.one(
+        orders.SELECT_ORDER, brand_id=brand_id, external_id=refund["order_id"]
+    )
+    if stored is None:
+        return None
     _check_currency(currencies, stored["currency"].strip())
     taken = tx.one(TAKE_REFUND_OFF, brand_id=brand_id, **refund)
     if taken is not None:
