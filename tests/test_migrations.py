@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
-from cartcast import db, migrate, settings
+from cartcast import db, migrate, order_refunds, settings
 from cartcast.errors import ConfigurationError, TransientError
 from infra import pg
 
@@ -314,3 +315,56 @@ def test_060_names_the_orders_a_backfill_keyed_by_name_stored_before_it(
         "A-7": None,
     }
     database.close()
+
+
+def test_061_leaves_orders_stored_before_it_taking_refunds_whole(
+    scratch_url: str, tmp_path: Path
+) -> None:
+    # A live database: an order, with a refund already taken off, before 061.
+    database = db.connect_from_settings(_settings(scratch_url))
+    refunds_file = "061_refunds_wait_for_their_order_and_files_keep_their_refunds.sql"
+    for path in migrate.default_sql_dir().glob("*.sql"):
+        if path.name < refunds_file:
+            (tmp_path / path.name).symlink_to(path)
+    migrate.apply_migrations(database, tmp_path)
+    with database.transaction() as tx:
+        brand_id = str(
+            tx.scalar(
+                "INSERT INTO brands (slug, name, time_zone, store_base_url, "
+                "posting_slots, created_at) VALUES ('old-goods', 'Old Goods', "
+                "'UTC', 'https://old-goods.example', '[]', now()) RETURNING id"
+            )
+        )
+        tx.execute(
+            "INSERT INTO orders (brand_id, external_id, ordered_at, currency, "
+            "total_price, received_at, refunds) VALUES (:brand_id, '5001', "
+            "'2026-03-01T10:00:00Z', 'USD', 80, '2026-03-01T11:00:00Z', "
+            "CAST(:refunds AS jsonb))",
+            brand_id=brand_id,
+            refunds='{"1": "20.00"}',
+        )
+    (tmp_path / refunds_file).symlink_to(migrate.default_sql_dir() / refunds_file)
+
+    applied = migrate.apply_migrations(database, tmp_path)
+    with database.transaction() as tx:
+        again = _refund_of_5001(tx, brand_id, refund_id=1)
+        later = _refund_of_5001(tx, brand_id, refund_id=2)
+        total = tx.scalar("SELECT total_price FROM orders")
+
+    assert applied == [refunds_file]
+    assert (again["duplicate"], later["duplicate"]) == (True, False)
+    # No file's amount to match: made before the order was stored, it is whole.
+    assert str(total) == "60.00"
+    database.close()
+
+
+def _refund_of_5001(tx, brand_id: str, *, refund_id: int) -> dict:
+    """Deliver a 20.00 refund of order 5001, made before the order was stored."""
+    body = {
+        "id": refund_id,
+        "order_id": 5001,
+        "created_at": "2026-03-01T10:30:00Z",
+        "transactions": [{"kind": "refund", "status": "success", "amount": "20.00"}],
+    }
+    now = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    return order_refunds.receive_refund(tx, brand_id=brand_id, body=body, now=now)
