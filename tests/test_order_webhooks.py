@@ -20,7 +20,7 @@ from decimal import Decimal
 import pytest
 from werkzeug.serving import make_server
 
-from cartcast import attribution, keys, order_refunds, orders
+from cartcast import attribution, keys, order_imports, order_refunds, orders
 from cartcast import runtime as runtime_module
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import WAITING_ON_A_LOCK, auth, brand_body, post_json
@@ -1409,6 +1409,47 @@ def test_a_refund_racing_the_uncommitted_creation_of_its_order_is_taken_off(
     assert (answer["refund"]["applied"], answer["refund"]["pending"]) == (True, False)
     assert [str(row["total_price"]) for row in stored_orders()] == ["149.65"]
     assert pending_refunds() == []
+
+
+def test_a_refund_racing_a_file_storing_its_order_net_of_it_is_taken_off_once(
+    server, brand
+) -> None:
+    # Made before the file was imported: the file's 50.00 is this refund.
+    raw = shopify_refund(created_at="2026-03-01T12:00:00Z")
+    topic = {"X-Shopify-Topic": "refunds/create"}
+    current = runtime_module.current()
+    answers: list = []
+
+    def refund() -> None:
+        answers.append(
+            server.post(
+                "/v1/webhooks/orders/test-goods", raw, headers_for(raw, **topic)
+            )
+        )
+
+    # The file has stored the order and not yet committed when the refund comes.
+    with current.database.transaction() as tx:
+        order_imports.import_orders(
+            tx,
+            brand_id=brand["id"],
+            text="\n".join([CSV_HEADER, ROW_1001.format(refunded="50.00")]),
+            now=START,
+            window_days=7,
+        )
+        refunder = threading.Thread(target=refund)
+        refunder.start()
+        while refunder.is_alive() and not _waiting_for_a_lock(current):
+            refunder.join(0.01)
+    refunder.join()
+
+    status, answer = answers[0]
+    assert status == 200, answer
+    assert (answer["refund"]["applied"], answer["refund"]["pending"]) == (True, False)
+    assert [str(row["total_price"]) for row in stored_orders()] == ["149.65"]
+    assert pending_refunds() == []
+
+
+ROW_1001 = "820982911946154508,#1001,2026-03-01T10:00:00Z,USD,199.65,{refunded}"
 
 
 def test_a_refund_waits_for_the_id_of_an_order_a_file_stored_by_name(
