@@ -102,6 +102,25 @@ def test_a_handle_given_twice_in_a_feed_is_a_400_naming_the_second(
     assert handles(client, brand_key) == {}
 
 
+def test_a_handle_another_product_holds_in_other_letter_case_is_a_400(
+    client, brand_key
+) -> None:
+    # Shopify stores a handle in lower case: "Sage" is the page of "sage".
+    post_json(client, "/v1/products", [product("C1", "Sage", handle="sage")], brand_key)
+
+    answer = post_json(
+        client, "/v1/products", [product("C2", "Sage Big", handle="Sage")], brand_key
+    )
+    made_up = post_json(client, "/v1/products", [product("C3", "SAGE")], brand_key)
+
+    error = answer.get_json()["error"]
+    assert answer.status_code == 400, error
+    assert error["field"] == "products[0].handle"
+    assert "'C1'" in error["message"]
+    assert made_up.status_code == 200, made_up.get_json()
+    assert handles(client, brand_key) == {"C1": "sage", "C3": "sage-c3"}
+
+
 def test_a_handle_another_product_holds_is_a_400_with_nothing_imported(
     client, brand_key
 ) -> None:
