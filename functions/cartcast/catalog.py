@@ -270,7 +270,7 @@ def claim_handles(
     send the second's posts to the first's page, at its price. A handle made up
     from the title that another SKU holds becomes `<title words>-<sku words>`
     (rewritten in `products`); a given handle another SKU holds, or gives
-    earlier in `products`, is refused. The products' own stored handles are
+    earlier in `products`, in any letter case, is refused. The products' own stored handles are
     free to take, so a feed may move a handle from one of its products to
     another, unless that product is refused and so keeps it. Locks the brand's
     handles until the transaction ends.
@@ -303,16 +303,21 @@ def claim_handles(
     made_up = [product for product in products if not product.get("handle_given", True)]
     for product in sorted(made_up, key=lambda product: product["sku"]):
         product["handle"] = _free_handle(product, holders)
-        holders[product["handle"]] = product["sku"]
+        holders[_page(product["handle"])] = product["sku"]
     return refused
 
 
+def _page(handle: str) -> str:
+    """The store page a handle names: Shopify saves a handle in lower case."""
+    return handle.lower()
+
+
 def _holders_of(stored: list[dict[str, Any]], moving: set[str]) -> dict[str, str]:
-    """{handle: SKU holding it} of the stored products, less those moving."""
+    """{page: SKU holding it} of the stored products, less those moving."""
     holders: dict[str, str] = {}
     for row in stored:
         if row["sku"] not in moving:
-            holders.setdefault(row["handle"], row["sku"])
+            holders.setdefault(_page(row["handle"]), row["sku"])
     return holders
 
 
@@ -323,7 +328,7 @@ def _refused_handles(
     refused = {}
     for index, product in enumerate(products):
         if product.get("handle_given", True):
-            holder = holders.setdefault(product["handle"], product["sku"])
+            holder = holders.setdefault(_page(product["handle"]), product["sku"])
             if holder != product["sku"]:
                 refused[index] = (
                     f"handle {product['handle']!r} is the page of product "
@@ -338,10 +343,10 @@ def _free_handle(product: dict[str, Any], holders: dict[str, str]) -> str:
     suffix = _slug_words(sku) or sku
     candidates = [handle, f"{handle[: HANDLE_LENGTH_MAX - len(suffix) - 1]}-{suffix}"]
     for candidate in candidates:
-        if holders.get(candidate, sku) == sku:
+        if holders.get(_page(candidate), sku) == sku:
             return candidate
     number = 2
-    while holders.get(f"{candidates[1]}-{number}", sku) != sku:
+    while holders.get(_page(f"{candidates[1]}-{number}"), sku) != sku:
         number += 1
     return f"{candidates[1]}-{number}"
 
