@@ -270,10 +270,10 @@ def claim_handles(
     send the second's posts to the first's page, at its price. A handle made up
     from the title that another SKU holds becomes `<title words>-<sku words>`
     (rewritten in `products`); a given handle another SKU holds, or gives
-    earlier in `products`, in any letter case, is refused. The products' own stored handles are
-    free to take, so a feed may move a handle from one of its products to
-    another, unless that product is refused and so keeps it. Locks the brand's
-    handles until the transaction ends.
+    earlier in `products`, in any letter case, is refused. The products' own
+    stored handles are free to take, so a feed may move a handle from one of its
+    products to another, unless that product is refused and so keeps it. Locks
+    the brand's handles until the transaction ends.
 
     Returns:
         {index in products: why its given handle is refused}, empty when none is.
