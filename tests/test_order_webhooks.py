@@ -859,7 +859,7 @@ def test_a_second_refund_past_what_is_left_leaves_zero(server, brand) -> None:
     assert [str(row["total_price"]) for row in stored_orders()] == ["0.00"]
 
 
-def test_a_refund_of_an_order_not_stored_is_answered_and_kept_nowhere(
+def test_a_refund_of_an_order_not_stored_is_answered_applied_false_and_no_order(
     server, brand
 ) -> None:
     raw = shopify_refund()
