@@ -392,3 +392,94 @@ def test_a_function_whose_settings_do_not_load_reads_its_body_away_unheld(
     assert answer.get_json()["error"]["code"] == "internal"
     assert stream.bytes_read == BIG_BODY
     assert held < HELD_MAX
+
+
+# Requests whose body stops arriving, sent to functions served under gunicorn with
+# two threads: the target, the head, and what of the body is sent before the
+# client goes quiet (it keeps the connection open).
+STALLED_BODIES = {
+    "a declared length": (
+        "api",
+        "POST /v1/brands HTTP/1.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100\r\n",
+        b'{"name": ',
+    ),
+    "a chunked body": (
+        "api",
+        "POST /v1/brands HTTP/1.1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n",
+        b"40\r\n{",
+    ),
+    "a caption request": (
+        "generate_caption",
+        "POST / HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n",
+        b"",
+    ),
+    "a path no route takes": (
+        "api",
+        "POST /v1/nowhere HTTP/1.1\r\nContent-Length: 100\r\n",
+        b"",
+    ),
+}
+STALLED_THREADS = 2
+
+
+def status_of(connection) -> bytes:
+    answer = b""
+    while b"\r\n" not in answer:
+        piece = connection.recv(4096)
+        if not piece:
+            break
+        answer += piece
+    return answer.split(b"\r\n", 1)[0].split(b" ")[1:2][0] if answer else b""
+
+
+def test_a_body_that_stops_arriving_is_a_408_and_frees_its_thread(
+    function_env, tmp_path
+) -> None:
+    import socket
+
+    env = {
+        **_base_env(),
+        **function_env,
+        "THREADS": str(STALLED_THREADS),
+        "CARTCAST_BODY_WAIT_S": "1",
+    }
+    served = {
+        target: FunctionProcess(target, env, tmp_path).start()
+        for target in ("api", "generate_caption")
+    }
+    stalled, answers = {}, {}
+    try:
+        for process in served.values():
+            process.wait_ready()
+        # More quiet clients than the function has threads: each holds one.
+        for case, (target, head, sent) in STALLED_BODIES.items():
+            parts = urlsplit(served[target].url)
+            connection = socket.create_connection((parts.hostname, parts.port), 60)
+            authorization = f"Authorization: Bearer {OPERATOR_KEY}\r\n"
+            connection.sendall(
+                f"{head}Host: 127.0.0.1\r\n{authorization}\r\n".encode() + sent
+            )
+            stalled[case] = connection
+        after = answer_to_raw(
+            served["api"].url,
+            b"GET /v1/nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        )
+        answers = {case: status_of(connection) for case, connection in stalled.items()}
+    except TimeoutError:
+        after = b"no answer: every thread is held by a quiet client"
+    finally:
+        for connection in stalled.values():
+            connection.close()
+        for process in served.values():
+            process.stop()
+
+    assert after.split(b" ")[1:2] == [b"404"], after
+    assert answers == {
+        "a declared length": b"408",
+        "a chunked body": b"408",
+        "a caption request": b"408",
+        # No route reads it: the answer was owed before the body, and is given.
+        "a path no route takes": b"404",
+    }
