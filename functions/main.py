@@ -64,6 +64,7 @@ def _misconfigured(
     from cartcast.clock import SystemClock
     from cartcast.logs import get_logger
 
+    web.bound_body_waits(request, web.BODY_WAIT_S)
     web.discard_body(request)
     return web.error_response(error, get_logger("cartcast"), SystemClock().now())
 
@@ -81,7 +82,9 @@ def answer_unrouted_path(error: Exception) -> tuple[str, int, dict[str, str]]:
 
     from cartcast import web
 
-    # No function ran to discard the body it did not read (web.discard_body).
+    # No function ran to discard the body it did not read (web.discard_body),
+    # nor to bound the wait for it; settings may not load, so the default does.
+    web.bound_body_waits(flask.request, web.BODY_WAIT_S)
     web.discard_body(flask.request)
     path = flask.request.path
     if path == "/console" or path.startswith("/console/"):

@@ -396,7 +396,8 @@ def test_a_function_whose_settings_do_not_load_reads_its_body_away_unheld(
 
 # Requests whose body stops arriving, sent to functions served under gunicorn with
 # two threads: the target, the head, and what of the body is sent before the
-# client goes quiet (it keeps the connection open).
+# client goes quiet (it keeps the connection open). The caption request is sent
+# with a brand's key, the others with the operator's.
 STALLED_BODIES = {
     "a declared length": (
         "api",
@@ -414,6 +415,18 @@ STALLED_BODIES = {
         "generate_caption",
         "POST / HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n",
         b"",
+    ),
+    "a signed order": (
+        "api",
+        "POST /v1/webhooks/orders/test-goods HTTP/1.1\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n",
+        b"{",
+    ),
+    "a console form": (
+        "api",
+        "POST /console/signin HTTP/1.1\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n",
+        b"key=",
     ),
     "a path no route takes": (
         "api",
@@ -435,7 +448,7 @@ def status_of(connection) -> bytes:
 
 
 def test_a_body_that_stops_arriving_is_a_408_and_frees_its_thread(
-    function_env, tmp_path
+    function_env, brand_key, tmp_path
 ) -> None:
     import socket
 
@@ -444,6 +457,7 @@ def test_a_body_that_stops_arriving_is_a_408_and_frees_its_thread(
         **function_env,
         "THREADS": str(STALLED_THREADS),
         "CARTCAST_BODY_WAIT_S": "1",
+        "CARTCAST_CONSOLE_SECRET": "s" * 32,
     }
     served = {
         target: FunctionProcess(target, env, tmp_path).start()
@@ -457,7 +471,8 @@ def test_a_body_that_stops_arriving_is_a_408_and_frees_its_thread(
         for case, (target, head, sent) in STALLED_BODIES.items():
             parts = urlsplit(served[target].url)
             connection = socket.create_connection((parts.hostname, parts.port), 60)
-            authorization = f"Authorization: Bearer {OPERATOR_KEY}\r\n"
+            key = brand_key if target == "generate_caption" else OPERATOR_KEY
+            authorization = f"Authorization: Bearer {key}\r\n"
             connection.sendall(
                 f"{head}Host: 127.0.0.1\r\n{authorization}\r\n".encode() + sent
             )
@@ -480,6 +495,8 @@ def test_a_body_that_stops_arriving_is_a_408_and_frees_its_thread(
         "a declared length": b"408",
         "a chunked body": b"408",
         "a caption request": b"408",
+        "a signed order": b"408",
+        "a console form": b"408",
         # No route reads it: the answer was owed before the body, and is given.
         "a path no route takes": b"404",
     }

@@ -354,6 +354,7 @@ def test_a_15_minute_post_limit_above_the_3_hour_one_is_refused() -> None:
         ("CARTCAST_WEBHOOK_LOOKUP_TIMEOUT_S", "11", "10"),
         ("CARTCAST_CAPTION_IDLE_MAX_S", "3601", "3600"),
         ("CARTCAST_FUNCTION_TIMEOUT_S", "541", "540"),
+        ("CARTCAST_BODY_WAIT_S", "541", "540"),
         ("CARTCAST_X_POSTS_PER_15MIN_PER_USER", "10000001", "100"),
         ("CARTCAST_X_POSTS_PER_3H_PER_USER", "10000001", "10000000"),
         ("CARTCAST_X_POSTS_PER_24H_PER_APP", "10000001", "10000000"),

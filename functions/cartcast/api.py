@@ -313,8 +313,10 @@ def handle(request: Any, runtime: Any) -> web.Response:
     """Route one HTTP request and answer it as JSON; /console is the web console.
 
     Whatever of the body the route did not read is discarded before the answer
-    goes, so the client gets it, and never held (web.discard_body).
+    goes, so the client gets it, and never held (web.discard_body); a body that
+    stops arriving is waited for at most CARTCAST_BODY_WAIT_S at a time.
     """
+    web.bound_body_waits(request, runtime.settings.body_wait_s)
     try:
         return _route(request, runtime)
     finally:
@@ -402,8 +404,10 @@ def _refuse_unknown_query(
 def handle_caption_request(request: Any, runtime: Any) -> web.Response:
     """Answer the generate_caption function: POST a caption request, get drafts.
 
-    As in `handle`, a body not read is discarded, not held.
+    As in `handle`, a body not read is discarded, not held, and a body that stops
+    arriving is waited for at most CARTCAST_BODY_WAIT_S at a time.
     """
+    web.bound_body_waits(request, runtime.settings.body_wait_s)
     try:
         return _caption_request(request, runtime)
     finally:

@@ -65,6 +65,7 @@ from cartcast import (
 from cartcast.console_session import Session, SessionExpired
 from cartcast.db import Transaction
 from cartcast.errors import (
+    BodyTimedOut,
     CartcastError,
     ConfigurationError,
     Conflict,
@@ -244,6 +245,10 @@ def handle(request: Any, runtime: Any) -> Response:
                 413,
                 f"This form is larger than {body_bytes_max // (1024 * 1024)} MiB, "
                 "the most the console takes from one form.",
+            )
+        except BodyTimedOut:
+            return _message_page(
+                408, "This form stopped arriving before its end; send it again."
             )
         except InvalidRequest:
             return _message_page(

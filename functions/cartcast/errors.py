@@ -10,6 +10,7 @@
         ├── Unauthorized     no key, or a key that matches no brand (401)
         ├── Forbidden        a key that may not do this (403)
         ├── NotFound         absent, or belongs to another brand (404)
+        ├── BodyTimedOut     a body that stopped arriving before its end (408)
         ├── Conflict         the request clashes with the current state (409)
         ├── PayloadTooLarge  a body past its route's limit, read away (413)
         ├── UnsupportedMediaType  a body not JSON, not UTF-8 or compressed (415)
@@ -102,6 +103,10 @@ class Forbidden(InvalidRequest):
 
 class NotFound(InvalidRequest):
     status = 404
+
+
+class BodyTimedOut(InvalidRequest):
+    status = 408
 
 
 class Conflict(InvalidRequest):

@@ -259,6 +259,8 @@ class Settings:
     sweep_scheduler_job: str | None = None
     scheduler_endpoint: str | None = None
     scheduler_timeout_s: float = 10.0
+    # How long the HTTP functions wait for the next bytes of a request's body.
+    body_wait_s: float = 10.0
     # Connecting brands' X accounts with OAuth 2.0 (x_oauth.py, decision 0030).
     x_client_id: str | None = None
     x_client_secret: str | None = None
@@ -632,6 +634,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             float,
             at_most=RUN_WAIT_MAX_S,
             unit=" seconds",
+        ),
+        body_wait_s=number(
+            "CARTCAST_BODY_WAIT_S", 10.0, float, at_most=RUN_WAIT_MAX_S, unit=" seconds"
         ),
         x_client_id=text("CARTCAST_X_CLIENT_ID"),
         x_client_secret=text("CARTCAST_X_CLIENT_SECRET"),

@@ -21,6 +21,7 @@ from typing import Any
 from werkzeug.exceptions import ClientDisconnected
 
 from cartcast.errors import (
+    BodyTimedOut,
     CartcastError,
     ConfigurationError,
     InvalidRequest,
@@ -36,6 +37,8 @@ BODY_BYTES_MAX = 2 * 1024 * 1024
 # away before it answers, in pieces it keeps none of (decision 0076).
 DISCARD_BYTES_MAX = 32 * 1024 * 1024
 DISCARD_PIECE_BYTES = 64 * 1024
+# What CARTCAST_BODY_WAIT_S defaults to, and the wait where settings do not load.
+BODY_WAIT_S = 10.0
 # Far beyond any store export; keeps json.dumps and jsonb well inside their limits.
 JSON_DEPTH_MAX = 64
 FIELD_LENGTH_MAX = 200
@@ -242,6 +245,16 @@ def read_body_within(request: Any, bytes_max: int) -> bytes:
     while size <= bytes_max:
         try:
             chunk = request.stream.read(bytes_max + 1 - size)
+        except TimeoutError as error:
+            # Waiting for the rest again, to read it away, would hold the thread
+            # as long once more: the server closes this connection instead.
+            chunks.clear()
+            request.stream = io.BytesIO()
+            raise BodyTimedOut(
+                f"the body stopped arriving: nothing came for {_wait_s(request):g} "
+                "s before its end; send it again, whole",
+                field="body",
+            ) from error
         except _broken_body_errors() as error:
             chunks.clear()
             discard_body(request)
@@ -258,6 +271,27 @@ def read_body_within(request: Any, bytes_max: int) -> bytes:
         discard_body(request)
         raise too_large
     return b"".join(chunks)
+
+
+def bound_body_waits(request: Any, wait_s: float) -> None:
+    """Make every read of the request's body wait at most `wait_s` for its next
+    bytes; past that the read raises TimeoutError (a 408 in read_body_within).
+
+    gunicorn, which functions-framework serves with, reads a body with no timeout
+    of its own: a client that declares a body and stops sending it would hold one
+    of the instance's threads (functions-framework starts 4 a core) until it
+    hung up, and a few such clients would leave the instance answering nobody.
+    Writing the answer is bounded the same way. Served otherwise (Werkzeug's
+    test client), there is no socket, and nothing changes.
+    """
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(wait_s)
+
+
+def _wait_s(request: Any) -> float:
+    sock = request.environ.get("gunicorn.socket")
+    return (sock.gettimeout() if sock is not None else None) or BODY_WAIT_S
 
 
 def discard_body(request: Any) -> None:
