@@ -682,3 +682,49 @@ def test_a_deployment_missing_its_settings_answers_the_json_error_of_every_route
     assert answer.get_json() == {
         "error": {"code": "internal", "message": "internal error"}
     }
+
+
+# Each way a request is refused as unauthenticated, and the challenge it names:
+# RFC 9110 section 11.6.1 requires one on every 401, and RFC 6750 section 3 spells
+# a bearer token's, with error="invalid_token" for a token that was sent.
+UNAUTHENTICATED = {
+    "no key": (None, 'Bearer realm="cartcast"'),
+    "not a bearer key": ("Basic Zm9vOmJhcg==", 'Bearer realm="cartcast"'),
+    "an unknown key": (
+        "Bearer cc_unknown",
+        'Bearer realm="cartcast", error="invalid_token"',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNAUTHENTICATED))
+@pytest.mark.parametrize("function", ["api", "generate_caption"])
+def test_a_401_names_the_bearer_challenge(function_env, function, case) -> None:
+    authorization, challenge = UNAUTHENTICATED[case]
+    client = make_app(function, "http").test_client()
+    headers = {"Authorization": authorization} if authorization else {}
+    path = "/v1/posts" if function == "api" else "/"
+    method = "GET" if function == "api" else "POST"
+
+    answer = client.open(path, method=method, headers=headers, json={})
+
+    assert answer.status_code == 401, answer.get_data(as_text=True)
+    assert answer.headers.get("WWW-Authenticate") == challenge
+
+
+def test_a_revoked_key_is_a_401_with_the_invalid_token_challenge(
+    client, role_keys
+) -> None:
+    made = post_json(
+        client, "/v1/keys", {"name": "gone", "role": "viewer"}, role_keys["admin"]
+    ).get_json()
+    client.post(
+        f"/v1/keys/{made['key']['id']}/revoke", headers=auth(role_keys["admin"])
+    )
+
+    answer = client.get("/v1/posts", headers=auth(made["api_key"]))
+
+    assert answer.status_code == 401
+    assert answer.headers.get("WWW-Authenticate") == (
+        'Bearer realm="cartcast", error="invalid_token"'
+    )

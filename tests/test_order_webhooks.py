@@ -235,6 +235,25 @@ def test_a_brand_past_its_offboarding_grace_takes_no_signed_orders(
     assert stored_orders() == []
 
 
+def test_a_refused_signature_names_the_header_it_wants(app, brand) -> None:
+    # RFC 9110 section 11.6.1: a 401 carries at least one challenge. The store
+    # signs with no HTTP authentication scheme, so it names the header it reads.
+    raw = shopify_order()
+    headers = {**headers_for(raw), "X-Shopify-Hmac-Sha256": sign(b"another body")}
+
+    answer = app.test_client().post(
+        "/v1/webhooks/orders/test-goods",
+        data=raw,
+        headers=headers,
+        content_type="application/json",
+    )
+
+    assert answer.status_code == 401
+    assert answer.headers.get("WWW-Authenticate") == (
+        'HMAC-SHA256 realm="cartcast", header="X-Shopify-Hmac-Sha256"'
+    )
+
+
 def test_a_body_changed_after_signing_is_a_401(server, brand) -> None:
     raw = shopify_order()
     headers = headers_for(raw)
