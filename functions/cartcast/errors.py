@@ -93,8 +93,26 @@ class InvalidRequest(CartcastError):
         self.retry_after_s = retry_after_s
 
 
+BEARER_CHALLENGE = 'Bearer realm="cartcast"'
+# RFC 6750 section 3.1: a bearer token was sent, and is not one the server takes.
+INVALID_TOKEN_CHALLENGE = 'Bearer realm="cartcast", error="invalid_token"'
+
+
 class Unauthorized(InvalidRequest):
+    """No credentials, or ones that identify no one; answered with the
+    WWW-Authenticate `challenge` every 401 carries (RFC 9110 section 11.6.1)."""
+
     status = 401
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        challenge: str = BEARER_CHALLENGE,
+    ) -> None:
+        super().__init__(message, field=field)
+        self.challenge = challenge
 
 
 class Forbidden(InvalidRequest):

@@ -28,7 +28,14 @@ from typing import Any
 
 from cartcast import audit, validation
 from cartcast.db import Transaction
-from cartcast.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from cartcast.errors import (
+    INVALID_TOKEN_CHALLENGE,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+)
 
 KEY_PREFIX = "cc_"
 # Lowest first: each role may do what the roles before it may.
@@ -119,7 +126,7 @@ class RevokedKey(Unauthorized):
     """A revoked key was used; its brand is known, so the attempt is recorded."""
 
     def __init__(self, message: str, *, brand_id: str, key_name: str) -> None:
-        super().__init__(message)
+        super().__init__(message, challenge=INVALID_TOKEN_CHALLENGE)
         self.brand_id = brand_id
         self.key_name = key_name
 
@@ -184,14 +191,18 @@ def authenticate(
     # Keys are ASCII (token_urlsafe); hmac.compare_digest raises TypeError for str
     # with other characters, so those are simply unknown, and bytes are compared.
     if not token.isascii():
-        raise Unauthorized("unknown or revoked API key")
+        raise Unauthorized(
+            "unknown or revoked API key", challenge=INVALID_TOKEN_CHALLENGE
+        )
     if operator_key and hmac.compare_digest(
         token.encode(), operator_key.encode("utf-8", "surrogateescape")
     ):
         return Caller(brand_id=None, key_name="operator", role="operator")
     row = tx.one(SELECT_ANY_KEY, key_hash=hash_key(token))
     if row is None:
-        raise Unauthorized("unknown or revoked API key")
+        raise Unauthorized(
+            "unknown or revoked API key", challenge=INVALID_TOKEN_CHALLENGE
+        )
     if row["revoked_at"] is not None:
         raise RevokedKey(
             "unknown or revoked API key",

@@ -30,6 +30,7 @@ from typing import Any
 from cartcast import holds
 from cartcast.db import Transaction
 from cartcast.errors import (
+    INVALID_TOKEN_CHALLENGE,
     ConfigurationError,
     Conflict,
     Forbidden,
@@ -246,7 +247,9 @@ def refuse_after_grace(
 ) -> None:
     """Refuse a brand's key once its grace period is over, swept or not (401)."""
     if brand_id is not None and tx.one(PAST_GRACE, brand_id=brand_id, now=now):
-        raise Unauthorized("unknown or revoked API key")
+        raise Unauthorized(
+            "unknown or revoked API key", challenge=INVALID_TOKEN_CHALLENGE
+        )
 
 
 def require_admin(role: str, what: str) -> None:

@@ -42,6 +42,9 @@ SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
 WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
 SHOP_DOMAIN_HEADER = "X-Shopify-Shop-Domain"
+# The challenge of a refused delivery's 401 (RFC 9110 section 11.6.1 wants one):
+# the store signs with no HTTP authentication scheme, so it names the header read.
+SIGNATURE_CHALLENGE = f'HMAC-SHA256 realm="cartcast", header="{SIGNATURE_HEADER}"'
 ORDER_TOPIC = "orders/create"
 CANCELLED_TOPIC = "orders/cancelled"
 REFUND_TOPIC = "refunds/create"
@@ -83,13 +86,17 @@ def receive_signed_order(
     if brand is None or secret is None or not signed:
         raise Unauthorized(
             f"missing or wrong {SIGNATURE_HEADER} signature for this brand's "
-            "webhook secret"
+            "webhook secret",
+            challenge=SIGNATURE_CHALLENGE,
         )
     # Past its offboarding grace a brand's keys no longer work, and the sweep is
     # deleting its rows over several ticks: an order stored now would mark a day
     # the rollup then rewrites from half-deleted tables, the day the brand keeps.
     if tx.one(offboarding.PAST_GRACE, brand_id=brand["id"], now=now):
-        raise Unauthorized("this brand is offboarded; its order webhook is closed")
+        raise Unauthorized(
+            "this brand is offboarded; its order webhook is closed",
+            challenge=SIGNATURE_CHALLENGE,
+        )
 
     topic = _topic(headers.get(TOPIC_HEADER))
     webhook_id = _webhook_id(headers.get(WEBHOOK_ID_HEADER))

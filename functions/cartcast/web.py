@@ -28,6 +28,7 @@ from cartcast.errors import (
     PayloadTooLarge,
     RateLimited,
     TransientError,
+    Unauthorized,
     UnsupportedMediaType,
 )
 
@@ -526,6 +527,8 @@ def error_response(error: CartcastError, log: Any, now: dt.datetime) -> Response
         headers = {}
         if error.retry_after_s is not None:
             headers["Retry-After"] = str(error.retry_after_s)
+        if isinstance(error, Unauthorized):
+            headers["WWW-Authenticate"] = error.challenge
         return json_response({"error": body}, error.status, headers)
     if isinstance(error, TransientError):
         headers = {}
