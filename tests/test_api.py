@@ -13,7 +13,8 @@ import pytest
 
 from cartcast import brands, web
 from cartcast import catalog as catalog_module
-from tests.conftest import OPERATOR_KEY
+from cartcast import runtime as runtime_module
+from tests.conftest import OPERATOR_KEY, make_app
 from tests.helpers import (
     auth,
     brand_body,
@@ -492,6 +493,30 @@ def test_an_unknown_id_is_a_404_naming_its_path_parameter(
 def test_unknown_routes_and_methods_answer_404_and_405(client, brand_key) -> None:
     assert client.get("/v2/nothing", headers=auth(brand_key)).status_code == 404
     assert client.delete("/v1/products", headers=auth(brand_key)).status_code == 405
+
+
+# A method each path does not take, and the methods it does. RFC 9110 section
+# 15.5.6: a 405 names them in Allow, the console's pages as the API's routes.
+NOT_TAKEN = {
+    ("DELETE", "/v1/products"): "GET, HEAD, POST",
+    ("PUT", "/console/signin"): "GET, HEAD, POST",
+    ("DELETE", "/console"): "GET, HEAD",
+    ("POST", "/console/console.css"): "GET, HEAD",
+}
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(NOT_TAKEN))
+def test_a_405_names_the_methods_the_path_takes_in_allow(
+    function_env, monkeypatch, brand_key, method, path
+) -> None:
+    monkeypatch.setenv("CARTCAST_CONSOLE_SECRET", "s" * 32)
+    runtime_module.reset()
+    client = make_app("api", "http").test_client()
+
+    answer = client.open(path, method=method, headers=auth(brand_key))
+
+    assert answer.status_code == 405
+    assert answer.headers.get("Allow") == NOT_TAKEN[method, path]
 
 
 def test_captions_are_stored_and_scheduled_into_slots(client, brand_key) -> None:
