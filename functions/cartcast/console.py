@@ -228,8 +228,11 @@ def handle(request: Any, runtime: Any) -> Response:
         )
     except RouteNotFound:
         return page_not_found()
-    except MethodNotAllowed:
-        return _message_page(405, "This page does not take that kind of request.")
+    except MethodNotAllowed as error:
+        # RFC 9110 section 15.5.6: a 405 names the methods the page takes.
+        page = _message_page(405, "This page does not take that kind of request.")
+        page[2]["Allow"] = ", ".join(sorted(error.valid_methods or []))
+        return page
     if endpoint == "stylesheet":
         return _stylesheet()
     if endpoint == "icon":
