@@ -728,3 +728,23 @@ def test_a_revoked_key_is_a_401_with_the_invalid_token_challenge(
     assert answer.headers.get("WWW-Authenticate") == (
         'Bearer realm="cartcast", error="invalid_token"'
     )
+
+
+# The header sent twice reaches the function as one value joined by a comma
+# (gunicorn joins with ",", Werkzeug's test client with ", ").
+@pytest.mark.parametrize(
+    "second", ["Bearer cc_other", "Basic Zm9vOmJhcg==", "<same>"], ids=str
+)
+@pytest.mark.parametrize("joiner", [",", ", "])
+def test_authorization_sent_twice_is_a_400_naming_it(
+    client, brand_key, second, joiner
+) -> None:
+    first = f"Bearer {brand_key}"
+    joined = first + joiner + (first if second == "<same>" else second)
+
+    answer = client.get("/v1/posts", environ_overrides={"HTTP_AUTHORIZATION": joined})
+
+    assert answer.status_code == 400, answer.get_json()
+    error = answer.get_json()["error"]
+    assert error["field"] == "Authorization"
+    assert "more than once" in error["message"]
