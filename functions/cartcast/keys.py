@@ -42,6 +42,10 @@ KEY_PREFIX = "cc_"
 ROLES = ("viewer", "editor", "approver", "admin")
 OPERATOR = "operator"
 KEY_FIELDS = ("name", "role")
+# A comma, then an auth-scheme and its credentials: the header sent twice, which
+# the server hands over as one value joined by a comma (RFC 9110 section 5.3). No
+# key cartcast issues holds a comma (token_urlsafe).
+REPEATED_CREDENTIALS = re.compile(r",\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+ +\S")
 # Names are what the audit trail shows as the actor: no "system:..." look-alikes,
 # and no space at the end, where "ops" and "ops " would read as one name.
 KEY_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._@-]{0,62}[A-Za-z0-9._@-])?")
@@ -198,6 +202,13 @@ def authenticate(
         token.encode(), operator_key.encode("utf-8", "surrogateescape")
     ):
         return Caller(brand_id=None, key_name="operator", role="operator")
+    if REPEATED_CREDENTIALS.search(token):
+        # RFC 6750 section 3.1: credentials given more than once are a 400
+        # (invalid_request), not a key that is unknown.
+        raise InvalidRequest(
+            "Authorization is given more than once; send it once, as 'Bearer <key>'",
+            field="Authorization",
+        )
     row = tx.one(SELECT_ANY_KEY, key_hash=hash_key(token))
     if row is None:
         raise Unauthorized(
