@@ -103,6 +103,27 @@ def test_every_status_a_route_answers_a_refused_body_with_is_listed(
     assert unlisted == [], "\n".join(map(str, unlisted))
 
 
+def test_every_route_that_refuses_a_query_parameter_lists_the_400(
+    function_env,
+) -> None:
+    """A parameter the operation does not take (`GET /v1/brand?x=1`), or
+    Authorization sent twice, is a 400 naming it on every route a key opens,
+    those that take no body and no parameter too; each lists the 400."""
+    spec = yaml.safe_load(SPEC.read_text())
+    client = make_app("api", "http").test_client()
+    created = post_json(client, "/v1/brands", brand_body(), OPERATOR_KEY)
+    brand_key = created.get_json()["api_key"]
+    unlisted = []
+
+    for spec_path, method, path, headers in _served_requests(brand_key):
+        listed = spec["paths"][spec_path][method.lower()]["responses"]
+        answer = client.open(f"{path}?unlisted=1", method=method, headers=headers)
+        if answer.status_code == 400 and "400" not in listed:
+            unlisted.append((method, spec_path))
+
+    assert unlisted == [], "\n".join(map(str, unlisted))
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A YAML loader that refuses a key given twice in one mapping.
 
