@@ -153,7 +153,7 @@ def test_every_operation_of_the_spec_that_lists_refusals_is_read() -> None:
     listed = apifuzz.refusals_beyond_schema()
 
     assert listed["GET /v1/x/callback"] == {"state", "code"}
-    assert listed["POST /v1/products"] == {"products[].sku"}
+    assert listed["POST /v1/products"] == {"products[].sku", "products[].handle"}
 
 
 def test_a_hand_made_request_with_no_answer_is_named_not_a_crash() -> None:
