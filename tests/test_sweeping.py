@@ -144,6 +144,63 @@ def test_the_posts_waiting_for_the_shared_app_s_window_are_not_missed(
     assert tweets_sent(x_sandbox) == 1
 
 
+def test_the_posts_a_brand_s_x_pause_held_are_not_missed_just_after_it_ends(
+    x_runtime, clock, x_sandbox, alerts
+) -> None:
+    # Held posts count as due when the pause ends, as at the operator's resume
+    # (decision 0080): a sweep between its end and the next tick saw the job as
+    # not running.
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=2)
+    _, second = brand_posts(x_runtime, brand_id)
+    x_sandbox.add_fault(
+        method="POST", path_prefix="/2/tweets", status=429, reset_in_s=3600, count=1
+    )
+    clock.set(second["scheduled_at"])
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    clock.set(paused_until(x_runtime, brand_id) + dt.timedelta(seconds=30))
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    assert outcome["missed"] == 0
+    assert missed_job_alerts(alerts) == []
+    assert states(x_runtime, brand_id) == ["scheduled", "scheduled"]
+
+
+def test_the_posts_the_shared_app_s_window_held_are_not_missed_just_after_it_ends(
+    x_runtime, clock, x_sandbox, alerts
+) -> None:
+    x_runtime.settings = dataclasses.replace(
+        x_runtime.settings, x_posts_per_24h_per_app=1
+    )
+    with_late_bound(x_runtime, hours=48)
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=2)
+    _, second = brand_posts(x_runtime, brand_id)
+    clock.set(second["scheduled_at"])
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    clock.set(app_paused_until(x_runtime) + dt.timedelta(seconds=30))
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    assert outcome["missed"] == 0
+    assert missed_job_alerts(alerts) == []
+    assert states(x_runtime, brand_id) == ["published", "scheduled"]
+
+
+def paused_until(runtime, brand_id: str) -> dt.datetime:
+    with runtime.database.transaction() as tx:
+        return tx.scalar(
+            "SELECT x_posts_paused_until FROM brands WHERE id = :brand_id",
+            brand_id=brand_id,
+        )
+
+
+def app_paused_until(runtime) -> dt.datetime:
+    with runtime.database.transaction() as tx:
+        return tx.scalar(
+            "SELECT posts_paused_until FROM x_app_pauses WHERE app = 'shared'"
+        )
+
+
 def with_late_bound(runtime, hours: float) -> None:
     runtime.settings = dataclasses.replace(
         runtime.settings, missed_max_late_s=int(hours * 3600)
