@@ -15,7 +15,8 @@ a broken deployment), not that it was busy. The sweeper is the same function,
    none of them);
 3. find the missed posts: `scheduled`, due more than CARTCAST_MISSED_AFTER_S ago, of
    a brand X has not paused (nor, for a brand on the shared app, the app's full
-   window: the claim skips those posts as it skips a 429's), and without any
+   window: the claim skips those posts as it skips a 429's) since that time, so
+   the posts such a pause held count as due when it ends, and without any
    attempt started in that time (a post retried or re-queued by a run that did
    look at it is not missed). While the
    operator's pause stands no post is missed, and until CARTCAST_MISSED_AFTER_S
@@ -57,9 +58,9 @@ LEFT JOIN publishing_resume r ON true
 WHERE p.state = 'scheduled' AND p.scheduled_at <= :missed_before
   AND (r.resumed_at IS NULL OR r.resumed_at <= :missed_before)
   AND NOT EXISTS (SELECT 1 FROM publishing_pause)
-  AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :as_of)
+  AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :missed_before)
   AND (b.x_own_app OR NOT EXISTS (SELECT 1 FROM x_app_pauses ap
-      WHERE ap.app = 'shared' AND ap.posts_paused_until > :as_of))
+      WHERE ap.app = 'shared' AND ap.posts_paused_until > :missed_before))
   AND (p.not_before IS NULL OR p.not_before <= :as_of)
   AND b.x_disconnected_at IS NULL
   AND NOT EXISTS (
