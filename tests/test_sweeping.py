@@ -186,6 +186,42 @@ def test_the_posts_the_shared_app_s_window_held_are_not_missed_just_after_it_end
     assert states(x_runtime, brand_id) == ["published", "scheduled"]
 
 
+class UpperBound:
+    """A random source whose every draw is the top of its range."""
+
+    def uniform(self, low: float, high: float) -> float:
+        return high
+
+
+def test_a_post_retried_after_a_long_back_off_is_not_missed_just_after_it_ends(
+    x_runtime, clock, x_sandbox, alerts
+) -> None:
+    # A back-off longer than CARTCAST_MISSED_AFTER_S (the cap allows 1800 s by
+    # default) leaves the post's last attempt older than the missed clock when
+    # its not_before comes; the next tick, not a sweep, is due to send it.
+    x_runtime.settings = dataclasses.replace(
+        x_runtime.settings, publish_retry_base_s=1200
+    )
+    x_runtime.random = UpperBound()
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    (post,) = brand_posts(x_runtime, brand_id)
+    x_sandbox.add_fault(method="POST", path_prefix="/2/tweets", status=503, count=1)
+    clock.set(post["scheduled_at"])
+    publishing.publish_due(x_runtime, as_of=clock.now())
+    clock.set(not_before(x_runtime, post["id"]) + dt.timedelta(seconds=30))
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    assert outcome["missed"] == 0
+    assert missed_job_alerts(alerts) == []
+    assert states(x_runtime, brand_id) == ["scheduled"]
+
+
+def not_before(runtime, post_id) -> dt.datetime:
+    with runtime.database.transaction() as tx:
+        return tx.scalar("SELECT not_before FROM posts WHERE id = :id", id=post_id)
+
+
 def paused_until(runtime, brand_id: str) -> dt.datetime:
     with runtime.database.transaction() as tx:
         return tx.scalar(
