@@ -16,9 +16,10 @@ a broken deployment), not that it was busy. The sweeper is the same function,
 3. find the missed posts: `scheduled`, due more than CARTCAST_MISSED_AFTER_S ago, of
    a brand X has not paused (nor, for a brand on the shared app, the app's full
    window: the claim skips those posts as it skips a 429's) since that time, so
-   the posts such a pause held count as due when it ends, and without any
-   attempt started in that time (a post retried or re-queued by a run that did
-   look at it is not missed). While the
+   the posts such a pause held count as due when it ends, as a retried post
+   counts as due at its `not_before`, and without any attempt started in that
+   time (a post retried or re-queued by a run that did look at it is not
+   missed). While the
    operator's pause stands no post is missed, and until CARTCAST_MISSED_AFTER_S
    after its resume none is either: the publish job could not run before, so the
    posts that came due during the pause (or whose turn it refused) count as due
@@ -51,6 +52,10 @@ UPDATE posts SET state = 'held', failure_reason = :reason, lease_until = NULL,
     updated_at = :now
 WHERE id = :post_id AND state = 'scheduled'
 """
+# Every hold is compared with missed_before, not now: a post counts as due from
+# when the last thing holding it (a resume, an X pause, a back-off) let it go, so
+# the next tick has CARTCAST_MISSED_AFTER_S to send it before a sweep calls it
+# missed.
 SELECT_MISSED = """
 SELECT p.id, p.brand_id, p.scheduled_at FROM posts p
 JOIN brands b ON b.id = p.brand_id
@@ -61,7 +66,7 @@ WHERE p.state = 'scheduled' AND p.scheduled_at <= :missed_before
   AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :missed_before)
   AND (b.x_own_app OR NOT EXISTS (SELECT 1 FROM x_app_pauses ap
       WHERE ap.app = 'shared' AND ap.posts_paused_until > :missed_before))
-  AND (p.not_before IS NULL OR p.not_before <= :as_of)
+  AND (p.not_before IS NULL OR p.not_before <= :missed_before)
   AND b.x_disconnected_at IS NULL
   AND NOT EXISTS (
       SELECT 1 FROM publish_attempts a
@@ -80,7 +85,7 @@ def sweep_missed(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     with runtime.database.transaction() as tx:
         expired = tx.rows(publishing.EXPIRE_LEASES, now=runtime.clock.now())
         too_late = hold_too_late(tx, late_before=late_before, now=as_of)
-        missed = tx.rows(SELECT_MISSED, missed_before=missed_before, as_of=as_of)
+        missed = tx.rows(SELECT_MISSED, missed_before=missed_before)
 
     counts = {"expired": len(expired), "too_late": too_late, "missed": len(missed)}
     if too_late:
