@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from cartcast import connections, events, posts, publishing, sweeping
+from cartcast import connections, crisis, events, posts, publishing, sweeping
 from tests.conftest import OPERATOR_KEY, START, make_app
 from tests.helpers import (
     ALPHA,
@@ -220,6 +220,28 @@ def test_a_post_retried_after_a_long_back_off_is_not_missed_just_after_it_ends(
 def not_before(runtime, post_id) -> dt.datetime:
     with runtime.database.transaction() as tx:
         return tx.scalar("SELECT not_before FROM posts WHERE id = :id", id=post_id)
+
+
+def test_the_posts_a_crisis_pause_held_are_not_missed_just_after_its_resume(
+    x_runtime, clock, x_sandbox, alerts
+) -> None:
+    # The resume puts them back in `scheduled`, long due: the next tick sends
+    # them, and a sweep before it must not report the publish job.
+    brand_id = make_brand(x_runtime, "alpha", ALPHA, products=1)
+    (post,) = brand_posts(x_runtime, brand_id)
+    with x_runtime.database.transaction() as tx:
+        crisis.pause_brand(
+            tx, brand_id=brand_id, actor="test", reason=None, now=clock.now()
+        )
+    clock.set(post["scheduled_at"] + dt.timedelta(hours=1))
+    with x_runtime.database.transaction() as tx:
+        crisis.resume_brand(tx, brand_id=brand_id, now=clock.now(), actor="test")
+
+    outcome = sweeping.sweep_missed(x_runtime, as_of=clock.now())
+
+    assert outcome["missed"] == 0
+    assert missed_job_alerts(alerts) == []
+    assert states(x_runtime, brand_id) == ["scheduled"]
 
 
 def paused_until(runtime, brand_id: str) -> dt.datetime:
