@@ -17,7 +17,8 @@ a broken deployment), not that it was busy. The sweeper is the same function,
    a brand X has not paused (nor, for a brand on the shared app, the app's full
    window: the claim skips those posts as it skips a 429's) since that time, so
    the posts such a pause held count as due when it ends, as a retried post
-   counts as due at its `not_before`, and without any attempt started in that
+   counts as due at its `not_before` and a post released from `held` (a crisis
+   resume, a reconnection) at its release, and without any attempt started in that
    time (a post retried or re-queued by a run that did look at it is not
    missed). While the
    operator's pause stands no post is missed, and until CARTCAST_MISSED_AFTER_S
@@ -53,14 +54,17 @@ UPDATE posts SET state = 'held', failure_reason = :reason, lease_until = NULL,
 WHERE id = :post_id AND state = 'scheduled'
 """
 # Every hold is compared with missed_before, not now: a post counts as due from
-# when the last thing holding it (a resume, an X pause, a back-off) let it go, so
-# the next tick has CARTCAST_MISSED_AFTER_S to send it before a sweep calls it
-# missed.
+# when the last thing holding it (a resume, an X pause, a back-off, a release
+# from `held`, which writes updated_at) let it go, so the next tick has
+# CARTCAST_MISSED_AFTER_S to send it before a sweep calls it missed. A lease
+# this sweep expired (expired_ids) is no release: a running publish job's claim
+# would have expired it first.
 SELECT_MISSED = """
 SELECT p.id, p.brand_id, p.scheduled_at FROM posts p
 JOIN brands b ON b.id = p.brand_id
 LEFT JOIN publishing_resume r ON true
 WHERE p.state = 'scheduled' AND p.scheduled_at <= :missed_before
+  AND (p.updated_at <= :missed_before OR p.id = ANY(CAST(:expired_ids AS uuid[])))
   AND (r.resumed_at IS NULL OR r.resumed_at <= :missed_before)
   AND NOT EXISTS (SELECT 1 FROM publishing_pause)
   AND (b.x_posts_paused_until IS NULL OR b.x_posts_paused_until <= :missed_before)
@@ -85,7 +89,11 @@ def sweep_missed(runtime: Any, *, as_of: dt.datetime) -> dict[str, int]:
     with runtime.database.transaction() as tx:
         expired = tx.rows(publishing.EXPIRE_LEASES, now=runtime.clock.now())
         too_late = hold_too_late(tx, late_before=late_before, now=as_of)
-        missed = tx.rows(SELECT_MISSED, missed_before=missed_before)
+        missed = tx.rows(
+            SELECT_MISSED,
+            missed_before=missed_before,
+            expired_ids=[str(row["id"]) for row in expired],
+        )
 
     counts = {"expired": len(expired), "too_late": too_late, "missed": len(missed)}
     if too_late:
