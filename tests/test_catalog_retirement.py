@@ -423,6 +423,32 @@ def test_a_csv_product_whose_stock_nobody_tracks_stays_in_a_job_for_all(
     assert tracked == {"in-stock": True, "sold-out": True, "untracked": False}
 
 
+def test_a_csv_product_with_a_variant_nobody_tracks_is_not_sold_out(
+    client,  # noqa: F811
+    signed_in,  # noqa: F811
+) -> None:
+    """Shopify sells a variant whose inventory nobody tracks whatever its
+    quantity (exported as 0): a product with one such variant is on sale even
+    when its tracked variants have none left."""
+    key = signed_in["key"]
+    for sku in ("BEA-ESS-ESS-001", "BEA-GLA-EYE-002"):
+        retire(client, key, sku)
+    header = SHOPIFY_COLUMNS + ",Variant Inventory Tracker"
+    lines = [
+        header,
+        "mixed,Mixed Mug,,,,,Size,Small,,12.00,,0,,,,shopify",
+        "mixed,,,,,,,Large,,12.00,,0,,,,",
+    ]
+    token = csrf_of(client, "/console/catalog")
+    upload(client, token, ("\r\n".join(lines) + "\r\n").encode(), "export.csv")
+
+    job = job_for(client, key, {"products": "all"})
+
+    assert job["progress"]["products_total"] == 1
+    (row,) = client.get(PRODUCTS_URL, headers=auth(key)).get_json()["products"]
+    assert (row["sku"], row["stock_tracked"]) == ("mixed", False)
+
+
 def test_an_import_payload_stored_before_statuses_leaves_retirement_alone() -> None:
     from cartcast import catalog
 
