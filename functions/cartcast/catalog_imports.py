@@ -583,16 +583,26 @@ def _shopify_product(
 
 
 def _stock_tracked(rows: list[tuple[int, dict[str, str]]]) -> bool:
-    """Whether the store counts the product's stock.
+    """Whether the store counts the stock of every variant of the product.
 
     Shopify's export names who tracks each variant's inventory in Variant
     Inventory Tracker ("shopify", or empty when nobody does); a file without that
-    column counts the stock where it gives a Variant Inventory Qty.
+    column counts a variant's stock where it gives a Variant Inventory Qty. A
+    variant nobody tracks is sold whatever its quantity (exported as 0), so one
+    such variant keeps the product on sale, its summed stock of 0 not sold out.
     """
-    values = [values for _, values in rows]
-    if any("Variant Inventory Tracker" in row for row in values):
-        return any(row.get("Variant Inventory Tracker") for row in values)
-    return any(row.get("Variant Inventory Qty") for row in values)
+    first_line = rows[0][0]
+    variants = [
+        values
+        for line, values in rows
+        if _has_variant(values, is_first=line == first_line)
+    ]
+    column = (
+        "Variant Inventory Tracker"
+        if any("Variant Inventory Tracker" in values for values in variants)
+        else "Variant Inventory Qty"
+    )
+    return all(values.get(column) for values in variants)
 
 
 def _has_variant(values: dict[str, str], *, is_first: bool) -> bool:
