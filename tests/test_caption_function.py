@@ -803,3 +803,40 @@ def test_a_key_held_by_an_instance_lost_mid_request_is_free_again(
     assert retry.status_code == 201, retry.get_json()
     assert "Idempotent-Replayed" not in retry.headers
     assert len(_stored_posts(brand_key)) == 1
+
+
+def test_a_product_retired_while_gemini_writes_its_copy_gets_no_draft(
+    brand_key, standin
+) -> None:
+    """Decision 0110: a product retired while its copy is being written is
+    refused by name, not drafted. The check before Gemini's call cannot see a
+    retirement that lands during it, so it is made again once the copy is back."""
+    sku = catalog(1)[0]["sku"]
+    api = make_app("api", "http").test_client()
+    products = api.get("/v1/products?limit=100", headers=auth(brand_key)).get_json()
+    (product_id,) = [row["id"] for row in products["products"] if row["sku"] == sku]
+    release = standin.hold_answers()
+    answers: list = [None]
+
+    def ask() -> None:
+        answers[0] = post_json(
+            make_app("api", "http").test_client(),
+            "/v1/captions",
+            {"products": [sku]},
+            brand_key,
+        )
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    try:
+        assert standin.wait_for_requests(1), "the request never reached Gemini"
+        retired = api.delete(f"/v1/products/{product_id}", headers=auth(brand_key))
+    finally:
+        release.set()
+        asking.join()
+
+    assert retired.status_code == 200, retired.get_json()
+    assert answers[0].status_code == 409, answers[0].get_json()
+    error = answers[0].get_json()["error"]
+    assert error["field"] == "products[0]" and "retired" in error["message"]
+    assert _stored_posts(brand_key) == []
