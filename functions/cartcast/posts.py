@@ -146,6 +146,10 @@ ORDER BY p.created_at, p.written_order LIMIT :limit
 FOR UPDATE OF p
 """
 SELECT_PRODUCT_RETIRED = "SELECT retired_at FROM products WHERE id = :product_id"
+SELECT_RETIRED_AMONG = """
+SELECT CAST(id AS text) AS id, retired_at FROM products
+WHERE id = ANY(CAST(:ids AS uuid[])) AND retired_at IS NOT NULL
+"""
 UPDATE_STATE = """
 UPDATE posts SET state = :to_state, updated_at = :now
 WHERE brand_id = :brand_id AND id = :id AND state = ANY(CAST(:from_states AS text[]))
@@ -246,6 +250,7 @@ def create_drafts(
     # by side, and may write near-duplicates of each other's copy.
     for product_id in sorted({str(product["id"]) for product in products}):
         tx.scalar(LOCK_PRODUCT_DRAFTS, product_id=product_id)
+    _require_still_on_sale(tx, asked.refs, products)
     drafts, recent = _distinct_from_posts_written_meanwhile(
         tx,
         requests,
@@ -550,6 +555,29 @@ def _require_on_sale(refs: list[str], products: list[dict[str, Any]]) -> None:
                 catalog.retired_refusal(ref.strip(validation.BLANK)),
                 field=f"products[{index}]",
             )
+
+
+def _require_still_on_sale(
+    tx: Transaction, refs: list[str], products: list[dict[str, Any]]
+) -> None:
+    """Refuse a product retired while Gemini wrote its copy, as `_require_on_sale`
+    refuses one retired before.
+
+    Read again after the call, which may last a minute; a retirement committed
+    between this read and the commit still leaves a draft, which no slot takes
+    and the publisher's recheck holds if it is ever scheduled.
+    """
+    ids = [str(product["id"]) for product in products]
+    retired = {
+        row["id"]: row["retired_at"] for row in tx.rows(SELECT_RETIRED_AMONG, ids=ids)
+    }
+    _require_on_sale(
+        refs,
+        [
+            {**product, "retired_at": retired.get(str(product["id"]))}
+            for product in products
+        ],
+    )
 
 
 def _parse_caption_request(body: Any) -> CaptionRequest:
