@@ -124,6 +124,23 @@ def test_every_route_that_refuses_a_query_parameter_lists_the_400(
     assert unlisted == [], "\n".join(map(str, unlisted))
 
 
+def test_every_operation_that_reads_a_body_lists_the_408() -> None:
+    """Whatever reads a body (one it takes, or one it reads to refuse: a 413 or
+    415 listed) may wait for it past CARTCAST_BODY_WAIT_S, a 408 (decision 0109)."""
+    spec = yaml.safe_load(SPEC.read_text())
+
+    unlisted = [
+        (method, path)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict)
+        and {"413", "415"} & set(operation.get("responses", {}))
+        and "408" not in operation["responses"]
+    ]
+
+    assert unlisted == [], "\n".join(map(str, unlisted))
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A YAML loader that refuses a key given twice in one mapping.
 
