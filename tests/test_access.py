@@ -748,3 +748,17 @@ def test_authorization_sent_twice_is_a_400_naming_it(
     error = answer.get_json()["error"]
     assert error["field"] == "Authorization"
     assert "more than once" in error["message"]
+
+
+@pytest.mark.parametrize("joiner", [",", ", "])
+def test_authorization_sent_twice_is_a_400_when_the_first_is_not_bearer(
+    client, brand_key, joiner
+) -> None:
+    """README: sent twice is a 400 naming it "whatever the two say", so a Basic
+    credential before the key is not a 401 asking for a bearer key."""
+    joined = "Basic Zm9vOmJhcg==" + joiner + f"Bearer {brand_key}"
+
+    answer = client.get("/v1/posts", environ_overrides={"HTTP_AUTHORIZATION": joined})
+
+    assert answer.status_code == 400, answer.get_json()
+    assert answer.get_json()["error"]["field"] == "Authorization"
