@@ -176,8 +176,21 @@ def bearer_token(authorization: str | None) -> str:
     """Return the token of an `Authorization: Bearer ...` header, or raise 401."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        if REPEATED_CREDENTIALS.search(authorization or ""):
+            # Another scheme's credentials, then a second header: no operator
+            # key is read from it, so it is refused as sent twice at once.
+            raise _sent_twice()
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     return token.strip()
+
+
+def _sent_twice() -> InvalidRequest:
+    # RFC 6750 section 3.1: credentials given more than once are a 400
+    # (invalid_request), not a key that is unknown.
+    return InvalidRequest(
+        "Authorization is given more than once; send it once, as 'Bearer <key>'",
+        field="Authorization",
+    )
 
 
 def authenticate(
@@ -203,12 +216,7 @@ def authenticate(
     ):
         return Caller(brand_id=None, key_name="operator", role="operator")
     if REPEATED_CREDENTIALS.search(token):
-        # RFC 6750 section 3.1: credentials given more than once are a 400
-        # (invalid_request), not a key that is unknown.
-        raise InvalidRequest(
-            "Authorization is given more than once; send it once, as 'Bearer <key>'",
-            field="Authorization",
-        )
+        raise _sent_twice()
     row = tx.one(SELECT_ANY_KEY, key_hash=hash_key(token))
     if row is None:
         raise Unauthorized(
