@@ -449,6 +449,34 @@ def test_a_csv_product_with_a_variant_nobody_tracks_is_not_sold_out(
     assert (row["sku"], row["stock_tracked"]) == ("mixed", False)
 
 
+def test_a_csv_product_sold_when_out_of_stock_stays_in_a_job_for_all(
+    client,  # noqa: F811
+    signed_in,  # noqa: F811
+) -> None:
+    """A variant whose Variant Inventory Policy is `continue` is sold past 0
+    (a backorder, a pre-order): its product is on sale at a stock of 0."""
+    key = signed_in["key"]
+    for sku in ("BEA-ESS-ESS-001", "BEA-GLA-EYE-002"):
+        retire(client, key, sku)
+    header = SHOPIFY_COLUMNS + ",Variant Inventory Tracker,Variant Inventory Policy"
+    lines = [
+        header,
+        "backorder,Backorder Mug,,,,,,,,12.00,,0,,,,shopify,continue",
+        "sold-out,Sold Out Mug,,,,,,,,12.00,,0,,,,shopify,deny",
+    ]
+    token = csrf_of(client, "/console/catalog")
+    upload(client, token, ("\r\n".join(lines) + "\r\n").encode(), "export.csv")
+
+    job = job_for(client, key, {"products": "all"})
+
+    assert job["progress"]["products_total"] == 1
+    tracked = {
+        row["sku"]: row["stock_tracked"]
+        for row in client.get(PRODUCTS_URL, headers=auth(key)).get_json()["products"]
+    }
+    assert tracked == {"backorder": False, "sold-out": True}
+
+
 def test_an_import_payload_stored_before_statuses_leaves_retirement_alone() -> None:
     from cartcast import catalog
 
