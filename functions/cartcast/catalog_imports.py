@@ -56,6 +56,7 @@ ONE_LINE_COLUMNS = (
     "Option2 Name", "Option2 Value", "Option3 Name", "Option3 Value", "Variant SKU",
     "Variant Price", "Variant Compare At Price", "Variant Inventory Qty",
     "Image Src", "Image Position", "Status", "Variant Inventory Tracker",
+    "Variant Inventory Policy",
 )  # fmt: skip
 # Every column a product is read from; csv keeps the last cell of a name given
 # twice, so a header repeating one of these is refused.
@@ -588,8 +589,9 @@ def _stock_tracked(rows: list[tuple[int, dict[str, str]]]) -> bool:
     Shopify's export names who tracks each variant's inventory in Variant
     Inventory Tracker ("shopify", or empty when nobody does); a file without that
     column counts a variant's stock where it gives a Variant Inventory Qty. A
-    variant nobody tracks is sold whatever its quantity (exported as 0), so one
-    such variant keeps the product on sale, its summed stock of 0 not sold out.
+    variant nobody tracks is sold whatever its quantity (exported as 0), as is
+    one whose Variant Inventory Policy is "continue" (sold when out of stock), so
+    one such variant keeps the product on sale, its summed stock of 0 not sold out.
     """
     first_line = rows[0][0]
     variants = [
@@ -602,7 +604,11 @@ def _stock_tracked(rows: list[tuple[int, dict[str, str]]]) -> bool:
         if any("Variant Inventory Tracker" in values for values in variants)
         else "Variant Inventory Qty"
     )
-    return all(values.get(column) for values in variants)
+    return all(
+        values.get(column)
+        and values.get("Variant Inventory Policy", "").strip().lower() != "continue"
+        for values in variants
+    )
 
 
 def _has_variant(values: dict[str, str], *, is_first: bool) -> bool:
