@@ -143,6 +143,25 @@ def test_a_feeds_status_retires_and_restores_and_its_absence_changes_nothing(
     assert skus_listed(client, brand_key) == ["A"]
 
 
+def test_an_unlisted_product_is_on_sale_and_restores_a_retired_one(
+    client, brand_key
+) -> None:
+    """Shopify's `unlisted` status (Admin API 2025-10 on) is a product on sale
+    whose page opens from a direct link, as a post's does: imported, not refused."""
+    post_json(client, PRODUCTS_URL, [product("A"), product("B")], brand_key)
+    retire(client, brand_key, "B")
+
+    answer = post_json(
+        client,
+        PRODUCTS_URL,
+        [product("A", status="unlisted"), product("B", status="Unlisted")],
+        brand_key,
+    )
+
+    assert answer.status_code == 200, answer.get_json()
+    assert skus_listed(client, brand_key) == ["A", "B"]
+
+
 def test_a_new_product_given_as_archived_comes_in_retired(client, brand_key) -> None:
     post_json(client, PRODUCTS_URL, [product("A", status="archived")], brand_key)
 
