@@ -178,7 +178,7 @@ def test_a_status_it_does_not_know_refuses_the_feed_naming_it(
 
     assert answer.status_code == 400
     message = answer.get_json()["error"]["message"]
-    assert "'status'" in message and "active, draft or archived" in message
+    assert "'status'" in message and "active, unlisted, draft or archived" in message
     assert skus_listed(client, brand_key, "&retired=include") == []
 
 

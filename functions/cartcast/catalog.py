@@ -88,6 +88,9 @@ WHERE brand_id = :brand_id AND id = :id AND retired_at IS NULL
 # The store's product statuses (Shopify's Status column: active, draft, archived).
 # A draft is no more on sale than an archived product: its page is not live.
 PRODUCT_STATUSES = ("active", "draft", "archived")
+# Shopify's ProductStatus UNLISTED (Admin API 2025-10 on): active, its page opened
+# by a direct link only, as a post's link opens it; taken as active.
+UNLISTED = "unlisted"
 # The prefix of the reason a post of a retired product is held with (holds.py):
 # restoring the product releases only the posts held for it.
 RETIRED_PREFIX = "retired: "
@@ -473,10 +476,12 @@ def _status(row: dict[str, Any]) -> str | None:
     if value is None or (isinstance(value, str) and validation.is_blank(value)):
         return None
     status = value.strip(validation.BLANK).lower() if isinstance(value, str) else None
+    if status == UNLISTED:
+        return "active"
     if status not in PRODUCT_STATUSES:
         raise InvalidRequest(
-            "'status' must be active, draft or archived (the store's status of "
-            "the product: draft and archived retire it), or left out",
+            "'status' must be active, unlisted, draft or archived (the store's "
+            "status of the product: draft and archived retire it), or left out",
             field="status",
         )
     return status
