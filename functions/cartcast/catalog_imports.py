@@ -557,9 +557,8 @@ def _shopify_product(
         "category": first.get("Type", "")[:100],
         "tags": [tag.strip() for tag in first.get("Tags", "").split(",")][:TAG_MAX],
         "price": str(variants[0]["price"]),
+        "stock": sum(variant["stock"] for variant in variants),
     }
-    if _stock_tracked(rows):
-        feed_row["stock"] = sum(variant["stock"] for variant in variants)
     if first.get("Status"):
         # Shopify's product status: draft and archived retire it (decision 0110).
         feed_row["status"] = first["Status"]
@@ -580,6 +579,9 @@ def _shopify_product(
         shown = str(error).replace("'status'", "'Status'")
         field = "Status" if error.field == "status" else error.field
         raise RowError(shown, row=first_line, field=field) from error
+    # The summed stock is what the copy's stock claims are checked against; whether
+    # 0 means sold out is the variants' to say.
+    product["stock_tracked"] = _stock_tracked(rows)
     return product, variants, images
 
 
