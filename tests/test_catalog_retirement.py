@@ -471,13 +471,18 @@ def test_a_csv_product_with_a_variant_nobody_tracks_is_not_sold_out(
         [
             "mixed,Mixed Mug,,,,,Size,Small,,12.00,,0,,,,shopify",
             "mixed,,,,,,,Large,,12.00,,0,,,,",
+            "partly,Partly Mug,,,,,Size,Small,,12.00,,5,,,,shopify",
+            "partly,,,,,,,Large,,12.00,,0,,,,",
         ],
     )
 
     job = job_for(client, key, {"products": "all"})
 
-    assert job["progress"]["products_total"] == 1
-    assert stock_tracked_by_sku(client, key) == {"mixed": False}
+    assert job["progress"]["products_total"] == 2
+    assert stock_tracked_by_sku(client, key) == {"mixed": False, "partly": False}
+    # The stock its claims are checked against is still its variants' sum.
+    listed = client.get(PRODUCTS_URL, headers=auth(key)).get_json()["products"]
+    assert {row["sku"]: row["stock"] for row in listed} == {"mixed": 0, "partly": 5}
 
 
 def test_a_csv_product_sold_when_out_of_stock_stays_in_a_job_for_all(
