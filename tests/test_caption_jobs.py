@@ -595,3 +595,40 @@ def test_a_leaving_brands_queued_job_writes_nothing_and_resumes_if_it_stays(
     assert "POST /v1/brand/offboarding/cancel" in reason
     assert stayed.status_code == 200
     assert job_of(key, job_id)["progress"]["by_engine"]["gemini"] == 4
+
+
+def test_a_product_retired_while_its_chunk_is_written_is_counted_failed(
+    gemini_env, monkeypatch, standin
+) -> None:
+    """Decision 0110: a product retired during Gemini's call for its chunk gets no
+    draft; its item fails with the retired reason, and the others are written."""
+    monkeypatch.setenv("GEMINI_REQUESTS_PER_MINUTE", "100")
+    monkeypatch.setenv("GEMINI_REQUESTS_PER_DAY", "100")
+    runtime_module.reset()
+    key = make_brand(products=2)
+    kept, retired = (product["sku"] for product in catalog(2))
+    job_id = enqueue(key, {"products": [kept, retired]}).get_json()["job"]["id"]
+    listed = get(key, "/v1/products?limit=10").get_json()["products"]
+    (retired_id,) = [row["id"] for row in listed if row["sku"] == retired]
+    release = standin.hold_answers()
+    outcome: list = [None]
+
+    def drain() -> None:
+        outcome[0] = caption_drain.drain(runtime_module.current(), budget_s=30)
+
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    try:
+        assert standin.wait_for_requests(1), "the drain never reached Gemini"
+        api = make_app("api", "http").test_client()
+        api.delete(f"/v1/products/{retired_id}", headers=auth(key))
+    finally:
+        release.set()
+        drainer.join()
+
+    job = job_of(key, job_id)
+    assert job["state"] == "done", job
+    assert (job["progress"]["done"], job["progress"]["failed"]) == (1, 1)
+    (failure,) = job["failures"]
+    assert failure["sku"] == retired and "retired" in failure["error"]
+    assert all(post["product_id"] != retired_id for post in posts_of(key))
