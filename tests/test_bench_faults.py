@@ -152,8 +152,35 @@ def test_every_operation_of_the_spec_that_lists_refusals_is_read() -> None:
 
     listed = apifuzz.refusals_beyond_schema()
 
-    assert listed["GET /v1/x/callback"] == {"state", "code"}
-    assert listed["POST /v1/products"] == {"products[].sku", "products[].handle"}
+    assert listed["GET /v1/x/callback"] == {"state", "code", "Authorization"}
+    assert listed["POST /v1/products"] == {
+        "products[].sku",
+        "products[].handle",
+        "products",
+        "Authorization",
+    }
+
+
+def test_every_operation_may_refuse_authorization_given_twice() -> None:
+    """Two Authorization headers reach the app joined by a comma, which a
+    schema cannot tell from one (keys.REPEATED_CREDENTIALS): a 400 naming it is
+    a refusal the spec's whole document lists, on every operation."""
+    import yaml
+
+    from bench.faults import apifuzz
+
+    spec = yaml.safe_load(apifuzz.SPEC.read_text())
+    operations = {
+        f"{method.upper()} {path}"
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict)
+    }
+
+    listed = apifuzz.refusals_beyond_schema()
+
+    assert set(listed) == operations
+    assert all("Authorization" in fields for fields in listed.values())
 
 
 def test_a_hand_made_request_with_no_answer_is_named_not_a_crash() -> None:
