@@ -249,15 +249,18 @@ def needs_key(path: str, open_paths: list[re.Pattern[str]]) -> bool:
 
 
 def refusals_beyond_schema() -> dict[str, set[str]]:
-    """Each operation's `x-refusals-beyond-schema` fields, by "METHOD /path"."""
+    """Each operation's `x-refusals-beyond-schema` fields, by "METHOD /path",
+    with those the document lists for every operation."""
     import yaml
 
     spec = yaml.safe_load(SPEC.read_text())
+    everywhere = set(spec.get("x-refusals-beyond-schema", {}))
     return {
-        f"{method.upper()} {path}": set(operation["x-refusals-beyond-schema"])
+        f"{method.upper()} {path}": everywhere
+        | set(operation.get("x-refusals-beyond-schema", {}))
         for path, item in spec["paths"].items()
         for method, operation in item.items()
-        if isinstance(operation, dict) and "x-refusals-beyond-schema" in operation
+        if isinstance(operation, dict)
     }
 
 
